@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Installs cverse's build and test dependencies from Debian packages, idempotently.
+# libraft comes from bookworm-backports (0.22.1, the maintained cowsql fork): Debian 12's own
+# 0.15.0 has a known Raft safety bug and drops log entries (see docs/architecture.md).
+# `apt-get update` runs only when something is missing.
+set -euo pipefail
+
+PKGS=(build-essential pkg-config meson ninja-build
+      libuv1-dev liblmdb-dev libprotobuf-c-dev protobuf-c-compiler
+      libcurl4-openssl-dev libcriterion-dev libyaml-dev libjansson-dev libhttp-parser-dev
+      curl python3 lmdb-utils)
+BACKPORTS_PKGS=(libraft-dev)
+RAFT_MIN=0.22
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+raft_ok=0
+if ver=$(dpkg-query -W -f='${Version}' libraft-dev 2>/dev/null) && [ -n "$ver" ] &&
+   dpkg --compare-versions "$ver" ge "$RAFT_MIN"; then
+  raft_ok=1
+fi
+
+if [ ${#missing[@]} -eq 0 ] && [ $raft_ok -eq 1 ]; then
+  echo "install-deps: all dependencies present"
+  exit 0
+fi
+
+src=/etc/apt/sources.list.d/bookworm-backports.sources
+if [ $raft_ok -eq 0 ] && [ ! -f "$src" ]; then
+  $SUDO tee "$src" >/dev/null <<'SRC'
+Types: deb
+URIs: http://deb.debian.org/debian
+Suites: bookworm-backports
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -q
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}"
+  $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+if [ $raft_ok -eq 0 ]; then
+  echo "install-deps: installing libraft-dev from bookworm-backports"
+  $SUDO apt-get install -y -q --no-install-recommends -t bookworm-backports "${BACKPORTS_PKGS[@]}"
+fi
+ver=$(dpkg-query -W -f='${Version}' libraft-dev)
+dpkg --compare-versions "$ver" ge "$RAFT_MIN" || { echo "install-deps: libraft-dev $ver < $RAFT_MIN" >&2; exit 1; }
+echo "install-deps: done (libraft-dev $ver)"

@@ -1,0 +1,102 @@
+/* The catalog: the Raft FSM's state (nodes, shard map, leases, objects, config) kept in LMDB, with an
+ * in-memory mirror of nodes and the shard map for fast reads. Single-threaded: call from one loop. */
+#ifndef CV_CATALOG_H
+#define CV_CATALOG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "catalog.pb-c.h"
+
+#define CV_NODE_ID_MAX 64
+
+struct cv_catalog;
+
+struct cv_catalog_opts {
+    const char *dir;      /* directory for the LMDB environment; created if missing */
+    uint32_t shards;      /* size of the shard map; must match what an existing catalog holds */
+    size_t map_size;      /* LMDB map size, default 1 GiB when 0 */
+    bool sync_each_txn;   /* true: fsync every apply (slow); false (default): MDB_NOSYNC, see
+                             docs/architecture.md for why that is safe */
+};
+
+/* One node as the catalog knows it. Strings are NUL-terminated copies. */
+struct cv_catalog_node {
+    char id[CV_NODE_ID_MAX];
+    char grpc_addr[128], advertise_addr[128], http_addr[128], raft_addr[128];
+    uint64_t raft_id;
+    int role;            /* Cverse__Catalog__Role */
+    bool alive;
+    uint64_t incarnation;
+    uint64_t lease_expiry_ms;
+    uint64_t lease_renewed_ms;
+    uint32_t shards_owned;
+};
+
+/* Result of one command in an applied batch. */
+struct cv_cmd_result {
+    const char *origin; /* points into the decoded batch: valid only during the observer call */
+    uint64_t seq;
+    int status;         /* 0 or a CV_E* code (e.g. CV_ECONFLICT for a failed compare-and-set) */
+};
+
+/* Called after an entry was applied (never for skipped entries), with the decoded batch.
+ * results[i] belongs to batch->commands[i]. Runs inside cv_catalog_apply, after the commit. */
+typedef void (*cv_catalog_observer)(void *data, uint64_t index, const Cverse__Catalog__Batch *batch,
+                                    const struct cv_cmd_result *results);
+
+/* Opens (creating if needed) the catalog. *out is freed by cv_catalog_close.
+ * CV_ECONFIG if the stored shard count differs from opts->shards; CV_ELMDB / CV_EIO otherwise. */
+int cv_catalog_open(const struct cv_catalog_opts *opts, struct cv_catalog **out);
+void cv_catalog_close(struct cv_catalog *cat);
+
+void cv_catalog_set_observer(struct cv_catalog *cat, cv_catalog_observer cb, void *data);
+
+/* Applies one log entry (a serialized Batch) at log index `index`, state and applied index in ONE write
+ * transaction. An entry with index <= the stored applied index is skipped (*skipped = true, returns 0):
+ * replay after restart is idempotent. Business failures of single commands are reported in the
+ * observer's results, not here. Returns CV_EPROTO for an undecodable entry (it is then recorded as
+ * applied and ignored, so one bad entry cannot wedge the group), CV_ELMDB if the write failed
+ * (the transaction is aborted; nothing changed). */
+int cv_catalog_apply(struct cv_catalog *cat, uint64_t index, const void *buf, size_t len, bool *skipped);
+
+/* Records that entry `index` carried no catalog command (a raft barrier/config entry seen by the FSM
+ * or an empty batch): advances the applied index. Same skip rule as apply. */
+int cv_catalog_apply_noop(struct cv_catalog *cat, uint64_t index);
+
+uint64_t cv_catalog_applied_index(const struct cv_catalog *cat);
+uint32_t cv_catalog_shards(const struct cv_catalog *cat);
+uint64_t cv_catalog_config_fingerprint(const struct cv_catalog *cat);
+
+/* Serializes the whole catalog (one consistent read txn) into a malloc'ed buffer owned by the caller. */
+int cv_catalog_snapshot(struct cv_catalog *cat, void **buf, size_t *len);
+/* Replaces the catalog with a snapshot's content in one write txn, unless the snapshot is older than
+ * or equal to what is stored (then it is ignored and *ignored = true): that happens on restart, when
+ * raft re-installs its last snapshot but LMDB already holds newer state. buf stays the caller's. */
+int cv_catalog_restore(struct cv_catalog *cat, const void *buf, size_t len, bool *ignored);
+/* Flushes LMDB to disk (mdb_env_sync(force)). */
+int cv_catalog_sync(struct cv_catalog *cat);
+
+/* Reads from the in-memory mirror. Pointers stay valid until the next apply/restore/close. */
+size_t cv_catalog_node_count(const struct cv_catalog *cat);
+const struct cv_catalog_node *cv_catalog_node_at(const struct cv_catalog *cat, size_t i);
+const struct cv_catalog_node *cv_catalog_node_get(const struct cv_catalog *cat, const char *id);
+/* Owner node id of a shard ("" if unassigned) and its epoch; NULL if shard is out of range. */
+const char *cv_catalog_shard_owner(const struct cv_catalog *cat, uint32_t shard, uint64_t *epoch);
+uint32_t cv_catalog_unassigned_shards(const struct cv_catalog *cat);
+
+/* Object catalog reads (LMDB read txn). cv_catalog_object_get fills type (NUL-terminated, truncated to
+ * typelen) and shard; CV_ENOTFOUND if absent. */
+int cv_catalog_object_get(struct cv_catalog *cat, const char *id, char *type, size_t typelen,
+                          uint32_t *shard);
+/* Calls cb for each object (in id order) until cb returns nonzero. Strings valid during the call. */
+typedef int (*cv_catalog_object_cb)(void *data, const char *type, const char *id, uint32_t shard);
+int cv_catalog_object_foreach(struct cv_catalog *cat, cv_catalog_object_cb cb, void *data);
+size_t cv_catalog_object_count(struct cv_catalog *cat);
+
+/* Debug builds: checks the mirror against LMDB and the invariants (owners are known nodes, epochs
+ * monotonic, shards_owned sums to assigned shards). Returns 0 or CV_ECONFLICT with a log line. */
+int cv_catalog_check(struct cv_catalog *cat);
+
+#endif

@@ -1,0 +1,85 @@
+/* Cluster configuration: parses Goverse's YAML schema plus cverse's additions (libyaml) and validates it. */
+#ifndef CV_CONFIG_H
+#define CV_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum cv_provider { CV_PROVIDER_RAFT = 0, CV_PROVIDER_ETCD };
+
+struct cv_node_cfg {
+    char *id;
+    char *grpc_addr;      /* listen address of the native protocol, e.g. "0.0.0.0:47001" */
+    char *advertise_addr; /* address others dial for grpc_addr; default: connectable grpc_addr */
+    char *http_addr;      /* listen address of the HTTP API */
+    char *raft_addr;      /* raft transport address others dial (numeric host); default below */
+    char *raft_bind_addr; /* where raft listens: grpc_addr's host with raft_addr's port */
+    int line;             /* line of the entry in the file, for messages */
+};
+
+struct cv_gate_cfg {
+    char *id;
+    char *grpc_addr;
+    char *advertise_addr;
+    char *http_addr;
+    int line;
+};
+
+struct cv_autoload_cfg {
+    char *type;
+    char *id;
+    bool per_shard;
+    bool per_node;
+};
+
+struct cv_raft_cfg {
+    unsigned voters;               /* default 3 (capped at the number of nodes) */
+    unsigned election_timeout_ms;  /* default 300 */
+    unsigned heartbeat_timeout_ms; /* default 30 */
+    unsigned snapshot_threshold;   /* default 8192 entries */
+    unsigned snapshot_trailing;    /* default 1024 entries */
+    bool pre_vote;                 /* default true */
+};
+
+struct cv_config {
+    char *path; /* as given to cv_config_load, or the name given to cv_config_parse */
+    int version;
+    uint32_t shards;             /* cluster.shards, default 8192; 1..1048576 */
+    enum cv_provider provider;   /* cluster.provider: "raft" (default) or "etcd" */
+    char **etcd_endpoints;       /* cluster.etcd.endpoints */
+    size_t n_etcd_endpoints;
+    char *etcd_prefix;           /* cluster.etcd.prefix, default "/cverse" */
+    struct cv_autoload_cfg *autoload;
+    size_t n_autoload;
+    struct cv_raft_cfg raft;
+    char *data_dir;              /* cluster.data_dir, default "cverse-data" */
+    unsigned lease_ttl_ms;       /* cluster.lease_ttl_ms, default 1500 */
+    struct cv_node_cfg *nodes;
+    size_t n_nodes;
+    struct cv_gate_cfg *gates;
+    size_t n_gates;
+    bool has_inspector;
+    struct {
+        char *grpc_addr, *http_addr, *advertise_addr;
+    } inspector;
+    char **warnings; /* accepted-but-unused keys etc., "file:line: key: message" */
+    size_t n_warnings;
+    uint64_t fingerprint; /* FNV-1a 64 over the settings every node must agree on (shards, nodes) */
+};
+
+/* Reads and parses a YAML file. On error returns CV_ECONFIG (or CV_EIO if unreadable) and writes one
+ * line "FILE:LINE: KEY: what is wrong" into err. On success *out is owned by the caller:
+ * release it with cv_config_free. */
+int cv_config_load(const char *path, struct cv_config **out, char *err, size_t errlen);
+/* Same, from a buffer; name is used in messages. */
+int cv_config_parse(const char *text, size_t len, const char *name, struct cv_config **out, char *err,
+                    size_t errlen);
+void cv_config_free(struct cv_config *cfg);
+
+/* Lookups; NULL / -1 when absent. Returned pointers live as long as cfg. */
+const struct cv_node_cfg *cv_config_node(const struct cv_config *cfg, const char *id);
+int cv_config_node_index(const struct cv_config *cfg, const char *id);
+const struct cv_gate_cfg *cv_config_gate(const struct cv_config *cfg, const char *id);
+
+#endif

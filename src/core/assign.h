@@ -1,0 +1,23 @@
+/* Shard assignment: balanced (max - min <= 1) and minimal-movement mapping of shards to live nodes.
+ * Pure: no I/O, no allocation beyond what the caller passes in. */
+#ifndef CV_CORE_ASSIGN_H
+#define CV_CORE_ASSIGN_H
+
+#include <stdint.h>
+
+/* Owners are small integers: an index into the caller's node table, or CV_ASSIGN_NONE. */
+#define CV_ASSIGN_NONE (-1)
+
+/* Computes the new owner of every shard.
+ *   cur[shards]: current owner of each shard (an index < n_nodes, or CV_ASSIGN_NONE).
+ *   live[n_nodes]: nonzero for nodes that may own shards.
+ *   out[shards]: the result (may alias cur).
+ * Guarantees, when at least one node is live: every shard gets a live owner; the owned counts of live
+ * nodes differ by at most 1; a shard keeps its owner whenever that is compatible with balance, so the
+ * number of moved shards is the minimum possible. Deterministic: the same inputs give the same output
+ * (ties broken by node index). With no live node, every shard becomes CV_ASSIGN_NONE.
+ * Returns the number of shards whose owner changed. */
+uint32_t cv_assign_shards(const int32_t *cur, uint32_t shards, const uint8_t *live, uint32_t n_nodes,
+                          int32_t *out);
+
+#endif

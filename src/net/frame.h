@@ -1,0 +1,31 @@
+/* Framing of the native protocol: 4-byte big-endian length + serialized cverse.rpc.Frame (pure). */
+#ifndef CV_NET_FRAME_H
+#define CV_NET_FRAME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rpc.pb-c.h"
+
+#define CV_FRAME_MAX (16u * 1024u * 1024u) /* largest accepted frame body, bytes */
+
+/* Incremental decoder over a byte stream. Owns its buffer; free with cv_frame_reader_free. */
+struct cv_frame_reader {
+    uint8_t *buf;
+    size_t len, cap;
+    size_t max; /* CV_FRAME_MAX unless set lower */
+};
+
+void cv_frame_reader_init(struct cv_frame_reader *r, size_t max);
+void cv_frame_reader_free(struct cv_frame_reader *r);
+/* Appends bytes read from the socket. CV_ENOMEM. */
+int cv_frame_reader_feed(struct cv_frame_reader *r, const void *data, size_t len);
+/* Pops the next complete frame: returns 1 and sets *out (free with cverse__rpc__frame__free_unpacked),
+ * 0 if more bytes are needed, CV_ETOOBIG if the declared length exceeds max, CV_EPROTO if the body does
+ * not decode. After a negative return the stream is unusable: close the connection. */
+int cv_frame_reader_next(struct cv_frame_reader *r, Cverse__Rpc__Frame **out);
+
+/* Encodes a frame into a malloc'ed buffer (length prefix included) owned by the caller. */
+int cv_frame_encode(const Cverse__Rpc__Frame *f, uint8_t **out, size_t *len);
+
+#endif

@@ -1,0 +1,47 @@
+/* HTTP/1.1 server on libuv with http_parser: keep-alive, size limits, asynchronous responses. */
+#ifndef CV_NET_HTTP_H
+#define CV_NET_HTTP_H
+
+#include <stddef.h>
+#include <uv.h>
+
+struct cv_http_server;
+struct cv_http_exchange; /* one request awaiting its response */
+
+struct cv_http_request {
+    const char *method;       /* "GET", "POST", ... */
+    const char *path;         /* decoded path without the query, e.g. "/v1/cluster" */
+    const char *query;        /* raw query string without '?', "" if none */
+    const char *body;         /* NUL-terminated for convenience; body_len excludes the NUL */
+    size_t body_len;
+    const char *content_type; /* "" if absent */
+    const char *origin;       /* Origin header, "" if absent (for CORS) */
+};
+
+/* Called once per request. The request (and its strings) stays valid until cv_http_respond is called
+ * for this exchange, which must happen exactly once (now or later). */
+typedef void (*cv_http_handler)(void *data, struct cv_http_exchange *x, const struct cv_http_request *req);
+typedef void (*cv_http_close_cb)(struct cv_http_server *srv);
+
+struct cv_http_opts {
+    size_t max_body;     /* larger bodies get 413 without calling the handler; default 1 MiB */
+    size_t max_header;   /* larger header sections get 431; default 16 KiB */
+    const char *cors_origin; /* if set, Access-Control-Allow-* headers are sent; OPTIONS answered 204 */
+};
+
+int cv_http_server_init(uv_loop_t *loop, const struct cv_http_opts *opts, cv_http_handler handler,
+                        void *data, struct cv_http_server **out);
+int cv_http_server_listen(struct cv_http_server *srv, const char *addr);
+/* Stops listening and closes connections; exchanges still unanswered are answered by nobody: their
+ * cv_http_respond becomes a no-op that frees them. cb may be NULL. */
+void cv_http_server_close(struct cv_http_server *srv, cv_http_close_cb cb);
+
+/* Sends the response and frees the exchange. extra_headers: NULL or "Name: value\r\n..." lines. */
+void cv_http_respond(struct cv_http_exchange *x, int status, const char *content_type, const char *body,
+                     size_t len, const char *extra_headers);
+/* Convenience: JSON body (Content-Type: application/json). */
+void cv_http_respond_json(struct cv_http_exchange *x, int status, const char *json);
+/* Convenience: {"error": msg, "code": code} with the given status. */
+void cv_http_respond_error(struct cv_http_exchange *x, int status, const char *code, const char *msg);
+
+#endif

@@ -1,0 +1,69 @@
+/* Request/response RPC over TCP on libuv with the native framing: many requests in flight per
+ * connection, matched by id; deadlines; one-way events. A server side and an auto-reconnecting client. */
+#ifndef CV_NET_RPC_H
+#define CV_NET_RPC_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+struct cv_rpc_server;
+struct cv_rpc_conn;   /* an accepted connection; reference counted */
+struct cv_rpc_client; /* an outgoing connection to one address */
+
+/* A request arrived on conn. The handler must answer exactly once with cv_rpc_respond (now or later);
+ * body is valid only during the call. To answer later, take a reference (cv_rpc_conn_ref) and drop it
+ * after responding. deadline_ms: how long the caller waits (0 = no deadline). */
+typedef void (*cv_rpc_request_cb)(void *data, struct cv_rpc_conn *conn, uint64_t id, const char *method,
+                                  const uint8_t *body, size_t len, uint32_t deadline_ms);
+/* Connection closed (peer gone or server closing). Called once per accepted connection; optional. */
+typedef void (*cv_rpc_conn_close_cb)(void *data, struct cv_rpc_conn *conn);
+typedef void (*cv_rpc_server_close_cb)(struct cv_rpc_server *srv);
+
+/* Allocates a server; freed when the close callback ran. */
+int cv_rpc_server_init(uv_loop_t *loop, cv_rpc_request_cb on_request, cv_rpc_conn_close_cb on_conn_close,
+                       void *data, struct cv_rpc_server **out);
+/* Binds and listens on "host:port". CV_EIO with a log line if the address is taken. */
+int cv_rpc_server_listen(struct cv_rpc_server *srv, const char *addr);
+/* Stops listening, closes every connection, then calls cb (may be NULL) and frees srv. */
+void cv_rpc_server_close(struct cv_rpc_server *srv, cv_rpc_server_close_cb cb);
+
+/* Sends the response to request id. CV_ECLOSED if the connection is gone (the response is dropped). */
+int cv_rpc_respond(struct cv_rpc_conn *conn, uint64_t id, int status, const char *error, const void *body,
+                   size_t len);
+/* Pushes a one-way event to the peer of an accepted connection. */
+int cv_rpc_send_event(struct cv_rpc_conn *conn, const char *method, const void *body, size_t len);
+void cv_rpc_conn_ref(struct cv_rpc_conn *conn);
+void cv_rpc_conn_unref(struct cv_rpc_conn *conn);
+/* Per-connection user pointer (e.g. a subscription). */
+void cv_rpc_conn_set_data(struct cv_rpc_conn *conn, void *data);
+void *cv_rpc_conn_get_data(const struct cv_rpc_conn *conn);
+
+/* Outcome of a call. status 0: body is the response (valid only during the call). Negative: CV_E* from
+ * the peer (error then holds its message) or local: CV_ETIMEDOUT, CV_EUNAVAIL (could not connect /
+ * connection lost before the response), CV_ECANCELED (client closing). */
+typedef void (*cv_rpc_call_cb)(void *data, int status, const char *error, const uint8_t *body, size_t len);
+/* An event pushed by the server. */
+typedef void (*cv_rpc_event_cb)(void *data, const char *method, const uint8_t *body, size_t len);
+/* The connection went up (connected = 1) or down (0). */
+typedef void (*cv_rpc_state_cb)(void *data, int connected);
+typedef void (*cv_rpc_client_close_cb)(struct cv_rpc_client *cli);
+
+struct cv_rpc_client_opts {
+    const char *addr;            /* "host:port" to dial; "localhost" allowed */
+    unsigned reconnect_ms;       /* delay between connection attempts, default 100 */
+    cv_rpc_event_cb on_event;    /* optional */
+    cv_rpc_state_cb on_state;    /* optional */
+    void *data;                  /* passed to on_event / on_state */
+};
+
+/* Allocates a client that connects lazily on the first call and reconnects after failures. */
+int cv_rpc_client_init(uv_loop_t *loop, const struct cv_rpc_client_opts *opts, struct cv_rpc_client **out);
+/* Starts a call; cb fires exactly once (never from inside cv_rpc_call). timeout_ms 0 = no deadline.
+ * While the client is not connected, calls wait for the connection until their deadline. */
+int cv_rpc_call(struct cv_rpc_client *cli, const char *method, const void *body, size_t len,
+                unsigned timeout_ms, cv_rpc_call_cb cb, void *data);
+/* Fails pending calls with CV_ECANCELED, closes the socket, calls cb (may be NULL), frees cli. */
+void cv_rpc_client_close(struct cv_rpc_client *cli, cv_rpc_client_close_cb cb);
+
+#endif
