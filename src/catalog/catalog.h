@@ -28,7 +28,7 @@ struct cv_catalog_node {
     uint64_t raft_id;
     int role;            /* Cverse__Catalog__Role */
     bool alive;
-    uint64_t incarnation;
+    uint64_t incarnation; /* 1 at the first registration; +1 each time a dead node registers or renews */
     uint64_t lease_expiry_ms;
     uint64_t lease_renewed_ms;
     uint32_t shards_owned;
@@ -60,6 +60,19 @@ void cv_catalog_set_observer(struct cv_catalog *cat, cv_catalog_observer cb, voi
  * applied and ignored, so one bad entry cannot wedge the group), CV_ELMDB if the write failed
  * (the transaction is aborted; nothing changed). */
 int cv_catalog_apply(struct cv_catalog *cat, uint64_t index, const void *buf, size_t len, bool *skipped);
+/* Per-command results (cv_cmd_result.status); a command that fails changes nothing:
+ *   set_config     CV_ECONFIG if its shards differ from the catalog's (the shard count never changes)
+ *   register_node  CV_EINVAL: no info, empty id or id >= CV_NODE_ID_MAX, an address >= 128 bytes
+ *   renew_lease, set_role, expire_node  CV_ENOTFOUND: unknown node (CV_EINVAL: empty id)
+ *   expire_node    CV_ECONFLICT if the lease's expiry_ms differs (it was renewed)
+ *   set_role       CV_EINVAL: not a Role value
+ *   assign_shards  first failing assignment decides: CV_EINVAL (shard >= shards, a shard twice, unknown
+ *                  owner), CV_ECONFLICT (expect_epoch != epoch); nothing is applied then
+ *   create_object  CV_EINVAL (empty type/id, id longer than an LMDB key, bad "shard#N/"), CV_EEXIST (the
+ *                  id exists with another type); a node-pinned id's node is not checked
+ *   delete_object  CV_EINVAL (empty id); absent is 0
+ *   no command set (e.g. from a newer version): CV_EINVAL
+ * apply may also return CV_ENOMEM (nothing changed, like CV_ELMDB). */
 
 /* Records that entry `index` carried no catalog command (a raft barrier/config entry seen by the FSM
  * or an empty batch): advances the applied index. Same skip rule as apply. */
@@ -78,7 +91,8 @@ int cv_catalog_restore(struct cv_catalog *cat, const void *buf, size_t len, bool
 /* Flushes LMDB to disk (mdb_env_sync(force)). */
 int cv_catalog_sync(struct cv_catalog *cat);
 
-/* Reads from the in-memory mirror. Pointers stay valid until the next apply/restore/close. */
+/* Reads from the in-memory mirror. Pointers stay valid until the next apply/restore/close.
+ * Nodes are sorted by id (byte order), so node_at(i) is the same on every replica and after a reopen. */
 size_t cv_catalog_node_count(const struct cv_catalog *cat);
 const struct cv_catalog_node *cv_catalog_node_at(const struct cv_catalog *cat, size_t i);
 const struct cv_catalog_node *cv_catalog_node_get(const struct cv_catalog *cat, const char *id);
@@ -90,7 +104,9 @@ uint32_t cv_catalog_unassigned_shards(const struct cv_catalog *cat);
  * typelen) and shard; CV_ENOTFOUND if absent. */
 int cv_catalog_object_get(struct cv_catalog *cat, const char *id, char *type, size_t typelen,
                           uint32_t *shard);
-/* Calls cb for each object (in id order) until cb returns nonzero. Strings valid during the call. */
+/* Calls cb for each object (in id order) until cb returns nonzero. Strings valid during the call.
+ * Returns 0, cb's nonzero value, or CV_ELMDB. cb must not call catalog functions that read LMDB (one
+ * read transaction per thread). */
 typedef int (*cv_catalog_object_cb)(void *data, const char *type, const char *id, uint32_t shard);
 int cv_catalog_object_foreach(struct cv_catalog *cat, cv_catalog_object_cb cb, void *data);
 size_t cv_catalog_object_count(struct cv_catalog *cat);

@@ -13,7 +13,8 @@ struct cv_node_cfg {
     char *grpc_addr;      /* listen address of the native protocol, e.g. "0.0.0.0:47001" */
     char *advertise_addr; /* address others dial for grpc_addr; default: connectable grpc_addr */
     char *http_addr;      /* listen address of the HTTP API */
-    char *raft_addr;      /* raft transport address others dial (numeric host); default below */
+    char *raft_addr;      /* raft transport address others dial; default: advertise_addr's host made
+                           * connectable ("localhost" -> 127.0.0.1) with port = grpc port + 2000 */
     char *raft_bind_addr; /* where raft listens: grpc_addr's host with raft_addr's port */
     int line;             /* line of the entry in the file, for messages */
 };
@@ -63,14 +64,15 @@ struct cv_config {
     struct {
         char *grpc_addr, *http_addr, *advertise_addr;
     } inspector;
-    char **warnings; /* accepted-but-unused keys etc., "file:line: key: message" */
+    char **warnings; /* accepted-but-unused Goverse keys, "file:line: key: message" */
     size_t n_warnings;
-    uint64_t fingerprint; /* FNV-1a 64 over the settings every node must agree on (shards, nodes) */
+    uint64_t fingerprint; /* FNV-1a 64 over the settings every node must agree on: the canonical text
+                           * "shards=N\n" + "node=ID raft=RAFT_ADDR\n" per node, in file order */
 };
 
-/* Reads and parses a YAML file. On error returns CV_ECONFIG (or CV_EIO if unreadable) and writes one
- * line "FILE:LINE: KEY: what is wrong" into err. On success *out is owned by the caller:
- * release it with cv_config_free. */
+/* Reads and parses a YAML file. On error returns CV_ECONFIG (or CV_EIO if unreadable: "FILE: cannot read:
+ * reason") and writes one line "FILE:LINE: KEY: what is wrong" into err (err may be NULL); *out is NULL.
+ * On success *out is owned by the caller: release it with cv_config_free. See docs/configuration.md. */
 int cv_config_load(const char *path, struct cv_config **out, char *err, size_t errlen);
 /* Same, from a buffer; name is used in messages. */
 int cv_config_parse(const char *text, size_t len, const char *name, struct cv_config **out, char *err,

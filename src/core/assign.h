@@ -16,7 +16,10 @@
  * nodes differ by at most 1; a shard keeps its owner whenever that is compatible with balance, so the
  * number of moved shards is the minimum possible. Deterministic: the same inputs give the same output
  * (ties broken by node index). With no live node, every shard becomes CV_ASSIGN_NONE.
- * Returns the number of shards whose owner changed. */
+ * Returns the number of shards whose owner changed.
+ * Limits: shards up to 1,048,576 (any uint32 works; time is linear); n_nodes up to 1024, because the
+ * scratch space is on the stack (16 bytes a node): nodes at index >= 1024 are treated as not live.
+ * An owner in cur that is out of range or dead counts as no owner (the shard is reassigned). */
 uint32_t cv_assign_shards(const int32_t *cur, uint32_t shards, const uint8_t *live, uint32_t n_nodes,
                           int32_t *out);
 

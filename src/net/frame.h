@@ -9,13 +9,16 @@
 
 #define CV_FRAME_MAX (16u * 1024u * 1024u) /* largest accepted frame body, bytes */
 
-/* Incremental decoder over a byte stream. Owns its buffer; free with cv_frame_reader_free. */
+/* Incremental decoder over a byte stream. Owns its buffer; free with cv_frame_reader_free.
+ * Bytes buf[off, len) are received but not yet decoded; fields are private to frame.c. */
 struct cv_frame_reader {
     uint8_t *buf;
     size_t len, cap;
     size_t max; /* CV_FRAME_MAX unless set lower */
+    size_t off; /* start of the undecoded bytes: popping a frame only advances it (no memmove) */
 };
 
+/* max 0 (or above CV_FRAME_MAX) means CV_FRAME_MAX. */
 void cv_frame_reader_init(struct cv_frame_reader *r, size_t max);
 void cv_frame_reader_free(struct cv_frame_reader *r);
 /* Appends bytes read from the socket. CV_ENOMEM. */
@@ -25,7 +28,8 @@ int cv_frame_reader_feed(struct cv_frame_reader *r, const void *data, size_t len
  * not decode. After a negative return the stream is unusable: close the connection. */
 int cv_frame_reader_next(struct cv_frame_reader *r, Cverse__Rpc__Frame **out);
 
-/* Encodes a frame into a malloc'ed buffer (length prefix included) owned by the caller. */
+/* Encodes a frame into a malloc'ed buffer (length prefix included) owned by the caller.
+ * CV_ETOOBIG if the body would exceed CV_FRAME_MAX (no peer would accept it), CV_ENOMEM. */
 int cv_frame_encode(const Cverse__Rpc__Frame *f, uint8_t **out, size_t *len);
 
 #endif

@@ -26,17 +26,24 @@ typedef void (*cv_http_close_cb)(struct cv_http_server *srv);
 struct cv_http_opts {
     size_t max_body;     /* larger bodies get 413 without calling the handler; default 1 MiB */
     size_t max_header;   /* larger header sections get 431; default 16 KiB */
-    const char *cors_origin; /* if set, Access-Control-Allow-* headers are sent; OPTIONS answered 204 */
+    const char *cors_origin; /* if set (copied), Access-Control-Allow-* headers are sent on every
+                              * response and OPTIONS is answered 204 without calling the handler */
 };
 
 int cv_http_server_init(uv_loop_t *loop, const struct cv_http_opts *opts, cv_http_handler handler,
                         void *data, struct cv_http_server **out);
+/* Binds and listens on "host:port" (port 0: ephemeral, see cv_http_server_port). CV_EIO with a log line
+ * if the address is taken, CV_EINVAL on a bad address. */
 int cv_http_server_listen(struct cv_http_server *srv, const char *addr);
+/* The port the server listens on, or CV_EINVAL if not listening. */
+int cv_http_server_port(const struct cv_http_server *srv);
 /* Stops listening and closes connections; exchanges still unanswered are answered by nobody: their
  * cv_http_respond becomes a no-op that frees them. cb may be NULL. */
 void cv_http_server_close(struct cv_http_server *srv, cv_http_close_cb cb);
 
-/* Sends the response and frees the exchange. extra_headers: NULL or "Name: value\r\n..." lines. */
+/* Sends the response and frees the exchange. extra_headers: NULL or "Name: value\r\n..." lines.
+ * Date, Content-Length (except on 1xx/204/304, which never carry a body), Connection and the CORS headers
+ * are added; HEAD gets the headers only. All arguments are copied; they may point into the request. */
 void cv_http_respond(struct cv_http_exchange *x, int status, const char *content_type, const char *body,
                      size_t len, const char *extra_headers);
 /* Convenience: JSON body (Content-Type: application/json). */

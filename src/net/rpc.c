@@ -1,1 +1,943 @@
-/* placeholder */
+/* Request/response RPC over libuv TCP with the native framing (frame.h).
+ *
+ * Happy path, server: listen -> accept -> each connection feeds a frame reader; KIND_REQUEST frames go
+ * to on_request; cv_rpc_respond encodes the answer into the connection's output buffer. Client: the
+ * first cv_rpc_call dials; calls are kept in an id -> call open-addressing map and, when they have a
+ * deadline, in a min-heap driving one uv_timer; responses are matched by id; KIND_EVENT frames go to
+ * on_event. Both sides share rpc__sock: frames queued while a write is in flight (or while a read
+ * callback is still dispatching) are coalesced into the next single uv_write.
+ *
+ * Failure modes: a malformed or oversized frame closes that connection with a log line. A server
+ * connection is reference counted, so a handler may answer after the peer left: cv_rpc_respond then
+ * returns CV_ECLOSED. On the client, losing the connection fails every call already written with
+ * CV_EUNAVAIL (the peer may or may not have executed it), calls not yet written keep waiting for the
+ * reconnect (every reconnect_ms) until their deadline (CV_ETIMEDOUT). Failures are reported from libuv
+ * callbacks only (the socket's close callback), never from inside cv_rpc_call. Memory is freed only
+ * after every uv handle's close callback ran, then the user's close callback runs. */
+#include "net/rpc.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cverse/error.h"
+#include "net/frame.h"
+#include "util/addr.h"
+#include "util/log.h"
+
+#define RPC__READ_CHUNK (64 * 1024)
+#define RPC__BUF_KEEP (256 * 1024) /* a drained write buffer larger than this is given back */
+#define RPC__BACKLOG 128
+#define RPC__RECONNECT_MS 100
+
+static const uint8_t rpc__empty[1];
+
+/* ---------------------------------------------------------------------------------------------------
+ * Shared: a framed TCP stream with coalesced writes. */
+
+struct rpc__buf {
+    uint8_t *p;
+    size_t len, cap;
+};
+
+struct rpc__sock;
+typedef void (*rpc__frame_fn)(struct rpc__sock *s, Cverse__Rpc__Frame *f);
+
+struct rpc__sock {
+    uv_tcp_t tcp;            /* tcp.data points to the sock; the sock is the first member of its owner */
+    uv_write_t wreq;
+    struct cv_frame_reader rd;
+    struct rpc__buf out;     /* encoded frames waiting for the next write */
+    struct rpc__buf wr;      /* bytes of the write in flight */
+    int writing;
+    int corked;              /* > 0 while a read callback dispatches: its replies leave in one write */
+    int closing;             /* uv_close called */
+    char *rbuf;              /* RPC__READ_CHUNK bytes owned by the server / client */
+    rpc__frame_fn on_frame;
+    uv_close_cb on_close;
+};
+
+static void rpc__read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
+
+static int rpc__sock_init(uv_loop_t *loop, struct rpc__sock *s, char *rbuf, rpc__frame_fn on_frame,
+                          uv_close_cb on_close)
+{
+    int rv = uv_tcp_init(loop, &s->tcp);
+    if (rv) return CV_EIO;
+    s->tcp.data = s;
+    s->wreq.data = s;
+    cv_frame_reader_init(&s->rd, CV_FRAME_MAX);
+    s->rbuf = rbuf;
+    s->on_frame = on_frame;
+    s->on_close = on_close;
+    return 0;
+}
+
+/* Releases buffers; called from the close callback, the handle is dead. */
+static void rpc__sock_free(struct rpc__sock *s)
+{
+    cv_frame_reader_free(&s->rd);
+    free(s->out.p);
+    free(s->wr.p);
+    s->out = s->wr = (struct rpc__buf){0};
+}
+
+static void rpc__peer(const struct rpc__sock *s, char *out, size_t n)
+{
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    char host[64] = "?";
+    int port = 0;
+    if (uv_tcp_getpeername(&s->tcp, (struct sockaddr *)&ss, &len) == 0) {
+        if (ss.ss_family == AF_INET6) {
+            uv_ip6_name((struct sockaddr_in6 *)&ss, host, sizeof host);
+            port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+        } else {
+            uv_ip4_name((struct sockaddr_in *)&ss, host, sizeof host);
+            port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+        }
+    }
+    snprintf(out, n, "%s:%d", host, port);
+}
+
+static void rpc__sock_close(struct rpc__sock *s)
+{
+    if (s->closing) return;
+    s->closing = 1;
+    uv_close((uv_handle_t *)&s->tcp, s->on_close);
+}
+
+static void rpc__write_cb(uv_write_t *req, int status);
+
+/* Starts a write of everything queued, unless one is in flight (its callback will come back here). */
+static void rpc__sock_flush(struct rpc__sock *s)
+{
+    if (s->writing || s->corked || s->closing || s->out.len == 0) return;
+    struct rpc__buf tmp = s->wr;
+    s->wr = s->out;
+    s->out = tmp;
+    s->out.len = 0;
+    uv_buf_t b = uv_buf_init((char *)s->wr.p, (unsigned)s->wr.len);
+    int rv = uv_write(&s->wreq, (uv_stream_t *)&s->tcp, &b, 1, rpc__write_cb);
+    if (rv) {
+        CV_WARN("rpc: write failed: %s", uv_strerror(rv));
+        rpc__sock_close(s);
+        return;
+    }
+    s->writing = 1;
+}
+
+static void rpc__write_cb(uv_write_t *req, int status)
+{
+    struct rpc__sock *s = req->data;
+    s->writing = 0;
+    s->wr.len = 0;
+    if (s->wr.cap > RPC__BUF_KEEP) {
+        free(s->wr.p);
+        s->wr = (struct rpc__buf){0};
+    }
+    if (status < 0) {
+        if (!s->closing) CV_INFO("rpc: write failed: %s", uv_strerror(status));
+        rpc__sock_close(s);
+        return;
+    }
+    rpc__sock_flush(s);
+}
+
+static int rpc__buf_reserve(struct rpc__buf *b, size_t n)
+{
+    if (b->cap - b->len >= n) return 0;
+    size_t cap = b->cap ? b->cap : 4096;
+    while (cap - b->len < n) cap *= 2;
+    uint8_t *p = realloc(b->p, cap);
+    if (!p) return CV_ENOMEM;
+    b->p = p;
+    b->cap = cap;
+    return 0;
+}
+
+/* Encodes f (length prefix included) at the end of the output buffer and flushes if possible. */
+static int rpc__sock_send(struct rpc__sock *s, const Cverse__Rpc__Frame *f)
+{
+    if (s->closing) return CV_ECLOSED;
+    size_t blen = cverse__rpc__frame__get_packed_size(f);
+    if (blen > CV_FRAME_MAX) return CV_ETOOBIG;
+    if (rpc__buf_reserve(&s->out, 4 + blen)) return CV_ENOMEM;
+    uint8_t *p = s->out.p + s->out.len;
+    p[0] = (uint8_t)(blen >> 24);
+    p[1] = (uint8_t)(blen >> 16);
+    p[2] = (uint8_t)(blen >> 8);
+    p[3] = (uint8_t)blen;
+    cverse__rpc__frame__pack(f, p + 4);
+    s->out.len += 4 + blen;
+    rpc__sock_flush(s);
+    return 0;
+}
+
+static void rpc__alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+    struct rpc__sock *s = h->data;
+    *buf = uv_buf_init(s->rbuf, RPC__READ_CHUNK);
+}
+
+static void rpc__read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
+{
+    struct rpc__sock *s = st->data;
+    char peer[96];
+    if (nread == 0) return;
+    if (nread < 0) {
+        if (nread != UV_EOF) CV_INFO("rpc: read failed: %s", uv_strerror((int)nread));
+        rpc__sock_close(s);
+        return;
+    }
+    int rv = cv_frame_reader_feed(&s->rd, buf->base, (size_t)nread);
+    Cverse__Rpc__Frame *f;
+    s->corked++;
+    while (rv == 0 && !s->closing) {
+        rv = cv_frame_reader_next(&s->rd, &f);
+        if (rv != 1) break;
+        s->on_frame(s, f); /* may close s (or its owner); s stays allocated until the close callback */
+        cverse__rpc__frame__free_unpacked(f, NULL);
+        rv = 0;
+    }
+    s->corked--;
+    if (rv < 0 && !s->closing) {
+        rpc__peer(s, peer, sizeof peer);
+        CV_WARN("rpc: closing connection with %s: %s", peer, cv_strerror(rv));
+        rpc__sock_close(s);
+        return;
+    }
+    rpc__sock_flush(s);
+}
+
+static int rpc__sock_start(struct rpc__sock *s)
+{
+    uv_tcp_nodelay(&s->tcp, 1);
+    int rv = uv_read_start((uv_stream_t *)&s->tcp, rpc__alloc_cb, rpc__read_cb);
+    return rv ? CV_EIO : 0;
+}
+
+/* Resolves a listen address; unlike cv_addr_resolve it accepts port 0 (an ephemeral port). */
+static int rpc__resolve_listen(const char *addr, struct sockaddr_storage *ss)
+{
+    size_t n = strlen(addr);
+    if (n < 2 || strcmp(addr + n - 2, ":0") != 0) return cv_addr_resolve(addr, ss);
+    char tmp[300];
+    if (n >= sizeof tmp - 1) return CV_EINVAL;
+    memcpy(tmp, addr, n);
+    tmp[n - 1] = '1';
+    tmp[n] = '\0';
+    int rv = cv_addr_resolve(tmp, ss);
+    if (rv) return rv;
+    if (ss->ss_family == AF_INET6) ((struct sockaddr_in6 *)ss)->sin6_port = 0;
+    else ((struct sockaddr_in *)ss)->sin_port = 0;
+    return 0;
+}
+
+/* Binds and listens; returns the bound port (> 0) or CV_EINVAL / CV_EIO. */
+static int rpc__listen(uv_tcp_t *tcp, const char *what, const char *addr, uv_connection_cb cb)
+{
+    struct sockaddr_storage ss;
+    if (!addr || rpc__resolve_listen(addr, &ss)) {
+        CV_ERROR("%s: bad listen address '%s'", what, addr ? addr : "(null)");
+        return CV_EINVAL;
+    }
+    int rv = uv_tcp_bind(tcp, (struct sockaddr *)&ss, 0);
+    if (!rv) rv = uv_listen((uv_stream_t *)tcp, RPC__BACKLOG, cb);
+    if (rv) {
+        CV_ERROR("%s: cannot listen on %s: %s", what, addr, uv_strerror(rv));
+        return CV_EIO;
+    }
+    int len = sizeof ss;
+    if (uv_tcp_getsockname(tcp, (struct sockaddr *)&ss, &len)) return CV_EIO;
+    return ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
+                                    : ntohs(((struct sockaddr_in *)&ss)->sin_port);
+}
+
+/* ---------------------------------------------------------------------------------------------------
+ * Server. */
+
+struct cv_rpc_conn {
+    struct rpc__sock s;          /* first member */
+    struct cv_rpc_server *srv;   /* NULL once the connection is closed */
+    unsigned refs;               /* 1 for the open socket + one per cv_rpc_conn_ref */
+    void *udata;
+    struct cv_rpc_conn *prev, *next;
+};
+
+struct cv_rpc_server {
+    uv_loop_t *loop;
+    uv_tcp_t listener;
+    cv_rpc_request_cb on_request;
+    cv_rpc_conn_close_cb on_conn_close;
+    void *data;
+    struct cv_rpc_conn *conns;   /* connections whose close callback has not run yet */
+    int port;                    /* > 0 once listening */
+    int closing, listener_closed;
+    cv_rpc_server_close_cb close_cb;
+    char rbuf[RPC__READ_CHUNK];
+};
+
+int cv_rpc_server_init(uv_loop_t *loop, cv_rpc_request_cb on_request, cv_rpc_conn_close_cb on_conn_close,
+                       void *data, struct cv_rpc_server **out)
+{
+    if (!loop || !on_request || !out) return CV_EINVAL;
+    struct cv_rpc_server *srv = calloc(1, sizeof *srv);
+    if (!srv) return CV_ENOMEM;
+    if (uv_tcp_init(loop, &srv->listener)) {
+        free(srv);
+        return CV_EIO;
+    }
+    srv->listener.data = srv;
+    srv->loop = loop;
+    srv->on_request = on_request;
+    srv->on_conn_close = on_conn_close;
+    srv->data = data;
+    *out = srv;
+    return 0;
+}
+
+static void srv__on_frame(struct rpc__sock *s, Cverse__Rpc__Frame *f)
+{
+    struct cv_rpc_conn *conn = (struct cv_rpc_conn *)s;
+    if (f->kind != CVERSE__RPC__KIND__KIND_REQUEST) {
+        CV_DEBUG("rpc: server ignores a frame of kind %d", (int)f->kind);
+        return;
+    }
+    const uint8_t *body = f->body.len ? f->body.data : rpc__empty;
+    conn->srv->on_request(conn->srv->data, conn, f->id, f->method, body, f->body.len, f->deadline_ms);
+}
+
+static void srv__maybe_finish(struct cv_rpc_server *srv)
+{
+    if (!srv->closing || !srv->listener_closed || srv->conns) return;
+    if (srv->close_cb) srv->close_cb(srv);
+    free(srv);
+}
+
+static void srv__conn_closed(uv_handle_t *h)
+{
+    struct cv_rpc_conn *conn = h->data;
+    struct cv_rpc_server *srv = conn->srv;
+    if (conn->prev) conn->prev->next = conn->next;
+    else srv->conns = conn->next;
+    if (conn->next) conn->next->prev = conn->prev;
+    conn->prev = conn->next = NULL;
+    rpc__sock_free(&conn->s);
+    if (srv->on_conn_close) srv->on_conn_close(srv->data, conn);
+    conn->srv = NULL;
+    cv_rpc_conn_unref(conn);
+    srv__maybe_finish(srv);
+}
+
+static void srv__on_connection(uv_stream_t *l, int status)
+{
+    struct cv_rpc_server *srv = l->data;
+    if (status < 0) {
+        CV_WARN("rpc: accept failed: %s", uv_strerror(status));
+        return;
+    }
+    struct cv_rpc_conn *conn = calloc(1, sizeof *conn);
+    if (!conn || rpc__sock_init(srv->loop, &conn->s, srv->rbuf, srv__on_frame, srv__conn_closed)) {
+        CV_ERROR("rpc: cannot allocate a connection");
+        free(conn);
+        return;
+    }
+    conn->srv = srv;
+    conn->refs = 1;
+    conn->next = srv->conns;
+    if (srv->conns) srv->conns->prev = conn;
+    srv->conns = conn;
+    if (uv_accept(l, (uv_stream_t *)&conn->s.tcp) || rpc__sock_start(&conn->s)) {
+        CV_WARN("rpc: cannot accept a connection");
+        rpc__sock_close(&conn->s);
+    }
+}
+
+int cv_rpc_server_listen(struct cv_rpc_server *srv, const char *addr)
+{
+    if (srv->closing || srv->port > 0) return CV_EINVAL;
+    int rv = rpc__listen(&srv->listener, "rpc", addr, srv__on_connection);
+    if (rv < 0) return rv;
+    srv->port = rv;
+    return 0;
+}
+
+int cv_rpc_server_port(const struct cv_rpc_server *srv)
+{
+    return srv->port > 0 ? srv->port : CV_EINVAL;
+}
+
+static void srv__listener_closed(uv_handle_t *h)
+{
+    struct cv_rpc_server *srv = h->data;
+    srv->listener_closed = 1;
+    srv__maybe_finish(srv);
+}
+
+void cv_rpc_server_close(struct cv_rpc_server *srv, cv_rpc_server_close_cb cb)
+{
+    if (srv->closing) return;
+    srv->closing = 1;
+    srv->close_cb = cb;
+    uv_close((uv_handle_t *)&srv->listener, srv__listener_closed);
+    for (struct cv_rpc_conn *c = srv->conns; c; c = c->next) rpc__sock_close(&c->s);
+}
+
+int cv_rpc_respond(struct cv_rpc_conn *conn, uint64_t id, int status, const char *error, const void *body,
+                   size_t len)
+{
+    if (conn->s.closing) return CV_ECLOSED;
+    Cverse__Rpc__Frame f = CVERSE__RPC__FRAME__INIT;
+    f.id = id;
+    f.kind = CVERSE__RPC__KIND__KIND_RESPONSE;
+    f.status = status;
+    f.error = (char *)(error ? error : "");
+    f.body.data = (uint8_t *)body;
+    f.body.len = body ? len : 0;
+    return rpc__sock_send(&conn->s, &f);
+}
+
+int cv_rpc_send_event(struct cv_rpc_conn *conn, const char *method, const void *body, size_t len)
+{
+    if (conn->s.closing) return CV_ECLOSED;
+    Cverse__Rpc__Frame f = CVERSE__RPC__FRAME__INIT;
+    f.kind = CVERSE__RPC__KIND__KIND_EVENT;
+    f.method = (char *)(method ? method : "");
+    f.body.data = (uint8_t *)body;
+    f.body.len = body ? len : 0;
+    return rpc__sock_send(&conn->s, &f);
+}
+
+void cv_rpc_conn_ref(struct cv_rpc_conn *conn)
+{
+    conn->refs++;
+}
+
+void cv_rpc_conn_unref(struct cv_rpc_conn *conn)
+{
+    if (conn->refs == 0) {
+        CV_ERROR("rpc: cv_rpc_conn_unref on a connection without references");
+        return;
+    }
+    if (--conn->refs == 0) free(conn);
+}
+
+void cv_rpc_conn_set_data(struct cv_rpc_conn *conn, void *data)
+{
+    conn->udata = data;
+}
+
+void *cv_rpc_conn_get_data(const struct cv_rpc_conn *conn)
+{
+    return conn->udata;
+}
+
+/* ---------------------------------------------------------------------------------------------------
+ * Client: calls, the id map and the deadline heap. */
+
+struct rpc__call {
+    uint64_t id;
+    uint64_t deadline;           /* uv_now() based, ms; 0 = none */
+    size_t heap_pos;             /* index in the deadline heap, SIZE_MAX if not there */
+    cv_rpc_call_cb cb;
+    void *data;
+    int sent;                    /* written to the current connection */
+    char *method;                /* copies kept while waiting for a connection */
+    uint8_t *body;
+    size_t len;
+    struct rpc__call *qprev, *qnext; /* waiting queue; qnext also links a batch being failed */
+};
+
+/* Open addressing with linear probing and backward-shift deletion: no tombstones, so long-lived
+ * clients with millions of calls keep short probe sequences. Capacity is a power of two, load <= 1/2. */
+struct rpc__map {
+    struct rpc__call **slots;
+    size_t cap, count;
+};
+
+static size_t map__hash(uint64_t id)
+{
+    id ^= id >> 33;
+    id *= 0xff51afd7ed558ccdULL;
+    id ^= id >> 33;
+    return (size_t)id;
+}
+
+static struct rpc__call *map__get(const struct rpc__map *m, uint64_t id)
+{
+    if (!m->cap) return NULL;
+    for (size_t i = map__hash(id) & (m->cap - 1); m->slots[i]; i = (i + 1) & (m->cap - 1))
+        if (m->slots[i]->id == id) return m->slots[i];
+    return NULL;
+}
+
+static void map__place(struct rpc__map *m, struct rpc__call *c)
+{
+    size_t i = map__hash(c->id) & (m->cap - 1);
+    while (m->slots[i]) i = (i + 1) & (m->cap - 1);
+    m->slots[i] = c;
+}
+
+static int map__put(struct rpc__map *m, struct rpc__call *c)
+{
+    if ((m->count + 1) * 2 > m->cap) {
+        size_t cap = m->cap ? m->cap * 2 : 64;
+        struct rpc__call **old = m->slots;
+        size_t ocap = m->cap;
+        m->slots = calloc(cap, sizeof *m->slots);
+        if (!m->slots) {
+            m->slots = old;
+            return CV_ENOMEM;
+        }
+        m->cap = cap;
+        for (size_t i = 0; i < ocap; i++)
+            if (old[i]) map__place(m, old[i]);
+        free(old);
+    }
+    map__place(m, c);
+    m->count++;
+    return 0;
+}
+
+static void map__del(struct rpc__map *m, uint64_t id)
+{
+    size_t mask = m->cap - 1, i;
+    if (!m->cap) return;
+    for (i = map__hash(id) & mask; m->slots[i] && m->slots[i]->id != id; i = (i + 1) & mask) {
+    }
+    if (!m->slots[i]) return;
+    m->slots[i] = NULL;
+    m->count--;
+    /* Shift back the following entries that would no longer be reachable across the hole at i. */
+    for (size_t j = (i + 1) & mask; m->slots[j]; j = (j + 1) & mask) {
+        size_t k = map__hash(m->slots[j]->id) & mask;
+        int reachable = (j > i) ? (k > i && k <= j) : (k > i || k <= j);
+        if (reachable) continue;
+        m->slots[i] = m->slots[j];
+        m->slots[j] = NULL;
+        i = j;
+    }
+}
+
+struct rpc__heap {
+    struct rpc__call **v;
+    size_t len, cap;
+};
+
+static void heap__set(struct rpc__heap *h, size_t i, struct rpc__call *c)
+{
+    h->v[i] = c;
+    c->heap_pos = i;
+}
+
+static void heap__up(struct rpc__heap *h, size_t i)
+{
+    struct rpc__call *c = h->v[i];
+    while (i > 0 && h->v[(i - 1) / 2]->deadline > c->deadline) {
+        heap__set(h, i, h->v[(i - 1) / 2]);
+        i = (i - 1) / 2;
+    }
+    heap__set(h, i, c);
+}
+
+static void heap__down(struct rpc__heap *h, size_t i)
+{
+    struct rpc__call *c = h->v[i];
+    for (;;) {
+        size_t l = 2 * i + 1, m = l;
+        if (l >= h->len) break;
+        if (l + 1 < h->len && h->v[l + 1]->deadline < h->v[l]->deadline) m = l + 1;
+        if (h->v[m]->deadline >= c->deadline) break;
+        heap__set(h, i, h->v[m]);
+        i = m;
+    }
+    heap__set(h, i, c);
+}
+
+static int heap__push(struct rpc__heap *h, struct rpc__call *c)
+{
+    if (h->len == h->cap) {
+        size_t cap = h->cap ? h->cap * 2 : 64;
+        struct rpc__call **v = realloc(h->v, cap * sizeof *v);
+        if (!v) return CV_ENOMEM;
+        h->v = v;
+        h->cap = cap;
+    }
+    heap__set(h, h->len++, c);
+    heap__up(h, h->len - 1);
+    return 0;
+}
+
+static void heap__remove(struct rpc__heap *h, struct rpc__call *c)
+{
+    size_t i = c->heap_pos;
+    if (i == SIZE_MAX) return;
+    c->heap_pos = SIZE_MAX;
+    struct rpc__call *last = h->v[--h->len];
+    if (i == h->len) return;
+    heap__set(h, i, last);
+    heap__up(h, i);
+    heap__down(h, last->heap_pos);
+}
+
+/* ---------------------------------------------------------------------------------------------------
+ * Client: connection management. */
+
+struct rpc__cconn {
+    struct rpc__sock s;          /* first member */
+    struct cv_rpc_client *cli;
+    uv_connect_t creq;
+    int connected;
+};
+
+struct cv_rpc_client {
+    uv_loop_t *loop;
+    char *addr;
+    struct sockaddr_storage ss;
+    unsigned reconnect_ms;
+    cv_rpc_event_cb on_event;
+    cv_rpc_state_cb on_state;
+    void *data;
+    struct rpc__cconn *conn;     /* connecting or connected; NULL when down. Never two at once. */
+    uv_timer_t retry;            /* runs while waiting to reconnect */
+    uv_timer_t deadline;         /* armed for the earliest call deadline */
+    struct rpc__map calls;       /* every unfinished call, sent or waiting */
+    struct rpc__heap heap;       /* unfinished calls with a deadline */
+    struct rpc__call *qhead, *qtail; /* calls waiting for a connection, oldest first */
+    uint64_t next_id;
+    unsigned handles;            /* uv handles not yet through their close callback */
+    int closing;
+    cv_rpc_client_close_cb close_cb;
+    char rbuf[RPC__READ_CHUNK];
+};
+
+static void cli__queue_unlink(struct cv_rpc_client *cli, struct rpc__call *c)
+{
+    if (c->qprev) c->qprev->qnext = c->qnext;
+    else cli->qhead = c->qnext;
+    if (c->qnext) c->qnext->qprev = c->qprev;
+    else cli->qtail = c->qprev;
+    c->qprev = c->qnext = NULL;
+}
+
+/* Removes c from every index; it is then owned by whoever completes it. */
+static void cli__detach(struct cv_rpc_client *cli, struct rpc__call *c)
+{
+    map__del(&cli->calls, c->id);
+    heap__remove(&cli->heap, c);
+    if (!c->sent) cli__queue_unlink(cli, c);
+}
+
+static void cli__complete(struct rpc__call *c, int status, const char *error, const uint8_t *body,
+                          size_t len)
+{
+    c->cb(c->data, status, error, body ? body : rpc__empty, len);
+    free(c->method);
+    free(c->body);
+    free(c);
+}
+
+/* Fails every call that was written (sent_only) or every call. All of them are detached first, so the
+ * callbacks may start new calls (they land in the fresh state) or close the client. */
+static void cli__fail_calls(struct cv_rpc_client *cli, int sent_only, int status, const char *error)
+{
+    struct rpc__call *list = NULL;
+    for (size_t i = 0; i < cli->calls.cap; i++) {
+        struct rpc__call *c = cli->calls.slots[i];
+        if (!c || (sent_only && !c->sent)) continue;
+        heap__remove(&cli->heap, c);
+        if (!c->sent) cli__queue_unlink(cli, c);
+        c->qnext = list; /* the map is not modified while it is scanned */
+        list = c;
+    }
+    for (struct rpc__call *c = list; c; c = c->qnext) map__del(&cli->calls, c->id);
+    while (list) {
+        struct rpc__call *c = list;
+        list = c->qnext;
+        cli__complete(c, status, error, NULL, 0);
+    }
+}
+
+static void cli__deadline_cb(uv_timer_t *t);
+
+static void cli__arm(struct cv_rpc_client *cli)
+{
+    if (cli->closing) return;
+    if (cli->heap.len == 0) {
+        uv_timer_stop(&cli->deadline);
+        return;
+    }
+    uint64_t now = uv_now(cli->loop), at = cli->heap.v[0]->deadline;
+    uv_timer_start(&cli->deadline, cli__deadline_cb, at > now ? at - now : 0, 0);
+}
+
+static void cli__deadline_cb(uv_timer_t *t)
+{
+    struct cv_rpc_client *cli = t->data;
+    uint64_t now = uv_now(cli->loop);
+    while (!cli->closing && cli->heap.len && cli->heap.v[0]->deadline <= now) {
+        struct rpc__call *c = cli->heap.v[0];
+        cli__detach(cli, c);
+        cli__complete(c, CV_ETIMEDOUT, cv_strerror(CV_ETIMEDOUT), NULL, 0);
+    }
+    cli__arm(cli);
+}
+
+/* Writes call c on the connected socket, with the time its caller still waits. */
+static int cli__send(struct cv_rpc_client *cli, struct rpc__call *c, const char *method, const void *body,
+                     size_t len)
+{
+    Cverse__Rpc__Frame f = CVERSE__RPC__FRAME__INIT;
+    f.id = c->id;
+    f.kind = CVERSE__RPC__KIND__KIND_REQUEST;
+    f.method = (char *)method;
+    f.body.data = (uint8_t *)body;
+    f.body.len = len;
+    if (c->deadline) {
+        uint64_t now = uv_now(cli->loop);
+        f.deadline_ms = c->deadline > now ? (uint32_t)(c->deadline - now) : 1;
+    }
+    int rv = rpc__sock_send(&cli->conn->s, &f);
+    if (rv == 0) c->sent = 1;
+    return rv;
+}
+
+static int cli__connected(const struct cv_rpc_client *cli)
+{
+    return cli->conn && cli->conn->connected && !cli->conn->s.closing;
+}
+
+/* Writes the calls that waited for the connection, oldest first, in one batch. */
+static void cli__flush_queue(struct cv_rpc_client *cli)
+{
+    struct rpc__sock *s = &cli->conn->s;
+    s->corked++;
+    while (cli->qhead && cli__connected(cli)) {
+        struct rpc__call *c = cli->qhead;
+        cli__queue_unlink(cli, c);
+        int rv = cli__send(cli, c, c->method, c->body, c->len);
+        if (rv) {
+            map__del(&cli->calls, c->id);
+            heap__remove(&cli->heap, c);
+            cli__complete(c, rv, cv_strerror(rv), NULL, 0);
+            continue;
+        }
+        free(c->method);
+        free(c->body);
+        c->method = NULL;
+        c->body = NULL;
+    }
+    s->corked--;
+    rpc__sock_flush(s);
+}
+
+static void cli__on_frame(struct rpc__sock *s, Cverse__Rpc__Frame *f)
+{
+    struct cv_rpc_client *cli = ((struct rpc__cconn *)s)->cli;
+    const uint8_t *body = f->body.len ? f->body.data : rpc__empty;
+    if (f->kind == CVERSE__RPC__KIND__KIND_RESPONSE) {
+        struct rpc__call *c = map__get(&cli->calls, f->id);
+        if (!c || !c->sent) return; /* timed out meanwhile: the late answer is dropped */
+        cli__detach(cli, c);
+        const char *err = f->status == 0 ? NULL : (*f->error ? f->error : cv_strerror(f->status));
+        cli__complete(c, f->status, err, body, f->body.len);
+    } else if (f->kind == CVERSE__RPC__KIND__KIND_EVENT) {
+        if (cli->on_event) cli->on_event(cli->data, f->method, body, f->body.len);
+    } else {
+        CV_DEBUG("rpc: client ignores a frame of kind %d", (int)f->kind);
+    }
+}
+
+static void cli__maybe_finish(struct cv_rpc_client *cli)
+{
+    if (cli->handles > 0) return;
+    cli__fail_calls(cli, 0, CV_ECANCELED, cv_strerror(CV_ECANCELED));
+    if (cli->close_cb) cli->close_cb(cli);
+    free(cli->calls.slots);
+    free(cli->heap.v);
+    free(cli->addr);
+    free(cli);
+}
+
+static void cli__retry_cb(uv_timer_t *t);
+
+/* The socket is gone: calls it carried fail (their outcome is unknown), waiting calls stay queued. */
+static void cli__conn_closed(uv_handle_t *h)
+{
+    struct rpc__cconn *cc = h->data;
+    struct cv_rpc_client *cli = cc->cli;
+    int was_connected = cc->connected;
+    if (cli->conn == cc) cli->conn = NULL;
+    rpc__sock_free(&cc->s);
+    free(cc);
+    cli->handles--;
+    if (cli->closing) {
+        cli__maybe_finish(cli);
+        return;
+    }
+    if (was_connected) CV_INFO("rpc: connection to %s lost", cli->addr);
+    /* Armed before the callbacks so that a call they start waits for it instead of dialing now. */
+    uv_timer_start(&cli->retry, cli__retry_cb, cli->reconnect_ms, 0);
+    cli__fail_calls(cli, 1, CV_EUNAVAIL, "connection lost (the peer may have executed the call)");
+    if (was_connected && !cli->closing && cli->on_state) cli->on_state(cli->data, 0);
+}
+
+static void cli__connect_cb(uv_connect_t *req, int status)
+{
+    struct rpc__cconn *cc = req->data;
+    struct cv_rpc_client *cli = cc->cli;
+    if (cc->s.closing) return; /* canceled by cv_rpc_client_close */
+    if (status < 0) {
+        CV_DEBUG("rpc: connect to %s failed: %s", cli->addr, uv_strerror(status));
+        rpc__sock_close(&cc->s);
+        return;
+    }
+    if (rpc__sock_start(&cc->s)) {
+        rpc__sock_close(&cc->s);
+        return;
+    }
+    cc->connected = 1;
+    cli__flush_queue(cli);
+    if (cli__connected(cli) && cli->on_state) cli->on_state(cli->data, 1);
+}
+
+static void cli__connect(struct cv_rpc_client *cli)
+{
+    struct rpc__cconn *cc = calloc(1, sizeof *cc);
+    if (!cc || rpc__sock_init(cli->loop, &cc->s, cli->rbuf, cli__on_frame, cli__conn_closed)) {
+        CV_ERROR("rpc: cannot allocate a connection to %s", cli->addr);
+        free(cc);
+        uv_timer_start(&cli->retry, cli__retry_cb, cli->reconnect_ms, 0);
+        return;
+    }
+    cc->cli = cli;
+    cc->creq.data = cc;
+    cli->conn = cc;
+    cli->handles++;
+    int rv = uv_tcp_connect(&cc->creq, &cc->s.tcp, (struct sockaddr *)&cli->ss, cli__connect_cb);
+    if (rv) {
+        CV_DEBUG("rpc: connect to %s failed: %s", cli->addr, uv_strerror(rv));
+        rpc__sock_close(&cc->s); /* the close callback schedules the retry */
+    }
+}
+
+static void cli__retry_cb(uv_timer_t *t)
+{
+    struct cv_rpc_client *cli = t->data;
+    if (!cli->closing && !cli->conn) cli__connect(cli);
+}
+
+static void cli__ensure_connecting(struct cv_rpc_client *cli)
+{
+    if (cli->conn || uv_is_active((uv_handle_t *)&cli->retry)) return;
+    cli__connect(cli);
+}
+
+int cv_rpc_client_init(uv_loop_t *loop, const struct cv_rpc_client_opts *opts, struct cv_rpc_client **out)
+{
+    if (!loop || !opts || !opts->addr || !out) return CV_EINVAL;
+    struct cv_rpc_client *cli = calloc(1, sizeof *cli);
+    if (!cli) return CV_ENOMEM;
+    if (cv_addr_resolve(opts->addr, &cli->ss)) {
+        CV_ERROR("rpc: bad address '%s'", opts->addr);
+        free(cli);
+        return CV_EINVAL;
+    }
+    cli->addr = strdup(opts->addr);
+    if (!cli->addr) {
+        free(cli);
+        return CV_ENOMEM;
+    }
+    cli->loop = loop;
+    cli->reconnect_ms = opts->reconnect_ms ? opts->reconnect_ms : RPC__RECONNECT_MS;
+    cli->on_event = opts->on_event;
+    cli->on_state = opts->on_state;
+    cli->data = opts->data;
+    uv_timer_init(loop, &cli->retry);
+    uv_timer_init(loop, &cli->deadline);
+    cli->retry.data = cli->deadline.data = cli;
+    cli->handles = 2;
+    *out = cli;
+    return 0;
+}
+
+/* Keeps copies of method and body until the call can be written. */
+static int cli__enqueue(struct cv_rpc_client *cli, struct rpc__call *c, const char *method,
+                        const void *body, size_t len)
+{
+    c->method = strdup(method);
+    c->body = malloc(len ? len : 1);
+    if (!c->method || !c->body) return CV_ENOMEM;
+    if (len) memcpy(c->body, body, len);
+    c->len = len;
+    c->qprev = cli->qtail;
+    if (cli->qtail) cli->qtail->qnext = c;
+    else cli->qhead = c;
+    cli->qtail = c;
+    return 0;
+}
+
+/* Refuses frames that could never be written, so a queued call cannot fail on that later. */
+static int cli__check_size(const char *method, const void *body, size_t len, unsigned timeout_ms)
+{
+    if (len > CV_FRAME_MAX) return CV_ETOOBIG;
+    Cverse__Rpc__Frame f = CVERSE__RPC__FRAME__INIT;
+    f.id = UINT64_MAX;
+    f.kind = CVERSE__RPC__KIND__KIND_REQUEST;
+    f.method = (char *)method;
+    f.body.data = (uint8_t *)body;
+    f.body.len = len;
+    f.deadline_ms = timeout_ms;
+    return cverse__rpc__frame__get_packed_size(&f) > CV_FRAME_MAX ? CV_ETOOBIG : 0;
+}
+
+int cv_rpc_call(struct cv_rpc_client *cli, const char *method, const void *body, size_t len,
+                unsigned timeout_ms, cv_rpc_call_cb cb, void *data)
+{
+    if (cli->closing) return CV_ECLOSED;
+    if (!method || !cb || (len && !body)) return CV_EINVAL;
+    int rv = cli__check_size(method, body, len, timeout_ms);
+    if (rv) return rv;
+    struct rpc__call *c = calloc(1, sizeof *c);
+    if (!c) return CV_ENOMEM;
+    c->id = ++cli->next_id;
+    c->cb = cb;
+    c->data = data;
+    c->heap_pos = SIZE_MAX;
+    c->deadline = timeout_ms ? uv_now(cli->loop) + timeout_ms : 0;
+    if ((rv = map__put(&cli->calls, c))) goto err_after_alloc;
+    if (c->deadline && (rv = heap__push(&cli->heap, c))) goto err_after_map;
+    if (cli__connected(cli)) rv = cli__send(cli, c, method, body, len);
+    else if (!(rv = cli__enqueue(cli, c, method, body, len))) cli__ensure_connecting(cli);
+    if (rv) goto err_after_heap;
+    if (c->heap_pos == 0) cli__arm(cli);
+    return 0;
+
+err_after_heap:
+    heap__remove(&cli->heap, c);
+    free(c->method);
+    free(c->body);
+err_after_map:
+    map__del(&cli->calls, c->id);
+err_after_alloc:
+    free(c);
+    return rv;
+}
+
+static void cli__handle_closed(uv_handle_t *h)
+{
+    struct cv_rpc_client *cli = h->data;
+    cli->handles--;
+    cli__maybe_finish(cli);
+}
+
+void cv_rpc_client_close(struct cv_rpc_client *cli, cv_rpc_client_close_cb cb)
+{
+    if (cli->closing) return;
+    cli->closing = 1;
+    cli->close_cb = cb;
+    uv_close((uv_handle_t *)&cli->retry, cli__handle_closed);
+    uv_close((uv_handle_t *)&cli->deadline, cli__handle_closed);
+    if (cli->conn) rpc__sock_close(&cli->conn->s);
+}

@@ -23,12 +23,17 @@ typedef void (*cv_rpc_server_close_cb)(struct cv_rpc_server *srv);
 /* Allocates a server; freed when the close callback ran. */
 int cv_rpc_server_init(uv_loop_t *loop, cv_rpc_request_cb on_request, cv_rpc_conn_close_cb on_conn_close,
                        void *data, struct cv_rpc_server **out);
-/* Binds and listens on "host:port". CV_EIO with a log line if the address is taken. */
+/* Binds and listens on "host:port". CV_EIO with a log line if the address is taken. Port 0 picks an
+ * ephemeral port (see cv_rpc_server_port). */
 int cv_rpc_server_listen(struct cv_rpc_server *srv, const char *addr);
+/* The port the server listens on (useful after listening on port 0), or CV_EINVAL if not listening. */
+int cv_rpc_server_port(const struct cv_rpc_server *srv);
 /* Stops listening, closes every connection, then calls cb (may be NULL) and frees srv. */
 void cv_rpc_server_close(struct cv_rpc_server *srv, cv_rpc_server_close_cb cb);
 
-/* Sends the response to request id. CV_ECLOSED if the connection is gone (the response is dropped). */
+/* Sends the response to request id. CV_ECLOSED if the connection is gone (the response is dropped);
+ * CV_ETOOBIG if the frame would exceed CV_FRAME_MAX (nothing sent: answer again with an error). error
+ * and body are copied; body may be NULL when len is 0. */
 int cv_rpc_respond(struct cv_rpc_conn *conn, uint64_t id, int status, const char *error, const void *body,
                    size_t len);
 /* Pushes a one-way event to the peer of an accepted connection. */
@@ -39,9 +44,11 @@ void cv_rpc_conn_unref(struct cv_rpc_conn *conn);
 void cv_rpc_conn_set_data(struct cv_rpc_conn *conn, void *data);
 void *cv_rpc_conn_get_data(const struct cv_rpc_conn *conn);
 
-/* Outcome of a call. status 0: body is the response (valid only during the call). Negative: CV_E* from
- * the peer (error then holds its message) or local: CV_ETIMEDOUT, CV_EUNAVAIL (could not connect /
- * connection lost before the response), CV_ECANCELED (client closing). */
+/* Outcome of a call. status 0: body is the response (valid only during the call), error is NULL.
+ * Negative: CV_E* from the peer (error then holds its message) or local: CV_ETIMEDOUT, CV_EUNAVAIL (could
+ * not connect / connection lost before the response), CV_ECANCELED (client closing); error is then never
+ * NULL. CV_EUNAVAIL for a call already written means the outcome is unknown: the peer may or may not
+ * have executed it. body is never NULL (it may be empty). */
 typedef void (*cv_rpc_call_cb)(void *data, int status, const char *error, const uint8_t *body, size_t len);
 /* An event pushed by the server. */
 typedef void (*cv_rpc_event_cb)(void *data, const char *method, const uint8_t *body, size_t len);
@@ -57,13 +64,18 @@ struct cv_rpc_client_opts {
     void *data;                  /* passed to on_event / on_state */
 };
 
-/* Allocates a client that connects lazily on the first call and reconnects after failures. */
+/* Allocates a client that connects lazily on the first call; from then on it keeps a connection up,
+ * redialing every reconnect_ms after a failure or a loss (so subscribers get on_state(1) again).
+ * CV_EINVAL if addr is not numeric or "localhost". */
 int cv_rpc_client_init(uv_loop_t *loop, const struct cv_rpc_client_opts *opts, struct cv_rpc_client **out);
 /* Starts a call; cb fires exactly once (never from inside cv_rpc_call). timeout_ms 0 = no deadline.
- * While the client is not connected, calls wait for the connection until their deadline. */
+ * While the client is not connected, calls wait for the connection until their deadline. method and
+ * body are copied. On a negative return (CV_ECLOSED while closing, CV_ETOOBIG, CV_EINVAL, CV_ENOMEM)
+ * cb is never called. */
 int cv_rpc_call(struct cv_rpc_client *cli, const char *method, const void *body, size_t len,
                 unsigned timeout_ms, cv_rpc_call_cb cb, void *data);
-/* Fails pending calls with CV_ECANCELED, closes the socket, calls cb (may be NULL), frees cli. */
+/* Closes the socket and timers; once their close callbacks ran, fails pending calls with CV_ECANCELED,
+ * calls cb (may be NULL) and frees cli. Calls started meanwhile return CV_ECLOSED. */
 void cv_rpc_client_close(struct cv_rpc_client *cli, cv_rpc_client_close_cb cb);
 
 #endif

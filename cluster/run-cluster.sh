@@ -1,0 +1,204 @@
+#!/usr/bin/env bash
+# Starts the demo cluster on this machine: installs missing dependencies, builds cverse-node if needed,
+# starts every node of the config in the background (all logging to RUN_DIR/node.log), records
+# "PID ROLE ID" lines in RUN_DIR/pids and waits until every node answers GET /ready with 200. If a node
+# dies or the deadline passes it prints the end of the log, stops what it started and exits 1.
+# Stop the cluster with cluster/stop-cluster.sh.
+#
+# Usage: cluster/run-cluster.sh [--config FILE] [--build-dir DIR]
+#   --config FILE     cluster config (default cluster/demo-cluster.yml)
+#   --build-dir DIR   meson build directory (default build/ in the repository)
+# Environment:
+#   CVERSE_RUN_DIR        run directory: pids, logs, data (default cluster/run)
+#   CVERSE_READY_TIMEOUT  seconds to wait for every node to be ready (default 60)
+# Exit: 0 cluster ready, 1 start failed or already running, 2 bad arguments or config.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)
+
+usage() {
+  echo "usage: cluster/run-cluster.sh [--config FILE] [--build-dir DIR]"
+  echo "environment: CVERSE_RUN_DIR (default cluster/run), CVERSE_READY_TIMEOUT seconds (default 60)"
+}
+die() { echo "run-cluster: $1" >&2; exit "${2:-1}"; }
+# Paths given by the user are relative to where they ran the script, not to the repository.
+abspath() { case "$1" in /*) printf '%s\n' "$1" ;; *) printf '%s\n' "$PWD/$1" ;; esac; }
+
+config=$ROOT/cluster/demo-cluster.yml
+build_dir=$ROOT/build
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --config|--build-dir)
+      if [ $# -lt 2 ] || [ -z "$2" ]; then usage >&2; die "$1 needs a value" 2; fi
+      if [ "$1" = --config ]; then config=$(abspath "$2"); else build_dir=$(abspath "$2"); fi
+      shift ;;
+    --config=*) config=$(abspath "${1#*=}") ;;
+    --build-dir=*) build_dir=$(abspath "${1#*=}") ;;
+    -h|--help) usage; exit 0 ;;
+    *) usage >&2; die "unknown argument '$1'" 2 ;;
+  esac
+  shift
+done
+
+RUN_DIR=$(abspath "${CVERSE_RUN_DIR:-$ROOT/cluster/run}")
+READY_TIMEOUT=${CVERSE_READY_TIMEOUT:-60}
+[[ $READY_TIMEOUT =~ ^[1-9][0-9]*$ ]] || die "CVERSE_READY_TIMEOUT must be a whole number of seconds" 2
+[ -f "$config" ] || die "config file not found: $config" 2
+command -v curl >/dev/null || die "curl is missing (scripts/install-deps.sh installs it)" 2
+PIDS=$RUN_DIR/pids
+LOG=$RUN_DIR/node.log
+
+# True if PID is alive and its program is a cverse binary (cverse-node, later cverse-gate, ...).
+# Checking argv[0] rather than "is the PID alive" guards against the PID having been reused, and treats
+# a zombie (empty cmdline) as dead.
+is_cverse() {
+  local argv0=""
+  { IFS= read -r -d '' argv0 <"/proc/$1/cmdline"; } 2>/dev/null || return 1
+  case "${argv0##*/}" in cverse*) return 0 ;; *) return 1 ;; esac
+}
+
+# --- 1. Refuse to start over a cluster that is still running --------------------------------------
+if [ -f "$PIDS" ]; then
+  running=()
+  while read -r pid role id _; do
+    [[ ${pid:-} =~ ^[0-9]+$ ]] && is_cverse "$pid" && running+=("$role $id (pid $pid)")
+  done <"$PIDS"
+  if [ ${#running[@]} -gt 0 ]; then
+    echo "run-cluster: a cluster from an earlier run is still running:" >&2
+    printf '  %s\n' "${running[@]}" >&2
+    stop_cmd=cluster/stop-cluster.sh
+    [ -n "${CVERSE_RUN_DIR:-}" ] && stop_cmd="CVERSE_RUN_DIR=$RUN_DIR $stop_cmd"
+    die "stop it first with: $stop_cmd"
+  fi
+  echo "run-cluster: removing stale $PIDS (none of its processes is running)"
+  rm -f "$PIDS"
+fi
+
+# --- 2. Dependencies and build ----------------------------------------------------------------------
+"$ROOT/scripts/install-deps.sh" >/dev/null || die "scripts/install-deps.sh failed"
+NODE_BIN=$build_dir/src/node/cverse-node
+if [ ! -f "$build_dir/build.ninja" ]; then
+  (cd "$ROOT" && meson setup "$build_dir") || die "meson setup failed"
+fi
+ninja --quiet -C "$build_dir" src/node/cverse-node || die "build failed: ninja -C $build_dir"
+[ -x "$NODE_BIN" ] || die "no node binary at $NODE_BIN"
+
+# --- 3. Which nodes: ask the binary, so the config is parsed by the one real parser -----------------
+listing=$("$NODE_BIN" --config "$config" --list-nodes) || die "cverse-node rejected $config (see above)" 2
+ids=()
+urls=()
+while read -r id http_addr _; do
+  [ -n "${id:-}" ] || continue
+  [ -n "${http_addr:-}" ] || die "--list-nodes gave no http_addr for node $id" 2
+  host=${http_addr%:*}
+  port=${http_addr##*:}
+  # Wildcard listen addresses are reached through loopback.
+  case "$host" in
+    ""|0.0.0.0) host=127.0.0.1 ;;
+    "[::]"|"::") host="[::1]" ;;
+  esac
+  ids+=("$id")
+  urls+=("http://$host:$port")
+done <<<"$listing"
+[ ${#ids[@]} -gt 0 ] || die "$config defines no nodes" 2
+
+# --- 4. Start the nodes -----------------------------------------------------------------------------
+mkdir -p "$RUN_DIR/data"
+cd "$RUN_DIR"  # anything a process writes with a relative path lands in the run directory
+: >"$PIDS"
+pids=()
+
+# Stops everything started so far (through stop-cluster.sh, which reads the pids file).
+stop_started() {
+  CVERSE_RUN_DIR=$RUN_DIR "$ROOT/cluster/stop-cluster.sh" || true
+}
+trap 'echo; echo "run-cluster: interrupted, stopping what was started" >&2; stop_started; exit 130' INT TERM
+
+start_us=${EPOCHREALTIME//[.,]/}
+log_start=$(stat -c %s "$LOG" 2>/dev/null || echo 0)  # where this run's lines begin
+echo "=== run-cluster.sh $(date '+%F %T'): starting ${#ids[@]} nodes from $config" >>"$LOG"
+for i in "${!ids[@]}"; do
+  id=${ids[i]}
+  mkdir -p "$RUN_DIR/data/$id"
+  # SIGHUP ignored: the cluster outlives the terminal this script ran in (as with nohup).
+  (trap '' HUP; exec "$NODE_BIN" --config "$config" --node-id "$id" --data-dir "$RUN_DIR/data/$id" \
+    </dev/null >>"$LOG" 2>&1) &
+  pids+=("$!")
+  echo "$! node $id" >>"$PIDS"  # written at once: stop-cluster.sh works even if we die mid-way
+done
+echo "run-cluster: started ${#ids[@]} nodes, waiting up to ${READY_TIMEOUT}s for /ready"
+
+# --- 5. Wait until every node is ready --------------------------------------------------------------
+# Fails the whole start: prints why and the end of the log, stops what was started, exits 1.
+fail_start() {
+  echo "run-cluster: $1" >&2
+  echo "--- last 30 lines of $LOG (this run) ---" >&2
+  tail -c +$((log_start + 1)) "$LOG" | tail -n 30 >&2 || true
+  echo "---" >&2
+  stop_started
+  exit 1
+}
+
+# True while our child PID runs. Not is_cverse: right after the fork a child is still "bash".
+child_alive() {
+  local stat
+  kill -0 "$1" 2>/dev/null || return 1
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  stat=${stat##*) }
+  [ "${stat:0:1}" != Z ]
+}
+
+ready=()
+reason=()
+for i in "${!ids[@]}"; do ready[i]=0; reason[i]="no answer"; done
+deadline_us=$((start_us + READY_TIMEOUT * 1000000))
+body=$RUN_DIR/.ready-body
+while :; do
+  pending=0
+  for i in "${!ids[@]}"; do
+    [ "${ready[i]}" -eq 1 ] && continue
+    if ! child_alive "${pids[i]}"; then
+      status=0
+      wait "${pids[i]}" 2>/dev/null || status=$?
+      fail_start "node ${ids[i]} (pid ${pids[i]}) exited with status $status before it was ready"
+    fi
+    code=$(curl -s -o "$body" -w '%{http_code}' --max-time 2 "${urls[i]}/ready" 2>/dev/null || true)
+    if [ "$code" = 200 ]; then
+      ready[i]=1
+    else
+      pending=$((pending + 1))
+      [ "$code" = 000 ] || reason[i]="HTTP $code $(head -c 200 "$body" 2>/dev/null | tr -d '\n')"
+    fi
+  done
+  [ $pending -eq 0 ] && break
+  if [ "${EPOCHREALTIME//[.,]/}" -ge "$deadline_us" ]; then
+    echo "run-cluster: nodes not ready after ${READY_TIMEOUT}s:" >&2
+    for i in "${!ids[@]}"; do
+      [ "${ready[i]}" -eq 1 ] || echo "  ${ids[i]} ${urls[i]}/ready: ${reason[i]}" >&2
+    done
+    fail_start "deadline passed (raise CVERSE_READY_TIMEOUT if the machine is slow)"
+  fi
+  sleep 0.2
+done
+rm -f "$body"
+elapsed_ms=$(((${EPOCHREALTIME//[.,]/} - start_us) / 1000))
+
+# --- 6. Gates and inspector -------------------------------------------------------------------------
+# They come after the nodes: a gate routes calls by the shard map, which exists only once the nodes
+# are ready. Each will be started like a node, logging to RUN_DIR/gate.log or RUN_DIR/inspector.log,
+# recording "PID gate <id>" / "PID inspector inspector" in the pids file (stop-cluster.sh already stops
+# any role), and then waited for on its own /ready.
+start_gates_and_inspector() {
+  :  # not implemented yet: cverse-gate and cverse-inspector do not exist
+}
+start_gates_and_inspector
+
+trap - INT TERM
+printf 'run-cluster: %d nodes ready in %d.%03d s\n' "${#ids[@]}" $((elapsed_ms / 1000)) \
+  $((elapsed_ms % 1000))
+echo "  logs:    $LOG"
+echo "  data:    $RUN_DIR/data/<node-id>"
+echo "  cluster: curl -s ${urls[0]}/v1/cluster"
+stop_cmd=cluster/stop-cluster.sh
+[ -n "${CVERSE_RUN_DIR:-}" ] && stop_cmd="CVERSE_RUN_DIR=$RUN_DIR $stop_cmd"
+echo "  stop:    $stop_cmd"

@@ -1,0 +1,921 @@
+/* Raft glue between libraft 0.22 and the catalog.
+ *
+ * Happy path: a node proposes a catalog command (cv_consensus_propose). The command gets (origin, seq),
+ * is serialized and routed: on the leader it joins the queue of commands that the next loop iteration
+ * packs into ONE log entry (a Batch); on a follower it is sent to the leader as a "catalog.propose" RPC,
+ * and the leader queues it the same way and answers with the entry's index once raft_apply accepted it.
+ * Every node applies the entry to its catalog (fsm_apply); the catalog's observer reports each command's
+ * result, and the proposer completes its proposal when it sees (origin == self, seq) applied locally.
+ *
+ * Failure modes: if leadership changes before the entry commits, the slot may be overwritten by another
+ * entry; the proposer then sees the index applied without its seq and reports CV_ERETRY (never success).
+ * Without a leader, proposals wait (re-routed every tick) until their deadline (CV_ETIMEDOUT, outcome
+ * unknown). A failed catalog write inside fsm_apply is fatal: the process exits rather than let this
+ * replica's state diverge from the log (raft would otherwise wedge silently, see docs/architecture.md).
+ */
+#include "consensus/consensus.h"
+
+#include <errno.h>
+#include <raft.h>
+#include <raft/uv.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cverse/error.h"
+#include "rpc.pb-c.h"
+#include "util/addr.h"
+#include "util/log.h"
+
+#define TICK_MS 20
+#define DEFAULT_TIMEOUT_MS 5000
+
+const double cv_apply_bucket_le_us[CV_APPLY_BUCKETS] = {50,    100,   250,   500,    1000,   2500,
+                                                        5000,  10000, 25000, 50000, 100000, 1e300};
+
+struct pending {
+    struct pending *next, *prev;
+    uint64_t seq;
+    uint64_t deadline_ms; /* monotonic */
+    uint64_t index;       /* the entry that carries it, once known; 0 before */
+    bool in_flight;       /* queued on the leader or sent to it; false = route at next tick */
+    uint8_t *cmd;
+    size_t len;
+    cv_propose_cb cb;
+    void *data;
+};
+
+struct remote_waiter { /* a forwarded proposal waiting for the flush that gives it an index */
+    struct cv_rpc_conn *conn;
+    uint64_t id;
+};
+
+struct entry_req {
+    struct raft_apply req;
+    struct cv_consensus *c;
+};
+
+struct change_req {
+    struct raft_change req;
+    struct cv_consensus *c;
+    void (*cb)(void *data, int status);
+    void *data;
+};
+
+struct cv_consensus {
+    uv_loop_t *loop;
+    const struct cv_config *cfg;
+    const struct cv_node_cfg *self;
+    struct cv_catalog *cat;
+    cv_consensus_applied_cb on_applied;
+    cv_consensus_leader_cb on_leader;
+    void *data;
+
+    struct raft raft;
+    struct raft_io io;
+    struct raft_uv_transport transport;
+    struct raft_fsm fsm;
+    raft_id id;
+
+    uv_timer_t tick, flush;
+    struct pending pendings; /* circular list head */
+    uint64_t next_seq;
+
+    /* leader queue: a Batch under construction (wire form), local seqs and remote waiters in it */
+    uint8_t *q;
+    size_t q_len, q_cap;
+    uint64_t *q_seqs;
+    size_t n_q_seqs, cap_q_seqs;
+    struct remote_waiter *q_remote;
+    size_t n_q_remote, cap_q_remote;
+
+    struct cv_rpc_client **peers; /* one per config node, created lazily */
+    bool was_leader;
+    raft_id last_leader;
+    uint64_t leader_since_ms;
+    struct change_req *change;
+    struct raft_transfer transfer;
+    bool transferring;
+    void (*transfer_cb)(void *data);
+    void *transfer_data;
+
+    struct cv_apply_histogram hist;
+    uint64_t snapshots_taken, snapshots_restored, entries_applied;
+    bool closing;
+    int open_handles;
+    void (*close_cb)(void *data);
+    void *close_data;
+};
+
+/* ---------------------------------------------------------------- helpers */
+
+static int mkdir_p(const char *path)
+{
+    char buf[1024];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) return CV_EINVAL;
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = '\0';
+        if (mkdir(buf, 0755) && errno != EEXIST) return CV_EIO;
+        *p = '/';
+    }
+    if (mkdir(buf, 0755) && errno != EEXIST) return CV_EIO;
+    return 0;
+}
+
+static const struct cv_node_cfg *node_by_raft_id(const struct cv_consensus *c, raft_id id)
+{
+    if (id == 0 || id > c->cfg->n_nodes) return NULL;
+    return &c->cfg->nodes[id - 1];
+}
+
+static int grow(void **buf, size_t *cap, size_t need, size_t elem)
+{
+    if (need <= *cap) return 0;
+    size_t ncap = *cap ? *cap * 2 : 16;
+    while (ncap < need) ncap *= 2;
+    void *nb = realloc(*buf, ncap * elem);
+    if (!nb) return CV_ENOMEM;
+    *buf = nb;
+    *cap = ncap;
+    return 0;
+}
+
+/* Appends field 1 (Batch.commands, wire type 2) holding cmd: the Batch wire form is just the
+ * concatenation of its commands, so queued commands never need re-encoding. */
+static int batch_append(uint8_t **buf, size_t *len, size_t *cap, const uint8_t *cmd, size_t n)
+{
+    int rv = grow((void **)buf, cap, *len + n + 11, 1);
+    if (rv) return rv;
+    uint8_t *p = *buf + *len;
+    *p++ = 0x0a;
+    size_t v = n;
+    while (v >= 0x80) {
+        *p++ = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    *p++ = (uint8_t)v;
+    memcpy(p, cmd, n);
+    *len = (size_t)(p - *buf) + n;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- pending proposals */
+
+static void pending_unlink(struct pending *p)
+{
+    p->prev->next = p->next;
+    p->next->prev = p->prev;
+}
+
+static struct pending *pending_find(struct cv_consensus *c, uint64_t seq)
+{
+    /* Proposals mostly complete in order: search from the oldest. */
+    for (struct pending *p = c->pendings.next; p != &c->pendings; p = p->next)
+        if (p->seq == seq) return p;
+    return NULL;
+}
+
+static void pending_complete(struct pending *p, int status, uint64_t index)
+{
+    pending_unlink(p);
+    cv_propose_cb cb = p->cb;
+    void *data = p->data;
+    free(p->cmd);
+    free(p);
+    if (cb) cb(data, status, index);
+}
+
+/* ---------------------------------------------------------------- leader queue and flush */
+
+static void flush_cb(uv_timer_t *t);
+
+static void queue_schedule(struct cv_consensus *c)
+{
+    if (!uv_is_active((uv_handle_t *)&c->flush)) uv_timer_start(&c->flush, flush_cb, 0, 0);
+}
+
+static int queue_local(struct cv_consensus *c, struct pending *p)
+{
+    int rv = grow((void **)&c->q_seqs, &c->cap_q_seqs, c->n_q_seqs + 1, sizeof *c->q_seqs);
+    if (!rv) rv = batch_append(&c->q, &c->q_len, &c->q_cap, p->cmd, p->len);
+    if (rv) return rv;
+    c->q_seqs[c->n_q_seqs++] = p->seq;
+    p->in_flight = true;
+    queue_schedule(c);
+    return 0;
+}
+
+static void apply_done_cb(struct raft_apply *req, int status, void *result)
+{
+    /* Outcomes are decided by what gets applied at the entry's index (see pending_check), so a
+     * failure here (e.g. RAFT_LEADERSHIPLOST) needs no action beyond logging. */
+    struct entry_req *er = req->data;
+    if (status != 0 && status != RAFT_LEADERSHIPLOST && status != RAFT_SHUTDOWN)
+        CV_WARN("raft apply of entry %llu failed: %s", (unsigned long long)req->index,
+                raft_strerror(status));
+    free(er);
+}
+
+static void respond_propose(struct cv_rpc_conn *conn, uint64_t id, int status, uint64_t index,
+                            uint64_t term, const char *leader)
+{
+    Cverse__Rpc__ProposeResponse resp = CVERSE__RPC__PROPOSE_RESPONSE__INIT;
+    resp.index = index;
+    resp.term = term;
+    resp.leader = (char *)(leader ? leader : "");
+    uint8_t buf[128];
+    size_t n = cverse__rpc__propose_response__pack(&resp, buf);
+    cv_rpc_respond(conn, id, status, status ? cv_strerror(status) : NULL, buf, n);
+}
+
+static void leader_hint(struct cv_consensus *c, char *out, size_t len)
+{
+    raft_id id;
+    const char *addr;
+    raft_leader(&c->raft, &id, &addr);
+    const struct cv_node_cfg *n = node_by_raft_id(c, id);
+    snprintf(out, len, "%s", n ? n->id : "");
+}
+
+/* Log entries: an 8-byte header (magic "CVB1", u32 big-endian payload length), the Batch, zero padding.
+ * libraft 0.22 rejects entries whose length is not a multiple of 8, and padding must not reach the
+ * protobuf decoder, hence the explicit length. */
+#define ENTRY_MAGIC 0x43564231u /* "CVB1" */
+#define ENTRY_HDR 8u
+
+static void put_be32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+static uint32_t get_be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* Returns the Batch inside an entry, or NULL if the entry is not one of ours. */
+static const uint8_t *entry_payload(const struct raft_buffer *buf, size_t *len)
+{
+    const uint8_t *p = buf->base;
+    if (buf->len < ENTRY_HDR || get_be32(p) != ENTRY_MAGIC) return NULL;
+    *len = get_be32(p + 4);
+    return *len <= buf->len - ENTRY_HDR ? p + ENTRY_HDR : NULL;
+}
+
+static int entry_build(const uint8_t *batch, size_t len, struct raft_buffer *buf)
+{
+    size_t total = (ENTRY_HDR + len + 7) & ~(size_t)7;
+    buf->base = raft_malloc(total);
+    if (!buf->base) return CV_ENOMEM;
+    buf->len = total;
+    uint8_t *p = buf->base;
+    put_be32(p, ENTRY_MAGIC);
+    put_be32(p + 4, (uint32_t)len);
+    memcpy(p + ENTRY_HDR, batch, len);
+    memset(p + ENTRY_HDR + len, 0, total - ENTRY_HDR - len);
+    return 0;
+}
+
+/* Appends the queued batch to the raft log; returns 0 and the entry's index, or a CV_E* code. */
+static int queue_submit(struct cv_consensus *c, uint64_t *index)
+{
+    struct entry_req *er = calloc(1, sizeof *er);
+    struct raft_buffer buf;
+    if (!er) return CV_ENOMEM;
+    if (entry_build(c->q, c->q_len, &buf)) {
+        free(er);
+        return CV_ENOMEM;
+    }
+    er->c = c;
+    er->req.data = er;
+    int rv = raft_apply(&c->raft, &er->req, &buf, 1, apply_done_cb);
+    if (rv == 0) {
+        *index = er->req.index ? er->req.index : raft_last_index(&c->raft);
+        return 0;
+    }
+    /* Before the leader check passes raft has not taken the buffer; after it, raft discards it itself
+     * (0.22 frees it on the later error paths), so only RAFT_NOTLEADER leaves it to us. */
+    if (rv == RAFT_NOTLEADER) raft_free(buf.base);
+    else CV_WARN("raft_apply failed: %s (%s)", raft_strerror(rv), raft_errmsg(&c->raft));
+    free(er);
+    return rv == RAFT_NOTLEADER || rv == RAFT_LEADERSHIPLOST ? CV_ENOTLEADER : CV_ERAFT;
+}
+
+/* Hands the queued batch to raft and tells every waiter the entry's index (or that it failed). */
+static void queue_flush(struct cv_consensus *c)
+{
+    if (c->q_len == 0) return;
+    uint64_t index = 0;
+    int status = queue_submit(c, &index);
+    for (size_t i = 0; i < c->n_q_seqs; i++) {
+        struct pending *p = pending_find(c, c->q_seqs[i]);
+        if (!p) continue;
+        if (status == 0)
+            p->index = index;
+        else
+            p->in_flight = false; /* not appended anywhere: route again at the next tick */
+    }
+    char leader[CV_NODE_ID_MAX];
+    leader_hint(c, leader, sizeof leader);
+    for (size_t i = 0; i < c->n_q_remote; i++) {
+        struct remote_waiter *w = &c->q_remote[i];
+        respond_propose(w->conn, w->id, status, index, raft_current_term(&c->raft), leader);
+        cv_rpc_conn_unref(w->conn);
+    }
+    c->q_len = c->n_q_seqs = c->n_q_remote = 0;
+}
+
+static void flush_cb(uv_timer_t *t)
+{
+    queue_flush(t->data);
+}
+
+/* ---------------------------------------------------------------- routing to the leader */
+
+struct forward_ctx {
+    struct cv_consensus *c;
+    uint64_t seq;
+};
+
+static void forward_done(void *data, int status, const char *error, const uint8_t *body, size_t len)
+{
+    struct forward_ctx *fc = data;
+    struct cv_consensus *c = fc->c;
+    uint64_t seq = fc->seq;
+    struct pending *p = c->closing ? NULL : pending_find(c, seq);
+    free(fc);
+    if (!p) return;
+    if (status == 0) {
+        Cverse__Rpc__ProposeResponse *r = cverse__rpc__propose_response__unpack(NULL, len, body);
+        if (r) {
+            p->index = r->index;
+            cverse__rpc__propose_response__free_unpacked(r, NULL);
+            return;
+        }
+        status = CV_EPROTO;
+    }
+    if (status == CV_ENOTLEADER || status == CV_EUNAVAIL || status == CV_ETIMEDOUT) {
+        /* Not appended by that node (or unknown if the connection broke after sending: a resend is
+         * harmless because catalog commands are idempotent and (origin, seq) completes only once). */
+        p->in_flight = false;
+        return;
+    }
+    CV_WARN("proposal %llu forwarded to the leader failed: %s (%s)", (unsigned long long)seq,
+            cv_strerror(status), error ? error : "");
+    pending_complete(p, status, 0);
+}
+
+static struct cv_rpc_client *peer_client(struct cv_consensus *c, raft_id id)
+{
+    const struct cv_node_cfg *n = node_by_raft_id(c, id);
+    if (!n) return NULL;
+    if (!c->peers[id - 1]) {
+        struct cv_rpc_client_opts o = {.addr = n->advertise_addr, .reconnect_ms = 50};
+        if (cv_rpc_client_init(c->loop, &o, &c->peers[id - 1])) return NULL;
+    }
+    return c->peers[id - 1];
+}
+
+static int forward(struct cv_consensus *c, struct pending *p, raft_id leader)
+{
+    struct cv_rpc_client *cli = peer_client(c, leader);
+    if (!cli) return CV_EUNAVAIL;
+    uint8_t *batch = NULL;
+    size_t blen = 0, bcap = 0;
+    int rv = batch_append(&batch, &blen, &bcap, p->cmd, p->len);
+    if (rv) return rv;
+    Cverse__Rpc__ProposeRequest req = CVERSE__RPC__PROPOSE_REQUEST__INIT;
+    req.batch.data = batch;
+    req.batch.len = blen;
+    size_t n = cverse__rpc__propose_request__get_packed_size(&req);
+    uint8_t *body = malloc(n);
+    struct forward_ctx *fc = malloc(sizeof *fc);
+    if (!body || !fc) {
+        rv = CV_ENOMEM;
+        goto out;
+    }
+    cverse__rpc__propose_request__pack(&req, body);
+    fc->c = c;
+    fc->seq = p->seq;
+    uint64_t now = cv_mono_ms();
+    unsigned left = p->deadline_ms > now ? (unsigned)(p->deadline_ms - now) : 1;
+    rv = cv_rpc_call(cli, "catalog.propose", body, n, left < 1000 ? left : 1000, forward_done, fc);
+    if (rv == 0) {
+        fc = NULL;
+        p->in_flight = true;
+    }
+out:
+    free(fc);
+    free(body);
+    free(batch);
+    return rv;
+}
+
+static void route(struct cv_consensus *c, struct pending *p)
+{
+    if (raft_state(&c->raft) == RAFT_LEADER) {
+        if (queue_local(c, p)) p->in_flight = false;
+        return;
+    }
+    raft_id id;
+    const char *addr;
+    raft_leader(&c->raft, &id, &addr);
+    if (id != 0 && id != c->id) forward(c, p, id);
+}
+
+/* ---------------------------------------------------------------- proposals API */
+
+int cv_consensus_propose(struct cv_consensus *c, Cverse__Catalog__Command *cmd, unsigned timeout_ms,
+                         cv_propose_cb cb, void *data)
+{
+    if (c->closing) return CV_ECLOSED;
+    struct pending *p = calloc(1, sizeof *p);
+    if (!p) return CV_ENOMEM;
+    p->seq = c->next_seq++;
+    cmd->origin = (char *)c->self->id;
+    cmd->seq = p->seq;
+    p->len = cverse__catalog__command__get_packed_size(cmd);
+    p->cmd = malloc(p->len ? p->len : 1);
+    if (!p->cmd) {
+        free(p);
+        return CV_ENOMEM;
+    }
+    cverse__catalog__command__pack(cmd, p->cmd);
+    p->deadline_ms = cv_mono_ms() + (timeout_ms ? timeout_ms : DEFAULT_TIMEOUT_MS);
+    p->cb = cb;
+    p->data = data;
+    p->next = &c->pendings;
+    p->prev = c->pendings.prev;
+    p->prev->next = p;
+    c->pendings.prev = p;
+    route(c, p);
+    return 0;
+}
+
+void cv_consensus_handle_propose(struct cv_consensus *c, struct cv_rpc_conn *conn, uint64_t id,
+                                 const uint8_t *body, size_t len)
+{
+    char leader[CV_NODE_ID_MAX];
+    if (c->closing || raft_state(&c->raft) != RAFT_LEADER) {
+        leader_hint(c, leader, sizeof leader);
+        respond_propose(conn, id, CV_ENOTLEADER, 0, raft_current_term(&c->raft), leader);
+        return;
+    }
+    Cverse__Rpc__ProposeRequest *req = cverse__rpc__propose_request__unpack(NULL, len, body);
+    if (!req) {
+        cv_rpc_respond(conn, id, CV_EPROTO, "undecodable ProposeRequest", NULL, 0);
+        return;
+    }
+    /* The request's batch is already in Batch wire form: append it verbatim. */
+    int rv = grow((void **)&c->q, &c->q_cap, c->q_len + req->batch.len, 1);
+    if (!rv)
+        rv = grow((void **)&c->q_remote, &c->cap_q_remote, c->n_q_remote + 1, sizeof *c->q_remote);
+    if (rv) {
+        cv_rpc_respond(conn, id, rv, cv_strerror(rv), NULL, 0);
+    } else {
+        memcpy(c->q + c->q_len, req->batch.data, req->batch.len);
+        c->q_len += req->batch.len;
+        cv_rpc_conn_ref(conn);
+        c->q_remote[c->n_q_remote++] = (struct remote_waiter){conn, id};
+        queue_schedule(c);
+    }
+    cverse__rpc__propose_request__free_unpacked(req, NULL);
+}
+
+/* ---------------------------------------------------------------- FSM */
+
+static void catalog_observer(void *data, uint64_t index, const Cverse__Catalog__Batch *batch,
+                             const struct cv_cmd_result *results)
+{
+    struct cv_consensus *c = data;
+    for (size_t i = 0; i < batch->n_commands; i++) {
+        if (strcmp(results[i].origin, c->self->id) != 0) continue;
+        struct pending *p = pending_find(c, results[i].seq);
+        if (p) pending_complete(p, results[i].status, index);
+    }
+    if (c->on_applied) c->on_applied(c->data, index, batch, results);
+}
+
+static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result)
+{
+    struct cv_consensus *c = fsm->data;
+    uint64_t index = raft_last_applied(&c->raft) + 1;
+    bool skipped = false;
+    uint64_t t0 = cv_mono_ns();
+    size_t len = 0;
+    const uint8_t *batch = entry_payload(buf, &len);
+    *result = NULL;
+    int rv = batch ? cv_catalog_apply(c->cat, index, batch, len, &skipped)
+                   : cv_catalog_apply_noop(c->cat, index) ? CV_ELMDB : CV_EPROTO;
+    if (rv == CV_EPROTO) {
+        CV_ERROR("entry %llu is not a catalog batch; recorded as applied and ignored",
+                 (unsigned long long)index);
+        return 0;
+    }
+    if (rv) {
+        /* Returning an error would wedge the group silently and skipping would diverge this replica
+         * from the log: stop the process; raft replays the entry after the operator fixed the disk. */
+        CV_ERROR("FATAL: cannot apply entry %llu to the catalog: %s", (unsigned long long)index,
+                 cv_strerror(rv));
+        exit(1);
+    }
+    if (skipped) return 0;
+    double us = (double)(cv_mono_ns() - t0) / 1000.0;
+    unsigned b = 0;
+    while (b < CV_APPLY_BUCKETS - 1 && us > cv_apply_bucket_le_us[b]) b++;
+    c->hist.buckets[b]++;
+    c->hist.count++;
+    c->hist.sum_us += us;
+    c->entries_applied++;
+#ifdef CV_CHECKS
+    cv_catalog_check(c->cat);
+#endif
+    return 0;
+}
+
+static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
+{
+    struct cv_consensus *c = fsm->data;
+    void *data;
+    size_t len;
+    int rv = cv_catalog_snapshot(c->cat, &data, &len);
+    if (rv) {
+        CV_ERROR("catalog snapshot failed: %s", cv_strerror(rv));
+        return RAFT_NOMEM;
+    }
+    *bufs = malloc(sizeof **bufs);
+    if (!*bufs) {
+        free(data);
+        return RAFT_NOMEM;
+    }
+    (*bufs)[0].base = data;
+    (*bufs)[0].len = len;
+    *n_bufs = 1;
+    c->snapshots_taken++;
+    CV_INFO("raft snapshot of the catalog taken at applied index %llu (%zu bytes)",
+            (unsigned long long)cv_catalog_applied_index(c->cat), len);
+    return 0;
+}
+
+static int fsm_snapshot_finalize(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
+{
+    if (*bufs) {
+        for (unsigned i = 0; i < *n_bufs; i++) free((*bufs)[i].base);
+        free(*bufs);
+    }
+    *bufs = NULL;
+    *n_bufs = 0;
+    return 0;
+}
+
+static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
+{
+    struct cv_consensus *c = fsm->data;
+    bool ignored = false;
+    int rv = cv_catalog_restore(c->cat, buf->base, buf->len, &ignored);
+    if (rv) {
+        CV_ERROR("catalog restore from a raft snapshot failed: %s", cv_strerror(rv));
+        return RAFT_CORRUPT;
+    }
+    CV_INFO("raft snapshot %s (catalog applied index now %llu)",
+            ignored ? "older than the catalog: kept the catalog" : "installed into the catalog",
+            (unsigned long long)cv_catalog_applied_index(c->cat));
+    if (!ignored) c->snapshots_restored++;
+    raft_free(buf->base); /* restore takes ownership of the buffer on success */
+    return 0;
+}
+
+/* ---------------------------------------------------------------- tick: leadership, deadlines */
+
+static void check_pendings(struct cv_consensus *c)
+{
+    uint64_t now = cv_mono_ms();
+    uint64_t applied = cv_catalog_applied_index(c->cat);
+    struct pending *p = c->pendings.next;
+    while (p != &c->pendings) {
+        struct pending *next = p->next;
+        if (p->index && applied >= p->index)
+            pending_complete(p, CV_ERETRY, 0); /* its slot was applied without it: overwritten */
+        else if (now >= p->deadline_ms)
+            pending_complete(p, CV_ETIMEDOUT, 0);
+        else if (!p->in_flight)
+            route(c, p);
+        p = next;
+    }
+}
+
+static void check_leader(struct cv_consensus *c)
+{
+    bool is_leader = raft_state(&c->raft) == RAFT_LEADER;
+    raft_id id;
+    const char *addr;
+    raft_leader(&c->raft, &id, &addr);
+    if (is_leader == c->was_leader && id == c->last_leader) return;
+    if (is_leader && !c->was_leader) {
+        c->leader_since_ms = cv_now_ms();
+        CV_INFO("became raft leader (term %llu)", (unsigned long long)raft_current_term(&c->raft));
+    } else if (!is_leader && c->was_leader) {
+        c->leader_since_ms = 0;
+        CV_INFO("lost raft leadership (term %llu)", (unsigned long long)raft_current_term(&c->raft));
+    }
+    if (id != c->last_leader && !is_leader) {
+        const struct cv_node_cfg *n = node_by_raft_id(c, id);
+        CV_INFO("raft leader is now %s (term %llu)", n ? n->id : "unknown",
+                (unsigned long long)raft_current_term(&c->raft));
+    }
+    c->was_leader = is_leader;
+    c->last_leader = id;
+    if (c->on_leader) c->on_leader(c->data, is_leader);
+}
+
+static void tick_cb(uv_timer_t *t)
+{
+    struct cv_consensus *c = t->data;
+    if (c->closing) return;
+    check_leader(c);
+    check_pendings(c);
+}
+
+/* ---------------------------------------------------------------- lifecycle */
+
+static int bootstrap(struct cv_consensus *c)
+{
+    struct raft_configuration conf;
+    raft_configuration_init(&conf);
+    int rv = 0;
+    for (size_t i = 0; i < c->cfg->n_nodes && !rv; i++) {
+        int role = i < c->cfg->raft.voters ? RAFT_VOTER : RAFT_STANDBY;
+        rv = raft_configuration_add(&conf, i + 1, c->cfg->nodes[i].raft_addr, role);
+    }
+    if (!rv) rv = raft_bootstrap(&c->raft, &conf);
+    raft_configuration_close(&conf);
+    if (rv == RAFT_CANTBOOTSTRAP) return 0; /* not pristine: an earlier run bootstrapped */
+    if (rv) {
+        CV_ERROR("raft bootstrap failed: %s", raft_strerror(rv));
+        return CV_ERAFT;
+    }
+    CV_INFO("bootstrapped raft with %zu members (%u voters)", c->cfg->n_nodes, c->cfg->raft.voters);
+    return 0;
+}
+
+static void tune(struct cv_consensus *c)
+{
+    const struct cv_raft_cfg *rc = &c->cfg->raft;
+    raft_set_election_timeout(&c->raft, rc->election_timeout_ms);
+    raft_set_heartbeat_timeout(&c->raft, rc->heartbeat_timeout_ms);
+    raft_set_pre_vote(&c->raft, rc->pre_vote);
+    raft_set_snapshot_threshold(&c->raft, rc->snapshot_threshold);
+    raft_set_snapshot_trailing(&c->raft, rc->snapshot_trailing);
+}
+
+static int init_raft(struct cv_consensus *c, const char *raft_dir)
+{
+    int rv;
+    c->transport.version = 1; /* required by 0.22 before raft_uv_tcp_init */
+    c->transport.data = c;
+    if ((rv = raft_uv_tcp_init(&c->transport, c->loop))) goto err;
+    if ((rv = raft_uv_tcp_set_bind_address(&c->transport, c->self->raft_bind_addr))) goto err_after_tcp;
+    if ((rv = raft_uv_init(&c->io, c->loop, raft_dir, &c->transport))) goto err_after_tcp;
+    c->fsm.version = 2;
+    c->fsm.data = c;
+    c->fsm.apply = fsm_apply;
+    c->fsm.snapshot = fsm_snapshot;
+    c->fsm.restore = fsm_restore;
+    c->fsm.snapshot_finalize = fsm_snapshot_finalize;
+    if ((rv = raft_init(&c->raft, &c->io, &c->fsm, c->id, c->self->raft_addr))) goto err_after_io;
+    tune(c);
+    return 0;
+err_after_io:
+    raft_uv_close(&c->io);
+err_after_tcp:
+    raft_uv_tcp_close(&c->transport);
+err:
+    CV_ERROR("raft init failed: %s (%s)", raft_strerror(rv), c->transport.errmsg);
+    return CV_ERAFT;
+}
+
+static void raft_closed_early(struct raft *r)
+{
+    struct cv_consensus *c = r->data;
+    raft_uv_close(&c->io);
+    raft_uv_tcp_close(&c->transport);
+}
+
+int cv_consensus_init(const struct cv_consensus_opts *opts, struct cv_consensus **out)
+{
+    int idx = cv_config_node_index(opts->cfg, opts->node_id);
+    if (idx < 0) return CV_EINVAL;
+    int rv = mkdir_p(opts->raft_dir);
+    if (rv) {
+        CV_ERROR("cannot create raft directory %s: %s", opts->raft_dir, strerror(errno));
+        return rv;
+    }
+    struct cv_consensus *c = calloc(1, sizeof *c);
+    if (!c) return CV_ENOMEM;
+    c->peers = calloc(opts->cfg->n_nodes, sizeof *c->peers);
+    if (!c->peers) {
+        rv = CV_ENOMEM;
+        goto err_after_alloc;
+    }
+    c->loop = opts->loop;
+    c->cfg = opts->cfg;
+    c->self = &opts->cfg->nodes[idx];
+    c->id = (raft_id)idx + 1;
+    c->cat = opts->catalog;
+    c->on_applied = opts->on_applied;
+    c->on_leader = opts->on_leader;
+    c->data = opts->data;
+    c->pendings.next = c->pendings.prev = &c->pendings;
+    c->next_seq = cv_now_ms() * 1000; /* unique across restarts of this node */
+    if ((rv = init_raft(c, opts->raft_dir))) goto err_after_peers;
+    if ((rv = bootstrap(c))) goto err_after_raft;
+    cv_catalog_set_observer(c->cat, catalog_observer, c);
+    uv_timer_init(c->loop, &c->tick);
+    uv_timer_init(c->loop, &c->flush);
+    c->tick.data = c->flush.data = c;
+    *out = c;
+    return 0;
+err_after_raft:
+    c->closing = true;
+    c->raft.data = c;
+    raft_close(&c->raft, raft_closed_early);
+    uv_run(c->loop, UV_RUN_DEFAULT); /* let raft release its handles before freeing c */
+err_after_peers:
+    free(c->peers);
+err_after_alloc:
+    free(c);
+    return rv;
+}
+
+int cv_consensus_start(struct cv_consensus *c)
+{
+    int rv = raft_start(&c->raft);
+    if (rv) {
+        CV_ERROR("raft start failed: %s (%s)", raft_strerror(rv), raft_errmsg(&c->raft));
+        return CV_ERAFT;
+    }
+    uv_timer_start(&c->tick, tick_cb, TICK_MS, TICK_MS);
+    CV_INFO("raft started: id %llu, address %s (bind %s), catalog applied index %llu",
+            (unsigned long long)c->id, c->self->raft_addr, c->self->raft_bind_addr,
+            (unsigned long long)cv_catalog_applied_index(c->cat));
+    return 0;
+}
+
+static void close_step(struct cv_consensus *c)
+{
+    if (--c->open_handles > 0) return;
+    if (c->close_cb) c->close_cb(c->close_data);
+}
+
+static void handle_closed(uv_handle_t *h)
+{
+    close_step(h->data);
+}
+
+static void peer_closed(struct cv_rpc_client *cli)
+{
+    (void)cli;
+}
+
+static void raft_closed(struct raft *r)
+{
+    struct cv_consensus *c = r->data;
+    raft_uv_close(&c->io);
+    raft_uv_tcp_close(&c->transport);
+    close_step(c);
+}
+
+void cv_consensus_close(struct cv_consensus *c, void (*cb)(void *data), void *data)
+{
+    c->closing = true;
+    c->close_cb = cb;
+    c->close_data = data;
+    while (c->pendings.next != &c->pendings) pending_complete(c->pendings.next, CV_ECANCELED, 0);
+    for (size_t i = 0; i < c->n_q_remote; i++) cv_rpc_conn_unref(c->q_remote[i].conn);
+    c->n_q_remote = c->n_q_seqs = c->q_len = 0;
+    for (size_t i = 0; i < c->cfg->n_nodes; i++)
+        if (c->peers[i]) cv_rpc_client_close(c->peers[i], peer_closed);
+    c->open_handles = 3;
+    uv_close((uv_handle_t *)&c->tick, handle_closed);
+    uv_close((uv_handle_t *)&c->flush, handle_closed);
+    c->raft.data = c;
+    raft_close(&c->raft, raft_closed);
+}
+
+void cv_consensus_free(struct cv_consensus *c)
+{
+    if (!c) return;
+    free(c->q);
+    free(c->q_seqs);
+    free(c->q_remote);
+    free(c->peers);
+    free(c->change);
+    free(c);
+}
+
+/* ---------------------------------------------------------------- status and membership */
+
+void cv_consensus_status(struct cv_consensus *c, struct cv_consensus_status *st)
+{
+    memset(st, 0, sizeof *st);
+    int state = raft_state(&c->raft);
+    st->is_leader = state == RAFT_LEADER;
+    st->state = state == RAFT_LEADER      ? "leader"
+                : state == RAFT_FOLLOWER  ? "follower"
+                : state == RAFT_CANDIDATE ? "candidate"
+                                          : "unavailable";
+    raft_id id;
+    const char *addr;
+    raft_leader(&c->raft, &id, &addr);
+    const struct cv_node_cfg *n = node_by_raft_id(c, id);
+    st->has_leader = n != NULL;
+    snprintf(st->leader_id, sizeof st->leader_id, "%s", n ? n->id : "");
+    st->term = raft_current_term(&c->raft);
+    st->commit_index = raft_commit_index(&c->raft);
+    st->last_applied = raft_last_applied(&c->raft);
+    st->last_index = raft_last_index(&c->raft);
+    st->leader_since_ms = st->is_leader ? c->leader_since_ms : 0;
+    st->snapshots_taken = c->snapshots_taken;
+    st->snapshots_restored = c->snapshots_restored;
+    st->entries_applied = c->entries_applied;
+}
+
+const struct cv_apply_histogram *cv_consensus_apply_histogram(const struct cv_consensus *c)
+{
+    return &c->hist;
+}
+
+int cv_consensus_member_role(struct cv_consensus *c, const char *node_id)
+{
+    int idx = cv_config_node_index(c->cfg, node_id);
+    if (idx < 0) return CV_MEMBER_NONE;
+    const struct raft_configuration *conf = &c->raft.configuration;
+    for (unsigned i = 0; i < conf->n; i++)
+        if (conf->servers[i].id == (raft_id)idx + 1) return conf->servers[i].role;
+    return CV_MEMBER_NONE;
+}
+
+bool cv_consensus_change_pending(const struct cv_consensus *c)
+{
+    return c->change != NULL;
+}
+
+static void change_done(struct raft_change *req, int status)
+{
+    struct change_req *cr = req->data;
+    struct cv_consensus *c = cr->c;
+    c->change = NULL;
+    if (status) CV_WARN("raft membership change failed: %s", raft_strerror(status));
+    if (cr->cb && !c->closing) cr->cb(cr->data, status ? CV_ERAFT : 0);
+    free(cr);
+}
+
+int cv_consensus_assign(struct cv_consensus *c, const char *node_id, int raft_role,
+                        void (*cb)(void *data, int status), void *data)
+{
+    if (c->change) return CV_EBUSY;
+    if (raft_state(&c->raft) != RAFT_LEADER) return CV_ENOTLEADER;
+    int idx = cv_config_node_index(c->cfg, node_id);
+    if (idx < 0) return CV_ENOTFOUND;
+    struct change_req *cr = calloc(1, sizeof *cr);
+    if (!cr) return CV_ENOMEM;
+    cr->c = c;
+    cr->cb = cb;
+    cr->data = data;
+    cr->req.data = cr;
+    int rv = raft_assign(&c->raft, &cr->req, (raft_id)idx + 1, raft_role, change_done);
+    if (rv) {
+        free(cr);
+        CV_WARN("raft_assign(%s, %s) refused: %s", node_id, raft_role_name(raft_role),
+                raft_strerror(rv));
+        return rv == RAFT_NOTLEADER ? CV_ENOTLEADER : rv == RAFT_CANTCHANGE ? CV_EBUSY : CV_ERAFT;
+    }
+    c->change = cr;
+    CV_INFO("membership: assigning %s the role %s", node_id, raft_role_name(raft_role));
+    return 0;
+}
+
+static void transfer_done(struct raft_transfer *req)
+{
+    struct cv_consensus *c = req->data;
+    c->transferring = false;
+    if (c->transfer_cb) c->transfer_cb(c->transfer_data);
+}
+
+int cv_consensus_transfer(struct cv_consensus *c, void (*cb)(void *data), void *data)
+{
+    if (raft_state(&c->raft) != RAFT_LEADER) return CV_ENOTLEADER;
+    if (c->transferring) return CV_EBUSY;
+    c->transfer.data = c;
+    c->transfer_cb = cb;
+    c->transfer_data = data;
+    int rv = raft_transfer(&c->raft, &c->transfer, 0, transfer_done);
+    if (rv) return rv == RAFT_NOTFOUND ? CV_ENOTFOUND : CV_ERAFT;
+    c->transferring = true;
+    return 0;
+}

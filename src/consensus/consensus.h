@@ -1,0 +1,95 @@
+/* Raft glue: runs the node's raft instance (libraft + libuv TCP transport) with the catalog as its FSM,
+ * batches catalog commands into log entries, forwards proposals to the leader, and reports each proposal's
+ * outcome once ITS command was applied locally. */
+#ifndef CV_CONSENSUS_H
+#define CV_CONSENSUS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "catalog/catalog.h"
+#include "config/config.h"
+#include "net/rpc.h"
+
+struct cv_consensus;
+
+/* Raft roles of a member, as in raft.h (RAFT_STANDBY, RAFT_VOTER, RAFT_SPARE); -1 = not a member. */
+#define CV_MEMBER_NONE (-1)
+
+/* Called after every applied entry (from the catalog observer), after proposals were completed. */
+typedef void (*cv_consensus_applied_cb)(void *data, uint64_t index, const Cverse__Catalog__Batch *batch,
+                                        const struct cv_cmd_result *results);
+/* Leadership of this node changed (is_leader) or the known leader changed. */
+typedef void (*cv_consensus_leader_cb)(void *data, bool is_leader);
+
+struct cv_consensus_opts {
+    uv_loop_t *loop;
+    const struct cv_config *cfg;  /* must outlive the consensus */
+    const char *node_id;          /* this node; must be in cfg */
+    const char *raft_dir;         /* raft log + snapshots; created if missing */
+    struct cv_catalog *catalog;   /* the FSM; must outlive the consensus */
+    cv_consensus_applied_cb on_applied;
+    cv_consensus_leader_cb on_leader;
+    void *data;
+};
+
+struct cv_consensus_status {
+    bool is_leader;
+    bool has_leader;
+    char leader_id[CV_NODE_ID_MAX]; /* "" if unknown */
+    uint64_t term, commit_index, last_applied, last_index;
+    uint64_t leader_since_ms;       /* wall clock when this node became leader (0 if not leader) */
+    const char *state;              /* "leader", "follower", "candidate", "unavailable" */
+    uint64_t snapshots_taken, snapshots_restored;
+    uint64_t entries_applied;       /* entries applied by this process (not skipped) */
+};
+
+/* Apply latency histogram buckets (µs upper bounds); counts are cumulative as in Prometheus. */
+#define CV_APPLY_BUCKETS 12
+extern const double cv_apply_bucket_le_us[CV_APPLY_BUCKETS];
+struct cv_apply_histogram {
+    uint64_t buckets[CV_APPLY_BUCKETS]; /* non-cumulative counts per bucket */
+    uint64_t count;
+    double sum_us;
+};
+
+/* Allocates and initialises raft (bootstrapping a pristine data dir with the configured membership: the
+ * first cfg->raft.voters nodes as voters, the rest as standbys). Nothing runs until cv_consensus_start. */
+int cv_consensus_init(const struct cv_consensus_opts *opts, struct cv_consensus **out);
+int cv_consensus_start(struct cv_consensus *c);
+/* Fails pending proposals with CV_ECANCELED, closes raft and the transport. cb runs once raft's close
+ * callback fired; the caller then runs the loop until it is empty and calls cv_consensus_free. */
+void cv_consensus_close(struct cv_consensus *c, void (*cb)(void *data), void *data);
+void cv_consensus_free(struct cv_consensus *c);
+
+/* Outcome of a proposal: status is the command's result as applied (0 or a business error such as
+ * CV_ECONFLICT), or CV_ERETRY (leadership changed; the command was NOT applied), CV_ETIMEDOUT /
+ * CV_EUNAVAIL (outcome unknown), CV_ECANCELED (shutting down). index: the entry that applied it, or 0. */
+typedef void (*cv_propose_cb)(void *data, int status, uint64_t index);
+
+/* Proposes one catalog command from this node. origin and seq are filled in here; the command is
+ * serialized before returning (the caller keeps ownership of cmd). cb fires exactly once, never from
+ * inside this call. timeout_ms 0 = default 5000. */
+int cv_consensus_propose(struct cv_consensus *c, Cverse__Catalog__Command *cmd, unsigned timeout_ms,
+                         cv_propose_cb cb, void *data);
+
+/* Handles the "catalog.propose" RPC (a forwarded proposal) arriving on the node's RPC server. */
+void cv_consensus_handle_propose(struct cv_consensus *c, struct cv_rpc_conn *conn, uint64_t id,
+                                 const uint8_t *body, size_t len);
+
+void cv_consensus_status(struct cv_consensus *c, struct cv_consensus_status *st);
+const struct cv_apply_histogram *cv_consensus_apply_histogram(const struct cv_consensus *c);
+
+/* Membership (leader only). Role of a member in the current raft configuration, or CV_MEMBER_NONE. */
+int cv_consensus_member_role(struct cv_consensus *c, const char *node_id);
+/* Starts a role change (raft_assign). CV_EBUSY while another change runs, CV_ENOTLEADER. cb may be NULL;
+ * status is 0 or CV_ERAFT. */
+int cv_consensus_assign(struct cv_consensus *c, const char *node_id, int raft_role,
+                        void (*cb)(void *data, int status), void *data);
+bool cv_consensus_change_pending(const struct cv_consensus *c);
+/* Hands leadership to another voter (raft_transfer with automatic choice). cb fires when done or when
+ * the election timeout elapsed; CV_ENOTLEADER / CV_ENOTFOUND (no other voter). */
+int cv_consensus_transfer(struct cv_consensus *c, void (*cb)(void *data), void *data);
+
+#endif

@@ -1,0 +1,193 @@
+/* The node's HTTP API: /health, /ready, /v1/cluster, /v1/shards, /metrics. Read-only views of the local
+ * catalog and raft status, answered synchronously. Unknown paths get 404, other methods 405 (JSON). */
+#include <jansson.h>
+#include <raft.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cverse/error.h"
+#include "node/node.h"
+#include "util/log.h"
+
+static void send_json(struct cv_http_exchange *x, int status, json_t *j)
+{
+    char *s = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    if (!s) {
+        cv_http_respond_error(x, 500, "INTERNAL", "cannot encode the response");
+        return;
+    }
+    cv_http_respond_json(x, status, s);
+    free(s);
+}
+
+static const char *role_name(int raft_role)
+{
+    switch (raft_role) {
+    case RAFT_VOTER: return "voter";
+    case RAFT_STANDBY: return "standby";
+    case RAFT_SPARE: return "spare";
+    default: return "none";
+    }
+}
+
+static json_t *node_json(struct cv_node *n, const struct cv_node_cfg *nc)
+{
+    const struct cv_catalog_node *cn = cv_catalog_node_get(n->catalog, nc->id);
+    int role = cv_consensus_member_role(n->consensus, nc->id);
+    return json_pack("{s:s, s:s, s:b, s:b, s:i, s:I, s:s, s:s, s:s, s:s}", "id", nc->id, "role",
+                     role_name(role), "alive", cn && cn->alive, "registered", cn != NULL, "shards",
+                     cn ? (int)cn->shards_owned : 0, "lease_expiry_ms",
+                     (json_int_t)(cn ? cn->lease_expiry_ms : 0), "grpc_addr", nc->grpc_addr,
+                     "advertise_addr", nc->advertise_addr, "raft_addr", nc->raft_addr, "http_addr",
+                     nc->http_addr);
+}
+
+static void get_cluster(struct cv_node *n, struct cv_http_exchange *x)
+{
+    struct cv_consensus_status st;
+    cv_consensus_status(n->consensus, &st);
+    json_t *nodes = json_array();
+    for (size_t i = 0; i < n->cfg->n_nodes; i++) json_array_append_new(nodes, node_json(n, &n->cfg->nodes[i]));
+    json_t *j = json_pack("{s:s?, s:s, s:s, s:I, s:I, s:I, s:I, s:i, s:i, s:o}", "leader",
+                          st.has_leader ? st.leader_id : NULL, "self", n->self->id, "state", st.state,
+                          "term", (json_int_t)st.term, "commit_index", (json_int_t)st.commit_index,
+                          "applied_index", (json_int_t)cv_catalog_applied_index(n->catalog),
+                          "raft_applied_index", (json_int_t)st.last_applied, "shards", (int)n->cfg->shards,
+                          "unassigned_shards", (int)cv_catalog_unassigned_shards(n->catalog), "nodes",
+                          nodes);
+    send_json(x, 200, j);
+}
+
+static void get_shards(struct cv_node *n, struct cv_http_exchange *x)
+{
+    json_t *owners = json_array();
+    json_t *epochs = json_array();
+    for (uint32_t s = 0; s < n->cfg->shards; s++) {
+        uint64_t epoch = 0;
+        const char *o = cv_catalog_shard_owner(n->catalog, s, &epoch);
+        json_array_append_new(owners, o && *o ? json_string(o) : json_null());
+        json_array_append_new(epochs, json_integer((json_int_t)epoch));
+    }
+    json_t *j = json_pack("{s:I, s:i, s:o, s:o}", "applied_index",
+                          (json_int_t)cv_catalog_applied_index(n->catalog), "shards", (int)n->cfg->shards,
+                          "owners", owners, "epochs", epochs);
+    send_json(x, 200, j);
+}
+
+static void get_ready(struct cv_node *n, struct cv_http_exchange *x)
+{
+    const char *why;
+    if (cv_node_ready(n, &why)) {
+        send_json(x, 200, json_pack("{s:b}", "ready", 1));
+        return;
+    }
+    send_json(x, 503, json_pack("{s:b, s:s}", "ready", 0, "reason", why));
+}
+
+/* Prometheus text exposition. */
+struct buf {
+    char *p;
+    size_t len, cap;
+};
+
+static void bprintf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void bprintf(struct buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    for (;;) {
+        va_start(ap, fmt);
+        int n = vsnprintf(b->p ? b->p + b->len : NULL, b->p ? b->cap - b->len : 0, fmt, ap);
+        va_end(ap);
+        if (n < 0) return;
+        if (b->p && b->len + (size_t)n < b->cap) {
+            b->len += (size_t)n;
+            return;
+        }
+        size_t ncap = (b->cap ? b->cap * 2 : 4096) + (size_t)n;
+        char *np = realloc(b->p, ncap);
+        if (!np) return;
+        b->p = np;
+        b->cap = ncap;
+    }
+}
+
+static void metric(struct buf *b, const char *name, const char *type, const char *help, double v)
+{
+    bprintf(b, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", name, help, name, type, name, v);
+}
+
+static void get_metrics(struct cv_node *n, struct cv_http_exchange *x)
+{
+    struct cv_consensus_status st;
+    cv_consensus_status(n->consensus, &st);
+    const struct cv_catalog_node *me = cv_catalog_node_get(n->catalog, n->self->id);
+    struct buf b = {0};
+    metric(&b, "cverse_raft_term", "gauge", "Current raft term.", (double)st.term);
+    metric(&b, "cverse_raft_commit_index", "gauge", "Raft commit index.", (double)st.commit_index);
+    metric(&b, "cverse_raft_applied_index", "gauge", "Last raft index applied to the FSM.",
+           (double)st.last_applied);
+    metric(&b, "cverse_catalog_applied_index", "gauge", "Applied index stored in the catalog.",
+           (double)cv_catalog_applied_index(n->catalog));
+    metric(&b, "cverse_raft_is_leader", "gauge", "1 if this node is the raft leader.", st.is_leader);
+    metric(&b, "cverse_raft_snapshots_total", "counter", "Raft snapshots of the catalog taken.",
+           (double)st.snapshots_taken);
+    metric(&b, "cverse_raft_snapshots_installed_total", "counter",
+           "Raft snapshots installed into the catalog.", (double)st.snapshots_restored);
+    metric(&b, "cverse_shards_owned", "gauge", "Shards owned by this node.",
+           me ? (double)me->shards_owned : 0);
+    metric(&b, "cverse_shards_unassigned", "gauge", "Shards without an owner.",
+           (double)cv_catalog_unassigned_shards(n->catalog));
+    const struct cv_apply_histogram *h = cv_consensus_apply_histogram(n->consensus);
+    const char *hn = "cverse_catalog_apply_seconds";
+    bprintf(&b, "# HELP %s Time to apply one raft entry to the catalog.\n# TYPE %s histogram\n", hn, hn);
+    uint64_t cum = 0;
+    for (unsigned i = 0; i < CV_APPLY_BUCKETS; i++) {
+        cum += h->buckets[i];
+        if (i == CV_APPLY_BUCKETS - 1)
+            bprintf(&b, "%s_bucket{le=\"+Inf\"} %llu\n", hn, (unsigned long long)cum);
+        else
+            bprintf(&b, "%s_bucket{le=\"%g\"} %llu\n", hn, cv_apply_bucket_le_us[i] / 1e6,
+                    (unsigned long long)cum);
+    }
+    bprintf(&b, "%s_sum %.9f\n%s_count %llu\n", hn, h->sum_us / 1e6, hn, (unsigned long long)h->count);
+    if (!b.p) {
+        cv_http_respond_error(x, 500, "INTERNAL", "out of memory");
+        return;
+    }
+    cv_http_respond(x, 200, "text/plain; version=0.0.4", b.p, b.len, NULL);
+    free(b.p);
+}
+
+struct route {
+    const char *path;
+    void (*fn)(struct cv_node *n, struct cv_http_exchange *x);
+};
+
+static void get_health(struct cv_node *n, struct cv_http_exchange *x)
+{
+    send_json(x, 200, json_pack("{s:s, s:s}", "status", "ok", "node", n->self->id));
+}
+
+static const struct route routes[] = {
+    {"/health", get_health},   {"/healthz", get_health},   {"/ready", get_ready},
+    {"/v1/cluster", get_cluster}, {"/v1/shards", get_shards}, {"/metrics", get_metrics},
+};
+
+void cv_node_http_handler(void *data, struct cv_http_exchange *x, const struct cv_http_request *req)
+{
+    struct cv_node *n = data;
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+        if (strcmp(req->path, routes[i].path) != 0) continue;
+        if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0) {
+            cv_http_respond_error(x, 405, "METHOD_NOT_ALLOWED", "only GET is supported here");
+            return;
+        }
+        routes[i].fn(n, x);
+        return;
+    }
+    char msg[300];
+    snprintf(msg, sizeof msg, "no such endpoint: %.200s", req->path);
+    cv_http_respond_error(x, 404, "NOT_FOUND", msg);
+}

@@ -1,0 +1,286 @@
+/* Leader duties. Every RUN_MS while this node leads the raft group it compares the catalog with what it
+ * should be and proposes the difference:
+ *   1. the config fingerprint (first thing a new cluster records);
+ *   2. lease expiry: a node whose lease ran out (see cv_lease_expired) is declared dead with a
+ *      compare-and-set on its expiry, so a renewal that commits first wins;
+ *   3. the shard map: cv_assign_shards over the live nodes, proposed as one compare-and-set on every
+ *      moved shard's epoch, so a decision taken on stale state is rejected, never half-applied;
+ *   4. raft membership: keep cfg voters voters alive by promoting live standbys when a voter is dead,
+ *      then demoting the dead voter to spare; returning spares become standbys again;
+ *   5. the catalog's copy of each node's raft role.
+ * Each kind has at most one proposal in flight; a failed or conflicting proposal is simply recomputed at
+ * the next run. Nothing here blocks: decisions are pure functions of the catalog and raft configuration.
+ */
+#include "node/leader.h"
+
+#include <raft.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/assign.h"
+#include "core/lease.h"
+#include "cverse/error.h"
+#include "util/log.h"
+
+#define RUN_MS 50
+
+enum duty { D_CONFIG, D_EXPIRE, D_ASSIGN, D_ROLE, D_COUNT };
+
+struct cv_leader {
+    struct cv_node *n;
+    uv_timer_t timer;
+    int inflight[D_COUNT];
+    int32_t *cur, *next; /* per shard: index into cfg->nodes or CV_ASSIGN_NONE */
+    uint8_t *live;       /* per cfg node */
+    void (*done)(void *data);
+    void *done_data;
+};
+
+struct duty_ctx {
+    struct cv_leader *l;
+    enum duty d;
+};
+
+static void duty_done(void *data, int status, uint64_t index)
+{
+    struct duty_ctx *dc = data;
+    dc->l->inflight[dc->d]--;
+    if (status && status != CV_ECONFLICT && status != CV_ECANCELED && status != CV_ERETRY)
+        CV_DEBUG("leader duty %d: proposal failed: %s", dc->d, cv_strerror(status));
+    if (status == 0 && dc->d != D_ROLE) cv_leader_kick(dc->l);
+    free(dc);
+}
+
+static void propose(struct cv_leader *l, enum duty d, Cverse__Catalog__Command *cmd)
+{
+    struct duty_ctx *dc = malloc(sizeof *dc);
+    if (!dc) return;
+    dc->l = l;
+    dc->d = d;
+    if (cv_consensus_propose(l->n->consensus, cmd, 3000, duty_done, dc)) {
+        free(dc);
+        return;
+    }
+    l->inflight[d]++;
+}
+
+static void duty_config(struct cv_leader *l)
+{
+    const struct cv_config *cfg = l->n->cfg;
+    if (cv_catalog_config_fingerprint(l->n->catalog) == cfg->fingerprint) return;
+    Cverse__Catalog__CmdSetConfig sc = CVERSE__CATALOG__CMD_SET_CONFIG__INIT;
+    sc.fingerprint = cfg->fingerprint;
+    sc.shards = cfg->shards;
+    Cverse__Catalog__Command cmd = CVERSE__CATALOG__COMMAND__INIT;
+    cmd.cmd_case = CVERSE__CATALOG__COMMAND__CMD_SET_CONFIG;
+    cmd.set_config = &sc;
+    propose(l, D_CONFIG, &cmd);
+}
+
+static void duty_expire(struct cv_leader *l, uint64_t leader_since)
+{
+    struct cv_catalog *cat = l->n->catalog;
+    uint64_t now = cv_now_ms(), ttl = l->n->cfg->lease_ttl_ms;
+    for (size_t i = 0; i < cv_catalog_node_count(cat); i++) {
+        const struct cv_catalog_node *cn = cv_catalog_node_at(cat, i);
+        if (!cn->alive || !cv_lease_expired(cn->lease_expiry_ms, leader_since, ttl, now)) continue;
+        CV_INFO("lease of %s expired %llu ms ago: declaring it dead", cn->id,
+                (unsigned long long)(now - cn->lease_expiry_ms));
+        Cverse__Catalog__CmdExpireNode ex = CVERSE__CATALOG__CMD_EXPIRE_NODE__INIT;
+        ex.node = (char *)cn->id;
+        ex.expiry_ms = cn->lease_expiry_ms;
+        Cverse__Catalog__Command cmd = CVERSE__CATALOG__COMMAND__INIT;
+        cmd.cmd_case = CVERSE__CATALOG__COMMAND__CMD_EXPIRE_NODE;
+        cmd.expire_node = &ex;
+        propose(l, D_EXPIRE, &cmd);
+    }
+}
+
+/* Fills l->live from the catalog and l->cur from the shard map; returns the number of live nodes. */
+static size_t load_state(struct cv_leader *l)
+{
+    const struct cv_config *cfg = l->n->cfg;
+    struct cv_catalog *cat = l->n->catalog;
+    size_t n_live = 0;
+    for (size_t i = 0; i < cfg->n_nodes; i++) {
+        const struct cv_catalog_node *cn = cv_catalog_node_get(cat, cfg->nodes[i].id);
+        l->live[i] = cn && cn->alive;
+        n_live += l->live[i];
+    }
+    for (uint32_t s = 0; s < cfg->shards; s++) {
+        const char *owner = cv_catalog_shard_owner(cat, s, NULL);
+        l->cur[s] = owner && *owner ? cv_config_node_index(cfg, owner) : CV_ASSIGN_NONE;
+    }
+    return n_live;
+}
+
+static void duty_assign(struct cv_leader *l)
+{
+    const struct cv_config *cfg = l->n->cfg;
+    if (load_state(l) == 0) return;
+    uint32_t moved = cv_assign_shards(l->cur, cfg->shards, l->live, (uint32_t)cfg->n_nodes, l->next);
+    if (moved == 0) return;
+    Cverse__Catalog__ShardAssignment *as = calloc(moved, sizeof *as);
+    Cverse__Catalog__ShardAssignment **ptrs = calloc(moved, sizeof *ptrs);
+    if (!as || !ptrs) goto out;
+    uint32_t k = 0;
+    for (uint32_t s = 0; s < cfg->shards && k < moved; s++) {
+        if (l->next[s] == l->cur[s]) continue;
+        uint64_t epoch = 0;
+        cv_catalog_shard_owner(l->n->catalog, s, &epoch);
+        cverse__catalog__shard_assignment__init(&as[k]);
+        as[k].shard = s;
+        as[k].owner = l->next[s] >= 0 ? cfg->nodes[l->next[s]].id : "";
+        as[k].expect_epoch = epoch;
+        ptrs[k] = &as[k];
+        k++;
+    }
+    Cverse__Catalog__CmdAssignShards a = CVERSE__CATALOG__CMD_ASSIGN_SHARDS__INIT;
+    a.n_shards = k;
+    a.shards = ptrs;
+    Cverse__Catalog__Command cmd = CVERSE__CATALOG__COMMAND__INIT;
+    cmd.cmd_case = CVERSE__CATALOG__COMMAND__CMD_ASSIGN_SHARDS;
+    cmd.assign_shards = &a;
+    CV_INFO("shard map: moving %u shards", k);
+    propose(l, D_ASSIGN, &cmd);
+out:
+    free(as);
+    free(ptrs);
+}
+
+/* Liveness for membership: 1 alive, 0 declared dead, -1 unknown (never registered: not judged). */
+static int liveness(struct cv_leader *l, const char *id)
+{
+    const struct cv_catalog_node *cn = cv_catalog_node_get(l->n->catalog, id);
+    return cn ? cn->alive : -1;
+}
+
+static int assign(struct cv_leader *l, size_t i, int role)
+{
+    return cv_consensus_assign(l->n->consensus, l->n->cfg->nodes[i].id, role, NULL, NULL) == 0;
+}
+
+static void duty_membership(struct cv_leader *l)
+{
+    struct cv_node *n = l->n;
+    const struct cv_config *cfg = n->cfg;
+    if (cv_consensus_change_pending(n->consensus)) return;
+    size_t voters = 0, dead_voter = SIZE_MAX, spare_live = SIZE_MAX, cand = SIZE_MAX, last_voter = SIZE_MAX;
+    for (size_t i = 0; i < cfg->n_nodes; i++) {
+        int role = cv_consensus_member_role(n->consensus, cfg->nodes[i].id);
+        int live = liveness(l, cfg->nodes[i].id);
+        bool self = &cfg->nodes[i] == n->self;
+        if (role == RAFT_VOTER) {
+            voters++;
+            if (live == 0 && !self) dead_voter = i;
+            if (live == 1 && !self) last_voter = i;
+        } else if (live == 1 && role != CV_MEMBER_NONE) {
+            if (cand == SIZE_MAX) cand = i;
+            if (role == RAFT_SPARE && spare_live == SIZE_MAX) spare_live = i;
+        }
+    }
+    size_t target = cfg->raft.voters;
+    if ((voters < target || (dead_voter != SIZE_MAX && voters <= target)) && cand != SIZE_MAX) {
+        if (dead_voter != SIZE_MAX)
+            CV_INFO("voter %s is dead: promoting standby %s", cfg->nodes[dead_voter].id,
+                    cfg->nodes[cand].id);
+        assign(l, cand, RAFT_VOTER);
+    } else if (voters > target && dead_voter != SIZE_MAX) {
+        assign(l, dead_voter, RAFT_SPARE);
+    } else if (voters > target && last_voter != SIZE_MAX) {
+        assign(l, last_voter, RAFT_STANDBY);
+    } else if (spare_live != SIZE_MAX) {
+        assign(l, spare_live, RAFT_STANDBY);
+    }
+}
+
+static int catalog_role(int raft_role)
+{
+    switch (raft_role) {
+    case RAFT_VOTER: return CVERSE__CATALOG__ROLE__ROLE_VOTER;
+    case RAFT_STANDBY: return CVERSE__CATALOG__ROLE__ROLE_STANDBY;
+    case RAFT_SPARE: return CVERSE__CATALOG__ROLE__ROLE_SPARE;
+    default: return CVERSE__CATALOG__ROLE__ROLE_UNKNOWN;
+    }
+}
+
+static void duty_roles(struct cv_leader *l)
+{
+    struct cv_catalog *cat = l->n->catalog;
+    for (size_t i = 0; i < cv_catalog_node_count(cat); i++) {
+        const struct cv_catalog_node *cn = cv_catalog_node_at(cat, i);
+        int want = catalog_role(cv_consensus_member_role(l->n->consensus, cn->id));
+        if (want == cn->role) continue;
+        Cverse__Catalog__CmdSetRole sr = CVERSE__CATALOG__CMD_SET_ROLE__INIT;
+        sr.node = (char *)cn->id;
+        sr.role = want;
+        Cverse__Catalog__Command cmd = CVERSE__CATALOG__COMMAND__INIT;
+        cmd.cmd_case = CVERSE__CATALOG__COMMAND__CMD_SET_ROLE;
+        cmd.set_role = &sr;
+        propose(l, D_ROLE, &cmd);
+    }
+}
+
+static void run(uv_timer_t *t)
+{
+    struct cv_leader *l = t->data;
+    struct cv_consensus_status st;
+    if (l->n->stopping) return;
+    cv_consensus_status(l->n->consensus, &st);
+    if (!st.is_leader || !st.leader_since_ms) return;
+    if (!l->inflight[D_CONFIG]) duty_config(l);
+    if (!l->inflight[D_EXPIRE]) duty_expire(l, st.leader_since_ms);
+    if (!l->inflight[D_ASSIGN] && !l->inflight[D_EXPIRE]) duty_assign(l);
+    duty_membership(l);
+    if (!l->inflight[D_ROLE]) duty_roles(l);
+}
+
+int cv_leader_init(struct cv_node *n, struct cv_leader **out)
+{
+    struct cv_leader *l = calloc(1, sizeof *l);
+    if (!l) return CV_ENOMEM;
+    l->n = n;
+    l->cur = calloc(n->cfg->shards, sizeof *l->cur);
+    l->next = calloc(n->cfg->shards, sizeof *l->next);
+    l->live = calloc(n->cfg->n_nodes, 1);
+    if (!l->cur || !l->next || !l->live) {
+        free(l->cur);
+        free(l->next);
+        free(l->live);
+        free(l);
+        return CV_ENOMEM;
+    }
+    uv_timer_init(n->loop, &l->timer);
+    l->timer.data = l;
+    *out = l;
+    return 0;
+}
+
+void cv_leader_start(struct cv_leader *l)
+{
+    uv_timer_start(&l->timer, run, RUN_MS, RUN_MS);
+}
+
+void cv_leader_kick(struct cv_leader *l)
+{
+    if (!l->n->stopping) uv_timer_start(&l->timer, run, 0, RUN_MS);
+}
+
+static void leader_closed(uv_handle_t *h)
+{
+    struct cv_leader *l = h->data;
+    void (*done)(void *) = l->done;
+    void *data = l->done_data;
+    free(l->cur);
+    free(l->next);
+    free(l->live);
+    free(l);
+    if (done) done(data);
+}
+
+void cv_leader_close(struct cv_leader *l, void (*done)(void *data), void *data)
+{
+    l->done = done;
+    l->done_data = data;
+    uv_close((uv_handle_t *)&l->timer, leader_closed);
+}

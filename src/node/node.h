@@ -1,0 +1,60 @@
+/* A cverse node process: catalog + raft + RPC server + HTTP API + lease renewal + leader duties. */
+#ifndef CV_NODE_H
+#define CV_NODE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "catalog/catalog.h"
+#include "config/config.h"
+#include "consensus/consensus.h"
+#include "net/http.h"
+#include "net/rpc.h"
+
+struct cv_leader; /* leader duties, see leader.h */
+
+struct cv_node {
+    uv_loop_t *loop;
+    const struct cv_config *cfg;     /* owned by the caller; outlives the node */
+    const struct cv_node_cfg *self;
+    char data_dir[512];
+
+    struct cv_catalog *catalog;
+    struct cv_consensus *consensus;
+    struct cv_rpc_server *rpc;
+    struct cv_http_server *http;
+    struct cv_leader *leader;
+
+    uv_timer_t lease_timer;
+    uv_signal_t sigterm, sigint;
+    bool lease_inflight;
+    bool registered;                 /* our RegisterNode was applied in this process' life */
+    uint64_t last_renew_ok_ms;       /* monotonic */
+    bool stopping;
+    int exit_code;
+    int open_handles;
+};
+
+struct cv_node_opts {
+    uv_loop_t *loop;
+    const struct cv_config *cfg;
+    const char *node_id;
+    const char *data_dir; /* NULL: <cfg->data_dir>/<node_id> */
+};
+
+/* Opens the catalog and raft, binds the RPC and HTTP listeners and starts everything. */
+int cv_node_start(struct cv_node *n, const struct cv_node_opts *opts);
+/* Graceful stop (SIGTERM path): not ready, a leader hands over leadership, then everything closes;
+ * the loop then runs empty. */
+void cv_node_stop(struct cv_node *n);
+/* After uv_run returned: frees what the close callbacks left. */
+void cv_node_free(struct cv_node *n);
+
+/* Readiness: 0 if ready, else a static reason string via *why. */
+bool cv_node_ready(struct cv_node *n, const char **why);
+
+/* HTTP API (api.c). */
+void cv_node_http_handler(void *data, struct cv_http_exchange *x, const struct cv_http_request *req);
+
+#endif

@@ -1,0 +1,198 @@
+/* Integration-test harness: see harness.h. Child processes are stopped by PID only. */
+#include "harness.h"
+
+#include <criterion/criterion.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static unsigned long mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (unsigned long)ts.tv_sec * 1000ul + (unsigned long)ts.tv_nsec / 1000000ul;
+}
+
+static int http_port(const struct h_cluster *c, int i) { return c->base + 100 + i; }
+
+void h_cluster_init(struct h_cluster *c, int n, int voters, unsigned lease_ttl_ms)
+{
+    memset(c, 0, sizeof *c);
+    c->n = n;
+    /* Ports below the kernel's ephemeral range (32768+), where outgoing connections could take them:
+     * grpc base+i, http base+100+i, raft = grpc + 2000, base chosen from the pid. */
+    c->base = 10000 + (int)(getpid() % 1000) * 20;
+    snprintf(c->dir, sizeof c->dir, "/tmp/cverse-test-XXXXXX");
+    cr_assert_not_null(mkdtemp(c->dir), "mkdtemp: %s", strerror(errno));
+    snprintf(c->config, sizeof c->config, "%s/cluster.yml", c->dir);
+    FILE *f = fopen(c->config, "w");
+    cr_assert_not_null(f);
+    fprintf(f,
+            "version: 1\ncluster:\n  shards: 64\n  provider: raft\n  data_dir: \"%s/data\"\n"
+            "  lease_ttl_ms: %u\n  raft:\n    voters: %d\n    election_timeout_ms: 300\n"
+            "    heartbeat_timeout_ms: 30\n    snapshot_threshold: 64\n    snapshot_trailing: 16\n"
+            "  auto_load_objects: []\nnodes:\n",
+            c->dir, lease_ttl_ms, voters);
+    for (int i = 0; i < n; i++) {
+        snprintf(c->id[i], sizeof c->id[i], "node-%d", i + 1);
+        fprintf(f,
+                "  - id: \"%s\"\n    grpc_addr: \"127.0.0.1:%d\"\n    advertise_addr: \"127.0.0.1:%d\"\n"
+                "    http_addr: \"127.0.0.1:%d\"\n",
+                c->id[i], c->base + i, c->base + i, http_port(c, i));
+    }
+    fclose(f);
+}
+
+void h_node_start(struct h_cluster *c, int i)
+{
+    const char *bin = getenv("CVERSE_NODE_BIN");
+    cr_assert_not_null(bin, "CVERSE_NODE_BIN not set (run through meson test)");
+    char log[400];
+    snprintf(log, sizeof log, "%s/node-%d.log", c->dir, i + 1);
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+            close(fd);
+        }
+        execl(bin, bin, "--config", c->config, "--node-id", c->id[i], (char *)NULL);
+        _exit(127);
+    }
+    c->pid[i] = pid;
+}
+
+int h_node_signal(struct h_cluster *c, int i, int sig)
+{
+    int status = -1;
+    if (c->pid[i] <= 0) return -1;
+    kill(c->pid[i], sig);
+    waitpid(c->pid[i], &status, 0);
+    c->pid[i] = 0;
+    return status;
+}
+
+bool h_node_running(struct h_cluster *c, int i)
+{
+    if (c->pid[i] <= 0) return false;
+    int status;
+    if (waitpid(c->pid[i], &status, WNOHANG) == c->pid[i]) {
+        c->pid[i] = 0;
+        return false;
+    }
+    return true;
+}
+
+static void print_tail(const char *path)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "echo '--- %s' 1>&2; tail -n 40 '%s' 1>&2", path, path);
+    if (system(cmd) != 0) return;
+}
+
+void h_cluster_destroy(struct h_cluster *c)
+{
+    for (int i = 0; i < c->n; i++)
+        if (c->pid[i] > 0) h_node_signal(c, i, SIGKILL);
+    if (getenv("CVERSE_TEST_KEEP")) {
+        fprintf(stderr, "kept %s\n", c->dir);
+        return;
+    }
+    if (getenv("CVERSE_TEST_VERBOSE"))
+        for (int i = 0; i < c->n; i++) {
+            char log[400];
+            snprintf(log, sizeof log, "%s/node-%d.log", c->dir, i + 1);
+            print_tail(log);
+        }
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", c->dir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", c->dir);
+}
+
+struct body {
+    char *p;
+    size_t len;
+};
+
+static size_t on_data(char *ptr, size_t size, size_t nmemb, void *ud)
+{
+    struct body *b = ud;
+    size_t n = size * nmemb;
+    char *np = realloc(b->p, b->len + n + 1);
+    if (!np) return 0;
+    memcpy(np + b->len, ptr, n);
+    b->p = np;
+    b->len += n;
+    b->p[b->len] = '\0';
+    return n;
+}
+
+char *h_get_text(struct h_cluster *c, int i, const char *path, long *status)
+{
+    char url[300];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", http_port(c, i), path);
+    CURL *h = curl_easy_init();
+    struct body b = {0};
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 2000L);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    *status = 0;
+    if (curl_easy_perform(h) == CURLE_OK) curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, status);
+    curl_easy_cleanup(h);
+    if (*status == 0) {
+        free(b.p);
+        return NULL;
+    }
+    if (!b.p) b.p = strdup("");
+    return b.p;
+}
+
+json_t *h_get_json(struct h_cluster *c, int i, const char *path, long *status)
+{
+    char *text = h_get_text(c, i, path, status);
+    if (!text) return NULL;
+    json_t *j = json_loads(text, 0, NULL);
+    free(text);
+    return j;
+}
+
+bool h_poll(unsigned timeout_ms, bool (*pred)(void *arg), void *arg)
+{
+    unsigned long deadline = mono_ms() + timeout_ms;
+    for (;;) {
+        if (pred(arg)) return true;
+        if (mono_ms() >= deadline) return false;
+        struct timespec ts = {0, 20 * 1000 * 1000};
+        nanosleep(&ts, NULL); /* poll interval, not synchronisation: pred decides */
+    }
+}
+
+void h_leader_of(struct h_cluster *c, int i, char *out, size_t len)
+{
+    long st;
+    out[0] = '\0';
+    json_t *j = h_get_json(c, i, "/v1/cluster", &st);
+    if (!j) return;
+    const char *l = json_string_value(json_object_get(j, "leader"));
+    if (l) snprintf(out, len, "%s", l);
+    json_decref(j);
+}
+
+int h_index_of(struct h_cluster *c, const char *id)
+{
+    for (int i = 0; i < c->n; i++)
+        if (!strcmp(c->id[i], id)) return i;
+    return -1;
+}

@@ -1,0 +1,468 @@
+/* Unit tests for src/core: FNV-1a hashing, object-id placement, shard assignment, lease rules. */
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/assign.h"
+#include "core/hash.h"
+#include "core/lease.h"
+#include "cverse/error.h"
+
+/* ---- hashing ---------------------------------------------------------------------------------- */
+
+Test(hash, fnv1a32_known_vectors)
+{
+    cr_assert_eq(cv_fnv1a32("", 0), 2166136261u);
+    cr_assert_eq(cv_fnv1a32("a", 1), 0xe40c292cu);
+    cr_assert_eq(cv_fnv1a32("foobar", 6), 0xbf9cf968u);
+}
+
+Test(hash, fnv1a32_hashes_bytes_not_strings)
+{
+    /* Embedded NUL and high bytes are data; a C-string hash would stop at the NUL. */
+    cr_assert_neq(cv_fnv1a32("a\0b", 3), cv_fnv1a32("a", 1));
+    const unsigned char hi[] = {0xff, 0x80};
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < sizeof hi; i++) h = (h ^ hi[i]) * 16777619u;
+    cr_assert_eq(cv_fnv1a32(hi, sizeof hi), h);
+}
+
+Test(hash, shard_of_matches_goverse)
+{
+    cr_assert_eq(cv_shard_of("hello", 8192), 3243u);
+    cr_assert_eq(cv_shard_of("foobar", 8192), 0xbf9cf968u % 8192);
+    cr_assert_eq(cv_shard_of("foobar", 1), 0u);
+    cr_assert_eq(cv_shard_of("", 64), 2166136261u % 64);
+}
+
+/* ---- placement parsing ------------------------------------------------------------------------ */
+
+static struct cv_placement parse_ok(const char *id, uint32_t shards)
+{
+    struct cv_placement p;
+    int rv = cv_placement_parse(id, shards, &p);
+    cr_assert_eq(rv, 0, "parse('%s', %u) = %s", id, shards, cv_errname(rv));
+    return p;
+}
+
+static void parse_fails(const char *id, uint32_t shards, int want)
+{
+    struct cv_placement p = {.kind = CV_PLACE_NODE, .shard = 777, .node = "x", .node_len = 1};
+    int rv = cv_placement_parse(id, shards, &p);
+    cr_assert_eq(rv, want, "parse('%s', %u) = %s, want %s", id ? id : "(null)", shards, cv_errname(rv),
+                 cv_errname(want));
+    cr_assert_eq(p.shard, 777u, "out must be untouched on error");
+}
+
+Test(placement, plain_id_is_hashed)
+{
+    struct cv_placement p = parse_ok("hello", 8192);
+    cr_assert_eq(p.kind, CV_PLACE_HASH);
+    cr_assert_eq(p.shard, 3243u);
+    cr_assert_eq(p.node, NULL);
+    cr_assert_eq(parse_ok("shard", 64).kind, CV_PLACE_HASH);
+}
+
+Test(placement, shard_prefix)
+{
+    struct cv_placement p = parse_ok("shard#5/ShardMonitor", 8192);
+    cr_assert_eq(p.kind, CV_PLACE_SHARD);
+    cr_assert_eq(p.shard, 5u);
+    cr_assert_eq(parse_ok("shard#0/x", 8192).shard, 0u);
+    cr_assert_eq(parse_ok("shard#8191/x", 8192).shard, 8191u);
+    cr_assert_eq(parse_ok("shard#007/x", 8192).shard, 7u);
+    cr_assert_eq(parse_ok("shard#3/a/b", 4).shard, 3u);
+    cr_assert_eq(parse_ok("shard#3/", 4).shard, 3u, "empty rest is accepted, as in Goverse");
+}
+
+Test(placement, shard_prefix_out_of_range)
+{
+    parse_fails("shard#8192/x", 8192, CV_ERANGE);
+    parse_fails("shard#64/x", 64, CV_ERANGE);
+    parse_fails("shard#4294967295/x", 8192, CV_ERANGE);
+    parse_fails("shard#99999999999999999999999/x", 8192, CV_ERANGE);
+}
+
+Test(placement, shard_prefix_malformed)
+{
+    parse_fails("shard#/x", 8192, CV_EINVAL);
+    parse_fails("shard#12", 8192, CV_EINVAL);
+    parse_fails("shard#1x/y", 8192, CV_EINVAL);
+    parse_fails("shard#-1/y", 8192, CV_EINVAL);
+    parse_fails("shard#+1/y", 8192, CV_EINVAL);
+    parse_fails("shard# 1/y", 8192, CV_EINVAL);
+    parse_fails("shard#", 8192, CV_EINVAL);
+    parse_fails("shard#abc", 8192, CV_EINVAL);
+    parse_fails("shard#99999999999999999999x/y", 8192, CV_EINVAL);
+}
+
+Test(placement, node_pinned)
+{
+    const char *id = "localhost:7001/client-1";
+    struct cv_placement p = parse_ok(id, 8192);
+    cr_assert_eq(p.kind, CV_PLACE_NODE);
+    cr_assert_eq(p.node, id, "node points into the id");
+    cr_assert_eq(p.node_len, strlen("localhost:7001"));
+    cr_assert_eq(p.shard, cv_shard_of(id, 8192));
+
+    p = parse_ok("n/a/b", 8192);
+    cr_assert_eq(p.kind, CV_PLACE_NODE);
+    cr_assert_eq(p.node_len, 1u, "the node is everything before the first '/'");
+    p = parse_ok("Shard#5/x", 8192);
+    cr_assert_eq(p.kind, CV_PLACE_NODE, "the shard prefix is case-sensitive");
+    cr_assert_eq(p.node_len, 7u);
+}
+
+Test(placement, invalid_ids)
+{
+    parse_fails("", 8192, CV_EINVAL);
+    parse_fails("/x", 8192, CV_EINVAL);
+    parse_fails("/", 8192, CV_EINVAL);
+    parse_fails("x", 0, CV_EINVAL);
+    parse_fails(NULL, 8192, CV_EINVAL);
+    cr_assert_eq(cv_placement_parse("x", 8192, NULL), CV_EINVAL);
+}
+
+/* ---- assignment ------------------------------------------------------------------------------- */
+
+#define MAXN 1024
+
+/* What any correct balanced assignment must satisfy, computed without the implementation's choices.
+ * With L live nodes, q = S / L, r = S % L: balance forces exactly r nodes to q+1 and the rest to q.
+ * A live node i holding c_i shards keeps at most min(c_i, quota_i); the best +1 placement gains one
+ * kept shard per +1 given to a node with c_i > q, i.e. min(r, #{c_i > q}). So
+ *   min_moves = S - sum_i min(c_i, q) - min(r, #{i live: c_i > q})
+ * (shards owned by dead nodes / none / out-of-range owners count as not kept). */
+static uint32_t min_moves(const int32_t *cur, uint32_t shards, const uint8_t *live, uint32_t n)
+{
+    uint32_t c[MAXN] = {0}, L = 0, kept = 0, over = 0;
+
+    for (uint32_t i = 0; i < n; i++) L += live[i] != 0;
+    if (L == 0) {
+        uint32_t m = 0;
+        for (uint32_t s = 0; s < shards; s++) m += cur[s] != CV_ASSIGN_NONE;
+        return m;
+    }
+    for (uint32_t s = 0; s < shards; s++)
+        if (cur[s] >= 0 && (uint32_t)cur[s] < n && live[cur[s]]) c[cur[s]]++;
+    uint32_t q = shards / L, r = shards % L;
+    for (uint32_t i = 0; i < n; i++) {
+        if (!live[i]) continue;
+        kept += c[i] < q ? c[i] : q;
+        over += c[i] > q;
+    }
+    kept += r < over ? r : over;
+    return shards - kept;
+}
+
+static uint32_t count_changed(const int32_t *a, const int32_t *b, uint32_t shards)
+{
+    uint32_t m = 0;
+    for (uint32_t s = 0; s < shards; s++) m += a[s] != b[s];
+    return m;
+}
+
+/* Runs the assignment and checks every guarantee of assign.h; returns the moved count. */
+static uint32_t assign_checked(int32_t *map, uint32_t shards, const uint8_t *live, uint32_t n)
+{
+    int32_t *out = malloc(shards * sizeof *out), *again = malloc(shards * sizeof *again);
+    uint32_t cnt[MAXN] = {0}, L = 0, want = min_moves(map, shards, live, n);
+    cr_assert(out && again);
+
+    uint32_t moved = cv_assign_shards(map, shards, live, n, out);
+    cr_assert_eq(cv_assign_shards(map, shards, live, n, again), moved, "deterministic return");
+    cr_assert_eq(memcmp(out, again, shards * sizeof *out), 0, "deterministic result");
+    cr_assert_eq(moved, count_changed(map, out, shards), "return value = shards whose owner changed");
+    cr_assert_eq(moved, want, "moved %u, minimum is %u", moved, want);
+
+    for (uint32_t i = 0; i < n; i++) L += live[i] != 0;
+    for (uint32_t s = 0; s < shards; s++) {
+        if (L == 0) {
+            cr_assert_eq(out[s], CV_ASSIGN_NONE);
+            continue;
+        }
+        cr_assert(out[s] >= 0 && (uint32_t)out[s] < n && live[out[s]], "shard %u owner %d not live", s,
+                  out[s]);
+        cnt[out[s]]++;
+    }
+    if (L > 0) {
+        uint32_t lo = UINT32_MAX, hi = 0;
+        for (uint32_t i = 0; i < n; i++) {
+            if (!live[i]) continue;
+            lo = cnt[i] < lo ? cnt[i] : lo;
+            hi = cnt[i] > hi ? cnt[i] : hi;
+        }
+        cr_assert_leq(hi - lo, 1u, "unbalanced: max %u min %u", hi, lo);
+    }
+    memcpy(map, out, shards * sizeof *out);
+    free(out);
+    free(again);
+    return moved;
+}
+
+static void fill_none(int32_t *map, uint32_t shards)
+{
+    for (uint32_t s = 0; s < shards; s++) map[s] = CV_ASSIGN_NONE;
+}
+
+static uint32_t owned_by(const int32_t *map, uint32_t shards, int32_t node)
+{
+    uint32_t c = 0;
+    for (uint32_t s = 0; s < shards; s++) c += map[s] == node;
+    return c;
+}
+
+Test(assign, from_empty_is_balanced_and_moves_every_shard)
+{
+    static const uint32_t sizes[] = {1, 7, 64, 8192};
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+        for (uint32_t n = 1; n <= 12; n++) {
+            uint32_t shards = sizes[k];
+            int32_t map[8192];
+            uint8_t live[12];
+            memset(live, 1, n);
+            fill_none(map, shards);
+            cr_assert_eq(assign_checked(map, shards, live, n), shards);
+            for (uint32_t i = 0; i < n; i++) {
+                uint32_t c = owned_by(map, shards, (int32_t)i);
+                cr_assert(c == shards / n || c == shards / n + 1);
+            }
+        }
+    }
+}
+
+Test(assign, from_empty_deterministic_layout)
+{
+    /* 10 shards over 3 nodes: quotas 4,3,3 (tie broken by index); orphans fill node 0 first. */
+    int32_t map[10];
+    uint8_t live[3] = {1, 1, 1};
+    fill_none(map, 10);
+    cr_assert_eq(cv_assign_shards(map, 10, live, 3, map), 10u);
+    static const int32_t want[10] = {0, 0, 0, 0, 1, 1, 1, 2, 2, 2};
+    cr_assert_arr_eq(map, want, sizeof want);
+}
+
+Test(assign, stable_when_nothing_changes)
+{
+    int32_t map[8192];
+    uint8_t live[5] = {1, 1, 1, 1, 1};
+    fill_none(map, 8192);
+    assign_checked(map, 8192, live, 5);
+    cr_assert_eq(assign_checked(map, 8192, live, 5), 0u);
+}
+
+Test(assign, join_moves_exactly_the_minimum)
+{
+    /* Balanced on k nodes, then node k joins. Old counts are floor(S/k) or ceil(S/k) >= floor(S/(k+1)),
+     * so the newcomer can claim only floor(S/(k+1)) shards (a +1 quota would go to an old node that
+     * can fill it without a move) and everything it gets moves: moves = floor(S / (k+1)). */
+    static const uint32_t sizes[] = {1, 5, 63, 64, 100, 8192};
+    for (size_t z = 0; z < sizeof sizes / sizeof sizes[0]; z++) {
+        uint32_t S = sizes[z];
+        for (uint32_t k = 1; k < 12; k++) {
+            int32_t map[8192];
+            uint8_t live[12] = {0};
+            memset(live, 1, k);
+            fill_none(map, S);
+            assign_checked(map, S, live, 12);
+            live[k] = 1;
+            uint32_t moved = assign_checked(map, S, live, 12);
+            cr_assert_eq(moved, S / (k + 1), "S=%u k=%u: moved %u", S, k, moved);
+            cr_assert_eq(owned_by(map, S, (int32_t)k), S / (k + 1));
+        }
+    }
+}
+
+Test(assign, leave_moves_only_the_leavers_shards)
+{
+    static const uint32_t sizes[] = {5, 64, 100, 8192};
+    for (size_t z = 0; z < sizeof sizes / sizeof sizes[0]; z++) {
+        uint32_t S = sizes[z];
+        for (uint32_t k = 2; k <= 12; k++) {
+            for (uint32_t x = 0; x < k; x++) {
+                int32_t map[8192], before[8192];
+                uint8_t live[12] = {0};
+                memset(live, 1, k);
+                fill_none(map, S);
+                assign_checked(map, S, live, k);
+                memcpy(before, map, S * sizeof *map);
+                uint32_t had = owned_by(map, S, (int32_t)x);
+                live[x] = 0;
+                cr_assert_eq(assign_checked(map, S, live, k), had);
+                for (uint32_t s = 0; s < S; s++)
+                    if (before[s] != (int32_t)x) cr_assert_eq(map[s], before[s], "shard %u moved", s);
+            }
+        }
+    }
+}
+
+Test(assign, over_quota_node_sheds_its_highest_shards)
+{
+    /* Node 0 holds all 8 shards, node 1 joins: node 0 keeps 0..3, shards 4..7 go to node 1. */
+    int32_t map[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    uint8_t live[2] = {1, 1};
+    cr_assert_eq(cv_assign_shards(map, 8, live, 2, map), 4u);
+    static const int32_t want[8] = {0, 0, 0, 0, 1, 1, 1, 1};
+    cr_assert_arr_eq(map, want, sizeof want);
+}
+
+Test(assign, plus_one_quota_goes_to_the_fuller_node)
+{
+    /* 7 shards on 2 nodes: node 1 holds 5, node 0 holds 2. Quotas must be 3 (node 0) and 4 (node 1),
+     * not 4/3 by index: that moves 1 shard instead of 2. */
+    int32_t map[7] = {0, 1, 1, 0, 1, 1, 1};
+    uint8_t live[2] = {1, 1};
+    cr_assert_eq(assign_checked(map, 7, live, 2), 1u);
+    cr_assert_eq(owned_by(map, 7, 1), 4u);
+    static const int32_t want[7] = {0, 1, 1, 0, 1, 1, 0};
+    cr_assert_arr_eq(map, want, sizeof want);
+}
+
+Test(assign, invalid_and_dead_owners_are_reassigned)
+{
+    int32_t map[6] = {5, -7, 2, CV_ASSIGN_NONE, 1, 0};
+    uint8_t live[3] = {1, 1, 0};
+    cr_assert_eq(assign_checked(map, 6, live, 3), 4u);
+    cr_assert_eq(map[4], 1);
+    cr_assert_eq(map[5], 0);
+}
+
+Test(assign, no_live_node_clears_the_map)
+{
+    int32_t map[4] = {0, 1, CV_ASSIGN_NONE, 1};
+    uint8_t live[2] = {0, 0};
+    cr_assert_eq(cv_assign_shards(map, 4, live, 2, map), 3u);
+    for (int s = 0; s < 4; s++) cr_assert_eq(map[s], CV_ASSIGN_NONE);
+    cr_assert_eq(cv_assign_shards(map, 4, live, 2, map), 0u);
+    cr_assert_eq(cv_assign_shards(map, 4, NULL, 0, map), 0u, "zero nodes: nothing to do");
+    cr_assert_eq(cv_assign_shards(NULL, 0, live, 2, NULL), 0u, "zero shards");
+}
+
+Test(assign, out_separate_from_cur_leaves_cur_alone)
+{
+    int32_t cur[16], out[16], copy[16];
+    uint8_t live[3] = {1, 0, 1};
+    for (int s = 0; s < 16; s++) cur[s] = s % 3;
+    memcpy(copy, cur, sizeof cur);
+    uint32_t moved = cv_assign_shards(cur, 16, live, 3, out);
+    cr_assert_arr_eq(cur, copy, sizeof cur);
+    cr_assert_eq(moved, count_changed(cur, out, 16));
+    cr_assert_eq(cv_assign_shards(cur, 16, live, 3, cur), moved, "aliasing gives the same answer");
+    cr_assert_arr_eq(cur, out, sizeof cur);
+}
+
+Test(assign, limits_1m_shards_1024_nodes)
+{
+    const uint32_t S = 1048576;
+    int32_t *map = malloc(S * sizeof *map);
+    uint8_t live[MAXN];
+    cr_assert(map);
+    memset(live, 1, sizeof live);
+    fill_none(map, S);
+    cr_assert_eq(assign_checked(map, S, live, MAXN), S);
+    cr_assert_eq(owned_by(map, S, 1023), S / MAXN);
+    live[17] = 0;
+    cr_assert_eq(assign_checked(map, S, live, MAXN), S / MAXN, "only the leaver's shards move");
+    live[17] = 1;
+    cr_assert_eq(assign_checked(map, S, live, MAXN), S / MAXN, "rejoin takes back floor(S/n)");
+    free(map);
+}
+
+static uint64_t rng_next(uint64_t *s)
+{
+    /* xorshift64*: fixed seed, so a failure reproduces. */
+    *s ^= *s >> 12;
+    *s ^= *s << 25;
+    *s ^= *s >> 27;
+    return *s * 2685821657736338717ull;
+}
+
+/* Seeded random join/leave over a table of 12 nodes. Besides the checks in assign_checked (live owners,
+ * balance, moved == minimum, determinism), a single join into a balanced non-empty cluster must move
+ * exactly floor(S / L_new) shards and a single leave exactly the leaver's shards. */
+static void random_membership_walk(uint32_t shards, uint64_t seed, int steps)
+{
+    enum { N = 12 };
+    int32_t *map = malloc(shards * sizeof *map);
+    uint8_t live[N] = {0};
+    uint32_t joins = 0, leaves = 0;
+    cr_assert(map);
+    fill_none(map, shards);
+    for (int step = 0; step < steps; step++) {
+        uint32_t L = 0, who = (uint32_t)(rng_next(&seed) % N);
+        for (uint32_t i = 0; i < N; i++) L += live[i];
+        uint32_t had = owned_by(map, shards, (int32_t)who);
+        int single = rng_next(&seed) % 8 != 0;
+        live[who] ^= 1;
+        if (!single) live[(who + 1 + rng_next(&seed) % (N - 1)) % N] ^= 1; /* two changes at once */
+        uint32_t moved = assign_checked(map, shards, live, N);
+        if (!single || L == 0) continue;
+        if (live[who]) {
+            cr_assert_eq(moved, shards / (L + 1), "step %d: join moved %u", step, moved);
+            joins++;
+        } else {
+            cr_assert_eq(moved, had, "step %d: leave moved %u, leaver had %u", step, moved, had);
+            leaves++;
+        }
+    }
+    cr_assert_gt(joins, 50u);
+    cr_assert_gt(leaves, 50u);
+    free(map);
+}
+
+Test(assign, random_join_leave_64_shards) { random_membership_walk(64, 0x9e3779b97f4a7c15ull, 600); }
+
+Test(assign, random_join_leave_8192_shards) { random_membership_walk(8192, 0xc0ffee1234567ull, 600); }
+
+Test(assign, random_arbitrary_maps)
+{
+    /* Unbalanced, partly invalid starting maps: the minimum still holds (checked by assign_checked). */
+    uint64_t seed = 42;
+    for (int round = 0; round < 500; round++) {
+        uint32_t n = 1 + (uint32_t)(rng_next(&seed) % 12);
+        uint32_t shards = (uint32_t)(rng_next(&seed) % 300);
+        uint32_t skew = 1 + (uint32_t)(rng_next(&seed) % n);
+        int32_t map[300];
+        uint8_t live[12];
+        for (uint32_t i = 0; i < n; i++) live[i] = rng_next(&seed) % 4 != 0;
+        for (uint32_t s = 0; s < shards; s++) {
+            uint64_t v = rng_next(&seed) % 16;
+            map[s] = v == 0 ? CV_ASSIGN_NONE : v == 1 ? (int32_t)n + 3 : (int32_t)(rng_next(&seed) % skew);
+        }
+        assign_checked(map, shards, live, n);
+    }
+}
+
+/* ---- leases ------------------------------------------------------------------------------------ */
+
+Test(lease, expires_only_after_expiry_and_leader_grace)
+{
+    const uint64_t ttl = 3000;
+    /* Leader since long ago: the recorded expiry decides, strictly after it. */
+    cr_assert_not(cv_lease_expired(10000, 0, ttl, 9999));
+    cr_assert_not(cv_lease_expired(10000, 0, ttl, 10000));
+    cr_assert(cv_lease_expired(10000, 0, ttl, 10001));
+    /* New leader at 9000: nobody expires before 9000 + ttl, however old the expiry. */
+    cr_assert_not(cv_lease_expired(5000, 9000, ttl, 10000));
+    cr_assert_not(cv_lease_expired(5000, 9000, ttl, 12000));
+    cr_assert(cv_lease_expired(5000, 9000, ttl, 12001));
+    /* Both must pass: a renewed lease beyond the grace window still holds. */
+    cr_assert_not(cv_lease_expired(20000, 9000, ttl, 15000));
+    cr_assert(cv_lease_expired(20000, 9000, ttl, 20001));
+}
+
+Test(lease, no_wraparound)
+{
+    cr_assert_not(cv_lease_expired(0, UINT64_MAX - 10, 100, UINT64_MAX - 1),
+                  "leader_since + ttl must saturate, not wrap to a small number");
+    cr_assert_not(cv_lease_expired(0, 5, UINT64_MAX, 1000));
+}
+
+Test(lease, renew_interval_is_a_third)
+{
+    cr_assert_eq(cv_lease_renew_interval(3000), 1000u);
+    cr_assert_eq(cv_lease_renew_interval(10000), 3333u);
+    cr_assert_eq(cv_lease_renew_interval(3), 1u);
+    cr_assert_eq(cv_lease_renew_interval(2), 1u, "never 0");
+    cr_assert_eq(cv_lease_renew_interval(0), 1u, "never 0");
+}

@@ -1,0 +1,1182 @@
+/* Unit tests of src/net: framing (pure), RPC and HTTP over real sockets on 127.0.0.1. Each network test
+ * runs one uv loop with a deadline timer; waiting is done by running the loop until a condition holds
+ * (never by sleeping), and every test ends by closing all handles and checking uv_loop_close() == 0. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "cverse/error.h"
+#include "net/frame.h"
+#include "net/http.h"
+#include "net/rpc.h"
+
+/* Criterion's workers end without running LeakSanitizer's exit hook, so under ASan each test checks for
+ * leaks itself once it is done (its process is its own: everything it allocated must be gone). */
+#if defined(__SANITIZE_ADDRESS__)
+#define NET_LEAK_CHECK 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define NET_LEAK_CHECK 1
+#endif
+#endif
+#ifdef NET_LEAK_CHECK
+#include <sanitizer/lsan_interface.h>
+#endif
+
+static void leak_check(void)
+{
+#ifdef NET_LEAK_CHECK
+    cr_assert_eq(__lsan_do_recoverable_leak_check(), 0, "LeakSanitizer found leaks (report on stderr)");
+#endif
+}
+
+TestSuite(frame, .fini = leak_check);
+TestSuite(rpc, .fini = leak_check);
+TestSuite(http, .fini = leak_check);
+
+/* ---------------------------------------------------------------------------------------------------
+ * Framing. */
+
+static Cverse__Rpc__Frame mkframe(uint64_t id, const char *method, const char *body)
+{
+    Cverse__Rpc__Frame f = CVERSE__RPC__FRAME__INIT;
+    f.id = id;
+    f.kind = CVERSE__RPC__KIND__KIND_REQUEST;
+    f.method = (char *)method;
+    f.body.data = (uint8_t *)body;
+    f.body.len = strlen(body);
+    return f;
+}
+
+Test(frame, encode_decode_round_trip)
+{
+    Cverse__Rpc__Frame f = mkframe(42, "catalog.propose", "payload\0bytes");
+    f.body.len = 13;
+    f.kind = CVERSE__RPC__KIND__KIND_RESPONSE;
+    f.status = CV_ENOTLEADER;
+    f.error = "not leader";
+    f.deadline_ms = 1234;
+    uint8_t *buf;
+    size_t len;
+    cr_assert_eq(cv_frame_encode(&f, &buf, &len), 0);
+    cr_assert_eq(len, 4 + cverse__rpc__frame__get_packed_size(&f));
+    cr_assert_eq(((size_t)buf[0] << 24 | (size_t)buf[1] << 16 | (size_t)buf[2] << 8 | buf[3]), len - 4);
+
+    struct cv_frame_reader r;
+    cv_frame_reader_init(&r, 0);
+    Cverse__Rpc__Frame *out;
+    cr_assert_eq(cv_frame_reader_next(&r, &out), 0);
+    cr_assert_eq(cv_frame_reader_feed(&r, buf, len), 0);
+    cr_assert_eq(cv_frame_reader_next(&r, &out), 1);
+    cr_assert_eq(out->id, 42);
+    cr_assert_eq(out->kind, CVERSE__RPC__KIND__KIND_RESPONSE);
+    cr_assert_str_eq(out->method, "catalog.propose");
+    cr_assert_eq(out->body.len, 13);
+    cr_assert_eq(memcmp(out->body.data, "payload\0bytes", 13), 0);
+    cr_assert_eq(out->status, CV_ENOTLEADER);
+    cr_assert_str_eq(out->error, "not leader");
+    cr_assert_eq(out->deadline_ms, 1234);
+    cverse__rpc__frame__free_unpacked(out, NULL);
+    cr_assert_eq(cv_frame_reader_next(&r, &out), 0);
+    cr_assert_null(out);
+    cv_frame_reader_free(&r);
+    free(buf);
+}
+
+Test(frame, split_delivery_byte_by_byte)
+{
+    uint8_t *all = NULL;
+    size_t total = 0;
+    for (int i = 0; i < 3; i++) {
+        char body[32];
+        snprintf(body, sizeof body, "body-%d", i);
+        Cverse__Rpc__Frame f = mkframe((uint64_t)i + 1, "m", body);
+        uint8_t *b;
+        size_t n;
+        cr_assert_eq(cv_frame_encode(&f, &b, &n), 0);
+        all = realloc(all, total + n);
+        memcpy(all + total, b, n);
+        total += n;
+        free(b);
+    }
+    struct cv_frame_reader r;
+    cv_frame_reader_init(&r, 0);
+    int got = 0;
+    for (size_t i = 0; i < total; i++) {
+        cr_assert_eq(cv_frame_reader_feed(&r, all + i, 1), 0);
+        Cverse__Rpc__Frame *f;
+        int rv;
+        while ((rv = cv_frame_reader_next(&r, &f)) == 1) {
+            got++;
+            char want[32];
+            snprintf(want, sizeof want, "body-%d", got - 1);
+            cr_assert_eq(f->id, (uint64_t)got);
+            cr_assert_eq(f->body.len, strlen(want));
+            cr_assert_eq(memcmp(f->body.data, want, f->body.len), 0);
+            cverse__rpc__frame__free_unpacked(f, NULL);
+        }
+        cr_assert_eq(rv, 0);
+    }
+    cr_assert_eq(got, 3);
+    cv_frame_reader_free(&r);
+    free(all);
+}
+
+Test(frame, many_small_frames_in_one_feed)
+{
+    enum { N = 20000 };
+    uint8_t *all = NULL;
+    size_t total = 0;
+    for (int i = 0; i < N; i++) {
+        Cverse__Rpc__Frame f = mkframe((uint64_t)i, "m", "x");
+        uint8_t *b;
+        size_t n;
+        cr_assert_eq(cv_frame_encode(&f, &b, &n), 0);
+        all = realloc(all, total + n);
+        memcpy(all + total, b, n);
+        total += n;
+        free(b);
+    }
+    struct cv_frame_reader r;
+    cv_frame_reader_init(&r, 0);
+    /* Two feeds, the second starting mid-frame, so decoding crosses a refill with undecoded bytes. */
+    size_t half = total / 2 + 3;
+    cr_assert_eq(cv_frame_reader_feed(&r, all, half), 0);
+    int got = 0;
+    Cverse__Rpc__Frame *f;
+    while (cv_frame_reader_next(&r, &f) == 1) {
+        cr_assert_eq(f->id, (uint64_t)got++);
+        cverse__rpc__frame__free_unpacked(f, NULL);
+    }
+    cr_assert_eq(cv_frame_reader_feed(&r, all + half, total - half), 0);
+    while (cv_frame_reader_next(&r, &f) == 1) {
+        cr_assert_eq(f->id, (uint64_t)got++);
+        cverse__rpc__frame__free_unpacked(f, NULL);
+    }
+    cr_assert_eq(got, N);
+    cr_assert_eq(r.len, 0); /* fully consumed: the buffer is reused from its start */
+    cv_frame_reader_free(&r);
+    free(all);
+}
+
+Test(frame, oversize_detected_from_the_prefix)
+{
+    struct cv_frame_reader r;
+    cv_frame_reader_init(&r, 100);
+    uint8_t pre[4] = {0, 0, 0, 101};
+    Cverse__Rpc__Frame *f;
+    cr_assert_eq(cv_frame_reader_feed(&r, pre, 3), 0);
+    cr_assert_eq(cv_frame_reader_next(&r, &f), 0);
+    cr_assert_eq(cv_frame_reader_feed(&r, pre + 3, 1), 0);
+    cr_assert_eq(cv_frame_reader_next(&r, &f), CV_ETOOBIG);
+    /* The body is not buffered behind an oversized prefix, and the error sticks. */
+    uint8_t junk[4096];
+    memset(junk, 'a', sizeof junk);
+    cr_assert_eq(cv_frame_reader_feed(&r, junk, sizeof junk), 0);
+    cr_assert_leq(r.len, 4);
+    cr_assert_eq(cv_frame_reader_next(&r, &f), CV_ETOOBIG);
+    cv_frame_reader_free(&r);
+
+    /* Default max, a 4 GiB declaration arriving together with body bytes. */
+    cv_frame_reader_init(&r, 0);
+    uint8_t big[64] = {0xff, 0xff, 0xff, 0xff};
+    cr_assert_eq(cv_frame_reader_feed(&r, big, sizeof big), 0);
+    cr_assert_leq(r.len, 4);
+    cr_assert_eq(cv_frame_reader_next(&r, &f), CV_ETOOBIG);
+    cv_frame_reader_free(&r);
+}
+
+Test(frame, garbage_body_is_eproto)
+{
+    struct cv_frame_reader r;
+    cv_frame_reader_init(&r, 0);
+    uint8_t bad[] = {0, 0, 0, 5, 0xff, 0xff, 0xff, 0xff, 0xff};
+    Cverse__Rpc__Frame *f;
+    cr_assert_eq(cv_frame_reader_feed(&r, bad, sizeof bad), 0);
+    cr_assert_eq(cv_frame_reader_next(&r, &f), CV_EPROTO);
+    cr_assert_null(f);
+    cr_assert_eq(cv_frame_reader_next(&r, &f), CV_EPROTO);
+    cv_frame_reader_free(&r);
+}
+
+Test(frame, encode_refuses_oversized)
+{
+    size_t n = CV_FRAME_MAX + 1;
+    uint8_t *body = calloc(1, n);
+    Cverse__Rpc__Frame f = CVERSE__RPC__FRAME__INIT;
+    f.body.data = body;
+    f.body.len = n;
+    uint8_t *out = NULL;
+    size_t len = 0;
+    cr_assert_eq(cv_frame_encode(&f, &out, &len), CV_ETOOBIG);
+    cr_assert_null(out);
+    free(body);
+}
+
+/* ---------------------------------------------------------------------------------------------------
+ * Loop harness. */
+
+static uv_loop_t loop;
+static uv_timer_t deadline_timer;
+static int deadline_hit;
+
+static void deadline_cb(uv_timer_t *t)
+{
+    deadline_hit = 1;
+}
+
+static void loop_setup(void)
+{
+    cr_assert_eq(uv_loop_init(&loop), 0);
+    deadline_hit = 0;
+    uv_timer_init(&loop, &deadline_timer);
+    uv_timer_start(&deadline_timer, deadline_cb, 15000, 0);
+}
+
+#define RUN_UNTIL(cond)                                                             \
+    do {                                                                            \
+        while (!(cond)) {                                                           \
+            cr_assert(!deadline_hit, "deadline hit while waiting for: %s", #cond); \
+            uv_run(&loop, UV_RUN_ONCE);                                             \
+        }                                                                           \
+    } while (0)
+
+/* Everything else must be closed (and its close callbacks awaited) before. */
+static void loop_teardown(void)
+{
+    uv_close((uv_handle_t *)&deadline_timer, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    cr_assert_eq(uv_loop_close(&loop), 0, "handles left open");
+}
+
+/* One-shot timer with a callback, closed by itself. */
+struct later {
+    uv_timer_t t;
+    void (*fn)(void *);
+    void *arg;
+};
+
+static void later_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void later_cb(uv_timer_t *t)
+{
+    struct later *l = t->data;
+    l->fn(l->arg);
+    uv_close((uv_handle_t *)&l->t, later_closed);
+}
+
+static void run_later(unsigned ms, void (*fn)(void *), void *arg)
+{
+    struct later *l = calloc(1, sizeof *l);
+    l->fn = fn;
+    l->arg = arg;
+    uv_timer_init(&loop, &l->t);
+    l->t.data = l;
+    uv_timer_start(&l->t, later_cb, ms, 0);
+}
+
+/* A raw TCP client: sends bytes, collects whatever comes back, notes EOF / reset. */
+struct raw {
+    uv_tcp_t tcp;
+    uv_connect_t creq;
+    int connected, eof, closed;
+    char *data;
+    size_t len, cap;
+};
+
+static void raw_connect_cb(uv_connect_t *req, int status)
+{
+    struct raw *r = req->data;
+    cr_assert_eq(status, 0, "raw connect: %s", uv_strerror(status));
+    r->connected = 1;
+}
+
+static void raw_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+    struct raw *r = h->data;
+    if (r->cap - r->len < 65537) {
+        r->cap = r->cap * 2 + 65537;
+        r->data = realloc(r->data, r->cap);
+    }
+    *buf = uv_buf_init(r->data + r->len, 65536);
+}
+
+static void raw_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    struct raw *r = s->data;
+    if (n < 0) {
+        r->eof = 1;
+        uv_read_stop(s);
+        return;
+    }
+    r->len += (size_t)n;
+    r->data[r->len] = '\0';
+}
+
+static void raw_connect(struct raw *r, int port)
+{
+    memset(r, 0, sizeof *r);
+    struct sockaddr_in sa;
+    uv_ip4_addr("127.0.0.1", port, &sa);
+    uv_tcp_init(&loop, &r->tcp);
+    r->tcp.data = r;
+    r->creq.data = r;
+    cr_assert_eq(uv_tcp_connect(&r->creq, &r->tcp, (struct sockaddr *)&sa, raw_connect_cb), 0);
+    RUN_UNTIL(r->connected);
+    cr_assert_eq(uv_read_start((uv_stream_t *)&r->tcp, raw_alloc, raw_read), 0);
+}
+
+static void raw_write_cb(uv_write_t *w, int status)
+{
+    free(w->data);
+    free(w);
+}
+
+static void raw_send(struct raw *r, const void *data, size_t n)
+{
+    uv_write_t *w = malloc(sizeof *w);
+    w->data = malloc(n);
+    memcpy(w->data, data, n);
+    uv_buf_t b = uv_buf_init(w->data, (unsigned)n);
+    cr_assert_eq(uv_write(w, (uv_stream_t *)&r->tcp, &b, 1, raw_write_cb), 0);
+}
+
+static void raw_sends(struct raw *r, const char *s)
+{
+    raw_send(r, s, strlen(s));
+}
+
+static void raw_closed(uv_handle_t *h)
+{
+    struct raw *r = h->data;
+    r->closed = 1;
+}
+
+static void raw_close(struct raw *r)
+{
+    uv_close((uv_handle_t *)&r->tcp, raw_closed);
+    RUN_UNTIL(r->closed);
+    free(r->data);
+    r->data = NULL;
+}
+
+/* ---------------------------------------------------------------------------------------------------
+ * RPC. */
+
+struct held {
+    struct cv_rpc_conn *conn;
+    uint64_t id;
+};
+
+struct rsrv {
+    struct cv_rpc_server *srv;
+    int port, closed;
+    int requests, conn_closes, conns_seen;
+    struct cv_rpc_conn *last_conn;
+    uint32_t last_deadline;
+    struct held held[8];
+    int nheld;
+    struct cv_rpc_conn *sub;
+};
+
+static void rsrv_on_request(void *data, struct cv_rpc_conn *conn, uint64_t id, const char *method,
+                            const uint8_t *body, size_t len, uint32_t deadline_ms)
+{
+    struct rsrv *s = data;
+    s->requests++;
+    s->last_deadline = deadline_ms;
+    if (conn != s->last_conn) {
+        s->conns_seen++;
+        s->last_conn = conn;
+    }
+    if (!strcmp(method, "echo")) {
+        cr_assert_eq(cv_rpc_respond(conn, id, 0, NULL, body, len), 0);
+    } else if (!strcmp(method, "fail")) {
+        cr_assert_eq(cv_rpc_respond(conn, id, CV_ENOTFOUND, "no such thing", NULL, 0), 0);
+    } else if (!strcmp(method, "hold")) {
+        cr_assert_lt(s->nheld, 8);
+        cv_rpc_conn_ref(conn);
+        s->held[s->nheld++] = (struct held){conn, id};
+    } else if (!strcmp(method, "subscribe")) {
+        cv_rpc_conn_ref(conn);
+        s->sub = conn;
+        cr_assert_eq(cv_rpc_respond(conn, id, 0, NULL, "ok", 2), 0);
+    } /* "never": left unanswered on purpose */
+}
+
+static void rsrv_on_conn_close(void *data, struct cv_rpc_conn *conn)
+{
+    struct rsrv *s = data;
+    s->conn_closes++;
+}
+
+static struct rsrv *rsrv_current;
+static void rsrv_closed_flag(struct cv_rpc_server *srv)
+{
+    rsrv_current->closed = 1;
+}
+
+static void rsrv_start(struct rsrv *s, const char *addr)
+{
+    memset(s, 0, sizeof *s);
+    cr_assert_eq(cv_rpc_server_init(&loop, rsrv_on_request, rsrv_on_conn_close, s, &s->srv), 0);
+    cr_assert_eq(cv_rpc_server_listen(s->srv, addr), 0);
+    s->port = cv_rpc_server_port(s->srv);
+    cr_assert_gt(s->port, 0);
+}
+
+static void rsrv_stop(struct rsrv *s)
+{
+    rsrv_current = s;
+    cv_rpc_server_close(s->srv, rsrv_closed_flag);
+    RUN_UNTIL(s->closed);
+}
+
+struct rcli {
+    struct cv_rpc_client *cli;
+    int closed, ups, downs;
+    int events;
+    char last_event[64];
+};
+
+static void rcli_on_event(void *data, const char *method, const uint8_t *body, size_t len)
+{
+    struct rcli *c = data;
+    c->events++;
+    snprintf(c->last_event, sizeof c->last_event, "%s:%.*s", method, (int)len, (const char *)body);
+}
+
+static void rcli_on_state(void *data, int up)
+{
+    struct rcli *c = data;
+    if (up) c->ups++;
+    else c->downs++;
+}
+
+static struct rcli *rcli_current;
+static void rcli_closed(struct cv_rpc_client *cli)
+{
+    rcli_current->closed = 1;
+}
+
+static void rcli_start(struct rcli *c, int port)
+{
+    memset(c, 0, sizeof *c);
+    char addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
+    struct cv_rpc_client_opts o = {.addr = addr, .reconnect_ms = 50, .on_event = rcli_on_event,
+                                   .on_state = rcli_on_state, .data = c};
+    cr_assert_eq(cv_rpc_client_init(&loop, &o, &c->cli), 0);
+}
+
+static void rcli_stop(struct rcli *c)
+{
+    rcli_current = c;
+    cv_rpc_client_close(c->cli, rcli_closed);
+    RUN_UNTIL(c->closed);
+}
+
+struct result {
+    int done, status;
+    char error[128];
+    char body[128];
+    size_t len;
+    int *in_call; /* set while cv_rpc_call runs: the callback must never see it */
+};
+
+static void result_cb(void *data, int status, const char *error, const uint8_t *body, size_t len)
+{
+    struct result *r = data;
+    cr_assert(!r->in_call || !*r->in_call, "callback ran inside cv_rpc_call");
+    cr_assert_eq(r->done, 0, "callback fired twice");
+    cr_assert_not_null(body);
+    r->done = 1;
+    r->status = status;
+    snprintf(r->error, sizeof r->error, "%s", error ? error : "");
+    r->len = len;
+    snprintf(r->body, sizeof r->body, "%.*s", (int)len, (const char *)body);
+}
+
+static int in_call;
+
+static void call(struct rcli *c, const char *method, const char *body, unsigned timeout, struct result *r)
+{
+    memset(r, 0, sizeof *r);
+    r->in_call = &in_call;
+    in_call = 1;
+    int rv = cv_rpc_call(c->cli, method, body, strlen(body), timeout, result_cb, r);
+    in_call = 0;
+    cr_assert_eq(rv, 0);
+}
+
+Test(rpc, echo_round_trip_and_peer_error)
+{
+    loop_setup();
+    struct rsrv s;
+    struct rcli c;
+    struct result r;
+    rsrv_start(&s, "127.0.0.1:0");
+    rcli_start(&c, s.port);
+    call(&c, "echo", "hello", 2000, &r);
+    RUN_UNTIL(r.done);
+    cr_assert_eq(r.status, 0);
+    cr_assert_str_eq(r.body, "hello");
+    cr_assert_str_eq(r.error, "");
+    cr_assert_eq(c.ups, 1);
+    cr_assert_gt(s.last_deadline, 0);
+    cr_assert_leq(s.last_deadline, 2000);
+
+    call(&c, "fail", "", 0, &r);
+    RUN_UNTIL(r.done);
+    cr_assert_eq(r.status, CV_ENOTFOUND);
+    cr_assert_str_eq(r.error, "no such thing");
+    cr_assert_eq(s.last_deadline, 0);
+
+    rcli_stop(&c);
+    RUN_UNTIL(s.conn_closes == 1);
+    rsrv_stop(&s);
+    loop_teardown();
+}
+
+struct many {
+    int done, bad;
+};
+
+struct many_call {
+    struct many *m;
+    int i;
+};
+
+static void many_cb(void *data, int status, const char *error, const uint8_t *body, size_t len)
+{
+    struct many_call *mc = data;
+    char want[32];
+    snprintf(want, sizeof want, "msg-%d", mc->i);
+    if (status != 0 || len != strlen(want) || memcmp(body, want, len) != 0) mc->m->bad++;
+    mc->m->done++;
+}
+
+Test(rpc, thousand_calls_in_flight_on_one_connection)
+{
+    enum { N = 1000 };
+    loop_setup();
+    struct rsrv s;
+    struct rcli c;
+    rsrv_start(&s, "127.0.0.1:0");
+    rcli_start(&c, s.port);
+    struct many m = {0};
+    static struct many_call mc[N];
+    for (int i = 0; i < N; i++) {
+        char body[32];
+        mc[i] = (struct many_call){&m, i};
+        snprintf(body, sizeof body, "msg-%d", i);
+        cr_assert_eq(cv_rpc_call(c.cli, "echo", body, strlen(body), 10000, many_cb, &mc[i]), 0);
+    }
+    cr_assert_eq(m.done, 0);
+    RUN_UNTIL(m.done == N);
+    cr_assert_eq(m.bad, 0);
+    cr_assert_eq(s.requests, N);
+    cr_assert_eq(s.conns_seen, 1);
+    cr_assert_eq(c.ups, 1);
+    /* A second burst on the established connection. */
+    m = (struct many){0};
+    for (int i = 0; i < N; i++) {
+        char body[32];
+        snprintf(body, sizeof body, "msg-%d", i);
+        cr_assert_eq(cv_rpc_call(c.cli, "echo", body, strlen(body), 0, many_cb, &mc[i]), 0);
+    }
+    RUN_UNTIL(m.done == N);
+    cr_assert_eq(m.bad, 0);
+    cr_assert_eq(s.conns_seen, 1);
+    rcli_stop(&c);
+    rsrv_stop(&s);
+    loop_teardown();
+}
+
+static void answer_held(void *arg)
+{
+    struct rsrv *s = arg;
+    for (int i = 0; i < s->nheld; i++) {
+        cr_assert_eq(cv_rpc_respond(s->held[i].conn, s->held[i].id, 0, NULL, "late", 4), 0);
+        cv_rpc_conn_unref(s->held[i].conn);
+    }
+    s->nheld = 0;
+}
+
+Test(rpc, deferred_response)
+{
+    loop_setup();
+    struct rsrv s;
+    struct rcli c;
+    struct result r;
+    rsrv_start(&s, "127.0.0.1:0");
+    rcli_start(&c, s.port);
+    call(&c, "hold", "x", 5000, &r);
+    RUN_UNTIL(s.nheld == 1);
+    cr_assert_eq(r.done, 0);
+    run_later(30, answer_held, &s);
+    RUN_UNTIL(r.done);
+    cr_assert_eq(r.status, 0);
+    cr_assert_str_eq(r.body, "late");
+    rcli_stop(&c);
+    rsrv_stop(&s);
+    loop_teardown();
+}
+
+Test(rpc, respond_after_peer_left_is_eclosed)
+{
+    loop_setup();
+    struct rsrv s;
+    struct rcli c;
+    struct result r;
+    rsrv_start(&s, "127.0.0.1:0");
+    rcli_start(&c, s.port);
+    call(&c, "hold", "x", 0, &r);
+    RUN_UNTIL(s.nheld == 1);
+    rcli_stop(&c);
+    cr_assert_eq(r.done, 1);
+    cr_assert_eq(r.status, CV_ECANCELED);
+    RUN_UNTIL(s.conn_closes == 1);
+    cr_assert_eq(cv_rpc_respond(s.held[0].conn, s.held[0].id, 0, NULL, "late", 4), CV_ECLOSED);
+    cr_assert_eq(cv_rpc_send_event(s.held[0].conn, "ev", "x", 1), CV_ECLOSED);
+    rsrv_stop(&s);
+    /* The reference outlives the server: dropping it last frees the connection. */
+    cv_rpc_conn_unref(s.held[0].conn);
+    loop_teardown();
+}
+
+Test(rpc, deadline_expires_when_server_never_answers)
+{
+    loop_setup();
+    struct rsrv s;
+    struct rcli c;
+    struct result r, r2;
+    rsrv_start(&s, "127.0.0.1:0");
+    rcli_start(&c, s.port);
+    uint64_t t0 = uv_now(&loop);
+    call(&c, "never", "x", 150, &r);
+    call(&c, "never", "y", 60, &r2);
+    RUN_UNTIL(r2.done);
+    cr_assert_eq(r2.status, CV_ETIMEDOUT);
+    cr_assert_eq(r.done, 0);
+    RUN_UNTIL(r.done);
+    uv_update_time(&loop);
+    cr_assert_eq(r.status, CV_ETIMEDOUT);
+    cr_assert_geq(uv_now(&loop) - t0, 150);
+    cr_assert_eq(s.requests, 2);
+    rcli_stop(&c);
+    rsrv_stop(&s);
+    loop_teardown();
+}
+
+Test(rpc, connection_loss_fails_in_flight_calls)
+{
+    loop_setup();
+    struct rsrv s;
+    struct rcli c;
+    struct result r;
+    rsrv_start(&s, "127.0.0.1:0");
+    rcli_start(&c, s.port);
+    call(&c, "never", "x", 0, &r);
+    RUN_UNTIL(s.requests == 1);
+    rsrv_stop(&s);
+    RUN_UNTIL(r.done);
+    cr_assert_eq(r.status, CV_EUNAVAIL);
+    RUN_UNTIL(c.downs == 1);
+    rcli_stop(&c);
+    loop_teardown();
+}
+
+Test(rpc, server_down_then_up_reconnects)
+{
+    loop_setup();
+    struct rsrv s;
+    struct rcli c;
+    struct result r;
+    /* Learn a free port, then leave it closed. */
+    rsrv_start(&s, "127.0.0.1:0");
+    int port = s.port;
+    rsrv_stop(&s);
+    rcli_start(&c, port);
+    call(&c, "echo", "first", 200, &r);
+    RUN_UNTIL(r.done);
+    cr_assert(r.status == CV_EUNAVAIL || r.status == CV_ETIMEDOUT, "status %d", r.status);
+    cr_assert_eq(c.ups, 0);
+
+    char addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
+    rsrv_start(&s, addr);
+    call(&c, "echo", "second", 5000, &r);
+    RUN_UNTIL(r.done);
+    cr_assert_eq(r.status, 0);
+    cr_assert_str_eq(r.body, "second");
+    cr_assert_eq(c.ups, 1);
+    rcli_stop(&c);
+    rsrv_stop(&s);
+    loop_teardown();
+}
+
+Test(rpc, events_pushed_by_the_server)
+{
+    loop_setup();
+    struct rsrv s;
+    struct rcli c;
+    struct result r;
+    rsrv_start(&s, "127.0.0.1:0");
+    rcli_start(&c, s.port);
+    call(&c, "subscribe", "", 1000, &r);
+    RUN_UNTIL(r.done);
+    cr_assert_eq(r.status, 0);
+    cr_assert_not_null(s.sub);
+    cr_assert_eq(cv_rpc_send_event(s.sub, "catalog.changed", "v2", 2), 0);
+    cr_assert_eq(cv_rpc_send_event(s.sub, "catalog.changed", "v3", 2), 0);
+    RUN_UNTIL(c.events == 2);
+    cr_assert_str_eq(c.last_event, "catalog.changed:v3");
+    cv_rpc_conn_unref(s.sub);
+    rcli_stop(&c);
+    rsrv_stop(&s);
+    loop_teardown();
+}
+
+Test(rpc, malformed_frame_closes_only_that_connection)
+{
+    loop_setup();
+    struct rsrv s;
+    struct rcli c;
+    struct result r;
+    struct raw bad, big;
+    rsrv_start(&s, "127.0.0.1:0");
+    rcli_start(&c, s.port);
+    call(&c, "echo", "before", 2000, &r);
+    RUN_UNTIL(r.done);
+    cr_assert_eq(r.status, 0);
+
+    raw_connect(&bad, s.port);
+    uint8_t garbage[] = {0, 0, 0, 5, 0xff, 0xff, 0xff, 0xff, 0xff};
+    raw_send(&bad, garbage, sizeof garbage);
+    RUN_UNTIL(bad.eof);
+    raw_connect(&big, s.port);
+    uint8_t huge[] = {0x7f, 0xff, 0xff, 0xff, 1, 2, 3};
+    raw_send(&big, huge, sizeof huge);
+    RUN_UNTIL(big.eof);
+    RUN_UNTIL(s.conn_closes == 2);
+
+    call(&c, "echo", "after", 2000, &r);
+    RUN_UNTIL(r.done);
+    cr_assert_eq(r.status, 0);
+    cr_assert_str_eq(r.body, "after");
+    cr_assert_eq(c.downs, 0);
+    cr_assert_eq(c.ups, 1);
+    raw_close(&bad);
+    raw_close(&big);
+    rcli_stop(&c);
+    rsrv_stop(&s);
+    loop_teardown();
+}
+
+Test(rpc, close_cancels_waiting_calls_and_refuses_new_ones)
+{
+    loop_setup();
+    struct rsrv s;
+    struct rcli c;
+    struct result r1, r2;
+    rsrv_start(&s, "127.0.0.1:0");
+    rcli_start(&c, s.port);
+    call(&c, "never", "x", 0, &r1);
+    RUN_UNTIL(s.requests == 1);
+    call(&c, "never", "y", 0, &r2);
+    rcli_current = &c;
+    cv_rpc_client_close(c.cli, rcli_closed);
+    cr_assert_eq(cv_rpc_call(c.cli, "echo", "z", 1, 0, result_cb, &r1), CV_ECLOSED);
+    cr_assert_eq(r1.done, 0); /* never from inside cv_rpc_client_close */
+    RUN_UNTIL(c.closed);
+    cr_assert_eq(r1.status, CV_ECANCELED);
+    cr_assert_eq(r2.status, CV_ECANCELED);
+    rsrv_stop(&s);
+    loop_teardown();
+}
+
+Test(rpc, listen_on_taken_port_is_eio)
+{
+    loop_setup();
+    struct rsrv s, s2;
+    rsrv_start(&s, "127.0.0.1:0");
+    char addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", s.port);
+    memset(&s2, 0, sizeof s2);
+    cr_assert_eq(cv_rpc_server_init(&loop, rsrv_on_request, NULL, &s2, &s2.srv), 0);
+    cr_assert_eq(cv_rpc_server_listen(s2.srv, addr), CV_EIO);
+    cr_assert_eq(cv_rpc_server_port(s2.srv), CV_EINVAL);
+    rsrv_stop(&s2);
+    rsrv_stop(&s);
+    loop_teardown();
+}
+
+/* ---------------------------------------------------------------------------------------------------
+ * HTTP. */
+
+struct hsrv {
+    struct cv_http_server *srv;
+    int port, closed, calls;
+    struct cv_http_exchange *held;
+};
+
+static void hsrv_answer_held(void *arg)
+{
+    struct hsrv *h = arg;
+    cv_http_respond(h->held, 200, "text/plain", "async", 5, "X-Async: 1\r\n");
+    h->held = NULL;
+}
+
+static void hsrv_handler(void *data, struct cv_http_exchange *x, const struct cv_http_request *req)
+{
+    struct hsrv *h = data;
+    h->calls++;
+    if (!strcmp(req->path, "/async")) {
+        cr_assert_null(h->held);
+        h->held = x;
+        run_later(30, hsrv_answer_held, h);
+    } else if (!strcmp(req->path, "/hold")) {
+        h->held = x;
+    } else if (!strncmp(req->path, "/echo", 5)) {
+        char out[4096];
+        int n = snprintf(out, sizeof out, "%s %s ?%s [%s] %s", req->method, req->path, req->query,
+                         req->content_type, req->body);
+        cr_assert_eq(strlen(req->body), req->body_len);
+        cv_http_respond(x, 200, "text/plain", out, (size_t)n, NULL);
+    } else {
+        cv_http_respond_error(x, 404, "not_found", "no such path");
+    }
+}
+
+static struct hsrv *hsrv_current;
+static void hsrv_closed(struct cv_http_server *srv)
+{
+    hsrv_current->closed = 1;
+}
+
+static void hsrv_start(struct hsrv *h, const struct cv_http_opts *o)
+{
+    memset(h, 0, sizeof *h);
+    cr_assert_eq(cv_http_server_init(&loop, o, hsrv_handler, h, &h->srv), 0);
+    cr_assert_eq(cv_http_server_listen(h->srv, "127.0.0.1:0"), 0);
+    h->port = cv_http_server_port(h->srv);
+    cr_assert_gt(h->port, 0);
+}
+
+static void hsrv_stop(struct hsrv *h)
+{
+    hsrv_current = h;
+    cv_http_server_close(h->srv, hsrv_closed);
+    RUN_UNTIL(h->closed);
+}
+
+struct resp {
+    int status;
+    char head[2048];
+    char body[4096];
+};
+
+/* Parses the complete responses received so far (our server always sends Content-Length, except on
+ * 204; head_only: the responses answer HEAD requests). Returns how many are complete. */
+static int parse_resps(const struct raw *r, struct resp *out, int max, int head_only)
+{
+    size_t pos = 0;
+    int n = 0;
+    while (n < max && pos < r->len) {
+        const char *start = r->data + pos;
+        const char *end = strstr(start, "\r\n\r\n");
+        if (!end) break;
+        size_t hlen = (size_t)(end - start) + 4;
+        size_t blen = 0;
+        const char *cl = strstr(start, "Content-Length: ");
+        if (cl && cl < end) blen = strtoul(cl + 16, NULL, 10);
+        if (head_only) blen = 0;
+        if (pos + hlen + blen > r->len) break;
+        struct resp *x = &out[n++];
+        x->status = atoi(start + 9);
+        snprintf(x->head, sizeof x->head, "%.*s", (int)hlen, start);
+        snprintf(x->body, sizeof x->body, "%.*s", (int)blen, end + 4);
+        pos += hlen + blen;
+    }
+    return n;
+}
+
+Test(http, get_and_post_with_body)
+{
+    loop_setup();
+    struct hsrv h;
+    struct raw c;
+    struct resp rs[3];
+    hsrv_start(&h, NULL);
+    raw_connect(&c, h.port);
+    raw_sends(&c, "GET /ech%6F/a%20b?x=1&y=%20 HTTP/1.1\r\nHost: t\r\n\r\n");
+    RUN_UNTIL(parse_resps(&c, rs, 3, 0) == 1);
+    cr_assert_eq(rs[0].status, 200);
+    cr_assert_str_eq(rs[0].body, "GET /echo/a b ?x=1&y=%20 [] ");
+    cr_assert_not_null(strstr(rs[0].head, "\r\nDate: "));
+    cr_assert_not_null(strstr(rs[0].head, "\r\nContent-Length: 28\r\n"));
+    cr_assert_not_null(strstr(rs[0].head, "\r\nContent-Type: text/plain\r\n"));
+    cr_assert_null(strstr(rs[0].head, "Access-Control"));
+
+    raw_sends(&c, "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                  "Content-Length: 11\r\n\r\n{\"a\":\"bc\"}\n");
+    RUN_UNTIL(parse_resps(&c, rs, 3, 0) == 2);
+    cr_assert_eq(rs[1].status, 200);
+    cr_assert_str_eq(rs[1].body, "POST /echo ? [application/json] {\"a\":\"bc\"}\n");
+
+    raw_sends(&c, "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                  "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n");
+    RUN_UNTIL(parse_resps(&c, rs, 3, 0) == 3);
+    cr_assert_str_eq(rs[2].body, "POST /echo ? [] hello world");
+    cr_assert_eq(c.eof, 0);
+    cr_assert_eq(h.calls, 3);
+    raw_close(&c);
+    hsrv_stop(&h);
+    loop_teardown();
+}
+
+Test(http, keep_alive_two_requests_then_connection_close)
+{
+    loop_setup();
+    struct hsrv h;
+    struct raw c;
+    struct resp rs[2];
+    hsrv_start(&h, NULL);
+    raw_connect(&c, h.port);
+    raw_sends(&c, "GET /echo/1 HTTP/1.1\r\nHost: t\r\n\r\n");
+    RUN_UNTIL(parse_resps(&c, rs, 2, 0) == 1);
+    cr_assert_null(strstr(rs[0].head, "Connection: close"));
+    raw_sends(&c, "GET /echo/2 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    RUN_UNTIL(c.eof);
+    cr_assert_eq(parse_resps(&c, rs, 2, 0), 2);
+    cr_assert_str_eq(rs[1].body, "GET /echo/2 ? [] ");
+    cr_assert_not_null(strstr(rs[1].head, "\r\nConnection: close\r\n"));
+    raw_close(&c);
+
+    /* HTTP/1.0 without keep-alive closes; with it, stays open. */
+    raw_connect(&c, h.port);
+    raw_sends(&c, "GET /echo/3 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    RUN_UNTIL(parse_resps(&c, rs, 2, 0) == 1);
+    cr_assert_not_null(strstr(rs[0].head, "\r\nConnection: keep-alive\r\n"));
+    raw_sends(&c, "GET /echo/4 HTTP/1.0\r\n\r\n");
+    RUN_UNTIL(c.eof);
+    cr_assert_eq(parse_resps(&c, rs, 2, 0), 2);
+    cr_assert_str_eq(rs[1].body, "GET /echo/4 ? [] ");
+    raw_close(&c);
+    hsrv_stop(&h);
+    loop_teardown();
+}
+
+Test(http, pipelined_requests_answered_in_order)
+{
+    loop_setup();
+    struct hsrv h;
+    struct raw c;
+    struct resp rs[3];
+    hsrv_start(&h, NULL);
+    raw_connect(&c, h.port);
+    /* The first is answered asynchronously: the later ones must wait for it. */
+    raw_sends(&c, "GET /async HTTP/1.1\r\nHost: t\r\n\r\n"
+                  "POST /echo/b HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc"
+                  "GET /echo/c HTTP/1.1\r\nHost: t\r\n\r\n");
+    RUN_UNTIL(parse_resps(&c, rs, 3, 0) == 3);
+    cr_assert_eq(rs[0].status, 200);
+    cr_assert_str_eq(rs[0].body, "async");
+    cr_assert_not_null(strstr(rs[0].head, "\r\nX-Async: 1\r\n"));
+    cr_assert_str_eq(rs[1].body, "POST /echo/b ? [] abc");
+    cr_assert_str_eq(rs[2].body, "GET /echo/c ? [] ");
+    cr_assert_eq(h.calls, 3);
+    raw_close(&c);
+    hsrv_stop(&h);
+    loop_teardown();
+}
+
+Test(http, body_too_large_is_413)
+{
+    loop_setup();
+    struct hsrv h;
+    struct raw c;
+    struct resp rs[1];
+    struct cv_http_opts o = {.max_body = 16};
+    hsrv_start(&h, &o);
+    raw_connect(&c, h.port);
+    raw_sends(&c, "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n0123456789");
+    RUN_UNTIL(c.eof);
+    cr_assert_eq(parse_resps(&c, rs, 1, 0), 1);
+    cr_assert_eq(rs[0].status, 413);
+    cr_assert_not_null(strstr(rs[0].head, "Connection: close"));
+    raw_close(&c);
+
+    raw_connect(&c, h.port);
+    raw_sends(&c, "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                  "a\r\n0123456789\r\na\r\n0123456789\r\n0\r\n\r\n");
+    RUN_UNTIL(c.eof);
+    cr_assert_eq(parse_resps(&c, rs, 1, 0), 1);
+    cr_assert_eq(rs[0].status, 413);
+    cr_assert_eq(h.calls, 0);
+    raw_close(&c);
+    hsrv_stop(&h);
+    loop_teardown();
+}
+
+Test(http, header_too_large_is_431)
+{
+    loop_setup();
+    struct hsrv h;
+    struct raw c;
+    struct resp rs[1];
+    struct cv_http_opts o = {.max_header = 256};
+    hsrv_start(&h, &o);
+    raw_connect(&c, h.port);
+    char req[2048], pad[1001];
+    memset(pad, 'v', 1000);
+    pad[1000] = '\0';
+    snprintf(req, sizeof req, "GET /echo HTTP/1.1\r\nHost: t\r\nX-Big: %s\r\n\r\n", pad);
+    raw_sends(&c, req);
+    RUN_UNTIL(c.eof);
+    cr_assert_eq(parse_resps(&c, rs, 1, 0), 1);
+    cr_assert_eq(rs[0].status, 431);
+    cr_assert_eq(h.calls, 0);
+    raw_close(&c);
+    hsrv_stop(&h);
+    loop_teardown();
+}
+
+Test(http, garbage_is_400_and_close)
+{
+    loop_setup();
+    struct hsrv h;
+    struct raw c;
+    struct resp rs[1];
+    hsrv_start(&h, NULL);
+    raw_connect(&c, h.port);
+    raw_sends(&c, "THIS IS NOT HTTP\x01\x02\r\n\r\n");
+    RUN_UNTIL(c.eof);
+    cr_assert_eq(parse_resps(&c, rs, 1, 0), 1);
+    cr_assert_eq(rs[0].status, 400);
+    cr_assert_not_null(strstr(rs[0].body, "\"code\":\"bad_request\""));
+    raw_close(&c);
+
+    /* A malformed percent escape in the path is refused too. */
+    raw_connect(&c, h.port);
+    raw_sends(&c, "GET /a%zz HTTP/1.1\r\nHost: t\r\n\r\n");
+    RUN_UNTIL(c.eof);
+    cr_assert_eq(parse_resps(&c, rs, 1, 0), 1);
+    cr_assert_eq(rs[0].status, 400);
+    cr_assert_eq(h.calls, 0);
+    raw_close(&c);
+    hsrv_stop(&h);
+    loop_teardown();
+}
+
+Test(http, async_response_and_error_json)
+{
+    loop_setup();
+    struct hsrv h;
+    struct raw c;
+    struct resp rs[2];
+    hsrv_start(&h, NULL);
+    raw_connect(&c, h.port);
+    raw_sends(&c, "GET /async HTTP/1.1\r\nHost: t\r\n\r\n");
+    RUN_UNTIL(h.calls == 1);
+    cr_assert_not_null(h.held);
+    cr_assert_eq(c.len, 0);
+    RUN_UNTIL(parse_resps(&c, rs, 2, 0) == 1);
+    cr_assert_str_eq(rs[0].body, "async");
+    raw_sends(&c, "GET /missing HTTP/1.1\r\nHost: t\r\n\r\n");
+    RUN_UNTIL(parse_resps(&c, rs, 2, 0) == 2);
+    cr_assert_eq(rs[1].status, 404);
+    cr_assert_str_eq(rs[1].body, "{\"error\":\"no such path\",\"code\":\"not_found\"}");
+    cr_assert_not_null(strstr(rs[1].head, "Content-Type: application/json"));
+    raw_close(&c);
+    hsrv_stop(&h);
+    loop_teardown();
+}
+
+Test(http, head_has_no_body)
+{
+    loop_setup();
+    struct hsrv h;
+    struct raw c;
+    struct resp rs[1];
+    hsrv_start(&h, NULL);
+    raw_connect(&c, h.port);
+    raw_sends(&c, "HEAD /echo HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    RUN_UNTIL(c.eof);
+    cr_assert_eq(parse_resps(&c, rs, 1, 1), 1);
+    cr_assert_eq(rs[0].status, 200);
+    cr_assert_not_null(strstr(rs[0].head, "Content-Length: 16\r\n")); /* "HEAD /echo ? [] " */
+    cr_assert_eq(strlen(rs[0].head), c.len, "bytes after the HEAD response headers");
+    raw_close(&c);
+    hsrv_stop(&h);
+    loop_teardown();
+}
+
+Test(http, cors_preflight_and_headers)
+{
+    loop_setup();
+    struct hsrv h;
+    struct raw c;
+    struct resp rs[2];
+    struct cv_http_opts o = {.cors_origin = "*"};
+    hsrv_start(&h, &o);
+    raw_connect(&c, h.port);
+    raw_sends(&c, "OPTIONS /v1/cluster HTTP/1.1\r\nHost: t\r\nOrigin: http://ui\r\n"
+                  "Access-Control-Request-Method: POST\r\n\r\n");
+    RUN_UNTIL(parse_resps(&c, rs, 2, 0) == 1);
+    cr_assert_eq(rs[0].status, 204);
+    cr_assert_eq(h.calls, 0);
+    cr_assert_not_null(strstr(rs[0].head, "\r\nAccess-Control-Allow-Origin: *\r\n"));
+    cr_assert_not_null(strstr(rs[0].head, "\r\nAccess-Control-Allow-Methods: GET, POST, OPTIONS\r\n"));
+    cr_assert_not_null(strstr(rs[0].head, "\r\nAccess-Control-Allow-Headers: Content-Type\r\n"));
+    cr_assert_not_null(strstr(rs[0].head, "\r\nDate: "));
+    raw_sends(&c, "GET /echo HTTP/1.1\r\nHost: t\r\nOrigin: http://ui\r\n\r\n");
+    RUN_UNTIL(parse_resps(&c, rs, 2, 0) == 2);
+    cr_assert_eq(rs[1].status, 200);
+    cr_assert_not_null(strstr(rs[1].head, "\r\nAccess-Control-Allow-Origin: *\r\n"));
+    cr_assert_eq(h.calls, 1);
+    raw_close(&c);
+    hsrv_stop(&h);
+    loop_teardown();
+}
+
+Test(http, respond_after_connection_closed_only_frees)
+{
+    loop_setup();
+    struct hsrv h;
+    struct raw c;
+    hsrv_start(&h, NULL);
+    raw_connect(&c, h.port);
+    raw_sends(&c, "GET /hold HTTP/1.1\r\nHost: t\r\n\r\n");
+    RUN_UNTIL(h.held != NULL);
+    raw_close(&c);
+    hsrv_stop(&h);
+    /* The server and its connection are gone; the exchange is still ours to answer. */
+    cv_http_respond(h.held, 200, "text/plain", "late", 4, NULL);
+    h.held = NULL;
+    loop_teardown();
+}
+
+Test(http, expect_100_continue)
+{
+    loop_setup();
+    struct hsrv h;
+    struct raw c;
+    hsrv_start(&h, NULL);
+    raw_connect(&c, h.port);
+    raw_sends(&c, "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n");
+    RUN_UNTIL(c.len >= 25);
+    cr_assert_eq(strncmp(c.data, "HTTP/1.1 100 Continue\r\n\r\n", 25), 0);
+    raw_sends(&c, "hi");
+    RUN_UNTIL(strstr(c.data + 25, "hi") != NULL);
+    cr_assert_not_null(strstr(c.data + 25, "HTTP/1.1 200 OK\r\n"));
+    raw_close(&c);
+    hsrv_stop(&h);
+    loop_teardown();
+}
