@@ -77,8 +77,10 @@ fi
 # --- 2. Dependencies and build ----------------------------------------------------------------------
 "$ROOT/scripts/install-deps.sh" >/dev/null || die "scripts/install-deps.sh failed"
 NODE_BIN=$build_dir/src/node/cverse-node
-if [ ! -f "$build_dir/build.ninja" ]; then
+if [ ! -f "$build_dir/meson-private/coredata.dat" ]; then
   (cd "$ROOT" && meson setup "$build_dir") || die "meson setup failed"
+elif [ ! -f "$build_dir/build.ninja" ]; then
+  (cd "$ROOT" && meson setup --reconfigure "$build_dir") || die "meson setup failed"
 fi
 ninja --quiet -C "$build_dir" src/node/cverse-node || die "build failed: ninja -C $build_dir"
 [ -x "$NODE_BIN" ] || die "no node binary at $NODE_BIN"

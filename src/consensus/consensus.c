@@ -375,7 +375,7 @@ static struct cv_rpc_client *peer_client(struct cv_consensus *c, raft_id id)
     const struct cv_node_cfg *n = node_by_raft_id(c, id);
     if (!n) return NULL;
     if (!c->peers[id - 1]) {
-        struct cv_rpc_client_opts o = {.addr = n->advertise_addr, .reconnect_ms = 50};
+        struct cv_rpc_client_opts o = {.addr = n->advertise_addr, .reconnect_ms = 50, .data = c};
         if (cv_rpc_client_init(c->loop, &o, &c->peers[id - 1])) return NULL;
     }
     return c->peers[id - 1];
@@ -779,7 +779,7 @@ static void handle_closed(uv_handle_t *h)
 
 static void peer_closed(struct cv_rpc_client *cli)
 {
-    (void)cli;
+    close_step(cv_rpc_client_data(cli));
 }
 
 static void raft_closed(struct raft *r)
@@ -798,9 +798,11 @@ void cv_consensus_close(struct cv_consensus *c, void (*cb)(void *data), void *da
     while (c->pendings.next != &c->pendings) pending_complete(c->pendings.next, CV_ECANCELED, 0);
     for (size_t i = 0; i < c->n_q_remote; i++) cv_rpc_conn_unref(c->q_remote[i].conn);
     c->n_q_remote = c->n_q_seqs = c->q_len = 0;
+    /* Count everything first: a client may report closed synchronously. */
+    c->open_handles = 3;
+    for (size_t i = 0; i < c->cfg->n_nodes; i++) c->open_handles += c->peers[i] != NULL;
     for (size_t i = 0; i < c->cfg->n_nodes; i++)
         if (c->peers[i]) cv_rpc_client_close(c->peers[i], peer_closed);
-    c->open_handles = 3;
     uv_close((uv_handle_t *)&c->tick, handle_closed);
     uv_close((uv_handle_t *)&c->flush, handle_closed);
     c->raft.data = c;
@@ -904,7 +906,7 @@ static void transfer_done(struct raft_transfer *req)
 {
     struct cv_consensus *c = req->data;
     c->transferring = false;
-    if (c->transfer_cb) c->transfer_cb(c->transfer_data);
+    if (c->transfer_cb && !c->closing) c->transfer_cb(c->transfer_data);
 }
 
 int cv_consensus_transfer(struct cv_consensus *c, void (*cb)(void *data), void *data)

@@ -941,3 +941,8 @@ void cv_rpc_client_close(struct cv_rpc_client *cli, cv_rpc_client_close_cb cb)
     uv_close((uv_handle_t *)&cli->deadline, cli__handle_closed);
     if (cli->conn) rpc__sock_close(&cli->conn->s);
 }
+
+void *cv_rpc_client_data(const struct cv_rpc_client *cli)
+{
+    return cli->data;
+}

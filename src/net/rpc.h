@@ -68,6 +68,8 @@ struct cv_rpc_client_opts {
  * redialing every reconnect_ms after a failure or a loss (so subscribers get on_state(1) again).
  * CV_EINVAL if addr is not numeric or "localhost". */
 int cv_rpc_client_init(uv_loop_t *loop, const struct cv_rpc_client_opts *opts, struct cv_rpc_client **out);
+/* The opts->data the client was created with (also valid inside its close callback). */
+void *cv_rpc_client_data(const struct cv_rpc_client *cli);
 /* Starts a call; cb fires exactly once (never from inside cv_rpc_call). timeout_ms 0 = no deadline.
  * While the client is not connected, calls wait for the connection until their deadline. method and
  * body are copied. On a negative return (CV_ECLOSED while closing, CV_ETOOBIG, CV_EINVAL, CV_ENOMEM)

@@ -277,6 +277,8 @@ static void http_closed(struct cv_http_server *s)
 static void shutdown_all(void *data)
 {
     struct cv_node *n = data;
+    if (n->shut) return; /* the transfer callback and its fallback timer may both get here */
+    n->shut = true;
     n->open_handles = 3 + (n->leader != NULL) + (n->consensus != NULL);
     if (n->http) cv_http_server_close(n->http, http_closed);
     if (n->rpc) cv_rpc_server_close(n->rpc, rpc_closed);
@@ -290,6 +292,11 @@ static void shutdown_all(void *data)
     if (n->consensus) cv_consensus_close(n->consensus, consensus_closed, n);
 }
 
+static void transfer_timeout(uv_timer_t *t)
+{
+    shutdown_all(t->data);
+}
+
 void cv_node_stop(struct cv_node *n)
 {
     if (n->stopping) return;
@@ -297,7 +304,10 @@ void cv_node_stop(struct cv_node *n)
     uv_timer_stop(&n->lease_timer);
     int rv = n->consensus ? cv_consensus_transfer(n->consensus, shutdown_all, n) : CV_EINVAL;
     if (rv == 0) {
+        /* libraft does not call back when leadership is lost meanwhile (e.g. every node is stopping):
+         * bound the wait ourselves. */
         CV_INFO("transferring raft leadership before exiting");
+        uv_timer_start(&n->lease_timer, transfer_timeout, 2u * n->cfg->raft.election_timeout_ms + 100u, 0);
         return;
     }
     shutdown_all(n);

@@ -32,6 +32,7 @@ struct cv_node {
     bool registered;                 /* our RegisterNode was applied in this process' life */
     uint64_t last_renew_ok_ms;       /* monotonic */
     bool stopping;
+    bool shut;                       /* shutdown of the components started */
     int exit_code;
     int open_handles;
 };

@@ -93,6 +93,28 @@ bool h_node_running(struct h_cluster *c, int i)
     return true;
 }
 
+void h_cluster_stop_all(struct h_cluster *c)
+{
+    for (int i = 0; i < c->n; i++)
+        if (c->pid[i] > 0) kill(c->pid[i], SIGTERM);
+    unsigned long deadline = mono_ms() + 15000;
+    for (int i = 0; i < c->n; i++) {
+        if (c->pid[i] <= 0) continue;
+        int status = 0;
+        pid_t r;
+        while ((r = waitpid(c->pid[i], &status, WNOHANG)) == 0 && mono_ms() < deadline) {
+            struct timespec ts = {0, 20 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+        cr_expect_eq(r, c->pid[i], "%s did not exit within 15 s of SIGTERM", c->id[i]);
+        if (r == c->pid[i]) {
+            c->pid[i] = 0;
+            cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "%s exited with status %d after SIGTERM",
+                      c->id[i], status);
+        }
+    }
+}
+
 static void print_tail(const char *path)
 {
     char cmd[1024];

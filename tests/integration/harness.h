@@ -18,14 +18,17 @@ struct h_cluster {
     char id[H_MAX_NODES][16];
 };
 
-/* Writes a config with n nodes (ids node-1..n) and `voters` voters, 64 shards, lease_ttl_ms, plus
- * extra YAML lines appended under `cluster:` (may be NULL). Ports are chosen from the test's pid. */
+/* Writes a config with n nodes (ids node-1..n) and `voters` voters, 64 shards and lease_ttl_ms.
+ * Ports are chosen from the test's pid. */
 void h_cluster_init(struct h_cluster *c, int n, int voters, unsigned lease_ttl_ms);
 /* Starts node i (0-based) as a child process logging to <dir>/node-<i+1>.log. */
 void h_node_start(struct h_cluster *c, int i);
 /* Sends sig to node i and reaps it (SIGKILL: kill -9). Returns the exit status from waitpid. */
 int h_node_signal(struct h_cluster *c, int i, int sig);
 bool h_node_running(struct h_cluster *c, int i);
+/* SIGTERMs every running node and asserts that each exits 0 within 15 s (graceful stop; under ASan
+ * this is also where leaks in the node would show as a non-zero exit). */
+void h_cluster_stop_all(struct h_cluster *c);
 /* Kills every started node, prints the tail of each log if the test failed, removes the dir. */
 void h_cluster_destroy(struct h_cluster *c);
 

@@ -230,6 +230,7 @@ Test(cluster, three_nodes_agree_and_fail_over)
     cr_assert(h_poll(READY_MS, all_ready, &s), "restarted %s did not become ready", leader);
     cr_assert(h_poll(5000, balanced, &s), "the restarted node did not get its share back");
     cr_assert(h_poll(5000, maps_agree, &s));
+    h_cluster_stop_all(&C);
 }
 
 /* A catalog fingerprint that must survive restarts: nodes (ids, registered) + owners and epochs. */
@@ -281,6 +282,7 @@ Test(cluster, catalog_survives_kill9_of_all_nodes)
     cr_expect(strstr(m, "cverse_raft_applied_index") != NULL);
     cr_expect(strstr(m, "cverse_catalog_apply_seconds_bucket") != NULL);
     free(m);
+    h_cluster_stop_all(&C);
 }
 
 static bool sigterm_exits_zero_leader(struct live_set *s)
@@ -361,4 +363,5 @@ Test(cluster, five_nodes_standbys_and_promotion)
     /* Graceful stop of the leader: it hands over leadership and exits 0; the rest keep going. */
     sigterm_exits_zero_leader(&s);
     cr_assert(h_poll(10000, one_leader, &s), "no leader after the old one stopped");
+    h_cluster_stop_all(&C);
 }
