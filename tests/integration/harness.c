@@ -38,7 +38,7 @@ void h_cluster_init(struct h_cluster *c, int n, int voters, unsigned lease_ttl_m
     fprintf(f,
             "version: 1\ncluster:\n  shards: 64\n  provider: raft\n  data_dir: \"%s/data\"\n"
             "  lease_ttl_ms: %u\n  raft:\n    voters: %d\n    election_timeout_ms: 300\n"
-            "    heartbeat_timeout_ms: 30\n    snapshot_threshold: 64\n    snapshot_trailing: 16\n"
+            "    heartbeat_timeout_ms: 30\n    snapshot_threshold: 16\n    snapshot_trailing: 4\n"
             "  auto_load_objects: []\nnodes:\n",
             c->dir, lease_ttl_ms, voters);
     for (int i = 0; i < n; i++) {

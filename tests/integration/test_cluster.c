@@ -7,6 +7,7 @@
 #include <criterion/criterion.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "harness.h"
@@ -153,6 +154,23 @@ static void wait_ready(struct live_set *s)
     cr_assert(h_poll(5000, maps_agree, s), "nodes do not converge on one applied index and shard map");
 }
 
+static json_int_t applied_index(int i);
+
+struct progress {
+    struct live_set *s;
+    json_int_t target;
+};
+
+static bool applied_reached(void *arg)
+{
+    struct progress *p = arg;
+    long st;
+    json_t *j = h_get_json(p->s->c, first_up(p->s), "/v1/cluster", &st);
+    json_int_t a = j ? json_integer_value(json_object_get(j, "applied_index")) : 0;
+    json_decref(j);
+    return a >= p->target;
+}
+
 TestSuite(cluster, .fini = teardown, .timeout = 180);
 
 struct failover {
@@ -224,12 +242,25 @@ Test(cluster, three_nodes_agree_and_fail_over)
     cr_assert(h_poll(5000, all_ready, &s));
     cr_assert(h_poll(5000, maps_agree, &s));
 
+    /* Let the log move well past the snapshot threshold (16, trailing 4) while it is down, so that
+     * it can only catch up through a snapshot (InstallSnapshot). */
+    struct progress pr = {.s = &s, .target = applied_index(first_up(&s)) + 40};
+    cr_assert(h_poll(20000, applied_reached, &pr), "the log did not advance while %s was down", leader);
+
     /* It comes back: it catches up, registers again and gets its share back. */
     h_node_start(&C, li);
     s.up[li] = true;
     cr_assert(h_poll(READY_MS, all_ready, &s), "restarted %s did not become ready", leader);
     cr_assert(h_poll(5000, balanced, &s), "the restarted node did not get its share back");
     cr_assert(h_poll(5000, maps_agree, &s));
+    long st;
+    char *m = h_get_text(&C, li, "/metrics", &st);
+    cr_assert_not_null(m);
+    const char *line = strstr(m, "\ncverse_raft_snapshots_installed_total ");
+    cr_assert_not_null(line, "no snapshot metric in /metrics");
+    cr_expect_geq(atoi(line + strlen("\ncverse_raft_snapshots_installed_total ")), 1,
+                  "the node that was down caught up without installing a snapshot");
+    free(m);
     h_cluster_stop_all(&C);
 }
 

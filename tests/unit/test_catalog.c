@@ -13,6 +13,8 @@
 #include "cverse/error.h"
 #include "util/log.h"
 
+#include "lsan_check.h"
+
 typedef Cverse__Catalog__Command Cmd;
 
 /* ---- fixture: one temp root per test ---------------------------------------------------------- */
@@ -37,6 +39,7 @@ static void setup(void)
 static void teardown(void)
 {
     nftw(root, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    cv_lsan_check();
 }
 
 TestSuite(catalog, .init = setup, .fini = teardown);

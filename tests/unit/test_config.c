@@ -10,6 +10,10 @@
 #include "config/config.h"
 #include "cverse/error.h"
 
+#include "lsan_check.h"
+
+TestSuite(config, .fini = cv_lsan_check);
+
 /* ---- helpers ----------------------------------------------------------------------------------------- */
 
 /* The repository root: $CVERSE_SOURCE_ROOT, else -DCV_SOURCE_ROOT="...", else derived from this file's path

@@ -8,6 +8,13 @@
 #include "core/lease.h"
 #include "cverse/error.h"
 
+#include "lsan_check.h"
+
+TestSuite(hash, .fini = cv_lsan_check);
+TestSuite(placement, .fini = cv_lsan_check);
+TestSuite(assign, .fini = cv_lsan_check);
+TestSuite(lease, .fini = cv_lsan_check);
+
 /* ---- hashing ---------------------------------------------------------------------------------- */
 
 Test(hash, fnv1a32_known_vectors)

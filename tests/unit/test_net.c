@@ -12,29 +12,11 @@
 #include "net/http.h"
 #include "net/rpc.h"
 
-/* Criterion's workers end without running LeakSanitizer's exit hook, so under ASan each test checks for
- * leaks itself once it is done (its process is its own: everything it allocated must be gone). */
-#if defined(__SANITIZE_ADDRESS__)
-#define NET_LEAK_CHECK 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define NET_LEAK_CHECK 1
-#endif
-#endif
-#ifdef NET_LEAK_CHECK
-#include <sanitizer/lsan_interface.h>
-#endif
+#include "lsan_check.h"
 
-static void leak_check(void)
-{
-#ifdef NET_LEAK_CHECK
-    cr_assert_eq(__lsan_do_recoverable_leak_check(), 0, "LeakSanitizer found leaks (report on stderr)");
-#endif
-}
-
-TestSuite(frame, .fini = leak_check);
-TestSuite(rpc, .fini = leak_check);
-TestSuite(http, .fini = leak_check);
+TestSuite(frame, .fini = cv_lsan_check);
+TestSuite(rpc, .fini = cv_lsan_check);
+TestSuite(http, .fini = cv_lsan_check);
 
 /* ---------------------------------------------------------------------------------------------------
  * Framing. */
