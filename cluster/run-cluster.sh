@@ -104,6 +104,25 @@ while read -r id http_addr _; do
 done <<<"$listing"
 [ ${#ids[@]} -gt 0 ] || die "$config defines no nodes" 2
 
+# --- 3b. Keep the kernel from handing the demo's ports to outgoing connections ----------------------
+# The demo's ports (47xxx RPC, 48xxx HTTP, 49xxx raft) lie in Linux's ephemeral range; an outgoing
+# connection (even between our own nodes while they start) could take one before its node binds it.
+# As root we reserve 47000-49999 (added to what is already reserved); CVERSE_RESERVE_PORTS=0 skips it.
+reserve_demo_ports() {
+  local f=/proc/sys/net/ipv4/ip_local_reserved_ports cur
+  [ "${CVERSE_RESERVE_PORTS:-1}" != 0 ] && [ "$(id -u)" -eq 0 ] && [ -w "$f" ] || return 0
+  cur=$(cat "$f")
+  case ",$cur," in *",47000-49999,"*) return 0 ;; esac
+  if echo "${cur:+$cur,}47000-49999" >"$f" 2>/dev/null; then
+    echo "run-cluster: reserved ports 47000-49999 from the kernel's ephemeral range" \
+      "(net.ipv4.ip_local_reserved_ports; CVERSE_RESERVE_PORTS=0 to skip)"
+  fi
+}
+for url in "${urls[@]}"; do
+  port=${url##*:}
+  if [ "$port" -ge 47000 ] && [ "$port" -le 49999 ]; then reserve_demo_ports; break; fi
+done
+
 # --- 4. Start the nodes -----------------------------------------------------------------------------
 mkdir -p "$RUN_DIR/data"
 cd "$RUN_DIR"  # anything a process writes with a relative path lands in the run directory

@@ -756,7 +756,8 @@ int cv_consensus_start(struct cv_consensus *c)
 {
     int rv = raft_start(&c->raft);
     if (rv) {
-        CV_ERROR("raft start failed: %s (%s)", raft_strerror(rv), raft_errmsg(&c->raft));
+        CV_ERROR("raft start failed: %s (%s%s%s); is %s already in use?", raft_strerror(rv),
+                 raft_errmsg(&c->raft), c->io.errmsg, c->transport.errmsg, c->self->raft_bind_addr);
         return CV_ERAFT;
     }
     uv_timer_start(&c->tick, tick_cb, TICK_MS, TICK_MS);
