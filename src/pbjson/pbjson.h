@@ -18,7 +18,8 @@
  * - float/double are numbers, or the strings "NaN", "Infinity", "-Infinity" (or a numeric string);
  * - bytes are base64 (emitted standard with padding; URL-safe and unpadded input accepted too);
  * - enums are value names (numbers accepted; a number with no name is emitted as a number);
- * - map<K,V> fields (protobuf-c's repeated KEntry messages) are JSON objects;
+ * - map<K,V> fields (protobuf-c's repeated KEntry messages) are JSON objects; integer keys must be in
+ *   canonical decimal form ("12", not "012" or "1e1") so distinct JSON keys are distinct map keys;
  * - a oneof member is emitted whenever it is the set case, even with a zero value; other fields with
  *   their default value (0, "", false, empty list/map, unset message) are omitted;
  * - null for a field means "leave it at its default".
@@ -28,7 +29,8 @@
 /* Builds a new message of type d from a JSON object. On success *out is owned by the caller: free it with
  * protobuf_c_message_free_unpacked(*out, NULL) (it is laid out exactly as protobuf-c's unpacker would).
  * CV_EINVAL for input that does not match d, with a one-line message in err naming the JSON path, e.g.
- * "items[2].count: expected integer", "foo: unknown field" or "expected object" (for j itself);
+ * "items[2].count: expected integer", "foo: unknown field (not in pkg.Msg)" or "expected object" (for j
+ * itself);
  * CV_ENOMEM. On error *out is NULL. err may be NULL. j should come from json_loads(...,
  * JSON_REJECT_DUPLICATES, ...) so that a key given twice is an error rather than silently the last. */
 int cv_pbjson_from_json(const ProtobufCMessageDescriptor *d, const json_t *j, ProtobufCMessage **out,

@@ -1,0 +1,118 @@
+/* cverse object SDK: how a user defines a virtual-object type in C (state, lifecycle hooks, protobuf-c
+ * methods), answers calls, sets timers and calls other objects. */
+#ifndef CVERSE_OBJECT_H
+#define CVERSE_OBJECT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <protobuf-c/protobuf-c.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* One activation of an object (an id) on one node. Owned by the runtime: valid from the `created` /
+ * `activated` hook until the `deactivated` / `destroyed` hook returned, and inside every callback the
+ * runtime hands it to. Never free it, never keep it beyond deactivation. */
+typedef struct cv_object cv_object;
+/* The answer slot of one call. Valid from the handler's start until cv_reply_ok/cv_reply_error. */
+typedef struct cv_reply cv_reply;
+/* Where types are registered (one per runtime). */
+typedef struct cv_registry cv_registry;
+
+/* Execution model (per object, on the node's single libuv loop):
+ *   - An object runs ONE thing at a time: a method call, or a timer callback. The next mailbox entry
+ *     starts only after the current method replied (cv_reply_*), even if the handler returned long
+ *     before (an async handler replies later, e.g. from a uv timer or a cv_object_call callback).
+ *   - Entries run in arrival order. Different objects interleave freely.
+ *   - Nothing blocks: a handler that waits must return and reply later. An object that calls itself
+ *     (directly or through a cycle) and waits for that answer before replying deadlocks its mailbox. */
+
+/* A method answers through `reply`, now or later, exactly once. `req` is decoded with the method's
+ * request descriptor and stays valid until the reply was sent. */
+typedef void (*cv_method_handler)(cv_object *o, const ProtobufCMessage *req, cv_reply *reply);
+
+struct cv_method {
+    const char *name;                             /* e.g. "Add"; unique within its type */
+    const ProtobufCMessageDescriptor *request;    /* e.g. &my__add_request__descriptor */
+    const ProtobufCMessageDescriptor *response;
+    cv_method_handler handler;
+};
+
+/* A type is a static description: the registry keeps the pointer (not a copy), so the struct, its
+ * methods and its strings must outlive the runtime (static tables in the module, typically). */
+struct cv_object_type {
+    const char *name;       /* e.g. "Counter"; unique per registry */
+    size_t state_size;      /* bytes of zeroed per-object state, see cv_object_state; may be 0 */
+    /* Hooks, all optional (NULL), all run inside the object's turn (never during a method):
+     * created:     the object is new (today: first activation in this runtime; with persistence: the
+     *              catalog has no record of it yet). Runs before activated. Nonzero fails activation.
+     * activated:   every activation. Nonzero (a CV_E* code) fails activation: queued calls fail with it.
+     * deactivated: the activation ends (idle, shard moved away, node closing); timers are stopped.
+     * destroyed:   the object is deleted for good (cv_runtime_destroy); runs after deactivated. */
+    int (*created)(cv_object *o);
+    int (*activated)(cv_object *o);
+    void (*deactivated)(cv_object *o);
+    void (*destroyed)(cv_object *o);
+    const struct cv_method *methods;
+    size_t n_methods;
+};
+
+/* Registers a type. CV_EINVAL if the description is incomplete (no name, a method without name,
+ * descriptors or handler, duplicate method names) or the runtime already started; CV_EEXIST if a type
+ * of that name exists; CV_ENOMEM. */
+int cv_register_type(cv_registry *reg, const struct cv_object_type *t);
+
+/* Module convention: a shared object loaded with dlopen() exports
+ *     int cverse_module_init(cv_registry *reg);
+ * which registers its types with cv_register_type and returns 0 or a CV_E* code (the node then refuses
+ * to start). It is called once, before the runtime starts; the module stays loaded for the life of the
+ * process (types are referenced, not copied). */
+#define CV_MODULE_INIT_SYMBOL "cverse_module_init"
+typedef int (*cv_module_init_fn)(cv_registry *reg);
+
+/* Answers the current call with resp (must be of the method's response type; it is packed right away,
+ * so resp may be freed or reused on return). Returns 0; CV_EINVAL if resp has the wrong type (the
+ * caller then gets CV_EINVAL). Either way the reply handle is consumed. */
+int cv_reply_ok(cv_reply *r, const ProtobufCMessage *resp);
+/* Answers the current call with an error: code is a negative CV_E* (anything else is sent as
+ * CV_EINVAL), msg an optional detail (copied; NULL gives cv_strerror(code)). Consumes the handle. */
+int cv_reply_error(cv_reply *r, int code, const char *msg);
+
+/* Accessors; the strings live as long as the object. */
+void *cv_object_state(cv_object *o); /* state_size zeroed bytes, NULL when state_size is 0 */
+const char *cv_object_id(const cv_object *o);
+const char *cv_object_type_name(const cv_object *o);
+uint32_t cv_object_shard(const cv_object *o);
+const char *cv_object_node_id(const cv_object *o); /* the node hosting this activation */
+
+/* Timers. When a timer fires, its callback is queued into the object's mailbox like a call, so it never
+ * overlaps a method; if a tick of the same timer is still queued, the new tick is dropped (a slow
+ * object sees fewer ticks, never an unbounded backlog). repeat_ms 0 = one shot (the timer ends after
+ * its callback ran). All timers stop when the object deactivates. *id (optional) receives a handle for
+ * cv_object_timer_stop. CV_ECLOSED if the object is deactivating; CV_EINVAL; CV_ENOMEM. */
+typedef void (*cv_timer_cb)(cv_object *o, void *data);
+int cv_object_timer_start(cv_object *o, uint64_t timeout_ms, uint64_t repeat_ms, cv_timer_cb cb,
+                          void *data, uint64_t *id);
+/* Stops a timer; a tick already queued does not run. CV_ENOTFOUND if no such live timer. */
+int cv_object_timer_stop(cv_object *o, uint64_t id);
+
+/* Result of cv_object_call. status 0: resp is the decoded response (valid during the callback only).
+ * Negative: a CV_E* code, error is its message (never NULL), resp is NULL. The callback runs on the
+ * loop as a continuation of whatever the caller is doing (it does not wait for a mailbox turn, so an
+ * async handler can reply from it); `caller` stays valid until it returned, even if it deactivated. */
+typedef void (*cv_object_call_cb)(cv_object *caller, void *data, int status, const char *error,
+                                  const ProtobufCMessage *resp);
+/* Calls method of object (type, id) on behalf of object o. req is packed before return. The callback
+ * fires exactly once, never from inside cv_object_call; on a negative return it never fires:
+ * CV_EREDIRECT if this node does not own the target's shard (today only local objects are reachable;
+ * the network path comes with the gates), CV_ENOTFOUND (unknown type or method), CV_EINVAL (bad id or
+ * request of the wrong type), CV_EBUSY (target mailbox full), CV_ECLOSED, CV_ENOMEM. */
+int cv_object_call(cv_object *o, const char *type, const char *id, const char *method,
+                   const ProtobufCMessage *req, cv_object_call_cb cb, void *data);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

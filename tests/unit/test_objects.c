@@ -1,0 +1,496 @@
+/* Unit tests of src/objects: the object runtime on a real libuv loop. Request/response types reuse
+ * cverse.rpc.ProposeResponse (index = argument/result, leader = a string argument). Waiting is done by
+ * running the loop until a condition holds, with a deadline (never by sleeping); every test ends by
+ * closing the runtime and checking uv_loop_close() == 0 (no handle left behind). */
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "cverse/error.h"
+#include "cverse/object.h"
+#include "lsan_check.h"
+#include "objects/runtime.h"
+#include "rpc.pb-c.h"
+#include "util/log.h"
+
+TestSuite(objects, .fini = cv_lsan_check);
+
+typedef Cverse__Rpc__ProposeResponse Msg;
+#define MSG_INIT CVERSE__RPC__PROPOSE_RESPONSE__INIT
+#define MSG_DESC (&cverse__rpc__propose_response__descriptor)
+#define NRES 2048
+#define NHELD 16
+
+struct result {
+    int done, status;
+    uint64_t value;
+    int order; /* completion order */
+};
+
+static struct {
+    uv_loop_t loop;
+    struct cv_runtime *rt;
+    int closed;
+    struct result res[NRES];
+    int completed;
+    int created, activated, deactivated, destroyed;
+    int inflight_all, max_inflight_all, max_inflight_obj, order_violations;
+    int ticks, tick_overlaps;
+    uint64_t delay_ms;
+    cv_reply *held[NHELD];
+    int n_held;
+} g;
+
+/* ---- object types ---- */
+
+struct counter {
+    uint64_t total;
+};
+
+static int counter_created(cv_object *o) { return g.created++, 0; }
+static int counter_activated(cv_object *o) { return g.activated++, 0; }
+static void counter_deactivated(cv_object *o) { g.deactivated++; }
+static void counter_destroyed(cv_object *o) { g.destroyed++; }
+
+static void counter_add(cv_object *o, const ProtobufCMessage *req, cv_reply *r)
+{
+    const Msg *q = (const Msg *)req;
+    struct counter *c = cv_object_state(o);
+    c->total += q->index;
+    Msg resp = MSG_INIT;
+    resp.index = c->total;
+    cv_reply_ok(r, &resp.base);
+}
+
+static const struct cv_method counter_methods[] = {{"Add", MSG_DESC, MSG_DESC, counter_add}};
+static const struct cv_object_type counter_type = {
+    .name = "Counter", .state_size = sizeof(struct counter), .created = counter_created,
+    .activated = counter_activated, .deactivated = counter_deactivated, .destroyed = counter_destroyed,
+    .methods = counter_methods, .n_methods = 1};
+
+/* "Slow": Echo replies from a uv timer after g.delay_ms; Hold parks the reply in g.held. */
+struct slow {
+    int in_flight;
+    uint64_t last_seq;
+};
+
+struct pending_reply {
+    uv_timer_t t;
+    cv_object *o;
+    cv_reply *r;
+    uint64_t echo;
+};
+
+static void slow_enter(cv_object *o, uint64_t seq)
+{
+    struct slow *s = cv_object_state(o);
+    if (seq != s->last_seq + 1) g.order_violations++;
+    s->last_seq = seq;
+    s->in_flight++;
+    if (s->in_flight > g.max_inflight_obj) g.max_inflight_obj = s->in_flight;
+    g.inflight_all++;
+    if (g.inflight_all > g.max_inflight_all) g.max_inflight_all = g.inflight_all;
+}
+
+static void slow_leave(cv_object *o)
+{
+    struct slow *s = cv_object_state(o);
+    s->in_flight--;
+    g.inflight_all--;
+}
+
+static void pending_free(uv_handle_t *h) { free(h->data); }
+
+static void echo_fire(uv_timer_t *t)
+{
+    struct pending_reply *p = t->data;
+    slow_leave(p->o);
+    Msg resp = MSG_INIT;
+    resp.index = p->echo;
+    cv_reply_ok(p->r, &resp.base);
+    uv_close((uv_handle_t *)t, pending_free);
+}
+
+static void slow_echo(cv_object *o, const ProtobufCMessage *req, cv_reply *r)
+{
+    const Msg *q = (const Msg *)req;
+    slow_enter(o, q->index);
+    struct pending_reply *p = calloc(1, sizeof *p);
+    cr_assert_not_null(p);
+    *p = (struct pending_reply){.o = o, .r = r, .echo = q->index};
+    uv_timer_init(&g.loop, &p->t);
+    p->t.data = p;
+    uv_timer_start(&p->t, echo_fire, g.delay_ms, 0);
+}
+
+static void slow_hold(cv_object *o, const ProtobufCMessage *req, cv_reply *r)
+{
+    cr_assert_lt(g.n_held, NHELD);
+    slow_enter(o, ((const Msg *)req)->index);
+    g.held[g.n_held++] = r;
+}
+
+static const struct cv_method slow_methods[] = {{"Echo", MSG_DESC, MSG_DESC, slow_echo},
+                                                {"Hold", MSG_DESC, MSG_DESC, slow_hold}};
+static const struct cv_object_type slow_type = {
+    .name = "Slow", .state_size = sizeof(struct slow), .deactivated = counter_deactivated,
+    .methods = slow_methods, .n_methods = 2};
+
+/* "Ticker": Slow plus a 1 ms repeating timer started on activation; a tick during a method is a bug. */
+static void ticker_tick(cv_object *o, void *data)
+{
+    struct slow *s = cv_object_state(o);
+    if (s->in_flight) g.tick_overlaps++;
+    g.ticks++;
+}
+
+static int ticker_activated(cv_object *o)
+{
+    return cv_object_timer_start(o, 1, 1, ticker_tick, NULL, NULL);
+}
+
+static const struct cv_object_type ticker_type = {
+    .name = "Ticker", .state_size = sizeof(struct slow), .activated = ticker_activated,
+    .methods = slow_methods, .n_methods = 2};
+
+/* "Proxy": Fwd(leader = target id, index = delta) calls Counter.Add on the target and answers its
+ * result + 1000. */
+static void proxy_done(cv_object *caller, void *data, int status, const char *error,
+                       const ProtobufCMessage *resp)
+{
+    cv_reply *r = data;
+    if (status != 0) {
+        cv_reply_error(r, status, error);
+        return;
+    }
+    Msg out = MSG_INIT;
+    out.index = ((const Msg *)resp)->index + 1000;
+    cv_reply_ok(r, &out.base);
+}
+
+static void proxy_fwd(cv_object *o, const ProtobufCMessage *req, cv_reply *r)
+{
+    const Msg *q = (const Msg *)req;
+    Msg add = MSG_INIT;
+    add.index = q->index;
+    int rv = cv_object_call(o, "Counter", q->leader, "Add", &add.base, proxy_done, r);
+    if (rv != 0) cv_reply_error(r, rv, "forward refused");
+}
+
+static const struct cv_method proxy_methods[] = {{"Fwd", MSG_DESC, MSG_DESC, proxy_fwd}};
+static const struct cv_object_type proxy_type = {.name = "Proxy", .methods = proxy_methods,
+                                                 .n_methods = 1};
+
+/* ---- harness ---- */
+
+static bool owns_not_7(void *data, uint32_t shard) { return shard != 7; }
+
+static void setup(size_t capacity)
+{
+    memset(&g, 0, sizeof g);
+    cv_log_init("test", CV_LOG_ERROR);
+    cr_assert_eq(uv_loop_init(&g.loop), 0);
+    struct cv_runtime_opts opts = {.node_id = "node-1", .shards = 64, .mailbox_capacity = capacity,
+                                   .owns = owns_not_7};
+    cr_assert_eq(cv_runtime_init(&g.loop, &opts, &g.rt), 0);
+    cv_registry *reg = cv_runtime_registry(g.rt);
+    cr_assert_eq(cv_register_type(reg, &counter_type), 0);
+    cr_assert_eq(cv_register_type(reg, &slow_type), 0);
+    cr_assert_eq(cv_register_type(reg, &ticker_type), 0);
+    cr_assert_eq(cv_register_type(reg, &proxy_type), 0);
+    cv_runtime_start(g.rt);
+}
+
+static void guard_cb(uv_timer_t *t) {}
+
+/* Runs the loop until *flag becomes nonzero or 10 s passed; a 5 ms guard timer keeps uv_run from
+ * blocking forever when nothing else is pending. */
+static bool run_until(const int *flag, int want)
+{
+    uv_timer_t guard;
+    uv_timer_init(&g.loop, &guard);
+    uv_timer_start(&guard, guard_cb, 5, 5);
+    uint64_t deadline = cv_mono_ms() + 10000;
+    while (*flag < want && cv_mono_ms() < deadline) uv_run(&g.loop, UV_RUN_ONCE);
+    uv_close((uv_handle_t *)&guard, NULL);
+    uv_run(&g.loop, UV_RUN_NOWAIT);
+    return *flag >= want;
+}
+
+static void closed_cb(struct cv_runtime *rt, void *data) { g.closed = 1; }
+
+static void teardown(void)
+{
+    cv_runtime_close(g.rt, closed_cb, NULL);
+    cr_assert(run_until(&g.closed, 1), "runtime close did not complete");
+    uv_run(&g.loop, UV_RUN_DEFAULT);
+    cr_assert_eq(uv_loop_close(&g.loop), 0, "a handle was left open");
+}
+
+static void on_result(void *data, int status, const char *error, const uint8_t *resp, size_t len)
+{
+    struct result *res = data;
+    cr_assert_not_null(resp);
+    cr_assert_eq(res->done, 0, "callback fired twice");
+    res->done = 1;
+    res->status = status;
+    res->order = g.completed++;
+    if (status == 0) {
+        Msg *m = cverse__rpc__propose_response__unpack(NULL, len, resp);
+        cr_assert_not_null(m);
+        res->value = m->index;
+        cverse__rpc__propose_response__free_unpacked(m, NULL);
+    } else {
+        cr_assert_not_null(error);
+    }
+}
+
+/* Packs Msg{index, leader} and calls; returns cv_runtime_call's code. */
+static int call(const char *type, const char *id, const char *method, uint64_t index, const char *leader,
+                int slot)
+{
+    Msg m = MSG_INIT;
+    m.index = index;
+    if (leader) m.leader = (char *)leader;
+    uint8_t buf[256];
+    size_t len = cverse__rpc__propose_response__pack(&m, buf);
+    return cv_runtime_call(g.rt, type, id, method, buf, len, on_result, &g.res[slot]);
+}
+
+static void release_held(int i, uint64_t value)
+{
+    Msg resp = MSG_INIT;
+    resp.index = value;
+    g.inflight_all--;
+    cv_reply_ok(g.held[i], &resp.base);
+}
+
+/* ---- tests ---- */
+
+Test(objects, counter_activates_once_and_keeps_state)
+{
+    setup(0);
+    cr_assert_eq(call("Counter", "c1", "Add", 1, NULL, 0), 0);
+    cr_assert_eq(call("Counter", "c1", "Add", 2, NULL, 1), 0);
+    cr_assert_eq(call("Counter", "c1", "Add", 3, NULL, 2), 0);
+    cr_assert_eq(g.completed, 0, "a callback ran inside cv_runtime_call");
+    cr_assert(run_until(&g.completed, 3));
+    cr_assert_eq(g.res[0].value, 1);
+    cr_assert_eq(g.res[1].value, 3);
+    cr_assert_eq(g.res[2].value, 6);
+    cr_assert_eq(g.created, 1);
+    cr_assert_eq(g.activated, 1);
+    cr_assert_eq(cv_runtime_count(g.rt), 1);
+    cr_assert_eq(cv_runtime_destroy(g.rt, "c1"), 0);
+    teardown();
+    cr_assert_eq(g.deactivated, 1);
+    cr_assert_eq(g.destroyed, 1);
+}
+
+Test(objects, thousand_async_calls_to_one_object_are_serial_and_ordered)
+{
+    setup(0);
+    g.delay_ms = 0; /* replies on a later loop iteration: the handler has returned long before */
+    for (int i = 0; i < 1000; i++) cr_assert_eq(call("Slow", "one", "Echo", (uint64_t)i + 1, NULL, i), 0);
+    cr_assert(run_until(&g.completed, 1000));
+    cr_assert_eq(g.max_inflight_obj, 1, "two calls of one object overlapped");
+    cr_assert_eq(g.order_violations, 0);
+    for (int i = 0; i < 1000; i++) {
+        cr_assert_eq(g.res[i].status, 0);
+        cr_assert_eq(g.res[i].value, (uint64_t)i + 1);
+        cr_assert_eq(g.res[i].order, i, "completion out of order");
+    }
+    teardown();
+}
+
+Test(objects, different_objects_interleave)
+{
+    setup(0);
+    g.delay_ms = 1;
+    char id[16];
+    for (int i = 0; i < 20; i++)
+        for (int k = 0; k < 10; k++) {
+            snprintf(id, sizeof id, "obj-%d", k);
+            cr_assert_eq(call("Slow", id, "Echo", (uint64_t)i + 1, NULL, k * 20 + i), 0);
+        }
+    cr_assert(run_until(&g.completed, 200));
+    cr_assert_eq(g.max_inflight_obj, 1);
+    cr_assert_gt(g.max_inflight_all, 1, "objects did not run concurrently");
+    cr_assert_eq(g.order_violations, 0);
+    cr_assert_eq(cv_runtime_count(g.rt), 10);
+    teardown();
+}
+
+Test(objects, full_mailbox_is_ebusy)
+{
+    setup(4);
+    for (int i = 0; i < 4; i++) cr_assert_eq(call("Slow", "m", "Hold", (uint64_t)i + 1, NULL, i), 0);
+    cr_assert_eq(call("Slow", "m", "Hold", 5, NULL, 4), CV_EBUSY);
+    cr_assert(run_until(&g.n_held, 1));
+    /* one call running, three queued: one slot is free again */
+    cr_assert_eq(call("Slow", "m", "Hold", 5, NULL, 4), 0);
+    cr_assert_eq(call("Slow", "m", "Hold", 6, NULL, 5), CV_EBUSY);
+    for (int i = 0; i < 5; i++) {
+        cr_assert(run_until(&g.n_held, i + 1));
+        cr_assert_eq(g.n_held, i + 1, "next call started before the reply");
+        release_held(i, 100 + (uint64_t)i);
+    }
+    cr_assert(run_until(&g.completed, 5));
+    for (int i = 0; i < 5; i++) cr_assert_eq(g.res[i].value, 100 + (uint64_t)i);
+    cr_assert_eq(g.res[5].done, 0);
+    teardown();
+}
+
+Test(objects, unknown_type_method_and_bad_bytes)
+{
+    setup(0);
+    cr_assert_eq(call("Counter", "x", "Add", 1, NULL, 0), CV_EREDIRECT, "\"x\" is in shard 7");
+    cr_assert_eq(call("Nope", "y", "Add", 1, NULL, 0), CV_ENOTFOUND);
+    cr_assert_eq(call("Counter", "y", "Nope", 1, NULL, 0), CV_ENOTFOUND);
+    static const uint8_t bad[] = {0x1a, 0x10, 'a', 'b'}; /* field 3, length 16, only 2 bytes */
+    cr_assert_eq(cv_runtime_call(g.rt, "Counter", "y", "Add", bad, sizeof bad, on_result, &g.res[0]),
+                 CV_EPROTO);
+    cr_assert_eq(call("Counter", "", "Add", 1, NULL, 0), CV_EINVAL);
+    cr_assert_eq(cv_runtime_count(g.rt), 0, "a rejected call activated an object");
+    cr_assert_eq(call("Counter", "y", "Add", 1, NULL, 0), 0);
+    cr_assert_eq(call("Slow", "y", "Echo", 1, NULL, 1), CV_ECONFLICT);
+    cr_assert(run_until(&g.completed, 1));
+    teardown();
+    cr_assert_eq(g.res[1].done, 0);
+}
+
+Test(objects, registry_rejects_duplicates_and_late_types)
+{
+    setup(0);
+    cv_registry *reg = cv_runtime_registry(g.rt);
+    static const struct cv_object_type other = {.name = "Other"};
+    cr_assert_eq(cv_register_type(reg, &other), CV_EINVAL, "registered after start");
+    teardown();
+
+    struct cv_runtime *rt;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct cv_runtime_opts opts = {.node_id = "n", .shards = 8};
+    cr_assert_eq(cv_runtime_init(&loop, &opts, &rt), 0);
+    reg = cv_runtime_registry(rt);
+    static const struct cv_method dup[] = {{"A", MSG_DESC, MSG_DESC, counter_add},
+                                           {"A", MSG_DESC, MSG_DESC, counter_add}};
+    static const struct cv_object_type dupt = {.name = "Dup", .methods = dup, .n_methods = 2};
+    cr_assert_eq(cv_register_type(reg, &dupt), CV_EINVAL);
+    cr_assert_eq(cv_register_type(reg, &counter_type), 0);
+    cr_assert_eq(cv_register_type(reg, &counter_type), CV_EEXIST);
+    cr_assert_eq(cv_runtime_call(rt, "Counter", "a", "Add", NULL, 0, on_result, NULL), CV_EUNAVAIL);
+    cv_runtime_close(rt, NULL, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    cr_assert_eq(uv_loop_close(&loop), 0);
+}
+
+Test(objects, timers_never_overlap_methods)
+{
+    setup(0);
+    g.delay_ms = 2; /* each call spans a couple of 1 ms ticks */
+    for (int i = 0; i < 50; i++) cr_assert_eq(call("Ticker", "t", "Echo", (uint64_t)i + 1, NULL, i), 0);
+    cr_assert(run_until(&g.completed, 50));
+    int want = g.ticks + 5;
+    cr_assert(run_until(&g.ticks, want), "ticks stopped while the object is idle");
+    cr_assert_eq(g.tick_overlaps, 0, "a timer callback ran during a method");
+    cr_assert_eq(g.max_inflight_obj, 1);
+    teardown(); /* uv_loop_close == 0: the timer was closed on deactivation */
+}
+
+Test(objects, deactivate_fails_queued_calls_and_waits_for_the_running_one)
+{
+    setup(0);
+    cr_assert_eq(call("Slow", "d", "Hold", 1, NULL, 0), 0);
+    for (int i = 1; i <= 5; i++) cr_assert_eq(call("Slow", "d", "Hold", (uint64_t)i + 1, NULL, i), 0);
+    cr_assert(run_until(&g.n_held, 1));
+    cr_assert_eq(cv_runtime_deactivate(g.rt, "d"), 0);
+    cr_assert_eq(g.completed, 0, "callbacks ran inside cv_runtime_deactivate");
+    cr_assert(run_until(&g.completed, 5));
+    for (int i = 1; i <= 5; i++) cr_assert_eq(g.res[i].status, CV_EREDIRECT);
+    cr_assert_eq(g.res[0].done, 0);
+    cr_assert_eq(g.deactivated, 0, "deactivated ran while a call was in flight");
+    cr_assert_eq(call("Slow", "d", "Hold", 9, NULL, 6), CV_EREDIRECT);
+    cr_assert_eq(cv_runtime_list(g.rt, NULL, NULL), 0);
+
+    release_held(0, 42);
+    cr_assert(run_until(&g.deactivated, 1));
+    cr_assert_eq(g.res[0].status, 0);
+    cr_assert_eq(g.res[0].value, 42);
+    cr_assert_eq(cv_runtime_count(g.rt), 0);
+    cr_assert_eq(cv_runtime_deactivate(g.rt, "d"), CV_ENOTFOUND);
+
+    g.delay_ms = 0;
+    cr_assert_eq(call("Slow", "d", "Echo", 1, NULL, 7), 0); /* a fresh activation: seq restarts */
+    cr_assert(run_until(&g.completed, 7));
+    cr_assert_eq(g.res[7].status, 0);
+    cr_assert_eq(g.order_violations, 0);
+    teardown();
+}
+
+struct listing {
+    int n;
+    char ids[4][32];
+};
+
+static void collect(void *data, const struct cv_object_info *info)
+{
+    struct listing *l = data;
+    cr_assert_str_eq(info->type, "Counter");
+    cr_assert_eq(info->state, CV_OBJ_ACTIVE);
+    snprintf(l->ids[l->n++], 32, "%s@%u", info->id, (unsigned)info->shard);
+}
+
+Test(objects, deactivate_shard_and_list)
+{
+    setup(0);
+    cr_assert_eq(call("Counter", "shard#1/a", "Add", 1, NULL, 0), 0);
+    cr_assert_eq(call("Counter", "shard#1/b", "Add", 1, NULL, 1), 0);
+    cr_assert_eq(call("Counter", "shard#2/c", "Add", 1, NULL, 2), 0);
+    cr_assert(run_until(&g.completed, 3));
+    cr_assert_eq(cv_runtime_list(g.rt, NULL, NULL), 3);
+    cr_assert_eq(cv_runtime_deactivate_shard(g.rt, 1), 2);
+    cr_assert(run_until(&g.deactivated, 2));
+    struct listing l = {0};
+    cr_assert_eq(cv_runtime_list(g.rt, collect, &l), 1);
+    cr_assert_str_eq(l.ids[0], "shard#2/c@2");
+    cr_assert_eq(cv_runtime_count(g.rt), 1);
+    teardown();
+}
+
+Test(objects, placement_ownership_and_object_to_object_calls)
+{
+    setup(0);
+    cr_assert_eq(call("Counter", "shard#7/x", "Add", 1, NULL, 0), CV_EREDIRECT, "shard 7 is not ours");
+    cr_assert_eq(call("Counter", "node-2/x", "Add", 1, NULL, 0), CV_EREDIRECT, "pinned elsewhere");
+    cr_assert_eq(call("Counter", "node-1/x", "Add", 5, NULL, 0), 0);
+    cr_assert_eq(call("Proxy", "p", "Fwd", 3, "node-1/x", 1), 0);
+    cr_assert_eq(call("Proxy", "p", "Fwd", 1, "shard#7/y", 2), 0);
+    cr_assert_eq(call("Proxy", "p", "Fwd", 1, "shard#3/z", 3), 0);
+    cr_assert(run_until(&g.completed, 4));
+    cr_assert_eq(g.res[0].value, 5);
+    cr_assert_eq(g.res[1].status, 0);
+    cr_assert_eq(g.res[1].value, 1008, "proxy saw the counter's state");
+    cr_assert_eq(g.res[2].status, CV_EREDIRECT, "remote object is not reachable yet");
+    cr_assert_eq(g.res[3].value, 1001);
+    teardown();
+}
+
+Test(objects, close_fails_queued_calls_and_waits_for_replies)
+{
+    setup(0);
+    cr_assert_eq(call("Slow", "q", "Hold", 1, NULL, 0), 0);
+    cr_assert_eq(call("Slow", "q", "Hold", 2, NULL, 1), 0);
+    cr_assert(run_until(&g.n_held, 1));
+    cv_runtime_close(g.rt, closed_cb, NULL);
+    cr_assert(run_until(&g.completed, 1));
+    cr_assert_eq(g.res[1].status, CV_ECLOSED);
+    cr_assert_eq(g.closed, 0, "closed with a call in flight");
+    release_held(0, 7);
+    cr_assert(run_until(&g.closed, 1));
+    cr_assert_eq(g.res[0].value, 7);
+    cr_assert_eq(g.deactivated, 1);
+    uv_run(&g.loop, UV_RUN_DEFAULT);
+    cr_assert_eq(uv_loop_close(&g.loop), 0);
+}
