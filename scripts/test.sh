@@ -141,7 +141,7 @@ if [ $asan -eq 1 ]; then
   # the integration suites start, too.
   export ASAN_OPTIONS="halt_on_error=1:detect_leaks=1:print_stacktrace=1:abort_on_error=0:exitcode=23"
   export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:exitcode=23"
-  export LSAN_OPTIONS="exitcode=23"
+  export LSAN_OPTIONS="exitcode=23:suppressions=$PWD/tests/lsan.supp:print_suppressions=0"
   run_in "$BUILD_ASAN" "${ASAN_OPTS[@]}"
 fi
 

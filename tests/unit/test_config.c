@@ -138,11 +138,19 @@ static void check_demo(const struct cv_config *cfg, enum cv_provider provider)
     cr_assert_eq(cfg->n_warnings, 0, "unexpected warning: %s", cfg->n_warnings ? cfg->warnings[0] : "");
 }
 
+/* Goverse's demo config, byte for byte: shared/ beside the checkout when present, else the copy kept in
+ * tests/data (a fresh clone has no shared/ beside it). */
+static void goverse_demo_path(char *path, size_t len)
+{
+    repo_path(path, len, "../shared/goverse/demo-cluster.yml");
+    if (access(path, R_OK) != 0) repo_path(path, len, "tests/data/goverse-demo-cluster.yml");
+}
+
 Test(config, goverse_demo_loads_unchanged)
 {
     char path[PATH_MAX], err[512];
     struct cv_config *cfg;
-    repo_path(path, sizeof path, "../shared/goverse/demo-cluster.yml");
+    goverse_demo_path(path, sizeof path);
     cr_assert_eq(access(path, R_OK), 0, "Goverse demo config not found at %s", path);
     int rv = cv_config_load(path, &cfg, err, sizeof err);
     cr_assert_eq(rv, 0, "%s", err);
@@ -158,7 +166,7 @@ Test(config, cverse_demo_loads_with_raft_provider)
     char path[PATH_MAX], gpath[PATH_MAX], err[512];
     struct cv_config *cfg, *gcfg;
     repo_path(path, sizeof path, "cluster/demo-cluster.yml");
-    repo_path(gpath, sizeof gpath, "../shared/goverse/demo-cluster.yml");
+    goverse_demo_path(gpath, sizeof gpath);
     cr_assert_eq(cv_config_load(path, &cfg, err, sizeof err), 0, "%s", err);
     check_demo(cfg, CV_PROVIDER_RAFT);
     cr_assert_eq(cfg->nodes[0].line, 41); /* one comment line more than Goverse's file */
