@@ -3,6 +3,7 @@
 #ifndef CVERSE_OBJECT_H
 #define CVERSE_OBJECT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -111,6 +112,31 @@ typedef void (*cv_object_call_cb)(cv_object *caller, void *data, int status, con
  * request of the wrong type), CV_EBUSY (target mailbox full), CV_ECLOSED, CV_ENOMEM. */
 int cv_object_call(cv_object *o, const char *type, const char *id, const char *method,
                    const ProtobufCMessage *req, cv_object_call_cb cb, void *data);
+
+/* ---- Cluster services for objects, provided by the hosting node (cverse-node). Outside a node (e.g. in
+ * a bare runtime in unit tests) they return CV_EUNAVAIL / 0 / false. */
+
+/* Outcome of cv_object_create / cv_object_delete. status 0 or a CV_E* code; error never NULL on failure. */
+typedef void (*cv_object_done_cb)(cv_object *caller, void *data, int status, const char *error);
+/* Creates object (type, id) in the cluster: committed to the catalog through raft (idempotent: creating
+ * an existing object of the same type succeeds; another type gives CV_EEXIST), then activated on its
+ * shard's owner. cb fires exactly once, never from inside the call; on a negative return never. */
+int cv_object_create(cv_object *o, const char *type, const char *id, cv_object_done_cb cb, void *data);
+/* Deletes object (type, id) from the catalog (idempotent) and destroys its activation. */
+int cv_object_delete(cv_object *o, const char *type, const char *id, cv_object_done_cb cb, void *data);
+
+uint32_t cv_object_cluster_shards(const cv_object *o);              /* cluster.shards */
+bool cv_object_node_owns_shard(const cv_object *o, uint32_t shard); /* by this node's shard map */
+uint32_t cv_object_node_shard_count(const cv_object *o);            /* shards this node owns */
+size_t cv_object_node_object_count(const cv_object *o);             /* objects active on this node */
+size_t cv_object_shard_object_count(const cv_object *o, uint32_t shard); /* active in shard, here */
+/* Cluster totals as the hosting node's catalog knows them. */
+size_t cv_object_cluster_node_count(const cv_object *o);            /* live nodes */
+size_t cv_object_cluster_object_count(const cv_object *o);          /* objects in the catalog */
+/* Writes one line to the node's log: "<time> INFO [<node>] <message>". */
+void cv_object_log(const cv_object *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A module setting from the environment of the node process (e.g. "CVERSE_DEMO_SCAN_MS"), or dflt. */
+uint64_t cv_object_setting_u64(const char *name, uint64_t dflt);
 
 #ifdef __cplusplus
 }
