@@ -25,7 +25,24 @@ static int http_port(const struct h_cluster *c, int i) { return c->base + 100 + 
 
 void h_cluster_init(struct h_cluster *c, int n, int voters, unsigned lease_ttl_ms)
 {
+    struct h_opts o = {0};
+    h_cluster_init_ex(c, n, voters, lease_ttl_ms, &o);
+}
+
+int h_gate_grpc_port(const struct h_cluster *c, int g) { return c->base + 10 + g; }
+int h_gate_http_port(const struct h_cluster *c, int g) { return c->base + 110 + g; }
+
+static const char demo_autoload[] =
+    "  auto_load_objects:\n"
+    "    - type: \"GlobalMonitor\"\n      id: \"GlobalMonitor\"\n"
+    "    - type: \"ShardMonitor\"\n      id: \"ShardMonitor\"\n      per_shard: true\n"
+    "    - type: \"NodeMonitor\"\n      id: \"NodeMonitor\"\n      per_node: true\n";
+
+void h_cluster_init_ex(struct h_cluster *c, int n, int voters, unsigned lease_ttl_ms, const struct h_opts *o)
+{
     memset(c, 0, sizeof *c);
+    c->n_gates = o->gates;
+    if (o->module) snprintf(c->module, sizeof c->module, "%s", o->module);
     c->n = n;
     /* Ports below the kernel's ephemeral range (32768+), where outgoing connections could take them:
      * grpc base+i, http base+100+i, raft = grpc + 2000, base chosen from the pid. */
@@ -39,8 +56,8 @@ void h_cluster_init(struct h_cluster *c, int n, int voters, unsigned lease_ttl_m
             "version: 1\ncluster:\n  shards: 64\n  provider: raft\n  data_dir: \"%s/data\"\n"
             "  lease_ttl_ms: %u\n  raft:\n    voters: %d\n    election_timeout_ms: 300\n"
             "    heartbeat_timeout_ms: 30\n    snapshot_threshold: 16\n    snapshot_trailing: 4\n"
-            "  auto_load_objects: []\nnodes:\n",
-            c->dir, lease_ttl_ms, voters);
+            "%snodes:\n",
+            c->dir, lease_ttl_ms, voters, o->demo_autoload ? demo_autoload : "  auto_load_objects: []\n");
     for (int i = 0; i < n; i++) {
         snprintf(c->id[i], sizeof c->id[i], "node-%d", i + 1);
         fprintf(f,
@@ -48,15 +65,17 @@ void h_cluster_init(struct h_cluster *c, int n, int voters, unsigned lease_ttl_m
                 "    http_addr: \"127.0.0.1:%d\"\n",
                 c->id[i], c->base + i, c->base + i, http_port(c, i));
     }
+    if (o->gates) fprintf(f, "gates:\n");
+    for (int g = 0; g < o->gates; g++)
+        fprintf(f,
+                "  - id: \"gate-%d\"\n    grpc_addr: \"127.0.0.1:%d\"\n    advertise_addr: \"127.0.0.1:%d\"\n"
+                "    http_addr: \"127.0.0.1:%d\"\n",
+                g + 1, h_gate_grpc_port(c, g), h_gate_grpc_port(c, g), h_gate_http_port(c, g));
     fclose(f);
 }
 
-void h_node_start(struct h_cluster *c, int i)
+static pid_t spawn(struct h_cluster *c, const char *bin, const char *log, const char *idflag, const char *id)
 {
-    const char *bin = getenv("CVERSE_NODE_BIN");
-    cr_assert_not_null(bin, "CVERSE_NODE_BIN not set (run through meson test)");
-    char log[400];
-    snprintf(log, sizeof log, "%s/node-%d.log", c->dir, i + 1);
     pid_t pid = fork();
     cr_assert(pid >= 0);
     if (pid == 0) {
@@ -66,10 +85,32 @@ void h_node_start(struct h_cluster *c, int i)
             dup2(fd, 2);
             close(fd);
         }
-        execl(bin, bin, "--config", c->config, "--node-id", c->id[i], (char *)NULL);
+        if (c->module[0])
+            execl(bin, bin, "--config", c->config, idflag, id, "--module", c->module, (char *)NULL);
+        else
+            execl(bin, bin, "--config", c->config, idflag, id, (char *)NULL);
         _exit(127);
     }
-    c->pid[i] = pid;
+    return pid;
+}
+
+void h_gate_start(struct h_cluster *c, int g)
+{
+    const char *bin = getenv("CVERSE_GATE_BIN");
+    cr_assert_not_null(bin, "CVERSE_GATE_BIN not set (run through meson test)");
+    char log[400], id[24];
+    snprintf(log, sizeof log, "%s/gate-%d.log", c->dir, g + 1);
+    snprintf(id, sizeof id, "gate-%d", g + 1);
+    c->gate_pid[g] = spawn(c, bin, log, "--gate-id", id);
+}
+
+void h_node_start(struct h_cluster *c, int i)
+{
+    const char *bin = getenv("CVERSE_NODE_BIN");
+    cr_assert_not_null(bin, "CVERSE_NODE_BIN not set (run through meson test)");
+    char log[400];
+    snprintf(log, sizeof log, "%s/node-%d.log", c->dir, i + 1);
+    c->pid[i] = spawn(c, bin, log, "--node-id", c->id[i]);
 }
 
 int h_node_signal(struct h_cluster *c, int i, int sig)
@@ -93,8 +134,23 @@ bool h_node_running(struct h_cluster *c, int i)
     return true;
 }
 
+static void stop_gates(struct h_cluster *c, int sig)
+{
+    for (int g = 0; g < c->n_gates; g++) {
+        if (c->gate_pid[g] <= 0) continue;
+        int status = 0;
+        kill(c->gate_pid[g], sig);
+        waitpid(c->gate_pid[g], &status, 0);
+        if (sig == SIGTERM)
+            cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "gate-%d exited with status %d after SIGTERM",
+                      g + 1, status);
+        c->gate_pid[g] = 0;
+    }
+}
+
 void h_cluster_stop_all(struct h_cluster *c)
 {
+    stop_gates(c, SIGTERM);
     for (int i = 0; i < c->n; i++)
         if (c->pid[i] > 0) kill(c->pid[i], SIGTERM);
     unsigned long deadline = mono_ms() + 15000;
@@ -124,6 +180,7 @@ static void print_tail(const char *path)
 
 void h_cluster_destroy(struct h_cluster *c)
 {
+    stop_gates(c, SIGKILL);
     for (int i = 0; i < c->n; i++)
         if (c->pid[i] > 0) h_node_signal(c, i, SIGKILL);
     if (getenv("CVERSE_TEST_KEEP")) {
@@ -134,6 +191,12 @@ void h_cluster_destroy(struct h_cluster *c)
         for (int i = 0; i < c->n; i++) {
             char log[400];
             snprintf(log, sizeof log, "%s/node-%d.log", c->dir, i + 1);
+            print_tail(log);
+        }
+    if (getenv("CVERSE_TEST_VERBOSE"))
+        for (int g = 0; g < c->n_gates; g++) {
+            char log[400];
+            snprintf(log, sizeof log, "%s/gate-%d.log", c->dir, g + 1);
             print_tail(log);
         }
     char cmd[512];
@@ -159,26 +222,51 @@ static size_t on_data(char *ptr, size_t size, size_t nmemb, void *ud)
     return n;
 }
 
-char *h_get_text(struct h_cluster *c, int i, const char *path, long *status)
+static char *request(int port, const char *path, const char *post, size_t post_len, long *status)
 {
-    char url[300];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", http_port(c, i), path);
+    char url[600];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
     CURL *h = curl_easy_init();
     struct body b = {0};
+    struct curl_slist *hdrs = NULL;
     curl_easy_setopt(h, CURLOPT_URL, url);
+    if (post) {
+        hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
+        hdrs = curl_slist_append(hdrs, "Expect:");
+        curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+        curl_easy_setopt(h, CURLOPT_POST, 1L);
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, post);
+        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)post_len);
+    }
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 2000L);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 40000L);
     *status = 0;
     if (curl_easy_perform(h) == CURLE_OK) curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, status);
     curl_easy_cleanup(h);
+    curl_slist_free_all(hdrs);
     if (*status == 0) {
         free(b.p);
         return NULL;
     }
     if (!b.p) b.p = strdup("");
     return b.p;
+}
+
+char *h_get_text(struct h_cluster *c, int i, const char *path, long *status)
+{
+    return request(http_port(c, i), path, NULL, 0, status);
+}
+
+char *h_get_port(int port, const char *path, long *status)
+{
+    return request(port, path, NULL, 0, status);
+}
+
+char *h_post(int port, const char *path, const char *body, size_t len, long *status)
+{
+    return request(port, path, body ? body : "", body ? len : 0, status);
 }
 
 json_t *h_get_json(struct h_cluster *c, int i, const char *path, long *status)

@@ -8,6 +8,7 @@
 #include <sys/types.h>
 
 #define H_MAX_NODES 8
+#define H_MAX_GATES 2
 
 struct h_cluster {
     char dir[256];       /* temp dir: config, data, logs */
@@ -16,11 +17,32 @@ struct h_cluster {
     int base;            /* first port */
     pid_t pid[H_MAX_NODES];
     char id[H_MAX_NODES][16];
+    int n_gates;
+    pid_t gate_pid[H_MAX_GATES];
+    char module[512]; /* --module for nodes and gates, "" = none */
+};
+
+struct h_opts {
+    bool demo_autoload; /* GlobalMonitor / ShardMonitor (per shard) / NodeMonitor (per node) */
+    int gates;          /* gates in the config (gate-1..) */
+    const char *module; /* path of a module .so passed with --module, or NULL */
 };
 
 /* Writes a config with n nodes (ids node-1..n) and `voters` voters, 64 shards and lease_ttl_ms.
  * Ports are chosen from the test's pid. */
 void h_cluster_init(struct h_cluster *c, int n, int voters, unsigned lease_ttl_ms);
+/* Same, with gates, the demo's auto-load objects and a module. */
+void h_cluster_init_ex(struct h_cluster *c, int n, int voters, unsigned lease_ttl_ms, const struct h_opts *o);
+/* Starts gate g (0-based) logging to <dir>/gate-<g+1>.log. */
+void h_gate_start(struct h_cluster *c, int g);
+/* Ports of gate g. */
+int h_gate_http_port(const struct h_cluster *c, int g);
+int h_gate_grpc_port(const struct h_cluster *c, int g);
+/* POST body (may be NULL) to http://127.0.0.1:<port><path>; returns the response body (malloc'ed, or NULL
+ * if unreachable) and the status in *status. */
+char *h_post(int port, const char *path, const char *body, size_t len, long *status);
+/* GET on any port. */
+char *h_get_port(int port, const char *path, long *status);
 /* Starts node i (0-based) as a child process logging to <dir>/node-<i+1>.log. */
 void h_node_start(struct h_cluster *c, int i);
 /* Sends sig to node i and reaps it (SIGKILL: kill -9). Returns the exit status from waitpid. */
