@@ -1,0 +1,74 @@
+/* A test module (loaded with --module): "Probe" objects record how many of their own calls were in flight
+ * at once (must be 1: one method at a time per object) and how many Probe calls of the whole node process
+ * were in flight at once (> 1 when different objects interleave). Enter stays in flight until a call to
+ * its sink object (a SimpleCounter "<probe id>-sink") returns, so the loop runs other work meanwhile. */
+#include <cverse/object.h>
+#include <stdio.h>
+
+#include "sharding_demo.pb-c.h"
+
+struct probe {
+    int inflight, max;
+};
+
+static int g_inflight, g_max; /* all Probe objects of this process */
+
+static void pinged(cv_object *caller, void *data, int status, const char *error, const ProtobufCMessage *resp)
+{
+    cv_reply *r = data;
+    struct probe *p = cv_object_state(caller);
+    p->inflight--;
+    g_inflight--;
+    if (status) {
+        cv_reply_error(r, status, error);
+        return;
+    }
+    Sharding_demo__IncrementResponse out = SHARDING_DEMO__INCREMENT_RESPONSE__INIT;
+    cv_reply_ok(r, &out.base);
+}
+
+static void enter(cv_object *o, const ProtobufCMessage *req, cv_reply *r)
+{
+    struct probe *p = cv_object_state(o);
+    p->inflight++;
+    g_inflight++;
+    if (p->inflight > p->max) p->max = p->inflight;
+    if (g_inflight > g_max) g_max = g_inflight;
+    char sink[256];
+    snprintf(sink, sizeof sink, "%s-sink", cv_object_id(o));
+    Sharding_demo__GetValueRequest ping = SHARDING_DEMO__GET_VALUE_REQUEST__INIT;
+    int rv = cv_object_call(o, "SimpleCounter", sink, "GetValue", &ping.base, pinged, r);
+    if (rv) {
+        p->inflight--;
+        g_inflight--;
+        cv_reply_error(r, rv, "probe: call to the sink failed");
+    }
+}
+
+/* value = (max calls of this object in flight at once) * 1000 + (max Probe calls of the process). */
+static void get_value(cv_object *o, const ProtobufCMessage *req, cv_reply *r)
+{
+    struct probe *p = cv_object_state(o);
+    Sharding_demo__GetValueResponse out = SHARDING_DEMO__GET_VALUE_RESPONSE__INIT;
+    out.value = (int64_t)p->max * 1000 + g_max;
+    cv_reply_ok(r, &out.base);
+}
+
+static const struct cv_method probe_methods[] = {
+    {"Enter", &sharding_demo__increment_request__descriptor, &sharding_demo__increment_response__descriptor,
+     enter},
+    {"GetValue", &sharding_demo__get_value_request__descriptor, &sharding_demo__get_value_response__descriptor,
+     get_value},
+};
+
+static const struct cv_object_type probe_type = {
+    .name = "Probe",
+    .state_size = sizeof(struct probe),
+    .methods = probe_methods,
+    .n_methods = sizeof probe_methods / sizeof probe_methods[0],
+};
+
+int cverse_module_init(cv_registry *reg)
+{
+    return cv_register_type(reg, &probe_type);
+}

@@ -1,0 +1,444 @@
+/* Integration: objects through a gate on a real 3-node raft group (64 shards, the demo's auto-load
+ * objects, the Probe test module).
+ * - the Goverse demo end to end: NodeMonitors create the 100 counters; exactly one GlobalMonitor, one
+ *   ShardMonitor per shard (on the shard's owner), one NodeMonitor per node; every counter incremented 10
+ *   times over HTTP JSON and 10 times over the native protocol ends at exactly 20; a Goverse-format
+ *   base64 Any call returns the right value;
+ * - documented errors for unknown type / method / object, malformed JSON, bad base64, oversized body;
+ * - calls to one object never overlap while calls to different objects interleave (Probe);
+ * - calls keep succeeding while shards move to a node that joins (stale gate map: redirect + retry).
+ */
+#include <criterion/criterion.h>
+#include <curl/curl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cverse/client.h"
+#include "harness.h"
+
+#define READY_MS 30000
+
+static struct h_cluster C;
+
+static void teardown(void)
+{
+    h_cluster_destroy(&C);
+}
+
+TestSuite(objects, .fini = teardown, .timeout = 240);
+
+/* ---------------------------------------------------------------- helpers */
+
+struct up {
+    struct h_cluster *c;
+    int nodes; /* the first `nodes` nodes run */
+};
+
+static bool cluster_ready(void *arg)
+{
+    struct up *u = arg;
+    for (int i = 0; i < u->nodes; i++) {
+        long st;
+        char *t = h_get_text(u->c, i, "/ready", &st);
+        free(t);
+        if (st != 200) return false;
+    }
+    for (int g = 0; g < u->c->n_gates; g++) {
+        long st;
+        char *t = h_get_port(h_gate_http_port(u->c, g), "/ready", &st);
+        free(t);
+        if (st != 200) return false;
+    }
+    return true;
+}
+
+static void start(int nodes_total, int nodes_started)
+{
+    setenv("CVERSE_DEMO_SCAN_MS", "300", 1); /* NodeMonitors scan every 300 ms instead of 15 s */
+    struct h_opts o = {.demo_autoload = true, .gates = 1, .module = getenv("CVERSE_PROBE_MODULE")};
+    h_cluster_init_ex(&C, nodes_total, 3, 1000, &o);
+    for (int i = 0; i < nodes_started; i++) h_node_start(&C, i);
+    h_gate_start(&C, 0);
+    struct up u = {&C, nodes_started};
+    cr_assert(h_poll(READY_MS, cluster_ready, &u), "nodes and gate did not become ready");
+}
+
+/* Objects of a type active on node i, from GET /v1/objects?type=. Returns the JSON array (new ref). */
+static json_t *objects_on(int i, const char *type)
+{
+    char path[128];
+    snprintf(path, sizeof path, "/v1/objects?type=%s", type);
+    long st;
+    json_t *j = h_get_json(&C, i, path, &st);
+    if (!j) return json_array();
+    json_t *arr = json_incref(json_object_get(j, "objects"));
+    json_decref(j);
+    return arr ? arr : json_array();
+}
+
+static size_t count_type(int nodes, const char *type)
+{
+    size_t n = 0;
+    for (int i = 0; i < nodes; i++) {
+        json_t *a = objects_on(i, type);
+        n += json_array_size(a);
+        json_decref(a);
+    }
+    return n;
+}
+
+struct want {
+    int nodes;
+    const char *type;
+    size_t n;
+};
+
+static bool count_is(void *arg)
+{
+    struct want *w = arg;
+    return count_type(w->nodes, w->type) == w->n;
+}
+
+static char *call_http(const char *type, const char *id, const char *method, const char *body, long *st)
+{
+    char path[512];
+    char *eid = curl_easy_escape(NULL, id, 0);
+    snprintf(path, sizeof path, "/api/v1/objects/call/%s/%s/%s", type, eid, method);
+    curl_free(eid);
+    return h_post(h_gate_http_port(&C, 0), path, body, body ? strlen(body) : 0, st);
+}
+
+/* Calls over HTTP with a JSON request; returns response.value as an integer (int64 comes as a string). */
+static long long call_value(const char *type, const char *id, const char *method)
+{
+    long st;
+    char *t = call_http(type, id, method, "{\"request\":{}}", &st);
+    cr_assert_not_null(t, "gate unreachable");
+    cr_assert_eq(st, 200, "%s %s.%s -> %ld: %s", type, id, method, st, t);
+    json_t *j = json_loads(t, 0, NULL);
+    cr_assert_not_null(j, "not JSON: %s", t);
+    json_t *v = json_object_get(json_object_get(j, "response"), "value");
+    long long val = json_is_string(v) ? atoll(json_string_value(v)) : json_integer_value(v);
+    json_decref(j);
+    free(t);
+    return val;
+}
+
+static void create_object(const char *type, const char *id)
+{
+    char path[512];
+    char *eid = curl_easy_escape(NULL, id, 0);
+    snprintf(path, sizeof path, "/api/v1/objects/create/%s/%s", type, eid);
+    curl_free(eid);
+    long st;
+    char *t = h_post(h_gate_http_port(&C, 0), path, "{}", 2, &st);
+    cr_assert_eq(st, 200, "create %s %s -> %ld: %s", type, id, st, t ? t : "(no answer)");
+    free(t);
+}
+
+static void counter_id(int k, char *out, size_t len)
+{
+    snprintf(out, len, "SimpleCounter-Counter-%03d", k);
+}
+
+/* ---------------------------------------------------------------- base64 + Any (test-side, independent) */
+
+static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+static void b64_encode(const unsigned char *in, size_t n, char *out)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i += 3) {
+        unsigned v = in[i] << 16 | (i + 1 < n ? in[i + 1] << 8 : 0) | (i + 2 < n ? in[i + 2] : 0);
+        out[o++] = B64[v >> 18 & 63];
+        out[o++] = B64[v >> 12 & 63];
+        out[o++] = i + 1 < n ? B64[v >> 6 & 63] : '=';
+        out[o++] = i + 2 < n ? B64[v & 63] : '=';
+    }
+    out[o] = '\0';
+}
+
+static size_t b64_decode(const char *in, unsigned char *out)
+{
+    size_t o = 0;
+    unsigned v = 0;
+    int bits = 0;
+    for (; *in && *in != '='; in++) {
+        const char *p = strchr(B64, *in);
+        cr_assert_not_null(p, "bad base64 from the gate");
+        v = v << 6 | (unsigned)(p - B64);
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[o++] = (unsigned char)(v >> bits);
+        }
+    }
+    return o;
+}
+
+/* ---------------------------------------------------------------- tests */
+
+Test(objects, goverse_demo_end_to_end)
+{
+    start(3, 3);
+    struct want w = {3, "SimpleCounter", 100};
+    cr_assert(h_poll(30000, count_is, &w), "NodeMonitors did not create the 100 counters (have %zu)",
+              count_type(3, "SimpleCounter"));
+    cr_expect_eq(count_type(3, "GlobalMonitor"), 1);
+
+    /* One NodeMonitor per node, on that node. */
+    for (int i = 0; i < 3; i++) {
+        json_t *a = objects_on(i, "NodeMonitor");
+        cr_expect_eq(json_array_size(a), 1, "node-%d hosts %zu NodeMonitors", i + 1, json_array_size(a));
+        char want_id[64];
+        snprintf(want_id, sizeof want_id, "%s/NodeMonitor", C.id[i]);
+        if (json_array_size(a) == 1)
+            cr_expect_str_eq(json_string_value(json_object_get(json_array_get(a, 0), "id")), want_id);
+        json_decref(a);
+    }
+    /* One ShardMonitor per shard, on the shard's owner. */
+    long st;
+    json_t *shards = h_get_json(&C, 0, "/v1/shards", &st);
+    cr_assert_not_null(shards);
+    int seen[64] = {0};
+    for (int i = 0; i < 3; i++) {
+        json_t *a = objects_on(i, "ShardMonitor");
+        size_t k;
+        json_t *o;
+        json_array_foreach(a, k, o)
+        {
+            int s = (int)json_integer_value(json_object_get(o, "shard"));
+            cr_assert(s >= 0 && s < 64);
+            seen[s]++;
+            const char *owner = json_string_value(json_array_get(json_object_get(shards, "owners"), (size_t)s));
+            cr_expect_str_eq(owner, C.id[i], "ShardMonitor of shard %d runs on %s, owner is %s", s, C.id[i], owner);
+        }
+        json_decref(a);
+    }
+    json_decref(shards);
+    for (int s = 0; s < 64; s++) cr_expect_eq(seen[s], 1, "shard %d has %d ShardMonitors", s, seen[s]);
+
+    /* 10 increments over HTTP JSON, 10 over the native protocol, per counter. */
+    char id[64];
+    for (int k = 1; k <= 100; k++) {
+        counter_id(k, id, sizeof id);
+        for (int r = 0; r < 10; r++) call_value("SimpleCounter", id, "Increment");
+    }
+    char gate[64];
+    snprintf(gate, sizeof gate, "127.0.0.1:%d", h_gate_grpc_port(&C, 0));
+    cv_client *cli;
+    char err[256];
+    cr_assert_eq(cv_client_connect(gate, 5000, &cli), 0, "cannot connect to the gate's native port");
+    for (int k = 1; k <= 100; k++) {
+        counter_id(k, id, sizeof id);
+        for (int r = 0; r < 10; r++) {
+            char *resp = NULL;
+            int rv = cv_client_call_json(cli, "SimpleCounter", id, "Increment", "{}", &resp, 30000, err, sizeof err);
+            cr_assert_eq(rv, 0, "native Increment %s failed: %s", id, err);
+            free(resp);
+        }
+    }
+    cv_client_close(cli);
+    for (int k = 1; k <= 100; k++) {
+        counter_id(k, id, sizeof id);
+        cr_expect_eq(call_value("SimpleCounter", id, "GetValue"), 20, "%s", id);
+    }
+
+    /* Goverse clients send a base64 google.protobuf.Any and get one back. */
+    static const char url[] = "type.googleapis.com/sharding_demo.GetValueRequest";
+    unsigned char any[128];
+    size_t n = 0;
+    any[n++] = 0x0a;
+    any[n++] = (unsigned char)strlen(url);
+    memcpy(any + n, url, strlen(url));
+    n += strlen(url);
+    char b64[256], body[320];
+    b64_encode(any, n, b64);
+    snprintf(body, sizeof body, "{\"request\":\"%s\"}", b64);
+    counter_id(42, id, sizeof id);
+    char *t = call_http("SimpleCounter", id, "GetValue", body, &st);
+    cr_assert_eq(st, 200, "Any call -> %ld: %s", st, t ? t : "");
+    json_t *j = json_loads(t, 0, NULL);
+    free(t);
+    const char *rb64 = json_string_value(json_object_get(j, "response"));
+    cr_assert_not_null(rb64, "response is not a base64 string");
+    unsigned char out[256];
+    size_t m = b64_decode(rb64, out);
+    static const char rurl[] = "type.googleapis.com/sharding_demo.GetValueResponse";
+    cr_assert(m > 2 + strlen(rurl) && out[0] == 0x0a && out[1] == strlen(rurl));
+    cr_expect(memcmp(out + 2, rurl, strlen(rurl)) == 0);
+    size_t p = 2 + strlen(rurl);
+    cr_assert_eq(out[p], 0x12);                           /* Any.value */
+    cr_assert_eq(out[p + 2], 0x08, "GetValueResponse.value tag"); /* field 1, varint */
+    cr_expect_eq(out[p + 3], 20, "counter value through Any");
+    json_decref(j);
+
+    /* The monitors answer. */
+    t = call_http("GlobalMonitor", "GlobalMonitor", "GetUptime", "{\"request\":{}}", &st);
+    cr_expect_eq(st, 200, "GetUptime -> %ld: %s", st, t ? t : "");
+    free(t);
+    t = call_http("NodeMonitor", "node-2/NodeMonitor", "GetStats", "{\"request\":{}}", &st);
+    cr_expect_eq(st, 200, "NodeMonitor.GetStats -> %ld: %s", st, t ? t : "");
+    free(t);
+    t = call_http("ShardMonitor", "shard#5/ShardMonitor", "GetStats", "{\"request\":{}}", &st);
+    cr_expect_eq(st, 200, "ShardMonitor.GetStats -> %ld: %s", st, t ? t : "");
+    j = t ? json_loads(t, 0, NULL) : NULL;
+    cr_expect_eq(json_integer_value(json_object_get(json_object_get(j, "response"), "shardId")), 5);
+    json_decref(j);
+    free(t);
+    h_cluster_stop_all(&C);
+}
+
+static void expect_error(const char *what, long want, const char *type, const char *id, const char *method,
+                         const char *body, size_t len)
+{
+    char path[512];
+    snprintf(path, sizeof path, "/api/v1/objects/call/%s/%s/%s", type, id, method);
+    long st;
+    char *t = h_post(h_gate_http_port(&C, 0), path, body, len, &st);
+    cr_expect_eq(st, want, "%s: got %ld: %s", what, st, t ? t : "");
+    json_t *j = t ? json_loads(t, 0, NULL) : NULL;
+    cr_expect(json_is_string(json_object_get(j, "error")) && json_is_string(json_object_get(j, "code")),
+              "%s: error body is not {error, code}: %s", what, t ? t : "");
+    json_decref(j);
+    free(t);
+}
+
+Test(objects, documented_errors)
+{
+    start(3, 3);
+    create_object("SimpleCounter", "errors-counter");
+    static const char ok[] = "{\"request\":{}}";
+    expect_error("unknown type", 404, "NoSuchType", "x", "Increment", ok, strlen(ok));
+    expect_error("unknown method", 404, "SimpleCounter", "errors-counter", "NoSuchMethod", ok, strlen(ok));
+    expect_error("unknown object", 404, "SimpleCounter", "never-created", "Increment", ok, strlen(ok));
+    static const char bad_json[] = "{\"request\":";
+    expect_error("malformed JSON", 400, "SimpleCounter", "errors-counter", "Increment", bad_json,
+                 strlen(bad_json));
+    static const char bad_b64[] = "{\"request\":\"@@not base64@@\"}";
+    expect_error("bad base64", 400, "SimpleCounter", "errors-counter", "Increment", bad_b64, strlen(bad_b64));
+    static const char bad_field[] = "{\"request\":{\"noSuchField\":1}}";
+    expect_error("unknown request field", 400, "SimpleCounter", "errors-counter", "Increment", bad_field,
+                 strlen(bad_field));
+    size_t big = 2u << 20;
+    char *huge = malloc(big + 1);
+    memset(huge, ' ', big);
+    huge[big] = '\0';
+    long st;
+    char *t = h_post(h_gate_http_port(&C, 0), "/api/v1/objects/call/SimpleCounter/errors-counter/Increment",
+                     huge, big, &st);
+    cr_expect_eq(st, 413, "oversized body: %ld", st);
+    free(t);
+    free(huge);
+    /* The counter still works after all that. */
+    cr_expect_eq(call_value("SimpleCounter", "errors-counter", "Increment"), 1);
+    h_cluster_stop_all(&C);
+}
+
+/* Fires n HTTP calls at once (curl multi); returns how many answered 200. */
+static int fire_parallel(char **paths, int n)
+{
+    CURLM *m = curl_multi_init();
+    CURL **hs = calloc((size_t)n, sizeof *hs);
+    char url[600];
+    for (int i = 0; i < n; i++) {
+        hs[i] = curl_easy_init();
+        snprintf(url, sizeof url, "http://127.0.0.1:%d%s", h_gate_http_port(&C, 0), paths[i]);
+        curl_easy_setopt(hs[i], CURLOPT_URL, url);
+        curl_easy_setopt(hs[i], CURLOPT_POSTFIELDS, "{\"request\":{}}");
+        curl_easy_setopt(hs[i], CURLOPT_TIMEOUT_MS, 30000L);
+        curl_easy_setopt(hs[i], CURLOPT_WRITEFUNCTION, fwrite);
+        curl_easy_setopt(hs[i], CURLOPT_WRITEDATA, stderr);
+        curl_easy_setopt(hs[i], CURLOPT_NOSIGNAL, 1L);
+        curl_multi_add_handle(m, hs[i]);
+    }
+    int running = 1;
+    while (running) {
+        curl_multi_perform(m, &running);
+        if (running) curl_multi_poll(m, NULL, 0, 100, NULL);
+    }
+    int ok = 0;
+    for (int i = 0; i < n; i++) {
+        long st = 0;
+        curl_easy_getinfo(hs[i], CURLINFO_RESPONSE_CODE, &st);
+        ok += st == 200;
+        curl_multi_remove_handle(m, hs[i]);
+        curl_easy_cleanup(hs[i]);
+    }
+    free(hs);
+    curl_multi_cleanup(m);
+    return ok;
+}
+
+Test(objects, one_call_at_a_time_per_object)
+{
+    if (!getenv("CVERSE_PROBE_MODULE")) cr_skip_test("CVERSE_PROBE_MODULE not set");
+    start(3, 3);
+    const char *probes[] = {"node-1/probe-a", "node-1/probe-b"};
+    for (int i = 0; i < 2; i++) {
+        char sink[64];
+        snprintf(sink, sizeof sink, "%s-sink", probes[i]);
+        create_object("Probe", probes[i]);
+        create_object("SimpleCounter", sink);
+    }
+    enum { N = 40 };
+    char *paths[N];
+    for (int i = 0; i < N; i++) {
+        paths[i] = malloc(256);
+        snprintf(paths[i], 256, "/api/v1/objects/call/Probe/%s/Enter", i % 2 ? "node-1%2Fprobe-b" : "node-1%2Fprobe-a");
+    }
+    cr_expect_eq(fire_parallel(paths, N), N, "not every concurrent Enter call succeeded");
+    for (int i = 0; i < N; i++) free(paths[i]);
+    for (int i = 0; i < 2; i++) {
+        long long v = call_value("Probe", probes[i], "GetValue");
+        cr_expect_eq(v / 1000, 1, "%s had %lld of its own calls in flight at once", probes[i], v / 1000);
+        cr_expect_geq(v % 1000, 2, "calls to different objects never interleaved (max %lld)", v % 1000);
+    }
+    h_cluster_stop_all(&C);
+}
+
+struct balance {
+    int nodes;
+};
+
+static bool node4_has_share(void *arg)
+{
+    long st;
+    json_t *j = h_get_json(&C, 0, "/v1/cluster", &st);
+    if (!j) return false;
+    bool ok = false;
+    size_t k;
+    json_t *n;
+    json_array_foreach(json_object_get(j, "nodes"), k, n) if (!strcmp(json_string_value(json_object_get(n, "id")),
+                                                                       "node-4")) ok =
+        json_integer_value(json_object_get(n, "shards")) == 16;
+    json_decref(j);
+    return ok;
+}
+
+Test(objects, calls_succeed_while_shards_move)
+{
+    start(4, 3);
+    struct want w = {3, "SimpleCounter", 100};
+    cr_assert(h_poll(30000, count_is, &w), "counters not created");
+    /* node-4 joins: 16 of the 64 shards move to it while we keep calling every counter. */
+    h_node_start(&C, 3);
+    char id[64];
+    int rounds_after = 0, calls = 0;
+    for (int round = 0; round < 200 && rounds_after < 2; round++) {
+        bool moved = node4_has_share(NULL);
+        for (int k = 1; k <= 100; k++) {
+            counter_id(k, id, sizeof id);
+            long st;
+            char *t = call_http("SimpleCounter", id, "Increment", "{\"request\":{}}", &st);
+            cr_assert_eq(st, 200, "call %d (%s) failed while shards moved: %ld %s", calls, id, st, t ? t : "");
+            free(t);
+            calls++;
+        }
+        if (moved) rounds_after++;
+    }
+    cr_expect_eq(rounds_after, 2, "node-4 never got its 16 shards");
+    h_cluster_stop_all(&C);
+}
