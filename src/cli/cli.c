@@ -1,26 +1,39 @@
 /* cverse: the command-line tool. `cverse <command> [options] [args]`, one entry per command in a table.
  *
  * Happy path: find the command in the table, let it parse its own options and run, exit with its code.
- * Failure modes: bad usage (unknown command or flag, missing or extra argument, invalid value) prints
- * one line naming the problem and a usage hint on stderr and exits 2; a command that fails while
- * running exits 1. --help output goes to stdout and exits 0.
- * Commands for now: shard-of. Later: call, create, delete, status, shards. */
+ * The gate commands (call, create, delete, status, shards) connect to a gate's native port (--gate,
+ * else $CVERSE_GATE, else localhost:47101) with the client library, make one call and print the
+ * result: JSON for call, a human table or (--json) one line of JSON for the others.
+ * Failure modes, each with its own exit code: bad usage (unknown command or flag, missing or extra
+ * argument, invalid value) prints one line naming the problem and a usage hint on stderr and exits 2;
+ * no connection to the gate prints why and how to start one, exit 3; a call the cluster answered with
+ * an error (or that timed out, or whose connection broke) prints "cverse: CODE: message" and a hint,
+ * exit 1. --help output goes to stdout and exits 0. */
 #include <errno.h>
+#include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "core/hash.h"
+#include "cverse/client.h"
 #include "cverse/error.h"
+#include "util/addr.h"
 
 #ifndef CV_VERSION
 #define CV_VERSION "unknown"
 #endif
 
+#define EXIT_FAILED 1     /* the call failed: remote error, timeout, connection lost */
 #define EXIT_USAGE 2
+#define EXIT_NO_GATE 3    /* could not connect to the gate */
 #define DEFAULT_SHARDS 8192u
 #define MAX_SHARDS 1048576u
+#define DEFAULT_GATE "localhost:47101"
+#define DEFAULT_TIMEOUT_MS 30000u
+#define MAX_TIMEOUT_MS 3600000u
 #define HELP_SHOWN (-1) /* option parsers: --help was printed, exit 0 */
 
 struct command {
@@ -32,8 +45,48 @@ struct command {
 };
 
 static int cmd_shard_of(const struct command *cmd, int argc, char **argv);
+static int cmd_call(const struct command *cmd, int argc, char **argv);
+static int cmd_create(const struct command *cmd, int argc, char **argv);
+static int cmd_delete(const struct command *cmd, int argc, char **argv);
+static int cmd_status(const struct command *cmd, int argc, char **argv);
+static int cmd_shards(const struct command *cmd, int argc, char **argv);
+
+#define GATE_OPTS_HELP                                                                              \
+    "  --gate HOST:PORT  the gate's native address (grpc_addr); default $CVERSE_GATE, then\n"        \
+    "                    " DEFAULT_GATE " (numeric host or localhost)\n"                             \
+    "  --timeout MS      how long to wait for the answer, 1..3600000 (default 30000)\n"
+#define EXIT_CODES_HELP                                                                             \
+    "Exit codes: 0 ok, 1 the call failed (the error and a hint go to stderr), 2 usage error,\n"     \
+    "3 cannot connect to the gate.\n"
 
 static const struct command commands[] = {
+    {"call", "[--gate HOST:PORT] [--timeout MS] [--json] TYPE ID METHOD ['{JSON}']",
+     "call a method of an object and print the JSON response",
+     GATE_OPTS_HELP
+     "  --json            print the response on one line, exactly as the gate sent it\n"
+     "The request is the method's request message in proto3 JSON (default {}); int64 fields may be\n"
+     "given as strings and are printed as strings. The object must exist (see 'cverse create').\n"
+     "Example: cverse call SimpleCounter Counter-001 Increment '{}'\n" EXIT_CODES_HELP,
+     cmd_call},
+    {"create", "[--gate HOST:PORT] [--timeout MS] [--json] TYPE ID", "create an object (idempotent)",
+     GATE_OPTS_HELP "  --json            print {\"id\":ID} instead of a sentence\n" EXIT_CODES_HELP,
+     cmd_create},
+    {"delete", "[--gate HOST:PORT] [--timeout MS] [--json] TYPE ID", "delete an object (idempotent)",
+     GATE_OPTS_HELP "  --json            print {\"success\":true} instead of a sentence\n" EXIT_CODES_HELP,
+     cmd_delete},
+    {"status", "[--gate HOST:PORT] [--timeout MS] [--json]",
+     "show the cluster as a gate sees it: nodes, roles, leader, shards, gates",
+     GATE_OPTS_HELP
+     "  --json            one JSON object: gate_id, applied_index, term, shards, unassigned_shards,\n"
+     "                    leader, nodes [{id, role, alive, shards, leader, advertise_addr,\n"
+     "                    http_addr}], gates [{id, grpc_addr, http_addr, connected}]\n" EXIT_CODES_HELP,
+     cmd_status},
+    {"shards", "[--gate HOST:PORT] [--timeout MS] [--json]",
+     "show which node owns each shard (ranges per node)",
+     GATE_OPTS_HELP
+     "  --json            {\"applied_index\":N,\"shards\":N,\"owners\":[...]}: the owner of every shard\n"
+     "                    by index, null if unassigned\n" EXIT_CODES_HELP,
+     cmd_shards},
     {"shard-of", "[--shards N] OBJECT-ID", "print the shard an object id maps to",
      "  --shards N   number of shards in the cluster, 1..1048576 (default 8192)\n"
      "An id \"shard#N/rest\" is on shard N; \"NODE/rest\" is pinned to node NODE (the hash shard is\n"
@@ -48,7 +101,9 @@ static void print_usage(FILE *f)
                "       cverse --help | --version\n\nCommands:\n");
     for (size_t i = 0; i < N_COMMANDS; i++)
         fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
-    fprintf(f, "\nRun 'cverse <command> --help' for a command's options.\n");
+    fprintf(f, "\nThe commands that talk to the cluster use a gate's native port: --gate HOST:PORT, else\n"
+               "$CVERSE_GATE, else " DEFAULT_GATE ". Start a local cluster with cluster/run-cluster.sh.\n"
+               "Run 'cverse <command> --help' for a command's options.\n");
 }
 
 static void print_cmd_usage(FILE *f, const struct command *cmd)
@@ -149,6 +204,526 @@ static int cmd_shard_of(const struct command *cmd, int argc, char **argv)
                 (int)pl.node_len, pl.node);
     printf("%u\n", pl.shard);
     return fflush(stdout) == 0 ? 0 : 1;
+}
+
+/* ---- commands that talk to a gate ------------------------------------------------------------------ */
+
+#define MAX_POSITIONAL 4
+
+struct gate_opts {
+    const char *gate;        /* HOST:PORT */
+    uint32_t timeout_ms;
+    int json;                /* --json: machine-readable output */
+    char *args[MAX_POSITIONAL];
+    int n_args;
+};
+
+/* If argv[*i] is option name ("--name V" or "--name=V"): 1 and *val (advancing *i past a separate
+ * value). 0 if it is another argument; -1 (usage printed) if the value is missing. */
+static int opt_value(const struct command *cmd, int argc, char **argv, int *i, const char *name,
+                     const char **val)
+{
+    size_t n = strlen(name);
+    if (strncmp(argv[*i], name, n) != 0) return 0;
+    if (argv[*i][n] == '=') {
+        *val = argv[*i] + n + 1;
+        return 1;
+    }
+    if (argv[*i][n] != '\0') return 0;
+    if (++*i == argc) {
+        usage_error(cmd, "%s needs a value", name);
+        return -1;
+    }
+    *val = argv[*i];
+    return 1;
+}
+
+/* Where to find the gate: --gate wins, then $CVERSE_GATE, then the default. Must resolve locally. */
+static int gate_addr_check(const struct command *cmd, struct gate_opts *o, int from_flag)
+{
+    struct sockaddr_storage ss;
+    if (!from_flag) {
+        const char *env = getenv("CVERSE_GATE");
+        o->gate = env && *env ? env : DEFAULT_GATE;
+        if (cv_addr_resolve(o->gate, &ss) != 0)
+            return usage_error(cmd, "$CVERSE_GATE must be HOST:PORT with a numeric host or localhost, "
+                                    "got '%s'", o->gate);
+        return 0;
+    }
+    if (cv_addr_resolve(o->gate, &ss) != 0)
+        return usage_error(cmd, "--gate must be HOST:PORT with a numeric host or localhost, got '%s'",
+                           o->gate);
+    return 0;
+}
+
+/* One option of a gate command at argv[*i]: 0 consumed, HELP_SHOWN, or a usage exit code. */
+static int gate_opt(const struct command *cmd, int argc, char **argv, int *i, struct gate_opts *o,
+                    int *gate_flag)
+{
+    const char *val;
+    int m;
+    if (strcmp(argv[*i], "--help") == 0 || strcmp(argv[*i], "-h") == 0) {
+        print_cmd_usage(stdout, cmd);
+        fputs(cmd->details, stdout);
+        return HELP_SHOWN;
+    }
+    if (strcmp(argv[*i], "--json") == 0) {
+        o->json = 1;
+        return 0;
+    }
+    if ((m = opt_value(cmd, argc, argv, i, "--gate", &val)) != 0) {
+        if (m < 0) return EXIT_USAGE;
+        o->gate = val;
+        *gate_flag = 1;
+        return 0;
+    }
+    if ((m = opt_value(cmd, argc, argv, i, "--timeout", &val)) != 0) {
+        if (m < 0) return EXIT_USAGE;
+        if (parse_u32(val, 1, MAX_TIMEOUT_MS, &o->timeout_ms) != 0)
+            return usage_error(cmd, "--timeout must be a number of milliseconds from 1 to %u, got '%s'",
+                               MAX_TIMEOUT_MS, val);
+        return 0;
+    }
+    return usage_error(cmd, "unknown option '%s'", argv[*i]);
+}
+
+/* Options and positional arguments in any order ("--" ends the options). names[k] names the k-th
+ * positional argument in messages; the first min of them are required. */
+static int gate_opts_parse(const struct command *cmd, int argc, char **argv, const char *const *names,
+                           int min, int max, struct gate_opts *o)
+{
+    int gate_flag = 0, opts_done = 0;
+    memset(o, 0, sizeof *o);
+    o->timeout_ms = DEFAULT_TIMEOUT_MS;
+    for (int i = 1; i < argc; i++) {
+        if (!opts_done && strcmp(argv[i], "--") == 0) {
+            opts_done = 1;
+        } else if (!opts_done && argv[i][0] == '-' && argv[i][1] != '\0') {
+            int rv = gate_opt(cmd, argc, argv, &i, o, &gate_flag);
+            if (rv) return rv;
+        } else if (o->n_args == max) {
+            return usage_error(cmd, "unexpected argument '%s'", argv[i]);
+        } else {
+            o->args[o->n_args++] = argv[i];
+        }
+    }
+    if (o->n_args < min) return usage_error(cmd, "missing %s", names[o->n_args]);
+    for (int k = 0; k < o->n_args && k < 2; k++)
+        if (o->args[k][0] == '\0') return usage_error(cmd, "%s must not be empty", names[k]);
+    return gate_addr_check(cmd, o, gate_flag);
+}
+
+static int connect_gate(const struct gate_opts *o, cv_client **c)
+{
+    int rv = cv_client_connect(o->gate, o->timeout_ms, c);
+    if (rv == 0) return 0;
+    const char *why = rv == CV_EUNAVAIL || rv == CV_ETIMEDOUT ? strerror(errno) : cv_strerror(rv);
+    fprintf(stderr,
+            "cverse: cannot connect to the gate at %s: %s\n"
+            "hint: is the gate running? Start a local cluster with cluster/run-cluster.sh, or point --gate\n"
+            "      (or $CVERSE_GATE) at a running gate's grpc_addr.\n",
+            o->gate, why);
+    return EXIT_NO_GATE;
+}
+
+/* The code names the gate's HTTP API uses ({"code":...}), so both front ends say the same thing. */
+static const char *code_name(int err)
+{
+    switch (err) {
+    case CV_EINVAL:
+    case CV_EPROTO:
+    case CV_ETOOBIG: return "INVALID_ARGUMENT";
+    case CV_ENOTFOUND: return "NOT_FOUND";
+    case CV_EEXIST: return "ALREADY_EXISTS";
+    case CV_EBUSY: return "RESOURCE_EXHAUSTED";
+    case CV_EUNAVAIL:
+    case CV_EREDIRECT:
+    case CV_ENOTLEADER:
+    case CV_ERETRY:
+    case CV_ECLOSED: return "UNAVAILABLE";
+    case CV_ETIMEDOUT: return "DEADLINE_EXCEEDED";
+    case CV_ECANCELED: return "CANCELLED";
+    default: return "INTERNAL";
+    }
+}
+
+/* What to do about err, for a human. */
+static const char *code_hint(const struct command *cmd, int err)
+{
+    int is_call = strcmp(cmd->name, "call") == 0;
+    switch (err) {
+    case CV_EINVAL:
+    case CV_EPROTO:
+        return is_call ? "check the request JSON: field names and value types must match the method's\n"
+                         "      request message (proto3 JSON, int64 as \"123\")."
+                       : "check TYPE and ID.";
+    case CV_ETOOBIG: return "the request is too large (16 MiB at most).";
+    case CV_ENOTFOUND:
+        return is_call ? "check TYPE, ID and METHOD (case matters); an object must exist before it is\n"
+                         "      called: cverse create TYPE ID."
+                       : "is TYPE registered on the nodes (built in, or loaded with --module)?";
+    case CV_EEXIST: return "the id is taken; pick another one.";
+    case CV_EBUSY: return "the object is overloaded (its mailbox is full); retry in a second.";
+    case CV_ETIMEDOUT:
+        return "no answer in time; retry, or allow more with --timeout MS. The operation may still have\n"
+               "      completed.";
+    case CV_ECANCELED: return "the operation was canceled; retry.";
+    default:
+        if (cv_err_retryable(err))
+            return "the cluster cannot serve this right now (nodes down, shards unassigned or moving);\n"
+                   "      retry, check 'cverse status', or start a cluster with cluster/run-cluster.sh.";
+        return "this looks like a bug; see gate.log and node.log in the cluster's run directory.";
+    }
+}
+
+static int call_failed(const struct command *cmd, int err, const char *msg)
+{
+    fprintf(stderr, "cverse: %s: %s\nhint: %s\n", code_name(err), msg, code_hint(cmd, err));
+    return EXIT_FAILED;
+}
+
+static int flush_stdout(void)
+{
+    if (fflush(stdout) == 0) return 0;
+    fprintf(stderr, "cverse: cannot write the output: %s\n", strerror(errno));
+    return EXIT_FAILED;
+}
+
+/* Prints j compactly on one line and releases it. */
+static int emit_json(json_t *j)
+{
+    char *s = j ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(j);
+    if (!s) {
+        fputs("cverse: out of memory\n", stderr);
+        return EXIT_FAILED;
+    }
+    puts(s);
+    free(s);
+    return flush_stdout();
+}
+
+static void put_indent(int depth)
+{
+    putchar('\n');
+    for (int i = 0; i < depth; i++) fputs("  ", stdout);
+}
+
+/* Re-indents JSON text (known to be valid) token by token: strings and numbers are copied verbatim, so
+ * nothing is re-formatted (a parse-and-dump round trip would rewrite doubles). */
+static void print_indented(const char *s)
+{
+    int depth = 0;
+    for (const char *p = s; *p; p++) {
+        if (*p == '"') {
+            const char *q = p + 1;
+            while (*q && *q != '"') q += (q[0] == '\\' && q[1]) ? 2 : 1;
+            fwrite(p, 1, (size_t)(q - p) + (*q != '\0'), stdout);
+            p = *q ? q : q - 1;
+            continue;
+        }
+        switch (*p) {
+        case '{':
+        case '[': {
+            const char *q = p + 1;
+            while (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r') q++;
+            putchar(*p);
+            if (*q == '}' || *q == ']') { /* empty: keep "{}" together */
+                putchar(*q);
+                p = q;
+            } else {
+                put_indent(++depth);
+            }
+            break;
+        }
+        case '}':
+        case ']':
+            put_indent(--depth);
+            putchar(*p);
+            break;
+        case ',':
+            putchar(',');
+            put_indent(depth);
+            break;
+        case ':': fputs(": ", stdout); break;
+        case ' ':
+        case '\t':
+        case '\n':
+        case '\r': break;
+        default: putchar(*p);
+        }
+    }
+    putchar('\n');
+}
+
+/* The request argument must be a JSON object: caught here, it is a usage error with the exact spot. */
+static int check_request_json(const struct command *cmd, const char *text)
+{
+    json_error_t jerr;
+    json_t *j = json_loads(text, JSON_DECODE_ANY, &jerr);
+    if (!j) return usage_error(cmd, "the request is not valid JSON: %s (at character %d)", jerr.text,
+                               jerr.position);
+    int is_obj = json_is_object(j);
+    json_decref(j);
+    if (!is_obj) return usage_error(cmd, "the request must be a JSON object, like '{}', got '%s'", text);
+    return 0;
+}
+
+static int cmd_call(const struct command *cmd, int argc, char **argv)
+{
+    static const char *const names[] = {"TYPE", "ID", "METHOD", "JSON"};
+    struct gate_opts o;
+    cv_client *c;
+    char err[512], *resp;
+    int rv = gate_opts_parse(cmd, argc, argv, names, 3, 4, &o);
+    if (rv) return rv == HELP_SHOWN ? 0 : rv;
+    if (o.args[2][0] == '\0') return usage_error(cmd, "METHOD must not be empty");
+    const char *req = o.n_args == 4 ? o.args[3] : "{}";
+    if ((rv = check_request_json(cmd, req)) != 0) return rv;
+    if ((rv = connect_gate(&o, &c)) != 0) return rv;
+    rv = cv_client_call_json(c, o.args[0], o.args[1], o.args[2], req, &resp, o.timeout_ms, err, sizeof err);
+    cv_client_close(c);
+    if (rv) return call_failed(cmd, rv, err);
+    json_t *check = json_loads(resp, JSON_DECODE_ANY, NULL);
+    if (o.json || !check)
+        puts(resp); /* verbatim: --json asked for it, or it is not JSON we could lay out */
+    else
+        print_indented(resp);
+    json_decref(check);
+    free(resp);
+    return flush_stdout();
+}
+
+/* create and delete: the same shape, a different call and message. */
+static int create_or_delete(const struct command *cmd, int argc, char **argv, int create)
+{
+    static const char *const names[] = {"TYPE", "ID"};
+    struct gate_opts o;
+    cv_client *c;
+    char err[512];
+    int rv = gate_opts_parse(cmd, argc, argv, names, 2, 2, &o);
+    if (rv) return rv == HELP_SHOWN ? 0 : rv;
+    if ((rv = connect_gate(&o, &c)) != 0) return rv;
+    rv = create ? cv_client_create(c, o.args[0], o.args[1], o.timeout_ms, err, sizeof err)
+                : cv_client_delete(c, o.args[0], o.args[1], o.timeout_ms, err, sizeof err);
+    cv_client_close(c);
+    if (rv) return call_failed(cmd, rv, err);
+    if (o.json)
+        return emit_json(create ? json_pack("{s:s}", "id", o.args[1]) : json_pack("{s:b}", "success", 1));
+    printf("%s %s %s\n", create ? "created" : "deleted", o.args[0], o.args[1]);
+    return flush_stdout();
+}
+
+static int cmd_create(const struct command *cmd, int argc, char **argv)
+{
+    return create_or_delete(cmd, argc, argv, 1);
+}
+
+static int cmd_delete(const struct command *cmd, int argc, char **argv)
+{
+    return create_or_delete(cmd, argc, argv, 0);
+}
+
+/* status and shards: parse (no positional argument), connect, fetch the gate's status. */
+static int fetch_status(const struct command *cmd, int argc, char **argv, struct gate_opts *o,
+                        Cverse__Rpc__StatusResponse **st)
+{
+    cv_client *c;
+    char err[512];
+    int rv = gate_opts_parse(cmd, argc, argv, NULL, 0, 0, o);
+    if (rv) return rv;
+    if ((rv = connect_gate(o, &c)) != 0) return rv;
+    rv = cv_client_status(c, st, o->timeout_ms, err, sizeof err);
+    cv_client_close(c);
+    if (rv) return call_failed(cmd, rv, err);
+    if (!(*st)->map) {
+        cverse__rpc__status_response__free_unpacked(*st, NULL);
+        *st = NULL;
+        return call_failed(cmd, CV_EUNAVAIL, "the gate has no shard map yet (it has not reached a node)");
+    }
+    return 0;
+}
+
+/* Shards owned by node id according to the map's owner table (the count the `shards` command shows). */
+static uint32_t owned_by(const Cverse__Rpc__ShardMap *m, const char *id)
+{
+    uint32_t n = 0;
+    for (size_t i = 0; i < m->n_owners; i++) n += strcmp(m->owners[i], id) == 0;
+    return n;
+}
+
+static uint32_t unassigned(const Cverse__Rpc__ShardMap *m)
+{
+    uint32_t n = m->shards > m->n_owners ? m->shards - (uint32_t)m->n_owners : 0;
+    return n + owned_by(m, "");
+}
+
+/* A node's shard count: counted from the owner table when the gate sent one. */
+static uint32_t node_shards(const Cverse__Rpc__ShardMap *m, const Cverse__Rpc__NodeAddr *n)
+{
+    return m->n_owners ? owned_by(m, n->id) : n->shards;
+}
+
+static json_t *json_str_or_null(const char *s)
+{
+    return s && *s ? json_string(s) : json_null();
+}
+
+static json_t *status_json(const Cverse__Rpc__StatusResponse *st)
+{
+    const Cverse__Rpc__ShardMap *m = st->map;
+    json_t *nodes = json_array(), *gates = json_array();
+    for (size_t i = 0; i < m->n_nodes; i++) {
+        const Cverse__Rpc__NodeAddr *n = m->nodes[i];
+        json_array_append_new(nodes, json_pack("{s:s,s:s,s:b,s:I,s:b,s:s,s:s}", "id", n->id, "role", n->role,
+                                               "alive", n->alive, "shards", (json_int_t)node_shards(m, n),
+                                               "leader", strcmp(n->id, m->leader) == 0, "advertise_addr",
+                                               n->advertise_addr, "http_addr", n->http_addr));
+    }
+    for (size_t i = 0; i < st->n_gates; i++) {
+        const Cverse__Rpc__GateInfo *g = st->gates[i];
+        json_array_append_new(gates, json_pack("{s:s,s:s,s:s,s:b}", "id", g->id, "grpc_addr", g->grpc_addr,
+                                               "http_addr", g->http_addr, "connected", g->connected));
+    }
+    return json_pack("{s:s,s:I,s:I,s:I,s:I,s:o,s:o,s:o}", "gate_id", st->gate_id, "applied_index",
+                     (json_int_t)m->applied_index, "term", (json_int_t)m->term, "shards",
+                     (json_int_t)m->shards, "unassigned_shards", (json_int_t)unassigned(m), "leader",
+                     json_str_or_null(m->leader), "nodes", nodes, "gates", gates);
+}
+
+static int max_int(int a, int b)
+{
+    return a > b ? a : b;
+}
+
+static void print_nodes_table(const Cverse__Rpc__ShardMap *m)
+{
+    int wid = 4, wrole = 4, waddr = 7;
+    for (size_t i = 0; i < m->n_nodes; i++) {
+        wid = max_int(wid, (int)strlen(m->nodes[i]->id) + 1); /* +1: the leader mark */
+        wrole = max_int(wrole, (int)strlen(m->nodes[i]->role));
+        waddr = max_int(waddr, (int)strlen(m->nodes[i]->advertise_addr));
+    }
+    printf("%-*s  %-*s  %-5s  %6s  %-*s  %s\n", wid, "NODE", wrole, "ROLE", "ALIVE", "SHARDS", waddr,
+           "ADDRESS", "HTTP");
+    for (size_t i = 0; i < m->n_nodes; i++) {
+        const Cverse__Rpc__NodeAddr *n = m->nodes[i];
+        int leader = *m->leader && strcmp(n->id, m->leader) == 0;
+        printf("%s%-*s  %-*s  %-5s  %6u  %-*s  %s\n", n->id, wid - (int)strlen(n->id), leader ? "*" : "",
+               wrole, *n->role ? n->role : "-", n->alive ? "yes" : "no", node_shards(m, n), waddr,
+               n->advertise_addr, *n->http_addr ? n->http_addr : "-");
+    }
+    if (*m->leader) printf("* raft leader\n");
+}
+
+static void print_gates_table(const Cverse__Rpc__StatusResponse *st)
+{
+    int wid = 4, waddr = 9;
+    for (size_t i = 0; i < st->n_gates; i++) {
+        wid = max_int(wid, (int)strlen(st->gates[i]->id));
+        waddr = max_int(waddr, (int)strlen(st->gates[i]->grpc_addr));
+    }
+    printf("%-*s  %-9s  %-*s  %s\n", wid, "GATE", "CONNECTED", waddr, "GRPC_ADDR", "HTTP_ADDR");
+    for (size_t i = 0; i < st->n_gates; i++) {
+        const Cverse__Rpc__GateInfo *g = st->gates[i];
+        printf("%-*s  %-9s  %-*s  %s\n", wid, g->id, g->connected ? "yes" : "no", waddr, g->grpc_addr,
+               *g->http_addr ? g->http_addr : "-");
+    }
+}
+
+static int cmd_status(const struct command *cmd, int argc, char **argv)
+{
+    struct gate_opts o;
+    Cverse__Rpc__StatusResponse *st;
+    int rv = fetch_status(cmd, argc, argv, &o, &st);
+    if (rv) return rv == HELP_SHOWN ? 0 : rv;
+    if (o.json) {
+        rv = emit_json(status_json(st));
+        cverse__rpc__status_response__free_unpacked(st, NULL);
+        return rv;
+    }
+    const Cverse__Rpc__ShardMap *m = st->map;
+    printf("gate %s at %s: %u shards (%u unassigned), leader %s, term %llu, map index %llu\n\n",
+           *st->gate_id ? st->gate_id : "?", o.gate, m->shards, unassigned(m),
+           *m->leader ? m->leader : "unknown", (unsigned long long)m->term,
+           (unsigned long long)m->applied_index);
+    print_nodes_table(m);
+    putchar('\n');
+    print_gates_table(st);
+    cverse__rpc__status_response__free_unpacked(st, NULL);
+    return flush_stdout();
+}
+
+static json_t *shards_json(const Cverse__Rpc__ShardMap *m)
+{
+    json_t *owners = json_array();
+    for (uint32_t s = 0; s < m->shards; s++)
+        json_array_append_new(owners, json_str_or_null(s < m->n_owners ? m->owners[s] : NULL));
+    return json_pack("{s:I,s:I,s:o}", "applied_index", (json_int_t)m->applied_index, "shards",
+                     (json_int_t)m->shards, "owners", owners);
+}
+
+static const char *owner_of(const Cverse__Rpc__ShardMap *m, uint32_t s)
+{
+    return s < m->n_owners ? m->owners[s] : "";
+}
+
+/* One line: owner, count, then the shards it owns as ranges ("0-818,1000"). */
+static void print_owner_ranges(const Cverse__Rpc__ShardMap *m, const char *owner, int width)
+{
+    uint32_t count = 0;
+    for (uint32_t s = 0; s < m->shards; s++) count += strcmp(owner_of(m, s), owner) == 0;
+    if (count == 0 && !*owner) return; /* no unassigned shards: nothing to say */
+    printf("%-*s  %6u  ", width, *owner ? owner : "(unassigned)", count);
+    const char *sep = "";
+    for (uint32_t s = 0; s < m->shards; s++) {
+        if (strcmp(owner_of(m, s), owner) != 0) continue;
+        uint32_t e = s;
+        while (e + 1 < m->shards && strcmp(owner_of(m, e + 1), owner) == 0) e++;
+        printf(e == s ? "%s%u" : "%s%u-%u", sep, s, e);
+        sep = ",";
+        s = e;
+    }
+    printf("%s\n", count ? "" : "-");
+}
+
+/* 1 if owner is a node of the map's node table, or an earlier shard's owner (already printed). */
+static int owner_listed(const Cverse__Rpc__ShardMap *m, uint32_t shard)
+{
+    const char *owner = owner_of(m, shard);
+    for (size_t i = 0; i < m->n_nodes; i++)
+        if (strcmp(m->nodes[i]->id, owner) == 0) return 1;
+    for (uint32_t s = 0; s < shard; s++)
+        if (strcmp(owner_of(m, s), owner) == 0) return 1;
+    return 0;
+}
+
+static int cmd_shards(const struct command *cmd, int argc, char **argv)
+{
+    struct gate_opts o;
+    Cverse__Rpc__StatusResponse *st;
+    int rv = fetch_status(cmd, argc, argv, &o, &st);
+    if (rv) return rv == HELP_SHOWN ? 0 : rv;
+    const Cverse__Rpc__ShardMap *m = st->map;
+    if (o.json) {
+        rv = emit_json(shards_json(m));
+        cverse__rpc__status_response__free_unpacked(st, NULL);
+        return rv;
+    }
+    int width = 12; /* "(unassigned)" */
+    for (size_t i = 0; i < m->n_nodes; i++) width = max_int(width, (int)strlen(m->nodes[i]->id));
+    printf("%u shards, %u unassigned, map index %llu\n%-*s  %6s  %s\n", m->shards, unassigned(m),
+           (unsigned long long)m->applied_index, width, "OWNER", "SHARDS", "RANGES");
+    /* Nodes in the map's order (nodes without shards too), then owners the node table lacks. */
+    for (size_t i = 0; i < m->n_nodes; i++) print_owner_ranges(m, m->nodes[i]->id, width);
+    for (uint32_t s = 0; s < m->shards; s++) {
+        const char *owner = owner_of(m, s);
+        if (*owner && (s == 0 || strcmp(owner, owner_of(m, s - 1)) != 0) && !owner_listed(m, s))
+            print_owner_ranges(m, owner, width);
+    }
+    print_owner_ranges(m, "", width);
+    cverse__rpc__status_response__free_unpacked(st, NULL);
+    return flush_stdout();
 }
 
 int main(int argc, char **argv)

@@ -66,7 +66,7 @@ struct http__conn {
     size_t in_off;
     /* The request being parsed. */
     struct http__buf url, field, value, body;
-    char *content_type, *origin;
+    char *content_type, *origin, *deadline;
     int in_value, expect_continue;
     size_t header_bytes;
     int err_status;               /* our refusal (413, 431, 400) when a callback stops the parser */
@@ -84,7 +84,7 @@ struct http__conn {
 struct cv_http_exchange {
     struct http__conn *conn;      /* NULL once the connection is gone */
     struct cv_http_request req;
-    char *path, *query, *body, *content_type, *origin;
+    char *path, *raw_path, *query, *body, *content_type, *origin, *deadline;
     int keep_alive, http10, head, options;
 };
 
@@ -261,7 +261,7 @@ static void conn__send(struct http__conn *c, const struct http__resp *r)
     if (!rv && r->keep_alive && r->http10) rv = buf__appendf(&b, "Connection: keep-alive\r\n");
     if (!rv && cors)
         rv = buf__appendf(&b, "Access-Control-Allow-Origin: %s\r\nAccess-Control-Allow-Methods: GET, POST, "
-                              "OPTIONS\r\nAccess-Control-Allow-Headers: Content-Type\r\n", cors);
+                              "OPTIONS\r\nAccess-Control-Allow-Headers: Content-Type, X-Cverse-Deadline-Ms\r\n", cors);
     if (!rv && r->extra) rv = buf__appendf(&b, "%s", r->extra);
     if (!rv) rv = buf__append(&b, "\r\n", 2);
     if (!rv && !bodyless && !r->head && r->len) rv = buf__append(&b, r->body, r->len);
@@ -306,6 +306,7 @@ static int conn__header_done(struct http__conn *c)
     const char *f = c->field.p ? c->field.p : "", *v = c->value.p ? c->value.p : "";
     if (!strcasecmp(f, "Content-Type")) conn__take_str(&c->content_type, &c->value);
     else if (!strcasecmp(f, "Origin")) conn__take_str(&c->origin, &c->value);
+    else if (!strcasecmp(f, "X-Cverse-Deadline-Ms")) conn__take_str(&c->deadline, &c->value);
     else if (!strcasecmp(f, "Expect")) c->expect_continue = !strcasecmp(v, "100-continue");
     c->field.len = c->value.len = 0;
     c->in_value = 0;
@@ -318,7 +319,8 @@ static int on_message_begin(http_parser *p)
     c->url.len = c->field.len = c->value.len = c->body.len = 0;
     free(c->content_type);
     free(c->origin);
-    c->content_type = c->origin = NULL;
+    free(c->deadline);
+    c->content_type = c->origin = c->deadline = NULL;
     c->in_value = c->expect_continue = 0;
     c->header_bytes = 0;
     return 0;
@@ -378,10 +380,12 @@ static int on_body(http_parser *p, const char *at, size_t len)
 static void exchange__free(struct cv_http_exchange *x)
 {
     free(x->path);
+    free(x->raw_path);
     free(x->query);
     free(x->body);
     free(x->content_type);
     free(x->origin);
+    free(x->deadline);
     free(x);
 }
 
@@ -392,15 +396,18 @@ static int exchange__set_url(struct cv_http_exchange *x, const struct http__buf 
     http_parser_url_init(&u);
     if (url->len > UINT16_MAX) return 414; /* the parser's offsets are 16-bit */
     if (!url->p || http_parser_parse_url(url->p, url->len, is_connect, &u)) return 400;
-    if (u.field_set & (1u << UF_PATH))
+    if (u.field_set & (1u << UF_PATH)) {
         x->path = http__decode_path(url->p + u.field_data[UF_PATH].off, u.field_data[UF_PATH].len);
-    else
+        x->raw_path = strndup(url->p + u.field_data[UF_PATH].off, u.field_data[UF_PATH].len);
+    } else {
         x->path = strdup("/");
+        x->raw_path = strdup("/");
+    }
     if (u.field_set & (1u << UF_QUERY))
         x->query = strndup(url->p + u.field_data[UF_QUERY].off, u.field_data[UF_QUERY].len);
     else
         x->query = strdup("");
-    if (!x->path || !x->query) return 400;
+    if (!x->path || !x->raw_path || !x->query) return 400;
     return 0;
 }
 
@@ -421,9 +428,12 @@ static int on_message_complete(http_parser *p)
     c->body = (struct http__buf){0};
     x->content_type = c->content_type;
     x->origin = c->origin;
-    c->content_type = c->origin = NULL;
+    x->deadline = c->deadline;
+    c->content_type = c->origin = c->deadline = NULL;
     x->req.method = http_method_str((enum http_method)p->method);
     x->req.path = x->path;
+    x->req.raw_path = x->raw_path;
+    x->req.deadline_ms = x->deadline ? x->deadline : "";
     x->req.query = x->query;
     x->req.body = x->body;
     x->req.content_type = x->content_type ? x->content_type : "";
@@ -607,6 +617,7 @@ static void conn__closed(uv_handle_t *h)
     buf__free(&c->body);
     free(c->content_type);
     free(c->origin);
+    free(c->deadline);
     free(c);
     server__maybe_finish(srv);
 }

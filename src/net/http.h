@@ -11,11 +11,13 @@ struct cv_http_exchange; /* one request awaiting its response */
 struct cv_http_request {
     const char *method;       /* "GET", "POST", ... */
     const char *path;         /* decoded path without the query, e.g. "/v1/cluster" */
+    const char *raw_path;     /* the path as sent (still percent-encoded): split it before decoding */
     const char *query;        /* raw query string without '?', "" if none */
     const char *body;         /* NUL-terminated for convenience; body_len excludes the NUL */
     size_t body_len;
     const char *content_type; /* "" if absent */
     const char *origin;       /* Origin header, "" if absent (for CORS) */
+    const char *deadline_ms;  /* X-Cverse-Deadline-Ms header (per-call deadline), "" if absent */
 };
 
 /* Called once per request. The request (and its strings) stays valid until cv_http_respond is called

@@ -1,5 +1,7 @@
-/* The node's HTTP API: /health, /ready, /v1/cluster, /v1/shards, /metrics. Read-only views of the local
- * catalog and raft status, answered synchronously. Unknown paths get 404, other methods 405 (JSON). */
+/* The node's HTTP API: /health, /ready, /v1/cluster, /v1/shards, /v1/objects, /metrics. Read-only views
+ * of the local catalog, raft status and active objects, answered synchronously. Unknown paths get 404,
+ * other methods 405 (JSON). */
+#include <ctype.h>
 #include <jansson.h>
 #include <raft.h>
 #include <stdio.h>
@@ -7,6 +9,7 @@
 #include <string.h>
 
 #include "cverse/error.h"
+#include "node/host.h"
 #include "node/node.h"
 #include "util/log.h"
 
@@ -86,6 +89,55 @@ static void get_ready(struct cv_node *n, struct cv_http_exchange *x)
     send_json(x, 503, json_pack("{s:b, s:s}", "ready", 0, "reason", why));
 }
 
+/* Value of query parameter `key` (percent-decoded, '+' as space) into out; false if absent or too long. */
+static bool query_param(const char *q, const char *key, char *out, size_t len)
+{
+    size_t klen = strlen(key);
+    for (const char *p = q; p && *p; p = strchr(p, '&') ? strchr(p, '&') + 1 : NULL) {
+        if (strncmp(p, key, klen) != 0 || p[klen] != '=') continue;
+        size_t n = 0;
+        for (p += klen + 1; *p && *p != '&'; p++) {
+            char c = *p;
+            unsigned v;
+            if (c == '+') {
+                c = ' ';
+            } else if (c == '%' && isxdigit((unsigned char)p[1]) && isxdigit((unsigned char)p[2])) {
+                sscanf(p + 1, "%2x", &v);
+                c = (char)v;
+                p += 2;
+            }
+            if (n + 1 >= len) return false;
+            out[n++] = c;
+        }
+        out[n] = '\0';
+        return true;
+    }
+    return false;
+}
+
+struct list_ctx {
+    json_t *arr;
+    const char *type; /* filter, NULL = all */
+};
+
+static void list_one(void *data, const struct cv_object_info *info)
+{
+    struct list_ctx *c = data;
+    if (c->type && strcmp(c->type, info->type) != 0) return;
+    json_array_append_new(c->arr, json_pack("{s:s, s:s, s:I}", "type", info->type, "id", info->id, "shard",
+                                            (json_int_t)info->shard));
+}
+
+/* Active objects of this node: {"objects":[{"type","id","shard"}]}, ?type= filters. */
+static void get_objects(struct cv_node *n, struct cv_http_exchange *x, const struct cv_http_request *req)
+{
+    char type[128];
+    struct list_ctx c = {json_array(), NULL};
+    if (query_param(req->query, "type", type, sizeof type)) c.type = type;
+    if (n->host) cv_runtime_list(cv_host_runtime(n->host), list_one, &c);
+    send_json(x, 200, json_pack("{s:s, s:o}", "node", n->self->id, "objects", c.arr));
+}
+
 /* Prometheus text exposition. */
 struct buf {
     char *p;
@@ -139,6 +191,8 @@ static void get_metrics(struct cv_node *n, struct cv_http_exchange *x)
            me ? (double)me->shards_owned : 0);
     metric(&b, "cverse_shards_unassigned", "gauge", "Shards without an owner.",
            (double)cv_catalog_unassigned_shards(n->catalog));
+    metric(&b, "cverse_objects_active", "gauge", "Objects in this node's runtime.",
+           n->host ? (double)cv_runtime_count(cv_host_runtime(n->host)) : 0);
     const struct cv_apply_histogram *h = cv_consensus_apply_histogram(n->consensus);
     const char *hn = "cverse_catalog_apply_seconds";
     bprintf(&b, "# HELP %s Time to apply one raft entry to the catalog.\n# TYPE %s histogram\n", hn, hn);
@@ -178,6 +232,13 @@ static const struct route routes[] = {
 void cv_node_http_handler(void *data, struct cv_http_exchange *x, const struct cv_http_request *req)
 {
     struct cv_node *n = data;
+    if (strcmp(req->path, "/v1/objects") == 0) { /* the one route that reads the query */
+        if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0)
+            cv_http_respond_error(x, 405, "METHOD_NOT_ALLOWED", "only GET is supported here");
+        else
+            get_objects(n, x, req);
+        return;
+    }
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
         if (strcmp(req->path, routes[i].path) != 0) continue;
         if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0) {

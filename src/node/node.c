@@ -3,7 +3,8 @@
  * Start: open the catalog (LMDB) -> init + start raft (bootstrapping a pristine data dir) -> bind the RPC
  * listener (grpc_addr: forwarded proposals from other nodes) and the HTTP API (http_addr) -> renew this
  * node's lease every ttl/3 through the catalog (the first renewal is a RegisterNode carrying our
- * addresses) -> run leader duties while leading.
+ * addresses) -> run leader duties while leading. The object host (host.c) is created right after the
+ * catalog; it sees every applied entry and serves the objects.* RPC methods.
  * Stop (SIGTERM/SIGINT): stop answering ready, hand over leadership if we lead (bounded by the election
  * timeout), then close HTTP, RPC, timers and raft; the loop runs empty and main exits 0.
  * Failure modes: a listener that cannot bind fails start (exit 1 with the address in the log); losing
@@ -19,6 +20,7 @@
 
 #include "core/lease.h"
 #include "cverse/error.h"
+#include "node/host.h"
 #include "node/leader.h"
 #include "util/log.h"
 
@@ -104,12 +106,14 @@ static void on_applied(void *data, uint64_t index, const Cverse__Catalog__Batch 
                     (unsigned long long)index, c->assign_shards->n_shards, me ? me->shards_owned : 0);
         }
     }
+    if (n->host) cv_host_applied(n->host, index, batch, results);
 }
 
 static void on_leader(void *data, bool is_leader)
 {
     struct cv_node *n = data;
     if (is_leader && n->leader) cv_leader_kick(n->leader);
+    if (n->host) cv_host_leader_changed(n->host);
     renew(n); /* a new leader: renew through it right away instead of waiting for the next tick */
 }
 
@@ -123,18 +127,30 @@ static void on_rpc(void *data, struct cv_rpc_conn *conn, uint64_t id, const char
         cv_consensus_handle_propose(n->consensus, conn, id, body, len);
         return;
     }
+    if (n->host && cv_host_handle_rpc(n->host, conn, id, method, body, len, deadline_ms)) return;
     char msg[160];
     snprintf(msg, sizeof msg, "unknown method \"%.100s\"", method);
     cv_rpc_respond(conn, id, CV_ENOTFOUND, msg, NULL, 0);
+}
+
+static void on_conn_close(void *data, struct cv_rpc_conn *conn)
+{
+    struct cv_node *n = data;
+    if (n->host) cv_host_conn_closed(n->host, conn);
 }
 
 /* ---------------------------------------------------------------- readiness */
 
 bool cv_node_ready(struct cv_node *n, const char **why)
 {
+    return cv_node_catalog_ready(n, why) && cv_host_ready(n->host, why);
+}
+
+bool cv_node_catalog_ready(struct cv_node *n, const char **why)
+{
     struct cv_consensus_status st;
-    if (n->stopping) {
-        *why = "node is shutting down";
+    if (n->stopping || !n->consensus || !n->host) {
+        *why = n->stopping ? "node is shutting down" : "node is starting";
         return false;
     }
     cv_consensus_status(n->consensus, &st);
@@ -190,7 +206,7 @@ static int start_consensus(struct cv_node *n)
 
 static int start_listeners(struct cv_node *n)
 {
-    int rv = cv_rpc_server_init(n->loop, on_rpc, NULL, n, &n->rpc);
+    int rv = cv_rpc_server_init(n->loop, on_rpc, on_conn_close, n, &n->rpc);
     if (!rv) rv = cv_rpc_server_listen(n->rpc, n->self->grpc_addr);
     if (rv) {
         CV_ERROR("cannot listen for RPC on %s: %s", n->self->grpc_addr, cv_strerror(rv));
@@ -208,6 +224,14 @@ static void on_signal(uv_signal_t *s, int signum)
     struct cv_node *n = s->data;
     CV_INFO("received %s: stopping", signum == SIGTERM ? "SIGTERM" : "SIGINT");
     cv_node_stop(n);
+}
+
+static int start_host(struct cv_node *n, cv_registry *reg)
+{
+    struct cv_host_opts o = {.registry = reg};
+    int rv = cv_host_init(n, &o, &n->host);
+    if (rv) CV_ERROR("cannot start the object host: %s", cv_strerror(rv));
+    return rv;
 }
 
 int cv_node_start(struct cv_node *n, const struct cv_node_opts *opts)
@@ -230,6 +254,9 @@ int cv_node_start(struct cv_node *n, const struct cv_node_opts *opts)
     n->lease_timer.data = n->sigterm.data = n->sigint.data = n;
     int rv;
     if ((rv = open_catalog(n))) return rv;
+    cv_registry *reg = opts->registry;
+    if (!reg && !(reg = n->own_registry = cv_registry_new())) return CV_ENOMEM;
+    if ((rv = start_host(n, reg))) return rv;
     if ((rv = start_consensus(n))) return rv;
     if ((rv = start_listeners(n))) return rv;
     if ((rv = cv_leader_init(n, &n->leader))) return rv;
@@ -263,6 +290,13 @@ static void leader_closed(void *data)
     close_step(n);
 }
 
+static void host_closed(void *data)
+{
+    struct cv_node *n = data;
+    n->host = NULL;
+    close_step(n);
+}
+
 static void rpc_closed(struct cv_rpc_server *s)
 {
     (void)s;
@@ -279,7 +313,7 @@ static void shutdown_all(void *data)
     struct cv_node *n = data;
     if (n->shut) return; /* the transfer callback and its fallback timer may both get here */
     n->shut = true;
-    n->open_handles = 3 + (n->leader != NULL) + (n->consensus != NULL);
+    n->open_handles = 3 + (n->leader != NULL) + (n->consensus != NULL) + (n->host != NULL);
     if (n->http) cv_http_server_close(n->http, http_closed);
     if (n->rpc) cv_rpc_server_close(n->rpc, rpc_closed);
     n->http = NULL;
@@ -289,6 +323,7 @@ static void shutdown_all(void *data)
     uv_close((uv_handle_t *)&n->sigint, handle_closed);
     if (n->leader) cv_leader_close(n->leader, leader_closed, n);
     n->leader = NULL;
+    if (n->host) cv_host_close(n->host, host_closed, n); /* n->host stays set until it closed */
     if (n->consensus) cv_consensus_close(n->consensus, consensus_closed, n);
 }
 
@@ -319,4 +354,6 @@ void cv_node_free(struct cv_node *n)
     n->consensus = NULL;
     if (n->catalog) cv_catalog_close(n->catalog);
     n->catalog = NULL;
+    cv_registry_free(n->own_registry);
+    n->own_registry = NULL;
 }

@@ -7,15 +7,22 @@
  * pops one entry and runs it (a method call, or a timer tick). A call stays "in flight" until the
  * handler replies; only then is the object put back on the ready list, which is what serialises async
  * handlers. Callers are never called back from inside cv_runtime_call (everything runs from the pump or
- * from a reply).
+ * from a reply). cv_runtime_activate enters an object without a call (auto-load, a create applied on the
+ * owner). The SDK's cluster services (cv_object_create, counts, cv_object_log, ...) and every
+ * cv_object_call go through the host hooks when the hosting node gave them (host.c routes calls to other
+ * nodes); without hooks the services answer as outside a node and calls stay local.
  *
  * Failure modes: synchronous rejection (CV_ENOTFOUND, CV_EPROTO, CV_EBUSY when the bounded mailbox is
  * full, CV_EREDIRECT for a shard we do not own or an object being deactivated); a failing activation
  * hook fails the queued calls with its code; deactivation fails queued calls with CV_EREDIRECT (close:
  * CV_ECLOSED) and waits for the call in flight before the deactivated hook runs. Objects are reference
- * counted (table, live timers, outgoing calls) so that memory outlives every callback that names it. */
+ * counted (table, live timers, outgoing calls and host operations) so that memory outlives every
+ * callback that names it. */
 #include "objects/runtime.h"
 
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,12 +32,6 @@
 
 #define PUMP_BUDGET 4096 /* entries run per loop iteration before I/O gets its turn again */
 #define TABLE_MIN 64
-
-struct cv_registry {
-    const struct cv_object_type **types;
-    size_t n, cap;
-    bool frozen; /* set by cv_runtime_start */
-};
 
 struct obj_timer {
     uv_timer_t handle;
@@ -66,6 +67,8 @@ struct cv_object {
     enum cv_object_state state;
     struct cv_object *hnext, *rnext; /* table chain, ready list */
     bool on_ready, want_deactivate, destroy;
+    bool pinned;      /* "<node>/x": belongs to no shard */
+    bool run_created; /* created_explicit: this activation runs the created hook */
     int drain_status; /* what queued calls fail with when deactivating */
     struct mail *head, *tail;
     size_t queued, ticks; /* calls (bounded by the capacity) and timer ticks (<= live timers) */
@@ -84,9 +87,12 @@ struct cv_runtime {
     size_t capacity;
     bool (*owns)(void *data, uint32_t shard);
     void *owns_data;
-    struct cv_registry reg;
+    cv_registry *reg;
+    bool own_reg, created_explicit;
+    struct cv_host_hooks hooks;
     struct cv_object **buckets;
     size_t nbuckets, count; /* objects in the table */
+    uint32_t *shard_count;  /* objects in the table per shard (pinned ones excluded) */
     size_t live;            /* objects allocated (table + GONE ones still referenced) */
     struct cv_object *ready_head, *ready_tail;
     bool started, closing, finishing;
@@ -96,49 +102,11 @@ struct cv_runtime {
 
 static void obj_check(const struct cv_object *o);
 
-/* ---- registry ---- */
+/* ---- registry lookups ---- */
 
-static const struct cv_object_type *reg_find(const struct cv_registry *reg, const char *name)
+static const struct cv_object_type *reg_find(const struct cv_runtime *rt, const char *name)
 {
-    for (size_t i = 0; i < reg->n; i++)
-        if (strcmp(reg->types[i]->name, name) == 0) return reg->types[i];
-    return NULL;
-}
-
-static const struct cv_method *method_find(const struct cv_object_type *t, const char *name)
-{
-    for (size_t i = 0; i < t->n_methods; i++)
-        if (strcmp(t->methods[i].name, name) == 0) return &t->methods[i];
-    return NULL;
-}
-
-static int type_validate(const struct cv_object_type *t)
-{
-    if (!t || !t->name || !t->name[0] || (t->n_methods && !t->methods)) return CV_EINVAL;
-    for (size_t i = 0; i < t->n_methods; i++) {
-        const struct cv_method *m = &t->methods[i];
-        if (!m->name || !m->name[0] || !m->request || !m->response || !m->handler) return CV_EINVAL;
-        for (size_t j = 0; j < i; j++)
-            if (strcmp(t->methods[j].name, m->name) == 0) return CV_EINVAL;
-    }
-    return 0;
-}
-
-int cv_register_type(cv_registry *reg, const struct cv_object_type *t)
-{
-    if (!reg || reg->frozen) return CV_EINVAL;
-    int rv = type_validate(t);
-    if (rv != 0) return rv;
-    if (reg_find(reg, t->name)) return CV_EEXIST;
-    if (reg->n == reg->cap) {
-        size_t cap = reg->cap ? reg->cap * 2 : 8;
-        const struct cv_object_type **types = realloc(reg->types, cap * sizeof *types);
-        if (!types) return CV_ENOMEM;
-        reg->types = types;
-        reg->cap = cap;
-    }
-    reg->types[reg->n++] = t;
-    return 0;
+    return cv_registry_type(rt->reg, name);
 }
 
 /* ---- table of active objects (chained hash by FNV-1a of the id) ---- */
@@ -176,6 +144,7 @@ static void tab_insert(struct cv_runtime *rt, struct cv_object *o)
     o->hnext = *slot;
     *slot = o;
     rt->count++;
+    if (!o->pinned) rt->shard_count[o->shard]++;
 }
 
 static void tab_remove(struct cv_runtime *rt, struct cv_object *o)
@@ -185,6 +154,7 @@ static void tab_remove(struct cv_runtime *rt, struct cv_object *o)
     *p = o->hnext;
     o->hnext = NULL;
     rt->count--;
+    if (!o->pinned) rt->shard_count[o->shard]--;
 }
 
 /* ---- runtime lifecycle ---- */
@@ -202,16 +172,29 @@ int cv_runtime_init(uv_loop_t *loop, const struct cv_runtime_opts *opts, struct 
     rt->nbuckets = TABLE_MIN;
     rt->buckets = calloc(rt->nbuckets, sizeof *rt->buckets);
     if (!rt->buckets) goto err_after_id;
+    rt->shard_count = calloc(opts->shards, sizeof *rt->shard_count);
+    if (!rt->shard_count) goto err_after_buckets;
+    rt->reg = opts->registry;
+    if (!rt->reg) {
+        if (!(rt->reg = cv_registry_new())) goto err_after_counts;
+        rt->own_reg = true;
+    }
     rt->loop = loop;
     rt->shards = opts->shards;
     rt->capacity = opts->mailbox_capacity ? opts->mailbox_capacity : CV_MAILBOX_DEFAULT;
     rt->owns = opts->owns;
     rt->owns_data = opts->owns_data;
+    rt->created_explicit = opts->created_explicit;
+    if (opts->hooks) rt->hooks = *opts->hooks;
     uv_idle_init(loop, &rt->pump);
     rt->pump.data = rt;
     *out = rt;
     return 0;
 
+err_after_counts:
+    free(rt->shard_count);
+err_after_buckets:
+    free(rt->buckets);
 err_after_id:
     free(rt->node_id);
 err_after_rt:
@@ -221,12 +204,12 @@ err_after_rt:
 
 cv_registry *cv_runtime_registry(struct cv_runtime *rt)
 {
-    return &rt->reg;
+    return rt->reg;
 }
 
 void cv_runtime_start(struct cv_runtime *rt)
 {
-    rt->reg.frozen = true;
+    cv_registry_freeze(rt->reg);
     rt->started = true;
 }
 
@@ -234,7 +217,8 @@ static void pump_closed(uv_handle_t *h)
 {
     struct cv_runtime *rt = h->data;
     if (rt->close_cb) rt->close_cb(rt, rt->close_data);
-    free(rt->reg.types);
+    if (rt->own_reg) cv_registry_free(rt->reg);
+    free(rt->shard_count);
     free(rt->buckets);
     free(rt->node_id);
     free(rt);
@@ -269,7 +253,7 @@ static void obj_set_state(struct cv_object *o, enum cv_object_state to)
 }
 
 static struct cv_object *obj_new(struct cv_runtime *rt, const struct cv_object_type *t, const char *id,
-                                 uint32_t shard, uint32_t hash)
+                                 const struct cv_placement *p, uint32_t hash)
 {
     struct cv_object *o = calloc(1, sizeof *o);
     if (!o) return NULL;
@@ -281,7 +265,8 @@ static struct cv_object *obj_new(struct cv_runtime *rt, const struct cv_object_t
     }
     o->rt = rt;
     o->type = t;
-    o->shard = shard;
+    o->shard = p->shard;
+    o->pinned = p->kind == CV_PLACE_NODE;
     o->hash = hash;
     o->state = CV_OBJ_ACTIVATING;
     o->refs = 1; /* the table's */
@@ -468,6 +453,15 @@ static void obj_run_tick(struct cv_object *o, struct obj_timer *t)
 
 /* ---- running the mailbox ---- */
 
+/* Same message type: the same descriptor, or one with the same full name. A module usually carries its
+ * own copy of the generated code of a shared .proto (its descriptors are then other addresses than the
+ * node's); the wire format is what both sides agree on. */
+static bool same_message(const ProtobufCMessageDescriptor *a, const ProtobufCMessageDescriptor *b)
+{
+    return a == b ||
+           (a && b && a->magic == PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC && strcmp(a->name, b->name) == 0);
+}
+
 static void reply_finish(cv_reply *r, int status, const char *error, const uint8_t *resp, size_t len)
 {
     struct cv_object *o = r->o;
@@ -482,7 +476,7 @@ static void reply_finish(cv_reply *r, int status, const char *error, const uint8
 
 int cv_reply_ok(cv_reply *r, const ProtobufCMessage *resp)
 {
-    if (!resp || resp->descriptor != r->m->method->response) {
+    if (!resp || !same_message(resp->descriptor, r->m->method->response)) {
         CV_WARN("objects: %s.%s replied with the wrong message type", r->o->type->name, r->m->method->name);
         reply_finish(r, CV_EINVAL, "handler replied with the wrong message type", (const uint8_t *)"", 0);
         return CV_EINVAL;
@@ -553,7 +547,8 @@ static void obj_activate(struct cv_object *o)
         obj_abort_activation(o, o->drain_status);
         return;
     }
-    int rv = o->type->created ? o->type->created(o) : 0;
+    bool created = !o->rt->created_explicit || o->run_created;
+    int rv = created && o->type->created ? o->type->created(o) : 0;
     if (rv == 0 && o->type->activated) rv = o->type->activated(o);
     if (rv != 0) {
         if (rv > 0) rv = CV_EUNAVAIL;
@@ -624,16 +619,14 @@ void cv_runtime_close(struct cv_runtime *rt, cv_runtime_close_cb cb, void *data)
 
 /* ---- calls ---- */
 
-static int call_target(struct cv_runtime *rt, const char *id, uint32_t *shard)
+static int call_target(struct cv_runtime *rt, const char *id, struct cv_placement *p)
 {
-    struct cv_placement p;
-    int rv = cv_placement_parse(id, rt->shards, &p);
+    int rv = cv_placement_parse(id, rt->shards, p);
     if (rv != 0) return CV_EINVAL;
-    if (p.kind == CV_PLACE_NODE &&
-        (strlen(rt->node_id) != p.node_len || memcmp(rt->node_id, p.node, p.node_len) != 0))
+    if (p->kind == CV_PLACE_NODE &&
+        (strlen(rt->node_id) != p->node_len || memcmp(rt->node_id, p->node, p->node_len) != 0))
         return CV_EREDIRECT;
-    if (p.kind != CV_PLACE_NODE && rt->owns && !rt->owns(rt->owns_data, p.shard)) return CV_EREDIRECT;
-    *shard = p.shard;
+    if (p->kind != CV_PLACE_NODE && rt->owns && !rt->owns(rt->owns_data, p->shard)) return CV_EREDIRECT;
     return 0;
 }
 
@@ -643,11 +636,12 @@ int cv_runtime_call(struct cv_runtime *rt, const char *type, const char *id, con
     if (!rt->started) return CV_EUNAVAIL;
     if (rt->closing) return CV_ECLOSED;
     if (!type || !id || !method || !cb || (!req && len)) return CV_EINVAL;
-    const struct cv_object_type *t = reg_find(&rt->reg, type);
-    const struct cv_method *m = t ? method_find(t, method) : NULL;
+    const struct cv_object_type *t = reg_find(rt, type);
+    const struct cv_method *m = t ? cv_type_method(t, method) : NULL;
     if (!m) return CV_ENOTFOUND;
-    uint32_t shard, hash = cv_fnv1a32(id, strlen(id));
-    int rv = call_target(rt, id, &shard);
+    struct cv_placement p;
+    uint32_t hash = cv_fnv1a32(id, strlen(id));
+    int rv = call_target(rt, id, &p);
     if (rv != 0) return rv;
     struct cv_object *o = tab_find(rt, id, hash);
     if (o && o->type != t) return CV_ECONFLICT;
@@ -661,7 +655,7 @@ int cv_runtime_call(struct cv_runtime *rt, const char *type, const char *id, con
         free(mail);
         return CV_EPROTO;
     }
-    if (!o && !(o = obj_new(rt, t, id, shard, hash))) {
+    if (!o && !(o = obj_new(rt, t, id, &p, hash))) {
         mail_free(mail);
         return CV_ENOMEM;
     }
@@ -701,10 +695,12 @@ int cv_object_call(cv_object *o, const char *type, const char *id, const char *m
                    const ProtobufCMessage *req, cv_object_call_cb cb, void *data)
 {
     if (!o || !type || !id || !method || !req || !cb) return CV_EINVAL;
-    const struct cv_object_type *t = reg_find(&o->rt->reg, type);
-    const struct cv_method *m = t ? method_find(t, method) : NULL;
+    struct cv_runtime *rt = o->rt;
+    const struct cv_object_type *t = reg_find(rt, type);
+    const struct cv_method *m = t ? cv_type_method(t, method) : NULL;
     if (!m) return CV_ENOTFOUND;
-    if (req->descriptor != m->request) return CV_EINVAL;
+    if (!same_message(req->descriptor, m->request)) return CV_EINVAL;
+    if (rt->closing) return CV_ECLOSED;
     size_t len = protobuf_c_message_get_packed_size(req);
     uint8_t *buf = malloc(len ? len : 1);
     struct ocall *c = malloc(sizeof *c);
@@ -712,7 +708,10 @@ int cv_object_call(cv_object *o, const char *type, const char *id, const char *m
     if (!buf || !c) goto err;
     protobuf_c_message_pack(req, buf);
     *c = (struct ocall){o, cb, data, m->response};
-    rv = cv_runtime_call(o->rt, type, id, method, buf, len, ocall_done, c);
+    if (rt->hooks.call) /* the host routes: here or another node */
+        rv = rt->hooks.call(rt->hooks.data, type, id, method, buf, len, ocall_done, c);
+    else
+        rv = cv_runtime_call(rt, type, id, method, buf, len, ocall_done, c);
     if (rv != 0) goto err;
     o->refs++; /* released in ocall_done */
     free(buf);
@@ -722,6 +721,28 @@ err:
     free(c);
     free(buf);
     return rv;
+}
+
+int cv_runtime_activate(struct cv_runtime *rt, const char *type, const char *id, bool created)
+{
+    if (!rt->started) return CV_EUNAVAIL;
+    if (rt->closing) return CV_ECLOSED;
+    if (!type || !id) return CV_EINVAL;
+    const struct cv_object_type *t = reg_find(rt, type);
+    if (!t) return CV_ENOTFOUND;
+    struct cv_placement p;
+    uint32_t hash = cv_fnv1a32(id, strlen(id));
+    int rv = call_target(rt, id, &p);
+    if (rv != 0) return rv;
+    struct cv_object *o = tab_find(rt, id, hash);
+    if (o && o->type != t) return CV_ECONFLICT;
+    if (o && (o->want_deactivate || o->state == CV_OBJ_DEACTIVATING)) return CV_EREDIRECT;
+    if (o) return 0;
+    if (!(o = obj_new(rt, t, id, &p, hash))) return CV_ENOMEM;
+    o->run_created = created;
+    ready_push(o); /* the pump runs the hooks; the mailbox is empty */
+    obj_check(o);
+    return 0;
 }
 
 /* ---- deactivation, listing ---- */
@@ -763,6 +784,36 @@ int cv_runtime_deactivate_shard(struct cv_runtime *rt, uint32_t shard)
     return n;
 }
 
+int cv_runtime_deactivate_unowned(struct cv_runtime *rt)
+{
+    int n = 0;
+    if (!rt->owns) return 0;
+    for (size_t i = 0; i < rt->nbuckets; i++) {
+        for (struct cv_object *o = rt->buckets[i]; o; o = o->hnext) {
+            if (o->pinned || !obj_listed(o) || rt->owns(rt->owns_data, o->shard)) continue;
+            obj_deactivate(o, CV_EREDIRECT, false);
+            n++;
+        }
+    }
+    return n;
+}
+
+static void obj_info(const struct cv_object *o, struct cv_object_info *info)
+{
+    *info = (struct cv_object_info){o->type->name, o->id, o->shard, o->state, o->queued + o->ticks,
+                                    o->in_flight != NULL};
+    if (o->want_deactivate) info->state = CV_OBJ_DEACTIVATING; /* how callers see it */
+}
+
+int cv_runtime_lookup(struct cv_runtime *rt, const char *id, struct cv_object_info *info)
+{
+    if (!id) return CV_EINVAL;
+    struct cv_object *o = tab_find(rt, id, cv_fnv1a32(id, strlen(id)));
+    if (!o) return CV_ENOTFOUND;
+    obj_info(o, info);
+    return 0;
+}
+
 size_t cv_runtime_list(struct cv_runtime *rt, void (*fn)(void *data, const struct cv_object_info *info),
                        void *data)
 {
@@ -770,8 +821,8 @@ size_t cv_runtime_list(struct cv_runtime *rt, void (*fn)(void *data, const struc
     for (size_t i = 0; i < rt->nbuckets; i++) {
         for (struct cv_object *o = rt->buckets[i]; o; o = o->hnext) {
             if (!obj_listed(o)) continue;
-            struct cv_object_info info = {o->type->name, o->id, o->shard, o->state,
-                                          o->queued + o->ticks, o->in_flight != NULL};
+            struct cv_object_info info;
+            obj_info(o, &info);
             if (fn) fn(data, &info);
             n++;
         }
@@ -782,6 +833,11 @@ size_t cv_runtime_list(struct cv_runtime *rt, void (*fn)(void *data, const struc
 size_t cv_runtime_count(const struct cv_runtime *rt)
 {
     return rt->count;
+}
+
+size_t cv_runtime_shard_count(const struct cv_runtime *rt, uint32_t shard)
+{
+    return shard < rt->shards ? rt->shard_count[shard] : 0;
 }
 
 const char *cv_object_state_name(enum cv_object_state s)
@@ -802,6 +858,125 @@ const char *cv_object_id(const cv_object *o) { return o->id; }
 const char *cv_object_type_name(const cv_object *o) { return o->type->name; }
 uint32_t cv_object_shard(const cv_object *o) { return o->shard; }
 const char *cv_object_node_id(const cv_object *o) { return o->rt->node_id; }
+
+/* ---- cluster services (object.h), through the host hooks ---- */
+
+/* A create/delete on behalf of an object: holds a reference so that `caller` outlives the callback. */
+struct odone {
+    struct cv_object *caller;
+    cv_object_done_cb cb;
+    void *data;
+};
+
+static void odone_cb(void *data, int status, const char *error)
+{
+    struct odone *d = data;
+    if (status != 0 && !error) error = cv_strerror(status);
+    d->cb(d->caller, d->data, status, status ? error : NULL);
+    obj_unref(d->caller);
+    free(d);
+}
+
+typedef int (*host_op_fn)(void *data, const char *type, const char *id, cv_host_done_cb cb, void *cb_data);
+
+static int host_op(cv_object *o, host_op_fn fn, const char *type, const char *id, cv_object_done_cb cb,
+                   void *data)
+{
+    if (!o || !type || !id || !cb) return CV_EINVAL;
+    struct cv_runtime *rt = o->rt;
+    if (!fn) return CV_EUNAVAIL;
+    if (rt->closing) return CV_ECLOSED;
+    if (!reg_find(rt, type)) return CV_ENOTFOUND;
+    struct cv_placement p;
+    if (cv_placement_parse(id, rt->shards, &p) != 0) return CV_EINVAL;
+    struct odone *d = malloc(sizeof *d);
+    if (!d) return CV_ENOMEM;
+    *d = (struct odone){o, cb, data};
+    int rv = fn(rt->hooks.data, type, id, odone_cb, d);
+    if (rv != 0) {
+        free(d);
+        return rv;
+    }
+    o->refs++; /* released in odone_cb */
+    return 0;
+}
+
+int cv_object_create(cv_object *o, const char *type, const char *id, cv_object_done_cb cb, void *data)
+{
+    return host_op(o, o ? o->rt->hooks.create_object : NULL, type, id, cb, data);
+}
+
+int cv_object_delete(cv_object *o, const char *type, const char *id, cv_object_done_cb cb, void *data)
+{
+    return host_op(o, o ? o->rt->hooks.delete_object : NULL, type, id, cb, data);
+}
+
+uint32_t cv_object_cluster_shards(const cv_object *o)
+{
+    return o->rt->shards;
+}
+
+bool cv_object_node_owns_shard(const cv_object *o, uint32_t shard)
+{
+    const struct cv_runtime *rt = o->rt;
+    if (shard >= rt->shards) return false;
+    return rt->owns ? rt->owns(rt->owns_data, shard) : true; /* no owns: every shard (opts) */
+}
+
+uint32_t cv_object_node_shard_count(const cv_object *o)
+{
+    const struct cv_runtime *rt = o->rt;
+    if (rt->hooks.node_shards) return rt->hooks.node_shards(rt->hooks.data);
+    return rt->owns ? 0 : rt->shards;
+}
+
+size_t cv_object_node_object_count(const cv_object *o)
+{
+    return o->rt->count;
+}
+
+size_t cv_object_shard_object_count(const cv_object *o, uint32_t shard)
+{
+    return cv_runtime_shard_count(o->rt, shard);
+}
+
+size_t cv_object_cluster_node_count(const cv_object *o)
+{
+    const struct cv_runtime *rt = o->rt;
+    return rt->hooks.cluster_nodes ? rt->hooks.cluster_nodes(rt->hooks.data) : 0;
+}
+
+size_t cv_object_cluster_object_count(const cv_object *o)
+{
+    const struct cv_runtime *rt = o->rt;
+    return rt->hooks.cluster_objects ? rt->hooks.cluster_objects(rt->hooks.data) : 0;
+}
+
+void cv_object_log(const cv_object *o, const char *fmt, ...)
+{
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    const struct cv_runtime *rt = o->rt;
+    if (rt->hooks.log) rt->hooks.log(rt->hooks.data, line);
+    else CV_INFO("%s", line);
+}
+
+uint64_t cv_object_setting_u64(const char *name, uint64_t dflt)
+{
+    const char *v = name ? getenv(name) : NULL;
+    if (!v || !*v) return dflt;
+    char *end;
+    errno = 0;
+    unsigned long long x = strtoull(v, &end, 10);
+    if (errno || *end || *v == '-') {
+        CV_WARN("setting %s=\"%s\" is not an unsigned integer: using %llu", name, v, (unsigned long long)dflt);
+        return dflt;
+    }
+    return (uint64_t)x;
+}
 
 /* ---- invariants ---- */
 

@@ -9,6 +9,7 @@
 #include <uv.h>
 
 #include "cverse/object.h"
+#include "objects/registry.h"
 
 #define CV_MAILBOX_DEFAULT 1024
 
@@ -19,6 +20,36 @@ struct cv_runtime;
  * straight to GONE when a hook fails. No other transition exists (checked under CV_CHECKS). */
 enum cv_object_state { CV_OBJ_ACTIVATING = 0, CV_OBJ_ACTIVE, CV_OBJ_DEACTIVATING, CV_OBJ_GONE };
 
+/* Outcome of cv_runtime_call. status 0: resp/len are the packed response (valid during the callback
+ * only), error NULL. Negative: CV_E* from the handler (error = its message) or from the runtime:
+ * CV_EREDIRECT (the object was deactivated before the call ran: retry, maybe elsewhere), CV_ECLOSED
+ * (runtime closing), or the activation hook's code. error is then never NULL; resp is never NULL. */
+typedef void (*cv_runtime_call_cb)(void *data, int status, const char *error, const uint8_t *resp,
+                                   size_t len);
+/* Outcome of a host operation (create/delete): status 0 or a CV_E* code; error never NULL on failure. */
+typedef void (*cv_host_done_cb)(void *data, int status, const char *error);
+
+/* Cluster services of the hosting node (cverse-node's host.c), through which the SDK's cluster functions
+ * (object.h: cv_object_create, cv_object_delete, the counts, cv_object_log) and object-to-object calls
+ * are implemented. Every hook is optional: without it the SDK function answers as outside a node
+ * (CV_EUNAVAIL / 0). Hooks run on the loop. The asynchronous ones follow the SDK contract: 0 and cb
+ * fires exactly once, never from inside the hook; or a negative code and cb never fires. */
+struct cv_host_hooks {
+    void *data; /* first argument of every hook */
+    /* Routes every cv_object_call (type and method already validated, req packed; copy it to keep it):
+     * the host checks the catalog and calls cv_runtime_call here, or sends the call to the owner's node,
+     * retrying redirects until its deadline. Without it, calls go to cv_runtime_call directly. */
+    int (*call)(void *data, const char *type, const char *id, const char *method, const uint8_t *req,
+                size_t len, cv_runtime_call_cb cb, void *cb_data);
+    /* cv_object_create / cv_object_delete: committed to the catalog, then (de)activated on the owner. */
+    int (*create_object)(void *data, const char *type, const char *id, cv_host_done_cb cb, void *cb_data);
+    int (*delete_object)(void *data, const char *type, const char *id, cv_host_done_cb cb, void *cb_data);
+    uint32_t (*node_shards)(void *data);   /* shards this node owns */
+    size_t (*cluster_nodes)(void *data);   /* live nodes in the catalog */
+    size_t (*cluster_objects)(void *data); /* objects in the catalog */
+    void (*log)(void *data, const char *line); /* cv_object_log's formatted line; NULL: CV_INFO */
+};
+
 struct cv_runtime_opts {
     const char *node_id;     /* copied; pinned ids "<node>/x" with another node give CV_EREDIRECT */
     uint32_t shards;         /* cluster.shards, > 0 */
@@ -26,14 +57,15 @@ struct cv_runtime_opts {
     /* Does this node own shard? NULL = every shard. Consulted on every call (the shard map changes). */
     bool (*owns)(void *data, uint32_t shard);
     void *owns_data;
+    /* Types: an external registry (not owned; must outlive rt; frozen by cv_runtime_start), or NULL for
+     * the runtime's own (see cv_runtime_registry). */
+    cv_registry *registry;
+    const struct cv_host_hooks *hooks; /* copied; NULL = none (a bare runtime) */
+    /* false (default): the created hook runs on every activation (a bare runtime has no other memory of
+     * an object). true: only for cv_runtime_activate(..., created = true): the host knows from the
+     * catalog when an object is new, and an activation by a call (e.g. after a shard move) is not. */
+    bool created_explicit;
 };
-
-/* Outcome of cv_runtime_call. status 0: resp/len are the packed response (valid during the callback
- * only), error NULL. Negative: CV_E* from the handler (error = its message) or from the runtime:
- * CV_EREDIRECT (the object was deactivated before the call ran: retry, maybe elsewhere), CV_ECLOSED
- * (runtime closing), or the activation hook's code. error is then never NULL; resp is never NULL. */
-typedef void (*cv_runtime_call_cb)(void *data, int status, const char *error, const uint8_t *resp,
-                                   size_t len);
 typedef void (*cv_runtime_close_cb)(struct cv_runtime *rt, void *data);
 
 /* One entry of cv_runtime_list; strings valid during the visit only. */
@@ -48,7 +80,8 @@ struct cv_object_info {
 /* Lifecycle: init -> register types (cv_runtime_registry) -> start -> calls -> close(cb).
  * init allocates *out (freed by close); CV_EINVAL for bad opts, CV_ENOMEM. The loop must outlive rt. */
 int cv_runtime_init(uv_loop_t *loop, const struct cv_runtime_opts *opts, struct cv_runtime **out);
-/* The registry to pass to cv_register_type / cverse_module_init; frozen by cv_runtime_start. */
+/* The registry to pass to cv_register_type / cverse_module_init (the external one if opts gave one);
+ * frozen by cv_runtime_start. */
 cv_registry *cv_runtime_registry(struct cv_runtime *rt);
 /* Accepts calls from now on. */
 void cv_runtime_start(struct cv_runtime *rt);
@@ -66,6 +99,14 @@ void cv_runtime_close(struct cv_runtime *rt, cv_runtime_close_cb cb, void *data)
 int cv_runtime_call(struct cv_runtime *rt, const char *type, const char *id, const char *method,
                     const uint8_t *req, size_t len, cv_runtime_call_cb cb, void *data);
 
+/* Activates object (type, id) without a call (auto-load objects, a create applied on the owner): it
+ * enters the table as ACTIVATING and its hooks run from the pump, `created` first if created is true
+ * and opts.created_explicit is set. 0 also when it is already ACTIVATING/ACTIVE with that type (nothing
+ * changes then). Never calls back. CV_EUNAVAIL (not started), CV_ECLOSED, CV_EINVAL (bad id),
+ * CV_ENOTFOUND (unknown type), CV_EREDIRECT (not ours, or deactivating), CV_ECONFLICT (active with
+ * another type), CV_ENOMEM. */
+int cv_runtime_activate(struct cv_runtime *rt, const char *type, const char *id, bool created);
+
 /* Ends the activation of id: queued calls fail with CV_EREDIRECT right away (asynchronously), timers
  * stop, the deactivated hook runs once the call in flight (if any) replied. New calls get CV_EREDIRECT
  * until the object is GONE; after that a call activates it again. CV_ENOTFOUND if not active. */
@@ -75,12 +116,22 @@ int cv_runtime_destroy(struct cv_runtime *rt, const char *id);
 /* Deactivates every object of shard (the shard moved away); returns how many (>= 0). */
 int cv_runtime_deactivate_shard(struct cv_runtime *rt, uint32_t shard);
 
+/* Deactivates every object whose shard opts.owns no longer accepts (one pass over the table; node-pinned
+ * objects are not affected). Call after the shard map changed. Returns how many. */
+int cv_runtime_deactivate_unowned(struct cv_runtime *rt);
+
+/* Looks id up in the table (any state but GONE): fills *info (strings valid until the next call into the
+ * runtime). CV_ENOTFOUND if absent. */
+int cv_runtime_lookup(struct cv_runtime *rt, const char *id, struct cv_object_info *info);
+
 /* Visits every object in the table that is ACTIVATING or ACTIVE (for GET /v1/objects); returns how
  * many were visited. fn must not call into the runtime. */
 size_t cv_runtime_list(struct cv_runtime *rt, void (*fn)(void *data, const struct cv_object_info *info),
                        void *data);
 /* Objects in the table (any state but GONE). */
 size_t cv_runtime_count(const struct cv_runtime *rt);
+/* Objects in the table that belong to shard (node-pinned objects belong to no shard); 0 if out of range. */
+size_t cv_runtime_shard_count(const struct cv_runtime *rt, uint32_t shard);
 const char *cv_object_state_name(enum cv_object_state s);
 
 #endif

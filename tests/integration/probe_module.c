@@ -23,7 +23,7 @@ static void pinged(cv_object *caller, void *data, int status, const char *error,
         cv_reply_error(r, status, error);
         return;
     }
-    Sharding_demo__IncrementResponse out = SHARDING_DEMO__INCREMENT_RESPONSE__INIT;
+    ShardingDemo__IncrementResponse out = SHARDING_DEMO__INCREMENT_RESPONSE__INIT;
     cv_reply_ok(r, &out.base);
 }
 
@@ -36,7 +36,7 @@ static void enter(cv_object *o, const ProtobufCMessage *req, cv_reply *r)
     if (g_inflight > g_max) g_max = g_inflight;
     char sink[256];
     snprintf(sink, sizeof sink, "%s-sink", cv_object_id(o));
-    Sharding_demo__GetValueRequest ping = SHARDING_DEMO__GET_VALUE_REQUEST__INIT;
+    ShardingDemo__GetValueRequest ping = SHARDING_DEMO__GET_VALUE_REQUEST__INIT;
     int rv = cv_object_call(o, "SimpleCounter", sink, "GetValue", &ping.base, pinged, r);
     if (rv) {
         p->inflight--;
@@ -49,7 +49,7 @@ static void enter(cv_object *o, const ProtobufCMessage *req, cv_reply *r)
 static void get_value(cv_object *o, const ProtobufCMessage *req, cv_reply *r)
 {
     struct probe *p = cv_object_state(o);
-    Sharding_demo__GetValueResponse out = SHARDING_DEMO__GET_VALUE_RESPONSE__INIT;
+    ShardingDemo__GetValueResponse out = SHARDING_DEMO__GET_VALUE_RESPONSE__INIT;
     out.value = (int64_t)p->max * 1000 + g_max;
     cv_reply_ok(r, &out.base);
 }
@@ -68,7 +68,7 @@ static const struct cv_object_type probe_type = {
     .n_methods = sizeof probe_methods / sizeof probe_methods[0],
 };
 
-int cverse_module_init(cv_registry *reg)
+__attribute__((visibility("default"))) int cverse_module_init(cv_registry *reg)
 {
     return cv_register_type(reg, &probe_type);
 }

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <uv.h>
 
+#include "core/hash.h"
 #include "cverse/error.h"
 #include "cverse/object.h"
 #include "lsan_check.h"
@@ -493,4 +494,351 @@ Test(objects, close_fails_queued_calls_and_waits_for_replies)
     cr_assert_eq(g.deactivated, 1);
     uv_run(&g.loop, UV_RUN_DEFAULT);
     cr_assert_eq(uv_loop_close(&g.loop), 0);
+}
+
+/* ---- standalone registry, external registry, explicit `created` (src/objects/registry.h) ---- */
+
+Test(objects, standalone_registry_lookups_and_freeze)
+{
+    cv_registry *reg = cv_registry_new();
+    cr_assert_not_null(reg);
+    cr_assert_eq(cv_register_type(reg, &counter_type), 0);
+    cr_assert_eq(cv_register_type(reg, &proxy_type), 0);
+    cr_assert_eq(cv_register_type(reg, &counter_type), CV_EEXIST);
+    cr_assert_eq(cv_registry_type(reg, "Counter"), &counter_type);
+    cr_assert_null(cv_registry_type(reg, "Nope"));
+    cr_assert_eq(cv_registry_method(reg, "Counter", "Add"), &counter_methods[0]);
+    cr_assert_null(cv_registry_method(reg, "Counter", "Sub"));
+    cr_assert_null(cv_registry_method(reg, "Nope", "Add"));
+    cr_assert_eq(cv_type_method(&proxy_type, "Fwd"), &proxy_methods[0]);
+    cr_assert_null(cv_type_method(NULL, "Fwd"));
+    cr_assert_eq(cv_registry_count(reg), 2);
+    cr_assert_eq(cv_registry_type_at(reg, 1), &proxy_type);
+    cr_assert_null(cv_registry_type_at(reg, 2));
+    cr_assert(!cv_registry_frozen(reg));
+    cv_registry_freeze(reg);
+    cr_assert_eq(cv_register_type(reg, &slow_type), CV_EINVAL, "a frozen registry takes no new type");
+    cv_registry_free(reg);
+    cv_registry_free(NULL);
+}
+
+static uint8_t g_owned[64]; /* owns_table: shard -> owned */
+static bool owns_table(void *data, uint32_t shard) { return g_owned[shard]; }
+
+/* A runtime over an external registry, created_explicit, owns_table and (optionally) host hooks. */
+static void setup_ext(cv_registry *reg, const struct cv_host_hooks *hooks)
+{
+    memset(&g, 0, sizeof g);
+    memset(g_owned, 1, sizeof g_owned);
+    cv_log_init("test", CV_LOG_ERROR);
+    cr_assert_eq(uv_loop_init(&g.loop), 0);
+    struct cv_runtime_opts opts = {.node_id = "node-1", .shards = 64, .owns = owns_table, .registry = reg,
+                                   .hooks = hooks, .created_explicit = true};
+    cr_assert_eq(cv_runtime_init(&g.loop, &opts, &g.rt), 0);
+    cr_assert_eq(cv_runtime_registry(g.rt), reg);
+}
+
+Test(objects, external_registry_and_explicit_created_hook)
+{
+    cv_registry *reg = cv_registry_new();
+    cr_assert_eq(cv_register_type(reg, &counter_type), 0);
+    setup_ext(reg, NULL);
+    cr_assert_eq(cv_runtime_activate(g.rt, "Counter", "a", true), CV_EUNAVAIL, "not started");
+    cv_runtime_start(g.rt);
+    cr_assert(cv_registry_frozen(reg), "start freezes the external registry");
+    /* Activation by a call is not a creation. */
+    cr_assert_eq(call("Counter", "by-call", "Add", 2, NULL, 0), 0);
+    cr_assert(run_until(&g.completed, 1));
+    cr_assert_eq(g.created, 0);
+    cr_assert_eq(g.activated, 1);
+    /* cv_runtime_activate(created = true): the hook runs once, then the object is just active. */
+    cr_assert_eq(cv_runtime_activate(g.rt, "Counter", "new", true), 0);
+    cr_assert_eq(cv_runtime_activate(g.rt, "Counter", "new", true), 0, "already activating: no-op");
+    cr_assert_eq(g.activated, 1, "hooks never run inside cv_runtime_activate");
+    cr_assert(run_until(&g.activated, 2));
+    cr_assert_eq(g.created, 1);
+    cr_assert_eq(cv_runtime_activate(g.rt, "Counter", "new", true), 0);
+    cr_assert_eq(cv_runtime_activate(g.rt, "Counter", "old", false), 0);
+    cr_assert(run_until(&g.activated, 3));
+    cr_assert_eq(g.created, 1, "activate(created = false) does not run created");
+    cr_assert_eq(cv_runtime_activate(g.rt, "Nope", "x", true), CV_ENOTFOUND);
+    cr_assert_eq(cv_runtime_activate(g.rt, "Counter", "", true), CV_EINVAL);
+    cr_assert_eq(cv_runtime_activate(g.rt, "Counter", "node-2/x", true), CV_EREDIRECT);
+    g_owned[9] = 0;
+    cr_assert_eq(cv_runtime_activate(g.rt, "Counter", "shard#9/x", true), CV_EREDIRECT);
+    cr_assert_eq(cv_runtime_destroy(g.rt, "old"), 0);
+    cr_assert_eq(cv_runtime_activate(g.rt, "Counter", "old", false), CV_EREDIRECT, "deactivating");
+    cr_assert_eq(cv_runtime_count(g.rt), 3);
+    teardown();
+    cr_assert_eq(cv_registry_type(reg, "Counter"), &counter_type, "the registry outlives the runtime");
+    cv_registry_free(reg);
+}
+
+static bool seen_on_list(const char *id)
+{
+    struct cv_object_info info;
+    return cv_runtime_lookup(g.rt, id, &info) == 0 && info.state != CV_OBJ_DEACTIVATING;
+}
+
+Test(objects, deactivate_unowned_lookup_and_shard_counts)
+{
+    cv_registry *reg = cv_registry_new();
+    cr_assert_eq(cv_register_type(reg, &counter_type), 0);
+    setup_ext(reg, NULL);
+    cv_runtime_start(g.rt);
+    const char *ids[] = {"shard#1/a", "shard#1/b", "shard#2/c", "node-1/pinned"};
+    for (int i = 0; i < 4; i++) cr_assert_eq(cv_runtime_activate(g.rt, "Counter", ids[i], false), 0);
+    cr_assert(run_until(&g.activated, 4));
+    cr_assert_eq(cv_runtime_shard_count(g.rt, 1), 2);
+    cr_assert_eq(cv_runtime_shard_count(g.rt, 2), 1);
+    cr_assert_eq(cv_runtime_shard_count(g.rt, 64), 0, "out of range");
+    struct cv_object_info info;
+    cr_assert_eq(cv_runtime_lookup(g.rt, "shard#2/c", &info), 0);
+    cr_assert_str_eq(info.type, "Counter");
+    cr_assert_eq(info.shard, 2);
+    cr_assert_eq(info.state, CV_OBJ_ACTIVE);
+    cr_assert_eq(cv_runtime_lookup(g.rt, "nope", &info), CV_ENOTFOUND);
+    /* Shard 1 and the pinned object's hash shard move away: only shard 1's objects go. */
+    uint32_t pinned_shard = cv_fnv1a32("node-1/pinned", strlen("node-1/pinned")) % 64;
+    cr_assert(pinned_shard != 1 && pinned_shard != 2, "test assumption: hash shard %u", pinned_shard);
+    g_owned[1] = 0;
+    g_owned[pinned_shard] = 0;
+    cr_assert_eq(cv_runtime_deactivate_unowned(g.rt), 2);
+    cr_assert_eq(cv_runtime_lookup(g.rt, "shard#1/a", &info), 0);
+    cr_assert_eq(info.state, CV_OBJ_DEACTIVATING, "seen as deactivating right away");
+    cr_assert(run_until(&g.deactivated, 2));
+    cr_assert(!seen_on_list("shard#1/a") && !seen_on_list("shard#1/b"));
+    cr_assert(seen_on_list("shard#2/c") && seen_on_list("node-1/pinned"), "pinned objects belong to no shard");
+    cr_assert_eq(cv_runtime_shard_count(g.rt, 1), 0);
+    cr_assert_eq(cv_runtime_deactivate_unowned(g.rt), 0);
+    teardown();
+    cv_registry_free(reg);
+}
+
+/* ---- host hooks: object calls routed by the host, cluster services ---- */
+
+static struct {
+    int calls, creates, deletes, logs, done;
+    int create_status;
+    char last_id[64], log_line[256];
+} hk;
+
+struct hook_answer {
+    uv_timer_t t;
+    cv_runtime_call_cb call_cb;
+    cv_host_done_cb done_cb;
+    void *data;
+};
+
+static void hook_answer_fire(uv_timer_t *t)
+{
+    struct hook_answer *a = t->data;
+    if (a->call_cb) {
+        Msg m = MSG_INIT;
+        m.index = 4242; /* what the "remote node" answers */
+        uint8_t buf[64];
+        a->call_cb(a->data, 0, NULL, buf, cverse__rpc__propose_response__pack(&m, buf));
+    } else {
+        a->done_cb(a->data, hk.create_status, hk.create_status ? "refused by the test" : NULL);
+    }
+    uv_close((uv_handle_t *)t, pending_free);
+}
+
+static void hook_answer_later(cv_runtime_call_cb ccb, cv_host_done_cb dcb, void *data)
+{
+    struct hook_answer *a = calloc(1, sizeof *a);
+    cr_assert_not_null(a);
+    *a = (struct hook_answer){.call_cb = ccb, .done_cb = dcb, .data = data};
+    uv_timer_init(&g.loop, &a->t);
+    a->t.data = a;
+    uv_timer_start(&a->t, hook_answer_fire, 1, 0);
+}
+
+static int hk_call(void *data, const char *type, const char *id, const char *method, const uint8_t *req,
+                   size_t len, cv_runtime_call_cb cb, void *cb_data)
+{
+    hk.calls++;
+    snprintf(hk.last_id, sizeof hk.last_id, "%s", id);
+    if (strncmp(id, "remote", 6) == 0) {
+        hook_answer_later(cb, NULL, cb_data);
+        return 0;
+    }
+    if (strcmp(id, "refused") == 0) return CV_EUNAVAIL;
+    return cv_runtime_call(g.rt, type, id, method, req, len, cb, cb_data);
+}
+
+static int hk_create(void *data, const char *type, const char *id, cv_host_done_cb cb, void *cb_data)
+{
+    hk.creates++;
+    snprintf(hk.last_id, sizeof hk.last_id, "%s", id);
+    hook_answer_later(NULL, cb, cb_data);
+    return 0;
+}
+
+static int hk_delete(void *data, const char *type, const char *id, cv_host_done_cb cb, void *cb_data)
+{
+    hk.deletes++;
+    hook_answer_later(NULL, cb, cb_data);
+    return 0;
+}
+
+static uint32_t hk_node_shards(void *data) { return 21; }
+static size_t hk_cluster_nodes(void *data) { return 3; }
+static size_t hk_cluster_objects(void *data) { return 100; }
+static void hk_log(void *data, const char *line)
+{
+    hk.logs++;
+    snprintf(hk.log_line, sizeof hk.log_line, "%s", line);
+}
+
+static const struct cv_host_hooks test_hooks = {.call = hk_call, .create_object = hk_create,
+                                                .delete_object = hk_delete, .node_shards = hk_node_shards,
+                                                .cluster_nodes = hk_cluster_nodes,
+                                                .cluster_objects = hk_cluster_objects, .log = hk_log};
+
+/* "Svc".Do(index = op, leader = argument): 1 create Counter <arg>, 2 delete it, 3 cluster facts,
+ * 4 log <arg>, 5 Counter.Add on <arg> with a request whose descriptor is a copy of the real one (as
+ * a module with its own generated code has), answered with such a copy too. */
+static ProtobufCMessageDescriptor msg_desc_copy;
+
+static void svc_done(cv_object *caller, void *data, int status, const char *error)
+{
+    cv_reply *r = data;
+    if (status) {
+        cr_assert_not_null(error);
+        cv_reply_error(r, status, error);
+        return;
+    }
+    Msg out = MSG_INIT;
+    out.index = 1;
+    cv_reply_ok(r, &out.base);
+}
+
+static void svc_added(cv_object *caller, void *data, int status, const char *error, const ProtobufCMessage *resp)
+{
+    if (status) {
+        cv_reply_error(data, status, error);
+        return;
+    }
+    Msg out = MSG_INIT;
+    out.base.descriptor = &msg_desc_copy;
+    out.index = ((const Msg *)resp)->index;
+    cv_reply_ok(data, &out.base);
+}
+
+static void svc_do(cv_object *o, const ProtobufCMessage *req, cv_reply *r)
+{
+    const Msg *q = (const Msg *)req;
+    Msg out = MSG_INIT, add = MSG_INIT;
+    int rv = 0;
+    switch (q->index) {
+    case 1: rv = cv_object_create(o, "Counter", q->leader, svc_done, r); break;
+    case 2: rv = cv_object_delete(o, "Counter", q->leader, svc_done, r); break;
+    case 3:
+        out.index = cv_object_cluster_node_count(o) * 1000000 + cv_object_cluster_object_count(o) * 1000 +
+                    cv_object_node_shard_count(o);
+        cr_assert(cv_object_node_owns_shard(o, 3));
+        cr_assert(!cv_object_node_owns_shard(o, 64));
+        cr_assert_eq(cv_object_cluster_shards(o), 64);
+        cv_reply_ok(r, &out.base);
+        return;
+    case 4:
+        cv_object_log(o, "hello %s", q->leader);
+        cv_reply_ok(r, &out.base);
+        return;
+    case 5:
+        add.base.descriptor = &msg_desc_copy;
+        add.index = 5;
+        rv = cv_object_call(o, "Counter", q->leader, "Add", &add.base, svc_added, r);
+        break;
+    }
+    if (rv) cv_reply_error(r, rv, "refused synchronously");
+}
+
+static const struct cv_method svc_methods[] = {{"Do", MSG_DESC, MSG_DESC, svc_do}};
+static const struct cv_object_type svc_type = {.name = "Svc", .methods = svc_methods, .n_methods = 1};
+
+static int svc(int op, const char *arg, int slot)
+{
+    return call("Svc", "svc", "Do", (uint64_t)op, arg, slot);
+}
+
+Test(objects, host_hooks_route_calls_and_provide_cluster_services)
+{
+    memset(&hk, 0, sizeof hk);
+    msg_desc_copy = *MSG_DESC;
+    cv_registry *reg = cv_registry_new();
+    cr_assert_eq(cv_register_type(reg, &counter_type), 0);
+    cr_assert_eq(cv_register_type(reg, &proxy_type), 0);
+    cr_assert_eq(cv_register_type(reg, &svc_type), 0);
+    setup_ext(reg, &test_hooks);
+    cv_runtime_start(g.rt);
+    /* Object-to-object calls all go through the host: local, "remote", refused synchronously. */
+    cr_assert_eq(call("Proxy", "p", "Fwd", 3, "local-counter", 0), 0);
+    cr_assert_eq(call("Proxy", "p", "Fwd", 3, "remote-counter", 1), 0);
+    cr_assert_eq(call("Proxy", "p", "Fwd", 3, "refused", 2), 0);
+    cr_assert(run_until(&g.completed, 3));
+    cr_assert_eq(g.res[0].value, 1003);
+    cr_assert_eq(g.res[1].value, 5242, "answered by the host's call hook");
+    cr_assert_eq(g.res[2].status, CV_EUNAVAIL, "the hook's synchronous refusal reaches the caller");
+    cr_assert_eq(hk.calls, 3);
+    /* create / delete through the hooks, success and failure. */
+    cr_assert_eq(svc(1, "made", 3), 0);
+    cr_assert(run_until(&g.completed, 4));
+    cr_assert_eq(g.res[3].status, 0);
+    cr_assert_eq(hk.creates, 1);
+    cr_assert_str_eq(hk.last_id, "made");
+    hk.create_status = CV_EEXIST;
+    cr_assert_eq(svc(2, "made", 4), 0);
+    cr_assert(run_until(&g.completed, 5));
+    cr_assert_eq(g.res[4].status, CV_EEXIST);
+    cr_assert_eq(hk.deletes, 1);
+    /* Facts from the hooks, log through the hook. */
+    cr_assert_eq(svc(3, NULL, 5), 0);
+    cr_assert_eq(svc(4, "world", 6), 0);
+    cr_assert(run_until(&g.completed, 7));
+    cr_assert_eq(g.res[5].value, 3100021);
+    cr_assert_eq(hk.logs, 1);
+    cr_assert_str_eq(hk.log_line, "hello world");
+    /* A request and a reply with a copied descriptor of the same message type are accepted. */
+    cr_assert_eq(svc(5, "local-counter", 7), 0);
+    cr_assert(run_until(&g.completed, 8));
+    cr_assert_eq(g.res[7].status, 0);
+    cr_assert_eq(g.res[7].value, 8, "3 earlier + 5");
+    teardown();
+    cv_registry_free(reg);
+}
+
+Test(objects, cluster_services_outside_a_node)
+{
+    setup(0);
+    cr_assert_eq(cv_register_type(cv_runtime_registry(g.rt), &svc_type), CV_EINVAL, "frozen");
+    teardown();
+    cv_registry *reg = cv_registry_new();
+    cr_assert_eq(cv_register_type(reg, &svc_type), 0);
+    cr_assert_eq(cv_register_type(reg, &counter_type), 0);
+    setup_ext(reg, NULL);
+    cv_runtime_start(g.rt);
+    cr_assert_eq(svc(1, "x", 0), 0);
+    cr_assert_eq(svc(3, NULL, 1), 0);
+    cr_assert(run_until(&g.completed, 2));
+    cr_assert_eq(g.res[0].status, CV_EUNAVAIL, "no host: no create");
+    cr_assert_eq(g.res[1].value, 0, "no host: counts are 0");
+    teardown();
+    cv_registry_free(reg);
+}
+
+Test(objects, setting_u64_reads_the_environment)
+{
+    unsetenv("CV_TEST_SETTING");
+    cr_assert_eq(cv_object_setting_u64("CV_TEST_SETTING", 7), 7);
+    setenv("CV_TEST_SETTING", "300", 1);
+    cr_assert_eq(cv_object_setting_u64("CV_TEST_SETTING", 7), 300);
+    setenv("CV_TEST_SETTING", "12ms", 1);
+    cr_assert_eq(cv_object_setting_u64("CV_TEST_SETTING", 7), 7, "not a number: the default");
+    setenv("CV_TEST_SETTING", "-1", 1);
+    cr_assert_eq(cv_object_setting_u64("CV_TEST_SETTING", 7), 7);
+    setenv("CV_TEST_SETTING", "", 1);
+    cr_assert_eq(cv_object_setting_u64("CV_TEST_SETTING", 7), 7);
+    unsetenv("CV_TEST_SETTING");
 }

@@ -1,0 +1,36 @@
+/* Gate payload mapping (pure): proto3 JSON or a serialized google.protobuf.Any <-> packed protobuf bytes. */
+#ifndef CV_GATE_CODEC_H
+#define CV_GATE_CODEC_H
+
+#include <jansson.h>
+#include <protobuf-c/protobuf-c.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* All functions: on success the output is malloc'ed and owned by the caller (free / json_decref); on error
+ * the output is untouched and err gets one line. CV_ENOMEM on allocation failure. */
+
+/* Packs a message of type d built from JSON j (an object; NULL = the empty message). Error paths are
+ * rooted at `root` (e.g. "request.count: expected integer"). CV_EINVAL for JSON that does not match d. */
+int cv_gate_json_to_bytes(const ProtobufCMessageDescriptor *d, const json_t *j, const char *root, uint8_t **out,
+                          size_t *len, char *err, size_t errlen);
+/* Same from JSON text (parsed with JSON_REJECT_DUPLICATES); "" means the empty message. */
+int cv_gate_json_text_to_bytes(const ProtobufCMessageDescriptor *d, const char *text, uint8_t **out,
+                               size_t *len, char *err, size_t errlen);
+/* Repacks the value of a serialized Any naming type d. CV_EINVAL if buf is not an Any of type d. */
+int cv_gate_any_to_bytes(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t blen, uint8_t **out,
+                         size_t *len, char *err, size_t errlen);
+
+/* Renders packed bytes of type d as JSON. CV_EPROTO if the bytes do not decode as d, CV_EINVAL if the
+ * message cannot be represented in JSON. */
+int cv_gate_bytes_to_json(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t blen, json_t **out,
+                          char *err, size_t errlen);
+/* Same, as compact JSON text (NUL-terminated). */
+int cv_gate_bytes_to_json_text(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t blen, char **out,
+                               char *err, size_t errlen);
+/* Wraps packed bytes of type d in an Any (type_url "type.googleapis.com/<full name>") and returns its
+ * standard base64 text (NUL-terminated). CV_EPROTO if the bytes do not decode as d. */
+int cv_gate_bytes_to_any_b64(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t blen, char **out,
+                             char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,481 @@
+/* The gate's HTTP API: Goverse-compatible object endpoints plus /healthz, /ready and /metrics.
+ *
+ * Happy path: POST /api/v1/objects/call/{type}/{id}/{method} -> parse the path, the per-call timeout and
+ * the body -> look the method up in the gate's types (404 before any routing) -> build the request
+ * bytes from proto3 JSON or from a base64 google.protobuf.Any -> cv_gate_forward -> answer
+ * {"response":{...JSON...}} or {"response":"<base64 Any>"} in the form the request used. create/delete
+ * answer {"id":…} / {"success":true}.
+ *
+ * Failure modes: every error is {"error":"…","code":"…"} with the status of cv_gate_error_info: bad
+ * JSON/base64/protobuf/arguments 400, unknown type/method/object 404, overload 429 and unavailable 503
+ * (both with Retry-After), deadline 504. Oversized bodies get 413 from the HTTP server before this code
+ * runs; OPTIONS preflights are answered there too (CORS). Unknown paths 404, wrong methods 405. */
+#include "gate/httpapi.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cverse/error.h"
+#include "gate/codec.h"
+#include "pbjson/pbjson.h"
+#include "rpc.pb-c.h"
+#include "util/log.h"
+
+/* ---------------------------------------------------------------------------------------------------
+ * Error mapping. */
+
+static const struct cv_gate_error errors[CV_GATE_N_CODES] = {
+    [CV_GATE_CODE_OK] = {200, "OK", false},
+    [CV_GATE_CODE_INVALID_ARGUMENT] = {400, "INVALID_ARGUMENT", false},
+    [CV_GATE_CODE_NOT_FOUND] = {404, "NOT_FOUND", false},
+    [CV_GATE_CODE_ALREADY_EXISTS] = {409, "ALREADY_EXISTS", false},
+    [CV_GATE_CODE_FAILED_PRECONDITION] = {409, "FAILED_PRECONDITION", false},
+    [CV_GATE_CODE_RESOURCE_EXHAUSTED] = {429, "RESOURCE_EXHAUSTED", true},
+    [CV_GATE_CODE_UNAVAILABLE] = {503, "UNAVAILABLE", true},
+    [CV_GATE_CODE_DEADLINE_EXCEEDED] = {504, "DEADLINE_EXCEEDED", false},
+    [CV_GATE_CODE_INTERNAL] = {500, "INTERNAL", false},
+};
+
+enum cv_gate_code cv_gate_code_of(int status)
+{
+    switch (status) {
+    case 0: return CV_GATE_CODE_OK;
+    case CV_EINVAL:
+    case CV_EPROTO:
+    case CV_ERANGE:
+    case CV_ETOOBIG: return CV_GATE_CODE_INVALID_ARGUMENT;
+    case CV_ENOTFOUND: return CV_GATE_CODE_NOT_FOUND;
+    case CV_EEXIST: return CV_GATE_CODE_ALREADY_EXISTS;
+    case CV_ECONFLICT: return CV_GATE_CODE_FAILED_PRECONDITION;
+    case CV_EBUSY: return CV_GATE_CODE_RESOURCE_EXHAUSTED;
+    case CV_EUNAVAIL:
+    case CV_EREDIRECT:
+    case CV_ECLOSED:
+    case CV_ECANCELED:
+    case CV_ENOTLEADER:
+    case CV_ERETRY: return CV_GATE_CODE_UNAVAILABLE;
+    case CV_ETIMEDOUT: return CV_GATE_CODE_DEADLINE_EXCEEDED;
+    default: return CV_GATE_CODE_INTERNAL;
+    }
+}
+
+const struct cv_gate_error *cv_gate_error_info(enum cv_gate_code c)
+{
+    return (unsigned)c < CV_GATE_N_CODES ? &errors[c] : &errors[CV_GATE_CODE_INTERNAL];
+}
+
+/* ---------------------------------------------------------------------------------------------------
+ * Paths. */
+
+static const struct {
+    const char *prefix;
+    enum cv_gate_op op;
+    const char *usage;
+} routes[] = {
+    {"/api/v1/objects/call/", CV_GATE_CALL, "/api/v1/objects/call/{type}/{id}/{method}"},
+    {"/api/v1/objects/create/", CV_GATE_CREATE, "/api/v1/objects/create/{type}/{id}"},
+    {"/api/v1/objects/delete/", CV_GATE_DELETE, "/api/v1/objects/delete/{type}/{id}"},
+};
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* Percent-decodes s[0, n) into a new string; NULL on a bad escape or an encoded NUL (*bad set) or ENOMEM. */
+static char *pct_decode(const char *s, size_t n, bool *bad)
+{
+    char *out = malloc(n + 1), *o = out;
+    if (!out) return NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] != '%') {
+            *o++ = s[i];
+            continue;
+        }
+        int hi = i + 1 < n ? hexval(s[i + 1]) : -1;
+        int lo = i + 2 < n ? hexval(s[i + 2]) : -1;
+        if (hi < 0 || lo < 0 || (hi | lo) == 0) {
+            *bad = true;
+            free(out);
+            return NULL;
+        }
+        *o++ = (char)(hi << 4 | lo);
+        i += 2;
+    }
+    *o = '\0';
+    return out;
+}
+
+void cv_gate_target_free(struct cv_gate_target *t)
+{
+    free(t->type);
+    free(t->id);
+    free(t->method);
+    t->type = t->id = t->method = NULL;
+}
+
+/* Splits rest into exactly n '/'-separated non-empty segments (raw form) and decodes each. */
+static int path__raw(const char *rest, int n, char **seg, const char *usage, char *err, size_t errlen)
+{
+    const char *p = rest;
+    for (int i = 0; i < n; i++) {
+        const char *end = strchr(p, '/');
+        if ((end != NULL) != (i < n - 1) || (end ? end : p + strlen(p)) == p) {
+            snprintf(err, errlen, "path must be %s, each part non-empty (percent-encode '/' in an id as %%2F)",
+                     usage);
+            return CV_EINVAL;
+        }
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        bool bad = false;
+        if (!(seg[i] = pct_decode(p, len, &bad))) {
+            if (!bad) return CV_ENOMEM;
+            snprintf(err, errlen, "path: malformed percent-escape in \"%.*s\"", (int)(len > 100 ? 100 : len), p);
+            return CV_EINVAL;
+        }
+        p = end ? end + 1 : p + len;
+    }
+    return 0;
+}
+
+/* Splits an already decoded rest: type = first segment, method = last (call), id = what is between. */
+static int path__decoded(const char *rest, int n, char **seg, const char *usage, char *err, size_t errlen)
+{
+    const char *first = strchr(rest, '/');
+    const char *last = n == 3 && first ? strrchr(first + 1, '/') : NULL;
+    const char *id = first ? first + 1 : NULL;
+    size_t idlen = id ? (last ? (size_t)(last - id) : strlen(id)) : 0;
+    if (!first || first == rest || idlen == 0 || (n == 3 && (!last || !last[1]))) {
+        snprintf(err, errlen, "path must be %s, each part non-empty (percent-encode '/' in an id as %%2F)", usage);
+        return CV_EINVAL;
+    }
+    seg[0] = strndup(rest, (size_t)(first - rest));
+    seg[1] = strndup(id, idlen);
+    if (n == 3) seg[2] = strdup(last + 1);
+    return seg[0] && seg[1] && (n < 3 || seg[2]) ? 0 : CV_ENOMEM;
+}
+
+int cv_gate_parse_path(const char *path, bool raw, struct cv_gate_target *t, char *err, size_t errlen)
+{
+    memset(t, 0, sizeof *t);
+    size_t r = 0, nroutes = sizeof routes / sizeof routes[0];
+    while (r < nroutes && strncmp(path, routes[r].prefix, strlen(routes[r].prefix)) != 0) r++;
+    if (r == nroutes) {
+        snprintf(err, errlen, "no such endpoint");
+        return CV_ENOTFOUND;
+    }
+    int n = routes[r].op == CV_GATE_CALL ? 3 : 2;
+    char *seg[3] = {NULL, NULL, NULL};
+    const char *rest = path + strlen(routes[r].prefix);
+    int rv = raw ? path__raw(rest, n, seg, routes[r].usage, err, errlen)
+                 : path__decoded(rest, n, seg, routes[r].usage, err, errlen);
+    if (rv) {
+        free(seg[0]);
+        free(seg[1]);
+        free(seg[2]);
+        if (rv == CV_ENOMEM) snprintf(err, errlen, "out of memory");
+        return rv;
+    }
+    *t = (struct cv_gate_target){.op = routes[r].op, .type = seg[0], .id = seg[1], .method = seg[2]};
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------------------------------
+ * Timeouts and bodies. */
+
+/* Decimal 1..CV_GATE_MAX_TIMEOUT_MS in s[0, n) (surrounding blanks allowed). */
+static int timeout__value(const char *s, size_t n, const char *what, unsigned *out, char *err, size_t errlen)
+{
+    while (n && isblank((unsigned char)*s)) s++, n--;
+    while (n && isblank((unsigned char)s[n - 1])) n--;
+    uint64_t v = 0;
+    size_t i = 0;
+    for (; i < n && isdigit((unsigned char)s[i]) && v <= CV_GATE_MAX_TIMEOUT_MS; i++) v = v * 10 + (uint64_t)(s[i] - '0');
+    if (n == 0 || i != n || v == 0 || v > CV_GATE_MAX_TIMEOUT_MS) {
+        snprintf(err, errlen, "%s must be a number of milliseconds 1..%u, got \"%.*s\"", what,
+                 CV_GATE_MAX_TIMEOUT_MS, (int)(n > 40 ? 40 : n), s);
+        return CV_EINVAL;
+    }
+    *out = (unsigned)v;
+    return 0;
+}
+
+int cv_gate_parse_timeout(const char *query, const char *header, unsigned *out_ms, char *err, size_t errlen)
+{
+    *out_ms = 0;
+    if (header) return timeout__value(header, strlen(header), "X-Cverse-Deadline-Ms", out_ms, err, errlen);
+    static const char key[] = "timeout_ms=";
+    for (const char *p = query ? query : ""; *p;) {
+        const char *end = strchr(p, '&');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (len >= sizeof key - 1 && memcmp(p, key, sizeof key - 1) == 0)
+            return timeout__value(p + sizeof key - 1, len - (sizeof key - 1), "timeout_ms", out_ms, err, errlen);
+        p += len + (end != NULL);
+    }
+    return 0;
+}
+
+void cv_gate_body_free(struct cv_gate_body *b)
+{
+    json_decref(b->root);
+    free(b->any);
+    memset(b, 0, sizeof *b);
+}
+
+static int body__request(struct cv_gate_body *out, const json_t *req, char *err, size_t errlen)
+{
+    if (!req || json_is_null(req)) return 0;
+    if (json_is_object(req)) {
+        out->kind = CV_GATE_BODY_JSON;
+        out->request = req;
+        return 0;
+    }
+    if (!json_is_string(req)) {
+        snprintf(err, errlen, "request: must be a JSON object (proto3 JSON of the request) or a string (base64 "
+                 "of a serialized google.protobuf.Any)");
+        return CV_EINVAL;
+    }
+    int rv = cv_pbjson_b64_decode(json_string_value(req), json_string_length(req), &out->any, &out->any_len);
+    if (rv == CV_EINVAL)
+        snprintf(err, errlen, "request: invalid base64 (expected standard padded base64 of a serialized "
+                 "google.protobuf.Any)");
+    else if (rv) snprintf(err, errlen, "out of memory");
+    if (rv == 0) out->kind = CV_GATE_BODY_ANY;
+    return rv;
+}
+
+int cv_gate_parse_body(const char *body, size_t len, struct cv_gate_body *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    size_t i = 0;
+    while (i < len && isspace((unsigned char)body[i])) i++;
+    if (i == len) return 0;
+    json_error_t je;
+    out->root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
+    if (!out->root) {
+        snprintf(err, errlen, "invalid JSON body at line %d column %d: %s", je.line, je.column, je.text);
+        return CV_EINVAL;
+    }
+    int rv = CV_EINVAL;
+    const char *key;
+    json_t *v;
+    if (!json_is_object(out->root)) {
+        snprintf(err, errlen, "the body must be a JSON object {\"request\": …}");
+        goto err_after_root;
+    }
+    json_object_foreach(out->root, key, v) {
+        if (strcmp(key, "request") != 0) {
+            snprintf(err, errlen, "unknown field \"%.60s\" in the body (expected only \"request\")", key);
+            goto err_after_root;
+        }
+    }
+    if ((rv = body__request(out, json_object_get(out->root, "request"), err, errlen))) goto err_after_root;
+    return 0;
+
+err_after_root:
+    cv_gate_body_free(out);
+    return rv;
+}
+
+/* ---------------------------------------------------------------------------------------------------
+ * Answers. */
+
+static void http__json(struct cv_http_exchange *x, int status, json_t *j, const char *extra)
+{
+    char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    if (!s) {
+        cv_http_respond(x, 500, "application/json", "{\"error\":\"out of memory\",\"code\":\"INTERNAL\"}", 44,
+                        NULL);
+        return;
+    }
+    cv_http_respond(x, status, "application/json", s, strlen(s), extra);
+    free(s);
+}
+
+static void http__error(struct cv_http_exchange *x, int status, const char *msg)
+{
+    const struct cv_gate_error *e = cv_gate_error_info(cv_gate_code_of(status));
+    json_t *j = json_pack("{s:s, s:s}", "error", msg ? msg : cv_strerror(status), "code", e->code);
+    http__json(x, e->http_status, j, e->retry_after ? "Retry-After: 1\r\n" : NULL);
+}
+
+/* ---------------------------------------------------------------------------------------------------
+ * Object endpoints. */
+
+struct hreq {
+    struct cv_gate *g;
+    struct cv_http_exchange *x;
+    enum cv_gate_op op;
+    enum cv_gate_body_kind kind;
+    const struct cv_method *m;
+    uint64_t start_ns;
+};
+
+/* {"response": …} for a successful call, in the form the request used; the status it answered with. */
+static int http__call_answer(struct hreq *r, const uint8_t *body, size_t len)
+{
+    char err[256];
+    json_t *resp = NULL;
+    char *b64 = NULL;
+    Cverse__Rpc__CallResponse *cr = cverse__rpc__call_response__unpack(NULL, len, body);
+    int rv = CV_EPROTO;
+    if (!cr) snprintf(err, sizeof err, "malformed CallResponse from the node");
+    else if (r->kind == CV_GATE_BODY_ANY)
+        rv = cv_gate_bytes_to_any_b64(r->m->response, cr->response.data, cr->response.len, &b64, err, sizeof err);
+    else rv = cv_gate_bytes_to_json(r->m->response, cr->response.data, cr->response.len, &resp, err, sizeof err);
+    if (cr) cverse__rpc__call_response__free_unpacked(cr, NULL);
+    if (rv) {
+        if (rv == CV_EPROTO) rv = CV_EIO; /* the node's bytes, not the client's: 500 */
+        http__error(r->x, rv, err);
+        return rv;
+    }
+    if (b64) {
+        http__json(r->x, 200, json_pack("{s:s}", "response", b64), NULL);
+        free(b64);
+    } else {
+        http__json(r->x, 200, json_pack("{s:o}", "response", resp), NULL);
+    }
+    return 0;
+}
+
+static void http__done(void *data, int status, const char *error, const uint8_t *body, size_t len)
+{
+    struct hreq *r = data;
+    if (status) {
+        http__error(r->x, status, error);
+    } else if (r->op == CV_GATE_CALL) {
+        status = http__call_answer(r, body, len);
+    } else if (r->op == CV_GATE_CREATE) {
+        Cverse__Rpc__CreateResponse *cr = cverse__rpc__create_response__unpack(NULL, len, body);
+        if (cr) http__json(r->x, 200, json_pack("{s:s}", "id", cr->id), NULL);
+        else http__error(r->x, status = CV_EIO, "malformed CreateResponse from the node");
+        if (cr) cverse__rpc__create_response__free_unpacked(cr, NULL);
+    } else {
+        http__json(r->x, 200, json_pack("{s:b}", "success", 1), NULL);
+    }
+    cv_gate_end(r->g, r->op, status, r->start_ns);
+    free(r);
+}
+
+/* Builds the request bytes of a call from its body; 0 or an error with a message in err. */
+static int http__call_request(struct hreq *r, const struct cv_http_request *req, uint8_t **out, size_t *len,
+                              char *err, size_t errlen)
+{
+    struct cv_gate_body b;
+    int rv = cv_gate_parse_body(req->body, req->body_len, &b, err, errlen);
+    if (rv) return rv;
+    r->kind = b.kind;
+    if (b.kind == CV_GATE_BODY_ANY) rv = cv_gate_any_to_bytes(r->m->request, b.any, b.any_len, out, len, err, errlen);
+    else rv = cv_gate_json_to_bytes(r->m->request, b.request, "request", out, len, err, errlen);
+    cv_gate_body_free(&b);
+    return rv;
+}
+
+/* Validates the request and starts the forward; 0, or an error with a message in err. */
+static int http__start(struct hreq *r, const struct cv_gate_target *t, const struct cv_http_request *req,
+                       char *err, size_t errlen)
+{
+    struct cv_gate_types *types = cv_gate_types_of(r->g);
+    unsigned timeout;
+    int rv = cv_gate_parse_timeout(req->query, *req->deadline_ms ? req->deadline_ms : NULL, &timeout, err,
+                                   errlen);
+    if (rv) return rv;
+    if (t->op != CV_GATE_CALL) {
+        if ((rv = cv_gate_types_find(types, t->type, err, errlen))) return rv;
+        rv = cv_gate_forward(r->g, t->op, t->type, t->id, NULL, NULL, 0, timeout, http__done, r);
+        if (rv) snprintf(err, errlen, "%s", cv_strerror(rv));
+        return rv;
+    }
+    if ((rv = cv_gate_types_method(types, t->type, t->method, &r->m, err, errlen))) return rv;
+    uint8_t *bytes = NULL;
+    size_t len = 0;
+    if ((rv = http__call_request(r, req, &bytes, &len, err, errlen))) return rv;
+    rv = cv_gate_forward(r->g, t->op, t->type, t->id, t->method, bytes, len, timeout, http__done, r);
+    if (rv) snprintf(err, errlen, "%s", cv_strerror(rv));
+    free(bytes);
+    return rv;
+}
+
+static void http__object(struct cv_gate *g, struct cv_http_exchange *x, const struct cv_http_request *req)
+{
+    char err[512];
+    struct cv_gate_target t;
+    /* The decoded path is split as type / id... / method: ids with '/' work encoded (%2F) or not, as
+     * users of node-pinned ("node-1/x") and per-shard ("shard#3/x", '#' must be %23) ids expect. */
+    int rv = cv_gate_parse_path(req->path, false, &t, err, sizeof err);
+    if (rv) {
+        http__error(x, rv, err);
+        return;
+    }
+    if (strcmp(req->method, "POST") != 0) {
+        cv_gate_target_free(&t);
+        json_t *j = json_pack("{s:s, s:s}", "error", "only POST is allowed here", "code", "METHOD_NOT_ALLOWED");
+        http__json(x, 405, j, "Allow: POST, OPTIONS\r\n");
+        return;
+    }
+    uint64_t start = cv_mono_ns();
+    struct hreq *r = NULL;
+    if (cv_gate_begin(g)) {
+        snprintf(err, sizeof err, "gate is shutting down");
+        rv = CV_EUNAVAIL;
+    } else if (!(r = calloc(1, sizeof *r))) {
+        snprintf(err, sizeof err, "out of memory");
+        rv = CV_ENOMEM;
+        cv_gate_end(g, t.op, rv, start);
+    } else {
+        *r = (struct hreq){.g = g, .x = x, .op = t.op, .start_ns = start};
+        if ((rv = http__start(r, &t, req, err, sizeof err))) {
+            free(r);
+            cv_gate_end(g, t.op, rv, start);
+        }
+    }
+    if (rv) http__error(x, rv, err);
+    cv_gate_target_free(&t);
+}
+
+/* ---------------------------------------------------------------------------------------------------
+ * Operational endpoints and dispatch. */
+
+static void http__ready(struct cv_gate *g, struct cv_http_exchange *x)
+{
+    const char *why;
+    if (cv_gate_ready(g, &why)) http__json(x, 200, json_pack("{s:b, s:s}", "ready", 1, "status", "ready"), NULL);
+    else http__json(x, 503, json_pack("{s:b, s:s, s:s}", "ready", 0, "status", "not_ready", "reason", why), NULL);
+}
+
+static void http__metrics(struct cv_gate *g, struct cv_http_exchange *x)
+{
+    size_t len;
+    char *text = cv_gate_metrics(g, &len);
+    if (!text) {
+        http__error(x, CV_ENOMEM, "out of memory");
+        return;
+    }
+    cv_http_respond(x, 200, "text/plain; version=0.0.4; charset=utf-8", text, len, NULL);
+    free(text);
+}
+
+void cv_gate_http_handler(void *data, struct cv_http_exchange *x, const struct cv_http_request *req)
+{
+    struct cv_gate *g = data;
+    const char *p = req->path;
+    bool get = !strcmp(req->method, "GET") || !strcmp(req->method, "HEAD");
+    bool ops = !strcmp(p, "/healthz") || !strcmp(p, "/health") || !strcmp(p, "/ready") || !strcmp(p, "/metrics");
+    if (ops && !get) {
+        json_t *j = json_pack("{s:s, s:s}", "error", "only GET is allowed here", "code", "METHOD_NOT_ALLOWED");
+        http__json(x, 405, j, "Allow: GET, HEAD\r\n");
+    } else if (!strcmp(p, "/healthz") || !strcmp(p, "/health")) {
+        http__json(x, 200, json_pack("{s:s, s:s}", "status", "ok", "gate", cv_gate_id(g)), NULL);
+    } else if (!strcmp(p, "/ready")) {
+        http__ready(g, x);
+    } else if (!strcmp(p, "/metrics")) {
+        http__metrics(g, x);
+    } else {
+        http__object(g, x, req);
+    }
+}

@@ -1,0 +1,167 @@
+/* cverse-gate: command line, config, object types (built-in demo types and --module), then the gate's
+ * event loop until SIGTERM/SIGINT. Exit codes: 0 stopped cleanly, 1 runtime failure (e.g. a port in use),
+ * 2 bad arguments, config or module. */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config/config.h"
+#include "cverse/error.h"
+#include "gate/gate.h"
+#include "gate/types.h"
+#include "util/log.h"
+#ifdef CV_GATE_HAVE_DEMO
+#include "demo/demo.h"
+#endif
+
+#ifndef CV_VERSION
+#define CV_VERSION "0.0.0"
+#endif
+
+#define MAX_MODULES 32
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "Usage: cverse-gate --config FILE --gate-id ID [--module PATH.so ...] [--log-level LEVEL]\n"
+            "\n"
+            "Runs one cverse gate: clients call objects through it (native protocol on the gate's grpc_addr,\n"
+            "HTTP on its http_addr); it routes each call to the node that owns the object's shard and\n"
+            "retries transparently while shards move.\n"
+            "\n"
+            "  -c, --config FILE     cluster configuration (YAML, Goverse schema)\n"
+            "  -g, --gate-id ID      which of the config's gates this process is (--node-id ID also works,\n"
+            "                        as with Goverse's gate)\n"
+            "  -m, --module PATH.so  load object types from a module (repeatable); the gate needs every type\n"
+            "                        clients call, to map JSON and to answer 404 for unknown types\n"
+            "  -l, --log-level L     debug, info (default), warn, error\n"
+            "  -h, --help            show this help\n"
+            "  -V, --version         show the version\n");
+}
+
+static int bad_usage(const char *msg, const char *arg)
+{
+    fprintf(stderr, "cverse-gate: %s%s%s\nTry 'cverse-gate --help'.\n", msg, arg ? ": " : "", arg ? arg : "");
+    return 2;
+}
+
+struct args {
+    const char *config, *gate_id;
+    const char *modules[MAX_MODULES];
+    int n_modules;
+    enum cv_log_level level;
+};
+
+static int parse_level(const char *s, enum cv_log_level *out)
+{
+    static const char *names[] = {"debug", "info", "warn", "error"};
+    for (int i = 0; i < 4; i++)
+        if (!strcmp(s, names[i])) {
+            *out = (enum cv_log_level)i;
+            return 0;
+        }
+    return -1;
+}
+
+/* Returns -1 to continue, or an exit code. */
+static int parse_args(int argc, char **argv, struct args *a)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, 0, 'c'},    {"gate-id", required_argument, 0, 'g'},
+        {"node-id", required_argument, 0, 'g'},   {"module", required_argument, 0, 'm'},
+        {"log-level", required_argument, 0, 'l'}, {"help", no_argument, 0, 'h'},
+        {"version", no_argument, 0, 'V'},         {0, 0, 0, 0}};
+    opterr = 0;
+    int ch;
+    while ((ch = getopt_long(argc, argv, ":c:g:m:l:hV", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'c': a->config = optarg; break;
+        case 'g': a->gate_id = optarg; break;
+        case 'm':
+            if (a->n_modules == MAX_MODULES) return bad_usage("too many --module options", optarg);
+            a->modules[a->n_modules++] = optarg;
+            break;
+        case 'l':
+            if (parse_level(optarg, &a->level)) return bad_usage("unknown log level", optarg);
+            break;
+        case 'h': usage(stdout); return 0;
+        case 'V': printf("cverse-gate %s\n", CV_VERSION); return 0;
+        case ':': return bad_usage("option needs a value", argv[optind - 1]);
+        default: return bad_usage("unknown option", argv[optind - 1]);
+        }
+    }
+    if (optind < argc) return bad_usage("unexpected argument", argv[optind]);
+    if (!a->config) return bad_usage("missing --config FILE", NULL);
+    if (!a->gate_id) return bad_usage("missing --gate-id ID", NULL);
+    return -1;
+}
+
+/* Built-in types, then modules; 0 or an exit code. */
+static int load_types(struct cv_gate_types *types, const struct args *a)
+{
+    char err[512];
+    int rv;
+#ifdef CV_GATE_HAVE_DEMO
+    if ((rv = cv_demo_register(cv_gate_types_registry(types)))) {
+        CV_ERROR("cannot register the built-in demo types: %s", cv_strerror(rv));
+        return 1;
+    }
+#endif
+    for (int i = 0; i < a->n_modules; i++) {
+        if ((rv = cv_gate_types_load_module(types, a->modules[i], err, sizeof err))) {
+            CV_ERROR("%s", err);
+            return 2;
+        }
+        CV_INFO("loaded module %s", a->modules[i]);
+    }
+    return 0;
+}
+
+static int run(const struct cv_config *cfg, const struct args *a, struct cv_gate_types *types)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct cv_gate *g;
+    struct cv_gate_opts o = {.loop = &loop, .cfg = cfg, .gate_id = a->gate_id, .types = types,
+                             .handle_signals = true};
+    int rv = cv_gate_start(&o, &g), code = 0;
+    if (rv) {
+        CV_ERROR("gate failed to start: %s", cv_strerror(rv));
+        code = 1;
+    }
+    uv_run(&loop, UV_RUN_DEFAULT); /* until the gate stopped (or, after a failed start, closed) */
+    if (uv_loop_close(&loop)) CV_WARN("event loop closed with handles still open");
+    return code;
+}
+
+int main(int argc, char **argv)
+{
+    struct args a = {.level = CV_LOG_INFO};
+    int rv = parse_args(argc, argv, &a);
+    if (rv >= 0) return rv;
+    struct cv_config *cfg;
+    char err[512];
+    if (cv_config_load(a.config, &cfg, err, sizeof err)) {
+        fprintf(stderr, "cverse-gate: %s\n", err);
+        return 2;
+    }
+    if (!cv_config_gate(cfg, a.gate_id)) {
+        fprintf(stderr, "cverse-gate: %s: no gate \"%s\" in the config (gates[].id)\n", a.config, a.gate_id);
+        cv_config_free(cfg);
+        return 2;
+    }
+    cv_log_init(a.gate_id, a.level);
+    signal(SIGPIPE, SIG_IGN); /* a client that went away must not kill us through a write */
+    for (size_t i = 0; i < cfg->n_warnings; i++) CV_WARN("%s", cfg->warnings[i]);
+    struct cv_gate_types *types;
+    int code = 1;
+    if (cv_gate_types_new(&types) == 0) {
+        code = load_types(types, &a);
+        if (code == 0) code = run(cfg, &a, types);
+        cv_gate_types_free(types);
+    }
+    cv_config_free(cfg);
+    return code;
+}

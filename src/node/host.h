@@ -1,0 +1,60 @@
+/* Object hosting inside a node: owns the object runtime, serves "objects.call" / "objects.create" /
+ * "objects.delete" / "catalog.subscribe", creates the auto-load objects, (de)activates objects when
+ * shards move, and gives objects their cluster services (calls to other nodes, create/delete, counts). */
+#ifndef CV_NODE_HOST_H
+#define CV_NODE_HOST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "catalog/catalog.h"
+#include "net/rpc.h"
+#include "objects/runtime.h"
+
+struct cv_node;
+struct cv_host;
+
+#define CV_HOST_CALL_TIMEOUT_MS 30000 /* object-to-object calls, redirect retries included */
+#define CV_HOST_AUTOLOAD_INFLIGHT 256 /* auto-load CreateObject proposals in flight at once */
+#define CV_HOST_PUSH_MIN_MS 50        /* at most one shard-map push to subscribers per this interval */
+
+struct cv_host_opts {
+    cv_registry *registry;     /* the object types; not owned, must outlive the host; frozen at init */
+    unsigned call_timeout_ms;  /* 0 = CV_HOST_CALL_TIMEOUT_MS */
+    unsigned autoload_inflight; /* 0 = CV_HOST_AUTOLOAD_INFLIGHT */
+};
+
+/* Creates the host of node n (whose catalog is open; its consensus may not exist yet: the host only
+ * proposes once the node is ready) and starts the runtime and the host's 20 ms tick. *out is freed by
+ * cv_host_close. CV_ENOMEM, CV_EINVAL. */
+int cv_host_init(struct cv_node *n, const struct cv_host_opts *opts, struct cv_host **out);
+
+/* Serves the host's RPC methods on the node's RPC server. Returns false (nothing done) for a method that
+ * is not the host's. */
+bool cv_host_handle_rpc(struct cv_host *h, struct cv_rpc_conn *conn, uint64_t id, const char *method,
+                        const uint8_t *body, size_t len, uint32_t deadline_ms);
+/* A connection of the node's RPC server closed: forget its subscription. */
+void cv_host_conn_closed(struct cv_host *h, struct cv_rpc_conn *conn);
+
+/* After every applied catalog entry (the node's consensus on_applied): activations of created objects,
+ * destruction of deleted ones, shard moves, subscriber pushes. */
+void cv_host_applied(struct cv_host *h, uint64_t index, const Cverse__Catalog__Batch *batch,
+                     const struct cv_cmd_result *results);
+/* The raft leader changed: subscribers get a fresh map (it names the leader). */
+void cv_host_leader_changed(struct cv_host *h);
+
+/* Ready once the auto-load objects of this node's shards (and its per-node ones) exist in the catalog
+ * and are active here; false with a static reason otherwise. */
+bool cv_host_ready(struct cv_host *h, const char **why);
+
+/* The runtime (listing active objects for GET /v1/objects). */
+struct cv_runtime *cv_host_runtime(struct cv_host *h);
+
+/* Stops everything: pending calls and operations fail (CV_ECLOSED / CV_ECANCELED), subscribers are
+ * dropped, peer connections and the runtime close (objects deactivate). done(data) runs once all of it
+ * finished and h was freed. Proposals still pending in the consensus hold the host open until the
+ * consensus fails them (cv_consensus_close), so close both. */
+void cv_host_close(struct cv_host *h, void (*done)(void *data), void *data);
+
+#endif

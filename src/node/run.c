@@ -1,0 +1,249 @@
+/* cv_node_main (include/cverse/node.h): the cverse-node process. Command line parsing, config loading,
+ * the object types (built-in demo types, the program's own, --module shared objects), then the node's
+ * event loop until it stops.
+ * Exit codes: 0 stopped cleanly, 1 runtime failure (e.g. a port in use), 2 bad arguments, config or
+ * module (cannot be loaded, lacks cverse_module_init, or its init failed), or an auto-load object of a
+ * type nobody registered. */
+#include <dlfcn.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config/config.h"
+#include "cverse/error.h"
+#include "cverse/node.h"
+#include "node/node.h"
+#include "objects/registry.h"
+#include "util/log.h"
+#ifdef CV_NODE_HAVE_DEMO
+#include "demo/demo.h"
+#endif
+
+#ifndef CV_VERSION
+#define CV_VERSION "0.0.0"
+#endif
+
+#define MAX_MODULES 32
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "Usage: cverse-node --config FILE --node-id ID [--data-dir DIR] [--log-level LEVEL]\n"
+            "                   [--module PATH.so]... [--no-builtin-types]\n"
+            "       cverse-node --config FILE --list-nodes\n"
+            "\n"
+            "Runs one cverse node: a member of the cluster's raft group that holds the catalog\n"
+            "(node registry, shard map, leases, objects), hosts the objects of the shards it owns\n"
+            "and serves the node HTTP API.\n"
+            "\n"
+            "  -c, --config FILE       cluster configuration (YAML, Goverse schema)\n"
+            "  -n, --node-id ID        which of the config's nodes this process is\n"
+            "  -d, --data-dir DIR      data directory of this node (default: <cluster.data_dir>/<ID>)\n"
+            "  -l, --log-level L       debug, info (default), warn, error\n"
+            "  -m, --module PATH.so    load object types from a shared object exporting\n"
+            "                          cverse_module_init (repeatable)\n"
+            "      --no-builtin-types  do not register the built-in demo types (SimpleCounter,\n"
+            "                          ShardMonitor, NodeMonitor, GlobalMonitor)\n"
+            "      --list-nodes        print \"ID HTTP_ADDR\" for every node in the config and exit\n"
+            "  -h, --help              show this help\n"
+            "  -V, --version           show the version\n");
+}
+
+static int bad_usage(const char *msg, const char *arg)
+{
+    fprintf(stderr, "cverse-node: %s%s%s\nTry 'cverse-node --help'.\n", msg, arg ? ": " : "",
+            arg ? arg : "");
+    return 2;
+}
+
+struct args {
+    const char *config, *node_id, *data_dir;
+    enum cv_log_level level;
+    int list_nodes, no_builtin;
+    const char *modules[MAX_MODULES];
+    int n_modules;
+};
+
+static int parse_level(const char *s, enum cv_log_level *out)
+{
+    static const char *names[] = {"debug", "info", "warn", "error"};
+    for (int i = 0; i < 4; i++)
+        if (!strcmp(s, names[i])) {
+            *out = (enum cv_log_level)i;
+            return 0;
+        }
+    return -1;
+}
+
+/* Returns -1 to continue, or an exit code. */
+static int parse_args(int argc, char **argv, struct args *a)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, 0, 'c'},   {"node-id", required_argument, 0, 'n'},
+        {"data-dir", required_argument, 0, 'd'}, {"log-level", required_argument, 0, 'l'},
+        {"module", required_argument, 0, 'm'},   {"no-builtin-types", no_argument, 0, 'B'},
+        {"list-nodes", no_argument, 0, 'L'},     {"help", no_argument, 0, 'h'},
+        {"version", no_argument, 0, 'V'},        {0, 0, 0, 0}};
+    opterr = 0;
+    optind = 1; /* cv_node_main may be called after the program parsed its own options */
+    int ch;
+    while ((ch = getopt_long(argc, argv, ":c:n:d:l:m:hV", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'c': a->config = optarg; break;
+        case 'n': a->node_id = optarg; break;
+        case 'd': a->data_dir = optarg; break;
+        case 'l':
+            if (parse_level(optarg, &a->level)) return bad_usage("unknown log level", optarg);
+            break;
+        case 'm':
+            if (a->n_modules == MAX_MODULES) return bad_usage("too many --module options (max 32)", optarg);
+            a->modules[a->n_modules++] = optarg;
+            break;
+        case 'B': a->no_builtin = 1; break;
+        case 'L': a->list_nodes = 1; break;
+        case 'h': usage(stdout); return 0;
+        case 'V': printf("cverse-node %s\n", CV_VERSION); return 0;
+        case ':': return bad_usage("option needs a value", argv[optind - 1]);
+        default: return bad_usage("unknown option", argv[optind - 1]);
+        }
+    }
+    if (optind < argc) return bad_usage("unexpected argument", argv[optind]);
+    if (!a->config) return bad_usage("missing --config FILE", NULL);
+    if (!a->list_nodes && !a->node_id) return bad_usage("missing --node-id ID", NULL);
+    return -1;
+}
+
+/* ---------------------------------------------------------------- object types */
+
+static int load_module(const char *path, cv_registry *reg, void **handle)
+{
+    /* A bare "name.so" means the file here, as a user expects, not a search of the library path. */
+    char local[4096];
+    if (!strchr(path, '/') && snprintf(local, sizeof local, "./%s", path) < (int)sizeof local) path = local;
+    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+        fprintf(stderr, "cverse-node: cannot load module %s: %s\n", path, dlerror());
+        return 2;
+    }
+    *handle = h;
+    cv_module_init_fn init;
+    *(void **)&init = dlsym(h, CV_MODULE_INIT_SYMBOL); /* object -> function pointer, as POSIX allows */
+    if (!init) {
+        fprintf(stderr, "cverse-node: module %s does not export %s (see include/cverse/object.h)\n", path,
+                CV_MODULE_INIT_SYMBOL);
+        return 2;
+    }
+    int rv = init(reg);
+    if (rv == CV_EEXIST) {
+        fprintf(stderr,
+                "cverse-node: module %s: %s failed: a type it registers is already registered (by an "
+                "earlier --module, or the built-in demo types: see --no-builtin-types)\n",
+                path, CV_MODULE_INIT_SYMBOL);
+        return 2;
+    }
+    if (rv) {
+        fprintf(stderr, "cverse-node: module %s: %s failed: %s (%s)\n", path, CV_MODULE_INIT_SYMBOL,
+                cv_strerror(rv), cv_errname(rv));
+        return 2;
+    }
+    return 0;
+}
+
+/* Fills reg with the built-in, the program's and the modules' types; an exit code on failure. */
+static int register_types(const struct args *a, cv_module_init_fn extra, cv_registry *reg, void **handles)
+{
+    int rv;
+#ifdef CV_NODE_HAVE_DEMO
+    if (!a->no_builtin && (rv = cv_demo_register(reg))) {
+        fprintf(stderr, "cverse-node: registering the built-in demo types failed: %s\n", cv_strerror(rv));
+        return 2;
+    }
+#endif
+    if (extra && (rv = extra(reg))) {
+        fprintf(stderr, "cverse-node: registering the program's object types failed: %s (%s)\n",
+                cv_strerror(rv), cv_errname(rv));
+        return 2;
+    }
+    for (int i = 0; i < a->n_modules; i++)
+        if ((rv = load_module(a->modules[i], reg, &handles[i]))) return rv;
+    return 0;
+}
+
+/* Every auto-load object needs a registered type: a typo would otherwise only show as a node that never
+ * becomes ready. */
+static int check_autoload(const struct cv_config *cfg, const cv_registry *reg)
+{
+    for (size_t i = 0; i < cfg->n_autoload; i++) {
+        const struct cv_autoload_cfg *al = &cfg->autoload[i];
+        if (cv_registry_type(reg, al->type)) continue;
+        fprintf(stderr,
+                "cverse-node: %s: cluster.auto_load_objects: type \"%s\" (id \"%s\") is not registered; "
+                "load the module that defines it with --module PATH.so\n",
+                cfg->path, al->type, al->id);
+        return 2;
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- the process */
+
+static int run(const struct args *a, const struct cv_config *cfg, cv_registry *reg)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct cv_node node;
+    struct cv_node_opts o = {
+        .loop = &loop, .cfg = cfg, .node_id = a->node_id, .data_dir = a->data_dir, .registry = reg};
+    int code = 0, rv;
+    if ((rv = cv_node_start(&node, &o))) {
+        CV_ERROR("node failed to start: %s", cv_strerror(rv));
+        code = 1;
+        cv_node_stop(&node);
+    }
+    uv_run(&loop, UV_RUN_DEFAULT);
+    cv_node_free(&node);
+    if (uv_loop_close(&loop)) CV_WARN("event loop closed with handles still open");
+    return code;
+}
+
+int cv_node_main(int argc, char **argv, cv_module_init_fn extra_types)
+{
+    struct args a = {.level = CV_LOG_INFO};
+    int rv = parse_args(argc, argv, &a);
+    if (rv >= 0) return rv;
+    struct cv_config *cfg;
+    char err[512];
+    if (cv_config_load(a.config, &cfg, err, sizeof err)) {
+        fprintf(stderr, "cverse-node: %s\n", err);
+        return 2;
+    }
+    if (a.list_nodes) {
+        for (size_t i = 0; i < cfg->n_nodes; i++) printf("%s %s\n", cfg->nodes[i].id, cfg->nodes[i].http_addr);
+        cv_config_free(cfg);
+        return 0;
+    }
+    if (!cv_config_node(cfg, a.node_id)) {
+        fprintf(stderr, "cverse-node: %s: no node \"%s\" in the config (nodes[].id)\n", a.config, a.node_id);
+        cv_config_free(cfg);
+        return 2;
+    }
+    void *handles[MAX_MODULES] = {0};
+    cv_registry *reg = cv_registry_new();
+    int code = reg ? register_types(&a, extra_types, reg, handles) : 1;
+    if (!reg) fprintf(stderr, "cverse-node: out of memory\n");
+    if (code == 0) code = check_autoload(cfg, reg);
+    if (code == 0) {
+        cv_log_init(a.node_id, a.level);
+        signal(SIGPIPE, SIG_IGN); /* a peer that died must not kill us through a write: libuv reports EPIPE */
+        for (size_t i = 0; i < cfg->n_warnings; i++) CV_WARN("%s", cfg->warnings[i]);
+        for (int i = 0; i < a.n_modules; i++) CV_INFO("loaded module %s", a.modules[i]);
+        code = run(&a, cfg, reg);
+    }
+    cv_registry_free(reg);
+    for (int i = 0; i < a.n_modules; i++) /* types are referenced by the registry: unload after it */
+        if (handles[i]) dlclose(handles[i]);
+    cv_config_free(cfg);
+    return code;
+}

@@ -1,0 +1,98 @@
+/* Object-type registry: a growable array of type pointers, searched linearly (a process registers a
+ * handful of types). cv_register_type validates a description completely before accepting it, so that
+ * the runtime and the gate never meet a half-described type. Failure modes: CV_EINVAL (incomplete
+ * description, frozen registry), CV_EEXIST (name taken), CV_ENOMEM. */
+#include "objects/registry.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "cverse/error.h"
+
+struct cv_registry {
+    const struct cv_object_type **types;
+    size_t n, cap;
+    bool frozen;
+};
+
+cv_registry *cv_registry_new(void)
+{
+    return calloc(1, sizeof(struct cv_registry));
+}
+
+void cv_registry_free(cv_registry *reg)
+{
+    if (!reg) return;
+    free(reg->types);
+    free(reg);
+}
+
+const struct cv_object_type *cv_registry_type(const cv_registry *reg, const char *type)
+{
+    if (!reg || !type) return NULL;
+    for (size_t i = 0; i < reg->n; i++)
+        if (strcmp(reg->types[i]->name, type) == 0) return reg->types[i];
+    return NULL;
+}
+
+const struct cv_method *cv_type_method(const struct cv_object_type *t, const char *method)
+{
+    if (!t || !method) return NULL;
+    for (size_t i = 0; i < t->n_methods; i++)
+        if (strcmp(t->methods[i].name, method) == 0) return &t->methods[i];
+    return NULL;
+}
+
+const struct cv_method *cv_registry_method(const cv_registry *reg, const char *type, const char *method)
+{
+    return cv_type_method(cv_registry_type(reg, type), method);
+}
+
+size_t cv_registry_count(const cv_registry *reg)
+{
+    return reg ? reg->n : 0;
+}
+
+const struct cv_object_type *cv_registry_type_at(const cv_registry *reg, size_t i)
+{
+    return reg && i < reg->n ? reg->types[i] : NULL;
+}
+
+void cv_registry_freeze(cv_registry *reg)
+{
+    reg->frozen = true;
+}
+
+bool cv_registry_frozen(const cv_registry *reg)
+{
+    return reg->frozen;
+}
+
+static int type_validate(const struct cv_object_type *t)
+{
+    if (!t || !t->name || !t->name[0] || (t->n_methods && !t->methods)) return CV_EINVAL;
+    for (size_t i = 0; i < t->n_methods; i++) {
+        const struct cv_method *m = &t->methods[i];
+        if (!m->name || !m->name[0] || !m->request || !m->response || !m->handler) return CV_EINVAL;
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(t->methods[j].name, m->name) == 0) return CV_EINVAL;
+    }
+    return 0;
+}
+
+int cv_register_type(cv_registry *reg, const struct cv_object_type *t)
+{
+    if (!reg || reg->frozen) return CV_EINVAL;
+    int rv = type_validate(t);
+    if (rv != 0) return rv;
+    if (cv_registry_type(reg, t->name)) return CV_EEXIST;
+    if (reg->n == reg->cap) {
+        size_t cap = reg->cap ? reg->cap * 2 : 8;
+        const struct cv_object_type **types = realloc(reg->types, cap * sizeof *types);
+        if (!types) return CV_ENOMEM;
+        reg->types = types;
+        reg->cap = cap;
+    }
+    reg->types[reg->n++] = t;
+    return 0;
+}
