@@ -82,7 +82,7 @@ if [ ! -f "$build_dir/meson-private/coredata.dat" ]; then
 elif [ ! -f "$build_dir/build.ninja" ]; then
   (cd "$ROOT" && meson setup --reconfigure "$build_dir") || die "meson setup failed"
 fi
-ninja --quiet -C "$build_dir" src/node/cverse-node || die "build failed: ninja -C $build_dir"
+ninja --quiet -C "$build_dir" src/node/cverse-node src/gate/cverse-gate src/cli/cverse || die "build failed: ninja -C $build_dir"
 [ -x "$NODE_BIN" ] || die "no node binary at $NODE_BIN"
 
 # --- 3. Which nodes: ask the binary, so the config is parsed by the one real parser -----------------
@@ -169,57 +169,95 @@ child_alive() {
   [ "${stat:0:1}" != Z ]
 }
 
-ready=()
-reason=()
-for i in "${!ids[@]}"; do ready[i]=0; reason[i]="no answer"; done
-deadline_us=$((start_us + READY_TIMEOUT * 1000000))
-body=$RUN_DIR/.ready-body
-while :; do
-  pending=0
-  for i in "${!ids[@]}"; do
-    [ "${ready[i]}" -eq 1 ] && continue
-    if ! child_alive "${pids[i]}"; then
-      status=0
-      wait "${pids[i]}" 2>/dev/null || status=$?
-      fail_start "node ${ids[i]} (pid ${pids[i]}) exited with status $status before it was ready"
-    fi
-    code=$(curl -s -o "$body" -w '%{http_code}' --max-time 2 "${urls[i]}/ready" 2>/dev/null || true)
-    if [ "$code" = 200 ]; then
-      ready[i]=1
-    else
-      pending=$((pending + 1))
-      [ "$code" = 000 ] || reason[i]="HTTP $code $(head -c 200 "$body" 2>/dev/null | tr -d '\n')"
-    fi
-  done
-  [ $pending -eq 0 ] && break
-  if [ "${EPOCHREALTIME//[.,]/}" -ge "$deadline_us" ]; then
-    echo "run-cluster: nodes not ready after ${READY_TIMEOUT}s:" >&2
-    for i in "${!ids[@]}"; do
-      [ "${ready[i]}" -eq 1 ] || echo "  ${ids[i]} ${urls[i]}/ready: ${reason[i]}" >&2
+# Waits until every process of the W_IDS / W_URLS / W_PIDS arrays answers /ready with 200 (a dead one
+# or the deadline fails the start).
+wait_ready() {
+  local what=$1 i code status pending
+  local -a ready=() reason=()
+  for i in "${!W_IDS[@]}"; do ready[i]=0; reason[i]="no answer"; done
+  local body=$RUN_DIR/.ready-body
+  while :; do
+    pending=0
+    for i in "${!W_IDS[@]}"; do
+      [ "${ready[i]}" -eq 1 ] && continue
+      if ! child_alive "${W_PIDS[i]}"; then
+        status=0
+        wait "${W_PIDS[i]}" 2>/dev/null || status=$?
+        fail_start "$what ${W_IDS[i]} (pid ${W_PIDS[i]}) exited with status $status before it was ready"
+      fi
+      code=$(curl -s -o "$body" -w '%{http_code}' --max-time 2 "${W_URLS[i]}/ready" 2>/dev/null || true)
+      if [ "$code" = 200 ]; then
+        ready[i]=1
+      else
+        pending=$((pending + 1))
+        [ "$code" = 000 ] || reason[i]="HTTP $code $(head -c 200 "$body" 2>/dev/null | tr -d '\n')"
+      fi
     done
-    fail_start "deadline passed (raise CVERSE_READY_TIMEOUT if the machine is slow)"
-  fi
-  sleep 0.2
-done
-rm -f "$body"
+    [ $pending -eq 0 ] && break
+    if [ "${EPOCHREALTIME//[.,]/}" -ge "$deadline_us" ]; then
+      echo "run-cluster: ${what}s not ready after ${READY_TIMEOUT}s:" >&2
+      for i in "${!W_IDS[@]}"; do
+        [ "${ready[i]}" -eq 1 ] || echo "  ${W_IDS[i]} ${W_URLS[i]}/ready: ${reason[i]}" >&2
+      done
+      fail_start "deadline passed (raise CVERSE_READY_TIMEOUT if the machine is slow)"
+    fi
+    sleep 0.2
+  done
+  rm -f "$body"
+}
+
+deadline_us=$((start_us + READY_TIMEOUT * 1000000))
+W_IDS=("${ids[@]}") W_URLS=("${urls[@]}") W_PIDS=("${pids[@]}")
+wait_ready node
 elapsed_ms=$(((${EPOCHREALTIME//[.,]/} - start_us) / 1000))
 
-# --- 6. Gates and inspector -------------------------------------------------------------------------
-# They come after the nodes: a gate routes calls by the shard map, which exists only once the nodes
-# are ready. Each will be started like a node, logging to RUN_DIR/gate.log or RUN_DIR/inspector.log,
-# recording "PID gate <id>" / "PID inspector inspector" in the pids file (stop-cluster.sh already stops
-# any role), and then waited for on its own /ready.
-start_gates_and_inspector() {
-  :  # not implemented yet: cverse-gate and cverse-inspector do not exist
-}
-start_gates_and_inspector
+# --- 6. Gates -------------------------------------------------------------------------------------
+# They come after the nodes: a gate routes calls by the shard map, which exists once the nodes are
+# ready. They log to RUN_DIR/gate.log and are recorded as "PID gate <id>" in the pids file.
+GATE_BIN=$build_dir/src/gate/cverse-gate
+GATE_LOG=$RUN_DIR/gate.log
+gate_ids=() gate_urls=() gate_grpc=() gate_pids=()
+while read -r id http_addr grpc_addr _; do
+  [ -n "${id:-}" ] || continue
+  host=${http_addr%:*}
+  case "$host" in ""|0.0.0.0) host=127.0.0.1 ;; "[::]"|"::") host="[::1]" ;; esac
+  ghost=${grpc_addr%:*}
+  case "$ghost" in ""|0.0.0.0) ghost=localhost ;; "[::]"|"::") ghost="[::1]" ;; esac
+  gate_ids+=("$id")
+  gate_urls+=("http://$host:${http_addr##*:}")
+  gate_grpc+=("$ghost:${grpc_addr##*:}")
+done < <("$NODE_BIN" --config "$config" --list-gates)
+gates_ms=0
+if [ ${#gate_ids[@]} -gt 0 ]; then
+  gates_start_us=${EPOCHREALTIME//[.,]/}
+  echo "=== run-cluster.sh $(date '+%F %T'): starting ${#gate_ids[@]} gates from $config" >>"$GATE_LOG"
+  for id in "${gate_ids[@]}"; do
+    (trap '' HUP; exec "$GATE_BIN" --config "$config" --gate-id "$id" </dev/null >>"$GATE_LOG" 2>&1) &
+    gate_pids+=("$!")
+    echo "$! gate $id" >>"$PIDS"
+  done
+  echo "run-cluster: started ${#gate_ids[@]} gates, waiting for /ready"
+  W_IDS=("${gate_ids[@]}") W_URLS=("${gate_urls[@]}") W_PIDS=("${gate_pids[@]}")
+  wait_ready gate
+  gates_ms=$(((${EPOCHREALTIME//[.,]/} - gates_start_us) / 1000))
+fi
 
 trap - INT TERM
-printf 'run-cluster: %d nodes ready in %d.%03d s\n' "${#ids[@]}" $((elapsed_ms / 1000)) \
-  $((elapsed_ms % 1000))
-echo "  logs:    $LOG"
+total_ms=$(((${EPOCHREALTIME//[.,]/} - start_us) / 1000))
+printf 'run-cluster: %d nodes ready in %d.%03d s' "${#ids[@]}" $((elapsed_ms / 1000)) $((elapsed_ms % 1000))
+[ ${#gate_ids[@]} -gt 0 ] && printf ', %d gates ready %d.%03d s later' "${#gate_ids[@]}" \
+  $((gates_ms / 1000)) $((gates_ms % 1000))
+printf ' (%d.%03d s in all)\n' $((total_ms / 1000)) $((total_ms % 1000))
+echo "  logs:    $LOG${gate_ids:+, $GATE_LOG}"
 echo "  data:    $RUN_DIR/data/<node-id>"
 echo "  cluster: curl -s ${urls[0]}/v1/cluster"
+if [ ${#gate_ids[@]} -gt 0 ]; then
+  for i in "${!gate_ids[@]}"; do
+    echo "  ${gate_ids[i]}:  ${gate_urls[i]} (HTTP)  ${gate_grpc[i]} (native, cverse --gate)"
+  done
+  echo "  try:     curl -s -X POST -d '{\"request\":{}}' ${gate_urls[0]}/api/v1/objects/call/SimpleCounter/SimpleCounter-Counter-001/Increment"
+  echo "           $build_dir/src/cli/cverse call --gate ${gate_grpc[0]} SimpleCounter SimpleCounter-Counter-001 GetValue"
+fi
 stop_cmd=cluster/stop-cluster.sh
 [ -n "${CVERSE_RUN_DIR:-}" ] && stop_cmd="CVERSE_RUN_DIR=$RUN_DIR $stop_cmd"
 echo "  stop:    $stop_cmd"

@@ -32,7 +32,7 @@ static void usage(FILE *f)
     fprintf(f,
             "Usage: cverse-node --config FILE --node-id ID [--data-dir DIR] [--log-level LEVEL]\n"
             "                   [--module PATH.so]... [--no-builtin-types]\n"
-            "       cverse-node --config FILE --list-nodes\n"
+            "       cverse-node --config FILE --list-nodes | --list-gates\n"
             "\n"
             "Runs one cverse node: a member of the cluster's raft group that holds the catalog\n"
             "(node registry, shard map, leases, objects), hosts the objects of the shards it owns\n"
@@ -47,6 +47,7 @@ static void usage(FILE *f)
             "      --no-builtin-types  do not register the built-in demo types (SimpleCounter,\n"
             "                          ShardMonitor, NodeMonitor, GlobalMonitor)\n"
             "      --list-nodes        print \"ID HTTP_ADDR\" for every node in the config and exit\n"
+            "      --list-gates        print \"ID HTTP_ADDR GRPC_ADDR\" for every gate in the config and exit\n"
             "  -h, --help              show this help\n"
             "  -V, --version           show the version\n");
 }
@@ -61,7 +62,7 @@ static int bad_usage(const char *msg, const char *arg)
 struct args {
     const char *config, *node_id, *data_dir;
     enum cv_log_level level;
-    int list_nodes, no_builtin;
+    int list_nodes, list_gates, no_builtin;
     const char *modules[MAX_MODULES];
     int n_modules;
 };
@@ -84,7 +85,7 @@ static int parse_args(int argc, char **argv, struct args *a)
         {"config", required_argument, 0, 'c'},   {"node-id", required_argument, 0, 'n'},
         {"data-dir", required_argument, 0, 'd'}, {"log-level", required_argument, 0, 'l'},
         {"module", required_argument, 0, 'm'},   {"no-builtin-types", no_argument, 0, 'B'},
-        {"list-nodes", no_argument, 0, 'L'},     {"help", no_argument, 0, 'h'},
+        {"list-nodes", no_argument, 0, 'L'},     {"list-gates", no_argument, 0, 'G'},     {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'V'},        {0, 0, 0, 0}};
     opterr = 0;
     optind = 1; /* cv_node_main may be called after the program parsed its own options */
@@ -103,6 +104,7 @@ static int parse_args(int argc, char **argv, struct args *a)
             break;
         case 'B': a->no_builtin = 1; break;
         case 'L': a->list_nodes = 1; break;
+        case 'G': a->list_gates = 1; break;
         case 'h': usage(stdout); return 0;
         case 'V': printf("cverse-node %s\n", CV_VERSION); return 0;
         case ':': return bad_usage("option needs a value", argv[optind - 1]);
@@ -111,7 +113,7 @@ static int parse_args(int argc, char **argv, struct args *a)
     }
     if (optind < argc) return bad_usage("unexpected argument", argv[optind]);
     if (!a->config) return bad_usage("missing --config FILE", NULL);
-    if (!a->list_nodes && !a->node_id) return bad_usage("missing --node-id ID", NULL);
+    if (!a->list_nodes && !a->list_gates && !a->node_id) return bad_usage("missing --node-id ID", NULL);
     return -1;
 }
 
@@ -219,8 +221,11 @@ int cv_node_main(int argc, char **argv, cv_module_init_fn extra_types)
         fprintf(stderr, "cverse-node: %s\n", err);
         return 2;
     }
-    if (a.list_nodes) {
-        for (size_t i = 0; i < cfg->n_nodes; i++) printf("%s %s\n", cfg->nodes[i].id, cfg->nodes[i].http_addr);
+    if (a.list_nodes || a.list_gates) {
+        for (size_t i = 0; a.list_nodes && i < cfg->n_nodes; i++)
+            printf("%s %s\n", cfg->nodes[i].id, cfg->nodes[i].http_addr);
+        for (size_t i = 0; a.list_gates && i < cfg->n_gates; i++)
+            printf("%s %s %s\n", cfg->gates[i].id, cfg->gates[i].http_addr, cfg->gates[i].grpc_addr);
         cv_config_free(cfg);
         return 0;
     }
