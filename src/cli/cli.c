@@ -525,6 +525,12 @@ static int cmd_delete(const struct command *cmd, int argc, char **argv)
 }
 
 /* status and shards: parse (no positional argument), connect, fetch the gate's status. */
+static int node_cmp(const void *a, const void *b)
+{
+    const Cverse__Rpc__NodeAddr *x = *(Cverse__Rpc__NodeAddr *const *)a, *y = *(Cverse__Rpc__NodeAddr *const *)b;
+    return strverscmp(x->id, y->id);
+}
+
 static int fetch_status(const struct command *cmd, int argc, char **argv, struct gate_opts *o,
                         Cverse__Rpc__StatusResponse **st)
 {
@@ -541,6 +547,8 @@ static int fetch_status(const struct command *cmd, int argc, char **argv, struct
         *st = NULL;
         return call_failed(cmd, CV_EUNAVAIL, "the gate has no shard map yet (it has not reached a node)");
     }
+    /* Natural order for people: node-2 before node-10 (the catalog sorts ids bytewise). */
+    qsort((*st)->map->nodes, (*st)->map->n_nodes, sizeof *(*st)->map->nodes, node_cmp);
     return 0;
 }
 
