@@ -34,6 +34,7 @@
 #include "net/http.h"
 #include "net/rpc.h"
 #include "rpc.pb-c.h"
+#include "util/buf.h"
 #include "util/log.h"
 
 #define SUB_TIMEOUT_MS 2000u     /* a subscribe that takes longer moves on to the next node */
@@ -761,69 +762,43 @@ bool cv_gate_ready(const struct cv_gate *g, const char **why)
     return false;
 }
 
-struct mbuf {
-    char *p;
-    size_t len, cap;
-    bool oom;
-};
-
-static void mprintf(struct mbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void mprintf(struct mbuf *b, const char *fmt, ...)
-{
-    va_list ap;
-    while (!b->oom) {
-        va_start(ap, fmt);
-        int n = vsnprintf(b->p ? b->p + b->len : NULL, b->p ? b->cap - b->len : 0, fmt, ap);
-        va_end(ap);
-        if (n < 0) return;
-        if (b->p && b->len + (size_t)n < b->cap) {
-            b->len += (size_t)n;
-            return;
-        }
-        size_t cap = (b->cap ? b->cap * 2 : 4096) + (size_t)n;
-        char *p = realloc(b->p, cap);
-        if (!p) b->oom = true;
-        else b->p = p, b->cap = cap;
-    }
-}
-
-static void metrics__latency(const struct cv_gate *g, struct mbuf *b)
+static void metrics__latency(const struct cv_gate *g, struct cv_buf *b)
 {
     const char *h = "cverse_gate_request_seconds";
-    mprintf(b, "# HELP %s Time from receiving a client request to answering it.\n# TYPE %s histogram\n", h, h);
+    cv_buf_printf(b, "# HELP %s Time from receiving a client request to answering it.\n# TYPE %s histogram\n", h, h);
     for (int op = 0; op < CV_GATE_N_OPS; op++) {
         uint64_t cum = 0;
         for (size_t i = 0; i < N_LAT; i++) {
             cum += g->lat[op][i];
-            if (i == N_LAT - 1) mprintf(b, "%s_bucket{op=\"%s\",le=\"+Inf\"} %llu\n", h, op_names[op],
+            if (i == N_LAT - 1) cv_buf_printf(b, "%s_bucket{op=\"%s\",le=\"+Inf\"} %llu\n", h, op_names[op],
                                         (unsigned long long)cum);
-            else mprintf(b, "%s_bucket{op=\"%s\",le=\"%g\"} %llu\n", h, op_names[op], lat_bounds[i],
+            else cv_buf_printf(b, "%s_bucket{op=\"%s\",le=\"%g\"} %llu\n", h, op_names[op], lat_bounds[i],
                          (unsigned long long)cum);
         }
-        mprintf(b, "%s_sum{op=\"%s\"} %.9g\n%s_count{op=\"%s\"} %llu\n", h, op_names[op], g->lat_sum[op], h,
+        cv_buf_printf(b, "%s_sum{op=\"%s\"} %.9g\n%s_count{op=\"%s\"} %llu\n", h, op_names[op], g->lat_sum[op], h,
                 op_names[op], (unsigned long long)cum);
     }
 }
 
 char *cv_gate_metrics(const struct cv_gate *g, size_t *len)
 {
-    struct mbuf b = {0};
+    struct cv_buf b = {0};
     const char *c = "cverse_gate_requests_total";
-    mprintf(&b, "# HELP %s Client requests answered, by operation and result code.\n# TYPE %s counter\n", c, c);
+    cv_buf_printf(&b, "# HELP %s Client requests answered, by operation and result code.\n# TYPE %s counter\n", c, c);
     for (int op = 0; op < CV_GATE_N_OPS; op++)
         for (int k = 0; k < CV_GATE_N_CODES; k++)
             if (g->results[op][k] || k == CV_GATE_CODE_OK)
-                mprintf(&b, "%s{op=\"%s\",result=\"%s\"} %llu\n", c, op_names[op],
+                cv_buf_printf(&b, "%s{op=\"%s\",result=\"%s\"} %llu\n", c, op_names[op],
                         k == CV_GATE_CODE_OK ? "OK" : cv_gate_error_info((enum cv_gate_code)k)->code,
                         (unsigned long long)g->results[op][k]);
     c = "cverse_gate_retries_total";
-    mprintf(&b, "# HELP %s Forwards retried, by cause.\n# TYPE %s counter\n", c, c);
+    cv_buf_printf(&b, "# HELP %s Forwards retried, by cause.\n# TYPE %s counter\n", c, c);
     for (int i = 0; i < N_RETRY_REASONS; i++)
-        mprintf(&b, "%s{reason=\"%s\"} %llu\n", c, retry_reason_names[i], (unsigned long long)g->retries[i]);
+        cv_buf_printf(&b, "%s{reason=\"%s\"} %llu\n", c, retry_reason_names[i], (unsigned long long)g->retries[i]);
     metrics__latency(g, &b);
     size_t up = 0;
     for (size_t i = 0; i < g->n_nodes; i++) up += g->nodes[i].connected;
-    mprintf(&b, "# HELP cverse_gate_map_applied_index Applied index of the gate's shard map.\n"
+    cv_buf_printf(&b, "# HELP cverse_gate_map_applied_index Applied index of the gate's shard map.\n"
                 "# TYPE cverse_gate_map_applied_index gauge\ncverse_gate_map_applied_index %llu\n"
                 "# HELP cverse_gate_maps_applied_total Shard maps applied.\n"
                 "# TYPE cverse_gate_maps_applied_total counter\ncverse_gate_maps_applied_total %llu\n"
@@ -835,7 +810,7 @@ char *cv_gate_metrics(const struct cv_gate *g, size_t *len)
                 "# TYPE cverse_gate_requests_in_flight gauge\ncverse_gate_requests_in_flight %zu\n",
             (unsigned long long)cv_gate_map_index(&g->map), (unsigned long long)g->maps_applied,
             g->map.pb ? (unsigned)cv_gate_map_unassigned(&g->map) : (unsigned)g->cfg->shards, up, g->inflight);
-    mprintf(&b, "# HELP cverse_gate_maps_ignored_total Shard maps ignored (not newer than the gate's).\n"
+    cv_buf_printf(&b, "# HELP cverse_gate_maps_ignored_total Shard maps ignored (not newer than the gate's).\n"
                 "# TYPE cverse_gate_maps_ignored_total counter\ncverse_gate_maps_ignored_total %llu\n"
                 "# HELP cverse_gate_subscriptions_total Shard-map subscriptions established (failovers + 1).\n"
                 "# TYPE cverse_gate_subscriptions_total counter\ncverse_gate_subscriptions_total %llu\n",

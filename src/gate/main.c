@@ -54,17 +54,6 @@ struct args {
     enum cv_log_level level;
 };
 
-static int parse_level(const char *s, enum cv_log_level *out)
-{
-    static const char *names[] = {"debug", "info", "warn", "error"};
-    for (int i = 0; i < 4; i++)
-        if (!strcmp(s, names[i])) {
-            *out = (enum cv_log_level)i;
-            return 0;
-        }
-    return -1;
-}
-
 /* Returns -1 to continue, or an exit code. */
 static int parse_args(int argc, char **argv, struct args *a)
 {
@@ -84,7 +73,7 @@ static int parse_args(int argc, char **argv, struct args *a)
             a->modules[a->n_modules++] = optarg;
             break;
         case 'l':
-            if (parse_level(optarg, &a->level)) return bad_usage("unknown log level", optarg);
+            if (cv_log_level_parse(optarg, &a->level)) return bad_usage("unknown log level", optarg);
             break;
         case 'h': usage(stdout); return 0;
         case 'V': printf("cverse-gate %s\n", CV_VERSION); return 0;

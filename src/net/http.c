@@ -716,28 +716,12 @@ int cv_http_server_init(uv_loop_t *loop, const struct cv_http_opts *opts, cv_htt
     return 0;
 }
 
-/* Resolves a listen address; unlike cv_addr_resolve it accepts port 0 (an ephemeral port). */
-static int http__resolve_listen(const char *addr, struct sockaddr_storage *ss)
-{
-    size_t n = strlen(addr);
-    if (n < 2 || strcmp(addr + n - 2, ":0") != 0) return cv_addr_resolve(addr, ss);
-    char tmp[300];
-    if (n >= sizeof tmp - 1) return CV_EINVAL;
-    memcpy(tmp, addr, n);
-    tmp[n - 1] = '1';
-    tmp[n] = '\0';
-    int rv = cv_addr_resolve(tmp, ss);
-    if (rv) return rv;
-    if (ss->ss_family == AF_INET6) ((struct sockaddr_in6 *)ss)->sin6_port = 0;
-    else ((struct sockaddr_in *)ss)->sin_port = 0;
-    return 0;
-}
 
 int cv_http_server_listen(struct cv_http_server *srv, const char *addr)
 {
     struct sockaddr_storage ss;
     if (srv->closing || srv->port > 0) return CV_EINVAL;
-    if (!addr || http__resolve_listen(addr, &ss)) {
+    if (!addr || cv_addr_resolve_listen(addr, &ss)) {
         CV_ERROR("http: bad listen address '%s'", addr ? addr : "(null)");
         return CV_EINVAL;
     }

@@ -217,28 +217,12 @@ static int rpc__sock_start(struct rpc__sock *s)
     return rv ? CV_EIO : 0;
 }
 
-/* Resolves a listen address; unlike cv_addr_resolve it accepts port 0 (an ephemeral port). */
-static int rpc__resolve_listen(const char *addr, struct sockaddr_storage *ss)
-{
-    size_t n = strlen(addr);
-    if (n < 2 || strcmp(addr + n - 2, ":0") != 0) return cv_addr_resolve(addr, ss);
-    char tmp[300];
-    if (n >= sizeof tmp - 1) return CV_EINVAL;
-    memcpy(tmp, addr, n);
-    tmp[n - 1] = '1';
-    tmp[n] = '\0';
-    int rv = cv_addr_resolve(tmp, ss);
-    if (rv) return rv;
-    if (ss->ss_family == AF_INET6) ((struct sockaddr_in6 *)ss)->sin6_port = 0;
-    else ((struct sockaddr_in *)ss)->sin_port = 0;
-    return 0;
-}
 
 /* Binds and listens; returns the bound port (> 0) or CV_EINVAL / CV_EIO. */
 static int rpc__listen(uv_tcp_t *tcp, const char *what, const char *addr, uv_connection_cb cb)
 {
     struct sockaddr_storage ss;
-    if (!addr || rpc__resolve_listen(addr, &ss)) {
+    if (!addr || cv_addr_resolve_listen(addr, &ss)) {
         CV_ERROR("%s: bad listen address '%s'", what, addr ? addr : "(null)");
         return CV_EINVAL;
     }

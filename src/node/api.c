@@ -11,6 +11,7 @@
 #include "cverse/error.h"
 #include "node/host.h"
 #include "node/node.h"
+#include "util/buf.h"
 #include "util/log.h"
 
 static void send_json(struct cv_http_exchange *x, int status, json_t *j)
@@ -139,35 +140,9 @@ static void get_objects(struct cv_node *n, struct cv_http_exchange *x, const str
 }
 
 /* Prometheus text exposition. */
-struct buf {
-    char *p;
-    size_t len, cap;
-};
-
-static void bprintf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void bprintf(struct buf *b, const char *fmt, ...)
+static void metric(struct cv_buf *b, const char *name, const char *type, const char *help, double v)
 {
-    va_list ap;
-    for (;;) {
-        va_start(ap, fmt);
-        int n = vsnprintf(b->p ? b->p + b->len : NULL, b->p ? b->cap - b->len : 0, fmt, ap);
-        va_end(ap);
-        if (n < 0) return;
-        if (b->p && b->len + (size_t)n < b->cap) {
-            b->len += (size_t)n;
-            return;
-        }
-        size_t ncap = (b->cap ? b->cap * 2 : 4096) + (size_t)n;
-        char *np = realloc(b->p, ncap);
-        if (!np) return;
-        b->p = np;
-        b->cap = ncap;
-    }
-}
-
-static void metric(struct buf *b, const char *name, const char *type, const char *help, double v)
-{
-    bprintf(b, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", name, help, name, type, name, v);
+    cv_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", name, help, name, type, name, v);
 }
 
 static void get_metrics(struct cv_node *n, struct cv_http_exchange *x)
@@ -175,7 +150,7 @@ static void get_metrics(struct cv_node *n, struct cv_http_exchange *x)
     struct cv_consensus_status st;
     cv_consensus_status(n->consensus, &st);
     const struct cv_catalog_node *me = cv_catalog_node_get(n->catalog, n->self->id);
-    struct buf b = {0};
+    struct cv_buf b = {0};
     metric(&b, "cverse_raft_term", "gauge", "Current raft term.", (double)st.term);
     metric(&b, "cverse_raft_commit_index", "gauge", "Raft commit index.", (double)st.commit_index);
     metric(&b, "cverse_raft_applied_index", "gauge", "Last raft index applied to the FSM.",
@@ -195,18 +170,19 @@ static void get_metrics(struct cv_node *n, struct cv_http_exchange *x)
            n->host ? (double)cv_runtime_count(cv_host_runtime(n->host)) : 0);
     const struct cv_apply_histogram *h = cv_consensus_apply_histogram(n->consensus);
     const char *hn = "cverse_catalog_apply_seconds";
-    bprintf(&b, "# HELP %s Time to apply one raft entry to the catalog.\n# TYPE %s histogram\n", hn, hn);
+    cv_buf_printf(&b, "# HELP %s Time to apply one raft entry to the catalog.\n# TYPE %s histogram\n", hn, hn);
     uint64_t cum = 0;
     for (unsigned i = 0; i < CV_APPLY_BUCKETS; i++) {
         cum += h->buckets[i];
         if (i == CV_APPLY_BUCKETS - 1)
-            bprintf(&b, "%s_bucket{le=\"+Inf\"} %llu\n", hn, (unsigned long long)cum);
+            cv_buf_printf(&b, "%s_bucket{le=\"+Inf\"} %llu\n", hn, (unsigned long long)cum);
         else
-            bprintf(&b, "%s_bucket{le=\"%g\"} %llu\n", hn, cv_apply_bucket_le_us[i] / 1e6,
+            cv_buf_printf(&b, "%s_bucket{le=\"%g\"} %llu\n", hn, cv_apply_bucket_le_us[i] / 1e6,
                     (unsigned long long)cum);
     }
-    bprintf(&b, "%s_sum %.9f\n%s_count %llu\n", hn, h->sum_us / 1e6, hn, (unsigned long long)h->count);
-    if (!b.p) {
+    cv_buf_printf(&b, "%s_sum %.9f\n%s_count %llu\n", hn, h->sum_us / 1e6, hn, (unsigned long long)h->count);
+    if (!b.p || b.oom) {
+        free(b.p);
         cv_http_respond_error(x, 500, "INTERNAL", "out of memory");
         return;
     }

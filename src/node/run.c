@@ -67,17 +67,6 @@ struct args {
     int n_modules;
 };
 
-static int parse_level(const char *s, enum cv_log_level *out)
-{
-    static const char *names[] = {"debug", "info", "warn", "error"};
-    for (int i = 0; i < 4; i++)
-        if (!strcmp(s, names[i])) {
-            *out = (enum cv_log_level)i;
-            return 0;
-        }
-    return -1;
-}
-
 /* Returns -1 to continue, or an exit code. */
 static int parse_args(int argc, char **argv, struct args *a)
 {
@@ -96,7 +85,7 @@ static int parse_args(int argc, char **argv, struct args *a)
         case 'n': a->node_id = optarg; break;
         case 'd': a->data_dir = optarg; break;
         case 'l':
-            if (parse_level(optarg, &a->level)) return bad_usage("unknown log level", optarg);
+            if (cv_log_level_parse(optarg, &a->level)) return bad_usage("unknown log level", optarg);
             break;
         case 'm':
             if (a->n_modules == MAX_MODULES) return bad_usage("too many --module options (max 32)", optarg);

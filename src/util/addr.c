@@ -74,3 +74,21 @@ int cv_addr_resolve(const char *addr, struct sockaddr_storage *ss)
     }
     return CV_EINVAL;
 }
+
+int cv_addr_resolve_listen(const char *addr, struct sockaddr_storage *ss)
+{
+    size_t n = strlen(addr);
+    if (n < 2 || strcmp(addr + n - 2, ":0") != 0) return cv_addr_resolve(addr, ss);
+    char tmp[300]; /* resolve "host:1", then set the port to 0: cv_addr_resolve refuses port 0 */
+    if (n >= sizeof tmp - 1) return CV_EINVAL;
+    memcpy(tmp, addr, n);
+    tmp[n - 1] = '1';
+    tmp[n] = '\0';
+    int rv = cv_addr_resolve(tmp, ss);
+    if (rv) return rv;
+    if (ss->ss_family == AF_INET6)
+        ((struct sockaddr_in6 *)ss)->sin6_port = 0;
+    else
+        ((struct sockaddr_in *)ss)->sin_port = 0;
+    return 0;
+}

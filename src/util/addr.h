@@ -18,4 +18,7 @@ int cv_addr_connectable(const char *addr, char *out, size_t outlen);
 struct sockaddr_storage;
 int cv_addr_resolve(const char *addr, struct sockaddr_storage *ss);
 
+/* As cv_addr_resolve, but port 0 is allowed (listen on an ephemeral port). */
+int cv_addr_resolve_listen(const char *addr, struct sockaddr_storage *ss);
+
 #endif

@@ -2,6 +2,8 @@
  * several processes appending to one log file (as run-cluster.sh does) do not interleave mid-line. */
 #include "util/log.h"
 
+#include "cverse/error.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -14,6 +16,17 @@ void cv_log_init(const char *name, enum cv_log_level level)
 {
     snprintf(log_name, sizeof log_name, "%s", name ? name : "cverse");
     log_level = level;
+}
+
+int cv_log_level_parse(const char *s, enum cv_log_level *out)
+{
+    static const char *names[] = {"debug", "info", "warn", "error"};
+    for (int i = 0; i < 4; i++)
+        if (!strcmp(s, names[i])) {
+            *out = (enum cv_log_level)i;
+            return 0;
+        }
+    return CV_EINVAL;
 }
 
 void cv_log(enum cv_log_level level, const char *fmt, ...)

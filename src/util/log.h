@@ -8,6 +8,8 @@ enum cv_log_level { CV_LOG_DEBUG = 0, CV_LOG_INFO, CV_LOG_WARN, CV_LOG_ERROR };
 
 /* name is copied; it prefixes every line, e.g. "node-1". level filters lower levels out. */
 void cv_log_init(const char *name, enum cv_log_level level);
+/* Parses "debug", "info", "warn" or "error"; 0, or CV_EINVAL for anything else. */
+int cv_log_level_parse(const char *s, enum cv_log_level *out);
 void cv_log(enum cv_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #define CV_DEBUG(...) cv_log(CV_LOG_DEBUG, __VA_ARGS__)
