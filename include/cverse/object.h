@@ -47,10 +47,12 @@ struct cv_object_type {
     const char *name;       /* e.g. "Counter"; unique per registry */
     size_t state_size;      /* bytes of zeroed per-object state, see cv_object_state; may be 0 */
     /* Hooks, all optional (NULL), all run inside the object's turn (never during a method):
-     * created:     the object is new (today: first activation in this runtime; with persistence: the
-     *              catalog has no record of it yet). Runs before activated. Nonzero fails activation.
+     * created:     the object is new. In a node: once, on the shard's owner, when the CreateObject is
+     *              applied (not when the object is activated again after a restart, a shard move or by
+     *              a call). In a bare runtime: on every activation. Runs before activated. Nonzero
+     *              fails activation.
      * activated:   every activation. Nonzero (a CV_E* code) fails activation: queued calls fail with it.
-     * deactivated: the activation ends (idle, shard moved away, node closing); timers are stopped.
+     * deactivated: the activation ends (shard moved away, node closing, deleted); timers are stopped.
      * destroyed:   the object is deleted for good (cv_runtime_destroy); runs after deactivated. */
     int (*created)(cv_object *o);
     int (*activated)(cv_object *o);
@@ -73,9 +75,10 @@ int cv_register_type(cv_registry *reg, const struct cv_object_type *t);
 #define CV_MODULE_INIT_SYMBOL "cverse_module_init"
 typedef int (*cv_module_init_fn)(cv_registry *reg);
 
-/* Answers the current call with resp (must be of the method's response type; it is packed right away,
- * so resp may be freed or reused on return). Returns 0; CV_EINVAL if resp has the wrong type (the
- * caller then gets CV_EINVAL). Either way the reply handle is consumed. */
+/* Answers the current call with resp, which must be of the method's response type: the same descriptor
+ * or one with the same full message name (a module carries its own copy of shared generated code). It
+ * is packed right away, so resp may be freed or reused on return. Returns 0; CV_EINVAL if resp has the
+ * wrong type (the caller then gets CV_EINVAL). Either way the reply handle is consumed. */
 int cv_reply_ok(cv_reply *r, const ProtobufCMessage *resp);
 /* Answers the current call with an error: code is a negative CV_E* (anything else is sent as
  * CV_EINVAL), msg an optional detail (copied; NULL gives cv_strerror(code)). Consumes the handle. */
@@ -105,16 +108,20 @@ int cv_object_timer_stop(cv_object *o, uint64_t id);
  * async handler can reply from it); `caller` stays valid until it returned, even if it deactivated. */
 typedef void (*cv_object_call_cb)(cv_object *caller, void *data, int status, const char *error,
                                   const ProtobufCMessage *resp);
-/* Calls method of object (type, id) on behalf of object o. req is packed before return. The callback
- * fires exactly once, never from inside cv_object_call; on a negative return it never fires:
- * CV_EREDIRECT if this node does not own the target's shard (today only local objects are reachable;
- * the network path comes with the gates), CV_ENOTFOUND (unknown type or method), CV_EINVAL (bad id or
- * request of the wrong type), CV_EBUSY (target mailbox full), CV_ECLOSED, CV_ENOMEM. */
+/* Calls method of object (type, id) on behalf of object o. req is packed before return; it must be of
+ * the method's request type (the same descriptor or the same full message name: a module carries its
+ * own copy of shared generated code). Objects on other nodes are reached through the hosting node
+ * (objects.call to the owner; redirects and unavailable owners are retried until a 30 s deadline, then
+ * CV_EUNAVAIL). The target must exist in the catalog (else CV_ENOTFOUND). In a bare runtime (no node)
+ * only local objects are reachable: CV_EREDIRECT if its `owns` callback refuses the target's shard.
+ * The callback fires exactly once, never from inside cv_object_call; on a negative return it never
+ * fires: CV_ENOTFOUND (unknown type or method), CV_EINVAL (bad id or request of the wrong type),
+ * CV_EBUSY (target mailbox full), CV_ECLOSED, CV_ENOMEM. */
 int cv_object_call(cv_object *o, const char *type, const char *id, const char *method,
                    const ProtobufCMessage *req, cv_object_call_cb cb, void *data);
 
 /* ---- Cluster services for objects, provided by the hosting node (cverse-node). Outside a node (e.g. in
- * a bare runtime in unit tests) they return CV_EUNAVAIL / 0 / false. */
+ * a bare runtime in unit tests) they return CV_EUNAVAIL / 0 / false, except the shard facts below. */
 
 /* Outcome of cv_object_create / cv_object_delete. status 0 or a CV_E* code; error never NULL on failure. */
 typedef void (*cv_object_done_cb)(cv_object *caller, void *data, int status, const char *error);
@@ -126,7 +133,9 @@ int cv_object_create(cv_object *o, const char *type, const char *id, cv_object_d
 int cv_object_delete(cv_object *o, const char *type, const char *id, cv_object_done_cb cb, void *data);
 
 uint32_t cv_object_cluster_shards(const cv_object *o);              /* cluster.shards */
-bool cv_object_node_owns_shard(const cv_object *o, uint32_t shard); /* by this node's shard map */
+/* By this node's shard map. Outside a node: a bare runtime without an `owns` callback owns every shard
+ * (true, and cluster.shards); with one, owns() decides and the count is 0. */
+bool cv_object_node_owns_shard(const cv_object *o, uint32_t shard);
 uint32_t cv_object_node_shard_count(const cv_object *o);            /* shards this node owns */
 size_t cv_object_node_object_count(const cv_object *o);             /* objects active on this node */
 size_t cv_object_shard_object_count(const cv_object *o, uint32_t shard); /* active in shard, here */

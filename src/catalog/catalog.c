@@ -1132,6 +1132,12 @@ uint32_t cv_catalog_unassigned_shards(const struct cv_catalog *cat)
 
 int cv_catalog_object_get(struct cv_catalog *cat, const char *id, char *type, size_t typelen, uint32_t *shard)
 {
+    return cv_catalog_object_get_ex(cat, id, type, typelen, shard, NULL);
+}
+
+int cv_catalog_object_get_ex(struct cv_catalog *cat, const char *id, char *type, size_t typelen,
+                             uint32_t *shard, uint64_t *created_index)
+{
     MDB_txn *txn;
     Cverse__Catalog__ObjectRecord *rec;
     if (!valid_key(cat, id)) return CV_EINVAL;
@@ -1147,6 +1153,7 @@ int cv_catalog_object_get(struct cv_catalog *cat, const char *id, char *type, si
         type[n] = '\0';
     }
     if (shard) *shard = rec->shard;
+    if (created_index) *created_index = rec->created_index;
     cverse__catalog__object_record__free_unpacked(rec, NULL);
     return 0;
 }

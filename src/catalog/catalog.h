@@ -104,6 +104,12 @@ uint32_t cv_catalog_unassigned_shards(const struct cv_catalog *cat);
  * typelen) and shard; CV_ENOTFOUND if absent. */
 int cv_catalog_object_get(struct cv_catalog *cat, const char *id, char *type, size_t typelen,
                           uint32_t *shard);
+/* As cv_catalog_object_get, plus the index of the entry that created it (kept across idempotent
+ * re-creates, reset when the id is deleted and created again; a snapshot carries it). Any out pointer
+ * may be NULL. The host uses it to run an object's `created` hook exactly once: on the entry that
+ * created it, not on a duplicate CreateObject. */
+int cv_catalog_object_get_ex(struct cv_catalog *cat, const char *id, char *type, size_t typelen,
+                             uint32_t *shard, uint64_t *created_index);
 /* Calls cb for each object (in id order) until cb returns nonzero. Strings valid during the call.
  * Returns 0, cb's nonzero value, or CV_ELMDB. cb must not call catalog functions that read LMDB (one
  * read transaction per thread). */

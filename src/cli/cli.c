@@ -327,26 +327,6 @@ static int connect_gate(const struct gate_opts *o, cv_client **c)
 }
 
 /* The code names the gate's HTTP API uses ({"code":...}), so both front ends say the same thing. */
-static const char *code_name(int err)
-{
-    switch (err) {
-    case CV_EINVAL:
-    case CV_EPROTO:
-    case CV_ETOOBIG: return "INVALID_ARGUMENT";
-    case CV_ENOTFOUND: return "NOT_FOUND";
-    case CV_EEXIST: return "ALREADY_EXISTS";
-    case CV_EBUSY: return "RESOURCE_EXHAUSTED";
-    case CV_EUNAVAIL:
-    case CV_EREDIRECT:
-    case CV_ENOTLEADER:
-    case CV_ERETRY:
-    case CV_ECLOSED: return "UNAVAILABLE";
-    case CV_ETIMEDOUT: return "DEADLINE_EXCEEDED";
-    case CV_ECANCELED: return "CANCELLED";
-    default: return "INTERNAL";
-    }
-}
-
 /* What to do about err, for a human. */
 static const char *code_hint(const struct command *cmd, int err)
 {
@@ -378,7 +358,7 @@ static const char *code_hint(const struct command *cmd, int err)
 
 static int call_failed(const struct command *cmd, int err, const char *msg)
 {
-    fprintf(stderr, "cverse: %s: %s\nhint: %s\n", code_name(err), msg, code_hint(cmd, err));
+    fprintf(stderr, "cverse: %s: %s\nhint: %s\n", cv_err_status(err), msg, code_hint(cmd, err));
     return EXIT_FAILED;
 }
 

@@ -5,11 +5,12 @@ struct errinfo {
     int code;
     int retry;
     const char *name;
+    const char *status;
     const char *msg;
 };
 
 static const struct errinfo table[] = {
-#define CV__ERR_ROW(name, value, retry, msg) {value, retry, #name, msg},
+#define CV__ERR_ROW(name, value, retry, status, msg) {value, retry, #name, status, msg},
     CV_ERRNO_MAP(CV__ERR_ROW)
 #undef CV__ERR_ROW
 };
@@ -37,4 +38,10 @@ int cv_err_retryable(int err)
 {
     const struct errinfo *e = lookup(err);
     return e ? e->retry : 0;
+}
+
+const char *cv_err_status(int err)
+{
+    const struct errinfo *e = lookup(err);
+    return e ? e->status : "INTERNAL";
 }

@@ -212,6 +212,23 @@ static void ensure_active(struct cv_host *h, const char *type, const char *id, b
     else if (rv != CV_EREDIRECT) CV_WARN("cannot activate %s (%s): %s", id, type, cv_strerror(rv));
 }
 
+/* After entry `index` applied a CreateObject of (type, id) with status 0: activates it here if we own it,
+ * as a new object (its `created` hook runs) only if that entry is the one that created it. A duplicate
+ * CreateObject of an existing object (a proposer whose catalog lagged) reports 0 too, but the catalog
+ * keeps the first entry's index, so the hook never runs twice. Called both from the proposer's callback
+ * and from the apply observer, always right after the entry's commit, so the catalog is at `index`. */
+static void activate_applied(struct cv_host *h, const char *type, const char *id, uint64_t index)
+{
+    char have[TYPE_MAX];
+    uint64_t created_index = 0;
+    int rv = cv_catalog_object_get_ex(h->n->catalog, id, have, sizeof have, NULL, &created_index);
+    if (rv != 0 || strcmp(have, type) != 0) { /* deleted or replaced since: nothing to activate */
+        if (rv != CV_ENOTFOUND) CV_DEBUG("not activating %s (%s): %s", id, type, rv ? cv_strerror(rv) : have);
+        return;
+    }
+    ensure_active(h, type, id, created_index == index);
+}
+
 /* ---------------------------------------------------------------- local calls */
 
 /* Whether this node may execute calls: it was caught up with the log once (h->started) and still follows
@@ -683,7 +700,7 @@ static void op_proposed(void *data, int status, uint64_t index)
 {
     struct op *op = data;
     op->status = status;
-    if (status == 0 && op->create) ensure_active(op->h, op->type, op->id, true);
+    if (status == 0 && op->create) activate_applied(op->h, op->type, op->id, index);
     else if (status == CV_EEXIST)
         snprintf(op->msg, sizeof op->msg, "object %.200s exists with another type", op->id);
     else if (status) snprintf(op->msg, sizeof op->msg, "catalog update failed: %s", cv_strerror(status));
@@ -1019,7 +1036,7 @@ static void al_created(void *data, int status, uint64_t index)
     if (!h->closing) {
         char id[ID_MAX];
         al_id(h, ap->it, id, sizeof id);
-        if (status == 0) ensure_active(h, e->type, id, true);
+        if (status == 0) activate_applied(h, e->type, id, index);
         else if (status == CV_EEXIST)
             CV_ERROR("auto-load object %s: exists with a type other than %s", id, e->type);
         else al_push(h, ap->it.entry, ap->it.shard); /* not applied (or unknown): again, idempotent */
@@ -1156,7 +1173,7 @@ void cv_host_applied(struct cv_host *h, uint64_t index, const Cverse__Catalog__B
         switch (c->cmd_case) {
         case CVERSE__CATALOG__COMMAND__CMD_ASSIGN_SHARDS: moved = true; break;
         case CVERSE__CATALOG__COMMAND__CMD_CREATE_OBJECT:
-            ensure_active(h, c->create_object->type, c->create_object->id, true);
+            activate_applied(h, c->create_object->type, c->create_object->id, index);
             break;
         case CVERSE__CATALOG__COMMAND__CMD_DELETE_OBJECT:
             if (cv_runtime_destroy(h->rt, c->delete_object->id) == 0)

@@ -858,6 +858,55 @@ Test(catalog, objects)
     tb_free(&t);
 }
 
+/* created_index: the entry that created the object; an idempotent re-create keeps it, a delete and a
+ * new create replace it, a snapshot carries it. */
+Test(catalog, object_created_index)
+{
+    struct tcat c, d;
+    struct tb t = {0};
+    char type[16];
+    uint32_t shard = 0;
+    uint64_t created = 0;
+    topen(&c, subdir("c"), 16);
+    cr_assert_eq(cv_catalog_object_get_ex(c.cat, "c1", type, sizeof type, &shard, &created), CV_ENOTFOUND);
+    tb_create(&t, "Counter", "c1");
+    ASSERT_STATUS(&c, 4, &t, 0);
+    cr_assert_eq(cv_catalog_object_get_ex(c.cat, "c1", type, sizeof type, &shard, &created), 0);
+    cr_assert_str_eq(type, "Counter");
+    cr_assert_eq(shard, cv_shard_of("c1", 16));
+    cr_assert_eq(created, 4);
+    tb_create(&t, "Counter", "c1");
+    ASSERT_STATUS(&c, 5, &t, 0); /* idempotent: still the entry that created it */
+    cr_assert_eq(cv_catalog_object_get_ex(c.cat, "c1", NULL, 0, NULL, &created), 0);
+    cr_assert_eq(created, 4);
+    tb_create(&t, "Chat", "c1");
+    ASSERT_STATUS(&c, 6, &t, CV_EEXIST);
+    cr_assert_eq(cv_catalog_object_get_ex(c.cat, "c1", NULL, 0, NULL, &created), 0);
+    cr_assert_eq(created, 4);
+    tb_delete(&t, "c1");
+    tb_create(&t, "Chat", "c1"); /* deleted and created again in one entry */
+    tb_apply(&c, 7, &t);
+    cr_assert_eq(cv_catalog_object_get_ex(c.cat, "c1", type, sizeof type, NULL, &created), 0);
+    cr_assert_str_eq(type, "Chat");
+    cr_assert_eq(created, 7);
+    cr_assert_eq(cv_catalog_object_get_ex(c.cat, "", NULL, 0, NULL, &created), CV_EINVAL);
+
+    void *s;
+    size_t len;
+    bool ignored = true;
+    snap(&c, &s, &len);
+    topen(&d, subdir("d"), 16);
+    cr_assert_eq(cv_catalog_restore(d.cat, s, len, &ignored), 0);
+    cr_assert(!ignored);
+    created = 0;
+    cr_assert_eq(cv_catalog_object_get_ex(d.cat, "c1", NULL, 0, NULL, &created), 0);
+    cr_assert_eq(created, 7, "a snapshot carries created_index");
+    free(s);
+    tclose(&d);
+    tclose(&c);
+    tb_free(&t);
+}
+
 Test(catalog, foreach_stops_when_callback_says_so)
 {
     struct tcat c;

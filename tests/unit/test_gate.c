@@ -1161,3 +1161,12 @@ Test(gate_live, stop_refuses_new_calls_and_drains_the_ones_in_flight)
     world_stop();
     curl_global_cleanup();
 }
+
+/* One truth for status names: the gate's HTTP mapping agrees with the core error table (which the CLI
+ * prints) for every CV_E* code. */
+Test(gate_errors, status_names_match_the_core_table)
+{
+    for (int e = -1; e >= -20; e--)
+        cr_expect_str_eq(cv_gate_error_info(cv_gate_code_of(e))->code, cv_err_status(e), "code %d (%s)", e,
+                         cv_errname(e));
+}
