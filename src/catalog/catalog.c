@@ -41,6 +41,8 @@ static const char META_FP[] = "fingerprint";        /* u64 BE; absent until the 
 struct slot {
     int32_t owner; /* index into mirror.nodes, -1 = unassigned */
     uint64_t epoch;
+    int32_t released_by;     /* index into mirror.nodes, -1 = none (see ShardRecord) */
+    uint64_t released_epoch; /* == epoch: released_by confirmed the release */
 };
 
 struct mirror {
@@ -56,10 +58,16 @@ struct stored_node {
     uint64_t registered_index;
 };
 
+/* A shard record as stored. */
+struct shard_rec {
+    char owner[CV_NODE_ID_MAX], released_by[CV_NODE_ID_MAX];
+    uint64_t epoch, released_epoch;
+};
+
 struct shard_change {
     uint32_t shard;
-    uint64_t epoch;
-    char owner[CV_NODE_ID_MAX];
+    bool release_only; /* ReleaseShards: only released_epoch changes */
+    struct shard_rec r;
 };
 
 /* What the apply in progress changed; published into the mirror after the commit. */
@@ -283,38 +291,42 @@ static int node_exists(MDB_txn *txn, const MDB_dbi *dbi, const char *id, bool *f
     return lmdb_err(rc, "get node");
 }
 
-static int shard_decode(const MDB_val *v, char owner[CV_NODE_ID_MAX], uint64_t *epoch)
+static int shard_decode(const MDB_val *v, struct shard_rec *r)
 {
     Cverse__Catalog__ShardRecord *rec = cverse__catalog__shard_record__unpack(NULL, v->mv_size, v->mv_data);
     if (!rec) return CV_EPROTO;
-    int rv = copy_str(owner, CV_NODE_ID_MAX, rec->owner, strlen(rec->owner)) ? CV_EPROTO : 0;
-    *epoch = rec->epoch;
+    int rv = copy_str(r->owner, sizeof r->owner, rec->owner, strlen(rec->owner)) ||
+                     copy_str(r->released_by, sizeof r->released_by, rec->released_by, strlen(rec->released_by))
+                 ? CV_EPROTO
+                 : 0;
+    r->epoch = rec->epoch;
+    r->released_epoch = rec->released_epoch;
     cverse__catalog__shard_record__free_unpacked(rec, NULL);
     return rv;
 }
 
-/* A shard without a record reads as unassigned, epoch 0. */
-static int shard_read(MDB_txn *txn, const MDB_dbi *dbi, uint32_t shard, char owner[CV_NODE_ID_MAX],
-                      uint64_t *epoch)
+/* A shard without a record reads as unassigned, epoch 0, nothing to release. */
+static int shard_read(MDB_txn *txn, const MDB_dbi *dbi, uint32_t shard, struct shard_rec *r)
 {
     uint8_t kb[4];
     put_be(kb, 4, shard);
     MDB_val k = {4, kb}, v;
     int rc = mdb_get(txn, dbi[DB_SHARDS], &k, &v);
-    owner[0] = '\0';
-    *epoch = 0;
+    memset(r, 0, sizeof *r);
     if (rc == MDB_NOTFOUND) return 0;
     if (rc != 0) return lmdb_err(rc, "get shard");
-    return shard_decode(&v, owner, epoch);
+    return shard_decode(&v, r);
 }
 
-static int shard_write(MDB_txn *txn, const MDB_dbi *dbi, uint32_t shard, const char *owner, uint64_t epoch)
+static int shard_write(MDB_txn *txn, const MDB_dbi *dbi, uint32_t shard, const struct shard_rec *r)
 {
     uint8_t kb[4];
     put_be(kb, 4, shard);
     Cverse__Catalog__ShardRecord rec = CVERSE__CATALOG__SHARD_RECORD__INIT;
-    rec.owner = (char *)owner;
-    rec.epoch = epoch;
+    rec.owner = (char *)r->owner;
+    rec.epoch = r->epoch;
+    rec.released_by = (char *)r->released_by;
+    rec.released_epoch = r->released_epoch;
     return msg_put(txn, dbi[DB_SHARDS], kb, 4, &rec);
 }
 
@@ -369,20 +381,28 @@ err_after_cursor:
 
 static int load_shard(struct cv_catalog *cat, struct mirror *m, const MDB_val *k, const MDB_val *v)
 {
-    char owner[CV_NODE_ID_MAX];
-    uint64_t epoch;
+    struct shard_rec r;
+    bool found;
     if (k->mv_size != 4) return CV_EPROTO;
     uint32_t shard = (uint32_t)get_be(k->mv_data, 4);
     if (shard >= cat->shards) return CV_EPROTO;
-    int rv = shard_decode(v, owner, &epoch);
+    int rv = shard_decode(v, &r);
     if (rv != 0) return rv;
     struct slot *s = &m->smap[shard];
-    s->epoch = epoch;
-    if (owner[0] == '\0') return 0;
-    bool found;
-    size_t idx = mirror_find(m, owner, &found);
+    s->epoch = r.epoch;
+    s->released_epoch = r.released_epoch;
+    if (r.released_by[0] != '\0') {
+        size_t idx = mirror_find(m, r.released_by, &found);
+        if (!found) {
+            CV_ERROR("catalog: shard %u released by unknown node '%s'", shard, r.released_by);
+            return CV_EPROTO;
+        }
+        s->released_by = (int32_t)idx;
+    }
+    if (r.owner[0] == '\0') return 0;
+    size_t idx = mirror_find(m, r.owner, &found);
     if (!found) {
-        CV_ERROR("catalog: shard %u owned by unknown node '%s'", shard, owner);
+        CV_ERROR("catalog: shard %u owned by unknown node '%s'", shard, r.owner);
         return CV_EPROTO;
     }
     s->owner = (int32_t)idx;
@@ -414,7 +434,7 @@ static int mirror_load(struct cv_catalog *cat, MDB_txn *txn, struct mirror *m)
     memset(m, 0, sizeof *m);
     m->smap = malloc((size_t)cat->shards * sizeof *m->smap);
     if (!m->smap) return CV_ENOMEM;
-    for (uint32_t s = 0; s < cat->shards; s++) m->smap[s] = (struct slot){.owner = -1, .epoch = 0};
+    for (uint32_t s = 0; s < cat->shards; s++) m->smap[s] = (struct slot){.owner = -1, .released_by = -1};
     int rv = meta_get(txn, cat->dbi[DB_META], META_APPLIED, 8, &m->applied, &found);
     if (rv == 0) rv = meta_get(txn, cat->dbi[DB_META], META_FP, 8, &m->fingerprint, &found);
     if (rv == 0) rv = load_nodes(cat, txn, m);
@@ -450,28 +470,38 @@ static void mirror_upsert_node(struct mirror *m, uint32_t shards, const struct c
     m->nodes[pos].shards_owned = 0;
     m->n++;
     /* Nodes join rarely: renumbering the shard map is cheaper than an indirection on every read. */
-    for (uint32_t s = 0; s < shards; s++)
+    for (uint32_t s = 0; s < shards; s++) {
         if (m->smap[s].owner >= (int32_t)pos) m->smap[s].owner++;
+        if (m->smap[s].released_by >= (int32_t)pos) m->smap[s].released_by++;
+    }
+}
+
+/* Mirror index of a staged node id ("" = -1). The ids were checked against LMDB = mirror + stage. */
+static int32_t mirror_index(const struct mirror *m, const char *id, uint32_t shard)
+{
+    bool found;
+    if (id[0] == '\0') return -1;
+    size_t idx = mirror_find(m, id, &found);
+    if (!found) CV_ERROR("catalog: BUG: staged node '%s' of shard %u not in the mirror", id, shard);
+    return found ? (int32_t)idx : -1;
 }
 
 static void mirror_set_shard(struct mirror *m, const struct shard_change *ch)
 {
     struct slot *s = &m->smap[ch->shard];
-    if (ch->epoch <= s->epoch) /* cannot happen: every owner change bumps the epoch read from LMDB */
-        CV_ERROR("catalog: BUG: shard %u epoch %llu -> %llu", ch->shard, (unsigned long long)s->epoch,
-                 (unsigned long long)ch->epoch);
-    if (s->owner >= 0) m->nodes[s->owner].shards_owned--;
-    s->owner = -1;
-    s->epoch = ch->epoch;
-    if (ch->owner[0] == '\0') return;
-    bool found;
-    size_t idx = mirror_find(m, ch->owner, &found);
-    if (!found) { /* cannot happen: assign_shards checked the owner against LMDB = mirror + stage */
-        CV_ERROR("catalog: BUG: staged owner '%s' of shard %u not in the mirror", ch->owner, ch->shard);
+    if (ch->release_only) {
+        s->released_epoch = ch->r.released_epoch;
         return;
     }
-    s->owner = (int32_t)idx;
-    m->nodes[idx].shards_owned++;
+    if (ch->r.epoch <= s->epoch) /* cannot happen: every owner change bumps the epoch read from LMDB */
+        CV_ERROR("catalog: BUG: shard %u epoch %llu -> %llu", ch->shard, (unsigned long long)s->epoch,
+                 (unsigned long long)ch->r.epoch);
+    if (s->owner >= 0) m->nodes[s->owner].shards_owned--;
+    s->epoch = ch->r.epoch;
+    s->released_by = mirror_index(m, ch->r.released_by, ch->shard);
+    s->released_epoch = ch->r.released_epoch;
+    s->owner = mirror_index(m, ch->r.owner, ch->shard);
+    if (s->owner >= 0) m->nodes[s->owner].shards_owned++;
 }
 
 static void publish(struct cv_catalog *cat, uint64_t index)
@@ -513,14 +543,14 @@ static int stage_node(struct stage *st, const struct cv_catalog_node *n)
     return 0;
 }
 
-static int stage_shard(struct stage *st, uint32_t shard, const char *owner, uint64_t epoch)
+static int stage_shard(struct stage *st, uint32_t shard, const struct shard_rec *r, bool release_only)
 {
     int rv = grow((void **)&st->shards, &st->cap_shards, st->n_shards + 1, sizeof *st->shards);
     if (rv != 0) return rv;
     struct shard_change *ch = &st->shards[st->n_shards++];
     ch->shard = shard;
-    ch->epoch = epoch;
-    copy_str(ch->owner, sizeof ch->owner, owner, strlen(owner)); /* checked by the caller */
+    ch->release_only = release_only;
+    ch->r = *r;
     return 0;
 }
 
@@ -645,18 +675,24 @@ static int cmd_set_role(struct apply_ctx *c, const Cverse__Catalog__CmdSetRole *
     return node_commit(c, &sn);
 }
 
+/* Marks shard as seen by the command being applied; false if out of range or seen already. */
+static bool shard_once(struct cv_catalog *cat, uint32_t shard)
+{
+    if (shard >= cat->shards || (cat->seen[shard / 8] & (1u << (shard % 8)))) return false;
+    cat->seen[shard / 8] |= (uint8_t)(1u << (shard % 8));
+    return true;
+}
+
 /* Checks one assignment against the state before the command. */
 static int assign_check(struct apply_ctx *c, const Cverse__Catalog__ShardAssignment *a, int *status)
 {
     struct cv_catalog *cat = c->cat;
-    char owner[CV_NODE_ID_MAX];
-    uint64_t epoch;
+    struct shard_rec r;
     bool found = true;
-    if (a->shard >= cat->shards || (cat->seen[a->shard / 8] & (1u << (a->shard % 8)))) {
+    if (!shard_once(cat, a->shard)) {
         *status = CV_EINVAL; /* out of range, or the same shard twice in one command */
         return 0;
     }
-    cat->seen[a->shard / 8] |= (uint8_t)(1u << (a->shard % 8));
     if (strlen(a->owner) >= CV_NODE_ID_MAX) found = false;
     int rv = a->owner[0] && found ? node_exists(c->txn, cat->dbi, a->owner, &found) : 0;
     if (rv != 0) return rv;
@@ -664,16 +700,17 @@ static int assign_check(struct apply_ctx *c, const Cverse__Catalog__ShardAssignm
         *status = CV_EINVAL;
         return 0;
     }
-    rv = shard_read(c->txn, cat->dbi, a->shard, owner, &epoch);
-    if (rv == 0 && epoch != a->expect_epoch) *status = CV_ECONFLICT;
+    rv = shard_read(c->txn, cat->dbi, a->shard, &r);
+    if (rv == 0 && r.epoch != a->expect_epoch) *status = CV_ECONFLICT;
     return rv;
 }
 
+/* An owner change bumps the epoch. Unassigning from X records X as the node to wait for (released_by);
+ * any other change clears it. */
 static int cmd_assign(struct apply_ctx *c, const Cverse__Catalog__CmdAssignShards *cmd, int *status)
 {
     struct cv_catalog *cat = c->cat;
-    char owner[CV_NODE_ID_MAX];
-    uint64_t epoch;
+    struct shard_rec r;
     int rv = 0;
     memset(cat->seen, 0, cat->shards / 8 + 1);
     for (size_t i = 0; i < cmd->n_shards && rv == 0 && *status == 0; i++)
@@ -681,11 +718,56 @@ static int cmd_assign(struct apply_ctx *c, const Cverse__Catalog__CmdAssignShard
     if (rv != 0 || *status != 0) return rv; /* all or nothing */
     for (size_t i = 0; i < cmd->n_shards; i++) {
         const Cverse__Catalog__ShardAssignment *a = cmd->shards[i];
-        rv = shard_read(c->txn, cat->dbi, a->shard, owner, &epoch);
+        rv = shard_read(c->txn, cat->dbi, a->shard, &r);
         if (rv != 0) return rv;
-        if (strcmp(owner, a->owner) == 0) continue; /* unchanged owner: epoch unchanged too */
-        rv = shard_write(c->txn, cat->dbi, a->shard, a->owner, epoch + 1);
-        if (rv == 0) rv = stage_shard(&cat->st, a->shard, a->owner, epoch + 1);
+        if (strcmp(r.owner, a->owner) == 0) continue; /* unchanged owner: epoch unchanged too */
+        if (a->owner[0] == '\0') strcpy(r.released_by, r.owner); /* X -> "": wait for X */
+        else r.released_by[0] = '\0';
+        strcpy(r.owner, a->owner); /* length checked by assign_check */
+        r.epoch++;
+        r.released_epoch = 0;
+        rv = shard_write(c->txn, cat->dbi, a->shard, &r);
+        if (rv == 0) rv = stage_shard(&cat->st, a->shard, &r, false);
+        if (rv != 0) return rv;
+    }
+    return 0;
+}
+
+/* Checks one release: the shard is unassigned at that epoch and waits for node (or node already
+ * released it at that epoch: a retried proposal). */
+static int release_check(struct apply_ctx *c, const char *node, uint32_t shard, uint64_t epoch, int *status)
+{
+    struct shard_rec r;
+    if (!shard_once(c->cat, shard)) {
+        *status = CV_EINVAL;
+        return 0;
+    }
+    int rv = shard_read(c->txn, c->cat->dbi, shard, &r);
+    if (rv == 0 && (r.owner[0] != '\0' || r.epoch != epoch || strcmp(r.released_by, node) != 0))
+        *status = CV_ECONFLICT;
+    return rv;
+}
+
+static int cmd_release(struct apply_ctx *c, const Cverse__Catalog__CmdReleaseShards *cmd, int *status)
+{
+    struct cv_catalog *cat = c->cat;
+    struct shard_rec r;
+    int rv = 0;
+    if (cmd->node[0] == '\0' || strlen(cmd->node) >= CV_NODE_ID_MAX || cmd->n_shards != cmd->n_epochs) {
+        *status = CV_EINVAL;
+        return 0;
+    }
+    memset(cat->seen, 0, cat->shards / 8 + 1);
+    for (size_t i = 0; i < cmd->n_shards && rv == 0 && *status == 0; i++)
+        rv = release_check(c, cmd->node, cmd->shards[i], cmd->epochs[i], status);
+    if (rv != 0 || *status != 0) return rv; /* all or nothing */
+    for (size_t i = 0; i < cmd->n_shards; i++) {
+        rv = shard_read(c->txn, cat->dbi, cmd->shards[i], &r);
+        if (rv != 0) return rv;
+        if (r.released_epoch == r.epoch) continue; /* released already */
+        r.released_epoch = r.epoch;
+        rv = shard_write(c->txn, cat->dbi, cmd->shards[i], &r);
+        if (rv == 0) rv = stage_shard(&cat->st, cmd->shards[i], &r, true);
         if (rv != 0) return rv;
     }
     return 0;
@@ -740,6 +822,7 @@ static int run_command(struct apply_ctx *c, const Cverse__Catalog__Command *cmd,
     case CVERSE__CATALOG__COMMAND__CMD_ASSIGN_SHARDS: return cmd_assign(c, cmd->assign_shards, status);
     case CVERSE__CATALOG__COMMAND__CMD_CREATE_OBJECT: return cmd_create_object(c, cmd->create_object, status);
     case CVERSE__CATALOG__COMMAND__CMD_DELETE_OBJECT: return cmd_delete_object(c, cmd->delete_object, status);
+    case CVERSE__CATALOG__COMMAND__CMD_RELEASE_SHARDS: return cmd_release(c, cmd->release_shards, status);
     default: *status = CV_EINVAL; /* no command, or one from a newer version */ return 0;
     }
 }
@@ -1123,6 +1206,16 @@ const char *cv_catalog_shard_owner(const struct cv_catalog *cat, uint32_t shard,
     return s->owner >= 0 ? cat->m.nodes[s->owner].id : "";
 }
 
+int cv_catalog_shard_release_state(const struct cv_catalog *cat, uint32_t shard, const char **from, bool *done)
+{
+    if (shard >= cat->shards) return CV_EINVAL;
+    const struct slot *s = &cat->m.smap[shard];
+    bool waiting = s->owner < 0 && s->released_by >= 0;
+    if (from) *from = waiting ? cat->m.nodes[s->released_by].id : "";
+    if (done) *done = waiting && s->released_epoch == s->epoch;
+    return 0;
+}
+
 uint32_t cv_catalog_unassigned_shards(const struct cv_catalog *cat)
 {
     uint64_t owned = 0;
@@ -1223,7 +1316,10 @@ static const char *mirror_diff(const struct mirror *a, const struct mirror *b, u
     for (size_t i = 0; i < a->n; i++)
         if (!node_equal(&a->nodes[i], &b->nodes[i])) return "a node";
     for (uint32_t s = 0; s < shards; s++)
-        if (a->smap[s].owner != b->smap[s].owner || a->smap[s].epoch != b->smap[s].epoch) return "a shard";
+        if (a->smap[s].owner != b->smap[s].owner || a->smap[s].epoch != b->smap[s].epoch ||
+            a->smap[s].released_by != b->smap[s].released_by ||
+            a->smap[s].released_epoch != b->smap[s].released_epoch)
+            return "a shard";
     return NULL;
 }
 
@@ -1235,6 +1331,9 @@ static const char *mirror_invariants(const struct mirror *m, uint32_t shards)
         const struct slot *sl = &m->smap[s];
         if (sl->owner < -1 || sl->owner >= (int64_t)m->n) return "owner index out of range";
         if (sl->owner >= 0 && sl->epoch == 0) return "owned shard with epoch 0";
+        if (sl->released_by < -1 || sl->released_by >= (int64_t)m->n) return "released_by out of range";
+        if (sl->released_by >= 0 && sl->owner >= 0) return "owned shard waits for a release";
+        if (sl->released_epoch > sl->epoch) return "released_epoch past the epoch";
         assigned += sl->owner >= 0;
     }
     for (size_t i = 0; i < m->n; i++) {

@@ -71,6 +71,9 @@ int cv_catalog_apply(struct cv_catalog *cat, uint64_t index, const void *buf, si
  *   create_object  CV_EINVAL (empty type/id, id longer than an LMDB key, bad "shard#N/"), CV_EEXIST (the
  *                  id exists with another type); a node-pinned id's node is not checked
  *   delete_object  CV_EINVAL (empty id); absent is 0
+ *   release_shards CV_EINVAL (empty/long node, shards and epochs of different lengths, a shard out of
+ *                  range or twice), CV_ECONFLICT (a shard has an owner, another epoch, or another
+ *                  released_by); all or nothing; releasing again at the same epoch is 0
  *   no command set (e.g. from a newer version): CV_EINVAL
  * apply may also return CV_ENOMEM (nothing changed, like CV_ELMDB). */
 
@@ -98,6 +101,11 @@ const struct cv_catalog_node *cv_catalog_node_at(const struct cv_catalog *cat, s
 const struct cv_catalog_node *cv_catalog_node_get(const struct cv_catalog *cat, const char *id);
 /* Owner node id of a shard ("" if unassigned) and its epoch; NULL if shard is out of range. */
 const char *cv_catalog_shard_owner(const struct cv_catalog *cat, uint32_t shard, uint64_t *epoch);
+/* Handoff state of a shard (docs/architecture.md, shard moves). *from: the node it was unassigned from
+ * while that node owned it ("" if the shard has an owner, or was never taken from one; valid like
+ * shard_owner's result); *done: that node confirmed with ReleaseShards that its objects of the shard
+ * are deactivated. Either pointer may be NULL. CV_EINVAL if shard is out of range. */
+int cv_catalog_shard_release_state(const struct cv_catalog *cat, uint32_t shard, const char **from, bool *done);
 uint32_t cv_catalog_unassigned_shards(const struct cv_catalog *cat);
 
 /* Object catalog reads (LMDB read txn). cv_catalog_object_get fills type (NUL-terminated, truncated to

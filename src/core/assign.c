@@ -13,7 +13,10 @@
  * Every step is deterministic, so every replica computing this from the same map agrees.
  * Failure modes: none. With no live node every shard becomes CV_ASSIGN_NONE. Scratch space is three
  * stack arrays of n_nodes entries (16 bytes a node), so n_nodes is capped at ASSIGN_MAX_NODES: nodes at
- * or past the cap are treated as not live (16 KiB of stack at most). */
+ * or past the cap are treated as not live (16 KiB of stack at most)..
+ *
+ * cv_assign_handoff filters that target per shard (no state): a shard leaving a live owner is first
+ * unassigned, and an unassigned shard whose previous live owner has not released it yet stays so. */
 #include "core/assign.h"
 
 #include <stdbool.h>
@@ -134,4 +137,22 @@ uint32_t cv_assign_shards(const int32_t *cur, uint32_t shards, const uint8_t *li
     uint32_t moved = assign__keep(cur, shards, live, n_nodes, quota, count, out);
     assign__place_orphans(out, shards, n_nodes, quota, count);
     return moved;
+}
+
+uint32_t cv_assign_handoff(const int32_t *cur, const int32_t *next, const int32_t *waiting, uint32_t shards,
+                           const uint8_t *live, uint32_t n_nodes, int32_t *out)
+{
+    uint32_t changed = 0;
+
+    if (n_nodes > ASSIGN_MAX_NODES) n_nodes = ASSIGN_MAX_NODES;
+    for (uint32_t s = 0; s < shards; s++) {
+        int32_t o = next[s]; /* read before writing: out may alias next */
+        if (o != cur[s]) {
+            if (assign__owned_by_live(cur[s], live, n_nodes)) o = CV_ASSIGN_NONE; /* release first */
+            else if (assign__owned_by_live(waiting[s], live, n_nodes)) o = cur[s]; /* still releasing */
+        }
+        out[s] = o;
+        changed += o != cur[s];
+    }
+    return changed;
 }

@@ -14,6 +14,12 @@
  *    retried with backoff (10..200 ms) until the call's deadline (30 s).
  *  - Shards: after every applied AssignShards (and after a raft snapshot was installed) objects of
  *    shards we no longer own are deactivated, and shards we gained get their auto-load objects.
+ *  - Release (phase 1 of a shard move, docs/architecture.md): a shard the leader took from us is
+ *    unassigned and waits for us. Once the runtime holds none of its objects any more (calls in flight
+ *    replied, deactivated hooks ran: polled each tick), one ReleaseShards for all such shards is
+ *    proposed; only then may the leader give the shard to its new owner. Failed proposals are retried
+ *    while the catalog still says we have to release. This does not need the node to be started: a
+ *    node that never hosted (restarted) releases at once, or it could block its own readiness.
  *  - Auto-load objects (cluster.auto_load_objects): once the node is first ready, a queue of (entry,
  *    shard) items is worked off, at most 256 CreateObject proposals in flight (the consensus batches
  *    what arrives in one loop iteration into one entry). /ready waits for the queue to drain.
@@ -21,12 +27,10 @@
  *    "catalog.shard_map" with the full map after changes of nodes, owners or leader, at most one per
  *    50 ms.
  *
- * Two copies of an object never coexist on purpose: a new owner activates only after it applied the
- * assignment, the old owner deactivates when it applies the same entry, and a node that is not caught up
- * with the log serves no call. What remains is the window between the new owner's apply and the old
- * owner's apply of that entry (typically the replication delay, ~ms), during which a caller holding the
- * old map reaches the old copy. The lease-fencing issue closes it (the old owner stops serving before
- * the leader may reassign).
+ * Two copies of an object never coexist while the old owner is alive: it gives a shard up in one entry
+ * (owner -> none), deactivates, and confirms with ReleaseShards before the leader assigns the new owner
+ * in a later entry; a new owner activates only after it applied that assignment. A node declared dead
+ * is not waited for: if it was only partitioned, lease fencing (roadmap) must stop it serving.
  *
  * Failure modes: malformed requests -> CV_EPROTO; unknown type/method/object -> CV_ENOTFOUND (a call to
  * an object the catalog lacks first waits up to 500 ms for this node to catch up with the log, so that
@@ -41,6 +45,7 @@
 
 #include "core/hash.h"
 #include "cverse/error.h"
+#include "node/leader.h"
 #include "node/node.h"
 #include "rpc.pb-c.h"
 #include "util/log.h"
@@ -51,6 +56,7 @@
 #define PARK_MAX 1024   /* calls parked at once; more get CV_ENOTFOUND right away */
 #define RETRY_MIN_MS 10
 #define RETRY_MAX_MS 200
+#define RELEASE_RETRY_MS 100 /* after a failed ReleaseShards proposal */
 #define AL_NODE UINT32_MAX /* auto-load item not tied to a shard (per-node, pinned singleton) */
 #define TYPE_MAX 128
 #define ID_MAX 512
@@ -152,6 +158,12 @@ struct cv_host {
     bool *al_ok;        /* per entry: its type is registered */
     struct al_item *alq;
     size_t al_head, al_tail, al_cap, al_inflight;
+
+    bool rel_scan;     /* the catalog may hold shards waiting for our release */
+    bool rel_inflight; /* one ReleaseShards proposal at a time */
+    uint64_t rel_retry_ms;
+    uint32_t *rel_shards; /* scratch for the proposal: shards and their epochs */
+    uint64_t *rel_epochs;
 
     bool closing;
     size_t ops;       /* outstanding callbacks into the host (proposals, calls, ops) */
@@ -1152,6 +1164,67 @@ static void start_autoload(struct cv_host *h)
     al_check_done(h);
 }
 
+/* ---------------------------------------------------------------- releasing shards (handoff phase 1) */
+
+static void release_done(void *data, int status, uint64_t index)
+{
+    struct cv_host *h = data;
+    h->rel_inflight = false;
+    h->rel_scan = true; /* success: the scan finds them released; failure: proposed again */
+    h->ops--;
+    if (status == 0) CV_DEBUG("release of shards applied at index %llu", (unsigned long long)index);
+    else if (!h->closing) {
+        h->rel_retry_ms = cv_mono_ms() + RELEASE_RETRY_MS;
+        if (status != CV_ECONFLICT) CV_WARN("releasing shards failed: %s; retrying", cv_strerror(status));
+    }
+    maybe_freed(h);
+}
+
+static void release_propose(struct cv_host *h, uint32_t n)
+{
+    Cverse__Catalog__CmdReleaseShards rs = CVERSE__CATALOG__CMD_RELEASE_SHARDS__INIT;
+    rs.node = (char *)h->self;
+    rs.n_shards = rs.n_epochs = n;
+    rs.shards = h->rel_shards;
+    rs.epochs = h->rel_epochs;
+    Cverse__Catalog__Command cmd = CVERSE__CATALOG__COMMAND__INIT;
+    cmd.cmd_case = CVERSE__CATALOG__COMMAND__CMD_RELEASE_SHARDS;
+    cmd.release_shards = &rs;
+    int rv = cv_consensus_propose(h->n->consensus, &cmd, PROPOSE_TIMEOUT_MS, release_done, h);
+    if (rv) {
+        h->rel_retry_ms = cv_mono_ms() + RELEASE_RETRY_MS;
+        CV_DEBUG("cannot propose the release of %u shards: %s", n, cv_strerror(rv));
+        return;
+    }
+    h->rel_inflight = true;
+    h->ops++;
+    CV_INFO("shards: released %u (their objects are deactivated); proposing ReleaseShards", n);
+}
+
+/* Proposes the release of every shard that waits for us and has no object left in the runtime. Keeps
+ * scanning (each tick) while some still have objects deactivating. */
+static void release_scan(struct cv_host *h)
+{
+    struct cv_catalog *cat = h->n->catalog;
+    if (!h->rel_scan || h->rel_inflight || h->closing || !h->n->consensus || cv_mono_ms() < h->rel_retry_ms)
+        return;
+    uint32_t waiting = 0, ready = 0;
+    for (uint32_t s = 0; s < h->cfg->shards; s++) {
+        const char *from;
+        bool done;
+        uint64_t epoch;
+        if (cv_catalog_shard_release_state(cat, s, &from, &done) || done || strcmp(from, h->self) != 0)
+            continue;
+        waiting++;
+        if (cv_runtime_shard_count(h->rt, s) > 0) continue;
+        cv_catalog_shard_owner(cat, s, &epoch);
+        h->rel_shards[ready] = s;
+        h->rel_epochs[ready++] = epoch;
+    }
+    h->rel_scan = waiting > 0;
+    if (ready > 0) release_propose(h, ready);
+}
+
 /* ---------------------------------------------------------------- catalog changes */
 
 static void shards_changed(struct cv_host *h)
@@ -1159,6 +1232,8 @@ static void shards_changed(struct cv_host *h)
     int n = cv_runtime_deactivate_unowned(h->rt);
     if (n > 0) CV_INFO("deactivating %d objects of shards that moved away", n);
     if (h->started) reconcile(h);
+    h->rel_scan = true;
+    release_scan(h); /* shards without active objects are released right away */
     map_changed(h);
 }
 
@@ -1172,6 +1247,9 @@ void cv_host_applied(struct cv_host *h, uint64_t index, const Cverse__Catalog__B
         if (results[i].status != 0) continue;
         switch (c->cmd_case) {
         case CVERSE__CATALOG__COMMAND__CMD_ASSIGN_SHARDS: moved = true; break;
+        case CVERSE__CATALOG__COMMAND__CMD_RELEASE_SHARDS: /* the leader may assign them now */
+            if (h->n->leader) cv_leader_kick(h->n->leader);
+            break;
         case CVERSE__CATALOG__COMMAND__CMD_CREATE_OBJECT:
             activate_applied(h, c->create_object->type, c->create_object->id, index);
             break;
@@ -1211,6 +1289,7 @@ static void tick_cb(uv_timer_t *t)
     }
     if (h->parked) unpark(h, false);
     if (h->rcalls.next != &h->rcalls) retry_calls(h);
+    release_scan(h);
     al_schedule(h);
 }
 
@@ -1277,7 +1356,10 @@ static int autoload_init(struct cv_host *h)
     h->al_shard = calloc(n ? n : 1, sizeof *h->al_shard);
     h->al_ok = calloc(n ? n : 1, sizeof *h->al_ok);
     h->owned = calloc(h->cfg->shards, 1);
-    if (!h->al_shard || !h->al_ok || !h->owned) return CV_ENOMEM;
+    h->rel_shards = calloc(h->cfg->shards, sizeof *h->rel_shards);
+    h->rel_epochs = calloc(h->cfg->shards, sizeof *h->rel_epochs);
+    if (!h->al_shard || !h->al_ok || !h->owned || !h->rel_shards || !h->rel_epochs) return CV_ENOMEM;
+    h->rel_scan = true; /* a restarted node may have shards to release */
     for (size_t e = 0; e < n; e++) {
         const struct cv_autoload_cfg *a = &h->cfg->autoload[e];
         struct cv_placement p;
@@ -1296,6 +1378,8 @@ static void host_free(struct cv_host *h)
     free(h->al_shard);
     free(h->al_ok);
     free(h->owned);
+    free(h->rel_shards);
+    free(h->rel_epochs);
     free(h->alq);
     free(h->peers);
     free(h->subs);

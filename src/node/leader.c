@@ -3,8 +3,10 @@
  *   1. the config fingerprint (first thing a new cluster records);
  *   2. lease expiry: a node whose lease ran out (see cv_lease_expired) is declared dead with a
  *      compare-and-set on its expiry, so a renewal that commits first wins;
- *   3. the shard map: cv_assign_shards over the live nodes, proposed as one compare-and-set on every
- *      moved shard's epoch, so a decision taken on stale state is rejected, never half-applied;
+ *   3. the shard map: cv_assign_shards over the live nodes, filtered by cv_assign_handoff (a shard
+ *      leaving a live owner is first unassigned; it gets its new owner only once the old one released
+ *      it with ReleaseShards, or was declared dead), proposed as one compare-and-set on every moved
+ *      shard's epoch, so a decision taken on stale state is rejected, never half-applied;
  *   4. raft membership: keep cfg voters voters alive by promoting live standbys when a voter is dead,
  *      then demoting the dead voter to spare; returning spares become standbys again;
  *   5. the catalog's copy of each node's raft role.
@@ -30,8 +32,9 @@ struct cv_leader {
     struct cv_node *n;
     uv_timer_t timer;
     int inflight[D_COUNT];
-    int32_t *cur, *next; /* per shard: index into cfg->nodes or CV_ASSIGN_NONE */
+    int32_t *cur, *next, *waiting; /* per shard: index into cfg->nodes or CV_ASSIGN_NONE */
     uint8_t *live;       /* per cfg node */
+    uint32_t waiting_logged;
     void (*done)(void *data);
     void *done_data;
 };
@@ -96,7 +99,8 @@ static void duty_expire(struct cv_leader *l, uint64_t leader_since)
     }
 }
 
-/* Fills l->live from the catalog and l->cur from the shard map; returns the number of live nodes. */
+/* Fills l->live from the catalog, l->cur from the shard map and l->waiting from the release states;
+ * returns the number of live nodes. */
 static size_t load_state(struct cv_leader *l)
 {
     const struct cv_config *cfg = l->n->cfg;
@@ -110,6 +114,10 @@ static size_t load_state(struct cv_leader *l)
     for (uint32_t s = 0; s < cfg->shards; s++) {
         const char *owner = cv_catalog_shard_owner(cat, s, NULL);
         l->cur[s] = owner && *owner ? cv_config_node_index(cfg, owner) : CV_ASSIGN_NONE;
+        const char *from = "";
+        bool done = false;
+        cv_catalog_shard_release_state(cat, s, &from, &done);
+        l->waiting[s] = *from && !done ? cv_config_node_index(cfg, from) : CV_ASSIGN_NONE;
     }
     return n_live;
 }
@@ -118,8 +126,18 @@ static void duty_assign(struct cv_leader *l)
 {
     const struct cv_config *cfg = l->n->cfg;
     if (load_state(l) == 0) return;
-    uint32_t moved = cv_assign_shards(l->cur, cfg->shards, l->live, (uint32_t)cfg->n_nodes, l->next);
-    if (moved == 0) return;
+    uint32_t n = (uint32_t)cfg->n_nodes, releasing = 0, waiting = 0;
+    if (cv_assign_shards(l->cur, cfg->shards, l->live, n, l->next) == 0) return;
+    uint32_t moved = cv_assign_handoff(l->cur, l->next, l->waiting, cfg->shards, l->live, n, l->next);
+    for (uint32_t s = 0; s < cfg->shards; s++) {
+        releasing += l->cur[s] != CV_ASSIGN_NONE && l->next[s] == CV_ASSIGN_NONE;
+        waiting += l->cur[s] == CV_ASSIGN_NONE && l->next[s] == CV_ASSIGN_NONE;
+    }
+    if (moved == 0) {
+        if (waiting != l->waiting_logged) CV_DEBUG("shard map: %u shards wait for their release", waiting);
+        l->waiting_logged = waiting;
+        return;
+    }
     Cverse__Catalog__ShardAssignment *as = calloc(moved, sizeof *as);
     Cverse__Catalog__ShardAssignment **ptrs = calloc(moved, sizeof *ptrs);
     if (!as || !ptrs) goto out;
@@ -141,7 +159,8 @@ static void duty_assign(struct cv_leader *l)
     Cverse__Catalog__Command cmd = CVERSE__CATALOG__COMMAND__INIT;
     cmd.cmd_case = CVERSE__CATALOG__COMMAND__CMD_ASSIGN_SHARDS;
     cmd.assign_shards = &a;
-    CV_INFO("shard map: moving %u shards", k);
+    CV_INFO("shard map: moving %u shards (%u released by their live owner first; %u wait for a release)",
+            k - releasing, releasing, waiting);
     propose(l, D_ASSIGN, &cmd);
 out:
     free(as);
@@ -242,10 +261,12 @@ int cv_leader_init(struct cv_node *n, struct cv_leader **out)
     l->n = n;
     l->cur = calloc(n->cfg->shards, sizeof *l->cur);
     l->next = calloc(n->cfg->shards, sizeof *l->next);
+    l->waiting = calloc(n->cfg->shards, sizeof *l->waiting);
     l->live = calloc(n->cfg->n_nodes, 1);
-    if (!l->cur || !l->next || !l->live) {
+    if (!l->cur || !l->next || !l->waiting || !l->live) {
         free(l->cur);
         free(l->next);
+        free(l->waiting);
         free(l->live);
         free(l);
         return CV_ENOMEM;
@@ -273,6 +294,7 @@ static void leader_closed(uv_handle_t *h)
     void *data = l->done_data;
     free(l->cur);
     free(l->next);
+    free(l->waiting);
     free(l->live);
     free(l);
     if (done) done(data);

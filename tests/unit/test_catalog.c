@@ -255,6 +255,26 @@ static void tb_assign1(struct tb *t, uint32_t shard, const char *owner, uint64_t
     tb_assign(t, 1, &shard, NULL, owner, &epoch);
 }
 
+/* node releases n shards, expecting epoch[i] each (epoch NULL: no epochs at all). */
+static void tb_release(struct tb *t, const char *node, size_t n, const uint32_t *shard, const uint64_t *epoch)
+{
+    Cverse__Catalog__CmdReleaseShards x = CVERSE__CATALOG__CMD_RELEASE_SHARDS__INIT;
+    x.node = (char *)node;
+    x.n_shards = n;
+    x.n_epochs = epoch ? n : 0; /* NULL: a malformed command */
+    x.shards = (uint32_t *)shard;
+    x.epochs = (uint64_t *)epoch;
+    Cmd c = tb_cmd(t);
+    c.cmd_case = CVERSE__CATALOG__COMMAND__CMD_RELEASE_SHARDS;
+    c.release_shards = &x;
+    tb_raw(t, &c);
+}
+
+static void tb_release1(struct tb *t, const char *node, uint32_t shard, uint64_t epoch)
+{
+    tb_release(t, node, 1, &shard, &epoch);
+}
+
 static void tb_create(struct tb *t, const char *type, const char *id)
 {
     Cverse__Catalog__CmdCreateObject x = CVERSE__CATALOG__CMD_CREATE_OBJECT__INIT;
@@ -346,8 +366,9 @@ static void assert_node_eq(const struct cv_catalog_node *a, const struct cv_cata
 struct view {
     size_t n;
     struct cv_catalog_node *nodes;
-    char (*owner)[CV_NODE_ID_MAX];
+    char (*owner)[CV_NODE_ID_MAX], (*from)[CV_NODE_ID_MAX];
     uint64_t *epoch;
+    bool *done;
     uint32_t shards, unassigned;
     uint64_t applied, fp;
 };
@@ -359,12 +380,17 @@ static void view_take(struct tcat *c, struct view *v)
     v->nodes = calloc(v->n + 1, sizeof *v->nodes);
     v->owner = calloc(v->shards, sizeof *v->owner);
     v->epoch = calloc(v->shards, sizeof *v->epoch);
-    cr_assert(v->nodes && v->owner && v->epoch);
+    v->from = calloc(v->shards, sizeof *v->from);
+    v->done = calloc(v->shards, sizeof *v->done);
+    cr_assert(v->nodes && v->owner && v->epoch && v->from && v->done);
     for (size_t i = 0; i < v->n; i++) v->nodes[i] = *cv_catalog_node_at(c->cat, i);
     for (uint32_t s = 0; s < v->shards; s++) {
         const char *o = cv_catalog_shard_owner(c->cat, s, &v->epoch[s]);
         cr_assert_not_null(o);
         snprintf(v->owner[s], CV_NODE_ID_MAX, "%s", o);
+        const char *from;
+        cr_assert_eq(cv_catalog_shard_release_state(c->cat, s, &from, &v->done[s]), 0);
+        snprintf(v->from[s], CV_NODE_ID_MAX, "%s", from);
     }
     v->unassigned = cv_catalog_unassigned_shards(c->cat);
     v->applied = cv_catalog_applied_index(c->cat);
@@ -376,6 +402,8 @@ static void view_free(struct view *v)
     free(v->nodes);
     free(v->owner);
     free(v->epoch);
+    free(v->from);
+    free(v->done);
 }
 
 static void assert_view_eq(struct view *a, struct view *b)
@@ -386,6 +414,8 @@ static void assert_view_eq(struct view *a, struct view *b)
     for (uint32_t s = 0; s < a->shards; s++) {
         cr_assert_str_eq(a->owner[s], b->owner[s], "owner of shard %u", s);
         cr_assert_eq(a->epoch[s], b->epoch[s], "epoch of shard %u", s);
+        cr_assert_str_eq(a->from[s], b->from[s], "released_by of shard %u", s);
+        cr_assert_eq(a->done[s], b->done[s], "release of shard %u", s);
     }
     cr_assert_eq(a->unassigned, b->unassigned);
     cr_assert_eq(a->applied, b->applied);
@@ -449,12 +479,13 @@ static void script_build(struct entries *e, size_t n)
         for (size_t i = 0; i < k; i++) {
             const char *nd = nodes[lcg(&s) % 5];
             now += lcg(&s) % 50;
-            switch (lcg(&s) % 8) {
+            switch (lcg(&s) % 9) {
             case 0: tb_renew(&t, nd, now, 3000); break;
             case 1: tb_expire(&t, nd, lcg(&s) % 2 ? now : 0); break;
             case 2: tb_role(&t, nd, (int)(lcg(&s) % 4)); break;
             case 3: tb_assign1(&t, (uint32_t)(lcg(&s) % 70), lcg(&s) % 6 ? nd : "", lcg(&s) % 3); break;
             case 4: tb_register(&t, nd, now, 3000); break;
+            case 6: tb_release1(&t, nd, (uint32_t)(lcg(&s) % 70), lcg(&s) % 4); break;
             case 5: tb_delete(&t, (snprintf(id, sizeof id, "o%llu", (unsigned long long)(lcg(&s) % 50)), id)); break;
             default:
                 snprintf(id, sizeof id, "o%llu", (unsigned long long)(lcg(&s) % 50));
@@ -768,6 +799,117 @@ Test(catalog, assign_shards_compare_and_set)
     cr_assert_eq(cv_catalog_node_get(c.cat, "0first")->shards_owned, 0);
     cr_assert_eq(cv_catalog_node_get(c.cat, "b")->shards_owned, 2);
     cr_assert_eq(cv_catalog_node_get(c.cat, "a")->shards_owned, 0);
+    assert_check(&c);
+    tclose(&c);
+    tb_free(&t);
+}
+
+Test(catalog, release_shards)
+{
+    struct tcat c;
+    struct tb t = {0};
+    const char *from;
+    bool done;
+    uint64_t epoch;
+    topen(&c, subdir("c"), 8);
+    tb_register(&t, "a", 1, 1);
+    tb_register(&t, "b", 1, 1);
+    uint32_t sh[] = {0, 1, 2};
+    tb_assign(&t, 3, sh, NULL, "a", NULL);
+    tb_apply(&c, 1, &t);
+    cr_assert_eq(cv_catalog_shard_release_state(c.cat, 0, &from, &done), 0);
+    cr_assert_str_eq(from, "");
+    cr_assert(!done);
+    cr_assert_eq(cv_catalog_shard_release_state(c.cat, 8, &from, &done), CV_EINVAL);
+
+    /* Phase 1: a -> "" records a as the node to wait for; never assigned shards record nobody. */
+    uint64_t ep1[] = {1, 1, 0};
+    uint32_t sh3[] = {0, 1, 3};
+    const char *none[] = {"", "", ""};
+    tb_assign(&t, 3, sh3, none, NULL, ep1);
+    ASSERT_STATUS(&c, 2, &t, 0);
+    cr_assert_str_eq(cv_catalog_shard_owner(c.cat, 0, &epoch), "");
+    cr_assert_eq(epoch, 2);
+    cv_catalog_shard_release_state(c.cat, 0, &from, &done);
+    cr_assert_str_eq(from, "a");
+    cr_assert(!done);
+    cv_catalog_shard_release_state(c.cat, 3, &from, &done);
+    cr_assert_str_eq(from, "", "shard 3 had no owner");
+    assert_check(&c);
+
+    /* Compare-and-set: wrong node, wrong epoch, an owned shard, a shard twice, bad arguments. */
+    tb_release1(&t, "b", 0, 2);
+    ASSERT_STATUS(&c, 3, &t, CV_ECONFLICT);
+    tb_release1(&t, "a", 0, 1);
+    ASSERT_STATUS(&c, 4, &t, CV_ECONFLICT);
+    uint32_t mixed[] = {0, 2};
+    uint64_t mixed_ep[] = {2, 1};
+    tb_release(&t, "a", 2, mixed, mixed_ep); /* shard 2 is still owned by a: all or nothing */
+    ASSERT_STATUS(&c, 5, &t, CV_ECONFLICT);
+    cv_catalog_shard_release_state(c.cat, 0, &from, &done);
+    cr_assert(!done, "nothing applied");
+    uint32_t twice[] = {0, 0};
+    uint64_t twice_ep[] = {2, 2};
+    tb_release(&t, "a", 2, twice, twice_ep);
+    ASSERT_STATUS(&c, 6, &t, CV_EINVAL);
+    tb_release1(&t, "a", 8, 2);
+    ASSERT_STATUS(&c, 7, &t, CV_EINVAL);
+    tb_release(&t, "a", 1, sh, NULL); /* one shard, no epoch */
+    ASSERT_STATUS(&c, 8, &t, CV_EINVAL);
+    tb_release1(&t, "", 0, 2);
+    ASSERT_STATUS(&c, 9, &t, CV_EINVAL);
+
+    /* The release; a retried one at the same epoch is 0 too. Epochs and owners do not change. */
+    uint32_t rel[] = {0, 1};
+    uint64_t rel_ep[] = {2, 2};
+    tb_release(&t, "a", 2, rel, rel_ep);
+    ASSERT_STATUS(&c, 10, &t, 0);
+    cv_catalog_shard_release_state(c.cat, 1, &from, &done);
+    cr_assert_str_eq(from, "a");
+    cr_assert(done);
+    cr_assert_str_eq(cv_catalog_shard_owner(c.cat, 1, &epoch), "");
+    cr_assert_eq(epoch, 2);
+    tb_release1(&t, "a", 1, 2);
+    ASSERT_STATUS(&c, 11, &t, 0);
+    assert_check(&c);
+
+    /* Kept across a reopen (LMDB) and a snapshot restored into another catalog. */
+    struct view before, after;
+    view_take(&c, &before);
+    tclose(&c);
+    topen(&c, subdir("c"), 8);
+    view_take(&c, &after);
+    assert_view_eq(&before, &after);
+    view_free(&after);
+    struct tcat d;
+    void *buf;
+    size_t len;
+    bool ignored = true;
+    topen(&d, subdir("d"), 8);
+    snap(&c, &buf, &len);
+    cr_assert_eq(cv_catalog_restore(d.cat, buf, len, &ignored), 0);
+    cr_assert(!ignored);
+    free(buf);
+    view_take(&d, &after);
+    assert_view_eq(&before, &after);
+    view_free(&after);
+    view_free(&before);
+    assert_check(&d);
+    tclose(&d);
+
+    /* Phase 2: assigning an owner clears the release state; the old release no longer applies. A node
+     * registered later (sorting first) renumbers the mirror: released_by must follow. */
+    tb_register(&t, "0new", 1, 1);
+    tb_assign1(&t, 0, "b", 2);
+    tb_apply(&c, 12, &t);
+    cr_assert_eq(c.obs.status[1], 0);
+    cv_catalog_shard_release_state(c.cat, 0, &from, &done);
+    cr_assert_str_eq(from, "");
+    cr_assert(!done);
+    cv_catalog_shard_release_state(c.cat, 1, &from, &done);
+    cr_assert_str_eq(from, "a", "after renumbering");
+    tb_release1(&t, "a", 0, 3);
+    ASSERT_STATUS(&c, 13, &t, CV_ECONFLICT);
     assert_check(&c);
     tclose(&c);
     tb_free(&t);

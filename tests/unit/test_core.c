@@ -442,6 +442,84 @@ Test(assign, random_arbitrary_maps)
 
 /* ---- leases ------------------------------------------------------------------------------------ */
 
+/* ---- two-phase handoff ------------------------------------------------------------------------- */
+
+Test(assign, handoff_rules_per_shard)
+{
+    /* Nodes 0, 1 live, 2 dead. */
+    uint8_t live[3] = {1, 1, 0};
+    enum { N = CV_ASSIGN_NONE };
+    /*                        same  live->  dead->  none,   none,    none,    none,   bad */
+    int32_t cur[8] = {0, 0, 2, N, N, N, N, 7};
+    int32_t next[8] = {0, 1, 1, 1, 1, 1, 0, 1};
+    int32_t waiting[8] = {N, N, N, N, 0, 2, 1, N};
+    int32_t out[8];
+    static const int32_t want[8] = {0, N, 1, 1, N, 1, N, 1};
+    cr_assert_eq(cv_assign_handoff(cur, next, waiting, 8, live, 3, out), 5u);
+    cr_assert_arr_eq(out, want, sizeof want);
+    cr_assert_eq(cv_assign_handoff(cur, next, waiting, 8, live, 3, next), 5u, "out may alias next");
+    cr_assert_arr_eq(next, want, sizeof want);
+}
+
+Test(assign, handoff_join_releases_first_then_assigns)
+{
+    /* Node 0 holds all 8 shards, node 1 joins. */
+    int32_t cur[8] = {0, 0, 0, 0, 0, 0, 0, 0}, next[8], waiting[8];
+    uint8_t live[2] = {1, 1};
+    for (int s = 0; s < 8; s++) waiting[s] = CV_ASSIGN_NONE;
+    cv_assign_shards(cur, 8, live, 2, next);
+    cr_assert_eq(cv_assign_handoff(cur, next, waiting, 8, live, 2, next), 4u);
+    static const int32_t phase1[8] = {0, 0, 0, 0, CV_ASSIGN_NONE, CV_ASSIGN_NONE, CV_ASSIGN_NONE, CV_ASSIGN_NONE};
+    cr_assert_arr_eq(next, phase1, sizeof phase1, "phase 1: the leaving shards are unassigned");
+    /* Applied: shards 4..7 unassigned, waiting for node 0. Nothing more until it releases them. */
+    memcpy(cur, next, sizeof cur);
+    for (int s = 4; s < 8; s++) waiting[s] = 0;
+    cv_assign_shards(cur, 8, live, 2, next);
+    cr_assert_eq(cv_assign_handoff(cur, next, waiting, 8, live, 2, next), 0u);
+    cr_assert_arr_eq(next, cur, sizeof cur);
+    /* Node 0 released 6 and 7 only: they move to node 1. */
+    waiting[6] = waiting[7] = CV_ASSIGN_NONE;
+    cv_assign_shards(cur, 8, live, 2, next);
+    cr_assert_eq(cv_assign_handoff(cur, next, waiting, 8, live, 2, next), 2u);
+    cr_assert_eq(next[6], 1);
+    cr_assert_eq(next[7], 1);
+    cr_assert_eq(next[4], CV_ASSIGN_NONE);
+    /* Node 0 dies before releasing 4 and 5: it is not waited for. Every shard goes to node 1. */
+    memcpy(cur, next, sizeof cur);
+    live[0] = 0;
+    cv_assign_shards(cur, 8, live, 2, next);
+    cr_assert_eq(cv_assign_handoff(cur, next, waiting, 8, live, 2, next), 6u);
+    for (int s = 0; s < 8; s++) cr_assert_eq(next[s], 1, "shard %d", s);
+}
+
+Test(assign, handoff_random_never_two_live_owners)
+{
+    /* Whatever the inputs: a shard changes hands directly only from a non-live owner, and never gets a
+     * live owner while a live node still has to release it. */
+    uint64_t seed = 0x5eed;
+    for (int round = 0; round < 2000; round++) {
+        enum { S = 64, N = 6 };
+        int32_t cur[S], next[S], waiting[S], out[S];
+        uint8_t live[N];
+        for (int i = 0; i < N; i++) live[i] = (uint8_t)(rng_next(&seed) % 3 != 0);
+        for (int s = 0; s < S; s++) {
+            cur[s] = (int32_t)(rng_next(&seed) % (N + 1)) - 1;
+            waiting[s] = cur[s] == CV_ASSIGN_NONE ? (int32_t)(rng_next(&seed) % (N + 1)) - 1 : CV_ASSIGN_NONE;
+        }
+        cv_assign_shards(cur, S, live, N, next);
+        uint32_t changed = cv_assign_handoff(cur, next, waiting, S, live, N, out), count = 0;
+        for (int s = 0; s < S; s++) {
+            count += out[s] != cur[s];
+            if (out[s] == cur[s]) continue;
+            cr_assert(out[s] == next[s] || out[s] == CV_ASSIGN_NONE);
+            bool cur_live = cur[s] >= 0 && live[cur[s]];
+            if (cur_live) cr_assert_eq(out[s], CV_ASSIGN_NONE, "a live owner releases first");
+            if (out[s] >= 0) cr_assert(!(waiting[s] >= 0 && live[waiting[s]]), "waits for a live release");
+        }
+        cr_assert_eq(changed, count);
+    }
+}
+
 Test(lease, expires_only_after_expiry_and_leader_grace)
 {
     const uint64_t ttl = 3000;
