@@ -23,6 +23,7 @@
 
 #include "core/hash.h"
 #include "cverse/error.h"
+#include "util/buf.h"
 #include "util/log.h"
 
 #define CAT__DEFAULT_MAP_SIZE ((size_t)1 << 30)
@@ -126,18 +127,6 @@ static uint64_t get_be(const uint8_t *p, size_t width)
 static uint64_t sat_add(uint64_t a, uint64_t b)
 {
     return a > UINT64_MAX - b ? UINT64_MAX : a + b;
-}
-
-static int grow(void **arr, size_t *cap, size_t want, size_t elem)
-{
-    if (want <= *cap) return 0;
-    size_t ncap = *cap ? *cap : 8;
-    while (ncap < want) ncap *= 2;
-    void *p = realloc(*arr, ncap * elem);
-    if (!p) return CV_ENOMEM;
-    *arr = p;
-    *cap = ncap;
-    return 0;
 }
 
 /* Copies a NUL-terminated string of at most cap-1 bytes; CV_EINVAL if it is longer. */
@@ -368,7 +357,7 @@ static int load_nodes(struct cv_catalog *cat, MDB_txn *txn, struct mirror *m)
     int rv = 0;
     for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         struct stored_node sn;
-        rv = grow((void **)&m->nodes, &m->cap, m->n + 1, sizeof *m->nodes);
+        rv = cv_array_grow((void **)&m->nodes, &m->cap, m->n + 1, sizeof *m->nodes);
         if (rv == 0) rv = node_read(txn, cat->dbi, k.mv_data, k.mv_size, &sn);
         if (rv != 0) goto err_after_cursor;
         m->nodes[m->n++] = sn.n;
@@ -452,7 +441,7 @@ static int mirror_reserve(struct mirror *m, const struct stage *st)
         mirror_find(m, st->nodes[i].id, &found);
         add += !found;
     }
-    return grow((void **)&m->nodes, &m->cap, m->n + add, sizeof *m->nodes);
+    return cv_array_grow((void **)&m->nodes, &m->cap, m->n + add, sizeof *m->nodes);
 }
 
 static void mirror_upsert_node(struct mirror *m, uint32_t shards, const struct cv_catalog_node *n)
@@ -537,7 +526,7 @@ static int stage_node(struct stage *st, const struct cv_catalog_node *n)
             return 0;
         }
     }
-    int rv = grow((void **)&st->nodes, &st->cap_nodes, st->n_nodes + 1, sizeof *st->nodes);
+    int rv = cv_array_grow((void **)&st->nodes, &st->cap_nodes, st->n_nodes + 1, sizeof *st->nodes);
     if (rv != 0) return rv;
     st->nodes[st->n_nodes++] = *n;
     return 0;
@@ -545,7 +534,7 @@ static int stage_node(struct stage *st, const struct cv_catalog_node *n)
 
 static int stage_shard(struct stage *st, uint32_t shard, const struct shard_rec *r, bool release_only)
 {
-    int rv = grow((void **)&st->shards, &st->cap_shards, st->n_shards + 1, sizeof *st->shards);
+    int rv = cv_array_grow((void **)&st->shards, &st->cap_shards, st->n_shards + 1, sizeof *st->shards);
     if (rv != 0) return rv;
     struct shard_change *ch = &st->shards[st->n_shards++];
     ch->shard = shard;
@@ -846,7 +835,8 @@ static int apply_batch(struct cv_catalog *cat, uint64_t index, const Cverse__Cat
 {
     MDB_txn *txn;
     /* At least one slot: the observer never gets a NULL results pointer, even for an empty batch. */
-    int rv = grow((void **)&cat->results, &cat->cap_results, b->n_commands + 1, sizeof *cat->results);
+    int rv =
+        cv_array_grow((void **)&cat->results, &cat->cap_results, b->n_commands + 1, sizeof *cat->results);
     if (rv != 0) return rv;
     stage_reset(&cat->st);
     int rc = mdb_txn_begin(cat->env, NULL, 0, &txn);

@@ -450,34 +450,37 @@ int cv_client_call_json(cv_client *c, const char *type, const char *id, const ch
     return rv;
 }
 
+/* gate.create / gate.delete: a prepared request for (type, id) whose answer carries nothing we return. */
+static int client__object_op(cv_client *c, const char *method, const ProtobufCMessage *req,
+                             const ProtobufCMessageDescriptor *resp_desc, const char *type, const char *id,
+                             unsigned deadline_ms, char *err, size_t errlen)
+{
+    ProtobufCMessage *resp;
+    int rv = client__bad_args(type, id, err, errlen);
+    if (rv) return rv;
+    rv = client__invoke(c, method, req, resp_desc, &resp, deadline_ms, err, errlen);
+    if (resp) protobuf_c_message_free_unpacked(resp, NULL);
+    return rv;
+}
+
 int cv_client_create(cv_client *c, const char *type, const char *id, unsigned deadline_ms, char *err,
                      size_t errlen)
 {
     Cverse__Rpc__CreateRequest req = CVERSE__RPC__CREATE_REQUEST__INIT;
-    ProtobufCMessage *resp;
-    int rv = client__bad_args(type, id, err, errlen);
-    if (rv) return rv;
     req.type = (char *)type;
     req.id = (char *)id;
-    rv = client__invoke(c, "gate.create", &req.base, &cverse__rpc__create_response__descriptor, &resp,
-                        deadline_ms, err, errlen);
-    if (resp) protobuf_c_message_free_unpacked(resp, NULL);
-    return rv;
+    return client__object_op(c, "gate.create", &req.base, &cverse__rpc__create_response__descriptor, type, id,
+                             deadline_ms, err, errlen);
 }
 
 int cv_client_delete(cv_client *c, const char *type, const char *id, unsigned deadline_ms, char *err,
                      size_t errlen)
 {
     Cverse__Rpc__DeleteRequest req = CVERSE__RPC__DELETE_REQUEST__INIT;
-    ProtobufCMessage *resp;
-    int rv = client__bad_args(type, id, err, errlen);
-    if (rv) return rv;
     req.type = (char *)type;
     req.id = (char *)id;
-    rv = client__invoke(c, "gate.delete", &req.base, &cverse__rpc__delete_response__descriptor, &resp,
-                        deadline_ms, err, errlen);
-    if (resp) protobuf_c_message_free_unpacked(resp, NULL);
-    return rv;
+    return client__object_op(c, "gate.delete", &req.base, &cverse__rpc__delete_response__descriptor, type, id,
+                             deadline_ms, err, errlen);
 }
 
 int cv_client_status(cv_client *c, Cverse__Rpc__StatusResponse **out, unsigned deadline_ms, char *err,

@@ -26,6 +26,7 @@
 #include "cverse/error.h"
 #include "rpc.pb-c.h"
 #include "util/addr.h"
+#include "util/buf.h"
 #include "util/log.h"
 
 #define TICK_MS 20
@@ -130,23 +131,11 @@ static const struct cv_node_cfg *node_by_raft_id(const struct cv_consensus *c, r
     return &c->cfg->nodes[id - 1];
 }
 
-static int grow(void **buf, size_t *cap, size_t need, size_t elem)
-{
-    if (need <= *cap) return 0;
-    size_t ncap = *cap ? *cap * 2 : 16;
-    while (ncap < need) ncap *= 2;
-    void *nb = realloc(*buf, ncap * elem);
-    if (!nb) return CV_ENOMEM;
-    *buf = nb;
-    *cap = ncap;
-    return 0;
-}
-
 /* Appends field 1 (Batch.commands, wire type 2) holding cmd: the Batch wire form is just the
  * concatenation of its commands, so queued commands never need re-encoding. */
 static int batch_append(uint8_t **buf, size_t *len, size_t *cap, const uint8_t *cmd, size_t n)
 {
-    int rv = grow((void **)buf, cap, *len + n + 11, 1);
+    int rv = cv_array_grow((void **)buf, cap, *len + n + 11, 1);
     if (rv) return rv;
     uint8_t *p = *buf + *len;
     *p++ = 0x0a;
@@ -198,7 +187,7 @@ static void queue_schedule(struct cv_consensus *c)
 
 static int queue_local(struct cv_consensus *c, struct pending *p)
 {
-    int rv = grow((void **)&c->q_seqs, &c->cap_q_seqs, c->n_q_seqs + 1, sizeof *c->q_seqs);
+    int rv = cv_array_grow((void **)&c->q_seqs, &c->cap_q_seqs, c->n_q_seqs + 1, sizeof *c->q_seqs);
     if (!rv) rv = batch_append(&c->q, &c->q_len, &c->q_cap, p->cmd, p->len);
     if (rv) return rv;
     c->q_seqs[c->n_q_seqs++] = p->seq;
@@ -472,9 +461,9 @@ void cv_consensus_handle_propose(struct cv_consensus *c, struct cv_rpc_conn *con
         return;
     }
     /* The request's batch is already in Batch wire form: append it verbatim. */
-    int rv = grow((void **)&c->q, &c->q_cap, c->q_len + req->batch.len, 1);
+    int rv = cv_array_grow((void **)&c->q, &c->q_cap, c->q_len + req->batch.len, 1);
     if (!rv)
-        rv = grow((void **)&c->q_remote, &c->cap_q_remote, c->n_q_remote + 1, sizeof *c->q_remote);
+        rv = cv_array_grow((void **)&c->q_remote, &c->cap_q_remote, c->n_q_remote + 1, sizeof *c->q_remote);
     if (rv) {
         cv_rpc_respond(conn, id, rv, cv_strerror(rv), NULL, 0);
     } else {

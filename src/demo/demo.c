@@ -194,7 +194,6 @@ static const struct cv_object_type counter_type = {
 
 struct shard_monitor {
     int32_t shard_id; /* -1 when the id is not "shard#N/..." (Goverse does the same) */
-    int32_t reported; /* last UpdateObjectCount */
 };
 
 /* The runtime placed "shard#N/x" in shard N already; any other id has no shard of its own. */
@@ -218,12 +217,11 @@ static int shard_monitor_activated(cv_object *o)
     return 0;
 }
 
-/* Kept for Goverse compatibility; GetStats reports the live count, which cannot go stale. */
+/* Kept for Goverse compatibility, and ignored: GetStats reports the live count, which cannot go stale. */
 static void shard_monitor_update(cv_object *o, const ProtobufCMessage *req, cv_reply *r)
 {
-    const ShardingDemo__UpdateObjectCountRequest *q = (const ShardingDemo__UpdateObjectCountRequest *)req;
-    struct shard_monitor *s = cv_object_state(o);
-    s->reported = q->count;
+    (void)o;
+    (void)req;
     ShardingDemo__UpdateObjectCountResponse resp = SHARDING_DEMO__UPDATE_OBJECT_COUNT_RESPONSE__INIT;
     cv_reply_ok(r, &resp.base);
 }

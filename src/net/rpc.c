@@ -23,6 +23,7 @@
 #include "cverse/error.h"
 #include "net/frame.h"
 #include "util/addr.h"
+#include "util/buf.h"
 #include "util/log.h"
 
 #define RPC__READ_CHUNK (64 * 1024)
@@ -541,13 +542,8 @@ static void heap__down(struct rpc__heap *h, size_t i)
 
 static int heap__push(struct rpc__heap *h, struct rpc__call *c)
 {
-    if (h->len == h->cap) {
-        size_t cap = h->cap ? h->cap * 2 : 64;
-        struct rpc__call **v = realloc(h->v, cap * sizeof *v);
-        if (!v) return CV_ENOMEM;
-        h->v = v;
-        h->cap = cap;
-    }
+    int rv = cv_array_grow((void **)&h->v, &h->cap, h->len + 1, sizeof *h->v);
+    if (rv != 0) return rv;
     heap__set(h, h->len++, c);
     heap__up(h, h->len - 1);
     return 0;

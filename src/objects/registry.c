@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cverse/error.h"
+#include "util/buf.h"
 
 struct cv_registry {
     const struct cv_object_type **types;
@@ -86,13 +87,8 @@ int cv_register_type(cv_registry *reg, const struct cv_object_type *t)
     int rv = type_validate(t);
     if (rv != 0) return rv;
     if (cv_registry_type(reg, t->name)) return CV_EEXIST;
-    if (reg->n == reg->cap) {
-        size_t cap = reg->cap ? reg->cap * 2 : 8;
-        const struct cv_object_type **types = realloc(reg->types, cap * sizeof *types);
-        if (!types) return CV_ENOMEM;
-        reg->types = types;
-        reg->cap = cap;
-    }
+    rv = cv_array_grow((void **)&reg->types, &reg->cap, reg->n + 1, sizeof *reg->types);
+    if (rv != 0) return rv;
     reg->types[reg->n++] = t;
     return 0;
 }

@@ -630,6 +630,22 @@ static int call_target(struct cv_runtime *rt, const char *id, struct cv_placemen
     return 0;
 }
 
+/* The common front of a call and an activation of (t, id): where it lands (placement, hash) and the live
+ * object, if any (*out, or NULL). Fails with call_target's codes, CV_ECONFLICT when id is live as another
+ * type, CV_EREDIRECT while the object is on its way out (the caller retries at the next owner). */
+static int call_lookup(struct cv_runtime *rt, const struct cv_object_type *t, const char *id,
+                       struct cv_placement *p, uint32_t *hash, struct cv_object **out)
+{
+    *hash = cv_fnv1a32(id, strlen(id));
+    int rv = call_target(rt, id, p);
+    if (rv != 0) return rv;
+    struct cv_object *o = tab_find(rt, id, *hash);
+    if (o && o->type != t) return CV_ECONFLICT;
+    if (o && (o->want_deactivate || o->state == CV_OBJ_DEACTIVATING)) return CV_EREDIRECT;
+    *out = o;
+    return 0;
+}
+
 int cv_runtime_call(struct cv_runtime *rt, const char *type, const char *id, const char *method,
                     const uint8_t *req, size_t len, cv_runtime_call_cb cb, void *data)
 {
@@ -640,12 +656,10 @@ int cv_runtime_call(struct cv_runtime *rt, const char *type, const char *id, con
     const struct cv_method *m = t ? cv_type_method(t, method) : NULL;
     if (!m) return CV_ENOTFOUND;
     struct cv_placement p;
-    uint32_t hash = cv_fnv1a32(id, strlen(id));
-    int rv = call_target(rt, id, &p);
+    uint32_t hash;
+    struct cv_object *o;
+    int rv = call_lookup(rt, t, id, &p, &hash, &o);
     if (rv != 0) return rv;
-    struct cv_object *o = tab_find(rt, id, hash);
-    if (o && o->type != t) return CV_ECONFLICT;
-    if (o && (o->want_deactivate || o->state == CV_OBJ_DEACTIVATING)) return CV_EREDIRECT;
     if (o && o->queued >= rt->capacity) return CV_EBUSY;
 
     struct mail *mail = calloc(1, sizeof *mail);
@@ -731,12 +745,10 @@ int cv_runtime_activate(struct cv_runtime *rt, const char *type, const char *id,
     const struct cv_object_type *t = reg_find(rt, type);
     if (!t) return CV_ENOTFOUND;
     struct cv_placement p;
-    uint32_t hash = cv_fnv1a32(id, strlen(id));
-    int rv = call_target(rt, id, &p);
+    uint32_t hash;
+    struct cv_object *o;
+    int rv = call_lookup(rt, t, id, &p, &hash, &o);
     if (rv != 0) return rv;
-    struct cv_object *o = tab_find(rt, id, hash);
-    if (o && o->type != t) return CV_ECONFLICT;
-    if (o && (o->want_deactivate || o->state == CV_OBJ_DEACTIVATING)) return CV_EREDIRECT;
     if (o) return 0;
     if (!(o = obj_new(rt, t, id, &p, hash))) return CV_ENOMEM;
     o->run_created = created;

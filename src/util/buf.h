@@ -1,4 +1,4 @@
-/* A growable text buffer with printf-style appends (for metrics pages and other generated text). */
+/* Growable memory: a text buffer with printf-style appends (metrics pages, generated text) and arrays. */
 #ifndef CV_UTIL_BUF_H
 #define CV_UTIL_BUF_H
 
@@ -15,5 +15,9 @@ struct cv_buf {
 };
 
 void cv_buf_printf(struct cv_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Makes the array *arr (capacity *cap elements of elem bytes, NULL/0 to start) hold at least want
+ * elements, doubling from 8. 0, or CV_ENOMEM with *arr and *cap unchanged. */
+int cv_array_grow(void **arr, size_t *cap, size_t want, size_t elem);
 
 #endif

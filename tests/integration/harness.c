@@ -14,6 +14,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tmpdir.h"
+
 static unsigned long mono_ms(void)
 {
     struct timespec ts;
@@ -188,20 +190,13 @@ void h_cluster_destroy(struct h_cluster *c)
         return;
     }
     if (getenv("CVERSE_TEST_VERBOSE"))
-        for (int i = 0; i < c->n; i++) {
+        for (int i = 0; i < c->n + c->n_gates; i++) {
             char log[400];
-            snprintf(log, sizeof log, "%s/node-%d.log", c->dir, i + 1);
+            snprintf(log, sizeof log, "%s/%s-%d.log", c->dir, i < c->n ? "node" : "gate",
+                     i < c->n ? i + 1 : i - c->n + 1);
             print_tail(log);
         }
-    if (getenv("CVERSE_TEST_VERBOSE"))
-        for (int g = 0; g < c->n_gates; g++) {
-            char log[400];
-            snprintf(log, sizeof log, "%s/gate-%d.log", c->dir, g + 1);
-            print_tail(log);
-        }
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", c->dir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", c->dir);
+    if (cv_tmpdir_remove(c->dir) != 0) fprintf(stderr, "could not remove %s: %s\n", c->dir, strerror(errno));
 }
 
 struct body {

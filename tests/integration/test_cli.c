@@ -8,7 +8,6 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
@@ -24,6 +23,7 @@
 #include <unistd.h>
 
 #include "lsan_check.h"
+#include "tmpdir.h"
 
 extern char **environ;
 
@@ -40,14 +40,6 @@ static struct run R;
 
 /* ---- fixture ------------------------------------------------------------------------------------- */
 
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static void setup(void)
 {
     strcpy(dir, "/tmp/cv-cli-XXXXXX");
@@ -56,7 +48,7 @@ static void setup(void)
 
 static void teardown(void)
 {
-    nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    cv_tmpdir_remove(dir);
     cv_lsan_check();
 }
 

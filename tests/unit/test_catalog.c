@@ -2,7 +2,6 @@
  * snapshot/restore, corrupt entries, LMDB failures, a large round trip, and apply throughput. Real LMDB
  * environments in temp dirs under /tmp (removed by the fixture). */
 #include <criterion/criterion.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,20 +13,13 @@
 #include "util/log.h"
 
 #include "lsan_check.h"
+#include "tmpdir.h"
 
 typedef Cverse__Catalog__Command Cmd;
 
 /* ---- fixture: one temp root per test ---------------------------------------------------------- */
 
 static char root[64];
-
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
 
 static void setup(void)
 {
@@ -38,7 +30,7 @@ static void setup(void)
 
 static void teardown(void)
 {
-    nftw(root, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    cv_tmpdir_remove(root);
     cv_lsan_check();
 }
 
@@ -81,15 +73,11 @@ static void on_apply(void *data, uint64_t index, const Cverse__Catalog__Batch *b
 struct tcat {
     struct cv_catalog *cat;
     struct obs obs;
-    const char *dir;
-    uint32_t shards;
 };
 
 static void topen_opts(struct tcat *t, const char *dir, uint32_t shards, bool sync)
 {
     struct cv_catalog_opts o = {.dir = dir, .shards = shards, .sync_each_txn = sync};
-    t->dir = dir;
-    t->shards = shards;
     int rv = cv_catalog_open(&o, &t->cat);
     cr_assert_eq(rv, 0, "open %s: %s", dir, cv_errname(rv));
     memset(&t->obs, 0, sizeof t->obs);

@@ -889,6 +889,18 @@ static int parse_resps(const struct raw *r, struct resp *out, int max, int head_
     return n;
 }
 
+/* One request on a fresh connection that the server must answer once and then close (a refusal);
+ * *r is that answer. */
+static void exchange_refused(const struct hsrv *h, const char *req, struct resp *r)
+{
+    struct raw c;
+    raw_connect(&c, h->port);
+    raw_sends(&c, req);
+    RUN_UNTIL(c.eof);
+    cr_assert_eq(parse_resps(&c, r, 1, 0), 1);
+    raw_close(&c);
+}
+
 Test(http, get_and_post_with_body)
 {
     loop_setup();
@@ -983,26 +995,17 @@ Test(http, body_too_large_is_413)
 {
     loop_setup();
     struct hsrv h;
-    struct raw c;
     struct resp rs[1];
     struct cv_http_opts o = {.max_body = 16};
     hsrv_start(&h, &o);
-    raw_connect(&c, h.port);
-    raw_sends(&c, "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n0123456789");
-    RUN_UNTIL(c.eof);
-    cr_assert_eq(parse_resps(&c, rs, 1, 0), 1);
+    exchange_refused(&h, "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n0123456789", rs);
     cr_assert_eq(rs[0].status, 413);
     cr_assert_not_null(strstr(rs[0].head, "Connection: close"));
-    raw_close(&c);
 
-    raw_connect(&c, h.port);
-    raw_sends(&c, "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
-                  "a\r\n0123456789\r\na\r\n0123456789\r\n0\r\n\r\n");
-    RUN_UNTIL(c.eof);
-    cr_assert_eq(parse_resps(&c, rs, 1, 0), 1);
+    exchange_refused(&h, "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     "a\r\n0123456789\r\na\r\n0123456789\r\n0\r\n\r\n", rs);
     cr_assert_eq(rs[0].status, 413);
     cr_assert_eq(h.calls, 0);
-    raw_close(&c);
     hsrv_stop(&h);
     loop_teardown();
 }
@@ -1011,21 +1014,16 @@ Test(http, header_too_large_is_431)
 {
     loop_setup();
     struct hsrv h;
-    struct raw c;
     struct resp rs[1];
     struct cv_http_opts o = {.max_header = 256};
     hsrv_start(&h, &o);
-    raw_connect(&c, h.port);
     char req[2048], pad[1001];
     memset(pad, 'v', 1000);
     pad[1000] = '\0';
     snprintf(req, sizeof req, "GET /echo HTTP/1.1\r\nHost: t\r\nX-Big: %s\r\n\r\n", pad);
-    raw_sends(&c, req);
-    RUN_UNTIL(c.eof);
-    cr_assert_eq(parse_resps(&c, rs, 1, 0), 1);
+    exchange_refused(&h, req, rs);
     cr_assert_eq(rs[0].status, 431);
     cr_assert_eq(h.calls, 0);
-    raw_close(&c);
     hsrv_stop(&h);
     loop_teardown();
 }
@@ -1034,25 +1032,16 @@ Test(http, garbage_is_400_and_close)
 {
     loop_setup();
     struct hsrv h;
-    struct raw c;
     struct resp rs[1];
     hsrv_start(&h, NULL);
-    raw_connect(&c, h.port);
-    raw_sends(&c, "THIS IS NOT HTTP\x01\x02\r\n\r\n");
-    RUN_UNTIL(c.eof);
-    cr_assert_eq(parse_resps(&c, rs, 1, 0), 1);
+    exchange_refused(&h, "THIS IS NOT HTTP\x01\x02\r\n\r\n", rs);
     cr_assert_eq(rs[0].status, 400);
     cr_assert_not_null(strstr(rs[0].body, "\"code\":\"bad_request\""));
-    raw_close(&c);
 
     /* A malformed percent escape in the path is refused too. */
-    raw_connect(&c, h.port);
-    raw_sends(&c, "GET /a%zz HTTP/1.1\r\nHost: t\r\n\r\n");
-    RUN_UNTIL(c.eof);
-    cr_assert_eq(parse_resps(&c, rs, 1, 0), 1);
+    exchange_refused(&h, "GET /a%zz HTTP/1.1\r\nHost: t\r\n\r\n", rs);
     cr_assert_eq(rs[0].status, 400);
     cr_assert_eq(h.calls, 0);
-    raw_close(&c);
     hsrv_stop(&h);
     loop_teardown();
 }
