@@ -9,12 +9,11 @@
 
 #include "config/config.h"
 #include "cverse/error.h"
+#include "demo/demo.h"
 #include "gate/gate.h"
 #include "gate/types.h"
+#include "objects/registry.h"
 #include "util/log.h"
-#ifdef CV_GATE_HAVE_DEMO
-#include "demo/demo.h"
-#endif
 
 #ifndef CV_VERSION
 #define CV_VERSION "0.0.0"
@@ -92,14 +91,12 @@ static int load_types(struct cv_gate_types *types, const struct args *a)
 {
     char err[512];
     int rv;
-#ifdef CV_GATE_HAVE_DEMO
     if ((rv = cv_demo_register(cv_gate_types_registry(types)))) {
         CV_ERROR("cannot register the built-in demo types: %s", cv_strerror(rv));
         return 1;
     }
-#endif
     for (int i = 0; i < a->n_modules; i++) {
-        if ((rv = cv_gate_types_load_module(types, a->modules[i], err, sizeof err))) {
+        if (cv_registry_load_module(cv_gate_types_registry(types), a->modules[i], NULL, err, sizeof err)) {
             CV_ERROR("%s", err);
             return 2;
         }

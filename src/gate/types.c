@@ -7,7 +7,6 @@
  * line (the gate then refuses to start). */
 #include "gate/types.h"
 
-#include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,32 +44,6 @@ cv_registry *cv_gate_types_registry(struct cv_gate_types *t)
 int cv_gate_types_add(struct cv_gate_types *t, const struct cv_object_type *type)
 {
     return cv_register_type(t->reg, type);
-}
-
-int cv_gate_types_load_module(struct cv_gate_types *t, const char *path, char *err, size_t errlen)
-{
-    /* RTLD_LAZY: a module also references SDK functions only objects call (timers, cluster services);
-     * the gate provides them (the objects library is linked whole and exported) but never calls them. */
-    void *h = dlopen(path, RTLD_LAZY | RTLD_LOCAL);
-    if (!h) {
-        snprintf(err, errlen, "%s: cannot load module: %s", path, dlerror());
-        return CV_EIO;
-    }
-    cv_module_init_fn init;
-    *(void **)&init = dlsym(h, CV_MODULE_INIT_SYMBOL);
-    if (!init) {
-        snprintf(err, errlen, "%s: not a cverse module (no %s symbol)", path, CV_MODULE_INIT_SYMBOL);
-        dlclose(h);
-        return CV_EIO;
-    }
-    int rv = init(t->reg);
-    if (rv != 0) {
-        /* Types it registered before failing stay referenced: keep the module loaded. */
-        snprintf(err, errlen, "%s: %s failed: %s%s", path, CV_MODULE_INIT_SYMBOL, cv_strerror(rv),
-                 rv == CV_EEXIST ? " (one of its types is already registered: built in, or loaded twice)" : "");
-        return rv;
-    }
-    return 0; /* loaded for the life of the process: the registry references its static tables */
 }
 
 int cv_gate_types_find(const struct cv_gate_types *t, const char *type, char *err, size_t errlen)

@@ -17,9 +17,8 @@ void cv_gate_types_free(struct cv_gate_types *t);
 cv_registry *cv_gate_types_registry(struct cv_gate_types *t);
 /* Adds a type directly. CV_EINVAL (incomplete description), CV_EEXIST (name taken), CV_ENOMEM. */
 int cv_gate_types_add(struct cv_gate_types *t, const struct cv_object_type *type);
-/* dlopen()s a module and runs its cverse_module_init with the registry. The module stays loaded for the
- * life of the process. CV_EIO (cannot load, no init symbol) or the init's code; err gets one line. */
-int cv_gate_types_load_module(struct cv_gate_types *t, const char *path, char *err, size_t errlen);
+/* Modules: cv_registry_load_module(cv_gate_types_registry(t), ...) (objects/registry.h); the gate keeps
+ * them loaded for the life of the process. */
 
 /* 0 if type is known, else CV_ENOTFOUND with "unknown object type \"X\"" in err (err may be NULL). */
 int cv_gate_types_find(const struct cv_gate_types *t, const char *type, char *err, size_t errlen);

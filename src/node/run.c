@@ -17,9 +17,7 @@
 #include "node/node.h"
 #include "objects/registry.h"
 #include "util/log.h"
-#ifdef CV_NODE_HAVE_DEMO
 #include "demo/demo.h"
-#endif
 
 #ifndef CV_VERSION
 #define CV_VERSION "0.0.0"
@@ -108,57 +106,26 @@ static int parse_args(int argc, char **argv, struct args *a)
 
 /* ---------------------------------------------------------------- object types */
 
-static int load_module(const char *path, cv_registry *reg, void **handle)
-{
-    /* A bare "name.so" means the file here, as a user expects, not a search of the library path. */
-    char local[4096];
-    if (!strchr(path, '/') && snprintf(local, sizeof local, "./%s", path) < (int)sizeof local) path = local;
-    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-    if (!h) {
-        fprintf(stderr, "cverse-node: cannot load module %s: %s\n", path, dlerror());
-        return 2;
-    }
-    *handle = h;
-    cv_module_init_fn init;
-    *(void **)&init = dlsym(h, CV_MODULE_INIT_SYMBOL); /* object -> function pointer, as POSIX allows */
-    if (!init) {
-        fprintf(stderr, "cverse-node: module %s does not export %s (see include/cverse/object.h)\n", path,
-                CV_MODULE_INIT_SYMBOL);
-        return 2;
-    }
-    int rv = init(reg);
-    if (rv == CV_EEXIST) {
-        fprintf(stderr,
-                "cverse-node: module %s: %s failed: a type it registers is already registered (by an "
-                "earlier --module, or the built-in demo types: see --no-builtin-types)\n",
-                path, CV_MODULE_INIT_SYMBOL);
-        return 2;
-    }
-    if (rv) {
-        fprintf(stderr, "cverse-node: module %s: %s failed: %s (%s)\n", path, CV_MODULE_INIT_SYMBOL,
-                cv_strerror(rv), cv_errname(rv));
-        return 2;
-    }
-    return 0;
-}
-
 /* Fills reg with the built-in, the program's and the modules' types; an exit code on failure. */
 static int register_types(const struct args *a, cv_module_init_fn extra, cv_registry *reg, void **handles)
 {
     int rv;
-#ifdef CV_NODE_HAVE_DEMO
     if (!a->no_builtin && (rv = cv_demo_register(reg))) {
         fprintf(stderr, "cverse-node: registering the built-in demo types failed: %s\n", cv_strerror(rv));
         return 2;
     }
-#endif
     if (extra && (rv = extra(reg))) {
         fprintf(stderr, "cverse-node: registering the program's object types failed: %s (%s)\n",
                 cv_strerror(rv), cv_errname(rv));
         return 2;
     }
+    char err[512];
     for (int i = 0; i < a->n_modules; i++)
-        if ((rv = load_module(a->modules[i], reg, &handles[i]))) return rv;
+        if (cv_registry_load_module(reg, a->modules[i], &handles[i], err, sizeof err)) {
+            fprintf(stderr, "cverse-node: %s%s\n", err,
+                    strstr(err, "already registered") ? " (see --no-builtin-types)" : "");
+            return 2;
+        }
     return 0;
 }
 

@@ -4,6 +4,8 @@
  * description, frozen registry), CV_EEXIST (name taken), CV_ENOMEM. */
 #include "objects/registry.h"
 
+#include <dlfcn.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -91,4 +93,34 @@ int cv_register_type(cv_registry *reg, const struct cv_object_type *t)
     if (rv != 0) return rv;
     reg->types[reg->n++] = t;
     return 0;
+}
+
+int cv_registry_load_module(cv_registry *reg, const char *path, void **handle, char *err, size_t errlen)
+{
+    char local[4096];
+    if (!strchr(path, '/') && snprintf(local, sizeof local, "./%s", path) < (int)sizeof local) path = local;
+    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+        snprintf(err, errlen, "cannot load module %s: %s", path, dlerror());
+        return CV_EIO;
+    }
+    cv_module_init_fn init;
+    *(void **)&init = dlsym(h, CV_MODULE_INIT_SYMBOL); /* object -> function pointer, as POSIX allows */
+    if (!init) {
+        snprintf(err, errlen, "module %s does not export %s (see include/cverse/object.h)", path,
+                 CV_MODULE_INIT_SYMBOL);
+        dlclose(h);
+        return CV_EIO;
+    }
+    if (handle) *handle = h;
+    int rv = init(reg);
+    if (rv == CV_EEXIST)
+        snprintf(err, errlen,
+                 "module %s: %s failed: a type it registers is already registered (by an earlier "
+                 "--module, or the built-in demo types)",
+                 path, CV_MODULE_INIT_SYMBOL);
+    else if (rv)
+        snprintf(err, errlen, "module %s: %s failed: %s (%s)", path, CV_MODULE_INIT_SYMBOL, cv_strerror(rv),
+                 cv_errname(rv));
+    return rv;
 }

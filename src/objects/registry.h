@@ -29,4 +29,12 @@ const struct cv_object_type *cv_registry_type_at(const cv_registry *reg, size_t 
 void cv_registry_freeze(cv_registry *reg);
 bool cv_registry_frozen(const cv_registry *reg);
 
+/* Loads a module (dlopen, RTLD_NOW) and calls its cverse_module_init with reg. A bare "name.so" means the
+ * file in the working directory, not a search of the library path. On success *handle (may be NULL) gets
+ * the dlopen handle: the module must stay loaded as long as reg references its types (dlclose after
+ * cv_registry_free, or never). On failure: CV_EIO (cannot load, or no cverse_module_init symbol) or the
+ * init's own code (CV_EEXIST: a type is already registered), with one line in err; a module whose init
+ * failed stays loaded (types it registered before failing stay referenced). */
+int cv_registry_load_module(cv_registry *reg, const char *path, void **handle, char *err, size_t errlen);
+
 #endif
