@@ -82,3 +82,9 @@ int cv_placement_parse(const char *id, uint32_t shards, struct cv_placement *out
     };
     return 0;
 }
+
+bool cv_placement_on_node(const struct cv_placement *p, const char *node_id)
+{
+    return p->kind == CV_PLACE_NODE && strlen(node_id) == p->node_len &&
+           memcmp(node_id, p->node, p->node_len) == 0;
+}

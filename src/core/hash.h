@@ -2,6 +2,7 @@
 #ifndef CV_CORE_HASH_H
 #define CV_CORE_HASH_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -28,5 +29,8 @@ struct cv_placement {
  * CV_EINVAL. An id "a/b" where a is not "shard#N" is pinned to node "a" (the caller checks that the
  * node exists). An id without '/' is hashed. out->node points into id: valid as long as id is. */
 int cv_placement_parse(const char *id, uint32_t shards, struct cv_placement *out);
+
+/* True if p is pinned (CV_PLACE_NODE) to exactly the node named node_id. */
+bool cv_placement_on_node(const struct cv_placement *p, const char *node_id);
 
 #endif

@@ -1155,8 +1155,7 @@ static void start_autoload(struct cv_host *h)
         if (!h->al_ok[e]) continue;
         if (a->per_node) al_push(h, e, AL_NODE);
         else if (!a->per_shard && cv_placement_parse(a->id, h->cfg->shards, &p) == 0 &&
-                 p.kind == CV_PLACE_NODE && strlen(h->self) == p.node_len &&
-                 memcmp(h->self, p.node, p.node_len) == 0)
+                 cv_placement_on_node(&p, h->self))
             al_push(h, e, AL_NODE); /* a singleton pinned to this node */
     }
     CV_INFO("node is ready: hosting objects (%zu auto-load entries)", h->cfg->n_autoload);

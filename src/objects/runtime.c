@@ -623,9 +623,7 @@ static int call_target(struct cv_runtime *rt, const char *id, struct cv_placemen
 {
     int rv = cv_placement_parse(id, rt->shards, p);
     if (rv != 0) return CV_EINVAL;
-    if (p->kind == CV_PLACE_NODE &&
-        (strlen(rt->node_id) != p->node_len || memcmp(rt->node_id, p->node, p->node_len) != 0))
-        return CV_EREDIRECT;
+    if (p->kind == CV_PLACE_NODE && !cv_placement_on_node(p, rt->node_id)) return CV_EREDIRECT;
     if (p->kind != CV_PLACE_NODE && rt->owns && !rt->owns(rt->owns_data, p->shard)) return CV_EREDIRECT;
     return 0;
 }

@@ -551,3 +551,14 @@ Test(lease, renew_interval_is_a_third)
     cr_assert_eq(cv_lease_renew_interval(2), 1u, "never 0");
     cr_assert_eq(cv_lease_renew_interval(0), 1u, "never 0");
 }
+
+Test(placement, on_node_matches_the_exact_node_only)
+{
+    struct cv_placement p;
+    cr_assert_eq(cv_placement_parse("node-1/x", 64, &p), 0);
+    cr_expect(cv_placement_on_node(&p, "node-1"));
+    cr_expect(!cv_placement_on_node(&p, "node-10"));
+    cr_expect(!cv_placement_on_node(&p, "node-"));
+    cr_assert_eq(cv_placement_parse("shard#3/x", 64, &p), 0);
+    cr_expect(!cv_placement_on_node(&p, "shard#3"));
+}
