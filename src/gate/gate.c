@@ -1,8 +1,8 @@
 /* The gate process: keeps a copy of the shard map, forwards object calls to the owning node and retries
  * them transparently while shards move; serves the native protocol (gate.*) and the HTTP API.
  *
- * Happy path: at start one RPC client per configured node (dialed right away with a "gate.ping" whose
- * answer does not matter, so that the gate knows which nodes it can reach) and a "catalog.subscribe" to
+ * Happy path: at start one RPC client per configured node (dialed right away, so that the gate knows
+ * which nodes it can reach) and a "catalog.subscribe" to
  * the first node: its ShardMap response and every "catalog.shard_map" push it sends afterwards replace
  * the gate's map when newer. A client request becomes a forward (struct fwd): route the id with the map
  * (route.h), send objects.call/create/delete to the owner, hand the answer back.
@@ -42,7 +42,6 @@
 #define SUB_LAG_MS 2000u         /* resubscribe when redirects say our map lags for this long */
 #define SUB_NEXT_MS 20u          /* pause before trying the next node */
 #define SUB_ROUND_MS 500u        /* pause after every node failed once */
-#define PING_TIMEOUT_MS 1000u
 #define HTTP_MAX_BODY (1u << 20) /* 1 MiB: larger bodies get 413 */
 
 enum retry_reason { RETRY_REDIRECT = 0, RETRY_UNAVAILABLE, RETRY_NO_OWNER, N_RETRY_REASONS };
@@ -518,11 +517,6 @@ static void node__on_state(void *data, int connected)
     sub__start(g, 0);
 }
 
-static void node__ping_done(void *data, int status, const char *error, const uint8_t *body, size_t len)
-{
-    (void)data, (void)status, (void)error, (void)body, (void)len; /* it only made the client dial */
-}
-
 /* ---------------------------------------------------------------------------------------------------
  * Native protocol server: gate.call, gate.create, gate.delete, gate.status. */
 
@@ -966,7 +960,7 @@ int cv_gate_start(const struct cv_gate_opts *o, struct cv_gate **out)
     g->on_stopped = o->on_stopped;
     g->data = o->data;
     for (size_t i = 0; i < g->n_nodes; i++) /* dial every node now: routing needs to know who is reachable */
-        cv_rpc_call(g->nodes[i].cli, "gate.ping", NULL, 0, PING_TIMEOUT_MS, node__ping_done, &g->nodes[i]);
+        cv_rpc_client_connect(g->nodes[i].cli);
     sub__start(g, 0);
     *out = g;
     return 0;

@@ -814,6 +814,11 @@ static void cli__ensure_connecting(struct cv_rpc_client *cli)
     cli__connect(cli);
 }
 
+void cv_rpc_client_connect(struct cv_rpc_client *cli)
+{
+    if (!cli->closing) cli__ensure_connecting(cli);
+}
+
 int cv_rpc_client_init(uv_loop_t *loop, const struct cv_rpc_client_opts *opts, struct cv_rpc_client **out)
 {
     if (!loop || !opts || !opts->addr || !out) return CV_EINVAL;

@@ -68,6 +68,9 @@ struct cv_rpc_client_opts {
  * redialing every reconnect_ms after a failure or a loss (so subscribers get on_state(1) again).
  * CV_EINVAL if addr is not numeric or "localhost". */
 int cv_rpc_client_init(uv_loop_t *loop, const struct cv_rpc_client_opts *opts, struct cv_rpc_client **out);
+/* Dials now instead of at the first call (no-op while connecting or connected); like any connection of
+ * the client, it is redialed every reconnect_ms after a failure or a loss. */
+void cv_rpc_client_connect(struct cv_rpc_client *cli);
 /* The opts->data the client was created with (also valid inside its close callback). */
 void *cv_rpc_client_data(const struct cv_rpc_client *cli);
 /* Starts a call; cb fires exactly once (never from inside cv_rpc_call). timeout_ms 0 = no deadline.
