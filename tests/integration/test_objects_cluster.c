@@ -399,7 +399,6 @@ Test(objects, one_call_at_a_time_per_object)
     h_cluster_stop_all(&C);
 }
 
-
 static bool node4_has_share(void *arg)
 {
     long st;
