@@ -6,35 +6,64 @@
 extern "C" {
 #endif
 
-/* X(name, value, retryable, status, message). status: the client-facing code name (gRPC style) that
- * gates and the CLI report, e.g. "NOT_FOUND"; the gate maps it to HTTP. Retryable errors may succeed if the
- * caller tries again later (the outcome of the original attempt is then unknown or known not to have
- * happened). */
-#define CV_ERRNO_MAP(X)                                                                             \
-    X(CV_OK, 0, 0, "OK", "success")                                                                 \
-    X(CV_ENOMEM, -1, 0, "INTERNAL", "out of memory")                                                \
-    X(CV_EINVAL, -2, 0, "INVALID_ARGUMENT", "invalid argument")                                     \
-    X(CV_EIO, -3, 0, "INTERNAL", "I/O error")                                                       \
-    X(CV_ECONFIG, -4, 0, "INTERNAL", "invalid configuration")                                       \
-    X(CV_ENOTLEADER, -5, 1, "UNAVAILABLE", "not the raft leader")                                   \
-    X(CV_ERETRY, -6, 1, "UNAVAILABLE", "leadership changed before the entry committed; retry")      \
-    X(CV_ENOTFOUND, -7, 0, "NOT_FOUND", "not found")                                                \
-    X(CV_EEXIST, -8, 0, "ALREADY_EXISTS", "already exists")                                         \
-    X(CV_EPROTO, -9, 0, "INVALID_ARGUMENT", "malformed message")                                    \
-    X(CV_ETIMEDOUT, -10, 1, "DEADLINE_EXCEEDED", "deadline exceeded")                               \
-    X(CV_EUNAVAIL, -11, 1, "UNAVAILABLE", "unavailable")                                            \
-    X(CV_ECLOSED, -12, 1, "UNAVAILABLE", "connection or component closed")                          \
-    X(CV_ETOOBIG, -13, 0, "INVALID_ARGUMENT", "message too large")                                  \
-    X(CV_ELMDB, -14, 0, "INTERNAL", "LMDB error")                                                   \
-    X(CV_ERAFT, -15, 0, "INTERNAL", "raft error")                                                   \
-    X(CV_EBUSY, -16, 1, "RESOURCE_EXHAUSTED", "resource exhausted")                                 \
-    X(CV_ERANGE, -17, 0, "INVALID_ARGUMENT", "value out of range")                                  \
-    X(CV_EREDIRECT, -18, 1, "UNAVAILABLE", "wrong owner; refresh the shard map and retry")          \
-    X(CV_ECONFLICT, -19, 0, "FAILED_PRECONDITION", "precondition failed (state changed meanwhile)") \
-    X(CV_ECANCELED, -20, 1, "UNAVAILABLE", "canceled")
+/* Client-facing statuses (gRPC-style names, upper case) with their HTTP status and whether an HTTP
+ * answer carries "Retry-After". Every error body any cverse process sends, native or HTTP, names one of
+ * these; the last four only come from HTTP servers themselves (never from a CV_E* code).
+ * X(suffix, http, retry_after) */
+#define CV_STATUS_MAP(X)              \
+    X(OK, 200, 0)                     \
+    X(INVALID_ARGUMENT, 400, 0)       \
+    X(NOT_FOUND, 404, 0)              \
+    X(ALREADY_EXISTS, 409, 0)         \
+    X(FAILED_PRECONDITION, 409, 0)    \
+    X(RESOURCE_EXHAUSTED, 429, 1)     \
+    X(UNAVAILABLE, 503, 1)            \
+    X(DEADLINE_EXCEEDED, 504, 0)      \
+    X(INTERNAL, 500, 0)               \
+    X(METHOD_NOT_ALLOWED, 405, 0)     \
+    X(PAYLOAD_TOO_LARGE, 413, 0)      \
+    X(URI_TOO_LONG, 414, 0)           \
+    X(HEADER_TOO_LARGE, 431, 0)
+
+enum cv_status {
+#define CV__STATUS_ENUM(s, http, ra) CV_STATUS_##s,
+    CV_STATUS_MAP(CV__STATUS_ENUM)
+#undef CV__STATUS_ENUM
+        CV_STATUS_N
+};
+
+/* X(name, value, status, retryable, reroute, message).
+ * status: the CV_STATUS_* suffix clients see (gates and the CLI report it; HTTP answers with its status).
+ * retryable: the operation may succeed if the caller tries again later (the outcome of the original
+ *   attempt is then unknown or known not to have happened).
+ * reroute: a forwarder (a gate, or a node calling another node's object) routes the call again by itself,
+ *   transparently, until the call's deadline: the call certainly did not run (wrong owner, connection
+ *   down before sending, leadership changed before commit). */
+#define CV_ERRNO_MAP(X)                                                                                         \
+    X(CV_OK, 0, OK, 0, 0, "success")                                                                            \
+    X(CV_ENOMEM, -1, INTERNAL, 0, 0, "out of memory")                                                           \
+    X(CV_EINVAL, -2, INVALID_ARGUMENT, 0, 0, "invalid argument")                                                \
+    X(CV_EIO, -3, INTERNAL, 0, 0, "I/O error")                                                                  \
+    X(CV_ECONFIG, -4, INTERNAL, 0, 0, "invalid configuration")                                                  \
+    X(CV_ENOTLEADER, -5, UNAVAILABLE, 1, 1, "not the raft leader")                                              \
+    X(CV_ERETRY, -6, UNAVAILABLE, 1, 1, "leadership changed before the entry committed; retry")                 \
+    X(CV_ENOTFOUND, -7, NOT_FOUND, 0, 0, "not found")                                                           \
+    X(CV_EEXIST, -8, ALREADY_EXISTS, 0, 0, "already exists")                                                    \
+    X(CV_EPROTO, -9, INVALID_ARGUMENT, 0, 0, "malformed message")                                               \
+    X(CV_ETIMEDOUT, -10, DEADLINE_EXCEEDED, 1, 0, "deadline exceeded")                                          \
+    X(CV_EUNAVAIL, -11, UNAVAILABLE, 1, 1, "unavailable")                                                       \
+    X(CV_ECLOSED, -12, UNAVAILABLE, 1, 1, "connection or component closed")                                     \
+    X(CV_ETOOBIG, -13, INVALID_ARGUMENT, 0, 0, "message too large")                                             \
+    X(CV_ELMDB, -14, INTERNAL, 0, 0, "LMDB error")                                                              \
+    X(CV_ERAFT, -15, INTERNAL, 0, 0, "raft error")                                                              \
+    X(CV_EBUSY, -16, RESOURCE_EXHAUSTED, 1, 0, "resource exhausted")                                            \
+    X(CV_ERANGE, -17, INVALID_ARGUMENT, 0, 0, "value out of range")                                             \
+    X(CV_EREDIRECT, -18, UNAVAILABLE, 1, 1, "wrong owner; refresh the shard map and retry")                     \
+    X(CV_ECONFLICT, -19, FAILED_PRECONDITION, 0, 0, "precondition failed (state changed meanwhile)")            \
+    X(CV_ECANCELED, -20, UNAVAILABLE, 1, 0, "canceled")
 
 enum cv_errno {
-#define CV__ERR_ENUM(name, value, retry, status, msg) name = value,
+#define CV__ERR_ENUM(name, value, status, retry, reroute, msg) name = value,
     CV_ERRNO_MAP(CV__ERR_ENUM)
 #undef CV__ERR_ENUM
 };
@@ -43,10 +72,21 @@ enum cv_errno {
 const char *cv_strerror(int err);
 /* Symbolic name, e.g. "CV_ENOTLEADER"; never NULL. */
 const char *cv_errname(int err);
-/* Client-facing status name, e.g. "UNAVAILABLE"; "INTERNAL" for unknown codes. */
+/* Client-facing status of a code; CV_STATUS_INTERNAL for unknown codes. */
+enum cv_status cv_err_code(int err);
+/* Its name, e.g. "UNAVAILABLE" (= cv_status_name(cv_err_code(err))). */
 const char *cv_err_status(int err);
+/* Its HTTP status (= cv_status_http(cv_err_code(err))). */
+int cv_err_http(int err);
 /* 1 if a caller may retry the operation that failed with err. */
 int cv_err_retryable(int err);
+/* 1 if a forwarder routes the call again by itself (see CV_ERRNO_MAP). */
+int cv_err_reroute(int err);
+
+/* Name ("NOT_FOUND"), HTTP status and Retry-After flag of a status; unknown values give INTERNAL's. */
+const char *cv_status_name(enum cv_status s);
+int cv_status_http(enum cv_status s);
+int cv_status_retry_after(enum cv_status s);
 
 #ifdef __cplusplus
 }

@@ -1,18 +1,30 @@
-/* The single error table behind cv_strerror(): messages, names and retryability of CV_E* codes. */
+/* The single error table behind cv_strerror(): messages, names, client statuses (with their HTTP status)
+ * and retry rules of CV_E* codes. Everything that maps an error for a client or decides on a retry reads
+ * it here; nothing re-derives it. */
 #include "cverse/error.h"
 
 struct errinfo {
     int code;
-    int retry;
+    enum cv_status status;
+    int retry, reroute;
     const char *name;
-    const char *status;
     const char *msg;
 };
 
 static const struct errinfo table[] = {
-#define CV__ERR_ROW(name, value, retry, status, msg) {value, retry, #name, status, msg},
+#define CV__ERR_ROW(name, value, status, retry, reroute, msg) \
+    {value, CV_STATUS_##status, retry, reroute, #name, msg},
     CV_ERRNO_MAP(CV__ERR_ROW)
 #undef CV__ERR_ROW
+};
+
+static const struct {
+    const char *name;
+    int http, retry_after;
+} statuses[CV_STATUS_N] = {
+#define CV__STATUS_ROW(s, http, ra) [CV_STATUS_##s] = {#s, http, ra},
+    CV_STATUS_MAP(CV__STATUS_ROW)
+#undef CV__STATUS_ROW
 };
 
 static const struct errinfo *lookup(int err)
@@ -34,14 +46,50 @@ const char *cv_errname(int err)
     return e ? e->name : "CV_EUNKNOWN";
 }
 
+enum cv_status cv_err_code(int err)
+{
+    const struct errinfo *e = lookup(err);
+    return e ? e->status : CV_STATUS_INTERNAL;
+}
+
+const char *cv_err_status(int err)
+{
+    return cv_status_name(cv_err_code(err));
+}
+
+int cv_err_http(int err)
+{
+    return cv_status_http(cv_err_code(err));
+}
+
 int cv_err_retryable(int err)
 {
     const struct errinfo *e = lookup(err);
     return e ? e->retry : 0;
 }
 
-const char *cv_err_status(int err)
+int cv_err_reroute(int err)
 {
     const struct errinfo *e = lookup(err);
-    return e ? e->status : "INTERNAL";
+    return e ? e->reroute : 0;
+}
+
+static enum cv_status status_valid(enum cv_status s)
+{
+    return (unsigned)s < CV_STATUS_N ? s : CV_STATUS_INTERNAL;
+}
+
+const char *cv_status_name(enum cv_status s)
+{
+    return statuses[status_valid(s)].name;
+}
+
+int cv_status_http(enum cv_status s)
+{
+    return statuses[status_valid(s)].http;
+}
+
+int cv_status_retry_after(enum cv_status s)
+{
+    return statuses[status_valid(s)].retry_after;
 }

@@ -275,11 +275,11 @@ static void conn__send(struct http__conn *c, const struct http__resp *r)
 }
 
 /* Answers a request we refuse before it reaches the handler, and closes the connection after. */
-static void conn__refuse(struct http__conn *c, int status, const char *code, const char *msg)
+static void conn__refuse(struct http__conn *c, enum cv_status st, const char *msg)
 {
     char body[256];
-    int n = snprintf(body, sizeof body, "{\"error\":\"%s\",\"code\":\"%s\"}", msg, code);
-    struct http__resp r = {.status = status, .content_type = "application/json", .body = body,
+    int n = snprintf(body, sizeof body, "{\"error\":\"%s\",\"code\":\"%s\"}", msg, cv_status_name(st));
+    struct http__resp r = {.status = cv_status_http(st), .content_type = "application/json", .body = body,
                            .len = (size_t)n};
     conn__send(c, &r);
 }
@@ -546,11 +546,11 @@ static void conn__refuse_parse_error(struct http__conn *c)
     if (st == 400)
         CV_DEBUG("http: bad request: %s", http_errno_description(e));
     switch (st) {
-    case 413: conn__refuse(c, 413, "payload_too_large", "request body too large"); break;
-    case 414: conn__refuse(c, 414, "uri_too_long", "request target too long"); break;
-    case 431: conn__refuse(c, 431, "header_too_large", "request header section too large"); break;
-    case 500: conn__refuse(c, 500, "internal", "out of memory"); break;
-    default: conn__refuse(c, 400, "bad_request", "malformed HTTP request"); break;
+    case 413: conn__refuse(c, CV_STATUS_PAYLOAD_TOO_LARGE, "request body too large"); break;
+    case 414: conn__refuse(c, CV_STATUS_URI_TOO_LONG, "request target too long"); break;
+    case 431: conn__refuse(c, CV_STATUS_HEADER_TOO_LARGE, "request header section too large"); break;
+    case 500: conn__refuse(c, CV_STATUS_INTERNAL, "out of memory"); break;
+    default: conn__refuse(c, CV_STATUS_INVALID_ARGUMENT, "malformed HTTP request"); break;
     }
 }
 
@@ -781,12 +781,13 @@ void cv_http_respond_json(struct cv_http_exchange *x, int status, const char *js
     cv_http_respond(x, status, "application/json", json, json ? strlen(json) : 0, NULL);
 }
 
-void cv_http_respond_error(struct cv_http_exchange *x, int status, const char *code, const char *msg)
+void cv_http_respond_error(struct cv_http_exchange *x, enum cv_status st, const char *msg)
 {
-    json_t *o = json_pack("{s:s, s:s}", "error", msg ? msg : "", "code", code ? code : "");
+    json_t *o = json_pack("{s:s, s:s}", "error", msg ? msg : "", "code", cv_status_name(st));
     char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
-    if (s) cv_http_respond_json(x, status, s);
-    else cv_http_respond_json(x, 500, "{\"error\":\"out of memory\",\"code\":\"internal\"}");
+    if (s) cv_http_respond(x, cv_status_http(st), "application/json", s, strlen(s),
+                           cv_status_retry_after(st) ? "Retry-After: 1\r\n" : NULL);
+    else cv_http_respond_json(x, 500, "{\"error\":\"out of memory\",\"code\":\"INTERNAL\"}");
     free(s);
     json_decref(o);
 }

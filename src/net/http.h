@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <uv.h>
 
+#include "cverse/error.h"
+
 struct cv_http_server;
 struct cv_http_exchange; /* one request awaiting its response */
 
@@ -50,7 +52,8 @@ void cv_http_respond(struct cv_http_exchange *x, int status, const char *content
                      size_t len, const char *extra_headers);
 /* Convenience: JSON body (Content-Type: application/json). */
 void cv_http_respond_json(struct cv_http_exchange *x, int status, const char *json);
-/* Convenience: {"error": msg, "code": code} with the given status. */
-void cv_http_respond_error(struct cv_http_exchange *x, int status, const char *code, const char *msg);
+/* Convenience: {"error": msg, "code": cv_status_name(st)} with the status' HTTP status (and
+ * "Retry-After: 1" where the error table says so). */
+void cv_http_respond_error(struct cv_http_exchange *x, enum cv_status st, const char *msg);
 
 #endif

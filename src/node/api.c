@@ -19,7 +19,7 @@ static void send_json(struct cv_http_exchange *x, int status, json_t *j)
     char *s = json_dumps(j, JSON_COMPACT);
     json_decref(j);
     if (!s) {
-        cv_http_respond_error(x, 500, "INTERNAL", "cannot encode the response");
+        cv_http_respond_error(x, CV_STATUS_INTERNAL, "cannot encode the response");
         return;
     }
     cv_http_respond_json(x, status, s);
@@ -183,7 +183,7 @@ static void get_metrics(struct cv_node *n, struct cv_http_exchange *x)
     cv_buf_printf(&b, "%s_sum %.9f\n%s_count %llu\n", hn, h->sum_us / 1e6, hn, (unsigned long long)h->count);
     if (!b.p || b.oom) {
         free(b.p);
-        cv_http_respond_error(x, 500, "INTERNAL", "out of memory");
+        cv_http_respond_error(x, CV_STATUS_INTERNAL, "out of memory");
         return;
     }
     cv_http_respond(x, 200, "text/plain; version=0.0.4", b.p, b.len, NULL);
@@ -210,7 +210,7 @@ void cv_node_http_handler(void *data, struct cv_http_exchange *x, const struct c
     struct cv_node *n = data;
     if (strcmp(req->path, "/v1/objects") == 0) { /* the one route that reads the query */
         if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0)
-            cv_http_respond_error(x, 405, "METHOD_NOT_ALLOWED", "only GET is supported here");
+            cv_http_respond_error(x, CV_STATUS_METHOD_NOT_ALLOWED, "only GET is supported here");
         else
             get_objects(n, x, req);
         return;
@@ -218,7 +218,7 @@ void cv_node_http_handler(void *data, struct cv_http_exchange *x, const struct c
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
         if (strcmp(req->path, routes[i].path) != 0) continue;
         if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0) {
-            cv_http_respond_error(x, 405, "METHOD_NOT_ALLOWED", "only GET is supported here");
+            cv_http_respond_error(x, CV_STATUS_METHOD_NOT_ALLOWED, "only GET is supported here");
             return;
         }
         routes[i].fn(n, x);
@@ -226,5 +226,5 @@ void cv_node_http_handler(void *data, struct cv_http_exchange *x, const struct c
     }
     char msg[300];
     snprintf(msg, sizeof msg, "no such endpoint: %.200s", req->path);
-    cv_http_respond_error(x, 404, "NOT_FOUND", msg);
+    cv_http_respond_error(x, CV_STATUS_NOT_FOUND, msg);
 }

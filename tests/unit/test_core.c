@@ -14,6 +14,7 @@ TestSuite(hash, .fini = cv_lsan_check);
 TestSuite(placement, .fini = cv_lsan_check);
 TestSuite(assign, .fini = cv_lsan_check);
 TestSuite(lease, .fini = cv_lsan_check);
+TestSuite(errors, .fini = cv_lsan_check);
 
 /* ---- hashing ---------------------------------------------------------------------------------- */
 
@@ -561,4 +562,73 @@ Test(placement, on_node_matches_the_exact_node_only)
     cr_expect(!cv_placement_on_node(&p, "node-"));
     cr_assert_eq(cv_placement_parse("shard#3/x", 64, &p), 0);
     cr_expect(!cv_placement_on_node(&p, "shard#3"));
+}
+
+/* ---------------------------------------------------------------- the error table */
+
+static const int all_errors[] = {
+#define ERR_VALUE(name, value, status, retry, reroute, msg) value,
+    CV_ERRNO_MAP(ERR_VALUE)
+#undef ERR_VALUE
+};
+
+Test(errors, every_code_has_a_status_http_and_consistent_retry_rules)
+{
+    for (size_t i = 0; i < sizeof all_errors / sizeof all_errors[0]; i++) {
+        int e = all_errors[i];
+        enum cv_status st = cv_err_code(e);
+        cr_assert_lt((unsigned)st, CV_STATUS_N);
+        cr_assert_str_eq(cv_err_status(e), cv_status_name(st));
+        cr_assert_eq(cv_err_http(e), cv_status_http(st));
+        cr_assert_neq(strcmp(cv_errname(e), "CV_EUNKNOWN"), 0);
+        /* A forwarder only re-routes what a caller could retry itself. */
+        if (cv_err_reroute(e)) cr_assert(cv_err_retryable(e), "%s", cv_errname(e));
+        /* Only errors are >= 400; Retry-After only on retryable statuses. */
+        if (e) cr_assert_geq(cv_err_http(e), 400, "%s", cv_errname(e));
+        if (cv_status_retry_after(st)) cr_assert(cv_err_retryable(e), "%s", cv_errname(e));
+    }
+    cr_assert_eq(cv_err_http(0), 200);
+}
+
+Test(errors, documented_mapping)
+{
+    /* docs/protocol.md's table: the client-facing status and HTTP status of each code. */
+    static const struct {
+        int err;
+        const char *status;
+        int http;
+    } cases[] = {
+        {CV_EINVAL, "INVALID_ARGUMENT", 400},   {CV_EPROTO, "INVALID_ARGUMENT", 400},
+        {CV_ERANGE, "INVALID_ARGUMENT", 400},   {CV_ETOOBIG, "INVALID_ARGUMENT", 400},
+        {CV_ENOTFOUND, "NOT_FOUND", 404},       {CV_EEXIST, "ALREADY_EXISTS", 409},
+        {CV_ECONFLICT, "FAILED_PRECONDITION", 409}, {CV_EBUSY, "RESOURCE_EXHAUSTED", 429},
+        {CV_EUNAVAIL, "UNAVAILABLE", 503},      {CV_EREDIRECT, "UNAVAILABLE", 503},
+        {CV_ECLOSED, "UNAVAILABLE", 503},       {CV_ECANCELED, "UNAVAILABLE", 503},
+        {CV_ENOTLEADER, "UNAVAILABLE", 503},    {CV_ERETRY, "UNAVAILABLE", 503},
+        {CV_ETIMEDOUT, "DEADLINE_EXCEEDED", 504}, {CV_ENOMEM, "INTERNAL", 500},
+        {CV_EIO, "INTERNAL", 500},              {-12345, "INTERNAL", 500},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        cr_expect_str_eq(cv_err_status(cases[i].err), cases[i].status, "%s", cv_errname(cases[i].err));
+        cr_expect_eq(cv_err_http(cases[i].err), cases[i].http, "%s", cv_errname(cases[i].err));
+    }
+    cr_assert(cv_status_retry_after(CV_STATUS_RESOURCE_EXHAUSTED));
+    cr_assert(cv_status_retry_after(CV_STATUS_UNAVAILABLE));
+    cr_assert(!cv_status_retry_after(CV_STATUS_DEADLINE_EXCEEDED));
+    cr_assert_str_eq(cv_status_name((enum cv_status)999), "INTERNAL");
+}
+
+Test(errors, reroute_set)
+{
+    /* A forwarder retries exactly the calls that certainly did not run. */
+    cr_assert(cv_err_reroute(CV_EREDIRECT));
+    cr_assert(cv_err_reroute(CV_EUNAVAIL));
+    cr_assert(cv_err_reroute(CV_ECLOSED));
+    cr_assert(cv_err_reroute(CV_ENOTLEADER));
+    cr_assert(cv_err_reroute(CV_ERETRY));
+    cr_assert(!cv_err_reroute(CV_ETIMEDOUT), "the outcome of a timed-out call is unknown");
+    cr_assert(!cv_err_reroute(CV_EBUSY), "overload goes back to the client (429)");
+    cr_assert(!cv_err_reroute(CV_ECANCELED));
+    cr_assert(!cv_err_reroute(CV_ENOTFOUND));
+    cr_assert(!cv_err_reroute(0));
 }

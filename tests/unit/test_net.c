@@ -832,7 +832,7 @@ static void hsrv_handler(void *data, struct cv_http_exchange *x, const struct cv
         cr_assert_eq(strlen(req->body), req->body_len);
         cv_http_respond(x, 200, "text/plain", out, (size_t)n, NULL);
     } else {
-        cv_http_respond_error(x, 404, "not_found", "no such path");
+        cv_http_respond_error(x, CV_STATUS_NOT_FOUND, "no such path");
     }
 }
 
@@ -1036,7 +1036,7 @@ Test(http, garbage_is_400_and_close)
     hsrv_start(&h, NULL);
     exchange_refused(&h, "THIS IS NOT HTTP\x01\x02\r\n\r\n", rs);
     cr_assert_eq(rs[0].status, 400);
-    cr_assert_not_null(strstr(rs[0].body, "\"code\":\"bad_request\""));
+    cr_assert_not_null(strstr(rs[0].body, "\"code\":\"INVALID_ARGUMENT\""));
 
     /* A malformed percent escape in the path is refused too. */
     exchange_refused(&h, "GET /a%zz HTTP/1.1\r\nHost: t\r\n\r\n", rs);
@@ -1063,7 +1063,7 @@ Test(http, async_response_and_error_json)
     raw_sends(&c, "GET /missing HTTP/1.1\r\nHost: t\r\n\r\n");
     RUN_UNTIL(parse_resps(&c, rs, 2, 0) == 2);
     cr_assert_eq(rs[1].status, 404);
-    cr_assert_str_eq(rs[1].body, "{\"error\":\"no such path\",\"code\":\"not_found\"}");
+    cr_assert_str_eq(rs[1].body, "{\"error\":\"no such path\",\"code\":\"NOT_FOUND\"}");
     cr_assert_not_null(strstr(rs[1].head, "Content-Type: application/json"));
     raw_close(&c);
     hsrv_stop(&h);
