@@ -26,6 +26,7 @@
 #include <jansson.h>
 
 #include "cverse/error.h"
+#include "util/pct.h"
 #include "util/addr.h"
 #include "util/log.h"
 
@@ -142,38 +143,6 @@ static void buf__free(struct http__buf *b)
 {
     free(b->p);
     *b = (struct http__buf){0};
-}
-
-static int hex__val(char ch)
-{
-    if (ch >= '0' && ch <= '9') return ch - '0';
-    if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
-    return -1;
-}
-
-/* Percent-decodes a path; NULL on a malformed escape or an encoded NUL (the path is a C string). */
-static char *http__decode_path(const char *s, size_t n)
-{
-    char *out = malloc(n + 1);
-    size_t j = 0;
-    if (!out) return NULL;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] != '%') {
-            out[j++] = s[i];
-            continue;
-        }
-        int hi = i + 2 < n ? hex__val(s[i + 1]) : -1;
-        int lo = i + 2 < n ? hex__val(s[i + 2]) : -1;
-        if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
-            free(out);
-            return NULL;
-        }
-        out[j++] = (char)(hi * 16 + lo);
-        i += 2;
-    }
-    out[j] = '\0';
-    return out;
 }
 
 /* RFC 7231 IMF-fixdate, built by hand: strftime's names follow the locale. */
@@ -397,7 +366,8 @@ static int exchange__set_url(struct cv_http_exchange *x, const struct http__buf 
     if (url->len > UINT16_MAX) return 414; /* the parser's offsets are 16-bit */
     if (!url->p || http_parser_parse_url(url->p, url->len, is_connect, &u)) return 400;
     if (u.field_set & (1u << UF_PATH)) {
-        x->path = http__decode_path(url->p + u.field_data[UF_PATH].off, u.field_data[UF_PATH].len);
+        int err;
+        x->path = cv_pct_decode_dup(url->p + u.field_data[UF_PATH].off, u.field_data[UF_PATH].len, false, &err);
         x->raw_path = strndup(url->p + u.field_data[UF_PATH].off, u.field_data[UF_PATH].len);
     } else {
         x->path = strdup("/");

@@ -1,0 +1,118 @@
+/* Unit tests of the shared helpers in src/util: percent-decoding, the Prometheus writer, mkdir -p. */
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cverse/error.h"
+#include "util/fs.h"
+#include "util/pct.h"
+#include "util/prom.h"
+
+#include "lsan_check.h"
+#include "tmpdir.h"
+
+TestSuite(pct, .fini = cv_lsan_check);
+TestSuite(prom, .fini = cv_lsan_check);
+TestSuite(fs, .fini = cv_lsan_check);
+
+static void decodes(const char *in, bool plus, const char *want)
+{
+    char out[256];
+    int n = cv_pct_decode(in, strlen(in), plus, out);
+    cr_assert_geq(n, 0, "decode(%s) = %s", in, cv_errname(n));
+    cr_assert_str_eq(out, want, "decode(%s)", in);
+    cr_assert_eq((size_t)n, strlen(want));
+}
+
+static void refuses(const char *in)
+{
+    char out[256];
+    cr_assert_eq(cv_pct_decode(in, strlen(in), false, out), CV_EINVAL, "decode(%s) must fail", in);
+}
+
+Test(pct, decodes_escapes_and_plus_only_when_asked)
+{
+    decodes("a%2Fb", false, "a/b");
+    decodes("%41%62c", false, "Abc");
+    decodes("x+y", false, "x+y");
+    decodes("x+y%20z", true, "x y z");
+    decodes("", false, "");
+    decodes("%e2%82%ac", false, "\xe2\x82\xac");
+}
+
+Test(pct, refuses_malformed_and_nul)
+{
+    refuses("%");
+    refuses("a%4");
+    refuses("%zz");
+    refuses("%g0");
+    refuses("a%00b");
+}
+
+Test(pct, dup_and_query_param)
+{
+    int err = 0;
+    char *s = cv_pct_decode_dup("id%2F1", 6, false, &err);
+    cr_assert_str_eq(s, "id/1");
+    free(s);
+    cr_assert_null(cv_pct_decode_dup("%x", 2, false, &err));
+    cr_assert_eq(err, CV_EINVAL);
+
+    char v[16];
+    cr_assert_eq(cv_pct_query_param("a=1&type=Simple%43+x&b", "type", v, sizeof v), 0);
+    cr_assert_str_eq(v, "SimpleC x");
+    cr_assert_eq(cv_pct_query_param("atype=1", "type", v, sizeof v), CV_ENOTFOUND);
+    cr_assert_eq(cv_pct_query_param("", "type", v, sizeof v), CV_ENOTFOUND);
+    cr_assert_eq(cv_pct_query_param("type=%zz", "type", v, sizeof v), CV_EINVAL);
+    cr_assert_eq(cv_pct_query_param("type=1234567890123456", "type", v, sizeof v), CV_ERANGE);
+    cr_assert_eq(cv_pct_query_param("type=", "type", v, sizeof v), 0);
+    cr_assert_str_eq(v, "");
+}
+
+Test(prom, families_samples_and_histograms)
+{
+    struct cv_buf b = {0};
+    cv_prom_gauge(&b, "g", "A gauge.", 1.5);
+    cv_prom_counter(&b, "c_total", "A counter.", 18446744073709551615ull);
+    cv_prom_family(&b, "h_seconds", "histogram", "A histogram.");
+    const double le[] = {0.001, 0.01, 0};
+    const uint64_t counts[] = {2, 3, 1};
+    cv_prom_histogram(&b, "h_seconds", "op=\"call\"", le, counts, 3, 0.25);
+    cv_prom_histogram(&b, "h_seconds", NULL, le, counts, 3, 0.5);
+    cr_assert(!b.oom);
+    cr_assert_str_eq(b.p, "# HELP g A gauge.\n# TYPE g gauge\ng 1.5\n"
+                          "# HELP c_total A counter.\n# TYPE c_total counter\nc_total 18446744073709551615\n"
+                          "# HELP h_seconds A histogram.\n# TYPE h_seconds histogram\n"
+                          "h_seconds_bucket{op=\"call\",le=\"0.001\"} 2\n"
+                          "h_seconds_bucket{op=\"call\",le=\"0.01\"} 5\n"
+                          "h_seconds_bucket{op=\"call\",le=\"+Inf\"} 6\n"
+                          "h_seconds_sum{op=\"call\"} 0.25\nh_seconds_count{op=\"call\"} 6\n"
+                          "h_seconds_bucket{le=\"0.001\"} 2\nh_seconds_bucket{le=\"0.01\"} 5\n"
+                          "h_seconds_bucket{le=\"+Inf\"} 6\nh_seconds_sum 0.5\nh_seconds_count 6\n");
+    free(b.p);
+}
+
+Test(fs, mkdir_p_creates_parents_and_accepts_existing)
+{
+    char dir[] = "/tmp/cv-test-util-XXXXXX", path[512];
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/a/b/c", dir);
+    cr_assert_eq(cv_mkdir_p(path), 0);
+    struct stat st;
+    cr_assert_eq(stat(path, &st), 0);
+    cr_assert(S_ISDIR(st.st_mode));
+    cr_assert_eq(cv_mkdir_p(path), 0, "an existing directory is fine");
+    /* A component that is a file cannot become a directory. */
+    snprintf(path, sizeof path, "%s/file", dir);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fclose(f);
+    snprintf(path, sizeof path, "%s/file/sub", dir);
+    cr_assert_eq(cv_mkdir_p(path), CV_EIO);
+    char longp[5000];
+    memset(longp, 'a', sizeof longp - 1);
+    longp[sizeof longp - 1] = '\0';
+    cr_assert_eq(cv_mkdir_p(longp), CV_EINVAL);
+    cv_tmpdir_remove(dir);
+}
