@@ -1,11 +1,13 @@
 /* Unit tests for src/core: FNV-1a hashing, object-id placement, shard assignment, lease rules. */
 #include <criterion/criterion.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/assign.h"
 #include "core/hash.h"
 #include "core/lease.h"
+#include "core/sm.h"
 #include "cverse/error.h"
 
 #include "lsan_check.h"
@@ -15,6 +17,7 @@ TestSuite(placement, .fini = cv_lsan_check);
 TestSuite(assign, .fini = cv_lsan_check);
 TestSuite(lease, .fini = cv_lsan_check);
 TestSuite(errors, .fini = cv_lsan_check);
+TestSuite(sm, .fini = cv_lsan_check);
 
 /* ---- hashing ---------------------------------------------------------------------------------- */
 
@@ -632,3 +635,79 @@ Test(errors, reroute_set)
     cr_assert(!cv_err_reroute(CV_ENOTFOUND));
     cr_assert(!cv_err_reroute(0));
 }
+
+/* ---------------------------------------------------------------- the state-machine helper */
+
+enum { T_ON, T_OFF, T_GONE, T_N };
+static const struct cv_sm_state t_states[T_N] = {
+    [T_ON] = {"on", CV_SM_INITIAL, CV_SM_BIT(T_OFF)},
+    [T_OFF] = {"off", 0, CV_SM_BIT(T_ON) | CV_SM_BIT(T_GONE)},
+    [T_GONE] = {"gone", CV_SM_FINAL, 0},
+};
+static const struct cv_sm_conf t_conf = {"toggle", t_states, T_N};
+
+struct toggle {
+    struct cv_sm sm;
+    int flips;
+};
+
+static const char *toggle_inv(const struct cv_sm *m, int prev)
+{
+    const struct toggle *t = (const struct toggle *)m; /* sm is the first member */
+    if (prev == T_ON && m->state == T_OFF && t->flips < 1) return "flipped off without counting";
+    return NULL;
+}
+
+Test(sm, moves_through_the_table)
+{
+    cr_assert_eq(cv_sm_conf_check(&t_conf), 0);
+    struct toggle t = {0};
+    cv_sm_init(&t.sm, &t_conf, T_ON, toggle_inv, "t1");
+    t.flips++;
+    cv_sm_move(&t.sm, T_OFF);
+    cv_sm_move(&t.sm, T_ON);
+    t.flips++;
+    cv_sm_move(&t.sm, T_OFF);
+    cv_sm_move(&t.sm, T_GONE);
+    cr_assert_eq(cv_sm_state(&t.sm), T_GONE);
+    cv_sm_fini(&t.sm);
+    cr_assert(cv_sm_allowed(&t_conf, T_OFF, T_GONE));
+    cr_assert(!cv_sm_allowed(&t_conf, T_ON, T_GONE));
+    cr_assert(!cv_sm_allowed(&t_conf, T_ON, 99));
+    cr_assert_str_eq(cv_sm_state_name(&t_conf, T_OFF), "off");
+    cr_assert_str_eq(cv_sm_state_name(&t_conf, -1), "?");
+}
+
+Test(sm, conf_check_finds_bad_tables)
+{
+    static const struct cv_sm_state no_initial[2] = {{"a", 0, CV_SM_BIT(1)}, {"b", 0, 0}};
+    static const struct cv_sm_state out_of_range[2] = {{"a", CV_SM_INITIAL, CV_SM_BIT(5)}, {"b", 0, 0}};
+    static const struct cv_sm_state unnamed[2] = {{"a", CV_SM_INITIAL, 0}, {NULL, 0, 0}};
+    cr_assert_neq(cv_sm_conf_check(&(struct cv_sm_conf){"x", no_initial, 2}), 0);
+    cr_assert_eq(cv_sm_conf_check(&(struct cv_sm_conf){"x", out_of_range, 2}), 1);
+    cr_assert_eq(cv_sm_conf_check(&(struct cv_sm_conf){"x", unnamed, 2}), 2);
+}
+
+#ifdef CV_CHECKS
+Test(sm, illegal_move_aborts_in_debug_builds, .signal = SIGABRT)
+{
+    struct toggle t = {0};
+    cv_sm_init(&t.sm, &t_conf, T_ON, toggle_inv, "t2");
+    t.flips++;
+    cv_sm_move(&t.sm, T_GONE); /* on -> gone is not in the table */
+}
+
+Test(sm, broken_invariant_aborts_in_debug_builds, .signal = SIGABRT)
+{
+    struct toggle t = {0};
+    cv_sm_init(&t.sm, &t_conf, T_ON, toggle_inv, "t3");
+    cv_sm_move(&t.sm, T_OFF); /* flips not counted */
+}
+
+Test(sm, ending_in_a_non_final_state_aborts, .signal = SIGABRT)
+{
+    struct toggle t = {0};
+    cv_sm_init(&t.sm, &t_conf, T_ON, toggle_inv, "t4");
+    cv_sm_fini(&t.sm);
+}
+#endif
