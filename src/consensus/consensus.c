@@ -21,26 +21,52 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
+#include "core/sm.h"
 #include "cverse/error.h"
+#include "net/peers.h"
 #include "rpc.pb-c.h"
 #include "util/addr.h"
 #include "util/buf.h"
+#include "util/fs.h"
 #include "util/log.h"
 
 #define TICK_MS 20
 #define DEFAULT_TIMEOUT_MS 5000
 
+_Static_assert((int)CV_MEMBER_STANDBY == (int)RAFT_STANDBY && (int)CV_MEMBER_VOTER == (int)RAFT_VOTER &&
+                   (int)CV_MEMBER_SPARE == (int)RAFT_SPARE, "member roles are raft's");
+
 const double cv_apply_bucket_le_us[CV_APPLY_BUCKETS] = {50,    100,   250,   500,    1000,   2500,
                                                         5000,  10000, 25000, 50000, 100000, 1e300};
 
+/* A proposal's lifecycle (see cv_consensus_proposal_sm). WAITING: to be routed at the next tick (no
+ * leader known, or the last attempt failed); QUEUED: in this leader's next batch; FORWARDED: sent to the
+ * leader, its answer pending; APPENDED: in the log at a known index; DONE: the callback ran. A proposal
+ * completes from any live state: applied (the observer sees its seq), overwritten, timed out, canceled. */
+enum { P_WAITING, P_QUEUED, P_FORWARDED, P_APPENDED, P_DONE, P_N };
+
+#define P_LIVE (CV_SM_BIT(P_DONE))
+static const struct cv_sm_state pending__states[P_N] = {
+    [P_WAITING] = {"waiting", CV_SM_INITIAL, CV_SM_BIT(P_QUEUED) | CV_SM_BIT(P_FORWARDED) | P_LIVE},
+    [P_QUEUED] = {"queued", 0, CV_SM_BIT(P_WAITING) | CV_SM_BIT(P_APPENDED) | P_LIVE},
+    [P_FORWARDED] = {"forwarded", 0, CV_SM_BIT(P_WAITING) | CV_SM_BIT(P_APPENDED) | P_LIVE},
+    [P_APPENDED] = {"appended", 0, P_LIVE},
+    [P_DONE] = {"done", CV_SM_FINAL, 0},
+};
+static const struct cv_sm_conf pending__conf = {"proposal", pending__states, P_N};
+
+const struct cv_sm_conf *cv_consensus_proposal_sm(void)
+{
+    return &pending__conf;
+}
+
 struct pending {
     struct pending *next, *prev;
+    struct cv_sm sm;
     uint64_t seq;
     uint64_t deadline_ms; /* monotonic */
-    uint64_t index;       /* the entry that carries it, once known; 0 before */
-    bool in_flight;       /* queued on the leader or sent to it; false = route at next tick */
+    uint64_t index;       /* the entry that carries it: set exactly while APPENDED */
     uint8_t *cmd;
     size_t len;
     cv_propose_cb cb;
@@ -91,7 +117,10 @@ struct cv_consensus {
     struct remote_waiter *q_remote;
     size_t n_q_remote, cap_q_remote;
 
-    struct cv_rpc_client **peers; /* one per config node, created lazily */
+    char *raft_dir;
+    struct cv_peers *peers;       /* borrowed: the node's connections to the other nodes */
+    size_t forwards;              /* forwarded proposals whose answer is pending (hold the close) */
+    bool raft_inited;             /* raft_init succeeded: closing goes through raft_close */
     bool was_leader;
     raft_id last_leader;
     uint64_t leader_since_ms;
@@ -103,27 +132,13 @@ struct cv_consensus {
 
     struct cv_apply_histogram hist;
     uint64_t snapshots_taken, snapshots_restored, entries_applied;
-    bool closing;
+    bool started, closing, close_reported;
     int open_handles;
     void (*close_cb)(void *data);
     void *close_data;
 };
 
 /* ---------------------------------------------------------------- helpers */
-
-static int mkdir_p(const char *path)
-{
-    char buf[1024];
-    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) return CV_EINVAL;
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = '\0';
-        if (mkdir(buf, 0755) && errno != EEXIST) return CV_EIO;
-        *p = '/';
-    }
-    if (mkdir(buf, 0755) && errno != EEXIST) return CV_EIO;
-    return 0;
-}
 
 static const struct cv_node_cfg *node_by_raft_id(const struct cv_consensus *c, raft_id id)
 {
@@ -166,9 +181,25 @@ static struct pending *pending_find(struct cv_consensus *c, uint64_t seq)
     return NULL;
 }
 
+/* The invariant of a proposal: its entry's index is known exactly while it is APPENDED. */
+static const char *pending__invariant(const struct cv_sm *m, int prev)
+{
+    const struct pending *p = (const struct pending *)((const char *)m - offsetof(struct pending, sm));
+    if (m->state == P_DONE) return NULL;
+    if ((m->state == P_APPENDED) != (p->index != 0)) return "index known exactly while appended";
+    return NULL;
+}
+
+static void pending__move(struct pending *p, int to)
+{
+    cv_sm_move(&p->sm, to);
+}
+
 static void pending_complete(struct pending *p, int status, uint64_t index)
 {
     pending_unlink(p);
+    pending__move(p, P_DONE);
+    cv_sm_fini(&p->sm);
     cv_propose_cb cb = p->cb;
     void *data = p->data;
     free(p->cmd);
@@ -179,6 +210,7 @@ static void pending_complete(struct pending *p, int status, uint64_t index)
 /* ---------------------------------------------------------------- leader queue and flush */
 
 static void flush_cb(uv_timer_t *t);
+static void consensus__settle(struct cv_consensus *c);
 
 static void queue_schedule(struct cv_consensus *c)
 {
@@ -191,7 +223,7 @@ static int queue_local(struct cv_consensus *c, struct pending *p)
     if (!rv) rv = batch_append(&c->q, &c->q_len, &c->q_cap, p->cmd, p->len);
     if (rv) return rv;
     c->q_seqs[c->n_q_seqs++] = p->seq;
-    p->in_flight = true;
+    pending__move(p, P_QUEUED);
     queue_schedule(c);
     return 0;
 }
@@ -303,11 +335,13 @@ static void queue_flush(struct cv_consensus *c)
     int status = queue_submit(c, &index);
     for (size_t i = 0; i < c->n_q_seqs; i++) {
         struct pending *p = pending_find(c, c->q_seqs[i]);
-        if (!p) continue;
-        if (status == 0)
+        if (!p || cv_sm_state(&p->sm) != P_QUEUED) continue;
+        if (status == 0) {
             p->index = index;
-        else
-            p->in_flight = false; /* not appended anywhere: route again at the next tick */
+            pending__move(p, P_APPENDED);
+        } else {
+            pending__move(p, P_WAITING); /* not appended anywhere: route again at the next tick */
+        }
     }
     char leader[CV_NODE_ID_MAX];
     leader_hint(c, leader, sizeof leader);
@@ -338,11 +372,16 @@ static void forward_done(void *data, int status, const char *error, const uint8_
     uint64_t seq = fc->seq;
     struct pending *p = c->closing ? NULL : pending_find(c, seq);
     free(fc);
-    if (!p) return;
+    c->forwards--;
+    if (!p || cv_sm_state(&p->sm) != P_FORWARDED) { /* applied meanwhile, or closing */
+        consensus__settle(c);
+        return;
+    }
     if (status == 0) {
         Cverse__Rpc__ProposeResponse *r = cverse__rpc__propose_response__unpack(NULL, len, body);
         if (r) {
             p->index = r->index;
+            pending__move(p, r->index ? P_APPENDED : P_WAITING);
             cverse__rpc__propose_response__free_unpacked(r, NULL);
             return;
         }
@@ -351,7 +390,7 @@ static void forward_done(void *data, int status, const char *error, const uint8_
     if (status == CV_ENOTLEADER || status == CV_EUNAVAIL || status == CV_ETIMEDOUT) {
         /* Not appended by that node (or unknown if the connection broke after sending: a resend is
          * harmless because catalog commands are idempotent and (origin, seq) completes only once). */
-        p->in_flight = false;
+        pending__move(p, P_WAITING);
         return;
     }
     CV_WARN("proposal %llu forwarded to the leader failed: %s (%s)", (unsigned long long)seq,
@@ -359,20 +398,9 @@ static void forward_done(void *data, int status, const char *error, const uint8_
     pending_complete(p, status, 0);
 }
 
-static struct cv_rpc_client *peer_client(struct cv_consensus *c, raft_id id)
-{
-    const struct cv_node_cfg *n = node_by_raft_id(c, id);
-    if (!n) return NULL;
-    if (!c->peers[id - 1]) {
-        struct cv_rpc_client_opts o = {.addr = n->advertise_addr, .reconnect_ms = 50, .data = c};
-        if (cv_rpc_client_init(c->loop, &o, &c->peers[id - 1])) return NULL;
-    }
-    return c->peers[id - 1];
-}
-
 static int forward(struct cv_consensus *c, struct pending *p, raft_id leader)
 {
-    struct cv_rpc_client *cli = peer_client(c, leader);
+    struct cv_rpc_client *cli = node_by_raft_id(c, leader) ? cv_peers_client(c->peers, leader - 1) : NULL;
     if (!cli) return CV_EUNAVAIL;
     uint8_t *batch = NULL;
     size_t blen = 0, bcap = 0;
@@ -396,7 +424,8 @@ static int forward(struct cv_consensus *c, struct pending *p, raft_id leader)
     rv = cv_rpc_call(cli, "catalog.propose", body, n, left < 1000 ? left : 1000, forward_done, fc);
     if (rv == 0) {
         fc = NULL;
-        p->in_flight = true;
+        c->forwards++;
+        pending__move(p, P_FORWARDED);
     }
 out:
     free(fc);
@@ -408,7 +437,7 @@ out:
 static void route(struct cv_consensus *c, struct pending *p)
 {
     if (raft_state(&c->raft) == RAFT_LEADER) {
-        if (queue_local(c, p)) p->in_flight = false;
+        queue_local(c, p); /* on failure it stays WAITING: routed again at the next tick */
         return;
     }
     raft_id id;
@@ -426,6 +455,7 @@ int cv_consensus_propose(struct cv_consensus *c, Cverse__Catalog__Command *cmd, 
     struct pending *p = calloc(1, sizeof *p);
     if (!p) return CV_ENOMEM;
     p->seq = c->next_seq++;
+    cv_sm_init(&p->sm, &pending__conf, P_WAITING, pending__invariant, NULL);
     cmd->origin = (char *)c->self->id;
     cmd->seq = p->seq;
     p->len = cverse__catalog__command__get_packed_size(cmd);
@@ -588,11 +618,11 @@ static void check_pendings(struct cv_consensus *c)
     struct pending *p = c->pendings.next;
     while (p != &c->pendings) {
         struct pending *next = p->next;
-        if (p->index && applied >= p->index)
+        if (cv_sm_state(&p->sm) == P_APPENDED && applied >= p->index)
             pending_complete(p, CV_ERETRY, 0); /* its slot was applied without it: overwritten */
         else if (now >= p->deadline_ms)
             pending_complete(p, CV_ETIMEDOUT, 0);
-        else if (!p->in_flight)
+        else if (cv_sm_state(&p->sm) == P_WAITING)
             route(c, p);
         p = next;
     }
@@ -688,67 +718,50 @@ err:
     return CV_ERAFT;
 }
 
-static void raft_closed_early(struct raft *r)
-{
-    struct cv_consensus *c = r->data;
-    raft_uv_close(&c->io);
-    raft_uv_tcp_close(&c->transport);
-}
-
 int cv_consensus_init(const struct cv_consensus_opts *opts, struct cv_consensus **out)
 {
     int idx = cv_config_node_index(opts->cfg, opts->node_id);
-    if (idx < 0) return CV_EINVAL;
-    int rv = mkdir_p(opts->raft_dir);
-    if (rv) {
-        CV_ERROR("cannot create raft directory %s: %s", opts->raft_dir, strerror(errno));
-        return rv;
-    }
+    if (idx < 0 || !opts->peers) return CV_EINVAL;
     struct cv_consensus *c = calloc(1, sizeof *c);
     if (!c) return CV_ENOMEM;
-    c->peers = calloc(opts->cfg->n_nodes, sizeof *c->peers);
-    if (!c->peers) {
-        rv = CV_ENOMEM;
-        goto err_after_alloc;
+    if (!(c->raft_dir = strdup(opts->raft_dir))) {
+        free(c);
+        return CV_ENOMEM;
     }
     c->loop = opts->loop;
     c->cfg = opts->cfg;
     c->self = &opts->cfg->nodes[idx];
     c->id = (raft_id)idx + 1;
     c->cat = opts->catalog;
+    c->peers = opts->peers;
     c->on_applied = opts->on_applied;
     c->on_leader = opts->on_leader;
     c->data = opts->data;
     c->pendings.next = c->pendings.prev = &c->pendings;
     c->next_seq = cv_now_ms() * 1000; /* unique across restarts of this node */
-    if ((rv = init_raft(c, opts->raft_dir))) goto err_after_peers;
-    if ((rv = bootstrap(c))) goto err_after_raft;
-    cv_catalog_set_observer(c->cat, catalog_observer, c);
     uv_timer_init(c->loop, &c->tick);
     uv_timer_init(c->loop, &c->flush);
     c->tick.data = c->flush.data = c;
     *out = c;
     return 0;
-err_after_raft:
-    c->closing = true;
-    c->raft.data = c;
-    raft_close(&c->raft, raft_closed_early);
-    uv_run(c->loop, UV_RUN_DEFAULT); /* let raft release its handles before freeing c */
-err_after_peers:
-    free(c->peers);
-err_after_alloc:
-    free(c);
-    return rv;
 }
 
+/* Creates the raft directory, initialises raft (bootstrapping a pristine directory) and starts it. A
+ * failure leaves what was set up to cv_consensus_close: raft releases its handles through callbacks. */
 int cv_consensus_start(struct cv_consensus *c)
 {
-    int rv = raft_start(&c->raft);
-    if (rv) {
+    int rv = cv_mkdir_p(c->raft_dir);
+    if (rv) return rv;
+    if ((rv = init_raft(c, c->raft_dir))) return rv;
+    c->raft_inited = true;
+    if ((rv = bootstrap(c))) return rv;
+    cv_catalog_set_observer(c->cat, catalog_observer, c);
+    if ((rv = raft_start(&c->raft))) {
         CV_ERROR("raft start failed: %s (%s%s%s); is %s already in use?", raft_strerror(rv),
                  raft_errmsg(&c->raft), c->io.errmsg, c->transport.errmsg, c->self->raft_bind_addr);
         return CV_ERAFT;
     }
+    c->started = true;
     uv_timer_start(&c->tick, tick_cb, TICK_MS, TICK_MS);
     CV_INFO("raft started: id %llu, address %s (bind %s), catalog applied index %llu",
             (unsigned long long)c->id, c->self->raft_addr, c->self->raft_bind_addr,
@@ -756,20 +769,23 @@ int cv_consensus_start(struct cv_consensus *c)
     return 0;
 }
 
+/* Counts down the parts still closing (timers, raft, forwarded calls); the last one reports closed. */
+static void consensus__settle(struct cv_consensus *c)
+{
+    if (!c->closing || c->open_handles > 0 || c->forwards > 0 || c->close_reported) return;
+    c->close_reported = true;
+    if (c->close_cb) c->close_cb(c->close_data);
+}
+
 static void close_step(struct cv_consensus *c)
 {
-    if (--c->open_handles > 0) return;
-    if (c->close_cb) c->close_cb(c->close_data);
+    c->open_handles--;
+    consensus__settle(c);
 }
 
 static void handle_closed(uv_handle_t *h)
 {
     close_step(h->data);
-}
-
-static void peer_closed(struct cv_rpc_client *cli)
-{
-    close_step(cv_rpc_client_data(cli));
 }
 
 static void raft_closed(struct raft *r)
@@ -782,21 +798,21 @@ static void raft_closed(struct raft *r)
 
 void cv_consensus_close(struct cv_consensus *c, void (*cb)(void *data), void *data)
 {
+    if (c->closing) return;
     c->closing = true;
     c->close_cb = cb;
     c->close_data = data;
     while (c->pendings.next != &c->pendings) pending_complete(c->pendings.next, CV_ECANCELED, 0);
     for (size_t i = 0; i < c->n_q_remote; i++) cv_rpc_conn_unref(c->q_remote[i].conn);
     c->n_q_remote = c->n_q_seqs = c->q_len = 0;
-    /* Count everything first: a client may report closed synchronously. */
-    c->open_handles = 3;
-    for (size_t i = 0; i < c->cfg->n_nodes; i++) c->open_handles += c->peers[i] != NULL;
-    for (size_t i = 0; i < c->cfg->n_nodes; i++)
-        if (c->peers[i]) cv_rpc_client_close(c->peers[i], peer_closed);
+    /* Count everything first: forwarded calls fail (CV_ECANCELED) once the node closes the peer pool. */
+    c->open_handles = 2 + c->raft_inited;
     uv_close((uv_handle_t *)&c->tick, handle_closed);
     uv_close((uv_handle_t *)&c->flush, handle_closed);
-    c->raft.data = c;
-    raft_close(&c->raft, raft_closed);
+    if (c->raft_inited) {
+        c->raft.data = c;
+        raft_close(&c->raft, raft_closed);
+    }
 }
 
 void cv_consensus_free(struct cv_consensus *c)
@@ -805,7 +821,7 @@ void cv_consensus_free(struct cv_consensus *c)
     free(c->q);
     free(c->q_seqs);
     free(c->q_remote);
-    free(c->peers);
+    free(c->raft_dir);
     free(c->change);
     free(c);
 }
@@ -815,6 +831,10 @@ void cv_consensus_free(struct cv_consensus *c)
 void cv_consensus_status(struct cv_consensus *c, struct cv_consensus_status *st)
 {
     memset(st, 0, sizeof *st);
+    if (!c->started) { /* raft is not running (yet): nothing to report */
+        st->state = "unavailable";
+        return;
+    }
     int state = raft_state(&c->raft);
     st->is_leader = state == RAFT_LEADER;
     st->state = state == RAFT_LEADER      ? "leader"
@@ -845,7 +865,7 @@ const struct cv_apply_histogram *cv_consensus_apply_histogram(const struct cv_co
 int cv_consensus_member_role(struct cv_consensus *c, const char *node_id)
 {
     int idx = cv_config_node_index(c->cfg, node_id);
-    if (idx < 0) return CV_MEMBER_NONE;
+    if (idx < 0 || !c->started) return CV_MEMBER_NONE;
     const struct raft_configuration *conf = &c->raft.configuration;
     for (unsigned i = 0; i < conf->n; i++)
         if (conf->servers[i].id == (raft_id)idx + 1) return conf->servers[i].role;
@@ -871,7 +891,7 @@ int cv_consensus_assign(struct cv_consensus *c, const char *node_id, int raft_ro
                         void (*cb)(void *data, int status), void *data)
 {
     if (c->change) return CV_EBUSY;
-    if (raft_state(&c->raft) != RAFT_LEADER) return CV_ENOTLEADER;
+    if (!c->started || raft_state(&c->raft) != RAFT_LEADER) return CV_ENOTLEADER;
     int idx = cv_config_node_index(c->cfg, node_id);
     if (idx < 0) return CV_ENOTFOUND;
     struct change_req *cr = calloc(1, sizeof *cr);
@@ -901,6 +921,7 @@ static void transfer_done(struct raft_transfer *req)
 
 int cv_consensus_transfer(struct cv_consensus *c, void (*cb)(void *data), void *data)
 {
+    if (!c->started || c->closing) return CV_ENOTLEADER;
     if (raft_state(&c->raft) != RAFT_LEADER) return CV_ENOTLEADER;
     if (c->transferring) return CV_EBUSY;
     c->transfer.data = c;

@@ -45,8 +45,7 @@
 
 #include "core/hash.h"
 #include "cverse/error.h"
-#include "node/leader.h"
-#include "node/node.h"
+#include "net/peers.h"
 #include "rpc.pb-c.h"
 #include "util/log.h"
 
@@ -117,22 +116,18 @@ struct al_item {
     uint32_t entry, shard;
 };
 
-/* A connection to another node, for calls made by objects. Dialed on first use and kept up (the rpc
- * client redials); calls are only sent while it is up, so that a call to a dead owner is routed again
- * when its shard moves instead of waiting for that node to come back. */
-struct peer {
-    struct cv_host *h;
-    struct cv_rpc_client *cli;
-    bool up;
-};
-
 struct al_prop {
     struct cv_host *h;
     struct al_item it;
 };
 
 struct cv_host {
-    struct cv_node *n;
+    struct cv_host_opts o;        /* borrowed components */
+    uv_loop_t *loop;
+    struct cv_catalog *cat;
+    struct cv_consensus *cons;
+    struct cv_peers *peers;
+    bool stopping;                /* the node is stopping: calls are refused */
     const struct cv_config *cfg;
     const char *self;
     struct cv_runtime *rt;
@@ -144,7 +139,6 @@ struct cv_host {
     size_t n_subs, cap_subs;
     uint64_t last_push_ms, nodes_sig, restored_seen;
 
-    struct peer *peers; /* by config index */
     struct rcall rcalls;          /* sentinel */
     struct icall *parked;
     size_t n_parked;
@@ -189,7 +183,7 @@ static int fail(struct verdict *v, int status, const char *fmt, ...)
 static bool owns_shard(void *data, uint32_t shard)
 {
     struct cv_host *h = data;
-    const char *o = cv_catalog_shard_owner(h->n->catalog, shard, NULL);
+    const char *o = cv_catalog_shard_owner(h->cat, shard, NULL);
     return o && strcmp(o, h->self) == 0;
 }
 
@@ -204,7 +198,7 @@ static int target_owner(struct cv_host *h, const char *id, struct cv_placement *
         owner[p->node_len] = '\0';
         return cv_config_node(h->cfg, owner) ? 0 : CV_ENOTFOUND;
     }
-    const char *o = cv_catalog_shard_owner(h->n->catalog, p->shard, NULL);
+    const char *o = cv_catalog_shard_owner(h->cat, p->shard, NULL);
     snprintf(owner, CV_NODE_ID_MAX, "%s", o ? o : "");
     return 0;
 }
@@ -233,7 +227,7 @@ static void activate_applied(struct cv_host *h, const char *type, const char *id
 {
     char have[TYPE_MAX];
     uint64_t created_index = 0;
-    int rv = cv_catalog_object_get_ex(h->n->catalog, id, have, sizeof have, NULL, &created_index);
+    int rv = cv_catalog_object_get_ex(h->cat, id, have, sizeof have, NULL, &created_index);
     if (rv != 0 || strcmp(have, type) != 0) { /* deleted or replaced since: nothing to activate */
         if (rv != CV_ENOTFOUND) CV_DEBUG("not activating %s (%s): %s", id, type, rv ? cv_strerror(rv) : have);
         return;
@@ -253,9 +247,9 @@ static bool serving(struct cv_host *h, const char **why)
         *why = "not caught up with the catalog yet";
         return false;
     }
-    cv_consensus_status(h->n->consensus, &st);
-    if (!st.has_leader || h->n->stopping) {
-        *why = h->n->stopping ? "shutting down" : "no raft leader known";
+    cv_consensus_status(h->cons, &st);
+    if (!st.has_leader || h->stopping) {
+        *why = h->stopping ? "shutting down" : "no raft leader known";
         return false;
     }
     return true;
@@ -282,7 +276,7 @@ static int local_call(struct cv_host *h, const char *type, const char *id, const
     const char *why;
     if (!serving(h, &why)) return fail(v, CV_EUNAVAIL, "node %s is not ready: %s", h->self, why);
     char have[TYPE_MAX];
-    rv = cv_catalog_object_get(h->n->catalog, id, have, sizeof have, NULL);
+    rv = cv_catalog_object_get(h->cat, id, have, sizeof have, NULL);
     if (rv == CV_ENOTFOUND) {
         v->absent = true;
         return fail(v, CV_ENOTFOUND, "object not found: %.100s", id);
@@ -307,7 +301,7 @@ static int local_call(struct cv_host *h, const char *type, const char *id, const
 static void respond_redirect(struct cv_host *h, struct cv_rpc_conn *conn, uint64_t id, const struct verdict *v)
 {
     Cverse__Rpc__Redirect rd = CVERSE__RPC__REDIRECT__INIT;
-    rd.applied_index = cv_catalog_applied_index(h->n->catalog);
+    rd.applied_index = cv_catalog_applied_index(h->cat);
     rd.owner = (char *)v->owner;
     rd.shard = v->shard;
     uint8_t buf[128];
@@ -344,7 +338,7 @@ static void icall_done(void *data, int status, const char *error, const uint8_t 
         free(buf);
     } else if (status == CV_EREDIRECT) { /* deactivated before it ran: the caller retries */
         struct verdict v = {.status = status, .shard = ic->shard};
-        const char *owner = cv_catalog_shard_owner(ic->h->n->catalog, ic->shard, NULL);
+        const char *owner = cv_catalog_shard_owner(ic->h->cat, ic->shard, NULL);
         snprintf(v.msg, sizeof v.msg, "%s", error);
         snprintf(v.owner, sizeof v.owner, "%s", owner ? owner : "");
         respond_redirect(ic->h, ic->conn, ic->id, &v);
@@ -357,8 +351,8 @@ static void icall_done(void *data, int status, const char *error, const uint8_t 
 static void park(struct cv_host *h, struct icall *ic, const uint8_t *body, size_t len, uint32_t deadline_ms)
 {
     struct cv_consensus_status st;
-    cv_consensus_status(h->n->consensus, &st);
-    uint64_t applied = cv_catalog_applied_index(h->n->catalog);
+    cv_consensus_status(h->cons, &st);
+    uint64_t applied = cv_catalog_applied_index(h->cat);
     unsigned wait = deadline_ms && deadline_ms < PARK_MS ? deadline_ms : PARK_MS;
     ic->min_index = st.commit_index > applied ? st.commit_index : applied + 1;
     ic->deadline = cv_mono_ms() + wait;
@@ -413,7 +407,7 @@ static void handle_call(struct cv_host *h, struct cv_rpc_conn *conn, uint64_t id
 /* Serves parked calls again once the log reached their index or their wait is over (or all: closing). */
 static void unpark(struct cv_host *h, bool all)
 {
-    uint64_t applied = cv_catalog_applied_index(h->n->catalog), now = cv_mono_ms();
+    uint64_t applied = cv_catalog_applied_index(h->cat), now = cv_mono_ms();
     struct icall **pp = &h->parked, *due = NULL;
     while (*pp) {
         struct icall *ic = *pp;
@@ -456,7 +450,7 @@ static void rcall_free(struct rcall *rc)
 
 static void rcall_complete(struct rcall *rc, int status, const char *error, const uint8_t *resp, size_t len)
 {
-    rc->cb(rc->data, status, status ? (error ? error : cv_strerror(status)) : NULL,
+    rc->cb(rc->data, status, status ? (error && *error ? error : cv_strerror(status)) : NULL,
            resp ? resp : (const uint8_t *)"", len);
     rcall_free(rc);
 }
@@ -485,7 +479,7 @@ static void rcall_remote_done(void *data, int status, const char *error, const u
     struct rcall *rc = data;
     if (rc->h->closing || status == CV_ECANCELED) {
         rcall_complete(rc, CV_ECLOSED, "node is shutting down", NULL, 0);
-    } else if (status == CV_EREDIRECT || status == CV_EUNAVAIL || status == CV_ECLOSED) {
+    } else if (cv_err_reroute(status)) { /* it did not run there: route it again */
         rcall_wait(rc, status, error);
     } else if (status != 0) {
         rcall_complete(rc, status, error, NULL, 0);
@@ -500,36 +494,12 @@ static void rcall_remote_done(void *data, int status, const char *error, const u
     }
 }
 
-static void peer_state(void *data, int connected)
-{
-    struct peer *p = data;
-    p->up = connected;
-}
-
-static void hello_done(void *data, int status, const char *error, const uint8_t *body, size_t len)
-{
-    (void)data; /* any answer (unknown method) means the connection works: peer_state saw it */
-}
-
-/* The connection to node_id if it is up; dials it on first use. */
-static struct cv_rpc_client *peer(struct cv_host *h, const char *node_id)
-{
-    int i = cv_config_node_index(h->cfg, node_id);
-    if (i < 0) return NULL;
-    struct peer *p = &h->peers[i];
-    if (!p->cli) {
-        struct cv_rpc_client_opts o = {
-            .addr = h->cfg->nodes[i].advertise_addr, .reconnect_ms = 50, .on_state = peer_state, .data = p};
-        p->h = h;
-        if (cv_rpc_client_init(h->n->loop, &o, &p->cli)) return NULL;
-        cv_rpc_call(p->cli, "node.hello", NULL, 0, 1000, hello_done, NULL); /* the client dials on a call */
-    }
-    return p->up ? p->cli : NULL;
-}
-
 static int rcall_send(struct cv_host *h, struct rcall *rc, const char *owner, uint64_t now)
 {
-    struct cv_rpc_client *cli = peer(h, owner);
+    /* Calls are only sent while the owner's connection is up, so that a call to a dead owner is routed
+     * again when its shard moves instead of waiting for that node to come back. */
+    int idx = cv_config_node_index(h->cfg, owner);
+    struct cv_rpc_client *cli = idx >= 0 ? cv_peers_client_up(h->peers, (size_t)idx) : NULL;
     if (!cli) {
         char msg[CV_NODE_ID_MAX + 32];
         snprintf(msg, sizeof msg, "no connection to %s", owner);
@@ -542,13 +512,18 @@ static int rcall_send(struct cv_host *h, struct rcall *rc, const char *owner, ui
     q.method = rc->method;
     q.request.data = rc->req;
     q.request.len = rc->len;
-    q.map_index = cv_catalog_applied_index(h->n->catalog);
+    q.map_index = cv_catalog_applied_index(h->cat);
     size_t n = cverse__rpc__call_request__get_packed_size(&q);
     uint8_t *buf = malloc(n ? n : 1);
-    if (!buf) return CV_ENOMEM;
-    cverse__rpc__call_request__pack(&q, buf);
-    int rv = cv_rpc_call(cli, "objects.call", buf, n, (unsigned)(rc->deadline - now), rcall_remote_done, rc);
-    free(buf);
+    int rv = buf ? 0 : CV_ENOMEM;
+    if (buf) {
+        cverse__rpc__call_request__pack(&q, buf);
+        rv = cv_rpc_call(cli, "objects.call", buf, n, (unsigned)(rc->deadline - now), rcall_remote_done, rc);
+        free(buf);
+    }
+    if (rv) /* a final answer: it carries its own message, not the last attempt's */
+        snprintf(rc->last_error, sizeof rc->last_error, "cannot call %.100s on %s: %s", rc->id, owner,
+                 cv_strerror(rv));
     return rv;
 }
 
@@ -735,8 +710,7 @@ static void op_propose(struct op *op)
         cmd.cmd_case = CVERSE__CATALOG__COMMAND__CMD_DELETE_OBJECT;
         cmd.delete_object = &d;
     }
-    int rv = h->n->consensus ? cv_consensus_propose(h->n->consensus, &cmd, PROPOSE_TIMEOUT_MS, op_proposed, op)
-                             : CV_EUNAVAIL;
+    int rv = cv_consensus_propose(h->cons, &cmd, PROPOSE_TIMEOUT_MS, op_proposed, op);
     if (rv) op_soon(op, rv, "cannot propose: %s", cv_strerror(rv));
 }
 
@@ -752,7 +726,7 @@ static void op_start(struct op *op)
     int rv = target_owner(h, op->id, &p, owner);
     if (rv == CV_EINVAL) return op_soon(op, CV_EINVAL, "invalid object id \"%.100s\"", op->id);
     if (rv) return op_soon(op, CV_ENOTFOUND, "object id \"%.100s\" is pinned to an unknown node", op->id);
-    rv = cv_catalog_object_get(h->n->catalog, op->id, have, sizeof have, NULL);
+    rv = cv_catalog_object_get(h->cat, op->id, have, sizeof have, NULL);
     if (rv == CV_EINVAL) return op_soon(op, CV_EINVAL, "invalid object id \"%.100s\"", op->id);
     if (rv && rv != CV_ENOTFOUND) return op_soon(op, rv, "catalog lookup failed: %s", cv_strerror(rv));
     bool same = rv == 0 && strcmp(have, op->type) == 0;
@@ -853,9 +827,9 @@ static const char *role_name(int role)
 /* The current ShardMap, packed into a malloc'ed buffer. */
 static int pack_map(struct cv_host *h, uint8_t **out, size_t *len)
 {
-    struct cv_catalog *cat = h->n->catalog;
+    struct cv_catalog *cat = h->cat;
     struct cv_consensus_status st;
-    cv_consensus_status(h->n->consensus, &st);
+    cv_consensus_status(h->cons, &st);
     size_t nn = cv_catalog_node_count(cat);
     Cverse__Rpc__ShardMap m = CVERSE__RPC__SHARD_MAP__INIT;
     m.applied_index = cv_catalog_applied_index(cat);
@@ -983,8 +957,8 @@ static uint64_t fnv64(uint64_t x, const void *p, size_t len)
 static uint64_t nodes_signature(struct cv_host *h)
 {
     uint64_t x = 1469598103934665603ull;
-    for (size_t i = 0; i < cv_catalog_node_count(h->n->catalog); i++) {
-        const struct cv_catalog_node *cn = cv_catalog_node_at(h->n->catalog, i);
+    for (size_t i = 0; i < cv_catalog_node_count(h->cat); i++) {
+        const struct cv_catalog_node *cn = cv_catalog_node_at(h->cat, i);
         uint32_t parts[3] = {cn->alive, (uint32_t)cn->role, cn->shards_owned};
         x = fnv64(x, cn->id, strlen(cn->id) + 1);
         x = fnv64(x, cn->advertise_addr, strlen(cn->advertise_addr) + 1);
@@ -1067,7 +1041,7 @@ static bool al_process(struct cv_host *h, struct al_item it)
     char id[ID_MAX], have[TYPE_MAX];
     if (it.shard != AL_NODE && !owns_shard(h, it.shard)) return true;
     al_id(h, it, id, sizeof id);
-    int rv = cv_catalog_object_get(h->n->catalog, id, have, sizeof have, NULL);
+    int rv = cv_catalog_object_get(h->cat, id, have, sizeof have, NULL);
     if (rv == 0) {
         if (strcmp(have, e->type) != 0) CV_ERROR("auto-load object %s: the catalog has it as a %s", id, have);
         else ensure_active(h, e->type, id, false);
@@ -1084,7 +1058,7 @@ static bool al_process(struct cv_host *h, struct al_item it)
     co.id = id;
     cmd.cmd_case = CVERSE__CATALOG__COMMAND__CMD_CREATE_OBJECT;
     cmd.create_object = &co;
-    rv = ap ? cv_consensus_propose(h->n->consensus, &cmd, PROPOSE_TIMEOUT_MS, al_created, ap) : CV_ENOMEM;
+    rv = ap ? cv_consensus_propose(h->cons, &cmd, PROPOSE_TIMEOUT_MS, al_created, ap) : CV_ENOMEM;
     if (rv) {
         free(ap);
         al_push(h, it.entry, it.shard);
@@ -1189,7 +1163,7 @@ static void release_propose(struct cv_host *h, uint32_t n)
     Cverse__Catalog__Command cmd = CVERSE__CATALOG__COMMAND__INIT;
     cmd.cmd_case = CVERSE__CATALOG__COMMAND__CMD_RELEASE_SHARDS;
     cmd.release_shards = &rs;
-    int rv = cv_consensus_propose(h->n->consensus, &cmd, PROPOSE_TIMEOUT_MS, release_done, h);
+    int rv = cv_consensus_propose(h->cons, &cmd, PROPOSE_TIMEOUT_MS, release_done, h);
     if (rv) {
         h->rel_retry_ms = cv_mono_ms() + RELEASE_RETRY_MS;
         CV_DEBUG("cannot propose the release of %u shards: %s", n, cv_strerror(rv));
@@ -1204,8 +1178,8 @@ static void release_propose(struct cv_host *h, uint32_t n)
  * scanning (each tick) while some still have objects deactivating. */
 static void release_scan(struct cv_host *h)
 {
-    struct cv_catalog *cat = h->n->catalog;
-    if (!h->rel_scan || h->rel_inflight || h->closing || !h->n->consensus || cv_mono_ms() < h->rel_retry_ms)
+    struct cv_catalog *cat = h->cat;
+    if (!h->rel_scan || h->rel_inflight || h->closing || cv_mono_ms() < h->rel_retry_ms)
         return;
     uint32_t waiting = 0, ready = 0;
     for (uint32_t s = 0; s < h->cfg->shards; s++) {
@@ -1246,9 +1220,6 @@ void cv_host_applied(struct cv_host *h, uint64_t index, const Cverse__Catalog__B
         if (results[i].status != 0) continue;
         switch (c->cmd_case) {
         case CVERSE__CATALOG__COMMAND__CMD_ASSIGN_SHARDS: moved = true; break;
-        case CVERSE__CATALOG__COMMAND__CMD_RELEASE_SHARDS: /* the leader may assign them now */
-            if (h->n->leader) cv_leader_kick(h->n->leader);
-            break;
         case CVERSE__CATALOG__COMMAND__CMD_CREATE_OBJECT:
             activate_applied(h, c->create_object->type, c->create_object->id, index);
             break;
@@ -1278,10 +1249,10 @@ static void tick_cb(uv_timer_t *t)
 {
     struct cv_host *h = t->data;
     const char *why;
-    if (h->closing || !h->n->consensus) return;
-    if (!h->started && cv_node_catalog_ready(h->n, &why)) start_autoload(h);
+    if (h->closing) return;
+    if (!h->started && h->o.catalog_ready(h->o.data, &why)) start_autoload(h);
     struct cv_consensus_status st;
-    cv_consensus_status(h->n->consensus, &st);
+    cv_consensus_status(h->cons, &st);
     if (st.snapshots_restored != h->restored_seen) { /* the catalog was replaced wholesale */
         h->restored_seen = st.snapshots_restored;
         shards_changed(h);
@@ -1297,7 +1268,7 @@ static void tick_cb(uv_timer_t *t)
 static uint32_t hook_node_shards(void *data)
 {
     struct cv_host *h = data;
-    const struct cv_catalog_node *me = cv_catalog_node_get(h->n->catalog, h->self);
+    const struct cv_catalog_node *me = cv_catalog_node_get(h->cat, h->self);
     return me ? me->shards_owned : 0;
 }
 
@@ -1305,15 +1276,15 @@ static size_t hook_cluster_nodes(void *data)
 {
     struct cv_host *h = data;
     size_t alive = 0;
-    for (size_t i = 0; i < cv_catalog_node_count(h->n->catalog); i++)
-        alive += cv_catalog_node_at(h->n->catalog, i)->alive;
+    for (size_t i = 0; i < cv_catalog_node_count(h->cat); i++)
+        alive += cv_catalog_node_at(h->cat, i)->alive;
     return alive;
 }
 
 static size_t hook_cluster_objects(void *data)
 {
     struct cv_host *h = data;
-    return cv_catalog_object_count(h->n->catalog);
+    return cv_catalog_object_count(h->cat);
 }
 
 /* ---------------------------------------------------------------- public */
@@ -1380,26 +1351,28 @@ static void host_free(struct cv_host *h)
     free(h->rel_shards);
     free(h->rel_epochs);
     free(h->alq);
-    free(h->peers);
     free(h->subs);
     free(h);
 }
 
-int cv_host_init(struct cv_node *n, const struct cv_host_opts *opts, struct cv_host **out)
+int cv_host_init(const struct cv_host_opts *opts, struct cv_host **out)
 {
-    if (!opts->registry) return CV_EINVAL;
+    if (!opts->registry || !opts->catalog_ready) return CV_EINVAL;
     struct cv_host *h = calloc(1, sizeof *h);
     if (!h) return CV_ENOMEM;
-    h->n = n;
-    h->cfg = n->cfg;
-    h->self = n->self->id;
+    h->o = *opts;
+    h->loop = opts->loop;
+    h->cat = opts->catalog;
+    h->cons = opts->consensus;
+    h->peers = opts->peers;
+    h->cfg = opts->cfg;
+    h->self = opts->self->id;
     h->reg = opts->registry;
     h->call_timeout_ms = opts->call_timeout_ms ? opts->call_timeout_ms : CV_HOST_CALL_TIMEOUT_MS;
     h->al_max = opts->autoload_inflight ? opts->autoload_inflight : CV_HOST_AUTOLOAD_INFLIGHT;
     h->rcalls.next = h->rcalls.prev = &h->rcalls;
     h->soon_tail = &h->soon;
-    h->peers = calloc(n->cfg->n_nodes, sizeof *h->peers);
-    int rv = h->peers ? autoload_init(h) : CV_ENOMEM;
+    int rv = autoload_init(h);
     if (rv) goto err_after_h;
     struct cv_host_hooks hooks = {.data = h,
                                   .call = host_call,
@@ -1409,26 +1382,35 @@ int cv_host_init(struct cv_node *n, const struct cv_host_opts *opts, struct cv_h
                                   .cluster_nodes = hook_cluster_nodes,
                                   .cluster_objects = hook_cluster_objects};
     struct cv_runtime_opts ro = {.node_id = h->self,
-                                 .shards = n->cfg->shards,
+                                 .shards = h->cfg->shards,
                                  .owns = owns_shard,
                                  .owns_data = h,
                                  .registry = h->reg,
                                  .hooks = &hooks,
                                  .created_explicit = true};
-    if ((rv = cv_runtime_init(n->loop, &ro, &h->rt))) goto err_after_h;
-    cv_runtime_start(h->rt);
+    if ((rv = cv_runtime_init(h->loop, &ro, &h->rt))) goto err_after_h;
     uv_timer_t *timers[] = {&h->tick, &h->push_timer, &h->soon_timer, &h->al_timer};
     for (int i = 0; i < 4; i++) {
-        uv_timer_init(n->loop, timers[i]);
+        uv_timer_init(h->loop, timers[i]);
         timers[i]->data = h;
     }
-    uv_timer_start(&h->tick, tick_cb, TICK_MS, TICK_MS);
     *out = h;
     return 0;
 
 err_after_h:
     host_free(h);
     return rv;
+}
+
+void cv_host_start(struct cv_host *h)
+{
+    cv_runtime_start(h->rt);
+    uv_timer_start(&h->tick, tick_cb, TICK_MS, TICK_MS);
+}
+
+void cv_host_stop(struct cv_host *h)
+{
+    h->stopping = true;
 }
 
 /* ---------------------------------------------------------------- close */
@@ -1453,12 +1435,6 @@ static void timer_closed(uv_handle_t *t)
     part_closed(t->data);
 }
 
-static void peer_closed(struct cv_rpc_client *cli)
-{
-    struct peer *p = cv_rpc_client_data(cli);
-    part_closed(p->h);
-}
-
 static void rt_closed(struct cv_runtime *rt, void *data)
 {
     struct cv_host *h = data;
@@ -1480,11 +1456,6 @@ void cv_host_close(struct cv_host *h, void (*done)(void *data), void *data)
     for (int i = 0; i < 4; i++) {
         h->close_parts++;
         uv_close((uv_handle_t *)timers[i], timer_closed);
-    }
-    for (size_t i = 0; i < h->cfg->n_nodes; i++) {
-        if (!h->peers[i].cli) continue;
-        h->close_parts++;
-        cv_rpc_client_close(h->peers[i].cli, peer_closed);
     }
     h->close_parts++;
     cv_runtime_close(h->rt, rt_closed, h);
