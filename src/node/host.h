@@ -1,6 +1,7 @@
-/* Object hosting inside a node: owns the object runtime, serves "objects.call" / "objects.create" /
- * "objects.delete" / "catalog.subscribe", creates the auto-load objects, (de)activates objects when
- * shards move, and gives objects their cluster services (calls to other nodes, create/delete, counts). */
+/* Object hosting inside a node: owns the object runtime and wires its parts (incall, outcall, ops,
+ * autoload, handoff, mapfeed), which serve "objects.call" / "objects.create" / "objects.delete" /
+ * "catalog.subscribe", create the auto-load objects, release shards that move away and give objects
+ * their cluster services; reacts to applied catalog entries. */
 #ifndef CV_NODE_HOST_H
 #define CV_NODE_HOST_H
 
@@ -18,8 +19,6 @@ struct cv_host;
 struct cv_peers;
 
 #define CV_HOST_CALL_TIMEOUT_MS 30000 /* object-to-object calls, redirect retries included */
-#define CV_HOST_AUTOLOAD_INFLIGHT 256 /* auto-load CreateObject proposals in flight at once */
-#define CV_HOST_PUSH_MIN_MS 50        /* at most one shard-map push to subscribers per this interval */
 
 struct cv_host_opts {
     /* Borrowed components; all must outlive the host. */
@@ -36,7 +35,7 @@ struct cv_host_opts {
     void *data;
     cv_registry *registry;     /* the object types; not owned, must outlive the host; frozen at init */
     unsigned call_timeout_ms;  /* 0 = CV_HOST_CALL_TIMEOUT_MS */
-    unsigned autoload_inflight; /* 0 = CV_HOST_AUTOLOAD_INFLIGHT */
+    unsigned autoload_inflight; /* 0 = CV_HOST_AUTOLOAD_INFLIGHT (autoload.h) */
 };
 
 /* Creates the host (the catalog is open, the consensus created); starts nothing. *out is freed by
