@@ -4,13 +4,13 @@
  * is serialized and routed: on the leader it joins the queue of commands that the next loop iteration
  * packs into ONE log entry (a Batch); on a follower it is sent to the leader as a "catalog.propose" RPC,
  * and the leader queues it the same way and answers with the entry's index once raft_apply accepted it.
- * Every node applies the entry to its catalog (fsm_apply); the catalog's observer reports each command's
+ * Every node applies the entry to its catalog (fsm__apply); the catalog's observer reports each command's
  * result, and the proposer completes its proposal when it sees (origin == self, seq) applied locally.
  *
  * Failure modes: if leadership changes before the entry commits, the slot may be overwritten by another
  * entry; the proposer then sees the index applied without its seq and reports CV_ERETRY (never success).
  * Without a leader, proposals wait (re-routed every tick) until their deadline (CV_ETIMEDOUT, outcome
- * unknown). A failed catalog write inside fsm_apply is fatal: the process exits rather than let this
+ * unknown). A failed catalog write inside fsm__apply is fatal: the process exits rather than let this
  * replica's state diverge from the log (raft would otherwise wedge silently, see docs/architecture.md).
  */
 #include "consensus/consensus.h"
@@ -140,7 +140,7 @@ struct cv_consensus {
 
 /* ---------------------------------------------------------------- helpers */
 
-static const struct cv_node_cfg *node_by_raft_id(const struct cv_consensus *c, raft_id id)
+static const struct cv_node_cfg *consensus__node_by_raft_id(const struct cv_consensus *c, raft_id id)
 {
     if (id == 0 || id > c->cfg->n_nodes) return NULL;
     return &c->cfg->nodes[id - 1];
@@ -148,7 +148,7 @@ static const struct cv_node_cfg *node_by_raft_id(const struct cv_consensus *c, r
 
 /* Appends field 1 (Batch.commands, wire type 2) holding cmd: the Batch wire form is just the
  * concatenation of its commands, so queued commands never need re-encoding. */
-static int batch_append(uint8_t **buf, size_t *len, size_t *cap, const uint8_t *cmd, size_t n)
+static int batch__append(uint8_t **buf, size_t *len, size_t *cap, const uint8_t *cmd, size_t n)
 {
     int rv = cv_array_grow((void **)buf, cap, *len + n + 11, 1);
     if (rv) return rv;
@@ -167,13 +167,13 @@ static int batch_append(uint8_t **buf, size_t *len, size_t *cap, const uint8_t *
 
 /* ---------------------------------------------------------------- pending proposals */
 
-static void pending_unlink(struct pending *p)
+static void pending__unlink(struct pending *p)
 {
     p->prev->next = p->next;
     p->next->prev = p->prev;
 }
 
-static struct pending *pending_find(struct cv_consensus *c, uint64_t seq)
+static struct pending *pending__find(struct cv_consensus *c, uint64_t seq)
 {
     /* Proposals mostly complete in order: search from the oldest. */
     for (struct pending *p = c->pendings.next; p != &c->pendings; p = p->next)
@@ -195,9 +195,9 @@ static void pending__move(struct pending *p, int to)
     cv_sm_move(&p->sm, to);
 }
 
-static void pending_complete(struct pending *p, int status, uint64_t index)
+static void pending__complete(struct pending *p, int status, uint64_t index)
 {
-    pending_unlink(p);
+    pending__unlink(p);
     pending__move(p, P_DONE);
     cv_sm_fini(&p->sm);
     cv_propose_cb cb = p->cb;
@@ -209,26 +209,26 @@ static void pending_complete(struct pending *p, int status, uint64_t index)
 
 /* ---------------------------------------------------------------- leader queue and flush */
 
-static void flush_cb(uv_timer_t *t);
+static void queue__flush_cb(uv_timer_t *t);
 static void consensus__settle(struct cv_consensus *c);
 
-static void queue_schedule(struct cv_consensus *c)
+static void queue__schedule(struct cv_consensus *c)
 {
-    if (!uv_is_active((uv_handle_t *)&c->flush)) uv_timer_start(&c->flush, flush_cb, 0, 0);
+    if (!uv_is_active((uv_handle_t *)&c->flush)) uv_timer_start(&c->flush, queue__flush_cb, 0, 0);
 }
 
-static int queue_local(struct cv_consensus *c, struct pending *p)
+static int queue__local(struct cv_consensus *c, struct pending *p)
 {
     int rv = cv_array_grow((void **)&c->q_seqs, &c->cap_q_seqs, c->n_q_seqs + 1, sizeof *c->q_seqs);
-    if (!rv) rv = batch_append(&c->q, &c->q_len, &c->q_cap, p->cmd, p->len);
+    if (!rv) rv = batch__append(&c->q, &c->q_len, &c->q_cap, p->cmd, p->len);
     if (rv) return rv;
     c->q_seqs[c->n_q_seqs++] = p->seq;
     pending__move(p, P_QUEUED);
-    queue_schedule(c);
+    queue__schedule(c);
     return 0;
 }
 
-static void apply_done_cb(struct raft_apply *req, int status, void *result)
+static void queue__apply_done(struct raft_apply *req, int status, void *result)
 {
     /* Outcomes are decided by what gets applied at the entry's index (see pending_check), so a
      * failure here (e.g. RAFT_LEADERSHIPLOST) needs no action beyond logging. */
@@ -239,7 +239,7 @@ static void apply_done_cb(struct raft_apply *req, int status, void *result)
     free(er);
 }
 
-static void respond_propose(struct cv_rpc_conn *conn, uint64_t id, int status, uint64_t index,
+static void consensus__respond_propose(struct cv_rpc_conn *conn, uint64_t id, int status, uint64_t index,
                             uint64_t term, const char *leader)
 {
     Cverse__Rpc__ProposeResponse resp = CVERSE__RPC__PROPOSE_RESPONSE__INIT;
@@ -251,12 +251,12 @@ static void respond_propose(struct cv_rpc_conn *conn, uint64_t id, int status, u
     cv_rpc_respond(conn, id, status, status ? cv_strerror(status) : NULL, buf, n);
 }
 
-static void leader_hint(struct cv_consensus *c, char *out, size_t len)
+static void consensus__leader_hint(struct cv_consensus *c, char *out, size_t len)
 {
     raft_id id;
     const char *addr;
     raft_leader(&c->raft, &id, &addr);
-    const struct cv_node_cfg *n = node_by_raft_id(c, id);
+    const struct cv_node_cfg *n = consensus__node_by_raft_id(c, id);
     snprintf(out, len, "%s", n ? n->id : "");
 }
 
@@ -266,7 +266,7 @@ static void leader_hint(struct cv_consensus *c, char *out, size_t len)
 #define ENTRY_MAGIC 0x43564231u /* "CVB1" */
 #define ENTRY_HDR 8u
 
-static void put_be32(uint8_t *p, uint32_t v)
+static void entry__put_be32(uint8_t *p, uint32_t v)
 {
     p[0] = (uint8_t)(v >> 24);
     p[1] = (uint8_t)(v >> 16);
@@ -274,47 +274,47 @@ static void put_be32(uint8_t *p, uint32_t v)
     p[3] = (uint8_t)v;
 }
 
-static uint32_t get_be32(const uint8_t *p)
+static uint32_t entry__get_be32(const uint8_t *p)
 {
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
 /* Returns the Batch inside an entry, or NULL if the entry is not one of ours. */
-static const uint8_t *entry_payload(const struct raft_buffer *buf, size_t *len)
+static const uint8_t *entry__payload(const struct raft_buffer *buf, size_t *len)
 {
     const uint8_t *p = buf->base;
-    if (buf->len < ENTRY_HDR || get_be32(p) != ENTRY_MAGIC) return NULL;
-    *len = get_be32(p + 4);
+    if (buf->len < ENTRY_HDR || entry__get_be32(p) != ENTRY_MAGIC) return NULL;
+    *len = entry__get_be32(p + 4);
     return *len <= buf->len - ENTRY_HDR ? p + ENTRY_HDR : NULL;
 }
 
-static int entry_build(const uint8_t *batch, size_t len, struct raft_buffer *buf)
+static int entry__build(const uint8_t *batch, size_t len, struct raft_buffer *buf)
 {
     size_t total = (ENTRY_HDR + len + 7) & ~(size_t)7;
     buf->base = raft_malloc(total);
     if (!buf->base) return CV_ENOMEM;
     buf->len = total;
     uint8_t *p = buf->base;
-    put_be32(p, ENTRY_MAGIC);
-    put_be32(p + 4, (uint32_t)len);
+    entry__put_be32(p, ENTRY_MAGIC);
+    entry__put_be32(p + 4, (uint32_t)len);
     memcpy(p + ENTRY_HDR, batch, len);
     memset(p + ENTRY_HDR + len, 0, total - ENTRY_HDR - len);
     return 0;
 }
 
 /* Appends the queued batch to the raft log; returns 0 and the entry's index, or a CV_E* code. */
-static int queue_submit(struct cv_consensus *c, uint64_t *index)
+static int queue__submit(struct cv_consensus *c, uint64_t *index)
 {
     struct entry_req *er = calloc(1, sizeof *er);
     struct raft_buffer buf;
     if (!er) return CV_ENOMEM;
-    if (entry_build(c->q, c->q_len, &buf)) {
+    if (entry__build(c->q, c->q_len, &buf)) {
         free(er);
         return CV_ENOMEM;
     }
     er->c = c;
     er->req.data = er;
-    int rv = raft_apply(&c->raft, &er->req, &buf, 1, apply_done_cb);
+    int rv = raft_apply(&c->raft, &er->req, &buf, 1, queue__apply_done);
     if (rv == 0) {
         *index = er->req.index ? er->req.index : raft_last_index(&c->raft);
         return 0;
@@ -328,13 +328,13 @@ static int queue_submit(struct cv_consensus *c, uint64_t *index)
 }
 
 /* Hands the queued batch to raft and tells every waiter the entry's index (or that it failed). */
-static void queue_flush(struct cv_consensus *c)
+static void queue__flush(struct cv_consensus *c)
 {
     if (c->q_len == 0) return;
     uint64_t index = 0;
-    int status = queue_submit(c, &index);
+    int status = queue__submit(c, &index);
     for (size_t i = 0; i < c->n_q_seqs; i++) {
-        struct pending *p = pending_find(c, c->q_seqs[i]);
+        struct pending *p = pending__find(c, c->q_seqs[i]);
         if (!p || cv_sm_state(&p->sm) != P_QUEUED) continue;
         if (status == 0) {
             p->index = index;
@@ -344,18 +344,18 @@ static void queue_flush(struct cv_consensus *c)
         }
     }
     char leader[CV_NODE_ID_MAX];
-    leader_hint(c, leader, sizeof leader);
+    consensus__leader_hint(c, leader, sizeof leader);
     for (size_t i = 0; i < c->n_q_remote; i++) {
         struct remote_waiter *w = &c->q_remote[i];
-        respond_propose(w->conn, w->id, status, index, raft_current_term(&c->raft), leader);
+        consensus__respond_propose(w->conn, w->id, status, index, raft_current_term(&c->raft), leader);
         cv_rpc_conn_unref(w->conn);
     }
     c->q_len = c->n_q_seqs = c->n_q_remote = 0;
 }
 
-static void flush_cb(uv_timer_t *t)
+static void queue__flush_cb(uv_timer_t *t)
 {
-    queue_flush(t->data);
+    queue__flush(t->data);
 }
 
 /* ---------------------------------------------------------------- routing to the leader */
@@ -365,12 +365,12 @@ struct forward_ctx {
     uint64_t seq;
 };
 
-static void forward_done(void *data, int status, const char *error, const uint8_t *body, size_t len)
+static void forward__done(void *data, int status, const char *error, const uint8_t *body, size_t len)
 {
     struct forward_ctx *fc = data;
     struct cv_consensus *c = fc->c;
     uint64_t seq = fc->seq;
-    struct pending *p = c->closing ? NULL : pending_find(c, seq);
+    struct pending *p = c->closing ? NULL : pending__find(c, seq);
     free(fc);
     c->forwards--;
     if (!p || cv_sm_state(&p->sm) != P_FORWARDED) { /* applied meanwhile, or closing */
@@ -395,16 +395,16 @@ static void forward_done(void *data, int status, const char *error, const uint8_
     }
     CV_WARN("proposal %llu forwarded to the leader failed: %s (%s)", (unsigned long long)seq,
             cv_strerror(status), error ? error : "");
-    pending_complete(p, status, 0);
+    pending__complete(p, status, 0);
 }
 
 static int forward(struct cv_consensus *c, struct pending *p, raft_id leader)
 {
-    struct cv_rpc_client *cli = node_by_raft_id(c, leader) ? cv_peers_client(c->peers, leader - 1) : NULL;
+    struct cv_rpc_client *cli = consensus__node_by_raft_id(c, leader) ? cv_peers_client(c->peers, leader - 1) : NULL;
     if (!cli) return CV_EUNAVAIL;
     uint8_t *batch = NULL;
     size_t blen = 0, bcap = 0;
-    int rv = batch_append(&batch, &blen, &bcap, p->cmd, p->len);
+    int rv = batch__append(&batch, &blen, &bcap, p->cmd, p->len);
     if (rv) return rv;
     Cverse__Rpc__ProposeRequest req = CVERSE__RPC__PROPOSE_REQUEST__INIT;
     req.batch.data = batch;
@@ -421,7 +421,7 @@ static int forward(struct cv_consensus *c, struct pending *p, raft_id leader)
     fc->seq = p->seq;
     uint64_t now = cv_mono_ms();
     unsigned left = p->deadline_ms > now ? (unsigned)(p->deadline_ms - now) : 1;
-    rv = cv_rpc_call(cli, "catalog.propose", body, n, left < 1000 ? left : 1000, forward_done, fc);
+    rv = cv_rpc_call(cli, "catalog.propose", body, n, left < 1000 ? left : 1000, forward__done, fc);
     if (rv == 0) {
         fc = NULL;
         c->forwards++;
@@ -437,7 +437,7 @@ out:
 static void route(struct cv_consensus *c, struct pending *p)
 {
     if (raft_state(&c->raft) == RAFT_LEADER) {
-        queue_local(c, p); /* on failure it stays WAITING: routed again at the next tick */
+        queue__local(c, p); /* on failure it stays WAITING: routed again at the next tick */
         return;
     }
     raft_id id;
@@ -481,8 +481,8 @@ void cv_consensus_handle_propose(struct cv_consensus *c, struct cv_rpc_conn *con
 {
     char leader[CV_NODE_ID_MAX];
     if (c->closing || raft_state(&c->raft) != RAFT_LEADER) {
-        leader_hint(c, leader, sizeof leader);
-        respond_propose(conn, id, CV_ENOTLEADER, 0, raft_current_term(&c->raft), leader);
+        consensus__leader_hint(c, leader, sizeof leader);
+        consensus__respond_propose(conn, id, CV_ENOTLEADER, 0, raft_current_term(&c->raft), leader);
         return;
     }
     Cverse__Rpc__ProposeRequest *req = cverse__rpc__propose_request__unpack(NULL, len, body);
@@ -501,33 +501,33 @@ void cv_consensus_handle_propose(struct cv_consensus *c, struct cv_rpc_conn *con
         c->q_len += req->batch.len;
         cv_rpc_conn_ref(conn);
         c->q_remote[c->n_q_remote++] = (struct remote_waiter){conn, id};
-        queue_schedule(c);
+        queue__schedule(c);
     }
     cverse__rpc__propose_request__free_unpacked(req, NULL);
 }
 
 /* ---------------------------------------------------------------- FSM */
 
-static void catalog_observer(void *data, uint64_t index, const Cverse__Catalog__Batch *batch,
+static void fsm__observe(void *data, uint64_t index, const Cverse__Catalog__Batch *batch,
                              const struct cv_cmd_result *results)
 {
     struct cv_consensus *c = data;
     for (size_t i = 0; i < batch->n_commands; i++) {
         if (strcmp(results[i].origin, c->self->id) != 0) continue;
-        struct pending *p = pending_find(c, results[i].seq);
-        if (p) pending_complete(p, results[i].status, index);
+        struct pending *p = pending__find(c, results[i].seq);
+        if (p) pending__complete(p, results[i].status, index);
     }
     if (c->on_applied) c->on_applied(c->data, index, batch, results);
 }
 
-static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result)
+static int fsm__apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result)
 {
     struct cv_consensus *c = fsm->data;
     uint64_t index = raft_last_applied(&c->raft) + 1;
     bool skipped = false;
     uint64_t t0 = cv_mono_ns();
     size_t len = 0;
-    const uint8_t *batch = entry_payload(buf, &len);
+    const uint8_t *batch = entry__payload(buf, &len);
     *result = NULL;
     int rv = batch ? cv_catalog_apply(c->cat, index, batch, len, &skipped)
                    : cv_catalog_apply_noop(c->cat, index) ? CV_ELMDB : CV_EPROTO;
@@ -557,7 +557,7 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
     return 0;
 }
 
-static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
+static int fsm__snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
 {
     struct cv_consensus *c = fsm->data;
     void *data;
@@ -581,7 +581,7 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
     return 0;
 }
 
-static int fsm_snapshot_finalize(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
+static int fsm__snapshot_finalize(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
 {
     if (*bufs) {
         for (unsigned i = 0; i < *n_bufs; i++) free((*bufs)[i].base);
@@ -592,7 +592,7 @@ static int fsm_snapshot_finalize(struct raft_fsm *fsm, struct raft_buffer *bufs[
     return 0;
 }
 
-static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
+static int fsm__restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 {
     struct cv_consensus *c = fsm->data;
     bool ignored = false;
@@ -611,7 +611,7 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 
 /* ---------------------------------------------------------------- tick: leadership, deadlines */
 
-static void check_pendings(struct cv_consensus *c)
+static void consensus__check_pendings(struct cv_consensus *c)
 {
     uint64_t now = cv_mono_ms();
     uint64_t applied = cv_catalog_applied_index(c->cat);
@@ -619,16 +619,16 @@ static void check_pendings(struct cv_consensus *c)
     while (p != &c->pendings) {
         struct pending *next = p->next;
         if (cv_sm_state(&p->sm) == P_APPENDED && applied >= p->index)
-            pending_complete(p, CV_ERETRY, 0); /* its slot was applied without it: overwritten */
+            pending__complete(p, CV_ERETRY, 0); /* its slot was applied without it: overwritten */
         else if (now >= p->deadline_ms)
-            pending_complete(p, CV_ETIMEDOUT, 0);
+            pending__complete(p, CV_ETIMEDOUT, 0);
         else if (cv_sm_state(&p->sm) == P_WAITING)
             route(c, p);
         p = next;
     }
 }
 
-static void check_leader(struct cv_consensus *c)
+static void consensus__check_leader(struct cv_consensus *c)
 {
     bool is_leader = raft_state(&c->raft) == RAFT_LEADER;
     raft_id id;
@@ -643,7 +643,7 @@ static void check_leader(struct cv_consensus *c)
         CV_INFO("lost raft leadership (term %llu)", (unsigned long long)raft_current_term(&c->raft));
     }
     if (id != c->last_leader && !is_leader) {
-        const struct cv_node_cfg *n = node_by_raft_id(c, id);
+        const struct cv_node_cfg *n = consensus__node_by_raft_id(c, id);
         CV_INFO("raft leader is now %s (term %llu)", n ? n->id : "unknown",
                 (unsigned long long)raft_current_term(&c->raft));
     }
@@ -652,12 +652,12 @@ static void check_leader(struct cv_consensus *c)
     if (c->on_leader) c->on_leader(c->data, is_leader);
 }
 
-static void tick_cb(uv_timer_t *t)
+static void consensus__tick(uv_timer_t *t)
 {
     struct cv_consensus *c = t->data;
     if (c->closing) return;
-    check_leader(c);
-    check_pendings(c);
+    consensus__check_leader(c);
+    consensus__check_pendings(c);
 }
 
 /* ---------------------------------------------------------------- lifecycle */
@@ -692,7 +692,7 @@ static void tune(struct cv_consensus *c)
     raft_set_snapshot_trailing(&c->raft, rc->snapshot_trailing);
 }
 
-static int init_raft(struct cv_consensus *c, const char *raft_dir)
+static int consensus__init_raft(struct cv_consensus *c, const char *raft_dir)
 {
     int rv;
     c->transport.version = 1; /* required by 0.22 before raft_uv_tcp_init */
@@ -702,10 +702,10 @@ static int init_raft(struct cv_consensus *c, const char *raft_dir)
     if ((rv = raft_uv_init(&c->io, c->loop, raft_dir, &c->transport))) goto err_after_tcp;
     c->fsm.version = 2;
     c->fsm.data = c;
-    c->fsm.apply = fsm_apply;
-    c->fsm.snapshot = fsm_snapshot;
-    c->fsm.restore = fsm_restore;
-    c->fsm.snapshot_finalize = fsm_snapshot_finalize;
+    c->fsm.apply = fsm__apply;
+    c->fsm.snapshot = fsm__snapshot;
+    c->fsm.restore = fsm__restore;
+    c->fsm.snapshot_finalize = fsm__snapshot_finalize;
     if ((rv = raft_init(&c->raft, &c->io, &c->fsm, c->id, c->self->raft_addr))) goto err_after_io;
     tune(c);
     return 0;
@@ -752,17 +752,17 @@ int cv_consensus_start(struct cv_consensus *c)
 {
     int rv = cv_mkdir_p(c->raft_dir);
     if (rv) return rv;
-    if ((rv = init_raft(c, c->raft_dir))) return rv;
+    if ((rv = consensus__init_raft(c, c->raft_dir))) return rv;
     c->raft_inited = true;
     if ((rv = bootstrap(c))) return rv;
-    cv_catalog_set_observer(c->cat, catalog_observer, c);
+    cv_catalog_set_observer(c->cat, fsm__observe, c);
     if ((rv = raft_start(&c->raft))) {
         CV_ERROR("raft start failed: %s (%s%s%s); is %s already in use?", raft_strerror(rv),
                  raft_errmsg(&c->raft), c->io.errmsg, c->transport.errmsg, c->self->raft_bind_addr);
         return CV_ERAFT;
     }
     c->started = true;
-    uv_timer_start(&c->tick, tick_cb, TICK_MS, TICK_MS);
+    uv_timer_start(&c->tick, consensus__tick, TICK_MS, TICK_MS);
     CV_INFO("raft started: id %llu, address %s (bind %s), catalog applied index %llu",
             (unsigned long long)c->id, c->self->raft_addr, c->self->raft_bind_addr,
             (unsigned long long)cv_catalog_applied_index(c->cat));
@@ -777,23 +777,23 @@ static void consensus__settle(struct cv_consensus *c)
     if (c->close_cb) c->close_cb(c->close_data);
 }
 
-static void close_step(struct cv_consensus *c)
+static void consensus__close_step(struct cv_consensus *c)
 {
     c->open_handles--;
     consensus__settle(c);
 }
 
-static void handle_closed(uv_handle_t *h)
+static void consensus__handle_closed(uv_handle_t *h)
 {
-    close_step(h->data);
+    consensus__close_step(h->data);
 }
 
-static void raft_closed(struct raft *r)
+static void consensus__raft_closed(struct raft *r)
 {
     struct cv_consensus *c = r->data;
     raft_uv_close(&c->io);
     raft_uv_tcp_close(&c->transport);
-    close_step(c);
+    consensus__close_step(c);
 }
 
 void cv_consensus_close(struct cv_consensus *c, void (*cb)(void *data), void *data)
@@ -802,16 +802,16 @@ void cv_consensus_close(struct cv_consensus *c, void (*cb)(void *data), void *da
     c->closing = true;
     c->close_cb = cb;
     c->close_data = data;
-    while (c->pendings.next != &c->pendings) pending_complete(c->pendings.next, CV_ECANCELED, 0);
+    while (c->pendings.next != &c->pendings) pending__complete(c->pendings.next, CV_ECANCELED, 0);
     for (size_t i = 0; i < c->n_q_remote; i++) cv_rpc_conn_unref(c->q_remote[i].conn);
     c->n_q_remote = c->n_q_seqs = c->q_len = 0;
     /* Count everything first: forwarded calls fail (CV_ECANCELED) once the node closes the peer pool. */
     c->open_handles = 2 + c->raft_inited;
-    uv_close((uv_handle_t *)&c->tick, handle_closed);
-    uv_close((uv_handle_t *)&c->flush, handle_closed);
+    uv_close((uv_handle_t *)&c->tick, consensus__handle_closed);
+    uv_close((uv_handle_t *)&c->flush, consensus__handle_closed);
     if (c->raft_inited) {
         c->raft.data = c;
-        raft_close(&c->raft, raft_closed);
+        raft_close(&c->raft, consensus__raft_closed);
     }
 }
 
@@ -844,7 +844,7 @@ void cv_consensus_status(struct cv_consensus *c, struct cv_consensus_status *st)
     raft_id id;
     const char *addr;
     raft_leader(&c->raft, &id, &addr);
-    const struct cv_node_cfg *n = node_by_raft_id(c, id);
+    const struct cv_node_cfg *n = consensus__node_by_raft_id(c, id);
     st->has_leader = n != NULL;
     snprintf(st->leader_id, sizeof st->leader_id, "%s", n ? n->id : "");
     st->term = raft_current_term(&c->raft);
@@ -877,7 +877,7 @@ bool cv_consensus_change_pending(const struct cv_consensus *c)
     return c->change != NULL;
 }
 
-static void change_done(struct raft_change *req, int status)
+static void consensus__change_done(struct raft_change *req, int status)
 {
     struct change_req *cr = req->data;
     struct cv_consensus *c = cr->c;
@@ -900,7 +900,7 @@ int cv_consensus_assign(struct cv_consensus *c, const char *node_id, int raft_ro
     cr->cb = cb;
     cr->data = data;
     cr->req.data = cr;
-    int rv = raft_assign(&c->raft, &cr->req, (raft_id)idx + 1, raft_role, change_done);
+    int rv = raft_assign(&c->raft, &cr->req, (raft_id)idx + 1, raft_role, consensus__change_done);
     if (rv) {
         free(cr);
         CV_WARN("raft_assign(%s, %s) refused: %s", node_id, raft_role_name(raft_role),
@@ -912,7 +912,7 @@ int cv_consensus_assign(struct cv_consensus *c, const char *node_id, int raft_ro
     return 0;
 }
 
-static void transfer_done(struct raft_transfer *req)
+static void consensus__transfer_done(struct raft_transfer *req)
 {
     struct cv_consensus *c = req->data;
     c->transferring = false;
@@ -927,7 +927,7 @@ int cv_consensus_transfer(struct cv_consensus *c, void (*cb)(void *data), void *
     c->transfer.data = c;
     c->transfer_cb = cb;
     c->transfer_data = data;
-    int rv = raft_transfer(&c->raft, &c->transfer, 0, transfer_done);
+    int rv = raft_transfer(&c->raft, &c->transfer, 0, consensus__transfer_done);
     if (rv) return rv == RAFT_NOTFOUND ? CV_ENOTFOUND : CV_ERAFT;
     c->transferring = true;
     return 0;

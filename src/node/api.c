@@ -15,7 +15,7 @@
 #include "util/pct.h"
 #include "util/prom.h"
 
-static void send_json(struct cv_http_exchange *x, int status, json_t *j)
+static void api__send_json(struct cv_http_exchange *x, int status, json_t *j)
 {
     char *s = json_dumps(j, JSON_COMPACT);
     json_decref(j);
@@ -27,7 +27,7 @@ static void send_json(struct cv_http_exchange *x, int status, json_t *j)
     free(s);
 }
 
-static const char *role_name(int raft_role)
+static const char *api__role_name(int raft_role)
 {
     switch (raft_role) {
     case CV_MEMBER_VOTER: return "voter";
@@ -37,24 +37,24 @@ static const char *role_name(int raft_role)
     }
 }
 
-static json_t *node_json(struct cv_api *n, const struct cv_node_cfg *nc)
+static json_t *api__node_json(struct cv_api *n, const struct cv_node_cfg *nc)
 {
     const struct cv_catalog_node *cn = cv_catalog_node_get(n->catalog, nc->id);
     int role = cv_consensus_member_role(n->consensus, nc->id);
     return json_pack("{s:s, s:s, s:b, s:b, s:i, s:I, s:s, s:s, s:s, s:s}", "id", nc->id, "role",
-                     role_name(role), "alive", cn && cn->alive, "registered", cn != NULL, "shards",
+                     api__role_name(role), "alive", cn && cn->alive, "registered", cn != NULL, "shards",
                      cn ? (int)cn->shards_owned : 0, "lease_expiry_ms",
                      (json_int_t)(cn ? cn->lease_expiry_ms : 0), "grpc_addr", nc->grpc_addr,
                      "advertise_addr", nc->advertise_addr, "raft_addr", nc->raft_addr, "http_addr",
                      nc->http_addr);
 }
 
-static void get_cluster(struct cv_api *n, struct cv_http_exchange *x)
+static void api__get_cluster(struct cv_api *n, struct cv_http_exchange *x)
 {
     struct cv_consensus_status st;
     cv_consensus_status(n->consensus, &st);
     json_t *nodes = json_array();
-    for (size_t i = 0; i < n->cfg->n_nodes; i++) json_array_append_new(nodes, node_json(n, &n->cfg->nodes[i]));
+    for (size_t i = 0; i < n->cfg->n_nodes; i++) json_array_append_new(nodes, api__node_json(n, &n->cfg->nodes[i]));
     json_t *j = json_pack("{s:s?, s:s, s:s, s:I, s:I, s:I, s:I, s:i, s:i, s:o}", "leader",
                           st.has_leader ? st.leader_id : NULL, "self", n->self->id, "state", st.state,
                           "term", (json_int_t)st.term, "commit_index", (json_int_t)st.commit_index,
@@ -62,10 +62,10 @@ static void get_cluster(struct cv_api *n, struct cv_http_exchange *x)
                           "raft_applied_index", (json_int_t)st.last_applied, "shards", (int)n->cfg->shards,
                           "unassigned_shards", (int)cv_catalog_unassigned_shards(n->catalog), "nodes",
                           nodes);
-    send_json(x, 200, j);
+    api__send_json(x, 200, j);
 }
 
-static void get_shards(struct cv_api *n, struct cv_http_exchange *x)
+static void api__get_shards(struct cv_api *n, struct cv_http_exchange *x)
 {
     json_t *owners = json_array();
     json_t *epochs = json_array();
@@ -78,17 +78,17 @@ static void get_shards(struct cv_api *n, struct cv_http_exchange *x)
     json_t *j = json_pack("{s:I, s:i, s:o, s:o}", "applied_index",
                           (json_int_t)cv_catalog_applied_index(n->catalog), "shards", (int)n->cfg->shards,
                           "owners", owners, "epochs", epochs);
-    send_json(x, 200, j);
+    api__send_json(x, 200, j);
 }
 
-static void get_ready(struct cv_api *n, struct cv_http_exchange *x)
+static void api__get_ready(struct cv_api *n, struct cv_http_exchange *x)
 {
     const char *why;
     if (n->ready(n->data, &why)) {
-        send_json(x, 200, json_pack("{s:b}", "ready", 1));
+        api__send_json(x, 200, json_pack("{s:b}", "ready", 1));
         return;
     }
-    send_json(x, 503, json_pack("{s:b, s:s}", "ready", 0, "reason", why));
+    api__send_json(x, 503, json_pack("{s:b, s:s}", "ready", 0, "reason", why));
 }
 
 struct list_ctx {
@@ -96,7 +96,7 @@ struct list_ctx {
     const char *type; /* filter, NULL = all */
 };
 
-static void list_one(void *data, const struct cv_object_info *info)
+static void api__list_one(void *data, const struct cv_object_info *info)
 {
     struct list_ctx *c = data;
     if (c->type && strcmp(c->type, info->type) != 0) return;
@@ -105,17 +105,17 @@ static void list_one(void *data, const struct cv_object_info *info)
 }
 
 /* Active objects of this node: {"objects":[{"type","id","shard"}]}, ?type= filters. */
-static void get_objects(struct cv_api *n, struct cv_http_exchange *x, const struct cv_http_request *req)
+static void api__get_objects(struct cv_api *n, struct cv_http_exchange *x, const struct cv_http_request *req)
 {
     char type[128];
     struct list_ctx c = {json_array(), NULL};
     if (req->query && cv_pct_query_param(req->query, "type", type, sizeof type) == 0) c.type = type;
-    if (n->host) cv_runtime_list(cv_host_runtime(n->host), list_one, &c);
-    send_json(x, 200, json_pack("{s:s, s:o}", "node", n->self->id, "objects", c.arr));
+    if (n->host) cv_runtime_list(cv_host_runtime(n->host), api__list_one, &c);
+    api__send_json(x, 200, json_pack("{s:s, s:o}", "node", n->self->id, "objects", c.arr));
 }
 
 /* Prometheus text exposition (util/prom.h). */
-static void get_metrics(struct cv_api *n, struct cv_http_exchange *x)
+static void api__get_metrics(struct cv_api *n, struct cv_http_exchange *x)
 {
     struct cv_consensus_status st;
     cv_consensus_status(n->consensus, &st);
@@ -155,14 +155,14 @@ struct route {
     void (*fn)(struct cv_api *n, struct cv_http_exchange *x);
 };
 
-static void get_health(struct cv_api *n, struct cv_http_exchange *x)
+static void api__get_health(struct cv_api *n, struct cv_http_exchange *x)
 {
-    send_json(x, 200, json_pack("{s:s, s:s}", "status", "ok", "node", n->self->id));
+    api__send_json(x, 200, json_pack("{s:s, s:s}", "status", "ok", "node", n->self->id));
 }
 
 static const struct route routes[] = {
-    {"/health", get_health},   {"/healthz", get_health},   {"/ready", get_ready},
-    {"/v1/cluster", get_cluster}, {"/v1/shards", get_shards}, {"/metrics", get_metrics},
+    {"/health", api__get_health},   {"/healthz", api__get_health},   {"/ready", api__get_ready},
+    {"/v1/cluster", api__get_cluster}, {"/v1/shards", api__get_shards}, {"/metrics", api__get_metrics},
 };
 
 void cv_api_handle(void *data, struct cv_http_exchange *x, const struct cv_http_request *req)
@@ -172,7 +172,7 @@ void cv_api_handle(void *data, struct cv_http_exchange *x, const struct cv_http_
         if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0)
             cv_http_respond_error(x, CV_STATUS_METHOD_NOT_ALLOWED, "only GET is supported here");
         else
-            get_objects(n, x, req);
+            api__get_objects(n, x, req);
         return;
     }
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {

@@ -30,7 +30,7 @@ size_t cv_autoload_pending(const struct cv_autoload *h)
 }
 
 /* Queues an item; CV_ENOMEM drops it (logged: the node then reports ready without that object). */
-static int al_push(struct cv_autoload *h, uint32_t entry, uint32_t shard)
+static int autoload__push(struct cv_autoload *h, uint32_t entry, uint32_t shard)
 {
     if (h->tail == h->cap && h->head > 0) { /* slide the live part down before growing */
         memmove(h->q, h->q + h->head, (h->tail - h->head) * sizeof *h->q);
@@ -54,7 +54,7 @@ void cv_autoload_id(const struct cv_config *cfg, const char *self, struct cv_al_
     else snprintf(buf, len, "%s", e->id);
 }
 
-static void al_check_done(struct cv_autoload *h)
+static void autoload__check_done(struct cv_autoload *h)
 {
     if (h->reported || !h->x->started || cv_autoload_pending(h) > 0) return;
     h->reported = true;
@@ -63,7 +63,7 @@ static void al_check_done(struct cv_autoload *h)
 }
 
 
-static void al_created(void *data, int status, uint64_t index)
+static void autoload__created(void *data, int status, uint64_t index)
 {
     struct al_prop *ap = data;
     struct cv_autoload *h = ap->al;
@@ -76,9 +76,9 @@ static void al_created(void *data, int status, uint64_t index)
         if (status == 0) cv_hctx_activate_applied(x, e->type, id, index);
         else if (status == CV_EEXIST)
             CV_ERROR("auto-load object %s: exists with a type other than %s", id, e->type);
-        else al_push(h, ap->it.entry, ap->it.shard); /* not applied (or unknown): again, idempotent */
+        else autoload__push(h, ap->it.entry, ap->it.shard); /* not applied (or unknown): again, idempotent */
         cv_autoload_schedule(h);
-        al_check_done(h);
+        autoload__check_done(h);
     }
     free(ap);
     cv_hctx_release(x);
@@ -86,7 +86,7 @@ static void al_created(void *data, int status, uint64_t index)
 
 /* One item: drop it if the shard is no longer ours, activate it if the catalog has it, else propose.
  * Returns false if the consensus refused the proposal (the item is back in the queue). */
-static bool al_process(struct cv_autoload *h, struct cv_al_item it)
+static bool autoload__process(struct cv_autoload *h, struct cv_al_item it)
 {
     struct cv_hctx *x = h->x;
     const struct cv_autoload_cfg *e = &x->cfg->autoload[it.entry];
@@ -110,10 +110,10 @@ static bool al_process(struct cv_autoload *h, struct cv_al_item it)
     co.id = id;
     cmd.cmd_case = CVERSE__CATALOG__COMMAND__CMD_CREATE_OBJECT;
     cmd.create_object = &co;
-    rv = ap ? cv_consensus_propose(x->cons, &cmd, CV_HOST_PROPOSE_TIMEOUT_MS, al_created, ap) : CV_ENOMEM;
+    rv = ap ? cv_consensus_propose(x->cons, &cmd, CV_HOST_PROPOSE_TIMEOUT_MS, autoload__created, ap) : CV_ENOMEM;
     if (rv) {
         free(ap);
-        al_push(h, it.entry, it.shard);
+        autoload__push(h, it.entry, it.shard);
         CV_WARN("auto-load object %s: cannot propose: %s", id, cv_strerror(rv));
         return false;
     }
@@ -124,7 +124,7 @@ static bool al_process(struct cv_autoload *h, struct cv_al_item it)
     return true;
 }
 
-static void al_pump(uv_timer_t *t)
+static void autoload__pump(uv_timer_t *t)
 {
     struct cv_autoload *h = t->data;
     if (h->x->closing) return;
@@ -133,17 +133,17 @@ static void al_pump(uv_timer_t *t)
     while (h->inflight < h->max && h->head < h->tail) {
         struct cv_al_item it = h->q[h->head++];
         n++;
-        if (!al_process(h, it)) break; /* retried from the tick */
+        if (!autoload__process(h, it)) break; /* retried from the tick */
     }
     if (n > 32)
         CV_DEBUG("auto-load: %u items in %.2f ms, %zu in flight, %zu queued", n,
                  (double)(cv_mono_ns() - t0) / 1e6, h->inflight, h->tail - h->head);
-    al_check_done(h);
+    autoload__check_done(h);
 }
 
 void cv_autoload_schedule(struct cv_autoload *h)
 {
-    if (!h->x->closing && h->head < h->tail && h->inflight < h->max) cv_hctx_timer_again(&h->timer, al_pump, 0);
+    if (!h->x->closing && h->head < h->tail && h->inflight < h->max) cv_hctx_timer_again(&h->timer, autoload__pump, 0);
 }
 
 /* Lost shards' objects were deactivated by cv_runtime_deactivate_unowned (host.c). */
@@ -162,7 +162,7 @@ void cv_autoload_reconcile(struct cv_autoload *h)
         }
         gained++;
         for (uint32_t e = 0; e < cfg->n_autoload; e++)
-            if (h->entry_ok[e] && (cfg->autoload[e].per_shard || h->entry_shard[e] == s)) al_push(h, e, s);
+            if (h->entry_ok[e] && (cfg->autoload[e].per_shard || h->entry_shard[e] == s)) autoload__push(h, e, s);
     }
     if (gained || lost)
         CV_INFO("shards: gained %u, lost %u; %zu auto-load objects queued", gained, lost,
@@ -178,14 +178,14 @@ void cv_autoload_start(struct cv_autoload *h)
         const struct cv_autoload_cfg *a = &cfg->autoload[e];
         struct cv_placement p;
         if (!h->entry_ok[e]) continue;
-        if (a->per_node) al_push(h, e, CV_AUTOLOAD_NODE);
+        if (a->per_node) autoload__push(h, e, CV_AUTOLOAD_NODE);
         else if (!a->per_shard && cv_placement_parse(a->id, cfg->shards, &p) == 0 &&
                  cv_placement_on_node(&p, h->x->self))
-            al_push(h, e, CV_AUTOLOAD_NODE); /* a singleton pinned to this node */
+            autoload__push(h, e, CV_AUTOLOAD_NODE); /* a singleton pinned to this node */
     }
     CV_INFO("node is ready: hosting objects (%zu auto-load entries)", cfg->n_autoload);
     cv_autoload_reconcile(h);
-    al_check_done(h);
+    autoload__check_done(h);
 }
 
 int cv_autoload_init(struct cv_autoload *al, struct cv_hctx *x, unsigned max)

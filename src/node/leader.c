@@ -44,7 +44,7 @@ struct duty_ctx {
     enum duty d;
 };
 
-static void duty_done(void *data, int status, uint64_t index)
+static void duty__done(void *data, int status, uint64_t index)
 {
     struct duty_ctx *dc = data;
     dc->l->inflight[dc->d]--;
@@ -60,14 +60,14 @@ static void propose(struct cv_leader *l, enum duty d, Cverse__Catalog__Command *
     if (!dc) return;
     dc->l = l;
     dc->d = d;
-    if (cv_consensus_propose(l->o.consensus, cmd, 3000, duty_done, dc)) {
+    if (cv_consensus_propose(l->o.consensus, cmd, 3000, duty__done, dc)) {
         free(dc);
         return;
     }
     l->inflight[d]++;
 }
 
-static void duty_config(struct cv_leader *l)
+static void duty__config(struct cv_leader *l)
 {
     const struct cv_config *cfg = l->o.cfg;
     if (cv_catalog_config_fingerprint(l->o.catalog) == cfg->fingerprint) return;
@@ -80,7 +80,7 @@ static void duty_config(struct cv_leader *l)
     propose(l, D_CONFIG, &cmd);
 }
 
-static void duty_expire(struct cv_leader *l, uint64_t leader_since)
+static void duty__expire(struct cv_leader *l, uint64_t leader_since)
 {
     struct cv_catalog *cat = l->o.catalog;
     uint64_t now = cv_now_ms(), ttl = l->o.cfg->lease_ttl_ms;
@@ -101,7 +101,7 @@ static void duty_expire(struct cv_leader *l, uint64_t leader_since)
 
 /* Fills l->live from the catalog, l->cur from the shard map and l->waiting from the release states;
  * returns the number of live nodes. */
-static size_t load_state(struct cv_leader *l)
+static size_t leader__load_state(struct cv_leader *l)
 {
     const struct cv_config *cfg = l->o.cfg;
     struct cv_catalog *cat = l->o.catalog;
@@ -122,10 +122,10 @@ static size_t load_state(struct cv_leader *l)
     return n_live;
 }
 
-static void duty_assign(struct cv_leader *l)
+static void duty__assign(struct cv_leader *l)
 {
     const struct cv_config *cfg = l->o.cfg;
-    if (load_state(l) == 0) return;
+    if (leader__load_state(l) == 0) return;
     uint32_t n = (uint32_t)cfg->n_nodes, releasing = 0, waiting = 0;
     if (cv_assign_shards(l->cur, cfg->shards, l->live, n, l->next) == 0) return;
     uint32_t moved = cv_assign_handoff(l->cur, l->next, l->waiting, cfg->shards, l->live, n, l->next);
@@ -179,7 +179,7 @@ static int assign(struct cv_leader *l, size_t i, int role)
     return cv_consensus_assign(l->o.consensus, l->o.cfg->nodes[i].id, role, NULL, NULL) == 0;
 }
 
-static void duty_membership(struct cv_leader *l)
+static void duty__membership(struct cv_leader *l)
 {
     const struct cv_config *cfg = l->o.cfg;
     if (cv_consensus_change_pending(l->o.consensus)) return;
@@ -212,7 +212,7 @@ static void duty_membership(struct cv_leader *l)
     }
 }
 
-static int catalog_role(int raft_role)
+static int leader__catalog_role(int raft_role)
 {
     switch (raft_role) {
     case CV_MEMBER_VOTER: return CVERSE__CATALOG__ROLE__ROLE_VOTER;
@@ -222,12 +222,12 @@ static int catalog_role(int raft_role)
     }
 }
 
-static void duty_roles(struct cv_leader *l)
+static void duty__roles(struct cv_leader *l)
 {
     struct cv_catalog *cat = l->o.catalog;
     for (size_t i = 0; i < cv_catalog_node_count(cat); i++) {
         const struct cv_catalog_node *cn = cv_catalog_node_at(cat, i);
-        int want = catalog_role(cv_consensus_member_role(l->o.consensus, cn->id));
+        int want = leader__catalog_role(cv_consensus_member_role(l->o.consensus, cn->id));
         if (want == cn->role) continue;
         Cverse__Catalog__CmdSetRole sr = CVERSE__CATALOG__CMD_SET_ROLE__INIT;
         sr.node = (char *)cn->id;
@@ -246,11 +246,11 @@ static void run(uv_timer_t *t)
     if (l->stopped) return;
     cv_consensus_status(l->o.consensus, &st);
     if (!st.is_leader || !st.leader_since_ms) return;
-    if (!l->inflight[D_CONFIG]) duty_config(l);
-    if (!l->inflight[D_EXPIRE]) duty_expire(l, st.leader_since_ms);
-    if (!l->inflight[D_ASSIGN] && !l->inflight[D_EXPIRE]) duty_assign(l);
-    duty_membership(l);
-    if (!l->inflight[D_ROLE]) duty_roles(l);
+    if (!l->inflight[D_CONFIG]) duty__config(l);
+    if (!l->inflight[D_EXPIRE]) duty__expire(l, st.leader_since_ms);
+    if (!l->inflight[D_ASSIGN] && !l->inflight[D_EXPIRE]) duty__assign(l);
+    duty__membership(l);
+    if (!l->inflight[D_ROLE]) duty__roles(l);
 }
 
 int cv_leader_init(const struct cv_leader_opts *opts, struct cv_leader **out)
@@ -292,7 +292,7 @@ void cv_leader_kick(struct cv_leader *l)
     if (!l->stopped) uv_timer_start(&l->timer, run, 0, RUN_MS);
 }
 
-static void leader_closed(uv_handle_t *h)
+static void leader__closed(uv_handle_t *h)
 {
     struct cv_leader *l = h->data;
     void (*done)(void *) = l->done;
@@ -309,5 +309,5 @@ void cv_leader_close(struct cv_leader *l, void (*done)(void *data), void *data)
 {
     l->done = done;
     l->done_data = data;
-    uv_close((uv_handle_t *)&l->timer, leader_closed);
+    uv_close((uv_handle_t *)&l->timer, leader__closed);
 }

@@ -86,7 +86,7 @@ static void node__unlist(struct cv_node *n)
 
 /* ---------------------------------------------------------------- lease renewal */
 
-static void renew_done(void *data, int status, uint64_t index)
+static void node__renew_done(void *data, int status, uint64_t index)
 {
     struct cv_node *n = data;
     bool was = cv_renewal_registered(&n->renewal);
@@ -127,18 +127,18 @@ static void renew(struct cv_node *n)
         cmd.renew_lease = &rl;
     }
     /* A renewal older than the TTL is useless: give up on it in time for the next one. */
-    if (cv_consensus_propose(n->consensus, &cmd, (unsigned)ttl, renew_done, n) == 0)
+    if (cv_consensus_propose(n->consensus, &cmd, (unsigned)ttl, node__renew_done, n) == 0)
         cv_renewal_sent(&n->renewal);
 }
 
-static void lease_tick(uv_timer_t *t)
+static void node__lease_tick(uv_timer_t *t)
 {
     renew(t->data);
 }
 
 /* ---------------------------------------------------------------- consensus callbacks */
 
-static void on_applied(void *data, uint64_t index, const Cverse__Catalog__Batch *batch,
+static void node__on_applied(void *data, uint64_t index, const Cverse__Catalog__Batch *batch,
                        const struct cv_cmd_result *results)
 {
     struct cv_node *n = data;
@@ -164,7 +164,7 @@ static void on_applied(void *data, uint64_t index, const Cverse__Catalog__Batch 
     if (n->host) cv_host_applied(n->host, index, batch, results);
 }
 
-static void on_leader(void *data, bool is_leader)
+static void node__on_leader(void *data, bool is_leader)
 {
     struct cv_node *n = data;
     if (is_leader && n->leader) cv_leader_kick(n->leader);
@@ -174,7 +174,7 @@ static void on_leader(void *data, bool is_leader)
 
 /* ---------------------------------------------------------------- RPC */
 
-static void on_rpc(void *data, struct cv_rpc_conn *conn, uint64_t id, const char *method,
+static void node__on_rpc(void *data, struct cv_rpc_conn *conn, uint64_t id, const char *method,
                    const uint8_t *body, size_t len, uint32_t deadline_ms)
 {
     struct cv_node *n = data;
@@ -188,7 +188,7 @@ static void on_rpc(void *data, struct cv_rpc_conn *conn, uint64_t id, const char
     cv_rpc_respond(conn, id, CV_ENOTFOUND, msg, NULL, 0);
 }
 
-static void on_conn_close(void *data, struct cv_rpc_conn *conn)
+static void node__on_conn_close(void *data, struct cv_rpc_conn *conn)
 {
     struct cv_node *n = data;
     if (n->host) cv_host_conn_closed(n->host, conn);
@@ -271,8 +271,8 @@ static int node__create_consensus(struct cv_node *n)
                                   .raft_dir = dir,
                                   .catalog = n->catalog,
                                   .peers = n->peers,
-                                  .on_applied = on_applied,
-                                  .on_leader = on_leader,
+                                  .on_applied = node__on_applied,
+                                  .on_leader = node__on_leader,
                                   .data = n};
     return cv_consensus_init(&o, &n->consensus);
 }
@@ -297,7 +297,7 @@ static int node__create_host(struct cv_node *n)
 
 static int node__start_listeners(struct cv_node *n)
 {
-    int rv = cv_rpc_server_init(n->loop, on_rpc, on_conn_close, n, &n->rpc);
+    int rv = cv_rpc_server_init(n->loop, node__on_rpc, node__on_conn_close, n, &n->rpc);
     if (!rv) rv = cv_rpc_server_listen(n->rpc, n->self->grpc_addr);
     if (rv) {
         CV_ERROR("cannot listen for RPC on %s: %s", n->self->grpc_addr, cv_strerror(rv));
@@ -317,7 +317,7 @@ static int node__start_listeners(struct cv_node *n)
     return rv;
 }
 
-static void on_signal(uv_signal_t *s, int signum)
+static void node__on_signal(uv_signal_t *s, int signum)
 {
     struct cv_node *n = s->data;
     CV_INFO("received %s: stopping", signum == SIGTERM ? "SIGTERM" : "SIGINT");
@@ -365,9 +365,9 @@ int cv_node_start(struct cv_node *n)
         .loop = n->loop, .cfg = n->cfg, .self = n->self, .catalog = n->catalog, .consensus = n->consensus};
     if ((rv = cv_leader_init(&lo, &n->leader))) return rv;
     cv_leader_start(n->leader);
-    uv_timer_start(&n->lease_timer, lease_tick, 0, cv_lease_renew_interval(n->cfg->lease_ttl_ms));
-    uv_signal_start(&n->sigterm, on_signal, SIGTERM);
-    uv_signal_start(&n->sigint, on_signal, SIGINT);
+    uv_timer_start(&n->lease_timer, node__lease_tick, 0, cv_lease_renew_interval(n->cfg->lease_ttl_ms));
+    uv_signal_start(&n->sigterm, node__on_signal, SIGTERM);
+    uv_signal_start(&n->sigint, node__on_signal, SIGINT);
     return 0;
 }
 
@@ -445,7 +445,7 @@ static void node__shutdown(void *data)
     node__part_closed(n);
 }
 
-static void transfer_timeout(uv_timer_t *t)
+static void node__transfer_timeout(uv_timer_t *t)
 {
     node__shutdown(t->data);
 }
@@ -463,7 +463,7 @@ void cv_node_stop(struct cv_node *n)
         /* libraft does not call back when leadership is lost meanwhile (e.g. every node is stopping):
          * bound the wait ourselves. */
         CV_INFO("transferring raft leadership before exiting");
-        uv_timer_start(&n->lease_timer, transfer_timeout, 2u * n->cfg->raft.election_timeout_ms + 100u, 0);
+        uv_timer_start(&n->lease_timer, node__transfer_timeout, 2u * n->cfg->raft.election_timeout_ms + 100u, 0);
         return;
     }
     node__shutdown(n);
