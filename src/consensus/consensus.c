@@ -7,6 +7,15 @@
  * Every node applies the entry to its catalog (fsm__apply); the catalog's observer reports each command's
  * result, and the proposer completes its proposal when it sees (origin == self, seq) applied locally.
  *
+ * Each proposal is an explicit state machine (pending__states): waiting -> queued (on the leader) or
+ * forwarded (to it) -> appended (its index known) -> done; a refused forward or submit goes back to
+ * waiting and is routed again at the next tick.
+ *
+ * Lifecycle: init allocates and starts nothing; start creates the raft directory, initialises,
+ * bootstraps and starts raft; close fails pending proposals, closes the timers and raft through their
+ * callbacks and waits for forwarded proposals' calls (the owner closes the peer pool); no loop is ever
+ * run from inside this module.
+ *
  * Failure modes: if leadership changes before the entry commits, the slot may be overwritten by another
  * entry; the proposer then sees the index applied without its seq and reports CV_ERETRY (never success).
  * Without a leader, proposals wait (re-routed every tick) until their deadline (CV_ETIMEDOUT, outcome
@@ -46,12 +55,12 @@ const double cv_apply_bucket_le_us[CV_APPLY_BUCKETS] = {50,    100,   250,   500
  * completes from any live state: applied (the observer sees its seq), overwritten, timed out, canceled. */
 enum { P_WAITING, P_QUEUED, P_FORWARDED, P_APPENDED, P_DONE, P_N };
 
-#define P_LIVE (CV_SM_BIT(P_DONE))
+#define P_END (CV_SM_BIT(P_DONE)) /* every live state may complete */
 static const struct cv_sm_state pending__states[P_N] = {
-    [P_WAITING] = {"waiting", CV_SM_INITIAL, CV_SM_BIT(P_QUEUED) | CV_SM_BIT(P_FORWARDED) | P_LIVE},
-    [P_QUEUED] = {"queued", 0, CV_SM_BIT(P_WAITING) | CV_SM_BIT(P_APPENDED) | P_LIVE},
-    [P_FORWARDED] = {"forwarded", 0, CV_SM_BIT(P_WAITING) | CV_SM_BIT(P_APPENDED) | P_LIVE},
-    [P_APPENDED] = {"appended", 0, P_LIVE},
+    [P_WAITING] = {"waiting", CV_SM_INITIAL, CV_SM_BIT(P_QUEUED) | CV_SM_BIT(P_FORWARDED) | P_END},
+    [P_QUEUED] = {"queued", 0, CV_SM_BIT(P_WAITING) | CV_SM_BIT(P_APPENDED) | P_END},
+    [P_FORWARDED] = {"forwarded", 0, CV_SM_BIT(P_WAITING) | CV_SM_BIT(P_APPENDED) | P_END},
+    [P_APPENDED] = {"appended", 0, P_END},
     [P_DONE] = {"done", CV_SM_FINAL, 0},
 };
 static const struct cv_sm_conf pending__conf = {"proposal", pending__states, P_N};

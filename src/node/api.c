@@ -37,10 +37,10 @@ static const char *api__role_name(int raft_role)
     }
 }
 
-static json_t *api__node_json(struct cv_api *n, const struct cv_node_cfg *nc)
+static json_t *api__node_json(struct cv_api *a, const struct cv_node_cfg *nc)
 {
-    const struct cv_catalog_node *cn = cv_catalog_node_get(n->catalog, nc->id);
-    int role = cv_consensus_member_role(n->consensus, nc->id);
+    const struct cv_catalog_node *cn = cv_catalog_node_get(a->catalog, nc->id);
+    int role = cv_consensus_member_role(a->consensus, nc->id);
     return json_pack("{s:s, s:s, s:b, s:b, s:i, s:I, s:s, s:s, s:s, s:s}", "id", nc->id, "role",
                      api__role_name(role), "alive", cn && cn->alive, "registered", cn != NULL, "shards",
                      cn ? (int)cn->shards_owned : 0, "lease_expiry_ms",
@@ -49,42 +49,42 @@ static json_t *api__node_json(struct cv_api *n, const struct cv_node_cfg *nc)
                      nc->http_addr);
 }
 
-static void api__get_cluster(struct cv_api *n, struct cv_http_exchange *x)
+static void api__get_cluster(struct cv_api *a, struct cv_http_exchange *x)
 {
     struct cv_consensus_status st;
-    cv_consensus_status(n->consensus, &st);
+    cv_consensus_status(a->consensus, &st);
     json_t *nodes = json_array();
-    for (size_t i = 0; i < n->cfg->n_nodes; i++) json_array_append_new(nodes, api__node_json(n, &n->cfg->nodes[i]));
+    for (size_t i = 0; i < a->cfg->n_nodes; i++) json_array_append_new(nodes, api__node_json(a, &a->cfg->nodes[i]));
     json_t *j = json_pack("{s:s?, s:s, s:s, s:I, s:I, s:I, s:I, s:i, s:i, s:o}", "leader",
-                          st.has_leader ? st.leader_id : NULL, "self", n->self->id, "state", st.state,
+                          st.has_leader ? st.leader_id : NULL, "self", a->self->id, "state", st.state,
                           "term", (json_int_t)st.term, "commit_index", (json_int_t)st.commit_index,
-                          "applied_index", (json_int_t)cv_catalog_applied_index(n->catalog),
-                          "raft_applied_index", (json_int_t)st.last_applied, "shards", (int)n->cfg->shards,
-                          "unassigned_shards", (int)cv_catalog_unassigned_shards(n->catalog), "nodes",
+                          "applied_index", (json_int_t)cv_catalog_applied_index(a->catalog),
+                          "raft_applied_index", (json_int_t)st.last_applied, "shards", (int)a->cfg->shards,
+                          "unassigned_shards", (int)cv_catalog_unassigned_shards(a->catalog), "nodes",
                           nodes);
     api__send_json(x, 200, j);
 }
 
-static void api__get_shards(struct cv_api *n, struct cv_http_exchange *x)
+static void api__get_shards(struct cv_api *a, struct cv_http_exchange *x)
 {
     json_t *owners = json_array();
     json_t *epochs = json_array();
-    for (uint32_t s = 0; s < n->cfg->shards; s++) {
+    for (uint32_t s = 0; s < a->cfg->shards; s++) {
         uint64_t epoch = 0;
-        const char *o = cv_catalog_shard_owner(n->catalog, s, &epoch);
+        const char *o = cv_catalog_shard_owner(a->catalog, s, &epoch);
         json_array_append_new(owners, o && *o ? json_string(o) : json_null());
         json_array_append_new(epochs, json_integer((json_int_t)epoch));
     }
     json_t *j = json_pack("{s:I, s:i, s:o, s:o}", "applied_index",
-                          (json_int_t)cv_catalog_applied_index(n->catalog), "shards", (int)n->cfg->shards,
+                          (json_int_t)cv_catalog_applied_index(a->catalog), "shards", (int)a->cfg->shards,
                           "owners", owners, "epochs", epochs);
     api__send_json(x, 200, j);
 }
 
-static void api__get_ready(struct cv_api *n, struct cv_http_exchange *x)
+static void api__get_ready(struct cv_api *a, struct cv_http_exchange *x)
 {
     const char *why;
-    if (n->ready(n->data, &why)) {
+    if (a->ready(a->data, &why)) {
         api__send_json(x, 200, json_pack("{s:b}", "ready", 1));
         return;
     }
@@ -105,38 +105,38 @@ static void api__list_one(void *data, const struct cv_object_info *info)
 }
 
 /* Active objects of this node: {"objects":[{"type","id","shard"}]}, ?type= filters. */
-static void api__get_objects(struct cv_api *n, struct cv_http_exchange *x, const struct cv_http_request *req)
+static void api__get_objects(struct cv_api *a, struct cv_http_exchange *x, const struct cv_http_request *req)
 {
     char type[128];
     struct list_ctx c = {json_array(), NULL};
     if (req->query && cv_pct_query_param(req->query, "type", type, sizeof type) == 0) c.type = type;
-    if (n->host) cv_runtime_list(cv_host_runtime(n->host), api__list_one, &c);
-    api__send_json(x, 200, json_pack("{s:s, s:o}", "node", n->self->id, "objects", c.arr));
+    if (a->host) cv_runtime_list(cv_host_runtime(a->host), api__list_one, &c);
+    api__send_json(x, 200, json_pack("{s:s, s:o}", "node", a->self->id, "objects", c.arr));
 }
 
 /* Prometheus text exposition (util/prom.h). */
-static void api__get_metrics(struct cv_api *n, struct cv_http_exchange *x)
+static void api__get_metrics(struct cv_api *a, struct cv_http_exchange *x)
 {
     struct cv_consensus_status st;
-    cv_consensus_status(n->consensus, &st);
-    const struct cv_catalog_node *me = cv_catalog_node_get(n->catalog, n->self->id);
+    cv_consensus_status(a->consensus, &st);
+    const struct cv_catalog_node *me = cv_catalog_node_get(a->catalog, a->self->id);
     struct cv_buf b = {0};
     cv_prom_gauge(&b, "cverse_raft_term", "Current raft term.", (double)st.term);
     cv_prom_gauge(&b, "cverse_raft_commit_index", "Raft commit index.", (double)st.commit_index);
     cv_prom_gauge(&b, "cverse_raft_applied_index", "Last raft index applied to the FSM.",
                   (double)st.last_applied);
     cv_prom_gauge(&b, "cverse_catalog_applied_index", "Applied index stored in the catalog.",
-                  (double)cv_catalog_applied_index(n->catalog));
+                  (double)cv_catalog_applied_index(a->catalog));
     cv_prom_gauge(&b, "cverse_raft_is_leader", "1 if this node is the raft leader.", st.is_leader);
     cv_prom_counter(&b, "cverse_raft_snapshots_total", "Raft snapshots of the catalog taken.", st.snapshots_taken);
     cv_prom_counter(&b, "cverse_raft_snapshots_installed_total", "Raft snapshots installed into the catalog.",
                     st.snapshots_restored);
     cv_prom_gauge(&b, "cverse_shards_owned", "Shards owned by this node.", me ? (double)me->shards_owned : 0);
     cv_prom_gauge(&b, "cverse_shards_unassigned", "Shards without an owner.",
-                  (double)cv_catalog_unassigned_shards(n->catalog));
+                  (double)cv_catalog_unassigned_shards(a->catalog));
     cv_prom_gauge(&b, "cverse_objects_active", "Objects in this node's runtime.",
-                  n->host ? (double)cv_runtime_count(cv_host_runtime(n->host)) : 0);
-    const struct cv_apply_histogram *h = cv_consensus_apply_histogram(n->consensus);
+                  a->host ? (double)cv_runtime_count(cv_host_runtime(a->host)) : 0);
+    const struct cv_apply_histogram *h = cv_consensus_apply_histogram(a->consensus);
     double le_s[CV_APPLY_BUCKETS];
     for (unsigned i = 0; i < CV_APPLY_BUCKETS; i++) le_s[i] = cv_apply_bucket_le_us[i] / 1e6;
     cv_prom_family(&b, "cverse_catalog_apply_seconds", "histogram", "Time to apply one raft entry to the catalog.");
@@ -152,12 +152,12 @@ static void api__get_metrics(struct cv_api *n, struct cv_http_exchange *x)
 
 struct route {
     const char *path;
-    void (*fn)(struct cv_api *n, struct cv_http_exchange *x);
+    void (*fn)(struct cv_api *a, struct cv_http_exchange *x);
 };
 
-static void api__get_health(struct cv_api *n, struct cv_http_exchange *x)
+static void api__get_health(struct cv_api *a, struct cv_http_exchange *x)
 {
-    api__send_json(x, 200, json_pack("{s:s, s:s}", "status", "ok", "node", n->self->id));
+    api__send_json(x, 200, json_pack("{s:s, s:s}", "status", "ok", "node", a->self->id));
 }
 
 static const struct route routes[] = {
@@ -167,12 +167,12 @@ static const struct route routes[] = {
 
 void cv_api_handle(void *data, struct cv_http_exchange *x, const struct cv_http_request *req)
 {
-    struct cv_api *n = data;
+    struct cv_api *a = data;
     if (strcmp(req->path, "/v1/objects") == 0) { /* the one route that reads the query */
         if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0)
             cv_http_respond_error(x, CV_STATUS_METHOD_NOT_ALLOWED, "only GET is supported here");
         else
-            api__get_objects(n, x, req);
+            api__get_objects(a, x, req);
         return;
     }
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
@@ -181,7 +181,7 @@ void cv_api_handle(void *data, struct cv_http_exchange *x, const struct cv_http_
             cv_http_respond_error(x, CV_STATUS_METHOD_NOT_ALLOWED, "only GET is supported here");
             return;
         }
-        routes[i].fn(n, x);
+        routes[i].fn(a, x);
         return;
     }
     char msg[300];
