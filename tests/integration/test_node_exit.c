@@ -2,7 +2,9 @@
  * with an LD_PRELOAD shim (raft_fail_shim.c) whose raft_bootstrap returns RAFT_IOERR. */
 #include <criterion/criterion.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/wait.h>
 #include <time.h>
 
@@ -54,4 +56,14 @@ Test(node_exit, bootstrap_failure_exits_1, .fini = teardown, .timeout = 60)
     cr_assert_neq(status, -1, "the node did not exit within 15 s after raft_bootstrap failed");
     cr_assert(WIFEXITED(status), "the node did not exit normally (status %d)", status);
     cr_assert_eq(WEXITSTATUS(status), 1, "exit code %d, expected 1", WEXITSTATUS(status));
+    /* It exited for the injected reason (not, say, a sanitizer refusing the preload). */
+    char path[400], log[16384] = "";
+    snprintf(path, sizeof path, "%s/node-1.log", c.dir);
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f, "no log %s", path);
+    size_t n = fread(log, 1, sizeof log - 1, f);
+    log[n] = '\0';
+    fclose(f);
+    cr_assert_not_null(strstr(log, "raft bootstrap failed"), "log:\n%s", log);
+    cr_assert_not_null(strstr(log, "stopped"), "the node closed everything before exiting; log:\n%s", log);
 }
