@@ -882,9 +882,10 @@ void cv_gate_stop(struct cv_gate *g)
 
 static int gate__init_nodes(struct cv_gate *g)
 {
-    g->n_nodes = g->cfg->n_nodes;
-    g->nodes = calloc(g->n_nodes, sizeof *g->nodes);
+    /* The count only after the table exists: the shutdown of a failed start walks it. */
+    g->nodes = calloc(g->cfg->n_nodes, sizeof *g->nodes);
     if (!g->nodes) return CV_ENOMEM;
+    g->n_nodes = g->cfg->n_nodes;
     for (size_t i = 0; i < g->n_nodes; i++) {
         struct gate_node *n = &g->nodes[i];
         *n = (struct gate_node){.g = g, .cfg = &g->cfg->nodes[i], .index = i};
