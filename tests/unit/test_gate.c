@@ -44,61 +44,47 @@ TestSuite(gate_live, .fini = cv_lsan_check);
 /* ---------------------------------------------------------------------------------------------------
  * HTTP paths. */
 
-static int parse(const char *path, bool raw, struct cv_gate_target *t)
+/* The gate parses the path the HTTP server already percent-decoded (cv_http_request.path); escapes
+ * themselves are the server's job (util/pct.h), checked end to end in gate_live.http_errors. */
+static int parse(const char *path, struct cv_gate_target *t)
 {
     char err[256];
-    return cv_gate_parse_path(path, raw, t, err, sizeof err);
+    return cv_gate_parse_path(path, t, err, sizeof err);
 }
 
-Test(gate_path, raw_call_create_delete)
+Test(gate_path, call_create_delete)
 {
     struct cv_gate_target t;
-    cr_assert_eq(parse("/api/v1/objects/call/SimpleCounter/Counter-1/Increment", true, &t), 0);
+    cr_assert_eq(parse("/api/v1/objects/call/SimpleCounter/Counter-1/Increment", &t), 0);
     cr_assert_eq(t.op, CV_GATE_CALL);
     cr_assert_str_eq(t.type, "SimpleCounter");
     cr_assert_str_eq(t.id, "Counter-1");
     cr_assert_str_eq(t.method, "Increment");
     cv_gate_target_free(&t);
-    cr_assert_eq(parse("/api/v1/objects/create/T/x", true, &t), 0);
+    cr_assert_eq(parse("/api/v1/objects/create/T/x", &t), 0);
     cr_assert_eq(t.op, CV_GATE_CREATE);
     cr_assert_str_eq(t.id, "x");
     cr_assert_null(t.method);
     cv_gate_target_free(&t);
-    cr_assert_eq(parse("/api/v1/objects/delete/T/x", true, &t), 0);
+    cr_assert_eq(parse("/api/v1/objects/delete/T/x", &t), 0);
     cr_assert_eq(t.op, CV_GATE_DELETE);
     cv_gate_target_free(&t);
 }
 
-Test(gate_path, raw_percent_encoded_id)
-{
-    struct cv_gate_target t;
-    cr_assert_eq(parse("/api/v1/objects/call/ShardMonitor/shard%233%2FShardMonitor/GetStats", true, &t), 0);
-    cr_assert_str_eq(t.id, "shard#3/ShardMonitor");
-    cr_assert_str_eq(t.method, "GetStats");
-    cv_gate_target_free(&t);
-    cr_assert_eq(parse("/api/v1/objects/create/NodeMonitor/node-1%2fNodeMonitor", true, &t), 0);
-    cr_assert_str_eq(t.id, "node-1/NodeMonitor");
-    cv_gate_target_free(&t);
-}
-
-Test(gate_path, raw_is_strict)
+Test(gate_path, missing_or_empty_parts_are_refused)
 {
     struct cv_gate_target t;
     const char *bad[] = {
-        "/api/v1/objects/call/T/a/b/M",  /* an unencoded '/' in the id */
-        "/api/v1/objects/call/T/x",      /* no method */
-        "/api/v1/objects/call/T//M",     /* empty id */
-        "/api/v1/objects/call//x/M",     /* empty type */
-        "/api/v1/objects/call/T/x/M/",   /* trailing slash */
-        "/api/v1/objects/create/T/x/y",  /* extra segment */
-        "/api/v1/objects/create/T",      /* no id */
-        "/api/v1/objects/call/T/%zz/M",  /* bad escape */
-        "/api/v1/objects/call/T/a%00/M", /* encoded NUL */
-        "/api/v1/objects/call/T/a%2/M",  /* truncated escape */
+        "/api/v1/objects/call/T/x",     /* no method */
+        "/api/v1/objects/call/T//M",    /* empty id */
+        "/api/v1/objects/call//x/M",    /* empty type */
+        "/api/v1/objects/call/T/x/M/",  /* trailing slash: empty method */
+        "/api/v1/objects/create/T",     /* no id */
+        "/api/v1/objects/create/T/",    /* empty id */
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char err[256] = "";
-        cr_assert_eq(cv_gate_parse_path(bad[i], true, &t, err, sizeof err), CV_EINVAL, "%s", bad[i]);
+        cr_assert_eq(cv_gate_parse_path(bad[i], &t, err, sizeof err), CV_EINVAL, "%s", bad[i]);
         cr_assert(err[0] != '\0');
     }
 }
@@ -106,27 +92,27 @@ Test(gate_path, raw_is_strict)
 Test(gate_path, decoded_form_keeps_slashes_in_the_id)
 {
     struct cv_gate_target t;
-    cr_assert_eq(parse("/api/v1/objects/call/ShardMonitor/shard#3/ShardMonitor/GetStats", false, &t), 0);
+    cr_assert_eq(parse("/api/v1/objects/call/ShardMonitor/shard#3/ShardMonitor/GetStats", &t), 0);
     cr_assert_str_eq(t.type, "ShardMonitor");
     cr_assert_str_eq(t.id, "shard#3/ShardMonitor");
     cr_assert_str_eq(t.method, "GetStats");
     cv_gate_target_free(&t);
-    cr_assert_eq(parse("/api/v1/objects/delete/NodeMonitor/node-1/NodeMonitor", false, &t), 0);
+    cr_assert_eq(parse("/api/v1/objects/delete/NodeMonitor/node-1/NodeMonitor", &t), 0);
     cr_assert_str_eq(t.id, "node-1/NodeMonitor");
     cv_gate_target_free(&t);
-    cr_assert_eq(parse("/api/v1/objects/call/T/x", false, &t), CV_EINVAL);
-    cr_assert_eq(parse("/api/v1/objects/call/T/x/", false, &t), CV_EINVAL);
-    cr_assert_eq(parse("/api/v1/objects/create/T/", false, &t), CV_EINVAL);
-    cr_assert_eq(parse("/api/v1/objects/create//x", false, &t), CV_EINVAL);
+    cr_assert_eq(parse("/api/v1/objects/call/T/x", &t), CV_EINVAL);
+    cr_assert_eq(parse("/api/v1/objects/call/T/x/", &t), CV_EINVAL);
+    cr_assert_eq(parse("/api/v1/objects/create/T/", &t), CV_EINVAL);
+    cr_assert_eq(parse("/api/v1/objects/create//x", &t), CV_EINVAL);
 }
 
 Test(gate_path, unknown_routes)
 {
     struct cv_gate_target t;
-    cr_assert_eq(parse("/", true, &t), CV_ENOTFOUND);
-    cr_assert_eq(parse("/api/v1/objects/list/T/x", true, &t), CV_ENOTFOUND);
-    cr_assert_eq(parse("/api/v1/objects/call", true, &t), CV_ENOTFOUND);
-    cr_assert_eq(parse("/api/v2/objects/call/T/x/M", false, &t), CV_ENOTFOUND);
+    cr_assert_eq(parse("/", &t), CV_ENOTFOUND);
+    cr_assert_eq(parse("/api/v1/objects/list/T/x", &t), CV_ENOTFOUND);
+    cr_assert_eq(parse("/api/v1/objects/call", &t), CV_ENOTFOUND);
+    cr_assert_eq(parse("/api/v2/objects/call/T/x/M", &t), CV_ENOTFOUND);
 }
 
 /* ---------------------------------------------------------------------------------------------------
@@ -206,12 +192,11 @@ Test(gate_parse, error_mapping)
         {CV_ENOMEM, 500, "INTERNAL", false},           {-999, 500, "INTERNAL", false},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        const struct cv_gate_error *e = cv_gate_error_info(cv_gate_code_of(cases[i].err));
-        cr_assert_eq(e->http_status, cases[i].http, "%d", cases[i].err);
-        cr_assert_str_eq(e->code, cases[i].code);
-        cr_assert_eq(e->retry_after, cases[i].retry);
+        cr_assert_eq(cv_err_http(cases[i].err), cases[i].http, "%d", cases[i].err);
+        cr_assert_str_eq(cv_err_status(cases[i].err), cases[i].code);
+        cr_assert_eq(cv_status_retry_after(cv_err_code(cases[i].err)), cases[i].retry);
     }
-    cr_assert_eq(cv_gate_code_of(0), CV_GATE_CODE_OK);
+    cr_assert_eq(cv_err_code(0), CV_STATUS_OK);
 }
 
 /* ---------------------------------------------------------------------------------------------------
@@ -367,17 +352,18 @@ Test(gate_route, backoff_policy)
     cr_assert_eq(cv_gate_backoff_ms(0, 0.5, 0), 0);
 }
 
-Test(gate_route, retryable_errors)
+Test(gate_route, rerouted_errors)
 {
-    cr_assert(cv_gate_retryable(CV_EREDIRECT));
-    cr_assert(cv_gate_retryable(CV_EUNAVAIL));
-    cr_assert(cv_gate_retryable(CV_ECLOSED));
-    cr_assert(cv_gate_retryable(CV_ENOTLEADER));
-    cr_assert(cv_gate_retryable(CV_ERETRY));
-    cr_assert(!cv_gate_retryable(CV_ETIMEDOUT), "the outcome of a timed-out call is unknown");
-    cr_assert(!cv_gate_retryable(CV_EBUSY), "overload goes back to the client (429)");
-    cr_assert(!cv_gate_retryable(CV_ENOTFOUND));
-    cr_assert(!cv_gate_retryable(0));
+    /* The gate routes these again until the call's deadline (error table: cv_err_reroute). */
+    cr_assert(cv_err_reroute(CV_EREDIRECT));
+    cr_assert(cv_err_reroute(CV_EUNAVAIL));
+    cr_assert(cv_err_reroute(CV_ECLOSED));
+    cr_assert(cv_err_reroute(CV_ENOTLEADER));
+    cr_assert(cv_err_reroute(CV_ERETRY));
+    cr_assert(!cv_err_reroute(CV_ETIMEDOUT), "the outcome of a timed-out call is unknown");
+    cr_assert(!cv_err_reroute(CV_EBUSY), "overload goes back to the client (429)");
+    cr_assert(!cv_err_reroute(CV_ENOTFOUND));
+    cr_assert(!cv_err_reroute(0));
 }
 
 /* ---------------------------------------------------------------------------------------------------
@@ -821,6 +807,9 @@ Test(gate_live, http_errors)
         {"POST", "/api/v1/objects/call/Echo/shard%239%2Fx/Echo", "{}", 400, "INVALID_ARGUMENT"},
         {"POST", "/api/v1/objects/call/Echo/nX%2Fy/Echo", "{}", 404, "NOT_FOUND"},
         {"POST", "/api/v1/objects/call/Echo", "{}", 400, "INVALID_ARGUMENT"},
+        {"POST", "/api/v1/objects/call/Echo/%zz/Echo", "{}", 400, "INVALID_ARGUMENT"},  /* bad escape */
+        {"POST", "/api/v1/objects/call/Echo/a%00/Echo", "{}", 400, "INVALID_ARGUMENT"}, /* encoded NUL */
+        {"POST", "/api/v1/objects/call/Echo/a%2/Echo", "{}", 400, "INVALID_ARGUMENT"},  /* truncated */
         {"GET", "/api/v1/objects/call/Echo/x/Echo", NULL, 405, "METHOD_NOT_ALLOWED"},
         {"POST", "/healthz", "", 405, "METHOD_NOT_ALLOWED"},
         {"GET", "/nowhere", NULL, 404, "NOT_FOUND"},
@@ -1162,13 +1151,18 @@ Test(gate_live, stop_refuses_new_calls_and_drains_the_ones_in_flight)
     curl_global_cleanup();
 }
 
-/* One truth for status names: the gate's HTTP mapping agrees with the core error table (which the CLI
- * prints) for every CV_E* code. */
+/* One truth for status names: the names and HTTP statuses the gate answers with (cv_err_status,
+ * cv_err_http) are the core table's client status of each code (which the CLI prints) for every CV_E*
+ * code, and every name is upper case. */
 Test(gate_errors, status_names_match_the_core_table)
 {
-    for (int e = -1; e >= -20; e--)
-        cr_expect_str_eq(cv_gate_error_info(cv_gate_code_of(e))->code, cv_err_status(e), "code %d (%s)", e,
-                         cv_errname(e));
+    for (int e = -1; e >= -20; e--) {
+        enum cv_status st = cv_err_code(e);
+        cr_expect_str_eq(cv_err_status(e), cv_status_name(st), "code %d (%s)", e, cv_errname(e));
+        cr_expect_eq(cv_err_http(e), cv_status_http(st), "code %d (%s)", e, cv_errname(e));
+        for (const char *c = cv_err_status(e); *c; c++)
+            cr_expect(*c == '_' || (*c >= 'A' && *c <= 'Z'), "code %d: %s", e, cv_err_status(e));
+    }
 }
 
 /* ---------------------------------------------------------------------------------------------------
