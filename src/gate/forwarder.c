@@ -176,6 +176,13 @@ static const char *fwd__invariant(const struct cv_sm *m, int prev)
     }
 }
 
+/* Every move of a forward goes through here: checked (debug builds) and counted. */
+static void fwd__move(struct fwd *f, enum cv_gate_fwd_state to)
+{
+    cv_sm_move(&f->sm, (int)to);
+    f->fw->stats.fwd_moves[to]++;
+}
+
 static void fwd__try(struct fwd *f);
 
 static void fwd__closed(uv_handle_t *h)
@@ -199,7 +206,7 @@ static void fwd__finish(struct fwd *f, int status, const char *error, const uint
     if (f->next) f->next->prev = f->prev;
     f->prev = f->next = NULL;
     uv_timer_stop(&f->timer);
-    cv_sm_move(&f->sm, CV_FWD_DONE);
+    fwd__move(f, CV_FWD_DONE);
     if (status != 0 && !error) error = cv_strerror(status);
     f->cb(f->data, status, error, status == 0 && body ? body : (const uint8_t *)"", status == 0 ? len : 0);
     uv_close((uv_handle_t *)&f->timer, fwd__closed);
@@ -224,7 +231,7 @@ static void fwd__retry_later(struct fwd *f, int err, const char *msg, enum cv_ga
     CV_DEBUG("%s %s/%s: retry %u in %u ms: %s", cv_gate_op_names[f->op], f->type, f->id, f->retries, delay,
              f->last_msg);
     uv_timer_start(&f->timer, fwd__timer_cb, delay, 0);
-    cv_sm_move(&f->sm, f->want_index > cv_gate_map_index(&fw->map) ? CV_FWD_AWAIT_MAP : CV_FWD_BACKOFF);
+    fwd__move(f, f->want_index > cv_gate_map_index(&fw->map) ? CV_FWD_AWAIT_MAP : CV_FWD_BACKOFF);
 }
 
 static void sub__start(struct cv_forwarder *fw, unsigned delay_ms);
@@ -316,7 +323,7 @@ static void fwd__send(struct fwd *f, struct gate_node *n, uint64_t remaining)
     uint8_t *body;
     size_t len;
     f->node = n->index;
-    cv_sm_move(&f->sm, CV_FWD_SENT); /* before the call: its answer never comes from inside it, but be plain */
+    fwd__move(f, CV_FWD_SENT); /* before the call: its answer never comes from inside it, but be plain */
     int rv = fwd__pack(f, cv_gate_map_index(&fw->map), &body, &len);
     if (rv == 0) {
         rv = cv_rpc_call(n->cli, op_methods[f->op], body, len, (unsigned)remaining, fwd__reply, f);
@@ -354,7 +361,7 @@ static void fwd__route(struct fwd *f, uint64_t remaining)
 static void fwd__try(struct fwd *f)
 {
     struct cv_forwarder *fw = f->fw;
-    cv_sm_move(&f->sm, CV_FWD_ROUTING);
+    fwd__move(f, CV_FWD_ROUTING);
     if (fw->closing) {
         fwd__finish(f, CV_ECANCELED, "gate is shutting down", NULL, 0);
         return;
@@ -401,6 +408,7 @@ int cv_forwarder_forward(struct cv_forwarder *fw, enum cv_gate_op op, const char
     fw->calls = f;
     uv_timer_start(&f->timer, fwd__timer_cb, 0, 0); /* the callback must never run from in here */
     cv_sm_init(&f->sm, &cv_gate_fwd_sm, CV_FWD_QUEUED, fwd__invariant, f->id);
+    fw->stats.fwd_moves[CV_FWD_QUEUED]++;
     return 0;
 }
 

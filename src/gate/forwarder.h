@@ -24,19 +24,6 @@ extern const char *const cv_gate_retry_names[CV_GATE_N_RETRY]; /* "redirect", "u
 #define CV_GATE_N_LAT 15
 extern const double cv_gate_lat_bounds[CV_GATE_N_LAT];
 
-/* Counters and gauges of a forwarder (a copy: see cv_forwarder_stats). */
-struct cv_gate_stats {
-    uint64_t results[CV_GATE_N_OPS][CV_STATUS_N]; /* client requests answered, by client status */
-    uint64_t lat[CV_GATE_N_OPS][CV_GATE_N_LAT];   /* per bucket, not cumulative */
-    double lat_sum[CV_GATE_N_OPS];                /* seconds */
-    uint64_t retries[CV_GATE_N_RETRY];
-    uint64_t maps_applied, maps_ignored, sub_switches;
-    uint64_t map_index;   /* 0 without a map */
-    uint32_t unassigned;  /* shards without owner; the configured shard count without a map */
-    size_t connections;   /* nodes connected */
-    size_t inflight;      /* client requests between begin and end */
-};
-
 /* A forward's lifecycle (checked with core/sm.h in debug builds):
  *   QUEUED --> ROUTING --> SENT --> DONE            (the happy path)
  *   ROUTING --> BACKOFF | AWAIT_MAP --> ROUTING     (no owner / unreachable / redirect: wait, route again)
@@ -54,6 +41,20 @@ enum cv_gate_fwd_state {
     CV_FWD_N_STATES
 };
 extern const struct cv_sm_conf cv_gate_fwd_sm;
+
+/* Counters and gauges of a forwarder (a copy: see cv_forwarder_stats). */
+struct cv_gate_stats {
+    uint64_t results[CV_GATE_N_OPS][CV_STATUS_N]; /* client requests answered, by client status */
+    uint64_t lat[CV_GATE_N_OPS][CV_GATE_N_LAT];   /* per bucket, not cumulative */
+    double lat_sum[CV_GATE_N_OPS];                /* seconds */
+    uint64_t retries[CV_GATE_N_RETRY];
+    uint64_t maps_applied, maps_ignored, sub_switches;
+    uint64_t fwd_moves[CV_FWD_N_STATES]; /* moves of forwards into each state (their paths; not on /metrics) */
+    uint64_t map_index;   /* 0 without a map */
+    uint32_t unassigned;  /* shards without owner; the configured shard count without a map */
+    size_t connections;   /* nodes connected */
+    size_t inflight;      /* client requests between begin and end */
+};
 
 struct cv_forwarder;
 
