@@ -185,16 +185,21 @@ static void fwd__move(struct fwd *f, enum cv_gate_fwd_state to)
 
 static void fwd__try(struct fwd *f);
 
-static void fwd__closed(uv_handle_t *h)
+static void fwd__free(struct fwd *f)
 {
-    struct fwd *f = h->data;
-    struct cv_forwarder *fw = f->fw;
-    cv_sm_fini(&f->sm);
     free(f->type);
     free(f->id);
     free(f->method);
     free(f->req);
     free(f);
+}
+
+static void fwd__closed(uv_handle_t *h)
+{
+    struct fwd *f = h->data;
+    struct cv_forwarder *fw = f->fw;
+    cv_sm_fini(&f->sm);
+    fwd__free(f);
     forwarder__unref(fw);
 }
 
@@ -323,7 +328,7 @@ static void fwd__send(struct fwd *f, struct gate_node *n, uint64_t remaining)
     uint8_t *body;
     size_t len;
     f->node = n->index;
-    fwd__move(f, CV_FWD_SENT); /* before the call: its answer never comes from inside it, but be plain */
+    fwd__move(f, CV_FWD_SENT); /* its answer never comes from inside cv_rpc_call; a failure ends it */
     int rv = fwd__pack(f, cv_gate_map_index(&fw->map), &body, &len);
     if (rv == 0) {
         rv = cv_rpc_call(n->cli, op_methods[f->op], body, len, (unsigned)remaining, fwd__reply, f);
@@ -371,15 +376,6 @@ static void fwd__try(struct fwd *f)
     else fwd__route(f, f->deadline_ms - now);
 }
 
-static void fwd__free(struct fwd *f)
-{
-    free(f->type);
-    free(f->id);
-    free(f->method);
-    free(f->req);
-    free(f);
-}
-
 int cv_forwarder_forward(struct cv_forwarder *fw, enum cv_gate_op op, const char *type, const char *id,
                          const char *method, const uint8_t *req, size_t len, unsigned timeout_ms, cv_gate_done_cb cb,
                          void *data)
@@ -397,9 +393,12 @@ int cv_forwarder_forward(struct cv_forwarder *fw, enum cv_gate_op op, const char
         return CV_ENOMEM;
     }
     if (len) memcpy(f->req, req, len);
-    *f = (struct fwd){.fw = fw, .op = op, .type = f->type, .id = f->id, .method = f->method, .req = f->req,
-                      .req_len = len, .cb = cb, .data = data,
-                      .deadline_ms = cv_mono_ms() + (timeout_ms ? timeout_ms : fw->default_timeout_ms)};
+    f->req_len = len;
+    f->fw = fw;
+    f->op = op;
+    f->cb = cb;
+    f->data = data;
+    f->deadline_ms = cv_mono_ms() + (timeout_ms ? timeout_ms : fw->default_timeout_ms);
     uv_timer_init(fw->loop, &f->timer);
     f->timer.data = f;
     fw->handles++;
