@@ -163,14 +163,9 @@ static int rpc__sock_send(struct rpc__sock *s, const Cverse__Rpc__Frame *f)
     if (s->closing) return CV_ECLOSED;
     size_t blen = cverse__rpc__frame__get_packed_size(f);
     if (blen > CV_FRAME_MAX) return CV_ETOOBIG;
-    if (rpc__buf_reserve(&s->out, 4 + blen)) return CV_ENOMEM;
-    uint8_t *p = s->out.p + s->out.len;
-    p[0] = (uint8_t)(blen >> 24);
-    p[1] = (uint8_t)(blen >> 16);
-    p[2] = (uint8_t)(blen >> 8);
-    p[3] = (uint8_t)blen;
-    cverse__rpc__frame__pack(f, p + 4);
-    s->out.len += 4 + blen;
+    if (rpc__buf_reserve(&s->out, CV_FRAME_PREFIX + blen)) return CV_ENOMEM;
+    cv_frame_pack(f, blen, s->out.p + s->out.len);
+    s->out.len += CV_FRAME_PREFIX + blen;
     rpc__sock_flush(s);
     return 0;
 }
