@@ -24,6 +24,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "cverse/error.h"
 
 #define PBJSON__ANY_PREFIX "type.googleapis.com/"
@@ -522,85 +524,64 @@ static int pbjson__to_float(struct pbjson__ctx *c, double d, float *out)
 /* ---------------------------------------------------------------------------------------------------
  * base64. */
 
-static const char pbjson__b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
 int cv_pbjson_b64_encode(const uint8_t *data, size_t len, char **out, size_t *outlen)
 {
     if (!out || (len && !data)) return CV_EINVAL;
     *out = NULL;
     if (len > (SIZE_MAX - 1) / 4 * 3 - 3) return CV_ENOMEM;
-    size_t n = (len + 2) / 3 * 4, o = 0;
-    char *s = malloc(n + 1);
+    size_t n = sodium_base64_ENCODED_LEN(len, sodium_base64_VARIANT_ORIGINAL); /* NUL included */
+    char *s = malloc(n);
     if (!s) return CV_ENOMEM;
-    for (size_t i = 0; i < len; i += 3) {
-        uint32_t v = (uint32_t)data[i] << 16;
-        if (i + 1 < len) v |= (uint32_t)data[i + 1] << 8;
-        if (i + 2 < len) v |= data[i + 2];
-        s[o++] = pbjson__b64[v >> 18 & 63];
-        s[o++] = pbjson__b64[v >> 12 & 63];
-        s[o++] = i + 1 < len ? pbjson__b64[v >> 6 & 63] : '=';
-        s[o++] = i + 2 < len ? pbjson__b64[v & 63] : '=';
-    }
-    s[o] = '\0';
+    sodium_bin2base64(s, n, data ? data : (const uint8_t *)"", len, sodium_base64_VARIANT_ORIGINAL);
     *out = s;
-    if (outlen) *outlen = o;
+    if (outlen) *outlen = n - 1;
     return 0;
 }
 
-/* Value of a base64 character in the standard or URL-safe alphabet, -1 if not one. */
-static int pbjson__b64_val(unsigned char ch, int url)
+/* proto3 JSON (like Go's protojson) ignores the unused low bits of the last character of an unpadded
+ * or padded tail; libsodium rejects them. Clears them in tail[] (a copy of the last character). */
+static void pbjson__b64_clear_tail(char *last, size_t data_chars, int url)
 {
-    if (ch >= 'A' && ch <= 'Z') return ch - 'A';
-    if (ch >= 'a' && ch <= 'z') return ch - 'a' + 26;
-    if (ch >= '0' && ch <= '9') return ch - '0' + 52;
-    if (ch == (url ? '-' : '+')) return 62;
-    if (ch == (url ? '_' : '/')) return 63;
-    return -1;
+    static const char std[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    static const char safe[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    const char *alpha = url ? safe : std, *p = *last ? strchr(alpha, *last) : NULL;
+    unsigned unused = data_chars % 4 == 2 ? 0xF : data_chars % 4 == 3 ? 0x3 : 0;
+    if (p && unused) *last = alpha[(size_t)(p - alpha) & ~unused];
 }
 
-/* Strict: standard alphabet, padded, unused bits zero. Lenient (proto3 JSON bytes, like Go's protojson):
- * URL-safe alphabet if '-' or '_' appear, padding optional, unused bits ignored. *out is malloc'ed
- * (NULL for no bytes when lenient). */
+/* Strict: libsodium's standard padded variant (unused bits must be zero). Lenient (proto3 JSON bytes):
+ * the URL-safe alphabet if '-' or '_' appear, padded if '=' appears, unused bits ignored. *out is
+ * malloc'ed (NULL for no bytes when lenient). */
 static int pbjson__b64_decode(const char *s, size_t n, int lenient, uint8_t **out, size_t *outlen)
 {
     int url = lenient && (memchr(s, '-', n) || memchr(s, '_', n));
-    size_t pad = 0;
-    if (n % 4 == 0)
-        while (pad < 2 && pad < n && s[n - pad - 1] == '=') pad++;
-    else if (!lenient)
-        return CV_EINVAL;
-    size_t r = n - pad, olen = r / 4 * 3 + (r % 4 ? r % 4 - 1 : 0);
-    if (r % 4 == 1) return CV_EINVAL;
-    uint8_t *b = malloc(olen ? olen : 1);
-    if (!b) return CV_ENOMEM;
-    uint32_t acc = 0;
-    size_t o = 0;
-    for (size_t i = 0; i < r; i++) {
-        int v = pbjson__b64_val((unsigned char)s[i], url);
-        if (v < 0) goto err_after_alloc;
-        acc = acc << 6 | (uint32_t)v;
-        if (i % 4 == 3) {
-            b[o++] = (uint8_t)(acc >> 16);
-            b[o++] = (uint8_t)(acc >> 8);
-            b[o++] = (uint8_t)acc;
-            acc = 0;
+    int padded = !lenient || memchr(s, '=', n);
+    int variant = url ? (padded ? sodium_base64_VARIANT_URLSAFE : sodium_base64_VARIANT_URLSAFE_NO_PADDING)
+                      : (padded ? sodium_base64_VARIANT_ORIGINAL : sodium_base64_VARIANT_ORIGINAL_NO_PADDING);
+    char *copy = NULL;
+    if (lenient) {
+        size_t data_chars = n;
+        while (data_chars > 0 && s[data_chars - 1] == '=') data_chars--;
+        if (data_chars > 0 && (data_chars % 4 == 2 || data_chars % 4 == 3)) {
+            if (!(copy = malloc(n))) return CV_ENOMEM;
+            memcpy(copy, s, n);
+            pbjson__b64_clear_tail(&copy[data_chars - 1], data_chars, url);
+            s = copy;
         }
     }
-    if (r % 4 == 2) {
-        if (!lenient && (acc & 0xF)) goto err_after_alloc;
-        b[o++] = (uint8_t)(acc >> 4);
-    } else if (r % 4 == 3) {
-        if (!lenient && (acc & 0x3)) goto err_after_alloc;
-        b[o++] = (uint8_t)(acc >> 10);
-        b[o++] = (uint8_t)(acc >> 2);
+    size_t max = n / 4 * 3 + 3, olen = 0;
+    uint8_t *b = malloc(max);
+    int rc = b ? 0 : CV_ENOMEM;
+    if (b && sodium_base642bin(b, max, s, n, NULL, &olen, NULL, variant) != 0) rc = CV_EINVAL;
+    free(copy);
+    if (rc || (lenient && olen == 0)) {
+        free(b);
+        b = NULL;
     }
-    if (lenient && olen == 0) free(b), b = NULL;
+    if (rc) return rc;
     *out = b;
     *outlen = olen;
     return 0;
-err_after_alloc:
-    free(b);
-    return CV_EINVAL;
 }
 
 int cv_pbjson_b64_decode(const char *text, size_t len, uint8_t **out, size_t *outlen)
