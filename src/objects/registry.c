@@ -1,7 +1,8 @@
 /* Object-type registry: a growable array of type pointers, searched linearly (a process registers a
  * handful of types). cv_register_type validates a description completely before accepting it, so that
  * the runtime and the gate never meet a half-described type. Failure modes: CV_EINVAL (incomplete
- * description, frozen registry), CV_EEXIST (name taken), CV_ENOMEM. */
+ * description, frozen registry), CV_EEXIST (name taken), CV_ENOMEM. A module whose init fails is
+ * unloaded again, after the types it registered before failing are dropped (nothing points into it). */
 #include "objects/registry.h"
 
 #include <dlfcn.h>
@@ -112,15 +113,23 @@ int cv_registry_load_module(cv_registry *reg, const char *path, void **handle, c
         dlclose(h);
         return CV_EIO;
     }
-    if (handle) *handle = h;
+    if (handle) *handle = NULL;
+    size_t before = reg->n;
     int rv = init(reg);
+    if (rv == 0) {
+        if (handle) *handle = h;
+        return 0;
+    }
     if (rv == CV_EEXIST)
         snprintf(err, errlen,
                  "module %s: %s failed: a type it registers is already registered (by an earlier "
                  "--module, or the built-in demo types)",
                  path, CV_MODULE_INIT_SYMBOL);
-    else if (rv)
+    else
         snprintf(err, errlen, "module %s: %s failed: %s (%s)", path, CV_MODULE_INIT_SYMBOL, cv_strerror(rv),
                  cv_errname(rv));
+    /* Types registered before the failure point into the module: forget them, then unload it. */
+    reg->n = before;
+    dlclose(h);
     return rv;
 }

@@ -3,6 +3,7 @@
  * running the loop until a condition holds, with a deadline (never by sleeping); every test ends by
  * closing the runtime and checking uv_loop_close() == 0 (no handle left behind). */
 #include <criterion/criterion.h>
+#include <dlfcn.h>
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
@@ -11,6 +12,7 @@
 #include "cverse/error.h"
 #include "cverse/object.h"
 #include "lsan_check.h"
+#include "objects/registry.h"
 #include "objects/runtime.h"
 #include "rpc.pb-c.h"
 #include "util/log.h"
@@ -841,4 +843,28 @@ Test(objects, setting_u64_reads_the_environment)
     setenv("CV_TEST_SETTING", "", 1);
     cr_assert_eq(cv_object_setting_u64("CV_TEST_SETTING", 7), 7);
     unsetenv("CV_TEST_SETTING");
+}
+
+/* ---- modules ---- */
+
+/* Defect 8: a module whose init fails was left loaded with nobody holding its handle (and its half
+ * registration kept pointers into it). It must be unloaded again, with the types it registered gone. */
+Test(objects, failed_module_init_unloads_the_module)
+{
+    const char *path = getenv("CVERSE_FAILING_MODULE");
+    cr_assert_not_null(path, "CVERSE_FAILING_MODULE not set");
+    for (int keep = 0; keep < 2; keep++) {
+        cv_registry *reg = cv_registry_new();
+        cr_assert_not_null(reg);
+        void *handle = (void *)0x1, **hp = keep ? &handle : NULL;
+        char err[512];
+        cr_assert_eq(cv_registry_load_module(reg, path, hp, err, sizeof err), CV_EINVAL);
+        cr_assert(strstr(err, "cverse_module_init failed") != NULL, "err: %s", err);
+        if (keep) cr_assert_null(handle, "a handle was given out for an unloaded module");
+        cr_assert_eq(cv_registry_count(reg), 0, "the failed module's type stayed registered");
+        cr_assert_null(cv_registry_type(reg, "FailingModuleType"));
+        void *still = dlopen(path, RTLD_NOW | RTLD_NOLOAD);
+        cr_assert_null(still, "the module stayed loaded after its init failed");
+        cv_registry_free(reg);
+    }
 }
