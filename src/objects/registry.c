@@ -72,7 +72,7 @@ bool cv_registry_frozen(const cv_registry *reg)
     return reg->frozen;
 }
 
-static int type_validate(const struct cv_object_type *t)
+static int registry__validate(const struct cv_object_type *t)
 {
     if (!t || !t->name || !t->name[0] || (t->n_methods && !t->methods)) return CV_EINVAL;
     for (size_t i = 0; i < t->n_methods; i++) {
@@ -87,7 +87,7 @@ static int type_validate(const struct cv_object_type *t)
 int cv_register_type(cv_registry *reg, const struct cv_object_type *t)
 {
     if (!reg || reg->frozen) return CV_EINVAL;
-    int rv = type_validate(t);
+    int rv = registry__validate(t);
     if (rv != 0) return rv;
     if (cv_registry_type(reg, t->name)) return CV_EEXIST;
     rv = cv_array_grow((void **)&reg->types, &reg->cap, reg->n + 1, sizeof *reg->types);
