@@ -1,5 +1,5 @@
-/* One object's internals, shared by runtime.c (table, pump, calls) and object.c: its lifecycle state
- * machine, references, ready list, mailbox, timers and replies. Not part of the public API. */
+/* One object's internals (object.c), shared with runtime.c (table, pump, calls) and services.c (the SDK's
+ * cluster side): lifecycle state machine, references, ready list, mailbox, timers, replies. Internal. */
 #ifndef CV_OBJECTS_OBJECT_H
 #define CV_OBJECTS_OBJECT_H
 
