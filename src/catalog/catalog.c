@@ -424,6 +424,40 @@ int cv_catalog_shard_release_state(const struct cv_catalog *cat, uint32_t shard,
     return 0;
 }
 
+int cv_catalog_shard_get(const struct cv_catalog *cat, uint32_t shard, struct cv_catalog_shard *out)
+{
+    struct cv_shard_view v;
+    if (shard >= cat->shards) return CV_EINVAL;
+    const struct cv_slot *s = &cat->m.smap[shard];
+    cv_mirror_shard_view(&cat->m, shard, &v);
+    *out = (struct cv_catalog_shard){
+        .state = cv_shard_state(&v),
+        .owner = s->owner >= 0 ? cat->m.nodes[s->owner].id : "",
+        .epoch = s->epoch,
+        .released_by = s->released_by >= 0 ? cat->m.nodes[s->released_by].id : "",
+        .released_epoch = s->released_epoch,
+    };
+    return 0;
+}
+
+int cv_catalog_shard_state(const struct cv_catalog *cat, uint32_t shard)
+{
+    struct cv_catalog_shard sh;
+    int rv = cv_catalog_shard_get(cat, shard, &sh);
+    return rv ? rv : (int)sh.state;
+}
+
+bool cv_catalog_shard_to_release(const struct cv_catalog *cat, uint32_t shard, const char *node,
+                                 uint64_t *epoch)
+{
+    struct cv_catalog_shard sh;
+    if (cv_catalog_shard_get(cat, shard, &sh) != 0 || !cv_shard_must_confirm(sh.state) ||
+        strcmp(sh.released_by, node) != 0)
+        return false;
+    if (epoch) *epoch = sh.epoch;
+    return true;
+}
+
 uint32_t cv_catalog_unassigned_shards(const struct cv_catalog *cat)
 {
     uint64_t owned = 0;

@@ -137,6 +137,30 @@ static int cmd__set_role(struct cv_cmd_ctx *c, const Cverse__Catalog__CmdSetRole
     return cmd__node_commit(c, &sn);
 }
 
+#ifdef CV_CHECKS
+/* Liveness as this transaction sees it ("" or unknown: not alive). */
+static bool cmd__alive(struct cv_cmd_ctx *c, const char *id)
+{
+    struct cv_store_node sn;
+    return id[0] && cv_store_node_read(c->txn, c->dbi, id, strlen(id), &sn) == 0 && sn.n.alive;
+}
+#endif
+
+/* Debug builds: the change of one shard record is a move of the shard lifecycle that its table allows,
+ * to a consistent record (liveness fixed at this command: lease commands move liveness, not records). */
+static void cmd__check_move(struct cv_cmd_ctx *c, uint32_t shard, const char *what,
+                            const struct cv_store_shard *from, const struct cv_store_shard *to)
+{
+#ifdef CV_CHECKS
+    struct cv_shard_view a, b;
+    cv_store_shard_view(from, cmd__alive(c, from->owner), cmd__alive(c, from->released_by), &a);
+    cv_store_shard_view(to, cmd__alive(c, to->owner), cmd__alive(c, to->released_by), &b);
+    cv_shard_check_move(shard, what, &a, &b);
+#else
+    (void)c, (void)shard, (void)what, (void)from, (void)to;
+#endif
+}
+
 /* Marks shard as seen by the command being applied; false if out of range or seen already. */
 static bool cmd__shard_once(struct cv_cmd_ctx *c, uint32_t shard)
 {
@@ -181,6 +205,7 @@ static int cmd__assign(struct cv_cmd_ctx *c, const Cverse__Catalog__CmdAssignSha
         rv = cv_store_shard_read(c->txn, c->dbi, a->shard, &r);
         if (rv != 0) return rv;
         if (strcmp(r.owner, a->owner) == 0) continue; /* unchanged owner: epoch unchanged too */
+        struct cv_store_shard before = r;
         if (a->owner[0] == '\0')
             strcpy(r.released_by, r.owner); /* X -> "": wait for X */
         else
@@ -188,6 +213,7 @@ static int cmd__assign(struct cv_cmd_ctx *c, const Cverse__Catalog__CmdAssignSha
         strcpy(r.owner, a->owner); /* length checked by cmd__assign_check */
         r.epoch++;
         r.released_epoch = 0;
+        cmd__check_move(c, a->shard, "assign_shards", &before, &r);
         rv = cv_store_shard_write(c->txn, c->dbi, a->shard, &r);
         if (rv == 0) rv = cv_stage_shard(c->st, a->shard, &r, false);
         if (rv != 0) return rv;
@@ -227,7 +253,9 @@ static int cmd__release(struct cv_cmd_ctx *c, const Cverse__Catalog__CmdReleaseS
         rv = cv_store_shard_read(c->txn, c->dbi, cmd->shards[i], &r);
         if (rv != 0) return rv;
         if (r.released_epoch == r.epoch) continue; /* released already */
+        struct cv_store_shard before = r;
         r.released_epoch = r.epoch;
+        cmd__check_move(c, cmd->shards[i], "release_shards", &before, &r);
         rv = cv_store_shard_write(c->txn, c->dbi, cmd->shards[i], &r);
         if (rv == 0) rv = cv_stage_shard(c->st, cmd->shards[i], &r, true);
         if (rv != 0) return rv;

@@ -54,10 +54,13 @@ size_t cv_mirror_find(const struct cv_mirror *m, const char *id, bool *found);
 int cv_mirror_reserve(struct cv_mirror *m, const struct cv_stage *st);
 /* Applies the stage (after cv_mirror_reserve) and records index as applied. Cannot fail. */
 void cv_mirror_publish(struct cv_mirror *m, const struct cv_stage *st, uint64_t index);
+/* The lifecycle view of a shard (shard < m->shards): its record and the alive flags of its nodes. */
+void cv_mirror_shard_view(const struct cv_mirror *m, uint32_t shard, struct cv_shard_view *v);
 /* What differs between two mirrors of the same shard count (a static description), or NULL. */
 const char *cv_mirror_diff(const struct cv_mirror *a, const struct cv_mirror *b);
 /* NULL when the mirror is consistent: node indexes in range, every shard record consistent
- * (cv_shard_invariant), shards_owned adds up, nodes sorted. Else a static description. */
+ * (cv_shard_invariant), every node's shards_owned is the number of shards it owns, nodes sorted.
+ * Else a static description. In memory, O(shards + nodes). */
 const char *cv_mirror_invariants(const struct cv_mirror *m);
 
 void cv_stage_reset(struct cv_stage *st);

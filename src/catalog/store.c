@@ -229,3 +229,16 @@ int cv_store_shard_write(MDB_txn *txn, const MDB_dbi *dbi, uint32_t shard, const
     rec.released_epoch = r->released_epoch;
     return cv_store_msg_put(txn, dbi[CV_DB_SHARDS], kb, 4, &rec);
 }
+
+void cv_store_shard_view(const struct cv_store_shard *r, bool owner_live, bool releaser_live,
+                         struct cv_shard_view *v)
+{
+    *v = (struct cv_shard_view){
+        .owner = r->owner[0] != '\0',
+        .owner_live = owner_live,
+        .epoch = r->epoch,
+        .released_by = r->released_by[0] != '\0',
+        .releaser_live = releaser_live,
+        .released_epoch = r->released_epoch,
+    };
+}

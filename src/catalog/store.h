@@ -9,6 +9,7 @@
 
 #include "catalog.pb-c.h"
 #include "catalog/catalog.h"
+#include "core/shard.h"
 
 #define CV_STORE_ADDR_MAX 128
 
@@ -32,6 +33,10 @@ struct cv_store_shard {
     char owner[CV_NODE_ID_MAX], released_by[CV_NODE_ID_MAX];
     uint64_t epoch, released_epoch;
 };
+
+/* The lifecycle view of a record (core/shard.h), given whether the nodes it names are alive. */
+void cv_store_shard_view(const struct cv_store_shard *r, bool owner_live, bool releaser_live,
+                         struct cv_shard_view *v);
 
 /* Logs an LMDB error with what failed; returns CV_ELMDB. */
 int cv_store_lmdb_err(int rc, const char *what);
