@@ -265,6 +265,55 @@ const char *cv_mirror_diff(const struct cv_mirror *a, const struct cv_mirror *b)
     return NULL;
 }
 
+static const char *mirror__node_differs(const struct cv_mirror *m, MDB_txn *txn, const MDB_dbi *dbi,
+                                        const char *id, int *rv)
+{
+    struct cv_store_node sn;
+    bool found;
+    size_t i = cv_mirror_find(m, id, &found);
+    if (!found) return "a node";
+    *rv = cv_store_node_read(txn, dbi, id, strlen(id), &sn);
+    if (*rv == CV_ENOTFOUND)
+        *rv = 0;
+    else if (*rv == 0)
+        sn.n.shards_owned = m->nodes[i].shards_owned; /* derived: the invariants count it */
+    return *rv == 0 && mirror__node_equal(&m->nodes[i], &sn.n) ? NULL : "a node";
+}
+
+static const char *mirror__slot_differs(const struct cv_mirror *m, MDB_txn *txn, const MDB_dbi *dbi,
+                                        uint32_t shard, int *rv)
+{
+    struct cv_store_shard r;
+    const struct cv_slot *sl = &m->smap[shard];
+    *rv = cv_store_shard_read(txn, dbi, shard, &r);
+    if (*rv != 0) return NULL;
+    const char *owner = sl->owner >= 0 ? m->nodes[sl->owner].id : "";
+    const char *rel = sl->released_by >= 0 ? m->nodes[sl->released_by].id : "";
+    bool same = strcmp(owner, r.owner) == 0 && strcmp(rel, r.released_by) == 0 && sl->epoch == r.epoch &&
+                sl->released_epoch == r.released_epoch;
+    return same ? NULL : "a shard";
+}
+
+int cv_mirror_check_stage(const struct cv_mirror *m, const struct cv_stage *st, MDB_txn *txn,
+                          const MDB_dbi *dbi, const char **bad)
+{
+    uint64_t applied, fp;
+    bool found;
+    int rv = cv_store_meta_get(txn, dbi[CV_DB_META], CV_META_APPLIED, 8, &applied, &found);
+    if (rv == 0) rv = cv_store_meta_get(txn, dbi[CV_DB_META], CV_META_FP, 8, &fp, &found);
+    *bad = NULL;
+    if (rv != 0) return rv;
+    if (applied != m->applied)
+        *bad = "applied index";
+    else if (fp != m->fingerprint)
+        *bad = "fingerprint";
+    for (size_t i = 0; i < st->n_nodes && !*bad && rv == 0; i++)
+        *bad = mirror__node_differs(m, txn, dbi, st->nodes[i].id, &rv);
+    for (size_t i = 0; i < st->n_shards && !*bad && rv == 0; i++)
+        *bad = mirror__slot_differs(m, txn, dbi, st->shards[i].shard, &rv);
+    return rv;
+}
+
 void cv_mirror_shard_view(const struct cv_mirror *m, uint32_t shard, struct cv_shard_view *v)
 {
     const struct cv_slot *sl = &m->smap[shard];

@@ -58,6 +58,12 @@ void cv_mirror_publish(struct cv_mirror *m, const struct cv_stage *st, uint64_t 
 void cv_mirror_shard_view(const struct cv_mirror *m, uint32_t shard, struct cv_shard_view *v);
 /* What differs between two mirrors of the same shard count (a static description), or NULL. */
 const char *cv_mirror_diff(const struct cv_mirror *a, const struct cv_mirror *b);
+/* What the stage (just published) changed against LMDB as txn sees it: the meta integers, every staged
+ * node and shard. *bad: NULL or a static description of what differs. Returns 0, or an error of
+ * reading LMDB (CV_EPROTO: a record does not decode). Covers everything a publish touches unless a
+ * node joined (that renumbers the whole shard map: check it all with cv_mirror_diff then). */
+int cv_mirror_check_stage(const struct cv_mirror *m, const struct cv_stage *st, MDB_txn *txn,
+                          const MDB_dbi *dbi, const char **bad);
 /* NULL when the mirror is consistent: node indexes in range, every shard record consistent
  * (cv_shard_invariant), every node's shards_owned is the number of shards it owns, nodes sorted.
  * Else a static description. In memory, O(shards + nodes). */
