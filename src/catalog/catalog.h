@@ -146,8 +146,10 @@ typedef int (*cv_catalog_object_cb)(void *data, const char *type, const char *id
 int cv_catalog_object_foreach(struct cv_catalog *cat, cv_catalog_object_cb cb, void *data);
 size_t cv_catalog_object_count(struct cv_catalog *cat);
 
-/* Debug builds: checks the mirror against LMDB and the invariants (owners are known nodes, epochs
- * monotonic, shards_owned sums to assigned shards). Returns 0 or CV_ECONFLICT with a log line. */
+/* Checks the whole mirror against LMDB and the invariants (owners are known nodes, every shard record
+ * consistent by cv_shard_invariant, each node's shards_owned matches the map). Returns 0 or
+ * CV_ECONFLICT with a log line. Debug builds run it (or its cheaper form for one apply) after every
+ * apply and restore, and abort on a failure. */
 int cv_catalog_check(struct cv_catalog *cat);
 
 #endif
