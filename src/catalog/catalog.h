@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "catalog.pb-c.h"
+#include "core/shard.h"
 
 #define CV_NODE_ID_MAX 64
 
@@ -108,6 +109,26 @@ const char *cv_catalog_shard_owner(const struct cv_catalog *cat, uint32_t shard,
 int cv_catalog_shard_release_state(const struct cv_catalog *cat, uint32_t shard, const char **from, bool *done);
 uint32_t cv_catalog_unassigned_shards(const struct cv_catalog *cat);
 
+/* The shard lifecycle (core/shard.h) as the mirror sees it: a shard's record plus whether the nodes it
+ * names are alive (cv_catalog_node.alive, the flag the leader's liveness comes from too). Strings are
+ * valid like cv_catalog_shard_owner's result. */
+struct cv_catalog_shard {
+    enum cv_shard_state state;
+    const char *owner; /* "" if unassigned */
+    uint64_t epoch;
+    const char *released_by; /* "" if none: the node it was last unassigned from while it owned it */
+    uint64_t released_epoch; /* == epoch: released_by confirmed */
+};
+/* Fills *out; CV_EINVAL if shard is out of range. */
+int cv_catalog_shard_get(const struct cv_catalog *cat, uint32_t shard, struct cv_catalog_shard *out);
+/* The shard's enum cv_shard_state (>= 0), or CV_EINVAL if shard is out of range. */
+int cv_catalog_shard_state(const struct cv_catalog *cat, uint32_t shard);
+/* True when node still has to confirm the release of shard (cv_shard_must_confirm, and node is its
+ * released_by); *epoch (may be NULL) is then the epoch to confirm in ReleaseShards. False otherwise,
+ * also for a shard out of range. The release scan of a node asks this for itself. */
+bool cv_catalog_shard_to_release(const struct cv_catalog *cat, uint32_t shard, const char *node,
+                                 uint64_t *epoch);
+
 /* Object catalog reads (LMDB read txn). cv_catalog_object_get fills type (NUL-terminated, truncated to
  * typelen) and shard; CV_ENOTFOUND if absent. */
 int cv_catalog_object_get(struct cv_catalog *cat, const char *id, char *type, size_t typelen,
@@ -125,8 +146,10 @@ typedef int (*cv_catalog_object_cb)(void *data, const char *type, const char *id
 int cv_catalog_object_foreach(struct cv_catalog *cat, cv_catalog_object_cb cb, void *data);
 size_t cv_catalog_object_count(struct cv_catalog *cat);
 
-/* Debug builds: checks the mirror against LMDB and the invariants (owners are known nodes, epochs
- * monotonic, shards_owned sums to assigned shards). Returns 0 or CV_ECONFLICT with a log line. */
+/* Checks the whole mirror against LMDB and the invariants (owners are known nodes, every shard record
+ * consistent by cv_shard_invariant, each node's shards_owned matches the map). Returns 0 or
+ * CV_ECONFLICT with a log line. Debug builds run it (or its cheaper form for one apply) after every
+ * apply and restore, and abort on a failure. */
 int cv_catalog_check(struct cv_catalog *cat);
 
 #endif

@@ -15,11 +15,14 @@
  * stack arrays of n_nodes entries (16 bytes a node), so n_nodes is capped at ASSIGN_MAX_NODES: nodes at
  * or past the cap are treated as not live (16 KiB of stack at most)..
  *
- * cv_assign_handoff filters that target per shard (no state): a shard leaving a live owner is first
- * unassigned, and an unassigned shard whose previous live owner has not released it yet stays so. */
+ * cv_assign_handoff filters that target per shard by the shard's lifecycle state (core/shard.h,
+ * cv_shard_step): a shard leaving a live owner is first unassigned, and an unassigned shard whose
+ * previous live owner has not released it yet stays so. */
 #include "core/assign.h"
 
 #include <stdbool.h>
+
+#include "core/shard.h"
 
 #define ASSIGN_MAX_NODES 1024u
 
@@ -56,7 +59,8 @@ static void assign__sift_down(uint64_t *a, uint32_t root, uint32_t n)
 /* In-place heapsort, ascending: O(n log n), no allocation (qsort may malloc). */
 static void assign__sort(uint64_t *a, uint32_t n)
 {
-    for (uint32_t i = n / 2; i-- > 0;) assign__sift_down(a, i, n);
+    for (uint32_t i = n / 2; i-- > 0;)
+        assign__sift_down(a, i, n);
     for (uint32_t end = n; end-- > 1;) {
         uint64_t t = a[0];
         a[0] = a[end];
@@ -68,8 +72,8 @@ static void assign__sort(uint64_t *a, uint32_t n)
 /* quota[i] for every node: 0 for dead nodes, q or q+1 for live ones; the r = shards % n_live +1s go to
  * the live nodes with the highest count (ties: lower index). The sort key packs (count desc, index asc)
  * into one integer so an ascending sort yields exactly that order. */
-static void assign__quotas(const uint32_t *count, const uint8_t *live, uint32_t n_nodes,
-                           uint32_t n_live, uint32_t shards, uint32_t *quota)
+static void assign__quotas(const uint32_t *count, const uint8_t *live, uint32_t n_nodes, uint32_t n_live,
+                           uint32_t shards, uint32_t *quota)
 {
     uint64_t key[n_nodes];
     uint32_t q = shards / n_live, r = shards % n_live, k = 0;
@@ -79,7 +83,8 @@ static void assign__quotas(const uint32_t *count, const uint8_t *live, uint32_t 
         if (live[i]) key[k++] = ((uint64_t)(UINT32_MAX - count[i]) << 32) | i;
     }
     assign__sort(key, k);
-    for (uint32_t j = 0; j < r; j++) quota[(uint32_t)key[j]]++;
+    for (uint32_t j = 0; j < r; j++)
+        quota[(uint32_t)key[j]]++;
 }
 
 /* Step 3: keeps what fits under the quotas (lowest-numbered shards first), marks the rest as orphans
@@ -89,7 +94,8 @@ static uint32_t assign__keep(const int32_t *cur, uint32_t shards, const uint8_t 
 {
     uint32_t orphans = 0;
 
-    for (uint32_t i = 0; i < n_nodes; i++) kept[i] = 0;
+    for (uint32_t i = 0; i < n_nodes; i++)
+        kept[i] = 0;
     for (uint32_t s = 0; s < shards; s++) {
         int32_t o = cur[s]; /* read before writing: out may alias cur */
         if (assign__owned_by_live(o, live, n_nodes) && kept[o] < quota[o]) {
@@ -112,7 +118,8 @@ static void assign__place_orphans(int32_t *out, uint32_t shards, uint32_t n_node
 
     for (uint32_t s = 0; s < shards; s++) {
         if (out[s] != CV_ASSIGN_NONE) continue;
-        while (n < n_nodes && kept[n] >= quota[n]) n++;
+        while (n < n_nodes && kept[n] >= quota[n])
+            n++;
         if (n == n_nodes) return; /* unreachable: sum(quota) == shards */
         out[s] = (int32_t)n;
         kept[n]++;
@@ -125,11 +132,13 @@ uint32_t cv_assign_shards(const int32_t *cur, uint32_t shards, const uint8_t *li
     uint32_t n_live = 0;
 
     if (n_nodes > ASSIGN_MAX_NODES) n_nodes = ASSIGN_MAX_NODES;
-    for (uint32_t i = 0; i < n_nodes; i++) n_live += live[i] != 0;
+    for (uint32_t i = 0; i < n_nodes; i++)
+        n_live += live[i] != 0;
     if (n_live == 0) return assign__clear(cur, shards, out);
 
     uint32_t count[n_nodes], quota[n_nodes];
-    for (uint32_t i = 0; i < n_nodes; i++) count[i] = 0;
+    for (uint32_t i = 0; i < n_nodes; i++)
+        count[i] = 0;
     for (uint32_t s = 0; s < shards; s++)
         if (assign__owned_by_live(cur[s], live, n_nodes)) count[cur[s]]++;
 
@@ -137,6 +146,20 @@ uint32_t cv_assign_shards(const int32_t *cur, uint32_t shards, const uint8_t *li
     uint32_t moved = assign__keep(cur, shards, live, n_nodes, quota, count, out);
     assign__place_orphans(out, shards, n_nodes, quota, count);
     return moved;
+}
+
+/* The shard's state as far as the handoff sees it: an owner, and a node that has not confirmed its
+ * release yet (waiting), each live or not. */
+static enum cv_shard_state assign__state(int32_t cur, int32_t waiting, const uint8_t *live, uint32_t n_nodes)
+{
+    struct cv_shard_view v = {
+        .owner = cur != CV_ASSIGN_NONE,
+        .owner_live = assign__owned_by_live(cur, live, n_nodes),
+        .epoch = 1, /* waiting means "not confirmed": released_epoch != epoch */
+        .released_by = waiting != CV_ASSIGN_NONE,
+        .releaser_live = assign__owned_by_live(waiting, live, n_nodes),
+    };
+    return cv_shard_state(&v);
 }
 
 uint32_t cv_assign_handoff(const int32_t *cur, const int32_t *next, const int32_t *waiting, uint32_t shards,
@@ -148,8 +171,11 @@ uint32_t cv_assign_handoff(const int32_t *cur, const int32_t *next, const int32_
     for (uint32_t s = 0; s < shards; s++) {
         int32_t o = next[s]; /* read before writing: out may alias next */
         if (o != cur[s]) {
-            if (assign__owned_by_live(cur[s], live, n_nodes)) o = CV_ASSIGN_NONE; /* release first */
-            else if (assign__owned_by_live(waiting[s], live, n_nodes)) o = cur[s]; /* still releasing */
+            switch (cv_shard_step(assign__state(cur[s], waiting[s], live, n_nodes))) {
+            case CV_SHARD_STEP_RELEASE: o = CV_ASSIGN_NONE; break; /* phase 1: the live owner releases */
+            case CV_SHARD_STEP_WAIT: o = cur[s]; break;            /* a live node still releases it */
+            case CV_SHARD_STEP_ASSIGN: break;
+            }
         }
         out[s] = o;
         changed += o != cur[s];

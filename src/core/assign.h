@@ -31,7 +31,8 @@ uint32_t cv_assign_shards(const int32_t *cur, uint32_t shards, const uint8_t *li
  *   live[n_nodes]: as for cv_assign_shards; out[shards]: the result (may alias next, not cur).
  * Per shard: next == cur -> cur; cur is a live node -> CV_ASSIGN_NONE (phase 1: release); cur is none
  * or dead and waiting is a live node -> cur (unchanged: wait for the release, or for that node's lease
- * to expire); otherwise -> next (phase 2, or straight from a dead owner).
+ * to expire); otherwise -> next (phase 2, or straight from a dead owner). That is cv_shard_step
+ * (core/shard.h) of the shard's state: RELEASE, WAIT, ASSIGN.
  * Returns the number of shards with out != cur. Same node limit as cv_assign_shards. */
 uint32_t cv_assign_handoff(const int32_t *cur, const int32_t *next, const int32_t *waiting, uint32_t shards,
                            const uint8_t *live, uint32_t n_nodes, int32_t *out);

@@ -1,5 +1,4 @@
-/* A cverse gate: shard-map subscription, node connections, call forwarding with transparent retries,
- * the native protocol server (gate.*) and the HTTP API (httpapi.c). */
+/* A cverse gate process's server: wires the forwarder core to its native and HTTP front ends, listens, stops. */
 #ifndef CV_GATE_H
 #define CV_GATE_H
 
@@ -43,35 +42,5 @@ void cv_gate_stop(struct cv_gate *g);
 /* Ports actually bound (after listening on port 0), or CV_EINVAL. */
 int cv_gate_grpc_port(const struct cv_gate *g);
 int cv_gate_http_port(const struct cv_gate *g);
-
-/* ---- used by the HTTP API (httpapi.c) and the native handlers ---- */
-
-enum cv_gate_op { CV_GATE_CALL = 0, CV_GATE_CREATE, CV_GATE_DELETE, CV_GATE_N_OPS };
-
-/* Outcome of a forwarded operation. status 0: body is the node's response (CallResponse, CreateResponse
- * or DeleteResponse, packed; valid during the callback only). Negative: a CV_E* code and its message
- * (never NULL); body is then empty. */
-typedef void (*cv_gate_done_cb)(void *data, int status, const char *error, const uint8_t *body, size_t len);
-
-/* Sends objects.call (op CALL: req/len is the packed request message of method) or objects.create /
- * objects.delete (method, req ignored) to the node that owns id, retrying on redirects and unavailable
- * shards until the deadline (timeout_ms from now, 0 = the default). cb fires exactly once, never from
- * inside this function; on a negative return never: CV_EUNAVAIL (gate stopping), CV_ENOMEM. */
-int cv_gate_forward(struct cv_gate *g, enum cv_gate_op op, const char *type, const char *id, const char *method,
-                    const uint8_t *req, size_t len, unsigned timeout_ms, cv_gate_done_cb cb, void *data);
-
-/* Every client request (native or HTTP) is bracketed by begin/end, for draining and metrics. begin
- * returns CV_EUNAVAIL while stopping (refuse the request). end records the result (status of the
- * operation, CV_E* or 0) and the latency since start_ns (cv_mono_ns() at begin). */
-int cv_gate_begin(struct cv_gate *g);
-void cv_gate_end(struct cv_gate *g, enum cv_gate_op op, int status, uint64_t start_ns);
-
-struct cv_gate_types *cv_gate_types_of(struct cv_gate *g);
-const char *cv_gate_id(const struct cv_gate *g);
-/* true when the gate has a shard map without unassigned shards and a connection to at least one node,
- * and is not stopping; else false and a static reason in *why. */
-bool cv_gate_ready(const struct cv_gate *g, const char **why);
-/* Prometheus text exposition of the gate's metrics (malloc'ed, NUL-terminated, caller frees) or NULL. */
-char *cv_gate_metrics(const struct cv_gate *g, size_t *len);
 
 #endif

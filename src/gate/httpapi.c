@@ -2,69 +2,29 @@
  *
  * Happy path: POST /api/v1/objects/call/{type}/{id}/{method} -> parse the path, the per-call timeout and
  * the body -> look the method up in the gate's types (404 before any routing) -> build the request
- * bytes from proto3 JSON or from a base64 google.protobuf.Any -> cv_gate_forward -> answer
+ * bytes from proto3 JSON or from a base64 google.protobuf.Any -> cv_forwarder_forward -> answer
  * {"response":{...JSON...}} or {"response":"<base64 Any>"} in the form the request used. create/delete
  * answer {"id":…} / {"success":true}.
  *
- * Failure modes: every error is {"error":"…","code":"…"} with the status of cv_gate_error_info: bad
- * JSON/base64/protobuf/arguments 400, unknown type/method/object 404, overload 429 and unavailable 503
- * (both with Retry-After), deadline 504. Oversized bodies get 413 from the HTTP server before this code
+ * Failure modes: every error is {"error":"…","code":"…"} with the client status the error table gives
+ * the code (cv_err_code, answered by cv_http_respond_error): bad JSON/base64/protobuf/arguments 400,
+ * unknown type/method/object 404, overload 429 and unavailable 503 (both with Retry-After), deadline
+ * 504. Oversized bodies get 413 from the HTTP server before this code
  * runs; OPTIONS preflights are answered there too (CORS). Unknown paths 404, wrong methods 405. */
 #include "gate/httpapi.h"
 
 #include <ctype.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cverse/error.h"
 #include "gate/codec.h"
+#include "gate/metrics.h"
 #include "pbjson/pbjson.h"
 #include "rpc.pb-c.h"
 #include "util/log.h"
-
-/* ---------------------------------------------------------------------------------------------------
- * Error mapping. */
-
-static const struct cv_gate_error errors[CV_GATE_N_CODES] = {
-    [CV_GATE_CODE_OK] = {200, "OK", false},
-    [CV_GATE_CODE_INVALID_ARGUMENT] = {400, "INVALID_ARGUMENT", false},
-    [CV_GATE_CODE_NOT_FOUND] = {404, "NOT_FOUND", false},
-    [CV_GATE_CODE_ALREADY_EXISTS] = {409, "ALREADY_EXISTS", false},
-    [CV_GATE_CODE_FAILED_PRECONDITION] = {409, "FAILED_PRECONDITION", false},
-    [CV_GATE_CODE_RESOURCE_EXHAUSTED] = {429, "RESOURCE_EXHAUSTED", true},
-    [CV_GATE_CODE_UNAVAILABLE] = {503, "UNAVAILABLE", true},
-    [CV_GATE_CODE_DEADLINE_EXCEEDED] = {504, "DEADLINE_EXCEEDED", false},
-    [CV_GATE_CODE_INTERNAL] = {500, "INTERNAL", false},
-};
-
-enum cv_gate_code cv_gate_code_of(int status)
-{
-    switch (status) {
-    case 0: return CV_GATE_CODE_OK;
-    case CV_EINVAL:
-    case CV_EPROTO:
-    case CV_ERANGE:
-    case CV_ETOOBIG: return CV_GATE_CODE_INVALID_ARGUMENT;
-    case CV_ENOTFOUND: return CV_GATE_CODE_NOT_FOUND;
-    case CV_EEXIST: return CV_GATE_CODE_ALREADY_EXISTS;
-    case CV_ECONFLICT: return CV_GATE_CODE_FAILED_PRECONDITION;
-    case CV_EBUSY: return CV_GATE_CODE_RESOURCE_EXHAUSTED;
-    case CV_EUNAVAIL:
-    case CV_EREDIRECT:
-    case CV_ECLOSED:
-    case CV_ECANCELED:
-    case CV_ENOTLEADER:
-    case CV_ERETRY: return CV_GATE_CODE_UNAVAILABLE;
-    case CV_ETIMEDOUT: return CV_GATE_CODE_DEADLINE_EXCEEDED;
-    default: return CV_GATE_CODE_INTERNAL;
-    }
-}
-
-const struct cv_gate_error *cv_gate_error_info(enum cv_gate_code c)
-{
-    return (unsigned)c < CV_GATE_N_CODES ? &errors[c] : &errors[CV_GATE_CODE_INTERNAL];
-}
 
 /* ---------------------------------------------------------------------------------------------------
  * Paths. */
@@ -79,67 +39,12 @@ static const struct {
     {"/api/v1/objects/delete/", CV_GATE_DELETE, "/api/v1/objects/delete/{type}/{id}"},
 };
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
-/* Percent-decodes s[0, n) into a new string; NULL on a bad escape or an encoded NUL (*bad set) or ENOMEM. */
-static char *pct_decode(const char *s, size_t n, bool *bad)
-{
-    char *out = malloc(n + 1), *o = out;
-    if (!out) return NULL;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] != '%') {
-            *o++ = s[i];
-            continue;
-        }
-        int hi = i + 1 < n ? hexval(s[i + 1]) : -1;
-        int lo = i + 2 < n ? hexval(s[i + 2]) : -1;
-        if (hi < 0 || lo < 0 || (hi | lo) == 0) {
-            *bad = true;
-            free(out);
-            return NULL;
-        }
-        *o++ = (char)(hi << 4 | lo);
-        i += 2;
-    }
-    *o = '\0';
-    return out;
-}
-
 void cv_gate_target_free(struct cv_gate_target *t)
 {
     free(t->type);
     free(t->id);
     free(t->method);
     t->type = t->id = t->method = NULL;
-}
-
-/* Splits rest into exactly n '/'-separated non-empty segments (raw form) and decodes each. */
-static int path__raw(const char *rest, int n, char **seg, const char *usage, char *err, size_t errlen)
-{
-    const char *p = rest;
-    for (int i = 0; i < n; i++) {
-        const char *end = strchr(p, '/');
-        if ((end != NULL) != (i < n - 1) || (end ? end : p + strlen(p)) == p) {
-            snprintf(err, errlen, "path must be %s, each part non-empty (percent-encode '/' in an id as %%2F)",
-                     usage);
-            return CV_EINVAL;
-        }
-        size_t len = end ? (size_t)(end - p) : strlen(p);
-        bool bad = false;
-        if (!(seg[i] = pct_decode(p, len, &bad))) {
-            if (!bad) return CV_ENOMEM;
-            snprintf(err, errlen, "path: malformed percent-escape in \"%.*s\"", (int)(len > 100 ? 100 : len), p);
-            return CV_EINVAL;
-        }
-        p = end ? end + 1 : p + len;
-    }
-    return 0;
 }
 
 /* Splits an already decoded rest: type = first segment, method = last (call), id = what is between. */
@@ -159,7 +64,7 @@ static int path__decoded(const char *rest, int n, char **seg, const char *usage,
     return seg[0] && seg[1] && (n < 3 || seg[2]) ? 0 : CV_ENOMEM;
 }
 
-int cv_gate_parse_path(const char *path, bool raw, struct cv_gate_target *t, char *err, size_t errlen)
+int cv_gate_parse_path(const char *path, struct cv_gate_target *t, char *err, size_t errlen)
 {
     memset(t, 0, sizeof *t);
     size_t r = 0, nroutes = sizeof routes / sizeof routes[0];
@@ -171,8 +76,7 @@ int cv_gate_parse_path(const char *path, bool raw, struct cv_gate_target *t, cha
     int n = routes[r].op == CV_GATE_CALL ? 3 : 2;
     char *seg[3] = {NULL, NULL, NULL};
     const char *rest = path + strlen(routes[r].prefix);
-    int rv = raw ? path__raw(rest, n, seg, routes[r].usage, err, errlen)
-                 : path__decoded(rest, n, seg, routes[r].usage, err, errlen);
+    int rv = path__decoded(rest, n, seg, routes[r].usage, err, errlen);
     if (rv) {
         free(seg[0]);
         free(seg[1]);
@@ -297,18 +201,24 @@ static void http__json(struct cv_http_exchange *x, int status, json_t *j, const 
     free(s);
 }
 
+/* The error body of a CV_E* code: its client status, HTTP status and Retry-After from the error table. */
 static void http__error(struct cv_http_exchange *x, int status, const char *msg)
 {
-    const struct cv_gate_error *e = cv_gate_error_info(cv_gate_code_of(status));
-    json_t *j = json_pack("{s:s, s:s}", "error", msg ? msg : cv_strerror(status), "code", e->code);
-    http__json(x, e->http_status, j, e->retry_after ? "Retry-After: 1\r\n" : NULL);
+    cv_http_respond_error(x, cv_err_code(status), msg ? msg : cv_strerror(status));
+}
+
+/* 405 in the same shape, with the Allow header cv_http_respond_error cannot add. */
+static void http__not_allowed(struct cv_http_exchange *x, const char *msg, const char *allow)
+{
+    enum cv_status st = CV_STATUS_METHOD_NOT_ALLOWED;
+    http__json(x, cv_status_http(st), json_pack("{s:s, s:s}", "error", msg, "code", cv_status_name(st)), allow);
 }
 
 /* ---------------------------------------------------------------------------------------------------
  * Object endpoints. */
 
 struct hreq {
-    struct cv_gate *g;
+    struct cv_forwarder *fw;
     struct cv_http_exchange *x;
     enum cv_gate_op op;
     enum cv_gate_body_kind kind;
@@ -358,7 +268,7 @@ static void http__done(void *data, int status, const char *error, const uint8_t 
     } else {
         http__json(r->x, 200, json_pack("{s:b}", "success", 1), NULL);
     }
-    cv_gate_end(r->g, r->op, status, r->start_ns);
+    cv_forwarder_end(r->fw, r->op, status, r->start_ns);
     free(r);
 }
 
@@ -380,14 +290,14 @@ static int http__call_request(struct hreq *r, const struct cv_http_request *req,
 static int http__start(struct hreq *r, const struct cv_gate_target *t, const struct cv_http_request *req,
                        char *err, size_t errlen)
 {
-    struct cv_gate_types *types = cv_gate_types_of(r->g);
+    struct cv_gate_types *types = cv_forwarder_types(r->fw);
     unsigned timeout;
     int rv = cv_gate_parse_timeout(req->query, *req->deadline_ms ? req->deadline_ms : NULL, &timeout, err,
                                    errlen);
     if (rv) return rv;
     if (t->op != CV_GATE_CALL) {
         if ((rv = cv_gate_types_find(types, t->type, err, errlen))) return rv;
-        rv = cv_gate_forward(r->g, t->op, t->type, t->id, NULL, NULL, 0, timeout, http__done, r);
+        rv = cv_forwarder_forward(r->fw, t->op, t->type, t->id, NULL, NULL, 0, timeout, http__done, r);
         if (rv) snprintf(err, errlen, "%s", cv_strerror(rv));
         return rv;
     }
@@ -395,43 +305,42 @@ static int http__start(struct hreq *r, const struct cv_gate_target *t, const str
     uint8_t *bytes = NULL;
     size_t len = 0;
     if ((rv = http__call_request(r, req, &bytes, &len, err, errlen))) return rv;
-    rv = cv_gate_forward(r->g, t->op, t->type, t->id, t->method, bytes, len, timeout, http__done, r);
+    rv = cv_forwarder_forward(r->fw, t->op, t->type, t->id, t->method, bytes, len, timeout, http__done, r);
     if (rv) snprintf(err, errlen, "%s", cv_strerror(rv));
     free(bytes);
     return rv;
 }
 
-static void http__object(struct cv_gate *g, struct cv_http_exchange *x, const struct cv_http_request *req)
+static void http__object(struct cv_forwarder *fw, struct cv_http_exchange *x, const struct cv_http_request *req)
 {
     char err[512];
     struct cv_gate_target t;
     /* The decoded path is split as type / id... / method: ids with '/' work encoded (%2F) or not, as
      * users of node-pinned ("node-1/x") and per-shard ("shard#3/x", '#' must be %23) ids expect. */
-    int rv = cv_gate_parse_path(req->path, false, &t, err, sizeof err);
+    int rv = cv_gate_parse_path(req->path, &t, err, sizeof err);
     if (rv) {
         http__error(x, rv, err);
         return;
     }
     if (strcmp(req->method, "POST") != 0) {
         cv_gate_target_free(&t);
-        json_t *j = json_pack("{s:s, s:s}", "error", "only POST is allowed here", "code", "METHOD_NOT_ALLOWED");
-        http__json(x, 405, j, "Allow: POST, OPTIONS\r\n");
+        http__not_allowed(x, "only POST is allowed here", "Allow: POST, OPTIONS\r\n");
         return;
     }
     uint64_t start = cv_mono_ns();
     struct hreq *r = NULL;
-    if (cv_gate_begin(g)) {
+    if (cv_forwarder_begin(fw)) {
         snprintf(err, sizeof err, "gate is shutting down");
         rv = CV_EUNAVAIL;
     } else if (!(r = calloc(1, sizeof *r))) {
         snprintf(err, sizeof err, "out of memory");
         rv = CV_ENOMEM;
-        cv_gate_end(g, t.op, rv, start);
+        cv_forwarder_end(fw, t.op, rv, start);
     } else {
-        *r = (struct hreq){.g = g, .x = x, .op = t.op, .start_ns = start};
+        *r = (struct hreq){.fw = fw, .x = x, .op = t.op, .start_ns = start};
         if ((rv = http__start(r, &t, req, err, sizeof err))) {
             free(r);
-            cv_gate_end(g, t.op, rv, start);
+            cv_forwarder_end(fw, t.op, rv, start);
         }
     }
     if (rv) http__error(x, rv, err);
@@ -441,17 +350,19 @@ static void http__object(struct cv_gate *g, struct cv_http_exchange *x, const st
 /* ---------------------------------------------------------------------------------------------------
  * Operational endpoints and dispatch. */
 
-static void http__ready(struct cv_gate *g, struct cv_http_exchange *x)
+static void http__ready(struct cv_forwarder *fw, struct cv_http_exchange *x)
 {
     const char *why;
-    if (cv_gate_ready(g, &why)) http__json(x, 200, json_pack("{s:b, s:s}", "ready", 1, "status", "ready"), NULL);
+    if (cv_forwarder_ready(fw, &why)) http__json(x, 200, json_pack("{s:b, s:s}", "ready", 1, "status", "ready"), NULL);
     else http__json(x, 503, json_pack("{s:b, s:s, s:s}", "ready", 0, "status", "not_ready", "reason", why), NULL);
 }
 
-static void http__metrics(struct cv_gate *g, struct cv_http_exchange *x)
+static void http__metrics(struct cv_forwarder *fw, struct cv_http_exchange *x)
 {
     size_t len;
-    char *text = cv_gate_metrics(g, &len);
+    struct cv_gate_stats st;
+    cv_forwarder_stats(fw, &st);
+    char *text = cv_gate_metrics_text(&st, &len);
     if (!text) {
         http__error(x, CV_ENOMEM, "out of memory");
         return;
@@ -462,20 +373,19 @@ static void http__metrics(struct cv_gate *g, struct cv_http_exchange *x)
 
 void cv_gate_http_handler(void *data, struct cv_http_exchange *x, const struct cv_http_request *req)
 {
-    struct cv_gate *g = data;
+    struct cv_forwarder *fw = data;
     const char *p = req->path;
     bool get = !strcmp(req->method, "GET") || !strcmp(req->method, "HEAD");
     bool ops = !strcmp(p, "/healthz") || !strcmp(p, "/health") || !strcmp(p, "/ready") || !strcmp(p, "/metrics");
     if (ops && !get) {
-        json_t *j = json_pack("{s:s, s:s}", "error", "only GET is allowed here", "code", "METHOD_NOT_ALLOWED");
-        http__json(x, 405, j, "Allow: GET, HEAD\r\n");
+        http__not_allowed(x, "only GET is allowed here", "Allow: GET, HEAD\r\n");
     } else if (!strcmp(p, "/healthz") || !strcmp(p, "/health")) {
-        http__json(x, 200, json_pack("{s:s, s:s}", "status", "ok", "gate", cv_gate_id(g)), NULL);
+        http__json(x, 200, json_pack("{s:s, s:s}", "status", "ok", "gate", cv_forwarder_id(fw)), NULL);
     } else if (!strcmp(p, "/ready")) {
-        http__ready(g, x);
+        http__ready(fw, x);
     } else if (!strcmp(p, "/metrics")) {
-        http__metrics(g, x);
+        http__metrics(fw, x);
     } else {
-        http__object(g, x, req);
+        http__object(fw, x, req);
     }
 }

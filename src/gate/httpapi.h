@@ -1,5 +1,4 @@
-/* The gate's HTTP API (Goverse-compatible object calls, /healthz, /ready, /metrics) and its pure parts:
- * path parsing, per-call timeouts, request bodies, error -> HTTP status mapping. */
+/* The gate's HTTP front end: Goverse-compatible object calls, /healthz, /ready, /metrics, and its parsers. */
 #ifndef CV_GATE_HTTPAPI_H
 #define CV_GATE_HTTPAPI_H
 
@@ -8,35 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "gate/gate.h"
+#include "gate/forwarder.h"
 #include "net/http.h"
-
-/* ---- error mapping (shared with the native protocol's metrics) ---- */
-
-enum cv_gate_code {
-    CV_GATE_CODE_OK = 0,
-    CV_GATE_CODE_INVALID_ARGUMENT,    /* 400: CV_EINVAL, CV_EPROTO, CV_ERANGE, CV_ETOOBIG */
-    CV_GATE_CODE_NOT_FOUND,           /* 404: CV_ENOTFOUND */
-    CV_GATE_CODE_ALREADY_EXISTS,      /* 409: CV_EEXIST */
-    CV_GATE_CODE_FAILED_PRECONDITION, /* 409: CV_ECONFLICT (the id is active with another type) */
-    CV_GATE_CODE_RESOURCE_EXHAUSTED,  /* 429 + Retry-After: CV_EBUSY */
-    CV_GATE_CODE_UNAVAILABLE,         /* 503 + Retry-After: CV_EUNAVAIL, CV_EREDIRECT, CV_ECLOSED,
-                                       * CV_ECANCELED, CV_ENOTLEADER, CV_ERETRY */
-    CV_GATE_CODE_DEADLINE_EXCEEDED,   /* 504: CV_ETIMEDOUT */
-    CV_GATE_CODE_INTERNAL,            /* 500: anything else */
-    CV_GATE_N_CODES
-};
-
-struct cv_gate_error {
-    int http_status;
-    const char *code;  /* e.g. "NOT_FOUND" */
-    bool retry_after;  /* send "Retry-After: 1" */
-};
-
-/* 0 and every CV_E* code to one of the codes above. */
-enum cv_gate_code cv_gate_code_of(int status);
-/* HTTP status, code name and Retry-After of a code (static, never NULL). */
-const struct cv_gate_error *cv_gate_error_info(enum cv_gate_code c);
 
 /* ---- request parsing ---- */
 
@@ -45,17 +17,15 @@ struct cv_gate_target {
     char *type, *id, *method; /* malloc'ed, decoded; method NULL unless op is CALL */
 };
 
-/* Parses "/api/v1/objects/call/{type}/{id}/{method}", ".../create/{type}/{id}" and
- * ".../delete/{type}/{id}".
- * raw: path is as sent (not percent-decoded): segments are split on '/' first, then each one is
- * percent-decoded, so an id containing '/' must be sent as %2F (strict: exactly 3 or 2 segments).
- * !raw: path was already decoded by the HTTP server: the first segment is the type, for call the last
- * one is the method, and everything between is the id (it may contain '/'), since types and methods
- * never contain '/'.
+/* Parses the decoded request path (cv_http_request.path: the HTTP server already percent-decoded it, so
+ * '/' in an id may come encoded as %2F or not): "/api/v1/objects/call/{type}/{id}/{method}",
+ * ".../create/{type}/{id}" and ".../delete/{type}/{id}". The first segment is the type, for call the
+ * last one is the method, and everything between is the id (it may contain '/'), since types and
+ * methods never contain '/'.
  * Returns 0 (t filled; free with cv_gate_target_free), CV_ENOTFOUND if the path is not under
  * /api/v1/objects/{call,create,delete}/ (an unknown route: 404), CV_EINVAL with a message in err for a
- * malformed one (missing or empty segment, bad %-escape, encoded NUL: 400), CV_ENOMEM. */
-int cv_gate_parse_path(const char *path, bool raw, struct cv_gate_target *t, char *err, size_t errlen);
+ * malformed one (missing or empty type, id or method: 400), CV_ENOMEM. */
+int cv_gate_parse_path(const char *path, struct cv_gate_target *t, char *err, size_t errlen);
 void cv_gate_target_free(struct cv_gate_target *t);
 
 #define CV_GATE_MAX_TIMEOUT_MS 3600000u /* one hour: longer per-call deadlines are refused */
@@ -87,7 +57,7 @@ void cv_gate_body_free(struct cv_gate_body *b);
 
 /* ---- the handler ---- */
 
-/* cv_http_handler for the gate's HTTP server; data is the struct cv_gate. */
+/* cv_http_handler for the gate's HTTP server; data is the struct cv_forwarder (borrowed). */
 void cv_gate_http_handler(void *data, struct cv_http_exchange *x, const struct cv_http_request *req);
 
 #endif

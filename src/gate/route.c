@@ -142,15 +142,3 @@ unsigned cv_gate_backoff_ms(unsigned attempt, double jitter, uint64_t remaining_
     d += (uint64_t)(jitter * 1.5 * (double)d);
     return (unsigned)(d < remaining_ms ? d : remaining_ms);
 }
-
-bool cv_gate_retryable(int status)
-{
-    switch (status) {
-    case CV_EREDIRECT:
-    case CV_EUNAVAIL:
-    case CV_ECLOSED:
-    case CV_ENOTLEADER:
-    case CV_ERETRY: return true;
-    default: return false;
-    }
-}

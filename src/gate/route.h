@@ -60,9 +60,6 @@ void cv_gate_route(const struct cv_gate_map *m, const struct cv_config *cfg, con
  * never above 500 ms. Never more than remaining_ms (the time left before the call's deadline). */
 unsigned cv_gate_backoff_ms(unsigned attempt, double jitter, uint64_t remaining_ms);
 
-/* Whether a call that failed with status is retried until its deadline (the shard is moving, the node
- * went away or is closing, the catalog's leader changed): CV_EREDIRECT, CV_EUNAVAIL, CV_ECLOSED,
- * CV_ENOTLEADER, CV_ERETRY. Everything else (including CV_ETIMEDOUT and CV_EBUSY) goes to the client. */
-bool cv_gate_retryable(int status);
+/* Which errors are routed again is the error table's cv_err_reroute (cverse/error.h). */
 
 #endif

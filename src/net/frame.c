@@ -16,7 +16,6 @@
 
 #include "cverse/error.h"
 
-#define FRAME__PREFIX 4u
 #define FRAME__MIN_CAP 4096u
 
 void cv_frame_reader_init(struct cv_frame_reader *r, size_t max)
@@ -41,7 +40,7 @@ static uint32_t frame__get_be32(const uint8_t *p)
 /* 1 if the undecoded bytes start with a prefix declaring a body larger than max. */
 static int frame__oversized(const struct cv_frame_reader *r)
 {
-    return r->len - r->off >= FRAME__PREFIX && frame__get_be32(r->buf + r->off) > r->max;
+    return r->len - r->off >= CV_FRAME_PREFIX && frame__get_be32(r->buf + r->off) > r->max;
 }
 
 /* Makes room for n more bytes: first by dropping decoded bytes, then by doubling. */
@@ -73,12 +72,12 @@ int cv_frame_reader_feed(struct cv_frame_reader *r, const void *data, size_t len
     if (frame__oversized(r)) return 0;
     const uint8_t *src = data;
     size_t have = r->len - r->off;
-    if (have < FRAME__PREFIX && have + len >= FRAME__PREFIX) {
+    if (have < CV_FRAME_PREFIX && have + len >= CV_FRAME_PREFIX) {
         /* The prefix completes inside this chunk: check it before buffering the body. */
-        uint8_t pre[FRAME__PREFIX];
+        uint8_t pre[CV_FRAME_PREFIX];
         if (have) memcpy(pre, r->buf + r->off, have);
-        memcpy(pre + have, src, FRAME__PREFIX - have);
-        if (frame__get_be32(pre) > r->max) len = FRAME__PREFIX - have;
+        memcpy(pre + have, src, CV_FRAME_PREFIX - have);
+        if (frame__get_be32(pre) > r->max) len = CV_FRAME_PREFIX - have;
     }
     int rv = frame__reserve(r, len);
     if (rv) return rv;
@@ -91,30 +90,35 @@ int cv_frame_reader_next(struct cv_frame_reader *r, Cverse__Rpc__Frame **out)
 {
     *out = NULL;
     size_t have = r->len - r->off;
-    if (have < FRAME__PREFIX) return 0;
+    if (have < CV_FRAME_PREFIX) return 0;
     uint32_t blen = frame__get_be32(r->buf + r->off);
     if (blen > r->max) return CV_ETOOBIG;
-    if (have - FRAME__PREFIX < blen) return 0;
-    Cverse__Rpc__Frame *f = cverse__rpc__frame__unpack(NULL, blen, r->buf + r->off + FRAME__PREFIX);
+    if (have - CV_FRAME_PREFIX < blen) return 0;
+    Cverse__Rpc__Frame *f = cverse__rpc__frame__unpack(NULL, blen, r->buf + r->off + CV_FRAME_PREFIX);
     if (!f) return CV_EPROTO; /* offset not advanced: the error repeats, the stream stays dead */
-    r->off += FRAME__PREFIX + blen;
+    r->off += CV_FRAME_PREFIX + blen;
     if (r->off == r->len) r->off = r->len = 0;
     *out = f;
     return 1;
+}
+
+void cv_frame_pack(const Cverse__Rpc__Frame *f, size_t blen, uint8_t *dst)
+{
+    dst[0] = (uint8_t)(blen >> 24);
+    dst[1] = (uint8_t)(blen >> 16);
+    dst[2] = (uint8_t)(blen >> 8);
+    dst[3] = (uint8_t)blen;
+    cverse__rpc__frame__pack(f, dst + CV_FRAME_PREFIX);
 }
 
 int cv_frame_encode(const Cverse__Rpc__Frame *f, uint8_t **out, size_t *len)
 {
     size_t blen = cverse__rpc__frame__get_packed_size(f);
     if (blen > CV_FRAME_MAX) return CV_ETOOBIG;
-    uint8_t *p = malloc(FRAME__PREFIX + blen);
+    uint8_t *p = malloc(CV_FRAME_PREFIX + blen);
     if (!p) return CV_ENOMEM;
-    p[0] = (uint8_t)(blen >> 24);
-    p[1] = (uint8_t)(blen >> 16);
-    p[2] = (uint8_t)(blen >> 8);
-    p[3] = (uint8_t)blen;
-    cverse__rpc__frame__pack(f, p + FRAME__PREFIX);
+    cv_frame_pack(f, blen, p);
     *out = p;
-    *len = FRAME__PREFIX + blen;
+    *len = CV_FRAME_PREFIX + blen;
     return 0;
 }

@@ -8,6 +8,7 @@
 #include "rpc.pb-c.h"
 
 #define CV_FRAME_MAX (16u * 1024u * 1024u) /* largest accepted frame body, bytes */
+#define CV_FRAME_PREFIX 4u                  /* bytes of the big-endian body length before each body */
 
 /* Incremental decoder over a byte stream. Owns its buffer; free with cv_frame_reader_free.
  * Bytes buf[off, len) are received but not yet decoded; fields are private to frame.c. */
@@ -28,6 +29,9 @@ int cv_frame_reader_feed(struct cv_frame_reader *r, const void *data, size_t len
  * not decode. After a negative return the stream is unusable: close the connection. */
 int cv_frame_reader_next(struct cv_frame_reader *r, Cverse__Rpc__Frame **out);
 
+/* Writes f at dst: the length prefix, then the body of blen bytes (blen = the frame's packed size,
+ * <= CV_FRAME_MAX); dst holds CV_FRAME_PREFIX + blen bytes. For writers with their own buffer (rpc.c). */
+void cv_frame_pack(const Cverse__Rpc__Frame *f, size_t blen, uint8_t *dst);
 /* Encodes a frame into a malloc'ed buffer (length prefix included) owned by the caller.
  * CV_ETOOBIG if the body would exceed CV_FRAME_MAX (no peer would accept it), CV_ENOMEM. */
 int cv_frame_encode(const Cverse__Rpc__Frame *f, uint8_t **out, size_t *len);

@@ -282,7 +282,7 @@ static int conn__header_done(struct http__conn *c)
     return conn__count_header(c, 4); /* ": " and CRLF */
 }
 
-static int on_message_begin(http_parser *p)
+static int http__on_message_begin(http_parser *p)
 {
     struct http__conn *c = p->data;
     c->url.len = c->field.len = c->value.len = c->body.len = 0;
@@ -295,14 +295,14 @@ static int on_message_begin(http_parser *p)
     return 0;
 }
 
-static int on_url(http_parser *p, const char *at, size_t len)
+static int http__on_url(http_parser *p, const char *at, size_t len)
 {
     struct http__conn *c = p->data;
     if (conn__count_header(c, len)) return -1;
     return buf__append(&c->url, at, len) ? -1 : 0;
 }
 
-static int on_header_field(http_parser *p, const char *at, size_t len)
+static int http__on_header_field(http_parser *p, const char *at, size_t len)
 {
     struct http__conn *c = p->data;
     if (c->in_value && conn__header_done(c)) return -1;
@@ -310,7 +310,7 @@ static int on_header_field(http_parser *p, const char *at, size_t len)
     return buf__append(&c->field, at, len) ? -1 : 0;
 }
 
-static int on_header_value(http_parser *p, const char *at, size_t len)
+static int http__on_header_value(http_parser *p, const char *at, size_t len)
 {
     struct http__conn *c = p->data;
     c->in_value = 1;
@@ -318,7 +318,7 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
     return buf__append(&c->value, at, len) ? -1 : 0;
 }
 
-static int on_headers_complete(http_parser *p)
+static int http__on_headers_complete(http_parser *p)
 {
     struct http__conn *c = p->data;
     if (c->in_value && conn__header_done(c)) return -1;
@@ -336,7 +336,7 @@ static int on_headers_complete(http_parser *p)
     return 0;
 }
 
-static int on_body(http_parser *p, const char *at, size_t len)
+static int http__on_body(http_parser *p, const char *at, size_t len)
 {
     struct http__conn *c = p->data;
     if (c->body.len + len > c->srv->opts.max_body) {
@@ -381,7 +381,7 @@ static int exchange__set_url(struct cv_http_exchange *x, const struct http__buf 
     return 0;
 }
 
-static int on_message_complete(http_parser *p)
+static int http__on_message_complete(http_parser *p)
 {
     struct http__conn *c = p->data;
     struct cv_http_exchange *x = calloc(1, sizeof *x);
@@ -419,13 +419,13 @@ static int on_message_complete(http_parser *p)
 }
 
 static const http_parser_settings http__settings = {
-    .on_message_begin = on_message_begin,
-    .on_url = on_url,
-    .on_header_field = on_header_field,
-    .on_header_value = on_header_value,
-    .on_headers_complete = on_headers_complete,
-    .on_body = on_body,
-    .on_message_complete = on_message_complete,
+    .on_message_begin = http__on_message_begin,
+    .on_url = http__on_url,
+    .on_header_field = http__on_header_field,
+    .on_header_value = http__on_header_value,
+    .on_headers_complete = http__on_headers_complete,
+    .on_body = http__on_body,
+    .on_message_complete = http__on_message_complete,
 };
 
 /* ---------------------------------------------------------------------------------------------------

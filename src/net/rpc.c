@@ -2,7 +2,7 @@
  *
  * Happy path, server: listen -> accept -> each connection feeds a frame reader; KIND_REQUEST frames go
  * to on_request; cv_rpc_respond encodes the answer into the connection's output buffer. Client: the
- * first cv_rpc_call dials; calls are kept in an id -> call open-addressing map and, when they have a
+ * first cv_rpc_call dials; calls are kept in an id -> call hash map (uthash) and, when they have a
  * deadline, in a min-heap driving one uv_timer; responses are matched by id; KIND_EVENT frames go to
  * on_event. Both sides share rpc__sock: frames queued while a write is in flight (or while a read
  * callback is still dispatching) are coalesced into the next single uv_write.
@@ -19,6 +19,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#define HASH_NONFATAL_OOM 1
+#include <uthash.h>
 
 #include "cverse/error.h"
 #include "net/frame.h"
@@ -163,14 +166,9 @@ static int rpc__sock_send(struct rpc__sock *s, const Cverse__Rpc__Frame *f)
     if (s->closing) return CV_ECLOSED;
     size_t blen = cverse__rpc__frame__get_packed_size(f);
     if (blen > CV_FRAME_MAX) return CV_ETOOBIG;
-    if (rpc__buf_reserve(&s->out, 4 + blen)) return CV_ENOMEM;
-    uint8_t *p = s->out.p + s->out.len;
-    p[0] = (uint8_t)(blen >> 24);
-    p[1] = (uint8_t)(blen >> 16);
-    p[2] = (uint8_t)(blen >> 8);
-    p[3] = (uint8_t)blen;
-    cverse__rpc__frame__pack(f, p + 4);
-    s->out.len += 4 + blen;
+    if (rpc__buf_reserve(&s->out, CV_FRAME_PREFIX + blen)) return CV_ENOMEM;
+    cv_frame_pack(f, blen, s->out.p + s->out.len);
+    s->out.len += CV_FRAME_PREFIX + blen;
     rpc__sock_flush(s);
     return 0;
 }
@@ -246,7 +244,6 @@ struct cv_rpc_conn {
     struct rpc__sock s;          /* first member */
     struct cv_rpc_server *srv;   /* NULL once the connection is closed */
     unsigned refs;               /* 1 for the open socket + one per cv_rpc_conn_ref */
-    void *udata;
     struct cv_rpc_conn *prev, *next;
 };
 
@@ -408,16 +405,6 @@ void cv_rpc_conn_unref(struct cv_rpc_conn *conn)
     if (--conn->refs == 0) free(conn);
 }
 
-void cv_rpc_conn_set_data(struct cv_rpc_conn *conn, void *data)
-{
-    conn->udata = data;
-}
-
-void *cv_rpc_conn_get_data(const struct cv_rpc_conn *conn)
-{
-    return conn->udata;
-}
-
 /* ---------------------------------------------------------------------------------------------------
  * Client: calls, the id map and the deadline heap. */
 
@@ -432,77 +419,21 @@ struct rpc__call {
     uint8_t *body;
     size_t len;
     struct rpc__call *qprev, *qnext; /* waiting queue; qnext also links a batch being failed */
+    UT_hash_handle hh;           /* in cv_rpc_client.calls, by id */
 };
 
-/* Open addressing with linear probing and backward-shift deletion: no tombstones, so long-lived
- * clients with millions of calls keep short probe sequences. Capacity is a power of two, load <= 1/2. */
-struct rpc__map {
-    struct rpc__call **slots;
-    size_t cap, count;
-};
-
-static size_t map__hash(uint64_t id)
+/* The id -> call map is a uthash table (HASH_NONFATAL_OOM: a failed add leaves hh.tbl NULL). */
+static int map__put(struct rpc__call **m, struct rpc__call *c)
 {
-    id ^= id >> 33;
-    id *= 0xff51afd7ed558ccdULL;
-    id ^= id >> 33;
-    return (size_t)id;
+    HASH_ADD(hh, *m, id, sizeof c->id, c);
+    return c->hh.tbl ? 0 : CV_ENOMEM;
 }
 
-static struct rpc__call *map__get(const struct rpc__map *m, uint64_t id)
+static struct rpc__call *map__get(struct rpc__call *m, uint64_t id)
 {
-    if (!m->cap) return NULL;
-    for (size_t i = map__hash(id) & (m->cap - 1); m->slots[i]; i = (i + 1) & (m->cap - 1))
-        if (m->slots[i]->id == id) return m->slots[i];
-    return NULL;
-}
-
-static void map__place(struct rpc__map *m, struct rpc__call *c)
-{
-    size_t i = map__hash(c->id) & (m->cap - 1);
-    while (m->slots[i]) i = (i + 1) & (m->cap - 1);
-    m->slots[i] = c;
-}
-
-static int map__put(struct rpc__map *m, struct rpc__call *c)
-{
-    if ((m->count + 1) * 2 > m->cap) {
-        size_t cap = m->cap ? m->cap * 2 : 64;
-        struct rpc__call **old = m->slots;
-        size_t ocap = m->cap;
-        m->slots = calloc(cap, sizeof *m->slots);
-        if (!m->slots) {
-            m->slots = old;
-            return CV_ENOMEM;
-        }
-        m->cap = cap;
-        for (size_t i = 0; i < ocap; i++)
-            if (old[i]) map__place(m, old[i]);
-        free(old);
-    }
-    map__place(m, c);
-    m->count++;
-    return 0;
-}
-
-static void map__del(struct rpc__map *m, uint64_t id)
-{
-    size_t mask = m->cap - 1, i;
-    if (!m->cap) return;
-    for (i = map__hash(id) & mask; m->slots[i] && m->slots[i]->id != id; i = (i + 1) & mask) {
-    }
-    if (!m->slots[i]) return;
-    m->slots[i] = NULL;
-    m->count--;
-    /* Shift back the following entries that would no longer be reachable across the hole at i. */
-    for (size_t j = (i + 1) & mask; m->slots[j]; j = (j + 1) & mask) {
-        size_t k = map__hash(m->slots[j]->id) & mask;
-        int reachable = (j > i) ? (k > i && k <= j) : (k > i || k <= j);
-        if (reachable) continue;
-        m->slots[i] = m->slots[j];
-        m->slots[j] = NULL;
-        i = j;
-    }
+    struct rpc__call *c;
+    HASH_FIND(hh, m, &id, sizeof id, c);
+    return c;
 }
 
 struct rpc__heap {
@@ -582,7 +513,7 @@ struct cv_rpc_client {
     struct rpc__cconn *conn;     /* connecting or connected; NULL when down. Never two at once. */
     uv_timer_t retry;            /* runs while waiting to reconnect */
     uv_timer_t deadline;         /* armed for the earliest call deadline */
-    struct rpc__map calls;       /* every unfinished call, sent or waiting */
+    struct rpc__call *calls;     /* every unfinished call, sent or waiting (uthash by id) */
     struct rpc__heap heap;       /* unfinished calls with a deadline */
     struct rpc__call *qhead, *qtail; /* calls waiting for a connection, oldest first */
     uint64_t next_id;
@@ -604,7 +535,7 @@ static void cli__queue_unlink(struct cv_rpc_client *cli, struct rpc__call *c)
 /* Removes c from every index; it is then owned by whoever completes it. */
 static void cli__detach(struct cv_rpc_client *cli, struct rpc__call *c)
 {
-    map__del(&cli->calls, c->id);
+    HASH_DEL(cli->calls, c);
     heap__remove(&cli->heap, c);
     if (!c->sent) cli__queue_unlink(cli, c);
 }
@@ -622,18 +553,17 @@ static void cli__complete(struct rpc__call *c, int status, const char *error, co
  * callbacks may start new calls (they land in the fresh state) or close the client. */
 static void cli__fail_calls(struct cv_rpc_client *cli, int sent_only, int status, const char *error)
 {
-    struct rpc__call *list = NULL;
-    for (size_t i = 0; i < cli->calls.cap; i++) {
-        struct rpc__call *c = cli->calls.slots[i];
-        if (!c || (sent_only && !c->sent)) continue;
+    struct rpc__call *list = NULL, *c, *tmp;
+    HASH_ITER(hh, cli->calls, c, tmp) {
+        if (sent_only && !c->sent) continue;
+        HASH_DEL(cli->calls, c); /* safe while iterating with HASH_ITER */
         heap__remove(&cli->heap, c);
         if (!c->sent) cli__queue_unlink(cli, c);
-        c->qnext = list; /* the map is not modified while it is scanned */
+        c->qnext = list;
         list = c;
     }
-    for (struct rpc__call *c = list; c; c = c->qnext) map__del(&cli->calls, c->id);
     while (list) {
-        struct rpc__call *c = list;
+        c = list;
         list = c->qnext;
         cli__complete(c, status, error, NULL, 0);
     }
@@ -698,7 +628,7 @@ static void cli__flush_queue(struct cv_rpc_client *cli)
         cli__queue_unlink(cli, c);
         int rv = cli__send(cli, c, c->method, c->body, c->len);
         if (rv) {
-            map__del(&cli->calls, c->id);
+            HASH_DEL(cli->calls, c);
             heap__remove(&cli->heap, c);
             cli__complete(c, rv, cv_strerror(rv), NULL, 0);
             continue;
@@ -717,7 +647,7 @@ static void cli__on_frame(struct rpc__sock *s, Cverse__Rpc__Frame *f)
     struct cv_rpc_client *cli = ((struct rpc__cconn *)s)->cli;
     const uint8_t *body = f->body.len ? f->body.data : rpc__empty;
     if (f->kind == CVERSE__RPC__KIND__KIND_RESPONSE) {
-        struct rpc__call *c = map__get(&cli->calls, f->id);
+        struct rpc__call *c = map__get(cli->calls, f->id);
         if (!c || !c->sent) return; /* timed out meanwhile: the late answer is dropped */
         cli__detach(cli, c);
         const char *err = f->status == 0 ? NULL : (*f->error ? f->error : cv_strerror(f->status));
@@ -734,7 +664,6 @@ static void cli__maybe_finish(struct cv_rpc_client *cli)
     if (cli->handles > 0) return;
     cli__fail_calls(cli, 0, CV_ECANCELED, cv_strerror(CV_ECANCELED));
     if (cli->close_cb) cli->close_cb(cli);
-    free(cli->calls.slots);
     free(cli->heap.v);
     free(cli->addr);
     free(cli);
@@ -904,7 +833,7 @@ err_after_heap:
     free(c->method);
     free(c->body);
 err_after_map:
-    map__del(&cli->calls, c->id);
+    HASH_DEL(cli->calls, c);
 err_after_alloc:
     free(c);
     return rv;

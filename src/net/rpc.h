@@ -40,9 +40,6 @@ int cv_rpc_respond(struct cv_rpc_conn *conn, uint64_t id, int status, const char
 int cv_rpc_send_event(struct cv_rpc_conn *conn, const char *method, const void *body, size_t len);
 void cv_rpc_conn_ref(struct cv_rpc_conn *conn);
 void cv_rpc_conn_unref(struct cv_rpc_conn *conn);
-/* Per-connection user pointer (e.g. a subscription). */
-void cv_rpc_conn_set_data(struct cv_rpc_conn *conn, void *data);
-void *cv_rpc_conn_get_data(const struct cv_rpc_conn *conn);
 
 /* Outcome of a call. status 0: body is the response (valid only during the call), error is NULL.
  * Negative: CV_E* from the peer (error then holds its message) or local: CV_ETIMEDOUT, CV_EUNAVAIL (could

@@ -1,7 +1,8 @@
 /* Object-type registry: a growable array of type pointers, searched linearly (a process registers a
  * handful of types). cv_register_type validates a description completely before accepting it, so that
  * the runtime and the gate never meet a half-described type. Failure modes: CV_EINVAL (incomplete
- * description, frozen registry), CV_EEXIST (name taken), CV_ENOMEM. */
+ * description, frozen registry), CV_EEXIST (name taken), CV_ENOMEM. A module whose init fails is
+ * unloaded again, after the types it registered before failing are dropped (nothing points into it). */
 #include "objects/registry.h"
 
 #include <dlfcn.h>
@@ -71,7 +72,7 @@ bool cv_registry_frozen(const cv_registry *reg)
     return reg->frozen;
 }
 
-static int type_validate(const struct cv_object_type *t)
+static int registry__validate(const struct cv_object_type *t)
 {
     if (!t || !t->name || !t->name[0] || (t->n_methods && !t->methods)) return CV_EINVAL;
     for (size_t i = 0; i < t->n_methods; i++) {
@@ -86,7 +87,7 @@ static int type_validate(const struct cv_object_type *t)
 int cv_register_type(cv_registry *reg, const struct cv_object_type *t)
 {
     if (!reg || reg->frozen) return CV_EINVAL;
-    int rv = type_validate(t);
+    int rv = registry__validate(t);
     if (rv != 0) return rv;
     if (cv_registry_type(reg, t->name)) return CV_EEXIST;
     rv = cv_array_grow((void **)&reg->types, &reg->cap, reg->n + 1, sizeof *reg->types);
@@ -112,15 +113,23 @@ int cv_registry_load_module(cv_registry *reg, const char *path, void **handle, c
         dlclose(h);
         return CV_EIO;
     }
-    if (handle) *handle = h;
+    if (handle) *handle = NULL;
+    size_t before = reg->n;
     int rv = init(reg);
+    if (rv == 0) {
+        if (handle) *handle = h;
+        return 0;
+    }
     if (rv == CV_EEXIST)
         snprintf(err, errlen,
                  "module %s: %s failed: a type it registers is already registered (by an earlier "
                  "--module, or the built-in demo types)",
                  path, CV_MODULE_INIT_SYMBOL);
-    else if (rv)
+    else
         snprintf(err, errlen, "module %s: %s failed: %s (%s)", path, CV_MODULE_INIT_SYMBOL, cv_strerror(rv),
                  cv_errname(rv));
+    /* Types registered before the failure point into the module: forget them, then unload it. */
+    reg->n = before;
+    dlclose(h);
     return rv;
 }

@@ -34,7 +34,7 @@ bool cv_registry_frozen(const cv_registry *reg);
  * the dlopen handle: the module must stay loaded as long as reg references its types (dlclose after
  * cv_registry_free, or never). On failure: CV_EIO (cannot load, or no cverse_module_init symbol) or the
  * init's own code (CV_EEXIST: a type is already registered), with one line in err; a module whose init
- * failed stays loaded (types it registered before failing stay referenced). */
+ * failed is unloaded and the types it registered before failing are removed (*handle is then NULL). */
 int cv_registry_load_module(cv_registry *reg, const char *path, void **handle, char *err, size_t errlen);
 
 #endif

@@ -15,9 +15,10 @@
 
 struct cv_runtime;
 
-/* Object lifecycle. ACTIVATING (hooks pending) -> ACTIVE (runs its mailbox) -> DEACTIVATING (queued
- * calls failed, waits for the call in flight) -> GONE (hooks ran, out of the table). ACTIVATING may go
- * straight to GONE when a hook fails. No other transition exists (checked under CV_CHECKS). */
+/* Object lifecycle as callers see it. ACTIVATING (hooks pending) -> ACTIVE (runs its mailbox) ->
+ * DEACTIVATING (queued calls failed, waits for the call in flight) -> GONE (hooks ran, out of the
+ * table). ACTIVATING may go straight to GONE when a hook fails. The full machine (objects/object.h)
+ * has one more state, a deactivation asked for while ACTIVATING, reported as DEACTIVATING. */
 enum cv_object_state { CV_OBJ_ACTIVATING = 0, CV_OBJ_ACTIVE, CV_OBJ_DEACTIVATING, CV_OBJ_GONE };
 
 /* Outcome of cv_runtime_call. status 0: resp/len are the packed response (valid during the callback
@@ -30,7 +31,7 @@ typedef void (*cv_runtime_call_cb)(void *data, int status, const char *error, co
 typedef void (*cv_host_done_cb)(void *data, int status, const char *error);
 
 /* Cluster services of the hosting node (cverse-node's host.c), through which the SDK's cluster functions
- * (object.h: cv_object_create, cv_object_delete, the counts, cv_object_log) and object-to-object calls
+ * (object.h: cv_object_create, cv_object_delete, the counts) and object-to-object calls
  * are implemented. Every hook is optional: without it the SDK function answers as outside a node
  * (CV_EUNAVAIL / 0). Hooks run on the loop. The asynchronous ones follow the SDK contract: 0 and cb
  * fires exactly once, never from inside the hook; or a negative code and cb never fires. */
@@ -47,7 +48,6 @@ struct cv_host_hooks {
     uint32_t (*node_shards)(void *data);   /* shards this node owns */
     size_t (*cluster_nodes)(void *data);   /* live nodes in the catalog */
     size_t (*cluster_objects)(void *data); /* objects in the catalog */
-    void (*log)(void *data, const char *line); /* cv_object_log's formatted line; NULL: CV_INFO */
 };
 
 struct cv_runtime_opts {
@@ -113,8 +113,6 @@ int cv_runtime_activate(struct cv_runtime *rt, const char *type, const char *id,
 int cv_runtime_deactivate(struct cv_runtime *rt, const char *id);
 /* Like cv_runtime_deactivate, then the destroyed hook runs too (the object is deleted for good). */
 int cv_runtime_destroy(struct cv_runtime *rt, const char *id);
-/* Deactivates every object of shard (the shard moved away); returns how many (>= 0). */
-int cv_runtime_deactivate_shard(struct cv_runtime *rt, uint32_t shard);
 
 /* Deactivates every object whose shard opts.owns no longer accepts (one pass over the table; node-pinned
  * objects are not affected). Call after the shard map changed. Returns how many. */

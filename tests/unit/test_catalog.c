@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "catalog/catalog.h"
+#include "core/assign.h"
 #include "core/hash.h"
 #include "cverse/error.h"
 #include "util/log.h"
@@ -1442,6 +1443,213 @@ Test(catalog, restore_rejects_inconsistent_snapshot)
     cr_assert_eq(cv_catalog_restore(c.cat, buf, len, &ignored), CV_EPROTO);
     cr_assert_eq(cv_catalog_applied_index(c.cat), 1);
     cr_assert_eq(cv_catalog_object_get(c.cat, "keep", NULL, 0, NULL), 0);
+    assert_check(&c);
+    tclose(&c);
+    tb_free(&t);
+}
+
+/* ---- the shard lifecycle (core/shard.h) on real commands --------------------------------------- */
+
+#define SST(x) CV_SHARD_##x
+
+/* Asserts a shard's state, and that it got there by a move the table allows from *prev. */
+static void assert_state(struct tcat *c, uint32_t shard, int want, int *prev)
+{
+    int got = cv_catalog_shard_state(c->cat, shard);
+    cr_assert_eq(got, want, "shard %u: %s, want %s", shard, cv_sm_state_name(&cv_shard_sm, got),
+                 cv_sm_state_name(&cv_shard_sm, want));
+    if (prev && *prev != got)
+        cr_assert(cv_sm_allowed(&cv_shard_sm, *prev, got), "shard %u: %s -> %s not in the table", shard,
+                  cv_sm_state_name(&cv_shard_sm, *prev), cv_sm_state_name(&cv_shard_sm, got));
+    if (prev) *prev = got;
+}
+
+/* What the leader would propose for one shard: the handoff over the catalog's view (cur, waiting, live)
+ * as load_state builds it, for a target owner `next`. */
+static int32_t handoff_of(struct tcat *c, uint32_t shard, const char *const *ids, uint32_t n, int32_t next)
+{
+    struct cv_catalog_shard sh;
+    int32_t cur = CV_ASSIGN_NONE, waiting = CV_ASSIGN_NONE, out;
+    uint8_t live[8];
+    cr_assert_eq(cv_catalog_shard_get(c->cat, shard, &sh), 0);
+    for (uint32_t i = 0; i < n; i++) {
+        const struct cv_catalog_node *cn = cv_catalog_node_get(c->cat, ids[i]);
+        live[i] = cn && cn->alive;
+        if (strcmp(sh.owner, ids[i]) == 0) cur = (int32_t)i;
+        if (cv_shard_must_confirm(sh.state) && strcmp(sh.released_by, ids[i]) == 0) waiting = (int32_t)i;
+    }
+    cv_assign_handoff(&cur, &next, &waiting, 1, live, n, &out);
+    return out;
+}
+
+Test(catalog, shard_lifecycle_full_handoff)
+{
+    static const char *const ids[] = {"a", "b", "c"};
+    struct tcat c;
+    struct tb t = {0};
+    struct cv_catalog_shard sh;
+    uint64_t epoch = 99, idx = 1;
+    int st = SST(UNASSIGNED);
+    topen(&c, subdir("c"), 4);
+    for (int i = 0; i < 3; i++) tb_register(&t, ids[i], 1000, 3000);
+    tb_apply(&c, idx++, &t);
+    assert_state(&c, 0, SST(UNASSIGNED), &st);
+    cr_assert_eq(cv_catalog_shard_state(c.cat, 4), CV_EINVAL);
+    cr_assert_eq(cv_catalog_shard_get(c.cat, 4, &sh), CV_EINVAL);
+    cr_assert(!cv_catalog_shard_to_release(c.cat, 4, "a", NULL));
+    cr_assert(cv_shard_may_assign(SST(UNASSIGNED)));
+    cr_assert_eq(handoff_of(&c, 0, ids, 3, 0), 0, "from nobody: assign straight away");
+
+    tb_assign1(&t, 0, "a", 0);
+    ASSERT_STATUS(&c, idx++, &t, 0);
+    assert_state(&c, 0, SST(OWNED), &st);
+    cr_assert_eq(cv_catalog_shard_get(c.cat, 0, &sh), 0);
+    cr_assert_str_eq(sh.owner, "a");
+    cr_assert_eq(sh.epoch, 1);
+    cr_assert_str_eq(sh.released_by, "");
+    cr_assert_eq(handoff_of(&c, 0, ids, 3, 1), CV_ASSIGN_NONE, "a live owner releases first");
+
+    /* Phase 1: a -> "". a must confirm; nobody may own it meanwhile. */
+    tb_assign1(&t, 0, "", 1);
+    ASSERT_STATUS(&c, idx++, &t, 0);
+    assert_state(&c, 0, SST(RELEASING), &st);
+    cr_assert(cv_catalog_shard_to_release(c.cat, 0, "a", &epoch));
+    cr_assert_eq(epoch, 2);
+    cr_assert(!cv_catalog_shard_to_release(c.cat, 0, "b", NULL), "only the releasing node confirms");
+    cr_assert_eq(handoff_of(&c, 0, ids, 3, 1), CV_ASSIGN_NONE, "waits for a's release");
+
+    /* A confirmation at a stale epoch changes nothing; the right one releases it. */
+    tb_release1(&t, "a", 0, 1);
+    ASSERT_STATUS(&c, idx++, &t, CV_ECONFLICT);
+    assert_state(&c, 0, SST(RELEASING), &st);
+    tb_release1(&t, "a", 0, epoch);
+    ASSERT_STATUS(&c, idx++, &t, 0);
+    assert_state(&c, 0, SST(RELEASED), &st);
+    cr_assert(!cv_catalog_shard_to_release(c.cat, 0, "a", NULL), "confirmed");
+    cr_assert_eq(handoff_of(&c, 0, ids, 3, 1), 1, "phase 2: b gets it");
+
+    /* Phase 2: b owns it at the next epoch; the release state is cleared. */
+    tb_assign1(&t, 0, "b", 2);
+    ASSERT_STATUS(&c, idx++, &t, 0);
+    assert_state(&c, 0, SST(OWNED), &st);
+    cv_catalog_shard_get(c.cat, 0, &sh);
+    cr_assert_str_eq(sh.owner, "b");
+    cr_assert_eq(sh.epoch, 3);
+    cr_assert_str_eq(sh.released_by, "");
+    cr_assert_eq(sh.released_epoch, 0);
+
+    /* The owner declared dead: replaced straight away; a renewal first makes it the owner again. */
+    tb_expire(&t, "b", 4000);
+    ASSERT_STATUS(&c, idx++, &t, 0);
+    assert_state(&c, 0, SST(OWNER_DEAD), &st);
+    cr_assert_eq(handoff_of(&c, 0, ids, 3, 2), 2, "a dead owner is not waited for");
+    tb_renew(&t, "b", 5000, 3000);
+    ASSERT_STATUS(&c, idx++, &t, 0);
+    assert_state(&c, 0, SST(OWNED), &st);
+    tb_expire(&t, "b", 8000);
+    ASSERT_STATUS(&c, idx++, &t, 0);
+    assert_state(&c, 0, SST(OWNER_DEAD), &st);
+    tb_assign1(&t, 0, "c", 3);
+    ASSERT_STATUS(&c, idx++, &t, 0);
+    assert_state(&c, 0, SST(OWNED), &st);
+    assert_check(&c);
+    tclose(&c);
+    tb_free(&t);
+}
+
+Test(catalog, shard_lifecycle_owner_dies_mid_release)
+{
+    static const char *const ids[] = {"a", "b"};
+    struct tcat c;
+    struct tb t = {0};
+    uint64_t epoch, idx = 1;
+    int st[3];
+    topen(&c, subdir("c"), 4);
+    tb_register(&t, "a", 1000, 3000);
+    tb_register(&t, "b", 1000, 3000);
+    uint32_t sh[] = {0, 1, 2};
+    tb_assign(&t, 3, sh, NULL, "a", NULL);
+    tb_apply(&c, idx++, &t);
+    for (uint32_t s = 0; s < 3; s++) {
+        st[s] = SST(UNASSIGNED);
+        assert_state(&c, s, SST(OWNED), &st[s]);
+    }
+    const char *none[] = {"", "", ""};
+    uint64_t ep[] = {1, 1, 1};
+    tb_assign(&t, 3, sh, none, NULL, ep);
+    ASSERT_STATUS(&c, idx++, &t, 0);
+    for (uint32_t s = 0; s < 3; s++) assert_state(&c, s, SST(RELEASING), &st[s]);
+
+    /* a dies before confirming: the shards may be assigned now, and a (if still running) may still
+     * confirm them. */
+    tb_expire(&t, "a", 4000);
+    ASSERT_STATUS(&c, idx++, &t, 0);
+    for (uint32_t s = 0; s < 3; s++) assert_state(&c, s, SST(RELEASER_DEAD), &st[s]);
+    cr_assert(cv_shard_may_assign((enum cv_shard_state)cv_catalog_shard_state(c.cat, 0)));
+    cr_assert_eq(handoff_of(&c, 0, ids, 2, 1), 1, "nobody to wait for");
+    cr_assert(cv_catalog_shard_to_release(c.cat, 1, "a", &epoch));
+    cr_assert_eq(epoch, 2);
+    tb_assign1(&t, 0, "b", 2);
+    ASSERT_STATUS(&c, idx++, &t, 0);
+    assert_state(&c, 0, SST(OWNED), &st[0]);
+    tb_release1(&t, "a", 1, 2); /* a late confirmation from the dead node is accepted */
+    ASSERT_STATUS(&c, idx++, &t, 0);
+    assert_state(&c, 1, SST(RELEASED), &st[1]);
+    tb_release1(&t, "a", 0, 2); /* shard 0 has moved on */
+    ASSERT_STATUS(&c, idx++, &t, CV_ECONFLICT);
+
+    /* A releaser that comes back before anybody took the shard is waited for again. */
+    tb_renew(&t, "a", 9000, 3000);
+    ASSERT_STATUS(&c, idx++, &t, 0);
+    assert_state(&c, 2, SST(RELEASING), &st[2]);
+    cr_assert_eq(handoff_of(&c, 2, ids, 2, 1), CV_ASSIGN_NONE, "waits for a again");
+    assert_state(&c, 1, SST(RELEASED), &st[1]);
+    tb_release1(&t, "a", 2, 2);
+    ASSERT_STATUS(&c, idx++, &t, 0);
+    assert_state(&c, 2, SST(RELEASED), &st[2]);
+    cr_assert_eq(handoff_of(&c, 2, ids, 2, 1), 1);
+    assert_check(&c);
+    tclose(&c);
+    tb_free(&t);
+}
+
+/* Single-command entries of every kind at random: every state a shard passes through is reached by a
+ * move the table allows (record moves and lease moves alike), and the check holds throughout. */
+Test(catalog, shard_lifecycle_random_moves_follow_the_table)
+{
+    static const char *nodes[] = {"n0", "n1", "n2", "n3"};
+    enum { SHARDS = 16 };
+    struct tcat c;
+    struct tb t = {0};
+    uint64_t s = 7, now = 1000;
+    int st[SHARDS];
+    topen(&c, subdir("c"), SHARDS);
+    for (int i = 0; i < 4; i++) tb_register(&t, nodes[i], now, 3000);
+    tb_apply(&c, 1, &t);
+    for (uint32_t sh = 0; sh < SHARDS; sh++) st[sh] = cv_catalog_shard_state(c.cat, sh);
+    int seen[CV_SHARD__COUNT] = {0};
+    for (uint64_t idx = 2; idx < 3000; idx++) {
+        const char *nd = nodes[lcg(&s) % 4];
+        uint32_t sh = (uint32_t)(lcg(&s) % SHARDS);
+        const struct cv_catalog_node *cn = cv_catalog_node_get(c.cat, nd);
+        uint64_t ep;
+        now += 10;
+        switch (lcg(&s) % 6) {
+        case 0: tb_renew(&t, nd, now, 3000); break;
+        case 1: tb_expire(&t, nd, cn->lease_expiry_ms); break;
+        case 2: tb_release1(&t, nd, sh, (cv_catalog_shard_owner(c.cat, sh, &ep), ep)); break;
+        default:
+            cv_catalog_shard_owner(c.cat, sh, &ep);
+            tb_assign1(&t, sh, lcg(&s) % 3 ? nd : "", ep);
+        }
+        tb_apply(&c, idx, &t);
+        for (uint32_t k = 0; k < SHARDS; k++) {
+            assert_state(&c, k, cv_catalog_shard_state(c.cat, k), &st[k]);
+            seen[st[k]]++;
+        }
+    }
+    for (int k = 0; k < CV_SHARD__COUNT; k++)
+        cr_assert_gt(seen[k], 0, "state %s never reached", cv_sm_state_name(&cv_shard_sm, k));
     assert_check(&c);
     tclose(&c);
     tb_free(&t);

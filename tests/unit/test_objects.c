@@ -3,6 +3,7 @@
  * running the loop until a condition holds, with a deadline (never by sleeping); every test ends by
  * closing the runtime and checking uv_loop_close() == 0 (no handle left behind). */
 #include <criterion/criterion.h>
+#include <dlfcn.h>
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
@@ -10,7 +11,10 @@
 #include "core/hash.h"
 #include "cverse/error.h"
 #include "cverse/object.h"
+#include "log_capture.h"
 #include "lsan_check.h"
+#include "objects/object.h"
+#include "objects/registry.h"
 #include "objects/runtime.h"
 #include "rpc.pb-c.h"
 #include "util/log.h"
@@ -185,11 +189,13 @@ static const struct cv_object_type proxy_type = {.name = "Proxy", .methods = pro
 
 /* ---- harness ---- */
 
-static bool owns_not_7(void *data, uint32_t shard) { return shard != 7; }
+static int g_lost_shard = -1; /* a shard that moved away (owns_not_7 gives it up too) */
+static bool owns_not_7(void *data, uint32_t shard) { return shard != 7 && (int)shard != g_lost_shard; }
 
 static void setup(size_t capacity)
 {
     memset(&g, 0, sizeof g);
+    g_lost_shard = -1;
     cv_log_init("test", CV_LOG_ERROR);
     cr_assert_eq(uv_loop_init(&g.loop), 0);
     struct cv_runtime_opts opts = {.node_id = "node-1", .shards = 64, .mailbox_capacity = capacity,
@@ -443,6 +449,8 @@ static void collect(void *data, const struct cv_object_info *info)
     snprintf(l->ids[l->n++], 32, "%s@%u", info->id, (unsigned)info->shard);
 }
 
+/* The shard moved away: cv_runtime_deactivate_unowned (what the node calls after the shard map changed)
+ * deactivates the objects of every shard the node no longer owns. */
 Test(objects, deactivate_shard_and_list)
 {
     setup(0);
@@ -451,7 +459,8 @@ Test(objects, deactivate_shard_and_list)
     cr_assert_eq(call("Counter", "shard#2/c", "Add", 1, NULL, 2), 0);
     cr_assert(run_until(&g.completed, 3));
     cr_assert_eq(cv_runtime_list(g.rt, NULL, NULL), 3);
-    cr_assert_eq(cv_runtime_deactivate_shard(g.rt, 1), 2);
+    g_lost_shard = 1;
+    cr_assert_eq(cv_runtime_deactivate_unowned(g.rt), 2);
     cr_assert(run_until(&g.deactivated, 2));
     struct listing l = {0};
     cr_assert_eq(cv_runtime_list(g.rt, collect, &l), 1);
@@ -618,9 +627,9 @@ Test(objects, deactivate_unowned_lookup_and_shard_counts)
 /* ---- host hooks: object calls routed by the host, cluster services ---- */
 
 static struct {
-    int calls, creates, deletes, logs, done;
+    int calls, creates, deletes, done;
     int create_status;
-    char last_id[64], log_line[256];
+    char last_id[64];
 } hk;
 
 struct hook_answer {
@@ -685,16 +694,11 @@ static int hk_delete(void *data, const char *type, const char *id, cv_host_done_
 static uint32_t hk_node_shards(void *data) { return 21; }
 static size_t hk_cluster_nodes(void *data) { return 3; }
 static size_t hk_cluster_objects(void *data) { return 100; }
-static void hk_log(void *data, const char *line)
-{
-    hk.logs++;
-    snprintf(hk.log_line, sizeof hk.log_line, "%s", line);
-}
 
 static const struct cv_host_hooks test_hooks = {.call = hk_call, .create_object = hk_create,
                                                 .delete_object = hk_delete, .node_shards = hk_node_shards,
                                                 .cluster_nodes = hk_cluster_nodes,
-                                                .cluster_objects = hk_cluster_objects, .log = hk_log};
+                                                .cluster_objects = hk_cluster_objects};
 
 /* "Svc".Do(index = op, leader = argument): 1 create Counter <arg>, 2 delete it, 3 cluster facts,
  * 4 log <arg>, 5 Counter.Add on <arg> with a request whose descriptor is a copy of the real one (as
@@ -772,6 +776,8 @@ Test(objects, host_hooks_route_calls_and_provide_cluster_services)
     cr_assert_eq(cv_register_type(reg, &proxy_type), 0);
     cr_assert_eq(cv_register_type(reg, &svc_type), 0);
     setup_ext(reg, &test_hooks);
+    cv_log_init("test", CV_LOG_INFO); /* cv_object_log's lines are INFO */
+    cv_log_capture_start();
     cv_runtime_start(g.rt);
     /* Object-to-object calls all go through the host: local, "remote", refused synchronously. */
     cr_assert_eq(call("Proxy", "p", "Fwd", 3, "local-counter", 0), 0);
@@ -793,18 +799,18 @@ Test(objects, host_hooks_route_calls_and_provide_cluster_services)
     cr_assert(run_until(&g.completed, 5));
     cr_assert_eq(g.res[4].status, CV_EEXIST);
     cr_assert_eq(hk.deletes, 1);
-    /* Facts from the hooks, log through the hook. */
+    /* Facts from the hooks; cv_object_log writes to the process log (captured). */
     cr_assert_eq(svc(3, NULL, 5), 0);
     cr_assert_eq(svc(4, "world", 6), 0);
     cr_assert(run_until(&g.completed, 7));
     cr_assert_eq(g.res[5].value, 3100021);
-    cr_assert_eq(hk.logs, 1);
-    cr_assert_str_eq(hk.log_line, "hello world");
+    cr_assert_eq(cv_log_capture_count_lines("hello world", 1), 1, "cv_object_log writes one line to the log");
     /* A request and a reply with a copied descriptor of the same message type are accepted. */
     cr_assert_eq(svc(5, "local-counter", 7), 0);
     cr_assert(run_until(&g.completed, 8));
     cr_assert_eq(g.res[7].status, 0);
     cr_assert_eq(g.res[7].value, 8, "3 earlier + 5");
+    cv_log_capture_stop();
     teardown();
     cv_registry_free(reg);
 }
@@ -841,4 +847,112 @@ Test(objects, setting_u64_reads_the_environment)
     setenv("CV_TEST_SETTING", "", 1);
     cr_assert_eq(cv_object_setting_u64("CV_TEST_SETTING", 7), 7);
     unsetenv("CV_TEST_SETTING");
+}
+
+/* ---- modules ---- */
+
+/* Defect 8: a module whose init fails was left loaded with nobody holding its handle (and its half
+ * registration kept pointers into it). It must be unloaded again, with the types it registered gone. */
+Test(objects, failed_module_init_unloads_the_module)
+{
+    const char *path = getenv("CVERSE_FAILING_MODULE");
+    cr_assert_not_null(path, "CVERSE_FAILING_MODULE not set");
+    for (int keep = 0; keep < 2; keep++) {
+        cv_registry *reg = cv_registry_new();
+        cr_assert_not_null(reg);
+        void *handle = (void *)0x1, **hp = keep ? &handle : NULL;
+        char err[512];
+        cr_assert_eq(cv_registry_load_module(reg, path, hp, err, sizeof err), CV_EINVAL);
+        cr_assert(strstr(err, "cverse_module_init failed") != NULL, "err: %s", err);
+        if (keep) cr_assert_null(handle, "a handle was given out for an unloaded module");
+        cr_assert_eq(cv_registry_count(reg), 0, "the failed module's type stayed registered");
+        cr_assert_null(cv_registry_type(reg, "FailingModuleType"));
+        void *still = dlopen(path, RTLD_NOW | RTLD_NOLOAD);
+        cr_assert_null(still, "the module stayed loaded after its init failed");
+        cv_registry_free(reg);
+    }
+}
+
+/* ---- the object lifecycle (cv_sm table of objects/object.h) ---- */
+
+Test(objects, lifecycle_table)
+{
+    const struct cv_sm_conf *c = &cv_object_sm_conf;
+    cr_assert_eq(cv_sm_conf_check(c), 0);
+    cr_assert_eq(c->n_states, OBJ_N_STATES);
+    cr_assert(cv_sm_allowed(c, OBJ_ACTIVATING, OBJ_ACTIVE));
+    cr_assert(cv_sm_allowed(c, OBJ_ACTIVATING, OBJ_GONE), "a hook failed");
+    cr_assert(cv_sm_allowed(c, OBJ_ACTIVATING, OBJ_DEACTIVATE_PENDING));
+    cr_assert(cv_sm_allowed(c, OBJ_DEACTIVATE_PENDING, OBJ_GONE), "deactivated before the hooks ran");
+    cr_assert(cv_sm_allowed(c, OBJ_DEACTIVATE_PENDING, OBJ_DEACTIVATING), "asked from inside a hook");
+    cr_assert(cv_sm_allowed(c, OBJ_ACTIVE, OBJ_DEACTIVATING));
+    cr_assert(cv_sm_allowed(c, OBJ_DEACTIVATING, OBJ_GONE));
+    cr_assert(!cv_sm_allowed(c, OBJ_DEACTIVATE_PENDING, OBJ_ACTIVE), "no way back");
+    cr_assert(!cv_sm_allowed(c, OBJ_ACTIVE, OBJ_GONE), "the deactivated hook always runs");
+    cr_assert(!cv_sm_allowed(c, OBJ_DEACTIVATING, OBJ_ACTIVE));
+    for (int s = 0; s < OBJ_N_STATES; s++) cr_assert(!cv_sm_allowed(c, OBJ_GONE, s), "GONE is final");
+    /* The public names stay; the extra state has its own. */
+    cr_assert_str_eq(cv_object_state_name(CV_OBJ_ACTIVATING), "ACTIVATING");
+    cr_assert_str_eq(cv_object_state_name(CV_OBJ_ACTIVE), "ACTIVE");
+    cr_assert_str_eq(cv_object_state_name(CV_OBJ_DEACTIVATING), "DEACTIVATING");
+    cr_assert_str_eq(cv_object_state_name(CV_OBJ_GONE), "GONE");
+    cr_assert_str_eq(cv_sm_state_name(c, OBJ_DEACTIVATE_PENDING), "DEACTIVATE_PENDING");
+}
+
+/* ACTIVATING -> DEACTIVATE_PENDING -> GONE: no hook runs, the queued call fails with CV_EREDIRECT, and
+ * callers see the object as DEACTIVATING (not listed, new calls redirected) meanwhile. */
+Test(objects, deactivate_while_activating_runs_no_hook)
+{
+    setup(0);
+    cr_assert_eq(call("Counter", "a", "Add", 1, NULL, 0), 0);
+    cr_assert_eq(cv_runtime_deactivate(g.rt, "a"), 0, "still ACTIVATING: the pump has not run");
+    struct cv_object_info info;
+    cr_assert_eq(cv_runtime_lookup(g.rt, "a", &info), 0);
+    cr_assert_eq(info.state, CV_OBJ_DEACTIVATING, "the pending state is shown as DEACTIVATING");
+    cr_assert_eq(cv_runtime_list(g.rt, NULL, NULL), 0);
+    cr_assert_eq(call("Counter", "a", "Add", 1, NULL, 1), CV_EREDIRECT);
+    cr_assert_eq(cv_runtime_deactivate(g.rt, "a"), 0, "asking twice changes nothing");
+    cr_assert(run_until(&g.completed, 1));
+    cr_assert_eq(g.res[0].status, CV_EREDIRECT);
+    cr_assert_eq(cv_runtime_lookup(g.rt, "a", &info), CV_ENOTFOUND, "GONE");
+    cr_assert_eq(g.created + g.activated + g.deactivated, 0, "no hook ran");
+    /* After GONE a call activates it again. */
+    cr_assert_eq(call("Counter", "a", "Add", 2, NULL, 2), 0);
+    cr_assert(run_until(&g.completed, 2));
+    cr_assert_eq(g.res[2].status, 0);
+    cr_assert_eq(g.res[2].value, 2);
+    teardown();
+}
+
+/* A hook that deactivates its own object: DEACTIVATE_PENDING -> DEACTIVATING once the hooks succeeded,
+ * so the deactivated hook runs, the timer the hook started is stopped and the queued call redirected. */
+static int selfstop_activated(cv_object *o)
+{
+    g.activated++;
+    cr_assert_eq(cv_object_timer_start(o, 1, 1, ticker_tick, NULL, NULL), 0);
+    cr_assert_eq(cv_runtime_deactivate(g.rt, cv_object_id(o)), 0);
+    cr_assert_eq(cv_object_timer_start(o, 1, 1, ticker_tick, NULL, NULL), CV_ECLOSED, "on its way out");
+    return 0;
+}
+
+static const struct cv_object_type selfstop_type = {
+    .name = "SelfStop", .state_size = sizeof(struct slow), .activated = selfstop_activated,
+    .deactivated = counter_deactivated, .methods = slow_methods, .n_methods = 2};
+
+Test(objects, deactivate_from_inside_a_hook_runs_the_deactivated_hook)
+{
+    cv_registry *reg = cv_registry_new();
+    cr_assert_eq(cv_register_type(reg, &selfstop_type), 0);
+    setup_ext(reg, NULL);
+    cv_runtime_start(g.rt);
+    cr_assert_eq(call("SelfStop", "s", "Echo", 1, NULL, 0), 0);
+    cr_assert(run_until(&g.deactivated, 1), "the deactivated hook ran");
+    cr_assert(run_until(&g.completed, 1));
+    cr_assert_eq(g.activated, 1);
+    cr_assert_eq(g.res[0].status, CV_EREDIRECT);
+    cr_assert_eq(g.ticks, 0, "the timer started in the hook never ticked");
+    struct cv_object_info info;
+    cr_assert_eq(cv_runtime_lookup(g.rt, "s", &info), CV_ENOTFOUND);
+    teardown();
+    cv_registry_free(reg);
 }

@@ -246,6 +246,29 @@ Test(pbjson, bool_string_bytes)
     msg_free(s);
 }
 
+/* The four alphabet/padding variants proto3 JSON accepts for bytes, and what stays rejected. */
+Test(pbjson, bytes_base64_variants)
+{
+    static const char *ok[][2] = {
+        {"{\"by\":\"+/8=\"}", "\xfb\xff"}, /* standard, padded */
+        {"{\"by\":\"+/8\"}", "\xfb\xff"},  /* standard, unpadded */
+        {"{\"by\":\"-_8=\"}", "\xfb\xff"}, /* URL-safe, padded */
+        {"{\"by\":\"Zh==\"}", "f"},        /* unused bits ignored (as Go's protojson) */
+        {"{\"by\":\"Zm9\"}", "fo"},        /* unpadded, unused bits ignored */
+        {"{\"by\":\"Zm9vYmFy\"}", "foobar"},
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof *ok; i++) {
+        Scalars *s = parse_ok(SCALARS_D, ok[i][0]);
+        cr_assert_eq(s->by.len, strlen(ok[i][1]), "%s", ok[i][0]);
+        cr_assert_eq(memcmp(s->by.data, ok[i][1], s->by.len), 0, "%s", ok[i][0]);
+        msg_free(s);
+    }
+    parse_err(SCALARS_D, "{\"by\":\"Zg=\"}", NULL, "by: invalid base64");   /* short padding */
+    parse_err(SCALARS_D, "{\"by\":\"Zm8==\"}", NULL, "by: invalid base64"); /* extra padding */
+    parse_err(SCALARS_D, "{\"by\":\"Zg=A\"}", NULL, "by: invalid base64");  /* data after padding */
+    parse_err(SCALARS_D, "{\"by\":\"Zm 9v\"}", NULL, "by: invalid base64"); /* whitespace */
+}
+
 Test(pbjson, enums)
 {
     Scalars *s = parse_ok(SCALARS_D, "{\"color\":2}");

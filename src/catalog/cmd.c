@@ -1,0 +1,322 @@
+/* The catalog's command appliers: each command of a batch runs against the apply's one write
+ * transaction and reads LMDB (never the mirror), so it sees what earlier commands of the batch wrote;
+ * what it changes in nodes and shards it also records in the stage for the mirror.
+ *
+ * Happy path: check every argument and compare-and-set first, then write (all or nothing per command).
+ * Failure modes: a business failure (bad argument, failed compare-and-set, unknown node) is only the
+ * command's *status and writes nothing; an LMDB or memory error is returned and aborts the entry.
+ * Shard records change only here (assign_shards, release_shards); each change is a move of the shard
+ * lifecycle (core/shard.h), checked against its table in debug builds. */
+#include "catalog/cmd.h"
+
+#include <string.h>
+
+#include "core/hash.h"
+#include "cverse/error.h"
+#include "util/log.h"
+
+static uint64_t cmd__sat_add(uint64_t a, uint64_t b)
+{
+    return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+
+static int cmd__node_commit(struct cv_cmd_ctx *c, const struct cv_store_node *sn)
+{
+    int rv = cv_store_node_write(c->txn, c->dbi, sn);
+    return rv ? rv : cv_stage_node(c->st, &sn->n);
+}
+
+/* Reads a node for a command; a missing node is the command's CV_ENOTFOUND, not a fatal error. */
+static int cmd__node(struct cv_cmd_ctx *c, const char *id, struct cv_store_node *sn, int *status)
+{
+    if (strlen(id) == 0 || strlen(id) >= CV_NODE_ID_MAX) {
+        *status = CV_EINVAL;
+        return 0;
+    }
+    int rv = cv_store_node_read(c->txn, c->dbi, id, strlen(id), sn);
+    if (rv == CV_ENOTFOUND) {
+        *status = CV_ENOTFOUND;
+        return 0;
+    }
+    return rv;
+}
+
+static int cmd__set_config(struct cv_cmd_ctx *c, const Cverse__Catalog__CmdSetConfig *cmd, int *status)
+{
+    MDB_dbi meta = c->dbi[CV_DB_META];
+    uint64_t fp;
+    bool found;
+    if (cmd->shards != c->shards) { /* the shard count of a cluster never changes */
+        *status = CV_ECONFIG;
+        return 0;
+    }
+    int rv = cv_store_meta_get(c->txn, meta, CV_META_FP, 8, &fp, &found);
+    if (rv != 0 || (found && fp == cmd->fingerprint)) return rv;
+    rv = cv_store_meta_put(c->txn, meta, CV_META_FP, 8, cmd->fingerprint);
+    if (rv != 0) return rv;
+    c->st->fp_set = true;
+    c->st->fp = cmd->fingerprint;
+    return 0;
+}
+
+static bool cmd__info_valid(const Cverse__Catalog__NodeInfo *info)
+{
+    return info && strlen(info->id) > 0 && strlen(info->id) < CV_NODE_ID_MAX &&
+           strlen(info->grpc_addr) < CV_STORE_ADDR_MAX && strlen(info->advertise_addr) < CV_STORE_ADDR_MAX &&
+           strlen(info->http_addr) < CV_STORE_ADDR_MAX && strlen(info->raft_addr) < CV_STORE_ADDR_MAX;
+}
+
+static int cmd__register(struct cv_cmd_ctx *c, const Cverse__Catalog__CmdRegisterNode *cmd, int *status)
+{
+    const Cverse__Catalog__NodeInfo *info = cmd->info;
+    struct cv_store_node sn;
+    if (!cmd__info_valid(info)) {
+        *status = CV_EINVAL;
+        return 0;
+    }
+    int rv = cv_store_node_read(c->txn, c->dbi, info->id, strlen(info->id), &sn);
+    if (rv == CV_ENOTFOUND) { /* a new node: role unknown until the leader assigns one */
+        memset(&sn, 0, sizeof sn);
+        sn.n.role = CVERSE__CATALOG__ROLE__ROLE_UNKNOWN;
+        sn.n.incarnation = 1;
+        sn.n.alive = true;
+    } else if (rv != 0) {
+        return rv;
+    }
+    if (!sn.n.alive) sn.n.incarnation++;
+    sn.n.alive = true;
+    strcpy(sn.n.id, info->id); /* lengths checked by cmd__info_valid */
+    strcpy(sn.n.grpc_addr, info->grpc_addr);
+    strcpy(sn.n.advertise_addr, info->advertise_addr);
+    strcpy(sn.n.http_addr, info->http_addr);
+    strcpy(sn.n.raft_addr, info->raft_addr);
+    sn.n.raft_id = info->raft_id;
+    sn.n.lease_expiry_ms = cmd__sat_add(cmd->now_ms, cmd->ttl_ms);
+    sn.n.lease_renewed_ms = cmd->now_ms;
+    sn.registered_index = c->index; /* the entry of the latest registration */
+    return cmd__node_commit(c, &sn);
+}
+
+static int cmd__renew(struct cv_cmd_ctx *c, const Cverse__Catalog__CmdRenewLease *cmd, int *status)
+{
+    struct cv_store_node sn;
+    int rv = cmd__node(c, cmd->node, &sn, status);
+    if (rv != 0 || *status != 0) return rv;
+    uint64_t expiry = cmd__sat_add(cmd->now_ms, cmd->ttl_ms);
+    if (expiry > sn.n.lease_expiry_ms) sn.n.lease_expiry_ms = expiry; /* never moves backwards */
+    if (cmd->now_ms > sn.n.lease_renewed_ms) sn.n.lease_renewed_ms = cmd->now_ms;
+    if (!sn.n.alive) sn.n.incarnation++;
+    sn.n.alive = true;
+    return cmd__node_commit(c, &sn);
+}
+
+static int cmd__expire(struct cv_cmd_ctx *c, const Cverse__Catalog__CmdExpireNode *cmd, int *status)
+{
+    struct cv_store_node sn;
+    int rv = cmd__node(c, cmd->node, &sn, status);
+    if (rv != 0 || *status != 0) return rv;
+    if (sn.n.lease_expiry_ms != cmd->expiry_ms) { /* renewed meanwhile: the renewal wins */
+        *status = CV_ECONFLICT;
+        return 0;
+    }
+    if (!sn.n.alive) return 0;
+    sn.n.alive = false; /* its shards stay put: the leader reassigns them with assign_shards */
+    return cmd__node_commit(c, &sn);
+}
+
+static int cmd__set_role(struct cv_cmd_ctx *c, const Cverse__Catalog__CmdSetRole *cmd, int *status)
+{
+    struct cv_store_node sn;
+    int rv = cmd__node(c, cmd->node, &sn, status);
+    if (rv != 0 || *status != 0) return rv;
+    if (cmd->role < CVERSE__CATALOG__ROLE__ROLE_UNKNOWN || cmd->role > CVERSE__CATALOG__ROLE__ROLE_SPARE) {
+        *status = CV_EINVAL;
+        return 0;
+    }
+    sn.n.role = (int)cmd->role;
+    return cmd__node_commit(c, &sn);
+}
+
+#ifdef CV_CHECKS
+/* Liveness as this transaction sees it ("" or unknown: not alive). */
+static bool cmd__alive(struct cv_cmd_ctx *c, const char *id)
+{
+    struct cv_store_node sn;
+    return id[0] && cv_store_node_read(c->txn, c->dbi, id, strlen(id), &sn) == 0 && sn.n.alive;
+}
+#endif
+
+/* Debug builds: the change of one shard record is a move of the shard lifecycle that its table allows,
+ * to a consistent record (liveness fixed at this command: lease commands move liveness, not records). */
+static void cmd__check_move(struct cv_cmd_ctx *c, uint32_t shard, const char *what,
+                            const struct cv_store_shard *from, const struct cv_store_shard *to)
+{
+#ifdef CV_CHECKS
+    struct cv_shard_view a, b;
+    cv_store_shard_view(from, cmd__alive(c, from->owner), cmd__alive(c, from->released_by), &a);
+    cv_store_shard_view(to, cmd__alive(c, to->owner), cmd__alive(c, to->released_by), &b);
+    cv_shard_check_move(shard, what, &a, &b);
+#else
+    (void)c, (void)shard, (void)what, (void)from, (void)to;
+#endif
+}
+
+/* Marks shard as seen by the command being applied; false if out of range or seen already. */
+static bool cmd__shard_once(struct cv_cmd_ctx *c, uint32_t shard)
+{
+    if (shard >= c->shards || (c->seen[shard / 8] & (1u << (shard % 8)))) return false;
+    c->seen[shard / 8] |= (uint8_t)(1u << (shard % 8));
+    return true;
+}
+
+/* Checks one assignment against the state before the command. */
+static int cmd__assign_check(struct cv_cmd_ctx *c, const Cverse__Catalog__ShardAssignment *a, int *status)
+{
+    struct cv_store_shard r;
+    bool found = true;
+    if (!cmd__shard_once(c, a->shard)) {
+        *status = CV_EINVAL; /* out of range, or the same shard twice in one command */
+        return 0;
+    }
+    if (strlen(a->owner) >= CV_NODE_ID_MAX) found = false;
+    int rv = a->owner[0] && found ? cv_store_node_exists(c->txn, c->dbi, a->owner, &found) : 0;
+    if (rv != 0) return rv;
+    if (!found) {
+        *status = CV_EINVAL;
+        return 0;
+    }
+    rv = cv_store_shard_read(c->txn, c->dbi, a->shard, &r);
+    if (rv == 0 && r.epoch != a->expect_epoch) *status = CV_ECONFLICT;
+    return rv;
+}
+
+/* An owner change bumps the epoch. Unassigning from X records X as the node to wait for (released_by);
+ * any other change clears it. */
+static int cmd__assign(struct cv_cmd_ctx *c, const Cverse__Catalog__CmdAssignShards *cmd, int *status)
+{
+    struct cv_store_shard r;
+    int rv = 0;
+    memset(c->seen, 0, c->shards / 8 + 1);
+    for (size_t i = 0; i < cmd->n_shards && rv == 0 && *status == 0; i++)
+        rv = cmd__assign_check(c, cmd->shards[i], status);
+    if (rv != 0 || *status != 0) return rv; /* all or nothing */
+    for (size_t i = 0; i < cmd->n_shards; i++) {
+        const Cverse__Catalog__ShardAssignment *a = cmd->shards[i];
+        rv = cv_store_shard_read(c->txn, c->dbi, a->shard, &r);
+        if (rv != 0) return rv;
+        if (strcmp(r.owner, a->owner) == 0) continue; /* unchanged owner: epoch unchanged too */
+        struct cv_store_shard before = r;
+        if (a->owner[0] == '\0')
+            strcpy(r.released_by, r.owner); /* X -> "": wait for X */
+        else
+            r.released_by[0] = '\0';
+        strcpy(r.owner, a->owner); /* length checked by cmd__assign_check */
+        r.epoch++;
+        r.released_epoch = 0;
+        cmd__check_move(c, a->shard, "assign_shards", &before, &r);
+        rv = cv_store_shard_write(c->txn, c->dbi, a->shard, &r);
+        if (rv == 0) rv = cv_stage_shard(c->st, a->shard, &r, false);
+        if (rv != 0) return rv;
+    }
+    return 0;
+}
+
+/* Checks one release: the shard is unassigned at that epoch and waits for node (or node already
+ * released it at that epoch: a retried proposal). */
+static int cmd__release_check(struct cv_cmd_ctx *c, const char *node, uint32_t shard, uint64_t epoch,
+                              int *status)
+{
+    struct cv_store_shard r;
+    if (!cmd__shard_once(c, shard)) {
+        *status = CV_EINVAL;
+        return 0;
+    }
+    int rv = cv_store_shard_read(c->txn, c->dbi, shard, &r);
+    if (rv == 0 && (r.owner[0] != '\0' || r.epoch != epoch || strcmp(r.released_by, node) != 0))
+        *status = CV_ECONFLICT;
+    return rv;
+}
+
+static int cmd__release(struct cv_cmd_ctx *c, const Cverse__Catalog__CmdReleaseShards *cmd, int *status)
+{
+    struct cv_store_shard r;
+    int rv = 0;
+    if (cmd->node[0] == '\0' || strlen(cmd->node) >= CV_NODE_ID_MAX || cmd->n_shards != cmd->n_epochs) {
+        *status = CV_EINVAL;
+        return 0;
+    }
+    memset(c->seen, 0, c->shards / 8 + 1);
+    for (size_t i = 0; i < cmd->n_shards && rv == 0 && *status == 0; i++)
+        rv = cmd__release_check(c, cmd->node, cmd->shards[i], cmd->epochs[i], status);
+    if (rv != 0 || *status != 0) return rv; /* all or nothing */
+    for (size_t i = 0; i < cmd->n_shards; i++) {
+        rv = cv_store_shard_read(c->txn, c->dbi, cmd->shards[i], &r);
+        if (rv != 0) return rv;
+        if (r.released_epoch == r.epoch) continue; /* released already */
+        struct cv_store_shard before = r;
+        r.released_epoch = r.epoch;
+        cmd__check_move(c, cmd->shards[i], "release_shards", &before, &r);
+        rv = cv_store_shard_write(c->txn, c->dbi, cmd->shards[i], &r);
+        if (rv == 0) rv = cv_stage_shard(c->st, cmd->shards[i], &r, true);
+        if (rv != 0) return rv;
+    }
+    return 0;
+}
+
+static int cmd__create_object(struct cv_cmd_ctx *c, const Cverse__Catalog__CmdCreateObject *cmd, int *status)
+{
+    struct cv_placement p;
+    Cverse__Catalog__ObjectRecord *old;
+    if (cmd->type[0] == '\0' || !cv_store_key_ok(c->max_key, cmd->id) ||
+        cv_placement_parse(cmd->id, c->shards, &p) != 0) {
+        *status = CV_EINVAL;
+        return 0;
+    }
+    int rv = cv_store_msg_get(c->txn, c->dbi[CV_DB_OBJECTS], cmd->id, strlen(cmd->id),
+                              &cverse__catalog__object_record__descriptor, (void **)&old);
+    if (rv == 0) { /* idempotent for the same type */
+        if (strcmp(old->type, cmd->type) != 0) *status = CV_EEXIST;
+        cverse__catalog__object_record__free_unpacked(old, NULL);
+        return 0;
+    }
+    if (rv != CV_ENOTFOUND) return rv;
+    Cverse__Catalog__ObjectRecord rec = CVERSE__CATALOG__OBJECT_RECORD__INIT;
+    rec.type = cmd->type;
+    rec.id = cmd->id;
+    rec.shard = p.shard; /* for a node-pinned id: hash % shards, as cv_placement_parse gives it */
+    rec.created_index = c->index;
+    return cv_store_msg_put(c->txn, c->dbi[CV_DB_OBJECTS], cmd->id, strlen(cmd->id), &rec);
+}
+
+static int cmd__delete_object(struct cv_cmd_ctx *c, const Cverse__Catalog__CmdDeleteObject *cmd, int *status)
+{
+    if (!cv_store_key_ok(c->max_key, cmd->id)) {
+        *status = CV_EINVAL;
+        return 0;
+    }
+    MDB_val k = {strlen(cmd->id), cmd->id};
+    int rc = mdb_del(c->txn, c->dbi[CV_DB_OBJECTS], &k, NULL);
+    if (rc == 0 || rc == MDB_NOTFOUND) return 0;
+    return cv_store_lmdb_err(rc, "del object");
+}
+
+int cv_cmd_run(struct cv_cmd_ctx *c, const Cverse__Catalog__Command *cmd, int *status)
+{
+    *status = 0;
+    switch (cmd->cmd_case) {
+    case CVERSE__CATALOG__COMMAND__CMD_SET_CONFIG: return cmd__set_config(c, cmd->set_config, status);
+    case CVERSE__CATALOG__COMMAND__CMD_REGISTER_NODE: return cmd__register(c, cmd->register_node, status);
+    case CVERSE__CATALOG__COMMAND__CMD_RENEW_LEASE: return cmd__renew(c, cmd->renew_lease, status);
+    case CVERSE__CATALOG__COMMAND__CMD_EXPIRE_NODE: return cmd__expire(c, cmd->expire_node, status);
+    case CVERSE__CATALOG__COMMAND__CMD_SET_ROLE: return cmd__set_role(c, cmd->set_role, status);
+    case CVERSE__CATALOG__COMMAND__CMD_ASSIGN_SHARDS: return cmd__assign(c, cmd->assign_shards, status);
+    case CVERSE__CATALOG__COMMAND__CMD_CREATE_OBJECT:
+        return cmd__create_object(c, cmd->create_object, status);
+    case CVERSE__CATALOG__COMMAND__CMD_DELETE_OBJECT:
+        return cmd__delete_object(c, cmd->delete_object, status);
+    case CVERSE__CATALOG__COMMAND__CMD_RELEASE_SHARDS: return cmd__release(c, cmd->release_shards, status);
+    default:
+        *status = CV_EINVAL; /* no command, or one from a newer version */
+        return 0;
+    }
+}

@@ -1,0 +1,76 @@
+/* The gate's metrics page, written with the shared Prometheus writer (util/prom.h). Happy path: one
+ * family line per metric, then its samples from the stats snapshot. Failure mode: out of memory while
+ * writing sets the buffer's oom flag; the page is then NULL and the HTTP front end answers 500. */
+#include "gate/metrics.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "util/prom.h"
+
+static void metrics__results(const struct cv_gate_stats *s, struct cv_buf *b)
+{
+    const char *c = "cverse_gate_requests_total";
+    char labels[96];
+    cv_prom_family(b, c, "counter", "Client requests answered, by operation and result code.");
+    for (int op = 0; op < CV_GATE_N_OPS; op++)
+        for (int k = 0; k < CV_STATUS_N; k++) {
+            if (!s->results[op][k] && k != CV_STATUS_OK) continue;
+            snprintf(labels, sizeof labels, "op=\"%s\",result=\"%s\"", cv_gate_op_names[op],
+                     cv_status_name((enum cv_status)k));
+            cv_prom_sample_u64(b, c, labels, s->results[op][k]);
+        }
+}
+
+static void metrics__retries(const struct cv_gate_stats *s, struct cv_buf *b)
+{
+    const char *c = "cverse_gate_retries_total";
+    char labels[64];
+    cv_prom_family(b, c, "counter", "Forwards retried, by cause.");
+    for (int i = 0; i < CV_GATE_N_RETRY; i++) {
+        snprintf(labels, sizeof labels, "reason=\"%s\"", cv_gate_retry_names[i]);
+        cv_prom_sample_u64(b, c, labels, s->retries[i]);
+    }
+}
+
+static void metrics__latency(const struct cv_gate_stats *s, struct cv_buf *b)
+{
+    const char *h = "cverse_gate_request_seconds";
+    char labels[32];
+    cv_prom_family(b, h, "histogram", "Time from receiving a client request to answering it.");
+    for (int op = 0; op < CV_GATE_N_OPS; op++) {
+        snprintf(labels, sizeof labels, "op=\"%s\"", cv_gate_op_names[op]);
+        cv_prom_histogram(b, h, labels, cv_gate_lat_bounds, s->lat[op], CV_GATE_N_LAT, s->lat_sum[op]);
+    }
+}
+
+/* A gauge whose value is an integer (printed exactly). */
+static void metrics__gauge(struct cv_buf *b, const char *name, const char *help, uint64_t v)
+{
+    cv_prom_family(b, name, "gauge", help);
+    cv_prom_sample_u64(b, name, NULL, v);
+}
+
+char *cv_gate_metrics_text(const struct cv_gate_stats *s, size_t *len)
+{
+    struct cv_buf b = {0};
+    metrics__results(s, &b);
+    metrics__retries(s, &b);
+    metrics__latency(s, &b);
+    metrics__gauge(&b, "cverse_gate_map_applied_index", "Applied index of the gate's shard map.", s->map_index);
+    cv_prom_counter(&b, "cverse_gate_maps_applied_total", "Shard maps applied.", s->maps_applied);
+    metrics__gauge(&b, "cverse_gate_shards_unassigned", "Shards without an owner in the gate's map.",
+                   s->unassigned);
+    metrics__gauge(&b, "cverse_gate_node_connections", "Nodes the gate is connected to.", s->connections);
+    metrics__gauge(&b, "cverse_gate_requests_in_flight", "Client requests being processed.", s->inflight);
+    cv_prom_counter(&b, "cverse_gate_maps_ignored_total", "Shard maps ignored (not newer than the gate's).",
+                    s->maps_ignored);
+    cv_prom_counter(&b, "cverse_gate_subscriptions_total", "Shard-map subscriptions established (failovers + 1).",
+                    s->sub_switches);
+    if (b.oom) {
+        free(b.p);
+        return NULL;
+    }
+    *len = b.len;
+    return b.p;
+}

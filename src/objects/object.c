@@ -1,0 +1,348 @@
+/* One object: its lifecycle state machine, references, ready list, mailbox, timers and replies.
+ *
+ * Happy path: runtime.c creates an object (obj__new, ACTIVATING), appends calls to its mailbox and puts
+ * it on the ready list; the pump runs one entry at a time (obj__run_next). A call stays in flight until
+ * the handler replies (cv_reply_ok/cv_reply_error), only then is the object ready again, which is what
+ * serialises async handlers. Timers enqueue ticks into the same mailbox (a slow tick is coalesced).
+ *
+ * Failure modes: a reply with the wrong message type fails the call with CV_EINVAL; an out-of-memory
+ * tick is dropped with a warning. Every move of the lifecycle goes through cv_sm: an illegal move or a
+ * broken invariant (mailbox counts, work in the wrong state) aborts debug builds. Objects are reference
+ * counted (table, live timers, outgoing calls and host operations) so that memory outlives every
+ * callback that names it. */
+#include "objects/object.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "cverse/error.h"
+#include "util/log.h"
+
+static const struct cv_sm_state obj__states[OBJ_N_STATES] = {
+    [OBJ_ACTIVATING] = {"ACTIVATING", CV_SM_INITIAL,
+                        CV_SM_BIT(OBJ_ACTIVE) | CV_SM_BIT(OBJ_GONE) | CV_SM_BIT(OBJ_DEACTIVATE_PENDING)},
+    [OBJ_DEACTIVATE_PENDING] = {"DEACTIVATE_PENDING", 0, CV_SM_BIT(OBJ_GONE) | CV_SM_BIT(OBJ_DEACTIVATING)},
+    [OBJ_ACTIVE] = {"ACTIVE", 0, CV_SM_BIT(OBJ_DEACTIVATING)},
+    [OBJ_DEACTIVATING] = {"DEACTIVATING", 0, CV_SM_BIT(OBJ_GONE)},
+    [OBJ_GONE] = {"GONE", CV_SM_FINAL, 0},
+};
+
+const struct cv_sm_conf cv_object_sm_conf = {"object", obj__states, OBJ_N_STATES};
+
+/* What each state promises about the object's data. */
+static const char *obj__invariant(const struct cv_sm *m, int prev)
+{
+    const struct cv_object *o = (const struct cv_object *)m; /* sm is the first member */
+    size_t n = 0;
+    for (const struct obj__mail *e = o->head; e; e = e->next) n++;
+    enum obj__state s = obj__state(o);
+    if (n != o->queued + o->ticks) return "mailbox count";
+    if (o->queued > o->rt->capacity) return "mailbox over capacity";
+    if ((s == OBJ_ACTIVATING || s == OBJ_DEACTIVATE_PENDING) && o->in_flight)
+        return "call in flight while activating";
+    if (s == OBJ_DEACTIVATING && o->timers) return "live timer while deactivating";
+    if (s == OBJ_GONE && (o->in_flight || o->head || o->timers)) return "GONE with work";
+    if (o->refs < 1) return "no reference";
+    return NULL;
+}
+
+void obj__move(struct cv_object *o, enum obj__state to)
+{
+    cv_sm_move(&o->sm, (int)to);
+}
+
+void obj__check(const struct cv_object *o)
+{
+    cv_sm_check(&o->sm);
+}
+
+/* ---- life and references ---- */
+
+struct cv_object *obj__new(struct cv_runtime *rt, const struct cv_object_type *t, const char *id,
+                           const struct cv_placement *p)
+{
+    struct cv_object *o = calloc(1, sizeof *o);
+    if (!o) return NULL;
+    o->id = strdup(id);
+    if (!o->id) goto err_after_o;
+    if (t->state_size) {
+        o->state_mem = calloc(1, t->state_size);
+        if (!o->state_mem) goto err_after_id;
+    }
+    o->rt = rt;
+    o->type = t;
+    o->shard = p->shard;
+    o->pinned = p->kind == CV_PLACE_NODE;
+    o->refs = 1; /* the table's */
+    HASH_ADD_KEYPTR(hh, rt->table, o->id, strlen(o->id), o);
+    if (!o->hh.tbl) goto err_after_state;
+    if (!o->pinned) rt->shard_count[o->shard]++;
+    rt->live++;
+    cv_sm_init(&o->sm, &cv_object_sm_conf, OBJ_ACTIVATING, obj__invariant, o->id);
+    return o;
+
+err_after_state:
+    free(o->state_mem);
+err_after_id:
+    free(o->id);
+err_after_o:
+    free(o);
+    return NULL;
+}
+
+void obj__unref(struct cv_object *o)
+{
+    if (--o->refs > 0) return;
+    struct cv_runtime *rt = o->rt;
+    cv_sm_fini(&o->sm);
+    free(o->state_mem);
+    free(o->id);
+    free(o);
+    rt->live--;
+    runtime__maybe_finish(rt);
+}
+
+/* ---- ready list ---- */
+
+void obj__ready(struct cv_object *o)
+{
+    struct cv_runtime *rt = o->rt;
+    if (o->on_ready || obj__state(o) == OBJ_GONE) return;
+    o->on_ready = true;
+    o->rnext = NULL;
+    if (rt->ready_tail) rt->ready_tail->rnext = o;
+    else rt->ready_head = o;
+    rt->ready_tail = o;
+    uv_idle_start(&rt->pump, runtime__pump_cb);
+}
+
+struct cv_object *obj__ready_pop(struct cv_runtime *rt)
+{
+    struct cv_object *o = rt->ready_head;
+    if (!o) return NULL;
+    rt->ready_head = o->rnext;
+    if (!rt->ready_head) rt->ready_tail = NULL;
+    o->on_ready = false;
+    o->rnext = NULL;
+    return o;
+}
+
+/* ---- mailbox ---- */
+
+void obj__mail_push(struct cv_object *o, struct obj__mail *m)
+{
+    m->next = NULL;
+    if (o->tail) o->tail->next = m;
+    else o->head = m;
+    o->tail = m;
+    if (m->method) o->queued++;
+    else o->ticks++;
+}
+
+static struct obj__mail *obj__mail_pop(struct cv_object *o)
+{
+    struct obj__mail *m = o->head;
+    if (!m) return NULL;
+    o->head = m->next;
+    if (!o->head) o->tail = NULL;
+    if (m->method) o->queued--;
+    else o->ticks--;
+    return m;
+}
+
+void obj__mail_free(struct obj__mail *m)
+{
+    if (m->req) protobuf_c_message_free_unpacked(m->req, NULL);
+    free(m);
+}
+
+static void obj__timer_unref(struct obj__timer *t);
+
+/* Entries are popped before their callback runs, so a callback may call into the runtime (it gets
+ * CV_EREDIRECT/CV_ECLOSED for this object). */
+void obj__drain(struct cv_object *o, int status)
+{
+    struct obj__mail *m;
+    while ((m = obj__mail_pop(o))) {
+        if (m->method) {
+            m->cb(m->data, status, cv_strerror(status), (const uint8_t *)"", 0);
+        } else {
+            m->timer->pending = false;
+            obj__timer_unref(m->timer);
+        }
+        obj__mail_free(m);
+    }
+}
+
+/* ---- timers ---- */
+
+static void obj__timer_unref(struct obj__timer *t)
+{
+    if (--t->refs > 0) return;
+    struct cv_object *o = t->o;
+    free(t);
+    obj__unref(o);
+}
+
+static void obj__timer_closed(uv_handle_t *h)
+{
+    obj__timer_unref(h->data);
+}
+
+static void obj__timer_kill(struct obj__timer *t)
+{
+    if (!t->live) return;
+    t->live = false;
+    struct obj__timer **p = &t->o->timers;
+    while (*p != t) p = &(*p)->next;
+    *p = t->next;
+    uv_timer_stop(&t->handle);
+    uv_close((uv_handle_t *)&t->handle, obj__timer_closed);
+}
+
+void obj__stop_timers(struct cv_object *o)
+{
+    while (o->timers) obj__timer_kill(o->timers);
+}
+
+static void obj__timer_fired(uv_timer_t *h)
+{
+    struct obj__timer *t = h->data;
+    struct cv_object *o = t->o;
+    if (!t->live || obj__state(o) != OBJ_ACTIVE || t->pending) return; /* coalesce slow ticks */
+    struct obj__mail *m = calloc(1, sizeof *m);
+    if (!m) {
+        CV_WARN("objects: %s: timer tick dropped (out of memory)", o->id);
+        return;
+    }
+    m->timer = t;
+    t->pending = true;
+    t->refs++;
+    obj__mail_push(o, m);
+    obj__ready(o);
+}
+
+int cv_object_timer_start(cv_object *o, uint64_t timeout_ms, uint64_t repeat_ms, cv_timer_cb cb,
+                          void *data, uint64_t *id)
+{
+    if (!o || !cb) return CV_EINVAL;
+    if (obj__state(o) != OBJ_ACTIVATING && obj__state(o) != OBJ_ACTIVE) return CV_ECLOSED;
+    struct obj__timer *t = calloc(1, sizeof *t);
+    if (!t) return CV_ENOMEM;
+    uv_timer_init(o->rt->loop, &t->handle);
+    t->handle.data = t;
+    t->o = o;
+    t->id = ++o->next_timer_id;
+    t->cb = cb;
+    t->data = data;
+    t->repeat = repeat_ms != 0;
+    t->live = true;
+    t->refs = 1;
+    t->next = o->timers;
+    o->timers = t;
+    o->refs++;
+    uv_timer_start(&t->handle, obj__timer_fired, timeout_ms, repeat_ms);
+    if (id) *id = t->id;
+    return 0;
+}
+
+int cv_object_timer_stop(cv_object *o, uint64_t id)
+{
+    for (struct obj__timer *t = o->timers; t; t = t->next) {
+        if (t->id == id) {
+            obj__timer_kill(t);
+            return 0;
+        }
+    }
+    return CV_ENOTFOUND;
+}
+
+static void obj__run_tick(struct cv_object *o, struct obj__timer *t)
+{
+    t->pending = false;
+    if (t->live) {
+        t->cb(o, t->data);
+        if (!t->repeat) obj__timer_kill(t);
+    }
+    obj__timer_unref(t);
+}
+
+/* ---- running the mailbox, replies ---- */
+
+/* A module usually carries its own copy of the generated code of a shared .proto (its descriptors are
+ * then other addresses than the node's); the wire format is what both sides agree on. */
+bool obj__same_message(const ProtobufCMessageDescriptor *a, const ProtobufCMessageDescriptor *b)
+{
+    return a == b ||
+           (a && b && a->magic == PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC && strcmp(a->name, b->name) == 0);
+}
+
+static void obj__reply_finish(cv_reply *r, int status, const char *error, const uint8_t *resp, size_t len)
+{
+    struct cv_object *o = r->o;
+    struct obj__mail *m = r->m;
+    o->in_flight = NULL; /* before the callback: it may call this object again */
+    free(r);
+    m->cb(m->data, status, error, resp, len);
+    obj__mail_free(m);
+    if (o->head || obj__state(o) == OBJ_DEACTIVATING) obj__ready(o);
+    obj__check(o);
+}
+
+int cv_reply_ok(cv_reply *r, const ProtobufCMessage *resp)
+{
+    if (!resp || !obj__same_message(resp->descriptor, r->m->method->response)) {
+        CV_WARN("objects: %s.%s replied with the wrong message type", r->o->type->name, r->m->method->name);
+        obj__reply_finish(r, CV_EINVAL, "handler replied with the wrong message type", (const uint8_t *)"", 0);
+        return CV_EINVAL;
+    }
+    size_t len = protobuf_c_message_get_packed_size(resp);
+    uint8_t *buf = malloc(len ? len : 1);
+    if (!buf) {
+        obj__reply_finish(r, CV_ENOMEM, cv_strerror(CV_ENOMEM), (const uint8_t *)"", 0);
+        return 0;
+    }
+    protobuf_c_message_pack(resp, buf);
+    obj__reply_finish(r, 0, NULL, buf, len);
+    free(buf);
+    return 0;
+}
+
+int cv_reply_error(cv_reply *r, int code, const char *msg)
+{
+    if (code >= 0) code = CV_EINVAL;
+    obj__reply_finish(r, code, msg ? msg : cv_strerror(code), (const uint8_t *)"", 0);
+    return 0;
+}
+
+void obj__run_next(struct cv_object *o)
+{
+    struct obj__mail *m = obj__mail_pop(o);
+    if (!m) return;
+    if (!m->method) {
+        struct obj__timer *t = m->timer;
+        free(m);
+        obj__run_tick(o, t);
+        if (o->head && obj__state(o) == OBJ_ACTIVE) obj__ready(o);
+        return;
+    }
+    cv_reply *r = malloc(sizeof *r);
+    if (!r) {
+        m->cb(m->data, CV_ENOMEM, cv_strerror(CV_ENOMEM), (const uint8_t *)"", 0);
+        obj__mail_free(m);
+        if (o->head) obj__ready(o);
+        return;
+    }
+    r->o = o;
+    r->m = m;
+    o->in_flight = r;
+    m->method->handler(o, m->req, r); /* may reply now (obj__reply_finish) or later */
+}
+
+/* ---- accessors ---- */
+
+void *cv_object_state(cv_object *o) { return o->state_mem; }
+const char *cv_object_id(const cv_object *o) { return o->id; }
+const char *cv_object_type_name(const cv_object *o) { return o->type->name; }
+uint32_t cv_object_shard(const cv_object *o) { return o->shard; }
+const char *cv_object_node_id(const cv_object *o) { return o->rt->node_id; }

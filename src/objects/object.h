@@ -1,0 +1,133 @@
+/* One object's internals (object.c), shared with runtime.c (table, pump, calls) and services.c (the SDK's
+ * cluster side): lifecycle state machine, references, ready list, mailbox, timers, replies. Internal. */
+#ifndef CV_OBJECTS_OBJECT_H
+#define CV_OBJECTS_OBJECT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#define HASH_NONFATAL_OOM 1 /* a failed add leaves hh.tbl NULL instead of exiting */
+#include <uthash.h>
+
+#include "core/hash.h"
+#include "core/sm.h"
+#include "objects/runtime.h"
+
+/* The object lifecycle (cv_sm). The four public states (enum cv_object_state, same values) plus
+ * DEACTIVATE_PENDING: deactivation was asked for while ACTIVATING; the pump (or the hook that asked)
+ * decides what follows. Callers see it as DEACTIVATING (cv_runtime_lookup). Moves:
+ *   ACTIVATING -> ACTIVE (hooks ran) | GONE (a hook failed) | DEACTIVATE_PENDING (deactivate)
+ *   DEACTIVATE_PENDING -> GONE (no hook ran yet, or a hook failed) | DEACTIVATING (asked from inside a
+ *                         successful hook: the deactivated hook must run)
+ *   ACTIVE -> DEACTIVATING (queued calls failed, timers stopped) -> GONE (hooks ran, out of the table) */
+enum obj__state {
+    OBJ_ACTIVATING = CV_OBJ_ACTIVATING,
+    OBJ_ACTIVE = CV_OBJ_ACTIVE,
+    OBJ_DEACTIVATING = CV_OBJ_DEACTIVATING,
+    OBJ_GONE = CV_OBJ_GONE,
+    OBJ_DEACTIVATE_PENDING,
+    OBJ_N_STATES
+};
+extern const struct cv_sm_conf cv_object_sm_conf; /* the table above (exported for its unit test) */
+
+struct obj__timer {
+    uv_timer_t handle;
+    struct cv_object *o;
+    struct obj__timer *next; /* o->timers, while live */
+    uint64_t id;
+    cv_timer_cb cb;
+    void *data;
+    bool repeat, live, pending;
+    int refs; /* the uv handle until closed + a queued tick */
+};
+
+/* One mailbox entry: a call (method != NULL) or a timer tick. */
+struct obj__mail {
+    struct obj__mail *next;
+    const struct cv_method *method;
+    ProtobufCMessage *req;
+    cv_runtime_call_cb cb;
+    void *data;
+    struct obj__timer *timer;
+};
+
+struct cv_reply {
+    struct cv_object *o;
+    struct obj__mail *m;
+};
+
+struct cv_object {
+    struct cv_sm sm; /* first member: the invariant finds the object from it; state: enum obj__state */
+    struct cv_runtime *rt;
+    const struct cv_object_type *type;
+    char *id;
+    uint32_t shard;
+    UT_hash_handle hh;      /* in rt->table, keyed by id */
+    struct cv_object *rnext; /* ready list */
+    bool on_ready, destroy;
+    bool pinned;      /* "<node>/x": belongs to no shard */
+    bool run_created; /* created_explicit: this activation runs the created hook */
+    int drain_status; /* what queued calls fail with when deactivating */
+    struct obj__mail *head, *tail;
+    size_t queued, ticks; /* calls (bounded by the capacity) and timer ticks (<= live timers) */
+    cv_reply *in_flight;
+    struct obj__timer *timers;
+    uint64_t next_timer_id;
+    int refs;
+    void *state_mem;
+};
+
+struct cv_runtime {
+    uv_loop_t *loop;
+    uv_idle_t pump;
+    char *node_id;
+    uint32_t shards;
+    size_t capacity;
+    bool (*owns)(void *data, uint32_t shard);
+    void *owns_data;
+    cv_registry *reg;
+    bool own_reg, created_explicit;
+    struct cv_host_hooks hooks;
+    struct cv_object *table; /* objects in the table (uthash by id) */
+    uint32_t *shard_count;   /* objects in the table per shard (pinned ones excluded) */
+    size_t live;             /* objects allocated (table + GONE ones still referenced) */
+    struct cv_object *ready_head, *ready_tail;
+    bool started, closing, finishing;
+    cv_runtime_close_cb close_cb;
+    void *close_data;
+};
+
+static inline enum obj__state obj__state(const struct cv_object *o) { return (enum obj__state)cv_sm_state(&o->sm); }
+
+/* Allocates an ACTIVATING object with one reference (the table's) and enters it in rt's table.
+ * NULL on ENOMEM. */
+struct cv_object *obj__new(struct cv_runtime *rt, const struct cv_object_type *t, const char *id,
+                           const struct cv_placement *p);
+/* Drops a reference; the last one frees the object (and may let a closing runtime finish). */
+void obj__unref(struct cv_object *o);
+/* Moves o through the lifecycle table (checked in debug builds, with the invariant). */
+void obj__move(struct cv_object *o, enum obj__state to);
+/* Runs the invariant after the data it covers changed (debug builds). */
+void obj__check(const struct cv_object *o);
+/* Puts o on the ready list (no-op when already there or GONE) and starts the pump. */
+void obj__ready(struct cv_object *o);
+struct cv_object *obj__ready_pop(struct cv_runtime *rt);
+
+void obj__mail_push(struct cv_object *o, struct obj__mail *m);
+void obj__mail_free(struct obj__mail *m);
+/* Fails every queued call with status and drops queued ticks (a callback may call into the runtime). */
+void obj__drain(struct cv_object *o, int status);
+/* Runs the next mailbox entry: a timer tick, or a call that stays in flight until its reply. */
+void obj__run_next(struct cv_object *o);
+/* Same message type: the same descriptor, or one with the same full name (a module's own copy). */
+bool obj__same_message(const ProtobufCMessageDescriptor *a, const ProtobufCMessageDescriptor *b);
+/* Stops every timer of o (their memory goes with their close callbacks). */
+void obj__stop_timers(struct cv_object *o);
+
+/* Implemented by runtime.c for object.c: the close of rt completes once no object memory is left. */
+void runtime__maybe_finish(struct cv_runtime *rt);
+void runtime__pump_cb(uv_idle_t *h);
+
+#endif
