@@ -8,22 +8,18 @@
 #include "node/handoff.h"
 
 #include <stdlib.h>
-#include <string.h>
 
 #include "cverse/error.h"
 #include "util/log.h"
 
-/* The one place that reads a shard's release fields; the shard state machine (core/shard.h) replaces
- * these checks. */
+/* The one place that asks the shard lifecycle (core/shard.h, through the catalog) what we owe. */
 enum cv_handoff_decision cv_handoff_decide(const struct cv_catalog *cat, const char *self, uint32_t shard,
                                            size_t active, uint64_t *epoch)
 {
-    const char *from;
-    bool done;
-    if (cv_catalog_shard_release_state(cat, shard, &from, &done) || done || strcmp(from, self) != 0)
-        return CV_HANDOFF_NONE;
+    uint64_t e;
+    if (!cv_catalog_shard_to_release(cat, shard, self, &e)) return CV_HANDOFF_NONE;
     if (active > 0) return CV_HANDOFF_WAIT;
-    cv_catalog_shard_owner(cat, shard, epoch);
+    *epoch = e;
     return CV_HANDOFF_RELEASE;
 }
 

@@ -14,7 +14,8 @@ enum cv_handoff_decision {
     CV_HANDOFF_RELEASE, /* it waits for our release and nothing of it is active: release it now */
 };
 
-/* The per-shard decision, from the shard's catalog record and the objects of it still active here
+/* The per-shard decision, from the shard's lifecycle state (cv_catalog_shard_to_release: releasing, or
+ * its releaser declared dead, and released by self) and the objects of it still active here
  * (active). *epoch: the epoch to release at (CV_HANDOFF_RELEASE only). */
 enum cv_handoff_decision cv_handoff_decide(const struct cv_catalog *cat, const char *self, uint32_t shard,
                                            size_t active, uint64_t *epoch);
