@@ -4,13 +4,22 @@
  * is serialized and routed: on the leader it joins the queue of commands that the next loop iteration
  * packs into ONE log entry (a Batch); on a follower it is sent to the leader as a "catalog.propose" RPC,
  * and the leader queues it the same way and answers with the entry's index once raft_apply accepted it.
- * Every node applies the entry to its catalog (fsm_apply); the catalog's observer reports each command's
+ * Every node applies the entry to its catalog (fsm__apply); the catalog's observer reports each command's
  * result, and the proposer completes its proposal when it sees (origin == self, seq) applied locally.
+ *
+ * Each proposal is an explicit state machine (pending__states): waiting -> queued (on the leader) or
+ * forwarded (to it) -> appended (its index known) -> done; a refused forward or submit goes back to
+ * waiting and is routed again at the next tick.
+ *
+ * Lifecycle: init allocates and starts nothing; start creates the raft directory, initialises,
+ * bootstraps and starts raft; close fails pending proposals, closes the timers and raft through their
+ * callbacks and waits for forwarded proposals' calls (the owner closes the peer pool); no loop is ever
+ * run from inside this module.
  *
  * Failure modes: if leadership changes before the entry commits, the slot may be overwritten by another
  * entry; the proposer then sees the index applied without its seq and reports CV_ERETRY (never success).
  * Without a leader, proposals wait (re-routed every tick) until their deadline (CV_ETIMEDOUT, outcome
- * unknown). A failed catalog write inside fsm_apply is fatal: the process exits rather than let this
+ * unknown). A failed catalog write inside fsm__apply is fatal: the process exits rather than let this
  * replica's state diverge from the log (raft would otherwise wedge silently, see docs/architecture.md).
  */
 #include "consensus/consensus.h"
@@ -21,26 +30,52 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
+#include "core/sm.h"
 #include "cverse/error.h"
+#include "net/peers.h"
 #include "rpc.pb-c.h"
 #include "util/addr.h"
 #include "util/buf.h"
+#include "util/fs.h"
 #include "util/log.h"
 
 #define TICK_MS 20
 #define DEFAULT_TIMEOUT_MS 5000
 
+_Static_assert((int)CV_MEMBER_STANDBY == (int)RAFT_STANDBY && (int)CV_MEMBER_VOTER == (int)RAFT_VOTER &&
+                   (int)CV_MEMBER_SPARE == (int)RAFT_SPARE, "member roles are raft's");
+
 const double cv_apply_bucket_le_us[CV_APPLY_BUCKETS] = {50,    100,   250,   500,    1000,   2500,
                                                         5000,  10000, 25000, 50000, 100000, 1e300};
 
+/* A proposal's lifecycle (see cv_consensus_proposal_sm). WAITING: to be routed at the next tick (no
+ * leader known, or the last attempt failed); QUEUED: in this leader's next batch; FORWARDED: sent to the
+ * leader, its answer pending; APPENDED: in the log at a known index; DONE: the callback ran. A proposal
+ * completes from any live state: applied (the observer sees its seq), overwritten, timed out, canceled. */
+enum { P_WAITING, P_QUEUED, P_FORWARDED, P_APPENDED, P_DONE, P_N };
+
+#define P_END (CV_SM_BIT(P_DONE)) /* every live state may complete */
+static const struct cv_sm_state pending__states[P_N] = {
+    [P_WAITING] = {"waiting", CV_SM_INITIAL, CV_SM_BIT(P_QUEUED) | CV_SM_BIT(P_FORWARDED) | P_END},
+    [P_QUEUED] = {"queued", 0, CV_SM_BIT(P_WAITING) | CV_SM_BIT(P_APPENDED) | P_END},
+    [P_FORWARDED] = {"forwarded", 0, CV_SM_BIT(P_WAITING) | CV_SM_BIT(P_APPENDED) | P_END},
+    [P_APPENDED] = {"appended", 0, P_END},
+    [P_DONE] = {"done", CV_SM_FINAL, 0},
+};
+static const struct cv_sm_conf pending__conf = {"proposal", pending__states, P_N};
+
+const struct cv_sm_conf *cv_consensus_proposal_sm(void)
+{
+    return &pending__conf;
+}
+
 struct pending {
     struct pending *next, *prev;
+    struct cv_sm sm;
     uint64_t seq;
     uint64_t deadline_ms; /* monotonic */
-    uint64_t index;       /* the entry that carries it, once known; 0 before */
-    bool in_flight;       /* queued on the leader or sent to it; false = route at next tick */
+    uint64_t index;       /* the entry that carries it: set exactly while APPENDED */
     uint8_t *cmd;
     size_t len;
     cv_propose_cb cb;
@@ -91,7 +126,10 @@ struct cv_consensus {
     struct remote_waiter *q_remote;
     size_t n_q_remote, cap_q_remote;
 
-    struct cv_rpc_client **peers; /* one per config node, created lazily */
+    char *raft_dir;
+    struct cv_peers *peers;       /* borrowed: the node's connections to the other nodes */
+    size_t forwards;              /* forwarded proposals whose answer is pending (hold the close) */
+    bool raft_inited;             /* raft_init succeeded: closing goes through raft_close */
     bool was_leader;
     raft_id last_leader;
     uint64_t leader_since_ms;
@@ -103,7 +141,7 @@ struct cv_consensus {
 
     struct cv_apply_histogram hist;
     uint64_t snapshots_taken, snapshots_restored, entries_applied;
-    bool closing;
+    bool started, closing, close_reported;
     int open_handles;
     void (*close_cb)(void *data);
     void *close_data;
@@ -111,21 +149,7 @@ struct cv_consensus {
 
 /* ---------------------------------------------------------------- helpers */
 
-static int mkdir_p(const char *path)
-{
-    char buf[1024];
-    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) return CV_EINVAL;
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = '\0';
-        if (mkdir(buf, 0755) && errno != EEXIST) return CV_EIO;
-        *p = '/';
-    }
-    if (mkdir(buf, 0755) && errno != EEXIST) return CV_EIO;
-    return 0;
-}
-
-static const struct cv_node_cfg *node_by_raft_id(const struct cv_consensus *c, raft_id id)
+static const struct cv_node_cfg *consensus__node_by_raft_id(const struct cv_consensus *c, raft_id id)
 {
     if (id == 0 || id > c->cfg->n_nodes) return NULL;
     return &c->cfg->nodes[id - 1];
@@ -133,7 +157,7 @@ static const struct cv_node_cfg *node_by_raft_id(const struct cv_consensus *c, r
 
 /* Appends field 1 (Batch.commands, wire type 2) holding cmd: the Batch wire form is just the
  * concatenation of its commands, so queued commands never need re-encoding. */
-static int batch_append(uint8_t **buf, size_t *len, size_t *cap, const uint8_t *cmd, size_t n)
+static int batch__append(uint8_t **buf, size_t *len, size_t *cap, const uint8_t *cmd, size_t n)
 {
     int rv = cv_array_grow((void **)buf, cap, *len + n + 11, 1);
     if (rv) return rv;
@@ -152,13 +176,13 @@ static int batch_append(uint8_t **buf, size_t *len, size_t *cap, const uint8_t *
 
 /* ---------------------------------------------------------------- pending proposals */
 
-static void pending_unlink(struct pending *p)
+static void pending__unlink(struct pending *p)
 {
     p->prev->next = p->next;
     p->next->prev = p->prev;
 }
 
-static struct pending *pending_find(struct cv_consensus *c, uint64_t seq)
+static struct pending *pending__find(struct cv_consensus *c, uint64_t seq)
 {
     /* Proposals mostly complete in order: search from the oldest. */
     for (struct pending *p = c->pendings.next; p != &c->pendings; p = p->next)
@@ -166,9 +190,25 @@ static struct pending *pending_find(struct cv_consensus *c, uint64_t seq)
     return NULL;
 }
 
-static void pending_complete(struct pending *p, int status, uint64_t index)
+/* The invariant of a proposal: its entry's index is known exactly while it is APPENDED. */
+static const char *pending__invariant(const struct cv_sm *m, int prev)
 {
-    pending_unlink(p);
+    const struct pending *p = (const struct pending *)((const char *)m - offsetof(struct pending, sm));
+    if (m->state == P_DONE) return NULL;
+    if ((m->state == P_APPENDED) != (p->index != 0)) return "index known exactly while appended";
+    return NULL;
+}
+
+static void pending__move(struct pending *p, int to)
+{
+    cv_sm_move(&p->sm, to);
+}
+
+static void pending__complete(struct pending *p, int status, uint64_t index)
+{
+    pending__unlink(p);
+    pending__move(p, P_DONE);
+    cv_sm_fini(&p->sm);
     cv_propose_cb cb = p->cb;
     void *data = p->data;
     free(p->cmd);
@@ -178,25 +218,26 @@ static void pending_complete(struct pending *p, int status, uint64_t index)
 
 /* ---------------------------------------------------------------- leader queue and flush */
 
-static void flush_cb(uv_timer_t *t);
+static void queue__flush_cb(uv_timer_t *t);
+static void consensus__settle(struct cv_consensus *c);
 
-static void queue_schedule(struct cv_consensus *c)
+static void queue__schedule(struct cv_consensus *c)
 {
-    if (!uv_is_active((uv_handle_t *)&c->flush)) uv_timer_start(&c->flush, flush_cb, 0, 0);
+    if (!uv_is_active((uv_handle_t *)&c->flush)) uv_timer_start(&c->flush, queue__flush_cb, 0, 0);
 }
 
-static int queue_local(struct cv_consensus *c, struct pending *p)
+static int queue__local(struct cv_consensus *c, struct pending *p)
 {
     int rv = cv_array_grow((void **)&c->q_seqs, &c->cap_q_seqs, c->n_q_seqs + 1, sizeof *c->q_seqs);
-    if (!rv) rv = batch_append(&c->q, &c->q_len, &c->q_cap, p->cmd, p->len);
+    if (!rv) rv = batch__append(&c->q, &c->q_len, &c->q_cap, p->cmd, p->len);
     if (rv) return rv;
     c->q_seqs[c->n_q_seqs++] = p->seq;
-    p->in_flight = true;
-    queue_schedule(c);
+    pending__move(p, P_QUEUED);
+    queue__schedule(c);
     return 0;
 }
 
-static void apply_done_cb(struct raft_apply *req, int status, void *result)
+static void queue__apply_done(struct raft_apply *req, int status, void *result)
 {
     /* Outcomes are decided by what gets applied at the entry's index (see pending_check), so a
      * failure here (e.g. RAFT_LEADERSHIPLOST) needs no action beyond logging. */
@@ -207,7 +248,7 @@ static void apply_done_cb(struct raft_apply *req, int status, void *result)
     free(er);
 }
 
-static void respond_propose(struct cv_rpc_conn *conn, uint64_t id, int status, uint64_t index,
+static void consensus__respond_propose(struct cv_rpc_conn *conn, uint64_t id, int status, uint64_t index,
                             uint64_t term, const char *leader)
 {
     Cverse__Rpc__ProposeResponse resp = CVERSE__RPC__PROPOSE_RESPONSE__INIT;
@@ -219,12 +260,12 @@ static void respond_propose(struct cv_rpc_conn *conn, uint64_t id, int status, u
     cv_rpc_respond(conn, id, status, status ? cv_strerror(status) : NULL, buf, n);
 }
 
-static void leader_hint(struct cv_consensus *c, char *out, size_t len)
+static void consensus__leader_hint(struct cv_consensus *c, char *out, size_t len)
 {
     raft_id id;
     const char *addr;
     raft_leader(&c->raft, &id, &addr);
-    const struct cv_node_cfg *n = node_by_raft_id(c, id);
+    const struct cv_node_cfg *n = consensus__node_by_raft_id(c, id);
     snprintf(out, len, "%s", n ? n->id : "");
 }
 
@@ -234,7 +275,7 @@ static void leader_hint(struct cv_consensus *c, char *out, size_t len)
 #define ENTRY_MAGIC 0x43564231u /* "CVB1" */
 #define ENTRY_HDR 8u
 
-static void put_be32(uint8_t *p, uint32_t v)
+static void entry__put_be32(uint8_t *p, uint32_t v)
 {
     p[0] = (uint8_t)(v >> 24);
     p[1] = (uint8_t)(v >> 16);
@@ -242,47 +283,47 @@ static void put_be32(uint8_t *p, uint32_t v)
     p[3] = (uint8_t)v;
 }
 
-static uint32_t get_be32(const uint8_t *p)
+static uint32_t entry__get_be32(const uint8_t *p)
 {
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
 /* Returns the Batch inside an entry, or NULL if the entry is not one of ours. */
-static const uint8_t *entry_payload(const struct raft_buffer *buf, size_t *len)
+static const uint8_t *entry__payload(const struct raft_buffer *buf, size_t *len)
 {
     const uint8_t *p = buf->base;
-    if (buf->len < ENTRY_HDR || get_be32(p) != ENTRY_MAGIC) return NULL;
-    *len = get_be32(p + 4);
+    if (buf->len < ENTRY_HDR || entry__get_be32(p) != ENTRY_MAGIC) return NULL;
+    *len = entry__get_be32(p + 4);
     return *len <= buf->len - ENTRY_HDR ? p + ENTRY_HDR : NULL;
 }
 
-static int entry_build(const uint8_t *batch, size_t len, struct raft_buffer *buf)
+static int entry__build(const uint8_t *batch, size_t len, struct raft_buffer *buf)
 {
     size_t total = (ENTRY_HDR + len + 7) & ~(size_t)7;
     buf->base = raft_malloc(total);
     if (!buf->base) return CV_ENOMEM;
     buf->len = total;
     uint8_t *p = buf->base;
-    put_be32(p, ENTRY_MAGIC);
-    put_be32(p + 4, (uint32_t)len);
+    entry__put_be32(p, ENTRY_MAGIC);
+    entry__put_be32(p + 4, (uint32_t)len);
     memcpy(p + ENTRY_HDR, batch, len);
     memset(p + ENTRY_HDR + len, 0, total - ENTRY_HDR - len);
     return 0;
 }
 
 /* Appends the queued batch to the raft log; returns 0 and the entry's index, or a CV_E* code. */
-static int queue_submit(struct cv_consensus *c, uint64_t *index)
+static int queue__submit(struct cv_consensus *c, uint64_t *index)
 {
     struct entry_req *er = calloc(1, sizeof *er);
     struct raft_buffer buf;
     if (!er) return CV_ENOMEM;
-    if (entry_build(c->q, c->q_len, &buf)) {
+    if (entry__build(c->q, c->q_len, &buf)) {
         free(er);
         return CV_ENOMEM;
     }
     er->c = c;
     er->req.data = er;
-    int rv = raft_apply(&c->raft, &er->req, &buf, 1, apply_done_cb);
+    int rv = raft_apply(&c->raft, &er->req, &buf, 1, queue__apply_done);
     if (rv == 0) {
         *index = er->req.index ? er->req.index : raft_last_index(&c->raft);
         return 0;
@@ -296,32 +337,34 @@ static int queue_submit(struct cv_consensus *c, uint64_t *index)
 }
 
 /* Hands the queued batch to raft and tells every waiter the entry's index (or that it failed). */
-static void queue_flush(struct cv_consensus *c)
+static void queue__flush(struct cv_consensus *c)
 {
     if (c->q_len == 0) return;
     uint64_t index = 0;
-    int status = queue_submit(c, &index);
+    int status = queue__submit(c, &index);
     for (size_t i = 0; i < c->n_q_seqs; i++) {
-        struct pending *p = pending_find(c, c->q_seqs[i]);
-        if (!p) continue;
-        if (status == 0)
+        struct pending *p = pending__find(c, c->q_seqs[i]);
+        if (!p || cv_sm_state(&p->sm) != P_QUEUED) continue;
+        if (status == 0) {
             p->index = index;
-        else
-            p->in_flight = false; /* not appended anywhere: route again at the next tick */
+            pending__move(p, P_APPENDED);
+        } else {
+            pending__move(p, P_WAITING); /* not appended anywhere: route again at the next tick */
+        }
     }
     char leader[CV_NODE_ID_MAX];
-    leader_hint(c, leader, sizeof leader);
+    consensus__leader_hint(c, leader, sizeof leader);
     for (size_t i = 0; i < c->n_q_remote; i++) {
         struct remote_waiter *w = &c->q_remote[i];
-        respond_propose(w->conn, w->id, status, index, raft_current_term(&c->raft), leader);
+        consensus__respond_propose(w->conn, w->id, status, index, raft_current_term(&c->raft), leader);
         cv_rpc_conn_unref(w->conn);
     }
     c->q_len = c->n_q_seqs = c->n_q_remote = 0;
 }
 
-static void flush_cb(uv_timer_t *t)
+static void queue__flush_cb(uv_timer_t *t)
 {
-    queue_flush(t->data);
+    queue__flush(t->data);
 }
 
 /* ---------------------------------------------------------------- routing to the leader */
@@ -331,18 +374,23 @@ struct forward_ctx {
     uint64_t seq;
 };
 
-static void forward_done(void *data, int status, const char *error, const uint8_t *body, size_t len)
+static void forward__done(void *data, int status, const char *error, const uint8_t *body, size_t len)
 {
     struct forward_ctx *fc = data;
     struct cv_consensus *c = fc->c;
     uint64_t seq = fc->seq;
-    struct pending *p = c->closing ? NULL : pending_find(c, seq);
+    struct pending *p = c->closing ? NULL : pending__find(c, seq);
     free(fc);
-    if (!p) return;
+    c->forwards--;
+    if (!p || cv_sm_state(&p->sm) != P_FORWARDED) { /* applied meanwhile, or closing */
+        consensus__settle(c);
+        return;
+    }
     if (status == 0) {
         Cverse__Rpc__ProposeResponse *r = cverse__rpc__propose_response__unpack(NULL, len, body);
         if (r) {
             p->index = r->index;
+            pending__move(p, r->index ? P_APPENDED : P_WAITING);
             cverse__rpc__propose_response__free_unpacked(r, NULL);
             return;
         }
@@ -351,32 +399,21 @@ static void forward_done(void *data, int status, const char *error, const uint8_
     if (status == CV_ENOTLEADER || status == CV_EUNAVAIL || status == CV_ETIMEDOUT) {
         /* Not appended by that node (or unknown if the connection broke after sending: a resend is
          * harmless because catalog commands are idempotent and (origin, seq) completes only once). */
-        p->in_flight = false;
+        pending__move(p, P_WAITING);
         return;
     }
     CV_WARN("proposal %llu forwarded to the leader failed: %s (%s)", (unsigned long long)seq,
             cv_strerror(status), error ? error : "");
-    pending_complete(p, status, 0);
-}
-
-static struct cv_rpc_client *peer_client(struct cv_consensus *c, raft_id id)
-{
-    const struct cv_node_cfg *n = node_by_raft_id(c, id);
-    if (!n) return NULL;
-    if (!c->peers[id - 1]) {
-        struct cv_rpc_client_opts o = {.addr = n->advertise_addr, .reconnect_ms = 50, .data = c};
-        if (cv_rpc_client_init(c->loop, &o, &c->peers[id - 1])) return NULL;
-    }
-    return c->peers[id - 1];
+    pending__complete(p, status, 0);
 }
 
 static int forward(struct cv_consensus *c, struct pending *p, raft_id leader)
 {
-    struct cv_rpc_client *cli = peer_client(c, leader);
+    struct cv_rpc_client *cli = consensus__node_by_raft_id(c, leader) ? cv_peers_client(c->peers, leader - 1) : NULL;
     if (!cli) return CV_EUNAVAIL;
     uint8_t *batch = NULL;
     size_t blen = 0, bcap = 0;
-    int rv = batch_append(&batch, &blen, &bcap, p->cmd, p->len);
+    int rv = batch__append(&batch, &blen, &bcap, p->cmd, p->len);
     if (rv) return rv;
     Cverse__Rpc__ProposeRequest req = CVERSE__RPC__PROPOSE_REQUEST__INIT;
     req.batch.data = batch;
@@ -393,10 +430,11 @@ static int forward(struct cv_consensus *c, struct pending *p, raft_id leader)
     fc->seq = p->seq;
     uint64_t now = cv_mono_ms();
     unsigned left = p->deadline_ms > now ? (unsigned)(p->deadline_ms - now) : 1;
-    rv = cv_rpc_call(cli, "catalog.propose", body, n, left < 1000 ? left : 1000, forward_done, fc);
+    rv = cv_rpc_call(cli, "catalog.propose", body, n, left < 1000 ? left : 1000, forward__done, fc);
     if (rv == 0) {
         fc = NULL;
-        p->in_flight = true;
+        c->forwards++;
+        pending__move(p, P_FORWARDED);
     }
 out:
     free(fc);
@@ -408,7 +446,7 @@ out:
 static void route(struct cv_consensus *c, struct pending *p)
 {
     if (raft_state(&c->raft) == RAFT_LEADER) {
-        if (queue_local(c, p)) p->in_flight = false;
+        queue__local(c, p); /* on failure it stays WAITING: routed again at the next tick */
         return;
     }
     raft_id id;
@@ -426,6 +464,7 @@ int cv_consensus_propose(struct cv_consensus *c, Cverse__Catalog__Command *cmd, 
     struct pending *p = calloc(1, sizeof *p);
     if (!p) return CV_ENOMEM;
     p->seq = c->next_seq++;
+    cv_sm_init(&p->sm, &pending__conf, P_WAITING, pending__invariant, NULL);
     cmd->origin = (char *)c->self->id;
     cmd->seq = p->seq;
     p->len = cverse__catalog__command__get_packed_size(cmd);
@@ -451,8 +490,8 @@ void cv_consensus_handle_propose(struct cv_consensus *c, struct cv_rpc_conn *con
 {
     char leader[CV_NODE_ID_MAX];
     if (c->closing || raft_state(&c->raft) != RAFT_LEADER) {
-        leader_hint(c, leader, sizeof leader);
-        respond_propose(conn, id, CV_ENOTLEADER, 0, raft_current_term(&c->raft), leader);
+        consensus__leader_hint(c, leader, sizeof leader);
+        consensus__respond_propose(conn, id, CV_ENOTLEADER, 0, raft_current_term(&c->raft), leader);
         return;
     }
     Cverse__Rpc__ProposeRequest *req = cverse__rpc__propose_request__unpack(NULL, len, body);
@@ -471,33 +510,33 @@ void cv_consensus_handle_propose(struct cv_consensus *c, struct cv_rpc_conn *con
         c->q_len += req->batch.len;
         cv_rpc_conn_ref(conn);
         c->q_remote[c->n_q_remote++] = (struct remote_waiter){conn, id};
-        queue_schedule(c);
+        queue__schedule(c);
     }
     cverse__rpc__propose_request__free_unpacked(req, NULL);
 }
 
 /* ---------------------------------------------------------------- FSM */
 
-static void catalog_observer(void *data, uint64_t index, const Cverse__Catalog__Batch *batch,
+static void fsm__observe(void *data, uint64_t index, const Cverse__Catalog__Batch *batch,
                              const struct cv_cmd_result *results)
 {
     struct cv_consensus *c = data;
     for (size_t i = 0; i < batch->n_commands; i++) {
         if (strcmp(results[i].origin, c->self->id) != 0) continue;
-        struct pending *p = pending_find(c, results[i].seq);
-        if (p) pending_complete(p, results[i].status, index);
+        struct pending *p = pending__find(c, results[i].seq);
+        if (p) pending__complete(p, results[i].status, index);
     }
     if (c->on_applied) c->on_applied(c->data, index, batch, results);
 }
 
-static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result)
+static int fsm__apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result)
 {
     struct cv_consensus *c = fsm->data;
     uint64_t index = raft_last_applied(&c->raft) + 1;
     bool skipped = false;
     uint64_t t0 = cv_mono_ns();
     size_t len = 0;
-    const uint8_t *batch = entry_payload(buf, &len);
+    const uint8_t *batch = entry__payload(buf, &len);
     *result = NULL;
     int rv = batch ? cv_catalog_apply(c->cat, index, batch, len, &skipped)
                    : cv_catalog_apply_noop(c->cat, index) ? CV_ELMDB : CV_EPROTO;
@@ -527,7 +566,7 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
     return 0;
 }
 
-static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
+static int fsm__snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
 {
     struct cv_consensus *c = fsm->data;
     void *data;
@@ -551,7 +590,7 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
     return 0;
 }
 
-static int fsm_snapshot_finalize(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
+static int fsm__snapshot_finalize(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
 {
     if (*bufs) {
         for (unsigned i = 0; i < *n_bufs; i++) free((*bufs)[i].base);
@@ -562,7 +601,7 @@ static int fsm_snapshot_finalize(struct raft_fsm *fsm, struct raft_buffer *bufs[
     return 0;
 }
 
-static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
+static int fsm__restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 {
     struct cv_consensus *c = fsm->data;
     bool ignored = false;
@@ -581,24 +620,24 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 
 /* ---------------------------------------------------------------- tick: leadership, deadlines */
 
-static void check_pendings(struct cv_consensus *c)
+static void consensus__check_pendings(struct cv_consensus *c)
 {
     uint64_t now = cv_mono_ms();
     uint64_t applied = cv_catalog_applied_index(c->cat);
     struct pending *p = c->pendings.next;
     while (p != &c->pendings) {
         struct pending *next = p->next;
-        if (p->index && applied >= p->index)
-            pending_complete(p, CV_ERETRY, 0); /* its slot was applied without it: overwritten */
+        if (cv_sm_state(&p->sm) == P_APPENDED && applied >= p->index)
+            pending__complete(p, CV_ERETRY, 0); /* its slot was applied without it: overwritten */
         else if (now >= p->deadline_ms)
-            pending_complete(p, CV_ETIMEDOUT, 0);
-        else if (!p->in_flight)
+            pending__complete(p, CV_ETIMEDOUT, 0);
+        else if (cv_sm_state(&p->sm) == P_WAITING)
             route(c, p);
         p = next;
     }
 }
 
-static void check_leader(struct cv_consensus *c)
+static void consensus__check_leader(struct cv_consensus *c)
 {
     bool is_leader = raft_state(&c->raft) == RAFT_LEADER;
     raft_id id;
@@ -613,7 +652,7 @@ static void check_leader(struct cv_consensus *c)
         CV_INFO("lost raft leadership (term %llu)", (unsigned long long)raft_current_term(&c->raft));
     }
     if (id != c->last_leader && !is_leader) {
-        const struct cv_node_cfg *n = node_by_raft_id(c, id);
+        const struct cv_node_cfg *n = consensus__node_by_raft_id(c, id);
         CV_INFO("raft leader is now %s (term %llu)", n ? n->id : "unknown",
                 (unsigned long long)raft_current_term(&c->raft));
     }
@@ -622,12 +661,12 @@ static void check_leader(struct cv_consensus *c)
     if (c->on_leader) c->on_leader(c->data, is_leader);
 }
 
-static void tick_cb(uv_timer_t *t)
+static void consensus__tick(uv_timer_t *t)
 {
     struct cv_consensus *c = t->data;
     if (c->closing) return;
-    check_leader(c);
-    check_pendings(c);
+    consensus__check_leader(c);
+    consensus__check_pendings(c);
 }
 
 /* ---------------------------------------------------------------- lifecycle */
@@ -662,7 +701,7 @@ static void tune(struct cv_consensus *c)
     raft_set_snapshot_trailing(&c->raft, rc->snapshot_trailing);
 }
 
-static int init_raft(struct cv_consensus *c, const char *raft_dir)
+static int consensus__init_raft(struct cv_consensus *c, const char *raft_dir)
 {
     int rv;
     c->transport.version = 1; /* required by 0.22 before raft_uv_tcp_init */
@@ -672,10 +711,10 @@ static int init_raft(struct cv_consensus *c, const char *raft_dir)
     if ((rv = raft_uv_init(&c->io, c->loop, raft_dir, &c->transport))) goto err_after_tcp;
     c->fsm.version = 2;
     c->fsm.data = c;
-    c->fsm.apply = fsm_apply;
-    c->fsm.snapshot = fsm_snapshot;
-    c->fsm.restore = fsm_restore;
-    c->fsm.snapshot_finalize = fsm_snapshot_finalize;
+    c->fsm.apply = fsm__apply;
+    c->fsm.snapshot = fsm__snapshot;
+    c->fsm.restore = fsm__restore;
+    c->fsm.snapshot_finalize = fsm__snapshot_finalize;
     if ((rv = raft_init(&c->raft, &c->io, &c->fsm, c->id, c->self->raft_addr))) goto err_after_io;
     tune(c);
     return 0;
@@ -688,115 +727,101 @@ err:
     return CV_ERAFT;
 }
 
-static void raft_closed_early(struct raft *r)
-{
-    struct cv_consensus *c = r->data;
-    raft_uv_close(&c->io);
-    raft_uv_tcp_close(&c->transport);
-}
-
 int cv_consensus_init(const struct cv_consensus_opts *opts, struct cv_consensus **out)
 {
     int idx = cv_config_node_index(opts->cfg, opts->node_id);
-    if (idx < 0) return CV_EINVAL;
-    int rv = mkdir_p(opts->raft_dir);
-    if (rv) {
-        CV_ERROR("cannot create raft directory %s: %s", opts->raft_dir, strerror(errno));
-        return rv;
-    }
+    if (idx < 0 || !opts->peers) return CV_EINVAL;
     struct cv_consensus *c = calloc(1, sizeof *c);
     if (!c) return CV_ENOMEM;
-    c->peers = calloc(opts->cfg->n_nodes, sizeof *c->peers);
-    if (!c->peers) {
-        rv = CV_ENOMEM;
-        goto err_after_alloc;
+    if (!(c->raft_dir = strdup(opts->raft_dir))) {
+        free(c);
+        return CV_ENOMEM;
     }
     c->loop = opts->loop;
     c->cfg = opts->cfg;
     c->self = &opts->cfg->nodes[idx];
     c->id = (raft_id)idx + 1;
     c->cat = opts->catalog;
+    c->peers = opts->peers;
     c->on_applied = opts->on_applied;
     c->on_leader = opts->on_leader;
     c->data = opts->data;
     c->pendings.next = c->pendings.prev = &c->pendings;
     c->next_seq = cv_now_ms() * 1000; /* unique across restarts of this node */
-    if ((rv = init_raft(c, opts->raft_dir))) goto err_after_peers;
-    if ((rv = bootstrap(c))) goto err_after_raft;
-    cv_catalog_set_observer(c->cat, catalog_observer, c);
     uv_timer_init(c->loop, &c->tick);
     uv_timer_init(c->loop, &c->flush);
     c->tick.data = c->flush.data = c;
     *out = c;
     return 0;
-err_after_raft:
-    c->closing = true;
-    c->raft.data = c;
-    raft_close(&c->raft, raft_closed_early);
-    uv_run(c->loop, UV_RUN_DEFAULT); /* let raft release its handles before freeing c */
-err_after_peers:
-    free(c->peers);
-err_after_alloc:
-    free(c);
-    return rv;
 }
 
+/* Creates the raft directory, initialises raft (bootstrapping a pristine directory) and starts it. A
+ * failure leaves what was set up to cv_consensus_close: raft releases its handles through callbacks. */
 int cv_consensus_start(struct cv_consensus *c)
 {
-    int rv = raft_start(&c->raft);
-    if (rv) {
+    int rv = cv_mkdir_p(c->raft_dir);
+    if (rv) return rv;
+    if ((rv = consensus__init_raft(c, c->raft_dir))) return rv;
+    c->raft_inited = true;
+    if ((rv = bootstrap(c))) return rv;
+    cv_catalog_set_observer(c->cat, fsm__observe, c);
+    if ((rv = raft_start(&c->raft))) {
         CV_ERROR("raft start failed: %s (%s%s%s); is %s already in use?", raft_strerror(rv),
                  raft_errmsg(&c->raft), c->io.errmsg, c->transport.errmsg, c->self->raft_bind_addr);
         return CV_ERAFT;
     }
-    uv_timer_start(&c->tick, tick_cb, TICK_MS, TICK_MS);
+    c->started = true;
+    uv_timer_start(&c->tick, consensus__tick, TICK_MS, TICK_MS);
     CV_INFO("raft started: id %llu, address %s (bind %s), catalog applied index %llu",
             (unsigned long long)c->id, c->self->raft_addr, c->self->raft_bind_addr,
             (unsigned long long)cv_catalog_applied_index(c->cat));
     return 0;
 }
 
-static void close_step(struct cv_consensus *c)
+/* Counts down the parts still closing (timers, raft, forwarded calls); the last one reports closed. */
+static void consensus__settle(struct cv_consensus *c)
 {
-    if (--c->open_handles > 0) return;
+    if (!c->closing || c->open_handles > 0 || c->forwards > 0 || c->close_reported) return;
+    c->close_reported = true;
     if (c->close_cb) c->close_cb(c->close_data);
 }
 
-static void handle_closed(uv_handle_t *h)
+static void consensus__close_step(struct cv_consensus *c)
 {
-    close_step(h->data);
+    c->open_handles--;
+    consensus__settle(c);
 }
 
-static void peer_closed(struct cv_rpc_client *cli)
+static void consensus__handle_closed(uv_handle_t *h)
 {
-    close_step(cv_rpc_client_data(cli));
+    consensus__close_step(h->data);
 }
 
-static void raft_closed(struct raft *r)
+static void consensus__raft_closed(struct raft *r)
 {
     struct cv_consensus *c = r->data;
     raft_uv_close(&c->io);
     raft_uv_tcp_close(&c->transport);
-    close_step(c);
+    consensus__close_step(c);
 }
 
 void cv_consensus_close(struct cv_consensus *c, void (*cb)(void *data), void *data)
 {
+    if (c->closing) return;
     c->closing = true;
     c->close_cb = cb;
     c->close_data = data;
-    while (c->pendings.next != &c->pendings) pending_complete(c->pendings.next, CV_ECANCELED, 0);
+    while (c->pendings.next != &c->pendings) pending__complete(c->pendings.next, CV_ECANCELED, 0);
     for (size_t i = 0; i < c->n_q_remote; i++) cv_rpc_conn_unref(c->q_remote[i].conn);
     c->n_q_remote = c->n_q_seqs = c->q_len = 0;
-    /* Count everything first: a client may report closed synchronously. */
-    c->open_handles = 3;
-    for (size_t i = 0; i < c->cfg->n_nodes; i++) c->open_handles += c->peers[i] != NULL;
-    for (size_t i = 0; i < c->cfg->n_nodes; i++)
-        if (c->peers[i]) cv_rpc_client_close(c->peers[i], peer_closed);
-    uv_close((uv_handle_t *)&c->tick, handle_closed);
-    uv_close((uv_handle_t *)&c->flush, handle_closed);
-    c->raft.data = c;
-    raft_close(&c->raft, raft_closed);
+    /* Count everything first: forwarded calls fail (CV_ECANCELED) once the node closes the peer pool. */
+    c->open_handles = 2 + c->raft_inited;
+    uv_close((uv_handle_t *)&c->tick, consensus__handle_closed);
+    uv_close((uv_handle_t *)&c->flush, consensus__handle_closed);
+    if (c->raft_inited) {
+        c->raft.data = c;
+        raft_close(&c->raft, consensus__raft_closed);
+    }
 }
 
 void cv_consensus_free(struct cv_consensus *c)
@@ -805,7 +830,7 @@ void cv_consensus_free(struct cv_consensus *c)
     free(c->q);
     free(c->q_seqs);
     free(c->q_remote);
-    free(c->peers);
+    free(c->raft_dir);
     free(c->change);
     free(c);
 }
@@ -815,6 +840,10 @@ void cv_consensus_free(struct cv_consensus *c)
 void cv_consensus_status(struct cv_consensus *c, struct cv_consensus_status *st)
 {
     memset(st, 0, sizeof *st);
+    if (!c->started) { /* raft is not running (yet): nothing to report */
+        st->state = "unavailable";
+        return;
+    }
     int state = raft_state(&c->raft);
     st->is_leader = state == RAFT_LEADER;
     st->state = state == RAFT_LEADER      ? "leader"
@@ -824,7 +853,7 @@ void cv_consensus_status(struct cv_consensus *c, struct cv_consensus_status *st)
     raft_id id;
     const char *addr;
     raft_leader(&c->raft, &id, &addr);
-    const struct cv_node_cfg *n = node_by_raft_id(c, id);
+    const struct cv_node_cfg *n = consensus__node_by_raft_id(c, id);
     st->has_leader = n != NULL;
     snprintf(st->leader_id, sizeof st->leader_id, "%s", n ? n->id : "");
     st->term = raft_current_term(&c->raft);
@@ -845,7 +874,7 @@ const struct cv_apply_histogram *cv_consensus_apply_histogram(const struct cv_co
 int cv_consensus_member_role(struct cv_consensus *c, const char *node_id)
 {
     int idx = cv_config_node_index(c->cfg, node_id);
-    if (idx < 0) return CV_MEMBER_NONE;
+    if (idx < 0 || !c->started) return CV_MEMBER_NONE;
     const struct raft_configuration *conf = &c->raft.configuration;
     for (unsigned i = 0; i < conf->n; i++)
         if (conf->servers[i].id == (raft_id)idx + 1) return conf->servers[i].role;
@@ -857,7 +886,7 @@ bool cv_consensus_change_pending(const struct cv_consensus *c)
     return c->change != NULL;
 }
 
-static void change_done(struct raft_change *req, int status)
+static void consensus__change_done(struct raft_change *req, int status)
 {
     struct change_req *cr = req->data;
     struct cv_consensus *c = cr->c;
@@ -871,7 +900,7 @@ int cv_consensus_assign(struct cv_consensus *c, const char *node_id, int raft_ro
                         void (*cb)(void *data, int status), void *data)
 {
     if (c->change) return CV_EBUSY;
-    if (raft_state(&c->raft) != RAFT_LEADER) return CV_ENOTLEADER;
+    if (!c->started || raft_state(&c->raft) != RAFT_LEADER) return CV_ENOTLEADER;
     int idx = cv_config_node_index(c->cfg, node_id);
     if (idx < 0) return CV_ENOTFOUND;
     struct change_req *cr = calloc(1, sizeof *cr);
@@ -880,7 +909,7 @@ int cv_consensus_assign(struct cv_consensus *c, const char *node_id, int raft_ro
     cr->cb = cb;
     cr->data = data;
     cr->req.data = cr;
-    int rv = raft_assign(&c->raft, &cr->req, (raft_id)idx + 1, raft_role, change_done);
+    int rv = raft_assign(&c->raft, &cr->req, (raft_id)idx + 1, raft_role, consensus__change_done);
     if (rv) {
         free(cr);
         CV_WARN("raft_assign(%s, %s) refused: %s", node_id, raft_role_name(raft_role),
@@ -892,7 +921,7 @@ int cv_consensus_assign(struct cv_consensus *c, const char *node_id, int raft_ro
     return 0;
 }
 
-static void transfer_done(struct raft_transfer *req)
+static void consensus__transfer_done(struct raft_transfer *req)
 {
     struct cv_consensus *c = req->data;
     c->transferring = false;
@@ -901,12 +930,13 @@ static void transfer_done(struct raft_transfer *req)
 
 int cv_consensus_transfer(struct cv_consensus *c, void (*cb)(void *data), void *data)
 {
+    if (!c->started || c->closing) return CV_ENOTLEADER;
     if (raft_state(&c->raft) != RAFT_LEADER) return CV_ENOTLEADER;
     if (c->transferring) return CV_EBUSY;
     c->transfer.data = c;
     c->transfer_cb = cb;
     c->transfer_data = data;
-    int rv = raft_transfer(&c->raft, &c->transfer, 0, transfer_done);
+    int rv = raft_transfer(&c->raft, &c->transfer, 0, consensus__transfer_done);
     if (rv) return rv == RAFT_NOTFOUND ? CV_ENOTFOUND : CV_ERAFT;
     c->transferring = true;
     return 0;

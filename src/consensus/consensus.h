@@ -14,8 +14,17 @@
 
 struct cv_consensus;
 
-/* Raft roles of a member, as in raft.h (RAFT_STANDBY, RAFT_VOTER, RAFT_SPARE); -1 = not a member. */
-#define CV_MEMBER_NONE (-1)
+struct cv_peers;
+struct cv_sm_conf;
+
+/* Raft roles of a member (the values of raft.h's RAFT_STANDBY, RAFT_VOTER, RAFT_SPARE, so that nothing
+ * outside this module needs <raft.h>). */
+enum cv_member_role {
+    CV_MEMBER_NONE = -1, /* not a member */
+    CV_MEMBER_STANDBY = 0,
+    CV_MEMBER_VOTER = 1,
+    CV_MEMBER_SPARE = 2,
+};
 
 /* Called after every applied entry (from the catalog observer), after proposals were completed. */
 typedef void (*cv_consensus_applied_cb)(void *data, uint64_t index, const Cverse__Catalog__Batch *batch,
@@ -29,6 +38,8 @@ struct cv_consensus_opts {
     const char *node_id;          /* this node; must be in cfg */
     const char *raft_dir;         /* raft log + snapshots; created if missing */
     struct cv_catalog *catalog;   /* the FSM; must outlive the consensus */
+    struct cv_peers *peers;       /* borrowed: connections to the other nodes (forwarding); must outlive
+                                   * the consensus, and be closed with it (forwards hold the close) */
     cv_consensus_applied_cb on_applied;
     cv_consensus_leader_cb on_leader;
     void *data;
@@ -54,12 +65,15 @@ struct cv_apply_histogram {
     double sum_us;
 };
 
-/* Allocates and initialises raft (bootstrapping a pristine data dir with the configured membership: the
- * first cfg->raft.voters nodes as voters, the rest as standbys). Nothing runs until cv_consensus_start. */
+/* Allocates the consensus and its timers; starts nothing (no raft, no I/O). CV_EINVAL, CV_ENOMEM. */
 int cv_consensus_init(const struct cv_consensus_opts *opts, struct cv_consensus **out);
+/* Creates the raft directory, initialises raft (bootstrapping a pristine data dir with the configured
+ * membership: the first cfg->raft.voters nodes as voters, the rest as standbys) and starts it. On failure
+ * (CV_EIO, CV_ERAFT) close as usual: cv_consensus_close releases whatever was set up. */
 int cv_consensus_start(struct cv_consensus *c);
-/* Fails pending proposals with CV_ECANCELED, closes raft and the transport. cb runs once raft's close
- * callback fired; the caller then runs the loop until it is empty and calls cv_consensus_free. */
+/* Fails pending proposals with CV_ECANCELED, closes the timers and raft (if started). cb runs once raft's
+ * close callback fired and every forwarded proposal's call came back (close the peer pool too); the caller
+ * then runs the loop until it is empty and calls cv_consensus_free. Never runs the loop itself. */
 void cv_consensus_close(struct cv_consensus *c, void (*cb)(void *data), void *data);
 void cv_consensus_free(struct cv_consensus *c);
 
@@ -81,7 +95,11 @@ void cv_consensus_handle_propose(struct cv_consensus *c, struct cv_rpc_conn *con
 void cv_consensus_status(struct cv_consensus *c, struct cv_consensus_status *st);
 const struct cv_apply_histogram *cv_consensus_apply_histogram(const struct cv_consensus *c);
 
-/* Membership (leader only). Role of a member in the current raft configuration, or CV_MEMBER_NONE. */
+/* The proposals' state machine (its table, for tests). */
+const struct cv_sm_conf *cv_consensus_proposal_sm(void);
+
+/* Membership (leader only). Role of a member (enum cv_member_role) in the current raft configuration, or
+ * CV_MEMBER_NONE. */
 int cv_consensus_member_role(struct cv_consensus *c, const char *node_id);
 /* Starts a role change (raft_assign). CV_EBUSY while another change runs, CV_ENOTLEADER. cb may be NULL;
  * status is 0 or CV_ERAFT. */

@@ -1,20 +1,21 @@
 /* The node's HTTP API: /health, /ready, /v1/cluster, /v1/shards, /v1/objects, /metrics. Read-only views
  * of the local catalog, raft status and active objects, answered synchronously. Unknown paths get 404,
  * other methods 405 (JSON). */
-#include <ctype.h>
+#include "node/api.h"
+
 #include <jansson.h>
-#include <raft.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cverse/error.h"
 #include "node/host.h"
-#include "node/node.h"
 #include "util/buf.h"
 #include "util/log.h"
+#include "util/pct.h"
+#include "util/prom.h"
 
-static void send_json(struct cv_http_exchange *x, int status, json_t *j)
+static void api__send_json(struct cv_http_exchange *x, int status, json_t *j)
 {
     char *s = json_dumps(j, JSON_COMPACT);
     json_decref(j);
@@ -26,94 +27,68 @@ static void send_json(struct cv_http_exchange *x, int status, json_t *j)
     free(s);
 }
 
-static const char *role_name(int raft_role)
+static const char *api__role_name(int raft_role)
 {
     switch (raft_role) {
-    case RAFT_VOTER: return "voter";
-    case RAFT_STANDBY: return "standby";
-    case RAFT_SPARE: return "spare";
+    case CV_MEMBER_VOTER: return "voter";
+    case CV_MEMBER_STANDBY: return "standby";
+    case CV_MEMBER_SPARE: return "spare";
     default: return "none";
     }
 }
 
-static json_t *node_json(struct cv_node *n, const struct cv_node_cfg *nc)
+static json_t *api__node_json(struct cv_api *a, const struct cv_node_cfg *nc)
 {
-    const struct cv_catalog_node *cn = cv_catalog_node_get(n->catalog, nc->id);
-    int role = cv_consensus_member_role(n->consensus, nc->id);
+    const struct cv_catalog_node *cn = cv_catalog_node_get(a->catalog, nc->id);
+    int role = cv_consensus_member_role(a->consensus, nc->id);
     return json_pack("{s:s, s:s, s:b, s:b, s:i, s:I, s:s, s:s, s:s, s:s}", "id", nc->id, "role",
-                     role_name(role), "alive", cn && cn->alive, "registered", cn != NULL, "shards",
+                     api__role_name(role), "alive", cn && cn->alive, "registered", cn != NULL, "shards",
                      cn ? (int)cn->shards_owned : 0, "lease_expiry_ms",
                      (json_int_t)(cn ? cn->lease_expiry_ms : 0), "grpc_addr", nc->grpc_addr,
                      "advertise_addr", nc->advertise_addr, "raft_addr", nc->raft_addr, "http_addr",
                      nc->http_addr);
 }
 
-static void get_cluster(struct cv_node *n, struct cv_http_exchange *x)
+static void api__get_cluster(struct cv_api *a, struct cv_http_exchange *x)
 {
     struct cv_consensus_status st;
-    cv_consensus_status(n->consensus, &st);
+    cv_consensus_status(a->consensus, &st);
     json_t *nodes = json_array();
-    for (size_t i = 0; i < n->cfg->n_nodes; i++) json_array_append_new(nodes, node_json(n, &n->cfg->nodes[i]));
+    for (size_t i = 0; i < a->cfg->n_nodes; i++) json_array_append_new(nodes, api__node_json(a, &a->cfg->nodes[i]));
     json_t *j = json_pack("{s:s?, s:s, s:s, s:I, s:I, s:I, s:I, s:i, s:i, s:o}", "leader",
-                          st.has_leader ? st.leader_id : NULL, "self", n->self->id, "state", st.state,
+                          st.has_leader ? st.leader_id : NULL, "self", a->self->id, "state", st.state,
                           "term", (json_int_t)st.term, "commit_index", (json_int_t)st.commit_index,
-                          "applied_index", (json_int_t)cv_catalog_applied_index(n->catalog),
-                          "raft_applied_index", (json_int_t)st.last_applied, "shards", (int)n->cfg->shards,
-                          "unassigned_shards", (int)cv_catalog_unassigned_shards(n->catalog), "nodes",
+                          "applied_index", (json_int_t)cv_catalog_applied_index(a->catalog),
+                          "raft_applied_index", (json_int_t)st.last_applied, "shards", (int)a->cfg->shards,
+                          "unassigned_shards", (int)cv_catalog_unassigned_shards(a->catalog), "nodes",
                           nodes);
-    send_json(x, 200, j);
+    api__send_json(x, 200, j);
 }
 
-static void get_shards(struct cv_node *n, struct cv_http_exchange *x)
+static void api__get_shards(struct cv_api *a, struct cv_http_exchange *x)
 {
     json_t *owners = json_array();
     json_t *epochs = json_array();
-    for (uint32_t s = 0; s < n->cfg->shards; s++) {
+    for (uint32_t s = 0; s < a->cfg->shards; s++) {
         uint64_t epoch = 0;
-        const char *o = cv_catalog_shard_owner(n->catalog, s, &epoch);
+        const char *o = cv_catalog_shard_owner(a->catalog, s, &epoch);
         json_array_append_new(owners, o && *o ? json_string(o) : json_null());
         json_array_append_new(epochs, json_integer((json_int_t)epoch));
     }
     json_t *j = json_pack("{s:I, s:i, s:o, s:o}", "applied_index",
-                          (json_int_t)cv_catalog_applied_index(n->catalog), "shards", (int)n->cfg->shards,
+                          (json_int_t)cv_catalog_applied_index(a->catalog), "shards", (int)a->cfg->shards,
                           "owners", owners, "epochs", epochs);
-    send_json(x, 200, j);
+    api__send_json(x, 200, j);
 }
 
-static void get_ready(struct cv_node *n, struct cv_http_exchange *x)
+static void api__get_ready(struct cv_api *a, struct cv_http_exchange *x)
 {
     const char *why;
-    if (cv_node_ready(n, &why)) {
-        send_json(x, 200, json_pack("{s:b}", "ready", 1));
+    if (a->ready(a->data, &why)) {
+        api__send_json(x, 200, json_pack("{s:b}", "ready", 1));
         return;
     }
-    send_json(x, 503, json_pack("{s:b, s:s}", "ready", 0, "reason", why));
-}
-
-/* Value of query parameter `key` (percent-decoded, '+' as space) into out; false if absent or too long. */
-static bool query_param(const char *q, const char *key, char *out, size_t len)
-{
-    size_t klen = strlen(key);
-    for (const char *p = q; p && *p; p = strchr(p, '&') ? strchr(p, '&') + 1 : NULL) {
-        if (strncmp(p, key, klen) != 0 || p[klen] != '=') continue;
-        size_t n = 0;
-        for (p += klen + 1; *p && *p != '&'; p++) {
-            char c = *p;
-            unsigned v;
-            if (c == '+') {
-                c = ' ';
-            } else if (c == '%' && isxdigit((unsigned char)p[1]) && isxdigit((unsigned char)p[2])) {
-                sscanf(p + 1, "%2x", &v);
-                c = (char)v;
-                p += 2;
-            }
-            if (n + 1 >= len) return false;
-            out[n++] = c;
-        }
-        out[n] = '\0';
-        return true;
-    }
-    return false;
+    api__send_json(x, 503, json_pack("{s:b, s:s}", "ready", 0, "reason", why));
 }
 
 struct list_ctx {
@@ -121,7 +96,7 @@ struct list_ctx {
     const char *type; /* filter, NULL = all */
 };
 
-static void list_one(void *data, const struct cv_object_info *info)
+static void api__list_one(void *data, const struct cv_object_info *info)
 {
     struct list_ctx *c = data;
     if (c->type && strcmp(c->type, info->type) != 0) return;
@@ -130,89 +105,74 @@ static void list_one(void *data, const struct cv_object_info *info)
 }
 
 /* Active objects of this node: {"objects":[{"type","id","shard"}]}, ?type= filters. */
-static void get_objects(struct cv_node *n, struct cv_http_exchange *x, const struct cv_http_request *req)
+static void api__get_objects(struct cv_api *a, struct cv_http_exchange *x, const struct cv_http_request *req)
 {
     char type[128];
     struct list_ctx c = {json_array(), NULL};
-    if (query_param(req->query, "type", type, sizeof type)) c.type = type;
-    if (n->host) cv_runtime_list(cv_host_runtime(n->host), list_one, &c);
-    send_json(x, 200, json_pack("{s:s, s:o}", "node", n->self->id, "objects", c.arr));
+    if (req->query && cv_pct_query_param(req->query, "type", type, sizeof type) == 0) c.type = type;
+    if (a->host) cv_runtime_list(cv_host_runtime(a->host), api__list_one, &c);
+    api__send_json(x, 200, json_pack("{s:s, s:o}", "node", a->self->id, "objects", c.arr));
 }
 
-/* Prometheus text exposition. */
-static void metric(struct cv_buf *b, const char *name, const char *type, const char *help, double v)
-{
-    cv_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", name, help, name, type, name, v);
-}
-
-static void get_metrics(struct cv_node *n, struct cv_http_exchange *x)
+/* Prometheus text exposition (util/prom.h). */
+static void api__get_metrics(struct cv_api *a, struct cv_http_exchange *x)
 {
     struct cv_consensus_status st;
-    cv_consensus_status(n->consensus, &st);
-    const struct cv_catalog_node *me = cv_catalog_node_get(n->catalog, n->self->id);
+    cv_consensus_status(a->consensus, &st);
+    const struct cv_catalog_node *me = cv_catalog_node_get(a->catalog, a->self->id);
     struct cv_buf b = {0};
-    metric(&b, "cverse_raft_term", "gauge", "Current raft term.", (double)st.term);
-    metric(&b, "cverse_raft_commit_index", "gauge", "Raft commit index.", (double)st.commit_index);
-    metric(&b, "cverse_raft_applied_index", "gauge", "Last raft index applied to the FSM.",
-           (double)st.last_applied);
-    metric(&b, "cverse_catalog_applied_index", "gauge", "Applied index stored in the catalog.",
-           (double)cv_catalog_applied_index(n->catalog));
-    metric(&b, "cverse_raft_is_leader", "gauge", "1 if this node is the raft leader.", st.is_leader);
-    metric(&b, "cverse_raft_snapshots_total", "counter", "Raft snapshots of the catalog taken.",
-           (double)st.snapshots_taken);
-    metric(&b, "cverse_raft_snapshots_installed_total", "counter",
-           "Raft snapshots installed into the catalog.", (double)st.snapshots_restored);
-    metric(&b, "cverse_shards_owned", "gauge", "Shards owned by this node.",
-           me ? (double)me->shards_owned : 0);
-    metric(&b, "cverse_shards_unassigned", "gauge", "Shards without an owner.",
-           (double)cv_catalog_unassigned_shards(n->catalog));
-    metric(&b, "cverse_objects_active", "gauge", "Objects in this node's runtime.",
-           n->host ? (double)cv_runtime_count(cv_host_runtime(n->host)) : 0);
-    const struct cv_apply_histogram *h = cv_consensus_apply_histogram(n->consensus);
-    const char *hn = "cverse_catalog_apply_seconds";
-    cv_buf_printf(&b, "# HELP %s Time to apply one raft entry to the catalog.\n# TYPE %s histogram\n", hn, hn);
-    uint64_t cum = 0;
-    for (unsigned i = 0; i < CV_APPLY_BUCKETS; i++) {
-        cum += h->buckets[i];
-        if (i == CV_APPLY_BUCKETS - 1)
-            cv_buf_printf(&b, "%s_bucket{le=\"+Inf\"} %llu\n", hn, (unsigned long long)cum);
-        else
-            cv_buf_printf(&b, "%s_bucket{le=\"%g\"} %llu\n", hn, cv_apply_bucket_le_us[i] / 1e6,
-                    (unsigned long long)cum);
-    }
-    cv_buf_printf(&b, "%s_sum %.9f\n%s_count %llu\n", hn, h->sum_us / 1e6, hn, (unsigned long long)h->count);
+    cv_prom_gauge(&b, "cverse_raft_term", "Current raft term.", (double)st.term);
+    cv_prom_gauge(&b, "cverse_raft_commit_index", "Raft commit index.", (double)st.commit_index);
+    cv_prom_gauge(&b, "cverse_raft_applied_index", "Last raft index applied to the FSM.",
+                  (double)st.last_applied);
+    cv_prom_gauge(&b, "cverse_catalog_applied_index", "Applied index stored in the catalog.",
+                  (double)cv_catalog_applied_index(a->catalog));
+    cv_prom_gauge(&b, "cverse_raft_is_leader", "1 if this node is the raft leader.", st.is_leader);
+    cv_prom_counter(&b, "cverse_raft_snapshots_total", "Raft snapshots of the catalog taken.", st.snapshots_taken);
+    cv_prom_counter(&b, "cverse_raft_snapshots_installed_total", "Raft snapshots installed into the catalog.",
+                    st.snapshots_restored);
+    cv_prom_gauge(&b, "cverse_shards_owned", "Shards owned by this node.", me ? (double)me->shards_owned : 0);
+    cv_prom_gauge(&b, "cverse_shards_unassigned", "Shards without an owner.",
+                  (double)cv_catalog_unassigned_shards(a->catalog));
+    cv_prom_gauge(&b, "cverse_objects_active", "Objects in this node's runtime.",
+                  a->host ? (double)cv_runtime_count(cv_host_runtime(a->host)) : 0);
+    const struct cv_apply_histogram *h = cv_consensus_apply_histogram(a->consensus);
+    double le_s[CV_APPLY_BUCKETS];
+    for (unsigned i = 0; i < CV_APPLY_BUCKETS; i++) le_s[i] = cv_apply_bucket_le_us[i] / 1e6;
+    cv_prom_family(&b, "cverse_catalog_apply_seconds", "histogram", "Time to apply one raft entry to the catalog.");
+    cv_prom_histogram(&b, "cverse_catalog_apply_seconds", NULL, le_s, h->buckets, CV_APPLY_BUCKETS, h->sum_us / 1e6);
     if (!b.p || b.oom) {
         free(b.p);
         cv_http_respond_error(x, CV_STATUS_INTERNAL, "out of memory");
         return;
     }
-    cv_http_respond(x, 200, "text/plain; version=0.0.4", b.p, b.len, NULL);
+    cv_http_respond(x, 200, CV_PROM_CONTENT_TYPE, b.p, b.len, NULL);
     free(b.p);
 }
 
 struct route {
     const char *path;
-    void (*fn)(struct cv_node *n, struct cv_http_exchange *x);
+    void (*fn)(struct cv_api *a, struct cv_http_exchange *x);
 };
 
-static void get_health(struct cv_node *n, struct cv_http_exchange *x)
+static void api__get_health(struct cv_api *a, struct cv_http_exchange *x)
 {
-    send_json(x, 200, json_pack("{s:s, s:s}", "status", "ok", "node", n->self->id));
+    api__send_json(x, 200, json_pack("{s:s, s:s}", "status", "ok", "node", a->self->id));
 }
 
 static const struct route routes[] = {
-    {"/health", get_health},   {"/healthz", get_health},   {"/ready", get_ready},
-    {"/v1/cluster", get_cluster}, {"/v1/shards", get_shards}, {"/metrics", get_metrics},
+    {"/health", api__get_health},   {"/healthz", api__get_health},   {"/ready", api__get_ready},
+    {"/v1/cluster", api__get_cluster}, {"/v1/shards", api__get_shards}, {"/metrics", api__get_metrics},
 };
 
-void cv_node_http_handler(void *data, struct cv_http_exchange *x, const struct cv_http_request *req)
+void cv_api_handle(void *data, struct cv_http_exchange *x, const struct cv_http_request *req)
 {
-    struct cv_node *n = data;
+    struct cv_api *a = data;
     if (strcmp(req->path, "/v1/objects") == 0) { /* the one route that reads the query */
         if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0)
             cv_http_respond_error(x, CV_STATUS_METHOD_NOT_ALLOWED, "only GET is supported here");
         else
-            get_objects(n, x, req);
+            api__get_objects(a, x, req);
         return;
     }
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
@@ -221,7 +181,7 @@ void cv_node_http_handler(void *data, struct cv_http_exchange *x, const struct c
             cv_http_respond_error(x, CV_STATUS_METHOD_NOT_ALLOWED, "only GET is supported here");
             return;
         }
-        routes[i].fn(n, x);
+        routes[i].fn(a, x);
         return;
     }
     char msg[300];

@@ -1,6 +1,7 @@
-/* Object hosting inside a node: owns the object runtime, serves "objects.call" / "objects.create" /
- * "objects.delete" / "catalog.subscribe", creates the auto-load objects, (de)activates objects when
- * shards move, and gives objects their cluster services (calls to other nodes, create/delete, counts). */
+/* Object hosting inside a node: owns the object runtime and wires its parts (incall, outcall, ops,
+ * autoload, handoff, mapfeed), which serve "objects.call" / "objects.create" / "objects.delete" /
+ * "catalog.subscribe", create the auto-load objects, release shards that move away and give objects
+ * their cluster services; reacts to applied catalog entries. */
 #ifndef CV_NODE_HOST_H
 #define CV_NODE_HOST_H
 
@@ -9,26 +10,41 @@
 #include <stdint.h>
 
 #include "catalog/catalog.h"
+#include "config/config.h"
+#include "consensus/consensus.h"
 #include "net/rpc.h"
 #include "objects/runtime.h"
 
-struct cv_node;
 struct cv_host;
+struct cv_peers;
 
 #define CV_HOST_CALL_TIMEOUT_MS 30000 /* object-to-object calls, redirect retries included */
-#define CV_HOST_AUTOLOAD_INFLIGHT 256 /* auto-load CreateObject proposals in flight at once */
-#define CV_HOST_PUSH_MIN_MS 50        /* at most one shard-map push to subscribers per this interval */
 
 struct cv_host_opts {
+    /* Borrowed components; all must outlive the host. */
+    uv_loop_t *loop;
+    const struct cv_config *cfg;
+    const struct cv_node_cfg *self;   /* this node */
+    struct cv_catalog *catalog;
+    struct cv_consensus *consensus;   /* created (cv_consensus_init); the host proposes once ready */
+    struct cv_peers *peers;           /* connections to other nodes for objects' calls; closed by the
+                                       * owner together with the host (in-flight calls hold the close) */
+    /* The node's catalog readiness (cv_node_catalog_ready): objects are activated and auto-loaded once
+     * it said true the first time. */
+    bool (*catalog_ready)(void *data, const char **why);
+    void *data;
     cv_registry *registry;     /* the object types; not owned, must outlive the host; frozen at init */
     unsigned call_timeout_ms;  /* 0 = CV_HOST_CALL_TIMEOUT_MS */
-    unsigned autoload_inflight; /* 0 = CV_HOST_AUTOLOAD_INFLIGHT */
+    unsigned autoload_inflight; /* 0 = CV_HOST_AUTOLOAD_INFLIGHT (autoload.h) */
 };
 
-/* Creates the host of node n (whose catalog is open; its consensus may not exist yet: the host only
- * proposes once the node is ready) and starts the runtime and the host's 20 ms tick. *out is freed by
+/* Creates the host (the catalog is open, the consensus created); starts nothing. *out is freed by
  * cv_host_close. CV_ENOMEM, CV_EINVAL. */
-int cv_host_init(struct cv_node *n, const struct cv_host_opts *opts, struct cv_host **out);
+int cv_host_init(const struct cv_host_opts *opts, struct cv_host **out);
+/* Starts the runtime and the host's 20 ms tick. */
+void cv_host_start(struct cv_host *h);
+/* The node is stopping: calls are refused from now on ("shutting down"); close follows. */
+void cv_host_stop(struct cv_host *h);
 
 /* Serves the host's RPC methods on the node's RPC server. Returns false (nothing done) for a method that
  * is not the host's. */

@@ -15,7 +15,6 @@
  */
 #include "node/leader.h"
 
-#include <raft.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,7 +28,8 @@
 enum duty { D_CONFIG, D_EXPIRE, D_ASSIGN, D_ROLE, D_COUNT };
 
 struct cv_leader {
-    struct cv_node *n;
+    struct cv_leader_opts o;  /* borrowed components */
+    bool stopped;
     uv_timer_t timer;
     int inflight[D_COUNT];
     int32_t *cur, *next, *waiting; /* per shard: index into cfg->nodes or CV_ASSIGN_NONE */
@@ -44,7 +44,7 @@ struct duty_ctx {
     enum duty d;
 };
 
-static void duty_done(void *data, int status, uint64_t index)
+static void duty__done(void *data, int status, uint64_t index)
 {
     struct duty_ctx *dc = data;
     dc->l->inflight[dc->d]--;
@@ -60,17 +60,17 @@ static void propose(struct cv_leader *l, enum duty d, Cverse__Catalog__Command *
     if (!dc) return;
     dc->l = l;
     dc->d = d;
-    if (cv_consensus_propose(l->n->consensus, cmd, 3000, duty_done, dc)) {
+    if (cv_consensus_propose(l->o.consensus, cmd, 3000, duty__done, dc)) {
         free(dc);
         return;
     }
     l->inflight[d]++;
 }
 
-static void duty_config(struct cv_leader *l)
+static void duty__config(struct cv_leader *l)
 {
-    const struct cv_config *cfg = l->n->cfg;
-    if (cv_catalog_config_fingerprint(l->n->catalog) == cfg->fingerprint) return;
+    const struct cv_config *cfg = l->o.cfg;
+    if (cv_catalog_config_fingerprint(l->o.catalog) == cfg->fingerprint) return;
     Cverse__Catalog__CmdSetConfig sc = CVERSE__CATALOG__CMD_SET_CONFIG__INIT;
     sc.fingerprint = cfg->fingerprint;
     sc.shards = cfg->shards;
@@ -80,10 +80,10 @@ static void duty_config(struct cv_leader *l)
     propose(l, D_CONFIG, &cmd);
 }
 
-static void duty_expire(struct cv_leader *l, uint64_t leader_since)
+static void duty__expire(struct cv_leader *l, uint64_t leader_since)
 {
-    struct cv_catalog *cat = l->n->catalog;
-    uint64_t now = cv_now_ms(), ttl = l->n->cfg->lease_ttl_ms;
+    struct cv_catalog *cat = l->o.catalog;
+    uint64_t now = cv_now_ms(), ttl = l->o.cfg->lease_ttl_ms;
     for (size_t i = 0; i < cv_catalog_node_count(cat); i++) {
         const struct cv_catalog_node *cn = cv_catalog_node_at(cat, i);
         if (!cn->alive || !cv_lease_expired(cn->lease_expiry_ms, leader_since, ttl, now)) continue;
@@ -101,10 +101,10 @@ static void duty_expire(struct cv_leader *l, uint64_t leader_since)
 
 /* Fills l->live from the catalog, l->cur from the shard map and l->waiting from the release states;
  * returns the number of live nodes. */
-static size_t load_state(struct cv_leader *l)
+static size_t leader__load_state(struct cv_leader *l)
 {
-    const struct cv_config *cfg = l->n->cfg;
-    struct cv_catalog *cat = l->n->catalog;
+    const struct cv_config *cfg = l->o.cfg;
+    struct cv_catalog *cat = l->o.catalog;
     size_t n_live = 0;
     for (size_t i = 0; i < cfg->n_nodes; i++) {
         const struct cv_catalog_node *cn = cv_catalog_node_get(cat, cfg->nodes[i].id);
@@ -122,10 +122,10 @@ static size_t load_state(struct cv_leader *l)
     return n_live;
 }
 
-static void duty_assign(struct cv_leader *l)
+static void duty__assign(struct cv_leader *l)
 {
-    const struct cv_config *cfg = l->n->cfg;
-    if (load_state(l) == 0) return;
+    const struct cv_config *cfg = l->o.cfg;
+    if (leader__load_state(l) == 0) return;
     uint32_t n = (uint32_t)cfg->n_nodes, releasing = 0, waiting = 0;
     if (cv_assign_shards(l->cur, cfg->shards, l->live, n, l->next) == 0) return;
     uint32_t moved = cv_assign_handoff(l->cur, l->next, l->waiting, cfg->shards, l->live, n, l->next);
@@ -145,7 +145,7 @@ static void duty_assign(struct cv_leader *l)
     for (uint32_t s = 0; s < cfg->shards && k < moved; s++) {
         if (l->next[s] == l->cur[s]) continue;
         uint64_t epoch = 0;
-        cv_catalog_shard_owner(l->n->catalog, s, &epoch);
+        cv_catalog_shard_owner(l->o.catalog, s, &epoch);
         cverse__catalog__shard_assignment__init(&as[k]);
         as[k].shard = s;
         as[k].owner = l->next[s] >= 0 ? cfg->nodes[l->next[s]].id : "";
@@ -170,32 +170,31 @@ out:
 /* Liveness for membership: 1 alive, 0 declared dead, -1 unknown (never registered: not judged). */
 static int liveness(struct cv_leader *l, const char *id)
 {
-    const struct cv_catalog_node *cn = cv_catalog_node_get(l->n->catalog, id);
+    const struct cv_catalog_node *cn = cv_catalog_node_get(l->o.catalog, id);
     return cn ? cn->alive : -1;
 }
 
 static int assign(struct cv_leader *l, size_t i, int role)
 {
-    return cv_consensus_assign(l->n->consensus, l->n->cfg->nodes[i].id, role, NULL, NULL) == 0;
+    return cv_consensus_assign(l->o.consensus, l->o.cfg->nodes[i].id, role, NULL, NULL) == 0;
 }
 
-static void duty_membership(struct cv_leader *l)
+static void duty__membership(struct cv_leader *l)
 {
-    struct cv_node *n = l->n;
-    const struct cv_config *cfg = n->cfg;
-    if (cv_consensus_change_pending(n->consensus)) return;
+    const struct cv_config *cfg = l->o.cfg;
+    if (cv_consensus_change_pending(l->o.consensus)) return;
     size_t voters = 0, dead_voter = SIZE_MAX, spare_live = SIZE_MAX, cand = SIZE_MAX, last_voter = SIZE_MAX;
     for (size_t i = 0; i < cfg->n_nodes; i++) {
-        int role = cv_consensus_member_role(n->consensus, cfg->nodes[i].id);
+        int role = cv_consensus_member_role(l->o.consensus, cfg->nodes[i].id);
         int live = liveness(l, cfg->nodes[i].id);
-        bool self = &cfg->nodes[i] == n->self;
-        if (role == RAFT_VOTER) {
+        bool self = &cfg->nodes[i] == l->o.self;
+        if (role == CV_MEMBER_VOTER) {
             voters++;
             if (live == 0 && !self) dead_voter = i;
             if (live == 1 && !self) last_voter = i;
         } else if (live == 1 && role != CV_MEMBER_NONE) {
             if (cand == SIZE_MAX) cand = i;
-            if (role == RAFT_SPARE && spare_live == SIZE_MAX) spare_live = i;
+            if (role == CV_MEMBER_SPARE && spare_live == SIZE_MAX) spare_live = i;
         }
     }
     size_t target = cfg->raft.voters;
@@ -203,32 +202,32 @@ static void duty_membership(struct cv_leader *l)
         if (dead_voter != SIZE_MAX)
             CV_INFO("voter %s is dead: promoting standby %s", cfg->nodes[dead_voter].id,
                     cfg->nodes[cand].id);
-        assign(l, cand, RAFT_VOTER);
+        assign(l, cand, CV_MEMBER_VOTER);
     } else if (voters > target && dead_voter != SIZE_MAX) {
-        assign(l, dead_voter, RAFT_SPARE);
+        assign(l, dead_voter, CV_MEMBER_SPARE);
     } else if (voters > target && last_voter != SIZE_MAX) {
-        assign(l, last_voter, RAFT_STANDBY);
+        assign(l, last_voter, CV_MEMBER_STANDBY);
     } else if (spare_live != SIZE_MAX) {
-        assign(l, spare_live, RAFT_STANDBY);
+        assign(l, spare_live, CV_MEMBER_STANDBY);
     }
 }
 
-static int catalog_role(int raft_role)
+static int leader__catalog_role(int raft_role)
 {
     switch (raft_role) {
-    case RAFT_VOTER: return CVERSE__CATALOG__ROLE__ROLE_VOTER;
-    case RAFT_STANDBY: return CVERSE__CATALOG__ROLE__ROLE_STANDBY;
-    case RAFT_SPARE: return CVERSE__CATALOG__ROLE__ROLE_SPARE;
+    case CV_MEMBER_VOTER: return CVERSE__CATALOG__ROLE__ROLE_VOTER;
+    case CV_MEMBER_STANDBY: return CVERSE__CATALOG__ROLE__ROLE_STANDBY;
+    case CV_MEMBER_SPARE: return CVERSE__CATALOG__ROLE__ROLE_SPARE;
     default: return CVERSE__CATALOG__ROLE__ROLE_UNKNOWN;
     }
 }
 
-static void duty_roles(struct cv_leader *l)
+static void duty__roles(struct cv_leader *l)
 {
-    struct cv_catalog *cat = l->n->catalog;
+    struct cv_catalog *cat = l->o.catalog;
     for (size_t i = 0; i < cv_catalog_node_count(cat); i++) {
         const struct cv_catalog_node *cn = cv_catalog_node_at(cat, i);
-        int want = catalog_role(cv_consensus_member_role(l->n->consensus, cn->id));
+        int want = leader__catalog_role(cv_consensus_member_role(l->o.consensus, cn->id));
         if (want == cn->role) continue;
         Cverse__Catalog__CmdSetRole sr = CVERSE__CATALOG__CMD_SET_ROLE__INIT;
         sr.node = (char *)cn->id;
@@ -244,25 +243,25 @@ static void run(uv_timer_t *t)
 {
     struct cv_leader *l = t->data;
     struct cv_consensus_status st;
-    if (l->n->stopping) return;
-    cv_consensus_status(l->n->consensus, &st);
+    if (l->stopped) return;
+    cv_consensus_status(l->o.consensus, &st);
     if (!st.is_leader || !st.leader_since_ms) return;
-    if (!l->inflight[D_CONFIG]) duty_config(l);
-    if (!l->inflight[D_EXPIRE]) duty_expire(l, st.leader_since_ms);
-    if (!l->inflight[D_ASSIGN] && !l->inflight[D_EXPIRE]) duty_assign(l);
-    duty_membership(l);
-    if (!l->inflight[D_ROLE]) duty_roles(l);
+    if (!l->inflight[D_CONFIG]) duty__config(l);
+    if (!l->inflight[D_EXPIRE]) duty__expire(l, st.leader_since_ms);
+    if (!l->inflight[D_ASSIGN] && !l->inflight[D_EXPIRE]) duty__assign(l);
+    duty__membership(l);
+    if (!l->inflight[D_ROLE]) duty__roles(l);
 }
 
-int cv_leader_init(struct cv_node *n, struct cv_leader **out)
+int cv_leader_init(const struct cv_leader_opts *opts, struct cv_leader **out)
 {
     struct cv_leader *l = calloc(1, sizeof *l);
     if (!l) return CV_ENOMEM;
-    l->n = n;
-    l->cur = calloc(n->cfg->shards, sizeof *l->cur);
-    l->next = calloc(n->cfg->shards, sizeof *l->next);
-    l->waiting = calloc(n->cfg->shards, sizeof *l->waiting);
-    l->live = calloc(n->cfg->n_nodes, 1);
+    l->o = *opts;
+    l->cur = calloc(opts->cfg->shards, sizeof *l->cur);
+    l->next = calloc(opts->cfg->shards, sizeof *l->next);
+    l->waiting = calloc(opts->cfg->shards, sizeof *l->waiting);
+    l->live = calloc(opts->cfg->n_nodes, 1);
     if (!l->cur || !l->next || !l->waiting || !l->live) {
         free(l->cur);
         free(l->next);
@@ -271,7 +270,7 @@ int cv_leader_init(struct cv_node *n, struct cv_leader **out)
         free(l);
         return CV_ENOMEM;
     }
-    uv_timer_init(n->loop, &l->timer);
+    uv_timer_init(opts->loop, &l->timer);
     l->timer.data = l;
     *out = l;
     return 0;
@@ -282,12 +281,18 @@ void cv_leader_start(struct cv_leader *l)
     uv_timer_start(&l->timer, run, RUN_MS, RUN_MS);
 }
 
-void cv_leader_kick(struct cv_leader *l)
+void cv_leader_stop(struct cv_leader *l)
 {
-    if (!l->n->stopping) uv_timer_start(&l->timer, run, 0, RUN_MS);
+    l->stopped = true;
+    uv_timer_stop(&l->timer);
 }
 
-static void leader_closed(uv_handle_t *h)
+void cv_leader_kick(struct cv_leader *l)
+{
+    if (!l->stopped) uv_timer_start(&l->timer, run, 0, RUN_MS);
+}
+
+static void leader__closed(uv_handle_t *h)
 {
     struct cv_leader *l = h->data;
     void (*done)(void *) = l->done;
@@ -304,5 +309,5 @@ void cv_leader_close(struct cv_leader *l, void (*done)(void *data), void *data)
 {
     l->done = done;
     l->done_data = data;
-    uv_close((uv_handle_t *)&l->timer, leader_closed);
+    uv_close((uv_handle_t *)&l->timer, leader__closed);
 }

@@ -1,58 +1,113 @@
-/* The node process' lifecycle.
+/* The node process' lifecycle: wires the catalog, the peer pool, the consensus, the object host, the RPC
+ * and HTTP servers, lease renewal and leader duties, and reacts to applied catalog entries.
  *
- * Start: open the catalog (LMDB) -> init + start raft (bootstrapping a pristine data dir) -> bind the RPC
- * listener (grpc_addr: forwarded proposals from other nodes) and the HTTP API (http_addr) -> renew this
- * node's lease every ttl/3 through the catalog (the first renewal is a RegisterNode carrying our
- * addresses) -> run leader duties while leading. The object host (host.c) is created right after the
- * catalog; it sees every applied entry and serves the objects.* RPC methods.
+ * Init allocates the node and its own handles only. Start: open the catalog (LMDB) -> create the peer
+ * pool and the consensus (which starts nothing) -> create and start the object host (host.h) -> start
+ * raft (bootstrapping a pristine data dir) -> bind the RPC listener (grpc_addr: forwarded proposals and
+ * object calls from other nodes) and the HTTP API (http_addr) -> renew this node's lease every ttl/3
+ * through the catalog (renewal.h: the first renewal is a RegisterNode carrying our addresses) -> run
+ * leader duties while leading.
  * Stop (SIGTERM/SIGINT): stop answering ready, hand over leadership if we lead (bounded by the election
- * timeout), then close HTTP, RPC, timers and raft; the loop runs empty and main exits 0.
- * Failure modes: a listener that cannot bind fails start (exit 1 with the address in the log); losing
- * the leader only delays renewals; a fatal catalog write error exits inside the FSM (consensus.c).
- */
+ * timeout), then close every component through its close callback; "node stopped" is logged when the
+ * last one reported closed, and the loop runs empty so that main exits 0.
+ * Failure modes: a start step that fails (raft bootstrap, a listener that cannot bind) fails start (exit
+ * 1 with the cause in the log); the caller then stops the node like any other, and only what was created
+ * is closed. Losing the leader only delays renewals; a fatal catalog write error exits inside the FSM
+ * (consensus.c). */
 #include "node/node.h"
 
-#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "catalog/catalog.h"
+#include "consensus/consensus.h"
 #include "core/lease.h"
 #include "cverse/error.h"
+#include "net/http.h"
+#include "net/peers.h"
+#include "net/rpc.h"
+#include "node/api.h"
 #include "node/host.h"
 #include "node/leader.h"
+#include "node/renewal.h"
 #include "util/log.h"
+
+struct cv_node {
+    uv_loop_t *loop;
+    const struct cv_config *cfg;     /* borrowed; outlives the node */
+    const struct cv_node_cfg *self;
+    char data_dir[512];
+    cv_registry *registry;           /* borrowed, or own_registry */
+    void (*on_stopped)(void *data);
+    void *data;
+
+    struct cv_catalog *catalog;
+    struct cv_peers *peers;
+    struct cv_consensus *consensus;
+    struct cv_host *host;
+    struct cv_rpc_server *rpc;
+    struct cv_http_server *http;
+    struct cv_leader *leader;
+    cv_registry *own_registry;       /* when the opts gave none */
+    struct cv_api api;               /* what the HTTP handler reads */
+
+    uv_timer_t lease_timer;
+    uv_signal_t sigterm, sigint;
+    struct cv_renewal renewal;
+    bool stopping;
+    bool shut;                       /* closing of the components started */
+    int open_parts;                  /* components and handles still closing */
+    struct cv_rpc_server *closing_rpc; /* servers closing: their callbacks name only the server */
+    struct cv_http_server *closing_http;
+    struct cv_node *next_closing;    /* node__closing */
+};
+
+/* The server close callbacks carry no user data (net/rpc.h, net/http.h): nodes whose servers are closing
+ * are found here by server. One node per process in practice; tests may run several. */
+static struct cv_node *node__closing;
+
+static struct cv_node *node__find_closing(const void *srv)
+{
+    for (struct cv_node *n = node__closing; n; n = n->next_closing)
+        if (n->closing_rpc == srv || n->closing_http == srv) return n;
+    return NULL;
+}
+
+static void node__unlist(struct cv_node *n)
+{
+    for (struct cv_node **pp = &node__closing; *pp; pp = &(*pp)->next_closing)
+        if (*pp == n) {
+            *pp = n->next_closing;
+            return;
+        }
+}
 
 /* ---------------------------------------------------------------- lease renewal */
 
-static void renew_done(void *data, int status, uint64_t index)
+static void node__renew_done(void *data, int status, uint64_t index)
 {
     struct cv_node *n = data;
-    n->lease_inflight = false;
+    bool was = cv_renewal_registered(&n->renewal);
+    cv_renewal_done(&n->renewal, status, cv_mono_ms());
     if (n->stopping) return;
-    if (status == 0) {
-        if (!n->registered) CV_INFO("registered in the catalog at index %llu", (unsigned long long)index);
-        n->registered = true;
-        n->last_renew_ok_ms = cv_mono_ms();
-    } else if (status == CV_ENOTFOUND) {
-        n->registered = false; /* the catalog lost us (e.g. restored): register again */
-    } else {
-        CV_DEBUG("lease renewal failed: %s", cv_strerror(status));
-    }
+    if (status == 0 && !was) CV_INFO("registered in the catalog at index %llu", (unsigned long long)index);
+    else if (status && status != CV_ENOTFOUND) CV_DEBUG("lease renewal failed: %s", cv_strerror(status));
 }
 
 static void renew(struct cv_node *n)
 {
-    if (n->lease_inflight || n->stopping) return;
     const struct cv_node_cfg *s = n->self;
+    const struct cv_catalog_node *me = cv_catalog_node_get(n->catalog, s->id);
+    bool reg_cmd;
+    if (n->stopping || !cv_renewal_due(&n->renewal, me != NULL, &reg_cmd)) return;
     Cverse__Catalog__Command cmd = CVERSE__CATALOG__COMMAND__INIT;
     Cverse__Catalog__CmdRegisterNode reg = CVERSE__CATALOG__CMD_REGISTER_NODE__INIT;
     Cverse__Catalog__NodeInfo info = CVERSE__CATALOG__NODE_INFO__INIT;
     Cverse__Catalog__CmdRenewLease rl = CVERSE__CATALOG__CMD_RENEW_LEASE__INIT;
     uint64_t now = cv_now_ms(), ttl = n->cfg->lease_ttl_ms;
-    const struct cv_catalog_node *me = cv_catalog_node_get(n->catalog, s->id);
-    if (!n->registered || !me) {
+    if (reg_cmd) {
         info.id = s->id;
         info.grpc_addr = s->grpc_addr;
         info.advertise_addr = s->advertise_addr;
@@ -72,18 +127,18 @@ static void renew(struct cv_node *n)
         cmd.renew_lease = &rl;
     }
     /* A renewal older than the TTL is useless: give up on it in time for the next one. */
-    if (cv_consensus_propose(n->consensus, &cmd, (unsigned)ttl, renew_done, n) == 0)
-        n->lease_inflight = true;
+    if (cv_consensus_propose(n->consensus, &cmd, (unsigned)ttl, node__renew_done, n) == 0)
+        cv_renewal_sent(&n->renewal);
 }
 
-static void lease_tick(uv_timer_t *t)
+static void node__lease_tick(uv_timer_t *t)
 {
     renew(t->data);
 }
 
 /* ---------------------------------------------------------------- consensus callbacks */
 
-static void on_applied(void *data, uint64_t index, const Cverse__Catalog__Batch *batch,
+static void node__on_applied(void *data, uint64_t index, const Cverse__Catalog__Batch *batch,
                        const struct cv_cmd_result *results)
 {
     struct cv_node *n = data;
@@ -93,10 +148,8 @@ static void on_applied(void *data, uint64_t index, const Cverse__Catalog__Batch 
         if (c->cmd_case == CVERSE__CATALOG__COMMAND__CMD_EXPIRE_NODE) {
             CV_INFO("node %s declared dead (lease expired) at index %llu", c->expire_node->node,
                     (unsigned long long)index);
-            if (!strcmp(c->expire_node->node, n->self->id)) {
-                n->registered = false; /* we are alive after all: come back with a new incarnation */
-                renew(n);
-            }
+            /* we are alive after all: come back with a new incarnation */
+            if (!strcmp(c->expire_node->node, n->self->id) && cv_renewal_expired(&n->renewal)) renew(n);
         } else if (c->cmd_case == CVERSE__CATALOG__COMMAND__CMD_REGISTER_NODE) {
             CV_INFO("node %s registered at index %llu", c->register_node->info->id,
                     (unsigned long long)index);
@@ -104,12 +157,14 @@ static void on_applied(void *data, uint64_t index, const Cverse__Catalog__Batch 
             const struct cv_catalog_node *me = cv_catalog_node_get(n->catalog, n->self->id);
             CV_INFO("shard map changed at index %llu (%zu shards moved); this node owns %u shards",
                     (unsigned long long)index, c->assign_shards->n_shards, me ? me->shards_owned : 0);
+        } else if (c->cmd_case == CVERSE__CATALOG__COMMAND__CMD_RELEASE_SHARDS) {
+            if (n->leader && !n->shut) cv_leader_kick(n->leader); /* the leader may assign them now */
         }
     }
     if (n->host) cv_host_applied(n->host, index, batch, results);
 }
 
-static void on_leader(void *data, bool is_leader)
+static void node__on_leader(void *data, bool is_leader)
 {
     struct cv_node *n = data;
     if (is_leader && n->leader) cv_leader_kick(n->leader);
@@ -119,7 +174,7 @@ static void on_leader(void *data, bool is_leader)
 
 /* ---------------------------------------------------------------- RPC */
 
-static void on_rpc(void *data, struct cv_rpc_conn *conn, uint64_t id, const char *method,
+static void node__on_rpc(void *data, struct cv_rpc_conn *conn, uint64_t id, const char *method,
                    const uint8_t *body, size_t len, uint32_t deadline_ms)
 {
     struct cv_node *n = data;
@@ -133,7 +188,7 @@ static void on_rpc(void *data, struct cv_rpc_conn *conn, uint64_t id, const char
     cv_rpc_respond(conn, id, CV_ENOTFOUND, msg, NULL, 0);
 }
 
-static void on_conn_close(void *data, struct cv_rpc_conn *conn)
+static void node__on_conn_close(void *data, struct cv_rpc_conn *conn)
 {
     struct cv_node *n = data;
     if (n->host) cv_host_conn_closed(n->host, conn);
@@ -144,6 +199,16 @@ static void on_conn_close(void *data, struct cv_rpc_conn *conn)
 bool cv_node_ready(struct cv_node *n, const char **why)
 {
     return cv_node_catalog_ready(n, why) && cv_host_ready(n->host, why);
+}
+
+static bool node__ready(void *data, const char **why)
+{
+    return cv_node_ready(data, why);
+}
+
+static bool node__catalog_ready(void *data, const char **why)
+{
+    return cv_node_catalog_ready(data, why);
 }
 
 bool cv_node_catalog_ready(struct cv_node *n, const char **why)
@@ -163,7 +228,7 @@ bool cv_node_catalog_ready(struct cv_node *n, const char **why)
         return false;
     }
     const struct cv_catalog_node *me = cv_catalog_node_get(n->catalog, n->self->id);
-    if (!me || !me->alive || !n->registered) {
+    if (!me || !me->alive || !cv_renewal_registered(&n->renewal)) {
         *why = "node not registered in the catalog yet";
         return false;
     }
@@ -177,7 +242,7 @@ bool cv_node_catalog_ready(struct cv_node *n, const char **why)
 
 /* ---------------------------------------------------------------- start */
 
-static int open_catalog(struct cv_node *n)
+static int node__open_catalog(struct cv_node *n)
 {
     char dir[600];
     snprintf(dir, sizeof dir, "%s/catalog", n->data_dir);
@@ -187,8 +252,17 @@ static int open_catalog(struct cv_node *n)
     return rv;
 }
 
-static int start_consensus(struct cv_node *n)
+/* The peer pool and the consensus: created, nothing started. */
+static int node__create_consensus(struct cv_node *n)
 {
+    const char *addrs[n->cfg->n_nodes ? n->cfg->n_nodes : 1];
+    for (size_t i = 0; i < n->cfg->n_nodes; i++) addrs[i] = n->cfg->nodes[i].advertise_addr;
+    struct cv_peers_opts po = {.loop = n->loop,
+                               .addrs = addrs,
+                               .n = n->cfg->n_nodes,
+                               .self = (size_t)cv_config_node_index(n->cfg, n->self->id)};
+    int rv = cv_peers_init(&po, &n->peers);
+    if (rv) return rv;
     char dir[600];
     snprintf(dir, sizeof dir, "%s/raft", n->data_dir);
     struct cv_consensus_opts o = {.loop = n->loop,
@@ -196,164 +270,210 @@ static int start_consensus(struct cv_node *n)
                                   .node_id = n->self->id,
                                   .raft_dir = dir,
                                   .catalog = n->catalog,
-                                  .on_applied = on_applied,
-                                  .on_leader = on_leader,
+                                  .peers = n->peers,
+                                  .on_applied = node__on_applied,
+                                  .on_leader = node__on_leader,
                                   .data = n};
-    int rv = cv_consensus_init(&o, &n->consensus);
-    if (rv) return rv;
-    return cv_consensus_start(n->consensus);
+    return cv_consensus_init(&o, &n->consensus);
 }
 
-static int start_listeners(struct cv_node *n)
+static int node__create_host(struct cv_node *n)
 {
-    int rv = cv_rpc_server_init(n->loop, on_rpc, on_conn_close, n, &n->rpc);
+    cv_registry *reg = n->registry;
+    if (!reg && !(reg = n->own_registry = cv_registry_new())) return CV_ENOMEM;
+    struct cv_host_opts o = {.loop = n->loop,
+                             .cfg = n->cfg,
+                             .self = n->self,
+                             .catalog = n->catalog,
+                             .consensus = n->consensus,
+                             .peers = n->peers,
+                             .registry = reg,
+                             .catalog_ready = node__catalog_ready,
+                             .data = n};
+    int rv = cv_host_init(&o, &n->host);
+    if (rv) CV_ERROR("cannot start the object host: %s", cv_strerror(rv));
+    return rv;
+}
+
+static int node__start_listeners(struct cv_node *n)
+{
+    int rv = cv_rpc_server_init(n->loop, node__on_rpc, node__on_conn_close, n, &n->rpc);
     if (!rv) rv = cv_rpc_server_listen(n->rpc, n->self->grpc_addr);
     if (rv) {
         CV_ERROR("cannot listen for RPC on %s: %s", n->self->grpc_addr, cv_strerror(rv));
         return rv;
     }
+    n->api = (struct cv_api){.cfg = n->cfg,
+                             .self = n->self,
+                             .catalog = n->catalog,
+                             .consensus = n->consensus,
+                             .host = n->host,
+                             .ready = node__ready,
+                             .data = n};
     struct cv_http_opts ho = {.max_body = 1 << 20};
-    rv = cv_http_server_init(n->loop, &ho, cv_node_http_handler, n, &n->http);
+    rv = cv_http_server_init(n->loop, &ho, cv_api_handle, &n->api, &n->http);
     if (!rv) rv = cv_http_server_listen(n->http, n->self->http_addr);
     if (rv) CV_ERROR("cannot listen for HTTP on %s: %s", n->self->http_addr, cv_strerror(rv));
     return rv;
 }
 
-static void on_signal(uv_signal_t *s, int signum)
+static void node__on_signal(uv_signal_t *s, int signum)
 {
     struct cv_node *n = s->data;
     CV_INFO("received %s: stopping", signum == SIGTERM ? "SIGTERM" : "SIGINT");
     cv_node_stop(n);
 }
 
-static int start_host(struct cv_node *n, cv_registry *reg)
+int cv_node_init(const struct cv_node_opts *opts, struct cv_node **out)
 {
-    struct cv_host_opts o = {.registry = reg};
-    int rv = cv_host_init(n, &o, &n->host);
-    if (rv) CV_ERROR("cannot start the object host: %s", cv_strerror(rv));
-    return rv;
-}
-
-int cv_node_start(struct cv_node *n, const struct cv_node_opts *opts)
-{
-    memset(n, 0, sizeof *n);
+    const struct cv_node_cfg *self = cv_config_node(opts->cfg, opts->node_id);
+    if (!self) return CV_EINVAL;
+    struct cv_node *n = calloc(1, sizeof *n);
+    if (!n) return CV_ENOMEM;
     n->loop = opts->loop;
     n->cfg = opts->cfg;
-    n->self = cv_config_node(opts->cfg, opts->node_id);
-    if (!n->self) return CV_EINVAL;
+    n->self = self;
+    n->registry = opts->registry;
+    n->on_stopped = opts->on_stopped;
+    n->data = opts->data;
     if (opts->data_dir)
         snprintf(n->data_dir, sizeof n->data_dir, "%s", opts->data_dir);
     else
         snprintf(n->data_dir, sizeof n->data_dir, "%s/%s", opts->cfg->data_dir, opts->node_id);
-    CV_INFO("starting node %s (data dir %s, %u shards, %zu nodes, lease ttl %u ms)", n->self->id,
-            n->data_dir, n->cfg->shards, n->cfg->n_nodes, n->cfg->lease_ttl_ms);
-    /* Handles first, so that cv_node_stop can close whatever part of the start succeeded. */
+    cv_renewal_init(&n->renewal, self->id);
+    /* The node's own handles exist from here on, so that cv_node_stop can always close them. */
     uv_timer_init(n->loop, &n->lease_timer);
     uv_signal_init(n->loop, &n->sigterm);
     uv_signal_init(n->loop, &n->sigint);
     n->lease_timer.data = n->sigterm.data = n->sigint.data = n;
+    *out = n;
+    return 0;
+}
+
+int cv_node_start(struct cv_node *n)
+{
+    CV_INFO("starting node %s (data dir %s, %u shards, %zu nodes, lease ttl %u ms)", n->self->id,
+            n->data_dir, n->cfg->shards, n->cfg->n_nodes, n->cfg->lease_ttl_ms);
     int rv;
-    if ((rv = open_catalog(n))) return rv;
-    cv_registry *reg = opts->registry;
-    if (!reg && !(reg = n->own_registry = cv_registry_new())) return CV_ENOMEM;
-    if ((rv = start_host(n, reg))) return rv;
-    if ((rv = start_consensus(n))) return rv;
-    if ((rv = start_listeners(n))) return rv;
-    if ((rv = cv_leader_init(n, &n->leader))) return rv;
+    if ((rv = node__open_catalog(n))) return rv;
+    if ((rv = node__create_consensus(n))) return rv;
+    if ((rv = node__create_host(n))) return rv;
+    cv_host_start(n->host);
+    if ((rv = cv_consensus_start(n->consensus))) return rv;
+    if ((rv = node__start_listeners(n))) return rv;
+    struct cv_leader_opts lo = {
+        .loop = n->loop, .cfg = n->cfg, .self = n->self, .catalog = n->catalog, .consensus = n->consensus};
+    if ((rv = cv_leader_init(&lo, &n->leader))) return rv;
     cv_leader_start(n->leader);
-    uv_timer_start(&n->lease_timer, lease_tick, 0, cv_lease_renew_interval(n->cfg->lease_ttl_ms));
-    uv_signal_start(&n->sigterm, on_signal, SIGTERM);
-    uv_signal_start(&n->sigint, on_signal, SIGINT);
+    uv_timer_start(&n->lease_timer, node__lease_tick, 0, cv_lease_renew_interval(n->cfg->lease_ttl_ms));
+    uv_signal_start(&n->sigterm, node__on_signal, SIGTERM);
+    uv_signal_start(&n->sigint, node__on_signal, SIGINT);
     return 0;
 }
 
 /* ---------------------------------------------------------------- stop */
 
-static void close_step(struct cv_node *n)
+/* One part closed; the last one ends the stop. */
+static void node__part_closed(struct cv_node *n)
 {
-    if (--n->open_handles == 0) CV_INFO("node %s stopped", n->self->id);
+    if (--n->open_parts > 0) return;
+    CV_INFO("node %s stopped", n->self->id);
+    if (n->on_stopped) n->on_stopped(n->data);
 }
 
-static void handle_closed(uv_handle_t *h)
+static void node__handle_closed(uv_handle_t *h)
 {
-    close_step(h->data);
+    node__part_closed(h->data);
 }
 
-static void consensus_closed(void *data)
+static void node__closed(void *data)
 {
-    close_step(data);
+    node__part_closed(data);
 }
 
-static void leader_closed(void *data)
-{
-    struct cv_node *n = data;
-    close_step(n);
-}
-
-static void host_closed(void *data)
+static void node__host_closed(void *data)
 {
     struct cv_node *n = data;
     n->host = NULL;
-    close_step(n);
+    node__part_closed(n);
 }
 
-static void rpc_closed(struct cv_rpc_server *s)
+static void node__rpc_closed(struct cv_rpc_server *s)
 {
-    (void)s;
+    struct cv_node *n = node__find_closing(s);
+    n->closing_rpc = NULL;
+    if (!n->closing_http) node__unlist(n);
+    node__part_closed(n);
 }
 
-static void http_closed(struct cv_http_server *s)
+static void node__http_closed(struct cv_http_server *s)
 {
-    (void)s;
+    struct cv_node *n = node__find_closing(s);
+    n->closing_http = NULL;
+    if (!n->closing_rpc) node__unlist(n);
+    node__part_closed(n);
 }
 
-/* Closes whatever cv_node_start got to open (it may have failed half way). */
-static void shutdown_all(void *data)
+/* Closes whatever cv_node_start got to create (it may have failed half way). Every part counts: the
+ * node reports stopped only once all of them called back. */
+static void node__shutdown(void *data)
 {
     struct cv_node *n = data;
     if (n->shut) return; /* the transfer callback and its fallback timer may both get here */
     n->shut = true;
-    n->open_handles = 3 + (n->leader != NULL) + (n->consensus != NULL) + (n->host != NULL);
-    if (n->http) cv_http_server_close(n->http, http_closed);
-    if (n->rpc) cv_rpc_server_close(n->rpc, rpc_closed);
+    n->open_parts = 1 + 3 + (n->leader != NULL) + (n->consensus != NULL) + (n->host != NULL) +
+                    (n->rpc != NULL) + (n->http != NULL) + (n->peers != NULL);
+    n->closing_http = n->http;
+    n->closing_rpc = n->rpc;
+    if (n->http || n->rpc) {
+        n->next_closing = node__closing;
+        node__closing = n;
+    }
+    if (n->http) cv_http_server_close(n->http, node__http_closed);
+    if (n->rpc) cv_rpc_server_close(n->rpc, node__rpc_closed);
     n->http = NULL;
     n->rpc = NULL;
-    uv_close((uv_handle_t *)&n->lease_timer, handle_closed);
-    uv_close((uv_handle_t *)&n->sigterm, handle_closed);
-    uv_close((uv_handle_t *)&n->sigint, handle_closed);
-    if (n->leader) cv_leader_close(n->leader, leader_closed, n);
+    uv_close((uv_handle_t *)&n->lease_timer, node__handle_closed);
+    uv_close((uv_handle_t *)&n->sigterm, node__handle_closed);
+    uv_close((uv_handle_t *)&n->sigint, node__handle_closed);
+    if (n->leader) cv_leader_close(n->leader, node__closed, n);
     n->leader = NULL;
-    if (n->host) cv_host_close(n->host, host_closed, n); /* n->host stays set until it closed */
-    if (n->consensus) cv_consensus_close(n->consensus, consensus_closed, n);
+    if (n->host) cv_host_close(n->host, node__host_closed, n); /* n->host stays set until it closed */
+    if (n->consensus) cv_consensus_close(n->consensus, node__closed, n);
+    if (n->peers) cv_peers_close(n->peers, node__closed, n); /* fails the calls the others wait for */
+    n->peers = NULL;
+    node__part_closed(n);
 }
 
-static void transfer_timeout(uv_timer_t *t)
+static void node__transfer_timeout(uv_timer_t *t)
 {
-    shutdown_all(t->data);
+    node__shutdown(t->data);
 }
 
 void cv_node_stop(struct cv_node *n)
 {
     if (n->stopping) return;
     n->stopping = true;
+    cv_renewal_stop(&n->renewal);
     uv_timer_stop(&n->lease_timer);
-    int rv = n->consensus ? cv_consensus_transfer(n->consensus, shutdown_all, n) : CV_EINVAL;
+    if (n->leader) cv_leader_stop(n->leader);
+    if (n->host) cv_host_stop(n->host);
+    int rv = n->consensus ? cv_consensus_transfer(n->consensus, node__shutdown, n) : CV_EINVAL;
     if (rv == 0) {
         /* libraft does not call back when leadership is lost meanwhile (e.g. every node is stopping):
          * bound the wait ourselves. */
         CV_INFO("transferring raft leadership before exiting");
-        uv_timer_start(&n->lease_timer, transfer_timeout, 2u * n->cfg->raft.election_timeout_ms + 100u, 0);
+        uv_timer_start(&n->lease_timer, node__transfer_timeout, 2u * n->cfg->raft.election_timeout_ms + 100u, 0);
         return;
     }
-    shutdown_all(n);
+    node__shutdown(n);
 }
 
 void cv_node_free(struct cv_node *n)
 {
+    if (!n) return;
     cv_consensus_free(n->consensus);
-    n->consensus = NULL;
     if (n->catalog) cv_catalog_close(n->catalog);
-    n->catalog = NULL;
     cv_registry_free(n->own_registry);
-    n->own_registry = NULL;
+    free(n);
 }

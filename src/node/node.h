@@ -1,61 +1,36 @@
 /* A cverse node process: catalog + raft + RPC server + HTTP API + lease renewal + leader duties + the
- * objects it hosts (host.h). */
+ * objects it hosts (host.h), wired together and started and stopped as one. */
 #ifndef CV_NODE_H
 #define CV_NODE_H
 
 #include <stdbool.h>
-#include <stdint.h>
 #include <uv.h>
 
-#include "catalog/catalog.h"
 #include "config/config.h"
-#include "consensus/consensus.h"
-#include "net/http.h"
-#include "net/rpc.h"
 #include "objects/registry.h"
 
-struct cv_leader; /* leader duties, see leader.h */
-struct cv_host;   /* object hosting, see host.h */
-
-struct cv_node {
-    uv_loop_t *loop;
-    const struct cv_config *cfg;     /* owned by the caller; outlives the node */
-    const struct cv_node_cfg *self;
-    char data_dir[512];
-
-    struct cv_catalog *catalog;
-    struct cv_consensus *consensus;
-    struct cv_rpc_server *rpc;
-    struct cv_http_server *http;
-    struct cv_leader *leader;
-    struct cv_host *host;
-    cv_registry *own_registry;       /* when the opts gave none */
-
-    uv_timer_t lease_timer;
-    uv_signal_t sigterm, sigint;
-    bool lease_inflight;
-    bool registered;                 /* our RegisterNode was applied in this process' life */
-    uint64_t last_renew_ok_ms;       /* monotonic */
-    bool stopping;
-    bool shut;                       /* shutdown of the components started */
-    int exit_code;
-    int open_handles;
-};
+struct cv_node; /* private to node.c */
 
 struct cv_node_opts {
-    uv_loop_t *loop;
-    const struct cv_config *cfg;
-    const char *node_id;
-    const char *data_dir; /* NULL: <cfg->data_dir>/<node_id> */
-    cv_registry *registry; /* object types; not owned, must outlive the node; NULL: an empty one */
+    uv_loop_t *loop;               /* borrowed; outlives the node */
+    const struct cv_config *cfg;   /* borrowed; outlives the node */
+    const char *node_id;           /* copied lookup: must name one of cfg's nodes */
+    const char *data_dir;          /* NULL: <cfg->data_dir>/<node_id> */
+    cv_registry *registry;         /* object types; borrowed, must outlive the node; NULL: an empty one */
+    void (*on_stopped)(void *data); /* optional: everything closed ("node stopped"); then free */
+    void *data;
 };
 
-/* Opens the catalog and raft, binds the RPC and HTTP listeners and starts everything. */
-int cv_node_start(struct cv_node *n, const struct cv_node_opts *opts);
+/* Allocates the node and its own handles (timers, signals); opens nothing. CV_EINVAL (node_id not in the
+ * config), CV_ENOMEM. On success the node must be stopped (cv_node_stop) and freed (cv_node_free). */
+int cv_node_init(const struct cv_node_opts *opts, struct cv_node **out);
+/* Opens the catalog, starts raft (bootstrapping a pristine data dir), the object host, the RPC and HTTP
+ * listeners, lease renewal and leader duties. On failure (logged) the caller stops the node as usual. */
+int cv_node_start(struct cv_node *n);
 /* Graceful stop (SIGTERM path): not ready, a leader hands over leadership, then everything closes;
- * the loop then runs empty. */
+ * the loop then runs empty. Safe whatever part of cv_node_start succeeded. */
 void cv_node_stop(struct cv_node *n);
-/* After uv_run returned: frees what the close callbacks left. */
+/* After uv_run returned: frees what the close callbacks left, and n. */
 void cv_node_free(struct cv_node *n);
 
 /* Readiness: true if ready, else a static reason string via *why. Ready = catalog-ready (below) and
@@ -64,8 +39,5 @@ bool cv_node_ready(struct cv_node *n, const char **why);
 /* The catalog part of readiness: a leader is known, the log is applied up to the commit index learned
  * from it, this node is registered and alive, no shard is unassigned. Objects are served only then. */
 bool cv_node_catalog_ready(struct cv_node *n, const char **why);
-
-/* HTTP API (api.c). */
-void cv_node_http_handler(void *data, struct cv_http_exchange *x, const struct cv_http_request *req);
 
 #endif

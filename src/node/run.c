@@ -151,17 +151,20 @@ static int run(const struct args *a, const struct cv_config *cfg, cv_registry *r
 {
     uv_loop_t loop;
     uv_loop_init(&loop);
-    struct cv_node node;
+    struct cv_node *node = NULL;
     struct cv_node_opts o = {
         .loop = &loop, .cfg = cfg, .node_id = a->node_id, .data_dir = a->data_dir, .registry = reg};
-    int code = 0, rv;
-    if ((rv = cv_node_start(&node, &o))) {
+    int code = 0, rv = cv_node_init(&o, &node);
+    if (rv) {
+        CV_ERROR("node failed to start: %s", cv_strerror(rv)); /* nothing was created: nothing to stop */
+        code = 1;
+    } else if ((rv = cv_node_start(node))) {
         CV_ERROR("node failed to start: %s", cv_strerror(rv));
         code = 1;
-        cv_node_stop(&node);
+        cv_node_stop(node);
     }
     uv_run(&loop, UV_RUN_DEFAULT);
-    cv_node_free(&node);
+    cv_node_free(node);
     if (uv_loop_close(&loop)) CV_WARN("event loop closed with handles still open");
     return code;
 }

@@ -1,0 +1,29 @@
+/* The node's HTTP API (/health, /ready, /v1/cluster, /v1/shards, /v1/objects, /metrics): read-only views
+ * of the node's components, answered synchronously. */
+#ifndef CV_NODE_API_H
+#define CV_NODE_API_H
+
+#include <stdbool.h>
+
+#include "catalog/catalog.h"
+#include "config/config.h"
+#include "consensus/consensus.h"
+#include "net/http.h"
+
+struct cv_host;
+
+/* What the API reads; every pointer is borrowed and valid while the HTTP server runs. */
+struct cv_api {
+    const struct cv_config *cfg;
+    const struct cv_node_cfg *self;
+    struct cv_catalog *catalog;
+    struct cv_consensus *consensus;
+    struct cv_host *host;
+    bool (*ready)(void *data, const char **why); /* /ready: true, or false with a static reason */
+    void *data;
+};
+
+/* The HTTP handler; data is a struct cv_api. */
+void cv_api_handle(void *data, struct cv_http_exchange *x, const struct cv_http_request *req);
+
+#endif

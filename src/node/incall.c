@@ -1,0 +1,238 @@
+/* Incoming object calls (objects.call).
+ *
+ * Happy path: known type and method -> this node owns the id (shard owner in the catalog, or the node an
+ * id "<node>/x" is pinned to) -> the node serves (ready once, follows a leader) -> the catalog has the
+ * object with that type -> cv_runtime_call; the response goes back when the handler replied.
+ * Failure modes: not the owner -> CV_EREDIRECT with a Redirect body (our applied index, the owner we
+ * know); malformed request -> CV_EPROTO; unknown type/method/object -> CV_ENOTFOUND, but a call to an
+ * object the catalog lacks first waits (parked) up to 500 ms for this node to catch up with the log, so
+ * that a create committed through another node is seen; a full mailbox -> CV_EBUSY. */
+#include "node/incall.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cverse/error.h"
+#include "rpc.pb-c.h"
+#include "util/log.h"
+
+/* An objects.call being served (in the runtime, or parked until the log catches up). */
+struct icall {
+    struct cv_incall *in;
+    struct cv_rpc_conn *conn;
+    uint64_t id;
+    struct icall *next; /* parked list */
+    uint8_t *body;      /* parked: the request, copied */
+    size_t len;
+    uint32_t shard;     /* of the object, once accepted (for a late redirect) */
+    uint64_t min_index, deadline;
+};
+
+static int fail(struct cv_verdict *v, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(struct cv_verdict *v, int status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(v->msg, sizeof v->msg, fmt, ap);
+    va_end(ap);
+    return v->status = status;
+}
+
+void cv_incall_init(struct cv_incall *in, struct cv_hctx *x)
+{
+    *in = (struct cv_incall){.x = x};
+}
+
+/* Whether this node may execute calls: it was caught up with the log once (h->started) and still follows
+ * a leader. Being an entry or two behind is the normal replication window (and during an apply raft's
+ * last_applied lags the commit index), so it is not required to be caught up at this very instant. */
+static bool serving(const struct cv_hctx *h, const char **why)
+{
+    struct cv_consensus_status st;
+    if (!h->started) {
+        *why = "not caught up with the catalog yet";
+        return false;
+    }
+    cv_consensus_status(h->cons, &st);
+    if (!st.has_leader || h->stopping) {
+        *why = h->stopping ? "shutting down" : "no raft leader known";
+        return false;
+    }
+    return true;
+}
+
+int cv_incall_local(struct cv_hctx *h, const char *type, const char *id, const char *method,
+                      const uint8_t *req, size_t len, cv_runtime_call_cb cb, void *data, struct cv_verdict *v)
+{
+    memset(v, 0, sizeof *v);
+    const struct cv_object_type *t = cv_registry_type(h->reg, type);
+    if (!t) return fail(v, CV_ENOTFOUND, "unknown object type \"%.100s\"", type);
+    const struct cv_method *m = cv_type_method(t, method);
+    if (!m) return fail(v, CV_ENOTFOUND, "object type %s has no method \"%.100s\"", type, method);
+    struct cv_placement p;
+    int rv = cv_hctx_owner(h, id, &p, v->owner);
+    if (rv == CV_EINVAL) return fail(v, CV_EINVAL, "invalid object id \"%.100s\"", id);
+    if (rv) return fail(v, CV_ENOTFOUND, "object id \"%.100s\" is pinned to an unknown node", id);
+    v->shard = p.shard;
+    if (strcmp(v->owner, h->self) != 0)
+        return fail(v, CV_EREDIRECT, "%s is not the owner of %.100s (shard %u, owner %s)", h->self, id,
+                    p.shard, v->owner[0] ? v->owner : "none");
+    const char *why;
+    if (!serving(h, &why)) return fail(v, CV_EUNAVAIL, "node %s is not ready: %s", h->self, why);
+    char have[CV_HOST_TYPE_MAX];
+    rv = cv_catalog_object_get(h->cat, id, have, sizeof have, NULL);
+    if (rv == CV_ENOTFOUND) {
+        v->absent = true;
+        return fail(v, CV_ENOTFOUND, "object not found: %.100s", id);
+    }
+    if (rv == CV_EINVAL) return fail(v, CV_EINVAL, "invalid object id \"%.100s\"", id);
+    if (rv) return fail(v, rv, "catalog lookup of %.100s failed: %s", id, cv_strerror(rv));
+    if (strcmp(have, type) != 0)
+        return fail(v, CV_ENOTFOUND, "object %.100s is a %s, not a %s", id, have, type);
+    rv = cv_runtime_call(h->rt, type, id, method, req, len, cb, data);
+    switch (rv) {
+    case 0: return v->status = 0;
+    case CV_EREDIRECT: return fail(v, rv, "object %.100s is being deactivated", id);
+    case CV_EBUSY: return fail(v, rv, "mailbox of %.100s is full; retry later", id);
+    case CV_EPROTO: return fail(v, rv, "request is not a valid %s", m->request->name);
+    case CV_ECONFLICT: return fail(v, rv, "object %.100s is active with another type", id);
+    default: return fail(v, rv, "%s", cv_strerror(rv));
+    }
+}
+
+static void incall__redirect(struct cv_hctx *x, struct cv_rpc_conn *conn, uint64_t id, const struct cv_verdict *v)
+{
+    Cverse__Rpc__Redirect rd = CVERSE__RPC__REDIRECT__INIT;
+    rd.applied_index = cv_catalog_applied_index(x->cat);
+    rd.owner = (char *)v->owner;
+    rd.shard = v->shard;
+    uint8_t buf[128];
+    size_t n = cverse__rpc__redirect__pack(&rd, buf);
+    cv_rpc_respond(conn, id, CV_EREDIRECT, v->msg, buf, n);
+}
+
+static void incall__free(struct icall *ic)
+{
+    struct cv_hctx *x = ic->in->x;
+    cv_rpc_conn_unref(ic->conn);
+    free(ic->body);
+    free(ic);
+    cv_hctx_release(x);
+}
+
+static void incall__done(void *data, int status, const char *error, const uint8_t *resp, size_t len)
+{
+    struct icall *ic = data;
+    struct cv_hctx *x = ic->in->x;
+    if (status == 0) {
+        Cverse__Rpc__CallResponse r = CVERSE__RPC__CALL_RESPONSE__INIT;
+        r.response.data = (uint8_t *)resp;
+        r.response.len = len;
+        size_t n = cverse__rpc__call_response__get_packed_size(&r);
+        uint8_t *buf = malloc(n ? n : 1);
+        if (buf) {
+            cverse__rpc__call_response__pack(&r, buf);
+            if (cv_rpc_respond(ic->conn, ic->id, 0, NULL, buf, n) == CV_ETOOBIG)
+                cv_rpc_respond(ic->conn, ic->id, CV_ETOOBIG, "response too large", NULL, 0);
+        } else {
+            cv_rpc_respond(ic->conn, ic->id, CV_ENOMEM, cv_strerror(CV_ENOMEM), NULL, 0);
+        }
+        free(buf);
+    } else if (status == CV_EREDIRECT) { /* deactivated before it ran: the caller retries */
+        struct cv_verdict v = {.status = status, .shard = ic->shard};
+        const char *owner = cv_catalog_shard_owner(x->cat, ic->shard, NULL);
+        snprintf(v.msg, sizeof v.msg, "%s", error);
+        snprintf(v.owner, sizeof v.owner, "%s", owner ? owner : "");
+        incall__redirect(x, ic->conn, ic->id, &v);
+    } else {
+        cv_rpc_respond(ic->conn, ic->id, status, error, NULL, 0);
+    }
+    incall__free(ic);
+}
+
+static void incall__park(struct cv_incall *in, struct icall *ic, const uint8_t *body, size_t len,
+                         uint32_t deadline_ms)
+{
+    struct cv_consensus_status st;
+    cv_consensus_status(in->x->cons, &st);
+    uint64_t applied = cv_catalog_applied_index(in->x->cat);
+    unsigned wait = deadline_ms && deadline_ms < CV_INCALL_PARK_MS ? deadline_ms : CV_INCALL_PARK_MS;
+    ic->min_index = st.commit_index > applied ? st.commit_index : applied + 1;
+    ic->deadline = cv_mono_ms() + wait;
+    ic->len = len;
+    memcpy(ic->body, body, len);
+    ic->next = in->parked;
+    in->parked = ic;
+    in->n_parked++;
+}
+
+/* Serves one objects.call; a call to an absent object may be parked (may_park) and served again later. */
+static void incall__serve(struct cv_incall *in, struct icall *ic, const uint8_t *body, size_t len, bool may_park,
+                          uint32_t deadline_ms)
+{
+    Cverse__Rpc__CallRequest *req = cverse__rpc__call_request__unpack(NULL, len, body);
+    if (!req) {
+        cv_rpc_respond(ic->conn, ic->id, CV_EPROTO, "undecodable CallRequest", NULL, 0);
+        incall__free(ic);
+        return;
+    }
+    struct cv_verdict v;
+    int rv = cv_incall_local(in->x, req->type, req->id, req->method, req->request.data, req->request.len,
+                             incall__done, ic, &v);
+    cverse__rpc__call_request__free_unpacked(req, NULL);
+    ic->shard = v.shard;
+    if (rv == 0) return;
+    if (v.absent && may_park && in->n_parked < CV_INCALL_PARK_MAX &&
+        (ic->body || (ic->body = malloc(len ? len : 1)))) {
+        incall__park(in, ic, body, len, deadline_ms);
+        return;
+    }
+    if (rv == CV_EREDIRECT) incall__redirect(in->x, ic->conn, ic->id, &v);
+    else cv_rpc_respond(ic->conn, ic->id, rv, v.msg, NULL, 0);
+    incall__free(ic);
+}
+
+void cv_incall_handle(struct cv_incall *in, struct cv_rpc_conn *conn, uint64_t id, const uint8_t *body,
+                      size_t len, uint32_t deadline_ms)
+{
+    struct icall *ic = calloc(1, sizeof *ic);
+    if (!ic) {
+        cv_rpc_respond(conn, id, CV_ENOMEM, cv_strerror(CV_ENOMEM), NULL, 0);
+        return;
+    }
+    ic->in = in;
+    ic->conn = conn;
+    ic->id = id;
+    cv_rpc_conn_ref(conn);
+    cv_hctx_hold(in->x);
+    incall__serve(in, ic, body, len, true, deadline_ms);
+}
+
+void cv_incall_unpark(struct cv_incall *in, bool all)
+{
+    uint64_t applied = cv_catalog_applied_index(in->x->cat), now = cv_mono_ms();
+    struct icall **pp = &in->parked, *due = NULL;
+    while (*pp) {
+        struct icall *ic = *pp;
+        if (all || applied >= ic->min_index || now >= ic->deadline) {
+            *pp = ic->next;
+            ic->next = due;
+            due = ic;
+            in->n_parked--;
+        } else {
+            pp = &ic->next;
+        }
+    }
+    while (due) {
+        struct icall *ic = due;
+        due = ic->next;
+        if (in->x->closing) {
+            cv_rpc_respond(ic->conn, ic->id, CV_ECLOSED, "node is shutting down", NULL, 0);
+            incall__free(ic);
+        } else {
+            incall__serve(in, ic, ic->body, ic->len, false, 0);
+        }
+    }
+}

@@ -1,0 +1,626 @@
+/* Unit tests for the node's parts that stand on their own: the lease and proposal state machines, the
+ * peer pool against a real RPC server on 127.0.0.1, the shard-release decision, the map feed's packing
+ * and the auto-load planner on a real catalog (LMDB in a temp dir), and the node's lifecycle in-process
+ * (a start that fails half way is stopped cleanly, and "stopped" comes after every handle closed). */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <unistd.h>
+
+#include "catalog/catalog.h"
+#include "config/config.h"
+#include "consensus/consensus.h"
+#include "core/sm.h"
+#include "cverse/error.h"
+#include "net/peers.h"
+#include "net/rpc.h"
+#include "node/autoload.h"
+#include "node/handoff.h"
+#include "node/hctx.h"
+#include "node/mapfeed.h"
+#include "node/outcall.h"
+#include "net/frame.h"
+#include "node/node.h"
+#include "node/renewal.h"
+#include "objects/registry.h"
+#include "rpc.pb-c.h"
+#include "util/log.h"
+
+#include "lsan_check.h"
+#include "tmpdir.h"
+
+static char root[64];
+
+static void setup(void)
+{
+    strcpy(root, "/tmp/cv-node-XXXXXX");
+    cr_assert_not_null(mkdtemp(root));
+    cv_log_init("test", CV_LOG_ERROR + 1);
+}
+
+static void teardown(void)
+{
+    cv_tmpdir_remove(root);
+    cv_lsan_check();
+}
+
+TestSuite(node, .init = setup, .fini = teardown);
+
+/* Runs the loop until *flag or deadline_ms passed; returns *flag. */
+static bool run_until(uv_loop_t *loop, const bool *flag, unsigned deadline_ms)
+{
+    uint64_t end = cv_mono_ms() + deadline_ms;
+    while (!*flag && cv_mono_ms() < end) uv_run(loop, UV_RUN_ONCE);
+    return *flag;
+}
+
+/* ---- the lease state machine ------------------------------------------------------------------ */
+
+Test(node, renewal_table)
+{
+    const struct cv_sm_conf *c = cv_renewal_sm();
+    cr_assert_eq(cv_sm_conf_check(c), 0);
+    cr_assert(cv_sm_allowed(c, CV_RENEWAL_UNREGISTERED, CV_RENEWAL_REGISTERING));
+    cr_assert(!cv_sm_allowed(c, CV_RENEWAL_UNREGISTERED, CV_RENEWAL_REGISTERED), "registered only by an apply");
+    cr_assert(cv_sm_allowed(c, CV_RENEWAL_REGISTERED, CV_RENEWAL_EXPIRED));
+    cr_assert(!cv_sm_allowed(c, CV_RENEWAL_EXPIRED, CV_RENEWAL_REGISTERED), "expired comes back by registering");
+    cr_assert(!cv_sm_allowed(c, CV_RENEWAL_STOPPED, CV_RENEWAL_REGISTERING), "stopped is final");
+    for (int s = 0; s < CV_RENEWAL_N; s++)
+        cr_assert(s == CV_RENEWAL_STOPPED || cv_sm_allowed(c, s, CV_RENEWAL_STOPPED), "%s cannot stop",
+                  cv_sm_state_name(c, s));
+}
+
+Test(node, renewal_transitions)
+{
+    struct cv_renewal r;
+    bool reg;
+    cv_renewal_init(&r, "n1");
+    cr_assert(cv_renewal_due(&r, false, &reg) && reg, "first: RegisterNode");
+    cv_renewal_sent(&r);
+    cr_assert_eq(cv_renewal_state(&r), CV_RENEWAL_REGISTERING);
+    cr_assert(!cv_renewal_due(&r, true, &reg), "one proposal at a time");
+    cv_renewal_done(&r, 0, 100);
+    cr_assert(cv_renewal_registered(&r));
+    cr_assert_eq(r.last_ok_ms, 100);
+    cr_assert(cv_renewal_due(&r, true, &reg) && !reg, "registered: RenewLease");
+    cr_assert(cv_renewal_due(&r, false, &reg) && reg, "the catalog lacks us: RegisterNode");
+    cv_renewal_sent(&r);
+    cr_assert_eq(cv_renewal_state(&r), CV_RENEWAL_RENEWING);
+    cv_renewal_done(&r, CV_ETIMEDOUT, 200);
+    cr_assert_eq(cv_renewal_state(&r), CV_RENEWAL_REGISTERED, "a failed renewal keeps the registration");
+    cr_assert_eq(r.last_ok_ms, 100);
+    /* Declared dead while idle: expired, re-register at once. */
+    cr_assert(cv_renewal_expired(&r));
+    cr_assert_eq(cv_renewal_state(&r), CV_RENEWAL_EXPIRED);
+    cr_assert(!cv_renewal_registered(&r));
+    cr_assert(cv_renewal_due(&r, true, &reg) && reg);
+    cv_renewal_sent(&r);
+    cv_renewal_done(&r, 0, 300);
+    /* Declared dead while renewing: registering; its success registers us (as before). */
+    cv_renewal_sent(&r);
+    cr_assert(!cv_renewal_expired(&r), "in flight: no second proposal");
+    cr_assert_eq(cv_renewal_state(&r), CV_RENEWAL_REGISTERING);
+    cv_renewal_done(&r, CV_ENOTFOUND, 400);
+    cr_assert_eq(cv_renewal_state(&r), CV_RENEWAL_UNREGISTERED, "the catalog lost us");
+    cv_renewal_sent(&r);
+    cv_renewal_stop(&r);
+    cv_renewal_done(&r, 0, 500);
+    cr_assert_eq(cv_renewal_state(&r), CV_RENEWAL_STOPPED, "outcomes after the stop change nothing");
+    cr_assert(!cv_renewal_due(&r, true, &reg));
+}
+
+/* ---- the proposal state machine (consensus.c) ------------------------------------------------- */
+
+Test(node, proposal_table)
+{
+    const struct cv_sm_conf *c = cv_consensus_proposal_sm();
+    cr_assert_eq(cv_sm_conf_check(c), 0);
+    int waiting = 0, queued = 1, forwarded = 2, appended = 3, done = 4;
+    cr_assert_str_eq(cv_sm_state_name(c, waiting), "waiting");
+    cr_assert_str_eq(cv_sm_state_name(c, done), "done");
+    cr_assert(cv_sm_allowed(c, waiting, queued) && cv_sm_allowed(c, waiting, forwarded));
+    cr_assert(cv_sm_allowed(c, queued, appended) && cv_sm_allowed(c, forwarded, appended));
+    cr_assert(cv_sm_allowed(c, forwarded, waiting), "a refused forward is routed again");
+    cr_assert(!cv_sm_allowed(c, appended, waiting), "an appended proposal is never resent");
+    cr_assert(!cv_sm_allowed(c, waiting, appended));
+    for (int s = 0; s < done; s++) cr_assert(cv_sm_allowed(c, s, done), "every live state completes");
+    cr_assert(!cv_sm_allowed(c, done, waiting));
+}
+
+/* ---- the peer pool ------------------------------------------------------------------------------ */
+
+struct srv {
+    int calls;
+};
+
+static void srv_request(void *data, struct cv_rpc_conn *conn, uint64_t id, const char *method, const uint8_t *body,
+                        size_t len, uint32_t deadline_ms)
+{
+    struct srv *s = data;
+    s->calls++;
+    if (!strcmp(method, "hang")) return; /* never answered: the pool's close fails it */
+    cv_rpc_respond(conn, id, 0, NULL, body, len);
+}
+
+struct got {
+    bool done;
+    int status;
+    char body[64];
+};
+
+static void got_cb(void *data, int status, const char *error, const uint8_t *body, size_t len)
+{
+    struct got *g = data;
+    g->done = true;
+    g->status = status;
+    snprintf(g->body, sizeof g->body, "%.*s", (int)len, (const char *)body);
+}
+
+static void flag_cb(void *data)
+{
+    *(bool *)data = true;
+}
+
+static void srv_closed(struct cv_rpc_server *s)
+{
+    (void)s;
+}
+
+Test(node, peers_dial_call_close)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct srv s = {0};
+    struct cv_rpc_server *srv;
+    cr_assert_eq(cv_rpc_server_init(&loop, srv_request, NULL, &s, &srv), 0);
+    cr_assert_eq(cv_rpc_server_listen(srv, "127.0.0.1:0"), 0);
+    char addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", cv_rpc_server_port(srv));
+    const char *addrs[] = {"127.0.0.1:1", addr, ""};
+    struct cv_peers_opts o = {.loop = &loop, .addrs = addrs, .n = 3, .self = 0};
+    struct cv_peers *p;
+    cr_assert_eq(cv_peers_init(&o, &p), 0);
+    cr_assert_null(cv_peers_client(p, 0), "never dials itself");
+    cr_assert_null(cv_peers_client(p, 2), "no address");
+    cr_assert_null(cv_peers_client(p, 3), "out of range");
+    cr_assert(!cv_peers_up(p, 1));
+    cr_assert_null(cv_peers_client_up(p, 1), "dialed on first use, not up yet");
+    /* Dialed eagerly: up without any call. */
+    uint64_t end = cv_mono_ms() + 5000;
+    while (!cv_peers_up(p, 1) && cv_mono_ms() < end) uv_run(&loop, UV_RUN_ONCE);
+    cr_assert(cv_peers_up(p, 1), "the pool dials on first use");
+    cr_assert_eq(s.calls, 0, "no fake call to bring the connection up");
+    struct cv_rpc_client *cli = cv_peers_client_up(p, 1);
+    cr_assert_not_null(cli);
+    cr_assert_eq(cv_peers_client(p, 1), cli, "one client per node");
+    struct got g = {0}, hang = {0};
+    cr_assert_eq(cv_rpc_call(cli, "echo", "hi", 2, 2000, got_cb, &g), 0);
+    cr_assert(run_until(&loop, &g.done, 5000));
+    cr_assert_eq(g.status, 0);
+    cr_assert_str_eq(g.body, "hi");
+    cr_assert_eq(cv_rpc_call(cli, "hang", NULL, 0, 0, got_cb, &hang), 0);
+    end = cv_mono_ms() + 5000;
+    while (s.calls < 2 && cv_mono_ms() < end) uv_run(&loop, UV_RUN_ONCE);
+    bool closed = false;
+    cv_peers_close(p, flag_cb, &closed);
+    cr_assert(run_until(&loop, &closed, 5000), "close calls back");
+    cr_assert(hang.done, "pending calls complete before the pool reports closed");
+    cr_assert_eq(hang.status, CV_ECANCELED);
+    cv_rpc_server_close(srv, srv_closed);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    cr_assert_eq(uv_loop_close(&loop), 0, "every handle closed");
+}
+
+/* ---- a real catalog ----------------------------------------------------------------------------- */
+
+struct tb {
+    uint8_t *buf;
+    size_t len, cap;
+    uint64_t seq;
+};
+
+static void tb_raw(struct tb *t, Cverse__Catalog__Command *c)
+{
+    c->origin = "tester";
+    c->seq = ++t->seq;
+    size_t n = cverse__catalog__command__get_packed_size(c);
+    t->buf = realloc(t->buf, t->len + n + 11);
+    cr_assert_not_null(t->buf);
+    t->buf[t->len++] = 0x0a;
+    for (size_t v = n;; v >>= 7) {
+        t->buf[t->len++] = (uint8_t)((v & 0x7f) | (v >= 0x80 ? 0x80 : 0));
+        if (v < 0x80) break;
+    }
+    t->len += cverse__catalog__command__pack(c, t->buf + t->len);
+}
+
+static void tb_apply(struct cv_catalog *cat, uint64_t index, struct tb *t)
+{
+    bool skipped;
+    cr_assert_eq(cv_catalog_apply(cat, index, t->buf, t->len, &skipped), 0);
+    t->len = 0;
+}
+
+static void tb_register(struct tb *t, const char *id, const char *addr)
+{
+    Cverse__Catalog__NodeInfo info = CVERSE__CATALOG__NODE_INFO__INIT;
+    info.id = (char *)id;
+    info.grpc_addr = info.advertise_addr = info.raft_addr = (char *)addr;
+    info.http_addr = "127.0.0.1:9";
+    Cverse__Catalog__CmdRegisterNode x = CVERSE__CATALOG__CMD_REGISTER_NODE__INIT;
+    x.info = &info;
+    x.now_ms = 1;
+    x.ttl_ms = 1000000;
+    Cverse__Catalog__Command c = CVERSE__CATALOG__COMMAND__INIT;
+    c.cmd_case = CVERSE__CATALOG__COMMAND__CMD_REGISTER_NODE;
+    c.register_node = &x;
+    tb_raw(t, &c);
+}
+
+static void tb_assign1(struct tb *t, uint32_t shard, const char *owner, uint64_t epoch)
+{
+    Cverse__Catalog__ShardAssignment a = CVERSE__CATALOG__SHARD_ASSIGNMENT__INIT, *pa = &a;
+    a.shard = shard;
+    a.owner = (char *)owner;
+    a.expect_epoch = epoch;
+    Cverse__Catalog__CmdAssignShards x = CVERSE__CATALOG__CMD_ASSIGN_SHARDS__INIT;
+    x.n_shards = 1;
+    x.shards = &pa;
+    Cverse__Catalog__Command c = CVERSE__CATALOG__COMMAND__INIT;
+    c.cmd_case = CVERSE__CATALOG__COMMAND__CMD_ASSIGN_SHARDS;
+    c.assign_shards = &x;
+    tb_raw(t, &c);
+}
+
+static void tb_release1(struct tb *t, const char *node, uint32_t shard, uint64_t epoch)
+{
+    Cverse__Catalog__CmdReleaseShards x = CVERSE__CATALOG__CMD_RELEASE_SHARDS__INIT;
+    x.node = (char *)node;
+    x.n_shards = x.n_epochs = 1;
+    x.shards = &shard;
+    x.epochs = &epoch;
+    Cverse__Catalog__Command c = CVERSE__CATALOG__COMMAND__INIT;
+    c.cmd_case = CVERSE__CATALOG__COMMAND__CMD_RELEASE_SHARDS;
+    c.release_shards = &x;
+    tb_raw(t, &c);
+}
+
+static struct cv_catalog *open_catalog(uint32_t shards)
+{
+    char dir[128];
+    snprintf(dir, sizeof dir, "%s/catalog", root);
+    struct cv_catalog_opts o = {.dir = dir, .shards = shards};
+    struct cv_catalog *cat;
+    cr_assert_eq(cv_catalog_open(&o, &cat), 0);
+    return cat;
+}
+
+/* ---- the release decision ----------------------------------------------------------------------- */
+
+Test(node, handoff_decision)
+{
+    struct cv_catalog *cat = open_catalog(4);
+    struct tb t = {0};
+    uint64_t epoch = 99;
+    tb_register(&t, "a", "127.0.0.1:1");
+    tb_register(&t, "b", "127.0.0.1:2");
+    tb_assign1(&t, 0, "a", 0);
+    tb_assign1(&t, 1, "a", 0);
+    tb_apply(cat, 1, &t);
+    cr_assert_eq(cv_handoff_decide(cat, "a", 0, 0, &epoch), CV_HANDOFF_NONE, "owned: nothing to release");
+    cr_assert_eq(cv_handoff_decide(cat, "a", 2, 0, &epoch), CV_HANDOFF_NONE, "never assigned");
+    tb_assign1(&t, 0, "", 1); /* the leader takes shard 0 from a: phase 1 */
+    tb_apply(cat, 2, &t);
+    cr_assert_eq(cv_handoff_decide(cat, "b", 0, 0, &epoch), CV_HANDOFF_NONE, "it waits for a, not b");
+    cr_assert_eq(cv_handoff_decide(cat, "a", 0, 3, &epoch), CV_HANDOFF_WAIT, "objects still active");
+    cr_assert_eq(epoch, 99, "no epoch while waiting");
+    cr_assert_eq(cv_handoff_decide(cat, "a", 0, 0, &epoch), CV_HANDOFF_RELEASE);
+    cr_assert_eq(epoch, 2, "released at the shard's current epoch");
+    cr_assert_eq(cv_handoff_decide(cat, "a", 1, 0, &epoch), CV_HANDOFF_NONE, "shard 1 stays with a");
+    tb_release1(&t, "a", 0, 2);
+    tb_apply(cat, 3, &t);
+    cr_assert_eq(cv_handoff_decide(cat, "a", 0, 0, &epoch), CV_HANDOFF_NONE, "released already");
+    cr_assert_eq(cv_handoff_decide(cat, "a", 9, 0, &epoch), CV_HANDOFF_NONE, "out of range");
+    free(t.buf);
+    cv_catalog_close(cat);
+}
+
+/* ---- the map feed's packing --------------------------------------------------------------------- */
+
+Test(node, mapfeed_pack)
+{
+    struct cv_catalog *cat = open_catalog(3);
+    struct tb t = {0};
+    tb_register(&t, "a", "127.0.0.1:1");
+    tb_register(&t, "b", "127.0.0.1:2");
+    tb_assign1(&t, 0, "a", 0);
+    tb_assign1(&t, 2, "b", 0);
+    tb_apply(cat, 1, &t);
+    struct cv_consensus_status st = {.term = 7};
+    strcpy(st.leader_id, "b");
+    uint8_t *buf;
+    size_t len;
+    cr_assert_eq(cv_mapfeed_pack(cat, 3, &st, &buf, &len), 0);
+    Cverse__Rpc__ShardMap *m = cverse__rpc__shard_map__unpack(NULL, len, buf);
+    cr_assert_not_null(m);
+    cr_assert_eq(m->applied_index, 1);
+    cr_assert_eq(m->shards, 3);
+    cr_assert_str_eq(m->leader, "b");
+    cr_assert_eq(m->term, 7);
+    cr_assert_eq(m->n_owners, 3);
+    cr_assert_str_eq(m->owners[0], "a");
+    cr_assert_str_eq(m->owners[1], "");
+    cr_assert_str_eq(m->owners[2], "b");
+    cr_assert_eq(m->n_nodes, 2);
+    cr_assert_str_eq(m->nodes[0]->id, "a");
+    cr_assert_str_eq(m->nodes[0]->advertise_addr, "127.0.0.1:1");
+    cr_assert(m->nodes[0]->alive);
+    cr_assert_eq(m->nodes[0]->shards, 1);
+    cverse__rpc__shard_map__free_unpacked(m, NULL);
+    free(buf);
+    /* The signature moves with what subscribers see of the nodes, not with owners alone. */
+    uint64_t sig = cv_mapfeed_nodes_signature(cat);
+    cr_assert_eq(sig, cv_mapfeed_nodes_signature(cat));
+    tb_assign1(&t, 1, "a", 0);
+    tb_apply(cat, 2, &t);
+    cr_assert_neq(cv_mapfeed_nodes_signature(cat), sig, "a's shard count changed");
+    free(t.buf);
+    cv_catalog_close(cat);
+}
+
+/* ---- the auto-load planner ---------------------------------------------------------------------- */
+
+static const char planner_yaml[] =
+    "version: 1\ncluster:\n  shards: 4\n  provider: raft\n  data_dir: /tmp/unused\n"
+    "  auto_load_objects:\n"
+    "    - type: \"Known\"\n      id: \"Global\"\n"
+    "    - type: \"Known\"\n      id: \"Mon\"\n      per_shard: true\n"
+    "    - type: \"Known\"\n      id: \"Node\"\n      per_node: true\n"
+    "    - type: \"Known\"\n      id: \"a/Pinned\"\n"
+    "    - type: \"Unknown\"\n      id: \"Skipped\"\n      per_shard: true\n"
+    "nodes:\n"
+    "  - id: \"a\"\n    grpc_addr: \"127.0.0.1:1\"\n    http_addr: \"127.0.0.1:2\"\n"
+    "  - id: \"b\"\n    grpc_addr: \"127.0.0.1:3\"\n    http_addr: \"127.0.0.1:4\"\n";
+
+static int count_items(const struct cv_autoload *al, uint32_t entry, uint32_t shard)
+{
+    int n = 0;
+    for (size_t i = al->head; i < al->tail; i++) n += al->q[i].entry == entry && al->q[i].shard == shard;
+    return n;
+}
+
+static void settle_noop(struct cv_hctx *x)
+{
+    (void)x;
+}
+
+Test(node, autoload_planner)
+{
+    struct cv_config *cfg;
+    char err[256];
+    cr_assert_eq(cv_config_parse(planner_yaml, sizeof planner_yaml - 1, "planner", &cfg, err, sizeof err), 0, "%s", err);
+    cv_registry *reg = cv_registry_new();
+    static const struct cv_object_type known = {.name = "Known"};
+    cr_assert_eq(cv_register_type(reg, &known), 0);
+    struct cv_catalog *cat = open_catalog(4);
+    struct tb t = {0};
+    tb_register(&t, "a", "127.0.0.1:1");
+    tb_register(&t, "b", "127.0.0.1:3");
+    uint32_t global = 0;
+    struct cv_placement p;
+    cr_assert_eq(cv_placement_parse("Global", 4, &p), 0);
+    global = p.shard;
+    tb_assign1(&t, global, "a", 0); /* a owns Global's shard and one other */
+    tb_assign1(&t, (global + 1) % 4, "a", 0);
+    tb_assign1(&t, (global + 2) % 4, "b", 0);
+    tb_apply(cat, 1, &t);
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct cv_hctx x = {.loop = &loop, .cfg = cfg, .self = "a", .cat = cat, .reg = reg, .settle = settle_noop};
+    struct cv_autoload al;
+    cr_assert_eq(cv_autoload_init(&al, &x, 0), 0);
+    x.started = true;
+    cv_autoload_start(&al);
+    cr_assert_eq(count_items(&al, 2, CV_AUTOLOAD_NODE), 1, "per node");
+    cr_assert_eq(count_items(&al, 3, CV_AUTOLOAD_NODE), 1, "pinned to a");
+    cr_assert_eq(count_items(&al, 0, global), 1, "the singleton on its shard's owner");
+    cr_assert_eq(count_items(&al, 1, global), 1, "per shard");
+    cr_assert_eq(count_items(&al, 1, (global + 1) % 4), 1, "per shard");
+    cr_assert_eq(count_items(&al, 1, (global + 2) % 4), 0, "b's shard");
+    cr_assert_eq(count_items(&al, 4, global), 0, "unknown type skipped");
+    cr_assert_eq(cv_autoload_pending(&al), 5);
+    char id[64];
+    cv_autoload_id(cfg, "a", (struct cv_al_item){1, 3}, id, sizeof id);
+    cr_assert_str_eq(id, "shard#3/Mon");
+    cv_autoload_id(cfg, "a", (struct cv_al_item){2, CV_AUTOLOAD_NODE}, id, sizeof id);
+    cr_assert_str_eq(id, "a/Node");
+    /* A gained shard queues its items once; reconciling again queues nothing. */
+    tb_assign1(&t, (global + 3) % 4, "a", 0);
+    tb_apply(cat, 2, &t);
+    cv_autoload_reconcile(&al);
+    cr_assert_eq(count_items(&al, 1, (global + 3) % 4), 1);
+    cv_autoload_reconcile(&al);
+    cr_assert_eq(cv_autoload_pending(&al), 6);
+    x.closing = true; /* the pump must not run: no consensus here */
+    cv_autoload_close(&al);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    cr_assert_eq(x.parts, 0, "the timer closed");
+    cv_autoload_free(&al);
+    cr_assert_eq(uv_loop_close(&loop), 0);
+    free(t.buf);
+    cv_catalog_close(cat);
+    cv_registry_free(reg);
+    cv_config_free(cfg);
+}
+
+/* ---- the node's lifecycle in-process ------------------------------------------------------------ */
+
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    getsockname(fd, (struct sockaddr *)&a, &len);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+static struct cv_config *node_config(int grpc, int http, int raft)
+{
+    char text[1024], err[256];
+    snprintf(text, sizeof text,
+             "version: 1\ncluster:\n  shards: 8\n  provider: raft\n  data_dir: \"%s/data\"\n"
+             "  lease_ttl_ms: 3000\n  raft:\n    voters: 1\n    election_timeout_ms: 300\n"
+             "    heartbeat_timeout_ms: 30\n  auto_load_objects: []\nnodes:\n"
+             "  - id: \"n1\"\n    grpc_addr: \"127.0.0.1:%d\"\n    http_addr: \"127.0.0.1:%d\"\n"
+             "    raft_addr: \"127.0.0.1:%d\"\n",
+             root, grpc, http, raft);
+    struct cv_config *cfg;
+    cr_assert_eq(cv_config_parse(text, strlen(text), "node", &cfg, err, sizeof err), 0, "%s", err);
+    return cfg;
+}
+
+static int handles_left;
+
+static void count_handle(uv_handle_t *h, void *arg)
+{
+    (void)h;
+    (void)arg;
+    handles_left++; /* closing or not: a handle whose close callback has not run yet */
+}
+
+struct stopped {
+    bool done;
+    uv_loop_t *loop;
+    int handles; /* the loop's handles when the node reported stopped */
+};
+
+static void on_stopped(void *data)
+{
+    struct stopped *s = data;
+    s->done = true;
+    handles_left = 0;
+    uv_walk(s->loop, count_handle, NULL);
+    s->handles = handles_left;
+}
+
+Test(node, init_unknown_node_creates_nothing)
+{
+    struct cv_config *cfg = node_config(free_port(), free_port(), free_port());
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct cv_node *n = (struct cv_node *)&loop; /* must stay untouched */
+    struct cv_node_opts o = {.loop = &loop, .cfg = cfg, .node_id = "nope"};
+    cr_assert_eq(cv_node_init(&o, &n), CV_EINVAL);
+    cr_assert_eq((void *)n, (void *)&loop);
+    cr_assert_eq(uv_run(&loop, UV_RUN_NOWAIT), 0, "no handle was created");
+    cr_assert_eq(uv_loop_close(&loop), 0);
+    cv_config_free(cfg);
+}
+
+/* Start fails at the HTTP listener (its port is taken) after raft and the RPC server started: the stop
+ * closes exactly what exists, and "stopped" is reported only after every handle (servers included)
+ * finished closing. */
+Test(node, failed_start_stops_cleanly, .timeout = 30)
+{
+    int http = free_port();
+    int busy = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)http),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int one = 1;
+    setsockopt(busy, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    cr_assert_eq(bind(busy, (struct sockaddr *)&a, sizeof a), 0);
+    cr_assert_eq(listen(busy, 1), 0);
+    struct cv_config *cfg = node_config(free_port(), http, free_port());
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct stopped st = {.loop = &loop, .handles = -1};
+    struct cv_node *n;
+    struct cv_node_opts o = {.loop = &loop, .cfg = cfg, .node_id = "n1", .on_stopped = on_stopped, .data = &st};
+    cr_assert_eq(cv_node_init(&o, &n), 0);
+    cr_assert_neq(cv_node_start(n), 0, "the HTTP port is taken");
+    cv_node_stop(n);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    cr_assert(st.done, "the node reported stopped");
+    cr_assert_eq(st.handles, 0, "stopped was reported with %d handles still open", st.handles);
+    cv_node_free(n);
+    cr_assert_eq(uv_loop_close(&loop), 0);
+    close(busy);
+    cv_config_free(cfg);
+}
+
+/* ---- outgoing calls: a final error carries its own message ------------------------------------- */
+
+static const char two_nodes_yaml[] =
+    "version: 1\ncluster:\n  shards: 4\n  provider: raft\n  data_dir: /tmp/unused\n"
+    "  auto_load_objects: []\nnodes:\n"
+    "  - id: \"a\"\n    grpc_addr: \"127.0.0.1:1\"\n    http_addr: \"127.0.0.1:2\"\n"
+    "  - id: \"b\"\n    grpc_addr: \"127.0.0.1:3\"\n    http_addr: \"127.0.0.1:4\"\n";
+
+struct answer {
+    bool done;
+    int status;
+    char error[256];
+};
+
+static void answer_cb(void *data, int status, const char *error, const uint8_t *resp, size_t len)
+{
+    struct answer *a = data;
+    a->done = true;
+    a->status = status;
+    snprintf(a->error, sizeof a->error, "%s", error ? error : "(null)");
+}
+
+/* The first attempt finds no connection to b yet and waits; the retry's send fails at once (the request
+ * exceeds the frame limit): the caller must get that failure's message, not the first attempt's. */
+Test(node, outcall_final_error_has_its_message, .timeout = 30)
+{
+    struct cv_config *cfg;
+    char err[256];
+    cr_assert_eq(cv_config_parse(two_nodes_yaml, sizeof two_nodes_yaml - 1, "two", &cfg, err, sizeof err), 0, "%s", err);
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct srv s = {0};
+    struct cv_rpc_server *srv;
+    cr_assert_eq(cv_rpc_server_init(&loop, srv_request, NULL, &s, &srv), 0);
+    cr_assert_eq(cv_rpc_server_listen(srv, "127.0.0.1:0"), 0);
+    char addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", cv_rpc_server_port(srv));
+    const char *addrs[] = {"", addr};
+    struct cv_peers_opts po = {.loop = &loop, .addrs = addrs, .n = 2, .self = 0};
+    struct cv_peers *peers;
+    cr_assert_eq(cv_peers_init(&po, &peers), 0);
+    struct cv_catalog *cat = open_catalog(4);
+    struct cv_hctx x = {.loop = &loop, .cfg = cfg, .self = "a", .cat = cat, .peers = peers, .settle = settle_noop};
+    struct cv_outcall oc;
+    cv_outcall_init(&oc, &x, 10000);
+    size_t big = CV_FRAME_MAX + 1;
+    uint8_t *req = calloc(1, big);
+    cr_assert_not_null(req);
+    struct answer a = {0};
+    cr_assert_eq(cv_outcall_call(&oc, "T", "b/x", "M", req, big, answer_cb, &a), 0, "waits for the connection");
+    free(req);
+    cr_assert(cv_outcall_busy(&oc));
+    uint64_t end = cv_mono_ms() + 10000;
+    while (!a.done && cv_mono_ms() < end) {
+        uv_run(&loop, UV_RUN_NOWAIT);
+        cv_outcall_retry(&oc);
+    }
+    cr_assert(a.done, "the call completed");
+    cr_assert_eq(a.status, CV_ETOOBIG);
+    cr_assert(strstr(a.error, cv_strerror(CV_ETOOBIG)) != NULL, "message \"%s\"", a.error);
+    cr_assert_eq(x.ops, 0, "the call released the host");
+    bool closed = false;
+    cv_peers_close(peers, flag_cb, &closed);
+    cv_rpc_server_close(srv, srv_closed);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    cr_assert(closed);
+    cr_assert_eq(uv_loop_close(&loop), 0);
+    cv_catalog_close(cat);
+    cv_config_free(cfg);
+}
