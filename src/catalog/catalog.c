@@ -443,17 +443,6 @@ const char *cv_catalog_shard_owner(const struct cv_catalog *cat, uint32_t shard,
     return s->owner >= 0 ? cat->m.nodes[s->owner].id : "";
 }
 
-int cv_catalog_shard_release_state(const struct cv_catalog *cat, uint32_t shard, const char **from,
-                                   bool *done)
-{
-    if (shard >= cat->shards) return CV_EINVAL;
-    const struct cv_slot *s = &cat->m.smap[shard];
-    bool waiting = s->owner < 0 && s->released_by >= 0;
-    if (from) *from = waiting ? cat->m.nodes[s->released_by].id : "";
-    if (done) *done = waiting && s->released_epoch == s->epoch;
-    return 0;
-}
-
 int cv_catalog_shard_get(const struct cv_catalog *cat, uint32_t shard, struct cv_catalog_shard *out)
 {
     struct cv_shard_view v;

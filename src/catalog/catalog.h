@@ -102,11 +102,6 @@ const struct cv_catalog_node *cv_catalog_node_at(const struct cv_catalog *cat, s
 const struct cv_catalog_node *cv_catalog_node_get(const struct cv_catalog *cat, const char *id);
 /* Owner node id of a shard ("" if unassigned) and its epoch; NULL if shard is out of range. */
 const char *cv_catalog_shard_owner(const struct cv_catalog *cat, uint32_t shard, uint64_t *epoch);
-/* Handoff state of a shard (docs/architecture.md, shard moves). *from: the node it was unassigned from
- * while that node owned it ("" if the shard has an owner, or was never taken from one; valid like
- * shard_owner's result); *done: that node confirmed with ReleaseShards that its objects of the shard
- * are deactivated. Either pointer may be NULL. CV_EINVAL if shard is out of range. */
-int cv_catalog_shard_release_state(const struct cv_catalog *cat, uint32_t shard, const char **from, bool *done);
 uint32_t cv_catalog_unassigned_shards(const struct cv_catalog *cat);
 
 /* The shard lifecycle (core/shard.h) as the mirror sees it: a shard's record plus whether the nodes it

@@ -99,7 +99,7 @@ static void duty__expire(struct cv_leader *l, uint64_t leader_since)
     }
 }
 
-/* Fills l->live from the catalog, l->cur from the shard map and l->waiting from the release states;
+/* Fills l->live from the catalog, l->cur from the shard map and l->waiting from the shard lifecycle;
  * returns the number of live nodes. */
 static size_t leader__load_state(struct cv_leader *l)
 {
@@ -112,12 +112,13 @@ static size_t leader__load_state(struct cv_leader *l)
         n_live += l->live[i];
     }
     for (uint32_t s = 0; s < cfg->shards; s++) {
-        const char *owner = cv_catalog_shard_owner(cat, s, NULL);
-        l->cur[s] = owner && *owner ? cv_config_node_index(cfg, owner) : CV_ASSIGN_NONE;
-        const char *from = "";
-        bool done = false;
-        cv_catalog_shard_release_state(cat, s, &from, &done);
-        l->waiting[s] = *from && !done ? cv_config_node_index(cfg, from) : CV_ASSIGN_NONE;
+        struct cv_catalog_shard sh;
+        if (cv_catalog_shard_get(cat, s, &sh) != 0) continue;
+        l->cur[s] = *sh.owner ? cv_config_node_index(cfg, sh.owner) : CV_ASSIGN_NONE;
+        /* The node whose release the shard's lifecycle says is still owed (cv_assign_handoff waits for
+         * it while it lives). */
+        l->waiting[s] = cv_shard_must_confirm(sh.state) ? cv_config_node_index(cfg, sh.released_by)
+                                                        : CV_ASSIGN_NONE;
     }
     return n_live;
 }
