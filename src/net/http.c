@@ -605,7 +605,7 @@ static void conn__close(struct http__conn *c)
 static void server__maybe_finish(struct cv_http_server *srv)
 {
     if (!srv->closing || srv->handles || srv->conns) return;
-    if (srv->close_cb) srv->close_cb(srv);
+    if (srv->close_cb) srv->close_cb(srv->data);
     free((char *)srv->opts.cors_origin);
     free(srv);
 }

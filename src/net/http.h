@@ -25,7 +25,8 @@ struct cv_http_request {
 /* Called once per request. The request (and its strings) stays valid until cv_http_respond is called
  * for this exchange, which must happen exactly once (now or later). */
 typedef void (*cv_http_handler)(void *data, struct cv_http_exchange *x, const struct cv_http_request *req);
-typedef void (*cv_http_close_cb)(struct cv_http_server *srv);
+/* The server finished closing (it is freed right after); data is the one given to cv_http_server_init. */
+typedef void (*cv_http_close_cb)(void *data);
 
 struct cv_http_opts {
     size_t max_body;     /* larger bodies get 413 without calling the handler; default 1 MiB */

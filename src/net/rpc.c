@@ -293,7 +293,7 @@ static void srv__on_frame(struct rpc__sock *s, Cverse__Rpc__Frame *f)
 static void srv__maybe_finish(struct cv_rpc_server *srv)
 {
     if (!srv->closing || !srv->listener_closed || srv->conns) return;
-    if (srv->close_cb) srv->close_cb(srv);
+    if (srv->close_cb) srv->close_cb(srv->data);
     free(srv);
 }
 

@@ -18,7 +18,8 @@ typedef void (*cv_rpc_request_cb)(void *data, struct cv_rpc_conn *conn, uint64_t
                                   const uint8_t *body, size_t len, uint32_t deadline_ms);
 /* Connection closed (peer gone or server closing). Called once per accepted connection; optional. */
 typedef void (*cv_rpc_conn_close_cb)(void *data, struct cv_rpc_conn *conn);
-typedef void (*cv_rpc_server_close_cb)(struct cv_rpc_server *srv);
+/* The server finished closing (srv is freed right after); data is the one given to cv_rpc_server_init. */
+typedef void (*cv_rpc_server_close_cb)(void *data);
 
 /* Allocates a server; freed when the close callback ran. */
 int cv_rpc_server_init(uv_loop_t *loop, cv_rpc_request_cb on_request, cv_rpc_conn_close_cb on_conn_close,

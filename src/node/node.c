@@ -59,30 +59,7 @@ struct cv_node {
     bool stopping;
     bool shut;                       /* closing of the components started */
     int open_parts;                  /* components and handles still closing */
-    struct cv_rpc_server *closing_rpc; /* servers closing: their callbacks name only the server */
-    struct cv_http_server *closing_http;
-    struct cv_node *next_closing;    /* node__closing */
 };
-
-/* The server close callbacks carry no user data (net/rpc.h, net/http.h): nodes whose servers are closing
- * are found here by server. One node per process in practice; tests may run several. */
-static struct cv_node *node__closing;
-
-static struct cv_node *node__find_closing(const void *srv)
-{
-    for (struct cv_node *n = node__closing; n; n = n->next_closing)
-        if (n->closing_rpc == srv || n->closing_http == srv) return n;
-    return NULL;
-}
-
-static void node__unlist(struct cv_node *n)
-{
-    for (struct cv_node **pp = &node__closing; *pp; pp = &(*pp)->next_closing)
-        if (*pp == n) {
-            *pp = n->next_closing;
-            return;
-        }
-}
 
 /* ---------------------------------------------------------------- lease renewal */
 
@@ -398,20 +375,15 @@ static void node__host_closed(void *data)
     node__part_closed(n);
 }
 
-static void node__rpc_closed(struct cv_rpc_server *s)
+static void node__rpc_closed(void *data)
 {
-    struct cv_node *n = node__find_closing(s);
-    n->closing_rpc = NULL;
-    if (!n->closing_http) node__unlist(n);
-    node__part_closed(n);
+    node__part_closed(data);
 }
 
-static void node__http_closed(struct cv_http_server *s)
+static void node__http_closed(void *data)
 {
-    struct cv_node *n = node__find_closing(s);
-    n->closing_http = NULL;
-    if (!n->closing_rpc) node__unlist(n);
-    node__part_closed(n);
+    const struct cv_api *api = data; /* the HTTP server's data is the API; the API's is the node */
+    node__part_closed(api->data);
 }
 
 /* Closes whatever cv_node_start got to create (it may have failed half way). Every part counts: the
@@ -423,12 +395,6 @@ static void node__shutdown(void *data)
     n->shut = true;
     n->open_parts = 1 + 3 + (n->leader != NULL) + (n->consensus != NULL) + (n->host != NULL) +
                     (n->rpc != NULL) + (n->http != NULL) + (n->peers != NULL);
-    n->closing_http = n->http;
-    n->closing_rpc = n->rpc;
-    if (n->http || n->rpc) {
-        n->next_closing = node__closing;
-        node__closing = n;
-    }
     if (n->http) cv_http_server_close(n->http, node__http_closed);
     if (n->rpc) cv_rpc_server_close(n->rpc, node__rpc_closed);
     n->http = NULL;

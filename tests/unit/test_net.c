@@ -398,7 +398,7 @@ static void rsrv_on_conn_close(void *data, struct cv_rpc_conn *conn)
 }
 
 static struct rsrv *rsrv_current;
-static void rsrv_closed_flag(struct cv_rpc_server *srv)
+static void rsrv_closed_flag(void *data)
 {
     rsrv_current->closed = 1;
 }
@@ -837,7 +837,7 @@ static void hsrv_handler(void *data, struct cv_http_exchange *x, const struct cv
 }
 
 static struct hsrv *hsrv_current;
-static void hsrv_closed(struct cv_http_server *srv)
+static void hsrv_closed(void *data)
 {
     hsrv_current->closed = 1;
 }
