@@ -165,9 +165,9 @@ static void flag_cb(void *data)
     *(bool *)data = true;
 }
 
-static void srv_closed(struct cv_rpc_server *s)
+static void srv_closed(void *data)
 {
-    (void)s;
+    (void)data;
 }
 
 Test(node, peers_dial_call_close)
@@ -449,6 +449,62 @@ Test(node, autoload_planner)
     cv_autoload_close(&al);
     uv_run(&loop, UV_RUN_DEFAULT);
     cr_assert_eq(x.parts, 0, "the timer closed");
+    cv_autoload_free(&al);
+    cr_assert_eq(uv_loop_close(&loop), 0);
+    free(t.buf);
+    cv_catalog_close(cat);
+    cv_registry_free(reg);
+    cv_config_free(cfg);
+}
+
+/* Out of memory while queueing auto-load items (defect: the queue's growth used to abort() the process).
+ * realloc is wrapped at link time (tests/unit/meson.build) and fails while realloc_fails is set. */
+static bool realloc_fails;
+void *__real_realloc(void *p, size_t n);
+void *__wrap_realloc(void *p, size_t n)
+{
+    return realloc_fails ? NULL : __real_realloc(p, n);
+}
+
+Test(node, autoload_out_of_memory_is_survived)
+{
+    struct cv_config *cfg;
+    char err[256];
+    cr_assert_eq(cv_config_parse(planner_yaml, sizeof planner_yaml - 1, "planner", &cfg, err, sizeof err), 0, "%s", err);
+    cv_registry *reg = cv_registry_new();
+    static const struct cv_object_type known = {.name = "Known"};
+    cr_assert_eq(cv_register_type(reg, &known), 0);
+    struct cv_catalog *cat = open_catalog(4);
+    struct tb t = {0};
+    tb_register(&t, "a", "127.0.0.1:1");
+    for (uint32_t s = 0; s < 4; s++) tb_assign1(&t, s, "a", 0);
+    tb_apply(cat, 1, &t);
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct cv_runtime *rt; /* an empty queue reports the active objects */
+    struct cv_runtime_opts ro = {.node_id = "a", .shards = 4};
+    cr_assert_eq(cv_runtime_init(&loop, &ro, &rt), 0);
+    struct cv_hctx x = {.loop = &loop, .cfg = cfg, .self = "a", .cat = cat, .reg = reg, .rt = rt,
+                        .settle = settle_noop};
+    struct cv_autoload al;
+    cr_assert_eq(cv_autoload_init(&al, &x, 0), 0);
+    x.started = true;
+    realloc_fails = true;
+    cv_autoload_start(&al); /* every push needs the queue to grow: each one fails with CV_ENOMEM */
+    realloc_fails = false;
+    cr_assert_eq(cv_autoload_pending(&al), 0, "nothing could be queued, and the process is still here");
+    /* Memory is back: a shard gained later is queued as usual. */
+    tb_assign1(&t, 0, "", 1);
+    tb_apply(cat, 2, &t);
+    cv_autoload_reconcile(&al);
+    tb_assign1(&t, 0, "a", 2);
+    tb_apply(cat, 3, &t);
+    cv_autoload_reconcile(&al);
+    cr_assert_gt(cv_autoload_pending(&al), 0);
+    x.closing = true;
+    cv_autoload_close(&al);
+    cv_runtime_close(rt, NULL, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
     cv_autoload_free(&al);
     cr_assert_eq(uv_loop_close(&loop), 0);
     free(t.buf);
