@@ -8,7 +8,7 @@
 #include <stdint.h>
 
 #include "catalog.pb-c.h"
-#include "catalog/catalog.h"
+#include "catalog/types.h"
 #include "core/shard.h"
 
 #define CV_STORE_ADDR_MAX 128
