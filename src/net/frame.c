@@ -16,6 +16,7 @@
 
 #include "cverse/error.h"
 #include "util/be.h"
+#include "util/buf.h"
 
 #define FRAME__MIN_CAP 4096u
 
@@ -47,17 +48,9 @@ static int frame__reserve(struct cv_frame_reader *r, size_t n)
         r->len -= r->off;
         r->off = 0;
     }
-    if (r->cap - r->len >= n) return 0;
-    size_t cap = r->cap ? r->cap : FRAME__MIN_CAP;
-    while (cap - r->len < n) {
-        if (cap > SIZE_MAX / 2) return CV_ENOMEM;
-        cap *= 2;
-    }
-    uint8_t *p = realloc(r->buf, cap);
-    if (!p) return CV_ENOMEM;
-    r->buf = p;
-    r->cap = cap;
-    return 0;
+    if (n > SIZE_MAX - r->len) return CV_ENOMEM;
+    size_t want = r->len + n < FRAME__MIN_CAP ? FRAME__MIN_CAP : r->len + n; /* first buffer: 4096 */
+    return cv_array_grow((void **)&r->buf, &r->cap, want, 1);
 }
 
 int cv_frame_reader_feed(struct cv_frame_reader *r, const void *data, size_t len)
