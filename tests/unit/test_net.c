@@ -143,6 +143,24 @@ Test(frame, many_small_frames_in_one_feed)
     free(all);
 }
 
+/* The reader's buffer starts at 4096 bytes and doubles (cv_array_grow asked for at least 4096). */
+Test(frame, buffer_starts_at_4096_and_doubles)
+{
+    static uint8_t junk[9000];
+    struct cv_frame_reader r;
+    cv_frame_reader_init(&r, 0);
+    junk[3] = 1; /* a prefix declaring a 1-byte body... */
+    cr_assert_eq(cv_frame_reader_feed(&r, junk, 10), 0);
+    cr_assert_eq(r.cap, 4096);
+    /* ...followed by more bytes than fit: 10 + 5000 needs 8192 */
+    cr_assert_eq(cv_frame_reader_feed(&r, junk, 5000), 0);
+    cr_assert_eq(r.cap, 8192);
+    cr_assert_eq(r.len, 5010);
+    cr_assert_eq(cv_frame_reader_feed(&r, junk, 9000), 0); /* 14010: 16384 */
+    cr_assert_eq(r.cap, 16384);
+    cv_frame_reader_free(&r);
+}
+
 Test(frame, oversize_detected_from_the_prefix)
 {
     struct cv_frame_reader r;
