@@ -35,6 +35,7 @@
 #include "rpc.pb-c.h"
 #include "util/log.h"
 
+#include "log_capture.h"
 #include "lsan_check.h"
 
 TestSuite(gate_path, .fini = cv_lsan_check);
@@ -1220,6 +1221,89 @@ Test(gate_start, node_table_allocation_failure_fails_cleanly)
     uv_run(&loop, UV_RUN_DEFAULT); /* the half-started gate closes its handles and frees itself */
     cr_assert_eq(uv_loop_close(&loop), 0, "every handle closed");
     cfg->n_nodes = real;
+    cv_config_free(cfg);
+}
+
+/* ---------------------------------------------------------------------------------------------------
+ * Stop: "gate stopped" and on_stopped come only after every handle of the gate (its HTTP and native
+ * servers' included) finished closing. */
+
+TestSuite(gate_stop, .fini = cv_lsan_check);
+
+static struct {
+    uv_loop_t loop;
+    uv_check_t check; /* the test's own handle: runs every iteration, before that iteration's close callbacks */
+    bool stopped;
+    int handles_at_stopped;
+    int logged_early; /* iterations that saw "stopped" logged while the gate still had handles open */
+} S;
+
+static void stop_count(uv_handle_t *h, void *arg)
+{
+    if (h != (uv_handle_t *)&S.check) ++*(int *)arg; /* closing or not: its close callback has not run */
+}
+
+static int stop_gate_handles(void)
+{
+    int n = 0;
+    uv_walk(&S.loop, stop_count, &n);
+    return n;
+}
+
+static void stop_check_cb(uv_check_t *c)
+{
+    (void)c;
+    if (cv_log_capture_count_lines("gate gate-1 stopped", 1) > 0 && stop_gate_handles() > 0) S.logged_early++;
+}
+
+static void stop_on_stopped(void *data)
+{
+    (void)data;
+    S.stopped = true;
+    S.handles_at_stopped = stop_gate_handles();
+}
+
+/* A started gate (its node unreachable) is stopped; an HTTP and a native connection are open. */
+Test(gate_stop, stopped_after_every_handle_closed, .timeout = 30)
+{
+    memset(&S, 0, sizeof S);
+    S.handles_at_stopped = -1;
+    static const char text[] = "version: 1\ncluster:\n  shards: 4\nnodes:\n"
+                               "  - {id: n1, grpc_addr: \"127.0.0.1:1\", http_addr: \"127.0.0.1:2\"}\n"
+                               "gates:\n  - {id: gate-1, grpc_addr: \"127.0.0.1:3\", http_addr: \"127.0.0.1:4\"}\n";
+    struct cv_config *cfg;
+    char err[256];
+    cr_assert_eq(cv_config_parse(text, strlen(text), "test.yml", &cfg, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(uv_loop_init(&S.loop), 0);
+    uv_check_init(&S.loop, &S.check);
+    uv_check_start(&S.check, stop_check_cb);
+    uv_unref((uv_handle_t *)&S.check);
+    cv_log_capture_start();
+    struct cv_gate *g = NULL;
+    struct cv_gate_opts o = {.loop = &S.loop, .cfg = cfg, .gate_id = "gate-1", .grpc_addr = "127.0.0.1:0",
+                             .http_addr = "127.0.0.1:0", .on_stopped = stop_on_stopped};
+    cr_assert_eq(cv_gate_start(&o, &g), 0);
+    int ports[2] = {cv_gate_http_port(g), cv_gate_grpc_port(g)}, fds[2];
+    for (int i = 0; i < 2; i++) { /* the kernel completes the handshake; the gate accepts on its loop */
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)ports[i]),
+                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        fds[i] = socket(AF_INET, SOCK_STREAM, 0);
+        cr_assert_eq(connect(fds[i], (struct sockaddr *)&a, sizeof a), 0);
+    }
+    for (int i = 0; i < 20; i++) uv_run(&S.loop, UV_RUN_NOWAIT);
+    cv_gate_stop(g);
+    uv_run(&S.loop, UV_RUN_DEFAULT);
+    size_t logged = cv_log_capture_count_lines("gate gate-1 stopped", 1);
+    cv_log_capture_stop();
+    cr_assert(S.stopped, "on_stopped ran");
+    cr_assert_eq(S.handles_at_stopped, 0, "on_stopped ran with %d handles still open", S.handles_at_stopped);
+    cr_assert_eq(S.logged_early, 0, "\"gate stopped\" was logged while handles were still closing");
+    cr_assert_eq(logged, 1);
+    uv_close((uv_handle_t *)&S.check, NULL);
+    uv_run(&S.loop, UV_RUN_DEFAULT);
+    cr_assert_eq(uv_loop_close(&S.loop), 0, "every handle closed");
+    close(fds[0]);
+    close(fds[1]);
     cv_config_free(cfg);
 }
 
