@@ -751,13 +751,17 @@ void cv_http_respond_json(struct cv_http_exchange *x, int status, const char *js
     cv_http_respond(x, status, "application/json", json, json ? strlen(json) : 0, NULL);
 }
 
-void cv_http_respond_error(struct cv_http_exchange *x, enum cv_status st, const char *msg)
+void cv_http_respond_error(struct cv_http_exchange *x, enum cv_status st, const char *msg,
+                           const char *extra_headers)
 {
+    struct http__buf hdrs = {0};
     json_t *o = json_pack("{s:s, s:s}", "error", msg ? msg : "", "code", cv_status_name(st));
     char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
-    if (s) cv_http_respond(x, cv_status_http(st), "application/json", s, strlen(s),
-                           cv_status_retry_after(st) ? "Retry-After: 1\r\n" : NULL);
+    int rv = buf__appendf(&hdrs, "%s%s", cv_status_retry_after(st) ? "Retry-After: 1\r\n" : "",
+                          extra_headers ? extra_headers : "");
+    if (s && !rv) cv_http_respond(x, cv_status_http(st), "application/json", s, strlen(s), hdrs.p);
     else cv_http_respond_json(x, 500, "{\"error\":\"out of memory\",\"code\":\"INTERNAL\"}");
+    buf__free(&hdrs);
     free(s);
     json_decref(o);
 }

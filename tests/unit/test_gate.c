@@ -684,6 +684,7 @@ struct resp {
     char body[65536];
     size_t len;
     char retry_after[16];
+    char allow[64];
 };
 
 static size_t on_body(char *p, size_t size, size_t n, void *data)
@@ -701,6 +702,7 @@ static size_t on_header(char *p, size_t size, size_t n, void *data)
 {
     struct resp *r = data;
     if (size * n > 13 && !strncasecmp(p, "Retry-After:", 12)) sscanf(p + 12, " %15s", r->retry_after);
+    if (size * n > 7 && !strncasecmp(p, "Allow:", 6)) sscanf(p + 6, " %63[^\r\n]", r->allow);
     return size * n;
 }
 
@@ -843,6 +845,11 @@ Test(gate_live, http_errors)
         cr_assert(json_string_length(json_object_get(j, "error")) > 0);
         json_decref(j);
     }
+    /* A 405 says what is allowed (RFC 9110 15.5.6). */
+    http("GET", "/api/v1/objects/call/Echo/x/Echo", NULL, &r);
+    cr_assert_str_eq(r.allow, "POST, OPTIONS");
+    http("POST", "/healthz", "", &r);
+    cr_assert_str_eq(r.allow, "GET, HEAD");
     /* Oversized body: 413 from the HTTP server. */
     char *big = malloc((1u << 20) + 100);
     memset(big, ' ', (1u << 20) + 99);
@@ -853,6 +860,34 @@ Test(gate_live, http_errors)
     /* The 404s and 400s above were counted. */
     http("GET", "/metrics", NULL, &r);
     cr_assert(strstr(r.body, "cverse_gate_requests_total{op=\"call\",result=\"NOT_FOUND\"} 4") != NULL, "%s", r.body);
+    world_stop();
+    curl_global_cleanup();
+}
+
+/* Jansson allocates through this while jansson_fail is set: allocation then fails (out of memory cannot
+ * be produced for real; what is tested is the gate's answer to it). */
+static volatile int jansson_fail;
+
+static void *jansson_malloc(size_t n)
+{
+    return __atomic_load_n(&jansson_fail, __ATOMIC_SEQ_CST) ? NULL : malloc(n);
+}
+
+/* When the JSON of an answer cannot be built, the 500 body is exactly the error JSON: no trailing NUL
+ * (the gate once sent 44 bytes for its 43-byte literal). */
+Test(gate_live, out_of_memory_answer_is_exact_json)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    world_start(ALL_N1, 5, ALL_N1, 5);
+    wait_ready();
+    json_set_alloc_funcs(jansson_malloc, free);
+    struct resp r;
+    __atomic_store_n(&jansson_fail, 1, __ATOMIC_SEQ_CST);
+    http("GET", "/healthz", NULL, &r);
+    __atomic_store_n(&jansson_fail, 0, __ATOMIC_SEQ_CST);
+    cr_assert_eq(r.status, 500);
+    cr_assert_eq(r.len, strlen(r.body), "%zu bytes for a %zu-byte body", r.len, strlen(r.body));
+    cr_assert_str_eq(r.body, "{\"error\":\"out of memory\",\"code\":\"INTERNAL\"}");
     world_stop();
     curl_global_cleanup();
 }

@@ -831,8 +831,12 @@ static void hsrv_handler(void *data, struct cv_http_exchange *x, const struct cv
                          req->content_type, req->body);
         cr_assert_eq(strlen(req->body), req->body_len);
         cv_http_respond(x, 200, "text/plain", out, (size_t)n, NULL);
+    } else if (!strcmp(req->path, "/not-allowed")) {
+        cv_http_respond_error(x, CV_STATUS_METHOD_NOT_ALLOWED, "only GET", "Allow: GET, HEAD\r\n");
+    } else if (!strcmp(req->path, "/busy")) {
+        cv_http_respond_error(x, CV_STATUS_UNAVAILABLE, "busy", "X-Extra: 1\r\n");
     } else {
-        cv_http_respond_error(x, CV_STATUS_NOT_FOUND, "no such path");
+        cv_http_respond_error(x, CV_STATUS_NOT_FOUND, "no such path", NULL);
     }
 }
 
@@ -1065,6 +1069,36 @@ Test(http, async_response_and_error_json)
     cr_assert_eq(rs[1].status, 404);
     cr_assert_str_eq(rs[1].body, "{\"error\":\"no such path\",\"code\":\"NOT_FOUND\"}");
     cr_assert_not_null(strstr(rs[1].head, "Content-Type: application/json"));
+    raw_close(&c);
+    hsrv_stop(&h);
+    loop_teardown();
+}
+
+/* An error answer with extra headers: they come along with the table's Retry-After, in the same body. */
+Test(http, error_with_extra_headers)
+{
+    loop_setup();
+    struct hsrv h;
+    struct raw c;
+    struct resp rs[3];
+    hsrv_start(&h, NULL);
+    raw_connect(&c, h.port);
+    raw_sends(&c, "POST /not-allowed HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n"
+                  "GET /busy HTTP/1.1\r\nHost: t\r\n\r\n"
+                  "GET /missing HTTP/1.1\r\nHost: t\r\n\r\n");
+    RUN_UNTIL(parse_resps(&c, rs, 3, 0) == 3);
+    cr_assert_eq(rs[0].status, 405);
+    cr_assert_str_eq(rs[0].body, "{\"error\":\"only GET\",\"code\":\"METHOD_NOT_ALLOWED\"}");
+    cr_assert_not_null(strstr(rs[0].head, "\r\nAllow: GET, HEAD\r\n"), "%s", rs[0].head);
+    cr_assert_not_null(strstr(rs[0].head, "\r\nContent-Type: application/json\r\n"));
+    cr_assert_null(strstr(rs[0].head, "Retry-After"));
+    cr_assert_eq(rs[1].status, 503);
+    cr_assert_str_eq(rs[1].body, "{\"error\":\"busy\",\"code\":\"UNAVAILABLE\"}");
+    cr_assert_not_null(strstr(rs[1].head, "\r\nRetry-After: 1\r\n"), "%s", rs[1].head);
+    cr_assert_not_null(strstr(rs[1].head, "\r\nX-Extra: 1\r\n"), "%s", rs[1].head);
+    cr_assert_eq(rs[2].status, 404);
+    cr_assert_null(strstr(rs[2].head, "Allow:"));
+    cr_assert_null(strstr(rs[2].head, "X-Extra"));
     raw_close(&c);
     hsrv_stop(&h);
     loop_teardown();
