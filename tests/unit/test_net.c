@@ -1050,6 +1050,30 @@ Test(http, garbage_is_400_and_close)
     loop_teardown();
 }
 
+/* A request target longer than the parser's 16-bit offsets: 414, with the table's name in the body. */
+Test(http, target_too_long_is_414)
+{
+    loop_setup();
+    struct hsrv h;
+    struct resp rs[1];
+    struct cv_http_opts o = {.max_header = 256 * 1024};
+    hsrv_start(&h, &o);
+    size_t n = 70000;
+    char *req = malloc(n + 64);
+    cr_assert_not_null(req);
+    memcpy(req, "GET /", 5);
+    memset(req + 5, 'a', n);
+    strcpy(req + 5 + n, " HTTP/1.1\r\nHost: t\r\n\r\n");
+    exchange_refused(&h, req, rs);
+    free(req);
+    cr_assert_eq(rs[0].status, 414);
+    cr_assert_str_eq(rs[0].body, "{\"error\":\"request target too long\",\"code\":\"URI_TOO_LONG\"}");
+    cr_assert_not_null(strstr(rs[0].head, "Connection: close"));
+    cr_assert_eq(h.calls, 0);
+    hsrv_stop(&h);
+    loop_teardown();
+}
+
 Test(http, async_response_and_error_json)
 {
     loop_setup();
