@@ -16,6 +16,7 @@
 #include "net/http.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,7 @@
 #include "cverse/error.h"
 #include "util/pct.h"
 #include "util/addr.h"
+#include "util/buf.h"
 #include "util/log.h"
 
 #define HTTP__DEFAULT_MAX_BODY (1024u * 1024u)
@@ -104,16 +106,14 @@ static void server__maybe_finish(struct cv_http_server *srv);
 /* ---------------------------------------------------------------------------------------------------
  * Buffers and small helpers. */
 
+/* Room for n more bytes and a NUL. The check stays inline (the common case); growth doubles from 256
+ * (cv_array_grow doubles from 8, so asking for at least 256 gives the same capacities). */
 static int buf__reserve(struct http__buf *b, size_t n)
 {
     if (b->cap - b->len > n) return 0; /* strictly greater: room for the NUL */
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap - b->len <= n) cap *= 2;
-    char *p = realloc(b->p, cap);
-    if (!p) return CV_ENOMEM;
-    b->p = p;
-    b->cap = cap;
-    return 0;
+    if (n > SIZE_MAX - b->len - 1) return CV_ENOMEM;
+    size_t want = b->len + n + 1;
+    return cv_array_grow((void **)&b->p, &b->cap, want < 256 ? 256 : want, 1);
 }
 
 static int buf__append(struct http__buf *b, const char *data, size_t n)
