@@ -207,9 +207,13 @@ int cv_autoload_init(struct cv_autoload *al, struct cv_hctx *x, unsigned max)
             p.kind != CV_PLACE_NODE)
             al->entry_shard[e] = p.shard;
     }
-    uv_timer_init(x->loop, &al->timer);
-    al->timer.data = al;
     return 0;
+}
+
+void cv_autoload_init_timer(struct cv_autoload *al)
+{
+    uv_timer_init(al->x->loop, &al->timer);
+    al->timer.data = al;
 }
 
 void cv_autoload_close(struct cv_autoload *al)

@@ -26,8 +26,11 @@ struct cv_autoload {
     uint64_t started_ms;
 };
 
-/* Allocates the tables (from x->cfg and x->reg) and initialises the timer. CV_ENOMEM (then free). */
+/* Allocates the tables (from x->cfg and x->reg); no handle yet. CV_ENOMEM (then cv_autoload_free). */
 int cv_autoload_init(struct cv_autoload *al, struct cv_hctx *x, unsigned max);
+/* Initialises the timer (cannot fail). Once it ran, al is freed only after cv_autoload_close called back:
+ * call it after every step of the owner's init that can fail. */
+void cv_autoload_init_timer(struct cv_autoload *al);
 /* The node is ready the first time (x->started is set): queues the per-node and pinned items and those of
  * the shards we own. */
 void cv_autoload_start(struct cv_autoload *al);

@@ -21,6 +21,7 @@
 #include "node/autoload.h"
 #include "node/handoff.h"
 #include "node/hctx.h"
+#include "node/host.h"
 #include "node/mapfeed.h"
 #include "node/outcall.h"
 #include "net/frame.h"
@@ -423,6 +424,7 @@ Test(node, autoload_planner)
     struct cv_hctx x = {.loop = &loop, .cfg = cfg, .self = "a", .cat = cat, .reg = reg, .settle = settle_noop};
     struct cv_autoload al;
     cr_assert_eq(cv_autoload_init(&al, &x, 0), 0);
+    cv_autoload_init_timer(&al);
     x.started = true;
     cv_autoload_start(&al);
     cr_assert_eq(count_items(&al, 2, CV_AUTOLOAD_NODE), 1, "per node");
@@ -488,6 +490,7 @@ Test(node, autoload_out_of_memory_is_survived)
                         .settle = settle_noop};
     struct cv_autoload al;
     cr_assert_eq(cv_autoload_init(&al, &x, 0), 0);
+    cv_autoload_init_timer(&al);
     x.started = true;
     realloc_fails = true;
     cv_autoload_start(&al); /* every push needs the queue to grow: each one fails with CV_ENOMEM */
@@ -508,6 +511,40 @@ Test(node, autoload_out_of_memory_is_survived)
     cv_autoload_free(&al);
     cr_assert_eq(uv_loop_close(&loop), 0);
     free(t.buf);
+    cv_catalog_close(cat);
+    cv_registry_free(reg);
+    cv_config_free(cfg);
+}
+
+/* ---- the host's init ---------------------------------------------------------------------------- */
+
+static bool never_ready(void *data, const char **why)
+{
+    (void)data;
+    *why = "test";
+    return false;
+}
+
+/* The runtime's init (the host's last step that can fail) refuses an empty node id: the host's init
+ * fails, and must leave no handle of its own in the loop (its memory is freed at once). */
+Test(node, host_init_failing_late_leaves_no_handle)
+{
+    struct cv_config *cfg;
+    char err[256];
+    cr_assert_eq(cv_config_parse(planner_yaml, sizeof planner_yaml - 1, "planner", &cfg, err, sizeof err), 0, "%s", err);
+    cv_registry *reg = cv_registry_new();
+    struct cv_catalog *cat = open_catalog(4);
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct cv_node_cfg self = cfg->nodes[0];
+    self.id = ""; /* cv_runtime_init: CV_EINVAL */
+    struct cv_host_opts o = {.loop = &loop, .cfg = cfg, .self = &self, .catalog = cat, .registry = reg,
+                             .catalog_ready = never_ready};
+    struct cv_host *h = NULL;
+    cr_assert_eq(cv_host_init(&o, &h), CV_EINVAL);
+    cr_assert_null(h);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    cr_assert_eq(uv_loop_close(&loop), 0, "a handle of the freed host is still in the loop");
     cv_catalog_close(cat);
     cv_registry_free(reg);
     cv_config_free(cfg);
