@@ -22,6 +22,7 @@
 #include "node/handoff.h"
 #include "node/hctx.h"
 #include "node/host.h"
+#include "node/leader.h"
 #include "node/mapfeed.h"
 #include "node/outcall.h"
 #include "net/frame.h"
@@ -644,6 +645,93 @@ Test(node, failed_start_stops_cleanly, .timeout = 30)
     cv_node_free(n);
     cr_assert_eq(uv_loop_close(&loop), 0);
     close(busy);
+    cv_config_free(cfg);
+}
+
+/* ---- the leader's close waits for its proposals ------------------------------------------------ */
+
+struct lclose {
+    struct cv_consensus *cons;
+    struct cv_catalog *cat;
+    const struct cv_config *cfg;
+    struct cv_leader *l;
+    uint64_t base;          /* raft's last index before the kick */
+    bool closing, closed, cons_closed, cons_close_called;
+    bool completed_at_done; /* when the leader reported closed: was its proposal applied or canceled? */
+};
+
+static void lclose_done(void *data)
+{
+    struct lclose *c = data;
+    c->closed = true;
+    c->completed_at_done =
+        c->cons_close_called || cv_catalog_config_fingerprint(c->cat) == c->cfg->fingerprint;
+}
+
+/* Before poll of the iteration in which the leader's proposal entered the log: it cannot have committed
+ * yet (the disk write completes in a later poll), so it is certainly in flight when the close starts. */
+static void lclose_prepare(uv_prepare_t *p)
+{
+    struct lclose *c = p->data;
+    struct cv_consensus_status st;
+    cv_consensus_status(c->cons, &st);
+    if (c->closing || st.last_index <= c->base) return;
+    c->closing = true;
+    cr_assert_neq(cv_catalog_config_fingerprint(c->cat), c->cfg->fingerprint, "applied already");
+    cv_leader_close(c->l, lclose_done, c);
+    uv_prepare_stop(p);
+}
+
+/* A single-voter raft (real consensus, real catalog): the leader runs once and proposes the config
+ * fingerprint; it is closed while that proposal is in flight. Its done callback must wait until the
+ * consensus completed the proposal (here: canceled by cv_consensus_close), never free the runner that
+ * the proposal's callback still writes to. */
+Test(node, leader_close_waits_for_its_proposals, .timeout = 30)
+{
+    struct cv_config *cfg = node_config(free_port(), free_port(), free_port());
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct cv_catalog *cat = open_catalog(cfg->shards);
+    const char *addrs[] = {cfg->nodes[0].advertise_addr};
+    struct cv_peers_opts po = {.loop = &loop, .addrs = addrs, .n = 1, .self = 0};
+    struct cv_peers *peers;
+    cr_assert_eq(cv_peers_init(&po, &peers), 0);
+    char dir[128];
+    snprintf(dir, sizeof dir, "%s/raft", root);
+    struct cv_consensus_opts co = {.loop = &loop, .cfg = cfg, .node_id = "n1", .raft_dir = dir,
+                                   .catalog = cat, .peers = peers};
+    struct cv_consensus *cons;
+    cr_assert_eq(cv_consensus_init(&co, &cons), 0);
+    cr_assert_eq(cv_consensus_start(cons), 0);
+    struct cv_consensus_status st = {0};
+    uint64_t end = cv_mono_ms() + 10000;
+    while (cv_mono_ms() < end) { /* leader, and nothing left to apply */
+        uv_run(&loop, UV_RUN_NOWAIT);
+        cv_consensus_status(cons, &st);
+        if (st.is_leader && st.leader_since_ms && st.last_applied == st.last_index) break;
+    }
+    cr_assert(st.is_leader, "a single voter elects itself");
+    struct lclose c = {.cons = cons, .cat = cat, .cfg = cfg, .base = st.last_index};
+    struct cv_leader_opts lo = {.loop = &loop, .cfg = cfg, .self = &cfg->nodes[0], .catalog = cat,
+                                .consensus = cons};
+    cr_assert_eq(cv_leader_init(&lo, &c.l), 0);
+    uv_prepare_t prep;
+    uv_prepare_init(&loop, &prep);
+    prep.data = &c;
+    uv_prepare_start(&prep, lclose_prepare);
+    cv_leader_kick(c.l);
+    cr_assert(run_until(&loop, &c.closing, 5000), "the leader proposed");
+    for (int i = 0; i < 3 && !c.closed; i++) uv_run(&loop, UV_RUN_NOWAIT); /* the timer's close callback */
+    c.cons_close_called = true;
+    cv_consensus_close(cons, flag_cb, &c.cons_closed);
+    cv_peers_close(peers, NULL, NULL);
+    uv_close((uv_handle_t *)&prep, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    cr_assert(c.closed && c.cons_closed);
+    cr_assert(c.completed_at_done, "the leader reported closed while its proposal was in flight");
+    cr_assert_eq(uv_loop_close(&loop), 0);
+    cv_consensus_free(cons);
+    cv_catalog_close(cat);
     cv_config_free(cfg);
 }
 
