@@ -107,9 +107,20 @@ static void api__list_one(void *data, const struct cv_object_info *info)
 /* Active objects of this node: {"objects":[{"type","id","shard"}]}, ?type= filters. */
 static void api__get_objects(struct cv_api *a, struct cv_http_exchange *x, const struct cv_http_request *req)
 {
-    char type[128];
-    struct list_ctx c = {json_array(), NULL};
-    if (req->query && cv_pct_query_param(req->query, "type", type, sizeof type) == 0) c.type = type;
+    char type[128]; /* the host's limit on type names (CV_HOST_TYPE_MAX) */
+    struct list_ctx c = {NULL, NULL};
+    int rv = req->query ? cv_pct_query_param(req->query, "type", type, sizeof type) : CV_ENOTFOUND;
+    if (rv == 0) c.type = type;
+    else if (rv != CV_ENOTFOUND) { /* a filter that cannot be read is refused, never ignored */
+        char msg[96];
+        if (rv == CV_ERANGE)
+            snprintf(msg, sizeof msg, "query parameter \"type\": too long (at most %zu bytes)", sizeof type - 1);
+        else
+            snprintf(msg, sizeof msg, "query parameter \"type\": malformed percent-escape (or %%00)");
+        cv_http_respond_error(x, cv_err_code(rv), msg);
+        return;
+    }
+    c.arr = json_array();
     if (a->host) cv_runtime_list(cv_host_runtime(a->host), api__list_one, &c);
     api__send_json(x, 200, json_pack("{s:s, s:o}", "node", a->self->id, "objects", c.arr));
 }

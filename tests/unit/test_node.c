@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
 #include <unistd.h>
@@ -732,6 +734,98 @@ Test(node, leader_close_waits_for_its_proposals, .timeout = 30)
     cr_assert_eq(uv_loop_close(&loop), 0);
     cv_consensus_free(cons);
     cv_catalog_close(cat);
+    cv_config_free(cfg);
+}
+
+/* Start fails at its first step (the data dir is a regular file: the catalog cannot be created): the
+ * stop closes the node's own handles only, and the loop ends with none left. */
+Test(node, start_failing_at_first_step_stops_cleanly, .timeout = 30)
+{
+    struct cv_config *cfg = node_config(free_port(), free_port(), free_port());
+    char file[128];
+    snprintf(file, sizeof file, "%s/not-a-dir", root);
+    FILE *f = fopen(file, "w");
+    cr_assert_not_null(f);
+    fclose(f);
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct stopped st = {.loop = &loop, .handles = -1};
+    struct cv_node *n;
+    struct cv_node_opts o = {.loop = &loop, .cfg = cfg, .node_id = "n1", .data_dir = file,
+                             .on_stopped = on_stopped, .data = &st};
+    cr_assert_eq(cv_node_init(&o, &n), 0);
+    cr_assert_neq(cv_node_start(n), 0, "the catalog cannot open under a regular file");
+    cv_node_stop(n);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    cr_assert(st.done, "the node reported stopped");
+    cr_assert_eq(st.handles, 0, "stopped was reported with %d handles still open", st.handles);
+    cv_node_free(n);
+    handles_left = 0;
+    uv_walk(&loop, count_handle, NULL);
+    cr_assert_eq(handles_left, 0);
+    cr_assert_eq(uv_loop_close(&loop), 0);
+    cv_config_free(cfg);
+}
+
+/* ---- the node's HTTP API in-process ----------------------------------------------------------------- */
+
+/* GET path from the node's HTTP API on port while running the loop; the status code, body into body. */
+static int http_get(uv_loop_t *loop, int port, const char *path, char *body, size_t cap)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof a), 0, "connect: %s", strerror(errno));
+    fcntl(fd, F_SETFL, O_NONBLOCK);
+    char req[512], resp[8192];
+    int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", path);
+    cr_assert_eq(send(fd, req, (size_t)n, 0), n);
+    size_t len = 0;
+    uint64_t end = cv_mono_ms() + 5000;
+    while (cv_mono_ms() < end && len < sizeof resp - 1) {
+        uv_run(loop, UV_RUN_NOWAIT);
+        ssize_t r = recv(fd, resp + len, sizeof resp - 1 - len, 0);
+        if (r == 0) break;
+        if (r > 0) len += (size_t)r;
+        resp[len] = '\0';
+        const char *b = strstr(resp, "\r\n\r\n"), *cl = strcasestr(resp, "content-length:");
+        if (b && cl && len >= (size_t)(b + 4 - resp) + strtoul(cl + 15, NULL, 10)) break;
+    }
+    close(fd);
+    resp[len] = '\0';
+    int status = 0;
+    cr_assert_eq(sscanf(resp, "HTTP/1.%*d %d", &status), 1, "no answer: \"%s\"", resp);
+    const char *b = strstr(resp, "\r\n\r\n");
+    snprintf(body, cap, "%s", b ? b + 4 : "");
+    return status;
+}
+
+/* GET /v1/objects?type=...: a filter that cannot be decoded (bad escape, too long) is refused with 400
+ * INVALID_ARGUMENT, never dropped (which would list every object as if unfiltered). */
+Test(node, api_objects_bad_type_filter_is_refused, .timeout = 30)
+{
+    int http = free_port();
+    struct cv_config *cfg = node_config(free_port(), http, free_port());
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct stopped st = {.loop = &loop, .handles = -1};
+    struct cv_node *n;
+    struct cv_node_opts o = {.loop = &loop, .cfg = cfg, .node_id = "n1", .on_stopped = on_stopped, .data = &st};
+    cr_assert_eq(cv_node_init(&o, &n), 0);
+    cr_assert_eq(cv_node_start(n), 0);
+    char body[4096], path[512];
+    cr_assert_eq(http_get(&loop, http, "/v1/objects?type=Known", body, sizeof body), 200, "%s", body);
+    cr_assert(strstr(body, "\"objects\"") != NULL, "%s", body);
+    cr_assert_eq(http_get(&loop, http, "/v1/objects?type=%zz", body, sizeof body), 400, "%s", body);
+    cr_assert(strstr(body, "INVALID_ARGUMENT") && strstr(body, "type"), "%s", body);
+    snprintf(path, sizeof path, "/v1/objects?type=%0200d", 0);
+    cr_assert_eq(http_get(&loop, http, path, body, sizeof body), 400, "%s", body);
+    cr_assert(strstr(body, "INVALID_ARGUMENT") && strstr(body, "too long"), "%s", body);
+    cv_node_stop(n);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    cr_assert(st.done);
+    cv_node_free(n);
+    cr_assert_eq(uv_loop_close(&loop), 0);
     cv_config_free(cfg);
 }
 
