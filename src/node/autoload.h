@@ -22,6 +22,8 @@ struct cv_autoload {
     bool *entry_ok;        /* per entry: its type is registered */
     struct cv_al_item *q;  /* queue [head, tail) */
     size_t head, tail, cap, inflight;
+    size_t lost;           /* items that could not be queued (out of memory): pending, planned again */
+    bool lost_node;        /* some of them are per-node or pinned items */
     bool reported;         /* "auto-load objects ready" logged */
     uint64_t started_ms;
 };
@@ -38,7 +40,9 @@ void cv_autoload_start(struct cv_autoload *al);
 void cv_autoload_reconcile(struct cv_autoload *al);
 /* Works the queue off from the next loop iteration if it has items and room in flight. */
 void cv_autoload_schedule(struct cv_autoload *al);
-/* Items queued or in flight. */
+/* The host's tick: plans again the items that could not be queued (out of memory), then schedules. */
+void cv_autoload_tick(struct cv_autoload *al);
+/* Items queued, in flight or lost to out of memory (to be planned again). */
 size_t cv_autoload_pending(const struct cv_autoload *al);
 /* The object id of an item into buf. */
 void cv_autoload_id(const struct cv_config *cfg, const char *self, struct cv_al_item it, char *buf, size_t len);

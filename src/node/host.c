@@ -110,7 +110,7 @@ static void host__tick(uv_timer_t *t)
     if (h->in.parked) cv_incall_unpark(&h->in, false);
     if (cv_outcall_busy(&h->out)) cv_outcall_retry(&h->out);
     cv_handoff_scan(&h->ho);
-    cv_autoload_schedule(&h->al);
+    cv_autoload_tick(&h->al);
 }
 
 /* ---------------------------------------------------------------- runtime hooks: cluster facts */

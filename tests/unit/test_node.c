@@ -497,9 +497,20 @@ Test(node, autoload_out_of_memory_is_survived)
     x.started = true;
     realloc_fails = true;
     cv_autoload_start(&al); /* every push needs the queue to grow: each one fails with CV_ENOMEM */
+    cr_assert_eq(al.tail - al.head, 0, "nothing could be queued, and the process is still here");
+    /* per node, pinned to a, the singleton, per shard x4 (the unknown type is skipped) */
+    cr_assert_eq(cv_autoload_pending(&al), 7, "the lost items stay pending: /ready must wait for them");
+    cv_autoload_tick(&al); /* still out of memory: planned again, lost again */
+    cr_assert_eq(al.tail - al.head, 0);
+    cr_assert_eq(cv_autoload_pending(&al), 7);
     realloc_fails = false;
-    cr_assert_eq(cv_autoload_pending(&al), 0, "nothing could be queued, and the process is still here");
-    /* Memory is back: a shard gained later is queued as usual. */
+    cv_autoload_tick(&al); /* memory is back: the next tick queues every lost item */
+    cr_assert_eq(al.lost, 0);
+    cr_assert_eq(count_items(&al, 2, CV_AUTOLOAD_NODE), 1, "per node");
+    cr_assert_eq(count_items(&al, 3, CV_AUTOLOAD_NODE), 1, "pinned to a");
+    for (uint32_t s = 0; s < 4; s++) cr_assert_eq(count_items(&al, 1, s), 1, "per shard %u", s);
+    cr_assert_eq(cv_autoload_pending(&al), 7);
+    /* A shard lost and gained again is queued as usual. */
     tb_assign1(&t, 0, "", 1);
     tb_apply(cat, 2, &t);
     cv_autoload_reconcile(&al);
