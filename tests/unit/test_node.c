@@ -465,9 +465,14 @@ Test(node, autoload_planner)
 /* Out of memory while queueing auto-load items (defect: the queue's growth used to abort() the process).
  * realloc is wrapped at link time (tests/unit/meson.build) and fails while realloc_fails is set. */
 static bool realloc_fails;
+static bool realloc_fails_once; /* only the next realloc fails */
 void *__real_realloc(void *p, size_t n);
 void *__wrap_realloc(void *p, size_t n)
 {
+    if (realloc_fails_once) {
+        realloc_fails_once = false;
+        return NULL;
+    }
     return realloc_fails ? NULL : __real_realloc(p, n);
 }
 
@@ -907,6 +912,89 @@ Test(node, outcall_final_error_has_its_message, .timeout = 30)
     uv_run(&loop, UV_RUN_DEFAULT);
     cr_assert(closed);
     cr_assert_eq(uv_loop_close(&loop), 0);
+    cv_catalog_close(cat);
+    cv_config_free(cfg);
+}
+
+/* ---- the map feed: out of memory while subscribing --------------------------------------------- */
+
+/* Out of memory while recording a subscription (cv_mapfeed_subscribe grows its array with realloc, once
+ * a raw realloc): the subscriber gets an error answer with its message, nothing is recorded, nothing
+ * leaks, and a later subscribe works. */
+struct feed_srv {
+    struct cv_mapfeed *feed;
+    bool fail;
+};
+
+static void feed_request(void *data, struct cv_rpc_conn *conn, uint64_t id, const char *method,
+                         const uint8_t *body, size_t len, uint32_t deadline_ms)
+{
+    struct feed_srv *fs = data;
+    cr_assert_str_eq(method, "catalog.subscribe");
+    realloc_fails_once = fs->fail; /* the subscription array's growth is the first realloc */
+    cv_mapfeed_subscribe(fs->feed, conn, id, body, len);
+    realloc_fails_once = false;
+}
+
+static void feed_conn_closed(void *data, struct cv_rpc_conn *conn)
+{
+    struct feed_srv *fs = data;
+    cv_mapfeed_conn_closed(fs->feed, conn);
+}
+
+Test(node, mapfeed_subscribe_out_of_memory_is_answered, .timeout = 30)
+{
+    struct cv_config *cfg = node_config(free_port(), free_port(), free_port());
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct cv_catalog *cat = open_catalog(cfg->shards);
+    const char *none[] = {""};
+    struct cv_peers_opts cpo = {.loop = &loop, .addrs = none, .n = 1, .self = 0};
+    struct cv_peers *cpeers;
+    cr_assert_eq(cv_peers_init(&cpo, &cpeers), 0);
+    char dir[128];
+    snprintf(dir, sizeof dir, "%s/raft", root);
+    struct cv_consensus_opts co = {.loop = &loop, .cfg = cfg, .node_id = "n1", .raft_dir = dir,
+                                   .catalog = cat, .peers = cpeers};
+    struct cv_consensus *cons; /* created, not started: the map names no leader */
+    cr_assert_eq(cv_consensus_init(&co, &cons), 0);
+    struct cv_hctx x = {.loop = &loop, .cfg = cfg, .self = "n1", .cat = cat, .cons = cons, .settle = settle_noop};
+    struct cv_mapfeed feed;
+    cv_mapfeed_init(&feed, &x);
+    struct feed_srv fs = {.feed = &feed, .fail = true};
+    struct cv_rpc_server *srv;
+    cr_assert_eq(cv_rpc_server_init(&loop, feed_request, feed_conn_closed, &fs, &srv), 0);
+    cr_assert_eq(cv_rpc_server_listen(srv, "127.0.0.1:0"), 0);
+    char addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", cv_rpc_server_port(srv));
+    const char *addrs[] = {"", addr};
+    struct cv_peers_opts po = {.loop = &loop, .addrs = addrs, .n = 2, .self = 0};
+    struct cv_peers *peers;
+    cr_assert_eq(cv_peers_init(&po, &peers), 0);
+    struct answer a = {0};
+    cr_assert_eq(cv_rpc_call(cv_peers_client(peers, 1), "catalog.subscribe", NULL, 0, 5000, answer_cb, &a), 0);
+    cr_assert(run_until(&loop, &a.done, 5000));
+    cr_assert_eq(a.status, CV_ENOMEM);
+    cr_assert_str_eq(a.error, cv_strerror(CV_ENOMEM));
+    cr_assert_eq(feed.n_subs, 0, "nothing recorded");
+    fs.fail = false;
+    a = (struct answer){0};
+    cr_assert_eq(cv_rpc_call(cv_peers_client(peers, 1), "catalog.subscribe", NULL, 0, 5000, answer_cb, &a), 0);
+    cr_assert(run_until(&loop, &a.done, 5000));
+    cr_assert_eq(a.status, 0, "%s", a.error);
+    cr_assert_eq(feed.n_subs, 1);
+    bool closed = false, cons_closed = false;
+    cv_mapfeed_close(&feed);
+    cv_peers_close(peers, flag_cb, &closed);
+    cv_rpc_server_close(srv, srv_closed);
+    cv_consensus_close(cons, flag_cb, &cons_closed);
+    cv_peers_close(cpeers, NULL, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    cr_assert(closed && cons_closed);
+    cr_assert_eq(x.parts, 0, "the feed's timer closed");
+    free(feed.subs);
+    cr_assert_eq(uv_loop_close(&loop), 0);
+    cv_consensus_free(cons);
     cv_catalog_close(cat);
     cv_config_free(cfg);
 }
