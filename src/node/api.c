@@ -1,6 +1,17 @@
-/* The node's HTTP API: /health, /ready, /v1/cluster, /v1/shards, /v1/objects, /metrics. Read-only views
- * of the local catalog, raft status and active objects, answered synchronously. Unknown paths get 404,
- * other methods 405 (JSON). */
+/* The node's HTTP API: read-only views of this node's catalog replica, raft status and active objects,
+ * for operators, scripts and the CLI.
+ *
+ * Happy path: the HTTP server (net/http.h) hands every parsed request to cv_api_handle, which answers it
+ * synchronously from the components' in-memory state (no I/O, no callback later): /health and /healthz
+ * {"status":"ok"}; /ready 200 {"ready":true} once the node is ready (catalog caught up, registered,
+ * shards assigned, auto-load objects active); /v1/cluster the raft state and every configured node;
+ * /v1/shards owners and epochs; /v1/objects the active objects, ?type= filters; /metrics Prometheus
+ * text (util/prom.h).
+ *
+ * Failure modes: every error body is the shared JSON error (cv_http_respond_error) named from the error
+ * table: an unknown path 404 NOT_FOUND, a method other than GET/HEAD 405, a ?type= filter that cannot be
+ * decoded or is too long 400 INVALID_ARGUMENT (never silently dropped), /ready while not ready 503 with
+ * the reason; a response that cannot be built (out of memory) 500 INTERNAL. */
 #include "node/api.h"
 
 #include <jansson.h>
