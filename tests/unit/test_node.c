@@ -1,7 +1,10 @@
 /* Unit tests for the node's parts that stand on their own: the lease and proposal state machines, the
  * peer pool against a real RPC server on 127.0.0.1, the shard-release decision, the map feed's packing
- * and the auto-load planner on a real catalog (LMDB in a temp dir), and the node's lifecycle in-process
- * (a start that fails half way is stopped cleanly, and "stopped" comes after every handle closed). */
+ * and the auto-load planner on a real catalog (LMDB in a temp dir), the host's and the leader's
+ * lifecycles (a late init failure, a close with proposals in flight on a real single-voter raft), out of
+ * memory (realloc wrapped at link time) in the auto-load queue and the map feed, and the node in-process
+ * (a start that fails at its first step or half way is stopped cleanly, "stopped" comes after every
+ * handle closed, and its HTTP API refuses a filter it cannot read). */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
