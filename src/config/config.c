@@ -22,6 +22,7 @@
 #include <string.h>
 #include <yaml.h>
 
+#include "core/hash.h"
 #include "cverse/error.h"
 #include "util/addr.h"
 
@@ -759,11 +760,7 @@ static int cfg__voters(struct cfg__ctx *c)
 
 static uint64_t cfg__fnv64(uint64_t h, const char *s)
 {
-    for (; *s; s++) {
-        h ^= (uint8_t)*s;
-        h *= 1099511628211ull;
-    }
-    return h;
+    return cv_fnv1a64_more(h, s, strlen(s));
 }
 
 /* Canonical form: "shards=N\n" then "node=ID raft=RAFT_ADDR\n" per node in file order. Ids cannot hold
@@ -771,7 +768,7 @@ static uint64_t cfg__fnv64(uint64_t h, const char *s)
 static uint64_t cfg__fingerprint(const struct cv_config *cfg)
 {
     char buf[32];
-    uint64_t h = 14695981039346656037ull;
+    uint64_t h = CV_FNV64_OFFSET;
     snprintf(buf, sizeof buf, "shards=%u\n", (unsigned)cfg->shards);
     h = cfg__fnv64(h, buf);
     for (size_t i = 0; i < cfg->n_nodes; i++) {

@@ -384,9 +384,17 @@ static void forward__done(void *data, int status, const char *error, const uint8
         }
         status = CV_EPROTO;
     }
+    /* Send again (routed anew at the next tick) when that node did not append the command, or when
+     * whether it did is unknown. This is deliberately NOT cv_err_reroute(), the error table's "the call
+     * certainly did not run" set, because a proposal's outcome is not learned from this answer but from
+     * our own apply of (origin, seq): a resend of a command that was appended after all is harmless
+     * (catalog commands are idempotent, and the proposal completes only once, when its seq is applied).
+     * So the set adds CV_ETIMEDOUT (no answer in time: may be appended) and CV_EUNAVAIL (connection lost
+     * after sending). The table's other re-route codes do not reach here as answers: the leader's
+     * catalog.propose handler answers only CV_ENOTLEADER, CV_EPROTO, CV_ENOMEM or an index, and
+     * CV_ECANCELED / CV_ECLOSED come from this node's own peer pool closing, when cv_consensus_close
+     * already completed the proposal. Behaviour is as before the error table existed. */
     if (status == CV_ENOTLEADER || status == CV_EUNAVAIL || status == CV_ETIMEDOUT) {
-        /* Not appended by that node (or unknown if the connection broke after sending: a resend is
-         * harmless because catalog commands are idempotent and (origin, seq) completes only once). */
         pending__move(p, P_WAITING);
         return;
     }

@@ -33,13 +33,17 @@ typedef void (*cv_consensus_applied_cb)(void *data, uint64_t index, const Cverse
 typedef void (*cv_consensus_leader_cb)(void *data, bool is_leader);
 
 struct cv_consensus_opts {
+    /* Borrowed, valid until cv_consensus_free (raft's handles finish closing in the loop after the close
+     * callback; the caller runs the loop empty, then frees). */
     uv_loop_t *loop;
-    const struct cv_config *cfg;  /* must outlive the consensus */
+    const struct cv_config *cfg;
+    struct cv_catalog *catalog;   /* the FSM */
+    struct cv_peers *peers;       /* connections to the other nodes (forwarding): valid only until the
+                                   * close callback ran; the owner closes it together with the consensus
+                                   * (forwards in flight hold the close until the pool fails them) */
+    /* Read during cv_consensus_init only (copied or looked up). */
     const char *node_id;          /* this node; must be in cfg */
     const char *raft_dir;         /* raft log + snapshots; created if missing */
-    struct cv_catalog *catalog;   /* the FSM; must outlive the consensus */
-    struct cv_peers *peers;       /* borrowed: connections to the other nodes (forwarding); must outlive
-                                   * the consensus, and be closed with it (forwards hold the close) */
     cv_consensus_applied_cb on_applied;
     cv_consensus_leader_cb on_leader;
     void *data;

@@ -1,4 +1,5 @@
-/* Object placement: FNV-1a 32-bit hashing and parsing of object ids into a placement.
+/* Object placement: FNV-1a 32-bit hashing and parsing of object ids into a placement; FNV-1a 64-bit
+ * for fingerprints (the config fingerprint, the map feed's node signature).
  *
  * Happy path: a plain id ("user-1") hashes to fnv1a32(id) % shards, exactly as Goverse does, so ids keep
  * their shard across the two implementations; "shard#N/rest" names shard N directly; "<node>/rest" is
@@ -13,6 +14,7 @@
 
 #define FNV32_OFFSET 2166136261u
 #define FNV32_PRIME 16777619u
+#define FNV64_PRIME 1099511628211ull
 
 static const char shard_prefix[] = "shard#";
 #define SHARD_PREFIX_LEN (sizeof shard_prefix - 1)
@@ -27,6 +29,21 @@ uint32_t cv_fnv1a32(const void *data, size_t len)
         h *= FNV32_PRIME;
     }
     return h;
+}
+
+uint64_t cv_fnv1a64_more(uint64_t h, const void *data, size_t len)
+{
+    const unsigned char *p = data;
+    for (size_t i = 0; i < len; i++) {
+        h ^= p[i];
+        h *= FNV64_PRIME;
+    }
+    return h;
+}
+
+uint64_t cv_fnv1a64(const void *data, size_t len)
+{
+    return cv_fnv1a64_more(CV_FNV64_OFFSET, data, len);
 }
 
 uint32_t cv_shard_of(const char *id, uint32_t shards)

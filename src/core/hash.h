@@ -1,4 +1,4 @@
-/* Object placement: FNV-1a 32-bit hashing and object-id parsing (pure, no I/O). */
+/* Object placement and fingerprints: FNV-1a 32/64-bit hashing and object-id parsing (pure, no I/O). */
 #ifndef CV_CORE_HASH_H
 #define CV_CORE_HASH_H
 
@@ -8,6 +8,13 @@
 
 /* FNV-1a 32-bit over len bytes (offset basis 2166136261, prime 16777619), as Goverse. */
 uint32_t cv_fnv1a32(const void *data, size_t len);
+
+/* FNV-1a 64-bit: CV_FNV64_OFFSET is the offset basis; cv_fnv1a64_more continues hash h over len more
+ * bytes (hashing pieces one after the other equals hashing their concatenation), so
+ * cv_fnv1a64(d, n) == cv_fnv1a64_more(CV_FNV64_OFFSET, d, n). Prime 1099511628211. */
+#define CV_FNV64_OFFSET 14695981039346656037ull
+uint64_t cv_fnv1a64_more(uint64_t h, const void *data, size_t len);
+uint64_t cv_fnv1a64(const void *data, size_t len);
 
 /* Shard of an object id that carries no placement prefix: fnv1a32(id) % shards. shards > 0. */
 uint32_t cv_shard_of(const char *id, uint32_t shards);

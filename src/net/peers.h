@@ -13,7 +13,7 @@
 struct cv_peers;
 
 struct cv_peers_opts {
-    uv_loop_t *loop;           /* borrowed; outlives the pool */
+    uv_loop_t *loop;           /* borrowed, valid until the close callback ran */
     const char *const *addrs;  /* n "host:port" addresses, by node index; copied ("" = no such node) */
     size_t n;
     size_t self;               /* the index of this node (never dialed); >= n if none */

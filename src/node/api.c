@@ -1,6 +1,17 @@
-/* The node's HTTP API: /health, /ready, /v1/cluster, /v1/shards, /v1/objects, /metrics. Read-only views
- * of the local catalog, raft status and active objects, answered synchronously. Unknown paths get 404,
- * other methods 405 (JSON). */
+/* The node's HTTP API: read-only views of this node's catalog replica, raft status and active objects,
+ * for operators, scripts and the CLI.
+ *
+ * Happy path: the HTTP server (net/http.h) hands every parsed request to cv_api_handle, which answers it
+ * synchronously from the components' in-memory state (no I/O, no callback later): /health and /healthz
+ * {"status":"ok"}; /ready 200 {"ready":true} once the node is ready (catalog caught up, registered,
+ * shards assigned, auto-load objects active); /v1/cluster the raft state and every configured node;
+ * /v1/shards owners and epochs; /v1/objects the active objects, ?type= filters; /metrics Prometheus
+ * text (util/prom.h).
+ *
+ * Failure modes: every error body is the shared JSON error (cv_http_respond_error) named from the error
+ * table: an unknown path 404 NOT_FOUND, a method other than GET/HEAD 405, a ?type= filter that cannot be
+ * decoded or is too long 400 INVALID_ARGUMENT (never silently dropped), /ready while not ready 503 with
+ * the reason; a response that cannot be built (out of memory) 500 INTERNAL. */
 #include "node/api.h"
 
 #include <jansson.h>
@@ -107,9 +118,20 @@ static void api__list_one(void *data, const struct cv_object_info *info)
 /* Active objects of this node: {"objects":[{"type","id","shard"}]}, ?type= filters. */
 static void api__get_objects(struct cv_api *a, struct cv_http_exchange *x, const struct cv_http_request *req)
 {
-    char type[128];
-    struct list_ctx c = {json_array(), NULL};
-    if (req->query && cv_pct_query_param(req->query, "type", type, sizeof type) == 0) c.type = type;
+    char type[128]; /* the host's limit on type names (CV_HOST_TYPE_MAX) */
+    struct list_ctx c = {NULL, NULL};
+    int rv = req->query ? cv_pct_query_param(req->query, "type", type, sizeof type) : CV_ENOTFOUND;
+    if (rv == 0) c.type = type;
+    else if (rv != CV_ENOTFOUND) { /* a filter that cannot be read is refused, never ignored */
+        char msg[96];
+        if (rv == CV_ERANGE)
+            snprintf(msg, sizeof msg, "query parameter \"type\": too long (at most %zu bytes)", sizeof type - 1);
+        else
+            snprintf(msg, sizeof msg, "query parameter \"type\": malformed percent-escape (or %%00)");
+        cv_http_respond_error(x, cv_err_code(rv), msg);
+        return;
+    }
+    c.arr = json_array();
     if (a->host) cv_runtime_list(cv_host_runtime(a->host), api__list_one, &c);
     api__send_json(x, 200, json_pack("{s:s, s:o}", "node", a->self->id, "objects", c.arr));
 }

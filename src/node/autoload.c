@@ -8,7 +8,8 @@
  * entry). /ready waits for the queue to drain (cv_autoload_pending).
  * Failure modes: a proposal that fails (not applied, or unknown outcome) queues the item again (creates
  * are idempotent); a proposal refused at once stops the pump until the next tick; an object that exists
- * with another type is logged and skipped; out of memory drops an item (logged). */
+ * with another type is logged and skipped; an item that cannot be queued (out of memory) stays pending
+ * and is planned again at the next tick (cv_autoload_tick), so /ready never says ready without it. */
 #include "node/autoload.h"
 
 #include <stdio.h>
@@ -26,11 +27,14 @@ struct al_prop {
 
 size_t cv_autoload_pending(const struct cv_autoload *h)
 {
-    return h->tail - h->head + h->inflight;
+    return h->tail - h->head + h->inflight + h->lost;
 }
 
-/* Queues an item; CV_ENOMEM drops it (logged: the node then reports ready without that object). */
-static int autoload__push(struct cv_autoload *h, uint32_t entry, uint32_t shard)
+/* Queues an item. Out of memory: the item is counted as lost (so it stays pending and /ready waits) and
+ * its origin is marked to be planned again at the next tick (cv_autoload_tick): its shard counts as not
+ * yet gained, or the per-node items are queued again. Re-planning may queue some items twice: harmless,
+ * creates are idempotent and an object the catalog has is only activated. */
+static void autoload__push(struct cv_autoload *h, uint32_t entry, uint32_t shard)
 {
     if (h->tail == h->cap && h->head > 0) { /* slide the live part down before growing */
         memmove(h->q, h->q + h->head, (h->tail - h->head) * sizeof *h->q);
@@ -39,11 +43,14 @@ static int autoload__push(struct cv_autoload *h, uint32_t entry, uint32_t shard)
     }
     int rv = cv_array_grow((void **)&h->q, &h->cap, h->tail + 1, sizeof *h->q);
     if (rv) {
-        CV_ERROR("auto-load entry %u (shard %u) dropped: %s", entry, shard, cv_strerror(rv));
-        return rv;
+        if (h->lost++ == 0)
+            CV_ERROR("auto-load entry %u (shard %u) not queued: %s; planned again later", entry, shard,
+                     cv_strerror(rv));
+        if (shard == CV_AUTOLOAD_NODE) h->lost_node = true;
+        else h->owned[shard] = 0;
+        return;
     }
     h->q[h->tail++] = (struct cv_al_item){entry, shard};
-    return 0;
 }
 
 void cv_autoload_id(const struct cv_config *cfg, const char *self, struct cv_al_item it, char *buf, size_t len)
@@ -170,10 +177,10 @@ void cv_autoload_reconcile(struct cv_autoload *h)
     cv_autoload_schedule(h);
 }
 
-void cv_autoload_start(struct cv_autoload *h)
+/* The per-node items and the singletons pinned here. */
+static void autoload__plan_node(struct cv_autoload *h)
 {
     const struct cv_config *cfg = h->x->cfg;
-    h->started_ms = cv_mono_ms();
     for (uint32_t e = 0; e < cfg->n_autoload; e++) {
         const struct cv_autoload_cfg *a = &cfg->autoload[e];
         struct cv_placement p;
@@ -183,9 +190,29 @@ void cv_autoload_start(struct cv_autoload *h)
                  cv_placement_on_node(&p, h->x->self))
             autoload__push(h, e, CV_AUTOLOAD_NODE); /* a singleton pinned to this node */
     }
+}
+
+void cv_autoload_start(struct cv_autoload *h)
+{
+    const struct cv_config *cfg = h->x->cfg;
+    h->started_ms = cv_mono_ms();
+    autoload__plan_node(h);
     CV_INFO("node is ready: hosting objects (%zu auto-load entries)", cfg->n_autoload);
     cv_autoload_reconcile(h);
     autoload__check_done(h);
+}
+
+void cv_autoload_tick(struct cv_autoload *h)
+{
+    if (h->lost > 0 && h->x->started && !h->x->closing) {
+        bool node = h->lost_node;
+        CV_INFO("auto-load: planning %zu items again that could not be queued", h->lost);
+        h->lost = 0; /* what fails again counts itself again */
+        h->lost_node = false;
+        if (node) autoload__plan_node(h);
+        cv_autoload_reconcile(h); /* the shards whose items were lost count as gained again */
+    }
+    cv_autoload_schedule(h);
 }
 
 int cv_autoload_init(struct cv_autoload *al, struct cv_hctx *x, unsigned max)
@@ -207,9 +234,13 @@ int cv_autoload_init(struct cv_autoload *al, struct cv_hctx *x, unsigned max)
             p.kind != CV_PLACE_NODE)
             al->entry_shard[e] = p.shard;
     }
-    uv_timer_init(x->loop, &al->timer);
-    al->timer.data = al;
     return 0;
+}
+
+void cv_autoload_init_timer(struct cv_autoload *al)
+{
+    uv_timer_init(al->x->loop, &al->timer);
+    al->timer.data = al;
 }
 
 void cv_autoload_close(struct cv_autoload *al)

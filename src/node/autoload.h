@@ -22,12 +22,17 @@ struct cv_autoload {
     bool *entry_ok;        /* per entry: its type is registered */
     struct cv_al_item *q;  /* queue [head, tail) */
     size_t head, tail, cap, inflight;
+    size_t lost;           /* items that could not be queued (out of memory): pending, planned again */
+    bool lost_node;        /* some of them are per-node or pinned items */
     bool reported;         /* "auto-load objects ready" logged */
     uint64_t started_ms;
 };
 
-/* Allocates the tables (from x->cfg and x->reg) and initialises the timer. CV_ENOMEM (then free). */
+/* Allocates the tables (from x->cfg and x->reg); no handle yet. CV_ENOMEM (then cv_autoload_free). */
 int cv_autoload_init(struct cv_autoload *al, struct cv_hctx *x, unsigned max);
+/* Initialises the timer (cannot fail). Once it ran, al is freed only after cv_autoload_close called back:
+ * call it after every step of the owner's init that can fail. */
+void cv_autoload_init_timer(struct cv_autoload *al);
 /* The node is ready the first time (x->started is set): queues the per-node and pinned items and those of
  * the shards we own. */
 void cv_autoload_start(struct cv_autoload *al);
@@ -35,7 +40,9 @@ void cv_autoload_start(struct cv_autoload *al);
 void cv_autoload_reconcile(struct cv_autoload *al);
 /* Works the queue off from the next loop iteration if it has items and room in flight. */
 void cv_autoload_schedule(struct cv_autoload *al);
-/* Items queued or in flight. */
+/* The host's tick: plans again the items that could not be queued (out of memory), then schedules. */
+void cv_autoload_tick(struct cv_autoload *al);
+/* Items queued, in flight or lost to out of memory (to be planned again). */
 size_t cv_autoload_pending(const struct cv_autoload *al);
 /* The object id of an item into buf. */
 void cv_autoload_id(const struct cv_config *cfg, const char *self, struct cv_al_item it, char *buf, size_t len);

@@ -1,6 +1,15 @@
-/* Helpers shared by the object host's parts: the settle protocol of the host's close (every part holds
- * the host while it owes a callback, see cv_hctx_hold), shard ownership from the catalog, and activation
- * of objects created by applied entries. No I/O of its own; failures are logged where they happen. */
+/* Helpers shared by the object host's parts (incall, outcall, ops, autoload, handoff, mapfeed).
+ *
+ * Happy path: the settle protocol of the host's close: each part holds the host (cv_hctx_hold) while it
+ * owes a callback into it, and counts its handles as parts while they close; every release and closed
+ * part asks the host to settle, and the host frees itself once it is closing with neither left. Shard
+ * ownership and an id's owner are read from the local catalog; objects created by an applied
+ * CreateObject are activated here, as new ones only by the entry that created them.
+ *
+ * Failure modes: none returned from here; no I/O of its own. An id that cannot be placed is CV_EINVAL, a
+ * pin to a node the config lacks CV_ENOTFOUND (cv_hctx_owner); an activation the runtime refuses is
+ * logged (a redirect quietly: the shard moved meanwhile), a catalog lookup that fails skips the
+ * activation (the object was deleted or replaced since). */
 #include "node/hctx.h"
 
 #include <stdio.h>

@@ -110,7 +110,7 @@ static void host__tick(uv_timer_t *t)
     if (h->in.parked) cv_incall_unpark(&h->in, false);
     if (cv_outcall_busy(&h->out)) cv_outcall_retry(&h->out);
     cv_handoff_scan(&h->ho);
-    cv_autoload_schedule(&h->al);
+    cv_autoload_tick(&h->al);
 }
 
 /* ---------------------------------------------------------------- runtime hooks: cluster facts */
@@ -229,7 +229,7 @@ int cv_host_init(const struct cv_host_opts *opts, struct cv_host **out)
                             .peers = opts->peers,
                             .reg = opts->registry,
                             .settle = host__settle};
-    int rv = cv_autoload_init(&h->al, &h->x, opts->autoload_inflight);
+    int rv = cv_autoload_init(&h->al, &h->x, opts->autoload_inflight); /* tables only, no handle */
     if (!rv) rv = cv_handoff_init(&h->ho, &h->x);
     if (rv) goto err_after_h;
     cv_outcall_init(&h->out, &h->x, opts->call_timeout_ms ? opts->call_timeout_ms : CV_HOST_CALL_TIMEOUT_MS);
@@ -247,8 +247,11 @@ int cv_host_init(const struct cv_host_opts *opts, struct cv_host **out)
                                  .registry = h->x.reg,
                                  .hooks = &hooks,
                                  .created_explicit = true};
+    /* The runtime is the last step that can fail: it creates a handle of its own, and nothing before it
+     * does, so a failure so far frees everything at once. */
     if ((rv = cv_runtime_init(h->x.loop, &ro, &h->x.rt))) goto err_after_h;
-    /* From here on nothing fails: the handles below are closed by cv_host_close. */
+    /* From here on nothing fails: the handles below exist only now, and cv_host_close closes them. */
+    cv_autoload_init_timer(&h->al);
     cv_incall_init(&h->in, &h->x);
     cv_ops_init(&h->ops, &h->x);
     cv_mapfeed_init(&h->feed, &h->x);

@@ -21,19 +21,21 @@ struct cv_peers;
 #define CV_HOST_CALL_TIMEOUT_MS 30000 /* object-to-object calls, redirect retries included */
 
 struct cv_host_opts {
-    /* Borrowed components; all must outlive the host. */
+    /* Borrowed, valid until cv_host_close's done ran. */
     uv_loop_t *loop;
     const struct cv_config *cfg;
     const struct cv_node_cfg *self;   /* this node */
     struct cv_catalog *catalog;
     struct cv_consensus *consensus;   /* created (cv_consensus_init); the host proposes once ready */
-    struct cv_peers *peers;           /* connections to other nodes for objects' calls; closed by the
-                                       * owner together with the host (in-flight calls hold the close) */
+    struct cv_peers *peers;           /* connections to other nodes for objects' calls. The host never
+                                       * closes it: the owner (the node) closes it together with the host;
+                                       * calls in flight on it hold the host's close until the pool fails
+                                       * them (CV_ECANCELED) */
     /* The node's catalog readiness (cv_node_catalog_ready): objects are activated and auto-loaded once
      * it said true the first time. */
     bool (*catalog_ready)(void *data, const char **why);
     void *data;
-    cv_registry *registry;     /* the object types; not owned, must outlive the host; frozen at init */
+    cv_registry *registry;     /* the object types; borrowed, valid until done ran; frozen at init */
     unsigned call_timeout_ms;  /* 0 = CV_HOST_CALL_TIMEOUT_MS */
     unsigned autoload_inflight; /* 0 = CV_HOST_AUTOLOAD_INFLIGHT (autoload.h) */
 };
@@ -68,9 +70,11 @@ bool cv_host_ready(struct cv_host *h, const char **why);
 struct cv_runtime *cv_host_runtime(struct cv_host *h);
 
 /* Stops everything: pending calls and operations fail (CV_ECLOSED / CV_ECANCELED), subscribers are
- * dropped, peer connections and the runtime close (objects deactivate). done(data) runs once all of it
- * finished and h was freed. Proposals still pending in the consensus hold the host open until the
- * consensus fails them (cv_consensus_close), so close both. */
+ * dropped, the timers and the runtime close (objects deactivate). The peer pool is not the host's: calls
+ * of objects still in flight on it hold the host open until the owner closes the pool (which fails them
+ * with CV_ECANCELED), and proposals still pending hold it until the consensus fails them
+ * (cv_consensus_close), so close the host, the pool and the consensus together. done(data) runs once all
+ * of it finished and h was freed. */
 void cv_host_close(struct cv_host *h, void (*done)(void *data), void *data);
 
 #endif

@@ -30,8 +30,10 @@ enum duty { D_CONFIG, D_EXPIRE, D_ASSIGN, D_ROLE, D_COUNT };
 struct cv_leader {
     struct cv_leader_opts o;  /* borrowed components */
     bool stopped;
+    bool closing;             /* cv_leader_close ran: freed once the timer closed and inflight is 0 */
+    bool timer_open;          /* the timer's close callback has not run yet */
     uv_timer_t timer;
-    int inflight[D_COUNT];
+    int inflight[D_COUNT];    /* proposals whose callback (duty__done) is still owed */
     int32_t *cur, *next, *waiting; /* per shard: index into cfg->nodes or CV_ASSIGN_NONE */
     uint8_t *live;       /* per cfg node */
     uint32_t waiting_logged;
@@ -44,14 +46,19 @@ struct duty_ctx {
     enum duty d;
 };
 
+static void leader__settle(struct cv_leader *l);
+
 static void duty__done(void *data, int status, uint64_t index)
 {
     struct duty_ctx *dc = data;
-    dc->l->inflight[dc->d]--;
-    if (status && status != CV_ECONFLICT && status != CV_ECANCELED && status != CV_ERETRY)
-        CV_DEBUG("leader duty %d: proposal failed: %s", dc->d, cv_strerror(status));
-    if (status == 0 && dc->d != D_ROLE) cv_leader_kick(dc->l);
+    struct cv_leader *l = dc->l;
+    enum duty d = dc->d;
     free(dc);
+    l->inflight[d]--;
+    if (status && status != CV_ECONFLICT && status != CV_ECANCELED && status != CV_ERETRY)
+        CV_DEBUG("leader duty %d: proposal failed: %s", d, cv_strerror(status));
+    if (status == 0 && d != D_ROLE) cv_leader_kick(l);
+    leader__settle(l); /* closing: this may have been the last callback owed */
 }
 
 static void propose(struct cv_leader *l, enum duty d, Cverse__Catalog__Command *cmd)
@@ -273,6 +280,7 @@ int cv_leader_init(const struct cv_leader_opts *opts, struct cv_leader **out)
     }
     uv_timer_init(opts->loop, &l->timer);
     l->timer.data = l;
+    l->timer_open = true;
     *out = l;
     return 0;
 }
@@ -290,12 +298,16 @@ void cv_leader_stop(struct cv_leader *l)
 
 void cv_leader_kick(struct cv_leader *l)
 {
-    if (!l->stopped) uv_timer_start(&l->timer, run, 0, RUN_MS);
+    if (!l->stopped && !l->closing) uv_timer_start(&l->timer, run, 0, RUN_MS);
 }
 
-static void leader__closed(uv_handle_t *h)
+/* Frees l once it is closing, its timer closed and no proposal callback is owed any more (the consensus
+ * completes each proposal exactly once, with CV_ECANCELED when it closes). */
+static void leader__settle(struct cv_leader *l)
 {
-    struct cv_leader *l = h->data;
+    if (!l->closing || l->timer_open) return;
+    for (int d = 0; d < D_COUNT; d++)
+        if (l->inflight[d] > 0) return;
     void (*done)(void *) = l->done;
     void *data = l->done_data;
     free(l->cur);
@@ -306,8 +318,16 @@ static void leader__closed(uv_handle_t *h)
     if (done) done(data);
 }
 
+static void leader__closed(uv_handle_t *h)
+{
+    struct cv_leader *l = h->data;
+    l->timer_open = false;
+    leader__settle(l);
+}
+
 void cv_leader_close(struct cv_leader *l, void (*done)(void *data), void *data)
 {
+    l->stopped = l->closing = true;
     l->done = done;
     l->done_data = data;
     uv_close((uv_handle_t *)&l->timer, leader__closed);

@@ -12,7 +12,8 @@
 struct cv_leader;
 
 struct cv_leader_opts {
-    uv_loop_t *loop;                /* borrowed, like everything here: must outlive the runner */
+    /* Borrowed; valid until the close callback (cv_leader_close's done) ran. */
+    uv_loop_t *loop;
     const struct cv_config *cfg;
     const struct cv_node_cfg *self; /* this node (an entry of cfg->nodes) */
     struct cv_catalog *catalog;
@@ -25,7 +26,9 @@ int cv_leader_init(const struct cv_leader_opts *opts, struct cv_leader **out);
 void cv_leader_start(struct cv_leader *l);
 /* Stops running for good (the node is stopping); kicks are ignored from now on. */
 void cv_leader_stop(struct cv_leader *l);
-/* Closes the timer; frees l in the close callback. done(data) is called after. */
+/* Stops for good and closes the timer. l is freed, and then done(data) called, once the timer closed and
+ * every proposal of l completed: proposals still in flight hold the close until the consensus completes
+ * them (cv_consensus_close fails them with CV_ECANCELED), so close both. */
 void cv_leader_close(struct cv_leader *l, void (*done)(void *data), void *data);
 /* Nudges the runner (e.g. after an apply that changed liveness) to run at the next loop iteration. */
 void cv_leader_kick(struct cv_leader *l);

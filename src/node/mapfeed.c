@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/hash.h"
 #include "cverse/error.h"
 #include "rpc.pb-c.h"
 #include "util/buf.h"
@@ -153,22 +154,17 @@ void cv_mapfeed_conn_closed(struct cv_mapfeed *h, struct cv_rpc_conn *conn)
     }
 }
 
-static uint64_t mapfeed__fnv(uint64_t x, const void *p, size_t len)
-{
-    for (size_t i = 0; i < len; i++) x = (x ^ ((const uint8_t *)p)[i]) * 1099511628211ull;
-    return x;
-}
-
+/* Compared only with the previous value in this process: never stored or sent. */
 uint64_t cv_mapfeed_nodes_signature(struct cv_catalog *cat)
 {
-    uint64_t x = 1469598103934665603ull;
+    uint64_t x = CV_FNV64_OFFSET;
     for (size_t i = 0; i < cv_catalog_node_count(cat); i++) {
         const struct cv_catalog_node *cn = cv_catalog_node_at(cat, i);
         uint32_t parts[3] = {cn->alive, (uint32_t)cn->role, cn->shards_owned};
-        x = mapfeed__fnv(x, cn->id, strlen(cn->id) + 1);
-        x = mapfeed__fnv(x, cn->advertise_addr, strlen(cn->advertise_addr) + 1);
-        x = mapfeed__fnv(x, cn->http_addr, strlen(cn->http_addr) + 1);
-        x = mapfeed__fnv(x, parts, sizeof parts);
+        x = cv_fnv1a64_more(x, cn->id, strlen(cn->id) + 1);
+        x = cv_fnv1a64_more(x, cn->advertise_addr, strlen(cn->advertise_addr) + 1);
+        x = cv_fnv1a64_more(x, cn->http_addr, strlen(cn->http_addr) + 1);
+        x = cv_fnv1a64_more(x, parts, sizeof parts);
     }
     return x;
 }

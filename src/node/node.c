@@ -36,7 +36,7 @@
 
 struct cv_node {
     uv_loop_t *loop;
-    const struct cv_config *cfg;     /* borrowed; outlives the node */
+    const struct cv_config *cfg;     /* borrowed, valid until cv_node_free */
     const struct cv_node_cfg *self;
     char data_dir[512];
     cv_registry *registry;           /* borrowed, or own_registry */

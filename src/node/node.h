@@ -12,11 +12,12 @@
 struct cv_node; /* private to node.c */
 
 struct cv_node_opts {
-    uv_loop_t *loop;               /* borrowed; outlives the node */
-    const struct cv_config *cfg;   /* borrowed; outlives the node */
-    const char *node_id;           /* copied lookup: must name one of cfg's nodes */
-    const char *data_dir;          /* NULL: <cfg->data_dir>/<node_id> */
-    cv_registry *registry;         /* object types; borrowed, must outlive the node; NULL: an empty one */
+    uv_loop_t *loop;               /* borrowed, valid until cv_node_free */
+    const struct cv_config *cfg;   /* borrowed, valid until cv_node_free */
+    const char *node_id;           /* read during init only: must name one of cfg's nodes */
+    const char *data_dir;          /* copied; NULL: <cfg->data_dir>/<node_id> */
+    cv_registry *registry;         /* object types; borrowed, valid until cv_node_free; NULL: an empty
+                                    * one, owned by the node */
     void (*on_stopped)(void *data); /* optional: everything closed ("node stopped"); then free */
     void *data;
 };

@@ -31,6 +31,8 @@ struct cv_renewal {
 /* The machine's definition (for tests: cv_sm_conf_check, cv_sm_allowed). */
 const struct cv_sm_conf *cv_renewal_sm(void);
 
+/* Starts unregistered. node_id: borrowed (named in the state machine's messages), valid until r is no
+ * longer used. */
 void cv_renewal_init(struct cv_renewal *r, const char *node_id);
 static inline enum cv_renewal_state cv_renewal_state(const struct cv_renewal *r)
 {

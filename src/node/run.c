@@ -50,7 +50,7 @@ static void usage(FILE *f)
             "  -V, --version           show the version\n");
 }
 
-static int bad_usage(const char *msg, const char *arg)
+static int run__bad_usage(const char *msg, const char *arg)
 {
     fprintf(stderr, "cverse-node: %s%s%s\nTry 'cverse-node --help'.\n", msg, arg ? ": " : "",
             arg ? arg : "");
@@ -66,7 +66,7 @@ struct args {
 };
 
 /* Returns -1 to continue, or an exit code. */
-static int parse_args(int argc, char **argv, struct args *a)
+static int run__parse_args(int argc, char **argv, struct args *a)
 {
     static const struct option opts[] = {
         {"config", required_argument, 0, 'c'},   {"node-id", required_argument, 0, 'n'},
@@ -83,10 +83,10 @@ static int parse_args(int argc, char **argv, struct args *a)
         case 'n': a->node_id = optarg; break;
         case 'd': a->data_dir = optarg; break;
         case 'l':
-            if (cv_log_level_parse(optarg, &a->level)) return bad_usage("unknown log level", optarg);
+            if (cv_log_level_parse(optarg, &a->level)) return run__bad_usage("unknown log level", optarg);
             break;
         case 'm':
-            if (a->n_modules == MAX_MODULES) return bad_usage("too many --module options (max 32)", optarg);
+            if (a->n_modules == MAX_MODULES) return run__bad_usage("too many --module options (max 32)", optarg);
             a->modules[a->n_modules++] = optarg;
             break;
         case 'B': a->no_builtin = 1; break;
@@ -94,20 +94,20 @@ static int parse_args(int argc, char **argv, struct args *a)
         case 'G': a->list_gates = 1; break;
         case 'h': usage(stdout); return 0;
         case 'V': printf("cverse-node %s\n", CV_VERSION); return 0;
-        case ':': return bad_usage("option needs a value", argv[optind - 1]);
-        default: return bad_usage("unknown option", argv[optind - 1]);
+        case ':': return run__bad_usage("option needs a value", argv[optind - 1]);
+        default: return run__bad_usage("unknown option", argv[optind - 1]);
         }
     }
-    if (optind < argc) return bad_usage("unexpected argument", argv[optind]);
-    if (!a->config) return bad_usage("missing --config FILE", NULL);
-    if (!a->list_nodes && !a->list_gates && !a->node_id) return bad_usage("missing --node-id ID", NULL);
+    if (optind < argc) return run__bad_usage("unexpected argument", argv[optind]);
+    if (!a->config) return run__bad_usage("missing --config FILE", NULL);
+    if (!a->list_nodes && !a->list_gates && !a->node_id) return run__bad_usage("missing --node-id ID", NULL);
     return -1;
 }
 
 /* ---------------------------------------------------------------- object types */
 
 /* Fills reg with the built-in, the program's and the modules' types; an exit code on failure. */
-static int register_types(const struct args *a, cv_module_init_fn extra, cv_registry *reg, void **handles)
+static int run__register_types(const struct args *a, cv_module_init_fn extra, cv_registry *reg, void **handles)
 {
     int rv;
     if (!a->no_builtin && (rv = cv_demo_register(reg))) {
@@ -131,7 +131,7 @@ static int register_types(const struct args *a, cv_module_init_fn extra, cv_regi
 
 /* Every auto-load object needs a registered type: a typo would otherwise only show as a node that never
  * becomes ready. */
-static int check_autoload(const struct cv_config *cfg, const cv_registry *reg)
+static int run__check_autoload(const struct cv_config *cfg, const cv_registry *reg)
 {
     for (size_t i = 0; i < cfg->n_autoload; i++) {
         const struct cv_autoload_cfg *al = &cfg->autoload[i];
@@ -172,7 +172,7 @@ static int run(const struct args *a, const struct cv_config *cfg, cv_registry *r
 int cv_node_main(int argc, char **argv, cv_module_init_fn extra_types)
 {
     struct args a = {.level = CV_LOG_INFO};
-    int rv = parse_args(argc, argv, &a);
+    int rv = run__parse_args(argc, argv, &a);
     if (rv >= 0) return rv;
     struct cv_config *cfg;
     char err[512];
@@ -195,9 +195,9 @@ int cv_node_main(int argc, char **argv, cv_module_init_fn extra_types)
     }
     void *handles[MAX_MODULES] = {0};
     cv_registry *reg = cv_registry_new();
-    int code = reg ? register_types(&a, extra_types, reg, handles) : 1;
+    int code = reg ? run__register_types(&a, extra_types, reg, handles) : 1;
     if (!reg) fprintf(stderr, "cverse-node: out of memory\n");
-    if (code == 0) code = check_autoload(cfg, reg);
+    if (code == 0) code = run__check_autoload(cfg, reg);
     if (code == 0) {
         cv_log_init(a.node_id, a.level);
         signal(SIGPIPE, SIG_IGN); /* a peer that died must not kill us through a write: libuv reports EPIPE */

@@ -711,3 +711,17 @@ Test(sm, ending_in_a_non_final_state_aborts, .signal = SIGABRT)
     cv_sm_fini(&t.sm);
 }
 #endif
+
+/* FNV-1a 64-bit: the reference vectors (Fowler/Noll/Vo test suite), and continuing a hash over pieces
+ * equals hashing their concatenation (the config fingerprint hashes its canonical text piece by piece). */
+Test(hash, fnv1a64_known_vectors)
+{
+    cr_assert_eq(cv_fnv1a64("", 0), 0xcbf29ce484222325ull);
+    cr_assert_eq(cv_fnv1a64("", 0), CV_FNV64_OFFSET);
+    cr_assert_eq(cv_fnv1a64("a", 1), 0xaf63dc4c8601ec8cull);
+    cr_assert_eq(cv_fnv1a64("foobar", 6), 0x85944171f73967e8ull);
+    cr_assert_eq(cv_fnv1a64("\0", 1), 0xaf63bd4c8601b7dfull, "bytes, not C strings");
+    uint64_t h = cv_fnv1a64_more(CV_FNV64_OFFSET, "foo", 3);
+    cr_assert_eq(cv_fnv1a64_more(h, "bar", 3), cv_fnv1a64("foobar", 6));
+    cr_assert_eq(cv_fnv1a64_more(h, "", 0), h);
+}

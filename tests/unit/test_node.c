@@ -1,12 +1,17 @@
 /* Unit tests for the node's parts that stand on their own: the lease and proposal state machines, the
  * peer pool against a real RPC server on 127.0.0.1, the shard-release decision, the map feed's packing
- * and the auto-load planner on a real catalog (LMDB in a temp dir), and the node's lifecycle in-process
- * (a start that fails half way is stopped cleanly, and "stopped" comes after every handle closed). */
+ * and the auto-load planner on a real catalog (LMDB in a temp dir), the host's and the leader's
+ * lifecycles (a late init failure, a close with proposals in flight on a real single-voter raft), out of
+ * memory (realloc wrapped at link time) in the auto-load queue and the map feed, and the node in-process
+ * (a start that fails at its first step or half way is stopped cleanly, "stopped" comes after every
+ * handle closed, and its HTTP API refuses a filter it cannot read). */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
 #include <unistd.h>
@@ -21,6 +26,8 @@
 #include "node/autoload.h"
 #include "node/handoff.h"
 #include "node/hctx.h"
+#include "node/host.h"
+#include "node/leader.h"
 #include "node/mapfeed.h"
 #include "node/outcall.h"
 #include "net/frame.h"
@@ -423,6 +430,7 @@ Test(node, autoload_planner)
     struct cv_hctx x = {.loop = &loop, .cfg = cfg, .self = "a", .cat = cat, .reg = reg, .settle = settle_noop};
     struct cv_autoload al;
     cr_assert_eq(cv_autoload_init(&al, &x, 0), 0);
+    cv_autoload_init_timer(&al);
     x.started = true;
     cv_autoload_start(&al);
     cr_assert_eq(count_items(&al, 2, CV_AUTOLOAD_NODE), 1, "per node");
@@ -460,9 +468,14 @@ Test(node, autoload_planner)
 /* Out of memory while queueing auto-load items (defect: the queue's growth used to abort() the process).
  * realloc is wrapped at link time (tests/unit/meson.build) and fails while realloc_fails is set. */
 static bool realloc_fails;
+static bool realloc_fails_once; /* only the next realloc fails */
 void *__real_realloc(void *p, size_t n);
 void *__wrap_realloc(void *p, size_t n)
 {
+    if (realloc_fails_once) {
+        realloc_fails_once = false;
+        return NULL;
+    }
     return realloc_fails ? NULL : __real_realloc(p, n);
 }
 
@@ -488,12 +501,24 @@ Test(node, autoload_out_of_memory_is_survived)
                         .settle = settle_noop};
     struct cv_autoload al;
     cr_assert_eq(cv_autoload_init(&al, &x, 0), 0);
+    cv_autoload_init_timer(&al);
     x.started = true;
     realloc_fails = true;
     cv_autoload_start(&al); /* every push needs the queue to grow: each one fails with CV_ENOMEM */
+    cr_assert_eq(al.tail - al.head, 0, "nothing could be queued, and the process is still here");
+    /* per node, pinned to a, the singleton, per shard x4 (the unknown type is skipped) */
+    cr_assert_eq(cv_autoload_pending(&al), 7, "the lost items stay pending: /ready must wait for them");
+    cv_autoload_tick(&al); /* still out of memory: planned again, lost again */
+    cr_assert_eq(al.tail - al.head, 0);
+    cr_assert_eq(cv_autoload_pending(&al), 7);
     realloc_fails = false;
-    cr_assert_eq(cv_autoload_pending(&al), 0, "nothing could be queued, and the process is still here");
-    /* Memory is back: a shard gained later is queued as usual. */
+    cv_autoload_tick(&al); /* memory is back: the next tick queues every lost item */
+    cr_assert_eq(al.lost, 0);
+    cr_assert_eq(count_items(&al, 2, CV_AUTOLOAD_NODE), 1, "per node");
+    cr_assert_eq(count_items(&al, 3, CV_AUTOLOAD_NODE), 1, "pinned to a");
+    for (uint32_t s = 0; s < 4; s++) cr_assert_eq(count_items(&al, 1, s), 1, "per shard %u", s);
+    cr_assert_eq(cv_autoload_pending(&al), 7);
+    /* A shard lost and gained again is queued as usual. */
     tb_assign1(&t, 0, "", 1);
     tb_apply(cat, 2, &t);
     cv_autoload_reconcile(&al);
@@ -508,6 +533,40 @@ Test(node, autoload_out_of_memory_is_survived)
     cv_autoload_free(&al);
     cr_assert_eq(uv_loop_close(&loop), 0);
     free(t.buf);
+    cv_catalog_close(cat);
+    cv_registry_free(reg);
+    cv_config_free(cfg);
+}
+
+/* ---- the host's init ---------------------------------------------------------------------------- */
+
+static bool never_ready(void *data, const char **why)
+{
+    (void)data;
+    *why = "test";
+    return false;
+}
+
+/* The runtime's init (the host's last step that can fail) refuses an empty node id: the host's init
+ * fails, and must leave no handle of its own in the loop (its memory is freed at once). */
+Test(node, host_init_failing_late_leaves_no_handle)
+{
+    struct cv_config *cfg;
+    char err[256];
+    cr_assert_eq(cv_config_parse(planner_yaml, sizeof planner_yaml - 1, "planner", &cfg, err, sizeof err), 0, "%s", err);
+    cv_registry *reg = cv_registry_new();
+    struct cv_catalog *cat = open_catalog(4);
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct cv_node_cfg self = cfg->nodes[0];
+    self.id = ""; /* cv_runtime_init: CV_EINVAL */
+    struct cv_host_opts o = {.loop = &loop, .cfg = cfg, .self = &self, .catalog = cat, .registry = reg,
+                             .catalog_ready = never_ready};
+    struct cv_host *h = NULL;
+    cr_assert_eq(cv_host_init(&o, &h), CV_EINVAL);
+    cr_assert_null(h);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    cr_assert_eq(uv_loop_close(&loop), 0, "a handle of the freed host is still in the loop");
     cv_catalog_close(cat);
     cv_registry_free(reg);
     cv_config_free(cfg);
@@ -610,6 +669,185 @@ Test(node, failed_start_stops_cleanly, .timeout = 30)
     cv_config_free(cfg);
 }
 
+/* ---- the leader's close waits for its proposals ------------------------------------------------ */
+
+struct lclose {
+    struct cv_consensus *cons;
+    struct cv_catalog *cat;
+    const struct cv_config *cfg;
+    struct cv_leader *l;
+    uint64_t base;          /* raft's last index before the kick */
+    bool closing, closed, cons_closed, cons_close_called;
+    bool completed_at_done; /* when the leader reported closed: was its proposal applied or canceled? */
+};
+
+static void lclose_done(void *data)
+{
+    struct lclose *c = data;
+    c->closed = true;
+    c->completed_at_done =
+        c->cons_close_called || cv_catalog_config_fingerprint(c->cat) == c->cfg->fingerprint;
+}
+
+/* Before poll of the iteration in which the leader's proposal entered the log: it cannot have committed
+ * yet (the disk write completes in a later poll), so it is certainly in flight when the close starts. */
+static void lclose_prepare(uv_prepare_t *p)
+{
+    struct lclose *c = p->data;
+    struct cv_consensus_status st;
+    cv_consensus_status(c->cons, &st);
+    if (c->closing || st.last_index <= c->base) return;
+    c->closing = true;
+    cr_assert_neq(cv_catalog_config_fingerprint(c->cat), c->cfg->fingerprint, "applied already");
+    cv_leader_close(c->l, lclose_done, c);
+    uv_prepare_stop(p);
+}
+
+/* A single-voter raft (real consensus, real catalog): the leader runs once and proposes the config
+ * fingerprint; it is closed while that proposal is in flight. Its done callback must wait until the
+ * consensus completed the proposal (here: canceled by cv_consensus_close), never free the runner that
+ * the proposal's callback still writes to. */
+Test(node, leader_close_waits_for_its_proposals, .timeout = 30)
+{
+    struct cv_config *cfg = node_config(free_port(), free_port(), free_port());
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct cv_catalog *cat = open_catalog(cfg->shards);
+    const char *addrs[] = {cfg->nodes[0].advertise_addr};
+    struct cv_peers_opts po = {.loop = &loop, .addrs = addrs, .n = 1, .self = 0};
+    struct cv_peers *peers;
+    cr_assert_eq(cv_peers_init(&po, &peers), 0);
+    char dir[128];
+    snprintf(dir, sizeof dir, "%s/raft", root);
+    struct cv_consensus_opts co = {.loop = &loop, .cfg = cfg, .node_id = "n1", .raft_dir = dir,
+                                   .catalog = cat, .peers = peers};
+    struct cv_consensus *cons;
+    cr_assert_eq(cv_consensus_init(&co, &cons), 0);
+    cr_assert_eq(cv_consensus_start(cons), 0);
+    struct cv_consensus_status st = {0};
+    uint64_t end = cv_mono_ms() + 10000;
+    while (cv_mono_ms() < end) { /* leader, and nothing left to apply */
+        uv_run(&loop, UV_RUN_NOWAIT);
+        cv_consensus_status(cons, &st);
+        if (st.is_leader && st.leader_since_ms && st.last_applied == st.last_index) break;
+    }
+    cr_assert(st.is_leader, "a single voter elects itself");
+    struct lclose c = {.cons = cons, .cat = cat, .cfg = cfg, .base = st.last_index};
+    struct cv_leader_opts lo = {.loop = &loop, .cfg = cfg, .self = &cfg->nodes[0], .catalog = cat,
+                                .consensus = cons};
+    cr_assert_eq(cv_leader_init(&lo, &c.l), 0);
+    uv_prepare_t prep;
+    uv_prepare_init(&loop, &prep);
+    prep.data = &c;
+    uv_prepare_start(&prep, lclose_prepare);
+    cv_leader_kick(c.l);
+    cr_assert(run_until(&loop, &c.closing, 5000), "the leader proposed");
+    for (int i = 0; i < 3 && !c.closed; i++) uv_run(&loop, UV_RUN_NOWAIT); /* the timer's close callback */
+    c.cons_close_called = true;
+    cv_consensus_close(cons, flag_cb, &c.cons_closed);
+    cv_peers_close(peers, NULL, NULL);
+    uv_close((uv_handle_t *)&prep, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    cr_assert(c.closed && c.cons_closed);
+    cr_assert(c.completed_at_done, "the leader reported closed while its proposal was in flight");
+    cr_assert_eq(uv_loop_close(&loop), 0);
+    cv_consensus_free(cons);
+    cv_catalog_close(cat);
+    cv_config_free(cfg);
+}
+
+/* Start fails at its first step (the data dir is a regular file: the catalog cannot be created): the
+ * stop closes the node's own handles only, and the loop ends with none left. */
+Test(node, start_failing_at_first_step_stops_cleanly, .timeout = 30)
+{
+    struct cv_config *cfg = node_config(free_port(), free_port(), free_port());
+    char file[128];
+    snprintf(file, sizeof file, "%s/not-a-dir", root);
+    FILE *f = fopen(file, "w");
+    cr_assert_not_null(f);
+    fclose(f);
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct stopped st = {.loop = &loop, .handles = -1};
+    struct cv_node *n;
+    struct cv_node_opts o = {.loop = &loop, .cfg = cfg, .node_id = "n1", .data_dir = file,
+                             .on_stopped = on_stopped, .data = &st};
+    cr_assert_eq(cv_node_init(&o, &n), 0);
+    cr_assert_neq(cv_node_start(n), 0, "the catalog cannot open under a regular file");
+    cv_node_stop(n);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    cr_assert(st.done, "the node reported stopped");
+    cr_assert_eq(st.handles, 0, "stopped was reported with %d handles still open", st.handles);
+    cv_node_free(n);
+    handles_left = 0;
+    uv_walk(&loop, count_handle, NULL);
+    cr_assert_eq(handles_left, 0);
+    cr_assert_eq(uv_loop_close(&loop), 0);
+    cv_config_free(cfg);
+}
+
+/* ---- the node's HTTP API in-process ----------------------------------------------------------------- */
+
+/* GET path from the node's HTTP API on port while running the loop; the status code, body into body. */
+static int http_get(uv_loop_t *loop, int port, const char *path, char *body, size_t cap)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof a), 0, "connect: %s", strerror(errno));
+    fcntl(fd, F_SETFL, O_NONBLOCK);
+    char req[512], resp[8192];
+    int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", path);
+    cr_assert_eq(send(fd, req, (size_t)n, 0), n);
+    size_t len = 0;
+    uint64_t end = cv_mono_ms() + 5000;
+    while (cv_mono_ms() < end && len < sizeof resp - 1) {
+        uv_run(loop, UV_RUN_NOWAIT);
+        ssize_t r = recv(fd, resp + len, sizeof resp - 1 - len, 0);
+        if (r == 0) break;
+        if (r > 0) len += (size_t)r;
+        resp[len] = '\0';
+        const char *b = strstr(resp, "\r\n\r\n"), *cl = strcasestr(resp, "content-length:");
+        if (b && cl && len >= (size_t)(b + 4 - resp) + strtoul(cl + 15, NULL, 10)) break;
+    }
+    close(fd);
+    resp[len] = '\0';
+    int status = 0;
+    cr_assert_eq(sscanf(resp, "HTTP/1.%*d %d", &status), 1, "no answer: \"%s\"", resp);
+    const char *b = strstr(resp, "\r\n\r\n");
+    snprintf(body, cap, "%s", b ? b + 4 : "");
+    return status;
+}
+
+/* GET /v1/objects?type=...: a filter that cannot be decoded (bad escape, too long) is refused with 400
+ * INVALID_ARGUMENT, never dropped (which would list every object as if unfiltered). */
+Test(node, api_objects_bad_type_filter_is_refused, .timeout = 30)
+{
+    int http = free_port();
+    struct cv_config *cfg = node_config(free_port(), http, free_port());
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct stopped st = {.loop = &loop, .handles = -1};
+    struct cv_node *n;
+    struct cv_node_opts o = {.loop = &loop, .cfg = cfg, .node_id = "n1", .on_stopped = on_stopped, .data = &st};
+    cr_assert_eq(cv_node_init(&o, &n), 0);
+    cr_assert_eq(cv_node_start(n), 0);
+    char body[4096], path[512];
+    cr_assert_eq(http_get(&loop, http, "/v1/objects?type=Known", body, sizeof body), 200, "%s", body);
+    cr_assert(strstr(body, "\"objects\"") != NULL, "%s", body);
+    cr_assert_eq(http_get(&loop, http, "/v1/objects?type=%zz", body, sizeof body), 400, "%s", body);
+    cr_assert(strstr(body, "INVALID_ARGUMENT") && strstr(body, "type"), "%s", body);
+    snprintf(path, sizeof path, "/v1/objects?type=%0200d", 0);
+    cr_assert_eq(http_get(&loop, http, path, body, sizeof body), 400, "%s", body);
+    cr_assert(strstr(body, "INVALID_ARGUMENT") && strstr(body, "too long"), "%s", body);
+    cv_node_stop(n);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    cr_assert(st.done);
+    cv_node_free(n);
+    cr_assert_eq(uv_loop_close(&loop), 0);
+    cv_config_free(cfg);
+}
+
 /* ---- outgoing calls: a final error carries its own message ------------------------------------- */
 
 static const char two_nodes_yaml[] =
@@ -677,6 +915,89 @@ Test(node, outcall_final_error_has_its_message, .timeout = 30)
     uv_run(&loop, UV_RUN_DEFAULT);
     cr_assert(closed);
     cr_assert_eq(uv_loop_close(&loop), 0);
+    cv_catalog_close(cat);
+    cv_config_free(cfg);
+}
+
+/* ---- the map feed: out of memory while subscribing --------------------------------------------- */
+
+/* Out of memory while recording a subscription (cv_mapfeed_subscribe grows its array with realloc, once
+ * a raw realloc): the subscriber gets an error answer with its message, nothing is recorded, nothing
+ * leaks, and a later subscribe works. */
+struct feed_srv {
+    struct cv_mapfeed *feed;
+    bool fail;
+};
+
+static void feed_request(void *data, struct cv_rpc_conn *conn, uint64_t id, const char *method,
+                         const uint8_t *body, size_t len, uint32_t deadline_ms)
+{
+    struct feed_srv *fs = data;
+    cr_assert_str_eq(method, "catalog.subscribe");
+    realloc_fails_once = fs->fail; /* the subscription array's growth is the first realloc */
+    cv_mapfeed_subscribe(fs->feed, conn, id, body, len);
+    realloc_fails_once = false;
+}
+
+static void feed_conn_closed(void *data, struct cv_rpc_conn *conn)
+{
+    struct feed_srv *fs = data;
+    cv_mapfeed_conn_closed(fs->feed, conn);
+}
+
+Test(node, mapfeed_subscribe_out_of_memory_is_answered, .timeout = 30)
+{
+    struct cv_config *cfg = node_config(free_port(), free_port(), free_port());
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct cv_catalog *cat = open_catalog(cfg->shards);
+    const char *none[] = {""};
+    struct cv_peers_opts cpo = {.loop = &loop, .addrs = none, .n = 1, .self = 0};
+    struct cv_peers *cpeers;
+    cr_assert_eq(cv_peers_init(&cpo, &cpeers), 0);
+    char dir[128];
+    snprintf(dir, sizeof dir, "%s/raft", root);
+    struct cv_consensus_opts co = {.loop = &loop, .cfg = cfg, .node_id = "n1", .raft_dir = dir,
+                                   .catalog = cat, .peers = cpeers};
+    struct cv_consensus *cons; /* created, not started: the map names no leader */
+    cr_assert_eq(cv_consensus_init(&co, &cons), 0);
+    struct cv_hctx x = {.loop = &loop, .cfg = cfg, .self = "n1", .cat = cat, .cons = cons, .settle = settle_noop};
+    struct cv_mapfeed feed;
+    cv_mapfeed_init(&feed, &x);
+    struct feed_srv fs = {.feed = &feed, .fail = true};
+    struct cv_rpc_server *srv;
+    cr_assert_eq(cv_rpc_server_init(&loop, feed_request, feed_conn_closed, &fs, &srv), 0);
+    cr_assert_eq(cv_rpc_server_listen(srv, "127.0.0.1:0"), 0);
+    char addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", cv_rpc_server_port(srv));
+    const char *addrs[] = {"", addr};
+    struct cv_peers_opts po = {.loop = &loop, .addrs = addrs, .n = 2, .self = 0};
+    struct cv_peers *peers;
+    cr_assert_eq(cv_peers_init(&po, &peers), 0);
+    struct answer a = {0};
+    cr_assert_eq(cv_rpc_call(cv_peers_client(peers, 1), "catalog.subscribe", NULL, 0, 5000, answer_cb, &a), 0);
+    cr_assert(run_until(&loop, &a.done, 5000));
+    cr_assert_eq(a.status, CV_ENOMEM);
+    cr_assert_str_eq(a.error, cv_strerror(CV_ENOMEM));
+    cr_assert_eq(feed.n_subs, 0, "nothing recorded");
+    fs.fail = false;
+    a = (struct answer){0};
+    cr_assert_eq(cv_rpc_call(cv_peers_client(peers, 1), "catalog.subscribe", NULL, 0, 5000, answer_cb, &a), 0);
+    cr_assert(run_until(&loop, &a.done, 5000));
+    cr_assert_eq(a.status, 0, "%s", a.error);
+    cr_assert_eq(feed.n_subs, 1);
+    bool closed = false, cons_closed = false;
+    cv_mapfeed_close(&feed);
+    cv_peers_close(peers, flag_cb, &closed);
+    cv_rpc_server_close(srv, srv_closed);
+    cv_consensus_close(cons, flag_cb, &cons_closed);
+    cv_peers_close(cpeers, NULL, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    cr_assert(closed && cons_closed);
+    cr_assert_eq(x.parts, 0, "the feed's timer closed");
+    free(feed.subs);
+    cr_assert_eq(uv_loop_close(&loop), 0);
+    cv_consensus_free(cons);
     cv_catalog_close(cat);
     cv_config_free(cfg);
 }
