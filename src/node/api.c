@@ -128,7 +128,7 @@ static void api__get_objects(struct cv_api *a, struct cv_http_exchange *x, const
             snprintf(msg, sizeof msg, "query parameter \"type\": too long (at most %zu bytes)", sizeof type - 1);
         else
             snprintf(msg, sizeof msg, "query parameter \"type\": malformed percent-escape (or %%00)");
-        cv_http_respond_error(x, cv_err_code(rv), msg);
+        cv_http_respond_error(x, cv_err_code(rv), msg, NULL);
         return;
     }
     c.arr = json_array();
@@ -192,7 +192,8 @@ void cv_api_handle(void *data, struct cv_http_exchange *x, const struct cv_http_
     struct cv_api *a = data;
     if (strcmp(req->path, "/v1/objects") == 0) { /* the one route that reads the query */
         if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0)
-            cv_http_respond_error(x, CV_STATUS_METHOD_NOT_ALLOWED, "only GET is supported here", NULL);
+            cv_http_respond_error(x, CV_STATUS_METHOD_NOT_ALLOWED, "only GET is supported here",
+                                  "Allow: GET, HEAD\r\n");
         else
             api__get_objects(a, x, req);
         return;
@@ -200,7 +201,8 @@ void cv_api_handle(void *data, struct cv_http_exchange *x, const struct cv_http_
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
         if (strcmp(req->path, routes[i].path) != 0) continue;
         if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0) {
-            cv_http_respond_error(x, CV_STATUS_METHOD_NOT_ALLOWED, "only GET is supported here", NULL);
+            cv_http_respond_error(x, CV_STATUS_METHOD_NOT_ALLOWED, "only GET is supported here",
+                                  "Allow: GET, HEAD\r\n");
             return;
         }
         routes[i].fn(a, x);
