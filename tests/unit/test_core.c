@@ -621,20 +621,6 @@ Test(errors, documented_mapping)
     cr_assert_str_eq(cv_status_name((enum cv_status)999), "INTERNAL");
 }
 
-Test(errors, reroute_set)
-{
-    /* A forwarder retries exactly the calls that certainly did not run. */
-    cr_assert(cv_err_reroute(CV_EREDIRECT));
-    cr_assert(cv_err_reroute(CV_EUNAVAIL));
-    cr_assert(cv_err_reroute(CV_ECLOSED));
-    cr_assert(cv_err_reroute(CV_ENOTLEADER));
-    cr_assert(cv_err_reroute(CV_ERETRY));
-    cr_assert(!cv_err_reroute(CV_ETIMEDOUT), "the outcome of a timed-out call is unknown");
-    cr_assert(!cv_err_reroute(CV_EBUSY), "overload goes back to the client (429)");
-    cr_assert(!cv_err_reroute(CV_ECANCELED));
-    cr_assert(!cv_err_reroute(CV_ENOTFOUND));
-    cr_assert(!cv_err_reroute(0));
-}
 
 /* ---------------------------------------------------------------- the state-machine helper */
 
