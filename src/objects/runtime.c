@@ -129,7 +129,7 @@ static void runtime__log_end(struct cv_object *o)
 {
     if (!o->logged) return;
     uint64_t now = cv_mono_ns(), until = o->rt->serve_until ? o->rt->serve_until(o->rt->serve_data) : UINT64_MAX;
-    if (until < now / 1000000u) now = until * 1000000u;
+    if (until <= now / 1000000u) now = until * 1000000u;
     cv_actlog('D', o->rt->node_id, o->id, now);
     o->logged = false;
 }
