@@ -1,6 +1,7 @@
 /* Integration: self-fencing leases on a real 3-node raft group with one gate (64 shards, counters).
  * - the activation checker finds an overlap in a log that has one, and none in one that has none;
- * - SIGSTOP of a node that owns counters for 2 x TTL, calls to them flowing through the gate meanwhile:
+ * - SIGSTOP of a node that owns counters (a voter; a standby) for 2 x TTL, calls to them flowing through
+ *   the gate meanwhile:
  *   the cluster re-owns its shards, the node fences itself when it runs again (log line), the calls
  *   queued to it are not served from its old copies (they answer from new activations, never the old
  *   copies' 11), every shard serves again, and the activation checker finds no two overlapping
@@ -202,11 +203,12 @@ static bool all_serve(void *arg)
 
 /* ---------------------------------------------------------------- SIGSTOP past the TTL */
 
-Test(fencing, sigstop_past_ttl_fences_and_never_double_serves)
+/* n nodes, 3 voters; victim: a node index, or -1 for a voter that is neither the leader nor node-1. */
+static void sigstop_case(int n, int victim)
 {
     struct h_opts o = {.gates = 1};
-    h_cluster_init_ex(&C, 3, 3, TTL_MS, &o);
-    for (int i = 0; i < 3; i++) h_node_start(&C, i);
+    h_cluster_init_ex(&C, n, 3, TTL_MS, &o);
+    for (int i = 0; i < n; i++) h_node_start(&C, i);
     h_gate_start(&C, 0);
     cr_assert(h_poll(READY_MS, cluster_ready, NULL), "nodes and gate did not become ready");
 
@@ -222,7 +224,7 @@ Test(fencing, sigstop_past_ttl_fences_and_never_double_serves)
     /* The victim: neither the leader nor node-1 (the gate follows node-1's shard map). */
     char leader[32];
     h_leader_of(&C, 0, leader, sizeof leader);
-    int v = strcmp(leader, C.id[2]) != 0 ? 2 : 1;
+    int v = victim >= 0 ? victim : strcmp(leader, C.id[2]) != 0 ? 2 : 1;
     struct stalled s = {0};
     for (int k = 0; k < N_COUNTERS; k++) {
         counter_id(k, id, sizeof id);
@@ -286,4 +288,15 @@ Test(fencing, sigstop_past_ttl_fences_and_never_double_serves)
     size_t acts;
     cr_assert_eq(h_actlog_check(C.actlog, report, sizeof report, &acts), 0, "%s", report);
     cr_assert_geq(acts, (size_t)(N_COUNTERS + s.n), "every counter's activations were logged (%zu)", acts);
+}
+
+Test(fencing, sigstop_voter_past_ttl_fences_and_never_double_serves)
+{
+    sigstop_case(3, -1);
+}
+
+/* A standby runs no election timer: raft never tells it that it lost the leader; its lease does. */
+Test(fencing, sigstop_standby_past_ttl_fences_and_never_double_serves)
+{
+    sigstop_case(4, 3);
 }
