@@ -574,15 +574,26 @@ Test(node, host_init_failing_late_leaves_no_handle)
 
 /* ---- the node's lifecycle in-process ------------------------------------------------------------ */
 
+/* An ephemeral port nobody listens on. The kernel may hand a just-closed port out again, so a test's
+ * ports are also kept distinct from each other (criterion runs every test in a process of its own). */
 static int free_port(void)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-    getsockname(fd, (struct sockaddr *)&a, &len);
-    close(fd);
-    return ntohs(a.sin_port);
+    static int given[16];
+    static size_t n_given;
+    for (;;) {
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        socklen_t len = sizeof a;
+        cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+        getsockname(fd, (struct sockaddr *)&a, &len);
+        close(fd);
+        int port = ntohs(a.sin_port);
+        bool seen = false;
+        for (size_t i = 0; i < n_given; i++) seen |= given[i] == port;
+        if (seen) continue;
+        if (n_given < sizeof given / sizeof given[0]) given[n_given++] = port;
+        return port;
+    }
 }
 
 static struct cv_config *node_config(int grpc, int http, int raft)
