@@ -8,9 +8,8 @@
 #include <stdint.h>
 
 #include "catalog.pb-c.h"
+#include "catalog/types.h" /* struct cv_catalog_node, CV_NODE_ID_MAX */
 #include "core/shard.h"
-
-#define CV_NODE_ID_MAX 64
 
 struct cv_catalog;
 
@@ -20,19 +19,6 @@ struct cv_catalog_opts {
     size_t map_size;      /* LMDB map size, default 1 GiB when 0 */
     bool sync_each_txn;   /* true: fsync every apply (slow); false (default): MDB_NOSYNC, see
                              docs/architecture.md for why that is safe */
-};
-
-/* One node as the catalog knows it. Strings are NUL-terminated copies. */
-struct cv_catalog_node {
-    char id[CV_NODE_ID_MAX];
-    char grpc_addr[128], advertise_addr[128], http_addr[128], raft_addr[128];
-    uint64_t raft_id;
-    int role;            /* Cverse__Catalog__Role */
-    bool alive;
-    uint64_t incarnation; /* 1 at the first registration; +1 each time a dead node registers or renews */
-    uint64_t lease_expiry_ms;
-    uint64_t lease_renewed_ms;
-    uint32_t shards_owned;
 };
 
 /* Result of one command in an applied batch. */

@@ -6,13 +6,15 @@
  * Failure modes: a business failure (bad argument, failed compare-and-set, unknown node) is only the
  * command's *status and writes nothing; an LMDB or memory error is returned and aborts the entry.
  * Shard records change only here (assign_shards, release_shards); each change is a move of the shard
- * lifecycle (core/shard.h), checked against its table in debug builds. */
+ * lifecycle (core/shard.h), checked against its table in debug builds, as are the moves a liveness flip
+ * of expire_node / register_node makes on the shards naming that node. */
 #include "catalog/cmd.h"
 
 #include <string.h>
 
 #include "core/hash.h"
 #include "cverse/error.h"
+#include "util/be.h"
 #include "util/log.h"
 
 static uint64_t cmd__sat_add(uint64_t a, uint64_t b)
@@ -66,6 +68,63 @@ static bool cmd__info_valid(const Cverse__Catalog__NodeInfo *info)
            strlen(info->http_addr) < CV_STORE_ADDR_MAX && strlen(info->raft_addr) < CV_STORE_ADDR_MAX;
 }
 
+#ifdef CV_CHECKS
+/* Liveness as this transaction sees it ("" or unknown: not alive). */
+static bool cmd__alive(struct cv_cmd_ctx *c, const char *id)
+{
+    struct cv_store_node sn;
+    return id[0] && cv_store_node_read(c->txn, c->dbi, id, strlen(id), &sn) == 0 && sn.n.alive;
+}
+
+/* Liveness of a record's node when `node` is alive as `node_alive` (the other nodes as the txn sees them). */
+static bool cmd__alive_as(struct cv_cmd_ctx *c, const char *id, const char *node, bool node_alive)
+{
+    return strcmp(id, node) == 0 ? node_alive : cmd__alive(c, id);
+}
+
+/* One shard record naming node: its move when node's liveness went from `was` to `now`. A state the flip
+ * does not change (RELEASED: a confirmed releaser's liveness plays no part) is no move. */
+static void cmd__check_flip(struct cv_cmd_ctx *c, uint32_t shard, const struct cv_store_shard *r,
+                            const char *node, bool was, bool now, const char *what)
+{
+    struct cv_shard_view a, b;
+    cv_store_shard_view(r, cmd__alive_as(c, r->owner, node, was), cmd__alive_as(c, r->released_by, node, was),
+                        &a);
+    cv_store_shard_view(r, cmd__alive_as(c, r->owner, node, now), cmd__alive_as(c, r->released_by, node, now),
+                        &b);
+    if (cv_shard_state(&a) != cv_shard_state(&b)) cv_shard_check_move(shard, what, &a, &b);
+}
+#endif
+
+/* Debug builds: a lease command flipped node's liveness from `was` to `now`, which moves every shard
+ * record naming it (OWNED <-> OWNER_DEAD, RELEASING <-> RELEASER_DEAD): each move must be in the table.
+ * Finding those records takes one cursor pass over the shard records (no index by node), so only
+ * ExpireNode and RegisterNode call it, and only when the liveness really flipped: never RenewLease, the
+ * lease hot path (its revival of a dead node goes unchecked). Returns 0 or CV_ELMDB / CV_EPROTO. */
+static int cmd__check_liveness(struct cv_cmd_ctx *c, const char *node, bool was, bool now, const char *what)
+{
+#ifdef CV_CHECKS
+    MDB_cursor *cur;
+    MDB_val k, v;
+    struct cv_store_shard r;
+    if (was == now) return 0;
+    int rv = 0, rc = mdb_cursor_open(c->txn, c->dbi[CV_DB_SHARDS], &cur);
+    if (rc != 0) return cv_store_lmdb_err(rc, "open shard cursor");
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0 && rv == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        rv = k.mv_size == 4 ? cv_store_shard_decode(&v, &r) : CV_EPROTO;
+        if (rv == 0 && (strcmp(r.owner, node) == 0 || strcmp(r.released_by, node) == 0))
+            cmd__check_flip(c, cv_be32_get(k.mv_data), &r, node, was, now, what);
+    }
+    mdb_cursor_close(cur);
+    if (rv == 0 && rc != MDB_NOTFOUND) rv = cv_store_lmdb_err(rc, "scan shards");
+    return rv;
+#else
+    (void)c, (void)node, (void)was, (void)now, (void)what;
+    return 0;
+#endif
+}
+
 static int cmd__register(struct cv_cmd_ctx *c, const Cverse__Catalog__CmdRegisterNode *cmd, int *status)
 {
     const Cverse__Catalog__NodeInfo *info = cmd->info;
@@ -75,11 +134,13 @@ static int cmd__register(struct cv_cmd_ctx *c, const Cverse__Catalog__CmdRegiste
         return 0;
     }
     int rv = cv_store_node_read(c->txn, c->dbi, info->id, strlen(info->id), &sn);
+    bool was_alive = rv == 0 && sn.n.alive; /* a new node names no shard: nothing to check */
     if (rv == CV_ENOTFOUND) { /* a new node: role unknown until the leader assigns one */
         memset(&sn, 0, sizeof sn);
         sn.n.role = CVERSE__CATALOG__ROLE__ROLE_UNKNOWN;
         sn.n.incarnation = 1;
         sn.n.alive = true;
+        was_alive = true;
     } else if (rv != 0) {
         return rv;
     }
@@ -94,7 +155,8 @@ static int cmd__register(struct cv_cmd_ctx *c, const Cverse__Catalog__CmdRegiste
     sn.n.lease_expiry_ms = cmd__sat_add(cmd->now_ms, cmd->ttl_ms);
     sn.n.lease_renewed_ms = cmd->now_ms;
     sn.registered_index = c->index; /* the entry of the latest registration */
-    return cmd__node_commit(c, &sn);
+    rv = cmd__node_commit(c, &sn);
+    return rv ? rv : cmd__check_liveness(c, sn.n.id, was_alive, true, "register_node");
 }
 
 static int cmd__renew(struct cv_cmd_ctx *c, const Cverse__Catalog__CmdRenewLease *cmd, int *status)
@@ -121,7 +183,8 @@ static int cmd__expire(struct cv_cmd_ctx *c, const Cverse__Catalog__CmdExpireNod
     }
     if (!sn.n.alive) return 0;
     sn.n.alive = false; /* its shards stay put: the leader reassigns them with assign_shards */
-    return cmd__node_commit(c, &sn);
+    rv = cmd__node_commit(c, &sn);
+    return rv ? rv : cmd__check_liveness(c, sn.n.id, true, false, "expire_node");
 }
 
 static int cmd__set_role(struct cv_cmd_ctx *c, const Cverse__Catalog__CmdSetRole *cmd, int *status)
@@ -136,15 +199,6 @@ static int cmd__set_role(struct cv_cmd_ctx *c, const Cverse__Catalog__CmdSetRole
     sn.n.role = (int)cmd->role;
     return cmd__node_commit(c, &sn);
 }
-
-#ifdef CV_CHECKS
-/* Liveness as this transaction sees it ("" or unknown: not alive). */
-static bool cmd__alive(struct cv_cmd_ctx *c, const char *id)
-{
-    struct cv_store_node sn;
-    return id[0] && cv_store_node_read(c->txn, c->dbi, id, strlen(id), &sn) == 0 && sn.n.alive;
-}
-#endif
 
 /* Debug builds: the change of one shard record is a move of the shard lifecycle that its table allows,
  * to a consistent record (liveness fixed at this command: lease commands move liveness, not records). */

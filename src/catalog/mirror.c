@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "cverse/error.h"
+#include "util/be.h"
 #include "util/buf.h"
 #include "util/log.h"
 
@@ -67,7 +68,7 @@ static int mirror__load_shard(struct cv_mirror *m, const MDB_val *k, const MDB_v
     struct cv_store_shard r;
     bool found;
     if (k->mv_size != 4) return CV_EPROTO;
-    uint32_t shard = (uint32_t)cv_store_get_be(k->mv_data, 4);
+    uint32_t shard = cv_be32_get(k->mv_data);
     if (shard >= m->shards) return CV_EPROTO;
     int rv = cv_store_shard_decode(v, &r);
     if (rv != 0) return rv;

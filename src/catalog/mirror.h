@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "catalog/catalog.h"
+#include "catalog/types.h"
 #include "catalog/store.h"
 #include "core/shard.h"
 

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "cverse/error.h"
+#include "util/be.h"
 #include "util/log.h"
 
 const char *const cv_store_db_names[CV_DB__COUNT] = {"meta", "nodes", "shards", "leases", "objects"};
@@ -18,22 +19,6 @@ int cv_store_lmdb_err(int rc, const char *what)
 {
     CV_ERROR("catalog: %s: %s", what, mdb_strerror(rc));
     return CV_ELMDB;
-}
-
-void cv_store_put_be(uint8_t *p, size_t width, uint64_t v)
-{
-    for (size_t i = width; i > 0; i--) {
-        p[i - 1] = (uint8_t)v;
-        v >>= 8;
-    }
-}
-
-uint64_t cv_store_get_be(const uint8_t *p, size_t width)
-{
-    uint64_t v = 0;
-    for (size_t i = 0; i < width; i++)
-        v = v << 8 | p[i];
-    return v;
 }
 
 /* Copies a NUL-terminated string of at most cap-1 bytes; CV_EINVAL if it is longer. */
@@ -53,6 +38,7 @@ bool cv_store_key_ok(size_t max_key, const char *s)
 
 /* ---- LMDB records ---- */
 
+/* width is 4 or 8 (the meta keys' sizes, store.h). */
 int cv_store_meta_get(MDB_txn *txn, MDB_dbi dbi, const char *key, size_t width, uint64_t *out, bool *found)
 {
     MDB_val k = {strlen(key), (void *)key}, v;
@@ -65,14 +51,17 @@ int cv_store_meta_get(MDB_txn *txn, MDB_dbi dbi, const char *key, size_t width, 
         CV_ERROR("catalog: meta %s has %zu bytes, want %zu", key, v.mv_size, width);
         return CV_EPROTO;
     }
-    *out = cv_store_get_be(v.mv_data, width);
+    *out = width == 4 ? cv_be32_get(v.mv_data) : cv_be64_get(v.mv_data);
     return 0;
 }
 
 int cv_store_meta_put(MDB_txn *txn, MDB_dbi dbi, const char *key, size_t width, uint64_t val)
 {
     uint8_t b[8];
-    cv_store_put_be(b, width, val);
+    if (width == 4)
+        cv_be32_put(b, (uint32_t)val);
+    else
+        cv_be64_put(b, val);
     MDB_val k = {strlen(key), (void *)key}, v = {width, b};
     int rc = mdb_put(txn, dbi, &k, &v, 0);
     return rc ? cv_store_lmdb_err(rc, "put meta") : 0;
@@ -209,7 +198,7 @@ int cv_store_shard_decode(const MDB_val *v, struct cv_store_shard *r)
 int cv_store_shard_read(MDB_txn *txn, const MDB_dbi *dbi, uint32_t shard, struct cv_store_shard *r)
 {
     uint8_t kb[4];
-    cv_store_put_be(kb, 4, shard);
+    cv_be32_put(kb, shard);
     MDB_val k = {4, kb}, v;
     int rc = mdb_get(txn, dbi[CV_DB_SHARDS], &k, &v);
     memset(r, 0, sizeof *r);
@@ -221,7 +210,7 @@ int cv_store_shard_read(MDB_txn *txn, const MDB_dbi *dbi, uint32_t shard, struct
 int cv_store_shard_write(MDB_txn *txn, const MDB_dbi *dbi, uint32_t shard, const struct cv_store_shard *r)
 {
     uint8_t kb[4];
-    cv_store_put_be(kb, 4, shard);
+    cv_be32_put(kb, shard);
     Cverse__Catalog__ShardRecord rec = CVERSE__CATALOG__SHARD_RECORD__INIT;
     rec.owner = (char *)r->owner;
     rec.epoch = r->epoch;

@@ -8,7 +8,7 @@
 #include <stdint.h>
 
 #include "catalog.pb-c.h"
-#include "catalog/catalog.h"
+#include "catalog/types.h"
 #include "core/shard.h"
 
 #define CV_STORE_ADDR_MAX 128
@@ -40,14 +40,12 @@ void cv_store_shard_view(const struct cv_store_shard *r, bool owner_live, bool r
 
 /* Logs an LMDB error with what failed; returns CV_ELMDB. */
 int cv_store_lmdb_err(int rc, const char *what);
-void cv_store_put_be(uint8_t *p, size_t width, uint64_t v);
-uint64_t cv_store_get_be(const uint8_t *p, size_t width);
 /* Copies a string of len bytes into dst (NUL-terminated); CV_EINVAL if it needs more than cap bytes. */
 int cv_store_copy_str(char *dst, size_t cap, const char *src, size_t len);
 /* A usable LMDB key: non-empty, at most max_key bytes. */
 bool cv_store_key_ok(size_t max_key, const char *s);
 
-/* A meta integer of width bytes; absent reads as 0 with *found = false. CV_EPROTO: wrong size. */
+/* A meta integer of width bytes (4 or 8, big-endian); absent reads as 0 with *found = false. CV_EPROTO: wrong size. */
 int cv_store_meta_get(MDB_txn *txn, MDB_dbi dbi, const char *key, size_t width, uint64_t *out, bool *found);
 int cv_store_meta_put(MDB_txn *txn, MDB_dbi dbi, const char *key, size_t width, uint64_t val);
 /* *out is protobuf-c unpacked, owned by the caller (free with protobuf_c_message_free_unpacked).

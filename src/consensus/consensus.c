@@ -36,6 +36,7 @@
 #include "net/peers.h"
 #include "rpc.pb-c.h"
 #include "util/addr.h"
+#include "util/be.h"
 #include "util/buf.h"
 #include "util/fs.h"
 #include "util/log.h"
@@ -275,25 +276,12 @@ static void consensus__leader_hint(struct cv_consensus *c, char *out, size_t len
 #define ENTRY_MAGIC 0x43564231u /* "CVB1" */
 #define ENTRY_HDR 8u
 
-static void entry__put_be32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-
-static uint32_t entry__get_be32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
 /* Returns the Batch inside an entry, or NULL if the entry is not one of ours. */
 static const uint8_t *entry__payload(const struct raft_buffer *buf, size_t *len)
 {
     const uint8_t *p = buf->base;
-    if (buf->len < ENTRY_HDR || entry__get_be32(p) != ENTRY_MAGIC) return NULL;
-    *len = entry__get_be32(p + 4);
+    if (buf->len < ENTRY_HDR || cv_be32_get(p) != ENTRY_MAGIC) return NULL;
+    *len = cv_be32_get(p + 4);
     return *len <= buf->len - ENTRY_HDR ? p + ENTRY_HDR : NULL;
 }
 
@@ -304,8 +292,8 @@ static int entry__build(const uint8_t *batch, size_t len, struct raft_buffer *bu
     if (!buf->base) return CV_ENOMEM;
     buf->len = total;
     uint8_t *p = buf->base;
-    entry__put_be32(p, ENTRY_MAGIC);
-    entry__put_be32(p + 4, (uint32_t)len);
+    cv_be32_put(p, ENTRY_MAGIC);
+    cv_be32_put(p + 4, (uint32_t)len);
     memcpy(p + ENTRY_HDR, batch, len);
     memset(p + ENTRY_HDR + len, 0, total - ENTRY_HDR - len);
     return 0;

@@ -1,6 +1,12 @@
 /* The single error table behind cv_strerror(): messages, names, client statuses (with their HTTP status)
  * and retry rules of CV_E* codes. Everything that maps an error for a client or decides on a retry reads
- * it here; nothing re-derives it. */
+ * it here; nothing re-derives it.
+ *
+ * Happy path: both tables are generated from include/cverse/error.h's X-macros (CV_ERRNO_MAP,
+ * CV_STATUS_MAP), so a new code is one row there; a lookup is a linear scan of ~20 rows (errors are the
+ * slow path) and every accessor reads one column of the row it finds.
+ * Failure modes: none fail. A code not in the table (a positive value, a stray errno) reads as "unknown
+ * error" / CV_EUNKNOWN / INTERNAL, not retried, not re-routed; a status out of range reads as INTERNAL. */
 #include "cverse/error.h"
 
 struct errinfo {

@@ -1,7 +1,15 @@
 /* State-machine helper: moves are checked against the definition's table and followed by the instance's
- * invariant. Checks cost a table lookup and a callback, so they run in debug builds (CV_CHECKS) only;
- * release builds just store the state. A failed check is a bug: print what broke and abort, so a test
- * run stops at the first wrong move instead of somewhere later. */
+ * invariant.
+ *
+ * Happy path: a module defines its states once (a static cv_sm_conf: names, INITIAL/FINAL flags, a bitmask
+ * of allowed successors per state), embeds a struct cv_sm in each instance, cv_sm_init's it in an initial
+ * state, cv_sm_move's it along the table (each move checked, then the invariant callback runs with the
+ * previous state) and cv_sm_fini's it in a final state before freeing. cv_sm_allowed / cv_sm_state_name
+ * also serve machines without an instance (the shard lifecycle, derived from a record).
+ * Failure modes: checks cost a table lookup and a callback, so they run in debug builds (CV_CHECKS) only;
+ * release builds just store the state. A failed check (a move the table lacks, a non-initial start, a
+ * non-final end, a broken invariant) is a bug: print what broke and abort, so a test run stops at the
+ * first wrong move instead of somewhere later. cv_sm_conf_check reports a malformed table (for tests). */
 #include "core/sm.h"
 
 #include <stdio.h>

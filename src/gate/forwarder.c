@@ -513,14 +513,15 @@ static void sub__start(struct cv_forwarder *fw, unsigned delay_ms)
     if (!fw->closing) uv_timer_start(&fw->sub_timer, sub__timer_cb, delay_ms, 0);
 }
 
-static void node__on_event(void *data, const char *method, const uint8_t *body, size_t len)
+/* fwnode__: callbacks of the forwarder's client to one node (struct gate_node), not the node module. */
+static void fwnode__on_event(void *data, const char *method, const uint8_t *body, size_t len)
 {
     struct gate_node *n = data;
     if (strcmp(method, "catalog.shard_map") == 0) forwarder__apply(n->fw, n, body, len);
     else CV_DEBUG("ignoring event %s from node %s", method, n->cfg->id);
 }
 
-static void node__on_state(void *data, int connected)
+static void fwnode__on_state(void *data, int connected)
 {
     struct gate_node *n = data;
     struct cv_forwarder *fw = n->fw;
@@ -635,8 +636,8 @@ int cv_forwarder_start(struct cv_forwarder *fw)
     fw->started = true;
     for (size_t i = 0; i < fw->n_nodes; i++) {
         struct gate_node *n = &fw->nodes[i];
-        struct cv_rpc_client_opts o = {.addr = n->cfg->advertise_addr, .on_event = node__on_event,
-                                       .on_state = node__on_state, .data = n};
+        struct cv_rpc_client_opts o = {.addr = n->cfg->advertise_addr, .on_event = fwnode__on_event,
+                                       .on_state = fwnode__on_state, .data = n};
         int rv = cv_rpc_client_init(fw->loop, &o, &n->cli);
         if (rv) return rv;
         fw->handles++;

@@ -5,8 +5,10 @@
  * Happy path: cv_gate_start allocates the forwarder, binds both listeners, then starts the forwarder
  * (node connections, shard-map subscription). Stop (SIGTERM or cv_gate_stop): the forwarder refuses new
  * requests (CV_EUNAVAIL), requests in flight get drain_ms (the forwarder's on_idle cuts the wait short
- * when the last one ends), then the listeners and signals close, the forwarder closes (whatever is still
- * pending fails with CV_ECANCELED), and the struct is freed once every close callback ran.
+ * when the last one ends), then the servers and signals close, the forwarder closes (whatever is still
+ * pending fails with CV_ECANCELED), and once every close callback ran (the servers' included) "gate
+ * stopped" is logged, on_stopped runs and the struct is freed. The servers' data is the gate (not the
+ * forwarder) so that their close callbacks find it: the forwarder may be freed before they run.
  *
  * Failure modes: out of memory or an address in use at start close whatever was opened; the loop then
  * runs empty and on_stopped is not called. Single-threaded: everything runs on the loop. */
@@ -14,6 +16,7 @@
 
 #include <signal.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cverse/error.h"
 #include "gate/forwarder.h"
@@ -27,6 +30,7 @@
 
 struct cv_gate {
     uv_loop_t *loop;
+    char *id;                /* for the last log line, when the forwarder is gone */
     struct cv_forwarder *fw;
     struct cv_rpc_server *rpc;
     struct cv_http_server *http;
@@ -46,7 +50,9 @@ struct cv_gate {
 static void gate__unref(struct cv_gate *g)
 {
     if (--g->handles > 0 || !g->closing) return;
+    CV_INFO("gate %s stopped", g->id);
     if (g->on_stopped) g->on_stopped(g->data);
+    free(g->id);
     free(g);
 }
 
@@ -55,7 +61,8 @@ static void gate__handle_closed(uv_handle_t *h)
     gate__unref(h->data);
 }
 
-static void gate__forwarder_closed(void *data)
+/* The forwarder's and both servers' close callbacks (the servers' data is the gate). */
+static void gate__part_closed(void *data)
 {
     gate__unref(data);
 }
@@ -70,14 +77,21 @@ static void gate__shutdown(struct cv_gate *g)
         uv_close((uv_handle_t *)&g->sigterm, gate__handle_closed);
         uv_close((uv_handle_t *)&g->sigint, gate__handle_closed);
     }
-    /* The servers call nothing of ours once closing; answers to their requests become no-ops. */
-    if (g->http) cv_http_server_close(g->http, NULL);
-    if (g->rpc) cv_rpc_server_close(g->rpc, NULL);
+    /* The servers call no handler once closing; answers to their requests become no-ops. Each counts
+     * until its close callback ran (never from in here). */
+    if (g->http) {
+        g->handles++;
+        cv_http_server_close(g->http, gate__part_closed);
+    }
+    if (g->rpc) {
+        g->handles++;
+        cv_rpc_server_close(g->rpc, gate__part_closed);
+    }
     g->http = NULL;
     g->rpc = NULL;
     g->handles++;
-    cv_forwarder_close(g->fw, gate__forwarder_closed, g); /* never calls back from in here */
-    CV_INFO("gate %s stopped", cv_forwarder_id(g->fw));
+    cv_forwarder_close(g->fw, gate__part_closed, g); /* never calls back from in here */
+    g->fw = NULL;
 }
 
 static void gate__drain_cb(uv_timer_t *t)
@@ -103,6 +117,18 @@ void cv_gate_stop(struct cv_gate *g)
     uv_timer_start(&g->drain_timer, gate__drain_cb, inflight ? g->drain_ms : 0, 0);
 }
 
+/* The front ends get the forwarder; the servers hold the gate (see the top of the file). */
+static void gate__on_http(void *data, struct cv_http_exchange *x, const struct cv_http_request *req)
+{
+    cv_gate_http_handler(((struct cv_gate *)data)->fw, x, req);
+}
+
+static void gate__on_rpc(void *data, struct cv_rpc_conn *conn, uint64_t id, const char *method,
+                         const uint8_t *body, size_t len, uint32_t deadline_ms)
+{
+    cv_gate_native_on_request(((struct cv_gate *)data)->fw, conn, id, method, body, len, deadline_ms);
+}
+
 static void gate__on_signal(uv_signal_t *s, int signum)
 {
     CV_INFO("received %s: stopping", signum == SIGTERM ? "SIGTERM" : "SIGINT");
@@ -126,11 +152,11 @@ static int gate__listen(struct cv_gate *g, const struct cv_gate_opts *o, const s
 {
     const char *grpc = o->grpc_addr ? o->grpc_addr : self->grpc_addr;
     const char *http = o->http_addr ? o->http_addr : self->http_addr;
-    int rv = cv_rpc_server_init(g->loop, cv_gate_native_on_request, NULL, g->fw, &g->rpc);
+    int rv = cv_rpc_server_init(g->loop, gate__on_rpc, NULL, g, &g->rpc);
     if (rv == 0) rv = cv_rpc_server_listen(g->rpc, grpc);
     if (rv) return rv;
     struct cv_http_opts ho = {.max_body = HTTP_MAX_BODY, .cors_origin = "*"};
-    rv = cv_http_server_init(g->loop, &ho, cv_gate_http_handler, g->fw, &g->http);
+    rv = cv_http_server_init(g->loop, &ho, gate__on_http, g, &g->http);
     if (rv == 0) rv = cv_http_server_listen(g->http, http);
     if (rv) return rv;
     CV_INFO("gate %s: native protocol on %s (port %d), HTTP on %s (port %d), %zu nodes, %u shards", o->gate_id,
@@ -164,12 +190,18 @@ int cv_gate_start(const struct cv_gate_opts *o, struct cv_gate **out)
     }
     struct cv_gate *g = calloc(1, sizeof *g);
     if (!g) return CV_ENOMEM;
-    *g = (struct cv_gate){.loop = o->loop, .drain_ms = o->drain_ms ? o->drain_ms : CV_GATE_DRAIN_MS};
+    *g = (struct cv_gate){.loop = o->loop, .drain_ms = o->drain_ms ? o->drain_ms : CV_GATE_DRAIN_MS,
+                          .id = strdup(o->gate_id)};
+    if (!g->id) {
+        free(g);
+        return CV_ENOMEM;
+    }
     struct cv_forwarder_opts fo = {
         .loop = o->loop, .cfg = o->cfg, .gate_id = o->gate_id, .types = o->types, .on_idle = gate__idle, .data = g,
         .default_timeout_ms = o->default_timeout_ms ? o->default_timeout_ms : CV_GATE_DEFAULT_TIMEOUT_MS};
     int rv = cv_forwarder_init(&fo, &g->fw);
     if (rv) {
+        free(g->id);
         free(g);
         return rv;
     }

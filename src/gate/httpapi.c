@@ -188,30 +188,20 @@ err_after_root:
 /* ---------------------------------------------------------------------------------------------------
  * Answers. */
 
-static void http__json(struct cv_http_exchange *x, int status, json_t *j, const char *extra)
+/* A JSON answer built from j (taken). */
+static void http__json(struct cv_http_exchange *x, int status, json_t *j)
 {
     char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
-    if (!s) {
-        cv_http_respond(x, 500, "application/json", "{\"error\":\"out of memory\",\"code\":\"INTERNAL\"}", 44,
-                        NULL);
-        return;
-    }
-    cv_http_respond(x, status, "application/json", s, strlen(s), extra);
+    if (s) cv_http_respond(x, status, "application/json", s, strlen(s), NULL);
+    else cv_http_respond_error(x, CV_STATUS_INTERNAL, "out of memory", NULL);
     free(s);
 }
 
 /* The error body of a CV_E* code: its client status, HTTP status and Retry-After from the error table. */
 static void http__error(struct cv_http_exchange *x, int status, const char *msg)
 {
-    cv_http_respond_error(x, cv_err_code(status), msg ? msg : cv_strerror(status));
-}
-
-/* 405 in the same shape, with the Allow header cv_http_respond_error cannot add. */
-static void http__not_allowed(struct cv_http_exchange *x, const char *msg, const char *allow)
-{
-    enum cv_status st = CV_STATUS_METHOD_NOT_ALLOWED;
-    http__json(x, cv_status_http(st), json_pack("{s:s, s:s}", "error", msg, "code", cv_status_name(st)), allow);
+    cv_http_respond_error(x, cv_err_code(status), msg ? msg : cv_strerror(status), NULL);
 }
 
 /* ---------------------------------------------------------------------------------------------------
@@ -245,10 +235,10 @@ static int http__call_answer(struct hreq *r, const uint8_t *body, size_t len)
         return rv;
     }
     if (b64) {
-        http__json(r->x, 200, json_pack("{s:s}", "response", b64), NULL);
+        http__json(r->x, 200, json_pack("{s:s}", "response", b64));
         free(b64);
     } else {
-        http__json(r->x, 200, json_pack("{s:o}", "response", resp), NULL);
+        http__json(r->x, 200, json_pack("{s:o}", "response", resp));
     }
     return 0;
 }
@@ -262,11 +252,11 @@ static void http__done(void *data, int status, const char *error, const uint8_t 
         status = http__call_answer(r, body, len);
     } else if (r->op == CV_GATE_CREATE) {
         Cverse__Rpc__CreateResponse *cr = cverse__rpc__create_response__unpack(NULL, len, body);
-        if (cr) http__json(r->x, 200, json_pack("{s:s}", "id", cr->id), NULL);
+        if (cr) http__json(r->x, 200, json_pack("{s:s}", "id", cr->id));
         else http__error(r->x, status = CV_EIO, "malformed CreateResponse from the node");
         if (cr) cverse__rpc__create_response__free_unpacked(cr, NULL);
     } else {
-        http__json(r->x, 200, json_pack("{s:b}", "success", 1), NULL);
+        http__json(r->x, 200, json_pack("{s:b}", "success", 1));
     }
     cv_forwarder_end(r->fw, r->op, status, r->start_ns);
     free(r);
@@ -324,7 +314,8 @@ static void http__object(struct cv_forwarder *fw, struct cv_http_exchange *x, co
     }
     if (strcmp(req->method, "POST") != 0) {
         cv_gate_target_free(&t);
-        http__not_allowed(x, "only POST is allowed here", "Allow: POST, OPTIONS\r\n");
+        cv_http_respond_error(x, CV_STATUS_METHOD_NOT_ALLOWED, "only POST is allowed here",
+                              "Allow: POST, OPTIONS\r\n");
         return;
     }
     uint64_t start = cv_mono_ns();
@@ -353,8 +344,8 @@ static void http__object(struct cv_forwarder *fw, struct cv_http_exchange *x, co
 static void http__ready(struct cv_forwarder *fw, struct cv_http_exchange *x)
 {
     const char *why;
-    if (cv_forwarder_ready(fw, &why)) http__json(x, 200, json_pack("{s:b, s:s}", "ready", 1, "status", "ready"), NULL);
-    else http__json(x, 503, json_pack("{s:b, s:s, s:s}", "ready", 0, "status", "not_ready", "reason", why), NULL);
+    if (cv_forwarder_ready(fw, &why)) http__json(x, 200, json_pack("{s:b, s:s}", "ready", 1, "status", "ready"));
+    else http__json(x, 503, json_pack("{s:b, s:s, s:s}", "ready", 0, "status", "not_ready", "reason", why));
 }
 
 static void http__metrics(struct cv_forwarder *fw, struct cv_http_exchange *x)
@@ -378,9 +369,10 @@ void cv_gate_http_handler(void *data, struct cv_http_exchange *x, const struct c
     bool get = !strcmp(req->method, "GET") || !strcmp(req->method, "HEAD");
     bool ops = !strcmp(p, "/healthz") || !strcmp(p, "/health") || !strcmp(p, "/ready") || !strcmp(p, "/metrics");
     if (ops && !get) {
-        http__not_allowed(x, "only GET is allowed here", "Allow: GET, HEAD\r\n");
+        cv_http_respond_error(x, CV_STATUS_METHOD_NOT_ALLOWED, "only GET is allowed here",
+                              "Allow: GET, HEAD\r\n");
     } else if (!strcmp(p, "/healthz") || !strcmp(p, "/health")) {
-        http__json(x, 200, json_pack("{s:s, s:s}", "status", "ok", "gate", cv_forwarder_id(fw)), NULL);
+        http__json(x, 200, json_pack("{s:s, s:s}", "status", "ok", "gate", cv_forwarder_id(fw)));
     } else if (!strcmp(p, "/ready")) {
         http__ready(fw, x);
     } else if (!strcmp(p, "/metrics")) {

@@ -15,6 +15,8 @@
 #include <string.h>
 
 #include "cverse/error.h"
+#include "util/be.h"
+#include "util/buf.h"
 
 #define FRAME__MIN_CAP 4096u
 
@@ -32,15 +34,10 @@ void cv_frame_reader_free(struct cv_frame_reader *r)
     r->len = r->cap = r->off = 0;
 }
 
-static uint32_t frame__get_be32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
-}
-
 /* 1 if the undecoded bytes start with a prefix declaring a body larger than max. */
 static int frame__oversized(const struct cv_frame_reader *r)
 {
-    return r->len - r->off >= CV_FRAME_PREFIX && frame__get_be32(r->buf + r->off) > r->max;
+    return r->len - r->off >= CV_FRAME_PREFIX && cv_be32_get(r->buf + r->off) > r->max;
 }
 
 /* Makes room for n more bytes: first by dropping decoded bytes, then by doubling. */
@@ -51,17 +48,9 @@ static int frame__reserve(struct cv_frame_reader *r, size_t n)
         r->len -= r->off;
         r->off = 0;
     }
-    if (r->cap - r->len >= n) return 0;
-    size_t cap = r->cap ? r->cap : FRAME__MIN_CAP;
-    while (cap - r->len < n) {
-        if (cap > SIZE_MAX / 2) return CV_ENOMEM;
-        cap *= 2;
-    }
-    uint8_t *p = realloc(r->buf, cap);
-    if (!p) return CV_ENOMEM;
-    r->buf = p;
-    r->cap = cap;
-    return 0;
+    if (n > SIZE_MAX - r->len) return CV_ENOMEM;
+    size_t want = r->len + n < FRAME__MIN_CAP ? FRAME__MIN_CAP : r->len + n; /* first buffer: 4096 */
+    return cv_array_grow((void **)&r->buf, &r->cap, want, 1);
 }
 
 int cv_frame_reader_feed(struct cv_frame_reader *r, const void *data, size_t len)
@@ -77,7 +66,7 @@ int cv_frame_reader_feed(struct cv_frame_reader *r, const void *data, size_t len
         uint8_t pre[CV_FRAME_PREFIX];
         if (have) memcpy(pre, r->buf + r->off, have);
         memcpy(pre + have, src, CV_FRAME_PREFIX - have);
-        if (frame__get_be32(pre) > r->max) len = CV_FRAME_PREFIX - have;
+        if (cv_be32_get(pre) > r->max) len = CV_FRAME_PREFIX - have;
     }
     int rv = frame__reserve(r, len);
     if (rv) return rv;
@@ -91,7 +80,7 @@ int cv_frame_reader_next(struct cv_frame_reader *r, Cverse__Rpc__Frame **out)
     *out = NULL;
     size_t have = r->len - r->off;
     if (have < CV_FRAME_PREFIX) return 0;
-    uint32_t blen = frame__get_be32(r->buf + r->off);
+    uint32_t blen = cv_be32_get(r->buf + r->off);
     if (blen > r->max) return CV_ETOOBIG;
     if (have - CV_FRAME_PREFIX < blen) return 0;
     Cverse__Rpc__Frame *f = cverse__rpc__frame__unpack(NULL, blen, r->buf + r->off + CV_FRAME_PREFIX);
@@ -104,10 +93,7 @@ int cv_frame_reader_next(struct cv_frame_reader *r, Cverse__Rpc__Frame **out)
 
 void cv_frame_pack(const Cverse__Rpc__Frame *f, size_t blen, uint8_t *dst)
 {
-    dst[0] = (uint8_t)(blen >> 24);
-    dst[1] = (uint8_t)(blen >> 16);
-    dst[2] = (uint8_t)(blen >> 8);
-    dst[3] = (uint8_t)blen;
+    cv_be32_put(dst, (uint32_t)blen);
     cverse__rpc__frame__pack(f, dst + CV_FRAME_PREFIX);
 }
 

@@ -16,6 +16,7 @@
 #include "net/http.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,7 @@
 #include "cverse/error.h"
 #include "util/pct.h"
 #include "util/addr.h"
+#include "util/buf.h"
 #include "util/log.h"
 
 #define HTTP__DEFAULT_MAX_BODY (1024u * 1024u)
@@ -70,7 +72,8 @@ struct http__conn {
     char *content_type, *origin, *deadline;
     int in_value, expect_continue;
     size_t header_bytes;
-    int err_status;               /* our refusal (413, 431, 400) when a callback stops the parser */
+    enum cv_status err;           /* our refusal when a callback stops the parser (when err_msg is set); */
+    const char *err_msg;          /* the table gives its HTTP status */
     struct cv_http_exchange *ready;   /* parsed, not handed out yet (parser paused) */
     struct cv_http_exchange *pending; /* with the handler, awaiting cv_http_respond */
     unsigned writes;              /* uv_write requests in flight */
@@ -103,16 +106,14 @@ static void server__maybe_finish(struct cv_http_server *srv);
 /* ---------------------------------------------------------------------------------------------------
  * Buffers and small helpers. */
 
+/* Room for n more bytes and a NUL. The check stays inline (the common case); growth doubles from 256
+ * (cv_array_grow doubles from 8, so asking for at least 256 gives the same capacities). */
 static int buf__reserve(struct http__buf *b, size_t n)
 {
     if (b->cap - b->len > n) return 0; /* strictly greater: room for the NUL */
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap - b->len <= n) cap *= 2;
-    char *p = realloc(b->p, cap);
-    if (!p) return CV_ENOMEM;
-    b->p = p;
-    b->cap = cap;
-    return 0;
+    if (n > SIZE_MAX - b->len - 1) return CV_ENOMEM;
+    size_t want = b->len + n + 1;
+    return cv_array_grow((void **)&b->p, &b->cap, want < 256 ? 256 : want, 1);
 }
 
 static int buf__append(struct http__buf *b, const char *data, size_t n)
@@ -256,12 +257,23 @@ static void conn__refuse(struct http__conn *c, enum cv_status st, const char *ms
 /* ---------------------------------------------------------------------------------------------------
  * Parser callbacks: they assemble the request in the connection. */
 
+static const char http__msg_header[] = "request header section too large";
+static const char http__msg_bad[] = "malformed HTTP request";
+static const char http__msg_body[] = "request body too large";
+
+/* Stops the parser with our refusal (answered by conn__refuse_parse_error). */
+static int conn__fail(struct http__conn *c, enum cv_status st, const char *msg)
+{
+    c->err = st;
+    c->err_msg = msg;
+    return -1;
+}
+
 static int conn__count_header(struct http__conn *c, size_t n)
 {
     c->header_bytes += n;
     if (c->header_bytes <= c->srv->opts.max_header) return 0;
-    c->err_status = 431;
-    return -1;
+    return conn__fail(c, CV_STATUS_HEADER_TOO_LARGE, http__msg_header);
 }
 
 static void conn__take_str(char **dst, const struct http__buf *v)
@@ -323,10 +335,8 @@ static int http__on_headers_complete(http_parser *p)
     struct http__conn *c = p->data;
     if (c->in_value && conn__header_done(c)) return -1;
     int chunked = (p->flags & F_CHUNKED) != 0;
-    if (!chunked && p->content_length != ULLONG_MAX && p->content_length > c->srv->opts.max_body) {
-        c->err_status = 413;
-        return -1;
-    }
+    if (!chunked && p->content_length != ULLONG_MAX && p->content_length > c->srv->opts.max_body)
+        return conn__fail(c, CV_STATUS_PAYLOAD_TOO_LARGE, http__msg_body);
     int has_body = chunked || (p->content_length != ULLONG_MAX && p->content_length > 0);
     if (c->expect_continue && has_body && p->http_major == 1 && p->http_minor >= 1) {
         struct http__buf b = {0};
@@ -339,10 +349,8 @@ static int http__on_headers_complete(http_parser *p)
 static int http__on_body(http_parser *p, const char *at, size_t len)
 {
     struct http__conn *c = p->data;
-    if (c->body.len + len > c->srv->opts.max_body) {
-        c->err_status = 413;
-        return -1;
-    }
+    if (c->body.len + len > c->srv->opts.max_body)
+        return conn__fail(c, CV_STATUS_PAYLOAD_TOO_LARGE, http__msg_body);
     return buf__append(&c->body, at, len) ? -1 : 0;
 }
 
@@ -358,13 +366,16 @@ static void exchange__free(struct cv_http_exchange *x)
     free(x);
 }
 
-/* Fills path and query from the request target; 0 or an HTTP status to refuse with. */
-static int exchange__set_url(struct cv_http_exchange *x, const struct http__buf *url, int is_connect)
+/* Fills path and query from the request target; 0, or the refusal (conn__fail). */
+static int exchange__set_url(struct http__conn *c, struct cv_http_exchange *x, const struct http__buf *url,
+                             int is_connect)
 {
     struct http_parser_url u;
     http_parser_url_init(&u);
-    if (url->len > UINT16_MAX) return 414; /* the parser's offsets are 16-bit */
-    if (!url->p || http_parser_parse_url(url->p, url->len, is_connect, &u)) return 400;
+    if (url->len > UINT16_MAX) /* the parser's offsets are 16-bit */
+        return conn__fail(c, CV_STATUS_URI_TOO_LONG, "request target too long");
+    if (!url->p || http_parser_parse_url(url->p, url->len, is_connect, &u))
+        return conn__fail(c, CV_STATUS_INVALID_ARGUMENT, http__msg_bad);
     if (u.field_set & (1u << UF_PATH)) {
         int err;
         x->path = cv_pct_decode_dup(url->p + u.field_data[UF_PATH].off, u.field_data[UF_PATH].len, false, &err);
@@ -377,7 +388,7 @@ static int exchange__set_url(struct cv_http_exchange *x, const struct http__buf 
         x->query = strndup(url->p + u.field_data[UF_QUERY].off, u.field_data[UF_QUERY].len);
     else
         x->query = strdup("");
-    if (!x->path || !x->raw_path || !x->query) return 400;
+    if (!x->path || !x->raw_path || !x->query) return conn__fail(c, CV_STATUS_INVALID_ARGUMENT, http__msg_bad);
     return 0;
 }
 
@@ -386,10 +397,9 @@ static int http__on_message_complete(http_parser *p)
     struct http__conn *c = p->data;
     struct cv_http_exchange *x = calloc(1, sizeof *x);
     if (!x) return -1;
-    int st = exchange__set_url(x, &c->url, p->method == HTTP_CONNECT);
-    if (st || (!c->body.p && buf__reserve(&c->body, 0))) {
+    if (exchange__set_url(c, x, &c->url, p->method == HTTP_CONNECT) ||
+        (!c->body.p && buf__reserve(&c->body, 0) && conn__fail(c, CV_STATUS_INTERNAL, "out of memory"))) {
         exchange__free(x);
-        c->err_status = st ? st : 500;
         return -1;
     }
     x->body = c->body.p; /* the body buffer moves to the exchange, NUL-terminated by buf__append */
@@ -512,16 +522,10 @@ static void conn__check_done(struct http__conn *c)
 static void conn__refuse_parse_error(struct http__conn *c)
 {
     enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
-    int st = c->err_status ? c->err_status : e == HPE_HEADER_OVERFLOW ? 431 : 400;
-    if (st == 400)
-        CV_DEBUG("http: bad request: %s", http_errno_description(e));
-    switch (st) {
-    case 413: conn__refuse(c, CV_STATUS_PAYLOAD_TOO_LARGE, "request body too large"); break;
-    case 414: conn__refuse(c, CV_STATUS_URI_TOO_LONG, "request target too long"); break;
-    case 431: conn__refuse(c, CV_STATUS_HEADER_TOO_LARGE, "request header section too large"); break;
-    case 500: conn__refuse(c, CV_STATUS_INTERNAL, "out of memory"); break;
-    default: conn__refuse(c, CV_STATUS_INVALID_ARGUMENT, "malformed HTTP request"); break;
-    }
+    if (!c->err_msg && e == HPE_HEADER_OVERFLOW) conn__fail(c, CV_STATUS_HEADER_TOO_LARGE, http__msg_header);
+    else if (!c->err_msg) conn__fail(c, CV_STATUS_INVALID_ARGUMENT, http__msg_bad);
+    if (c->err == CV_STATUS_INVALID_ARGUMENT) CV_DEBUG("http: bad request: %s", http_errno_description(e));
+    conn__refuse(c, c->err, c->err_msg);
 }
 
 static void conn__dispatch(struct http__conn *c)
@@ -751,13 +755,17 @@ void cv_http_respond_json(struct cv_http_exchange *x, int status, const char *js
     cv_http_respond(x, status, "application/json", json, json ? strlen(json) : 0, NULL);
 }
 
-void cv_http_respond_error(struct cv_http_exchange *x, enum cv_status st, const char *msg)
+void cv_http_respond_error(struct cv_http_exchange *x, enum cv_status st, const char *msg,
+                           const char *extra_headers)
 {
+    struct http__buf hdrs = {0};
     json_t *o = json_pack("{s:s, s:s}", "error", msg ? msg : "", "code", cv_status_name(st));
     char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
-    if (s) cv_http_respond(x, cv_status_http(st), "application/json", s, strlen(s),
-                           cv_status_retry_after(st) ? "Retry-After: 1\r\n" : NULL);
+    int rv = buf__appendf(&hdrs, "%s%s", cv_status_retry_after(st) ? "Retry-After: 1\r\n" : "",
+                          extra_headers ? extra_headers : "");
+    if (s && !rv) cv_http_respond(x, cv_status_http(st), "application/json", s, strlen(s), hdrs.p);
     else cv_http_respond_json(x, 500, "{\"error\":\"out of memory\",\"code\":\"INTERNAL\"}");
+    buf__free(&hdrs);
     free(s);
     json_decref(o);
 }

@@ -54,7 +54,9 @@ void cv_http_respond(struct cv_http_exchange *x, int status, const char *content
 /* Convenience: JSON body (Content-Type: application/json). */
 void cv_http_respond_json(struct cv_http_exchange *x, int status, const char *json);
 /* Convenience: {"error": msg, "code": cv_status_name(st)} with the status' HTTP status (and
- * "Retry-After: 1" where the error table says so). */
-void cv_http_respond_error(struct cv_http_exchange *x, enum cv_status st, const char *msg);
+ * "Retry-After: 1" where the error table says so). extra_headers: NULL or "Name: value\r\n..." lines
+ * sent as well (e.g. "Allow: GET\r\n" with a 405). Out of memory: a 500 {"error":"out of memory",...}. */
+void cv_http_respond_error(struct cv_http_exchange *x, enum cv_status st, const char *msg,
+                           const char *extra_headers);
 
 #endif

@@ -31,6 +31,7 @@
 
 #define RPC__READ_CHUNK (64 * 1024)
 #define RPC__BUF_KEEP (256 * 1024) /* a drained write buffer larger than this is given back */
+#define RPC__BUF_MIN 4096u        /* first size of an output buffer */
 #define RPC__BACKLOG 128
 #define RPC__RECONNECT_MS 100
 
@@ -148,16 +149,12 @@ static void rpc__write_cb(uv_write_t *req, int status)
     rpc__sock_flush(s);
 }
 
+/* Room for n more bytes: doubling, from 4096 bytes (asking for at least that many keeps the first
+ * allocation at 4096, as cv_array_grow would otherwise start at 8). */
 static int rpc__buf_reserve(struct rpc__buf *b, size_t n)
 {
-    if (b->cap - b->len >= n) return 0;
-    size_t cap = b->cap ? b->cap : 4096;
-    while (cap - b->len < n) cap *= 2;
-    uint8_t *p = realloc(b->p, cap);
-    if (!p) return CV_ENOMEM;
-    b->p = p;
-    b->cap = cap;
-    return 0;
+    size_t want = b->len + n < RPC__BUF_MIN ? RPC__BUF_MIN : b->len + n;
+    return cv_array_grow((void **)&b->p, &b->cap, want, 1);
 }
 
 /* Encodes f (length prefix included) at the end of the output buffer and flushes if possible. */

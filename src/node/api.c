@@ -20,7 +20,7 @@ static void api__send_json(struct cv_http_exchange *x, int status, json_t *j)
     char *s = json_dumps(j, JSON_COMPACT);
     json_decref(j);
     if (!s) {
-        cv_http_respond_error(x, CV_STATUS_INTERNAL, "cannot encode the response");
+        cv_http_respond_error(x, CV_STATUS_INTERNAL, "cannot encode the response", NULL);
         return;
     }
     cv_http_respond_json(x, status, s);
@@ -143,7 +143,7 @@ static void api__get_metrics(struct cv_api *a, struct cv_http_exchange *x)
     cv_prom_histogram(&b, "cverse_catalog_apply_seconds", NULL, le_s, h->buckets, CV_APPLY_BUCKETS, h->sum_us / 1e6);
     if (!b.p || b.oom) {
         free(b.p);
-        cv_http_respond_error(x, CV_STATUS_INTERNAL, "out of memory");
+        cv_http_respond_error(x, CV_STATUS_INTERNAL, "out of memory", NULL);
         return;
     }
     cv_http_respond(x, 200, CV_PROM_CONTENT_TYPE, b.p, b.len, NULL);
@@ -170,7 +170,7 @@ void cv_api_handle(void *data, struct cv_http_exchange *x, const struct cv_http_
     struct cv_api *a = data;
     if (strcmp(req->path, "/v1/objects") == 0) { /* the one route that reads the query */
         if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0)
-            cv_http_respond_error(x, CV_STATUS_METHOD_NOT_ALLOWED, "only GET is supported here");
+            cv_http_respond_error(x, CV_STATUS_METHOD_NOT_ALLOWED, "only GET is supported here", NULL);
         else
             api__get_objects(a, x, req);
         return;
@@ -178,7 +178,7 @@ void cv_api_handle(void *data, struct cv_http_exchange *x, const struct cv_http_
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
         if (strcmp(req->path, routes[i].path) != 0) continue;
         if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0) {
-            cv_http_respond_error(x, CV_STATUS_METHOD_NOT_ALLOWED, "only GET is supported here");
+            cv_http_respond_error(x, CV_STATUS_METHOD_NOT_ALLOWED, "only GET is supported here", NULL);
             return;
         }
         routes[i].fn(a, x);
@@ -186,5 +186,5 @@ void cv_api_handle(void *data, struct cv_http_exchange *x, const struct cv_http_
     }
     char msg[300];
     snprintf(msg, sizeof msg, "no such endpoint: %.200s", req->path);
-    cv_http_respond_error(x, CV_STATUS_NOT_FOUND, msg);
+    cv_http_respond_error(x, CV_STATUS_NOT_FOUND, msg, NULL);
 }

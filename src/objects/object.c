@@ -99,7 +99,7 @@ void obj__unref(struct cv_object *o)
     free(o->id);
     free(o);
     rt->live--;
-    runtime__maybe_finish(rt);
+    rt->ops.released(rt); /* a closing runtime may finish now */
 }
 
 /* ---- ready list ---- */
@@ -113,7 +113,7 @@ void obj__ready(struct cv_object *o)
     if (rt->ready_tail) rt->ready_tail->rnext = o;
     else rt->ready_head = o;
     rt->ready_tail = o;
-    uv_idle_start(&rt->pump, runtime__pump_cb);
+    uv_idle_start(&rt->pump, rt->ops.pump);
 }
 
 struct cv_object *obj__ready_pop(struct cv_runtime *rt)

@@ -32,71 +32,83 @@ enum obj__state {
 };
 extern const struct cv_sm_conf cv_object_sm_conf; /* the table above (exported for its unit test) */
 
+/* Owned by the timer itself: freed when its last reference (refs) goes; holds one reference on o. */
 struct obj__timer {
     uv_timer_t handle;
-    struct cv_object *o;
-    struct obj__timer *next; /* o->timers, while live */
+    struct cv_object *o;     /* a reference (dropped when the timer is freed) */
+    struct obj__timer *next; /* borrowed: o->timers list link, while live */
     uint64_t id;
     cv_timer_cb cb;
-    void *data;
+    void *data;              /* borrowed: the SDK caller's, handed back to cb */
     bool repeat, live, pending;
     int refs; /* the uv handle until closed + a queued tick */
 };
 
-/* One mailbox entry: a call (method != NULL) or a timer tick. */
+/* One mailbox entry: a call (method != NULL) or a timer tick. Owned by the mailbox while queued, then by
+ * whoever popped it (the reply of a call in flight); freed by obj__mail_free. */
 struct obj__mail {
     struct obj__mail *next;
-    const struct cv_method *method;
-    ProtobufCMessage *req;
+    const struct cv_method *method; /* borrowed from the type (registry), valid while rt lives */
+    ProtobufCMessage *req;          /* owned: the decoded request (freed with the entry) */
     cv_runtime_call_cb cb;
-    void *data;
-    struct obj__timer *timer;
+    void *data;                     /* borrowed: the caller's, handed back to cb */
+    struct obj__timer *timer;       /* a tick: holds a reference on the timer (pending) */
 };
 
+/* The handle a handler gets for a call in flight; owned by the object (o->in_flight), borrowed by the
+ * handler until it replies (cv_reply_ok / cv_reply_error frees it). */
 struct cv_reply {
-    struct cv_object *o;
-    struct obj__mail *m;
+    struct cv_object *o; /* borrowed: the object stays in memory while a call is in flight */
+    struct obj__mail *m; /* owned: the popped entry, freed after its callback */
 };
 
 struct cv_object {
     struct cv_sm sm; /* first member: the invariant finds the object from it; state: enum obj__state */
-    struct cv_runtime *rt;
-    const struct cv_object_type *type;
-    char *id;
+    struct cv_runtime *rt;             /* borrowed: outlives every object (its close waits for rt->live 0) */
+    const struct cv_object_type *type; /* borrowed from the registry, valid while rt lives */
+    char *id;                          /* owned (NUL-terminated copy); also the table's key */
     uint32_t shard;
-    UT_hash_handle hh;      /* in rt->table, keyed by id */
-    struct cv_object *rnext; /* ready list */
+    UT_hash_handle hh;       /* in rt->table, keyed by id */
+    struct cv_object *rnext; /* borrowed: ready list link */
     bool on_ready, destroy;
     bool pinned;      /* "<node>/x": belongs to no shard */
     bool run_created; /* created_explicit: this activation runs the created hook */
     int drain_status; /* what queued calls fail with when deactivating */
-    struct obj__mail *head, *tail;
+    struct obj__mail *head, *tail; /* owned: the mailbox */
     size_t queued, ticks; /* calls (bounded by the capacity) and timer ticks (<= live timers) */
-    cv_reply *in_flight;
-    struct obj__timer *timers;
+    cv_reply *in_flight;       /* owned: the call being handled (NULL if none), freed by its reply */
+    struct obj__timer *timers; /* live timers; each timer owns itself and holds a reference on o */
     uint64_t next_timer_id;
-    int refs;
-    void *state_mem;
+    int refs; /* the table's, live timers', outgoing calls' and host operations'; the last frees o */
+    void *state_mem; /* owned: type->state_size zeroed bytes (NULL if 0), for the type's handlers */
+};
+
+/* What object.c needs from the runtime that owns the objects, given by runtime.c at init (so that
+ * object.c names nothing in runtime.c: runtime.c uses object.c, not the other way round). */
+struct obj__owner_ops {
+    uv_idle_cb pump;                      /* the pump's callback: obj__ready starts rt->pump with it */
+    void (*released)(struct cv_runtime *rt); /* an object's memory was freed (rt->live dropped) */
 };
 
 struct cv_runtime {
     uv_loop_t *loop;
     uv_idle_t pump;
-    char *node_id;
+    struct obj__owner_ops ops;
+    char *node_id; /* owned copy */
     uint32_t shards;
     size_t capacity;
     bool (*owns)(void *data, uint32_t shard);
-    void *owns_data;
-    cv_registry *reg;
+    void *owns_data; /* borrowed: the host's */
+    cv_registry *reg; /* owned if own_reg, else borrowed (must outlive rt) */
     bool own_reg, created_explicit;
-    struct cv_host_hooks hooks;
-    struct cv_object *table; /* objects in the table (uthash by id) */
-    uint32_t *shard_count;   /* objects in the table per shard (pinned ones excluded) */
+    struct cv_host_hooks hooks; /* copied; hooks.data borrowed */
+    struct cv_object *table; /* objects in the table (uthash by id); each holds the table's reference */
+    uint32_t *shard_count;   /* owned: objects in the table per shard (pinned ones excluded) */
     size_t live;             /* objects allocated (table + GONE ones still referenced) */
-    struct cv_object *ready_head, *ready_tail;
+    struct cv_object *ready_head, *ready_tail; /* borrowed: the ready list (objects are the table's) */
     bool started, closing, finishing;
     cv_runtime_close_cb close_cb;
-    void *close_data;
+    void *close_data; /* borrowed: the closer's */
 };
 
 static inline enum obj__state obj__state(const struct cv_object *o) { return (enum obj__state)cv_sm_state(&o->sm); }
@@ -126,8 +138,5 @@ bool obj__same_message(const ProtobufCMessageDescriptor *a, const ProtobufCMessa
 /* Stops every timer of o (their memory goes with their close callbacks). */
 void obj__stop_timers(struct cv_object *o);
 
-/* Implemented by runtime.c for object.c: the close of rt completes once no object memory is left. */
-void runtime__maybe_finish(struct cv_runtime *rt);
-void runtime__pump_cb(uv_idle_t *h);
 
 #endif

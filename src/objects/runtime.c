@@ -43,6 +43,9 @@ static void runtime__remove(struct cv_runtime *rt, struct cv_object *o)
 
 /* ---- runtime lifecycle ---- */
 
+static void runtime__maybe_finish(struct cv_runtime *rt);
+static void runtime__pump_cb(uv_idle_t *h);
+
 int cv_runtime_init(uv_loop_t *loop, const struct cv_runtime_opts *opts, struct cv_runtime **out)
 {
     if (!loop || !opts || !out || !opts->node_id || !opts->node_id[0] || opts->shards == 0)
@@ -65,6 +68,7 @@ int cv_runtime_init(uv_loop_t *loop, const struct cv_runtime_opts *opts, struct 
     rt->owns_data = opts->owns_data;
     rt->created_explicit = opts->created_explicit;
     if (opts->hooks) rt->hooks = *opts->hooks;
+    rt->ops = (struct obj__owner_ops){.pump = runtime__pump_cb, .released = runtime__maybe_finish};
     uv_idle_init(loop, &rt->pump);
     rt->pump.data = rt;
     *out = rt;
@@ -101,7 +105,7 @@ static void runtime__pump_closed(uv_handle_t *h)
 }
 
 /* Close completes once no object memory is left: every callback that could name an object ran. */
-void runtime__maybe_finish(struct cv_runtime *rt)
+static void runtime__maybe_finish(struct cv_runtime *rt)
 {
     if (!rt->closing || rt->finishing || rt->live != 0) return;
     rt->finishing = true;
@@ -178,7 +182,7 @@ static void runtime__step(struct cv_object *o)
     }
 }
 
-void runtime__pump_cb(uv_idle_t *h)
+static void runtime__pump_cb(uv_idle_t *h)
 {
     struct cv_runtime *rt = h->data;
     struct cv_object *o;

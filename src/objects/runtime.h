@@ -57,7 +57,7 @@ struct cv_runtime_opts {
     /* Does this node own shard? NULL = every shard. Consulted on every call (the shard map changes). */
     bool (*owns)(void *data, uint32_t shard);
     void *owns_data;
-    /* Types: an external registry (not owned; must outlive rt; frozen by cv_runtime_start), or NULL for
+    /* Types: an external registry (borrowed; must outlive rt; frozen by cv_runtime_start), or NULL for
      * the runtime's own (see cv_runtime_registry). */
     cv_registry *registry;
     const struct cv_host_hooks *hooks; /* copied; NULL = none (a bare runtime) */

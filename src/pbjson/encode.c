@@ -18,6 +18,7 @@
 
 #include "cverse/error.h"
 #include "pbjson/any.h"
+#include "pbjson/pbjson.h" /* CV_PBJSON_MAX_DEPTH */
 #include "pbjson/walk.h"
 
 /* ---------------------------------------------------------------------------------------------------

@@ -1,5 +1,11 @@
-/* cv_mkdir_p: walks the path's components left to right and creates each one; an existing component is
- * fine (EEXIST), anything else stops with CV_EIO and a log line naming the component. */
+/* cv_mkdir_p: "mkdir -p" for the catalog's and the raft log's data directories.
+ *
+ * Happy path: the path is copied into a PATH_MAX buffer and walked left to right; at each '/' (and at the
+ * end) the prefix is cut there and created with mode 0755, so every missing parent exists before its
+ * child; an existing component is fine (EEXIST), so calling it on an existing tree is a no-op.
+ * Failure modes: a path longer than PATH_MAX is CV_EINVAL; any other mkdir error (EACCES, ENOTDIR, a
+ * read-only file system) stops with CV_EIO and a log line naming the component. Directories made before
+ * the failure stay. */
 #include "util/fs.h"
 
 #include <errno.h>

@@ -1,6 +1,12 @@
-/* Percent-decoding: one pass, each "%XY" becomes the byte 0xXY; anything malformed is refused rather than
- * passed through, so "%zz" or a truncated "%4" never reaches a handler as a literal (and "%00" never cuts a
- * C string short). */
+/* Percent-decoding of URL paths and query strings (RFC 3986), and lookup of one query parameter.
+ *
+ * Happy path: one pass over the input, each "%XY" becomes the byte 0xXY, '+' becomes a space only in
+ * query strings (plus_is_space), everything else is copied; the output is never longer than the input,
+ * so a buffer of n + 1 bytes always suffices. cv_pct_query_param finds "key=" at the start of a
+ * '&'-separated field and decodes its value into the caller's buffer.
+ * Failure modes: anything malformed is CV_EINVAL rather than passed through, so "%zz" or a truncated "%4"
+ * never reaches a handler as a literal (and "%00" never cuts a C string short); a decoded value that
+ * does not fit the caller's buffer is CV_ERANGE, an absent key CV_ENOTFOUND, no memory CV_ENOMEM. */
 #include "util/pct.h"
 
 #include <stdlib.h>

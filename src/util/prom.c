@@ -1,6 +1,12 @@
-/* Prometheus text: HELP/TYPE lines, samples with optional labels, histogram series with cumulative
- * buckets. Writes go through cv_buf, so running out of memory only sets the buffer's oom flag, which the
- * page's sender checks once. */
+/* Prometheus text exposition format (version 0.0.4): HELP/TYPE lines, samples with optional labels,
+ * histogram series with cumulative buckets.
+ *
+ * Happy path: a metrics page (gate, node API) starts a cv_buf, writes each family's HELP/TYPE line and
+ * its samples (cv_prom_gauge / cv_prom_counter do both for an unlabelled value), a histogram's per-bucket
+ * counts are summed into cumulative _bucket lines (the last is le="+Inf"), then _sum and _count.
+ * Failure modes: writes go through cv_buf, so running out of memory only sets the buffer's oom flag, which
+ * the page's sender checks once; names, labels and help text are the caller's constants and are written
+ * as given (no escaping). */
 #include "util/prom.h"
 
 #include <inttypes.h>

@@ -1626,6 +1626,68 @@ Test(catalog, shard_lifecycle_owner_dies_mid_release)
     tb_free(&t);
 }
 
+/* ExpireNode and RegisterNode flip a node's liveness, which moves the shards naming it: owned ones
+ * OWNED <-> OWNER_DEAD, pending releases RELEASING <-> RELEASER_DEAD. Debug builds check each of those
+ * moves against the table inside the apply (cmd.c, cmd__check_liveness; it aborts on a move the table
+ * lacks); here the states they reach are asserted, and that other nodes' shards stay put. */
+Test(catalog, shard_lifecycle_expire_and_reregister_flip_liveness)
+{
+    struct tcat c;
+    struct tb t = {0};
+    uint64_t idx = 1;
+    int st[4];
+    topen(&c, subdir("c"), 64);
+    tb_register(&t, "a", 1000, 3000);
+    tb_register(&t, "b", 1000, 3000);
+    uint32_t sh[] = {0, 1, 2, 3};
+    const char *own[] = {"a", "a", "b", "b"};
+    tb_assign(&t, 4, sh, own, NULL, NULL);
+    tb_apply(&c, idx++, &t);
+    tb_assign1(&t, 1, "", 1); /* a releases shard 1 */
+    ASSERT_STATUS(&c, idx++, &t, 0);
+    tb_assign1(&t, 3, "", 1); /* b releases shard 3 */
+    ASSERT_STATUS(&c, idx++, &t, 0);
+    const int before[] = {SST(OWNED), SST(RELEASING), SST(OWNED), SST(RELEASING)};
+    for (uint32_t s = 0; s < 4; s++) {
+        assert_state(&c, s, before[s], NULL);
+        st[s] = before[s];
+    }
+
+    tb_expire(&t, "a", 4000);
+    ASSERT_STATUS(&c, idx++, &t, 0);
+    assert_state(&c, 0, SST(OWNER_DEAD), &st[0]);
+    assert_state(&c, 1, SST(RELEASER_DEAD), &st[1]);
+    assert_state(&c, 2, SST(OWNED), &st[2]);
+    assert_state(&c, 3, SST(RELEASING), &st[3]);
+    tb_expire(&t, "a", 4000); /* already dead: no flip, nothing moves */
+    ASSERT_STATUS(&c, idx++, &t, 0);
+    assert_state(&c, 0, SST(OWNER_DEAD), &st[0]);
+
+    tb_register(&t, "a", 5000, 3000); /* a comes back before anybody took its shards */
+    ASSERT_STATUS(&c, idx++, &t, 0);
+    assert_state(&c, 0, SST(OWNED), &st[0]);
+    assert_state(&c, 1, SST(RELEASING), &st[1]);
+    assert_state(&c, 2, SST(OWNED), &st[2]);
+    assert_state(&c, 3, SST(RELEASING), &st[3]);
+    cr_assert_eq(cv_catalog_node_get(c.cat, "a")->incarnation, 2);
+    tb_register(&t, "a", 5100, 3000); /* alive already: no flip */
+    ASSERT_STATUS(&c, idx++, &t, 0);
+    assert_state(&c, 0, SST(OWNED), &st[0]);
+
+    tb_expire(&t, "b", 4000);
+    ASSERT_STATUS(&c, idx++, &t, 0);
+    assert_state(&c, 2, SST(OWNER_DEAD), &st[2]);
+    assert_state(&c, 3, SST(RELEASER_DEAD), &st[3]);
+    assert_state(&c, 0, SST(OWNED), &st[0]);
+    tb_register(&t, "b", 6000, 3000);
+    ASSERT_STATUS(&c, idx++, &t, 0);
+    assert_state(&c, 2, SST(OWNED), &st[2]);
+    assert_state(&c, 3, SST(RELEASING), &st[3]);
+    assert_check(&c);
+    tclose(&c);
+    tb_free(&t);
+}
+
 /* Single-command entries of every kind at random: every state a shard passes through is reached by a
  * move the table allows (record moves and lease moves alike), and the check holds throughout. */
 Test(catalog, shard_lifecycle_random_moves_follow_the_table)

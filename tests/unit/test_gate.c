@@ -35,6 +35,7 @@
 #include "rpc.pb-c.h"
 #include "util/log.h"
 
+#include "log_capture.h"
 #include "lsan_check.h"
 
 TestSuite(gate_path, .fini = cv_lsan_check);
@@ -683,6 +684,7 @@ struct resp {
     char body[65536];
     size_t len;
     char retry_after[16];
+    char allow[64];
 };
 
 static size_t on_body(char *p, size_t size, size_t n, void *data)
@@ -700,6 +702,7 @@ static size_t on_header(char *p, size_t size, size_t n, void *data)
 {
     struct resp *r = data;
     if (size * n > 13 && !strncasecmp(p, "Retry-After:", 12)) sscanf(p + 12, " %15s", r->retry_after);
+    if (size * n > 7 && !strncasecmp(p, "Allow:", 6)) sscanf(p + 6, " %63[^\r\n]", r->allow);
     return size * n;
 }
 
@@ -842,6 +845,11 @@ Test(gate_live, http_errors)
         cr_assert(json_string_length(json_object_get(j, "error")) > 0);
         json_decref(j);
     }
+    /* A 405 says what is allowed (RFC 9110 15.5.6). */
+    http("GET", "/api/v1/objects/call/Echo/x/Echo", NULL, &r);
+    cr_assert_str_eq(r.allow, "POST, OPTIONS");
+    http("POST", "/healthz", "", &r);
+    cr_assert_str_eq(r.allow, "GET, HEAD");
     /* Oversized body: 413 from the HTTP server. */
     char *big = malloc((1u << 20) + 100);
     memset(big, ' ', (1u << 20) + 99);
@@ -852,6 +860,34 @@ Test(gate_live, http_errors)
     /* The 404s and 400s above were counted. */
     http("GET", "/metrics", NULL, &r);
     cr_assert(strstr(r.body, "cverse_gate_requests_total{op=\"call\",result=\"NOT_FOUND\"} 4") != NULL, "%s", r.body);
+    world_stop();
+    curl_global_cleanup();
+}
+
+/* Jansson allocates through this while jansson_fail is set: allocation then fails (out of memory cannot
+ * be produced for real; what is tested is the gate's answer to it). */
+static volatile int jansson_fail;
+
+static void *jansson_malloc(size_t n)
+{
+    return __atomic_load_n(&jansson_fail, __ATOMIC_SEQ_CST) ? NULL : malloc(n);
+}
+
+/* When the JSON of an answer cannot be built, the 500 body is exactly the error JSON: no trailing NUL
+ * (the gate once sent 44 bytes for its 43-byte literal). */
+Test(gate_live, out_of_memory_answer_is_exact_json)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    world_start(ALL_N1, 5, ALL_N1, 5);
+    wait_ready();
+    json_set_alloc_funcs(jansson_malloc, free);
+    struct resp r;
+    __atomic_store_n(&jansson_fail, 1, __ATOMIC_SEQ_CST);
+    http("GET", "/healthz", NULL, &r);
+    __atomic_store_n(&jansson_fail, 0, __ATOMIC_SEQ_CST);
+    cr_assert_eq(r.status, 500);
+    cr_assert_eq(r.len, strlen(r.body), "%zu bytes for a %zu-byte body", r.len, strlen(r.body));
+    cr_assert_str_eq(r.body, "{\"error\":\"out of memory\",\"code\":\"INTERNAL\"}");
     world_stop();
     curl_global_cleanup();
 }
@@ -1184,42 +1220,85 @@ Test(gate_errors, status_names_match_the_core_table)
 }
 
 /* ---------------------------------------------------------------------------------------------------
- * Defect 2: a failed allocation of the node table must leave nothing to walk. */
+ * Stop: "gate stopped" and on_stopped come only after every handle of the gate (its HTTP and native
+ * servers' included) finished closing. */
 
-TestSuite(gate_start, .fini = cv_lsan_check);
+TestSuite(gate_stop, .fini = cv_lsan_check);
 
-/* Under ASan a failed calloc aborts by default; the defect is about the gate's answer to a NULL. */
-const char *__asan_default_options(void);
-const char *__asan_default_options(void)
+static struct {
+    uv_loop_t loop;
+    uv_check_t check; /* the test's own handle: runs every iteration, before that iteration's close callbacks */
+    bool stopped;
+    int handles_at_stopped;
+    int logged_early; /* iterations that saw "stopped" logged while the gate still had handles open */
+} S;
+
+static void stop_count(uv_handle_t *h, void *arg)
 {
-    return "allocator_may_return_null=1";
+    if (h != (uv_handle_t *)&S.check) ++*(int *)arg; /* closing or not: its close callback has not run */
 }
 
-/* A config claiming more nodes than memory can hold: the gate's calloc of its node table fails for real
- * (nmemb * size overflows, so calloc returns NULL without touching memory). Before the fix the gate had
- * already stored that count, and its shutdown walked the NULL table: a crash instead of CV_ENOMEM. */
-Test(gate_start, node_table_allocation_failure_fails_cleanly)
+static int stop_gate_handles(void)
 {
-    char text[512];
-    int n = snprintf(text, sizeof text,
-                     "version: 1\ncluster:\n  shards: 4\nnodes:\n"
-                     "  - {id: n1, grpc_addr: \"127.0.0.1:1\", http_addr: \"127.0.0.1:2\"}\n"
-                     "gates:\n  - {id: gate-1, grpc_addr: \"127.0.0.1:3\", http_addr: \"127.0.0.1:4\"}\n");
+    int n = 0;
+    uv_walk(&S.loop, stop_count, &n);
+    return n;
+}
+
+static void stop_check_cb(uv_check_t *c)
+{
+    (void)c;
+    if (cv_log_capture_count_lines("gate gate-1 stopped", 1) > 0 && stop_gate_handles() > 0) S.logged_early++;
+}
+
+static void stop_on_stopped(void *data)
+{
+    (void)data;
+    S.stopped = true;
+    S.handles_at_stopped = stop_gate_handles();
+}
+
+/* A started gate (its node unreachable) is stopped; an HTTP and a native connection are open. */
+Test(gate_stop, stopped_after_every_handle_closed, .timeout = 30)
+{
+    memset(&S, 0, sizeof S);
+    S.handles_at_stopped = -1;
+    static const char text[] = "version: 1\ncluster:\n  shards: 4\nnodes:\n"
+                               "  - {id: n1, grpc_addr: \"127.0.0.1:1\", http_addr: \"127.0.0.1:2\"}\n"
+                               "gates:\n  - {id: gate-1, grpc_addr: \"127.0.0.1:3\", http_addr: \"127.0.0.1:4\"}\n";
     struct cv_config *cfg;
     char err[256];
-    cr_assert_eq(cv_config_parse(text, (size_t)n, "test.yml", &cfg, err, sizeof err), 0, "%s", err);
-    size_t real = cfg->n_nodes;
-    cfg->n_nodes = SIZE_MAX / 4; /* only the count is read before the allocation fails */
-    uv_loop_t loop;
-    cr_assert_eq(uv_loop_init(&loop), 0);
+    cr_assert_eq(cv_config_parse(text, strlen(text), "test.yml", &cfg, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(uv_loop_init(&S.loop), 0);
+    uv_check_init(&S.loop, &S.check);
+    uv_check_start(&S.check, stop_check_cb);
+    uv_unref((uv_handle_t *)&S.check);
+    cv_log_capture_start();
     struct cv_gate *g = NULL;
-    struct cv_gate_opts o = {.loop = &loop, .cfg = cfg, .gate_id = "gate-1", .grpc_addr = "127.0.0.1:0",
-                             .http_addr = "127.0.0.1:0"};
-    cr_assert_eq(cv_gate_start(&o, &g), CV_ENOMEM);
-    cr_assert_null(g);
-    uv_run(&loop, UV_RUN_DEFAULT); /* the half-started gate closes its handles and frees itself */
-    cr_assert_eq(uv_loop_close(&loop), 0, "every handle closed");
-    cfg->n_nodes = real;
+    struct cv_gate_opts o = {.loop = &S.loop, .cfg = cfg, .gate_id = "gate-1", .grpc_addr = "127.0.0.1:0",
+                             .http_addr = "127.0.0.1:0", .on_stopped = stop_on_stopped};
+    cr_assert_eq(cv_gate_start(&o, &g), 0);
+    int ports[2] = {cv_gate_http_port(g), cv_gate_grpc_port(g)}, fds[2];
+    for (int i = 0; i < 2; i++) { /* the kernel completes the handshake; the gate accepts on its loop */
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)ports[i]),
+                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        fds[i] = socket(AF_INET, SOCK_STREAM, 0);
+        cr_assert_eq(connect(fds[i], (struct sockaddr *)&a, sizeof a), 0);
+    }
+    for (int i = 0; i < 20; i++) uv_run(&S.loop, UV_RUN_NOWAIT);
+    cv_gate_stop(g);
+    uv_run(&S.loop, UV_RUN_DEFAULT);
+    size_t logged = cv_log_capture_count_lines("gate gate-1 stopped", 1);
+    cv_log_capture_stop();
+    cr_assert(S.stopped, "on_stopped ran");
+    cr_assert_eq(S.handles_at_stopped, 0, "on_stopped ran with %d handles still open", S.handles_at_stopped);
+    cr_assert_eq(S.logged_early, 0, "\"gate stopped\" was logged while handles were still closing");
+    cr_assert_eq(logged, 1);
+    uv_close((uv_handle_t *)&S.check, NULL);
+    uv_run(&S.loop, UV_RUN_DEFAULT);
+    cr_assert_eq(uv_loop_close(&S.loop), 0, "every handle closed");
+    close(fds[0]);
+    close(fds[1]);
     cv_config_free(cfg);
 }
 

@@ -143,6 +143,24 @@ Test(frame, many_small_frames_in_one_feed)
     free(all);
 }
 
+/* The reader's buffer starts at 4096 bytes and doubles (cv_array_grow asked for at least 4096). */
+Test(frame, buffer_starts_at_4096_and_doubles)
+{
+    static uint8_t junk[9000];
+    struct cv_frame_reader r;
+    cv_frame_reader_init(&r, 0);
+    junk[3] = 1; /* a prefix declaring a 1-byte body... */
+    cr_assert_eq(cv_frame_reader_feed(&r, junk, 10), 0);
+    cr_assert_eq(r.cap, 4096);
+    /* ...followed by more bytes than fit: 10 + 5000 needs 8192 */
+    cr_assert_eq(cv_frame_reader_feed(&r, junk, 5000), 0);
+    cr_assert_eq(r.cap, 8192);
+    cr_assert_eq(r.len, 5010);
+    cr_assert_eq(cv_frame_reader_feed(&r, junk, 9000), 0); /* 14010: 16384 */
+    cr_assert_eq(r.cap, 16384);
+    cv_frame_reader_free(&r);
+}
+
 Test(frame, oversize_detected_from_the_prefix)
 {
     struct cv_frame_reader r;
@@ -831,8 +849,12 @@ static void hsrv_handler(void *data, struct cv_http_exchange *x, const struct cv
                          req->content_type, req->body);
         cr_assert_eq(strlen(req->body), req->body_len);
         cv_http_respond(x, 200, "text/plain", out, (size_t)n, NULL);
+    } else if (!strcmp(req->path, "/not-allowed")) {
+        cv_http_respond_error(x, CV_STATUS_METHOD_NOT_ALLOWED, "only GET", "Allow: GET, HEAD\r\n");
+    } else if (!strcmp(req->path, "/busy")) {
+        cv_http_respond_error(x, CV_STATUS_UNAVAILABLE, "busy", "X-Extra: 1\r\n");
     } else {
-        cv_http_respond_error(x, CV_STATUS_NOT_FOUND, "no such path");
+        cv_http_respond_error(x, CV_STATUS_NOT_FOUND, "no such path", NULL);
     }
 }
 
@@ -1046,6 +1068,30 @@ Test(http, garbage_is_400_and_close)
     loop_teardown();
 }
 
+/* A request target longer than the parser's 16-bit offsets: 414, with the table's name in the body. */
+Test(http, target_too_long_is_414)
+{
+    loop_setup();
+    struct hsrv h;
+    struct resp rs[1];
+    struct cv_http_opts o = {.max_header = 256 * 1024};
+    hsrv_start(&h, &o);
+    size_t n = 70000;
+    char *req = malloc(n + 64);
+    cr_assert_not_null(req);
+    memcpy(req, "GET /", 5);
+    memset(req + 5, 'a', n);
+    strcpy(req + 5 + n, " HTTP/1.1\r\nHost: t\r\n\r\n");
+    exchange_refused(&h, req, rs);
+    free(req);
+    cr_assert_eq(rs[0].status, 414);
+    cr_assert_str_eq(rs[0].body, "{\"error\":\"request target too long\",\"code\":\"URI_TOO_LONG\"}");
+    cr_assert_not_null(strstr(rs[0].head, "Connection: close"));
+    cr_assert_eq(h.calls, 0);
+    hsrv_stop(&h);
+    loop_teardown();
+}
+
 Test(http, async_response_and_error_json)
 {
     loop_setup();
@@ -1065,6 +1111,36 @@ Test(http, async_response_and_error_json)
     cr_assert_eq(rs[1].status, 404);
     cr_assert_str_eq(rs[1].body, "{\"error\":\"no such path\",\"code\":\"NOT_FOUND\"}");
     cr_assert_not_null(strstr(rs[1].head, "Content-Type: application/json"));
+    raw_close(&c);
+    hsrv_stop(&h);
+    loop_teardown();
+}
+
+/* An error answer with extra headers: they come along with the table's Retry-After, in the same body. */
+Test(http, error_with_extra_headers)
+{
+    loop_setup();
+    struct hsrv h;
+    struct raw c;
+    struct resp rs[3];
+    hsrv_start(&h, NULL);
+    raw_connect(&c, h.port);
+    raw_sends(&c, "POST /not-allowed HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n"
+                  "GET /busy HTTP/1.1\r\nHost: t\r\n\r\n"
+                  "GET /missing HTTP/1.1\r\nHost: t\r\n\r\n");
+    RUN_UNTIL(parse_resps(&c, rs, 3, 0) == 3);
+    cr_assert_eq(rs[0].status, 405);
+    cr_assert_str_eq(rs[0].body, "{\"error\":\"only GET\",\"code\":\"METHOD_NOT_ALLOWED\"}");
+    cr_assert_not_null(strstr(rs[0].head, "\r\nAllow: GET, HEAD\r\n"), "%s", rs[0].head);
+    cr_assert_not_null(strstr(rs[0].head, "\r\nContent-Type: application/json\r\n"));
+    cr_assert_null(strstr(rs[0].head, "Retry-After"));
+    cr_assert_eq(rs[1].status, 503);
+    cr_assert_str_eq(rs[1].body, "{\"error\":\"busy\",\"code\":\"UNAVAILABLE\"}");
+    cr_assert_not_null(strstr(rs[1].head, "\r\nRetry-After: 1\r\n"), "%s", rs[1].head);
+    cr_assert_not_null(strstr(rs[1].head, "\r\nX-Extra: 1\r\n"), "%s", rs[1].head);
+    cr_assert_eq(rs[2].status, 404);
+    cr_assert_null(strstr(rs[2].head, "Allow:"));
+    cr_assert_null(strstr(rs[2].head, "X-Extra"));
     raw_close(&c);
     hsrv_stop(&h);
     loop_teardown();

@@ -1,10 +1,12 @@
-/* Unit tests of the shared helpers in src/util: percent-decoding, the Prometheus writer, mkdir -p. */
+/* Unit tests of the shared helpers in src/util: percent-decoding, the Prometheus writer, mkdir -p,
+ * big-endian integers. */
 #include <criterion/criterion.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "cverse/error.h"
+#include "util/be.h"
 #include "util/fs.h"
 #include "util/pct.h"
 #include "util/prom.h"
@@ -15,6 +17,7 @@
 TestSuite(pct, .fini = cv_lsan_check);
 TestSuite(prom, .fini = cv_lsan_check);
 TestSuite(fs, .fini = cv_lsan_check);
+TestSuite(be, .fini = cv_lsan_check);
 
 static void decodes(const char *in, bool plus, const char *want)
 {
@@ -115,4 +118,25 @@ Test(fs, mkdir_p_creates_parents_and_accepts_existing)
     longp[sizeof longp - 1] = '\0';
     cr_assert_eq(cv_mkdir_p(longp), CV_EINVAL);
     cv_tmpdir_remove(dir);
+}
+
+/* ---- big-endian integers (util/be.h) ---- */
+
+Test(be, round_trips_in_network_order_at_any_alignment)
+{
+    uint8_t buf[16];
+    memset(buf, 0xEE, sizeof buf);
+    cv_be32_put(buf + 1, 0x01020304u);
+    const uint8_t want32[] = {0xEE, 0x01, 0x02, 0x03, 0x04, 0xEE};
+    cr_assert_arr_eq(buf, want32, sizeof want32, "cv_be32_put writes most significant byte first, 4 bytes");
+    cr_assert_eq(cv_be32_get(buf + 1), 0x01020304u);
+    cv_be64_put(buf + 3, 0x0102030405060708ull);
+    const uint8_t want64[] = {0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0xEE};
+    cr_assert_arr_eq(buf + 3, want64, sizeof want64);
+    cr_assert_eq(cv_be64_get(buf + 3), 0x0102030405060708ull);
+    cv_be32_put(buf, 0xFFFFFFFFu);
+    cr_assert_eq(cv_be32_get(buf), 0xFFFFFFFFu, "no sign extension");
+    cv_be64_put(buf, UINT64_MAX - 1);
+    cr_assert_eq(cv_be64_get(buf), UINT64_MAX - 1);
+    cr_assert_eq(buf[7], 0xFE);
 }
