@@ -95,6 +95,12 @@ int cv_inspector_http_port(const struct cv_inspector *in)
     return in->http ? cv_http_server_port(in->http) : CV_EINVAL;
 }
 
+static void insp__round(void *data)
+{
+    struct cv_inspector *in = data;
+    if (in->web) cv_insp_web_tick(in->web);
+}
+
 static int insp__parts(struct cv_inspector *in)
 {
     const struct cv_inspector_opts *o = &in->o;
@@ -102,7 +108,7 @@ static int insp__parts(struct cv_inspector *in)
     if (!rv) rv = cv_httpc_init(o->loop, &in->httpc);
     if (rv) return rv;
     struct cv_insp_poll_opts po = {.loop = o->loop, .cfg = o->cfg, .httpc = in->httpc, .events = in->events,
-                                   .interval_ms = o->poll_ms};
+                                   .interval_ms = o->poll_ms, .on_round = insp__round, .data = in};
     if ((rv = cv_insp_poll_init(&po, &in->poll))) return rv;
     struct cv_insp_web_opts wo = {.cfg = o->cfg, .poll = in->poll, .events = in->events, .httpc = in->httpc,
                                   .token = o->token, .www_dirs = o->www_dirs,

@@ -35,7 +35,7 @@ static void respond_doc(struct cv_http_exchange *x, json_t *doc)
     char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
     json_decref(doc);
     if (!text) {
-        cv_http_respond_error(x, CV_STATUS_INTERNAL, "out of memory");
+        cv_http_respond_error(x, CV_STATUS_INTERNAL, "out of memory", NULL);
         return;
     }
     cv_http_respond(x, 200, "application/json", text, strlen(text), "Cache-Control: no-store\r\n");
@@ -50,7 +50,7 @@ static void respond_denied(struct cv_http_exchange *x, int status, const char *c
     json_decref(o);
     const char *hdr = status == 401 ? "WWW-Authenticate: Bearer realm=\"cverse-inspector\"\r\n" : NULL;
     if (text) cv_http_respond(x, status, "application/json", text, strlen(text), hdr);
-    else cv_http_respond_error(x, CV_STATUS_INTERNAL, "out of memory");
+    else cv_http_respond_error(x, CV_STATUS_INTERNAL, "out of memory", NULL);
     free(text);
 }
 
@@ -108,7 +108,7 @@ static int web__authorize(struct cv_insp_web *w, struct cv_http_exchange *x, con
                        "environment, restart it, and send 'Authorization: Bearer <token>'");
         return -1;
     }
-    const char *auth = ""; /* r->authorization once the HTTP server passes it on */
+    const char *auth = r->authorization;
     if (strncasecmp(auth, "Bearer ", 7) != 0 || !token_equal(auth + 7, w->token)) {
         respond_denied(x, 401, "UNAUTHENTICATED",
                        *auth ? "wrong token in Authorization: Bearer" : "missing 'Authorization: Bearer <token>'");
@@ -127,7 +127,7 @@ static void web__forwarded(void *data, const struct cv_httpc_response *r)
     if (r->err) {
         char msg[256];
         snprintf(msg, sizeof msg, "the leader did not answer: %s", r->error);
-        cv_http_respond_error(a->x, cv_err_code(r->err == CV_ECANCELED ? CV_EUNAVAIL : r->err), msg);
+        cv_http_respond_error(a->x, cv_err_code(r->err == CV_ECANCELED ? CV_EUNAVAIL : r->err), msg, NULL);
     } else {
         cv_http_respond(a->x, (int)r->status, "application/json", r->body, r->len, NULL);
     }
@@ -153,7 +153,7 @@ static void web__forward(struct cv_insp_web *w, struct cv_http_exchange *x, cons
     free(text);
     if (rv == 0) return;
     free(a);
-    cv_http_respond_error(x, cv_err_code(rv), rv == CV_EUNAVAIL ? "no raft leader known" : cv_strerror(rv));
+    cv_http_respond_error(x, cv_err_code(rv), rv == CV_EUNAVAIL ? "no raft leader known" : cv_strerror(rv), NULL);
 }
 
 /* Parses the action's body; NULL when answered (400). */
@@ -165,7 +165,7 @@ static json_t *web__body(struct cv_http_exchange *x, const struct cv_http_reques
     json_decref(b);
     char msg[200];
     snprintf(msg, sizeof msg, "the body must be a JSON object: %s", b ? "got another JSON value" : e.text);
-    cv_http_respond_error(x, CV_STATUS_INVALID_ARGUMENT, msg);
+    cv_http_respond_error(x, CV_STATUS_INVALID_ARGUMENT, msg, NULL);
     return NULL;
 }
 
@@ -177,7 +177,7 @@ static long web__shard(struct cv_insp_web *w, struct cv_http_exchange *x, json_t
     if (s >= 0 && s < (json_int_t)w->o.cfg->shards) return (long)s;
     char msg[160];
     snprintf(msg, sizeof msg, "shard_id must be an integer from 0 to %u", w->o.cfg->shards - 1);
-    cv_http_respond_error(x, CV_STATUS_INVALID_ARGUMENT, msg);
+    cv_http_respond_error(x, CV_STATUS_INVALID_ARGUMENT, msg, NULL);
     return -1;
 }
 
@@ -190,7 +190,7 @@ static const char *web__node(struct cv_insp_web *w, struct cv_http_exchange *x, 
     char msg[256];
     snprintf(msg, sizeof msg, "%s: unknown node \"%.120s\" (a node id or advertise address of the config)", key,
              name ? name : "");
-    cv_http_respond_error(x, CV_STATUS_INVALID_ARGUMENT, msg);
+    cv_http_respond_error(x, CV_STATUS_INVALID_ARGUMENT, msg, NULL);
     return NULL;
 }
 
@@ -203,7 +203,7 @@ static bool web__flag(struct cv_http_exchange *x, json_t *b, const char *key, bo
     }
     char msg[96];
     snprintf(msg, sizeof msg, "%s must be true or false", key);
-    cv_http_respond_error(x, CV_STATUS_INVALID_ARGUMENT, msg);
+    cv_http_respond_error(x, CV_STATUS_INVALID_ARGUMENT, msg, NULL);
     return false;
 }
 
@@ -296,7 +296,7 @@ static bool web__static(struct cv_insp_web *w, struct cv_http_exchange *x, const
             body = read_file(path, &len);
         }
         if (!body) {
-            cv_http_respond_error(x, CV_STATUS_NOT_FOUND, "file not installed (see docs/inspector.md)");
+            cv_http_respond_error(x, CV_STATUS_NOT_FOUND, "file not installed (see docs/inspector.md)", NULL);
             return true;
         }
         cv_http_respond(x, 200, f->type, body, len, "Cache-Control: no-cache\r\nX-Content-Type-Options: nosniff\r\n");
@@ -333,8 +333,8 @@ void cv_insp_web_handle(void *data, struct cv_http_exchange *x, const struct cv_
         }
     }
     if (get && web__static(w, x, req)) return;
-    if (known) cv_http_respond_error(x, CV_STATUS_METHOD_NOT_ALLOWED, "method not allowed on this path");
-    else cv_http_respond_error(x, CV_STATUS_NOT_FOUND, "no such path");
+    if (known) cv_http_respond_error(x, CV_STATUS_METHOD_NOT_ALLOWED, "method not allowed on this path", "Allow: GET, POST\r\n");
+    else cv_http_respond_error(x, CV_STATUS_NOT_FOUND, "no such path", NULL);
 }
 
 /* ---- life ------------------------------------------------------------------------------------------------ */
@@ -377,6 +377,11 @@ void cv_insp_web_free(struct cv_insp_web *w)
     cv_insp_sse_free(w->sse);
     free(w->token);
     free(w);
+}
+
+void cv_insp_web_tick(struct cv_insp_web *w)
+{
+    cv_insp_sse_tick(w->sse);
 }
 
 const char *cv_insp_web_www(const struct cv_insp_web *w)

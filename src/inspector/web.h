@@ -24,6 +24,8 @@ struct cv_insp_web_opts {
 int cv_insp_web_new(const struct cv_insp_web_opts *o, struct cv_insp_web **out);
 /* The cv_http_handler; data is the cv_insp_web. */
 void cv_insp_web_handle(void *data, struct cv_http_exchange *x, const struct cv_http_request *req);
+/* Once per poll round: the events streams' keep-alive. */
+void cv_insp_web_tick(struct cv_insp_web *w);
 /* Frees w. Close the HTTP server and the client before (their answers then only free themselves). */
 void cv_insp_web_free(struct cv_insp_web *w);
 /* The directory the UI is served from ("" when none has index.html). */

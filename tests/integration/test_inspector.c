@@ -112,6 +112,36 @@ static json_t *insp_action(int k, const char *path, const char *body, const char
     return j;
 }
 
+/* Reads the events stream for ms with Last-Event-ID (NULL: none); returns what arrived (malloc'ed). */
+static char *sse_read(int k, const char *last_id, long ms)
+{
+    CURL *h = curl_easy_init();
+    cr_assert_not_null(h);
+    char url[128], hdr[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/events/stream", insp_port(k));
+    struct curl_slist *hd = NULL;
+    if (last_id) {
+        snprintf(hdr, sizeof hdr, "Last-Event-ID: %s", last_id);
+        hd = curl_slist_append(hd, hdr);
+    }
+    char *out = NULL;
+    size_t outlen = 0;
+    FILE *mem = open_memstream(&out, &outlen);
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hd);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, mem);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, ms);
+    CURLcode rc = curl_easy_perform(h);
+    cr_assert(rc == CURLE_OPERATION_TIMEDOUT, "a stream stays open (curl: %s)", curl_easy_strerror(rc));
+    long st = 0;
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &st);
+    cr_assert_eq(st, 200);
+    fclose(mem);
+    curl_slist_free_all(hd);
+    curl_easy_cleanup(h);
+    return out;
+}
+
 static bool cluster_ready(void *arg)
 {
     for (int i = 0; i < C.n; i++) {
@@ -318,7 +348,23 @@ Test(inspector, read_api_actions_and_a_node_killed)
     cr_assert(h_poll(20000, shards_match, &other), "shards never re-owned away from %s", C.id[victim]);
     s = insp_json(0, "/api/state", &st);
     cr_assert_eq(json_integer_value(json_object_get(s, "nodes_up")), 2);
+    json_int_t last = json_integer_value(json_object_get(s, "last_event_id"));
     json_decref(s);
+
+    /* The events stream: resume from Last-Event-ID 0 replays every event with its id, the node_down and
+     * the shard moves included; an id newer than the last (an inspector restarted) gets a resync. */
+    char *sse = sse_read(0, "0", 1500);
+    cr_assert(strstr(sse, "retry: "), "%s", sse);
+    cr_assert(strstr(sse, "id: 1\ndata: {"), "%s", sse);
+    char want[64];
+    snprintf(want, sizeof want, "id: %lld\n", (long long)last);
+    cr_assert(strstr(sse, want), "event %lld in the replay", (long long)last);
+    cr_assert(strstr(sse, "\"type\":\"node_down\""));
+    cr_assert(strstr(sse, "\"type\":\"shard_moved\""));
+    free(sse);
+    sse = sse_read(0, "99999999", 800);
+    cr_assert(strstr(sse, "event: resync\n"), "%s", sse);
+    free(sse);
 
     for (int k = 0; k < 2; k++) {
         int status = insp_stop(k, SIGTERM);

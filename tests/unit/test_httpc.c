@@ -53,7 +53,7 @@ static void srv_handler(void *data, struct cv_http_exchange *x, const struct cv_
         cv_http_respond(x, 200, "text/plain", b, len, NULL);
         free(b);
     } else {
-        cv_http_respond_error(x, CV_STATUS_NOT_FOUND, "no such path");
+        cv_http_respond_error(x, CV_STATUS_NOT_FOUND, "no such path", NULL);
     }
 }
 

@@ -77,7 +77,8 @@
 
   function connectEvents() {
     if (!window.EventSource) return;
-    const es = new EventSource('events/stream');
+    // ?after: the events since the snapshot just rendered; on reconnects the browser sends Last-Event-ID.
+    const es = new EventSource('events/stream?after=' + S.lastEventId);
     es.onopen = () => { S.sseLive = true; setStatus('live', true); };
     es.onerror = () => { S.sseLive = false; setStatus('reconnecting…', false); };
     es.onmessage = (m) => {
@@ -562,9 +563,8 @@
     $('obj-filter').addEventListener('input', () => { S.graphKey = ''; renderObjects(); });
     const hash = location.hash.replace('#', '');
     if (['overview', 'nodes', 'shards', 'objects', 'events'].includes(hash)) showView(hash);
-    refresh().then(fetchGraphLinks).then(render);
+    refresh().then(fetchGraphLinks).then(() => { render(); connectEvents(); });
     setInterval(() => { refresh(); fetchGraphLinks(); }, 2000);
-    connectEvents();
   }
 
   init();
