@@ -4,7 +4,9 @@
  * - actions: 403 (with how to enable them) without a configured token, 401 with a wrong one, 400 for a
  *   bad shard id or an unknown node; with the token, forwarded to the leader (whose answer comes back);
  * - kill -9 of a node: the inspector shows it down, its shards re-owned, and the events log says so.
- * Both inspectors are child processes stopped by PID (SIGTERM, exit 0 asserted). */
+ * Both inspectors are child processes stopped by PID (SIGTERM, exit 0 asserted).
+ * Suite "browser" (its own meson test, suite 'browser'): the web UI in a real headless chromium, driven
+ * by tests/browser/inspector.mjs (playwright-core from tests/browser/node_modules). */
 #include <criterion/criterion.h>
 #include <curl/curl.h>
 #include <fcntl.h>
@@ -12,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -370,6 +373,43 @@ Test(inspector, read_api_actions_and_a_node_killed)
         int status = insp_stop(k, SIGTERM);
         cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "inspector %d exit status %d", k + 1, status);
     }
+}
+
+/* ---- the web UI in chromium ----------------------------------------------------------------------------- */
+
+TestSuite(browser, .fini = teardown, .timeout = 300);
+
+Test(browser, every_view_heatmap_kill_and_xss)
+{
+    const char *src = getenv("CVERSE_SOURCE_ROOT"), *out = getenv("CVERSE_BROWSER_OUT");
+    cr_assert(src && out, "run through meson test");
+    char dir[512], lib[600], cmd[2048];
+    snprintf(dir, sizeof dir, "%s/tests/browser", src);
+    snprintf(lib, sizeof lib, "%s/node_modules/playwright-core/package.json", dir);
+    struct stat sb;
+    if (stat(lib, &sb) != 0 || stat("/usr/bin/chromium", &sb) != 0)
+        cr_skip_test("playwright-core (npm ci in tests/browser) or /usr/bin/chromium missing: "
+                     "scripts/install-deps.sh installs both");
+    start_all();
+    long st;
+    free(h_post(h_gate_http_port(&C, 0),
+                "/api/v1/objects/create/SimpleCounter/%3Cimg%20src%3Dx%20onerror%3Dwindow.__xss%3D1%3E", NULL, 0, &st));
+    cr_assert_eq(st, 200);
+    char nodes[1024];
+    int n = snprintf(nodes, sizeof nodes, "[");
+    for (int i = 0; i < C.n; i++)
+        n += snprintf(nodes + n, sizeof nodes - (size_t)n, "%s{\"id\":\"%s\",\"http\":\"http://127.0.0.1:%d\",\"pid\":%d}",
+                      i ? "," : "", C.id[i], C.base + 100 + i, (int)C.pid[i]);
+    snprintf(nodes + n, sizeof nodes - (size_t)n, "]");
+    setenv("NODES", nodes, 1);
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/", insp_port(0));
+    setenv("INSPECTOR_URL", url, 1);
+    setenv("OUT_DIR", out, 1);
+    setenv("SHARDS", "64", 1);
+    snprintf(cmd, sizeof cmd, "cd '%s' && node inspector.mjs", dir);
+    int rc = system(cmd);
+    cr_assert(WIFEXITED(rc) && WEXITSTATUS(rc) == 0, "the browser checks failed (see the output above)");
 }
 
 Test(inspector, bad_arguments_exit_2)

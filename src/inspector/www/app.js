@@ -467,6 +467,7 @@
     svg.selectAll('*').remove();
     if (S.graph) S.graph.stop();
     const W = $('graph').clientWidth || 1200, H = 460;
+    svg.attr('viewBox', '0 0 ' + W + ' ' + H);
     const types = Array.from(new Set(objs.map((o) => o.type))).sort();
     const nodes = [], index = {};
     const add = (n) => { index[n.key] = nodes.length; nodes.push(n); };
@@ -493,11 +494,19 @@
       .style('stroke', (d) => (d.kind === 'node' && !d.up ? '#e5484d' : '#fff')).style('stroke-width', 2);
     g.append('title').text((d) => d.label + (d.kind === 'node' ? (d.up ? ' (up)' : ' (down)') : ''));
     g.filter((d) => d.kind !== 'object').append('text').attr('dy', (d) => d.r + 12).attr('text-anchor', 'middle').text((d) => d.label);
-    force.on('tick', () => {
+    const clamp = (d) => {
+      d.x = Math.max(d.r + 4, Math.min(W - d.r - 4, d.x));
+      d.y = Math.max(d.r + 4, Math.min(H - d.r - 18, d.y));
+    };
+    const draw = () => {
+      nodes.forEach(clamp);
       link.attr('x1', (d) => d.source.x).attr('y1', (d) => d.source.y).attr('x2', (d) => d.target.x).attr('y2', (d) => d.target.y);
-      g.attr('transform', (d) => 'translate(' + Math.max(10, Math.min(W - 10, d.x)) + ',' + Math.max(10, Math.min(H - 10, d.y)) + ')');
-    });
+      g.attr('transform', (d) => 'translate(' + d.x + ',' + d.y + ')');
+    };
+    force.on('tick', draw);
     force.start();
+    for (let k = 0; k < 80; k++) force.tick(); // a settled first picture, then the live simulation
+    draw();
   }
 
   async function fetchGraphLinks() {
