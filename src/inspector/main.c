@@ -11,6 +11,7 @@
 #include "config/config.h"
 #include "cverse/error.h"
 #include "inspector/inspector.h"
+#include "util/addr.h"
 #include "util/log.h"
 
 #ifndef CV_VERSION
@@ -36,6 +37,7 @@ static void usage(FILE *f)
             "  -c, --config FILE        cluster configuration (YAML, Goverse schema)\n"
             "  -H, --http-listen ADDR   listen here instead of inspector.http_addr (host:port, port 0: any)\n"
             "  -l, --log-level L        debug, info (default), warn, error\n"
+            "      --print-http-addr    print the connectable address it would listen on and exit\n"
             "  -h, --help               show this help\n"
             "  -V, --version            show the version\n");
 }
@@ -50,6 +52,7 @@ static int bad_usage(const char *msg, const char *arg)
 struct args {
     const char *config, *http;
     enum cv_log_level level;
+    int print_addr;
 };
 
 /* Returns -1 to continue, or an exit code. */
@@ -58,7 +61,8 @@ static int parse_args(int argc, char **argv, struct args *a)
     static const struct option opts[] = {
         {"config", required_argument, 0, 'c'},    {"http-listen", required_argument, 0, 'H'},
         {"log-level", required_argument, 0, 'l'}, {"help", no_argument, 0, 'h'},
-        {"version", no_argument, 0, 'V'},         {0, 0, 0, 0}};
+        {"version", no_argument, 0, 'V'},         {"print-http-addr", no_argument, 0, 'P'},
+        {0, 0, 0, 0}};
     opterr = 0;
     int ch;
     while ((ch = getopt_long(argc, argv, ":c:H:l:hV", opts, NULL)) != -1) {
@@ -70,6 +74,7 @@ static int parse_args(int argc, char **argv, struct args *a)
             break;
         case 'h': usage(stdout); return 0;
         case 'V': printf("cverse-inspector %s\n", CV_VERSION); return 0;
+        case 'P': a->print_addr = 1; break;
         case ':': return bad_usage("option needs a value", argv[optind - 1]);
         default: return bad_usage("unknown option", argv[optind - 1]);
         }
@@ -139,6 +144,15 @@ int main(int argc, char **argv)
     if (cv_config_load(a.config, &cfg, err, sizeof err)) {
         fprintf(stderr, "cverse-inspector: %s\n", err);
         return 2;
+    }
+    const char *listen = a.http ? a.http : cfg->has_inspector ? cfg->inspector.http_addr : "127.0.0.1:48200";
+    if (a.print_addr) { /* for scripts (cluster/run-cluster.sh): where to reach the UI */
+        char addr[128];
+        int bad = cv_addr_connectable(listen, addr, sizeof addr);
+        if (!bad) printf("%s\n", addr);
+        else fprintf(stderr, "cverse-inspector: bad HTTP address %s\n", listen);
+        cv_config_free(cfg);
+        return bad ? 2 : 0;
     }
     char *token;
     int code = load_token(cfg, a.config, &token);

@@ -112,6 +112,7 @@
 
   function showView(v) {
     S.view = v;
+    if (location.hash !== '#' + v) history.replaceState(null, '', '#' + v);
     for (const b of document.querySelectorAll('#tabs button')) b.classList.toggle('active', b.dataset.view === v);
     for (const s of document.querySelectorAll('.view')) s.classList.toggle('active', s.id === 'view-' + v);
     render();
@@ -570,8 +571,12 @@
     $('sd-pin').addEventListener('click', () => action('shards/pin', { shard_id: S.selected, pinned: true }));
     $('sd-unpin').addEventListener('click', () => action('shards/pin', { shard_id: S.selected, pinned: false }));
     $('obj-filter').addEventListener('input', () => { S.graphKey = ''; renderObjects(); });
-    const hash = location.hash.replace('#', '');
-    if (['overview', 'nodes', 'shards', 'objects', 'events'].includes(hash)) showView(hash);
+    const fromHash = () => {
+      const hash = location.hash.replace('#', '');
+      if (['overview', 'nodes', 'shards', 'objects', 'events'].includes(hash) && hash !== S.view) showView(hash);
+    };
+    window.addEventListener('hashchange', fromHash);
+    fromHash();
     refresh().then(fetchGraphLinks).then(() => { render(); connectEvents(); });
     setInterval(() => { refresh(); fetchGraphLinks(); }, 2000);
   }
