@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/sm.h"
 #include "cverse/error.h"
 #include "util/addr.h"
 #include "util/log.h"
@@ -24,6 +25,15 @@ static const char *const doc_paths[CV_INSP_N_DOCS] = {
     [CV_INSP_CLUSTER] = "/v1/cluster", [CV_INSP_SHARDS] = "/v1/shards", [CV_INSP_OBJECTS] = "/v1/objects",
     [CV_INSP_READY] = "/ready",        [CV_INSP_STATS] = "/v1/stats"};
 
+/* The poller's lifecycle: idle between rounds, polling while answers are out, closed for good. */
+enum { POLL_IDLE, POLL_ROUND, POLL_CLOSED, POLL_N_STATES };
+static const struct cv_sm_state poll_states[POLL_N_STATES] = {
+    [POLL_IDLE] = {"idle", CV_SM_INITIAL, CV_SM_BIT(POLL_ROUND) | CV_SM_BIT(POLL_CLOSED)},
+    [POLL_ROUND] = {"polling", 0, CV_SM_BIT(POLL_IDLE) | CV_SM_BIT(POLL_CLOSED)},
+    [POLL_CLOSED] = {"closed", CV_SM_FINAL, 0},
+};
+static const struct cv_sm_conf poll_sm = {"inspector poller", poll_states, POLL_N_STATES};
+
 struct req {
     struct cv_insp_poll *p;
     size_t node;
@@ -31,18 +41,25 @@ struct req {
 };
 
 struct cv_insp_poll {
+    struct cv_sm sm; /* first: the invariant casts back */
     struct cv_insp_poll_opts o;
     uv_timer_t timer;
     struct cv_insp_model m[2];
     int cur;
-    size_t outstanding; /* answers of the round still out */
-    bool in_round, closing;
+    size_t outstanding; /* answers of the round still out (0 unless polling) */
     uint64_t rounds;
     char (*base)[80];
     struct req *reqs; /* [n_nodes * CV_INSP_N_DOCS] */
     void (*close_cb)(void *data);
     void *close_data;
 };
+
+static const char *poll__invariant(const struct cv_sm *m, int prev)
+{
+    const struct cv_insp_poll *p = (const struct cv_insp_poll *)m;
+    if (cv_sm_state(m) == POLL_IDLE && p->outstanding) return "idle with answers outstanding";
+    return NULL;
+}
 
 int cv_insp_poll_init(const struct cv_insp_poll_opts *o, struct cv_insp_poll **out)
 {
@@ -66,6 +83,7 @@ int cv_insp_poll_init(const struct cv_insp_poll_opts *o, struct cv_insp_poll **o
     }
     uv_timer_init(o->loop, &p->timer);
     p->timer.data = p;
+    cv_sm_init(&p->sm, &poll_sm, POLL_IDLE, poll__invariant, "poller");
     *out = p;
     return 0;
 
@@ -94,7 +112,7 @@ static void poll__finish_round(struct cv_insp_poll *p)
     cv_insp_model_finish(next, p->rounds ? cur : NULL, cv_now_ms());
     cv_insp_model_diff(cur, next, MAX_MOVE_EVENTS, poll__emit, p);
     p->cur = !p->cur;
-    p->in_round = false;
+    cv_sm_move(&p->sm, POLL_IDLE);
     p->rounds++;
     if (p->o.on_round) p->o.on_round(p->o.data);
 }
@@ -104,7 +122,8 @@ static void poll__answer(void *data, const struct cv_httpc_response *r)
     struct req *q = data;
     struct cv_insp_poll *p = q->p;
     p->outstanding--;
-    if (p->closing) return;
+    /* Cancelled: the client is closing, the poller closes next; this round never finishes. */
+    if (r->err == CV_ECANCELED || cv_sm_state(&p->sm) == POLL_CLOSED) return;
     struct cv_insp_model *next = &p->m[!p->cur];
     /* /ready answers 503 with its JSON reason while not ready: that is an answer too. */
     bool ok = r->err == 0 && (r->status == 200 || (q->kind == CV_INSP_READY && r->status == 503));
@@ -126,8 +145,8 @@ static void poll__answer(void *data, const struct cv_httpc_response *r)
 static void poll__tick(uv_timer_t *t)
 {
     struct cv_insp_poll *p = t->data;
-    if (p->in_round || p->closing) return;
-    p->in_round = true;
+    if (cv_sm_state(&p->sm) != POLL_IDLE) return; /* the last round is still out: skip this tick */
+    cv_sm_move(&p->sm, POLL_ROUND);
     cv_insp_model_begin(&p->m[!p->cur]);
     unsigned timeout = p->o.interval_ms * 4 / 5;
     p->outstanding = 1; /* held while sending: no round ends inside the loop */
@@ -180,7 +199,9 @@ static void poll__closed(uv_handle_t *h)
 
 void cv_insp_poll_close(struct cv_insp_poll *p, void (*cb)(void *data), void *data)
 {
-    p->closing = true;
+    p->outstanding = 0; /* answers still out were cancelled with the client (closed first) */
+    cv_sm_move(&p->sm, POLL_CLOSED);
+    cv_sm_fini(&p->sm);
     p->close_cb = cb;
     p->close_data = data;
     uv_close((uv_handle_t *)&p->timer, poll__closed);

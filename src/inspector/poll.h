@@ -15,8 +15,8 @@ struct cv_insp_poll;
 struct cv_insp_poll_opts {
     uv_loop_t *loop;
     const struct cv_config *cfg;   /* borrowed, outlives the poller */
-    struct cv_httpc *httpc;        /* borrowed; close the poller first, or the client first (then its
-                                    * cancelled answers are absorbed) — both orders are safe */
+    struct cv_httpc *httpc;        /* borrowed; close it before the poller (its cancelled answers
+                                    * are then absorbed: the poller is still there to count them) */
     struct cv_insp_events *events; /* borrowed */
     unsigned interval_ms;          /* 0: 1000 */
     void (*on_round)(void *data);  /* after each round's model is current (may be NULL) */
