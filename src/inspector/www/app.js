@@ -208,8 +208,18 @@
       tr.appendChild(td(lease, 'num'));
       tr.appendChild(td(n.shards, 'num'));
       tr.appendChild(td(n.reachable ? n.objects : '–', 'num'));
-      tr.appendChild(td(n.reachable ? (n.ready ? 'ready' : n.ready_reason || 'not ready') : (n.error || 'unreachable')));
+      const why = n.reachable ? (n.ready ? 'ready' : n.ready_reason || 'not ready') : (n.error || 'unreachable');
+      const rc = td(why, 'why');
+      rc.title = why;
+      tr.appendChild(rc);
       tr.appendChild(td(fmtTime(n.last_seen_ms)));
+      const act = el('td', 'admin' + (token() ? '' : ' off'));
+      for (const [label, drain] of [['Drain', true], ['Undrain', false]]) {
+        const b = el('button', null, label);
+        b.addEventListener('click', () => action('nodes/drain', { node: n.id, drain }, 'node-result'));
+        act.appendChild(b);
+      }
+      tr.appendChild(act);
       tb.appendChild(tr);
     }
     const gb = $('gates-table').tBodies[0];
@@ -412,8 +422,8 @@
 
   function token() { return $('token').value.trim(); }
 
-  async function action(path, body) {
-    const res = $('sd-result');
+  async function action(path, body, resultId) {
+    const res = $(resultId || 'sd-result');
     res.className = 'result';
     res.textContent = 'pending…';
     try {
@@ -566,7 +576,13 @@
     });
     const tok = $('token');
     tok.value = sessionStorage.getItem('cverse-inspector-token') || '';
-    tok.addEventListener('input', () => { sessionStorage.setItem('cverse-inspector-token', token()); renderShardDetails(); });
+    tok.addEventListener('input', () => {
+      sessionStorage.setItem('cverse-inspector-token', token());
+      for (const th of document.querySelectorAll('th.admin')) th.classList.toggle('off', !token());
+      renderShardDetails();
+      render();
+    });
+    for (const th of document.querySelectorAll('th.admin')) th.classList.toggle('off', !token());
     $('sd-move').addEventListener('click', () => action('shards/move', { shard_id: S.selected, target_node: $('sd-target').value }));
     $('sd-pin').addEventListener('click', () => action('shards/pin', { shard_id: S.selected, pinned: true }));
     $('sd-unpin').addEventListener('click', () => action('shards/pin', { shard_id: S.selected, pinned: false }));
