@@ -3,6 +3,8 @@
 # starts every node of the config in the background (all logging to RUN_DIR/node.log), records
 # "PID ROLE ID" lines in RUN_DIR/pids and waits until every node answers GET /ready with 200. If a node
 # dies or the deadline passes it prints the end of the log, stops what it started and exits 1.
+# Then the gates (RUN_DIR/gate.log) and the inspector (cverse-inspector, RUN_DIR/inspector.log; its URL
+# is printed) are started and waited for the same way.
 # Stop the cluster with cluster/stop-cluster.sh.
 #
 # Usage: cluster/run-cluster.sh [--config FILE] [--build-dir DIR]
@@ -82,7 +84,8 @@ if [ ! -f "$build_dir/meson-private/coredata.dat" ]; then
 elif [ ! -f "$build_dir/build.ninja" ]; then
   (cd "$ROOT" && meson setup --reconfigure "$build_dir") || die "meson setup failed"
 fi
-ninja --quiet -C "$build_dir" src/node/cverse-node src/gate/cverse-gate src/cli/cverse || die "build failed: ninja -C $build_dir"
+ninja --quiet -C "$build_dir" src/node/cverse-node src/gate/cverse-gate src/cli/cverse \
+  src/inspector/cverse-inspector || die "build failed: ninja -C $build_dir"
 [ -x "$NODE_BIN" ] || die "no node binary at $NODE_BIN"
 
 # --- 3. Which nodes: ask the binary, so the config is parsed by the one real parser -----------------
@@ -242,13 +245,43 @@ if [ ${#gate_ids[@]} -gt 0 ]; then
   gates_ms=$(((${EPOCHREALTIME//[.,]/} - gates_start_us) / 1000))
 fi
 
+# --- 7. The inspector ------------------------------------------------------------------------------
+# cverse-inspector polls every node's HTTP API and serves the web UI on inspector.http_addr (read-only
+# unless CVERSE_INSPECTOR_TOKEN or inspector.admin_token_file gives it a token). It logs to
+# RUN_DIR/inspector.log and is recorded as "PID inspector inspector" in the pids file.
+INSP_BIN=$build_dir/src/inspector/cverse-inspector
+INSP_LOG=$RUN_DIR/inspector.log
+insp_addr=$("$INSP_BIN" --config "$config" --print-http-addr) || die "cverse-inspector rejected $config" 2
+insp_url="http://$insp_addr"
+# Actions (move / pin / drain) need a token. Unless the user brought one (environment or the config's
+# admin_token_file), a fresh random one is written to RUN_DIR/inspector.token (mode 600) for this run.
+INSP_TOKEN_FILE=""
+if [ -z "${CVERSE_INSPECTOR_TOKEN:-}" ] && ! grep -q '^[[:space:]]*admin_token_file:' "$config"; then
+  INSP_TOKEN_FILE=$RUN_DIR/inspector.token
+  (umask 077; head -c 24 /dev/urandom | base64 | tr -d '\n=+/' >"$INSP_TOKEN_FILE"; echo >>"$INSP_TOKEN_FILE")
+  CVERSE_INSPECTOR_TOKEN=$(head -n 1 "$INSP_TOKEN_FILE")
+  export CVERSE_INSPECTOR_TOKEN
+fi
+insp_start_us=${EPOCHREALTIME//[.,]/}
+echo "=== run-cluster.sh $(date '+%F %T'): starting the inspector from $config" >>"$INSP_LOG"
+(trap '' HUP; exec "$INSP_BIN" --config "$config" </dev/null >>"$INSP_LOG" 2>&1) &
+insp_pid=$!
+echo "$insp_pid inspector inspector" >>"$PIDS"
+deadline_us=$((insp_start_us + READY_TIMEOUT * 1000000))
+W_IDS=(inspector) W_URLS=("$insp_url") W_PIDS=("$insp_pid")
+wait_ready inspector
+
 trap - INT TERM
 total_ms=$(((${EPOCHREALTIME//[.,]/} - start_us) / 1000))
 printf 'run-cluster: %d nodes ready in %d.%03d s' "${#ids[@]}" $((elapsed_ms / 1000)) $((elapsed_ms % 1000))
 [ ${#gate_ids[@]} -gt 0 ] && printf ', %d gates ready %d.%03d s later' "${#gate_ids[@]}" \
   $((gates_ms / 1000)) $((gates_ms % 1000))
 printf ' (%d.%03d s in all)\n' $((total_ms / 1000)) $((total_ms % 1000))
-echo "  logs:    $LOG${gate_ids:+, $GATE_LOG}"
+echo "  logs:    $LOG${gate_ids:+, $GATE_LOG}, $INSP_LOG"
+echo "  inspector: $insp_url/ (web UI)"
+if [ -n "$INSP_TOKEN_FILE" ]; then
+  echo "             actions (move / pin / drain): paste the token in $INSP_TOKEN_FILE into the UI's Admin token field"
+fi
 echo "  data:    $RUN_DIR/data/<node-id>"
 echo "  cluster: curl -s ${urls[0]}/v1/cluster"
 if [ ${#gate_ids[@]} -gt 0 ]; then

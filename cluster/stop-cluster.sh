@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Stops the processes cluster/run-cluster.sh started, and only those: it reads RUN_DIR/pids ("PID ROLE
-# ID" lines), sends SIGTERM (graceful stop) to each PID that is still a cverse process, waits up to
+# Stops the processes cluster/run-cluster.sh started (nodes, gates, the inspector), and only those: it
+# reads RUN_DIR/pids ("PID ROLE ID" lines), sends SIGTERM (graceful stop) to each PID that is still a cverse process, waits up to
 # CVERSE_STOP_TIMEOUT seconds (default 10) for them to exit, SIGKILLs the survivors and removes the pids
 # file. Data directories and logs are kept. Never signals anything by name.
 #

@@ -6,7 +6,8 @@
 # Usage: scripts/test.sh [--no-asan] [--quick] [--suite NAME]...
 #   --no-asan      skip the sanitizer run
 #   --quick        unit suites only (same as --suite unit)
-#   --suite NAME   passed to `meson test --suite` (repeatable): unit, integration, or a test's name
+#   --suite NAME   passed to `meson test --suite` (repeatable): unit, integration, browser (the inspector's
+#                  web UI in headless chromium; screenshots land in the build directory), or a test's name
 # Environment: CVERSE_BUILD_DIR, CVERSE_ASAN_BUILD_DIR override the two build directories (defaults
 # build, build-asan; relative to the repository root).
 set -euo pipefail

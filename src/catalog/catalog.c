@@ -455,6 +455,8 @@ int cv_catalog_shard_get(const struct cv_catalog *cat, uint32_t shard, struct cv
         .epoch = s->epoch,
         .released_by = s->released_by >= 0 ? cat->m.nodes[s->released_by].id : "",
         .released_epoch = s->released_epoch,
+        .target = s->target >= 0 ? cat->m.nodes[s->target].id : "",
+        .pinned = s->pinned,
     };
     return 0;
 }

@@ -63,6 +63,10 @@ int cv_catalog_apply(struct cv_catalog *cat, uint64_t index, const void *buf, si
  *   release_shards CV_EINVAL (empty/long node, shards and epochs of different lengths, a shard out of
  *                  range or twice), CV_ECONFLICT (a shard has an owner, another epoch, or another
  *                  released_by); all or nothing; releasing again at the same epoch is 0
+ *   move_shard     CV_EINVAL (shard >= shards), CV_ENOTFOUND (node neither "" nor a registered node)
+ *   pin_shard      CV_EINVAL (shard >= shards)
+ *   drain_node     CV_EINVAL (empty id), CV_ENOTFOUND (unknown node)
+ *                  (all three are idempotent and change no owner or epoch)
  *   no command set (e.g. from a newer version): CV_EINVAL
  * apply may also return CV_ENOMEM (nothing changed, like CV_ELMDB). */
 
@@ -101,6 +105,8 @@ struct cv_catalog_shard {
     uint64_t epoch;
     const char *released_by; /* "" if none: the node it was last unassigned from while it owned it */
     uint64_t released_epoch; /* == epoch: released_by confirmed */
+    const char *target;      /* "" if none: the owner an operator chose (MoveShard) */
+    bool pinned;             /* PinShard: rebalancing keeps it on its current live, undrained owner */
 };
 /* Fills *out; CV_EINVAL if shard is out of range. */
 int cv_catalog_shard_get(const struct cv_catalog *cat, uint32_t shard, struct cv_catalog_shard *out);

@@ -7,7 +7,9 @@
  * command's *status and writes nothing; an LMDB or memory error is returned and aborts the entry.
  * Shard records change only here (assign_shards, release_shards); each change is a move of the shard
  * lifecycle (core/shard.h), checked against its table in debug builds, as are the moves a liveness flip
- * of expire_node / register_node makes on the shards naming that node. */
+ * of expire_node / register_node makes on the shards naming that node. An operator's wishes
+ * (move_shard's target, pin_shard, drain_node) change no owner and no epoch, so no lifecycle state:
+ * the leader follows them with ordinary assignments. */
 #include "catalog/cmd.h"
 
 #include <string.h>
@@ -322,6 +324,62 @@ static int cmd__release(struct cv_cmd_ctx *c, const Cverse__Catalog__CmdReleaseS
     return 0;
 }
 
+/* ---- an operator's wishes: they change what the leader aims for, never owner or epoch ---- */
+
+/* Writes r as shard's new record if it differs from old (owner and epoch unchanged). */
+static int cmd__shard_wish(struct cv_cmd_ctx *c, uint32_t shard, const struct cv_store_shard *old,
+                           const struct cv_store_shard *r)
+{
+    if (strcmp(old->target, r->target) == 0 && old->pinned == r->pinned) return 0; /* idempotent */
+    int rv = cv_store_shard_write(c->txn, c->dbi, shard, r);
+    return rv ? rv : cv_stage_shard(c->st, shard, r, true);
+}
+
+static int cmd__move_shard(struct cv_cmd_ctx *c, const Cverse__Catalog__CmdMoveShard *cmd, int *status)
+{
+    struct cv_store_shard old, r;
+    bool found = true;
+    if (cmd->shard >= c->shards) {
+        *status = CV_EINVAL;
+        return 0;
+    }
+    if (strlen(cmd->node) >= CV_NODE_ID_MAX) found = false;
+    int rv = cmd->node[0] && found ? cv_store_node_exists(c->txn, c->dbi, cmd->node, &found) : 0;
+    if (rv != 0) return rv;
+    if (!found) {
+        *status = CV_ENOTFOUND;
+        return 0;
+    }
+    rv = cv_store_shard_read(c->txn, c->dbi, cmd->shard, &old);
+    if (rv != 0) return rv;
+    r = old;
+    strcpy(r.target, cmd->node); /* length checked above */
+    return cmd__shard_wish(c, cmd->shard, &old, &r);
+}
+
+static int cmd__pin_shard(struct cv_cmd_ctx *c, const Cverse__Catalog__CmdPinShard *cmd, int *status)
+{
+    struct cv_store_shard old, r;
+    if (cmd->shard >= c->shards) {
+        *status = CV_EINVAL;
+        return 0;
+    }
+    int rv = cv_store_shard_read(c->txn, c->dbi, cmd->shard, &old);
+    if (rv != 0) return rv;
+    r = old;
+    r.pinned = cmd->pinned;
+    return cmd__shard_wish(c, cmd->shard, &old, &r);
+}
+
+static int cmd__drain_node(struct cv_cmd_ctx *c, const Cverse__Catalog__CmdDrainNode *cmd, int *status)
+{
+    struct cv_store_node sn;
+    int rv = cmd__node(c, cmd->node, &sn, status);
+    if (rv != 0 || *status != 0 || sn.n.draining == cmd->drain) return rv;
+    sn.n.draining = cmd->drain;
+    return cmd__node_commit(c, &sn);
+}
+
 static int cmd__create_object(struct cv_cmd_ctx *c, const Cverse__Catalog__CmdCreateObject *cmd, int *status)
 {
     struct cv_placement p;
@@ -374,6 +432,9 @@ int cv_cmd_run(struct cv_cmd_ctx *c, const Cverse__Catalog__Command *cmd, int *s
     case CVERSE__CATALOG__COMMAND__CMD_DELETE_OBJECT:
         return cmd__delete_object(c, cmd->delete_object, status);
     case CVERSE__CATALOG__COMMAND__CMD_RELEASE_SHARDS: return cmd__release(c, cmd->release_shards, status);
+    case CVERSE__CATALOG__COMMAND__CMD_MOVE_SHARD: return cmd__move_shard(c, cmd->move_shard, status);
+    case CVERSE__CATALOG__COMMAND__CMD_PIN_SHARD: return cmd__pin_shard(c, cmd->pin_shard, status);
+    case CVERSE__CATALOG__COMMAND__CMD_DRAIN_NODE: return cmd__drain_node(c, cmd->drain_node, status);
     default:
         *status = CV_EINVAL; /* no command, or one from a newer version */
         return 0;

@@ -75,6 +75,15 @@ static int mirror__load_shard(struct cv_mirror *m, const MDB_val *k, const MDB_v
     struct cv_slot *s = &m->smap[shard];
     s->epoch = r.epoch;
     s->released_epoch = r.released_epoch;
+    s->pinned = r.pinned;
+    if (r.target[0] != '\0') {
+        size_t idx = cv_mirror_find(m, r.target, &found);
+        if (!found) {
+            CV_ERROR("catalog: shard %u targets unknown node '%s'", shard, r.target);
+            return CV_EPROTO;
+        }
+        s->target = (int32_t)idx;
+    }
     if (r.released_by[0] != '\0') {
         size_t idx = cv_mirror_find(m, r.released_by, &found);
         if (!found) {
@@ -119,7 +128,7 @@ int cv_mirror_load(MDB_txn *txn, const MDB_dbi *dbi, uint32_t shards, struct cv_
     m->smap = malloc((size_t)shards * sizeof *m->smap);
     if (!m->smap) return CV_ENOMEM;
     for (uint32_t s = 0; s < shards; s++)
-        m->smap[s] = (struct cv_slot){.owner = -1, .released_by = -1};
+        m->smap[s] = (struct cv_slot){.owner = -1, .released_by = -1, .target = -1};
     int rv = cv_store_meta_get(txn, dbi[CV_DB_META], CV_META_APPLIED, 8, &m->applied, &found);
     if (rv == 0) rv = cv_store_meta_get(txn, dbi[CV_DB_META], CV_META_FP, 8, &m->fingerprint, &found);
     if (rv == 0) rv = mirror__load_nodes(txn, dbi, m);
@@ -157,6 +166,7 @@ static void mirror__upsert_node(struct cv_mirror *m, const struct cv_catalog_nod
     for (uint32_t s = 0; s < m->shards; s++) {
         if (m->smap[s].owner >= (int32_t)pos) m->smap[s].owner++;
         if (m->smap[s].released_by >= (int32_t)pos) m->smap[s].released_by++;
+        if (m->smap[s].target >= (int32_t)pos) m->smap[s].target++;
     }
 }
 
@@ -173,7 +183,9 @@ static int32_t mirror__index(const struct cv_mirror *m, const char *id, uint32_t
 static void mirror__set_shard(struct cv_mirror *m, const struct cv_shard_change *ch)
 {
     struct cv_slot *s = &m->smap[ch->shard];
-    if (ch->release_only) {
+    s->target = mirror__index(m, ch->r.target, ch->shard);
+    s->pinned = ch->r.pinned;
+    if (ch->same_owner) {
         s->released_epoch = ch->r.released_epoch;
         return;
     }
@@ -228,13 +240,13 @@ int cv_stage_node(struct cv_stage *st, const struct cv_catalog_node *n)
     return 0;
 }
 
-int cv_stage_shard(struct cv_stage *st, uint32_t shard, const struct cv_store_shard *r, bool release_only)
+int cv_stage_shard(struct cv_stage *st, uint32_t shard, const struct cv_store_shard *r, bool same_owner)
 {
     int rv = cv_array_grow((void **)&st->shards, &st->cap_shards, st->n_shards + 1, sizeof *st->shards);
     if (rv != 0) return rv;
     struct cv_shard_change *ch = &st->shards[st->n_shards++];
     ch->shard = shard;
-    ch->release_only = release_only;
+    ch->same_owner = same_owner;
     ch->r = *r;
     return 0;
 }
@@ -246,7 +258,7 @@ static bool mirror__node_equal(const struct cv_catalog_node *a, const struct cv_
     return strcmp(a->id, b->id) == 0 && strcmp(a->grpc_addr, b->grpc_addr) == 0 &&
            strcmp(a->advertise_addr, b->advertise_addr) == 0 && strcmp(a->http_addr, b->http_addr) == 0 &&
            strcmp(a->raft_addr, b->raft_addr) == 0 && a->raft_id == b->raft_id && a->role == b->role &&
-           a->alive == b->alive && a->incarnation == b->incarnation &&
+           a->alive == b->alive && a->draining == b->draining && a->incarnation == b->incarnation &&
            a->lease_expiry_ms == b->lease_expiry_ms && a->lease_renewed_ms == b->lease_renewed_ms &&
            a->shards_owned == b->shards_owned;
 }
@@ -261,7 +273,8 @@ const char *cv_mirror_diff(const struct cv_mirror *a, const struct cv_mirror *b)
     for (uint32_t s = 0; s < a->shards; s++)
         if (a->smap[s].owner != b->smap[s].owner || a->smap[s].epoch != b->smap[s].epoch ||
             a->smap[s].released_by != b->smap[s].released_by ||
-            a->smap[s].released_epoch != b->smap[s].released_epoch)
+            a->smap[s].released_epoch != b->smap[s].released_epoch || a->smap[s].target != b->smap[s].target ||
+            a->smap[s].pinned != b->smap[s].pinned)
             return "a shard";
     return NULL;
 }
@@ -290,8 +303,10 @@ static const char *mirror__slot_differs(const struct cv_mirror *m, MDB_txn *txn,
     if (*rv != 0) return NULL;
     const char *owner = sl->owner >= 0 ? m->nodes[sl->owner].id : "";
     const char *rel = sl->released_by >= 0 ? m->nodes[sl->released_by].id : "";
+    const char *target = sl->target >= 0 ? m->nodes[sl->target].id : "";
     bool same = strcmp(owner, r.owner) == 0 && strcmp(rel, r.released_by) == 0 && sl->epoch == r.epoch &&
-                sl->released_epoch == r.released_epoch;
+                sl->released_epoch == r.released_epoch && strcmp(target, r.target) == 0 &&
+                sl->pinned == r.pinned;
     return same ? NULL : "a shard";
 }
 
@@ -349,6 +364,7 @@ const char *cv_mirror_invariants(const struct cv_mirror *m)
         const struct cv_slot *sl = &m->smap[s];
         if (sl->owner < -1 || sl->owner >= (int64_t)m->n) return "owner index out of range";
         if (sl->released_by < -1 || sl->released_by >= (int64_t)m->n) return "released_by out of range";
+        if (sl->target < -1 || sl->target >= (int64_t)m->n) return "target out of range";
         cv_mirror_shard_view(m, s, &v);
         const char *bad = cv_shard_invariant(&v);
         if (bad) return bad;

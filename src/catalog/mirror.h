@@ -11,13 +11,16 @@
 #include "catalog/store.h"
 #include "core/shard.h"
 
-/* One shard in the mirror. A shard without an LMDB record is unassigned with epoch 0; a record exists
- * from the first owner change on (epoch >= 1), also after it was unassigned again. */
+/* One shard in the mirror. A shard without an LMDB record is unassigned with epoch 0, no target, not
+ * pinned; a record exists from the first owner change on (epoch >= 1), also after it was unassigned
+ * again, or from the first MoveShard / PinShard (possibly at epoch 0). */
 struct cv_slot {
     int32_t owner; /* index into mirror.nodes, -1 = unassigned */
     uint64_t epoch;
     int32_t released_by;     /* index into mirror.nodes, -1 = none (see ShardRecord) */
     uint64_t released_epoch; /* == epoch: released_by confirmed the release */
+    int32_t target;          /* index into mirror.nodes, -1 = none: the operator's chosen owner */
+    bool pinned;
 };
 
 struct cv_mirror {
@@ -30,7 +33,7 @@ struct cv_mirror {
 
 struct cv_shard_change {
     uint32_t shard;
-    bool release_only; /* ReleaseShards: only released_epoch changes */
+    bool same_owner; /* ReleaseShards, MoveShard, PinShard: owner, epoch and released_by are unchanged */
     struct cv_store_shard r;
 };
 
@@ -74,6 +77,6 @@ void cv_stage_free(struct cv_stage *st);
 /* Records the latest value of a node (one entry per id). CV_ENOMEM. */
 int cv_stage_node(struct cv_stage *st, const struct cv_catalog_node *n);
 /* Records a shard's new record. CV_ENOMEM. */
-int cv_stage_shard(struct cv_stage *st, uint32_t shard, const struct cv_store_shard *r, bool release_only);
+int cv_stage_shard(struct cv_stage *st, uint32_t shard, const struct cv_store_shard *r, bool same_owner);
 
 #endif

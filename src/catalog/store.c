@@ -111,6 +111,7 @@ static int store__node_decode(const Cverse__Catalog__NodeRecord *rec,
     n->raft_id = info->raft_id;
     n->role = (int)rec->role;
     n->alive = rec->alive;
+    n->draining = rec->draining;
     n->incarnation = rec->incarnation;
     sn->registered_index = rec->registered_index;
     if (lease) {
@@ -159,6 +160,7 @@ int cv_store_node_write(MDB_txn *txn, const MDB_dbi *dbi, const struct cv_store_
     rec.info = &info;
     rec.role = (Cverse__Catalog__Role)n->role;
     rec.alive = n->alive;
+    rec.draining = n->draining;
     rec.incarnation = n->incarnation;
     rec.registered_index = sn->registered_index;
     Cverse__Catalog__LeaseRecord lease = CVERSE__CATALOG__LEASE_RECORD__INIT;
@@ -185,11 +187,13 @@ int cv_store_shard_decode(const MDB_val *v, struct cv_store_shard *r)
     if (!rec) return CV_EPROTO;
     int rv = cv_store_copy_str(r->owner, sizeof r->owner, rec->owner, strlen(rec->owner)) ||
                      cv_store_copy_str(r->released_by, sizeof r->released_by, rec->released_by,
-                                       strlen(rec->released_by))
+                                       strlen(rec->released_by)) ||
+                     cv_store_copy_str(r->target, sizeof r->target, rec->target, strlen(rec->target))
                  ? CV_EPROTO
                  : 0;
     r->epoch = rec->epoch;
     r->released_epoch = rec->released_epoch;
+    r->pinned = rec->pinned;
     cverse__catalog__shard_record__free_unpacked(rec, NULL);
     return rv;
 }
@@ -216,6 +220,8 @@ int cv_store_shard_write(MDB_txn *txn, const MDB_dbi *dbi, uint32_t shard, const
     rec.epoch = r->epoch;
     rec.released_by = (char *)r->released_by;
     rec.released_epoch = r->released_epoch;
+    rec.target = (char *)r->target;
+    rec.pinned = r->pinned;
     return cv_store_msg_put(txn, dbi[CV_DB_SHARDS], kb, 4, &rec);
 }
 

@@ -30,8 +30,9 @@ struct cv_store_node {
 
 /* A shard record as stored (proto ShardRecord); "" = no node. */
 struct cv_store_shard {
-    char owner[CV_NODE_ID_MAX], released_by[CV_NODE_ID_MAX];
+    char owner[CV_NODE_ID_MAX], released_by[CV_NODE_ID_MAX], target[CV_NODE_ID_MAX];
     uint64_t epoch, released_epoch;
+    bool pinned;
 };
 
 /* The lifecycle view of a record (core/shard.h), given whether the nodes it names are alive. */

@@ -14,6 +14,7 @@ struct cv_catalog_node {
     uint64_t raft_id;
     int role;            /* Cverse__Catalog__Role */
     bool alive;
+    bool draining;       /* an operator drains it (DrainNode): it takes no shards */
     uint64_t incarnation; /* 1 at the first registration; +1 each time a dead node registers or renews */
     uint64_t lease_expiry_ms;
     uint64_t lease_renewed_ms;

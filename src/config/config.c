@@ -430,7 +430,7 @@ static int cfg__entry_id(struct cfg__ctx *c, yaml_node_t *map, const char *path,
 static const char *const node_keys[] = {"id", "grpc_addr", "advertise_addr", "http_addr", "raft_addr", NULL};
 static const char *const node_goverse[] = {"enable_pprof", NULL};
 static const char *const gate_keys[] = {"id", "grpc_addr", "advertise_addr", "http_addr", NULL};
-static const char *const inspector_keys[] = {"grpc_addr", "http_addr", "advertise_addr", NULL};
+static const char *const inspector_keys[] = {"grpc_addr", "http_addr", "advertise_addr", "admin_token_file", NULL};
 static const char *const inspector_goverse[] = {"connect_addr", NULL}; /* older Goverse name of advertise */
 
 /* raft_addr default: the advertised host, made connectable ("localhost" -> 127.0.0.1), with the grpc
@@ -562,7 +562,7 @@ static int cfg__gates(struct cfg__ctx *c, yaml_node_t *root)
 
 static int cfg__inspector(struct cfg__ctx *c, yaml_node_t *root)
 {
-    struct cfg__field f, grpc, adv, http;
+    struct cfg__field f, grpc, adv, http, tok;
     struct cv_config *cfg = c->cfg;
     cfg__field(c, root, "", "inspector", &f);
     if (!f.node) return 0;
@@ -573,7 +573,9 @@ static int cfg__inspector(struct cfg__ctx *c, yaml_node_t *root)
     cfg__field(c, f.node, f.path, "grpc_addr", &grpc);
     cfg__field(c, f.node, f.path, "advertise_addr", &adv);
     cfg__field(c, f.node, f.path, "http_addr", &http);
-    rv = cfg__addr(c, &grpc, true, &cfg->inspector.grpc_addr);
+    cfg__field(c, f.node, f.path, "admin_token_file", &tok);
+    rv = cfg__str(c, &tok, false, "a file path", &cfg->inspector.admin_token_file);
+    if (!rv) rv = cfg__addr(c, &grpc, true, &cfg->inspector.grpc_addr);
     if (!rv) rv = cfg__advertise(c, &adv, cfg->inspector.grpc_addr, &cfg->inspector.advertise_addr);
     if (!rv) rv = cfg__addr(c, &http, true, &cfg->inspector.http_addr);
     if (!rv) rv = cfg__claim(c, cfg->inspector.grpc_addr, cfg->inspector.advertise_addr, grpc.path, grpc.line);
@@ -957,6 +959,7 @@ void cv_config_free(struct cv_config *cfg)
     free(cfg->inspector.grpc_addr);
     free(cfg->inspector.http_addr);
     free(cfg->inspector.advertise_addr);
+    free(cfg->inspector.admin_token_file);
     free(cfg->etcd_endpoints);
     free(cfg->autoload);
     free(cfg->nodes);

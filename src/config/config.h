@@ -63,6 +63,7 @@ struct cv_config {
     bool has_inspector;
     struct {
         char *grpc_addr, *http_addr, *advertise_addr;
+        char *admin_token_file; /* NULL: none (CVERSE_INSPECTOR_TOKEN may still enable the actions) */
     } inspector;
     char **warnings; /* accepted-but-unused Goverse keys, "file:line: key: message" */
     size_t n_warnings;

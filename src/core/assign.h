@@ -1,5 +1,5 @@
-/* Shard assignment: balanced (max - min <= 1) and minimal-movement mapping of shards to live nodes.
- * Pure: no I/O, no allocation beyond what the caller passes in. */
+/* Shard assignment: balanced (max - min <= 1) and minimal-movement mapping of shards to live nodes,
+ * optionally with shards fixed to a node. Pure: no I/O, no allocation beyond what the caller passes in. */
 #ifndef CV_CORE_ASSIGN_H
 #define CV_CORE_ASSIGN_H
 
@@ -22,6 +22,20 @@
  * An owner in cur that is out of range or dead counts as no owner (the shard is reassigned). */
 uint32_t cv_assign_shards(const int32_t *cur, uint32_t shards, const uint8_t *live, uint32_t n_nodes,
                           int32_t *out);
+
+/* cv_assign_shards with constraints (docs/architecture.md, "Shard assignment"):
+ *   fixed[shards] (NULL: none fixed): the owner a shard must get (an index < n_nodes), or
+ *     CV_ASSIGN_NONE to balance it; a fixed owner that is not eligible (or out of range) counts as none;
+ *   elig[n_nodes]: nonzero for nodes that may own shards (the leader: live and not draining).
+ * Guarantees, when at least one node is eligible: every fixed shard gets its fixed owner; every other
+ * shard gets an eligible owner; counting fixed shards in each node's load, the loads of eligible nodes
+ * that are not over-full with fixed shards alone differ by at most 1, and a node over-full with fixed
+ * shards gets no other shard; as many unfixed shards as that balance allows keep their owner (minimal
+ * movement); deterministic. With no eligible node every shard becomes CV_ASSIGN_NONE. With fixed ==
+ * NULL this is exactly cv_assign_shards (same result, same return). Returns the number of shards whose
+ * owner changed. out may alias cur (not fixed). Same limits as cv_assign_shards. */
+uint32_t cv_assign_constrained(const int32_t *cur, const int32_t *fixed, uint32_t shards, const uint8_t *elig,
+                               uint32_t n_nodes, int32_t *out);
 
 /* Two-phase handoff (docs/architecture.md, shard moves): of the target map next (from cv_assign_shards),
  * what may be proposed now, so that a shard's objects are never active on two live nodes.

@@ -23,7 +23,9 @@
  * RenewLease, ExpireNode) changes the liveness of the nodes it names. The table (cv_shard_sm) allows
  * every move either can make; it is deliberately no stricter than the catalog, which accepts any
  * assignment whose epoch matches. The handoff protocol (a live owner releases first, a live releaser
- * is waited for) is what the leader follows: cv_shard_step. */
+ * is waited for) is what the leader follows: cv_shard_step. A record's operator fields (target, pinned;
+ * MoveShard, PinShard) change no owner and no epoch: they are not part of the state, only of what the
+ * leader's assignment aims for (core/assign.h, cv_assign_constrained). */
 enum cv_shard_state {
     CV_SHARD_UNASSIGNED,
     CV_SHARD_OWNED,

@@ -12,7 +12,12 @@
  * writing and drained for a short while first (a lingering close), so the peer reads the response
  * instead of a reset caused by the bytes we did not read. Idle keep-alive connections are closed after
  * HTTP__IDLE_MS. If the connection goes away while the handler works, the exchange is detached and
- * cv_http_respond only frees it. */
+ * cv_http_respond only frees it.
+ *
+ * Streams (cv_http_stream_begin): the head goes out without Content-Length and with Connection: close;
+ * the connection keeps reading only to notice the peer closing (bytes it sends are discarded), takes no
+ * further request, and is never closed as idle. A peer that does not read (more than
+ * CV_HTTP_STREAM_MAX_QUEUE bytes queued) is closed. */
 #include "net/http.h"
 
 #include <stdarg.h>
@@ -69,13 +74,14 @@ struct http__conn {
     size_t in_off;
     /* The request being parsed. */
     struct http__buf url, field, value, body;
-    char *content_type, *origin, *deadline;
+    char *content_type, *origin, *deadline, *auth, *last_id;
     int in_value, expect_continue;
     size_t header_bytes;
     enum cv_status err;           /* our refusal when a callback stops the parser (when err_msg is set); */
     const char *err_msg;          /* the table gives its HTTP status */
     struct cv_http_exchange *ready;   /* parsed, not handed out yet (parser paused) */
     struct cv_http_exchange *pending; /* with the handler, awaiting cv_http_respond */
+    struct cv_http_stream *stream;    /* a streaming response in progress */
     unsigned writes;              /* uv_write requests in flight */
     int in_process, reading, closing;
     int close_after_write;        /* last response queued: close once written */
@@ -88,8 +94,14 @@ struct http__conn {
 struct cv_http_exchange {
     struct http__conn *conn;      /* NULL once the connection is gone */
     struct cv_http_request req;
-    char *path, *raw_path, *query, *body, *content_type, *origin, *deadline;
+    char *path, *raw_path, *query, *body, *content_type, *origin, *deadline, *auth, *last_id;
     int keep_alive, http10, head, options;
+};
+
+struct cv_http_stream {
+    struct http__conn *conn; /* NULL once ended */
+    cv_http_stream_close_cb on_close;
+    void *data;
 };
 
 struct http__wreq {
@@ -288,6 +300,8 @@ static int conn__header_done(struct http__conn *c)
     if (!strcasecmp(f, "Content-Type")) conn__take_str(&c->content_type, &c->value);
     else if (!strcasecmp(f, "Origin")) conn__take_str(&c->origin, &c->value);
     else if (!strcasecmp(f, "X-Cverse-Deadline-Ms")) conn__take_str(&c->deadline, &c->value);
+    else if (!strcasecmp(f, "Authorization")) conn__take_str(&c->auth, &c->value);
+    else if (!strcasecmp(f, "Last-Event-ID")) conn__take_str(&c->last_id, &c->value);
     else if (!strcasecmp(f, "Expect")) c->expect_continue = !strcasecmp(v, "100-continue");
     c->field.len = c->value.len = 0;
     c->in_value = 0;
@@ -301,7 +315,9 @@ static int http__on_message_begin(http_parser *p)
     free(c->content_type);
     free(c->origin);
     free(c->deadline);
-    c->content_type = c->origin = c->deadline = NULL;
+    free(c->auth);
+    free(c->last_id);
+    c->content_type = c->origin = c->deadline = c->auth = c->last_id = NULL;
     c->in_value = c->expect_continue = 0;
     c->header_bytes = 0;
     return 0;
@@ -363,6 +379,8 @@ static void exchange__free(struct cv_http_exchange *x)
     free(x->content_type);
     free(x->origin);
     free(x->deadline);
+    free(x->auth);
+    free(x->last_id);
     free(x);
 }
 
@@ -409,7 +427,9 @@ static int http__on_message_complete(http_parser *p)
     x->content_type = c->content_type;
     x->origin = c->origin;
     x->deadline = c->deadline;
-    c->content_type = c->origin = c->deadline = NULL;
+    x->auth = c->auth;
+    x->last_id = c->last_id;
+    c->content_type = c->origin = c->deadline = c->auth = c->last_id = NULL;
     x->req.method = http_method_str((enum http_method)p->method);
     x->req.path = x->path;
     x->req.raw_path = x->raw_path;
@@ -418,6 +438,8 @@ static int http__on_message_complete(http_parser *p)
     x->req.body = x->body;
     x->req.content_type = x->content_type ? x->content_type : "";
     x->req.origin = x->origin ? x->origin : "";
+    x->req.authorization = x->auth ? x->auth : "";
+    x->req.last_event_id = x->last_id ? x->last_id : "";
     x->keep_alive = http_should_keep_alive(p) && !p->upgrade; /* no protocol switching here */
     x->http10 = p->http_major == 1 && p->http_minor == 0;
     x->head = p->method == HTTP_HEAD;
@@ -461,6 +483,7 @@ static void conn__read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 {
     struct http__conn *c = st->data;
     if (nread == 0) return;
+    if (nread < 0 && c->stream) nread = UV_ECONNRESET; /* the peer left the stream */
     if (nread < 0) {
         if (nread != UV_EOF || c->lingering) {
             conn__close(c);
@@ -470,6 +493,7 @@ static void conn__read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
         conn__process(c);
         return;
     }
+    if (c->stream) return; /* nothing is expected from a stream's peer */
     if (c->lingering) { /* draining after our last response: discard */
         c->drained += (size_t)nread;
         if (c->drained > HTTP__LINGER_MAX) conn__close(c);
@@ -484,7 +508,7 @@ static void conn__read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 static void conn__update_reading(struct http__conn *c)
 {
     int want = !c->closing && !c->peer_eof &&
-               (c->lingering || (!c->pending && !c->ready && !c->close_after_write));
+               (c->lingering || c->stream || (!c->pending && !c->ready && !c->close_after_write));
     if (want == c->reading) return;
     if (want && uv_read_start((uv_stream_t *)&c->tcp, conn__alloc_cb, conn__read_cb)) {
         conn__close(c);
@@ -507,7 +531,7 @@ static void conn__shutdown_cb(uv_shutdown_t *req, int status)
 /* Closes once nothing is left to say: the last response written, or the peer gone and idle. */
 static void conn__check_done(struct http__conn *c)
 {
-    if (c->closing || c->lingering || c->pending || c->ready || c->writes) return;
+    if (c->closing || c->lingering || c->pending || c->ready || c->writes || c->stream) return;
     if (c->peer_eof) {
         conn__close(c);
         return;
@@ -547,7 +571,7 @@ static void conn__process(struct http__conn *c)
 {
     if (c->in_process) return;
     c->in_process = 1;
-    while (!c->closing && !c->close_after_write && !c->pending) {
+    while (!c->closing && !c->close_after_write && !c->pending && !c->stream) {
         if (c->ready) {
             conn__dispatch(c);
             continue;
@@ -583,6 +607,12 @@ static void conn__closed(uv_handle_t *h)
     else srv->conns = c->next;
     if (c->next) c->next->prev = c->prev;
     if (c->pending) c->pending->conn = NULL; /* its cv_http_respond will only free it */
+    if (c->stream) {
+        struct cv_http_stream *st = c->stream;
+        st->conn = NULL;
+        st->on_close(st->data, st);
+        free(st);
+    }
     if (c->ready) exchange__free(c->ready);
     buf__free(&c->in);
     buf__free(&c->url);
@@ -592,6 +622,8 @@ static void conn__closed(uv_handle_t *h)
     free(c->content_type);
     free(c->origin);
     free(c->deadline);
+    free(c->auth);
+    free(c->last_id);
     free(c);
     server__maybe_finish(srv);
 }
@@ -627,7 +659,7 @@ static void server__sweep_cb(uv_timer_t *t)
     struct cv_http_server *srv = t->data;
     uint64_t now = uv_now(srv->loop);
     for (struct http__conn *c = srv->conns; c; c = c->next) {
-        if (c->closing || c->pending || c->writes) continue;
+        if (c->closing || c->pending || c->writes || c->stream) continue;
         uint64_t limit = c->lingering ? HTTP__LINGER_MS : HTTP__IDLE_MS;
         if (now - c->last_activity >= limit) conn__close(c);
     }
@@ -768,4 +800,66 @@ void cv_http_respond_error(struct cv_http_exchange *x, enum cv_status st, const 
     buf__free(&hdrs);
     free(s);
     json_decref(o);
+}
+
+/* ---------------------------------------------------------------------------------------------------
+ * Streaming responses. */
+
+struct cv_http_stream *cv_http_stream_begin(struct cv_http_exchange *x, int status, const char *content_type,
+                                            const char *extra_headers, cv_http_stream_close_cb on_close,
+                                            void *data)
+{
+    struct http__conn *c = x->conn;
+    struct cv_http_stream *s = c && !c->closing ? calloc(1, sizeof *s) : NULL;
+    if (!s) {
+        cv_http_respond(x, 500, NULL, NULL, 0, NULL); /* a no-op when the connection is gone */
+        return NULL;
+    }
+    *s = (struct cv_http_stream){.conn = c, .on_close = on_close, .data = data};
+    struct http__buf b = {0};
+    char date[64];
+    http__date(date, sizeof date);
+    int rv = buf__appendf(&b, "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: %s\r\nConnection: close\r\n%s\r\n",
+                          status, http__reason(status), date, content_type, extra_headers ? extra_headers : "");
+    if (c->pending == x) c->pending = NULL;
+    exchange__free(x);
+    if (rv) {
+        buf__free(&b);
+        free(s);
+        conn__close(c);
+        return NULL;
+    }
+    c->stream = s;
+    conn__write(c, &b);
+    conn__update_reading(c);
+    return s;
+}
+
+int cv_http_stream_write(struct cv_http_stream *s, const char *data, size_t len)
+{
+    struct http__conn *c = s->conn;
+    if (!c || c->closing) return CV_ECLOSED;
+    if (c->tcp.write_queue_size > CV_HTTP_STREAM_MAX_QUEUE) {
+        CV_DEBUG("http: stream peer fell %zu bytes behind: closing", c->tcp.write_queue_size);
+        conn__close(c);
+        return CV_ECLOSED;
+    }
+    struct http__buf b = {0};
+    if (buf__append(&b, data, len)) {
+        conn__close(c);
+        return CV_ECLOSED;
+    }
+    conn__write(c, &b);
+    return 0;
+}
+
+void cv_http_stream_end(struct cv_http_stream *s)
+{
+    struct http__conn *c = s->conn;
+    free(s);
+    if (!c) return;
+    c->stream = NULL;
+    c->close_after_write = 1;
+    conn__update_reading(c);
+    conn__check_done(c);
 }

@@ -20,6 +20,8 @@ struct cv_http_request {
     const char *content_type; /* "" if absent */
     const char *origin;       /* Origin header, "" if absent (for CORS) */
     const char *deadline_ms;  /* X-Cverse-Deadline-Ms header (per-call deadline), "" if absent */
+    const char *authorization; /* Authorization header, "" if absent */
+    const char *last_event_id; /* Last-Event-ID header (an event stream's resume point), "" if absent */
 };
 
 /* Called once per request. The request (and its strings) stays valid until cv_http_respond is called
@@ -58,5 +60,25 @@ void cv_http_respond_json(struct cv_http_exchange *x, int status, const char *js
  * sent as well (e.g. "Allow: GET\r\n" with a 405). Out of memory: a 500 {"error":"out of memory",...}. */
 void cv_http_respond_error(struct cv_http_exchange *x, enum cv_status st, const char *msg,
                            const char *extra_headers);
+
+/* Streaming responses (e.g. Server-Sent Events): the status line and headers now, then the body in
+ * pieces as it comes; no Content-Length: the body ends when the connection closes. The connection
+ * serves nothing else afterwards. */
+struct cv_http_stream;
+/* The stream ended without cv_http_stream_end: the peer closed the connection, a write failed, the
+ * peer fell more than CV_HTTP_STREAM_MAX_QUEUE bytes behind, or the server closed. s is freed after. */
+typedef void (*cv_http_stream_close_cb)(void *data, struct cv_http_stream *s);
+#define CV_HTTP_STREAM_MAX_QUEUE (4u << 20)
+
+/* Answers x with the head of a streaming response and frees x (arguments are copied). Returns the
+ * stream (owned by the server: valid until on_close runs or cv_http_stream_end is called), or NULL when
+ * the connection is gone or out of memory (on_close is then never called). */
+struct cv_http_stream *cv_http_stream_begin(struct cv_http_exchange *x, int status, const char *content_type,
+                                            const char *extra_headers, cv_http_stream_close_cb on_close,
+                                            void *data);
+/* Queues bytes of the body (copied). 0, or CV_ECLOSED when the stream is ending (on_close follows). */
+int cv_http_stream_write(struct cv_http_stream *s, const char *data, size_t len);
+/* Ends the stream: what was written is sent, then the connection closes. on_close is not called. */
+void cv_http_stream_end(struct cv_http_stream *s);
 
 #endif

@@ -1,12 +1,12 @@
-/* The node's HTTP API: read-only views of this node's catalog replica, raft status and active objects,
- * for operators, scripts and the CLI.
+/* The node's HTTP API: views of this node's catalog replica, raft status and active objects, for
+ * operators, scripts, the CLI and the inspector; the admin actions (POST /v1/admin/...) are admin.c's.
  *
  * Happy path: the HTTP server (net/http.h) hands every parsed request to cv_api_handle, which answers it
  * synchronously from the components' in-memory state (no I/O, no callback later): /health and /healthz
  * {"status":"ok"}; /ready 200 {"ready":true} once the node is ready (catalog caught up, registered,
  * shards assigned, auto-load objects active); /v1/cluster the raft state and every configured node;
- * /v1/shards owners and epochs; /v1/objects the active objects, ?type= filters; /metrics Prometheus
- * text (util/prom.h).
+ * /v1/shards owners, epochs, targets and pins; /v1/objects the active objects, ?type= filters; /v1/stats
+ * the call statistics (node/stats.h); /metrics Prometheus text (util/prom.h).
  *
  * Failure modes: every error body is the shared JSON error (cv_http_respond_error) named from the error
  * table: an unknown path 404 NOT_FOUND, a method other than GET/HEAD 405, a ?type= filter that cannot be
@@ -20,7 +20,9 @@
 #include <string.h>
 
 #include "cverse/error.h"
+#include "node/admin.h"
 #include "node/host.h"
+#include "node/stats.h"
 #include "util/buf.h"
 #include "util/log.h"
 #include "util/pct.h"
@@ -52,8 +54,9 @@ static json_t *api__node_json(struct cv_api *a, const struct cv_node_cfg *nc)
 {
     const struct cv_catalog_node *cn = cv_catalog_node_get(a->catalog, nc->id);
     int role = cv_consensus_member_role(a->consensus, nc->id);
-    return json_pack("{s:s, s:s, s:b, s:b, s:i, s:I, s:s, s:s, s:s, s:s}", "id", nc->id, "role",
-                     api__role_name(role), "alive", cn && cn->alive, "registered", cn != NULL, "shards",
+    return json_pack("{s:s, s:s, s:b, s:b, s:b, s:i, s:I, s:s, s:s, s:s, s:s}", "id", nc->id, "role",
+                     api__role_name(role), "alive", cn && cn->alive, "registered", cn != NULL, "draining",
+                     cn && cn->draining, "shards",
                      cn ? (int)cn->shards_owned : 0, "lease_expiry_ms",
                      (json_int_t)(cn ? cn->lease_expiry_ms : 0), "grpc_addr", nc->grpc_addr,
                      "advertise_addr", nc->advertise_addr, "raft_addr", nc->raft_addr, "http_addr",
@@ -78,17 +81,18 @@ static void api__get_cluster(struct cv_api *a, struct cv_http_exchange *x)
 
 static void api__get_shards(struct cv_api *a, struct cv_http_exchange *x)
 {
-    json_t *owners = json_array();
-    json_t *epochs = json_array();
+    json_t *owners = json_array(), *epochs = json_array(), *targets = json_array(), *pinned = json_array();
     for (uint32_t s = 0; s < a->cfg->shards; s++) {
-        uint64_t epoch = 0;
-        const char *o = cv_catalog_shard_owner(a->catalog, s, &epoch);
-        json_array_append_new(owners, o && *o ? json_string(o) : json_null());
-        json_array_append_new(epochs, json_integer((json_int_t)epoch));
+        struct cv_catalog_shard sh;
+        if (cv_catalog_shard_get(a->catalog, s, &sh) != 0) sh = (struct cv_catalog_shard){.owner = "", .target = ""};
+        json_array_append_new(owners, *sh.owner ? json_string(sh.owner) : json_null());
+        json_array_append_new(epochs, json_integer((json_int_t)sh.epoch));
+        json_array_append_new(targets, *sh.target ? json_string(sh.target) : json_null());
+        json_array_append_new(pinned, json_boolean(sh.pinned));
     }
-    json_t *j = json_pack("{s:I, s:i, s:o, s:o}", "applied_index",
+    json_t *j = json_pack("{s:I, s:i, s:o, s:o, s:o, s:o}", "applied_index",
                           (json_int_t)cv_catalog_applied_index(a->catalog), "shards", (int)a->cfg->shards,
-                          "owners", owners, "epochs", epochs);
+                          "owners", owners, "epochs", epochs, "targets", targets, "pinned", pinned);
     api__send_json(x, 200, j);
 }
 
@@ -136,6 +140,22 @@ static void api__get_objects(struct cv_api *a, struct cv_http_exchange *x, const
     api__send_json(x, 200, json_pack("{s:s, s:o}", "node", a->self->id, "objects", c.arr));
 }
 
+/* This node's call statistics (node/stats.h), cumulative since start: the inspector polls it. */
+static void api__get_stats(struct cv_api *a, struct cv_http_exchange *x)
+{
+    struct cv_node_stats *st = a->host ? cv_host_stats(a->host) : NULL;
+    if (!st) {
+        cv_http_respond_error(x, CV_STATUS_UNAVAILABLE, "call statistics are off (CVERSE_NODE_STATS=0)", NULL);
+        return;
+    }
+    json_t *j = cv_node_stats_json(st, a->self->id);
+    if (!j) {
+        cv_http_respond_error(x, CV_STATUS_INTERNAL, "out of memory", NULL);
+        return;
+    }
+    api__send_json(x, 200, j);
+}
+
 /* Prometheus text exposition (util/prom.h). */
 static void api__get_metrics(struct cv_api *a, struct cv_http_exchange *x)
 {
@@ -163,6 +183,7 @@ static void api__get_metrics(struct cv_api *a, struct cv_http_exchange *x)
     for (unsigned i = 0; i < CV_APPLY_BUCKETS; i++) le_s[i] = cv_apply_bucket_le_us[i] / 1e6;
     cv_prom_family(&b, "cverse_catalog_apply_seconds", "histogram", "Time to apply one raft entry to the catalog.");
     cv_prom_histogram(&b, "cverse_catalog_apply_seconds", NULL, le_s, h->buckets, CV_APPLY_BUCKETS, h->sum_us / 1e6);
+    if (a->host && cv_host_stats(a->host)) cv_node_stats_prom(cv_host_stats(a->host), &b);
     if (!b.p || b.oom) {
         free(b.p);
         cv_http_respond_error(x, CV_STATUS_INTERNAL, "out of memory", NULL);
@@ -185,11 +206,16 @@ static void api__get_health(struct cv_api *a, struct cv_http_exchange *x)
 static const struct route routes[] = {
     {"/health", api__get_health},   {"/healthz", api__get_health},   {"/ready", api__get_ready},
     {"/v1/cluster", api__get_cluster}, {"/v1/shards", api__get_shards}, {"/metrics", api__get_metrics},
+    {"/v1/stats", api__get_stats},
 };
 
 void cv_api_handle(void *data, struct cv_http_exchange *x, const struct cv_http_request *req)
 {
     struct cv_api *a = data;
+    if (strncmp(req->path, CV_ADMIN_PREFIX, strlen(CV_ADMIN_PREFIX)) == 0) {
+        cv_admin_handle(a, x, req);
+        return;
+    }
     if (strcmp(req->path, "/v1/objects") == 0) { /* the one route that reads the query */
         if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0)
             cv_http_respond_error(x, CV_STATUS_METHOD_NOT_ALLOWED, "only GET is supported here",

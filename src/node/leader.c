@@ -5,7 +5,9 @@
  *      the node's latest renewal it saw applied, or after the start of its leadership if later
  *      (cv_lease_may_expire), with a compare-and-set on its recorded expiry (every applied renewal moves
  *      it), so a renewal that commits first wins;
- *   3. the shard map: cv_assign_shards over the live nodes, filtered by cv_assign_handoff (a shard
+ *   3. the shard map: cv_assign_constrained over the eligible nodes (live and not draining), with the
+ *      shards an operator fixed (a live, undrained target; else a pinned shard's live, undrained owner)
+ *      going to that node, filtered by cv_assign_handoff (a shard
  *      leaving a live owner is first unassigned; it gets its new owner only once the old one released
  *      it with ReleaseShards, or was declared dead), proposed as one compare-and-set on every moved
  *      shard's epoch, so a decision taken on stale state is rejected, never half-applied;
@@ -36,10 +38,10 @@ struct cv_leader {
     bool timer_open;          /* the timer's close callback has not run yet */
     uv_timer_t timer;
     int inflight[D_COUNT];    /* proposals whose callback (duty__done) is still owed */
-    int32_t *cur, *next, *waiting; /* per shard: index into cfg->nodes or CV_ASSIGN_NONE */
-    uint8_t *live;       /* per cfg node */
-    uint64_t *seen;      /* per cfg node: cv_mono_ms when its latest renewal applied here (0: none) */
-    uint64_t since;      /* cv_mono_ms when this run first saw us leading (0: not leading) */
+    int32_t *cur, *next, *waiting, *fixed; /* per shard: index into cfg->nodes or CV_ASSIGN_NONE */
+    uint8_t *live, *elig; /* per cfg node: alive; alive and not draining (may take shards) */
+    uint64_t *seen;       /* per cfg node: cv_mono_ms when its latest renewal applied here (0: none) */
+    uint64_t since;       /* cv_mono_ms when this run first saw us leading (0: not leading) */
     uint32_t waiting_logged;
     void (*done)(void *data);
     void *done_data;
@@ -113,17 +115,29 @@ static void duty__expire(struct cv_leader *l)
     }
 }
 
-/* Fills l->live from the catalog, l->cur from the shard map and l->waiting from the shard lifecycle;
- * returns the number of live nodes. */
+/* The node a shard is fixed to (index into cfg->nodes) or CV_ASSIGN_NONE: its target if that node
+ * is eligible; else, if pinned, its current owner if that one is eligible. A target that died or
+ * drains stays recorded but is not followed: the shard is balanced meanwhile. Drain wins over pin. */
+static int32_t leader__fixed(struct cv_leader *l, const struct cv_catalog_shard *sh, int32_t cur)
+{
+    int32_t t = *sh->target ? cv_config_node_index(l->o.cfg, sh->target) : CV_ASSIGN_NONE;
+    if (t >= 0 && l->elig[t]) return t;
+    if (sh->pinned && cur >= 0 && l->elig[cur]) return cur;
+    return CV_ASSIGN_NONE;
+}
+
+/* Fills l->live and l->elig from the catalog, l->cur from the shard map, l->waiting from the shard
+ * lifecycle and l->fixed from the operator's wishes; returns the number of eligible nodes. */
 static size_t leader__load_state(struct cv_leader *l)
 {
     const struct cv_config *cfg = l->o.cfg;
     struct cv_catalog *cat = l->o.catalog;
-    size_t n_live = 0;
+    size_t n_elig = 0;
     for (size_t i = 0; i < cfg->n_nodes; i++) {
         const struct cv_catalog_node *cn = cv_catalog_node_get(cat, cfg->nodes[i].id);
         l->live[i] = cn && cn->alive;
-        n_live += l->live[i];
+        l->elig[i] = l->live[i] && !cn->draining;
+        n_elig += l->elig[i];
     }
     for (uint32_t s = 0; s < cfg->shards; s++) {
         struct cv_catalog_shard sh;
@@ -133,16 +147,19 @@ static size_t leader__load_state(struct cv_leader *l)
          * it while it lives). */
         l->waiting[s] = cv_shard_must_confirm(sh.state) ? cv_config_node_index(cfg, sh.released_by)
                                                         : CV_ASSIGN_NONE;
+        l->fixed[s] = leader__fixed(l, &sh, l->cur[s]);
     }
-    return n_live;
+    return n_elig;
 }
 
 static void duty__assign(struct cv_leader *l)
 {
     const struct cv_config *cfg = l->o.cfg;
+    /* No eligible node (none alive, or every live one drains): the map stays as it is, rather than
+     * taking every shard offline. */
     if (leader__load_state(l) == 0) return;
     uint32_t n = (uint32_t)cfg->n_nodes, releasing = 0, waiting = 0;
-    if (cv_assign_shards(l->cur, cfg->shards, l->live, n, l->next) == 0) return;
+    if (cv_assign_constrained(l->cur, l->fixed, cfg->shards, l->elig, n, l->next) == 0) return;
     uint32_t moved = cv_assign_handoff(l->cur, l->next, l->waiting, cfg->shards, l->live, n, l->next);
     for (uint32_t s = 0; s < cfg->shards; s++) {
         releasing += l->cur[s] != CV_ASSIGN_NONE && l->next[s] == CV_ASSIGN_NONE;
@@ -272,6 +289,18 @@ static void run(uv_timer_t *t)
     if (!l->inflight[D_ROLE]) duty__roles(l);
 }
 
+static void leader__free(struct cv_leader *l)
+{
+    free(l->cur);
+    free(l->next);
+    free(l->waiting);
+    free(l->fixed);
+    free(l->live);
+    free(l->elig);
+    free(l->seen);
+    free(l);
+}
+
 int cv_leader_init(const struct cv_leader_opts *opts, struct cv_leader **out)
 {
     struct cv_leader *l = calloc(1, sizeof *l);
@@ -280,15 +309,12 @@ int cv_leader_init(const struct cv_leader_opts *opts, struct cv_leader **out)
     l->cur = calloc(opts->cfg->shards, sizeof *l->cur);
     l->next = calloc(opts->cfg->shards, sizeof *l->next);
     l->waiting = calloc(opts->cfg->shards, sizeof *l->waiting);
+    l->fixed = calloc(opts->cfg->shards, sizeof *l->fixed);
     l->live = calloc(opts->cfg->n_nodes, 1);
+    l->elig = calloc(opts->cfg->n_nodes, 1);
     l->seen = calloc(opts->cfg->n_nodes, sizeof *l->seen);
-    if (!l->cur || !l->next || !l->waiting || !l->live || !l->seen) {
-        free(l->seen);
-        free(l->cur);
-        free(l->next);
-        free(l->waiting);
-        free(l->live);
-        free(l);
+    if (!l->cur || !l->next || !l->waiting || !l->fixed || !l->live || !l->elig || !l->seen) {
+        leader__free(l);
         return CV_ENOMEM;
     }
     uv_timer_init(opts->loop, &l->timer);
@@ -329,12 +355,7 @@ static void leader__settle(struct cv_leader *l)
         if (l->inflight[d] > 0) return;
     void (*done)(void *) = l->done;
     void *data = l->done_data;
-    free(l->cur);
-    free(l->next);
-    free(l->waiting);
-    free(l->live);
-    free(l->seen);
-    free(l);
+    leader__free(l);
     if (done) done(data);
 }
 

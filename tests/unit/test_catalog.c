@@ -277,6 +277,39 @@ static void tb_release1(struct tb *t, const char *node, uint32_t shard, uint64_t
     tb_release(t, node, 1, &shard, &epoch);
 }
 
+static void tb_move(struct tb *t, uint32_t shard, const char *node)
+{
+    Cverse__Catalog__CmdMoveShard x = CVERSE__CATALOG__CMD_MOVE_SHARD__INIT;
+    x.shard = shard;
+    x.node = (char *)node;
+    Cmd c = tb_cmd(t);
+    c.cmd_case = CVERSE__CATALOG__COMMAND__CMD_MOVE_SHARD;
+    c.move_shard = &x;
+    tb_raw(t, &c);
+}
+
+static void tb_pin(struct tb *t, uint32_t shard, bool pinned)
+{
+    Cverse__Catalog__CmdPinShard x = CVERSE__CATALOG__CMD_PIN_SHARD__INIT;
+    x.shard = shard;
+    x.pinned = pinned;
+    Cmd c = tb_cmd(t);
+    c.cmd_case = CVERSE__CATALOG__COMMAND__CMD_PIN_SHARD;
+    c.pin_shard = &x;
+    tb_raw(t, &c);
+}
+
+static void tb_drain(struct tb *t, const char *node, bool drain)
+{
+    Cverse__Catalog__CmdDrainNode x = CVERSE__CATALOG__CMD_DRAIN_NODE__INIT;
+    x.node = (char *)node;
+    x.drain = drain;
+    Cmd c = tb_cmd(t);
+    c.cmd_case = CVERSE__CATALOG__COMMAND__CMD_DRAIN_NODE;
+    c.drain_node = &x;
+    tb_raw(t, &c);
+}
+
 static void tb_create(struct tb *t, const char *type, const char *id)
 {
     Cverse__Catalog__CmdCreateObject x = CVERSE__CATALOG__CMD_CREATE_OBJECT__INIT;
@@ -358,6 +391,7 @@ static void assert_node_eq(const struct cv_catalog_node *a, const struct cv_cata
     cr_assert_eq(a->raft_id, b->raft_id);
     cr_assert_eq(a->role, b->role);
     cr_assert_eq(a->alive, b->alive);
+    cr_assert_eq(a->draining, b->draining);
     cr_assert_eq(a->incarnation, b->incarnation);
     cr_assert_eq(a->lease_expiry_ms, b->lease_expiry_ms);
     cr_assert_eq(a->lease_renewed_ms, b->lease_renewed_ms);
@@ -368,9 +402,9 @@ static void assert_node_eq(const struct cv_catalog_node *a, const struct cv_cata
 struct view {
     size_t n;
     struct cv_catalog_node *nodes;
-    char (*owner)[CV_NODE_ID_MAX], (*from)[CV_NODE_ID_MAX];
+    char (*owner)[CV_NODE_ID_MAX], (*from)[CV_NODE_ID_MAX], (*target)[CV_NODE_ID_MAX];
     uint64_t *epoch;
-    bool *done;
+    bool *done, *pinned;
     uint32_t shards, unassigned;
     uint64_t applied, fp;
 };
@@ -384,15 +418,21 @@ static void view_take(struct tcat *c, struct view *v)
     v->epoch = calloc(v->shards, sizeof *v->epoch);
     v->from = calloc(v->shards, sizeof *v->from);
     v->done = calloc(v->shards, sizeof *v->done);
-    cr_assert(v->nodes && v->owner && v->epoch && v->from && v->done);
+    v->target = calloc(v->shards, sizeof *v->target);
+    v->pinned = calloc(v->shards, sizeof *v->pinned);
+    cr_assert(v->nodes && v->owner && v->epoch && v->from && v->done && v->target && v->pinned);
     for (size_t i = 0; i < v->n; i++) v->nodes[i] = *cv_catalog_node_at(c->cat, i);
     for (uint32_t s = 0; s < v->shards; s++) {
         const char *o = cv_catalog_shard_owner(c->cat, s, &v->epoch[s]);
         cr_assert_not_null(o);
         snprintf(v->owner[s], CV_NODE_ID_MAX, "%s", o);
-        const char *from;
+        const char *from = "";
         cr_assert_eq(release_state(c->cat, s, &from, &v->done[s]), 0);
         snprintf(v->from[s], CV_NODE_ID_MAX, "%s", from);
+        struct cv_catalog_shard sh;
+        cr_assert_eq(cv_catalog_shard_get(c->cat, s, &sh), 0);
+        snprintf(v->target[s], CV_NODE_ID_MAX, "%s", sh.target);
+        v->pinned[s] = sh.pinned;
     }
     v->unassigned = cv_catalog_unassigned_shards(c->cat);
     v->applied = cv_catalog_applied_index(c->cat);
@@ -406,6 +446,8 @@ static void view_free(struct view *v)
     free(v->epoch);
     free(v->from);
     free(v->done);
+    free(v->target);
+    free(v->pinned);
 }
 
 static void assert_view_eq(struct view *a, struct view *b)
@@ -418,6 +460,8 @@ static void assert_view_eq(struct view *a, struct view *b)
         cr_assert_eq(a->epoch[s], b->epoch[s], "epoch of shard %u", s);
         cr_assert_str_eq(a->from[s], b->from[s], "released_by of shard %u", s);
         cr_assert_eq(a->done[s], b->done[s], "release of shard %u", s);
+        cr_assert_str_eq(a->target[s], b->target[s], "target of shard %u", s);
+        cr_assert_eq(a->pinned[s], b->pinned[s], "pin of shard %u", s);
     }
     cr_assert_eq(a->unassigned, b->unassigned);
     cr_assert_eq(a->applied, b->applied);
@@ -489,6 +533,13 @@ static void script_build(struct entries *e, size_t n)
             case 4: tb_register(&t, nd, now, 3000); break;
             case 6: tb_release1(&t, nd, (uint32_t)(lcg(&s) % 70), lcg(&s) % 4); break;
             case 5: tb_delete(&t, (snprintf(id, sizeof id, "o%llu", (unsigned long long)(lcg(&s) % 50)), id)); break;
+            case 7: /* an operator's wishes, valid or not (unknown node, shard out of range) */
+                switch (lcg(&s) % 3) {
+                case 0: tb_move(&t, (uint32_t)(lcg(&s) % 70), lcg(&s) % 4 ? (lcg(&s) % 5 ? nd : "zz") : ""); break;
+                case 1: tb_pin(&t, (uint32_t)(lcg(&s) % 70), lcg(&s) % 2); break;
+                default: tb_drain(&t, lcg(&s) % 6 ? nd : "zz", lcg(&s) % 3 == 0);
+                }
+                break;
             default:
                 snprintf(id, sizeof id, "o%llu", (unsigned long long)(lcg(&s) % 50));
                 tb_create(&t, lcg(&s) % 5 ? "Counter" : "Chat", id);
@@ -820,7 +871,7 @@ Test(catalog, release_shards)
 {
     struct tcat c;
     struct tb t = {0};
-    const char *from;
+    const char *from = "";
     bool done;
     uint64_t epoch;
     topen(&c, subdir("c"), 8);
@@ -940,6 +991,192 @@ static int collect(void *data, const char *type, const char *id, uint32_t shard)
     snprintf(c->ids[c->n], 32, "%s", id);
     c->shards[c->n] = shard;
     return ++c->n == 8;
+}
+
+/* The shard's target ("" none) and pin as the mirror reads them. */
+static const char *shard_target(struct tcat *c, uint32_t shard, bool *pinned)
+{
+    struct cv_catalog_shard sh;
+    cr_assert_eq(cv_catalog_shard_get(c->cat, shard, &sh), 0);
+    if (pinned) *pinned = sh.pinned;
+    return sh.target;
+}
+
+Test(catalog, move_shard_sets_and_clears_the_target)
+{
+    struct tcat c;
+    struct tb t = {0};
+    uint64_t epoch;
+    topen(&c, subdir("c"), 16);
+    tb_register(&t, "n1", 1, 1);
+    tb_register(&t, "n2", 1, 1);
+    tb_assign1(&t, 3, "n1", 0);
+    tb_apply(&c, 1, &t);
+
+    tb_move(&t, 3, "n2");
+    ASSERT_STATUS(&c, 2, &t, 0);
+    cr_assert_str_eq(shard_target(&c, 3, NULL), "n2");
+    cr_assert_str_eq(cv_catalog_shard_owner(c.cat, 3, &epoch), "n1", "a target moves no owner by itself");
+    cr_assert_eq(epoch, 1);
+    cr_assert_eq(cv_catalog_shard_state(c.cat, 3), CV_SHARD_OWNED);
+
+    tb_move(&t, 16, "n2");
+    ASSERT_STATUS(&c, 3, &t, CV_EINVAL); /* shard out of range */
+    tb_move(&t, 4, "ghost");
+    ASSERT_STATUS(&c, 4, &t, CV_ENOTFOUND);
+    tb_move(&t, 4, "a-node-id-that-is-far-too-long-for-the-catalog-to-ever-store-it-anywhere");
+    ASSERT_STATUS(&c, 5, &t, CV_ENOTFOUND);
+    cr_assert_str_eq(shard_target(&c, 4, NULL), "");
+
+    /* A shard never assigned gets a record at epoch 0: still unassigned, the check passes. */
+    tb_move(&t, 4, "n1");
+    ASSERT_STATUS(&c, 6, &t, 0);
+    cr_assert_str_eq(shard_target(&c, 4, NULL), "n1");
+    cr_assert_str_eq(cv_catalog_shard_owner(c.cat, 4, &epoch), "");
+    cr_assert_eq(epoch, 0);
+    cr_assert_eq(cv_catalog_unassigned_shards(c.cat), 15);
+    tb_move(&t, 4, "n1"); /* idempotent */
+    ASSERT_STATUS(&c, 7, &t, 0);
+
+    /* Owner changes keep the target; a node joining (sorts first: renumbers the mirror) keeps it. */
+    tb_assign1(&t, 3, "", 1);
+    tb_release1(&t, "n1", 3, 2);
+    tb_assign1(&t, 3, "n2", 2);
+    tb_register(&t, "0first", 1, 1);
+    tb_apply(&c, 8, &t);
+    cr_assert_str_eq(cv_catalog_shard_owner(c.cat, 3, &epoch), "n2");
+    cr_assert_eq(epoch, 3);
+    cr_assert_str_eq(shard_target(&c, 3, NULL), "n2");
+    cr_assert_str_eq(shard_target(&c, 4, NULL), "n1");
+    assert_check(&c);
+
+    tb_move(&t, 3, ""); /* clears */
+    ASSERT_STATUS(&c, 9, &t, 0);
+    cr_assert_str_eq(shard_target(&c, 3, NULL), "");
+    cr_assert_str_eq(cv_catalog_shard_owner(c.cat, 3, NULL), "n2");
+    assert_check(&c);
+
+    tclose(&c); /* survives a reopen (LMDB holds it) */
+    topen(&c, subdir("c"), 16);
+    cr_assert_str_eq(shard_target(&c, 3, NULL), "");
+    cr_assert_str_eq(shard_target(&c, 4, NULL), "n1");
+    assert_check(&c);
+    tclose(&c);
+    tb_free(&t);
+}
+
+Test(catalog, pin_shard)
+{
+    struct tcat c;
+    struct tb t = {0};
+    bool pinned = true;
+    uint64_t epoch;
+    topen(&c, subdir("c"), 16);
+    tb_register(&t, "n1", 1, 1);
+    tb_assign1(&t, 5, "n1", 0);
+    tb_apply(&c, 1, &t);
+    shard_target(&c, 5, &pinned);
+    cr_assert(!pinned);
+
+    tb_pin(&t, 5, true);
+    ASSERT_STATUS(&c, 2, &t, 0);
+    shard_target(&c, 5, &pinned);
+    cr_assert(pinned);
+    cr_assert_str_eq(cv_catalog_shard_owner(c.cat, 5, &epoch), "n1");
+    cr_assert_eq(epoch, 1);
+    tb_pin(&t, 16, true);
+    ASSERT_STATUS(&c, 3, &t, CV_EINVAL);
+    tb_pin(&t, 5, true); /* idempotent */
+    ASSERT_STATUS(&c, 4, &t, 0);
+
+    tb_assign1(&t, 5, "", 1); /* an owner change keeps the pin */
+    ASSERT_STATUS(&c, 5, &t, 0);
+    shard_target(&c, 5, &pinned);
+    cr_assert(pinned);
+    assert_check(&c);
+    tclose(&c);
+    topen(&c, subdir("c"), 16);
+    shard_target(&c, 5, &pinned);
+    cr_assert(pinned);
+    tb_pin(&t, 5, false);
+    ASSERT_STATUS(&c, 6, &t, 0);
+    shard_target(&c, 5, &pinned);
+    cr_assert(!pinned);
+    assert_check(&c);
+    tclose(&c);
+    tb_free(&t);
+}
+
+Test(catalog, drain_node)
+{
+    struct tcat c;
+    struct tb t = {0};
+    topen(&c, subdir("c"), 16);
+    tb_register(&t, "n1", 1000, 100);
+    tb_apply(&c, 1, &t);
+    cr_assert(!cv_catalog_node_get(c.cat, "n1")->draining);
+
+    tb_drain(&t, "n1", true);
+    ASSERT_STATUS(&c, 2, &t, 0);
+    cr_assert(cv_catalog_node_get(c.cat, "n1")->draining);
+    tb_drain(&t, "ghost", true);
+    ASSERT_STATUS(&c, 3, &t, CV_ENOTFOUND);
+    tb_drain(&t, "", true);
+    ASSERT_STATUS(&c, 4, &t, CV_EINVAL);
+    tb_drain(&t, "n1", true); /* idempotent */
+    ASSERT_STATUS(&c, 5, &t, 0);
+
+    /* An operator's decision outlives leases: renew, death and re-registration keep it. */
+    tb_renew(&t, "n1", 1050, 100);
+    tb_expire(&t, "n1", 1150);
+    tb_apply(&c, 6, &t);
+    cr_assert(!cv_catalog_node_get(c.cat, "n1")->alive);
+    cr_assert(cv_catalog_node_get(c.cat, "n1")->draining);
+    tb_register(&t, "n1", 2000, 100);
+    ASSERT_STATUS(&c, 7, &t, 0);
+    cr_assert(cv_catalog_node_get(c.cat, "n1")->draining);
+    assert_check(&c);
+    tclose(&c);
+    topen(&c, subdir("c"), 16);
+    cr_assert(cv_catalog_node_get(c.cat, "n1")->draining);
+    tb_drain(&t, "n1", false);
+    ASSERT_STATUS(&c, 8, &t, 0);
+    cr_assert(!cv_catalog_node_get(c.cat, "n1")->draining);
+    assert_check(&c);
+    tclose(&c);
+    tb_free(&t);
+}
+
+Test(catalog, wishes_travel_in_snapshots)
+{
+    struct tcat a, b;
+    struct tb t = {0};
+    bool pinned;
+    topen(&a, subdir("a"), 16);
+    tb_register(&t, "n1", 1, 1);
+    tb_register(&t, "n2", 1, 1);
+    tb_move(&t, 7, "n2");
+    tb_pin(&t, 9, true);
+    tb_drain(&t, "n1", true);
+    tb_apply(&a, 1, &t);
+    void *s;
+    size_t len;
+    snap(&a, &s, &len);
+    topen(&b, subdir("b"), 16);
+    bool ignored = true;
+    cr_assert_eq(cv_catalog_restore(b.cat, s, len, &ignored), 0);
+    cr_assert(!ignored);
+    cr_assert_str_eq(shard_target(&b, 7, NULL), "n2");
+    shard_target(&b, 9, &pinned);
+    cr_assert(pinned);
+    cr_assert(cv_catalog_node_get(b.cat, "n1")->draining);
+    cr_assert(!cv_catalog_node_get(b.cat, "n2")->draining);
+    assert_same_reads(&a, &b);
+    assert_check(&b);
+    free(s);
+    tclose(&a);
+    tclose(&b);
+    tb_free(&t);
 }
 
 Test(catalog, objects)

@@ -469,7 +469,8 @@ Test(config, err_unknown_keys)
                "t.yml:4: cluster.auto_load_objects[0].per_cluster: unknown key (expected one of: type, id, "
                "per_shard, per_node)");
     expect_err("version: 1\n" NODES "inspector: {grpc_addr: \"0.0.0.0:1\", http_addr: \"0.0.0.0:2\", x: 1}\n",
-               "t.yml:6: inspector.x: unknown key (expected one of: grpc_addr, http_addr, advertise_addr)");
+               "t.yml:6: inspector.x: unknown key (expected one of: grpc_addr, http_addr, advertise_addr, "
+               "admin_token_file)");
 }
 
 Test(config, err_duplicate_keys)
@@ -707,4 +708,22 @@ Test(config, aliases_and_odd_input_do_not_crash)
     char tiny[8];
     cr_assert_eq(cv_config_parse("x", 1, "t.yml", &cfg, tiny, sizeof tiny), CV_ECONFIG);
     cr_assert_str_eq(tiny, "t.yml:1");
+}
+
+/* inspector.admin_token_file (issue 7): optional, a non-empty path. */
+Test(config, inspector_admin_token_file)
+{
+    const char *text = "version: 1\nnodes:\n  - id: n1\n    grpc_addr: 127.0.0.1:47001\n    http_addr: 127.0.0.1:48001\n"
+                       "inspector: {grpc_addr: \"127.0.0.1:47200\", http_addr: \"127.0.0.1:48200\", "
+                       "admin_token_file: token.txt}\n";
+    struct cv_config *cfg;
+    char err[256];
+    cr_assert_eq(cv_config_parse(text, strlen(text), "t.yml", &cfg, err, sizeof err), 0, "%s", err);
+    cr_assert_str_eq(cfg->inspector.admin_token_file, "token.txt");
+    cv_config_free(cfg);
+    const char *none = "version: 1\nnodes:\n  - id: n1\n    grpc_addr: 127.0.0.1:47001\n    http_addr: 127.0.0.1:48001\n"
+                       "inspector: {grpc_addr: \"127.0.0.1:47200\", http_addr: \"127.0.0.1:48200\"}\n";
+    cr_assert_eq(cv_config_parse(none, strlen(none), "t.yml", &cfg, err, sizeof err), 0, "%s", err);
+    cr_assert_null(cfg->inspector.admin_token_file);
+    cv_config_free(cfg);
 }

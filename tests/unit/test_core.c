@@ -837,3 +837,228 @@ Test(hash, fnv1a64_known_vectors)
     cr_assert_eq(cv_fnv1a64_more(h, "bar", 3), cv_fnv1a64("foobar", 6));
     cr_assert_eq(cv_fnv1a64_more(h, "", 0), h);
 }
+
+/* ---- constrained assignment (fixed owners, eligibility) ----------------------------------------- */
+
+/* The fixed owner a shard really has: fixed[s] if that node is eligible, else none (balanced). */
+static int32_t fixed_owner(const int32_t *fixed, uint32_t s, const uint8_t *elig, uint32_t n)
+{
+    return fixed && fixed[s] >= 0 && (uint32_t)fixed[s] < n && elig[fixed[s]] ? fixed[s] : CV_ASSIGN_NONE;
+}
+
+/* The minimum moves of any result meeting cv_assign_constrained's guarantees, computed by a linear scan
+ * for the fill level instead of the implementation's search: fixed shards not on their owner move;
+ * the unfixed ones fill eligible nodes to a level L (a node with F_i >= L gets none); node i keeps at
+ * most min(c_i, base_i) and each +1 of the R left over keeps one more where c_i > base_i. */
+static uint32_t min_moves_constrained(const int32_t *cur, const int32_t *fixed, uint32_t shards,
+                                      const uint8_t *elig, uint32_t n)
+{
+    uint32_t F[MAXN] = {0}, c[MAXN] = {0}, unfixed = 0, moved = 0, E = 0;
+    for (uint32_t i = 0; i < n; i++) E += elig[i] != 0;
+    if (E == 0) {
+        for (uint32_t s = 0; s < shards; s++) moved += cur[s] != CV_ASSIGN_NONE;
+        return moved;
+    }
+    for (uint32_t s = 0; s < shards; s++) {
+        int32_t f = fixed_owner(fixed, s, elig, n);
+        if (f >= 0) {
+            F[f]++;
+            moved += cur[s] != f;
+        } else {
+            unfixed++;
+            if (cur[s] >= 0 && (uint32_t)cur[s] < n && elig[cur[s]]) c[cur[s]]++;
+        }
+    }
+    uint32_t L = 0;
+    for (;;) { /* the highest level whose fill fits */
+        uint64_t need = 0;
+        for (uint32_t i = 0; i < n; i++)
+            if (elig[i] && F[i] < L + 1) need += L + 1 - F[i];
+        if (need > unfixed) break;
+        L++;
+    }
+    uint32_t kept = 0, gain = 0, left = unfixed;
+    for (uint32_t i = 0; i < n; i++) {
+        if (!elig[i]) continue;
+        uint32_t base = F[i] < L ? L - F[i] : 0;
+        left -= base;
+        kept += c[i] < base ? c[i] : base;
+        gain += F[i] <= L && c[i] > base;
+    }
+    kept += left < gain ? left : gain;
+    return moved + unfixed - kept;
+}
+
+/* Runs cv_assign_constrained and checks every guarantee of assign.h; map becomes the result. */
+static uint32_t constrained_checked(int32_t *map, const int32_t *fixed, uint32_t shards, const uint8_t *elig,
+                                    uint32_t n)
+{
+    int32_t *out = malloc((shards + 1) * sizeof *out), *again = malloc((shards + 1) * sizeof *again);
+    uint32_t load[MAXN] = {0}, unf[MAXN] = {0}, E = 0, want = min_moves_constrained(map, fixed, shards, elig, n);
+    cr_assert(out && again);
+    uint32_t moved = cv_assign_constrained(map, fixed, shards, elig, n, out);
+    cr_assert_eq(cv_assign_constrained(map, fixed, shards, elig, n, again), moved, "deterministic return");
+    cr_assert_eq(memcmp(out, again, shards * sizeof *out), 0, "deterministic result");
+    cr_assert_eq(moved, count_changed(map, out, shards), "return value = shards whose owner changed");
+    cr_assert_eq(moved, want, "moved %u, minimum is %u", moved, want);
+    for (uint32_t i = 0; i < n; i++) E += elig[i] != 0;
+    for (uint32_t s = 0; s < shards; s++) {
+        if (E == 0) {
+            cr_assert_eq(out[s], CV_ASSIGN_NONE);
+            continue;
+        }
+        int32_t f = fixed_owner(fixed, s, elig, n);
+        if (f >= 0) cr_assert_eq(out[s], f, "shard %u is fixed to %d", s, f);
+        cr_assert(out[s] >= 0 && (uint32_t)out[s] < n && elig[out[s]], "shard %u owner %d not eligible", s, out[s]);
+        load[out[s]]++;
+        unf[out[s]] += f < 0;
+    }
+    /* Balance: a node that got an unfixed shard is at most one above the least loaded eligible node. */
+    uint32_t lo = UINT32_MAX;
+    for (uint32_t i = 0; i < n; i++)
+        if (elig[i] && load[i] < lo) lo = load[i];
+    for (uint32_t i = 0; i < n; i++)
+        if (elig[i] && unf[i] > 0) cr_assert_leq(load[i], lo + 1, "node %u: load %u, least %u", i, load[i], lo);
+    memcpy(map, out, shards * sizeof *out);
+    free(out);
+    free(again);
+    return moved;
+}
+
+Test(assign, constrained_without_fixed_is_cv_assign_shards)
+{
+    uint64_t seed = 7;
+    for (int round = 0; round < 300; round++) {
+        uint32_t n = 1 + (uint32_t)(rng_next(&seed) % 12), shards = (uint32_t)(rng_next(&seed) % 300);
+        int32_t map[300], fixed[300], a[300], b[300], c[300];
+        uint8_t live[12];
+        for (uint32_t i = 0; i < n; i++) live[i] = rng_next(&seed) % 4 != 0;
+        for (uint32_t s = 0; s < shards; s++) {
+            map[s] = (int32_t)(rng_next(&seed) % (n + 2)) - 1;
+            fixed[s] = CV_ASSIGN_NONE;
+        }
+        uint32_t ma = cv_assign_shards(map, shards, live, n, a);
+        cr_assert_eq(cv_assign_constrained(map, NULL, shards, live, n, b), ma);
+        cr_assert_eq(cv_assign_constrained(map, fixed, shards, live, n, c), ma);
+        cr_assert_eq(memcmp(a, b, shards * sizeof *a), 0);
+        cr_assert_eq(memcmp(a, c, shards * sizeof *a), 0);
+    }
+}
+
+Test(assign, constrained_fixed_shards_count_in_the_load)
+{
+    enum { N = CV_ASSIGN_NONE };
+    /* 12 shards over 3 nodes, 4 fixed to node 0: node 0 takes no other shard, 1 and 2 take 4 each. */
+    int32_t map[12], fixed[12];
+    uint8_t elig[3] = {1, 1, 1};
+    for (int s = 0; s < 12; s++) {
+        map[s] = N;
+        fixed[s] = s < 4 ? 0 : N;
+    }
+    cr_assert_eq(constrained_checked(map, fixed, 12, elig, 3), 12u);
+    cr_assert_eq(owned_by(map, 12, 0), 4u);
+    cr_assert_eq(owned_by(map, 12, 1), 4u);
+    cr_assert_eq(owned_by(map, 12, 2), 4u);
+    /* 8 of 10 fixed to node 0: it is over-full, node 1 gets the other 2 (shard 8 leaves node 0). */
+    int32_t m2[10], f2[10];
+    uint8_t e2[2] = {1, 1};
+    for (int s = 0; s < 10; s++) {
+        m2[s] = s % 2;
+        f2[s] = s < 8 ? 0 : N;
+    }
+    cr_assert_eq(constrained_checked(m2, f2, 10, e2, 2), 5u, "1, 3, 5, 7 move to node 0, 8 to node 1");
+    cr_assert_eq(owned_by(m2, 10, 0), 8u);
+    cr_assert_eq(m2[8], 1);
+    cr_assert_eq(m2[9], 1);
+    cr_assert_eq(m2[8 - 8], 0);
+}
+
+Test(assign, constrained_ineligible_nodes_keep_only_what_is_fixed_to_eligible_nodes)
+{
+    enum { N = CV_ASSIGN_NONE };
+    /* Node 1 drains (ineligible, still live): its shards go to 0 and 2; a shard fixed to node 1 is not
+     * honoured (a fixed owner must be eligible). */
+    int32_t map[9] = {0, 0, 0, 1, 1, 1, 2, 2, 2}, fixed[9] = {N, N, N, 1, N, N, N, N, N};
+    uint8_t elig[3] = {1, 0, 1};
+    cr_assert_eq(constrained_checked(map, fixed, 9, elig, 3), 3u);
+    cr_assert_eq(owned_by(map, 9, 1), 0u);
+    cr_assert_eq(owned_by(map, 9, 0) + owned_by(map, 9, 2), 9u);
+    /* Nothing eligible: nothing owns anything, fixed or not. */
+    uint8_t none[3] = {0, 0, 0};
+    int32_t f2[9] = {0, 0, 0, 0, 0, 0, 0, 0, 0};
+    cr_assert_eq(cv_assign_constrained(map, f2, 9, none, 3, map), 9u);
+    for (int s = 0; s < 9; s++) cr_assert_eq(map[s], N);
+}
+
+Test(assign, constrained_move_one_shard_moves_only_it)
+{
+    /* A balanced map; fixing one shard to another node moves that shard and, to rebalance, one shard of
+     * the receiving node's at most. */
+    enum { S = 64, NN = 3 };
+    int32_t map[S], fixed[S];
+    uint8_t elig[NN] = {1, 1, 1};
+    for (int s = 0; s < S; s++) {
+        map[s] = CV_ASSIGN_NONE;
+        fixed[s] = CV_ASSIGN_NONE;
+    }
+    constrained_checked(map, NULL, S, elig, NN);
+    int32_t was = map[5], to = (was + 1) % NN;
+    fixed[5] = to;
+    uint32_t moved = constrained_checked(map, fixed, S, elig, NN);
+    cr_assert_eq(map[5], to);
+    cr_assert_leq(moved, 2u);
+    cr_assert_eq(constrained_checked(map, fixed, S, elig, NN), 0u, "stable once applied");
+}
+
+/* Seeded random walk: eligibility flips, shards get fixed and unfixed (also to ineligible nodes and out
+ * of range), the map follows every result; constrained_checked checks each step against the minimum. */
+static void random_constrained_walk(uint32_t shards, uint64_t seed, int steps)
+{
+    enum { NN = 10 };
+    int32_t *map = malloc(shards * sizeof *map), *fixed = malloc(shards * sizeof *fixed);
+    uint8_t elig[NN] = {0};
+    cr_assert(map && fixed);
+    fill_none(map, shards);
+    fill_none(fixed, shards);
+    for (int step = 0; step < steps; step++) {
+        switch (rng_next(&seed) % 4) {
+        case 0: elig[rng_next(&seed) % NN] ^= 1; break;
+        case 1:
+        case 2: {
+            uint32_t k = 1 + (uint32_t)(rng_next(&seed) % 4);
+            for (uint32_t j = 0; j < k; j++) {
+                uint32_t s = (uint32_t)(rng_next(&seed) % shards);
+                fixed[s] = rng_next(&seed) % 3 ? (int32_t)(rng_next(&seed) % (NN + 1)) : CV_ASSIGN_NONE;
+            }
+            break;
+        }
+        default: fixed[rng_next(&seed) % shards] = CV_ASSIGN_NONE;
+        }
+        constrained_checked(map, fixed, shards, elig, NN);
+    }
+    free(map);
+    free(fixed);
+}
+
+Test(assign, constrained_random_walk_64_shards) { random_constrained_walk(64, 0xabcdef12345ull, 1500); }
+
+Test(assign, constrained_random_walk_8192_shards) { random_constrained_walk(8192, 0x1234567abcull, 300); }
+
+Test(assign, constrained_random_arbitrary_inputs)
+{
+    uint64_t seed = 99;
+    for (int round = 0; round < 1000; round++) {
+        uint32_t n = 1 + (uint32_t)(rng_next(&seed) % 8), shards = (uint32_t)(rng_next(&seed) % 200);
+        uint32_t skew = 1 + (uint32_t)(rng_next(&seed) % n);
+        int32_t map[200], fixed[200];
+        uint8_t elig[8];
+        for (uint32_t i = 0; i < n; i++) elig[i] = rng_next(&seed) % 4 != 0;
+        for (uint32_t s = 0; s < shards; s++) {
+            uint64_t v = rng_next(&seed) % 16;
+            map[s] = v == 0 ? CV_ASSIGN_NONE : v == 1 ? (int32_t)n + 3 : (int32_t)(rng_next(&seed) % skew);
+            v = rng_next(&seed) % 10;
+            fixed[s] = v < 6 ? CV_ASSIGN_NONE : v < 9 ? (int32_t)(rng_next(&seed) % skew) : (int32_t)n + 1;
+        }
+        constrained_checked(map, fixed, shards, elig, n);
+    }
+}

@@ -1227,3 +1227,122 @@ Test(http, expect_100_continue)
     hsrv_stop(&h);
     loop_teardown();
 }
+
+/* ---------------------------------------------------------------------------------------------------
+ * HTTP streaming responses (cv_http_stream_*) and the Authorization / Last-Event-ID headers. */
+
+struct ssrv {
+    struct cv_http_server *srv;
+    int port, closed, stream_closed;
+    struct cv_http_stream *stream;
+    char auth[64], last_id[32];
+};
+
+static void ssrv_stream_closed(void *data, struct cv_http_stream *s)
+{
+    struct ssrv *h = data;
+    cr_assert_eq(s, h->stream);
+    h->stream_closed++;
+    h->stream = NULL;
+}
+
+static void ssrv_handler(void *data, struct cv_http_exchange *x, const struct cv_http_request *req)
+{
+    struct ssrv *h = data;
+    snprintf(h->auth, sizeof h->auth, "%s", req->authorization);
+    snprintf(h->last_id, sizeof h->last_id, "%s", req->last_event_id);
+    if (strcmp(req->path, "/stream")) {
+        cv_http_respond(x, 200, "text/plain", "plain", 5, NULL);
+        return;
+    }
+    h->stream = cv_http_stream_begin(x, 200, "text/event-stream", "Cache-Control: no-store\r\n",
+                                     ssrv_stream_closed, h);
+    cr_assert_not_null(h->stream);
+    cr_assert_eq(cv_http_stream_write(h->stream, "data: 1\n\n", 9), 0);
+}
+
+static void ssrv_closed(void *data)
+{
+    ((struct ssrv *)data)->closed = 1;
+}
+
+static void ssrv_start(struct ssrv *h)
+{
+    memset(h, 0, sizeof *h);
+    cr_assert_eq(cv_http_server_init(&loop, NULL, ssrv_handler, h, &h->srv), 0);
+    cr_assert_eq(cv_http_server_listen(h->srv, "127.0.0.1:0"), 0);
+    h->port = cv_http_server_port(h->srv);
+}
+
+static void ssrv_stop(struct ssrv *h)
+{
+    cv_http_server_close(h->srv, ssrv_closed);
+    RUN_UNTIL(h->closed);
+}
+
+Test(http, stream_head_pieces_then_end)
+{
+    loop_setup();
+    struct ssrv h;
+    struct raw c;
+    ssrv_start(&h);
+    raw_connect(&c, h.port);
+    raw_sends(&c, "GET /stream HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer abc\r\nLast-Event-ID: 41\r\n\r\n");
+    RUN_UNTIL(c.len && strstr(c.data, "data: 1\n\n"));
+    cr_assert_str_eq(h.auth, "Bearer abc");
+    cr_assert_str_eq(h.last_id, "41");
+    cr_assert_not_null(strstr(c.data, "HTTP/1.1 200 OK\r\n"));
+    cr_assert_not_null(strstr(c.data, "\r\nContent-Type: text/event-stream\r\n"));
+    cr_assert_not_null(strstr(c.data, "\r\nConnection: close\r\n"));
+    cr_assert_not_null(strstr(c.data, "\r\nCache-Control: no-store\r\n"));
+    cr_assert_null(strstr(c.data, "Content-Length"), "a stream's length is unknown");
+    /* Later pieces arrive as they are written; the peer's bytes are ignored. */
+    raw_sends(&c, "ignored bytes");
+    cr_assert_eq(cv_http_stream_write(h.stream, "data: 2\n\n", 9), 0);
+    RUN_UNTIL(strstr(c.data, "data: 2\n\n"));
+    cv_http_stream_end(h.stream);
+    h.stream = NULL;
+    RUN_UNTIL(c.eof);
+    cr_assert_eq(h.stream_closed, 0, "ending a stream does not call its close callback");
+    raw_close(&c);
+    ssrv_stop(&h);
+    loop_teardown();
+}
+
+Test(http, stream_peer_close_calls_back_and_headers_default_empty)
+{
+    loop_setup();
+    struct ssrv h;
+    struct raw c, d;
+    ssrv_start(&h);
+    raw_connect(&d, h.port);
+    raw_sends(&d, "GET /plain HTTP/1.1\r\nHost: t\r\n\r\n");
+    RUN_UNTIL(d.len && strstr(d.data, "plain"));
+    cr_assert_str_eq(h.auth, "");
+    cr_assert_str_eq(h.last_id, "");
+    raw_close(&d);
+    raw_connect(&c, h.port);
+    raw_sends(&c, "GET /stream HTTP/1.1\r\nHost: t\r\n\r\n");
+    RUN_UNTIL(c.len && strstr(c.data, "data: 1\n\n"));
+    raw_close(&c); /* the browser tab went away */
+    RUN_UNTIL(h.stream_closed == 1);
+    cr_assert_null(h.stream);
+    ssrv_stop(&h);
+    loop_teardown();
+}
+
+Test(http, stream_open_when_server_closes_calls_back)
+{
+    loop_setup();
+    struct ssrv h;
+    struct raw c;
+    ssrv_start(&h);
+    raw_connect(&c, h.port);
+    raw_sends(&c, "GET /stream HTTP/1.1\r\nHost: t\r\n\r\n");
+    RUN_UNTIL(c.len && strstr(c.data, "data: 1\n\n"));
+    ssrv_stop(&h);
+    cr_assert_eq(h.stream_closed, 1, "the stream ended before the server's close callback");
+    RUN_UNTIL(c.eof);
+    raw_close(&c);
+    loop_teardown();
+}

@@ -1,0 +1,208 @@
+/* The inspector's poller. Happy path: the timer ticks, a round begins on the spare model, 5 GETs per node
+ * go out through the shared HTTP client (timeout: 80 % of the interval, so a round ends before the next
+ * tick); each answer is parsed and stored in the model; when the last one is in, the model is finished
+ * (carrying over from the current one what nobody answered), diffed against the current one into
+ * events, and becomes current.
+ *
+ * Failure modes: a node that does not answer /v1/cluster is unreachable this round (its error is kept
+ * for the UI); other answers that are not JSON (or a 404 from a node without /v1/stats) are just absent.
+ * A tick while a round is still out is skipped. Cancelled answers (the client closing) only count down. */
+#include "inspector/poll.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/sm.h"
+#include "cverse/error.h"
+#include "util/addr.h"
+#include "util/log.h"
+
+#define DEFAULT_INTERVAL_MS 1000u
+#define MAX_MOVE_EVENTS 256
+
+static const char *const doc_paths[CV_INSP_N_DOCS] = {
+    [CV_INSP_CLUSTER] = "/v1/cluster", [CV_INSP_SHARDS] = "/v1/shards", [CV_INSP_OBJECTS] = "/v1/objects",
+    [CV_INSP_READY] = "/ready",        [CV_INSP_STATS] = "/v1/stats"};
+
+/* The poller's lifecycle: idle between rounds, polling while answers are out, closed for good. */
+enum { POLL_IDLE, POLL_ROUND, POLL_CLOSED, POLL_N_STATES };
+static const struct cv_sm_state poll_states[POLL_N_STATES] = {
+    [POLL_IDLE] = {"idle", CV_SM_INITIAL, CV_SM_BIT(POLL_ROUND) | CV_SM_BIT(POLL_CLOSED)},
+    [POLL_ROUND] = {"polling", 0, CV_SM_BIT(POLL_IDLE) | CV_SM_BIT(POLL_CLOSED)},
+    [POLL_CLOSED] = {"closed", CV_SM_FINAL, 0},
+};
+static const struct cv_sm_conf poll_sm = {"inspector poller", poll_states, POLL_N_STATES};
+
+struct req {
+    struct cv_insp_poll *p;
+    size_t node;
+    enum cv_insp_doc kind;
+};
+
+struct cv_insp_poll {
+    struct cv_sm sm; /* first: the invariant casts back */
+    struct cv_insp_poll_opts o;
+    uv_timer_t timer;
+    struct cv_insp_model m[2];
+    int cur;
+    size_t outstanding; /* answers of the round still out (0 unless polling) */
+    uint64_t rounds;
+    char (*base)[80];
+    struct req *reqs; /* [n_nodes * CV_INSP_N_DOCS] */
+    void (*close_cb)(void *data);
+    void *close_data;
+};
+
+static const char *poll__invariant(const struct cv_sm *m, int prev)
+{
+    const struct cv_insp_poll *p = (const struct cv_insp_poll *)m;
+    if (cv_sm_state(m) == POLL_IDLE && p->outstanding) return "idle with answers outstanding";
+    return NULL;
+}
+
+int cv_insp_poll_init(const struct cv_insp_poll_opts *o, struct cv_insp_poll **out)
+{
+    struct cv_insp_poll *p = calloc(1, sizeof *p);
+    if (!p) return CV_ENOMEM;
+    p->o = *o;
+    if (!p->o.interval_ms) p->o.interval_ms = DEFAULT_INTERVAL_MS;
+    size_t n = o->cfg->n_nodes;
+    int rv = CV_ENOMEM;
+    if (!(p->base = calloc(n ? n : 1, sizeof *p->base))) goto err_after_alloc;
+    if (!(p->reqs = calloc(n ? n * CV_INSP_N_DOCS : 1, sizeof *p->reqs))) goto err_after_base;
+    if ((rv = cv_insp_model_init(&p->m[0], o->cfg))) goto err_after_reqs;
+    if ((rv = cv_insp_model_init(&p->m[1], o->cfg))) goto err_after_m0;
+    for (size_t i = 0; i < n; i++) {
+        char addr[72];
+        if (cv_addr_connectable(o->cfg->nodes[i].http_addr, addr, sizeof addr)) {
+            rv = CV_EINVAL;
+            goto err_after_m1;
+        }
+        snprintf(p->base[i], sizeof p->base[i], "http://%s", addr);
+    }
+    uv_timer_init(o->loop, &p->timer);
+    p->timer.data = p;
+    cv_sm_init(&p->sm, &poll_sm, POLL_IDLE, poll__invariant, "poller");
+    *out = p;
+    return 0;
+
+err_after_m1:
+    cv_insp_model_free(&p->m[1]);
+err_after_m0:
+    cv_insp_model_free(&p->m[0]);
+err_after_reqs:
+    free(p->reqs);
+err_after_base:
+    free(p->base);
+err_after_alloc:
+    free(p);
+    return rv;
+}
+
+static void poll__emit(void *data, const char *type, json_t *fields)
+{
+    struct cv_insp_poll *p = data;
+    cv_insp_events_push(p->o.events, type, fields, p->m[!p->cur].time_ms);
+}
+
+static void poll__finish_round(struct cv_insp_poll *p)
+{
+    struct cv_insp_model *cur = &p->m[p->cur], *next = &p->m[!p->cur];
+    cv_insp_model_finish(next, p->rounds ? cur : NULL, cv_now_ms());
+    cv_insp_model_diff(cur, next, MAX_MOVE_EVENTS, poll__emit, p);
+    p->cur = !p->cur;
+    cv_sm_move(&p->sm, POLL_IDLE);
+    p->rounds++;
+    if (p->o.on_round) p->o.on_round(p->o.data);
+}
+
+static void poll__answer(void *data, const struct cv_httpc_response *r)
+{
+    struct req *q = data;
+    struct cv_insp_poll *p = q->p;
+    p->outstanding--;
+    /* Cancelled: the client is closing, the poller closes next; this round never finishes. */
+    if (r->err == CV_ECANCELED || cv_sm_state(&p->sm) == POLL_CLOSED) return;
+    struct cv_insp_model *next = &p->m[!p->cur];
+    /* /ready answers 503 with its JSON reason while not ready: that is an answer too. */
+    bool ok = r->err == 0 && (r->status == 200 || (q->kind == CV_INSP_READY && r->status == 503));
+    json_t *doc = ok ? json_loadb(r->body, r->len, 0, NULL) : NULL;
+    if (doc && !json_is_object(doc)) {
+        json_decref(doc);
+        doc = NULL;
+    }
+    cv_insp_model_set(next, q->node, q->kind, doc);
+    if (q->kind == CV_INSP_CLUSTER && !doc) {
+        char e[160];
+        if (r->err) snprintf(e, sizeof e, "%s", r->error);
+        else snprintf(e, sizeof e, "/v1/cluster answered HTTP %ld", r->status);
+        cv_insp_model_set_error(next, q->node, e);
+    }
+    if (!p->outstanding) poll__finish_round(p);
+}
+
+static void poll__tick(uv_timer_t *t)
+{
+    struct cv_insp_poll *p = t->data;
+    if (cv_sm_state(&p->sm) != POLL_IDLE) return; /* the last round is still out: skip this tick */
+    cv_sm_move(&p->sm, POLL_ROUND);
+    cv_insp_model_begin(&p->m[!p->cur]);
+    unsigned timeout = p->o.interval_ms * 4 / 5;
+    p->outstanding = 1; /* held while sending: no round ends inside the loop */
+    for (size_t i = 0; i < p->o.cfg->n_nodes; i++) {
+        for (int k = 0; k < CV_INSP_N_DOCS; k++) {
+            struct req *q = &p->reqs[i * CV_INSP_N_DOCS + (size_t)k];
+            *q = (struct req){.p = p, .node = i, .kind = (enum cv_insp_doc)k};
+            char url[128];
+            snprintf(url, sizeof url, "%s%s", p->base[i], doc_paths[k]);
+            int rv = cv_httpc_get(p->o.httpc, url, timeout < 200 ? 200 : timeout, poll__answer, q);
+            if (rv == 0) p->outstanding++;
+            else if (k == CV_INSP_CLUSTER) cv_insp_model_set_error(&p->m[!p->cur], i, cv_strerror(rv));
+        }
+    }
+    if (!--p->outstanding) poll__finish_round(p);
+}
+
+int cv_insp_poll_start(struct cv_insp_poll *p)
+{
+    return uv_timer_start(&p->timer, poll__tick, 0, p->o.interval_ms) ? CV_EIO : 0;
+}
+
+const struct cv_insp_model *cv_insp_poll_model(const struct cv_insp_poll *p)
+{
+    return &p->m[p->cur];
+}
+
+const char *cv_insp_poll_base(const struct cv_insp_poll *p, size_t i)
+{
+    return i < p->o.cfg->n_nodes ? p->base[i] : NULL;
+}
+
+uint64_t cv_insp_poll_rounds(const struct cv_insp_poll *p)
+{
+    return p->rounds;
+}
+
+static void poll__closed(uv_handle_t *h)
+{
+    struct cv_insp_poll *p = h->data;
+    cv_insp_model_free(&p->m[0]);
+    cv_insp_model_free(&p->m[1]);
+    void (*cb)(void *) = p->close_cb;
+    void *data = p->close_data;
+    free(p->reqs);
+    free(p->base);
+    free(p);
+    if (cb) cb(data);
+}
+
+void cv_insp_poll_close(struct cv_insp_poll *p, void (*cb)(void *data), void *data)
+{
+    p->outstanding = 0; /* answers still out were cancelled with the client (closed first) */
+    cv_sm_move(&p->sm, POLL_CLOSED);
+    cv_sm_fini(&p->sm);
+    p->close_cb = cb;
+    p->close_data = data;
+    uv_close((uv_handle_t *)&p->timer, poll__closed);
+}

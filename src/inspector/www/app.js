@@ -1,0 +1,601 @@
+// cverse inspector UI. One snapshot (/api/state) is the truth; one EventSource (/events/stream) brings
+// numbered events and triggers a snapshot refresh; on `resync` (events lost) the snapshot is refetched.
+// Every text that comes from the cluster goes into the page with textContent (or d3's .text()), never
+// innerHTML: object ids are user data.
+'use strict';
+
+(function () {
+  const PALETTE = ['#4c78a8', '#f58518', '#54a24b', '#b279a2', '#e45756', '#72b7b2', '#eeca3b', '#9d755d',
+                   '#ff9da6', '#bab0ac', '#2f4b7c', '#a05195'];
+  const HISTORY = 180; // points of the overview's history chart (one per refresh)
+  const MAX_PILLS = 400; // pills drawn per node; the rest is a count
+  const MAX_GRAPH_OBJECTS = 300;
+  const MAX_TABLE_OBJECTS = 1000;
+
+  const S = {
+    state: null,          // last /api/state
+    events: [],           // newest last, bounded
+    lastEventId: 0,
+    view: 'overview',
+    heatMode: 'owner',
+    selected: -1,         // shard shown in the details panel
+    pillsKey: '',         // owners signature the pills were drawn for
+    history: { labels: [], up: [], objects: [] },
+    charts: {},
+    graph: null,
+    graphKey: '',
+  };
+  window.__inspector = S; // for tests and the curious
+
+  const $ = (id) => document.getElementById(id);
+  function el(tag, cls, text) {
+    const e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (text !== undefined && text !== null) e.textContent = String(text);
+    return e;
+  }
+  function clear(node) { while (node.firstChild) node.removeChild(node.firstChild); }
+  function nodeColour(i) { return i < 0 ? '#d6dae2' : PALETTE[i % PALETTE.length]; }
+  function fmtTime(ms) { return ms ? new Date(ms).toLocaleTimeString() : '–'; }
+
+  // ---- data ---------------------------------------------------------------------------------------------
+
+  let refreshTimer = null;
+  let fetching = false;
+  async function refresh() {
+    if (fetching) return;
+    fetching = true;
+    try {
+      const r = await fetch('api/state', { cache: 'no-store' });
+      if (!r.ok) throw new Error('HTTP ' + r.status);
+      const st = await r.json();
+      S.state = st;
+      mergeEvents(st.events || []);
+      recordHistory(st);
+      render();
+      setStatus(S.sseLive ? 'live' : 'polling', true);
+    } catch (e) {
+      setStatus('inspector unreachable', false);
+    } finally {
+      fetching = false;
+    }
+  }
+  function scheduleRefresh(ms) {
+    if (refreshTimer) return;
+    refreshTimer = setTimeout(() => { refreshTimer = null; refresh(); }, ms);
+  }
+
+  function mergeEvents(list) {
+    for (const ev of list) {
+      if (ev.id > S.lastEventId) {
+        S.events.push(ev);
+        S.lastEventId = ev.id;
+      }
+    }
+    if (S.events.length > 2000) S.events.splice(0, S.events.length - 2000);
+  }
+
+  function connectEvents() {
+    if (!window.EventSource) return;
+    // ?after: the events since the snapshot just rendered; on reconnects the browser sends Last-Event-ID.
+    const es = new EventSource('events/stream?after=' + S.lastEventId);
+    es.onopen = () => { S.sseLive = true; setStatus('live', true); };
+    es.onerror = () => { S.sseLive = false; setStatus('reconnecting…', false); };
+    es.onmessage = (m) => {
+      let ev;
+      try { ev = JSON.parse(m.data); } catch (e) { return; }
+      mergeEvents([ev]);
+      if (S.view === 'events') renderEvents();
+      scheduleRefresh(200);
+    };
+    es.addEventListener('resync', () => {
+      S.events = [];
+      S.lastEventId = 0;
+      refresh();
+    });
+  }
+
+  function setStatus(text, ok) {
+    $('status-text').textContent = text;
+    $('live').className = 'dot ' + (ok ? 'live' : 'down');
+  }
+
+  function recordHistory(st) {
+    const h = S.history;
+    h.labels.push(new Date(st.time_ms || Date.now()).toLocaleTimeString());
+    h.up.push(st.nodes_up);
+    h.objects.push(st.nodes.reduce((a, n) => a + (n.reachable ? n.objects : 0), 0));
+    if (h.labels.length > HISTORY) { h.labels.shift(); h.up.shift(); h.objects.shift(); }
+  }
+
+  // ---- views ------------------------------------------------------------------------------------------
+
+  function showView(v) {
+    S.view = v;
+    if (location.hash !== '#' + v) history.replaceState(null, '', '#' + v);
+    for (const b of document.querySelectorAll('#tabs button')) b.classList.toggle('active', b.dataset.view === v);
+    for (const s of document.querySelectorAll('.view')) s.classList.toggle('active', s.id === 'view-' + v);
+    render();
+  }
+
+  function render() {
+    if (!S.state) return;
+    if (S.view === 'overview') renderOverview();
+    else if (S.view === 'nodes') renderNodes();
+    else if (S.view === 'shards') renderShards();
+    else if (S.view === 'objects') renderObjects();
+    else if (S.view === 'events') renderEvents();
+  }
+
+  function nodeIndex(id) { return S.state.nodes.findIndex((n) => n.id === id); }
+
+  function renderOverview() {
+    const st = S.state;
+    $('ov-nodes').textContent = st.nodes_up + ' / ' + st.nodes_total;
+    $('ov-leader').textContent = st.leader || 'none';
+    $('ov-term').textContent = st.term;
+    $('ov-shards').textContent = st.shards;
+    const owners = st.shard_map.owners || [];
+    $('ov-unassigned').textContent = st.shard_map.known ? owners.filter((o) => o === null).length : '–';
+    $('ov-objects').textContent = st.nodes.reduce((a, n) => a + (n.reachable ? n.objects : 0), 0);
+    $('ov-gates').textContent = st.gates.length;
+    const last = S.events[S.events.length - 1];
+    $('ov-event').textContent = last ? '#' + last.id + ' ' + last.type : '–';
+    if (!window.Chart) return;
+    chart('chart-history', 'line', {
+      labels: S.history.labels,
+      datasets: [
+        { label: 'nodes up', data: S.history.up, borderColor: PALETTE[2], yAxisID: 'y', pointRadius: 0 },
+        { label: 'objects', data: S.history.objects, borderColor: PALETTE[0], yAxisID: 'y1', pointRadius: 0 },
+      ],
+    }, { scales: { y: { beginAtZero: true, position: 'left', ticks: { precision: 0 } },
+                   y1: { beginAtZero: true, position: 'right', grid: { drawOnChartArea: false } } } });
+    chart('chart-nodes', 'bar', {
+      labels: st.nodes.map((n) => n.id),
+      datasets: [{ label: 'objects', data: st.nodes.map((n) => n.objects),
+                   backgroundColor: st.nodes.map((n, i) => nodeColour(i)) }],
+    }, { plugins: { legend: { display: false } } });
+    const types = {};
+    for (const o of st.objects) types[o.type] = (types[o.type] || 0) + 1;
+    const tk = Object.keys(types).sort();
+    chart('chart-types', 'doughnut', {
+      labels: tk, datasets: [{ data: tk.map((k) => types[k]), backgroundColor: tk.map((k, i) => PALETTE[i % PALETTE.length]) }],
+    }, {});
+  }
+
+  function chart(id, type, data, options) {
+    const c = S.charts[id];
+    if (c) {
+      c.data.labels = data.labels;
+      data.datasets.forEach((d, i) => {
+        if (c.data.datasets[i]) Object.assign(c.data.datasets[i], d);
+        else c.data.datasets.push(d);
+      });
+      c.update('none');
+      return;
+    }
+    S.charts[id] = new window.Chart($(id), {
+      type, data, options: Object.assign({ responsive: true, maintainAspectRatio: false, animation: false }, options),
+    });
+  }
+
+  function td(text, cls) { return el('td', cls, text); }
+
+  function renderNodes() {
+    const st = S.state;
+    const tb = $('nodes-table').tBodies[0];
+    clear(tb);
+    const leader = st.nodes.find((n) => n.leader);
+    const now = Date.now();
+    for (const n of st.nodes) {
+      const tr = el('tr');
+      tr.dataset.node = n.id;
+      const name = td(n.id);
+      if (n.leader) name.appendChild(el('span', 'badge leader', 'leader'));
+      tr.appendChild(name);
+      const s = el('td');
+      s.appendChild(el('span', 'badge ' + (n.up ? 'up' : 'down'), n.up ? 'up' : 'down'));
+      if (!n.up && n.error) s.title = n.error;
+      tr.appendChild(s);
+      tr.appendChild(td(n.role || '–'));
+      tr.appendChild(td(n.state || '–'));
+      tr.appendChild(td(n.reachable ? n.term : '–', 'num'));
+      tr.appendChild(td(n.reachable ? n.commit_index : '–', 'num'));
+      tr.appendChild(td(n.reachable ? n.applied_index : '–', 'num'));
+      const lag = leader && n.reachable ? Math.max(0, leader.commit_index - n.applied_index) : '–';
+      tr.appendChild(td(lag, 'num'));
+      const lease = n.lease_expiry_ms ? Math.round((n.lease_expiry_ms - now) / 100) / 10 + ' s' : '–';
+      tr.appendChild(td(lease, 'num'));
+      tr.appendChild(td(n.shards, 'num'));
+      tr.appendChild(td(n.reachable ? n.objects : '–', 'num'));
+      const why = n.reachable ? (n.ready ? 'ready' : n.ready_reason || 'not ready') : (n.error || 'unreachable');
+      const rc = td(why, 'why');
+      rc.title = why;
+      tr.appendChild(rc);
+      tr.appendChild(td(fmtTime(n.last_seen_ms)));
+      const act = el('td', 'admin' + (token() ? '' : ' off'));
+      for (const [label, drain] of [['Drain', true], ['Undrain', false]]) {
+        const b = el('button', null, label);
+        b.addEventListener('click', () => action('nodes/drain', { node: n.id, drain }, 'node-result'));
+        act.appendChild(b);
+      }
+      tr.appendChild(act);
+      tb.appendChild(tr);
+    }
+    const gb = $('gates-table').tBodies[0];
+    clear(gb);
+    for (const g of st.gates) {
+      const tr = el('tr');
+      tr.appendChild(td(g.id));
+      tr.appendChild(td(g.http_addr));
+      tr.appendChild(td(g.advertise_addr));
+      gb.appendChild(tr);
+    }
+  }
+
+  // ---- shards: heatmap --------------------------------------------------------------------------------
+
+  function layout(n) {
+    const cols = n >= 8192 ? 128 : Math.min(128, Math.max(8, Math.ceil(Math.sqrt(n * 2))));
+    const rows = Math.ceil(n / cols);
+    const cell = Math.max(4, Math.min(40, Math.floor(1024 / cols)));
+    return { cols, rows, cell };
+  }
+  S.cellCentre = function (shard) { // page coordinates of a shard's cell (for tests and deep links)
+    const L = layout(S.state.shards);
+    const r = $('heatmap').getBoundingClientRect();
+    return { x: r.left + (shard % L.cols) * L.cell + L.cell / 2, y: r.top + Math.floor(shard / L.cols) * L.cell + L.cell / 2 };
+  };
+
+  function shardObjects(s) { return (S.state.shard_map.objects || [])[s] || 0; }
+
+  function cellColour(s, maxObj) {
+    const m = S.state.shard_map;
+    const owner = m.known ? m.owners[s] : null;
+    const i = owner === null ? -1 : nodeIndex(owner);
+    if (S.heatMode === 'owner') return nodeColour(i);
+    if (S.heatMode === 'objects') {
+      const v = shardObjects(s);
+      if (!v) return '#eef1f6';
+      const t = Math.log(1 + v) / Math.log(1 + maxObj);
+      return 'rgb(' + Math.round(230 - 190 * t) + ',' + Math.round(240 - 150 * t) + ',' + Math.round(255 - 80 * t) + ')';
+    }
+    if (owner === null) return '#e5484d';                    // unassigned
+    if (i >= 0 && !S.state.nodes[i].up) return '#f5a524';  // owner down: the shard waits for a new owner
+    return '#2fbf71';                                       // owned
+  }
+
+  function renderHeatmap() {
+    const st = S.state;
+    const L = layout(st.shards);
+    const cv = $('heatmap');
+    const w = L.cols * L.cell, h = L.rows * L.cell;
+    if (cv.width !== w) cv.width = w;
+    if (cv.height !== h) cv.height = h;
+    cv.dataset.cells = String(st.shards);
+    cv.dataset.cols = String(L.cols);
+    const ctx = cv.getContext('2d');
+    ctx.clearRect(0, 0, w, h);
+    let maxObj = 1;
+    for (let s = 0; s < st.shards; s++) maxObj = Math.max(maxObj, shardObjects(s));
+    const gap = L.cell >= 8 ? 1 : 0;
+    for (let s = 0; s < st.shards; s++) {
+      ctx.fillStyle = cellColour(s, maxObj);
+      ctx.fillRect((s % L.cols) * L.cell, Math.floor(s / L.cols) * L.cell, L.cell - gap, L.cell - gap);
+    }
+    if (S.selected >= 0 && S.selected < st.shards) {
+      ctx.strokeStyle = '#1d2330';
+      ctx.lineWidth = 2;
+      ctx.strokeRect((S.selected % L.cols) * L.cell + 1, Math.floor(S.selected / L.cols) * L.cell + 1, L.cell - 3, L.cell - 3);
+    }
+    renderLegend();
+  }
+
+  function renderLegend() {
+    const lg = $('heat-legend');
+    clear(lg);
+    const item = (colour, text) => {
+      const s = el('span');
+      const i = el('i');
+      i.style.background = colour;
+      s.appendChild(i);
+      s.appendChild(document.createTextNode(text));
+      lg.appendChild(s);
+    };
+    if (S.heatMode === 'owner') {
+      S.state.nodes.forEach((n, i) => item(nodeColour(i), n.id));
+      item(nodeColour(-1), 'unassigned');
+    } else if (S.heatMode === 'state') {
+      item('#2fbf71', 'owned'); item('#f5a524', 'owner down'); item('#e5484d', 'unassigned');
+    } else {
+      item('#eef1f6', 'none'); item('rgb(40,90,175)', 'most (log scale)');
+    }
+  }
+
+  function shardAt(ev) {
+    const L = layout(S.state.shards);
+    const r = $('heatmap').getBoundingClientRect();
+    const c = Math.floor((ev.clientX - r.left) / L.cell), row = Math.floor((ev.clientY - r.top) / L.cell);
+    if (c < 0 || c >= L.cols || row < 0) return -1;
+    const s = row * L.cols + c;
+    return s < S.state.shards ? s : -1;
+  }
+
+  function shardInfo(s) {
+    const m = S.state.shard_map;
+    return { owner: m.known ? m.owners[s] : null, epoch: m.known ? m.epochs[s] : 0, objects: shardObjects(s) };
+  }
+
+  function onHeatMove(ev) {
+    const tip = $('tooltip');
+    if (!S.state) return;
+    const s = shardAt(ev);
+    if (s < 0) { tip.classList.add('hidden'); return; }
+    const i = shardInfo(s);
+    tip.textContent = 'shard ' + s + '\nowner ' + (i.owner || 'unassigned') + '\nepoch ' + i.epoch + '\nobjects ' + i.objects;
+    tip.dataset.shard = String(s);
+    tip.dataset.owner = i.owner || '';
+    const wrap = $('heatmap').parentNode.getBoundingClientRect();
+    tip.style.left = (ev.clientX - wrap.left + 14) + 'px';
+    tip.style.top = (ev.clientY - wrap.top + 14) + 'px';
+    tip.classList.remove('hidden');
+  }
+
+  function selectShard(s) {
+    S.selected = s;
+    renderShardDetails();
+    renderHeatmap();
+  }
+
+  function renderShardDetails() {
+    const p = $('shard-details');
+    const s = S.selected;
+    if (s < 0 || !S.state) { p.classList.add('hidden'); return; }
+    p.classList.remove('hidden');
+    const i = shardInfo(s);
+    $('sd-title').textContent = 'Shard ' + s;
+    const dl = $('sd-list');
+    clear(dl);
+    const row = (k, v) => { dl.appendChild(el('dt', null, k)); dl.appendChild(el('dd', null, v)); };
+    const on = i.owner ? S.state.nodes[nodeIndex(i.owner)] : null;
+    row('owner', i.owner || 'unassigned');
+    row('owner status', on ? (on.up ? 'up' : 'down') : '–');
+    row('epoch', i.epoch);
+    row('active objects', i.objects);
+    const moves = $('sd-moves');
+    clear(moves);
+    const mine = S.events.filter((e) => e.type === 'shard_moved' && e.shard === s).slice(-10).reverse();
+    if (!mine.length) moves.appendChild(el('li', null, 'no moves seen since the inspector started'));
+    for (const e of mine)
+      moves.appendChild(el('li', null, fmtTime(e.time_ms) + '  ' + (e.from || 'unassigned') + ' → ' + (e.to || 'unassigned') + '  (epoch ' + e.epoch + ')'));
+    const tgt = $('sd-target');
+    const keep = tgt.value;
+    clear(tgt);
+    for (const n of S.state.nodes) {
+      const o = el('option', null, n.id + (n.up ? '' : ' (down)'));
+      o.value = n.id;
+      tgt.appendChild(o);
+    }
+    if (keep) tgt.value = keep;
+    $('sd-actions').classList.toggle('hidden', !token());
+  }
+
+  // Per-node pills, redrawn only when the owners change (never on every refresh).
+  function renderPills() {
+    const st = S.state;
+    const owners = st.shard_map.owners || [];
+    const key = owners.join(',') + '|' + st.nodes.map((n) => n.up).join(',') + '|' + (st.shard_map.objects || []).join(',');
+    if (key === S.pillsKey) return;
+    S.pillsKey = key;
+    const box = $('pills');
+    clear(box);
+    const groups = st.nodes.map(() => []);
+    const none = [];
+    owners.forEach((o, s) => { const i = o === null ? -1 : nodeIndex(o); (i < 0 ? none : groups[i]).push(s); });
+    const mk = (title, colour, list, up) => {
+      const b = el('div', 'node-box');
+      const h = el('h4');
+      const sw = el('i');
+      sw.style.background = colour;
+      h.appendChild(sw);
+      h.appendChild(document.createTextNode(title + ' — ' + list.length + ' shards' + (up === false ? ' (down)' : '')));
+      b.appendChild(h);
+      for (const s of list.slice(0, MAX_PILLS)) {
+        const p = el('span', 'pill', '#' + s + ' (' + shardObjects(s) + ')');
+        p.dataset.shard = String(s);
+        b.appendChild(p);
+      }
+      if (list.length > MAX_PILLS) b.appendChild(el('span', 'more', '… ' + (list.length - MAX_PILLS) + ' more (use the heatmap)'));
+      box.appendChild(b);
+    };
+    st.nodes.forEach((n, i) => mk(n.id, nodeColour(i), groups[i], n.up));
+    if (none.length) mk('unassigned', nodeColour(-1), none);
+  }
+
+  function renderShards() {
+    renderHeatmap();
+    renderPills();
+    if (S.selected >= 0) renderShardDetails();
+  }
+
+  // ---- actions ------------------------------------------------------------------------------------------
+
+  function token() { return $('token').value.trim(); }
+
+  async function action(path, body, resultId) {
+    const res = $(resultId || 'sd-result');
+    res.className = 'result';
+    res.textContent = 'pending…';
+    try {
+      const r = await fetch(path, {
+        method: 'POST', headers: { 'Content-Type': 'application/json', Authorization: 'Bearer ' + token() },
+        body: JSON.stringify(body),
+      });
+      let j = {};
+      try { j = await r.json(); } catch (e) { /* not JSON */ }
+      if (r.ok) {
+        res.className = 'result ok';
+        res.textContent = 'committed' + (j.index ? ' at index ' + j.index : '') + '; waiting for the map to show it';
+        scheduleRefresh(300);
+      } else {
+        res.className = 'result error';
+        res.textContent = 'HTTP ' + r.status + ' ' + (j.code || '') + ': ' + (j.error || 'failed');
+      }
+    } catch (e) {
+      res.className = 'result error';
+      res.textContent = 'request failed: ' + e.message;
+    }
+  }
+
+  // ---- objects: force graph (d3 v3) and table -----------------------------------------------------------
+
+  function renderObjects() {
+    const st = S.state;
+    const f = $('obj-filter').value.trim().toLowerCase();
+    const objs = st.objects.filter((o) => !f || o.type.toLowerCase().includes(f) || o.id.toLowerCase().includes(f));
+    $('obj-count').textContent = objs.length + ' of ' + st.objects.length + ' objects';
+    const tb = $('objects-table').tBodies[0];
+    clear(tb);
+    for (const o of objs.slice(0, MAX_TABLE_OBJECTS)) {
+      const tr = el('tr');
+      tr.appendChild(td(o.type));
+      tr.appendChild(td(o.id));
+      tr.appendChild(td(o.shard, 'num'));
+      tr.appendChild(td(o.node));
+      tb.appendChild(tr);
+    }
+    renderGraph(objs.slice(0, MAX_GRAPH_OBJECTS));
+  }
+
+  function renderGraph(objs) {
+    if (!window.d3) return;
+    const st = S.state;
+    const key = st.nodes.map((n) => n.id + n.up).join() + '|' + objs.map((o) => o.node + o.type + o.id).join('\u0000');
+    if (key === S.graphKey) return;
+    S.graphKey = key;
+    const d3 = window.d3;
+    const svg = d3.select('#graph');
+    svg.selectAll('*').remove();
+    if (S.graph) S.graph.stop();
+    const W = $('graph').clientWidth || 1200, H = 460;
+    svg.attr('viewBox', '0 0 ' + W + ' ' + H);
+    const types = Array.from(new Set(objs.map((o) => o.type))).sort();
+    const nodes = [], index = {};
+    const add = (n) => { index[n.key] = nodes.length; nodes.push(n); };
+    st.gates.forEach((g) => add({ key: 'g:' + g.id, label: g.id, kind: 'gate', r: 12 }));
+    st.nodes.forEach((n, i) => add({ key: 'n:' + n.id, label: n.id, kind: 'node', up: n.up, colour: nodeColour(i), r: 16 }));
+    objs.forEach((o) => add({ key: 'o:' + o.type + '/' + o.id, label: o.type + ' ' + o.id, kind: 'object',
+                            colour: PALETTE[types.indexOf(o.type) % PALETTE.length], r: 5, node: o.node }));
+    const links = [];
+    for (const l of (S.graphLinks || [])) {
+      if (index['g:' + l.source] !== undefined && l.kind === 'gate') links.push({ source: index['g:' + l.source], target: index['n:' + l.target] });
+      if (l.kind === 'peer') links.push({ source: index['n:' + l.source], target: index['n:' + l.target] });
+    }
+    objs.forEach((o) => {
+      const t = index['n:' + o.node];
+      if (t !== undefined) links.push({ source: index['o:' + o.type + '/' + o.id], target: t, obj: true });
+    });
+    const force = d3.layout.force().nodes(nodes).links(links).size([W, H])
+      .charge((d) => (d.kind === 'object' ? -20 : -400)).linkDistance((l) => (l.obj ? 30 : 160)).gravity(0.08);
+    S.graph = force;
+    const link = svg.selectAll('line').data(links).enter().append('line').style('stroke-width', (l) => (l.obj ? 0.5 : 1.5));
+    const g = svg.selectAll('g.n').data(nodes).enter().append('g').attr('class', 'n').call(force.drag);
+    g.append('circle').attr('r', (d) => d.r)
+      .style('fill', (d) => (d.kind === 'gate' ? '#1d2330' : d.kind === 'node' ? (d.up ? d.colour : '#d6dae2') : d.colour))
+      .style('stroke', (d) => (d.kind === 'node' && !d.up ? '#e5484d' : '#fff')).style('stroke-width', 2);
+    g.append('title').text((d) => d.label + (d.kind === 'node' ? (d.up ? ' (up)' : ' (down)') : ''));
+    g.filter((d) => d.kind !== 'object').append('text').attr('dy', (d) => d.r + 12).attr('text-anchor', 'middle').text((d) => d.label);
+    const clamp = (d) => {
+      d.x = Math.max(d.r + 4, Math.min(W - d.r - 4, d.x));
+      d.y = Math.max(d.r + 4, Math.min(H - d.r - 18, d.y));
+    };
+    const draw = () => {
+      nodes.forEach(clamp);
+      link.attr('x1', (d) => d.source.x).attr('y1', (d) => d.source.y).attr('x2', (d) => d.target.x).attr('y2', (d) => d.target.y);
+      g.attr('transform', (d) => 'translate(' + d.x + ',' + d.y + ')');
+    };
+    force.on('tick', draw);
+    force.start();
+    for (let k = 0; k < 80; k++) force.tick(); // a settled first picture, then the live simulation
+    draw();
+  }
+
+  async function fetchGraphLinks() {
+    try {
+      const r = await fetch('graph', { cache: 'no-store' });
+      if (r.ok) S.graphLinks = (await r.json()).links;
+    } catch (e) { /* the next refresh retries */ }
+  }
+
+  // ---- events ---------------------------------------------------------------------------------------------
+
+  function describe(e) {
+    switch (e.type) {
+      case 'node_up': return e.node + ' is up';
+      case 'node_down': return e.node + ' is down' + (e.reason ? ': ' + e.reason : '');
+      case 'node_joined': return e.node + ' joined the catalog';
+      case 'leader_changed': return 'leader ' + (e.previous || 'none') + ' → ' + (e.leader || 'none') + ' (term ' + e.term + ')';
+      case 'term_changed': return 'term ' + e.term + ' (leader ' + (e.leader || 'none') + ')';
+      case 'shard_moved': return 'shard ' + e.shard + ': ' + (e.from || 'unassigned') + ' → ' + (e.to || 'unassigned') + ' (epoch ' + e.epoch + ')';
+      case 'shards_moved': return e.count + ' shards moved (' + e.not_listed + ' not listed one by one)';
+      case 'objects_changed': return e.node + ': +' + e.added + ' / −' + e.removed + ' objects (now ' + e.count + ')';
+      default: return JSON.stringify(e);
+    }
+  }
+
+  let eventsShown = -1;
+  function renderEvents() {
+    const list = $('events-list');
+    if (eventsShown === S.lastEventId && list.childNodes.length) return;
+    eventsShown = S.lastEventId;
+    clear(list);
+    for (let k = S.events.length - 1; k >= 0 && k >= S.events.length - 500; k--) {
+      const e = S.events[k];
+      const li = el('li');
+      li.value = e.id;
+      li.appendChild(el('span', 't', fmtTime(e.time_ms)));
+      li.appendChild(el('span', 'k ' + e.type, e.type));
+      li.appendChild(document.createTextNode(describe(e)));
+      list.appendChild(li);
+    }
+    if (!S.events.length) list.appendChild(el('li', null, 'no events yet'));
+  }
+
+  // ---- wiring ---------------------------------------------------------------------------------------------
+
+  function init() {
+    for (const b of document.querySelectorAll('#tabs button')) b.addEventListener('click', () => showView(b.dataset.view));
+    $('heat-mode').addEventListener('change', (e) => { S.heatMode = e.target.value; renderHeatmap(); });
+    const cv = $('heatmap');
+    cv.addEventListener('mousemove', onHeatMove);
+    cv.addEventListener('mouseleave', () => $('tooltip').classList.add('hidden'));
+    cv.addEventListener('click', (ev) => { const s = shardAt(ev); if (s >= 0) selectShard(s); });
+    $('pills').addEventListener('click', (ev) => {
+      const s = ev.target && ev.target.dataset ? ev.target.dataset.shard : undefined;
+      if (s !== undefined) selectShard(Number(s));
+    });
+    const tok = $('token');
+    tok.value = sessionStorage.getItem('cverse-inspector-token') || '';
+    tok.addEventListener('input', () => {
+      sessionStorage.setItem('cverse-inspector-token', token());
+      for (const th of document.querySelectorAll('th.admin')) th.classList.toggle('off', !token());
+      renderShardDetails();
+      render();
+    });
+    for (const th of document.querySelectorAll('th.admin')) th.classList.toggle('off', !token());
+    $('sd-move').addEventListener('click', () => action('shards/move', { shard_id: S.selected, target_node: $('sd-target').value }));
+    $('sd-pin').addEventListener('click', () => action('shards/pin', { shard_id: S.selected, pinned: true }));
+    $('sd-unpin').addEventListener('click', () => action('shards/pin', { shard_id: S.selected, pinned: false }));
+    $('obj-filter').addEventListener('input', () => { S.graphKey = ''; renderObjects(); });
+    const fromHash = () => {
+      const hash = location.hash.replace('#', '');
+      if (['overview', 'nodes', 'shards', 'objects', 'events'].includes(hash) && hash !== S.view) showView(hash);
+    };
+    window.addEventListener('hashchange', fromHash);
+    fromHash();
+    refresh().then(fetchGraphLinks).then(() => { render(); connectEvents(); });
+    setInterval(() => { refresh(); fetchGraphLinks(); }, 2000);
+  }
+
+  init();
+})();

@@ -1,0 +1,430 @@
+/* Integration: cverse-inspector against a real 3-node raft group + 1 gate (64 shards).
+ * - /ready, /api/state, /shards (equal to the nodes' /v1/shards), /graph (nodes, gate, an object created
+ *   through the gate with its type);
+ * - actions: 403 (with how to enable them) without a configured token, 401 with a wrong one, 400 for a
+ *   bad shard id or an unknown node; with the token, forwarded to the leader (whose answer comes back);
+ * - kill -9 of a node: the inspector shows it down, its shards re-owned, and the events log says so.
+ * Both inspectors are child processes stopped by PID (SIGTERM, exit 0 asserted).
+ * Suite "browser" (its own meson test, suite 'browser'): the web UI in a real headless chromium, driven
+ * by tests/browser/inspector.mjs (playwright-core from tests/browser/node_modules). */
+#include <criterion/criterion.h>
+#include <curl/curl.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+#define READY_MS 30000
+#define TOKEN "inspector-test-token"
+
+static struct h_cluster C;
+static pid_t insp_pid[2];
+
+static int insp_port(int k)
+{
+    return C.base + 115 + k; /* below the next pid's range, clear of node (100+i) and gate (110+g) ports */
+}
+
+/* Starts inspector k (0: read-only, 1: with the token in its environment). */
+static void insp_start(int k)
+{
+    const char *bin = getenv("CVERSE_INSPECTOR_BIN");
+    cr_assert_not_null(bin, "CVERSE_INSPECTOR_BIN not set (run through meson test)");
+    char log[400], addr[64];
+    snprintf(log, sizeof log, "%s/inspector-%d.log", C.dir, k + 1);
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", insp_port(k));
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+            close(fd);
+        }
+        if (k == 1) setenv("CVERSE_INSPECTOR_TOKEN", TOKEN, 1);
+        else unsetenv("CVERSE_INSPECTOR_TOKEN");
+        execl(bin, bin, "--config", C.config, "--http-listen", addr, (char *)NULL);
+        _exit(127);
+    }
+    insp_pid[k] = pid;
+}
+
+static int insp_stop(int k, int sig)
+{
+    int status = -1;
+    if (insp_pid[k] <= 0) return -1;
+    kill(insp_pid[k], sig);
+    waitpid(insp_pid[k], &status, 0);
+    insp_pid[k] = 0;
+    return status;
+}
+
+static void teardown(void)
+{
+    for (int k = 0; k < 2; k++) insp_stop(k, SIGKILL);
+    if (C.dir[0]) h_cluster_destroy(&C);
+}
+
+TestSuite(inspector, .fini = teardown, .timeout = 240);
+
+/* ---- helpers ---------------------------------------------------------------------------------------- */
+
+static json_t *insp_json(int k, const char *path, long *status)
+{
+    char *t = h_get_port(insp_port(k), path, status);
+    json_t *j = t ? json_loads(t, 0, NULL) : NULL;
+    free(t);
+    return j;
+}
+
+/* POST an action with an optional bearer token; returns the parsed body. */
+static json_t *insp_action(int k, const char *path, const char *body, const char *token, long *status)
+{
+    CURL *h = curl_easy_init();
+    cr_assert_not_null(h);
+    char url[128], auth[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", insp_port(k), path);
+    struct curl_slist *hd = curl_slist_append(NULL, "Content-Type: application/json");
+    if (token) {
+        snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
+        hd = curl_slist_append(hd, auth);
+    }
+    FILE *mem;
+    char *out = NULL;
+    size_t outlen = 0;
+    mem = open_memstream(&out, &outlen);
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hd);
+    curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, mem);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 15000L);
+    *status = 0;
+    if (curl_easy_perform(h) == CURLE_OK) curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, status);
+    fclose(mem);
+    curl_slist_free_all(hd);
+    curl_easy_cleanup(h);
+    json_t *j = out ? json_loads(out, 0, NULL) : NULL;
+    free(out);
+    return j;
+}
+
+/* Reads the events stream for ms with Last-Event-ID (NULL: none); returns what arrived (malloc'ed). */
+static char *sse_read(int k, const char *last_id, long ms)
+{
+    CURL *h = curl_easy_init();
+    cr_assert_not_null(h);
+    char url[128], hdr[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/events/stream", insp_port(k));
+    struct curl_slist *hd = NULL;
+    if (last_id) {
+        snprintf(hdr, sizeof hdr, "Last-Event-ID: %s", last_id);
+        hd = curl_slist_append(hd, hdr);
+    }
+    char *out = NULL;
+    size_t outlen = 0;
+    FILE *mem = open_memstream(&out, &outlen);
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hd);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, mem);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, ms);
+    CURLcode rc = curl_easy_perform(h);
+    cr_assert(rc == CURLE_OPERATION_TIMEDOUT, "a stream stays open (curl: %s)", curl_easy_strerror(rc));
+    long st = 0;
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &st);
+    cr_assert_eq(st, 200);
+    fclose(mem);
+    curl_slist_free_all(hd);
+    curl_easy_cleanup(h);
+    return out;
+}
+
+static bool cluster_ready(void *arg)
+{
+    for (int i = 0; i < C.n; i++) {
+        long st;
+        free(h_get_text(&C, i, "/ready", &st));
+        if (st != 200) return false;
+    }
+    long st;
+    free(h_get_port(h_gate_http_port(&C, 0), "/ready", &st));
+    return st == 200;
+}
+
+/* The inspector's /shards owners equal node `from`'s /v1/shards owners (and every shard has one). */
+static bool shards_match(void *arg)
+{
+    int from = *(int *)arg;
+    long st1, st2;
+    json_t *mine = insp_json(0, "/shards", &st1), *theirs = h_get_json(&C, from, "/v1/shards", &st2);
+    bool ok = st1 == 200 && st2 == 200 && mine && theirs;
+    json_t *list = json_object_get(mine, "shards"), *owners = json_object_get(theirs, "owners");
+    ok = ok && json_array_size(list) == 64 && json_array_size(owners) == 64;
+    for (size_t s = 0; ok && s < 64; s++) {
+        json_t *e = json_array_get(list, s);
+        const char *o = json_string_value(json_array_get(owners, s));
+        ok = o && json_integer_value(json_object_get(e, "shard_id")) == (json_int_t)s &&
+             !strcmp(json_string_value(json_object_get(e, "target_node")), o) &&
+             !strcmp(json_string_value(json_object_get(e, "current_node")), o);
+    }
+    json_decref(mine);
+    json_decref(theirs);
+    return ok;
+}
+
+struct want_node {
+    const char *id;
+    bool up;
+};
+
+static bool node_is(void *arg)
+{
+    struct want_node *w = arg;
+    long st;
+    json_t *s = insp_json(0, "/api/state", &st);
+    bool ok = false;
+    size_t i;
+    json_t *n;
+    json_array_foreach(json_object_get(s, "nodes"), i, n) {
+        if (strcmp(json_string_value(json_object_get(n, "id")), w->id)) continue;
+        ok = json_is_true(json_object_get(n, "up")) == w->up;
+    }
+    json_decref(s);
+    return ok;
+}
+
+static bool insp_ready(void *arg)
+{
+    long st;
+    free(h_get_port(insp_port(*(int *)arg), "/ready", &st));
+    return st == 200;
+}
+
+/* The /graph has an object of type with id. */
+struct want_obj {
+    const char *type, *id;
+};
+
+static bool graph_has(void *arg)
+{
+    struct want_obj *w = arg;
+    long st;
+    json_t *g = insp_json(0, "/graph", &st);
+    bool ok = false;
+    size_t i;
+    json_t *o;
+    json_array_foreach(json_object_get(g, "objects"), i, o) {
+        ok = ok || (!strcmp(json_string_value(json_object_get(o, "id")), w->id) &&
+                    !strcmp(json_string_value(json_object_get(o, "type")), w->type));
+    }
+    json_decref(g);
+    return ok;
+}
+
+static bool has_event(int k, const char *type, const char *node)
+{
+    long st;
+    json_t *s = insp_json(k, "/api/state", &st);
+    bool ok = false;
+    size_t i;
+    json_t *e;
+    json_array_foreach(json_object_get(s, "events"), i, e) {
+        const char *n = json_string_value(json_object_get(e, "node"));
+        ok = ok || (!strcmp(json_string_value(json_object_get(e, "type")), type) && (!node || (n && !strcmp(n, node))));
+    }
+    json_decref(s);
+    return ok;
+}
+
+static void start_all(void)
+{
+    struct h_opts o = {.gates = 1};
+    h_cluster_init_ex(&C, 3, 3, 1500, &o);
+    for (int i = 0; i < 3; i++) h_node_start(&C, i);
+    h_gate_start(&C, 0);
+    insp_start(0);
+    insp_start(1);
+    cr_assert(h_poll(READY_MS, cluster_ready, NULL), "cluster not ready");
+    for (int k = 0; k < 2; k++) cr_assert(h_poll(10000, insp_ready, &k), "inspector %d not ready", k + 1);
+}
+
+/* ---- tests ------------------------------------------------------------------------------------------ */
+
+Test(inspector, read_api_actions_and_a_node_killed)
+{
+    start_all();
+    long st;
+    /* The static front page and the health check. */
+    char *page = h_get_port(insp_port(0), "/", &st);
+    cr_assert_eq(st, 200);
+    cr_assert(page && strstr(page, "<title>"), "index.html served");
+    free(page);
+    json_t *h = insp_json(0, "/healthz", &st);
+    cr_assert_eq(st, 200);
+    json_decref(h);
+
+    /* /shards equals the nodes' /v1/shards. */
+    int from = 0;
+    cr_assert(h_poll(10000, shards_match, &from), "/shards never matched node-1's /v1/shards");
+
+    /* /api/state: 3 nodes up, a leader, the term, the map, events with ids. */
+    json_t *s = insp_json(0, "/api/state", &st);
+    cr_assert_eq(st, 200);
+    cr_assert_eq(json_integer_value(json_object_get(s, "nodes_up")), 3);
+    cr_assert_eq(json_integer_value(json_object_get(s, "shards")), 64);
+    cr_assert(json_is_string(json_object_get(s, "leader")));
+    cr_assert_gt(json_integer_value(json_object_get(s, "term")), 0);
+    cr_assert_gt(json_integer_value(json_object_get(s, "last_event_id")), 0);
+    cr_assert_eq(json_array_size(json_object_get(json_object_get(s, "shard_map"), "owners")), 64);
+    char leader[32];
+    snprintf(leader, sizeof leader, "%s", json_string_value(json_object_get(s, "leader")));
+    json_decref(s);
+    cr_assert(has_event(0, "node_up", "node-1"));
+    cr_assert(has_event(0, "leader_changed", NULL));
+
+    /* An object created through the gate shows in /graph with its type (its id is hostile HTML: the
+     * API passes it as data; the browser test checks the UI does not run it). */
+    const char *eid = "%3Cimg%20src%3Dx%20onerror%3Dwindow.__xss%3D1%3E";
+    char path[256];
+    snprintf(path, sizeof path, "/api/v1/objects/create/SimpleCounter/%s", eid);
+    free(h_post(h_gate_http_port(&C, 0), path, NULL, 0, &st));
+    cr_assert_eq(st, 200, "create through the gate");
+    struct want_obj wo = {"SimpleCounter", "<img src=x onerror=window.__xss=1>"};
+    cr_assert(h_poll(10000, graph_has, &wo), "/graph never showed the created object");
+    json_t *g = insp_json(0, "/graph", &st);
+    cr_assert_eq(json_array_size(json_object_get(g, "nodes")), 3);
+    cr_assert_eq(json_array_size(json_object_get(g, "gates")), 1);
+    cr_assert_gt(json_array_size(json_object_get(g, "links")), 0);
+    json_decref(g);
+
+    /* Actions: 403 read-only (saying how to enable), 401 wrong/missing token, 400 bad input. */
+    const char *move = "{\"shard_id\":5,\"target_node\":\"node-2\"}";
+    json_t *r = insp_action(0, "/shards/move", move, TOKEN, &st);
+    cr_assert_eq(st, 403);
+    cr_assert_str_eq(json_string_value(json_object_get(r, "code")), "PERMISSION_DENIED");
+    cr_assert(strstr(json_string_value(json_object_get(r, "error")), "admin_token_file"));
+    json_decref(r);
+    r = insp_action(1, "/shards/move", move, NULL, &st);
+    cr_assert_eq(st, 401);
+    json_decref(r);
+    r = insp_action(1, "/shards/move", move, "wrong-token-value", &st);
+    cr_assert_eq(st, 401);
+    cr_assert_str_eq(json_string_value(json_object_get(r, "code")), "UNAUTHENTICATED");
+    json_decref(r);
+    r = insp_action(1, "/shards/move", "{\"shard_id\":64,\"target_node\":\"node-2\"}", TOKEN, &st);
+    cr_assert_eq(st, 400, "shard 64 of 64");
+    cr_assert_str_eq(json_string_value(json_object_get(r, "code")), "INVALID_ARGUMENT");
+    json_decref(r);
+    r = insp_action(1, "/shards/pin", "{\"shard_id\":\"x\",\"pinned\":true}", TOKEN, &st);
+    cr_assert_eq(st, 400);
+    json_decref(r);
+    r = insp_action(1, "/shards/move", "{\"shard_id\":5,\"target_node\":\"node-9\"}", TOKEN, &st);
+    cr_assert_eq(st, 400, "unknown node");
+    cr_assert(strstr(json_string_value(json_object_get(r, "error")), "unknown node"));
+    json_decref(r);
+    r = insp_action(1, "/nodes/drain", "{\"node\":\"nobody\",\"drain\":true}", TOKEN, &st);
+    cr_assert_eq(st, 400);
+    json_decref(r);
+    /* A valid action reaches the leader's admin endpoint; whatever it answers comes back as JSON (404
+     * NOT_FOUND from nodes without the endpoint, 200 {"index":N} with it). */
+    r = insp_action(1, "/shards/move", "{\"shard_id\":5,\"target_node\":\"127.0.0.1:1\"}", TOKEN, &st);
+    cr_assert_eq(st, 400, "an address that is no node's");
+    json_decref(r);
+    r = insp_action(1, "/shards/pin", "{\"shard_id\":5,\"pinned\":true}", TOKEN, &st);
+    cr_assert(st == 200 || st == 404, "forwarded: status %ld", st);
+    cr_assert(json_is_object(r), "the node's JSON answer is passed back");
+    json_decref(r);
+
+    /* kill -9 of a node that is not the leader: down in the inspector, its shards re-owned. */
+    int victim = strcmp(leader, "node-3") ? 2 : 1;
+    h_node_signal(&C, victim, SIGKILL);
+    struct want_node wn = {C.id[victim], false};
+    cr_assert(h_poll(5000, node_is, &wn), "%s not shown down within 5 s", C.id[victim]);
+    cr_assert(has_event(0, "node_down", C.id[victim]));
+    int other = 0; /* the victim is node-2 or node-3 */
+    cr_assert(h_poll(20000, shards_match, &other), "shards never re-owned away from %s", C.id[victim]);
+    s = insp_json(0, "/api/state", &st);
+    cr_assert_eq(json_integer_value(json_object_get(s, "nodes_up")), 2);
+    json_int_t last = json_integer_value(json_object_get(s, "last_event_id"));
+    json_decref(s);
+
+    /* The events stream: resume from Last-Event-ID 0 replays every event with its id, the node_down and
+     * the shard moves included; an id newer than the last (an inspector restarted) gets a resync. */
+    char *sse = sse_read(0, "0", 1500);
+    cr_assert(strstr(sse, "retry: "), "%s", sse);
+    cr_assert(strstr(sse, "id: 1\ndata: {"), "%s", sse);
+    char want[64];
+    snprintf(want, sizeof want, "id: %lld\n", (long long)last);
+    cr_assert(strstr(sse, want), "event %lld in the replay", (long long)last);
+    cr_assert(strstr(sse, "\"type\":\"node_down\""));
+    cr_assert(strstr(sse, "\"type\":\"shard_moved\""));
+    free(sse);
+    sse = sse_read(0, "99999999", 800);
+    cr_assert(strstr(sse, "event: resync\n"), "%s", sse);
+    free(sse);
+
+    for (int k = 0; k < 2; k++) {
+        int status = insp_stop(k, SIGTERM);
+        cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "inspector %d exit status %d", k + 1, status);
+    }
+}
+
+/* ---- the web UI in chromium ----------------------------------------------------------------------------- */
+
+TestSuite(browser, .fini = teardown, .timeout = 300);
+
+Test(browser, every_view_heatmap_kill_and_xss)
+{
+    const char *src = getenv("CVERSE_SOURCE_ROOT"), *out = getenv("CVERSE_BROWSER_OUT");
+    cr_assert(src && out, "run through meson test");
+    char dir[512], lib[600], cmd[2048];
+    snprintf(dir, sizeof dir, "%s/tests/browser", src);
+    snprintf(lib, sizeof lib, "%s/node_modules/playwright-core/package.json", dir);
+    struct stat sb;
+    /* Missing tools fail the test with what to do: a browser test that silently skips proves nothing. */
+    cr_assert(stat(lib, &sb) == 0 && stat("/usr/bin/chromium", &sb) == 0,
+              "playwright-core (npm ci in tests/browser) or /usr/bin/chromium missing: "
+              "scripts/install-deps.sh installs both");
+    start_all();
+    long st;
+    free(h_post(h_gate_http_port(&C, 0),
+                "/api/v1/objects/create/SimpleCounter/%3Cimg%20src%3Dx%20onerror%3Dwindow.__xss%3D1%3E", NULL, 0, &st));
+    cr_assert_eq(st, 200);
+    char nodes[1024];
+    int n = snprintf(nodes, sizeof nodes, "[");
+    for (int i = 0; i < C.n; i++)
+        n += snprintf(nodes + n, sizeof nodes - (size_t)n, "%s{\"id\":\"%s\",\"http\":\"http://127.0.0.1:%d\",\"pid\":%d}",
+                      i ? "," : "", C.id[i], C.base + 100 + i, (int)C.pid[i]);
+    snprintf(nodes + n, sizeof nodes - (size_t)n, "]");
+    setenv("NODES", nodes, 1);
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/", insp_port(0));
+    setenv("INSPECTOR_URL", url, 1);
+    setenv("OUT_DIR", out, 1);
+    setenv("SHARDS", "64", 1);
+    snprintf(cmd, sizeof cmd, "cd '%s' && node inspector.mjs", dir);
+    int rc = system(cmd);
+    cr_assert(WIFEXITED(rc) && WEXITSTATUS(rc) == 0, "the browser checks failed (see the output above)");
+}
+
+Test(inspector, bad_arguments_exit_2)
+{
+    const char *bin = getenv("CVERSE_INSPECTOR_BIN");
+    cr_assert_not_null(bin);
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "%s --bogus >/dev/null 2>&1", bin);
+    int st = system(cmd);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 2);
+    snprintf(cmd, sizeof cmd, "%s >/dev/null 2>&1", bin);
+    st = system(cmd);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 2, "missing --config");
+    snprintf(cmd, sizeof cmd, "%s --config /nonexistent.yml >/dev/null 2>&1", bin);
+    st = system(cmd);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 2, "unreadable config");
+}

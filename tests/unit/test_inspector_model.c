@@ -1,0 +1,155 @@
+/* The inspector's pure parts: the events ring and the model built from node answers, and the events the
+ * difference between two models makes. No sockets: the answers are JSON written here. */
+#include <criterion/criterion.h>
+#include <string.h>
+
+#include "config/config.h"
+#include "inspector/api.h"
+#include "inspector/events.h"
+#include "inspector/model.h"
+
+static const char yaml[] =
+    "version: 1\ncluster:\n  shards: 4\nnodes:\n"
+    "  - id: node-1\n    grpc_addr: 127.0.0.1:47001\n    http_addr: 127.0.0.1:48001\n"
+    "  - id: node-2\n    grpc_addr: 127.0.0.1:47002\n    http_addr: 127.0.0.1:48002\n";
+
+static struct cv_config *cfg;
+
+static void setup(void)
+{
+    char err[256];
+    cr_assert_eq(cv_config_parse(yaml, sizeof yaml - 1, "t.yml", &cfg, err, sizeof err), 0, "%s", err);
+}
+
+static void teardown(void)
+{
+    cv_config_free(cfg);
+}
+
+TestSuite(model, .init = setup, .fini = teardown);
+
+/* ---- events ---------------------------------------------------------------------------------------- */
+
+struct seen {
+    uint64_t ids[16];
+    int n;
+};
+
+static void collect(void *data, uint64_t id, const char *json)
+{
+    struct seen *s = data;
+    cr_assert(strstr(json, "\"type\":\"t\""), "%s", json);
+    s->ids[s->n++] = id;
+}
+
+Test(events, numbered_bounded_and_gaps_reported)
+{
+    struct cv_insp_events *e;
+    cr_assert_eq(cv_insp_events_new(4, &e), 0);
+    cr_assert_eq(cv_insp_events_last(e), 0);
+    for (int i = 1; i <= 6; i++) cr_assert_eq(cv_insp_events_push(e, "t", NULL, 1000), (uint64_t)i);
+    cr_assert_eq(cv_insp_events_oldest(e), 3, "ring of 4 keeps 3..6");
+    struct seen s = {0};
+    cr_assert_eq(cv_insp_events_since(e, 4, collect, &s), 2);
+    cr_assert(s.ids[0] == 5 && s.ids[1] == 6);
+    s.n = 0;
+    cr_assert_eq(cv_insp_events_since(e, 2, collect, &s), 4, "after 2: 3..6 all kept");
+    cr_assert_eq(cv_insp_events_since(e, 1, collect, &s), -1, "event 2 is gone: resync");
+    cr_assert_eq(cv_insp_events_since(e, 6, collect, &s), 0);
+    json_t *tail = cv_insp_events_tail(e, 2);
+    cr_assert_eq(json_array_size(tail), 2);
+    cr_assert_eq(json_integer_value(json_object_get(json_array_get(tail, 1), "id")), 6);
+    json_decref(tail);
+    cv_insp_events_free(e);
+}
+
+/* ---- model ----------------------------------------------------------------------------------------- */
+
+static void answer(struct cv_insp_model *m, size_t i, const char *leader, const char *owners, int alive2)
+{
+    char c[512];
+    snprintf(c, sizeof c,
+             "{\"leader\":%s,\"state\":\"%s\",\"term\":3,\"commit_index\":10,\"applied_index\":%zu,"
+             "\"nodes\":[{\"id\":\"node-1\",\"role\":\"voter\",\"alive\":true,\"registered\":true},"
+             "{\"id\":\"node-2\",\"role\":\"voter\",\"alive\":%s,\"registered\":true}]}",
+             leader, i == 0 ? "leader" : "follower", 10 + i, alive2 ? "true" : "false");
+    cv_insp_model_set(m, i, CV_INSP_CLUSTER, json_loads(c, 0, NULL));
+    snprintf(c, sizeof c, "{\"applied_index\":%zu,\"owners\":%s,\"epochs\":[1,1,2,2]}", 10 + i, owners);
+    cv_insp_model_set(m, i, CV_INSP_SHARDS, json_loads(c, 0, NULL));
+    cv_insp_model_set(m, i, CV_INSP_READY, json_loads("{\"ready\":false,\"reason\":\"x\"}", 0, NULL));
+    cv_insp_model_set(m, i, CV_INSP_OBJECTS,
+                      json_loads(i ? "{\"objects\":[{\"type\":\"T\",\"id\":\"<b>\",\"shard\":3}]}" : "{\"objects\":[]}",
+                                 0, NULL));
+}
+
+struct got {
+    char types[16][32];
+    int n;
+    json_t *last_move;
+};
+
+static void emit(void *data, const char *type, json_t *fields)
+{
+    struct got *g = data;
+    snprintf(g->types[g->n++], sizeof g->types[0], "%s", type);
+    if (!strcmp(type, "shard_moved")) {
+        json_decref(g->last_move);
+        g->last_move = json_incref(fields);
+    }
+}
+
+static bool has(const struct got *g, const char *type)
+{
+    for (int i = 0; i < g->n; i++)
+        if (!strcmp(g->types[i], type)) return true;
+    return false;
+}
+
+Test(model, built_from_answers_and_diffed_into_events)
+{
+    struct cv_insp_model a, b;
+    cr_assert_eq(cv_insp_model_init(&a, cfg), 0);
+    cr_assert_eq(cv_insp_model_init(&b, cfg), 0);
+    /* Round 1: both answer; node-2 is the most advanced, its map wins. */
+    cv_insp_model_begin(&b);
+    answer(&b, 0, "\"node-1\"", "[\"node-1\",\"node-1\",null,null]", 1);
+    answer(&b, 1, "\"node-1\"", "[\"node-1\",\"node-1\",\"node-2\",\"node-2\"]", 1);
+    cv_insp_model_finish(&b, NULL, 5000);
+    cr_assert(b.have && b.has_map);
+    cr_assert_eq(b.leader, 0);
+    cr_assert_eq(b.owner[3], 1);
+    cr_assert(b.nodes[0].up && b.nodes[1].up);
+    cr_assert_eq(b.nodes[1].shards, 2);
+    cr_assert_eq(b.objects_per_shard[3], 1);
+    cr_assert_str_eq(b.nodes[1].objects[0].id, "<b>");
+    struct got g = {0};
+    cv_insp_model_diff(&a, &b, 8, emit, &g);
+    cr_assert(has(&g, "node_up") && has(&g, "leader_changed"));
+    cr_assert(!has(&g, "shard_moved"), "no map before: nothing moved");
+    /* Round 2: node-2 unreachable; node-1's map (carried or its own) shows shard 3 moved to node-1. */
+    cv_insp_model_begin(&a);
+    answer(&a, 0, "\"node-1\"", "[\"node-1\",\"node-1\",\"node-2\",\"node-1\"]", 0);
+    cv_insp_model_set_error(&a, 1, "connection refused");
+    cv_insp_model_finish(&a, &b, 6000);
+    cr_assert(!a.nodes[1].up && !a.nodes[1].reachable);
+    cr_assert_str_eq(a.nodes[1].error, "connection refused");
+    cr_assert_eq(a.nodes[1].last_seen_ms, 5000, "last seen carried over");
+    g.n = 0;
+    cv_insp_model_diff(&b, &a, 8, emit, &g);
+    cr_assert(has(&g, "node_down"));
+    cr_assert(has(&g, "shard_moved"));
+    cr_assert_eq(json_integer_value(json_object_get(g.last_move, "shard")), 3);
+    cr_assert_str_eq(json_string_value(json_object_get(g.last_move, "from")), "node-2");
+    cr_assert_str_eq(json_string_value(json_object_get(g.last_move, "to")), "node-1");
+    /* The Goverse /shards shape from the model. */
+    json_t *sh = cv_insp_api_shards(&a);
+    json_t *s3 = json_array_get(json_object_get(sh, "shards"), 3);
+    cr_assert_str_eq(json_string_value(json_object_get(s3, "target_node")), "node-1");
+    cr_assert_eq(json_array_size(json_object_get(sh, "nodes")), 2);
+    json_decref(sh);
+    cr_assert_eq(cv_insp_model_find(&a, "127.0.0.1:47002"), 1, "found by advertise address");
+    cr_assert_eq(cv_insp_model_find(&a, "node-9"), CV_INSP_NO_NODE);
+    json_decref(g.last_move);
+    cv_insp_model_free(&a);
+    cv_insp_model_free(&b);
+}
