@@ -287,7 +287,9 @@ static void sigstop_case(int n, int victim)
     char report[2048];
     size_t acts;
     cr_assert_eq(h_actlog_check(C.actlog, report, sizeof report, &acts), 0, "%s", report);
+#ifdef CV_CHECKS /* release builds write no activation log */
     cr_assert_geq(acts, (size_t)(N_COUNTERS + s.n), "every counter's activations were logged (%zu)", acts);
+#endif
 }
 
 Test(fencing, sigstop_voter_past_ttl_fences_and_never_double_serves)

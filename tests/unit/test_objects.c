@@ -464,6 +464,7 @@ Test(objects, nothing_runs_or_is_acknowledged_past_the_serving_window)
     cr_assert(run_until(&g.completed, 1));
     cr_assert_eq(g.res[0].value, 5);
     uint64_t ended = g_until = cv_mono_ms(); /* the window ends: e.g. the process was stopped */
+    (void)ended;                             /* read by the activation log check (debug builds) */
     cr_assert_eq(call("Counter", "c1", "Add", 1, NULL, 2), 0, "accepting is the host's check, not ours");
     cr_assert_eq(call("Counter", "c1", "Add", 1, NULL, 3), 0);
     cr_assert_eq(call("Counter", "c2", "Add", 1, NULL, 4), 0);
@@ -476,6 +477,7 @@ Test(objects, nothing_runs_or_is_acknowledged_past_the_serving_window)
     cr_assert(run_until(&g.deactivated, 2), "c1 and s1 deactivated");
     cr_assert_eq(cv_runtime_count(g.rt), 0);
     teardown();
+#ifdef CV_CHECKS /* the activation log exists in debug and test builds only */
     FILE *f = fopen(path, "r");
     cr_assert_not_null(f);
     char line[256], ev, node[32], id[64];
@@ -492,9 +494,10 @@ Test(objects, nothing_runs_or_is_acknowledged_past_the_serving_window)
         }
     }
     fclose(f);
-    unlink(path);
     cr_assert_eq(starts, 2, "c1 and s1 started");
     cr_assert_eq(ends, 2);
+#endif
+    unlink(path);
 }
 
 struct listing {
