@@ -51,6 +51,8 @@ int cv_catalog_apply(struct cv_catalog *cat, uint64_t index, const void *buf, si
  *   set_config     CV_ECONFIG if its shards differ from the catalog's (the shard count never changes)
  *   register_node  CV_EINVAL: no info, empty id or id >= CV_NODE_ID_MAX, an address >= 128 bytes
  *   renew_lease, set_role, expire_node  CV_ENOTFOUND: unknown node (CV_EINVAL: empty id)
+ *   renew_lease    CV_ECONFLICT if the node is declared dead (it must register again: a new incarnation);
+ *                  every applied renewal moves the expiry forward (at least 1 ms)
  *   expire_node    CV_ECONFLICT if the lease's expiry_ms differs (it was renewed)
  *   set_role       CV_EINVAL: not a Role value
  *   assign_shards  first failing assignment decides: CV_EINVAL (shard >= shards, a shard twice, unknown

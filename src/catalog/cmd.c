@@ -101,8 +101,8 @@ static void cmd__check_flip(struct cv_cmd_ctx *c, uint32_t shard, const struct c
 /* Debug builds: a lease command flipped node's liveness from `was` to `now`, which moves every shard
  * record naming it (OWNED <-> OWNER_DEAD, RELEASING <-> RELEASER_DEAD): each move must be in the table.
  * Finding those records takes one cursor pass over the shard records (no index by node), so only
- * ExpireNode and RegisterNode call it, and only when the liveness really flipped: never RenewLease, the
- * lease hot path (its revival of a dead node goes unchecked). Returns 0 or CV_ELMDB / CV_EPROTO. */
+ * ExpireNode and RegisterNode call it, and only when the liveness really flipped (RenewLease never
+ * flips it: a dead node's renewal is refused). Returns 0 or CV_ELMDB / CV_EPROTO. */
 static int cmd__check_liveness(struct cv_cmd_ctx *c, const char *node, bool was, bool now, const char *what)
 {
 #ifdef CV_CHECKS
@@ -166,11 +166,16 @@ static int cmd__renew(struct cv_cmd_ctx *c, const Cverse__Catalog__CmdRenewLease
     struct cv_store_node sn;
     int rv = cmd__node(c, cmd->node, &sn, status);
     if (rv != 0 || *status != 0) return rv;
+    if (!sn.n.alive) { /* declared dead: only a RegisterNode (a new incarnation) brings it back */
+        *status = CV_ECONFLICT;
+        return 0;
+    }
     uint64_t expiry = cmd__sat_add(cmd->now_ms, cmd->ttl_ms);
-    if (expiry > sn.n.lease_expiry_ms) sn.n.lease_expiry_ms = expiry; /* never moves backwards */
+    /* Every applied renewal moves the expiry forward (by 1 ms at least, even when the proposer's clock
+     * did not advance), so ExpireNode's compare-and-set fails after any renewal the leader did not see. */
+    if (expiry > sn.n.lease_expiry_ms) sn.n.lease_expiry_ms = expiry;
+    else if (sn.n.lease_expiry_ms < UINT64_MAX) sn.n.lease_expiry_ms++;
     if (cmd->now_ms > sn.n.lease_renewed_ms) sn.n.lease_renewed_ms = cmd->now_ms;
-    if (!sn.n.alive) sn.n.incarnation++;
-    sn.n.alive = true;
     return cmd__node_commit(c, &sn);
 }
 

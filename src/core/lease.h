@@ -1,17 +1,72 @@
-/* Node lease rules (pure): when a lease counts as expired, when to renew. Times are ms on the
- * leader's monotonic-ish wall clock (CLOCK_REALTIME ms, replicated inside commands). */
+/* Node lease rules and the node-side lease view (pure): how long a node may serve after a renewal it
+ * proposed, when a leader may declare a node dead, and how often a node renews. Every time here is a
+ * reading of ONE process' monotonic clock (CLOCK_MONOTONIC ms); no two processes' clocks are compared. */
 #ifndef CV_CORE_LEASE_H
 #define CV_CORE_LEASE_H
 
 #include <stdbool.h>
 #include <stdint.h>
 
-/* A node's lease may be declared expired by a leader only when now is past both the recorded expiry
- * and leader_since + ttl: a new leader first gives every node one full TTL to renew through it,
- * because renewals could not commit while there was no leader. */
-bool cv_lease_expired(uint64_t expiry_ms, uint64_t leader_since_ms, uint64_t ttl_ms, uint64_t now_ms);
+#include "core/sm.h"
+
+/* Assumed bound on how much two machines' monotonic clocks may disagree in RATE (not in value):
+ * 1% = 10000 ppm (NTP-disciplined clocks drift < 0.05%; an undisciplined crystal < 0.01%). */
+#define CV_LEASE_DRIFT_PPM 10000u
+/* Scheduling slack inside the margin: a handler that started before the node's deadline may finish
+ * after it; a node's loop iteration is bounded (a pump budget), so tens of ms cover it. */
+#define CV_LEASE_SLACK_MS 50u
+
+/* The safety margin for a TTL: drift over one TTL (rounded up) plus the slack. The node serves at most
+ * ttl - margin after proposing a renewal; a leader declares it dead no earlier than ttl + margin after it
+ * saw that renewal applied (see docs/architecture.md, "Leases and liveness"). The config's smallest TTL
+ * (100 ms) still leaves a window of more than a third of the TTL. */
+uint64_t cv_lease_margin(uint64_t ttl_ms);
+
+/* Leader rule. seen_ms: the leader's monotonic time when it applied the node's latest RenewLease or
+ * RegisterNode (0: none seen); since_ms: the leader's monotonic time when it took leadership. The node
+ * may be declared dead only when now is past max(seen, since) + ttl + margin: a new leader gives every
+ * node ttl + margin from its own start, because it cannot know when renewals it did not apply yet were
+ * proposed (they were all proposed before it became leader). */
+bool cv_lease_may_expire(uint64_t seen_ms, uint64_t since_ms, uint64_t ttl_ms, uint64_t now_ms);
 
 /* Renewal period for a TTL: a third of it, so two renewals may be lost before expiry. */
 uint64_t cv_lease_renew_interval(uint64_t ttl_ms);
+
+/* ---- the node-side view of its own lease (cv_sm "lease-view") ----
+ * NONE: never granted in this process; VALID: serving; SUSPECT: still serving but less than a third of
+ * the TTL is left (renewals are late); FENCED: the window ran out (or the catalog declared us dead):
+ * nothing may be served. Back to VALID only through a grant that is still fresh (its window not over);
+ * after a revocation (declared dead) only a registration grants. */
+enum cv_lease_state { CV_LEASE_NONE, CV_LEASE_VALID, CV_LEASE_SUSPECT, CV_LEASE_FENCED, CV_LEASE_N };
+
+struct cv_lease {
+    struct cv_sm sm;
+    uint64_t ttl_ms, margin_ms;
+    uint64_t valid_until_ms; /* end of the serving window; 0 = never granted */
+    uint64_t fenced_at_ms;   /* FENCED: when the window ended (or the revocation) */
+    bool revoked;            /* declared dead: only a registration grants again */
+};
+
+const struct cv_sm_conf *cv_lease_sm(void);
+/* Starts in NONE. id: borrowed, for the machine's messages, valid while l is used. */
+void cv_lease_init(struct cv_lease *l, uint64_t ttl_ms, const char *id);
+/* A renewal (registration: a RegisterNode) proposed at sent_ms — read BEFORE it was sent — was applied;
+ * now_ms: the time of the apply. Extends the window to sent + ttl - margin (never shortens it), then
+ * re-evaluates at now. A stale grant (window already over) changes nothing; so does a renewal after a
+ * revocation. Returns the state. */
+enum cv_lease_state cv_lease_grant(struct cv_lease *l, uint64_t sent_ms, uint64_t now_ms, bool registration);
+/* Our lease was declared dead (ExpireNode applied, or the catalog refused a renewal): FENCED now. */
+enum cv_lease_state cv_lease_revoke(struct cv_lease *l, uint64_t now_ms);
+/* Re-evaluates at now (VALID -> SUSPECT -> FENCED as time passes). Returns the state. */
+enum cv_lease_state cv_lease_tick(struct cv_lease *l, uint64_t now_ms);
+/* May the node serve at now? Checked with a fresh clock reading at every serving point, so that a node
+ * that was stopped (SIGSTOP) does not serve before its timers noticed. */
+bool cv_lease_serving(const struct cv_lease *l, uint64_t now_ms);
+/* Ms from now until the next state change by time alone (0: none pending). */
+uint64_t cv_lease_next_change(const struct cv_lease *l, uint64_t now_ms);
+static inline enum cv_lease_state cv_lease_state(const struct cv_lease *l)
+{
+    return (enum cv_lease_state)cv_sm_state(&l->sm);
+}
 
 #endif

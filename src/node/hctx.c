@@ -36,6 +36,11 @@ void cv_hctx_handle_closed(uv_handle_t *h)
     cv_hctx_part_closed(*x);
 }
 
+bool cv_hctx_serving(const struct cv_hctx *x)
+{
+    return !x->fenced && (!x->serve_until || cv_mono_ms() < x->serve_until(x->serve_data));
+}
+
 bool cv_hctx_owns(void *data, uint32_t shard)
 {
     struct cv_hctx *x = data;
@@ -65,7 +70,7 @@ void cv_hctx_timer_again(uv_timer_t *t, uv_timer_cb cb, uint64_t ms)
 void cv_hctx_ensure_active(struct cv_hctx *x, const char *type, const char *id, bool created)
 {
     struct cv_object_info info;
-    if (!x->started || x->closing || cv_runtime_lookup(x->rt, id, &info) == 0) return;
+    if (!x->started || x->closing || !cv_hctx_serving(x) || cv_runtime_lookup(x->rt, id, &info) == 0) return;
     int rv = cv_runtime_activate(x->rt, type, id, created);
     if (rv == 0) CV_DEBUG("activated %s (%s)%s", id, type, created ? ", new" : "");
     else if (rv != CV_EREDIRECT) CV_WARN("cannot activate %s (%s): %s", id, type, cv_strerror(rv));

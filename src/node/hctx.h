@@ -33,7 +33,12 @@ struct cv_hctx {
     struct cv_runtime *rt;        /* owned by the host */
     struct cv_node_stats *stats;  /* owned by the host; NULL when CVERSE_NODE_STATS=0 (measurement) */
 
+    /* End of the node's serving window (cv_mono_ms; the node's lease), or NULL: unbounded. */
+    uint64_t (*serve_until)(void *data);
+    void *serve_data;
+
     bool started;  /* the node was ready once: activations and auto-load run */
+    bool fenced;   /* the node's lease is not confirmed: nothing is served, activated or auto-loaded */
     bool stopping; /* the node is stopping: calls are refused */
     bool closing;  /* the host is closing: everything completes with CV_ECLOSED */
     size_t ops;    /* callbacks into the host still owed (proposals, calls, operations) */
@@ -52,6 +57,9 @@ void cv_hctx_part_closed(struct cv_hctx *x);
 /* uv_close callback for a handle whose data is a struct whose FIRST member is a struct cv_hctx *. */
 void cv_hctx_handle_closed(uv_handle_t *h);
 
+/* May this node serve objects now: not fenced, and its serving window (read with a fresh clock) still
+ * open — a process resumed after SIGSTOP answers no before its fence timer ran. */
+bool cv_hctx_serving(const struct cv_hctx *x);
 /* Does this node own shard (catalog)? */
 bool cv_hctx_owns(void *x, uint32_t shard);
 /* Owner of id into owner (CV_NODE_ID_MAX bytes; "" = unassigned) and its placement. CV_EINVAL for a bad

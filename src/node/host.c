@@ -12,7 +12,8 @@
  * Two copies of an object never coexist while the old owner is alive: it gives a shard up in one entry
  * (owner -> none), deactivates, and confirms with ReleaseShards before the leader assigns the new owner
  * in a later entry; a new owner activates only after it applied that assignment. A node declared dead
- * is not waited for: if it was only partitioned, lease fencing (roadmap) must stop it serving.
+ * is not waited for: if it was only partitioned or stopped, its lease ran out before the leader could
+ * declare it (core/lease.h), and the host serves nothing past the window (cv_host_fence, serve_until).
  *
  * Failure modes: see each part. Closing fails pending calls and operations (CV_ECLOSED / CV_ECANCELED),
  * drops subscribers, closes the timers and the runtime; the host is freed once every part called back and
@@ -56,7 +57,7 @@ static void host__shards_changed(struct cv_host *h)
 {
     int n = cv_runtime_deactivate_unowned(h->x.rt);
     if (n > 0) CV_INFO("deactivating %d objects of shards that moved away", n);
-    if (h->x.started) cv_autoload_reconcile(&h->al);
+    if (h->x.started && !h->x.fenced) cv_autoload_reconcile(&h->al);
     cv_handoff_mark(&h->ho);
     cv_handoff_scan(&h->ho); /* shards without active objects are released right away */
     cv_mapfeed_changed(&h->feed);
@@ -111,7 +112,7 @@ static void host__tick(uv_timer_t *t)
     if (h->in.parked) cv_incall_unpark(&h->in, false);
     if (cv_outcall_busy(&h->out)) cv_outcall_retry(&h->out);
     cv_handoff_scan(&h->ho);
-    cv_autoload_tick(&h->al);
+    if (!h->x.fenced) cv_autoload_tick(&h->al);
 }
 
 /* ---------------------------------------------------------------- runtime hooks: cluster facts */
@@ -190,6 +191,17 @@ bool cv_host_ready(struct cv_host *h, const char **why)
     return true;
 }
 
+int cv_host_fence(struct cv_host *h, bool fenced)
+{
+    if (h->x.closing || h->x.fenced == fenced) return 0;
+    h->x.fenced = fenced;
+    if (!fenced) {
+        if (h->x.started) cv_autoload_reconcile(&h->al); /* the auto-load objects of our shards again */
+        return 0;
+    }
+    return cv_runtime_deactivate_all(h->x.rt, CV_EUNAVAIL);
+}
+
 struct cv_runtime *cv_host_runtime(struct cv_host *h)
 {
     return h->x.rt;
@@ -242,6 +254,8 @@ int cv_host_init(const struct cv_host_opts *opts, struct cv_host **out)
                             .cons = opts->consensus,
                             .peers = opts->peers,
                             .reg = opts->registry,
+                            .serve_until = opts->serve_until,
+                            .serve_data = opts->data,
                             .settle = host__settle};
     int rv = cv_autoload_init(&h->al, &h->x, opts->autoload_inflight); /* tables only, no handle */
     if (!rv) rv = cv_handoff_init(&h->ho, &h->x);
@@ -261,7 +275,9 @@ int cv_host_init(const struct cv_host_opts *opts, struct cv_host **out)
                                  .owns_data = &h->x,
                                  .registry = h->x.reg,
                                  .hooks = &hooks,
-                                 .created_explicit = true};
+                                 .created_explicit = true,
+                                 .serve_until = opts->serve_until,
+                                 .serve_data = opts->data};
     /* The runtime is the last step that can fail: it creates a handle of its own, and nothing before it
      * does, so a failure so far frees everything at once. */
     if ((rv = cv_runtime_init(h->x.loop, &ro, &h->x.rt))) goto err_after_h;

@@ -35,6 +35,9 @@ struct cv_host_opts {
      * it said true the first time. */
     bool (*catalog_ready)(void *data, const char **why);
     void *data;
+    /* End of the node's serving window (cv_mono_ms, its lease), read with data; NULL = unbounded. Calls,
+     * activations and every mailbox entry are checked against it (runtime.h: serve_until). */
+    uint64_t (*serve_until)(void *data);
     cv_registry *registry;     /* the object types; borrowed, valid until done ran; frozen at init */
     unsigned call_timeout_ms;  /* 0 = CV_HOST_CALL_TIMEOUT_MS */
     unsigned autoload_inflight; /* 0 = CV_HOST_AUTOLOAD_INFLIGHT (autoload.h) */
@@ -65,6 +68,11 @@ void cv_host_leader_changed(struct cv_host *h);
 /* Ready once the auto-load objects of this node's shards (and its per-node ones) exist in the catalog
  * and are active here; false with a static reason otherwise. */
 bool cv_host_ready(struct cv_host *h, const char **why);
+
+/* The node's lease stopped (fenced true) or started again (false) being confirmed. Fencing deactivates
+ * every object (their queued calls fail with CV_EUNAVAIL) and stops activations and auto-load; calls are
+ * refused with CV_EUNAVAIL until unfenced, which resumes auto-load. Returns the objects deactivated. */
+int cv_host_fence(struct cv_host *h, bool fenced);
 
 /* The runtime (listing active objects for GET /v1/objects). */
 struct cv_runtime *cv_host_runtime(struct cv_host *h);

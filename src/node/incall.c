@@ -3,7 +3,8 @@
  * Happy path: known type and method -> this node owns the id (shard owner in the catalog, or the node an
  * id "<node>/x" is pinned to) -> the node serves (ready once, follows a leader) -> the catalog has the
  * object with that type -> cv_runtime_call; the response goes back when the handler replied.
- * Failure modes: not the owner -> CV_EREDIRECT with a Redirect body (our applied index, the owner we
+ * Failure modes: the node is fenced (lease not confirmed) -> CV_EUNAVAIL, retryable; not the owner ->
+ * CV_EREDIRECT with a Redirect body (our applied index, the owner we
  * know); malformed request -> CV_EPROTO; unknown type/method/object -> CV_ENOTFOUND, but a call to an
  * object the catalog lacks first waits (parked) up to 500 ms for this node to catch up with the log, so
  * that a create committed through another node is seen; a full mailbox -> CV_EBUSY.
@@ -61,6 +62,10 @@ static bool serving(const struct cv_hctx *h, const char **why)
     struct cv_consensus_status st;
     if (!h->started) {
         *why = "not caught up with the catalog yet";
+        return false;
+    }
+    if (!cv_hctx_serving(h)) { /* retryable: the gate routes elsewhere */
+        *why = "fenced: lease not confirmed";
         return false;
     }
     cv_consensus_status(h->cons, &st);

@@ -1,8 +1,10 @@
 /* Leader duties. Every RUN_MS while this node leads the raft group it compares the catalog with what it
  * should be and proposes the difference:
  *   1. the config fingerprint (first thing a new cluster records);
- *   2. lease expiry: a node whose lease ran out (see cv_lease_expired) is declared dead with a
- *      compare-and-set on its expiry, so a renewal that commits first wins;
+ *   2. lease expiry: a node is declared dead once this node's monotonic clock passed ttl + margin after
+ *      the node's latest renewal it saw applied, or after the start of its leadership if later
+ *      (cv_lease_may_expire), with a compare-and-set on its recorded expiry (every applied renewal moves
+ *      it), so a renewal that commits first wins;
  *   3. the shard map: cv_assign_constrained over the eligible nodes (live and not draining), with the
  *      shards an operator fixed (a live, undrained target; else a pinned shard's live, undrained owner)
  *      going to that node, filtered by cv_assign_handoff (a shard
@@ -38,6 +40,8 @@ struct cv_leader {
     int inflight[D_COUNT];    /* proposals whose callback (duty__done) is still owed */
     int32_t *cur, *next, *waiting, *fixed; /* per shard: index into cfg->nodes or CV_ASSIGN_NONE */
     uint8_t *live, *elig; /* per cfg node: alive; alive and not draining (may take shards) */
+    uint64_t *seen;       /* per cfg node: cv_mono_ms when its latest renewal applied here (0: none) */
+    uint64_t since;       /* cv_mono_ms when this run first saw us leading (0: not leading) */
     uint32_t waiting_logged;
     void (*done)(void *data);
     void *done_data;
@@ -89,15 +93,18 @@ static void duty__config(struct cv_leader *l)
     propose(l, D_CONFIG, &cmd);
 }
 
-static void duty__expire(struct cv_leader *l, uint64_t leader_since)
+static void duty__expire(struct cv_leader *l)
 {
     struct cv_catalog *cat = l->o.catalog;
-    uint64_t now = cv_now_ms(), ttl = l->o.cfg->lease_ttl_ms;
+    uint64_t now = cv_mono_ms(), ttl = l->o.cfg->lease_ttl_ms;
     for (size_t i = 0; i < cv_catalog_node_count(cat); i++) {
         const struct cv_catalog_node *cn = cv_catalog_node_at(cat, i);
-        if (!cn->alive || !cv_lease_expired(cn->lease_expiry_ms, leader_since, ttl, now)) continue;
-        CV_INFO("lease of %s expired %llu ms ago: declaring it dead", cn->id,
-                (unsigned long long)(now - cn->lease_expiry_ms));
+        int k = cv_config_node_index(l->o.cfg, cn->id);
+        uint64_t seen = k >= 0 ? l->seen[k] : 0;
+        if (!cn->alive || !cv_lease_may_expire(seen, l->since, ttl, now)) continue;
+        CV_INFO("lease of %s not renewed for %llu ms (ttl %llu + margin %llu): declaring it dead", cn->id,
+                (unsigned long long)(now - (seen > l->since ? seen : l->since)), (unsigned long long)ttl,
+                (unsigned long long)cv_lease_margin(ttl));
         Cverse__Catalog__CmdExpireNode ex = CVERSE__CATALOG__CMD_EXPIRE_NODE__INIT;
         ex.node = (char *)cn->id;
         ex.expiry_ms = cn->lease_expiry_ms;
@@ -270,9 +277,13 @@ static void run(uv_timer_t *t)
     struct cv_consensus_status st;
     if (l->stopped) return;
     cv_consensus_status(l->o.consensus, &st);
-    if (!st.is_leader || !st.leader_since_ms) return;
+    if (!st.is_leader || !st.leader_since_ms) {
+        l->since = 0;
+        return;
+    }
+    if (!l->since) l->since = cv_mono_ms(); /* later than the real start of leadership: errs safe */
     if (!l->inflight[D_CONFIG]) duty__config(l);
-    if (!l->inflight[D_EXPIRE]) duty__expire(l, st.leader_since_ms);
+    if (!l->inflight[D_EXPIRE]) duty__expire(l);
     if (!l->inflight[D_ASSIGN] && !l->inflight[D_EXPIRE]) duty__assign(l);
     duty__membership(l);
     if (!l->inflight[D_ROLE]) duty__roles(l);
@@ -286,6 +297,7 @@ static void leader__free(struct cv_leader *l)
     free(l->fixed);
     free(l->live);
     free(l->elig);
+    free(l->seen);
     free(l);
 }
 
@@ -300,7 +312,8 @@ int cv_leader_init(const struct cv_leader_opts *opts, struct cv_leader **out)
     l->fixed = calloc(opts->cfg->shards, sizeof *l->fixed);
     l->live = calloc(opts->cfg->n_nodes, 1);
     l->elig = calloc(opts->cfg->n_nodes, 1);
-    if (!l->cur || !l->next || !l->waiting || !l->fixed || !l->live || !l->elig) {
+    l->seen = calloc(opts->cfg->n_nodes, sizeof *l->seen);
+    if (!l->cur || !l->next || !l->waiting || !l->fixed || !l->live || !l->elig || !l->seen) {
         leader__free(l);
         return CV_ENOMEM;
     }
@@ -325,6 +338,12 @@ void cv_leader_stop(struct cv_leader *l)
 void cv_leader_kick(struct cv_leader *l)
 {
     if (!l->stopped && !l->closing) uv_timer_start(&l->timer, run, 0, RUN_MS);
+}
+
+void cv_leader_renewal_seen(struct cv_leader *l, const char *node, uint64_t now_mono)
+{
+    int k = cv_config_node_index(l->o.cfg, node);
+    if (k >= 0) l->seen[k] = now_mono;
 }
 
 /* Frees l once it is closing, its timer closed and no proposal callback is owed any more (the consensus

@@ -54,14 +54,55 @@ struct cv_node {
     struct cv_api api;               /* what the HTTP handler reads */
 
     uv_timer_t lease_timer;
+    uv_timer_t fence_timer;          /* wakes when the lease view may change by time alone */
     uv_signal_t sigterm, sigint;
     struct cv_renewal renewal;
+    bool fenced;                     /* the host was told the lease is not confirmed */
+    char why[96];                    /* readiness reason with a number in it */
     bool stopping;
     bool shut;                       /* closing of the components started */
     int open_parts;                  /* components and handles still closing */
 };
 
-/* ---------------------------------------------------------------- lease renewal */
+/* ---------------------------------------------------------------- lease renewal and fencing */
+
+static void renew(struct cv_node *n);
+
+static void node__fence_tick(uv_timer_t *t);
+
+/* Re-evaluates the lease view now; tells the host when it fenced or unfenced (one log line each, with
+ * the duration) and arms the timer for the next change by time alone. */
+static void node__lease_eval(struct cv_node *n)
+{
+    uint64_t now = cv_mono_ms();
+    enum cv_lease_state st = cv_renewal_tick(&n->renewal, now);
+    bool fenced = st == CV_LEASE_FENCED;
+    if (fenced != n->fenced && n->host && !n->stopping) {
+        const struct cv_lease *l = &n->renewal.lease;
+        n->fenced = fenced;
+        int k = cv_host_fence(n->host, fenced);
+        if (fenced)
+            CV_WARN("fenced: lease not confirmed for %llu ms (window ended %llu ms ago, %s); %d objects "
+                    "deactivated, calls refused until a renewal applies",
+                    (unsigned long long)(now - n->renewal.last_ok_ms), (unsigned long long)(now - l->fenced_at_ms),
+                    l->revoked ? "declared dead" : "no renewal applied in time", k);
+        else
+            CV_WARN("unfenced: lease confirmed again after %llu ms fenced", (unsigned long long)(now - l->fenced_at_ms));
+    }
+    uint64_t next = cv_lease_next_change(&n->renewal.lease, now);
+    if (next && !n->shut) uv_timer_start(&n->fence_timer, node__fence_tick, next, 0);
+}
+
+static void node__fence_tick(uv_timer_t *t)
+{
+    node__lease_eval(t->data);
+}
+
+static uint64_t node__serve_until(void *data)
+{
+    struct cv_node *n = data;
+    return n->renewal.lease.valid_until_ms;
+}
 
 static void node__renew_done(void *data, int status, uint64_t index)
 {
@@ -69,8 +110,12 @@ static void node__renew_done(void *data, int status, uint64_t index)
     bool was = cv_renewal_registered(&n->renewal);
     cv_renewal_done(&n->renewal, status, cv_mono_ms());
     if (n->stopping) return;
+    node__lease_eval(n);
     if (status == 0 && !was) CV_INFO("registered in the catalog at index %llu", (unsigned long long)index);
-    else if (status && status != CV_ENOTFOUND) CV_DEBUG("lease renewal failed: %s", cv_strerror(status));
+    else if (cv_renewal_state(&n->renewal) == CV_RENEWAL_EXPIRED) {
+        CV_WARN("lease renewal refused: this node was declared dead; registering again");
+        renew(n);
+    } else if (status && status != CV_ENOTFOUND) CV_DEBUG("lease renewal failed: %s", cv_strerror(status));
 }
 
 static void renew(struct cv_node *n)
@@ -83,7 +128,8 @@ static void renew(struct cv_node *n)
     Cverse__Catalog__CmdRegisterNode reg = CVERSE__CATALOG__CMD_REGISTER_NODE__INIT;
     Cverse__Catalog__NodeInfo info = CVERSE__CATALOG__NODE_INFO__INIT;
     Cverse__Catalog__CmdRenewLease rl = CVERSE__CATALOG__CMD_RENEW_LEASE__INIT;
-    uint64_t now = cv_now_ms(), ttl = n->cfg->lease_ttl_ms;
+    /* The window counts from before the proposal leaves: whenever it applies, we were alive then. */
+    uint64_t sent = cv_mono_ms(), now = cv_now_ms(), ttl = n->cfg->lease_ttl_ms;
     if (reg_cmd) {
         info.id = s->id;
         info.grpc_addr = s->grpc_addr;
@@ -105,7 +151,7 @@ static void renew(struct cv_node *n)
     }
     /* A renewal older than the TTL is useless: give up on it in time for the next one. */
     if (cv_consensus_propose(n->consensus, &cmd, (unsigned)ttl, node__renew_done, n) == 0)
-        cv_renewal_sent(&n->renewal);
+        cv_renewal_sent(&n->renewal, reg_cmd, sent);
 }
 
 static void node__lease_tick(uv_timer_t *t)
@@ -122,11 +168,19 @@ static void node__on_applied(void *data, uint64_t index, const Cverse__Catalog__
     for (size_t i = 0; i < batch->n_commands; i++) {
         const Cverse__Catalog__Command *c = batch->commands[i];
         if (results[i].status) continue;
+        if (n->leader && c->cmd_case == CVERSE__CATALOG__COMMAND__CMD_RENEW_LEASE)
+            cv_leader_renewal_seen(n->leader, c->renew_lease->node, cv_mono_ms());
+        if (n->leader && c->cmd_case == CVERSE__CATALOG__COMMAND__CMD_REGISTER_NODE)
+            cv_leader_renewal_seen(n->leader, c->register_node->info->id, cv_mono_ms());
         if (c->cmd_case == CVERSE__CATALOG__COMMAND__CMD_EXPIRE_NODE) {
             CV_INFO("node %s declared dead (lease expired) at index %llu", c->expire_node->node,
                     (unsigned long long)index);
-            /* we are alive after all: come back with a new incarnation */
-            if (!strcmp(c->expire_node->node, n->self->id) && cv_renewal_expired(&n->renewal)) renew(n);
+            /* we are alive after all: fenced at once, then back with a new incarnation */
+            if (!strcmp(c->expire_node->node, n->self->id)) {
+                bool again = cv_renewal_expired(&n->renewal, cv_mono_ms());
+                node__lease_eval(n);
+                if (again) renew(n);
+            }
         } else if (c->cmd_case == CVERSE__CATALOG__COMMAND__CMD_REGISTER_NODE) {
             CV_INFO("node %s registered at index %llu", c->register_node->info->id,
                     (unsigned long long)index);
@@ -209,6 +263,19 @@ bool cv_node_catalog_ready(struct cv_node *n, const char **why)
         *why = "node not registered in the catalog yet";
         return false;
     }
+    uint64_t now = cv_mono_ms();
+    if (!cv_renewal_serving(&n->renewal, now)) {
+        const struct cv_lease *l = &n->renewal.lease;
+        if (cv_lease_state(l) == CV_LEASE_NONE) {
+            *why = "lease not granted yet";
+        } else {
+            uint64_t since = l->valid_until_ms < now ? l->valid_until_ms : now;
+            snprintf(n->why, sizeof n->why, "fenced: lease not confirmed for %llu ms",
+                     (unsigned long long)(now - since));
+            *why = n->why;
+        }
+        return false;
+    }
     if (cv_catalog_unassigned_shards(n->catalog) > 0) {
         *why = "shards are unassigned";
         return false;
@@ -266,6 +333,7 @@ static int node__create_host(struct cv_node *n)
                              .peers = n->peers,
                              .registry = reg,
                              .catalog_ready = node__catalog_ready,
+                             .serve_until = node__serve_until,
                              .data = n};
     int rv = cv_host_init(&o, &n->host);
     if (rv) CV_ERROR("cannot start the object host: %s", cv_strerror(rv));
@@ -317,12 +385,13 @@ int cv_node_init(const struct cv_node_opts *opts, struct cv_node **out)
         snprintf(n->data_dir, sizeof n->data_dir, "%s", opts->data_dir);
     else
         snprintf(n->data_dir, sizeof n->data_dir, "%s/%s", opts->cfg->data_dir, opts->node_id);
-    cv_renewal_init(&n->renewal, self->id);
+    cv_renewal_init(&n->renewal, self->id, opts->cfg->lease_ttl_ms);
     /* The node's own handles exist from here on, so that cv_node_stop can always close them. */
     uv_timer_init(n->loop, &n->lease_timer);
+    uv_timer_init(n->loop, &n->fence_timer);
     uv_signal_init(n->loop, &n->sigterm);
     uv_signal_init(n->loop, &n->sigint);
-    n->lease_timer.data = n->sigterm.data = n->sigint.data = n;
+    n->lease_timer.data = n->fence_timer.data = n->sigterm.data = n->sigint.data = n;
     *out = n;
     return 0;
 }
@@ -393,13 +462,14 @@ static void node__shutdown(void *data)
     struct cv_node *n = data;
     if (n->shut) return; /* the transfer callback and its fallback timer may both get here */
     n->shut = true;
-    n->open_parts = 1 + 3 + (n->leader != NULL) + (n->consensus != NULL) + (n->host != NULL) +
+    n->open_parts = 1 + 4 + (n->leader != NULL) + (n->consensus != NULL) + (n->host != NULL) +
                     (n->rpc != NULL) + (n->http != NULL) + (n->peers != NULL);
     if (n->http) cv_http_server_close(n->http, node__http_closed);
     if (n->rpc) cv_rpc_server_close(n->rpc, node__rpc_closed);
     n->http = NULL;
     n->rpc = NULL;
     uv_close((uv_handle_t *)&n->lease_timer, node__handle_closed);
+    uv_close((uv_handle_t *)&n->fence_timer, node__handle_closed);
     uv_close((uv_handle_t *)&n->sigterm, node__handle_closed);
     uv_close((uv_handle_t *)&n->sigint, node__handle_closed);
     if (n->leader) cv_leader_close(n->leader, node__closed, n);
@@ -422,6 +492,7 @@ void cv_node_stop(struct cv_node *n)
     n->stopping = true;
     cv_renewal_stop(&n->renewal);
     uv_timer_stop(&n->lease_timer);
+    uv_timer_stop(&n->fence_timer);
     if (n->leader) cv_leader_stop(n->leader);
     if (n->host) cv_host_stop(n->host);
     int rv = n->consensus ? cv_consensus_transfer(n->consensus, node__shutdown, n) : CV_EINVAL;

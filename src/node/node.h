@@ -34,8 +34,8 @@ void cv_node_stop(struct cv_node *n);
 /* After uv_run returned: frees what the close callbacks left, and n. */
 void cv_node_free(struct cv_node *n);
 
-/* Readiness: true if ready, else a static reason string via *why. Ready = catalog-ready (below) and
- * the node's auto-load objects exist (cv_host_ready). */
+/* Readiness: true if ready, else a reason string via *why (static, or the node's buffer: valid until the
+ * next call). Ready = catalog-ready (below) and the node's auto-load objects exist (cv_host_ready). */
 bool cv_node_ready(struct cv_node *n, const char **why);
 /* The catalog part of readiness: a leader is known, the log is applied up to the commit index learned
  * from it, this node is registered and alive, no shard is unassigned. Objects are served only then. */

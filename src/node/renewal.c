@@ -2,10 +2,12 @@
  * appears), proposes the command it names, and reports the proposal's outcome.
  *
  * Happy path: UNREGISTERED -> REGISTERING (RegisterNode) -> REGISTERED -> RENEWING (RenewLease) ->
- * REGISTERED ... Failure modes: a failed renewal keeps the registration (the next tick tries again; the
- * lease lasts ttl); CV_ENOTFOUND means the catalog lost us (restored from an older state): UNREGISTERED;
- * our own ExpireNode applied: EXPIRED and re-register at once (or REGISTERING when a proposal is still in
- * flight: its success makes us registered, as before this machine existed). */
+ * REGISTERED ...; every applied proposal grants the lease view a window from the instant it was sent.
+ * Failure modes: a failed renewal keeps the registration (the next tick tries again; the window lasts
+ * ttl - margin from the last applied one, then the node is FENCED); CV_ENOTFOUND means the catalog lost
+ * us (restored from an older state): UNREGISTERED; our own ExpireNode applied: fenced, EXPIRED and
+ * re-register at once (or REGISTERING when a proposal is still in flight); a renewal refused because we
+ * were declared dead (CV_ECONFLICT, the catalog never revives a dead node on a renewal): EXPIRED. */
 #include "node/renewal.h"
 
 #include <stddef.h>
@@ -16,10 +18,11 @@
 static const struct cv_sm_state renewal__states[CV_RENEWAL_N] = {
     [CV_RENEWAL_UNREGISTERED] = {"unregistered", CV_SM_INITIAL, S(REGISTERING) | S(STOPPED)},
     [CV_RENEWAL_EXPIRED] = {"expired", 0, S(REGISTERING) | S(STOPPED)},
-    [CV_RENEWAL_REGISTERING] = {"registering", 0, S(REGISTERED) | S(UNREGISTERED) | S(STOPPED)},
+    [CV_RENEWAL_REGISTERING] = {"registering", 0,
+                                S(REGISTERED) | S(UNREGISTERED) | S(EXPIRED) | S(STOPPED)},
     [CV_RENEWAL_REGISTERED] = {"registered", 0, S(RENEWING) | S(EXPIRED) | S(STOPPED)},
     [CV_RENEWAL_RENEWING] = {"renewing", 0,
-                             S(REGISTERED) | S(UNREGISTERED) | S(REGISTERING) | S(STOPPED)},
+                             S(REGISTERED) | S(UNREGISTERED) | S(REGISTERING) | S(EXPIRED) | S(STOPPED)},
     [CV_RENEWAL_STOPPED] = {"stopped", CV_SM_FINAL, 0},
 };
 #undef S
@@ -39,9 +42,11 @@ static const char *renewal__invariant(const struct cv_sm *m, int prev)
     return NULL;
 }
 
-void cv_renewal_init(struct cv_renewal *r, const char *node_id)
+void cv_renewal_init(struct cv_renewal *r, const char *node_id, uint64_t ttl_ms)
 {
-    r->last_ok_ms = 0;
+    r->last_ok_ms = r->sent_ms = 0;
+    r->sent_register = false;
+    cv_lease_init(&r->lease, ttl_ms, node_id);
     cv_sm_init(&r->sm, &renewal__conf, CV_RENEWAL_UNREGISTERED, renewal__invariant, node_id);
 }
 
@@ -59,8 +64,10 @@ bool cv_renewal_due(const struct cv_renewal *r, bool in_catalog, bool *register_
     return true;
 }
 
-void cv_renewal_sent(struct cv_renewal *r)
+void cv_renewal_sent(struct cv_renewal *r, bool register_node, uint64_t sent_ms)
 {
+    r->sent_ms = sent_ms;
+    r->sent_register = register_node;
     cv_sm_move(&r->sm, cv_sm_state(&r->sm) == CV_RENEWAL_REGISTERED ? CV_RENEWAL_RENEWING : CV_RENEWAL_REGISTERING);
 }
 
@@ -70,7 +77,11 @@ void cv_renewal_done(struct cv_renewal *r, int status, uint64_t now_ms)
     if (s == CV_RENEWAL_STOPPED) return;
     if (status == 0) {
         r->last_ok_ms = now_ms ? now_ms : 1;
+        cv_lease_grant(&r->lease, r->sent_ms, now_ms, r->sent_register);
         cv_sm_move(&r->sm, CV_RENEWAL_REGISTERED);
+    } else if (status == CV_ECONFLICT && !r->sent_register) {
+        cv_lease_revoke(&r->lease, now_ms); /* declared dead before our renewal committed */
+        cv_sm_move(&r->sm, CV_RENEWAL_EXPIRED);
     } else if (status == CV_ENOTFOUND) {
         cv_sm_move(&r->sm, CV_RENEWAL_UNREGISTERED);
     } else {
@@ -78,8 +89,9 @@ void cv_renewal_done(struct cv_renewal *r, int status, uint64_t now_ms)
     }
 }
 
-bool cv_renewal_expired(struct cv_renewal *r)
+bool cv_renewal_expired(struct cv_renewal *r, uint64_t now_ms)
 {
+    if (cv_sm_state(&r->sm) != CV_RENEWAL_STOPPED) cv_lease_revoke(&r->lease, now_ms);
     switch (cv_sm_state(&r->sm)) {
     case CV_RENEWAL_REGISTERED: cv_sm_move(&r->sm, CV_RENEWAL_EXPIRED); return true;
     case CV_RENEWAL_RENEWING: cv_sm_move(&r->sm, CV_RENEWAL_REGISTERING); return false;

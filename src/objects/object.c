@@ -281,8 +281,18 @@ static void obj__reply_finish(cv_reply *r, int status, const char *error, const 
 {
     struct cv_object *o = r->o;
     struct obj__mail *m = r->m;
+    struct cv_runtime *rt = o->rt;
     o->in_flight = NULL; /* before the callback: it may call this object again */
     free(r);
+    /* A reply after the node's serving window (the process stopped inside the handler) is never
+     * acknowledged: the caller retries at the shard's next owner, and this copy's memory, deactivated
+     * once the node fences, never shows the effect. */
+    if (rt->serve_until && cv_mono_ms() >= rt->serve_until(rt->serve_data)) {
+        status = CV_EUNAVAIL;
+        error = "node fenced: lease not confirmed";
+        resp = (const uint8_t *)"";
+        len = 0;
+    }
     m->cb(m->data, status, error, resp, len);
     obj__mail_free(m);
     if (o->head || obj__state(o) == OBJ_DEACTIVATING) obj__ready(o);

@@ -73,6 +73,7 @@ struct cv_object {
     bool on_ready, destroy;
     bool pinned;      /* "<node>/x": belongs to no shard */
     bool run_created; /* created_explicit: this activation runs the created hook */
+    bool logged;      /* its activation start is in the activation log (util/actlog.h) */
     int drain_status; /* what queued calls fail with when deactivating */
     struct obj__mail *head, *tail; /* owned: the mailbox */
     size_t queued, ticks; /* calls (bounded by the capacity) and timer ticks (<= live timers) */
@@ -101,6 +102,8 @@ struct cv_runtime {
     void *owns_data; /* borrowed: the host's */
     cv_registry *reg; /* owned if own_reg, else borrowed (must outlive rt) */
     bool own_reg, created_explicit;
+    uint64_t (*serve_until)(void *data); /* NULL: unbounded */
+    void *serve_data;
     struct cv_host_hooks hooks; /* copied; hooks.data borrowed */
     struct cv_object *table; /* objects in the table (uthash by id); each holds the table's reference */
     uint32_t *shard_count;   /* owned: objects in the table per shard (pinned ones excluded) */

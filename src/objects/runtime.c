@@ -22,6 +22,7 @@
 
 #include "cverse/error.h"
 #include "objects/object.h"
+#include "util/actlog.h"
 #include "util/log.h"
 
 #define RUNTIME__PUMP_BUDGET 4096 /* entries run per loop iteration before I/O gets its turn again */
@@ -67,6 +68,8 @@ int cv_runtime_init(uv_loop_t *loop, const struct cv_runtime_opts *opts, struct 
     rt->owns = opts->owns;
     rt->owns_data = opts->owns_data;
     rt->created_explicit = opts->created_explicit;
+    rt->serve_until = opts->serve_until;
+    rt->serve_data = opts->serve_data;
     if (opts->hooks) rt->hooks = *opts->hooks;
     rt->ops = (struct obj__owner_ops){.pump = runtime__pump_cb, .released = runtime__maybe_finish};
     uv_idle_init(loop, &rt->pump);
@@ -112,6 +115,25 @@ static void runtime__maybe_finish(struct cv_runtime *rt)
     uv_close((uv_handle_t *)&rt->pump, runtime__pump_closed);
 }
 
+/* ---- serving window and activation log ---- */
+
+/* May the pump run anything at all now (the node's serving window)? */
+static bool runtime__may_serve(const struct cv_runtime *rt)
+{
+    return !rt->serve_until || cv_mono_ms() < rt->serve_until(rt->serve_data);
+}
+
+/* The activation log's end of o: now, or the end of the serving window if that came first (nothing of o
+ * ran after it: runtime__may_serve). */
+static void runtime__log_end(struct cv_object *o)
+{
+    if (!o->logged) return;
+    uint64_t now = cv_mono_ns(), until = o->rt->serve_until ? o->rt->serve_until(o->rt->serve_data) : UINT64_MAX;
+    if (until <= now / 1000000u) now = until * 1000000u;
+    cv_actlog('D', o->rt->node_id, o->id, now);
+    o->logged = false;
+}
+
 /* ---- the lifecycle's moves that run hooks ---- */
 
 /* ACTIVATING or DEACTIVATE_PENDING -> GONE when a hook failed or deactivation came first: no further
@@ -120,6 +142,7 @@ static void runtime__abort_activation(struct cv_object *o, int status)
 {
     obj__drain(o, status);
     obj__stop_timers(o);
+    runtime__log_end(o);
     obj__move(o, OBJ_GONE);
     runtime__remove(o->rt, o);
     obj__unref(o);
@@ -138,7 +161,13 @@ static void runtime__activate(struct cv_object *o)
         runtime__abort_activation(o, o->drain_status);
         return;
     }
+    if (!runtime__may_serve(o->rt)) {
+        runtime__abort_activation(o, CV_EUNAVAIL);
+        return;
+    }
     bool created = !o->rt->created_explicit || o->run_created;
+    cv_actlog('A', o->rt->node_id, o->id, cv_mono_ns());
+    o->logged = true;
     int rv = created && o->type->created ? o->type->created(o) : 0;
     if (rv == 0 && o->type->activated) rv = o->type->activated(o);
     if (rv != 0) {
@@ -160,6 +189,7 @@ static void runtime__finalize(struct cv_object *o)
 {
     if (o->type->deactivated) o->type->deactivated(o);
     if (o->destroy && o->type->destroyed) o->type->destroyed(o);
+    runtime__log_end(o);
     obj__move(o, OBJ_GONE);
     runtime__remove(o->rt, o);
     obj__unref(o);
@@ -171,7 +201,13 @@ static void runtime__step(struct cv_object *o)
     case OBJ_ACTIVATING:
     case OBJ_DEACTIVATE_PENDING: runtime__activate(o); break;
     case OBJ_ACTIVE:
-        if (!o->in_flight) obj__run_next(o);
+        if (o->in_flight) break;
+        if (runtime__may_serve(o->rt)) {
+            obj__run_next(o);
+        } else { /* the window ended (e.g. the process was stopped): fail the mailbox, run nothing */
+            o->drain_status = CV_EUNAVAIL;
+            runtime__start_deactivation(o);
+        }
         break;
     case OBJ_DEACTIVATING:
         obj__drain(o, o->drain_status);
@@ -318,6 +354,18 @@ int cv_runtime_destroy(struct cv_runtime *rt, const char *id)
 static bool runtime__listed(const struct cv_object *o)
 {
     return obj__state(o) == OBJ_ACTIVATING || obj__state(o) == OBJ_ACTIVE;
+}
+
+int cv_runtime_deactivate_all(struct cv_runtime *rt, int status)
+{
+    int n = 0;
+    struct cv_object *o, *tmp;
+    HASH_ITER(hh, rt->table, o, tmp) {
+        if (!runtime__listed(o)) continue;
+        runtime__deactivate(o, status, false);
+        n++;
+    }
+    return n;
 }
 
 int cv_runtime_deactivate_unowned(struct cv_runtime *rt)

@@ -65,6 +65,12 @@ struct cv_runtime_opts {
      * an object). true: only for cv_runtime_activate(..., created = true): the host knows from the
      * catalog when an object is new, and an activation by a call (e.g. after a shard move) is not. */
     bool created_explicit;
+    /* End of this node's serving window (cv_mono_ms; core/lease.h), read before every mailbox entry and
+     * activation the pump runs: at or past it the object is deactivated instead (its queued calls fail
+     * with CV_EUNAVAIL, retryable elsewhere), so nothing runs after the window even if the process was
+     * stopped and its timers have not noticed yet. NULL = unbounded (a bare runtime). */
+    uint64_t (*serve_until)(void *data);
+    void *serve_data;
 };
 typedef void (*cv_runtime_close_cb)(struct cv_runtime *rt, void *data);
 
@@ -114,6 +120,9 @@ int cv_runtime_deactivate(struct cv_runtime *rt, const char *id);
 /* Like cv_runtime_deactivate, then the destroyed hook runs too (the object is deleted for good). */
 int cv_runtime_destroy(struct cv_runtime *rt, const char *id);
 
+/* Deactivates every object, node-pinned ones too (the node fenced itself): queued calls fail with status
+ * (e.g. CV_EUNAVAIL). Returns how many. */
+int cv_runtime_deactivate_all(struct cv_runtime *rt, int status);
 /* Deactivates every object whose shard opts.owns no longer accepts (one pass over the table; node-pinned
  * objects are not affected). Call after the shard map changed. Returns how many. */
 int cv_runtime_deactivate_unowned(struct cv_runtime *rt);

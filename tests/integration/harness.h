@@ -12,6 +12,8 @@
 
 struct h_cluster {
     char dir[256];       /* temp dir: config, data, logs */
+    char actlog[320];    /* <dir>/activations.log: CVERSE_ACTIVATION_LOG of every process started */
+    bool started;        /* a node was started: the activation log is checked at destroy */
     char config[320];
     int n;               /* nodes in the config */
     int base;            /* first port */
@@ -51,8 +53,18 @@ bool h_node_running(struct h_cluster *c, int i);
 /* SIGTERMs every running node and asserts that each exits 0 within 15 s (graceful stop; under ASan
  * this is also where leaks in the node would show as a non-zero exit). */
 void h_cluster_stop_all(struct h_cluster *c);
-/* Kills every started node, prints the tail of each log if the test failed, removes the dir. */
+/* Checks the activation log (when a node was started; cr_expect: no two overlapping activations of one
+ * object), kills every started node, prints the tail of each log if asked, removes the dir. */
 void h_cluster_destroy(struct h_cluster *c);
+
+/* The activation checker. Reads an activation log (util/actlog.h: "<ns> A|D|K <node> <pid> <id>"): every
+ * activation of an object by a process is an interval from its A line to its D line (or to the K line the
+ * harness writes when it SIGKILLed that process, or to infinity). Returns the number of pairs of
+ * intervals of one object held by different processes that overlap (0 without a log file), writing the first
+ * few into report. *activations gets the number of intervals. */
+int h_actlog_check(const char *path, char *report, size_t len, size_t *activations);
+/* Appends a K line for pid (killed; no activation of it survives this instant). */
+void h_actlog_killed(const struct h_cluster *c, pid_t pid);
 
 /* GET http://127.0.0.1:<http port of node i><path>. Returns parsed JSON (NULL if not JSON or
  * unreachable); *status gets the HTTP status (0 if unreachable). Caller json_decref's. */

@@ -647,10 +647,10 @@ Test(catalog, register_node_and_leases)
     n = cv_catalog_node_get(c.cat, "n1");
     cr_assert_eq(n->lease_expiry_ms, 1600);
     cr_assert_eq(n->lease_renewed_ms, 1100);
-    tb_renew(&t, "n1", 900, 100); /* a late renewal never moves the lease backwards */
+    tb_renew(&t, "n1", 900, 100); /* a late renewal never moves the lease backwards... */
     ASSERT_STATUS(&c, 3, &t, 0);
     n = cv_catalog_node_get(c.cat, "n1");
-    cr_assert_eq(n->lease_expiry_ms, 1600);
+    cr_assert_eq(n->lease_expiry_ms, 1601, "...but every renewal moves it (ExpireNode's compare-and-set)");
     cr_assert_eq(n->lease_renewed_ms, 1100);
     tb_renew(&t, "n1", UINT64_MAX - 5, 100); /* saturates instead of wrapping */
     ASSERT_STATUS(&c, 4, &t, 0);
@@ -733,21 +733,31 @@ Test(catalog, expire_renew_and_reregister)
     tb_expire(&t, "n1", 1500); /* again: no-op */
     ASSERT_STATUS(&c, 5, &t, 0);
 
-    tb_renew(&t, "n1", 2000, 500); /* back from the dead: new incarnation */
-    ASSERT_STATUS(&c, 6, &t, 0);
+    /* A late renewal does not revive a node declared dead (the defect: it handed shards to a node
+     * behind the log); the node must register again, as a new incarnation. */
+    tb_renew(&t, "n1", 2000, 500);
+    ASSERT_STATUS(&c, 6, &t, CV_ECONFLICT);
+    n = cv_catalog_node_get(c.cat, "n1");
+    cr_assert(!n->alive);
+    cr_assert_eq(n->incarnation, 1);
+    cr_assert_eq(n->lease_expiry_ms, 1500, "a refused renewal writes nothing");
+    cr_assert_str_eq(cv_catalog_shard_owner(c.cat, 3, NULL), "n1");
+    cr_assert_eq(cv_catalog_shard_state(c.cat, 3), CV_SHARD_OWNER_DEAD, "its shards stay reassignable");
+    tb_register(&t, "n1", 2000, 500); /* back from the dead: new incarnation */
+    ASSERT_STATUS(&c, 7, &t, 0);
     n = cv_catalog_node_get(c.cat, "n1");
     cr_assert(n->alive);
     cr_assert_eq(n->incarnation, 2);
     cr_assert_eq(n->lease_expiry_ms, 2500);
 
     tb_register(&t, "n1", 3000, 500); /* re-registration while alive: same incarnation, role kept */
-    ASSERT_STATUS(&c, 7, &t, 0);
+    ASSERT_STATUS(&c, 8, &t, 0);
     n = cv_catalog_node_get(c.cat, "n1");
     cr_assert_eq(n->incarnation, 2);
     cr_assert_eq(n->role, CVERSE__CATALOG__ROLE__ROLE_VOTER);
     tb_expire(&t, "n1", 3500);
     tb_register(&t, "n1", 4000, 100);
-    tb_apply(&c, 8, &t);
+    tb_apply(&c, 9, &t);
     cr_assert_eq(c.obs.status[0] | c.obs.status[1], 0);
     n = cv_catalog_node_get(c.cat, "n1");
     cr_assert(n->alive);
@@ -1788,12 +1798,15 @@ Test(catalog, shard_lifecycle_full_handoff)
     cr_assert_str_eq(sh.released_by, "");
     cr_assert_eq(sh.released_epoch, 0);
 
-    /* The owner declared dead: replaced straight away; a renewal first makes it the owner again. */
+    /* The owner declared dead: replaced straight away; a registration first makes it the owner again. */
     tb_expire(&t, "b", 4000);
     ASSERT_STATUS(&c, idx++, &t, 0);
     assert_state(&c, 0, SST(OWNER_DEAD), &st);
     cr_assert_eq(handoff_of(&c, 0, ids, 3, 2), 2, "a dead owner is not waited for");
     tb_renew(&t, "b", 5000, 3000);
+    ASSERT_STATUS(&c, idx++, &t, CV_ECONFLICT);
+    assert_state(&c, 0, SST(OWNER_DEAD), &st);
+    tb_register(&t, "b", 5000, 3000);
     ASSERT_STATUS(&c, idx++, &t, 0);
     assert_state(&c, 0, SST(OWNED), &st);
     tb_expire(&t, "b", 8000);
@@ -1849,7 +1862,7 @@ Test(catalog, shard_lifecycle_owner_dies_mid_release)
     ASSERT_STATUS(&c, idx++, &t, CV_ECONFLICT);
 
     /* A releaser that comes back before anybody took the shard is waited for again. */
-    tb_renew(&t, "a", 9000, 3000);
+    tb_register(&t, "a", 9000, 3000);
     ASSERT_STATUS(&c, idx++, &t, 0);
     assert_state(&c, 2, SST(RELEASING), &st[2]);
     cr_assert_eq(handoff_of(&c, 2, ids, 2, 1), CV_ASSIGN_NONE, "waits for a again");
@@ -1947,7 +1960,10 @@ Test(catalog, shard_lifecycle_random_moves_follow_the_table)
         uint64_t ep;
         now += 10;
         switch (lcg(&s) % 6) {
-        case 0: tb_renew(&t, nd, now, 3000); break;
+        case 0: /* as a node does: a dead one comes back by registering (its renewal is refused) */
+            if (cn->alive) tb_renew(&t, nd, now, 3000);
+            else tb_register(&t, nd, now, 3000);
+            break;
         case 1: tb_expire(&t, nd, cn->lease_expiry_ms); break;
         case 2: tb_release1(&t, nd, sh, (cv_catalog_shard_owner(c.cat, sh, &ep), ep)); break;
         default:

@@ -524,27 +524,153 @@ Test(assign, handoff_random_never_two_live_owners)
     }
 }
 
-Test(lease, expires_only_after_expiry_and_leader_grace)
+Test(lease, margin_covers_drift_and_slack)
 {
-    const uint64_t ttl = 3000;
-    /* Leader since long ago: the recorded expiry decides, strictly after it. */
-    cr_assert_not(cv_lease_expired(10000, 0, ttl, 9999));
-    cr_assert_not(cv_lease_expired(10000, 0, ttl, 10000));
-    cr_assert(cv_lease_expired(10000, 0, ttl, 10001));
-    /* New leader at 9000: nobody expires before 9000 + ttl, however old the expiry. */
-    cr_assert_not(cv_lease_expired(5000, 9000, ttl, 10000));
-    cr_assert_not(cv_lease_expired(5000, 9000, ttl, 12000));
-    cr_assert(cv_lease_expired(5000, 9000, ttl, 12001));
-    /* Both must pass: a renewed lease beyond the grace window still holds. */
-    cr_assert_not(cv_lease_expired(20000, 9000, ttl, 15000));
-    cr_assert(cv_lease_expired(20000, 9000, ttl, 20001));
+    cr_assert_eq(cv_lease_margin(1500), 1500 / 100 + 1 + CV_LEASE_SLACK_MS);
+    cr_assert_eq(cv_lease_margin(10000), 101 + CV_LEASE_SLACK_MS);
+    cr_assert_geq(cv_lease_margin(0), 1u, "never 0");
+    cr_assert_geq(100 - cv_lease_margin(100), 100 / 3, "the config's smallest TTL leaves a window");
+}
+
+Test(lease, leader_expires_after_ttl_plus_margin_from_seen_or_leadership)
+{
+    const uint64_t ttl = 3000, m = cv_lease_margin(ttl);
+    /* Leader since long ago: TTL + margin after the renewal it saw applied, strictly after. */
+    cr_assert_not(cv_lease_may_expire(10000, 0, ttl, 10000 + ttl + m - 1));
+    cr_assert_not(cv_lease_may_expire(10000, 0, ttl, 10000 + ttl + m));
+    cr_assert(cv_lease_may_expire(10000, 0, ttl, 10000 + ttl + m + 1));
+    /* New leader at 9000: nobody expires before 9000 + ttl + margin, however old the renewal. */
+    cr_assert_not(cv_lease_may_expire(5000, 9000, ttl, 12000));
+    cr_assert_not(cv_lease_may_expire(5000, 9000, ttl, 9000 + ttl + m));
+    cr_assert(cv_lease_may_expire(5000, 9000, ttl, 9000 + ttl + m + 1));
+    cr_assert(cv_lease_may_expire(0, 9000, ttl, 9000 + ttl + m + 1), "a node never seen: from leadership");
+    /* A renewal seen after the leadership began counts from when it was seen. */
+    cr_assert_not(cv_lease_may_expire(11000, 9000, ttl, 9000 + ttl + m + 1));
+    cr_assert(cv_lease_may_expire(11000, 9000, ttl, 11000 + ttl + m + 1));
 }
 
 Test(lease, no_wraparound)
 {
-    cr_assert_not(cv_lease_expired(0, UINT64_MAX - 10, 100, UINT64_MAX - 1),
+    cr_assert_not(cv_lease_may_expire(0, UINT64_MAX - 10, 100, UINT64_MAX - 1),
                   "leader_since + ttl must saturate, not wrap to a small number");
-    cr_assert_not(cv_lease_expired(0, 5, UINT64_MAX, 1000));
+    cr_assert_not(cv_lease_may_expire(0, 5, UINT64_MAX, 1000));
+    struct cv_lease l;
+    cv_lease_init(&l, UINT64_MAX, "n1");
+    cr_assert_eq(cv_lease_grant(&l, 10, 20, true), CV_LEASE_VALID);
+    cr_assert_gt(l.valid_until_ms, 10u, "the window does not wrap");
+    cr_assert(cv_lease_serving(&l, UINT64_MAX / 2));
+}
+
+Test(lease, view_table)
+{
+    const struct cv_sm_conf *c = cv_lease_sm();
+    cr_assert_eq(cv_sm_conf_check(c), 0);
+    cr_assert(cv_sm_allowed(c, CV_LEASE_VALID, CV_LEASE_SUSPECT));
+    cr_assert(cv_sm_allowed(c, CV_LEASE_VALID, CV_LEASE_FENCED), "a stopped process jumps straight to fenced");
+    cr_assert(cv_sm_allowed(c, CV_LEASE_FENCED, CV_LEASE_VALID));
+    cr_assert_not(cv_sm_allowed(c, CV_LEASE_FENCED, CV_LEASE_SUSPECT), "back only through a fresh grant");
+    cr_assert_not(cv_sm_allowed(c, CV_LEASE_SUSPECT, CV_LEASE_NONE));
+}
+
+/* The node's view over simulated time: grant -> valid -> suspect -> fenced -> a fresh grant. */
+Test(lease, view_over_time)
+{
+    const uint64_t ttl = 1500, m = cv_lease_margin(ttl);
+    struct cv_lease l;
+    cv_lease_init(&l, ttl, "n1");
+    cr_assert_eq(cv_lease_state(&l), CV_LEASE_NONE);
+    cr_assert_not(cv_lease_serving(&l, 1000), "never granted: not serving");
+    cr_assert_eq(cv_lease_next_change(&l, 1000), 0);
+    /* Sent at 1000, applied at 1010: the window counts from the send. */
+    cr_assert_eq(cv_lease_grant(&l, 1000, 1010, true), CV_LEASE_VALID);
+    cr_assert_eq(l.valid_until_ms, 1000 + ttl - m);
+    cr_assert(cv_lease_serving(&l, 1010));
+    cr_assert_eq(cv_lease_next_change(&l, 1010), 1000 + ttl - m - ttl / 3 - 1010, "wakes when suspect");
+    cr_assert_eq(cv_lease_tick(&l, 1000 + ttl - m - ttl / 3 - 1), CV_LEASE_VALID);
+    cr_assert_eq(cv_lease_tick(&l, 1000 + ttl - m - ttl / 3 + 1), CV_LEASE_SUSPECT);
+    cr_assert(cv_lease_serving(&l, 1000 + ttl - m - 1), "suspect still serves");
+    cr_assert_not(cv_lease_serving(&l, 1000 + ttl - m), "not one ms past the window, even before a tick");
+    /* The process was stopped: time jumps far past the window. */
+    cr_assert_eq(cv_lease_tick(&l, 9000), CV_LEASE_FENCED);
+    cr_assert_eq(l.fenced_at_ms, 1000 + ttl - m, "fenced from the window's end, not from when noticed");
+    cr_assert_not(cv_lease_serving(&l, 9000));
+    /* A renewal sent before the stop and applied after it is stale: still fenced. */
+    cr_assert_eq(cv_lease_grant(&l, 1400, 9001, false), CV_LEASE_FENCED);
+    /* A fresh one unfences. */
+    cr_assert_eq(cv_lease_grant(&l, 9000, 9005, false), CV_LEASE_VALID);
+    cr_assert(cv_lease_serving(&l, 9005));
+    /* An older grant never shortens the window. */
+    uint64_t until = l.valid_until_ms;
+    cr_assert_eq(cv_lease_grant(&l, 8990, 9006, false), CV_LEASE_VALID);
+    cr_assert_eq(l.valid_until_ms, until);
+}
+
+Test(lease, revoked_comes_back_only_by_registration)
+{
+    const uint64_t ttl = 1500;
+    struct cv_lease l;
+    cv_lease_init(&l, ttl, "n1");
+    cv_lease_grant(&l, 1000, 1001, true);
+    cr_assert_eq(cv_lease_revoke(&l, 1200), CV_LEASE_FENCED);
+    cr_assert_not(cv_lease_serving(&l, 1200), "declared dead: stop at once, window or not");
+    cr_assert_eq(l.fenced_at_ms, 1200);
+    cr_assert_eq(cv_lease_grant(&l, 1250, 1260, false), CV_LEASE_FENCED, "a renewal does not revive");
+    cr_assert_eq(cv_lease_tick(&l, 1300), CV_LEASE_FENCED);
+    cr_assert_eq(cv_lease_grant(&l, 1300, 1310, true), CV_LEASE_VALID, "a registration does");
+    cr_assert_not(l.revoked);
+}
+
+/* One renewal, then silence, on clocks that run at different rates. Real time is in microseconds;
+ * each process reads its own monotonic clock (ms, truncated) = offset + rate * real. Returns the margin
+ * in real µs between the node's last serving instant and the leader's first allowed expiry (negative:
+ * the windows overlapped). */
+static long long lease_sim(double node_rate, double leader_rate, unsigned apply_delay_us, uint64_t ttl)
+{
+    const uint64_t node_off = 123456, leader_off = 987; /* unrelated clock values */
+    struct cv_lease l;
+    cv_lease_init(&l, ttl, "sim");
+    const long long p = 1000000; /* real µs of the proposal */
+#define NODE_MS(t) (node_off + (uint64_t)(node_rate * (double)(t) / 1000.0))
+#define LEADER_MS(t) (leader_off + (uint64_t)(leader_rate * (double)(t) / 1000.0))
+    uint64_t sent = NODE_MS(p);
+    long long a = p + apply_delay_us; /* the leader and the node apply at the same real instant */
+    uint64_t seen = LEADER_MS(a);
+    cv_lease_grant(&l, sent, NODE_MS(a), false);
+    long long last_serve = -1, first_expire = -1;
+    for (long long t = a; t < a + 4 * (long long)ttl * 1000; t += 50) {
+        if (cv_lease_serving(&l, NODE_MS(t))) last_serve = t;
+        if (first_expire < 0 && cv_lease_may_expire(seen, 0, ttl, LEADER_MS(t))) first_expire = t;
+    }
+#undef NODE_MS
+#undef LEADER_MS
+    cr_assert_geq(last_serve, 0, "the grant was served for a while");
+    cr_assert_geq(first_expire, 0, "the leader expires it eventually");
+    return first_expire - last_serve;
+}
+
+Test(lease, windows_never_overlap_within_the_drift_bound)
+{
+    const double rho = CV_LEASE_DRIFT_PPM / 1e6;
+    const double rates[] = {1.0 - rho, 1.0, 1.0 + rho};
+    const uint64_t ttls[] = {300, 1500, 10000};
+    for (size_t k = 0; k < 3; k++)
+        for (size_t i = 0; i < 3; i++)
+            for (size_t j = 0; j < 3; j++)
+                for (unsigned d = 0; d <= 200000; d += 100000) {
+                    long long gap = lease_sim(rates[i], rates[j], d, ttls[k]);
+                    cr_assert_gt(gap, 0, "ttl %llu node rate %f leader rate %f delay %u us: overlap %lld us",
+                                 (unsigned long long)ttls[k], rates[i], rates[j], d, -gap);
+                }
+    /* At the worst corner the gap is still at least the slack's share: a node clock 1% slow, a leader
+     * clock 1% fast, no delay. */
+    cr_assert_gt(lease_sim(1.0 - rho, 1.0 + rho, 0, 1500), 0);
+}
+
+Test(lease, windows_may_overlap_beyond_the_drift_bound)
+{
+    /* The check has teeth: clocks 10x further apart than assumed break the argument. */
+    const double rho = 10 * CV_LEASE_DRIFT_PPM / 1e6;
+    cr_assert_lt(lease_sim(1.0 - rho, 1.0 + rho, 0, 1500), 0);
 }
 
 Test(lease, renew_interval_is_a_third)

@@ -87,9 +87,9 @@ Test(node, renewal_transitions)
 {
     struct cv_renewal r;
     bool reg;
-    cv_renewal_init(&r, "n1");
+    cv_renewal_init(&r, "n1", 1500);
     cr_assert(cv_renewal_due(&r, false, &reg) && reg, "first: RegisterNode");
-    cv_renewal_sent(&r);
+    cv_renewal_sent(&r, reg, 90);
     cr_assert_eq(cv_renewal_state(&r), CV_RENEWAL_REGISTERING);
     cr_assert(!cv_renewal_due(&r, true, &reg), "one proposal at a time");
     cv_renewal_done(&r, 0, 100);
@@ -97,29 +97,103 @@ Test(node, renewal_transitions)
     cr_assert_eq(r.last_ok_ms, 100);
     cr_assert(cv_renewal_due(&r, true, &reg) && !reg, "registered: RenewLease");
     cr_assert(cv_renewal_due(&r, false, &reg) && reg, "the catalog lacks us: RegisterNode");
-    cv_renewal_sent(&r);
+    cv_renewal_sent(&r, false, 190);
     cr_assert_eq(cv_renewal_state(&r), CV_RENEWAL_RENEWING);
     cv_renewal_done(&r, CV_ETIMEDOUT, 200);
     cr_assert_eq(cv_renewal_state(&r), CV_RENEWAL_REGISTERED, "a failed renewal keeps the registration");
     cr_assert_eq(r.last_ok_ms, 100);
     /* Declared dead while idle: expired, re-register at once. */
-    cr_assert(cv_renewal_expired(&r));
+    cr_assert(cv_renewal_expired(&r, 250));
     cr_assert_eq(cv_renewal_state(&r), CV_RENEWAL_EXPIRED);
     cr_assert(!cv_renewal_registered(&r));
     cr_assert(cv_renewal_due(&r, true, &reg) && reg);
-    cv_renewal_sent(&r);
+    cv_renewal_sent(&r, reg, 290);
     cv_renewal_done(&r, 0, 300);
     /* Declared dead while renewing: registering; its success registers us (as before). */
-    cv_renewal_sent(&r);
-    cr_assert(!cv_renewal_expired(&r), "in flight: no second proposal");
+    cv_renewal_sent(&r, false, 390);
+    cr_assert(!cv_renewal_expired(&r, 395), "in flight: no second proposal");
     cr_assert_eq(cv_renewal_state(&r), CV_RENEWAL_REGISTERING);
     cv_renewal_done(&r, CV_ENOTFOUND, 400);
     cr_assert_eq(cv_renewal_state(&r), CV_RENEWAL_UNREGISTERED, "the catalog lost us");
-    cv_renewal_sent(&r);
+    cv_renewal_sent(&r, true, 490);
     cv_renewal_stop(&r);
     cv_renewal_done(&r, 0, 500);
     cr_assert_eq(cv_renewal_state(&r), CV_RENEWAL_STOPPED, "outcomes after the stop change nothing");
     cr_assert(!cv_renewal_due(&r, true, &reg));
+}
+
+/* The serving window the renewals grant, over simulated time: renewals every ttl/3 keep it VALID; a
+ * stall (SIGSTOP, a cut-off standby: nothing needs raft to notice) fences it from the window's end; a
+ * fresh renewal unfences it. */
+Test(node, renewal_fences_without_renewals_and_unfences_on_a_fresh_one)
+{
+    const uint64_t ttl = 1500, m = cv_lease_margin(ttl);
+    struct cv_renewal r;
+    bool reg;
+    cv_renewal_init(&r, "n1", ttl);
+    cr_assert_not(cv_renewal_serving(&r, 0), "nothing granted yet");
+    uint64_t t = 1000;
+    cr_assert(cv_renewal_due(&r, false, &reg) && reg);
+    cv_renewal_sent(&r, reg, t);
+    cv_renewal_done(&r, 0, t + 5);
+    for (int i = 0; i < 10; i++) { /* steady renewals: never fenced */
+        t += ttl / 3;
+        cr_assert_eq(cv_renewal_tick(&r, t), CV_LEASE_VALID, "renewal %d", i);
+        cr_assert(cv_renewal_serving(&r, t));
+        cr_assert(cv_renewal_due(&r, true, &reg) && !reg);
+        cv_renewal_sent(&r, false, t);
+        cv_renewal_done(&r, 0, t + 5);
+    }
+    uint64_t last_sent = t;
+    /* The process stalls: a renewal is in flight and never comes back in time. */
+    cv_renewal_sent(&r, false, t + ttl / 3);
+    cr_assert_eq(cv_renewal_tick(&r, last_sent + ttl - m - ttl / 3 + 1), CV_LEASE_SUSPECT);
+    cr_assert(cv_renewal_serving(&r, last_sent + ttl - m - 1));
+    cr_assert_not(cv_renewal_serving(&r, last_sent + ttl - m), "serves nothing past the window");
+    cr_assert_eq(cv_renewal_tick(&r, last_sent + 5 * ttl), CV_LEASE_FENCED);
+    cr_assert_eq(r.lease.fenced_at_ms, last_sent + ttl - m);
+    cr_assert(cv_renewal_registered(&r), "fencing is local: the registration is the catalog's business");
+    /* The stale renewal (sent before the stall) finally applies: still fenced. */
+    cv_renewal_done(&r, 0, last_sent + 5 * ttl + 1);
+    cr_assert_eq(cv_lease_state(&r.lease), CV_LEASE_FENCED);
+    /* A fresh one unfences. */
+    t = last_sent + 5 * ttl + 10;
+    cv_renewal_sent(&r, false, t);
+    cv_renewal_done(&r, 0, t + 3);
+    cr_assert_eq(cv_lease_state(&r.lease), CV_LEASE_VALID);
+    cr_assert(cv_renewal_serving(&r, t + 3));
+}
+
+/* Defect "a late lease renewal revives a node declared dead": the catalog refuses the renewal
+ * (CV_ECONFLICT); the machine goes EXPIRED (fenced) and then registers again, as a new incarnation. */
+Test(node, renewal_refused_after_death_registers_again)
+{
+    const uint64_t ttl = 1500;
+    struct cv_renewal r;
+    bool reg;
+    cv_renewal_init(&r, "n1", ttl);
+    cv_renewal_due(&r, false, &reg);
+    cv_renewal_sent(&r, reg, 100);
+    cv_renewal_done(&r, 0, 101);
+    cr_assert(cv_renewal_due(&r, true, &reg) && !reg);
+    cv_renewal_sent(&r, false, 600);
+    cv_renewal_done(&r, CV_ECONFLICT, 5000);
+    cr_assert_eq(cv_renewal_state(&r), CV_RENEWAL_EXPIRED);
+    cr_assert_eq(cv_lease_state(&r.lease), CV_LEASE_FENCED);
+    cr_assert(r.lease.revoked);
+    cr_assert(cv_renewal_due(&r, true, &reg) && reg, "comes back with a RegisterNode");
+    cv_renewal_sent(&r, reg, 5001);
+    cr_assert_eq(cv_renewal_state(&r), CV_RENEWAL_REGISTERING);
+    cv_renewal_done(&r, 0, 5010);
+    cr_assert_eq(cv_renewal_state(&r), CV_RENEWAL_REGISTERED);
+    cr_assert_eq(cv_lease_state(&r.lease), CV_LEASE_VALID, "the registration unfences");
+    /* Our ExpireNode applied while a renewal was in flight: fenced at once, even inside the window. */
+    cv_renewal_sent(&r, false, 5100);
+    cr_assert_not(cv_renewal_expired(&r, 5200));
+    cr_assert_not(cv_renewal_serving(&r, 5200));
+    cv_renewal_done(&r, CV_ECONFLICT, 5210); /* the renewal, refused: register now */
+    cr_assert_eq(cv_renewal_state(&r), CV_RENEWAL_EXPIRED);
+    cr_assert(cv_renewal_due(&r, true, &reg) && reg);
 }
 
 /* ---- the proposal state machine (consensus.c) ------------------------------------------------- */

@@ -6,6 +6,7 @@
 #include <dlfcn.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "core/hash.h"
@@ -17,6 +18,7 @@
 #include "objects/registry.h"
 #include "objects/runtime.h"
 #include "rpc.pb-c.h"
+#include "util/actlog.h"
 #include "util/log.h"
 
 TestSuite(objects, .fini = cv_lsan_check);
@@ -192,14 +194,14 @@ static const struct cv_object_type proxy_type = {.name = "Proxy", .methods = pro
 static int g_lost_shard = -1; /* a shard that moved away (owns_not_7 gives it up too) */
 static bool owns_not_7(void *data, uint32_t shard) { return shard != 7 && (int)shard != g_lost_shard; }
 
-static void setup(size_t capacity)
+static void setup_window(size_t capacity, uint64_t (*serve_until)(void *data))
 {
     memset(&g, 0, sizeof g);
     g_lost_shard = -1;
     cv_log_init("test", CV_LOG_ERROR);
     cr_assert_eq(uv_loop_init(&g.loop), 0);
     struct cv_runtime_opts opts = {.node_id = "node-1", .shards = 64, .mailbox_capacity = capacity,
-                                   .owns = owns_not_7};
+                                   .owns = owns_not_7, .serve_until = serve_until};
     cr_assert_eq(cv_runtime_init(&g.loop, &opts, &g.rt), 0);
     cv_registry *reg = cv_runtime_registry(g.rt);
     cr_assert_eq(cv_register_type(reg, &counter_type), 0);
@@ -207,6 +209,11 @@ static void setup(size_t capacity)
     cr_assert_eq(cv_register_type(reg, &ticker_type), 0);
     cr_assert_eq(cv_register_type(reg, &proxy_type), 0);
     cv_runtime_start(g.rt);
+}
+
+static void setup(size_t capacity)
+{
+    setup_window(capacity, NULL);
 }
 
 static void guard_cb(uv_timer_t *t) {}
@@ -434,6 +441,63 @@ Test(objects, deactivate_fails_queued_calls_and_waits_for_the_running_one)
     cr_assert_eq(g.res[7].status, 0);
     cr_assert_eq(g.order_violations, 0);
     teardown();
+}
+
+/* The node's serving window (its lease) ends while a call is in flight and others are queued: the
+ * queued ones fail with CV_EUNAVAIL without running, the one in flight is not acknowledged, and the
+ * activation log ends the activation at the window's end. */
+static uint64_t g_until;
+static uint64_t until_hook(void *data) { return g_until; }
+
+Test(objects, nothing_runs_or_is_acknowledged_past_the_serving_window)
+{
+    char path[] = "/tmp/cv-actlog-XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    close(fd);
+    setenv(CV_ACTLOG_ENV, path, 1); /* each criterion test runs in its own process */
+    g_until = cv_mono_ms() + 60000;
+    setup_window(0, until_hook);
+    cr_assert_eq(call("Counter", "c1", "Add", 5, NULL, 0), 0);
+    cr_assert_eq(call("Slow", "s1", "Hold", 1, NULL, 1), 0);
+    cr_assert(run_until(&g.n_held, 1));
+    cr_assert(run_until(&g.completed, 1));
+    cr_assert_eq(g.res[0].value, 5);
+    uint64_t ended = g_until = cv_mono_ms(); /* the window ends: e.g. the process was stopped */
+    (void)ended;                             /* read by the activation log check (debug builds) */
+    cr_assert_eq(call("Counter", "c1", "Add", 1, NULL, 2), 0, "accepting is the host's check, not ours");
+    cr_assert_eq(call("Counter", "c1", "Add", 1, NULL, 3), 0);
+    cr_assert_eq(call("Counter", "c2", "Add", 1, NULL, 4), 0);
+    release_held(0, 7); /* the handler the process was stopped in replies after the window */
+    cr_assert(run_until(&g.completed, 5));
+    for (int i = 1; i <= 4; i++) cr_assert_eq(g.res[i].status, CV_EUNAVAIL, "call %d: %d", i, g.res[i].status);
+    cr_assert_eq(g.activated, 1, "c2 was never activated");
+    /* The pump deactivated c1 on its own; the host's fencing deactivates the rest (s1, idle). */
+    cr_assert_eq(cv_runtime_deactivate_all(g.rt, CV_EUNAVAIL), 1);
+    cr_assert(run_until(&g.deactivated, 2), "c1 and s1 deactivated");
+    cr_assert_eq(cv_runtime_count(g.rt), 0);
+    teardown();
+#ifdef CV_CHECKS /* the activation log exists in debug and test builds only */
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f);
+    char line[256], ev, node[32], id[64];
+    unsigned long long ts;
+    long pid;
+    int starts = 0, ends = 0;
+    while (fgets(line, sizeof line, f)) {
+        cr_assert_eq(sscanf(line, "%llu %c %31s %ld %63s", &ts, &ev, node, &pid, id), 5, "%s", line);
+        cr_assert_str_eq(node, "node-1");
+        if (ev == 'A') starts++;
+        if (ev == 'D') {
+            ends++;
+            cr_assert_leq(ts, ended * 1000000ull, "%s ends at the window's end, not when noticed", id);
+        }
+    }
+    fclose(f);
+    cr_assert_eq(starts, 2, "c1 and s1 started");
+    cr_assert_eq(ends, 2);
+#endif
+    unlink(path);
 }
 
 struct listing {
