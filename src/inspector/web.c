@@ -2,7 +2,9 @@
  * once from the current model. Actions: refused with 403 while no token is configured (the body says how
  * to enable them), 401 without the right bearer token, 400 when the shard id or node does not exist, 503
  * while no leader is known; otherwise the request goes to the leader node's /v1/admin/... endpoint and
- * the node's status and body are passed back (a 404 from nodes without the endpoint included).
+ * the node's status and body are passed back (e.g. 404 NOT_FOUND for a node of the config that never
+ * registered in the catalog, 200 {"index":N} once applied). 401/403 are the error table's CV_EAUTH /
+ * CV_EPERM rows, answered through cv_http_respond_error like every other error.
  * Static files come from a whitelist of names (no path from the request reaches the file system).
  *
  * Failure modes: out of memory answers 500; a node that does not answer an action answers 503 UNAVAILABLE
@@ -39,18 +41,6 @@ static void respond_doc(struct cv_http_exchange *x, json_t *doc)
         return;
     }
     cv_http_respond(x, 200, "application/json", text, strlen(text), "Cache-Control: no-store\r\n");
-    free(text);
-}
-
-/* 401/403 have no row in the error table (the nodes never answer them): same body shape, upper case. */
-static void respond_denied(struct cv_http_exchange *x, int status, const char *code, const char *msg)
-{
-    json_t *o = json_pack("{s:s,s:s}", "error", msg, "code", code);
-    char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
-    json_decref(o);
-    const char *hdr = status == 401 ? "WWW-Authenticate: Bearer realm=\"cverse-inspector\"\r\n" : NULL;
-    if (text) cv_http_respond(x, status, "application/json", text, strlen(text), hdr);
-    else cv_http_respond_error(x, CV_STATUS_INTERNAL, "out of memory", NULL);
     free(text);
 }
 
@@ -102,16 +92,18 @@ static bool token_equal(const char *a, const char *b)
 static int web__authorize(struct cv_insp_web *w, struct cv_http_exchange *x, const struct cv_http_request *r)
 {
     if (!w->token) {
-        respond_denied(x, 403, "PERMISSION_DENIED",
-                       "the inspector is read-only: actions need a token; set inspector.admin_token_file in the "
-                       "cluster config (a file holding the token) or CVERSE_INSPECTOR_TOKEN in the inspector's "
-                       "environment, restart it, and send 'Authorization: Bearer <token>'");
+        cv_http_respond_error(x, cv_err_code(CV_EPERM),
+                              "the inspector is read-only: actions need a token; set inspector.admin_token_file in "
+                              "the cluster config (a file holding the token) or CVERSE_INSPECTOR_TOKEN in the "
+                              "inspector's environment, restart it, and send 'Authorization: Bearer <token>'",
+                              NULL);
         return -1;
     }
     const char *auth = r->authorization;
     if (strncasecmp(auth, "Bearer ", 7) != 0 || !token_equal(auth + 7, w->token)) {
-        respond_denied(x, 401, "UNAUTHENTICATED",
-                       *auth ? "wrong token in Authorization: Bearer" : "missing 'Authorization: Bearer <token>'");
+        cv_http_respond_error(x, cv_err_code(CV_EAUTH),
+                              *auth ? "wrong token in Authorization: Bearer" : "missing 'Authorization: Bearer <token>'",
+                              "WWW-Authenticate: Bearer realm=\"cverse-inspector\"\r\n");
         return -1;
     }
     return 0;
