@@ -9,9 +9,10 @@
 static json_t *node_json(const struct cv_insp_model *m, size_t i)
 {
     const struct cv_insp_node *n = &m->nodes[i];
-    return json_pack("{s:s,s:s,s:s,s:b,s:b,s:b,s:b,s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:b,s:s,s:s,s:I,s:b}",
+    return json_pack("{s:s,s:s,s:s,s:b,s:b,s:b,s:b,s:b,s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:b,s:s,s:s,s:I,s:b}",
                      "id", n->cfg->id, "http_addr", n->cfg->http_addr, "advertise_addr", n->cfg->advertise_addr,
                      "up", n->up, "reachable", n->reachable, "alive", n->alive, "registered", n->registered,
+                     "draining", n->draining,
                      "role", n->role, "state", n->state, "term", (json_int_t)n->term, "commit_index",
                      (json_int_t)n->commit, "applied_index", (json_int_t)n->applied, "lease_expiry_ms",
                      (json_int_t)n->lease_expiry_ms, "shards", (json_int_t)n->shards, "objects",
@@ -52,17 +53,26 @@ static json_t *objects_json(const struct cv_insp_model *m)
     return a;
 }
 
+static json_t *node_or_null(const struct cv_insp_model *m, int i)
+{
+    const char *id = cv_insp_model_node_id(m, i);
+    return id ? json_string(id) : json_null();
+}
+
 static json_t *map_json(const struct cv_insp_model *m)
 {
-    json_t *owners = json_array(), *epochs = json_array(), *objects = json_array();
-    for (uint32_t s = 0; m->has_map && owners && epochs && objects && s < m->n_shards; s++) {
-        const char *o = cv_insp_model_node_id(m, m->owner[s]);
-        json_array_append_new(owners, o ? json_string(o) : json_null());
+    json_t *owners = json_array(), *epochs = json_array(), *objects = json_array(), *targets = json_array(),
+           *pinned = json_array();
+    for (uint32_t s = 0; m->has_map && owners && epochs && objects && targets && pinned && s < m->n_shards; s++) {
+        json_array_append_new(owners, node_or_null(m, m->owner[s]));
         json_array_append_new(epochs, json_integer((json_int_t)m->epoch[s]));
         json_array_append_new(objects, json_integer(m->objects_per_shard[s]));
+        json_array_append_new(targets, node_or_null(m, m->target[s]));
+        json_array_append_new(pinned, json_boolean(m->pinned[s]));
     }
-    return json_pack("{s:b,s:I,s:o*,s:o*,s:o*}", "known", m->has_map, "applied_index", (json_int_t)m->map_applied,
-                     "owners", owners, "epochs", epochs, "objects", objects);
+    return json_pack("{s:b,s:I,s:o*,s:o*,s:o*,s:o*,s:o*}", "known", m->has_map, "applied_index",
+                     (json_int_t)m->map_applied, "owners", owners, "epochs", epochs, "objects", objects, "targets",
+                     targets, "pinned", pinned);
 }
 
 json_t *cv_insp_api_state(const struct cv_insp_model *m, const struct cv_insp_events *ev)
@@ -81,13 +91,15 @@ json_t *cv_insp_api_shards(const struct cv_insp_model *m)
 {
     json_t *shards = json_array(), *nodes = json_array();
     for (uint32_t s = 0; m->has_map && shards && s < m->n_shards; s++) {
-        const char *o = cv_insp_model_node_id(m, m->owner[s]);
-        /* current_node: the owner while it is up (it serves the shard); "" while nobody does. */
+        const char *o = cv_insp_model_node_id(m, m->owner[s]), *t = cv_insp_model_node_id(m, m->target[s]);
+        /* current_node: the owner while it is up (it serves the shard); "" while nobody does.
+         * target_node: the owner an operator chose, else the owner (where the shard is meant to be). */
         const char *cur = o && m->nodes[m->owner[s]].up ? o : "";
         json_t *flags = json_array();
         if (!o && flags) json_array_append_new(flags, json_string("unassigned"));
+        if (m->pinned[s] && flags) json_array_append_new(flags, json_string("pinned"));
         json_array_append_new(shards, json_pack("{s:I,s:s,s:s,s:I,s:o*}", "shard_id", (json_int_t)s, "target_node",
-                                                o ? o : "", "current_node", cur, "object_count",
+                                                t ? t : o ? o : "", "current_node", cur, "object_count",
                                                 (json_int_t)m->objects_per_shard[s], "flags", flags));
     }
     for (size_t i = 0; nodes && i < m->n_nodes; i++) json_array_append_new(nodes, json_string(m->nodes[i].cfg->id));

@@ -153,3 +153,44 @@ Test(model, built_from_answers_and_diffed_into_events)
     cv_insp_model_free(&a);
     cv_insp_model_free(&b);
 }
+
+Test(model, operator_wishes_targets_pins_and_draining)
+{
+    struct cv_insp_model m;
+    cr_assert_eq(cv_insp_model_init(&m, cfg), 0);
+    cv_insp_model_begin(&m);
+    for (size_t i = 0; i < 2; i++) /* both answer (up) */
+        cv_insp_model_set(&m, i, CV_INSP_CLUSTER,
+                          json_loads("{\"leader\":\"node-1\",\"term\":2,\"applied_index\":7,\"nodes\":["
+                                     "{\"id\":\"node-1\",\"alive\":true,\"registered\":true,\"draining\":false},"
+                                     "{\"id\":\"node-2\",\"alive\":true,\"registered\":true,\"draining\":true}]}",
+                                     0, NULL));
+    cv_insp_model_set(&m, 0, CV_INSP_SHARDS,
+                      json_loads("{\"applied_index\":7,\"owners\":[\"node-1\",\"node-2\",\"node-1\",null],"
+                                 "\"epochs\":[1,1,1,0],\"targets\":[null,\"node-1\",null,null],"
+                                 "\"pinned\":[false,false,true,false]}",
+                                 0, NULL));
+    cv_insp_model_finish(&m, NULL, 1000);
+    cr_assert(!m.nodes[0].draining && m.nodes[1].draining);
+    cr_assert_eq(m.target[0], CV_INSP_NO_NODE);
+    cr_assert_eq(m.target[1], 0, "shard 1 is meant to move to node-1");
+    cr_assert(m.pinned[2] && !m.pinned[1]);
+
+    /* /shards: target_node is the operator's target (else the owner), flags name pinned / unassigned. */
+    json_t *sh = cv_insp_api_shards(&m), *list = json_object_get(sh, "shards");
+    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(list, 1), "target_node")), "node-1");
+    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(list, 1), "current_node")), "node-2");
+    json_t *f2 = json_object_get(json_array_get(list, 2), "flags"), *f3 = json_object_get(json_array_get(list, 3), "flags");
+    cr_assert(json_array_size(f2) == 1 && !strcmp(json_string_value(json_array_get(f2, 0)), "pinned"));
+    cr_assert(json_array_size(f3) == 1 && !strcmp(json_string_value(json_array_get(f3, 0)), "unassigned"));
+    json_decref(sh);
+
+    /* A round where no node answers /v1/shards carries the wishes over. */
+    struct cv_insp_model n;
+    cr_assert_eq(cv_insp_model_init(&n, cfg), 0);
+    cv_insp_model_begin(&n);
+    cv_insp_model_finish(&n, &m, 2000);
+    cr_assert(n.has_map && n.target[1] == 0 && n.pinned[2]);
+    cv_insp_model_free(&n);
+    cv_insp_model_free(&m);
+}
