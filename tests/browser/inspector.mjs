@@ -5,6 +5,7 @@
 //   NODES          JSON [{"id","http","pid"}] of the running nodes (pid: for the kill -9 step)
 //   OUT_DIR        where the screenshots go
 //   SHARDS         the cluster's shard count
+//   TOKEN          the inspector's admin token (entered in the UI's token field for the move)
 // Exits 0 when every check passed; otherwise prints the failure and exits 1.
 import { chromium } from 'playwright-core';
 import fs from 'node:fs';
@@ -15,6 +16,7 @@ const URL_ = process.env.INSPECTOR_URL;
 const NODES = JSON.parse(process.env.NODES || '[]');
 const OUT = process.env.OUT_DIR || '.';
 const SHARDS = Number(process.env.SHARDS || 64);
+const TOKEN = process.env.TOKEN || '';
 const XSS_ID = '<img src=x onerror=window.__xss=1>';
 
 function check(cond, msg) {
@@ -106,6 +108,55 @@ async function main() {
     check((await page.textContent('#sd-title')) === 'Shard 5', 'clicking a cell opens its details');
     await page.mouse.move(c5.x, c5.y);
     await shot(page, 'shards');
+
+    // Move shard 5 through the UI: the token in the header's field, the details' move control; the cell
+    // then shows the new owner, equal to every node's /v1/shards.
+    check(TOKEN !== '', 'the test passes the inspector token');
+    check(await page.isHidden('#sd-actions'), 'no move control without a token');
+    await page.fill('#token', TOKEN);
+    await page.waitForSelector('#sd-actions:not(.hidden)');
+    const before = (await json(NODES[0].http + '/v1/shards')).owners[5];
+    const target = NODES.find((n) => n.id !== before).id;
+    await page.selectOption('#sd-target', target);
+    await page.click('#sd-move');
+    await poll(async () => (await page.getAttribute('#sd-result', 'class')).includes('ok'), 15000,
+               'the move answered ok (' + (await page.textContent('#sd-result')) + ')');
+    check(true, 'move of shard 5 ' + before + ' → ' + target + ' committed: ' + (await page.textContent('#sd-result')));
+    await poll(async () => {
+      for (const n of NODES) if ((await json(n.http + '/v1/shards')).owners[5] !== target) return false;
+      return true;
+    }, 20000, 'every node\'s /v1/shards owns shard 5 on ' + target);
+    await poll(async () => {
+      const c = await page.evaluate(() => window.__inspector.cellCentre(5));
+      await page.mouse.move(c.x, c.y);
+      return (await page.getAttribute('#tooltip', 'data-owner')) === target;
+    }, 10000, 'the heatmap cell of shard 5 shows owner ' + target);
+    const owners = (await json(NODES[0].http + '/v1/shards')).owners;
+    check(owners[5] === target, 'cell 5 changed owner ' + before + ' → ' + target + ', equal to /v1/shards');
+    const sdText = await page.textContent('#sd-list');
+    check(sdText.includes(target + ' (reached)'), 'the details show the target (' + sdText.replace(/\s+/g, ' ') + ')');
+
+    // Pin it through the UI: every node's map says pinned; coloured by state the cell is the pinned colour.
+    await page.click('#sd-pin');
+    await poll(async () => {
+      for (const n of NODES) if ((await json(n.http + '/v1/shards')).pinned[5] !== true) return false;
+      return true;
+    }, 15000, 'every node\'s /v1/shards pins shard 5');
+    await page.selectOption('#heat-mode', 'state');
+    await poll(() => page.evaluate(() => {
+      const I = window.__inspector;
+      if (I.shardState(5) !== 'pinned') return false;
+      const cv = document.getElementById('heatmap');
+      const cell = cv.width / Number(cv.dataset.cols);
+      const px = cv.getContext('2d').getImageData((5 % Number(cv.dataset.cols)) * cell + 2, Math.floor(5 / Number(cv.dataset.cols)) * cell + 2, 1, 1).data;
+      const hex = '#' + [px[0], px[1], px[2]].map((v) => v.toString(16).padStart(2, '0')).join('');
+      return hex === I.STATE_COLOURS.pinned;
+    }), 10000, 'shard 5 drawn in the pinned colour when coloured by state');
+    check(true, 'a pinned shard is drawn distinctly (colour by state)');
+    await shot(page, 'shards-state');
+    await page.click('#sd-unpin');
+    await poll(async () => (await json(NODES[0].http + '/v1/shards')).pinned[5] === false, 15000, 'shard 5 unpinned');
+    await page.selectOption('#heat-mode', 'owner');
 
     // Objects: the hostile id is shown as text and never runs.
     await view(page, 'objects');

@@ -563,7 +563,7 @@ Test(inspector, read_api_actions_and_a_node_killed)
 
 TestSuite(browser, .fini = teardown, .timeout = 300);
 
-Test(browser, every_view_heatmap_kill_and_xss)
+Test(browser, every_view_heatmap_move_kill_and_xss)
 {
     const char *src = getenv("CVERSE_SOURCE_ROOT"), *out = getenv("CVERSE_BROWSER_OUT");
     cr_assert(src && out, "run through meson test");
@@ -588,8 +588,9 @@ Test(browser, every_view_heatmap_kill_and_xss)
     snprintf(nodes + n, sizeof nodes - (size_t)n, "]");
     setenv("NODES", nodes, 1);
     char url[64];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/", insp_port(0));
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/", insp_port(1)); /* the one with a token: actions work */
     setenv("INSPECTOR_URL", url, 1);
+    setenv("TOKEN", TOKEN, 1);
     setenv("OUT_DIR", out, 1);
     setenv("SHARDS", "64", 1);
     snprintf(cmd, sizeof cmd, "cd '%s' && node inspector.mjs", dir);

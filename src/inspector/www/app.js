@@ -5,6 +5,8 @@
 'use strict';
 
 (function () {
+  // Heatmap colours when coloured by state (also the legend's).
+  const STATE_COLOURS = { owned: '#2fbf71', pinned: '#7b3fe4', releasing: '#f5a524', down: '#9aa3b5', unassigned: '#e5484d' };
   const PALETTE = ['#4c78a8', '#f58518', '#54a24b', '#b279a2', '#e45756', '#72b7b2', '#eeca3b', '#9d755d',
                    '#ff9da6', '#bab0ac', '#2f4b7c', '#a05195'];
   const HISTORY = 180; // points of the overview's history chart (one per refresh)
@@ -195,6 +197,7 @@
       tr.appendChild(name);
       const s = el('td');
       s.appendChild(el('span', 'badge ' + (n.up ? 'up' : 'down'), n.up ? 'up' : 'down'));
+      if (n.draining) s.appendChild(el('span', 'badge draining', 'draining'));
       if (!n.up && n.error) s.title = n.error;
       tr.appendChild(s);
       tr.appendChild(td(n.role || '–'));
@@ -249,6 +252,22 @@
 
   function shardObjects(s) { return (S.state.shard_map.objects || [])[s] || 0; }
 
+  // A shard's state as the heatmap shows it: unassigned (no owner), down (its owner is down: it waits for
+  // a new one), releasing (an operator's target differs from the owner: the owner hands it over), pinned,
+  // owned.
+  function shardState(s) {
+    const m = S.state.shard_map;
+    const owner = m.known ? m.owners[s] : null;
+    if (owner === null) return 'unassigned';
+    const i = nodeIndex(owner);
+    if (i >= 0 && !S.state.nodes[i].up) return 'down';
+    const target = (m.targets || [])[s];
+    if (target && target !== owner) return 'releasing';
+    return (m.pinned || [])[s] ? 'pinned' : 'owned';
+  }
+  S.shardState = shardState;
+  S.STATE_COLOURS = STATE_COLOURS;
+
   function cellColour(s, maxObj) {
     const m = S.state.shard_map;
     const owner = m.known ? m.owners[s] : null;
@@ -260,9 +279,7 @@
       const t = Math.log(1 + v) / Math.log(1 + maxObj);
       return 'rgb(' + Math.round(230 - 190 * t) + ',' + Math.round(240 - 150 * t) + ',' + Math.round(255 - 80 * t) + ')';
     }
-    if (owner === null) return '#e5484d';                    // unassigned
-    if (i >= 0 && !S.state.nodes[i].up) return '#f5a524';  // owner down: the shard waits for a new owner
-    return '#2fbf71';                                       // owned
+    return STATE_COLOURS[shardState(s)];
   }
 
   function renderHeatmap() {
@@ -279,9 +296,15 @@
     let maxObj = 1;
     for (let s = 0; s < st.shards; s++) maxObj = Math.max(maxObj, shardObjects(s));
     const gap = L.cell >= 8 ? 1 : 0;
+    const pinned = st.shard_map.pinned || [];
     for (let s = 0; s < st.shards; s++) {
+      const x = (s % L.cols) * L.cell, y = Math.floor(s / L.cols) * L.cell;
       ctx.fillStyle = cellColour(s, maxObj);
-      ctx.fillRect((s % L.cols) * L.cell, Math.floor(s / L.cols) * L.cell, L.cell - gap, L.cell - gap);
+      ctx.fillRect(x, y, L.cell - gap, L.cell - gap);
+      if (pinned[s] && S.heatMode !== 'state' && L.cell >= 8) { // a pin mark in the corner (state mode colours it)
+        ctx.fillStyle = STATE_COLOURS.pinned;
+        ctx.fillRect(x + L.cell - gap - Math.ceil(L.cell / 3), y, Math.ceil(L.cell / 3), Math.ceil(L.cell / 3));
+      }
     }
     if (S.selected >= 0 && S.selected < st.shards) {
       ctx.strokeStyle = '#1d2330';
@@ -305,8 +328,11 @@
     if (S.heatMode === 'owner') {
       S.state.nodes.forEach((n, i) => item(nodeColour(i), n.id));
       item(nodeColour(-1), 'unassigned');
+      item(STATE_COLOURS.pinned, 'pinned (corner)');
     } else if (S.heatMode === 'state') {
-      item('#2fbf71', 'owned'); item('#f5a524', 'owner down'); item('#e5484d', 'unassigned');
+      item(STATE_COLOURS.owned, 'owned'); item(STATE_COLOURS.pinned, 'pinned');
+      item(STATE_COLOURS.releasing, 'releasing (moving to its target)'); item(STATE_COLOURS.down, 'owner down');
+      item(STATE_COLOURS.unassigned, 'unassigned');
     } else {
       item('#eef1f6', 'none'); item('rgb(40,90,175)', 'most (log scale)');
     }
@@ -323,7 +349,9 @@
 
   function shardInfo(s) {
     const m = S.state.shard_map;
-    return { owner: m.known ? m.owners[s] : null, epoch: m.known ? m.epochs[s] : 0, objects: shardObjects(s) };
+    return { owner: m.known ? m.owners[s] : null, epoch: m.known ? m.epochs[s] : 0, objects: shardObjects(s),
+             target: m.known ? (m.targets || [])[s] || null : null, pinned: m.known ? !!(m.pinned || [])[s] : false,
+             state: shardState(s) };
   }
 
   function onHeatMove(ev) {
@@ -332,7 +360,8 @@
     const s = shardAt(ev);
     if (s < 0) { tip.classList.add('hidden'); return; }
     const i = shardInfo(s);
-    tip.textContent = 'shard ' + s + '\nowner ' + (i.owner || 'unassigned') + '\nepoch ' + i.epoch + '\nobjects ' + i.objects;
+    tip.textContent = 'shard ' + s + '\nowner ' + (i.owner || 'unassigned') + '\nstate ' + i.state +
+      (i.target ? '\ntarget ' + i.target : '') + '\nepoch ' + i.epoch + '\nobjects ' + i.objects;
     tip.dataset.shard = String(s);
     tip.dataset.owner = i.owner || '';
     const wrap = $('heatmap').parentNode.getBoundingClientRect();
@@ -359,7 +388,10 @@
     const row = (k, v) => { dl.appendChild(el('dt', null, k)); dl.appendChild(el('dd', null, v)); };
     const on = i.owner ? S.state.nodes[nodeIndex(i.owner)] : null;
     row('owner', i.owner || 'unassigned');
-    row('owner status', on ? (on.up ? 'up' : 'down') : '–');
+    row('owner status', on ? (on.up ? 'up' : 'down') + (on.draining ? ', draining' : '') : '–');
+    row('state', i.state);
+    row('target', i.target ? i.target + (i.target === i.owner ? ' (reached)' : ' (moving)') : 'none (the leader balances it)');
+    row('pinned', i.pinned ? 'yes (rebalancing keeps it on its owner)' : 'no');
     row('epoch', i.epoch);
     row('active objects', i.objects);
     const moves = $('sd-moves');
@@ -384,7 +416,9 @@
   function renderPills() {
     const st = S.state;
     const owners = st.shard_map.owners || [];
-    const key = owners.join(',') + '|' + st.nodes.map((n) => n.up).join(',') + '|' + (st.shard_map.objects || []).join(',');
+    const pinnedList = st.shard_map.pinned || [];
+    const key = owners.join(',') + '|' + st.nodes.map((n) => n.up).join(',') + '|' + (st.shard_map.objects || []).join(',') +
+      '|' + pinnedList.join(',');
     if (key === S.pillsKey) return;
     S.pillsKey = key;
     const box = $('pills');
@@ -401,7 +435,8 @@
       h.appendChild(document.createTextNode(title + ' — ' + list.length + ' shards' + (up === false ? ' (down)' : '')));
       b.appendChild(h);
       for (const s of list.slice(0, MAX_PILLS)) {
-        const p = el('span', 'pill', '#' + s + ' (' + shardObjects(s) + ')');
+        const p = el('span', 'pill' + (pinnedList[s] ? ' pinned' : ''), '#' + s + ' (' + shardObjects(s) + ')');
+        if (pinnedList[s]) p.title = 'pinned';
         p.dataset.shard = String(s);
         b.appendChild(p);
       }
