@@ -3,6 +3,12 @@
  * response unbounded; the counts stay exact. */
 #include "inspector/api.h"
 
+#include <stdio.h>
+#include <string.h>
+
+#include "core/hash.h"
+#include "cverse/error.h"
+
 #define MAX_OBJECTS 5000
 #define STATE_EVENTS 200
 
@@ -128,4 +134,45 @@ json_t *cv_insp_api_graph(const struct cv_insp_model *m)
     }
     return json_pack("{s:o*,s:o*,s:o*,s:o*}", "nodes", nodes, "gates", gates, "objects", objects_json(m), "links",
                      links);
+}
+
+/* The node holding the active object (type "" matches any), its type; CV_INSP_NO_NODE if none. */
+static int find_active(const struct cv_insp_model *m, const char *type, const char *id, const char **found_type)
+{
+    for (size_t i = 0; i < m->n_nodes; i++) {
+        const struct cv_insp_node *n = &m->nodes[i];
+        for (size_t j = 0; n->reachable && j < n->n_objects; j++) {
+            const struct cv_insp_object *o = &n->objects[j];
+            if (strcmp(o->id, id) || (type[0] && strcmp(o->type, type))) continue;
+            *found_type = o->type;
+            return (int)i;
+        }
+    }
+    return CV_INSP_NO_NODE;
+}
+
+json_t *cv_insp_api_object(const struct cv_insp_model *m, const char *type, const char *id, int *err)
+{
+    static const char *const kinds[] = {[CV_PLACE_HASH] = "hash", [CV_PLACE_SHARD] = "shard",
+                                        [CV_PLACE_NODE] = "node"};
+    struct cv_placement p;
+    *err = cv_placement_parse(id, m->n_shards, &p);
+    if (*err) {
+        *err = CV_EINVAL;
+        return NULL;
+    }
+    char placed[128] = ""; /* a node id prefix (the nodes refuse ids of 512 bytes and more) */
+    if (p.kind == CV_PLACE_NODE) snprintf(placed, sizeof placed, "%.*s", (int)p.node_len, p.node);
+    /* A node-placed object lives on its node whatever the shard map says (if the config names it). */
+    int owner = p.kind == CV_PLACE_NODE ? cv_insp_model_find(m, placed) : m->has_map ? m->owner[p.shard]
+                                                                                     : CV_INSP_NO_NODE;
+    const char *atype = NULL;
+    int active = find_active(m, type, id, &atype);
+    json_t *o = json_pack("{s:s,s:s,s:I,s:s,s:s?,s:o,s:b,s:o,s:b,s:b,s:o,s:s?}", "type", type, "id", id, "shard",
+                          (json_int_t)p.shard, "placement", kinds[p.kind], "placed_node", placed[0] ? placed : NULL,
+                          "owner", node_or_null(m, owner), "owner_up", owner >= 0 && m->nodes[owner].up, "target",
+                          node_or_null(m, m->target[p.shard]), "pinned", m->pinned[p.shard], "active",
+                          active != CV_INSP_NO_NODE, "active_on", node_or_null(m, active), "active_type", atype);
+    if (!o) *err = CV_ENOMEM;
+    return o;
 }

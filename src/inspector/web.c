@@ -18,6 +18,7 @@
 #include "cverse/error.h"
 #include "inspector/api.h"
 #include "inspector/sse.h"
+#include "util/pct.h"
 #include "util/log.h"
 
 #define ACTION_TIMEOUT_MS 10000u
@@ -70,6 +71,24 @@ static void web__shards(struct cv_insp_web *w, struct cv_http_exchange *x, const
 static void web__graph(struct cv_insp_web *w, struct cv_http_exchange *x, const struct cv_http_request *r)
 {
     respond_doc(x, cv_insp_api_graph(cv_insp_poll_model(w->o.poll)));
+}
+
+/* GET /api/object?type=T&id=X: where the object lives (400 for a missing or refused id). */
+static void web__object(struct cv_insp_web *w, struct cv_http_exchange *x, const struct cv_http_request *r)
+{
+    char type[128] = "", id[512];
+    int rv = cv_pct_query_param(r->query, "id", id, sizeof id);
+    int rt = cv_pct_query_param(r->query, "type", type, sizeof type);
+    if (rv || (rt && rt != CV_ENOTFOUND)) {
+        cv_http_respond_error(x, CV_STATUS_INVALID_ARGUMENT,
+                              rv == CV_ENOTFOUND ? "missing query parameter id (and optional type)"
+                                                 : "type or id malformed or too long (type < 128, id < 512 bytes)",
+                              NULL);
+        return;
+    }
+    json_t *doc = cv_insp_api_object(cv_insp_poll_model(w->o.poll), type, id, &rv);
+    if (doc) respond_doc(x, doc);
+    else cv_http_respond_error(x, cv_err_code(rv), rv == CV_EINVAL ? "the nodes refuse this id" : cv_strerror(rv), NULL);
 }
 
 static void web__events(struct cv_insp_web *w, struct cv_http_exchange *x, const struct cv_http_request *r)
@@ -307,7 +326,7 @@ struct route {
 
 static const struct route routes[] = {
     {"GET", "/healthz", web__healthz},   {"GET", "/health", web__healthz},   {"GET", "/ready", web__ready},
-    {"GET", "/api/state", web__state},   {"GET", "/shards", web__shards},    {"GET", "/graph", web__graph},
+    {"GET", "/api/state", web__state},   {"GET", "/api/object", web__object},   {"GET", "/shards", web__shards},    {"GET", "/graph", web__graph},
     {"GET", "/events/stream", web__events}, {"POST", "/shards/move", web__move}, {"POST", "/shards/pin", web__pin},
     {"POST", "/nodes/drain", web__drain},
 };

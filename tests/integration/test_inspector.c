@@ -485,6 +485,24 @@ Test(inspector, read_api_actions_and_a_node_killed)
     cr_assert_eq(st, 200, "create through the gate");
     struct want_obj wo = {"SimpleCounter", "<img src=x onerror=window.__xss=1>"};
     cr_assert(h_poll(10000, graph_has, &wo), "/graph never showed the created object");
+    /* The object lookup finds it: the shard by the nodes' placement, active on that shard's owner. */
+    snprintf(path, sizeof path, "/api/object?type=SimpleCounter&id=%s", eid);
+    json_t *ob = insp_json(0, path, &st);
+    cr_assert_eq(st, 200);
+    cr_assert(json_is_true(json_object_get(ob, "active")));
+    cr_assert_str_eq(json_string_value(json_object_get(ob, "id")), wo.id);
+    cr_assert_str_eq(json_string_value(json_object_get(ob, "placement")), "hash");
+    json_int_t shard = json_integer_value(json_object_get(ob, "shard"));
+    char own[32];
+    cr_assert_str_eq(json_string_value(json_object_get(ob, "owner")), owner_on(0, (int)shard, own, sizeof own));
+    cr_assert_str_eq(json_string_value(json_object_get(ob, "active_on")), own);
+    json_decref(ob);
+    ob = insp_json(0, "/api/object?type=SimpleCounter", &st);
+    cr_assert_eq(st, 400, "no id");
+    json_decref(ob);
+    ob = insp_json(0, "/api/object?id=shard%2399%2Fx", &st);
+    cr_assert_eq(st, 400, "shard#99 of 64");
+    json_decref(ob);
     json_t *g = insp_json(0, "/graph", &st);
     cr_assert_eq(json_array_size(json_object_get(g, "nodes")), 4, "every node of the config");
     cr_assert_eq(json_array_size(json_object_get(g, "gates")), 1);

@@ -4,6 +4,8 @@
 #include <string.h>
 
 #include "config/config.h"
+#include "core/hash.h"
+#include "cverse/error.h"
 #include "inspector/api.h"
 #include "inspector/events.h"
 #include "inspector/model.h"
@@ -170,6 +172,8 @@ Test(model, operator_wishes_targets_pins_and_draining)
                                  "\"epochs\":[1,1,1,0],\"targets\":[null,\"node-1\",null,null],"
                                  "\"pinned\":[false,false,true,false]}",
                                  0, NULL));
+    cv_insp_model_set(&m, 1, CV_INSP_OBJECTS,
+                      json_loads("{\"objects\":[{\"type\":\"T\",\"id\":\"shard#2/x\",\"shard\":2}]}", 0, NULL));
     cv_insp_model_finish(&m, NULL, 1000);
     cr_assert(!m.nodes[0].draining && m.nodes[1].draining);
     cr_assert_eq(m.target[0], CV_INSP_NO_NODE);
@@ -184,6 +188,31 @@ Test(model, operator_wishes_targets_pins_and_draining)
     cr_assert(json_array_size(f2) == 1 && !strcmp(json_string_value(json_array_get(f2, 0)), "pinned"));
     cr_assert(json_array_size(f3) == 1 && !strcmp(json_string_value(json_array_get(f3, 0)), "unassigned"));
     json_decref(sh);
+
+    /* The object lookup: the nodes' placement, the shard's owner and wishes, active or not. */
+    int err;
+    json_t *o = cv_insp_api_object(&m, "T", "shard#2/x", &err);
+    cr_assert_not_null(o);
+    cr_assert_eq(json_integer_value(json_object_get(o, "shard")), 2);
+    cr_assert_str_eq(json_string_value(json_object_get(o, "placement")), "shard");
+    cr_assert_str_eq(json_string_value(json_object_get(o, "owner")), "node-1");
+    cr_assert(json_is_true(json_object_get(o, "pinned")) && json_is_true(json_object_get(o, "active")));
+    cr_assert_str_eq(json_string_value(json_object_get(o, "active_on")), "node-2");
+    json_decref(o);
+    o = cv_insp_api_object(&m, "U", "shard#2/x", &err);
+    cr_assert(json_is_false(json_object_get(o, "active")), "another type is not this object");
+    json_decref(o);
+    o = cv_insp_api_object(&m, "", "plain-id", &err);
+    cr_assert_eq(json_integer_value(json_object_get(o, "shard")), cv_shard_of("plain-id", 4), "FNV-1a placement");
+    cr_assert_str_eq(json_string_value(json_object_get(o, "placement")), "hash");
+    json_decref(o);
+    o = cv_insp_api_object(&m, "T", "node-2/y", &err);
+    cr_assert_str_eq(json_string_value(json_object_get(o, "owner")), "node-2", "a node-placed id lives on its node");
+    cr_assert_str_eq(json_string_value(json_object_get(o, "placed_node")), "node-2");
+    json_decref(o);
+    cr_assert_null(cv_insp_api_object(&m, "T", "shard#9/x", &err));
+    cr_assert_eq(err, CV_EINVAL);
+    cr_assert_null(cv_insp_api_object(&m, "T", "", &err));
 
     /* A round where no node answers /v1/shards carries the wishes over. */
     struct cv_insp_model n;
