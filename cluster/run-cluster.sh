@@ -253,6 +253,15 @@ INSP_BIN=$build_dir/src/inspector/cverse-inspector
 INSP_LOG=$RUN_DIR/inspector.log
 insp_addr=$("$INSP_BIN" --config "$config" --print-http-addr) || die "cverse-inspector rejected $config" 2
 insp_url="http://$insp_addr"
+# Actions (move / pin / drain) need a token. Unless the user brought one (environment or the config's
+# admin_token_file), a fresh random one is written to RUN_DIR/inspector.token (mode 600) for this run.
+INSP_TOKEN_FILE=""
+if [ -z "${CVERSE_INSPECTOR_TOKEN:-}" ] && ! grep -q '^[[:space:]]*admin_token_file:' "$config"; then
+  INSP_TOKEN_FILE=$RUN_DIR/inspector.token
+  (umask 077; head -c 24 /dev/urandom | base64 | tr -d '\n=+/' >"$INSP_TOKEN_FILE"; echo >>"$INSP_TOKEN_FILE")
+  CVERSE_INSPECTOR_TOKEN=$(head -n 1 "$INSP_TOKEN_FILE")
+  export CVERSE_INSPECTOR_TOKEN
+fi
 insp_start_us=${EPOCHREALTIME//[.,]/}
 echo "=== run-cluster.sh $(date '+%F %T'): starting the inspector from $config" >>"$INSP_LOG"
 (trap '' HUP; exec "$INSP_BIN" --config "$config" </dev/null >>"$INSP_LOG" 2>&1) &
@@ -269,7 +278,10 @@ printf 'run-cluster: %d nodes ready in %d.%03d s' "${#ids[@]}" $((elapsed_ms / 1
   $((gates_ms / 1000)) $((gates_ms % 1000))
 printf ' (%d.%03d s in all)\n' $((total_ms / 1000)) $((total_ms % 1000))
 echo "  logs:    $LOG${gate_ids:+, $GATE_LOG}, $INSP_LOG"
-echo "  inspector: $insp_url/ (web UI; actions need CVERSE_INSPECTOR_TOKEN, see docs/inspector.md)"
+echo "  inspector: $insp_url/ (web UI)"
+if [ -n "$INSP_TOKEN_FILE" ]; then
+  echo "             actions (move / pin / drain): paste the token in $INSP_TOKEN_FILE into the UI's Admin token field"
+fi
 echo "  data:    $RUN_DIR/data/<node-id>"
 echo "  cluster: curl -s ${urls[0]}/v1/cluster"
 if [ ${#gate_ids[@]} -gt 0 ]; then

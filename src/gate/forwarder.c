@@ -36,8 +36,6 @@
 
 const char *const cv_gate_op_names[CV_GATE_N_OPS] = {"call", "create", "delete"};
 const char *const cv_gate_retry_names[CV_GATE_N_RETRY] = {"redirect", "unavailable", "no_owner"};
-const double cv_gate_lat_bounds[CV_GATE_N_LAT] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-                                                  0.5,   1,      2.5,   5,    10,   30,    0};
 static const char *const op_methods[CV_GATE_N_OPS] = {"objects.call", "objects.create", "objects.delete"};
 
 #define WAITING (CV_SM_BIT(CV_FWD_ROUTING) | CV_SM_BIT(CV_FWD_DONE))
@@ -549,11 +547,7 @@ int cv_forwarder_begin(struct cv_forwarder *fw)
 void cv_forwarder_end(struct cv_forwarder *fw, enum cv_gate_op op, int status, uint64_t start_ns)
 {
     if ((unsigned)op < CV_GATE_N_OPS) {
-        double s = (double)(cv_mono_ns() - start_ns) / 1e9;
-        size_t b = 0;
-        while (b < CV_GATE_N_LAT - 1 && s > cv_gate_lat_bounds[b]) b++;
-        fw->stats.lat[op][b]++;
-        fw->stats.lat_sum[op] += s;
+        cv_hist_record(&fw->stats.lat[op], (double)(cv_mono_ns() - start_ns) / 1e9);
         fw->stats.results[op][cv_err_code(status)]++;
     }
     if (fw->stats.inflight > 0) fw->stats.inflight--;

@@ -12,6 +12,7 @@
 #include "cverse/error.h"
 #include "gate/types.h"
 #include "rpc.pb-c.h"
+#include "util/hist.h"
 
 enum cv_gate_op { CV_GATE_CALL = 0, CV_GATE_CREATE, CV_GATE_DELETE, CV_GATE_N_OPS };
 extern const char *const cv_gate_op_names[CV_GATE_N_OPS]; /* "call", "create", "delete" (metric labels) */
@@ -19,10 +20,6 @@ extern const char *const cv_gate_op_names[CV_GATE_N_OPS]; /* "call", "create", "
 /* Why a forward was retried (metric label "reason"). */
 enum cv_gate_retry { CV_GATE_RETRY_REDIRECT = 0, CV_GATE_RETRY_UNAVAILABLE, CV_GATE_RETRY_NO_OWNER, CV_GATE_N_RETRY };
 extern const char *const cv_gate_retry_names[CV_GATE_N_RETRY]; /* "redirect", "unavailable", "no_owner" */
-
-/* Request latency buckets: upper bounds in seconds; the last bucket is +Inf (its bound is unused). */
-#define CV_GATE_N_LAT 15
-extern const double cv_gate_lat_bounds[CV_GATE_N_LAT];
 
 /* A forward's lifecycle (checked with core/sm.h in debug builds):
  *   QUEUED --> ROUTING --> SENT --> DONE            (the happy path)
@@ -45,8 +42,7 @@ extern const struct cv_sm_conf cv_gate_fwd_sm;
 /* Counters and gauges of a forwarder (a copy: see cv_forwarder_stats). */
 struct cv_gate_stats {
     uint64_t results[CV_GATE_N_OPS][CV_STATUS_N]; /* client requests answered, by client status */
-    uint64_t lat[CV_GATE_N_OPS][CV_GATE_N_LAT];   /* per bucket, not cumulative */
-    double lat_sum[CV_GATE_N_OPS];                /* seconds */
+    struct cv_hist lat[CV_GATE_N_OPS];            /* request latency (util/hist.h buckets) */
     uint64_t retries[CV_GATE_N_RETRY];
     uint64_t maps_applied, maps_ignored, sub_switches;
     uint64_t fwd_moves[CV_FWD_N_STATES]; /* moves of forwards into each state (their paths; not on /metrics) */

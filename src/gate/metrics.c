@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "util/hist.h"
 #include "util/prom.h"
 
 static void metrics__results(const struct cv_gate_stats *s, struct cv_buf *b)
@@ -40,7 +41,7 @@ static void metrics__latency(const struct cv_gate_stats *s, struct cv_buf *b)
     cv_prom_family(b, h, "histogram", "Time from receiving a client request to answering it.");
     for (int op = 0; op < CV_GATE_N_OPS; op++) {
         snprintf(labels, sizeof labels, "op=\"%s\"", cv_gate_op_names[op]);
-        cv_prom_histogram(b, h, labels, cv_gate_lat_bounds, s->lat[op], CV_GATE_N_LAT, s->lat_sum[op]);
+        cv_hist_prom(b, h, labels, &s->lat[op]);
     }
 }
 

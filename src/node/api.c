@@ -5,8 +5,8 @@
  * synchronously from the components' in-memory state (no I/O, no callback later): /health and /healthz
  * {"status":"ok"}; /ready 200 {"ready":true} once the node is ready (catalog caught up, registered,
  * shards assigned, auto-load objects active); /v1/cluster the raft state and every configured node;
- * /v1/shards owners, epochs, targets and pins; /v1/objects the active objects, ?type= filters; /metrics Prometheus
- * text (util/prom.h).
+ * /v1/shards owners, epochs, targets and pins; /v1/objects the active objects, ?type= filters; /v1/stats
+ * the call statistics (node/stats.h); /metrics Prometheus text (util/prom.h).
  *
  * Failure modes: every error body is the shared JSON error (cv_http_respond_error) named from the error
  * table: an unknown path 404 NOT_FOUND, a method other than GET/HEAD 405, a ?type= filter that cannot be
@@ -22,6 +22,7 @@
 #include "cverse/error.h"
 #include "node/admin.h"
 #include "node/host.h"
+#include "node/stats.h"
 #include "util/buf.h"
 #include "util/log.h"
 #include "util/pct.h"
@@ -139,6 +140,22 @@ static void api__get_objects(struct cv_api *a, struct cv_http_exchange *x, const
     api__send_json(x, 200, json_pack("{s:s, s:o}", "node", a->self->id, "objects", c.arr));
 }
 
+/* This node's call statistics (node/stats.h), cumulative since start: the inspector polls it. */
+static void api__get_stats(struct cv_api *a, struct cv_http_exchange *x)
+{
+    struct cv_node_stats *st = a->host ? cv_host_stats(a->host) : NULL;
+    if (!st) {
+        cv_http_respond_error(x, CV_STATUS_UNAVAILABLE, "call statistics are off (CVERSE_NODE_STATS=0)", NULL);
+        return;
+    }
+    json_t *j = cv_node_stats_json(st, a->self->id);
+    if (!j) {
+        cv_http_respond_error(x, CV_STATUS_INTERNAL, "out of memory", NULL);
+        return;
+    }
+    api__send_json(x, 200, j);
+}
+
 /* Prometheus text exposition (util/prom.h). */
 static void api__get_metrics(struct cv_api *a, struct cv_http_exchange *x)
 {
@@ -166,6 +183,7 @@ static void api__get_metrics(struct cv_api *a, struct cv_http_exchange *x)
     for (unsigned i = 0; i < CV_APPLY_BUCKETS; i++) le_s[i] = cv_apply_bucket_le_us[i] / 1e6;
     cv_prom_family(&b, "cverse_catalog_apply_seconds", "histogram", "Time to apply one raft entry to the catalog.");
     cv_prom_histogram(&b, "cverse_catalog_apply_seconds", NULL, le_s, h->buckets, CV_APPLY_BUCKETS, h->sum_us / 1e6);
+    if (a->host && cv_host_stats(a->host)) cv_node_stats_prom(cv_host_stats(a->host), &b);
     if (!b.p || b.oom) {
         free(b.p);
         cv_http_respond_error(x, CV_STATUS_INTERNAL, "out of memory", NULL);
@@ -188,6 +206,7 @@ static void api__get_health(struct cv_api *a, struct cv_http_exchange *x)
 static const struct route routes[] = {
     {"/health", api__get_health},   {"/healthz", api__get_health},   {"/ready", api__get_ready},
     {"/v1/cluster", api__get_cluster}, {"/v1/shards", api__get_shards}, {"/metrics", api__get_metrics},
+    {"/v1/stats", api__get_stats},
 };
 
 void cv_api_handle(void *data, struct cv_http_exchange *x, const struct cv_http_request *req)

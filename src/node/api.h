@@ -1,5 +1,5 @@
-/* The node's HTTP API (/health, /ready, /v1/cluster, /v1/shards, /v1/objects, /metrics): views of the
- * node's components, answered synchronously, and the admin actions (/v1/admin/..., admin.h). */
+/* The node's HTTP API (/health, /ready, /v1/cluster, /v1/shards, /v1/objects, /v1/stats, /metrics):
+ * views of the node's components, answered synchronously, and the admin actions (/v1/admin/..., admin.h). */
 #ifndef CV_NODE_API_H
 #define CV_NODE_API_H
 

@@ -19,6 +19,7 @@
 #define CV_HOST_PROPOSE_TIMEOUT_MS 10000
 
 struct cv_peers;
+struct cv_node_stats;
 
 struct cv_hctx {
     /* Borrowed; valid until the host's close callback ran. */
@@ -30,6 +31,7 @@ struct cv_hctx {
     struct cv_peers *peers;
     cv_registry *reg;
     struct cv_runtime *rt;        /* owned by the host */
+    struct cv_node_stats *stats;  /* owned by the host; NULL when CVERSE_NODE_STATS=0 (measurement) */
 
     bool started;  /* the node was ready once: activations and auto-load run */
     bool stopping; /* the node is stopping: calls are refused */

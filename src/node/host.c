@@ -30,6 +30,7 @@
 #include "node/mapfeed.h"
 #include "node/ops.h"
 #include "node/outcall.h"
+#include "node/stats.h"
 #include "util/log.h"
 
 #define TICK_MS 20
@@ -194,12 +195,18 @@ struct cv_runtime *cv_host_runtime(struct cv_host *h)
     return h->x.rt;
 }
 
+struct cv_node_stats *cv_host_stats(struct cv_host *h)
+{
+    return h->x.stats;
+}
+
 /* ---------------------------------------------------------------- lifecycle */
 
 static void host__free(struct cv_host *h)
 {
     cv_autoload_free(&h->al);
     cv_handoff_free(&h->ho);
+    cv_node_stats_free(h->x.stats);
     free(h->feed.subs);
     free(h);
 }
@@ -213,6 +220,13 @@ static void host__settle(struct cv_hctx *x)
     void *data = h->done_data;
     host__free(h);
     if (done) done(data);
+}
+
+/* CVERSE_NODE_STATS=0 turns the call statistics off: only to measure what they cost (docs/inspector.md). */
+static bool host__stats_on(void)
+{
+    const char *e = getenv("CVERSE_NODE_STATS");
+    return !e || strcmp(e, "0") != 0;
 }
 
 int cv_host_init(const struct cv_host_opts *opts, struct cv_host **out)
@@ -231,6 +245,7 @@ int cv_host_init(const struct cv_host_opts *opts, struct cv_host **out)
                             .settle = host__settle};
     int rv = cv_autoload_init(&h->al, &h->x, opts->autoload_inflight); /* tables only, no handle */
     if (!rv) rv = cv_handoff_init(&h->ho, &h->x);
+    if (!rv && host__stats_on()) rv = cv_node_stats_new(h->x.reg, opts->cfg->shards, &h->x.stats);
     if (rv) goto err_after_h;
     cv_outcall_init(&h->out, &h->x, opts->call_timeout_ms ? opts->call_timeout_ms : CV_HOST_CALL_TIMEOUT_MS);
     struct cv_host_hooks hooks = {.data = h,

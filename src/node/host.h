@@ -68,6 +68,9 @@ bool cv_host_ready(struct cv_host *h, const char **why);
 
 /* The runtime (listing active objects for GET /v1/objects). */
 struct cv_runtime *cv_host_runtime(struct cv_host *h);
+/* The call statistics (node/stats.h; GET /v1/stats, /metrics), borrowed while h lives; NULL when the
+ * environment says CVERSE_NODE_STATS=0 (only to measure what counting costs a call). */
+struct cv_node_stats *cv_host_stats(struct cv_host *h);
 
 /* Stops everything: pending calls and operations fail (CV_ECLOSED / CV_ECANCELED), subscribers are
  * dropped, the timers and the runtime close (objects deactivate). The peer pool is not the host's: calls

@@ -6,7 +6,9 @@
  * Failure modes: not the owner -> CV_EREDIRECT with a Redirect body (our applied index, the owner we
  * know); malformed request -> CV_EPROTO; unknown type/method/object -> CV_ENOTFOUND, but a call to an
  * object the catalog lacks first waits (parked) up to 500 ms for this node to catch up with the log, so
- * that a create committed through another node is seen; a full mailbox -> CV_EBUSY. */
+ * that a create committed through another node is seen; a full mailbox -> CV_EBUSY.
+ * Statistics: every answer but a redirect is counted (node/stats.h) when it is sent, with the type,
+ * method and shard the verdict found and the time since this node took the call. */
 #include "node/incall.h"
 
 #include <stdarg.h>
@@ -15,6 +17,7 @@
 #include <string.h>
 
 #include "cverse/error.h"
+#include "node/stats.h"
 #include "rpc.pb-c.h"
 #include "util/log.h"
 
@@ -28,6 +31,11 @@ struct icall {
     size_t len;
     uint32_t shard;     /* of the object, once accepted (for a late redirect) */
     uint64_t min_index, deadline;
+    /* statistics (node/stats.h): what the verdict knew, and when this node took the call */
+    const struct cv_object_type *type;
+    const struct cv_method *method;
+    bool placed;
+    uint64_t taken_ns;
 };
 
 static int fail(struct cv_verdict *v, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -71,11 +79,14 @@ int cv_incall_local(struct cv_hctx *h, const char *type, const char *id, const c
     if (!t) return fail(v, CV_ENOTFOUND, "unknown object type \"%.100s\"", type);
     const struct cv_method *m = cv_type_method(t, method);
     if (!m) return fail(v, CV_ENOTFOUND, "object type %s has no method \"%.100s\"", type, method);
+    v->type = t;
+    v->method = m;
     struct cv_placement p;
     int rv = cv_hctx_owner(h, id, &p, v->owner);
     if (rv == CV_EINVAL) return fail(v, CV_EINVAL, "invalid object id \"%.100s\"", id);
     if (rv) return fail(v, CV_ENOTFOUND, "object id \"%.100s\" is pinned to an unknown node", id);
     v->shard = p.shard;
+    v->placed = true;
     if (strcmp(v->owner, h->self) != 0)
         return fail(v, CV_EREDIRECT, "%s is not the owner of %.100s (shard %u, owner %s)", h->self, id,
                     p.shard, v->owner[0] ? v->owner : "none");
@@ -122,6 +133,18 @@ static void incall__free(struct icall *ic)
     cv_hctx_release(x);
 }
 
+/* The call was answered with status: counted (node/stats.h) unless it was a redirect (the call was not
+ * served here, the owner counts it), then freed. */
+static void incall__end(struct icall *ic, int status)
+{
+    struct cv_node_stats *st = ic->in->x->stats;
+    if (st && status != CV_EREDIRECT) {
+        uint64_t us = ic->taken_ns ? (cv_mono_ns() - ic->taken_ns) / 1000 : 0;
+        cv_node_stats_count(st, ic->type, ic->method, ic->placed ? ic->shard : CV_STATS_NO_SHARD, status, us);
+    }
+    incall__free(ic);
+}
+
 static void incall__done(void *data, int status, const char *error, const uint8_t *resp, size_t len)
 {
     struct icall *ic = data;
@@ -134,10 +157,13 @@ static void incall__done(void *data, int status, const char *error, const uint8_
         uint8_t *buf = malloc(n ? n : 1);
         if (buf) {
             cverse__rpc__call_response__pack(&r, buf);
-            if (cv_rpc_respond(ic->conn, ic->id, 0, NULL, buf, n) == CV_ETOOBIG)
+            if (cv_rpc_respond(ic->conn, ic->id, 0, NULL, buf, n) == CV_ETOOBIG) {
                 cv_rpc_respond(ic->conn, ic->id, CV_ETOOBIG, "response too large", NULL, 0);
+                status = CV_ETOOBIG;
+            }
         } else {
             cv_rpc_respond(ic->conn, ic->id, CV_ENOMEM, cv_strerror(CV_ENOMEM), NULL, 0);
+            status = CV_ENOMEM;
         }
         free(buf);
     } else if (status == CV_EREDIRECT) { /* deactivated before it ran: the caller retries */
@@ -149,7 +175,7 @@ static void incall__done(void *data, int status, const char *error, const uint8_
     } else {
         cv_rpc_respond(ic->conn, ic->id, status, error, NULL, 0);
     }
-    incall__free(ic);
+    incall__end(ic, status);
 }
 
 static void incall__park(struct cv_incall *in, struct icall *ic, const uint8_t *body, size_t len,
@@ -172,10 +198,11 @@ static void incall__park(struct cv_incall *in, struct icall *ic, const uint8_t *
 static void incall__serve(struct cv_incall *in, struct icall *ic, const uint8_t *body, size_t len, bool may_park,
                           uint32_t deadline_ms)
 {
+    if (!ic->taken_ns && in->x->stats) ic->taken_ns = cv_mono_ns(); /* a parked call keeps its first time */
     Cverse__Rpc__CallRequest *req = cverse__rpc__call_request__unpack(NULL, len, body);
     if (!req) {
         cv_rpc_respond(ic->conn, ic->id, CV_EPROTO, "undecodable CallRequest", NULL, 0);
-        incall__free(ic);
+        incall__end(ic, CV_EPROTO);
         return;
     }
     struct cv_verdict v;
@@ -183,6 +210,9 @@ static void incall__serve(struct cv_incall *in, struct icall *ic, const uint8_t 
                              incall__done, ic, &v);
     cverse__rpc__call_request__free_unpacked(req, NULL);
     ic->shard = v.shard;
+    ic->type = v.type;
+    ic->method = v.method;
+    ic->placed = v.placed;
     if (rv == 0) return;
     if (v.absent && may_park && in->n_parked < CV_INCALL_PARK_MAX &&
         (ic->body || (ic->body = malloc(len ? len : 1)))) {
@@ -191,7 +221,7 @@ static void incall__serve(struct cv_incall *in, struct icall *ic, const uint8_t 
     }
     if (rv == CV_EREDIRECT) incall__redirect(in->x, ic->conn, ic->id, &v);
     else cv_rpc_respond(ic->conn, ic->id, rv, v.msg, NULL, 0);
-    incall__free(ic);
+    incall__end(ic, rv);
 }
 
 void cv_incall_handle(struct cv_incall *in, struct cv_rpc_conn *conn, uint64_t id, const uint8_t *body,
@@ -230,7 +260,7 @@ void cv_incall_unpark(struct cv_incall *in, bool all)
         due = ic->next;
         if (in->x->closing) {
             cv_rpc_respond(ic->conn, ic->id, CV_ECLOSED, "node is shutting down", NULL, 0);
-            incall__free(ic);
+            incall__end(ic, CV_ECLOSED);
         } else {
             incall__serve(in, ic, ic->body, ic->len, false, 0);
         }

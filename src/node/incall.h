@@ -11,13 +11,17 @@
 #define CV_INCALL_PARK_MAX 1024 /* calls parked at once; more get CV_ENOTFOUND right away */
 
 /* Why a call cannot run here: status (0 = it runs), msg; owner/shard for CV_EREDIRECT; absent for a
- * CV_ENOTFOUND because the catalog has no such object (worth waiting for the log). */
+ * CV_ENOTFOUND because the catalog has no such object (worth waiting for the log). For the statistics:
+ * type/method once the registry knew them (else NULL), placed once shard is the object's. */
 struct cv_verdict {
     int status;
     bool absent;
     char owner[CV_NODE_ID_MAX];
     uint32_t shard;
     char msg[256];
+    const struct cv_object_type *type; /* borrowed from the registry */
+    const struct cv_method *method;
+    bool placed;
 };
 
 struct icall;

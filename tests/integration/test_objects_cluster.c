@@ -438,3 +438,76 @@ Test(objects, calls_succeed_while_shards_move)
     cr_expect_eq(rounds_after, 2, "node-4 never got its 16 shards");
     h_cluster_stop_all(&C);
 }
+
+/* ---------------------------------------------------------------- call statistics (GET /v1/stats) */
+
+/* calls and errors of type.method in node i's /v1/stats, and that node's stats (new ref, or NULL). */
+static json_t *stats_of(int i, const char *type, const char *method, long long *calls, long long *errors)
+{
+    long st;
+    json_t *j = h_get_json(&C, i, "/v1/stats", &st);
+    cr_assert_not_null(j, "node-%d /v1/stats -> %ld", i + 1, st);
+    cr_assert_eq(st, 200);
+    *calls = *errors = -1;
+    size_t k;
+    json_t *m;
+    json_array_foreach(json_object_get(j, "methods"), k, m)
+    {
+        if (strcmp(json_string_value(json_object_get(m, "type")), type) != 0 ||
+            strcmp(json_string_value(json_object_get(m, "method")), method) != 0)
+            continue;
+        *calls = json_integer_value(json_object_get(m, "calls"));
+        *errors = json_integer_value(json_object_get(m, "errors"));
+    }
+    return j;
+}
+
+Test(objects, calls_through_a_gate_show_in_the_owners_stats)
+{
+    start(3, 3);
+    enum { OBJS = 8, CALLS = 5 };
+    char id[OBJS][32];
+    for (int k = 0; k < OBJS; k++) {
+        snprintf(id[k], sizeof id[k], "stats-%d", k);
+        create_object("SimpleCounter", id[k]);
+        for (int r = 0; r < CALLS; r++) call_value("SimpleCounter", id[k], "Increment");
+    }
+    long st;
+    char *t = call_http("SimpleCounter", "stats-missing", "Increment", "{\"request\":{}}", &st);
+    cr_assert_eq(st, 404, "a call to an object that does not exist: %s", t ? t : "(no answer)");
+    free(t);
+    long long total = 0, errors = 0;
+    for (int i = 0; i < 3; i++) {
+        /* The objects this node hosts and their shards (GET /v1/objects), against its statistics. */
+        long long want_shard[64] = {0}, hosted = 0, calls, errs;
+        json_t *a = objects_on(i, "SimpleCounter"), *o;
+        size_t k;
+        json_array_foreach(a, k, o)
+        {
+            if (strncmp(json_string_value(json_object_get(o, "id")), "stats-", 6) != 0) continue;
+            want_shard[json_integer_value(json_object_get(o, "shard")) & 63] += CALLS;
+            hosted++;
+        }
+        json_decref(a);
+        json_t *j = stats_of(i, "SimpleCounter", "Increment", &calls, &errs);
+        cr_assert_geq(calls, hosted * CALLS, "node-%d: %lld Increment calls, hosts %lld objects", i + 1, calls, hosted);
+        cr_assert_leq(calls, hosted * CALLS + 1, "only the missing object's call may add one");
+        for (int s = 0; s < 64; s++) {
+            if (!want_shard[s]) continue;
+            char key[8];
+            snprintf(key, sizeof key, "%d", s);
+            json_int_t got = json_integer_value(json_object_get(json_object_get(json_object_get(j, "shards"), key), "calls"));
+            cr_assert_geq(got, want_shard[s], "node-%d shard %d: %lld calls, %lld to our objects", i + 1, s,
+                          (long long)got, want_shard[s]);
+        }
+        cr_assert_geq(json_integer_value(json_object_get(j, "calls")), calls, "the node's total includes them");
+        json_decref(j);
+        total += calls;
+        errors += errs;
+        char *m = h_get_text(&C, i, "/metrics", &st);
+        cr_assert(m && strstr(m, "# TYPE cverse_calls_total counter\n"), "node-%d /metrics", i + 1);
+        free(m);
+    }
+    cr_assert_eq(total, OBJS * CALLS + 1, "every call counted once, on its owner (redirects are not calls)");
+    cr_assert_eq(errors, 1, "the NOT_FOUND answer is the one error");
+}

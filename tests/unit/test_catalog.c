@@ -426,7 +426,7 @@ static void view_take(struct tcat *c, struct view *v)
         const char *o = cv_catalog_shard_owner(c->cat, s, &v->epoch[s]);
         cr_assert_not_null(o);
         snprintf(v->owner[s], CV_NODE_ID_MAX, "%s", o);
-        const char *from;
+        const char *from = "";
         cr_assert_eq(release_state(c->cat, s, &from, &v->done[s]), 0);
         snprintf(v->from[s], CV_NODE_ID_MAX, "%s", from);
         struct cv_catalog_shard sh;
@@ -861,7 +861,7 @@ Test(catalog, release_shards)
 {
     struct tcat c;
     struct tb t = {0};
-    const char *from;
+    const char *from = "";
     bool done;
     uint64_t epoch;
     topen(&c, subdir("c"), 8);

@@ -1455,8 +1455,8 @@ Test(gate_metrics, page_from_stats)
     struct cv_gate_stats st = {0};
     st.results[CV_GATE_CALL][CV_STATUS_NOT_FOUND] = 4;
     st.results[CV_GATE_CREATE][CV_STATUS_OK] = 1;
-    st.lat[CV_GATE_DELETE][0] = 1;
-    st.lat_sum[CV_GATE_DELETE] = 0.0005;
+    st.lat[CV_GATE_DELETE].counts[0] = 1;
+    st.lat[CV_GATE_DELETE].sum_s = 0.0005;
     st.retries[CV_GATE_RETRY_REDIRECT] = 1;
     st.map_index = 9;
     st.unassigned = 2;

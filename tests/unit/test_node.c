@@ -4,7 +4,7 @@
  * lifecycles (a late init failure, a close with proposals in flight on a real single-voter raft), out of
  * memory (realloc wrapped at link time) in the auto-load queue and the map feed, and the node in-process
  * (a start that fails at its first step or half way is stopped cleanly, "stopped" comes after every
- * handle closed, and its HTTP API refuses a filter it cannot read). */
+ * handle closed, and its HTTP API refuses a filter it cannot read), and the call statistics. */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +33,8 @@
 #include "net/frame.h"
 #include "node/node.h"
 #include "node/renewal.h"
+#include "node/stats.h"
+#include "demo/demo.h"
 #include "objects/registry.h"
 #include "rpc.pb-c.h"
 #include "util/log.h"
@@ -1011,4 +1013,126 @@ Test(node, mapfeed_subscribe_out_of_memory_is_answered, .timeout = 30)
     cv_consensus_free(cons);
     cv_catalog_close(cat);
     cv_config_free(cfg);
+}
+
+/* ---------------------------------------------------------------------------------------------------
+ * The call statistics (node/stats.h): fixed tables sized from the registry and the shard count. */
+
+static const struct cv_stats_method *stats_method(const struct cv_node_stats *s, const char *type, const char *m)
+{
+    for (size_t i = 0; i < cv_node_stats_n_methods(s); i++) {
+        const struct cv_stats_method *sm = cv_node_stats_method(s, i);
+        if (strcmp(sm->type, type) == 0 && strcmp(sm->method, m) == 0) return sm;
+    }
+    return NULL;
+}
+
+Test(node, stats_count_per_shard_and_method)
+{
+    cv_registry *reg = cv_registry_new();
+    cr_assert_eq(cv_demo_register(reg), 0);
+    struct cv_node_stats *s;
+    cr_assert_eq(cv_node_stats_new(reg, 0, &s), CV_EINVAL, "no shards");
+    cr_assert_eq(cv_node_stats_new(reg, 64, &s), 0);
+    size_t want = 0;
+    for (size_t i = 0; i < cv_registry_count(reg); i++) want += cv_registry_type_at(reg, i)->n_methods;
+    cr_assert_eq(cv_node_stats_n_methods(s), want, "one slot per registered method");
+    const struct cv_object_type *sc = cv_registry_type(reg, "SimpleCounter");
+    const struct cv_method *inc = cv_type_method(sc, "Increment");
+    cv_node_stats_count(s, sc, inc, 5, 0, 2000);
+    cv_node_stats_count(s, sc, inc, 5, 0, 2000);
+    cv_node_stats_count(s, sc, inc, 5, CV_EBUSY, 2000);
+    const struct cv_object_type *sm = cv_registry_type(reg, "ShardMonitor");
+    cv_node_stats_count(s, sm, cv_type_method(sm, "GetStats"), 7, 0, 100);
+    cv_node_stats_count(s, NULL, NULL, CV_STATS_NO_SHARD, CV_ENOTFOUND, 0); /* unknown type */
+    static const struct cv_method stranger = {.name = "Increment"};   /* not the registry's */
+    cv_node_stats_count(s, sc, &stranger, 64, CV_EINVAL, 0);            /* shard out of range */
+    cr_assert_eq(cv_node_stats_calls(s), 6);
+    cr_assert_eq(cv_node_stats_errors(s), 3);
+    uint64_t c, e;
+    cv_node_stats_shard(s, 5, &c, &e);
+    cr_assert(c == 3 && e == 1, "shard 5: %lu calls %lu errors", (unsigned long)c, (unsigned long)e);
+    cv_node_stats_shard(s, 7, &c, &e);
+    cr_assert(c == 1 && e == 0);
+    cv_node_stats_shard(s, 64, &c, &e);
+    cr_assert(c == 0 && e == 0, "out of range reads as zero");
+    const struct cv_stats_method *m = stats_method(s, "SimpleCounter", "Increment");
+    cr_assert(m && m->calls == 3 && m->errors == 1);
+    cr_assert_eq(m->lat.counts[1], 3, "2 ms is in (1, 2.5] ms");
+    cr_assert_eq(stats_method(s, "ShardMonitor", "GetStats")->calls, 1);
+    cr_assert_eq(stats_method(s, "NodeMonitor", "GetStats")->calls, 0, "same method name, other type");
+    cv_node_stats_free(s);
+    cv_registry_free(reg);
+}
+
+Test(node, stats_every_method_has_its_own_slot)
+{
+    cv_registry *reg = cv_registry_new();
+    cr_assert_eq(cv_demo_register(reg), 0);
+    struct cv_node_stats *s;
+    cr_assert_eq(cv_node_stats_new(reg, 8, &s), 0);
+    uint64_t k = 0;
+    for (size_t i = 0; i < cv_registry_count(reg); i++) {
+        const struct cv_object_type *t = cv_registry_type_at(reg, i);
+        for (size_t j = 0; j < t->n_methods; j++, k++)
+            for (uint64_t r = 0; r <= k; r++) cv_node_stats_count(s, t, &t->methods[j], 0, 0, 10);
+    }
+    k = 0;
+    for (size_t i = 0; i < cv_registry_count(reg); i++) {
+        const struct cv_object_type *t = cv_registry_type_at(reg, i);
+        for (size_t j = 0; j < t->n_methods; j++, k++) {
+            const struct cv_stats_method *m = stats_method(s, t->name, t->methods[j].name);
+            cr_assert(m && m->calls == k + 1, "%s.%s", t->name, t->methods[j].name);
+        }
+    }
+    cv_node_stats_free(s);
+    cv_registry_free(reg);
+}
+
+Test(node, stats_json_and_metrics)
+{
+    cv_registry *reg = cv_registry_new();
+    cr_assert_eq(cv_demo_register(reg), 0);
+    struct cv_node_stats *s;
+    cr_assert_eq(cv_node_stats_new(reg, 64, &s), 0);
+    const struct cv_object_type *sc = cv_registry_type(reg, "SimpleCounter");
+    const struct cv_method *inc = cv_type_method(sc, "Increment");
+    for (int i = 0; i < 3; i++) cv_node_stats_count(s, sc, inc, 9, i == 2 ? CV_EBUSY : 0, 2000);
+    json_t *j = cv_node_stats_json(s, "node-1");
+    cr_assert_not_null(j);
+    cr_assert_str_eq(json_string_value(json_object_get(j, "node")), "node-1");
+    cr_assert_eq(json_integer_value(json_object_get(j, "calls")), 3);
+    cr_assert_eq(json_integer_value(json_object_get(j, "errors")), 1);
+    cr_assert(json_is_integer(json_object_get(j, "uptime_ms")));
+    json_t *shards = json_object_get(j, "shards");
+    cr_assert_eq(json_object_size(shards), 1, "shards without calls are left out");
+    cr_assert_eq(json_integer_value(json_object_get(json_object_get(shards, "9"), "calls")), 3);
+    cr_assert_eq(json_integer_value(json_object_get(json_object_get(shards, "9"), "errors")), 1);
+    json_t *methods = json_object_get(j, "methods"), *m = NULL, *e;
+    size_t i;
+    cr_assert_eq(json_array_size(methods), cv_node_stats_n_methods(s), "every registered method is listed");
+    json_array_foreach(methods, i, e)
+        if (!strcmp(json_string_value(json_object_get(e, "type")), "SimpleCounter") &&
+            !strcmp(json_string_value(json_object_get(e, "method")), "Increment"))
+            m = e;
+    cr_assert_not_null(m);
+    cr_assert_eq(json_integer_value(json_object_get(m, "calls")), 3);
+    cr_assert_eq(json_integer_value(json_object_get(m, "errors")), 1);
+    cr_assert_float_eq(json_real_value(json_object_get(m, "p50_ms")), 1.75, 1e-9, "1 + 1.5 * 1.5/3");
+    cr_assert_float_eq(json_real_value(json_object_get(m, "p99_ms")), 2.485, 1e-9);
+    json_t *le = json_object_get(m, "le"), *b = json_object_get(m, "buckets");
+    cr_assert_eq(json_array_size(le), CV_HIST_N);
+    cr_assert_eq(json_array_size(b), CV_HIST_N);
+    cr_assert_float_eq(json_real_value(json_array_get(le, 1)), 2.5, 1e-12);
+    cr_assert(json_is_null(json_array_get(le, CV_HIST_N - 1)), "+Inf");
+    cr_assert_eq(json_integer_value(json_array_get(b, 1)), 3);
+    json_decref(j);
+    struct cv_buf pb = {0};
+    cv_node_stats_prom(s, &pb);
+    cr_assert(!pb.oom);
+    cr_assert_not_null(strstr(pb.p, "# TYPE cverse_calls_total counter\ncverse_calls_total 3\n"), "%s", pb.p);
+    cr_assert_not_null(strstr(pb.p, "cverse_call_errors_total 1\n"), "%s", pb.p);
+    free(pb.p);
+    cv_node_stats_free(s);
+    cv_registry_free(reg);
 }

@@ -1,5 +1,5 @@
 /* Unit tests of the shared helpers in src/util: percent-decoding, the Prometheus writer, mkdir -p,
- * big-endian integers. */
+ * big-endian integers, the latency histogram. */
 #include <criterion/criterion.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +8,7 @@
 #include "cverse/error.h"
 #include "util/be.h"
 #include "util/fs.h"
+#include "util/hist.h"
 #include "util/pct.h"
 #include "util/prom.h"
 
@@ -139,4 +140,74 @@ Test(be, round_trips_in_network_order_at_any_alignment)
     cv_be64_put(buf, UINT64_MAX - 1);
     cr_assert_eq(cv_be64_get(buf), UINT64_MAX - 1);
     cr_assert_eq(buf[7], 0xFE);
+}
+
+/* ---------------------------------------------------------------------------------------------------
+ * The latency histogram (util/hist.h). */
+
+TestSuite(hist, .fini = cv_lsan_check);
+
+Test(hist, records_into_the_gates_buckets)
+{
+    const double want[CV_HIST_N - 1] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                        0.25,  0.5,    1,     2.5,  5,     10,   30};
+    for (size_t i = 0; i < CV_HIST_N - 1; i++) cr_assert_eq(cv_hist_bounds[i], want[i], "bound %zu", i);
+    struct cv_hist h = {0};
+    cv_hist_record(&h, 0.001);     /* on a bound: that bucket (le) */
+    cv_hist_record(&h, 0.0010001); /* just above: the next one */
+    cv_hist_record_us(&h, 7000);   /* 7 ms: (5 ms, 10 ms] */
+    cv_hist_record(&h, 31);        /* beyond 30 s: +Inf */
+    cv_hist_record(&h, -1);        /* a clock step backwards counts as 0 */
+    cr_assert_eq(h.counts[0], 2);
+    cr_assert_eq(h.counts[1], 1);
+    cr_assert_eq(h.counts[3], 1);
+    cr_assert_eq(h.counts[CV_HIST_N - 1], 1);
+    cr_assert_eq(cv_hist_count(&h), 5);
+    cr_assert_float_eq(h.sum_s, 0.001 + 0.0010001 + 0.007 + 31, 1e-12);
+}
+
+Test(hist, merge_adds_counts_and_sums)
+{
+    struct cv_hist a = {0}, b = {0};
+    cv_hist_record(&a, 0.002);
+    cv_hist_record(&b, 0.002);
+    cv_hist_record(&b, 3);
+    cv_hist_merge(&a, &b);
+    cr_assert_eq(a.counts[1], 2);
+    cr_assert_eq(a.counts[11], 1, "3 s is in (2.5, 5]");
+    cr_assert_eq(cv_hist_count(&a), 3);
+    cr_assert_float_eq(a.sum_s, 3.004, 1e-12);
+    cr_assert_eq(cv_hist_count(&b), 2, "the source is unchanged");
+}
+
+Test(hist, quantiles_interpolate_inside_a_bucket)
+{
+    struct cv_hist h = {0};
+    cr_assert_eq(cv_hist_quantile(&h, 0.5), 0, "empty");
+    for (int i = 0; i < 100; i++) cv_hist_record(&h, 0.0005); /* 100 in [0, 1 ms] */
+    cr_assert_float_eq(cv_hist_quantile(&h, 0.5), 0.0005, 1e-12, "rank 50 of 100 in [0, 1 ms]");
+    cr_assert_float_eq(cv_hist_quantile(&h, 0.99), 0.00099, 1e-12);
+    for (int i = 0; i < 100; i++) cv_hist_record(&h, 0.02); /* 100 in (10 ms, 25 ms] */
+    cr_assert_float_eq(cv_hist_quantile(&h, 0.5), 0.001, 1e-12, "rank 100 is the top of the first bucket");
+    cr_assert_float_eq(cv_hist_quantile(&h, 0.75), 0.0175, 1e-12, "rank 150: half-way into (10, 25] ms");
+    cr_assert_float_eq(cv_hist_quantile(&h, 1), 0.025, 1e-12);
+    struct cv_hist slow = {0};
+    cv_hist_record(&slow, 100);
+    cr_assert_eq(cv_hist_quantile(&slow, 0.99), 30, "+Inf reports the last finite bound");
+}
+
+Test(hist, prometheus_series_with_cumulative_buckets)
+{
+    struct cv_hist h = {0};
+    cv_hist_record(&h, 0.0005);
+    cv_hist_record(&h, 0.2);
+    struct cv_buf b = {0};
+    cv_hist_prom(&b, "x_seconds", "op=\"call\"", &h);
+    cr_assert(!b.oom);
+    cr_assert_not_null(strstr(b.p, "x_seconds_bucket{op=\"call\",le=\"0.001\"} 1\n"), "%s", b.p);
+    cr_assert_not_null(strstr(b.p, "x_seconds_bucket{op=\"call\",le=\"0.1\"} 1\n"), "%s", b.p);
+    cr_assert_not_null(strstr(b.p, "x_seconds_bucket{op=\"call\",le=\"0.25\"} 2\n"), "%s", b.p);
+    cr_assert_not_null(strstr(b.p, "x_seconds_bucket{op=\"call\",le=\"+Inf\"} 2\n"), "%s", b.p);
+    cr_assert_not_null(strstr(b.p, "x_seconds_count{op=\"call\"} 2\n"), "%s", b.p);
+    free(b.p);
 }
