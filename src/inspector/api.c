@@ -81,16 +81,19 @@ static json_t *map_json(const struct cv_insp_model *m)
                      targets, "pinned", pinned);
 }
 
-json_t *cv_insp_api_state(const struct cv_insp_model *m, const struct cv_insp_events *ev)
+json_t *cv_insp_api_state(const struct cv_insp_model *m, const struct cv_insp_events *ev,
+                          const struct cv_insp_stats *stats)
 {
     size_t up = 0;
     for (size_t i = 0; i < m->n_nodes; i++) up += m->nodes[i].up;
-    return json_pack("{s:I,s:I,s:b,s:s?,s:I,s:I,s:I,s:I,s:o*,s:o*,s:o*,s:o*,s:o*}", "last_event_id",
+    json_t *st = json_pack("{s:I,s:I,s:b,s:s?,s:I,s:I,s:I,s:I,s:o*,s:o*,s:o*,s:o*,s:o*}", "last_event_id",
                      (json_int_t)cv_insp_events_last(ev), "time_ms", (json_int_t)m->time_ms, "ready", m->have,
                      "leader", cv_insp_model_node_id(m, m->leader), "term", (json_int_t)m->term, "shards",
                      (json_int_t)m->n_shards, "nodes_up", (json_int_t)up, "nodes_total", (json_int_t)m->n_nodes,
                      "shard_map", map_json(m), "nodes", nodes_json(m), "gates", gates_json(m), "objects",
                      objects_json(m), "events", cv_insp_events_tail(ev, STATE_EVENTS));
+    if (st) json_object_set_new(st, "stats", stats ? cv_insp_stats_json(stats, m) : json_null());
+    return st;
 }
 
 json_t *cv_insp_api_shards(const struct cv_insp_model *m)

@@ -7,11 +7,14 @@
 
 #include "inspector/events.h"
 #include "inspector/model.h"
+#include "inspector/stats.h"
 
 /* Each returns a new reference (NULL when out of memory). */
 /* {"last_event_id","time_ms","ready","leader","term","shards","shard_map":{"applied_index","owners",
  *  "epochs","objects","targets","pinned"},"nodes":[…],"gates":[…],"objects":[…],"events":[last 200]} */
-json_t *cv_insp_api_state(const struct cv_insp_model *m, const struct cv_insp_events *ev);
+/* ... ,"stats":cv_insp_stats_json (null without stats)} */
+json_t *cv_insp_api_state(const struct cv_insp_model *m, const struct cv_insp_events *ev,
+                          const struct cv_insp_stats *stats);
 /* {"shards":[{"shard_id","target_node","current_node","object_count","flags"}],"nodes":[ids]} */
 json_t *cv_insp_api_shards(const struct cv_insp_model *m);
 /* {"nodes":[{"id","up","objects"}],"gates":[{"id"}],"objects":[{"id","type","node","shard"}],

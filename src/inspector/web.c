@@ -60,7 +60,7 @@ static void web__ready(struct cv_insp_web *w, struct cv_http_exchange *x, const 
 
 static void web__state(struct cv_insp_web *w, struct cv_http_exchange *x, const struct cv_http_request *r)
 {
-    respond_doc(x, cv_insp_api_state(cv_insp_poll_model(w->o.poll), w->o.events));
+    respond_doc(x, cv_insp_api_state(cv_insp_poll_model(w->o.poll), w->o.events, w->o.stats));
 }
 
 static void web__shards(struct cv_insp_web *w, struct cv_http_exchange *x, const struct cv_http_request *r)
