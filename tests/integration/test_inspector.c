@@ -248,10 +248,11 @@ static bool has_event(int k, const char *type, const char *node)
     return ok;
 }
 
-/* A config of n_config nodes (3 voters), STARTED of them running, a gate and both inspectors. */
-static void start_all(int n_config)
+/* A config of n_config nodes (3 voters), STARTED of them running, a gate and both inspectors; autoload:
+ * the demo's auto-load objects. */
+static void start_all(int n_config, bool autoload)
 {
-    struct h_opts o = {.gates = 1};
+    struct h_opts o = {.gates = 1, .demo_autoload = autoload};
     h_cluster_init_ex(&C, n_config, 3, 1500, &o);
     for (int i = 0; i < STARTED; i++) h_node_start(&C, i);
     h_gate_start(&C, 0);
@@ -446,7 +447,7 @@ static void actions_reach_the_nodes(int victim)
 
 Test(inspector, read_api_actions_and_a_node_killed)
 {
-    start_all(4);
+    start_all(4, false);
     long st;
     /* The static front page and the health check. */
     char *page = h_get_port(insp_port(0), "/", &st);
@@ -593,7 +594,7 @@ Test(browser, every_view_heatmap_move_kill_and_xss)
     cr_assert(stat(lib, &sb) == 0 && stat("/usr/bin/chromium", &sb) == 0,
               "playwright-core (npm ci in tests/browser) or /usr/bin/chromium missing: "
               "scripts/install-deps.sh installs both");
-    start_all(STARTED);
+    start_all(STARTED, true);
     long st;
     free(h_post(h_gate_http_port(&C, 0),
                 "/api/v1/objects/create/SimpleCounter/%3Cimg%20src%3Dx%20onerror%3Dwindow.__xss%3D1%3E", NULL, 0, &st));
@@ -609,6 +610,9 @@ Test(browser, every_view_heatmap_move_kill_and_xss)
     snprintf(url, sizeof url, "http://127.0.0.1:%d/", insp_port(1)); /* the one with a token: actions work */
     setenv("INSPECTOR_URL", url, 1);
     setenv("TOKEN", TOKEN, 1);
+    char gate[64];
+    snprintf(gate, sizeof gate, "http://127.0.0.1:%d", h_gate_http_port(&C, 0));
+    setenv("GATE", gate, 1);
     setenv("OUT_DIR", out, 1);
     setenv("SHARDS", "64", 1);
     snprintf(cmd, sizeof cmd, "cd '%s' && node inspector.mjs", dir);

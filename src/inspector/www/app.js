@@ -13,6 +13,7 @@
   const MAX_PILLS = 400; // pills drawn per node; the rest is a count
   const MAX_GRAPH_OBJECTS = 300;
   const MAX_TABLE_OBJECTS = 1000;
+  const AUTO_TYPES = ['ShardMonitor', 'NodeMonitor', 'GlobalMonitor']; // the demo's auto-load types
 
   const S = {
     state: null,          // last /api/state
@@ -26,6 +27,7 @@
     charts: {},
     graph: null,
     graphKey: '',
+    sort: { 'types-table': { key: 'calls_s', asc: false }, 'methods-table': { key: 'calls_s', asc: false } },
   };
   window.__inspector = S; // for tests and the curious
 
@@ -39,6 +41,16 @@
   function clear(node) { while (node.firstChild) node.removeChild(node.firstChild); }
   function nodeColour(i) { return i < 0 ? '#d6dae2' : PALETTE[i % PALETTE.length]; }
   function fmtTime(ms) { return ms ? new Date(ms).toLocaleTimeString() : '–'; }
+  function fmtRate(v) { return v === null || v === undefined ? '–' : v >= 100 ? Math.round(v) : Math.round(v * 10) / 10; }
+  function fmtMs(v) { return v === null || v === undefined ? '–' : v >= 100 ? Math.round(v) : Math.round(v * 100) / 100; }
+  function fmtUptime(ms) {
+    if (!ms) return '–';
+    const s = Math.floor(ms / 1000);
+    return s >= 86400 ? Math.floor(s / 86400) + 'd ' + Math.floor((s % 86400) / 3600) + 'h'
+      : s >= 3600 ? Math.floor(s / 3600) + 'h ' + Math.floor((s % 3600) / 60) + 'm'
+      : s >= 60 ? Math.floor(s / 60) + 'm ' + (s % 60) + 's' : s + 's';
+  }
+  function stats() { return S.state && S.state.stats ? S.state.stats : null; }
 
   // ---- data ---------------------------------------------------------------------------------------------
 
@@ -125,6 +137,7 @@
     if (S.view === 'overview') renderOverview();
     else if (S.view === 'nodes') renderNodes();
     else if (S.view === 'shards') renderShards();
+    else if (S.view === 'types') renderTypes();
     else if (S.view === 'objects') renderObjects();
     else if (S.view === 'events') renderEvents();
   }
@@ -143,7 +156,30 @@
     $('ov-gates').textContent = st.gates.length;
     const last = S.events[S.events.length - 1];
     $('ov-event').textContent = last ? '#' + last.id + ' ' + last.type : '–';
+    const sx = stats();
+    $('ov-calls').textContent = sx ? fmtRate(sx.calls_s) : '–';
+    $('ov-errors').textContent = sx ? fmtRate(sx.errors_s) : '–';
+    $('ov-lat').textContent = sx ? fmtMs(sx.p50_ms) + ' / ' + fmtMs(sx.p99_ms) : '–';
+    renderTopMethods(sx);
     if (!window.Chart) return;
+    if (sx) {
+      const h = sx.history;
+      const labels = h.time_ms.map((t) => new Date(t).toLocaleTimeString());
+      chart('chart-calls', 'line', {
+        labels,
+        datasets: [
+          { label: 'calls/s', data: h.calls_s, borderColor: PALETTE[0], pointRadius: 0 },
+          { label: 'errors/s', data: h.errors_s, borderColor: PALETTE[4], pointRadius: 0 },
+        ],
+      }, { scales: { y: { beginAtZero: true } } });
+      chart('chart-latency', 'line', {
+        labels,
+        datasets: [
+          { label: 'p50 ms', data: h.p50_ms, borderColor: PALETTE[2], pointRadius: 0, spanGaps: true },
+          { label: 'p99 ms', data: h.p99_ms, borderColor: PALETTE[1], pointRadius: 0, spanGaps: true },
+        ],
+      }, { scales: { y: { beginAtZero: true } } });
+    }
     chart('chart-history', 'line', {
       labels: S.history.labels,
       datasets: [
@@ -163,6 +199,29 @@
     chart('chart-types', 'doughnut', {
       labels: tk, datasets: [{ data: tk.map((k) => types[k]), backgroundColor: tk.map((k, i) => PALETTE[i % PALETTE.length]) }],
     }, {});
+  }
+
+  // Top methods: by calls/s, then errors, then p99 (the busiest first).
+  function renderTopMethods(sx) {
+    const tb = $('top-methods').tBodies[0];
+    clear(tb);
+    const rows = sx ? sx.methods.filter((m) => m.calls > 0) : [];
+    rows.sort((a, b) => b.calls_s - a.calls_s || b.errors - a.errors || (b.p99_ms || 0) - (a.p99_ms || 0));
+    for (const m of rows.slice(0, 8)) {
+      const tr = el('tr');
+      tr.appendChild(td(m.type + '.' + m.method));
+      tr.appendChild(td(fmtRate(m.calls_s), 'num'));
+      tr.appendChild(td(m.errors, 'num'));
+      tr.appendChild(td(fmtMs(m.p99_ms), 'num'));
+      tb.appendChild(tr);
+    }
+    if (!rows.length) {
+      const tr = el('tr');
+      const c = td('no calls yet');
+      c.colSpan = 4;
+      tr.appendChild(c);
+      tb.appendChild(tr);
+    }
   }
 
   function chart(id, type, data, options) {
@@ -211,6 +270,12 @@
       tr.appendChild(td(lease, 'num'));
       tr.appendChild(td(n.shards, 'num'));
       tr.appendChild(td(n.reachable ? n.objects : '–', 'num'));
+      const ns = stats() ? stats().nodes.find((x) => x.id === n.id) : null;
+      const live = ns && ns.live;
+      tr.appendChild(td(live ? fmtRate(ns.calls_s) : '–', 'num calls'));
+      tr.appendChild(td(live ? (Math.round(ns.error_rate * 1000) / 10) + ' %' : '–', 'num'));
+      tr.appendChild(td(live ? fmtMs(ns.p50_ms) + ' / ' + fmtMs(ns.p99_ms) : '–', 'num'));
+      tr.appendChild(td(ns && n.reachable ? fmtUptime(ns.uptime_ms) : '–', 'num'));
       const why = n.reachable ? (n.ready ? 'ready' : n.ready_reason || 'not ready') : (n.error || 'unreachable');
       const rc = td(why, 'why');
       rc.title = why;
@@ -251,6 +316,7 @@
   };
 
   function shardObjects(s) { return (S.state.shard_map.objects || [])[s] || 0; }
+  function shardCalls(s) { const x = stats(); return x ? x.shard_calls_s[s] || 0 : 0; }
 
   // A shard's state as the heatmap shows it: unassigned (no owner), down (its owner is down: it waits for
   // a new one), releasing (an operator's target differs from the owner: the owner hands it over), pinned,
@@ -273,10 +339,10 @@
     const owner = m.known ? m.owners[s] : null;
     const i = owner === null ? -1 : nodeIndex(owner);
     if (S.heatMode === 'owner') return nodeColour(i);
-    if (S.heatMode === 'objects') {
-      const v = shardObjects(s);
+    if (S.heatMode === 'objects' || S.heatMode === 'calls') {
+      const v = S.heatMode === 'calls' ? shardCalls(s) : shardObjects(s);
       if (!v) return '#eef1f6';
-      const t = Math.log(1 + v) / Math.log(1 + maxObj);
+      const t = Math.min(1, Math.log(1 + v) / Math.log(1 + maxObj));
       return 'rgb(' + Math.round(230 - 190 * t) + ',' + Math.round(240 - 150 * t) + ',' + Math.round(255 - 80 * t) + ')';
     }
     return STATE_COLOURS[shardState(s)];
@@ -294,7 +360,7 @@
     const ctx = cv.getContext('2d');
     ctx.clearRect(0, 0, w, h);
     let maxObj = 1;
-    for (let s = 0; s < st.shards; s++) maxObj = Math.max(maxObj, shardObjects(s));
+    for (let s = 0; s < st.shards; s++) maxObj = Math.max(maxObj, S.heatMode === 'calls' ? shardCalls(s) : shardObjects(s));
     const gap = L.cell >= 8 ? 1 : 0;
     const pinned = st.shard_map.pinned || [];
     for (let s = 0; s < st.shards; s++) {
@@ -334,7 +400,7 @@
       item(STATE_COLOURS.releasing, 'releasing (moving to its target)'); item(STATE_COLOURS.down, 'owner down');
       item(STATE_COLOURS.unassigned, 'unassigned');
     } else {
-      item('#eef1f6', 'none'); item('rgb(40,90,175)', 'most (log scale)');
+      item('#eef1f6', 'none'); item('rgb(40,90,175)', 'most (log scale)' + (S.heatMode === 'calls' ? ' calls/s' : ' objects'));
     }
   }
 
@@ -351,7 +417,7 @@
     const m = S.state.shard_map;
     return { owner: m.known ? m.owners[s] : null, epoch: m.known ? m.epochs[s] : 0, objects: shardObjects(s),
              target: m.known ? (m.targets || [])[s] || null : null, pinned: m.known ? !!(m.pinned || [])[s] : false,
-             state: shardState(s) };
+             state: shardState(s), calls_s: shardCalls(s) };
   }
 
   function onHeatMove(ev) {
@@ -361,7 +427,8 @@
     if (s < 0) { tip.classList.add('hidden'); return; }
     const i = shardInfo(s);
     tip.textContent = 'shard ' + s + '\nowner ' + (i.owner || 'unassigned') + '\nstate ' + i.state +
-      (i.target ? '\ntarget ' + i.target : '') + '\nepoch ' + i.epoch + '\nobjects ' + i.objects;
+      (i.target ? '\ntarget ' + i.target : '') + '\nepoch ' + i.epoch + '\nobjects ' + i.objects +
+      '\ncalls/s ' + fmtRate(i.calls_s);
     tip.dataset.shard = String(s);
     tip.dataset.owner = i.owner || '';
     const wrap = $('heatmap').parentNode.getBoundingClientRect();
@@ -394,6 +461,7 @@
     row('pinned', i.pinned ? 'yes (rebalancing keeps it on its owner)' : 'no');
     row('epoch', i.epoch);
     row('active objects', i.objects);
+    row('calls/s', fmtRate(i.calls_s));
     const moves = $('sd-moves');
     clear(moves);
     const mine = S.events.filter((e) => e.type === 'shard_moved' && e.shard === s).slice(-10).reverse();
@@ -479,6 +547,68 @@
     } catch (e) {
       res.className = 'result error';
       res.textContent = 'request failed: ' + e.message;
+    }
+  }
+
+  // ---- types and methods -------------------------------------------------------------------------------
+
+  function sortRows(id, rows) {
+    const o = S.sort[id];
+    const v = (r) => (r[o.key] === null || r[o.key] === undefined ? -1 : r[o.key]);
+    rows.sort((a, b) => {
+      const x = v(a), y = v(b);
+      const c = typeof x === 'string' ? String(x).localeCompare(String(y)) : x - y;
+      return o.asc ? c : -c;
+    });
+    for (const th of document.querySelectorAll('#' + id + ' th')) {
+      th.classList.toggle('sorted', th.dataset.key === o.key);
+      th.classList.toggle('asc', th.dataset.key === o.key && o.asc);
+    }
+    return rows;
+  }
+
+  function fillTable(id, rows, cols) {
+    const tb = $(id).tBodies[0];
+    clear(tb);
+    for (const r of sortRows(id, rows)) {
+      const tr = el('tr');
+      tr.dataset.type = r.type;
+      for (const [k, f] of cols) tr.appendChild(td(f ? f(r[k]) : r[k], f ? 'num ' + k : k));
+      tb.appendChild(tr);
+    }
+  }
+
+  function renderTypes() {
+    const sx = stats();
+    const hide = $('hide-auto').checked;
+    const keep = (r) => !hide || !AUTO_TYPES.includes(r.type);
+    fillTable('types-table', sx ? sx.types.filter(keep) : [], [['type'], ['active', String], ['calls_s', fmtRate],
+      ['errors_s', fmtRate], ['errors', String], ['p50_ms', fmtMs], ['p99_ms', fmtMs]]);
+    fillTable('methods-table', sx ? sx.methods.filter(keep) : [], [['type'], ['method'], ['calls_s', fmtRate],
+      ['errors_s', fmtRate], ['calls', String], ['errors', String], ['p50_ms', fmtMs], ['p99_ms', fmtMs]]);
+  }
+
+  async function lookup(ev) {
+    ev.preventDefault();
+    const dl = $('lk-result');
+    clear(dl);
+    const row = (k, v) => { dl.appendChild(el('dt', null, k)); dl.appendChild(el('dd', null, v)); };
+    const q = 'api/object?type=' + encodeURIComponent($('lk-type').value.trim()) + '&id=' + encodeURIComponent($('lk-id').value);
+    try {
+      const r = await fetch(q, { cache: 'no-store' });
+      const j = await r.json();
+      if (!r.ok) { row('error', (j.code || r.status) + ': ' + (j.error || '')); return; }
+      row('shard', j.shard + (j.placement === 'hash' ? ' (FNV-1a)' : ' (' + j.placement + ')'));
+      row('owner', (j.owner || 'unassigned') + (j.owner && !j.owner_up ? ' (down)' : ''));
+      row('active', j.active ? 'yes, on ' + j.active_on + (j.active_type && j.active_type !== j.type ? ' as ' + j.active_type : '') : 'no');
+      row('shard calls/s', fmtRate(shardCalls(j.shard)));
+      if (j.target) row('target', j.target);
+      if (j.pinned) row('pinned', 'yes');
+      dl.dataset.shard = String(j.shard);
+      dl.dataset.owner = j.owner || '';
+      dl.dataset.active = String(j.active);
+    } catch (e) {
+      row('error', e.message);
     }
   }
 
@@ -621,10 +751,22 @@
     $('sd-move').addEventListener('click', () => action('shards/move', { shard_id: S.selected, target_node: $('sd-target').value }));
     $('sd-pin').addEventListener('click', () => action('shards/pin', { shard_id: S.selected, pinned: true }));
     $('sd-unpin').addEventListener('click', () => action('shards/pin', { shard_id: S.selected, pinned: false }));
+    $('hide-auto').addEventListener('change', renderTypes);
+    for (const id of ['types-table', 'methods-table']) {
+      for (const th of document.querySelectorAll('#' + id + ' th')) {
+        th.addEventListener('click', () => {
+          const o = S.sort[id];
+          if (o.key === th.dataset.key) o.asc = !o.asc;
+          else { o.key = th.dataset.key; o.asc = th.dataset.key === 'type' || th.dataset.key === 'method'; }
+          renderTypes();
+        });
+      }
+    }
+    $('lookup').addEventListener('submit', lookup);
     $('obj-filter').addEventListener('input', () => { S.graphKey = ''; renderObjects(); });
     const fromHash = () => {
       const hash = location.hash.replace('#', '');
-      if (['overview', 'nodes', 'shards', 'objects', 'events'].includes(hash) && hash !== S.view) showView(hash);
+      if (['overview', 'nodes', 'shards', 'types', 'objects', 'events'].includes(hash) && hash !== S.view) showView(hash);
     };
     window.addEventListener('hashchange', fromHash);
     fromHash();
