@@ -257,13 +257,12 @@
       const s = el('td');
       s.appendChild(el('span', 'badge ' + (n.up ? 'up' : 'down'), n.up ? 'up' : 'down'));
       if (n.draining) s.appendChild(el('span', 'badge draining', 'draining'));
-      if (!n.up && n.error) s.title = n.error;
+      s.title = (!n.up && n.error ? n.error + '\n' : '') + 'last seen ' + fmtTime(n.last_seen_ms);
       tr.appendChild(s);
       tr.appendChild(td(n.role || '–'));
       tr.appendChild(td(n.state || '–'));
       tr.appendChild(td(n.reachable ? n.term : '–', 'num'));
-      tr.appendChild(td(n.reachable ? n.commit_index : '–', 'num'));
-      tr.appendChild(td(n.reachable ? n.applied_index : '–', 'num'));
+      tr.appendChild(td(n.reachable ? n.commit_index + ' / ' + n.applied_index : '–', 'num'));
       const lag = leader && n.reachable ? Math.max(0, leader.commit_index - n.applied_index) : '–';
       tr.appendChild(td(lag, 'num'));
       const lease = n.lease_expiry_ms ? Math.round((n.lease_expiry_ms - now) / 100) / 10 + ' s' : '–';
@@ -280,7 +279,6 @@
       const rc = td(why, 'why');
       rc.title = why;
       tr.appendChild(rc);
-      tr.appendChild(td(fmtTime(n.last_seen_ms)));
       const act = el('td', 'admin' + (token() ? '' : ' off'));
       for (const [label, drain] of [['Drain', true], ['Undrain', false]]) {
         const b = el('button', null, label);
