@@ -8,7 +8,9 @@ extern "C" {
 
 /* Client-facing statuses (gRPC-style names, upper case) with their HTTP status and whether an HTTP
  * answer carries "Retry-After". Every error body any cverse process sends, native or HTTP, names one of
- * these; the last four only come from HTTP servers themselves (never from a CV_E* code).
+ * these; METHOD_NOT_ALLOWED .. HEADER_TOO_LARGE only come from HTTP servers themselves (never from a
+ * CV_E* code). UNAUTHENTICATED / PERMISSION_DENIED: an endpoint behind a token (the inspector's
+ * actions) without the right one / while no token is configured.
  * X(suffix, http, retry_after) */
 #define CV_STATUS_MAP(X)              \
     X(OK, 200, 0)                     \
@@ -23,7 +25,9 @@ extern "C" {
     X(METHOD_NOT_ALLOWED, 405, 0)     \
     X(PAYLOAD_TOO_LARGE, 413, 0)      \
     X(URI_TOO_LONG, 414, 0)           \
-    X(HEADER_TOO_LARGE, 431, 0)
+    X(HEADER_TOO_LARGE, 431, 0)       \
+    X(UNAUTHENTICATED, 401, 0)        \
+    X(PERMISSION_DENIED, 403, 0)
 
 enum cv_status {
 #define CV__STATUS_ENUM(s, http, ra) CV_STATUS_##s,
@@ -60,7 +64,9 @@ enum cv_status {
     X(CV_ERANGE, -17, INVALID_ARGUMENT, 0, 0, "value out of range")                                             \
     X(CV_EREDIRECT, -18, UNAVAILABLE, 1, 1, "wrong owner; refresh the shard map and retry")                     \
     X(CV_ECONFLICT, -19, FAILED_PRECONDITION, 0, 0, "precondition failed (state changed meanwhile)")            \
-    X(CV_ECANCELED, -20, UNAVAILABLE, 1, 0, "canceled")
+    X(CV_ECANCELED, -20, UNAVAILABLE, 1, 0, "canceled")                                                     \
+    X(CV_EAUTH, -21, UNAUTHENTICATED, 0, 0, "missing or wrong credentials")                                 \
+    X(CV_EPERM, -22, PERMISSION_DENIED, 0, 0, "not permitted")
 
 enum cv_errno {
 #define CV__ERR_ENUM(name, value, status, retry, reroute, msg) name = value,

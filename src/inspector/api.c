@@ -3,15 +3,22 @@
  * response unbounded; the counts stay exact. */
 #include "inspector/api.h"
 
+#include <stdio.h>
+#include <string.h>
+
+#include "core/hash.h"
+#include "cverse/error.h"
+
 #define MAX_OBJECTS 5000
 #define STATE_EVENTS 200
 
 static json_t *node_json(const struct cv_insp_model *m, size_t i)
 {
     const struct cv_insp_node *n = &m->nodes[i];
-    return json_pack("{s:s,s:s,s:s,s:b,s:b,s:b,s:b,s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:b,s:s,s:s,s:I,s:b}",
+    return json_pack("{s:s,s:s,s:s,s:b,s:b,s:b,s:b,s:b,s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:b,s:s,s:s,s:I,s:b}",
                      "id", n->cfg->id, "http_addr", n->cfg->http_addr, "advertise_addr", n->cfg->advertise_addr,
                      "up", n->up, "reachable", n->reachable, "alive", n->alive, "registered", n->registered,
+                     "draining", n->draining,
                      "role", n->role, "state", n->state, "term", (json_int_t)n->term, "commit_index",
                      (json_int_t)n->commit, "applied_index", (json_int_t)n->applied, "lease_expiry_ms",
                      (json_int_t)n->lease_expiry_ms, "shards", (json_int_t)n->shards, "objects",
@@ -52,42 +59,56 @@ static json_t *objects_json(const struct cv_insp_model *m)
     return a;
 }
 
-static json_t *map_json(const struct cv_insp_model *m)
+static json_t *node_or_null(const struct cv_insp_model *m, int i)
 {
-    json_t *owners = json_array(), *epochs = json_array(), *objects = json_array();
-    for (uint32_t s = 0; m->has_map && owners && epochs && objects && s < m->n_shards; s++) {
-        const char *o = cv_insp_model_node_id(m, m->owner[s]);
-        json_array_append_new(owners, o ? json_string(o) : json_null());
-        json_array_append_new(epochs, json_integer((json_int_t)m->epoch[s]));
-        json_array_append_new(objects, json_integer(m->objects_per_shard[s]));
-    }
-    return json_pack("{s:b,s:I,s:o*,s:o*,s:o*}", "known", m->has_map, "applied_index", (json_int_t)m->map_applied,
-                     "owners", owners, "epochs", epochs, "objects", objects);
+    const char *id = cv_insp_model_node_id(m, i);
+    return id ? json_string(id) : json_null();
 }
 
-json_t *cv_insp_api_state(const struct cv_insp_model *m, const struct cv_insp_events *ev)
+static json_t *map_json(const struct cv_insp_model *m)
+{
+    json_t *owners = json_array(), *epochs = json_array(), *objects = json_array(), *targets = json_array(),
+           *pinned = json_array();
+    for (uint32_t s = 0; m->has_map && owners && epochs && objects && targets && pinned && s < m->n_shards; s++) {
+        json_array_append_new(owners, node_or_null(m, m->owner[s]));
+        json_array_append_new(epochs, json_integer((json_int_t)m->epoch[s]));
+        json_array_append_new(objects, json_integer(m->objects_per_shard[s]));
+        json_array_append_new(targets, node_or_null(m, m->target[s]));
+        json_array_append_new(pinned, json_boolean(m->pinned[s]));
+    }
+    return json_pack("{s:b,s:I,s:o*,s:o*,s:o*,s:o*,s:o*}", "known", m->has_map, "applied_index",
+                     (json_int_t)m->map_applied, "owners", owners, "epochs", epochs, "objects", objects, "targets",
+                     targets, "pinned", pinned);
+}
+
+json_t *cv_insp_api_state(const struct cv_insp_model *m, const struct cv_insp_events *ev,
+                          const struct cv_insp_stats *stats)
 {
     size_t up = 0;
     for (size_t i = 0; i < m->n_nodes; i++) up += m->nodes[i].up;
-    return json_pack("{s:I,s:I,s:b,s:s?,s:I,s:I,s:I,s:I,s:o*,s:o*,s:o*,s:o*,s:o*}", "last_event_id",
+    json_t *st = json_pack("{s:I,s:I,s:b,s:s?,s:I,s:I,s:I,s:I,s:o*,s:o*,s:o*,s:o*,s:o*}", "last_event_id",
                      (json_int_t)cv_insp_events_last(ev), "time_ms", (json_int_t)m->time_ms, "ready", m->have,
                      "leader", cv_insp_model_node_id(m, m->leader), "term", (json_int_t)m->term, "shards",
                      (json_int_t)m->n_shards, "nodes_up", (json_int_t)up, "nodes_total", (json_int_t)m->n_nodes,
                      "shard_map", map_json(m), "nodes", nodes_json(m), "gates", gates_json(m), "objects",
                      objects_json(m), "events", cv_insp_events_tail(ev, STATE_EVENTS));
+    if (st) json_object_set_new(st, "stats", stats ? cv_insp_stats_json(stats, m) : json_null());
+    return st;
 }
 
 json_t *cv_insp_api_shards(const struct cv_insp_model *m)
 {
     json_t *shards = json_array(), *nodes = json_array();
     for (uint32_t s = 0; m->has_map && shards && s < m->n_shards; s++) {
-        const char *o = cv_insp_model_node_id(m, m->owner[s]);
-        /* current_node: the owner while it is up (it serves the shard); "" while nobody does. */
+        const char *o = cv_insp_model_node_id(m, m->owner[s]), *t = cv_insp_model_node_id(m, m->target[s]);
+        /* current_node: the owner while it is up (it serves the shard); "" while nobody does.
+         * target_node: the owner an operator chose, else the owner (where the shard is meant to be). */
         const char *cur = o && m->nodes[m->owner[s]].up ? o : "";
         json_t *flags = json_array();
         if (!o && flags) json_array_append_new(flags, json_string("unassigned"));
+        if (m->pinned[s] && flags) json_array_append_new(flags, json_string("pinned"));
         json_array_append_new(shards, json_pack("{s:I,s:s,s:s,s:I,s:o*}", "shard_id", (json_int_t)s, "target_node",
-                                                o ? o : "", "current_node", cur, "object_count",
+                                                t ? t : o ? o : "", "current_node", cur, "object_count",
                                                 (json_int_t)m->objects_per_shard[s], "flags", flags));
     }
     for (size_t i = 0; nodes && i < m->n_nodes; i++) json_array_append_new(nodes, json_string(m->nodes[i].cfg->id));
@@ -116,4 +137,45 @@ json_t *cv_insp_api_graph(const struct cv_insp_model *m)
     }
     return json_pack("{s:o*,s:o*,s:o*,s:o*}", "nodes", nodes, "gates", gates, "objects", objects_json(m), "links",
                      links);
+}
+
+/* The node holding the active object (type "" matches any), its type; CV_INSP_NO_NODE if none. */
+static int find_active(const struct cv_insp_model *m, const char *type, const char *id, const char **found_type)
+{
+    for (size_t i = 0; i < m->n_nodes; i++) {
+        const struct cv_insp_node *n = &m->nodes[i];
+        for (size_t j = 0; n->reachable && j < n->n_objects; j++) {
+            const struct cv_insp_object *o = &n->objects[j];
+            if (strcmp(o->id, id) || (type[0] && strcmp(o->type, type))) continue;
+            *found_type = o->type;
+            return (int)i;
+        }
+    }
+    return CV_INSP_NO_NODE;
+}
+
+json_t *cv_insp_api_object(const struct cv_insp_model *m, const char *type, const char *id, int *err)
+{
+    static const char *const kinds[] = {[CV_PLACE_HASH] = "hash", [CV_PLACE_SHARD] = "shard",
+                                        [CV_PLACE_NODE] = "node"};
+    struct cv_placement p;
+    *err = cv_placement_parse(id, m->n_shards, &p);
+    if (*err) {
+        *err = CV_EINVAL;
+        return NULL;
+    }
+    char placed[128] = ""; /* a node id prefix (the nodes refuse ids of 512 bytes and more) */
+    if (p.kind == CV_PLACE_NODE) snprintf(placed, sizeof placed, "%.*s", (int)p.node_len, p.node);
+    /* A node-placed object lives on its node whatever the shard map says (if the config names it). */
+    int owner = p.kind == CV_PLACE_NODE ? cv_insp_model_find(m, placed) : m->has_map ? m->owner[p.shard]
+                                                                                     : CV_INSP_NO_NODE;
+    const char *atype = NULL;
+    int active = find_active(m, type, id, &atype);
+    json_t *o = json_pack("{s:s,s:s,s:I,s:s,s:s?,s:o,s:b,s:o,s:b,s:b,s:o,s:s?}", "type", type, "id", id, "shard",
+                          (json_int_t)p.shard, "placement", kinds[p.kind], "placed_node", placed[0] ? placed : NULL,
+                          "owner", node_or_null(m, owner), "owner_up", owner >= 0 && m->nodes[owner].up, "target",
+                          node_or_null(m, m->target[p.shard]), "pinned", m->pinned[p.shard], "active",
+                          active != CV_INSP_NO_NODE, "active_on", node_or_null(m, active), "active_type", atype);
+    if (!o) *err = CV_ENOMEM;
+    return o;
 }

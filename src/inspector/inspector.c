@@ -16,6 +16,7 @@
 #include "cverse/error.h"
 #include "inspector/events.h"
 #include "inspector/poll.h"
+#include "inspector/stats.h"
 #include "inspector/web.h"
 #include "net/http.h"
 #include "net/httpc.h"
@@ -29,6 +30,7 @@ struct cv_inspector {
     struct cv_insp_events *events;
     struct cv_httpc *httpc;
     struct cv_insp_poll *poll;
+    struct cv_insp_stats *stats;
     struct cv_insp_web *web;
     struct cv_http_server *http;
     uv_signal_t sigterm, sigint;
@@ -43,6 +45,7 @@ static void insp__unref(struct cv_inspector *in)
     void *data = in->o.data;
     cv_insp_web_free(in->web);
     cv_insp_events_free(in->events);
+    cv_insp_stats_free(in->stats);
     free(in);
     if (cb) cb(data);
 }
@@ -98,6 +101,7 @@ int cv_inspector_http_port(const struct cv_inspector *in)
 static void insp__round(void *data)
 {
     struct cv_inspector *in = data;
+    if (in->stats) cv_insp_stats_update(in->stats, cv_insp_poll_model(in->poll));
     if (in->web) cv_insp_web_tick(in->web);
 }
 
@@ -105,12 +109,14 @@ static int insp__parts(struct cv_inspector *in)
 {
     const struct cv_inspector_opts *o = &in->o;
     int rv = cv_insp_events_new(CV_INSP_EVENTS_CAP, &in->events);
+    if (!rv) rv = cv_insp_stats_new(o->cfg, &in->stats);
     if (!rv) rv = cv_httpc_init(o->loop, &in->httpc);
     if (rv) return rv;
     struct cv_insp_poll_opts po = {.loop = o->loop, .cfg = o->cfg, .httpc = in->httpc, .events = in->events,
                                    .interval_ms = o->poll_ms, .on_round = insp__round, .data = in};
     if ((rv = cv_insp_poll_init(&po, &in->poll))) return rv;
-    struct cv_insp_web_opts wo = {.cfg = o->cfg, .poll = in->poll, .events = in->events, .httpc = in->httpc,
+    struct cv_insp_web_opts wo = {.cfg = o->cfg, .poll = in->poll, .events = in->events, .stats = in->stats,
+                                  .httpc = in->httpc,
                                   .token = o->token, .www_dirs = o->www_dirs,
                                   .vendor_dir = o->vendor_dir ? o->vendor_dir : "/usr/share/javascript"};
     return cv_insp_web_new(&wo, &in->web);

@@ -23,11 +23,13 @@ int cv_insp_model_init(struct cv_insp_model *m, const struct cv_config *cfg)
     m->owner = malloc(cfg->shards * sizeof *m->owner);
     m->epoch = calloc(cfg->shards, sizeof *m->epoch);
     m->objects_per_shard = calloc(cfg->shards, sizeof *m->objects_per_shard);
-    if (!m->nodes || !m->owner || !m->epoch || !m->objects_per_shard) {
+    m->target = malloc(cfg->shards * sizeof *m->target);
+    m->pinned = calloc(cfg->shards, sizeof *m->pinned);
+    if (!m->nodes || !m->owner || !m->epoch || !m->objects_per_shard || !m->target || !m->pinned) {
         cv_insp_model_free(m);
         return CV_ENOMEM;
     }
-    for (uint32_t s = 0; s < cfg->shards; s++) m->owner[s] = CV_INSP_NO_NODE;
+    for (uint32_t s = 0; s < cfg->shards; s++) m->owner[s] = m->target[s] = CV_INSP_NO_NODE;
     for (size_t i = 0; i < cfg->n_nodes; i++) m->nodes[i].cfg = &cfg->nodes[i];
     return 0;
 }
@@ -50,6 +52,8 @@ void cv_insp_model_free(struct cv_insp_model *m)
     free(m->owner);
     free(m->epoch);
     free(m->objects_per_shard);
+    free(m->target);
+    free(m->pinned);
     memset(m, 0, sizeof *m);
 }
 
@@ -180,6 +184,7 @@ static void model__view(struct cv_insp_model *m, json_t *c)
         struct cv_insp_node *n = &m->nodes[i];
         n->alive = json_is_true(json_object_get(e, "alive"));
         n->registered = json_is_true(json_object_get(e, "registered"));
+        n->draining = json_is_true(json_object_get(e, "draining"));
         str(e, "role", n->role, sizeof n->role);
         n->lease_expiry_ms = (int64_t)num(e, "lease_expiry_ms");
     }
@@ -188,6 +193,7 @@ static void model__view(struct cv_insp_model *m, json_t *c)
 static void model__map(struct cv_insp_model *m, json_t *s)
 {
     json_t *owners = json_object_get(s, "owners"), *epochs = json_object_get(s, "epochs");
+    json_t *targets = json_object_get(s, "targets"), *pinned = json_object_get(s, "pinned");
     if (!json_is_array(owners) || json_array_size(owners) != m->n_shards) return;
     m->has_map = true;
     m->map_applied = num(s, "applied_index");
@@ -195,6 +201,9 @@ static void model__map(struct cv_insp_model *m, json_t *s)
         m->owner[i] = cv_insp_model_find(m, json_string_value(json_array_get(owners, i)));
         json_t *ep = json_array_get(epochs, i);
         m->epoch[i] = json_is_integer(ep) ? (uint64_t)json_integer_value(ep) : 0;
+        /* targets / pinned: absent from nodes without operator wishes (null / false then). */
+        m->target[i] = cv_insp_model_find(m, json_string_value(json_array_get(targets, i)));
+        m->pinned[i] = json_is_true(json_array_get(pinned, i));
     }
 }
 
@@ -205,6 +214,8 @@ static void model__carry_map(struct cv_insp_model *m, const struct cv_insp_model
     m->map_applied = prev->map_applied;
     memcpy(m->owner, prev->owner, m->n_shards * sizeof *m->owner);
     memcpy(m->epoch, prev->epoch, m->n_shards * sizeof *m->epoch);
+    memcpy(m->target, prev->target, m->n_shards * sizeof *m->target);
+    memcpy(m->pinned, prev->pinned, m->n_shards * sizeof *m->pinned);
 }
 
 void cv_insp_model_finish(struct cv_insp_model *m, const struct cv_insp_model *prev, uint64_t now_ms)

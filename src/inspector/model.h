@@ -26,6 +26,7 @@ struct cv_insp_node {
     json_t *doc[CV_INSP_N_DOCS];   /* this round's answers (owned references) */
     bool reachable;                /* answered /v1/cluster this round */
     bool alive, registered;        /* as the most advanced reachable node's catalog says */
+    bool draining;                 /* an operator drains it: the leader moves its shards away */
     bool up;                       /* reachable && alive */
     char role[16], state[16];      /* "voter"/"standby"/...; "leader"/"follower"/... */
     uint64_t term, commit, applied;
@@ -51,6 +52,8 @@ struct cv_insp_model {
     uint64_t map_applied;
     int32_t *owner;   /* [n_shards] node index or CV_INSP_NO_NODE */
     uint64_t *epoch;  /* [n_shards] */
+    int32_t *target;  /* [n_shards] the owner an operator chose (node index), CV_INSP_NO_NODE: none */
+    bool *pinned;     /* [n_shards] rebalancing keeps the shard on its owner */
     uint32_t *objects_per_shard; /* [n_shards] over the reachable nodes */
     uint64_t time_ms; /* when the round finished */
 };

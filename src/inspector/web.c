@@ -2,7 +2,9 @@
  * once from the current model. Actions: refused with 403 while no token is configured (the body says how
  * to enable them), 401 without the right bearer token, 400 when the shard id or node does not exist, 503
  * while no leader is known; otherwise the request goes to the leader node's /v1/admin/... endpoint and
- * the node's status and body are passed back (a 404 from nodes without the endpoint included).
+ * the node's status and body are passed back (e.g. 404 NOT_FOUND for a node of the config that never
+ * registered in the catalog, 200 {"index":N} once applied). 401/403 are the error table's CV_EAUTH /
+ * CV_EPERM rows, answered through cv_http_respond_error like every other error.
  * Static files come from a whitelist of names (no path from the request reaches the file system).
  *
  * Failure modes: out of memory answers 500; a node that does not answer an action answers 503 UNAVAILABLE
@@ -16,6 +18,7 @@
 #include "cverse/error.h"
 #include "inspector/api.h"
 #include "inspector/sse.h"
+#include "util/pct.h"
 #include "util/log.h"
 
 #define ACTION_TIMEOUT_MS 10000u
@@ -42,18 +45,6 @@ static void respond_doc(struct cv_http_exchange *x, json_t *doc)
     free(text);
 }
 
-/* 401/403 have no row in the error table (the nodes never answer them): same body shape, upper case. */
-static void respond_denied(struct cv_http_exchange *x, int status, const char *code, const char *msg)
-{
-    json_t *o = json_pack("{s:s,s:s}", "error", msg, "code", code);
-    char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
-    json_decref(o);
-    const char *hdr = status == 401 ? "WWW-Authenticate: Bearer realm=\"cverse-inspector\"\r\n" : NULL;
-    if (text) cv_http_respond(x, status, "application/json", text, strlen(text), hdr);
-    else cv_http_respond_error(x, CV_STATUS_INTERNAL, "out of memory", NULL);
-    free(text);
-}
-
 /* ---- read API ----------------------------------------------------------------------------------------- */
 
 static void web__healthz(struct cv_insp_web *w, struct cv_http_exchange *x, const struct cv_http_request *r)
@@ -69,7 +60,7 @@ static void web__ready(struct cv_insp_web *w, struct cv_http_exchange *x, const 
 
 static void web__state(struct cv_insp_web *w, struct cv_http_exchange *x, const struct cv_http_request *r)
 {
-    respond_doc(x, cv_insp_api_state(cv_insp_poll_model(w->o.poll), w->o.events));
+    respond_doc(x, cv_insp_api_state(cv_insp_poll_model(w->o.poll), w->o.events, w->o.stats));
 }
 
 static void web__shards(struct cv_insp_web *w, struct cv_http_exchange *x, const struct cv_http_request *r)
@@ -80,6 +71,24 @@ static void web__shards(struct cv_insp_web *w, struct cv_http_exchange *x, const
 static void web__graph(struct cv_insp_web *w, struct cv_http_exchange *x, const struct cv_http_request *r)
 {
     respond_doc(x, cv_insp_api_graph(cv_insp_poll_model(w->o.poll)));
+}
+
+/* GET /api/object?type=T&id=X: where the object lives (400 for a missing or refused id). */
+static void web__object(struct cv_insp_web *w, struct cv_http_exchange *x, const struct cv_http_request *r)
+{
+    char type[128] = "", id[512];
+    int rv = cv_pct_query_param(r->query, "id", id, sizeof id);
+    int rt = cv_pct_query_param(r->query, "type", type, sizeof type);
+    if (rv || (rt && rt != CV_ENOTFOUND)) {
+        cv_http_respond_error(x, CV_STATUS_INVALID_ARGUMENT,
+                              rv == CV_ENOTFOUND ? "missing query parameter id (and optional type)"
+                                                 : "type or id malformed or too long (type < 128, id < 512 bytes)",
+                              NULL);
+        return;
+    }
+    json_t *doc = cv_insp_api_object(cv_insp_poll_model(w->o.poll), type, id, &rv);
+    if (doc) respond_doc(x, doc);
+    else cv_http_respond_error(x, cv_err_code(rv), rv == CV_EINVAL ? "the nodes refuse this id" : cv_strerror(rv), NULL);
 }
 
 static void web__events(struct cv_insp_web *w, struct cv_http_exchange *x, const struct cv_http_request *r)
@@ -102,16 +111,18 @@ static bool token_equal(const char *a, const char *b)
 static int web__authorize(struct cv_insp_web *w, struct cv_http_exchange *x, const struct cv_http_request *r)
 {
     if (!w->token) {
-        respond_denied(x, 403, "PERMISSION_DENIED",
-                       "the inspector is read-only: actions need a token; set inspector.admin_token_file in the "
-                       "cluster config (a file holding the token) or CVERSE_INSPECTOR_TOKEN in the inspector's "
-                       "environment, restart it, and send 'Authorization: Bearer <token>'");
+        cv_http_respond_error(x, cv_err_code(CV_EPERM),
+                              "the inspector is read-only: actions need a token; set inspector.admin_token_file in "
+                              "the cluster config (a file holding the token) or CVERSE_INSPECTOR_TOKEN in the "
+                              "inspector's environment, restart it, and send 'Authorization: Bearer <token>'",
+                              NULL);
         return -1;
     }
     const char *auth = r->authorization;
     if (strncasecmp(auth, "Bearer ", 7) != 0 || !token_equal(auth + 7, w->token)) {
-        respond_denied(x, 401, "UNAUTHENTICATED",
-                       *auth ? "wrong token in Authorization: Bearer" : "missing 'Authorization: Bearer <token>'");
+        cv_http_respond_error(x, cv_err_code(CV_EAUTH),
+                              *auth ? "wrong token in Authorization: Bearer" : "missing 'Authorization: Bearer <token>'",
+                              "WWW-Authenticate: Bearer realm=\"cverse-inspector\"\r\n");
         return -1;
     }
     return 0;
@@ -315,7 +326,7 @@ struct route {
 
 static const struct route routes[] = {
     {"GET", "/healthz", web__healthz},   {"GET", "/health", web__healthz},   {"GET", "/ready", web__ready},
-    {"GET", "/api/state", web__state},   {"GET", "/shards", web__shards},    {"GET", "/graph", web__graph},
+    {"GET", "/api/state", web__state},   {"GET", "/api/object", web__object},   {"GET", "/shards", web__shards},    {"GET", "/graph", web__graph},
     {"GET", "/events/stream", web__events}, {"POST", "/shards/move", web__move}, {"POST", "/shards/pin", web__pin},
     {"POST", "/nodes/drain", web__drain},
 };

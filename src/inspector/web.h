@@ -6,6 +6,7 @@
 #include "config/config.h"
 #include "inspector/events.h"
 #include "inspector/poll.h"
+#include "inspector/stats.h"
 #include "net/http.h"
 #include "net/httpc.h"
 
@@ -15,6 +16,7 @@ struct cv_insp_web_opts {
     const struct cv_config *cfg;   /* borrowed */
     struct cv_insp_poll *poll;     /* borrowed: the model and the nodes' URLs */
     struct cv_insp_events *events; /* borrowed */
+    struct cv_insp_stats *stats;   /* borrowed (NULL: /api/state has "stats":null) */
     struct cv_httpc *httpc;        /* borrowed: actions go out through it */
     const char *token;             /* NULL: read-only (actions answer 403); copied */
     const char *const *www_dirs;   /* NULL-terminated; the first holding index.html serves the UI */

@@ -5,6 +5,8 @@
 //   NODES          JSON [{"id","http","pid"}] of the running nodes (pid: for the kill -9 step)
 //   OUT_DIR        where the screenshots go
 //   SHARDS         the cluster's shard count
+//   TOKEN          the inspector's admin token (entered in the UI's token field for the move)
+//   GATE           http://127.0.0.1:PORT of a gate (the test sends calls through it: traffic for the stats)
 // Exits 0 when every check passed; otherwise prints the failure and exits 1.
 import { chromium } from 'playwright-core';
 import fs from 'node:fs';
@@ -15,6 +17,27 @@ const URL_ = process.env.INSPECTOR_URL;
 const NODES = JSON.parse(process.env.NODES || '[]');
 const OUT = process.env.OUT_DIR || '.';
 const SHARDS = Number(process.env.SHARDS || 64);
+const TOKEN = process.env.TOKEN || '';
+const GATE = process.env.GATE || '';
+const TRAFFIC_ID = 'traffic-counter';
+
+// Calls through the gate, one after the other, until stopped: the nodes count them, the inspector shows
+// the rates.
+function startTraffic() {
+  let on = true, sent = 0;
+  (async () => {
+    const post = (p, body) => fetch(GATE + p, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body });
+    await post('/api/v1/objects/create/SimpleCounter/' + TRAFFIC_ID, '');
+    while (on) {
+      try {
+        await post('/api/v1/objects/call/SimpleCounter/' + TRAFFIC_ID + '/Increment', '{"request":{}}');
+        sent++;
+      } catch (e) { /* a node being killed: the next call goes on */ }
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  })();
+  return { stop: () => { on = false; return sent; } };
+}
 const XSS_ID = '<img src=x onerror=window.__xss=1>';
 
 function check(cond, msg) {
@@ -68,6 +91,8 @@ async function main() {
     const page = ctx.pages()[0] || (await ctx.newPage());
     page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
     page.on('pageerror', (e) => errors.push('page error: ' + e.message));
+    check(GATE !== '', 'the test passes a gate for traffic');
+    const traffic = startTraffic();
     await page.goto(URL_);
 
     // Overview.
@@ -76,6 +101,12 @@ async function main() {
     check(await page.evaluate(() => !!window.Chart && !!window.d3), 'Chart.js and d3 loaded from /vendor');
     await poll(() => page.evaluate(() => window.__inspector.sseLive === true), 10000, 'events stream open');
     check(true, 'overview: ' + (await page.textContent('#ov-nodes')) + ' nodes up, leader ' + (await page.textContent('#ov-leader')));
+    // With calls flowing through the gate: calls/s > 0 on the overview, the top methods list the method.
+    await poll(async () => Number(await page.textContent('#ov-calls')) > 0, 15000, 'overview calls/s > 0');
+    check(true, 'overview: ' + (await page.textContent('#ov-calls')) + ' calls/s, p50/p99 ' + (await page.textContent('#ov-lat')) + ' ms');
+    await poll(async () => (await page.textContent('#top-methods')).includes('SimpleCounter.Increment'), 10000,
+               'top methods list SimpleCounter.Increment');
+    check(true, 'top methods list SimpleCounter.Increment');
     await page.waitForTimeout(1500); // a couple of chart points
     await shot(page, 'overview');
 
@@ -83,7 +114,25 @@ async function main() {
     await view(page, 'nodes');
     const rows = await page.$$eval('#nodes-table tbody tr', (trs) => trs.length);
     check(rows === NODES.length, 'nodes table has ' + NODES.length + ' rows');
+    await poll(() => page.$$eval('#nodes-table tbody td.calls', (tds) => tds.some((t) => Number(t.textContent) > 0)), 10000,
+               'a node shows calls/s > 0');
+    check(true, 'the nodes table shows calls/s > 0 on the node that owns the traffic');
     await shot(page, 'nodes');
+
+    // Types & methods: SimpleCounter's calls/s > 0; the auto-load types hide with the toggle.
+    await view(page, 'types');
+    await poll(() => page.$eval('#types-table tbody tr[data-type="SimpleCounter"] td.calls_s', (t) => Number(t.textContent) > 0),
+               10000, 'SimpleCounter calls/s > 0 in the types table');
+    check(true, 'types table: SimpleCounter calls/s > 0');
+    const autoRows = () => page.$$eval('#types-table tbody tr', (trs) => trs.filter((t) => ['ShardMonitor', 'NodeMonitor', 'GlobalMonitor'].includes(t.dataset.type)).length);
+    check((await autoRows()) > 0, 'the auto-load types are listed');
+    await page.check('#hide-auto');
+    check((await autoRows()) === 0, 'the toggle hides the auto-load types');
+    await page.click('#types-table th[data-key="type"]');
+    const names = await page.$$eval('#types-table tbody tr', (trs) => trs.map((t) => t.dataset.type));
+    check(names.join() === [...names].sort((a, b) => a.localeCompare(b)).join(), 'sorted by type on a header click');
+    await shot(page, 'types');
+    await page.uncheck('#hide-auto');
 
     // Shards: one cell per shard, the hovered cell's owner equals the nodes' /v1/shards.
     await view(page, 'shards');
@@ -106,6 +155,80 @@ async function main() {
     check((await page.textContent('#sd-title')) === 'Shard 5', 'clicking a cell opens its details');
     await page.mouse.move(c5.x, c5.y);
     await shot(page, 'shards');
+
+    // Move shard 5 through the UI: the token in the header's field, the details' move control; the cell
+    // then shows the new owner, equal to every node's /v1/shards.
+    check(TOKEN !== '', 'the test passes the inspector token');
+    check(await page.isHidden('#sd-actions'), 'no move control without a token');
+    await page.fill('#token', TOKEN);
+    await page.waitForSelector('#sd-actions:not(.hidden)');
+    const before = (await json(NODES[0].http + '/v1/shards')).owners[5];
+    const target = NODES.find((n) => n.id !== before).id;
+    await page.selectOption('#sd-target', target);
+    await page.click('#sd-move');
+    await poll(async () => (await page.getAttribute('#sd-result', 'class')).includes('ok'), 15000,
+               'the move answered ok (' + (await page.textContent('#sd-result')) + ')');
+    check(true, 'move of shard 5 ' + before + ' → ' + target + ' committed: ' + (await page.textContent('#sd-result')));
+    await poll(async () => {
+      for (const n of NODES) if ((await json(n.http + '/v1/shards')).owners[5] !== target) return false;
+      return true;
+    }, 20000, 'every node\'s /v1/shards owns shard 5 on ' + target);
+    await poll(async () => {
+      const c = await page.evaluate(() => window.__inspector.cellCentre(5));
+      await page.mouse.move(c.x, c.y);
+      return (await page.getAttribute('#tooltip', 'data-owner')) === target;
+    }, 10000, 'the heatmap cell of shard 5 shows owner ' + target);
+    const owners = (await json(NODES[0].http + '/v1/shards')).owners;
+    check(owners[5] === target, 'cell 5 changed owner ' + before + ' → ' + target + ', equal to /v1/shards');
+    const sdText = await page.textContent('#sd-list');
+    check(sdText.includes(target + ' (reached)'), 'the details show the target (' + sdText.replace(/\s+/g, ' ') + ')');
+
+    // Pin it through the UI: every node's map says pinned; coloured by state the cell is the pinned colour.
+    await page.click('#sd-pin');
+    await poll(async () => {
+      for (const n of NODES) if ((await json(n.http + '/v1/shards')).pinned[5] !== true) return false;
+      return true;
+    }, 15000, 'every node\'s /v1/shards pins shard 5');
+    await page.selectOption('#heat-mode', 'state');
+    await poll(() => page.evaluate(() => {
+      const I = window.__inspector;
+      if (I.shardState(5) !== 'pinned') return false;
+      const cv = document.getElementById('heatmap');
+      const cell = cv.width / Number(cv.dataset.cols);
+      const px = cv.getContext('2d').getImageData((5 % Number(cv.dataset.cols)) * cell + 2, Math.floor(5 / Number(cv.dataset.cols)) * cell + 2, 1, 1).data;
+      const hex = '#' + [px[0], px[1], px[2]].map((v) => v.toString(16).padStart(2, '0')).join('');
+      return hex === I.STATE_COLOURS.pinned;
+    }), 10000, 'shard 5 drawn in the pinned colour when coloured by state');
+    check(true, 'a pinned shard is drawn distinctly (colour by state)');
+    await shot(page, 'shards-state');
+    await page.click('#sd-unpin');
+    await poll(async () => (await json(NODES[0].http + '/v1/shards')).pinned[5] === false, 15000, 'shard 5 unpinned');
+    await page.selectOption('#heat-mode', 'owner');
+
+    // Objects: the lookup finds the traffic counter's shard (FNV-1a, as the nodes), its owner as
+    // /v1/shards says; that shard's heatmap cell is coloured when coloured by calls/s.
+    await view(page, 'objects');
+    await page.fill('#lk-type', 'SimpleCounter');
+    await page.fill('#lk-id', TRAFFIC_ID);
+    await page.click('#lookup button');
+    await page.waitForSelector('#lk-result[data-shard]');
+    const lkShard = Number(await page.getAttribute('#lk-result', 'data-shard'));
+    const lkOwner = await page.getAttribute('#lk-result', 'data-owner');
+    check((await json(NODES[0].http + '/v1/shards')).owners[lkShard] === lkOwner,
+          'lookup: ' + TRAFFIC_ID + ' is on shard ' + lkShard + ', owner ' + lkOwner + ' as /v1/shards says');
+    check((await page.getAttribute('#lk-result', 'data-active')) === 'true', 'lookup: the counter is active');
+    await shot(page, 'objects-lookup');
+    await view(page, 'shards');
+    await page.selectOption('#heat-mode', 'calls');
+    await poll(() => page.evaluate((k) => {
+      const cv = document.getElementById('heatmap');
+      const cols = Number(cv.dataset.cols), cell = cv.width / cols;
+      const px = cv.getContext('2d').getImageData((k % cols) * cell + 2, Math.floor(k / cols) * cell + 2, 1, 1).data;
+      return window.__inspector.state.stats.shard_calls_s[k] > 0 && !(px[0] === 0xee && px[1] === 0xf1 && px[2] === 0xf6);
+    }, lkShard), 10000, 'shard ' + lkShard + ' coloured by its calls/s');
+    check(true, 'heatmap by calls/s: shard ' + lkShard + ' coloured');
+    await shot(page, 'shards-calls');
+    await page.selectOption('#heat-mode', 'owner');
 
     // Objects: the hostile id is shown as text and never runs.
     await view(page, 'objects');
@@ -151,6 +274,7 @@ async function main() {
     await page.waitForTimeout(500);
     await shot(page, 'overview-1920');
 
+    check(traffic.stop() > 0, 'calls were sent through the gate');
     check(errors.length === 0, 'no console errors' + (errors.length ? ': ' + errors.join(' | ') : ''));
   } finally {
     await ctx.close();

@@ -1,8 +1,12 @@
-/* Integration: cverse-inspector against a real 3-node raft group + 1 gate (64 shards).
+/* Integration: cverse-inspector against a real 3-node raft group + 1 gate (64 shards); the config of the
+ * API test names a fourth node that never starts (so never registers in the catalog).
  * - /ready, /api/state, /shards (equal to the nodes' /v1/shards), /graph (nodes, gate, an object created
  *   through the gate with its type);
  * - actions: 403 (with how to enable them) without a configured token, 401 with a wrong one, 400 for a
- *   bad shard id or an unknown node; with the token, forwarded to the leader (whose answer comes back);
+ *   bad shard id or a node the config does not name; with the token they reach the nodes: a move and a
+ *   pin change /v1/shards on every node, a drain empties a node and an undrain refills it, the events
+ *   stream carries the move with its id, and the node's own refusal (a move to the configured node that
+ *   never registered: 404 NOT_FOUND) reaches the client with the node's status and body;
  * - kill -9 of a node: the inspector shows it down, its shards re-owned, and the events log says so.
  * Both inspectors are child processes stopped by PID (SIGTERM, exit 0 asserted).
  * Suite "browser" (its own meson test, suite 'browser'): the web UI in a real headless chromium, driven
@@ -21,7 +25,9 @@
 #include "harness.h"
 
 #define READY_MS 30000
+#define MOVE_MS 20000
 #define TOKEN "inspector-test-token"
+#define STARTED 3 /* nodes started (node-1..3); a config may name more */
 
 static struct h_cluster C;
 static pid_t insp_pid[2];
@@ -147,7 +153,7 @@ static char *sse_read(int k, const char *last_id, long ms)
 
 static bool cluster_ready(void *arg)
 {
-    for (int i = 0; i < C.n; i++) {
+    for (int i = 0; i < STARTED; i++) {
         long st;
         free(h_get_text(&C, i, "/ready", &st));
         if (st != 200) return false;
@@ -242,11 +248,13 @@ static bool has_event(int k, const char *type, const char *node)
     return ok;
 }
 
-static void start_all(void)
+/* A config of n_config nodes (3 voters), STARTED of them running, a gate and both inspectors; autoload:
+ * the demo's auto-load objects. */
+static void start_all(int n_config, bool autoload)
 {
-    struct h_opts o = {.gates = 1};
-    h_cluster_init_ex(&C, 3, 3, 1500, &o);
-    for (int i = 0; i < 3; i++) h_node_start(&C, i);
+    struct h_opts o = {.gates = 1, .demo_autoload = autoload};
+    h_cluster_init_ex(&C, n_config, 3, 1500, &o);
+    for (int i = 0; i < STARTED; i++) h_node_start(&C, i);
     h_gate_start(&C, 0);
     insp_start(0);
     insp_start(1);
@@ -254,11 +262,192 @@ static void start_all(void)
     for (int k = 0; k < 2; k++) cr_assert(h_poll(10000, insp_ready, &k), "inspector %d not ready", k + 1);
 }
 
+/* ---- what every running node's /v1/shards says -------------------------------------------------------- */
+
+/* owners[shard] of node i's /v1/shards into out ("" when unassigned or unreadable). */
+static const char *owner_on(int i, int shard, char *out, size_t len)
+{
+    long st;
+    json_t *j = h_get_json(&C, i, "/v1/shards", &st);
+    const char *o = json_string_value(json_array_get(json_object_get(j, "owners"), (size_t)shard));
+    snprintf(out, len, "%s", o ? o : "");
+    json_decref(j);
+    return out;
+}
+
+struct want_shard {
+    int shard;
+    const char *owner; /* owners[shard] and targets[shard], NULL: not checked */
+    int pinned;        /* -1: not checked */
+};
+
+static bool every_node_shows(void *arg)
+{
+    struct want_shard *w = arg;
+    bool ok = true;
+    for (int i = 0; ok && i < STARTED; i++) {
+        long st;
+        json_t *j = h_get_json(&C, i, "/v1/shards", &st);
+        const char *o = json_string_value(json_array_get(json_object_get(j, "owners"), (size_t)w->shard));
+        const char *t = json_string_value(json_array_get(json_object_get(j, "targets"), (size_t)w->shard));
+        json_t *p = json_array_get(json_object_get(j, "pinned"), (size_t)w->shard);
+        ok = st == 200 && (!w->owner || (o && t && !strcmp(o, w->owner) && !strcmp(t, w->owner))) &&
+             (w->pinned < 0 || (json_is_boolean(p) && json_is_true(p) == (w->pinned == 1)));
+        json_decref(j);
+    }
+    return ok;
+}
+
+struct want_count {
+    const char *node;
+    bool empty; /* true: owns no shard on every node's map; false: owns some on every node's map */
+};
+
+static bool every_node_counts(void *arg)
+{
+    struct want_count *w = arg;
+    bool ok = true;
+    for (int i = 0; ok && i < STARTED; i++) {
+        long st;
+        json_t *j = h_get_json(&C, i, "/v1/shards", &st), *o;
+        size_t k, n = 0;
+        json_array_foreach(json_object_get(j, "owners"), k, o) n += o && json_is_string(o) && !strcmp(json_string_value(o), w->node);
+        ok = st == 200 && json_array_size(json_object_get(j, "owners")) == 64 && (w->empty ? n == 0 : n > 0);
+        json_decref(j);
+    }
+    return ok;
+}
+
+/* The inspector's /api/state shows node `node` with draining == want and `shards` empty or not. */
+struct want_drain {
+    const char *node;
+    bool draining;
+};
+
+static bool insp_drain_shown(void *arg)
+{
+    struct want_drain *w = arg;
+    long st;
+    json_t *s = insp_json(1, "/api/state", &st), *n;
+    bool ok = false;
+    size_t i;
+    json_array_foreach(json_object_get(s, "nodes"), i, n) {
+        if (strcmp(json_string_value(json_object_get(n, "id")), w->node)) continue;
+        json_int_t shards = json_integer_value(json_object_get(n, "shards"));
+        ok = json_is_true(json_object_get(n, "draining")) == w->draining && (w->draining ? shards == 0 : shards > 0);
+    }
+    json_decref(s);
+    return ok;
+}
+
+/* The inspector's /shards shows shard on node as its current node. */
+static bool insp_current(void *arg)
+{
+    struct want_shard *w = arg;
+    long st;
+    json_t *j = insp_json(1, "/shards", &st);
+    json_t *e = json_array_get(json_object_get(j, "shards"), (size_t)w->shard);
+    const char *cur = json_string_value(json_object_get(e, "current_node"));
+    bool ok = cur && !strcmp(cur, w->owner);
+    json_decref(j);
+    return ok;
+}
+
+/* In an events stream (text), the shard_moved event of shard to `to`: its SSE id (the id: line) equal to
+ * the id inside its JSON, else 0. */
+static json_int_t sse_move_id(const char *text, int shard, const char *to)
+{
+    for (const char *p = strstr(text, "id: "); p; p = strstr(p + 1, "\nid: ")) {
+        if (*p == '\n') p++;
+        long long id = strtoll(p + 4, NULL, 10);
+        const char *d = strstr(p, "\ndata: ");
+        const char *end = d ? strchr(d + 7, '\n') : NULL;
+        if (!end) break;
+        json_t *e = json_loadb(d + 7, (size_t)(end - d - 7), 0, NULL);
+        const char *t = json_string_value(json_object_get(e, "to")), *ty = json_string_value(json_object_get(e, "type"));
+        bool hit = ty && !strcmp(ty, "shard_moved") &&
+                   json_integer_value(json_object_get(e, "shard")) == shard && t && !strcmp(t, to) &&
+                   json_integer_value(json_object_get(e, "id")) == id;
+        json_decref(e);
+        if (hit) return id;
+    }
+    return 0;
+}
+
+/* Actions through the inspector with the token: move, the node's own refusal, pin, drain/undrain, and the
+ * move in the events stream. victim: the node the test kills afterwards (it is no move target). */
+static void actions_reach_the_nodes(int victim)
+{
+    long st;
+    /* The node's own refusal passes through: node-4 is in the config but never registered. */
+    json_t *r = insp_action(1, "/shards/move", "{\"shard_id\":5,\"target_node\":\"node-4\"}", TOKEN, &st);
+    cr_assert_eq(st, 404, "the leader's answer for a node it does not know");
+    cr_assert_str_eq(json_string_value(json_object_get(r, "code")), "NOT_FOUND");
+    cr_assert(strstr(json_string_value(json_object_get(r, "error")), "unknown node \"node-4\""), "the node's body");
+    json_decref(r);
+
+    /* Move shard 5 to a node that does not own it (and is not the victim): every node's map follows. */
+    char owner[32], body[160];
+    owner_on(0, 5, owner, sizeof owner);
+    int to = 0;
+    while (to == victim || !strcmp(C.id[to], owner)) to++;
+    long st0;
+    json_t *s0 = insp_json(1, "/api/state", &st0);
+    json_int_t before = json_integer_value(json_object_get(s0, "last_event_id"));
+    json_decref(s0);
+    snprintf(body, sizeof body, "{\"shard_id\":5,\"target_node\":\"%s\"}", C.id[to]);
+    r = insp_action(1, "/shards/move", body, TOKEN, &st);
+    cr_assert_eq(st, 200, "move: %ld", st);
+    cr_assert_gt(json_integer_value(json_object_get(r, "index")), 0, "the leader's {\"index\":N}");
+    json_decref(r);
+    struct want_shard ws = {5, C.id[to], -1};
+    cr_assert(h_poll(MOVE_MS, every_node_shows, &ws), "shard 5 never owned by %s on every node", C.id[to]);
+    cr_assert(h_poll(5000, insp_current, &ws), "the inspector never showed shard 5 on %s", C.id[to]);
+
+    /* The events stream carries the move, numbered, after the id the client had before it. */
+    char last[32];
+    snprintf(last, sizeof last, "%lld", (long long)before);
+    char *sse = sse_read(1, last, 1200);
+    json_int_t id = sse_move_id(sse, 5, C.id[to]);
+    cr_assert_gt(id, before, "shard_moved of shard 5 to %s with its id after %s in:\n%s", C.id[to], last, sse);
+    free(sse);
+
+    /* Pin and unpin shard 6 on every node. */
+    r = insp_action(1, "/shards/pin", "{\"shard_id\":6,\"pinned\":true}", TOKEN, &st);
+    cr_assert_eq(st, 200);
+    json_decref(r);
+    ws = (struct want_shard){6, NULL, 1};
+    cr_assert(h_poll(MOVE_MS, every_node_shows, &ws), "shard 6 never pinned on every node");
+    r = insp_action(1, "/shards/pin", "{\"shard_id\":6,\"pinned\":false}", TOKEN, &st);
+    cr_assert_eq(st, 200);
+    json_decref(r);
+    ws.pinned = 0;
+    cr_assert(h_poll(MOVE_MS, every_node_shows, &ws), "shard 6 never unpinned on every node");
+
+    /* Drain the victim: no node's map gives it a shard; undrain: it owns shards again. */
+    snprintf(body, sizeof body, "{\"node\":\"%s\",\"drain\":true}", C.id[victim]);
+    r = insp_action(1, "/nodes/drain", body, TOKEN, &st);
+    cr_assert_eq(st, 200);
+    json_decref(r);
+    struct want_count wc = {C.id[victim], true};
+    cr_assert(h_poll(MOVE_MS, every_node_counts, &wc), "%s still owns shards while draining", C.id[victim]);
+    struct want_drain wd = {C.id[victim], true};
+    cr_assert(h_poll(5000, insp_drain_shown, &wd), "the inspector never showed %s draining and empty", C.id[victim]);
+    snprintf(body, sizeof body, "{\"node\":\"%s\",\"drain\":false}", C.id[victim]);
+    r = insp_action(1, "/nodes/drain", body, TOKEN, &st);
+    cr_assert_eq(st, 200);
+    json_decref(r);
+    wc.empty = false;
+    cr_assert(h_poll(MOVE_MS, every_node_counts, &wc), "%s never got shards back after the undrain", C.id[victim]);
+    wd.draining = false;
+    cr_assert(h_poll(5000, insp_drain_shown, &wd), "the inspector never showed %s undrained with shards", C.id[victim]);
+}
+
 /* ---- tests ------------------------------------------------------------------------------------------ */
 
 Test(inspector, read_api_actions_and_a_node_killed)
 {
-    start_all();
+    start_all(4, false);
     long st;
     /* The static front page and the health check. */
     char *page = h_get_port(insp_port(0), "/", &st);
@@ -297,8 +486,26 @@ Test(inspector, read_api_actions_and_a_node_killed)
     cr_assert_eq(st, 200, "create through the gate");
     struct want_obj wo = {"SimpleCounter", "<img src=x onerror=window.__xss=1>"};
     cr_assert(h_poll(10000, graph_has, &wo), "/graph never showed the created object");
+    /* The object lookup finds it: the shard by the nodes' placement, active on that shard's owner. */
+    snprintf(path, sizeof path, "/api/object?type=SimpleCounter&id=%s", eid);
+    json_t *ob = insp_json(0, path, &st);
+    cr_assert_eq(st, 200);
+    cr_assert(json_is_true(json_object_get(ob, "active")));
+    cr_assert_str_eq(json_string_value(json_object_get(ob, "id")), wo.id);
+    cr_assert_str_eq(json_string_value(json_object_get(ob, "placement")), "hash");
+    json_int_t shard = json_integer_value(json_object_get(ob, "shard"));
+    char own[32];
+    cr_assert_str_eq(json_string_value(json_object_get(ob, "owner")), owner_on(0, (int)shard, own, sizeof own));
+    cr_assert_str_eq(json_string_value(json_object_get(ob, "active_on")), own);
+    json_decref(ob);
+    ob = insp_json(0, "/api/object?type=SimpleCounter", &st);
+    cr_assert_eq(st, 400, "no id");
+    json_decref(ob);
+    ob = insp_json(0, "/api/object?id=shard%2399%2Fx", &st);
+    cr_assert_eq(st, 400, "shard#99 of 64");
+    json_decref(ob);
     json_t *g = insp_json(0, "/graph", &st);
-    cr_assert_eq(json_array_size(json_object_get(g, "nodes")), 3);
+    cr_assert_eq(json_array_size(json_object_get(g, "nodes")), 4, "every node of the config");
     cr_assert_eq(json_array_size(json_object_get(g, "gates")), 1);
     cr_assert_gt(json_array_size(json_object_get(g, "links")), 0);
     json_decref(g);
@@ -331,18 +538,14 @@ Test(inspector, read_api_actions_and_a_node_killed)
     r = insp_action(1, "/nodes/drain", "{\"node\":\"nobody\",\"drain\":true}", TOKEN, &st);
     cr_assert_eq(st, 400);
     json_decref(r);
-    /* A valid action reaches the leader's admin endpoint; whatever it answers comes back as JSON (404
-     * NOT_FOUND from nodes without the endpoint, 200 {"index":N} with it). */
     r = insp_action(1, "/shards/move", "{\"shard_id\":5,\"target_node\":\"127.0.0.1:1\"}", TOKEN, &st);
     cr_assert_eq(st, 400, "an address that is no node's");
     json_decref(r);
-    r = insp_action(1, "/shards/pin", "{\"shard_id\":5,\"pinned\":true}", TOKEN, &st);
-    cr_assert(st == 200 || st == 404, "forwarded: status %ld", st);
-    cr_assert(json_is_object(r), "the node's JSON answer is passed back");
-    json_decref(r);
+
+    int victim = strcmp(leader, "node-3") ? 2 : 1; /* a node that is not the leader */
+    actions_reach_the_nodes(victim);
 
     /* kill -9 of a node that is not the leader: down in the inspector, its shards re-owned. */
-    int victim = strcmp(leader, "node-3") ? 2 : 1;
     h_node_signal(&C, victim, SIGKILL);
     struct want_node wn = {C.id[victim], false};
     cr_assert(h_poll(5000, node_is, &wn), "%s not shown down within 5 s", C.id[victim]);
@@ -379,7 +582,7 @@ Test(inspector, read_api_actions_and_a_node_killed)
 
 TestSuite(browser, .fini = teardown, .timeout = 300);
 
-Test(browser, every_view_heatmap_kill_and_xss)
+Test(browser, every_view_heatmap_move_kill_and_xss)
 {
     const char *src = getenv("CVERSE_SOURCE_ROOT"), *out = getenv("CVERSE_BROWSER_OUT");
     cr_assert(src && out, "run through meson test");
@@ -391,7 +594,7 @@ Test(browser, every_view_heatmap_kill_and_xss)
     cr_assert(stat(lib, &sb) == 0 && stat("/usr/bin/chromium", &sb) == 0,
               "playwright-core (npm ci in tests/browser) or /usr/bin/chromium missing: "
               "scripts/install-deps.sh installs both");
-    start_all();
+    start_all(STARTED, true);
     long st;
     free(h_post(h_gate_http_port(&C, 0),
                 "/api/v1/objects/create/SimpleCounter/%3Cimg%20src%3Dx%20onerror%3Dwindow.__xss%3D1%3E", NULL, 0, &st));
@@ -404,8 +607,12 @@ Test(browser, every_view_heatmap_kill_and_xss)
     snprintf(nodes + n, sizeof nodes - (size_t)n, "]");
     setenv("NODES", nodes, 1);
     char url[64];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/", insp_port(0));
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/", insp_port(1)); /* the one with a token: actions work */
     setenv("INSPECTOR_URL", url, 1);
+    setenv("TOKEN", TOKEN, 1);
+    char gate[64];
+    snprintf(gate, sizeof gate, "http://127.0.0.1:%d", h_gate_http_port(&C, 0));
+    setenv("GATE", gate, 1);
     setenv("OUT_DIR", out, 1);
     setenv("SHARDS", "64", 1);
     snprintf(cmd, sizeof cmd, "cd '%s' && node inspector.mjs", dir);

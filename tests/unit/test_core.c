@@ -748,6 +748,21 @@ Test(errors, documented_mapping)
 }
 
 
+Test(errors, auth_rows)
+{
+    /* docs/protocol.md's rows for token-guarded endpoints (the inspector's actions). */
+    cr_assert_str_eq(cv_err_status(CV_EAUTH), "UNAUTHENTICATED");
+    cr_assert_eq(cv_err_http(CV_EAUTH), 401);
+    cr_assert_str_eq(cv_err_status(CV_EPERM), "PERMISSION_DENIED");
+    cr_assert_eq(cv_err_http(CV_EPERM), 403);
+    cr_assert(!cv_err_retryable(CV_EAUTH) && !cv_err_retryable(CV_EPERM));
+    cr_assert(!cv_err_reroute(CV_EAUTH) && !cv_err_reroute(CV_EPERM));
+    cr_assert_eq(cv_status_http(CV_STATUS_UNAUTHENTICATED), 401);
+    cr_assert_eq(cv_status_http(CV_STATUS_PERMISSION_DENIED), 403);
+    cr_assert(!cv_status_retry_after(CV_STATUS_UNAUTHENTICATED));
+    cr_assert_str_eq(cv_errname(CV_EPERM), "CV_EPERM");
+}
+
 /* ---------------------------------------------------------------- the state-machine helper */
 
 enum { T_ON, T_OFF, T_GONE, T_N };

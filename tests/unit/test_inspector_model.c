@@ -4,9 +4,12 @@
 #include <string.h>
 
 #include "config/config.h"
+#include "core/hash.h"
+#include "cverse/error.h"
 #include "inspector/api.h"
 #include "inspector/events.h"
 #include "inspector/model.h"
+#include "inspector/stats.h"
 
 static const char yaml[] =
     "version: 1\ncluster:\n  shards: 4\nnodes:\n"
@@ -152,4 +155,174 @@ Test(model, built_from_answers_and_diffed_into_events)
     json_decref(g.last_move);
     cv_insp_model_free(&a);
     cv_insp_model_free(&b);
+}
+
+Test(model, operator_wishes_targets_pins_and_draining)
+{
+    struct cv_insp_model m;
+    cr_assert_eq(cv_insp_model_init(&m, cfg), 0);
+    cv_insp_model_begin(&m);
+    for (size_t i = 0; i < 2; i++) /* both answer (up) */
+        cv_insp_model_set(&m, i, CV_INSP_CLUSTER,
+                          json_loads("{\"leader\":\"node-1\",\"term\":2,\"applied_index\":7,\"nodes\":["
+                                     "{\"id\":\"node-1\",\"alive\":true,\"registered\":true,\"draining\":false},"
+                                     "{\"id\":\"node-2\",\"alive\":true,\"registered\":true,\"draining\":true}]}",
+                                     0, NULL));
+    cv_insp_model_set(&m, 0, CV_INSP_SHARDS,
+                      json_loads("{\"applied_index\":7,\"owners\":[\"node-1\",\"node-2\",\"node-1\",null],"
+                                 "\"epochs\":[1,1,1,0],\"targets\":[null,\"node-1\",null,null],"
+                                 "\"pinned\":[false,false,true,false]}",
+                                 0, NULL));
+    cv_insp_model_set(&m, 1, CV_INSP_OBJECTS,
+                      json_loads("{\"objects\":[{\"type\":\"T\",\"id\":\"shard#2/x\",\"shard\":2}]}", 0, NULL));
+    cv_insp_model_finish(&m, NULL, 1000);
+    cr_assert(!m.nodes[0].draining && m.nodes[1].draining);
+    cr_assert_eq(m.target[0], CV_INSP_NO_NODE);
+    cr_assert_eq(m.target[1], 0, "shard 1 is meant to move to node-1");
+    cr_assert(m.pinned[2] && !m.pinned[1]);
+
+    /* /shards: target_node is the operator's target (else the owner), flags name pinned / unassigned. */
+    json_t *sh = cv_insp_api_shards(&m), *list = json_object_get(sh, "shards");
+    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(list, 1), "target_node")), "node-1");
+    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(list, 1), "current_node")), "node-2");
+    json_t *f2 = json_object_get(json_array_get(list, 2), "flags"), *f3 = json_object_get(json_array_get(list, 3), "flags");
+    cr_assert(json_array_size(f2) == 1 && !strcmp(json_string_value(json_array_get(f2, 0)), "pinned"));
+    cr_assert(json_array_size(f3) == 1 && !strcmp(json_string_value(json_array_get(f3, 0)), "unassigned"));
+    json_decref(sh);
+
+    /* The object lookup: the nodes' placement, the shard's owner and wishes, active or not. */
+    int err;
+    json_t *o = cv_insp_api_object(&m, "T", "shard#2/x", &err);
+    cr_assert_not_null(o);
+    cr_assert_eq(json_integer_value(json_object_get(o, "shard")), 2);
+    cr_assert_str_eq(json_string_value(json_object_get(o, "placement")), "shard");
+    cr_assert_str_eq(json_string_value(json_object_get(o, "owner")), "node-1");
+    cr_assert(json_is_true(json_object_get(o, "pinned")) && json_is_true(json_object_get(o, "active")));
+    cr_assert_str_eq(json_string_value(json_object_get(o, "active_on")), "node-2");
+    json_decref(o);
+    o = cv_insp_api_object(&m, "U", "shard#2/x", &err);
+    cr_assert(json_is_false(json_object_get(o, "active")), "another type is not this object");
+    json_decref(o);
+    o = cv_insp_api_object(&m, "", "plain-id", &err);
+    cr_assert_eq(json_integer_value(json_object_get(o, "shard")), cv_shard_of("plain-id", 4), "FNV-1a placement");
+    cr_assert_str_eq(json_string_value(json_object_get(o, "placement")), "hash");
+    json_decref(o);
+    o = cv_insp_api_object(&m, "T", "node-2/y", &err);
+    cr_assert_str_eq(json_string_value(json_object_get(o, "owner")), "node-2", "a node-placed id lives on its node");
+    cr_assert_str_eq(json_string_value(json_object_get(o, "placed_node")), "node-2");
+    json_decref(o);
+    cr_assert_null(cv_insp_api_object(&m, "T", "shard#9/x", &err));
+    cr_assert_eq(err, CV_EINVAL);
+    cr_assert_null(cv_insp_api_object(&m, "T", "", &err));
+
+    /* A round where no node answers /v1/shards carries the wishes over. */
+    struct cv_insp_model n;
+    cr_assert_eq(cv_insp_model_init(&n, cfg), 0);
+    cv_insp_model_begin(&n);
+    cv_insp_model_finish(&n, &m, 2000);
+    cr_assert(n.has_map && n.target[1] == 0 && n.pinned[2]);
+    cv_insp_model_free(&n);
+    cv_insp_model_free(&m);
+}
+
+/* ---- statistics from cumulative /v1/stats reads ------------------------------------------------------ */
+
+/* A round where node i (both answer /v1/cluster) reports uptime, calls, errors; T.M took `calls` calls
+ * with latencies in bucket 1 (1..2.5 ms), shard 2 `calls` calls. */
+static void stats_round(struct cv_insp_model *m, uint64_t up, uint64_t calls, uint64_t errors, bool node2, uint64_t now)
+{
+    char c[700];
+    cv_insp_model_begin(m);
+    for (size_t i = 0; i < 2; i++) {
+        if (i == 1 && !node2) {
+            cv_insp_model_set_error(m, 1, "connection refused");
+            continue;
+        }
+        cv_insp_model_set(m, i, CV_INSP_CLUSTER,
+                          json_loads("{\"leader\":\"node-1\",\"term\":1,\"applied_index\":5,\"nodes\":["
+                                     "{\"id\":\"node-1\",\"alive\":true,\"registered\":true},"
+                                     "{\"id\":\"node-2\",\"alive\":true,\"registered\":true}]}", 0, NULL));
+        snprintf(c, sizeof c,
+                 "{\"node\":\"x\",\"uptime_ms\":%llu,\"calls\":%llu,\"errors\":%llu,"
+                 "\"shards\":{\"2\":{\"calls\":%llu,\"errors\":0}},\"methods\":[{\"type\":\"T\",\"method\":\"M\","
+                 "\"calls\":%llu,\"errors\":%llu,\"sum_ms\":%llu,\"buckets\":[0,%llu,0]}]}",
+                 (unsigned long long)up, (unsigned long long)calls, (unsigned long long)errors,
+                 (unsigned long long)calls, (unsigned long long)calls, (unsigned long long)errors,
+                 (unsigned long long)(2 * calls), (unsigned long long)calls);
+        cv_insp_model_set(m, i, CV_INSP_STATS, json_loads(c, 0, NULL));
+        cv_insp_model_set(m, i, CV_INSP_OBJECTS,
+                          json_loads("{\"objects\":[{\"type\":\"T\",\"id\":\"a\",\"shard\":2}]}", 0, NULL));
+    }
+    cv_insp_model_finish(m, NULL, now);
+}
+
+static double num_at(json_t *o, const char *k)
+{
+    return json_number_value(json_object_get(o, k));
+}
+
+Test(model, stats_rates_between_reads_restarts_and_history)
+{
+    struct cv_insp_model m;
+    struct cv_insp_stats *st;
+    cr_assert_eq(cv_insp_model_init(&m, cfg), 0);
+    cr_assert_eq(cv_insp_stats_new(cfg, &st), 0);
+    stats_round(&m, 1000, 100, 10, true, 1000);
+    cv_insp_stats_update(st, &m);
+    json_t *j = cv_insp_stats_json(st, &m);
+    cr_assert_eq(num_at(j, "calls_s"), 0, "one read: no rate yet");
+    cr_assert(json_is_null(json_object_get(j, "p50_ms")));
+    json_decref(j);
+
+    /* 2 s later each node took 200 more calls, 20 more errors: 100 calls/s and 10 errors/s per node. */
+    stats_round(&m, 3000, 300, 30, true, 3000);
+    cv_insp_stats_update(st, &m);
+    j = cv_insp_stats_json(st, &m);
+    cr_assert_float_eq(num_at(j, "calls_s"), 200, 1e-9);
+    cr_assert_float_eq(num_at(j, "errors_s"), 20, 1e-9);
+    double p50 = num_at(j, "p50_ms");
+    cr_assert(p50 > 1 && p50 <= 2.5, "p50 %f inside the (1, 2.5] ms bucket", p50);
+    json_t *n1 = json_array_get(json_object_get(j, "nodes"), 0);
+    cr_assert(json_is_true(json_object_get(n1, "live")));
+    cr_assert_float_eq(num_at(n1, "calls_s"), 100, 1e-9);
+    cr_assert_float_eq(num_at(n1, "error_rate"), 0.1, 1e-9);
+    cr_assert_eq(json_integer_value(json_object_get(n1, "uptime_ms")), 3000);
+    json_t *meth = json_array_get(json_object_get(j, "methods"), 0);
+    cr_assert_str_eq(json_string_value(json_object_get(meth, "method")), "M");
+    cr_assert_float_eq(num_at(meth, "calls_s"), 200, 1e-9);
+    cr_assert_eq(json_integer_value(json_object_get(meth, "errors")), 60, "cumulative errors over the nodes");
+    json_t *ty = json_array_get(json_object_get(j, "types"), 0);
+    cr_assert_str_eq(json_string_value(json_object_get(ty, "type")), "T");
+    cr_assert_eq(json_integer_value(json_object_get(ty, "active")), 2, "one active T on each node");
+    cr_assert_float_eq(json_number_value(json_array_get(json_object_get(j, "shard_calls_s"), 2)), 200, 1e-9);
+    cr_assert_eq(json_array_size(json_object_get(json_object_get(j, "history"), "calls_s")), 2);
+    json_decref(j);
+
+    /* node-2 down: the cluster's rate is node-1's alone (never negative); back, its first read is a new
+     * baseline (no rate from it until its next read). */
+    stats_round(&m, 4000, 400, 40, false, 4000);
+    cv_insp_stats_update(st, &m);
+    j = cv_insp_stats_json(st, &m);
+    cr_assert_float_eq(num_at(j, "calls_s"), 100, 1e-9);
+    json_decref(j);
+    stats_round(&m, 5000, 500, 50, true, 5000);
+    cv_insp_stats_update(st, &m);
+    j = cv_insp_stats_json(st, &m);
+    cr_assert(json_is_false(json_object_get(json_array_get(json_object_get(j, "nodes"), 1), "live")));
+    cr_assert_float_eq(num_at(j, "calls_s"), 100, 1e-9, "node-2's first read after it was down gives no rate");
+    json_decref(j);
+    /* Both restarted (uptime and counters went back): no rate this round, rates again from the next. */
+    stats_round(&m, 100, 5, 0, true, 6000);
+    cv_insp_stats_update(st, &m);
+    j = cv_insp_stats_json(st, &m);
+    cr_assert_eq(num_at(j, "calls_s"), 0);
+    json_decref(j);
+    stats_round(&m, 1100, 105, 0, true, 7000);
+    cv_insp_stats_update(st, &m);
+    j = cv_insp_stats_json(st, &m);
+    cr_assert_float_eq(num_at(j, "calls_s"), 200, 1e-9);
+    cr_assert_eq(json_array_size(json_object_get(json_object_get(j, "history"), "calls_s")), 6);
+    json_decref(j);
+    cv_insp_stats_free(st);
+    cv_insp_model_free(&m);
 }

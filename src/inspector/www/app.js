@@ -5,12 +5,15 @@
 'use strict';
 
 (function () {
+  // Heatmap colours when coloured by state (also the legend's).
+  const STATE_COLOURS = { owned: '#2fbf71', pinned: '#7b3fe4', releasing: '#f5a524', down: '#9aa3b5', unassigned: '#e5484d' };
   const PALETTE = ['#4c78a8', '#f58518', '#54a24b', '#b279a2', '#e45756', '#72b7b2', '#eeca3b', '#9d755d',
                    '#ff9da6', '#bab0ac', '#2f4b7c', '#a05195'];
   const HISTORY = 180; // points of the overview's history chart (one per refresh)
   const MAX_PILLS = 400; // pills drawn per node; the rest is a count
   const MAX_GRAPH_OBJECTS = 300;
   const MAX_TABLE_OBJECTS = 1000;
+  const AUTO_TYPES = ['ShardMonitor', 'NodeMonitor', 'GlobalMonitor']; // the demo's auto-load types
 
   const S = {
     state: null,          // last /api/state
@@ -24,6 +27,7 @@
     charts: {},
     graph: null,
     graphKey: '',
+    sort: { 'types-table': { key: 'calls_s', asc: false }, 'methods-table': { key: 'calls_s', asc: false } },
   };
   window.__inspector = S; // for tests and the curious
 
@@ -37,6 +41,16 @@
   function clear(node) { while (node.firstChild) node.removeChild(node.firstChild); }
   function nodeColour(i) { return i < 0 ? '#d6dae2' : PALETTE[i % PALETTE.length]; }
   function fmtTime(ms) { return ms ? new Date(ms).toLocaleTimeString() : '–'; }
+  function fmtRate(v) { return v === null || v === undefined ? '–' : v >= 100 ? Math.round(v) : Math.round(v * 10) / 10; }
+  function fmtMs(v) { return v === null || v === undefined ? '–' : v >= 100 ? Math.round(v) : Math.round(v * 100) / 100; }
+  function fmtUptime(ms) {
+    if (!ms) return '–';
+    const s = Math.floor(ms / 1000);
+    return s >= 86400 ? Math.floor(s / 86400) + 'd ' + Math.floor((s % 86400) / 3600) + 'h'
+      : s >= 3600 ? Math.floor(s / 3600) + 'h ' + Math.floor((s % 3600) / 60) + 'm'
+      : s >= 60 ? Math.floor(s / 60) + 'm ' + (s % 60) + 's' : s + 's';
+  }
+  function stats() { return S.state && S.state.stats ? S.state.stats : null; }
 
   // ---- data ---------------------------------------------------------------------------------------------
 
@@ -123,6 +137,7 @@
     if (S.view === 'overview') renderOverview();
     else if (S.view === 'nodes') renderNodes();
     else if (S.view === 'shards') renderShards();
+    else if (S.view === 'types') renderTypes();
     else if (S.view === 'objects') renderObjects();
     else if (S.view === 'events') renderEvents();
   }
@@ -141,7 +156,30 @@
     $('ov-gates').textContent = st.gates.length;
     const last = S.events[S.events.length - 1];
     $('ov-event').textContent = last ? '#' + last.id + ' ' + last.type : '–';
+    const sx = stats();
+    $('ov-calls').textContent = sx ? fmtRate(sx.calls_s) : '–';
+    $('ov-errors').textContent = sx ? fmtRate(sx.errors_s) : '–';
+    $('ov-lat').textContent = sx ? fmtMs(sx.p50_ms) + ' / ' + fmtMs(sx.p99_ms) : '–';
+    renderTopMethods(sx);
     if (!window.Chart) return;
+    if (sx) {
+      const h = sx.history;
+      const labels = h.time_ms.map((t) => new Date(t).toLocaleTimeString());
+      chart('chart-calls', 'line', {
+        labels,
+        datasets: [
+          { label: 'calls/s', data: h.calls_s, borderColor: PALETTE[0], pointRadius: 0 },
+          { label: 'errors/s', data: h.errors_s, borderColor: PALETTE[4], pointRadius: 0 },
+        ],
+      }, { scales: { y: { beginAtZero: true } } });
+      chart('chart-latency', 'line', {
+        labels,
+        datasets: [
+          { label: 'p50 ms', data: h.p50_ms, borderColor: PALETTE[2], pointRadius: 0, spanGaps: true },
+          { label: 'p99 ms', data: h.p99_ms, borderColor: PALETTE[1], pointRadius: 0, spanGaps: true },
+        ],
+      }, { scales: { y: { beginAtZero: true } } });
+    }
     chart('chart-history', 'line', {
       labels: S.history.labels,
       datasets: [
@@ -161,6 +199,29 @@
     chart('chart-types', 'doughnut', {
       labels: tk, datasets: [{ data: tk.map((k) => types[k]), backgroundColor: tk.map((k, i) => PALETTE[i % PALETTE.length]) }],
     }, {});
+  }
+
+  // Top methods: by calls/s, then errors, then p99 (the busiest first).
+  function renderTopMethods(sx) {
+    const tb = $('top-methods').tBodies[0];
+    clear(tb);
+    const rows = sx ? sx.methods.filter((m) => m.calls > 0) : [];
+    rows.sort((a, b) => b.calls_s - a.calls_s || b.errors - a.errors || (b.p99_ms || 0) - (a.p99_ms || 0));
+    for (const m of rows.slice(0, 8)) {
+      const tr = el('tr');
+      tr.appendChild(td(m.type + '.' + m.method));
+      tr.appendChild(td(fmtRate(m.calls_s), 'num'));
+      tr.appendChild(td(m.errors, 'num'));
+      tr.appendChild(td(fmtMs(m.p99_ms), 'num'));
+      tb.appendChild(tr);
+    }
+    if (!rows.length) {
+      const tr = el('tr');
+      const c = td('no calls yet');
+      c.colSpan = 4;
+      tr.appendChild(c);
+      tb.appendChild(tr);
+    }
   }
 
   function chart(id, type, data, options) {
@@ -195,24 +256,29 @@
       tr.appendChild(name);
       const s = el('td');
       s.appendChild(el('span', 'badge ' + (n.up ? 'up' : 'down'), n.up ? 'up' : 'down'));
-      if (!n.up && n.error) s.title = n.error;
+      if (n.draining) s.appendChild(el('span', 'badge draining', 'draining'));
+      s.title = (!n.up && n.error ? n.error + '\n' : '') + 'last seen ' + fmtTime(n.last_seen_ms);
       tr.appendChild(s);
       tr.appendChild(td(n.role || '–'));
       tr.appendChild(td(n.state || '–'));
       tr.appendChild(td(n.reachable ? n.term : '–', 'num'));
-      tr.appendChild(td(n.reachable ? n.commit_index : '–', 'num'));
-      tr.appendChild(td(n.reachable ? n.applied_index : '–', 'num'));
+      tr.appendChild(td(n.reachable ? n.commit_index + ' / ' + n.applied_index : '–', 'num'));
       const lag = leader && n.reachable ? Math.max(0, leader.commit_index - n.applied_index) : '–';
       tr.appendChild(td(lag, 'num'));
       const lease = n.lease_expiry_ms ? Math.round((n.lease_expiry_ms - now) / 100) / 10 + ' s' : '–';
       tr.appendChild(td(lease, 'num'));
       tr.appendChild(td(n.shards, 'num'));
       tr.appendChild(td(n.reachable ? n.objects : '–', 'num'));
+      const ns = stats() ? stats().nodes.find((x) => x.id === n.id) : null;
+      const live = ns && ns.live;
+      tr.appendChild(td(live ? fmtRate(ns.calls_s) : '–', 'num calls'));
+      tr.appendChild(td(live ? (Math.round(ns.error_rate * 1000) / 10) + ' %' : '–', 'num'));
+      tr.appendChild(td(live ? fmtMs(ns.p50_ms) + ' / ' + fmtMs(ns.p99_ms) : '–', 'num'));
+      tr.appendChild(td(ns && n.reachable ? fmtUptime(ns.uptime_ms) : '–', 'num'));
       const why = n.reachable ? (n.ready ? 'ready' : n.ready_reason || 'not ready') : (n.error || 'unreachable');
       const rc = td(why, 'why');
       rc.title = why;
       tr.appendChild(rc);
-      tr.appendChild(td(fmtTime(n.last_seen_ms)));
       const act = el('td', 'admin' + (token() ? '' : ' off'));
       for (const [label, drain] of [['Drain', true], ['Undrain', false]]) {
         const b = el('button', null, label);
@@ -248,21 +314,36 @@
   };
 
   function shardObjects(s) { return (S.state.shard_map.objects || [])[s] || 0; }
+  function shardCalls(s) { const x = stats(); return x ? x.shard_calls_s[s] || 0 : 0; }
+
+  // A shard's state as the heatmap shows it: unassigned (no owner), down (its owner is down: it waits for
+  // a new one), releasing (an operator's target differs from the owner: the owner hands it over), pinned,
+  // owned.
+  function shardState(s) {
+    const m = S.state.shard_map;
+    const owner = m.known ? m.owners[s] : null;
+    if (owner === null) return 'unassigned';
+    const i = nodeIndex(owner);
+    if (i >= 0 && !S.state.nodes[i].up) return 'down';
+    const target = (m.targets || [])[s];
+    if (target && target !== owner) return 'releasing';
+    return (m.pinned || [])[s] ? 'pinned' : 'owned';
+  }
+  S.shardState = shardState;
+  S.STATE_COLOURS = STATE_COLOURS;
 
   function cellColour(s, maxObj) {
     const m = S.state.shard_map;
     const owner = m.known ? m.owners[s] : null;
     const i = owner === null ? -1 : nodeIndex(owner);
     if (S.heatMode === 'owner') return nodeColour(i);
-    if (S.heatMode === 'objects') {
-      const v = shardObjects(s);
+    if (S.heatMode === 'objects' || S.heatMode === 'calls') {
+      const v = S.heatMode === 'calls' ? shardCalls(s) : shardObjects(s);
       if (!v) return '#eef1f6';
-      const t = Math.log(1 + v) / Math.log(1 + maxObj);
+      const t = Math.min(1, Math.log(1 + v) / Math.log(1 + maxObj));
       return 'rgb(' + Math.round(230 - 190 * t) + ',' + Math.round(240 - 150 * t) + ',' + Math.round(255 - 80 * t) + ')';
     }
-    if (owner === null) return '#e5484d';                    // unassigned
-    if (i >= 0 && !S.state.nodes[i].up) return '#f5a524';  // owner down: the shard waits for a new owner
-    return '#2fbf71';                                       // owned
+    return STATE_COLOURS[shardState(s)];
   }
 
   function renderHeatmap() {
@@ -277,11 +358,17 @@
     const ctx = cv.getContext('2d');
     ctx.clearRect(0, 0, w, h);
     let maxObj = 1;
-    for (let s = 0; s < st.shards; s++) maxObj = Math.max(maxObj, shardObjects(s));
+    for (let s = 0; s < st.shards; s++) maxObj = Math.max(maxObj, S.heatMode === 'calls' ? shardCalls(s) : shardObjects(s));
     const gap = L.cell >= 8 ? 1 : 0;
+    const pinned = st.shard_map.pinned || [];
     for (let s = 0; s < st.shards; s++) {
+      const x = (s % L.cols) * L.cell, y = Math.floor(s / L.cols) * L.cell;
       ctx.fillStyle = cellColour(s, maxObj);
-      ctx.fillRect((s % L.cols) * L.cell, Math.floor(s / L.cols) * L.cell, L.cell - gap, L.cell - gap);
+      ctx.fillRect(x, y, L.cell - gap, L.cell - gap);
+      if (pinned[s] && S.heatMode !== 'state' && L.cell >= 8) { // a pin mark in the corner (state mode colours it)
+        ctx.fillStyle = STATE_COLOURS.pinned;
+        ctx.fillRect(x + L.cell - gap - Math.ceil(L.cell / 3), y, Math.ceil(L.cell / 3), Math.ceil(L.cell / 3));
+      }
     }
     if (S.selected >= 0 && S.selected < st.shards) {
       ctx.strokeStyle = '#1d2330';
@@ -305,10 +392,13 @@
     if (S.heatMode === 'owner') {
       S.state.nodes.forEach((n, i) => item(nodeColour(i), n.id));
       item(nodeColour(-1), 'unassigned');
+      item(STATE_COLOURS.pinned, 'pinned (corner)');
     } else if (S.heatMode === 'state') {
-      item('#2fbf71', 'owned'); item('#f5a524', 'owner down'); item('#e5484d', 'unassigned');
+      item(STATE_COLOURS.owned, 'owned'); item(STATE_COLOURS.pinned, 'pinned');
+      item(STATE_COLOURS.releasing, 'releasing (moving to its target)'); item(STATE_COLOURS.down, 'owner down');
+      item(STATE_COLOURS.unassigned, 'unassigned');
     } else {
-      item('#eef1f6', 'none'); item('rgb(40,90,175)', 'most (log scale)');
+      item('#eef1f6', 'none'); item('rgb(40,90,175)', 'most (log scale)' + (S.heatMode === 'calls' ? ' calls/s' : ' objects'));
     }
   }
 
@@ -323,7 +413,9 @@
 
   function shardInfo(s) {
     const m = S.state.shard_map;
-    return { owner: m.known ? m.owners[s] : null, epoch: m.known ? m.epochs[s] : 0, objects: shardObjects(s) };
+    return { owner: m.known ? m.owners[s] : null, epoch: m.known ? m.epochs[s] : 0, objects: shardObjects(s),
+             target: m.known ? (m.targets || [])[s] || null : null, pinned: m.known ? !!(m.pinned || [])[s] : false,
+             state: shardState(s), calls_s: shardCalls(s) };
   }
 
   function onHeatMove(ev) {
@@ -332,7 +424,9 @@
     const s = shardAt(ev);
     if (s < 0) { tip.classList.add('hidden'); return; }
     const i = shardInfo(s);
-    tip.textContent = 'shard ' + s + '\nowner ' + (i.owner || 'unassigned') + '\nepoch ' + i.epoch + '\nobjects ' + i.objects;
+    tip.textContent = 'shard ' + s + '\nowner ' + (i.owner || 'unassigned') + '\nstate ' + i.state +
+      (i.target ? '\ntarget ' + i.target : '') + '\nepoch ' + i.epoch + '\nobjects ' + i.objects +
+      '\ncalls/s ' + fmtRate(i.calls_s);
     tip.dataset.shard = String(s);
     tip.dataset.owner = i.owner || '';
     const wrap = $('heatmap').parentNode.getBoundingClientRect();
@@ -359,9 +453,13 @@
     const row = (k, v) => { dl.appendChild(el('dt', null, k)); dl.appendChild(el('dd', null, v)); };
     const on = i.owner ? S.state.nodes[nodeIndex(i.owner)] : null;
     row('owner', i.owner || 'unassigned');
-    row('owner status', on ? (on.up ? 'up' : 'down') : '–');
+    row('owner status', on ? (on.up ? 'up' : 'down') + (on.draining ? ', draining' : '') : '–');
+    row('state', i.state);
+    row('target', i.target ? i.target + (i.target === i.owner ? ' (reached)' : ' (moving)') : 'none (the leader balances it)');
+    row('pinned', i.pinned ? 'yes (rebalancing keeps it on its owner)' : 'no');
     row('epoch', i.epoch);
     row('active objects', i.objects);
+    row('calls/s', fmtRate(i.calls_s));
     const moves = $('sd-moves');
     clear(moves);
     const mine = S.events.filter((e) => e.type === 'shard_moved' && e.shard === s).slice(-10).reverse();
@@ -384,7 +482,9 @@
   function renderPills() {
     const st = S.state;
     const owners = st.shard_map.owners || [];
-    const key = owners.join(',') + '|' + st.nodes.map((n) => n.up).join(',') + '|' + (st.shard_map.objects || []).join(',');
+    const pinnedList = st.shard_map.pinned || [];
+    const key = owners.join(',') + '|' + st.nodes.map((n) => n.up).join(',') + '|' + (st.shard_map.objects || []).join(',') +
+      '|' + pinnedList.join(',');
     if (key === S.pillsKey) return;
     S.pillsKey = key;
     const box = $('pills');
@@ -401,7 +501,8 @@
       h.appendChild(document.createTextNode(title + ' — ' + list.length + ' shards' + (up === false ? ' (down)' : '')));
       b.appendChild(h);
       for (const s of list.slice(0, MAX_PILLS)) {
-        const p = el('span', 'pill', '#' + s + ' (' + shardObjects(s) + ')');
+        const p = el('span', 'pill' + (pinnedList[s] ? ' pinned' : ''), '#' + s + ' (' + shardObjects(s) + ')');
+        if (pinnedList[s]) p.title = 'pinned';
         p.dataset.shard = String(s);
         b.appendChild(p);
       }
@@ -444,6 +545,68 @@
     } catch (e) {
       res.className = 'result error';
       res.textContent = 'request failed: ' + e.message;
+    }
+  }
+
+  // ---- types and methods -------------------------------------------------------------------------------
+
+  function sortRows(id, rows) {
+    const o = S.sort[id];
+    const v = (r) => (r[o.key] === null || r[o.key] === undefined ? -1 : r[o.key]);
+    rows.sort((a, b) => {
+      const x = v(a), y = v(b);
+      const c = typeof x === 'string' ? String(x).localeCompare(String(y)) : x - y;
+      return o.asc ? c : -c;
+    });
+    for (const th of document.querySelectorAll('#' + id + ' th')) {
+      th.classList.toggle('sorted', th.dataset.key === o.key);
+      th.classList.toggle('asc', th.dataset.key === o.key && o.asc);
+    }
+    return rows;
+  }
+
+  function fillTable(id, rows, cols) {
+    const tb = $(id).tBodies[0];
+    clear(tb);
+    for (const r of sortRows(id, rows)) {
+      const tr = el('tr');
+      tr.dataset.type = r.type;
+      for (const [k, f] of cols) tr.appendChild(td(f ? f(r[k]) : r[k], f ? 'num ' + k : k));
+      tb.appendChild(tr);
+    }
+  }
+
+  function renderTypes() {
+    const sx = stats();
+    const hide = $('hide-auto').checked;
+    const keep = (r) => !hide || !AUTO_TYPES.includes(r.type);
+    fillTable('types-table', sx ? sx.types.filter(keep) : [], [['type'], ['active', String], ['calls_s', fmtRate],
+      ['errors_s', fmtRate], ['errors', String], ['p50_ms', fmtMs], ['p99_ms', fmtMs]]);
+    fillTable('methods-table', sx ? sx.methods.filter(keep) : [], [['type'], ['method'], ['calls_s', fmtRate],
+      ['errors_s', fmtRate], ['calls', String], ['errors', String], ['p50_ms', fmtMs], ['p99_ms', fmtMs]]);
+  }
+
+  async function lookup(ev) {
+    ev.preventDefault();
+    const dl = $('lk-result');
+    clear(dl);
+    const row = (k, v) => { dl.appendChild(el('dt', null, k)); dl.appendChild(el('dd', null, v)); };
+    const q = 'api/object?type=' + encodeURIComponent($('lk-type').value.trim()) + '&id=' + encodeURIComponent($('lk-id').value);
+    try {
+      const r = await fetch(q, { cache: 'no-store' });
+      const j = await r.json();
+      if (!r.ok) { row('error', (j.code || r.status) + ': ' + (j.error || '')); return; }
+      row('shard', j.shard + (j.placement === 'hash' ? ' (FNV-1a)' : ' (' + j.placement + ')'));
+      row('owner', (j.owner || 'unassigned') + (j.owner && !j.owner_up ? ' (down)' : ''));
+      row('active', j.active ? 'yes, on ' + j.active_on + (j.active_type && j.active_type !== j.type ? ' as ' + j.active_type : '') : 'no');
+      row('shard calls/s', fmtRate(shardCalls(j.shard)));
+      if (j.target) row('target', j.target);
+      if (j.pinned) row('pinned', 'yes');
+      dl.dataset.shard = String(j.shard);
+      dl.dataset.owner = j.owner || '';
+      dl.dataset.active = String(j.active);
+    } catch (e) {
+      row('error', e.message);
     }
   }
 
@@ -586,10 +749,22 @@
     $('sd-move').addEventListener('click', () => action('shards/move', { shard_id: S.selected, target_node: $('sd-target').value }));
     $('sd-pin').addEventListener('click', () => action('shards/pin', { shard_id: S.selected, pinned: true }));
     $('sd-unpin').addEventListener('click', () => action('shards/pin', { shard_id: S.selected, pinned: false }));
+    $('hide-auto').addEventListener('change', renderTypes);
+    for (const id of ['types-table', 'methods-table']) {
+      for (const th of document.querySelectorAll('#' + id + ' th')) {
+        th.addEventListener('click', () => {
+          const o = S.sort[id];
+          if (o.key === th.dataset.key) o.asc = !o.asc;
+          else { o.key = th.dataset.key; o.asc = th.dataset.key === 'type' || th.dataset.key === 'method'; }
+          renderTypes();
+        });
+      }
+    }
+    $('lookup').addEventListener('submit', lookup);
     $('obj-filter').addEventListener('input', () => { S.graphKey = ''; renderObjects(); });
     const fromHash = () => {
       const hash = location.hash.replace('#', '');
-      if (['overview', 'nodes', 'shards', 'objects', 'events'].includes(hash) && hash !== S.view) showView(hash);
+      if (['overview', 'nodes', 'shards', 'types', 'objects', 'events'].includes(hash) && hash !== S.view) showView(hash);
     };
     window.addEventListener('hashchange', fromHash);
     fromHash();
