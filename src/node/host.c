@@ -116,6 +116,7 @@ static void host__tick(uv_timer_t *t)
     if (h->in.parked) cv_incall_unpark(&h->in, false);
     if (cv_outcall_busy(&h->out)) cv_outcall_retry(&h->out);
     cv_handoff_scan(&h->ho);
+    cv_mapfeed_tick(&h->feed);
     if (!h->x.fenced) cv_autoload_tick(&h->al);
 }
 
