@@ -5,7 +5,8 @@
  * Happy path: check every argument and compare-and-set first, then write (all or nothing per command).
  * Failure modes: a business failure (bad argument, failed compare-and-set, unknown node) is only the
  * command's *status and writes nothing; an LMDB or memory error is returned and aborts the entry.
- * Shard records change only here (assign_shards, release_shards); each change is a move of the shard
+ * Shard records change only here (assign_shards, release_shards, and expire_node / register_node, which
+ * unassign every shard a node declared dead still owns: cmd__disown); each change is a move of the shard
  * lifecycle (core/shard.h), checked against its table in debug builds, as are the moves a liveness flip
  * of expire_node / register_node makes on the shards naming that node. An operator's wishes
  * (move_shard's target, pin_shard, drain_node) change no owner and no epoch, so no lifecycle state:
@@ -127,6 +128,47 @@ static int cmd__check_liveness(struct cv_cmd_ctx *c, const char *node, bool was,
 #endif
 }
 
+/* Debug builds: the change of one shard record is a move of the shard lifecycle that its table allows,
+ * to a consistent record (liveness fixed at this command: lease commands move liveness, not records). */
+static void cmd__check_move(struct cv_cmd_ctx *c, uint32_t shard, const char *what,
+                            const struct cv_store_shard *from, const struct cv_store_shard *to)
+{
+#ifdef CV_CHECKS
+    struct cv_shard_view a, b;
+    cv_store_shard_view(from, cmd__alive(c, from->owner), cmd__alive(c, from->released_by), &a);
+    cv_store_shard_view(to, cmd__alive(c, to->owner), cmd__alive(c, to->released_by), &b);
+    cv_shard_check_move(shard, what, &a, &b);
+#else
+    (void)c, (void)shard, (void)what, (void)from, (void)to;
+#endif
+}
+
+/* A node declared dead owns nothing: every shard it owns is unassigned from it (epoch + 1, released_by =
+ * node, not confirmed: RELEASER_DEAD while it is dead, RELEASING if it comes back), so that neither a
+ * registration (a new incarnation) nor anything else gives a shard back to it: only a later
+ * AssignShards, decided by a leader that saw it alive, does. Called by ExpireNode (after the node was
+ * written dead) and by RegisterNode of a dead node (before it is written alive: an AssignShards decided
+ * while it was alive may have committed after its ExpireNode). One cursor pass over the shard records
+ * (no index by node); both commands are rare. Returns 0 or CV_ELMDB / CV_EPROTO / CV_ENOMEM. */
+static int cmd__disown(struct cv_cmd_ctx *c, const char *node)
+{
+    struct cv_store_shard r;
+    int rv = 0;
+    for (uint32_t s = 0; s < c->shards && rv == 0; s++) {
+        rv = cv_store_shard_read(c->txn, c->dbi, s, &r);
+        if (rv != 0 || strcmp(r.owner, node) != 0) continue;
+        struct cv_store_shard before = r;
+        strcpy(r.released_by, r.owner);
+        r.owner[0] = '\0';
+        r.epoch++;
+        r.released_epoch = 0;
+        cmd__check_move(c, s, "disown_dead_node", &before, &r);
+        rv = cv_store_shard_write(c->txn, c->dbi, s, &r);
+        if (rv == 0) rv = cv_stage_shard(c->st, s, &r, false);
+    }
+    return rv;
+}
+
 static int cmd__register(struct cv_cmd_ctx *c, const Cverse__Catalog__CmdRegisterNode *cmd, int *status)
 {
     const Cverse__Catalog__NodeInfo *info = cmd->info;
@@ -146,7 +188,11 @@ static int cmd__register(struct cv_cmd_ctx *c, const Cverse__Catalog__CmdRegiste
     } else if (rv != 0) {
         return rv;
     }
-    if (!sn.n.alive) sn.n.incarnation++;
+    if (!sn.n.alive) { /* a new incarnation: it owns nothing it owned before it was declared dead */
+        sn.n.incarnation++;
+        rv = cmd__disown(c, info->id);
+        if (rv != 0) return rv;
+    }
     sn.n.alive = true;
     strcpy(sn.n.id, info->id); /* lengths checked by cmd__info_valid */
     strcpy(sn.n.grpc_addr, info->grpc_addr);
@@ -189,9 +235,12 @@ static int cmd__expire(struct cv_cmd_ctx *c, const Cverse__Catalog__CmdExpireNod
         return 0;
     }
     if (!sn.n.alive) return 0;
-    sn.n.alive = false; /* its shards stay put: the leader reassigns them with assign_shards */
+    sn.n.alive = false;
     rv = cmd__node_commit(c, &sn);
-    return rv ? rv : cmd__check_liveness(c, sn.n.id, true, false, "expire_node");
+    if (rv == 0) rv = cmd__check_liveness(c, sn.n.id, true, false, "expire_node");
+    /* Its shards are unassigned now, in the same entry: OWNER_DEAD never lasts, so no later
+     * RegisterNode can make it their owner again (docs/architecture.md, "A dead node owns nothing"). */
+    return rv ? rv : cmd__disown(c, sn.n.id);
 }
 
 static int cmd__set_role(struct cv_cmd_ctx *c, const Cverse__Catalog__CmdSetRole *cmd, int *status)
@@ -205,21 +254,6 @@ static int cmd__set_role(struct cv_cmd_ctx *c, const Cverse__Catalog__CmdSetRole
     }
     sn.n.role = (int)cmd->role;
     return cmd__node_commit(c, &sn);
-}
-
-/* Debug builds: the change of one shard record is a move of the shard lifecycle that its table allows,
- * to a consistent record (liveness fixed at this command: lease commands move liveness, not records). */
-static void cmd__check_move(struct cv_cmd_ctx *c, uint32_t shard, const char *what,
-                            const struct cv_store_shard *from, const struct cv_store_shard *to)
-{
-#ifdef CV_CHECKS
-    struct cv_shard_view a, b;
-    cv_store_shard_view(from, cmd__alive(c, from->owner), cmd__alive(c, from->released_by), &a);
-    cv_store_shard_view(to, cmd__alive(c, to->owner), cmd__alive(c, to->released_by), &b);
-    cv_shard_check_move(shard, what, &a, &b);
-#else
-    (void)c, (void)shard, (void)what, (void)from, (void)to;
-#endif
 }
 
 /* Marks shard as seen by the command being applied; false if out of range or seen already. */

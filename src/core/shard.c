@@ -4,8 +4,9 @@
  *
  * Happy path of a move away from a live node X to Y (two AssignShards entries and one ReleaseShards):
  *   OWNED(X) --assign ""--> RELEASING(X) --X: release--> RELEASED --assign Y--> OWNED(Y).
- * X declared dead on the way: OWNED -> OWNER_DEAD --assign Y--> OWNED(Y), or RELEASING -> RELEASER_DEAD
- * --assign Y--> OWNED(Y); nobody waits for a dead node (lease fencing keeps it from serving).
+ * X declared dead on the way: its ExpireNode unassigns what it owns, OWNED -> RELEASER_DEAD --assign
+ * Y--> OWNED(Y), and RELEASING -> RELEASER_DEAD --assign Y--> OWNED(Y); nobody waits for a dead node
+ * (lease fencing keeps it from serving), and a dead node that registers again owns nothing.
  *
  * Failure modes: none here (pure). A record that breaks an invariant still gets a state (the safe
  * reading, see cv_shard_state); cv_shard_check_move aborts in debug builds on a move the table lacks or
@@ -18,12 +19,17 @@
 #define B CV_SM_BIT
 /* Every owner change may land on a live or a dead node (the catalog accepts any known node), so each
  * "-> OWNED" comes with "-> OWNER_DEAD". Lease changes flip OWNED <-> OWNER_DEAD and
- * RELEASING <-> RELEASER_DEAD. */
+ * RELEASING <-> RELEASER_DEAD; and a node declared dead owns nothing: ExpireNode unassigns its shards in
+ * the same entry (OWNED -> RELEASER_DEAD), a RegisterNode of a dead node unassigns what an AssignShards
+ * gave it after its death (OWNER_DEAD -> RELEASING), so a new incarnation never inherits a shard. */
 static const struct cv_sm_state shard__states[CV_SHARD__COUNT] = {
     [CV_SHARD_UNASSIGNED] = {"unassigned", CV_SM_INITIAL, B(CV_SHARD_OWNED) | B(CV_SHARD_OWNER_DEAD)},
-    [CV_SHARD_OWNED] = {"owned", 0, B(CV_SHARD_OWNED) | B(CV_SHARD_OWNER_DEAD) | B(CV_SHARD_RELEASING)},
+    [CV_SHARD_OWNED] = {"owned", 0,
+                        B(CV_SHARD_OWNED) | B(CV_SHARD_OWNER_DEAD) | B(CV_SHARD_RELEASING) |
+                            B(CV_SHARD_RELEASER_DEAD)},
     [CV_SHARD_OWNER_DEAD] = {"owner-dead", 0,
-                             B(CV_SHARD_OWNED) | B(CV_SHARD_OWNER_DEAD) | B(CV_SHARD_RELEASER_DEAD)},
+                             B(CV_SHARD_OWNED) | B(CV_SHARD_OWNER_DEAD) | B(CV_SHARD_RELEASER_DEAD) |
+                                 B(CV_SHARD_RELEASING)},
     [CV_SHARD_RELEASING] = {"releasing", 0,
                             B(CV_SHARD_RELEASED) | B(CV_SHARD_RELEASER_DEAD) | B(CV_SHARD_OWNED) |
                                 B(CV_SHARD_OWNER_DEAD)},

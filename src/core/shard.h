@@ -13,14 +13,18 @@
  *
  *   UNASSIGNED     no owner, nobody to wait for (a shard never assigned: epoch 0)
  *   OWNED          owner X, alive
- *   OWNER_DEAD     owner X declared dead: the shard may be given to another node straight away
+ *   OWNER_DEAD     owner X declared dead: the shard may be given to another node straight away.
+ *                  Transient at most: ExpireNode unassigns a dead node's shards in its own entry, so
+ *                  only an AssignShards to a node that died before it committed (or a record from an
+ *                  older version) reaches it, and X's RegisterNode unassigns it (-> RELEASING)
  *   RELEASING      unassigned from X (released_by = X), X alive and not confirmed yet
  *                  (released_epoch != epoch): nobody may own it until X confirmed or died
  *   RELEASER_DEAD  as RELEASING, but X was declared dead before it confirmed: not waited for
  *   RELEASED       X confirmed with ReleaseShards (released_epoch == epoch): ready for its next owner
  *
- * A command changes the record (AssignShards, ReleaseShards); a lease change (RegisterNode,
- * RenewLease, ExpireNode) changes the liveness of the nodes it names. The table (cv_shard_sm) allows
+ * A command changes the record (AssignShards, ReleaseShards; ExpireNode and the RegisterNode of a dead
+ * node unassign that node's shards); a lease change (RegisterNode, RenewLease, ExpireNode) changes the
+ * liveness of the nodes it names. The table (cv_shard_sm) allows
  * every move either can make; it is deliberately no stricter than the catalog, which accepts any
  * assignment whose epoch matches. The handoff protocol (a live owner releases first, a live releaser
  * is waited for) is what the leader follows: cv_shard_step. A record's operator fields (target, pinned;

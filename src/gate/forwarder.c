@@ -14,8 +14,13 @@
  * rerouted (cv_err_reroute) waits the backoff and routes again. All of this until the call's deadline:
  * then the last cause is returned (CV_EUNAVAIL / CV_EREDIRECT: 503), or CV_ETIMEDOUT (504) when the
  * deadline passed while the node was executing the call. The subscription moves to the next node
- * (config order) when a subscribe fails or the subscribed node's connection drops, and to a node whose
- * redirects show a newer map when the gate's map stays behind it (the subscribed node lags). Closing
+ * (config order) when a subscribe fails or the subscribed node's connection drops, to the map's leader
+ * (else the next connected node) when a node that sends heartbeats fell silent for SUB_STALL_MS (frozen,
+ * fenced, or cut off: its TCP connection may well stay up), and to a node whose redirects show a newer
+ * map when the gate's map stays behind it (the subscribed node lags). A forward already SENT is never
+ * sent a second time while its node might still run it (it may have started: double execution); a
+ * frozen owner answers it UNAVAILABLE when it resumes (its lease check reads a fresh clock), which
+ * routes it again at once, else it ends at its deadline. Closing
  * fails waiting forwards with CV_ECANCELED at once and sent ones when their client closes; the struct
  * is freed after the last handle's close callback. Single-threaded: everything runs on the loop. */
 #include "gate/forwarder.h"
@@ -28,11 +33,13 @@
 #include "net/rpc.h"
 #include "util/log.h"
 
-#define SUB_TIMEOUT_MS 2000u     /* a subscribe that takes longer moves on to the next node */
+#define SUB_TIMEOUT_MS 1000u     /* a subscribe that takes longer moves on to the next node */
 #define SUB_DIAL_TIMEOUT_MS 500u /* same, to a node we are not connected to (it may be down) */
 #define SUB_LAG_MS 2000u         /* resubscribe when redirects say our map lags for this long */
 #define SUB_NEXT_MS 20u          /* pause before trying the next node */
 #define SUB_ROUND_MS 500u        /* pause after every node failed once */
+#define SUB_STALL_MS 800u        /* a node that sends heartbeats and was silent this long is given up */
+#define SUB_WATCH_MS 100u        /* how often the subscription's silence is checked */
 
 const char *const cv_gate_op_names[CV_GATE_N_OPS] = {"call", "create", "delete"};
 const char *const cv_gate_retry_names[CV_GATE_N_RETRY] = {"redirect", "unavailable", "no_owner"};
@@ -96,7 +103,10 @@ struct cv_forwarder {
     bool sub_inflight;
     unsigned sub_failures;
     uv_timer_t sub_timer;
-    bool started;         /* sub_timer initialised */
+    bool started;         /* sub_timer and watch_timer initialised */
+    uint64_t sub_heard_ms; /* cv_mono_ms() of the subscription's answer, last push or heartbeat */
+    bool sub_beats;       /* the subscribed node sends heartbeats (node/mapfeed.h): its silence counts */
+    uv_timer_t watch_timer; /* every SUB_WATCH_MS: is the subscription silent (node frozen, fenced)? */
     uint64_t lag_since;   /* cv_mono_ms() when a redirect first said a newer map exists; 0 = not lagging */
     uint64_t lag_index;   /* the newest index redirects reported */
     size_t lag_node;      /* the node that reported it */
@@ -468,6 +478,8 @@ static void sub__done(void *data, int status, const char *error, const uint8_t *
     if (status == 0 && forwarder__apply(fw, n, body, len) == 0) {
         fw->sub_node = (int)n->index;
         fw->sub_failures = 0;
+        fw->sub_heard_ms = cv_mono_ms();
+        fw->sub_beats = false;
         fw->stats.sub_switches++;
         CV_INFO("subscribed to the shard map of node %s (gate at index %llu)", n->cfg->id,
                 (unsigned long long)cv_gate_map_index(&fw->map));
@@ -515,8 +527,45 @@ static void sub__start(struct cv_forwarder *fw, unsigned delay_ms)
 static void fwnode__on_event(void *data, const char *method, const uint8_t *body, size_t len)
 {
     struct gate_node *n = data;
-    if (strcmp(method, "catalog.shard_map") == 0) forwarder__apply(n->fw, n, body, len);
-    else CV_DEBUG("ignoring event %s from node %s", method, n->cfg->id);
+    struct cv_forwarder *fw = n->fw;
+    bool beat = strcmp(method, "catalog.heartbeat") == 0;
+    if (fw->sub_node == (int)n->index && (beat || strcmp(method, "catalog.shard_map") == 0)) {
+        fw->sub_heard_ms = cv_mono_ms();
+        fw->sub_beats |= beat;
+    }
+    if (strcmp(method, "catalog.shard_map") == 0) forwarder__apply(fw, n, body, len);
+    else if (!beat) CV_DEBUG("ignoring event %s from node %s", method, n->cfg->id);
+}
+
+/* The node to subscribe to instead of `from`: the leader the map names, if connected; else the next
+ * connected node in config order; else simply the next one. */
+static size_t sub__successor(struct cv_forwarder *fw, size_t from)
+{
+    const char *leader = fw->map.pb ? fw->map.pb->leader : "";
+    struct gate_node *l = leader[0] ? forwarder__node(fw, leader) : NULL;
+    if (l && l->index != from && l->connected) return l->index;
+    for (size_t k = 1; k < fw->n_nodes; k++) {
+        size_t i = (from + k) % fw->n_nodes;
+        if (fw->nodes[i].connected) return i;
+    }
+    return (from + 1) % fw->n_nodes;
+}
+
+static void sub__watch(uv_timer_t *t)
+{
+    struct cv_forwarder *fw = t->data;
+    uint64_t now = cv_mono_ms();
+    if (fw->closing || fw->sub_node < 0 || !fw->sub_beats || fw->n_nodes < 2 ||
+        now - fw->sub_heard_ms < SUB_STALL_MS)
+        return;
+    size_t from = (size_t)fw->sub_node;
+    fw->sub_node = -1;
+    fw->sub_next = sub__successor(fw, from);
+    fw->stats.sub_stalls++;
+    CV_WARN("the shard-map subscription to node %s is silent for %llu ms (frozen, fenced or cut off): "
+            "subscribing to node %s", fw->nodes[from].cfg->id, (unsigned long long)(now - fw->sub_heard_ms),
+            fw->nodes[fw->sub_next].cfg->id);
+    sub__start(fw, 0);
 }
 
 static void fwnode__on_state(void *data, int connected)
@@ -626,8 +675,11 @@ int cv_forwarder_start(struct cv_forwarder *fw)
 {
     uv_timer_init(fw->loop, &fw->sub_timer);
     fw->sub_timer.data = fw;
-    fw->handles++;
+    uv_timer_init(fw->loop, &fw->watch_timer);
+    fw->watch_timer.data = fw;
+    fw->handles += 2;
     fw->started = true;
+    uv_timer_start(&fw->watch_timer, sub__watch, SUB_WATCH_MS, SUB_WATCH_MS);
     for (size_t i = 0; i < fw->n_nodes; i++) {
         struct gate_node *n = &fw->nodes[i];
         struct cv_rpc_client_opts o = {.addr = n->cfg->advertise_addr, .on_event = fwnode__on_event,
@@ -676,6 +728,7 @@ void cv_forwarder_close(struct cv_forwarder *fw, void (*cb)(void *data), void *d
     }
     fw->handles++; /* held while we walk: callbacks below may close the last handle */
     uv_close((uv_handle_t *)&fw->sub_timer, forwarder__handle_closed);
+    uv_close((uv_handle_t *)&fw->watch_timer, forwarder__handle_closed);
     /* Waiting forwards fail now (their callbacks only answer and count), sent ones when their client
      * closes below. */
     for (struct fwd *f = fw->calls, *next; f; f = next) {

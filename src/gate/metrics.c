@@ -68,6 +68,8 @@ char *cv_gate_metrics_text(const struct cv_gate_stats *s, size_t *len)
                     s->maps_ignored);
     cv_prom_counter(&b, "cverse_gate_subscriptions_total", "Shard-map subscriptions established (failovers + 1).",
                     s->sub_switches);
+    cv_prom_counter(&b, "cverse_gate_subscription_stalls_total",
+                    "Shard-map subscriptions given up because their node fell silent (no heartbeat).", s->sub_stalls);
     if (b.oom) {
         free(b.p);
         return NULL;

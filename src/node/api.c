@@ -22,8 +22,10 @@
 #include "cverse/error.h"
 #include "node/admin.h"
 #include "node/host.h"
+#include "node/leader.h"
 #include "node/stats.h"
 #include "util/buf.h"
+#include "util/hist.h"
 #include "util/log.h"
 #include "util/pct.h"
 #include "util/prom.h"
@@ -50,17 +52,51 @@ static const char *api__role_name(int raft_role)
     }
 }
 
+/* A node's lease as the catalog (so the leader) sees it: "alive", "dead" (declared), "unregistered";
+ * its expiry and last renewal are the proposer's wall clock (shown only: safety uses monotonic clocks),
+ * remaining_ms against ours. */
+static json_t *api__node_lease_json(const struct cv_catalog_node *cn)
+{
+    uint64_t now = cv_now_ms();
+    if (!cn) return json_pack("{s:s}", "state", "unregistered");
+    return json_pack("{s:s, s:I, s:I, s:I, s:I}", "state", cn->alive ? "alive" : "dead", "incarnation",
+                     (json_int_t)cn->incarnation, "expiry_ms", (json_int_t)cn->lease_expiry_ms, "renewed_ms",
+                     (json_int_t)cn->lease_renewed_ms, "remaining_ms",
+                     (json_int_t)(cn->alive && cn->lease_expiry_ms > now ? cn->lease_expiry_ms - now : 0));
+}
+
 static json_t *api__node_json(struct cv_api *a, const struct cv_node_cfg *nc)
 {
     const struct cv_catalog_node *cn = cv_catalog_node_get(a->catalog, nc->id);
     int role = cv_consensus_member_role(a->consensus, nc->id);
-    return json_pack("{s:s, s:s, s:b, s:b, s:b, s:i, s:I, s:s, s:s, s:s, s:s}", "id", nc->id, "role",
-                     api__role_name(role), "alive", cn && cn->alive, "registered", cn != NULL, "draining",
-                     cn && cn->draining, "shards",
-                     cn ? (int)cn->shards_owned : 0, "lease_expiry_ms",
-                     (json_int_t)(cn ? cn->lease_expiry_ms : 0), "grpc_addr", nc->grpc_addr,
-                     "advertise_addr", nc->advertise_addr, "raft_addr", nc->raft_addr, "http_addr",
-                     nc->http_addr);
+    json_t *j = json_pack("{s:s, s:s, s:b, s:b, s:b, s:i, s:I, s:s, s:s, s:s, s:s, s:o}", "id", nc->id, "role",
+                          api__role_name(role), "alive", cn && cn->alive, "registered", cn != NULL, "draining",
+                          cn && cn->draining, "shards", cn ? (int)cn->shards_owned : 0, "lease_expiry_ms",
+                          (json_int_t)(cn ? cn->lease_expiry_ms : 0), "grpc_addr", nc->grpc_addr,
+                          "advertise_addr", nc->advertise_addr, "raft_addr", nc->raft_addr, "http_addr",
+                          nc->http_addr, "lease", api__node_lease_json(cn));
+    if (j && nc == a->self && a->lease) { /* our own view of our lease, for self */
+        struct cv_api_lease l;
+        a->lease(a->data, &l);
+        json_object_set_new(j, "self_lease",
+                            json_pack("{s:s, s:s, s:I, s:I}", "state", l.state, "registration", l.registration,
+                                      "remaining_ms", (json_int_t)l.remaining_ms, "fencings",
+                                      (json_int_t)l.fencings));
+    }
+    return j;
+}
+
+/* What this node's leader duties observed (failovers, shard moves): meaningful on the leader. */
+static json_t *api__failover_json(struct cv_api *a)
+{
+    struct cv_api_lease l = {0};
+    if (a->lease) a->lease(a->data, &l);
+    if (!l.leader) return json_null();
+    return json_pack("{s:I, s:I, s:f, s:f, s:I}", "count", (json_int_t)l.leader->failovers, "last_ms",
+                     (json_int_t)l.leader->last_failover_ms, "p50_ms",
+                     cv_hist_quantile(&l.leader->failover, 0.5) * 1000.0, "p99_ms",
+                     cv_hist_quantile(&l.leader->failover, 0.99) * 1000.0, "shard_moves",
+                     (json_int_t)l.leader->shard_moves);
 }
 
 static void api__get_cluster(struct cv_api *a, struct cv_http_exchange *x)
@@ -69,13 +105,13 @@ static void api__get_cluster(struct cv_api *a, struct cv_http_exchange *x)
     cv_consensus_status(a->consensus, &st);
     json_t *nodes = json_array();
     for (size_t i = 0; i < a->cfg->n_nodes; i++) json_array_append_new(nodes, api__node_json(a, &a->cfg->nodes[i]));
-    json_t *j = json_pack("{s:s?, s:s, s:s, s:I, s:I, s:I, s:I, s:i, s:i, s:o}", "leader",
+    json_t *j = json_pack("{s:s?, s:s, s:s, s:I, s:I, s:I, s:I, s:i, s:i, s:o, s:o}", "leader",
                           st.has_leader ? st.leader_id : NULL, "self", a->self->id, "state", st.state,
                           "term", (json_int_t)st.term, "commit_index", (json_int_t)st.commit_index,
                           "applied_index", (json_int_t)cv_catalog_applied_index(a->catalog),
                           "raft_applied_index", (json_int_t)st.last_applied, "shards", (int)a->cfg->shards,
                           "unassigned_shards", (int)cv_catalog_unassigned_shards(a->catalog), "nodes",
-                          nodes);
+                          nodes, "failover", api__failover_json(a));
     api__send_json(x, 200, j);
 }
 
@@ -156,6 +192,39 @@ static void api__get_stats(struct cv_api *a, struct cv_http_exchange *x)
     api__send_json(x, 200, j);
 }
 
+/* Leases, fencing and failovers: this node's own lease view (one gauge per state, 1 for the current
+ * one), every node's lease as the catalog sees it, and what the leader duties observed. */
+static void api__lease_prom(struct cv_api *a, struct cv_buf *b)
+{
+    static const char *const states[] = {"none", "valid", "suspect", "fenced"};
+    struct cv_api_lease l = {0};
+    char lab[128];
+    if (!a->lease) return;
+    a->lease(a->data, &l);
+    cv_prom_family(b, "cverse_lease_state", "gauge", "This node's own lease view: 1 for the current state.");
+    for (int i = 0; i < 4; i++) {
+        snprintf(lab, sizeof lab, "state=\"%s\"", states[i]);
+        cv_prom_sample(b, "cverse_lease_state", lab, l.state_index == i);
+    }
+    cv_prom_gauge(b, "cverse_lease_remaining_seconds", "Time left in this node's serving window (0: not serving).",
+                  (double)l.remaining_ms / 1000.0);
+    cv_prom_counter(b, "cverse_fencing_total", "Times this node fenced itself (lease not confirmed in time).",
+                    l.fencings);
+    cv_prom_family(b, "cverse_node_lease_alive", "gauge", "Each node's lease as the catalog sees it: 1 alive, 0 declared dead.");
+    for (size_t i = 0; i < a->cfg->n_nodes; i++) {
+        const struct cv_catalog_node *cn = cv_catalog_node_get(a->catalog, a->cfg->nodes[i].id);
+        if (!cn) continue;
+        snprintf(lab, sizeof lab, "node=\"%s\"", cn->id); /* ids are [A-Za-z0-9._-] (config) */
+        cv_prom_sample(b, "cverse_node_lease_alive", lab, cn->alive);
+    }
+    if (!l.leader) return;
+    cv_prom_family(b, "cverse_failover_seconds", "histogram",
+                   "Leader: from a node declared dead to every shard it owned having a new owner.");
+    cv_hist_prom(b, "cverse_failover_seconds", NULL, &l.leader->failover);
+    cv_prom_counter(b, "cverse_shard_moves_total", "Leader: shards given a new owner by its applied AssignShards.",
+                    l.leader->shard_moves);
+}
+
 /* Prometheus text exposition (util/prom.h). */
 static void api__get_metrics(struct cv_api *a, struct cv_http_exchange *x)
 {
@@ -183,6 +252,7 @@ static void api__get_metrics(struct cv_api *a, struct cv_http_exchange *x)
     for (unsigned i = 0; i < CV_APPLY_BUCKETS; i++) le_s[i] = cv_apply_bucket_le_us[i] / 1e6;
     cv_prom_family(&b, "cverse_catalog_apply_seconds", "histogram", "Time to apply one raft entry to the catalog.");
     cv_prom_histogram(&b, "cverse_catalog_apply_seconds", NULL, le_s, h->buckets, CV_APPLY_BUCKETS, h->sum_us / 1e6);
+    api__lease_prom(a, &b);
     if (a->host && cv_host_stats(a->host)) cv_node_stats_prom(cv_host_stats(a->host), &b);
     if (!b.p || b.oom) {
         free(b.p);

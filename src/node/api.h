@@ -11,6 +11,17 @@
 #include "net/http.h"
 
 struct cv_host;
+struct cv_leader_stats;
+
+/* This node's own lease as the node sees it, and what its leader duties observed. */
+struct cv_api_lease {
+    const char *state;        /* the lease view: "none", "valid", "suspect", "fenced" (static) */
+    int state_index;          /* enum cv_lease_state */
+    const char *registration; /* the registration machine's state name (static) */
+    uint64_t remaining_ms;    /* of the serving window; 0 when not serving */
+    uint64_t fencings;        /* times this process fenced itself */
+    const struct cv_leader_stats *leader; /* borrowed, valid during the call; NULL if none */
+};
 
 /* What the API reads; every pointer is borrowed and valid while the HTTP server runs. */
 struct cv_api {
@@ -20,6 +31,7 @@ struct cv_api {
     struct cv_consensus *consensus;
     struct cv_host *host;
     bool (*ready)(void *data, const char **why); /* /ready: true, or false with a static reason */
+    void (*lease)(void *data, struct cv_api_lease *out); /* fills our own lease view */
     void *data;
 };
 

@@ -72,7 +72,11 @@ void cv_host_applied(struct cv_host *h, uint64_t index, const Cverse__Catalog__B
         const Cverse__Catalog__Command *c = batch->commands[i];
         if (results[i].status != 0) continue;
         switch (c->cmd_case) {
-        case CVERSE__CATALOG__COMMAND__CMD_ASSIGN_SHARDS: moved = true; break;
+        case CVERSE__CATALOG__COMMAND__CMD_ASSIGN_SHARDS:
+        case CVERSE__CATALOG__COMMAND__CMD_EXPIRE_NODE:   /* unassigns the dead node's shards */
+        case CVERSE__CATALOG__COMMAND__CMD_REGISTER_NODE: /* of a dead node: the same */
+            moved = true;
+            break;
         case CVERSE__CATALOG__COMMAND__CMD_CREATE_OBJECT:
             cv_hctx_activate_applied(&h->x, c->create_object->type, c->create_object->id, index);
             break;
@@ -112,6 +116,7 @@ static void host__tick(uv_timer_t *t)
     if (h->in.parked) cv_incall_unpark(&h->in, false);
     if (cv_outcall_busy(&h->out)) cv_outcall_retry(&h->out);
     cv_handoff_scan(&h->ho);
+    cv_mapfeed_tick(&h->feed);
     if (!h->x.fenced) cv_autoload_tick(&h->al);
 }
 

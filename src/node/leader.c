@@ -16,6 +16,8 @@
  *   5. the catalog's copy of each node's raft role.
  * Each kind has at most one proposal in flight; a failed or conflicting proposal is simply recomputed at
  * the next run. Nothing here blocks: decisions are pure functions of the catalog and raft configuration.
+ * It also observes failovers: from a node's ExpireNode (which unassigns its shards) to the moment none
+ * of them waits for an owner any more, one log line and one histogram sample each (cv_leader_stats).
  */
 #include "node/leader.h"
 
@@ -42,6 +44,10 @@ struct cv_leader {
     uint8_t *live, *elig; /* per cfg node: alive; alive and not draining (may take shards) */
     uint64_t *seen;       /* per cfg node: cv_mono_ms when its latest renewal applied here (0: none) */
     uint64_t since;       /* cv_mono_ms when this run first saw us leading (0: not leading) */
+    uint64_t *died;       /* per cfg node: cv_mono_ms when its ExpireNode applied here, until its shards
+                           * all have new owners (0: no failover pending) */
+    uint32_t *died_shards; /* per cfg node: shards waiting for an owner when it was declared dead */
+    struct cv_leader_stats stats;
     uint32_t waiting_logged;
     void (*done)(void *data);
     void *done_data;
@@ -50,6 +56,7 @@ struct cv_leader {
 struct duty_ctx {
     struct cv_leader *l;
     enum duty d;
+    uint32_t moves; /* D_ASSIGN: shards the proposal gives an owner */
 };
 
 static void leader__settle(struct cv_leader *l);
@@ -59,6 +66,7 @@ static void duty__done(void *data, int status, uint64_t index)
     struct duty_ctx *dc = data;
     struct cv_leader *l = dc->l;
     enum duty d = dc->d;
+    if (status == 0) l->stats.shard_moves += dc->moves;
     free(dc);
     l->inflight[d]--;
     if (status && status != CV_ECONFLICT && status != CV_ECANCELED && status != CV_ERETRY)
@@ -67,12 +75,13 @@ static void duty__done(void *data, int status, uint64_t index)
     leader__settle(l); /* closing: this may have been the last callback owed */
 }
 
-static void propose(struct cv_leader *l, enum duty d, Cverse__Catalog__Command *cmd)
+static void propose(struct cv_leader *l, enum duty d, Cverse__Catalog__Command *cmd, uint32_t moves)
 {
     struct duty_ctx *dc = malloc(sizeof *dc);
     if (!dc) return;
     dc->l = l;
     dc->d = d;
+    dc->moves = moves;
     if (cv_consensus_propose(l->o.consensus, cmd, 3000, duty__done, dc)) {
         free(dc);
         return;
@@ -90,7 +99,7 @@ static void duty__config(struct cv_leader *l)
     Cverse__Catalog__Command cmd = CVERSE__CATALOG__COMMAND__INIT;
     cmd.cmd_case = CVERSE__CATALOG__COMMAND__CMD_SET_CONFIG;
     cmd.set_config = &sc;
-    propose(l, D_CONFIG, &cmd);
+    propose(l, D_CONFIG, &cmd, 0);
 }
 
 static void duty__expire(struct cv_leader *l)
@@ -111,7 +120,7 @@ static void duty__expire(struct cv_leader *l)
         Cverse__Catalog__Command cmd = CVERSE__CATALOG__COMMAND__INIT;
         cmd.cmd_case = CVERSE__CATALOG__COMMAND__CMD_EXPIRE_NODE;
         cmd.expire_node = &ex;
-        propose(l, D_EXPIRE, &cmd);
+        propose(l, D_EXPIRE, &cmd, 0);
     }
 }
 
@@ -173,7 +182,7 @@ static void duty__assign(struct cv_leader *l)
     Cverse__Catalog__ShardAssignment *as = calloc(moved, sizeof *as);
     Cverse__Catalog__ShardAssignment **ptrs = calloc(moved, sizeof *ptrs);
     if (!as || !ptrs) goto out;
-    uint32_t k = 0;
+    uint32_t k = 0, owners = 0;
     for (uint32_t s = 0; s < cfg->shards && k < moved; s++) {
         if (l->next[s] == l->cur[s]) continue;
         uint64_t epoch = 0;
@@ -182,6 +191,7 @@ static void duty__assign(struct cv_leader *l)
         as[k].shard = s;
         as[k].owner = l->next[s] >= 0 ? cfg->nodes[l->next[s]].id : "";
         as[k].expect_epoch = epoch;
+        owners += l->next[s] >= 0;
         ptrs[k] = &as[k];
         k++;
     }
@@ -193,7 +203,7 @@ static void duty__assign(struct cv_leader *l)
     cmd.assign_shards = &a;
     CV_INFO("shard map: moving %u shards (%u released by their live owner first; %u wait for a release)",
             k - releasing, releasing, waiting);
-    propose(l, D_ASSIGN, &cmd);
+    propose(l, D_ASSIGN, &cmd, owners);
 out:
     free(as);
     free(ptrs);
@@ -267,7 +277,36 @@ static void duty__roles(struct cv_leader *l)
         Cverse__Catalog__Command cmd = CVERSE__CATALOG__COMMAND__INIT;
         cmd.cmd_case = CVERSE__CATALOG__COMMAND__CMD_SET_ROLE;
         cmd.set_role = &sr;
-        propose(l, D_ROLE, &cmd);
+        propose(l, D_ROLE, &cmd, 0);
+    }
+}
+
+/* Shards unassigned from node that still wait for an owner (its ExpireNode made it their released_by;
+ * an AssignShards clears that). */
+static uint32_t leader__orphans(struct cv_leader *l, const char *node)
+{
+    uint32_t n = 0;
+    for (uint32_t s = 0; s < l->o.cfg->shards; s++) {
+        struct cv_catalog_shard sh;
+        if (cv_catalog_shard_get(l->o.catalog, s, &sh) == 0 && !*sh.owner && !strcmp(sh.released_by, node)) n++;
+    }
+    return n;
+}
+
+/* Ends the failovers whose shards all have owners again; the leader observes them (log + histogram). */
+static void leader__failovers(struct cv_leader *l)
+{
+    const struct cv_config *cfg = l->o.cfg;
+    for (size_t i = 0; i < cfg->n_nodes; i++) {
+        if (!l->died[i] || leader__orphans(l, cfg->nodes[i].id) > 0) continue;
+        uint64_t ms = cv_mono_ms() - l->died[i];
+        l->died[i] = 0;
+        if (!l->since) continue; /* not leading: the leader observes it */
+        cv_hist_record(&l->stats.failover, (double)ms / 1000.0);
+        l->stats.failovers++;
+        l->stats.last_failover_ms = ms;
+        CV_INFO("failover of %s: its %u shards have new owners %llu ms after it was declared dead",
+                cfg->nodes[i].id, l->died_shards[i], (unsigned long long)ms);
     }
 }
 
@@ -279,6 +318,7 @@ static void run(uv_timer_t *t)
     cv_consensus_status(l->o.consensus, &st);
     if (!st.is_leader || !st.leader_since_ms) {
         l->since = 0;
+        leader__failovers(l);
         return;
     }
     if (!l->since) l->since = cv_mono_ms(); /* later than the real start of leadership: errs safe */
@@ -287,6 +327,7 @@ static void run(uv_timer_t *t)
     if (!l->inflight[D_ASSIGN] && !l->inflight[D_EXPIRE]) duty__assign(l);
     duty__membership(l);
     if (!l->inflight[D_ROLE]) duty__roles(l);
+    leader__failovers(l);
 }
 
 static void leader__free(struct cv_leader *l)
@@ -298,6 +339,8 @@ static void leader__free(struct cv_leader *l)
     free(l->live);
     free(l->elig);
     free(l->seen);
+    free(l->died);
+    free(l->died_shards);
     free(l);
 }
 
@@ -313,7 +356,10 @@ int cv_leader_init(const struct cv_leader_opts *opts, struct cv_leader **out)
     l->live = calloc(opts->cfg->n_nodes, 1);
     l->elig = calloc(opts->cfg->n_nodes, 1);
     l->seen = calloc(opts->cfg->n_nodes, sizeof *l->seen);
-    if (!l->cur || !l->next || !l->waiting || !l->fixed || !l->live || !l->elig || !l->seen) {
+    l->died = calloc(opts->cfg->n_nodes, sizeof *l->died);
+    l->died_shards = calloc(opts->cfg->n_nodes, sizeof *l->died_shards);
+    if (!l->cur || !l->next || !l->waiting || !l->fixed || !l->live || !l->elig || !l->seen || !l->died ||
+        !l->died_shards) {
         leader__free(l);
         return CV_ENOMEM;
     }
@@ -344,6 +390,20 @@ void cv_leader_renewal_seen(struct cv_leader *l, const char *node, uint64_t now_
 {
     int k = cv_config_node_index(l->o.cfg, node);
     if (k >= 0) l->seen[k] = now_mono;
+}
+
+void cv_leader_node_died(struct cv_leader *l, const char *node, uint64_t now_mono)
+{
+    int k = cv_config_node_index(l->o.cfg, node);
+    if (k < 0) return;
+    l->died_shards[k] = leader__orphans(l, node);
+    l->died[k] = l->died_shards[k] ? now_mono : 0;
+    if (l->died_shards[k] && l->since) cv_leader_kick(l);
+}
+
+const struct cv_leader_stats *cv_leader_stats(const struct cv_leader *l)
+{
+    return &l->stats;
 }
 
 /* Frees l once it is closing, its timer closed and no proposal callback is owed any more (the consensus

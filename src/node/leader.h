@@ -8,6 +8,7 @@
 #include "catalog/catalog.h"
 #include "config/config.h"
 #include "consensus/consensus.h"
+#include "util/hist.h"
 
 struct cv_leader;
 
@@ -35,5 +36,18 @@ void cv_leader_kick(struct cv_leader *l);
 /* A RenewLease or RegisterNode of node applied here at now_mono (cv_mono_ms). Every node records it, led
  * or not: the leader declares a node dead only ttl + margin after the latest one it saw (core/lease.h). */
 void cv_leader_renewal_seen(struct cv_leader *l, const char *node, uint64_t now_mono);
+/* An ExpireNode of node applied here at now_mono: its shards are unassigned and wait for new owners.
+ * Every node records it; whoever leads when the last of them got an owner observes the failover. */
+void cv_leader_node_died(struct cv_leader *l, const char *node, uint64_t now_mono);
+
+/* What the leader observed while it led (plain data, for /metrics and /v1/cluster). */
+struct cv_leader_stats {
+    struct cv_hist failover;   /* a node's ExpireNode applied -> every shard it owned has a new owner */
+    uint64_t failovers;        /* failovers observed (also the histogram's count) */
+    uint64_t last_failover_ms; /* duration of the latest one */
+    uint64_t shard_moves;      /* shards given a new owner by this node's applied AssignShards */
+};
+/* Valid until l is closed. */
+const struct cv_leader_stats *cv_leader_stats(const struct cv_leader *l);
 
 #endif

@@ -2,7 +2,9 @@
  *
  * Happy path: catalog.subscribe is answered with the current ShardMap (owners, nodes, leader, term) and
  * the connection is remembered; after changes of nodes, owners or leader, each subscriber gets a
- * KIND_EVENT "catalog.shard_map" with the full map, at most one per 50 ms.
+ * KIND_EVENT "catalog.shard_map" with the full map, at most one per 50 ms; between pushes a small
+ * "catalog.heartbeat" every CV_MAPFEED_HEARTBEAT_MS while the node is not fenced, so that a gate notices a
+ * stopped, frozen or fenced subscription node and subscribes elsewhere.
  * Failure modes: an undecodable request -> CV_EPROTO; out of memory -> CV_ENOMEM (the subscription is not
  * recorded); a connection found closed while pushing is dropped. */
 #include "node/mapfeed.h"
@@ -13,6 +15,7 @@
 #include "core/hash.h"
 #include "cverse/error.h"
 #include "rpc.pb-c.h"
+#include "util/be.h"
 #include "util/buf.h"
 #include "util/log.h"
 
@@ -93,7 +96,7 @@ static int mapfeed__pack(struct cv_mapfeed *f, uint8_t **out, size_t *len)
 static void mapfeed__push(uv_timer_t *t)
 {
     struct cv_mapfeed *h = t->data;
-    h->last_push_ms = cv_mono_ms();
+    h->last_push_ms = h->last_beat_ms = cv_mono_ms();
     if (h->n_subs == 0 || h->x->closing) return;
     uint8_t *buf;
     size_t len;
@@ -107,6 +110,17 @@ static void mapfeed__push(uv_timer_t *t)
         else if (rv) CV_WARN("shard map push failed: %s", cv_strerror(rv));
     }
     free(buf);
+}
+
+void cv_mapfeed_tick(struct cv_mapfeed *h)
+{
+    uint64_t now = cv_mono_ms();
+    if (h->n_subs == 0 || h->x->closing || h->x->fenced || now - h->last_beat_ms < CV_MAPFEED_HEARTBEAT_MS) return;
+    h->last_beat_ms = now;
+    uint8_t body[8];
+    cv_be64_put(body, cv_catalog_applied_index(h->x->cat));
+    for (size_t i = h->n_subs; i-- > 0;)
+        if (cv_rpc_send_event(h->subs[i], "catalog.heartbeat", body, sizeof body) == CV_ECLOSED) mapfeed__drop(h, i);
 }
 
 void cv_mapfeed_changed(struct cv_mapfeed *h)

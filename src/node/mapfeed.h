@@ -7,12 +7,17 @@
 #include "node/hctx.h"
 
 #define CV_HOST_PUSH_MIN_MS 50 /* at most one shard-map push to subscribers per this interval */
+/* A KIND_EVENT "catalog.heartbeat" (body: the applied index, 8 bytes big-endian) to every subscriber this
+ * often while the node serves (not fenced): a gate that hears nothing from its subscription for a few
+ * of these (CV_GATE_SUB_STALL_MS) subscribes to another node. */
+#define CV_MAPFEED_HEARTBEAT_MS 200
 
 struct cv_mapfeed {
     struct cv_hctx *x;            /* first member (cv_hctx_handle_closed); borrowed */
     struct cv_rpc_conn **subs;    /* referenced connections */
     size_t n_subs, cap_subs;
     uint64_t last_push_ms, nodes_sig;
+    uint64_t last_beat_ms;        /* last push or heartbeat */
     uv_timer_t push_timer;
 };
 
@@ -27,6 +32,9 @@ uint64_t cv_mapfeed_nodes_signature(struct cv_catalog *cat);
 void cv_mapfeed_changed(struct cv_mapfeed *f);
 /* After an applied entry: pushes if what subscribers see of the nodes changed. */
 void cv_mapfeed_check_nodes(struct cv_mapfeed *f);
+/* From the host's periodic tick: a heartbeat to every subscriber when none went out for
+ * CV_MAPFEED_HEARTBEAT_MS, unless the node is fenced (its map may be stale: gates must move on). */
+void cv_mapfeed_tick(struct cv_mapfeed *f);
 /* Serves catalog.subscribe. */
 void cv_mapfeed_subscribe(struct cv_mapfeed *f, struct cv_rpc_conn *conn, uint64_t id, const uint8_t *body,
                           size_t len);

@@ -58,6 +58,7 @@ struct cv_node {
     uv_signal_t sigterm, sigint;
     struct cv_renewal renewal;
     bool fenced;                     /* the host was told the lease is not confirmed */
+    uint64_t fencings;               /* times this process fenced itself (/metrics) */
     char why[96];                    /* readiness reason with a number in it */
     bool stopping;
     bool shut;                       /* closing of the components started */
@@ -80,6 +81,7 @@ static void node__lease_eval(struct cv_node *n)
     if (fenced != n->fenced && n->host && !n->stopping) {
         const struct cv_lease *l = &n->renewal.lease;
         n->fenced = fenced;
+        n->fencings += fenced;
         int k = cv_host_fence(n->host, fenced);
         if (fenced)
             CV_WARN("fenced: lease not confirmed for %llu ms (window ended %llu ms ago, %s); %d objects "
@@ -175,6 +177,7 @@ static void node__on_applied(void *data, uint64_t index, const Cverse__Catalog__
         if (c->cmd_case == CVERSE__CATALOG__COMMAND__CMD_EXPIRE_NODE) {
             CV_INFO("node %s declared dead (lease expired) at index %llu", c->expire_node->node,
                     (unsigned long long)index);
+            if (n->leader) cv_leader_node_died(n->leader, c->expire_node->node, cv_mono_ms());
             /* we are alive after all: fenced at once, then back with a new incarnation */
             if (!strcmp(c->expire_node->node, n->self->id)) {
                 bool again = cv_renewal_expired(&n->renewal, cv_mono_ms());
@@ -235,6 +238,23 @@ bool cv_node_ready(struct cv_node *n, const char **why)
 static bool node__ready(void *data, const char **why)
 {
     return cv_node_ready(data, why);
+}
+
+/* The API's view of our own lease (/v1/cluster, /metrics). */
+static void node__lease_view(void *data, struct cv_api_lease *out)
+{
+    static const char *const names[CV_LEASE_N] = {"none", "valid", "suspect", "fenced"};
+    struct cv_node *n = data;
+    node__lease_eval(n); /* a change by time alone reaches the host first */
+    uint64_t now = cv_mono_ms();
+    const struct cv_lease *l = &n->renewal.lease;
+    enum cv_lease_state st = cv_lease_state(l);
+    out->state = names[st];
+    out->state_index = (int)st;
+    out->registration = cv_sm_state_name(cv_renewal_sm(), (int)cv_renewal_state(&n->renewal));
+    out->remaining_ms = cv_lease_serving(l, now) ? l->valid_until_ms - now : 0;
+    out->fencings = n->fencings;
+    out->leader = n->leader ? cv_leader_stats(n->leader) : NULL;
 }
 
 static bool node__catalog_ready(void *data, const char **why)
@@ -354,6 +374,7 @@ static int node__start_listeners(struct cv_node *n)
                              .consensus = n->consensus,
                              .host = n->host,
                              .ready = node__ready,
+                             .lease = node__lease_view,
                              .data = n};
     struct cv_http_opts ho = {.max_body = 1 << 20};
     rv = cv_http_server_init(n->loop, &ho, cv_api_handle, &n->api, &n->http);

@@ -728,10 +728,18 @@ Test(catalog, expire_renew_and_reregister)
     const struct cv_catalog_node *n = cv_catalog_node_get(c.cat, "n1");
     cr_assert(!n->alive);
     cr_assert_eq(n->incarnation, 1);
-    cr_assert_eq(n->shards_owned, 1, "expiry does not touch shards");
-    cr_assert_str_eq(cv_catalog_shard_owner(c.cat, 3, NULL), "n1");
+    /* A node declared dead owns nothing from that entry on: its shards are unassigned from it (the
+     * safety gap of part 1: a re-registration before the leader's AssignShards committed gave them
+     * back to it while the new owner was being activated). */
+    cr_assert_eq(n->shards_owned, 0, "expiry unassigns the dead node's shards");
+    uint64_t ep = 0;
+    cr_assert_str_eq(cv_catalog_shard_owner(c.cat, 3, &ep), "");
+    cr_assert_eq(ep, 2, "a new epoch: an AssignShards decided before the expiry fails its compare-and-set");
+    cr_assert_eq(cv_catalog_shard_state(c.cat, 3), CV_SHARD_RELEASER_DEAD, "assignable at once");
     tb_expire(&t, "n1", 1500); /* again: no-op */
     ASSERT_STATUS(&c, 5, &t, 0);
+    cr_assert_eq(cv_catalog_shard_owner(c.cat, 3, &ep)[0], '\0');
+    cr_assert_eq(ep, 2, "a second expiry changes nothing");
 
     /* A late renewal does not revive a node declared dead (the defect: it handed shards to a node
      * behind the log); the node must register again, as a new incarnation. */
@@ -741,14 +749,19 @@ Test(catalog, expire_renew_and_reregister)
     cr_assert(!n->alive);
     cr_assert_eq(n->incarnation, 1);
     cr_assert_eq(n->lease_expiry_ms, 1500, "a refused renewal writes nothing");
-    cr_assert_str_eq(cv_catalog_shard_owner(c.cat, 3, NULL), "n1");
-    cr_assert_eq(cv_catalog_shard_state(c.cat, 3), CV_SHARD_OWNER_DEAD, "its shards stay reassignable");
+    cr_assert_str_eq(cv_catalog_shard_owner(c.cat, 3, NULL), "");
+    cr_assert_eq(cv_catalog_shard_state(c.cat, 3), CV_SHARD_RELEASER_DEAD, "its shards stay reassignable");
     tb_register(&t, "n1", 2000, 500); /* back from the dead: new incarnation */
     ASSERT_STATUS(&c, 7, &t, 0);
     n = cv_catalog_node_get(c.cat, "n1");
     cr_assert(n->alive);
     cr_assert_eq(n->incarnation, 2);
     cr_assert_eq(n->lease_expiry_ms, 2500);
+    /* ... and it does not own its old shard again: only an AssignShards gives it one. */
+    cr_assert_eq(n->shards_owned, 0);
+    cr_assert_str_eq(cv_catalog_shard_owner(c.cat, 3, &ep), "");
+    cr_assert_eq(ep, 2);
+    cr_assert_eq(cv_catalog_shard_state(c.cat, 3), CV_SHARD_RELEASING, "it confirms (it holds nothing)");
 
     tb_register(&t, "n1", 3000, 500); /* re-registration while alive: same incarnation, role kept */
     ASSERT_STATUS(&c, 8, &t, 0);
@@ -1798,21 +1811,29 @@ Test(catalog, shard_lifecycle_full_handoff)
     cr_assert_str_eq(sh.released_by, "");
     cr_assert_eq(sh.released_epoch, 0);
 
-    /* The owner declared dead: replaced straight away; a registration first makes it the owner again. */
+    /* The owner declared dead: unassigned from it in the same entry, replaced straight away; a
+     * registration does not make it the owner again (it confirms, as any releaser). */
     tb_expire(&t, "b", 4000);
     ASSERT_STATUS(&c, idx++, &t, 0);
-    assert_state(&c, 0, SST(OWNER_DEAD), &st);
+    assert_state(&c, 0, SST(RELEASER_DEAD), &st);
     cr_assert_eq(handoff_of(&c, 0, ids, 3, 2), 2, "a dead owner is not waited for");
     tb_renew(&t, "b", 5000, 3000);
     ASSERT_STATUS(&c, idx++, &t, CV_ECONFLICT);
-    assert_state(&c, 0, SST(OWNER_DEAD), &st);
+    assert_state(&c, 0, SST(RELEASER_DEAD), &st);
     tb_register(&t, "b", 5000, 3000);
+    ASSERT_STATUS(&c, idx++, &t, 0);
+    assert_state(&c, 0, SST(RELEASING), &st);
+    cr_assert_str_eq(cv_catalog_shard_owner(c.cat, 0, NULL), "", "the new incarnation owns nothing");
+    tb_release1(&t, "b", 0, 4);
+    ASSERT_STATUS(&c, idx++, &t, 0);
+    assert_state(&c, 0, SST(RELEASED), &st);
+    tb_assign1(&t, 0, "b", 4);
     ASSERT_STATUS(&c, idx++, &t, 0);
     assert_state(&c, 0, SST(OWNED), &st);
     tb_expire(&t, "b", 8000);
     ASSERT_STATUS(&c, idx++, &t, 0);
-    assert_state(&c, 0, SST(OWNER_DEAD), &st);
-    tb_assign1(&t, 0, "c", 3);
+    assert_state(&c, 0, SST(RELEASER_DEAD), &st);
+    tb_assign1(&t, 0, "c", 6);
     ASSERT_STATUS(&c, idx++, &t, 0);
     assert_state(&c, 0, SST(OWNED), &st);
     assert_check(&c);
@@ -1903,36 +1924,46 @@ Test(catalog, shard_lifecycle_expire_and_reregister_flip_liveness)
         st[s] = before[s];
     }
 
-    tb_expire(&t, "a", 4000);
+    tb_expire(&t, "a", 4000); /* its owned shard is unassigned from it in the same entry */
     ASSERT_STATUS(&c, idx++, &t, 0);
-    assert_state(&c, 0, SST(OWNER_DEAD), &st[0]);
+    assert_state(&c, 0, SST(RELEASER_DEAD), &st[0]);
     assert_state(&c, 1, SST(RELEASER_DEAD), &st[1]);
     assert_state(&c, 2, SST(OWNED), &st[2]);
     assert_state(&c, 3, SST(RELEASING), &st[3]);
     tb_expire(&t, "a", 4000); /* already dead: no flip, nothing moves */
     ASSERT_STATUS(&c, idx++, &t, 0);
-    assert_state(&c, 0, SST(OWNER_DEAD), &st[0]);
+    assert_state(&c, 0, SST(RELEASER_DEAD), &st[0]);
 
-    tb_register(&t, "a", 5000, 3000); /* a comes back before anybody took its shards */
+    tb_register(&t, "a", 5000, 3000); /* a comes back before anybody took its shards: owns none */
     ASSERT_STATUS(&c, idx++, &t, 0);
-    assert_state(&c, 0, SST(OWNED), &st[0]);
+    assert_state(&c, 0, SST(RELEASING), &st[0]);
     assert_state(&c, 1, SST(RELEASING), &st[1]);
     assert_state(&c, 2, SST(OWNED), &st[2]);
     assert_state(&c, 3, SST(RELEASING), &st[3]);
     cr_assert_eq(cv_catalog_node_get(c.cat, "a")->incarnation, 2);
+    cr_assert_eq(cv_catalog_node_get(c.cat, "a")->shards_owned, 0);
     tb_register(&t, "a", 5100, 3000); /* alive already: no flip */
     ASSERT_STATUS(&c, idx++, &t, 0);
-    assert_state(&c, 0, SST(OWNED), &st[0]);
+    assert_state(&c, 0, SST(RELEASING), &st[0]);
 
+    /* An AssignShards decided while b lived commits after b's ExpireNode (OWNER_DEAD): b's
+     * registration unassigns it, it never owns the shard as a new incarnation. */
     tb_expire(&t, "b", 4000);
     ASSERT_STATUS(&c, idx++, &t, 0);
-    assert_state(&c, 2, SST(OWNER_DEAD), &st[2]);
+    assert_state(&c, 2, SST(RELEASER_DEAD), &st[2]);
     assert_state(&c, 3, SST(RELEASER_DEAD), &st[3]);
-    assert_state(&c, 0, SST(OWNED), &st[0]);
+    assert_state(&c, 0, SST(RELEASING), &st[0]);
+    uint64_t ep = 0;
+    cv_catalog_shard_owner(c.cat, 2, &ep);
+    tb_assign1(&t, 2, "b", ep);
+    ASSERT_STATUS(&c, idx++, &t, 0);
+    assert_state(&c, 2, SST(OWNER_DEAD), &st[2]);
     tb_register(&t, "b", 6000, 3000);
     ASSERT_STATUS(&c, idx++, &t, 0);
-    assert_state(&c, 2, SST(OWNED), &st[2]);
+    assert_state(&c, 2, SST(RELEASING), &st[2]);
     assert_state(&c, 3, SST(RELEASING), &st[3]);
+    cr_assert_str_eq(cv_catalog_shard_owner(c.cat, 2, NULL), "");
+    cr_assert_eq(cv_catalog_node_get(c.cat, "b")->shards_owned, 0);
     assert_check(&c);
     tclose(&c);
     tb_free(&t);

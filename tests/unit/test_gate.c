@@ -452,6 +452,7 @@ struct fake_node {
     int port;
     struct cv_rpc_conn *sub; /* the gate's subscription, if it subscribed here */
     int calls, redirects, subscribes;
+    bool beating; /* sends "catalog.heartbeat" to its subscriber every 100 ms (node/mapfeed.h) */
 };
 
 struct world {
@@ -467,6 +468,8 @@ struct world {
     bool push_on_redirect; /* after answering a redirect, push the true map to the subscriber */
     bool refuse_subscribe_n1; /* node n1 answers catalog.subscribe with an error */
     bool resubscribe_truth;   /* a node's second and later subscribes get the true map */
+    bool n2_truth;            /* n2's subscribe answer is the true map */
+    uv_timer_t beat;          /* the fake nodes' heartbeats */
     struct cv_config *cfg;
     struct cv_gate_types *types;
     struct cv_gate *gate;
@@ -548,7 +551,7 @@ static void fake_on_request(void *data, struct cv_rpc_conn *conn, uint64_t id, c
             if (n->sub) cv_rpc_conn_unref(n->sub);
             n->sub = conn;
             cv_rpc_conn_ref(conn);
-            bool truth = W.resubscribe_truth && n->subscribes > 1;
+            bool truth = (W.resubscribe_truth && n->subscribes > 1) || (W.n2_truth && !strcmp(n->id, "n2"));
             fake_send_map(n, conn, id, false, truth ? W.truth : W.sub_owners, truth ? W.truth_index : W.sub_index);
         }
     } else if (!strcmp(method, "objects.call")) {
@@ -585,9 +588,20 @@ static void stop_gate_cb(uv_async_t *a)
 
 static void world_close_fakes(void);
 
+static void beat_cb(uv_timer_t *t)
+{
+    uint8_t body[8] = {0};
+    (void)t;
+    pthread_mutex_lock(&W.mu);
+    for (int i = 0; i < 2; i++)
+        if (W.nodes[i].beating && W.nodes[i].sub) cv_rpc_send_event(W.nodes[i].sub, "catalog.heartbeat", body, 8);
+    pthread_mutex_unlock(&W.mu);
+}
+
 static void async_cb(uv_async_t *a)
 {
     (void)a;
+    uv_close((uv_handle_t *)&W.beat, NULL);
     if (!W.stopped) cv_gate_stop(W.gate);
     uv_close((uv_handle_t *)&W.stop_gate, NULL);
     world_close_fakes();
@@ -657,6 +671,8 @@ static void world_start_ex(const char *const *truth, uint64_t truth_index, const
     cr_assert(W.grpc_port > 0 && W.http_port > 0);
     uv_async_init(&W.loop, &W.async, async_cb);
     uv_async_init(&W.loop, &W.stop_gate, stop_gate_cb);
+    uv_timer_init(&W.loop, &W.beat);
+    uv_timer_start(&W.beat, beat_cb, 100, 100);
     cr_assert_eq(pthread_create(&W.thread, NULL, loop_main, NULL), 0);
 }
 
@@ -998,6 +1014,51 @@ Test(gate_live, lagging_map_resubscribes_to_the_node_with_the_newer_one)
     http("GET", "/metrics", NULL, &r);
     cr_assert(strstr(r.body, "cverse_gate_subscriptions_total 2") != NULL, "%s", r.body);
     cr_assert(strstr(r.body, "cverse_gate_map_applied_index 9") != NULL, "%s", r.body);
+    world_stop();
+    curl_global_cleanup();
+}
+
+Test(gate_live, silent_subscription_node_is_given_up)
+{
+    /* n1 sends heartbeats, then falls silent while its connection stays up (a frozen or fenced node:
+     * SIGSTOP keeps the socket open). Within SUB_STALL_MS (+ the watch period) the gate subscribes to n2,
+     * whose map (index 9) moved shard 2 to n2: a call to shard 2 with a short deadline reaches n2. A node
+     * that never sent a heartbeat (every other test) is never given up for its silence. */
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    const char *const truth[SHARDS] = {"n1", "n1", "n2", "n1"};
+    world_start(truth, 9, ALL_N1, 5);
+    pthread_mutex_lock(&W.mu);
+    W.n2_truth = true;
+    W.nodes[0].beating = true;
+    pthread_mutex_unlock(&W.mu);
+    wait_ready();
+    uint64_t t0 = cv_mono_ms();
+    while (cv_mono_ms() - t0 < 1500) uv_sleep(50); /* heartbeats flow: n1 is kept */
+    pthread_mutex_lock(&W.mu);
+    cr_assert_eq(W.nodes[1].subscribes, 0, "a beating subscription is kept");
+    W.nodes[0].beating = false; /* "frozen" */
+    pthread_mutex_unlock(&W.mu);
+    t0 = cv_mono_ms();
+    int subs = 0;
+    while (cv_mono_ms() - t0 < 5000 && subs == 0) {
+        uv_sleep(20);
+        pthread_mutex_lock(&W.mu);
+        subs = W.nodes[1].subscribes;
+        pthread_mutex_unlock(&W.mu);
+    }
+    uint64_t took = cv_mono_ms() - t0;
+    cr_assert_eq(subs, 1, "subscribed to n2 after n1 fell silent");
+    cr_assert(took >= 700 && took < 2000, "took %llu ms", (unsigned long long)took);
+    char id[32], path[160];
+    id_on_shard(2, id, sizeof id);
+    snprintf(path, sizeof path, "/api/v1/objects/call/Echo/%s/Echo?timeout_ms=3000", id);
+    struct resp r;
+    http("POST", path, "{}", &r);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    const char *want = "{\"response\":{\"id\":\"n2:";
+    cr_assert(strncmp(r.body, want, strlen(want)) == 0, "%s", r.body);
+    http("GET", "/metrics", NULL, &r);
+    cr_assert(strstr(r.body, "cverse_gate_subscription_stalls_total 1") != NULL, "%s", r.body);
     world_stop();
     curl_global_cleanup();
 }

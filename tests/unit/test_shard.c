@@ -31,10 +31,14 @@ Test(shard, table_allows_exactly_the_documented_moves)
         {S(OWNED), S(OWNED)},
         {S(OWNED), S(OWNER_DEAD)},
         {S(OWNED), S(RELEASING)},
-        /* dead owner: replaced straight away, renews, unassigned */
+        /* ... declared dead: ExpireNode unassigns its shards in the same entry */
+        {S(OWNED), S(RELEASER_DEAD)},
+        /* dead owner: replaced straight away, renews, unassigned (ExpireNode, or its RegisterNode
+         * unassigns what an AssignShards gave it after its death: never owned by the new incarnation) */
         {S(OWNER_DEAD), S(OWNED)},
         {S(OWNER_DEAD), S(OWNER_DEAD)},
         {S(OWNER_DEAD), S(RELEASER_DEAD)},
+        {S(OWNER_DEAD), S(RELEASING)},
         /* releasing: confirmed, the releaser dies, or assigned anyway (accepted, never proposed) */
         {S(RELEASING), S(RELEASED)},
         {S(RELEASING), S(RELEASER_DEAD)},
