@@ -3,7 +3,8 @@
  *
  * Happy path: a node proposes a renewal every ttl/3 and reads its monotonic clock before sending; when
  * the renewal applies, its window runs to sent + ttl - margin (VALID). A leader declares a node dead only
- * once its own monotonic clock passed ttl + margin after it applied the node's latest renewal. The proof
+ * once its own monotonic clock passed ttl + margin after it applied the node's latest renewal — applied
+ * here, as leader or still as a follower, so a new leader does not wait a whole TTL from its election. The proof
  * that the node's window ends first is in docs/architecture.md ("Leases and liveness").
  * Failure modes: none (pure). Sums saturate so that a huge ttl or time errs towards "not expired" on the
  * leader; on the node a saturated window is simply long (the config bounds the TTL). */
@@ -24,7 +25,9 @@ uint64_t cv_lease_margin(uint64_t ttl_ms)
 
 bool cv_lease_may_expire(uint64_t seen_ms, uint64_t since_ms, uint64_t ttl_ms, uint64_t now_ms)
 {
-    uint64_t base = seen_ms > since_ms ? seen_ms : since_ms;
+    /* seen, when known, was read at (or after) this process applied the node's latest renewal: later
+     * than its proposal, whoever led then. Only a node never seen applied here counts from leadership. */
+    uint64_t base = seen_ms ? seen_ms : since_ms;
     return now_ms > lease__add_sat(lease__add_sat(base, ttl_ms), cv_lease_margin(ttl_ms));
 }
 

@@ -22,11 +22,13 @@
  * (100 ms) still leaves a window of more than a third of the TTL. */
 uint64_t cv_lease_margin(uint64_t ttl_ms);
 
-/* Leader rule. seen_ms: the leader's monotonic time when it applied the node's latest RenewLease or
- * RegisterNode (0: none seen); since_ms: the leader's monotonic time when it took leadership. The node
- * may be declared dead only when now is past max(seen, since) + ttl + margin: a new leader gives every
- * node ttl + margin from its own start, because it cannot know when renewals it did not apply yet were
- * proposed (they were all proposed before it became leader). */
+/* Leader rule. seen_ms: this process' monotonic time when it applied the node's latest RenewLease or
+ * RegisterNode — as leader or earlier as a follower (0: none applied in this process); since_ms: its
+ * monotonic time when it took leadership. The node may be declared dead only when now is past
+ * base + ttl + margin, base = seen, or since when seen is 0. seen is read after the renewal's proposal
+ * (an entry applies after it was proposed), whoever led then; a later renewal this process has not
+ * applied yet is ordered before the ExpireNode in the log and fails its compare-and-set on the node's
+ * expiry. So a new leader need not wait a whole TTL from its election (docs/architecture.md). */
 bool cv_lease_may_expire(uint64_t seen_ms, uint64_t since_ms, uint64_t ttl_ms, uint64_t now_ms);
 
 /* Renewal period for a TTL: a third of it, so two renewals may be lost before expiry. */
