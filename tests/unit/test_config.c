@@ -235,7 +235,7 @@ Test(config, defaults)
     cr_assert_str_eq(cfg->etcd_prefix, "/cverse");
     cr_assert_eq(cfg->n_autoload, 0);
     cr_assert_str_eq(cfg->data_dir, "cverse-data");
-    cr_assert_eq(cfg->lease_ttl_ms, 600);
+    cr_assert_eq(cfg->lease_ttl_ms, 650);
     cr_assert_eq(cfg->raft.voters, 1); /* fewer than 3 nodes: every node votes */
     cr_assert_eq(cfg->raft.election_timeout_ms, 200);
     cr_assert_eq(cfg->raft.heartbeat_timeout_ms, 20);

@@ -539,11 +539,16 @@ Test(lease, leader_expires_after_ttl_plus_margin_from_seen_or_leadership)
     cr_assert_not(cv_lease_may_expire(10000, 0, ttl, 10000 + ttl + m - 1));
     cr_assert_not(cv_lease_may_expire(10000, 0, ttl, 10000 + ttl + m));
     cr_assert(cv_lease_may_expire(10000, 0, ttl, 10000 + ttl + m + 1));
-    /* New leader at 9000 that applied the renewal at 5000 (as a follower): TTL + margin from 5000, not
+    /* New leader at 9000 that applied the renewal at 8000 (as a follower): TTL + margin from 8000, not
      * from its election — a later renewal it had not applied fails the ExpireNode's compare-and-set. */
-    cr_assert_not(cv_lease_may_expire(5000, 9000, ttl, 5000 + ttl + m));
-    cr_assert(cv_lease_may_expire(5000, 9000, ttl, 5000 + ttl + m + 1));
-    cr_assert(cv_lease_may_expire(5000, 9000, ttl, 9000 + 1), "at once when the window ran out before");
+    cr_assert_not(cv_lease_may_expire(8000, 9000, ttl, 8000 + ttl + m));
+    cr_assert(cv_lease_may_expire(8000, 9000, ttl, 8000 + ttl + m + 1));
+    cr_assert_lt(8000 + ttl + m + 1, 9000 + ttl + m, "earlier than the old rule");
+    /* A renewal applied at 5000: its window ran out before the election; declared dead once the grace
+     * that lets renewals stalled by the election through (liveness) is over. */
+    cr_assert_not(cv_lease_may_expire(5000, 9000, ttl, 9000 + cv_lease_grace(ttl)));
+    cr_assert(cv_lease_may_expire(5000, 9000, ttl, 9000 + cv_lease_grace(ttl) + 1));
+    cr_assert_lt(cv_lease_grace(ttl), ttl + m, "the grace is shorter than the old wait");
     /* A node this process never saw renewed (state from a snapshot, or a restart): from leadership. */
     cr_assert_not(cv_lease_may_expire(0, 9000, ttl, 12000));
     cr_assert_not(cv_lease_may_expire(0, 9000, ttl, 9000 + ttl + m));
@@ -721,11 +726,11 @@ Test(lease, new_leader_counts_from_the_renewal_it_applied_as_a_follower)
                     cr_assert_geq(blind, gap, "counting from the applied renewal is never slower");
                 }
     /* What it buys: a leader elected 450 ms after the node's last renewal, which it applied at once,
-     * may declare the node dead ttl + margin after that renewal, i.e. ~210 ms after its election, not
-     * ttl + margin after it (the old rule: 657 ms). */
+     * may declare the node dead max(ttl + margin after that renewal, grace after its election) = 750 ms
+     * after the renewal, not ttl + margin after its election (1107 ms). */
     long long fast = lease_sim_new_leader(1.0, 1.0, 0, 450000, ttl, true);
     long long blind = lease_sim_new_leader(1.0, 1.0, 0, 450000, ttl, false);
-    cr_assert_lt(fast, blind - 400000, "fast %lld us, blind %lld us", fast, blind);
+    cr_assert_lt(fast, blind - 300000, "fast %lld us, blind %lld us", fast, blind);
 }
 
 Test(lease, windows_may_overlap_beyond_the_drift_bound)
@@ -735,11 +740,13 @@ Test(lease, windows_may_overlap_beyond_the_drift_bound)
     cr_assert_lt(lease_sim(1.0 - rho, 1.0 + rho, 0, 1500), 0);
 }
 
-Test(lease, renew_interval_is_a_third)
+Test(lease, renew_interval_is_a_fifth)
 {
-    cr_assert_eq(cv_lease_renew_interval(3000), 1000u);
-    cr_assert_eq(cv_lease_renew_interval(10000), 3333u);
-    cr_assert_eq(cv_lease_renew_interval(3), 1u);
+    cr_assert_eq(cv_lease_renew_interval(3000), 600u);
+    cr_assert_eq(cv_lease_renew_interval(10000), 2000u);
+    cr_assert_eq(cv_lease_renew_interval(650), 130u);
+    cr_assert_eq(cv_lease_renew_interval(5), 1u);
+    cr_assert_eq(cv_lease_renew_interval(3), 1u, "never 0");
     cr_assert_eq(cv_lease_renew_interval(2), 1u, "never 0");
     cr_assert_eq(cv_lease_renew_interval(0), 1u, "never 0");
 }
