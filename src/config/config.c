@@ -800,9 +800,9 @@ static int cfg__defaults(struct cv_config *cfg, const char *name)
 {
     cfg->shards = 8192;
     cfg->provider = CV_PROVIDER_RAFT;
-    cfg->raft = (struct cv_raft_cfg){.voters = 3, .election_timeout_ms = 200, .heartbeat_timeout_ms = 20,
+    cfg->raft = (struct cv_raft_cfg){.voters = 3, .election_timeout_ms = 150, .heartbeat_timeout_ms = 15,
                                      .snapshot_threshold = 8192, .snapshot_trailing = 1024, .pre_vote = true};
-    cfg->lease_ttl_ms = 650; /* failover goals and their trade-off: docs/configuration.md */
+    cfg->lease_ttl_ms = 700; /* failover goals and their trade-off: docs/configuration.md */
     cfg->path = strdup(name);
     cfg->etcd_prefix = strdup("/cverse");
     cfg->data_dir = strdup("cverse-data");

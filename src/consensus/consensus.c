@@ -61,7 +61,7 @@ static const struct cv_sm_state pending__states[P_N] = {
     [P_WAITING] = {"waiting", CV_SM_INITIAL, CV_SM_BIT(P_QUEUED) | CV_SM_BIT(P_FORWARDED) | P_END},
     [P_QUEUED] = {"queued", 0, CV_SM_BIT(P_WAITING) | CV_SM_BIT(P_APPENDED) | P_END},
     [P_FORWARDED] = {"forwarded", 0, CV_SM_BIT(P_WAITING) | CV_SM_BIT(P_APPENDED) | P_END},
-    [P_APPENDED] = {"appended", 0, P_END},
+    [P_APPENDED] = {"appended", 0, CV_SM_BIT(P_WAITING) | P_END}, /* leader changed before its commit */
     [P_DONE] = {"done", CV_SM_FINAL, 0},
 };
 static const struct cv_sm_conf pending__conf = {"proposal", pending__states, P_N};
@@ -633,6 +633,20 @@ static void consensus__check_pendings(struct cv_consensus *c)
     }
 }
 
+/* A new leader: proposals appended by an earlier one but not committed yet may never be (the new
+ * leader overwrites what it lacks) and would wait for their deadline — a lease renewal for so long that
+ * its node fences. Send them again to the new leader: a duplicate is harmless (commands are idempotent,
+ * a proposal completes once, at the first apply of its seq). */
+static void consensus__resend_uncommitted(struct cv_consensus *c)
+{
+    raft_index committed = raft_commit_index(&c->raft);
+    for (struct pending *p = c->pendings.next; p != &c->pendings; p = p->next) {
+        if (cv_sm_state(&p->sm) != P_APPENDED || p->index <= committed) continue;
+        p->index = 0;
+        pending__move(p, P_WAITING);
+    }
+}
+
 static void consensus__check_leader(struct cv_consensus *c)
 {
     bool is_leader = raft_state(&c->raft) == RAFT_LEADER;
@@ -652,6 +666,7 @@ static void consensus__check_leader(struct cv_consensus *c)
         CV_INFO("raft leader is now %s (term %llu)", n ? n->id : "unknown",
                 (unsigned long long)raft_current_term(&c->raft));
     }
+    if (id != c->last_leader && id != 0) consensus__resend_uncommitted(c);
     c->was_leader = is_leader;
     c->last_leader = id;
     if (c->on_leader) c->on_leader(c->data, is_leader);
