@@ -50,6 +50,10 @@
       : s >= 3600 ? Math.floor(s / 3600) + 'h ' + Math.floor((s % 3600) / 60) + 'm'
       : s >= 60 ? Math.floor(s / 60) + 'm ' + (s % 60) + 's' : s + 's';
   }
+  function fmtBytes(b) {
+    return b >= 1 << 30 ? (b / (1 << 30)).toFixed(1) + ' GiB' : b >= 1 << 20 ? (b / (1 << 20)).toFixed(1) + ' MiB'
+      : Math.round(b / 1024) + ' KiB';
+  }
   function stats() { return S.state && S.state.stats ? S.state.stats : null; }
 
   // ---- data ---------------------------------------------------------------------------------------------
@@ -274,6 +278,8 @@
       tr.appendChild(td(live ? fmtRate(ns.calls_s) : '–', 'num calls'));
       tr.appendChild(td(live ? (Math.round(ns.error_rate * 1000) / 10) + ' %' : '–', 'num'));
       tr.appendChild(td(live ? fmtMs(ns.p50_ms) + ' / ' + fmtMs(ns.p99_ms) : '–', 'num'));
+      tr.appendChild(td(ns && n.reachable && ns.rss_bytes ? fmtBytes(ns.rss_bytes) : '–', 'num rss'));
+      tr.appendChild(td(ns && n.reachable && ns.cpu_pct != null ? ns.cpu_pct.toFixed(1) + ' %' : '–', 'num cpu'));
       tr.appendChild(td(ns && n.reachable ? fmtUptime(ns.uptime_ms) : '–', 'num'));
       const why = n.reachable ? (n.ready ? 'ready' : n.ready_reason || 'not ready') : (n.error || 'unreachable');
       const rc = td(why, 'why');
