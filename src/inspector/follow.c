@@ -74,18 +74,22 @@ static void follow__assigned(struct cv_insp_follow *f, const json_t *e, uint32_t
                              cv_insp_emit_fn emit, void *data)
 {
     const char *from = json_string_value(json_object_get(e, "from"));
-    uint64_t prev_epoch = num(e, "old_epoch"), duration = 0;
+    uint64_t prev_epoch = num(e, "old_epoch");
+    json_t *duration = json_null(); /* a direct reassignment (its owner declared dead): no handoff to time */
     if (f->unassigned_ms[s]) { /* the handoff: taken from its owner, now given to the next */
         from = f->unassigned_from[s];
         prev_epoch = f->unassigned_epoch[s];
         uint64_t t = num(e, "time_ms");
-        duration = t > f->unassigned_ms[s] ? t - f->unassigned_ms[s] : 0;
+        duration = json_integer(t > f->unassigned_ms[s] ? (json_int_t)(t - f->unassigned_ms[s]) : 0);
         f->unassigned_ms[s] = 0;
     }
-    if (mv->n++ >= mv->max) return;
-    json_t *o = json_pack("{s:I,s:s?,s:O,s:I,s:I,s:I,s:O}", "shard", (json_int_t)s, "from", from, "to",
+    if (mv->n++ >= mv->max) {
+        json_decref(duration);
+        return;
+    }
+    json_t *o = json_pack("{s:I,s:s?,s:O,s:I,s:I,s:o,s:O}", "shard", (json_int_t)s, "from", from, "to",
                           json_object_get(e, "to"), "epoch", (json_int_t)num(e, "epoch"), "previous_epoch",
-                          (json_int_t)prev_epoch, "duration_ms", (json_int_t)duration, "index",
+                          (json_int_t)prev_epoch, "duration_ms", duration, "index",
                           json_object_get(e, "index"));
     emit(data, "shard_moved", o);
     json_decref(o);

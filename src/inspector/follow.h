@@ -34,7 +34,8 @@ void cv_insp_follow_free(struct cv_insp_follow *f);
 uint64_t cv_insp_follow_after(const struct cv_insp_follow *f);
 /* Takes one /v1/events answer (borrowed) read with after = cv_insp_follow_after: emits node_registered,
  * node_expired, node_drain, node_role, leader_changed, shard_target, shard_pinned and shard_moved (from the
- * owner it was taken from, to the new one, with duration_ms from the unassignment to the new owner; at
+ * owner it was taken from, to the new one, with duration_ms from the unassignment to the new owner, null
+ * for a direct reassignment such as a dead owner's shard; at
  * most max_moves, then one shards_moved summary) events, each with the feed's "index". */
 enum cv_insp_follow_result cv_insp_follow_take(struct cv_insp_follow *f, const json_t *doc, size_t max_moves,
                                                cv_insp_emit_fn emit, void *data);

@@ -393,8 +393,18 @@ Test(model, follow_feed_moves_with_duration_and_gaps)
     cr_assert_str_eq(g.types[3], "node_expired");
     cr_assert_eq(cv_insp_follow_after(&f), 16);
     got_free(&g);
+    /* A dead owner's shard given straight to another node: a move without a handoff to time. */
+    d = json_loads("{\"first_index\":1,\"applied_index\":17,\"more\":false,\"events\":["
+                   "{\"index\":17,\"time_ms\":1500,\"kind\":\"shard_assigned\",\"shard\":2,\"from\":\"d\",\"to\":\"a\",\"old_epoch\":1,\"epoch\":2}]}", 0, NULL);
+    cr_assert_eq(cv_insp_follow_take(&f, d, 8, got_emit, &g), CV_INSP_FOLLOW_OK);
+    json_decref(d);
+    cr_assert_eq(g.n, 1);
+    cr_assert_str_eq(json_string_value(json_object_get(g.ev[0], "from")), "d");
+    cr_assert(json_is_null(json_object_get(g.ev[0], "duration_ms")));
+    cr_assert_eq(cv_insp_follow_after(&f), 17);
+    got_free(&g);
     /* The same answer again (another node, same cursor): nothing twice. */
-    d = json_loads("{\"first_index\":1,\"applied_index\":16,\"more\":false,\"events\":["
+    d = json_loads("{\"first_index\":1,\"applied_index\":17,\"more\":false,\"events\":["
                    "{\"index\":16,\"time_ms\":1400,\"kind\":\"node_expired\",\"node\":\"d\"}]}", 0, NULL);
     cr_assert_eq(cv_insp_follow_take(&f, d, 8, got_emit, &g), CV_INSP_FOLLOW_OK);
     json_decref(d);

@@ -755,7 +755,7 @@
       case 'leader_changed': return 'leader ' + (e.previous || 'none') + ' → ' + (e.leader || 'none') + ' (term ' + e.term + ')';
       case 'term_changed': return 'term ' + e.term + ' (leader ' + (e.leader || 'none') + ')';
       case 'shard_moved': return 'shard ' + e.shard + ': ' + (e.from || 'unassigned') + ' → ' + (e.to || 'unassigned') + ' (epoch ' + e.epoch + ')' +
-        (e.duration_ms !== undefined && e.from ? ' in ' + e.duration_ms + ' ms' : '');
+        (typeof e.duration_ms === 'number' ? ' in ' + e.duration_ms + ' ms' : '');
       case 'shard_target': return 'shard ' + e.shard + ': target ' + (e.to || 'none') + ' (was ' + (e.from || 'none') + ')';
       case 'shard_pinned': return 'shard ' + e.shard + (e.pinned ? ' pinned' : ' unpinned');
       case 'node_registered': return e.node + ' registered (incarnation ' + e.incarnation + ')';
