@@ -59,6 +59,7 @@ struct cv_insp_poll {
     struct req *reqs; /* [n_nodes * CV_INSP_N_DOCS] */
     struct cv_insp_follow follow;
     size_t feed_node;  /* the node whose change feed is read */
+    bool feed_chosen;  /* chosen from a model: a follower, to keep the load off the leader */
     struct req feed_req;
     json_t *feed_doc;  /* this round's feed answer (owned), NULL: none */
     void (*close_cb)(void *data);
@@ -183,15 +184,33 @@ static void poll__answer(void *data, const struct cv_httpc_response *r)
     if (!p->outstanding) poll__finish_round(p);
 }
 
-/* Asks the followed node's change feed; a node the last round found unreachable is skipped for the next
- * one that answered. */
-static void poll__ask_feed(struct cv_insp_poll *p, unsigned timeout)
+/* Which node's feed to read: the one followed while it answers; else (and at the start) the first
+ * reachable node that is not the leader, else any reachable one. */
+static void poll__choose_feed(struct cv_insp_poll *p)
 {
     size_t n = p->o.cfg->n_nodes;
     const struct cv_insp_model *cur = &p->m[p->cur];
-    if (!n) return;
-    for (size_t k = 0; k < n && p->rounds && !cur->nodes[p->feed_node].reachable; k++)
-        p->feed_node = (p->feed_node + 1) % n;
+    if (!p->rounds || (p->feed_chosen && cur->nodes[p->feed_node].reachable)) return;
+    int any = -1;
+    for (size_t k = 0; k < n; k++) {
+        size_t i = (p->feed_node + k) % n;
+        if (!cur->nodes[i].reachable) continue;
+        if (any < 0) any = (int)i;
+        if ((int)i != cur->leader) {
+            any = (int)i;
+            break;
+        }
+    }
+    if (any < 0) return; /* nobody answered: try the next one blindly */
+    p->feed_node = (size_t)any;
+    p->feed_chosen = true;
+}
+
+/* Asks the followed node's change feed. */
+static void poll__ask_feed(struct cv_insp_poll *p, unsigned timeout)
+{
+    if (!p->o.cfg->n_nodes) return;
+    poll__choose_feed(p);
     char url[160];
     snprintf(url, sizeof url, "%s/v1/events?after=%llu", p->base[p->feed_node],
              (unsigned long long)cv_insp_follow_after(&p->follow));
@@ -235,6 +254,13 @@ const struct cv_insp_model *cv_insp_poll_model(const struct cv_insp_poll *p)
 const char *cv_insp_poll_base(const struct cv_insp_poll *p, size_t i)
 {
     return i < p->o.cfg->n_nodes ? p->base[i] : NULL;
+}
+
+json_t *cv_insp_poll_feed(const struct cv_insp_poll *p)
+{
+    if (!p->o.cfg->n_nodes) return json_null();
+    return json_pack("{s:s,s:b,s:I}", "node", p->o.cfg->nodes[p->feed_node].id, "following",
+                     p->follow.have_cursor, "index", (json_int_t)cv_insp_follow_after(&p->follow));
 }
 
 uint64_t cv_insp_poll_rounds(const struct cv_insp_poll *p)

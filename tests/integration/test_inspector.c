@@ -459,6 +459,34 @@ static void two_quick_moves(int victim)
     cr_assert(wm.index[0] > 0 && wm.index[1] > wm.index[0], "both moves with their feed index, in order");
 }
 
+struct want_feed {
+    const char *not; /* a node it must not be (the leader, the killed node) */
+    char node[32];   /* out: the node whose change feed inspector 1 reads */
+};
+
+static bool insp_follows(void *arg)
+{
+    struct want_feed *w = arg;
+    long st;
+    json_t *s = insp_json(1, "/api/state", &st);
+    json_t *f = json_object_get(s, "feed");
+    const char *n = json_string_value(json_object_get(f, "node"));
+    bool ok = n && json_is_true(json_object_get(f, "following")) && strcmp(n, w->not);
+    if (ok) snprintf(w->node, sizeof w->node, "%s", n);
+    json_decref(s);
+    return ok;
+}
+
+struct want_ev {
+    const char *type, *node;
+};
+
+static bool insp1_has_event(void *arg)
+{
+    const struct want_ev *w = arg;
+    return has_event(1, w->type, w->node);
+}
+
 /* Actions through the inspector with the token: move, the node's own refusal, pin, drain/undrain, and the
  * move in the events stream. victim: the node the test kills afterwards (it is no move target). */
 static void actions_reach_the_nodes(int victim)
@@ -628,7 +656,11 @@ Test(inspector, read_api_actions_and_a_node_killed)
     cr_assert_eq(st, 400, "an address that is no node's");
     json_decref(r);
 
-    int victim = strcmp(leader, "node-3") ? 2 : 1; /* a node that is not the leader */
+    /* The victim: the node whose change feed inspector 1 follows (a follower, not the leader). */
+    struct want_feed wf = {leader, ""};
+    cr_assert(h_poll(10000, insp_follows, &wf), "inspector 1 never followed a follower's change feed");
+    int victim = 0;
+    while (strcmp(C.id[victim], wf.node)) victim++;
     actions_reach_the_nodes(victim);
 
     /* kill -9 of a node that is not the leader: down in the inspector, its shards re-owned. */
@@ -636,7 +668,13 @@ Test(inspector, read_api_actions_and_a_node_killed)
     struct want_node wn = {C.id[victim], false};
     cr_assert(h_poll(5000, node_is, &wn), "%s not shown down within 5 s", C.id[victim]);
     cr_assert(has_event(0, "node_down", C.id[victim]));
-    int other = 0; /* the victim is node-2 or node-3 */
+    /* Its death loses no change: the feed is read from another node from the same index; the lease
+     * expiry is an event only the feed makes. */
+    wf.not = C.id[victim];
+    cr_assert(h_poll(20000, insp_follows, &wf), "inspector 1 never failed over from %s's feed to another's", C.id[victim]);
+    struct want_ev we = {"node_expired", C.id[victim]};
+    cr_assert(h_poll(20000, insp1_has_event, &we), "no node_expired of %s (from the feed) after the kill", C.id[victim]);
+    int other = victim == 0 ? 1 : 0;
     cr_assert(h_poll(20000, shards_match, &other), "shards never re-owned away from %s", C.id[victim]);
     s = insp_json(0, "/api/state", &st);
     cr_assert_eq(json_integer_value(json_object_get(s, "nodes_up")), 2);
