@@ -9,6 +9,15 @@ is_cverse() {
   case "${argv0##*/}" in cverse*) return 0 ;; *) return 1 ;; esac
 }
 
+# True while our child PID runs. Not is_cverse: right after the fork a child is still "bash".
+child_alive() {
+  local stat
+  kill -0 "$1" 2>/dev/null || return 1
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  stat=${stat##*) }
+  [ "${stat:0:1}" != Z ]
+}
+
 # Starts node ID in the background exactly as run-cluster.sh does: NODE_BIN --config CONFIG --node-id ID
 # --data-dir RUN_DIR/data/ID, appending to LOG, SIGHUP ignored (the cluster outlives the terminal, as with
 # nohup), run from the current directory. The new PID is in $! afterwards.

@@ -131,7 +131,11 @@ for entry in "${nodes[@]}"; do
   sed -i "s/^$pid node $id\$/$new node $id/" "$PIDS"
   deadline=$(($(now_ms) + READY_TIMEOUT * 1000))
   until settled "$url" "$id"; do
-    if ! is_cverse "$new" || [ "$(now_ms)" -ge "$deadline" ]; then
+    if ! child_alive "$new"; then
+      echo "rolling-restart: $id (pid $new) exited after its restart; see $LOG" >&2
+      status=1
+      break 2
+    elif [ "$(now_ms)" -ge "$deadline" ]; then
       echo "rolling-restart: $id (pid $new) did not come back (ready, owning shards) in ${READY_TIMEOUT}s" >&2
       status=1
       break 2

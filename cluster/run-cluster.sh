@@ -50,7 +50,7 @@ command -v curl >/dev/null || die "curl is missing (scripts/install-deps.sh inst
 PIDS=$RUN_DIR/pids
 LOG=$RUN_DIR/node.log
 
-# is_cverse PID, start_node ... (shared with cluster/rolling-restart.sh)
+# is_cverse PID, child_alive PID, start_node ... (shared with cluster/rolling-restart.sh)
 . "$ROOT/cluster/common.sh"
 
 # --- 1. Refuse to start over a cluster that is still running --------------------------------------
@@ -152,15 +152,6 @@ fail_start() {
   echo "---" >&2
   stop_started
   exit 1
-}
-
-# True while our child PID runs. Not is_cverse: right after the fork a child is still "bash".
-child_alive() {
-  local stat
-  kill -0 "$1" 2>/dev/null || return 1
-  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-  stat=${stat##*) }
-  [ "${stat:0:1}" != Z ]
 }
 
 # Waits until every process of the W_IDS / W_URLS / W_PIDS arrays answers /ready with 200 (a dead one
