@@ -126,7 +126,11 @@ static void node__renew_done(void *data, int status, uint64_t index)
     if (status == 0) n->registered_once = true;
     if (n->stopping) return;
     node__lease_eval(n);
-    if (status == 0 && !was) CV_INFO("registered in the catalog at index %llu", (unsigned long long)index);
+    if (status == 0 && cv_renewal_state(&n->renewal) == CV_RENEWAL_UNREGISTERED) {
+        CV_WARN("registration applied at index %llu too late to open a lease window (declared dead "
+                "meanwhile); registering again", (unsigned long long)index);
+        renew(n);
+    } else if (status == 0 && !was) CV_INFO("registered in the catalog at index %llu", (unsigned long long)index);
     else if (cv_renewal_state(&n->renewal) == CV_RENEWAL_EXPIRED) {
         CV_WARN("lease renewal refused: this node was declared dead; registering again");
         renew(n);
