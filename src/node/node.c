@@ -472,10 +472,12 @@ static void node__drain_tick(uv_timer_t *t)
 void cv_node_drain(struct cv_node *n)
 {
     if (n->stopping || n->draining) return;
-    if (!n->host || !n->leader || n->cfg->drain_timeout_ms == 0 || !node__others_can_take(n)) {
-        CV_INFO("no drain: %s; stopping at once", !n->host || !n->leader ? "the node is not started"
-                                                  : n->cfg->drain_timeout_ms == 0 ? "cluster.drain_timeout_ms is 0"
-                                                                                  : "no other live node can take our shards");
+    const char *why = !n->host || !n->leader                                        ? "the node is not started"
+                      : !cv_catalog_node_get(n->catalog, n->self->id)               ? "not registered yet"
+                      : n->cfg->drain_timeout_ms == 0                               ? "cluster.drain_timeout_ms is 0"
+                      : !node__others_can_take(n) ? "no other live node can take our shards" : NULL;
+    if (why) {
+        CV_INFO("no drain: %s; stopping at once", why);
         cv_node_stop(n);
         return;
     }
