@@ -123,6 +123,29 @@ Test(node, renewal_transitions)
     cr_assert(!cv_renewal_due(&r, true, &reg));
 }
 
+/* A restarted node's RegisterNode is in flight when its previous process' ExpireNode applies, and it
+ * applies too late to open a window: the lease stays revoked (no RenewLease can lift that), so the
+ * machine registers again instead of staying REGISTERED and fenced for ever; a timely registration then
+ * serves. */
+Test(node, renewal_stale_registration_after_expiry_registers_again)
+{
+    const uint64_t ttl = 1500;
+    struct cv_renewal r;
+    bool reg;
+    cv_renewal_init(&r, "n1", ttl);
+    cr_assert(cv_renewal_due(&r, false, &reg) && reg);
+    cv_renewal_sent(&r, reg, 1000);
+    cr_assert_not(cv_renewal_expired(&r, 2300), "in flight: no second proposal");
+    cv_renewal_done(&r, 0, 2600); /* sent 1600 ms ago: its window (ttl - margin) is over */
+    cr_assert_eq(cv_lease_state(&r.lease), CV_LEASE_FENCED);
+    cr_assert_eq(cv_renewal_state(&r), CV_RENEWAL_UNREGISTERED, "a stale registration registers again");
+    cr_assert(cv_renewal_due(&r, true, &reg) && reg, "RegisterNode, not RenewLease");
+    cv_renewal_sent(&r, reg, 2610);
+    cv_renewal_done(&r, 0, 2650);
+    cr_assert(cv_renewal_registered(&r));
+    cr_assert(cv_renewal_serving(&r, 2650));
+}
+
 /* The serving window the renewals grant, over simulated time: renewals every ttl/3 keep it VALID; a
  * stall (SIGSTOP, a cut-off standby: nothing needs raft to notice) fences it from the window's end; a
  * fresh renewal unfences it. */
