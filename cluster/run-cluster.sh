@@ -50,14 +50,8 @@ command -v curl >/dev/null || die "curl is missing (scripts/install-deps.sh inst
 PIDS=$RUN_DIR/pids
 LOG=$RUN_DIR/node.log
 
-# True if PID is alive and its program is a cverse binary (cverse-node, later cverse-gate, ...).
-# Checking argv[0] rather than "is the PID alive" guards against the PID having been reused, and treats
-# a zombie (empty cmdline) as dead.
-is_cverse() {
-  local argv0=""
-  { IFS= read -r -d '' argv0 <"/proc/$1/cmdline"; } 2>/dev/null || return 1
-  case "${argv0##*/}" in cverse*) return 0 ;; *) return 1 ;; esac
-}
+# is_cverse PID, child_alive PID, start_node ... (shared with cluster/rolling-restart.sh)
+. "$ROOT/cluster/common.sh"
 
 # --- 1. Refuse to start over a cluster that is still running --------------------------------------
 if [ -f "$PIDS" ]; then
@@ -143,10 +137,7 @@ log_start=$(stat -c %s "$LOG" 2>/dev/null || echo 0)  # where this run's lines b
 echo "=== run-cluster.sh $(date '+%F %T'): starting ${#ids[@]} nodes from $config" >>"$LOG"
 for i in "${!ids[@]}"; do
   id=${ids[i]}
-  mkdir -p "$RUN_DIR/data/$id"
-  # SIGHUP ignored: the cluster outlives the terminal this script ran in (as with nohup).
-  (trap '' HUP; exec "$NODE_BIN" --config "$config" --node-id "$id" --data-dir "$RUN_DIR/data/$id" \
-    </dev/null >>"$LOG" 2>&1) &
+  start_node "$NODE_BIN" "$config" "$id" "$RUN_DIR" "$LOG"
   pids+=("$!")
   echo "$! node $id" >>"$PIDS"  # written at once: stop-cluster.sh works even if we die mid-way
 done
@@ -161,15 +152,6 @@ fail_start() {
   echo "---" >&2
   stop_started
   exit 1
-}
-
-# True while our child PID runs. Not is_cverse: right after the fork a child is still "bash".
-child_alive() {
-  local stat
-  kill -0 "$1" 2>/dev/null || return 1
-  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-  stat=${stat##*) }
-  [ "${stat:0:1}" != Z ]
 }
 
 # Waits until every process of the W_IDS / W_URLS / W_PIDS arrays answers /ready with 200 (a dead one

@@ -194,6 +194,10 @@ static int cmd__register(struct cv_cmd_ctx *c, const Cverse__Catalog__CmdRegiste
         if (rv != 0) return rv;
     }
     sn.n.alive = true;
+    if (cmd->fresh && sn.n.drain_shutdown) { /* it drained to stop, and here is its next process */
+        sn.n.draining = false;
+        sn.n.drain_shutdown = false;
+    }
     strcpy(sn.n.id, info->id); /* lengths checked by cmd__info_valid */
     strcpy(sn.n.grpc_addr, info->grpc_addr);
     strcpy(sn.n.advertise_addr, info->advertise_addr);
@@ -414,8 +418,13 @@ static int cmd__drain_node(struct cv_cmd_ctx *c, const Cverse__Catalog__CmdDrain
 {
     struct cv_store_node sn;
     int rv = cmd__node(c, cmd->node, &sn, status);
-    if (rv != 0 || *status != 0 || sn.n.draining == cmd->drain) return rv;
+    if (rv != 0 || *status != 0) return rv;
+    /* An operator's drain wins: a shutdown drain never weakens it (its next process would clear it). */
+    bool shutdown = cmd->drain && cmd->reason == CVERSE__CATALOG__DRAIN_REASON__DRAIN_SHUTDOWN &&
+                    !(sn.n.draining && !sn.n.drain_shutdown);
+    if (sn.n.draining == cmd->drain && sn.n.drain_shutdown == shutdown) return 0;
     sn.n.draining = cmd->drain;
+    sn.n.drain_shutdown = shutdown;
     return cmd__node_commit(c, &sn);
 }
 

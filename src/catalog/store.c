@@ -112,6 +112,7 @@ static int store__node_decode(const Cverse__Catalog__NodeRecord *rec,
     n->role = (int)rec->role;
     n->alive = rec->alive;
     n->draining = rec->draining;
+    n->drain_shutdown = rec->draining && rec->drain_reason == CVERSE__CATALOG__DRAIN_REASON__DRAIN_SHUTDOWN;
     n->incarnation = rec->incarnation;
     sn->registered_index = rec->registered_index;
     if (lease) {
@@ -161,6 +162,8 @@ int cv_store_node_write(MDB_txn *txn, const MDB_dbi *dbi, const struct cv_store_
     rec.role = (Cverse__Catalog__Role)n->role;
     rec.alive = n->alive;
     rec.draining = n->draining;
+    rec.drain_reason = n->draining && n->drain_shutdown ? CVERSE__CATALOG__DRAIN_REASON__DRAIN_SHUTDOWN
+                                                        : CVERSE__CATALOG__DRAIN_REASON__DRAIN_OPERATOR;
     rec.incarnation = n->incarnation;
     rec.registered_index = sn->registered_index;
     Cverse__Catalog__LeaseRecord lease = CVERSE__CATALOG__LEASE_RECORD__INIT;

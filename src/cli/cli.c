@@ -8,7 +8,9 @@
  * argument, invalid value) prints one line naming the problem and a usage hint on stderr and exits 2;
  * no connection to the gate prints why and how to start one, exit 3; a call the cluster answered with
  * an error (or that timed out, or whose connection broke) prints "cverse: CODE: message" and a hint,
- * exit 1. --help output goes to stdout and exits 0. */
+ * exit 1. --help output goes to stdout and exits 0.
+ * The node commands (drain) POST to a node's HTTP API instead (--node-http, else $CVERSE_NODE_HTTP, else
+ * localhost:48001); any node will do, it proposes to the raft leader. Exit 3 when it cannot connect. */
 #include <errno.h>
 #include <jansson.h>
 #include <stdarg.h>
@@ -17,6 +19,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "cli/nodehttp.h"
 #include "core/hash.h"
 #include "cverse/client.h"
 #include "cverse/error.h"
@@ -32,6 +35,7 @@
 #define DEFAULT_SHARDS 8192u
 #define MAX_SHARDS 1048576u
 #define DEFAULT_GATE "localhost:47101"
+#define DEFAULT_NODE_HTTP "localhost:48001"
 #define DEFAULT_TIMEOUT_MS 30000u
 #define MAX_TIMEOUT_MS 3600000u
 #define HELP_SHOWN (-1) /* option parsers: --help was printed, exit 0 */
@@ -50,6 +54,7 @@ static int cmd_create(const struct command *cmd, int argc, char **argv);
 static int cmd_delete(const struct command *cmd, int argc, char **argv);
 static int cmd_status(const struct command *cmd, int argc, char **argv);
 static int cmd_shards(const struct command *cmd, int argc, char **argv);
+static int cmd_drain(const struct command *cmd, int argc, char **argv);
 
 #define GATE_OPTS_HELP                                                                              \
     "  --gate HOST:PORT  the gate's native address (grpc_addr); default $CVERSE_GATE, then\n"        \
@@ -87,6 +92,19 @@ static const struct command commands[] = {
      "  --json            {\"applied_index\":N,\"shards\":N,\"owners\":[...]}: the owner of every shard\n"
      "                    by index, null if unassigned\n" EXIT_CODES_HELP,
      cmd_shards},
+    {"drain", "[--node-http HOST:PORT] [--timeout MS] [--json] [--undo] NODE",
+     "drain a node (its shards move to the others; it takes none) or, with --undo, undrain it",
+     "  --node-http HOST:PORT  any node's HTTP API (http_addr); default $CVERSE_NODE_HTTP, then\n"
+     "                    " DEFAULT_NODE_HTTP " (numeric host or localhost)\n"
+     "  --timeout MS      how long to wait for the answer, 1..3600000 (default 30000)\n"
+     "  --undo            stop draining NODE: it takes shards again\n"
+     "  --json            print the node's answer {\"index\":N} instead of a sentence\n"
+     "An operator's drain persists across NODE's restarts until --undo. The leader moves NODE's shards\n"
+     "away one by one (two-phase: calls keep being served); watch with 'cverse status'. To stop a node\n"
+     "gracefully send it SIGTERM instead: it drains itself, then exits.\n"
+     "Exit codes: 0 ok, 1 the node refused (the error goes to stderr), 2 usage error, 3 cannot connect\n"
+     "to the node.\n",
+     cmd_drain},
     {"shard-of", "[--shards N] OBJECT-ID", "print the shard an object id maps to",
      "  --shards N   number of shards in the cluster, 1..1048576 (default 8192)\n"
      "An id \"shard#N/rest\" is on shard N; \"NODE/rest\" is pinned to node NODE (the hash shard is\n"
@@ -102,7 +120,8 @@ static void print_usage(FILE *f)
     for (size_t i = 0; i < N_COMMANDS; i++)
         fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
     fprintf(f, "\nThe commands that talk to the cluster use a gate's native port: --gate HOST:PORT, else\n"
-               "$CVERSE_GATE, else " DEFAULT_GATE ". Start a local cluster with cluster/run-cluster.sh.\n"
+               "$CVERSE_GATE, else " DEFAULT_GATE "; drain uses a node's HTTP API (--node-http).\n"
+               "Start a local cluster with cluster/run-cluster.sh.\n"
                "Run 'cverse <command> --help' for a command's options.\n");
 }
 
@@ -712,6 +731,112 @@ static int cmd_shards(const struct command *cmd, int argc, char **argv)
     print_owner_ranges(m, "", width);
     cverse__rpc__status_response__free_unpacked(st, NULL);
     return flush_stdout();
+}
+
+/* ---- commands that talk to a node's HTTP API ------------------------------------------------------- */
+
+struct node_opts {
+    const char *addr; /* HOST:PORT of a node's http_addr */
+    uint32_t timeout_ms;
+    int json, undo;
+    const char *node;
+};
+
+static int node_opt(const struct command *cmd, int argc, char **argv, int *i, struct node_opts *o)
+{
+    const char *val;
+    int m;
+    if (strcmp(argv[*i], "--help") == 0 || strcmp(argv[*i], "-h") == 0) {
+        print_cmd_usage(stdout, cmd);
+        fputs(cmd->details, stdout);
+        return HELP_SHOWN;
+    }
+    if (strcmp(argv[*i], "--json") == 0 || strcmp(argv[*i], "--undo") == 0) {
+        *(argv[*i][2] == 'j' ? &o->json : &o->undo) = 1;
+        return 0;
+    }
+    if ((m = opt_value(cmd, argc, argv, i, "--node-http", &val)) != 0) {
+        o->addr = val;
+        return m < 0 ? EXIT_USAGE : 0;
+    }
+    if ((m = opt_value(cmd, argc, argv, i, "--timeout", &val)) != 0) {
+        if (m < 0) return EXIT_USAGE;
+        if (parse_u32(val, 1, MAX_TIMEOUT_MS, &o->timeout_ms) != 0)
+            return usage_error(cmd, "--timeout must be a number of milliseconds from 1 to %u, got '%s'",
+                               MAX_TIMEOUT_MS, val);
+        return 0;
+    }
+    return usage_error(cmd, "unknown option '%s'", argv[*i]);
+}
+
+static int node_opts_parse(const struct command *cmd, int argc, char **argv, struct node_opts *o)
+{
+    struct sockaddr_storage ss;
+    const char *env = getenv("CVERSE_NODE_HTTP");
+    int opts_done = 0;
+    *o = (struct node_opts){.timeout_ms = DEFAULT_TIMEOUT_MS};
+    for (int i = 1; i < argc; i++) {
+        if (!opts_done && strcmp(argv[i], "--") == 0) {
+            opts_done = 1;
+        } else if (!opts_done && argv[i][0] == '-' && argv[i][1] != '\0') {
+            int rv = node_opt(cmd, argc, argv, &i, o);
+            if (rv) return rv;
+        } else if (o->node) {
+            return usage_error(cmd, "unexpected argument '%s'", argv[i]);
+        } else {
+            o->node = argv[i];
+        }
+    }
+    if (!o->node || !o->node[0]) return usage_error(cmd, o->node ? "NODE must not be empty" : "missing NODE");
+    const char *from = o->addr ? "--node-http" : "$CVERSE_NODE_HTTP";
+    if (!o->addr) o->addr = env && *env ? env : DEFAULT_NODE_HTTP;
+    if (cv_addr_resolve(o->addr, &ss) != 0)
+        return usage_error(cmd, "%s must be HOST:PORT with a numeric host or localhost, got '%s'", from, o->addr);
+    return 0;
+}
+
+/* The node's answer: {"index":N} on 200, else its error body {"code":..., "message":...}. */
+static int drain_answer(const struct node_opts *o, int status, const char *body)
+{
+    json_t *j = json_loads(body, 0, NULL);
+    if (status == 200 && j) {
+        json_int_t index = json_integer_value(json_object_get(j, "index"));
+        json_decref(j);
+        if (o->json) return emit_json(json_pack("{s:s, s:b, s:I}", "node", o->node, "drain", !o->undo, "index", index));
+        printf("%s: %s (catalog index %lld)\n", o->node,
+               o->undo ? "no longer draining; it takes shards again" : "draining; its shards move to other nodes",
+               (long long)index);
+        return flush_stdout();
+    }
+    const char *code = json_string_value(json_object_get(j, "code")), *msg = json_string_value(json_object_get(j, "message"));
+    fprintf(stderr, "cverse: %s: %s\n", code ? code : "HTTP", msg ? msg : body);
+    if (code && strcmp(code, "NOT_FOUND") == 0)
+        fprintf(stderr, "hint: is %s a node of the cluster's config? See 'cverse status'.\n", o->node);
+    else
+        fprintf(stderr, "hint: retry; 'cverse status' shows whether the cluster has a leader.\n");
+    json_decref(j);
+    return EXIT_FAILED;
+}
+
+static int cmd_drain(const struct command *cmd, int argc, char **argv)
+{
+    struct node_opts o;
+    int rv = node_opts_parse(cmd, argc, argv, &o), status;
+    if (rv) return rv == HELP_SHOWN ? 0 : rv;
+    json_t *req = json_pack("{s:s, s:b}", "node", o.node, "drain", !o.undo);
+    char *body = req ? json_dumps(req, JSON_COMPACT) : NULL, resp[4096];
+    json_decref(req);
+    if (!body) return call_failed(cmd, CV_ENOMEM, "out of memory");
+    rv = cv_cli_http_post(o.addr, "/v1/admin/nodes/drain", body, o.timeout_ms, &status, resp, sizeof resp);
+    free(body);
+    if (rv == CV_EUNAVAIL || rv == CV_EINVAL) {
+        fprintf(stderr, "cverse: cannot connect to the node at %s: %s\n"
+                        "hint: is the node running? Point --node-http (or $CVERSE_NODE_HTTP) at a running\n"
+                        "      node's http_addr.\n", o.addr, rv == CV_EUNAVAIL ? strerror(errno) : "bad address");
+        return EXIT_NO_GATE;
+    }
+    if (rv != 0) return call_failed(cmd, rv, rv == CV_ETIMEDOUT ? "no answer from the node in time" : cv_strerror(rv));
+    return drain_answer(&o, status, resp);
 }
 
 int main(int argc, char **argv)

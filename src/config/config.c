@@ -586,7 +586,7 @@ static int cfg__inspector(struct cfg__ctx *c, yaml_node_t *root)
 /* ---- cluster ----------------------------------------------------------------------------------------- */
 
 static const char *const cluster_keys[] = {"shards", "provider", "etcd", "auto_load_objects", "raft",
-                                           "data_dir", "lease_ttl_ms", NULL};
+                                           "data_dir", "lease_ttl_ms", "drain_timeout_ms", NULL};
 static const char *const etcd_keys[] = {"endpoints", "prefix", NULL};
 static const char *const etcd_goverse[] = {"*", NULL}; /* TLS, auth, timeouts...: for the etcd provider */
 static const char *const autoload_keys[] = {"type", "id", "per_shard", "per_node", NULL};
@@ -703,7 +703,7 @@ static int cfg__raft(struct cfg__ctx *c, const struct cfg__field *f)
 
 static int cfg__cluster(struct cfg__ctx *c, yaml_node_t *root)
 {
-    struct cfg__field f, shards, provider, etcd, autoload, raft, data_dir, lease;
+    struct cfg__field f, shards, provider, etcd, autoload, raft, data_dir, lease, drain;
     struct cv_config *cfg = c->cfg;
     uint64_t v = cfg->shards;
     cfg__field(c, root, "", "cluster", &f);
@@ -717,6 +717,7 @@ static int cfg__cluster(struct cfg__ctx *c, yaml_node_t *root)
     cfg__field(c, f.node, f.path, "raft", &raft);
     cfg__field(c, f.node, f.path, "data_dir", &data_dir);
     cfg__field(c, f.node, f.path, "lease_ttl_ms", &lease);
+    cfg__field(c, f.node, f.path, "drain_timeout_ms", &drain);
     rv = cfg__uint(c, &shards, 1, 1048576, &v);
     cfg->shards = (uint32_t)v;
     if (!rv) rv = cfg__provider(c, &provider);
@@ -725,6 +726,7 @@ static int cfg__cluster(struct cfg__ctx *c, yaml_node_t *root)
     if (!rv) rv = cfg__raft(c, &raft);
     if (!rv) rv = cfg__str(c, &data_dir, false, "a directory path", &cfg->data_dir);
     if (!rv) rv = cfg__unsigned(c, &lease, 100, 3600000, &cfg->lease_ttl_ms);
+    if (!rv) rv = cfg__unsigned(c, &drain, 0, 3600000, &cfg->drain_timeout_ms);
     return rv;
 }
 
@@ -803,6 +805,7 @@ static int cfg__defaults(struct cv_config *cfg, const char *name)
     cfg->raft = (struct cv_raft_cfg){.voters = 3, .election_timeout_ms = 150, .heartbeat_timeout_ms = 15,
                                      .snapshot_threshold = 8192, .snapshot_trailing = 1024, .pre_vote = true};
     cfg->lease_ttl_ms = 700; /* failover goals and their trade-off: docs/configuration.md */
+    cfg->drain_timeout_ms = 10000;
     cfg->path = strdup(name);
     cfg->etcd_prefix = strdup("/cverse");
     cfg->data_dir = strdup("cverse-data");

@@ -56,6 +56,7 @@ struct cv_config {
     struct cv_raft_cfg raft;
     char *data_dir;              /* cluster.data_dir, default "cverse-data" */
     unsigned lease_ttl_ms;       /* cluster.lease_ttl_ms, default 1500 */
+    unsigned drain_timeout_ms;   /* cluster.drain_timeout_ms, default 10000: bound of a SIGTERM drain */
     struct cv_node_cfg *nodes;
     size_t n_nodes;
     struct cv_gate_cfg *gates;

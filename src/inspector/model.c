@@ -270,12 +270,12 @@ static void objects_delta(const struct cv_insp_node *a, const struct cv_insp_nod
     }
 }
 
-static void diff_nodes(const struct cv_insp_model *p, const struct cv_insp_model *n, cv_insp_emit_fn emit,
+static void diff_nodes(const struct cv_insp_model *p, const struct cv_insp_model *n, bool feed, cv_insp_emit_fn emit,
                        void *data)
 {
     for (size_t i = 0; i < n->n_nodes; i++) {
         const struct cv_insp_node *a = &p->nodes[i], *b = &n->nodes[i];
-        if (!a->registered && b->registered && p->have) emit_node(emit, data, "node_joined", b);
+        if (!feed && !a->registered && b->registered && p->have) emit_node(emit, data, "node_joined", b);
         if (a->up != b->up) emit_node(emit, data, b->up ? "node_up" : "node_down", b);
         if (!a->reachable || !b->reachable) continue;
         size_t added, removed;
@@ -320,11 +320,18 @@ static void diff_shards(const struct cv_insp_model *p, const struct cv_insp_mode
     }
 }
 
+void cv_insp_model_diff_parts(const struct cv_insp_model *prev, const struct cv_insp_model *next, size_t max_moves,
+                              bool feed, cv_insp_emit_fn emit, void *data)
+{
+    if (prev->n_nodes != next->n_nodes) return;
+    diff_nodes(prev, next, feed, emit, data);
+    if (feed) return;
+    diff_leader(prev, next, emit, data);
+    diff_shards(prev, next, max_moves, emit, data);
+}
+
 void cv_insp_model_diff(const struct cv_insp_model *prev, const struct cv_insp_model *next, size_t max_moves,
                         cv_insp_emit_fn emit, void *data)
 {
-    if (prev->n_nodes != next->n_nodes) return;
-    diff_nodes(prev, next, emit, data);
-    diff_leader(prev, next, emit, data);
-    diff_shards(prev, next, max_moves, emit, data);
+    cv_insp_model_diff_parts(prev, next, max_moves, false, emit, data);
 }

@@ -75,6 +75,10 @@ void cv_insp_model_finish(struct cv_insp_model *m, const struct cv_insp_model *p
  * term_changed, shard_moved (at most max_moves, then one shards_moved summary), objects_changed. */
 void cv_insp_model_diff(const struct cv_insp_model *prev, const struct cv_insp_model *next, size_t max_moves,
                         cv_insp_emit_fn emit, void *data);
+/* The same, leaving out what a change feed reports exactly (node_joined, leader_changed, term_changed,
+ * shard_moved) when feed is true. */
+void cv_insp_model_diff_parts(const struct cv_insp_model *prev, const struct cv_insp_model *next, size_t max_moves,
+                              bool feed, cv_insp_emit_fn emit, void *data);
 /* Index of the node whose id or advertise/grpc address is name, CV_INSP_NO_NODE if none. */
 int cv_insp_model_find(const struct cv_insp_model *m, const char *name);
 /* Node id for an index, NULL for CV_INSP_NO_NODE. */

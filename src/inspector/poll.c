@@ -2,11 +2,17 @@
  * go out through the shared HTTP client (timeout: 80 % of the interval, so a round ends before the next
  * tick); each answer is parsed and stored in the model; when the last one is in, the model is finished
  * (carrying over from the current one what nobody answered), diffed against the current one into
- * events, and becomes current.
+ * events, and becomes current. One node's catalog change feed is read in the same round (GET
+ * /v1/events?after=CURSOR, inspector/follow.h): shard moves, node registrations and expiries, drains and
+ * leader changes come from it, exactly and in order, instead of from the snapshots' difference. The
+ * followed node is kept while it answers; when it does not, the next round follows the next reachable
+ * node from the same cursor (the log's indices are the same everywhere).
  *
  * Failure modes: a node that does not answer /v1/cluster is unreachable this round (its error is kept
  * for the UI); other answers that are not JSON (or a 404 from a node without /v1/stats) are just absent.
- * A tick while a round is still out is skipped. Cancelled answers (the client closing) only count down. */
+ * A tick while a round is still out is skipped. Cancelled answers (the client closing) only count down.
+ * Until the feed answered once, or in a round where it does not answer or has a gap, the snapshots'
+ * difference makes every event; a gap also makes a "resync" event (clients refetch the snapshot). */
 #include "inspector/poll.h"
 
 #include <stdio.h>
@@ -14,6 +20,7 @@
 #include <string.h>
 
 #include "core/sm.h"
+#include "inspector/follow.h"
 #include "cverse/error.h"
 #include "util/addr.h"
 #include "util/log.h"
@@ -50,6 +57,11 @@ struct cv_insp_poll {
     uint64_t rounds;
     char (*base)[80];
     struct req *reqs; /* [n_nodes * CV_INSP_N_DOCS] */
+    struct cv_insp_follow follow;
+    size_t feed_node;  /* the node whose change feed is read */
+    bool feed_chosen;  /* chosen from a model: a follower, to keep the load off the leader */
+    struct req feed_req;
+    json_t *feed_doc;  /* this round's feed answer (owned), NULL: none */
     void (*close_cb)(void *data);
     void *close_data;
 };
@@ -73,6 +85,7 @@ int cv_insp_poll_init(const struct cv_insp_poll_opts *o, struct cv_insp_poll **o
     if (!(p->reqs = calloc(n ? n * CV_INSP_N_DOCS : 1, sizeof *p->reqs))) goto err_after_base;
     if ((rv = cv_insp_model_init(&p->m[0], o->cfg))) goto err_after_reqs;
     if ((rv = cv_insp_model_init(&p->m[1], o->cfg))) goto err_after_m0;
+    if ((rv = cv_insp_follow_init(&p->follow, o->cfg->shards))) goto err_after_m1;
     for (size_t i = 0; i < n; i++) {
         char addr[72];
         if (cv_addr_connectable(o->cfg->nodes[i].http_addr, addr, sizeof addr)) {
@@ -88,6 +101,7 @@ int cv_insp_poll_init(const struct cv_insp_poll_opts *o, struct cv_insp_poll **o
     return 0;
 
 err_after_m1:
+    cv_insp_follow_free(&p->follow);
     cv_insp_model_free(&p->m[1]);
 err_after_m0:
     cv_insp_model_free(&p->m[0]);
@@ -106,11 +120,32 @@ static void poll__emit(void *data, const char *type, json_t *fields)
     cv_insp_events_push(p->o.events, type, fields, p->m[!p->cur].time_ms);
 }
 
+/* The feed's events of this round; true when they replace the snapshots' difference. */
+static bool poll__feed_events(struct cv_insp_poll *p)
+{
+    json_t *doc = p->feed_doc;
+    p->feed_doc = NULL;
+    enum cv_insp_follow_result r = doc ? cv_insp_follow_take(&p->follow, doc, MAX_MOVE_EVENTS, poll__emit, p)
+                                       : CV_INSP_FOLLOW_BAD;
+    json_decref(doc);
+    if (r == CV_INSP_FOLLOW_GAP) {
+        json_t *f = json_pack("{s:s,s:s}", "reason", "the change feed has a gap", "node",
+                              p->o.cfg->nodes[p->feed_node].id);
+        poll__emit(p, "resync", f);
+        json_decref(f);
+    }
+    if (r == CV_INSP_FOLLOW_BAD && p->o.cfg->n_nodes) p->feed_node = (p->feed_node + 1) % p->o.cfg->n_nodes; /* fail over */
+    /* Without an answer the next node's feed brings this round's changes (same cursor): the snapshots'
+     * difference would report them twice. */
+    return r == CV_INSP_FOLLOW_OK || (r == CV_INSP_FOLLOW_BAD && p->follow.have_cursor);
+}
+
 static void poll__finish_round(struct cv_insp_poll *p)
 {
     struct cv_insp_model *cur = &p->m[p->cur], *next = &p->m[!p->cur];
     cv_insp_model_finish(next, p->rounds ? cur : NULL, cv_now_ms());
-    cv_insp_model_diff(cur, next, MAX_MOVE_EVENTS, poll__emit, p);
+    bool feed = poll__feed_events(p);
+    cv_insp_model_diff_parts(cur, next, MAX_MOVE_EVENTS, feed, poll__emit, p);
     p->cur = !p->cur;
     cv_sm_move(&p->sm, POLL_IDLE);
     p->rounds++;
@@ -124,6 +159,13 @@ static void poll__answer(void *data, const struct cv_httpc_response *r)
     p->outstanding--;
     /* Cancelled: the client is closing, the poller closes next; this round never finishes. */
     if (r->err == CV_ECANCELED || cv_sm_state(&p->sm) == POLL_CLOSED) return;
+    if (q == &p->feed_req) {
+        json_t *doc = r->err == 0 && r->status == 200 ? json_loadb(r->body, r->len, 0, NULL) : NULL;
+        json_decref(p->feed_doc);
+        p->feed_doc = doc;
+        if (!p->outstanding) poll__finish_round(p);
+        return;
+    }
     struct cv_insp_model *next = &p->m[!p->cur];
     /* /ready answers 503 with its JSON reason while not ready: that is an answer too. */
     bool ok = r->err == 0 && (r->status == 200 || (q->kind == CV_INSP_READY && r->status == 503));
@@ -140,6 +182,40 @@ static void poll__answer(void *data, const struct cv_httpc_response *r)
         cv_insp_model_set_error(next, q->node, e);
     }
     if (!p->outstanding) poll__finish_round(p);
+}
+
+/* Which node's feed to read: the one followed while it answers; else (and at the start) the first
+ * reachable node that is not the leader, else any reachable one. */
+static void poll__choose_feed(struct cv_insp_poll *p)
+{
+    size_t n = p->o.cfg->n_nodes;
+    const struct cv_insp_model *cur = &p->m[p->cur];
+    if (!p->rounds || (p->feed_chosen && cur->nodes[p->feed_node].reachable)) return;
+    int any = -1;
+    for (size_t k = 0; k < n; k++) {
+        size_t i = (p->feed_node + k) % n;
+        if (!cur->nodes[i].reachable) continue;
+        if (any < 0) any = (int)i;
+        if ((int)i != cur->leader) {
+            any = (int)i;
+            break;
+        }
+    }
+    if (any < 0) return; /* nobody answered: try the next one blindly */
+    p->feed_node = (size_t)any;
+    p->feed_chosen = true;
+}
+
+/* Asks the followed node's change feed. */
+static void poll__ask_feed(struct cv_insp_poll *p, unsigned timeout)
+{
+    if (!p->o.cfg->n_nodes) return;
+    poll__choose_feed(p);
+    char url[160];
+    snprintf(url, sizeof url, "%s/v1/events?after=%llu", p->base[p->feed_node],
+             (unsigned long long)cv_insp_follow_after(&p->follow));
+    p->feed_req = (struct req){.p = p, .node = p->feed_node};
+    if (cv_httpc_get(p->o.httpc, url, timeout, poll__answer, &p->feed_req) == 0) p->outstanding++;
 }
 
 static void poll__tick(uv_timer_t *t)
@@ -161,6 +237,7 @@ static void poll__tick(uv_timer_t *t)
             else if (k == CV_INSP_CLUSTER) cv_insp_model_set_error(&p->m[!p->cur], i, cv_strerror(rv));
         }
     }
+    poll__ask_feed(p, timeout < 200 ? 200 : timeout);
     if (!--p->outstanding) poll__finish_round(p);
 }
 
@@ -179,6 +256,13 @@ const char *cv_insp_poll_base(const struct cv_insp_poll *p, size_t i)
     return i < p->o.cfg->n_nodes ? p->base[i] : NULL;
 }
 
+json_t *cv_insp_poll_feed(const struct cv_insp_poll *p)
+{
+    if (!p->o.cfg->n_nodes) return json_null();
+    return json_pack("{s:s,s:b,s:I}", "node", p->o.cfg->nodes[p->feed_node].id, "following",
+                     p->follow.have_cursor, "index", (json_int_t)cv_insp_follow_after(&p->follow));
+}
+
 uint64_t cv_insp_poll_rounds(const struct cv_insp_poll *p)
 {
     return p->rounds;
@@ -189,6 +273,8 @@ static void poll__closed(uv_handle_t *h)
     struct cv_insp_poll *p = h->data;
     cv_insp_model_free(&p->m[0]);
     cv_insp_model_free(&p->m[1]);
+    cv_insp_follow_free(&p->follow);
+    json_decref(p->feed_doc);
     void (*cb)(void *) = p->close_cb;
     void *data = p->close_data;
     free(p->reqs);

@@ -3,6 +3,7 @@
 #ifndef CV_INSPECTOR_POLL_H
 #define CV_INSPECTOR_POLL_H
 
+#include <jansson.h>
 #include <uv.h>
 
 #include "config/config.h"
@@ -30,6 +31,9 @@ int cv_insp_poll_start(struct cv_insp_poll *p);
 const struct cv_insp_model *cv_insp_poll_model(const struct cv_insp_poll *p);
 /* "http://host:port" of node i's HTTP API (connectable form). */
 const char *cv_insp_poll_base(const struct cv_insp_poll *p, size_t i);
+/* {"node" (whose change feed is read next),"following" (its first answer came),"index" (every change up
+ * to it became events)}; new reference. */
+json_t *cv_insp_poll_feed(const struct cv_insp_poll *p);
 /* Rounds finished so far. */
 uint64_t cv_insp_poll_rounds(const struct cv_insp_poll *p);
 /* Stops polling and frees p once its timer closed (cb may be NULL). */

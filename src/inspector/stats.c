@@ -36,6 +36,8 @@ struct nstat {
     struct method *methods;
     size_t n_methods, cap_methods;
     double calls_s, errors_s;
+    uint64_t rss_bytes;        /* the node process's resident memory at the last read */
+    double cpu_s, cpu_pct;     /* its CPU seconds so far; % of one core between the reads (-1: unknown) */
     struct cv_hist recent;     /* merged over its methods */
 };
 
@@ -176,6 +178,7 @@ static void update_node(struct cv_insp_stats *s, struct nstat *n, const struct c
     json_t *doc = mn->doc[CV_INSP_STATS];
     n->live = false;
     n->calls_s = n->errors_s = 0;
+    n->cpu_pct = -1;
     memset(&n->recent, 0, sizeof n->recent);
     if (!mn->reachable || !json_is_object(doc)) {
         n->base = false;
@@ -191,10 +194,14 @@ static void update_node(struct cv_insp_stats *s, struct nstat *n, const struct c
     }
     n->live = n->base && !restarted && up > n->uptime_ms;
     double secs = n->live ? (double)(up - n->uptime_ms) / 1e3 : 1;
+    double cpu = json_number_value(json_object_get(doc, "cpu_seconds"));
     if (n->live) {
         n->calls_s = (double)delta(calls, n->calls) / secs;
         n->errors_s = (double)delta(errors, n->errors) / secs;
+        if (json_object_get(doc, "cpu_seconds") && cpu >= n->cpu_s) n->cpu_pct = (cpu - n->cpu_s) / secs * 100;
     }
+    n->cpu_s = cpu;
+    n->rss_bytes = u64(doc, "rss_bytes");
     size_t k;
     json_t *jm;
     json_array_foreach(json_object_get(doc, "methods"), k, jm) update_method(n, jm, n->live, secs);
@@ -308,12 +315,14 @@ static json_t *nodes_json(const struct cv_insp_stats *s, const struct cv_insp_mo
     for (size_t i = 0; a && i < s->n_nodes; i++) {
         const struct nstat *n = &s->nodes[i];
         double rate = n->calls_s > 0 ? n->errors_s / n->calls_s : 0;
-        json_array_append_new(a, json_pack("{s:s,s:b,s:f,s:f,s:f,s:o,s:o,s:I,s:I,s:I}", "id", s->cfg->nodes[i].id,
+        json_array_append_new(a, json_pack("{s:s,s:b,s:f,s:f,s:f,s:o,s:o,s:I,s:I,s:I,s:I,s:o}", "id", s->cfg->nodes[i].id,
                                            "live", n->live, "calls_s", n->calls_s, "errors_s", n->errors_s,
                                            "error_rate", rate, "p50_ms", ms_or_null(pct_ms(&n->recent, 0.5)),
                                            "p99_ms", ms_or_null(pct_ms(&n->recent, 0.99)), "uptime_ms",
                                            (json_int_t)(n->base ? n->uptime_ms : 0), "calls", (json_int_t)n->calls,
-                                           "errors", (json_int_t)n->errors));
+                                           "errors", (json_int_t)n->errors, "rss_bytes",
+                                           (json_int_t)(n->base ? n->rss_bytes : 0), "cpu_pct",
+                                           n->cpu_pct >= 0 ? json_real(n->cpu_pct) : json_null()));
     }
     return a;
 }

@@ -25,8 +25,8 @@ void cv_insp_stats_free(struct cv_insp_stats *s); /* NULL ok */
 void cv_insp_stats_update(struct cv_insp_stats *s, const struct cv_insp_model *m);
 
 /* {"time_ms","calls_s","errors_s","p50_ms","p99_ms" (null without calls),
- *  "nodes":[{"id","live","calls_s","errors_s","error_rate","p50_ms","p99_ms","uptime_ms","calls","errors"}]
- *   (the config's order), "methods":[{"type","method","calls_s","errors_s","calls","errors","p50_ms",
+ *  "nodes":[{"id","live","calls_s","errors_s","error_rate","p50_ms","p99_ms","uptime_ms","calls","errors","rss_bytes",
+ *   "cpu_pct" (% of one core between the two reads, null without)}] (the config's order), "methods":[{"type","method","calls_s","errors_s","calls","errors","p50_ms",
  *   "p99_ms"}], "types":[{"type","calls_s","errors_s","calls","errors","p50_ms","p99_ms","active"}]
  *   (active: objects of the type in the model's /v1/objects lists), "shard_calls_s":[per shard],
  *  "history":{"time_ms":[…],"calls_s":[…],"errors_s":[…],"p50_ms":[…],"p99_ms":[…]}} (oldest first).

@@ -60,7 +60,9 @@ static void web__ready(struct cv_insp_web *w, struct cv_http_exchange *x, const 
 
 static void web__state(struct cv_insp_web *w, struct cv_http_exchange *x, const struct cv_http_request *r)
 {
-    respond_doc(x, cv_insp_api_state(cv_insp_poll_model(w->o.poll), w->o.events, w->o.stats));
+    json_t *st = cv_insp_api_state(cv_insp_poll_model(w->o.poll), w->o.events, w->o.stats);
+    if (st) json_object_set_new(st, "feed", cv_insp_poll_feed(w->o.poll));
+    respond_doc(x, st);
 }
 
 static void web__shards(struct cv_insp_web *w, struct cv_http_exchange *x, const struct cv_http_request *r)

@@ -6,11 +6,12 @@
  * {"status":"ok"}; /ready 200 {"ready":true} once the node is ready (catalog caught up, registered,
  * shards assigned, auto-load objects active); /v1/cluster the raft state and every configured node;
  * /v1/shards owners, epochs, targets and pins; /v1/objects the active objects, ?type= filters; /v1/stats
- * the call statistics (node/stats.h); /metrics Prometheus text (util/prom.h).
+ * the call statistics (node/stats.h); /v1/events?after=N the catalog change feed (node/feed.h); /metrics
+ * Prometheus text (util/prom.h).
  *
  * Failure modes: every error body is the shared JSON error (cv_http_respond_error) named from the error
  * table: an unknown path 404 NOT_FOUND, a method other than GET/HEAD 405, a ?type= filter that cannot be
- * decoded or is too long 400 INVALID_ARGUMENT (never silently dropped), /ready while not ready 503 with
+ * decoded or is too long, or an ?after= that is not a number, 400 INVALID_ARGUMENT (never silently dropped), /ready while not ready 503 with
  * the reason; a response that cannot be built (out of memory) 500 INTERNAL. */
 #include "node/api.h"
 
@@ -21,6 +22,7 @@
 
 #include "cverse/error.h"
 #include "node/admin.h"
+#include "node/feed.h"
 #include "node/host.h"
 #include "node/leader.h"
 #include "node/stats.h"
@@ -75,6 +77,8 @@ static json_t *api__node_json(struct cv_api *a, const struct cv_node_cfg *nc)
                           (json_int_t)(cn ? cn->lease_expiry_ms : 0), "grpc_addr", nc->grpc_addr,
                           "advertise_addr", nc->advertise_addr, "raft_addr", nc->raft_addr, "http_addr",
                           nc->http_addr, "lease", api__node_lease_json(cn));
+    if (j && cn && cn->draining) /* an operator's drain persists; a shutdown drain ends with the process */
+        json_object_set_new(j, "drain_reason", json_string(cn->drain_shutdown ? "shutdown" : "operator"));
     if (j && nc == a->self && a->lease) { /* our own view of our lease, for self */
         struct cv_api_lease l;
         a->lease(a->data, &l);
@@ -225,6 +229,27 @@ static void api__lease_prom(struct cv_api *a, struct cv_buf *b)
                     l.leader->shard_moves);
 }
 
+/* The catalog change feed after an applied index: {"node","first_index","last_index","applied_index",
+ * "more","events":[...]} (node/feed.h); without ?after= every kept entry. */
+static void api__get_events(struct cv_api *a, struct cv_http_exchange *x, const struct cv_http_request *req)
+{
+    char v[24], *end = NULL;
+    unsigned long long after = 0;
+    int rv = req->query ? cv_pct_query_param(req->query, "after", v, sizeof v) : CV_ENOTFOUND;
+    if (rv == 0) after = strtoull(v, &end, 10);
+    if ((rv && rv != CV_ENOTFOUND) || (rv == 0 && (!*v || *end || *v == '-'))) {
+        cv_http_respond_error(x, CV_STATUS_INVALID_ARGUMENT, "query parameter \"after\": not an index", NULL);
+        return;
+    }
+    struct cv_feed *f = a->host ? cv_host_feed(a->host) : NULL;
+    json_t *j = f ? cv_feed_json(f, a->self->id, cv_catalog_applied_index(a->catalog), after) : NULL;
+    if (!j) {
+        cv_http_respond_error(x, f ? CV_STATUS_INTERNAL : CV_STATUS_UNAVAILABLE, f ? "out of memory" : "no host", NULL);
+        return;
+    }
+    api__send_json(x, 200, j);
+}
+
 /* Prometheus text exposition (util/prom.h). */
 static void api__get_metrics(struct cv_api *a, struct cv_http_exchange *x)
 {
@@ -279,6 +304,12 @@ static const struct route routes[] = {
     {"/v1/stats", api__get_stats},
 };
 
+/* The routes that read the query. */
+static const struct qroute {
+    const char *path;
+    void (*fn)(struct cv_api *a, struct cv_http_exchange *x, const struct cv_http_request *req);
+} qroutes[] = {{"/v1/objects", api__get_objects}, {"/v1/events", api__get_events}};
+
 void cv_api_handle(void *data, struct cv_http_exchange *x, const struct cv_http_request *req)
 {
     struct cv_api *a = data;
@@ -286,22 +317,16 @@ void cv_api_handle(void *data, struct cv_http_exchange *x, const struct cv_http_
         cv_admin_handle(a, x, req);
         return;
     }
-    if (strcmp(req->path, "/v1/objects") == 0) { /* the one route that reads the query */
-        if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0)
-            cv_http_respond_error(x, CV_STATUS_METHOD_NOT_ALLOWED, "only GET is supported here",
-                                  "Allow: GET, HEAD\r\n");
-        else
-            api__get_objects(a, x, req);
-        return;
-    }
-    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
-        if (strcmp(req->path, routes[i].path) != 0) continue;
+    size_t nr = sizeof routes / sizeof routes[0], nq = sizeof qroutes / sizeof qroutes[0];
+    for (size_t i = 0; i < nr + nq; i++) {
+        if (strcmp(req->path, i < nr ? routes[i].path : qroutes[i - nr].path) != 0) continue;
         if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0) {
             cv_http_respond_error(x, CV_STATUS_METHOD_NOT_ALLOWED, "only GET is supported here",
                                   "Allow: GET, HEAD\r\n");
             return;
         }
-        routes[i].fn(a, x);
+        if (i < nr) routes[i].fn(a, x);
+        else qroutes[i - nr].fn(a, x, req);
         return;
     }
     char msg[300];

@@ -31,6 +31,7 @@
 #include "node/mapfeed.h"
 #include "node/ops.h"
 #include "node/outcall.h"
+#include "node/feed.h"
 #include "node/stats.h"
 #include "util/log.h"
 
@@ -45,6 +46,7 @@ struct cv_host {
     struct cv_mapfeed feed;
     struct cv_autoload al;
     struct cv_handoff ho;
+    struct cv_feed *events; /* the catalog change feed (GET /v1/events), owned */
     uv_timer_t tick;
     uint64_t restored_seen;
     void (*done)(void *data);
@@ -67,6 +69,7 @@ void cv_host_applied(struct cv_host *h, uint64_t index, const Cverse__Catalog__B
                      const struct cv_cmd_result *results)
 {
     if (h->x.closing) return;
+    cv_feed_applied(h->events, h->x.cat, h->x.cons, index, batch, results);
     bool moved = false;
     for (size_t i = 0; i < batch->n_commands; i++) {
         const Cverse__Catalog__Command *c = batch->commands[i];
@@ -217,6 +220,11 @@ struct cv_node_stats *cv_host_stats(struct cv_host *h)
     return h->x.stats;
 }
 
+struct cv_feed *cv_host_feed(struct cv_host *h)
+{
+    return h->events;
+}
+
 /* ---------------------------------------------------------------- lifecycle */
 
 static void host__free(struct cv_host *h)
@@ -224,6 +232,7 @@ static void host__free(struct cv_host *h)
     cv_autoload_free(&h->al);
     cv_handoff_free(&h->ho);
     cv_node_stats_free(h->x.stats);
+    cv_feed_free(h->events);
     free(h->feed.subs);
     free(h);
 }
@@ -265,6 +274,7 @@ int cv_host_init(const struct cv_host_opts *opts, struct cv_host **out)
     int rv = cv_autoload_init(&h->al, &h->x, opts->autoload_inflight); /* tables only, no handle */
     if (!rv) rv = cv_handoff_init(&h->ho, &h->x);
     if (!rv && host__stats_on()) rv = cv_node_stats_new(h->x.reg, opts->cfg->shards, &h->x.stats);
+    if (!rv) rv = cv_feed_new(opts->catalog, &h->events);
     if (rv) goto err_after_h;
     cv_outcall_init(&h->out, &h->x, opts->call_timeout_ms ? opts->call_timeout_ms : CV_HOST_CALL_TIMEOUT_MS);
     struct cv_host_hooks hooks = {.data = h,

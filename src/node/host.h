@@ -17,6 +17,8 @@
 
 struct cv_host;
 struct cv_peers;
+struct cv_feed;
+struct cv_node_stats;
 
 #define CV_HOST_CALL_TIMEOUT_MS 30000 /* object-to-object calls, redirect retries included */
 
@@ -79,6 +81,8 @@ struct cv_runtime *cv_host_runtime(struct cv_host *h);
 /* The call statistics (node/stats.h; GET /v1/stats, /metrics), borrowed while h lives; NULL when the
  * environment says CVERSE_NODE_STATS=0 (only to measure what counting costs a call). */
 struct cv_node_stats *cv_host_stats(struct cv_host *h);
+/* The catalog change feed (node/feed.h; GET /v1/events), borrowed while h lives. */
+struct cv_feed *cv_host_feed(struct cv_host *h);
 
 /* Stops everything: pending calls and operations fail (CV_ECLOSED / CV_ECANCELED), subscribers are
  * dropped, the timers and the runtime close (objects deactivate). The peer pool is not the host's: calls

@@ -7,9 +7,16 @@
  * object calls from other nodes) and the HTTP API (http_addr) -> renew this node's lease every ttl/3
  * through the catalog (renewal.h: the first renewal is a RegisterNode carrying our addresses) -> run
  * leader duties while leading.
- * Stop (SIGTERM/SIGINT): stop answering ready, hand over leadership if we lead (bounded by the election
- * timeout), then close every component through its close callback; "node stopped" is logged when the
- * last one reported closed, and the loop runs empty so that main exits 0.
+ * Drain (SIGTERM/SIGINT, cv_node_drain): /ready answers 503 "draining" at once; the node proposes
+ * DrainNode(self, shutdown) and keeps serving and renewing its lease while the leader moves its shards
+ * away through the two-phase handoff (each shard's objects deactivate here, their calls in flight
+ * finished, before it is released; gates then route to the new owner); once it owns and owes no shard
+ * it stops. Bounded by cluster.drain_timeout_ms (then it stops anyway, logged); with no other live,
+ * undrained node (nowhere to move) it stops at once; a second signal stops at once. Its next process'
+ * RegisterNode (fresh) clears a shutdown drain, so it gets shards back; an operator's drain persists.
+ * Stop (after the drain, cv_node_stop): stop answering ready, hand over leadership if we lead (bounded by
+ * the election timeout), then close every component through its close callback; "node stopped" is
+ * logged when the last one reported closed, and the loop runs empty so that main exits 0.
  * Failure modes: a start step that fails (raft bootstrap, a listener that cannot bind) fails start (exit
  * 1 with the cause in the log); the caller then stops the node like any other, and only what was created
  * is closed. Losing the leader only delays renewals; a fatal catalog write error exits inside the FSM
@@ -56,6 +63,11 @@ struct cv_node {
     uv_timer_t lease_timer;
     uv_timer_t fence_timer;          /* wakes when the lease view may change by time alone */
     uv_signal_t sigterm, sigint;
+    uv_timer_t drain_timer;          /* polls a drain's progress */
+    uint64_t drain_start_ms;         /* cv_mono_ms when the drain began */
+    bool draining;                   /* a shutdown drain runs (cv_node_drain); stopping follows */
+    bool drain_inflight;             /* our DrainNode proposal is pending */
+    bool registered_once;            /* a registration of this process applied: later ones are not fresh */
     struct cv_renewal renewal;
     bool fenced;                     /* the host was told the lease is not confirmed */
     uint64_t fencings;               /* times this process fenced itself (/metrics) */
@@ -111,9 +123,14 @@ static void node__renew_done(void *data, int status, uint64_t index)
     struct cv_node *n = data;
     bool was = cv_renewal_registered(&n->renewal);
     cv_renewal_done(&n->renewal, status, cv_mono_ms());
+    if (status == 0) n->registered_once = true;
     if (n->stopping) return;
     node__lease_eval(n);
-    if (status == 0 && !was) CV_INFO("registered in the catalog at index %llu", (unsigned long long)index);
+    if (status == 0 && cv_renewal_state(&n->renewal) == CV_RENEWAL_UNREGISTERED) {
+        CV_WARN("registration applied at index %llu too late to open a lease window (declared dead "
+                "meanwhile); registering again", (unsigned long long)index);
+        renew(n);
+    } else if (status == 0 && !was) CV_INFO("registered in the catalog at index %llu", (unsigned long long)index);
     else if (cv_renewal_state(&n->renewal) == CV_RENEWAL_EXPIRED) {
         CV_WARN("lease renewal refused: this node was declared dead; registering again");
         renew(n);
@@ -142,6 +159,7 @@ static void renew(struct cv_node *n)
         reg.info = &info;
         reg.now_ms = now;
         reg.ttl_ms = ttl;
+        reg.fresh = !n->registered_once; /* a new process: a shutdown drain of the previous one ends */
         cmd.cmd_case = CVERSE__CATALOG__COMMAND__CMD_REGISTER_NODE;
         cmd.register_node = &reg;
     } else {
@@ -265,8 +283,8 @@ static bool node__catalog_ready(void *data, const char **why)
 bool cv_node_catalog_ready(struct cv_node *n, const char **why)
 {
     struct cv_consensus_status st;
-    if (n->stopping || !n->consensus || !n->host) {
-        *why = n->stopping ? "node is shutting down" : "node is starting";
+    if (n->stopping || n->draining || !n->consensus || !n->host) {
+        *why = n->draining ? "draining" : n->stopping ? "node is shutting down" : "node is starting";
         return false;
     }
     cv_consensus_status(n->consensus, &st);
@@ -383,11 +401,104 @@ static int node__start_listeners(struct cv_node *n)
     return rv;
 }
 
+/* ---------------------------------------------------------------- drain (graceful stop) */
+
+/* Another live node that may take shards (alive, not draining): else a drain has nowhere to go. */
+static bool node__others_can_take(struct cv_node *n)
+{
+    for (size_t i = 0; i < cv_catalog_node_count(n->catalog); i++) {
+        const struct cv_catalog_node *cn = cv_catalog_node_at(n->catalog, i);
+        if (cn && cn->alive && !cn->draining && strcmp(cn->id, n->self->id) != 0) return true;
+    }
+    return false;
+}
+
+/* Shards we still own or still have to release (their objects not all gone yet). */
+static uint32_t node__shards_left(struct cv_node *n, uint32_t *releasing)
+{
+    const struct cv_catalog_node *me = cv_catalog_node_get(n->catalog, n->self->id);
+    uint32_t owned = me ? me->shards_owned : 0;
+    *releasing = 0;
+    for (uint32_t s = 0; owned == 0 && s < cv_catalog_shards(n->catalog); s++)
+        *releasing += cv_catalog_shard_to_release(n->catalog, s, n->self->id, NULL);
+    return owned + *releasing;
+}
+
+static void node__drain_proposed(void *data, int status, uint64_t index)
+{
+    struct cv_node *n = data;
+    n->drain_inflight = false;
+    if (status == 0) CV_INFO("drain recorded in the catalog at index %llu", (unsigned long long)index);
+    else if (!n->stopping) CV_WARN("drain proposal failed (%s): trying again", cv_strerror(status));
+}
+
+static void node__drain_propose(struct cv_node *n)
+{
+    Cverse__Catalog__Command cmd = CVERSE__CATALOG__COMMAND__INIT;
+    Cverse__Catalog__CmdDrainNode d = CVERSE__CATALOG__CMD_DRAIN_NODE__INIT;
+    d.node = (char *)n->self->id;
+    d.drain = true;
+    d.reason = CVERSE__CATALOG__DRAIN_REASON__DRAIN_SHUTDOWN;
+    cmd.cmd_case = CVERSE__CATALOG__COMMAND__CMD_DRAIN_NODE;
+    cmd.drain_node = &d;
+    if (cv_consensus_propose(n->consensus, &cmd, 1000, node__drain_proposed, n) == 0) n->drain_inflight = true;
+}
+
+/* Every 50 ms while draining: (re)propose until the drain applied, then stop once nothing is left, the
+ * timeout passed or nobody can take our shards any more. */
+static void node__drain_tick(uv_timer_t *t)
+{
+    struct cv_node *n = t->data;
+    const struct cv_catalog_node *me = cv_catalog_node_get(n->catalog, n->self->id);
+    uint64_t took = cv_mono_ms() - n->drain_start_ms;
+    uint32_t releasing, left = node__shards_left(n, &releasing);
+    if (!me || !me->draining) {
+        if (!n->drain_inflight) node__drain_propose(n);
+    } else if (left == 0) {
+        CV_INFO("drained in %llu ms: no shard left here; stopping", (unsigned long long)took);
+        cv_node_stop(n);
+        return;
+    }
+    if (took >= n->cfg->drain_timeout_ms) {
+        CV_WARN("drain timed out after %llu ms (cluster.drain_timeout_ms) with %u shards owned and %u to "
+                "release; stopping anyway", (unsigned long long)took, left - releasing, releasing);
+        cv_node_stop(n);
+    } else if (!node__others_can_take(n)) {
+        CV_WARN("drain: no other live node can take our %u shards any more; stopping", left);
+        cv_node_stop(n);
+    }
+}
+
+void cv_node_drain(struct cv_node *n)
+{
+    if (n->stopping || n->draining) return;
+    const char *why = !n->host || !n->leader                                        ? "the node is not started"
+                      : !cv_catalog_node_get(n->catalog, n->self->id)               ? "not registered yet"
+                      : n->cfg->drain_timeout_ms == 0                               ? "cluster.drain_timeout_ms is 0"
+                      : !node__others_can_take(n) ? "no other live node can take our shards" : NULL;
+    if (why) {
+        CV_INFO("no drain: %s; stopping at once", why);
+        cv_node_stop(n);
+        return;
+    }
+    n->draining = true;
+    n->drain_start_ms = cv_mono_ms();
+    CV_INFO("draining: moving our shards to other nodes (up to %u ms), then stopping", n->cfg->drain_timeout_ms);
+    node__drain_propose(n);
+    uv_timer_start(&n->drain_timer, node__drain_tick, 50, 50);
+}
+
 static void node__on_signal(uv_signal_t *s, int signum)
 {
     struct cv_node *n = s->data;
-    CV_INFO("received %s: stopping", signum == SIGTERM ? "SIGTERM" : "SIGINT");
-    cv_node_stop(n);
+    const char *sig = signum == SIGTERM ? "SIGTERM" : "SIGINT";
+    if (n->draining && !n->stopping) {
+        CV_WARN("received %s again while draining: stopping at once", sig);
+        cv_node_stop(n);
+        return;
+    }
+    CV_INFO("received %s: %s", sig, n->stopping ? "already stopping" : "draining, then stopping");
+    cv_node_drain(n);
 }
 
 int cv_node_init(const struct cv_node_opts *opts, struct cv_node **out)
@@ -412,7 +523,8 @@ int cv_node_init(const struct cv_node_opts *opts, struct cv_node **out)
     uv_timer_init(n->loop, &n->fence_timer);
     uv_signal_init(n->loop, &n->sigterm);
     uv_signal_init(n->loop, &n->sigint);
-    n->lease_timer.data = n->fence_timer.data = n->sigterm.data = n->sigint.data = n;
+    uv_timer_init(n->loop, &n->drain_timer);
+    n->lease_timer.data = n->fence_timer.data = n->sigterm.data = n->sigint.data = n->drain_timer.data = n;
     *out = n;
     return 0;
 }
@@ -483,7 +595,7 @@ static void node__shutdown(void *data)
     struct cv_node *n = data;
     if (n->shut) return; /* the transfer callback and its fallback timer may both get here */
     n->shut = true;
-    n->open_parts = 1 + 4 + (n->leader != NULL) + (n->consensus != NULL) + (n->host != NULL) +
+    n->open_parts = 1 + 5 + (n->leader != NULL) + (n->consensus != NULL) + (n->host != NULL) +
                     (n->rpc != NULL) + (n->http != NULL) + (n->peers != NULL);
     if (n->http) cv_http_server_close(n->http, node__http_closed);
     if (n->rpc) cv_rpc_server_close(n->rpc, node__rpc_closed);
@@ -493,6 +605,7 @@ static void node__shutdown(void *data)
     uv_close((uv_handle_t *)&n->fence_timer, node__handle_closed);
     uv_close((uv_handle_t *)&n->sigterm, node__handle_closed);
     uv_close((uv_handle_t *)&n->sigint, node__handle_closed);
+    uv_close((uv_handle_t *)&n->drain_timer, node__handle_closed);
     if (n->leader) cv_leader_close(n->leader, node__closed, n);
     n->leader = NULL;
     if (n->host) cv_host_close(n->host, node__host_closed, n); /* n->host stays set until it closed */
@@ -512,6 +625,7 @@ void cv_node_stop(struct cv_node *n)
     if (n->stopping) return;
     n->stopping = true;
     cv_renewal_stop(&n->renewal);
+    uv_timer_stop(&n->drain_timer);
     uv_timer_stop(&n->lease_timer);
     uv_timer_stop(&n->fence_timer);
     if (n->leader) cv_leader_stop(n->leader);

@@ -28,8 +28,12 @@ int cv_node_init(const struct cv_node_opts *opts, struct cv_node **out);
 /* Opens the catalog, starts raft (bootstrapping a pristine data dir), the object host, the RPC and HTTP
  * listeners, lease renewal and leader duties. On failure (logged) the caller stops the node as usual. */
 int cv_node_start(struct cv_node *n);
-/* Graceful stop (SIGTERM path): not ready, a leader hands over leadership, then everything closes;
- * the loop then runs empty. Safe whatever part of cv_node_start succeeded. */
+/* Graceful stop (SIGTERM path): /ready says "draining", DrainNode(self, shutdown) moves our shards to
+ * other nodes, then cv_node_stop; bounded by cluster.drain_timeout_ms. Stops at once when the node is
+ * not started, the timeout is 0 or no other live, undrained node exists. A second call does nothing. */
+void cv_node_drain(struct cv_node *n);
+/* Stop at once (after a drain, or a second signal): not ready, a leader hands over leadership, then
+ * everything closes; the loop then runs empty. Safe whatever part of cv_node_start succeeded. */
 void cv_node_stop(struct cv_node *n);
 /* After uv_run returned: frees what the close callbacks left, and n. */
 void cv_node_free(struct cv_node *n);

@@ -78,7 +78,10 @@ void cv_renewal_done(struct cv_renewal *r, int status, uint64_t now_ms)
     if (status == 0) {
         r->last_ok_ms = now_ms ? now_ms : 1;
         cv_lease_grant(&r->lease, r->sent_ms, now_ms, r->sent_register);
-        cv_sm_move(&r->sm, CV_RENEWAL_REGISTERED);
+        /* A registration that applied too late to open a window, after our ExpireNode revoked the lease
+         * (a restarted node racing its previous process' expiry): no renewal can lift the revocation
+         * (cv_lease_grant), so register again rather than stay fenced while the catalog says alive. */
+        cv_sm_move(&r->sm, r->lease.revoked ? CV_RENEWAL_UNREGISTERED : CV_RENEWAL_REGISTERED);
     } else if (status == CV_ECONFLICT && !r->sent_register) {
         cv_lease_revoke(&r->lease, now_ms); /* declared dead before our renewal committed */
         cv_sm_move(&r->sm, CV_RENEWAL_EXPIRED);

@@ -12,6 +12,8 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include "cverse/error.h"
 #include "util/log.h"
@@ -161,8 +163,30 @@ static json_t *stats__method_json(const struct cv_stats_method *m)
                      "sum_ms", m->lat.sum_s * 1e3, "buckets", buckets, "le", le);
 }
 
+/* The process's resident memory (/proc/self/statm's second field; the peak from getrusage where there
+ * is no /proc) and CPU time (user + system) so far. */
+static void stats__process(uint64_t *rss_bytes, double *cpu_s)
+{
+    struct rusage ru;
+    *cpu_s = 0;
+    *rss_bytes = 0;
+    if (getrusage(RUSAGE_SELF, &ru) == 0) {
+        *cpu_s = (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+                 ru.ru_stime.tv_usec / 1e6;
+        *rss_bytes = (uint64_t)ru.ru_maxrss * 1024;
+    }
+    FILE *fp = fopen("/proc/self/statm", "r");
+    unsigned long long size, resident;
+    if (!fp) return;
+    if (fscanf(fp, "%llu %llu", &size, &resident) == 2) *rss_bytes = resident * (uint64_t)sysconf(_SC_PAGESIZE);
+    fclose(fp);
+}
+
 json_t *cv_node_stats_json(const struct cv_node_stats *s, const char *node)
 {
+    uint64_t rss;
+    double cpu;
+    stats__process(&rss, &cpu);
     json_t *shards = json_object(), *methods = json_array();
     for (uint32_t i = 0; i < s->shards; i++) {
         if (!s->shard_calls[i]) continue;
@@ -172,9 +196,10 @@ json_t *cv_node_stats_json(const struct cv_node_stats *s, const char *node)
                                                  (json_int_t)s->shard_errors[i]));
     }
     for (size_t i = 0; i < s->n_methods; i++) json_array_append_new(methods, stats__method_json(&s->methods[i]));
-    return json_pack("{s:s, s:I, s:I, s:I, s:o, s:o}", "node", node, "uptime_ms",
-                     (json_int_t)(cv_mono_ms() - s->started_ms), "calls", (json_int_t)s->calls, "errors",
-                     (json_int_t)s->errors, "shards", shards, "methods", methods);
+    return json_pack("{s:s, s:I, s:I, s:f, s:I, s:I, s:o, s:o}", "node", node, "uptime_ms",
+                     (json_int_t)(cv_mono_ms() - s->started_ms), "rss_bytes", (json_int_t)rss, "cpu_seconds", cpu,
+                     "calls", (json_int_t)s->calls, "errors", (json_int_t)s->errors, "shards", shards, "methods",
+                     methods);
 }
 
 void cv_node_stats_prom(const struct cv_node_stats *s, struct cv_buf *b)

@@ -40,7 +40,8 @@ const struct cv_stats_method *cv_node_stats_method(const struct cv_node_stats *s
 /* Shard's counters (0 for a shard out of range). */
 void cv_node_stats_shard(const struct cv_node_stats *s, uint32_t shard, uint64_t *calls, uint64_t *errors);
 
-/* GET /v1/stats's body (docs/protocol.md): {"node","uptime_ms","calls","errors","shards":{"<n>":
+/* GET /v1/stats's body (docs/protocol.md): {"node","uptime_ms","rss_bytes","cpu_seconds" (the process's
+ * resident memory and user + system CPU time so far),"calls","errors","shards":{"<n>":
  * {"calls","errors"}} (shards with calls only),"methods":[{"type","method","calls","errors","p50_ms",
  * "p99_ms","sum_ms","buckets":[per bucket],"le":[upper bounds in ms, null = +Inf]}]}. New reference,
  * NULL out of memory. */

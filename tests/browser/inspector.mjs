@@ -117,6 +117,12 @@ async function main() {
     await poll(() => page.$$eval('#nodes-table tbody td.calls', (tds) => tds.some((t) => Number(t.textContent) > 0)), 10000,
                'a node shows calls/s > 0');
     check(true, 'the nodes table shows calls/s > 0 on the node that owns the traffic');
+    await poll(() => page.$$eval('#nodes-table tbody td.rss', (tds) => tds.length > 0 && tds.every((t) => / (K|M|G)iB$/.test(t.textContent))),
+               10000, 'every node shows its RSS');
+    await poll(() => page.$$eval('#nodes-table tbody td.cpu', (tds) => tds.length > 0 && tds.every((t) => / %$/.test(t.textContent))),
+               10000, 'every node shows its CPU %');
+    check(true, 'nodes table: RSS ' + (await page.$$eval('#nodes-table tbody td.rss', (tds) => tds.map((t) => t.textContent).join(', '))) +
+          ', CPU ' + (await page.$$eval('#nodes-table tbody td.cpu', (tds) => tds.map((t) => t.textContent).join(', '))));
     await shot(page, 'nodes');
 
     // Types & methods: SimpleCounter's calls/s > 0; the auto-load types hide with the toggle.
@@ -205,6 +211,27 @@ async function main() {
     await poll(async () => (await json(NODES[0].http + '/v1/shards')).pinned[5] === false, 15000, 'shard 5 unpinned');
     await page.selectOption('#heat-mode', 'owner');
 
+    // Drag a pill (HTML5 drag and drop) to another node's box: the shard moves there, the cell follows.
+    const dragShard = 9;
+    const dragFrom = (await json(NODES[0].http + '/v1/shards')).owners[dragShard];
+    const dragTo = NODES.find((n) => n.id !== dragFrom).id;
+    await poll(() => page.isVisible('#pills .pill[data-shard="' + dragShard + '"]'), 10000, 'pill of shard ' + dragShard + ' drawn');
+    await page.dragAndDrop('#pills .pill[data-shard="' + dragShard + '"]', '#pills .node-box[data-node="' + dragTo + '"]');
+    await poll(async () => (await page.getAttribute('#pills-result', 'class')).includes('ok'), 15000,
+               'the drag\'s move answered ok (' + (await page.textContent('#pills-result')) + ')');
+    await poll(async () => {
+      for (const n of NODES) if ((await json(n.http + '/v1/shards')).owners[dragShard] !== dragTo) return false;
+      return true;
+    }, 20000, 'every node\'s /v1/shards owns shard ' + dragShard + ' on ' + dragTo + ' after the drag');
+    await poll(async () => {
+      const c = await page.evaluate((k) => window.__inspector.cellCentre(k), dragShard);
+      await page.mouse.move(c.x, c.y);
+      return (await page.getAttribute('#tooltip', 'data-owner')) === dragTo;
+    }, 10000, 'the heatmap cell of shard ' + dragShard + ' shows owner ' + dragTo + ' after the drag');
+    await poll(() => page.isVisible('#pills .node-box[data-node="' + dragTo + '"] .pill[data-shard="' + dragShard + '"]'), 10000,
+               'the pill of shard ' + dragShard + ' is in ' + dragTo + '\'s box');
+    check(true, 'dragged the pill of shard ' + dragShard + ' ' + dragFrom + ' → ' + dragTo + ': cell and /v1/shards changed owner');
+
     // Objects: the lookup finds the traffic counter's shard (FNV-1a, as the nodes), its owner as
     // /v1/shards says; that shard's heatmap cell is coloured when coloured by calls/s.
     await view(page, 'objects');
@@ -248,6 +275,10 @@ async function main() {
     await view(page, 'events');
     const evs = await page.$$eval('#events-list li', (lis) => lis.length);
     check(evs > 0, 'events timeline lists ' + evs + ' events');
+    await poll(() => page.$$eval('#events-list li', (lis, k) => lis.some((li) => li.textContent.includes('shard ' + k.s + ': ' + k.from + ' → ' + k.to) &&
+                                                                  / in \d+ ms$/.test(li.textContent)), { s: dragShard, from: dragFrom, to: dragTo }),
+               10000, 'the timeline shows the dragged move of shard ' + dragShard + ' with its duration (from the change feed)');
+    check(true, 'events: the move of shard ' + dragShard + ' with its duration');
     await shot(page, 'events');
 
     // kill -9 a node that is not the leader: it turns down, its shards get other owners.
@@ -270,9 +301,13 @@ async function main() {
 
     // 1920x1080 looks.
     await page.setViewportSize({ width: 1920, height: 1080 });
-    await view(page, 'overview');
-    await page.waitForTimeout(500);
-    await shot(page, 'overview-1920');
+    for (const v of ['overview', 'nodes', 'shards', 'types', 'objects', 'events']) {
+      await view(page, v);
+      await page.waitForTimeout(v === 'objects' ? 1500 : 500);
+      const wide = await page.evaluate(() => document.documentElement.scrollWidth);
+      check(wide <= 1920, v + ' at 1920x1080 fits the width (' + wide + ' px)');
+      await shot(page, v + '-1920');
+    }
 
     check(traffic.stop() > 0, 'calls were sent through the gate');
     check(errors.length === 0, 'no console errors' + (errors.length ? ': ' + errors.join(' | ') : ''));

@@ -465,3 +465,24 @@ Test(cverse_cli, help_and_version)
     expect_code(0);
     cr_assert_str_eq(R.out, want);
 }
+
+/* cverse drain: its usage errors (exit 2) and a node that does not answer (exit 3, saying where it
+ * looked); the drain itself against real nodes is in test_drain. */
+Test(cverse_cli, drain_usage_and_no_node)
+{
+    CLI("drain");
+    expect_cli_usage_error("cverse drain: missing NODE", "NODE");
+    CLI("drain", "--frob", "node-1");
+    expect_cli_usage_error("cverse drain: unknown option", "'--frob'");
+    CLI("drain", "node-1", "node-2");
+    expect_cli_usage_error("cverse drain: unexpected argument", "'node-2'");
+    CLI("drain", "--node-http", "nowhere", "node-1");
+    expect_cli_usage_error("cverse drain: --node-http must be HOST:PORT", "'nowhere'");
+    CLI("drain", "--node-http", "127.0.0.1:1", "--undo", "node-1");
+    expect_code(3);
+    cr_assert_str_eq(R.out, "");
+    cr_assert(strstr(R.err, "cannot connect to the node at 127.0.0.1:1"), "%s", R.err);
+    CLI("drain", "--help");
+    expect_code(0);
+    cr_assert(strstr(R.out, "--node-http HOST:PORT"), "%s", R.out);
+}

@@ -374,6 +374,119 @@ static json_int_t sse_move_id(const char *text, int shard, const char *to)
     return 0;
 }
 
+struct want_moves {
+    int shard;
+    const char *to[2];
+    json_int_t index[2]; /* the feed's index of each move */
+};
+
+/* The inspector's events hold shard_moved of w->shard to w->to[0], then to w->to[1]. */
+static bool insp_has_moves(void *arg)
+{
+    struct want_moves *w = arg;
+    long st;
+    json_t *s = insp_json(1, "/api/state", &st);
+    int seen = 0;
+    size_t i;
+    json_t *e;
+    json_array_foreach(json_object_get(s, "events"), i, e) {
+        const char *t = json_string_value(json_object_get(e, "to")), *ty = json_string_value(json_object_get(e, "type"));
+        if (seen < 2 && ty && !strcmp(ty, "shard_moved") && json_integer_value(json_object_get(e, "shard")) == w->shard &&
+            t && !strcmp(t, w->to[seen])) {
+            w->index[seen] = json_integer_value(json_object_get(e, "index"));
+            seen++;
+        }
+    }
+    json_decref(s);
+    return seen == 2;
+}
+
+static bool node0_owner_is(void *arg)
+{
+    const struct want_shard *w = arg;
+    char o[32];
+    return !strcmp(owner_on(0, w->shard, o, sizeof o), w->owner);
+}
+
+/* When the shard got its owner `to` in node 0's change feed (time_ms of the shard_assigned entry), 0: none. */
+static json_int_t feed_assigned_ms(int shard, const char *to)
+{
+    long st;
+    json_t *j = h_get_json(&C, 0, "/v1/events", &st);
+    json_int_t t = 0;
+    size_t i;
+    json_t *e;
+    json_array_foreach(json_object_get(j, "events"), i, e) {
+        const char *k = json_string_value(json_object_get(e, "kind")), *o = json_string_value(json_object_get(e, "to"));
+        if (k && !strcmp(k, "shard_assigned") && json_integer_value(json_object_get(e, "shard")) == shard && o &&
+            !strcmp(o, to))
+            t = json_integer_value(json_object_get(e, "time_ms"));
+    }
+    json_decref(j);
+    return t;
+}
+
+/* A shard moved twice within a second (to a, and as soon as a owns it, to b): the inspector's events, from
+ * the nodes' change feed, show both moves in order, each with its applied index, although no poll round
+ * may have seen a as the owner. */
+static void two_quick_moves(int victim)
+{
+    char owner[32], body[160];
+    owner_on(0, 7, owner, sizeof owner);
+    int a = 0, b;
+    while (a == victim || !strcmp(C.id[a], owner)) a++;
+    b = 0;
+    while (b == victim || b == a) b++;
+    long st;
+    snprintf(body, sizeof body, "{\"shard_id\":7,\"target_node\":\"%s\"}", C.id[a]);
+    json_t *r = insp_action(1, "/shards/move", body, TOKEN, &st);
+    cr_assert_eq(st, 200, "move to %s: %ld", C.id[a], st);
+    json_decref(r);
+    struct want_shard ws = {7, C.id[a], -1};
+    cr_assert(h_poll(MOVE_MS, node0_owner_is, &ws), "shard 7 never owned by %s", C.id[a]);
+    snprintf(body, sizeof body, "{\"shard_id\":7,\"target_node\":\"%s\"}", C.id[b]);
+    r = insp_action(1, "/shards/move", body, TOKEN, &st);
+    cr_assert_eq(st, 200, "move to %s: %ld", C.id[b], st);
+    json_decref(r);
+    ws.owner = C.id[b];
+    cr_assert(h_poll(MOVE_MS, every_node_shows, &ws), "shard 7 never owned by %s on every node", C.id[b]);
+    json_int_t t_a = feed_assigned_ms(7, C.id[a]), t_b = feed_assigned_ms(7, C.id[b]);
+    cr_assert(t_a > 0 && t_b >= t_a, "node 0's feed has both assignments (%lld, %lld)", (long long)t_a, (long long)t_b);
+    cr_assert_lt(t_b - t_a, 1000, "the two moves were %lld ms apart, not within a second", (long long)(t_b - t_a));
+    struct want_moves wm = {7, {C.id[a], C.id[b]}, {0, 0}};
+    cr_assert(h_poll(5000, insp_has_moves, &wm), "the inspector's events lack a move of shard 7 (to %s, then %s)",
+              C.id[a], C.id[b]);
+    cr_assert(wm.index[0] > 0 && wm.index[1] > wm.index[0], "both moves with their feed index, in order");
+}
+
+struct want_feed {
+    const char *not; /* a node it must not be (the leader, the killed node) */
+    char node[32];   /* out: the node whose change feed inspector 1 reads */
+};
+
+static bool insp_follows(void *arg)
+{
+    struct want_feed *w = arg;
+    long st;
+    json_t *s = insp_json(1, "/api/state", &st);
+    json_t *f = json_object_get(s, "feed");
+    const char *n = json_string_value(json_object_get(f, "node"));
+    bool ok = n && json_is_true(json_object_get(f, "following")) && strcmp(n, w->not);
+    if (ok) snprintf(w->node, sizeof w->node, "%s", n);
+    json_decref(s);
+    return ok;
+}
+
+struct want_ev {
+    const char *type, *node;
+};
+
+static bool insp1_has_event(void *arg)
+{
+    const struct want_ev *w = arg;
+    return has_event(1, w->type, w->node);
+}
+
 /* Actions through the inspector with the token: move, the node's own refusal, pin, drain/undrain, and the
  * move in the events stream. victim: the node the test kills afterwards (it is no move target). */
 static void actions_reach_the_nodes(int victim)
@@ -411,6 +524,7 @@ static void actions_reach_the_nodes(int victim)
     json_int_t id = sse_move_id(sse, 5, C.id[to]);
     cr_assert_gt(id, before, "shard_moved of shard 5 to %s with its id after %s in:\n%s", C.id[to], last, sse);
     free(sse);
+    two_quick_moves(victim);
 
     /* Pin and unpin shard 6 on every node. */
     r = insp_action(1, "/shards/pin", "{\"shard_id\":6,\"pinned\":true}", TOKEN, &st);
@@ -542,7 +656,11 @@ Test(inspector, read_api_actions_and_a_node_killed)
     cr_assert_eq(st, 400, "an address that is no node's");
     json_decref(r);
 
-    int victim = strcmp(leader, "node-3") ? 2 : 1; /* a node that is not the leader */
+    /* The victim: the node whose change feed inspector 1 follows (a follower, not the leader). */
+    struct want_feed wf = {leader, ""};
+    cr_assert(h_poll(10000, insp_follows, &wf), "inspector 1 never followed a follower's change feed");
+    int victim = 0;
+    while (strcmp(C.id[victim], wf.node)) victim++;
     actions_reach_the_nodes(victim);
 
     /* kill -9 of a node that is not the leader: down in the inspector, its shards re-owned. */
@@ -550,7 +668,13 @@ Test(inspector, read_api_actions_and_a_node_killed)
     struct want_node wn = {C.id[victim], false};
     cr_assert(h_poll(5000, node_is, &wn), "%s not shown down within 5 s", C.id[victim]);
     cr_assert(has_event(0, "node_down", C.id[victim]));
-    int other = 0; /* the victim is node-2 or node-3 */
+    /* Its death loses no change: the feed is read from another node from the same index; the lease
+     * expiry is an event only the feed makes. */
+    wf.not = C.id[victim];
+    cr_assert(h_poll(20000, insp_follows, &wf), "inspector 1 never failed over from %s's feed to another's", C.id[victim]);
+    struct want_ev we = {"node_expired", C.id[victim]};
+    cr_assert(h_poll(20000, insp1_has_event, &we), "no node_expired of %s (from the feed) after the kill", C.id[victim]);
+    int other = victim == 0 ? 1 : 0;
     cr_assert(h_poll(20000, shards_match, &other), "shards never re-owned away from %s", C.id[victim]);
     s = insp_json(0, "/api/state", &st);
     cr_assert_eq(json_integer_value(json_object_get(s, "nodes_up")), 2);

@@ -166,10 +166,13 @@ static void tb_config(struct tb *t, uint64_t fp, uint32_t shards)
     tb_raw(t, &c);
 }
 
+static bool tb_fresh; /* the next registrations are a new process' first (RegisterNode.fresh) */
+
 static void tb_register_info(struct tb *t, Cverse__Catalog__NodeInfo *info, uint64_t now, uint64_t ttl)
 {
     Cverse__Catalog__CmdRegisterNode x = CVERSE__CATALOG__CMD_REGISTER_NODE__INIT;
     x.info = info;
+    x.fresh = tb_fresh;
     x.now_ms = now;
     x.ttl_ms = ttl;
     Cmd c = tb_cmd(t);
@@ -299,15 +302,21 @@ static void tb_pin(struct tb *t, uint32_t shard, bool pinned)
     tb_raw(t, &c);
 }
 
-static void tb_drain(struct tb *t, const char *node, bool drain)
+static void tb_drain_why(struct tb *t, const char *node, bool drain, bool shutdown)
 {
     Cverse__Catalog__CmdDrainNode x = CVERSE__CATALOG__CMD_DRAIN_NODE__INIT;
     x.node = (char *)node;
     x.drain = drain;
+    x.reason = shutdown ? CVERSE__CATALOG__DRAIN_REASON__DRAIN_SHUTDOWN : CVERSE__CATALOG__DRAIN_REASON__DRAIN_OPERATOR;
     Cmd c = tb_cmd(t);
     c.cmd_case = CVERSE__CATALOG__COMMAND__CMD_DRAIN_NODE;
     c.drain_node = &x;
     tb_raw(t, &c);
+}
+
+static void tb_drain(struct tb *t, const char *node, bool drain)
+{
+    tb_drain_why(t, node, drain, false);
 }
 
 static void tb_create(struct tb *t, const char *type, const char *id)
@@ -392,6 +401,7 @@ static void assert_node_eq(const struct cv_catalog_node *a, const struct cv_cata
     cr_assert_eq(a->role, b->role);
     cr_assert_eq(a->alive, b->alive);
     cr_assert_eq(a->draining, b->draining);
+    cr_assert_eq(a->drain_shutdown, b->drain_shutdown);
     cr_assert_eq(a->incarnation, b->incarnation);
     cr_assert_eq(a->lease_expiry_ms, b->lease_expiry_ms);
     cr_assert_eq(a->lease_renewed_ms, b->lease_renewed_ms);
@@ -1143,6 +1153,53 @@ Test(catalog, pin_shard)
     ASSERT_STATUS(&c, 6, &t, 0);
     shard_target(&c, 5, &pinned);
     cr_assert(!pinned);
+    assert_check(&c);
+    tclose(&c);
+    tb_free(&t);
+}
+
+/* A node that drains to stop (SIGTERM) gets shards again with its next process: RegisterNode.fresh clears
+ * a shutdown drain, and only that; an operator's drain persists and is never weakened to a shutdown one. */
+Test(catalog, shutdown_drain_ends_with_the_next_process)
+{
+    struct tcat c;
+    struct tb t = {0};
+    const struct cv_catalog_node *n;
+    topen(&c, subdir("c"), 16);
+    tb_register(&t, "n1", 1000, 100);
+    tb_drain_why(&t, "n1", true, true);
+    tb_apply(&c, 1, &t);
+    n = cv_catalog_node_get(c.cat, "n1");
+    cr_assert(n->draining && n->drain_shutdown);
+    tb_register(&t, "n1", 1050, 100); /* the same process registering again (declared dead meanwhile) */
+    ASSERT_STATUS(&c, 2, &t, 0);
+    n = cv_catalog_node_get(c.cat, "n1");
+    cr_assert(n->draining && n->drain_shutdown, "only a new process clears a shutdown drain");
+    tclose(&c);
+    topen(&c, subdir("c"), 16);
+    n = cv_catalog_node_get(c.cat, "n1");
+    cr_assert(n->draining && n->drain_shutdown, "the reason is stored");
+    tb_fresh = true;
+    tb_register(&t, "n1", 1100, 100);
+    tb_fresh = false;
+    ASSERT_STATUS(&c, 3, &t, 0);
+    n = cv_catalog_node_get(c.cat, "n1");
+    cr_assert(!n->draining && !n->drain_shutdown, "a fresh registration clears a shutdown drain");
+
+    /* An operator's drain: a shutdown drain on top keeps it an operator's, a new process keeps it. */
+    tb_drain_why(&t, "n1", true, true);
+    tb_drain(&t, "n1", true);
+    tb_drain_why(&t, "n1", true, true);
+    tb_fresh = true;
+    tb_register(&t, "n1", 1200, 100);
+    tb_fresh = false;
+    tb_apply(&c, 4, &t);
+    n = cv_catalog_node_get(c.cat, "n1");
+    cr_assert(n->draining && !n->drain_shutdown, "an operator's drain persists");
+    tb_drain(&t, "n1", false);
+    ASSERT_STATUS(&c, 5, &t, 0);
+    n = cv_catalog_node_get(c.cat, "n1");
+    cr_assert(!n->draining && !n->drain_shutdown);
     assert_check(&c);
     tclose(&c);
     tb_free(&t);

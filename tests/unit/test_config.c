@@ -236,6 +236,7 @@ Test(config, defaults)
     cr_assert_eq(cfg->n_autoload, 0);
     cr_assert_str_eq(cfg->data_dir, "cverse-data");
     cr_assert_eq(cfg->lease_ttl_ms, 700);
+    cr_assert_eq(cfg->drain_timeout_ms, 10000);
     cr_assert_eq(cfg->raft.voters, 1); /* fewer than 3 nodes: every node votes */
     cr_assert_eq(cfg->raft.election_timeout_ms, 150);
     cr_assert_eq(cfg->raft.heartbeat_timeout_ms, 15);
@@ -284,6 +285,7 @@ Test(config, cverse_settings_and_explicit_addresses)
                                      "  provider: raft\n"
                                      "  data_dir: /var/lib/cverse\n"
                                      "  lease_ttl_ms: 2500\n"
+                                     "  drain_timeout_ms: 4000\n"
                                      "  raft:\n"
                                      "    voters: 2\n"
                                      "    election_timeout_ms: 1000\n"
@@ -307,6 +309,7 @@ Test(config, cverse_settings_and_explicit_addresses)
     cr_assert_eq(cfg->shards, 64);
     cr_assert_str_eq(cfg->data_dir, "/var/lib/cverse");
     cr_assert_eq(cfg->lease_ttl_ms, 2500);
+    cr_assert_eq(cfg->drain_timeout_ms, 4000);
     cr_assert_eq(cfg->raft.voters, 2);
     cr_assert_eq(cfg->raft.election_timeout_ms, 1000);
     cr_assert_eq(cfg->raft.heartbeat_timeout_ms, 100);
@@ -458,7 +461,7 @@ Test(config, err_unknown_keys)
                "t.yml:6: gate: unknown key (expected one of: version, cluster, nodes, gates, inspector)");
     expect_err("version: 1\ncluster:\n  shard: 4\n" NODES,
                "t.yml:3: cluster.shard: unknown key (expected one of: shards, provider, etcd, auto_load_objects, "
-               "raft, data_dir, lease_ttl_ms)");
+               "raft, data_dir, lease_ttl_ms, drain_timeout_ms)");
     expect_err("version: 1\ncluster:\n  raft:\n    voter: 1\n" NODES,
                "t.yml:4: cluster.raft.voter: unknown key (expected one of: voters, election_timeout_ms, "
                "heartbeat_timeout_ms, snapshot_threshold, snapshot_trailing, pre_vote)");
@@ -526,6 +529,8 @@ Test(config, err_integers)
     expect_shards_err("|\n    8192", "the string \"8192?\""); /* a block scalar keeps its newline: shown as '?' */
     expect_err("version: 1\ncluster:\n  lease_ttl_ms: 99\n" NODES,
                "t.yml:3: cluster.lease_ttl_ms: must be an integer 100..3600000, got \"99\"");
+    expect_err("version: 1\ncluster:\n  drain_timeout_ms: -1\n" NODES,
+               "t.yml:3: cluster.drain_timeout_ms: must be an integer 0..3600000, got \"-1\"");
     expect_err("version: 1\ncluster:\n  raft:\n    election_timeout_ms: 49\n" NODES,
                "t.yml:4: cluster.raft.election_timeout_ms: must be an integer 50..600000, got \"49\"");
     expect_err("version: 1\ncluster:\n  raft:\n    snapshot_threshold: 15\n" NODES,

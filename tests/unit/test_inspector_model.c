@@ -8,6 +8,7 @@
 #include "cverse/error.h"
 #include "inspector/api.h"
 #include "inspector/events.h"
+#include "inspector/follow.h"
 #include "inspector/model.h"
 #include "inspector/stats.h"
 
@@ -243,10 +244,11 @@ static void stats_round(struct cv_insp_model *m, uint64_t up, uint64_t calls, ui
                                      "{\"id\":\"node-1\",\"alive\":true,\"registered\":true},"
                                      "{\"id\":\"node-2\",\"alive\":true,\"registered\":true}]}", 0, NULL));
         snprintf(c, sizeof c,
-                 "{\"node\":\"x\",\"uptime_ms\":%llu,\"calls\":%llu,\"errors\":%llu,"
+                 "{\"node\":\"x\",\"uptime_ms\":%llu,\"rss_bytes\":50000000,\"cpu_seconds\":%.3f,"
+                 "\"calls\":%llu,\"errors\":%llu,"
                  "\"shards\":{\"2\":{\"calls\":%llu,\"errors\":0}},\"methods\":[{\"type\":\"T\",\"method\":\"M\","
                  "\"calls\":%llu,\"errors\":%llu,\"sum_ms\":%llu,\"buckets\":[0,%llu,0]}]}",
-                 (unsigned long long)up, (unsigned long long)calls, (unsigned long long)errors,
+                 (unsigned long long)up, (double)up / 10000, (unsigned long long)calls, (unsigned long long)errors,
                  (unsigned long long)calls, (unsigned long long)calls, (unsigned long long)errors,
                  (unsigned long long)(2 * calls), (unsigned long long)calls);
         cv_insp_model_set(m, i, CV_INSP_STATS, json_loads(c, 0, NULL));
@@ -271,6 +273,7 @@ Test(model, stats_rates_between_reads_restarts_and_history)
     cv_insp_stats_update(st, &m);
     json_t *j = cv_insp_stats_json(st, &m);
     cr_assert_eq(num_at(j, "calls_s"), 0, "one read: no rate yet");
+    cr_assert(json_is_null(json_object_get(json_array_get(json_object_get(j, "nodes"), 0), "cpu_pct")));
     cr_assert(json_is_null(json_object_get(j, "p50_ms")));
     json_decref(j);
 
@@ -287,6 +290,8 @@ Test(model, stats_rates_between_reads_restarts_and_history)
     cr_assert_float_eq(num_at(n1, "calls_s"), 100, 1e-9);
     cr_assert_float_eq(num_at(n1, "error_rate"), 0.1, 1e-9);
     cr_assert_eq(json_integer_value(json_object_get(n1, "uptime_ms")), 3000);
+    cr_assert_eq(json_integer_value(json_object_get(n1, "rss_bytes")), 50000000);
+    cr_assert_float_eq(num_at(n1, "cpu_pct"), 10, 1e-6, "0.2 CPU seconds over 2 s");
     json_t *meth = json_array_get(json_object_get(j, "methods"), 0);
     cr_assert_str_eq(json_string_value(json_object_get(meth, "method")), "M");
     cr_assert_float_eq(num_at(meth, "calls_s"), 200, 1e-9);
@@ -325,4 +330,94 @@ Test(model, stats_rates_between_reads_restarts_and_history)
     json_decref(j);
     cv_insp_stats_free(st);
     cv_insp_model_free(&m);
+}
+
+/* ---- the change feed's follower ----------------------------------------------------------------------- */
+
+struct got_events {
+    char types[16][24];
+    json_t *ev[16];
+    int n;
+};
+
+static void got_emit(void *data, const char *type, json_t *fields)
+{
+    struct got_events *g = data;
+    if (g->n >= 16) return;
+    snprintf(g->types[g->n], sizeof g->types[g->n], "%s", type);
+    g->ev[g->n++] = json_incref(fields);
+}
+
+static void got_free(struct got_events *g)
+{
+    for (int i = 0; i < g->n; i++) json_decref(g->ev[i]);
+    g->n = 0;
+}
+
+Test(model, follow_feed_moves_with_duration_and_gaps)
+{
+    struct cv_insp_follow f;
+    cr_assert_eq(cv_insp_follow_init(&f, 16), 0);
+    struct got_events g = {0};
+    cr_assert_eq(cv_insp_follow_after(&f), 0);
+    json_t *d = json_loads("{\"first_index\":1,\"applied_index\":10,\"more\":false,\"events\":["
+                           "{\"index\":3,\"time_ms\":1,\"kind\":\"shard_assigned\",\"shard\":1,\"to\":\"a\"}]}", 0, NULL);
+    cr_assert_eq(cv_insp_follow_take(&f, d, 8, got_emit, &g), CV_INSP_FOLLOW_FIRST);
+    json_decref(d);
+    cr_assert_eq(g.n, 0, "history before the first answer is the snapshot's");
+    cr_assert_eq(cv_insp_follow_after(&f), 10);
+    /* Shard 1 moved a -> b and b -> c within 400 ms: two moves, each with its duration. */
+    d = json_loads("{\"first_index\":1,\"applied_index\":16,\"more\":false,\"events\":["
+                   "{\"index\":11,\"time_ms\":1000,\"kind\":\"shard_target\",\"shard\":1,\"from\":null,\"to\":\"b\"},"
+                   "{\"index\":11,\"time_ms\":1000,\"kind\":\"shard_unassigned\",\"shard\":1,\"from\":\"a\",\"to\":null,\"old_epoch\":1,\"epoch\":2},"
+                   "{\"index\":12,\"time_ms\":1050,\"kind\":\"shard_released\",\"shard\":1,\"from\":\"a\",\"to\":null,\"old_epoch\":2,\"epoch\":2},"
+                   "{\"index\":13,\"time_ms\":1100,\"kind\":\"shard_assigned\",\"shard\":1,\"from\":null,\"to\":\"b\",\"old_epoch\":2,\"epoch\":3},"
+                   "{\"index\":14,\"time_ms\":1200,\"kind\":\"shard_unassigned\",\"shard\":1,\"from\":\"b\",\"to\":null,\"old_epoch\":3,\"epoch\":4},"
+                   "{\"index\":15,\"time_ms\":1400,\"kind\":\"shard_assigned\",\"shard\":1,\"from\":null,\"to\":\"c\",\"old_epoch\":4,\"epoch\":5},"
+                   "{\"index\":16,\"time_ms\":1400,\"kind\":\"node_expired\",\"node\":\"d\",\"incarnation\":2}]}", 0, NULL);
+    cr_assert_eq(cv_insp_follow_take(&f, d, 8, got_emit, &g), CV_INSP_FOLLOW_OK);
+    json_decref(d);
+    cr_assert_eq(g.n, 4);
+    cr_assert_str_eq(g.types[0], "shard_target");
+    cr_assert_str_eq(g.types[1], "shard_moved");
+    cr_assert_str_eq(json_string_value(json_object_get(g.ev[1], "from")), "a");
+    cr_assert_str_eq(json_string_value(json_object_get(g.ev[1], "to")), "b");
+    cr_assert_eq(json_integer_value(json_object_get(g.ev[1], "duration_ms")), 100);
+    cr_assert_eq(json_integer_value(json_object_get(g.ev[1], "previous_epoch")), 1);
+    cr_assert_eq(json_integer_value(json_object_get(g.ev[1], "epoch")), 3);
+    cr_assert_eq(json_integer_value(json_object_get(g.ev[1], "index")), 13);
+    cr_assert_str_eq(g.types[2], "shard_moved");
+    cr_assert_str_eq(json_string_value(json_object_get(g.ev[2], "from")), "b");
+    cr_assert_str_eq(json_string_value(json_object_get(g.ev[2], "to")), "c");
+    cr_assert_eq(json_integer_value(json_object_get(g.ev[2], "duration_ms")), 200);
+    cr_assert_str_eq(g.types[3], "node_expired");
+    cr_assert_eq(cv_insp_follow_after(&f), 16);
+    got_free(&g);
+    /* A dead owner's shard given straight to another node: a move without a handoff to time. */
+    d = json_loads("{\"first_index\":1,\"applied_index\":17,\"more\":false,\"events\":["
+                   "{\"index\":17,\"time_ms\":1500,\"kind\":\"shard_assigned\",\"shard\":2,\"from\":\"d\",\"to\":\"a\",\"old_epoch\":1,\"epoch\":2}]}", 0, NULL);
+    cr_assert_eq(cv_insp_follow_take(&f, d, 8, got_emit, &g), CV_INSP_FOLLOW_OK);
+    json_decref(d);
+    cr_assert_eq(g.n, 1);
+    cr_assert_str_eq(json_string_value(json_object_get(g.ev[0], "from")), "d");
+    cr_assert(json_is_null(json_object_get(g.ev[0], "duration_ms")));
+    cr_assert_eq(cv_insp_follow_after(&f), 17);
+    got_free(&g);
+    /* The same answer again (another node, same cursor): nothing twice. */
+    d = json_loads("{\"first_index\":1,\"applied_index\":17,\"more\":false,\"events\":["
+                   "{\"index\":16,\"time_ms\":1400,\"kind\":\"node_expired\",\"node\":\"d\"}]}", 0, NULL);
+    cr_assert_eq(cv_insp_follow_take(&f, d, 8, got_emit, &g), CV_INSP_FOLLOW_OK);
+    json_decref(d);
+    cr_assert_eq(g.n, 0);
+    /* A node whose ring starts after the cursor: a gap, the cursor jumps. */
+    d = json_loads("{\"first_index\":30,\"applied_index\":40,\"more\":false,\"events\":[]}", 0, NULL);
+    cr_assert_eq(cv_insp_follow_take(&f, d, 8, got_emit, &g), CV_INSP_FOLLOW_GAP);
+    json_decref(d);
+    cr_assert_eq(cv_insp_follow_after(&f), 40);
+    d = json_loads("{\"error\":\"x\"}", 0, NULL);
+    cr_assert_eq(cv_insp_follow_take(&f, d, 8, got_emit, &g), CV_INSP_FOLLOW_BAD);
+    json_decref(d);
+    cr_assert_eq(cv_insp_follow_after(&f), 40);
+    got_free(&g);
+    cv_insp_follow_free(&f);
 }

@@ -24,6 +24,7 @@
 #include "net/peers.h"
 #include "net/rpc.h"
 #include "node/autoload.h"
+#include "node/feed.h"
 #include "node/handoff.h"
 #include "node/hctx.h"
 #include "node/host.h"
@@ -120,6 +121,29 @@ Test(node, renewal_transitions)
     cv_renewal_done(&r, 0, 500);
     cr_assert_eq(cv_renewal_state(&r), CV_RENEWAL_STOPPED, "outcomes after the stop change nothing");
     cr_assert(!cv_renewal_due(&r, true, &reg));
+}
+
+/* A restarted node's RegisterNode is in flight when its previous process' ExpireNode applies, and it
+ * applies too late to open a window: the lease stays revoked (no RenewLease can lift that), so the
+ * machine registers again instead of staying REGISTERED and fenced for ever; a timely registration then
+ * serves. */
+Test(node, renewal_stale_registration_after_expiry_registers_again)
+{
+    const uint64_t ttl = 1500;
+    struct cv_renewal r;
+    bool reg;
+    cv_renewal_init(&r, "n1", ttl);
+    cr_assert(cv_renewal_due(&r, false, &reg) && reg);
+    cv_renewal_sent(&r, reg, 1000);
+    cr_assert_not(cv_renewal_expired(&r, 2300), "in flight: no second proposal");
+    cv_renewal_done(&r, 0, 2600); /* sent 1600 ms ago: its window (ttl - margin) is over */
+    cr_assert_eq(cv_lease_state(&r.lease), CV_LEASE_FENCED);
+    cr_assert_eq(cv_renewal_state(&r), CV_RENEWAL_UNREGISTERED, "a stale registration registers again");
+    cr_assert(cv_renewal_due(&r, true, &reg) && reg, "RegisterNode, not RenewLease");
+    cv_renewal_sent(&r, reg, 2610);
+    cv_renewal_done(&r, 0, 2650);
+    cr_assert(cv_renewal_registered(&r));
+    cr_assert(cv_renewal_serving(&r, 2650));
 }
 
 /* The serving window the renewals grant, over simulated time: renewals every ttl/3 keep it VALID; a
@@ -1213,4 +1237,153 @@ Test(node, stats_json_and_metrics)
     free(pb.p);
     cv_node_stats_free(s);
     cv_registry_free(reg);
+}
+
+/* ---- the catalog change feed (GET /v1/events) ---------------------------------------------------- */
+
+struct feed_got {
+    uint64_t index[CV_FEED_CAP + 8];
+    size_t n;
+};
+
+static void feed_collect(void *data, const struct cv_feed_entry *e, const char *node, const char *from,
+                         const char *to)
+{
+    (void)node, (void)from, (void)to;
+    struct feed_got *g = data;
+    if (g->n < sizeof g->index / sizeof g->index[0]) g->index[g->n++] = e->index;
+}
+
+Test(node, feed_ring_bounded_oldest_first_pages_whole_indices)
+{
+    struct cv_catalog *cat = open_catalog(16);
+    struct tb t = {0};
+    tb_register(&t, "a", "127.0.0.1:1");
+    tb_apply(cat, 10, &t);
+    struct cv_feed *f;
+    cr_assert_eq(cv_feed_new(cat, &f), 0);
+    free(t.buf);
+    cv_catalog_close(cat);
+    cr_assert_eq(cv_feed_first_index(f), 11, "changes up to the start index were never seen");
+    cr_assert_eq(cv_feed_last_index(f), 0);
+    cr_assert_eq(cv_feed_name(f, ""), 0);
+    uint16_t a = cv_feed_name(f, "node-a");
+    cr_assert_eq(cv_feed_name(f, "node-a"), a, "interned once");
+    /* Indices 11.., two entries each, more than the ring holds. */
+    uint64_t pushed = CV_FEED_CAP + 100;
+    for (uint64_t k = 0; k < pushed; k++) {
+        struct cv_feed_entry e = {.index = 11 + k / 2, .kind = CV_FEED_SHARD_ASSIGNED, .to = a};
+        cv_feed_push(f, &e);
+    }
+    uint64_t last = 11 + (pushed - 1) / 2;
+    cr_assert_eq(cv_feed_last_index(f), last);
+    /* 100 entries (50 indices) were overwritten: every change from 11 + 50 on is still there. */
+    cr_assert_eq(cv_feed_first_index(f), 11 + 50, "first_index rises past what fell out");
+    static struct feed_got g;
+    bool more;
+    g.n = 0;
+    size_t n = cv_feed_since(f, 0, CV_FEED_CAP + 8, &more, feed_collect, &g);
+    cr_assert_eq(n, CV_FEED_CAP, "everything kept");
+    cr_assert(!more);
+    for (size_t i = 1; i < n; i++) cr_assert_leq(g.index[i - 1], g.index[i], "oldest first");
+    cr_assert_eq(g.index[0], 11 + 50);
+    g.n = 0;
+    n = cv_feed_since(f, last - 2, 0, &more, feed_collect, &g);
+    cr_assert_eq(n, 4, "the entries after an index only");
+    cr_assert_eq(g.index[0], last - 1);
+    g.n = 0;
+    n = cv_feed_since(f, 0, 3, &more, feed_collect, &g);
+    cr_assert_eq(n, 4, "a page never ends inside an index: 3 rounded up to 4");
+    cr_assert(more);
+    cr_assert_eq(g.index[3], g.index[2]);
+    g.n = 0;
+    cr_assert_eq(cv_feed_since(f, last, 0, &more, feed_collect, &g), 0, "nothing after the last");
+    cv_feed_free(f);
+}
+
+struct feed_obs {
+    struct cv_feed *f;
+    struct cv_catalog *cat;
+};
+
+static void feed_observe(void *data, uint64_t index, const Cverse__Catalog__Batch *batch,
+                         const struct cv_cmd_result *results)
+{
+    struct feed_obs *o = data;
+    cv_feed_applied(o->f, o->cat, NULL, index, batch, results);
+}
+
+static void tb_move1(struct tb *t, uint32_t shard, const char *node)
+{
+    Cverse__Catalog__CmdMoveShard x = CVERSE__CATALOG__CMD_MOVE_SHARD__INIT;
+    x.shard = shard;
+    x.node = (char *)node;
+    Cverse__Catalog__Command c = CVERSE__CATALOG__COMMAND__INIT;
+    c.cmd_case = CVERSE__CATALOG__COMMAND__CMD_MOVE_SHARD;
+    c.move_shard = &x;
+    tb_raw(t, &c);
+}
+
+/* The events JSON's entry i: kind, shard, from, to, epochs (from/to NULL for null). */
+static void feed_expect(json_t *ev, size_t i, uint64_t index, const char *kind, int shard, const char *from,
+                        const char *to, int old_epoch, int epoch)
+{
+    json_t *e = json_array_get(ev, i);
+    cr_assert_not_null(e, "entry %zu", i);
+    cr_assert_eq(json_integer_value(json_object_get(e, "index")), (json_int_t)index, "entry %zu's index", i);
+    cr_assert_str_eq(json_string_value(json_object_get(e, "kind")), kind, "entry %zu", i);
+    if (shard < 0) return;
+    cr_assert_eq(json_integer_value(json_object_get(e, "shard")), shard, "entry %zu", i);
+    const char *f = json_string_value(json_object_get(e, "from")), *t = json_string_value(json_object_get(e, "to"));
+    cr_assert(from ? f && !strcmp(f, from) : !f, "entry %zu from %s", i, f ? f : "null");
+    cr_assert(to ? t && !strcmp(t, to) : !t, "entry %zu to %s", i, t ? t : "null");
+    cr_assert_eq(json_integer_value(json_object_get(e, "old_epoch")), old_epoch, "entry %zu", i);
+    cr_assert_eq(json_integer_value(json_object_get(e, "epoch")), epoch, "entry %zu", i);
+}
+
+Test(node, feed_records_applied_changes_with_old_and_new_owner)
+{
+    struct cv_catalog *cat = open_catalog(4);
+    struct tb t = {0};
+    tb_register(&t, "a", "127.0.0.1:1");
+    tb_apply(cat, 1, &t); /* before the feed: not recorded */
+    struct feed_obs o = {.cat = cat};
+    cr_assert_eq(cv_feed_new(cat, &o.f), 0);
+    cv_catalog_set_observer(cat, feed_observe, &o);
+    tb_register(&t, "b", "127.0.0.1:2");
+    tb_assign1(&t, 0, "a", 0);
+    tb_assign1(&t, 1, "a", 0);
+    tb_apply(cat, 2, &t);
+    tb_move1(&t, 0, "b");
+    tb_assign1(&t, 0, "", 1); /* the leader takes shard 0 from a */
+    tb_assign1(&t, 1, "b", 0); /* refused (epoch 1 now): no entry */
+    tb_apply(cat, 3, &t);
+    tb_release1(&t, "a", 0, 2);
+    tb_apply(cat, 4, &t);
+    tb_release1(&t, "a", 0, 2); /* a retried release: no second entry */
+    tb_assign1(&t, 0, "b", 2);
+    tb_assign1(&t, 0, "b", 3); /* unchanged owner: nothing */
+    tb_apply(cat, 5, &t);
+    json_t *j = cv_feed_json(o.f, "a", cv_catalog_applied_index(cat), 0);
+    cr_assert_not_null(j);
+    cr_assert_eq(json_integer_value(json_object_get(j, "first_index")), 2);
+    cr_assert_eq(json_integer_value(json_object_get(j, "last_index")), 5);
+    cr_assert_eq(json_integer_value(json_object_get(j, "applied_index")), 5);
+    json_t *ev = json_object_get(j, "events");
+    cr_assert_eq(json_array_size(ev), 7, "%s", json_dumps(j, 0));
+    feed_expect(ev, 0, 2, "node_registered", -1, NULL, NULL, 0, 0);
+    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(ev, 0), "node")), "b");
+    feed_expect(ev, 1, 2, "shard_assigned", 0, NULL, "a", 0, 1);
+    feed_expect(ev, 2, 2, "shard_assigned", 1, NULL, "a", 0, 1);
+    feed_expect(ev, 3, 3, "shard_target", 0, NULL, "b", 1, 1);
+    feed_expect(ev, 4, 3, "shard_unassigned", 0, "a", NULL, 1, 2);
+    feed_expect(ev, 5, 4, "shard_released", 0, "a", NULL, 2, 2);
+    feed_expect(ev, 6, 5, "shard_assigned", 0, NULL, "b", 2, 3);
+    json_decref(j);
+    j = cv_feed_json(o.f, "a", 5, 3);
+    cr_assert_eq(json_array_size(json_object_get(j, "events")), 2, "after=3: indices 4 and 5");
+    json_decref(j);
+    cv_feed_free(o.f);
+    free(t.buf);
+    cv_catalog_close(cat);
 }

@@ -50,6 +50,10 @@
       : s >= 3600 ? Math.floor(s / 3600) + 'h ' + Math.floor((s % 3600) / 60) + 'm'
       : s >= 60 ? Math.floor(s / 60) + 'm ' + (s % 60) + 's' : s + 's';
   }
+  function fmtBytes(b) {
+    return b >= 1 << 30 ? (b / (1 << 30)).toFixed(1) + ' GiB' : b >= 1 << 20 ? (b / (1 << 20)).toFixed(1) + ' MiB'
+      : Math.round(b / 1024) + ' KiB';
+  }
   function stats() { return S.state && S.state.stats ? S.state.stats : null; }
 
   // ---- data ---------------------------------------------------------------------------------------------
@@ -274,6 +278,8 @@
       tr.appendChild(td(live ? fmtRate(ns.calls_s) : '–', 'num calls'));
       tr.appendChild(td(live ? (Math.round(ns.error_rate * 1000) / 10) + ' %' : '–', 'num'));
       tr.appendChild(td(live ? fmtMs(ns.p50_ms) + ' / ' + fmtMs(ns.p99_ms) : '–', 'num'));
+      tr.appendChild(td(ns && n.reachable && ns.rss_bytes ? fmtBytes(ns.rss_bytes) : '–', 'num rss'));
+      tr.appendChild(td(ns && n.reachable && ns.cpu_pct != null ? ns.cpu_pct.toFixed(1) + ' %' : '–', 'num cpu'));
       tr.appendChild(td(ns && n.reachable ? fmtUptime(ns.uptime_ms) : '–', 'num'));
       const why = n.reachable ? (n.ready ? 'ready' : n.ready_reason || 'not ready') : (n.error || 'unreachable');
       const rc = td(why, 'why');
@@ -492,8 +498,9 @@
     const groups = st.nodes.map(() => []);
     const none = [];
     owners.forEach((o, s) => { const i = o === null ? -1 : nodeIndex(o); (i < 0 ? none : groups[i]).push(s); });
-    const mk = (title, colour, list, up) => {
+    const mk = (title, colour, list, up, node) => {
       const b = el('div', 'node-box');
+      if (node) b.dataset.node = node; // a drop target: drag a pill here to move the shard to this node
       const h = el('h4');
       const sw = el('i');
       sw.style.background = colour;
@@ -504,13 +511,61 @@
         const p = el('span', 'pill' + (pinnedList[s] ? ' pinned' : ''), '#' + s + ' (' + shardObjects(s) + ')');
         if (pinnedList[s]) p.title = 'pinned';
         p.dataset.shard = String(s);
+        p.draggable = true;
         b.appendChild(p);
       }
       if (list.length > MAX_PILLS) b.appendChild(el('span', 'more', '… ' + (list.length - MAX_PILLS) + ' more (use the heatmap)'));
       box.appendChild(b);
     };
-    st.nodes.forEach((n, i) => mk(n.id, nodeColour(i), groups[i], n.up));
+    st.nodes.forEach((n, i) => mk(n.id, nodeColour(i), groups[i], n.up, n.id));
     if (none.length) mk('unassigned', nodeColour(-1), none);
+  }
+
+  // Drag a pill to another node's box: the same move as the details' control (with the token).
+  function wirePillDrag() {
+    const box = $('pills');
+    const target = (ev) => (ev.target && ev.target.closest ? ev.target.closest('.node-box[data-node]') : null);
+    box.addEventListener('dragstart', (ev) => {
+      const s = ev.target && ev.target.dataset ? ev.target.dataset.shard : undefined;
+      if (s === undefined) return;
+      ev.dataTransfer.setData('text/plain', s);
+      ev.dataTransfer.effectAllowed = 'move';
+      box.classList.add('dragging');
+    });
+    box.addEventListener('dragend', () => {
+      box.classList.remove('dragging');
+      for (const b of box.querySelectorAll('.drop')) b.classList.remove('drop');
+    });
+    box.addEventListener('dragover', (ev) => {
+      const t = target(ev);
+      if (!t) return;
+      ev.preventDefault(); // allows the drop
+      ev.dataTransfer.dropEffect = 'move';
+      for (const b of box.querySelectorAll('.drop')) if (b !== t) b.classList.remove('drop');
+      t.classList.add('drop');
+    });
+    box.addEventListener('drop', (ev) => {
+      const t = target(ev);
+      const s = ev.dataTransfer.getData('text/plain');
+      if (!t || s === '') return;
+      ev.preventDefault();
+      t.classList.remove('drop');
+      const shard = Number(s), node = t.dataset.node;
+      const owner = S.state.shard_map.owners[shard];
+      const res = $('pills-result');
+      if (owner === node) {
+        res.className = 'result';
+        res.textContent = 'shard ' + shard + ' is on ' + node + ' already';
+        return;
+      }
+      if (!token()) {
+        res.className = 'result error';
+        res.textContent = 'moving a shard needs the admin token (field at the top)';
+        return;
+      }
+      res.dataset.shard = String(shard);
+      action('shards/move', { shard_id: shard, target_node: node }, 'pills-result');
+    });
   }
 
   function renderShards() {
@@ -699,7 +754,15 @@
       case 'node_joined': return e.node + ' joined the catalog';
       case 'leader_changed': return 'leader ' + (e.previous || 'none') + ' → ' + (e.leader || 'none') + ' (term ' + e.term + ')';
       case 'term_changed': return 'term ' + e.term + ' (leader ' + (e.leader || 'none') + ')';
-      case 'shard_moved': return 'shard ' + e.shard + ': ' + (e.from || 'unassigned') + ' → ' + (e.to || 'unassigned') + ' (epoch ' + e.epoch + ')';
+      case 'shard_moved': return 'shard ' + e.shard + ': ' + (e.from || 'unassigned') + ' → ' + (e.to || 'unassigned') + ' (epoch ' + e.epoch + ')' +
+        (typeof e.duration_ms === 'number' ? ' in ' + e.duration_ms + ' ms' : '');
+      case 'shard_target': return 'shard ' + e.shard + ': target ' + (e.to || 'none') + ' (was ' + (e.from || 'none') + ')';
+      case 'shard_pinned': return 'shard ' + e.shard + (e.pinned ? ' pinned' : ' unpinned');
+      case 'node_registered': return e.node + ' registered (incarnation ' + e.incarnation + ')';
+      case 'node_expired': return e.node + ': lease expired, declared dead';
+      case 'node_drain': return e.node + (e.drain ? ' draining' : ' no longer draining');
+      case 'node_role': return e.node + ': role ' + ({ 1: 'voter', 2: 'standby', 3: 'spare' }[e.role] || e.role);
+      case 'resync': return 'events may be missing (' + (e.reason || 'gap') + '): the view was refetched';
       case 'shards_moved': return e.count + ' shards moved (' + e.not_listed + ' not listed one by one)';
       case 'objects_changed': return e.node + ': +' + e.added + ' / −' + e.removed + ' objects (now ' + e.count + ')';
       default: return JSON.stringify(e);
@@ -733,6 +796,7 @@
     cv.addEventListener('mousemove', onHeatMove);
     cv.addEventListener('mouseleave', () => $('tooltip').classList.add('hidden'));
     cv.addEventListener('click', (ev) => { const s = shardAt(ev); if (s >= 0) selectShard(s); });
+    wirePillDrag();
     $('pills').addEventListener('click', (ev) => {
       const s = ev.target && ev.target.dataset ? ev.target.dataset.shard : undefined;
       if (s !== undefined) selectShard(Number(s));

@@ -1,0 +1,28 @@
+# Shared by cluster/run-cluster.sh and cluster/rolling-restart.sh (sourced, not run): how a node of the
+# demo is started, and how a recorded PID is recognised as ours.
+
+# True if PID is alive and its program (argv[0]) is a cverse binary. Checking argv[0] rather than "is the
+# PID alive" guards against the PID having been reused, and treats a zombie (empty cmdline) as dead.
+is_cverse() {
+  local argv0=""
+  { IFS= read -r -d '' argv0 <"/proc/$1/cmdline"; } 2>/dev/null || return 1
+  case "${argv0##*/}" in cverse*) return 0 ;; *) return 1 ;; esac
+}
+
+# True while our child PID runs. Not is_cverse: right after the fork a child is still "bash".
+child_alive() {
+  local stat
+  kill -0 "$1" 2>/dev/null || return 1
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  stat=${stat##*) }
+  [ "${stat:0:1}" != Z ]
+}
+
+# Starts node ID in the background exactly as run-cluster.sh does: NODE_BIN --config CONFIG --node-id ID
+# --data-dir RUN_DIR/data/ID, appending to LOG, SIGHUP ignored (the cluster outlives the terminal, as with
+# nohup), run from the current directory. The new PID is in $! afterwards.
+# Usage: start_node NODE_BIN CONFIG ID RUN_DIR LOG
+start_node() {
+  mkdir -p "$4/data/$3"
+  (trap '' HUP; exec "$1" --config "$2" --node-id "$3" --data-dir "$4/data/$3" </dev/null >>"$5" 2>&1) &
+}
