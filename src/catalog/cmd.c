@@ -204,7 +204,12 @@ static int cmd__register(struct cv_cmd_ctx *c, const Cverse__Catalog__CmdRegiste
     strcpy(sn.n.http_addr, info->http_addr);
     strcpy(sn.n.raft_addr, info->raft_addr);
     sn.n.raft_id = info->raft_id;
-    sn.n.lease_expiry_ms = cmd__sat_add(cmd->now_ms, cmd->ttl_ms);
+    uint64_t expiry = cmd__sat_add(cmd->now_ms, cmd->ttl_ms);
+    /* A live node's expiry only moves forward (as in cmd__renew): ExpireNode's compare-and-set must
+     * fail after ANY renewal or registration the leader had not applied when it decided. */
+    if (was_alive && expiry <= sn.n.lease_expiry_ms && sn.n.lease_expiry_ms < UINT64_MAX)
+        expiry = sn.n.lease_expiry_ms + 1;
+    sn.n.lease_expiry_ms = expiry;
     sn.n.lease_renewed_ms = cmd->now_ms;
     sn.registered_index = c->index; /* the entry of the latest registration */
     rv = cmd__node_commit(c, &sn);

@@ -802,9 +802,9 @@ static int cfg__defaults(struct cv_config *cfg, const char *name)
 {
     cfg->shards = 8192;
     cfg->provider = CV_PROVIDER_RAFT;
-    cfg->raft = (struct cv_raft_cfg){.voters = 3, .election_timeout_ms = 300, .heartbeat_timeout_ms = 30,
+    cfg->raft = (struct cv_raft_cfg){.voters = 3, .election_timeout_ms = 150, .heartbeat_timeout_ms = 15,
                                      .snapshot_threshold = 8192, .snapshot_trailing = 1024, .pre_vote = true};
-    cfg->lease_ttl_ms = 1500;
+    cfg->lease_ttl_ms = 700; /* failover goals and their trade-off: docs/configuration.md */
     cfg->drain_timeout_ms = 10000;
     cfg->path = strdup(name);
     cfg->etcd_prefix = strdup("/cverse");

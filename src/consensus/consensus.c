@@ -61,7 +61,7 @@ static const struct cv_sm_state pending__states[P_N] = {
     [P_WAITING] = {"waiting", CV_SM_INITIAL, CV_SM_BIT(P_QUEUED) | CV_SM_BIT(P_FORWARDED) | P_END},
     [P_QUEUED] = {"queued", 0, CV_SM_BIT(P_WAITING) | CV_SM_BIT(P_APPENDED) | P_END},
     [P_FORWARDED] = {"forwarded", 0, CV_SM_BIT(P_WAITING) | CV_SM_BIT(P_APPENDED) | P_END},
-    [P_APPENDED] = {"appended", 0, P_END},
+    [P_APPENDED] = {"appended", 0, CV_SM_BIT(P_WAITING) | P_END}, /* leader changed before its commit */
     [P_DONE] = {"done", CV_SM_FINAL, 0},
 };
 static const struct cv_sm_conf pending__conf = {"proposal", pending__states, P_N};
@@ -77,6 +77,7 @@ struct pending {
     uint64_t seq;
     uint64_t deadline_ms; /* monotonic */
     uint64_t index;       /* the entry that carries it: set exactly while APPENDED */
+    uint32_t forwards;    /* forwards sent: an answer to an earlier one (resent since) is ignored */
     uint8_t *cmd;
     size_t len;
     cv_propose_cb cb;
@@ -360,6 +361,7 @@ static void queue__flush_cb(uv_timer_t *t)
 struct forward_ctx {
     struct cv_consensus *c;
     uint64_t seq;
+    uint32_t nth; /* the pending's forwards when this one was sent */
 };
 
 static void forward__done(void *data, int status, const char *error, const uint8_t *body, size_t len)
@@ -367,10 +369,11 @@ static void forward__done(void *data, int status, const char *error, const uint8
     struct forward_ctx *fc = data;
     struct cv_consensus *c = fc->c;
     uint64_t seq = fc->seq;
+    uint32_t nth = fc->nth;
     struct pending *p = c->closing ? NULL : pending__find(c, seq);
     free(fc);
     c->forwards--;
-    if (!p || cv_sm_state(&p->sm) != P_FORWARDED) { /* applied meanwhile, or closing */
+    if (!p || cv_sm_state(&p->sm) != P_FORWARDED || p->forwards != nth) { /* applied, resent, closing */
         consensus__settle(c);
         return;
     }
@@ -424,6 +427,7 @@ static int forward(struct cv_consensus *c, struct pending *p, raft_id leader)
     cverse__rpc__propose_request__pack(&req, body);
     fc->c = c;
     fc->seq = p->seq;
+    fc->nth = ++p->forwards;
     uint64_t now = cv_mono_ms();
     unsigned left = p->deadline_ms > now ? (unsigned)(p->deadline_ms - now) : 1;
     rv = cv_rpc_call(cli, "catalog.propose", body, n, left < 1000 ? left : 1000, forward__done, fc);
@@ -633,6 +637,24 @@ static void consensus__check_pendings(struct cv_consensus *c)
     }
 }
 
+/* A new leader: proposals appended by an earlier one but not committed yet may never be (the new
+ * leader overwrites what it lacks), and proposals forwarded to the old one may wait for an answer that
+ * never comes (a dead leader: until the call's timeout); either would wait for its deadline — a lease
+ * renewal for so long that its node fences. Send them again to the new leader: a duplicate is harmless
+ * (commands are idempotent, a proposal completes once, at the first apply of its seq), and the old
+ * forward's late answer is ignored (forward__done). */
+static void consensus__resend_uncommitted(struct cv_consensus *c)
+{
+    raft_index committed = raft_commit_index(&c->raft);
+    for (struct pending *p = c->pendings.next; p != &c->pendings; p = p->next) {
+        int st = cv_sm_state(&p->sm);
+        if (st == P_FORWARDED) pending__move(p, P_WAITING);
+        if (st != P_APPENDED || p->index <= committed) continue;
+        p->index = 0;
+        pending__move(p, P_WAITING);
+    }
+}
+
 static void consensus__check_leader(struct cv_consensus *c)
 {
     bool is_leader = raft_state(&c->raft) == RAFT_LEADER;
@@ -652,6 +674,7 @@ static void consensus__check_leader(struct cv_consensus *c)
         CV_INFO("raft leader is now %s (term %llu)", n ? n->id : "unknown",
                 (unsigned long long)raft_current_term(&c->raft));
     }
+    if (id != c->last_leader && id != 0) consensus__resend_uncommitted(c);
     c->was_leader = is_leader;
     c->last_leader = id;
     if (c->on_leader) c->on_leader(c->data, is_leader);

@@ -1,9 +1,10 @@
 /* Node lease rules (lease.h): the margin, the leader's rule for declaring a node dead, and the node's
  * own view of its lease as a state machine.
  *
- * Happy path: a node proposes a renewal every ttl/3 and reads its monotonic clock before sending; when
+ * Happy path: a node proposes a renewal every ttl/5 and reads its monotonic clock before sending; when
  * the renewal applies, its window runs to sent + ttl - margin (VALID). A leader declares a node dead only
- * once its own monotonic clock passed ttl + margin after it applied the node's latest renewal. The proof
+ * once its own monotonic clock passed ttl + margin after it applied the node's latest renewal — applied
+ * here, as leader or still as a follower, so a new leader does not wait a whole TTL from its election. The proof
  * that the node's window ends first is in docs/architecture.md ("Leases and liveness").
  * Failure modes: none (pure). Sums saturate so that a huge ttl or time errs towards "not expired" on the
  * leader; on the node a saturated window is simply long (the config bounds the TTL). */
@@ -22,15 +23,26 @@ uint64_t cv_lease_margin(uint64_t ttl_ms)
     return lease__add_sat(drift, CV_LEASE_SLACK_MS);
 }
 
+uint64_t cv_lease_grace(uint64_t ttl_ms)
+{
+    return ttl_ms / 2;
+}
+
 bool cv_lease_may_expire(uint64_t seen_ms, uint64_t since_ms, uint64_t ttl_ms, uint64_t now_ms)
 {
-    uint64_t base = seen_ms > since_ms ? seen_ms : since_ms;
-    return now_ms > lease__add_sat(lease__add_sat(base, ttl_ms), cv_lease_margin(ttl_ms));
+    uint64_t m = cv_lease_margin(ttl_ms);
+    /* Only a node never seen applied here counts from leadership (its renewal may predate this run). */
+    if (!seen_ms) return now_ms > lease__add_sat(lease__add_sat(since_ms, ttl_ms), m);
+    /* seen was read at (or after) this process applied the node's latest renewal: later than its
+     * proposal, whoever led then. Safety needs nothing more; the grace after our election is liveness:
+     * renewals stalled by the election get through to us before we judge anyone. */
+    return now_ms > lease__add_sat(lease__add_sat(seen_ms, ttl_ms), m) &&
+           now_ms > lease__add_sat(since_ms, cv_lease_grace(ttl_ms));
 }
 
 uint64_t cv_lease_renew_interval(uint64_t ttl_ms)
 {
-    uint64_t iv = ttl_ms / 3;
+    uint64_t iv = ttl_ms / 5;
     return iv ? iv : 1; /* never 0: a zero period would spin the renewal timer */
 }
 

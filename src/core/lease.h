@@ -22,14 +22,21 @@
  * (100 ms) still leaves a window of more than a third of the TTL. */
 uint64_t cv_lease_margin(uint64_t ttl_ms);
 
-/* Leader rule. seen_ms: the leader's monotonic time when it applied the node's latest RenewLease or
- * RegisterNode (0: none seen); since_ms: the leader's monotonic time when it took leadership. The node
- * may be declared dead only when now is past max(seen, since) + ttl + margin: a new leader gives every
- * node ttl + margin from its own start, because it cannot know when renewals it did not apply yet were
- * proposed (they were all proposed before it became leader). */
+/* Leader rule. seen_ms: this process' monotonic time when it applied the node's latest RenewLease or
+ * RegisterNode — as leader or earlier as a follower (0: none applied in this process); since_ms: its
+ * monotonic time when it took leadership. A node seen here may be declared dead once now is past
+ * seen + ttl + margin (safety: seen is read after the renewal's proposal, whoever led then; a later
+ * renewal not applied here yet precedes the ExpireNode in the log and fails its compare-and-set on the
+ * node's expiry) and past since + cv_lease_grace (liveness: renewals stalled by the election get
+ * through first). A node never seen here: since + ttl + margin. See docs/architecture.md. */
 bool cv_lease_may_expire(uint64_t seen_ms, uint64_t since_ms, uint64_t ttl_ms, uint64_t now_ms);
 
-/* Renewal period for a TTL: a third of it, so two renewals may be lost before expiry. */
+/* How long a new leader lets live nodes renew through it before it declares any of them dead: half a
+ * TTL (renewals go every fifth of it). Not part of the safety argument. */
+uint64_t cv_lease_grace(uint64_t ttl_ms);
+
+/* Renewal period for a TTL: a fifth of it, so that a node survives a leader election (no commits for
+ * the election's duration) plus a late renewal without fencing. */
 uint64_t cv_lease_renew_interval(uint64_t ttl_ms);
 
 /* ---- the node-side view of its own lease (cv_sm "lease-view") ----

@@ -44,6 +44,7 @@ struct cv_leader {
     uint8_t *live, *elig; /* per cfg node: alive; alive and not draining (may take shards) */
     uint64_t *seen;       /* per cfg node: cv_mono_ms when its latest renewal applied here (0: none) */
     uint64_t since;       /* cv_mono_ms when this run first saw us leading (0: not leading) */
+    uint64_t restored;    /* raft snapshots installed into the catalog, as of the last seen reset */
     uint64_t *died;       /* per cfg node: cv_mono_ms when its ExpireNode applied here, until its shards
                            * all have new owners (0: no failover pending) */
     uint32_t *died_shards; /* per cfg node: shards waiting for an owner when it was declared dead */
@@ -310,12 +311,25 @@ static void leader__failovers(struct cv_leader *l)
     }
 }
 
+/* A snapshot installed into the catalog may hold renewals this process never applied one by one, so
+ * `seen` would predate them (and ExpireNode's compare-and-set would not catch them: they are in the
+ * catalog already). Every renewal in it was proposed before now: count every node from now. Runs
+ * before any duty, so no decision uses the old readings. */
+static void leader__restored(struct cv_leader *l, const struct cv_consensus_status *st)
+{
+    if (st->snapshots_restored == l->restored) return;
+    l->restored = st->snapshots_restored;
+    uint64_t now = cv_mono_ms();
+    for (size_t k = 0; k < l->o.cfg->n_nodes; k++) l->seen[k] = now;
+}
+
 static void run(uv_timer_t *t)
 {
     struct cv_leader *l = t->data;
     struct cv_consensus_status st;
     if (l->stopped) return;
     cv_consensus_status(l->o.consensus, &st);
+    leader__restored(l, &st);
     if (!st.is_leader || !st.leader_since_ms) {
         l->since = 0;
         leader__failovers(l);

@@ -791,6 +791,34 @@ Test(catalog, expire_renew_and_reregister)
     tb_free(&t);
 }
 
+/* The new-leader rule (docs/architecture.md, "Leases and liveness") relies on ExpireNode failing after
+ * ANY renewal or registration the leader had not applied when it decided: every one of them moves a
+ * live node's recorded expiry strictly forward, whatever the proposer's clock says. */
+Test(catalog, every_renewal_and_registration_moves_a_live_expiry_forward)
+{
+    struct tcat c;
+    struct tb t = {0};
+    topen(&c, subdir("c"), 16);
+    tb_register(&t, "n1", 5000, 500);
+    ASSERT_STATUS(&c, 1, &t, 0);
+    cr_assert_eq(cv_catalog_node_get(c.cat, "n1")->lease_expiry_ms, 5500);
+    tb_register(&t, "n1", 4000, 500); /* a restarted process whose wall clock is behind */
+    ASSERT_STATUS(&c, 2, &t, 0);
+    cr_assert_eq(cv_catalog_node_get(c.cat, "n1")->lease_expiry_ms, 5501, "never backwards, never equal");
+    tb_renew(&t, "n1", 4000, 500);
+    ASSERT_STATUS(&c, 3, &t, 0);
+    cr_assert_eq(cv_catalog_node_get(c.cat, "n1")->lease_expiry_ms, 5502);
+    tb_expire(&t, "n1", 5501); /* decided on the registration, before the renewal applied */
+    ASSERT_STATUS(&c, 4, &t, CV_ECONFLICT);
+    cr_assert(cv_catalog_node_get(c.cat, "n1")->alive, "the renewal the leader did not see wins");
+    tb_register(&t, "n1", 9000, 500);
+    ASSERT_STATUS(&c, 5, &t, 0);
+    cr_assert_eq(cv_catalog_node_get(c.cat, "n1")->lease_expiry_ms, 9500, "a later clock counts as is");
+    assert_check(&c);
+    tclose(&c);
+    tb_free(&t);
+}
+
 Test(catalog, set_role)
 {
     struct tcat c;

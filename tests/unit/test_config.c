@@ -235,11 +235,11 @@ Test(config, defaults)
     cr_assert_str_eq(cfg->etcd_prefix, "/cverse");
     cr_assert_eq(cfg->n_autoload, 0);
     cr_assert_str_eq(cfg->data_dir, "cverse-data");
-    cr_assert_eq(cfg->lease_ttl_ms, 1500);
+    cr_assert_eq(cfg->lease_ttl_ms, 700);
     cr_assert_eq(cfg->drain_timeout_ms, 10000);
     cr_assert_eq(cfg->raft.voters, 1); /* fewer than 3 nodes: every node votes */
-    cr_assert_eq(cfg->raft.election_timeout_ms, 300);
-    cr_assert_eq(cfg->raft.heartbeat_timeout_ms, 30);
+    cr_assert_eq(cfg->raft.election_timeout_ms, 150);
+    cr_assert_eq(cfg->raft.heartbeat_timeout_ms, 15);
     cr_assert_eq(cfg->raft.snapshot_threshold, 8192);
     cr_assert_eq(cfg->raft.snapshot_trailing, 1024);
     cr_assert(cfg->raft.pre_vote);
@@ -540,7 +540,7 @@ Test(config, err_integers)
 Test(config, err_raft_relations)
 {
     expect_err("version: 1\ncluster:\n  raft:\n    heartbeat_timeout_ms: 300\n" NODES,
-               "t.yml:4: cluster.raft.heartbeat_timeout_ms: must be less than election_timeout_ms (300), got 300");
+               "t.yml:4: cluster.raft.heartbeat_timeout_ms: must be less than election_timeout_ms (150), got 300");
     expect_err("version: 1\ncluster:\n  raft:\n    election_timeout_ms: 100\n    heartbeat_timeout_ms: 150\n" NODES,
                "t.yml:5: cluster.raft.heartbeat_timeout_ms: must be less than election_timeout_ms (100), got 150");
     expect_err("version: 1\ncluster:\n  raft:\n    voters: 2\n" NODES,

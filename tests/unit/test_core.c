@@ -539,10 +539,19 @@ Test(lease, leader_expires_after_ttl_plus_margin_from_seen_or_leadership)
     cr_assert_not(cv_lease_may_expire(10000, 0, ttl, 10000 + ttl + m - 1));
     cr_assert_not(cv_lease_may_expire(10000, 0, ttl, 10000 + ttl + m));
     cr_assert(cv_lease_may_expire(10000, 0, ttl, 10000 + ttl + m + 1));
-    /* New leader at 9000: nobody expires before 9000 + ttl + margin, however old the renewal. */
-    cr_assert_not(cv_lease_may_expire(5000, 9000, ttl, 12000));
-    cr_assert_not(cv_lease_may_expire(5000, 9000, ttl, 9000 + ttl + m));
-    cr_assert(cv_lease_may_expire(5000, 9000, ttl, 9000 + ttl + m + 1));
+    /* New leader at 9000 that applied the renewal at 8000 (as a follower): TTL + margin from 8000, not
+     * from its election — a later renewal it had not applied fails the ExpireNode's compare-and-set. */
+    cr_assert_not(cv_lease_may_expire(8000, 9000, ttl, 8000 + ttl + m));
+    cr_assert(cv_lease_may_expire(8000, 9000, ttl, 8000 + ttl + m + 1));
+    cr_assert_lt(8000 + ttl + m + 1, 9000 + ttl + m, "earlier than the old rule");
+    /* A renewal applied at 5000: its window ran out before the election; declared dead once the grace
+     * that lets renewals stalled by the election through (liveness) is over. */
+    cr_assert_not(cv_lease_may_expire(5000, 9000, ttl, 9000 + cv_lease_grace(ttl)));
+    cr_assert(cv_lease_may_expire(5000, 9000, ttl, 9000 + cv_lease_grace(ttl) + 1));
+    cr_assert_lt(cv_lease_grace(ttl), ttl + m, "the grace is shorter than the old wait");
+    /* A node this process never saw renewed (state from a snapshot, or a restart): from leadership. */
+    cr_assert_not(cv_lease_may_expire(0, 9000, ttl, 12000));
+    cr_assert_not(cv_lease_may_expire(0, 9000, ttl, 9000 + ttl + m));
     cr_assert(cv_lease_may_expire(0, 9000, ttl, 9000 + ttl + m + 1), "a node never seen: from leadership");
     /* A renewal seen after the leadership began counts from when it was seen. */
     cr_assert_not(cv_lease_may_expire(11000, 9000, ttl, 9000 + ttl + m + 1));
@@ -666,6 +675,64 @@ Test(lease, windows_never_overlap_within_the_drift_bound)
     cr_assert_gt(lease_sim(1.0 - rho, 1.0 + rho, 0, 1500), 0);
 }
 
+/* A leader change: the node X proposes its last renewal at real time p (X's clock), the follower L
+ * applies it apply_delay_us later (lagging followers apply late), L is elected elect_us after p and
+ * takes duty then (since = that reading of L's clock), and applies nothing of X after. Returns the real
+ * µs between X's last serving instant and L's first allowed expiry (negative: overlap). */
+static long long lease_sim_new_leader(double node_rate, double leader_rate, long long apply_delay_us,
+                                      long long elect_us, uint64_t ttl, bool seen_known)
+{
+    const uint64_t node_off = 5550, leader_off = 77; /* unrelated clock values */
+    struct cv_lease l;
+    cv_lease_init(&l, ttl, "sim");
+    const long long p = 2000000;
+#define NODE_MS(t) (node_off + (uint64_t)(node_rate * (double)(t) / 1000.0))
+#define LEADER_MS(t) (leader_off + (uint64_t)(leader_rate * (double)(t) / 1000.0))
+    uint64_t sent = NODE_MS(p);
+    cv_lease_grant(&l, sent, NODE_MS(p + 1000), false); /* X applies it at once (the old leader's commit) */
+    long long a = p + apply_delay_us, b = p + elect_us;
+    uint64_t seen = seen_known ? LEADER_MS(a) : 0, since = LEADER_MS(b);
+    long long last_serve = -1, first_expire = -1;
+    for (long long t = p; t < p + 6 * (long long)ttl * 1000; t += 50) {
+        if (cv_lease_serving(&l, NODE_MS(t))) last_serve = t;
+        /* L decides only once it leads, and only on renewals it has applied by then */
+        if (first_expire < 0 && t >= b && t >= a && cv_lease_may_expire(seen, since, ttl, LEADER_MS(t)))
+            first_expire = t;
+    }
+#undef NODE_MS
+#undef LEADER_MS
+    cr_assert_geq(last_serve, 0);
+    cr_assert_geq(first_expire, 0);
+    return first_expire - last_serve;
+}
+
+Test(lease, new_leader_counts_from_the_renewal_it_applied_as_a_follower)
+{
+    const double rho = CV_LEASE_DRIFT_PPM / 1e6;
+    const double rates[] = {1.0 - rho, 1.0, 1.0 + rho};
+    const uint64_t ttl = 600;
+    const long long delays[] = {0, 30000, 400000};          /* the follower's apply lag */
+    const long long elects[] = {0, 200000, 450000, 2000000}; /* election after the renewal */
+    for (size_t i = 0; i < 3; i++)
+        for (size_t j = 0; j < 3; j++)
+            for (size_t d = 0; d < 3; d++)
+                for (size_t e = 0; e < 4; e++) {
+                    if (elects[e] < delays[d]) continue; /* a leader has applied what it had committed */
+                    long long gap = lease_sim_new_leader(rates[i], rates[j], delays[d], elects[e], ttl, true);
+                    cr_assert_gt(gap, 0, "node rate %f leader rate %f lag %lld elect %lld: overlap %lld us",
+                                 rates[i], rates[j], delays[d], elects[e], -gap);
+                    long long blind = lease_sim_new_leader(rates[i], rates[j], delays[d], elects[e], ttl, false);
+                    cr_assert_gt(blind, 0);
+                    cr_assert_geq(blind, gap, "counting from the applied renewal is never slower");
+                }
+    /* What it buys: a leader elected 450 ms after the node's last renewal, which it applied at once,
+     * may declare the node dead max(ttl + margin after that renewal, grace after its election) = 750 ms
+     * after the renewal, not ttl + margin after its election (1107 ms). */
+    long long fast = lease_sim_new_leader(1.0, 1.0, 0, 450000, ttl, true);
+    long long blind = lease_sim_new_leader(1.0, 1.0, 0, 450000, ttl, false);
+    cr_assert_lt(fast, blind - 300000, "fast %lld us, blind %lld us", fast, blind);
+}
+
 Test(lease, windows_may_overlap_beyond_the_drift_bound)
 {
     /* The check has teeth: clocks 10x further apart than assumed break the argument. */
@@ -673,11 +740,13 @@ Test(lease, windows_may_overlap_beyond_the_drift_bound)
     cr_assert_lt(lease_sim(1.0 - rho, 1.0 + rho, 0, 1500), 0);
 }
 
-Test(lease, renew_interval_is_a_third)
+Test(lease, renew_interval_is_a_fifth)
 {
-    cr_assert_eq(cv_lease_renew_interval(3000), 1000u);
-    cr_assert_eq(cv_lease_renew_interval(10000), 3333u);
-    cr_assert_eq(cv_lease_renew_interval(3), 1u);
+    cr_assert_eq(cv_lease_renew_interval(3000), 600u);
+    cr_assert_eq(cv_lease_renew_interval(10000), 2000u);
+    cr_assert_eq(cv_lease_renew_interval(650), 130u);
+    cr_assert_eq(cv_lease_renew_interval(5), 1u);
+    cr_assert_eq(cv_lease_renew_interval(3), 1u, "never 0");
     cr_assert_eq(cv_lease_renew_interval(2), 1u, "never 0");
     cr_assert_eq(cv_lease_renew_interval(0), 1u, "never 0");
 }

@@ -232,7 +232,11 @@ Test(node, proposal_table)
     cr_assert(cv_sm_allowed(c, waiting, queued) && cv_sm_allowed(c, waiting, forwarded));
     cr_assert(cv_sm_allowed(c, queued, appended) && cv_sm_allowed(c, forwarded, appended));
     cr_assert(cv_sm_allowed(c, forwarded, waiting), "a refused forward is routed again");
-    cr_assert(!cv_sm_allowed(c, appended, waiting), "an appended proposal is never resent");
+    /* issue 8: an appended proposal not committed when the leader changes is sent again to the new
+     * leader (it may have been overwritten; a renewal must not wait for its deadline) */
+    cr_assert(cv_sm_allowed(c, appended, waiting), "resent after a leader change");
+    cr_assert(!cv_sm_allowed(c, appended, queued) && !cv_sm_allowed(c, appended, forwarded),
+              "routed again only through waiting");
     cr_assert(!cv_sm_allowed(c, waiting, appended));
     for (int s = 0; s < done; s++) cr_assert(cv_sm_allowed(c, s, done), "every live state completes");
     cr_assert(!cv_sm_allowed(c, done, waiting));
