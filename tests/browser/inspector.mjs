@@ -107,7 +107,7 @@ async function main() {
     await poll(async () => (await page.textContent('#top-methods')).includes('SimpleCounter.Increment'), 10000,
                'top methods list SimpleCounter.Increment');
     check(true, 'top methods list SimpleCounter.Increment');
-    await page.waitForTimeout(1500); // a couple of chart points
+    await page.waitForTimeout(1500); // not a synchronisation: a couple more chart points for the screenshot
     await shot(page, 'overview');
 
     // Nodes.
@@ -243,7 +243,13 @@ async function main() {
     const lkOwner = await page.getAttribute('#lk-result', 'data-owner');
     check((await json(NODES[0].http + '/v1/shards')).owners[lkShard] === lkOwner,
           'lookup: ' + TRAFFIC_ID + ' is on shard ' + lkShard + ', owner ' + lkOwner + ' as /v1/shards says');
-    check((await page.getAttribute('#lk-result', 'data-active')) === 'true', 'lookup: the counter is active');
+    // Active as the inspector's last poll saw it (up to a second behind, e.g. right after its shard moved).
+    await poll(async () => {
+      await page.click('#lookup button');
+      await page.waitForSelector('#lk-result[data-shard]');
+      return (await page.getAttribute('#lk-result', 'data-active')) === 'true';
+    }, 10000, 'lookup: the counter is active');
+    check(true, 'lookup: the counter is active');
     await shot(page, 'objects-lookup');
     await view(page, 'shards');
     await page.selectOption('#heat-mode', 'calls');

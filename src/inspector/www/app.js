@@ -702,8 +702,14 @@
     const add = (n) => { index[n.key] = nodes.length; nodes.push(n); };
     st.gates.forEach((g) => add({ key: 'g:' + g.id, label: g.id, kind: 'gate', r: 12 }));
     st.nodes.forEach((n, i) => add({ key: 'n:' + n.id, label: n.id, kind: 'node', up: n.up, colour: nodeColour(i), r: 16 }));
-    objs.forEach((o) => add({ key: 'o:' + o.type + '/' + o.id, label: o.type + ' ' + o.id, kind: 'object',
-                            colour: PALETTE[types.indexOf(o.type) % PALETTE.length], r: 5, node: o.node }));
+    // Objects are sized by calls/min. Nodes count calls per shard and method, not per object (nothing is
+    // recorded per object or sent per call), so an object gets its shard's rate shared by the shard's
+    // active objects.
+    const perMin = (o) => (o.shard === undefined ? 0 : shardCalls(o.shard) * 60 / Math.max(1, shardObjects(o.shard)));
+    objs.forEach((o) => add({ key: 'o:' + o.type + '/' + o.id, label: o.type + ' ' + o.id + ' (~' +
+                              Math.round(perMin(o)) + ' calls/min)', kind: 'object',
+                            colour: PALETTE[types.indexOf(o.type) % PALETTE.length],
+                            r: 4 + Math.min(8, 1.2 * Math.log2(1 + perMin(o))), node: o.node }));
     const links = [];
     for (const l of (S.graphLinks || [])) {
       if (index['g:' + l.source] !== undefined && l.kind === 'gate') links.push({ source: index['g:' + l.source], target: index['n:' + l.target] });
