@@ -416,3 +416,23 @@ void h_actlog_killed(const struct h_cluster *c, pid_t pid)
     if (write(fd, line, (size_t)n) != n) fprintf(stderr, "actlog: short write\n");
     close(fd);
 }
+
+bool h_ready_upto(struct h_cluster *c, int nodes)
+{
+    long st;
+    for (int i = 0; i < nodes; i++) {
+        free(h_get_text(c, i, "/ready", &st));
+        if (st != 200) return false;
+    }
+    for (int g = 0; g < c->n_gates; g++) {
+        free(h_get_port(h_gate_http_port(c, g), "/ready", &st));
+        if (st != 200) return false;
+    }
+    return true;
+}
+
+bool h_all_ready(void *arg)
+{
+    struct h_cluster *c = arg;
+    return h_ready_upto(c, c->n);
+}

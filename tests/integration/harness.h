@@ -45,6 +45,10 @@ int h_gate_grpc_port(const struct h_cluster *c, int g);
 char *h_post(int port, const char *path, const char *body, size_t len, long *status);
 /* GET on any port. */
 char *h_get_port(int port, const char *path, long *status);
+/* True when nodes [0, nodes) and every gate of c answer GET /ready with 200. */
+bool h_ready_upto(struct h_cluster *c, int nodes);
+/* h_poll callback: h_ready_upto(arg, all its nodes); arg is the struct h_cluster. */
+bool h_all_ready(void *arg);
 /* Starts node i (0-based) as a child process logging to <dir>/node-<i+1>.log. */
 void h_node_start(struct h_cluster *c, int i);
 /* Sends sig to node i and reaps it (SIGKILL: kill -9). Returns the exit status from waitpid. */

@@ -36,18 +36,6 @@ static int node_port(int i)
     return C.base + 100 + i;
 }
 
-static bool all_ready(void *arg)
-{
-    (void)arg;
-    for (int i = 0; i < C.n; i++) {
-        long st;
-        free(h_get_text(&C, i, "/ready", &st));
-        if (st != 200) return false;
-    }
-    long st;
-    free(h_get_port(h_gate_http_port(&C, 0), "/ready", &st));
-    return st == 200;
-}
 
 static void start(void)
 {
@@ -55,7 +43,7 @@ static void start(void)
     h_cluster_init_ex(&C, 3, 3, 1000, &o);
     for (int i = 0; i < 3; i++) h_node_start(&C, i);
     h_gate_start(&C, 0);
-    cr_assert(h_poll(READY_MS, all_ready, NULL), "nodes and gate did not become ready");
+    cr_assert(h_poll(READY_MS, h_all_ready, &C), "nodes and gate did not become ready");
 }
 
 /* POSTs body to an admin path of node i; returns the parsed answer (NULL if not JSON), *st the status. */

@@ -43,17 +43,6 @@ static unsigned long now_ms(void)
     return (unsigned long)ts.tv_sec * 1000ul + (unsigned long)ts.tv_nsec / 1000000ul;
 }
 
-static bool all_ready(void *arg)
-{
-    (void)arg;
-    long st;
-    for (int i = 0; i < C.n; i++) {
-        free(h_get_text(&C, i, "/ready", &st));
-        if (st != 200) return false;
-    }
-    free(h_get_port(h_gate_http_port(&C, 0), "/ready", &st));
-    return st == 200;
-}
 
 static void obj_path(char *out, size_t len, const char *op, int k, const char *tail)
 {
@@ -66,7 +55,7 @@ static void start(void)
     h_cluster_init_ex(&C, 3, 3, 1000, &o);
     for (int i = 0; i < 3; i++) h_node_start(&C, i);
     h_gate_start(&C, 0);
-    cr_assert(h_poll(READY_MS, all_ready, NULL), "nodes and gate did not become ready");
+    cr_assert(h_poll(READY_MS, h_all_ready, &C), "nodes and gate did not become ready");
     for (int k = 0; k < N_OBJ; k++) {
         char path[128];
         long st;
@@ -226,7 +215,7 @@ Test(drain, sigterm_drains_then_exits_and_restart_takes_shards_back)
     struct want back = {victim, true, ""};
     cr_assert(poll_calling(MOVE_MS, seen_everywhere, &back), "%s got no shards back after its restart",
               C.id[victim]);
-    cr_assert(poll_calling(READY_MS, all_ready, NULL), "not ready again after the restart");
+    cr_assert(poll_calling(READY_MS, h_all_ready, &C), "not ready again after the restart");
 
     /* The leader now: the same, and another node leads. */
     leader = leader_index((leader + 2) % 3);
@@ -255,7 +244,7 @@ Test(drain, operator_drain_persists_across_restart)
     cr_assert_eq(h_node_signal(&C, victim, SIGTERM), 0, "%s did not exit 0", C.id[victim]);
     h_node_start(&C, victim);
     struct want reg = {victim, false, "operator"};
-    cr_assert(poll_calling(READY_MS, all_ready, NULL), "%s not ready after its restart", C.id[victim]);
+    cr_assert(poll_calling(READY_MS, h_all_ready, &C), "%s not ready after its restart", C.id[victim]);
     poll_calling(1000, seen_everywhere, &reg); /* its fresh registration applied: a few leader runs */
     cr_assert(seen_everywhere(&reg), "%s's operator drain did not persist across its restart", C.id[victim]);
 

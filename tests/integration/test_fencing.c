@@ -76,18 +76,6 @@ Test(fencing, checker_finds_overlaps_and_only_them)
 
 /* ---------------------------------------------------------------- cluster helpers */
 
-static bool cluster_ready(void *arg)
-{
-    (void)arg;
-    for (int i = 0; i < C.n; i++) {
-        long st;
-        free(h_get_text(&C, i, "/ready", &st));
-        if (st != 200) return false;
-    }
-    long st;
-    free(h_get_port(h_gate_http_port(&C, 0), "/ready", &st));
-    return st == 200;
-}
 
 /* Increment through the gate with a deadline: the counter's new value, or -1 (then *st is the HTTP
  * status). */
@@ -214,7 +202,7 @@ static void sigstop_case(int n, int victim)
     h_cluster_init_ex(&C, n, 3, TTL_MS, &o);
     for (int i = 0; i < n; i++) h_node_start(&C, i);
     h_gate_start(&C, 0);
-    cr_assert(h_poll(READY_MS, cluster_ready, NULL), "nodes and gate did not become ready");
+    cr_assert(h_poll(READY_MS, h_all_ready, &C), "nodes and gate did not become ready");
 
     char id[16], path[512];
     for (int k = 0; k < N_COUNTERS; k++) {
@@ -368,7 +356,7 @@ Test(fencing, sigcont_past_ttl_under_load_reregisters_without_stale_answers)
     h_cluster_init_ex(&C, 3, 3, TTL_MS, &o);
     for (int i = 0; i < 3; i++) h_node_start(&C, i);
     h_gate_start(&C, 0);
-    cr_assert(h_poll(READY_MS, cluster_ready, NULL), "nodes and gate did not become ready");
+    cr_assert(h_poll(READY_MS, h_all_ready, &C), "nodes and gate did not become ready");
     char id[16], path[512];
     for (int k = 0; k < 2 * RACE_COUNTERS; k++) {
         counter_id(k, id, sizeof id);
@@ -396,7 +384,7 @@ Test(fencing, sigcont_past_ttl_under_load_reregisters_without_stale_answers)
     struct fenced_log fl;
     snprintf(fl.path, sizeof fl.path, "%s/node-%d.log", C.dir, v + 1);
     cr_expect(h_poll(10000, fenced_logged, &fl), "%s did not log that it fenced itself", C.id[v]);
-    cr_assert(h_poll(20000, cluster_ready, NULL), "the cluster is not ready again after SIGCONT");
+    cr_assert(h_poll(20000, h_all_ready, &C), "the cluster is not ready again after SIGCONT");
     until_ms = now_ms() + 3000; /* calls keep flowing while it re-registers and shards come back */
     h_poll(10000, time_passed, NULL);
     for (int t = 0; t < 2; t++) r[t].run = false;
@@ -438,7 +426,7 @@ Test(fencing, sigstop_of_the_gates_subscription_node_keeps_calls_flowing, .disab
     h_cluster_init_ex(&C, 3, 3, TTL_MS, &o);
     for (int i = 0; i < 3; i++) h_node_start(&C, i);
     h_gate_start(&C, 0);
-    cr_assert(h_poll(READY_MS, cluster_ready, NULL), "nodes and gate did not become ready");
+    cr_assert(h_poll(READY_MS, h_all_ready, &C), "nodes and gate did not become ready");
     char id[16], path[512];
     bool on_victim[2 * RACE_COUNTERS];
     int n_victim = 0;
@@ -468,7 +456,7 @@ Test(fencing, sigstop_of_the_gates_subscription_node_keeps_calls_flowing, .disab
     h_poll(10 * TTL_MS, time_passed, NULL);
     unsigned long long t_cont = now_ms();
     cr_assert_eq(kill(C.pid[0], SIGCONT), 0);
-    if (!h_poll(20000, cluster_ready, NULL)) {
+    if (!h_poll(20000, h_all_ready, &C)) {
         for (int i = 0; i < C.n; i++) {
             long st;
             char *t = h_get_text(&C, i, "/ready", &st);

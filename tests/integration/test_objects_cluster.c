@@ -39,19 +39,7 @@ struct up {
 static bool cluster_ready(void *arg)
 {
     struct up *u = arg;
-    for (int i = 0; i < u->nodes; i++) {
-        long st;
-        char *t = h_get_text(u->c, i, "/ready", &st);
-        free(t);
-        if (st != 200) return false;
-    }
-    for (int g = 0; g < u->c->n_gates; g++) {
-        long st;
-        char *t = h_get_port(h_gate_http_port(u->c, g), "/ready", &st);
-        free(t);
-        if (st != 200) return false;
-    }
-    return true;
+    return h_ready_upto(u->c, u->nodes);
 }
 
 static void start(int nodes_total, int nodes_started)

@@ -1033,7 +1033,9 @@ Test(gate_live, silent_subscription_node_is_given_up)
     pthread_mutex_unlock(&W.mu);
     wait_ready();
     uint64_t t0 = cv_mono_ms();
-    while (cv_mono_ms() - t0 < 1500) uv_sleep(50); /* heartbeats flow: n1 is kept */
+    /* Not a synchronisation: an observation window longer than the 800 ms silence bound, during which
+     * heartbeats flow and n1 must be kept. */
+    while (cv_mono_ms() - t0 < 1500) uv_sleep(50);
     pthread_mutex_lock(&W.mu);
     cr_assert_eq(W.nodes[1].subscribes, 0, "a beating subscription is kept");
     W.nodes[0].beating = false; /* "frozen" */
