@@ -257,10 +257,12 @@ static void srv_request(void *data, struct cv_rpc_conn *conn, uint64_t id, const
     cv_rpc_respond(conn, id, 0, NULL, body, len);
 }
 
+/* An answer as the RPC / outcall callbacks give it. */
 struct got {
     bool done;
     int status;
     char body[64];
+    char error[256]; /* "(null)" when there was none */
 };
 
 static void got_cb(void *data, int status, const char *error, const uint8_t *body, size_t len)
@@ -268,7 +270,8 @@ static void got_cb(void *data, int status, const char *error, const uint8_t *bod
     struct got *g = data;
     g->done = true;
     g->status = status;
-    snprintf(g->body, sizeof g->body, "%.*s", (int)len, (const char *)body);
+    snprintf(g->body, sizeof g->body, "%.*s", (int)len, body ? (const char *)body : "");
+    snprintf(g->error, sizeof g->error, "%s", error ? error : "(null)");
 }
 
 static void flag_cb(void *data)
@@ -971,20 +974,6 @@ static const char two_nodes_yaml[] =
     "  - id: \"a\"\n    grpc_addr: \"127.0.0.1:1\"\n    http_addr: \"127.0.0.1:2\"\n"
     "  - id: \"b\"\n    grpc_addr: \"127.0.0.1:3\"\n    http_addr: \"127.0.0.1:4\"\n";
 
-struct answer {
-    bool done;
-    int status;
-    char error[256];
-};
-
-static void answer_cb(void *data, int status, const char *error, const uint8_t *resp, size_t len)
-{
-    struct answer *a = data;
-    a->done = true;
-    a->status = status;
-    snprintf(a->error, sizeof a->error, "%s", error ? error : "(null)");
-}
-
 /* The first attempt finds no connection to b yet and waits; the retry's send fails at once (the request
  * exceeds the frame limit): the caller must get that failure's message, not the first attempt's. */
 Test(node, outcall_final_error_has_its_message, .timeout = 30)
@@ -1011,8 +1000,8 @@ Test(node, outcall_final_error_has_its_message, .timeout = 30)
     size_t big = CV_FRAME_MAX + 1;
     uint8_t *req = calloc(1, big);
     cr_assert_not_null(req);
-    struct answer a = {0};
-    cr_assert_eq(cv_outcall_call(&oc, "T", "b/x", "M", req, big, answer_cb, &a), 0, "waits for the connection");
+    struct got a = {0};
+    cr_assert_eq(cv_outcall_call(&oc, "T", "b/x", "M", req, big, got_cb, &a), 0, "waits for the connection");
     free(req);
     cr_assert(cv_outcall_busy(&oc));
     uint64_t end = cv_mono_ms() + 10000;
@@ -1089,15 +1078,15 @@ Test(node, mapfeed_subscribe_out_of_memory_is_answered, .timeout = 30)
     struct cv_peers_opts po = {.loop = &loop, .addrs = addrs, .n = 2, .self = 0};
     struct cv_peers *peers;
     cr_assert_eq(cv_peers_init(&po, &peers), 0);
-    struct answer a = {0};
-    cr_assert_eq(cv_rpc_call(cv_peers_client(peers, 1), "catalog.subscribe", NULL, 0, 5000, answer_cb, &a), 0);
+    struct got a = {0};
+    cr_assert_eq(cv_rpc_call(cv_peers_client(peers, 1), "catalog.subscribe", NULL, 0, 5000, got_cb, &a), 0);
     cr_assert(run_until(&loop, &a.done, 5000));
     cr_assert_eq(a.status, CV_ENOMEM);
     cr_assert_str_eq(a.error, cv_strerror(CV_ENOMEM));
     cr_assert_eq(feed.n_subs, 0, "nothing recorded");
     fs.fail = false;
-    a = (struct answer){0};
-    cr_assert_eq(cv_rpc_call(cv_peers_client(peers, 1), "catalog.subscribe", NULL, 0, 5000, answer_cb, &a), 0);
+    a = (struct got){0};
+    cr_assert_eq(cv_rpc_call(cv_peers_client(peers, 1), "catalog.subscribe", NULL, 0, 5000, got_cb, &a), 0);
     cr_assert(run_until(&loop, &a.done, 5000));
     cr_assert_eq(a.status, 0, "%s", a.error);
     cr_assert_eq(feed.n_subs, 1);
