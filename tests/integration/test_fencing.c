@@ -160,11 +160,11 @@ static bool fenced_logged(void *arg)
     return log_has(((struct fenced_log *)arg)->path, "fenced: lease not confirmed");
 }
 
-static unsigned long long until_ms;
-static bool time_passed(void *arg)
+/* Keeps a fault (or a load) going until the monotonic time `until`: a chosen duration of the scenario,
+ * not a synchronisation — what the test waits FOR is always polled separately. */
+static void hold_until(unsigned long long until)
 {
-    (void)arg;
-    return now_ms() >= until_ms;
+    while (now_ms() < until) usleep(20 * 1000);
 }
 
 /* The calls sent while the owner is stopped: one increment per counter, from a thread (each blocks until
@@ -249,8 +249,7 @@ static void sigstop_case(int n, int victim)
         cr_assert_gt(probe[k], 0, "%s is not served by another node (HTTP %ld)", s.ids[k], st);
     }
     unsigned long long t_serving = now_ms();
-    until_ms = t0 + 2 * TTL_MS;
-    h_poll(4 * TTL_MS, time_passed, NULL);
+    hold_until(t0 + 2 * TTL_MS);
     cr_assert_eq(kill(C.pid[v], SIGCONT), 0);
     unsigned long long t_cont = now_ms();
     pthread_join(th, NULL);
@@ -329,6 +328,16 @@ static void *race_calls(void *arg)
     return NULL;
 }
 
+/* Every counter of both racing threads has had two acknowledged calls: the load is flowing. */
+static bool race_flowing(void *arg)
+{
+    struct race *r = arg;
+    for (int t = 0; t < 2; t++)
+        for (int k = 0; k < r[t].n; k++)
+            if (__atomic_load_n(&r[t].acks[k], __ATOMIC_RELAXED) < 2) return false;
+    return true;
+}
+
 /* With one caller per counter, two acknowledged values a (attempt i) and b (attempt j > i) are
  * consistent only if b came from the same activation (a < b <= a + (j - i): only our own attempts
  * counted) or from a new one that saw only attempts after i (b <= j - i). Anything else means a copy
@@ -375,18 +384,15 @@ Test(fencing, sigcont_past_ttl_under_load_reregisters_without_stale_answers)
         r[t] = (struct race){.run = true, .first = t * RACE_COUNTERS, .n = RACE_COUNTERS};
         cr_assert_eq(pthread_create(&th[t], NULL, race_calls, &r[t]), 0);
     }
-    until_ms = now_ms() + 1000;
-    h_poll(5000, time_passed, NULL);
+    cr_assert(h_poll(10000, race_flowing, r), "calls do not flow to every counter");
     cr_assert_eq(kill(C.pid[v], SIGSTOP), 0);
-    until_ms = now_ms() + 3 * TTL_MS;
-    h_poll(10 * TTL_MS, time_passed, NULL);
+    hold_until(now_ms() + 3 * TTL_MS);
     cr_assert_eq(kill(C.pid[v], SIGCONT), 0);
     struct fenced_log fl;
     snprintf(fl.path, sizeof fl.path, "%s/node-%d.log", C.dir, v + 1);
     cr_expect(h_poll(10000, fenced_logged, &fl), "%s did not log that it fenced itself", C.id[v]);
     cr_assert(h_poll(20000, h_all_ready, &C), "the cluster is not ready again after SIGCONT");
-    until_ms = now_ms() + 3000; /* calls keep flowing while it re-registers and shards come back */
-    h_poll(10000, time_passed, NULL);
+    hold_until(now_ms() + 3000); /* calls keep flowing while it re-registers and shards come back */
     for (int t = 0; t < 2; t++) r[t].run = false;
     for (int t = 0; t < 2; t++) pthread_join(th[t], NULL);
     for (int t = 0; t < 2; t++) race_check(&r[t]);
@@ -448,12 +454,10 @@ Test(fencing, sigstop_of_the_gates_subscription_node_keeps_calls_flowing, .disab
         r[t] = (struct race){.run = true, .first = t * RACE_COUNTERS, .n = RACE_COUNTERS};
         cr_assert_eq(pthread_create(&th[t], NULL, race_calls, &r[t]), 0);
     }
-    until_ms = now_ms() + 1000;
-    h_poll(5000, time_passed, NULL);
+    cr_assert(h_poll(10000, race_flowing, r), "calls do not flow to every counter");
     unsigned long long t0 = now_ms();
     cr_assert_eq(kill(C.pid[0], SIGSTOP), 0);
-    until_ms = t0 + 4 * TTL_MS;
-    h_poll(10 * TTL_MS, time_passed, NULL);
+    hold_until(t0 + 4 * TTL_MS);
     unsigned long long t_cont = now_ms();
     cr_assert_eq(kill(C.pid[0], SIGCONT), 0);
     if (!h_poll(20000, h_all_ready, &C)) {
