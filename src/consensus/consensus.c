@@ -23,6 +23,7 @@
  * replica's state diverge from the log (raft would otherwise wedge silently, see docs/architecture.md).
  */
 #include "consensus/consensus.h"
+#include "consensus/snaphold.h"
 
 #include <errno.h>
 #include <raft.h>
@@ -111,7 +112,7 @@ struct cv_consensus {
     void *data;
 
     struct raft raft;
-    struct raft_io io;
+    struct cv_snaphold hold; /* its first member is the raft io (raft_uv) */
     struct raft_uv_transport transport;
     struct raft_fsm fsm;
     raft_id id;
@@ -585,6 +586,7 @@ static int fsm__snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsig
     (*bufs)[0].len = len;
     *n_bufs = 1;
     c->snapshots_taken++;
+    cv_snaphold_taking(&c->hold); /* libraft now writes it: an InstallSnapshot must wait (snaphold.c) */
     CV_INFO("raft snapshot of the catalog taken at applied index %llu (%zu bytes)",
             (unsigned long long)cv_catalog_applied_index(c->cat), len);
     return 0;
@@ -592,6 +594,8 @@ static int fsm__snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsig
 
 static int fsm__snapshot_finalize(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
 {
+    struct cv_consensus *c = fsm->data;
+    cv_snaphold_taken(&c->hold);
     if (*bufs) {
         for (unsigned i = 0; i < *n_bufs; i++) free((*bufs)[i].base);
         free(*bufs);
@@ -684,6 +688,7 @@ static void consensus__tick(uv_timer_t *t)
 {
     struct cv_consensus *c = t->data;
     if (c->closing) return;
+    cv_snaphold_release(&c->hold); /* an InstallSnapshot held while we wrote our snapshot */
     consensus__check_leader(c);
     consensus__check_pendings(c);
 }
@@ -727,18 +732,19 @@ static int consensus__init_raft(struct cv_consensus *c, const char *raft_dir)
     c->transport.data = c;
     if ((rv = raft_uv_tcp_init(&c->transport, c->loop))) goto err;
     if ((rv = raft_uv_tcp_set_bind_address(&c->transport, c->self->raft_bind_addr))) goto err_after_tcp;
-    if ((rv = raft_uv_init(&c->io, c->loop, raft_dir, &c->transport))) goto err_after_tcp;
+    if ((rv = raft_uv_init(&c->hold.io, c->loop, raft_dir, &c->transport))) goto err_after_tcp;
     c->fsm.version = 2;
     c->fsm.data = c;
     c->fsm.apply = fsm__apply;
     c->fsm.snapshot = fsm__snapshot;
     c->fsm.restore = fsm__restore;
     c->fsm.snapshot_finalize = fsm__snapshot_finalize;
-    if ((rv = raft_init(&c->raft, &c->io, &c->fsm, c->id, c->self->raft_addr))) goto err_after_io;
+    cv_snaphold_init(&c->hold);
+    if ((rv = raft_init(&c->raft, &c->hold.io, &c->fsm, c->id, c->self->raft_addr))) goto err_after_io;
     tune(c);
     return 0;
 err_after_io:
-    raft_uv_close(&c->io);
+    raft_uv_close(&c->hold.io);
 err_after_tcp:
     raft_uv_tcp_close(&c->transport);
 err:
@@ -786,7 +792,7 @@ int cv_consensus_start(struct cv_consensus *c)
     cv_catalog_set_observer(c->cat, fsm__observe, c);
     if ((rv = raft_start(&c->raft))) {
         CV_ERROR("raft start failed: %s (%s%s%s); is %s already in use?", raft_strerror(rv),
-                 raft_errmsg(&c->raft), c->io.errmsg, c->transport.errmsg, c->self->raft_bind_addr);
+                 raft_errmsg(&c->raft), c->hold.io.errmsg, c->transport.errmsg, c->self->raft_bind_addr);
         return CV_ERAFT;
     }
     c->started = true;
@@ -819,7 +825,7 @@ static void consensus__handle_closed(uv_handle_t *h)
 static void consensus__raft_closed(struct raft *r)
 {
     struct cv_consensus *c = r->data;
-    raft_uv_close(&c->io);
+    raft_uv_close(&c->hold.io);
     raft_uv_tcp_close(&c->transport);
     consensus__close_step(c);
 }
@@ -837,6 +843,7 @@ void cv_consensus_close(struct cv_consensus *c, void (*cb)(void *data), void *da
     c->open_handles = 2 + c->raft_inited;
     uv_close((uv_handle_t *)&c->tick, consensus__handle_closed);
     uv_close((uv_handle_t *)&c->flush, consensus__handle_closed);
+    cv_snaphold_drop(&c->hold);
     if (c->raft_inited) {
         c->raft.data = c;
         raft_close(&c->raft, consensus__raft_closed);
