@@ -23,6 +23,7 @@
  * replica's state diverge from the log (raft would otherwise wedge silently, see docs/architecture.md).
  */
 #include "consensus/consensus.h"
+#include "consensus/backlog.h"
 #include "consensus/snaphold.h"
 
 #include <errno.h>
@@ -44,6 +45,7 @@
 
 #define TICK_MS 20
 #define DEFAULT_TIMEOUT_MS 5000
+#define RAFT_BACKLOG 128 /* pending raft connections: every other node at once, after an election */
 
 _Static_assert((int)CV_MEMBER_STANDBY == (int)RAFT_STANDBY && (int)CV_MEMBER_VOTER == (int)RAFT_VOTER &&
                    (int)CV_MEMBER_SPARE == (int)RAFT_SPARE, "member roles are raft's");
@@ -733,6 +735,9 @@ static int consensus__init_raft(struct cv_consensus *c, const char *raft_dir)
     if ((rv = raft_uv_tcp_init(&c->transport, c->loop))) goto err;
     if ((rv = raft_uv_tcp_set_bind_address(&c->transport, c->self->raft_bind_addr))) goto err_after_tcp;
     if ((rv = raft_uv_init(&c->hold.io, c->loop, raft_dir, &c->transport))) goto err_after_tcp;
+    /* libraft redials a peer 1 s after a failed connect: a restarted node would wait that long for its
+     * leader's messages; one election timeout keeps the retries cheap and the gap short. */
+    raft_uv_set_connect_retry_delay(&c->hold.io, c->cfg->raft.election_timeout_ms);
     c->fsm.version = 2;
     c->fsm.data = c;
     c->fsm.apply = fsm__apply;
@@ -796,6 +801,9 @@ int cv_consensus_start(struct cv_consensus *c)
         return CV_ERAFT;
     }
     c->started = true;
+    if (cv_backlog_widen(c->loop, c->self->raft_bind_addr, RAFT_BACKLOG) <= 0) /* see backlog.c */
+        CV_WARN("raft: could not widen the listen backlog on %s: followers may reach a new leader 1 s late",
+                c->self->raft_bind_addr);
     uv_timer_start(&c->tick, consensus__tick, TICK_MS, TICK_MS);
     CV_INFO("raft started: id %llu, address %s (bind %s), catalog applied index %llu",
             (unsigned long long)c->id, c->self->raft_addr, c->self->raft_bind_addr,
