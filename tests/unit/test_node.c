@@ -1413,8 +1413,8 @@ static int connect_many(uint16_t port, int n, unsigned wait_ms)
 }
 
 /* libraft 0.22.1 listens with a backlog of 1: with the handshakes of every follower arriving at once
- * (a new leader), the kernel drops all but one or two and the others retry after 1 s (with the backlog
- * left at 1 this test gets 2 of 8). Widened, eight connections that nobody accepts yet all complete. */
+ * (a new leader), the kernel drops all but one or two and the others retry after 1 s (left at 1, this
+ * test fails: checked). Widened, eight connections that nobody accepts yet all complete at once. */
 Test(node, consensus_backlog_widened_lets_every_peer_connect_at_once)
 {
     uv_loop_t loop;
