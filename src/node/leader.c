@@ -12,7 +12,9 @@
  *      it with ReleaseShards, or was declared dead), proposed as one compare-and-set on every moved
  *      shard's epoch, so a decision taken on stale state is rejected, never half-applied;
  *   4. raft membership: keep cfg voters voters alive by promoting live standbys when a voter is dead,
- *      then demoting the dead voter to spare; returning spares become standbys again;
+ *      then demoting the dead voter to standby (not spare: libraft sends nothing to a spare, so a
+ *      restarted spare never learns the leader, cannot forward its registration and stays dead);
+ *      any spare (from older versions) becomes a standby again;
  *   5. the catalog's copy of each node's raft role.
  * Each kind has at most one proposal in flight; a failed or conflicting proposal is simply recomputed at
  * the next run. Nothing here blocks: decisions are pure functions of the catalog and raft configuration.
@@ -226,7 +228,7 @@ static void duty__membership(struct cv_leader *l)
 {
     const struct cv_config *cfg = l->o.cfg;
     if (cv_consensus_change_pending(l->o.consensus)) return;
-    size_t voters = 0, dead_voter = SIZE_MAX, spare_live = SIZE_MAX, cand = SIZE_MAX, last_voter = SIZE_MAX;
+    size_t voters = 0, dead_voter = SIZE_MAX, spare = SIZE_MAX, cand = SIZE_MAX, last_voter = SIZE_MAX;
     for (size_t i = 0; i < cfg->n_nodes; i++) {
         int role = cv_consensus_member_role(l->o.consensus, cfg->nodes[i].id);
         int live = liveness(l, cfg->nodes[i].id);
@@ -235,9 +237,9 @@ static void duty__membership(struct cv_leader *l)
             voters++;
             if (live == 0 && !self) dead_voter = i;
             if (live == 1 && !self) last_voter = i;
-        } else if (live == 1 && role != CV_MEMBER_NONE) {
-            if (cand == SIZE_MAX) cand = i;
-            if (role == CV_MEMBER_SPARE && spare_live == SIZE_MAX) spare_live = i;
+        } else {
+            if (live == 1 && role != CV_MEMBER_NONE && cand == SIZE_MAX) cand = i;
+            if (role == CV_MEMBER_SPARE && spare == SIZE_MAX) spare = i;
         }
     }
     size_t target = cfg->raft.voters;
@@ -247,11 +249,11 @@ static void duty__membership(struct cv_leader *l)
                     cfg->nodes[cand].id);
         assign(l, cand, CV_MEMBER_VOTER);
     } else if (voters > target && dead_voter != SIZE_MAX) {
-        assign(l, dead_voter, CV_MEMBER_SPARE);
+        assign(l, dead_voter, CV_MEMBER_STANDBY); /* so that it hears from us when it comes back */
     } else if (voters > target && last_voter != SIZE_MAX) {
         assign(l, last_voter, CV_MEMBER_STANDBY);
-    } else if (spare_live != SIZE_MAX) {
-        assign(l, spare_live, CV_MEMBER_STANDBY);
+    } else if (spare != SIZE_MAX) {
+        assign(l, spare, CV_MEMBER_STANDBY);
     }
 }
 
