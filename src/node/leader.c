@@ -63,6 +63,7 @@ struct duty_ctx {
 };
 
 static void leader__settle(struct cv_leader *l);
+static void run(uv_timer_t *t);
 
 static void duty__done(void *data, int status, uint64_t index)
 {
@@ -108,12 +109,17 @@ static void duty__config(struct cv_leader *l)
 static void duty__expire(struct cv_leader *l)
 {
     struct cv_catalog *cat = l->o.catalog;
-    uint64_t now = cv_mono_ms(), ttl = l->o.cfg->lease_ttl_ms;
+    uint64_t now = cv_mono_ms(), ttl = l->o.cfg->lease_ttl_ms, next = UINT64_MAX;
     for (size_t i = 0; i < cv_catalog_node_count(cat); i++) {
         const struct cv_catalog_node *cn = cv_catalog_node_at(cat, i);
         int k = cv_config_node_index(l->o.cfg, cn->id);
         uint64_t seen = k >= 0 ? l->seen[k] : 0;
-        if (!cn->alive || !cv_lease_may_expire(seen, l->since, ttl, now)) continue;
+        if (!cn->alive) continue;
+        if (!cv_lease_may_expire(seen, l->since, ttl, now)) {
+            uint64_t at = cv_lease_expires_at(seen, l->since, ttl);
+            next = at < next ? at : next;
+            continue;
+        }
         CV_INFO("lease of %s not renewed for %llu ms (ttl %llu + margin %llu): declaring it dead", cn->id,
                 (unsigned long long)(now - (seen > l->since ? seen : l->since)), (unsigned long long)ttl,
                 (unsigned long long)cv_lease_margin(ttl));
@@ -125,6 +131,8 @@ static void duty__expire(struct cv_leader *l)
         cmd.expire_node = &ex;
         propose(l, D_EXPIRE, &cmd, 0);
     }
+    /* Wake exactly when the next lease may be declared expired rather than up to RUN_MS later. */
+    if (next > now && next - now < RUN_MS) uv_timer_start(&l->timer, run, next - now, RUN_MS);
 }
 
 /* The node a shard is fixed to (index into cfg->nodes) or CV_ASSIGN_NONE: its target if that node

@@ -558,6 +558,20 @@ Test(lease, leader_expires_after_ttl_plus_margin_from_seen_or_leadership)
     cr_assert(cv_lease_may_expire(11000, 9000, ttl, 11000 + ttl + m + 1));
 }
 
+/* The leader wakes at cv_lease_expires_at: exactly the first instant cv_lease_may_expire allows. */
+Test(lease, expires_at_is_the_first_instant_may_expire_allows)
+{
+    const uint64_t ttl = 700;
+    const uint64_t cases[][2] = {{10000, 0}, {8000, 9000}, {5000, 9000}, {0, 9000}, {11000, 9000}, {1, 1}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        uint64_t seen = cases[i][0], since = cases[i][1], at = cv_lease_expires_at(seen, since, ttl);
+        cr_assert_not(cv_lease_may_expire(seen, since, ttl, at - 1), "case %zu: not before %llu", i,
+                      (unsigned long long)at);
+        cr_assert(cv_lease_may_expire(seen, since, ttl, at), "case %zu: at %llu", i, (unsigned long long)at);
+    }
+    cr_assert_eq(cv_lease_expires_at(0, UINT64_MAX - 10, ttl), UINT64_MAX, "saturates: never");
+}
+
 Test(lease, no_wraparound)
 {
     cr_assert_not(cv_lease_may_expire(0, UINT64_MAX - 10, 100, UINT64_MAX - 1),
