@@ -137,6 +137,7 @@ struct cv_consensus {
     bool raft_inited;             /* raft_init succeeded: closing goes through raft_close */
     bool was_leader;
     raft_id last_leader;
+    raft_id prev_leader;          /* the last other node seen leading (0: none) */
     uint64_t leader_since_ms;
     struct change_req *change;
     struct raft_transfer transfer;
@@ -683,6 +684,7 @@ static void consensus__check_leader(struct cv_consensus *c)
     if (id != c->last_leader && id != 0) consensus__resend_uncommitted(c);
     c->was_leader = is_leader;
     c->last_leader = id;
+    if (id != 0 && id != c->id) c->prev_leader = id;
     if (c->on_leader) c->on_leader(c->data, is_leader);
 }
 
@@ -890,6 +892,8 @@ void cv_consensus_status(struct cv_consensus *c, struct cv_consensus_status *st)
     const struct cv_node_cfg *n = consensus__node_by_raft_id(c, id);
     st->has_leader = n != NULL;
     snprintf(st->leader_id, sizeof st->leader_id, "%s", n ? n->id : "");
+    n = consensus__node_by_raft_id(c, c->prev_leader);
+    snprintf(st->prev_leader_id, sizeof st->prev_leader_id, "%s", n ? n->id : "");
     st->term = raft_current_term(&c->raft);
     st->commit_index = raft_commit_index(&c->raft);
     st->last_applied = raft_last_applied(&c->raft);

@@ -2,9 +2,10 @@
  * should be and proposes the difference:
  *   1. the config fingerprint (first thing a new cluster records);
  *   2. lease expiry: a node is declared dead once this node's monotonic clock passed ttl + margin after
- *      the node's latest renewal it saw applied, or after the start of its leadership if later
- *      (cv_lease_may_expire), with a compare-and-set on its recorded expiry (every applied renewal moves
- *      it), so a renewal that commits first wins;
+ *      the node's latest renewal it saw applied (after the start of its leadership for a node it never
+ *      saw renewed) and, except for the leader it replaced, a grace after its election
+ *      (cv_lease_expires_at; the timer wakes at that instant), with a compare-and-set on its recorded
+ *      expiry (every applied renewal moves it), so a renewal that commits first wins;
  *   3. the shard map: cv_assign_constrained over the eligible nodes (live and not draining), with the
  *      shards an operator fixed (a live, undrained target; else a pinned shard's live, undrained owner)
  *      going to that node, filtered by cv_assign_handoff (a shard
@@ -46,6 +47,7 @@ struct cv_leader {
     uint8_t *live, *elig; /* per cfg node: alive; alive and not draining (may take shards) */
     uint64_t *seen;       /* per cfg node: cv_mono_ms when its latest renewal applied here (0: none) */
     uint64_t since;       /* cv_mono_ms when this run first saw us leading (0: not leading) */
+    int replaced;         /* cfg index of the leader we replaced (no grace for it), or -1 */
     uint64_t restored;    /* raft snapshots installed into the catalog, as of the last seen reset */
     uint64_t *died;       /* per cfg node: cv_mono_ms when its ExpireNode applied here, until its shards
                            * all have new owners (0: no failover pending) */
@@ -115,14 +117,15 @@ static void duty__expire(struct cv_leader *l)
         int k = cv_config_node_index(l->o.cfg, cn->id);
         uint64_t seen = k >= 0 ? l->seen[k] : 0;
         if (!cn->alive) continue;
-        if (!cv_lease_may_expire(seen, l->since, ttl, now)) {
-            uint64_t at = cv_lease_expires_at(seen, l->since, ttl);
+        bool replaced = k >= 0 && k == l->replaced;
+        uint64_t at = cv_lease_expires_at(seen, l->since, ttl, !replaced);
+        if (now < at) {
             next = at < next ? at : next;
             continue;
         }
-        CV_INFO("lease of %s not renewed for %llu ms (ttl %llu + margin %llu): declaring it dead", cn->id,
+        CV_INFO("lease of %s not renewed for %llu ms (ttl %llu + margin %llu%s): declaring it dead", cn->id,
                 (unsigned long long)(now - (seen > l->since ? seen : l->since)), (unsigned long long)ttl,
-                (unsigned long long)cv_lease_margin(ttl));
+                (unsigned long long)cv_lease_margin(ttl), replaced ? ", the leader we replaced" : "");
         Cverse__Catalog__CmdExpireNode ex = CVERSE__CATALOG__CMD_EXPIRE_NODE__INIT;
         ex.node = (char *)cn->id;
         ex.expiry_ms = cn->lease_expiry_ms;
@@ -345,7 +348,10 @@ static void run(uv_timer_t *t)
         leader__failovers(l);
         return;
     }
-    if (!l->since) l->since = cv_mono_ms(); /* later than the real start of leadership: errs safe */
+    if (!l->since) { /* later than the real start of leadership: errs safe */
+        l->since = cv_mono_ms();
+        l->replaced = cv_config_node_index(l->o.cfg, st.prev_leader_id);
+    }
     if (!l->inflight[D_CONFIG]) duty__config(l);
     if (!l->inflight[D_EXPIRE]) duty__expire(l);
     if (!l->inflight[D_ASSIGN] && !l->inflight[D_EXPIRE]) duty__assign(l);
