@@ -511,3 +511,56 @@ Test(fencing, sigstop_of_the_gates_subscription_node_keeps_calls_flowing)
     size_t acts;
     cr_assert_eq(h_actlog_check(C.actlog, report, sizeof report, &acts), 0, "%s", report);
 }
+
+/* ---------------------------------------------------------------- libraft's snapshot crash */
+
+/* Starts node i with snapshot fsyncs slowed by the shim (LD_PRELOAD; ASan must tolerate a preload that
+ * comes first). */
+static void start_with_slow_snapshots(int i, const char *shim)
+{
+    setenv("LD_PRELOAD", shim, 1);
+    const char *asan = getenv("ASAN_OPTIONS");
+    char *saved = asan ? strdup(asan) : NULL;
+    char opts[1024];
+    snprintf(opts, sizeof opts, "%s%sverify_asan_link_order=0", asan ? asan : "", asan ? ":" : "");
+    setenv("ASAN_OPTIONS", opts, 1);
+    h_node_start(&C, i);
+    unsetenv("LD_PRELOAD");
+    if (saved) setenv("ASAN_OPTIONS", saved, 1);
+    else unsetenv("ASAN_OPTIONS");
+    free(saved);
+}
+
+/* libraft 0.22.1 crashed (SEGV at address 0x48, src/consensus/snaphold.c) when a node accepted the
+ * leader's snapshot while it was still writing one of its own. The recipe: the leader is stopped past
+ * the TTL; resumed, it applies what committed meanwhile, crosses its snapshot threshold (16 entries in
+ * the harness) and starts writing a snapshot, steps down, and the new leader, whose log no longer
+ * reaches back that far, sends it a snapshot. Slow snapshot writes (300 ms per fsync, a shim) make the
+ * overlap likely; without the consensus holding the snapshot back, the first cycle already crashed in
+ * the runs that found it. Three cycles; every node must still run and the cluster be ready each time. */
+Test(fencing, resumed_leader_gets_the_new_leaders_snapshot_while_writing_its_own)
+{
+    const char *shim = getenv("CVERSE_SLOW_SNAPSHOT_SHIM");
+    cr_assert_not_null(shim, "CVERSE_SLOW_SNAPSHOT_SHIM not set (run through meson test)");
+    h_cluster_init(&C, 3, 3, TTL_MS);
+    for (int i = 0; i < 3; i++) start_with_slow_snapshots(i, shim);
+    cr_assert(h_poll(READY_MS, h_all_ready, &C), "nodes did not become ready");
+    int held = 0;
+    for (int cycle = 0; cycle < 3; cycle++) {
+        char leader[32] = "";
+        for (int i = 0; i < C.n && !leader[0]; i++) h_leader_of(&C, i, leader, sizeof leader);
+        int v = h_index_of(&C, leader);
+        cr_assert_geq(v, 0, "cycle %d: no leader known", cycle);
+        cr_assert_eq(kill(C.pid[v], SIGSTOP), 0);
+        hold_until(now_ms() + 3 * TTL_MS);
+        cr_assert_eq(kill(C.pid[v], SIGCONT), 0);
+        bool ready = h_poll(20000, h_all_ready, &C);
+        for (int i = 0; i < C.n; i++)
+            cr_assert(h_node_running(&C, i), "cycle %d: %s died (stopped: %s)", cycle, C.id[i], C.id[v]);
+        cr_assert(ready, "cycle %d: the cluster is not ready again after SIGCONT of %s", cycle, C.id[v]);
+        char path[400];
+        snprintf(path, sizeof path, "%s/node-%d.log", C.dir, v + 1);
+        held += log_has(path, "held until our own snapshot is written");
+    }
+    fprintf(stderr, "snapshot crash recipe: a snapshot was held back in %d of 3 cycles\n", held);
+}
