@@ -545,7 +545,6 @@ Test(fencing, resumed_leader_gets_the_new_leaders_snapshot_while_writing_its_own
     h_cluster_init(&C, 3, 3, TTL_MS);
     for (int i = 0; i < 3; i++) start_with_slow_snapshots(i, shim);
     cr_assert(h_poll(READY_MS, h_all_ready, &C), "nodes did not become ready");
-    int held = 0;
     for (int cycle = 0; cycle < 3; cycle++) {
         char leader[32] = "";
         for (int i = 0; i < C.n && !leader[0]; i++) h_leader_of(&C, i, leader, sizeof leader);
@@ -558,9 +557,12 @@ Test(fencing, resumed_leader_gets_the_new_leaders_snapshot_while_writing_its_own
         for (int i = 0; i < C.n; i++)
             cr_assert(h_node_running(&C, i), "cycle %d: %s died (stopped: %s)", cycle, C.id[i], C.id[v]);
         cr_assert(ready, "cycle %d: the cluster is not ready again after SIGCONT of %s", cycle, C.id[v]);
+    }
+    int held = 0; /* how often the recipe came together (informational: timing decides) */
+    for (int i = 0; i < C.n; i++) {
         char path[400];
-        snprintf(path, sizeof path, "%s/node-%d.log", C.dir, v + 1);
+        snprintf(path, sizeof path, "%s/node-%d.log", C.dir, i + 1);
         held += log_has(path, "held until our own snapshot is written");
     }
-    fprintf(stderr, "snapshot crash recipe: a snapshot was held back in %d of 3 cycles\n", held);
+    fprintf(stderr, "snapshot crash recipe: %d of 3 nodes held a snapshot back at least once\n", held);
 }
