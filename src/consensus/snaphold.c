@@ -7,7 +7,8 @@
  * 0x48, the offset of the request's raft pointer, from a libuv work callback). Upstream still has it.
  * It takes a node that applies a burst of entries (its own snapshot threshold is crossed) and at once
  * needs a snapshot from the leader: typically a node resumed after SIGSTOP or a long stall, or a
- * leader that stepped down after one, when the new leader already compacted past its log.
+ * leader that stepped down after one, when the new leader already compacted past its log
+ * (test_fencing, resumed_leader_gets_the_new_leaders_snapshot_while_writing_its_own, makes it likely).
  *
  * Happy path: cv_snaphold_init puts a receive callback between the libuv transport and raft (it
  * replaces io.start, which is how raft registers its callback). Every message goes straight to raft,
