@@ -136,6 +136,7 @@ bool h_node_running(struct h_cluster *c, int i)
     int status;
     if (waitpid(c->pid[i], &status, WNOHANG) == c->pid[i]) {
         c->pid[i] = 0;
+        c->died = true;
         return false;
     }
     return true;
@@ -172,6 +173,7 @@ void h_cluster_stop_all(struct h_cluster *c)
         cr_expect_eq(r, c->pid[i], "%s did not exit within 15 s of SIGTERM", c->id[i]);
         if (r == c->pid[i]) {
             c->pid[i] = 0;
+            if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) c->died = true;
             cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "%s exited with status %d after SIGTERM",
                       c->id[i], status);
         }
@@ -195,13 +197,20 @@ void h_cluster_destroy(struct h_cluster *c)
                      report);
     }
     stop_gates(c, SIGKILL);
-    for (int i = 0; i < c->n; i++)
+    for (int i = 0; i < c->n; i++) {
+        int status;
+        if (c->pid[i] > 0 && waitpid(c->pid[i], &status, WNOHANG) == c->pid[i]) {
+            fprintf(stderr, "%s had exited on its own (status %d)\n", c->id[i], status);
+            c->died = true;
+            c->pid[i] = 0;
+        }
         if (c->pid[i] > 0) h_node_signal(c, i, SIGKILL);
+    }
     if (getenv("CVERSE_TEST_KEEP")) {
         fprintf(stderr, "kept %s\n", c->dir);
         return;
     }
-    if (getenv("CVERSE_TEST_VERBOSE"))
+    if (c->died || getenv("CVERSE_TEST_VERBOSE")) /* a node that died unasked: its log says why */
         for (int i = 0; i < c->n + c->n_gates; i++) {
             char log[400];
             snprintf(log, sizeof log, "%s/%s-%d.log", c->dir, i < c->n ? "node" : "gate",

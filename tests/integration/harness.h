@@ -14,6 +14,7 @@ struct h_cluster {
     char dir[256];       /* temp dir: config, data, logs */
     char actlog[320];    /* <dir>/activations.log: CVERSE_ACTIVATION_LOG of every process started */
     bool started;        /* a node was started: the activation log is checked at destroy */
+    bool died;           /* a node exited unasked or badly: destroy prints every log's tail */
     char config[320];
     int n;               /* nodes in the config */
     int base;            /* first port */
