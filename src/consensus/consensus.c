@@ -33,6 +33,7 @@
 
 #include "core/sm.h"
 #include "cverse/error.h"
+#include "consensus/snapguard.h"
 #include "net/peers.h"
 #include "rpc.pb-c.h"
 #include "util/addr.h"
@@ -111,7 +112,7 @@ struct cv_consensus {
     void *data;
 
     struct raft raft;
-    struct raft_io io;
+    struct cv_snapguard io; /* raft_uv's io (io.inner) behind a guard against a libraft crash */
     struct raft_uv_transport transport;
     struct raft_fsm fsm;
     raft_id id;
@@ -727,18 +728,19 @@ static int consensus__init_raft(struct cv_consensus *c, const char *raft_dir)
     c->transport.data = c;
     if ((rv = raft_uv_tcp_init(&c->transport, c->loop))) goto err;
     if ((rv = raft_uv_tcp_set_bind_address(&c->transport, c->self->raft_bind_addr))) goto err_after_tcp;
-    if ((rv = raft_uv_init(&c->io, c->loop, raft_dir, &c->transport))) goto err_after_tcp;
+    if ((rv = raft_uv_init(&c->io.inner, c->loop, raft_dir, &c->transport))) goto err_after_tcp;
+    cv_snapguard_init(&c->io);
     c->fsm.version = 2;
     c->fsm.data = c;
     c->fsm.apply = fsm__apply;
     c->fsm.snapshot = fsm__snapshot;
     c->fsm.restore = fsm__restore;
     c->fsm.snapshot_finalize = fsm__snapshot_finalize;
-    if ((rv = raft_init(&c->raft, &c->io, &c->fsm, c->id, c->self->raft_addr))) goto err_after_io;
+    if ((rv = raft_init(&c->raft, &c->io.io, &c->fsm, c->id, c->self->raft_addr))) goto err_after_io;
     tune(c);
     return 0;
 err_after_io:
-    raft_uv_close(&c->io);
+    raft_uv_close(&c->io.inner);
 err_after_tcp:
     raft_uv_tcp_close(&c->transport);
 err:
@@ -786,7 +788,7 @@ int cv_consensus_start(struct cv_consensus *c)
     cv_catalog_set_observer(c->cat, fsm__observe, c);
     if ((rv = raft_start(&c->raft))) {
         CV_ERROR("raft start failed: %s (%s%s%s); is %s already in use?", raft_strerror(rv),
-                 raft_errmsg(&c->raft), c->io.errmsg, c->transport.errmsg, c->self->raft_bind_addr);
+                 raft_errmsg(&c->raft), c->io.io.errmsg, c->transport.errmsg, c->self->raft_bind_addr);
         return CV_ERAFT;
     }
     c->started = true;
@@ -819,7 +821,7 @@ static void consensus__handle_closed(uv_handle_t *h)
 static void consensus__raft_closed(struct raft *r)
 {
     struct cv_consensus *c = r->data;
-    raft_uv_close(&c->io);
+    raft_uv_close(&c->io.inner);
     raft_uv_tcp_close(&c->transport);
     consensus__close_step(c);
 }

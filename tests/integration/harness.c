@@ -6,10 +6,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -41,6 +43,34 @@ static const char demo_autoload[] =
     "    - type: \"ShardMonitor\"\n      id: \"ShardMonitor\"\n      per_shard: true\n"
     "    - type: \"NodeMonitor\"\n      id: \"NodeMonitor\"\n      per_node: true\n";
 
+/* True when nothing listens on port: checked by binding with SO_REUSEADDR as the nodes do, so ports
+ * left in TIME_WAIT by an earlier suite count as free. */
+static bool port_free(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) return true;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    bool ok = bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
+    close(fd);
+    return ok;
+}
+
+/* Every port a cluster at base uses: grpc base+i, http base+100+i, raft base+2000+i, gates base+10+g and
+ * base+110+g, and the inspector's base+115.. of test_inspector. */
+static bool ports_free(int base, int n, int gates)
+{
+    for (int i = 0; i < n; i++)
+        if (!port_free(base + i) || !port_free(base + 100 + i) || !port_free(base + 2000 + i)) return false;
+    for (int g = 0; g < gates; g++)
+        if (!port_free(base + 10 + g) || !port_free(base + 110 + g)) return false;
+    for (int k = 0; k < 4; k++)
+        if (!port_free(base + 115 + k)) return false;
+    return true;
+}
+
 void h_cluster_init_ex(struct h_cluster *c, int n, int voters, unsigned lease_ttl_ms, const struct h_opts *o)
 {
     memset(c, 0, sizeof *c);
@@ -50,6 +80,10 @@ void h_cluster_init_ex(struct h_cluster *c, int n, int voters, unsigned lease_tt
     /* Ports below the kernel's ephemeral range (32768+), where outgoing connections could take them:
      * grpc base+i, http base+100+i, raft = grpc + 2000, base chosen from the pid. */
     c->base = 10000 + (int)(getpid() % 1000) * 20;
+    /* Suites running at once (developers' worktrees) may have chosen overlapping ranges: move on to a
+     * range whose ports are all free now. */
+    for (int tries = 0; tries < 500 && !ports_free(c->base, n, o->gates); tries++)
+        c->base = 10000 + (c->base - 10000 + 7 * 20) % 20000;
     snprintf(c->dir, sizeof c->dir, "/tmp/cverse-test-XXXXXX");
     cr_assert_not_null(mkdtemp(c->dir), "mkdtemp: %s", strerror(errno));
     snprintf(c->config, sizeof c->config, "%s/cluster.yml", c->dir);
