@@ -40,21 +40,25 @@
 #define WATCH_MS (CV_IOWRAP_STALL_MS / 4)
 #define STALL_WARN_MS 10000u /* a stall with a writable disk is logged this often */
 
-struct wappend {
-    struct raft_io_append req; /* first: ours, handed to raft_uv */
-    struct raft_io_append *orig;
-    raft_io_append_cb cb;
+/* A pending write of ours (an append or a snapshot put), handed to raft_uv in place of raft's. */
+struct wreq {
+    union { /* first: raft_uv's callback gets its address */
+        struct raft_io_append append;
+        struct raft_io_snapshot_put put;
+    } req;
+    union {
+        struct raft_io_append *append;
+        struct raft_io_snapshot_put *put;
+    } orig;
+    union {
+        raft_io_append_cb append;
+        raft_io_snapshot_put_cb put;
+    } cb;
+    const char *what; /* "append" or "snapshot put" */
+    unsigned n;       /* entries of an append */
     struct cv_iowrap *w;
     uint64_t start_ms;
-    unsigned n;
-    struct wappend *prev, *next;
-};
-
-struct wsnap {
-    struct raft_io_snapshot_put req; /* first */
-    struct raft_io_snapshot_put *orig;
-    raft_io_snapshot_put_cb cb;
-    struct cv_iowrap *w;
+    struct wreq *prev, *next;
 };
 
 struct cv_iowrap {
@@ -66,7 +70,7 @@ struct cv_iowrap {
     cv_iowrap_fail_cb cb;
     void *data;
     uv_timer_t watch;
-    struct wappend *appends; /* pending, newest first */
+    struct wreq *pending; /* appends and snapshot puts, newest first */
     uv_work_t probe;
     bool probing;
     int probe_err;          /* errno of the last probe, 0 if it succeeded */
@@ -116,6 +120,13 @@ static void iowrap__report(struct cv_iowrap *w, const char *reason)
 
 static void iowrap__maybe_closed(struct cv_iowrap *w);
 
+static struct wreq *iowrap__oldest(struct cv_iowrap *w)
+{
+    struct wreq *r = w->pending;
+    while (r && r->next) r = r->next;
+    return r;
+}
+
 static void iowrap__probe_done(uv_work_t *req, int status)
 {
     struct cv_iowrap *w = req->data;
@@ -132,11 +143,10 @@ static void iowrap__probe_done(uv_work_t *req, int status)
         iowrap__report(w, reason);
     }
     uint64_t now = cv_mono_ms();
-    struct wappend *oldest = w->appends;
-    while (oldest && oldest->next) oldest = oldest->next;
+    struct wreq *oldest = iowrap__oldest(w);
     if (oldest && now - w->warned_ms >= STALL_WARN_MS) {
         w->warned_ms = now;
-        CV_WARN("raft log append pending for %llu ms although %s accepts writes (slow disk?)",
+        CV_WARN("raft log %s pending for %llu ms although %s accepts writes (slow disk?)", oldest->what,
                 (unsigned long long)(now - oldest->start_ms), w->dir);
     }
 }
@@ -162,31 +172,55 @@ static void iowrap__failed(struct cv_iowrap *w, int status, const char *what)
 static void iowrap__watch(uv_timer_t *t)
 {
     struct cv_iowrap *w = t->data;
-    struct wappend *oldest = w->appends;
-    while (oldest && oldest->next) oldest = oldest->next;
+    struct wreq *oldest = iowrap__oldest(w);
     uint64_t now = cv_mono_ms();
     if (!oldest || now - oldest->start_ms < CV_IOWRAP_STALL_MS || w->fail_status ||
         now - w->probed_ms < CV_IOWRAP_STALL_MS)
         return;
     w->probed_ms = now;
-    snprintf(w->fail_what, sizeof w->fail_what, "append of %u entries pending for %llu ms", oldest->n,
-             (unsigned long long)(now - oldest->start_ms));
+    if (oldest->n)
+        snprintf(w->fail_what, sizeof w->fail_what, "%s of %u entries pending for %llu ms", oldest->what,
+                 oldest->n, (unsigned long long)(now - oldest->start_ms));
+    else
+        snprintf(w->fail_what, sizeof w->fail_what, "%s pending for %llu ms", oldest->what,
+                 (unsigned long long)(now - oldest->start_ms));
     iowrap__probe(w);
 }
 
 /* ---------------------------------------------------------------- the wrapped functions */
 
+static struct wreq *wreq__new(struct cv_iowrap *w, const char *what, unsigned n)
+{
+    struct wreq *r = calloc(1, sizeof *r);
+    if (r) *r = (struct wreq){.what = what, .n = n, .w = w, .start_ms = cv_mono_ms()};
+    return r;
+}
+
+static void wreq__link(struct wreq *r)
+{
+    struct cv_iowrap *w = r->w;
+    r->next = w->pending;
+    if (w->pending) w->pending->prev = r;
+    w->pending = r;
+}
+
+/* Unlinks a completed request and looks at its status; the caller frees it after raft's callback. */
+static void wreq__done(struct wreq *r, int status)
+{
+    struct cv_iowrap *w = r->w;
+    if (r->prev) r->prev->next = r->next;
+    else w->pending = r->next;
+    if (r->next) r->next->prev = r->prev;
+    iowrap__failed(w, status, r->what);
+}
+
 static void iowrap__append_cb(struct raft_io_append *req, int status)
 {
-    struct wappend *a = (struct wappend *)req;
-    struct cv_iowrap *w = a->w;
-    if (a->prev) a->prev->next = a->next;
-    else w->appends = a->next;
-    if (a->next) a->next->prev = a->prev;
-    iowrap__failed(w, status, "append");
-    raft_io_append_cb cb = a->cb;
-    struct raft_io_append *orig = a->orig;
-    free(a);
+    struct wreq *r = (struct wreq *)req;
+    wreq__done(r, status);
+    raft_io_append_cb cb = r->cb.append;
+    struct raft_io_append *orig = r->orig.append;
+    free(r);
     cb(orig, status);
 }
 
@@ -194,28 +228,27 @@ static int iowrap__append(struct raft_io *io, struct raft_io_append *req, const 
                           unsigned n, raft_io_append_cb cb)
 {
     struct cv_iowrap *w = iowrap__of(io);
-    struct wappend *a = calloc(1, sizeof *a);
-    if (!a) return RAFT_NOMEM;
-    *a = (struct wappend){.orig = req, .cb = cb, .w = w, .start_ms = cv_mono_ms(), .n = n};
-    int rv = w->saved.append(io, &a->req, entries, n, iowrap__append_cb);
+    struct wreq *r = wreq__new(w, "append", n);
+    if (!r) return RAFT_NOMEM;
+    r->orig.append = req;
+    r->cb.append = cb;
+    int rv = w->saved.append(io, &r->req.append, entries, n, iowrap__append_cb);
     if (rv) {
-        free(a);
+        free(r);
         iowrap__failed(w, rv, "append");
-        return rv;
+    } else {
+        wreq__link(r);
     }
-    a->next = w->appends;
-    if (w->appends) w->appends->prev = a;
-    w->appends = a;
-    return 0;
+    return rv;
 }
 
 static void iowrap__snapshot_cb(struct raft_io_snapshot_put *req, int status)
 {
-    struct wsnap *s = (struct wsnap *)req;
-    iowrap__failed(s->w, status, "snapshot put");
-    raft_io_snapshot_put_cb cb = s->cb;
-    struct raft_io_snapshot_put *orig = s->orig;
-    free(s);
+    struct wreq *r = (struct wreq *)req;
+    wreq__done(r, status);
+    raft_io_snapshot_put_cb cb = r->cb.put;
+    struct raft_io_snapshot_put *orig = r->orig.put;
+    free(r);
     cb(orig, status);
 }
 
@@ -223,13 +256,16 @@ static int iowrap__snapshot_put(struct raft_io *io, unsigned trailing, struct ra
                                 const struct raft_snapshot *snapshot, raft_io_snapshot_put_cb cb)
 {
     struct cv_iowrap *w = iowrap__of(io);
-    struct wsnap *s = calloc(1, sizeof *s);
-    if (!s) return RAFT_NOMEM;
-    *s = (struct wsnap){.orig = req, .cb = cb, .w = w};
-    int rv = w->saved.snapshot_put(io, trailing, &s->req, snapshot, iowrap__snapshot_cb);
+    struct wreq *r = wreq__new(w, "snapshot put", 0);
+    if (!r) return RAFT_NOMEM;
+    r->orig.put = req;
+    r->cb.put = cb;
+    int rv = w->saved.snapshot_put(io, trailing, &r->req.put, snapshot, iowrap__snapshot_cb);
     if (rv) {
-        free(s);
+        free(r);
         iowrap__failed(w, rv, "snapshot put");
+    } else {
+        wreq__link(r);
     }
     return rv;
 }
