@@ -46,6 +46,7 @@ struct cv_gate_stats {
     uint64_t retries[CV_GATE_N_RETRY];
     uint64_t maps_applied, maps_ignored, sub_switches;
     uint64_t sub_stalls; /* subscriptions given up because their node fell silent */
+    uint64_t resends;    /* forwards sent again because their node was declared dead while they waited */
     uint64_t fwd_moves[CV_FWD_N_STATES]; /* moves of forwards into each state (their paths; not on /metrics) */
     uint64_t map_index;   /* 0 without a map */
     uint32_t unassigned;  /* shards without owner; the configured shard count without a map */

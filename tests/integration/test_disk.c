@@ -177,3 +177,71 @@ Test(disk, full_disk_stops_the_node_and_the_others_take_over)
             filled, C.id[v.i], t_exit - t0, WEXITSTATUS(v.status), raft_line ? "raft" : "the catalog",
             now_ms() - t0);
 }
+
+/* ---------------------------------------------------------------- a call pending at a frozen owner */
+
+TestSuite(reroute, .fini = teardown, .timeout = 240);
+
+static bool active_on(int i, const char *id)
+{
+    long st;
+    json_t *j = h_get_json(&C, i, "/v1/objects?type=SimpleCounter", &st);
+    bool found = false;
+    json_t *o;
+    size_t k;
+    json_array_foreach(json_object_get(j, "objects"), k, o)
+        if (strcmp(json_string_value(json_object_get(o, "id")) ?: "", id) == 0) found = true;
+    json_decref(j);
+    return found;
+}
+
+struct logged {
+    char path[400];
+    const char *needle;
+};
+
+static bool logged(void *arg)
+{
+    struct logged *l = arg;
+    return log_has(l->path, l->needle);
+}
+
+Test(reroute, call_pending_at_a_frozen_owner_is_sent_again_once_it_is_declared_dead)
+{
+    struct h_opts o = {.gates = 1};
+    h_cluster_init_ex(&C, 3, 3, TTL_MS, &o);
+    start_with_counters();
+    char leader[32], id[16] = "";
+    h_leader_of(&C, 0, leader, sizeof leader);
+    int v = strcmp(leader, C.id[2]) != 0 ? 2 : 1; /* neither the leader nor node-1 (the gate's map) */
+    for (int k = 0; k < N_COUNTERS && !id[0]; k++) {
+        counter_id(k, id, sizeof id);
+        if (!active_on(v, id)) id[0] = '\0';
+    }
+    cr_assert(id[0], "%s owns none of the %d counters", C.id[v], N_COUNTERS);
+
+    cr_assert_eq(kill(C.pid[v], SIGSTOP), 0);
+    /* Sent at once, the call goes to the frozen owner (the gate's map still names it) and waits there. */
+    const unsigned deadline_ms = 20000;
+    unsigned long long t0 = now_ms();
+    long st;
+    long long val = increment_within(id, deadline_ms, &st);
+    unsigned long long took = now_ms() - t0;
+    cr_assert_eq(kill(C.pid[v], SIGCONT), 0);
+    cr_assert_eq(st, 200, "the call pending at frozen %s failed (HTTP %ld) after %llu ms", C.id[v], st, took);
+    cr_assert_eq(val, 1, "%s answered %lld: not a new activation (the frozen copy stood at 1)", id, val);
+    cr_assert_lt(took, deadline_ms / 3, "the call took %llu ms: it waited for its deadline, not for the new owner",
+                 took);
+    char *metrics = h_get_port(h_gate_http_port(&C, 0), "/metrics", &st);
+    cr_assert(metrics && strstr(metrics, "cverse_gate_resends_total 0") == NULL &&
+                  strstr(metrics, "cverse_gate_resends_total") != NULL,
+              "the gate did not count a resend");
+    free(metrics);
+    /* Resumed, the old owner fences itself (its copy's end is logged): the checker at teardown sees no
+     * two activations of the counter at once. */
+    struct logged l = {.needle = "fenced: lease not confirmed"};
+    snprintf(l.path, sizeof l.path, "%s/node-%d.log", C.dir, v + 1);
+    cr_assert(h_poll(10000, logged, &l), "%s did not fence itself after SIGCONT", C.id[v]);
+    fprintf(stderr, "reroute: the call pending at frozen %s completed after %llu ms (deadline %u ms)\n", C.id[v],
+            took, deadline_ms);
+}
