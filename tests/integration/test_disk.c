@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "util/fs.h"
 
 #define READY_MS 30000
 #define TTL_MS 1000
@@ -159,6 +160,7 @@ Test(disk, full_disk_stops_the_node_and_the_others_take_over)
 
     unsigned long long t0 = now_ms();
     unsigned long long filled = fill_disk(mnt);
+    cr_assert_str_eq(cv_fs_strerror(EIO, mnt), strerror(ENOSPC), "LMDB's EIO on this disk reads as a full disk");
     char log[400];
     snprintf(log, sizeof log, "%s/node-%d.log", C.dir, v.i + 1);
     /* The raft log needs a new segment within a few snapshots (every 16 entries here; lease renewals
