@@ -20,7 +20,10 @@
  * map when the gate's map stays behind it (the subscribed node lags). A forward already SENT is never
  * sent a second time while its node might still run it (it may have started: double execution); a
  * frozen owner answers it UNAVAILABLE when it resumes (its lease check reads a fresh clock), which
- * routes it again at once, else it ends at its deadline. Closing
+ * routes it again at once. Once a map shows that node declared dead and the shard gone from it
+ * (cv_gate_may_resend: its lease ended, it ran the call before or never will), the forward is routed
+ * again at once and a late answer to the old send is dropped (struct fwd_send); at-least-once if that
+ * node ran it and the answer was lost. Else it ends at its deadline. Closing
  * fails waiting forwards with CV_ECANCELED at once and sent ones when their client closes; the struct
  * is freed after the last handle's close callback. Single-threaded: everything runs on the loop. */
 #include "gate/forwarder.h"

@@ -24,7 +24,8 @@ extern const char *const cv_gate_retry_names[CV_GATE_N_RETRY]; /* "redirect", "u
 /* A forward's lifecycle (checked with core/sm.h in debug builds):
  *   QUEUED --> ROUTING --> SENT --> DONE            (the happy path)
  *   ROUTING --> BACKOFF | AWAIT_MAP --> ROUTING     (no owner / unreachable / redirect: wait, route again)
- *   SENT --> BACKOFF | AWAIT_MAP                    (the node answered a rerouted error)
+ *   SENT --> BACKOFF | AWAIT_MAP                    (the node answered a rerouted error, or BACKOFF: a
+ *                                                    new map shows it declared dead, the shard moved)
  *   QUEUED | ROUTING | BACKOFF | AWAIT_MAP --> DONE (deadline, routing failure, gate closing)
  * AWAIT_MAP waits for a shard map at least as new as a redirect reported (a map push ends the wait
  * early), BACKOFF for its backoff (a map push or a node connecting ends it early). */
