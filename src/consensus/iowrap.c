@@ -157,6 +157,7 @@ static void iowrap__probe(struct cv_iowrap *w)
     w->probe.data = w;
     w->probe_err = 0;
     if (uv_queue_work(w->loop, &w->probe, iowrap__probe_work, iowrap__probe_done) == 0) w->probing = true;
+    else if (w->fail_status) iowrap__report(w, raft_strerror(w->fail_status)); /* cannot probe: say what failed */
 }
 
 /* A write failed (status a RAFT_* code): probe, then report whatever the probe finds. */
