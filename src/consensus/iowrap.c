@@ -205,14 +205,33 @@ static void wreq__link(struct wreq *r)
     w->pending = r;
 }
 
-/* Unlinks a completed request and looks at its status; the caller frees it after raft's callback. */
-static void wreq__done(struct wreq *r, int status)
+static void wreq__unlink(struct wreq *r)
 {
     struct cv_iowrap *w = r->w;
     if (r->prev) r->prev->next = r->next;
     else w->pending = r->next;
     if (r->next) r->next->prev = r->prev;
-    iowrap__failed(w, status, r->what);
+    r->prev = r->next = NULL;
+}
+
+/* A completed request: unlinked, its status looked at; the caller frees it after raft's callback. */
+static void wreq__done(struct wreq *r, int status)
+{
+    wreq__unlink(r);
+    iowrap__failed(r->w, status, r->what);
+}
+
+/* raft_uv refused a request. RAFT_CANCELED (closing) comes before it is queued, so no callback follows:
+ * free it. Any other error is reported (the node stops); the request stays listed, since raft_uv may
+ * have queued it before failing and call back later; what is left is freed with the wrapper. */
+static void wreq__failed_call(struct cv_iowrap *w, struct wreq *r, int rv)
+{
+    if (rv != RAFT_CANCELED) {
+        iowrap__failed(w, rv, r->what);
+        return;
+    }
+    wreq__unlink(r);
+    free(r);
 }
 
 static void iowrap__append_cb(struct raft_io_append *req, int status)
@@ -233,13 +252,9 @@ static int iowrap__append(struct raft_io *io, struct raft_io_append *req, const 
     if (!r) return RAFT_NOMEM;
     r->orig.append = req;
     r->cb.append = cb;
+    wreq__link(r); /* before the call: raft_uv may complete it from inside (an error path) */
     int rv = w->saved.append(io, &r->req.append, entries, n, iowrap__append_cb);
-    if (rv) {
-        free(r);
-        iowrap__failed(w, rv, "append");
-    } else {
-        wreq__link(r);
-    }
+    if (rv) wreq__failed_call(w, r, rv);
     return rv;
 }
 
@@ -261,13 +276,9 @@ static int iowrap__snapshot_put(struct raft_io *io, unsigned trailing, struct ra
     if (!r) return RAFT_NOMEM;
     r->orig.put = req;
     r->cb.put = cb;
+    wreq__link(r);
     int rv = w->saved.snapshot_put(io, trailing, &r->req.put, snapshot, iowrap__snapshot_cb);
-    if (rv) {
-        free(r);
-        iowrap__failed(w, rv, "snapshot put");
-    } else {
-        wreq__link(r);
-    }
+    if (rv) wreq__failed_call(w, r, rv);
     return rv;
 }
 
@@ -307,6 +318,11 @@ static void iowrap__maybe_closed(struct cv_iowrap *w)
         }
     raft_io_close_cb cb = w->close_cb;
     struct raft_io *io = w->io;
+    while (w->pending) { /* refused with an error and never called back: nothing will call back now */
+        struct wreq *r = w->pending;
+        wreq__unlink(r);
+        free(r);
+    }
     free(w->dir);
     free(w);
     if (cb) cb(io);
