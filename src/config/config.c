@@ -649,6 +649,7 @@ static int cfg__autoload_one(struct cfg__ctx *c, const struct cfg__field *item, 
     cfg__field(c, item->node, item->path, "id", &id);
     cfg__field(c, item->node, item->path, "per_shard", &per_shard);
     cfg__field(c, item->node, item->path, "per_node", &per_node);
+    a->line = type.line;
     rv = cfg__str(c, &type, true, "an object type name", &a->type);
     if (!rv) rv = cfg__str(c, &id, true, "an object id", &a->id);
     if (!rv) rv = cfg__bool(c, &per_shard, &a->per_shard);

@@ -23,6 +23,7 @@
  * replica's state diverge from the log (raft would otherwise wedge silently, see docs/architecture.md).
  */
 #include "consensus/consensus.h"
+#include "consensus/iowrap.h"
 
 #include <errno.h>
 #include <raft.h>
@@ -109,6 +110,7 @@ struct cv_consensus {
     struct cv_catalog *cat;
     cv_consensus_applied_cb on_applied;
     cv_consensus_leader_cb on_leader;
+    cv_iowrap_fail_cb on_log_failed;
     void *data;
 
     struct raft raft;
@@ -737,6 +739,7 @@ static int consensus__init_raft(struct cv_consensus *c, const char *raft_dir)
     c->fsm.restore = fsm__restore;
     c->fsm.snapshot_finalize = fsm__snapshot_finalize;
     if ((rv = raft_init(&c->raft, &c->io.io, &c->fsm, c->id, c->self->raft_addr))) goto err_after_io;
+    cv_iowrap_install(&c->io.inner, c->loop, raft_dir, c->on_log_failed, c->data); /* raft_uv's: loud failures */
     tune(c);
     return 0;
 err_after_io:
@@ -766,6 +769,7 @@ int cv_consensus_init(const struct cv_consensus_opts *opts, struct cv_consensus 
     c->peers = opts->peers;
     c->on_applied = opts->on_applied;
     c->on_leader = opts->on_leader;
+    c->on_log_failed = opts->on_log_failed;
     c->data = opts->data;
     c->pendings.next = c->pendings.prev = &c->pendings;
     c->next_seq = cv_now_ms() * 1000; /* unique across restarts of this node */

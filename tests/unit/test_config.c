@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "config/check.h"
 #include "config/config.h"
 #include "cverse/error.h"
 
@@ -730,5 +731,36 @@ Test(config, inspector_admin_token_file)
                        "inspector: {grpc_addr: \"127.0.0.1:47200\", http_addr: \"127.0.0.1:48200\"}\n";
     cr_assert_eq(cv_config_parse(none, strlen(none), "t.yml", &cfg, err, sizeof err), 0, "%s", err);
     cr_assert_null(cfg->inspector.admin_token_file);
+    cv_config_free(cfg);
+}
+
+/* ---- checks against the process' object types (config/check.h) ------------------------------------- */
+
+static bool known_demo(void *data, const char *type)
+{
+    (void)data;
+    return strcmp(type, "GlobalMonitor") == 0 || strcmp(type, "ShardMonitor") == 0;
+}
+
+Test(config, unknown_autoload_type_names_its_line)
+{
+    static const char text[] = "version: 1\ncluster:\n  auto_load_objects:\n"
+                               "    - type: GlobalMonitor\n      id: G\n"
+                               "    - id: S\n      per_shard: true\n      type: ShardMonitr\n"
+                               "nodes:\n  - {id: n1, grpc_addr: \"127.0.0.1:7001\", http_addr: \"127.0.0.1:7101\"}\n";
+    struct cv_config *cfg;
+    char err[512];
+    cr_assert_eq(cv_config_parse(text, sizeof text - 1, "t.yml", &cfg, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(cfg->autoload[0].line, 4);
+    cr_assert_eq(cfg->autoload[1].line, 8, "the line of the entry's type");
+    cr_assert_eq(cv_config_check_types(cfg, known_demo, NULL, err, sizeof err), CV_ECONFIG);
+    cr_assert_str_eq(err, "t.yml:8: cluster.auto_load_objects[1].type: unknown object type \"ShardMonitr\" (id "
+                          "\"S\"; load the module that defines it with --module PATH.so)");
+    cr_assert_eq(cv_config_check_types(cfg, known_demo, NULL, NULL, 0), CV_ECONFIG, "err may be NULL");
+    free(cfg->autoload[1].type);
+    cfg->autoload[1].type = strdup("ShardMonitor");
+    err[0] = '\0';
+    cr_assert_eq(cv_config_check_types(cfg, known_demo, NULL, err, sizeof err), 0);
+    cr_assert_str_eq(err, "", "nothing written when every type is known");
     cv_config_free(cfg);
 }
