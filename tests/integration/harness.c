@@ -436,3 +436,43 @@ bool h_all_ready(void *arg)
     struct h_cluster *c = arg;
     return h_ready_upto(c, c->n);
 }
+
+/* ---------------------------------------------------------------- clusters in network namespaces */
+
+/* The host a port of c's config belongs to (for an address of key), or NULL to leave it as written. */
+static const char *host_of_port(const struct h_cluster *c, int port, bool http, const char *const *hosts)
+{
+    for (int i = 0; i < c->n; i++)
+        if (port == c->base + i || port == http_port(c, i)) return http ? "0.0.0.0" : hosts[i];
+    for (int g = 0; g < c->n_gates; g++)
+        if (port == h_gate_grpc_port(c, g) || port == h_gate_http_port(c, g)) return http ? "0.0.0.0" : hosts[c->n + g];
+    return NULL;
+}
+
+void h_cluster_init_hosts(struct h_cluster *c, int n, int voters, unsigned lease_ttl_ms, const struct h_opts *o,
+                          const char *const *hosts)
+{
+    h_cluster_init_ex(c, n, voters, lease_ttl_ms, o);
+    FILE *in = fopen(c->config, "r");
+    cr_assert_not_null(in);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    cr_assert_not_null(out);
+    char line[512];
+    while (fgets(line, sizeof line, in)) { /* every address is written as "127.0.0.1:<port>" */
+        char *at = strstr(line, "\"127.0.0.1:");
+        const char *host = at ? host_of_port(c, atoi(at + 11), strstr(line, "http_addr") != NULL, hosts) : NULL;
+        if (host)
+            fprintf(out, "%.*s\"%s:%s", (int)(at - line), line, host, at + 11);
+        else
+            fputs(line, out);
+    }
+    fclose(in);
+    fclose(out);
+    FILE *f = fopen(c->config, "w");
+    cr_assert_not_null(f);
+    fputs(text, f);
+    fclose(f);
+    free(text);
+}
