@@ -92,4 +92,8 @@ int h_index_of(struct h_cluster *c, const char *id);
 void h_cluster_init_hosts(struct h_cluster *c, int n, int voters, unsigned lease_ttl_ms, const struct h_opts *o,
                           const char *const *hosts);
 
+/* Sets `key: value` on the first line of c's config whose key is `key` (e.g. "snapshot_threshold",
+ * "lease_ttl_ms"), keeping its indentation; fails the test if there is none. Before starting processes. */
+void h_config_set(struct h_cluster *c, const char *key, const char *value);
+
 #endif

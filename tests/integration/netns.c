@@ -122,7 +122,7 @@ void h_net_destroy(struct h_net *net)
 static void host_add(struct h_net *net, int k)
 {
     snprintf(net->ns[k], sizeof net->ns[k], "%s-h%d", net->prefix, k);
-    snprintf(net->ip[k], sizeof net->ip[k], "10.213.%d.%d", net->net, k + 1);
+    snprintf(net->ip[k], sizeof net->ip[k], "10.213.%d.%d", net->net % 256, (k + 1) % 256);
     snprintf(net->port[k], sizeof net->port[k], "p%d", k);
     NET_MUST("ip netns add %s", net->ns[k]);
     net->n = k + 1; /* from here on destroy deletes it */

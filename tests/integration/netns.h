@@ -14,8 +14,8 @@ struct h_net {
     int net;                  /* third octet of 10.213.<net>.0/24 */
     int n;                    /* hosts */
     char ns[H_NET_MAX][40];   /* host k's namespace */
-    char ip[H_NET_MAX][16];   /* host k's address: 10.213.<net>.<k+1> */
-    char port[H_NET_MAX][8];  /* host k's veth end on the bridge ("p<k>") */
+    char ip[H_NET_MAX][24];   /* host k's address: 10.213.<net>.<k+1> */
+    char port[H_NET_MAX][16]; /* host k's veth end on the bridge ("p<k>") */
     bool sink[H_NET_MAX];     /* host k has the dead-end veth used by pair cuts */
     bool created;
 };
