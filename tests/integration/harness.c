@@ -479,3 +479,81 @@ bool h_all_ready(void *arg)
     struct h_cluster *c = arg;
     return h_ready_upto(c, c->n);
 }
+
+/* ---------------------------------------------------------------- clusters in network namespaces */
+
+/* A rewrite of c's config, line by line. */
+struct config_edit {
+    const struct h_cluster *c;
+    const char *const *hosts; /* h_cluster_init_hosts */
+    const char *key, *value;  /* h_config_set */
+    int done;
+};
+
+/* Passes every line of c's config to edit, which writes it (changed or not) to out; out replaces it. */
+static void config_rewrite(struct h_cluster *c, void (*edit)(struct config_edit *e, const char *line, FILE *out),
+                           struct config_edit *e)
+{
+    FILE *in = fopen(c->config, "r");
+    cr_assert_not_null(in);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    cr_assert_not_null(out);
+    char line[512];
+    while (fgets(line, sizeof line, in)) edit(e, line, out);
+    fclose(in);
+    fclose(out);
+    FILE *f = fopen(c->config, "w");
+    cr_assert_not_null(f);
+    fputs(text, f);
+    fclose(f);
+    free(text);
+}
+
+/* The host a port of c's config belongs to (0.0.0.0 for an HTTP listener), or NULL to leave it. */
+static const char *host_of_port(const struct h_cluster *c, int port, bool http, const char *const *hosts)
+{
+    for (int i = 0; i < c->n; i++)
+        if (port == c->base + i || port == http_port(c, i)) return http ? "0.0.0.0" : hosts[i];
+    for (int g = 0; g < c->n_gates; g++)
+        if (port == h_gate_grpc_port(c, g) || port == h_gate_http_port(c, g)) return http ? "0.0.0.0" : hosts[c->n + g];
+    return NULL;
+}
+
+/* Every address is written as "127.0.0.1:<port>": the port says whose it is. */
+static void addr_line(struct config_edit *e, const char *line, FILE *out)
+{
+    const char *at = strstr(line, "\"127.0.0.1:");
+    const char *host = at ? host_of_port(e->c, atoi(at + 11), strstr(line, "http_addr") != NULL, e->hosts) : NULL;
+    if (host)
+        fprintf(out, "%.*s\"%s:%s", (int)(at - line), line, host, at + 11);
+    else
+        fputs(line, out);
+}
+
+void h_cluster_init_hosts(struct h_cluster *c, int n, int voters, unsigned lease_ttl_ms, const struct h_opts *o,
+                          const char *const *hosts)
+{
+    h_cluster_init_ex(c, n, voters, lease_ttl_ms, o);
+    struct config_edit e = {c, hosts, NULL, NULL, 0};
+    config_rewrite(c, addr_line, &e);
+}
+
+static void set_line(struct config_edit *e, const char *line, FILE *out)
+{
+    size_t ind = strspn(line, " "), klen = strlen(e->key);
+    if (!e->done && !strncmp(line + ind, e->key, klen) && line[ind + klen] == ':') {
+        fprintf(out, "%.*s%s: %s\n", (int)ind, line, e->key, e->value);
+        e->done = 1;
+    } else {
+        fputs(line, out);
+    }
+}
+
+void h_config_set(struct h_cluster *c, const char *key, const char *value)
+{
+    struct config_edit e = {c, NULL, key, value, 0};
+    config_rewrite(c, set_line, &e);
+    cr_assert(e.done, "h_config_set: no key %s in %s", key, c->config);
+}

@@ -85,4 +85,16 @@ void h_leader_of(struct h_cluster *c, int i, char *out, size_t len);
 /* Index of node id in the cluster, -1 if none. */
 int h_index_of(struct h_cluster *c, const char *id);
 
+/* h_cluster_init_ex for processes in network namespaces (tests/integration/netns.h): node i's grpc_addr and
+ * advertise_addr are hosts[i]:<its port> (so raft, whose address defaults from them, listens and is dialled
+ * there too), gate g's are hosts[n + g]:<its port>; every http_addr is 0.0.0.0:<its port>, so a thread
+ * inside that process' namespace reaches it at 127.0.0.1 with the functions above (h_get_json, h_post...).
+ * hosts: borrowed, n + o->gates addresses. */
+void h_cluster_init_hosts(struct h_cluster *c, int n, int voters, unsigned lease_ttl_ms, const struct h_opts *o,
+                          const char *const *hosts);
+
+/* Sets `key: value` on the first line of c's config whose key is `key` (e.g. "snapshot_threshold",
+ * "lease_ttl_ms"), keeping its indentation; fails the test if there is none. Before starting processes. */
+void h_config_set(struct h_cluster *c, const char *key, const char *value);
+
 #endif
