@@ -693,7 +693,8 @@ static int cfg__raft(struct cfg__ctx *c, const struct cfg__field *f)
     if (!rv) rv = cfg__unsigned(c, &elect, 50, 600000, &r->election_timeout_ms);
     if (!rv) rv = cfg__unsigned(c, &hb, 1, 600000, &r->heartbeat_timeout_ms);
     if (!rv) rv = cfg__unsigned(c, &thr, 16, 1000000000, &r->snapshot_threshold);
-    if (!rv) rv = cfg__unsigned(c, &trail, 0, 1000000000, &r->snapshot_trailing);
+    /* 0 is refused: consensus/snapguard tells our own snapshots (trailing > 0) from installs (0). */
+    if (!rv) rv = cfg__unsigned(c, &trail, 1, 1000000000, &r->snapshot_trailing);
     if (!rv) rv = cfg__bool(c, &pre, &r->pre_vote);
     if (!rv && r->heartbeat_timeout_ms >= r->election_timeout_ms)
         rv = cfg__fail(c, hb.line, hb.path, "must be less than election_timeout_ms (%u), got %u",

@@ -292,7 +292,7 @@ Test(config, cverse_settings_and_explicit_addresses)
                                      "    election_timeout_ms: 1000\n"
                                      "    heartbeat_timeout_ms: 100\n"
                                      "    snapshot_threshold: 16\n"
-                                     "    snapshot_trailing: 0\n"
+                                     "    snapshot_trailing: 1\n"
                                      "    pre_vote: false\n"
                                      "nodes:\n"
                                      "  - id: a.B_c-1\n"
@@ -315,7 +315,7 @@ Test(config, cverse_settings_and_explicit_addresses)
     cr_assert_eq(cfg->raft.election_timeout_ms, 1000);
     cr_assert_eq(cfg->raft.heartbeat_timeout_ms, 100);
     cr_assert_eq(cfg->raft.snapshot_threshold, 16);
-    cr_assert_eq(cfg->raft.snapshot_trailing, 0);
+    cr_assert_eq(cfg->raft.snapshot_trailing, 1);
     cr_assert_not(cfg->raft.pre_vote);
     /* explicit raft_addr: raft binds grpc_addr's host at raft_addr's port */
     cr_assert_str_eq(cfg->nodes[0].raft_addr, "10.0.0.1:6000");
@@ -536,6 +536,8 @@ Test(config, err_integers)
                "t.yml:4: cluster.raft.election_timeout_ms: must be an integer 50..600000, got \"49\"");
     expect_err("version: 1\ncluster:\n  raft:\n    snapshot_threshold: 15\n" NODES,
                "t.yml:4: cluster.raft.snapshot_threshold: must be an integer 16..1000000000, got \"15\"");
+    expect_err("version: 1\ncluster:\n  raft:\n    snapshot_trailing: 0\n" NODES,
+               "t.yml:4: cluster.raft.snapshot_trailing: must be an integer 1..1000000000, got \"0\"");
 }
 
 Test(config, err_raft_relations)
