@@ -4,6 +4,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,7 @@
 #include "net/frame.h"
 #include "net/http.h"
 #include "net/rpc.h"
+#include "net/tcplive.h"
 
 #include "lsan_check.h"
 
@@ -1093,6 +1095,28 @@ Test(http, oversized_body_sent_whole_still_reads_413)
     cr_expect_eq(b.send_errno, 0, "sending the body failed: %s", strerror(b.send_errno));
     cr_expect(strncmp(b.resp, "HTTP/1.1 413 ", 13) == 0, "response: '%s'", b.resp);
     cr_assert_eq(h.calls, 0);
+    hsrv_stop(&h);
+    loop_teardown();
+}
+
+/* cv_tcp_live bounds how long sent data may stay unacknowledged on a connection (TCP_USER_TIMEOUT). */
+Test(http, tcp_live_sets_the_user_timeout)
+{
+    loop_setup();
+    struct hsrv h;
+    hsrv_start(&h, NULL);
+    struct raw c;
+    raw_connect(&c, h.port);
+    uv_os_fd_t fd;
+    cr_assert_eq(uv_fileno((uv_handle_t *)&c.tcp, &fd), 0);
+    unsigned ms = 0;
+    socklen_t len = sizeof ms;
+    cr_assert_eq(getsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, &len), 0);
+    cr_assert_eq(ms, 0, "the kernel's default: no bound");
+    cr_assert_eq(cv_tcp_live((uv_stream_t *)&c.tcp), 0);
+    cr_assert_eq(getsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, &len), 0);
+    cr_assert_eq(ms, CV_TCP_LIVE_MS);
+    raw_close(&c);
     hsrv_stop(&h);
     loop_teardown();
 }
