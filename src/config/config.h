@@ -32,6 +32,7 @@ struct cv_autoload_cfg {
     char *id;
     bool per_shard;
     bool per_node;
+    int line; /* line of its type in the file, for messages (config/check.h) */
 };
 
 struct cv_raft_cfg {

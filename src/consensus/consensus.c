@@ -24,7 +24,7 @@
  */
 #include "consensus/consensus.h"
 #include "consensus/backlog.h"
-#include "consensus/snaphold.h"
+#include "consensus/iowrap.h"
 
 #include <errno.h>
 #include <raft.h>
@@ -33,8 +33,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "consensus/rafttcp.h"
 #include "core/sm.h"
 #include "cverse/error.h"
+#include "consensus/snapguard.h"
 #include "net/peers.h"
 #include "rpc.pb-c.h"
 #include "util/addr.h"
@@ -111,10 +113,11 @@ struct cv_consensus {
     struct cv_catalog *cat;
     cv_consensus_applied_cb on_applied;
     cv_consensus_leader_cb on_leader;
+    cv_iowrap_fail_cb on_log_failed;
     void *data;
 
     struct raft raft;
-    struct cv_snaphold hold; /* its first member is the raft io (raft_uv) */
+    struct cv_snapguard io; /* raft_uv's io (io.inner) behind a guard against a libraft crash */
     struct raft_uv_transport transport;
     struct raft_fsm fsm;
     raft_id id;
@@ -589,7 +592,6 @@ static int fsm__snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsig
     (*bufs)[0].len = len;
     *n_bufs = 1;
     c->snapshots_taken++;
-    cv_snaphold_taking(&c->hold); /* libraft now writes it: an InstallSnapshot must wait (snaphold.c) */
     CV_INFO("raft snapshot of the catalog taken at applied index %llu (%zu bytes)",
             (unsigned long long)cv_catalog_applied_index(c->cat), len);
     return 0;
@@ -597,8 +599,6 @@ static int fsm__snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsig
 
 static int fsm__snapshot_finalize(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
 {
-    struct cv_consensus *c = fsm->data;
-    cv_snaphold_taken(&c->hold);
     if (*bufs) {
         for (unsigned i = 0; i < *n_bufs; i++) free((*bufs)[i].base);
         free(*bufs);
@@ -692,7 +692,6 @@ static void consensus__tick(uv_timer_t *t)
 {
     struct cv_consensus *c = t->data;
     if (c->closing) return;
-    cv_snaphold_release(&c->hold); /* an InstallSnapshot held while we wrote our snapshot */
     consensus__check_leader(c);
     consensus__check_pendings(c);
 }
@@ -735,23 +734,25 @@ static int consensus__init_raft(struct cv_consensus *c, const char *raft_dir)
     c->transport.version = 1; /* required by 0.22 before raft_uv_tcp_init */
     c->transport.data = c;
     if ((rv = raft_uv_tcp_init(&c->transport, c->loop))) goto err;
+    cv_rafttcp_live(&c->transport); /* re-dial peers as soon as a partition heals (docs/partitions.md) */
     if ((rv = raft_uv_tcp_set_bind_address(&c->transport, c->self->raft_bind_addr))) goto err_after_tcp;
-    if ((rv = raft_uv_init(&c->hold.io, c->loop, raft_dir, &c->transport))) goto err_after_tcp;
+    if ((rv = raft_uv_init(&c->io.inner, c->loop, raft_dir, &c->transport))) goto err_after_tcp;
     /* libraft redials a peer 1 s after a failed connect: a restarted node would wait that long for its
      * leader's messages; one election timeout keeps the retries cheap and the gap short. */
-    raft_uv_set_connect_retry_delay(&c->hold.io, c->cfg->raft.election_timeout_ms);
+    raft_uv_set_connect_retry_delay(&c->io.inner, c->cfg->raft.election_timeout_ms);
+    cv_snapguard_init(&c->io);
     c->fsm.version = 2;
     c->fsm.data = c;
     c->fsm.apply = fsm__apply;
     c->fsm.snapshot = fsm__snapshot;
     c->fsm.restore = fsm__restore;
     c->fsm.snapshot_finalize = fsm__snapshot_finalize;
-    cv_snaphold_init(&c->hold);
-    if ((rv = raft_init(&c->raft, &c->hold.io, &c->fsm, c->id, c->self->raft_addr))) goto err_after_io;
+    if ((rv = raft_init(&c->raft, &c->io.io, &c->fsm, c->id, c->self->raft_addr))) goto err_after_io;
+    cv_iowrap_install(&c->io.inner, c->loop, raft_dir, c->on_log_failed, c->data); /* raft_uv's: loud failures */
     tune(c);
     return 0;
 err_after_io:
-    raft_uv_close(&c->hold.io);
+    raft_uv_close(&c->io.inner);
 err_after_tcp:
     raft_uv_tcp_close(&c->transport);
 err:
@@ -777,6 +778,7 @@ int cv_consensus_init(const struct cv_consensus_opts *opts, struct cv_consensus 
     c->peers = opts->peers;
     c->on_applied = opts->on_applied;
     c->on_leader = opts->on_leader;
+    c->on_log_failed = opts->on_log_failed;
     c->data = opts->data;
     c->pendings.next = c->pendings.prev = &c->pendings;
     c->next_seq = cv_now_ms() * 1000; /* unique across restarts of this node */
@@ -799,7 +801,7 @@ int cv_consensus_start(struct cv_consensus *c)
     cv_catalog_set_observer(c->cat, fsm__observe, c);
     if ((rv = raft_start(&c->raft))) {
         CV_ERROR("raft start failed: %s (%s%s%s); is %s already in use?", raft_strerror(rv),
-                 raft_errmsg(&c->raft), c->hold.io.errmsg, c->transport.errmsg, c->self->raft_bind_addr);
+                 raft_errmsg(&c->raft), c->io.io.errmsg, c->transport.errmsg, c->self->raft_bind_addr);
         return CV_ERAFT;
     }
     c->started = true;
@@ -835,7 +837,7 @@ static void consensus__handle_closed(uv_handle_t *h)
 static void consensus__raft_closed(struct raft *r)
 {
     struct cv_consensus *c = r->data;
-    raft_uv_close(&c->hold.io);
+    raft_uv_close(&c->io.inner);
     raft_uv_tcp_close(&c->transport);
     consensus__close_step(c);
 }
@@ -853,7 +855,6 @@ void cv_consensus_close(struct cv_consensus *c, void (*cb)(void *data), void *da
     c->open_handles = 2 + c->raft_inited;
     uv_close((uv_handle_t *)&c->tick, consensus__handle_closed);
     uv_close((uv_handle_t *)&c->flush, consensus__handle_closed);
-    cv_snaphold_drop(&c->hold);
     if (c->raft_inited) {
         c->raft.data = c;
         raft_close(&c->raft, consensus__raft_closed);

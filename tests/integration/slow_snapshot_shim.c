@@ -2,7 +2,7 @@
  * unnamed temporary file in the raft directory, "<dir>/#<inode> (deleted)") sleeps
  * CVERSE_SLOW_SNAPSHOT_MS (default 300) first, as a slow disk would. That widens the window in which a
  * node writes its own snapshot, which is what libraft 0.22.1 needs to crash when the leader's
- * snapshot arrives meanwhile (src/consensus/snaphold.c). Everything else syncs as usual. */
+ * snapshot arrives meanwhile (src/consensus/snapguard.c). Everything else syncs as usual. */
 #include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -257,10 +257,10 @@ static void sigstop_case(int n, int victim)
 
     /* Every counter stood at 10 in the stopped copy. An answer from that copy is 11 or more; a new
      * activation has seen only the increments sent since the stop (the probe's attempts and the queued
-     * call). */
+     * call — which the gate sends again once the stopped node is declared dead, so it may come first). */
     for (int k = 0; k < s.n; k++) {
-        cr_expect_leq(probe[k], attempts[k], "%s answered %lld to a probe after %d attempts", s.ids[k], probe[k],
-                      attempts[k]);
+        cr_expect_leq(probe[k], attempts[k] + 1, "%s answered %lld to a probe after %d attempts", s.ids[k],
+                      probe[k], attempts[k]);
         cr_expect_eq(s.status[k], 200, "call to %s during the stop: HTTP %ld", s.ids[k], s.status[k]);
         cr_expect(s.value[k] >= 1 && s.value[k] <= attempts[k] + 1,
                   "the call queued to %s answered %lld: %s", s.ids[k], s.value[k],
@@ -437,7 +437,7 @@ static bool race_acked_between(const struct race *r, int k, unsigned long long f
  * keep being served throughout, and node-1's counters are served again, by their new owners while
  * node-1 is still stopped. node-1 is the raft leader when stopped in most runs; when it runs again it
  * steps down and often needs the new leader's snapshot while it writes one of its own — the case that
- * crashed libraft 0.22.1 until the consensus held such a snapshot back (src/consensus/snaphold.c).
+ * crashed libraft 0.22.1 until the consensus held such a snapshot back (src/consensus/snapguard.c).
  * node-1's counters and the others are called from separate threads: a caller waits up to 500 ms per
  * call to a counter of the stopped node, which would otherwise starve the counters it calls after. */
 Test(fencing, sigstop_of_the_gates_subscription_node_keeps_calls_flowing)
@@ -531,7 +531,7 @@ static void start_with_slow_snapshots(int i, const char *shim)
     free(saved);
 }
 
-/* libraft 0.22.1 crashed (SEGV at address 0x48, src/consensus/snaphold.c) when a node accepted the
+/* libraft 0.22.1 crashed (SEGV at address 0x48, src/consensus/snapguard.c) when a node accepted the
  * leader's snapshot while it was still writing one of its own. The recipe: the leader is stopped past
  * the TTL; resumed, it applies what committed meanwhile, crosses its snapshot threshold (16 entries in
  * the harness) and starts writing a snapshot, steps down, and the new leader, whose log no longer
