@@ -42,6 +42,7 @@ if [ ! -f "$build/build.ninja" ]; then meson setup "$build" "$ROOT" --buildtype=
 ninja -C "$build" src/node/cverse-node src/gate/cverse-gate src/bench/cverse-bench >/dev/null
 BENCH=$build/src/bench/cverse-bench
 RUN=$(mktemp -d /tmp/cverse-bench-compare.XXXXXX)
+cut -d' ' -f1-3 /proc/loadavg >"$RUN/load-start"
 PIDS=()
 
 # Stops what this script started, by PID: SIGTERM, up to 10 s, then SIGKILL.
@@ -122,7 +123,7 @@ CMDS=$RUN/commands.txt
 # run NAME CMD...: runs a measurement, keeps its output in $RUN/NAME.out and the command in commands.txt.
 run() {
   local name=$1; shift
-  echo "bench-compare: $name" >&2
+  echo "bench-compare: $name (at ${SECONDS}s)" >&2
   printf '%s\t%s\n' "$name" "$*" >>"$CMDS"
   "$@" >"$RUN/$name.out" 2>"$RUN/$name.err" || die "$name failed: $(tail -3 "$RUN/$name.err")"
 }
@@ -131,8 +132,9 @@ run redis_1 redis-benchmark -p "$RPORT" -t incr -c 1 -n $((dur * 20000)) --csv
 run redis_64 redis-benchmark -p "$RPORT" -t incr -c 64 -n $((dur * 80000)) --csv
 run etcd_1 "$BENCH" --etcd "$EURL" --concurrency 1 --objects "$objects" "${D[@]}"
 run etcd_64 "$BENCH" --etcd "$EURL" --concurrency 64 --objects "$objects" "${D[@]}"
-run native_1 "$BENCH" --gate "$GATE" --concurrency 1 --objects "$objects" "${D[@]}"
-run native_64 "$BENCH" --gate "$GATE" --concurrency 64 --objects "$objects" --no-create "${D[@]}"
+# The first cverse run creates the counters (64 at a time, unmeasured); the others reuse them.
+run native_64 "$BENCH" --gate "$GATE" --concurrency 64 --objects "$objects" "${D[@]}"
+run native_1 "$BENCH" --gate "$GATE" --concurrency 1 --objects "$objects" --no-create "${D[@]}"
 run http_1 "$BENCH" --http "$GATE_HTTP" --concurrency 1 --objects "$objects" --no-create "${D[@]}"
 run http_64 "$BENCH" --http "$GATE_HTTP" --concurrency 64 --objects "$objects" --no-create "${D[@]}"
 run create_64 "$BENCH" --gate "$GATE" --op create --concurrency 64 "${D[@]}"
@@ -162,8 +164,10 @@ rows = [
     ("creates vs etcd at 1", "create_64", "etcd puts, 1 connection", "etcd_1", "none", "–"),
 ]
 load = open("/proc/loadavg").read().split()[:3]
+load0 = open(f"{run}/load-start").read().split()
 print(f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, commit `{commit}`, release build, "
-      f"{os.cpu_count()} cores, load average {' '.join(load)} at the end.\n")
+      f"{os.cpu_count()} cores, load average (1/5/15 min) {' '.join(load0)} at the start, "
+      f"{' '.join(load)} at the end.\n")
 print("| what | cverse | baseline | ratio | goal |")
 print("|---|---|---|---|---|")
 for what, c, base, b, kind, goal in rows:
