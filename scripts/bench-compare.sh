@@ -140,9 +140,9 @@ run http_64 "$BENCH" --http "$GATE_HTTP" --concurrency 64 --objects "$objects" -
 run create_64 "$BENCH" --gate "$GATE" --op create --concurrency 64 "${D[@]}"
 
 # --- the table --------------------------------------------------------------------------------------
-python3 - "$RUN" "$0 $orig_args" "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')" <<'PY'
-import csv, json, os, subprocess, sys, time
-run, cmdline, commit = sys.argv[1:]
+python3 - "$RUN" "scripts/bench-compare.sh $orig_args" "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')" "$ROOT" <<'PY'
+import csv, json, os, sys, time
+run, cmdline, commit, root = sys.argv[1:]
 def bench(name):
     with open(f"{run}/{name}.out") as f: return json.loads(f.read())
 def redis(name):
@@ -181,6 +181,6 @@ print(f"| (baseline) | | etcd puts, 1 connection: {fig(m['etcd_1'])} | | |")
 print("\nCommands (ports and paths of this run):\n\n```")
 for line in open(f"{run}/commands.txt"):
     name, cmd = line.rstrip("\n").split("\t", 1)
-    print(f"{name:<10} {cmd}")
+    print(f"{name:<10} {cmd.replace(root + '/', '')}")  # paths relative to the repository
 print(f"```\nreproduce: {cmdline}")
 PY
