@@ -20,6 +20,7 @@
 #include <http_parser.h>
 #include <jansson.h>
 #include <sodium.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,7 @@
 
 #include "bench/driver.h"
 #include "cverse/error.h"
+#include "core/sm.h"
 #include "util/addr.h"
 #include "util/log.h"
 
@@ -35,16 +37,25 @@
 #define ERR_BODY_MAX 512u
 #define PUT_VALUE "cverse-bench-value"
 
+/* A connection's lifecycle: DOWN -> CONNECTING -> IDLE <-> BUSY, any of those -> CLOSING (socket being
+ * closed) -> DOWN (redialed by the sweep). */
 enum conn_state { C_DOWN, C_CONNECTING, C_IDLE, C_BUSY, C_CLOSING };
+static const struct cv_sm_state conn_states[] = {
+    [C_DOWN] = {"down", CV_SM_INITIAL | CV_SM_FINAL, CV_SM_BIT(C_CONNECTING)},
+    [C_CONNECTING] = {"connecting", 0, CV_SM_BIT(C_IDLE) | CV_SM_BIT(C_CLOSING)},
+    [C_IDLE] = {"idle", 0, CV_SM_BIT(C_BUSY) | CV_SM_BIT(C_CLOSING)},
+    [C_BUSY] = {"busy", 0, CV_SM_BIT(C_IDLE) | CV_SM_BIT(C_CLOSING)},
+    [C_CLOSING] = {"closing", 0, CV_SM_BIT(C_DOWN)},
+};
+static const struct cv_sm_conf conn_sm = {"bench-http-conn", conn_states, 5};
 
 struct conn {
     struct hdrv *d;
     uv_tcp_t tcp;
     uv_connect_t creq;
     http_parser p;
-    enum conn_state st;
+    struct cv_sm sm; /* enum conn_state */
     bool handle_open, in_idle, complete;
-    const char *fail_err; /* C_CLOSING with a request: what it failed with */
     uint64_t start_ns, sent_ms, redial_ms;
     size_t elen;
     char ebody[ERR_BODY_MAX];
@@ -88,9 +99,22 @@ static void seg(const char *s, char *out, size_t cap)
 
 static void dial(struct conn *c);
 
+static enum conn_state st(const struct conn *c)
+{
+    return (enum conn_state)cv_sm_state(&c->sm);
+}
+
+/* The socket is open exactly while connecting, idle, busy or closing. */
+static const char *conn_invariant(const struct cv_sm *m, int prev)
+{
+    const struct conn *c = (const struct conn *)((const char *)m - offsetof(struct conn, sm));
+    bool open = m->state != C_DOWN;
+    return c->handle_open == open ? NULL : "the socket is open exactly when the connection is not down";
+}
+
 static void push_idle(struct conn *c)
 {
-    c->st = C_IDLE;
+    cv_sm_move(&c->sm, C_IDLE);
     if (c->in_idle) return;
     c->in_idle = true;
     c->next_idle = c->d->idle;
@@ -102,6 +126,7 @@ static void handle_closed(struct hdrv *d)
     if (--d->handles) return;
     cv_bench_closed_cb closed = d->closed;
     void *data = d->base.data;
+    for (unsigned i = 0; i < d->n; i++) cv_sm_fini(&d->conns[i].sm);
     free(d->call_body);
     free(d->conns);
     free(d);
@@ -113,7 +138,7 @@ static void on_tcp_close(uv_handle_t *h)
     struct conn *c = h->data;
     struct hdrv *d = c->d;
     c->handle_open = false;
-    c->st = C_DOWN;
+    cv_sm_move(&c->sm, C_DOWN);
     handle_closed(d);
 }
 
@@ -121,11 +146,12 @@ static void on_tcp_close(uv_handle_t *h)
  * connection is redialed after delay_ms by the sweep. */
 static void drop(struct conn *c, const char *err, unsigned delay_ms)
 {
-    bool had = c->st == C_BUSY;
+    if (st(c) == C_DOWN || st(c) == C_CLOSING) return;
+    bool had = st(c) == C_BUSY;
     uint64_t start = c->start_ns;
-    c->st = c->handle_open ? C_CLOSING : C_DOWN;
+    cv_sm_move(&c->sm, C_CLOSING);
     c->redial_ms = cv_mono_ms() + delay_ms;
-    if (c->handle_open && !uv_is_closing((uv_handle_t *)&c->tcp)) uv_close((uv_handle_t *)&c->tcp, on_tcp_close);
+    uv_close((uv_handle_t *)&c->tcp, on_tcp_close);
     if (had && err) c->d->base.done(c->d->base.data, start, err);
 }
 
@@ -186,10 +212,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     struct conn *c = s->data;
     if (nread == 0) return;
     if (nread < 0) {
-        drop(c, "UNAVAILABLE", c->st == C_BUSY ? REDIAL_MS : 0);
+        drop(c, "UNAVAILABLE", st(c) == C_BUSY ? REDIAL_MS : 0);
         return;
     }
-    if (c->st != C_BUSY) { /* bytes nobody asked for */
+    if (st(c) != C_BUSY) { /* bytes nobody asked for */
         drop(c, NULL, 0);
         return;
     }
@@ -225,7 +251,7 @@ static void dial(struct conn *c)
     c->tcp.data = c;
     c->handle_open = true;
     d->handles++;
-    c->st = C_CONNECTING;
+    cv_sm_move(&c->sm, C_CONNECTING);
     c->creq.data = c;
     if (uv_tcp_connect(&c->creq, &c->tcp, (const struct sockaddr *)&d->ss, on_connect) < 0) drop(c, NULL, REDIAL_MS);
 }
@@ -237,15 +263,15 @@ static void on_sweep(uv_timer_t *t)
     uint64_t now = cv_mono_ms();
     for (unsigned i = 0; i < d->n; i++) {
         struct conn *c = &d->conns[i];
-        if (c->st == C_BUSY && now - c->sent_ms >= d->base.o->timeout_ms) drop(c, "DEADLINE_EXCEEDED", 0);
-        else if (c->st == C_DOWN && now >= c->redial_ms) dial(c);
+        if (st(c) == C_BUSY && now - c->sent_ms >= d->base.o->timeout_ms) drop(c, "DEADLINE_EXCEEDED", 0);
+        else if (st(c) == C_DOWN && now >= c->redial_ms) dial(c);
     }
 }
 
 static bool http_can_send(struct cv_bench_driver *base)
 {
     struct hdrv *d = (struct hdrv *)base;
-    while (d->idle && d->idle->st != C_IDLE) { /* closed since it went idle */
+    while (d->idle && st(d->idle) != C_IDLE) { /* closed since it went idle */
         d->idle->in_idle = false;
         d->idle = d->idle->next_idle;
     }
@@ -320,7 +346,7 @@ static int http_send(struct cv_bench_driver *base, enum cv_bench_kind kind, uint
     if (rc < 0) return rc;
     d->idle = c->next_idle;
     c->in_idle = false;
-    c->st = C_BUSY;
+    cv_sm_move(&c->sm, C_BUSY);
     c->start_ns = start_ns;
     c->sent_ms = cv_mono_ms();
     return 0;
@@ -380,6 +406,7 @@ int cv_bench_http_init(uv_loop_t *loop, const struct cv_bench_opts *o, const cha
     for (unsigned i = 0; i < d->n; i++) {
         struct conn *c = &d->conns[i];
         c->d = d;
+        cv_sm_init(&c->sm, &conn_sm, C_DOWN, conn_invariant, NULL);
         http_parser_init(&c->p, HTTP_RESPONSE);
         c->p.data = c;
         dial(c);

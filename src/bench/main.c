@@ -15,6 +15,7 @@
  * during the run are counted by status name and reported; they do not stop it. Ctrl-C ends the
  * measurement early and reports what was measured. */
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,7 @@
 #include "bench/driver.h"
 #include "bench/opts.h"
 #include "bench/stats.h"
+#include "core/sm.h"
 #include "cverse/error.h"
 #include "util/addr.h"
 #include "util/log.h"
@@ -37,14 +39,24 @@
 #define EXIT_UNREACHABLE 3
 #define DIAL_MS 3000u
 
+/* The run's lifecycle: DIAL -> [CREATE] -> [WARMUP] -> MEASURE -> DONE; any phase may end in DONE
+ * (unreachable target, failed creates, Ctrl-C). */
 enum phase { P_DIAL, P_CREATE, P_WARMUP, P_MEASURE, P_DONE };
+static const struct cv_sm_state phase_states[] = {
+    [P_DIAL] = {"dial", CV_SM_INITIAL, CV_SM_BIT(P_CREATE) | CV_SM_BIT(P_WARMUP) | CV_SM_BIT(P_MEASURE) | CV_SM_BIT(P_DONE)},
+    [P_CREATE] = {"create", 0, CV_SM_BIT(P_WARMUP) | CV_SM_BIT(P_MEASURE) | CV_SM_BIT(P_DONE)},
+    [P_WARMUP] = {"warmup", 0, CV_SM_BIT(P_MEASURE) | CV_SM_BIT(P_DONE)},
+    [P_MEASURE] = {"measure", 0, CV_SM_BIT(P_DONE)},
+    [P_DONE] = {"done", CV_SM_FINAL, 0},
+};
+static const struct cv_sm_conf phase_sm = {"bench-run", phase_states, 5};
 
 struct run {
     uv_loop_t *loop;
     struct cv_bench_opts o;
     char prefix[512];
     struct cv_bench_driver *drv;
-    enum phase phase;
+    struct cv_sm sm;           /* enum phase */
     uint64_t phase_ns, sec_ns; /* start of the phase / of the current second */
     uint64_t next, seq;        /* requests started in the phase; creates started in the run (unique ids) */
     uint64_t inflight, created, create_failed;
@@ -59,6 +71,21 @@ struct run {
 };
 
 static void phase_start(struct run *r, enum phase p);
+
+static enum phase phase(const struct run *r)
+{
+    return (enum phase)cv_sm_state(&r->sm);
+}
+
+/* Requests flow only while a transport exists; the create phase never goes past the N objects. */
+static const char *run_invariant(const struct cv_sm *m, int prev)
+{
+    const struct run *r = (const struct run *)((const char *)m - offsetof(struct run, sm));
+    if ((m->state == P_CREATE || m->state == P_WARMUP || m->state == P_MEASURE) && !r->drv)
+        return "a load phase without a transport";
+    if (m->state == P_CREATE && r->next > r->o.objects) return "more creates than objects";
+    return NULL;
+}
 
 static const char *target_name(const struct cv_bench_opts *o)
 {
@@ -75,13 +102,13 @@ static enum cv_bench_kind measured_kind(const struct cv_bench_opts *o)
 /* Starts as many requests as the load shape allows now. */
 static void pump(struct run *r)
 {
-    if (r->phase < P_CREATE || r->phase > P_MEASURE) return;
+    if (phase(r) < P_CREATE || phase(r) > P_MEASURE) return;
     const struct cv_bench_opts *o = &r->o;
     uint64_t now = cv_mono_ns();
     while (r->inflight < o->concurrency && r->drv->ops->can_send(r->drv)) {
         uint64_t start = now, n;
         enum cv_bench_kind kind = measured_kind(o);
-        if (r->phase == P_CREATE) {
+        if (phase(r) == P_CREATE) {
             if (r->next >= o->objects) return;
             kind = CV_BENCH_REQ_CREATE;
             n = r->next;
@@ -97,7 +124,7 @@ static void pump(struct run *r)
         if (rc == CV_EBUSY) return;
         r->next++;
         if (rc < 0) { /* counted as failed, not in flight */
-            if (r->phase == P_MEASURE) cv_bench_window_record(r->sec, cv_err_status(rc), 0);
+            if (phase(r) == P_MEASURE) cv_bench_window_record(r->sec, cv_err_status(rc), 0);
             continue;
         }
         r->inflight++;
@@ -128,8 +155,8 @@ static void on_done(void *data, uint64_t start_ns, const char *err)
 {
     struct run *r = data;
     r->inflight--;
-    if (r->phase == P_CREATE) create_done(r, err);
-    else if (r->phase == P_MEASURE && start_ns >= r->phase_ns) {
+    if (phase(r) == P_CREATE) create_done(r, err);
+    else if (phase(r) == P_MEASURE && start_ns >= r->phase_ns) {
         uint64_t now = cv_mono_ns();
         cv_bench_window_record(r->sec, err, now > start_ns ? now - start_ns : 0);
     }
@@ -209,17 +236,17 @@ static void on_tick(uv_timer_t *t)
 {
     struct run *r = t->data;
     uint64_t now = cv_mono_ns(), el_ms = (now - r->phase_ns) / 1000000;
-    if (r->phase == P_WARMUP && el_ms >= r->o.warmup_ms) phase_start(r, P_MEASURE);
-    else if (r->phase == P_MEASURE && el_ms >= r->o.duration_ms) finish(r);
-    else if (r->phase == P_MEASURE && now - r->sec_ns >= 1000000000u) second(r, now);
+    if (phase(r) == P_WARMUP && el_ms >= r->o.warmup_ms) phase_start(r, P_MEASURE);
+    else if (phase(r) == P_MEASURE && el_ms >= r->o.duration_ms) finish(r);
+    else if (phase(r) == P_MEASURE && now - r->sec_ns >= 1000000000u) second(r, now);
     pump(r);
 }
 
 static void phase_start(struct run *r, enum phase p)
 {
-    r->phase = p;
-    r->phase_ns = r->sec_ns = cv_mono_ns();
     r->next = 0;
+    cv_sm_move(&r->sm, p);
+    r->phase_ns = r->sec_ns = cv_mono_ns();
     if (p == P_DONE) {
         if (r->drv) r->drv->ops->close(r->drv, on_driver_closed);
         else on_driver_closed(r);
@@ -235,8 +262,8 @@ static void phase_start(struct run *r, enum phase p)
 static void on_sigint(uv_signal_t *s, int signum)
 {
     struct run *r = s->data;
-    if (r->phase == P_MEASURE) finish(r);
-    else if (r->phase != P_DONE) phase_start(r, P_DONE);
+    if (phase(r) == P_MEASURE) finish(r);
+    else if (phase(r) != P_DONE) phase_start(r, P_DONE);
 }
 
 /* What to check when the target does not answer. */
@@ -336,6 +363,7 @@ int main(int argc, char **argv)
     r.all = calloc(1, sizeof *r.all);
     r.sec = calloc(1, sizeof *r.sec);
     if (!r.all || !r.sec) return EXIT_FAILED;
+    cv_sm_init(&r.sm, &phase_sm, P_DIAL, run_invariant, NULL);
     r.loop = uv_default_loop();
     uv_timer_init(r.loop, &r.tick);
     uv_signal_init(r.loop, &r.sigint);
@@ -347,6 +375,7 @@ int main(int argc, char **argv)
     }
     uv_run(r.loop, UV_RUN_DEFAULT);
     uv_loop_close(r.loop);
+    cv_sm_fini(&r.sm);
     free(r.all);
     free(r.sec);
     return r.exit_code;

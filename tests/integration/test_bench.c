@@ -1,6 +1,7 @@
 /* Integration: cverse-bench (src/bench) against a real 3-node raft group with a gate.
  * - native and HTTP calls for ~2 s each: calls > 0, no errors, every field of --json present, exit 0,
- *   and the counters really moved (their sum is at least the calls the tool counted);
+ *   per-second lines with --progress, and the counters really moved (their sum is at least the calls
+ *   the tool counted);
  * - creates (one Raft commit each) and an open loop at a fixed rate (about rate x duration requests);
  * - an unreachable gate exits 3 saying what to check; a bad flag exits 2 naming it.
  * The tool runs as a child process (CVERSE_BENCH_BIN); its stdout and stderr go to files in the
@@ -123,7 +124,7 @@ static void calls(const char *target, const char *addr, const char *prefix, cons
 {
     char *out, *err;
     const char *args[] = {target,     addr,    "--concurrency", "8",    "--objects", "40", "--id-prefix", prefix,
-                          "--duration", "2s",  "--warmup",      "500ms", "--json",   NULL};
+                          "--duration", "2s",  "--warmup",      "500ms", "--json",   "--progress", NULL};
     int rc = bench(&out, &err, args);
     cr_assert_eq(rc, 0, "exit %d\nstdout: %s\nstderr: %s", rc, out, err);
     json_t *j = report(out);
@@ -131,6 +132,8 @@ static void calls(const char *target, const char *addr, const char *prefix, cons
     cr_assert_eq(num(j, "ok"), num(j, "calls"), "%s", out);
     cr_assert_eq(json_object_size(json_object_get(j, "errors")), 0, "errors: %s", out);
     cr_assert_str_eq(json_string_value(json_object_get(j, "target")), name);
+    cr_assert_not_null(strstr(err, "1s "), "a line for the first second on stderr: %s", err);
+    cr_assert_not_null(strstr(err, "/s  p50 "), "per-second lines with rate and p50: %s", err);
     long long sum = counters(prefix);
     cr_assert_geq(sum, num(j, "calls"), "counters sum %lld < calls counted %lld", sum, (long long)num(j, "calls"));
     json_decref(j);
