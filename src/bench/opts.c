@@ -156,6 +156,8 @@ static int flag(struct cv_bench_opts *o, const char *name, const char *v, char *
     return 0;
 }
 
+/* Flags without a value; the enum is their index in switches[]. */
+enum { SW_NO_CREATE, SW_JSON, SW_PROGRESS, SW_QUIET, SW_HELP, SW_VERSION };
 static const char *const switches[] = {"no-create", "json", "progress", "quiet", "help", "version", NULL};
 
 static void defaults(struct cv_bench_opts *o)
@@ -210,10 +212,10 @@ int cv_bench_opts_parse(int argc, char **argv, struct cv_bench_opts *o, char *er
         while (switches[s] && strcmp(switches[s], name) != 0) s++;
         if (switches[s]) {
             if (eq) return fail(err, errlen, "--%s takes no value%s", name, "");
-            if (s >= 4) return 1; /* --help, --version */
-            if (s == 0) o->no_create = true;
-            else if (s == 1) o->json = true;
-            else o->progress = s == 2;
+            if (s == SW_HELP || s == SW_VERSION) return 1;
+            if (s == SW_NO_CREATE) o->no_create = true;
+            else if (s == SW_JSON) o->json = true;
+            else o->progress = s == SW_PROGRESS; /* --quiet: 0 */
             continue;
         }
         if (eq) v = eq + 1;
