@@ -343,7 +343,10 @@ static int http_send(struct cv_bench_driver *base, enum cv_bench_kind kind, uint
     }
     int rc = put(c, buf, (size_t)len);
     if (buf != small) free(buf);
-    if (rc < 0) return rc;
+    if (rc < 0) { /* this connection is broken: the next send takes another one */
+        drop(c, NULL, REDIAL_MS);
+        return rc;
+    }
     d->idle = c->next_idle;
     c->in_idle = false;
     cv_sm_move(&c->sm, C_BUSY);

@@ -71,6 +71,7 @@ struct run {
 };
 
 static void phase_start(struct run *r, enum phase p);
+static void create_done(struct run *r, const char *err);
 
 static enum phase phase(const struct run *r)
 {
@@ -123,9 +124,10 @@ static void pump(struct run *r)
         int rc = r->drv->ops->send(r->drv, kind, n, start);
         if (rc == CV_EBUSY) return;
         r->next++;
-        if (rc < 0) { /* counted as failed, not in flight */
+        if (rc < 0) { /* counted as failed, not in flight; the next tick tries again (no busy loop) */
             if (phase(r) == P_MEASURE) cv_bench_window_record(r->sec, cv_err_status(rc), 0);
-            continue;
+            if (phase(r) == P_CREATE) create_done(r, cv_err_status(rc));
+            return;
         }
         r->inflight++;
     }
