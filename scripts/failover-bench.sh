@@ -7,24 +7,25 @@
 # until the cluster is ready again. Prints p50/p99/max per case, the failed calls and the slowest call
 # of the background load, and the command to reproduce.
 #
-# Usage: scripts/failover-bench.sh [--nodes N] [--kills K] [--leader] [--shards S] [--probe P]
-#                                  [--build-dir DIR] [--port-base B]
+# Usage: scripts/failover-bench.sh [--nodes N] [--kills K] [--leader | --leader-only] [--shards S]
+#                                  [--probe P] [--build-dir DIR] [--port-base B]
 #   --nodes N      nodes (default 10)          --kills K     kills per case (default 5)
 #   --leader       also K kills of the leader  --shards S    shard count (default 8192, the demo's)
+#   --leader-only  only the K kills of the leader
 #   --probe P      shards of the victim probed (default 32; 0 = all)
 #   --build-dir    release build dir (default build-rel, configured with --buildtype=release if missing)
 #   --port-base B  first port (default 27000, below the ephemeral port range): nodes use B+i (grpc), B+100+i (http), B+200+i (raft)
 # Stops only the processes it started (by PID), also on Ctrl-C. Exit 0, or 1 if the cluster failed.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)
-nodes=10 kills=5 leader=0 shards=8192 probe=32 build=$ROOT/build-rel base=27000
+nodes=10 kills=5 leader=0 nonleader=1 shards=8192 probe=32 build=$ROOT/build-rel base=27000
 orig_args="$*"
 while [ $# -gt 0 ]; do
   case "$1" in
-    --nodes) nodes=$2; shift ;; --kills) kills=$2; shift ;; --leader) leader=1 ;;
+    --nodes) nodes=$2; shift ;; --kills) kills=$2; shift ;; --leader) leader=1 ;; --leader-only) leader=1 nonleader=0 ;;
     --shards) shards=$2; shift ;; --probe) probe=$2; shift ;; --build-dir) build=$2; shift ;;
     --port-base) base=$2; shift ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) echo "failover-bench: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -48,10 +49,10 @@ CFG=$RUN/cluster.yml
   echo "  - {id: \"gate-1\", grpc_addr: \"127.0.0.1:$((base + 350))\", http_addr: \"127.0.0.1:$((base + 351))\"}"
 } >"$CFG"
 echo "failover-bench: run dir $RUN ($nodes nodes, $shards shards, $kills kills per case)"
-exec python3 - "$build" "$CFG" "$RUN" "$nodes" "$kills" "$leader" "$base" "$probe" "$0 $orig_args" <<'PY'
+exec python3 - "$build" "$CFG" "$RUN" "$nodes" "$kills" "$leader" "$base" "$probe" "$nonleader" "$0 $orig_args" <<'PY'
 import json, os, random, signal, subprocess, sys, threading, time, urllib.request
-build, cfg, run, nodes, kills, leader, base, probe, cmdline = sys.argv[1:]
-nodes, kills, leader, base, probe = int(nodes), int(kills), int(leader), int(base), int(probe)
+build, cfg, run, nodes, kills, leader, base, probe, nonleader, cmdline = sys.argv[1:]
+nodes, kills, leader, base, probe, nonleader = int(nodes), int(kills), int(leader), int(base), int(probe), int(nonleader)
 procs = {}
 def start(i):
     log = open(f"{run}/node-{i}.log", "a")
@@ -103,7 +104,7 @@ try:
     loaders = [threading.Thread(target=loader, daemon=True) for _ in range(4)]
     for th in loaders: th.start()
     results = {"non-leader": [], "leader": []}
-    cases = ["non-leader"] * kills + (["leader"] * kills if leader else [])
+    cases = (["non-leader"] * kills if nonleader else []) + (["leader"] * kills if leader else [])
     for case in cases:
         c = get(http(1 if procs[1].poll() is None else 2) + "/v1/cluster")[1]
         lid = c.get("leader") or ""

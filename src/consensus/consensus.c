@@ -23,6 +23,7 @@
  * replica's state diverge from the log (raft would otherwise wedge silently, see docs/architecture.md).
  */
 #include "consensus/consensus.h"
+#include "consensus/backlog.h"
 #include "consensus/iowrap.h"
 
 #include <errno.h>
@@ -46,6 +47,7 @@
 
 #define TICK_MS 20
 #define DEFAULT_TIMEOUT_MS 5000
+#define RAFT_BACKLOG 128 /* pending raft connections: every other node at once, after an election */
 
 _Static_assert((int)CV_MEMBER_STANDBY == (int)RAFT_STANDBY && (int)CV_MEMBER_VOTER == (int)RAFT_VOTER &&
                    (int)CV_MEMBER_SPARE == (int)RAFT_SPARE, "member roles are raft's");
@@ -138,6 +140,7 @@ struct cv_consensus {
     bool raft_inited;             /* raft_init succeeded: closing goes through raft_close */
     bool was_leader;
     raft_id last_leader;
+    raft_id prev_leader;          /* the last other node seen leading (0: none) */
     uint64_t leader_since_ms;
     struct change_req *change;
     struct raft_transfer transfer;
@@ -681,6 +684,7 @@ static void consensus__check_leader(struct cv_consensus *c)
     if (id != c->last_leader && id != 0) consensus__resend_uncommitted(c);
     c->was_leader = is_leader;
     c->last_leader = id;
+    if (id != 0 && id != c->id) c->prev_leader = id;
     if (c->on_leader) c->on_leader(c->data, is_leader);
 }
 
@@ -733,6 +737,9 @@ static int consensus__init_raft(struct cv_consensus *c, const char *raft_dir)
     cv_rafttcp_live(&c->transport, c->loop); /* re-dial as soon as a partition heals (docs/partitions.md) */
     if ((rv = raft_uv_tcp_set_bind_address(&c->transport, c->self->raft_bind_addr))) goto err_after_tcp;
     if ((rv = raft_uv_init(&c->io.inner, c->loop, raft_dir, &c->transport))) goto err_after_tcp;
+    /* libraft redials a peer 1 s after a failed connect: a restarted node would wait that long for its
+     * leader's messages; one election timeout keeps the retries cheap and the gap short. */
+    raft_uv_set_connect_retry_delay(&c->io.inner, c->cfg->raft.election_timeout_ms);
     cv_snapguard_init(&c->io);
     c->fsm.version = 2;
     c->fsm.data = c;
@@ -798,6 +805,9 @@ int cv_consensus_start(struct cv_consensus *c)
         return CV_ERAFT;
     }
     c->started = true;
+    if (cv_backlog_widen(c->loop, c->self->raft_bind_addr, RAFT_BACKLOG) <= 0) /* see backlog.c */
+        CV_WARN("raft: could not widen the listen backlog on %s: followers may reach a new leader 1 s late",
+                c->self->raft_bind_addr);
     uv_timer_start(&c->tick, consensus__tick, TICK_MS, TICK_MS);
     CV_INFO("raft started: id %llu, address %s (bind %s), catalog applied index %llu",
             (unsigned long long)c->id, c->self->raft_addr, c->self->raft_bind_addr,
@@ -883,6 +893,8 @@ void cv_consensus_status(struct cv_consensus *c, struct cv_consensus_status *st)
     const struct cv_node_cfg *n = consensus__node_by_raft_id(c, id);
     st->has_leader = n != NULL;
     snprintf(st->leader_id, sizeof st->leader_id, "%s", n ? n->id : "");
+    n = consensus__node_by_raft_id(c, c->prev_leader);
+    snprintf(st->prev_leader_id, sizeof st->prev_leader_id, "%s", n ? n->id : "");
     st->term = raft_current_term(&c->raft);
     st->commit_index = raft_commit_index(&c->raft);
     st->last_applied = raft_last_applied(&c->raft);

@@ -56,6 +56,8 @@ struct cv_consensus_status {
     bool is_leader;
     bool has_leader;
     char leader_id[CV_NODE_ID_MAX]; /* "" if unknown */
+    char prev_leader_id[CV_NODE_ID_MAX]; /* the last OTHER node seen leading ("" if none): while this
+                                          * node leads, the leader it replaced */
     uint64_t term, commit_index, last_applied, last_index;
     uint64_t leader_since_ms;       /* wall clock when this node became leader (0 if not leader) */
     const char *state;              /* "leader", "follower", "candidate", "unavailable" */

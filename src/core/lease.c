@@ -40,6 +40,19 @@ bool cv_lease_may_expire(uint64_t seen_ms, uint64_t since_ms, uint64_t ttl_ms, u
            now_ms > lease__add_sat(since_ms, cv_lease_grace(ttl_ms));
 }
 
+uint64_t cv_lease_expires_at(uint64_t seen_ms, uint64_t since_ms, uint64_t ttl_ms, bool grace)
+{
+    uint64_t m = cv_lease_margin(ttl_ms), at;
+    if (!seen_ms) {
+        at = lease__add_sat(lease__add_sat(since_ms, ttl_ms), m);
+    } else {
+        uint64_t a = lease__add_sat(lease__add_sat(seen_ms, ttl_ms), m);
+        uint64_t b = grace ? lease__add_sat(since_ms, cv_lease_grace(ttl_ms)) : 0;
+        at = a > b ? a : b;
+    }
+    return lease__add_sat(at, 1); /* may_expire wants now strictly past both */
+}
+
 uint64_t cv_lease_renew_interval(uint64_t ttl_ms)
 {
     uint64_t iv = ttl_ms / 5;

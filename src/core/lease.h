@@ -30,6 +30,13 @@ uint64_t cv_lease_margin(uint64_t ttl_ms);
  * node's expiry) and past since + cv_lease_grace (liveness: renewals stalled by the election get
  * through first). A node never seen here: since + ttl + margin. See docs/architecture.md. */
 bool cv_lease_may_expire(uint64_t seen_ms, uint64_t since_ms, uint64_t ttl_ms, uint64_t now_ms);
+/* The first instant at which a node may be declared expired (UINT64_MAX: never, saturated), so that a
+ * leader can wake up then instead of polling. With grace it is exactly the first instant
+ * cv_lease_may_expire allows; without, the grace after the election is skipped (the leader this node
+ * replaced: the grace only lets live nodes' renewals through, and that node is the one most likely
+ * gone). Skipping it never weakens safety: a seen node still waits ttl + margin from seen; a node never
+ * seen waits ttl + margin from since either way. */
+uint64_t cv_lease_expires_at(uint64_t seen_ms, uint64_t since_ms, uint64_t ttl_ms, bool grace);
 
 /* How long a new leader lets live nodes renew through it before it declares any of them dead: half a
  * TTL (renewals go every fifth of it). Not part of the safety argument. */

@@ -2,9 +2,10 @@
  * should be and proposes the difference:
  *   1. the config fingerprint (first thing a new cluster records);
  *   2. lease expiry: a node is declared dead once this node's monotonic clock passed ttl + margin after
- *      the node's latest renewal it saw applied, or after the start of its leadership if later
- *      (cv_lease_may_expire), with a compare-and-set on its recorded expiry (every applied renewal moves
- *      it), so a renewal that commits first wins;
+ *      the node's latest renewal it saw applied (after the start of its leadership for a node it never
+ *      saw renewed) and, except for the leader it replaced, a grace after its election
+ *      (cv_lease_expires_at; the timer wakes at that instant), with a compare-and-set on its recorded
+ *      expiry (every applied renewal moves it), so a renewal that commits first wins;
  *   3. the shard map: cv_assign_constrained over the eligible nodes (live and not draining), with the
  *      shards an operator fixed (a live, undrained target; else a pinned shard's live, undrained owner)
  *      going to that node, filtered by cv_assign_handoff (a shard
@@ -13,7 +14,7 @@
  *      shard's epoch, so a decision taken on stale state is rejected, never half-applied;
  *   4. raft membership: keep cfg voters voters alive by promoting live standbys when a voter is dead,
  *      then demoting the dead voter to standby (a spare hears nothing from raft, so it could not come back);
- *      spares (older logs) that are alive again become standbys;
+ *      any spare (older logs) becomes a standby, alive or not (a dead spare could never register again);
  *   5. the catalog's copy of each node's raft role.
  * Each kind has at most one proposal in flight; a failed or conflicting proposal is simply recomputed at
  * the next run. Nothing here blocks: decisions are pure functions of the catalog and raft configuration.
@@ -45,6 +46,7 @@ struct cv_leader {
     uint8_t *live, *elig; /* per cfg node: alive; alive and not draining (may take shards) */
     uint64_t *seen;       /* per cfg node: cv_mono_ms when its latest renewal applied here (0: none) */
     uint64_t since;       /* cv_mono_ms when this run first saw us leading (0: not leading) */
+    int replaced;         /* cfg index of the leader we replaced (no grace for it), or -1 */
     uint64_t restored;    /* raft snapshots installed into the catalog, as of the last seen reset */
     uint64_t *died;       /* per cfg node: cv_mono_ms when its ExpireNode applied here, until its shards
                            * all have new owners (0: no failover pending) */
@@ -62,6 +64,7 @@ struct duty_ctx {
 };
 
 static void leader__settle(struct cv_leader *l);
+static void run(uv_timer_t *t);
 
 static void duty__done(void *data, int status, uint64_t index)
 {
@@ -107,15 +110,21 @@ static void duty__config(struct cv_leader *l)
 static void duty__expire(struct cv_leader *l)
 {
     struct cv_catalog *cat = l->o.catalog;
-    uint64_t now = cv_mono_ms(), ttl = l->o.cfg->lease_ttl_ms;
+    uint64_t now = cv_mono_ms(), ttl = l->o.cfg->lease_ttl_ms, next = UINT64_MAX;
     for (size_t i = 0; i < cv_catalog_node_count(cat); i++) {
         const struct cv_catalog_node *cn = cv_catalog_node_at(cat, i);
         int k = cv_config_node_index(l->o.cfg, cn->id);
         uint64_t seen = k >= 0 ? l->seen[k] : 0;
-        if (!cn->alive || !cv_lease_may_expire(seen, l->since, ttl, now)) continue;
-        CV_INFO("lease of %s not renewed for %llu ms (ttl %llu + margin %llu): declaring it dead", cn->id,
+        if (!cn->alive) continue;
+        bool replaced = k >= 0 && k == l->replaced;
+        uint64_t at = cv_lease_expires_at(seen, l->since, ttl, !replaced);
+        if (now < at) {
+            next = at < next ? at : next;
+            continue;
+        }
+        CV_INFO("lease of %s not renewed for %llu ms (ttl %llu + margin %llu%s): declaring it dead", cn->id,
                 (unsigned long long)(now - (seen > l->since ? seen : l->since)), (unsigned long long)ttl,
-                (unsigned long long)cv_lease_margin(ttl));
+                (unsigned long long)cv_lease_margin(ttl), replaced ? ", the leader we replaced" : "");
         Cverse__Catalog__CmdExpireNode ex = CVERSE__CATALOG__CMD_EXPIRE_NODE__INIT;
         ex.node = (char *)cn->id;
         ex.expiry_ms = cn->lease_expiry_ms;
@@ -124,6 +133,8 @@ static void duty__expire(struct cv_leader *l)
         cmd.expire_node = &ex;
         propose(l, D_EXPIRE, &cmd, 0);
     }
+    /* Wake exactly when the next lease may be declared expired rather than up to RUN_MS later. */
+    if (next > now && next - now < RUN_MS) uv_timer_start(&l->timer, run, next - now, RUN_MS);
 }
 
 /* The node a shard is fixed to (index into cfg->nodes) or CV_ASSIGN_NONE: its target if that node
@@ -227,7 +238,7 @@ static void duty__membership(struct cv_leader *l)
 {
     const struct cv_config *cfg = l->o.cfg;
     if (cv_consensus_change_pending(l->o.consensus)) return;
-    size_t voters = 0, dead_voter = SIZE_MAX, spare_live = SIZE_MAX, cand = SIZE_MAX, last_voter = SIZE_MAX;
+    size_t voters = 0, dead_voter = SIZE_MAX, spare = SIZE_MAX, cand = SIZE_MAX, last_voter = SIZE_MAX;
     for (size_t i = 0; i < cfg->n_nodes; i++) {
         int role = cv_consensus_member_role(l->o.consensus, cfg->nodes[i].id);
         int live = liveness(l, cfg->nodes[i].id);
@@ -236,9 +247,9 @@ static void duty__membership(struct cv_leader *l)
             voters++;
             if (live == 0 && !self) dead_voter = i;
             if (live == 1 && !self) last_voter = i;
-        } else if (live == 1 && role != CV_MEMBER_NONE) {
-            if (cand == SIZE_MAX) cand = i;
-            if (role == CV_MEMBER_SPARE && spare_live == SIZE_MAX) spare_live = i;
+        } else {
+            if (live == 1 && role != CV_MEMBER_NONE && cand == SIZE_MAX) cand = i;
+            if (role == CV_MEMBER_SPARE && spare == SIZE_MAX) spare = i;
         }
     }
     size_t target = cfg->raft.voters;
@@ -249,12 +260,12 @@ static void duty__membership(struct cv_leader *l)
         assign(l, cand, CV_MEMBER_VOTER);
     } else if (voters > target && dead_voter != SIZE_MAX) {
         /* Standby, not spare: raft sends a spare nothing, so one cut off by a partition would never learn
-         * the leader after the heal and could not register again (test_partition). */
+         * the leader after the heal and could not register again (test_partition; also a restarted one). */
         assign(l, dead_voter, CV_MEMBER_STANDBY);
     } else if (voters > target && last_voter != SIZE_MAX) {
         assign(l, last_voter, CV_MEMBER_STANDBY);
-    } else if (spare_live != SIZE_MAX) {
-        assign(l, spare_live, CV_MEMBER_STANDBY);
+    } else if (spare != SIZE_MAX) {
+        assign(l, spare, CV_MEMBER_STANDBY);
     }
 }
 
@@ -338,7 +349,10 @@ static void run(uv_timer_t *t)
         leader__failovers(l);
         return;
     }
-    if (!l->since) l->since = cv_mono_ms(); /* later than the real start of leadership: errs safe */
+    if (!l->since) { /* later than the real start of leadership: errs safe */
+        l->since = cv_mono_ms();
+        l->replaced = cv_config_node_index(l->o.cfg, st.prev_leader_id);
+    }
     if (!l->inflight[D_CONFIG]) duty__config(l);
     if (!l->inflight[D_EXPIRE]) duty__expire(l);
     if (!l->inflight[D_ASSIGN] && !l->inflight[D_EXPIRE]) duty__assign(l);

@@ -96,7 +96,10 @@ static void node__lease_eval(struct cv_node *n)
         n->fenced = fenced;
         n->fencings += fenced;
         int k = cv_host_fence(n->host, fenced);
-        if (fenced)
+        if (fenced && !n->renewal.last_ok_ms) /* a new process declared dead before its first renewal */
+            CV_WARN("fenced: lease not confirmed yet by this process (%s); %d objects deactivated",
+                    l->revoked ? "declared dead" : "no renewal applied in time", k);
+        else if (fenced)
             CV_WARN("fenced: lease not confirmed for %llu ms (window ended %llu ms ago, %s); %d objects "
                     "deactivated, calls refused until a renewal applies",
                     (unsigned long long)(now - n->renewal.last_ok_ms), (unsigned long long)(now - l->fenced_at_ms),

@@ -558,6 +558,26 @@ Test(lease, leader_expires_after_ttl_plus_margin_from_seen_or_leadership)
     cr_assert(cv_lease_may_expire(11000, 9000, ttl, 11000 + ttl + m + 1));
 }
 
+/* The leader wakes at cv_lease_expires_at: exactly the first instant cv_lease_may_expire allows. */
+Test(lease, expires_at_is_the_first_instant_may_expire_allows)
+{
+    const uint64_t ttl = 700;
+    const uint64_t cases[][2] = {{10000, 0}, {8000, 9000}, {5000, 9000}, {0, 9000}, {11000, 9000}, {1, 1}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        uint64_t seen = cases[i][0], since = cases[i][1], at = cv_lease_expires_at(seen, since, ttl, true);
+        cr_assert_not(cv_lease_may_expire(seen, since, ttl, at - 1), "case %zu: not before %llu", i,
+                      (unsigned long long)at);
+        cr_assert(cv_lease_may_expire(seen, since, ttl, at), "case %zu: at %llu", i, (unsigned long long)at);
+    }
+    cr_assert_eq(cv_lease_expires_at(0, UINT64_MAX - 10, ttl, true), UINT64_MAX, "saturates: never");
+    /* Without the grace (the leader it replaced): ttl + margin after seen, even before since + grace; a
+     * node never seen still counts from since. */
+    const uint64_t m = cv_lease_margin(ttl);
+    cr_assert_eq(cv_lease_expires_at(8500, 9000, ttl, false), 8500 + ttl + m + 1);
+    cr_assert_eq(cv_lease_expires_at(8500, 9000, ttl, true), 9000 + cv_lease_grace(ttl) + 1);
+    cr_assert_eq(cv_lease_expires_at(0, 9000, ttl, false), 9000 + ttl + m + 1);
+}
+
 Test(lease, no_wraparound)
 {
     cr_assert_not(cv_lease_may_expire(0, UINT64_MAX - 10, 100, UINT64_MAX - 1),
@@ -680,7 +700,7 @@ Test(lease, windows_never_overlap_within_the_drift_bound)
  * takes duty then (since = that reading of L's clock), and applies nothing of X after. Returns the real
  * µs between X's last serving instant and L's first allowed expiry (negative: overlap). */
 static long long lease_sim_new_leader(double node_rate, double leader_rate, long long apply_delay_us,
-                                      long long elect_us, uint64_t ttl, bool seen_known)
+                                      long long elect_us, uint64_t ttl, bool seen_known, bool grace)
 {
     const uint64_t node_off = 5550, leader_off = 77; /* unrelated clock values */
     struct cv_lease l;
@@ -696,7 +716,7 @@ static long long lease_sim_new_leader(double node_rate, double leader_rate, long
     for (long long t = p; t < p + 6 * (long long)ttl * 1000; t += 50) {
         if (cv_lease_serving(&l, NODE_MS(t))) last_serve = t;
         /* L decides only once it leads, and only on renewals it has applied by then */
-        if (first_expire < 0 && t >= b && t >= a && cv_lease_may_expire(seen, since, ttl, LEADER_MS(t)))
+        if (first_expire < 0 && t >= b && t >= a && LEADER_MS(t) >= cv_lease_expires_at(seen, since, ttl, grace))
             first_expire = t;
     }
 #undef NODE_MS
@@ -718,19 +738,31 @@ Test(lease, new_leader_counts_from_the_renewal_it_applied_as_a_follower)
             for (size_t d = 0; d < 3; d++)
                 for (size_t e = 0; e < 4; e++) {
                     if (elects[e] < delays[d]) continue; /* a leader has applied what it had committed */
-                    long long gap = lease_sim_new_leader(rates[i], rates[j], delays[d], elects[e], ttl, true);
+                    long long gap =
+                        lease_sim_new_leader(rates[i], rates[j], delays[d], elects[e], ttl, true, true);
                     cr_assert_gt(gap, 0, "node rate %f leader rate %f lag %lld elect %lld: overlap %lld us",
                                  rates[i], rates[j], delays[d], elects[e], -gap);
-                    long long blind = lease_sim_new_leader(rates[i], rates[j], delays[d], elects[e], ttl, false);
+                    long long blind =
+                        lease_sim_new_leader(rates[i], rates[j], delays[d], elects[e], ttl, false, true);
                     cr_assert_gt(blind, 0);
                     cr_assert_geq(blind, gap, "counting from the applied renewal is never slower");
+                    /* the leader it replaced gets no grace: still no overlap, never later */
+                    long long old =
+                        lease_sim_new_leader(rates[i], rates[j], delays[d], elects[e], ttl, true, false);
+                    cr_assert_gt(old, 0, "no grace: node rate %f leader rate %f lag %lld elect %lld: overlap %lld us",
+                                 rates[i], rates[j], delays[d], elects[e], -old);
+                    cr_assert_leq(old, gap);
                 }
     /* What it buys: a leader elected 450 ms after the node's last renewal, which it applied at once,
      * may declare the node dead max(ttl + margin after that renewal, grace after its election) = 750 ms
      * after the renewal, not ttl + margin after its election (1107 ms). */
-    long long fast = lease_sim_new_leader(1.0, 1.0, 0, 450000, ttl, true);
-    long long blind = lease_sim_new_leader(1.0, 1.0, 0, 450000, ttl, false);
+    long long fast = lease_sim_new_leader(1.0, 1.0, 0, 450000, ttl, true, true);
+    long long blind = lease_sim_new_leader(1.0, 1.0, 0, 450000, ttl, false, true);
     cr_assert_lt(fast, blind - 300000, "fast %lld us, blind %lld us", fast, blind);
+    /* And for the leader it replaced, the grace no longer adds to a slow election: elected 450 ms after
+     * that node's renewal, it may declare it dead ttl + margin (658 ms) after the renewal, not 750. */
+    long long old = lease_sim_new_leader(1.0, 1.0, 0, 450000, ttl, true, false);
+    cr_assert_lt(old, fast - 50000, "old leader %lld us, with grace %lld us", old, fast);
 }
 
 Test(lease, windows_may_overlap_beyond_the_drift_bound)

@@ -153,6 +153,28 @@ Test(snapguard, installs_being_persisted_are_not_guarded)
     cr_assert_str_eq(order, "5P");
 }
 
+/* raft's put callback that, as libraft does when the threshold was crossed again meanwhile, starts its
+ * next snapshot write from inside the callback. */
+static struct raft_io_snapshot_put next_req;
+static void raft_put_done_and_take_again(struct raft_io_snapshot_put *req, int status)
+{
+    raft_put_done(req, status);
+    start_put(4, &next_req);
+}
+
+Test(snapguard, an_install_also_waits_for_a_snapshot_raft_starts_from_the_callback)
+{
+    struct raft_io_snapshot_put req;
+    static struct raft_snapshot snap;
+    req.data = &raft_req_data;
+    cr_assert_eq(G.io.snapshot_put(&G.io, 4, &req, &snap, raft_put_done_and_take_again), 0);
+    deliver_install(5);
+    in.put_cb(in.put, 0); /* the first write completes; raft starts the next one inside */
+    cr_assert_str_eq(order, "P", "still held: our next snapshot is being written");
+    in.put_cb(in.put, 0);
+    cr_assert_str_eq(order, "PP5", "delivered once that one is written");
+}
+
 static bool closed;
 static void raft_closed(struct raft_io *io)
 {
