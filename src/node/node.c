@@ -284,6 +284,15 @@ static bool node__catalog_ready(void *data, const char **why)
     return cv_node_catalog_ready(data, why);
 }
 
+static bool node__fenced_why(struct cv_node *n, uint64_t now, const char **why)
+{
+    const struct cv_lease *l = &n->renewal.lease;
+    uint64_t since = l->valid_until_ms < now ? l->valid_until_ms : now;
+    snprintf(n->why, sizeof n->why, "fenced: lease not confirmed for %llu ms", (unsigned long long)(now - since));
+    *why = n->why;
+    return false;
+}
+
 bool cv_node_catalog_ready(struct cv_node *n, const char **why)
 {
     struct cv_consensus_status st;
@@ -291,6 +300,11 @@ bool cv_node_catalog_ready(struct cv_node *n, const char **why)
         *why = n->draining ? "draining" : n->stopping ? "node is shutting down" : "node is starting";
         return false;
     }
+    /* A node that had a lease and lost it says so first: cut off, it knows no leader either, but
+     * "fenced" is why it serves nothing. */
+    uint64_t now = cv_mono_ms();
+    if (cv_lease_state(&n->renewal.lease) != CV_LEASE_NONE && !cv_renewal_serving(&n->renewal, now))
+        return node__fenced_why(n, now, why);
     cv_consensus_status(n->consensus, &st);
     if (!st.has_leader) {
         *why = "no raft leader known";
@@ -305,17 +319,10 @@ bool cv_node_catalog_ready(struct cv_node *n, const char **why)
         *why = "node not registered in the catalog yet";
         return false;
     }
-    uint64_t now = cv_mono_ms();
+    now = cv_mono_ms();
     if (!cv_renewal_serving(&n->renewal, now)) {
-        const struct cv_lease *l = &n->renewal.lease;
-        if (cv_lease_state(l) == CV_LEASE_NONE) {
-            *why = "lease not granted yet";
-        } else {
-            uint64_t since = l->valid_until_ms < now ? l->valid_until_ms : now;
-            snprintf(n->why, sizeof n->why, "fenced: lease not confirmed for %llu ms",
-                     (unsigned long long)(now - since));
-            *why = n->why;
-        }
+        if (cv_lease_state(&n->renewal.lease) != CV_LEASE_NONE) return node__fenced_why(n, now, why);
+        *why = "lease not granted yet";
         return false;
     }
     if (cv_catalog_unassigned_shards(n->catalog) > 0) {

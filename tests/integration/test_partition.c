@@ -435,13 +435,27 @@ static void self_lease(int i, char *out, size_t len)
     json_decref(j);
 }
 
-/* Node *arg has fenced itself: its lease view says so and /ready answers 503. */
+/* Node i's /ready answers 503 with a reason starting "fenced" (it knows no leader either when cut off,
+ * but fencing is why it serves nothing). */
+static bool ready_says_fenced(int i)
+{
+    long st;
+    char *t = node_text(i, "/ready", &st);
+    json_t *j = t ? json_loads(t, 0, NULL) : NULL;
+    const char *why = json_string_value(json_object_get(j, "reason"));
+    bool yes = st == 503 && why && strncmp(why, "fenced", 6) == 0;
+    json_decref(j);
+    free(t);
+    return yes;
+}
+
+/* Node *arg has fenced itself: its lease view says so and /ready answers 503 "fenced: ...". */
 static bool fenced(void *arg)
 {
     int v = *(int *)arg;
     char state[16];
     self_lease(v, state, sizeof state);
-    return !strcmp(state, "fenced") && !node_ready(v);
+    return !strcmp(state, "fenced") && ready_says_fenced(v);
 }
 
 struct owner_q {
