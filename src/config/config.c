@@ -22,6 +22,7 @@
 #include <string.h>
 #include <yaml.h>
 
+#include "config/objtypes.h"
 #include "core/hash.h"
 #include "cverse/error.h"
 #include "util/addr.h"
@@ -732,7 +733,7 @@ static int cfg__cluster(struct cfg__ctx *c, yaml_node_t *root)
 
 /* ---- root, whole-file checks, fingerprint ------------------------------------------------------------ */
 
-static const char *const root_keys[] = {"version", "cluster", "nodes", "gates", "inspector", NULL};
+static const char *const root_keys[] = {"version", "cluster", "nodes", "gates", "inspector", CV_CONFIG_OBJECT_KEYS, NULL};
 static const char *const root_goverse[] = {"postgres", "object_access_rules", "object_lifecycle_rules", NULL};
 
 static int cfg__version(struct cfg__ctx *c, yaml_node_t *root)
@@ -794,6 +795,7 @@ static int cfg__root(struct cfg__ctx *c, yaml_node_t *root)
     if (!rv) rv = cfg__gates(c, root);
     if (!rv) rv = cfg__inspector(c, root);
     if (!rv) rv = cfg__voters(c);
+    if (!rv) rv = cv_config_objects(c->doc, root, c->name, c->cfg, c->err, c->errlen); /* objtypes.c */
     if (!rv) c->cfg->fingerprint = cfg__fingerprint(c->cfg);
     return rv;
 }
@@ -959,6 +961,7 @@ void cv_config_free(struct cv_config *cfg)
         free(cfg->gates[i].http_addr);
     }
     for (size_t i = 0; i < cfg->n_warnings; i++) free(cfg->warnings[i]);
+    cv_config_objects_free(cfg);
     free(cfg->inspector.grpc_addr);
     free(cfg->inspector.http_addr);
     free(cfg->inspector.advertise_addr);

@@ -34,6 +34,17 @@ struct cv_autoload_cfg {
     bool per_node;
 };
 
+/* object_types.<Type>: overrides of a type's persistence (docs/configuration.md, docs/durable-state.md). */
+struct cv_object_type_cfg {
+    char *name;                /* the type name (the mapping's key) */
+    int persist;               /* enum cv_persist (object.h): 0 none, 1 on_write, 2 periodic; -1 = the type's */
+    uint64_t save_interval_ms; /* periodic: 0 = the type's own */
+    uint64_t idle_timeout_ms;  /* read and checked; idle deactivation is not implemented yet */
+    bool has_idle_timeout;
+    int line;
+};
+#define CV_CONFIG_STATE_MAX_DEFAULT ((uint64_t)1 << 20)
+
 struct cv_raft_cfg {
     unsigned voters;               /* default 3 (capped at the number of nodes) */
     unsigned election_timeout_ms;  /* default 300 */
@@ -66,6 +77,9 @@ struct cv_config {
         char *grpc_addr, *http_addr, *advertise_addr;
         char *admin_token_file; /* NULL: none (CVERSE_INSPECTOR_TOKEN may still enable the actions) */
     } inspector;
+    struct cv_object_type_cfg *object_types; /* object_types:, in file order */
+    size_t n_object_types;
+    uint64_t object_state_max_bytes; /* object_state_max_bytes:, default 1 MiB */
     char **warnings; /* accepted-but-unused Goverse keys, "file:line: key: message" */
     size_t n_warnings;
     uint64_t fingerprint; /* FNV-1a 64 over the settings every node must agree on: the canonical text
