@@ -364,8 +364,9 @@ Test(durable, whole_cluster_restarts_keep_every_value)
         want[k] = k + 1;
     }
     /* Graceful: every node drains and stops (SIGTERM), as cluster/stop-cluster.sh does. */
-    h_cluster_stop_all(&C);
+    h_cluster_stop_all(&C); /* the gate too */
     for (int i = 0; i < 3; i++) h_node_start(&C, i);
+    h_gate_start(&C, 0);
     cr_assert(h_poll(READY_MS, h_all_ready, &C), "not ready after the restart");
     check_values(ids, want, "after a whole-cluster stop and start");
 
