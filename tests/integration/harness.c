@@ -60,9 +60,11 @@ void h_cluster_init_ex(struct h_cluster *c, int n, int voters, unsigned lease_tt
     fprintf(f,
             "version: 1\ncluster:\n  shards: 64\n  provider: raft\n  data_dir: \"%s/data\"\n"
             "  lease_ttl_ms: %u\n  raft:\n    voters: %d\n    election_timeout_ms: 300\n"
-            "    heartbeat_timeout_ms: 30\n    snapshot_threshold: 16\n    snapshot_trailing: 4\n"
+            "    heartbeat_timeout_ms: 30\n    snapshot_threshold: %u\n    snapshot_trailing: %u\n"
             "%snodes:\n",
-            c->dir, lease_ttl_ms, voters, o->demo_autoload ? demo_autoload : "  auto_load_objects: []\n");
+            c->dir, lease_ttl_ms, voters, o->snapshot_threshold ? o->snapshot_threshold : 16,
+            o->snapshot_threshold ? o->snapshot_threshold / 4 : 4,
+            o->demo_autoload ? demo_autoload : "  auto_load_objects: []\n");
     for (int i = 0; i < n; i++) {
         snprintf(c->id[i], sizeof c->id[i], "node-%d", i + 1);
         fprintf(f,
