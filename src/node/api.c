@@ -288,6 +288,27 @@ static void api__get_events(struct cv_api *a, struct cv_http_exchange *x, const 
 }
 
 /* Prometheus text exposition (util/prom.h). */
+/* Durable object state (docs/durable-state.md): this node's saves and the catalog's state records. */
+static void api__state_prom(struct cv_api *a, struct cv_buf *b)
+{
+    struct cv_saver_counts sc = {0};
+    size_t records;
+    uint64_t db_bytes;
+    if (a->host) cv_host_saver_counts(a->host, &sc);
+    cv_catalog_state_stats(a->catalog, &records, &db_bytes);
+    cv_prom_family(b, "cverse_state_saves_total", "counter",
+                   "Object state saves this node proposed, by outcome (committed, refused: not the owner any "
+                   "more, failed: outcome unknown or shutting down).");
+    cv_prom_sample_u64(b, "cverse_state_saves_total", "result=\"committed\"", sc.committed);
+    cv_prom_sample_u64(b, "cverse_state_saves_total", "result=\"refused\"", sc.refused);
+    cv_prom_sample_u64(b, "cverse_state_saves_total", "result=\"failed\"", sc.failed);
+    cv_prom_counter(b, "cverse_state_save_entries_total", "CmdSaveState proposals (one per loop iteration with saves).",
+                    sc.batches);
+    cv_prom_counter(b, "cverse_state_saved_bytes_total", "Bytes of object state this node proposed.", sc.bytes);
+    cv_prom_gauge(b, "cverse_state_records", "Object states stored in the catalog.", (double)records);
+    cv_prom_gauge(b, "cverse_state_db_bytes", "LMDB pages used by the catalog's object states.", (double)db_bytes);
+}
+
 static void api__get_metrics(struct cv_api *a, struct cv_http_exchange *x)
 {
     struct cv_consensus_status st;
@@ -315,6 +336,7 @@ static void api__get_metrics(struct cv_api *a, struct cv_http_exchange *x)
     cv_prom_family(&b, "cverse_catalog_apply_seconds", "histogram", "Time to apply one raft entry to the catalog.");
     cv_prom_histogram(&b, "cverse_catalog_apply_seconds", NULL, le_s, h->buckets, CV_APPLY_BUCKETS, h->sum_us / 1e6);
     api__lease_prom(a, &b);
+    api__state_prom(a, &b);
     if (a->host && cv_host_stats(a->host)) cv_node_stats_prom(cv_host_stats(a->host), &b);
     if (!b.p || b.oom) {
         free(b.p);

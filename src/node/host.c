@@ -225,6 +225,12 @@ int cv_host_fence(struct cv_host *h, bool fenced)
     return cv_runtime_deactivate_all(h->x.rt, CV_EUNAVAIL);
 }
 
+void cv_host_saver_counts(struct cv_host *h, struct cv_saver_counts *out)
+{
+    const struct cv_saver *p = &h->ps;
+    *out = (struct cv_saver_counts){p->saves, p->committed, p->refused, p->failed, p->batches, p->bytes};
+}
+
 struct cv_runtime *cv_host_runtime(struct cv_host *h)
 {
     return h->x.rt;
