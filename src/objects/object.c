@@ -282,18 +282,19 @@ static void obj__reply_finish(cv_reply *r, int status, const char *error, const 
     struct cv_runtime *rt = o->rt;
     o->in_flight = NULL; /* before the callback: it may call this object again */
     free(r);
+    /* A persisted state (on_write): the answer waits for its commit (state.c), which is what makes it
+     * true whenever it is released. */
+    bool held = obj__state_reply(o, m->method, status, error, resp, len, m->cb, m->data);
     /* A reply after the node's serving window (the process stopped inside the handler) is never
      * acknowledged: the caller retries at the shard's next owner, and this copy's memory, deactivated
      * once the node fences, never shows the effect. */
-    if (rt->serve_until && cv_mono_ms() >= rt->serve_until(rt->serve_data)) {
+    if (!held && rt->serve_until && cv_mono_ms() >= rt->serve_until(rt->serve_data)) {
         status = CV_EUNAVAIL;
         error = "node fenced: lease not confirmed";
         resp = (const uint8_t *)"";
         len = 0;
     }
-    /* A persisted state: the answer may wait for its commit (state.c), then the state is saved. */
-    if (!obj__state_reply(o, m->method, status, error, resp, len, m->cb, m->data))
-        m->cb(m->data, status, error, resp, len);
+    if (!held) m->cb(m->data, status, error, resp, len);
     obj__mail_free(m);
     obj__state_after(o);
     if (o->head || obj__state(o) == OBJ_DEACTIVATING) obj__ready(o);
