@@ -178,8 +178,9 @@ void obj__state_free(struct cv_object *o);
 /* Loads the stored state before the activation hooks run (persisted types): 0, or the code the
  * activation fails with. */
 int obj__state_load(struct cv_object *o);
-/* A call of o ended with this answer (method: whether it writes). Returns true if the answer is held
- * until a commit (the caller must not deliver it), false to deliver it now. */
+/* A call of o ended with this answer (method: whether it writes). Returns true if state.c took the
+ * answer (held until a commit, or failed because the object's state could not be saved: the caller
+ * must not deliver it), false to deliver it now. */
 bool obj__state_reply(struct cv_object *o, const struct cv_method *method, int status, const char *error,
                       const uint8_t *resp, size_t len, cv_runtime_call_cb cb, void *data);
 /* After a mailbox entry, a reply or the activation hooks: saves or arms the periodic save as the

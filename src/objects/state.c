@@ -122,11 +122,16 @@ bool obj__state_reply(struct cv_object *o, const struct cv_method *method, int s
                       const uint8_t *resp, size_t len, cv_runtime_call_cb cb, void *data)
 {
     if (o->persist == CV_PERSIST_NONE) return false;
+    if (o->broken && o->persist == CV_PERSIST_ON_WRITE) {
+        /* A call that ran after a save failed (an async one in flight then) ran on a memory that is
+         * being dropped: its effect will not exist, so it is answered as never run. */
+        cb(data, CV_EUNAVAIL, "object state could not be saved; call again", (const uint8_t *)"", 0);
+        return true;
+    }
     if (method->flags & CV_METHOD_WRITES) o->dirty = true;
     /* Held: a change to commit, an earlier answer still held (order), or state that may be uncommitted
      * (a change of a timer, a save in flight) which this answer could have read. */
-    if (o->persist != CV_PERSIST_ON_WRITE || o->broken ||
-        (!o->dirty && !o->held && o->saved_version >= o->version))
+    if (o->persist != CV_PERSIST_ON_WRITE || (!o->dirty && !o->held && o->saved_version >= o->version))
         return false;
     struct obj__held *h = malloc(sizeof *h + len);
     char *err = status && error ? strdup(error) : NULL;

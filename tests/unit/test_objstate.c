@@ -135,18 +135,49 @@ static void c_grow(cv_object *o, const ProtobufCMessage *req, cv_reply *r)
     cv_reply_ok(r, &resp.base);
 }
 
+/* Adds now, answers 20 ms later (an asynchronous handler). */
+struct later {
+    uv_timer_t t;
+    cv_reply *r;
+    uint64_t value;
+};
+
+static void later_closed(uv_handle_t *h) { free(h->data); }
+
+static void later_fire(uv_timer_t *t)
+{
+    struct later *l = t->data;
+    Msg resp = MSG_INIT;
+    resp.index = l->value;
+    cv_reply_ok(l->r, &resp.base);
+    uv_close((uv_handle_t *)t, later_closed);
+}
+
+static void c_add_later(cv_object *o, const ProtobufCMessage *req, cv_reply *r)
+{
+    Msg *s = cv_object_state(o);
+    s->index += ((const Msg *)req)->index;
+    struct later *l = calloc(1, sizeof *l);
+    l->r = r;
+    l->value = s->index;
+    uv_timer_init(&g.loop, &l->t);
+    l->t.data = l;
+    uv_timer_start(&l->t, later_fire, 20, 0);
+}
+
 static void c_deactivated(cv_object *o) { g.deactivated++; }
 
 static const struct cv_method c_methods[] = {
     {"Add", MSG_DESC, MSG_DESC, c_add, CV_METHOD_WRITES},
     {"Get", MSG_DESC, MSG_DESC, c_get, 0},
     {"Grow", MSG_DESC, MSG_DESC, c_grow, 0},
+    {"AddLater", MSG_DESC, MSG_DESC, c_add_later, CV_METHOD_WRITES},
 };
 static const struct cv_object_type on_write_type = {.name = "W", .deactivated = c_deactivated, .methods = c_methods,
-                                                    .n_methods = 3, .state_message = MSG_DESC,
+                                                    .n_methods = 4, .state_message = MSG_DESC,
                                                     .persist = CV_PERSIST_ON_WRITE};
 static const struct cv_object_type periodic_type = {.name = "P", .deactivated = c_deactivated, .methods = c_methods,
-                                                    .n_methods = 3, .state_message = MSG_DESC,
+                                                    .n_methods = 4, .state_message = MSG_DESC,
                                                     .persist = CV_PERSIST_PERIODIC, .save_interval_ms = 30};
 
 /* ---- harness ---- */
@@ -328,6 +359,26 @@ Test(objstate, a_failed_save_fails_the_answers_and_starts_again_from_the_store, 
     cr_assert_eq(c->status, 0);
     cr_assert_eq(c->value, 8, "the new activation starts from the committed 7");
     cr_assert_geq(g.loads, 2);
+    finish();
+}
+
+Test(objstate, a_call_in_flight_when_a_save_fails_is_answered_as_never_run, .init = setup)
+{
+    wait_done(call("W", "Add", 5));
+    g.hold = true;
+    g.fail_with = CV_EUNAVAIL;
+    struct result *a = call("W", "Add", 1), *b = call("W", "AddLater", 1);
+    for (int i = 0; i < 5; i++) uv_run(&g.loop, UV_RUN_NOWAIT); /* a's save in flight, b running */
+    cr_assert(!a->done && !b->done);
+    g.hold = false;
+    uv_idle_start(&g.commit, host_commit); /* a's save fails while b is in flight */
+    wait_done(b);
+    cr_assert_eq(a->status, CV_EUNAVAIL);
+    cr_assert_eq(b->status, CV_EUNAVAIL, "b ran on a memory that was dropped: it must not be acknowledged");
+    g.fail_with = 0;
+    struct result *c = call("W", "Get", 0);
+    wait_done(c);
+    cr_assert_eq(c->value, 5);
     finish();
 }
 
