@@ -1,7 +1,7 @@
 /* Object hosting in a node: the runtime plus the parts that tie it to the catalog and the network,
  * wired here. The parts: incall.c (objects.call, parking, verdicts), outcall.c (calls made by objects),
  * ops.c (create/delete), autoload.c (auto-load objects), handoff.c (releasing shards), mapfeed.c (the
- * shard-map feed). This file owns their lifecycle and the reactions to catalog changes.
+ * shard-map feed), saver.c (durable object state: the runtime's load/save hooks). This file owns their lifecycle and the reactions to catalog changes.
  *
  * Happy path. After every applied entry: a CreateObject activates the object on its owner, a DeleteObject
  * destroys it everywhere; after an AssignShards (and after a raft snapshot was installed) objects of
