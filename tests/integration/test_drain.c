@@ -51,7 +51,10 @@ static void obj_path(char *out, size_t len, const char *op, int k, const char *t
 
 static void start(void)
 {
-    struct h_opts o = {.gates = 1};
+    /* Restarted nodes catch up while on_write counters move the log fast: with the harness's snapshot
+     * threshold of 16 libraft 0.22.1 crashes a node that gets a snapshot while taking one
+     * (docs/durable-state.md, "Known problem"). Snapshots are not under test here. */
+    struct h_opts o = {.gates = 1, .snapshot_threshold = 4096};
     h_cluster_init_ex(&C, 3, 3, 1000, &o);
     for (int i = 0; i < 3; i++) h_node_start(&C, i);
     h_gate_start(&C, 0);
