@@ -9,7 +9,7 @@ PKGS=(build-essential pkg-config meson ninja-build
       libuv1-dev liblmdb-dev libprotobuf-c-dev protobuf-c-compiler
       libcurl4-openssl-dev libcriterion-dev libyaml-dev libjansson-dev libhttp-parser-dev
       uthash-dev libsodium-dev
-      curl python3 lmdb-utils
+      curl python3 lmdb-utils iproute2
       libjs-chart.js libjs-d3 chromium nodejs)
 BACKPORTS_PKGS=(libraft-dev)
 RAFT_MIN=0.22

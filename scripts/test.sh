@@ -75,7 +75,7 @@ count_results() {
     if [ ${#suites[@]} -gt 0 ]; then failed=$((failed + 1)); failures+=("$1:no-test-matched"); fi
     return
   fi
-  counts=$(python3 - "$log" "$1" <<'PY'
+  counts=$(python3 - "$log" "$1" "$TAILS" <<'PY'
 import json, re, sys
 ok = bad = skip = 0
 cases = [0, 0, 0]
@@ -95,6 +95,12 @@ with open(sys.argv[1]) as f:
             bad += 1
             name = re.sub(r"\s+", "", t.get("name", "?"))  # "proj:unit / x" -> "proj:unit/x"
             names.append("%s:%s(%s)" % (sys.argv[2], name, r))
+            # The tail of a failed test's output, printed again at the very end of the run: CI keeps
+            # only the last part of what this script prints.
+            tail = ((t.get("stdout") or "") + (t.get("stderr") or "")).splitlines()[-60:]
+            with open(sys.argv[3], "a") as f:
+                f.write("----- %s:%s (%s), last %d lines\n" % (sys.argv[2], name, r, len(tail)))
+                f.write("\n".join(tail) + "\n")
         out = (t.get("stdout") or "") + (t.get("stderr") or "")
         m = re.search(r"Synthesis: Tested: (\d+) \| Passing: (\d+) \| Failing: (\d+)"
                       r"(?: \| Crashing: (\d+))?", out)
@@ -135,6 +141,9 @@ run_in() {
 
 scripts/install-deps.sh
 
+TAILS=$(mktemp)
+trap 'rm -f "$TAILS"' EXIT
+
 run_in "$BUILD"
 
 if [ $asan -eq 1 ]; then
@@ -147,6 +156,7 @@ if [ $asan -eq 1 ]; then
 fi
 
 if [ ${#failures[@]} -gt 0 ]; then
+  cat "$TAILS"
   echo "failed: ${failures[*]}"
 fi
 if [ $skipped -gt 0 ]; then

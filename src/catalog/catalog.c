@@ -49,6 +49,16 @@ struct cv_catalog {
 
 /* ---- apply ---- */
 
+/* A commit that failed: LMDB reports the short write of a full disk as EIO, so the text comes from
+ * cv_fs_strerror ("No space left on device"). */
+static int catalog__commit_err(struct cv_catalog *cat, int rc, const char *what)
+{
+    const char *dir = NULL;
+    if (rc <= 0 || mdb_env_get_path(cat->env, &dir) != 0) return cv_store_lmdb_err(rc, what);
+    CV_ERROR("catalog: %s: %s (data dir %s)", what, cv_fs_strerror(rc, dir), dir);
+    return CV_ELMDB;
+}
+
 #ifdef CV_CHECKS
 /* After an apply: what its stage changed against LMDB, and the mirror's invariants (in memory). A
  * publish touches nothing else unless a node joined, so this finds what the full reload would, at
@@ -109,7 +119,7 @@ static int catalog__apply_batch(struct cv_catalog *cat, uint64_t index, const Cv
     if (rv == 0) rv = cv_mirror_reserve(&cat->m, &cat->st);
     if (rv != 0) goto err_after_txn;
     rc = mdb_txn_commit(txn);
-    if (rc != 0) return cv_store_lmdb_err(rc, "commit apply");
+    if (rc != 0) return catalog__commit_err(cat, rc, "commit apply");
     size_t n_nodes = cat->m.n;
     cv_mirror_publish(&cat->m, &cat->st, index);
     cat->joined = cat->m.n != n_nodes;
@@ -130,7 +140,7 @@ static int catalog__apply_noop(struct cv_catalog *cat, uint64_t index)
         return rv;
     }
     rc = mdb_txn_commit(txn);
-    if (rc != 0) return cv_store_lmdb_err(rc, "commit noop");
+    if (rc != 0) return catalog__commit_err(cat, rc, "commit noop");
     cat->m.applied = index;
     return 0;
 }

@@ -22,7 +22,6 @@
 #include <string.h>
 #include <yaml.h>
 
-#include "config/objtypes.h"
 #include "core/hash.h"
 #include "cverse/error.h"
 #include "util/addr.h"
@@ -650,6 +649,7 @@ static int cfg__autoload_one(struct cfg__ctx *c, const struct cfg__field *item, 
     cfg__field(c, item->node, item->path, "id", &id);
     cfg__field(c, item->node, item->path, "per_shard", &per_shard);
     cfg__field(c, item->node, item->path, "per_node", &per_node);
+    a->line = type.line;
     rv = cfg__str(c, &type, true, "an object type name", &a->type);
     if (!rv) rv = cfg__str(c, &id, true, "an object id", &a->id);
     if (!rv) rv = cfg__bool(c, &per_shard, &a->per_shard);
@@ -693,7 +693,8 @@ static int cfg__raft(struct cfg__ctx *c, const struct cfg__field *f)
     if (!rv) rv = cfg__unsigned(c, &elect, 50, 600000, &r->election_timeout_ms);
     if (!rv) rv = cfg__unsigned(c, &hb, 1, 600000, &r->heartbeat_timeout_ms);
     if (!rv) rv = cfg__unsigned(c, &thr, 16, 1000000000, &r->snapshot_threshold);
-    if (!rv) rv = cfg__unsigned(c, &trail, 0, 1000000000, &r->snapshot_trailing);
+    /* 0 is refused: consensus/snapguard tells our own snapshots (trailing > 0) from installs (0). */
+    if (!rv) rv = cfg__unsigned(c, &trail, 1, 1000000000, &r->snapshot_trailing);
     if (!rv) rv = cfg__bool(c, &pre, &r->pre_vote);
     if (!rv && r->heartbeat_timeout_ms >= r->election_timeout_ms)
         rv = cfg__fail(c, hb.line, hb.path, "must be less than election_timeout_ms (%u), got %u",
@@ -961,7 +962,6 @@ void cv_config_free(struct cv_config *cfg)
         free(cfg->gates[i].http_addr);
     }
     for (size_t i = 0; i < cfg->n_warnings; i++) free(cfg->warnings[i]);
-    cv_config_objects_free(cfg);
     free(cfg->inspector.grpc_addr);
     free(cfg->inspector.http_addr);
     free(cfg->inspector.advertise_addr);

@@ -8,8 +8,11 @@
  * periodic; the integers are plain decimal in range. Types are names only here: a node warns about a
  * name no registered type has (the config is shared by gates and inspectors, which know other types).
  * Failure modes: anything else is CV_ECONFIG with one line "FILE:LINE: KEY.PATH: what is wrong
- * (expected ...)", as the rest of the config reports (the node then exits 2); CV_ENOMEM. */
-#include "config/objtypes.h"
+ * (expected ...)", as the rest of the config reports (the node then exits 2). The entries live in a
+ * fixed array of the config (at most CV_CONFIG_OBJECT_TYPES_MAX types): nothing to free. */
+#include <yaml.h>
+
+#include "config/config.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -131,27 +134,27 @@ static int ot__types(struct ot *c, yaml_node_t *m, struct cv_config *cfg)
     if (m->type != YAML_MAPPING_NODE)
         return ot__fail(c, m, "object_types", "must be a mapping of type name to settings");
     size_t n = (size_t)(m->data.mapping.pairs.top - m->data.mapping.pairs.start);
-    cfg->object_types = calloc(n ? n : 1, sizeof *cfg->object_types);
-    if (!cfg->object_types) return CV_ENOMEM;
     for (size_t i = 0; i < n; i++) {
         yaml_node_pair_t *p = &m->data.mapping.pairs.start[i];
         yaml_node_t *k = yaml_document_get_node(c->doc, p->key);
-        if (k->type != YAML_SCALAR_NODE || !*ot__text(k) || strlen(ot__text(k)) >= 128)
+        if (k->type != YAML_SCALAR_NODE || !*ot__text(k) || strlen(ot__text(k)) >= sizeof cfg->object_types[0].name)
             return ot__fail(c, k, "object_types", "keys must be type names (1..127 bytes)");
+        if (i == CV_CONFIG_OBJECT_TYPES_MAX)
+            return ot__fail(c, k, "object_types", "more than %d types (expected at most %d)",
+                            CV_CONFIG_OBJECT_TYPES_MAX, CV_CONFIG_OBJECT_TYPES_MAX);
         for (size_t j = 0; j < cfg->n_object_types; j++)
             if (!strcmp(cfg->object_types[j].name, ot__text(k)))
                 return ot__fail(c, k, "object_types", "type %.100s given twice (first at line %d; expected once)",
                                 ot__text(k), cfg->object_types[j].line);
-        struct cv_object_type_cfg *t = &cfg->object_types[cfg->n_object_types];
-        if (!(t->name = strdup(ot__text(k)))) return CV_ENOMEM;
-        cfg->n_object_types++;
+        struct cv_object_type_cfg *t = &cfg->object_types[cfg->n_object_types++];
+        snprintf(t->name, sizeof t->name, "%s", ot__text(k));
         int rv = ot__entry(c, k, yaml_document_get_node(c->doc, p->value), t);
         if (rv) return rv;
     }
     return 0;
 }
 
-int cv_config_objects(yaml_document_t *doc, yaml_node_t *root, const char *file, struct cv_config *cfg,
+int cv_config_objects(struct yaml_document_s *doc, struct yaml_node_s *root, const char *file, struct cv_config *cfg,
                       char *err, size_t errlen)
 {
     struct ot c = {doc, file, err, errlen};
@@ -161,12 +164,4 @@ int cv_config_objects(yaml_document_t *doc, yaml_node_t *root, const char *file,
     yaml_node_t *m = ot__get(&c, root, "object_types");
     if (!rv && m) rv = ot__types(&c, m, cfg);
     return rv;
-}
-
-void cv_config_objects_free(struct cv_config *cfg)
-{
-    for (size_t i = 0; i < cfg->n_object_types; i++) free(cfg->object_types[i].name);
-    free(cfg->object_types);
-    cfg->object_types = NULL;
-    cfg->n_object_types = 0;
 }

@@ -23,6 +23,7 @@
  * replica's state diverge from the log (raft would otherwise wedge silently, see docs/architecture.md).
  */
 #include "consensus/consensus.h"
+#include "consensus/iowrap.h"
 
 #include <errno.h>
 #include <raft.h>
@@ -31,8 +32,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "consensus/rafttcp.h"
 #include "core/sm.h"
 #include "cverse/error.h"
+#include "consensus/snapguard.h"
 #include "net/peers.h"
 #include "rpc.pb-c.h"
 #include "util/addr.h"
@@ -108,10 +111,11 @@ struct cv_consensus {
     struct cv_catalog *cat;
     cv_consensus_applied_cb on_applied;
     cv_consensus_leader_cb on_leader;
+    cv_iowrap_fail_cb on_log_failed;
     void *data;
 
     struct raft raft;
-    struct raft_io io;
+    struct cv_snapguard io; /* raft_uv's io (io.inner) behind a guard against a libraft crash */
     struct raft_uv_transport transport;
     struct raft_fsm fsm;
     raft_id id;
@@ -726,19 +730,22 @@ static int consensus__init_raft(struct cv_consensus *c, const char *raft_dir)
     c->transport.version = 1; /* required by 0.22 before raft_uv_tcp_init */
     c->transport.data = c;
     if ((rv = raft_uv_tcp_init(&c->transport, c->loop))) goto err;
+    cv_rafttcp_live(&c->transport); /* re-dial peers as soon as a partition heals (docs/partitions.md) */
     if ((rv = raft_uv_tcp_set_bind_address(&c->transport, c->self->raft_bind_addr))) goto err_after_tcp;
-    if ((rv = raft_uv_init(&c->io, c->loop, raft_dir, &c->transport))) goto err_after_tcp;
+    if ((rv = raft_uv_init(&c->io.inner, c->loop, raft_dir, &c->transport))) goto err_after_tcp;
+    cv_snapguard_init(&c->io);
     c->fsm.version = 2;
     c->fsm.data = c;
     c->fsm.apply = fsm__apply;
     c->fsm.snapshot = fsm__snapshot;
     c->fsm.restore = fsm__restore;
     c->fsm.snapshot_finalize = fsm__snapshot_finalize;
-    if ((rv = raft_init(&c->raft, &c->io, &c->fsm, c->id, c->self->raft_addr))) goto err_after_io;
+    if ((rv = raft_init(&c->raft, &c->io.io, &c->fsm, c->id, c->self->raft_addr))) goto err_after_io;
+    cv_iowrap_install(&c->io.inner, c->loop, raft_dir, c->on_log_failed, c->data); /* raft_uv's: loud failures */
     tune(c);
     return 0;
 err_after_io:
-    raft_uv_close(&c->io);
+    raft_uv_close(&c->io.inner);
 err_after_tcp:
     raft_uv_tcp_close(&c->transport);
 err:
@@ -764,6 +771,7 @@ int cv_consensus_init(const struct cv_consensus_opts *opts, struct cv_consensus 
     c->peers = opts->peers;
     c->on_applied = opts->on_applied;
     c->on_leader = opts->on_leader;
+    c->on_log_failed = opts->on_log_failed;
     c->data = opts->data;
     c->pendings.next = c->pendings.prev = &c->pendings;
     c->next_seq = cv_now_ms() * 1000; /* unique across restarts of this node */
@@ -786,7 +794,7 @@ int cv_consensus_start(struct cv_consensus *c)
     cv_catalog_set_observer(c->cat, fsm__observe, c);
     if ((rv = raft_start(&c->raft))) {
         CV_ERROR("raft start failed: %s (%s%s%s); is %s already in use?", raft_strerror(rv),
-                 raft_errmsg(&c->raft), c->io.errmsg, c->transport.errmsg, c->self->raft_bind_addr);
+                 raft_errmsg(&c->raft), c->io.io.errmsg, c->transport.errmsg, c->self->raft_bind_addr);
         return CV_ERAFT;
     }
     c->started = true;
@@ -819,7 +827,7 @@ static void consensus__handle_closed(uv_handle_t *h)
 static void consensus__raft_closed(struct raft *r)
 {
     struct cv_consensus *c = r->data;
-    raft_uv_close(&c->io);
+    raft_uv_close(&c->io.inner);
     raft_uv_tcp_close(&c->transport);
     consensus__close_step(c);
 }

@@ -46,6 +46,9 @@ struct cv_consensus_opts {
     const char *raft_dir;         /* raft log + snapshots; created if missing */
     cv_consensus_applied_cb on_applied;
     cv_consensus_leader_cb on_leader;
+    /* The raft log cannot be written (consensus/iowrap.h): fence; the process exits 1 on return. May be
+     * NULL. */
+    void (*on_log_failed)(void *data, const char *why);
     void *data;
 };
 

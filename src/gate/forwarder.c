@@ -20,7 +20,10 @@
  * map when the gate's map stays behind it (the subscribed node lags). A forward already SENT is never
  * sent a second time while its node might still run it (it may have started: double execution); a
  * frozen owner answers it UNAVAILABLE when it resumes (its lease check reads a fresh clock), which
- * routes it again at once, else it ends at its deadline. Closing
+ * routes it again at once. Once a map shows that node declared dead and the shard gone from it
+ * (cv_gate_may_resend: its lease ended, it ran the call before or never will), the forward is routed
+ * again at once and a late answer to the old send is dropped (struct fwd_send); at-least-once if that
+ * node ran it and the answer was lost. Else it ends at its deadline. Closing
  * fails waiting forwards with CV_ECANCELED at once and sent ones when their client closes; the struct
  * is freed after the last handle's close callback. Single-threaded: everything runs on the loop. */
 #include "gate/forwarder.h"
@@ -65,6 +68,15 @@ struct gate_node {
     bool connected;
 };
 
+struct fwd;
+
+/* One send of a forward: the data of its RPC. A forward sent again while the earlier send is still
+ * unanswered (its node was declared dead) leaves the old one with f = NULL: its answer, if it ever comes,
+ * is dropped. */
+struct fwd_send {
+    struct fwd *f;
+};
+
 /* One forwarded operation, from cv_forwarder_forward to its callback. */
 struct fwd {
     struct cv_sm sm; /* first: the invariant casts back */
@@ -77,6 +89,7 @@ struct fwd {
     uint64_t deadline_ms; /* cv_mono_ms() */
     uint64_t want_index;  /* from redirects: wait for a map at least this recent */
     size_t node;          /* SENT: index of the node the call went to */
+    struct fwd_send *send; /* SENT: the unanswered send */
     unsigned retries;
     int last_err;         /* cause of the last wait, 0 if none */
     char last_msg[256];
@@ -274,7 +287,11 @@ static void forwarder__note_lag(struct cv_forwarder *fw, size_t from, uint64_t i
 
 static void fwd__reply(void *data, int status, const char *error, const uint8_t *body, size_t len)
 {
-    struct fwd *f = data;
+    struct fwd_send *s = data;
+    struct fwd *f = s->f;
+    free(s);
+    if (!f) return; /* sent again elsewhere meanwhile (forwarder__resend_orphans) */
+    f->send = NULL;
     struct cv_forwarder *fw = f->fw;
     if (status == CV_EREDIRECT && !fw->closing) {
         Cverse__Rpc__Redirect *r = cverse__rpc__redirect__unpack(NULL, len, body);
@@ -337,12 +354,19 @@ static void fwd__send(struct fwd *f, struct gate_node *n, uint64_t remaining)
     size_t len;
     f->node = n->index;
     fwd__move(f, CV_FWD_SENT); /* its answer never comes from inside cv_rpc_call; a failure ends it */
-    int rv = fwd__pack(f, cv_gate_map_index(&fw->map), &body, &len);
+    struct fwd_send *s = malloc(sizeof *s);
+    int rv = s ? fwd__pack(f, cv_gate_map_index(&fw->map), &body, &len) : CV_ENOMEM;
     if (rv == 0) {
-        rv = cv_rpc_call(n->cli, op_methods[f->op], body, len, (unsigned)remaining, fwd__reply, f);
+        s->f = f;
+        rv = cv_rpc_call(n->cli, op_methods[f->op], body, len, (unsigned)remaining, fwd__reply, s);
         free(body);
     }
-    if (rv) fwd__finish(f, rv, NULL, NULL, 0);
+    if (rv) {
+        free(s);
+        fwd__finish(f, rv, NULL, NULL, 0);
+        return;
+    }
+    f->send = s;
 }
 
 /* Routes f with the current map: send, wait and route again, or fail. */
@@ -434,6 +458,30 @@ static void forwarder__wake(struct cv_forwarder *fw)
     }
 }
 
+/* Forwards SENT to a node this map shows declared dead, whose shard it gives to another node or to none
+ * yet (cv_gate_may_resend): that node fenced itself before it was declared dead, so it ran the call
+ * before its lease ended or never will. Route them again now rather than at their deadline (through
+ * their timers). If it ran the call and the answer was lost, the call runs twice: at-least-once in that
+ * case only (docs/architecture.md, gates and routing). */
+static void forwarder__resend_orphans(struct cv_forwarder *fw)
+{
+    for (struct fwd *f = fw->calls; f; f = f->next) {
+        const char *to = fw->nodes[f->node].cfg->id;
+        if (cv_sm_state(&f->sm) != CV_FWD_SENT || !cv_gate_may_resend(&fw->map, fw->cfg, f->id, to)) continue;
+        f->send->f = NULL; /* its answer, if any, is dropped */
+        f->send = NULL;
+        f->last_err = CV_EUNAVAIL;
+        snprintf(f->last_msg, sizeof f->last_msg, "node %s was declared dead while the call was pending", to);
+        f->retries++;
+        fw->stats.retries[CV_GATE_RETRY_UNAVAILABLE]++;
+        fw->stats.resends++;
+        CV_INFO("%s %s/%s: node %s declared dead with the call pending: routing it again", cv_gate_op_names[f->op],
+                f->type, f->id, to);
+        uv_timer_start(&f->timer, fwd__timer_cb, 0, 0);
+        fwd__move(f, CV_FWD_BACKOFF);
+    }
+}
+
 static void forwarder__map_applied(struct cv_forwarder *fw, uint32_t prev_unassigned, bool first)
 {
     const Cverse__Rpc__ShardMap *pb = fw->map.pb;
@@ -452,6 +500,7 @@ static void forwarder__map_applied(struct cv_forwarder *fw, uint32_t prev_unassi
                 (unsigned)pb->shards, (unsigned)fw->cfg->shards);
         fw->shards_warned = true;
     }
+    forwarder__resend_orphans(fw);
     forwarder__wake(fw);
 }
 

@@ -24,7 +24,8 @@ extern const char *const cv_gate_retry_names[CV_GATE_N_RETRY]; /* "redirect", "u
 /* A forward's lifecycle (checked with core/sm.h in debug builds):
  *   QUEUED --> ROUTING --> SENT --> DONE            (the happy path)
  *   ROUTING --> BACKOFF | AWAIT_MAP --> ROUTING     (no owner / unreachable / redirect: wait, route again)
- *   SENT --> BACKOFF | AWAIT_MAP                    (the node answered a rerouted error)
+ *   SENT --> BACKOFF | AWAIT_MAP                    (the node answered a rerouted error, or BACKOFF: a
+ *                                                    new map shows it declared dead, the shard moved)
  *   QUEUED | ROUTING | BACKOFF | AWAIT_MAP --> DONE (deadline, routing failure, gate closing)
  * AWAIT_MAP waits for a shard map at least as new as a redirect reported (a map push ends the wait
  * early), BACKOFF for its backoff (a map push or a node connecting ends it early). */
@@ -46,6 +47,7 @@ struct cv_gate_stats {
     uint64_t retries[CV_GATE_N_RETRY];
     uint64_t maps_applied, maps_ignored, sub_switches;
     uint64_t sub_stalls; /* subscriptions given up because their node fell silent */
+    uint64_t resends;    /* forwards sent again because their node was declared dead while they waited */
     uint64_t fwd_moves[CV_FWD_N_STATES]; /* moves of forwards into each state (their paths; not on /metrics) */
     uint64_t map_index;   /* 0 without a map */
     uint32_t unassigned;  /* shards without owner; the configured shard count without a map */

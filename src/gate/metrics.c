@@ -70,6 +70,8 @@ char *cv_gate_metrics_text(const struct cv_gate_stats *s, size_t *len)
                     s->sub_switches);
     cv_prom_counter(&b, "cverse_gate_subscription_stalls_total",
                     "Shard-map subscriptions given up because their node fell silent (no heartbeat).", s->sub_stalls);
+    cv_prom_counter(&b, "cverse_gate_resends_total",
+                    "Calls sent again because their node was declared dead while they were pending.", s->resends);
     if (b.oom) {
         free(b.p);
         return NULL;

@@ -132,6 +132,17 @@ void cv_gate_route(const struct cv_gate_map *m, const struct cv_config *cfg, con
     memcpy(out->node, owner, len + 1);
 }
 
+bool cv_gate_may_resend(const struct cv_gate_map *m, const struct cv_config *cfg, const char *id,
+                        const char *sent_to)
+{
+    const Cverse__Rpc__NodeAddr *na = cv_gate_map_node(m, sent_to, strlen(sent_to));
+    if (!na || na->alive) return false;
+    struct cv_route r;
+    cv_gate_route(m, cfg, id, &r);
+    if (r.action == CV_ROUTE_FAIL) return false;
+    return r.action == CV_ROUTE_WAIT || strcmp(r.node, sent_to) != 0;
+}
+
 unsigned cv_gate_backoff_ms(unsigned attempt, double jitter, uint64_t remaining_ms)
 {
     uint64_t d = CV_GATE_BACKOFF_BASE_MS;

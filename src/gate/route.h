@@ -51,6 +51,13 @@ struct cv_route {
 void cv_gate_route(const struct cv_gate_map *m, const struct cv_config *cfg, const char *id,
                    struct cv_route *out);
 
+/* A call sent to node sent_to and not answered yet: may the gate send it again, by map m? True when m
+ * lists sent_to as not alive (declared dead: its lease ended and it fenced itself before, so it ran the
+ * call before that or never will) and the id no longer routes to it (its shard has another owner, or
+ * none yet). Never for an id pinned to sent_to (nowhere else to go) or one that cannot be routed. */
+bool cv_gate_may_resend(const struct cv_gate_map *m, const struct cv_config *cfg, const char *id,
+                        const char *sent_to);
+
 /* Retry policy for calls that met a redirect or an unavailable shard. */
 #define CV_GATE_BACKOFF_BASE_MS 20u  /* first retry waits 20..50 ms */
 #define CV_GATE_BACKOFF_STEP_CAP_MS 200u /* the growing part stops doubling here: waits stay <= 500 ms */

@@ -44,7 +44,9 @@
 #define HTTP__SWEEP_MS 1000
 #define HTTP__IDLE_MS 60000    /* keep-alive connections idle that long are closed */
 #define HTTP__LINGER_MS 2000   /* how long a closing connection is drained */
-#define HTTP__LINGER_MAX (1024u * 1024u)
+/* Bytes a closing connection drains at most. Large: a client still sending a refused body (413) sees a
+ * reset instead of our answer if we close with its bytes unread; the time bound above keeps the cost low. */
+#define HTTP__LINGER_MAX (64u * 1024u * 1024u)
 
 struct http__buf {
     char *p;

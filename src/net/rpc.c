@@ -25,6 +25,7 @@
 
 #include "cverse/error.h"
 #include "net/frame.h"
+#include "net/tcplive.h"
 #include "util/addr.h"
 #include "util/buf.h"
 #include "util/log.h"
@@ -209,6 +210,7 @@ static void rpc__read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 static int rpc__sock_start(struct rpc__sock *s)
 {
     uv_tcp_nodelay(&s->tcp, 1);
+    cv_tcp_live((uv_stream_t *)&s->tcp); /* a partition's silent connection ends, and is dialled again */
     int rv = uv_read_start((uv_stream_t *)&s->tcp, rpc__alloc_cb, rpc__read_cb);
     return rv ? CV_EIO : 0;
 }

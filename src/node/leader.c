@@ -12,7 +12,8 @@
  *      it with ReleaseShards, or was declared dead), proposed as one compare-and-set on every moved
  *      shard's epoch, so a decision taken on stale state is rejected, never half-applied;
  *   4. raft membership: keep cfg voters voters alive by promoting live standbys when a voter is dead,
- *      then demoting the dead voter to spare; returning spares become standbys again;
+ *      then demoting the dead voter to standby (a spare hears nothing from raft, so it could not come back);
+ *      spares (older logs) that are alive again become standbys;
  *   5. the catalog's copy of each node's raft role.
  * Each kind has at most one proposal in flight; a failed or conflicting proposal is simply recomputed at
  * the next run. Nothing here blocks: decisions are pure functions of the catalog and raft configuration.
@@ -247,7 +248,9 @@ static void duty__membership(struct cv_leader *l)
                     cfg->nodes[cand].id);
         assign(l, cand, CV_MEMBER_VOTER);
     } else if (voters > target && dead_voter != SIZE_MAX) {
-        assign(l, dead_voter, CV_MEMBER_SPARE);
+        /* Standby, not spare: raft sends a spare nothing, so one cut off by a partition would never learn
+         * the leader after the heal and could not register again (test_partition). */
+        assign(l, dead_voter, CV_MEMBER_STANDBY);
     } else if (voters > target && last_voter != SIZE_MAX) {
         assign(l, last_voter, CV_MEMBER_STANDBY);
     } else if (spare_live != SIZE_MAX) {

@@ -39,6 +39,7 @@
 #include "node/host.h"
 #include "node/leader.h"
 #include "node/renewal.h"
+#include "util/actlog.h"
 #include "util/log.h"
 
 struct cv_node {
@@ -334,6 +335,19 @@ static int node__open_catalog(struct cv_node *n)
     return rv;
 }
 
+/* The raft log cannot be written (consensus/iowrap.h; the line is logged, the process exits 1 when this
+ * returns): serve nothing more — every object deactivated (their ends logged), then a K line for the
+ * activation checker, since this process' activations all end here. */
+static void node__log_failed(void *data, const char *why)
+{
+    struct cv_node *n = data;
+    (void)why;
+    n->fencings += n->host && !n->fenced;
+    if (n->host) cv_host_fence(n->host, true);
+    n->fenced = true;
+    cv_actlog('K', n->self->id, "-", cv_mono_ns());
+}
+
 /* The peer pool and the consensus: created, nothing started. */
 static int node__create_consensus(struct cv_node *n)
 {
@@ -355,6 +369,7 @@ static int node__create_consensus(struct cv_node *n)
                                   .peers = n->peers,
                                   .on_applied = node__on_applied,
                                   .on_leader = node__on_leader,
+                                  .on_log_failed = node__log_failed,
                                   .data = n};
     return cv_consensus_init(&o, &n->consensus);
 }

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config/check.h"
 #include "config/config.h"
 #include "cverse/error.h"
 #include "cverse/node.h"
@@ -129,20 +130,18 @@ static int run__register_types(const struct args *a, cv_module_init_fn extra, cv
     return 0;
 }
 
-/* Every auto-load object needs a registered type: a typo would otherwise only show as a node that never
- * becomes ready. */
+static bool run__type_known(void *data, const char *type)
+{
+    return cv_registry_type(data, type) != NULL;
+}
+
+/* Every auto-load object needs a registered type (config/check.h: the message names the file's line). */
 static int run__check_autoload(const struct cv_config *cfg, const cv_registry *reg)
 {
-    for (size_t i = 0; i < cfg->n_autoload; i++) {
-        const struct cv_autoload_cfg *al = &cfg->autoload[i];
-        if (cv_registry_type(reg, al->type)) continue;
-        fprintf(stderr,
-                "cverse-node: %s: cluster.auto_load_objects: type \"%s\" (id \"%s\") is not registered; "
-                "load the module that defines it with --module PATH.so\n",
-                cfg->path, al->type, al->id);
-        return 2;
-    }
-    return 0;
+    char err[512];
+    if (!cv_config_check_types(cfg, run__type_known, (void *)reg, err, sizeof err)) return 0;
+    fprintf(stderr, "cverse-node: %s\n", err);
+    return 2;
 }
 
 /* ---------------------------------------------------------------- the process */

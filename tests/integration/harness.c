@@ -6,10 +6,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -41,6 +43,34 @@ static const char demo_autoload[] =
     "    - type: \"ShardMonitor\"\n      id: \"ShardMonitor\"\n      per_shard: true\n"
     "    - type: \"NodeMonitor\"\n      id: \"NodeMonitor\"\n      per_node: true\n";
 
+/* True when nothing listens on port: checked by binding with SO_REUSEADDR as the nodes do, so ports
+ * left in TIME_WAIT by an earlier suite count as free. */
+static bool port_free(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) return true;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    bool ok = bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
+    close(fd);
+    return ok;
+}
+
+/* Every port a cluster at base uses: grpc base+i, http base+100+i, raft base+2000+i, gates base+10+g and
+ * base+110+g, and the inspector's base+115.. of test_inspector. */
+static bool ports_free(int base, int n, int gates)
+{
+    for (int i = 0; i < n; i++)
+        if (!port_free(base + i) || !port_free(base + 100 + i) || !port_free(base + 2000 + i)) return false;
+    for (int g = 0; g < gates; g++)
+        if (!port_free(base + 10 + g) || !port_free(base + 110 + g)) return false;
+    for (int k = 0; k < 4; k++)
+        if (!port_free(base + 115 + k)) return false;
+    return true;
+}
+
 void h_cluster_init_ex(struct h_cluster *c, int n, int voters, unsigned lease_ttl_ms, const struct h_opts *o)
 {
     memset(c, 0, sizeof *c);
@@ -50,6 +80,10 @@ void h_cluster_init_ex(struct h_cluster *c, int n, int voters, unsigned lease_tt
     /* Ports below the kernel's ephemeral range (32768+), where outgoing connections could take them:
      * grpc base+i, http base+100+i, raft = grpc + 2000, base chosen from the pid. */
     c->base = 10000 + (int)(getpid() % 1000) * 20;
+    /* Suites running at once (developers' worktrees) may have chosen overlapping ranges: move on to a
+     * range whose ports are all free now. */
+    for (int tries = 0; tries < 500 && !ports_free(c->base, n, o->gates); tries++)
+        c->base = 10000 + (c->base - 10000 + 7 * 20) % 20000;
     snprintf(c->dir, sizeof c->dir, "/tmp/cverse-test-XXXXXX");
     cr_assert_not_null(mkdtemp(c->dir), "mkdtemp: %s", strerror(errno));
     snprintf(c->config, sizeof c->config, "%s/cluster.yml", c->dir);
@@ -60,11 +94,9 @@ void h_cluster_init_ex(struct h_cluster *c, int n, int voters, unsigned lease_tt
     fprintf(f,
             "version: 1\ncluster:\n  shards: 64\n  provider: raft\n  data_dir: \"%s/data\"\n"
             "  lease_ttl_ms: %u\n  raft:\n    voters: %d\n    election_timeout_ms: 300\n"
-            "    heartbeat_timeout_ms: 30\n    snapshot_threshold: %u\n    snapshot_trailing: %u\n"
+            "    heartbeat_timeout_ms: 30\n    snapshot_threshold: 16\n    snapshot_trailing: 4\n"
             "%snodes:\n",
-            c->dir, lease_ttl_ms, voters, o->snapshot_threshold ? o->snapshot_threshold : 16,
-            o->snapshot_threshold ? o->snapshot_threshold / 4 : 4,
-            o->demo_autoload ? demo_autoload : "  auto_load_objects: []\n");
+            c->dir, lease_ttl_ms, voters, o->demo_autoload ? demo_autoload : "  auto_load_objects: []\n");
     for (int i = 0; i < n; i++) {
         snprintf(c->id[i], sizeof c->id[i], "node-%d", i + 1);
         fprintf(f,
@@ -139,6 +171,7 @@ bool h_node_running(struct h_cluster *c, int i)
     int status;
     if (waitpid(c->pid[i], &status, WNOHANG) == c->pid[i]) {
         c->pid[i] = 0;
+        c->died = true;
         return false;
     }
     return true;
@@ -175,6 +208,7 @@ void h_cluster_stop_all(struct h_cluster *c)
         cr_expect_eq(r, c->pid[i], "%s did not exit within 15 s of SIGTERM", c->id[i]);
         if (r == c->pid[i]) {
             c->pid[i] = 0;
+            if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) c->died = true;
             cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "%s exited with status %d after SIGTERM",
                       c->id[i], status);
         }
@@ -198,13 +232,20 @@ void h_cluster_destroy(struct h_cluster *c)
                      report);
     }
     stop_gates(c, SIGKILL);
-    for (int i = 0; i < c->n; i++)
+    for (int i = 0; i < c->n; i++) {
+        int status;
+        if (c->pid[i] > 0 && waitpid(c->pid[i], &status, WNOHANG) == c->pid[i]) {
+            fprintf(stderr, "%s had exited on its own (status %d)\n", c->id[i], status);
+            c->died = true;
+            c->pid[i] = 0;
+        }
         if (c->pid[i] > 0) h_node_signal(c, i, SIGKILL);
+    }
     if (getenv("CVERSE_TEST_KEEP")) {
         fprintf(stderr, "kept %s\n", c->dir);
         return;
     }
-    if (getenv("CVERSE_TEST_VERBOSE"))
+    if (c->died || getenv("CVERSE_TEST_VERBOSE")) /* a node that died unasked: its log says why */
         for (int i = 0; i < c->n + c->n_gates; i++) {
             char log[400];
             snprintf(log, sizeof log, "%s/%s-%d.log", c->dir, i < c->n ? "node" : "gate",
@@ -438,4 +479,82 @@ bool h_all_ready(void *arg)
 {
     struct h_cluster *c = arg;
     return h_ready_upto(c, c->n);
+}
+
+/* ---------------------------------------------------------------- clusters in network namespaces */
+
+/* A rewrite of c's config, line by line. */
+struct config_edit {
+    const struct h_cluster *c;
+    const char *const *hosts; /* h_cluster_init_hosts */
+    const char *key, *value;  /* h_config_set */
+    int done;
+};
+
+/* Passes every line of c's config to edit, which writes it (changed or not) to out; out replaces it. */
+static void config_rewrite(struct h_cluster *c, void (*edit)(struct config_edit *e, const char *line, FILE *out),
+                           struct config_edit *e)
+{
+    FILE *in = fopen(c->config, "r");
+    cr_assert_not_null(in);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    cr_assert_not_null(out);
+    char line[512];
+    while (fgets(line, sizeof line, in)) edit(e, line, out);
+    fclose(in);
+    fclose(out);
+    FILE *f = fopen(c->config, "w");
+    cr_assert_not_null(f);
+    fputs(text, f);
+    fclose(f);
+    free(text);
+}
+
+/* The host a port of c's config belongs to (0.0.0.0 for an HTTP listener), or NULL to leave it. */
+static const char *host_of_port(const struct h_cluster *c, int port, bool http, const char *const *hosts)
+{
+    for (int i = 0; i < c->n; i++)
+        if (port == c->base + i || port == http_port(c, i)) return http ? "0.0.0.0" : hosts[i];
+    for (int g = 0; g < c->n_gates; g++)
+        if (port == h_gate_grpc_port(c, g) || port == h_gate_http_port(c, g)) return http ? "0.0.0.0" : hosts[c->n + g];
+    return NULL;
+}
+
+/* Every address is written as "127.0.0.1:<port>": the port says whose it is. */
+static void addr_line(struct config_edit *e, const char *line, FILE *out)
+{
+    const char *at = strstr(line, "\"127.0.0.1:");
+    const char *host = at ? host_of_port(e->c, atoi(at + 11), strstr(line, "http_addr") != NULL, e->hosts) : NULL;
+    if (host)
+        fprintf(out, "%.*s\"%s:%s", (int)(at - line), line, host, at + 11);
+    else
+        fputs(line, out);
+}
+
+void h_cluster_init_hosts(struct h_cluster *c, int n, int voters, unsigned lease_ttl_ms, const struct h_opts *o,
+                          const char *const *hosts)
+{
+    h_cluster_init_ex(c, n, voters, lease_ttl_ms, o);
+    struct config_edit e = {c, hosts, NULL, NULL, 0};
+    config_rewrite(c, addr_line, &e);
+}
+
+static void set_line(struct config_edit *e, const char *line, FILE *out)
+{
+    size_t ind = strspn(line, " "), klen = strlen(e->key);
+    if (!e->done && !strncmp(line + ind, e->key, klen) && line[ind + klen] == ':') {
+        fprintf(out, "%.*s%s: %s\n", (int)ind, line, e->key, e->value);
+        e->done = 1;
+    } else {
+        fputs(line, out);
+    }
+}
+
+void h_config_set(struct h_cluster *c, const char *key, const char *value)
+{
+    struct config_edit e = {c, NULL, key, value, 0};
+    config_rewrite(c, set_line, &e);
+    cr_assert(e.done, "h_config_set: no key %s in %s", key, c->config);
 }

@@ -14,6 +14,7 @@ struct h_cluster {
     char dir[256];       /* temp dir: config, data, logs */
     char actlog[320];    /* <dir>/activations.log: CVERSE_ACTIVATION_LOG of every process started */
     bool started;        /* a node was started: the activation log is checked at destroy */
+    bool died;           /* a node exited unasked or badly: destroy prints every log's tail */
     char config[320];
     int n;               /* nodes in the config */
     int base;            /* first port */
@@ -29,7 +30,6 @@ struct h_opts {
     int gates;          /* gates in the config (gate-1..) */
     const char *module; /* path of a module .so passed with --module, or NULL */
     const char *config_extra; /* YAML appended at the root of the config (e.g. "object_types: ..."), or NULL */
-    unsigned snapshot_threshold; /* cluster.raft.snapshot_threshold; 0 = 16 (trailing: a quarter) */
 };
 
 /* Writes a config with n nodes (ids node-1..n) and `voters` voters, 64 shards and lease_ttl_ms.
@@ -85,5 +85,17 @@ bool h_poll(unsigned timeout_ms, bool (*pred)(void *arg), void *arg);
 void h_leader_of(struct h_cluster *c, int i, char *out, size_t len);
 /* Index of node id in the cluster, -1 if none. */
 int h_index_of(struct h_cluster *c, const char *id);
+
+/* h_cluster_init_ex for processes in network namespaces (tests/integration/netns.h): node i's grpc_addr and
+ * advertise_addr are hosts[i]:<its port> (so raft, whose address defaults from them, listens and is dialled
+ * there too), gate g's are hosts[n + g]:<its port>; every http_addr is 0.0.0.0:<its port>, so a thread
+ * inside that process' namespace reaches it at 127.0.0.1 with the functions above (h_get_json, h_post...).
+ * hosts: borrowed, n + o->gates addresses. */
+void h_cluster_init_hosts(struct h_cluster *c, int n, int voters, unsigned lease_ttl_ms, const struct h_opts *o,
+                          const char *const *hosts);
+
+/* Sets `key: value` on the first line of c's config whose key is `key` (e.g. "snapshot_threshold",
+ * "lease_ttl_ms"), keeping its indentation; fails the test if there is none. Before starting processes. */
+void h_config_set(struct h_cluster *c, const char *key, const char *value);
 
 #endif

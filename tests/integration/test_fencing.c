@@ -260,10 +260,10 @@ static void sigstop_case(int n, int victim)
 
     /* Every counter stood at 10 in the stopped copy. An answer from that copy is 11 or more; a new
      * activation has seen only the increments sent since the stop (the probe's attempts and the queued
-     * call). */
+     * call — which the gate sends again once the stopped node is declared dead, so it may come first). */
     for (int k = 0; k < s.n; k++) {
-        cr_expect_leq(probe[k], attempts[k], "%s answered %lld to a probe after %d attempts", s.ids[k], probe[k],
-                      attempts[k]);
+        cr_expect_leq(probe[k], attempts[k] + 1, "%s answered %lld to a probe after %d attempts", s.ids[k],
+                      probe[k], attempts[k]);
         cr_expect_eq(s.status[k], 200, "call to %s during the stop: HTTP %ld", s.ids[k], s.status[k]);
         cr_expect(s.value[k] >= 1 && s.value[k] <= attempts[k] + 1,
                   "the call queued to %s answered %lld: %s", s.ids[k], s.value[k],

@@ -45,12 +45,7 @@ static bool cluster_ready(void *arg)
 static void start(int nodes_total, int nodes_started)
 {
     setenv("CVERSE_DEMO_SCAN_MS", "300", 1); /* NodeMonitors scan every 300 ms instead of 15 s */
-    /* The demo's counters commit every Increment (on_write), so the log moves fast while node-4 joins:
-     * with the harness's snapshot threshold of 16 the joining node takes snapshots while the leader
-     * sends it one, which crashes libraft 0.22.1 (docs/durable-state.md, "Known problem"). Snapshots
-     * are not under test here. */
-    struct h_opts o = {.demo_autoload = true, .gates = 1, .module = getenv("CVERSE_PROBE_MODULE"),
-                       .snapshot_threshold = 4096};
+    struct h_opts o = {.demo_autoload = true, .gates = 1, .module = getenv("CVERSE_PROBE_MODULE")};
     h_cluster_init_ex(&C, nodes_total, 3, 1000, &o);
     for (int i = 0; i < nodes_started; i++) h_node_start(&C, i);
     h_gate_start(&C, 0);

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "config/check.h"
 #include "config/config.h"
 #include "cverse/error.h"
 
@@ -291,7 +292,7 @@ Test(config, cverse_settings_and_explicit_addresses)
                                      "    election_timeout_ms: 1000\n"
                                      "    heartbeat_timeout_ms: 100\n"
                                      "    snapshot_threshold: 16\n"
-                                     "    snapshot_trailing: 0\n"
+                                     "    snapshot_trailing: 1\n"
                                      "    pre_vote: false\n"
                                      "nodes:\n"
                                      "  - id: a.B_c-1\n"
@@ -314,7 +315,7 @@ Test(config, cverse_settings_and_explicit_addresses)
     cr_assert_eq(cfg->raft.election_timeout_ms, 1000);
     cr_assert_eq(cfg->raft.heartbeat_timeout_ms, 100);
     cr_assert_eq(cfg->raft.snapshot_threshold, 16);
-    cr_assert_eq(cfg->raft.snapshot_trailing, 0);
+    cr_assert_eq(cfg->raft.snapshot_trailing, 1);
     cr_assert_not(cfg->raft.pre_vote);
     /* explicit raft_addr: raft binds grpc_addr's host at raft_addr's port */
     cr_assert_str_eq(cfg->nodes[0].raft_addr, "10.0.0.1:6000");
@@ -535,6 +536,8 @@ Test(config, err_integers)
                "t.yml:4: cluster.raft.election_timeout_ms: must be an integer 50..600000, got \"49\"");
     expect_err("version: 1\ncluster:\n  raft:\n    snapshot_threshold: 15\n" NODES,
                "t.yml:4: cluster.raft.snapshot_threshold: must be an integer 16..1000000000, got \"15\"");
+    expect_err("version: 1\ncluster:\n  raft:\n    snapshot_trailing: 0\n" NODES,
+               "t.yml:4: cluster.raft.snapshot_trailing: must be an integer 1..1000000000, got \"0\"");
 }
 
 Test(config, err_raft_relations)
@@ -790,4 +793,39 @@ Test(config, object_types_errors_are_one_line_each)
                "t.yml:6: object_state_max_bytes: must be an integer 64..268435456, got \"100\"");
     expect_err("version: 1\n" NODES "object_state_max_bytes: 1\n",
                "t.yml:6: object_state_max_bytes: must be an integer 64..268435456, got \"1\"");
+    char many[4096] = "version: 1\n" NODES "object_types:\n";
+    for (int i = 0; i <= CV_CONFIG_OBJECT_TYPES_MAX; i++)
+        snprintf(many + strlen(many), sizeof many - strlen(many), "  T%d: {}\n", i);
+    expect_err(many, "t.yml:71: object_types: more than 64 types (expected at most 64)");
+}
+
+/* ---- checks against the process' object types (config/check.h) ------------------------------------- */
+
+static bool known_demo(void *data, const char *type)
+{
+    (void)data;
+    return strcmp(type, "GlobalMonitor") == 0 || strcmp(type, "ShardMonitor") == 0;
+}
+
+Test(config, unknown_autoload_type_names_its_line)
+{
+    static const char text[] = "version: 1\ncluster:\n  auto_load_objects:\n"
+                               "    - type: GlobalMonitor\n      id: G\n"
+                               "    - id: S\n      per_shard: true\n      type: ShardMonitr\n"
+                               "nodes:\n  - {id: n1, grpc_addr: \"127.0.0.1:7001\", http_addr: \"127.0.0.1:7101\"}\n";
+    struct cv_config *cfg;
+    char err[512];
+    cr_assert_eq(cv_config_parse(text, sizeof text - 1, "t.yml", &cfg, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(cfg->autoload[0].line, 4);
+    cr_assert_eq(cfg->autoload[1].line, 8, "the line of the entry's type");
+    cr_assert_eq(cv_config_check_types(cfg, known_demo, NULL, err, sizeof err), CV_ECONFIG);
+    cr_assert_str_eq(err, "t.yml:8: cluster.auto_load_objects[1].type: unknown object type \"ShardMonitr\" (id "
+                          "\"S\"; load the module that defines it with --module PATH.so)");
+    cr_assert_eq(cv_config_check_types(cfg, known_demo, NULL, NULL, 0), CV_ECONFIG, "err may be NULL");
+    free(cfg->autoload[1].type);
+    cfg->autoload[1].type = strdup("ShardMonitor");
+    err[0] = '\0';
+    cr_assert_eq(cv_config_check_types(cfg, known_demo, NULL, err, sizeof err), 0);
+    cr_assert_str_eq(err, "", "nothing written when every type is known");
+    cv_config_free(cfg);
 }

@@ -337,6 +337,34 @@ Test(gate_route, decisions)
     cv_config_free(cfg);
 }
 
+/* A pending call may be sent again only when its node is declared dead and the id routes elsewhere. */
+Test(gate_route, resend_only_away_from_a_dead_node)
+{
+    struct cv_config *cfg = cfg2();
+    struct cv_gate_map m = {0};
+    const char *const owners[] = {"n1", "n2", "", "n1"};
+    static const char *const nodes[] = {"n1", "n2"};
+    size_t len;
+    uint8_t *buf = mkmap(7, 4, owners, nodes, 2, &len);
+    Cverse__Rpc__ShardMap *pb = cverse__rpc__shard_map__unpack(NULL, len, buf);
+    pb->nodes[0]->alive = 0; /* n1 declared dead, still owner of shards 0 and 3 in this map */
+    uint8_t *dead = malloc(cverse__rpc__shard_map__get_packed_size(pb));
+    cr_assert_eq(cv_gate_map_apply(&m, dead, cverse__rpc__shard_map__pack(pb, dead)), 1);
+    cr_assert(!cv_gate_may_resend(&m, cfg, "shard#0/x", "n1"), "its shard still names it: the map is not there yet");
+    cr_assert(cv_gate_may_resend(&m, cfg, "shard#1/x", "n1"), "the shard has another owner");
+    cr_assert(cv_gate_may_resend(&m, cfg, "shard#2/x", "n1"), "the shard waits for a new owner");
+    cr_assert(!cv_gate_may_resend(&m, cfg, "shard#1/x", "n2"), "n2 is alive: it may still run the call");
+    cr_assert(!cv_gate_may_resend(&m, cfg, "shard#2/x", "n3"), "n3 is not in the map");
+    cr_assert(!cv_gate_may_resend(&m, cfg, "n1/NodeMonitor", "n1"), "pinned to the dead node: nowhere else");
+    cr_assert(cv_gate_may_resend(&m, cfg, "n2/NodeMonitor", "n1"));
+    cr_assert(!cv_gate_may_resend(&m, cfg, "shard#9/x", "n1"), "an id that cannot be routed");
+    cverse__rpc__shard_map__free_unpacked(pb, NULL);
+    free(dead);
+    free(buf);
+    cv_gate_map_free(&m);
+    cv_config_free(cfg);
+}
+
 Test(gate_route, backoff_policy)
 {
     unsigned a0lo = cv_gate_backoff_ms(0, 0.0, 100000), a0hi = cv_gate_backoff_ms(0, 0.9999, 100000);

@@ -2,15 +2,22 @@
  * runs one uv loop with a deadline timer; waiting is done by running the loop until a condition holds
  * (never by sleeping), and every test ends by closing all handles and checking uv_loop_close() == 0. */
 #include <criterion/criterion.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "cverse/error.h"
 #include "net/frame.h"
 #include "net/http.h"
 #include "net/rpc.h"
+#include "net/tcplive.h"
 
 #include "lsan_check.h"
 
@@ -1028,6 +1035,88 @@ Test(http, body_too_large_is_413)
                      "a\r\n0123456789\r\na\r\n0123456789\r\n0\r\n\r\n", rs);
     cr_assert_eq(rs[0].status, 413);
     cr_assert_eq(h.calls, 0);
+    hsrv_stop(&h);
+    loop_teardown();
+}
+
+/* A client that sends its whole oversized body before it reads (as curl may): blocking sends from a thread. */
+struct big_sender {
+    int port;
+    size_t body;
+    int send_errno; /* 0: the whole body went out */
+    char resp[256];
+    int done;
+};
+
+static void *big_sender_run(void *arg)
+{
+    struct big_sender *b = arg;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)b->port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        b->send_errno = -1;
+        goto out;
+    }
+    char head[128];
+    int n = snprintf(head, sizeof head, "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: %zu\r\n\r\n", b->body);
+    static char chunk[64 * 1024];
+    memset(chunk, 'x', sizeof chunk);
+    if (send(fd, head, (size_t)n, MSG_NOSIGNAL) != n) b->send_errno = errno;
+    for (size_t sent = 0; !b->send_errno && sent < b->body; ) {
+        size_t k = b->body - sent < sizeof chunk ? b->body - sent : sizeof chunk;
+        ssize_t w = send(fd, chunk, k, MSG_NOSIGNAL);
+        if (w < 0) b->send_errno = errno;
+        else sent += (size_t)w;
+    }
+    size_t got = 0;
+    ssize_t r;
+    while (got + 1 < sizeof b->resp && (r = recv(fd, b->resp + got, sizeof b->resp - 1 - got, 0)) > 0) got += (size_t)r;
+    b->resp[got] = '\0';
+out:
+    if (fd >= 0) close(fd);
+    __atomic_store_n(&b->done, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+/* The server answers 413 at once and drains the rest before it closes: a close with unread bytes would
+ * reset the connection, and a client still sending would see the reset instead of the 413. */
+Test(http, oversized_body_sent_whole_still_reads_413)
+{
+    loop_setup();
+    struct hsrv h;
+    struct cv_http_opts o = {.max_body = 16};
+    hsrv_start(&h, &o);
+    struct big_sender b = {.port = h.port, .body = 24u << 20};
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, big_sender_run, &b), 0);
+    RUN_UNTIL(__atomic_load_n(&b.done, __ATOMIC_ACQUIRE));
+    pthread_join(t, NULL);
+    cr_expect_eq(b.send_errno, 0, "sending the body failed: %s", strerror(b.send_errno));
+    cr_expect(strncmp(b.resp, "HTTP/1.1 413 ", 13) == 0, "response: '%s'", b.resp);
+    cr_assert_eq(h.calls, 0);
+    hsrv_stop(&h);
+    loop_teardown();
+}
+
+/* cv_tcp_live bounds how long sent data may stay unacknowledged on a connection (TCP_USER_TIMEOUT). */
+Test(http, tcp_live_sets_the_user_timeout)
+{
+    loop_setup();
+    struct hsrv h;
+    hsrv_start(&h, NULL);
+    struct raw c;
+    raw_connect(&c, h.port);
+    uv_os_fd_t fd;
+    cr_assert_eq(uv_fileno((uv_handle_t *)&c.tcp, &fd), 0);
+    unsigned ms = 0;
+    socklen_t len = sizeof ms;
+    cr_assert_eq(getsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, &len), 0);
+    cr_assert_eq(ms, 0, "the kernel's default: no bound");
+    cr_assert_eq(cv_tcp_live((uv_stream_t *)&c.tcp), 0);
+    cr_assert_eq(getsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, &len), 0);
+    cr_assert_eq(ms, CV_TCP_LIVE_MS);
+    raw_close(&c);
     hsrv_stop(&h);
     loop_teardown();
 }

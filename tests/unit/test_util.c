@@ -1,6 +1,7 @@
 /* Unit tests of the shared helpers in src/util: percent-decoding, the Prometheus writer, mkdir -p,
  * big-endian integers, the latency histogram. */
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -119,6 +120,16 @@ Test(fs, mkdir_p_creates_parents_and_accepts_existing)
     longp[sizeof longp - 1] = '\0';
     cr_assert_eq(cv_mkdir_p(longp), CV_EINVAL);
     cv_tmpdir_remove(dir);
+}
+
+/* The full-disk branch runs on a real full tmpfs in test_disk (it needs root to mount one). */
+Test(fs, strerror_names_a_full_disk_only_when_it_is_full)
+{
+    cr_assert_str_eq(cv_fs_strerror(EIO, "/tmp"), strerror(EIO), "/tmp has room: a real I/O error");
+    cr_assert_str_eq(cv_fs_strerror(EIO, "/nonexistent/dir"), strerror(EIO), "cannot tell: the errno as is");
+    cr_assert_str_eq(cv_fs_strerror(EIO, NULL), strerror(EIO));
+    cr_assert_str_eq(cv_fs_strerror(ENOSPC, "/tmp"), strerror(ENOSPC));
+    cr_assert_str_eq(cv_fs_strerror(EACCES, "/tmp"), strerror(EACCES));
 }
 
 /* ---- big-endian integers (util/be.h) ---- */
