@@ -199,9 +199,9 @@ static void runtime__finalize(struct cv_object *o)
         o->hooks_done = true;
         if (o->type->deactivated) o->type->deactivated(o);
         if (o->destroy && o->type->destroyed) o->type->destroyed(o);
+        runtime__log_end(o); /* it runs nothing more: what follows is only its last save */
     }
     if (obj__state_settle(o)) return; /* its completion makes o ready again */
-    runtime__log_end(o);
     obj__move(o, OBJ_GONE);
     runtime__remove(o->rt, o);
     obj__unref(o);
