@@ -87,7 +87,9 @@ static void snapguard__put_done(struct raft_io_snapshot_put *req, int status)
     g->put_cb = NULL;
     g->put_data = NULL;
     cb(req, status); /* frees req */
-    if (!g->holding || g->closing) return;
+    /* raft's callback may have started our next snapshot (the log moved past the threshold while this
+     * one was written): the held install then waits for that one too. */
+    if (!g->holding || g->closing || g->put) return;
     struct raft_message m = g->held;
     char *addr = g->held_addr;
     g->holding = false;

@@ -153,6 +153,30 @@ Test(snapguard, installs_being_persisted_are_not_guarded)
     cr_assert_str_eq(order, "5P");
 }
 
+/* raft's put callback that starts our next snapshot at once, as libraft does when the log moved past the
+ * threshold while the first one was written (seen under on_write load: docs/durable-state.md). */
+static struct raft_io_snapshot_put next_req;
+static void raft_put_done_again(struct raft_io_snapshot_put *req, int status)
+{
+    strcat(order, "P");
+    static struct raft_snapshot snap;
+    next_req.data = &raft_req_data;
+    cr_assert_eq(G.io.snapshot_put(&G.io, 4, &next_req, &snap, raft_put_done), 0);
+}
+
+Test(snapguard, an_install_waits_for_the_snapshot_raft_starts_from_its_callback)
+{
+    struct raft_io_snapshot_put req;
+    static struct raft_snapshot snap;
+    req.data = &raft_req_data;
+    cr_assert_eq(G.io.snapshot_put(&G.io, 4, &req, &snap, raft_put_done_again), 0);
+    deliver_install(5);
+    in.put_cb(in.put, 0); /* the first write ends; raft's callback starts the next one */
+    cr_assert_str_eq(order, "P", "the install is still held: another snapshot of ours is being written");
+    in.put_cb(in.put, 0);
+    cr_assert_str_eq(order, "PP5");
+}
+
 static bool closed;
 static void raft_closed(struct raft_io *io)
 {
