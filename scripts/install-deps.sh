@@ -2,7 +2,8 @@
 # Installs cverse's build and test dependencies from Debian packages, idempotently.
 # libraft comes from bookworm-backports (0.22.1, the maintained cowsql fork): Debian 12's own
 # 0.15.0 has a known Raft safety bug and drops log entries (see docs/architecture.md).
-# `apt-get update` runs only when something is missing.
+# `apt-get update` runs only when something is missing. redis and etcd are the baselines of
+# scripts/bench-compare.sh (their services are not started: the script runs its own on loopback ports).
 set -euo pipefail
 
 PKGS=(build-essential pkg-config meson ninja-build
@@ -10,7 +11,8 @@ PKGS=(build-essential pkg-config meson ninja-build
       libcurl4-openssl-dev libcriterion-dev libyaml-dev libjansson-dev libhttp-parser-dev
       uthash-dev libsodium-dev
       curl python3 lmdb-utils iproute2
-      libjs-chart.js libjs-d3 chromium nodejs)
+      libjs-chart.js libjs-d3 chromium nodejs
+      redis-server redis-tools etcd-server etcd-client)
 BACKPORTS_PKGS=(libraft-dev)
 RAFT_MIN=0.22
 

@@ -730,7 +730,7 @@ static int consensus__init_raft(struct cv_consensus *c, const char *raft_dir)
     c->transport.version = 1; /* required by 0.22 before raft_uv_tcp_init */
     c->transport.data = c;
     if ((rv = raft_uv_tcp_init(&c->transport, c->loop))) goto err;
-    cv_rafttcp_live(&c->transport); /* re-dial peers as soon as a partition heals (docs/partitions.md) */
+    cv_rafttcp_live(&c->transport, c->loop); /* re-dial as soon as a partition heals (docs/partitions.md) */
     if ((rv = raft_uv_tcp_set_bind_address(&c->transport, c->self->raft_bind_addr))) goto err_after_tcp;
     if ((rv = raft_uv_init(&c->io.inner, c->loop, raft_dir, &c->transport))) goto err_after_tcp;
     cv_snapguard_init(&c->io);

@@ -11,9 +11,11 @@
  * connection is reference counted, so a handler may answer after the peer left: cv_rpc_respond then
  * returns CV_ECLOSED. On the client, losing the connection fails every call already written with
  * CV_EUNAVAIL (the peer may or may not have executed it), calls not yet written keep waiting for the
- * reconnect (every reconnect_ms) until their deadline (CV_ETIMEDOUT). Failures are reported from libuv
- * callbacks only (the socket's close callback), never from inside cv_rpc_call. Memory is freed only
- * after every uv handle's close callback ran, then the user's close callback runs. */
+ * reconnect (every reconnect_ms; an attempt without an answer is abandoned after CV_TCP_CONNECT_MS, so a
+ * healed partition is noticed at the next attempt, not at TCP's next SYN retransmission) until their
+ * deadline (CV_ETIMEDOUT). Failures are reported from libuv callbacks only (the socket's close
+ * callback), never from inside cv_rpc_call. Memory is freed only after every uv handle's close callback
+ * ran, then the user's close callback runs. */
 #include "net/rpc.h"
 
 #include <stdio.h>
@@ -65,10 +67,12 @@ struct rpc__sock {
 
 static void rpc__read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
 
-static int rpc__sock_init(uv_loop_t *loop, struct rpc__sock *s, char *rbuf, rpc__frame_fn on_frame,
-                          uv_close_cb on_close)
+/* dial: the address a client socket will connect to (its socket is created now, bounded by tcplive.h), or
+ * NULL for a socket accept() fills. */
+static int rpc__sock_init(uv_loop_t *loop, struct rpc__sock *s, const struct sockaddr *dial, char *rbuf,
+                          rpc__frame_fn on_frame, uv_close_cb on_close)
 {
-    int rv = uv_tcp_init(loop, &s->tcp);
+    int rv = dial ? cv_tcp_live_init(loop, &s->tcp, dial) : uv_tcp_init(loop, &s->tcp);
     if (rv) return CV_EIO;
     s->tcp.data = s;
     s->wreq.data = s;
@@ -319,7 +323,7 @@ static void srv__on_connection(uv_stream_t *l, int status)
         return;
     }
     struct cv_rpc_conn *conn = calloc(1, sizeof *conn);
-    if (!conn || rpc__sock_init(srv->loop, &conn->s, srv->rbuf, srv__on_frame, srv__conn_closed)) {
+    if (!conn || rpc__sock_init(srv->loop, &conn->s, NULL, srv->rbuf, srv__on_frame, srv__conn_closed)) {
         CV_ERROR("rpc: cannot allocate a connection");
         free(conn);
         return;
@@ -510,7 +514,7 @@ struct cv_rpc_client {
     cv_rpc_state_cb on_state;
     void *data;
     struct rpc__cconn *conn;     /* connecting or connected; NULL when down. Never two at once. */
-    uv_timer_t retry;            /* runs while waiting to reconnect */
+    uv_timer_t retry;            /* runs while waiting to reconnect, and as a connect's deadline */
     uv_timer_t deadline;         /* armed for the earliest call deadline */
     struct rpc__call *calls;     /* every unfinished call, sent or waiting (uthash by id) */
     struct rpc__heap heap;       /* unfinished calls with a deadline */
@@ -695,12 +699,13 @@ static void cli__connect_cb(uv_connect_t *req, int status)
 {
     struct rpc__cconn *cc = req->data;
     struct cv_rpc_client *cli = cc->cli;
-    if (cc->s.closing) return; /* canceled by cv_rpc_client_close */
+    if (cc->s.closing) return; /* canceled by cv_rpc_client_close or by the connect deadline */
     if (status < 0) {
         CV_DEBUG("rpc: connect to %s failed: %s", cli->addr, uv_strerror(status));
         rpc__sock_close(&cc->s);
         return;
     }
+    uv_timer_stop(&cli->retry); /* the connect deadline */
     if (rpc__sock_start(&cc->s)) {
         rpc__sock_close(&cc->s);
         return;
@@ -710,10 +715,24 @@ static void cli__connect_cb(uv_connect_t *req, int status)
     if (cli__connected(cli) && cli->on_state) cli->on_state(cli->data, 1);
 }
 
+/* The connect deadline (the retry timer, idle while an attempt is in flight): an attempt whose SYN got no
+ * answer in CV_TCP_CONNECT_MS is closed; the close callback schedules the next one (reconnect_ms). A
+ * partition dropped its SYN, and TCP would resend it only after 1, 3, 7 ... s: after a heal the next
+ * attempt is at most CV_TCP_CONNECT_MS + reconnect_ms away. */
+static void cli__connect_deadline_cb(uv_timer_t *t)
+{
+    struct cv_rpc_client *cli = t->data;
+    struct rpc__cconn *cc = cli->conn;
+    if (!cc || cc->connected || cc->s.closing || !cv_tcp_connecting(&cc->s.tcp)) return;
+    CV_DEBUG("rpc: connect to %s: no answer in %u ms, dialling again", cli->addr, CV_TCP_CONNECT_MS);
+    rpc__sock_close(&cc->s);
+}
+
 static void cli__connect(struct cv_rpc_client *cli)
 {
     struct rpc__cconn *cc = calloc(1, sizeof *cc);
-    if (!cc || rpc__sock_init(cli->loop, &cc->s, cli->rbuf, cli__on_frame, cli__conn_closed)) {
+    const struct sockaddr *sa = (const struct sockaddr *)&cli->ss;
+    if (!cc || rpc__sock_init(cli->loop, &cc->s, sa, cli->rbuf, cli__on_frame, cli__conn_closed)) {
         CV_ERROR("rpc: cannot allocate a connection to %s", cli->addr);
         free(cc);
         uv_timer_start(&cli->retry, cli__retry_cb, cli->reconnect_ms, 0);
@@ -723,11 +742,13 @@ static void cli__connect(struct cv_rpc_client *cli)
     cc->creq.data = cc;
     cli->conn = cc;
     cli->handles++;
-    int rv = uv_tcp_connect(&cc->creq, &cc->s.tcp, (struct sockaddr *)&cli->ss, cli__connect_cb);
+    int rv = uv_tcp_connect(&cc->creq, &cc->s.tcp, sa, cli__connect_cb);
     if (rv) {
         CV_DEBUG("rpc: connect to %s failed: %s", cli->addr, uv_strerror(rv));
         rpc__sock_close(&cc->s); /* the close callback schedules the retry */
+        return;
     }
+    uv_timer_start(&cli->retry, cli__connect_deadline_cb, CV_TCP_CONNECT_MS, 0);
 }
 
 static void cli__retry_cb(uv_timer_t *t)

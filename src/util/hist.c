@@ -6,7 +6,11 @@
  * struct, merge copies, estimate p50/p99 by linear interpolation inside a bucket (as Prometheus's
  * histogram_quantile does) and write it through util/prom.h.
  * Failure modes: none; a value beyond the last finite bound lands in +Inf, a quantile that falls there
- * is reported as the last finite bound (the estimate cannot say more). */
+ * is reported as the last finite bound (the estimate cannot say more).
+ *
+ * The fine histogram (cv_hist_fine) is HdrHistogram's log-linear layout over nanoseconds: a value's
+ * bucket is found with one count-leading-zeros and a shift (no scan), so recording stays O(1) at a
+ * million values per second; quantiles walk the ~4k buckets once. */
 #include "util/hist.h"
 
 #include "util/prom.h"
@@ -64,4 +68,59 @@ double cv_hist_quantile(const struct cv_hist *h, double q)
 void cv_hist_prom(struct cv_buf *b, const char *name, const char *labels, const struct cv_hist *h)
 {
     cv_prom_histogram(b, name, labels, cv_hist_bounds, h->counts, CV_HIST_N, h->sum_s);
+}
+
+/* Bucket of ns: exact below 2^(BITS+1); else the power of two k and the top BITS+1 bits of the value. */
+static size_t fine_index(uint64_t ns)
+{
+    if (ns >= (1ull << CV_HIST_FINE_TOP)) ns = (1ull << CV_HIST_FINE_TOP) - 1;
+    if (ns < (2ull << CV_HIST_FINE_BITS)) return (size_t)ns;
+    unsigned k = 63u - (unsigned)__builtin_clzll(ns), shift = k - CV_HIST_FINE_BITS;
+    return ((size_t)shift << CV_HIST_FINE_BITS) + (size_t)(ns >> shift);
+}
+
+/* Largest value that lands in bucket i. */
+static uint64_t fine_upper(size_t i)
+{
+    if (i < (2u << CV_HIST_FINE_BITS)) return i;
+    size_t shift = (i >> CV_HIST_FINE_BITS) - 1;
+    uint64_t top = (uint64_t)(i - (shift << CV_HIST_FINE_BITS));
+    return ((top + 1) << shift) - 1;
+}
+
+void cv_hist_fine_record(struct cv_hist_fine *h, uint64_t ns)
+{
+    h->counts[fine_index(ns)]++;
+    if (h->n == 0 || ns < h->min_ns) h->min_ns = ns;
+    if (ns > h->max_ns) h->max_ns = ns;
+    h->n++;
+    h->sum_ns += (double)ns;
+}
+
+void cv_hist_fine_merge(struct cv_hist_fine *dst, const struct cv_hist_fine *src)
+{
+    if (src->n == 0) return;
+    for (size_t i = 0; i < CV_HIST_FINE_N; i++) dst->counts[i] += src->counts[i];
+    if (dst->n == 0 || src->min_ns < dst->min_ns) dst->min_ns = src->min_ns;
+    if (src->max_ns > dst->max_ns) dst->max_ns = src->max_ns;
+    dst->n += src->n;
+    dst->sum_ns += src->sum_ns;
+}
+
+uint64_t cv_hist_fine_quantile(const struct cv_hist_fine *h, double q)
+{
+    if (h->n == 0) return 0;
+    if (!(q > 0)) return h->min_ns;
+    if (q >= 1) return h->max_ns;
+    uint64_t rank = (uint64_t)(q * (double)h->n), seen = 0;
+    if ((double)rank < q * (double)h->n) rank++; /* ceil */
+    if (rank == 0) rank = 1;
+    for (size_t i = 0; i < CV_HIST_FINE_N; i++) {
+        seen += h->counts[i];
+        if (seen >= rank) {
+            uint64_t v = fine_upper(i);
+            return v > h->max_ns ? h->max_ns : v;
+        }
+    }
+    return h->max_ns; /* not reached: rank <= n */
 }

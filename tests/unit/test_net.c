@@ -1,4 +1,5 @@
-/* Unit tests of src/net: framing (pure), RPC and HTTP over real sockets on 127.0.0.1. Each network test
+/* Unit tests of src/net: framing (pure), RPC and HTTP over real sockets on 127.0.0.1, TCP liveness, and
+ * raft's bounded connect (src/consensus/rafttcp, read by libraft's own listener). Each network test
  * runs one uv loop with a deadline timer; waiting is done by running the loop until a condition holds
  * (never by sleeping), and every test ends by closing all handles and checking uv_loop_close() == 0. */
 #include <criterion/criterion.h>
@@ -11,19 +12,25 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <raft.h>
+#include <raft/uv.h>
 #include <uv.h>
 
+#include "consensus/rafttcp.h"
 #include "cverse/error.h"
 #include "net/frame.h"
 #include "net/http.h"
 #include "net/rpc.h"
 #include "net/tcplive.h"
 
+#include "blackhole.h"
 #include "lsan_check.h"
 
 TestSuite(frame, .fini = cv_lsan_check);
 TestSuite(rpc, .fini = cv_lsan_check);
 TestSuite(http, .fini = cv_lsan_check);
+TestSuite(tcplive, .fini = cv_lsan_check);
+TestSuite(rafttcp, .fini = cv_lsan_check);
 
 /* ---------------------------------------------------------------------------------------------------
  * Framing. */
@@ -1433,5 +1440,309 @@ Test(http, stream_open_when_server_closes_calls_back)
     cr_assert_eq(h.stream_closed, 1, "the stream ended before the server's close callback");
     RUN_UNTIL(c.eof);
     raw_close(&c);
+    loop_teardown();
+}
+
+/* ---------------------------------------------------------------------------------------------------
+ * TCP liveness while dialling, and connects to a peer that drops SYNs (tests/blackhole.h). */
+
+static uint64_t mono_ms(void)
+{
+    return uv_hrtime() / 1000000u;
+}
+
+static struct sockaddr_in loopback(int port)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    return sa;
+}
+
+struct dialer {
+    uv_tcp_t tcp;
+    uv_connect_t req;
+    int done, status, connecting_at_deadline, closed;
+    uint64_t started, ended;
+};
+
+static void dialer_cb(uv_connect_t *req, int status)
+{
+    struct dialer *d = req->data;
+    d->done = 1;
+    d->status = status;
+    d->ended = mono_ms();
+}
+
+static void dialer_check(void *arg)
+{
+    struct dialer *d = arg;
+    d->connecting_at_deadline = cv_tcp_connecting(&d->tcp);
+}
+
+static void dialer_closed(uv_handle_t *h)
+{
+    ((struct dialer *)h->data)->closed = 1;
+}
+
+static void dialer_start(struct dialer *d, int port)
+{
+    memset(d, 0, sizeof *d);
+    struct sockaddr_in sa = loopback(port);
+    cr_assert_eq(cv_tcp_live_init(&loop, &d->tcp, (struct sockaddr *)&sa), 0);
+    d->tcp.data = d->req.data = d;
+    d->started = mono_ms();
+    cr_assert_eq(uv_tcp_connect(&d->req, &d->tcp, (struct sockaddr *)&sa, dialer_cb), 0);
+}
+
+static void dialer_close(struct dialer *d)
+{
+    uv_close((uv_handle_t *)&d->tcp, dialer_closed);
+    RUN_UNTIL(d->closed);
+}
+
+/* The bound is on the socket before the SYN leaves, and it bounds the SYN's retransmissions: this
+ * kernel fails the attempt at the first one (~1 s) instead of resending at 1, 3, 7 ... s. */
+Test(tcplive, live_init_bounds_the_syn_of_a_connect)
+{
+    loop_setup();
+    struct cv_blackhole b;
+    cr_assert_eq(cv_blackhole_open(&b), 0, "cannot set up the black hole: %s", strerror(errno));
+    struct dialer d;
+    dialer_start(&d, b.port);
+    uv_os_fd_t fd;
+    cr_assert_eq(uv_fileno((uv_handle_t *)&d.tcp, &fd), 0);
+    unsigned ms = 0;
+    socklen_t len = sizeof ms;
+    cr_assert_eq(getsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, &len), 0);
+    cr_assert_eq(ms, CV_TCP_LIVE_MS, "set when the socket was created, before the connect");
+    run_later(CV_TCP_CONNECT_MS, dialer_check, &d);
+    RUN_UNTIL(d.done);
+    cr_assert(d.connecting_at_deadline, "the black hole answered the SYN");
+    cr_assert_eq(d.status, UV_ETIMEDOUT, "status %s", uv_strerror(d.status));
+    uint64_t took = d.ended - d.started;
+    cr_assert(took >= CV_TCP_LIVE_MS - 50 && took < 2 * CV_TCP_LIVE_MS + 1000, "failed after %llu ms",
+              (unsigned long long)took);
+    dialer_close(&d);
+    cv_blackhole_close(&b);
+    loop_teardown();
+}
+
+Test(tcplive, connecting_is_false_once_answered)
+{
+    loop_setup();
+    struct rsrv s;
+    rsrv_start(&s, "127.0.0.1:0");
+    struct dialer d;
+    dialer_start(&d, s.port);
+    RUN_UNTIL(d.done);
+    cr_assert_eq(d.status, 0);
+    cr_assert_not(cv_tcp_connecting(&d.tcp));
+    dialer_close(&d);
+    rsrv_stop(&s);
+    loop_teardown();
+}
+
+struct reopen {
+    struct cv_blackhole *b;
+    struct rsrv *s;
+    uint64_t at;
+};
+
+/* The "heal": the port answers again (a real server on it). */
+static void reopen_now(void *arg)
+{
+    struct reopen *ro = arg;
+    char addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", ro->b->port);
+    cv_blackhole_close(ro->b);
+    rsrv_start(ro->s, addr);
+    ro->at = mono_ms();
+}
+
+/* A call made while its peer drops SYNs is served within one connect deadline (+ reconnect_ms) of the peer
+ * answering again: the client abandons unanswered attempts and dials anew. (TCP alone would resend the
+ * first SYN at 1 s and 3 s; with only the socket's TCP_USER_TIMEOUT each attempt ends at ~1 s, so the SYNs
+ * go at 0, ~1.05, ~2.1 s: with the port back at 1.1 s the call would wait ~1 s.) */
+Test(rpc, connect_to_a_peer_dropping_syns_is_retried_within_the_deadline)
+{
+    loop_setup();
+    struct cv_blackhole b;
+    cr_assert_eq(cv_blackhole_open(&b), 0, "cannot set up the black hole: %s", strerror(errno));
+    struct rcli c;
+    struct rsrv s;
+    struct result r;
+    struct reopen ro = {&b, &s, 0};
+    rcli_start(&c, b.port);
+    call(&c, "echo", "through", 8000, &r);
+    run_later(1100, reopen_now, &ro);
+    RUN_UNTIL(r.done);
+    uint64_t after = mono_ms() - ro.at;
+    cr_assert_eq(r.status, 0, "status %d (%s)", r.status, r.error);
+    cr_assert_str_eq(r.body, "through");
+    cr_assert_lt(after, CV_TCP_CONNECT_MS + 350, "served %llu ms after the port answered again",
+                 (unsigned long long)after);
+    rcli_stop(&c);
+    rsrv_stop(&s);
+    loop_teardown();
+}
+
+/* ---------------------------------------------------------------------------------------------------
+ * Raft's bounded connect (src/consensus/rafttcp): our dialler, libraft's listener. */
+
+/* A free port on 127.0.0.1 (bound, read, released). */
+static int free_port(void)
+{
+    struct sockaddr_in sa = loopback(0);
+    socklen_t len = sizeof sa;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert(fd >= 0);
+    cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    cr_assert_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+    close(fd);
+    return ntohs(sa.sin_port);
+}
+
+struct rtcp {
+    struct raft_uv_transport t;
+    char address[64];
+    int closed;
+    /* accepted by the listener */
+    int accepted;
+    raft_id peer_id;
+    char peer_address[64];
+    /* the last connect */
+    struct raft_uv_connect req;
+    int connects, status;
+    uint64_t started, ended;
+};
+
+static void rtcp_stream_closed(uv_handle_t *h)
+{
+    raft_free(h); /* the callbacks hand the stream over, to be closed and raft_free()d */
+}
+
+static void rtcp_accept_cb(struct raft_uv_transport *t, raft_id id, const char *address, uv_stream_t *stream)
+{
+    struct rtcp *r = (struct rtcp *)t;
+    r->accepted++;
+    r->peer_id = id;
+    snprintf(r->peer_address, sizeof r->peer_address, "%s", address);
+    uv_close((uv_handle_t *)stream, rtcp_stream_closed);
+}
+
+static void rtcp_connect_cb(struct raft_uv_connect *req, uv_stream_t *stream, int status)
+{
+    struct rtcp *r = req->data;
+    r->connects++;
+    r->status = status;
+    r->ended = mono_ms();
+    cr_assert_eq(stream != NULL, status == 0);
+    if (stream) uv_close((uv_handle_t *)stream, rtcp_stream_closed);
+}
+
+/* A transport of server id at address; bounded (ours) or libraft's own. */
+static void rtcp_start(struct rtcp *r, raft_id id, const char *address, bool bounded)
+{
+    memset(r, 0, sizeof *r);
+    r->t.version = 1;
+    cr_assert_eq(raft_uv_tcp_init(&r->t, &loop), 0);
+    if (bounded) cv_rafttcp_live(&r->t, &loop);
+    snprintf(r->address, sizeof r->address, "%s", address);
+    cr_assert_eq(r->t.init(&r->t, id, r->address), 0);
+}
+
+static void rtcp_connect(struct rtcp *r, raft_id id, const char *address)
+{
+    r->req.data = r;
+    r->status = -1;
+    r->started = mono_ms();
+    int before = r->connects;
+    cr_assert_eq(r->t.connect(&r->t, &r->req, id, address, rtcp_connect_cb), 0);
+    cr_assert_eq(r->connects, before, "the callback ran inside connect");
+}
+
+static void rtcp_closed(struct raft_uv_transport *t)
+{
+    ((struct rtcp *)t)->closed = 1;
+}
+
+static void rtcp_stop(struct rtcp *r)
+{
+    r->t.close(&r->t, rtcp_closed);
+    RUN_UNTIL(r->closed);
+    raft_uv_tcp_close(&r->t);
+}
+
+/* libraft's listener reads our handshake as its own (server id, address, for several address lengths:
+ * the address is padded to 8 bytes). */
+Test(rafttcp, handshake_is_read_by_libraft)
+{
+    loop_setup();
+    char addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", free_port());
+    struct rtcp l, d;
+    rtcp_start(&l, 1, addr, false);
+    cr_assert_eq(l.t.listen(&l.t, rtcp_accept_cb), 0);
+    const char *selves[] = {"1.2.3:4", "10.0.0.2:7", "10.0.0.2:7001", "10.213.1.3:65535"};
+    rtcp_start(&d, 2, selves[0], true);
+    for (unsigned i = 0; i < sizeof selves / sizeof *selves; i++) {
+        snprintf(d.address, sizeof d.address, "%s", selves[i]);
+        cr_assert_eq(d.t.init(&d.t, 2 + i, d.address), 0);
+        rtcp_connect(&d, 1, addr);
+        RUN_UNTIL(d.connects == (int)i + 1 && l.accepted == (int)i + 1);
+        cr_assert_eq(d.status, 0);
+        cr_assert_eq(l.peer_id, 2 + i);
+        cr_assert_str_eq(l.peer_address, selves[i]);
+    }
+    rtcp_stop(&d);
+    rtcp_stop(&l);
+    loop_teardown();
+}
+
+/* A peer that drops SYNs: the attempt is reported failed at the connect deadline, not after TCP's
+ * retransmissions; a refused one at once. */
+Test(rafttcp, unanswered_connect_fails_at_the_deadline)
+{
+    loop_setup();
+    struct cv_blackhole b;
+    cr_assert_eq(cv_blackhole_open(&b), 0, "cannot set up the black hole: %s", strerror(errno));
+    char hole[64], refused[64];
+    snprintf(hole, sizeof hole, "127.0.0.1:%d", b.port);
+    snprintf(refused, sizeof refused, "127.0.0.1:%d", free_port());
+    struct rtcp d;
+    rtcp_start(&d, 2, "127.0.0.1:9", true);
+    rtcp_connect(&d, 1, hole);
+    RUN_UNTIL(d.connects == 1);
+    uint64_t took = d.ended - d.started;
+    cr_assert_eq(d.status, RAFT_NOCONNECTION);
+    cr_assert(took >= CV_TCP_CONNECT_MS - 20 && took < CV_TCP_LIVE_MS, "failed after %llu ms",
+              (unsigned long long)took);
+    rtcp_connect(&d, 1, refused);
+    RUN_UNTIL(d.connects == 2);
+    cr_assert_eq(d.status, RAFT_NOCONNECTION);
+    cr_assert_lt(d.ended - d.started, CV_TCP_CONNECT_MS);
+    rtcp_stop(&d);
+    cv_blackhole_close(&b);
+    loop_teardown();
+}
+
+/* Closing the transport cancels a connect in flight; the close callback comes after its callback. */
+Test(rafttcp, close_cancels_a_connect_in_flight)
+{
+    loop_setup();
+    struct cv_blackhole b;
+    cr_assert_eq(cv_blackhole_open(&b), 0, "cannot set up the black hole: %s", strerror(errno));
+    char hole[64];
+    snprintf(hole, sizeof hole, "127.0.0.1:%d", b.port);
+    struct rtcp d;
+    rtcp_start(&d, 2, "127.0.0.1:9", true);
+    rtcp_connect(&d, 1, hole);
+    d.t.close(&d.t, rtcp_closed);
+    cr_assert_eq(d.connects, 0, "reported only from a callback");
+    RUN_UNTIL(d.closed);
+    cr_assert_eq(d.connects, 1);
+    cr_assert_eq(d.status, RAFT_CANCELED);
+    raft_uv_tcp_close(&d.t);
+    cv_blackhole_close(&b);
     loop_teardown();
 }

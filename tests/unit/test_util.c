@@ -222,3 +222,42 @@ Test(hist, prometheus_series_with_cumulative_buckets)
     cr_assert_not_null(strstr(b.p, "x_seconds_count{op=\"call\"} 2\n"), "%s", b.p);
     free(b.p);
 }
+
+/* The fine histogram (cverse-bench's percentiles). */
+Test(hist, fine_quantiles_within_one_percent)
+{
+    struct cv_hist_fine *h = calloc(1, sizeof *h);
+    cr_assert_not_null(h);
+    cr_assert_eq(cv_hist_fine_quantile(h, 0.5), 0, "empty");
+    for (uint64_t v = 1; v <= 100000; v++) cv_hist_fine_record(h, v * 1000); /* 1 us .. 100 ms */
+    cr_assert_eq(h->n, 100000);
+    cr_assert_eq(h->min_ns, 1000);
+    cr_assert_eq(h->max_ns, 100000000);
+    const double qs[] = {0.5, 0.9, 0.99, 0.999};
+    for (size_t i = 0; i < 4; i++) {
+        double want = qs[i] * 100000 * 1000, got = (double)cv_hist_fine_quantile(h, qs[i]);
+        cr_assert(got >= want && got <= want * 1.008, "q %.3f: %.0f, want %.0f (+0.8%%)", qs[i], got, want);
+    }
+    cr_assert_eq(cv_hist_fine_quantile(h, 1), 100000000, "q 1 is the max");
+    cr_assert_eq(cv_hist_fine_quantile(h, 0), 1000, "q 0 is the min");
+    free(h);
+}
+
+Test(hist, fine_small_values_exact_large_clamped_and_merge)
+{
+    struct cv_hist_fine *a = calloc(1, sizeof *a), *b = calloc(1, sizeof *b);
+    cr_assert(a && b);
+    cv_hist_fine_record(a, 0);
+    cv_hist_fine_record(a, 200); /* below 256 ns: its own bucket */
+    cr_assert_eq(cv_hist_fine_quantile(a, 0.5), 0);
+    cr_assert_eq(cv_hist_fine_quantile(a, 0.99), 200);
+    cv_hist_fine_record(b, UINT64_MAX); /* clamped into the top bucket, max kept */
+    cv_hist_fine_merge(a, b);
+    cr_assert_eq(a->n, 3);
+    cr_assert_eq(a->min_ns, 0);
+    cr_assert_eq(a->max_ns, UINT64_MAX);
+    cr_assert_eq(cv_hist_fine_quantile(a, 0.99), (1ull << CV_HIST_FINE_TOP) - 1, "top bucket's bound");
+    cr_assert_eq(b->n, 1, "the source is unchanged");
+    free(a);
+    free(b);
+}

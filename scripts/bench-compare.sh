@@ -1,0 +1,186 @@
+#!/usr/bin/env bash
+# Same-run comparison (issue 11): measures cverse beside redis and etcd on this machine, in one run, and
+# prints a markdown table with the ratios and the exact commands (what docs/benchmarks.md shows).
+#
+# Starts, in its own run dir and on loopback ports of its own (--port-base): a 3-node cverse cluster with
+# 8192 shards and one gate (release build, build-rel, configured with --buildtype=release if missing), a
+# redis-server and a 3-member etcd (Debian packages; scripts/install-deps.sh installs them). Measures
+#   redis-benchmark INCR at 1 and 64 clients;
+#   etcd puts through its v3 JSON gateway at 1 and 64 connections (cverse-bench --etcd);
+#   cverse SimpleCounter.Increment on 10000 counters, native and HTTP, at 1 and 64 in flight;
+#   cverse creates (one Raft commit each) at 64 in flight.
+# Everything it started is stopped by PID when it exits (also on failure or Ctrl-C).
+#
+# Usage: scripts/bench-compare.sh [--duration S] [--warmup S] [--objects N] [--build-dir DIR] [--port-base B]
+#   --duration S   measured seconds per case (default 5)     --warmup S   unmeasured seconds first (default 1)
+#   --objects N    counters the calls spread over (default 10000)
+#   --build-dir    release build dir (default build-rel)     --port-base B  first port (default 29000)
+# Exit: 0 all measured, 1 something failed to start or a measurement failed (see the run dir), 2 bad usage.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)
+dur=5 warm=1 objects=10000 build=$ROOT/build-rel base=29000
+orig_args="$*"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --duration) dur=$2; shift ;; --warmup) warm=$2; shift ;; --objects) objects=$2; shift ;;
+    --build-dir) build=$2; shift ;; --port-base) base=$2; shift ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    *) echo "bench-compare: unknown argument $1 (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+for v in "$dur" "$warm" "$objects" "$base"; do
+  [[ $v =~ ^[0-9]+$ ]] || { echo "bench-compare: expected a whole number, got '$v'" >&2; exit 2; }
+done
+for p in redis-server redis-benchmark redis-cli etcd curl python3; do
+  command -v "$p" >/dev/null || { echo "bench-compare: $p is missing: run scripts/install-deps.sh" >&2; exit 1; }
+done
+
+. "$ROOT/cluster/common.sh" # start_node, child_alive
+
+if [ ! -f "$build/build.ninja" ]; then meson setup "$build" "$ROOT" --buildtype=release >/dev/null; fi
+ninja -C "$build" src/node/cverse-node src/gate/cverse-gate src/bench/cverse-bench >/dev/null
+BENCH=$build/src/bench/cverse-bench
+RUN=$(mktemp -d /tmp/cverse-bench-compare.XXXXXX)
+cut -d' ' -f1-3 /proc/loadavg >"$RUN/load-start"
+PIDS=()
+
+# Stops what this script started, by PID: SIGTERM, up to 10 s, then SIGKILL.
+cleanup() {
+  local pid i
+  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for i in $(seq 100); do
+    local alive=0
+    for pid in "${PIDS[@]}"; do child_alive "$pid" && alive=1; done
+    [ $alive -eq 0 ] && break
+    sleep 0.1
+  done
+  for pid in "${PIDS[@]}"; do child_alive "$pid" && kill -KILL "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+die() { echo "bench-compare: $1 (logs in $RUN)" >&2; exit 1; }
+
+# Polls CMD until it succeeds or SECONDS pass.
+wait_for() {
+  local secs=$1; shift
+  local t=$((SECONDS + secs))
+  until "$@" >/dev/null 2>&1; do [ $SECONDS -lt $t ] || return 1; sleep 0.1; done
+}
+
+# --- cverse: 3 nodes, 8192 shards, one gate ---------------------------------------------------------
+CFG=$RUN/cluster.yml
+{
+  echo "version: 1"
+  echo "cluster:"
+  echo "  shards: 8192"
+  echo "  data_dir: \"$RUN/data\""
+  echo "nodes:"
+  for i in 1 2 3; do
+    echo "  - {id: \"node-$i\", grpc_addr: \"127.0.0.1:$((base + i))\", http_addr: \"127.0.0.1:$((base + 100 + i))\", raft_addr: \"127.0.0.1:$((base + 200 + i))\"}"
+  done
+  echo "gates:"
+  echo "  - {id: \"gate-1\", grpc_addr: \"127.0.0.1:$((base + 350))\", http_addr: \"127.0.0.1:$((base + 351))\"}"
+} >"$CFG"
+GATE=127.0.0.1:$((base + 350)) GATE_HTTP=http://127.0.0.1:$((base + 351))
+echo "bench-compare: run dir $RUN" >&2
+for i in 1 2 3; do
+  start_node "$build/src/node/cverse-node" "$CFG" "node-$i" "$RUN" "$RUN/node-$i.log"
+  PIDS+=($!)
+done
+ready() { curl -fsS "$1/ready" >/dev/null; }
+for i in 1 2 3; do wait_for 90 ready "http://127.0.0.1:$((base + 100 + i))" || die "node-$i not ready"; done
+(exec "$build/src/gate/cverse-gate" --config "$CFG" --gate-id gate-1 </dev/null >>"$RUN/gate.log" 2>&1) &
+PIDS+=($!)
+wait_for 30 ready "$GATE_HTTP" || die "gate not ready"
+
+# --- redis ------------------------------------------------------------------------------------------
+RPORT=$((base + 400))
+(exec redis-server --port "$RPORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$RUN" \
+   </dev/null >"$RUN/redis.log" 2>&1) &
+PIDS+=($!)
+wait_for 10 redis-cli -p "$RPORT" ping || die "redis-server not answering"
+
+# --- etcd: 3 members --------------------------------------------------------------------------------
+ECL="" EURL=http://127.0.0.1:$((base + 411))
+for i in 1 2 3; do ECL="$ECL${ECL:+,}e$i=http://127.0.0.1:$((base + 420 + i))"; done
+for i in 1 2 3; do
+  (exec etcd --name "e$i" --data-dir "$RUN/etcd-$i" --listen-client-urls "http://127.0.0.1:$((base + 410 + i))" \
+     --advertise-client-urls "http://127.0.0.1:$((base + 410 + i))" \
+     --listen-peer-urls "http://127.0.0.1:$((base + 420 + i))" \
+     --initial-advertise-peer-urls "http://127.0.0.1:$((base + 420 + i))" \
+     --initial-cluster "$ECL" --initial-cluster-state new --log-level error \
+     </dev/null >"$RUN/etcd-$i.log" 2>&1) &
+  PIDS+=($!)
+done
+etcd_ok() { curl -fsS "$EURL/health" | grep -q '"health":"true"'; }
+wait_for 30 etcd_ok || die "etcd not healthy"
+
+# --- measurements -----------------------------------------------------------------------------------
+CMDS=$RUN/commands.txt
+: >"$CMDS"
+# run NAME CMD...: runs a measurement, keeps its output in $RUN/NAME.out and the command in commands.txt.
+run() {
+  local name=$1; shift
+  echo "bench-compare: $name (at ${SECONDS}s)" >&2
+  printf '%s\t%s\n' "$name" "$*" >>"$CMDS"
+  "$@" >"$RUN/$name.out" 2>"$RUN/$name.err" || die "$name failed: $(tail -3 "$RUN/$name.err")"
+}
+D=(--duration "${dur}s" --warmup "${warm}s" --json --quiet)
+run redis_1 redis-benchmark -p "$RPORT" -t incr -c 1 -n $((dur * 20000)) --csv
+run redis_64 redis-benchmark -p "$RPORT" -t incr -c 64 -n $((dur * 80000)) --csv
+run etcd_1 "$BENCH" --etcd "$EURL" --concurrency 1 --objects "$objects" "${D[@]}"
+run etcd_64 "$BENCH" --etcd "$EURL" --concurrency 64 --objects "$objects" "${D[@]}"
+# The first cverse run creates the counters (64 at a time, unmeasured); the others reuse them.
+run native_64 "$BENCH" --gate "$GATE" --concurrency 64 --objects "$objects" "${D[@]}"
+run native_1 "$BENCH" --gate "$GATE" --concurrency 1 --objects "$objects" --no-create "${D[@]}"
+run http_1 "$BENCH" --http "$GATE_HTTP" --concurrency 1 --objects "$objects" --no-create "${D[@]}"
+run http_64 "$BENCH" --http "$GATE_HTTP" --concurrency 64 --objects "$objects" --no-create "${D[@]}"
+run create_64 "$BENCH" --gate "$GATE" --op create --concurrency 64 "${D[@]}"
+
+# --- the table --------------------------------------------------------------------------------------
+python3 - "$RUN" "scripts/bench-compare.sh $orig_args" "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')" "$ROOT" <<'PY'
+import csv, json, os, sys, time
+run, cmdline, commit, root = sys.argv[1:]
+def bench(name):
+    with open(f"{run}/{name}.out") as f: return json.loads(f.read())
+def redis(name):
+    rows = list(csv.reader(open(f"{run}/{name}.out")))
+    h, v = rows[0], rows[1]
+    r = dict(zip(h, v))
+    return {"rate": float(r["rps"]), "p50_ms": float(r["p50_latency_ms"]), "p99_ms": float(r["p99_latency_ms"]),
+            "errors": {}}
+m = {n: redis(n) for n in ("redis_1", "redis_64")}
+m.update({n: bench(n) for n in ("etcd_1", "etcd_64", "native_1", "native_64", "http_1", "http_64", "create_64")})
+def fig(r): return f"{r['rate']/1000:.1f}k/s, p50 {r['p50_ms']:.3f} ms, p99 {r['p99_ms']:.3f} ms"
+def errs(r): return sum(r.get("errors", {}).values())
+rows = [
+    ("native calls, 64 in flight", "native_64", "redis INCR, 64 clients", "redis_64", "rate", "P1: ≥ 1.0×"),
+    ("HTTP calls, 64 connections", "http_64", "redis INCR, 64 clients", "redis_64", "rate", "P1: ≥ 0.6×"),
+    ("native calls, 1 at a time", "native_1", "redis INCR, 1 client", "redis_1", "p50", "P2: p50 ≤ 2.5×"),
+    ("HTTP calls, 1 at a time", "http_1", "redis INCR, 1 client", "redis_1", "p50", "–"),
+    ("creates (Raft commits), 64 in flight", "create_64", "etcd puts, 64 connections", "etcd_64", "rate", "P3: ≥ 3×"),
+    ("creates vs etcd at 1", "create_64", "etcd puts, 1 connection", "etcd_1", "none", "–"),
+]
+load = open("/proc/loadavg").read().split()[:3]
+load0 = open(f"{run}/load-start").read().split()
+print(f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, commit `{commit}`, release build, "
+      f"{os.cpu_count()} cores, load average (1/5/15 min) {' '.join(load0)} at the start, "
+      f"{' '.join(load)} at the end.\n")
+print("| what | cverse | baseline | ratio | goal |")
+print("|---|---|---|---|---|")
+for what, c, base, b, kind, goal in rows:
+    if kind == "none": continue
+    C, B = m[c], m[b]
+    if kind == "rate": ratio = f"{C['rate']/B['rate']:.2f}× rate"
+    else: ratio = f"{C['p50_ms']/B['p50_ms']:.2f}× p50"
+    e = f" ({errs(C)} errors)" if errs(C) else ""
+    print(f"| {what} | {fig(C)}{e} | {base}: {fig(B)} | {ratio} | {goal} |")
+print(f"| (baseline) | | etcd puts, 1 connection: {fig(m['etcd_1'])} | | |")
+print("\nCommands (ports and paths of this run):\n\n```")
+for line in open(f"{run}/commands.txt"):
+    name, cmd = line.rstrip("\n").split("\t", 1)
+    print(f"{name:<10} {cmd.replace(root + '/', '')}")  # paths relative to the repository
+print(f"```\nreproduce: {cmdline}")
+PY
