@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Increments of SimpleCounter through one gate with 64 calls in flight over 1024 counters, on a
-# 3-node cluster on this machine, once per persistence policy (on_write: every increment committed
-# through raft before it is answered; none: memory only), with a release build. Prints calls/s per
-# policy (docs/durable-state.md, docs/benchmarks.md).
+# Increments of SimpleCounter through one gate with 64 calls in flight over 1024 counters (cverse-bench,
+# docs/bench.md), on a 3-node cluster on this machine, once per persistence policy (on_write: every
+# increment committed through raft before it is answered; none: memory only), with a release build.
+# Prints cverse-bench's report per policy and how many saves each CmdSaveState entry carried
+# (docs/durable-state.md).
 #
 # Usage: scripts/durable-bench.sh [--seconds S (10)] [--inflight N (64)] [--policies "on_write none"]
 # Uses build-rel/ (meson setup build-rel --buildtype=release) and a run directory under /tmp; stops
@@ -26,7 +27,7 @@ done
 BUILD=$ROOT/build-rel
 [ -f "$BUILD/build.ninja" ] || meson setup "$BUILD" --buildtype=release >/dev/null
 ninja --quiet -C "$BUILD" src/node/cverse-node src/gate/cverse-gate src/cli/cverse src/inspector/cverse-inspector \
-  tests/integration/bench_increments
+  src/bench/cverse-bench
 
 base=$((20000 + ($$ % 500) * 20))
 for policy in $policies; do
@@ -48,11 +49,9 @@ YML
   export CVERSE_RUN_DIR=$run/run
   "$ROOT/cluster/run-cluster.sh" --config "$run/cluster.yml" --build-dir "$BUILD" >/dev/null
   trap '"$ROOT/cluster/stop-cluster.sh" >/dev/null || true' EXIT
-  "$BUILD/tests/integration/bench_increments" "127.0.0.1:$((base + 10))" --inflight "$inflight" --counters 1024 \
-    --seconds 2 --create >/dev/null # creates the counters and warms up
-  echo -n "persist: $policy: "
-  "$BUILD/tests/integration/bench_increments" "127.0.0.1:$((base + 10))" --inflight "$inflight" --counters 1024 \
-    --seconds "$seconds"
+  echo "persist: $policy:"
+  "$BUILD/src/bench/cverse-bench" --gate "127.0.0.1:$((base + 10))" --concurrency "$inflight" --objects 1024 \
+    --duration "${seconds}s" --warmup 2s --quiet
   saves=0 entries=0
   for i in 0 1 2; do
     m=$(curl -s "http://127.0.0.1:$((base + 100 + i))/metrics")
