@@ -66,7 +66,8 @@ enum cv_status {
     X(CV_ECONFLICT, -19, FAILED_PRECONDITION, 0, 0, "precondition failed (state changed meanwhile)")            \
     X(CV_ECANCELED, -20, UNAVAILABLE, 1, 0, "canceled")                                                     \
     X(CV_EAUTH, -21, UNAUTHENTICATED, 0, 0, "missing or wrong credentials")                                 \
-    X(CV_EPERM, -22, PERMISSION_DENIED, 0, 0, "not permitted")
+    X(CV_EPERM, -22, PERMISSION_DENIED, 0, 0, "not permitted")                                             \
+    X(CV_ESTATESIZE, -23, FAILED_PRECONDITION, 0, 0, "object state exceeds the size limit")
 
 enum cv_errno {
 #define CV__ERR_ENUM(name, value, status, retry, reroute, msg) name = value,

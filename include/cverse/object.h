@@ -34,12 +34,29 @@ typedef struct cv_registry cv_registry;
  * request descriptor and stays valid until the reply was sent. */
 typedef void (*cv_method_handler)(cv_object *o, const ProtobufCMessage *req, cv_reply *reply);
 
+/* cv_method.flags */
+#define CV_METHOD_WRITES 0x1u /* the method changes the object's state: a persisted type saves it after
+                               * the method replied (on_write: before the reply is released). A method
+                               * without it is read-only unless it calls cv_object_mark_dirty. */
+
 struct cv_method {
     const char *name;                             /* e.g. "Add"; unique within its type */
     const ProtobufCMessageDescriptor *request;    /* e.g. &my__add_request__descriptor */
     const ProtobufCMessageDescriptor *response;
     cv_method_handler handler;
+    unsigned flags;                               /* CV_METHOD_WRITES or 0 */
 };
+
+/* How a type's state outlives its activation (docs/durable-state.md). The cluster config can override a
+ * type's choice (object_types: in docs/configuration.md). */
+enum cv_persist {
+    CV_PERSIST_NONE = 0, /* memory only: a new activation starts from an empty state */
+    CV_PERSIST_ON_WRITE, /* committed through the catalog's raft log before the reply of a method that
+                          * changed it is released: an acknowledged call is never lost */
+    CV_PERSIST_PERIODIC, /* saved save_interval_ms after the first change, and when the activation ends
+                          * (shard moves, drain, stop): a crash loses at most that interval */
+};
+#define CV_SAVE_INTERVAL_DEFAULT_MS 5000
 
 /* A type is a static description: the registry keeps the pointer (not a copy), so the struct, its
  * methods and its strings must outlive the runtime (static tables in the module, typically). */
@@ -60,10 +77,20 @@ struct cv_object_type {
     void (*destroyed)(cv_object *o);
     const struct cv_method *methods;
     size_t n_methods;
+    /* Durable state (optional). state_message: the state is a protobuf-c message of this type, allocated
+     * and initialised by the runtime (cv_object_state returns it; state_size is then 0 or its
+     * sizeof_message). Memory its fields point to (strings, bytes, repeated fields, sub-messages) must be
+     * malloc'ed: the runtime frees the state with protobuf_c_message_free_unpacked. With a persist policy
+     * other than NONE the state is loaded from the catalog before the created/activated hooks run, and
+     * saved as the policy says. */
+    const ProtobufCMessageDescriptor *state_message;
+    enum cv_persist persist;
+    uint64_t save_interval_ms; /* PERIODIC: 0 = CV_SAVE_INTERVAL_DEFAULT_MS */
 };
 
 /* Registers a type. CV_EINVAL if the description is incomplete (no name, a method without name,
- * descriptors or handler, duplicate method names) or the runtime already started; CV_EEXIST if a type
+ * descriptors or handler, duplicate method names, a persist policy without state_message or out of range,
+ * a state_size that is not state_message's) or the runtime already started; CV_EEXIST if a type
  * of that name exists; CV_ENOMEM. */
 int cv_register_type(cv_registry *reg, const struct cv_object_type *t);
 
@@ -85,7 +112,14 @@ int cv_reply_ok(cv_reply *r, const ProtobufCMessage *resp);
 int cv_reply_error(cv_reply *r, int code, const char *msg);
 
 /* Accessors; the strings live as long as the object. */
-void *cv_object_state(cv_object *o); /* state_size zeroed bytes, NULL when state_size is 0 */
+/* The type's state_message (loaded from the catalog when persisted), else state_size zeroed bytes; NULL
+ * when the type has neither. Change it only inside the object's turn (a method before it replies, a
+ * timer callback, a hook). */
+void *cv_object_state(cv_object *o);
+/* The state changed outside a CV_METHOD_WRITES method (a timer, or a method that writes only sometimes):
+ * it is saved as the type's policy says once the current method replied or the callback returned (an
+ * on_write method's reply then waits for the commit). No effect for a type that does not persist. */
+void cv_object_mark_dirty(cv_object *o);
 const char *cv_object_id(const cv_object *o);
 const char *cv_object_type_name(const cv_object *o);
 uint32_t cv_object_shard(const cv_object *o);

@@ -1,5 +1,5 @@
-/* The catalog: the Raft FSM. LMDB holds the truth (dbs "meta", "nodes", "shards", "leases", "objects");
- * an in-memory mirror (nodes sorted by id, shard map as node index + epoch) serves the hot reads.
+/* The catalog: the Raft FSM. LMDB holds the truth (dbs "meta", "nodes", "shards", "leases", "objects",
+ * "states"); an in-memory mirror (nodes sorted by id, shard map as node index + epoch) serves the hot reads.
  *
  * Happy path of cv_catalog_apply: decode the Batch, run every command against ONE write transaction
  * (commands read LMDB, never the mirror, so a command sees what earlier commands of the same batch
@@ -18,6 +18,7 @@
 #include "catalog/catalog.h"
 
 #include <lmdb.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -216,7 +217,7 @@ int cv_catalog_open(const struct cv_catalog_opts *opts, struct cv_catalog **out)
     if (!cat->seen) goto err_after_cat;
     int rc = mdb_env_create(&cat->env);
     if (rc != 0) goto err_after_cat_lmdb;
-    if ((rc = mdb_env_set_maxdbs(cat->env, 8)) != 0 ||
+    if ((rc = mdb_env_set_maxdbs(cat->env, 16)) != 0 ||
         (rc = mdb_env_set_mapsize(cat->env, opts->map_size ? opts->map_size : CAT__DEFAULT_MAP_SIZE)) != 0 ||
         (rc = mdb_env_open(cat->env, opts->dir, opts->sync_each_txn ? 0 : MDB_NOSYNC, 0644)) != 0)
         goto err_after_env_lmdb;
@@ -569,6 +570,52 @@ size_t cv_catalog_object_count(struct cv_catalog *cat)
     int rc = mdb_stat(txn, cat->dbi[CV_DB_OBJECTS], &st);
     mdb_txn_abort(txn);
     return rc == 0 ? st.ms_entries : 0;
+}
+
+static int catalog__state_copy(const Cverse__Catalog__StateRecord *rec, struct cv_catalog_state *out)
+{
+    memset(out, 0, sizeof *out);
+    snprintf(out->type, sizeof out->type, "%s", rec->type);
+    snprintf(out->node, sizeof out->node, "%s", rec->node);
+    out->version = rec->version;
+    out->epoch = rec->epoch;
+    out->saved_index = rec->saved_index;
+    out->len = rec->state.len;
+    if (out->len == 0) return 0;
+    out->state = malloc(out->len);
+    if (!out->state) return CV_ENOMEM;
+    memcpy(out->state, rec->state.data, out->len);
+    return 0;
+}
+
+int cv_catalog_state_get(struct cv_catalog *cat, const char *id, struct cv_catalog_state *out)
+{
+    MDB_txn *txn;
+    Cverse__Catalog__StateRecord *rec;
+    if (!id || !cv_store_key_ok(cat->max_key, id)) return CV_EINVAL;
+    int rc = mdb_txn_begin(cat->env, NULL, MDB_RDONLY, &txn);
+    if (rc != 0) return cv_store_lmdb_err(rc, "begin read");
+    int rv = cv_store_msg_get(txn, cat->dbi[CV_DB_STATES], id, strlen(id),
+                              &cverse__catalog__state_record__descriptor, (void **)&rec);
+    mdb_txn_abort(txn);
+    if (rv != 0) return rv == CV_EPROTO ? CV_ELMDB : rv;
+    rv = catalog__state_copy(rec, out);
+    cverse__catalog__state_record__free_unpacked(rec, NULL);
+    return rv;
+}
+
+void cv_catalog_state_stats(struct cv_catalog *cat, size_t *count, uint64_t *bytes)
+{
+    MDB_txn *txn;
+    MDB_stat st;
+    *count = 0;
+    *bytes = 0;
+    if (mdb_txn_begin(cat->env, NULL, MDB_RDONLY, &txn) != 0) return;
+    if (mdb_stat(txn, cat->dbi[CV_DB_STATES], &st) == 0) {
+        *count = st.ms_entries;
+        *bytes = (uint64_t)st.ms_psize * (st.ms_branch_pages + st.ms_leaf_pages + st.ms_overflow_pages);
+    }
+    mdb_txn_abort(txn);
 }
 
 int cv_catalog_check(struct cv_catalog *cat)

@@ -67,6 +67,13 @@ int cv_catalog_apply(struct cv_catalog *cat, uint64_t index, const void *buf, si
  *   pin_shard      CV_EINVAL (shard >= shards)
  *   drain_node     CV_EINVAL (empty id), CV_ENOTFOUND (unknown node)
  *                  (all three are idempotent and change no owner or epoch)
+ *   save_state     CV_EINVAL (empty/long node); CV_ECONFLICT if any item was rejected (the others are
+ *                  written): a bad id or empty type, the node is not alive or not the object's writer at
+ *                  the item's epoch (shard owner at that epoch, or its old owner that has not confirmed
+ *                  the release, at the release's epoch or the one before; a node-pinned id: its node at
+ *                  that incarnation), the object is absent or of another type, or a newer version is
+ *                  stored (the same version and epoch again is a duplicate: 0, nothing written)
+ *   delete_object  also drops the object's state
  *   no command set (e.g. from a newer version): CV_EINVAL
  * apply may also return CV_ENOMEM (nothing changed, like CV_ELMDB). */
 
@@ -134,6 +141,20 @@ int cv_catalog_object_get_ex(struct cv_catalog *cat, const char *id, char *type,
 typedef int (*cv_catalog_object_cb)(void *data, const char *type, const char *id, uint32_t shard);
 int cv_catalog_object_foreach(struct cv_catalog *cat, cv_catalog_object_cb cb, void *data);
 size_t cv_catalog_object_count(struct cv_catalog *cat);
+
+/* An object's durable state (db "states"; docs/durable-state.md). */
+struct cv_catalog_state {
+    char type[128];     /* truncated if longer */
+    char node[CV_NODE_ID_MAX]; /* the node that saved it */
+    uint64_t version, epoch, saved_index;
+    uint8_t *state;     /* owned by the caller (free()); NULL when len is 0 */
+    size_t len;
+};
+/* Reads id's state record (one read txn). CV_ENOTFOUND if none was saved (or the object was deleted),
+ * CV_EINVAL for a bad id, CV_ELMDB (also for a record that does not decode), CV_ENOMEM. */
+int cv_catalog_state_get(struct cv_catalog *cat, const char *id, struct cv_catalog_state *out);
+/* Number of state records and the bytes of LMDB pages the "states" db uses (for metrics and docs). */
+void cv_catalog_state_stats(struct cv_catalog *cat, size_t *count, uint64_t *bytes);
 
 /* Checks the whole mirror against LMDB and the invariants (owners are known nodes, every shard record
  * consistent by cv_shard_invariant, each node's shards_owned matches the map). Returns 0 or

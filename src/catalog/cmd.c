@@ -10,7 +10,9 @@
  * lifecycle (core/shard.h), checked against its table in debug builds, as are the moves a liveness flip
  * of expire_node / register_node makes on the shards naming that node. An operator's wishes
  * (move_shard's target, pin_shard, drain_node) change no owner and no epoch, so no lifecycle state:
- * the leader follows them with ordinary assignments. */
+ * the leader follows them with ordinary assignments. save_state writes object states (db "states"), each
+ * item fenced on its own against the shard record and the saving node's liveness; delete_object drops
+ * the object's state with it. */
 #include "catalog/cmd.h"
 
 #include <string.h>
@@ -461,8 +463,105 @@ static int cmd__delete_object(struct cv_cmd_ctx *c, const Cverse__Catalog__CmdDe
     }
     MDB_val k = {strlen(cmd->id), cmd->id};
     int rc = mdb_del(c->txn, c->dbi[CV_DB_OBJECTS], &k, NULL);
+    if (rc == 0 || rc == MDB_NOTFOUND) rc = mdb_del(c->txn, c->dbi[CV_DB_STATES], &k, NULL); /* its state too */
     if (rc == 0 || rc == MDB_NOTFOUND) return 0;
     return cv_store_lmdb_err(rc, "del object");
+}
+
+/* ---- object states (docs/durable-state.md) ---- */
+
+/* Is `node` (alive, read by the caller) the writer of shard record r for a save taken at `epoch`? The
+ * owner at that epoch; or the old owner of a shard unassigned from it and not released yet, at the
+ * release's epoch or the one before (a save taken before the release entry, applied after it: the old
+ * owner saves what it holds until it confirms the release, docs/architecture.md "shard moves"). */
+static bool cmd__writer(const struct cv_store_shard *r, const char *node, uint64_t epoch)
+{
+    if (r->owner[0]) return strcmp(r->owner, node) == 0 && r->epoch == epoch;
+    return strcmp(r->released_by, node) == 0 && r->released_epoch != r->epoch &&
+           (r->epoch == epoch || r->epoch == epoch + 1);
+}
+
+/* The fence of one save: the node is alive and the object's writer at the save's epoch (node-pinned
+ * ids: its own node, in the incarnation the save names). *ok false: rejected. */
+static int cmd__save_fenced(struct cv_cmd_ctx *c, const char *node, const Cverse__Catalog__ObjectSave *s,
+                            const struct cv_placement *p, bool *ok)
+{
+    struct cv_store_node sn;
+    struct cv_store_shard r;
+    *ok = false;
+    int rv = cv_store_node_read(c->txn, c->dbi, node, strlen(node), &sn);
+    if (rv == CV_ENOTFOUND) return 0;
+    if (rv != 0 || !sn.n.alive) return rv;
+    if (p->kind == CV_PLACE_NODE) {
+        *ok = cv_placement_on_node(p, node) && sn.n.incarnation == s->epoch;
+        return 0;
+    }
+    rv = cv_store_shard_read(c->txn, c->dbi, p->shard, &r);
+    if (rv == 0) *ok = cmd__writer(&r, node, s->epoch);
+    return rv;
+}
+
+/* Does the object exist with the save's type, and is the save newer than the stored state? *ok false:
+ * rejected; *dup: the same version is stored already (a retried proposal): nothing to write, no failure. */
+static int cmd__save_current(struct cv_cmd_ctx *c, const Cverse__Catalog__ObjectSave *s, bool *ok, bool *dup)
+{
+    Cverse__Catalog__ObjectRecord *obj;
+    Cverse__Catalog__StateRecord *old;
+    *ok = *dup = false;
+    int rv = cv_store_msg_get(c->txn, c->dbi[CV_DB_OBJECTS], s->id, strlen(s->id),
+                              &cverse__catalog__object_record__descriptor, (void **)&obj);
+    if (rv == CV_ENOTFOUND) return 0; /* deleted: its state must not come back */
+    if (rv != 0) return rv;
+    bool same = strcmp(obj->type, s->type) == 0;
+    cverse__catalog__object_record__free_unpacked(obj, NULL);
+    if (!same) return 0;
+    rv = cv_store_msg_get(c->txn, c->dbi[CV_DB_STATES], s->id, strlen(s->id),
+                          &cverse__catalog__state_record__descriptor, (void **)&old);
+    if (rv == CV_ENOTFOUND) {
+        *ok = true;
+        return 0;
+    }
+    if (rv != 0) return rv;
+    *dup = old->version == s->version && old->epoch == s->epoch;
+    *ok = old->version < s->version || *dup;
+    cverse__catalog__state_record__free_unpacked(old, NULL);
+    return 0;
+}
+
+static int cmd__save_one(struct cv_cmd_ctx *c, const char *node, const Cverse__Catalog__ObjectSave *s, bool *ok)
+{
+    struct cv_placement p;
+    bool dup = false;
+    *ok = false;
+    if (!cv_store_key_ok(c->max_key, s->id) || !s->type[0] || cv_placement_parse(s->id, c->shards, &p) != 0)
+        return 0;
+    int rv = cmd__save_fenced(c, node, s, &p, ok);
+    if (rv == 0 && *ok) rv = cmd__save_current(c, s, ok, &dup);
+    if (rv != 0 || !*ok || dup) return rv;
+    Cverse__Catalog__StateRecord rec = CVERSE__CATALOG__STATE_RECORD__INIT;
+    rec.type = s->type;
+    rec.version = s->version;
+    rec.epoch = s->epoch;
+    rec.node = (char *)node;
+    rec.state = s->state;
+    rec.saved_index = c->index;
+    return cv_store_msg_put(c->txn, c->dbi[CV_DB_STATES], s->id, strlen(s->id), &rec);
+}
+
+/* Each item on its own: a rejected one writes nothing and makes the command's status CV_ECONFLICT. */
+static int cmd__save_state(struct cv_cmd_ctx *c, const Cverse__Catalog__CmdSaveState *cmd, int *status)
+{
+    if (cmd->node[0] == '\0' || strlen(cmd->node) >= CV_NODE_ID_MAX) {
+        *status = CV_EINVAL;
+        return 0;
+    }
+    for (size_t i = 0; i < cmd->n_saves; i++) {
+        bool ok;
+        int rv = cmd__save_one(c, cmd->node, cmd->saves[i], &ok);
+        if (rv != 0) return rv;
+        if (!ok) *status = CV_ECONFLICT;
+    }
+    return 0;
 }
 
 int cv_cmd_run(struct cv_cmd_ctx *c, const Cverse__Catalog__Command *cmd, int *status)
@@ -483,6 +582,7 @@ int cv_cmd_run(struct cv_cmd_ctx *c, const Cverse__Catalog__Command *cmd, int *s
     case CVERSE__CATALOG__COMMAND__CMD_MOVE_SHARD: return cmd__move_shard(c, cmd->move_shard, status);
     case CVERSE__CATALOG__COMMAND__CMD_PIN_SHARD: return cmd__pin_shard(c, cmd->pin_shard, status);
     case CVERSE__CATALOG__COMMAND__CMD_DRAIN_NODE: return cmd__drain_node(c, cmd->drain_node, status);
+    case CVERSE__CATALOG__COMMAND__CMD_SAVE_STATE: return cmd__save_state(c, cmd->save_state, status);
     default:
         *status = CV_EINVAL; /* no command, or one from a newer version */
         return 0;

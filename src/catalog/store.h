@@ -1,4 +1,4 @@
-/* The catalog's LMDB records: its dbs, big-endian integers in "meta", protobuf node and shard records. */
+/* The catalog's LMDB records: its dbs, big-endian integers in "meta", protobuf node, shard and state records. */
 #ifndef CV_CATALOG_STORE_H
 #define CV_CATALOG_STORE_H
 
@@ -14,7 +14,7 @@
 #define CV_STORE_ADDR_MAX 128
 
 /* The dbs of the environment; also the order of a snapshot's entries. */
-enum { CV_DB_META, CV_DB_NODES, CV_DB_SHARDS, CV_DB_LEASES, CV_DB_OBJECTS, CV_DB__COUNT };
+enum { CV_DB_META, CV_DB_NODES, CV_DB_SHARDS, CV_DB_LEASES, CV_DB_OBJECTS, CV_DB_STATES, CV_DB__COUNT };
 extern const char *const cv_store_db_names[CV_DB__COUNT];
 
 /* Keys of "meta". */

@@ -734,7 +734,7 @@ static int cfg__cluster(struct cfg__ctx *c, yaml_node_t *root)
 
 /* ---- root, whole-file checks, fingerprint ------------------------------------------------------------ */
 
-static const char *const root_keys[] = {"version", "cluster", "nodes", "gates", "inspector", NULL};
+static const char *const root_keys[] = {"version", "cluster", "nodes", "gates", "inspector", CV_CONFIG_OBJECT_KEYS, NULL};
 static const char *const root_goverse[] = {"postgres", "object_access_rules", "object_lifecycle_rules", NULL};
 
 static int cfg__version(struct cfg__ctx *c, yaml_node_t *root)
@@ -796,6 +796,7 @@ static int cfg__root(struct cfg__ctx *c, yaml_node_t *root)
     if (!rv) rv = cfg__gates(c, root);
     if (!rv) rv = cfg__inspector(c, root);
     if (!rv) rv = cfg__voters(c);
+    if (!rv) rv = cv_config_objects(c->doc, root, c->name, c->cfg, c->err, c->errlen); /* objtypes.c */
     if (!rv) c->cfg->fingerprint = cfg__fingerprint(c->cfg);
     return rv;
 }

@@ -35,6 +35,18 @@ struct cv_autoload_cfg {
     int line; /* line of its type in the file, for messages (config/check.h) */
 };
 
+/* object_types.<Type>: overrides of a type's persistence (docs/configuration.md, docs/durable-state.md). */
+#define CV_CONFIG_OBJECT_TYPES_MAX 64
+struct cv_object_type_cfg {
+    char name[128];            /* the type name (the mapping's key) */
+    int persist;               /* enum cv_persist (object.h): 0 none, 1 on_write, 2 periodic; -1 = the type's */
+    uint64_t save_interval_ms; /* periodic: 0 = the type's own */
+    uint64_t idle_timeout_ms;  /* read and checked; idle deactivation is not implemented yet */
+    bool has_idle_timeout;
+    int line;
+};
+#define CV_CONFIG_STATE_MAX_DEFAULT ((uint64_t)1 << 20)
+
 struct cv_raft_cfg {
     unsigned voters;               /* default 3 (capped at the number of nodes) */
     unsigned election_timeout_ms;  /* default 300 */
@@ -67,6 +79,9 @@ struct cv_config {
         char *grpc_addr, *http_addr, *advertise_addr;
         char *admin_token_file; /* NULL: none (CVERSE_INSPECTOR_TOKEN may still enable the actions) */
     } inspector;
+    struct cv_object_type_cfg object_types[CV_CONFIG_OBJECT_TYPES_MAX]; /* object_types:, in file order */
+    size_t n_object_types;
+    uint64_t object_state_max_bytes; /* object_state_max_bytes:, default 1 MiB */
     char **warnings; /* accepted-but-unused Goverse keys, "file:line: key: message" */
     size_t n_warnings;
     uint64_t fingerprint; /* FNV-1a 64 over the settings every node must agree on: the canonical text
@@ -81,6 +96,15 @@ int cv_config_load(const char *path, struct cv_config **out, char *err, size_t e
 int cv_config_parse(const char *text, size_t len, const char *name, struct cv_config **out, char *err,
                     size_t errlen);
 void cv_config_free(struct cv_config *cfg);
+
+/* Internal to the config module (objtypes.c, called by config.c's parser): reads the root keys
+ * object_types and object_state_max_bytes of a loaded document into cfg (absent: no overrides, the
+ * default limit). 0; CV_ECONFIG with one line "FILE:LINE: KEY.PATH: what is wrong (expected ...)" in err. */
+#define CV_CONFIG_OBJECT_KEYS "object_types", "object_state_max_bytes"
+struct yaml_document_s;
+struct yaml_node_s;
+int cv_config_objects(struct yaml_document_s *doc, struct yaml_node_s *root, const char *file, struct cv_config *cfg,
+                      char *err, size_t errlen);
 
 /* Lookups; NULL / -1 when absent. Returned pointers live as long as cfg. */
 const struct cv_node_cfg *cv_config_node(const struct cv_config *cfg, const char *id);

@@ -1,7 +1,7 @@
 /* The Goverse sharding demo on the cverse object SDK: four object types, message for message the same
  * as Goverse's samples/sharding_demo (proto/sharding_demo.proto).
  *
- * Happy path: cv_demo_register adds four static types. SimpleCounter counts. ShardMonitor
+ * Happy path: cv_demo_register adds four static types. SimpleCounter counts, durably (on_write). ShardMonitor
  * ("shard#N/ShardMonitor", one per shard) answers its shard and how many objects are active in it.
  * NodeMonitor ("<node>/NodeMonitor", one per node) wakes up on a timer, and asks the cluster to create
  * those of the 100 counters whose shard its node owns, remembering which succeeded. GlobalMonitor (one
@@ -149,10 +149,9 @@ static uint64_t setting_ms(const char *name, uint64_t dflt)
 
 /* ---- SimpleCounter ---- */
 
-struct simple_counter {
-    int64_t value;
-};
-
+/* Its state is Goverse's persisted SimpleCounterData, committed on every Increment (on_write) before
+ * the answer leaves: no acknowledged increment is lost to a crash, a move or a restart. GetValue writes
+ * nothing and commits nothing. */
 static int counter_created(cv_object *o)
 {
     cv_object_log(o, "SimpleCounter %s created", cv_object_id(o));
@@ -161,7 +160,7 @@ static int counter_created(cv_object *o)
 
 static void counter_increment(cv_object *o, const ProtobufCMessage *req, cv_reply *r)
 {
-    struct simple_counter *c = cv_object_state(o);
+    ShardingDemo__SimpleCounterData *c = cv_object_state(o);
     ShardingDemo__IncrementResponse resp = SHARDING_DEMO__INCREMENT_RESPONSE__INIT;
     resp.value = ++c->value;
     cv_reply_ok(r, &resp.base);
@@ -169,7 +168,7 @@ static void counter_increment(cv_object *o, const ProtobufCMessage *req, cv_repl
 
 static void counter_get_value(cv_object *o, const ProtobufCMessage *req, cv_reply *r)
 {
-    struct simple_counter *c = cv_object_state(o);
+    ShardingDemo__SimpleCounterData *c = cv_object_state(o);
     ShardingDemo__GetValueResponse resp = SHARDING_DEMO__GET_VALUE_RESPONSE__INIT;
     resp.value = c->value;
     cv_reply_ok(r, &resp.base);
@@ -177,17 +176,18 @@ static void counter_get_value(cv_object *o, const ProtobufCMessage *req, cv_repl
 
 static const struct cv_method counter_methods[] = {
     {"Increment", &sharding_demo__increment_request__descriptor,
-     &sharding_demo__increment_response__descriptor, counter_increment},
+     &sharding_demo__increment_response__descriptor, counter_increment, CV_METHOD_WRITES},
     {"GetValue", &sharding_demo__get_value_request__descriptor, &sharding_demo__get_value_response__descriptor,
-     counter_get_value},
+     counter_get_value, 0},
 };
 
 static const struct cv_object_type counter_type = {
     .name = "SimpleCounter",
-    .state_size = sizeof(struct simple_counter),
     .created = counter_created,
     .methods = counter_methods,
     .n_methods = sizeof counter_methods / sizeof counter_methods[0],
+    .state_message = &sharding_demo__simple_counter_data__descriptor,
+    .persist = CV_PERSIST_ON_WRITE,
 };
 
 /* ---- ShardMonitor ---- */

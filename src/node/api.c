@@ -5,7 +5,8 @@
  * synchronously from the components' in-memory state (no I/O, no callback later): /health and /healthz
  * {"status":"ok"}; /ready 200 {"ready":true} once the node is ready (catalog caught up, registered,
  * shards assigned, auto-load objects active); /v1/cluster the raft state and every configured node;
- * /v1/shards owners, epochs, targets and pins; /v1/objects the active objects, ?type= filters; /v1/stats
+ * /v1/shards owners, epochs, targets and pins; /v1/objects the active objects, ?type= filters;
+ * /v1/objects/{type}/{id} one active object with its state as proto3 JSON (docs/durable-state.md); /v1/stats
  * the call statistics (node/stats.h); /v1/events?after=N the catalog change feed (node/feed.h); /metrics
  * Prometheus text (util/prom.h).
  *
@@ -26,6 +27,7 @@
 #include "node/host.h"
 #include "node/leader.h"
 #include "node/stats.h"
+#include "pbjson/pbjson.h"
 #include "util/buf.h"
 #include "util/hist.h"
 #include "util/log.h"
@@ -180,6 +182,41 @@ static void api__get_objects(struct cv_api *a, struct cv_http_exchange *x, const
     api__send_json(x, 200, json_pack("{s:s, s:o}", "node", a->self->id, "objects", c.arr));
 }
 
+/* GET /v1/objects/{type}/{id} (both percent-decoded): an object active on this node, with its state as
+ * proto3 JSON (null for a type without a state message) and where its persistence stands. 404 when it
+ * is not active here (ask its owner) or is another type; 400 for a path that does not decode. */
+static void api__get_object(struct cv_api *a, struct cv_http_exchange *x, const char *rest)
+{
+    char type[128], id[512], msg[700], err[160];
+    const char *slash = strchr(rest, '/');
+    struct cv_object_state_info si;
+    json_t *state = NULL;
+    size_t tl = slash ? (size_t)(slash - rest) : 0, il = slash ? strlen(slash + 1) : 0;
+    if (!tl || !il || tl >= sizeof type || il >= sizeof id || cv_pct_decode(rest, tl, false, type) < 0 ||
+        cv_pct_decode(slash + 1, il, false, id) < 0) {
+        cv_http_respond_error(x, CV_STATUS_INVALID_ARGUMENT, "expected /v1/objects/{type}/{id}", NULL);
+        return;
+    }
+    int rv = a->host ? cv_runtime_state_info(cv_host_runtime(a->host), id, &si) : CV_ENOTFOUND;
+    if (rv == 0 && strcmp(si.type->name, type) != 0) rv = CV_ENOTFOUND;
+    if (rv != 0) {
+        snprintf(msg, sizeof msg, "object %.100s (%.100s) is not active on node %s", id, type, a->self->id);
+        cv_http_respond_error(x, CV_STATUS_NOT_FOUND, msg, NULL);
+        return;
+    }
+    if (si.state && cv_pbjson_to_json(si.state, &state, err, sizeof err) != 0) {
+        snprintf(msg, sizeof msg, "state of %.100s cannot be shown as JSON: %s", id, err);
+        cv_http_respond_error(x, CV_STATUS_INTERNAL, msg, NULL);
+        return;
+    }
+    static const char *const persist[] = {"none", "on_write", "periodic"};
+    api__send_json(x, 200,
+                   json_pack("{s:s, s:s, s:s, s:o, s:s, s:I, s:I, s:b, s:b, s:I}", "node", a->self->id, "type",
+                             type, "id", id, "state", state ? state : json_null(), "persist", persist[si.persist],
+                             "version", (json_int_t)si.version, "saved_version", (json_int_t)si.saved_version,
+                             "dirty", si.dirty, "saving", si.saving, "held", (json_int_t)si.held));
+}
+
 /* This node's call statistics (node/stats.h), cumulative since start: the inspector polls it. */
 static void api__get_stats(struct cv_api *a, struct cv_http_exchange *x)
 {
@@ -251,6 +288,27 @@ static void api__get_events(struct cv_api *a, struct cv_http_exchange *x, const 
 }
 
 /* Prometheus text exposition (util/prom.h). */
+/* Durable object state (docs/durable-state.md): this node's saves and the catalog's state records. */
+static void api__state_prom(struct cv_api *a, struct cv_buf *b)
+{
+    struct cv_saver_counts sc = {0};
+    size_t records;
+    uint64_t db_bytes;
+    if (a->host) cv_host_saver_counts(a->host, &sc);
+    cv_catalog_state_stats(a->catalog, &records, &db_bytes);
+    cv_prom_family(b, "cverse_state_saves_total", "counter",
+                   "Object state saves this node proposed, by outcome (committed, refused: not the owner any "
+                   "more, failed: outcome unknown or shutting down).");
+    cv_prom_sample_u64(b, "cverse_state_saves_total", "result=\"committed\"", sc.committed);
+    cv_prom_sample_u64(b, "cverse_state_saves_total", "result=\"refused\"", sc.refused);
+    cv_prom_sample_u64(b, "cverse_state_saves_total", "result=\"failed\"", sc.failed);
+    cv_prom_counter(b, "cverse_state_save_entries_total", "CmdSaveState proposals (one per loop iteration with saves).",
+                    sc.batches);
+    cv_prom_counter(b, "cverse_state_saved_bytes_total", "Bytes of object state this node proposed.", sc.bytes);
+    cv_prom_gauge(b, "cverse_state_records", "Object states stored in the catalog.", (double)records);
+    cv_prom_gauge(b, "cverse_state_db_bytes", "LMDB pages used by the catalog's object states.", (double)db_bytes);
+}
+
 static void api__get_metrics(struct cv_api *a, struct cv_http_exchange *x)
 {
     struct cv_consensus_status st;
@@ -278,6 +336,7 @@ static void api__get_metrics(struct cv_api *a, struct cv_http_exchange *x)
     cv_prom_family(&b, "cverse_catalog_apply_seconds", "histogram", "Time to apply one raft entry to the catalog.");
     cv_prom_histogram(&b, "cverse_catalog_apply_seconds", NULL, le_s, h->buckets, CV_APPLY_BUCKETS, h->sum_us / 1e6);
     api__lease_prom(a, &b);
+    api__state_prom(a, &b);
     if (a->host && cv_host_stats(a->host)) cv_node_stats_prom(cv_host_stats(a->host), &b);
     if (!b.p || b.oom) {
         free(b.p);
@@ -327,6 +386,13 @@ void cv_api_handle(void *data, struct cv_http_exchange *x, const struct cv_http_
         }
         if (i < nr) routes[i].fn(a, x);
         else qroutes[i - nr].fn(a, x, req);
+        return;
+    }
+    if (strncmp(req->path, "/v1/objects/", 12) == 0) {
+        if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0)
+            cv_http_respond_error(x, CV_STATUS_METHOD_NOT_ALLOWED, "only GET is supported here", "Allow: GET, HEAD\r\n");
+        else
+            api__get_object(a, x, req->path + 12);
         return;
     }
     char msg[300];

@@ -1,7 +1,8 @@
 /* Shard handoff, phase 1 (docs/architecture.md): a shard the leader took from us is unassigned and
  * waits for us. Once the runtime holds none of its objects any more (calls in flight replied,
- * deactivated hooks ran: polled each tick), one ReleaseShards for all such shards is proposed; only then
- * may the leader give the shard to its new owner. This does not need the node to be started: a node that
+ * deactivated hooks ran, and a persisted object's last state save committed — the runtime keeps the
+ * object until then, docs/durable-state.md: polled each tick), one ReleaseShards for all such shards is
+ * proposed; only then may the leader give the shard to its new owner, which loads those states. This does not need the node to be started: a node that
  * never hosted (restarted) releases at once, or it could block its own readiness.
  * Failure modes: a failed proposal is retried after 100 ms while the catalog still says we have to
  * release (CV_ECONFLICT, a stale epoch, quietly). */

@@ -1,5 +1,6 @@
 /* Shard handoff, phase 1 on the old owner: finds the shards the leader took from this node, and once
- * none of their objects is active here any more, confirms with one ReleaseShards proposal. */
+ * none of their objects is active here any more (their last state saves committed), confirms with one
+ * ReleaseShards proposal. */
 #ifndef CV_NODE_HANDOFF_H
 #define CV_NODE_HANDOFF_H
 

@@ -1,7 +1,7 @@
 /* Object hosting in a node: the runtime plus the parts that tie it to the catalog and the network,
  * wired here. The parts: incall.c (objects.call, parking, verdicts), outcall.c (calls made by objects),
  * ops.c (create/delete), autoload.c (auto-load objects), handoff.c (releasing shards), mapfeed.c (the
- * shard-map feed). This file owns their lifecycle and the reactions to catalog changes.
+ * shard-map feed), saver.c (durable object state: the runtime's load/save hooks). This file owns their lifecycle and the reactions to catalog changes.
  *
  * Happy path. After every applied entry: a CreateObject activates the object on its owner, a DeleteObject
  * destroys it everywhere; after an AssignShards (and after a raft snapshot was installed) objects of
@@ -31,6 +31,7 @@
 #include "node/mapfeed.h"
 #include "node/ops.h"
 #include "node/outcall.h"
+#include "node/saver.h"
 #include "node/feed.h"
 #include "node/stats.h"
 #include "util/log.h"
@@ -46,6 +47,8 @@ struct cv_host {
     struct cv_mapfeed feed;
     struct cv_autoload al;
     struct cv_handoff ho;
+    struct cv_saver ps;
+    struct cv_type_policy *policies; /* owned: config object_types for the runtime */
     struct cv_feed *events; /* the catalog change feed (GET /v1/events), owned */
     uv_timer_t tick;
     uint64_t restored_seen;
@@ -166,6 +169,18 @@ static int host__delete(void *data, const char *type, const char *id, cv_host_do
     return cv_ops_delete(&h->ops, type, id, cb, cb_data);
 }
 
+static int host__load_state(void *data, const char *type, const char *id, uint8_t **state, size_t *len,
+                            uint64_t *version)
+{
+    return cv_saver_load(&((struct cv_host *)data)->ps, type, id, state, len, version);
+}
+
+static int host__save_state(void *data, const char *type, const char *id, uint64_t version, uint8_t *state,
+                            size_t len, cv_state_saved_cb cb, void *cb_data)
+{
+    return cv_saver_save(&((struct cv_host *)data)->ps, type, id, version, state, len, cb, cb_data);
+}
+
 /* ---------------------------------------------------------------- public */
 
 bool cv_host_handle_rpc(struct cv_host *h, struct cv_rpc_conn *conn, uint64_t id, const char *method,
@@ -210,6 +225,12 @@ int cv_host_fence(struct cv_host *h, bool fenced)
     return cv_runtime_deactivate_all(h->x.rt, CV_EUNAVAIL);
 }
 
+void cv_host_saver_counts(struct cv_host *h, struct cv_saver_counts *out)
+{
+    const struct cv_saver *p = &h->ps;
+    *out = (struct cv_saver_counts){p->saves, p->committed, p->refused, p->failed, p->batches, p->bytes};
+}
+
 struct cv_runtime *cv_host_runtime(struct cv_host *h)
 {
     return h->x.rt;
@@ -233,6 +254,7 @@ static void host__free(struct cv_host *h)
     cv_handoff_free(&h->ho);
     cv_node_stats_free(h->x.stats);
     cv_feed_free(h->events);
+    free(h->policies);
     free(h->feed.subs);
     free(h);
 }
@@ -275,6 +297,7 @@ int cv_host_init(const struct cv_host_opts *opts, struct cv_host **out)
     if (!rv) rv = cv_handoff_init(&h->ho, &h->x);
     if (!rv && host__stats_on()) rv = cv_node_stats_new(h->x.reg, opts->cfg->shards, &h->x.stats);
     if (!rv) rv = cv_feed_new(opts->catalog, &h->events);
+    if (!rv) rv = cv_saver_policies(opts->cfg, h->x.reg, &h->policies);
     if (rv) goto err_after_h;
     cv_outcall_init(&h->out, &h->x, opts->call_timeout_ms ? opts->call_timeout_ms : CV_HOST_CALL_TIMEOUT_MS);
     struct cv_host_hooks hooks = {.data = h,
@@ -283,7 +306,9 @@ int cv_host_init(const struct cv_host_opts *opts, struct cv_host **out)
                                   .delete_object = host__delete,
                                   .node_shards = host__node_shards,
                                   .cluster_nodes = host__cluster_nodes,
-                                  .cluster_objects = host__cluster_objects};
+                                  .cluster_objects = host__cluster_objects,
+                                  .load_state = host__load_state,
+                                  .save_state = host__save_state};
     struct cv_runtime_opts ro = {.node_id = h->x.self,
                                  .shards = opts->cfg->shards,
                                  .owns = cv_hctx_owns,
@@ -292,7 +317,10 @@ int cv_host_init(const struct cv_host_opts *opts, struct cv_host **out)
                                  .hooks = &hooks,
                                  .created_explicit = true,
                                  .serve_until = opts->serve_until,
-                                 .serve_data = opts->data};
+                                 .serve_data = opts->data,
+                                 .policies = h->policies,
+                                 .n_policies = opts->cfg->n_object_types,
+                                 .state_max_bytes = (size_t)opts->cfg->object_state_max_bytes};
     /* The runtime is the last step that can fail: it creates a handle of its own, and nothing before it
      * does, so a failure so far frees everything at once. */
     if ((rv = cv_runtime_init(h->x.loop, &ro, &h->x.rt))) goto err_after_h;
@@ -300,6 +328,7 @@ int cv_host_init(const struct cv_host_opts *opts, struct cv_host **out)
     cv_autoload_init_timer(&h->al);
     cv_incall_init(&h->in, &h->x);
     cv_ops_init(&h->ops, &h->x);
+    cv_saver_init(&h->ps, &h->x);
     cv_mapfeed_init(&h->feed, &h->x);
     uv_timer_init(h->x.loop, &h->tick);
     h->tick.data = h;
@@ -345,6 +374,7 @@ void cv_host_close(struct cv_host *h, void (*done)(void *data), void *data)
     cv_incall_unpark(&h->in, true);
     cv_outcall_retry(&h->out); /* closing: every waiting call completes with CV_ECLOSED */
     cv_ops_close(&h->ops);
+    cv_saver_close(&h->ps);
     cv_autoload_close(&h->al);
     h->x.parts++;
     uv_close((uv_handle_t *)&h->tick, host__tick_closed);

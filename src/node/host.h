@@ -76,6 +76,12 @@ bool cv_host_ready(struct cv_host *h, const char **why);
  * refused with CV_EUNAVAIL until unfenced, which resumes auto-load. Returns the objects deactivated. */
 int cv_host_fence(struct cv_host *h, bool fenced);
 
+/* The state saver's counters (GET /metrics): saves, committed, refused, failed, batches, bytes. */
+struct cv_saver_counts {
+    uint64_t saves, committed, refused, failed, batches, bytes;
+};
+void cv_host_saver_counts(struct cv_host *h, struct cv_saver_counts *out);
+
 /* The runtime (listing active objects for GET /v1/objects). */
 struct cv_runtime *cv_host_runtime(struct cv_host *h);
 /* The call statistics (node/stats.h; GET /v1/stats, /metrics), borrowed while h lives; NULL when the

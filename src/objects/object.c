@@ -8,8 +8,9 @@
  * Failure modes: a reply with the wrong message type fails the call with CV_EINVAL; an out-of-memory
  * tick is dropped with a warning. Every move of the lifecycle goes through cv_sm: an illegal move or a
  * broken invariant (mailbox counts, work in the wrong state) aborts debug builds. Objects are reference
- * counted (table, live timers, outgoing calls and host operations) so that memory outlives every
- * callback that names it. */
+ * counted (table, live timers, outgoing calls, host operations and a state save in flight) so that
+ * memory outlives every callback that names it. A persisted type's answers may be held until the state
+ * they saw is committed (state.c). */
 #include "objects/object.h"
 
 #include <stdlib.h>
@@ -65,12 +66,9 @@ struct cv_object *obj__new(struct cv_runtime *rt, const struct cv_object_type *t
     if (!o) return NULL;
     o->id = strdup(id);
     if (!o->id) goto err_after_o;
-    if (t->state_size) {
-        o->state_mem = calloc(1, t->state_size);
-        if (!o->state_mem) goto err_after_id;
-    }
     o->rt = rt;
     o->type = t;
+    if (obj__state_alloc(o) != 0) goto err_after_id;
     o->shard = p->shard;
     o->pinned = p->kind == CV_PLACE_NODE;
     o->refs = 1; /* the table's */
@@ -82,7 +80,7 @@ struct cv_object *obj__new(struct cv_runtime *rt, const struct cv_object_type *t
     return o;
 
 err_after_state:
-    free(o->state_mem);
+    obj__state_free(o);
 err_after_id:
     free(o->id);
 err_after_o:
@@ -95,7 +93,7 @@ void obj__unref(struct cv_object *o)
     if (--o->refs > 0) return;
     struct cv_runtime *rt = o->rt;
     cv_sm_fini(&o->sm);
-    free(o->state_mem);
+    obj__state_free(o);
     free(o->id);
     free(o);
     rt->live--;
@@ -284,17 +282,21 @@ static void obj__reply_finish(cv_reply *r, int status, const char *error, const 
     struct cv_runtime *rt = o->rt;
     o->in_flight = NULL; /* before the callback: it may call this object again */
     free(r);
+    /* A persisted state (on_write): the answer waits for its commit (state.c), which is what makes it
+     * true whenever it is released. */
+    bool held = obj__state_reply(o, m->method, status, error, resp, len, m->cb, m->data);
     /* A reply after the node's serving window (the process stopped inside the handler) is never
      * acknowledged: the caller retries at the shard's next owner, and this copy's memory, deactivated
      * once the node fences, never shows the effect. */
-    if (rt->serve_until && cv_mono_ms() >= rt->serve_until(rt->serve_data)) {
+    if (!held && rt->serve_until && cv_mono_ms() >= rt->serve_until(rt->serve_data)) {
         status = CV_EUNAVAIL;
         error = "node fenced: lease not confirmed";
         resp = (const uint8_t *)"";
         len = 0;
     }
-    m->cb(m->data, status, error, resp, len);
+    if (!held) m->cb(m->data, status, error, resp, len);
     obj__mail_free(m);
+    obj__state_after(o);
     if (o->head || obj__state(o) == OBJ_DEACTIVATING) obj__ready(o);
     obj__check(o);
 }
@@ -333,6 +335,7 @@ void obj__run_next(struct cv_object *o)
         struct obj__timer *t = m->timer;
         free(m);
         obj__run_tick(o, t);
+        obj__state_after(o);
         if (o->head && obj__state(o) == OBJ_ACTIVE) obj__ready(o);
         return;
     }

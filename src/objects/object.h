@@ -81,7 +81,33 @@ struct cv_object {
     struct obj__timer *timers; /* live timers; each timer owns itself and holds a reference on o */
     uint64_t next_timer_id;
     int refs; /* the table's, live timers', outgoing calls' and host operations'; the last frees o */
-    void *state_mem; /* owned: type->state_size zeroed bytes (NULL if 0), for the type's handlers */
+    void *state_mem; /* owned: the type's state_message (state.c), else state_size zeroed bytes, or NULL */
+    /* Durable state (state.c). */
+    enum cv_persist persist;     /* effective policy: NONE without the host's save hook */
+    uint64_t save_interval;      /* PERIODIC: ms after the first change */
+    uint64_t version;            /* the last version captured (or loaded) */
+    uint64_t saved_version;      /* the last version known committed */
+    uint64_t saving_version;     /* the version of the save in flight (saving) */
+    bool dirty;                  /* changed since the last capture */
+    bool resave;                 /* a capture is owed once the save or the call in flight ended */
+    bool saving;                 /* a save in flight (holds a reference) */
+    bool save_armed;             /* PERIODIC: the save timer runs */
+    bool broken;                 /* a save failed or the state outgrew the limit: no more saves */
+    bool hooks_done;             /* deactivated/destroyed hooks ran (a final save may follow) */
+    struct obj__held *held, **held_tail; /* owned: replies waiting for a commit, in call order */
+    size_t n_held;
+};
+
+/* A reply held until the state it saw is committed (on_write). version 0: not captured yet. */
+struct obj__held {
+    struct obj__held *next;
+    uint64_t version;
+    cv_runtime_call_cb cb;
+    void *data; /* borrowed: the caller's */
+    int status;
+    char *error; /* owned copy, NULL on success */
+    size_t len;
+    uint8_t resp[]; /* the packed response */
 };
 
 /* What object.c needs from the runtime that owns the objects, given by runtime.c at init (so that
@@ -89,6 +115,7 @@ struct cv_object {
 struct obj__owner_ops {
     uv_idle_cb pump;                      /* the pump's callback: obj__ready starts rt->pump with it */
     void (*released)(struct cv_runtime *rt); /* an object's memory was freed (rt->live dropped) */
+    void (*deactivate)(struct cv_object *o, int status); /* ends o's activation (queued calls fail) */
 };
 
 struct cv_runtime {
@@ -110,6 +137,8 @@ struct cv_runtime {
     size_t live;             /* objects allocated (table + GONE ones still referenced) */
     struct cv_object *ready_head, *ready_tail; /* borrowed: the ready list (objects are the table's) */
     bool started, closing, finishing;
+    const struct cv_type_policy *policies; /* borrowed (opts) */
+    size_t n_policies, state_max;
     cv_runtime_close_cb close_cb;
     void *close_data; /* borrowed: the closer's */
 };
@@ -140,6 +169,26 @@ void obj__run_next(struct cv_object *o);
 bool obj__same_message(const ProtobufCMessageDescriptor *a, const ProtobufCMessageDescriptor *b);
 /* Stops every timer of o (their memory goes with their close callbacks). */
 void obj__stop_timers(struct cv_object *o);
+
+/* ---- durable state (state.c) ---- */
+/* Allocates o's state (the type's message, initialised, or state_size zeroed bytes) and sets its
+ * effective policy. CV_ENOMEM. */
+int obj__state_alloc(struct cv_object *o);
+void obj__state_free(struct cv_object *o);
+/* Loads the stored state before the activation hooks run (persisted types): 0, or the code the
+ * activation fails with. */
+int obj__state_load(struct cv_object *o);
+/* A call of o ended with this answer (method: whether it writes). Returns true if state.c took the
+ * answer (held until a commit, or failed because the object's state could not be saved: the caller
+ * must not deliver it), false to deliver it now. */
+bool obj__state_reply(struct cv_object *o, const struct cv_method *method, int status, const char *error,
+                      const uint8_t *resp, size_t len, cv_runtime_call_cb cb, void *data);
+/* After a mailbox entry, a reply or the activation hooks: saves or arms the periodic save as the
+ * policy says, when the state is dirty or a capture is owed. */
+void obj__state_after(struct cv_object *o);
+/* Deactivation, after the hooks: true while a (final) save is in flight (its completion makes o ready
+ * again); false when o may leave (every held reply answered). */
+bool obj__state_settle(struct cv_object *o);
 
 
 #endif

@@ -81,6 +81,12 @@ static int registry__validate(const struct cv_object_type *t)
         for (size_t j = 0; j < i; j++)
             if (strcmp(t->methods[j].name, m->name) == 0) return CV_EINVAL;
     }
+    /* A persisted state is a protobuf message the runtime allocates: nothing else can be saved. */
+    if (t->persist < CV_PERSIST_NONE || t->persist > CV_PERSIST_PERIODIC) return CV_EINVAL;
+    if (t->persist != CV_PERSIST_NONE && !t->state_message) return CV_EINVAL;
+    if (t->state_message && (t->state_message->magic != PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC ||
+                             (t->state_size && t->state_size != t->state_message->sizeof_message)))
+        return CV_EINVAL;
     return 0;
 }
 

@@ -46,6 +46,7 @@ static void runtime__remove(struct cv_runtime *rt, struct cv_object *o)
 
 static void runtime__maybe_finish(struct cv_runtime *rt);
 static void runtime__pump_cb(uv_idle_t *h);
+static void runtime__deactivate_cb(struct cv_object *o, int status);
 
 int cv_runtime_init(uv_loop_t *loop, const struct cv_runtime_opts *opts, struct cv_runtime **out)
 {
@@ -71,7 +72,11 @@ int cv_runtime_init(uv_loop_t *loop, const struct cv_runtime_opts *opts, struct 
     rt->serve_until = opts->serve_until;
     rt->serve_data = opts->serve_data;
     if (opts->hooks) rt->hooks = *opts->hooks;
-    rt->ops = (struct obj__owner_ops){.pump = runtime__pump_cb, .released = runtime__maybe_finish};
+    rt->policies = opts->policies;
+    rt->n_policies = opts->n_policies;
+    rt->state_max = opts->state_max_bytes ? opts->state_max_bytes : CV_STATE_MAX_DEFAULT;
+    rt->ops = (struct obj__owner_ops){
+        .pump = runtime__pump_cb, .released = runtime__maybe_finish, .deactivate = runtime__deactivate_cb};
     uv_idle_init(loop, &rt->pump);
     rt->pump.data = rt;
     *out = rt;
@@ -168,7 +173,8 @@ static void runtime__activate(struct cv_object *o)
     bool created = !o->rt->created_explicit || o->run_created;
     cv_actlog('A', o->rt->node_id, o->id, cv_mono_ns());
     o->logged = true;
-    int rv = created && o->type->created ? o->type->created(o) : 0;
+    int rv = obj__state_load(o); /* a persisted state is there before any hook runs */
+    if (rv == 0 && created && o->type->created) rv = o->type->created(o);
     if (rv == 0 && o->type->activated) rv = o->type->activated(o);
     if (rv != 0) {
         if (rv > 0) rv = CV_EUNAVAIL;
@@ -181,15 +187,21 @@ static void runtime__activate(struct cv_object *o)
         return;
     }
     obj__move(o, OBJ_ACTIVE);
+    obj__state_after(o); /* a hook may have changed the state */
     obj__run_next(o);
 }
 
-/* DEACTIVATING with nothing in flight: the last hooks, then out of the table. */
+/* DEACTIVATING with nothing in flight: the last hooks, the last save (the object stays in the table, so
+ * its shard is not released, until that save completed), then out of the table. */
 static void runtime__finalize(struct cv_object *o)
 {
-    if (o->type->deactivated) o->type->deactivated(o);
-    if (o->destroy && o->type->destroyed) o->type->destroyed(o);
-    runtime__log_end(o);
+    if (!o->hooks_done) {
+        o->hooks_done = true;
+        if (o->type->deactivated) o->type->deactivated(o);
+        if (o->destroy && o->type->destroyed) o->type->destroyed(o);
+        runtime__log_end(o); /* it runs nothing more: what follows is only its last save */
+    }
+    if (obj__state_settle(o)) return; /* its completion makes o ready again */
     obj__move(o, OBJ_GONE);
     runtime__remove(o->rt, o);
     obj__unref(o);
@@ -238,6 +250,11 @@ static void runtime__deactivate(struct cv_object *o, int status, bool destroy)
         return;
     }
     runtime__start_deactivation(o);
+}
+
+static void runtime__deactivate_cb(struct cv_object *o, int status)
+{
+    runtime__deactivate(o, status, false);
 }
 
 void cv_runtime_close(struct cv_runtime *rt, cv_runtime_close_cb cb, void *data)

@@ -29,6 +29,10 @@ typedef void (*cv_runtime_call_cb)(void *data, int status, const char *error, co
                                    size_t len);
 /* Outcome of a host operation (create/delete): status 0 or a CV_E* code; error never NULL on failure. */
 typedef void (*cv_host_done_cb)(void *data, int status, const char *error);
+/* Outcome of a state save: 0 = durable (committed); else the code the replies waiting for it fail with:
+ * a re-routed one (CV_EUNAVAIL) when the save certainly did not commit (rejected: not the owner any
+ * more), CV_ETIMEDOUT when its outcome is unknown. error never NULL on failure. */
+typedef void (*cv_state_saved_cb)(void *data, int status, const char *error);
 
 /* Cluster services of the hosting node (cverse-node's host.c), through which the SDK's cluster functions
  * (object.h: cv_object_create, cv_object_delete, the counts) and object-to-object calls
@@ -48,7 +52,27 @@ struct cv_host_hooks {
     uint32_t (*node_shards)(void *data);   /* shards this node owns */
     size_t (*cluster_nodes)(void *data);   /* live nodes in the catalog */
     size_t (*cluster_objects)(void *data); /* objects in the catalog */
+    /* Durable state (docs/durable-state.md); without save_state every type is memory-only.
+     * load_state: the stored state of id, read synchronously (the host's catalog replica): 0 with *state
+     * (malloc'ed, now the runtime's; NULL when *len is 0), *len and *version; CV_ENOTFOUND if none was
+     * saved; another code fails the activation with it. */
+    int (*load_state)(void *data, const char *type, const char *id, uint8_t **state, size_t *len,
+                      uint64_t *version);
+    /* save_state: commits state (malloc'ed; the host owns it from here on, also on error) as `version`
+     * of id. 0 and cb fires exactly once, never from inside the hook; or a negative code and cb never
+     * fires (the save failed as by that code). Saves of one object never overlap (the runtime waits). */
+    int (*save_state)(void *data, const char *type, const char *id, uint64_t version, uint8_t *state,
+                      size_t len, cv_state_saved_cb cb, void *cb_data);
 };
+
+/* A type's persistence as configured (config object_types), overriding the type's own choice. */
+struct cv_type_policy {
+    const char *type;          /* borrowed */
+    int persist;               /* enum cv_persist, or -1: the type's own */
+    uint64_t save_interval_ms; /* 0: the type's own */
+};
+
+#define CV_STATE_MAX_DEFAULT ((size_t)1 << 20) /* bytes of one object's packed state */
 
 struct cv_runtime_opts {
     const char *node_id;     /* copied; pinned ids "<node>/x" with another node give CV_EREDIRECT */
@@ -71,6 +95,12 @@ struct cv_runtime_opts {
      * stopped and its timers have not noticed yet. NULL = unbounded (a bare runtime). */
     uint64_t (*serve_until)(void *data);
     void *serve_data;
+    /* Overrides of the types' persistence (borrowed; must outlive rt), and the largest packed state an
+     * object may have (0 = CV_STATE_MAX_DEFAULT): a method whose change makes it larger fails with
+     * CV_ESTATESIZE and the activation ends (its next one starts from the last saved state). */
+    const struct cv_type_policy *policies;
+    size_t n_policies;
+    size_t state_max_bytes;
 };
 typedef void (*cv_runtime_close_cb)(struct cv_runtime *rt, void *data);
 
@@ -135,6 +165,24 @@ int cv_runtime_lookup(struct cv_runtime *rt, const char *id, struct cv_object_in
  * many were visited. fn must not call into the runtime. */
 size_t cv_runtime_list(struct cv_runtime *rt, void (*fn)(void *data, const struct cv_object_info *info),
                        void *data);
+/* An active object's state and its persistence, for GET /v1/objects/{type}/{id}; valid until the next call
+ * into the runtime. */
+struct cv_object_state_info {
+    const struct cv_object_type *type;
+    const ProtobufCMessage *state; /* NULL when the type has no state_message */
+    enum cv_persist persist;       /* effective (config overrides applied) */
+    uint64_t version;              /* the last version captured for a save (or loaded) */
+    uint64_t saved_version;        /* the last version known committed */
+    bool dirty;                    /* changed since the last capture */
+    bool saving;                   /* a save is in flight */
+    size_t held;                   /* replies waiting for a commit */
+};
+/* CV_ENOTFOUND unless id is ACTIVE (or ACTIVATING). */
+int cv_runtime_state_info(struct cv_runtime *rt, const char *id, struct cv_object_state_info *out);
+/* The effective policy of a registered type (config overrides applied); *interval_ms for PERIODIC. */
+enum cv_persist cv_runtime_type_persist(const struct cv_runtime *rt, const struct cv_object_type *t,
+                                        uint64_t *interval_ms);
+
 /* Objects in the table (any state but GONE). */
 size_t cv_runtime_count(const struct cv_runtime *rt);
 /* Objects in the table that belong to shard (node-pinned objects belong to no shard); 0 if out of range. */

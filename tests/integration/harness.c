@@ -110,6 +110,7 @@ void h_cluster_init_ex(struct h_cluster *c, int n, int voters, unsigned lease_tt
                 "  - id: \"gate-%d\"\n    grpc_addr: \"127.0.0.1:%d\"\n    advertise_addr: \"127.0.0.1:%d\"\n"
                 "    http_addr: \"127.0.0.1:%d\"\n",
                 g + 1, h_gate_grpc_port(c, g), h_gate_grpc_port(c, g), h_gate_http_port(c, g));
+    if (o->config_extra) fputs(o->config_extra, f);
     fclose(f);
 }
 

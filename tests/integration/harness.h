@@ -29,6 +29,7 @@ struct h_opts {
     bool demo_autoload; /* GlobalMonitor / ShardMonitor (per shard) / NodeMonitor (per node) */
     int gates;          /* gates in the config (gate-1..) */
     const char *module; /* path of a module .so passed with --module, or NULL */
+    const char *config_extra; /* YAML appended at the root of the config (e.g. "object_types: ..."), or NULL */
 };
 
 /* Writes a config with n nodes (ids node-1..n) and `voters` voters, 64 shards and lease_ttl_ms.

@@ -459,7 +459,7 @@ Test(config, err_version)
 Test(config, err_unknown_keys)
 {
     expect_err("version: 1\n" NODES "gate: []\n",
-               "t.yml:6: gate: unknown key (expected one of: version, cluster, nodes, gates, inspector)");
+               "t.yml:6: gate: unknown key (expected one of: version, cluster, nodes, gates, inspector, object_types, object_state_max_bytes)");
     expect_err("version: 1\ncluster:\n  shard: 4\n" NODES,
                "t.yml:3: cluster.shard: unknown key (expected one of: shards, provider, etcd, auto_load_objects, "
                "raft, data_dir, lease_ttl_ms, drain_timeout_ms)");
@@ -734,6 +734,69 @@ Test(config, inspector_admin_token_file)
     cr_assert_eq(cv_config_parse(none, strlen(none), "t.yml", &cfg, err, sizeof err), 0, "%s", err);
     cr_assert_null(cfg->inspector.admin_token_file);
     cv_config_free(cfg);
+}
+
+/* ---- object_types and object_state_max_bytes (objtypes.c) ------------------------------------------- */
+
+Test(config, object_types_override_persistence)
+{
+    struct cv_config *cfg = parse_ok("version: 1\n" NODES
+                                     "object_types:\n"
+                                     "  SimpleCounter: {persist: none}\n"
+                                     "  Cart:\n"
+                                     "    persist: periodic\n"
+                                     "    save_interval_ms: 250\n"
+                                     "    idle_timeout_ms: 900000\n"
+                                     "  Plain: {}\n"
+                                     "object_state_max_bytes: 4096\n");
+    cr_assert_eq(cfg->n_object_types, 3);
+    cr_assert_str_eq(cfg->object_types[0].name, "SimpleCounter");
+    cr_assert_eq(cfg->object_types[0].persist, 0);
+    cr_assert_eq(cfg->object_types[0].save_interval_ms, 0);
+    cr_assert_eq(cfg->object_types[0].line, 7);
+    cr_assert_str_eq(cfg->object_types[1].name, "Cart");
+    cr_assert_eq(cfg->object_types[1].persist, 2);
+    cr_assert_eq(cfg->object_types[1].save_interval_ms, 250);
+    cr_assert(cfg->object_types[1].has_idle_timeout);
+    cr_assert_eq(cfg->object_types[1].idle_timeout_ms, 900000);
+    cr_assert_eq(cfg->object_types[2].persist, -1, "no persist key: the type's own policy");
+    cr_assert(!cfg->object_types[2].has_idle_timeout);
+    cr_assert_eq(cfg->object_state_max_bytes, 4096);
+    cr_assert_eq(cfg->n_warnings, 0);
+    cv_config_free(cfg);
+    cfg = parse_ok("version: 1\n" NODES);
+    cr_assert_eq(cfg->n_object_types, 0);
+    cr_assert_eq(cfg->object_state_max_bytes, 1u << 20, "default 1 MiB");
+    cv_config_free(cfg);
+}
+
+Test(config, object_types_errors_are_one_line_each)
+{
+    expect_err("version: 1\n" NODES "object_types:\n  SimpleCounter: {persist: sometimes}\n",
+               "t.yml:7: object_types.SimpleCounter.persist: must be none, on_write or periodic, got \"sometimes\"");
+    expect_err("version: 1\n" NODES "object_types:\n  C: {save_interval_ms: 5}\n",
+               "t.yml:7: object_types.C.save_interval_ms: must be an integer 10..86400000, got \"5\"");
+    expect_err("version: 1\n" NODES "object_types:\n  C: {idle_timeout_ms: -1}\n",
+               "t.yml:7: object_types.C.idle_timeout_ms: must be an integer 0..604800000, got \"-1\"");
+    expect_err("version: 1\n" NODES "object_types:\n  C: {persist: none, ttl: 3}\n",
+               "t.yml:7: object_types.C: unknown key \"ttl\" (expected one of: persist, save_interval_ms, "
+               "idle_timeout_ms)");
+    expect_err("version: 1\n" NODES "object_types:\n  C: {persist: none, persist: on_write}\n",
+               "t.yml:7: object_types.C: duplicate key \"persist\" (expected once)");
+    expect_err("version: 1\n" NODES "object_types:\n  C: on_write\n",
+               "t.yml:7: object_types.C: must be a mapping of persist, save_interval_ms, idle_timeout_ms");
+    expect_err("version: 1\n" NODES "object_types:\n  C: {}\n  C: {}\n",
+               "t.yml:8: object_types: type C given twice (first at line 7; expected once)");
+    expect_err("version: 1\n" NODES "object_types: [a]\n",
+               "t.yml:6: object_types: must be a mapping of type name to settings");
+    expect_err("version: 1\n" NODES "object_state_max_bytes: \"100\"\n",
+               "t.yml:6: object_state_max_bytes: must be an integer 64..268435456, got \"100\"");
+    expect_err("version: 1\n" NODES "object_state_max_bytes: 1\n",
+               "t.yml:6: object_state_max_bytes: must be an integer 64..268435456, got \"1\"");
+    char many[4096] = "version: 1\n" NODES "object_types:\n";
+    for (int i = 0; i <= CV_CONFIG_OBJECT_TYPES_MAX; i++)
+        snprintf(many + strlen(many), sizeof many - strlen(many), "  T%d: {}\n", i);
+    expect_err(many, "t.yml:71: object_types: more than 64 types (expected at most 64)");
 }
 
 /* ---- checks against the process' object types (config/check.h) ------------------------------------- */

@@ -1,0 +1,236 @@
+/* Durable object state in a node (docs/durable-state.md): loads come from the local catalog replica;
+ * saves are batched into one CmdSaveState per loop iteration and committed through raft.
+ *
+ * Happy path: the runtime hands over a captured state (cv_saver_save). We note the epoch under which
+ * this node writes the object — the shard's epoch while we own it, or while it waits for our release —
+ * and queue it; a 0 ms timer (the next loop iteration) proposes everything queued as ONE command, so a
+ * burst of saves of many objects costs one log entry. When the entry is applied here the command's
+ * result answers every save of it: 0 = all committed.
+ *
+ * Failure modes: not the writer by our catalog -> CV_EUNAVAIL at once (re-routed by callers: it certainly
+ * did not commit). A CONFLICT result means some items were refused at apply time (a stale owner or
+ * epoch, a deleted object): each save reads its record back — committed iff it holds our version at our
+ * epoch — and a refused one answers CV_EUNAVAIL. CV_ERETRY (the entry was overwritten) answers
+ * CV_EUNAVAIL too; any other failure (timeout, cancel) leaves the outcome unknown: CV_ETIMEDOUT. */
+#include "node/saver.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cverse/error.h"
+#include "util/log.h"
+
+struct psave {
+    struct psave *next;
+    char *type, *id;
+    uint64_t epoch, version;
+    uint8_t *state; /* owned */
+    size_t len;
+    cv_state_saved_cb cb;
+    void *data;
+};
+
+/* One proposed CmdSaveState. */
+struct pbatch {
+    struct cv_saver *p;
+    struct psave *saves;
+    size_t n;
+};
+
+static void saver__flush_cb(uv_timer_t *t);
+
+int cv_saver_policies(const struct cv_config *cfg, cv_registry *reg, struct cv_type_policy **out)
+{
+    *out = calloc(cfg->n_object_types ? cfg->n_object_types : 1, sizeof **out);
+    if (!*out) return CV_ENOMEM;
+    for (size_t i = 0; i < cfg->n_object_types; i++) {
+        const struct cv_object_type_cfg *c = &cfg->object_types[i];
+        const struct cv_object_type *t = cv_registry_type(reg, c->name);
+        (*out)[i] = (struct cv_type_policy){c->name, c->persist, c->save_interval_ms};
+        if (!t)
+            CV_WARN("%s:%d: object_types.%s: no such type here: ignored", cfg->path, c->line, c->name);
+        else if (c->persist > 0 && !t->state_message)
+            CV_WARN("%s:%d: object_types.%s: the type declares no state message: it stays memory-only", cfg->path,
+                    c->line, c->name);
+    }
+    return 0;
+}
+
+void cv_saver_init(struct cv_saver *p, struct cv_hctx *x)
+{
+    *p = (struct cv_saver){.x = x};
+    p->tail = &p->queue;
+    uv_timer_init(x->loop, &p->flush);
+    p->flush.data = p;
+}
+
+int cv_saver_load(struct cv_saver *p, const char *type, const char *id, uint8_t **state, size_t *len,
+                    uint64_t *version)
+{
+    struct cv_catalog_state st;
+    int rv = cv_catalog_state_get(p->x->cat, id, &st);
+    if (rv != 0) return rv;
+    if (strcmp(st.type, type) != 0) { /* cannot happen: a delete drops the state with the object */
+        CV_WARN("state of %s is a %s's, not a %s's: ignored", id, st.type, type);
+        free(st.state);
+        return CV_ENOTFOUND;
+    }
+    *state = st.state;
+    *len = st.len;
+    *version = st.version;
+    return 0;
+}
+
+/* The epoch under which this node writes id now (the catalog's fence, catalog.h save_state), or
+ * CV_EUNAVAIL when it is not the writer. */
+static int saver__epoch(struct cv_hctx *x, const char *id, uint64_t *epoch)
+{
+    struct cv_placement pl;
+    struct cv_catalog_shard sh;
+    if (cv_placement_parse(id, x->cfg->shards, &pl) != 0) return CV_EINVAL;
+    if (pl.kind == CV_PLACE_NODE) {
+        const struct cv_catalog_node *me = cv_catalog_node_get(x->cat, x->self);
+        if (!me || !cv_placement_on_node(&pl, x->self)) return CV_EUNAVAIL;
+        *epoch = me->incarnation;
+        return 0;
+    }
+    if (cv_catalog_shard_get(x->cat, pl.shard, &sh) != 0) return CV_EINVAL;
+    if (strcmp(sh.owner, x->self) == 0) *epoch = sh.epoch;
+    else if (!cv_catalog_shard_to_release(x->cat, pl.shard, x->self, epoch)) return CV_EUNAVAIL;
+    return 0;
+}
+
+int cv_saver_save(struct cv_saver *p, const char *type, const char *id, uint64_t version, uint8_t *state,
+                    size_t len, cv_state_saved_cb cb, void *cb_data)
+{
+    uint64_t epoch = 0;
+    int rv = p->x->closing ? CV_ECLOSED : saver__epoch(p->x, id, &epoch);
+    struct psave *s = rv ? NULL : calloc(1, sizeof *s);
+    if (!rv && (!s || !(s->type = strdup(type)) || !(s->id = strdup(id)))) rv = CV_ENOMEM;
+    if (rv) {
+        if (s) free(s->type);
+        free(s);
+        free(state);
+        return rv;
+    }
+    *s = (struct psave){.type = s->type, .id = s->id, .epoch = epoch, .version = version, .state = state,
+                        .len = len, .cb = cb, .data = cb_data};
+    *p->tail = s;
+    p->tail = &s->next;
+    p->n_queue++;
+    p->saves++;
+    p->bytes += len;
+    cv_hctx_hold(p->x); /* until its callback ran */
+    cv_hctx_timer_again(&p->flush, saver__flush_cb, 0);
+    return 0;
+}
+
+static void saver__answer(struct cv_saver *p, struct psave *s, int status, const char *msg)
+{
+    if (status == 0) p->committed++;
+    else if (status == CV_EUNAVAIL) p->refused++;
+    else p->failed++;
+    s->cb(s->data, status, msg);
+    free(s->type);
+    free(s->id);
+    free(s->state);
+    free(s);
+    cv_hctx_release(p->x);
+}
+
+/* After a CONFLICT: did this save stick? Its record holds our version at our epoch. */
+static bool saver__stuck(struct cv_saver *p, const struct psave *s)
+{
+    struct cv_catalog_state st;
+    if (cv_catalog_state_get(p->x->cat, s->id, &st) != 0) return false;
+    free(st.state);
+    return st.version == s->version && st.epoch == s->epoch;
+}
+
+/* The proposal's outcome, right after its entry applied here (the catalog is at that entry). */
+static void saver__done(void *data, int status, uint64_t index)
+{
+    struct pbatch *b = data;
+    struct cv_saver *p = b->p;
+    char msg[160];
+    (void)index;
+    for (struct psave *s = b->saves, *next; s; s = next) {
+        next = s->next;
+        if (status == 0 || (status == CV_ECONFLICT && saver__stuck(p, s))) {
+            saver__answer(p, s, 0, NULL);
+            continue;
+        }
+        if (status == CV_ECONFLICT)
+            snprintf(msg, sizeof msg, "state of %.80s not saved: %s is no longer its owner", s->id, p->x->self);
+        else if (status == CV_ERETRY)
+            snprintf(msg, sizeof msg, "state of %.80s not saved: leadership changed before the commit", s->id);
+        else
+            snprintf(msg, sizeof msg, "state save outcome unknown: %s", cv_strerror(status));
+        /* Refused or overwritten: it certainly did not commit (re-routed). Else unknown. */
+        saver__answer(p, s, status == CV_ECONFLICT || status == CV_ERETRY ? CV_EUNAVAIL : CV_ETIMEDOUT, msg);
+    }
+    free(b);
+}
+
+/* Proposes every queued save as one CmdSaveState. */
+static void saver__flush(struct cv_saver *p)
+{
+    struct pbatch *b = calloc(1, sizeof *b);
+    Cverse__Catalog__ObjectSave *items = calloc(p->n_queue ? p->n_queue : 1, sizeof *items);
+    Cverse__Catalog__ObjectSave **ptrs = calloc(p->n_queue ? p->n_queue : 1, sizeof *ptrs);
+    int rv = b && items && ptrs ? 0 : CV_ENOMEM;
+    if (b) *b = (struct pbatch){p, p->queue, p->n_queue};
+    size_t i = 0;
+    for (struct psave *s = p->queue; !rv && s; s = s->next, i++) {
+        Cverse__Catalog__ObjectSave *it = ptrs[i] = &items[i];
+        cverse__catalog__object_save__init(it);
+        it->id = s->id;
+        it->type = s->type;
+        it->epoch = s->epoch;
+        it->version = s->version;
+        it->state = (ProtobufCBinaryData){s->len, s->state};
+    }
+    Cverse__Catalog__CmdSaveState ss = CVERSE__CATALOG__CMD_SAVE_STATE__INIT;
+    ss.node = (char *)p->x->self;
+    ss.saves = ptrs;
+    ss.n_saves = p->n_queue;
+    Cverse__Catalog__Command cmd = CVERSE__CATALOG__COMMAND__INIT;
+    cmd.cmd_case = CVERSE__CATALOG__COMMAND__CMD_SAVE_STATE;
+    cmd.save_state = &ss;
+    if (!rv) rv = cv_consensus_propose(p->x->cons, &cmd, CV_HOST_PROPOSE_TIMEOUT_MS, saver__done, b);
+    free(ptrs);
+    free(items);
+    struct psave *list = p->queue;
+    p->queue = NULL;
+    p->tail = &p->queue;
+    p->n_queue = 0;
+    if (rv == 0) {
+        p->batches++;
+        return;
+    }
+    free(b); /* not proposed: nothing was committed */
+    for (struct psave *s = list, *next; s; s = next) {
+        next = s->next;
+        saver__answer(p, s, CV_EUNAVAIL, "state save not proposed");
+    }
+}
+
+static void saver__flush_cb(uv_timer_t *t)
+{
+    struct cv_saver *p = t->data;
+    if (p->queue) saver__flush(p);
+}
+
+void cv_saver_close(struct cv_saver *p)
+{
+    for (struct psave *s = p->queue, *next; s; s = next) {
+        next = s->next;
+        saver__answer(p, s, CV_ECLOSED, "node is shutting down");
+    }
+    p->queue = NULL;
+    p->tail = &p->queue;
+    p->n_queue = 0;
+    p->x->parts++;
+    uv_close((uv_handle_t *)&p->flush, cv_hctx_handle_closed);
+}

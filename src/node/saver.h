@@ -1,0 +1,36 @@
+/* Durable object state in a node: the runtime's load_state / save_state hooks, served from the local
+ * catalog replica and committed as CmdSaveState proposals, one per loop iteration for every save queued
+ * in it (docs/durable-state.md). */
+#ifndef CV_NODE_SAVER_H
+#define CV_NODE_SAVER_H
+
+#include "node/hctx.h"
+
+struct psave;
+
+struct cv_saver {
+    struct cv_hctx *x; /* first member (cv_hctx_handle_closed); borrowed */
+    struct psave *queue, **tail; /* saves waiting for the next flush, in order */
+    size_t n_queue;
+    uv_timer_t flush;
+    /* counters since start (GET /metrics) */
+    uint64_t saves, committed, refused, failed, batches, bytes;
+};
+
+/* The runtime's policies from the config's object_types (*out: n_object_types entries, owned by the
+ * caller, free()); logs a warning for a type the registry lacks or one that cannot persist. CV_ENOMEM. */
+int cv_saver_policies(const struct cv_config *cfg, cv_registry *reg, struct cv_type_policy **out);
+/* Initialises the flush timer (data: p). */
+void cv_saver_init(struct cv_saver *p, struct cv_hctx *x);
+/* The runtime's load_state hook (runtime.h): the catalog's state record of id, if its type matches. */
+int cv_saver_load(struct cv_saver *p, const char *type, const char *id, uint8_t **state, size_t *len,
+                    uint64_t *version);
+/* The runtime's save_state hook (runtime.h): queued for this loop iteration's CmdSaveState. CV_EUNAVAIL
+ * (re-routed) at once when this node is not the object's writer by its catalog (the shard moved on, or
+ * is not ours); CV_ECLOSED while the host closes. state is ours from here on, also on error. */
+int cv_saver_save(struct cv_saver *p, const char *type, const char *id, uint64_t version, uint8_t *state,
+                    size_t len, cv_state_saved_cb cb, void *cb_data);
+/* Host closing: queued saves fail (CV_ECLOSED), the timer closes (one part of the host). */
+void cv_saver_close(struct cv_saver *p);
+
+#endif
