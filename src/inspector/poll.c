@@ -184,13 +184,15 @@ static void poll__answer(void *data, const struct cv_httpc_response *r)
     if (!p->outstanding) poll__finish_round(p);
 }
 
-/* Which node's feed to read: the one followed while it answers; else (and at the start) the first
- * reachable node that is not the leader, else any reachable one. */
+/* Which node's feed to read: the one followed while it answers and is not the leader; else (at the
+ * start, when it stops answering or when it became the leader) the first reachable node that is not the
+ * leader, else any reachable one. A switch loses nothing: the next feed is read from the same cursor. */
 static void poll__choose_feed(struct cv_insp_poll *p)
 {
     size_t n = p->o.cfg->n_nodes;
     const struct cv_insp_model *cur = &p->m[p->cur];
-    if (!p->rounds || (p->feed_chosen && cur->nodes[p->feed_node].reachable)) return;
+    if (!p->rounds) return;
+    if (p->feed_chosen && cur->nodes[p->feed_node].reachable && (int)p->feed_node != cur->leader) return;
     int any = -1;
     for (size_t k = 0; k < n; k++) {
         size_t i = (p->feed_node + k) % n;
