@@ -93,7 +93,7 @@ void h_cluster_init_ex(struct h_cluster *c, int n, int voters, unsigned lease_tt
     cr_assert_not_null(f);
     fprintf(f,
             "version: 1\ncluster:\n  shards: 64\n  provider: raft\n  data_dir: \"%s/data\"\n"
-            "  lease_ttl_ms: %u\n  raft:\n    voters: %d\n    election_timeout_ms: 300\n"
+            "  lease_ttl_ms: %u\n  drain_timeout_ms: 10000\n  raft:\n    voters: %d\n    election_timeout_ms: 300\n"
             "    heartbeat_timeout_ms: 30\n    snapshot_threshold: 16\n    snapshot_trailing: 4\n"
             "%snodes:\n",
             c->dir, lease_ttl_ms, voters, o->demo_autoload ? demo_autoload : "  auto_load_objects: []\n");
