@@ -32,19 +32,13 @@ struct cv_stress_history {
 int cv_stress_history_add(struct cv_stress_history *h, const struct cv_stress_op *op);
 void cv_stress_history_free(struct cv_stress_history *h);
 
-/* What the count check found for one object. */
-struct cv_stress_count {
-    int64_t final;     /* value read at the end (-1: could not be read) */
-    uint64_t acked;    /* acknowledged increments */
-    uint64_t maybe;    /* increments that may have been applied besides: abandoned ones, and without
-                        * call ids every attempt but the acknowledged one */
-};
-
 /* Checks every object; appends one line per failure (capped at max_lines, then a count) to out. ids:
- * increments carried call ids (a retried one applies once). strict: final must equal acked exactly.
- * finals: n_objects values read at the end (-1 unread). *double_applied gets sum(final - acked) over the
- * objects where it is positive. Returns the number of failures. */
+ * increments carried call ids (a retried one applies once). strict: final must equal acked exactly;
+ * when not strict an object's final - acked is allowed, as slack of the upper bound too, and findings
+ * gets, per such object, the first operation that saw a value above the increments started (where the
+ * double application shows). finals: n_objects values read at the end (-1 unread). *extra gets
+ * sum(final - acked) over the objects where it is positive. Returns the number of failures. */
 size_t cv_stress_check(const struct cv_stress_history *h, const int64_t *finals, bool ids, bool strict,
-                       size_t max_lines, struct cv_buf *out, uint64_t *double_applied);
+                       size_t max_lines, struct cv_buf *out, struct cv_buf *findings, uint64_t *extra);
 
 #endif

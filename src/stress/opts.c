@@ -166,6 +166,7 @@ static int combos(struct cv_stress_opts *o, char *err, size_t len)
     if (o->attach && o->generated) return bad(err, len, "--attach", "drives the cluster of --config; --nodes/--gates/--shards start one");
     if (o->attach && !o->config) return bad(err, len, "--attach", "needs --config FILE of the running cluster");
     if (o->attach && o->churn && !o->pids) return bad(err, len, "--churn-enabled", "with --attach needs --pids FILE");
+    if (o->pids) return bad(err, len, "--pids", "churn of an attached cluster is not implemented yet (docs/stress.md)");
     if (o->churn && o->churn_mode == CV_CHURN_PARTITION)
         return bad(err, len, "--churn-mode partition", "not implemented yet (see docs/stress.md)");
     if (o->config && o->generated) return bad(err, len, "--config", "or --nodes/--gates/--shards, not both");

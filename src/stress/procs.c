@@ -23,6 +23,7 @@
 
 #include "cverse/error.h"
 #include "util/actcheck.h"
+#include "util/actlog.h"
 #include "util/fs.h"
 
 static bool port_free(int port)
@@ -146,7 +147,11 @@ int cv_stress_cluster_init(struct cv_stress_cluster *c, uv_loop_t *loop, const s
     if (cv_mkdir_p(c->dir) < 0) return snprintf(err, errlen, "cverse-stress: cannot create %s", c->dir), CV_EIO;
     snprintf(c->actlog, sizeof c->actlog, "%s/activations.log", c->dir);
     int rc = 0;
-    if (o->attach) snprintf(c->config, sizeof c->config, "%s", o->config);
+    if (o->attach) { /* the running processes log where their environment says, if anywhere */
+        snprintf(c->config, sizeof c->config, "%s", o->config);
+        const char *log = getenv(CV_ACTLOG_ENV);
+        snprintf(c->actlog, sizeof c->actlog, "%s", log ? log : "");
+    }
     else {
         snprintf(c->config, sizeof c->config, "%s/cluster.yml", c->dir);
         if (o->generated) rc = write_generated(c, err, errlen);
