@@ -52,7 +52,7 @@ struct run {
     struct cv_stress_churn ch;
     struct cv_stress_endstate es;
     bool es_up;
-    uv_timer_t tick, stats, churn_t;
+    uv_timer_t tick, stats, churn_t, after_t;
     uv_signal_t sigint;
     uint64_t t0, run_start, run_end, stop_started;
     unsigned ready_pending, ready_ok;
@@ -123,6 +123,7 @@ static void on_probed(struct cv_stress_load *l, void *data);
 static void on_end(uv_timer_t *t);
 static void on_stats(uv_timer_t *t);
 static void on_churn(uv_timer_t *t);
+static void on_after(uv_timer_t *t);
 
 static void on_created(struct cv_stress_load *l, void *data)
 {
@@ -146,10 +147,14 @@ static void on_probed(struct cv_stress_load *l, void *data)
             strict(r) ? "strict" : "reported (final - acked)");
     move(r, S_RUN);
     r->run_start = uv_hrtime();
+    l->hist.t0_ns = r->run_start; /* times in the report: seconds into the measured time */
     cv_stress_load_run(l);
     uv_timer_start(&r->tick, on_end, r->o.duration_ms, 0);
     uv_timer_start(&r->stats, on_stats, r->o.stats_interval_ms, r->o.stats_interval_ms);
-    if (r->o.churn) uv_timer_start(&r->churn_t, on_churn, r->o.duration_ms / 5, r->o.churn_interval_ms);
+    if (r->o.churn) {
+        uv_timer_start(&r->churn_t, on_churn, r->o.duration_ms / 5, r->o.churn_interval_ms);
+        uv_timer_start(&r->after_t, on_after, r->o.duration_ms * 4 / 5, 0);
+    }
 }
 
 static void on_stats(uv_timer_t *t)
@@ -172,14 +177,19 @@ static void churn_idle_after(struct cv_stress_churn *ch, void *data)
     if (r->l.cur_phase == CV_PHASE_CHURN) r->l.cur_phase = CV_PHASE_AFTER;
 }
 
+/* The last 20 % of the measured time is the "after" phase: no new event; it begins once the last one
+ * brought its node back. */
+static void on_after(uv_timer_t *t)
+{
+    struct run *r = t->data;
+    uv_timer_stop(&r->churn_t);
+    cv_stress_churn_stop(&r->ch, churn_idle_after, r);
+}
+
 static void on_churn(uv_timer_t *t)
 {
     struct run *r = t->data;
     uint64_t elapsed = (uv_hrtime() - r->run_start) / 1000000ull;
-    if (elapsed + r->o.churn_interval_ms / 2 > r->o.duration_ms * 4 / 5 && r->l.cur_phase == CV_PHASE_CHURN) {
-        uv_timer_stop(&r->churn_t); /* the last 20 % is the "after" phase */
-        return cv_stress_churn_stop(&r->ch, churn_idle_after, r);
-    }
     r->l.cur_phase = CV_PHASE_CHURN;
     if (cv_stress_churn_fire(&r->ch))
         fprintf(stderr, "[%6.1fs] churn: %s %s\n", (double)elapsed / 1000.0, cv_stress_churn_name(r->o.churn_mode),
@@ -206,6 +216,7 @@ static void end_run(struct run *r)
     r->run_end = uv_hrtime();
     uv_timer_stop(&r->stats);
     uv_timer_stop(&r->churn_t);
+    uv_timer_stop(&r->after_t);
     fprintf(stderr, "cverse-stress: measured time over; waiting for the churn and the clients to finish\n");
     cv_stress_churn_stop(&r->ch, on_churn_stopped, r);
 }
@@ -256,6 +267,7 @@ static void finish(struct run *r)
     uv_close((uv_handle_t *)&r->tick, NULL);
     uv_close((uv_handle_t *)&r->stats, NULL);
     uv_close((uv_handle_t *)&r->churn_t, NULL);
+    uv_close((uv_handle_t *)&r->after_t, NULL);
     uv_close((uv_handle_t *)&r->sigint, NULL);
     cv_stress_churn_close(&r->ch, NULL);
     if (r->es_up) cv_stress_endstate_close(&r->es, NULL);
@@ -314,8 +326,8 @@ static int setup(struct run *r, int argc, char **argv)
     r->c.on_exit = on_exit_cb;
     r->c.data = r;
     if (cv_httpc_init(&r->loop, &r->ctl) < 0) return fprintf(stderr, "cverse-stress: HTTP client failed\n"), 4;
-    uv_timer_t *timers[] = {&r->tick, &r->stats, &r->churn_t};
-    for (int i = 0; i < 3; i++) {
+    uv_timer_t *timers[] = {&r->tick, &r->stats, &r->churn_t, &r->after_t};
+    for (int i = 0; i < 4; i++) {
         uv_timer_init(&r->loop, timers[i]);
         timers[i]->data = r;
     }
