@@ -23,6 +23,7 @@
 #include "stress/load.h"
 #include "stress/report.h"
 #include "util/actcheck.h"
+#include "util/log.h"
 
 enum { S_START, S_READY, S_CREATE, S_PROBE, S_RUN, S_DRAIN, S_CONVERGE, S_FINAL, S_STOP, S_DONE };
 
@@ -53,7 +54,7 @@ struct run {
     struct cv_stress_endstate es;
     bool es_up;
     uv_timer_t tick, stats, churn_t, after_t;
-    uv_signal_t sigint;
+    uv_signal_t sigint, sigterm;
     uint64_t t0, run_start, run_end, stop_started;
     unsigned ready_pending, ready_ok;
     int exit_code;  /* 3 / 4 decided before the checks; 0 otherwise */
@@ -191,9 +192,10 @@ static void on_churn(uv_timer_t *t)
     struct run *r = t->data;
     uint64_t elapsed = (uv_hrtime() - r->run_start) / 1000000ull;
     r->l.cur_phase = CV_PHASE_CHURN;
-    if (cv_stress_churn_fire(&r->ch))
+    unsigned before = r->ch.n_ev;
+    if (cv_stress_churn_fire(&r->ch)) /* leader: the node is known once /v1/cluster answered */
         fprintf(stderr, "[%6.1fs] churn: %s %s\n", (double)elapsed / 1000.0, cv_stress_churn_name(r->o.churn_mode),
-                r->ch.ev[r->ch.n_ev - 1].node[0] ? r->ch.ev[r->ch.n_ev - 1].node : "(the leader)");
+                r->ch.n_ev > before ? r->ch.ev[r->ch.n_ev - 1].node : "(the leader)");
 }
 
 /* ---- after the measured time */
@@ -269,6 +271,7 @@ static void finish(struct run *r)
     uv_close((uv_handle_t *)&r->churn_t, NULL);
     uv_close((uv_handle_t *)&r->after_t, NULL);
     uv_close((uv_handle_t *)&r->sigint, NULL);
+    uv_close((uv_handle_t *)&r->sigterm, NULL);
     cv_stress_churn_close(&r->ch, NULL);
     if (r->es_up) cv_stress_endstate_close(&r->es, NULL);
     if (r->load_up) cv_stress_load_close(&r->l, load_closed, r);
@@ -308,6 +311,7 @@ static void on_sigint(uv_signal_t *s, int sig)
     (void)sig;
     struct run *r = s->data;
     if (cv_sm_state(&r->sm) == S_RUN) end_run(r);
+    else if (cv_sm_state(&r->sm) == S_READY) stop_cluster(r, 4, "interrupted before the cluster was ready");
 }
 
 static int setup(struct run *r, int argc, char **argv)
@@ -334,6 +338,9 @@ static int setup(struct run *r, int argc, char **argv)
     uv_signal_init(&r->loop, &r->sigint);
     r->sigint.data = r;
     uv_signal_start(&r->sigint, on_sigint, SIGINT);
+    uv_signal_init(&r->loop, &r->sigterm);
+    r->sigterm.data = r;
+    uv_signal_start(&r->sigterm, on_sigint, SIGTERM); /* like Ctrl-C: end early, stop the cluster, check */
     cv_stress_churn_init(&r->ch, &r->loop, &r->c, &r->o, r->ctl);
     r->ch.timer.data = &r->ch;
     return 0;
@@ -343,6 +350,7 @@ int main(int argc, char **argv)
 {
     static struct run r;
     signal(SIGPIPE, SIG_IGN);
+    cv_log_init("cverse-stress", CV_LOG_WARN); /* the clients' reconnects under churn are expected */
     cv_sm_init(&r.sm, &run_conf, S_START, NULL, "run");
     int rc = setup(&r, argc, argv);
     if (rc) return rc;
