@@ -15,7 +15,7 @@
 
 static void round_start(struct cv_stress_endstate *es);
 
-static bool running(const struct cv_stress_cluster *c, unsigned i) { return c->p[i].pid && !c->p[i].stopped; }
+static bool running(const struct cv_stress_cluster *c, unsigned i) { return cv_stress_proc_up(c, i); }
 
 /* leader + [{id, alive, shards}] of a /v1/cluster answer (new reference). */
 static json_t *summary(json_t *view)

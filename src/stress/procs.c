@@ -235,6 +235,11 @@ int cv_stress_proc_signal(struct cv_stress_cluster *c, unsigned i, int sig)
     return 0;
 }
 
+bool cv_stress_proc_up(const struct cv_stress_cluster *c, unsigned i)
+{
+    return c->attached || (c->p[i].pid && !c->p[i].stopped);
+}
+
 unsigned cv_stress_cluster_running(const struct cv_stress_cluster *c)
 {
     unsigned n = 0;
@@ -255,6 +260,7 @@ void cv_stress_cluster_free(struct cv_stress_cluster *c, bool keep)
 {
     cv_config_free(c->cfg);
     c->cfg = NULL;
+    if (c->attached && !keep) rmdir(c->dir); /* nothing of an attached run lives there */
     if (keep || c->attached) return;
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", c->dir);

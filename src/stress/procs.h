@@ -50,6 +50,8 @@ int cv_stress_cluster_init(struct cv_stress_cluster *c, uv_loop_t *loop, const s
 int cv_stress_proc_start(struct cv_stress_cluster *c, unsigned i);
 /* Sends sig to process i (SIGKILL also appends its K line to the activation log; SIGCONT clears stopped). */
 int cv_stress_proc_signal(struct cv_stress_cluster *c, unsigned i, int sig);
+/* True while process i runs and is not stopped; an attached cluster's processes always count as up. */
+bool cv_stress_proc_up(const struct cv_stress_cluster *c, unsigned i);
 /* Number of running (started and not exited) processes. */
 unsigned cv_stress_cluster_running(const struct cv_stress_cluster *c);
 /* SIGCONTs stopped ones and SIGTERMs every running process (they exit through on_exit). */
