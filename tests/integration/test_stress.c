@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "stress/history.h"
+#include "stress/report.h"
 #include "tmpdir.h"
 #include "util/actcheck.h"
 
@@ -230,4 +231,52 @@ Test(stress, history_double_applied_is_a_finding_or_a_failure_when_strict)
     cr_expect(strstr(rep, "final value 2 != 1 acknowledged"), "%s", rep);
     free(rep);
     cv_stress_history_free(&h);
+}
+
+/* ---- the availability rules of the verdict (exit 2), on hand-made runs */
+
+static int verdict(enum cv_stress_churn_mode mode, bool churn, const char *code, bool retryable, uint64_t err_t)
+{
+    static struct cv_stress_opts o;
+    static struct cv_config cfg;
+    static struct cv_stress_cluster c;
+    static struct cv_stress_load l;
+    static struct cv_stress_churn ch;
+    static struct cv_stress_endstate es;
+    memset(&o, 0, sizeof o);
+    memset(&c, 0, sizeof c);
+    memset(&l, 0, sizeof l);
+    memset(&ch, 0, sizeof ch);
+    memset(&es, 0, sizeof es);
+    o.churn = churn;
+    o.churn_mode = mode;
+    o.churn_downtime_ms = 2000;
+    cfg.lease_ttl_ms = 1500;
+    c.cfg = &cfg;
+    es.ok = true;
+    const uint64_t s = 1000000000ull; /* the run: [1 s, 100 s]; a churn event at 10 s, back at 13 s */
+    ch.n_ev = 1;
+    ch.ev[0] = (struct cv_stress_event){.t_ns = 10 * s, .ready_ns = 13 * s, .node = "node-1", .mode = "x"};
+    struct cv_stress_err e = {.t_ns = err_t, .retryable = retryable};
+    snprintf(e.code, sizeof e.code, "%s", code);
+    l.errs = &e;
+    l.n_errs = code ? 1 : 0;
+    FILE *devnull = fopen("/dev/null", "w");
+    cr_assert_not_null(devnull);
+    struct cv_stress_report_in in = {.o = &o, .c = &c, .l = &l, .ch = &ch, .es = &es, .run_start = s, .run_end = 100 * s};
+    int rc = cv_stress_report(devnull, &in);
+    fclose(devnull);
+    return rc;
+}
+
+Test(stress, verdict_applies_the_availability_rules)
+{
+    const uint64_t s = 1000000000ull;
+    cr_expect_eq(verdict(CV_CHURN_SIGKILL, true, NULL, false, 0), 0, "no error: pass");
+    cr_expect_eq(verdict(CV_CHURN_SIGKILL, true, "UNAVAILABLE", true, 12 * s), 0, "retryable, inside the window");
+    cr_expect_eq(verdict(CV_CHURN_SIGKILL, true, "UNAVAILABLE", true, 50 * s), 2, "outside every window");
+    cr_expect_eq(verdict(CV_CHURN_SIGKILL, true, "NOT_FOUND", false, 12 * s), 2, "not retryable");
+    cr_expect_eq(verdict(CV_CHURN_SIGTERM, true, "UNAVAILABLE", true, 12 * s), 2, "graceful churn: none at all");
+    cr_expect_eq(verdict(CV_CHURN_SIGKILL, false, "UNAVAILABLE", true, 12 * s), 2, "no churn: none at all");
+    cr_expect_eq(verdict(CV_CHURN_SIGKILL, true, "UNAVAILABLE", true, s / 2), 0, "before the measured time (creates)");
 }
