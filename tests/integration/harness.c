@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "tmpdir.h"
+#include "util/actcheck.h"
 
 static unsigned long mono_ms(void)
 {
@@ -360,105 +361,16 @@ int h_index_of(struct h_cluster *c, const char *id)
 
 /* ---------------------------------------------------------------- the activation checker */
 
-struct act {
-    char id[256];
-    char node[32];
-    long pid;
-    unsigned long long start, end; /* end ULLONG_MAX: still open */
-};
-
-struct acts {
-    struct act *v;
-    size_t n, cap;
-};
-
-static struct act *acts_add(struct acts *a)
-{
-    if (a->n == a->cap) {
-        a->cap = a->cap ? a->cap * 2 : 256;
-        a->v = realloc(a->v, a->cap * sizeof *a->v);
-        cr_assert_not_null(a->v);
-    }
-    return memset(&a->v[a->n++], 0, sizeof *a->v);
-}
-
-/* The open interval of (pid, id), searched from the newest. */
-static struct act *acts_open(struct acts *a, long pid, const char *id)
-{
-    for (size_t k = a->n; k-- > 0;)
-        if (a->v[k].end == ULLONG_MAX && a->v[k].pid == pid && strcmp(a->v[k].id, id) == 0) return &a->v[k];
-    return NULL;
-}
-
-static int act_cmp(const void *x, const void *y)
-{
-    const struct act *a = x, *b = y;
-    int c = strcmp(a->id, b->id);
-    return c ? c : (a->start > b->start) - (a->start < b->start);
-}
-
-static void acts_line(struct acts *a, const char *line)
-{
-    unsigned long long ts;
-    char ev, node[32], id[256];
-    long pid;
-    if (sscanf(line, "%llu %c %31s %ld %255[^\n]", &ts, &ev, node, &pid, id) != 5) return;
-    if (ev == 'A') {
-        struct act *x = acts_add(a);
-        snprintf(x->id, sizeof x->id, "%s", id);
-        snprintf(x->node, sizeof x->node, "%s", node);
-        x->pid = pid;
-        x->start = ts;
-        x->end = ULLONG_MAX;
-    } else if (ev == 'D') {
-        struct act *x = acts_open(a, pid, id);
-        if (x) x->end = ts;
-    } else if (ev == 'K') {
-        for (size_t k = 0; k < a->n; k++)
-            if (a->v[k].pid == pid && a->v[k].end == ULLONG_MAX) a->v[k].end = ts;
-    }
-}
-
 int h_actlog_check(const char *path, char *report, size_t len, size_t *activations)
 {
-    FILE *f = fopen(path, "r");
-    if (report && len) report[0] = '\0';
-    if (activations) *activations = 0;
-    if (!f) return 0; /* nothing was activated (or a release build, which logs nothing) */
-    struct acts a = {0};
-    char line[1024];
-    while (fgets(line, sizeof line, f)) acts_line(&a, line);
-    fclose(f);
-    qsort(a.v, a.n, sizeof *a.v, act_cmp);
-    int overlaps = 0;
-    size_t used = 0;
-    for (size_t i = 0; i < a.n; i++)
-        for (size_t j = i + 1; j < a.n && strcmp(a.v[j].id, a.v[i].id) == 0 && a.v[j].start < a.v[i].end; j++) {
-            if (a.v[j].pid == a.v[i].pid) continue; /* one process never holds two */
-            overlaps++;
-            if (report && used < len) {
-                int n = snprintf(report + used, len - used, "  %s: %s (pid %ld) [%llu, %llu) and %s (pid %ld) from %llu\n",
-                                 a.v[i].id, a.v[i].node, a.v[i].pid, a.v[i].start, a.v[i].end, a.v[j].node,
-                                 a.v[j].pid, a.v[j].start);
-                if (n > 0) used += (size_t)n;
-            }
-        }
-    if (activations) *activations = a.n;
-    free(a.v);
-    return overlaps;
+    int rc = cv_actcheck_file(path, report, len, activations);
+    cr_assert_geq(rc, 0, "activation checker: out of memory reading %s", path);
+    return rc;
 }
 
 void h_actlog_killed(const struct h_cluster *c, pid_t pid)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    char line[96];
-    int n = snprintf(line, sizeof line, "%llu K - %ld -\n",
-                     (unsigned long long)ts.tv_sec * 1000000000ull + (unsigned long long)ts.tv_nsec, (long)pid);
-    int fd = open(c->actlog, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0) return;
-    if (write(fd, line, (size_t)n) != n) fprintf(stderr, "actlog: short write\n");
-    close(fd);
+    if (cv_actcheck_killed(c->actlog, pid) < 0) fprintf(stderr, "actlog: cannot append to %s\n", c->actlog);
 }
 
 bool h_ready_upto(struct h_cluster *c, int nodes)

@@ -1,0 +1,62 @@
+/* cverse-stress's cluster: the run dir, the config (generated or given), and the node and gate processes
+ * it starts, signals and restarts on a libuv loop. */
+#ifndef CV_STRESS_PROCS_H
+#define CV_STRESS_PROCS_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+#include <uv.h>
+
+#include "config/config.h"
+#include "stress/opts.h"
+
+#define CV_STRESS_MAX_PROCS 96
+
+struct cv_stress_cluster;
+struct cv_stress_proc {
+    struct cv_stress_cluster *c;
+    char id[64];
+    bool gate;
+    char http[160], grpc[160]; /* connectable "127.0.0.1:port" forms of the config's addresses */
+    uv_process_t h;
+    pid_t pid;                 /* 0 when not running */
+    bool stopped;              /* SIGSTOPped */
+    bool expect_exit;          /* we signalled it to exit */
+    unsigned unexpected_exits; /* exits nobody asked for, or a non-zero status after SIGTERM */
+    char last_exit[96];        /* "exit 0", "signal 9", ... */
+};
+
+/* Called when a process exited (asked or not). */
+typedef void (*cv_stress_exit_cb)(struct cv_stress_cluster *c, struct cv_stress_proc *p);
+
+struct cv_stress_cluster {
+    uv_loop_t *loop;
+    const struct cv_stress_opts *o; /* borrowed, valid until closed */
+    struct cv_config *cfg;          /* owned */
+    char dir[256], config[320], actlog[320];
+    char node_bin[4200], gate_bin[4200];
+    struct cv_stress_proc p[CV_STRESS_MAX_PROCS]; /* nodes first, then gates */
+    unsigned n_nodes, n_gates;
+    bool attached;
+    cv_stress_exit_cb on_exit;
+    void *data;
+};
+
+/* Makes the run dir, writes or loads the config, finds the binaries, sets CVERSE_ACTIVATION_LOG for the
+ * processes to come. 0, or CV_EINVAL / CV_EIO / CV_ECONFIG with one line in err. */
+int cv_stress_cluster_init(struct cv_stress_cluster *c, uv_loop_t *loop, const struct cv_stress_opts *o,
+                           const char *argv0, char *err, size_t errlen);
+/* Starts process i (node or gate) logging to <dir>/<id>.log. 0 or a CV_E* code. */
+int cv_stress_proc_start(struct cv_stress_cluster *c, unsigned i);
+/* Sends sig to process i (SIGKILL also appends its K line to the activation log; SIGCONT clears stopped). */
+int cv_stress_proc_signal(struct cv_stress_cluster *c, unsigned i, int sig);
+/* True while process i runs and is not stopped; an attached cluster's processes always count as up. */
+bool cv_stress_proc_up(const struct cv_stress_cluster *c, unsigned i);
+/* Number of running (started and not exited) processes. */
+unsigned cv_stress_cluster_running(const struct cv_stress_cluster *c);
+/* SIGCONTs stopped ones and SIGTERMs every running process (they exit through on_exit). */
+void cv_stress_cluster_stop(struct cv_stress_cluster *c, int sig);
+/* Frees the config; removes the run dir unless keep (call once every process exited). */
+void cv_stress_cluster_free(struct cv_stress_cluster *c, bool keep);
+
+#endif
