@@ -154,6 +154,17 @@ typedef void (*cv_object_call_cb)(cv_object *caller, void *data, int status, con
 int cv_object_call(cv_object *o, const char *type, const char *id, const char *method,
                    const ProtobufCMessage *req, cv_object_call_cb cb, void *data);
 
+/* cv_object_call as a reliable call (docs/durable-state.md, "Exactly-once reliable calls"): call_id (at
+ * most CV_CALL_ID_MAX bytes; NULL or "" = none, which is cv_object_call) names this call. The target's
+ * owner records the id with its answer in the same commit as the state change the method made; calling
+ * again with the same id (after a timeout, a failover, a restart of the caller) returns the recorded
+ * answer without running the method again. An id older than the target's window answers
+ * CV_ECALLEXPIRED. Use a fresh id per logical call (e.g. "<caller id>/<sequence>"). CV_EINVAL for an
+ * id that is too long; otherwise as cv_object_call. */
+#define CV_CALL_ID_MAX 128
+int cv_object_call_reliable(cv_object *o, const char *type, const char *id, const char *method,
+                            const ProtobufCMessage *req, const char *call_id, cv_object_call_cb cb, void *data);
+
 /* ---- Cluster services for objects, provided by the hosting node (cverse-node). Outside a node (e.g. in
  * a bare runtime in unit tests) they return CV_EUNAVAIL / 0 / false, except the shard facts below. */
 

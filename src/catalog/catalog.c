@@ -604,6 +604,27 @@ int cv_catalog_state_get(struct cv_catalog *cat, const char *id, struct cv_catal
     return rv;
 }
 
+int cv_catalog_state_calls(struct cv_catalog *cat, const char *id, const struct cv_catalog_call_visit *v)
+{
+    MDB_txn *txn;
+    Cverse__Catalog__StateRecord *rec;
+    if (!id || !cv_store_key_ok(cat->max_key, id)) return CV_EINVAL;
+    int rc = mdb_txn_begin(cat->env, NULL, MDB_RDONLY, &txn);
+    if (rc != 0) return cv_store_lmdb_err(rc, "begin read");
+    int rv = cv_store_msg_get(txn, cat->dbi[CV_DB_STATES], id, strlen(id),
+                              &cverse__catalog__state_record__descriptor, (void **)&rec);
+    mdb_txn_abort(txn);
+    if (rv == CV_ENOTFOUND) return 0;
+    if (rv != 0) return rv == CV_EPROTO ? CV_ELMDB : rv;
+    for (size_t i = 0; i < rec->n_calls; i++) {
+        const Cverse__Catalog__CallRecord *c = rec->calls[i];
+        v->call(v->data, c->id, c->status, c->error, c->response.data, c->response.len, c->at_ms);
+    }
+    for (size_t i = 0; i < rec->n_expired_calls; i++) v->expired(v->data, rec->expired_calls[i]);
+    cverse__catalog__state_record__free_unpacked(rec, NULL);
+    return 0;
+}
+
 void cv_catalog_state_stats(struct cv_catalog *cat, size_t *count, uint64_t *bytes)
 {
     MDB_txn *txn;

@@ -153,6 +153,16 @@ struct cv_catalog_state {
 /* Reads id's state record (one read txn). CV_ENOTFOUND if none was saved (or the object was deleted),
  * CV_EINVAL for a bad id, CV_ELMDB (also for a record that does not decode), CV_ENOMEM. */
 int cv_catalog_state_get(struct cv_catalog *cat, const char *id, struct cv_catalog_state *out);
+/* Visits the call ids recorded with id's state (reliable calls, oldest first: call) and the hashes of
+ * those trimmed from its window (expired). Arguments valid during the callback only. 0 (also when no
+ * state was saved: nothing visited), CV_EINVAL, CV_ELMDB, CV_ENOMEM. */
+struct cv_catalog_call_visit {
+    void *data;
+    void (*call)(void *data, const char *call_id, int status, const char *error, const uint8_t *resp,
+                 size_t len, uint64_t at_ms);
+    void (*expired)(void *data, uint64_t hash);
+};
+int cv_catalog_state_calls(struct cv_catalog *cat, const char *id, const struct cv_catalog_call_visit *v);
 /* Number of state records and the bytes of LMDB pages the "states" db uses (for metrics and docs). */
 void cv_catalog_state_stats(struct cv_catalog *cat, size_t *count, uint64_t *bytes);
 

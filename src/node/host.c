@@ -151,10 +151,10 @@ static size_t host__cluster_objects(void *data)
 
 /* The runtime hooks that route through the parts (data: the host). */
 static int host__call(void *data, const char *type, const char *id, const char *method, const uint8_t *req,
-                      size_t len, cv_runtime_call_cb cb, void *cb_data)
+                      size_t len, const char *call_id, cv_runtime_call_cb cb, void *cb_data)
 {
     struct cv_host *h = data;
-    return cv_outcall_call(&h->out, type, id, method, req, len, cb, cb_data);
+    return cv_outcall_call(&h->out, type, id, method, req, len, call_id, cb, cb_data);
 }
 
 static int host__create(void *data, const char *type, const char *id, cv_host_done_cb cb, void *cb_data)
@@ -176,9 +176,15 @@ static int host__load_state(void *data, const char *type, const char *id, uint8_
 }
 
 static int host__save_state(void *data, const char *type, const char *id, uint64_t version, uint8_t *state,
-                            size_t len, cv_state_saved_cb cb, void *cb_data)
+                            size_t len, const struct cv_save_calls *calls, cv_state_saved_cb cb, void *cb_data)
 {
-    return cv_saver_save(&((struct cv_host *)data)->ps, type, id, version, state, len, cb, cb_data);
+    return cv_saver_save(&((struct cv_host *)data)->ps, type, id, version, state, len, calls, cb, cb_data);
+}
+
+static int host__load_calls(void *data, const char *id, void (*call)(void *o, const struct cv_call_record *r),
+                            void (*expired)(void *o, uint64_t hash), void *o)
+{
+    return cv_saver_load_calls(&((struct cv_host *)data)->ps, id, call, expired, o);
 }
 
 /* ---------------------------------------------------------------- public */
@@ -308,7 +314,8 @@ int cv_host_init(const struct cv_host_opts *opts, struct cv_host **out)
                                   .cluster_nodes = host__cluster_nodes,
                                   .cluster_objects = host__cluster_objects,
                                   .load_state = host__load_state,
-                                  .save_state = host__save_state};
+                                  .save_state = host__save_state,
+                                  .load_calls = host__load_calls};
     struct cv_runtime_opts ro = {.node_id = h->x.self,
                                  .shards = opts->cfg->shards,
                                  .owns = cv_hctx_owns,

@@ -17,10 +17,34 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define HASH_NONFATAL_OOM 1 /* a failed add leaves hh.tbl NULL instead of exiting */
+#include <uthash.h>
+
 #include "cverse/error.h"
 #include "node/stats.h"
 #include "rpc.pb-c.h"
 #include "util/log.h"
+
+/* A call waiting for the first-call creation of its object (struct first). */
+struct fwait {
+    struct fwait *next;
+    char *method, *call_id; /* owned; call_id NULL when none */
+    uint8_t *req;           /* owned copy */
+    size_t len;
+    cv_runtime_call_cb cb;
+    void *data; /* borrowed: the caller's */
+};
+
+/* A CreateObject this node proposed for an id a call found absent; every call to the id meanwhile waits
+ * on it (one proposal per id however many first calls race). Owned by in->first until its answer. */
+struct first {
+    UT_hash_handle hh; /* in->first, keyed by id */
+    struct cv_incall *in;
+    bool listed; /* in in->first (an add that found no memory leaves it out: later calls propose again) */
+    char type[CV_HOST_TYPE_MAX];
+    struct fwait *waiters, **tail;
+    char id[]; /* the key */
+};
 
 /* An objects.call being served (in the runtime, or parked until the log catches up). */
 struct icall {
@@ -52,6 +76,7 @@ static int fail(struct cv_verdict *v, int status, const char *fmt, ...)
 void cv_incall_init(struct cv_incall *in, struct cv_hctx *x)
 {
     *in = (struct cv_incall){.x = x};
+    x->in = in;
 }
 
 /* Whether this node may execute calls: it was caught up with the log once (h->started) and still follows
@@ -76,8 +101,109 @@ static bool serving(const struct cv_hctx *h, const char **why)
     return true;
 }
 
+/* ---- activation on first call ---- */
+
+static void fwait__free(struct fwait *w)
+{
+    free(w->method);
+    free(w->call_id);
+    free(w->req);
+    free(w);
+}
+
+/* The CreateObject of a first call committed (status 0, the catalog is at index) or failed: the
+ * waiting calls go through the checks again (now finding the object) or fail. A failed or unknown
+ * proposal certainly did not run any call and creating is idempotent: they are routed again. */
+static void incall__first_done(void *data, int status, uint64_t index)
+{
+    struct first *f = data;
+    struct cv_incall *in = f->in;
+    struct cv_hctx *x = in->x;
+    if (f->listed) HASH_DEL(in->first, f);
+    if (status == 0) cv_hctx_activate_applied(x, f->type, f->id, index); /* `created` runs once, here */
+    char msg[256];
+    for (struct fwait *w = f->waiters, *next; w; w = next) {
+        next = w->next;
+        struct cv_verdict v;
+        int rv = status;
+        if (status == CV_EEXIST)
+            snprintf(msg, sizeof msg, "object %.100s exists with another type", f->id);
+        else if (status)
+            snprintf(msg, sizeof msg, "creating %.100s on its first call did not commit (%s): call again",
+                     f->id, cv_strerror(status));
+        if (status == 0 && x->closing) {
+            rv = CV_ECLOSED;
+            snprintf(msg, sizeof msg, "node is shutting down");
+        } else if (status == 0) {
+            rv = cv_incall_local(x, f->type, f->id, w->method, w->req, w->len, w->call_id, w->cb, w->data, &v);
+            snprintf(msg, sizeof msg, "%s", v.msg);
+        }
+        if (rv == CV_EEXIST) rv = CV_ENOTFOUND;
+        else if (rv && status) rv = x->closing ? CV_ECLOSED : CV_EREDIRECT;
+        if (rv) w->cb(w->data, rv, msg, (const uint8_t *)"", 0);
+        fwait__free(w);
+    }
+    free(f);
+    cv_hctx_release(x);
+}
+
+static int incall__first_propose(struct first *f)
+{
+    Cverse__Catalog__Command cmd = CVERSE__CATALOG__COMMAND__INIT;
+    Cverse__Catalog__CmdCreateObject co = CVERSE__CATALOG__CMD_CREATE_OBJECT__INIT;
+    co.type = f->type;
+    co.id = f->id;
+    cmd.cmd_case = CVERSE__CATALOG__COMMAND__CMD_CREATE_OBJECT;
+    cmd.create_object = &co;
+    return cv_consensus_propose(f->in->x->cons, &cmd, CV_HOST_PROPOSE_TIMEOUT_MS, incall__first_done, f);
+}
+
+/* A call to an object of a known type the catalog lacks (this node owns it and serves): the call waits
+ * for a CreateObject proposed here (one per id; later first calls join it). 0: cb fires later. */
+static int incall__first(struct cv_incall *in, const struct cv_object_type *t, const struct cv_method *m,
+                         const char *id, const uint8_t *req, size_t len, const char *call_id,
+                         cv_runtime_call_cb cb, void *data, struct cv_verdict *v)
+{
+    size_t idlen = strlen(id);
+    if (idlen >= CV_HOST_ID_MAX || strlen(t->name) >= CV_HOST_TYPE_MAX)
+        return fail(v, CV_EINVAL, "object id or type too long");
+    struct first *f = NULL;
+    HASH_FIND(hh, in->first, id, idlen, f);
+    struct fwait *w = calloc(1, sizeof *w);
+    if (!w || !(w->method = strdup(m->name)) || !(w->req = malloc(len ? len : 1)) ||
+        (call_id && !(w->call_id = strdup(call_id))))
+        goto err_after_w;
+    memcpy(w->req, req, len);
+    *w = (struct fwait){.method = w->method, .call_id = w->call_id, .req = w->req, .len = len, .cb = cb, .data = data};
+    if (!f) {
+        if (!(f = calloc(1, sizeof *f + idlen + 1))) goto err_after_w;
+        f->in = in;
+        memcpy(f->id, id, idlen + 1);
+        snprintf(f->type, sizeof f->type, "%s", t->name);
+        f->tail = &f->waiters;
+        int rv = incall__first_propose(f);
+        if (rv) {
+            free(f);
+            fwait__free(w);
+            return fail(v, CV_EUNAVAIL, "cannot create %.100s on its first call: %s", id, cv_strerror(rv));
+        }
+        HASH_ADD(hh, in->first, id[0], idlen, f);
+        f->listed = f->hh.tbl != NULL;
+        cv_hctx_hold(in->x);
+        in->first_created++;
+    }
+    *f->tail = w;
+    f->tail = &w->next;
+    return v->status = 0;
+
+err_after_w:
+    if (w) fwait__free(w);
+    return fail(v, CV_ENOMEM, "%s", cv_strerror(CV_ENOMEM));
+}
+
 int cv_incall_local(struct cv_hctx *h, const char *type, const char *id, const char *method,
-                      const uint8_t *req, size_t len, cv_runtime_call_cb cb, void *data, struct cv_verdict *v)
+                    const uint8_t *req, size_t len, const char *call_id, cv_runtime_call_cb cb, void *data,
+                    struct cv_verdict *v)
 {
     memset(v, 0, sizeof *v);
     const struct cv_object_type *t = cv_registry_type(h->reg, type);
@@ -99,15 +225,13 @@ int cv_incall_local(struct cv_hctx *h, const char *type, const char *id, const c
     if (!serving(h, &why)) return fail(v, CV_EUNAVAIL, "node %s is not ready: %s", h->self, why);
     char have[CV_HOST_TYPE_MAX];
     rv = cv_catalog_object_get(h->cat, id, have, sizeof have, NULL);
-    if (rv == CV_ENOTFOUND) {
-        v->absent = true;
-        return fail(v, CV_ENOTFOUND, "object not found: %.100s", id);
-    }
+    if (rv == CV_ENOTFOUND) /* never created (or deleted): the call creates it */
+        return incall__first(h->in, t, m, id, req, len, call_id, cb, data, v);
     if (rv == CV_EINVAL) return fail(v, CV_EINVAL, "invalid object id \"%.100s\"", id);
     if (rv) return fail(v, rv, "catalog lookup of %.100s failed: %s", id, cv_strerror(rv));
     if (strcmp(have, type) != 0)
         return fail(v, CV_ENOTFOUND, "object %.100s is a %s, not a %s", id, have, type);
-    rv = cv_runtime_call(h->rt, type, id, method, req, len, cb, data);
+    rv = cv_runtime_call_id(h->rt, type, id, method, req, len, call_id, cb, data);
     switch (rv) {
     case 0: return v->status = 0;
     case CV_EREDIRECT: return fail(v, rv, "object %.100s is being deactivated", id);
@@ -212,7 +336,7 @@ static void incall__serve(struct cv_incall *in, struct icall *ic, const uint8_t 
     }
     struct cv_verdict v;
     int rv = cv_incall_local(in->x, req->type, req->id, req->method, req->request.data, req->request.len,
-                             incall__done, ic, &v);
+                             req->call_id[0] ? req->call_id : NULL, incall__done, ic, &v);
     cverse__rpc__call_request__free_unpacked(req, NULL);
     ic->shard = v.shard;
     ic->type = v.type;

@@ -27,6 +27,10 @@ struct psave {
     uint64_t epoch, version;
     uint8_t *state; /* owned */
     size_t len;
+    Cverse__Catalog__CallRecord **calls; /* owned (each one malloc with its strings): ids this save answers */
+    size_t n_calls;
+    uint32_t window;
+    uint64_t window_ms, now_ms;
     cv_state_saved_cb cb;
     void *data;
 };
@@ -82,6 +86,68 @@ int cv_saver_load(struct cv_saver *p, const char *type, const char *id, uint8_t 
     return 0;
 }
 
+struct saver__visit {
+    void (*call)(void *o, const struct cv_call_record *r);
+    void (*expired)(void *o, uint64_t hash);
+    void *o;
+};
+
+static void saver__visit_expired(void *data, uint64_t hash)
+{
+    struct saver__visit *v = data;
+    v->expired(v->o, hash);
+}
+
+static void saver__visit_call(void *data, const char *call_id, int status, const char *error, const uint8_t *resp,
+                              size_t len, uint64_t at_ms)
+{
+    struct saver__visit *v = data;
+    struct cv_call_record r = {call_id, status, error, resp, len, at_ms};
+    v->call(v->o, &r);
+}
+
+int cv_saver_load_calls(struct cv_saver *p, const char *id, void (*call)(void *o, const struct cv_call_record *r),
+                        void (*expired)(void *o, uint64_t hash), void *o)
+{
+    struct saver__visit sv = {call, expired, o};
+    struct cv_catalog_call_visit v = {.data = &sv, .call = saver__visit_call, .expired = saver__visit_expired};
+    return cv_catalog_state_calls(p->x->cat, id, &v);
+}
+
+/* Owned copies of the call records a save carries (one allocation each, strings inside). */
+static int saver__calls_copy(struct psave *s, const struct cv_save_calls *c)
+{
+    if (!c) return 0;
+    s->window = c->window;
+    s->window_ms = c->window_ms;
+    s->now_ms = c->now_ms;
+    if (!c->n) return 0;
+    if (!(s->calls = calloc(c->n, sizeof *s->calls))) return CV_ENOMEM;
+    for (size_t i = 0; i < c->n; i++) {
+        const struct cv_call_record *r = &c->calls[i];
+        size_t il = strlen(r->id) + 1, el = strlen(r->error ? r->error : "") + 1;
+        Cverse__Catalog__CallRecord *cr = malloc(sizeof *cr + il + el + r->len);
+        if (!cr) return CV_ENOMEM;
+        cverse__catalog__call_record__init(cr);
+        cr->id = (char *)(cr + 1);
+        memcpy(cr->id, r->id, il);
+        cr->error = cr->id + il;
+        memcpy(cr->error, r->error ? r->error : "", el);
+        cr->response = (ProtobufCBinaryData){r->len, (uint8_t *)cr->error + el};
+        memcpy(cr->response.data, r->resp, r->len);
+        cr->status = r->status;
+        cr->at_ms = r->at_ms;
+        s->calls[s->n_calls++] = cr;
+    }
+    return 0;
+}
+
+static void saver__calls_free(struct psave *s)
+{
+    for (size_t i = 0; i < s->n_calls; i++) free(s->calls[i]);
+    free(s->calls);
+}
+
 /* The epoch under which this node writes id now (the catalog's fence, catalog.h save_state), or
  * CV_EUNAVAIL when it is not the writer. */
 static int saver__epoch(struct cv_hctx *x, const char *id, uint64_t *epoch)
@@ -102,20 +168,29 @@ static int saver__epoch(struct cv_hctx *x, const char *id, uint64_t *epoch)
 }
 
 int cv_saver_save(struct cv_saver *p, const char *type, const char *id, uint64_t version, uint8_t *state,
-                    size_t len, cv_state_saved_cb cb, void *cb_data)
+                    size_t len, const struct cv_save_calls *calls, cv_state_saved_cb cb, void *cb_data)
 {
     uint64_t epoch = 0;
     int rv = p->x->closing ? CV_ECLOSED : saver__epoch(p->x, id, &epoch);
     struct psave *s = rv ? NULL : calloc(1, sizeof *s);
     if (!rv && (!s || !(s->type = strdup(type)) || !(s->id = strdup(id)))) rv = CV_ENOMEM;
+    if (!rv) rv = saver__calls_copy(s, calls);
     if (rv) {
-        if (s) free(s->type);
+        if (s) {
+            free(s->type);
+            free(s->id);
+            saver__calls_free(s);
+        }
         free(s);
         free(state);
         return rv;
     }
-    *s = (struct psave){.type = s->type, .id = s->id, .epoch = epoch, .version = version, .state = state,
-                        .len = len, .cb = cb, .data = cb_data};
+    s->epoch = epoch;
+    s->version = version;
+    s->state = state;
+    s->len = len;
+    s->cb = cb;
+    s->data = cb_data;
     *p->tail = s;
     p->tail = &s->next;
     p->n_queue++;
@@ -132,6 +207,7 @@ static void saver__answer(struct cv_saver *p, struct psave *s, int status, const
     else if (status == CV_EUNAVAIL) p->refused++;
     else p->failed++;
     s->cb(s->data, status, msg);
+    saver__calls_free(s);
     free(s->type);
     free(s->id);
     free(s->state);
@@ -190,6 +266,11 @@ static void saver__flush(struct cv_saver *p)
         it->epoch = s->epoch;
         it->version = s->version;
         it->state = (ProtobufCBinaryData){s->len, s->state};
+        it->calls = s->calls;
+        it->n_calls = s->n_calls;
+        it->call_window = s->window;
+        it->call_window_ms = s->window_ms;
+        it->now_ms = s->now_ms;
     }
     Cverse__Catalog__CmdSaveState ss = CVERSE__CATALOG__CMD_SAVE_STATE__INIT;
     ss.node = (char *)p->x->self;

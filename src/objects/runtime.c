@@ -75,6 +75,8 @@ int cv_runtime_init(uv_loop_t *loop, const struct cv_runtime_opts *opts, struct 
     rt->policies = opts->policies;
     rt->n_policies = opts->n_policies;
     rt->state_max = opts->state_max_bytes ? opts->state_max_bytes : CV_STATE_MAX_DEFAULT;
+    rt->call_window = opts->call_window > 0 ? (uint32_t)opts->call_window : opts->call_window ? 0 : CV_CALL_WINDOW_DEFAULT;
+    rt->call_window_ms = opts->call_window_ms ? opts->call_window_ms : CV_CALL_WINDOW_MS_DEFAULT;
     rt->ops = (struct obj__owner_ops){
         .pump = runtime__pump_cb, .released = runtime__maybe_finish, .deactivate = runtime__deactivate_cb};
     uv_idle_init(loop, &rt->pump);
@@ -296,6 +298,12 @@ static int runtime__lookup(struct cv_runtime *rt, const struct cv_object_type *t
 int cv_runtime_call(struct cv_runtime *rt, const char *type, const char *id, const char *method,
                     const uint8_t *req, size_t len, cv_runtime_call_cb cb, void *data)
 {
+    return cv_runtime_call_id(rt, type, id, method, req, len, NULL, cb, data);
+}
+
+int cv_runtime_call_id(struct cv_runtime *rt, const char *type, const char *id, const char *method,
+                       const uint8_t *req, size_t len, const char *call_id, cv_runtime_call_cb cb, void *data)
+{
     if (!rt->started) return CV_EUNAVAIL;
     if (rt->closing) return CV_ECLOSED;
     if (!type || !id || !method || !cb || (!req && len)) return CV_EINVAL;
@@ -314,6 +322,10 @@ int cv_runtime_call(struct cv_runtime *rt, const char *type, const char *id, con
     if (!mail->req) {
         free(mail);
         return CV_EPROTO;
+    }
+    if (call_id && *call_id && !(mail->call_id = strdup(call_id))) {
+        obj__mail_free(mail);
+        return CV_ENOMEM;
     }
     if (!o && !(o = obj__new(rt, t, id, &p))) {
         obj__mail_free(mail);

@@ -33,7 +33,20 @@ struct pend {
     uint8_t *buf;
     size_t len;
     uint64_t version;
+    struct crec *calls; /* the call ids this save carries (copied) */
+    size_t n_calls;
+    uint32_t window;
 };
+
+/* A committed call record as the host keeps it. */
+struct crec {
+    char id[64];
+    int status;
+    uint8_t resp[64];
+    size_t len;
+    uint64_t at_ms;
+};
+#define NCALLS 64
 
 static struct {
     uv_loop_t loop;
@@ -50,6 +63,9 @@ static struct {
     bool hold;        /* commits wait for the test */
     struct pend p[NPEND];
     int np;
+    struct crec calls[NCALLS]; /* committed call ids of "c" (the catalog's StateRecord.calls) */
+    size_t n_calls;
+    uint32_t last_window;
     struct result res[NRES];
     int completed;
 } g;
@@ -72,18 +88,36 @@ static void host_commit(uv_idle_t *idle)
             g.stored_len = p->len;
             g.stored_version = p->version;
             g.has = true;
+            for (size_t k = 0; k < p->n_calls; k++) {
+                cr_assert_lt(g.n_calls, NCALLS);
+                g.calls[g.n_calls++] = p->calls[k];
+            }
+            g.last_window = p->window;
         } else {
             free(p->buf);
         }
+        free(p->calls);
         p->cb(p->data, g.fail_with, g.fail_with ? "refused by the test" : NULL);
     }
 }
 
 static int host_save(void *data, const char *type, const char *id, uint64_t version, uint8_t *state, size_t len,
-                     cv_state_saved_cb cb, void *cb_data)
+                     const struct cv_save_calls *calls, cv_state_saved_cb cb, void *cb_data)
 {
     cr_assert_lt(g.np, NPEND);
-    g.p[g.np++] = (struct pend){cb, cb_data, state, len, version};
+    cr_assert_not_null(calls);
+    struct crec *cs = calloc(calls->n + 1, sizeof *cs);
+    for (size_t i = 0; i < calls->n; i++) {
+        const struct cv_call_record *r = &calls->calls[i];
+        cr_assert_lt(strlen(r->id), sizeof cs[i].id);
+        cr_assert_leq(r->len, sizeof cs[i].resp);
+        snprintf(cs[i].id, sizeof cs[i].id, "%s", r->id);
+        cs[i].status = r->status;
+        memcpy(cs[i].resp, r->resp, r->len);
+        cs[i].len = r->len;
+        cs[i].at_ms = r->at_ms;
+    }
+    g.p[g.np++] = (struct pend){cb, cb_data, state, len, version, cs, calls->n, calls->window};
     g.saves++;
     uv_idle_start(&g.commit, host_commit);
     return 0;
@@ -97,6 +131,17 @@ static int host_load(void *data, const char *type, const char *id, uint8_t **sta
     memcpy(*state, g.stored, g.stored_len);
     *len = g.stored_len;
     *version = g.stored_version;
+    return 0;
+}
+
+static int host_load_calls(void *data, const char *id, void (*call)(void *o, const struct cv_call_record *r),
+                           void (*expired)(void *o, uint64_t hash), void *o)
+{
+    for (size_t i = 0; i < g.n_calls; i++) {
+        struct cv_call_record r = {g.calls[i].id, g.calls[i].status, "", g.calls[i].resp, g.calls[i].len,
+                                   g.calls[i].at_ms};
+        call(o, &r);
+    }
     return 0;
 }
 
@@ -190,7 +235,7 @@ static void setup_with(const struct cv_type_policy *pol, size_t npol, size_t max
     cv_log_init("test", CV_LOG_ERROR + 1);
     cr_assert_eq(uv_loop_init(&g.loop), 0);
     uv_idle_init(&g.loop, &g.commit);
-    struct cv_host_hooks hooks = {.load_state = host_load, .save_state = host_save};
+    struct cv_host_hooks hooks = {.load_state = host_load, .save_state = host_save, .load_calls = host_load_calls};
     struct cv_runtime_opts o = {.node_id = "n1", .shards = 16, .hooks = &hooks, .policies = pol,
                                 .n_policies = npol, .state_max_bytes = max};
     cr_assert_eq(cv_runtime_init(&g.loop, &o, &g.rt), 0);
@@ -229,8 +274,8 @@ static void done_cb(void *data, int status, const char *error, const uint8_t *re
     }
 }
 
-/* Starts a call; returns its result slot. */
-static struct result *call(const char *type, const char *method, uint64_t arg)
+/* Starts a call with a reliable-call id (NULL: none); returns its result slot. */
+static struct result *call_id(const char *type, const char *method, uint64_t arg, const char *cid)
 {
     static int next;
     if (g.completed == 0 && next >= NRES / 2) next = 0;
@@ -240,9 +285,14 @@ static struct result *call(const char *type, const char *method, uint64_t arg)
     q.index = arg;
     uint8_t buf[32];
     size_t n = cverse__rpc__propose_response__pack(&q, buf);
-    int rv = cv_runtime_call(g.rt, type, "c", method, buf, n, done_cb, r);
+    int rv = cv_runtime_call_id(g.rt, type, "c", method, buf, n, cid, done_cb, r);
     cr_assert_eq(rv, 0, "call %s.%s: %s", type, method, cv_errname(rv));
     return r;
+}
+
+static struct result *call(const char *type, const char *method, uint64_t arg)
+{
+    return call_id(type, method, arg, NULL);
 }
 
 static bool run_until(bool (*pred)(void), unsigned ms)
@@ -488,4 +538,96 @@ Test(objstate, registry_refuses_a_persisted_type_without_a_message)
     cr_assert_eq(cv_register_type(reg, &bad), CV_EINVAL);
     cr_assert_eq(cv_register_type(reg, &on_write_type), 0);
     cv_registry_free(reg);
+}
+
+/* ---- reliable calls (src/objects/calls.c) ---- */
+
+static uint64_t state_index(void)
+{
+    struct cv_object_state_info si;
+    cr_assert_eq(cv_runtime_state_info(g.rt, "c", &si), 0);
+    return ((const Msg *)si.state)->index;
+}
+
+Test(objstate, a_repeated_call_id_gets_the_recorded_answer_without_running, .init = setup)
+{
+    struct result *a = call_id("W", "Add", 5, "id-1");
+    struct result *b = call_id("W", "Add", 5, "id-1"); /* queued behind the first: a retry that raced it */
+    wait_done(a);
+    wait_done(b);
+    cr_assert_eq(a->status, 0);
+    cr_assert_eq(b->status, 0);
+    cr_assert_eq(a->value, 5);
+    cr_assert_eq(b->value, 5, "the recorded answer");
+    cr_assert_eq(state_index(), 5, "the method ran once");
+    cr_assert_eq(g.n_calls, 1, "the id was committed with the state change");
+    cr_assert_str_eq(g.calls[0].id, "id-1");
+    cr_assert_eq(g.last_window, CV_CALL_WINDOW_DEFAULT);
+    struct result *c = call_id("W", "Add", 5, "id-2");
+    wait_done(c);
+    cr_assert_eq(c->value, 10, "another id runs");
+    struct result *d = call_id("W", "Add", 5, NULL);
+    wait_done(d);
+    cr_assert_eq(d->value, 15, "no id: runs");
+    cr_assert_eq(g.n_calls, 2);
+    finish();
+}
+
+Test(objstate, a_new_activation_answers_a_committed_id_from_the_store, .init = setup)
+{
+    struct result *a = call_id("W", "Add", 7, "retry-me");
+    wait_done(a);
+    cr_assert_eq(a->value, 7);
+    cr_assert_eq(cv_runtime_deactivate(g.rt, "c"), 0);
+    cr_assert(run_until(deactivated, 2000));
+    cr_assert(run_until(no_pending, 2000));
+    /* another owner (a move, a failover, a restart): the state and its call ids come from the store */
+    struct result *b = call_id("W", "Add", 7, "retry-me");
+    wait_done(b);
+    cr_assert_eq(b->status, 0);
+    cr_assert_eq(b->value, 7, "recorded answer");
+    cr_assert_eq(state_index(), 7, "not run again");
+    cr_assert_geq(g.loads, 2);
+    finish();
+}
+
+Test(objstate, a_read_only_call_with_an_id_commits_nothing, .init = setup)
+{
+    struct result *a = call_id("W", "Get", 0, "g1");
+    wait_done(a);
+    cr_assert_eq(g.saves, 0, "a read-only method never commits, id or not");
+    cr_assert_eq(g.n_calls, 0);
+    finish();
+}
+
+Test(objstate, an_id_trimmed_from_the_window_is_refused_not_run)
+{
+    struct cv_type_policy pol[] = {{.type = "W", .persist = -1, .call_window = 2}};
+    setup_with(pol, 1, 0);
+    const char *ids[] = {"a", "b", "c"};
+    for (int i = 0; i < 3; i++) wait_done(call_id("W", "Add", 1, ids[i]));
+    cr_assert_eq(state_index(), 3);
+    struct result *r = call_id("W", "Add", 1, "a");
+    wait_done(r);
+    cr_assert_eq(r->status, CV_ECALLEXPIRED, "got %s", cv_errname(r->status));
+    r = call_id("W", "Add", 1, "c");
+    wait_done(r);
+    cr_assert_eq(r->status, 0);
+    cr_assert_eq(r->value, 3, "still in the window: recorded answer");
+    cr_assert_eq(state_index(), 3);
+    cr_assert_eq(g.last_window, 2, "the window goes to the store with the save");
+    finish();
+}
+
+Test(objstate, a_memory_only_type_keeps_ids_for_the_activation)
+{
+    struct cv_type_policy pol[] = {{.type = "W", .persist = CV_PERSIST_NONE}};
+    setup_with(pol, 1, 0);
+    wait_done(call_id("W", "Add", 4, "m1"));
+    struct result *r = call_id("W", "Add", 4, "m1");
+    wait_done(r);
+    cr_assert_eq(r->value, 4);
+    cr_assert_eq(state_index(), 4, "ran once");
+    cr_assert_eq(g.saves, 0, "nothing committed");
+    finish();
 }

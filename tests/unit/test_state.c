@@ -448,3 +448,97 @@ Test(state, snapshot_and_reopen_carry_states)
     cat = a;
     assert_state(ids[0], "A", 1);
 }
+
+/* ---- reliable calls: the call ids committed with a save (StateRecord.calls, expired_calls) ---- */
+
+struct seen {
+    char ids[16][32];
+    int n;
+    uint64_t expired[16];
+    int n_expired;
+};
+
+static void seen_call(void *data, const char *call_id, int status, const char *error, const uint8_t *resp,
+                      size_t len, uint64_t at_ms)
+{
+    struct seen *s = data;
+    cr_assert_lt(s->n, 16);
+    cr_assert_eq(len, strlen(call_id), "the response recorded with %s", call_id);
+    cr_assert(memcmp(resp, call_id, len) == 0);
+    snprintf(s->ids[s->n++], sizeof s->ids[0], "%s", call_id);
+}
+
+static void seen_expired(void *data, uint64_t hash)
+{
+    struct seen *s = data;
+    cr_assert_lt(s->n_expired, 16);
+    s->expired[s->n_expired++] = hash;
+}
+
+static struct seen calls_of(const char *id)
+{
+    struct seen s = {0};
+    struct cv_catalog_call_visit v = {&s, seen_call, seen_expired};
+    cr_assert_eq(cv_catalog_state_calls(cat, id, &v), 0);
+    return s;
+}
+
+/* A save carrying call records (each answered with its own id as the response) at time now. */
+static int save_calls(const char *id, uint64_t e, uint64_t version, const char **ids, size_t n, uint32_t window,
+                      uint64_t window_ms, uint64_t now, uint64_t at)
+{
+    Cverse__Catalog__CallRecord recs[8], *ptrs[8];
+    cr_assert(n <= 8);
+    for (size_t i = 0; i < n; i++) {
+        cverse__catalog__call_record__init(&recs[i]);
+        recs[i].id = (char *)ids[i];
+        recs[i].response = (ProtobufCBinaryData){strlen(ids[i]), (uint8_t *)ids[i]};
+        recs[i].at_ms = at;
+        ptrs[i] = &recs[i];
+    }
+    Cverse__Catalog__ObjectSave s = item(id, e, version, "st");
+    s.calls = ptrs;
+    s.n_calls = n;
+    s.call_window = window;
+    s.call_window_ms = window_ms;
+    s.now_ms = now;
+    return save_items("n1", &s, 1);
+}
+
+Test(state, call_ids_are_kept_in_a_window_of_count_and_age)
+{
+    reg("n1");
+    uint64_t e = assign(4, "n1");
+    const char *id = on_shard(4, "c");
+    object_op("Counter", id, true);
+    const char *ab[] = {"a", "b"}, *cd[] = {"c", "d"}, *none[] = {NULL};
+    cr_assert_eq(save_calls(id, e, 1, ab, 2, 3, 0, 1000, 1000), 0);
+    struct seen s = calls_of(id);
+    cr_assert_eq(s.n, 2);
+    cr_assert_str_eq(s.ids[0], "a");
+    cr_assert_eq(s.n_expired, 0);
+    cr_assert_eq(save_calls(id, e, 2, cd, 2, 3, 0, 1000, 1000), 0);
+    s = calls_of(id);
+    cr_assert_eq(s.n, 3, "trimmed to the count");
+    cr_assert_str_eq(s.ids[0], "b");
+    cr_assert_str_eq(s.ids[2], "d");
+    cr_assert_eq(s.n_expired, 1);
+    cr_assert_eq(s.expired[0], cv_fnv1a64("a", 1), "the trimmed id's hash stays");
+    cr_assert_eq(save_calls(id, e, 2, cd, 2, 3, 0, 1000, 1000), 0, "a duplicate proposal");
+    cr_assert_eq(calls_of(id).n, 3, "writes nothing twice");
+    /* age: every record is from t=1000; at t=5000 with a 1 s window they all go */
+    cr_assert_eq(save_calls(id, e, 3, none, 0, 3, 1000, 5000, 0), 0);
+    s = calls_of(id);
+    cr_assert_eq(s.n, 0);
+    cr_assert_eq(s.n_expired, 4);
+    /* the hashes are capped at 4x the window */
+    cr_assert_eq(save_calls(id, e, 4, cd, 2, 1, 1000, 5000, 5000), 0);
+    s = calls_of(id);
+    cr_assert_eq(s.n, 1);
+    cr_assert_str_eq(s.ids[0], "d");
+    cr_assert_eq(s.n_expired, 4, "5 hashes, capped at 4x the window (1)");
+    cr_assert_eq(s.expired[3], cv_fnv1a64("c", 1), "the newest kept, the oldest dropped");
+    cr_assert_eq(object_op("Counter", id, false), 0);
+    s = calls_of(id);
+    cr_assert_eq(s.n + s.n_expired, 0, "dropped with the object");
+}
