@@ -212,6 +212,8 @@ int cv_incall_local(struct cv_hctx *h, const char *type, const char *id, const c
     if (!m) return fail(v, CV_ENOTFOUND, "object type %s has no method \"%.100s\"", type, method);
     v->type = t;
     v->method = m;
+    if (call_id && strlen(call_id) > CV_CALL_ID_MAX)
+        return fail(v, CV_EINVAL, "call id longer than %d bytes", CV_CALL_ID_MAX);
     struct cv_placement p;
     int rv = cv_hctx_owner(h, id, &p, v->owner);
     if (rv == CV_EINVAL) return fail(v, CV_EINVAL, "invalid object id \"%.100s\"", id);
