@@ -37,6 +37,7 @@
 #include "util/log.h"
 
 #define TICK_MS 20
+#define IDLE_SCAN_TICKS 25 /* idle objects are looked for every 0.5 s */
 
 struct cv_host {
     struct cv_hctx x; /* first: the settle callback finds the host through it */
@@ -51,6 +52,7 @@ struct cv_host {
     struct cv_type_policy *policies; /* owned: config object_types for the runtime */
     struct cv_feed *events; /* the catalog change feed (GET /v1/events), owned */
     uv_timer_t tick;
+    unsigned ticks;
     uint64_t restored_seen;
     void (*done)(void *data);
     void *done_data;
@@ -124,6 +126,10 @@ static void host__tick(uv_timer_t *t)
     cv_handoff_scan(&h->ho);
     cv_mapfeed_tick(&h->feed);
     if (!h->x.fenced) cv_autoload_tick(&h->al);
+    if (++h->ticks % IDLE_SCAN_TICKS == 0 && h->x.started) {
+        int n = cv_runtime_deactivate_idle(h->x.rt);
+        if (n > 0) CV_DEBUG("deactivating %d idle objects", n);
+    }
 }
 
 /* ---------------------------------------------------------------- runtime hooks: cluster facts */

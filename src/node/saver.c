@@ -51,7 +51,13 @@ int cv_saver_policies(const struct cv_config *cfg, cv_registry *reg, struct cv_t
     for (size_t i = 0; i < cfg->n_object_types; i++) {
         const struct cv_object_type_cfg *c = &cfg->object_types[i];
         const struct cv_object_type *t = cv_registry_type(reg, c->name);
-        (*out)[i] = (struct cv_type_policy){c->name, c->persist, c->save_interval_ms};
+        (*out)[i] = (struct cv_type_policy){
+            .type = c->name,
+            .persist = c->persist,
+            .save_interval_ms = c->save_interval_ms,
+            .call_window = c->has_call_id_window ? (c->call_id_window ? (int64_t)c->call_id_window : -1) : 0,
+            .call_window_ms = c->call_id_window_ms,
+            .idle_timeout_ms = c->has_idle_timeout ? (int64_t)c->idle_timeout_ms : -1};
         if (!t)
             CV_WARN("%s:%d: object_types.%s: no such type here: ignored", cfg->path, c->line, c->name);
         else if (c->persist > 0 && !t->state_message)

@@ -333,6 +333,7 @@ void obj__run_next(struct cv_object *o)
 {
     struct obj__mail *m = obj__mail_pop(o);
     if (!m) return;
+    o->last_used = uv_now(o->rt->loop); /* idle deactivation counts from here */
     if (!m->method) {
         struct obj__timer *t = m->timer;
         free(m);

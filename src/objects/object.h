@@ -87,6 +87,7 @@ struct cv_object {
     bool pinned;      /* "<node>/x": belongs to no shard */
     bool run_created; /* created_explicit: this activation runs the created hook */
     bool logged;      /* its activation start is in the activation log (util/actlog.h) */
+    bool counted;     /* its activation was counted (cv_runtime_counts) */
     int drain_status; /* what queued calls fail with when deactivating */
     struct obj__mail *head, *tail; /* owned: the mailbox */
     size_t queued, ticks; /* calls (bounded by the capacity) and timer ticks (<= live timers) */
@@ -113,6 +114,8 @@ struct cv_object {
     struct obj__callrec *calls, **calls_tail; /* owned */
     size_t n_calls;
     uint32_t call_window;     /* ids kept (0: call ids are not recorded) */
+    uint64_t idle_ms;         /* idle timeout (0: never) */
+    uint64_t last_used;       /* uv_now when its last call or tick began (or it was created) */
     uint64_t call_window_ms;  /* ... none older than this (0: no age limit) */
     uint64_t *expired;        /* owned */
     size_t n_expired, cap_expired;
@@ -159,6 +162,7 @@ struct cv_runtime {
     bool started, closing, finishing;
     const struct cv_type_policy *policies; /* borrowed (opts) */
     uint32_t call_window;    /* reliable-call ids kept per object (opts, default CV_CALL_WINDOW_DEFAULT) */
+    struct cv_runtime_counts counts; /* activations / deactivations by reason */
     uint64_t call_window_ms;
     size_t n_policies, state_max;
     cv_runtime_close_cb close_cb;

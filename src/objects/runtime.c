@@ -240,11 +240,16 @@ static void runtime__pump_cb(uv_idle_t *h)
     if (!rt->ready_head && !rt->finishing) uv_idle_stop(&rt->pump);
 }
 
-static void runtime__deactivate(struct cv_object *o, int status, bool destroy)
+const char *const cv_activation_reason_names[CV_ACT_N] = {"call", "created", "load"};
+const char *const cv_deactivation_reason_names[CV_DEACT_N] = {"idle",   "moved",   "fenced", "deleted",
+                                                              "failed", "closing", "other"};
+
+static void runtime__deactivate(struct cv_object *o, int status, bool destroy, enum cv_deactivation_reason why)
 {
     if (destroy) o->destroy = true;
     enum obj__state s = obj__state(o);
     if (s != OBJ_ACTIVATING && s != OBJ_ACTIVE) return; /* already on its way out */
+    o->rt->counts.deactivations[why]++;
     o->drain_status = status;
     if (s == OBJ_ACTIVATING) {
         obj__move(o, OBJ_DEACTIVATE_PENDING); /* decided when the pump (or the running hook) gets to it */
@@ -256,7 +261,7 @@ static void runtime__deactivate(struct cv_object *o, int status, bool destroy)
 
 static void runtime__deactivate_cb(struct cv_object *o, int status)
 {
-    runtime__deactivate(o, status, false);
+    runtime__deactivate(o, status, false, CV_DEACT_FAILED);
 }
 
 void cv_runtime_close(struct cv_runtime *rt, cv_runtime_close_cb cb, void *data)
@@ -265,7 +270,7 @@ void cv_runtime_close(struct cv_runtime *rt, cv_runtime_close_cb cb, void *data)
     rt->close_cb = cb;
     rt->close_data = data;
     struct cv_object *o, *tmp;
-    HASH_ITER(hh, rt->table, o, tmp) runtime__deactivate(o, CV_ECLOSED, false);
+    HASH_ITER(hh, rt->table, o, tmp) runtime__deactivate(o, CV_ECLOSED, false, CV_DEACT_CLOSING);
     runtime__maybe_finish(rt);
 }
 
@@ -331,6 +336,10 @@ int cv_runtime_call_id(struct cv_runtime *rt, const char *type, const char *id, 
         obj__mail_free(mail);
         return CV_ENOMEM;
     }
+    if (obj__state(o) == OBJ_ACTIVATING && !o->counted) { /* activated by this call */
+        o->counted = true;
+        rt->counts.activations[CV_ACT_CALL]++;
+    }
     mail->method = m;
     mail->cb = cb;
     mail->data = data;
@@ -354,6 +363,8 @@ int cv_runtime_activate(struct cv_runtime *rt, const char *type, const char *id,
     if (o) return 0;
     if (!(o = obj__new(rt, t, id, &p))) return CV_ENOMEM;
     o->run_created = created;
+    o->counted = true;
+    rt->counts.activations[created && rt->created_explicit ? CV_ACT_CREATED : CV_ACT_LOAD]++;
     obj__ready(o); /* the pump runs the hooks; the mailbox is empty */
     obj__check(o);
     return 0;
@@ -366,7 +377,7 @@ static int runtime__deactivate_id(struct cv_runtime *rt, const char *id, bool de
     if (!id) return CV_EINVAL;
     struct cv_object *o = runtime__find(rt, id);
     if (!o) return CV_ENOTFOUND;
-    runtime__deactivate(o, CV_EREDIRECT, destroy);
+    runtime__deactivate(o, CV_EREDIRECT, destroy, destroy ? CV_DEACT_DELETED : CV_DEACT_OTHER);
     return 0;
 }
 
@@ -391,7 +402,7 @@ int cv_runtime_deactivate_all(struct cv_runtime *rt, int status)
     struct cv_object *o, *tmp;
     HASH_ITER(hh, rt->table, o, tmp) {
         if (!runtime__listed(o)) continue;
-        runtime__deactivate(o, status, false);
+        runtime__deactivate(o, status, false, CV_DEACT_FENCED);
         n++;
     }
     return n;
@@ -404,10 +415,30 @@ int cv_runtime_deactivate_unowned(struct cv_runtime *rt)
     struct cv_object *o, *tmp;
     HASH_ITER(hh, rt->table, o, tmp) {
         if (o->pinned || !runtime__listed(o) || rt->owns(rt->owns_data, o->shard)) continue;
-        runtime__deactivate(o, CV_EREDIRECT, false);
+        runtime__deactivate(o, CV_EREDIRECT, false, CV_DEACT_MOVED);
         n++;
     }
     return n;
+}
+
+int cv_runtime_deactivate_idle(struct cv_runtime *rt)
+{
+    int n = 0;
+    uint64_t now = uv_now(rt->loop);
+    struct cv_object *o, *tmp;
+    HASH_ITER(hh, rt->table, o, tmp) {
+        if (!o->idle_ms || obj__state(o) != OBJ_ACTIVE || o->in_flight || o->head || o->held || o->saving ||
+            now - o->last_used < o->idle_ms)
+            continue;
+        runtime__deactivate(o, CV_EREDIRECT, false, CV_DEACT_IDLE); /* a final save follows if dirty */
+        n++;
+    }
+    return n;
+}
+
+void cv_runtime_counts(const struct cv_runtime *rt, struct cv_runtime_counts *out)
+{
+    *out = rt->counts;
 }
 
 static void runtime__info(const struct cv_object *o, struct cv_object_info *info)

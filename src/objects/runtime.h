@@ -94,7 +94,11 @@ struct cv_type_policy {
     uint64_t save_interval_ms; /* 0: the type's own */
     int64_t call_window;       /* reliable-call ids kept per object; 0: the runtime's; negative: none */
     uint64_t call_window_ms;   /* 0: the runtime's default */
+    int64_t idle_timeout_ms;   /* idle deactivation; 0: never; negative: the default (CV_IDLE_DEFAULT_MS for
+                                * persisted types, never for memory-only ones, whose state would be lost) */
 };
+
+#define CV_IDLE_DEFAULT_MS (15u * 60u * 1000u)
 
 #define CV_CALL_WINDOW_DEFAULT 256                  /* reliable-call ids kept per object */
 #define CV_CALL_WINDOW_MS_DEFAULT (3600u * 1000u)   /* ... for at most an hour */
@@ -218,6 +222,37 @@ int cv_runtime_state_info(struct cv_runtime *rt, const char *id, struct cv_objec
 /* The effective policy of a registered type (config overrides applied); *interval_ms for PERIODIC. */
 enum cv_persist cv_runtime_type_persist(const struct cv_runtime *rt, const struct cv_object_type *t,
                                         uint64_t *interval_ms);
+
+/* Why objects were activated / deactivated (cv_runtime_counts; /metrics). */
+enum cv_activation_reason {
+    CV_ACT_CALL = 0, /* a call to an object that was not active */
+    CV_ACT_CREATED,  /* a new object (its created hook ran) */
+    CV_ACT_LOAD,     /* activated without a call: auto-load, a create of an existing object, a reminder */
+    CV_ACT_N
+};
+enum cv_deactivation_reason {
+    CV_DEACT_IDLE = 0, /* idle longer than its type's idle timeout */
+    CV_DEACT_MOVED,    /* its shard moved away */
+    CV_DEACT_FENCED,   /* the node fenced itself */
+    CV_DEACT_DELETED,  /* deleted */
+    CV_DEACT_FAILED,   /* its state could not be saved */
+    CV_DEACT_CLOSING,  /* the node stops */
+    CV_DEACT_OTHER,    /* cv_runtime_deactivate */
+    CV_DEACT_N
+};
+extern const char *const cv_activation_reason_names[CV_ACT_N];
+extern const char *const cv_deactivation_reason_names[CV_DEACT_N];
+struct cv_runtime_counts {
+    uint64_t activations[CV_ACT_N], deactivations[CV_DEACT_N];
+};
+void cv_runtime_counts(const struct cv_runtime *rt, struct cv_runtime_counts *out);
+
+/* Deactivates every ACTIVE object that has been idle (no call or tick began) for its type's idle timeout,
+ * with nothing queued, in flight or waiting for a commit; its state is saved as at any deactivation and
+ * the next call activates it again. Returns how many. Call now and then (the host: every second). */
+int cv_runtime_deactivate_idle(struct cv_runtime *rt);
+/* The effective idle timeout of a type in ms (0 = never). */
+uint64_t cv_runtime_type_idle(const struct cv_runtime *rt, const struct cv_object_type *t);
 
 /* Objects in the table (any state but GONE). */
 size_t cv_runtime_count(const struct cv_runtime *rt);

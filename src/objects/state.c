@@ -46,6 +46,16 @@ enum cv_persist cv_runtime_type_persist(const struct cv_runtime *rt, const struc
     return p;
 }
 
+uint64_t cv_runtime_type_idle(const struct cv_runtime *rt, const struct cv_object_type *t)
+{
+    int64_t idle = -1;
+    for (size_t i = 0; i < rt->n_policies; i++)
+        if (strcmp(rt->policies[i].type, t->name) == 0 && rt->policies[i].idle_timeout_ms >= 0)
+            idle = rt->policies[i].idle_timeout_ms;
+    if (idle >= 0) return (uint64_t)idle;
+    return cv_runtime_type_persist(rt, t, NULL) != CV_PERSIST_NONE ? CV_IDLE_DEFAULT_MS : 0;
+}
+
 /* The type's reliable-call window: config override, else the runtime's default. */
 static void state__call_window(const struct cv_runtime *rt, const struct cv_object_type *t, uint32_t *count,
                                uint64_t *ms)
@@ -67,6 +77,8 @@ int obj__state_alloc(struct cv_object *o)
     o->held_tail = &o->held;
     o->calls_tail = &o->calls;
     state__call_window(o->rt, t, &o->call_window, &o->call_window_ms);
+    o->idle_ms = cv_runtime_type_idle(o->rt, t);
+    o->last_used = uv_now(o->rt->loop);
     if (t->state_message) {
         o->state_mem = malloc(t->state_message->sizeof_message);
         if (o->state_mem) protobuf_c_message_init(t->state_message, o->state_mem);

@@ -3,6 +3,8 @@
  * - activation on first call: 1000 concurrent first calls (10 at once per id) to 100 never-created ids
  *   are all served, each id's `created` hook ran exactly once in the whole cluster (its node.log line),
  *   and every Increment ran exactly once (the final values);
+ * - idle deactivation: counters idle longer than their idle_timeout_ms leave every node (metrics say
+ *   why), and the next call reactivates them with their value;
  * - reliable calls: an Increment sent twice with the same X-Cverse-Call-Id runs once; sent again after
  *   kill -9 of the owner, the new owner answers it from the record committed with the state (still
  *   runs once); `cverse call --call-id` does the same from the CLI, and over the native protocol.
@@ -31,13 +33,18 @@ static void teardown(void)
 
 TestSuite(reliable, .fini = teardown, .timeout = 300);
 
-static void start(void)
+static void start_ex(const char *extra)
 {
-    struct h_opts o = {.gates = 1};
+    struct h_opts o = {.gates = 1, .config_extra = extra};
     h_cluster_init_ex(&C, 3, 3, TTL_MS, &o);
     for (int i = 0; i < 3; i++) h_node_start(&C, i);
     h_gate_start(&C, 0);
     cr_assert(h_poll(READY_MS, h_all_ready, &C), "nodes and gate did not become ready");
+}
+
+static void start(void)
+{
+    start_ex(NULL);
 }
 
 static size_t collect(char *p, size_t sz, size_t n, void *ud)
@@ -247,4 +254,64 @@ Test(reliable, a_repeated_call_id_runs_once_also_at_a_new_owner_after_kill9)
     cr_assert_eq(served(id, "GetValue", NULL), 4);
     h_node_start(&C, k); /* the harness checks the activation log at teardown with every node up */
     cr_assert(h_poll(READY_MS, h_all_ready, &C), "the killed node did not come back");
+}
+
+/* ---------------------------------------------------------------- idle deactivation */
+
+static bool active_anywhere(const char *id)
+{
+    char path[256];
+    char *eid = curl_easy_escape(NULL, id, 0);
+    snprintf(path, sizeof path, "/v1/objects/SimpleCounter/%s", eid);
+    curl_free(eid);
+    for (int i = 0; i < C.n; i++) {
+        long st;
+        json_t *j = h_get_json(&C, i, path, &st);
+        json_decref(j);
+        if (st == 200) return true;
+    }
+    return false;
+}
+
+static bool all_idle(void *arg)
+{
+    char id[32];
+    for (int k = 0; k < 8; k++) {
+        snprintf(id, sizeof id, "idle-%d", k);
+        if (active_anywhere(id)) return false;
+    }
+    return true;
+}
+
+/* The sum over the nodes of a /metrics sample line "name{labels} value". */
+static long long metric_sum(const char *sample)
+{
+    long long sum = 0;
+    for (int i = 0; i < C.n; i++) {
+        long st;
+        char *m = h_get_text(&C, i, "/metrics", &st);
+        const char *p = m ? strstr(m, sample) : NULL;
+        if (p) sum += atoll(p + strlen(sample) + 1);
+        free(m);
+    }
+    return sum;
+}
+
+Test(reliable, idle_counters_are_deactivated_and_come_back_with_their_values)
+{
+    start_ex("object_types: {SimpleCounter: {persist: periodic, save_interval_ms: 600000, idle_timeout_ms: 600}}\n");
+    char id[32];
+    for (int k = 0; k < 8; k++) {
+        snprintf(id, sizeof id, "idle-%d", k);
+        for (int r = 0; r <= k; r++) served(id, "Increment", NULL);
+        cr_assert(active_anywhere(id), "%s is active after its calls", id);
+    }
+    /* periodic with a 10 min interval: only the deactivation's own save keeps the values */
+    cr_assert(h_poll(15000, all_idle, NULL), "idle counters stayed active");
+    cr_assert_geq(metric_sum("cverse_object_deactivations_total{reason=\"idle\"}"), 8);
+    for (int k = 0; k < 8; k++) {
+        snprintf(id, sizeof id, "idle-%d", k);
+        cr_expect_eq(served(id, "GetValue", NULL), k + 1, "%s after its idle deactivation", id);
+    }
+    cr_assert_geq(metric_sum("cverse_object_activations_total{reason=\"call\"}"), 8, "reactivated by calls");
 }

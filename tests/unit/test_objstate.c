@@ -631,3 +631,41 @@ Test(objstate, a_memory_only_type_keeps_ids_for_the_activation)
     cr_assert_eq(g.saves, 0, "nothing committed");
     finish();
 }
+
+/* ---- idle deactivation ---- */
+
+static bool idle_swept(void)
+{
+    cv_runtime_deactivate_idle(g.rt);
+    return g.deactivated > 0;
+}
+
+Test(objstate, an_idle_object_is_deactivated_saved_and_reactivated_by_the_next_call)
+{
+    struct cv_type_policy pol[] = {{.type = "P", .persist = -1, .idle_timeout_ms = 50},
+                                   {.type = "W", .persist = -1, .idle_timeout_ms = -1}};
+    setup_with(pol, 2, 0);
+    cr_assert_eq(cv_runtime_type_idle(g.rt, &on_write_type), CV_IDLE_DEFAULT_MS, "persisted: 15 min by default");
+    struct result *r = call("P", "Add", 3); /* periodic: answered at once, saved later */
+    wait_done(r);
+    cr_assert_eq(cv_runtime_deactivate_idle(g.rt), 0, "not idle yet");
+    cr_assert(run_until(idle_swept, 2000), "never deactivated when idle");
+    cr_assert(run_until(no_pending, 2000));
+    cr_assert_eq(stored_value(), 3, "its state was saved at the idle deactivation");
+    r = call("P", "Add", 1);
+    wait_done(r);
+    cr_assert_eq(r->value, 4, "reactivated by the call, from the saved state");
+    struct cv_runtime_counts c;
+    cv_runtime_counts(g.rt, &c);
+    cr_assert_eq(c.activations[CV_ACT_CALL], 2);
+    cr_assert_eq(c.deactivations[CV_DEACT_IDLE], 1);
+    finish();
+}
+
+Test(objstate, memory_only_types_never_go_idle_by_default)
+{
+    static const struct cv_type_policy pol[] = {{"W", CV_PERSIST_NONE, 0, 0, 0, -1}};
+    setup_with(pol, 1, 0);
+    cr_assert_eq(cv_runtime_type_idle(g.rt, &on_write_type), 0, "their state would be lost");
+    finish();
+}
