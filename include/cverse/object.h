@@ -86,6 +86,9 @@ struct cv_object_type {
     const ProtobufCMessageDescriptor *state_message;
     enum cv_persist persist;
     uint64_t save_interval_ms; /* PERIODIC: 0 = CV_SAVE_INTERVAL_DEFAULT_MS */
+    /* A durable reminder of the object fell due (cv_object_reminder_set): runs in the object's turn, on
+     * whichever node owns it (activating it). due_ms: the due time it fires for (wall clock ms). */
+    void (*reminder)(cv_object *o, const char *name, uint64_t due_ms);
 };
 
 /* Registers a type. CV_EINVAL if the description is incomplete (no name, a method without name,
@@ -135,6 +138,20 @@ int cv_object_timer_start(cv_object *o, uint64_t timeout_ms, uint64_t repeat_ms,
                           void *data, uint64_t *id);
 /* Stops a timer; a tick already queued does not run. CV_ENOTFOUND if no such live timer. */
 int cv_object_timer_stop(cv_object *o, uint64_t id);
+
+/* Durable reminders (docs/durable-state.md): unlike timers they outlive the activation. A reminder is
+ * part of the object's persisted record: set/clear change it like a write (committed with the state by
+ * the next save: under on_write the current method's answer waits for it), and the owner of the
+ * object's shard fires it, activating the object if needed, after moves, failovers and restarts too.
+ * It fires due_in_ms from now, then every period_ms (0: once), calling the type's `reminder` hook; a
+ * tick missed while no node owned the object (or while the owner was down) fires once when an owner
+ * takes over. Setting an existing name replaces it. Precision: about 50 ms on a running owner.
+ * CV_EINVAL (empty name or longer than 128 bytes, or the type has no reminder hook), CV_EUNAVAIL (the
+ * type does not persist its state: a reminder must survive the activation), CV_ECLOSED (deactivating),
+ * CV_ENOMEM. */
+int cv_object_reminder_set(cv_object *o, const char *name, uint64_t due_in_ms, uint64_t period_ms);
+/* Removes a reminder (committed like a write). CV_ENOTFOUND if the object has none of that name. */
+int cv_object_reminder_clear(cv_object *o, const char *name);
 
 /* Result of cv_object_call. status 0: resp is the decoded response (valid during the callback only).
  * Negative: a CV_E* code, error is its message (never NULL), resp is NULL. The callback runs on the

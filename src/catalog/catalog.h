@@ -163,6 +163,13 @@ struct cv_catalog_call_visit {
     void (*expired)(void *data, uint64_t hash);
 };
 int cv_catalog_state_calls(struct cv_catalog *cat, const char *id, const struct cv_catalog_call_visit *v);
+/* Durable reminders (db "reminders"): cb for each reminder, with its object's type and id (strings valid
+ * during the call; a nonzero return stops and is returned). _get: the reminders of one object (none: 0,
+ * nothing visited); _foreach: of every object, in id order. CV_EINVAL for a bad id, CV_ELMDB. */
+typedef int (*cv_catalog_reminder_cb)(void *data, const char *type, const char *id, const char *name,
+                                      uint64_t due_ms, uint64_t period_ms);
+int cv_catalog_reminders_get(struct cv_catalog *cat, const char *id, cv_catalog_reminder_cb cb, void *data);
+int cv_catalog_reminder_foreach(struct cv_catalog *cat, cv_catalog_reminder_cb cb, void *data);
 /* Number of state records and the bytes of LMDB pages the "states" db uses (for metrics and docs). */
 void cv_catalog_state_stats(struct cv_catalog *cat, size_t *count, uint64_t *bytes);
 

@@ -465,6 +465,7 @@ static int cmd__delete_object(struct cv_cmd_ctx *c, const Cverse__Catalog__CmdDe
     MDB_val k = {strlen(cmd->id), cmd->id};
     int rc = mdb_del(c->txn, c->dbi[CV_DB_OBJECTS], &k, NULL);
     if (rc == 0 || rc == MDB_NOTFOUND) rc = mdb_del(c->txn, c->dbi[CV_DB_STATES], &k, NULL); /* its state too */
+    if (rc == 0 || rc == MDB_NOTFOUND) rc = mdb_del(c->txn, c->dbi[CV_DB_REMINDERS], &k, NULL); /* reminders */
     if (rc == 0 || rc == MDB_NOTFOUND) return 0;
     return cv_store_lmdb_err(rc, "del object");
 }
@@ -566,6 +567,21 @@ static int cmd__save_calls(const Cverse__Catalog__StateRecord *old, const Cverse
     return 0;
 }
 
+/* The item's reminders replace the object's (none: the record goes). */
+static int cmd__save_reminders(struct cv_cmd_ctx *c, const Cverse__Catalog__ObjectSave *s)
+{
+    if (s->n_reminders == 0) {
+        MDB_val k = {strlen(s->id), s->id};
+        int rc = mdb_del(c->txn, c->dbi[CV_DB_REMINDERS], &k, NULL);
+        return rc == 0 || rc == MDB_NOTFOUND ? 0 : cv_store_lmdb_err(rc, "del reminders");
+    }
+    Cverse__Catalog__ReminderSet set = CVERSE__CATALOG__REMINDER_SET__INIT;
+    set.type = s->type;
+    set.reminders = s->reminders;
+    set.n_reminders = s->n_reminders;
+    return cv_store_msg_put(c->txn, c->dbi[CV_DB_REMINDERS], s->id, strlen(s->id), &set);
+}
+
 static int cmd__save_one(struct cv_cmd_ctx *c, const char *node, const Cverse__Catalog__ObjectSave *s, bool *ok)
 {
     struct cv_placement p;
@@ -592,6 +608,7 @@ static int cmd__save_one(struct cv_cmd_ctx *c, const char *node, const Cverse__C
         rec.n_expired_calls = calls.n_expired;
         rv = cv_store_msg_put(c->txn, c->dbi[CV_DB_STATES], s->id, strlen(s->id), &rec);
     }
+    if (rv == 0 && *ok && !dup && s->reminders_set) rv = cmd__save_reminders(c, s);
     free(calls.calls);
     free(calls.expired);
     if (old) cverse__catalog__state_record__free_unpacked(old, NULL);

@@ -31,6 +31,7 @@
 #include "node/mapfeed.h"
 #include "node/ops.h"
 #include "node/outcall.h"
+#include "node/remind.h"
 #include "node/saver.h"
 #include "node/feed.h"
 #include "node/stats.h"
@@ -49,6 +50,7 @@ struct cv_host {
     struct cv_autoload al;
     struct cv_handoff ho;
     struct cv_saver ps;
+    struct cv_remind rm;
     struct cv_type_policy *policies; /* owned: config object_types for the runtime */
     struct cv_feed *events; /* the catalog change feed (GET /v1/events), owned */
     uv_timer_t tick;
@@ -67,6 +69,7 @@ static void host__shards_changed(struct cv_host *h)
     if (h->x.started && !h->x.fenced) cv_autoload_reconcile(&h->al);
     cv_handoff_mark(&h->ho);
     cv_handoff_scan(&h->ho); /* shards without active objects are released right away */
+    cv_remind_changed(&h->rm); /* the reminders of the shards we own now */
     cv_mapfeed_changed(&h->feed);
 }
 
@@ -78,7 +81,7 @@ void cv_host_applied(struct cv_host *h, uint64_t index, const Cverse__Catalog__B
     bool moved = false;
     for (size_t i = 0; i < batch->n_commands; i++) {
         const Cverse__Catalog__Command *c = batch->commands[i];
-        if (results[i].status != 0) continue;
+        if (results[i].status != 0 && c->cmd_case != CVERSE__CATALOG__COMMAND__CMD_SAVE_STATE) continue;
         switch (c->cmd_case) {
         case CVERSE__CATALOG__COMMAND__CMD_ASSIGN_SHARDS:
         case CVERSE__CATALOG__COMMAND__CMD_EXPIRE_NODE:   /* unassigns the dead node's shards */
@@ -88,7 +91,12 @@ void cv_host_applied(struct cv_host *h, uint64_t index, const Cverse__Catalog__B
         case CVERSE__CATALOG__COMMAND__CMD_CREATE_OBJECT:
             cv_hctx_activate_applied(&h->x, c->create_object->type, c->create_object->id, index);
             break;
+        case CVERSE__CATALOG__COMMAND__CMD_SAVE_STATE:
+            for (size_t k = 0; k < c->save_state->n_saves; k++)
+                if (c->save_state->saves[k]->reminders_set) cv_remind_changed(&h->rm);
+            break;
         case CVERSE__CATALOG__COMMAND__CMD_DELETE_OBJECT:
+            cv_remind_changed(&h->rm);
             if (cv_runtime_destroy(h->x.rt, c->delete_object->id) == 0)
                 CV_INFO("object %s deleted at index %llu: destroying it", c->delete_object->id,
                         (unsigned long long)index);
@@ -126,6 +134,7 @@ static void host__tick(uv_timer_t *t)
     cv_handoff_scan(&h->ho);
     cv_mapfeed_tick(&h->feed);
     if (!h->x.fenced) cv_autoload_tick(&h->al);
+    cv_remind_tick(&h->rm);
     if (++h->ticks % IDLE_SCAN_TICKS == 0 && h->x.started) {
         int n = cv_runtime_deactivate_idle(h->x.rt);
         if (n > 0) CV_DEBUG("deactivating %d idle objects", n);
@@ -182,9 +191,15 @@ static int host__load_state(void *data, const char *type, const char *id, uint8_
 }
 
 static int host__save_state(void *data, const char *type, const char *id, uint64_t version, uint8_t *state,
-                            size_t len, const struct cv_save_calls *calls, cv_state_saved_cb cb, void *cb_data)
+                            size_t len, const struct cv_save_extra *calls, cv_state_saved_cb cb, void *cb_data)
 {
     return cv_saver_save(&((struct cv_host *)data)->ps, type, id, version, state, len, calls, cb, cb_data);
+}
+
+static int host__load_reminders(void *data, const char *id, void (*add)(void *o, const struct cv_reminder *r),
+                                void *o)
+{
+    return cv_saver_load_reminders(&((struct cv_host *)data)->ps, id, add, o);
 }
 
 static int host__load_calls(void *data, const char *id, void (*call)(void *o, const struct cv_call_record *r),
@@ -264,6 +279,7 @@ static void host__free(struct cv_host *h)
 {
     cv_autoload_free(&h->al);
     cv_handoff_free(&h->ho);
+    cv_remind_free(&h->rm);
     cv_node_stats_free(h->x.stats);
     cv_feed_free(h->events);
     free(h->policies);
@@ -321,7 +337,8 @@ int cv_host_init(const struct cv_host_opts *opts, struct cv_host **out)
                                   .cluster_objects = host__cluster_objects,
                                   .load_state = host__load_state,
                                   .save_state = host__save_state,
-                                  .load_calls = host__load_calls};
+                                  .load_calls = host__load_calls,
+                                  .load_reminders = host__load_reminders};
     struct cv_runtime_opts ro = {.node_id = h->x.self,
                                  .shards = opts->cfg->shards,
                                  .owns = cv_hctx_owns,
@@ -342,6 +359,7 @@ int cv_host_init(const struct cv_host_opts *opts, struct cv_host **out)
     cv_incall_init(&h->in, &h->x);
     cv_ops_init(&h->ops, &h->x);
     cv_saver_init(&h->ps, &h->x);
+    cv_remind_init(&h->rm, &h->x);
     cv_mapfeed_init(&h->feed, &h->x);
     uv_timer_init(h->x.loop, &h->tick);
     h->tick.data = h;

@@ -31,6 +31,9 @@ struct psave {
     size_t n_calls;
     uint32_t window;
     uint64_t window_ms, now_ms;
+    Cverse__Catalog__Reminder **rems; /* owned (each one malloc with its name): with rems_set */
+    size_t n_rems;
+    bool rems_set;
     cv_state_saved_cb cb;
     void *data;
 };
@@ -95,6 +98,7 @@ int cv_saver_load(struct cv_saver *p, const char *type, const char *id, uint8_t 
 struct saver__visit {
     void (*call)(void *o, const struct cv_call_record *r);
     void (*expired)(void *o, uint64_t hash);
+    void (*add)(void *o, const struct cv_reminder *r);
     void *o;
 };
 
@@ -115,13 +119,13 @@ static void saver__visit_call(void *data, const char *call_id, int status, const
 int cv_saver_load_calls(struct cv_saver *p, const char *id, void (*call)(void *o, const struct cv_call_record *r),
                         void (*expired)(void *o, uint64_t hash), void *o)
 {
-    struct saver__visit sv = {call, expired, o};
+    struct saver__visit sv = {.call = call, .expired = expired, .o = o};
     struct cv_catalog_call_visit v = {.data = &sv, .call = saver__visit_call, .expired = saver__visit_expired};
     return cv_catalog_state_calls(p->x->cat, id, &v);
 }
 
 /* Owned copies of the call records a save carries (one allocation each, strings inside). */
-static int saver__calls_copy(struct psave *s, const struct cv_save_calls *c)
+static int saver__calls_copy(struct psave *s, const struct cv_save_extra *c)
 {
     if (!c) return 0;
     s->window = c->window;
@@ -148,10 +152,48 @@ static int saver__calls_copy(struct psave *s, const struct cv_save_calls *c)
     return 0;
 }
 
+static int saver__reminders_copy(struct psave *s, const struct cv_save_extra *c)
+{
+    if (!c || !c->reminders_set) return 0;
+    s->rems_set = true;
+    if (!c->n_reminders) return 0;
+    if (!(s->rems = calloc(c->n_reminders, sizeof *s->rems))) return CV_ENOMEM;
+    for (size_t i = 0; i < c->n_reminders; i++) {
+        size_t nl = strlen(c->reminders[i].name) + 1;
+        Cverse__Catalog__Reminder *r = malloc(sizeof *r + nl);
+        if (!r) return CV_ENOMEM;
+        cverse__catalog__reminder__init(r);
+        r->name = (char *)(r + 1);
+        memcpy(r->name, c->reminders[i].name, nl);
+        r->due_ms = c->reminders[i].due_ms;
+        r->period_ms = c->reminders[i].period_ms;
+        s->rems[s->n_rems++] = r;
+    }
+    return 0;
+}
+
 static void saver__calls_free(struct psave *s)
 {
     for (size_t i = 0; i < s->n_calls; i++) free(s->calls[i]);
     free(s->calls);
+    for (size_t i = 0; i < s->n_rems; i++) free(s->rems[i]);
+    free(s->rems);
+}
+
+static int saver__visit_reminder(void *data, const char *type, const char *id, const char *name, uint64_t due_ms,
+                                 uint64_t period_ms)
+{
+    struct saver__visit *v = data;
+    struct cv_reminder r = {name, due_ms, period_ms};
+    v->add(v->o, &r);
+    return 0;
+}
+
+int cv_saver_load_reminders(struct cv_saver *p, const char *id, void (*add)(void *o, const struct cv_reminder *r),
+                            void *o)
+{
+    struct saver__visit sv = {.add = add, .o = o};
+    return cv_catalog_reminders_get(p->x->cat, id, saver__visit_reminder, &sv);
 }
 
 /* The epoch under which this node writes id now (the catalog's fence, catalog.h save_state), or
@@ -174,13 +216,14 @@ static int saver__epoch(struct cv_hctx *x, const char *id, uint64_t *epoch)
 }
 
 int cv_saver_save(struct cv_saver *p, const char *type, const char *id, uint64_t version, uint8_t *state,
-                    size_t len, const struct cv_save_calls *calls, cv_state_saved_cb cb, void *cb_data)
+                    size_t len, const struct cv_save_extra *calls, cv_state_saved_cb cb, void *cb_data)
 {
     uint64_t epoch = 0;
     int rv = p->x->closing ? CV_ECLOSED : saver__epoch(p->x, id, &epoch);
     struct psave *s = rv ? NULL : calloc(1, sizeof *s);
     if (!rv && (!s || !(s->type = strdup(type)) || !(s->id = strdup(id)))) rv = CV_ENOMEM;
     if (!rv) rv = saver__calls_copy(s, calls);
+    if (!rv) rv = saver__reminders_copy(s, calls);
     if (rv) {
         if (s) {
             free(s->type);
@@ -277,6 +320,9 @@ static void saver__flush(struct cv_saver *p)
         it->call_window = s->window;
         it->call_window_ms = s->window_ms;
         it->now_ms = s->now_ms;
+        it->reminders = s->rems;
+        it->n_reminders = s->n_rems;
+        it->reminders_set = s->rems_set;
     }
     Cverse__Catalog__CmdSaveState ss = CVERSE__CATALOG__CMD_SAVE_STATE__INIT;
     ss.node = (char *)p->x->self;

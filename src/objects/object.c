@@ -152,6 +152,7 @@ void obj__mail_free(struct obj__mail *m)
 {
     if (m->req) protobuf_c_message_free_unpacked(m->req, NULL);
     free(m->call_id);
+    free(m->remind);
     free(m);
 }
 
@@ -165,7 +166,7 @@ void obj__drain(struct cv_object *o, int status)
     while ((m = obj__mail_pop(o))) {
         if (m->method) {
             m->cb(m->data, status, cv_strerror(status), (const uint8_t *)"", 0);
-        } else {
+        } else if (m->timer) { /* a reminder entry has none: the scheduler fires it again at the next owner */
             m->timer->pending = false;
             obj__timer_unref(m->timer);
         }
@@ -334,6 +335,13 @@ void obj__run_next(struct cv_object *o)
     struct obj__mail *m = obj__mail_pop(o);
     if (!m) return;
     o->last_used = uv_now(o->rt->loop); /* idle deactivation counts from here */
+    if (m->remind) {
+        obj__run_reminder(o, m);
+        obj__mail_free(m);
+        obj__state_after(o);
+        if (o->head && obj__state(o) == OBJ_ACTIVE) obj__ready(o);
+        return;
+    }
     if (!m->method) {
         struct obj__timer *t = m->timer;
         free(m);

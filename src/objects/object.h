@@ -54,6 +54,15 @@ struct obj__mail {
     void *data;                     /* borrowed: the caller's, handed back to cb */
     struct obj__timer *timer;       /* a tick: holds a reference on the timer (pending) */
     char *call_id;                  /* owned: the caller's reliable-call id, NULL when none (calls.c) */
+    char *remind;                   /* owned: a reminder entry (no method, no timer): its name */
+    uint64_t remind_due;            /* ... and the due time it fires for */
+};
+
+/* One durable reminder of an object (reminders.c), in o->reminders. */
+struct obj__reminder {
+    struct obj__reminder *next;
+    uint64_t due_ms, period_ms;
+    char name[];
 };
 
 /* One answered reliable call (calls.c): its id and answer, in o->calls (oldest first). */
@@ -119,6 +128,8 @@ struct cv_object {
     uint64_t call_window_ms;  /* ... none older than this (0: no age limit) */
     uint64_t *expired;        /* owned */
     size_t n_expired, cap_expired;
+    struct obj__reminder *reminders; /* owned (reminders.c) */
+    bool reminders_changed;          /* the next capture carries them (they replace the stored set) */
 };
 
 /* A reply held until the state it saw is committed (on_write). version 0: not captured yet. */
@@ -232,5 +243,14 @@ void obj__calls_record(struct cv_object *o, const struct obj__mail *m, int statu
 /* The records not captured yet, now part of `version`: *out (calloc'ed, pointing into the records,
  * valid until the object changes) and their count. */
 size_t obj__calls_capture(struct cv_object *o, uint64_t version, struct cv_call_record **out);
+
+/* ---- durable reminders (reminders.c) ---- */
+int obj__reminders_load(struct cv_object *o);
+void obj__reminders_free(struct cv_object *o);
+/* When they changed: *out (calloc'ed, names borrowed from the object, valid until it changes) and the
+ * count; extra->reminders_set. */
+void obj__reminders_capture(struct cv_object *o, struct cv_save_extra *extra, struct cv_reminder **out);
+/* Runs a reminder entry m (popped): the hook, then the reminder advances (the caller frees m). */
+void obj__run_reminder(struct cv_object *o, struct obj__mail *m);
 
 #endif

@@ -240,7 +240,7 @@ static void runtime__pump_cb(uv_idle_t *h)
     if (!rt->ready_head && !rt->finishing) uv_idle_stop(&rt->pump);
 }
 
-const char *const cv_activation_reason_names[CV_ACT_N] = {"call", "created", "load"};
+const char *const cv_activation_reason_names[CV_ACT_N] = {"call", "created", "load", "reminder"};
 const char *const cv_deactivation_reason_names[CV_DEACT_N] = {"idle",   "moved",   "fenced", "deleted",
                                                               "failed", "closing", "other"};
 
@@ -366,6 +366,38 @@ int cv_runtime_activate(struct cv_runtime *rt, const char *type, const char *id,
     o->counted = true;
     rt->counts.activations[created && rt->created_explicit ? CV_ACT_CREATED : CV_ACT_LOAD]++;
     obj__ready(o); /* the pump runs the hooks; the mailbox is empty */
+    obj__check(o);
+    return 0;
+}
+
+int cv_runtime_remind(struct cv_runtime *rt, const char *type, const char *id, const char *name, uint64_t due_ms)
+{
+    if (!rt->started) return CV_EUNAVAIL;
+    if (rt->closing) return CV_ECLOSED;
+    if (!type || !id || !name) return CV_EINVAL;
+    const struct cv_object_type *t = cv_registry_type(rt->reg, type);
+    if (!t) return CV_ENOTFOUND;
+    struct cv_placement p;
+    struct cv_object *o;
+    int rv = runtime__lookup(rt, t, id, &p, &o);
+    if (rv != 0) return rv;
+    if (o && o->queued >= rt->capacity) return CV_EBUSY;
+    struct obj__mail *mail = calloc(1, sizeof *mail);
+    if (!mail || !(mail->remind = strdup(name))) {
+        free(mail);
+        return CV_ENOMEM;
+    }
+    mail->remind_due = due_ms;
+    if (!o && !(o = obj__new(rt, t, id, &p))) {
+        obj__mail_free(mail);
+        return CV_ENOMEM;
+    }
+    if (obj__state(o) == OBJ_ACTIVATING && !o->counted) {
+        o->counted = true;
+        rt->counts.activations[CV_ACT_REMINDER]++;
+    }
+    obj__mail_push(o, mail); /* counted as a tick: it bypasses the calls' capacity */
+    if (!o->in_flight) obj__ready(o);
     obj__check(o);
     return 0;
 }

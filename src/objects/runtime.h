@@ -42,13 +42,23 @@ struct cv_call_record {
     size_t len;
     uint64_t at_ms; /* wall clock (cv_now_ms) when answered */
 };
+/* A durable reminder (cv_object_reminder_set); name borrowed. */
+struct cv_reminder {
+    const char *name;
+    uint64_t due_ms;    /* wall clock (cv_now_ms) */
+    uint64_t period_ms; /* 0: once */
+};
 /* What a save carries besides the state: the call ids answered by this change, and the object's window
- * (the catalog trims the stored ids to it at apply time, against now_ms). */
-struct cv_save_calls {
-    const struct cv_call_record *calls; /* borrowed: copy what you keep */
+ * (the catalog trims the stored ids to it at apply time, against now_ms); the object's reminders when
+ * they changed (reminders_set: they replace the stored ones). Everything borrowed: copy what you keep. */
+struct cv_save_extra {
+    const struct cv_call_record *calls;
     size_t n;
     uint32_t window;
     uint64_t window_ms, now_ms;
+    const struct cv_reminder *reminders;
+    size_t n_reminders;
+    bool reminders_set;
 };
 
 /* Cluster services of the hosting node (cverse-node's host.c), through which the SDK's cluster functions
@@ -79,12 +89,15 @@ struct cv_host_hooks {
      * of id. 0 and cb fires exactly once, never from inside the hook; or a negative code and cb never
      * fires (the save failed as by that code). Saves of one object never overlap (the runtime waits). */
     int (*save_state)(void *data, const char *type, const char *id, uint64_t version, uint8_t *state,
-                      size_t len, const struct cv_save_calls *calls, cv_state_saved_cb cb, void *cb_data);
+                      size_t len, const struct cv_save_extra *calls, cv_state_saved_cb cb, void *cb_data);
     /* load_calls (optional): visits the committed call-id window of id (reliable calls): call for each
      * record, oldest first, expired for each hash of an id trimmed from it; o is handed back to both.
      * 0 (also when nothing was saved) or a code failing the activation. */
     int (*load_calls)(void *data, const char *id, void (*call)(void *o, const struct cv_call_record *r),
                       void (*expired)(void *o, uint64_t hash), void *o);
+    /* load_reminders (optional): visits the committed reminders of id, handing o back to add. 0 or a code
+     * failing the activation. Without it (or save_state) reminders cannot be set (CV_EUNAVAIL). */
+    int (*load_reminders)(void *data, const char *id, void (*add)(void *o, const struct cv_reminder *r), void *o);
 };
 
 /* A type's persistence as configured (config object_types), overriding the type's own choice. */
@@ -175,6 +188,14 @@ int cv_runtime_call(struct cv_runtime *rt, const char *type, const char *id, con
 int cv_runtime_call_id(struct cv_runtime *rt, const char *type, const char *id, const char *method,
                        const uint8_t *req, size_t len, const char *call_id, cv_runtime_call_cb cb, void *data);
 
+/* A reminder of object (type, id) fell due (the host's scheduler, docs/durable-state.md): the object is
+ * activated if needed (loading its state and reminders) and the reminder runs in its mailbox like a call:
+ * the type's reminder hook, then the reminder advances (a periodic one to its first due time after now,
+ * so missed ticks fire once; a one-shot one goes) and the object is saved. A reminder the object no
+ * longer has at that due time (cleared, or fired already) does nothing. 0, or the codes of
+ * cv_runtime_activate and CV_EBUSY (mailbox full). */
+int cv_runtime_remind(struct cv_runtime *rt, const char *type, const char *id, const char *name, uint64_t due_ms);
+
 /* Activates object (type, id) without a call (auto-load objects, a create applied on the owner): it
  * enters the table as ACTIVATING and its hooks run from the pump, `created` first if created is true
  * and opts.created_explicit is set. 0 also when it is already ACTIVATING/ACTIVE with that type (nothing
@@ -227,7 +248,8 @@ enum cv_persist cv_runtime_type_persist(const struct cv_runtime *rt, const struc
 enum cv_activation_reason {
     CV_ACT_CALL = 0, /* a call to an object that was not active */
     CV_ACT_CREATED,  /* a new object (its created hook ran) */
-    CV_ACT_LOAD,     /* activated without a call: auto-load, a create of an existing object, a reminder */
+    CV_ACT_LOAD,     /* activated without a call: auto-load, a create of an existing object */
+    CV_ACT_REMINDER, /* a reminder of an inactive object fell due */
     CV_ACT_N
 };
 enum cv_deactivation_reason {

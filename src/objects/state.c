@@ -99,6 +99,7 @@ void obj__state_release_all(struct cv_object *o)
 {
     obj__state_free(o);
     obj__calls_free(o);
+    obj__reminders_free(o);
 }
 
 int obj__state_load(struct cv_object *o)
@@ -109,7 +110,10 @@ int obj__state_load(struct cv_object *o)
     uint64_t version = 0;
     if (o->persist == CV_PERSIST_NONE || !rt->hooks.load_state) return 0;
     int rv = rt->hooks.load_state(rt->hooks.data, o->type->name, o->id, &buf, &len, &version);
-    if (rv == CV_ENOTFOUND) return obj__calls_load(o); /* never saved: the empty state */
+    if (rv == CV_ENOTFOUND) { /* never saved: the empty state */
+        rv = obj__calls_load(o);
+        return rv ? rv : obj__reminders_load(o);
+    }
     if (rv != 0) return rv;
     ProtobufCMessage *m = protobuf_c_message_unpack(o->type->state_message, NULL, len, buf ? buf : (uint8_t *)"");
     free(buf);
@@ -121,7 +125,8 @@ int obj__state_load(struct cv_object *o)
     obj__state_free(o);
     o->state_mem = m;
     o->version = o->saved_version = version;
-    return obj__calls_load(o);
+    rv = obj__calls_load(o);
+    return rv ? rv : obj__reminders_load(o);
 }
 
 void cv_object_mark_dirty(cv_object *o)
@@ -242,12 +247,15 @@ static void state__save(struct cv_object *o)
     o->saving = true;
     o->refs++; /* released in state__saved */
     struct cv_call_record *recs;
-    struct cv_save_calls calls = {.window = o->call_window, .window_ms = o->call_window_ms, .now_ms = cv_now_ms()};
+    struct cv_save_extra calls = {.window = o->call_window, .window_ms = o->call_window_ms, .now_ms = cv_now_ms()};
     calls.n = obj__calls_capture(o, o->version, &recs);
     calls.calls = recs;
+    struct cv_reminder *rems;
+    obj__reminders_capture(o, &calls, &rems);
     int rv = rt->hooks.save_state(rt->hooks.data, o->type->name, o->id, o->version, buf, len, &calls,
                                   state__saved, o);
     free(recs);
+    free(rems);
     if (rv != 0) {
         o->saving = false;
         o->refs--;

@@ -36,6 +36,14 @@ struct pend {
     struct crec *calls; /* the call ids this save carries (copied) */
     size_t n_calls;
     uint32_t window;
+    bool rems_set;
+    struct rem *rems;
+    size_t n_rems;
+};
+
+struct rem {
+    char name[32];
+    uint64_t due, period;
 };
 
 /* A committed call record as the host keeps it. */
@@ -66,6 +74,9 @@ static struct {
     struct crec calls[NCALLS]; /* committed call ids of "c" (the catalog's StateRecord.calls) */
     size_t n_calls;
     uint32_t last_window;
+    struct rem rems[8]; /* the reminders of "c" as committed (db "reminders") */
+    size_t n_rems;
+    int reminded;       /* reminder hook runs */
     struct result res[NRES];
     int completed;
 } g;
@@ -93,16 +104,21 @@ static void host_commit(uv_idle_t *idle)
                 g.calls[g.n_calls++] = p->calls[k];
             }
             g.last_window = p->window;
+            if (p->rems_set) {
+                memcpy(g.rems, p->rems, p->n_rems * sizeof *g.rems);
+                g.n_rems = p->n_rems;
+            }
         } else {
             free(p->buf);
         }
         free(p->calls);
+        free(p->rems);
         p->cb(p->data, g.fail_with, g.fail_with ? "refused by the test" : NULL);
     }
 }
 
 static int host_save(void *data, const char *type, const char *id, uint64_t version, uint8_t *state, size_t len,
-                     const struct cv_save_calls *calls, cv_state_saved_cb cb, void *cb_data)
+                     const struct cv_save_extra *calls, cv_state_saved_cb cb, void *cb_data)
 {
     cr_assert_lt(g.np, NPEND);
     cr_assert_not_null(calls);
@@ -117,7 +133,13 @@ static int host_save(void *data, const char *type, const char *id, uint64_t vers
         cs[i].len = r->len;
         cs[i].at_ms = r->at_ms;
     }
-    g.p[g.np++] = (struct pend){cb, cb_data, state, len, version, cs, calls->n, calls->window};
+    struct rem *rs = calloc(calls->n_reminders + 1, sizeof *rs);
+    cr_assert_leq(calls->n_reminders, 8);
+    for (size_t i = 0; i < calls->n_reminders; i++)
+        rs[i] = (struct rem){.due = calls->reminders[i].due_ms, .period = calls->reminders[i].period_ms},
+        snprintf(rs[i].name, sizeof rs[i].name, "%s", calls->reminders[i].name);
+    g.p[g.np++] = (struct pend){cb, cb_data, state, len, version, cs, calls->n, calls->window, calls->reminders_set,
+                                rs, calls->n_reminders};
     g.saves++;
     uv_idle_start(&g.commit, host_commit);
     return 0;
@@ -141,6 +163,16 @@ static int host_load_calls(void *data, const char *id, void (*call)(void *o, con
         struct cv_call_record r = {g.calls[i].id, g.calls[i].status, "", g.calls[i].resp, g.calls[i].len,
                                    g.calls[i].at_ms};
         call(o, &r);
+    }
+    return 0;
+}
+
+static int host_load_reminders(void *data, const char *id, void (*add)(void *o, const struct cv_reminder *r),
+                               void *o)
+{
+    for (size_t i = 0; i < g.n_rems; i++) {
+        struct cv_reminder r = {g.rems[i].name, g.rems[i].due, g.rems[i].period};
+        add(o, &r);
     }
     return 0;
 }
@@ -212,15 +244,35 @@ static void c_add_later(cv_object *o, const ProtobufCMessage *req, cv_reply *r)
 
 static void c_deactivated(cv_object *o) { g.deactivated++; }
 
+/* Remind: sets reminder "r" due in `index` ms, every `term` ms (leader "clear": clears it). */
+static void c_remind(cv_object *o, const ProtobufCMessage *req, cv_reply *r)
+{
+    const Msg *q = (const Msg *)req;
+    int rv = strcmp(q->leader, "clear") == 0 ? cv_object_reminder_clear(o, "r")
+                                              : cv_object_reminder_set(o, "r", q->index, q->term);
+    Msg resp = MSG_INIT;
+    resp.index = (uint64_t)-rv;
+    cv_reply_ok(r, &resp.base);
+}
+
+/* The reminder hook adds 100 to the counter. */
+static void c_reminder(cv_object *o, const char *name, uint64_t due)
+{
+    Msg *s = cv_object_state(o);
+    s->index += 100;
+    g.reminded++;
+}
+
 static const struct cv_method c_methods[] = {
     {"Add", MSG_DESC, MSG_DESC, c_add, CV_METHOD_WRITES},
     {"Get", MSG_DESC, MSG_DESC, c_get, 0},
     {"Grow", MSG_DESC, MSG_DESC, c_grow, 0},
     {"AddLater", MSG_DESC, MSG_DESC, c_add_later, CV_METHOD_WRITES},
+    {"Remind", MSG_DESC, MSG_DESC, c_remind, CV_METHOD_WRITES},
 };
 static const struct cv_object_type on_write_type = {.name = "W", .deactivated = c_deactivated, .methods = c_methods,
-                                                    .n_methods = 4, .state_message = MSG_DESC,
-                                                    .persist = CV_PERSIST_ON_WRITE};
+                                                    .n_methods = 5, .state_message = MSG_DESC,
+                                                    .persist = CV_PERSIST_ON_WRITE, .reminder = c_reminder};
 static const struct cv_object_type periodic_type = {.name = "P", .deactivated = c_deactivated, .methods = c_methods,
                                                     .n_methods = 4, .state_message = MSG_DESC,
                                                     .persist = CV_PERSIST_PERIODIC, .save_interval_ms = 30};
@@ -235,7 +287,8 @@ static void setup_with(const struct cv_type_policy *pol, size_t npol, size_t max
     cv_log_init("test", CV_LOG_ERROR + 1);
     cr_assert_eq(uv_loop_init(&g.loop), 0);
     uv_idle_init(&g.loop, &g.commit);
-    struct cv_host_hooks hooks = {.load_state = host_load, .save_state = host_save, .load_calls = host_load_calls};
+    struct cv_host_hooks hooks = {.load_state = host_load, .save_state = host_save, .load_calls = host_load_calls,
+                                  .load_reminders = host_load_reminders};
     struct cv_runtime_opts o = {.node_id = "n1", .shards = 16, .hooks = &hooks, .policies = pol,
                                 .n_policies = npol, .state_max_bytes = max};
     cr_assert_eq(cv_runtime_init(&g.loop, &o, &g.rt), 0);
@@ -325,6 +378,12 @@ static uint64_t stored_value(void)
     uint64_t v = m->index;
     cverse__rpc__propose_response__free_unpacked(m, NULL);
     return v;
+}
+
+static bool gone(void)
+{
+    struct cv_object_info info;
+    return cv_runtime_lookup(g.rt, "c", &info) == CV_ENOTFOUND;
 }
 
 /* ---- tests ---- */
@@ -580,6 +639,7 @@ Test(objstate, a_new_activation_answers_a_committed_id_from_the_store, .init = s
     cr_assert_eq(a->value, 7);
     cr_assert_eq(cv_runtime_deactivate(g.rt, "c"), 0);
     cr_assert(run_until(deactivated, 2000));
+    cr_assert(run_until(gone, 2000));
     cr_assert(run_until(no_pending, 2000));
     /* another owner (a move, a failover, a restart): the state and its call ids come from the store */
     struct result *b = call_id("W", "Add", 7, "retry-me");
@@ -650,6 +710,7 @@ Test(objstate, an_idle_object_is_deactivated_saved_and_reactivated_by_the_next_c
     wait_done(r);
     cr_assert_eq(cv_runtime_deactivate_idle(g.rt), 0, "not idle yet");
     cr_assert(run_until(idle_swept, 2000), "never deactivated when idle");
+    cr_assert(run_until(gone, 2000));
     cr_assert(run_until(no_pending, 2000));
     cr_assert_eq(stored_value(), 3, "its state was saved at the idle deactivation");
     r = call("P", "Add", 1);
@@ -667,5 +728,71 @@ Test(objstate, memory_only_types_never_go_idle_by_default)
     static const struct cv_type_policy pol[] = {{"W", CV_PERSIST_NONE, 0, 0, 0, -1}};
     setup_with(pol, 1, 0);
     cr_assert_eq(cv_runtime_type_idle(g.rt, &on_write_type), 0, "their state would be lost");
+    finish();
+}
+
+/* ---- durable reminders (src/objects/reminders.c) ---- */
+
+static struct result *remind_call(uint64_t due_in, uint64_t period, const char *leader)
+{
+    static struct result r;
+    memset(&r, 0, sizeof r);
+    Msg q = MSG_INIT;
+    q.index = due_in;
+    q.term = period;
+    q.leader = (char *)leader;
+    uint8_t buf[64];
+    size_t n = cverse__rpc__propose_response__pack(&q, buf);
+    cr_assert_eq(cv_runtime_call(g.rt, "W", "c", "Remind", buf, n, done_cb, &r), 0);
+    return &r;
+}
+
+static bool reminded_once(void) { return g.reminded >= 1 && no_pending(); }
+static bool reminded_twice(void) { return g.reminded >= 2 && g.n_rems == 1 && g.rems[0].due > (uint64_t)cv_now_ms(); }
+
+Test(objstate, a_reminder_is_committed_fires_once_per_due_time_and_advances, .init = setup)
+{
+    struct result *r = remind_call(0, 0, "");
+    wait_done(r);
+    cr_assert_eq(r->value, 0, "set: %s", cv_errname(-(int)r->value));
+    cr_assert_eq(g.n_rems, 1, "committed with the answer (on_write)");
+    uint64_t due = g.rems[0].due;
+    cr_assert_eq(cv_runtime_remind(g.rt, "W", "c", "r", due), 0);
+    cr_assert(run_until(reminded_once, 2000));
+    cr_assert_eq(g.n_rems, 0, "a one-shot reminder is gone once fired (committed)");
+    cr_assert_eq(stored_value(), 100, "the hook's change is committed with it");
+    cr_assert_eq(cv_runtime_remind(g.rt, "W", "c", "r", due), 0, "the scheduler fires it again (late catalog)");
+    cr_assert(run_until(no_pending, 2000));
+    cr_assert_eq(g.reminded, 1, "once per due time");
+    /* periodic, with ticks missed: fires once, the next due time is after now */
+    wait_done(remind_call(0, 1000, ""));
+    due = g.rems[0].due - 5000; /* as if 5 s of ticks were missed while nobody owned it */
+    g.rems[0].due = due;
+    cr_assert_eq(cv_runtime_deactivate(g.rt, "c"), 0);
+    cr_assert(run_until(gone, 2000));
+    cr_assert(run_until(no_pending, 2000));
+    g.rems[0].due = due; /* the deactivation saved nothing new, but be sure */
+    cr_assert_eq(cv_runtime_remind(g.rt, "W", "c", "r", due), 0, "activates the object");
+    cr_assert(run_until(reminded_twice, 2000), "reminded %d", g.reminded);
+    cr_assert(run_until(no_pending, 2000));
+    cr_assert(g.reminded == 2, "the missed ticks fire once: %d", g.reminded);
+    cr_assert_eq(g.n_rems, 1);
+    cr_assert_gt(g.rems[0].due, due + 5000 - 1, "advanced past now");
+    cr_assert_eq((g.rems[0].due - due) % 1000, 0, "on the period's grid");
+    struct cv_runtime_counts c;
+    cv_runtime_counts(g.rt, &c);
+    cr_assert_eq(c.activations[CV_ACT_REMINDER], 1);
+    wait_done(remind_call(0, 0, "clear"));
+    cr_assert_eq(g.n_rems, 0, "cleared and committed");
+    finish();
+}
+
+Test(objstate, reminders_need_a_persisted_type)
+{
+    static const struct cv_type_policy pol[] = {{"W", CV_PERSIST_NONE, 0, 0, 0, 0}};
+    setup_with(pol, 1, 0);
+    struct result *r = remind_call(10, 0, "");
+    wait_done(r);
+    cr_assert_eq(-(int)r->value, CV_EUNAVAIL);
     finish();
 }

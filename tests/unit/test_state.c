@@ -542,3 +542,71 @@ Test(state, call_ids_are_kept_in_a_window_of_count_and_age)
     s = calls_of(id);
     cr_assert_eq(s.n + s.n_expired, 0, "dropped with the object");
 }
+
+/* ---- durable reminders (db "reminders") ---- */
+
+struct rems {
+    char names[8][32];
+    uint64_t due[8];
+    int n;
+};
+
+static int rem_cb(void *data, const char *type, const char *id, const char *name, uint64_t due_ms, uint64_t period_ms)
+{
+    struct rems *r = data;
+    cr_assert_str_eq(type, "Counter");
+    cr_assert_lt(r->n, 8);
+    snprintf(r->names[r->n], sizeof r->names[0], "%s", name);
+    r->due[r->n++] = due_ms;
+    return 0;
+}
+
+static int save_reminders(const char *id, uint64_t e, uint64_t version, const char **names, size_t n, bool set)
+{
+    Cverse__Catalog__Reminder rs[4], *ptrs[4];
+    for (size_t i = 0; i < n; i++) {
+        cverse__catalog__reminder__init(&rs[i]);
+        rs[i].name = (char *)names[i];
+        rs[i].due_ms = 1000 * (i + 1);
+        rs[i].period_ms = 500;
+        ptrs[i] = &rs[i];
+    }
+    Cverse__Catalog__ObjectSave s = item(id, e, version, "st");
+    s.reminders = ptrs;
+    s.n_reminders = n;
+    s.reminders_set = set;
+    return save_items("n1", &s, 1);
+}
+
+Test(state, reminders_are_replaced_by_a_save_that_sets_them_and_dropped_with_the_object)
+{
+    reg("n1");
+    uint64_t e = assign(5, "n1");
+    const char *id = on_shard(5, "c"), *other = on_shard(5, "d");
+    object_op("Counter", id, true);
+    object_op("Counter", other, true);
+    const char *ab[] = {"a", "b"}, *c1[] = {"c"};
+    cr_assert_eq(save_reminders(id, e, 1, ab, 2, true), 0);
+    cr_assert_eq(save_reminders(other, e, 1, c1, 1, true), 0);
+    struct rems r = {0};
+    cr_assert_eq(cv_catalog_reminders_get(cat, id, rem_cb, &r), 0);
+    cr_assert_eq(r.n, 2);
+    cr_assert_str_eq(r.names[1], "b");
+    cr_assert_eq(r.due[1], 2000);
+    r = (struct rems){0};
+    cr_assert_eq(cv_catalog_reminder_foreach(cat, rem_cb, &r), 0);
+    cr_assert_eq(r.n, 3, "every object's");
+    cr_assert_eq(save_reminders(id, e, 2, NULL, 0, false), 0, "a save that does not set them");
+    r = (struct rems){0};
+    cr_assert_eq(cv_catalog_reminders_get(cat, id, rem_cb, &r), 0);
+    cr_assert_eq(r.n, 2, "keeps them");
+    cr_assert_eq(save_reminders(id, e, 1, c1, 1, true), CV_ECONFLICT, "a refused save writes no reminders");
+    cr_assert_eq(save_reminders(id, e, 3, NULL, 0, true), 0, "set to none");
+    r = (struct rems){0};
+    cr_assert_eq(cv_catalog_reminders_get(cat, id, rem_cb, &r), 0);
+    cr_assert_eq(r.n, 0);
+    cr_assert_eq(object_op("Counter", other, false), 0);
+    r = (struct rems){0};
+    cr_assert_eq(cv_catalog_reminder_foreach(cat, rem_cb, &r), 0);
+    cr_assert_eq(r.n, 0, "dropped with the object");
+}
