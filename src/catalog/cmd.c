@@ -448,6 +448,14 @@ static int cmd__create_object(struct cv_cmd_ctx *c, const Cverse__Catalog__CmdCr
         return 0;
     }
     if (rv != CV_ENOTFOUND) return rv;
+    if (cmd->owner[0] && p.kind != CV_PLACE_NODE) { /* a first call's create: only by the shard's owner */
+        struct cv_store_shard r;
+        if ((rv = cv_store_shard_read(c->txn, c->dbi, p.shard, &r)) != 0) return rv;
+        if (strcmp(r.owner, cmd->owner) != 0 || r.epoch != cmd->epoch) {
+            *status = CV_ECONFLICT;
+            return 0;
+        }
+    }
     Cverse__Catalog__ObjectRecord rec = CVERSE__CATALOG__OBJECT_RECORD__INIT;
     rec.type = cmd->type;
     rec.id = cmd->id;

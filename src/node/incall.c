@@ -40,6 +40,7 @@ struct fwait {
 struct first {
     UT_hash_handle hh; /* in->first, keyed by id */
     struct cv_incall *in;
+    uint64_t epoch; /* of the shard when proposed (the create's fence) */
     bool listed; /* in in->first (an add that found no memory leaves it out: later calls propose again) */
     char type[CV_HOST_TYPE_MAX];
     struct fwait *waiters, **tail;
@@ -128,6 +129,8 @@ static void incall__first_done(void *data, int status, uint64_t index)
         int rv = status;
         if (status == CV_EEXIST)
             snprintf(msg, sizeof msg, "object %.100s exists with another type", f->id);
+        else if (status == CV_ECONFLICT)
+            snprintf(msg, sizeof msg, "%.100s: its shard moved before its first call's create: call again", f->id);
         else if (status)
             snprintf(msg, sizeof msg, "creating %.100s on its first call did not commit (%s): call again",
                      f->id, cv_strerror(status));
@@ -153,6 +156,8 @@ static int incall__first_propose(struct first *f)
     Cverse__Catalog__CmdCreateObject co = CVERSE__CATALOG__CMD_CREATE_OBJECT__INIT;
     co.type = f->type;
     co.id = f->id;
+    co.owner = (char *)f->in->x->self; /* fenced: applied only while we own the shard at this epoch */
+    co.epoch = f->epoch;
     cmd.cmd_case = CVERSE__CATALOG__COMMAND__CMD_CREATE_OBJECT;
     cmd.create_object = &co;
     return cv_consensus_propose(f->in->x->cons, &cmd, CV_HOST_PROPOSE_TIMEOUT_MS, incall__first_done, f);
@@ -181,6 +186,7 @@ static int incall__first(struct cv_incall *in, const struct cv_object_type *t, c
         memcpy(f->id, id, idlen + 1);
         snprintf(f->type, sizeof f->type, "%s", t->name);
         f->tail = &f->waiters;
+        cv_catalog_shard_owner(in->x->cat, v->shard, &f->epoch);
         int rv = incall__first_propose(f);
         if (rv) {
             free(f);

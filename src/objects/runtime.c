@@ -162,9 +162,17 @@ static void runtime__start_deactivation(struct cv_object *o)
     obj__ready(o);
 }
 
+/* A new object whose shard moved away before its hooks ran: created / activated run all the same (then it
+ * deactivates and its state is saved before the shard is released): its `created` runs exactly once,
+ * here, since the next owner only sees an existing object. Not when it was deleted or the node fenced. */
+static bool runtime__create_anyway(const struct cv_object *o)
+{
+    return o->run_created && o->rt->created_explicit && !o->destroy && o->drain_status == CV_EREDIRECT;
+}
+
 static void runtime__activate(struct cv_object *o)
 {
-    if (obj__state(o) == OBJ_DEACTIVATE_PENDING) {
+    if (obj__state(o) == OBJ_DEACTIVATE_PENDING && !runtime__create_anyway(o)) {
         runtime__abort_activation(o, o->drain_status);
         return;
     }

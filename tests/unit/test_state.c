@@ -610,3 +610,29 @@ Test(state, reminders_are_replaced_by_a_save_that_sets_them_and_dropped_with_the
     cr_assert_eq(cv_catalog_reminder_foreach(cat, rem_cb, &r), 0);
     cr_assert_eq(r.n, 0, "dropped with the object");
 }
+
+Test(state, a_first_calls_create_is_fenced_on_the_shard_owner)
+{
+    reg("n1");
+    reg("n2");
+    uint64_t e = assign(6, "n1");
+    const char *id = on_shard(6, "first");
+    Cverse__Catalog__CmdCreateObject co = CVERSE__CATALOG__CMD_CREATE_OBJECT__INIT;
+    co.type = "Counter";
+    co.id = (char *)id;
+    co.owner = "n2";
+    co.epoch = e;
+    Cverse__Catalog__Command c = CVERSE__CATALOG__COMMAND__INIT;
+    c.cmd_case = CVERSE__CATALOG__COMMAND__CMD_CREATE_OBJECT;
+    c.create_object = &co;
+    cr_assert_eq(apply1(&c), CV_ECONFLICT, "not the owner");
+    co.owner = "n1";
+    co.epoch = e + 1;
+    cr_assert_eq(apply1(&c), CV_ECONFLICT, "not at that epoch");
+    co.epoch = e;
+    cr_assert_eq(apply1(&c), 0, "the owner at its epoch");
+    char type[32];
+    cr_assert_eq(cv_catalog_object_get(cat, id, type, sizeof type, NULL), 0);
+    co.owner = "n2";
+    cr_assert_eq(apply1(&c), 0, "an existing object: idempotent whoever asks");
+}
