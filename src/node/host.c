@@ -1,5 +1,5 @@
 /* Object hosting in a node: the runtime plus the parts that tie it to the catalog and the network,
- * wired here. The parts: incall.c (objects.call, parking, verdicts), outcall.c (calls made by objects),
+ * wired here. The parts: incall.c (objects.call, verdicts, first-call activation), outcall.c (calls made by objects),
  * ops.c (create/delete), autoload.c (auto-load objects), handoff.c (releasing shards), mapfeed.c (the
  * shard-map feed), saver.c (durable object state: the runtime's load/save hooks). This file owns their lifecycle and the reactions to catalog changes.
  *
@@ -7,7 +7,7 @@
  * destroys it everywhere; after an AssignShards (and after a raft snapshot was installed) objects of
  * shards we no longer own are deactivated, shards we gained get their auto-load objects, shards waiting
  * for our release are released, subscribers get the new map. A 20 ms tick starts hosting once the node
- * is first ready, serves parked calls, retries object calls and polls the release scan.
+ * is first ready, retries object calls, polls the release scan, fires reminders and deactivates idle objects.
  *
  * Two copies of an object never coexist while the old owner is alive: it gives a shard up in one entry
  * (owner -> none), deactivates, and confirms with ReleaseShards before the leader assigns the new owner
@@ -106,7 +106,6 @@ void cv_host_applied(struct cv_host *h, uint64_t index, const Cverse__Catalog__B
     }
     if (moved) host__shards_changed(h);
     cv_mapfeed_check_nodes(&h->feed);
-    if (h->in.parked) cv_incall_unpark(&h->in, false);
 }
 
 void cv_host_leader_changed(struct cv_host *h)
@@ -129,7 +128,6 @@ static void host__tick(uv_timer_t *t)
         h->restored_seen = st.snapshots_restored;
         host__shards_changed(h);
     }
-    if (h->in.parked) cv_incall_unpark(&h->in, false);
     if (cv_outcall_busy(&h->out)) cv_outcall_retry(&h->out);
     cv_handoff_scan(&h->ho);
     cv_mapfeed_tick(&h->feed);
@@ -402,7 +400,6 @@ void cv_host_close(struct cv_host *h, void (*done)(void *data), void *data)
     h->done_data = data;
     h->x.parts = 1; /* held until everything below was started */
     cv_mapfeed_close(&h->feed);
-    cv_incall_unpark(&h->in, true);
     cv_outcall_retry(&h->out); /* closing: every waiting call completes with CV_ECLOSED */
     cv_ops_close(&h->ops);
     cv_saver_close(&h->ps);

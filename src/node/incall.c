@@ -5,9 +5,12 @@
  * object with that type -> cv_runtime_call; the response goes back when the handler replied.
  * Failure modes: the node is fenced (lease not confirmed) -> CV_EUNAVAIL, retryable; not the owner ->
  * CV_EREDIRECT with a Redirect body (our applied index, the owner we
- * know); malformed request -> CV_EPROTO; unknown type/method/object -> CV_ENOTFOUND, but a call to an
- * object the catalog lacks first waits (parked) up to 500 ms for this node to catch up with the log, so
- * that a create committed through another node is seen; a full mailbox -> CV_EBUSY.
+ * know); malformed request -> CV_EPROTO; unknown type/method, or an id of another type -> CV_ENOTFOUND;
+ * a full mailbox -> CV_EBUSY. An id of a known type the catalog lacks is activated by the call (first
+ * call): the owner proposes a CreateObject fenced on its ownership at the shard's epoch (one per id in
+ * flight: later first calls wait for the same), and serves the waiting calls once it applied; a create
+ * refused because the shard moved, or one that did not commit, answers CV_EREDIRECT (routed again: the
+ * create is idempotent and no call ran).
  * Statistics: every answer but a redirect is counted (node/stats.h) when it is sent, with the type,
  * method and shard the verdict found and the time since this node took the call. */
 #include "node/incall.h"
@@ -47,16 +50,12 @@ struct first {
     char id[]; /* the key */
 };
 
-/* An objects.call being served (in the runtime, or parked until the log catches up). */
+/* An objects.call being served (in the runtime, or waiting for its object's first-call create). */
 struct icall {
     struct cv_incall *in;
     struct cv_rpc_conn *conn;
     uint64_t id;
-    struct icall *next; /* parked list */
-    uint8_t *body;      /* parked: the request, copied */
-    size_t len;
     uint32_t shard;     /* of the object, once accepted (for a late redirect) */
-    uint64_t min_index, deadline;
     /* statistics (node/stats.h): what the verdict knew, and when this node took the call */
     const struct cv_object_type *type;
     const struct cv_method *method;
@@ -265,7 +264,6 @@ static void incall__free(struct icall *ic)
 {
     struct cv_hctx *x = ic->in->x;
     cv_rpc_conn_unref(ic->conn);
-    free(ic->body);
     free(ic);
     cv_hctx_release(x);
 }
@@ -315,27 +313,10 @@ static void incall__done(void *data, int status, const char *error, const uint8_
     incall__end(ic, status);
 }
 
-static void incall__park(struct cv_incall *in, struct icall *ic, const uint8_t *body, size_t len,
-                         uint32_t deadline_ms)
+/* Serves one objects.call (answered now, or by the runtime's callback). */
+static void incall__serve(struct cv_incall *in, struct icall *ic, const uint8_t *body, size_t len)
 {
-    struct cv_consensus_status st;
-    cv_consensus_status(in->x->cons, &st);
-    uint64_t applied = cv_catalog_applied_index(in->x->cat);
-    unsigned wait = deadline_ms && deadline_ms < CV_INCALL_PARK_MS ? deadline_ms : CV_INCALL_PARK_MS;
-    ic->min_index = st.commit_index > applied ? st.commit_index : applied + 1;
-    ic->deadline = cv_mono_ms() + wait;
-    ic->len = len;
-    memcpy(ic->body, body, len);
-    ic->next = in->parked;
-    in->parked = ic;
-    in->n_parked++;
-}
-
-/* Serves one objects.call; a call to an absent object may be parked (may_park) and served again later. */
-static void incall__serve(struct cv_incall *in, struct icall *ic, const uint8_t *body, size_t len, bool may_park,
-                          uint32_t deadline_ms)
-{
-    if (!ic->taken_ns && in->x->stats) ic->taken_ns = cv_mono_ns(); /* a parked call keeps its first time */
+    if (in->x->stats) ic->taken_ns = cv_mono_ns();
     Cverse__Rpc__CallRequest *req = cverse__rpc__call_request__unpack(NULL, len, body);
     if (!req) {
         cv_rpc_respond(ic->conn, ic->id, CV_EPROTO, "undecodable CallRequest", NULL, 0);
@@ -351,11 +332,6 @@ static void incall__serve(struct cv_incall *in, struct icall *ic, const uint8_t 
     ic->method = v.method;
     ic->placed = v.placed;
     if (rv == 0) return;
-    if (v.absent && may_park && in->n_parked < CV_INCALL_PARK_MAX &&
-        (ic->body || (ic->body = malloc(len ? len : 1)))) {
-        incall__park(in, ic, body, len, deadline_ms);
-        return;
-    }
     if (rv == CV_EREDIRECT) incall__redirect(in->x, ic->conn, ic->id, &v);
     else cv_rpc_respond(ic->conn, ic->id, rv, v.msg, NULL, 0);
     incall__end(ic, rv);
@@ -374,32 +350,6 @@ void cv_incall_handle(struct cv_incall *in, struct cv_rpc_conn *conn, uint64_t i
     ic->id = id;
     cv_rpc_conn_ref(conn);
     cv_hctx_hold(in->x);
-    incall__serve(in, ic, body, len, true, deadline_ms);
-}
-
-void cv_incall_unpark(struct cv_incall *in, bool all)
-{
-    uint64_t applied = cv_catalog_applied_index(in->x->cat), now = cv_mono_ms();
-    struct icall **pp = &in->parked, *due = NULL;
-    while (*pp) {
-        struct icall *ic = *pp;
-        if (all || applied >= ic->min_index || now >= ic->deadline) {
-            *pp = ic->next;
-            ic->next = due;
-            due = ic;
-            in->n_parked--;
-        } else {
-            pp = &ic->next;
-        }
-    }
-    while (due) {
-        struct icall *ic = due;
-        due = ic->next;
-        if (in->x->closing) {
-            cv_rpc_respond(ic->conn, ic->id, CV_ECLOSED, "node is shutting down", NULL, 0);
-            incall__end(ic, CV_ECLOSED);
-        } else {
-            incall__serve(in, ic, ic->body, ic->len, false, 0);
-        }
-    }
+    (void)deadline_ms; /* the gate's deadline bounds the call; the runtime has no use for it */
+    incall__serve(in, ic, body, len);
 }

@@ -1,21 +1,16 @@
 /* Incoming object calls: objects.call from gates and other nodes, the ownership and catalog checks of a
- * call to an object that should live here (the verdict), and parking of calls to objects this node's
- * catalog does not have yet. */
+ * call to an object that should live here (the verdict), and the activation of a never-created object
+ * by its first call. */
 #ifndef CV_NODE_INCALL_H
 #define CV_NODE_INCALL_H
 
 #include "net/rpc.h"
 #include "node/hctx.h"
 
-#define CV_INCALL_PARK_MS 500 /* a call to an absent object waits this long for the log to catch up */
-#define CV_INCALL_PARK_MAX 1024 /* calls parked at once; more get CV_ENOTFOUND right away */
-
-/* Why a call cannot run here: status (0 = it runs), msg; owner/shard for CV_EREDIRECT; absent for a
- * CV_ENOTFOUND because the catalog has no such object (worth waiting for the log). For the statistics:
+/* Why a call cannot run here: status (0 = it runs), msg; owner/shard for CV_EREDIRECT. For the statistics:
  * type/method once the registry knew them (else NULL), placed once shard is the object's. */
 struct cv_verdict {
     int status;
-    bool absent;
     char owner[CV_NODE_ID_MAX];
     uint32_t shard;
     char msg[256];
@@ -28,8 +23,6 @@ struct icall;
 struct first;
 struct cv_incall {
     struct cv_hctx *x; /* borrowed */
-    struct icall *parked;
-    size_t n_parked;
     struct first *first;   /* owned: first-call creations in flight (uthash by id) */
     uint64_t first_created; /* CreateObject proposals made by first calls (metrics) */
 };
@@ -47,8 +40,4 @@ int cv_incall_local(struct cv_hctx *x, const char *type, const char *id, const c
 /* Serves one objects.call request (answered on conn now or later). */
 void cv_incall_handle(struct cv_incall *in, struct cv_rpc_conn *conn, uint64_t id, const uint8_t *body,
                       size_t len, uint32_t deadline_ms);
-/* Serves parked calls again once the log reached their index or their wait is over (all: closing, they
- * are answered CV_ECLOSED). */
-void cv_incall_unpark(struct cv_incall *in, bool all);
-
 #endif

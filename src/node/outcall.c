@@ -6,8 +6,8 @@
  * its shard moves instead of waiting for that node to come back); the response goes to the caller.
  * Failure modes: errors after which the call certainly did not run (cv_err_reroute: redirect, owner
  * unavailable, connection closed), no owner yet or no connection are retried with backoff (10..200 ms)
- * until the deadline (30 s by default), which then gives the last error; an object the catalog lacks is
- * retried once after the log moved on; every other error is final. Closing completes every call with
+ * until the deadline (30 s by default), which then gives the last error (a target of a known type the
+ * catalog lacks is created by the call, incall.c); every other error is final. Closing completes every call with
  * CV_ECLOSED. A final error always carries a message (cv_strerror's when nothing better is known). */
 #include "node/outcall.h"
 
@@ -33,7 +33,7 @@ struct rcall {
     void *data;
     uint64_t deadline, retry_at;
     unsigned backoff;
-    bool waiting, absent_retried;
+    bool waiting;
     int last_status;
     char last_error[256];
 };
@@ -177,10 +177,8 @@ static int outcall__attempt(struct rcall *rc)
     rv = cv_incall_local(h, rc->type, rc->id, rc->method, rc->req, rc->len, rc->call_id, outcall__local_done, rc,
                          &v);
     if (rv == 0) return 0;
-    if (rv == CV_EREDIRECT || rv == CV_EUNAVAIL || (v.absent && !rc->absent_retried)) {
-        rc->absent_retried |= v.absent; /* absent: once more after the log moved on (see CV_INCALL_PARK_MS) */
+    if (rv == CV_EREDIRECT || rv == CV_EUNAVAIL) {
         outcall__wait(rc, rv, v.msg);
-        if (v.absent) rc->retry_at = now + CV_INCALL_PARK_MS / 2;
         return 0;
     }
     snprintf(rc->last_error, sizeof rc->last_error, "%s", v.msg);
