@@ -8,6 +8,9 @@
  * - durable reminders (the demo's Alarm): a periodic reminder fires on the owner, keeps firing after its
  *   shard moved and after a whole-cluster restart, once per due time (no due time twice, all on the
  *   period's grid); a one-shot reminder that fell due while the cluster was down fires once after it;
+ * - kill -9 at random instants under load with call ids: every operation is retried with its id until
+ *   acknowledged, and each counter's final value is exactly its number of operations (no loss, no
+ *   double run);
  * - reliable calls: an Increment sent twice with the same X-Cverse-Call-Id runs once; sent again after
  *   kill -9 of the owner, the new owner answers it from the record committed with the state (still
  *   runs once); `cverse call --call-id` does the same from the CLI, and over the native protocol.
@@ -446,4 +449,77 @@ Test(reliable, reminders_fire_once_per_due_time_after_a_move_and_a_restart)
     r = alarm_call(id, "Clear", "{\"name\":\"tick\"}");
     cr_assert(r && json_is_true(json_object_get(r, "cleared")));
     json_decref(r);
+}
+
+/* ---------------------------------------------------------------- kill -9 with call ids: exact */
+
+#define X_COUNTERS 8
+#define X_THREADS 4
+
+struct xload {
+    pthread_t th;
+    volatile bool run;
+    int t;
+    long long done[X_COUNTERS]; /* operations acknowledged (each retried with its id until it was) */
+    long long retries;
+};
+
+static unsigned long long mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (unsigned long long)ts.tv_sec * 1000ull + (unsigned long long)ts.tv_nsec / 1000000ull;
+}
+
+static void *xload_run(void *arg)
+{
+    struct xload *l = arg;
+    char id[32], cid[64];
+    while (l->run)
+        for (int k = l->t; k < X_COUNTERS && l->run; k += X_THREADS) {
+            snprintf(id, sizeof id, "xk-%d", k);
+            snprintf(cid, sizeof cid, "xk-%d-op-%lld", k, l->done[k] + 1);
+            long st;
+            /* the same id until acknowledged, also after run turned false: none is left half-done */
+            for (int a = 0; a < 600 && counter_call(id, "Increment", cid, &st) <= 0; a++) {
+                l->retries++;
+                usleep(50 * 1000);
+            }
+            l->done[k]++;
+        }
+    return NULL;
+}
+
+Test(reliable, kill9_under_load_with_call_ids_is_exact)
+{
+    start();
+    static struct xload l[X_THREADS];
+    for (int t = 0; t < X_THREADS; t++) {
+        l[t] = (struct xload){.run = true, .t = t};
+        cr_assert_eq(pthread_create(&l[t].th, NULL, xload_run, &l[t]), 0);
+    }
+    unsigned seed = (unsigned)time(NULL) ^ (unsigned)getpid();
+    fprintf(stderr, "kill9 with call ids: seed %u\n", seed);
+    for (int round = 0; round < 2; round++) {
+        unsigned long long until = mono_ms() + 300 + rand_r(&seed) % 1200; /* a random instant of the load */
+        while (mono_ms() < until) usleep(20 * 1000);
+        int v = (int)(rand_r(&seed) % 3);
+        h_node_signal(&C, v, SIGKILL);
+        until = mono_ms() + 500 + rand_r(&seed) % 1000; /* load flows around the dead node */
+        while (mono_ms() < until) usleep(20 * 1000);
+        h_node_start(&C, v);
+        cr_assert(h_poll(READY_MS, h_all_ready, &C), "round %d: %s did not come back", round, C.id[v]);
+    }
+    for (int t = 0; t < X_THREADS; t++) l[t].run = false;
+    long long ops = 0, retries = 0;
+    for (int t = 0; t < X_THREADS; t++) pthread_join(l[t].th, NULL);
+    for (int k = 0; k < X_COUNTERS; k++) {
+        char id[32];
+        snprintf(id, sizeof id, "xk-%d", k);
+        long long want = l[k % X_THREADS].done[k];
+        cr_expect_eq(served(id, "GetValue", NULL), want, "%s: final value = its acknowledged operations", id);
+        ops += want;
+    }
+    for (int t = 0; t < X_THREADS; t++) retries += l[t].retries;
+    fprintf(stderr, "kill9 with call ids: %lld operations, %lld retries, every counter exact\n", ops, retries);
 }
