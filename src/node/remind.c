@@ -10,8 +10,9 @@
  *
  * Failure modes: until the advance is in the catalog, the fired due time is remembered and not fired
  * again; if it never arrives (the save failed, the object moved) it fires again after
- * CV_REMIND_REFIRE_MS, and the object skips a due time it already passed. A refused hand-over (not our
- * shard any more, mailbox full, closing) is tried again at the next tick. */
+ * CV_REMIND_REFIRE_MS, and the object skips a due time it already passed. A refused hand-over that may
+ * succeed later (not our shard any more, mailbox full, closing) is tried again at the next tick; any
+ * other (a type this node does not have) is logged and tried again after the next read. */
 #include "node/remind.h"
 
 #include <stdlib.h>
@@ -118,9 +119,11 @@ static void remind__fire(struct cv_remind *r, struct remind_entry *e, uint64_t m
 {
     int rv = cv_runtime_remind(r->x->rt, e->type, e->id, e->name, e->due_ms);
     if (rv != 0) {
-        if (rv != CV_EREDIRECT && rv != CV_EBUSY)
-            CV_WARN("reminder %s of %s: %s", e->name, e->id, cv_strerror(rv));
-        return; /* again at the next tick (or the next owner's) */
+        if (cv_err_retryable(rv)) return; /* again at the next tick (or at the next owner) */
+        CV_WARN("reminder %s of %s (%s): %s; again in %d s", e->name, e->id, e->type, cv_strerror(rv),
+                CV_REMIND_REBUILD_MS / 1000);
+        e->fired = true; /* e.g. a type this node lacks: not every tick, but at the next read */
+        return;
     }
     e->fired = true;
     r->fires++;
