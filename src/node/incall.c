@@ -177,7 +177,7 @@ static int incall__first(struct cv_incall *in, const struct cv_object_type *t, c
     if (!w || !(w->method = strdup(m->name)) || !(w->req = malloc(len ? len : 1)) ||
         (call_id && !(w->call_id = strdup(call_id))))
         goto err_after_w;
-    memcpy(w->req, req, len);
+    if (len) memcpy(w->req, req, len);
     *w = (struct fwait){.method = w->method, .call_id = w->call_id, .req = w->req, .len = len, .cb = cb, .data = data};
     if (!f) {
         if (!(f = calloc(1, sizeof *f + idlen + 1))) goto err_after_w;

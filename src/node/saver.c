@@ -144,7 +144,7 @@ static int saver__calls_copy(struct psave *s, const struct cv_save_extra *c)
         cr->error = cr->id + il;
         memcpy(cr->error, r->error ? r->error : "", el);
         cr->response = (ProtobufCBinaryData){r->len, (uint8_t *)cr->error + el};
-        memcpy(cr->response.data, r->resp, r->len);
+        if (r->len) memcpy(cr->response.data, r->resp, r->len);
         cr->status = r->status;
         cr->at_ms = r->at_ms;
         s->calls[s->n_calls++] = cr;

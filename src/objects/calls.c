@@ -76,7 +76,7 @@ static struct obj__callrec *calls__add(struct cv_object *o, const char *id, int 
     struct obj__callrec *r = malloc(sizeof *r + len + idlen + 1 + elen + 1);
     if (!r) return NULL;
     *r = (struct obj__callrec){.status = status, .len = len, .at_ms = at_ms, .version = version};
-    memcpy(r->data, resp, len);
+    if (len) memcpy(r->data, resp, len);
     r->id = (char *)r->data + len;
     memcpy(r->id, id, idlen + 1);
     r->error = r->id + idlen + 1;
