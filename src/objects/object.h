@@ -97,6 +97,7 @@ struct cv_object {
     bool run_created; /* created_explicit: this activation runs the created hook */
     bool logged;      /* its activation start is in the activation log (util/actlog.h) */
     bool counted;     /* its activation was counted (cv_runtime_counts) */
+    bool fresh;       /* persisted type, and the catalog has no state of it: its `created` has not run */
     int drain_status; /* what queued calls fail with when deactivating */
     struct obj__mail *head, *tail; /* owned: the mailbox */
     size_t queued, ticks; /* calls (bounded by the capacity) and timer ticks (<= live timers) */

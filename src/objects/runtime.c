@@ -180,11 +180,18 @@ static void runtime__activate(struct cv_object *o)
         runtime__abort_activation(o, CV_EUNAVAIL);
         return;
     }
-    bool created = !o->rt->created_explicit || o->run_created;
     cv_actlog('A', o->rt->node_id, o->id, cv_mono_ns());
     o->logged = true;
     int rv = obj__state_load(o); /* a persisted state is there before any hook runs */
-    if (rv == 0 && created && o->type->created) rv = o->type->created(o);
+    /* created: a new object. In a node, the activation by the entry that created it, or (a persisted
+     * type) any activation while the catalog has no state of it yet — the entry's activation may have
+     * been skipped (the node fenced, or was not serving, right then); its first save records that it
+     * ran (an object that only reads is saved once for it). */
+    bool created = !o->rt->created_explicit || o->run_created || o->fresh;
+    if (rv == 0 && created && o->type->created) {
+        rv = o->type->created(o);
+        if (o->persist != CV_PERSIST_NONE) o->dirty = true;
+    }
     if (rv == 0 && o->type->activated) rv = o->type->activated(o);
     if (rv != 0) {
         if (rv > 0) rv = CV_EUNAVAIL;
@@ -197,7 +204,8 @@ static void runtime__activate(struct cv_object *o)
         return;
     }
     obj__move(o, OBJ_ACTIVE);
-    obj__state_after(o); /* a hook may have changed the state */
+    /* A hook may have changed the state: saved now, or with the first entry's change (one commit) */
+    if (!o->head) obj__state_after(o);
     obj__run_next(o);
 }
 

@@ -110,7 +110,8 @@ int obj__state_load(struct cv_object *o)
     uint64_t version = 0;
     if (o->persist == CV_PERSIST_NONE || !rt->hooks.load_state) return 0;
     int rv = rt->hooks.load_state(rt->hooks.data, o->type->name, o->id, &buf, &len, &version);
-    if (rv == CV_ENOTFOUND) { /* never saved: the empty state */
+    if (rv == CV_ENOTFOUND) { /* never saved: the empty state, of a new object */
+        o->fresh = true;
         rv = obj__calls_load(o);
         return rv ? rv : obj__reminders_load(o);
     }

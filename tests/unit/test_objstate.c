@@ -77,6 +77,7 @@ static struct {
     struct rem rems[8]; /* the reminders of "c" as committed (db "reminders") */
     size_t n_rems;
     int reminded;       /* reminder hook runs */
+    int created;        /* created hook runs */
     struct result res[NRES];
     int completed;
 } g;
@@ -273,6 +274,15 @@ static const struct cv_method c_methods[] = {
 static const struct cv_object_type on_write_type = {.name = "W", .deactivated = c_deactivated, .methods = c_methods,
                                                     .n_methods = 5, .state_message = MSG_DESC,
                                                     .persist = CV_PERSIST_ON_WRITE, .reminder = c_reminder};
+static int c_created(cv_object *o)
+{
+    g.created++;
+    return 0;
+}
+
+static const struct cv_object_type created_type = {.name = "K", .created = c_created, .methods = c_methods,
+                                                   .n_methods = 2, .state_message = MSG_DESC,
+                                                   .persist = CV_PERSIST_ON_WRITE};
 static const struct cv_object_type periodic_type = {.name = "P", .deactivated = c_deactivated, .methods = c_methods,
                                                     .n_methods = 4, .state_message = MSG_DESC,
                                                     .persist = CV_PERSIST_PERIODIC, .save_interval_ms = 30};
@@ -290,10 +300,12 @@ static void setup_with(const struct cv_type_policy *pol, size_t npol, size_t max
     struct cv_host_hooks hooks = {.load_state = host_load, .save_state = host_save, .load_calls = host_load_calls,
                                   .load_reminders = host_load_reminders};
     struct cv_runtime_opts o = {.node_id = "n1", .shards = 16, .hooks = &hooks, .policies = pol,
+                                .created_explicit = true,
                                 .n_policies = npol, .state_max_bytes = max};
     cr_assert_eq(cv_runtime_init(&g.loop, &o, &g.rt), 0);
     cr_assert_eq(cv_register_type(cv_runtime_registry(g.rt), &on_write_type), 0);
     cr_assert_eq(cv_register_type(cv_runtime_registry(g.rt), &periodic_type), 0);
+    cr_assert_eq(cv_register_type(cv_runtime_registry(g.rt), &created_type), 0);
     cv_runtime_start(g.rt);
 }
 
@@ -794,5 +806,35 @@ Test(objstate, reminders_need_a_persisted_type)
     struct result *r = remind_call(10, 0, "");
     wait_done(r);
     cr_assert_eq(-(int)r->value, CV_EUNAVAIL);
+    finish();
+}
+
+/* ---- created, for persisted types ---- */
+
+Test(objstate, created_runs_until_a_state_is_committed_and_never_again, .init = setup)
+{
+    /* activated by a call, never by the entry that created it (that activation was skipped) */
+    struct result *r = call("K", "Get", 0);
+    wait_done(r);
+    cr_assert_eq(g.created, 1, "no state in the store: a new object");
+    cr_assert(run_until(no_pending, 2000));
+    cr_assert_eq(g.saves, 1, "one save records that it was created (even for a read)");
+    cr_assert_eq(cv_runtime_deactivate(g.rt, "c"), 0);
+    cr_assert(run_until(gone, 2000));
+    r = call("K", "Add", 2);
+    wait_done(r);
+    cr_assert_eq(g.created, 1, "a state is stored: not new");
+    cr_assert_eq(r->value, 2);
+    finish();
+}
+
+Test(objstate, created_and_the_first_call_commit_together, .init = setup)
+{
+    struct result *r = call("K", "Add", 3);
+    wait_done(r);
+    cr_assert_eq(g.created, 1);
+    cr_assert(run_until(no_pending, 2000));
+    cr_assert_eq(g.saves, 1, "the hook's change and the call's in one save");
+    cr_assert_eq(stored_value(), 3);
     finish();
 }
