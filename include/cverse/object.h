@@ -64,10 +64,12 @@ struct cv_object_type {
     const char *name;       /* e.g. "Counter"; unique per registry */
     size_t state_size;      /* bytes of zeroed per-object state, see cv_object_state; may be 0 */
     /* Hooks, all optional (NULL), all run inside the object's turn (never during a method):
-     * created:     the object is new. In a node: once, on the shard's owner, when the CreateObject is
-     *              applied (not when the object is activated again after a restart, a shard move or by
-     *              a call). In a bare runtime: on every activation. Runs before activated. Nonzero
-     *              fails activation.
+     * created:     the object is new. In a node: once, on the shard's owner, when the CreateObject (an
+     *              explicit create, or the object's first call) is applied (not when the object is
+     *              activated again after a restart, a shard move or by a call); a persisted type's also
+     *              on any activation that finds no committed state of it (its first save records it).
+     *              In a bare runtime: on every activation. Runs before activated. Nonzero fails
+     *              activation.
      * activated:   every activation. Nonzero (a CV_E* code) fails activation: queued calls fail with it.
      * deactivated: the activation ends (shard moved away, node closing, deleted); timers are stopped.
      * destroyed:   the object is deleted for good (cv_runtime_destroy); runs after deactivated. */
