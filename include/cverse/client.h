@@ -79,6 +79,18 @@ int cv_client_call_json(cv_client *c, const char *type, const char *id, const ch
                         const char *json_req, char **json_resp, unsigned deadline_ms, char *err,
                         size_t errlen);
 
+/* Reliable calls (docs/durable-state.md): the same with a call id (NULL or "" = none, at most 128
+ * bytes), sent as CallRequest.call_id. The object's owner records the id with its answer in the commit of
+ * the state change; calling again with the same id (after a timeout or a lost connection, even to a new
+ * owner after a failover) returns the recorded answer without running the method again. An id older
+ * than the object's window fails with CV_ECALLEXPIRED. Use one fresh id per logical call. */
+int cv_client_call_raw_id(cv_client *c, const char *type, const char *id, const char *method,
+                          const void *req, size_t req_len, const char *call_id, uint8_t **resp,
+                          size_t *resp_len, unsigned deadline_ms, char *err, size_t errlen);
+int cv_client_call_json_id(cv_client *c, const char *type, const char *id, const char *method,
+                           const char *json_req, const char *call_id, char **json_resp, unsigned deadline_ms,
+                           char *err, size_t errlen);
+
 /* Creates object (type, id) in the catalog ("gate.create"); idempotent: an existing object is success. */
 int cv_client_create(cv_client *c, const char *type, const char *id, unsigned deadline_ms, char *err,
                      size_t errlen);

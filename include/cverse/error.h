@@ -67,7 +67,8 @@ enum cv_status {
     X(CV_ECANCELED, -20, UNAVAILABLE, 1, 0, "canceled")                                                     \
     X(CV_EAUTH, -21, UNAUTHENTICATED, 0, 0, "missing or wrong credentials")                                 \
     X(CV_EPERM, -22, PERMISSION_DENIED, 0, 0, "not permitted")                                             \
-    X(CV_ESTATESIZE, -23, FAILED_PRECONDITION, 0, 0, "object state exceeds the size limit")
+    X(CV_ESTATESIZE, -23, FAILED_PRECONDITION, 0, 0, "object state exceeds the size limit")                 \
+    X(CV_ECALLEXPIRED, -24, FAILED_PRECONDITION, 0, 0, "call id is older than the object's call-id window")
 
 enum cv_errno {
 #define CV__ERR_ENUM(name, value, status, retry, reroute, msg) name = value,

@@ -64,10 +64,12 @@ struct cv_object_type {
     const char *name;       /* e.g. "Counter"; unique per registry */
     size_t state_size;      /* bytes of zeroed per-object state, see cv_object_state; may be 0 */
     /* Hooks, all optional (NULL), all run inside the object's turn (never during a method):
-     * created:     the object is new. In a node: once, on the shard's owner, when the CreateObject is
-     *              applied (not when the object is activated again after a restart, a shard move or by
-     *              a call). In a bare runtime: on every activation. Runs before activated. Nonzero
-     *              fails activation.
+     * created:     the object is new. In a node: once, on the shard's owner, when the CreateObject (an
+     *              explicit create, or the object's first call) is applied (not when the object is
+     *              activated again after a restart, a shard move or by a call); a persisted type's also
+     *              on any activation that finds no committed state of it (its first save records it).
+     *              In a bare runtime: on every activation. Runs before activated. Nonzero fails
+     *              activation.
      * activated:   every activation. Nonzero (a CV_E* code) fails activation: queued calls fail with it.
      * deactivated: the activation ends (shard moved away, node closing, deleted); timers are stopped.
      * destroyed:   the object is deleted for good (cv_runtime_destroy); runs after deactivated. */
@@ -86,6 +88,9 @@ struct cv_object_type {
     const ProtobufCMessageDescriptor *state_message;
     enum cv_persist persist;
     uint64_t save_interval_ms; /* PERIODIC: 0 = CV_SAVE_INTERVAL_DEFAULT_MS */
+    /* A durable reminder of the object fell due (cv_object_reminder_set): runs in the object's turn, on
+     * whichever node owns it (activating it). due_ms: the due time it fires for (wall clock ms). */
+    void (*reminder)(cv_object *o, const char *name, uint64_t due_ms);
 };
 
 /* Registers a type. CV_EINVAL if the description is incomplete (no name, a method without name,
@@ -136,6 +141,20 @@ int cv_object_timer_start(cv_object *o, uint64_t timeout_ms, uint64_t repeat_ms,
 /* Stops a timer; a tick already queued does not run. CV_ENOTFOUND if no such live timer. */
 int cv_object_timer_stop(cv_object *o, uint64_t id);
 
+/* Durable reminders (docs/durable-state.md): unlike timers they outlive the activation. A reminder is
+ * part of the object's persisted record: set/clear change it like a write (committed with the state by
+ * the next save: under on_write the current method's answer waits for it), and the owner of the
+ * object's shard fires it, activating the object if needed, after moves, failovers and restarts too.
+ * It fires due_in_ms from now, then every period_ms (0: once), calling the type's `reminder` hook; a
+ * tick missed while no node owned the object (or while the owner was down) fires once when an owner
+ * takes over. Setting an existing name replaces it. Precision: about 50 ms on a running owner.
+ * CV_EINVAL (empty name or longer than 128 bytes, or the type has no reminder hook), CV_EUNAVAIL (the
+ * type does not persist its state: a reminder must survive the activation), CV_ECLOSED (deactivating),
+ * CV_ENOMEM. */
+int cv_object_reminder_set(cv_object *o, const char *name, uint64_t due_in_ms, uint64_t period_ms);
+/* Removes a reminder (committed like a write). CV_ENOTFOUND if the object has none of that name. */
+int cv_object_reminder_clear(cv_object *o, const char *name);
+
 /* Result of cv_object_call. status 0: resp is the decoded response (valid during the callback only).
  * Negative: a CV_E* code, error is its message (never NULL), resp is NULL. The callback runs on the
  * loop as a continuation of whatever the caller is doing (it does not wait for a mailbox turn, so an
@@ -153,6 +172,17 @@ typedef void (*cv_object_call_cb)(cv_object *caller, void *data, int status, con
  * CV_EBUSY (target mailbox full), CV_ECLOSED, CV_ENOMEM. */
 int cv_object_call(cv_object *o, const char *type, const char *id, const char *method,
                    const ProtobufCMessage *req, cv_object_call_cb cb, void *data);
+
+/* cv_object_call as a reliable call (docs/durable-state.md, "Exactly-once reliable calls"): call_id (at
+ * most CV_CALL_ID_MAX bytes; NULL or "" = none, which is cv_object_call) names this call. The target's
+ * owner records the id with its answer in the same commit as the state change the method made; calling
+ * again with the same id (after a timeout, a failover, a restart of the caller) returns the recorded
+ * answer without running the method again. An id older than the target's window answers
+ * CV_ECALLEXPIRED. Use a fresh id per logical call (e.g. "<caller id>/<sequence>"). CV_EINVAL for an
+ * id that is too long; otherwise as cv_object_call. */
+#define CV_CALL_ID_MAX 128
+int cv_object_call_reliable(cv_object *o, const char *type, const char *id, const char *method,
+                            const ProtobufCMessage *req, const char *call_id, cv_object_call_cb cb, void *data);
 
 /* ---- Cluster services for objects, provided by the hosting node (cverse-node). Outside a node (e.g. in
  * a bare runtime in unit tests) they return CV_EUNAVAIL / 0 / false, except the shard facts below. */

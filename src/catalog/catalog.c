@@ -604,6 +604,77 @@ int cv_catalog_state_get(struct cv_catalog *cat, const char *id, struct cv_catal
     return rv;
 }
 
+int cv_catalog_state_calls(struct cv_catalog *cat, const char *id, const struct cv_catalog_call_visit *v)
+{
+    MDB_txn *txn;
+    Cverse__Catalog__StateRecord *rec;
+    if (!id || !cv_store_key_ok(cat->max_key, id)) return CV_EINVAL;
+    int rc = mdb_txn_begin(cat->env, NULL, MDB_RDONLY, &txn);
+    if (rc != 0) return cv_store_lmdb_err(rc, "begin read");
+    int rv = cv_store_msg_get(txn, cat->dbi[CV_DB_STATES], id, strlen(id),
+                              &cverse__catalog__state_record__descriptor, (void **)&rec);
+    mdb_txn_abort(txn);
+    if (rv == CV_ENOTFOUND) return 0;
+    if (rv != 0) return rv == CV_EPROTO ? CV_ELMDB : rv;
+    for (size_t i = 0; i < rec->n_calls; i++) {
+        const Cverse__Catalog__CallRecord *c = rec->calls[i];
+        v->call(v->data, c->id, c->status, c->error, c->response.data, c->response.len, c->at_ms);
+    }
+    for (size_t i = 0; i < rec->n_expired_calls; i++) v->expired(v->data, rec->expired_calls[i]);
+    cverse__catalog__state_record__free_unpacked(rec, NULL);
+    return 0;
+}
+
+static int catalog__reminders_visit(const MDB_val *k, const MDB_val *v, cv_catalog_reminder_cb cb, void *data)
+{
+    char id[512]; /* LMDB keys are at most 511 bytes */
+    if (k->mv_size >= sizeof id) return 0;
+    memcpy(id, k->mv_data, k->mv_size);
+    id[k->mv_size] = '\0';
+    Cverse__Catalog__ReminderSet *set = cverse__catalog__reminder_set__unpack(NULL, v->mv_size, v->mv_data);
+    if (!set) return CV_ELMDB;
+    int stop = 0;
+    for (size_t i = 0; i < set->n_reminders && !stop; i++) {
+        const Cverse__Catalog__Reminder *r = set->reminders[i];
+        stop = cb(data, set->type, id, r->name, r->due_ms, r->period_ms);
+    }
+    cverse__catalog__reminder_set__free_unpacked(set, NULL);
+    return stop;
+}
+
+int cv_catalog_reminders_get(struct cv_catalog *cat, const char *id, cv_catalog_reminder_cb cb, void *data)
+{
+    MDB_txn *txn;
+    if (!id || !cv_store_key_ok(cat->max_key, id)) return CV_EINVAL;
+    int rc = mdb_txn_begin(cat->env, NULL, MDB_RDONLY, &txn);
+    if (rc != 0) return cv_store_lmdb_err(rc, "begin read");
+    MDB_val k = {strlen(id), (void *)id}, v;
+    rc = mdb_get(txn, cat->dbi[CV_DB_REMINDERS], &k, &v);
+    int rv = rc == MDB_NOTFOUND ? 0 : rc ? cv_store_lmdb_err(rc, "get reminders") : catalog__reminders_visit(&k, &v, cb, data);
+    mdb_txn_abort(txn);
+    return rv;
+}
+
+int cv_catalog_reminder_foreach(struct cv_catalog *cat, cv_catalog_reminder_cb cb, void *data)
+{
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    MDB_val k, v;
+    int rc = mdb_txn_begin(cat->env, NULL, MDB_RDONLY, &txn);
+    if (rc != 0) return cv_store_lmdb_err(rc, "begin read");
+    int rv = 0;
+    if ((rc = mdb_cursor_open(txn, cat->dbi[CV_DB_REMINDERS], &cur)) != 0) {
+        rv = cv_store_lmdb_err(rc, "cursor reminders");
+        goto err_after_txn;
+    }
+    while (rv == 0 && (rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) rv = catalog__reminders_visit(&k, &v, cb, data);
+    if (rv == 0 && rc != MDB_NOTFOUND) rv = cv_store_lmdb_err(rc, "cursor reminders");
+    mdb_cursor_close(cur);
+err_after_txn:
+    mdb_txn_abort(txn);
+    return rv;
+}
+
 void cv_catalog_state_stats(struct cv_catalog *cat, size_t *count, uint64_t *bytes)
 {
     MDB_txn *txn;

@@ -153,6 +153,23 @@ struct cv_catalog_state {
 /* Reads id's state record (one read txn). CV_ENOTFOUND if none was saved (or the object was deleted),
  * CV_EINVAL for a bad id, CV_ELMDB (also for a record that does not decode), CV_ENOMEM. */
 int cv_catalog_state_get(struct cv_catalog *cat, const char *id, struct cv_catalog_state *out);
+/* Visits the call ids recorded with id's state (reliable calls, oldest first: call) and the hashes of
+ * those trimmed from its window (expired). Arguments valid during the callback only. 0 (also when no
+ * state was saved: nothing visited), CV_EINVAL, CV_ELMDB, CV_ENOMEM. */
+struct cv_catalog_call_visit {
+    void *data;
+    void (*call)(void *data, const char *call_id, int status, const char *error, const uint8_t *resp,
+                 size_t len, uint64_t at_ms);
+    void (*expired)(void *data, uint64_t hash);
+};
+int cv_catalog_state_calls(struct cv_catalog *cat, const char *id, const struct cv_catalog_call_visit *v);
+/* Durable reminders (db "reminders"): cb for each reminder, with its object's type and id (strings valid
+ * during the call; a nonzero return stops and is returned). _get: the reminders of one object (none: 0,
+ * nothing visited); _foreach: of every object, in id order. CV_EINVAL for a bad id, CV_ELMDB. */
+typedef int (*cv_catalog_reminder_cb)(void *data, const char *type, const char *id, const char *name,
+                                      uint64_t due_ms, uint64_t period_ms);
+int cv_catalog_reminders_get(struct cv_catalog *cat, const char *id, cv_catalog_reminder_cb cb, void *data);
+int cv_catalog_reminder_foreach(struct cv_catalog *cat, cv_catalog_reminder_cb cb, void *data);
 /* Number of state records and the bytes of LMDB pages the "states" db uses (for metrics and docs). */
 void cv_catalog_state_stats(struct cv_catalog *cat, size_t *count, uint64_t *bytes);
 

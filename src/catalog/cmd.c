@@ -15,6 +15,7 @@
  * the object's state with it. */
 #include "catalog/cmd.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/hash.h"
@@ -447,6 +448,14 @@ static int cmd__create_object(struct cv_cmd_ctx *c, const Cverse__Catalog__CmdCr
         return 0;
     }
     if (rv != CV_ENOTFOUND) return rv;
+    if (cmd->owner[0] && p.kind != CV_PLACE_NODE) { /* a first call's create: only by the shard's owner */
+        struct cv_store_shard r;
+        if ((rv = cv_store_shard_read(c->txn, c->dbi, p.shard, &r)) != 0) return rv;
+        if (strcmp(r.owner, cmd->owner) != 0 || r.epoch != cmd->epoch) {
+            *status = CV_ECONFLICT;
+            return 0;
+        }
+    }
     Cverse__Catalog__ObjectRecord rec = CVERSE__CATALOG__OBJECT_RECORD__INIT;
     rec.type = cmd->type;
     rec.id = cmd->id;
@@ -464,6 +473,7 @@ static int cmd__delete_object(struct cv_cmd_ctx *c, const Cverse__Catalog__CmdDe
     MDB_val k = {strlen(cmd->id), cmd->id};
     int rc = mdb_del(c->txn, c->dbi[CV_DB_OBJECTS], &k, NULL);
     if (rc == 0 || rc == MDB_NOTFOUND) rc = mdb_del(c->txn, c->dbi[CV_DB_STATES], &k, NULL); /* its state too */
+    if (rc == 0 || rc == MDB_NOTFOUND) rc = mdb_del(c->txn, c->dbi[CV_DB_REMINDERS], &k, NULL); /* reminders */
     if (rc == 0 || rc == MDB_NOTFOUND) return 0;
     return cv_store_lmdb_err(rc, "del object");
 }
@@ -503,11 +513,13 @@ static int cmd__save_fenced(struct cv_cmd_ctx *c, const char *node, const Cverse
 
 /* Does the object exist with the save's type, and is the save newer than the stored state? *ok false:
  * rejected; *dup: the same version is stored already (a retried proposal): nothing to write, no failure. */
-static int cmd__save_current(struct cv_cmd_ctx *c, const Cverse__Catalog__ObjectSave *s, bool *ok, bool *dup)
+static int cmd__save_current(struct cv_cmd_ctx *c, const Cverse__Catalog__ObjectSave *s, bool *ok, bool *dup,
+                             Cverse__Catalog__StateRecord **out)
 {
     Cverse__Catalog__ObjectRecord *obj;
     Cverse__Catalog__StateRecord *old;
     *ok = *dup = false;
+    *out = NULL;
     int rv = cv_store_msg_get(c->txn, c->dbi[CV_DB_OBJECTS], s->id, strlen(s->id),
                               &cverse__catalog__object_record__descriptor, (void **)&obj);
     if (rv == CV_ENOTFOUND) return 0; /* deleted: its state must not come back */
@@ -524,8 +536,58 @@ static int cmd__save_current(struct cv_cmd_ctx *c, const Cverse__Catalog__Object
     if (rv != 0) return rv;
     *dup = old->version == s->version && old->epoch == s->epoch;
     *ok = old->version < s->version || *dup;
-    cverse__catalog__state_record__free_unpacked(old, NULL);
+    *out = old; /* the caller merges its call ids and frees it */
     return 0;
+}
+
+/* The call ids of the new record: the stored ones, then the item's, trimmed to the item's window (count,
+ * and age against the item's now_ms); trimmed ids' hashes go to expired (at most 4x the window).
+ * Deterministic: only the record and the item's fields decide. Arrays point into old / s (borrowed). */
+struct cmd__calls {
+    Cverse__Catalog__CallRecord **calls;
+    uint64_t *expired;
+    size_t n_calls, n_expired;
+};
+
+static int cmd__save_calls(const Cverse__Catalog__StateRecord *old, const Cverse__Catalog__ObjectSave *s,
+                           struct cmd__calls *out)
+{
+    size_t n_old = old ? old->n_calls : 0, n_exp = old ? old->n_expired_calls : 0;
+    size_t n = n_old + s->n_calls, cap_exp = (size_t)s->call_window * 4;
+    *out = (struct cmd__calls){0};
+    out->calls = calloc(n ? n : 1, sizeof *out->calls);
+    out->expired = calloc(n_exp + n + 1, sizeof *out->expired);
+    if (!out->calls || !out->expired) return CV_ENOMEM;
+    for (size_t i = 0; i < n_exp; i++) out->expired[out->n_expired++] = old->expired_calls[i];
+    size_t first = 0;
+    for (size_t i = 0; i < n; i++) out->calls[i] = i < n_old ? old->calls[i] : s->calls[i - n_old];
+    while (first < n && (n - first > s->call_window ||
+                         (s->call_window_ms && out->calls[first]->at_ms + s->call_window_ms < s->now_ms))) {
+        const char *id = out->calls[first++]->id;
+        out->expired[out->n_expired++] = cv_fnv1a64(id, strlen(id));
+    }
+    memmove(out->calls, out->calls + first, (n - first) * sizeof *out->calls);
+    out->n_calls = n - first;
+    if (out->n_expired > cap_exp) { /* the oldest hashes go first */
+        memmove(out->expired, out->expired + (out->n_expired - cap_exp), cap_exp * sizeof *out->expired);
+        out->n_expired = cap_exp;
+    }
+    return 0;
+}
+
+/* The item's reminders replace the object's (none: the record goes). */
+static int cmd__save_reminders(struct cv_cmd_ctx *c, const Cverse__Catalog__ObjectSave *s)
+{
+    if (s->n_reminders == 0) {
+        MDB_val k = {strlen(s->id), s->id};
+        int rc = mdb_del(c->txn, c->dbi[CV_DB_REMINDERS], &k, NULL);
+        return rc == 0 || rc == MDB_NOTFOUND ? 0 : cv_store_lmdb_err(rc, "del reminders");
+    }
+    Cverse__Catalog__ReminderSet set = CVERSE__CATALOG__REMINDER_SET__INIT;
+    set.type = s->type;
+    set.reminders = s->reminders;
+    set.n_reminders = s->n_reminders;
+    return cv_store_msg_put(c->txn, c->dbi[CV_DB_REMINDERS], s->id, strlen(s->id), &set);
 }
 
 static int cmd__save_one(struct cv_cmd_ctx *c, const char *node, const Cverse__Catalog__ObjectSave *s, bool *ok)
@@ -535,17 +597,30 @@ static int cmd__save_one(struct cv_cmd_ctx *c, const char *node, const Cverse__C
     *ok = false;
     if (!cv_store_key_ok(c->max_key, s->id) || !s->type[0] || cv_placement_parse(s->id, c->shards, &p) != 0)
         return 0;
+    Cverse__Catalog__StateRecord *old = NULL;
+    struct cmd__calls calls = {0};
     int rv = cmd__save_fenced(c, node, s, &p, ok);
-    if (rv == 0 && *ok) rv = cmd__save_current(c, s, ok, &dup);
-    if (rv != 0 || !*ok || dup) return rv;
-    Cverse__Catalog__StateRecord rec = CVERSE__CATALOG__STATE_RECORD__INIT;
-    rec.type = s->type;
-    rec.version = s->version;
-    rec.epoch = s->epoch;
-    rec.node = (char *)node;
-    rec.state = s->state;
-    rec.saved_index = c->index;
-    return cv_store_msg_put(c->txn, c->dbi[CV_DB_STATES], s->id, strlen(s->id), &rec);
+    if (rv == 0 && *ok) rv = cmd__save_current(c, s, ok, &dup, &old);
+    if (rv == 0 && *ok && !dup) rv = cmd__save_calls(old, s, &calls);
+    if (rv == 0 && *ok && !dup) {
+        Cverse__Catalog__StateRecord rec = CVERSE__CATALOG__STATE_RECORD__INIT;
+        rec.type = s->type;
+        rec.version = s->version;
+        rec.epoch = s->epoch;
+        rec.node = (char *)node;
+        rec.state = s->state;
+        rec.saved_index = c->index;
+        rec.calls = calls.calls;
+        rec.n_calls = calls.n_calls;
+        rec.expired_calls = calls.expired;
+        rec.n_expired_calls = calls.n_expired;
+        rv = cv_store_msg_put(c->txn, c->dbi[CV_DB_STATES], s->id, strlen(s->id), &rec);
+    }
+    if (rv == 0 && *ok && !dup && s->reminders_set) rv = cmd__save_reminders(c, s);
+    free(calls.calls);
+    free(calls.expired);
+    if (old) cverse__catalog__state_record__free_unpacked(old, NULL);
+    return rv;
 }
 
 /* Each item on its own: a rejected one writes nothing and makes the command's status CV_ECONFLICT. */

@@ -13,7 +13,8 @@
 #include "util/be.h"
 #include "util/log.h"
 
-const char *const cv_store_db_names[CV_DB__COUNT] = {"meta", "nodes", "shards", "leases", "objects", "states"};
+const char *const cv_store_db_names[CV_DB__COUNT] = {"meta", "nodes", "shards", "leases", "objects", "states",
+                                                      "reminders"};
 
 int cv_store_lmdb_err(int rc, const char *what)
 {

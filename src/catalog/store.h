@@ -14,7 +14,7 @@
 #define CV_STORE_ADDR_MAX 128
 
 /* The dbs of the environment; also the order of a snapshot's entries. */
-enum { CV_DB_META, CV_DB_NODES, CV_DB_SHARDS, CV_DB_LEASES, CV_DB_OBJECTS, CV_DB_STATES, CV_DB__COUNT };
+enum { CV_DB_META, CV_DB_NODES, CV_DB_SHARDS, CV_DB_LEASES, CV_DB_OBJECTS, CV_DB_STATES, CV_DB_REMINDERS, CV_DB__COUNT };
 extern const char *const cv_store_db_names[CV_DB__COUNT];
 
 /* Keys of "meta". */

@@ -65,12 +65,15 @@ static int cmd_drain(const struct command *cmd, int argc, char **argv);
     "3 cannot connect to the gate.\n"
 
 static const struct command commands[] = {
-    {"call", "[--gate HOST:PORT] [--timeout MS] [--json] TYPE ID METHOD ['{JSON}']",
+    {"call", "[--gate HOST:PORT] [--timeout MS] [--json] [--call-id ID] TYPE ID METHOD ['{JSON}']",
      "call a method of an object and print the JSON response",
      GATE_OPTS_HELP
      "  --json            print the response on one line, exactly as the gate sent it\n"
+     "  --call-id ID      a reliable call id: run again with the same ID, the call is answered from the\n"
+     "                    object's record instead of running twice (exactly-once; docs/durable-state.md)\n"
      "The request is the method's request message in proto3 JSON (default {}); int64 fields may be\n"
-     "given as strings and are printed as strings. The object must exist (see 'cverse create').\n"
+     "given as strings and are printed as strings. A new ID of a known TYPE is created by its first\n"
+     "call ('cverse create' creates one ahead).\n"
      "Example: cverse call SimpleCounter Counter-001 Increment '{}'\n" EXIT_CODES_HELP,
      cmd_call},
     {"create", "[--gate HOST:PORT] [--timeout MS] [--json] TYPE ID", "create an object (idempotent)",
@@ -233,6 +236,7 @@ struct gate_opts {
     const char *gate;        /* HOST:PORT */
     uint32_t timeout_ms;
     int json;                /* --json: machine-readable output */
+    const char *call_id;     /* call --call-id: a reliable call id, NULL if none */
     char *args[MAX_POSITIONAL];
     int n_args;
 };
@@ -303,6 +307,13 @@ static int gate_opt(const struct command *cmd, int argc, char **argv, int *i, st
                                MAX_TIMEOUT_MS, val);
         return 0;
     }
+    if (strcmp(cmd->name, "call") == 0 && (m = opt_value(cmd, argc, argv, i, "--call-id", &val)) != 0) {
+        if (m < 0) return EXIT_USAGE;
+        if (!*val || strlen(val) > 128)
+            return usage_error(cmd, "--call-id must be 1 to 128 bytes, got '%s'", val);
+        o->call_id = val;
+        return 0;
+    }
     return usage_error(cmd, "unknown option '%s'", argv[*i]);
 }
 
@@ -358,8 +369,8 @@ static const char *code_hint(const struct command *cmd, int err)
                        : "check TYPE and ID.";
     case CV_ETOOBIG: return "the request is too large (16 MiB at most).";
     case CV_ENOTFOUND:
-        return is_call ? "check TYPE, ID and METHOD (case matters); an object must exist before it is\n"
-                         "      called: cverse create TYPE ID."
+        return is_call ? "check TYPE and METHOD (case matters); a new ID of a known TYPE is created by\n"
+                         "      its first call."
                        : "is TYPE registered on the nodes (built in, or loaded with --module)?";
     case CV_EEXIST: return "the id is taken; pick another one.";
     case CV_EBUSY: return "the object is overloaded (its mailbox is full); retry in a second.";
@@ -480,7 +491,8 @@ static int cmd_call(const struct command *cmd, int argc, char **argv)
     const char *req = o.n_args == 4 ? o.args[3] : "{}";
     if ((rv = check_request_json(cmd, req)) != 0) return rv;
     if ((rv = connect_gate(&o, &c)) != 0) return rv;
-    rv = cv_client_call_json(c, o.args[0], o.args[1], o.args[2], req, &resp, o.timeout_ms, err, sizeof err);
+    rv = cv_client_call_json_id(c, o.args[0], o.args[1], o.args[2], req, o.call_id, &resp, o.timeout_ms, err,
+                                sizeof err);
     cv_client_close(c);
     if (rv) return call_failed(cmd, rv, err);
     json_t *check = json_loads(resp, JSON_DECODE_ANY, NULL);

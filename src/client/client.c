@@ -382,7 +382,15 @@ int cv_client_call_raw(cv_client *c, const char *type, const char *id, const cha
                        size_t req_len, uint8_t **resp, size_t *resp_len, unsigned deadline_ms, char *err,
                        size_t errlen)
 {
+    return cv_client_call_raw_id(c, type, id, method, req, req_len, NULL, resp, resp_len, deadline_ms, err, errlen);
+}
+
+int cv_client_call_raw_id(cv_client *c, const char *type, const char *id, const char *method, const void *req,
+                          size_t req_len, const char *call_id, uint8_t **resp, size_t *resp_len,
+                          unsigned deadline_ms, char *err, size_t errlen)
+{
     Cverse__Rpc__CallRequest cr = CVERSE__RPC__CALL_REQUEST__INIT;
+    cr.call_id = (char *)(call_id ? call_id : "");
     Cverse__Rpc__CallResponse *out;
     *resp = NULL;
     *resp_len = 0;
@@ -433,7 +441,15 @@ int cv_client_call_json(cv_client *c, const char *type, const char *id, const ch
                         const char *json_req, char **json_resp, unsigned deadline_ms, char *err,
                         size_t errlen)
 {
+    return cv_client_call_json_id(c, type, id, method, json_req, NULL, json_resp, deadline_ms, err, errlen);
+}
+
+int cv_client_call_json_id(cv_client *c, const char *type, const char *id, const char *method,
+                           const char *json_req, const char *call_id, char **json_resp, unsigned deadline_ms,
+                           char *err, size_t errlen)
+{
     Cverse__Rpc__CallRequest cr = CVERSE__RPC__CALL_REQUEST__INIT;
+    cr.call_id = (char *)(call_id ? call_id : "");
     Cverse__Rpc__CallResponse *out;
     *json_resp = NULL;
     cr.type = (char *)type;

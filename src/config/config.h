@@ -41,8 +41,11 @@ struct cv_object_type_cfg {
     char name[128];            /* the type name (the mapping's key) */
     int persist;               /* enum cv_persist (object.h): 0 none, 1 on_write, 2 periodic; -1 = the type's */
     uint64_t save_interval_ms; /* periodic: 0 = the type's own */
-    uint64_t idle_timeout_ms;  /* read and checked; idle deactivation is not implemented yet */
+    uint64_t idle_timeout_ms;  /* 0 = never; absent: 15 min for persisted types, never for memory-only */
     bool has_idle_timeout;
+    uint64_t call_id_window;   /* reliable-call ids kept per object (0 = none recorded) */
+    bool has_call_id_window;   /* absent: the default (256) */
+    uint64_t call_id_window_ms; /* 0 = the default (1 h) */
     int line;
 };
 #define CV_CONFIG_STATE_MAX_DEFAULT ((uint64_t)1 << 20)

@@ -1,7 +1,8 @@
 /* The config's object settings, read from the loaded YAML tree (config.c calls this for the root):
  *
  *     object_types:                 # optional; keys are type names
- *       SimpleCounter: {persist: none, save_interval_ms: 1000, idle_timeout_ms: 900000}
+ *       SimpleCounter: {persist: none, save_interval_ms: 1000, idle_timeout_ms: 900000,
+ *                       call_id_window: 256, call_id_window_ms: 3600000}
  *     object_state_max_bytes: 1048576
  *
  * Happy path: each entry of object_types is a mapping of known keys; persist is one of none, on_write,
@@ -23,6 +24,7 @@
 
 #define OT_SAVE_MAX 86400000ull          /* a day */
 #define OT_IDLE_MAX (7 * 86400000ull)    /* a week */
+#define OT_CALL_WINDOW_MAX 65536ull      /* call ids kept per object (each with its answer, in every save) */
 #define OT_STATE_MAX ((uint64_t)256 << 20) /* a raft entry carries it: keep it far below memory */
 
 struct ot {
@@ -106,26 +108,30 @@ static int ot__persist(struct ot *c, yaml_node_t *map, const char *mpath, int *o
 /* One object_types entry: a mapping of known keys. */
 static int ot__entry(struct ot *c, yaml_node_t *k, yaml_node_t *v, struct cv_object_type_cfg *t)
 {
-    static const char *const keys[] = {"persist", "save_interval_ms", "idle_timeout_ms"};
+    static const char *const keys[] = {"persist", "save_interval_ms", "idle_timeout_ms", "call_id_window",
+                                       "call_id_window_ms"};
     char path[300];
     snprintf(path, sizeof path, "object_types.%.200s", ot__text(k));
     if (v->type != YAML_MAPPING_NODE)
-        return ot__fail(c, v, path, "must be a mapping of persist, save_interval_ms, idle_timeout_ms");
+        return ot__fail(c, v, path, "must be a mapping of persist, save_interval_ms, idle_timeout_ms, "
+                        "call_id_window, call_id_window_ms");
     for (yaml_node_pair_t *p = v->data.mapping.pairs.start; p < v->data.mapping.pairs.top; p++) {
         yaml_node_t *key = yaml_document_get_node(c->doc, p->key);
         bool known = false;
-        for (int i = 0; i < 3; i++) known = known || !strcmp(ot__text(key), keys[i]);
+        for (int i = 0; i < 5; i++) known = known || !strcmp(ot__text(key), keys[i]);
         for (yaml_node_pair_t *q = v->data.mapping.pairs.start; known && q < p; q++)
             if (!strcmp(ot__text(yaml_document_get_node(c->doc, q->key)), ot__text(key)))
                 return ot__fail(c, key, path, "duplicate key \"%.60s\" (expected once)", ot__text(key));
         if (!known)
             return ot__fail(c, key, path, "unknown key \"%.60s\" (expected one of: persist, save_interval_ms, "
-                            "idle_timeout_ms)", ot__text(key));
+                            "idle_timeout_ms, call_id_window, call_id_window_ms)", ot__text(key));
     }
     t->line = (int)k->start_mark.line + 1;
     int rv = ot__persist(c, v, path, &t->persist);
     if (!rv) rv = ot__uint(c, v, path, "save_interval_ms", 10, OT_SAVE_MAX, &t->save_interval_ms, NULL);
     if (!rv) rv = ot__uint(c, v, path, "idle_timeout_ms", 0, OT_IDLE_MAX, &t->idle_timeout_ms, &t->has_idle_timeout);
+    if (!rv) rv = ot__uint(c, v, path, "call_id_window", 0, OT_CALL_WINDOW_MAX, &t->call_id_window, &t->has_call_id_window);
+    if (!rv) rv = ot__uint(c, v, path, "call_id_window_ms", 1000, OT_IDLE_MAX, &t->call_id_window_ms, NULL);
     return rv;
 }
 

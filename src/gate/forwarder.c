@@ -23,7 +23,10 @@
  * routes it again at once. Once a map shows that node declared dead and the shard gone from it
  * (cv_gate_may_resend: its lease ended, it ran the call before or never will), the forward is routed
  * again at once and a late answer to the old send is dropped (struct fwd_send); at-least-once if that
- * node ran it and the answer was lost. Else it ends at its deadline. Closing
+ * node ran it and the answer was lost — unless the call carries a reliable call id (X-Cverse-Call-Id,
+ * CallRequest.call_id): the id goes with every attempt, the owner answers a repeat from the record it
+ * committed with the call's state change, so such a call is exactly-once, and one whose outcome is
+ * unknown (a retryable error that is not a reroute) is routed again too. Else it ends at its deadline. Closing
  * fails waiting forwards with CV_ECANCELED at once and sent ones when their client closes; the struct
  * is freed after the last handle's close callback. Single-threaded: everything runs on the loop. */
 #include "gate/forwarder.h"
@@ -84,6 +87,7 @@ struct fwd {
     struct fwd *prev, *next; /* fw->calls */
     enum cv_gate_op op;
     char *type, *id, *method;
+    char *call_id;        /* reliable call id ("" = none): sent with every attempt */
     uint8_t *req;
     size_t req_len;
     uint64_t deadline_ms; /* cv_mono_ms() */
@@ -211,6 +215,7 @@ static void fwd__free(struct fwd *f)
     free(f->type);
     free(f->id);
     free(f->method);
+    free(f->call_id);
     free(f->req);
     free(f);
 }
@@ -304,6 +309,10 @@ static void fwd__reply(void *data, int status, const char *error, const uint8_t 
         fwd__retry_later(f, status, error, CV_GATE_RETRY_REDIRECT);
     } else if (cv_err_reroute(status) && !fw->closing) {
         fwd__retry_later(f, status, error, CV_GATE_RETRY_UNAVAILABLE);
+    } else if (f->call_id[0] && cv_err_retryable(status) && !fw->closing) {
+        /* A reliable call whose outcome is unknown (a save that may have committed, a lost answer): the
+         * owner answers a repeat of its id from its record, so sending it again is safe. */
+        fwd__retry_later(f, status, error, CV_GATE_RETRY_UNAVAILABLE);
     } else {
         fwd__finish(f, status, error, body, len);
     }
@@ -322,6 +331,7 @@ static int fwd__pack(const struct fwd *f, uint64_t map_index, uint8_t **out, siz
         call.request.data = f->req;
         call.request.len = f->req_len;
         call.map_index = map_index;
+        call.call_id = f->call_id;
         m = &call.base;
     } else if (f->op == CV_GATE_CREATE) {
         create.type = f->type;
@@ -415,6 +425,13 @@ int cv_forwarder_forward(struct cv_forwarder *fw, enum cv_gate_op op, const char
                          const char *method, const uint8_t *req, size_t len, unsigned timeout_ms, cv_gate_done_cb cb,
                          void *data)
 {
+    return cv_forwarder_forward_id(fw, op, type, id, method, req, len, NULL, timeout_ms, cb, data);
+}
+
+int cv_forwarder_forward_id(struct cv_forwarder *fw, enum cv_gate_op op, const char *type, const char *id,
+                            const char *method, const uint8_t *req, size_t len, const char *call_id,
+                            unsigned timeout_ms, cv_gate_done_cb cb, void *data)
+{
     if (fw->stopping) return CV_EUNAVAIL;
     if ((unsigned)op >= CV_GATE_N_OPS || !type || !id || !cb) return CV_EINVAL;
     struct fwd *f = calloc(1, sizeof *f);
@@ -422,8 +439,9 @@ int cv_forwarder_forward(struct cv_forwarder *fw, enum cv_gate_op op, const char
     f->type = strdup(type);
     f->id = strdup(id);
     f->method = strdup(op == CV_GATE_CALL && method ? method : "");
+    f->call_id = strdup(op == CV_GATE_CALL && call_id ? call_id : "");
     f->req = malloc(len ? len : 1);
-    if (!f->type || !f->id || !f->method || !f->req) {
+    if (!f->type || !f->id || !f->method || !f->call_id || !f->req) {
         fwd__free(f);
         return CV_ENOMEM;
     }

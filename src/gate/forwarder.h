@@ -95,6 +95,12 @@ typedef void (*cv_gate_done_cb)(void *data, int status, const char *error, const
 int cv_forwarder_forward(struct cv_forwarder *fw, enum cv_gate_op op, const char *type, const char *id,
                          const char *method, const uint8_t *req, size_t len, unsigned timeout_ms, cv_gate_done_cb cb,
                          void *data);
+/* cv_forwarder_forward of a call with a reliable call id (NULL or "" = none; copied), sent with every
+ * attempt (docs/durable-state.md): a call with an id is also routed again after a retryable error whose
+ * outcome is unknown, since the owner answers a repeat from its record. */
+int cv_forwarder_forward_id(struct cv_forwarder *fw, enum cv_gate_op op, const char *type, const char *id,
+                            const char *method, const uint8_t *req, size_t len, const char *call_id,
+                            unsigned timeout_ms, cv_gate_done_cb cb, void *data);
 
 /* Every client request (native or HTTP) is bracketed by begin/end, for draining and metrics. begin
  * returns CV_EUNAVAIL while stopping (refuse the request). end records the result (0 or a CV_E* code,

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cverse/object.h"
 #include "cverse/error.h"
 #include "gate/codec.h"
 #include "gate/metrics.h"
@@ -292,10 +293,15 @@ static int http__start(struct hreq *r, const struct cv_gate_target *t, const str
         return rv;
     }
     if ((rv = cv_gate_types_method(types, t->type, t->method, &r->m, err, errlen))) return rv;
+    if (strlen(req->call_id) > CV_CALL_ID_MAX) {
+        snprintf(err, errlen, "X-Cverse-Call-Id is longer than %d bytes", CV_CALL_ID_MAX);
+        return CV_EINVAL;
+    }
     uint8_t *bytes = NULL;
     size_t len = 0;
     if ((rv = http__call_request(r, req, &bytes, &len, err, errlen))) return rv;
-    rv = cv_forwarder_forward(r->fw, t->op, t->type, t->id, t->method, bytes, len, timeout, http__done, r);
+    rv = cv_forwarder_forward_id(r->fw, t->op, t->type, t->id, t->method, bytes, len, req->call_id, timeout,
+                                 http__done, r);
     if (rv) snprintf(err, errlen, "%s", cv_strerror(rv));
     free(bytes);
     return rv;

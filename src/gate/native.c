@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "cverse/error.h"
+#include "cverse/object.h"
 #include "gate/codec.h"
 #include "rpc.pb-c.h"
 #include "util/log.h"
@@ -84,6 +85,10 @@ static int native__prepare_call(struct cv_forwarder *fw, const Cverse__Rpc__Call
         snprintf(err, errlen, "type, id and method must not be empty");
         return CV_EINVAL;
     }
+    if (strlen(c->call_id) > CV_CALL_ID_MAX) {
+        snprintf(err, errlen, "call_id is longer than %d bytes", CV_CALL_ID_MAX);
+        return CV_EINVAL;
+    }
     int rv = cv_gate_types_method(cv_forwarder_types(fw), c->type, c->method, &r->m, err, errlen);
     if (rv) return rv;
     if (c->request_json[0]) {
@@ -110,8 +115,8 @@ static int native__start(struct cv_forwarder *fw, struct nreq *r, const uint8_t 
         size_t rlen = 0;
         rv = native__prepare_call(fw, c, r, &req, &rlen, err, errlen);
         if (rv == 0)
-            rv = cv_forwarder_forward(fw, r->op, c->type, c->id, c->method, req ? req : c->request.data,
-                                 req ? rlen : c->request.len, deadline_ms, native__done, r);
+            rv = cv_forwarder_forward_id(fw, r->op, c->type, c->id, c->method, req ? req : c->request.data,
+                                         req ? rlen : c->request.len, c->call_id, deadline_ms, native__done, r);
         free(req);
         cverse__rpc__call_request__free_unpacked(c, NULL);
         if (rv && !err[0]) snprintf(err, errlen, "%s", cv_strerror(rv));

@@ -76,7 +76,7 @@ struct http__conn {
     size_t in_off;
     /* The request being parsed. */
     struct http__buf url, field, value, body;
-    char *content_type, *origin, *deadline, *auth, *last_id;
+    char *content_type, *origin, *deadline, *auth, *last_id, *call_id;
     int in_value, expect_continue;
     size_t header_bytes;
     enum cv_status err;           /* our refusal when a callback stops the parser (when err_msg is set); */
@@ -96,7 +96,7 @@ struct http__conn {
 struct cv_http_exchange {
     struct http__conn *conn;      /* NULL once the connection is gone */
     struct cv_http_request req;
-    char *path, *raw_path, *query, *body, *content_type, *origin, *deadline, *auth, *last_id;
+    char *path, *raw_path, *query, *body, *content_type, *origin, *deadline, *auth, *last_id, *call_id;
     int keep_alive, http10, head, options;
 };
 
@@ -302,6 +302,7 @@ static int conn__header_done(struct http__conn *c)
     if (!strcasecmp(f, "Content-Type")) conn__take_str(&c->content_type, &c->value);
     else if (!strcasecmp(f, "Origin")) conn__take_str(&c->origin, &c->value);
     else if (!strcasecmp(f, "X-Cverse-Deadline-Ms")) conn__take_str(&c->deadline, &c->value);
+    else if (!strcasecmp(f, "X-Cverse-Call-Id")) conn__take_str(&c->call_id, &c->value);
     else if (!strcasecmp(f, "Authorization")) conn__take_str(&c->auth, &c->value);
     else if (!strcasecmp(f, "Last-Event-ID")) conn__take_str(&c->last_id, &c->value);
     else if (!strcasecmp(f, "Expect")) c->expect_continue = !strcasecmp(v, "100-continue");
@@ -319,7 +320,8 @@ static int http__on_message_begin(http_parser *p)
     free(c->deadline);
     free(c->auth);
     free(c->last_id);
-    c->content_type = c->origin = c->deadline = c->auth = c->last_id = NULL;
+    free(c->call_id);
+    c->content_type = c->origin = c->deadline = c->auth = c->last_id = c->call_id = NULL;
     c->in_value = c->expect_continue = 0;
     c->header_bytes = 0;
     return 0;
@@ -383,6 +385,7 @@ static void exchange__free(struct cv_http_exchange *x)
     free(x->deadline);
     free(x->auth);
     free(x->last_id);
+    free(x->call_id);
     free(x);
 }
 
@@ -431,11 +434,13 @@ static int http__on_message_complete(http_parser *p)
     x->deadline = c->deadline;
     x->auth = c->auth;
     x->last_id = c->last_id;
-    c->content_type = c->origin = c->deadline = c->auth = c->last_id = NULL;
+    x->call_id = c->call_id;
+    c->content_type = c->origin = c->deadline = c->auth = c->last_id = c->call_id = NULL;
     x->req.method = http_method_str((enum http_method)p->method);
     x->req.path = x->path;
     x->req.raw_path = x->raw_path;
     x->req.deadline_ms = x->deadline ? x->deadline : "";
+    x->req.call_id = x->call_id ? x->call_id : "";
     x->req.query = x->query;
     x->req.body = x->body;
     x->req.content_type = x->content_type ? x->content_type : "";
@@ -626,6 +631,7 @@ static void conn__closed(uv_handle_t *h)
     free(c->deadline);
     free(c->auth);
     free(c->last_id);
+    free(c->call_id);
     free(c);
     server__maybe_finish(srv);
 }

@@ -20,6 +20,7 @@ struct cv_http_request {
     const char *content_type; /* "" if absent */
     const char *origin;       /* Origin header, "" if absent (for CORS) */
     const char *deadline_ms;  /* X-Cverse-Deadline-Ms header (per-call deadline), "" if absent */
+    const char *call_id;      /* X-Cverse-Call-Id header (reliable call id), "" if absent */
     const char *authorization; /* Authorization header, "" if absent */
     const char *last_event_id; /* Last-Event-ID header (an event stream's resume point), "" if absent */
 };

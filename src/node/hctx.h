@@ -20,6 +20,7 @@
 
 struct cv_peers;
 struct cv_node_stats;
+struct cv_incall;
 
 struct cv_hctx {
     /* Borrowed; valid until the host's close callback ran. */
@@ -32,6 +33,7 @@ struct cv_hctx {
     cv_registry *reg;
     struct cv_runtime *rt;        /* owned by the host */
     struct cv_node_stats *stats;  /* owned by the host; NULL when CVERSE_NODE_STATS=0 (measurement) */
+    struct cv_incall *in;         /* the host's incoming calls (first-call activation); set by its init */
 
     /* End of the node's serving window (cv_mono_ms; the node's lease), or NULL: unbounded. */
     uint64_t (*serve_until)(void *data);

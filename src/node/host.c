@@ -1,5 +1,5 @@
 /* Object hosting in a node: the runtime plus the parts that tie it to the catalog and the network,
- * wired here. The parts: incall.c (objects.call, parking, verdicts), outcall.c (calls made by objects),
+ * wired here. The parts: incall.c (objects.call, verdicts, first-call activation), outcall.c (calls made by objects),
  * ops.c (create/delete), autoload.c (auto-load objects), handoff.c (releasing shards), mapfeed.c (the
  * shard-map feed), saver.c (durable object state: the runtime's load/save hooks). This file owns their lifecycle and the reactions to catalog changes.
  *
@@ -7,7 +7,7 @@
  * destroys it everywhere; after an AssignShards (and after a raft snapshot was installed) objects of
  * shards we no longer own are deactivated, shards we gained get their auto-load objects, shards waiting
  * for our release are released, subscribers get the new map. A 20 ms tick starts hosting once the node
- * is first ready, serves parked calls, retries object calls and polls the release scan.
+ * is first ready, retries object calls, polls the release scan, fires reminders and deactivates idle objects.
  *
  * Two copies of an object never coexist while the old owner is alive: it gives a shard up in one entry
  * (owner -> none), deactivates, and confirms with ReleaseShards before the leader assigns the new owner
@@ -31,12 +31,14 @@
 #include "node/mapfeed.h"
 #include "node/ops.h"
 #include "node/outcall.h"
+#include "node/remind.h"
 #include "node/saver.h"
 #include "node/feed.h"
 #include "node/stats.h"
 #include "util/log.h"
 
 #define TICK_MS 20
+#define IDLE_SCAN_TICKS 25 /* idle objects are looked for every 0.5 s */
 
 struct cv_host {
     struct cv_hctx x; /* first: the settle callback finds the host through it */
@@ -48,9 +50,11 @@ struct cv_host {
     struct cv_autoload al;
     struct cv_handoff ho;
     struct cv_saver ps;
+    struct cv_remind rm;
     struct cv_type_policy *policies; /* owned: config object_types for the runtime */
     struct cv_feed *events; /* the catalog change feed (GET /v1/events), owned */
     uv_timer_t tick;
+    unsigned ticks;
     uint64_t restored_seen;
     void (*done)(void *data);
     void *done_data;
@@ -65,6 +69,7 @@ static void host__shards_changed(struct cv_host *h)
     if (h->x.started && !h->x.fenced) cv_autoload_reconcile(&h->al);
     cv_handoff_mark(&h->ho);
     cv_handoff_scan(&h->ho); /* shards without active objects are released right away */
+    cv_remind_changed(&h->rm); /* the reminders of the shards we own now */
     cv_mapfeed_changed(&h->feed);
 }
 
@@ -76,7 +81,7 @@ void cv_host_applied(struct cv_host *h, uint64_t index, const Cverse__Catalog__B
     bool moved = false;
     for (size_t i = 0; i < batch->n_commands; i++) {
         const Cverse__Catalog__Command *c = batch->commands[i];
-        if (results[i].status != 0) continue;
+        if (results[i].status != 0 && c->cmd_case != CVERSE__CATALOG__COMMAND__CMD_SAVE_STATE) continue;
         switch (c->cmd_case) {
         case CVERSE__CATALOG__COMMAND__CMD_ASSIGN_SHARDS:
         case CVERSE__CATALOG__COMMAND__CMD_EXPIRE_NODE:   /* unassigns the dead node's shards */
@@ -86,7 +91,12 @@ void cv_host_applied(struct cv_host *h, uint64_t index, const Cverse__Catalog__B
         case CVERSE__CATALOG__COMMAND__CMD_CREATE_OBJECT:
             cv_hctx_activate_applied(&h->x, c->create_object->type, c->create_object->id, index);
             break;
+        case CVERSE__CATALOG__COMMAND__CMD_SAVE_STATE:
+            for (size_t k = 0; k < c->save_state->n_saves; k++)
+                if (c->save_state->saves[k]->reminders_set) cv_remind_changed(&h->rm);
+            break;
         case CVERSE__CATALOG__COMMAND__CMD_DELETE_OBJECT:
+            cv_remind_changed(&h->rm);
             if (cv_runtime_destroy(h->x.rt, c->delete_object->id) == 0)
                 CV_INFO("object %s deleted at index %llu: destroying it", c->delete_object->id,
                         (unsigned long long)index);
@@ -96,7 +106,6 @@ void cv_host_applied(struct cv_host *h, uint64_t index, const Cverse__Catalog__B
     }
     if (moved) host__shards_changed(h);
     cv_mapfeed_check_nodes(&h->feed);
-    if (h->in.parked) cv_incall_unpark(&h->in, false);
 }
 
 void cv_host_leader_changed(struct cv_host *h)
@@ -119,11 +128,15 @@ static void host__tick(uv_timer_t *t)
         h->restored_seen = st.snapshots_restored;
         host__shards_changed(h);
     }
-    if (h->in.parked) cv_incall_unpark(&h->in, false);
     if (cv_outcall_busy(&h->out)) cv_outcall_retry(&h->out);
     cv_handoff_scan(&h->ho);
     cv_mapfeed_tick(&h->feed);
     if (!h->x.fenced) cv_autoload_tick(&h->al);
+    cv_remind_tick(&h->rm);
+    if (++h->ticks % IDLE_SCAN_TICKS == 0 && h->x.started) {
+        int n = cv_runtime_deactivate_idle(h->x.rt);
+        if (n > 0) CV_DEBUG("deactivating %d idle objects", n);
+    }
 }
 
 /* ---------------------------------------------------------------- runtime hooks: cluster facts */
@@ -151,10 +164,10 @@ static size_t host__cluster_objects(void *data)
 
 /* The runtime hooks that route through the parts (data: the host). */
 static int host__call(void *data, const char *type, const char *id, const char *method, const uint8_t *req,
-                      size_t len, cv_runtime_call_cb cb, void *cb_data)
+                      size_t len, const char *call_id, cv_runtime_call_cb cb, void *cb_data)
 {
     struct cv_host *h = data;
-    return cv_outcall_call(&h->out, type, id, method, req, len, cb, cb_data);
+    return cv_outcall_call(&h->out, type, id, method, req, len, call_id, cb, cb_data);
 }
 
 static int host__create(void *data, const char *type, const char *id, cv_host_done_cb cb, void *cb_data)
@@ -176,9 +189,21 @@ static int host__load_state(void *data, const char *type, const char *id, uint8_
 }
 
 static int host__save_state(void *data, const char *type, const char *id, uint64_t version, uint8_t *state,
-                            size_t len, cv_state_saved_cb cb, void *cb_data)
+                            size_t len, const struct cv_save_extra *calls, cv_state_saved_cb cb, void *cb_data)
 {
-    return cv_saver_save(&((struct cv_host *)data)->ps, type, id, version, state, len, cb, cb_data);
+    return cv_saver_save(&((struct cv_host *)data)->ps, type, id, version, state, len, calls, cb, cb_data);
+}
+
+static int host__load_reminders(void *data, const char *id, void (*add)(void *o, const struct cv_reminder *r),
+                                void *o)
+{
+    return cv_saver_load_reminders(&((struct cv_host *)data)->ps, id, add, o);
+}
+
+static int host__load_calls(void *data, const char *id, void (*call)(void *o, const struct cv_call_record *r),
+                            void (*expired)(void *o, uint64_t hash), void *o)
+{
+    return cv_saver_load_calls(&((struct cv_host *)data)->ps, id, call, expired, o);
 }
 
 /* ---------------------------------------------------------------- public */
@@ -252,6 +277,7 @@ static void host__free(struct cv_host *h)
 {
     cv_autoload_free(&h->al);
     cv_handoff_free(&h->ho);
+    cv_remind_free(&h->rm);
     cv_node_stats_free(h->x.stats);
     cv_feed_free(h->events);
     free(h->policies);
@@ -308,7 +334,9 @@ int cv_host_init(const struct cv_host_opts *opts, struct cv_host **out)
                                   .cluster_nodes = host__cluster_nodes,
                                   .cluster_objects = host__cluster_objects,
                                   .load_state = host__load_state,
-                                  .save_state = host__save_state};
+                                  .save_state = host__save_state,
+                                  .load_calls = host__load_calls,
+                                  .load_reminders = host__load_reminders};
     struct cv_runtime_opts ro = {.node_id = h->x.self,
                                  .shards = opts->cfg->shards,
                                  .owns = cv_hctx_owns,
@@ -329,6 +357,7 @@ int cv_host_init(const struct cv_host_opts *opts, struct cv_host **out)
     cv_incall_init(&h->in, &h->x);
     cv_ops_init(&h->ops, &h->x);
     cv_saver_init(&h->ps, &h->x);
+    cv_remind_init(&h->rm, &h->x);
     cv_mapfeed_init(&h->feed, &h->x);
     uv_timer_init(h->x.loop, &h->tick);
     h->tick.data = h;
@@ -371,7 +400,6 @@ void cv_host_close(struct cv_host *h, void (*done)(void *data), void *data)
     h->done_data = data;
     h->x.parts = 1; /* held until everything below was started */
     cv_mapfeed_close(&h->feed);
-    cv_incall_unpark(&h->in, true);
     cv_outcall_retry(&h->out); /* closing: every waiting call completes with CV_ECLOSED */
     cv_ops_close(&h->ops);
     cv_saver_close(&h->ps);

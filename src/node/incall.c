@@ -5,9 +5,12 @@
  * object with that type -> cv_runtime_call; the response goes back when the handler replied.
  * Failure modes: the node is fenced (lease not confirmed) -> CV_EUNAVAIL, retryable; not the owner ->
  * CV_EREDIRECT with a Redirect body (our applied index, the owner we
- * know); malformed request -> CV_EPROTO; unknown type/method/object -> CV_ENOTFOUND, but a call to an
- * object the catalog lacks first waits (parked) up to 500 ms for this node to catch up with the log, so
- * that a create committed through another node is seen; a full mailbox -> CV_EBUSY.
+ * know); malformed request -> CV_EPROTO; unknown type/method, or an id of another type -> CV_ENOTFOUND;
+ * a full mailbox -> CV_EBUSY. An id of a known type the catalog lacks is activated by the call (first
+ * call): the owner proposes a CreateObject fenced on its ownership at the shard's epoch (one per id in
+ * flight: later first calls wait for the same), and serves the waiting calls once it applied; a create
+ * refused because the shard moved, or one that did not commit, answers CV_EREDIRECT (routed again: the
+ * create is idempotent and no call ran).
  * Statistics: every answer but a redirect is counted (node/stats.h) when it is sent, with the type,
  * method and shard the verdict found and the time since this node took the call. */
 #include "node/incall.h"
@@ -17,21 +20,42 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define HASH_NONFATAL_OOM 1 /* a failed add leaves hh.tbl NULL instead of exiting */
+#include <uthash.h>
+
 #include "cverse/error.h"
 #include "node/stats.h"
 #include "rpc.pb-c.h"
 #include "util/log.h"
 
-/* An objects.call being served (in the runtime, or parked until the log catches up). */
+/* A call waiting for the first-call creation of its object (struct first). */
+struct fwait {
+    struct fwait *next;
+    char *method, *call_id; /* owned; call_id NULL when none */
+    uint8_t *req;           /* owned copy */
+    size_t len;
+    cv_runtime_call_cb cb;
+    void *data; /* borrowed: the caller's */
+};
+
+/* A CreateObject this node proposed for an id a call found absent; every call to the id meanwhile waits
+ * on it (one proposal per id however many first calls race). Owned by in->first until its answer. */
+struct first {
+    UT_hash_handle hh; /* in->first, keyed by id */
+    struct cv_incall *in;
+    uint64_t epoch; /* of the shard when proposed (the create's fence) */
+    bool listed; /* in in->first (an add that found no memory leaves it out: later calls propose again) */
+    char type[CV_HOST_TYPE_MAX];
+    struct fwait *waiters, **tail;
+    char id[]; /* the key */
+};
+
+/* An objects.call being served (in the runtime, or waiting for its object's first-call create). */
 struct icall {
     struct cv_incall *in;
     struct cv_rpc_conn *conn;
     uint64_t id;
-    struct icall *next; /* parked list */
-    uint8_t *body;      /* parked: the request, copied */
-    size_t len;
     uint32_t shard;     /* of the object, once accepted (for a late redirect) */
-    uint64_t min_index, deadline;
     /* statistics (node/stats.h): what the verdict knew, and when this node took the call */
     const struct cv_object_type *type;
     const struct cv_method *method;
@@ -52,6 +76,7 @@ static int fail(struct cv_verdict *v, int status, const char *fmt, ...)
 void cv_incall_init(struct cv_incall *in, struct cv_hctx *x)
 {
     *in = (struct cv_incall){.x = x};
+    x->in = in;
 }
 
 /* Whether this node may execute calls: it was caught up with the log once (h->started) and still follows
@@ -76,8 +101,114 @@ static bool serving(const struct cv_hctx *h, const char **why)
     return true;
 }
 
+/* ---- activation on first call ---- */
+
+static void fwait__free(struct fwait *w)
+{
+    free(w->method);
+    free(w->call_id);
+    free(w->req);
+    free(w);
+}
+
+/* The CreateObject of a first call committed (status 0, the catalog is at index) or failed: the
+ * waiting calls go through the checks again (now finding the object) or fail. A failed or unknown
+ * proposal certainly did not run any call and creating is idempotent: they are routed again. */
+static void incall__first_done(void *data, int status, uint64_t index)
+{
+    struct first *f = data;
+    struct cv_incall *in = f->in;
+    struct cv_hctx *x = in->x;
+    if (f->listed) HASH_DEL(in->first, f);
+    if (status == 0) cv_hctx_activate_applied(x, f->type, f->id, index); /* `created` runs once, here */
+    char msg[256];
+    for (struct fwait *w = f->waiters, *next; w; w = next) {
+        next = w->next;
+        struct cv_verdict v;
+        int rv = status;
+        if (status == CV_EEXIST)
+            snprintf(msg, sizeof msg, "object %.100s exists with another type", f->id);
+        else if (status == CV_ECONFLICT)
+            snprintf(msg, sizeof msg, "%.100s: its shard moved before its first call's create: call again", f->id);
+        else if (status)
+            snprintf(msg, sizeof msg, "creating %.100s on its first call did not commit (%s): call again",
+                     f->id, cv_strerror(status));
+        if (status == 0 && x->closing) {
+            rv = CV_ECLOSED;
+            snprintf(msg, sizeof msg, "node is shutting down");
+        } else if (status == 0) {
+            rv = cv_incall_local(x, f->type, f->id, w->method, w->req, w->len, w->call_id, w->cb, w->data, &v);
+            snprintf(msg, sizeof msg, "%s", v.msg);
+        }
+        if (rv == CV_EEXIST) rv = CV_ENOTFOUND;
+        else if (rv && status) rv = x->closing ? CV_ECLOSED : CV_EREDIRECT;
+        if (rv) w->cb(w->data, rv, msg, (const uint8_t *)"", 0);
+        fwait__free(w);
+    }
+    free(f);
+    cv_hctx_release(x);
+}
+
+static int incall__first_propose(struct first *f)
+{
+    Cverse__Catalog__Command cmd = CVERSE__CATALOG__COMMAND__INIT;
+    Cverse__Catalog__CmdCreateObject co = CVERSE__CATALOG__CMD_CREATE_OBJECT__INIT;
+    co.type = f->type;
+    co.id = f->id;
+    co.owner = (char *)f->in->x->self; /* fenced: applied only while we own the shard at this epoch */
+    co.epoch = f->epoch;
+    cmd.cmd_case = CVERSE__CATALOG__COMMAND__CMD_CREATE_OBJECT;
+    cmd.create_object = &co;
+    return cv_consensus_propose(f->in->x->cons, &cmd, CV_HOST_PROPOSE_TIMEOUT_MS, incall__first_done, f);
+}
+
+/* A call to an object of a known type the catalog lacks (this node owns it and serves): the call waits
+ * for a CreateObject proposed here (one per id; later first calls join it). 0: cb fires later. */
+static int incall__first(struct cv_incall *in, const struct cv_object_type *t, const struct cv_method *m,
+                         const char *id, const uint8_t *req, size_t len, const char *call_id,
+                         cv_runtime_call_cb cb, void *data, struct cv_verdict *v)
+{
+    size_t idlen = strlen(id);
+    if (idlen >= CV_HOST_ID_MAX || strlen(t->name) >= CV_HOST_TYPE_MAX)
+        return fail(v, CV_EINVAL, "object id or type too long");
+    struct first *f = NULL;
+    HASH_FIND(hh, in->first, id, idlen, f);
+    struct fwait *w = calloc(1, sizeof *w);
+    if (!w || !(w->method = strdup(m->name)) || !(w->req = malloc(len ? len : 1)) ||
+        (call_id && !(w->call_id = strdup(call_id))))
+        goto err_after_w;
+    if (len) memcpy(w->req, req, len);
+    *w = (struct fwait){.method = w->method, .call_id = w->call_id, .req = w->req, .len = len, .cb = cb, .data = data};
+    if (!f) {
+        if (!(f = calloc(1, sizeof *f + idlen + 1))) goto err_after_w;
+        f->in = in;
+        memcpy(f->id, id, idlen + 1);
+        snprintf(f->type, sizeof f->type, "%s", t->name);
+        f->tail = &f->waiters;
+        cv_catalog_shard_owner(in->x->cat, v->shard, &f->epoch);
+        int rv = incall__first_propose(f);
+        if (rv) {
+            free(f);
+            fwait__free(w);
+            return fail(v, CV_EUNAVAIL, "cannot create %.100s on its first call: %s", id, cv_strerror(rv));
+        }
+        HASH_ADD(hh, in->first, id[0], idlen, f);
+        f->listed = f->hh.tbl != NULL;
+        cv_hctx_hold(in->x);
+        in->first_created++;
+    }
+    *f->tail = w;
+    f->tail = &w->next;
+    return v->status = 0;
+
+err_after_w:
+    if (w) fwait__free(w);
+    return fail(v, CV_ENOMEM, "%s", cv_strerror(CV_ENOMEM));
+}
+
 int cv_incall_local(struct cv_hctx *h, const char *type, const char *id, const char *method,
-                      const uint8_t *req, size_t len, cv_runtime_call_cb cb, void *data, struct cv_verdict *v)
+                    const uint8_t *req, size_t len, const char *call_id, cv_runtime_call_cb cb, void *data,
+                    struct cv_verdict *v)
 {
     memset(v, 0, sizeof *v);
     const struct cv_object_type *t = cv_registry_type(h->reg, type);
@@ -86,6 +217,8 @@ int cv_incall_local(struct cv_hctx *h, const char *type, const char *id, const c
     if (!m) return fail(v, CV_ENOTFOUND, "object type %s has no method \"%.100s\"", type, method);
     v->type = t;
     v->method = m;
+    if (call_id && strlen(call_id) > CV_CALL_ID_MAX)
+        return fail(v, CV_EINVAL, "call id longer than %d bytes", CV_CALL_ID_MAX);
     struct cv_placement p;
     int rv = cv_hctx_owner(h, id, &p, v->owner);
     if (rv == CV_EINVAL) return fail(v, CV_EINVAL, "invalid object id \"%.100s\"", id);
@@ -99,15 +232,13 @@ int cv_incall_local(struct cv_hctx *h, const char *type, const char *id, const c
     if (!serving(h, &why)) return fail(v, CV_EUNAVAIL, "node %s is not ready: %s", h->self, why);
     char have[CV_HOST_TYPE_MAX];
     rv = cv_catalog_object_get(h->cat, id, have, sizeof have, NULL);
-    if (rv == CV_ENOTFOUND) {
-        v->absent = true;
-        return fail(v, CV_ENOTFOUND, "object not found: %.100s", id);
-    }
+    if (rv == CV_ENOTFOUND) /* never created (or deleted): the call creates it */
+        return incall__first(h->in, t, m, id, req, len, call_id, cb, data, v);
     if (rv == CV_EINVAL) return fail(v, CV_EINVAL, "invalid object id \"%.100s\"", id);
     if (rv) return fail(v, rv, "catalog lookup of %.100s failed: %s", id, cv_strerror(rv));
     if (strcmp(have, type) != 0)
         return fail(v, CV_ENOTFOUND, "object %.100s is a %s, not a %s", id, have, type);
-    rv = cv_runtime_call(h->rt, type, id, method, req, len, cb, data);
+    rv = cv_runtime_call_id(h->rt, type, id, method, req, len, call_id, cb, data);
     switch (rv) {
     case 0: return v->status = 0;
     case CV_EREDIRECT: return fail(v, rv, "object %.100s is being deactivated", id);
@@ -133,7 +264,6 @@ static void incall__free(struct icall *ic)
 {
     struct cv_hctx *x = ic->in->x;
     cv_rpc_conn_unref(ic->conn);
-    free(ic->body);
     free(ic);
     cv_hctx_release(x);
 }
@@ -183,27 +313,10 @@ static void incall__done(void *data, int status, const char *error, const uint8_
     incall__end(ic, status);
 }
 
-static void incall__park(struct cv_incall *in, struct icall *ic, const uint8_t *body, size_t len,
-                         uint32_t deadline_ms)
+/* Serves one objects.call (answered now, or by the runtime's callback). */
+static void incall__serve(struct cv_incall *in, struct icall *ic, const uint8_t *body, size_t len)
 {
-    struct cv_consensus_status st;
-    cv_consensus_status(in->x->cons, &st);
-    uint64_t applied = cv_catalog_applied_index(in->x->cat);
-    unsigned wait = deadline_ms && deadline_ms < CV_INCALL_PARK_MS ? deadline_ms : CV_INCALL_PARK_MS;
-    ic->min_index = st.commit_index > applied ? st.commit_index : applied + 1;
-    ic->deadline = cv_mono_ms() + wait;
-    ic->len = len;
-    memcpy(ic->body, body, len);
-    ic->next = in->parked;
-    in->parked = ic;
-    in->n_parked++;
-}
-
-/* Serves one objects.call; a call to an absent object may be parked (may_park) and served again later. */
-static void incall__serve(struct cv_incall *in, struct icall *ic, const uint8_t *body, size_t len, bool may_park,
-                          uint32_t deadline_ms)
-{
-    if (!ic->taken_ns && in->x->stats) ic->taken_ns = cv_mono_ns(); /* a parked call keeps its first time */
+    if (in->x->stats) ic->taken_ns = cv_mono_ns();
     Cverse__Rpc__CallRequest *req = cverse__rpc__call_request__unpack(NULL, len, body);
     if (!req) {
         cv_rpc_respond(ic->conn, ic->id, CV_EPROTO, "undecodable CallRequest", NULL, 0);
@@ -212,18 +325,13 @@ static void incall__serve(struct cv_incall *in, struct icall *ic, const uint8_t 
     }
     struct cv_verdict v;
     int rv = cv_incall_local(in->x, req->type, req->id, req->method, req->request.data, req->request.len,
-                             incall__done, ic, &v);
+                             req->call_id[0] ? req->call_id : NULL, incall__done, ic, &v);
     cverse__rpc__call_request__free_unpacked(req, NULL);
     ic->shard = v.shard;
     ic->type = v.type;
     ic->method = v.method;
     ic->placed = v.placed;
     if (rv == 0) return;
-    if (v.absent && may_park && in->n_parked < CV_INCALL_PARK_MAX &&
-        (ic->body || (ic->body = malloc(len ? len : 1)))) {
-        incall__park(in, ic, body, len, deadline_ms);
-        return;
-    }
     if (rv == CV_EREDIRECT) incall__redirect(in->x, ic->conn, ic->id, &v);
     else cv_rpc_respond(ic->conn, ic->id, rv, v.msg, NULL, 0);
     incall__end(ic, rv);
@@ -242,32 +350,6 @@ void cv_incall_handle(struct cv_incall *in, struct cv_rpc_conn *conn, uint64_t i
     ic->id = id;
     cv_rpc_conn_ref(conn);
     cv_hctx_hold(in->x);
-    incall__serve(in, ic, body, len, true, deadline_ms);
-}
-
-void cv_incall_unpark(struct cv_incall *in, bool all)
-{
-    uint64_t applied = cv_catalog_applied_index(in->x->cat), now = cv_mono_ms();
-    struct icall **pp = &in->parked, *due = NULL;
-    while (*pp) {
-        struct icall *ic = *pp;
-        if (all || applied >= ic->min_index || now >= ic->deadline) {
-            *pp = ic->next;
-            ic->next = due;
-            due = ic;
-            in->n_parked--;
-        } else {
-            pp = &ic->next;
-        }
-    }
-    while (due) {
-        struct icall *ic = due;
-        due = ic->next;
-        if (in->x->closing) {
-            cv_rpc_respond(ic->conn, ic->id, CV_ECLOSED, "node is shutting down", NULL, 0);
-            incall__end(ic, CV_ECLOSED);
-        } else {
-            incall__serve(in, ic, ic->body, ic->len, false, 0);
-        }
-    }
+    (void)deadline_ms; /* the gate's deadline bounds the call; the runtime has no use for it */
+    incall__serve(in, ic, body, len);
 }

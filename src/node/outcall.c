@@ -6,8 +6,8 @@
  * its shard moves instead of waiting for that node to come back); the response goes to the caller.
  * Failure modes: errors after which the call certainly did not run (cv_err_reroute: redirect, owner
  * unavailable, connection closed), no owner yet or no connection are retried with backoff (10..200 ms)
- * until the deadline (30 s by default), which then gives the last error; an object the catalog lacks is
- * retried once after the log moved on; every other error is final. Closing completes every call with
+ * until the deadline (30 s by default), which then gives the last error (a target of a known type the
+ * catalog lacks is created by the call, incall.c); every other error is final. Closing completes every call with
  * CV_ECLOSED. A final error always carries a message (cv_strerror's when nothing better is known). */
 #include "node/outcall.h"
 
@@ -26,13 +26,14 @@ struct rcall {
     struct cv_outcall_link link; /* first: oc->calls */
     struct cv_outcall *oc;
     char *type, *id, *method;
+    char *call_id; /* owned; NULL when none */
     uint8_t *req;
     size_t len;
     cv_runtime_call_cb cb;
     void *data;
     uint64_t deadline, retry_at;
     unsigned backoff;
-    bool waiting, absent_retried;
+    bool waiting;
     int last_status;
     char last_error[256];
 };
@@ -57,6 +58,7 @@ static void outcall__free(struct rcall *rc)
     free(rc->type);
     free(rc->id);
     free(rc->method);
+    free(rc->call_id);
     free(rc->req);
     free(rc);
     cv_hctx_release(x);
@@ -127,6 +129,7 @@ static int outcall__send(struct cv_hctx *h, struct rcall *rc, const char *owner,
     q.request.data = rc->req;
     q.request.len = rc->len;
     q.map_index = cv_catalog_applied_index(h->cat);
+    q.call_id = rc->call_id ? rc->call_id : (char *)"";
     size_t n = cverse__rpc__call_request__get_packed_size(&q);
     uint8_t *buf = malloc(n ? n : 1);
     int rv = buf ? 0 : CV_ENOMEM;
@@ -171,12 +174,11 @@ static int outcall__attempt(struct rcall *rc)
     }
     if (strcmp(owner, h->self) != 0) return outcall__send(h, rc, owner, now);
     struct cv_verdict v;
-    rv = cv_incall_local(h, rc->type, rc->id, rc->method, rc->req, rc->len, outcall__local_done, rc, &v);
+    rv = cv_incall_local(h, rc->type, rc->id, rc->method, rc->req, rc->len, rc->call_id, outcall__local_done, rc,
+                         &v);
     if (rv == 0) return 0;
-    if (rv == CV_EREDIRECT || rv == CV_EUNAVAIL || (v.absent && !rc->absent_retried)) {
-        rc->absent_retried |= v.absent; /* absent: once more after the log moved on (see CV_INCALL_PARK_MS) */
+    if (rv == CV_EREDIRECT || rv == CV_EUNAVAIL) {
         outcall__wait(rc, rv, v.msg);
-        if (v.absent) rc->retry_at = now + CV_INCALL_PARK_MS / 2;
         return 0;
     }
     snprintf(rc->last_error, sizeof rc->last_error, "%s", v.msg);
@@ -184,7 +186,7 @@ static int outcall__attempt(struct rcall *rc)
 }
 
 int cv_outcall_call(struct cv_outcall *oc, const char *type, const char *id, const char *method, const uint8_t *req,
-                     size_t len, cv_runtime_call_cb cb, void *cb_data)
+                     size_t len, const char *call_id, cv_runtime_call_cb cb, void *cb_data)
 {
     struct cv_hctx *h = oc->x;
     if (h->closing) return CV_ECLOSED;
@@ -194,7 +196,9 @@ int cv_outcall_call(struct cv_outcall *oc, const char *type, const char *id, con
     rc->id = strdup(id);
     rc->method = strdup(method);
     rc->req = malloc(len ? len : 1);
-    if (!rc->type || !rc->id || !rc->method || !rc->req) {
+    rc->call_id = call_id ? strdup(call_id) : NULL;
+    if (!rc->type || !rc->id || !rc->method || !rc->req || (call_id && !rc->call_id)) {
+        free(rc->call_id);
         free(rc->type);
         free(rc->id);
         free(rc->method);

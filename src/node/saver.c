@@ -27,6 +27,13 @@ struct psave {
     uint64_t epoch, version;
     uint8_t *state; /* owned */
     size_t len;
+    Cverse__Catalog__CallRecord **calls; /* owned (each one malloc with its strings): ids this save answers */
+    size_t n_calls;
+    uint32_t window;
+    uint64_t window_ms, now_ms;
+    Cverse__Catalog__Reminder **rems; /* owned (each one malloc with its name): with rems_set */
+    size_t n_rems;
+    bool rems_set;
     cv_state_saved_cb cb;
     void *data;
 };
@@ -47,7 +54,13 @@ int cv_saver_policies(const struct cv_config *cfg, cv_registry *reg, struct cv_t
     for (size_t i = 0; i < cfg->n_object_types; i++) {
         const struct cv_object_type_cfg *c = &cfg->object_types[i];
         const struct cv_object_type *t = cv_registry_type(reg, c->name);
-        (*out)[i] = (struct cv_type_policy){c->name, c->persist, c->save_interval_ms};
+        (*out)[i] = (struct cv_type_policy){
+            .type = c->name,
+            .persist = c->persist,
+            .save_interval_ms = c->save_interval_ms,
+            .call_window = c->has_call_id_window ? (c->call_id_window ? (int64_t)c->call_id_window : -1) : 0,
+            .call_window_ms = c->call_id_window_ms,
+            .idle_timeout_ms = c->has_idle_timeout ? (int64_t)c->idle_timeout_ms : -1};
         if (!t)
             CV_WARN("%s:%d: object_types.%s: no such type here: ignored", cfg->path, c->line, c->name);
         else if (c->persist > 0 && !t->state_message)
@@ -82,6 +95,107 @@ int cv_saver_load(struct cv_saver *p, const char *type, const char *id, uint8_t 
     return 0;
 }
 
+struct saver__visit {
+    void (*call)(void *o, const struct cv_call_record *r);
+    void (*expired)(void *o, uint64_t hash);
+    void (*add)(void *o, const struct cv_reminder *r);
+    void *o;
+};
+
+static void saver__visit_expired(void *data, uint64_t hash)
+{
+    struct saver__visit *v = data;
+    v->expired(v->o, hash);
+}
+
+static void saver__visit_call(void *data, const char *call_id, int status, const char *error, const uint8_t *resp,
+                              size_t len, uint64_t at_ms)
+{
+    struct saver__visit *v = data;
+    struct cv_call_record r = {call_id, status, error, resp, len, at_ms};
+    v->call(v->o, &r);
+}
+
+int cv_saver_load_calls(struct cv_saver *p, const char *id, void (*call)(void *o, const struct cv_call_record *r),
+                        void (*expired)(void *o, uint64_t hash), void *o)
+{
+    struct saver__visit sv = {.call = call, .expired = expired, .o = o};
+    struct cv_catalog_call_visit v = {.data = &sv, .call = saver__visit_call, .expired = saver__visit_expired};
+    return cv_catalog_state_calls(p->x->cat, id, &v);
+}
+
+/* Owned copies of the call records a save carries (one allocation each, strings inside). */
+static int saver__calls_copy(struct psave *s, const struct cv_save_extra *c)
+{
+    if (!c) return 0;
+    s->window = c->window;
+    s->window_ms = c->window_ms;
+    s->now_ms = c->now_ms;
+    if (!c->n) return 0;
+    if (!(s->calls = calloc(c->n, sizeof *s->calls))) return CV_ENOMEM;
+    for (size_t i = 0; i < c->n; i++) {
+        const struct cv_call_record *r = &c->calls[i];
+        size_t il = strlen(r->id) + 1, el = strlen(r->error ? r->error : "") + 1;
+        Cverse__Catalog__CallRecord *cr = malloc(sizeof *cr + il + el + r->len);
+        if (!cr) return CV_ENOMEM;
+        cverse__catalog__call_record__init(cr);
+        cr->id = (char *)(cr + 1);
+        memcpy(cr->id, r->id, il);
+        cr->error = cr->id + il;
+        memcpy(cr->error, r->error ? r->error : "", el);
+        cr->response = (ProtobufCBinaryData){r->len, (uint8_t *)cr->error + el};
+        if (r->len) memcpy(cr->response.data, r->resp, r->len);
+        cr->status = r->status;
+        cr->at_ms = r->at_ms;
+        s->calls[s->n_calls++] = cr;
+    }
+    return 0;
+}
+
+static int saver__reminders_copy(struct psave *s, const struct cv_save_extra *c)
+{
+    if (!c || !c->reminders_set) return 0;
+    s->rems_set = true;
+    if (!c->n_reminders) return 0;
+    if (!(s->rems = calloc(c->n_reminders, sizeof *s->rems))) return CV_ENOMEM;
+    for (size_t i = 0; i < c->n_reminders; i++) {
+        size_t nl = strlen(c->reminders[i].name) + 1;
+        Cverse__Catalog__Reminder *r = malloc(sizeof *r + nl);
+        if (!r) return CV_ENOMEM;
+        cverse__catalog__reminder__init(r);
+        r->name = (char *)(r + 1);
+        memcpy(r->name, c->reminders[i].name, nl);
+        r->due_ms = c->reminders[i].due_ms;
+        r->period_ms = c->reminders[i].period_ms;
+        s->rems[s->n_rems++] = r;
+    }
+    return 0;
+}
+
+static void saver__calls_free(struct psave *s)
+{
+    for (size_t i = 0; i < s->n_calls; i++) free(s->calls[i]);
+    free(s->calls);
+    for (size_t i = 0; i < s->n_rems; i++) free(s->rems[i]);
+    free(s->rems);
+}
+
+static int saver__visit_reminder(void *data, const char *type, const char *id, const char *name, uint64_t due_ms,
+                                 uint64_t period_ms)
+{
+    struct saver__visit *v = data;
+    struct cv_reminder r = {name, due_ms, period_ms};
+    v->add(v->o, &r);
+    return 0;
+}
+
+int cv_saver_load_reminders(struct cv_saver *p, const char *id, void (*add)(void *o, const struct cv_reminder *r),
+                            void *o)
+{
+    struct saver__visit sv = {.add = add, .o = o};
+    return cv_catalog_reminders_get(p->x->cat, id, saver__visit_reminder, &sv);
+}
+
 /* The epoch under which this node writes id now (the catalog's fence, catalog.h save_state), or
  * CV_EUNAVAIL when it is not the writer. */
 static int saver__epoch(struct cv_hctx *x, const char *id, uint64_t *epoch)
@@ -102,20 +216,30 @@ static int saver__epoch(struct cv_hctx *x, const char *id, uint64_t *epoch)
 }
 
 int cv_saver_save(struct cv_saver *p, const char *type, const char *id, uint64_t version, uint8_t *state,
-                    size_t len, cv_state_saved_cb cb, void *cb_data)
+                    size_t len, const struct cv_save_extra *calls, cv_state_saved_cb cb, void *cb_data)
 {
     uint64_t epoch = 0;
     int rv = p->x->closing ? CV_ECLOSED : saver__epoch(p->x, id, &epoch);
     struct psave *s = rv ? NULL : calloc(1, sizeof *s);
     if (!rv && (!s || !(s->type = strdup(type)) || !(s->id = strdup(id)))) rv = CV_ENOMEM;
+    if (!rv) rv = saver__calls_copy(s, calls);
+    if (!rv) rv = saver__reminders_copy(s, calls);
     if (rv) {
-        if (s) free(s->type);
+        if (s) {
+            free(s->type);
+            free(s->id);
+            saver__calls_free(s);
+        }
         free(s);
         free(state);
         return rv;
     }
-    *s = (struct psave){.type = s->type, .id = s->id, .epoch = epoch, .version = version, .state = state,
-                        .len = len, .cb = cb, .data = cb_data};
+    s->epoch = epoch;
+    s->version = version;
+    s->state = state;
+    s->len = len;
+    s->cb = cb;
+    s->data = cb_data;
     *p->tail = s;
     p->tail = &s->next;
     p->n_queue++;
@@ -132,6 +256,7 @@ static void saver__answer(struct cv_saver *p, struct psave *s, int status, const
     else if (status == CV_EUNAVAIL) p->refused++;
     else p->failed++;
     s->cb(s->data, status, msg);
+    saver__calls_free(s);
     free(s->type);
     free(s->id);
     free(s->state);
@@ -190,6 +315,14 @@ static void saver__flush(struct cv_saver *p)
         it->epoch = s->epoch;
         it->version = s->version;
         it->state = (ProtobufCBinaryData){s->len, s->state};
+        it->calls = s->calls;
+        it->n_calls = s->n_calls;
+        it->call_window = s->window;
+        it->call_window_ms = s->window_ms;
+        it->now_ms = s->now_ms;
+        it->reminders = s->rems;
+        it->n_reminders = s->n_rems;
+        it->reminders_set = s->rems_set;
     }
     Cverse__Catalog__CmdSaveState ss = CVERSE__CATALOG__CMD_SAVE_STATE__INIT;
     ss.node = (char *)p->x->self;

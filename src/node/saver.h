@@ -29,7 +29,13 @@ int cv_saver_load(struct cv_saver *p, const char *type, const char *id, uint8_t 
  * (re-routed) at once when this node is not the object's writer by its catalog (the shard moved on, or
  * is not ours); CV_ECLOSED while the host closes. state is ours from here on, also on error. */
 int cv_saver_save(struct cv_saver *p, const char *type, const char *id, uint64_t version, uint8_t *state,
-                    size_t len, cv_state_saved_cb cb, void *cb_data);
+                    size_t len, const struct cv_save_extra *calls, cv_state_saved_cb cb, void *cb_data);
+/* The runtime's load_reminders hook (runtime.h): id's reminders in the catalog. */
+int cv_saver_load_reminders(struct cv_saver *p, const char *id, void (*add)(void *o, const struct cv_reminder *r),
+                            void *o);
+/* The runtime's load_calls hook (runtime.h): the call ids recorded with id's state in the catalog. */
+int cv_saver_load_calls(struct cv_saver *p, const char *id, void (*call)(void *o, const struct cv_call_record *r),
+                        void (*expired)(void *o, uint64_t hash), void *o);
 /* Host closing: queued saves fail (CV_ECLOSED), the timer closes (one part of the host). */
 void cv_saver_close(struct cv_saver *p);
 

@@ -80,7 +80,7 @@ struct cv_object *obj__new(struct cv_runtime *rt, const struct cv_object_type *t
     return o;
 
 err_after_state:
-    obj__state_free(o);
+    obj__state_release_all(o);
 err_after_id:
     free(o->id);
 err_after_o:
@@ -93,7 +93,7 @@ void obj__unref(struct cv_object *o)
     if (--o->refs > 0) return;
     struct cv_runtime *rt = o->rt;
     cv_sm_fini(&o->sm);
-    obj__state_free(o);
+    obj__state_release_all(o);
     free(o->id);
     free(o);
     rt->live--;
@@ -151,6 +151,8 @@ static struct obj__mail *obj__mail_pop(struct cv_object *o)
 void obj__mail_free(struct obj__mail *m)
 {
     if (m->req) protobuf_c_message_free_unpacked(m->req, NULL);
+    free(m->call_id);
+    free(m->remind);
     free(m);
 }
 
@@ -164,7 +166,7 @@ void obj__drain(struct cv_object *o, int status)
     while ((m = obj__mail_pop(o))) {
         if (m->method) {
             m->cb(m->data, status, cv_strerror(status), (const uint8_t *)"", 0);
-        } else {
+        } else if (m->timer) { /* a reminder entry has none: the scheduler fires it again at the next owner */
             m->timer->pending = false;
             obj__timer_unref(m->timer);
         }
@@ -282,6 +284,7 @@ static void obj__reply_finish(cv_reply *r, int status, const char *error, const 
     struct cv_runtime *rt = o->rt;
     o->in_flight = NULL; /* before the callback: it may call this object again */
     free(r);
+    obj__calls_record(o, m, status, error, resp, len); /* committed with the state it changed */
     /* A persisted state (on_write): the answer waits for its commit (state.c), which is what makes it
      * true whenever it is released. */
     bool held = obj__state_reply(o, m->method, status, error, resp, len, m->cb, m->data);
@@ -331,12 +334,26 @@ void obj__run_next(struct cv_object *o)
 {
     struct obj__mail *m = obj__mail_pop(o);
     if (!m) return;
+    o->last_used = uv_now(o->rt->loop); /* idle deactivation counts from here */
+    if (m->remind) {
+        obj__run_reminder(o, m);
+        obj__mail_free(m);
+        obj__state_after(o);
+        if (o->head && obj__state(o) == OBJ_ACTIVE) obj__ready(o);
+        return;
+    }
     if (!m->method) {
         struct obj__timer *t = m->timer;
         free(m);
         obj__run_tick(o, t);
         obj__state_after(o);
         if (o->head && obj__state(o) == OBJ_ACTIVE) obj__ready(o);
+        return;
+    }
+    if (obj__calls_repeat(o, m)) { /* a repeated call id: answered from its record, not run */
+        obj__mail_free(m);
+        obj__state_after(o);
+        if (o->head) obj__ready(o);
         return;
     }
     cv_reply *r = malloc(sizeof *r);

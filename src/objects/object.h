@@ -53,6 +53,28 @@ struct obj__mail {
     cv_runtime_call_cb cb;
     void *data;                     /* borrowed: the caller's, handed back to cb */
     struct obj__timer *timer;       /* a tick: holds a reference on the timer (pending) */
+    char *call_id;                  /* owned: the caller's reliable-call id, NULL when none (calls.c) */
+    char *remind;                   /* owned: a reminder entry (no method, no timer): its name */
+    uint64_t remind_due;            /* ... and the due time it fires for */
+};
+
+/* One durable reminder of an object (reminders.c), in o->reminders. */
+struct obj__reminder {
+    struct obj__reminder *next;
+    uint64_t due_ms, period_ms;
+    char name[];
+};
+
+/* One answered reliable call (calls.c): its id and answer, in o->calls (oldest first). */
+#define OBJ_CALL_COMMITTED UINT64_MAX /* version of a record loaded from the catalog, or kept in memory only */
+struct obj__callrec {
+    struct obj__callrec *next;
+    char *id, *error;  /* point into data (after the response) */
+    int status;
+    size_t len;        /* of the packed response at data */
+    uint64_t at_ms;    /* wall clock when answered (the window's age) */
+    uint64_t version;  /* the state version that carries it; 0 = not captured yet */
+    uint8_t data[];
 };
 
 /* The handle a handler gets for a call in flight; owned by the object (o->in_flight), borrowed by the
@@ -74,6 +96,8 @@ struct cv_object {
     bool pinned;      /* "<node>/x": belongs to no shard */
     bool run_created; /* created_explicit: this activation runs the created hook */
     bool logged;      /* its activation start is in the activation log (util/actlog.h) */
+    bool counted;     /* its activation was counted (cv_runtime_counts) */
+    bool fresh;       /* persisted type, and the catalog has no state of it: its `created` has not run */
     int drain_status; /* what queued calls fail with when deactivating */
     struct obj__mail *head, *tail; /* owned: the mailbox */
     size_t queued, ticks; /* calls (bounded by the capacity) and timer ticks (<= live timers) */
@@ -96,6 +120,17 @@ struct cv_object {
     bool hooks_done;             /* deactivated/destroyed hooks ran (a final save may follow) */
     struct obj__held *held, **held_tail; /* owned: replies waiting for a commit, in call order */
     size_t n_held;
+    /* Reliable calls (calls.c): the window of answered call ids, and hashes of those trimmed from it. */
+    struct obj__callrec *calls, **calls_tail; /* owned */
+    size_t n_calls;
+    uint32_t call_window;     /* ids kept (0: call ids are not recorded) */
+    uint64_t idle_ms;         /* idle timeout (0: never) */
+    uint64_t last_used;       /* uv_now when its last call or tick began (or it was created) */
+    uint64_t call_window_ms;  /* ... none older than this (0: no age limit) */
+    uint64_t *expired;        /* owned */
+    size_t n_expired, cap_expired;
+    struct obj__reminder *reminders; /* owned (reminders.c) */
+    bool reminders_changed;          /* the next capture carries them (they replace the stored set) */
 };
 
 /* A reply held until the state it saw is committed (on_write). version 0: not captured yet. */
@@ -138,6 +173,9 @@ struct cv_runtime {
     struct cv_object *ready_head, *ready_tail; /* borrowed: the ready list (objects are the table's) */
     bool started, closing, finishing;
     const struct cv_type_policy *policies; /* borrowed (opts) */
+    uint32_t call_window;    /* reliable-call ids kept per object (opts, default CV_CALL_WINDOW_DEFAULT) */
+    struct cv_runtime_counts counts; /* activations / deactivations by reason */
+    uint64_t call_window_ms;
     size_t n_policies, state_max;
     cv_runtime_close_cb close_cb;
     void *close_data; /* borrowed: the closer's */
@@ -175,6 +213,8 @@ void obj__stop_timers(struct cv_object *o);
  * effective policy. CV_ENOMEM. */
 int obj__state_alloc(struct cv_object *o);
 void obj__state_free(struct cv_object *o);
+/* The object's memory goes: its state and its call-id window. */
+void obj__state_release_all(struct cv_object *o);
 /* Loads the stored state before the activation hooks run (persisted types): 0, or the code the
  * activation fails with. */
 int obj__state_load(struct cv_object *o);
@@ -190,5 +230,28 @@ void obj__state_after(struct cv_object *o);
  * again); false when o may leave (every held reply answered). */
 bool obj__state_settle(struct cv_object *o);
 
+/* ---- reliable calls (calls.c) ---- */
+/* Loads the committed call-id window with the state (persisted types). 0 or a code failing activation. */
+int obj__calls_load(struct cv_object *o);
+void obj__calls_free(struct cv_object *o);
+/* Before m runs: a repeated call id is answered from its record (or CV_ECALLEXPIRED) and true is
+ * returned (m is not run; the caller frees it); false: run it. */
+bool obj__calls_repeat(struct cv_object *o, struct obj__mail *m);
+/* m replied: records its call id with the answer when it changed the state (any call of a memory-only
+ * type), to be committed with the state's next capture. */
+void obj__calls_record(struct cv_object *o, const struct obj__mail *m, int status, const char *error,
+                       const uint8_t *resp, size_t len);
+/* The records not captured yet, now part of `version`: *out (calloc'ed, pointing into the records,
+ * valid until the object changes) and their count. */
+size_t obj__calls_capture(struct cv_object *o, uint64_t version, struct cv_call_record **out);
+
+/* ---- durable reminders (reminders.c) ---- */
+int obj__reminders_load(struct cv_object *o);
+void obj__reminders_free(struct cv_object *o);
+/* When they changed: *out (calloc'ed, names borrowed from the object, valid until it changes) and the
+ * count; extra->reminders_set. */
+void obj__reminders_capture(struct cv_object *o, struct cv_save_extra *extra, struct cv_reminder **out);
+/* Runs a reminder entry m (popped): the hook, then the reminder advances (the caller frees m). */
+void obj__run_reminder(struct cv_object *o, struct obj__mail *m);
 
 #endif

@@ -75,6 +75,8 @@ int cv_runtime_init(uv_loop_t *loop, const struct cv_runtime_opts *opts, struct 
     rt->policies = opts->policies;
     rt->n_policies = opts->n_policies;
     rt->state_max = opts->state_max_bytes ? opts->state_max_bytes : CV_STATE_MAX_DEFAULT;
+    rt->call_window = opts->call_window > 0 ? (uint32_t)opts->call_window : opts->call_window ? 0 : CV_CALL_WINDOW_DEFAULT;
+    rt->call_window_ms = opts->call_window_ms ? opts->call_window_ms : CV_CALL_WINDOW_MS_DEFAULT;
     rt->ops = (struct obj__owner_ops){
         .pump = runtime__pump_cb, .released = runtime__maybe_finish, .deactivate = runtime__deactivate_cb};
     uv_idle_init(loop, &rt->pump);
@@ -160,9 +162,17 @@ static void runtime__start_deactivation(struct cv_object *o)
     obj__ready(o);
 }
 
+/* A new object whose shard moved away before its hooks ran: created / activated run all the same (then it
+ * deactivates and its state is saved before the shard is released): its `created` runs exactly once,
+ * here, since the next owner only sees an existing object. Not when it was deleted or the node fenced. */
+static bool runtime__create_anyway(const struct cv_object *o)
+{
+    return o->run_created && o->rt->created_explicit && !o->destroy && o->drain_status == CV_EREDIRECT;
+}
+
 static void runtime__activate(struct cv_object *o)
 {
-    if (obj__state(o) == OBJ_DEACTIVATE_PENDING) {
+    if (obj__state(o) == OBJ_DEACTIVATE_PENDING && !runtime__create_anyway(o)) {
         runtime__abort_activation(o, o->drain_status);
         return;
     }
@@ -170,11 +180,18 @@ static void runtime__activate(struct cv_object *o)
         runtime__abort_activation(o, CV_EUNAVAIL);
         return;
     }
-    bool created = !o->rt->created_explicit || o->run_created;
     cv_actlog('A', o->rt->node_id, o->id, cv_mono_ns());
     o->logged = true;
     int rv = obj__state_load(o); /* a persisted state is there before any hook runs */
-    if (rv == 0 && created && o->type->created) rv = o->type->created(o);
+    /* created: a new object. In a node, the activation by the entry that created it, or (a persisted
+     * type) any activation while the catalog has no state of it yet — the entry's activation may have
+     * been skipped (the node fenced, or was not serving, right then); its first save records that it
+     * ran (an object that only reads is saved once for it). */
+    bool created = !o->rt->created_explicit || o->run_created || o->fresh;
+    if (rv == 0 && created && o->type->created) {
+        rv = o->type->created(o);
+        if (o->persist != CV_PERSIST_NONE) o->dirty = true;
+    }
     if (rv == 0 && o->type->activated) rv = o->type->activated(o);
     if (rv != 0) {
         if (rv > 0) rv = CV_EUNAVAIL;
@@ -187,7 +204,8 @@ static void runtime__activate(struct cv_object *o)
         return;
     }
     obj__move(o, OBJ_ACTIVE);
-    obj__state_after(o); /* a hook may have changed the state */
+    /* A hook may have changed the state: saved now, or with the first entry's change (one commit) */
+    if (!o->head) obj__state_after(o);
     obj__run_next(o);
 }
 
@@ -238,11 +256,16 @@ static void runtime__pump_cb(uv_idle_t *h)
     if (!rt->ready_head && !rt->finishing) uv_idle_stop(&rt->pump);
 }
 
-static void runtime__deactivate(struct cv_object *o, int status, bool destroy)
+const char *const cv_activation_reason_names[CV_ACT_N] = {"call", "created", "load", "reminder"};
+const char *const cv_deactivation_reason_names[CV_DEACT_N] = {"idle",   "moved",   "fenced", "deleted",
+                                                              "failed", "closing", "other"};
+
+static void runtime__deactivate(struct cv_object *o, int status, bool destroy, enum cv_deactivation_reason why)
 {
     if (destroy) o->destroy = true;
     enum obj__state s = obj__state(o);
     if (s != OBJ_ACTIVATING && s != OBJ_ACTIVE) return; /* already on its way out */
+    o->rt->counts.deactivations[why]++;
     o->drain_status = status;
     if (s == OBJ_ACTIVATING) {
         obj__move(o, OBJ_DEACTIVATE_PENDING); /* decided when the pump (or the running hook) gets to it */
@@ -254,7 +277,7 @@ static void runtime__deactivate(struct cv_object *o, int status, bool destroy)
 
 static void runtime__deactivate_cb(struct cv_object *o, int status)
 {
-    runtime__deactivate(o, status, false);
+    runtime__deactivate(o, status, false, CV_DEACT_FAILED);
 }
 
 void cv_runtime_close(struct cv_runtime *rt, cv_runtime_close_cb cb, void *data)
@@ -263,7 +286,7 @@ void cv_runtime_close(struct cv_runtime *rt, cv_runtime_close_cb cb, void *data)
     rt->close_cb = cb;
     rt->close_data = data;
     struct cv_object *o, *tmp;
-    HASH_ITER(hh, rt->table, o, tmp) runtime__deactivate(o, CV_ECLOSED, false);
+    HASH_ITER(hh, rt->table, o, tmp) runtime__deactivate(o, CV_ECLOSED, false, CV_DEACT_CLOSING);
     runtime__maybe_finish(rt);
 }
 
@@ -296,6 +319,12 @@ static int runtime__lookup(struct cv_runtime *rt, const struct cv_object_type *t
 int cv_runtime_call(struct cv_runtime *rt, const char *type, const char *id, const char *method,
                     const uint8_t *req, size_t len, cv_runtime_call_cb cb, void *data)
 {
+    return cv_runtime_call_id(rt, type, id, method, req, len, NULL, cb, data);
+}
+
+int cv_runtime_call_id(struct cv_runtime *rt, const char *type, const char *id, const char *method,
+                       const uint8_t *req, size_t len, const char *call_id, cv_runtime_call_cb cb, void *data)
+{
     if (!rt->started) return CV_EUNAVAIL;
     if (rt->closing) return CV_ECLOSED;
     if (!type || !id || !method || !cb || (!req && len)) return CV_EINVAL;
@@ -315,9 +344,17 @@ int cv_runtime_call(struct cv_runtime *rt, const char *type, const char *id, con
         free(mail);
         return CV_EPROTO;
     }
+    if (call_id && *call_id && !(mail->call_id = strdup(call_id))) {
+        obj__mail_free(mail);
+        return CV_ENOMEM;
+    }
     if (!o && !(o = obj__new(rt, t, id, &p))) {
         obj__mail_free(mail);
         return CV_ENOMEM;
+    }
+    if (obj__state(o) == OBJ_ACTIVATING && !o->counted) { /* activated by this call */
+        o->counted = true;
+        rt->counts.activations[CV_ACT_CALL]++;
     }
     mail->method = m;
     mail->cb = cb;
@@ -342,7 +379,41 @@ int cv_runtime_activate(struct cv_runtime *rt, const char *type, const char *id,
     if (o) return 0;
     if (!(o = obj__new(rt, t, id, &p))) return CV_ENOMEM;
     o->run_created = created;
+    o->counted = true;
+    rt->counts.activations[created && rt->created_explicit ? CV_ACT_CREATED : CV_ACT_LOAD]++;
     obj__ready(o); /* the pump runs the hooks; the mailbox is empty */
+    obj__check(o);
+    return 0;
+}
+
+int cv_runtime_remind(struct cv_runtime *rt, const char *type, const char *id, const char *name, uint64_t due_ms)
+{
+    if (!rt->started) return CV_EUNAVAIL;
+    if (rt->closing) return CV_ECLOSED;
+    if (!type || !id || !name) return CV_EINVAL;
+    const struct cv_object_type *t = cv_registry_type(rt->reg, type);
+    if (!t) return CV_ENOTFOUND;
+    struct cv_placement p;
+    struct cv_object *o;
+    int rv = runtime__lookup(rt, t, id, &p, &o);
+    if (rv != 0) return rv;
+    if (o && o->queued >= rt->capacity) return CV_EBUSY;
+    struct obj__mail *mail = calloc(1, sizeof *mail);
+    if (!mail || !(mail->remind = strdup(name))) {
+        free(mail);
+        return CV_ENOMEM;
+    }
+    mail->remind_due = due_ms;
+    if (!o && !(o = obj__new(rt, t, id, &p))) {
+        obj__mail_free(mail);
+        return CV_ENOMEM;
+    }
+    if (obj__state(o) == OBJ_ACTIVATING && !o->counted) {
+        o->counted = true;
+        rt->counts.activations[CV_ACT_REMINDER]++;
+    }
+    obj__mail_push(o, mail); /* counted as a tick: it bypasses the calls' capacity */
+    if (!o->in_flight) obj__ready(o);
     obj__check(o);
     return 0;
 }
@@ -354,7 +425,7 @@ static int runtime__deactivate_id(struct cv_runtime *rt, const char *id, bool de
     if (!id) return CV_EINVAL;
     struct cv_object *o = runtime__find(rt, id);
     if (!o) return CV_ENOTFOUND;
-    runtime__deactivate(o, CV_EREDIRECT, destroy);
+    runtime__deactivate(o, CV_EREDIRECT, destroy, destroy ? CV_DEACT_DELETED : CV_DEACT_OTHER);
     return 0;
 }
 
@@ -379,7 +450,7 @@ int cv_runtime_deactivate_all(struct cv_runtime *rt, int status)
     struct cv_object *o, *tmp;
     HASH_ITER(hh, rt->table, o, tmp) {
         if (!runtime__listed(o)) continue;
-        runtime__deactivate(o, status, false);
+        runtime__deactivate(o, status, false, CV_DEACT_FENCED);
         n++;
     }
     return n;
@@ -392,10 +463,30 @@ int cv_runtime_deactivate_unowned(struct cv_runtime *rt)
     struct cv_object *o, *tmp;
     HASH_ITER(hh, rt->table, o, tmp) {
         if (o->pinned || !runtime__listed(o) || rt->owns(rt->owns_data, o->shard)) continue;
-        runtime__deactivate(o, CV_EREDIRECT, false);
+        runtime__deactivate(o, CV_EREDIRECT, false, CV_DEACT_MOVED);
         n++;
     }
     return n;
+}
+
+int cv_runtime_deactivate_idle(struct cv_runtime *rt)
+{
+    int n = 0;
+    uint64_t now = uv_now(rt->loop);
+    struct cv_object *o, *tmp;
+    HASH_ITER(hh, rt->table, o, tmp) {
+        if (!o->idle_ms || obj__state(o) != OBJ_ACTIVE || o->in_flight || o->head || o->held || o->saving ||
+            now - o->last_used < o->idle_ms)
+            continue;
+        runtime__deactivate(o, CV_EREDIRECT, false, CV_DEACT_IDLE); /* a final save follows if dirty */
+        n++;
+    }
+    return n;
+}
+
+void cv_runtime_counts(const struct cv_runtime *rt, struct cv_runtime_counts *out)
+{
+    *out = rt->counts;
 }
 
 static void runtime__info(const struct cv_object *o, struct cv_object_info *info)

@@ -33,6 +33,33 @@ typedef void (*cv_host_done_cb)(void *data, int status, const char *error);
  * a re-routed one (CV_EUNAVAIL) when the save certainly did not commit (rejected: not the owner any
  * more), CV_ETIMEDOUT when its outcome is unknown. error never NULL on failure. */
 typedef void (*cv_state_saved_cb)(void *data, int status, const char *error);
+/* One answered reliable call (docs/durable-state.md): strings and resp borrowed (valid during the hook). */
+struct cv_call_record {
+    const char *id;
+    int status;
+    const char *error; /* "" on success */
+    const uint8_t *resp;
+    size_t len;
+    uint64_t at_ms; /* wall clock (cv_now_ms) when answered */
+};
+/* A durable reminder (cv_object_reminder_set); name borrowed. */
+struct cv_reminder {
+    const char *name;
+    uint64_t due_ms;    /* wall clock (cv_now_ms) */
+    uint64_t period_ms; /* 0: once */
+};
+/* What a save carries besides the state: the call ids answered by this change, and the object's window
+ * (the catalog trims the stored ids to it at apply time, against now_ms); the object's reminders when
+ * they changed (reminders_set: they replace the stored ones). Everything borrowed: copy what you keep. */
+struct cv_save_extra {
+    const struct cv_call_record *calls;
+    size_t n;
+    uint32_t window;
+    uint64_t window_ms, now_ms;
+    const struct cv_reminder *reminders;
+    size_t n_reminders;
+    bool reminders_set;
+};
 
 /* Cluster services of the hosting node (cverse-node's host.c), through which the SDK's cluster functions
  * (object.h: cv_object_create, cv_object_delete, the counts) and object-to-object calls
@@ -45,7 +72,7 @@ struct cv_host_hooks {
      * the host checks the catalog and calls cv_runtime_call here, or sends the call to the owner's node,
      * retrying redirects until its deadline. Without it, calls go to cv_runtime_call directly. */
     int (*call)(void *data, const char *type, const char *id, const char *method, const uint8_t *req,
-                size_t len, cv_runtime_call_cb cb, void *cb_data);
+                size_t len, const char *call_id, cv_runtime_call_cb cb, void *cb_data);
     /* cv_object_create / cv_object_delete: committed to the catalog, then (de)activated on the owner. */
     int (*create_object)(void *data, const char *type, const char *id, cv_host_done_cb cb, void *cb_data);
     int (*delete_object)(void *data, const char *type, const char *id, cv_host_done_cb cb, void *cb_data);
@@ -62,7 +89,15 @@ struct cv_host_hooks {
      * of id. 0 and cb fires exactly once, never from inside the hook; or a negative code and cb never
      * fires (the save failed as by that code). Saves of one object never overlap (the runtime waits). */
     int (*save_state)(void *data, const char *type, const char *id, uint64_t version, uint8_t *state,
-                      size_t len, cv_state_saved_cb cb, void *cb_data);
+                      size_t len, const struct cv_save_extra *calls, cv_state_saved_cb cb, void *cb_data);
+    /* load_calls (optional): visits the committed call-id window of id (reliable calls): call for each
+     * record, oldest first, expired for each hash of an id trimmed from it; o is handed back to both.
+     * 0 (also when nothing was saved) or a code failing the activation. */
+    int (*load_calls)(void *data, const char *id, void (*call)(void *o, const struct cv_call_record *r),
+                      void (*expired)(void *o, uint64_t hash), void *o);
+    /* load_reminders (optional): visits the committed reminders of id, handing o back to add. 0 or a code
+     * failing the activation. Without it (or save_state) reminders cannot be set (CV_EUNAVAIL). */
+    int (*load_reminders)(void *data, const char *id, void (*add)(void *o, const struct cv_reminder *r), void *o);
 };
 
 /* A type's persistence as configured (config object_types), overriding the type's own choice. */
@@ -70,7 +105,16 @@ struct cv_type_policy {
     const char *type;          /* borrowed */
     int persist;               /* enum cv_persist, or -1: the type's own */
     uint64_t save_interval_ms; /* 0: the type's own */
+    int64_t call_window;       /* reliable-call ids kept per object; 0: the runtime's; negative: none */
+    uint64_t call_window_ms;   /* 0: the runtime's default */
+    int64_t idle_timeout_ms;   /* idle deactivation; 0: never; negative: the default (CV_IDLE_DEFAULT_MS for
+                                * persisted types, never for memory-only ones, whose state would be lost) */
 };
+
+#define CV_IDLE_DEFAULT_MS (15u * 60u * 1000u)
+
+#define CV_CALL_WINDOW_DEFAULT 256                  /* reliable-call ids kept per object */
+#define CV_CALL_WINDOW_MS_DEFAULT (3600u * 1000u)   /* ... for at most an hour */
 
 #define CV_STATE_MAX_DEFAULT ((size_t)1 << 20) /* bytes of one object's packed state */
 
@@ -101,6 +145,10 @@ struct cv_runtime_opts {
     const struct cv_type_policy *policies;
     size_t n_policies;
     size_t state_max_bytes;
+    /* Reliable calls: call ids kept per object (0 = the default CV_CALL_WINDOW_DEFAULT; negative: none
+     * are recorded) and their maximum age (0 = CV_CALL_WINDOW_MS_DEFAULT); object_types overrides. */
+    int64_t call_window;
+    uint64_t call_window_ms;
 };
 typedef void (*cv_runtime_close_cb)(struct cv_runtime *rt, void *data);
 
@@ -134,6 +182,19 @@ void cv_runtime_close(struct cv_runtime *rt, cv_runtime_close_cb cb, void *data)
  * full: RESOURCE_EXHAUSTED), CV_ENOMEM. req is decoded before return (the caller keeps ownership). */
 int cv_runtime_call(struct cv_runtime *rt, const char *type, const char *id, const char *method,
                     const uint8_t *req, size_t len, cv_runtime_call_cb cb, void *data);
+/* cv_runtime_call with a reliable-call id (NULL or "" = none; copied): a repeat of an id the object
+ * answered (within its window) gets the recorded answer and the method does not run again; an id
+ * trimmed from the window gets CV_ECALLEXPIRED (docs/durable-state.md). */
+int cv_runtime_call_id(struct cv_runtime *rt, const char *type, const char *id, const char *method,
+                       const uint8_t *req, size_t len, const char *call_id, cv_runtime_call_cb cb, void *data);
+
+/* A reminder of object (type, id) fell due (the host's scheduler, docs/durable-state.md): the object is
+ * activated if needed (loading its state and reminders) and the reminder runs in its mailbox like a call:
+ * the type's reminder hook, then the reminder advances (a periodic one to its first due time after now,
+ * so missed ticks fire once; a one-shot one goes) and the object is saved. A reminder the object no
+ * longer has at that due time (cleared, or fired already) does nothing. 0, or the codes of
+ * cv_runtime_activate and CV_EBUSY (mailbox full). */
+int cv_runtime_remind(struct cv_runtime *rt, const char *type, const char *id, const char *name, uint64_t due_ms);
 
 /* Activates object (type, id) without a call (auto-load objects, a create applied on the owner): it
  * enters the table as ACTIVATING and its hooks run from the pump, `created` first if created is true
@@ -182,6 +243,38 @@ int cv_runtime_state_info(struct cv_runtime *rt, const char *id, struct cv_objec
 /* The effective policy of a registered type (config overrides applied); *interval_ms for PERIODIC. */
 enum cv_persist cv_runtime_type_persist(const struct cv_runtime *rt, const struct cv_object_type *t,
                                         uint64_t *interval_ms);
+
+/* Why objects were activated / deactivated (cv_runtime_counts; /metrics). */
+enum cv_activation_reason {
+    CV_ACT_CALL = 0, /* a call to an object that was not active */
+    CV_ACT_CREATED,  /* a new object (its created hook ran) */
+    CV_ACT_LOAD,     /* activated without a call: auto-load, a create of an existing object */
+    CV_ACT_REMINDER, /* a reminder of an inactive object fell due */
+    CV_ACT_N
+};
+enum cv_deactivation_reason {
+    CV_DEACT_IDLE = 0, /* idle longer than its type's idle timeout */
+    CV_DEACT_MOVED,    /* its shard moved away */
+    CV_DEACT_FENCED,   /* the node fenced itself */
+    CV_DEACT_DELETED,  /* deleted */
+    CV_DEACT_FAILED,   /* its state could not be saved */
+    CV_DEACT_CLOSING,  /* the node stops */
+    CV_DEACT_OTHER,    /* cv_runtime_deactivate */
+    CV_DEACT_N
+};
+extern const char *const cv_activation_reason_names[CV_ACT_N];
+extern const char *const cv_deactivation_reason_names[CV_DEACT_N];
+struct cv_runtime_counts {
+    uint64_t activations[CV_ACT_N], deactivations[CV_DEACT_N];
+};
+void cv_runtime_counts(const struct cv_runtime *rt, struct cv_runtime_counts *out);
+
+/* Deactivates every ACTIVE object that has been idle (no call or tick began) for its type's idle timeout,
+ * with nothing queued, in flight or waiting for a commit; its state is saved as at any deactivation and
+ * the next call activates it again. Returns how many. Call now and then (the host: every second). */
+int cv_runtime_deactivate_idle(struct cv_runtime *rt);
+/* The effective idle timeout of a type in ms (0 = never). */
+uint64_t cv_runtime_type_idle(const struct cv_runtime *rt, const struct cv_object_type *t);
 
 /* Objects in the table (any state but GONE). */
 size_t cv_runtime_count(const struct cv_runtime *rt);

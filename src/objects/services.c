@@ -44,6 +44,14 @@ static void services__call_done(void *data, int status, const char *error, const
 int cv_object_call(cv_object *o, const char *type, const char *id, const char *method,
                    const ProtobufCMessage *req, cv_object_call_cb cb, void *data)
 {
+    return cv_object_call_reliable(o, type, id, method, req, NULL, cb, data);
+}
+
+int cv_object_call_reliable(cv_object *o, const char *type, const char *id, const char *method,
+                            const ProtobufCMessage *req, const char *call_id, cv_object_call_cb cb, void *data)
+{
+    if (call_id && !*call_id) call_id = NULL;
+    if (call_id && strlen(call_id) > CV_CALL_ID_MAX) return CV_EINVAL;
     if (!o || !type || !id || !method || !req || !cb) return CV_EINVAL;
     struct cv_runtime *rt = o->rt;
     const struct cv_method *m = cv_registry_method(rt->reg, type, method);
@@ -58,9 +66,9 @@ int cv_object_call(cv_object *o, const char *type, const char *id, const char *m
     protobuf_c_message_pack(req, buf);
     *c = (struct services__call){o, cb, data, m->response};
     if (rt->hooks.call) /* the host routes: here or another node */
-        rv = rt->hooks.call(rt->hooks.data, type, id, method, buf, len, services__call_done, c);
+        rv = rt->hooks.call(rt->hooks.data, type, id, method, buf, len, call_id, services__call_done, c);
     else
-        rv = cv_runtime_call(rt, type, id, method, buf, len, services__call_done, c);
+        rv = cv_runtime_call_id(rt, type, id, method, buf, len, call_id, services__call_done, c);
     if (rv != 0) goto err;
     o->refs++; /* released in services__call_done */
     free(buf);

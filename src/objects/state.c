@@ -46,11 +46,39 @@ enum cv_persist cv_runtime_type_persist(const struct cv_runtime *rt, const struc
     return p;
 }
 
+uint64_t cv_runtime_type_idle(const struct cv_runtime *rt, const struct cv_object_type *t)
+{
+    int64_t idle = -1;
+    for (size_t i = 0; i < rt->n_policies; i++)
+        if (strcmp(rt->policies[i].type, t->name) == 0 && rt->policies[i].idle_timeout_ms >= 0)
+            idle = rt->policies[i].idle_timeout_ms;
+    if (idle >= 0) return (uint64_t)idle;
+    return cv_runtime_type_persist(rt, t, NULL) != CV_PERSIST_NONE ? CV_IDLE_DEFAULT_MS : 0;
+}
+
+/* The type's reliable-call window: config override, else the runtime's default. */
+static void state__call_window(const struct cv_runtime *rt, const struct cv_object_type *t, uint32_t *count,
+                               uint64_t *ms)
+{
+    *count = rt->call_window;
+    *ms = rt->call_window_ms;
+    for (size_t i = 0; i < rt->n_policies; i++) {
+        const struct cv_type_policy *tp = &rt->policies[i];
+        if (strcmp(tp->type, t->name) != 0) continue;
+        if (tp->call_window) *count = tp->call_window > 0 ? (uint32_t)tp->call_window : 0;
+        if (tp->call_window_ms) *ms = tp->call_window_ms;
+    }
+}
+
 int obj__state_alloc(struct cv_object *o)
 {
     const struct cv_object_type *t = o->type;
     o->persist = cv_runtime_type_persist(o->rt, t, &o->save_interval);
     o->held_tail = &o->held;
+    o->calls_tail = &o->calls;
+    state__call_window(o->rt, t, &o->call_window, &o->call_window_ms);
+    o->idle_ms = cv_runtime_type_idle(o->rt, t);
+    o->last_used = uv_now(o->rt->loop);
     if (t->state_message) {
         o->state_mem = malloc(t->state_message->sizeof_message);
         if (o->state_mem) protobuf_c_message_init(t->state_message, o->state_mem);
@@ -67,6 +95,13 @@ void obj__state_free(struct cv_object *o)
     o->state_mem = NULL;
 }
 
+void obj__state_release_all(struct cv_object *o)
+{
+    obj__state_free(o);
+    obj__calls_free(o);
+    obj__reminders_free(o);
+}
+
 int obj__state_load(struct cv_object *o)
 {
     struct cv_runtime *rt = o->rt;
@@ -75,7 +110,11 @@ int obj__state_load(struct cv_object *o)
     uint64_t version = 0;
     if (o->persist == CV_PERSIST_NONE || !rt->hooks.load_state) return 0;
     int rv = rt->hooks.load_state(rt->hooks.data, o->type->name, o->id, &buf, &len, &version);
-    if (rv == CV_ENOTFOUND) return 0; /* never saved: the empty state */
+    if (rv == CV_ENOTFOUND) { /* never saved: the empty state, of a new object */
+        o->fresh = true;
+        rv = obj__calls_load(o);
+        return rv ? rv : obj__reminders_load(o);
+    }
     if (rv != 0) return rv;
     ProtobufCMessage *m = protobuf_c_message_unpack(o->type->state_message, NULL, len, buf ? buf : (uint8_t *)"");
     free(buf);
@@ -87,7 +126,8 @@ int obj__state_load(struct cv_object *o)
     obj__state_free(o);
     o->state_mem = m;
     o->version = o->saved_version = version;
-    return 0;
+    rv = obj__calls_load(o);
+    return rv ? rv : obj__reminders_load(o);
 }
 
 void cv_object_mark_dirty(cv_object *o)
@@ -207,7 +247,16 @@ static void state__save(struct cv_object *o)
         if (!h->version) h->version = o->version;
     o->saving = true;
     o->refs++; /* released in state__saved */
-    int rv = rt->hooks.save_state(rt->hooks.data, o->type->name, o->id, o->version, buf, len, state__saved, o);
+    struct cv_call_record *recs;
+    struct cv_save_extra calls = {.window = o->call_window, .window_ms = o->call_window_ms, .now_ms = cv_now_ms()};
+    calls.n = obj__calls_capture(o, o->version, &recs);
+    calls.calls = recs;
+    struct cv_reminder *rems;
+    obj__reminders_capture(o, &calls, &rems);
+    int rv = rt->hooks.save_state(rt->hooks.data, o->type->name, o->id, o->version, buf, len, &calls,
+                                  state__saved, o);
+    free(recs);
+    free(rems);
     if (rv != 0) {
         o->saving = false;
         o->refs--;

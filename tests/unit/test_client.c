@@ -730,7 +730,8 @@ Test(cli, call_errors_have_codes_and_hints)
 {
     CLI_FAKE("call", "SimpleCounter", "nope", "Missing");
     expect(1, "", "cverse: NOT_FOUND: object not found: SimpleCounter/nope\nhint: ");
-    cr_assert(strstr(R.err, "cverse create TYPE ID"), "%s", R.err);
+    cr_assert(strstr(R.err, "created by\n      its first call"), "issue 9: a new ID is created by its first call: %s",
+              R.err);
     CLI_FAKE("call", "T", "i", "Busy");
     expect(1, "", "cverse: RESOURCE_EXHAUSTED: resource exhausted\nhint: ");
     CLI_FAKE("call", "--timeout", "100", "T", "i", "Silent");

@@ -780,11 +780,12 @@ Test(config, object_types_errors_are_one_line_each)
                "t.yml:7: object_types.C.idle_timeout_ms: must be an integer 0..604800000, got \"-1\"");
     expect_err("version: 1\n" NODES "object_types:\n  C: {persist: none, ttl: 3}\n",
                "t.yml:7: object_types.C: unknown key \"ttl\" (expected one of: persist, save_interval_ms, "
-               "idle_timeout_ms)");
+               "idle_timeout_ms, call_id_window, call_id_window_ms)");
     expect_err("version: 1\n" NODES "object_types:\n  C: {persist: none, persist: on_write}\n",
                "t.yml:7: object_types.C: duplicate key \"persist\" (expected once)");
     expect_err("version: 1\n" NODES "object_types:\n  C: on_write\n",
-               "t.yml:7: object_types.C: must be a mapping of persist, save_interval_ms, idle_timeout_ms");
+               "t.yml:7: object_types.C: must be a mapping of persist, save_interval_ms, idle_timeout_ms, "
+               "call_id_window, call_id_window_ms");
     expect_err("version: 1\n" NODES "object_types:\n  C: {}\n  C: {}\n",
                "t.yml:8: object_types: type C given twice (first at line 7; expected once)");
     expect_err("version: 1\n" NODES "object_types: [a]\n",

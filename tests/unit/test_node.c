@@ -1003,7 +1003,7 @@ Test(node, outcall_final_error_has_its_message, .timeout = 30)
     uint8_t *req = calloc(1, big);
     cr_assert_not_null(req);
     struct got a = {0};
-    cr_assert_eq(cv_outcall_call(&oc, "T", "b/x", "M", req, big, got_cb, &a), 0, "waits for the connection");
+    cr_assert_eq(cv_outcall_call(&oc, "T", "b/x", "M", req, big, NULL, got_cb, &a), 0, "waits for the connection");
     free(req);
     cr_assert(cv_outcall_busy(&oc));
     uint64_t end = cv_mono_ms() + 10000;

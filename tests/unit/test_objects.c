@@ -728,7 +728,7 @@ static void hook_answer_later(cv_runtime_call_cb ccb, cv_host_done_cb dcb, void 
 }
 
 static int hk_call(void *data, const char *type, const char *id, const char *method, const uint8_t *req,
-                   size_t len, cv_runtime_call_cb cb, void *cb_data)
+                   size_t len, const char *call_id, cv_runtime_call_cb cb, void *cb_data)
 {
     hk.calls++;
     snprintf(hk.last_id, sizeof hk.last_id, "%s", id);
@@ -737,7 +737,7 @@ static int hk_call(void *data, const char *type, const char *id, const char *met
         return 0;
     }
     if (strcmp(id, "refused") == 0) return CV_EUNAVAIL;
-    return cv_runtime_call(g.rt, type, id, method, req, len, cb, cb_data);
+    return cv_runtime_call_id(g.rt, type, id, method, req, len, call_id, cb, cb_data);
 }
 
 static int hk_create(void *data, const char *type, const char *id, cv_host_done_cb cb, void *cb_data)

@@ -448,3 +448,191 @@ Test(state, snapshot_and_reopen_carry_states)
     cat = a;
     assert_state(ids[0], "A", 1);
 }
+
+/* ---- reliable calls: the call ids committed with a save (StateRecord.calls, expired_calls) ---- */
+
+struct seen {
+    char ids[16][32];
+    int n;
+    uint64_t expired[16];
+    int n_expired;
+};
+
+static void seen_call(void *data, const char *call_id, int status, const char *error, const uint8_t *resp,
+                      size_t len, uint64_t at_ms)
+{
+    struct seen *s = data;
+    cr_assert_lt(s->n, 16);
+    cr_assert_eq(len, strlen(call_id), "the response recorded with %s", call_id);
+    cr_assert(memcmp(resp, call_id, len) == 0);
+    snprintf(s->ids[s->n++], sizeof s->ids[0], "%s", call_id);
+}
+
+static void seen_expired(void *data, uint64_t hash)
+{
+    struct seen *s = data;
+    cr_assert_lt(s->n_expired, 16);
+    s->expired[s->n_expired++] = hash;
+}
+
+static struct seen calls_of(const char *id)
+{
+    struct seen s = {0};
+    struct cv_catalog_call_visit v = {&s, seen_call, seen_expired};
+    cr_assert_eq(cv_catalog_state_calls(cat, id, &v), 0);
+    return s;
+}
+
+/* A save carrying call records (each answered with its own id as the response) at time now. */
+static int save_calls(const char *id, uint64_t e, uint64_t version, const char **ids, size_t n, uint32_t window,
+                      uint64_t window_ms, uint64_t now, uint64_t at)
+{
+    Cverse__Catalog__CallRecord recs[8], *ptrs[8];
+    cr_assert(n <= 8);
+    for (size_t i = 0; i < n; i++) {
+        cverse__catalog__call_record__init(&recs[i]);
+        recs[i].id = (char *)ids[i];
+        recs[i].response = (ProtobufCBinaryData){strlen(ids[i]), (uint8_t *)ids[i]};
+        recs[i].at_ms = at;
+        ptrs[i] = &recs[i];
+    }
+    Cverse__Catalog__ObjectSave s = item(id, e, version, "st");
+    s.calls = ptrs;
+    s.n_calls = n;
+    s.call_window = window;
+    s.call_window_ms = window_ms;
+    s.now_ms = now;
+    return save_items("n1", &s, 1);
+}
+
+Test(state, call_ids_are_kept_in_a_window_of_count_and_age)
+{
+    reg("n1");
+    uint64_t e = assign(4, "n1");
+    const char *id = on_shard(4, "c");
+    object_op("Counter", id, true);
+    const char *ab[] = {"a", "b"}, *cd[] = {"c", "d"}, *none[] = {NULL};
+    cr_assert_eq(save_calls(id, e, 1, ab, 2, 3, 0, 1000, 1000), 0);
+    struct seen s = calls_of(id);
+    cr_assert_eq(s.n, 2);
+    cr_assert_str_eq(s.ids[0], "a");
+    cr_assert_eq(s.n_expired, 0);
+    cr_assert_eq(save_calls(id, e, 2, cd, 2, 3, 0, 1000, 1000), 0);
+    s = calls_of(id);
+    cr_assert_eq(s.n, 3, "trimmed to the count");
+    cr_assert_str_eq(s.ids[0], "b");
+    cr_assert_str_eq(s.ids[2], "d");
+    cr_assert_eq(s.n_expired, 1);
+    cr_assert_eq(s.expired[0], cv_fnv1a64("a", 1), "the trimmed id's hash stays");
+    cr_assert_eq(save_calls(id, e, 2, cd, 2, 3, 0, 1000, 1000), 0, "a duplicate proposal");
+    cr_assert_eq(calls_of(id).n, 3, "writes nothing twice");
+    /* age: every record is from t=1000; at t=5000 with a 1 s window they all go */
+    cr_assert_eq(save_calls(id, e, 3, none, 0, 3, 1000, 5000, 0), 0);
+    s = calls_of(id);
+    cr_assert_eq(s.n, 0);
+    cr_assert_eq(s.n_expired, 4);
+    /* the hashes are capped at 4x the window */
+    cr_assert_eq(save_calls(id, e, 4, cd, 2, 1, 1000, 5000, 5000), 0);
+    s = calls_of(id);
+    cr_assert_eq(s.n, 1);
+    cr_assert_str_eq(s.ids[0], "d");
+    cr_assert_eq(s.n_expired, 4, "5 hashes, capped at 4x the window (1)");
+    cr_assert_eq(s.expired[3], cv_fnv1a64("c", 1), "the newest kept, the oldest dropped");
+    cr_assert_eq(object_op("Counter", id, false), 0);
+    s = calls_of(id);
+    cr_assert_eq(s.n + s.n_expired, 0, "dropped with the object");
+}
+
+/* ---- durable reminders (db "reminders") ---- */
+
+struct rems {
+    char names[8][32];
+    uint64_t due[8];
+    int n;
+};
+
+static int rem_cb(void *data, const char *type, const char *id, const char *name, uint64_t due_ms, uint64_t period_ms)
+{
+    struct rems *r = data;
+    cr_assert_str_eq(type, "Counter");
+    cr_assert_lt(r->n, 8);
+    snprintf(r->names[r->n], sizeof r->names[0], "%s", name);
+    r->due[r->n++] = due_ms;
+    return 0;
+}
+
+static int save_reminders(const char *id, uint64_t e, uint64_t version, const char **names, size_t n, bool set)
+{
+    Cverse__Catalog__Reminder rs[4], *ptrs[4];
+    for (size_t i = 0; i < n; i++) {
+        cverse__catalog__reminder__init(&rs[i]);
+        rs[i].name = (char *)names[i];
+        rs[i].due_ms = 1000 * (i + 1);
+        rs[i].period_ms = 500;
+        ptrs[i] = &rs[i];
+    }
+    Cverse__Catalog__ObjectSave s = item(id, e, version, "st");
+    s.reminders = ptrs;
+    s.n_reminders = n;
+    s.reminders_set = set;
+    return save_items("n1", &s, 1);
+}
+
+Test(state, reminders_are_replaced_by_a_save_that_sets_them_and_dropped_with_the_object)
+{
+    reg("n1");
+    uint64_t e = assign(5, "n1");
+    const char *id = on_shard(5, "c"), *other = on_shard(5, "d");
+    object_op("Counter", id, true);
+    object_op("Counter", other, true);
+    const char *ab[] = {"a", "b"}, *c1[] = {"c"};
+    cr_assert_eq(save_reminders(id, e, 1, ab, 2, true), 0);
+    cr_assert_eq(save_reminders(other, e, 1, c1, 1, true), 0);
+    struct rems r = {0};
+    cr_assert_eq(cv_catalog_reminders_get(cat, id, rem_cb, &r), 0);
+    cr_assert_eq(r.n, 2);
+    cr_assert_str_eq(r.names[1], "b");
+    cr_assert_eq(r.due[1], 2000);
+    r = (struct rems){0};
+    cr_assert_eq(cv_catalog_reminder_foreach(cat, rem_cb, &r), 0);
+    cr_assert_eq(r.n, 3, "every object's");
+    cr_assert_eq(save_reminders(id, e, 2, NULL, 0, false), 0, "a save that does not set them");
+    r = (struct rems){0};
+    cr_assert_eq(cv_catalog_reminders_get(cat, id, rem_cb, &r), 0);
+    cr_assert_eq(r.n, 2, "keeps them");
+    cr_assert_eq(save_reminders(id, e, 1, c1, 1, true), CV_ECONFLICT, "a refused save writes no reminders");
+    cr_assert_eq(save_reminders(id, e, 3, NULL, 0, true), 0, "set to none");
+    r = (struct rems){0};
+    cr_assert_eq(cv_catalog_reminders_get(cat, id, rem_cb, &r), 0);
+    cr_assert_eq(r.n, 0);
+    cr_assert_eq(object_op("Counter", other, false), 0);
+    r = (struct rems){0};
+    cr_assert_eq(cv_catalog_reminder_foreach(cat, rem_cb, &r), 0);
+    cr_assert_eq(r.n, 0, "dropped with the object");
+}
+
+Test(state, a_first_calls_create_is_fenced_on_the_shard_owner)
+{
+    reg("n1");
+    reg("n2");
+    uint64_t e = assign(6, "n1");
+    const char *id = on_shard(6, "first");
+    Cverse__Catalog__CmdCreateObject co = CVERSE__CATALOG__CMD_CREATE_OBJECT__INIT;
+    co.type = "Counter";
+    co.id = (char *)id;
+    co.owner = "n2";
+    co.epoch = e;
+    Cverse__Catalog__Command c = CVERSE__CATALOG__COMMAND__INIT;
+    c.cmd_case = CVERSE__CATALOG__COMMAND__CMD_CREATE_OBJECT;
+    c.create_object = &co;
+    cr_assert_eq(apply1(&c), CV_ECONFLICT, "not the owner");
+    co.owner = "n1";
+    co.epoch = e + 1;
+    cr_assert_eq(apply1(&c), CV_ECONFLICT, "not at that epoch");
+    co.epoch = e;
+    cr_assert_eq(apply1(&c), 0, "the owner at its epoch");
+    char type[32];
+    cr_assert_eq(cv_catalog_object_get(cat, id, type, sizeof type, NULL), 0);
+    co.owner = "n2";
+    cr_assert_eq(apply1(&c), 0, "an existing object: idempotent whoever asks");
+}
