@@ -588,16 +588,24 @@ static int catalog__state_copy(const Cverse__Catalog__StateRecord *rec, struct c
     return 0;
 }
 
-int cv_catalog_state_get(struct cv_catalog *cat, const char *id, struct cv_catalog_state *out)
+/* Reads id's state record in a read transaction of its own: 0 and *rec (owned: free_unpacked), CV_ENOTFOUND,
+ * CV_EINVAL for a bad id, an LMDB error. */
+static int catalog__state_record(struct cv_catalog *cat, const char *id, Cverse__Catalog__StateRecord **rec)
 {
     MDB_txn *txn;
-    Cverse__Catalog__StateRecord *rec;
     if (!id || !cv_store_key_ok(cat->max_key, id)) return CV_EINVAL;
     int rc = mdb_txn_begin(cat->env, NULL, MDB_RDONLY, &txn);
     if (rc != 0) return cv_store_lmdb_err(rc, "begin read");
     int rv = cv_store_msg_get(txn, cat->dbi[CV_DB_STATES], id, strlen(id),
-                              &cverse__catalog__state_record__descriptor, (void **)&rec);
+                              &cverse__catalog__state_record__descriptor, (void **)rec);
     mdb_txn_abort(txn);
+    return rv;
+}
+
+int cv_catalog_state_get(struct cv_catalog *cat, const char *id, struct cv_catalog_state *out)
+{
+    Cverse__Catalog__StateRecord *rec;
+    int rv = catalog__state_record(cat, id, &rec);
     if (rv != 0) return rv == CV_EPROTO ? CV_ELMDB : rv;
     rv = catalog__state_copy(rec, out);
     cverse__catalog__state_record__free_unpacked(rec, NULL);
@@ -606,14 +614,8 @@ int cv_catalog_state_get(struct cv_catalog *cat, const char *id, struct cv_catal
 
 int cv_catalog_state_calls(struct cv_catalog *cat, const char *id, const struct cv_catalog_call_visit *v)
 {
-    MDB_txn *txn;
     Cverse__Catalog__StateRecord *rec;
-    if (!id || !cv_store_key_ok(cat->max_key, id)) return CV_EINVAL;
-    int rc = mdb_txn_begin(cat->env, NULL, MDB_RDONLY, &txn);
-    if (rc != 0) return cv_store_lmdb_err(rc, "begin read");
-    int rv = cv_store_msg_get(txn, cat->dbi[CV_DB_STATES], id, strlen(id),
-                              &cverse__catalog__state_record__descriptor, (void **)&rec);
-    mdb_txn_abort(txn);
+    int rv = catalog__state_record(cat, id, &rec);
     if (rv == CV_ENOTFOUND) return 0;
     if (rv != 0) return rv == CV_EPROTO ? CV_ELMDB : rv;
     for (size_t i = 0; i < rec->n_calls; i++) {
