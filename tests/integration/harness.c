@@ -470,3 +470,19 @@ void h_config_set(struct h_cluster *c, const char *key, const char *value)
     config_rewrite(c, set_line, &e);
     cr_assert(e.done, "h_config_set: no key %s in %s", key, c->config);
 }
+
+long long h_increment_within(struct h_cluster *c, const char *id, unsigned timeout_ms, long *st)
+{
+    char path[256];
+    snprintf(path, sizeof path, "/api/v1/objects/call/SimpleCounter/%s/Increment?timeout_ms=%u", id, timeout_ms);
+    char *t = h_post(h_gate_http_port(c, 0), path, "{\"request\":{}}", 14, st);
+    long long val = -1;
+    json_t *j = t && *st == 200 ? json_loads(t, 0, NULL) : NULL;
+    if (j) {
+        json_t *v = json_object_get(json_object_get(j, "response"), "value");
+        val = json_is_string(v) ? atoll(json_string_value(v)) : json_integer_value(v);
+        json_decref(j);
+    }
+    free(t);
+    return val;
+}

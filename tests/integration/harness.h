@@ -78,6 +78,10 @@ json_t *h_get_json(struct h_cluster *c, int i, const char *path, long *status);
 /* GET returning the raw body (malloc'ed, caller frees) or NULL. */
 char *h_get_text(struct h_cluster *c, int i, const char *path, long *status);
 
+/* SimpleCounter.Increment of id through gate 0's HTTP API with ?timeout_ms=: the new value, or -1 unless
+ * HTTP 200 (*st gets the status, 0 if unreachable). */
+long long h_increment_within(struct h_cluster *c, const char *id, unsigned timeout_ms, long *st);
+
 /* Polls pred every 20 ms until it returns true or timeout_ms passed. */
 bool h_poll(unsigned timeout_ms, bool (*pred)(void *arg), void *arg);
 

@@ -46,21 +46,6 @@ static unsigned long long now_ms(void)
     return (unsigned long long)ts.tv_sec * 1000ull + (unsigned long long)ts.tv_nsec / 1000000ull;
 }
 
-static long long increment_within(const char *id, unsigned timeout_ms, long *st)
-{
-    char path[256];
-    snprintf(path, sizeof path, "/api/v1/objects/call/SimpleCounter/%s/Increment?timeout_ms=%u", id, timeout_ms);
-    char *t = h_post(h_gate_http_port(&C, 0), path, "{\"request\":{}}", 14, st);
-    long long val = -1;
-    json_t *j = t && *st == 200 ? json_loads(t, 0, NULL) : NULL;
-    if (j) {
-        json_t *v = json_object_get(json_object_get(j, "response"), "value");
-        val = json_is_string(v) ? atoll(json_string_value(v)) : json_integer_value(v);
-        json_decref(j);
-    }
-    free(t);
-    return val;
-}
 
 static void counter_id(int k, char *buf, size_t len)
 {
@@ -80,7 +65,7 @@ static void start_with_counters(void)
         char *t = h_post(h_gate_http_port(&C, 0), path, "{}", 2, &st);
         cr_assert_eq(st, 200, "create %s -> %ld: %s", id, st, t ? t : "(no answer)");
         free(t);
-        cr_assert_eq(increment_within(id, 10000, &st), 1, "first increment of %s (HTTP %ld)", id, st);
+        cr_assert_eq(h_increment_within(&C, id, 10000, &st), 1, "first increment of %s (HTTP %ld)", id, st);
     }
 }
 
@@ -92,7 +77,7 @@ static bool all_serve(void *arg)
     for (int k = 0; k < N_COUNTERS; k++) {
         counter_id(k, id, sizeof id);
         long st;
-        if (increment_within(id, 2000, &st) <= 0) return false;
+        if (h_increment_within(&C, id, 2000, &st) <= 0) return false;
     }
     return true;
 }
@@ -229,7 +214,7 @@ Test(reroute, call_pending_at_a_frozen_owner_is_sent_again_once_it_is_declared_d
     const unsigned deadline_ms = 20000;
     unsigned long long t0 = now_ms();
     long st;
-    long long val = increment_within(id, deadline_ms, &st);
+    long long val = h_increment_within(&C, id, deadline_ms, &st);
     unsigned long long took = now_ms() - t0;
     cr_assert_eq(kill(C.pid[v], SIGCONT), 0);
     cr_assert_eq(st, 200, "the call pending at frozen %s failed (HTTP %ld) after %llu ms", C.id[v], st, took);

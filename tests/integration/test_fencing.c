@@ -82,25 +82,10 @@ Test(fencing, checker_finds_overlaps_and_only_them)
 
 /* Increment through the gate with a deadline: the counter's new value, or -1 (then *st is the HTTP
  * status). */
-static long long increment_within(const char *id, unsigned timeout_ms, long *st)
-{
-    char path[256];
-    snprintf(path, sizeof path, "/api/v1/objects/call/SimpleCounter/%s/Increment?timeout_ms=%u", id, timeout_ms);
-    char *t = h_post(h_gate_http_port(&C, 0), path, "{\"request\":{}}", 14, st);
-    long long val = -1;
-    json_t *j = t && *st == 200 ? json_loads(t, 0, NULL) : NULL;
-    if (j) {
-        json_t *v = json_object_get(json_object_get(j, "response"), "value");
-        val = json_is_string(v) ? atoll(json_string_value(v)) : json_integer_value(v);
-        json_decref(j);
-    }
-    free(t);
-    return val;
-}
 
 static long long increment(const char *id, long *st)
 {
-    return increment_within(id, CALL_TIMEOUT_MS, st);
+    return h_increment_within(&C, id, CALL_TIMEOUT_MS, st);
 }
 
 static void counter_id(int k, char *buf, size_t len)
@@ -247,7 +232,7 @@ static void sigstop_case(int n, int victim)
         unsigned long long end = now_ms() + 15000;
         do {
             attempts[k]++;
-            probe[k] = increment_within(s.ids[k], 300, &st);
+            probe[k] = h_increment_within(&C, s.ids[k], 300, &st);
         } while (probe[k] < 0 && now_ms() < end);
         cr_assert_gt(probe[k], 0, "%s is not served by another node (HTTP %ld)", s.ids[k], st);
     }
@@ -321,7 +306,7 @@ static void *race_calls(void *arg)
             counter_id(r->ids[k], id, sizeof id);
             long st;
             int att = ++r->attempts[k];
-            long long v = increment_within(id, 500, &st);
+            long long v = h_increment_within(&C, id, 500, &st);
             if (v > 0 && r->acks[k] < RACE_MAX) {
                 r->value[k][r->acks[k]] = v;
                 r->when[k][r->acks[k]] = now_ms();
