@@ -341,6 +341,32 @@ bool h_poll(unsigned timeout_ms, bool (*pred)(void *arg), void *arg)
     }
 }
 
+unsigned long long h_now_ms(void)
+{
+    return (unsigned long long)mono_ms();
+}
+
+void h_shard_owner(struct h_cluster *c, int i, int shard, char *buf, size_t len)
+{
+    long st;
+    json_t *j = h_get_json(c, i, "/v1/shards", &st);
+    json_t *o = json_array_get(json_object_get(j, "owners"), (size_t)shard);
+    snprintf(buf, len, "%s", json_is_string(o) ? json_string_value(o) : "");
+    json_decref(j);
+}
+
+bool h_shard_owned_everywhere(void *arg)
+{
+    struct h_owned *o = arg;
+    char buf[64];
+    for (int i = 0; i < o->c->n; i++) {
+        if (!h_node_running(o->c, i)) continue;
+        h_shard_owner(o->c, i, o->shard, buf, sizeof buf);
+        if (strcmp(buf, o->node) != 0) return false;
+    }
+    return true;
+}
+
 void h_leader_of(struct h_cluster *c, int i, char *out, size_t len)
 {
     long st;

@@ -82,6 +82,20 @@ char *h_get_text(struct h_cluster *c, int i, const char *path, long *status);
  * HTTP 200 (*st gets the status, 0 if unreachable). */
 long long h_increment_within(struct h_cluster *c, const char *id, unsigned timeout_ms, long *st);
 
+/* CLOCK_MONOTONIC in ms. */
+unsigned long long h_now_ms(void);
+
+/* The owner of shard on node i's /v1/shards into buf ("" if none or unreachable). */
+void h_shard_owner(struct h_cluster *c, int i, int shard, char *buf, size_t len);
+
+/* h_poll callback over a struct h_owned: every running node's /v1/shards says node owns shard. */
+struct h_owned {
+    struct h_cluster *c; /* borrowed */
+    int shard;
+    const char *node; /* borrowed */
+};
+bool h_shard_owned_everywhere(void *arg);
+
 /* Polls pred every 20 ms until it returns true or timeout_ms passed. */
 bool h_poll(unsigned timeout_ms, bool (*pred)(void *arg), void *arg);
 

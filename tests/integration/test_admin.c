@@ -95,21 +95,6 @@ static const char *owner_of(int i, int s, char *buf, size_t len)
     return buf;
 }
 
-struct owned {
-    int shard;
-    const char *node;
-};
-
-/* Every node's /v1/shards says shard is owned by node. */
-static bool owned_everywhere(void *arg)
-{
-    struct owned *o = arg;
-    char buf[32];
-    for (int i = 0; i < C.n; i++)
-        if (strcmp(owner_of(i, o->shard, buf, sizeof buf), o->node) != 0) return false;
-    return true;
-}
-
 /* Shards node id owns according to node i's /v1/cluster (-1 if unreachable). */
 static int shards_of(int i, const char *id, bool *draining)
 {
@@ -227,16 +212,16 @@ Test(admin, move_keeps_calls_flowing)
     char req[128];
     snprintf(req, sizeof req, "{\"shard\":5,\"node\":\"127.0.0.1:%d\"}", C.base + to_i);
     admin_ok((to_i + 1) % 3, "/v1/admin/shards/move", req);
-    struct owned o = {5, to};
+    struct h_owned o = {&C, 5, to};
     bool moved = false;
     for (int round = 0; round < 2000 && !moved; round++) {
-        moved = owned_everywhere(&o);
+        moved = h_shard_owned_everywhere(&o);
         long st = call_increment(obj, &body);
         cr_assert_eq(st, 200, "call %d failed during the move: %ld %s", calls, st, body ? body : "");
         free(body);
         calls++;
     }
-    cr_assert(moved || h_poll(MOVE_MS, owned_everywhere, &o), "shard 5 did not move to %s", to);
+    cr_assert(moved || h_poll(MOVE_MS, h_shard_owned_everywhere, &o), "shard 5 did not move to %s", to);
     for (int i = 0; i < 3; i++) {
         json_t *t = shard_field(i, "targets", 5);
         cr_assert_str_eq(json_string_value(t), to, "node %d: target of shard 5", i);
@@ -258,7 +243,7 @@ Test(admin, move_keeps_calls_flowing)
     snprintf(req, sizeof req, "{\"shard\":5,\"node\":\"%s\"}", from);
     admin_ok(0, "/v1/admin/shards/move", req);
     o.node = from;
-    cr_assert(h_poll(MOVE_MS, owned_everywhere, &o), "shard 5 did not move back to %s", from);
+    cr_assert(h_poll(MOVE_MS, h_shard_owned_everywhere, &o), "shard 5 did not move back to %s", from);
     admin_ok(1, "/v1/admin/shards/move", "{\"shard\":5,\"node\":\"\"}");
     json_t *t = shard_field(1, "targets", 5);
     cr_assert(json_is_null(t), "the target is cleared on the node that answered");

@@ -45,13 +45,6 @@ static void teardown(void)
 
 TestSuite(disk, .fini = teardown, .timeout = 240);
 
-static unsigned long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (unsigned long long)ts.tv_sec * 1000ull + (unsigned long long)ts.tv_nsec / 1000000ull;
-}
-
 
 static void counter_id(int k, char *buf, size_t len)
 {
@@ -160,7 +153,7 @@ Test(disk, full_disk_stops_the_node_and_the_others_take_over)
     }
     start_with_counters();
 
-    unsigned long long t0 = now_ms();
+    unsigned long long t0 = h_now_ms();
     unsigned long long filled = fill_disk(mnt);
     cr_assert_str_eq(cv_fs_strerror(EIO, mnt), strerror(ENOSPC), "LMDB's EIO on this disk reads as a full disk");
     char log[400];
@@ -170,7 +163,7 @@ Test(disk, full_disk_stops_the_node_and_the_others_take_over)
     bool exited = h_poll(30000, victim_exited, &v);
     if (!exited) C.died = true; /* the node logs are printed at teardown: what did node-3 do? */
     cr_assert(exited, "%s still runs 30 s after its disk filled up (kept full)", C.id[v.i]);
-    unsigned long long t_exit = now_ms();
+    unsigned long long t_exit = h_now_ms();
     cr_assert(WIFEXITED(v.status) && WEXITSTATUS(v.status) != 0, "%s ended with status %d, not a non-zero exit",
               C.id[v.i], v.status);
     bool raft_line = log_has(log, "raft log write failed: No space left on device");
@@ -181,7 +174,7 @@ Test(disk, full_disk_stops_the_node_and_the_others_take_over)
     fprintf(stderr, "disk: filled %llu bytes; %s exited %llu ms later (status %d) reporting it via %s; every "
             "counter served again %llu ms after the fill\n",
             filled, C.id[v.i], t_exit - t0, WEXITSTATUS(v.status), raft_line ? "raft" : "the catalog",
-            now_ms() - t0);
+            h_now_ms() - t0);
 }
 
 /* ---------------------------------------------------------------- a call pending at a frozen owner */
@@ -231,10 +224,10 @@ Test(reroute, call_pending_at_a_frozen_owner_is_sent_again_once_it_is_declared_d
     cr_assert_eq(kill(C.pid[v], SIGSTOP), 0);
     /* Sent at once, the call goes to the frozen owner (the gate's map still names it) and waits there. */
     const unsigned deadline_ms = 20000;
-    unsigned long long t0 = now_ms();
+    unsigned long long t0 = h_now_ms();
     long st;
     long long val = h_increment_within(&C, id, deadline_ms, &st);
-    unsigned long long took = now_ms() - t0;
+    unsigned long long took = h_now_ms() - t0;
     cr_assert_eq(kill(C.pid[v], SIGCONT), 0);
     cr_assert_eq(st, 200, "the call pending at frozen %s failed (HTTP %ld) after %llu ms", C.id[v], st, took);
     cr_assert_eq(val, 1, "%s answered %lld: not a new activation (the frozen copy stood at 1)", id, val);

@@ -36,13 +36,6 @@ TestSuite(drain, .fini = teardown, .timeout = 300);
 
 /* ---------------------------------------------------------------- helpers */
 
-static unsigned long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (unsigned long)ts.tv_sec * 1000ul + (unsigned long)ts.tv_nsec / 1000000ul;
-}
-
 
 static void obj_path(char *out, size_t len, const char *op, int k, const char *tail)
 {
@@ -134,8 +127,8 @@ static bool seen_everywhere(void *arg)
 /* Polls pred while calls keep flowing. */
 static bool poll_calling(unsigned ms, bool (*pred)(void *), void *arg)
 {
-    unsigned long deadline = now_ms() + ms;
-    while (now_ms() < deadline) {
+    unsigned long deadline = h_now_ms() + ms;
+    while (h_now_ms() < deadline) {
         if (pred(arg)) return true;
         call_round();
     }
@@ -158,15 +151,15 @@ static void sigterm_drains(int i)
 {
     bool saw_draining = false;
     int status = -1;
-    unsigned long t0 = now_ms(), took = 0;
+    unsigned long t0 = h_now_ms(), took = 0;
     cr_assert_eq(kill(C.pid[i], SIGTERM), 0);
     /* The first reads of /ready come before any call of ours: a drain on an idle machine can end between
      * two call rounds, and "draining" must be what the node says from the moment it got the signal. */
     for (int k = 0; k < 20 && !saw_draining; k++) saw_draining = says_draining(i);
-    while (now_ms() - t0 < DRAIN_TIMEOUT_MS + 5000) {
+    while (h_now_ms() - t0 < DRAIN_TIMEOUT_MS + 5000) {
         if (!saw_draining) saw_draining = says_draining(i);
         if (waitpid(C.pid[i], &status, WNOHANG) == C.pid[i]) {
-            took = now_ms() - t0;
+            took = h_now_ms() - t0;
             C.pid[i] = 0;
             break;
         }
@@ -278,18 +271,18 @@ Test(drain, whole_cluster_sigterm_stops_every_node_long_before_the_drain_timeout
     for (int i = 0; i < 4; i++) h_node_start(&C, i);
     h_gate_start(&C, 0);
     cr_assert(h_poll(READY_MS, h_all_ready, &C), "nodes and gate did not become ready");
-    unsigned long t0 = now_ms();
+    unsigned long t0 = h_now_ms();
     for (int i = 0; i < 4; i++) cr_assert_eq(kill(C.pid[i], SIGTERM), 0);
     for (int i = 0; i < 4; i++) {
         int status = -1;
-        while (waitpid(C.pid[i], &status, WNOHANG) == 0 && now_ms() - t0 < 15000) {
+        while (waitpid(C.pid[i], &status, WNOHANG) == 0 && h_now_ms() - t0 < 15000) {
             struct timespec ts = {0, 20 * 1000 * 1000};
             nanosleep(&ts, NULL);
         }
         cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "%s: status %d", C.id[i], status);
         C.pid[i] = 0;
     }
-    unsigned long took = now_ms() - t0;
+    unsigned long took = h_now_ms() - t0;
     cr_expect(took < 8000, "the whole cluster took %lu ms to stop (drain timeout 60000 ms)", took);
     cr_log_info("4 nodes stopped in %lu ms", took);
 }

@@ -35,18 +35,11 @@ static void teardown(void)
 
 TestSuite(durable, .fini = teardown, .timeout = 300);
 
-static unsigned long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (unsigned long long)ts.tv_sec * 1000ull + (unsigned long long)ts.tv_nsec / 1000000ull;
-}
-
 /* Keeps the load going until the monotonic time `until`: a chosen instant of the scenario, not a
  * synchronisation (what the test waits for is polled separately). */
 static void hold_until(unsigned long long until)
 {
-    while (now_ms() < until) usleep(20 * 1000);
+    while (h_now_ms() < until) usleep(20 * 1000);
 }
 
 /* 3 nodes (all voters), one gate; the harness's raft snapshots every 16 entries, so under these loads
@@ -101,9 +94,9 @@ static long long counter_call(const char *id, const char *method, unsigned timeo
 static long long value_of(const char *id)
 {
     long st = 0;
-    unsigned long long end = now_ms() + 20000;
+    unsigned long long end = h_now_ms() + 20000;
     long long v;
-    while ((v = counter_call(id, "GetValue", 5000, &st)) < 0 && now_ms() < end) usleep(50 * 1000);
+    while ((v = counter_call(id, "GetValue", 5000, &st)) < 0 && h_now_ms() < end) usleep(50 * 1000);
     cr_assert_geq(v, 0, "GetValue %s failed (HTTP %ld)", id, st);
     return v;
 }
@@ -180,15 +173,15 @@ Test(durable, kill9_at_random_instants_loses_no_acknowledged_increment)
     unsigned seed = (unsigned)time(NULL) ^ (unsigned)getpid();
     fprintf(stderr, "kill9: seed %u\n", seed);
     for (int round = 0; round < 3; round++) {
-        hold_until(now_ms() + 200 + (unsigned)(rand_r(&seed) % 1300)); /* a random instant of the load */
+        hold_until(h_now_ms() + 200 + (unsigned)(rand_r(&seed) % 1300)); /* a random instant of the load */
         int v = (int)(rand_r(&seed) % 3);
         h_node_signal(&C, v, SIGKILL);
         fprintf(stderr, "kill9: round %d: killed %s\n", round, C.id[v]);
-        hold_until(now_ms() + 500 + (unsigned)(rand_r(&seed) % 1500)); /* load flows around the dead node */
+        hold_until(h_now_ms() + 500 + (unsigned)(rand_r(&seed) % 1500)); /* load flows around the dead node */
         h_node_start(&C, v);
         cr_assert(h_poll(READY_MS, h_all_ready, &C), "round %d: not ready again after %s restarted", round, C.id[v]);
     }
-    hold_until(now_ms() + 1000); /* load flows while the restarted node gets shards back (handoffs) */
+    hold_until(h_now_ms() + 1000); /* load flows while the restarted node gets shards back (handoffs) */
     for (int t = 0; t < K_THREADS; t++) l[t].run = false;
     for (int t = 0; t < K_THREADS; t++) pthread_join(th[t], NULL);
 
@@ -225,32 +218,6 @@ static void admin_ok(int i, const char *path, const char *body)
     char *t = h_post(node_port(i), path, body, strlen(body), &st);
     cr_assert_eq(st, 200, "%s %s -> %ld: %s", path, body, st, t ? t : "");
     free(t);
-}
-
-static void owner_of(int i, int shard, char *buf, size_t len)
-{
-    long st;
-    json_t *j = h_get_json(&C, i, "/v1/shards", &st);
-    json_t *o = json_array_get(json_object_get(j, "owners"), (size_t)shard);
-    snprintf(buf, len, "%s", json_is_string(o) ? json_string_value(o) : "");
-    json_decref(j);
-}
-
-struct owned {
-    int shard;
-    const char *node;
-};
-
-static bool owned_everywhere(void *arg)
-{
-    struct owned *o = arg;
-    char buf[32];
-    for (int i = 0; i < C.n; i++) {
-        if (!h_node_running(&C, i)) continue;
-        owner_of(i, o->shard, buf, sizeof buf);
-        if (strcmp(buf, o->node) != 0) return false;
-    }
-    return true;
 }
 
 /* The state JSON node i shows for counter id (GET /v1/objects/SimpleCounter/{id}): its "value" (proto3
@@ -308,20 +275,20 @@ Test(durable, periodic_state_survives_a_move_and_a_drain)
     }
     /* Move shard 5 to a node that does not own it: the old owner's only save is the handoff's. */
     char from[32];
-    owner_of(0, 5, from, sizeof from);
+    h_shard_owner(&C, 0, 5, from, sizeof from);
     int to = h_index_of(&C, from) == 2 ? 1 : 2;
     char body[128];
     snprintf(body, sizeof body, "{\"shard\":5,\"node\":\"%s\"}", C.id[to]);
     admin_ok(0, "/v1/admin/shards/move", body);
-    struct owned o = {5, C.id[to]};
-    cr_assert(h_poll(15000, owned_everywhere, &o), "shard 5 did not move from %s to %s", from, C.id[to]);
+    struct h_owned o = {&C, 5, C.id[to]};
+    cr_assert(h_poll(15000, h_shard_owned_everywhere, &o), "shard 5 did not move from %s to %s", from, C.id[to]);
     for (int k = 0; k < 3; k++) {
         cr_expect_eq(value_of(ids[k]), want[k], "%s after the move of shard 5 from %s", ids[k], from);
         cr_expect_eq(state_on(to, ids[k]), want[k], "GET /v1/objects on %s for %s", C.id[to], ids[k]);
     }
     /* Drain the owner of shard 9: every shard leaves it through the two-phase handoff. */
     char victim[32];
-    owner_of(0, 9, victim, sizeof victim);
+    h_shard_owner(&C, 0, 9, victim, sizeof victim);
     snprintf(body, sizeof body, "{\"node\":\"%s\",\"drain\":true}", victim);
     admin_ok(0, "/v1/admin/nodes/drain", body);
     cr_assert(h_poll(20000, drained, victim), "%s was not drained", victim);
@@ -393,8 +360,8 @@ Test(durable, whole_cluster_restarts_keep_every_value)
     for (int k = 0; k < 4; k++) { /* the shards of counters 0..3 (k * 5) to node-3 */
         snprintf(body, sizeof body, "{\"shard\":%d,\"node\":\"%s\"}", k * 5, C.id[2]);
         admin_ok(0, "/v1/admin/shards/move", body);
-        struct owned o = {k * 5, C.id[2]};
-        cr_assert(h_poll(15000, owned_everywhere, &o), "shard %d did not move to node-3", k * 5);
+        struct h_owned o = {&C, k * 5, C.id[2]};
+        cr_assert(h_poll(15000, h_shard_owned_everywhere, &o), "shard %d did not move to node-3", k * 5);
     }
     check_values(ids, want, "after node-3 caught up by snapshot and took shards");
     int on3 = 0;

@@ -39,13 +39,6 @@ static void teardown(void)
 
 TestSuite(fencing, .fini = teardown, .timeout = 240);
 
-static unsigned long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (unsigned long long)ts.tv_sec * 1000ull + (unsigned long long)ts.tv_nsec / 1000000ull;
-}
-
 /* ---------------------------------------------------------------- the checker itself */
 
 static void write_file(const char *path, const char *text)
@@ -152,7 +145,7 @@ static bool fenced_logged(void *arg)
  * not a synchronisation — what the test waits FOR is always polled separately. */
 static void hold_until(unsigned long long until)
 {
-    while (now_ms() < until) usleep(20 * 1000);
+    while (h_now_ms() < until) usleep(20 * 1000);
 }
 
 /* The calls sent while the owner is stopped: one increment per counter, from a thread (each blocks until
@@ -214,14 +207,14 @@ static void sigstop_case(int n, int victim)
     }
     cr_assert_gt(s.n, 0, "%s owns none of the %d counters", C.id[v], N_COUNTERS);
 
-    unsigned long long t0 = now_ms();
+    unsigned long long t0 = h_now_ms();
     cr_assert_eq(kill(C.pid[v], SIGSTOP), 0);
     /* Calls sent right away go to the stopped owner (the gate's map still names it) and wait there. */
     pthread_t th;
     cr_assert_eq(pthread_create(&th, NULL, stalled_calls, &s), 0);
     struct shards_of so = {.node = v == 2 ? 1 : 2, .id = C.id[v]};
     cr_assert(h_poll(15000, none_owned, &so), "the shards of stopped %s were not re-owned", C.id[v]);
-    unsigned long long t_reowned = now_ms();
+    unsigned long long t_reowned = h_now_ms();
     /* Meanwhile the new owners serve those counters (new activations) while the stopped node still holds
      * its copies in memory: the activation checker's case. An attempt that reached the stopped node
      * times out and is tried again. */
@@ -229,19 +222,19 @@ static void sigstop_case(int n, int victim)
     long long probe[N_COUNTERS];
     for (int k = 0; k < s.n; k++) {
         long st;
-        unsigned long long end = now_ms() + 15000;
+        unsigned long long end = h_now_ms() + 15000;
         do {
             attempts[k]++;
             probe[k] = h_increment_within(&C, s.ids[k], 300, &st);
-        } while (probe[k] < 0 && now_ms() < end);
+        } while (probe[k] < 0 && h_now_ms() < end);
         cr_assert_gt(probe[k], 0, "%s is not served by another node (HTTP %ld)", s.ids[k], st);
     }
-    unsigned long long t_serving = now_ms();
+    unsigned long long t_serving = h_now_ms();
     hold_until(t0 + 2 * TTL_MS);
     cr_assert_eq(kill(C.pid[v], SIGCONT), 0);
-    unsigned long long t_cont = now_ms();
+    unsigned long long t_cont = h_now_ms();
     pthread_join(th, NULL);
-    unsigned long long t_calls = now_ms();
+    unsigned long long t_calls = h_now_ms();
 
     /* Every counter stood at 10 in the stopped copy. An answer from that copy is 11 or more; a new
      * activation has seen only the increments sent since the stop (the probe's attempts and the queued
@@ -294,7 +287,7 @@ struct race {
     int acks[RACE_COUNTERS], attempts[RACE_COUNTERS];
     long long value[RACE_COUNTERS][RACE_MAX];
     int at[RACE_COUNTERS][RACE_MAX]; /* attempts on that counter up to and including this one */
-    unsigned long long when[RACE_COUNTERS][RACE_MAX]; /* now_ms() of the acknowledgement */
+    unsigned long long when[RACE_COUNTERS][RACE_MAX]; /* h_now_ms() of the acknowledgement */
 };
 
 static void *race_calls(void *arg)
@@ -309,7 +302,7 @@ static void *race_calls(void *arg)
             long long v = h_increment_within(&C, id, 500, &st);
             if (v > 0 && r->acks[k] < RACE_MAX) {
                 r->value[k][r->acks[k]] = v;
-                r->when[k][r->acks[k]] = now_ms();
+                r->when[k][r->acks[k]] = h_now_ms();
                 r->at[k][r->acks[k]++] = att;
             }
         }
@@ -389,13 +382,13 @@ Test(fencing, sigcont_past_ttl_under_load_reregisters_without_stale_answers)
     }
     cr_assert(h_poll(10000, race_flowing, &(struct races){r, 2}), "calls do not flow to every counter");
     cr_assert_eq(kill(C.pid[v], SIGSTOP), 0);
-    hold_until(now_ms() + 3 * TTL_MS);
+    hold_until(h_now_ms() + 3 * TTL_MS);
     cr_assert_eq(kill(C.pid[v], SIGCONT), 0);
     struct fenced_log fl;
     snprintf(fl.path, sizeof fl.path, "%s/node-%d.log", C.dir, v + 1);
     cr_expect(h_poll(10000, fenced_logged, &fl), "%s did not log that it fenced itself", C.id[v]);
     cr_assert(h_poll(20000, h_all_ready, &C), "the cluster is not ready again after SIGCONT");
-    hold_until(now_ms() + 3000); /* calls keep flowing while it re-registers and shards come back */
+    hold_until(h_now_ms() + 3000); /* calls keep flowing while it re-registers and shards come back */
     for (int t = 0; t < 2; t++) r[t].run = false;
     for (int t = 0; t < 2; t++) pthread_join(th[t], NULL);
     for (int t = 0; t < 2; t++) race_check(&r[t]);
@@ -460,10 +453,10 @@ Test(fencing, sigstop_of_the_gates_subscription_node_keeps_calls_flowing)
             race_start(&r[n_race], &th[n_race], &group[v][first], n);
         }
     cr_assert(h_poll(10000, race_flowing, &(struct races){r, n_race}), "calls do not flow to every counter");
-    unsigned long long t0 = now_ms();
+    unsigned long long t0 = h_now_ms();
     cr_assert_eq(kill(C.pid[0], SIGSTOP), 0);
     hold_until(t0 + 4 * TTL_MS);
-    unsigned long long t_cont = now_ms();
+    unsigned long long t_cont = h_now_ms();
     cr_assert_eq(kill(C.pid[0], SIGCONT), 0);
     if (!h_poll(20000, h_all_ready, &C)) {
         for (int i = 0; i < C.n; i++) {
@@ -539,7 +532,7 @@ Test(fencing, resumed_leader_gets_the_new_leaders_snapshot_while_writing_its_own
         int v = h_index_of(&C, leader);
         cr_assert_geq(v, 0, "cycle %d: no leader known", cycle);
         cr_assert_eq(kill(C.pid[v], SIGSTOP), 0);
-        hold_until(now_ms() + 3 * TTL_MS);
+        hold_until(h_now_ms() + 3 * TTL_MS);
         cr_assert_eq(kill(C.pid[v], SIGCONT), 0);
         bool ready = h_poll(20000, h_all_ready, &C);
         for (int i = 0; i < C.n; i++)

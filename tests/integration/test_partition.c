@@ -51,18 +51,11 @@ static void teardown(void)
 
 TestSuite(partition, .fini = teardown, .timeout = 150);
 
-static unsigned long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (unsigned long long)ts.tv_sec * 1000ull + (unsigned long long)ts.tv_nsec / 1000000ull;
-}
-
 /* Keeps a fault going until the monotonic time `until`: a chosen duration of the scenario, not a
  * synchronisation (what the test waits for is polled). */
 static void hold_until(unsigned long long until)
 {
-    while (now_ms() < until) usleep(20 * 1000);
+    while (h_now_ms() < until) usleep(20 * 1000);
 }
 
 /* ---------------------------------------------------------------- requests from inside namespaces */
@@ -181,9 +174,9 @@ static bool converged(void *arg)
 
 static void expect_converged(const char *when)
 {
-    unsigned long long t = now_ms();
+    unsigned long long t = h_now_ms();
     cr_assert(h_poll(20000, converged, NULL), "%s: the catalogs of the nodes did not converge within 20 s", when);
-    fprintf(stderr, "partition: %s: converged after %llu ms\n", when, now_ms() - t);
+    fprintf(stderr, "partition: %s: converged after %llu ms\n", when, h_now_ms() - t);
 }
 
 /* ---------------------------------------------------------------- the load: one caller per counter */
@@ -218,7 +211,7 @@ static void load_ack(struct load *l, int k, long long b)
     }
     l->last[k] = b;
     l->last_at[k] = l->attempts[k];
-    __atomic_store_n(&l->acked_ms[k], now_ms(), __ATOMIC_RELEASE);
+    __atomic_store_n(&l->acked_ms[k], h_now_ms(), __ATOMIC_RELEASE);
     l->acks++;
 }
 
@@ -278,7 +271,7 @@ static void load_start(void)
     for (int k = 0; k < N_LOAD; k++) L.last[k] = 1; /* start() incremented each once */
     L.run = true;
     cr_assert_eq(pthread_create(&load_thread, NULL, load_main, &L), 0);
-    struct acked_since a = {.since = now_ms()};
+    struct acked_since a = {.since = h_now_ms()};
     cr_assert(h_poll(10000, all_acked_since, &a), "the load does not reach every counter");
 }
 
@@ -505,7 +498,7 @@ static bool caught_up(void *arg)
 static int known_leader(void)
 {
     int l = -1;
-    for (unsigned long long end = now_ms() + 10000; l < 0 && now_ms() < end;) l = leader_seen_by(0);
+    for (unsigned long long end = h_now_ms() + 10000; l < 0 && h_now_ms() < end;) l = leader_seen_by(0);
     cr_assert_geq(l, 0, "no leader known");
     return l;
 }
@@ -536,10 +529,10 @@ static void isolate_case(enum victim kind, unsigned cut_ms, bool snapshots)
     int n_on_v = counters_on(v, on_v);
     load_start();
 
-    unsigned long long t0 = now_ms();
+    unsigned long long t0 = h_now_ms();
     h_net_link(&N, v, false);
     cr_assert(h_poll(TTL_MS + 5000, fenced, &v), "isolated %s did not fence itself", C.id[v]);
-    unsigned long long t_fenced = now_ms();
+    unsigned long long t_fenced = h_now_ms();
     cr_expect_leq(t_fenced - t0, TTL_MS, "isolated %s fenced itself only %llu ms after the cut (TTL %u ms)", C.id[v],
                   t_fenced - t0, TTL_MS);
     if (kind == LEADER) {
@@ -549,24 +542,24 @@ static void isolate_case(enum victim kind, unsigned cut_ms, bool snapshots)
     }
     struct owner_q q = {asker, v};
     cr_assert(h_poll(15000, owns_none, &q), "the shards of isolated %s were not re-owned", C.id[v]);
-    unsigned long long t_reowned = now_ms();
+    unsigned long long t_reowned = h_now_ms();
     struct acked_since a = {t_reowned, on_v};
     cr_assert(h_poll(10000, all_acked_since, &a), "the counters of isolated %s are not served by the others", C.id[v]);
-    unsigned long long t_served = now_ms();
+    unsigned long long t_served = h_now_ms();
     struct ops o = {0};
     for (int k = 0; k < N_OPS; k++) ops_run(&o, k);
     hold_until(t0 + cut_ms);
 
     struct catch_up cu = {v, applied_index(leader)};
     cr_assert_gt(cu.index, 0, "the leader's applied index");
-    unsigned long long t_heal = now_ms();
+    unsigned long long t_heal = h_now_ms();
     h_net_link(&N, v, true);
     cr_assert(h_poll(30000, caught_up, &cu), "%s did not catch up with the log after the heal%s", C.id[v], node_fate(v));
-    unsigned long long t_caught = now_ms();
+    unsigned long long t_caught = h_now_ms();
     cr_expect_leq(t_caught - t_heal, CATCH_UP_MS, "%s caught up with the log only %llu ms after the heal",
                   C.id[v], t_caught - t_heal);
     cr_assert(h_poll(20000, owns_some, &q), "%s got no shards back after the heal%s", C.id[v], node_fate(v));
-    unsigned long long t_back = now_ms();
+    unsigned long long t_back = h_now_ms();
     expect_converged(names[kind]);
     load_stop(names[kind]);
     ops_check(&o, names[kind]);
@@ -617,22 +610,22 @@ Test(partition, gate_cut_from_one_node_serves_the_others_and_never_double_serves
     cr_assert_gt(n_on_v, 0, "%s owns none of the counters", C.id[v]);
     for (int k = 0; k < N_LOAD; k++) others[k] = !on_v[k];
     load_start();
-    unsigned long long t0 = now_ms();
+    unsigned long long t0 = h_now_ms();
     h_net_cut_pair(&N, GATE, v, true);
     struct acked_since a = {t0 + TTL_MS, others};
     cr_assert(h_poll(5000, all_acked_since, &a), "counters not on %s stopped being served after the cut", C.id[v]);
     hold_until(t0 + 4000);
-    a.since = now_ms();
+    a.since = h_now_ms();
     cr_assert(h_poll(4000, all_acked_since, &a), "counters not on %s stopped being served during the cut", C.id[v]);
     cr_expect(node_ready(v), "%s itself is fine (only the gate cannot reach it)", C.id[v]);
     hold_until(t0 + 8000);
-    unsigned long long t_heal = now_ms();
+    unsigned long long t_heal = h_now_ms();
     int served = 0;
     for (int k = 0; k < N_LOAD; k++) served += on_v[k] && L.acked_ms[k] > t0 + TTL_MS;
     h_net_cut_pair(&N, GATE, v, false);
     struct acked_since b = {t_heal, on_v};
     cr_assert(h_poll(15000, all_acked_since, &b), "the counters of %s are not served again after the heal", C.id[v]);
-    unsigned long long t_back = now_ms();
+    unsigned long long t_back = h_now_ms();
     expect_converged("gate cut");
     load_stop("gate cut");
     check_activations("gate cut");
@@ -650,7 +643,7 @@ Test(partition, flapping_link_never_double_activates_and_converges)
     int leader = known_leader();
     int v = leader == 1 ? 2 : 1;
     load_start();
-    unsigned long long t0 = now_ms(), t = t0;
+    unsigned long long t0 = h_now_ms(), t = t0;
     int flaps = 0;
     while (t < t0 + 10000) {
         h_net_link(&N, v, false);
@@ -659,11 +652,11 @@ Test(partition, flapping_link_never_double_activates_and_converges)
         hold_until(t += 300);
         flaps++;
     }
-    unsigned long long t_end = now_ms();
+    unsigned long long t_end = h_now_ms();
     expect_converged("flapping");
     struct acked_since a = {t_end, NULL};
     cr_assert(h_poll(15000, all_acked_since, &a), "not every counter is served again after the flapping");
-    unsigned long long t_served = now_ms();
+    unsigned long long t_served = h_now_ms();
     load_stop("flapping");
     check_activations("flapping");
     char state[16];
@@ -683,7 +676,7 @@ Test(partition, real_network_with_jitter_serves_every_call)
     load_start();
     struct ops o = {0};
     for (int k = 0; k < N_OPS; k++) ops_run(&o, k);
-    hold_until(now_ms() + 5000);
+    hold_until(h_now_ms() + 5000);
     load_stop("jitter");
     int calls = 0;
     for (int k = 0; k < N_LOAD; k++) calls += L.attempts[k];

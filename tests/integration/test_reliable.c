@@ -187,15 +187,6 @@ Test(reliable, racing_first_calls_create_each_object_once)
 
 /* ---------------------------------------------------------------- reliable calls */
 
-static void owner_of(int i, int shard, char *buf, size_t len)
-{
-    long st;
-    json_t *j = h_get_json(&C, i, "/v1/shards", &st);
-    json_t *o = json_array_get(json_object_get(j, "owners"), (size_t)shard);
-    snprintf(buf, len, "%s", json_is_string(o) ? json_string_value(o) : "");
-    json_decref(j);
-}
-
 /* Runs the CLI; returns its stdout (malloc'ed) and *code its exit status. */
 static char *cli(const char *args, int *code)
 {
@@ -232,7 +223,7 @@ Test(reliable, a_repeated_call_id_runs_once_also_at_a_new_owner_after_kill9)
 
     /* kill -9 the owner: the new owner loads the state and the ids committed with it */
     char owner[32];
-    owner_of(0, 7, owner, sizeof owner);
+    h_shard_owner(&C, 0, 7, owner, sizeof owner);
     int k = h_index_of(&C, owner);
     cr_assert_geq(k, 0, "owner of shard 7: '%s'", owner);
     h_node_signal(&C, k, SIGKILL);
@@ -240,7 +231,7 @@ Test(reliable, a_repeated_call_id_runs_once_also_at_a_new_owner_after_kill9)
     cr_assert_eq(served(id, "Increment", "op-2"), 2, "op-2 at the new owner: recorded, not run");
     cr_assert_eq(served(id, "GetValue", NULL), 2, "neither ran again");
     char now[32];
-    owner_of((k + 1) % 3, 7, now, sizeof now);
+    h_shard_owner(&C, (k + 1) % 3, 7, now, sizeof now);
     cr_expect_str_neq(now, owner, "the shard moved away from the killed node");
     cr_assert_eq(served(id, "Increment", "op-3"), 3);
 
@@ -389,22 +380,6 @@ static void admin_move(int shard, int to)
     free(t);
 }
 
-struct owned {
-    int shard;
-    const char *node;
-};
-
-static bool owned_everywhere(void *arg)
-{
-    struct owned *o = arg;
-    char buf[32];
-    for (int i = 0; i < C.n; i++) {
-        owner_of(i, o->shard, buf, sizeof buf);
-        if (strcmp(buf, o->node) != 0) return false;
-    }
-    return true;
-}
-
 #define A_PERIOD 400
 
 Test(reliable, reminders_fire_once_per_due_time_after_a_move_and_a_restart)
@@ -419,11 +394,11 @@ Test(reliable, reminders_fire_once_per_due_time_after_a_move_and_a_restart)
     int n = check_grid(id, A_PERIOD, "on its first owner");
 
     char owner[32];
-    owner_of(0, 9, owner, sizeof owner);
+    h_shard_owner(&C, 0, 9, owner, sizeof owner);
     int from = h_index_of(&C, owner), to = (from + 1) % 3;
     admin_move(9, to);
-    struct owned o = {9, C.id[to]};
-    cr_assert(h_poll(15000, owned_everywhere, &o), "shard 9 did not move");
+    struct h_owned o = {&C, 9, C.id[to]};
+    cr_assert(h_poll(15000, h_shard_owned_everywhere, &o), "shard 9 did not move");
     w.n = n + 3;
     cr_assert(h_poll(10000, fired_at_least, &w), "the reminder stopped after the move");
     n = check_grid(id, A_PERIOD, "after the move");
