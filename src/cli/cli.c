@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +39,7 @@
 #define DEFAULT_NODE_HTTP "localhost:48001"
 #define DEFAULT_TIMEOUT_MS 30000u
 #define MAX_TIMEOUT_MS 3600000u
+#define SHARD_OF_TIMEOUT_MS 1000u /* shard-of asks a gate for the shard count this long at most */
 #define HELP_SHOWN (-1) /* option parsers: --help was printed, exit 0 */
 
 struct command {
@@ -108,8 +110,10 @@ static const struct command commands[] = {
      "Exit codes: 0 ok, 1 the node refused (the error goes to stderr), 2 usage error, 3 cannot connect\n"
      "to the node.\n",
      cmd_drain},
-    {"shard-of", "[--shards N] OBJECT-ID", "print the shard an object id maps to",
-     "  --shards N   number of shards in the cluster, 1..1048576 (default 8192)\n"
+    {"shard-of", "[--shards N] [--gate HOST:PORT] [--timeout MS] OBJECT-ID", "print the shard an object id maps to",
+     "  --shards N        number of shards in the cluster, 1..1048576; without it the gate (--gate, else\n"
+     "                    $CVERSE_GATE, else " DEFAULT_GATE ") is asked, and if none answers within\n"
+     "                    --timeout MS (default 1000) 8192 is assumed, with a note on stderr\n"
      "An id \"shard#N/rest\" is on shard N; \"NODE/rest\" is pinned to node NODE (the hash shard is\n"
      "printed and a note goes to stderr); any other id is on shard fnv1a32(id) % N.\n",
      cmd_shard_of},
@@ -118,7 +122,7 @@ static const struct command commands[] = {
 
 static void print_usage(FILE *f)
 {
-    fprintf(f, "Usage: cverse <command> [options] [args]\n"
+    fprintf(f, "Usage: cverse [options] <command> [options] [args]\n"
                "       cverse --help | --version\n\nCommands:\n");
     for (size_t i = 0; i < N_COMMANDS; i++)
         fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
@@ -168,36 +172,63 @@ static int parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *out)
     return 0;
 }
 
-static int shard_of_opts(const struct command *cmd, int argc, char **argv, uint32_t *shards,
-                         const char **id)
-{
-    int i = 1;
+struct shard_of_opts {
+    uint32_t shards;   /* 0: not given, ask the gate */
+    const char *gate;  /* --gate, NULL if not given */
+    uint32_t timeout_ms;
+    const char *id;
+};
 
-    for (; i < argc && argv[i][0] == '-' && argv[i][1] != '\0'; i++) {
-        const char *val = NULL;
-        if (strcmp(argv[i], "--") == 0) {
-            i++;
-            break;
-        }
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            print_cmd_usage(stdout, cmd);
-            fputs(cmd->details, stdout);
-            return HELP_SHOWN;
-        }
-        if (strcmp(argv[i], "--shards") == 0) {
-            if (++i == argc) return usage_error(cmd, "--shards needs a value");
-            val = argv[i];
-        } else if (strncmp(argv[i], "--shards=", 9) == 0) {
-            val = argv[i] + 9;
-        } else {
-            return usage_error(cmd, "unknown option '%s'", argv[i]);
-        }
-        if (parse_u32(val, 1, MAX_SHARDS, shards) != 0)
-            return usage_error(cmd, "--shards must be an integer from 1 to %u, got '%s'", MAX_SHARDS, val);
+static int opt_value(const struct command *cmd, int argc, char **argv, int *i, const char *name,
+                     const char **val);
+
+/* One option of shard-of at argv[*i]: 0 consumed, HELP_SHOWN, or a usage exit code. */
+static int shard_of_opt(const struct command *cmd, int argc, char **argv, int *i, struct shard_of_opts *o)
+{
+    const char *val;
+    int m;
+    if (strcmp(argv[*i], "--help") == 0 || strcmp(argv[*i], "-h") == 0) {
+        print_cmd_usage(stdout, cmd);
+        fputs(cmd->details, stdout);
+        return HELP_SHOWN;
     }
-    if (i == argc) return usage_error(cmd, "missing OBJECT-ID");
-    if (i + 1 < argc) return usage_error(cmd, "unexpected argument '%s'", argv[i + 1]);
-    *id = argv[i];
+    if ((m = opt_value(cmd, argc, argv, i, "--gate", &val)) != 0) {
+        o->gate = val;
+        return m < 0 ? EXIT_USAGE : 0;
+    }
+    if ((m = opt_value(cmd, argc, argv, i, "--timeout", &val)) != 0) {
+        if (m < 0) return EXIT_USAGE;
+        if (parse_u32(val, 1, MAX_TIMEOUT_MS, &o->timeout_ms) != 0)
+            return usage_error(cmd, "--timeout must be a number of milliseconds from 1 to %u, got '%s'",
+                               MAX_TIMEOUT_MS, val);
+        return 0;
+    }
+    if ((m = opt_value(cmd, argc, argv, i, "--shards", &val)) != 0) {
+        if (m < 0) return EXIT_USAGE;
+        if (parse_u32(val, 1, MAX_SHARDS, &o->shards) != 0)
+            return usage_error(cmd, "--shards must be an integer from 1 to %u, got '%s'", MAX_SHARDS, val);
+        return 0;
+    }
+    return usage_error(cmd, "unknown option '%s'", argv[*i]);
+}
+
+static int shard_of_opts_parse(const struct command *cmd, int argc, char **argv, struct shard_of_opts *o)
+{
+    int opts_done = 0;
+    *o = (struct shard_of_opts){.timeout_ms = SHARD_OF_TIMEOUT_MS};
+    for (int i = 1; i < argc; i++) {
+        if (!opts_done && strcmp(argv[i], "--") == 0) {
+            opts_done = 1;
+        } else if (!opts_done && argv[i][0] == '-' && argv[i][1] != '\0') {
+            int rv = shard_of_opt(cmd, argc, argv, &i, o);
+            if (rv) return rv;
+        } else if (o->id) {
+            return usage_error(cmd, "unexpected argument '%s'", argv[i]);
+        } else {
+            o->id = argv[i];
+        }
+    }
+    if (!o->id) return usage_error(cmd, "missing OBJECT-ID");
     return 0;
 }
 
@@ -209,14 +240,40 @@ static const char *placement_problem(const char *id)
     return "the node name before '/' is empty";
 }
 
+static int gate_shards(const char *gate, unsigned timeout_ms, uint32_t *shards, char *why, size_t len);
+
+/* The shard count to hash with: --shards, else the gate's (when one answers), else the default with a
+ * note (only when the id is hashed: an explicit shard#N needs no count beyond its range check). */
+static uint32_t shard_of_count(const struct shard_of_opts *o, bool hashed)
+{
+    if (o->shards) return o->shards;
+    const char *env = getenv("CVERSE_GATE");
+    const char *gate = o->gate ? o->gate : env && *env ? env : DEFAULT_GATE;
+    char why[256];
+    uint32_t shards;
+    if (gate_shards(gate, o->timeout_ms, &shards, why, sizeof why) == 0) return shards;
+    if (hashed)
+        fprintf(stderr, "note: no shard count from a gate at %s (%s); assuming %u shards (give --shards N)\n",
+                gate, why, DEFAULT_SHARDS);
+    return DEFAULT_SHARDS;
+}
+
 static int cmd_shard_of(const struct command *cmd, int argc, char **argv)
 {
-    uint32_t shards = DEFAULT_SHARDS;
-    const char *id = NULL;
+    struct shard_of_opts o;
     struct cv_placement pl;
-    int rv = shard_of_opts(cmd, argc, argv, &shards, &id);
+    int rv = shard_of_opts_parse(cmd, argc, argv, &o);
 
     if (rv != 0) return rv == HELP_SHOWN ? 0 : rv;
+    const char *id = o.id;
+    if (o.gate) {
+        struct sockaddr_storage ss;
+        if (cv_addr_resolve(o.gate, &ss) != 0)
+            return usage_error(cmd, "--gate must be HOST:PORT with a numeric host or localhost, got '%s'",
+                               o.gate);
+    }
+    bool hashed = cv_placement_parse(id, MAX_SHARDS, &pl) == 0 && pl.kind != CV_PLACE_SHARD;
+    uint32_t shards = shard_of_count(&o, hashed);
     rv = cv_placement_parse(id, shards, &pl);
     if (rv == CV_ERANGE)
         return usage_error(cmd, "shard number in '%s' is out of range (shards: %u)", id, shards);
@@ -563,6 +620,34 @@ static int fetch_status(const struct command *cmd, int argc, char **argv, struct
     return 0;
 }
 
+/* shard-of: the shard count of the cluster behind gate (0, or a negative code and why in words). */
+static int gate_shards(const char *gate, unsigned timeout_ms, uint32_t *shards, char *why, size_t len)
+{
+    struct sockaddr_storage ss;
+    cv_client *c;
+    Cverse__Rpc__StatusResponse *st;
+    if (cv_addr_resolve(gate, &ss) != 0) {
+        snprintf(why, len, "not HOST:PORT");
+        return CV_EINVAL;
+    }
+    int rv = cv_client_connect(gate, timeout_ms, &c);
+    if (rv) {
+        snprintf(why, len, "%s", rv == CV_EUNAVAIL || rv == CV_ETIMEDOUT ? strerror(errno) : cv_strerror(rv));
+        return rv;
+    }
+    rv = cv_client_status(c, &st, timeout_ms, why, len);
+    cv_client_close(c);
+    if (rv) return rv;
+    if (!st->map || !st->map->shards) {
+        snprintf(why, len, "the gate has no shard map yet");
+        rv = CV_EUNAVAIL;
+    } else {
+        *shards = st->map->shards;
+    }
+    cverse__rpc__status_response__free_unpacked(st, NULL);
+    return rv;
+}
+
 /* Shards owned by node id according to the map's owner table (the count the `shards` command shows). */
 static uint32_t owned_by(const Cverse__Rpc__ShardMap *m, const char *id)
 {
@@ -851,6 +936,30 @@ static int cmd_drain(const struct command *cmd, int argc, char **argv)
     return drain_answer(&o, status, resp);
 }
 
+/* Options given before the command (`cverse --gate H:P call ...`) are the command's own: moved after its
+ * name, where the command parses them (and refuses one it does not take). Options with a value: */
+static const char *const valued_opts[] = {"--gate", "--timeout", "--node-http", "--shards", "--call-id", NULL};
+
+static bool takes_value(const char *arg)
+{
+    for (const char *const *o = valued_opts; *o; o++)
+        if (strcmp(arg, *o) == 0) return true;
+    return false;
+}
+
+/* Reorders argv in place into [cverse, COMMAND, leading options..., rest...]; returns the command's
+ * index before the move, or 0 if there is none (only options). */
+static int hoist_command(int argc, char **argv)
+{
+    int k = 1;
+    while (k < argc && argv[k][0] == '-' && strcmp(argv[k], "--") != 0) k += takes_value(argv[k]) && k + 1 < argc ? 2 : 1;
+    if (k >= argc || argv[k][0] == '-') return 0;
+    char *cmd = argv[k];
+    memmove(argv + 2, argv + 1, (size_t)(k - 1) * sizeof *argv);
+    argv[1] = cmd;
+    return k;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) return usage_error(NULL, "missing command");
@@ -862,7 +971,10 @@ int main(int argc, char **argv)
         printf("cverse %s\n", CV_VERSION);
         return 0;
     }
-    if (argv[1][0] == '-') return usage_error(NULL, "unknown option '%s'", argv[1]);
+    if (argv[1][0] == '-' && hoist_command(argc, argv) == 0) {
+        if (takes_value(argv[1]) || strcmp(argv[1], "--json") == 0) return usage_error(NULL, "missing command");
+        return usage_error(NULL, "unknown option '%s'", argv[1]);
+    }
     for (size_t i = 0; i < N_COMMANDS; i++)
         if (strcmp(argv[1], commands[i].name) == 0)
             return commands[i].run(&commands[i], argc - 1, argv + 1);

@@ -341,6 +341,21 @@ bool h_poll(unsigned timeout_ms, bool (*pred)(void *arg), void *arg)
     }
 }
 
+char *h_cli(const char *args, int *code)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "%s %s 2>&1", getenv("CVERSE_CLI_BIN"), args);
+    FILE *p = popen(cmd, "r");
+    cr_assert_not_null(p, "popen %s", cmd);
+    char *out = calloc(1, 8192);
+    cr_assert_not_null(out);
+    size_t n = fread(out, 1, 8191, p);
+    out[n] = '\0';
+    int rc = pclose(p);
+    *code = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+    return out;
+}
+
 unsigned long long h_now_ms(void)
 {
     return (unsigned long long)mono_ms();

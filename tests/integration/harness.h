@@ -82,6 +82,10 @@ char *h_get_text(struct h_cluster *c, int i, const char *path, long *status);
  * HTTP 200 (*st gets the status, 0 if unreachable). */
 long long h_increment_within(struct h_cluster *c, const char *id, unsigned timeout_ms, long *st);
 
+/* Runs the cverse CLI ($CVERSE_CLI_BIN) with args (a shell word list); returns its stdout and stderr
+ * together (owned, malloc'ed, at most 8 KiB) and *code its exit status (-1 if it did not exit). */
+char *h_cli(const char *args, int *code);
+
 /* CLOCK_MONOTONIC in ms. */
 unsigned long long h_now_ms(void);
 

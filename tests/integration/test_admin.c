@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/hash.h"
 #include "harness.h"
 
 #define READY_MS 30000
@@ -296,4 +297,26 @@ Test(admin, drain_wins_over_pin)
     cr_assert_eq(shards_of(0, owner, &draining), shards_of(1, owner, NULL));
     cr_assert(!draining);
     h_cluster_stop_all(&C);
+}
+
+/* The CLI against a real gate: options before the command are the command's, and shard-of hashes with
+ * the cluster's shard count (64 here) when a gate answers, without a note. */
+Test(admin, cli_takes_global_options_and_asks_the_gate_for_the_shard_count)
+{
+    start();
+    char args[256], want[32];
+    int code;
+    snprintf(args, sizeof args, "--gate 127.0.0.1:%d shard-of hello", h_gate_grpc_port(&C, 0));
+    char *out = h_cli(args, &code);
+    snprintf(want, sizeof want, "%u\n", cv_shard_of("hello", SHARDS));
+    cr_assert_eq(code, 0, "%s -> %d: %s", args, code, out);
+    cr_assert_str_eq(out, want, "shard-of with the gate's shard count (and no note)");
+    free(out);
+    snprintf(args, sizeof args, "--gate 127.0.0.1:%d --json status", h_gate_grpc_port(&C, 0));
+    out = h_cli(args, &code);
+    cr_assert_eq(code, 0, "%s -> %d: %s", args, code, out);
+    json_t *j = json_loads(out, 0, NULL);
+    cr_assert_eq(json_integer_value(json_object_get(j, "shards")), SHARDS, "status --json: %s", out);
+    json_decref(j);
+    free(out);
 }
