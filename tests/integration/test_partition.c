@@ -29,6 +29,7 @@
 #include "netns.h"
 
 #define TTL_MS 1000
+#define FENCE_SEEN_SLACK_MS 200u /* how late polling may see a fence (see isolate_case) */
 #define READY_MS 30000
 #define N_NODES 4
 #define VOTERS 3
@@ -533,8 +534,12 @@ static void isolate_case(enum victim kind, unsigned cut_ms, bool snapshots)
     h_net_link(&N, v, false);
     cr_assert(h_poll(TTL_MS + 5000, fenced, &v), "isolated %s did not fence itself", C.id[v]);
     unsigned long long t_fenced = h_now_ms();
-    cr_expect_leq(t_fenced - t0, TTL_MS, "isolated %s fenced itself only %llu ms after the cut (TTL %u ms)", C.id[v],
-                  t_fenced - t0, TTL_MS);
+    /* The node fences itself at most TTL - margin after its last renewal was sent (before the cut); we see
+     * it by polling (two HTTP requests into its namespace and a 20 ms pause per round), which under ASan on
+     * a loaded machine lags by up to ~100 ms (CI saw 1005 ms). */
+    cr_expect_leq(t_fenced - t0, TTL_MS + FENCE_SEEN_SLACK_MS,
+                  "isolated %s fenced itself only %llu ms after the cut (TTL %u ms, slack for polling %u ms)", C.id[v],
+                  t_fenced - t0, TTL_MS, FENCE_SEEN_SLACK_MS);
     if (kind == LEADER) {
         struct new_leader nl = {asker, v};
         cr_assert(h_poll(10000, has_new_leader, &nl), "the majority did not elect a new leader");
