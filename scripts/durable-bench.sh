@@ -55,13 +55,13 @@ node_rss() {
 # Drives $first first calls through the gate, in runs of $seconds with fresh ids, and reports.
 first_calls() {
   local gate=$1 http=$2 run=$3 total=0 secs=0 k=0 out calls errs
-  echo "  before: RSS $(node_rss); catalog $(du -m "$run/data/node-1/catalog/data.mdb" | cut -f1) MiB"
+  echo "  before: RSS $(node_rss); catalog LMDB $(du -m "$CVERSE_RUN_DIR/data/node-1/catalog/data.mdb" | cut -f1) MiB, raft log $(du -sm "$CVERSE_RUN_DIR/data/node-1/raft" | cut -f1) MiB (node-1)"
   while [ "$total" -lt "$first" ]; do
     out=$("$BUILD/src/bench/cverse-bench" --gate "$gate" --concurrency "$inflight" --objects 1000000 --no-create \
       --id-prefix "first-$k-" --duration "${seconds}s" --warmup 0s --quiet)
     calls=$(echo "$out" | awk '/^  calls/ {print $2}')
     errs=$(echo "$out" | awk '/^  calls/ {gsub(/[(]/, "", $6); print $8}')
-    echo "$out" | sed -n 's/^  \(rate\|latency\)/  run $k: \1/p'
+    echo "$out" | sed -n "s/^  \\(rate\\|latency\\)/  run $k: \\1/p"
     total=$((total + calls)) secs=$((secs + seconds)) k=$((k + 1))
     [ "${errs:-0}" = 0 ] || echo "  run $k: $errs errors"
   done
@@ -72,7 +72,7 @@ first_calls() {
     [ "$i" = 0 ] && records=$(echo "$m" | awk '/^cverse_state_records / {print int($2)}')
   done
   echo "  $total first calls in $secs s: $((total / secs))/s; $active objects active, $records states in the catalog"
-  echo "  after: RSS $(node_rss); catalog $(du -m "$run/data/node-1/catalog/data.mdb" | cut -f1) MiB"
+  echo "  after: RSS $(node_rss); catalog LMDB $(du -m "$CVERSE_RUN_DIR/data/node-1/catalog/data.mdb" | cut -f1) MiB, raft log $(du -sm "$CVERSE_RUN_DIR/data/node-1/raft" | cut -f1) MiB (node-1)"
 }
 
 base=$((20000 + ($$ % 500) * 20))
