@@ -65,13 +65,15 @@ first_calls() {
     total=$((total + calls)) secs=$((secs + seconds)) k=$((k + 1))
     [ "${errs:-0}" = 0 ] || echo "  run $k: $errs errors"
   done
-  local records=0 active=0 i m
+  local records=0 active=0 i m deact=""
   for i in 0 1 2; do
     m=$(curl -s "http://127.0.0.1:$((http + i))/metrics")
     active=$((active + $(echo "$m" | awk '/^cverse_objects_active / {print int($2)}')))
     [ "$i" = 0 ] && records=$(echo "$m" | awk '/^cverse_state_records / {print int($2)}')
+    deact+=$(echo "$m" | awk '/^cverse_object_deactivations_total\{/ && $2 > 0 {print $1, $2}')$'\n'
   done
   echo "  $total first calls in $secs s: $((total / secs))/s; $active objects active, $records states in the catalog"
+  echo "  deactivations:" $(echo "$deact" | awk 'NF {split($1, a, "\""); n[a[2]] += $2} END {for (r in n) printf "%s %d ", r, n[r]}')
   echo "  after: RSS $(node_rss); catalog LMDB $(du -m "$CVERSE_RUN_DIR/data/node-1/catalog/data.mdb" | cut -f1) MiB, raft log $(du -sm "$CVERSE_RUN_DIR/data/node-1/raft" | cut -f1) MiB (node-1)"
 }
 
