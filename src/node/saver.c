@@ -4,8 +4,11 @@
  * Happy path: the runtime hands over a captured state (cv_saver_save). We note the epoch under which
  * this node writes the object — the shard's epoch while we own it, or while it waits for our release —
  * and queue it; a 0 ms timer (the next loop iteration) proposes everything queued as ONE command, so a
- * burst of saves of many objects costs one log entry. When the entry is applied here the command's
- * result answers every save of it: 0 = all committed.
+ * burst of saves of many objects costs one log entry. The leader's notice (consensus/notice.h) that the
+ * command committed with result 0 answers every save of it at once; else (no notice, a CONFLICT) the
+ * command's result when the entry is applied here does: 0 = all committed. Until our replica applied an
+ * entry answered early, loads of its objects answer CV_EUNAVAIL (the replica's record is older than a
+ * state a caller was told about).
  *
  * Failure modes: not the writer by our catalog -> CV_EUNAVAIL at once (re-routed by callers: it certainly
  * did not commit). A CONFLICT result means some items were refused at apply time (a stale owner or
