@@ -134,7 +134,7 @@ static void remind__build(struct cv_remind *r)
     struct remind_add a = {r, 0, false};
     int rv = cv_catalog_reminder_foreach(r->x->cat, remind__add, &a);
     if (rv) CV_WARN("reminders: reading the catalog failed: %s", cv_strerror(rv));
-    qsort(r->entries, r->n, sizeof *r->entries, remind__cmp);
+    if (r->n > 1) qsort(r->entries, r->n, sizeof *r->entries, remind__cmp);
     r->stale = rv != 0;
     r->reads++;
     r->next_due = 0; /* look at every entry once */
@@ -145,8 +145,10 @@ void cv_remind_object(struct cv_remind *r, const char *id)
     if (r->stale) return; /* the whole table is read at the next tick anyway */
     size_t at = remind__lower(r, id), end = at;
     while (end < r->n && !strcmp(r->entries[end].id, id)) remind__entry_free(&r->entries[end++]);
-    memmove(&r->entries[at], &r->entries[end], (r->n - end) * sizeof *r->entries);
-    r->n -= end - at;
+    if (end > at) {
+        memmove(&r->entries[at], &r->entries[end], (r->n - end) * sizeof *r->entries);
+        r->n -= end - at;
+    }
     struct remind_add a = {r, at, true};
     int rv = cv_catalog_reminders_get(r->x->cat, id, remind__add, &a);
     if (rv) {
