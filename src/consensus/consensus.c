@@ -535,7 +535,8 @@ static void fsm__observe(void *data, uint64_t index, const Cverse__Catalog__Batc
         struct pending *p = pending__find(c, results[i].seq);
         if (p) pending__complete(p, results[i].status, index);
     }
-    if (!c->closing && raft_state(&c->raft) == RAFT_LEADER) cv_notices_applied(c->notices, index, batch, results);
+    if (!c->closing && raft_state(&c->raft) == RAFT_LEADER)
+        cv_notices_applied(c->notices, index, batch, results);
     if (c->on_applied) c->on_applied(c->data, index, batch, results);
 }
 
@@ -769,7 +770,8 @@ int cv_consensus_init(const struct cv_consensus_opts *opts, struct cv_consensus 
     if (idx < 0 || !opts->peers) return CV_EINVAL;
     struct cv_consensus *c = calloc(1, sizeof *c);
     if (!c) return CV_ENOMEM;
-    if (!(c->raft_dir = strdup(opts->raft_dir)) || cv_notices_init(opts->cfg, opts->node_id, opts->peers, &c->notices)) {
+    if (!(c->raft_dir = strdup(opts->raft_dir)) ||
+        cv_notices_init(opts->cfg, opts->node_id, opts->peers, &c->notices)) {
         free(c->raft_dir);
         free(c);
         return CV_ENOMEM;

@@ -40,7 +40,8 @@ struct cv_notices {
     size_t n, cap;
 };
 
-int cv_notices_init(const struct cv_config *cfg, const char *self, struct cv_peers *peers, struct cv_notices **out)
+int cv_notices_init(const struct cv_config *cfg, const char *self, struct cv_peers *peers,
+                    struct cv_notices **out)
 {
     struct cv_notices *k = calloc(1, sizeof *k);
     if (!k || !(k->self = strdup(self))) {

@@ -20,7 +20,8 @@ typedef void (*cv_notice_cb)(void *data, int status, uint64_t index);
 
 /* cfg and peers are borrowed (valid until cv_notices_free; peers only while cv_notices_applied may run);
  * self is copied. CV_ENOMEM. */
-int cv_notices_init(const struct cv_config *cfg, const char *self, struct cv_peers *peers, struct cv_notices **out);
+int cv_notices_init(const struct cv_config *cfg, const char *self, struct cv_peers *peers,
+                    struct cv_notices **out);
 void cv_notices_free(struct cv_notices *k);
 
 /* The leader applied entry index: sends every other proposer of its commands one "catalog.applied"

@@ -107,7 +107,8 @@ static void web__state_fetched(void *data, const struct cv_httpc_response *r)
         snprintf(msg, sizeof msg, "the object's node did not answer: %s", r->error);
         cv_http_respond_error(q->x, cv_err_code(r->err == CV_ECANCELED ? CV_EUNAVAIL : r->err), msg, NULL);
     } else { /* the node's document, or its error (404: not active there any more) */
-        cv_http_respond(q->x, (int)r->status, "application/json", r->body, r->len, "Cache-Control: no-store\r\n");
+        cv_http_respond(q->x, (int)r->status, "application/json", r->body, r->len,
+                        "Cache-Control: no-store\r\n");
     }
     free(q);
 }
@@ -115,7 +116,8 @@ static void web__state_fetched(void *data, const struct cv_httpc_response *r)
 /* GET /api/object/state?type=T&id=X: the object's state as its node shows it (GET /v1/objects/{type}/{id}
  * on the node where the last poll saw it active, else its owner); 400 for a bad id, 503 with no node to
  * ask, else the node's status and body (404 when it is not active there). */
-static void web__object_state(struct cv_insp_web *w, struct cv_http_exchange *x, const struct cv_http_request *r)
+static void web__object_state(struct cv_insp_web *w, struct cv_http_exchange *x,
+                              const struct cv_http_request *r)
 {
     char type[128], id[512], path[3 * (128 + 512) + 16], url[sizeof path + 256];
     int node, rv = cv_pct_query_param(r->query, "id", id, sizeof id);
@@ -125,7 +127,8 @@ static void web__object_state(struct cv_insp_web *w, struct cv_http_exchange *x,
     if (!rv) rv = cv_insp_api_state_path(type, id, path, sizeof path);
     if (rv) {
         cv_http_respond_error(x, CV_STATUS_INVALID_ARGUMENT,
-                              "expected ?type=T&id=X (type < 128, id < 512 bytes, an id the nodes accept)", NULL);
+                              "expected ?type=T&id=X (type < 128, id < 512 bytes, an id the nodes accept)",
+                              NULL);
         return;
     }
     struct state_req *q = node != CV_INSP_NO_NODE ? malloc(sizeof *q) : NULL;
@@ -137,8 +140,8 @@ static void web__object_state(struct cv_insp_web *w, struct cv_http_exchange *x,
     }
     if (rv == 0) return;
     free(q);
-    cv_http_respond_error(x, cv_err_code(rv), rv == CV_EUNAVAIL ? "no node known for this object" : cv_strerror(rv),
-                          NULL);
+    cv_http_respond_error(x, cv_err_code(rv),
+                          rv == CV_EUNAVAIL ? "no node known for this object" : cv_strerror(rv), NULL);
 }
 
 static void web__events(struct cv_insp_web *w, struct cv_http_exchange *x, const struct cv_http_request *r)
@@ -377,7 +380,8 @@ struct route {
 static const struct route routes[] = {
     {"GET", "/healthz", web__healthz},   {"GET", "/health", web__healthz},   {"GET", "/ready", web__ready},
     {"GET", "/api/state", web__state},   {"GET", "/api/object", web__object},
-    {"GET", "/api/object/state", web__object_state},   {"GET", "/shards", web__shards},    {"GET", "/graph", web__graph},
+    {"GET", "/api/object/state", web__object_state},
+    {"GET", "/shards", web__shards},    {"GET", "/graph", web__graph},
     {"GET", "/events/stream", web__events}, {"POST", "/shards/move", web__move}, {"POST", "/shards/pin", web__pin},
     {"POST", "/nodes/drain", web__drain},
 };

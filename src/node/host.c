@@ -93,7 +93,8 @@ void cv_host_applied(struct cv_host *h, uint64_t index, const Cverse__Catalog__B
             break;
         case CVERSE__CATALOG__COMMAND__CMD_SAVE_STATE:
             for (size_t k = 0; k < c->save_state->n_saves; k++)
-                if (c->save_state->saves[k]->reminders_set) cv_remind_object(&h->rm, c->save_state->saves[k]->id);
+                if (c->save_state->saves[k]->reminders_set)
+                    cv_remind_object(&h->rm, c->save_state->saves[k]->id);
             break;
         case CVERSE__CATALOG__COMMAND__CMD_DELETE_OBJECT:
             cv_remind_object(&h->rm, c->delete_object->id);

@@ -5,7 +5,7 @@
 
 #include "node/hctx.h"
 
-#define CV_REMIND_RETRY_MS 5000  /* a hand-over refused for good (a type this node lacks) is tried again after this */
+#define CV_REMIND_RETRY_MS 5000   /* a hand-over refused for good (a type this node lacks): retried after */
 #define CV_REMIND_REFIRE_MS 10000 /* a fired due time whose advance never committed fires again after this */
 
 struct remind_entry;

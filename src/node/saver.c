@@ -403,7 +403,8 @@ static void saver__flush(struct cv_saver *p)
     cmd.save_state = &ss;
     if (!rv) rv = cv_consensus_propose(p->x->cons, &cmd, CV_HOST_PROPOSE_TIMEOUT_MS, saver__done, b);
     /* cmd.seq is the proposal's now; without a watch the answers wait for our apply, as before */
-    if (!rv && !cv_notices_watch(cv_consensus_notices(p->x->cons), cmd.seq, saver__committed, b)) b->seq = cmd.seq;
+    if (!rv && !cv_notices_watch(cv_consensus_notices(p->x->cons), cmd.seq, saver__committed, b))
+        b->seq = cmd.seq;
     free(ptrs);
     free(items);
     struct psave *list = p->queue;

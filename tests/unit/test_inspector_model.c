@@ -230,7 +230,8 @@ Test(model, operator_wishes_targets_pins_and_draining)
     char path[48];
     cr_assert_eq(cv_insp_api_state_path("Simple.T", "shard#2/a b~", path, sizeof path), 0);
     cr_assert_str_eq(path, "/v1/objects/Simple.T/shard%232%2Fa%20b~", "both parts percent-encoded");
-    cr_assert_eq(cv_insp_api_state_path("T", "0123456789012345678901234567890123456789", path, sizeof path), CV_ERANGE);
+    cr_assert_eq(cv_insp_api_state_path("T", "0123456789012345678901234567890123456789", path, sizeof path),
+                 CV_ERANGE);
 
     /* A round where no node answers /v1/shards carries the wishes over. */
     struct cv_insp_model n;

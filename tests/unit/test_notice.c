@@ -31,8 +31,8 @@ struct fired {
 static uv_loop_t loop;
 static struct proposer prop[N];
 
-static void on_request(void *data, struct cv_rpc_conn *conn, uint64_t id, const char *method, const uint8_t *body,
-                       size_t len, uint32_t deadline_ms)
+static void on_request(void *data, struct cv_rpc_conn *conn, uint64_t id, const char *method,
+                       const uint8_t *body, size_t len, uint32_t deadline_ms)
 {
     struct proposer *p = data;
     (void)deadline_ms;
@@ -104,7 +104,8 @@ Test(notice, the_leader_tells_each_proposer_its_commands_results_once)
     snprintf(a2, sizeof a2, "127.0.0.1:%d", prop[2].port);
     const char *addrs[N] = {"", a1, a2};
     struct cv_peers *peers;
-    cr_assert_eq(cv_peers_init(&(struct cv_peers_opts){.loop = &loop, .addrs = addrs, .n = N, .self = 0}, &peers), 0);
+    struct cv_peers_opts po = {.loop = &loop, .addrs = addrs, .n = N, .self = 0};
+    cr_assert_eq(cv_peers_init(&po, &peers), 0);
     struct cv_notices *leader;
     cr_assert_eq(cv_notices_init(cfg, "node-1", peers, &leader), 0);
 
@@ -119,7 +120,8 @@ Test(notice, the_leader_tells_each_proposer_its_commands_results_once)
     /* The connections must be up for a notice to go (it is only a shortcut). */
     cv_peers_client(peers, 1);
     cv_peers_client(peers, 2);
-    for (int i = 0; i < 2000 && !(cv_peers_up(peers, 1) && cv_peers_up(peers, 2)); i++) uv_run(&loop, UV_RUN_ONCE);
+    for (int i = 0; i < 2000 && !(cv_peers_up(peers, 1) && cv_peers_up(peers, 2)); i++)
+        uv_run(&loop, UV_RUN_ONCE);
     cr_assert(cv_peers_up(peers, 1) && cv_peers_up(peers, 2), "the leader's peer connections came up");
 
     /* One entry: node-2's 10 (ok) and 12, the leader's own 30, node-3's 20 (CONFLICT), node-2's 11. */
