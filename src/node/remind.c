@@ -184,16 +184,18 @@ static void remind__fire(struct cv_remind *r, struct remind_entry *e, uint64_t m
 /* Holds that ran out: fired due times whose advance never came back, refused hand-overs. */
 static void remind__release(struct cv_remind *r, uint64_t mono)
 {
+    r->next_release = 0;
     for (struct remind_fired **pp = &r->fired; *pp;) {
         struct remind_fired *f = *pp;
-        if (mono - f->at_ms < CV_REMIND_REFIRE_MS) {
+        uint64_t until = f->at_ms + CV_REMIND_REFIRE_MS;
+        if (mono < until) { /* kept until then, also when its entry is gone (re-read since) */
+            if (!r->next_release || until < r->next_release) r->next_release = until;
             pp = &f->next;
             continue;
         }
         *pp = f->next;
         free(f);
     }
-    r->next_release = 0;
     for (size_t i = 0; i < r->n; i++) {
         struct remind_entry *e = &r->entries[i];
         if (e->held_until && e->held_until <= mono) e->held_until = 0;
