@@ -25,6 +25,7 @@
 #include "consensus/consensus.h"
 #include "consensus/backlog.h"
 #include "consensus/iowrap.h"
+#include "consensus/notice.h"
 
 #include <errno.h>
 #include <raft.h>
@@ -125,6 +126,7 @@ struct cv_consensus {
     uv_timer_t tick, flush;
     struct pending pendings; /* circular list head */
     uint64_t next_seq;
+    struct cv_notices *notices; /* early commit notices (notice.h) */
 
     /* leader queue: a Batch under construction (wire form), local seqs and remote waiters in it */
     uint8_t *q;
@@ -533,6 +535,8 @@ static void fsm__observe(void *data, uint64_t index, const Cverse__Catalog__Batc
         struct pending *p = pending__find(c, results[i].seq);
         if (p) pending__complete(p, results[i].status, index);
     }
+    if (!c->closing && raft_state(&c->raft) == RAFT_LEADER)
+        cv_notices_applied(c->notices, index, batch, results);
     if (c->on_applied) c->on_applied(c->data, index, batch, results);
 }
 
@@ -766,7 +770,9 @@ int cv_consensus_init(const struct cv_consensus_opts *opts, struct cv_consensus 
     if (idx < 0 || !opts->peers) return CV_EINVAL;
     struct cv_consensus *c = calloc(1, sizeof *c);
     if (!c) return CV_ENOMEM;
-    if (!(c->raft_dir = strdup(opts->raft_dir))) {
+    if (!(c->raft_dir = strdup(opts->raft_dir)) ||
+        cv_notices_init(opts->cfg, opts->node_id, opts->peers, &c->notices)) {
+        free(c->raft_dir);
         free(c);
         return CV_ENOMEM;
     }
@@ -864,6 +870,7 @@ void cv_consensus_close(struct cv_consensus *c, void (*cb)(void *data), void *da
 void cv_consensus_free(struct cv_consensus *c)
 {
     if (!c) return;
+    cv_notices_free(c->notices);
     free(c->q);
     free(c->q_seqs);
     free(c->q_remote);
@@ -903,6 +910,11 @@ void cv_consensus_status(struct cv_consensus *c, struct cv_consensus_status *st)
     st->snapshots_taken = c->snapshots_taken;
     st->snapshots_restored = c->snapshots_restored;
     st->entries_applied = c->entries_applied;
+}
+
+struct cv_notices *cv_consensus_notices(struct cv_consensus *c)
+{
+    return c->notices;
 }
 
 const struct cv_apply_histogram *cv_consensus_apply_histogram(const struct cv_consensus *c)

@@ -3,6 +3,7 @@
  * response unbounded; the counts stay exact. */
 #include "inspector/api.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -152,6 +153,51 @@ static int find_active(const struct cv_insp_model *m, const char *type, const ch
         }
     }
     return CV_INSP_NO_NODE;
+}
+
+int cv_insp_api_state_node(const struct cv_insp_model *m, const char *type, const char *id, int *node)
+{
+    struct cv_placement p;
+    if (cv_placement_parse(id, m->n_shards, &p) != 0) return CV_EINVAL;
+    const char *atype = NULL;
+    *node = find_active(m, type, id, &atype);
+    if (*node != CV_INSP_NO_NODE) return 0;
+    if (p.kind == CV_PLACE_NODE) {
+        char placed[128];
+        snprintf(placed, sizeof placed, "%.*s", (int)p.node_len, p.node);
+        *node = cv_insp_model_find(m, placed);
+    } else {
+        *node = m->has_map ? m->owner[p.shard] : CV_INSP_NO_NODE;
+    }
+    return 0;
+}
+
+int cv_insp_api_state_path(const char *type, const char *id, char *out, size_t len)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t n = 0;
+    const char *parts[2] = {type, id};
+    for (int k = 0; k < 2; k++) {
+        const char *pre = k ? "/" : "/v1/objects/";
+        size_t pl = strlen(pre);
+        if (n + pl >= len) return CV_ERANGE;
+        memcpy(out + n, pre, pl);
+        n += pl;
+        for (const unsigned char *c = (const unsigned char *)parts[k]; *c; c++) {
+            bool plain = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+                         strchr("-._~", *c);
+            if (n + (plain ? 1 : 3) >= len) return CV_ERANGE;
+            if (plain) {
+                out[n++] = (char)*c;
+            } else {
+                out[n++] = '%';
+                out[n++] = hex[*c >> 4];
+                out[n++] = hex[*c & 15];
+            }
+        }
+    }
+    out[n] = '\0';
+    return 0;
 }
 
 json_t *cv_insp_api_object(const struct cv_insp_model *m, const char *type, const char *id, int *err)

@@ -26,5 +26,12 @@ json_t *cv_insp_api_graph(const struct cv_insp_model *m);
  * type is "") is in a reachable node's /v1/objects. NULL with *err = CV_EINVAL for an id the nodes
  * refuse (empty, "shard#N/x" with N out of range), CV_ENOMEM. */
 json_t *cv_insp_api_object(const struct cv_insp_model *m, const char *type, const char *id, int *err);
+/* The node to ask for object (type, id)'s state (GET /v1/objects/{type}/{id} answers only where it is
+ * active): where the last poll saw it active, else its owner by placement, else CV_INSP_NO_NODE. 0, or
+ * CV_EINVAL for an id the nodes refuse. */
+int cv_insp_api_state_node(const struct cv_insp_model *m, const char *type, const char *id, int *node);
+/* That node path, "/v1/objects/{type}/{id}" with both percent-encoded (an id may hold '/', '#', ...),
+ * into out (len bytes). 0 or CV_ERANGE. */
+int cv_insp_api_state_path(const char *type, const char *id, char *out, size_t len);
 
 #endif

@@ -5,6 +5,8 @@
  * the node's status and body are passed back (e.g. 404 NOT_FOUND for a node of the config that never
  * registered in the catalog, 200 {"index":N} once applied). 401/403 are the error table's CV_EAUTH /
  * CV_EPERM rows, answered through cv_http_respond_error like every other error.
+ * GET /api/object/state is the one read that asks a node: the object's state from the node where it is
+ * active (its GET /v1/objects/{type}/{id}), passed back as the node answered.
  * Static files come from a whitelist of names (no path from the request reaches the file system).
  *
  * Failure modes: out of memory answers 500; a node that does not answer an action answers 503 UNAVAILABLE
@@ -91,6 +93,55 @@ static void web__object(struct cv_insp_web *w, struct cv_http_exchange *x, const
     json_t *doc = cv_insp_api_object(cv_insp_poll_model(w->o.poll), type, id, &rv);
     if (doc) respond_doc(x, doc);
     else cv_http_respond_error(x, cv_err_code(rv), rv == CV_EINVAL ? "the nodes refuse this id" : cv_strerror(rv), NULL);
+}
+
+struct state_req {
+    struct cv_http_exchange *x;
+};
+
+static void web__state_fetched(void *data, const struct cv_httpc_response *r)
+{
+    struct state_req *q = data;
+    if (r->err) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "the object's node did not answer: %s", r->error);
+        cv_http_respond_error(q->x, cv_err_code(r->err == CV_ECANCELED ? CV_EUNAVAIL : r->err), msg, NULL);
+    } else { /* the node's document, or its error (404: not active there any more) */
+        cv_http_respond(q->x, (int)r->status, "application/json", r->body, r->len,
+                        "Cache-Control: no-store\r\n");
+    }
+    free(q);
+}
+
+/* GET /api/object/state?type=T&id=X: the object's state as its node shows it (GET /v1/objects/{type}/{id}
+ * on the node where the last poll saw it active, else its owner); 400 for a bad id, 503 with no node to
+ * ask, else the node's status and body (404 when it is not active there). */
+static void web__object_state(struct cv_insp_web *w, struct cv_http_exchange *x,
+                              const struct cv_http_request *r)
+{
+    char type[128], id[512], path[3 * (128 + 512) + 16], url[sizeof path + 256];
+    int node, rv = cv_pct_query_param(r->query, "id", id, sizeof id);
+    if (!rv) rv = cv_pct_query_param(r->query, "type", type, sizeof type);
+    if (!rv && !type[0]) rv = CV_EINVAL;
+    if (!rv) rv = cv_insp_api_state_node(cv_insp_poll_model(w->o.poll), type, id, &node);
+    if (!rv) rv = cv_insp_api_state_path(type, id, path, sizeof path);
+    if (rv) {
+        cv_http_respond_error(x, CV_STATUS_INVALID_ARGUMENT,
+                              "expected ?type=T&id=X (type < 128, id < 512 bytes, an id the nodes accept)",
+                              NULL);
+        return;
+    }
+    struct state_req *q = node != CV_INSP_NO_NODE ? malloc(sizeof *q) : NULL;
+    rv = node == CV_INSP_NO_NODE ? CV_EUNAVAIL : q ? 0 : CV_ENOMEM;
+    if (!rv) {
+        q->x = x;
+        snprintf(url, sizeof url, "%s%s", cv_insp_poll_base(w->o.poll, (size_t)node), path);
+        rv = cv_httpc_get(w->o.httpc, url, ACTION_TIMEOUT_MS, web__state_fetched, q);
+    }
+    if (rv == 0) return;
+    free(q);
+    cv_http_respond_error(x, cv_err_code(rv),
+                          rv == CV_EUNAVAIL ? "no node known for this object" : cv_strerror(rv), NULL);
 }
 
 static void web__events(struct cv_insp_web *w, struct cv_http_exchange *x, const struct cv_http_request *r)
@@ -328,7 +379,9 @@ struct route {
 
 static const struct route routes[] = {
     {"GET", "/healthz", web__healthz},   {"GET", "/health", web__healthz},   {"GET", "/ready", web__ready},
-    {"GET", "/api/state", web__state},   {"GET", "/api/object", web__object},   {"GET", "/shards", web__shards},    {"GET", "/graph", web__graph},
+    {"GET", "/api/state", web__state},   {"GET", "/api/object", web__object},
+    {"GET", "/api/object/state", web__object_state},
+    {"GET", "/shards", web__shards},    {"GET", "/graph", web__graph},
     {"GET", "/events/stream", web__events}, {"POST", "/shards/move", web__move}, {"POST", "/shards/pin", web__pin},
     {"POST", "/nodes/drain", web__drain},
 };

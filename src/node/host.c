@@ -93,10 +93,11 @@ void cv_host_applied(struct cv_host *h, uint64_t index, const Cverse__Catalog__B
             break;
         case CVERSE__CATALOG__COMMAND__CMD_SAVE_STATE:
             for (size_t k = 0; k < c->save_state->n_saves; k++)
-                if (c->save_state->saves[k]->reminders_set) cv_remind_changed(&h->rm);
+                if (c->save_state->saves[k]->reminders_set)
+                    cv_remind_object(&h->rm, c->save_state->saves[k]->id);
             break;
         case CVERSE__CATALOG__COMMAND__CMD_DELETE_OBJECT:
-            cv_remind_changed(&h->rm);
+            cv_remind_object(&h->rm, c->delete_object->id);
             if (cv_runtime_destroy(h->x.rt, c->delete_object->id) == 0)
                 CV_INFO("object %s deleted at index %llu: destroying it", c->delete_object->id,
                         (unsigned long long)index);

@@ -31,6 +31,7 @@
 
 #include "catalog/catalog.h"
 #include "consensus/consensus.h"
+#include "consensus/notice.h"
 #include "core/lease.h"
 #include "cverse/error.h"
 #include "net/http.h"
@@ -238,6 +239,10 @@ static void node__on_rpc(void *data, struct cv_rpc_conn *conn, uint64_t id, cons
     struct cv_node *n = data;
     if (!strcmp(method, "catalog.propose")) {
         cv_consensus_handle_propose(n->consensus, conn, id, body, len);
+        return;
+    }
+    if (!strcmp(method, "catalog.applied")) {
+        cv_notices_handle(cv_consensus_notices(n->consensus), conn, id, body, len);
         return;
     }
     if (n->host && cv_host_handle_rpc(n->host, conn, id, method, body, len, deadline_ms)) return;

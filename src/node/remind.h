@@ -5,24 +5,28 @@
 
 #include "node/hctx.h"
 
-#define CV_REMIND_REBUILD_MS 5000 /* the catalog is read again at least this often */
+#define CV_REMIND_RETRY_MS 5000   /* a hand-over refused for good (a type this node lacks): retried after */
 #define CV_REMIND_REFIRE_MS 10000 /* a fired due time whose advance never committed fires again after this */
 
 struct remind_entry;
 struct remind_fired;
 struct cv_remind {
     struct cv_hctx *x;             /* borrowed */
-    struct remind_entry *entries;  /* owned: this node's reminders as the catalog has them */
+    struct remind_entry *entries;  /* owned: this node's reminders as the catalog has them, sorted by id */
     size_t n, cap;
     struct remind_fired *fired;    /* owned: due times fired lately (until their advance is in the catalog) */
-    bool stale;                    /* read the catalog again at the next tick */
-    uint64_t built_ms, next_due;   /* when it was read (monotonic); the earliest due time not fired yet */
+    bool stale;                    /* read the whole catalog table again at the next tick */
+    uint64_t next_due;             /* the earliest due time not fired yet (0: look at every entry) */
+    uint64_t next_release;         /* monotonic: the earliest end of a hold (fired, refused); 0 = none */
     uint64_t fires;                /* reminders handed to the runtime */
+    uint64_t reads, object_reads;  /* reads of the whole table, of one object's record */
 };
 
 void cv_remind_init(struct cv_remind *r, struct cv_hctx *x);
-/* The catalog's reminders or the shard map changed: read them again at the next tick. */
+/* The objects this node owns changed (the shard map, a snapshot): read all reminders at the next tick. */
 void cv_remind_changed(struct cv_remind *r);
+/* An applied command changed (or dropped) the reminders of object id: its record is read again now. */
+void cv_remind_object(struct cv_remind *r, const char *id);
 /* Fires what fell due (the host's tick; nothing while not started, fenced or closing). */
 void cv_remind_tick(struct cv_remind *r);
 void cv_remind_free(struct cv_remind *r);

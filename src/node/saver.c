@@ -4,8 +4,11 @@
  * Happy path: the runtime hands over a captured state (cv_saver_save). We note the epoch under which
  * this node writes the object — the shard's epoch while we own it, or while it waits for our release —
  * and queue it; a 0 ms timer (the next loop iteration) proposes everything queued as ONE command, so a
- * burst of saves of many objects costs one log entry. When the entry is applied here the command's
- * result answers every save of it: 0 = all committed.
+ * burst of saves of many objects costs one log entry. The leader's notice (consensus/notice.h) that the
+ * command committed with result 0 answers every save of it at once; else (no notice, a CONFLICT) the
+ * command's result when the entry is applied here does: 0 = all committed. Until our replica applied an
+ * entry answered early, loads of its objects answer CV_EUNAVAIL (the replica's record is older than a
+ * state a caller was told about).
  *
  * Failure modes: not the writer by our catalog -> CV_EUNAVAIL at once (re-routed by callers: it certainly
  * did not commit). A CONFLICT result means some items were refused at apply time (a stale owner or
@@ -18,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "consensus/notice.h"
 #include "cverse/error.h"
 #include "util/log.h"
 
@@ -43,6 +47,10 @@ struct pbatch {
     struct cv_saver *p;
     struct psave *saves;
     size_t n;
+    uint64_t seq;   /* its command's (consensus), watched for the leader's early notice */
+    uint64_t index; /* released: the entry that committed it */
+    bool released;  /* answered from the leader's notice, before this node applied the entry */
+    struct pbatch *next_released;
 };
 
 static void saver__flush_cb(uv_timer_t *t);
@@ -78,10 +86,25 @@ void cv_saver_init(struct cv_saver *p, struct cv_hctx *x)
     p->flush.data = p;
 }
 
+/* Is a committed save of id, answered from the leader's notice, still not applied to our replica? Then
+ * the replica's record is older than a state a caller was told about: no activation may load it. */
+static bool saver__unapplied(struct cv_saver *p, const char *id)
+{
+    if (!p->released && !p->lag_index) return false;
+    uint64_t applied = cv_catalog_applied_index(p->x->cat);
+    if (p->lag_index > applied) return true;
+    p->lag_index = 0;
+    for (struct pbatch *b = p->released; b; b = b->next_released)
+        for (struct psave *s = b->saves; s; s = s->next)
+            if (!strcmp(s->id, id)) return true;
+    return false;
+}
+
 int cv_saver_load(struct cv_saver *p, const char *type, const char *id, uint8_t **state, size_t *len,
                     uint64_t *version)
 {
     struct cv_catalog_state st;
+    if (saver__unapplied(p, id)) return CV_EUNAVAIL; /* our replica lags a state we acknowledged */
     int rv = cv_catalog_state_get(p->x->cat, id, &st);
     if (rv != 0) return rv;
     if (strcmp(st.type, type) != 0) { /* cannot happen: a delete drops the state with the object */
@@ -250,18 +273,60 @@ int cv_saver_save(struct cv_saver *p, const char *type, const char *id, uint64_t
     return 0;
 }
 
-static void saver__answer(struct cv_saver *p, struct psave *s, int status, const char *msg)
+static void saver__tell(struct cv_saver *p, struct psave *s, int status, const char *msg)
 {
     if (status == 0) p->committed++;
     else if (status == CV_EUNAVAIL) p->refused++;
     else p->failed++;
     s->cb(s->data, status, msg);
+}
+
+static void saver__free(struct cv_saver *p, struct psave *s)
+{
     saver__calls_free(s);
     free(s->type);
     free(s->id);
     free(s->state);
     free(s);
     cv_hctx_release(p->x);
+}
+
+static void saver__answer(struct cv_saver *p, struct psave *s, int status, const char *msg)
+{
+    saver__tell(p, s, status, msg);
+    saver__free(p, s);
+}
+
+/* The leader's notice: the command committed. All its saves stuck (status 0): their answers are
+ * released now, ahead of our own apply of the entry (the next heartbeat). Anything else (some item
+ * refused) is left to our apply, where each save reads its record back. */
+static void saver__committed(void *data, int status, uint64_t index)
+{
+    struct pbatch *b = data;
+    struct cv_saver *p = b->p;
+    if (status != 0) return;
+    b->released = true;
+    b->index = index;
+    b->next_released = p->released;
+    p->released = b;
+    p->early++;
+    for (struct psave *s = b->saves; s; s = s->next) saver__tell(p, s, 0, NULL);
+}
+
+/* Our apply (or the proposal's end) of a batch answered early: the saves are only freed. If it ended
+ * before our replica applied the entry (timeout, shutdown), loads wait for the replica to catch up. */
+static void saver__settle_released(struct cv_saver *p, struct pbatch *b)
+{
+    struct pbatch **pp = &p->released;
+    while (*pp != b) pp = &(*pp)->next_released;
+    *pp = b->next_released;
+    if (!p->x->closing && cv_catalog_applied_index(p->x->cat) < b->index && b->index > p->lag_index)
+        p->lag_index = b->index;
+    for (struct psave *s = b->saves, *next; s; s = next) {
+        next = s->next;
+        saver__free(p, s);
+    }
+    free(b);
 }
 
 /* After a CONFLICT: did this save stick? Its record holds our version at our epoch. */
@@ -280,6 +345,11 @@ static void saver__done(void *data, int status, uint64_t index)
     struct cv_saver *p = b->p;
     char msg[160];
     (void)index;
+    if (b->released) {
+        saver__settle_released(p, b);
+        return;
+    }
+    cv_notices_unwatch(cv_consensus_notices(p->x->cons), b->seq);
     for (struct psave *s = b->saves, *next; s; s = next) {
         next = s->next;
         if (status == 0 || (status == CV_ECONFLICT && saver__stuck(p, s))) {
@@ -332,6 +402,9 @@ static void saver__flush(struct cv_saver *p)
     cmd.cmd_case = CVERSE__CATALOG__COMMAND__CMD_SAVE_STATE;
     cmd.save_state = &ss;
     if (!rv) rv = cv_consensus_propose(p->x->cons, &cmd, CV_HOST_PROPOSE_TIMEOUT_MS, saver__done, b);
+    /* cmd.seq is the proposal's now; without a watch the answers wait for our apply, as before */
+    if (!rv && !cv_notices_watch(cv_consensus_notices(p->x->cons), cmd.seq, saver__committed, b))
+        b->seq = cmd.seq;
     free(ptrs);
     free(items);
     struct psave *list = p->queue;

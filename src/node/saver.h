@@ -7,6 +7,7 @@
 #include "node/hctx.h"
 
 struct psave;
+struct pbatch;
 
 struct cv_saver {
     struct cv_hctx *x; /* first member (cv_hctx_handle_closed); borrowed */
@@ -15,6 +16,10 @@ struct cv_saver {
     uv_timer_t flush;
     /* counters since start (GET /metrics) */
     uint64_t saves, committed, refused, failed, batches, bytes;
+    uint64_t early;               /* batches answered from the leader's commit notice */
+    struct pbatch *released;      /* answered early, not applied to our replica yet */
+    uint64_t lag_index;           /* an early-answered entry our replica had not applied when its
+                                   * proposal ended: loads wait until it did */
 };
 
 /* The runtime's policies from the config's object_types (*out: n_object_types entries, owned by the

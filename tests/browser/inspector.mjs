@@ -251,6 +251,35 @@ async function main() {
     }, 10000, 'lookup: the counter is active');
     check(true, 'lookup: the counter is active');
     await shot(page, 'objects-lookup');
+
+    // Objects: clicking the counter's row shows its state (proto3 JSON), fetched by the inspector from the
+    // node where it is active; the value lies between what that node answered before and after the click
+    // (the traffic keeps incrementing it).
+    await page.fill('#obj-filter', TRAFFIC_ID);
+    const rowSel = '#objects-table tbody tr[data-id="' + TRAFFIC_ID + '"]';
+    await poll(() => page.isVisible(rowSel), 10000, 'the counter\'s row is listed');
+    const stateUrl = (n) => n.http + '/v1/objects/SimpleCounter/' + encodeURIComponent(TRAFFIC_ID);
+    await poll(async () => {
+      const ownerId = (await json(NODES[0].http + '/v1/shards')).owners[lkShard];
+      const owner = NODES.find((n) => n.id === ownerId);
+      const before = Number((await json(stateUrl(owner))).state.value);
+      await page.click(rowSel);
+      await poll(() => page.getAttribute('#obj-state', 'data-loaded'), 10000, 'the state panel loaded');
+      if ((await page.getAttribute('#obj-state', 'data-loaded')) !== 'ok') return false;
+      const shown = JSON.parse(await page.textContent('#os-json'));
+      const node = await page.getAttribute('#obj-state', 'data-node');
+      const after = Number((await json(stateUrl(owner))).state.value);
+      const v = Number(shown.value);
+      check(node === ownerId, 'the state comes from the counter\'s owner ' + ownerId);
+      check(v >= 1 && before <= v && v <= after, 'the state panel shows value ' + v + ' (the owner said ' + before +
+            ' before, ' + after + ' after)');
+      return true;
+    }, 15000, 'the state panel shows the counter\'s value');
+    check((await page.textContent('#os-title')).includes(TRAFFIC_ID), 'the panel names the object');
+    await shot(page, 'objects-state');
+    await page.click('#os-close');
+    check(await page.isHidden('#obj-state'), 'the state panel closes');
+    await page.fill('#obj-filter', '');
     await view(page, 'shards');
     await page.selectOption('#heat-mode', 'calls');
     await poll(() => page.evaluate((k) => {

@@ -7,7 +7,9 @@
  *   why), and the next call reactivates them with their value;
  * - durable reminders (the demo's Alarm): a periodic reminder fires on the owner, keeps firing after its
  *   shard moved and after a whole-cluster restart, once per due time (no due time twice, all on the
- *   period's grid); a one-shot reminder that fell due while the cluster was down fires once after it;
+ *   period's grid); on the new owner a reminder set after the move fires once and one cleared before
+ *   its due time never fires (the scheduler follows each object's change, not a re-read of all); a
+ *   one-shot reminder that fell due while the cluster was down fires once after it;
  * - kill -9 at random instants under load with call ids: every operation is retried with its id until
  *   acknowledged, and each counter's final value is exactly its number of operations (no loss, no
  *   double run);
@@ -402,6 +404,26 @@ Test(reliable, reminders_fire_once_per_due_time_after_a_move_and_a_restart)
     w.n = n + 3;
     cr_assert(h_poll(10000, fired_at_least, &w), "the reminder stopped after the move");
     n = check_grid(id, A_PERIOD, "after the move");
+
+    /* Reminders set and cleared on the new owner: the scheduler learns each change from the applied save
+     * that carried it (it re-reads that object's record only): one set after the move fires once, one
+     * cleared before its due time never fires. */
+    const char *late = "shard#9/alarm-3", *gone = "shard#9/alarm-4";
+    r = alarm_call(late, "Set", "{\"name\":\"soon\",\"dueInMs\":\"300\"}");
+    cr_assert_not_null(r, "Alarm.Set on the new owner failed");
+    json_decref(r);
+    r = alarm_call(gone, "Set", "{\"name\":\"never\",\"dueInMs\":\"700\"}");
+    cr_assert_not_null(r);
+    json_decref(r);
+    r = alarm_call(gone, "Clear", "{\"name\":\"never\"}");
+    cr_assert(r && json_is_true(json_object_get(r, "cleared")));
+    json_decref(r);
+    struct want_fired w3 = {late, 1};
+    cr_assert(h_poll(5000, fired_at_least, &w3), "a reminder set on the new owner did not fire");
+    usleep(1200 * 1000); /* would the cleared one fire, or the one-shot again? (a negative check) */
+    unsigned long long d3[256];
+    cr_assert_eq(fired_of(late, d3), 1, "the one-shot reminder set after the move fired once");
+    cr_assert_eq(fired_of(gone, d3), 0, "a cleared reminder fired");
 
     /* a one-shot reminder due while the cluster is down */
     const char *once = "shard#9/alarm-2";

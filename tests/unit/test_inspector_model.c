@@ -216,6 +216,23 @@ Test(model, operator_wishes_targets_pins_and_draining)
     cr_assert_eq(err, CV_EINVAL);
     cr_assert_null(cv_insp_api_object(&m, "T", "", &err));
 
+    /* The node the inspector asks for an object's state: where it is active, else its owner. */
+    int nd;
+    cr_assert_eq(cv_insp_api_state_node(&m, "T", "shard#2/x", &nd), 0);
+    cr_assert_eq(nd, 1, "active on node-2 (its shard's owner is node-1)");
+    cr_assert_eq(cv_insp_api_state_node(&m, "T", "shard#1/y", &nd), 0);
+    cr_assert_eq(nd, 1, "not active: shard 1's owner, node-2");
+    cr_assert_eq(cv_insp_api_state_node(&m, "T", "shard#3/y", &nd), 0);
+    cr_assert_eq(nd, CV_INSP_NO_NODE, "shard 3 has no owner");
+    cr_assert_eq(cv_insp_api_state_node(&m, "T", "node-1/z", &nd), 0);
+    cr_assert_eq(nd, 0, "a node-placed id: its node");
+    cr_assert_eq(cv_insp_api_state_node(&m, "T", "shard#9/x", &nd), CV_EINVAL);
+    char path[48];
+    cr_assert_eq(cv_insp_api_state_path("Simple.T", "shard#2/a b~", path, sizeof path), 0);
+    cr_assert_str_eq(path, "/v1/objects/Simple.T/shard%232%2Fa%20b~", "both parts percent-encoded");
+    cr_assert_eq(cv_insp_api_state_path("T", "0123456789012345678901234567890123456789", path, sizeof path),
+                 CV_ERANGE);
+
     /* A round where no node answers /v1/shards carries the wishes over. */
     struct cv_insp_model n;
     cr_assert_eq(cv_insp_model_init(&n, cfg), 0);

@@ -22,6 +22,7 @@
     view: 'overview',
     heatMode: 'owner',
     selected: -1,         // shard shown in the details panel
+    stateOf: null,        // {type, id} of the object whose state is shown
     pillsKey: '',         // owners signature the pills were drawn for
     history: { labels: [], up: [], objects: [] },
     charts: {},
@@ -665,6 +666,40 @@
     }
   }
 
+  // An object's state (proto3 JSON), fetched by the inspector from the node where it is active.
+  async function showState(type, id) {
+    const box = $('obj-state'), dl = $('os-meta');
+    S.stateOf = { type, id };
+    box.classList.remove('hidden');
+    delete box.dataset.loaded;
+    $('os-title').textContent = type + ' ' + id;
+    clear(dl);
+    $('os-json').textContent = 'loading…';
+    const row = (k, v) => { dl.appendChild(el('dt', null, k)); dl.appendChild(el('dd', null, v)); };
+    try {
+      const r = await fetch('api/object/state?type=' + encodeURIComponent(type) + '&id=' + encodeURIComponent(id), { cache: 'no-store' });
+      const j = await r.json();
+      if (!S.stateOf || S.stateOf.type !== type || S.stateOf.id !== id) return; // another object was clicked meanwhile
+      if (!r.ok) {
+        $('os-json').textContent = (j.code || r.status) + ': ' + (j.error || '');
+        box.dataset.loaded = 'error';
+        return;
+      }
+      $('os-title').textContent = type + ' ' + id + ' on ' + j.node;
+      row('persist', j.persist);
+      row('version', j.version + (j.saved_version !== j.version ? ' (saved ' + j.saved_version + ')' : ''));
+      if (j.dirty) row('dirty', 'yes');
+      if (j.saving) row('saving', 'yes');
+      if (j.held) row('answers held', j.held);
+      $('os-json').textContent = JSON.stringify(j.state, null, 2);
+      box.dataset.node = j.node;
+      box.dataset.loaded = 'ok';
+    } catch (e) {
+      $('os-json').textContent = e.message;
+      box.dataset.loaded = 'error';
+    }
+  }
+
   // ---- objects: force graph (d3 v3) and table -----------------------------------------------------------
 
   function renderObjects() {
@@ -676,6 +711,9 @@
     clear(tb);
     for (const o of objs.slice(0, MAX_TABLE_OBJECTS)) {
       const tr = el('tr');
+      tr.dataset.type = o.type;
+      tr.dataset.id = o.id;
+      tr.title = 'show its state';
       tr.appendChild(td(o.type));
       tr.appendChild(td(o.id));
       tr.appendChild(td(o.shard, 'num'));
@@ -831,6 +869,12 @@
       }
     }
     $('lookup').addEventListener('submit', lookup);
+    $('objects-table').tBodies[0].addEventListener('click', (ev) => {
+      const tr = ev.target.closest('tr');
+      if (tr && tr.dataset.id !== undefined) showState(tr.dataset.type, tr.dataset.id);
+    });
+    $('os-refresh').addEventListener('click', () => { if (S.stateOf) showState(S.stateOf.type, S.stateOf.id); });
+    $('os-close').addEventListener('click', () => { $('obj-state').classList.add('hidden'); S.stateOf = null; });
     $('obj-filter').addEventListener('input', () => { S.graphKey = ''; renderObjects(); });
     const fromHash = () => {
       const hash = location.hash.replace('#', '');
