@@ -31,6 +31,7 @@ struct cv_insp_web {
     char *token;
     char www[512];
     struct cv_insp_sse *sse;
+    struct action *parked; /* actions waiting for a node that can serve them (owned) */
 };
 
 /* ---- small helpers ------------------------------------------------------------------------------------- */
@@ -181,13 +182,47 @@ static int web__authorize(struct cv_insp_web *w, struct cv_http_exchange *x, con
     return 0;
 }
 
+/* An action on its way to the cluster. A node that cannot serve it right now (no leader known to the
+ * inspector or to the node: an election; 503 from the node) does not fail it at once: it is parked and
+ * sent again at the next poll rounds until ACTION_TIMEOUT_MS, as an operator would retry (move, pin and
+ * drain set a target: sending one again is harmless). */
 struct action {
     struct cv_http_exchange *x;
+    struct cv_insp_web *w;
+    const char *path;
+    char *body;             /* owned */
+    uint64_t deadline_ms;
+    char why[256];          /* the last refusal, answered at the deadline */
+    struct action *next;    /* parked list */
 };
+
+static void action__free(struct action *a)
+{
+    free(a->body);
+    free(a);
+}
+
+static void action__park(struct action *a, const char *why)
+{
+    snprintf(a->why, sizeof a->why, "%s", why);
+    a->next = a->w->parked;
+    a->w->parked = a;
+}
+
+static void web__send(struct action *a);
 
 static void web__forwarded(void *data, const struct cv_httpc_response *r)
 {
     struct action *a = data;
+    bool retry = r->err != CV_ECANCELED && cv_mono_ms() < a->deadline_ms &&
+                 (r->err ? cv_err_retryable(r->err) : r->status == 503);
+    if (retry) {
+        char why[256];
+        if (r->err) snprintf(why, sizeof why, "the node did not answer: %s", r->error);
+        else snprintf(why, sizeof why, "%.*s", (int)(r->len < 200 ? r->len : 200), r->body ? r->body : "");
+        action__park(a, why);
+        return;
+    }
     if (r->err) {
         char msg[256];
         snprintf(msg, sizeof msg, "the leader did not answer: %s", r->error);
@@ -195,29 +230,69 @@ static void web__forwarded(void *data, const struct cv_httpc_response *r)
     } else {
         cv_http_respond(a->x, (int)r->status, "application/json", r->body, r->len, NULL);
     }
-    free(a);
+    action__free(a);
 }
 
-/* Sends body (a JSON object, consumed) to the leader's path. */
+/* The node to send an action to: the leader, else any node that is up (every node forwards admin
+ * proposals to the leader it knows); CV_INSP_NO_NODE if none. */
+static int web__target(const struct cv_insp_model *m)
+{
+    if (m->leader != CV_INSP_NO_NODE) return m->leader;
+    for (size_t i = 0; i < m->n_nodes; i++)
+        if (m->nodes[i].up) return (int)i;
+    return CV_INSP_NO_NODE;
+}
+
+static void web__send(struct action *a)
+{
+    const struct cv_insp_model *m = cv_insp_poll_model(a->w->o.poll);
+    int t = web__target(m);
+    if (t == CV_INSP_NO_NODE) {
+        action__park(a, "no raft leader known");
+        return;
+    }
+    char url[256];
+    snprintf(url, sizeof url, "%s%s", cv_insp_poll_base(a->w->o.poll, (size_t)t), a->path);
+    int rv = cv_httpc_post_json(a->w->o.httpc, url, a->body, NULL, ACTION_TIMEOUT_MS, web__forwarded, a);
+    if (rv == 0) return;
+    cv_http_respond_error(a->x, cv_err_code(rv), cv_strerror(rv), NULL);
+    action__free(a);
+}
+
+/* Each poll round: parked actions are sent again, or answered 503 with their last refusal at their
+ * deadline. */
+static void web__retry_parked(struct cv_insp_web *w)
+{
+    struct action *list = w->parked;
+    w->parked = NULL;
+    uint64_t now = cv_mono_ms();
+    while (list) {
+        struct action *a = list;
+        list = a->next;
+        if (now < a->deadline_ms) {
+            web__send(a);
+            continue;
+        }
+        char msg[320];
+        snprintf(msg, sizeof msg, "not applied within %u ms: %s", ACTION_TIMEOUT_MS, a->why);
+        cv_http_respond_error(a->x, CV_STATUS_UNAVAILABLE, msg, NULL);
+        action__free(a);
+    }
+}
+
+/* Sends body (a JSON object, consumed) to path on the leader (see struct action). */
 static void web__forward(struct cv_insp_web *w, struct cv_http_exchange *x, const char *path, json_t *body)
 {
-    const struct cv_insp_model *m = cv_insp_poll_model(w->o.poll);
     char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
-    struct action *a = text ? malloc(sizeof *a) : NULL;
-    char url[256];
-    int rv = CV_ENOMEM;
-    if (a && m->leader == CV_INSP_NO_NODE) {
-        rv = CV_EUNAVAIL;
-    } else if (a) {
-        a->x = x;
-        snprintf(url, sizeof url, "%s%s", cv_insp_poll_base(w->o.poll, (size_t)m->leader), path);
-        rv = cv_httpc_post_json(w->o.httpc, url, text, NULL, ACTION_TIMEOUT_MS, web__forwarded, a);
+    struct action *a = text ? calloc(1, sizeof *a) : NULL;
+    if (!a) {
+        free(text);
+        cv_http_respond_error(x, CV_STATUS_INTERNAL, "out of memory", NULL);
+        return;
     }
-    free(text);
-    if (rv == 0) return;
-    free(a);
-    cv_http_respond_error(x, cv_err_code(rv), rv == CV_EUNAVAIL ? "no raft leader known" : cv_strerror(rv), NULL);
+    *a = (struct action){.x = x, .w = w, .path = path, .body = text, .deadline_ms = cv_mono_ms() + ACTION_TIMEOUT_MS};
+    web__send(a);
 }
 
 /* Parses the action's body; NULL when answered (400). */
@@ -440,6 +515,11 @@ err_after_alloc:
 void cv_insp_web_free(struct cv_insp_web *w)
 {
     if (!w) return;
+    while (w->parked) { /* the HTTP server is closed: nobody waits for their answers any more */
+        struct action *a = w->parked;
+        w->parked = a->next;
+        action__free(a);
+    }
     cv_insp_sse_free(w->sse);
     free(w->token);
     free(w);
@@ -448,6 +528,7 @@ void cv_insp_web_free(struct cv_insp_web *w)
 void cv_insp_web_tick(struct cv_insp_web *w)
 {
     cv_insp_sse_tick(w->sse);
+    web__retry_parked(w);
 }
 
 const char *cv_insp_web_www(const struct cv_insp_web *w)

@@ -696,6 +696,50 @@ Test(inspector, read_api_actions_and_a_node_killed)
     }
 }
 
+/* An action sent right after the leader died: the inspector still points at the dead leader (connection
+ * refused), then knows none, then the new one; it retries each poll round instead of answering 503, and
+ * the move is applied. */
+struct live_owner {
+    int dead, shard;
+    const char *owner;
+};
+
+static bool live_nodes_show_owner(void *arg)
+{
+    struct live_owner *w = arg;
+    char o[32];
+    for (int i = 0; i < STARTED; i++)
+        if (i != w->dead && strcmp(owner_on(i, w->shard, o, sizeof o), w->owner) != 0) return false;
+    return true;
+}
+
+Test(inspector, an_action_sent_during_an_election_is_retried_until_applied)
+{
+    start_all(4, false);
+    long st;
+    json_t *s = insp_json(1, "/api/state", &st);
+    int l = h_index_of(&C, json_string_value(json_object_get(s, "leader")) ?: "");
+    json_decref(s);
+    cr_assert(l >= 0 && l < STARTED, "the inspector knows the leader");
+    char owner[32], body[128];
+    owner_on(0, 7, owner, sizeof owner);
+    int to = 0;
+    while (to == l || !strcmp(C.id[to], owner)) to++;
+    h_node_signal(&C, l, SIGKILL);
+    unsigned long long t0 = h_now_ms();
+    snprintf(body, sizeof body, "{\"shard_id\":7,\"target_node\":\"%s\"}", C.id[to]);
+    json_t *r = insp_action(1, "/shards/move", body, TOKEN, &st);
+    char *text = r ? json_dumps(r, JSON_COMPACT) : NULL;
+    cr_assert_eq(st, 200, "a move sent right after leader %s was killed: HTTP %ld %s", C.id[l], st, text ?: "");
+    cr_assert_gt(json_integer_value(json_object_get(r, "index")), 0, "{\"index\":N}: %s", text);
+    free(text);
+    json_decref(r);
+    unsigned long long took = h_now_ms() - t0;
+    struct live_owner w = {l, 7, C.id[to]};
+    cr_assert(h_poll(MOVE_MS, live_nodes_show_owner, &w), "shard 7 never owned by %s on the live nodes", C.id[to]);
+    fprintf(stderr, "inspector: a move sent right after the leader was killed was applied after %llu ms\n", took);
+}
+
 /* ---- the web UI in chromium ----------------------------------------------------------------------------- */
 
 TestSuite(browser, .fini = teardown, .timeout = 300);
