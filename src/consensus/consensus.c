@@ -567,9 +567,9 @@ static int fsm__apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void 
     c->hist.count++;
     c->hist.sum_us += us;
     c->entries_applied++;
-#ifdef CV_CHECKS
-    cv_catalog_check(c->cat);
-#endif
+    /* Debug builds check the catalog inside cv_catalog_apply, incrementally (what the entry staged; a
+     * full reload only after a join and every 64th entry): a full reload here after every entry made
+     * an idle debug node spend most of its CPU reloading 8192 shards at each lease renewal. */
     return 0;
 }
 
