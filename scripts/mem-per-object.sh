@@ -2,10 +2,11 @@
 # Issue 11's P6: memory per active idle object. Starts ONE cverse node (release build, build-rel; 8192
 # shards, SimpleCounter persist: none) and a gate in a run dir of its own, notes the node's RSS, creates
 # N SimpleCounters through the gate with cverse-bench --objects N (each create is a Raft commit and
-# activates the object on its owner, this node; then 1 s of calls), waits until the node reports N more active objects,
-# lets it settle and notes the RSS again. Prints the RSS delta per object (the runtime's cost: goal
-# ≤ 256 B) and, apart, the catalog's bytes per object (growth of the LMDB file's allocated blocks,
-# data/<node>/catalog). Repeats for every N of --objects (one fresh node each). Stops what it started by PID.
+# activates the object on its owner, this node; then 1 s of calls), waits until the node reports N more
+# active objects, lets it settle and notes the RSS again. Prints the RSS delta per object and the heap's
+# part of it (RssAnon: without the catalog's LMDB pages the node mapped; the runtime's cost, goal
+# ≤ 256 B) and, apart, the catalog's bytes per object (growth of the data dir's allocated blocks).
+# Repeats for every N of --objects (one fresh node each). Stops what it started by PID.
 #
 # Usage: scripts/mem-per-object.sh [--objects "N ..."] [--build-dir DIR] [--port-base B]
 #   --objects   counts to measure (default "1000000")     --build-dir  release build (default build-rel)
@@ -47,11 +48,14 @@ wait_for() {
 }
 ready() { curl -fsS "$1/ready" >/dev/null; }
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+anon_kb() { awk '/^RssAnon:/ {print $2}' "/proc/$1/status"; } # RSS without LMDB's mapped file pages
 metric() { curl -fsS "http://127.0.0.1:$((base + 100))/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
 active_at_least() { [ "$(metric cverse_objects_active)" -ge "$1" ]; }
 cat_kb() { du -sk "$1" | cut -f1; }
 
-echo "objects  rss_before  rss_after  runtime B/object  catalog B/object  (node RSS in KiB; catalog = $RUN/<n>/data/node-1)"
+echo "objects  rss_before  rss_after  RSS B/object  anon B/object  catalog B/object"
+echo "  (node RSS in KiB; anon = RssAnon, the heap: RSS also counts the catalog's LMDB pages the node"
+echo "   mapped; catalog = the LMDB files' growth, $RUN/<n>/data/node-1)"
 for n in $counts; do
   dir=$RUN/$n
   mkdir -p "$dir"
@@ -74,16 +78,17 @@ YML
   PIDS+=($!)
   wait_for 30 ready "http://127.0.0.1:$((base + 51))" || die "gate not ready"
   sleep 2
-  a0=$(metric cverse_objects_active) r0=$(rss_kb "$node") c0=$(cat_kb "$dir/data")
+  a0=$(metric cverse_objects_active) r0=$(rss_kb "$node") h0=$(anon_kb "$node") c0=$(cat_kb "$dir/data")
   # cverse-bench creates its --objects first (64 at a time), then calls them for --duration.
   "$build/src/bench/cverse-bench" --gate "127.0.0.1:$((base + 50))" --objects "$n" --concurrency 64 \
     --duration 1s --warmup 0s --quiet --json >"$dir/create.json" 2>"$dir/create.err" ||
     die "creates failed: $(tail -2 "$dir/create.err")"
   wait_for 120 active_at_least $((a0 + n)) || die "the node has $(metric cverse_objects_active) active objects, expected $((a0 + n))"
   sleep 3
-  r1=$(rss_kb "$node") c1=$(cat_kb "$dir/data")
-  awk -v n="$n" -v r0="$r0" -v r1="$r1" -v c0="$c0" -v c1="$c1" 'BEGIN{
-    printf "%7d  %10d  %9d  %16.0f  %16.0f\n", n, r0, r1, (r1 - r0) * 1024 / n, (c1 - c0) * 1024 / n }'
+  r1=$(rss_kb "$node") h1=$(anon_kb "$node") c1=$(cat_kb "$dir/data")
+  awk -v n="$n" -v r0="$r0" -v r1="$r1" -v h0="$h0" -v h1="$h1" -v c0="$c0" -v c1="$c1" 'BEGIN{
+    printf "%7d  %10d  %9d  %12.0f  %13.0f  %16.0f\n", n, r0, r1, (r1 - r0) * 1024 / n, (h1 - h0) * 1024 / n,
+      (c1 - c0) * 1024 / n }'
   cleanup
 done
 echo "command: scripts/mem-per-object.sh --objects \"$counts\" (release build, $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg))"

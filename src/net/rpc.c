@@ -174,7 +174,7 @@ static int rpc__buf_reserve(struct rpc__buf *b, size_t n)
 static int rpc__sock_send(struct rpc__sock *s, const Cverse__Rpc__Frame *f)
 {
     if (s->closing) return CV_ECLOSED;
-    size_t blen = cverse__rpc__frame__get_packed_size(f);
+    size_t blen = cv_frame_size(f);
     if (blen > CV_FRAME_MAX) return CV_ETOOBIG;
     if (rpc__buf_reserve(&s->out, CV_FRAME_PREFIX + blen)) return CV_ENOMEM;
     cv_frame_pack(f, blen, s->out.p + s->out.len);
@@ -200,13 +200,13 @@ static void rpc__read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     int rv = cv_frame_reader_feed(&s->rd, buf->base, (size_t)nread);
-    Cverse__Rpc__Frame *f;
+    struct cv_frame_view v;
     s->corked++;
     while (rv == 0 && !s->closing) {
-        rv = cv_frame_reader_next(&s->rd, &f);
+        rv = cv_frame_reader_view(&s->rd, &v);
         if (rv != 1) break;
-        s->on_frame(s, f); /* may close s (or its owner); s stays allocated until the close callback */
-        cverse__rpc__frame__free_unpacked(f, NULL);
+        s->on_frame(s, v.f); /* may close s (or its owner); s stays allocated until the close callback */
+        cv_frame_view_done(&v);
         rv = 0;
     }
     s->corked--;
