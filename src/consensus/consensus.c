@@ -917,6 +917,15 @@ void cv_consensus_status(struct cv_consensus *c, struct cv_consensus_status *st)
     st->entries_applied = c->entries_applied;
 }
 
+bool cv_consensus_has_leader(struct cv_consensus *c)
+{
+    raft_id id;
+    const char *addr;
+    if (!c->started) return false;
+    raft_leader(&c->raft, &id, &addr);
+    return consensus__node_by_raft_id(c, id) != NULL;
+}
+
 const struct cv_apply_histogram *cv_consensus_apply_histogram(const struct cv_consensus *c)
 {
     return &c->hist;

@@ -102,6 +102,9 @@ void cv_consensus_handle_propose(struct cv_consensus *c, struct cv_rpc_conn *con
                                  const uint8_t *body, size_t len);
 
 void cv_consensus_status(struct cv_consensus *c, struct cv_consensus_status *st);
+/* Whether a raft leader is known (cv_consensus_status's has_leader, without building the rest: the call
+ * path asks it per call). */
+bool cv_consensus_has_leader(struct cv_consensus *c);
 const struct cv_apply_histogram *cv_consensus_apply_histogram(const struct cv_consensus *c);
 
 /* The proposals' state machine (its table, for tests). */

@@ -171,49 +171,112 @@ static int frame__get_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
     return -1;
 }
 
-/* Copies a string field into the view's scratch; -1 if it does not fit (or holds a NUL: the generic
- * decoder decides then). */
-static int frame__get_str(struct cv_frame_view *v, size_t *used, const uint8_t *s, uint64_t n, char **out)
+/* One field of a scanned message: its wire type (0 varint, 2 length-delimited; -1 absent) and value. */
+struct frame__field {
+    int wt;
+    uint64_t v;        /* varint value, or the length */
+    const uint8_t *p;  /* length-delimited: the bytes */
+};
+
+/* Scans a message's top-level fields into f[1..n-1] (the last occurrence wins, as in protobuf); fields
+ * numbered n or above are skipped. wts[k] is field k's wire type ('0' varint, '2' length-delimited).
+ * -1 for anything unusual (a cut field, a fixed-width or group field, a known field with another wire
+ * type): the caller then leaves the bytes to protobuf-c, which decides. */
+static int frame__scan(const uint8_t *p, size_t len, struct frame__field *f, const char *wts)
 {
-    if (n >= sizeof v->scratch - *used || memchr(s, 0, n)) return -1;
-    *out = memcpy(v->scratch + *used, s, n);
-    (*out)[n] = 0;
-    *used += n + 1;
+    unsigned n = (unsigned)strlen(wts);
+    const uint8_t *end = p + len;
+    uint64_t key, x;
+    for (unsigned i = 0; i < n; i++) f[i] = (struct frame__field){-1, 0, NULL};
+    while (p < end) {
+        if (frame__get_varint(&p, end, &key) || frame__get_varint(&p, end, &x)) return -1;
+        unsigned wt = (unsigned)(key & 7);
+        if (wt != 0 && wt != 2) return -1;
+        if (wt == 2 && x > (uint64_t)(end - p)) return -1;
+        if (key >> 3 < n) {
+            if ((unsigned)(wts[key >> 3] - '0') != wt) return -1;
+            f[key >> 3] = (struct frame__field){(int)wt, x, wt == 2 ? p : NULL};
+        }
+        if (wt == 2) p += x;
+    }
     return 0;
 }
 
-/* Decodes body[0, blen) into v->local without allocating (body bytes point into the buffer); -1 for
- * anything unusual (a field of an unexpected wire type, long strings, a cut field): the caller then
- * takes protobuf-c's decoder, which gives the same answer for valid input and decides about the rest. */
+/* Field k as a NUL-terminated string copied to scratch (at *used), "" if absent; -1 if it has the wrong
+ * wire type, does not fit or holds a NUL. */
+static int frame__str(const struct frame__field *f, char *scratch, size_t cap, size_t *used, char **out)
+{
+    if (f->wt == -1) {
+        *out = (char *)"";
+        return 0;
+    }
+    if (f->wt != 2 || f->v >= cap - *used || memchr(f->p, 0, f->v)) return -1;
+    *out = memcpy(scratch + *used, f->p, f->v);
+    (*out)[f->v] = 0;
+    *used += f->v + 1;
+    return 0;
+}
+
+static int frame__varint_field(const struct frame__field *f, uint64_t *out)
+{
+    if (f->wt == 2) return -1;
+    *out = f->wt == 0 ? f->v : 0;
+    return 0;
+}
+
+static int frame__bytes_field(const struct frame__field *f, ProtobufCBinaryData *out)
+{
+    if (f->wt == 0) return -1;
+    *out = f->wt == 2 && f->v ? (ProtobufCBinaryData){(size_t)f->v, (uint8_t *)f->p} : (ProtobufCBinaryData){0, NULL};
+    return 0;
+}
+
+/* Decodes body[0, blen) into v->local without allocating; -1 for anything unusual (see frame__scan). */
 static int frame__view(struct cv_frame_view *v, const uint8_t *p, size_t blen)
 {
-    const uint8_t *end = p + blen;
+    struct frame__field f[8];
     size_t used = 0;
-    uint64_t key, x;
-    v->local = (Cverse__Rpc__Frame)CVERSE__RPC__FRAME__INIT;
-    Cverse__Rpc__Frame *f = &v->local;
-    while (p < end) {
-        if (frame__get_varint(&p, end, &key) || frame__get_varint(&p, end, &x)) return -1;
-        unsigned field = (unsigned)(key >> 3), wt = (unsigned)(key & 7);
-        if (wt == 2) {
-            if (x > (uint64_t)(end - p)) return -1;
-            if (field == 3 && frame__get_str(v, &used, p, x, &f->method)) return -1;
-            if (field == 6 && frame__get_str(v, &used, p, x, &f->error)) return -1;
-            if (field == 4) f->body = (ProtobufCBinaryData){(size_t)x, (uint8_t *)p};
-            if (field == 1 || field == 2 || field == 5 || field == 7) return -1;
-            p += x;
-        } else if (wt == 0) {
-            if (field == 1) f->id = x;
-            else if (field == 2) f->kind = (Cverse__Rpc__Kind)(int32_t)x;
-            else if (field == 5) f->status = (int32_t)(((uint32_t)x >> 1) ^ -((uint32_t)x & 1));
-            else if (field == 7) f->deadline_ms = (uint32_t)x;
-            else if (field == 3 || field == 4 || field == 6) return -1;
-        } else {
-            return -1; /* fixed-width or group fields: none in Frame */
-        }
-    }
-    if (!f->body.len) f->body.data = NULL;
+    uint64_t id, kind, status, deadline;
+    Cverse__Rpc__Frame *fr = &v->local;
+    *fr = (Cverse__Rpc__Frame)CVERSE__RPC__FRAME__INIT;
+    if (frame__scan(p, blen, f, "x0022202") || frame__varint_field(&f[1], &id) || frame__varint_field(&f[2], &kind) ||
+        frame__str(&f[3], v->scratch, sizeof v->scratch, &used, &fr->method) || frame__bytes_field(&f[4], &fr->body) ||
+        frame__varint_field(&f[5], &status) || frame__str(&f[6], v->scratch, sizeof v->scratch, &used, &fr->error) ||
+        frame__varint_field(&f[7], &deadline))
+        return -1;
+    fr->id = id;
+    fr->kind = (Cverse__Rpc__Kind)(int32_t)kind;
+    fr->status = (int32_t)(((uint32_t)status >> 1) ^ -((uint32_t)status & 1));
+    fr->deadline_ms = (uint32_t)deadline;
     return 0;
+}
+
+int cv_call_view(const uint8_t *p, size_t len, struct cv_call_view *v)
+{
+    struct frame__field f[8];
+    size_t used = 0;
+    Cverse__Rpc__CallRequest *c = &v->local;
+    *c = (Cverse__Rpc__CallRequest)CVERSE__RPC__CALL_REQUEST__INIT;
+    v->unpacked = NULL;
+    v->c = c;
+    if (frame__scan(p, len, f, "x2222202") == 0 && frame__str(&f[1], v->scratch, sizeof v->scratch, &used, &c->type) == 0 &&
+        frame__str(&f[2], v->scratch, sizeof v->scratch, &used, &c->id) == 0 &&
+        frame__str(&f[3], v->scratch, sizeof v->scratch, &used, &c->method) == 0 &&
+        frame__bytes_field(&f[4], &c->request) == 0 &&
+        frame__str(&f[5], v->scratch, sizeof v->scratch, &used, &c->request_json) == 0 &&
+        frame__varint_field(&f[6], &c->map_index) == 0 &&
+        frame__str(&f[7], v->scratch, sizeof v->scratch, &used, &c->call_id) == 0)
+        return 0;
+    v->unpacked = cverse__rpc__call_request__unpack(NULL, len, p);
+    v->c = v->unpacked;
+    return v->c ? 0 : CV_EPROTO;
+}
+
+void cv_call_view_done(struct cv_call_view *v)
+{
+    if (v->unpacked) cverse__rpc__call_request__free_unpacked(v->unpacked, NULL);
+    v->unpacked = NULL;
+    v->c = NULL;
 }
 
 int cv_frame_reader_view(struct cv_frame_reader *r, struct cv_frame_view *v)

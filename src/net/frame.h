@@ -43,6 +43,20 @@ struct cv_frame_view {
 int cv_frame_reader_view(struct cv_frame_reader *r, struct cv_frame_view *v);
 void cv_frame_view_done(struct cv_frame_view *v);
 
+/* A CallRequest decoded without allocating when it can be (its strings copied NUL-terminated into
+ * scratch, request pointing into the decoded bytes), else by protobuf-c (unpacked). c points to either:
+ * valid until cv_call_view_done and while the decoded bytes are. */
+struct cv_call_view {
+    Cverse__Rpc__CallRequest *c;
+    Cverse__Rpc__CallRequest local;
+    Cverse__Rpc__CallRequest *unpacked; /* owned, or NULL */
+    char scratch[1024];
+};
+/* 0 and v->c set (release with cv_call_view_done), or CV_EPROTO if the bytes are not a CallRequest
+ * (protobuf-c's verdict). */
+int cv_call_view(const uint8_t *p, size_t len, struct cv_call_view *v);
+void cv_call_view_done(struct cv_call_view *v);
+
 /* Bytes of f's body on the wire (what cverse__rpc__frame__get_packed_size says, computed directly). */
 size_t cv_frame_size(const Cverse__Rpc__Frame *f);
 /* Writes f at dst: the length prefix, then the body of blen bytes (blen = cv_frame_size(f),

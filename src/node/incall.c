@@ -24,6 +24,7 @@
 #include <uthash.h>
 
 #include "cverse/error.h"
+#include "net/frame.h"
 #include "node/stats.h"
 #include "rpc.pb-c.h"
 #include "util/log.h"
@@ -84,7 +85,6 @@ void cv_incall_init(struct cv_incall *in, struct cv_hctx *x)
  * last_applied lags the commit index), so it is not required to be caught up at this very instant. */
 static bool serving(const struct cv_hctx *h, const char **why)
 {
-    struct cv_consensus_status st;
     if (!h->started) {
         *why = "not caught up with the catalog yet";
         return false;
@@ -93,8 +93,7 @@ static bool serving(const struct cv_hctx *h, const char **why)
         *why = "fenced: lease not confirmed";
         return false;
     }
-    cv_consensus_status(h->cons, &st);
-    if (!st.has_leader || h->stopping) {
+    if (h->stopping || !cv_consensus_has_leader(h->cons)) {
         *why = h->stopping ? "shutting down" : "no raft leader known";
         return false;
     }
@@ -326,16 +325,17 @@ static void incall__done(void *data, int status, const char *error, const uint8_
 static void incall__serve(struct cv_incall *in, struct icall *ic, const uint8_t *body, size_t len)
 {
     if (in->x->stats) ic->taken_ns = cv_mono_ns();
-    Cverse__Rpc__CallRequest *req = cverse__rpc__call_request__unpack(NULL, len, body);
-    if (!req) {
+    struct cv_call_view cv;
+    if (cv_call_view(body, len, &cv)) {
         cv_rpc_respond(ic->conn, ic->id, CV_EPROTO, "undecodable CallRequest", NULL, 0);
         incall__end(ic, CV_EPROTO);
         return;
     }
+    const Cverse__Rpc__CallRequest *req = cv.c;
     struct cv_verdict v;
     int rv = cv_incall_local(in->x, req->type, req->id, req->method, req->request.data, req->request.len,
                              req->call_id[0] ? req->call_id : NULL, incall__done, ic, &v);
-    cverse__rpc__call_request__free_unpacked(req, NULL);
+    cv_call_view_done(&cv);
     ic->shard = v.shard;
     ic->type = v.type;
     ic->method = v.method;

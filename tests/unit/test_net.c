@@ -252,6 +252,44 @@ Test(frame, view_falls_back_to_protobuf_c)
     cv_frame_reader_free(&r);
 }
 
+/* cv_call_view: a CallRequest packed by protobuf-c reads back field by field, without protobuf-c when
+ * it fits the scratch, through it when a string is too long; bytes that are no CallRequest: CV_EPROTO. */
+Test(frame, call_view_matches_protobuf_c)
+{
+    static char longid[2000];
+    memset(longid, 'x', sizeof longid - 1);
+    const char *const ids[] = {"", "SimpleCounter-bench-000042", longid};
+    for (size_t k = 0; k < 3; k++)
+        for (size_t j = 0; j < 2; j++) {
+            Cverse__Rpc__CallRequest c = CVERSE__RPC__CALL_REQUEST__INIT;
+            c.type = "SimpleCounter";
+            c.id = (char *)ids[k];
+            c.method = j ? "Increment" : "";
+            c.request.data = (uint8_t *)"\x08\x05";
+            c.request.len = j ? 2 : 0;
+            c.request_json = j ? "" : "{\"by\":5}";
+            c.map_index = j ? 0 : 300;
+            c.call_id = j ? "call-1" : "";
+            uint8_t buf[2200];
+            size_t n = cverse__rpc__call_request__pack(&c, buf);
+            struct cv_call_view v;
+            cr_assert_eq(cv_call_view(buf, n, &v), 0);
+            cr_assert_eq(v.unpacked != NULL, k == 2, "protobuf-c only for the long id");
+            cr_assert_str_eq(v.c->type, c.type);
+            cr_assert_str_eq(v.c->id, c.id);
+            cr_assert_str_eq(v.c->method, c.method);
+            cr_assert_str_eq(v.c->request_json, c.request_json);
+            cr_assert_str_eq(v.c->call_id, c.call_id);
+            cr_assert_eq(v.c->map_index, c.map_index);
+            cr_assert_eq(v.c->request.len, c.request.len);
+            cr_assert(c.request.len == 0 || memcmp(v.c->request.data, c.request.data, c.request.len) == 0);
+            cv_call_view_done(&v);
+        }
+    const uint8_t bad[] = {0x0a, 5, 'a'}; /* type cut short */
+    struct cv_call_view v;
+    cr_assert_eq(cv_call_view(bad, sizeof bad, &v), CV_EPROTO);
+}
+
 Test(frame, oversize_detected_from_the_prefix)
 {
     struct cv_frame_reader r;
