@@ -239,7 +239,7 @@ static int frame__view(struct cv_frame_view *v, const uint8_t *p, size_t blen)
     uint64_t id, kind, status, deadline;
     Cverse__Rpc__Frame *fr = &v->local;
     *fr = (Cverse__Rpc__Frame)CVERSE__RPC__FRAME__INIT;
-    if (frame__scan(p, blen, f, "x0022202") || frame__varint_field(&f[1], &id) || frame__varint_field(&f[2], &kind) ||
+    if (frame__scan(p, blen, f, "x0022020") || frame__varint_field(&f[1], &id) || frame__varint_field(&f[2], &kind) ||
         frame__str(&f[3], v->scratch, sizeof v->scratch, &used, &fr->method) || frame__bytes_field(&f[4], &fr->body) ||
         frame__varint_field(&f[5], &status) || frame__str(&f[6], v->scratch, sizeof v->scratch, &used, &fr->error) ||
         frame__varint_field(&f[7], &deadline))

@@ -36,7 +36,7 @@ struct cv_frame_view {
     Cverse__Rpc__Frame *f;
     Cverse__Rpc__Frame local;
     Cverse__Rpc__Frame *unpacked; /* owned: protobuf-c's decode of an unusual frame, else NULL */
-    char scratch[256];            /* method and error, NUL-terminated */
+    char scratch[512];            /* method and error, NUL-terminated */
 };
 /* cv_frame_reader_next without allocating: 1 and v->f set (release with cv_frame_view_done), 0 if more
  * bytes are needed, CV_ETOOBIG / CV_EPROTO as cv_frame_reader_next (same answers for the same bytes). */

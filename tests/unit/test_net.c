@@ -212,6 +212,7 @@ Test(frame, hand_codec_matches_protobuf_c)
                     cv_frame_reader_init(&r, 0);
                     cr_assert_eq(cv_frame_reader_feed(&r, mine, want + 4), 0);
                     cr_assert_eq(cv_frame_reader_view(&r, &v), 1);
+                    cr_assert_null(v.unpacked, "frame %zu: read in place", n);
                     cr_assert_eq(v.f->id, f.id);
                     cr_assert_eq(v.f->kind, f.kind);
                     cr_assert_eq(v.f->status, f.status);
