@@ -159,6 +159,30 @@ void cv_frame_pack(const Cverse__Rpc__Frame *f, size_t blen, uint8_t *dst)
     if (f->deadline_ms) frame__varint((*p = 0x38, p + 1), f->deadline_ms);
 }
 
+static size_t frame__varfield(uint64_t v)
+{
+    return v ? 1 + frame__varint_len(v) : 0;
+}
+
+size_t cv_call_size(const Cverse__Rpc__CallRequest *c)
+{
+    return frame__lenfield(frame__slen(c->type)) + frame__lenfield(frame__slen(c->id)) +
+           frame__lenfield(frame__slen(c->method)) + frame__lenfield(c->request.len) +
+           frame__lenfield(frame__slen(c->request_json)) + frame__varfield(c->map_index) +
+           frame__lenfield(frame__slen(c->call_id));
+}
+
+void cv_call_pack(const Cverse__Rpc__CallRequest *c, uint8_t *dst)
+{
+    uint8_t *p = frame__put_bytes(dst, 0x0a, c->type, frame__slen(c->type));
+    p = frame__put_bytes(p, 0x12, c->id, frame__slen(c->id));
+    p = frame__put_bytes(p, 0x1a, c->method, frame__slen(c->method));
+    p = frame__put_bytes(p, 0x22, c->request.data, c->request.len);
+    p = frame__put_bytes(p, 0x2a, c->request_json, frame__slen(c->request_json));
+    if (c->map_index) p = frame__varint((*p = 0x30, p + 1), c->map_index);
+    frame__put_bytes(p, 0x3a, c->call_id, frame__slen(c->call_id));
+}
+
 /* Reads a varint at *p (before end); 0 and advances *p, or -1 if it is cut or longer than 10 bytes. */
 static int frame__get_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
 {

@@ -56,6 +56,10 @@ struct cv_call_view {
  * (protobuf-c's verdict). */
 int cv_call_view(const uint8_t *p, size_t len, struct cv_call_view *v);
 void cv_call_view_done(struct cv_call_view *v);
+/* A CallRequest's packed size and bytes (dst holds cv_call_size(c) bytes): protobuf-c's bytes, without
+ * its reflection. */
+size_t cv_call_size(const Cverse__Rpc__CallRequest *c);
+void cv_call_pack(const Cverse__Rpc__CallRequest *c, uint8_t *dst);
 
 /* Bytes of f's body on the wire (what cverse__rpc__frame__get_packed_size says, computed directly). */
 size_t cv_frame_size(const Cverse__Rpc__Frame *f);

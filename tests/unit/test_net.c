@@ -271,8 +271,11 @@ Test(frame, call_view_matches_protobuf_c)
             c.request_json = j ? "" : "{\"by\":5}";
             c.map_index = j ? 0 : 300;
             c.call_id = j ? "call-1" : "";
-            uint8_t buf[2200];
+            uint8_t buf[2200], mine[2200];
             size_t n = cverse__rpc__call_request__pack(&c, buf);
+            cr_assert_eq(cv_call_size(&c), n);
+            cv_call_pack(&c, mine);
+            cr_assert(memcmp(mine, buf, n) == 0, "cv_call_pack writes protobuf-c's bytes");
             struct cv_call_view v;
             cr_assert_eq(cv_call_view(buf, n, &v), 0);
             cr_assert_eq(v.unpacked != NULL, k == 2, "protobuf-c only for the long id");
