@@ -856,7 +856,7 @@ static int cli__check_size(const char *method, const void *body, size_t len, uns
     f.body.data = (uint8_t *)body;
     f.body.len = len;
     f.deadline_ms = timeout_ms;
-    return cverse__rpc__frame__get_packed_size(&f) > CV_FRAME_MAX ? CV_ETOOBIG : 0;
+    return cv_frame_size(&f) > CV_FRAME_MAX ? CV_ETOOBIG : 0;
 }
 
 int cv_rpc_call(struct cv_rpc_client *cli, const char *method, const void *body, size_t len,
