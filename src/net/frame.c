@@ -251,7 +251,8 @@ static int frame__varint_field(const struct frame__field *f, uint64_t *out)
 static int frame__bytes_field(const struct frame__field *f, ProtobufCBinaryData *out)
 {
     if (f->wt == 0) return -1;
-    *out = f->wt == 2 && f->v ? (ProtobufCBinaryData){(size_t)f->v, (uint8_t *)f->p} : (ProtobufCBinaryData){0, NULL};
+    *out = (ProtobufCBinaryData){0, NULL};
+    if (f->wt == 2 && f->v) *out = (ProtobufCBinaryData){(size_t)f->v, (uint8_t *)f->p};
     return 0;
 }
 
@@ -263,10 +264,12 @@ static int frame__view(struct cv_frame_view *v, const uint8_t *p, size_t blen)
     uint64_t id, kind, status, deadline;
     Cverse__Rpc__Frame *fr = &v->local;
     *fr = (Cverse__Rpc__Frame)CVERSE__RPC__FRAME__INIT;
-    if (frame__scan(p, blen, f, "x0022020") || frame__varint_field(&f[1], &id) || frame__varint_field(&f[2], &kind) ||
-        frame__str(&f[3], v->scratch, sizeof v->scratch, &used, &fr->method) || frame__bytes_field(&f[4], &fr->body) ||
-        frame__varint_field(&f[5], &status) || frame__str(&f[6], v->scratch, sizeof v->scratch, &used, &fr->error) ||
-        frame__varint_field(&f[7], &deadline))
+    char *sc = v->scratch;
+    size_t cap = sizeof v->scratch;
+    if (frame__scan(p, blen, f, "x0022020") || frame__varint_field(&f[1], &id) ||
+        frame__varint_field(&f[2], &kind) || frame__str(&f[3], sc, cap, &used, &fr->method) ||
+        frame__bytes_field(&f[4], &fr->body) || frame__varint_field(&f[5], &status) ||
+        frame__str(&f[6], sc, cap, &used, &fr->error) || frame__varint_field(&f[7], &deadline))
         return -1;
     fr->id = id;
     fr->kind = (Cverse__Rpc__Kind)(int32_t)kind;
@@ -283,13 +286,14 @@ int cv_call_view(const uint8_t *p, size_t len, struct cv_call_view *v)
     *c = (Cverse__Rpc__CallRequest)CVERSE__RPC__CALL_REQUEST__INIT;
     v->unpacked = NULL;
     v->c = c;
-    if (frame__scan(p, len, f, "x2222202") == 0 && frame__str(&f[1], v->scratch, sizeof v->scratch, &used, &c->type) == 0 &&
-        frame__str(&f[2], v->scratch, sizeof v->scratch, &used, &c->id) == 0 &&
-        frame__str(&f[3], v->scratch, sizeof v->scratch, &used, &c->method) == 0 &&
+    char *sc = v->scratch;
+    size_t cap = sizeof v->scratch;
+    if (frame__scan(p, len, f, "x2222202") == 0 && frame__str(&f[1], sc, cap, &used, &c->type) == 0 &&
+        frame__str(&f[2], sc, cap, &used, &c->id) == 0 &&
+        frame__str(&f[3], sc, cap, &used, &c->method) == 0 &&
         frame__bytes_field(&f[4], &c->request) == 0 &&
-        frame__str(&f[5], v->scratch, sizeof v->scratch, &used, &c->request_json) == 0 &&
-        frame__varint_field(&f[6], &c->map_index) == 0 &&
-        frame__str(&f[7], v->scratch, sizeof v->scratch, &used, &c->call_id) == 0)
+        frame__str(&f[5], sc, cap, &used, &c->request_json) == 0 &&
+        frame__varint_field(&f[6], &c->map_index) == 0 && frame__str(&f[7], sc, cap, &used, &c->call_id) == 0)
         return 0;
     v->unpacked = cverse__rpc__call_request__unpack(NULL, len, p);
     v->c = v->unpacked;

@@ -326,7 +326,8 @@ int cv_runtime_call(struct cv_runtime *rt, const char *type, const char *id, con
  * 0, CV_EBUSY (mailbox full), CV_EPROTO (request does not decode), CV_ENOMEM. */
 static int runtime__enqueue(struct cv_runtime *rt, struct cv_object *o, const struct cv_object_type *t,
                             const struct cv_method *m, const char *id, const struct cv_placement *p,
-                            const uint8_t *req, size_t len, const char *call_id, cv_runtime_call_cb cb, void *data)
+                            const uint8_t *req, size_t len, const char *call_id, cv_runtime_call_cb cb,
+                            void *data)
 {
     if (o && o->queued >= rt->capacity) return CV_EBUSY;
     struct obj__mail *mail = calloc(1, sizeof *mail);
