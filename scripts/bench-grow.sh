@@ -21,7 +21,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --shapes) shapes=$2; shift ;; --duration) dur=$2; shift ;; --objects) objects=$2; shift ;;
     --port-base) base=$2; shift ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) echo "bench-grow: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
