@@ -81,6 +81,7 @@ cleanup() {
   done
   for pid in "${PIDS[@]}"; do child_alive "$pid" && kill -KILL "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  [ -z "$BEFORE_WT" ] || rm -rf "$BEFORE_WT" # REV's sources and build (~200 MB); the logs stay
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM
