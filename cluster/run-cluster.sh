@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# Starts the demo cluster on this machine: installs missing dependencies, builds cverse-node if needed,
-# starts every node of the config in the background (all logging to RUN_DIR/node.log), records
-# "PID ROLE ID" lines in RUN_DIR/pids and waits until every node answers GET /ready with 200. If a node
-# dies or the deadline passes it prints the end of the log, stops what it started and exits 1.
+# Starts the demo cluster on this machine: installs missing dependencies, builds a release build of
+# cverse-node, cverse-gate and cverse-inspector if needed (build-rel/, meson --buildtype=release: the
+# debug checks, CV_CHECKS, stay in the test builds), starts every node of the config in the background
+# (all logging to RUN_DIR/node.log), records "PID ROLE ID" lines in RUN_DIR/pids and waits until every
+# node answers GET /ready with 200. If a node dies or the deadline passes it prints the end of the log,
+# stops what it started and exits 1.
 # Then the gates (RUN_DIR/gate.log) and the inspector (cverse-inspector, RUN_DIR/inspector.log; its URL
 # is printed) are started and waited for the same way.
 # Stop the cluster with cluster/stop-cluster.sh.
 #
 # Usage: cluster/run-cluster.sh [--config FILE] [--build-dir DIR]
 #   --config FILE     cluster config (default cluster/demo-cluster.yml)
-#   --build-dir DIR   meson build directory (default build/ in the repository)
+#   --build-dir DIR   meson build directory (default build-rel/ in the repository, set up as a release
+#                     build if missing; an existing directory is used with the build type it has)
 # Environment:
 #   CVERSE_RUN_DIR        run directory: pids, logs, data (default cluster/run)
 #   CVERSE_READY_TIMEOUT  seconds to wait for every node to be ready (default 60)
@@ -27,7 +30,7 @@ die() { echo "run-cluster: $1" >&2; exit "${2:-1}"; }
 abspath() { case "$1" in /*) printf '%s\n' "$1" ;; *) printf '%s\n' "$PWD/$1" ;; esac; }
 
 config=$ROOT/cluster/demo-cluster.yml
-build_dir=$ROOT/build
+build_dir=$ROOT/build-rel
 while [ $# -gt 0 ]; do
   case "$1" in
     --config|--build-dir)
@@ -74,7 +77,7 @@ fi
 "$ROOT/scripts/install-deps.sh" >/dev/null || die "scripts/install-deps.sh failed"
 NODE_BIN=$build_dir/src/node/cverse-node
 if [ ! -f "$build_dir/meson-private/coredata.dat" ]; then
-  (cd "$ROOT" && meson setup "$build_dir") || die "meson setup failed"
+  (cd "$ROOT" && meson setup --buildtype=release "$build_dir") || die "meson setup failed"
 elif [ ! -f "$build_dir/build.ninja" ]; then
   (cd "$ROOT" && meson setup --reconfigure "$build_dir") || die "meson setup failed"
 fi

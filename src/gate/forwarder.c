@@ -36,6 +36,7 @@
 #include <string.h>
 
 #include "gate/route.h"
+#include "net/frame.h"
 #include "net/rpc.h"
 #include "util/log.h"
 
@@ -89,7 +90,7 @@ struct fwd {
     char *type, *id, *method;
     char *call_id;        /* reliable call id ("" = none): sent with every attempt */
     uint8_t *req;
-    size_t req_len;
+    size_t req_len;       /* type, id, method, call_id and req point into mem: one allocation per call */
     uint64_t deadline_ms; /* cv_mono_ms() */
     uint64_t want_index;  /* from redirects: wait for a map at least this recent */
     size_t node;          /* SENT: index of the node the call went to */
@@ -100,6 +101,7 @@ struct fwd {
     uv_timer_t timer;     /* first attempt and retries */
     cv_gate_done_cb cb;
     void *data;
+    char mem[];
 };
 
 struct cv_forwarder {
@@ -212,12 +214,7 @@ static void fwd__try(struct fwd *f);
 
 static void fwd__free(struct fwd *f)
 {
-    free(f->type);
-    free(f->id);
-    free(f->method);
-    free(f->call_id);
-    free(f->req);
-    free(f);
+    free(f); /* its strings and request live in f->mem */
 }
 
 static void fwd__closed(uv_handle_t *h)
@@ -318,7 +315,10 @@ static void fwd__reply(void *data, int status, const char *error, const uint8_t 
     }
 }
 
-static int fwd__pack(const struct fwd *f, uint64_t map_index, uint8_t **out, size_t *len)
+/* Packs f's request for its node into buf (bufsize bytes) when it fits, else into a malloc'ed buffer;
+ * *out is either. */
+static int fwd__pack(const struct fwd *f, uint64_t map_index, uint8_t *buf, size_t bufsize, uint8_t **out,
+                     size_t *len)
 {
     Cverse__Rpc__CallRequest call = CVERSE__RPC__CALL_REQUEST__INIT;
     Cverse__Rpc__CreateRequest create = CVERSE__RPC__CREATE_REQUEST__INIT;
@@ -342,9 +342,11 @@ static int fwd__pack(const struct fwd *f, uint64_t map_index, uint8_t **out, siz
         del.id = f->id;
         m = &del.base;
     }
-    *len = protobuf_c_message_get_packed_size(m);
-    if (!(*out = malloc(*len ? *len : 1))) return CV_ENOMEM;
-    protobuf_c_message_pack(m, *out);
+    *len = f->op == CV_GATE_CALL ? cv_call_size(&call) : protobuf_c_message_get_packed_size(m);
+    *out = *len <= bufsize ? buf : malloc(*len);
+    if (!*out) return CV_ENOMEM;
+    if (f->op == CV_GATE_CALL) cv_call_pack(&call, *out); /* the hot one: without protobuf-c's reflection */
+    else protobuf_c_message_pack(m, *out);
     return 0;
 }
 
@@ -363,16 +365,16 @@ static void fwd__expire(struct fwd *f)
 static void fwd__send(struct fwd *f, struct gate_node *n, uint64_t remaining)
 {
     struct cv_forwarder *fw = f->fw;
-    uint8_t *body;
+    uint8_t buf[1024], *body; /* cv_rpc_call copies the body */
     size_t len;
     f->node = n->index;
     fwd__move(f, CV_FWD_SENT); /* its answer never comes from inside cv_rpc_call; a failure ends it */
     struct fwd_send *s = malloc(sizeof *s);
-    int rv = s ? fwd__pack(f, cv_gate_map_index(&fw->map), &body, &len) : CV_ENOMEM;
+    int rv = s ? fwd__pack(f, cv_gate_map_index(&fw->map), buf, sizeof buf, &body, &len) : CV_ENOMEM;
     if (rv == 0) {
         s->f = f;
         rv = cv_rpc_call(n->cli, op_methods[f->op], body, len, (unsigned)remaining, fwd__reply, s);
-        free(body);
+        if (body != buf) free(body);
     }
     if (rv) {
         free(s);
@@ -434,17 +436,19 @@ int cv_forwarder_forward_id(struct cv_forwarder *fw, enum cv_gate_op op, const c
 {
     if (fw->stopping) return CV_EUNAVAIL;
     if ((unsigned)op >= CV_GATE_N_OPS || !type || !id || !cb) return CV_EINVAL;
-    struct fwd *f = calloc(1, sizeof *f);
+    if (op != CV_GATE_CALL) method = call_id = NULL;
+    const char *str[4] = {type, id, method ? method : "", call_id ? call_id : ""};
+    size_t n[4], total = len;
+    for (int i = 0; i < 4; i++) total += (n[i] = strlen(str[i]) + 1);
+    struct fwd *f = calloc(1, sizeof *f + total);
     if (!f) return CV_ENOMEM;
-    f->type = strdup(type);
-    f->id = strdup(id);
-    f->method = strdup(op == CV_GATE_CALL && method ? method : "");
-    f->call_id = strdup(op == CV_GATE_CALL && call_id ? call_id : "");
-    f->req = malloc(len ? len : 1);
-    if (!f->type || !f->id || !f->method || !f->call_id || !f->req) {
-        fwd__free(f);
-        return CV_ENOMEM;
+    char *p = f->mem;
+    char **dst[4] = {&f->type, &f->id, &f->method, &f->call_id};
+    for (int i = 0; i < 4; i++) {
+        *dst[i] = memcpy(p, str[i], n[i]);
+        p += n[i];
     }
+    f->req = (uint8_t *)p;
     if (len) memcpy(f->req, req, len);
     f->req_len = len;
     f->fw = fw;

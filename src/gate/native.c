@@ -17,6 +17,7 @@
 #include "cverse/error.h"
 #include "cverse/object.h"
 #include "gate/codec.h"
+#include "net/frame.h"
 #include "rpc.pb-c.h"
 #include "util/log.h"
 
@@ -106,11 +107,12 @@ static int native__start(struct cv_forwarder *fw, struct nreq *r, const uint8_t 
 {
     int rv;
     if (r->op == CV_GATE_CALL) {
-        Cverse__Rpc__CallRequest *c = cverse__rpc__call_request__unpack(NULL, len, body);
-        if (!c) {
+        struct cv_call_view cv;
+        if (cv_call_view(body, len, &cv)) {
             snprintf(err, errlen, "malformed CallRequest");
             return CV_EPROTO;
         }
+        const Cverse__Rpc__CallRequest *c = cv.c;
         uint8_t *req = NULL;
         size_t rlen = 0;
         rv = native__prepare_call(fw, c, r, &req, &rlen, err, errlen);
@@ -118,7 +120,7 @@ static int native__start(struct cv_forwarder *fw, struct nreq *r, const uint8_t 
             rv = cv_forwarder_forward_id(fw, r->op, c->type, c->id, c->method, req ? req : c->request.data,
                                          req ? rlen : c->request.len, c->call_id, deadline_ms, native__done, r);
         free(req);
-        cverse__rpc__call_request__free_unpacked(c, NULL);
+        cv_call_view_done(&cv);
         if (rv && !err[0]) snprintf(err, errlen, "%s", cv_strerror(rv));
         return rv;
     }

@@ -5,7 +5,10 @@
  * first cv_rpc_call dials; calls are kept in an id -> call hash map (uthash) and, when they have a
  * deadline, in a min-heap driving one uv_timer; responses are matched by id; KIND_EVENT frames go to
  * on_event. Both sides share rpc__sock: frames queued while a write is in flight (or while a read
- * callback is still dispatching) are coalesced into the next single uv_write.
+ * callback is still dispatching) are coalesced into the next single uv_write; frames sent from anywhere
+ * else (a timer, the object runtime's pump, another connection's callback) wait for the owner's
+ * uv_prepare "flusher", which runs once per loop iteration just before the loop polls, so every
+ * connection gets at most one write per loop iteration (no other uv_prepare handle sends frames).
  *
  * Failure modes: a malformed or oversized frame closes that connection with a log line. A server
  * connection is reference counted, so a handler may answer after the peer left: cv_rpc_respond then
@@ -59,6 +62,7 @@ struct rpc__sock {
     struct rpc__buf wr;      /* bytes of the write in flight */
     int writing;
     int corked;              /* > 0 while a read callback dispatches: its replies leave in one write */
+    int deferred;            /* the owner's flusher writes what rpc__sock_send queued, once per iteration */
     int closing;             /* uv_close called */
     char *rbuf;              /* RPC__READ_CHUNK bytes owned by the server / client */
     rpc__frame_fn on_frame;
@@ -110,9 +114,13 @@ static void rpc__peer(const struct rpc__sock *s, char *out, size_t n)
     snprintf(out, n, "%s:%d", host, port);
 }
 
+static void rpc__sock_flush(struct rpc__sock *s);
+
 static void rpc__sock_close(struct rpc__sock *s)
 {
     if (s->closing) return;
+    rpc__sock_flush(s); /* what waits for the flusher leaves first (a reply sent just before a close) */
+    if (s->closing) return; /* the flush failed and closed s */
     s->closing = 1;
     uv_close((uv_handle_t *)&s->tcp, s->on_close);
 }
@@ -166,12 +174,12 @@ static int rpc__buf_reserve(struct rpc__buf *b, size_t n)
 static int rpc__sock_send(struct rpc__sock *s, const Cverse__Rpc__Frame *f)
 {
     if (s->closing) return CV_ECLOSED;
-    size_t blen = cverse__rpc__frame__get_packed_size(f);
+    size_t blen = cv_frame_size(f);
     if (blen > CV_FRAME_MAX) return CV_ETOOBIG;
     if (rpc__buf_reserve(&s->out, CV_FRAME_PREFIX + blen)) return CV_ENOMEM;
     cv_frame_pack(f, blen, s->out.p + s->out.len);
     s->out.len += CV_FRAME_PREFIX + blen;
-    rpc__sock_flush(s);
+    if (!s->deferred) rpc__sock_flush(s);
     return 0;
 }
 
@@ -192,13 +200,13 @@ static void rpc__read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     int rv = cv_frame_reader_feed(&s->rd, buf->base, (size_t)nread);
-    Cverse__Rpc__Frame *f;
+    struct cv_frame_view v;
     s->corked++;
     while (rv == 0 && !s->closing) {
-        rv = cv_frame_reader_next(&s->rd, &f);
+        rv = cv_frame_reader_view(&s->rd, &v);
         if (rv != 1) break;
-        s->on_frame(s, f); /* may close s (or its owner); s stays allocated until the close callback */
-        cverse__rpc__frame__free_unpacked(f, NULL);
+        s->on_frame(s, v.f); /* may close s (or its owner); s stays allocated until the close callback */
+        cv_frame_view_done(&v);
         rv = 0;
     }
     s->corked--;
@@ -253,15 +261,22 @@ struct cv_rpc_conn {
 struct cv_rpc_server {
     uv_loop_t *loop;
     uv_tcp_t listener;
+    uv_prepare_t flusher;        /* writes every connection's queued frames before the loop polls */
     cv_rpc_request_cb on_request;
     cv_rpc_conn_close_cb on_conn_close;
     void *data;
     struct cv_rpc_conn *conns;   /* connections whose close callback has not run yet */
     int port;                    /* > 0 once listening */
-    int closing, listener_closed;
+    int closing, listener_closed, flusher_closed;
     cv_rpc_server_close_cb close_cb;
     char rbuf[RPC__READ_CHUNK];
 };
+
+static void srv__flush_cb(uv_prepare_t *h)
+{
+    struct cv_rpc_server *srv = h->data;
+    for (struct cv_rpc_conn *c = srv->conns; c; c = c->next) rpc__sock_flush(&c->s);
+}
 
 int cv_rpc_server_init(uv_loop_t *loop, cv_rpc_request_cb on_request, cv_rpc_conn_close_cb on_conn_close,
                        void *data, struct cv_rpc_server **out)
@@ -274,6 +289,10 @@ int cv_rpc_server_init(uv_loop_t *loop, cv_rpc_request_cb on_request, cv_rpc_con
         return CV_EIO;
     }
     srv->listener.data = srv;
+    uv_prepare_init(loop, &srv->flusher);
+    srv->flusher.data = srv;
+    uv_prepare_start(&srv->flusher, srv__flush_cb);
+    uv_unref((uv_handle_t *)&srv->flusher); /* it never keeps a loop alive on its own */
     srv->loop = loop;
     srv->on_request = on_request;
     srv->on_conn_close = on_conn_close;
@@ -295,7 +314,7 @@ static void srv__on_frame(struct rpc__sock *s, Cverse__Rpc__Frame *f)
 
 static void srv__maybe_finish(struct cv_rpc_server *srv)
 {
-    if (!srv->closing || !srv->listener_closed || srv->conns) return;
+    if (!srv->closing || !srv->listener_closed || !srv->flusher_closed || srv->conns) return;
     if (srv->close_cb) srv->close_cb(srv->data);
     free(srv);
 }
@@ -328,6 +347,7 @@ static void srv__on_connection(uv_stream_t *l, int status)
         free(conn);
         return;
     }
+    conn->s.deferred = 1;
     conn->srv = srv;
     conn->refs = 1;
     conn->next = srv->conns;
@@ -356,7 +376,8 @@ int cv_rpc_server_port(const struct cv_rpc_server *srv)
 static void srv__listener_closed(uv_handle_t *h)
 {
     struct cv_rpc_server *srv = h->data;
-    srv->listener_closed = 1;
+    if (h == (uv_handle_t *)&srv->flusher) srv->flusher_closed = 1;
+    else srv->listener_closed = 1;
     srv__maybe_finish(srv);
 }
 
@@ -366,6 +387,7 @@ void cv_rpc_server_close(struct cv_rpc_server *srv, cv_rpc_server_close_cb cb)
     srv->closing = 1;
     srv->close_cb = cb;
     uv_close((uv_handle_t *)&srv->listener, srv__listener_closed);
+    uv_close((uv_handle_t *)&srv->flusher, srv__listener_closed);
     for (struct cv_rpc_conn *c = srv->conns; c; c = c->next) rpc__sock_close(&c->s);
 }
 
@@ -516,6 +538,7 @@ struct cv_rpc_client {
     struct rpc__cconn *conn;     /* connecting or connected; NULL when down. Never two at once. */
     uv_timer_t retry;            /* runs while waiting to reconnect, and as a connect's deadline */
     uv_timer_t deadline;         /* armed for the earliest call deadline */
+    uv_prepare_t flusher;        /* writes the connection's queued frames before the loop polls */
     struct rpc__call *calls;     /* every unfinished call, sent or waiting (uthash by id) */
     struct rpc__heap heap;       /* unfinished calls with a deadline */
     struct rpc__call *qhead, *qtail; /* calls waiting for a connection, oldest first */
@@ -738,6 +761,7 @@ static void cli__connect(struct cv_rpc_client *cli)
         uv_timer_start(&cli->retry, cli__retry_cb, cli->reconnect_ms, 0);
         return;
     }
+    cc->s.deferred = 1;
     cc->cli = cli;
     cc->creq.data = cc;
     cli->conn = cc;
@@ -768,6 +792,12 @@ void cv_rpc_client_connect(struct cv_rpc_client *cli)
     if (!cli->closing) cli__ensure_connecting(cli);
 }
 
+static void cli__flush_cb(uv_prepare_t *h)
+{
+    struct cv_rpc_client *cli = h->data;
+    if (cli->conn && cli->conn->connected) rpc__sock_flush(&cli->conn->s);
+}
+
 int cv_rpc_client_init(uv_loop_t *loop, const struct cv_rpc_client_opts *opts, struct cv_rpc_client **out)
 {
     if (!loop || !opts || !opts->addr || !out) return CV_EINVAL;
@@ -790,8 +820,11 @@ int cv_rpc_client_init(uv_loop_t *loop, const struct cv_rpc_client_opts *opts, s
     cli->data = opts->data;
     uv_timer_init(loop, &cli->retry);
     uv_timer_init(loop, &cli->deadline);
-    cli->retry.data = cli->deadline.data = cli;
-    cli->handles = 2;
+    uv_prepare_init(loop, &cli->flusher);
+    cli->retry.data = cli->deadline.data = cli->flusher.data = cli;
+    uv_prepare_start(&cli->flusher, cli__flush_cb);
+    uv_unref((uv_handle_t *)&cli->flusher); /* it never keeps a loop alive on its own */
+    cli->handles = 3;
     *out = cli;
     return 0;
 }
@@ -823,7 +856,7 @@ static int cli__check_size(const char *method, const void *body, size_t len, uns
     f.body.data = (uint8_t *)body;
     f.body.len = len;
     f.deadline_ms = timeout_ms;
-    return cverse__rpc__frame__get_packed_size(&f) > CV_FRAME_MAX ? CV_ETOOBIG : 0;
+    return cv_frame_size(&f) > CV_FRAME_MAX ? CV_ETOOBIG : 0;
 }
 
 int cv_rpc_call(struct cv_rpc_client *cli, const char *method, const void *body, size_t len,
@@ -873,6 +906,7 @@ void cv_rpc_client_close(struct cv_rpc_client *cli, cv_rpc_client_close_cb cb)
     cli->close_cb = cb;
     uv_close((uv_handle_t *)&cli->retry, cli__handle_closed);
     uv_close((uv_handle_t *)&cli->deadline, cli__handle_closed);
+    uv_close((uv_handle_t *)&cli->flusher, cli__handle_closed);
     if (cli->conn) rpc__sock_close(&cli->conn->s);
 }
 

@@ -24,6 +24,7 @@
 #include <uthash.h>
 
 #include "cverse/error.h"
+#include "net/frame.h"
 #include "node/stats.h"
 #include "rpc.pb-c.h"
 #include "util/log.h"
@@ -84,7 +85,6 @@ void cv_incall_init(struct cv_incall *in, struct cv_hctx *x)
  * last_applied lags the commit index), so it is not required to be caught up at this very instant. */
 static bool serving(const struct cv_hctx *h, const char **why)
 {
-    struct cv_consensus_status st;
     if (!h->started) {
         *why = "not caught up with the catalog yet";
         return false;
@@ -93,8 +93,7 @@ static bool serving(const struct cv_hctx *h, const char **why)
         *why = "fenced: lease not confirmed";
         return false;
     }
-    cv_consensus_status(h->cons, &st);
-    if (!st.has_leader || h->stopping) {
+    if (h->stopping || !cv_consensus_has_leader(h->cons)) {
         *why = h->stopping ? "shutting down" : "no raft leader known";
         return false;
     }
@@ -206,6 +205,19 @@ err_after_w:
     return fail(v, CV_ENOMEM, "%s", cv_strerror(CV_ENOMEM));
 }
 
+/* The verdict of handing a call to the runtime (rv: cv_runtime_call_id's or cv_runtime_call_active's). */
+static int incall__queued(struct cv_verdict *v, int rv, const char *id, const struct cv_method *m)
+{
+    switch (rv) {
+    case 0: return v->status = 0;
+    case CV_EREDIRECT: return fail(v, rv, "object %.100s is being deactivated", id);
+    case CV_EBUSY: return fail(v, rv, "mailbox of %.100s is full; retry later", id);
+    case CV_EPROTO: return fail(v, rv, "request is not a valid %s", m->request->name);
+    case CV_ECONFLICT: return fail(v, rv, "object %.100s is active with another type", id);
+    default: return fail(v, rv, "%s", cv_strerror(rv));
+    }
+}
+
 int cv_incall_local(struct cv_hctx *h, const char *type, const char *id, const char *method,
                     const uint8_t *req, size_t len, const char *call_id, cv_runtime_call_cb cb, void *data,
                     struct cv_verdict *v)
@@ -230,6 +242,9 @@ int cv_incall_local(struct cv_hctx *h, const char *type, const char *id, const c
                     p.shard, v->owner[0] ? v->owner : "none");
     const char *why;
     if (!serving(h, &why)) return fail(v, CV_EUNAVAIL, "node %s is not ready: %s", h->self, why);
+    /* The common case, an object active here as a t: no catalog read (see cv_runtime_call_active). */
+    rv = cv_runtime_call_active(h->rt, t, m, id, req, len, call_id, cb, data);
+    if (rv != CV_ENOTFOUND) return incall__queued(v, rv, id, m);
     char have[CV_HOST_TYPE_MAX];
     rv = cv_catalog_object_get(h->cat, id, have, sizeof have, NULL);
     if (rv == CV_ENOTFOUND) /* never created (or deleted): the call creates it */
@@ -238,15 +253,7 @@ int cv_incall_local(struct cv_hctx *h, const char *type, const char *id, const c
     if (rv) return fail(v, rv, "catalog lookup of %.100s failed: %s", id, cv_strerror(rv));
     if (strcmp(have, type) != 0)
         return fail(v, CV_ENOTFOUND, "object %.100s is a %s, not a %s", id, have, type);
-    rv = cv_runtime_call_id(h->rt, type, id, method, req, len, call_id, cb, data);
-    switch (rv) {
-    case 0: return v->status = 0;
-    case CV_EREDIRECT: return fail(v, rv, "object %.100s is being deactivated", id);
-    case CV_EBUSY: return fail(v, rv, "mailbox of %.100s is full; retry later", id);
-    case CV_EPROTO: return fail(v, rv, "request is not a valid %s", m->request->name);
-    case CV_ECONFLICT: return fail(v, rv, "object %.100s is active with another type", id);
-    default: return fail(v, rv, "%s", cv_strerror(rv));
-    }
+    return incall__queued(v, cv_runtime_call_id(h->rt, type, id, method, req, len, call_id, cb, data), id, m);
 }
 
 static void incall__redirect(struct cv_hctx *x, struct cv_rpc_conn *conn, uint64_t id, const struct cv_verdict *v)
@@ -289,7 +296,8 @@ static void incall__done(void *data, int status, const char *error, const uint8_
         r.response.data = (uint8_t *)resp;
         r.response.len = len;
         size_t n = cverse__rpc__call_response__get_packed_size(&r);
-        uint8_t *buf = malloc(n ? n : 1);
+        uint8_t small[512]; /* cv_rpc_respond copies: most answers need no allocation */
+        uint8_t *buf = n <= sizeof small ? small : malloc(n);
         if (buf) {
             cverse__rpc__call_response__pack(&r, buf);
             if (cv_rpc_respond(ic->conn, ic->id, 0, NULL, buf, n) == CV_ETOOBIG) {
@@ -300,7 +308,7 @@ static void incall__done(void *data, int status, const char *error, const uint8_
             cv_rpc_respond(ic->conn, ic->id, CV_ENOMEM, cv_strerror(CV_ENOMEM), NULL, 0);
             status = CV_ENOMEM;
         }
-        free(buf);
+        if (buf != small) free(buf);
     } else if (status == CV_EREDIRECT) { /* deactivated before it ran: the caller retries */
         struct cv_verdict v = {.status = status, .shard = ic->shard};
         const char *owner = cv_catalog_shard_owner(x->cat, ic->shard, NULL);
@@ -317,16 +325,17 @@ static void incall__done(void *data, int status, const char *error, const uint8_
 static void incall__serve(struct cv_incall *in, struct icall *ic, const uint8_t *body, size_t len)
 {
     if (in->x->stats) ic->taken_ns = cv_mono_ns();
-    Cverse__Rpc__CallRequest *req = cverse__rpc__call_request__unpack(NULL, len, body);
-    if (!req) {
+    struct cv_call_view cv;
+    if (cv_call_view(body, len, &cv)) {
         cv_rpc_respond(ic->conn, ic->id, CV_EPROTO, "undecodable CallRequest", NULL, 0);
         incall__end(ic, CV_EPROTO);
         return;
     }
+    const Cverse__Rpc__CallRequest *req = cv.c;
     struct cv_verdict v;
     int rv = cv_incall_local(in->x, req->type, req->id, req->method, req->request.data, req->request.len,
                              req->call_id[0] ? req->call_id : NULL, incall__done, ic, &v);
-    cverse__rpc__call_request__free_unpacked(req, NULL);
+    cv_call_view_done(&cv);
     ic->shard = v.shard;
     ic->type = v.type;
     ic->method = v.method;

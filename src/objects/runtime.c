@@ -322,21 +322,14 @@ int cv_runtime_call(struct cv_runtime *rt, const char *type, const char *id, con
     return cv_runtime_call_id(rt, type, id, method, req, len, NULL, cb, data);
 }
 
-int cv_runtime_call_id(struct cv_runtime *rt, const char *type, const char *id, const char *method,
-                       const uint8_t *req, size_t len, const char *call_id, cv_runtime_call_cb cb, void *data)
+/* Queues a call of method m to o (NULL: a new object of type t at placement p, activated by this call).
+ * 0, CV_EBUSY (mailbox full), CV_EPROTO (request does not decode), CV_ENOMEM. */
+static int runtime__enqueue(struct cv_runtime *rt, struct cv_object *o, const struct cv_object_type *t,
+                            const struct cv_method *m, const char *id, const struct cv_placement *p,
+                            const uint8_t *req, size_t len, const char *call_id, cv_runtime_call_cb cb,
+                            void *data)
 {
-    if (!rt->started) return CV_EUNAVAIL;
-    if (rt->closing) return CV_ECLOSED;
-    if (!type || !id || !method || !cb || (!req && len)) return CV_EINVAL;
-    const struct cv_object_type *t = cv_registry_type(rt->reg, type);
-    const struct cv_method *m = t ? cv_type_method(t, method) : NULL;
-    if (!m) return CV_ENOTFOUND;
-    struct cv_placement p;
-    struct cv_object *o;
-    int rv = runtime__lookup(rt, t, id, &p, &o);
-    if (rv != 0) return rv;
     if (o && o->queued >= rt->capacity) return CV_EBUSY;
-
     struct obj__mail *mail = calloc(1, sizeof *mail);
     if (!mail) return CV_ENOMEM;
     mail->req = protobuf_c_message_unpack(m->request, NULL, len, req ? req : (const uint8_t *)"");
@@ -348,7 +341,7 @@ int cv_runtime_call_id(struct cv_runtime *rt, const char *type, const char *id, 
         obj__mail_free(mail);
         return CV_ENOMEM;
     }
-    if (!o && !(o = obj__new(rt, t, id, &p))) {
+    if (!o && !(o = obj__new(rt, t, id, p))) {
         obj__mail_free(mail);
         return CV_ENOMEM;
     }
@@ -363,6 +356,32 @@ int cv_runtime_call_id(struct cv_runtime *rt, const char *type, const char *id, 
     if (!o->in_flight) obj__ready(o);
     obj__check(o);
     return 0;
+}
+
+int cv_runtime_call_id(struct cv_runtime *rt, const char *type, const char *id, const char *method,
+                       const uint8_t *req, size_t len, const char *call_id, cv_runtime_call_cb cb, void *data)
+{
+    if (!rt->started) return CV_EUNAVAIL;
+    if (rt->closing) return CV_ECLOSED;
+    if (!type || !id || !method || !cb || (!req && len)) return CV_EINVAL;
+    const struct cv_object_type *t = cv_registry_type(rt->reg, type);
+    const struct cv_method *m = t ? cv_type_method(t, method) : NULL;
+    if (!m) return CV_ENOTFOUND;
+    struct cv_placement p;
+    struct cv_object *o;
+    int rv = runtime__lookup(rt, t, id, &p, &o);
+    if (rv != 0) return rv;
+    return runtime__enqueue(rt, o, t, m, id, &p, req, len, call_id, cb, data);
+}
+
+int cv_runtime_call_active(struct cv_runtime *rt, const struct cv_object_type *t, const struct cv_method *m,
+                           const char *id, const uint8_t *req, size_t len, const char *call_id,
+                           cv_runtime_call_cb cb, void *data)
+{
+    if (!rt->started || rt->closing || !t || !m || !id || !cb || (!req && len)) return CV_ENOTFOUND;
+    struct cv_object *o = runtime__find(rt, id);
+    if (!o || o->type != t || obj__state(o) != OBJ_ACTIVE) return CV_ENOTFOUND;
+    return runtime__enqueue(rt, o, t, m, id, NULL, req, len, call_id, cb, data);
 }
 
 int cv_runtime_activate(struct cv_runtime *rt, const char *type, const char *id, bool created)

@@ -188,6 +188,17 @@ int cv_runtime_call(struct cv_runtime *rt, const char *type, const char *id, con
 int cv_runtime_call_id(struct cv_runtime *rt, const char *type, const char *id, const char *method,
                        const uint8_t *req, size_t len, const char *call_id, cv_runtime_call_cb cb, void *data);
 
+/* The fast path of a call its host already checked (t is registered here, m is a method of t, this node
+ * owns id's shard or id is pinned here): if id is ACTIVE here as a t, the call is queued exactly as
+ * cv_runtime_call_id would (0, CV_EBUSY, CV_EPROTO, CV_ENOMEM); otherwise (absent, activating, on its way
+ * out, another type, runtime not running) it returns CV_ENOTFOUND and does nothing, and the host takes
+ * the full path. Saves the registry lookups and the placement parse of cv_runtime_call_id, and lets the
+ * host skip its catalog read: an object is active only if the catalog has it (activations come from
+ * catalog records, a delete destroys it in the apply that commits it). */
+int cv_runtime_call_active(struct cv_runtime *rt, const struct cv_object_type *t, const struct cv_method *m,
+                           const char *id, const uint8_t *req, size_t len, const char *call_id,
+                           cv_runtime_call_cb cb, void *data);
+
 /* A reminder of object (type, id) fell due (the host's scheduler, docs/durable-state.md): the object is
  * activated if needed (loading its state and reminders) and the reminder runs in its mailbox like a call:
  * the type's reminder hook, then the reminder advances (a periodic one to its first due time after now,

@@ -175,6 +175,125 @@ Test(frame, buffer_starts_at_4096_and_doubles)
     cv_frame_reader_free(&r);
 }
 
+/* The hand-written codec (cv_frame_size / cv_frame_pack / cv_frame_reader_view) against protobuf-c's:
+ * the same bytes for every combination of set and default fields, and the same frame back. */
+Test(frame, hand_codec_matches_protobuf_c)
+{
+    static const uint64_t ids[] = {0, 1, 127, 128, 300, UINT64_MAX};
+    static const int32_t statuses[] = {0, -1, -64, 1, INT32_MIN, INT32_MAX};
+    static const char *const strs[] = {"", "a", "catalog.propose",
+                                       "an error text that is long enough to need a two-byte length prefix "
+                                       "because it runs over one hundred and twenty-seven bytes in all, yes"};
+    static const uint32_t deadlines[] = {0, 5, 1u << 31};
+    uint8_t body[200];
+    for (size_t i = 0; i < sizeof body; i++) body[i] = (uint8_t)(i * 7);
+    size_t n = 0;
+    for (size_t a = 0; a < 6; a++)
+        for (size_t b = 0; b < 6; b++)
+            for (size_t c = 0; c < 4; c++)
+                for (size_t d = 0; d < 3; d++) {
+                    Cverse__Rpc__Frame f = CVERSE__RPC__FRAME__INIT;
+                    f.id = ids[a];
+                    f.kind = (Cverse__Rpc__Kind)(b % 4);
+                    f.status = statuses[b];
+                    f.method = (char *)strs[c];
+                    f.error = (char *)strs[(c + d) % 4];
+                    f.body.data = body;
+                    f.body.len = (size_t[]){0, 1, 200}[d];
+                    f.deadline_ms = deadlines[(a + d) % 3];
+                    size_t want = cverse__rpc__frame__get_packed_size(&f);
+                    cr_assert_eq(cv_frame_size(&f), want);
+                    uint8_t mine[600], theirs[600];
+                    cv_frame_pack(&f, want, mine);
+                    cr_assert_eq(cverse__rpc__frame__pack(&f, theirs), want);
+                    cr_assert(memcmp(mine + 4, theirs, want) == 0, "frame %zu packs differently", n);
+                    struct cv_frame_reader r;
+                    struct cv_frame_view v;
+                    cv_frame_reader_init(&r, 0);
+                    cr_assert_eq(cv_frame_reader_feed(&r, mine, want + 4), 0);
+                    cr_assert_eq(cv_frame_reader_view(&r, &v), 1);
+                    cr_assert_null(v.unpacked, "frame %zu: read in place", n);
+                    cr_assert_eq(v.f->id, f.id);
+                    cr_assert_eq(v.f->kind, f.kind);
+                    cr_assert_eq(v.f->status, f.status);
+                    cr_assert_eq(v.f->deadline_ms, f.deadline_ms);
+                    cr_assert_str_eq(v.f->method, f.method);
+                    cr_assert_str_eq(v.f->error, f.error);
+                    cr_assert_eq(v.f->body.len, f.body.len);
+                    cr_assert(f.body.len == 0 || memcmp(v.f->body.data, body, f.body.len) == 0);
+                    cr_assert_eq(cv_frame_reader_view(&r, &v), 0, "one frame, then nothing");
+                    cv_frame_view_done(&v);
+                    cv_frame_reader_free(&r);
+                    n++;
+                }
+}
+
+/* A frame the hand decoder does not take (a field with an unexpected wire type, an unknown field) is
+ * decoded by protobuf-c, with its answer: unknown fields skipped, a broken field CV_EPROTO. */
+Test(frame, view_falls_back_to_protobuf_c)
+{
+    /* id=5, unknown field 9 (fixed64), method "m" */
+    const uint8_t ok[] = {0, 0, 0, 14, 0x08, 5, 0x49, 1, 2, 3, 4, 5, 6, 7, 8, 0x1a, 1, 'm'};
+    struct cv_frame_reader r;
+    struct cv_frame_view v;
+    cv_frame_reader_init(&r, 0);
+    cr_assert_eq(cv_frame_reader_feed(&r, ok, sizeof ok), 0);
+    cr_assert_eq(cv_frame_reader_view(&r, &v), 1);
+    cr_assert_not_null(v.unpacked, "taken by protobuf-c");
+    cr_assert_eq(v.f->id, 5);
+    cr_assert_str_eq(v.f->method, "m");
+    cv_frame_view_done(&v);
+    cv_frame_reader_free(&r);
+    /* method (field 3) cut short: undecodable, and the error sticks */
+    const uint8_t bad[] = {0, 0, 0, 3, 0x1a, 5, 'm'};
+    cv_frame_reader_init(&r, 0);
+    cr_assert_eq(cv_frame_reader_feed(&r, bad, sizeof bad), 0);
+    cr_assert_eq(cv_frame_reader_view(&r, &v), CV_EPROTO);
+    cr_assert_eq(cv_frame_reader_view(&r, &v), CV_EPROTO);
+    cv_frame_reader_free(&r);
+}
+
+/* cv_call_view: a CallRequest packed by protobuf-c reads back field by field, without protobuf-c when
+ * it fits the scratch, through it when a string is too long; bytes that are no CallRequest: CV_EPROTO. */
+Test(frame, call_view_matches_protobuf_c)
+{
+    static char longid[2000];
+    memset(longid, 'x', sizeof longid - 1);
+    const char *const ids[] = {"", "SimpleCounter-bench-000042", longid};
+    for (size_t k = 0; k < 3; k++)
+        for (size_t j = 0; j < 2; j++) {
+            Cverse__Rpc__CallRequest c = CVERSE__RPC__CALL_REQUEST__INIT;
+            c.type = "SimpleCounter";
+            c.id = (char *)ids[k];
+            c.method = j ? "Increment" : "";
+            c.request.data = (uint8_t *)"\x08\x05";
+            c.request.len = j ? 2 : 0;
+            c.request_json = j ? "" : "{\"by\":5}";
+            c.map_index = j ? 0 : 300;
+            c.call_id = j ? "call-1" : "";
+            uint8_t buf[2200], mine[2200];
+            size_t n = cverse__rpc__call_request__pack(&c, buf);
+            cr_assert_eq(cv_call_size(&c), n);
+            cv_call_pack(&c, mine);
+            cr_assert(memcmp(mine, buf, n) == 0, "cv_call_pack writes protobuf-c's bytes");
+            struct cv_call_view v;
+            cr_assert_eq(cv_call_view(buf, n, &v), 0);
+            cr_assert_eq(v.unpacked != NULL, k == 2, "protobuf-c only for the long id");
+            cr_assert_str_eq(v.c->type, c.type);
+            cr_assert_str_eq(v.c->id, c.id);
+            cr_assert_str_eq(v.c->method, c.method);
+            cr_assert_str_eq(v.c->request_json, c.request_json);
+            cr_assert_str_eq(v.c->call_id, c.call_id);
+            cr_assert_eq(v.c->map_index, c.map_index);
+            cr_assert_eq(v.c->request.len, c.request.len);
+            cr_assert(c.request.len == 0 || memcmp(v.c->request.data, c.request.data, c.request.len) == 0);
+            cv_call_view_done(&v);
+        }
+    const uint8_t bad[] = {0x0a, 5, 'a'}; /* type cut short */
+    struct cv_call_view v;
+    cr_assert_eq(cv_call_view(bad, sizeof bad, &v), CV_EPROTO);
+}
+
 Test(frame, oversize_detected_from_the_prefix)
 {
     struct cv_frame_reader r;
