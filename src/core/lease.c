@@ -59,6 +59,13 @@ uint64_t cv_lease_renew_interval(uint64_t ttl_ms)
     return iv ? iv : 1; /* never 0: a zero period would spin the renewal timer */
 }
 
+uint64_t cv_lease_renew_delay(uint64_t now_ms, uint64_t interval)
+{
+    if (!interval) interval = 1;
+    uint64_t d = interval - now_ms % interval;
+    return d < CV_LEASE_ALIGN_MIN_MS && interval > CV_LEASE_ALIGN_MIN_MS ? d + interval : d;
+}
+
 /* ---- the node-side view ---- */
 
 #define S(x) CV_SM_BIT(CV_LEASE_##x)

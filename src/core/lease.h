@@ -46,6 +46,14 @@ uint64_t cv_lease_grace(uint64_t ttl_ms);
  * the election's duration) plus a late renewal without fencing. */
 uint64_t cv_lease_renew_interval(uint64_t ttl_ms);
 
+/* Delay from wall-clock instant now_ms to the node's next renewal: the next multiple of interval on the
+ * wall clock (at least CV_LEASE_ALIGN_MIN_MS ahead, else the one after). Every node renews at the same
+ * instants, so the leader commits their renewals together in one or two entries per interval instead of
+ * one per node (10 nodes: 7 entries/s instead of 70, each appended and fsynced on every member). Only an
+ * optimisation: clocks that disagree just batch less; the lease rules never read the wall clock. */
+#define CV_LEASE_ALIGN_MIN_MS 5u
+uint64_t cv_lease_renew_delay(uint64_t now_ms, uint64_t interval);
+
 /* ---- the node-side view of its own lease (cv_sm "lease-view") ----
  * NONE: never granted in this process; VALID: serving; SUSPECT: still serving but less than a third of
  * the TTL is left (renewals are late); FENCED: the window ran out (or the catalog declared us dead):

@@ -181,9 +181,21 @@ static void renew(struct cv_node *n)
         cv_renewal_sent(&n->renewal, reg_cmd, sent);
 }
 
+/* One-shot, re-armed at the next aligned instant (cv_lease_renew_delay): a repeating libuv timer would
+ * drift off the other nodes' instants by its lateness each time. */
+static void node__lease_arm(struct cv_node *n);
+
 static void node__lease_tick(uv_timer_t *t)
 {
-    renew(t->data);
+    struct cv_node *n = t->data;
+    renew(n);
+    if (!n->stopping) node__lease_arm(n); /* stopping: the timer is the leadership transfer's bound */
+}
+
+static void node__lease_arm(struct cv_node *n)
+{
+    uint64_t iv = cv_lease_renew_interval(n->cfg->lease_ttl_ms);
+    uv_timer_start(&n->lease_timer, node__lease_tick, cv_lease_renew_delay(cv_now_ms(), iv), 0);
 }
 
 /* ---------------------------------------------------------------- consensus callbacks */
@@ -597,7 +609,7 @@ int cv_node_start(struct cv_node *n)
         .loop = n->loop, .cfg = n->cfg, .self = n->self, .catalog = n->catalog, .consensus = n->consensus};
     if ((rv = cv_leader_init(&lo, &n->leader))) return rv;
     cv_leader_start(n->leader);
-    uv_timer_start(&n->lease_timer, node__lease_tick, 0, cv_lease_renew_interval(n->cfg->lease_ttl_ms));
+    uv_timer_start(&n->lease_timer, node__lease_tick, 0, 0); /* register at once, then at aligned instants */
     uv_signal_start(&n->sigterm, node__on_signal, SIGTERM);
     uv_signal_start(&n->sigint, node__on_signal, SIGINT);
     return 0;

@@ -783,6 +783,25 @@ Test(lease, renew_interval_is_a_fifth)
     cr_assert_eq(cv_lease_renew_interval(0), 1u, "never 0");
 }
 
+Test(lease, renewals_are_aligned_on_the_wall_clock)
+{
+    /* Two nodes whose ticks fire at different instants renew at the same next multiple of the interval. */
+    const uint64_t b = 140u * 7143u; /* a boundary */
+    cr_assert_eq(b + cv_lease_renew_delay(b, 140), b + 140, "on a boundary: the next one");
+    cr_assert_eq(b + 1 + cv_lease_renew_delay(b + 1, 140), b + 140);
+    cr_assert_eq(b + 63 + cv_lease_renew_delay(b + 63, 140), b + 140);
+    cr_assert_eq(cv_lease_renew_delay(b + 139, 140), 141u, "less than 5 ms ahead: the boundary after");
+    cr_assert_eq(cv_lease_renew_delay(b + 135, 140), 5u, "5 ms ahead is kept");
+    /* Never longer than an interval plus the minimum, never 0. */
+    for (uint64_t now = 0; now < 1000; now++) {
+        uint64_t d = cv_lease_renew_delay(now, 140);
+        cr_assert(d >= CV_LEASE_ALIGN_MIN_MS && d <= 140 + CV_LEASE_ALIGN_MIN_MS, "delay %llu at %llu",
+                  (unsigned long long)d, (unsigned long long)now);
+    }
+    cr_assert_eq(cv_lease_renew_delay(12345, 1), 1u, "an interval of 1 ms");
+    cr_assert_eq(cv_lease_renew_delay(12345, 0), 1u, "never 0");
+}
+
 Test(placement, on_node_matches_the_exact_node_only)
 {
     struct cv_placement p;
