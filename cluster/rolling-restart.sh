@@ -16,7 +16,8 @@
 # Usage: cluster/rolling-restart.sh [--config FILE] [--run-dir DIR] [--build-dir DIR]
 #   --config FILE     the config run-cluster.sh used (default cluster/demo-cluster.yml)
 #   --run-dir DIR     its run directory (default $CVERSE_RUN_DIR, else cluster/run)
-#   --build-dir DIR   meson build directory (default build/ in the repository)
+#   --build-dir DIR   meson build directory (default: the one run-cluster.sh used, RUN_DIR/build-dir,
+#                     else build-rel/ in the repository)
 # Environment: LOADERS (default 4), CVERSE_READY_TIMEOUT seconds per node (default 60).
 # Exit: 0 every node restarted and no call failed; 1 a call failed or a node did not stop / come back;
 # 2 bad arguments or no running cluster.
@@ -32,7 +33,7 @@ now_ms() { echo $((${EPOCHREALTIME//[.,]/} / 1000)); }
 
 config=$ROOT/cluster/demo-cluster.yml
 run_dir=${CVERSE_RUN_DIR:-$ROOT/cluster/run}
-build_dir=$ROOT/build
+build_dir=
 while [ $# -gt 0 ]; do
   case "$1" in
     --config|--run-dir|--build-dir)
@@ -44,6 +45,10 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
+if [ -z "$build_dir" ]; then
+  build_dir=$ROOT/build-rel
+  [ -s "$run_dir/build-dir" ] && build_dir=$(cat "$run_dir/build-dir")
+fi
 config=$(abspath "$config") run_dir=$(abspath "$run_dir") build_dir=$(abspath "$build_dir")
 PIDS=$run_dir/pids LOG=$run_dir/node.log NODE_BIN=$build_dir/src/node/cverse-node
 LOADERS=${LOADERS:-4} READY_TIMEOUT=${CVERSE_READY_TIMEOUT:-60}

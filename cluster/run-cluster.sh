@@ -127,6 +127,7 @@ done
 mkdir -p "$RUN_DIR/data"
 cd "$RUN_DIR"  # anything a process writes with a relative path lands in the run directory
 : >"$PIDS"
+printf '%s\n' "$build_dir" >"$RUN_DIR/build-dir"  # rolling-restart.sh restarts nodes from the same build
 pids=()
 
 # Stops everything started so far (through stop-cluster.sh, which reads the pids file).
