@@ -34,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "consensus/entry.h"
 #include "consensus/rafttcp.h"
 #include "core/sm.h"
 #include "cverse/error.h"
@@ -286,42 +287,13 @@ static void consensus__leader_hint(struct cv_consensus *c, char *out, size_t len
     snprintf(out, len, "%s", n ? n->id : "");
 }
 
-/* Log entries: an 8-byte header (magic "CVB1", u32 big-endian payload length), the Batch, zero padding.
- * libraft 0.22 rejects entries whose length is not a multiple of 8, and padding must not reach the
- * protobuf decoder, hence the explicit length. */
-#define ENTRY_MAGIC 0x43564231u /* "CVB1" */
-#define ENTRY_HDR 8u
-
-/* Returns the Batch inside an entry, or NULL if the entry is not one of ours. */
-static const uint8_t *entry__payload(const struct raft_buffer *buf, size_t *len)
-{
-    const uint8_t *p = buf->base;
-    if (buf->len < ENTRY_HDR || cv_be32_get(p) != ENTRY_MAGIC) return NULL;
-    *len = cv_be32_get(p + 4);
-    return *len <= buf->len - ENTRY_HDR ? p + ENTRY_HDR : NULL;
-}
-
-static int entry__build(const uint8_t *batch, size_t len, struct raft_buffer *buf)
-{
-    size_t total = (ENTRY_HDR + len + 7) & ~(size_t)7;
-    buf->base = raft_malloc(total);
-    if (!buf->base) return CV_ENOMEM;
-    buf->len = total;
-    uint8_t *p = buf->base;
-    cv_be32_put(p, ENTRY_MAGIC);
-    cv_be32_put(p + 4, (uint32_t)len);
-    memcpy(p + ENTRY_HDR, batch, len);
-    memset(p + ENTRY_HDR + len, 0, total - ENTRY_HDR - len);
-    return 0;
-}
-
 /* Appends the queued batch to the raft log; returns 0 and the entry's index, or a CV_E* code. */
 static int queue__submit(struct cv_consensus *c, uint64_t *index)
 {
     struct entry_req *er = calloc(1, sizeof *er);
     struct raft_buffer buf;
     if (!er) return CV_ENOMEM;
-    if (entry__build(c->q, c->q_len, &buf)) {
+    if (cv_entry_build(c->q, c->q_len, &buf)) {
         free(er);
         return CV_ENOMEM;
     }
@@ -554,7 +526,7 @@ static int fsm__apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void 
     bool skipped = false;
     uint64_t t0 = cv_mono_ns();
     size_t len = 0;
-    const uint8_t *batch = entry__payload(buf, &len);
+    const uint8_t *batch = cv_entry_payload(buf, &len);
     *result = NULL;
     int rv = batch ? cv_catalog_apply(c->cat, index, batch, len, &skipped)
                    : cv_catalog_apply_noop(c->cat, index) ? CV_ELMDB : CV_EPROTO;
