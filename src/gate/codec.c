@@ -80,22 +80,22 @@ static int codec__unpack(const ProtobufCMessageDescriptor *d, const uint8_t *buf
     return CV_EPROTO;
 }
 
-int cv_gate_bytes_to_json(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t blen, json_t **out,
-                          char *err, size_t errlen)
+int cv_gate_bytes_to_json(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t blen, unsigned flags,
+                          json_t **out, char *err, size_t errlen)
 {
     ProtobufCMessage *m;
     int rv = codec__unpack(d, buf, blen, &m, err, errlen);
     if (rv) return rv;
-    rv = cv_pbjson_to_json(m, out, err, errlen);
+    rv = cv_pbjson_to_json_ex(m, flags, out, err, errlen);
     protobuf_c_message_free_unpacked(m, NULL);
     return rv;
 }
 
-int cv_gate_bytes_to_json_text(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t blen, char **out,
-                               char *err, size_t errlen)
+int cv_gate_bytes_to_json_text(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t blen,
+                               unsigned flags, char **out, char *err, size_t errlen)
 {
     json_t *j;
-    int rv = cv_gate_bytes_to_json(d, buf, blen, &j, err, errlen);
+    int rv = cv_gate_bytes_to_json(d, buf, blen, flags, &j, err, errlen);
     if (rv) return rv;
     char *s = json_dumps(j, JSON_COMPACT);
     json_decref(j);

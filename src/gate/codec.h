@@ -21,13 +21,14 @@ int cv_gate_json_text_to_bytes(const ProtobufCMessageDescriptor *d, const char *
 int cv_gate_any_to_bytes(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t blen, uint8_t **out,
                          size_t *len, char *err, size_t errlen);
 
-/* Renders packed bytes of type d as JSON. CV_EPROTO if the bytes do not decode as d, CV_EINVAL if the
- * message cannot be represented in JSON. */
-int cv_gate_bytes_to_json(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t blen, json_t **out,
-                          char *err, size_t errlen);
+/* Renders packed bytes of type d as JSON; flags: CV_PBJSON_EMIT_DEFAULTS (zero-valued fields too, what
+ * the gate answers by default) or 0 (the compact form). CV_EPROTO if the bytes do not decode as d,
+ * CV_EINVAL if the message cannot be represented in JSON. */
+int cv_gate_bytes_to_json(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t blen, unsigned flags,
+                          json_t **out, char *err, size_t errlen);
 /* Same, as compact JSON text (NUL-terminated). */
-int cv_gate_bytes_to_json_text(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t blen, char **out,
-                               char *err, size_t errlen);
+int cv_gate_bytes_to_json_text(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t blen,
+                               unsigned flags, char **out, char *err, size_t errlen);
 /* Wraps packed bytes of type d in an Any (type_url "type.googleapis.com/<full name>") and returns its
  * standard base64 text (NUL-terminated). CV_EPROTO if the bytes do not decode as d. */
 int cv_gate_bytes_to_any_b64(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t blen, char **out,

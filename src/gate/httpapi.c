@@ -124,6 +124,19 @@ int cv_gate_parse_timeout(const char *query, const char *header, unsigned *out_m
     return 0;
 }
 
+bool cv_gate_query_flag(const char *query, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = query ? query : ""; *p;) {
+        const char *end = strchr(p, '&');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (len > n && memcmp(p, name, n) == 0 && p[n] == '=')
+            return (len - n - 1 == 1 && p[n + 1] == '1') || (len - n - 1 == 4 && memcmp(p + n + 1, "true", 4) == 0);
+        p += len + (end != NULL);
+    }
+    return false;
+}
+
 void cv_gate_body_free(struct cv_gate_body *b)
 {
     json_decref(b->root);
@@ -215,6 +228,7 @@ struct hreq {
     enum cv_gate_body_kind kind;
     const struct cv_method *m;
     uint64_t start_ns;
+    unsigned json_flags; /* CV_PBJSON_EMIT_DEFAULTS unless the query asks for compact=1 */
 };
 
 /* {"response": …} for a successful call, in the form the request used; the status it answered with. */
@@ -228,7 +242,9 @@ static int http__call_answer(struct hreq *r, const uint8_t *body, size_t len)
     if (!cr) snprintf(err, sizeof err, "malformed CallResponse from the node");
     else if (r->kind == CV_GATE_BODY_ANY)
         rv = cv_gate_bytes_to_any_b64(r->m->response, cr->response.data, cr->response.len, &b64, err, sizeof err);
-    else rv = cv_gate_bytes_to_json(r->m->response, cr->response.data, cr->response.len, &resp, err, sizeof err);
+    else
+        rv = cv_gate_bytes_to_json(r->m->response, cr->response.data, cr->response.len, r->json_flags, &resp, err,
+                                   sizeof err);
     if (cr) cverse__rpc__call_response__free_unpacked(cr, NULL);
     if (rv) {
         if (rv == CV_EPROTO) rv = CV_EIO; /* the node's bytes, not the client's: 500 */
@@ -286,6 +302,7 @@ static int http__start(struct hreq *r, const struct cv_gate_target *t, const str
     int rv = cv_gate_parse_timeout(req->query, *req->deadline_ms ? req->deadline_ms : NULL, &timeout, err,
                                    errlen);
     if (rv) return rv;
+    r->json_flags = cv_gate_query_flag(req->query, "compact") ? 0 : CV_PBJSON_EMIT_DEFAULTS;
     if (t->op != CV_GATE_CALL) {
         if ((rv = cv_gate_types_find(types, t->type, err, errlen))) return rv;
         rv = cv_forwarder_forward(r->fw, t->op, t->type, t->id, NULL, NULL, 0, timeout, http__done, r);

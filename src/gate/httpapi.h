@@ -35,6 +35,10 @@ void cv_gate_target_free(struct cv_gate_target *t);
  * CV_EINVAL with a message for a value that is not a decimal integer 1..CV_GATE_MAX_TIMEOUT_MS. */
 int cv_gate_parse_timeout(const char *query, const char *header, unsigned *out_ms, char *err, size_t errlen);
 
+/* Whether the raw query string sets name=1 or name=true (compact=1: call responses without their
+ * zero-valued fields). */
+bool cv_gate_query_flag(const char *query, const char *name);
+
 enum cv_gate_body_kind {
     CV_GATE_BODY_EMPTY = 0, /* no body, {} or {"request":null}: the empty request message, JSON reply */
     CV_GATE_BODY_JSON,      /* {"request":{...}}: proto3 JSON, JSON reply */

@@ -17,6 +17,7 @@
 #include "cverse/error.h"
 #include "cverse/object.h"
 #include "gate/codec.h"
+#include "pbjson/pbjson.h"
 #include "net/frame.h"
 #include "rpc.pb-c.h"
 #include "util/log.h"
@@ -48,7 +49,8 @@ static void native__answer_json(struct nreq *r, const uint8_t *body, size_t len)
     int rv = CV_EIO;
     Cverse__Rpc__CallResponse *cr = cverse__rpc__call_response__unpack(NULL, len, body);
     if (cr) {
-        rv = cv_gate_bytes_to_json_text(r->m->response, cr->response.data, cr->response.len, &json, err, sizeof err);
+        rv = cv_gate_bytes_to_json_text(r->m->response, cr->response.data, cr->response.len,
+                                        CV_PBJSON_EMIT_DEFAULTS, &json, err, sizeof err);
         cverse__rpc__call_response__free_unpacked(cr, NULL);
         if (rv == CV_EPROTO) rv = CV_EIO; /* the node's bytes, not the client's */
     } else {

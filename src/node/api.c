@@ -204,7 +204,7 @@ static void api__get_object(struct cv_api *a, struct cv_http_exchange *x, const 
         cv_http_respond_error(x, CV_STATUS_NOT_FOUND, msg, NULL);
         return;
     }
-    if (si.state && cv_pbjson_to_json(si.state, &state, err, sizeof err) != 0) {
+    if (si.state && cv_pbjson_to_json_ex(si.state, CV_PBJSON_EMIT_DEFAULTS, &state, err, sizeof err) != 0) {
         snprintf(msg, sizeof msg, "state of %.100s cannot be shown as JSON: %s", id, err);
         cv_http_respond_error(x, CV_STATUS_INTERNAL, msg, NULL);
         return;

@@ -1,7 +1,7 @@
 /* protobuf-c message -> proto3 JSON, driven only by the message's descriptor.
  *
  * Happy path: cv_pbjson_to_json walks the descriptor's fields, skips those at their default (unless the
- * set member of a oneof), and builds a jansson object: 64-bit integers as strings, bytes as standard
+ * set member of a oneof, or CV_PBJSON_EMIT_DEFAULTS asks for them), and builds a jansson object: 64-bit integers as strings, bytes as standard
  * padded base64, enums by name, maps as JSON objects keyed by the entry's key.
  *
  * Failure modes: a string that is not UTF-8 or nesting past CV_PBJSON_MAX_DEPTH gives CV_EINVAL with a
@@ -259,6 +259,26 @@ static json_t *pbjson__field_to_json(struct pbjson__ctx *c, const ProtobufCMessa
     return pbjson__is_map(d, f) ? pbjson__map_to_json(c, f, arr, n) : pbjson__list_to_json(c, f, arr, n);
 }
 
+/* Whether f, not present, is emitted at its default (CV_PBJSON_EMIT_DEFAULTS): fields without explicit
+ * presence only. */
+static int pbjson__emit_default(const struct pbjson__ctx *c, const ProtobufCFieldDescriptor *f)
+{
+    return (c->flags & CV_PBJSON_EMIT_DEFAULTS) && !(f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) &&
+           !pbjson__has_flag(f) && f->label != PROTOBUF_C_LABEL_REQUIRED;
+}
+
+/* The JSON of a field at its default: [] / {} for a repeated one, null for an unset message, "" for an
+ * unset string, else its (zero) value. */
+static json_t *pbjson__default_to_json(struct pbjson__ctx *c, const ProtobufCMessageDescriptor *d,
+                                       const ProtobufCFieldDescriptor *f, const ProtobufCMessage *m)
+{
+    const void *at = (const char *)m + f->offset;
+    if (f->label == PROTOBUF_C_LABEL_REPEATED) return pbjson__field_to_json(c, d, f, m);
+    if (f->type == PROTOBUF_C_TYPE_MESSAGE && !*(void *const *)at) return pbjson__checked(c, json_null());
+    if (f->type == PROTOBUF_C_TYPE_STRING && !*(void *const *)at) return pbjson__checked(c, json_string(""));
+    return pbjson__value_to_json(c, f, at);
+}
+
 static json_t *pbjson__msg_to_json(struct pbjson__ctx *c, const ProtobufCMessage *m)
 {
     const ProtobufCMessageDescriptor *d = m->descriptor;
@@ -271,12 +291,13 @@ static json_t *pbjson__msg_to_json(struct pbjson__ctx *c, const ProtobufCMessage
     c->depth++;
     for (unsigned i = 0; i < d->n_fields; i++) {
         const ProtobufCFieldDescriptor *f = &d->fields[i];
-        if (!pbjson__present(f, m)) continue;
+        int present = pbjson__present(f, m);
+        if (!present && !pbjson__emit_default(c, f)) continue;
         char stack[64], *name = strlen(f->name) < sizeof stack ? stack : malloc(strlen(f->name) + 1);
         if (!name) goto err_after_object;
         pbjson__json_name(f->name, name);
         size_t mark = pbjson__push(c, "%s%s", c->plen ? "." : "", name);
-        json_t *v = pbjson__field_to_json(c, d, f, m);
+        json_t *v = present ? pbjson__field_to_json(c, d, f, m) : pbjson__default_to_json(c, d, f, m);
         pbjson__pop(c, mark);
         int rc = v ? json_object_set_new_nocheck(o, name, v) : -1;
         if (name != stack) free(name);
@@ -293,8 +314,14 @@ err_after_object:
 
 int cv_pbjson_to_json(const ProtobufCMessage *m, json_t **out, char *err, size_t errlen)
 {
+    return cv_pbjson_to_json_ex(m, 0, out, err, errlen);
+}
+
+int cv_pbjson_to_json_ex(const ProtobufCMessage *m, unsigned flags, json_t **out, char *err, size_t errlen)
+{
     struct pbjson__ctx c;
     pbjson__ctx_init(&c, NULL, err, errlen);
+    c.flags = flags;
     if (out) *out = NULL;
     if (!m || !m->descriptor || m->descriptor->magic != PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC || !out)
         return pbjson__fail(&c, CV_EINVAL, "invalid arguments");

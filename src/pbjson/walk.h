@@ -17,6 +17,7 @@ struct pbjson__ctx {
     size_t errlen;
     int rc; /* first error code, 0 while none */
     int depth;
+    unsigned flags; /* encoding: CV_PBJSON_* flags of encode.h (0 when decoding) */
     size_t plen;
     char path[256]; /* owned (inline): the JSON path of the field being walked */
 };

@@ -294,6 +294,30 @@ static void expect_error(const char *what, long want, const char *type, const ch
     free(t);
 }
 
+/* Call responses carry zero-valued fields (proto3 JSON's emit defaults): a fresh counter's value is "0",
+ * not an empty object; ?compact=1 gives the compact form. Over the native port (the CLI) too. */
+Test(objects, responses_include_zero_values_unless_compact)
+{
+    start(3, 3);
+    long st;
+    int port = h_gate_http_port(&C, 0);
+    char *t = h_post(port, "/api/v1/objects/call/SimpleCounter/zero-1/GetValue", "{\"request\":{}}", 14, &st);
+    cr_assert_eq(st, 200, "GetValue of a new counter: %ld %s", st, t ?: "");
+    cr_assert_str_eq(t, "{\"response\":{\"value\":\"0\"}}");
+    free(t);
+    t = h_post(port, "/api/v1/objects/call/SimpleCounter/zero-1/GetValue?compact=1", "{\"request\":{}}", 14, &st);
+    cr_assert_eq(st, 200);
+    cr_assert_str_eq(t, "{\"response\":{}}", "compact form");
+    free(t);
+    char args[200];
+    int code;
+    snprintf(args, sizeof args, "--gate 127.0.0.1:%d --json call SimpleCounter zero-1 GetValue", h_gate_grpc_port(&C, 0));
+    char *out = h_cli(args, &code);
+    cr_assert_eq(code, 0, "%s", out);
+    cr_assert(strstr(out, "\"value\":\"0\"") || strstr(out, "\"value\": \"0\""), "the CLI shows the zero: %s", out);
+    free(out);
+}
+
 Test(objects, documented_errors)
 {
     start(3, 3);

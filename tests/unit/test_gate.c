@@ -122,6 +122,19 @@ Test(gate_path, unknown_routes)
 /* ---------------------------------------------------------------------------------------------------
  * Timeouts, bodies, error mapping. */
 
+Test(gate_parse, query_flags)
+{
+    cr_assert(cv_gate_query_flag("compact=1", "compact"));
+    cr_assert(cv_gate_query_flag("timeout_ms=5&compact=true", "compact"));
+    cr_assert_not(cv_gate_query_flag("compact=0", "compact"));
+    cr_assert_not(cv_gate_query_flag("compact=yes", "compact"));
+    cr_assert_not(cv_gate_query_flag("compact", "compact"));
+    cr_assert_not(cv_gate_query_flag("xcompact=1", "compact"));
+    cr_assert_not(cv_gate_query_flag("compactx=1", "compact"));
+    cr_assert_not(cv_gate_query_flag("", "compact"));
+    cr_assert_not(cv_gate_query_flag(NULL, "compact"));
+}
+
 Test(gate_parse, timeouts)
 {
     unsigned ms;
@@ -414,7 +427,7 @@ Test(gate_codec, json_and_any_round_trips)
     cverse__rpc__create_request__free_unpacked(cr, NULL);
 
     char *json;
-    cr_assert_eq(cv_gate_bytes_to_json_text(&cverse__rpc__create_request__descriptor, bytes, len, &json, err,
+    cr_assert_eq(cv_gate_bytes_to_json_text(&cverse__rpc__create_request__descriptor, bytes, len, 0, &json, err,
                                             sizeof err), 0);
     cr_assert_str_eq(json, "{\"type\":\"T\",\"id\":\"x\"}");
     free(json);
@@ -452,7 +465,7 @@ Test(gate_codec, errors)
     cr_assert_eq(len, 0);
     free(bytes);
     json_t *j;
-    cr_assert_eq(cv_gate_bytes_to_json(&cverse__rpc__create_request__descriptor, (const uint8_t *)"\xff", 1, &j, err,
+    cr_assert_eq(cv_gate_bytes_to_json(&cverse__rpc__create_request__descriptor, (const uint8_t *)"\xff", 1, 0, &j, err,
                                        sizeof err), CV_EPROTO);
     cr_assert_eq(cv_gate_any_to_bytes(&cverse__rpc__create_request__descriptor, (const uint8_t *)"\x0a", 1, &bytes,
                                       &len, err, sizeof err), CV_EINVAL);

@@ -930,3 +930,45 @@ Test(pbjson_fuzz, ten_thousand_mutations, .timeout = 300)
     cr_assert_gt(accepted, 100, "accepted %d", accepted);
     cr_assert_gt(rejected, 100, "rejected %d", rejected);
 }
+
+/* ---------------------------------------------------------------------------------------------------
+ * CV_PBJSON_EMIT_DEFAULTS: zero-valued fields are emitted (a balance of 0 is "0", not absent). */
+
+Test(pbjson, emit_defaults_shows_zero_values_and_omits_unset_oneofs)
+{
+    Cvtest__Pbjson__Hello h = CVTEST__PBJSON__HELLO__INIT;
+    json_t *j;
+    char err[128];
+    cr_assert_eq(cv_pbjson_to_json(&h.base, &j, err, sizeof err), 0);
+    char *s = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+    cr_assert_str_eq(s, "{}", "compact: defaults omitted");
+    free(s);
+    json_decref(j);
+    cr_assert_eq(cv_pbjson_to_json_ex(&h.base, CV_PBJSON_EMIT_DEFAULTS, &j, err, sizeof err), 0);
+    s = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+    cr_assert_str_eq(s, "{\"name\":\"\",\"times\":0}");
+    free(s);
+    json_decref(j);
+
+    Cvtest__Pbjson__Everything e = CVTEST__PBJSON__EVERYTHING__INIT;
+    cr_assert_eq(cv_pbjson_to_json_ex(&e.base, CV_PBJSON_EMIT_DEFAULTS, &j, err, sizeof err), 0, "%s", err);
+    cr_assert(json_is_null(json_object_get(j, "scalars")), "an unset message is null");
+    cr_assert(json_is_array(json_object_get(j, "rI32")) && json_array_size(json_object_get(j, "rI32")) == 0);
+    cr_assert(json_is_object(json_object_get(j, "counts")) && json_object_size(json_object_get(j, "counts")) == 0);
+    cr_assert_str_eq(json_string_value(json_object_get(j, "snakeCaseName")), "");
+    cr_assert_eq(json_integer_value(json_object_get(j, "x2Y")), 0);
+    cr_assert(json_object_get(j, "x2Y") != NULL);
+    cr_assert_null(json_object_get(j, "num"), "an unset oneof member stays omitted");
+    cr_assert_null(json_object_get(j, "text"));
+    json_decref(j);
+
+    /* The emitted defaults decode back to the same (empty) message. */
+    cr_assert_eq(cv_pbjson_to_json_ex(&h.base, CV_PBJSON_EMIT_DEFAULTS, &j, err, sizeof err), 0);
+    s = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    Cvtest__Pbjson__Hello *back = (Cvtest__Pbjson__Hello *)parse_ok(HELLO_D, s);
+    cr_assert_str_eq(back->name, "");
+    cr_assert_eq(back->times, 0);
+    protobuf_c_message_free_unpacked(&back->base, NULL);
+    free(s);
+}
