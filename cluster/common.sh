@@ -18,11 +18,22 @@ child_alive() {
   [ "${stat:0:1}" != Z ]
 }
 
+# The --module options of the run: one "--module PATH" pair per line of RUN_DIR/modules (written by
+# run-cluster.sh --module), so restarted nodes load what the first ones did. Sets the array MODULE_ARGS.
+# Usage: module_args RUN_DIR
+module_args() {
+  MODULE_ARGS=()
+  [ -s "$1/modules" ] || return 0
+  local m
+  while IFS= read -r m; do [ -n "$m" ] && MODULE_ARGS+=(--module "$m"); done <"$1/modules"
+}
+
 # Starts node ID in the background exactly as run-cluster.sh does: NODE_BIN --config CONFIG --node-id ID
-# --data-dir RUN_DIR/data/ID, appending to LOG, SIGHUP ignored (the cluster outlives the terminal, as with
-# nohup), run from the current directory. The new PID is in $! afterwards.
+# --data-dir RUN_DIR/data/ID [--module PATH]..., appending to LOG, SIGHUP ignored (the cluster outlives
+# the terminal, as with nohup), run from the current directory. The new PID is in $! afterwards.
 # Usage: start_node NODE_BIN CONFIG ID RUN_DIR LOG
 start_node() {
   mkdir -p "$4/data/$3"
-  (trap '' HUP; exec "$1" --config "$2" --node-id "$3" --data-dir "$4/data/$3" </dev/null >>"$5" 2>&1) &
+  module_args "$4"
+  (trap '' HUP; exec "$1" --config "$2" --node-id "$3" --data-dir "$4/data/$3" "${MODULE_ARGS[@]}" </dev/null >>"$5" 2>&1) &
 }

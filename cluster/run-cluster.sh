@@ -9,8 +9,9 @@
 # is printed) are started and waited for the same way.
 # Stop the cluster with cluster/stop-cluster.sh.
 #
-# Usage: cluster/run-cluster.sh [--config FILE] [--build-dir DIR]
+# Usage: cluster/run-cluster.sh [--config FILE] [--build-dir DIR] [--module PATH.so]...
 #   --config FILE     cluster config (default cluster/demo-cluster.yml)
+#   --module PATH.so  a module of object types (docs/objects.md), loaded by every node and gate; repeatable
 #   --build-dir DIR   meson build directory (default build-rel/ in the repository, set up as a release
 #                     build if missing; an existing directory is used with the build type it has)
 # Environment:
@@ -22,7 +23,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)
 
 usage() {
-  echo "usage: cluster/run-cluster.sh [--config FILE] [--build-dir DIR]"
+  echo "usage: cluster/run-cluster.sh [--config FILE] [--build-dir DIR] [--module PATH.so]..."
   echo "environment: CVERSE_RUN_DIR (default cluster/run), CVERSE_READY_TIMEOUT seconds (default 60)"
 }
 die() { echo "run-cluster: $1" >&2; exit "${2:-1}"; }
@@ -31,14 +32,22 @@ abspath() { case "$1" in /*) printf '%s\n' "$1" ;; *) printf '%s\n' "$PWD/$1" ;;
 
 config=$ROOT/cluster/demo-cluster.yml
 build_dir=$ROOT/build-rel
+modules=()
+add_module() {
+  local m
+  m=$(abspath "$1")
+  [ -f "$m" ] || die "module not found: $1" 2
+  modules+=("$m")
+}
 while [ $# -gt 0 ]; do
   case "$1" in
-    --config|--build-dir)
+    --config|--build-dir|--module)
       if [ $# -lt 2 ] || [ -z "$2" ]; then usage >&2; die "$1 needs a value" 2; fi
-      if [ "$1" = --config ]; then config=$(abspath "$2"); else build_dir=$(abspath "$2"); fi
+      case "$1" in --config) config=$(abspath "$2") ;; --module) add_module "$2" ;; *) build_dir=$(abspath "$2") ;; esac
       shift ;;
     --config=*) config=$(abspath "${1#*=}") ;;
     --build-dir=*) build_dir=$(abspath "${1#*=}") ;;
+    --module=*) add_module "${1#*=}" ;;
     -h|--help) usage; exit 0 ;;
     *) usage >&2; die "unknown argument '$1'" 2 ;;
   esac
@@ -128,6 +137,7 @@ mkdir -p "$RUN_DIR/data"
 cd "$RUN_DIR"  # anything a process writes with a relative path lands in the run directory
 : >"$PIDS"
 printf '%s\n' "$build_dir" >"$RUN_DIR/build-dir"  # rolling-restart.sh restarts nodes from the same build
+printf '%s\n' "${modules[@]}" >"$RUN_DIR/modules"  # ... with the same modules (cluster/common.sh)
 pids=()
 
 # Stops everything started so far (through stop-cluster.sh, which reads the pids file).
@@ -220,8 +230,9 @@ gates_ms=0
 if [ ${#gate_ids[@]} -gt 0 ]; then
   gates_start_us=${EPOCHREALTIME//[.,]/}
   echo "=== run-cluster.sh $(date '+%F %T'): starting ${#gate_ids[@]} gates from $config" >>"$GATE_LOG"
+  module_args "$RUN_DIR"  # gates map JSON with the types' descriptors: they load the nodes' modules too
   for id in "${gate_ids[@]}"; do
-    (trap '' HUP; exec "$GATE_BIN" --config "$config" --gate-id "$id" </dev/null >>"$GATE_LOG" 2>&1) &
+    (trap '' HUP; exec "$GATE_BIN" --config "$config" --gate-id "$id" "${MODULE_ARGS[@]}" </dev/null >>"$GATE_LOG" 2>&1) &
     gate_pids+=("$!")
     echo "$! gate $id" >>"$PIDS"
   done
