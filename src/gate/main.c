@@ -2,6 +2,7 @@
  * event loop until SIGTERM/SIGINT. Exit codes: 0 stopped cleanly, 1 runtime failure (e.g. a port in use),
  * 2 bad arguments, config or module. */
 #include <getopt.h>
+#include <stdbool.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,7 +25,8 @@
 static void usage(FILE *f)
 {
     fprintf(f,
-            "Usage: cverse-gate --config FILE --gate-id ID [--module PATH.so ...] [--log-level LEVEL]\n"
+            "Usage: cverse-gate --config FILE --gate-id ID [--module PATH.so ...] [--no-builtin-types]\n"
+            "                   [--log-level LEVEL]\n"
             "\n"
             "Runs one cverse gate: clients call objects through it (native protocol on the gate's grpc_addr,\n"
             "HTTP on its http_addr); it routes each call to the node that owns the object's shard and\n"
@@ -35,6 +37,8 @@ static void usage(FILE *f)
             "                        as with Goverse's gate)\n"
             "  -m, --module PATH.so  load object types from a module (repeatable); the gate needs every type\n"
             "                        clients call, to map JSON and to answer 404 for unknown types\n"
+            "      --no-builtin-types  do not register the built-in demo types (SimpleCounter, ...): a module\n"
+            "                        may then bring types of those names (give the nodes the same option)\n"
             "  -l, --log-level L     debug, info (default), warn, error\n"
             "  -h, --help            show this help\n"
             "  -V, --version         show the version\n");
@@ -50,6 +54,7 @@ struct args {
     const char *config, *gate_id;
     const char *modules[MAX_MODULES];
     int n_modules;
+    bool no_builtin;
     enum cv_log_level level;
 };
 
@@ -60,7 +65,8 @@ static int parse_args(int argc, char **argv, struct args *a)
         {"config", required_argument, 0, 'c'},    {"gate-id", required_argument, 0, 'g'},
         {"node-id", required_argument, 0, 'g'},   {"module", required_argument, 0, 'm'},
         {"log-level", required_argument, 0, 'l'}, {"help", no_argument, 0, 'h'},
-        {"version", no_argument, 0, 'V'},         {0, 0, 0, 0}};
+        {"version", no_argument, 0, 'V'},         {"no-builtin-types", no_argument, 0, 'B'},
+        {0, 0, 0, 0}};
     opterr = 0;
     int ch;
     while ((ch = getopt_long(argc, argv, ":c:g:m:l:hV", opts, NULL)) != -1) {
@@ -74,6 +80,7 @@ static int parse_args(int argc, char **argv, struct args *a)
         case 'l':
             if (cv_log_level_parse(optarg, &a->level)) return bad_usage("unknown log level", optarg);
             break;
+        case 'B': a->no_builtin = true; break;
         case 'h': usage(stdout); return 0;
         case 'V': printf("cverse-gate %s\n", CV_VERSION); return 0;
         case ':': return bad_usage("option needs a value", argv[optind - 1]);
@@ -91,13 +98,13 @@ static int load_types(struct cv_gate_types *types, const struct args *a)
 {
     char err[512];
     int rv;
-    if ((rv = cv_demo_register(cv_gate_types_registry(types)))) {
+    if (!a->no_builtin && (rv = cv_demo_register(cv_gate_types_registry(types)))) {
         CV_ERROR("cannot register the built-in demo types: %s", cv_strerror(rv));
         return 1;
     }
     for (int i = 0; i < a->n_modules; i++) {
         if (cv_registry_load_module(cv_gate_types_registry(types), a->modules[i], NULL, err, sizeof err)) {
-            CV_ERROR("%s", err);
+            CV_ERROR("%s%s", err, strstr(err, "already registered") ? " (see --no-builtin-types)" : "");
             return 2;
         }
         CV_INFO("loaded module %s", a->modules[i]);

@@ -77,6 +77,7 @@ void h_cluster_init_ex(struct h_cluster *c, int n, int voters, unsigned lease_tt
     memset(c, 0, sizeof *c);
     c->n_gates = o->gates;
     if (o->module) snprintf(c->module, sizeof c->module, "%s", o->module);
+    c->no_builtin = o->no_builtin;
     c->n = n;
     /* Ports below the kernel's ephemeral range (32768+), where outgoing connections could take them:
      * grpc base+i, http base+100+i, raft = grpc + 2000, base chosen from the pid. */
@@ -126,10 +127,12 @@ static pid_t spawn(struct h_cluster *c, const char *bin, const char *log, const 
             dup2(fd, 2);
             close(fd);
         }
-        if (c->module[0])
-            execl(bin, bin, "--config", c->config, idflag, id, "--module", c->module, (char *)NULL);
-        else
-            execl(bin, bin, "--config", c->config, idflag, id, (char *)NULL);
+        char *argv[10] = {(char *)bin, "--config", c->config, (char *)idflag, (char *)id};
+        int n = 5;
+        if (c->module[0]) argv[n++] = "--module", argv[n++] = c->module;
+        if (c->no_builtin) argv[n++] = "--no-builtin-types";
+        argv[n] = NULL;
+        execv(bin, argv);
         _exit(127);
     }
     return pid;

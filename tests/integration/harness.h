@@ -23,12 +23,14 @@ struct h_cluster {
     int n_gates;
     pid_t gate_pid[H_MAX_GATES];
     char module[512]; /* --module for nodes and gates, "" = none */
+    bool no_builtin;  /* --no-builtin-types for nodes and gates */
 };
 
 struct h_opts {
     bool demo_autoload; /* GlobalMonitor / ShardMonitor (per shard) / NodeMonitor (per node) */
     int gates;          /* gates in the config (gate-1..) */
     const char *module; /* path of a module .so passed with --module, or NULL */
+    bool no_builtin;    /* nodes and gates without the built-in demo types (--no-builtin-types) */
     const char *config_extra; /* YAML appended at the root of the config (e.g. "object_types: ..."), or NULL */
 };
 

@@ -318,6 +318,24 @@ Test(objects, responses_include_zero_values_unless_compact)
     free(out);
 }
 
+/* Nodes and gates without the built-in demo types serve them from the demo module instead (the way a
+ * user module with a type named like a demo type is run). */
+Test(objects, demo_types_from_a_module_with_the_builtin_ones_off)
+{
+    const char *mod = getenv("CVERSE_DEMO_MODULE");
+    cr_assert(mod && *mod, "CVERSE_DEMO_MODULE not set (run through meson test)");
+    struct h_opts o = {.gates = 1, .module = mod, .no_builtin = true};
+    h_cluster_init_ex(&C, 3, 3, 1000, &o);
+    for (int i = 0; i < 3; i++) h_node_start(&C, i);
+    h_gate_start(&C, 0);
+    cr_assert(h_poll(30000, h_all_ready, &C), "nodes and gate with --no-builtin-types --module cverse-demo.so");
+    long st;
+    cr_assert_eq(h_increment_within(&C, "mod-1", 10000, &st), 1, "SimpleCounter from the module (HTTP %ld)", st);
+    char *t = h_post(h_gate_http_port(&C, 0), "/api/v1/objects/call/SimpleCounter/mod-1/GetValue", "{}", 2, &st);
+    cr_assert_eq(st, 200, "%s", t ?: "");
+    free(t);
+}
+
 Test(objects, documented_errors)
 {
     start(3, 3);
