@@ -133,5 +133,7 @@ int cv_stress_ns_setup(struct cv_stress_cluster *c, char *err, size_t errlen)
     int prev = cv_netns_enter(c->net, hosts - 1);
     if (prev < 0) return snprintf(err, errlen, "cverse-stress: cannot enter %s", c->net->ns[hosts - 1]), CV_EIO;
     close(prev); /* this thread stays in the clients' namespace for the whole run */
+    fprintf(stderr, "cverse-stress: partition: namespaces %s-h0..h%d on bridge %s (10.213.%d.0/24), the clients in %s\n",
+            c->net->prefix, hosts - 1, c->net->bridge, c->net->net, c->net->ns[hosts - 1]);
     return 0;
 }
