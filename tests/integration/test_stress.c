@@ -124,6 +124,19 @@ Test(stress, bad_flags_exit_4_naming_the_flag)
     cr_expect(strstr(err, "--pids"), "%s", err);
     free(out);
     free(err);
+    const char *part[] = {"--attach", "--config", "/nonexistent", "--pids", "/nonexistent", "--churn-enabled",
+                          "--churn-mode", "partition", NULL};
+    cr_expect_eq(run(part, 20, &out, &err), 4);
+    cr_expect(strstr(err, "--churn-mode partition"), "%s", err);
+    free(out);
+    free(err);
+    char demo[512];
+    snprintf(demo, sizeof demo, "%s/cluster/demo-cluster.yml", getenv("CVERSE_SOURCE_ROOT"));
+    const char *nopids[] = {"--attach", "--config", demo, "--pids", "/nonexistent", NULL};
+    cr_expect_eq(run(nopids, 20, &out, &err), 4);
+    cr_expect(strstr(err, "--pids /nonexistent"), "a pids file that cannot be read: %s", err);
+    free(out);
+    free(err);
 }
 
 Test(stress, a_cluster_never_ready_exits_3)
