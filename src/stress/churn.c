@@ -5,7 +5,9 @@
  *     wait for its exit, wait --churn-downtime, start it again, poll its /ready every 200 ms;
  *   sigkill: the same with SIGKILL (and a K line in the activation log: it cannot log its own ends);
  *   sigstop: SIGSTOP, wait the downtime, SIGCONT, poll /ready;
- *   rolling: the sigterm cycle for node-1, node-2, ... in turn, each back to /ready before the next.
+ *   rolling: the sigterm cycle for node-1, node-2, ... in turn, each back to /ready before the next;
+ *   partition: pull a random running node's link at the bridge (it can reach nobody, nobody reaches it;
+ *     it keeps running), wait the downtime, plug it in again, poll /ready.
  * The event's time is the first signal; its ready time is when the (last) node answered /ready again.
  * Failure modes: a node that is not ready again within --ready-timeout marks the churn failed (the run
  * reports it and stops churning); a leader that cannot be found (no node names one) falls back to a
@@ -19,7 +21,7 @@
 
 #include "cverse/error.h"
 
-enum { S_IDLE, S_LEADER, S_EXITING, S_DOWN, S_STOPPED, S_READY };
+enum { S_IDLE, S_LEADER, S_EXITING, S_DOWN, S_STOPPED, S_CUT, S_READY };
 
 static uint64_t rnd(struct cv_stress_churn *ch)
 {
@@ -85,6 +87,10 @@ static void on_downtime(uv_timer_t *t)
         cv_stress_proc_signal(ch->c, ch->node, SIGCONT);
         return poll_ready(ch);
     }
+    if (ch->step == S_CUT) {
+        if (cv_stress_proc_cut(ch->c, ch->node, false) < 0) return fail(ch, "could not be connected again");
+        return poll_ready(ch);
+    }
     if (cv_stress_proc_start(ch->c, ch->node) < 0) return fail(ch, "could not be restarted");
     poll_ready(ch);
 }
@@ -100,6 +106,11 @@ static void take_down(struct cv_stress_churn *ch, unsigned node)
 {
     ch->node = node;
     enum cv_stress_churn_mode m = ch->o->churn_mode;
+    if (m == CV_CHURN_PARTITION) {
+        ch->step = S_CUT;
+        if (cv_stress_proc_cut(ch->c, node, true) < 0) return fail(ch, "could not be cut off");
+        return (void)uv_timer_start(&ch->timer, on_downtime, ch->o->churn_downtime_ms, 0);
+    }
     int sig = m == CV_CHURN_SIGKILL ? SIGKILL : m == CV_CHURN_SIGSTOP ? SIGSTOP : SIGTERM;
     ch->step = m == CV_CHURN_SIGSTOP ? S_STOPPED : S_EXITING;
     if (cv_stress_proc_signal(ch->c, node, sig) < 0) return fail(ch, "could not be signalled");

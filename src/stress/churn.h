@@ -1,5 +1,5 @@
 /* cverse-stress's churn: one event at a time takes a node down (SIGTERM, SIGKILL, SIGSTOP, the leader,
- * or every node in turn), brings it back after the downtime and waits for its /ready. */
+ * every node in turn, or its network link), brings it back after the downtime and waits for its /ready. */
 #ifndef CV_STRESS_CHURN_H
 #define CV_STRESS_CHURN_H
 

@@ -54,7 +54,7 @@ struct run {
     struct cv_stress_endstate es;
     bool es_up;
     uv_timer_t tick, stats, churn_t, after_t;
-    uv_signal_t sigint, sigterm;
+    uv_signal_t sigint, sigterm, sighup;
     uint64_t t0, run_start, run_end, stop_started;
     unsigned ready_pending, ready_ok;
     int exit_code;  /* 3 / 4 decided before the checks; 0 otherwise */
@@ -272,7 +272,9 @@ static void finish(struct run *r)
     uv_close((uv_handle_t *)&r->after_t, NULL);
     uv_close((uv_handle_t *)&r->sigint, NULL);
     uv_close((uv_handle_t *)&r->sigterm, NULL);
+    uv_close((uv_handle_t *)&r->sighup, NULL);
     cv_stress_churn_close(&r->ch, NULL);
+    cv_stress_cluster_close(&r->c);
     if (r->es_up) cv_stress_endstate_close(&r->es, NULL);
     if (r->load_up) cv_stress_load_close(&r->l, load_closed, r);
     cv_httpc_close(r->ctl, NULL, NULL);
@@ -281,7 +283,7 @@ static void finish(struct run *r)
 static void on_stop_tick(uv_timer_t *t)
 {
     struct run *r = t->data;
-    if (cv_stress_cluster_running(&r->c) == 0) return finish(r);
+    if (r->c.attached || cv_stress_cluster_running(&r->c) == 0) return finish(r); /* an attached cluster stays */
     if (uv_hrtime() - r->stop_started > 30000000000ull) cv_stress_cluster_stop(&r->c, SIGKILL);
     uv_timer_start(&r->tick, on_stop_tick, 100, 0);
 }
@@ -325,8 +327,11 @@ static int setup(struct run *r, int argc, char **argv)
     if (rc < 0) return fprintf(stderr, "%s\n", err), 4;
     uv_loop_init(&r->loop);
     r->t0 = uv_hrtime();
-    if (cv_stress_cluster_init(&r->c, &r->loop, &r->o, argv[0], err, sizeof err) < 0)
-        return fprintf(stderr, "%s\n", err), 4;
+    if (cv_stress_cluster_init(&r->c, &r->loop, &r->o, argv[0], err, sizeof err) < 0) {
+        fprintf(stderr, "%s\n", err);
+        cv_stress_cluster_free(&r->c, false); /* the namespaces, the run dir */
+        return 4;
+    }
     r->c.on_exit = on_exit_cb;
     r->c.data = r;
     if (cv_httpc_init(&r->loop, &r->ctl) < 0) return fprintf(stderr, "cverse-stress: HTTP client failed\n"), 4;
@@ -341,6 +346,9 @@ static int setup(struct run *r, int argc, char **argv)
     uv_signal_init(&r->loop, &r->sigterm);
     r->sigterm.data = r;
     uv_signal_start(&r->sigterm, on_sigint, SIGTERM); /* like Ctrl-C: end early, stop the cluster, check */
+    uv_signal_init(&r->loop, &r->sighup);
+    r->sighup.data = r;
+    uv_signal_start(&r->sighup, on_sigint, SIGHUP); /* a closed terminal too: the namespaces must go */
     cv_stress_churn_init(&r->ch, &r->loop, &r->c, &r->o, r->ctl);
     r->ch.timer.data = &r->ch;
     return 0;

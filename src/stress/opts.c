@@ -3,7 +3,8 @@
  * Happy path: getopt_long over the table below; durations go through cverse-bench's parser (plain
  * numbers are seconds, as in Goverse's script); numbers are checked for range.
  * Failure modes: an unknown flag, a missing or malformed value, or a combination that cannot work
- * (--pids without --attach, churn of an attached cluster without --pids, --nodes 0) gives CV_EINVAL and
+ * (--pids without --attach, churn of an attached cluster without --pids, partition churn of an attached
+ * cluster, --nodes 0) gives CV_EINVAL and
  * one line naming the flag. */
 #include "stress/opts.h"
 
@@ -26,11 +27,11 @@ const char cv_stress_usage[] =
     "  --config FILE          cluster to start (cluster/demo-cluster.yml)\n"
     "  --nodes N --gates G --shards S   start a generated cluster instead (3, 2, 64)\n"
     "  --attach               drive the running cluster of --config (churn needs --pids FILE)\n"
-    "  --pids FILE            \"<node id> <pid>\" lines of the attached cluster's nodes\n"
+    "  --pids FILE            the attached cluster's processes: run-cluster.sh's \"PID ROLE ID\" lines\n"
     "  --churn-enabled        stop and restart nodes during the run\n"
     "  --churn-interval D     between churn events (30)\n"
     "  --churn-downtime D     how long a node stays down (2)\n"
-    "  --churn-mode M         sigterm|sigkill|sigstop|leader|rolling|partition (sigterm)\n"
+    "  --churn-mode M         sigterm|sigkill|sigstop|leader|rolling|partition (sigterm; partition: root)\n"
     "  --rate R               open loop: R operations/s over all clients (closed loop)\n"
     "  --objects N            counters (100)\n"
     "  --seed N               repeat a run's choices (from the time)\n"
@@ -166,9 +167,8 @@ static int combos(struct cv_stress_opts *o, char *err, size_t len)
     if (o->attach && o->generated) return bad(err, len, "--attach", "drives the cluster of --config; --nodes/--gates/--shards start one");
     if (o->attach && !o->config) return bad(err, len, "--attach", "needs --config FILE of the running cluster");
     if (o->attach && o->churn && !o->pids) return bad(err, len, "--churn-enabled", "with --attach needs --pids FILE");
-    if (o->pids) return bad(err, len, "--pids", "churn of an attached cluster is not implemented yet (docs/stress.md)");
-    if (o->churn && o->churn_mode == CV_CHURN_PARTITION)
-        return bad(err, len, "--churn-mode partition", "not implemented yet (see docs/stress.md)");
+    if (o->attach && o->churn && o->churn_mode == CV_CHURN_PARTITION)
+        return bad(err, len, "--churn-mode partition", "starts its own cluster in network namespaces; not with --attach");
     if (o->config && o->generated) return bad(err, len, "--config", "or --nodes/--gates/--shards, not both");
     if (o->op_deadline_ms < o->timeout_ms) return bad(err, len, "--op-deadline", "must be at least --timeout");
     return 0;

@@ -21,7 +21,8 @@ struct cv_stress_opts {
     bool generated;              /* --nodes/--gates/--shards given: a generated config */
     unsigned nodes, gates, shards; /* --nodes 3 --gates 2 --shards 64 (generated config) */
     bool attach;                 /* --attach: drive the running cluster of --config */
-    const char *pids;            /* --pids FILE ("<node id> <pid>" lines): churn of an attached cluster */
+    const char *pids;            /* --pids FILE ("PID ROLE ID" lines, as cluster/run-cluster.sh writes
+                                  * them): churn of an attached cluster */
     bool churn;                  /* --churn-enabled */
     uint64_t churn_interval_ms;  /* --churn-interval 30 */
     uint64_t churn_downtime_ms;  /* --churn-downtime 2 */

@@ -5,8 +5,12 @@
  * per node, <id>.log per process and activations.log, the activation log every started process appends
  * to. Processes are started with uv_spawn exactly as cluster/run-cluster.sh does (node: --config,
  * --node-id, --data-dir; gate: --config, --gate-id); their exits come back through uv's exit callback.
- * Failure modes: no free port range, a config that does not load, a binary that is not found: CV_E*
- * with a message. An exit nobody asked for (or a non-zero exit after SIGTERM) is counted in
+ * Partition churn: every process runs in a network namespace of its own (stress/ns.h), entered around
+ * its uv_spawn. Attached with --pids: the file's node processes are adopted (stress/attach.h): their
+ * exits are noticed by a 100 ms poll, a restart runs their recorded command line again as our child.
+ * Failure modes: no free port range, a config that does not load, a binary that is not found, no root
+ * for namespaces, a pids file that does not name every node of the config or names one that is not
+ * running: CV_E* with a message. An exit nobody asked for (or a non-zero exit after SIGTERM) is counted in
  * unexpected_exits: the report names it as a failure. */
 #include "stress/procs.h"
 
@@ -22,6 +26,7 @@
 #include <unistd.h>
 
 #include "cverse/error.h"
+#include "stress/ns.h"
 #include "util/actcheck.h"
 #include "util/actlog.h"
 #include "util/fs.h"
@@ -135,6 +140,8 @@ static void fill_procs(struct cv_stress_cluster *c)
     }
 }
 
+static int adopt(struct cv_stress_cluster *c, char *err, size_t errlen);
+
 int cv_stress_cluster_init(struct cv_stress_cluster *c, uv_loop_t *loop, const struct cv_stress_opts *o,
                            const char *argv0, char *err, size_t errlen)
 {
@@ -174,10 +181,21 @@ int cv_stress_cluster_init(struct cv_stress_cluster *c, uv_loop_t *loop, const s
         c->cfg = NULL;
         return CV_ECONFIG;
     }
+    if (o->churn && o->churn_mode == CV_CHURN_PARTITION && (rc = cv_stress_ns_setup(c, err, errlen)) < 0) return rc;
     fill_procs(c);
     find_bin(c->node_bin, sizeof c->node_bin, o->node_bin, "CVERSE_NODE_BIN", argv0, "node", "cverse-node");
     find_bin(c->gate_bin, sizeof c->gate_bin, o->gate_bin, "CVERSE_GATE_BIN", argv0, "gate", "cverse-gate");
-    return 0;
+    return o->attach && o->pids ? adopt(c, err, errlen) : 0;
+}
+
+static void exited(struct cv_stress_proc *p, bool unexpected)
+{
+    if (unexpected) p->unexpected_exits++;
+    p->pid = 0;
+    p->stopped = false;
+    p->expect_exit = false;
+    p->adopted = false;
+    if (p->c->on_exit) p->c->on_exit(p->c, p);
 }
 
 static void on_proc_exit(uv_process_t *h, int64_t status, int sig)
@@ -186,18 +204,96 @@ static void on_proc_exit(uv_process_t *h, int64_t status, int sig)
     if (sig) snprintf(p->last_exit, sizeof p->last_exit, "signal %d", sig);
     else snprintf(p->last_exit, sizeof p->last_exit, "exit %lld", (long long)status);
     bool asked_kill = p->expect_exit && sig == SIGKILL;
-    if (!p->expect_exit || (!asked_kill && (sig || status != 0))) p->unexpected_exits++;
-    p->pid = 0;
-    p->stopped = false;
-    p->expect_exit = false;
     uv_close((uv_handle_t *)h, NULL);
-    if (p->c->on_exit) p->c->on_exit(p->c, p);
+    exited(p, !p->expect_exit || (!asked_kill && (sig || status != 0)));
+}
+
+/* An adopted process is not our child: its exit shows as its pid gone (or a zombie of its parent). */
+static void on_watch(uv_timer_t *t)
+{
+    struct cv_stress_cluster *c = t->data;
+    for (unsigned i = 0; i < c->n_nodes; i++) {
+        struct cv_stress_proc *p = &c->p[i];
+        if (!p->adopted || !p->pid || cv_stress_pid_alive(p->pid)) continue;
+        snprintf(p->last_exit, sizeof p->last_exit, "exited (status unknown: not our child)");
+        exited(p, !p->expect_exit);
+    }
+}
+
+/* Takes over the node processes the pids file names: each must be a node of the config, running. */
+static int adopt(struct cv_stress_cluster *c, char *err, size_t errlen)
+{
+    struct cv_stress_pid pids[CV_STRESS_MAX_PIDS];
+    unsigned n;
+    char perr[256];
+    if (cv_stress_pids_load(c->o->pids, pids, CV_STRESS_MAX_PIDS, &n, perr, sizeof perr) < 0)
+        return snprintf(err, errlen, "cverse-stress: --pids %s: %s", c->o->pids, perr), CV_EINVAL;
+    for (unsigned k = 0; k < n; k++) {
+        int i = strcmp(pids[k].role, "node") ? -1 : cv_config_node_index(c->cfg, pids[k].id);
+        if (i < 0) continue; /* gates, the inspector: not churned */
+        struct cv_stress_proc *p = &c->p[i];
+        if (!cv_stress_pid_alive(pids[k].pid) || cv_stress_cmd_capture(pids[k].pid, &p->cmd, perr, sizeof perr) < 0)
+            return snprintf(err, errlen, "cverse-stress: --pids %s: node %s (pid %ld) is not running or not readable",
+                            c->o->pids, p->id, (long)pids[k].pid), CV_EINVAL;
+        p->pid = p->listed_pid = pids[k].pid;
+        p->adopted = true;
+    }
+    for (unsigned i = 0; i < c->n_nodes; i++)
+        if (!c->p[i].pid)
+            return snprintf(err, errlen, "cverse-stress: --pids %s: no \"PID node %s\" line", c->o->pids, c->p[i].id),
+                   CV_EINVAL;
+    const char *log = cv_stress_cmd_getenv(&c->p[0].cmd, CV_ACTLOG_ENV); /* the nodes' own activation log */
+    if (log) snprintf(c->actlog, sizeof c->actlog, "%s", log);
+    uv_timer_init(c->loop, &c->watch);
+    c->watch.data = c;
+    c->watching = true;
+    uv_timer_start(&c->watch, on_watch, 100, 100);
+    return 0;
+}
+
+/* uv_spawn inside process i's namespace, if any (the child inherits the calling thread's). */
+static int spawn(struct cv_stress_cluster *c, unsigned i, const uv_process_options_t *po)
+{
+    struct cv_stress_proc *p = &c->p[i];
+    int prev = c->net ? cv_netns_enter(c->net, (int)i) : -1;
+    if (c->net && prev < 0) return CV_EIO;
+    memset(&p->h, 0, sizeof p->h);
+    p->h.data = p;
+    int rc = uv_spawn(c->loop, &p->h, po);
+    if (prev >= 0) cv_netns_leave(prev);
+    if (rc < 0) {
+        uv_close((uv_handle_t *)&p->h, NULL);
+        return CV_EIO;
+    }
+    p->pid = p->h.pid;
+    return 0;
+}
+
+/* An attached node: its recorded command line, environment and cwd, output appended to its log, in a
+ * session of its own (it outlives cverse-stress, like the cluster it belongs to). */
+static int start_again(struct cv_stress_cluster *c, unsigned i)
+{
+    struct cv_stress_proc *p = &c->p[i];
+    int fd = open(p->cmd.log[0] ? p->cmd.log : "/dev/null", O_WRONLY | O_APPEND | O_CLOEXEC);
+    if (fd < 0) return CV_EIO;
+    uv_stdio_container_t io[3] = {{.flags = UV_IGNORE}, {.flags = UV_INHERIT_FD, .data.fd = fd},
+                                  {.flags = UV_INHERIT_FD, .data.fd = fd}};
+    uv_process_options_t po = {.exit_cb = on_proc_exit, .file = p->cmd.argv[0], .args = p->cmd.argv,
+                               .env = p->cmd.env, .cwd = p->cmd.cwd, .flags = UV_PROCESS_DETACHED,
+                               .stdio_count = 3, .stdio = io};
+    int rc = spawn(c, i, &po);
+    close(fd);
+    if (rc < 0) return rc;
+    if (cv_stress_pids_replace(c->o->pids, p->listed_pid, p->pid) == 0) p->listed_pid = p->pid;
+    else fprintf(stderr, "cverse-stress: could not write %s's new pid %ld into %s\n", p->id, (long)p->pid, c->o->pids);
+    return 0;
 }
 
 int cv_stress_proc_start(struct cv_stress_cluster *c, unsigned i)
 {
     struct cv_stress_proc *p = &c->p[i];
     if (p->pid) return CV_EINVAL;
+    if (p->cmd.argv) return start_again(c, i);
     char log[400], data[400];
     snprintf(log, sizeof log, "%s/%s.log", c->dir, p->id);
     snprintf(data, sizeof data, "%s/data/%s", c->dir, p->id);
@@ -210,16 +306,9 @@ int cv_stress_proc_start(struct cv_stress_cluster *c, unsigned i)
                                   {.flags = UV_INHERIT_FD, .data.fd = fd}};
     uv_process_options_t po = {.exit_cb = on_proc_exit, .file = p->gate ? c->gate_bin : c->node_bin,
                                .args = p->gate ? gate_argv : node_argv, .stdio_count = 3, .stdio = io};
-    memset(&p->h, 0, sizeof p->h);
-    p->h.data = p;
-    int rc = uv_spawn(c->loop, &p->h, &po);
+    int rc = spawn(c, i, &po);
     close(fd);
-    if (rc < 0) {
-        uv_close((uv_handle_t *)&p->h, NULL);
-        return CV_EIO;
-    }
-    p->pid = p->h.pid;
-    return 0;
+    return rc;
 }
 
 int cv_stress_proc_signal(struct cv_stress_cluster *c, unsigned i, int sig)
@@ -227,7 +316,7 @@ int cv_stress_proc_signal(struct cv_stress_cluster *c, unsigned i, int sig)
     struct cv_stress_proc *p = &c->p[i];
     if (!p->pid) return CV_EINVAL;
     if (sig == SIGTERM || sig == SIGKILL) p->expect_exit = true;
-    if (sig == SIGKILL && cv_actcheck_killed(c->actlog, p->pid) < 0) fprintf(stderr, "cverse-stress: cannot append to %s\n", c->actlog);
+    if (sig == SIGKILL && c->actlog[0] && cv_actcheck_killed(c->actlog, p->pid) < 0) fprintf(stderr, "cverse-stress: cannot append to %s\n", c->actlog);
     if (kill(p->pid, sig) < 0) return CV_EIO;
     if (sig == SIGSTOP) p->stopped = true;
     if (sig == SIGCONT) p->stopped = false;
@@ -235,9 +324,17 @@ int cv_stress_proc_signal(struct cv_stress_cluster *c, unsigned i, int sig)
     return 0;
 }
 
+int cv_stress_proc_cut(struct cv_stress_cluster *c, unsigned i, bool cut)
+{
+    if (!c->net) return CV_EINVAL;
+    int rc = cv_netns_link(c->net, (int)i, !cut);
+    if (rc == 0) c->p[i].cut = cut;
+    return rc;
+}
+
 bool cv_stress_proc_up(const struct cv_stress_cluster *c, unsigned i)
 {
-    return c->attached || (c->p[i].pid && !c->p[i].stopped);
+    return (c->attached && !c->o->pids) || (c->p[i].pid && !c->p[i].stopped);
 }
 
 unsigned cv_stress_cluster_running(const struct cv_stress_cluster *c)
@@ -250,16 +347,29 @@ unsigned cv_stress_cluster_running(const struct cv_stress_cluster *c)
 void cv_stress_cluster_stop(struct cv_stress_cluster *c, int sig)
 {
     for (unsigned i = 0; i < c->n_nodes + c->n_gates; i++) {
+        if (c->p[i].cut) cv_stress_proc_cut(c, i, false); /* a cut-off node could not drain */
         if (!c->p[i].pid) continue;
         if (c->p[i].stopped) cv_stress_proc_signal(c, i, SIGCONT);
         cv_stress_proc_signal(c, i, sig);
     }
 }
 
+void cv_stress_cluster_close(struct cv_stress_cluster *c)
+{
+    if (c->watching) uv_close((uv_handle_t *)&c->watch, NULL);
+    c->watching = false;
+    for (unsigned i = 0; c->attached && i < c->n_nodes; i++)
+        if (c->p[i].pid && !c->p[i].adopted) uv_close((uv_handle_t *)&c->p[i].h, NULL); /* restarted: keeps running */
+}
+
 void cv_stress_cluster_free(struct cv_stress_cluster *c, bool keep)
 {
     cv_config_free(c->cfg);
     c->cfg = NULL;
+    for (unsigned i = 0; i < c->n_nodes; i++) cv_stress_cmd_free(&c->p[i].cmd);
+    if (c->net) cv_netns_destroy(c->net);
+    free(c->net);
+    c->net = NULL;
     if (c->attached && !keep) rmdir(c->dir); /* nothing of an attached run lives there */
     if (keep || c->attached) return;
     char cmd[600];

@@ -1,5 +1,6 @@
 /* cverse-stress's cluster: the run dir, the config (generated or given), and the node and gate processes
- * it starts, signals and restarts on a libuv loop. */
+ * it starts (each in a network namespace of its own for partition churn), or adopts from a pids file
+ * (--attach --pids), signals, cuts off and restarts on a libuv loop. */
 #ifndef CV_STRESS_PROCS_H
 #define CV_STRESS_PROCS_H
 
@@ -8,7 +9,9 @@
 #include <uv.h>
 
 #include "config/config.h"
+#include "stress/attach.h"
 #include "stress/opts.h"
+#include "util/netns.h"
 
 #define CV_STRESS_MAX_PROCS 96
 
@@ -21,6 +24,10 @@ struct cv_stress_proc {
     uv_process_t h;
     pid_t pid;                 /* 0 when not running */
     bool stopped;              /* SIGSTOPped */
+    bool cut;                  /* its link is down (partition) */
+    bool adopted;              /* attached and not our child: its exit is noticed by polling */
+    pid_t listed_pid;          /* the PID its line of the pids file has now */
+    struct cv_stress_cmd cmd;  /* attached node: how to start it again (owned) */
     bool expect_exit;          /* we signalled it to exit */
     unsigned unexpected_exits; /* exits nobody asked for, or a non-zero status after SIGTERM */
     char last_exit[96];        /* "exit 0", "signal 9", ... */
@@ -38,25 +45,38 @@ struct cv_stress_cluster {
     struct cv_stress_proc p[CV_STRESS_MAX_PROCS]; /* nodes first, then gates */
     unsigned n_nodes, n_gates;
     bool attached;
+    struct cv_netns *net;           /* partition: host i = process i, the clients last (owned); else NULL */
+    uv_timer_t watch;               /* --pids: polls the adopted processes */
+    bool watching;
     cv_stress_exit_cb on_exit;
     void *data;
 };
 
 /* Makes the run dir, writes or loads the config, finds the binaries, sets CVERSE_ACTIVATION_LOG for the
- * processes to come. 0, or CV_EINVAL / CV_EIO / CV_ECONFIG with one line in err. */
+ * processes to come. Partition churn: sets up the namespaces (stress/ns.h; the calling thread ends up in
+ * the clients' one). Attached with --pids: adopts the file's node processes (their command lines for
+ * restarts; the activation log their environment names). 0, or CV_EINVAL / CV_EIO / CV_ECONFIG /
+ * CV_EPERM with one line in err. */
 int cv_stress_cluster_init(struct cv_stress_cluster *c, uv_loop_t *loop, const struct cv_stress_opts *o,
                            const char *argv0, char *err, size_t errlen);
-/* Starts process i (node or gate) logging to <dir>/<id>.log. 0 or a CV_E* code. */
+/* Starts process i (node or gate) logging to <dir>/<id>.log, inside its namespace for partition churn;
+ * an attached node as it ran before (and its pids file line gets the new PID). 0 or a CV_E* code. */
 int cv_stress_proc_start(struct cv_stress_cluster *c, unsigned i);
 /* Sends sig to process i (SIGKILL also appends its K line to the activation log; SIGCONT clears stopped). */
 int cv_stress_proc_signal(struct cv_stress_cluster *c, unsigned i, int sig);
-/* True while process i runs and is not stopped; an attached cluster's processes always count as up. */
+/* Cuts process i's link (cut) or restores it (partition churn). 0, CV_EINVAL without namespaces, CV_EIO. */
+int cv_stress_proc_cut(struct cv_stress_cluster *c, unsigned i, bool cut);
+/* True while process i runs and is not stopped; an attached cluster's processes count as up unless
+ * --pids says otherwise. */
 bool cv_stress_proc_up(const struct cv_stress_cluster *c, unsigned i);
 /* Number of running (started and not exited) processes. */
 unsigned cv_stress_cluster_running(const struct cv_stress_cluster *c);
-/* SIGCONTs stopped ones and SIGTERMs every running process (they exit through on_exit). */
+/* Heals cut links, SIGCONTs stopped ones and SIGTERMs every running process (they exit through on_exit). */
 void cv_stress_cluster_stop(struct cv_stress_cluster *c, int sig);
-/* Frees the config; removes the run dir unless keep (call once every process exited). */
+/* Closes the handles (the poll timer; an attached cluster's restarted nodes keep running, unwatched). */
+void cv_stress_cluster_close(struct cv_stress_cluster *c);
+/* Frees the config; deletes the namespaces; removes the run dir unless keep (call once every process
+ * exited, and the loop is closed). */
 void cv_stress_cluster_free(struct cv_stress_cluster *c, bool keep);
 
 #endif

@@ -1,5 +1,5 @@
 /* Integration: real network partitions. Every node and the gate run in a network namespace of their own
- * (tests/integration/netns.h: veth pairs to a bridge, 10.213.<net>.<k>/24), 4 nodes (3 voters, 1 standby),
+ * (src/util/netns.h: veth pairs to a bridge, 10.213.<net>.<k>/24), 4 nodes (3 voters, 1 standby),
  * 64 shards, lease TTL 1 s, counters called through the gate by a load thread the whole time.
  * - isolate the standby for 15 s (its cable pulled): it fences within the TTL (/ready 503 "fenced",
  *   asked from inside its namespace), the others re-own its shards and serve its counters; heal: it
@@ -26,7 +26,7 @@
 #include <unistd.h>
 
 #include "harness.h"
-#include "netns.h"
+#include "util/netns.h"
 
 #define TTL_MS 1000
 #define FENCE_SEEN_SLACK_MS 200u /* how late polling may see a fence (see isolate_case) */
@@ -42,15 +42,52 @@
 #define CATCH_UP_MS 3000
 
 static struct h_cluster C;
-static struct h_net N;
+static struct cv_netns N;
 
 static void teardown(void)
 {
     if (C.dir[0]) h_cluster_destroy(&C); /* kills the processes (by pid) before their namespaces go */
-    h_net_destroy(&N);
+    cv_netns_destroy(&N);
 }
 
 TestSuite(partition, .fini = teardown, .timeout = 150);
+
+/* ---------------------------------------------------------------- the network (src/util/netns.h) */
+
+/* Creates the namespaces: fails (never skips) with a message when network namespaces are unavailable. */
+static void net_create(int hosts)
+{
+    char err[256];
+    int rc = cv_netns_create(&N, hosts, err, sizeof err);
+    cr_assert_eq(rc, 0, "%s. The partition tests need them and are not skipped.", err);
+}
+
+static void net_jitter(void)
+{
+    cr_assert_geq(cv_netns_jitter(&N), 0, "netns: command failed (see stderr)");
+}
+
+static int net_enter(int k)
+{
+    int prev = cv_netns_enter(&N, k);
+    cr_assert_geq(prev, 0, "cannot enter %s (see stderr)", N.ns[k]);
+    return prev;
+}
+
+static void net_leave(int prev)
+{
+    cr_assert_eq(cv_netns_leave(prev), 0, "cannot leave a namespace (see stderr)");
+}
+
+static void net_link(int k, bool up)
+{
+    cr_assert_eq(cv_netns_link(&N, k, up), 0, "netns: command failed (see stderr)");
+}
+
+static void net_cut_pair(int a, int b, bool cut)
+{
+    cr_assert_eq(cv_netns_cut_pair(&N, a, b, cut), 0, "netns: command failed (see stderr)");
+}
 
 /* Keeps a fault going until the monotonic time `until`: a chosen duration of the scenario, not a
  * synchronisation (what the test waits for is polled). */
@@ -63,17 +100,17 @@ static void hold_until(unsigned long long until)
 
 static json_t *node_json(int i, const char *path, long *st)
 {
-    int prev = h_net_enter(&N, i);
+    int prev = net_enter(i);
     json_t *j = h_get_json(&C, i, path, st);
-    h_net_leave(prev);
+    net_leave(prev);
     return j;
 }
 
 static char *node_text(int i, const char *path, long *st)
 {
-    int prev = h_net_enter(&N, i);
+    int prev = net_enter(i);
     char *t = h_get_text(&C, i, path, st);
-    h_net_leave(prev);
+    net_leave(prev);
     return t;
 }
 
@@ -85,9 +122,9 @@ static char *gate_post(const char *path, long *st)
 
 static char *gate_post_ns(const char *path, long *st)
 {
-    int prev = h_net_enter(&N, GATE);
+    int prev = net_enter(GATE);
     char *t = gate_post(path, st);
-    h_net_leave(prev);
+    net_leave(prev);
     return t;
 }
 
@@ -103,10 +140,10 @@ static bool all_ready(void *arg)
     (void)arg;
     for (int i = 0; i < C.n; i++)
         if (!node_ready(i)) return false;
-    int prev = h_net_enter(&N, GATE);
+    int prev = net_enter(GATE);
     long st;
     free(h_get_port(h_gate_http_port(&C, 0), "/ready", &st));
-    h_net_leave(prev);
+    net_leave(prev);
     return st == 200;
 }
 
@@ -236,7 +273,7 @@ static long long increment(const char *id, unsigned timeout_ms, long *st)
 static void *load_main(void *arg)
 {
     struct load *l = arg;
-    int prev = h_net_enter(&N, GATE); /* this thread's sockets live in the gate's namespace */
+    int prev = net_enter(GATE); /* this thread's sockets live in the gate's namespace */
     char id[16];
     while (l->run)
         for (int k = 0; k < N_LOAD && l->run; k++) {
@@ -246,7 +283,7 @@ static void *load_main(void *arg)
             long long v = increment(id, 700, &st);
             if (v > 0) load_ack(l, k, v);
         }
-    h_net_leave(prev);
+    net_leave(prev);
     return NULL;
 }
 
@@ -353,10 +390,10 @@ static void ops_check(const struct ops *o, const char *when)
 
 static void start_process(int host, bool gate)
 {
-    int prev = h_net_enter(&N, host); /* the child inherits this thread's namespace */
+    int prev = net_enter(host); /* the child inherits this thread's namespace */
     if (gate) h_gate_start(&C, 0);
     else h_node_start(&C, host);
-    h_net_leave(prev);
+    net_leave(prev);
 }
 
 /* Network, config, processes, and the objects: N_LOAD counters (incremented once) and N_OPS to delete.
@@ -364,8 +401,8 @@ static void start_process(int host, bool gate)
  * InstallSnapshot; otherwise none during the test (the other cases measure catch-up from the log). */
 static void start_ex(bool snapshots, bool jitter)
 {
-    h_net_create(&N, N_NODES + 1);
-    if (jitter) h_net_jitter(&N);
+    net_create(N_NODES + 1);
+    if (jitter) net_jitter();
     const char *hosts[N_NODES + 1];
     for (int k = 0; k <= N_NODES; k++) hosts[k] = N.ip[k];
     struct h_opts o = {.gates = 1};
@@ -531,7 +568,7 @@ static void isolate_case(enum victim kind, unsigned cut_ms, bool snapshots)
     load_start();
 
     unsigned long long t0 = h_now_ms();
-    h_net_link(&N, v, false);
+    net_link(v, false);
     cr_assert(h_poll(TTL_MS + 5000, fenced, &v), "isolated %s did not fence itself", C.id[v]);
     unsigned long long t_fenced = h_now_ms();
     /* The node fences itself at most TTL - margin after its last renewal was sent (before the cut); we see
@@ -558,7 +595,7 @@ static void isolate_case(enum victim kind, unsigned cut_ms, bool snapshots)
     struct catch_up cu = {v, applied_index(leader)};
     cr_assert_gt(cu.index, 0, "the leader's applied index");
     unsigned long long t_heal = h_now_ms();
-    h_net_link(&N, v, true);
+    net_link(v, true);
     cr_assert(h_poll(30000, caught_up, &cu), "%s did not catch up with the log after the heal%s", C.id[v], node_fate(v));
     unsigned long long t_caught = h_now_ms();
     cr_expect_leq(t_caught - t_heal, CATCH_UP_MS, "%s caught up with the log only %llu ms after the heal",
@@ -616,7 +653,7 @@ Test(partition, gate_cut_from_one_node_serves_the_others_and_never_double_serves
     for (int k = 0; k < N_LOAD; k++) others[k] = !on_v[k];
     load_start();
     unsigned long long t0 = h_now_ms();
-    h_net_cut_pair(&N, GATE, v, true);
+    net_cut_pair(GATE, v, true);
     struct acked_since a = {t0 + TTL_MS, others};
     cr_assert(h_poll(5000, all_acked_since, &a), "counters not on %s stopped being served after the cut", C.id[v]);
     hold_until(t0 + 4000);
@@ -627,7 +664,7 @@ Test(partition, gate_cut_from_one_node_serves_the_others_and_never_double_serves
     unsigned long long t_heal = h_now_ms();
     int served = 0;
     for (int k = 0; k < N_LOAD; k++) served += on_v[k] && L.acked_ms[k] > t0 + TTL_MS;
-    h_net_cut_pair(&N, GATE, v, false);
+    net_cut_pair(GATE, v, false);
     struct acked_since b = {t_heal, on_v};
     cr_assert(h_poll(15000, all_acked_since, &b), "the counters of %s are not served again after the heal", C.id[v]);
     unsigned long long t_back = h_now_ms();
@@ -651,9 +688,9 @@ Test(partition, flapping_link_never_double_activates_and_converges)
     unsigned long long t0 = h_now_ms(), t = t0;
     int flaps = 0;
     while (t < t0 + 10000) {
-        h_net_link(&N, v, false);
+        net_link(v, false);
         hold_until(t += 300);
-        h_net_link(&N, v, true);
+        net_link(v, true);
         hold_until(t += 300);
         flaps++;
     }

@@ -1,7 +1,10 @@
 /* cverse-stress (issue 10): the 60-second smoke the test suite runs (3 nodes, 2 gates, 64 shards, a
- * SIGKILL churn every 10 s: must pass), its exit codes for bad flags and a cluster that is never ready,
- * and the checks it relies on driven directly: the activation-log checker (util/actcheck.h) and the
- * history checks (exact counts, linearizable counters) on hand-made histories.
+ * SIGKILL churn every 10 s: must pass), the churn of an attached cluster through a pids file (a harness
+ * cluster; the killed nodes come back with the same command line and the file gets their new PIDs),
+ * its exit codes for bad flags and a cluster that is never ready, and the checks it relies on driven
+ * directly: the activation-log checker (util/actcheck.h), the history checks (exact counts,
+ * linearizable counters) on hand-made histories, the pids file parser and the partition config rewrite.
+ * (Partition churn itself needs root and takes a minute: docs/stress.md has its runs.)
  *
  * The tool runs as a child process (CVERSE_STRESS_BIN) with its output in files of a temp dir; the test
  * waits for its exit by polling with a deadline. */
@@ -14,7 +17,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cverse/error.h"
+#include "harness.h"
+#include "stress/attach.h"
 #include "stress/history.h"
+#include "stress/ns.h"
 #include "stress/report.h"
 #include "tmpdir.h"
 #include "util/actcheck.h"
@@ -115,6 +122,19 @@ Test(stress, bad_flags_exit_4_naming_the_flag)
     char *out, *err;
     cr_expect_eq(run(combo, 20, &out, &err), 4);
     cr_expect(strstr(err, "--pids"), "%s", err);
+    free(out);
+    free(err);
+    const char *part[] = {"--attach", "--config", "/nonexistent", "--pids", "/nonexistent", "--churn-enabled",
+                          "--churn-mode", "partition", NULL};
+    cr_expect_eq(run(part, 20, &out, &err), 4);
+    cr_expect(strstr(err, "--churn-mode partition"), "%s", err);
+    free(out);
+    free(err);
+    char demo[512];
+    snprintf(demo, sizeof demo, "%s/cluster/demo-cluster.yml", getenv("CVERSE_SOURCE_ROOT"));
+    const char *nopids[] = {"--attach", "--config", demo, "--pids", "/nonexistent", NULL};
+    cr_expect_eq(run(nopids, 20, &out, &err), 4);
+    cr_expect(strstr(err, "--pids /nonexistent"), "a pids file that cannot be read: %s", err);
     free(out);
     free(err);
 }
@@ -279,4 +299,127 @@ Test(stress, verdict_applies_the_availability_rules)
     cr_expect_eq(verdict(CV_CHURN_SIGTERM, true, "UNAVAILABLE", true, 12 * s), 2, "graceful churn: none at all");
     cr_expect_eq(verdict(CV_CHURN_SIGKILL, false, "UNAVAILABLE", true, 12 * s), 2, "no churn: none at all");
     cr_expect_eq(verdict(CV_CHURN_SIGKILL, true, "UNAVAILABLE", true, s / 2), 0, "before the measured time (creates)");
+    cr_expect_eq(verdict(CV_CHURN_PARTITION, true, "UNAVAILABLE", true, 12 * s), 0, "partition: inside the window");
+    cr_expect_eq(verdict(CV_CHURN_PARTITION, true, "UNAVAILABLE", true, 50 * s), 2, "partition: outside every window");
+}
+
+/* ---- partition: the config rewrite; attached clusters: the pids file */
+
+Test(stress, partition_config_puts_each_process_on_its_host)
+{
+    const char *text = "version: 1\ncluster:\n  shards: 8\n  etcd:\n    endpoints:\n      - \"127.0.0.1:2379\"\n"
+                       "nodes:\n  - id: \"node-1\"\n    grpc_addr: \"0.0.0.0:47001\"\n    advertise_addr: localhost:47001\n"
+                       "    http_addr: \"0.0.0.0:48001\"\n  - http_addr: \"0.0.0.0:48002\"\n    id: node-2\n"
+                       "gates:\n  - id: \"gate-1\"\n    http_addr: \"0.0.0.0:48101\"\n"
+                       "inspector:\n  http_addr: \"0.0.0.0:48200\"\n";
+    const char *ips[] = {"10.213.9.1", "10.213.9.2", "10.213.9.3", "10.213.9.4"};
+    char *out = cv_stress_ns_config(text, ips, 2, 1);
+    cr_assert_not_null(out);
+    cr_expect(strstr(out, "    grpc_addr: \"10.213.9.1:47001\"\n    advertise_addr: \"10.213.9.1:47001\"\n"), "%s", out);
+    cr_expect(strstr(out, "  - http_addr: \"10.213.9.2:48002\"\n    id: node-2\n"), "%s", out);
+    cr_expect(strstr(out, "    http_addr: \"10.213.9.3:48101\"\n"), "%s", out);
+    cr_expect(strstr(out, "      - \"127.0.0.1:2379\"\n"), "other sections are kept: %s", out);
+    cr_expect(strstr(out, "  http_addr: \"0.0.0.0:48200\"\n"), "the inspector is kept: %s", out);
+    free(out);
+    cr_expect_null(cv_stress_ns_config(text, ips, 3, 1), "a config with 2 nodes, not 3");
+}
+
+Test(stress, pids_file_parses_run_cluster_lines_and_replaces_a_pid)
+{
+    struct cv_stress_pid p[4];
+    unsigned n;
+    char err[128];
+    cr_assert_eq(cv_stress_pids_parse("12 node node-1\n# c\n\n13 gate gate-1\n14 inspector inspector", p, 4, &n,
+                                      err, sizeof err), 0, "%s", err);
+    cr_expect_eq(n, 3);
+    cr_expect_eq(p[0].pid, 12);
+    cr_expect_str_eq(p[0].role, "node");
+    cr_expect_str_eq(p[1].id, "gate-1");
+    cr_expect_str_eq(p[2].role, "inspector");
+    cr_expect_eq(cv_stress_pids_parse("12 node node-1\nnode-2 13\n", p, 4, &n, err, sizeof err), CV_EINVAL);
+    cr_expect(strstr(err, "line 2"), "%s", err);
+    char path[128];
+    snprintf(path, sizeof path, "%s/pids", dir);
+    write_log(path, "12 node node-1\n120 node node-2\n13 gate gate-1\n");
+    cr_expect_eq(cv_stress_pids_replace(path, 12, 4242), 0);
+    char *text = slurp(path);
+    cr_expect_str_eq(text, "4242 node node-1\n120 node node-2\n13 gate gate-1\n");
+    free(text);
+    cr_expect_eq(cv_stress_pids_replace(path, 99, 1), CV_ENOTFOUND);
+}
+
+/* ---- churn of an attached cluster */
+
+static struct h_cluster C;
+
+static bool attached_ready(void *arg)
+{
+    (void)arg;
+    long st;
+    free(h_get_port(h_gate_http_port(&C, 0), "/ready", &st));
+    return st == 200 && h_all_ready(&C);
+}
+
+/* The pids the file lists for nodes, by node index. */
+static void listed_pids(const char *path, pid_t *out)
+{
+    struct cv_stress_pid p[16];
+    unsigned n;
+    char err[128];
+    cr_assert_eq(cv_stress_pids_load(path, p, 16, &n, err, sizeof err), 0, "%s", err);
+    for (unsigned k = 0; k < n; k++)
+        if (!strcmp(p[k].role, "node")) out[h_index_of(&C, p[k].id)] = p[k].pid;
+}
+
+static bool gone(void *arg) { return !cv_stress_pid_alive(*(pid_t *)arg); }
+
+Test(stress, attached_cluster_churn_restarts_killed_nodes_as_they_ran)
+{
+    h_cluster_init_ex(&C, 3, 3, 1000, &(struct h_opts){.gates = 1});
+    for (int i = 0; i < 3; i++) h_node_start(&C, i);
+    h_gate_start(&C, 0);
+    cr_assert(h_poll(30000, attached_ready, NULL), "the harness cluster was not ready");
+    char pids[128];
+    snprintf(pids, sizeof pids, "%s/pids", dir);
+    FILE *f = fopen(pids, "w");
+    cr_assert_not_null(f);
+    for (int i = 0; i < 3; i++) fprintf(f, "%ld node %s\n", (long)C.pid[i], C.id[i]);
+    fprintf(f, "%ld gate gate-1\n", (long)C.gate_pid[0]);
+    fclose(f);
+    struct cv_stress_cmd before[3];
+    char err[256];
+    for (int i = 0; i < 3; i++) cr_assert_eq(cv_stress_cmd_capture(C.pid[i], &before[i], err, sizeof err), 0, "%s", err);
+    const char *args[] = {"--attach", "--config", C.config, "--pids", pids, "--duration", "24", "--stats-interval", "6",
+                          "--churn-enabled", "--churn-mode", "sigkill", "--churn-interval", "6", "--churn-downtime", "1",
+                          "--objects", "20", NULL};
+    char *out, *errs;
+    int rc = run(args, 120, &out, &errs);
+    cr_expect_eq(rc, 0, "cverse-stress exited %d:\n%s\n--- stderr:\n%s", rc, out, errs);
+    cr_expect(strstr(out, "verdict: PASS"), "no PASS verdict:\n%s", out);
+    cr_expect(strstr(out, "churn events (sigkill)"), "no churn event in the report:\n%s", out);
+    cr_expect(strstr(out, ", 0 overlapping"), "the activation log (the nodes' own) was not checked:\n%s", out);
+    pid_t now[3] = {0, 0, 0};
+    listed_pids(pids, now);
+    int restarted = 0;
+    for (int i = 0; i < 3; i++) {
+        cr_expect(cv_stress_pid_alive(now[i]), "%s (pid %ld in the file) is not running", C.id[i], (long)now[i]);
+        if (now[i] == C.pid[i]) continue;
+        restarted++;
+        struct cv_stress_cmd after;
+        cr_assert_eq(cv_stress_cmd_capture(now[i], &after, err, sizeof err), 0, "%s", err);
+        for (int a = 0; before[i].argv[a] || after.argv[a]; a++)
+            cr_expect(before[i].argv[a] && after.argv[a] && !strcmp(before[i].argv[a], after.argv[a]),
+                      "%s's argument %d differs after the restart", C.id[i], a);
+        cr_expect_str_eq(after.cwd, before[i].cwd);
+        cr_expect_str_eq(after.log, before[i].log);
+        cr_expect_str_eq(cv_stress_cmd_getenv(&after, "CVERSE_ACTIVATION_LOG"), C.actlog);
+        cv_stress_cmd_free(&after);
+        kill(now[i], SIGTERM); /* started by cverse-stress, not by the harness: stopped here */
+        cr_expect(h_poll(20000, gone, &now[i]), "restarted %s did not stop", C.id[i]);
+    }
+    cr_expect_geq(restarted, 1, "no node was killed and started again:\n%s", out);
+    for (int i = 0; i < 3; i++) cv_stress_cmd_free(&before[i]);
+    free(out);
+    free(errs);
+    h_cluster_destroy(&C);
 }
