@@ -40,14 +40,14 @@ static const char *obj__invariant(const struct cv_sm *m, int prev)
 {
     const struct cv_object *o = (const struct cv_object *)m; /* sm is the first member */
     size_t n = 0;
-    for (const struct obj__mail *e = o->head; e; e = e->next) n++;
+    for (const struct obj__mail *e = obj__mail_first(o); e; e = e == o->mail ? NULL : e->next) n++;
     enum obj__state s = obj__state(o);
     if (n != o->queued + o->ticks) return "mailbox count";
     if (o->queued > o->rt->capacity) return "mailbox over capacity";
     if ((s == OBJ_ACTIVATING || s == OBJ_DEACTIVATE_PENDING) && o->in_flight)
         return "call in flight while activating";
     if (s == OBJ_DEACTIVATING && obj__timers(o)) return "live timer while deactivating";
-    if (s == OBJ_GONE && (o->in_flight || o->head || obj__timers(o))) return "GONE with work";
+    if (s == OBJ_GONE && (o->in_flight || o->mail || obj__timers(o))) return "GONE with work";
     if (o->refs < 1) return "no reference";
     return NULL;
 }
@@ -132,20 +132,20 @@ struct cv_object *obj__ready_pop(struct cv_runtime *rt)
 
 void obj__mail_push(struct cv_object *o, struct obj__mail *m)
 {
-    m->next = NULL;
-    if (o->tail) o->tail->next = m;
-    else o->head = m;
-    o->tail = m;
+    m->next = o->mail ? o->mail->next : m; /* the ring's first */
+    if (o->mail) o->mail->next = m;
+    o->mail = m;
     if (m->method) o->queued++;
     else o->ticks++;
 }
 
 static struct obj__mail *obj__mail_pop(struct cv_object *o)
 {
-    struct obj__mail *m = o->head;
+    struct obj__mail *m = obj__mail_first(o);
     if (!m) return NULL;
-    o->head = m->next;
-    if (!o->head) o->tail = NULL;
+    if (m == o->mail) o->mail = NULL;
+    else o->mail->next = m->next;
+    m->next = NULL;
     if (m->method) o->queued--;
     else o->ticks--;
     return m;
@@ -304,7 +304,7 @@ static void obj__reply_finish(cv_reply *r, int status, const char *error, const 
     if (!held) m->cb(m->data, status, error, resp, len);
     obj__mail_free(m);
     obj__state_after(o);
-    if (o->head || obj__state(o) == OBJ_DEACTIVATING) obj__ready(o);
+    if (o->mail || obj__state(o) == OBJ_DEACTIVATING) obj__ready(o);
     obj__check(o);
 }
 
@@ -343,7 +343,7 @@ void obj__run_next(struct cv_object *o)
         obj__run_reminder(o, m);
         obj__mail_free(m);
         obj__state_after(o);
-        if (o->head && obj__state(o) == OBJ_ACTIVE) obj__ready(o);
+        if (o->mail && obj__state(o) == OBJ_ACTIVE) obj__ready(o);
         return;
     }
     if (!m->method) {
@@ -351,20 +351,20 @@ void obj__run_next(struct cv_object *o)
         free(m);
         obj__run_tick(o, t);
         obj__state_after(o);
-        if (o->head && obj__state(o) == OBJ_ACTIVE) obj__ready(o);
+        if (o->mail && obj__state(o) == OBJ_ACTIVE) obj__ready(o);
         return;
     }
     if (obj__calls_repeat(o, m)) { /* a repeated call id: answered from its record, not run */
         obj__mail_free(m);
         obj__state_after(o);
-        if (o->head) obj__ready(o);
+        if (o->mail) obj__ready(o);
         return;
     }
     cv_reply *r = malloc(sizeof *r);
     if (!r) {
         m->cb(m->data, CV_ENOMEM, cv_strerror(CV_ENOMEM), (const uint8_t *)"", 0);
         obj__mail_free(m);
-        if (o->head) obj__ready(o);
+        if (o->mail) obj__ready(o);
         return;
     }
     r->o = o;
@@ -375,7 +375,7 @@ void obj__run_next(struct cv_object *o)
 
 /* ---- accessors ---- */
 
-void *cv_object_state(cv_object *o) { return o->state_mem; }
+void *cv_object_state(cv_object *o) { return obj__state_mem(o); }
 const char *cv_object_id(const cv_object *o) { return o->id; }
 const char *cv_object_type_name(const cv_object *o) { return o->type->name; }
 uint32_t cv_object_shard(const cv_object *o) { return o->shard; }

@@ -104,6 +104,8 @@ struct obj__side {
     bool broken : 1;             /* a save failed or the state outgrew the limit: no more saves */
     bool reminders_changed : 1;  /* the next capture carries them (they replace the stored set) */
     uint32_t call_window;        /* ids kept (0: call ids are not recorded) */
+    void *state;                 /* owned: the stored state loaded at activation (in place of the one
+                                  * inside the object), or NULL */
     struct obj__held *held, **held_tail; /* owned: replies waiting for a commit, in call order */
     size_t n_held;
     /* Reliable calls (calls.c): the window of answered call ids, and hashes of those trimmed from it. */
@@ -115,7 +117,8 @@ struct obj__side {
     struct obj__reminder *reminders; /* owned (reminders.c) */
 };
 
-/* One allocation per object: this, then the id, then its state (until a stored state replaces it). Kept
+/* One allocation per object: this, then the id, then its state (obj__state_mem: the type's state_message
+ * or state_size zeroed bytes, until a stored state replaces it). Kept
  * small, what every active object needs (issue 11's P6: runtime heap per idle object <= 256 B). */
 struct cv_object {
     struct cv_sm sm; /* first member: the invariant finds the object from it; state: enum obj__state */
@@ -123,9 +126,7 @@ struct cv_object {
     const struct cv_object_type *type; /* borrowed from the registry, valid while rt lives */
     UT_hash_handle hh;       /* in rt->table, keyed by id */
     struct cv_object *rnext; /* borrowed: ready list link */
-    struct obj__mail *head, *tail; /* owned: the mailbox */
-    void *state_mem; /* the type's state_message (state.c), else state_size zeroed bytes, or NULL; owned,
-                      * or inside this allocation (obj__state_inline) */
+    struct obj__mail *mail; /* owned: the mailbox's last entry (a ring: mail->next is the first), or NULL */
     struct obj__side *x; /* owned: NULL until first needed (always there for persisted types, or with an
                           * idle timeout) */
     uint32_t shard;
@@ -208,6 +209,10 @@ void obj__check(const struct cv_object *o);
 void obj__ready(struct cv_object *o);
 struct cv_object *obj__ready_pop(struct cv_runtime *rt);
 
+static inline struct obj__mail *obj__mail_first(const struct cv_object *o)
+{
+    return o->mail ? o->mail->next : NULL;
+}
 void obj__mail_push(struct cv_object *o, struct obj__mail *m);
 void obj__mail_free(struct obj__mail *m);
 /* Fails every queued call with status and drops queued ticks (a callback may call into the runtime). */
@@ -231,6 +236,8 @@ size_t obj__state_offset(const struct cv_object_type *t, size_t idlen);
  * state: the type's message, or state_size zeroed bytes, inside o when obj__state_inline said so.
  * CV_ENOMEM. */
 int obj__state_alloc(struct cv_object *o);
+/* o's state: the stored one loaded (o->x->state), else the one inside o; NULL for a type without one. */
+void *obj__state_mem(const struct cv_object *o);
 void obj__state_free(struct cv_object *o);
 /* The object's memory goes: its state, its call-id window, its reminders and o->x. */
 void obj__state_release_all(struct cv_object *o);

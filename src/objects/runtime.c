@@ -205,7 +205,7 @@ static void runtime__activate(struct cv_object *o)
     }
     obj__move(o, OBJ_ACTIVE);
     /* A hook may have changed the state: saved now, or with the first entry's change (one commit) */
-    if (!o->head) obj__state_after(o);
+    if (!o->mail) obj__state_after(o);
     obj__run_next(o);
 }
 
@@ -495,8 +495,8 @@ int cv_runtime_deactivate_idle(struct cv_runtime *rt)
     struct cv_object *o, *tmp;
     HASH_ITER(hh, rt->table, o, tmp) {
         const struct obj__side *x = o->x; /* an idle timeout has one */
-        if (!x || !x->idle_ms || obj__state(o) != OBJ_ACTIVE || o->in_flight || o->head || x->held || x->saving ||
-            now - x->last_used < x->idle_ms)
+        if (!x || !x->idle_ms || obj__state(o) != OBJ_ACTIVE || o->in_flight || o->mail || x->held ||
+            x->saving || now - x->last_used < x->idle_ms)
             continue;
         runtime__deactivate(o, CV_EREDIRECT, false, CV_DEACT_IDLE); /* a final save follows if dirty */
         n++;

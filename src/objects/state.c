@@ -117,9 +117,14 @@ int obj__state_alloc(struct cv_object *o)
     /* A persisted type keeps its durable bookkeeping there, and an idle timeout counts from last_used. */
     if ((o->persist != CV_PERSIST_NONE || cv_runtime_type_idle(o->rt, t)) && !obj__side(o)) return CV_ENOMEM;
     if (!obj__state_inline(t)) return 0;
-    o->state_mem = state__inline_mem(o); /* zeroed by obj__new's calloc */
-    if (t->state_message) protobuf_c_message_init(t->state_message, o->state_mem);
+    /* A state_size state is zeroed already (obj__new's calloc). */
+    if (t->state_message) protobuf_c_message_init(t->state_message, state__inline_mem(o));
     return 0;
+}
+
+void *obj__state_mem(const struct cv_object *o)
+{
+    return o->x && o->x->state ? o->x->state : state__inline_mem(o);
 }
 
 static void *state__malloc(void *inline_mem, size_t n)
@@ -135,16 +140,15 @@ static void state__free_apart(void *inline_mem, void *p)
 
 void obj__state_free(struct cv_object *o)
 {
-    void *inl = state__inline_mem(o);
-    if (o->state_mem && state__message(o)) {
+    void *inl = state__inline_mem(o), *mem = obj__state_mem(o);
+    if (mem && state__message(o)) { /* a state_size state is always inline: nothing to free */
         /* Its fields were allocated apart (malloc, as protobuf-c's default allocator does); the message
-         * itself may be inside the object. */
+         * itself may be inside the object, which is then left initialised (no field to free twice). */
         ProtobufCAllocator a = {state__malloc, state__free_apart, inl};
-        protobuf_c_message_free_unpacked(o->state_mem, &a);
-    } else if (o->state_mem != inl) { /* NULL, or never: a state_size state is always inline */
-        free(o->state_mem);
+        protobuf_c_message_free_unpacked(mem, &a);
+        if (mem == inl) protobuf_c_message_init(o->type->state_message, inl);
     }
-    o->state_mem = NULL;
+    if (o->x) o->x->state = NULL;
 }
 
 void obj__state_release_all(struct cv_object *o)
@@ -178,7 +182,7 @@ int obj__state_load(struct cv_object *o)
         return CV_EPROTO;
     }
     obj__state_free(o);
-    o->state_mem = m;
+    o->x->state = m;
     o->x->version = o->x->saved_version = version;
     rv = obj__calls_load(o);
     return rv ? rv : obj__reminders_load(o);
@@ -226,7 +230,8 @@ bool obj__state_reply(struct cv_object *o, const struct cv_method *method, int s
     /* Held: a change to commit, an earlier answer still held (order), or state that may be uncommitted
      * (a change of a timer, a save in flight) which this answer could have read. */
     struct obj__side *x = o->x;
-    if (o->persist != CV_PERSIST_ON_WRITE || (!x->dirty && !x->held && x->saved_version >= x->version)) return false;
+    if (o->persist != CV_PERSIST_ON_WRITE || (!x->dirty && !x->held && x->saved_version >= x->version))
+        return false;
     struct obj__held *h = malloc(sizeof *h + len);
     char *err = status && error ? strdup(error) : NULL;
     if (!h || (status && error && !err)) { /* cannot hold it: deliver it now rather than lose it */
@@ -283,7 +288,8 @@ static void state__save(struct cv_object *o)
         return;
     }
     o->x->resave = o->x->dirty = false;
-    size_t len = protobuf_c_message_get_packed_size(o->state_mem);
+    void *mem = obj__state_mem(o);
+    size_t len = protobuf_c_message_get_packed_size(mem);
     if (len > rt->state_max) {
         CV_WARN("objects: state of %s (%s) is %zu bytes, over the limit of %zu: the change is dropped", o->id,
                 o->type->name, len, rt->state_max);
@@ -295,7 +301,7 @@ static void state__save(struct cv_object *o)
         state__break(o, CV_ENOMEM, cv_strerror(CV_ENOMEM));
         return;
     }
-    protobuf_c_message_pack(o->state_mem, buf);
+    protobuf_c_message_pack(mem, buf);
     o->x->saving_version = ++o->x->version;
     for (struct obj__held *h = o->x->held; h; h = h->next)
         if (!h->version) h->version = o->x->version;
@@ -344,7 +350,8 @@ bool obj__state_settle(struct cv_object *o)
     if (o->x->saving) return true;
     /* A final save: not for a deleted object (its state is gone), nor once the node is fenced (its
      * saves would be refused or late; a crash would lose the same). */
-    bool final = o->persist != CV_PERSIST_NONE && !o->x->broken && !o->destroy && o->drain_status != CV_EUNAVAIL;
+    bool final =
+        o->persist != CV_PERSIST_NONE && !o->x->broken && !o->destroy && o->drain_status != CV_EUNAVAIL;
     if (final && (o->x->dirty || o->x->resave)) {
         state__save(o);
         if (o->x->saving) return true;
@@ -362,7 +369,7 @@ int cv_runtime_state_info(struct cv_runtime *rt, const char *id, struct cv_objec
     if (!o || (obj__state(o) != OBJ_ACTIVE && obj__state(o) != OBJ_ACTIVATING)) return CV_ENOTFOUND;
     const struct obj__side none = {0}, *x = o->x ? o->x : &none;
     *out = (struct cv_object_state_info){.type = o->type,
-                                         .state = state__message(o) ? o->state_mem : NULL,
+                                         .state = state__message(o) ? obj__state_mem(o) : NULL,
                                          .persist = (enum cv_persist)o->persist,
                                          .version = x->version,
                                          .saved_version = x->saved_version,
