@@ -10,7 +10,11 @@
  * broken invariant (mailbox counts, work in the wrong state) aborts debug builds. Objects are reference
  * counted (table, live timers, outgoing calls, host operations and a state save in flight) so that
  * memory outlives every callback that names it. A persisted type's answers may be held until the state
- * they saw is committed (state.c). */
+ * they saw is committed (state.c).
+ *
+ * Memory: one allocation holds the object, its id and its state; what only some objects need (timers,
+ * durable state, call ids, reminders, an idle timeout) is in o->x, allocated on first use, so that an idle
+ * object of a memory-only type costs about 200 bytes (docs/benchmarks.md, P6). */
 #include "objects/object.h"
 
 #include <stdlib.h>
