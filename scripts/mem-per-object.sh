@@ -83,7 +83,7 @@ YML
   "$build/src/bench/cverse-bench" --gate "127.0.0.1:$((base + 50))" --objects "$n" --concurrency 64 \
     --duration 1s --warmup 0s --quiet --json >"$dir/create.json" 2>"$dir/create.err" ||
     die "creates failed: $(tail -2 "$dir/create.err")"
-  wait_for 120 active_at_least $((a0 + n)) || die "the node has $(metric cverse_objects_active) active objects, expected $((a0 + n))"
+  wait_for 600 active_at_least $((a0 + n)) || die "the node has $(metric cverse_objects_active) active objects, expected $((a0 + n))"
   sleep 3
   r1=$(rss_kb "$node") h1=$(anon_kb "$node") c1=$(cat_kb "$dir/data")
   awk -v n="$n" -v r0="$r0" -v r1="$r1" -v h0="$h0" -v h1="$h1" -v c0="$c0" -v c1="$c1" 'BEGIN{

@@ -24,46 +24,47 @@
 
 void obj__calls_free(struct cv_object *o)
 {
-    for (struct obj__callrec *r = o->calls, *next; r; r = next) {
+    if (!o->x) return;
+    for (struct obj__callrec *r = o->x->calls, *next; r; r = next) {
         next = r->next;
         free(r);
     }
-    o->calls = NULL;
-    o->calls_tail = &o->calls;
-    o->n_calls = 0;
-    free(o->expired);
-    o->expired = NULL;
-    o->n_expired = o->cap_expired = 0;
+    o->x->calls = NULL;
+    o->x->calls_tail = &o->x->calls;
+    o->x->n_calls = 0;
+    free(o->x->expired);
+    o->x->expired = NULL;
+    o->x->n_expired = o->x->cap_expired = 0;
 }
 
 static void calls__expire(struct cv_object *o, uint64_t hash)
 {
-    size_t cap = (size_t)o->call_window * 4;
+    size_t cap = (size_t)o->x->call_window * 4;
     if (!cap) return;
-    if (o->n_expired == cap) { /* the oldest goes first */
-        memmove(o->expired, o->expired + 1, (cap - 1) * sizeof *o->expired);
-        o->n_expired--;
+    if (o->x->n_expired == cap) { /* the oldest goes first */
+        memmove(o->x->expired, o->x->expired + 1, (cap - 1) * sizeof *o->x->expired);
+        o->x->n_expired--;
     }
-    if (o->n_expired == o->cap_expired) {
-        size_t n = o->cap_expired ? o->cap_expired * 2 : 16;
+    if (o->x->n_expired == o->x->cap_expired) {
+        size_t n = o->x->cap_expired ? o->x->cap_expired * 2 : 16;
         if (n > cap) n = cap;
-        uint64_t *e = realloc(o->expired, n * sizeof *e);
+        uint64_t *e = realloc(o->x->expired, n * sizeof *e);
         if (!e) return;
-        o->expired = e;
-        o->cap_expired = n;
+        o->x->expired = e;
+        o->x->cap_expired = n;
     }
-    o->expired[o->n_expired++] = hash;
+    o->x->expired[o->x->n_expired++] = hash;
 }
 
 /* Trims the window as the catalog does at apply time (count, then age against now). */
 static void calls__trim(struct cv_object *o, uint64_t now)
 {
-    while (o->calls && (o->n_calls > o->call_window ||
-                        (o->call_window_ms && o->calls->at_ms + o->call_window_ms < now))) {
-        struct obj__callrec *r = o->calls;
-        o->calls = r->next;
-        if (!o->calls) o->calls_tail = &o->calls;
-        o->n_calls--;
+    while (o->x->calls && (o->x->n_calls > o->x->call_window ||
+                        (o->x->call_window_ms && o->x->calls->at_ms + o->x->call_window_ms < now))) {
+        struct obj__callrec *r = o->x->calls;
+        o->x->calls = r->next;
+        if (!o->x->calls) o->x->calls_tail = &o->x->calls;
+        o->x->n_calls--;
         calls__expire(o, cv_fnv1a64(r->id, strlen(r->id)));
         free(r);
     }
@@ -81,9 +82,9 @@ static struct obj__callrec *calls__add(struct cv_object *o, const char *id, int 
     memcpy(r->id, id, idlen + 1);
     r->error = r->id + idlen + 1;
     memcpy(r->error, error ? error : "", elen + 1);
-    *o->calls_tail = r;
-    o->calls_tail = &r->next;
-    o->n_calls++;
+    *o->x->calls_tail = r;
+    o->x->calls_tail = &r->next;
+    o->x->n_calls++;
     return r;
 }
 
@@ -100,7 +101,7 @@ static void calls__loaded_expired(void *data, uint64_t hash)
 int obj__calls_load(struct cv_object *o)
 {
     struct cv_runtime *rt = o->rt;
-    if (o->persist == CV_PERSIST_NONE || !rt->hooks.load_calls || !o->call_window) return 0;
+    if (o->persist == CV_PERSIST_NONE || !rt->hooks.load_calls || !o->x->call_window) return 0; /* has o->x */
     return rt->hooks.load_calls(rt->hooks.data, o->id, calls__loaded, calls__loaded_expired, o);
 }
 
@@ -108,8 +109,8 @@ static const struct cv_method calls__replay = {.name = "(recorded answer)"}; /* 
 
 bool obj__calls_repeat(struct cv_object *o, struct obj__mail *m)
 {
-    if (!m->call_id) return false;
-    const struct obj__callrec *r = o->calls;
+    if (!m->call_id || !o->x) return false; /* no side structure: no record, nothing expired */
+    const struct obj__callrec *r = o->x->calls;
     while (r && strcmp(r->id, m->call_id) != 0) r = r->next;
     if (r) {
         const char *err = r->status ? r->error : NULL;
@@ -119,8 +120,8 @@ bool obj__calls_repeat(struct cv_object *o, struct obj__mail *m)
         return true;
     }
     uint64_t h = cv_fnv1a64(m->call_id, strlen(m->call_id));
-    for (size_t i = 0; i < o->n_expired; i++)
-        if (o->expired[i] == h) {
+    for (size_t i = 0; i < o->x->n_expired; i++)
+        if (o->x->expired[i] == h) {
             m->cb(m->data, CV_ECALLEXPIRED, "call id is older than the object's call-id window: not run again",
                   (const uint8_t *)"", 0);
             return true;
@@ -132,13 +133,18 @@ void obj__calls_record(struct cv_object *o, const struct obj__mail *m, int statu
                        const uint8_t *resp, size_t len)
 {
     bool mem = o->persist == CV_PERSIST_NONE;
-    if (!m->call_id || !o->call_window || o->broken) return;
-    if (!mem && !(m->method->flags & CV_METHOD_WRITES) && !o->dirty) return; /* read-only: runs again */
+    if (!m->call_id) return;
+    if (!obj__side(o)) { /* its first call id: the window is allocated now */
+        CV_WARN("objects: %s: no memory to record call id %s", o->id, m->call_id);
+        return;
+    }
+    if (!o->x->call_window || o->x->broken) return;
+    if (!mem && !(m->method->flags & CV_METHOD_WRITES) && !o->x->dirty) return; /* read-only: runs again */
     uint64_t now = cv_now_ms();
     if (!calls__add(o, m->call_id, status, error, resp, len, now, mem ? OBJ_CALL_COMMITTED : 0))
         CV_WARN("objects: %s: no memory to record call id %s", o->id, m->call_id);
     else if (!mem)
-        o->dirty = true; /* the record itself must be committed */
+        o->x->dirty = true; /* the record itself must be committed */
     calls__trim(o, now);
 }
 
@@ -146,9 +152,9 @@ size_t obj__calls_capture(struct cv_object *o, uint64_t version, struct cv_call_
 {
     size_t n = 0, i = 0;
     *out = NULL;
-    for (struct obj__callrec *r = o->calls; r; r = r->next) n += r->version == 0;
+    for (struct obj__callrec *r = o->x->calls; r; r = r->next) n += r->version == 0;
     if (!n || !(*out = calloc(n, sizeof **out))) return 0;
-    for (struct obj__callrec *r = o->calls; r; r = r->next) {
+    for (struct obj__callrec *r = o->x->calls; r; r = r->next) {
         if (r->version) continue;
         r->version = version;
         (*out)[i++] = (struct cv_call_record){r->id, r->status, r->error, r->data, r->len, r->at_ms};

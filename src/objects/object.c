@@ -10,7 +10,11 @@
  * broken invariant (mailbox counts, work in the wrong state) aborts debug builds. Objects are reference
  * counted (table, live timers, outgoing calls, host operations and a state save in flight) so that
  * memory outlives every callback that names it. A persisted type's answers may be held until the state
- * they saw is committed (state.c). */
+ * they saw is committed (state.c).
+ *
+ * Memory: one allocation holds the object, its id and its state; what only some objects need (timers,
+ * durable state, call ids, reminders, an idle timeout) is in o->x, allocated on first use, so that an idle
+ * object of a memory-only type costs about 200 bytes (docs/benchmarks.md, P6). */
 #include "objects/object.h"
 
 #include <stdlib.h>
@@ -30,19 +34,24 @@ static const struct cv_sm_state obj__states[OBJ_N_STATES] = {
 
 const struct cv_sm_conf cv_object_sm_conf = {"object", obj__states, OBJ_N_STATES};
 
+static struct obj__timer *obj__timers(const struct cv_object *o)
+{
+    return o->x ? o->x->timers : NULL;
+}
+
 /* What each state promises about the object's data. */
 static const char *obj__invariant(const struct cv_sm *m, int prev)
 {
     const struct cv_object *o = (const struct cv_object *)m; /* sm is the first member */
     size_t n = 0;
-    for (const struct obj__mail *e = o->head; e; e = e->next) n++;
+    for (const struct obj__mail *e = obj__mail_first(o); e; e = e == o->mail ? NULL : e->next) n++;
     enum obj__state s = obj__state(o);
     if (n != o->queued + o->ticks) return "mailbox count";
     if (o->queued > o->rt->capacity) return "mailbox over capacity";
     if ((s == OBJ_ACTIVATING || s == OBJ_DEACTIVATE_PENDING) && o->in_flight)
         return "call in flight while activating";
-    if (s == OBJ_DEACTIVATING && o->timers) return "live timer while deactivating";
-    if (s == OBJ_GONE && (o->in_flight || o->head || o->timers)) return "GONE with work";
+    if (s == OBJ_DEACTIVATING && obj__timers(o)) return "live timer while deactivating";
+    if (s == OBJ_GONE && (o->in_flight || o->mail || obj__timers(o))) return "GONE with work";
     if (o->refs < 1) return "no reference";
     return NULL;
 }
@@ -62,17 +71,18 @@ void obj__check(const struct cv_object *o)
 struct cv_object *obj__new(struct cv_runtime *rt, const struct cv_object_type *t, const char *id,
                            const struct cv_placement *p)
 {
-    struct cv_object *o = calloc(1, sizeof *o);
+    /* One allocation: the object, its id and (inline) its state. */
+    size_t idlen = strlen(id), inl = obj__state_inline(t);
+    struct cv_object *o = calloc(1, inl ? obj__state_offset(t, idlen) + inl : sizeof *o + idlen + 1);
     if (!o) return NULL;
-    o->id = strdup(id);
-    if (!o->id) goto err_after_o;
+    memcpy(o->id, id, idlen + 1);
     o->rt = rt;
     o->type = t;
-    if (obj__state_alloc(o) != 0) goto err_after_id;
+    if (obj__state_alloc(o) != 0) goto err_after_o;
     o->shard = p->shard;
     o->pinned = p->kind == CV_PLACE_NODE;
     o->refs = 1; /* the table's */
-    HASH_ADD_KEYPTR(hh, rt->table, o->id, strlen(o->id), o);
+    HASH_ADD_KEYPTR(hh, rt->table, o->id, idlen, o);
     if (!o->hh.tbl) goto err_after_state;
     if (!o->pinned) rt->shard_count[o->shard]++;
     rt->live++;
@@ -81,8 +91,6 @@ struct cv_object *obj__new(struct cv_runtime *rt, const struct cv_object_type *t
 
 err_after_state:
     obj__state_release_all(o);
-err_after_id:
-    free(o->id);
 err_after_o:
     free(o);
     return NULL;
@@ -94,7 +102,6 @@ void obj__unref(struct cv_object *o)
     struct cv_runtime *rt = o->rt;
     cv_sm_fini(&o->sm);
     obj__state_release_all(o);
-    free(o->id);
     free(o);
     rt->live--;
     rt->ops.released(rt); /* a closing runtime may finish now */
@@ -129,20 +136,20 @@ struct cv_object *obj__ready_pop(struct cv_runtime *rt)
 
 void obj__mail_push(struct cv_object *o, struct obj__mail *m)
 {
-    m->next = NULL;
-    if (o->tail) o->tail->next = m;
-    else o->head = m;
-    o->tail = m;
+    m->next = o->mail ? o->mail->next : m; /* the ring's first */
+    if (o->mail) o->mail->next = m;
+    o->mail = m;
     if (m->method) o->queued++;
     else o->ticks++;
 }
 
 static struct obj__mail *obj__mail_pop(struct cv_object *o)
 {
-    struct obj__mail *m = o->head;
+    struct obj__mail *m = obj__mail_first(o);
     if (!m) return NULL;
-    o->head = m->next;
-    if (!o->head) o->tail = NULL;
+    if (m == o->mail) o->mail = NULL;
+    else o->mail->next = m->next;
+    m->next = NULL;
     if (m->method) o->queued--;
     else o->ticks--;
     return m;
@@ -193,7 +200,7 @@ static void obj__timer_kill(struct obj__timer *t)
 {
     if (!t->live) return;
     t->live = false;
-    struct obj__timer **p = &t->o->timers;
+    struct obj__timer **p = &t->o->x->timers; /* a live timer: o->x exists */
     while (*p != t) p = &(*p)->next;
     *p = t->next;
     uv_timer_stop(&t->handle);
@@ -202,7 +209,7 @@ static void obj__timer_kill(struct obj__timer *t)
 
 void obj__stop_timers(struct cv_object *o)
 {
-    while (o->timers) obj__timer_kill(o->timers);
+    while (obj__timers(o)) obj__timer_kill(o->x->timers);
 }
 
 static void obj__timer_fired(uv_timer_t *h)
@@ -227,19 +234,20 @@ int cv_object_timer_start(cv_object *o, uint64_t timeout_ms, uint64_t repeat_ms,
 {
     if (!o || !cb) return CV_EINVAL;
     if (obj__state(o) != OBJ_ACTIVATING && obj__state(o) != OBJ_ACTIVE) return CV_ECLOSED;
-    struct obj__timer *t = calloc(1, sizeof *t);
+    struct obj__side *x = obj__side(o); /* the object's first timer allocates it */
+    struct obj__timer *t = x ? calloc(1, sizeof *t) : NULL;
     if (!t) return CV_ENOMEM;
     uv_timer_init(o->rt->loop, &t->handle);
     t->handle.data = t;
     t->o = o;
-    t->id = ++o->next_timer_id;
+    t->id = ++x->next_timer_id;
     t->cb = cb;
     t->data = data;
     t->repeat = repeat_ms != 0;
     t->live = true;
     t->refs = 1;
-    t->next = o->timers;
-    o->timers = t;
+    t->next = x->timers;
+    x->timers = t;
     o->refs++;
     uv_timer_start(&t->handle, obj__timer_fired, timeout_ms, repeat_ms);
     if (id) *id = t->id;
@@ -248,7 +256,7 @@ int cv_object_timer_start(cv_object *o, uint64_t timeout_ms, uint64_t repeat_ms,
 
 int cv_object_timer_stop(cv_object *o, uint64_t id)
 {
-    for (struct obj__timer *t = o->timers; t; t = t->next) {
+    for (struct obj__timer *t = obj__timers(o); t; t = t->next) {
         if (t->id == id) {
             obj__timer_kill(t);
             return 0;
@@ -282,7 +290,7 @@ static void obj__reply_finish(cv_reply *r, int status, const char *error, const 
     struct cv_object *o = r->o;
     struct obj__mail *m = r->m;
     struct cv_runtime *rt = o->rt;
-    o->in_flight = NULL; /* before the callback: it may call this object again */
+    o->in_flight = false; /* before the callback: it may call this object again */
     free(r);
     obj__calls_record(o, m, status, error, resp, len); /* committed with the state it changed */
     /* A persisted state (on_write): the answer waits for its commit (state.c), which is what makes it
@@ -300,7 +308,7 @@ static void obj__reply_finish(cv_reply *r, int status, const char *error, const 
     if (!held) m->cb(m->data, status, error, resp, len);
     obj__mail_free(m);
     obj__state_after(o);
-    if (o->head || obj__state(o) == OBJ_DEACTIVATING) obj__ready(o);
+    if (o->mail || obj__state(o) == OBJ_DEACTIVATING) obj__ready(o);
     obj__check(o);
 }
 
@@ -334,12 +342,12 @@ void obj__run_next(struct cv_object *o)
 {
     struct obj__mail *m = obj__mail_pop(o);
     if (!m) return;
-    o->last_used = uv_now(o->rt->loop); /* idle deactivation counts from here */
+    if (o->x) o->x->last_used = uv_now(o->rt->loop); /* idle deactivation counts from here */
     if (m->remind) {
         obj__run_reminder(o, m);
         obj__mail_free(m);
         obj__state_after(o);
-        if (o->head && obj__state(o) == OBJ_ACTIVE) obj__ready(o);
+        if (o->mail && obj__state(o) == OBJ_ACTIVE) obj__ready(o);
         return;
     }
     if (!m->method) {
@@ -347,31 +355,31 @@ void obj__run_next(struct cv_object *o)
         free(m);
         obj__run_tick(o, t);
         obj__state_after(o);
-        if (o->head && obj__state(o) == OBJ_ACTIVE) obj__ready(o);
+        if (o->mail && obj__state(o) == OBJ_ACTIVE) obj__ready(o);
         return;
     }
     if (obj__calls_repeat(o, m)) { /* a repeated call id: answered from its record, not run */
         obj__mail_free(m);
         obj__state_after(o);
-        if (o->head) obj__ready(o);
+        if (o->mail) obj__ready(o);
         return;
     }
     cv_reply *r = malloc(sizeof *r);
     if (!r) {
         m->cb(m->data, CV_ENOMEM, cv_strerror(CV_ENOMEM), (const uint8_t *)"", 0);
         obj__mail_free(m);
-        if (o->head) obj__ready(o);
+        if (o->mail) obj__ready(o);
         return;
     }
     r->o = o;
     r->m = m;
-    o->in_flight = r;
+    o->in_flight = true;
     m->method->handler(o, m->req, r); /* may reply now (obj__reply_finish) or later */
 }
 
 /* ---- accessors ---- */
 
-void *cv_object_state(cv_object *o) { return o->state_mem; }
+void *cv_object_state(cv_object *o) { return obj__state_mem(o); }
 const char *cv_object_id(const cv_object *o) { return o->id; }
 const char *cv_object_type_name(const cv_object *o) { return o->type->name; }
 uint32_t cv_object_shard(const cv_object *o) { return o->shard; }

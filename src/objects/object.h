@@ -77,60 +77,72 @@ struct obj__callrec {
     uint8_t data[];
 };
 
-/* The handle a handler gets for a call in flight; owned by the object (o->in_flight), borrowed by the
+/* The handle a handler gets for a call in flight (o->in_flight); owned by the call: borrowed by the
  * handler until it replies (cv_reply_ok / cv_reply_error frees it). */
 struct cv_reply {
     struct cv_object *o; /* borrowed: the object stays in memory while a call is in flight */
     struct obj__mail *m; /* owned: the popped entry, freed after its callback */
 };
 
-struct cv_object {
-    struct cv_sm sm; /* first member: the invariant finds the object from it; state: enum obj__state */
-    struct cv_runtime *rt;             /* borrowed: outlives every object (its close waits for rt->live 0) */
-    const struct cv_object_type *type; /* borrowed from the registry, valid while rt lives */
-    char *id;                          /* owned (NUL-terminated copy); also the table's key */
-    uint32_t shard;
-    UT_hash_handle hh;       /* in rt->table, keyed by id */
-    struct cv_object *rnext; /* borrowed: ready list link */
-    bool on_ready, destroy;
-    bool pinned;      /* "<node>/x": belongs to no shard */
-    bool run_created; /* created_explicit: this activation runs the created hook */
-    bool logged;      /* its activation start is in the activation log (util/actlog.h) */
-    bool counted;     /* its activation was counted (cv_runtime_counts) */
-    bool fresh;       /* persisted type, and the catalog has no state of it: its `created` has not run */
-    int drain_status; /* what queued calls fail with when deactivating */
-    struct obj__mail *head, *tail; /* owned: the mailbox */
-    size_t queued, ticks; /* calls (bounded by the capacity) and timer ticks (<= live timers) */
-    cv_reply *in_flight;       /* owned: the call being handled (NULL if none), freed by its reply */
+/* What only some objects need, allocated on first use (obj__side) so that an idle object of a
+ * memory-only type (no timer, no call id, no idle timeout) carries none of it: durable state
+ * bookkeeping, the reliable-call window, reminders, timers and the idle timeout. Owned by the object. */
+struct obj__side {
     struct obj__timer *timers; /* live timers; each timer owns itself and holds a reference on o */
     uint64_t next_timer_id;
-    int refs; /* the table's, live timers', outgoing calls' and host operations'; the last frees o */
-    void *state_mem; /* owned: the type's state_message (state.c), else state_size zeroed bytes, or NULL */
+    uint64_t idle_ms;          /* idle timeout (0: never) */
+    uint64_t last_used;        /* uv_now when its last call or tick began (or it was created) */
     /* Durable state (state.c). */
-    enum cv_persist persist;     /* effective policy: NONE without the host's save hook */
     uint64_t save_interval;      /* PERIODIC: ms after the first change */
     uint64_t version;            /* the last version captured (or loaded) */
     uint64_t saved_version;      /* the last version known committed */
     uint64_t saving_version;     /* the version of the save in flight (saving) */
-    bool dirty;                  /* changed since the last capture */
-    bool resave;                 /* a capture is owed once the save or the call in flight ended */
-    bool saving;                 /* a save in flight (holds a reference) */
-    bool save_armed;             /* PERIODIC: the save timer runs */
-    bool broken;                 /* a save failed or the state outgrew the limit: no more saves */
-    bool hooks_done;             /* deactivated/destroyed hooks ran (a final save may follow) */
+    bool dirty : 1;              /* changed since the last capture */
+    bool resave : 1;             /* a capture is owed once the save or the call in flight ended */
+    bool saving : 1;             /* a save in flight (holds a reference) */
+    bool save_armed : 1;         /* PERIODIC: the save timer runs */
+    bool broken : 1;             /* a save failed or the state outgrew the limit: no more saves */
+    bool reminders_changed : 1;  /* the next capture carries them (they replace the stored set) */
+    uint32_t call_window;        /* ids kept (0: call ids are not recorded) */
+    void *state;                 /* owned: the stored state loaded at activation (in place of the one
+                                  * inside the object), or NULL */
     struct obj__held *held, **held_tail; /* owned: replies waiting for a commit, in call order */
     size_t n_held;
     /* Reliable calls (calls.c): the window of answered call ids, and hashes of those trimmed from it. */
     struct obj__callrec *calls, **calls_tail; /* owned */
     size_t n_calls;
-    uint32_t call_window;     /* ids kept (0: call ids are not recorded) */
-    uint64_t idle_ms;         /* idle timeout (0: never) */
-    uint64_t last_used;       /* uv_now when its last call or tick began (or it was created) */
     uint64_t call_window_ms;  /* ... none older than this (0: no age limit) */
     uint64_t *expired;        /* owned */
     size_t n_expired, cap_expired;
     struct obj__reminder *reminders; /* owned (reminders.c) */
-    bool reminders_changed;          /* the next capture carries them (they replace the stored set) */
+};
+
+/* One allocation per object: this, then the id, then its state (obj__state_mem: the type's state_message
+ * or state_size zeroed bytes, until a stored state replaces it). Kept
+ * small, what every active object needs (issue 11's P6: runtime heap per idle object <= 256 B). */
+struct cv_object {
+    struct cv_sm sm; /* first member: the invariant finds the object from it; state: enum obj__state */
+    struct cv_runtime *rt;             /* borrowed: outlives every object (its close waits for rt->live 0) */
+    const struct cv_object_type *type; /* borrowed from the registry, valid while rt lives */
+    UT_hash_handle hh;       /* in rt->table, keyed by id */
+    struct cv_object *rnext; /* borrowed: ready list link */
+    struct obj__mail *mail; /* owned: the mailbox's last entry (a ring: mail->next is the first), or NULL */
+    struct obj__side *x; /* owned: NULL until first needed (always there for persisted types, or with an
+                          * idle timeout) */
+    uint32_t shard;
+    uint32_t queued, ticks; /* calls (bounded by the capacity) and timer ticks (<= live timers) */
+    int refs; /* the table's, live timers', outgoing calls' and host operations'; the last frees o */
+    int drain_status; /* what queued calls fail with when deactivating */
+    bool on_ready : 1, destroy : 1;
+    bool in_flight : 1;   /* a call is being handled (its cv_reply is the handler's until it replies) */
+    bool pinned : 1;      /* "<node>/x": belongs to no shard */
+    bool run_created : 1; /* created_explicit: this activation runs the created hook */
+    bool logged : 1;      /* its activation start is in the activation log (util/actlog.h) */
+    bool counted : 1;     /* its activation was counted (cv_runtime_counts) */
+    bool fresh : 1;       /* persisted type, and the catalog has no state of it: its `created` has not run */
+    bool hooks_done : 1;  /* deactivated/destroyed hooks ran (a final save may follow) */
+    uint8_t persist;      /* enum cv_persist, the effective policy: NONE without the host's save hook */
+    char id[];            /* NUL-terminated; also the table's key */
 };
 
 /* A reply held until the state it saw is committed (on_write). version 0: not captured yet. */
@@ -183,8 +195,8 @@ struct cv_runtime {
 
 static inline enum obj__state obj__state(const struct cv_object *o) { return (enum obj__state)cv_sm_state(&o->sm); }
 
-/* Allocates an ACTIVATING object with one reference (the table's) and enters it in rt's table.
- * NULL on ENOMEM. */
+/* Allocates an ACTIVATING object (one allocation with its id and state, see obj__state_inline) with one
+ * reference (the table's) and enters it in rt's table. NULL on ENOMEM. */
 struct cv_object *obj__new(struct cv_runtime *rt, const struct cv_object_type *t, const char *id,
                            const struct cv_placement *p);
 /* Drops a reference; the last one frees the object (and may let a closing runtime finish). */
@@ -197,6 +209,10 @@ void obj__check(const struct cv_object *o);
 void obj__ready(struct cv_object *o);
 struct cv_object *obj__ready_pop(struct cv_runtime *rt);
 
+static inline struct obj__mail *obj__mail_first(const struct cv_object *o)
+{
+    return o->mail ? o->mail->next : NULL;
+}
 void obj__mail_push(struct cv_object *o, struct obj__mail *m);
 void obj__mail_free(struct obj__mail *m);
 /* Fails every queued call with status and drops queued ticks (a callback may call into the runtime). */
@@ -208,12 +224,22 @@ bool obj__same_message(const ProtobufCMessageDescriptor *a, const ProtobufCMessa
 /* Stops every timer of o (their memory goes with their close callbacks). */
 void obj__stop_timers(struct cv_object *o);
 
+/* o's side structure, allocated (its fields set from the type's policies) on first use; NULL on ENOMEM. */
+struct obj__side *obj__side(struct cv_object *o);
+
 /* ---- durable state (state.c) ---- */
-/* Allocates o's state (the type's message, initialised, or state_size zeroed bytes) and sets its
- * effective policy. CV_ENOMEM. */
+/* The bytes obj__new reserves after the id for the state of type t (0: none, the type has no state),
+ * and their offset in the object's allocation for an id of idlen bytes. */
+size_t obj__state_inline(const struct cv_object_type *t);
+size_t obj__state_offset(const struct cv_object_type *t, size_t idlen);
+/* Sets o's effective policy and side structure (persisted types, idle timeout) and initialises its
+ * state: the type's message, or state_size zeroed bytes, inside o when obj__state_inline said so.
+ * CV_ENOMEM. */
 int obj__state_alloc(struct cv_object *o);
+/* o's state: the stored one loaded (o->x->state), else the one inside o; NULL for a type without one. */
+void *obj__state_mem(const struct cv_object *o);
 void obj__state_free(struct cv_object *o);
-/* The object's memory goes: its state and its call-id window. */
+/* The object's memory goes: its state, its call-id window, its reminders and o->x. */
 void obj__state_release_all(struct cv_object *o);
 /* Loads the stored state before the activation hooks run (persisted types): 0, or the code the
  * activation fails with. */

@@ -22,9 +22,10 @@
 
 #define REMINDER_NAME_MAX 128
 
+/* o->x must exist (persisted types: always). */
 static struct obj__reminder **reminders__find(struct cv_object *o, const char *name)
 {
-    struct obj__reminder **pp = &o->reminders;
+    struct obj__reminder **pp = &o->x->reminders;
     while (*pp && strcmp((*pp)->name, name) != 0) pp = &(*pp)->next;
     return pp;
 }
@@ -53,18 +54,19 @@ int cv_object_reminder_set(cv_object *o, const char *name, uint64_t due_in_ms, u
     enum obj__state s = obj__state(o);
     if (s != OBJ_ACTIVE && s != OBJ_ACTIVATING) return CV_ECLOSED;
     int rv = reminders__put(o, name, cv_now_ms() + due_in_ms, period_ms);
-    if (rv == 0) o->reminders_changed = o->dirty = true;
+    if (rv == 0) o->x->reminders_changed = o->x->dirty = true;
     return rv;
 }
 
 int cv_object_reminder_clear(cv_object *o, const char *name)
 {
     if (!o || !name) return CV_EINVAL;
+    if (!o->x) return CV_ENOTFOUND; /* never had one */
     struct obj__reminder **pp = reminders__find(o, name), *r = *pp;
     if (!r) return CV_ENOTFOUND;
     *pp = r->next;
     free(r);
-    if (o->persist != CV_PERSIST_NONE) o->reminders_changed = o->dirty = true;
+    if (o->persist != CV_PERSIST_NONE) o->x->reminders_changed = o->x->dirty = true;
     return 0;
 }
 
@@ -84,23 +86,24 @@ int obj__reminders_load(struct cv_object *o)
 
 void obj__reminders_free(struct cv_object *o)
 {
-    for (struct obj__reminder *r = o->reminders, *next; r; r = next) {
+    if (!o->x) return;
+    for (struct obj__reminder *r = o->x->reminders, *next; r; r = next) {
         next = r->next;
         free(r);
     }
-    o->reminders = NULL;
+    o->x->reminders = NULL;
 }
 
 void obj__reminders_capture(struct cv_object *o, struct cv_save_extra *extra, struct cv_reminder **out)
 {
     size_t n = 0;
     *out = NULL;
-    if (!o->reminders_changed) return;
-    for (const struct obj__reminder *r = o->reminders; r; r = r->next) n++;
+    if (!o->x->reminders_changed) return;
+    for (const struct obj__reminder *r = o->x->reminders; r; r = r->next) n++;
     if (n && !(*out = calloc(n, sizeof **out))) return; /* stays changed: the next save carries them */
-    o->reminders_changed = false;
+    o->x->reminders_changed = false;
     n = 0;
-    for (const struct obj__reminder *r = o->reminders; r; r = r->next)
+    for (const struct obj__reminder *r = o->x->reminders; r; r = r->next)
         (*out)[n++] = (struct cv_reminder){r->name, r->due_ms, r->period_ms};
     extra->reminders = *out;
     extra->n_reminders = n;
@@ -109,6 +112,7 @@ void obj__reminders_capture(struct cv_object *o, struct cv_save_extra *extra, st
 
 void obj__run_reminder(struct cv_object *o, struct obj__mail *m)
 {
+    if (!o->x) return; /* a memory-only object has none: as if cleared */
     struct obj__reminder **pp = reminders__find(o, m->remind), *r = *pp;
     if (!r || r->due_ms > m->remind_due) return; /* cleared, or this due time already fired */
     uint64_t due = r->due_ms, now = cv_now_ms();
@@ -118,6 +122,6 @@ void obj__run_reminder(struct cv_object *o, struct obj__mail *m)
         *pp = r->next;
         free(r);
     }
-    o->reminders_changed = o->dirty = true;
+    o->x->reminders_changed = o->x->dirty = true;
     o->type->reminder(o, m->remind, due); /* may set or clear reminders itself */
 }

@@ -190,7 +190,7 @@ static void runtime__activate(struct cv_object *o)
     bool created = !o->rt->created_explicit || o->run_created || o->fresh;
     if (rv == 0 && created && o->type->created) {
         rv = o->type->created(o);
-        if (o->persist != CV_PERSIST_NONE) o->dirty = true;
+        if (o->persist != CV_PERSIST_NONE) o->x->dirty = true; /* persisted: o->x exists */
     }
     if (rv == 0 && o->type->activated) rv = o->type->activated(o);
     if (rv != 0) {
@@ -205,7 +205,7 @@ static void runtime__activate(struct cv_object *o)
     }
     obj__move(o, OBJ_ACTIVE);
     /* A hook may have changed the state: saved now, or with the first entry's change (one commit) */
-    if (!o->head) obj__state_after(o);
+    if (!o->mail) obj__state_after(o);
     obj__run_next(o);
 }
 
@@ -494,8 +494,9 @@ int cv_runtime_deactivate_idle(struct cv_runtime *rt)
     uint64_t now = uv_now(rt->loop);
     struct cv_object *o, *tmp;
     HASH_ITER(hh, rt->table, o, tmp) {
-        if (!o->idle_ms || obj__state(o) != OBJ_ACTIVE || o->in_flight || o->head || o->held || o->saving ||
-            now - o->last_used < o->idle_ms)
+        const struct obj__side *x = o->x; /* an idle timeout has one */
+        if (!x || !x->idle_ms || obj__state(o) != OBJ_ACTIVE || o->in_flight || o->mail || x->held ||
+            x->saving || now - x->last_used < x->idle_ms)
             continue;
         runtime__deactivate(o, CV_EREDIRECT, false, CV_DEACT_IDLE); /* a final save follows if dirty */
         n++;
@@ -512,7 +513,7 @@ static void runtime__info(const struct cv_object *o, struct cv_object_info *info
 {
     enum obj__state s = obj__state(o);
     *info = (struct cv_object_info){o->type->name, o->id, o->shard, (enum cv_object_state)s,
-                                    o->queued + o->ticks, o->in_flight != NULL};
+                                    o->queued + o->ticks, o->in_flight};
     if (s == OBJ_DEACTIVATE_PENDING) info->state = CV_OBJ_DEACTIVATING; /* how callers see it */
 }
 

@@ -70,29 +70,85 @@ static void state__call_window(const struct cv_runtime *rt, const struct cv_obje
     }
 }
 
+struct obj__side *obj__side(struct cv_object *o)
+{
+    if (o->x) return o->x;
+    struct obj__side *x = calloc(1, sizeof *x);
+    if (!x) return NULL;
+    (void)cv_runtime_type_persist(o->rt, o->type, &x->save_interval);
+    x->held_tail = &x->held;
+    x->calls_tail = &x->calls;
+    state__call_window(o->rt, o->type, &x->call_window, &x->call_window_ms);
+    x->idle_ms = cv_runtime_type_idle(o->rt, o->type);
+    x->last_used = uv_now(o->rt->loop);
+    o->x = x;
+    return x;
+}
+
+size_t obj__state_inline(const struct cv_object_type *t)
+{
+    return t->state_message ? t->state_message->sizeof_message : t->state_size;
+}
+
+/* A protobuf-c message holds nothing wider than a pointer, an int64 or a double; a state_size struct
+ * may hold anything. */
+#define STATE__MSG_ALIGN                                                                                     \
+    (_Alignof(uint64_t) > _Alignof(double) ? (_Alignof(uint64_t) > _Alignof(void *) ? _Alignof(uint64_t)   \
+                                                                                    : _Alignof(void *))     \
+                                           : (_Alignof(double) > _Alignof(void *) ? _Alignof(double)       \
+                                                                                  : _Alignof(void *)))
+
+size_t obj__state_offset(const struct cv_object_type *t, size_t idlen)
+{
+    const size_t align = t->state_message ? STATE__MSG_ALIGN : _Alignof(max_align_t);
+    return (sizeof(struct cv_object) + idlen + 1 + align - 1) / align * align;
+}
+
+/* The state's memory inside the object's allocation (until a stored state replaces it); NULL: none. */
+static void *state__inline_mem(const struct cv_object *o)
+{
+    return obj__state_inline(o->type) ? (char *)o + obj__state_offset(o->type, strlen(o->id)) : NULL;
+}
+
 int obj__state_alloc(struct cv_object *o)
 {
     const struct cv_object_type *t = o->type;
-    o->persist = cv_runtime_type_persist(o->rt, t, &o->save_interval);
-    o->held_tail = &o->held;
-    o->calls_tail = &o->calls;
-    state__call_window(o->rt, t, &o->call_window, &o->call_window_ms);
-    o->idle_ms = cv_runtime_type_idle(o->rt, t);
-    o->last_used = uv_now(o->rt->loop);
-    if (t->state_message) {
-        o->state_mem = malloc(t->state_message->sizeof_message);
-        if (o->state_mem) protobuf_c_message_init(t->state_message, o->state_mem);
-    } else if (t->state_size) {
-        o->state_mem = calloc(1, t->state_size);
-    }
-    return o->state_mem || (!t->state_message && !t->state_size) ? 0 : CV_ENOMEM;
+    o->persist = (uint8_t)cv_runtime_type_persist(o->rt, t, NULL);
+    /* A persisted type keeps its durable bookkeeping there, and an idle timeout counts from last_used. */
+    if ((o->persist != CV_PERSIST_NONE || cv_runtime_type_idle(o->rt, t)) && !obj__side(o)) return CV_ENOMEM;
+    if (!obj__state_inline(t)) return 0;
+    /* A state_size state is zeroed already (obj__new's calloc). */
+    if (t->state_message) protobuf_c_message_init(t->state_message, state__inline_mem(o));
+    return 0;
+}
+
+void *obj__state_mem(const struct cv_object *o)
+{
+    return o->x && o->x->state ? o->x->state : state__inline_mem(o);
+}
+
+static void *state__malloc(void *inline_mem, size_t n)
+{
+    (void)inline_mem;
+    return malloc(n);
+}
+
+static void state__free_apart(void *inline_mem, void *p)
+{
+    if (p != inline_mem) free(p);
 }
 
 void obj__state_free(struct cv_object *o)
 {
-    if (o->state_mem && state__message(o)) protobuf_c_message_free_unpacked(o->state_mem, NULL);
-    else free(o->state_mem);
-    o->state_mem = NULL;
+    void *inl = state__inline_mem(o), *mem = obj__state_mem(o);
+    if (mem && state__message(o)) { /* a state_size state is always inline: nothing to free */
+        /* Its fields were allocated apart (malloc, as protobuf-c's default allocator does); the message
+         * itself may be inside the object, which is then left initialised (no field to free twice). */
+        ProtobufCAllocator a = {state__malloc, state__free_apart, inl};
+        protobuf_c_message_free_unpacked(mem, &a);
+        if (mem == inl) protobuf_c_message_init(o->type->state_message, inl);
+    }
+    if (o->x) o->x->state = NULL;
 }
 
 void obj__state_release_all(struct cv_object *o)
@@ -100,6 +156,8 @@ void obj__state_release_all(struct cv_object *o)
     obj__state_free(o);
     obj__calls_free(o);
     obj__reminders_free(o);
+    free(o->x); /* no timer is left: each held a reference */
+    o->x = NULL;
 }
 
 int obj__state_load(struct cv_object *o)
@@ -124,15 +182,15 @@ int obj__state_load(struct cv_object *o)
         return CV_EPROTO;
     }
     obj__state_free(o);
-    o->state_mem = m;
-    o->version = o->saved_version = version;
+    o->x->state = m;
+    o->x->version = o->x->saved_version = version;
     rv = obj__calls_load(o);
     return rv ? rv : obj__reminders_load(o);
 }
 
 void cv_object_mark_dirty(cv_object *o)
 {
-    if (o && o->persist != CV_PERSIST_NONE) o->dirty = true;
+    if (o && o->persist != CV_PERSIST_NONE) o->x->dirty = true; /* persisted: o->x exists */
 }
 
 /* ---- held answers ---- */
@@ -149,11 +207,11 @@ static void state__deliver(struct obj__held *h, int status, const char *error)
  * none). With status != 0 every held answer fails with it instead. Callbacks may call into the runtime. */
 static void state__release(struct cv_object *o, uint64_t upto, int status, const char *error)
 {
-    while (o->held && (status != 0 || (o->held->version && o->held->version <= upto))) {
-        struct obj__held *h = o->held;
-        o->held = h->next;
-        if (!o->held) o->held_tail = &o->held;
-        o->n_held--;
+    while (o->x->held && (status != 0 || (o->x->held->version && o->x->held->version <= upto))) {
+        struct obj__held *h = o->x->held;
+        o->x->held = h->next;
+        if (!o->x->held) o->x->held_tail = &o->x->held;
+        o->x->n_held--;
         state__deliver(h, status, error);
     }
 }
@@ -162,16 +220,17 @@ bool obj__state_reply(struct cv_object *o, const struct cv_method *method, int s
                       const uint8_t *resp, size_t len, cv_runtime_call_cb cb, void *data)
 {
     if (o->persist == CV_PERSIST_NONE) return false;
-    if (o->broken && o->persist == CV_PERSIST_ON_WRITE) {
+    if (o->x->broken && o->persist == CV_PERSIST_ON_WRITE) {
         /* A call that ran after a save failed (an async one in flight then) ran on a memory that is
          * being dropped: its effect will not exist, so it is answered as never run. */
         cb(data, CV_EUNAVAIL, "object state could not be saved; call again", (const uint8_t *)"", 0);
         return true;
     }
-    if (method->flags & CV_METHOD_WRITES) o->dirty = true;
+    if (method->flags & CV_METHOD_WRITES) o->x->dirty = true;
     /* Held: a change to commit, an earlier answer still held (order), or state that may be uncommitted
      * (a change of a timer, a save in flight) which this answer could have read. */
-    if (o->persist != CV_PERSIST_ON_WRITE || (!o->dirty && !o->held && o->saved_version >= o->version))
+    struct obj__side *x = o->x;
+    if (o->persist != CV_PERSIST_ON_WRITE || (!x->dirty && !x->held && x->saved_version >= x->version))
         return false;
     struct obj__held *h = malloc(sizeof *h + len);
     char *err = status && error ? strdup(error) : NULL;
@@ -179,12 +238,12 @@ bool obj__state_reply(struct cv_object *o, const struct cv_method *method, int s
         free(h);
         return false;
     }
-    *h = (struct obj__held){.version = o->dirty ? 0 : o->version, .cb = cb, .data = data, .status = status,
+    *h = (struct obj__held){.version = x->dirty ? 0 : x->version, .cb = cb, .data = data, .status = status,
                             .error = err, .len = len};
     memcpy(h->resp, resp, len);
-    *o->held_tail = h;
-    o->held_tail = &h->next;
-    o->n_held++;
+    *o->x->held_tail = h;
+    o->x->held_tail = &h->next;
+    o->x->n_held++;
     return true;
 }
 
@@ -195,8 +254,8 @@ static void state__save(struct cv_object *o);
 /* The object cannot keep a memory the log may lack: fail what waits, deactivate it. */
 static void state__break(struct cv_object *o, int status, const char *error)
 {
-    o->broken = true;
-    o->dirty = o->resave = false;
+    o->x->broken = true;
+    o->x->dirty = o->x->resave = false;
     state__release(o, 0, status, error);
     o->rt->ops.deactivate(o, CV_EUNAVAIL);
 }
@@ -204,16 +263,16 @@ static void state__break(struct cv_object *o, int status, const char *error)
 static void state__saved(void *data, int status, const char *error)
 {
     struct cv_object *o = data;
-    o->saving = false;
+    o->x->saving = false;
     if (status == 0) {
-        o->saved_version = o->saving_version;
-        state__release(o, o->saved_version, 0, NULL);
+        o->x->saved_version = o->x->saving_version;
+        state__release(o, o->x->saved_version, 0, NULL);
     } else {
         CV_WARN("objects: saving %s (%s) version %llu failed: %s", o->id, o->type->name,
-                (unsigned long long)o->saving_version, error ? error : cv_strerror(status));
+                (unsigned long long)o->x->saving_version, error ? error : cv_strerror(status));
         state__break(o, status, error ? error : cv_strerror(status));
     }
-    if (o->resave && !o->broken) state__save(o);
+    if (o->x->resave && !o->x->broken) state__save(o);
     enum obj__state s = obj__state(o);
     if (s == OBJ_DEACTIVATING) obj__ready(o); /* it waited for this save to leave */
     obj__unref(o);
@@ -224,12 +283,13 @@ static void state__saved(void *data, int status, const char *error)
 static void state__save(struct cv_object *o)
 {
     struct cv_runtime *rt = o->rt;
-    if (o->saving || o->in_flight) {
-        o->resave = true;
+    if (o->x->saving || o->in_flight) {
+        o->x->resave = true;
         return;
     }
-    o->resave = o->dirty = false;
-    size_t len = protobuf_c_message_get_packed_size(o->state_mem);
+    o->x->resave = o->x->dirty = false;
+    void *mem = obj__state_mem(o);
+    size_t len = protobuf_c_message_get_packed_size(mem);
     if (len > rt->state_max) {
         CV_WARN("objects: state of %s (%s) is %zu bytes, over the limit of %zu: the change is dropped", o->id,
                 o->type->name, len, rt->state_max);
@@ -241,24 +301,25 @@ static void state__save(struct cv_object *o)
         state__break(o, CV_ENOMEM, cv_strerror(CV_ENOMEM));
         return;
     }
-    protobuf_c_message_pack(o->state_mem, buf);
-    o->saving_version = ++o->version;
-    for (struct obj__held *h = o->held; h; h = h->next)
-        if (!h->version) h->version = o->version;
-    o->saving = true;
+    protobuf_c_message_pack(mem, buf);
+    o->x->saving_version = ++o->x->version;
+    for (struct obj__held *h = o->x->held; h; h = h->next)
+        if (!h->version) h->version = o->x->version;
+    o->x->saving = true;
     o->refs++; /* released in state__saved */
     struct cv_call_record *recs;
-    struct cv_save_extra calls = {.window = o->call_window, .window_ms = o->call_window_ms, .now_ms = cv_now_ms()};
-    calls.n = obj__calls_capture(o, o->version, &recs);
+    struct cv_save_extra calls = {
+        .window = o->x->call_window, .window_ms = o->x->call_window_ms, .now_ms = cv_now_ms()};
+    calls.n = obj__calls_capture(o, o->x->version, &recs);
     calls.calls = recs;
     struct cv_reminder *rems;
     obj__reminders_capture(o, &calls, &rems);
-    int rv = rt->hooks.save_state(rt->hooks.data, o->type->name, o->id, o->version, buf, len, &calls,
+    int rv = rt->hooks.save_state(rt->hooks.data, o->type->name, o->id, o->x->version, buf, len, &calls,
                                   state__saved, o);
     free(recs);
     free(rems);
     if (rv != 0) {
-        o->saving = false;
+        o->x->saving = false;
         o->refs--;
         state__break(o, rv, cv_strerror(rv));
     }
@@ -267,33 +328,36 @@ static void state__save(struct cv_object *o)
 static void state__tick(cv_object *o, void *data)
 {
     (void)data;
-    o->save_armed = false;
-    if (o->dirty) state__save(o);
+    o->x->save_armed = false;
+    if (o->x->dirty) state__save(o);
 }
 
 void obj__state_after(struct cv_object *o)
 {
-    if (o->persist == CV_PERSIST_NONE || o->broken) return;
-    if (o->resave || (o->dirty && o->persist == CV_PERSIST_ON_WRITE)) {
+    if (o->persist == CV_PERSIST_NONE || o->x->broken) return;
+    if (o->x->resave || (o->x->dirty && o->persist == CV_PERSIST_ON_WRITE)) {
         state__save(o);
         return;
     }
-    if (!o->dirty || o->save_armed || obj__state(o) != OBJ_ACTIVE) return;
-    if (cv_object_timer_start(o, o->save_interval, 0, state__tick, NULL, NULL) == 0) o->save_armed = true;
+    if (!o->x->dirty || o->x->save_armed || obj__state(o) != OBJ_ACTIVE) return;
+    if (cv_object_timer_start(o, o->x->save_interval, 0, state__tick, NULL, NULL) == 0)
+        o->x->save_armed = true;
 }
 
 bool obj__state_settle(struct cv_object *o)
 {
-    if (o->saving) return true;
+    if (!o->x) return false; /* memory-only, nothing held */
+    if (o->x->saving) return true;
     /* A final save: not for a deleted object (its state is gone), nor once the node is fenced (its
      * saves would be refused or late; a crash would lose the same). */
-    bool final = o->persist != CV_PERSIST_NONE && !o->broken && !o->destroy && o->drain_status != CV_EUNAVAIL;
-    if (final && (o->dirty || o->resave)) {
+    bool final =
+        o->persist != CV_PERSIST_NONE && !o->x->broken && !o->destroy && o->drain_status != CV_EUNAVAIL;
+    if (final && (o->x->dirty || o->x->resave)) {
         state__save(o);
-        if (o->saving) return true;
+        if (o->x->saving) return true;
     }
-    state__release(o, o->saved_version, 0, NULL);
-    if (o->held) state__release(o, 0, CV_EUNAVAIL, "object deactivated before its state was saved");
+    state__release(o, o->x->saved_version, 0, NULL);
+    if (o->x->held) state__release(o, 0, CV_EUNAVAIL, "object deactivated before its state was saved");
     return false;
 }
 
@@ -303,13 +367,14 @@ int cv_runtime_state_info(struct cv_runtime *rt, const char *id, struct cv_objec
     if (!id) return CV_EINVAL;
     HASH_FIND(hh, rt->table, id, strlen(id), o);
     if (!o || (obj__state(o) != OBJ_ACTIVE && obj__state(o) != OBJ_ACTIVATING)) return CV_ENOTFOUND;
+    const struct obj__side none = {0}, *x = o->x ? o->x : &none;
     *out = (struct cv_object_state_info){.type = o->type,
-                                         .state = state__message(o) ? o->state_mem : NULL,
-                                         .persist = o->persist,
-                                         .version = o->version,
-                                         .saved_version = o->saved_version,
-                                         .dirty = o->dirty,
-                                         .saving = o->saving,
-                                         .held = o->n_held};
+                                         .state = state__message(o) ? obj__state_mem(o) : NULL,
+                                         .persist = (enum cv_persist)o->persist,
+                                         .version = x->version,
+                                         .saved_version = x->saved_version,
+                                         .dirty = x->dirty,
+                                         .saving = x->saving,
+                                         .held = x->n_held};
     return 0;
 }
