@@ -25,7 +25,10 @@ module_args() {
   MODULE_ARGS=()
   [ -s "$1/modules" ] || return 0
   local m
-  while IFS= read -r m; do [ -n "$m" ] && MODULE_ARGS+=(--module "$m"); done <"$1/modules"
+  while IFS= read -r m; do
+    if [ -n "$m" ]; then MODULE_ARGS+=(--module "$m"); fi
+  done <"$1/modules"
+  return 0
 }
 
 # Starts node ID in the background exactly as run-cluster.sh does: NODE_BIN --config CONFIG --node-id ID

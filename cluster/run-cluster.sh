@@ -137,7 +137,8 @@ mkdir -p "$RUN_DIR/data"
 cd "$RUN_DIR"  # anything a process writes with a relative path lands in the run directory
 : >"$PIDS"
 printf '%s\n' "$build_dir" >"$RUN_DIR/build-dir"  # rolling-restart.sh restarts nodes from the same build
-printf '%s\n' "${modules[@]}" >"$RUN_DIR/modules"  # ... with the same modules (cluster/common.sh)
+: >"$RUN_DIR/modules"  # ... with the same modules (cluster/common.sh)
+[ ${#modules[@]} -eq 0 ] || printf '%s\n' "${modules[@]}" >"$RUN_DIR/modules"
 pids=()
 
 # Stops everything started so far (through stop-cluster.sh, which reads the pids file).
