@@ -40,3 +40,22 @@ start_node() {
   module_args "$4"
   (trap '' HUP; exec "$1" --config "$2" --node-id "$3" --data-dir "$4/data/$3" "${MODULE_ARGS[@]}" </dev/null >>"$5" 2>&1) &
 }
+
+# Stops the processes whose PIDs are in the array PIDS (children of the caller, started by it): SIGTERM,
+# up to 10 s each, then SIGKILL; reaps them and empties PIDS.
+stop_pids() {
+  local pid
+  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do
+    for _ in $(seq 100); do child_alive "$pid" || break; sleep 0.1; done
+    child_alive "$pid" && kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  PIDS=()
+}
+
+# wait_for SECONDS CMD [ARG...]: runs CMD every 0.2 s until it succeeds (0) or SECONDS passed (1).
+wait_for() {
+  local t=$((SECONDS + $1)); shift
+  until "$@" >/dev/null 2>&1; do [ $SECONDS -lt $t ] || return 1; sleep 0.2; done
+}

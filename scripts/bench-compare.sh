@@ -47,7 +47,7 @@ for p in redis-server redis-benchmark redis-cli etcd curl python3; do
   command -v "$p" >/dev/null || { echo "bench-compare: $p is missing: run scripts/install-deps.sh" >&2; exit 1; }
 done
 
-. "$ROOT/cluster/common.sh" # start_node, child_alive
+. "$ROOT/cluster/common.sh" # start_node, child_alive, stop_pids, wait_for
 
 if [ ! -f "$build/build.ninja" ]; then meson setup "$build" "$ROOT" --buildtype=release >/dev/null; fi
 ninja -C "$build" src/node/cverse-node src/gate/cverse-gate src/bench/cverse-bench >/dev/null
@@ -69,30 +69,15 @@ if [ -n "$before_rev" ]; then
     { echo "bench-compare: building $before_rev failed (see $RUN/before-build.log)" >&2; exit 1; }
 fi
 
-# Stops what this script started, by PID: SIGTERM, up to 10 s, then SIGKILL.
+# Stops what this script started, by PID (cluster/common.sh: stop_pids), and removes REV's tree.
 cleanup() {
-  local pid i
-  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for i in $(seq 100); do
-    local alive=0
-    for pid in "${PIDS[@]}"; do child_alive "$pid" && alive=1; done
-    [ $alive -eq 0 ] && break
-    sleep 0.1
-  done
-  for pid in "${PIDS[@]}"; do child_alive "$pid" && kill -KILL "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+  stop_pids
   [ -z "$BEFORE_WT" ] || rm -rf "$BEFORE_WT" # REV's sources and build (~200 MB); the logs stay
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM
 die() { echo "bench-compare: $1 (logs in $RUN)" >&2; exit 1; }
 
-# Polls CMD until it succeeds or SECONDS pass.
-wait_for() {
-  local secs=$1; shift
-  local t=$((SECONDS + secs))
-  until "$@" >/dev/null 2>&1; do [ $SECONDS -lt $t ] || return 1; sleep 0.1; done
-}
 
 # --- cverse: 3 nodes, 8192 shards, one gate ---------------------------------------------------------
 GATE=127.0.0.1:$((base + 350)) GATE_HTTP=http://127.0.0.1:$((base + 351))

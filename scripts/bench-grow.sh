@@ -27,29 +27,16 @@ while [ $# -gt 0 ]; do
   shift
 done
 for s in $shapes; do [[ $s =~ ^[1-9][0-9]*x[1-9]x[1-9][0-9]*$ ]] || { echo "bench-grow: bad shape $s" >&2; exit 2; }; done
-. "$ROOT/cluster/common.sh" # start_node, child_alive
+. "$ROOT/cluster/common.sh" # start_node, child_alive, stop_pids, wait_for
 if [ ! -f "$build/build.ninja" ]; then meson setup "$build" "$ROOT" --buildtype=release >/dev/null; fi
 ninja -C "$build" src/node/cverse-node src/gate/cverse-gate src/bench/cverse-bench >/dev/null
 BENCH=$build/src/bench/cverse-bench
 RUN=$(mktemp -d /tmp/cverse-bench-grow.XXXXXX)
 PIDS=()
-cleanup() {
-  local pid
-  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do
-    for _ in $(seq 100); do child_alive "$pid" || break; sleep 0.1; done
-    child_alive "$pid" && kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
-  PIDS=()
-}
+cleanup() { stop_pids; }
 trap cleanup EXIT
 trap 'exit 1' INT TERM
 die() { echo "bench-grow: $1 (run dir $RUN)" >&2; exit 1; }
-wait_for() {
-  local t=$((SECONDS + $1)); shift
-  until "$@" >/dev/null 2>&1; do [ $SECONDS -lt $t ] || return 1; sleep 0.2; done
-}
 ready() { curl -fsS "$1/ready" >/dev/null; }
 metric() { curl -fsS "http://127.0.0.1:$((base + 100))/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
 ticks() { local t=0 p; for p in "$@"; do t=$((t + $(awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$p/stat" 2>/dev/null || echo 0))); done; echo $t; }

@@ -24,28 +24,15 @@ while [ $# -gt 0 ]; do
   shift
 done
 for n in $counts $base; do [[ $n =~ ^[1-9][0-9]*$ ]] || { echo "mem-per-object: expected whole numbers, got '$n'" >&2; exit 2; }; done
-. "$ROOT/cluster/common.sh" # start_node, child_alive
+. "$ROOT/cluster/common.sh" # start_node, child_alive, stop_pids, wait_for
 if [ ! -f "$build/build.ninja" ]; then meson setup "$build" "$ROOT" --buildtype=release >/dev/null; fi
 ninja -C "$build" src/node/cverse-node src/gate/cverse-gate src/bench/cverse-bench >/dev/null
 RUN=$(mktemp -d /tmp/cverse-mem.XXXXXX)
 PIDS=()
-cleanup() {
-  local pid
-  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do
-    for _ in $(seq 100); do child_alive "$pid" || break; sleep 0.1; done
-    child_alive "$pid" && kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
-  PIDS=()
-}
+cleanup() { stop_pids; }
 trap cleanup EXIT
 trap 'exit 1' INT TERM
 die() { echo "mem-per-object: $1 (run dir $RUN)" >&2; exit 1; }
-wait_for() {
-  local t=$((SECONDS + $1)); shift
-  until "$@" >/dev/null 2>&1; do [ $SECONDS -lt $t ] || return 1; sleep 0.2; done
-}
 ready() { curl -fsS "$1/ready" >/dev/null; }
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 anon_kb() { awk '/^RssAnon:/ {print $2}' "/proc/$1/status"; } # RSS without LMDB's mapped file pages

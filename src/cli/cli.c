@@ -182,27 +182,38 @@ struct shard_of_opts {
 static int opt_value(const struct command *cmd, int argc, char **argv, int *i, const char *name,
                      const char **val);
 
+/* --help of a command: its usage and details on stdout. */
+static int show_help(const struct command *cmd)
+{
+    print_cmd_usage(stdout, cmd);
+    fputs(cmd->details, stdout);
+    return HELP_SHOWN;
+}
+
+/* --timeout MS at argv[*i]: -1 if it is another argument, 0 consumed into *out, else a usage exit code. */
+static int opt_timeout(const struct command *cmd, int argc, char **argv, int *i, uint32_t *out)
+{
+    const char *val;
+    int m = opt_value(cmd, argc, argv, i, "--timeout", &val);
+    if (m == 0) return -1;
+    if (m < 0) return EXIT_USAGE;
+    if (parse_u32(val, 1, MAX_TIMEOUT_MS, out) != 0)
+        return usage_error(cmd, "--timeout must be a number of milliseconds from 1 to %u, got '%s'", MAX_TIMEOUT_MS,
+                           val);
+    return 0;
+}
+
 /* One option of shard-of at argv[*i]: 0 consumed, HELP_SHOWN, or a usage exit code. */
 static int shard_of_opt(const struct command *cmd, int argc, char **argv, int *i, struct shard_of_opts *o)
 {
     const char *val;
     int m;
-    if (strcmp(argv[*i], "--help") == 0 || strcmp(argv[*i], "-h") == 0) {
-        print_cmd_usage(stdout, cmd);
-        fputs(cmd->details, stdout);
-        return HELP_SHOWN;
-    }
+    if (strcmp(argv[*i], "--help") == 0 || strcmp(argv[*i], "-h") == 0) return show_help(cmd);
     if ((m = opt_value(cmd, argc, argv, i, "--gate", &val)) != 0) {
         o->gate = val;
         return m < 0 ? EXIT_USAGE : 0;
     }
-    if ((m = opt_value(cmd, argc, argv, i, "--timeout", &val)) != 0) {
-        if (m < 0) return EXIT_USAGE;
-        if (parse_u32(val, 1, MAX_TIMEOUT_MS, &o->timeout_ms) != 0)
-            return usage_error(cmd, "--timeout must be a number of milliseconds from 1 to %u, got '%s'",
-                               MAX_TIMEOUT_MS, val);
-        return 0;
-    }
+    if ((m = opt_timeout(cmd, argc, argv, i, &o->timeout_ms)) >= 0) return m;
     if ((m = opt_value(cmd, argc, argv, i, "--shards", &val)) != 0) {
         if (m < 0) return EXIT_USAGE;
         if (parse_u32(val, 1, MAX_SHARDS, &o->shards) != 0)
@@ -342,11 +353,7 @@ static int gate_opt(const struct command *cmd, int argc, char **argv, int *i, st
 {
     const char *val;
     int m;
-    if (strcmp(argv[*i], "--help") == 0 || strcmp(argv[*i], "-h") == 0) {
-        print_cmd_usage(stdout, cmd);
-        fputs(cmd->details, stdout);
-        return HELP_SHOWN;
-    }
+    if (strcmp(argv[*i], "--help") == 0 || strcmp(argv[*i], "-h") == 0) return show_help(cmd);
     if (strcmp(argv[*i], "--json") == 0) {
         o->json = 1;
         return 0;
@@ -357,13 +364,7 @@ static int gate_opt(const struct command *cmd, int argc, char **argv, int *i, st
         *gate_flag = 1;
         return 0;
     }
-    if ((m = opt_value(cmd, argc, argv, i, "--timeout", &val)) != 0) {
-        if (m < 0) return EXIT_USAGE;
-        if (parse_u32(val, 1, MAX_TIMEOUT_MS, &o->timeout_ms) != 0)
-            return usage_error(cmd, "--timeout must be a number of milliseconds from 1 to %u, got '%s'",
-                               MAX_TIMEOUT_MS, val);
-        return 0;
-    }
+    if ((m = opt_timeout(cmd, argc, argv, i, &o->timeout_ms)) >= 0) return m;
     if (strcmp(cmd->name, "call") == 0 && (m = opt_value(cmd, argc, argv, i, "--call-id", &val)) != 0) {
         if (m < 0) return EXIT_USAGE;
         if (!*val || strlen(val) > 128)
@@ -843,11 +844,7 @@ static int node_opt(const struct command *cmd, int argc, char **argv, int *i, st
 {
     const char *val;
     int m;
-    if (strcmp(argv[*i], "--help") == 0 || strcmp(argv[*i], "-h") == 0) {
-        print_cmd_usage(stdout, cmd);
-        fputs(cmd->details, stdout);
-        return HELP_SHOWN;
-    }
+    if (strcmp(argv[*i], "--help") == 0 || strcmp(argv[*i], "-h") == 0) return show_help(cmd);
     if (strcmp(argv[*i], "--json") == 0 || strcmp(argv[*i], "--undo") == 0) {
         *(argv[*i][2] == 'j' ? &o->json : &o->undo) = 1;
         return 0;
@@ -856,13 +853,7 @@ static int node_opt(const struct command *cmd, int argc, char **argv, int *i, st
         o->addr = val;
         return m < 0 ? EXIT_USAGE : 0;
     }
-    if ((m = opt_value(cmd, argc, argv, i, "--timeout", &val)) != 0) {
-        if (m < 0) return EXIT_USAGE;
-        if (parse_u32(val, 1, MAX_TIMEOUT_MS, &o->timeout_ms) != 0)
-            return usage_error(cmd, "--timeout must be a number of milliseconds from 1 to %u, got '%s'",
-                               MAX_TIMEOUT_MS, val);
-        return 0;
-    }
+    if ((m = opt_timeout(cmd, argc, argv, i, &o->timeout_ms)) >= 0) return m;
     return usage_error(cmd, "unknown option '%s'", argv[*i]);
 }
 

@@ -515,18 +515,23 @@ void h_config_set(struct h_cluster *c, const char *key, const char *value)
     cr_assert(e.done, "h_config_set: no key %s in %s", key, c->config);
 }
 
-long long h_increment_within(struct h_cluster *c, const char *id, unsigned timeout_ms, long *st)
+long long h_response_value(char *body, long st)
 {
-    char path[256];
-    snprintf(path, sizeof path, "/api/v1/objects/call/SimpleCounter/%s/Increment?timeout_ms=%u", id, timeout_ms);
-    char *t = h_post(h_gate_http_port(c, 0), path, "{\"request\":{}}", 14, st);
     long long val = -1;
-    json_t *j = t && *st == 200 ? json_loads(t, 0, NULL) : NULL;
+    json_t *j = body && st == 200 ? json_loads(body, 0, NULL) : NULL;
     if (j) {
         json_t *v = json_object_get(json_object_get(j, "response"), "value");
         val = json_is_string(v) ? atoll(json_string_value(v)) : json_integer_value(v);
         json_decref(j);
     }
-    free(t);
+    free(body);
     return val;
+}
+
+long long h_increment_within(struct h_cluster *c, const char *id, unsigned timeout_ms, long *st)
+{
+    char path[256];
+    snprintf(path, sizeof path, "/api/v1/objects/call/SimpleCounter/%s/Increment?timeout_ms=%u", id, timeout_ms);
+    char *t = h_post(h_gate_http_port(c, 0), path, "{\"request\":{}}", 14, st); /* before *st is read */
+    return h_response_value(t, *st);
 }

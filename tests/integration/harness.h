@@ -83,6 +83,9 @@ char *h_get_text(struct h_cluster *c, int i, const char *path, long *status);
 /* SimpleCounter.Increment of id through gate 0's HTTP API with ?timeout_ms=: the new value, or -1 unless
  * HTTP 200 (*st gets the status, 0 if unreachable). */
 long long h_increment_within(struct h_cluster *c, const char *id, unsigned timeout_ms, long *st);
+/* The "value" of a call's answer body {"response":{"value":...}} (owned: freed here), -1 unless st is 200
+ * and it has one. */
+long long h_response_value(char *body, long st);
 
 /* Runs the cverse CLI ($CVERSE_CLI_BIN) with args (a shell word list); returns its stdout and stderr
  * together (owned, malloc'ed, at most 8 KiB) and *code its exit status (-1 if it did not exit). */

@@ -259,15 +259,7 @@ static long long increment(const char *id, unsigned timeout_ms, long *st)
     char path[256];
     snprintf(path, sizeof path, "/api/v1/objects/call/SimpleCounter/%s/Increment?timeout_ms=%u", id, timeout_ms);
     char *t = gate_post(path, st);
-    long long val = -1;
-    json_t *j = t && *st == 200 ? json_loads(t, 0, NULL) : NULL;
-    if (j) {
-        json_t *v = json_object_get(json_object_get(j, "response"), "value");
-        val = json_is_string(v) ? atoll(json_string_value(v)) : json_integer_value(v);
-        json_decref(j);
-    }
-    free(t);
-    return val;
+    return h_response_value(t, *st);
 }
 
 static void *load_main(void *arg)

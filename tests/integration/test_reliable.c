@@ -189,21 +189,6 @@ Test(reliable, racing_first_calls_create_each_object_once)
 
 /* ---------------------------------------------------------------- reliable calls */
 
-/* Runs the CLI; returns its stdout (malloc'ed) and *code its exit status. */
-static char *cli(const char *args, int *code)
-{
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd, "%s %s 2>&1", getenv("CVERSE_CLI_BIN"), args);
-    FILE *p = popen(cmd, "r");
-    cr_assert_not_null(p);
-    char *out = calloc(1, 8192);
-    size_t n = fread(out, 1, 8191, p);
-    out[n] = '\0';
-    int rc = pclose(p);
-    *code = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-    return out;
-}
-
 static long long cli_value(const char *out)
 {
     const char *v = strstr(out, "\"value\"");
@@ -242,11 +227,11 @@ Test(reliable, a_repeated_call_id_runs_once_also_at_a_new_owner_after_kill9)
     int code;
     snprintf(args, sizeof args, "call --gate 127.0.0.1:%d --call-id cli-1 SimpleCounter '%s' Increment",
              h_gate_grpc_port(&C, 0), id);
-    char *out = cli(args, &code);
+    char *out = h_cli(args, &code);
     cr_assert_eq(code, 0, "cverse call: %s", out);
     cr_assert_eq(cli_value(out), 4, "%s", out);
     free(out);
-    out = cli(args, &code);
+    out = h_cli(args, &code);
     cr_assert_eq(code, 0, "cverse call again: %s", out);
     cr_assert_eq(cli_value(out), 4, "the recorded answer: %s", out);
     free(out);
