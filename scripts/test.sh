@@ -153,6 +153,15 @@ if [ $asan -eq 1 ]; then
   export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:exitcode=23"
   export LSAN_OPTIONS="exitcode=23:suppressions=$PWD/tests/lsan.supp:print_suppressions=0"
   run_in "$BUILD_ASAN" "${ASAN_OPTS[@]}"
+  # Criterion only warns when a test's teardown dies, so an UndefinedBehaviorSanitizer report there (a
+  # suite's h_cluster_destroy once stopped on one, leaving its nodes running) would pass: any UBSan
+  # report in the log fails the run.
+  ubsan=$(grep -n "runtime error:" "$BUILD_ASAN/meson-logs/testlog.txt" 2>/dev/null | head -5 || true)
+  if [ -n "$ubsan" ]; then
+    echo "test.sh: UndefinedBehaviorSanitizer reports in $BUILD_ASAN/meson-logs/testlog.txt:" >&2
+    echo "$ubsan" >&2
+    failed=$((failed + 1)); failures+=("$BUILD_ASAN:ubsan-report")
+  fi
 fi
 
 if [ ${#failures[@]} -gt 0 ]; then

@@ -617,7 +617,8 @@ static int fetch_status(const struct command *cmd, int argc, char **argv, struct
         return call_failed(cmd, CV_EUNAVAIL, "the gate has no shard map yet (it has not reached a node)");
     }
     /* Natural order for people: node-2 before node-10 (the catalog sorts ids bytewise). */
-    qsort((*st)->map->nodes, (*st)->map->n_nodes, sizeof *(*st)->map->nodes, node_cmp);
+    if ((*st)->map->n_nodes)
+        qsort((*st)->map->nodes, (*st)->map->n_nodes, sizeof *(*st)->map->nodes, node_cmp);
     return 0;
 }
 

@@ -134,7 +134,7 @@ static void model__objects(struct cv_insp_model *m, struct cv_insp_node *n)
         n->n_objects++;
         if (ob->shard < m->n_shards) m->objects_per_shard[ob->shard]++;
     }
-    qsort(n->objects, n->n_objects, sizeof *n->objects, object__cmp);
+    if (n->n_objects) qsort(n->objects, n->n_objects, sizeof *n->objects, object__cmp);
 }
 
 /* The node's own answers: its raft state, readiness, objects. */

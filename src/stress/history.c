@@ -91,7 +91,7 @@ static void check_distinct(struct ctx *c, const struct cv_stress_op **v, size_t 
     if (!inc) return fail(c, "object %u: out of memory for the distinct-values check", obj);
     for (size_t i = 0; i < n; i++)
         if (v[i]->ok && v[i]->kind == CV_OP_INC) inc[k++] = v[i];
-    qsort(inc, k, sizeof *inc, by_value);
+    if (k) qsort(inc, k, sizeof *inc, by_value);
     for (size_t i = 1; i < k; i++)
         if (inc[i]->value == inc[i - 1]->value)
             fail(c, "object %u: two Increments returned %" PRId64 " (client %u at %.3f s, client %u at %.3f s)", obj,
@@ -191,7 +191,7 @@ size_t cv_stress_check(const struct cv_stress_history *h, const int64_t *finals,
         goto done;
     }
     for (size_t i = 0; i < h->n; i++) all[i] = &h->ops[i];
-    qsort(all, h->n, sizeof *all, by_obj);
+    if (h->n) qsort(all, h->n, sizeof *all, by_obj);
     size_t i = 0;
     for (uint32_t obj = 0; obj < h->n_objects; obj++) {
         size_t j = i;
@@ -200,8 +200,8 @@ size_t cv_stress_check(const struct cv_stress_history *h, const int64_t *finals,
         size_t n = j - i;
         memcpy(en, st, n * sizeof *en);
         check_distinct(&c, st, n, obj);
-        qsort(st, n, sizeof *st, by_start);
-        qsort(en, n, sizeof *en, by_end);
+        if (n) qsort(st, n, sizeof *st, by_start);
+        if (n) qsort(en, n, sizeof *en, by_end);
         check_lower(&c, st, en, n, obj);
         uint64_t x = check_count(&c, st, n, obj, finals[obj], ids, strict);
         *extra += x;

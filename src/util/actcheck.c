@@ -101,7 +101,7 @@ int cv_actcheck_file(const char *path, char *report, size_t len, size_t *activat
     while (rc == 0 && fgets(line, sizeof line, f)) rc = acts_line(&a, line);
     fclose(f);
     if (rc == 0) {
-        qsort(a.v, a.n, sizeof *a.v, act_cmp);
+        if (a.n) qsort(a.v, a.n, sizeof *a.v, act_cmp); /* a.v is NULL when nothing was activated */
         rc = overlaps(&a, report, len);
         if (activations) *activations = a.n;
     }

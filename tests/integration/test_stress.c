@@ -182,6 +182,11 @@ Test(stress, actcheck_finds_overlaps_and_accepts_handoffs)
     char *text = slurp(path);
     cr_expect(strstr(text, " K - 11 -\n"), "%s", text);
     free(text);
+    /* a log with a kill and no activation at all (a node killed before it activated anything): 0 of 0,
+     * and nothing sorted (UBSan once stopped a suite's teardown on qsort of an empty list) */
+    write_log(path, "400 K - 22 -\n");
+    cr_expect_eq(cv_actcheck_file(path, rep, sizeof rep, &acts), 0);
+    cr_expect_eq(acts, 0);
 }
 
 /* ---- the history checks */
