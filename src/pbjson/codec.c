@@ -1,12 +1,12 @@
-/* Gate payload mapping between what clients send (proto3 JSON, base64 of a google.protobuf.Any) and what
- * nodes take (packed protobuf bytes of the method's message), through the method's descriptors.
+/* Call payload mapping between what clients send (proto3 JSON, a serialized google.protobuf.Any) and what
+ * handlers take (packed protobuf bytes of the method's message), through the method's descriptors. The
+ * owner node, which has the types, maps calls with it; gates pass JSON and Any through (docs/protocol.md).
  *
- * Happy path: JSON -> cv_pbjson_from_json -> pack; Any -> cv_pbjson_any_unpack -> pack; and back:
- * unpack -> cv_pbjson_to_json / cv_pbjson_any_pack. Decoding the node's response bytes once more costs a
- * little but checks them before a client sees them. Failure modes: client input that does not match the
+ * Happy path: JSON -> cv_pbjson_from_json -> pack; Any -> cv_pbjson_any_unpack -> pack (which checks the
+ * value); and back: unpack -> cv_pbjson_to_json. Failure modes: client input that does not match the
  * descriptor gives CV_EINVAL with a message naming the field; response bytes that do not decode give
- * CV_EPROTO (a node/gate type mismatch). */
-#include "gate/codec.h"
+ * CV_EPROTO (a handler that replied with another message type). */
+#include "pbjson/codec.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,7 +31,7 @@ static int codec__pack(ProtobufCMessage *m, uint8_t **out, size_t *len, char *er
     return 0;
 }
 
-int cv_gate_json_to_bytes(const ProtobufCMessageDescriptor *d, const json_t *j, const char *root, uint8_t **out,
+int cv_pbjson_json_to_bytes(const ProtobufCMessageDescriptor *d, const json_t *j, const char *root, uint8_t **out,
                           size_t *len, char *err, size_t errlen)
 {
     json_t *empty = NULL;
@@ -46,23 +46,23 @@ int cv_gate_json_to_bytes(const ProtobufCMessageDescriptor *d, const json_t *j, 
     return codec__pack(m, out, len, err, errlen);
 }
 
-int cv_gate_json_text_to_bytes(const ProtobufCMessageDescriptor *d, const char *text, uint8_t **out,
-                               size_t *len, char *err, size_t errlen)
+int cv_pbjson_json_text_to_bytes(const ProtobufCMessageDescriptor *d, const char *text, size_t tlen,
+                                 uint8_t **out, size_t *len, char *err, size_t errlen)
 {
-    if (!text || !text[0]) return cv_gate_json_to_bytes(d, NULL, "request", out, len, err, errlen);
+    if (!text || !tlen) return cv_pbjson_json_to_bytes(d, NULL, "request", out, len, err, errlen);
     json_error_t je;
-    json_t *j = json_loads(text, JSON_REJECT_DUPLICATES, &je);
+    json_t *j = json_loadb(text, tlen, JSON_REJECT_DUPLICATES, &je);
     if (!j) {
         snprintf(err, errlen, "request_json: invalid JSON at line %d column %d: %s", je.line, je.column,
                  je.text);
         return CV_EINVAL;
     }
-    int rv = cv_gate_json_to_bytes(d, j, "request", out, len, err, errlen);
+    int rv = cv_pbjson_json_to_bytes(d, j, "request", out, len, err, errlen);
     json_decref(j);
     return rv;
 }
 
-int cv_gate_any_to_bytes(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t blen, uint8_t **out,
+int cv_pbjson_any_to_bytes(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t blen, uint8_t **out,
                          size_t *len, char *err, size_t errlen)
 {
     ProtobufCMessage *m;
@@ -80,7 +80,7 @@ static int codec__unpack(const ProtobufCMessageDescriptor *d, const uint8_t *buf
     return CV_EPROTO;
 }
 
-int cv_gate_bytes_to_json(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t blen, unsigned flags,
+int cv_pbjson_bytes_to_json(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t blen, unsigned flags,
                           json_t **out, char *err, size_t errlen)
 {
     ProtobufCMessage *m;
@@ -91,11 +91,11 @@ int cv_gate_bytes_to_json(const ProtobufCMessageDescriptor *d, const uint8_t *bu
     return rv;
 }
 
-int cv_gate_bytes_to_json_text(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t blen,
+int cv_pbjson_bytes_to_json_text(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t blen,
                                unsigned flags, char **out, char *err, size_t errlen)
 {
     json_t *j;
-    int rv = cv_gate_bytes_to_json(d, buf, blen, flags, &j, err, errlen);
+    int rv = cv_pbjson_bytes_to_json(d, buf, blen, flags, &j, err, errlen);
     if (rv) return rv;
     char *s = json_dumps(j, JSON_COMPACT);
     json_decref(j);
@@ -105,22 +105,4 @@ int cv_gate_bytes_to_json_text(const ProtobufCMessageDescriptor *d, const uint8_
     }
     *out = s;
     return 0;
-}
-
-int cv_gate_bytes_to_any_b64(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t blen, char **out,
-                             char *err, size_t errlen)
-{
-    ProtobufCMessage *m;
-    int rv = codec__unpack(d, buf, blen, &m, err, errlen);
-    if (rv) return rv;
-    uint8_t *any;
-    size_t alen;
-    rv = cv_pbjson_any_pack(m, &any, &alen);
-    protobuf_c_message_free_unpacked(m, NULL);
-    if (rv == 0) {
-        rv = cv_pbjson_b64_encode(any, alen, out, NULL);
-        free(any);
-    }
-    if (rv) snprintf(err, errlen, "out of memory");
-    return rv;
 }
