@@ -78,6 +78,7 @@ void h_cluster_init_ex(struct h_cluster *c, int n, int voters, unsigned lease_tt
     c->n_gates = o->gates;
     if (o->module) snprintf(c->module, sizeof c->module, "%s", o->module);
     c->no_builtin = o->no_builtin;
+    c->gate_bare = o->gate_bare;
     c->n = n;
     /* Ports below the kernel's ephemeral range (32768+), where outgoing connections could take them:
      * grpc base+i, http base+100+i, raft = grpc + 2000, base chosen from the pid. */
@@ -129,8 +130,9 @@ static pid_t spawn(struct h_cluster *c, const char *bin, const char *log, const 
         }
         char *argv[10] = {(char *)bin, "--config", c->config, (char *)idflag, (char *)id};
         int n = 5;
-        if (c->module[0]) argv[n++] = "--module", argv[n++] = c->module;
-        if (c->no_builtin) argv[n++] = "--no-builtin-types";
+        bool bare = c->gate_bare && !strcmp(idflag, "--gate-id");
+        if (c->module[0] && !bare) argv[n++] = "--module", argv[n++] = c->module;
+        if (c->no_builtin || bare) argv[n++] = "--no-builtin-types";
         argv[n] = NULL;
         execv(bin, argv);
         _exit(127);

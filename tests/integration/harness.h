@@ -24,6 +24,7 @@ struct h_cluster {
     pid_t gate_pid[H_MAX_GATES];
     char module[512]; /* --module for nodes and gates, "" = none */
     bool no_builtin;  /* --no-builtin-types for nodes and gates */
+    bool gate_bare;   /* gates get --no-builtin-types and no --module: no types at all */
 };
 
 struct h_opts {
@@ -32,6 +33,7 @@ struct h_opts {
     const char *module; /* path of a module .so passed with --module, or NULL */
     bool no_builtin;    /* nodes and gates without the built-in demo types (--no-builtin-types) */
     const char *config_extra; /* YAML appended at the root of the config (e.g. "object_types: ..."), or NULL */
+    bool gate_bare;     /* gates without any type (--no-builtin-types, no --module): the nodes map JSON */
 };
 
 /* Writes a config with n nodes (ids node-1..n) and `voters` voters, 64 shards and lease_ttl_ms.
