@@ -1,16 +1,20 @@
 /* Incoming object calls (objects.call).
  *
- * Happy path: known type and method -> this node owns the id (shard owner in the catalog, or the node an
- * id "<node>/x" is pinned to) -> the node serves (ready once, follows a leader) -> the catalog has the
+ * Happy path: known type and method -> (a call in form JSON or ANY, from a gate, which has no types:
+ * the request mapped to the method's message with its descriptors, pbjson/codec.h) -> this node owns the
+ * id (shard owner in the catalog, or the node an id "<node>/x" is pinned to) -> the node serves (ready once, follows a leader) -> the catalog has the
  * object with that type -> cv_runtime_call; the response goes back when the handler replied.
  * Failure modes: the node is fenced (lease not confirmed) -> CV_EUNAVAIL, retryable; not the owner ->
  * CV_EREDIRECT with a Redirect body (our applied index, the owner we
- * know); malformed request -> CV_EPROTO; unknown type/method, or an id of another type -> CV_ENOTFOUND;
+ * know); malformed request -> CV_EPROTO; JSON or an Any that does not fit the method's request ->
+ * CV_EINVAL (before the ownership checks); unknown type/method, or an id of another type -> CV_ENOTFOUND;
  * a full mailbox -> CV_EBUSY. An id of a known type the catalog lacks is activated by the call (first
  * call): the owner proposes a CreateObject fenced on its ownership at the shard's epoch (one per id in
  * flight: later first calls wait for the same), and serves the waiting calls once it applied; a create
  * refused because the shard moved, or one that did not commit, answers CV_EREDIRECT (routed again: the
- * create is idempotent and no call ran).
+ * create is idempotent and no call ran). The answer goes back in the call's form: packed bytes, proto3
+ * JSON (a response that does not decode as the method's response: CV_EIO), or packed bytes with the
+ * response's message name for the gate's Any.
  * Statistics: every answer but a redirect is counted (node/stats.h) when it is sent, with the type,
  * method and shard the verdict found and the time since this node took the call. */
 #include "node/incall.h"

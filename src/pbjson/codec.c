@@ -31,8 +31,8 @@ static int codec__pack(ProtobufCMessage *m, uint8_t **out, size_t *len, char *er
     return 0;
 }
 
-int cv_pbjson_json_to_bytes(const ProtobufCMessageDescriptor *d, const json_t *j, const char *root, uint8_t **out,
-                          size_t *len, char *err, size_t errlen)
+int cv_pbjson_json_to_bytes(const ProtobufCMessageDescriptor *d, const json_t *j, const char *root,
+                            uint8_t **out, size_t *len, char *err, size_t errlen)
 {
     json_t *empty = NULL;
     if (!j && !(j = empty = json_object())) {
@@ -62,8 +62,8 @@ int cv_pbjson_json_text_to_bytes(const ProtobufCMessageDescriptor *d, const char
     return rv;
 }
 
-int cv_pbjson_any_to_bytes(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t blen, uint8_t **out,
-                         size_t *len, char *err, size_t errlen)
+int cv_pbjson_any_to_bytes(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t blen,
+                           uint8_t **out, size_t *len, char *err, size_t errlen)
 {
     ProtobufCMessage *m;
     int rv = cv_pbjson_any_unpack(d, buf, blen, &m, err, errlen);
@@ -80,8 +80,8 @@ static int codec__unpack(const ProtobufCMessageDescriptor *d, const uint8_t *buf
     return CV_EPROTO;
 }
 
-int cv_pbjson_bytes_to_json(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t blen, unsigned flags,
-                          json_t **out, char *err, size_t errlen)
+int cv_pbjson_bytes_to_json(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t blen,
+                            unsigned flags, json_t **out, char *err, size_t errlen)
 {
     ProtobufCMessage *m;
     int rv = codec__unpack(d, buf, blen, &m, err, errlen);
@@ -92,7 +92,7 @@ int cv_pbjson_bytes_to_json(const ProtobufCMessageDescriptor *d, const uint8_t *
 }
 
 int cv_pbjson_bytes_to_json_text(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t blen,
-                               unsigned flags, char **out, char *err, size_t errlen)
+                                 unsigned flags, char **out, char *err, size_t errlen)
 {
     json_t *j;
     int rv = cv_pbjson_bytes_to_json(d, buf, blen, flags, &j, err, errlen);

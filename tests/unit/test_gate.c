@@ -1272,10 +1272,39 @@ Test(gate_live, native_call_create_delete_status)
     cverse__rpc__call_response__free_unpacked(cr, NULL);
     cverse__rpc__frame__free_unpacked(f, NULL);
 
+    /* Form ANY: the Any's bytes go through the gate; the node names the response's type. */
+    uint8_t *any;
+    size_t alen;
+    in.id = "a";
+    cr_assert_eq(cv_pbjson_any_pack(&in.base, &any, &alen), 0);
+    c.form = CVERSE__RPC__CALL_FORM__CALL_FORM_ANY;
+    c.request.data = any;
+    c.request.len = alen;
+    f = native_call(fd, 8, "gate.call", &c.base, 0);
+    free(any);
+    cr_assert_eq(f->status, 0, "%s", f->error);
+    cr = cverse__rpc__call_response__unpack(NULL, f->body.len, f->body.data);
+    cr_assert_str_eq(cr->response_type, "cverse.rpc.CreateResponse");
+    out = cverse__rpc__create_response__unpack(NULL, cr->response.len, cr->response.data);
+    cr_assert_str_eq(out->id, "n1:shard#0/e:a");
+    cverse__rpc__create_response__free_unpacked(out, NULL);
+    cverse__rpc__call_response__free_unpacked(cr, NULL);
+    cverse__rpc__frame__free_unpacked(f, NULL);
+    c.form = CVERSE__RPC__CALL_FORM__CALL_FORM_BYTES;
+    c.request.data = ib;
+    c.request.len = cverse__rpc__create_request__pack(&in, ib);
+
     c.method = "Nope";
     f = native_call(fd, 3, "gate.call", &c.base, 0);
     cr_assert_eq(f->status, CV_ENOTFOUND);
     cr_assert(strstr(f->error, "Nope") != NULL);
+    cverse__rpc__frame__free_unpacked(f, NULL);
+
+    /* A type only the nodes know: the gate forwards it, the owner's 404 comes back. */
+    c.type = "Other";
+    f = native_call(fd, 9, "gate.call", &c.base, 0);
+    cr_assert_eq(f->status, CV_ENOTFOUND);
+    cr_assert_str_eq(f->error, "unknown object type \"Other\"");
     cverse__rpc__frame__free_unpacked(f, NULL);
 
     Cverse__Rpc__CreateRequest cq = CVERSE__RPC__CREATE_REQUEST__INIT;
