@@ -103,7 +103,8 @@ void cv_config_free(struct cv_config *cfg);
 
 /* Internal to the config module (objtypes.c, called by config.c's parser): reads the root keys
  * object_types and object_state_max_bytes, and cluster.demo_types, of a loaded document into cfg (absent:
- * no overrides, the default limit, the demo types). 0; CV_ECONFIG with one line "FILE:LINE: KEY.PATH: what is wrong (expected ...)" in err. */
+ * no overrides, the default limit, the demo types). 0; CV_ECONFIG with one line "FILE:LINE: KEY.PATH:
+ * what is wrong (expected ...)" in err. */
 #define CV_CONFIG_OBJECT_KEYS "object_types", "object_state_max_bytes"
 struct yaml_document_s;
 struct yaml_node_s;

@@ -167,7 +167,8 @@ static int ot__demo_types(struct ot *c, yaml_node_t *root, struct cv_config *cfg
     yaml_node_t *cl = ot__get(c, root, "cluster");
     yaml_node_t *v = cl && cl->type == YAML_MAPPING_NODE ? ot__get(c, cl, "demo_types") : NULL;
     if (!v) return 0;
-    const char *s = v->type == YAML_SCALAR_NODE && v->data.scalar.style == YAML_PLAIN_SCALAR_STYLE ? ot__text(v) : "";
+    bool plain = v->type == YAML_SCALAR_NODE && v->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
+    const char *s = plain ? ot__text(v) : "";
     if (!strcmp(s, "false") || !strcmp(s, "False") || !strcmp(s, "FALSE")) cfg->no_demo_types = true;
     else if (strcmp(s, "true") && strcmp(s, "True") && strcmp(s, "TRUE"))
         return ot__fail(c, v, "cluster.demo_types", "must be true or false, got \"%.60s\"",

@@ -437,7 +437,8 @@ static int forwarder__add(struct cv_forwarder *fw, enum cv_gate_op op, const str
     if (fw->stopping) return CV_EUNAVAIL;
     if ((unsigned)op >= CV_GATE_N_OPS || !c->type || !c->id || !cb || (c->len && !c->req)) return CV_EINVAL;
     bool call = op == CV_GATE_CALL;
-    const char *str[4] = {c->type, c->id, call && c->method ? c->method : "", call && c->call_id ? c->call_id : ""};
+    const char *method = call && c->method ? c->method : "", *call_id = call && c->call_id ? c->call_id : "";
+    const char *str[4] = {c->type, c->id, method, call_id};
     size_t n[4], len = call ? c->len : 0, total = len + 1;
     for (int i = 0; i < 4; i++) total += (n[i] = strlen(str[i]) + 1);
     struct fwd *f = calloc(1, sizeof *f + total);
@@ -472,8 +473,8 @@ static int forwarder__add(struct cv_forwarder *fw, enum cv_gate_op op, const str
 }
 
 int cv_forwarder_forward(struct cv_forwarder *fw, enum cv_gate_op op, const char *type, const char *id,
-                         const char *method, const uint8_t *req, size_t len, unsigned timeout_ms, cv_gate_done_cb cb,
-                         void *data)
+                         const char *method, const uint8_t *req, size_t len, unsigned timeout_ms,
+                         cv_gate_done_cb cb, void *data)
 {
     struct cv_gate_call c = {.type = type, .id = id, .method = method, .req = req, .len = len};
     return forwarder__add(fw, op, &c, timeout_ms, cb, data);

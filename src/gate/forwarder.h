@@ -92,8 +92,8 @@ typedef void (*cv_gate_done_cb)(void *data, int status, const char *error, const
  * never from inside this function; on a negative return never: CV_EUNAVAIL (stopping), CV_EINVAL,
  * CV_ENOMEM. */
 int cv_forwarder_forward(struct cv_forwarder *fw, enum cv_gate_op op, const char *type, const char *id,
-                         const char *method, const uint8_t *req, size_t len, unsigned timeout_ms, cv_gate_done_cb cb,
-                         void *data);
+                         const char *method, const uint8_t *req, size_t len, unsigned timeout_ms,
+                         cv_gate_done_cb cb, void *data);
 
 /* An object call as the gate forwards it (everything borrowed, copied by cv_forwarder_forward_call). The
  * gate has no types: the owner node maps JSON and Any with its own (CallRequest.form, docs/protocol.md). */

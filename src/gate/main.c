@@ -33,9 +33,9 @@ static void usage(FILE *f)
             "  -c, --config FILE     cluster configuration (YAML, Goverse schema)\n"
             "  -g, --gate-id ID      which of the config's gates this process is (--node-id ID also works,\n"
             "                        as with Goverse's gate)\n"
-            "  -m, --module PATH.so  not needed any more, accepted and ignored: the gate has no object types,\n"
-            "                        the node that owns an object maps JSON and Any with its types, so a\n"
-            "                        gate serves every type the nodes load\n"
+            "  -m, --module PATH.so  not needed any more, accepted and ignored: the gate has no object\n"
+            "                        types, the node that owns an object maps JSON and Any with its\n"
+            "                        types, so a gate serves every type the nodes load\n"
             "      --no-demo-types   (or --no-builtin-types) accepted and ignored, as --module: give it to\n"
             "                        the nodes (or set cluster.demo_types: false)\n"
             "  -l, --log-level L     debug, info (default), warn, error\n"
@@ -96,7 +96,8 @@ static int parse_args(int argc, char **argv, struct args *a)
 static void note_type_options(const struct args *a)
 {
     for (int i = 0; i < a->n_modules; i++)
-        CV_INFO("--module %s: ignored, gates need no modules (the owner node maps JSON and Any)", a->modules[i]);
+        CV_INFO("--module %s: ignored, gates need no modules (the owner node maps JSON and Any)",
+                a->modules[i]);
     if (a->no_builtin) CV_INFO("--no-demo-types: ignored, gates have no object types");
 }
 

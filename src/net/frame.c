@@ -297,8 +297,9 @@ int cv_call_view(const uint8_t *p, size_t len, struct cv_call_view *v)
         frame__str(&f[3], sc, cap, &used, &c->method) == 0 &&
         frame__bytes_field(&f[4], &c->request) == 0 &&
         frame__str(&f[5], sc, cap, &used, &c->request_json) == 0 &&
-        frame__varint_field(&f[6], &c->map_index) == 0 && frame__str(&f[7], sc, cap, &used, &c->call_id) == 0 &&
-        frame__varint_field(&f[8], &form) == 0 && frame__varint_field(&f[9], &compact) == 0) {
+        frame__varint_field(&f[6], &c->map_index) == 0 &&
+        frame__str(&f[7], sc, cap, &used, &c->call_id) == 0 && frame__varint_field(&f[8], &form) == 0 &&
+        frame__varint_field(&f[9], &compact) == 0) {
         c->form = (Cverse__Rpc__CallForm)(int32_t)form; /* an unknown form is the node's to refuse */
         c->compact = compact != 0;
         return 0;

@@ -2,8 +2,9 @@
  *
  * Happy path: known type and method -> (a call in form JSON or ANY, from a gate, which has no types:
  * the request mapped to the method's message with its descriptors, pbjson/codec.h) -> this node owns the
- * id (shard owner in the catalog, or the node an id "<node>/x" is pinned to) -> the node serves (ready once, follows a leader) -> the catalog has the
- * object with that type -> cv_runtime_call; the response goes back when the handler replied.
+ * id (shard owner in the catalog, or the node an id "<node>/x" is pinned to) -> the node serves (ready
+ * once, follows a leader) -> the catalog has the object with that type -> cv_runtime_call; the response
+ * goes back when the handler replied.
  * Failure modes: the node is fenced (lease not confirmed) -> CV_EUNAVAIL, retryable; not the owner ->
  * CV_EREDIRECT with a Redirect body (our applied index, the owner we
  * know); malformed request -> CV_EPROTO; JSON or an Any that does not fit the method's request ->
@@ -313,8 +314,8 @@ static int incall__answer(struct icall *ic, const uint8_t *resp, size_t len)
     char err[256], *json = NULL;
     int status = 0;
     if (ic->form == CVERSE__RPC__CALL_FORM__CALL_FORM_JSON) {
-        status = cv_pbjson_bytes_to_json_text(ic->method->response, resp, len,
-                                              ic->compact ? 0 : CV_PBJSON_EMIT_DEFAULTS, &json, err, sizeof err);
+        unsigned flags = ic->compact ? 0 : CV_PBJSON_EMIT_DEFAULTS;
+        status = cv_pbjson_bytes_to_json_text(ic->method->response, resp, len, flags, &json, err, sizeof err);
         if (status == CV_EPROTO) status = CV_EIO; /* the handler's bytes, not the client's: 500 */
         if (status) {
             cv_rpc_respond(ic->conn, ic->id, status, err, NULL, 0);
@@ -324,7 +325,8 @@ static int incall__answer(struct icall *ic, const uint8_t *resp, size_t len)
     } else {
         r.response.data = (uint8_t *)resp;
         r.response.len = len;
-        if (ic->form == CVERSE__RPC__CALL_FORM__CALL_FORM_ANY) r.response_type = (char *)ic->method->response->name;
+        if (ic->form == CVERSE__RPC__CALL_FORM__CALL_FORM_ANY)
+            r.response_type = (char *)ic->method->response->name;
     }
     size_t n = cverse__rpc__call_response__get_packed_size(&r);
     uint8_t small[512]; /* cv_rpc_respond copies: most answers need no allocation */
@@ -372,18 +374,17 @@ static int incall__map_request(const struct cv_hctx *h, struct icall *ic, const 
     memset(v, 0, sizeof *v);
     ic->form = req->form;
     ic->compact = req->compact;
+    bool json = req->form == CVERSE__RPC__CALL_FORM__CALL_FORM_JSON;
     if (req->form == CVERSE__RPC__CALL_FORM__CALL_FORM_BYTES) return 0;
-    if (req->form != CVERSE__RPC__CALL_FORM__CALL_FORM_JSON && req->form != CVERSE__RPC__CALL_FORM__CALL_FORM_ANY)
+    if (!json && req->form != CVERSE__RPC__CALL_FORM__CALL_FORM_ANY)
         return fail(v, CV_EINVAL, "unknown call form %d", (int)req->form);
     if (incall__method(h, req->type, req->method, v)) return v->status;
-    int rv;
-    if (req->form == CVERSE__RPC__CALL_FORM__CALL_FORM_JSON)
-        rv = cv_pbjson_json_text_to_bytes(v->method->request, req->request_json, strlen(req->request_json), out,
-                                          len, v->msg, sizeof v->msg);
-    else
-        rv = cv_pbjson_any_to_bytes(v->method->request, req->request.data, req->request.len, out, len, v->msg,
-                                    sizeof v->msg);
-    return v->status = rv;
+    const ProtobufCMessageDescriptor *d = v->method->request;
+    if (json)
+        return v->status = cv_pbjson_json_text_to_bytes(d, req->request_json, strlen(req->request_json), out,
+                                                        len, v->msg, sizeof v->msg);
+    return v->status = cv_pbjson_any_to_bytes(d, req->request.data, req->request.len, out, len, v->msg,
+                                              sizeof v->msg);
 }
 
 /* Serves one objects.call (answered now, or by the runtime's callback). */
@@ -403,8 +404,8 @@ static void incall__serve(struct cv_incall *in, struct icall *ic, const uint8_t 
     int rv = incall__map_request(in->x, ic, req, &mapped, &mlen, &v);
     if (rv == 0)
         rv = cv_incall_local(in->x, req->type, req->id, req->method, mapped ? mapped : req->request.data,
-                             mapped ? mlen : req->request.len, req->call_id[0] ? req->call_id : NULL, incall__done,
-                             ic, &v);
+                             mapped ? mlen : req->request.len, req->call_id[0] ? req->call_id : NULL,
+                             incall__done, ic, &v);
     cv_call_view_done(&cv);
     free(mapped);
     ic->shard = v.shard;
