@@ -98,8 +98,9 @@ void h_cluster_init_ex(struct h_cluster *c, int n, int voters, unsigned lease_tt
             "version: 1\ncluster:\n  shards: 64\n  provider: raft\n  data_dir: \"%s/data\"\n"
             "  lease_ttl_ms: %u\n  drain_timeout_ms: 10000\n  raft:\n    voters: %d\n    election_timeout_ms: 300\n"
             "    heartbeat_timeout_ms: 30\n    snapshot_threshold: 16\n    snapshot_trailing: 4\n"
-            "%snodes:\n",
-            c->dir, lease_ttl_ms, voters, o->demo_autoload ? demo_autoload : "  auto_load_objects: []\n");
+            "%s%snodes:\n",
+            c->dir, lease_ttl_ms, voters, o->demo_autoload ? demo_autoload : "  auto_load_objects: []\n",
+            o->demo_types_off ? "  demo_types: false\n" : "");
     for (int i = 0; i < n; i++) {
         snprintf(c->id[i], sizeof c->id[i], "node-%d", i + 1);
         fprintf(f,
@@ -132,7 +133,8 @@ static pid_t spawn(struct h_cluster *c, const char *bin, const char *log, const 
         int n = 5;
         bool bare = c->gate_bare && !strcmp(idflag, "--gate-id");
         if (c->module[0] && !bare) argv[n++] = "--module", argv[n++] = c->module;
-        if (c->no_builtin || bare) argv[n++] = "--no-builtin-types";
+        if (c->no_builtin || bare) /* the new name for nodes, the old one (still accepted) for gates */
+            argv[n++] = strcmp(idflag, "--gate-id") ? "--no-demo-types" : "--no-builtin-types";
         argv[n] = NULL;
         execv(bin, argv);
         _exit(127);

@@ -367,13 +367,14 @@ static void expect_post(const char *path, const char *body, long status, const c
 }
 
 /* A gate with no types at all (--no-builtin-types, no --module) in front of nodes that load the demo
- * types from a module: the owner node maps JSON and Any, and answers the 404s and 400s the gate did when
- * it had the types (docs/protocol.md, call forms). */
+ * types from a module (their built-in ones off by cluster.demo_types: false, else the module's would
+ * clash): the owner node maps JSON and Any, and answers the 404s and 400s the gate did when it had the
+ * types (docs/protocol.md, call forms). */
 Test(objects, gate_without_types_serves_the_nodes_types)
 {
     const char *mod = getenv("CVERSE_DEMO_MODULE");
     cr_assert(mod && *mod, "CVERSE_DEMO_MODULE not set (run through meson test)");
-    struct h_opts o = {.gates = 1, .module = mod, .no_builtin = true, .gate_bare = true};
+    struct h_opts o = {.gates = 1, .module = mod, .demo_types_off = true, .gate_bare = true};
     h_cluster_init_ex(&C, 3, 3, 1000, &o);
     for (int i = 0; i < 3; i++) h_node_start(&C, i);
     h_gate_start(&C, 0);
