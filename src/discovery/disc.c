@@ -74,9 +74,14 @@ static void disc__health(struct cv_disc *d, bool up, int err)
     d->ever_answered = true;
 }
 
+static void disc__tick(uv_timer_t *t)
+{
+    disc__step(t->data);
+}
+
 static void disc__arm(struct cv_disc *d, uint64_t ms)
 {
-    uv_timer_start(&d->timer, (uv_timer_cb)disc__step, ms, 0);
+    uv_timer_start(&d->timer, disc__tick, ms, 0);
 }
 
 static void disc__backoff(struct cv_disc *d)
@@ -331,6 +336,7 @@ bool cv_disc_up(const struct cv_disc *d) { return d->up; }
 bool cv_disc_registered(const struct cv_disc *d) { return cv_sm_state(&d->sm) == S_HELD; }
 const char *cv_disc_incarnation(const struct cv_disc *d) { return d->incarnation; }
 struct cv_etcd *cv_disc_etcd(struct cv_disc *d) { return d->etcd; }
+bool cv_disc_leader_settled(const struct cv_disc *d) { return d->leader_done >= d->leader_term; }
 const char *cv_disc_prefix(const struct cv_disc *d) { return d->prefix; }
 
 static void disc__etcd_closed(void *data)

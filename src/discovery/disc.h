@@ -47,6 +47,8 @@ const char *cv_disc_incarnation(const struct cv_disc *d);
  * zero-padded term makes etcd's byte-order value compare a term compare), retried until written or
  * superseded. A call with an older term than one given before is ignored. */
 void cv_disc_leader(struct cv_disc *d, const char *node, uint64_t term);
+/* The last leader key given is written, or a newer term was found there (nothing left to do). */
+bool cv_disc_leader_settled(const struct cv_disc *d);
 /* The client, for other discovery calls (bootstrap txn, member lookups); valid until close. */
 struct cv_etcd *cv_disc_etcd(struct cv_disc *d);
 const char *cv_disc_prefix(const struct cv_disc *d);

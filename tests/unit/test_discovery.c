@@ -188,17 +188,22 @@ static bool collect(void *data, const char *line, size_t len)
     return g->n < 3;
 }
 
+static int feed(struct cv_etcd_lines *l, const char *s, struct got *g)
+{
+    return cv_etcd_lines_feed(l, s, strlen(s), collect, g);
+}
+
 Test(codec, lines_split_across_chunks)
 {
     struct cv_etcd_lines l = {0};
     struct got g = {0};
-    cr_assert_eq(cv_etcd_lines_feed(&l, "{\"a\":", 5, collect, &g), 0);
+    cr_assert_eq(feed(&l, "{\"a\":", &g), 0);
     cr_assert_eq(g.n, 0);
-    cr_assert_eq(cv_etcd_lines_feed(&l, "1}\n{\"b\":2}\n{\"c\"", 16, collect, &g), 0);
+    cr_assert_eq(feed(&l, "1}\n{\"b\":2}\n{\"c\"", &g), 0);
     cr_assert_eq(g.n, 2);
     cr_assert_str_eq(g.lines[0], "{\"a\":1}");
     cr_assert_str_eq(g.lines[1], "{\"b\":2}");
-    cr_assert_eq(cv_etcd_lines_feed(&l, ":3}\n{\"d\":4}\n", 12, collect, &g), 0);
+    cr_assert_eq(feed(&l, ":3}\n{\"d\":4}\n", &g), 0);
     cr_assert_eq(g.n, 3); /* collect said stop after the third */
     cr_assert_str_eq(g.lines[2], "{\"c\":3}");
     cv_etcd_lines_free(&l);
