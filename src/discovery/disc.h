@@ -37,6 +37,11 @@ int cv_disc_init(const struct cv_disc_opts *opts, struct cv_disc **out);
 /* Registers (lease grant, create-if-absent, keepalive every third of the TTL), retrying with backoff
  * (100 ms doubling to 5 s) while etcd is unreachable: never fails for that. 0 or CV_ENOMEM. */
 int cv_disc_start(struct cv_disc *d);
+/* cv_disc_start when d is not NULL (a process without etcd discovery has none). */
+static inline void cv_disc_start_if(struct cv_disc *d)
+{
+    if (d) cv_disc_start(d);
+}
 /* etcd answered the last call (false before the first answer). */
 bool cv_disc_up(const struct cv_disc *d);
 /* The key is ours now. */

@@ -117,9 +117,10 @@ static int run(const struct cv_config *cfg, const struct args *a, struct cv_gate
     uv_loop_t loop;
     uv_loop_init(&loop);
     struct cv_gate *g;
+    int code = 0;
     struct cv_gate_opts o = {.loop = &loop, .cfg = cfg, .gate_id = a->gate_id, .types = types,
-                             .handle_signals = true};
-    int rv = cv_gate_start(&o, &g), code = 0;
+                             .handle_signals = true, .version = CV_VERSION, .exit_code = &code};
+    int rv = cv_gate_start(&o, &g);
     if (rv) {
         CV_ERROR("gate failed to start: %s", cv_strerror(rv));
         code = 1;

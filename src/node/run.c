@@ -163,6 +163,7 @@ static int run(const struct args *a, const struct cv_config *cfg, cv_registry *r
         cv_node_stop(node);
     }
     uv_run(&loop, UV_RUN_DEFAULT);
+    if (node && cv_node_failed(node)) code = 1;
     cv_node_free(node);
     if (uv_loop_close(&loop)) CV_WARN("event loop closed with handles still open");
     return code;

@@ -637,3 +637,16 @@ void h_etcd_stop(struct h_etcd *e)
     }
     if (e->dir[0] && !getenv("CVERSE_TEST_KEEP")) cv_tmpdir_remove(e->dir);
 }
+
+void h_config_etcd(struct h_cluster *c, const struct h_etcd *e, const char *prefix, unsigned ttl_ms)
+{
+    char v[512], eps[160] = "";
+    for (int i = 0; i < e->n; i++) {
+        char one[40];
+        snprintf(one, sizeof one, "%s\"127.0.0.1:%d\"", i ? ", " : "", e->client_port[i]);
+        strcat(eps, one);
+    }
+    snprintf(v, sizeof v, "etcd\n  etcd:\n    endpoints: [%s]\n    prefix: \"%s\"\n    ttl_ms: %u", eps, prefix,
+             ttl_ms);
+    h_config_set(c, "provider", v);
+}

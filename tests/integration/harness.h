@@ -146,5 +146,7 @@ void h_etcd_restart(struct h_etcd *e, int i);
 bool h_etcd_healthy(struct h_etcd *e, int i);
 /* Stops every member still running (SIGTERM, by pid) and removes the dir. */
 void h_etcd_stop(struct h_etcd *e);
+/* Turns c's config to cluster.provider etcd with e's endpoints, prefix and ttl_ms. Before starting processes. */
+void h_config_etcd(struct h_cluster *c, const struct h_etcd *e, const char *prefix, unsigned ttl_ms);
 
 #endif

@@ -1,0 +1,222 @@
+/* Integration: a real 3-node cluster and a gate with cluster.provider etcd against a real etcd started by the
+ * test (docs/discovery.md).
+ * - every node and the gate register <prefix>/nodes/<id> / <prefix>/gates/<id> under a lease; the raft
+ *   leader writes <prefix>/leader; /metrics says cverse_etcd_up 1;
+ * - kill -9 of a node: its key is gone within the TTL; a clean stop (SIGTERM): gone at once;
+ * - etcd killed and restarted mid-run: calls through the gate never fail, /metrics says cverse_etcd_up 0
+ *   meanwhile, registrations are there again afterwards;
+ * - a node whose id is held in etcd by another live process (another address) exits 1, "duplicate id".
+ * Polls with deadlines; never sleeps as synchronisation. */
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+
+#include "discovery/codec.h"
+#include "harness.h"
+
+#define READY_MS 30000
+#define TTL_MS 3000
+#define PREFIX "/cvt"
+
+static struct h_cluster C;
+static struct h_etcd E;
+
+static void teardown(void)
+{
+    h_cluster_destroy(&C);
+    h_etcd_stop(&E);
+}
+
+TestSuite(etcd_cluster, .fini = teardown, .timeout = 300);
+
+/* ---- reading etcd --------------------------------------------------------------------------------------- */
+
+/* The value of key ("" when absent, NULL when no member answered); owned by the caller. */
+static char *etcd_value(const char *key)
+{
+    char *body = cv_etcd_enc_range_key(key);
+    for (int i = 0; i < E.n; i++) {
+        if (E.pid[i] <= 0) continue;
+        long st = 0;
+        char *t = h_post(E.client_port[i], "/v3/kv/range", body, strlen(body), &st);
+        struct cv_etcd_reply r;
+        if (st == 200 && t && !cv_etcd_parse(t, strlen(t), &r)) {
+            char *v = strdup(r.n_kvs ? r.kvs[0].value : "");
+            cv_etcd_reply_free(&r);
+            free(t);
+            free(body);
+            return v;
+        }
+        free(t);
+    }
+    free(body);
+    return NULL;
+}
+
+struct want {
+    const char *key;
+    const char *has; /* NULL: the key must be absent */
+};
+
+static bool key_is(void *arg)
+{
+    struct want *w = arg;
+    char *v = etcd_value(w->key);
+    bool ok = v && (w->has ? *v && strstr(v, w->has) : !*v);
+    free(v);
+    return ok;
+}
+
+static bool registered(const char *kind, const char *id, unsigned ms)
+{
+    char key[128];
+    snprintf(key, sizeof key, PREFIX "/%s/%s", kind, id);
+    struct want w = {key, "\"incarnation\""};
+    return h_poll(ms, key_is, &w);
+}
+
+static bool gone(const char *kind, const char *id, unsigned ms)
+{
+    char key[128];
+    snprintf(key, sizeof key, PREFIX "/%s/%s", kind, id);
+    struct want w = {key, NULL};
+    return h_poll(ms, key_is, &w);
+}
+
+/* cverse_etcd_up's value on node i's /metrics (-1 when absent). */
+static int etcd_up(int i)
+{
+    long st;
+    char *t = h_get_text(&C, i, "/metrics", &st);
+    int v = -1;
+    char *p = t ? strstr(t, "\ncverse_etcd_up ") : NULL;
+    if (p) v = atoi(p + strlen("\ncverse_etcd_up "));
+    free(t);
+    return v;
+}
+
+struct up_arg {
+    int node, want;
+};
+
+static bool up_is(void *arg)
+{
+    struct up_arg *u = arg;
+    return etcd_up(u->node) == u->want;
+}
+
+static void start_cluster(void)
+{
+    h_etcd_start(&E, 1);
+    struct h_opts o = {.gates = 1};
+    h_cluster_init_ex(&C, 3, 3, 1000, &o);
+    h_config_etcd(&C, &E, PREFIX, TTL_MS);
+    for (int i = 0; i < 3; i++) h_node_start(&C, i);
+    h_gate_start(&C, 0);
+    cr_assert(h_poll(READY_MS, h_all_ready, &C), "nodes and gate did not become ready");
+}
+
+/* ---- tests ---------------------------------------------------------------------------------------------- */
+
+Test(etcd_cluster, register_leader_and_expiry)
+{
+    start_cluster();
+    for (int i = 0; i < 3; i++) cr_assert(registered("nodes", C.id[i], 10000), "%s not registered", C.id[i]);
+    cr_assert(registered("gates", "gate-1", 10000), "gate-1 not registered");
+    char *v = etcd_value(PREFIX "/nodes/node-2");
+    cr_assert(strstr(v, "\"role\":\"node\"") && strstr(v, "\"raft\":") && strstr(v, "\"version\":"), "%s", v);
+    free(v);
+    char leader[64] = "", want[96];
+    h_leader_of(&C, 0, leader, sizeof leader);
+    cr_assert(leader[0], "no raft leader");
+    snprintf(want, sizeof want, "\"node\":\"%s\"", leader);
+    struct want lw = {PREFIX "/leader", want};
+    cr_assert(h_poll(10000, key_is, &lw), "%s/leader does not name %s", PREFIX, leader);
+    struct up_arg u = {0, 1};
+    cr_assert(h_poll(5000, up_is, &u), "cverse_etcd_up is %d, not 1", etcd_up(0));
+    /* kill -9: no revoke; the lease expires within the TTL (+ etcd's own check interval). */
+    int victim = h_index_of(&C, leader) == 2 ? 1 : 2;
+    unsigned long long t0 = h_now_ms();
+    h_node_signal(&C, victim, SIGKILL);
+    cr_assert(gone("nodes", C.id[victim], TTL_MS + 2000), "%s still registered %llu ms after kill -9",
+              C.id[victim], h_now_ms() - t0);
+    /* A clean stop revokes its lease: gone at once (well before the TTL). */
+    h_cluster_stop_all(&C);
+    cr_assert(gone("gates", "gate-1", 1000), "gate-1 still registered after a clean stop");
+    for (int i = 0; i < 3; i++) cr_assert(gone("nodes", C.id[i], 1000), "%s registered after a clean stop", C.id[i]);
+}
+
+Test(etcd_cluster, etcd_restart_mid_run)
+{
+    start_cluster();
+    for (int i = 0; i < 3; i++) cr_assert(registered("nodes", C.id[i], 10000));
+    long st;
+    int calls = 0, failed = 0;
+    h_etcd_kill(&E, 0);
+    struct up_arg u = {1, 0};
+    /* Calls flow while etcd is down and the nodes notice it. */
+    unsigned long long until = h_now_ms() + 2 * TTL_MS;
+    while (h_now_ms() < until || !up_is(&u)) {
+        char id[32];
+        snprintf(id, sizeof id, "etcd-down-%d", calls % 16);
+        calls++;
+        if (h_increment_within(&C, id, 5000, &st) < 0) failed++;
+        cr_assert(h_now_ms() < until + 20000, "cverse_etcd_up never went to 0");
+    }
+    cr_assert_eq(failed, 0, "%d of %d calls failed with etcd down", failed, calls);
+    h_etcd_restart(&E, 0);
+    u.want = 1;
+    cr_assert(h_poll(20000, up_is, &u), "cverse_etcd_up not back to 1");
+    for (int i = 0; i < 3; i++) cr_assert(registered("nodes", C.id[i], 20000), "%s not registered again", C.id[i]);
+    cr_assert(registered("gates", "gate-1", 20000), "gate-1 not registered again");
+    for (int k = 0; k < 16; k++) {
+        char id[32];
+        snprintf(id, sizeof id, "etcd-down-%d", k);
+        cr_assert_gt(h_increment_within(&C, id, 5000, &st), 0, "call after etcd came back: %ld", st);
+    }
+}
+
+Test(etcd_cluster, duplicate_id_is_a_start_error)
+{
+    h_etcd_start(&E, 1);
+    struct h_opts o = {0};
+    h_cluster_init_ex(&C, 1, 1, 1000, &o);
+    h_config_etcd(&C, &E, PREFIX, TTL_MS);
+    /* Another live process holds node-1: a lease kept for the whole test, another address. */
+    long st;
+    char *t = h_post(E.client_port[0], "/v3/lease/grant", "{\"TTL\":\"300\"}", 13, &st);
+    struct cv_etcd_reply r;
+    cr_assert(st == 200 && t && !cv_etcd_parse(t, strlen(t), &r) && r.id, "lease grant: %s", t ? t : "");
+    free(t);
+    char *body = cv_etcd_enc_put(PREFIX "/nodes/node-1", "{\"advertise\":\"10.9.9.9:1\",\"incarnation\":\"x\"}", r.id);
+    t = h_post(E.client_port[0], "/v3/kv/put", body, strlen(body), &st);
+    cr_assert_eq(st, 200, "put: %s", t ? t : "");
+    free(t);
+    free(body);
+    h_node_start(&C, 0);
+    int status = 0;
+    unsigned long long until = h_now_ms() + 20000;
+    while (waitpid(C.pid[0], &status, WNOHANG) == 0) {
+        cr_assert(h_now_ms() < until, "node-1 still running with its id held by another process");
+        struct timespec ts = {0, 20 * 1000 * 1000};
+        nanosleep(&ts, NULL); /* poll interval: waitpid decides */
+    }
+    C.pid[0] = 0;
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 1, "exit status %d", status);
+    char log[400];
+    snprintf(log, sizeof log, "%s/node-1.log", C.dir);
+    FILE *f = fopen(log, "r");
+    cr_assert_not_null(f);
+    char buf[65536];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = 0;
+    fclose(f);
+    cr_assert(strstr(buf, "duplicate id"), "no duplicate id message in the log");
+    char *v = etcd_value(PREFIX "/nodes/node-1");
+    cr_assert(v && strstr(v, "10.9.9.9:1"), "the other process' key was overwritten: %s", v ? v : "");
+    free(v);
+}
