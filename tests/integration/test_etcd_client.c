@@ -9,6 +9,7 @@
 #include "cverse/error.h"
 #include "discovery/disc.h"
 #include "discovery/etcd.h"
+#include "discovery/members.h"
 #include "harness.h"
 
 static uv_loop_t loop;
@@ -303,6 +304,64 @@ Test(etcd_client, leader_key_never_older_term)
     cr_assert(strstr(l.value0, "n3"), "an older term overwrote the leader key: %s", l.value0);
     reg_close(&a);
     reg_close(&b);
+    close_client(c);
+}
+
+/* ---- the members view ------------------------------------------------------------------------------------ */
+
+struct view {
+    int changes, removals;
+    bool closed;
+};
+
+static void on_member(void *data, const char *id, const char *value)
+{
+    struct view *v = data;
+    v->changes++;
+    if (!value) v->removals++;
+}
+
+static void on_view_closed(void *data) { ((struct view *)data)->closed = true; }
+
+static bool view_is(struct cv_members *m, const char *id, const char *value)
+{
+    const char *v = cv_members_get(m, id);
+    return value ? v && !strcmp(v, value) : !v;
+}
+
+Test(etcd_client, members_view_follows_puts_deletes_and_expiry)
+{
+    struct cv_etcd *c = client(E.endpoints);
+    cr_assert_eq(call(c, "/v3/kv/put", cv_etcd_enc_put("/m/nodes/a", "A1", 0)).err, 0);
+    cr_assert_eq(call(c, "/v3/kv/put", cv_etcd_enc_put("/m/gates/g", "G", 0)).err, 0);
+    const char *eps[1] = {E.endpoints};
+    struct view v = {0};
+    /* Short watches: most changes below land between two of them and must come through the resume. */
+    struct cv_members_opts o = {.loop = &loop, .endpoints = eps, .n_endpoints = 1, .prefix = "/m/nodes/",
+                                .watch_ms = 200, .on_change = on_member, .data = &v};
+    struct cv_members *m;
+    cr_assert_eq(cv_members_start(&o, &m), 0);
+    RUN_UNTIL(cv_members_synced(m));
+    cr_assert_eq(cv_members_count(m), 1);
+    cr_assert(view_is(m, "a", "A1"));
+    for (int i = 0; i < 10; i++) {
+        char val[16];
+        snprintf(val, sizeof val, "A%d", i + 2);
+        cr_assert_eq(call(c, "/v3/kv/put", cv_etcd_enc_put("/m/nodes/a", val, 0)).err, 0);
+        run_for(50);
+    }
+    RUN_UNTIL(view_is(m, "a", "A11"));
+    struct res g = call(c, "/v3/lease/grant", cv_etcd_enc_grant(2));
+    cr_assert_eq(call(c, "/v3/kv/put", cv_etcd_enc_put("/m/nodes/b", "B", g.r.id)).err, 0);
+    RUN_UNTIL(view_is(m, "b", "B"));
+    cr_assert_eq(call(c, "/v3/kv/deleterange", cv_etcd_enc_delete("/m/nodes/a")).err, 0);
+    RUN_UNTIL(view_is(m, "a", NULL));
+    RUN_UNTIL(view_is(m, "b", NULL)); /* its lease expired: a DELETE event */
+    cr_assert_eq(v.removals, 2);
+    cr_assert_eq(cv_members_count(m), 0);
+    cr_assert(view_is(m, "g", NULL), "a key outside the prefix got in");
+    cv_members_close(m, on_view_closed, &v);
+    RUN_UNTIL(v.closed);
     close_client(c);
 }
 
