@@ -12,7 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/wait.h>
+#include <unistd.h>
 #include <time.h>
 
 #include "discovery/codec.h"
@@ -219,4 +221,71 @@ Test(etcd_cluster, duplicate_id_is_a_start_error)
     char *v = etcd_value(PREFIX "/nodes/node-1");
     cr_assert(v && strstr(v, "10.9.9.9:1"), "the other process' key was overwritten: %s", v ? v : "");
     free(v);
+}
+
+/* ---- the flag form -------------------------------------------------------------------------------------- */
+
+static pid_t spawn_flags_gate(int grpc_port, int http_port, const char *log)
+{
+    const char *bin = getenv("CVERSE_GATE_BIN");
+    cr_assert_not_null(bin);
+    char listen[32], http[32];
+    snprintf(listen, sizeof listen, "127.0.0.1:%d", grpc_port);
+    snprintf(http, sizeof http, "127.0.0.1:%d", http_port);
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+            close(fd);
+        }
+        execl(bin, bin, "--etcd", E.endpoints, "--etcd-prefix", PREFIX, "--listen", listen, "--http-listen", http,
+              (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+struct port_ready {
+    int port;
+};
+
+static bool http_ready(void *arg)
+{
+    long st = 0;
+    free(h_get_port(((struct port_ready *)arg)->port, "/ready", &st));
+    return st == 200;
+}
+
+Test(etcd_cluster, gate_with_only_etcd_routes)
+{
+    start_cluster();
+    for (int i = 0; i < 3; i++) cr_assert(registered("nodes", C.id[i], 10000));
+    /* Free ports next to the cluster's: the harness's gate-2 slots (this cluster has one gate). */
+    int grpc = h_gate_grpc_port(&C, 1), http = h_gate_http_port(&C, 1);
+    char log[400], id[64];
+    snprintf(log, sizeof log, "%s/flag-gate.log", C.dir);
+    pid_t pid = spawn_flags_gate(grpc, http, log);
+    struct port_ready pr = {http};
+    bool ready = h_poll(READY_MS, http_ready, &pr);
+    if (!ready) kill(pid, SIGKILL), waitpid(pid, NULL, 0);
+    cr_assert(ready, "the flag-form gate did not become ready (log %s)", log);
+    snprintf(id, sizeof id, "gate-127.0.0.1-%d", grpc);
+    cr_assert(registered("gates", id, 10000), "the flag-form gate did not register as %s", id);
+    int failed = 0;
+    for (int k = 0; k < 32; k++) {
+        char path[160];
+        long st;
+        snprintf(path, sizeof path, "/api/v1/objects/call/SimpleCounter/flag-%d/Increment?timeout_ms=5000", k);
+        char *t = h_post(http, path, "{\"request\":{}}", 14, &st);
+        if (h_response_value(t, st) != 1) failed++;
+    }
+    int status = 0;
+    kill(pid, SIGTERM);
+    waitpid(pid, &status, 0);
+    cr_assert_eq(failed, 0, "%d of 32 calls through the flag-form gate failed", failed);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "flag-form gate exit status %d", status);
+    cr_assert(gone("gates", id, 1000), "the flag-form gate's key outlived its clean stop");
 }
