@@ -12,6 +12,7 @@
 #include "discovery/disc.h"
 
 #include <jansson.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +38,8 @@ static const struct cv_sm_state disc_states[S_N] = {
 };
 static const struct cv_sm_conf disc_sm = {"discovery", disc_states, S_N};
 
+const struct cv_sm_conf *cv_disc_sm_conf(void) { return &disc_sm; }
+
 struct cv_disc {
     struct cv_sm sm;
     uv_loop_t *loop;
@@ -60,6 +63,15 @@ struct cv_disc {
 };
 
 static void disc__step(struct cv_disc *d);
+
+/* A claim and a held key always go with a granted lease. */
+static const char *disc__invariant(const struct cv_sm *m, int prev)
+{
+    const struct cv_disc *d = (const struct cv_disc *)((const char *)m - offsetof(struct cv_disc, sm));
+    int s = cv_sm_state(m);
+    if ((s == S_CLAIM || s == S_HELD) && !d->lease) return "claiming or holding the key without a lease";
+    return NULL;
+}
 
 /* ---- health ------------------------------------------------------------------------------------------- */
 
@@ -316,7 +328,7 @@ int cv_disc_init(const struct cv_disc_opts *o, struct cv_disc **out)
     uv_timer_init(o->loop, &d->leader_timer);
     d->timer.data = d->leader_timer.data = d;
     d->handles = 2;
-    cv_sm_init(&d->sm, &disc_sm, S_IDLE, NULL, d->key);
+    cv_sm_init(&d->sm, &disc_sm, S_IDLE, disc__invariant, d->key);
     *out = d;
     return 0;
 

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "core/sm.h"
 #include "discovery/etcd.h"
 
 #define CV_DISC_TTL_DEFAULT_MS 15000u
@@ -57,6 +58,8 @@ bool cv_disc_leader_settled(const struct cv_disc *d);
 /* The client, for other discovery calls (bootstrap txn, member lookups); valid until close. */
 struct cv_etcd *cv_disc_etcd(struct cv_disc *d);
 const char *cv_disc_prefix(const struct cv_disc *d);
+/* The registration's state machine (for its table's unit test). */
+const struct cv_sm_conf *cv_disc_sm_conf(void);
 /* Revokes the lease (clean stop: the key goes at once; bounded by 1 s), then closes the client; cb (may be
  * NULL) runs once everything is freed. */
 void cv_disc_close(struct cv_disc *d, void (*cb)(void *data), void *data);

@@ -216,6 +216,7 @@ int cv_members_start(const struct cv_members_opts *o, struct cv_members **out)
     return 0;
 }
 
+const struct cv_sm_conf *cv_members_sm_conf(void) { return &members_sm; }
 bool cv_members_synced(const struct cv_members *m) { return m->synced; }
 size_t cv_members_count(const struct cv_members *m) { return m->n; }
 int64_t cv_members_revision(const struct cv_members *m) { return m->revision; }

@@ -37,6 +37,9 @@ void cv_members_at(const struct cv_members *m, size_t i, const char **id, const 
 const char *cv_members_get(const struct cv_members *m, const char *id);
 /* The revision the view is at. */
 int64_t cv_members_revision(const struct cv_members *m);
+/* The view's state machine (for its table's unit test). */
+struct cv_sm_conf;
+const struct cv_sm_conf *cv_members_sm_conf(void);
 /* Cancels the watch and frees m once its client closed; cb may be NULL. */
 void cv_members_close(struct cv_members *m, void (*cb)(void *data), void *data);
 

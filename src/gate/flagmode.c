@@ -60,7 +60,8 @@ static void flags__endpoints(struct cv_buf *b, const char *list)
     free(copy);
 }
 
-char *cv_gate_flags_yaml(const struct cv_gate_flags *f, const struct cv_members *nodes, char **id_out)
+char *cv_gate_flags_yaml(const struct cv_gate_flags *f, const char *const *ids, const char *const *values, size_t n,
+                         char **id_out)
 {
     char adv[300], id[340];
     if (f->advertise) snprintf(adv, sizeof adv, "%s", f->advertise);
@@ -71,11 +72,7 @@ char *cv_gate_flags_yaml(const struct cv_gate_flags *f, const struct cv_members 
         if (*p == ':' || *p == '[' || *p == ']') *p = '-';
     struct cv_buf nb = {0}, b = {0};
     unsigned shards = 0;
-    for (size_t i = 0; i < cv_members_count(nodes); i++) {
-        const char *nid, *value;
-        cv_members_at(nodes, i, &nid, &value);
-        flags__node(&nb, nid, value, &shards);
-    }
+    for (size_t i = 0; i < n; i++) flags__node(&nb, ids[i], values[i], &shards);
     cv_buf_printf(&b, "version: 1\ncluster:\n  shards: %u\n  provider: etcd\n  etcd:\n    endpoints: [", shards ? shards : 8192);
     flags__endpoints(&b, f->etcd);
     cv_buf_printf(&b, "]\n    prefix: \"%s\"\nnodes:\n%s", flags__prefix(f), nb.p ? nb.p : "");
@@ -87,6 +84,20 @@ char *cv_gate_flags_yaml(const struct cv_gate_flags *f, const struct cv_members 
         return NULL;
     }
     return b.p;
+}
+
+char *cv_gate_flags_yaml_view(const struct cv_gate_flags *f, const struct cv_members *nodes, char **id_out)
+{
+    size_t n = cv_members_count(nodes);
+    const char **ids = calloc(n + 1, sizeof *ids), **values = calloc(n + 1, sizeof *values);
+    char *yaml = NULL;
+    if (ids && values) {
+        for (size_t i = 0; i < n; i++) cv_members_at(nodes, i, &ids[i], &values[i]);
+        yaml = cv_gate_flags_yaml(f, ids, values, n, id_out);
+    }
+    free(ids);
+    free(values);
+    return yaml;
 }
 
 static void flags__on_change(void *data, const char *id, const char *value)

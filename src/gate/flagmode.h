@@ -18,11 +18,14 @@ struct cv_gate_flags {
     const char *prefix;      /* NULL: "/cverse" */
 };
 
-/* The YAML text of a config for this gate with every node in view (their registrations' advertise, http,
- * raft addresses and shards) and the etcd provider. Pure: no I/O. Owned by the caller (free), NULL when out
- * of memory; CV_EINVAL cases (a node value that is not JSON with those fields) skip that node. *id_out
- * receives the gate id used (owned). */
-char *cv_gate_flags_yaml(const struct cv_gate_flags *f, const struct cv_members *nodes, char **id_out);
+/* The YAML text of a config for this gate with the n nodes given (ids[i] and their registrations
+ * values[i]: advertise, http, raft addresses and shards) and the etcd provider. Pure: no I/O. Owned by the
+ * caller (free); NULL when out of memory or --listen is not host:port. A value that is not JSON with those
+ * addresses skips its node (logged). *id_out receives the gate id used (owned). */
+char *cv_gate_flags_yaml(const struct cv_gate_flags *f, const char *const *ids, const char *const *values, size_t n,
+                         char **id_out);
+/* Same, with the nodes of a members view. */
+char *cv_gate_flags_yaml_view(const struct cv_gate_flags *f, const struct cv_members *nodes, char **id_out);
 
 /* Starts a members view of <prefix>/nodes/ on loop (*out; close it with cv_members_close once the gate
  * stopped). The caller runs the loop until cv_members_synced and a node is in view. 0 or CV_E*. */

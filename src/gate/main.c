@@ -148,7 +148,7 @@ static int discover(uv_loop_t *loop, const struct args *a, struct cv_members **v
     CV_INFO("looking for nodes in etcd (%s, prefix %s)", a->flags.etcd, a->flags.prefix ? a->flags.prefix : "/cverse");
     while (!cv_members_synced(*view) || !cv_members_count(*view)) uv_run(loop, UV_RUN_ONCE);
     char *id = NULL, err[512];
-    char *yaml = cv_gate_flags_yaml(&a->flags, *view, &id);
+    char *yaml = cv_gate_flags_yaml_view(&a->flags, *view, &id);
     rv = yaml ? cv_config_parse(yaml, strlen(yaml), "(flags and etcd)", own, err, sizeof err) : CV_ENOMEM;
     if (rv) CV_ERROR("config from flags and etcd: %s", yaml ? err : "out of memory");
     else cv_log_init(id, a->level);

@@ -1,11 +1,16 @@
-/* The etcd JSON-gateway encoding (src/discovery/codec.h) against canned request and reply texts. */
+/* The etcd JSON-gateway encoding (src/discovery/codec.h) against canned request and reply texts; the
+ * discovery state machines' tables; the gate's flag-form config (src/gate/flagmode.h). */
 #include <criterion/criterion.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cverse/error.h"
+#include "config/config.h"
 #include "discovery/codec.h"
+#include "discovery/disc.h"
+#include "discovery/members.h"
+#include "gate/flagmode.h"
 
 static json_t *load(char *s)
 {
@@ -207,4 +212,54 @@ Test(codec, lines_split_across_chunks)
     cr_assert_eq(g.n, 3); /* collect said stop after the third */
     cr_assert_str_eq(g.lines[2], "{\"c\":3}");
     cv_etcd_lines_free(&l);
+}
+
+/* ---- the state machines' tables ------------------------------------------------------------------------- */
+
+Test(discovery, state_machine_tables)
+{
+    cr_assert_eq(cv_sm_conf_check(cv_disc_sm_conf()), 0);
+    cr_assert_eq(cv_sm_conf_check(cv_members_sm_conf()), 0);
+}
+
+/* ---- the gate's flag form: its config from registrations ------------------------------------------------ */
+
+Test(discovery, gate_flags_yaml_parses_as_a_config)
+{
+    const char *ids[] = {"n1", "n2", "bad"};
+    const char *values[] = {
+        "{\"id\":\"n1\",\"advertise\":\"127.0.0.1:7001\",\"http\":\"127.0.0.1:8001\",\"raft\":\"127.0.0.1:9001\","
+        "\"shards\":64,\"incarnation\":\"a\"}",
+        "{\"id\":\"n2\",\"advertise\":\"127.0.0.1:7002\",\"http\":\"0.0.0.0:8002\",\"raft\":\"127.0.0.1:9002\","
+        "\"shards\":64}",
+        "not json"};
+    struct cv_gate_flags f = {.listen = "0.0.0.0:49000", .http_listen = "127.0.0.1:48000",
+                              .etcd = "127.0.0.1:2379,127.0.0.1:2381", .prefix = "/p"};
+    char *id = NULL, err[512];
+    char *yaml = cv_gate_flags_yaml(&f, ids, values, 3, &id);
+    cr_assert_not_null(yaml);
+    cr_assert_str_eq(id, "gate-127.0.0.1-49000"); /* from the connectable form of --listen */
+    struct cv_config *cfg;
+    cr_assert_eq(cv_config_parse(yaml, strlen(yaml), "flags", &cfg, err, sizeof err), 0, "%s\n%s", err, yaml);
+    cr_assert_eq(cfg->provider, CV_PROVIDER_ETCD);
+    cr_assert_eq(cfg->shards, 64);
+    cr_assert_eq(cfg->n_nodes, 2, "the unparsable registration must be skipped");
+    cr_assert_str_eq(cfg->nodes[1].raft_addr, "127.0.0.1:9002");
+    cr_assert_eq(cfg->n_etcd_endpoints, 2);
+    cr_assert_str_eq(cfg->etcd_prefix, "/p");
+    const struct cv_gate_cfg *g = cv_config_gate(cfg, id);
+    cr_assert_not_null(g);
+    cr_assert_str_eq(g->advertise_addr, "127.0.0.1:49000");
+    cv_config_free(cfg);
+    free(yaml);
+    free(id);
+    f.id = "edge-1";
+    f.advertise = "10.0.0.9:49000";
+    yaml = cv_gate_flags_yaml(&f, ids, values, 1, &id);
+    cr_assert_str_eq(id, "edge-1");
+    cr_assert_eq(cv_config_parse(yaml, strlen(yaml), "flags", &cfg, err, sizeof err), 0, "%s", err);
+    cr_assert_str_eq(cv_config_gate(cfg, "edge-1")->advertise_addr, "10.0.0.9:49000");
+    cv_config_free(cfg);
+    free(yaml);
+    free(id);
 }
