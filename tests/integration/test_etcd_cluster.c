@@ -289,3 +289,68 @@ Test(etcd_cluster, gate_with_only_etcd_routes)
     cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "flag-form gate exit status %d", status);
     cr_assert(gone("gates", id, 1000), "the flag-form gate's key outlived its clean stop");
 }
+
+/* ---- etcd absent at start; the leader key across a failover ---------------------------------------------- */
+
+Test(etcd_cluster, starts_without_etcd_and_registers_later)
+{
+    h_etcd_start(&E, 1);
+    h_etcd_kill(&E, 0); /* the endpoint exists in the config, nothing answers there */
+    struct h_opts o = {.gates = 1};
+    h_cluster_init_ex(&C, 3, 3, 1000, &o);
+    h_config_etcd(&C, &E, PREFIX, TTL_MS);
+    for (int i = 0; i < 3; i++) h_node_start(&C, i);
+    h_gate_start(&C, 0);
+    cr_assert(h_poll(READY_MS, h_all_ready, &C), "the cluster did not become ready without etcd");
+    long st;
+    cr_assert_eq(h_increment_within(&C, "no-etcd", 5000, &st), 1, "a call without etcd: HTTP %ld", st);
+    struct up_arg u = {0, 0};
+    cr_assert(up_is(&u), "cverse_etcd_up is %d without etcd", etcd_up(0));
+    h_etcd_restart(&E, 0);
+    for (int i = 0; i < 3; i++) cr_assert(registered("nodes", C.id[i], 20000), "%s never registered", C.id[i]);
+    cr_assert(registered("gates", "gate-1", 20000), "gate-1 never registered");
+    struct want lw = {PREFIX "/leader", "\"node\":\"node-"};
+    cr_assert(h_poll(20000, key_is, &lw), "no leader key once etcd came up");
+}
+
+/* The term in the leader key's value (0 when absent). */
+static unsigned long long leader_term(char *node, size_t len)
+{
+    char *v = etcd_value(PREFIX "/leader");
+    json_t *j = v ? json_loads(v, 0, NULL) : NULL;
+    const char *t = json_string_value(json_object_get(j, "term"));
+    const char *n = json_string_value(json_object_get(j, "node"));
+    unsigned long long term = t ? strtoull(t, NULL, 10) : 0;
+    snprintf(node, len, "%s", n ? n : "");
+    json_decref(j);
+    free(v);
+    return term;
+}
+
+struct newer {
+    unsigned long long than;
+    const char *not_node;
+};
+
+static bool leader_newer(void *arg)
+{
+    struct newer *w = arg;
+    char node[64];
+    return leader_term(node, sizeof node) > w->than && strcmp(node, w->not_node) != 0;
+}
+
+Test(etcd_cluster, leader_key_follows_a_failover)
+{
+    start_cluster();
+    char leader[64] = "", want[96], node[64];
+    h_leader_of(&C, 0, leader, sizeof leader);
+    snprintf(want, sizeof want, "\"node\":\"%s\"", leader);
+    struct want lw = {PREFIX "/leader", want};
+    cr_assert(h_poll(10000, key_is, &lw), "%s/leader does not name %s", PREFIX, leader);
+    unsigned long long term = leader_term(node, sizeof node);
+    cr_assert_gt(term, 0);
+    h_node_signal(&C, h_index_of(&C, leader), SIGKILL);
+    struct newer w = {term, leader};
+    cr_assert(h_poll(20000, leader_newer, &w), "the leader key still names %s (term %llu) after its kill -9",
+              leader, term);
+}
