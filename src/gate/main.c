@@ -14,6 +14,7 @@
 #include "gate/flagmode.h"
 #include "gate/gate.h"
 #include "gate/types.h"
+#include "net/httpc.h"
 #include "objects/registry.h"
 #include "util/log.h"
 
@@ -137,24 +138,58 @@ static int load_types(struct cv_gate_types *types, const struct args *a)
     return 0;
 }
 
-/* The flag form: waits on the loop until etcd shows a node, then builds the config (*own, owned). */
-static int discover(uv_loop_t *loop, const struct args *a, struct cv_members **view, struct cv_config **own)
+struct asked {
+    bool done;
+    char *yaml, *id;
+};
+
+static void on_asked(void *data, char *yaml, char *id)
 {
+    struct asked *r = data;
+    *r = (struct asked){.done = true, .yaml = yaml, .id = id};
+}
+
+static void on_wake(uv_timer_t *t)
+{
+    *(bool *)t->data = true;
+}
+
+/* The flag form: runs the loop until etcd shows a node and a registered node told the cluster's members
+ * (retried every second), then parses the config made of them (*own, owned). An exit code. */
+static int discover(uv_loop_t *loop, const struct args *a, uv_timer_t *pause, struct cv_members **view,
+                    struct cv_config **own)
+{
+    struct cv_httpc *http = NULL;
+    bool woke = false;
     int rv = cv_gate_flags_watch(loop, &a->flags, view);
+    if (!rv) rv = cv_httpc_init(loop, &http);
     if (rv) {
         CV_ERROR("etcd: %s", cv_strerror(rv));
         return 1;
     }
+    uv_timer_init(loop, pause); /* the caller's: it lives until the loop ran empty */
+    pause->data = &woke;
     CV_INFO("looking for nodes in etcd (%s, prefix %s)", a->flags.etcd, a->flags.prefix ? a->flags.prefix : "/cverse");
-    while (!cv_members_synced(*view) || !cv_members_count(*view)) uv_run(loop, UV_RUN_ONCE);
-    char *id = NULL, err[512];
-    char *yaml = cv_gate_flags_yaml_view(&a->flags, *view, &id);
-    rv = yaml ? cv_config_parse(yaml, strlen(yaml), "(flags and etcd)", own, err, sizeof err) : CV_ENOMEM;
-    if (rv) CV_ERROR("config from flags and etcd: %s", yaml ? err : "out of memory");
-    else cv_log_init(id, a->level);
-    if (!rv) CV_INFO("gate %s: %zu nodes found in etcd", id, (*own)->n_nodes);
-    free(yaml);
-    free(id);
+    struct asked r = {0};
+    while (!r.yaml) {
+        while (!cv_members_synced(*view) || !cv_members_count(*view)) uv_run(loop, UV_RUN_ONCE);
+        r = (struct asked){0};
+        if (cv_gate_flags_ask(http, &a->flags, *view, on_asked, &r)) break;
+        while (!r.done) uv_run(loop, UV_RUN_ONCE);
+        if (r.yaml) break;
+        woke = false; /* no registered node answered: ask again in a second */
+        uv_timer_start(pause, on_wake, 1000, 0);
+        while (!woke) uv_run(loop, UV_RUN_ONCE);
+    }
+    uv_close((uv_handle_t *)pause, NULL);
+    cv_httpc_close(http, NULL, NULL);
+    char err[512];
+    rv = r.yaml ? cv_config_parse(r.yaml, strlen(r.yaml), "(flags and etcd)", own, err, sizeof err) : CV_ENOMEM;
+    if (rv) CV_ERROR("config from flags and etcd: %s", r.yaml ? err : "out of memory");
+    else cv_log_init(r.id, a->level);
+    if (!rv) CV_INFO("gate %s: %zu nodes, from %zu registered in etcd", r.id, (*own)->n_nodes, cv_members_count(*view));
+    free(r.yaml);
+    free(r.id);
     return rv ? 2 : 0;
 }
 
@@ -171,7 +206,8 @@ static int run(const struct cv_config *cfg, const struct args *a, struct cv_gate
     struct cv_gate *g;
     struct cv_members *view = NULL;
     struct cv_config *own = NULL;
-    int code = cfg ? 0 : discover(&loop, a, &view, &own);
+    uv_timer_t pause;
+    int code = cfg ? 0 : discover(&loop, a, &pause, &view, &own);
     if (!cfg) cfg = own;
     struct cv_gate_opts o = {.loop = &loop, .cfg = cfg, .gate_id = own ? own->gates[0].id : a->gate_id,
                              .types = types, .handle_signals = true, .version = CV_VERSION, .exit_code = &code,

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -553,6 +554,8 @@ static void etcd_spawn(struct h_etcd *e, int i)
     pid_t pid = fork();
     cr_assert(pid >= 0);
     if (pid == 0) {
+        /* A test that dies (criterion's timeout kills it) must not leave its etcd running. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
         int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
         if (fd >= 0) {
             dup2(fd, 1);

@@ -263,6 +263,16 @@ Test(etcd_cluster, gate_with_only_etcd_routes)
 {
     start_cluster();
     for (int i = 0; i < 3; i++) cr_assert(registered("nodes", C.id[i], 10000));
+    /* Only node-1 in etcd (as while the others are still starting): the gate gets every member from it. */
+    for (int i = 1; i < 3; i++) {
+        char key[64], *body;
+        long st;
+        snprintf(key, sizeof key, PREFIX "/nodes/%s", C.id[i]);
+        body = cv_etcd_enc_delete(key);
+        free(h_post(E.client_port[0], "/v3/kv/deleterange", body, strlen(body), &st));
+        free(body);
+        cr_assert_eq(st, 200);
+    }
     /* Free ports next to the cluster's: the harness's gate-2 slots (this cluster has one gate). */
     int grpc = h_gate_grpc_port(&C, 1), http = h_gate_http_port(&C, 1);
     char log[400], id[64];

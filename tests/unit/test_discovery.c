@@ -263,3 +263,31 @@ Test(discovery, gate_flags_yaml_parses_as_a_config)
     free(yaml);
     free(id);
 }
+
+Test(discovery, gate_flags_members_from_a_nodes_cluster_answer)
+{
+    const char *body = "{\"leader\":\"n1\",\"shards\":64,\"nodes\":[{\"id\":\"n1\",\"grpc_addr\":\"0.0.0.0:7001\","
+                       "\"advertise_addr\":\"127.0.0.1:7001\",\"raft_addr\":\"127.0.0.1:9001\",\"http_addr\":\"127.0.0.1:8001\"},"
+                       "{\"id\":\"n2\",\"advertise_addr\":\"127.0.0.1:7002\",\"raft_addr\":\"127.0.0.1:9002\","
+                       "\"http_addr\":\"127.0.0.1:8002\"}]}";
+    char **ids, **values, *id, err[512];
+    size_t n;
+    cr_assert_eq(cv_gate_flags_from_cluster(body, &ids, &values, &n), 0);
+    cr_assert_eq(n, 2);
+    cr_assert_str_eq(ids[1], "n2");
+    struct cv_gate_flags f = {.listen = "127.0.0.1:49000", .http_listen = "127.0.0.1:48000", .etcd = "127.0.0.1:2379"};
+    char *yaml = cv_gate_flags_yaml(&f, (const char *const *)ids, (const char *const *)values, n, &id);
+    struct cv_config *cfg;
+    cr_assert_eq(cv_config_parse(yaml, strlen(yaml), "flags", &cfg, err, sizeof err), 0, "%s\n%s", err, yaml);
+    cr_assert_eq(cfg->n_nodes, 2);
+    cr_assert_eq(cfg->shards, 64);
+    cr_assert_str_eq(cfg->nodes[0].advertise_addr, "127.0.0.1:7001");
+    cr_assert_str_eq(cfg->nodes[1].http_addr, "127.0.0.1:8002");
+    cv_config_free(cfg);
+    free(yaml);
+    free(id);
+    cv_gate_flags_free_list(ids, n);
+    cv_gate_flags_free_list(values, n);
+    cr_assert_eq(cv_gate_flags_from_cluster("{\"nodes\":[]}", &ids, &values, &n), CV_EPROTO);
+    cr_assert_eq(cv_gate_flags_from_cluster("<html>", &ids, &values, &n), CV_EPROTO);
+}
