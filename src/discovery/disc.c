@@ -1,7 +1,8 @@
 /* Registration of one process in etcd under its own lease, the leader key, and whether etcd answers.
  *
  * Happy path: GRANT a lease of ttl, CLAIM <prefix>/<kind>/<id> with a create-if-absent txn, then HELD: a
- * keepalive every third of the granted TTL. Close revokes the lease, which deletes the key at once.
+ * keepalive every third of the granted TTL, each followed by a read of the key (deleted by hand: CLAIM it
+ * again under the same lease). Close revokes the lease, which deletes the key at once.
  *
  * Failure modes: etcd unreachable (every endpoint failed) -> WAIT with backoff (100 ms doubling to 5 s),
  * then CLAIM again with the lease we have, or GRANT a new one. A keepalive that fails keeps HELD (the
@@ -31,7 +32,7 @@ static const struct cv_sm_state disc_states[S_N] = {
     [S_IDLE] = {"idle", CV_SM_INITIAL | CV_SM_FINAL, CV_SM_BIT(S_GRANT) | CV_SM_BIT(S_CLOSED)},
     [S_GRANT] = {"grant", 0, CV_SM_BIT(S_CLAIM) | CV_SM_BIT(S_WAIT) | CV_SM_BIT(S_CLOSED)},
     [S_CLAIM] = {"claim", 0, CV_SM_BIT(S_HELD) | CV_SM_BIT(S_WAIT) | CV_SM_BIT(S_CONFLICT) | CV_SM_BIT(S_CLOSED)},
-    [S_HELD] = {"held", 0, CV_SM_BIT(S_GRANT) | CV_SM_BIT(S_CLOSED)},
+    [S_HELD] = {"held", 0, CV_SM_BIT(S_GRANT) | CV_SM_BIT(S_CLAIM) | CV_SM_BIT(S_CLOSED)},
     [S_WAIT] = {"wait", 0, CV_SM_BIT(S_GRANT) | CV_SM_BIT(S_CLAIM) | CV_SM_BIT(S_CLOSED)},
     [S_CONFLICT] = {"conflict", 0, CV_SM_BIT(S_CLOSED)},
     [S_CLOSED] = {"closed", CV_SM_FINAL, 0},
@@ -124,6 +125,18 @@ static void disc__keepalive_arm(struct cv_disc *d)
     disc__arm(d, (uint64_t)ttl_ms / 3);
 }
 
+static void disc__on_check(void *data, int err, const struct cv_etcd_reply *r)
+{
+    struct cv_disc *d = data;
+    if (err == CV_ECANCELED || d->closing) return;
+    if (!err && !r->n_kvs) {
+        CV_WARN("etcd: %s was deleted while its lease lives; registering again", d->key);
+        cv_sm_move(&d->sm, S_CLAIM);
+        return disc__step(d);
+    }
+    disc__keepalive_arm(d); /* an error here is the keepalive's business next time */
+}
+
 static void disc__on_keepalive(void *data, int err, const struct cv_etcd_reply *r)
 {
     struct cv_disc *d = data;
@@ -135,7 +148,9 @@ static void disc__on_keepalive(void *data, int err, const struct cv_etcd_reply *
         cv_sm_move(&d->sm, S_GRANT);
         return disc__step(d);
     }
-    disc__keepalive_arm(d);
+    /* The lease lives; is the key still there (someone may have deleted it by hand)? */
+    if (cv_etcd_call(d->etcd, "/v3/kv/range", cv_etcd_enc_range_key(d->key), disc__on_check, d))
+        disc__keepalive_arm(d);
 }
 
 /* The key was held: ours (same incarnation or same address: our dead predecessor) or a duplicate. */

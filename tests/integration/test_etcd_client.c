@@ -280,6 +280,10 @@ Test(etcd_client, registration_conflict_takeover_revoke)
     r = call(c, "/v3/kv/range", cv_etcd_enc_range_key("/cv/nodes/n1"));
     cr_assert_eq(r.r.count, 1, "registration lost although kept alive");
     cr_assert_eq(r.lease0, before.lease0);
+    /* Deleted by hand while its lease lives: registered again at the next keepalive (a third of the TTL). */
+    cr_assert_eq(call(c, "/v3/kv/deleterange", cv_etcd_enc_delete("/cv/nodes/n1")).err, 0);
+    r = poll_value(c, "/cv/nodes/n1", cv_disc_incarnation(a.d));
+    cr_assert_eq(r.lease0, before.lease0, "registered again under another lease");
     /* Same address (our restarted self after a crash): taken over under the new lease. */
     reg_start(&again, "n1", "127.0.0.1:1000", 3000);
     RUN_UNTIL(cv_disc_registered(again.d));
