@@ -9,6 +9,8 @@
  * pending fails with CV_ECANCELED), and once every close callback ran (the servers' included) "gate
  * stopped" is logged, on_stopped runs and the struct is freed. The servers' data is the gate (not the
  * forwarder) so that their close callbacks find it: the forwarder may be freed before they run.
+ * With cluster.provider etcd the gate registers <prefix>/gates/<id> once listening and revokes it at stop
+ * (discovery/disc.h); its id held by another live process stops it (exit 1 through opts->exit_code).
  *
  * Failure modes: out of memory or an address in use at start close whatever was opened; the loop then
  * runs empty and on_stopped is not called. Single-threaded: everything runs on the loop. */

@@ -6,7 +6,9 @@
  * raft (bootstrapping a pristine data dir) -> bind the RPC listener (grpc_addr: forwarded proposals and
  * object calls from other nodes) and the HTTP API (http_addr) -> renew this node's lease every ttl/3
  * through the catalog (renewal.h: the first renewal is a RegisterNode carrying our addresses) -> run
- * leader duties while leading.
+ * leader duties while leading. With cluster.provider etcd the node also registers in etcd once its
+ * listeners are bound and, while leading, publishes <prefix>/leader (discovery/disc.h; etcd being down
+ * delays only that); a registration that finds our id held by another live process stops the node, exit 1.
  * Drain (SIGTERM/SIGINT, cv_node_drain): /ready answers 503 "draining" at once; the node proposes
  * DrainNode(self, shutdown) and keeps serving and renewing its lease while the leader moves its shards
  * away through the two-phase handoff (each shard's objects deactivate here, their calls in flight
