@@ -9,6 +9,32 @@ is_cverse() {
   case "${argv0##*/}" in cverse*) return 0 ;; *) return 1 ;; esac
 }
 
+# True if PID is alive and is the program a pids-file line of ROLE names: the local etcd run-cluster.sh
+# started for a config with cluster.provider etcd (role "etcd"), else a cverse binary.
+# Usage: is_ours PID ROLE
+is_ours() {
+  local argv0=""
+  [ "$2" = etcd ] || { is_cverse "$1"; return; }
+  { IFS= read -r -d '' argv0 <"/proc/$1/cmdline"; } 2>/dev/null || return 1
+  [ "${argv0##*/}" = etcd ]
+}
+
+# True when an etcd answers /health at HOST:PORT.
+etcd_answers() {
+  [ "$(curl -s --max-time 1 -o /dev/null -w '%{http_code}' "http://$1/health" 2>/dev/null)" = 200 ]
+}
+
+# Starts etcd in the background for the demo (Debian's etcd-server): one member serving clients on
+# HOST:PORT, peers on PORT+1, data in RUN_DIR/etcd, log appended to RUN_DIR/etcd.log. $! is its PID.
+# Usage: start_etcd HOST:PORT RUN_DIR
+start_etcd() {
+  local host=${1%:*} port=${1##*:}
+  local client=http://$host:$port peer=http://$host:$((port + 1))
+  (trap '' HUP; exec etcd --name cverse-demo --data-dir "$2/etcd" --listen-client-urls "$client" \
+    --advertise-client-urls "$client" --listen-peer-urls "$peer" --initial-advertise-peer-urls "$peer" \
+    --initial-cluster "cverse-demo=$peer" --initial-cluster-state new </dev/null >>"$2/etcd.log" 2>&1) &
+}
+
 # True while our child PID runs. Not is_cverse: right after the fork a child is still "bash".
 child_alive() {
   local stat

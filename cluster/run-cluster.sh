@@ -69,7 +69,7 @@ LOG=$RUN_DIR/node.log
 if [ -f "$PIDS" ]; then
   running=()
   while read -r pid role id _; do
-    [[ ${pid:-} =~ ^[0-9]+$ ]] && is_cverse "$pid" && running+=("$role $id (pid $pid)")
+    [[ ${pid:-} =~ ^[0-9]+$ ]] && is_ours "$pid" "$role" && running+=("$role $id (pid $pid)")
   done <"$PIDS"
   if [ ${#running[@]} -gt 0 ]; then
     echo "run-cluster: a cluster from an earlier run is still running:" >&2
@@ -113,6 +113,9 @@ while read -r id http_addr _; do
 done <<<"$listing"
 [ ${#ids[@]} -gt 0 ] || die "$config defines no nodes" 2
 
+# cluster.provider etcd: its endpoints (nothing for the raft-only default).
+etcd_eps=$("$NODE_BIN" --config "$config" --list-etcd) || die "cverse-node rejected $config (see above)" 2
+
 # --- 3b. Keep the kernel from handing the demo's ports to outgoing connections ----------------------
 # The demo's ports (47xxx RPC, 48xxx HTTP, 49xxx raft) lie in Linux's ephemeral range; an outgoing
 # connection (even between our own nodes while they start) could take one before its node binds it.
@@ -146,6 +149,31 @@ stop_started() {
   CVERSE_RUN_DIR=$RUN_DIR "$ROOT/cluster/stop-cluster.sh" || true
 }
 trap 'echo; echo "run-cluster: interrupted, stopping what was started" >&2; stop_started; exit 130' INT TERM
+
+# --- 4a. etcd (cluster.provider etcd): an etcd that answers at one of the endpoints is used; else one is
+# started here (data in RUN_DIR/etcd, log RUN_DIR/etcd.log, recorded as "PID etcd etcd"), on the first
+# endpoint; stop-cluster.sh stops it after the nodes and gates (they revoke their leases first).
+if [ -n "$etcd_eps" ]; then
+  etcd_up=""
+  for ep in $etcd_eps; do
+    if etcd_answers "$ep"; then etcd_up=$ep; break; fi
+  done
+  if [ -n "$etcd_up" ]; then
+    echo "run-cluster: using the etcd that answers at $etcd_up"
+  else
+    etcd_first=${etcd_eps%%$'\n'*}
+    command -v etcd >/dev/null || die "no etcd answers at $etcd_first and etcd is not installed (scripts/install-deps.sh installs etcd-server)"
+    start_etcd "$etcd_first" "$RUN_DIR"
+    echo "$! etcd etcd" >>"$PIDS"
+    echo "run-cluster: started etcd on $etcd_first (data $RUN_DIR/etcd, log $RUN_DIR/etcd.log)"
+    if ! wait_for 30 etcd_answers "$etcd_first"; then
+      echo "run-cluster: etcd did not answer at $etcd_first within 30 s; end of $RUN_DIR/etcd.log:" >&2
+      tail -n 20 "$RUN_DIR/etcd.log" >&2 || true
+      stop_started
+      exit 1
+    fi
+  fi
+fi
 
 start_us=${EPOCHREALTIME//[.,]/}
 log_start=$(stat -c %s "$LOG" 2>/dev/null || echo 0)  # where this run's lines begin

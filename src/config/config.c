@@ -15,7 +15,6 @@
  */
 #include "config/config.h"
 
-#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,7 +27,6 @@
 
 #define CFG_PATH_MAX 256
 #define CFG_ADDR_MAX 300
-#define CFG_FILE_MAX (16u << 20) /* a cluster file is a few KiB; refuse anything absurd */
 #define CFG_ID_MAX 63            /* node ids travel in fixed 64-byte buffers (catalog.h CV_NODE_ID_MAX) */
 #define CFG_RAFT_PORT_OFFSET 2000
 
@@ -587,7 +585,7 @@ static int cfg__inspector(struct cfg__ctx *c, yaml_node_t *root)
 
 static const char *const cluster_keys[] = {"shards", "provider", "etcd", "auto_load_objects", "raft", "data_dir",
                                            "lease_ttl_ms", "drain_timeout_ms", "demo_types" /* objtypes.c */, NULL};
-static const char *const etcd_keys[] = {"endpoints", "prefix", NULL};
+static const char *const etcd_keys[] = {"endpoints", "prefix", "ttl_ms", NULL};
 static const char *const etcd_goverse[] = {"*", NULL}; /* TLS, auth, timeouts...: for the etcd provider */
 static const char *const autoload_keys[] = {"type", "id", "per_shard", "per_node", NULL};
 static const char *const raft_keys[] = {"voters", "election_timeout_ms", "heartbeat_timeout_ms",
@@ -619,15 +617,18 @@ static int cfg__provider(struct cfg__ctx *c, const struct cfg__field *f)
 
 static int cfg__etcd(struct cfg__ctx *c, const struct cfg__field *f)
 {
-    struct cfg__field ep, prefix, item;
+    struct cfg__field ep, prefix, ttl, item;
     struct cv_config *cfg = c->cfg;
     size_t n;
     if (!f->node) return 0;
-    int rv = cfg__check_map(c, f->node, f->path, "a mapping with endpoints, prefix", etcd_keys, etcd_goverse);
+    int rv = cfg__check_map(c, f->node, f->path, "a mapping with endpoints, prefix, ttl_ms", etcd_keys, etcd_goverse);
     if (rv) return rv;
     cfg__field(c, f->node, f->path, "endpoints", &ep);
     cfg__field(c, f->node, f->path, "prefix", &prefix);
+    cfg__field(c, f->node, f->path, "ttl_ms", &ttl);
     if ((rv = cfg__str(c, &prefix, false, "a key prefix such as \"/cverse\"", &cfg->etcd_prefix))) return rv;
+    /* etcd rounds a lease up to whole seconds and refuses very short ones (about 1.5 election timeouts). */
+    if ((rv = cfg__unsigned(c, &ttl, 2000, 3600000, &cfg->etcd_ttl_ms))) return rv;
     if ((rv = cfg__list(c, &ep, "etcd endpoints host:port", &n)) || !n) return rv;
     if (!(cfg->etcd_endpoints = calloc(n, sizeof *cfg->etcd_endpoints))) return CV_ENOMEM;
     cfg->n_etcd_endpoints = n;
@@ -811,6 +812,7 @@ static int cfg__defaults(struct cv_config *cfg, const char *name)
     cfg->drain_timeout_ms = 10000;
     cfg->path = strdup(name);
     cfg->etcd_prefix = strdup("/cverse");
+    cfg->etcd_ttl_ms = 15000; /* Goverse's registration lease */
     cfg->data_dir = strdup("cverse-data");
     return cfg->path && cfg->etcd_prefix && cfg->data_dir ? 0 : CV_ENOMEM;
 }
@@ -882,119 +884,4 @@ err:
     return rv;
 }
 
-static int cfg__grow(char **buf, size_t *cap)
-{
-    char *nb = realloc(*buf, *cap * 2);
-    if (!nb) return CV_ENOMEM;
-    *buf = nb;
-    *cap *= 2;
-    return 0;
-}
-
-/* Reads the whole file (NUL-terminated for libyaml's benefit); refuses files above CFG_FILE_MAX. */
-static int cfg__read(const char *path, char **buf, size_t *len, char *err, size_t errlen)
-{
-    size_t cap = 8192, n = 0, got;
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        if (err && errlen) snprintf(err, errlen, "%s: cannot read: %s", path, strerror(errno));
-        return CV_EIO;
-    }
-    char *b = malloc(cap);
-    int rv = b ? 0 : CV_ENOMEM;
-    while (!rv && (got = fread(b + n, 1, cap - n - 1, f)) > 0) {
-        n += got;
-        if (n > CFG_FILE_MAX)
-            rv = CV_ECONFIG;
-        else if (n + 1 == cap)
-            rv = cfg__grow(&b, &cap);
-    }
-    int saved = errno;
-    if (!rv && ferror(f)) rv = CV_EIO;
-    fclose(f);
-    if (!rv) {
-        b[n] = '\0';
-        *buf = b;
-        *len = n;
-        return 0;
-    }
-    free(b);
-    if (!err || !errlen) return rv;
-    if (rv == CV_EIO) snprintf(err, errlen, "%s: cannot read: %s", path, strerror(saved));
-    if (rv == CV_ECONFIG) snprintf(err, errlen, "%s: larger than %u bytes", path, CFG_FILE_MAX);
-    if (rv == CV_ENOMEM) snprintf(err, errlen, "%s: out of memory", path);
-    return rv;
-}
-
-int cv_config_load(const char *path, struct cv_config **out, char *err, size_t errlen)
-{
-    char *buf;
-    size_t len;
-    *out = NULL;
-    int rv = cfg__read(path, &buf, &len, err, errlen);
-    if (rv) return rv;
-    rv = cv_config_parse(buf, len, path, out, err, errlen);
-    free(buf);
-    return rv;
-}
-
-void cv_config_free(struct cv_config *cfg)
-{
-    if (!cfg) return;
-    for (size_t i = 0; i < cfg->n_etcd_endpoints; i++) free(cfg->etcd_endpoints[i]);
-    for (size_t i = 0; i < cfg->n_autoload; i++) {
-        free(cfg->autoload[i].type);
-        free(cfg->autoload[i].id);
-    }
-    for (size_t i = 0; i < cfg->n_nodes; i++) {
-        struct cv_node_cfg *n = &cfg->nodes[i];
-        free(n->id);
-        free(n->grpc_addr);
-        free(n->advertise_addr);
-        free(n->http_addr);
-        free(n->raft_addr);
-        free(n->raft_bind_addr);
-    }
-    for (size_t i = 0; i < cfg->n_gates; i++) {
-        free(cfg->gates[i].id);
-        free(cfg->gates[i].grpc_addr);
-        free(cfg->gates[i].advertise_addr);
-        free(cfg->gates[i].http_addr);
-    }
-    for (size_t i = 0; i < cfg->n_warnings; i++) free(cfg->warnings[i]);
-    free(cfg->inspector.grpc_addr);
-    free(cfg->inspector.http_addr);
-    free(cfg->inspector.advertise_addr);
-    free(cfg->inspector.admin_token_file);
-    free(cfg->etcd_endpoints);
-    free(cfg->autoload);
-    free(cfg->nodes);
-    free(cfg->gates);
-    free(cfg->warnings);
-    free(cfg->etcd_prefix);
-    free(cfg->data_dir);
-    free(cfg->path);
-    free(cfg);
-}
-
-int cv_config_node_index(const struct cv_config *cfg, const char *id)
-{
-    if (!cfg || !id) return -1;
-    for (size_t i = 0; i < cfg->n_nodes; i++)
-        if (!strcmp(cfg->nodes[i].id, id)) return (int)i;
-    return -1;
-}
-
-const struct cv_node_cfg *cv_config_node(const struct cv_config *cfg, const char *id)
-{
-    int i = cv_config_node_index(cfg, id);
-    return i < 0 ? NULL : &cfg->nodes[i];
-}
-
-const struct cv_gate_cfg *cv_config_gate(const struct cv_config *cfg, const char *id)
-{
-    if (!cfg || !id) return NULL;
-    for (size_t i = 0; i < cfg->n_gates; i++)
-        if (!strcmp(cfg->gates[i].id, id)) return &cfg->gates[i];
-    return NULL;
-}
+/* cv_config_load, cv_config_free and the lookups: load.c. */

@@ -67,6 +67,7 @@ struct cv_config {
     char **etcd_endpoints;       /* cluster.etcd.endpoints */
     size_t n_etcd_endpoints;
     char *etcd_prefix;           /* cluster.etcd.prefix, default "/cverse" */
+    unsigned etcd_ttl_ms;        /* cluster.etcd.ttl_ms, default 15000: the registration lease (2000..) */
     struct cv_autoload_cfg *autoload;
     size_t n_autoload;
     struct cv_raft_cfg raft;

@@ -9,6 +9,8 @@
  * pending fails with CV_ECANCELED), and once every close callback ran (the servers' included) "gate
  * stopped" is logged, on_stopped runs and the struct is freed. The servers' data is the gate (not the
  * forwarder) so that their close callbacks find it: the forwarder may be freed before they run.
+ * With cluster.provider etcd the gate registers <prefix>/gates/<id> once listening and revokes it at stop
+ * (discovery/disc.h); its id held by another live process stops it (exit 1 through opts->exit_code).
  *
  * Failure modes: out of memory or an address in use at start close whatever was opened; the loop then
  * runs empty and on_stopped is not called. Single-threaded: everything runs on the loop. */
@@ -19,6 +21,7 @@
 #include <string.h>
 
 #include "cverse/error.h"
+#include "discovery/disc.h"
 #include "gate/forwarder.h"
 #include "gate/httpapi.h"
 #include "gate/native.h"
@@ -39,6 +42,8 @@ struct cv_gate {
     uv_timer_t drain_timer;
     bool signals;
     uv_signal_t sigterm, sigint;
+    struct cv_disc *disc; /* etcd registration (cluster.provider etcd), else NULL */
+    int *failed;          /* opts' exit_code */
     int handles; /* handles and components whose close callback has not run yet */
     void (*on_stopped)(void *data);
     void *data;
@@ -89,6 +94,11 @@ static void gate__shutdown(struct cv_gate *g)
     }
     g->http = NULL;
     g->rpc = NULL;
+    if (g->disc) {
+        g->handles++;
+        cv_disc_close(g->disc, gate__part_closed, g); /* revokes our lease: the key goes at once */
+        g->disc = NULL;
+    }
     g->handles++;
     cv_forwarder_close(g->fw, gate__part_closed, g); /* never calls back from in here */
     g->fw = NULL;
@@ -165,6 +175,34 @@ static int gate__listen(struct cv_gate *g, const struct cv_gate_opts *o, const s
     return 0;
 }
 
+/* etcd found our id held by another live process: a start error, found once etcd answered. */
+static void gate__duplicate(void *data, const char *holder)
+{
+    struct cv_gate *g = data;
+    CV_ERROR("gate id %s is already registered in etcd by another process (%s): duplicate id, stopping", g->id,
+             holder);
+    if (g->failed) *g->failed = 1;
+    cv_gate_stop(g);
+}
+
+/* cluster.provider etcd: register <prefix>/gates/<id> once listening (docs/discovery.md). */
+static int gate__register(struct cv_gate *g, const struct cv_gate_opts *o, const struct cv_gate_cfg *self)
+{
+    const struct cv_config *cfg = o->cfg;
+    if (cfg->provider != CV_PROVIDER_ETCD || !cfg->n_etcd_endpoints) return 0;
+    char value[1024];
+    snprintf(value, sizeof value, "{\"id\":\"%s\",\"role\":\"gate\",\"advertise\":\"%s\",\"http\":\"%s\","
+             "\"version\":\"%s\"}", self->id, self->advertise_addr, self->http_addr, o->version ? o->version : "");
+    struct cv_disc_opts d = {.loop = o->loop, .endpoints = (const char *const *)cfg->etcd_endpoints,
+                             .n_endpoints = cfg->n_etcd_endpoints, .prefix = cfg->etcd_prefix,
+                             .ttl_ms = cfg->etcd_ttl_ms, .kind = "gates", .id = self->id, .value = value,
+                             .on_conflict = gate__duplicate, .data = g};
+    int rv = cv_disc_init(&d, &g->disc);
+    if (rv) CV_ERROR("etcd registration: %s", cv_strerror(rv));
+    else cv_disc_start(g->disc);
+    return rv;
+}
+
 static void gate__init_handles(struct cv_gate *g, bool signals)
 {
     uv_timer_init(g->loop, &g->drain_timer);
@@ -208,6 +246,8 @@ int cv_gate_start(const struct cv_gate_opts *o, struct cv_gate **out)
     gate__init_handles(g, o->handle_signals);
     rv = gate__listen(g, o, self);
     if (rv == 0) rv = cv_forwarder_start(g->fw);
+    g->failed = o->exit_code;
+    if (rv == 0) rv = gate__register(g, o, self);
     if (rv) {
         gate__shutdown(g); /* frees g once the handles closed; on_stopped is not set yet */
         return rv;

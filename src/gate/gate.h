@@ -23,6 +23,9 @@ struct cv_gate_opts {
     unsigned default_timeout_ms;  /* 0 = CV_GATE_DEFAULT_TIMEOUT_MS */
     unsigned drain_ms;            /* 0 = CV_GATE_DRAIN_MS */
     bool handle_signals;          /* SIGTERM / SIGINT call cv_gate_stop */
+    const char *version;          /* registered in etcd (cluster.provider etcd); NULL: "" */
+    int *exit_code;               /* NULL, or set to 1 when the gate stops for a start error found later
+                                   * (its id held in etcd by another live process) */
     void (*on_stopped)(void *data); /* optional: runs once everything closed, just before g is freed */
     void *data;
 };

@@ -12,7 +12,9 @@
 
 #include "config/config.h"
 #include "cverse/error.h"
+#include "gate/flagmode.h"
 #include "gate/gate.h"
+#include "net/httpc.h"
 #include "util/log.h"
 
 #ifndef CV_VERSION
@@ -25,6 +27,8 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "Usage: cverse-gate --config FILE --gate-id ID [--log-level LEVEL]\n"
+            "       cverse-gate --etcd HOST:PORT[,...] --listen ADDR --http-listen ADDR [--advertise ADDR]\n"
+            "                   [--etcd-prefix PREFIX] [--gate-id ID] [...]\n"
             "\n"
             "Runs one cverse gate: clients call objects through it (native protocol on the gate's grpc_addr,\n"
             "HTTP on its http_addr); it routes each call to the node that owns the object's shard and\n"
@@ -39,6 +43,12 @@ static void usage(FILE *f)
             "      --no-demo-types   (or --no-builtin-types) accepted and ignored, as --module: give it to\n"
             "                        the nodes (or set cluster.demo_types: false)\n"
             "  -l, --log-level L     debug, info (default), warn, error\n"
+            "Without --config (Goverse's flag form, docs/discovery.md): the nodes are found in etcd.\n"
+            "      --etcd EPS        etcd endpoints host:port, comma-separated (all used, with failover)\n"
+            "      --etcd-prefix P   key prefix in etcd (default /cverse)\n"
+            "      --listen ADDR     native protocol listen address\n"
+            "      --advertise ADDR  address others dial (default: the connectable form of --listen)\n"
+            "      --http-listen A   HTTP listen address\n"
             "  -h, --help            show this help\n"
             "  -V, --version         show the version\n");
 }
@@ -51,6 +61,7 @@ static int bad_usage(const char *msg, const char *arg)
 
 struct args {
     const char *config, *gate_id;
+    struct cv_gate_flags flags; /* the flag form (no --config) */
     const char *modules[MAX_MODULES];
     int n_modules;
     bool no_builtin;
@@ -65,7 +76,10 @@ static int parse_args(int argc, char **argv, struct args *a)
         {"node-id", required_argument, 0, 'g'},   {"module", required_argument, 0, 'm'},
         {"log-level", required_argument, 0, 'l'}, {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'V'},         {"no-builtin-types", no_argument, 0, 'B'},
-        {"no-demo-types", no_argument, 0, 'B'},   {0, 0, 0, 0}};
+        {"etcd", required_argument, 0, 'E'},      {"etcd-prefix", required_argument, 0, 'P'},
+        {"listen", required_argument, 0, 'L'},    {"advertise", required_argument, 0, 'A'},
+        {"http-listen", required_argument, 0, 'H'}, {"no-demo-types", no_argument, 0, 'B'},
+        {0, 0, 0, 0}};
     opterr = 0;
     int ch;
     while ((ch = getopt_long(argc, argv, ":c:g:m:l:hV", opts, NULL)) != -1) {
@@ -80,6 +94,11 @@ static int parse_args(int argc, char **argv, struct args *a)
             if (cv_log_level_parse(optarg, &a->level)) return bad_usage("unknown log level", optarg);
             break;
         case 'B': a->no_builtin = true; break;
+        case 'E': a->flags.etcd = optarg; break;
+        case 'P': a->flags.prefix = optarg; break;
+        case 'L': a->flags.listen = optarg; break;
+        case 'A': a->flags.advertise = optarg; break;
+        case 'H': a->flags.http_listen = optarg; break;
         case 'h': usage(stdout); return 0;
         case 'V': printf("cverse-gate %s\n", CV_VERSION); return 0;
         case ':': return bad_usage("option needs a value", argv[optind - 1]);
@@ -87,7 +106,15 @@ static int parse_args(int argc, char **argv, struct args *a)
         }
     }
     if (optind < argc) return bad_usage("unexpected argument", argv[optind]);
-    if (!a->config) return bad_usage("missing --config FILE", NULL);
+    a->flags.id = a->gate_id;
+    if (!a->config && a->flags.etcd) { /* the flag form */
+        if (!a->flags.listen) return bad_usage("missing --listen ADDR (with --etcd and no --config)", NULL);
+        if (!a->flags.http_listen) return bad_usage("missing --http-listen ADDR (with --etcd and no --config)", NULL);
+        return -1;
+    }
+    if (a->flags.listen || a->flags.advertise || a->flags.http_listen || a->flags.prefix)
+        return bad_usage("--listen, --advertise, --http-listen and --etcd-prefix go with --etcd, without --config", NULL);
+    if (!a->config) return bad_usage("missing --config FILE (or --etcd with --listen, --http-listen)", NULL);
     if (!a->gate_id) return bad_usage("missing --gate-id ID", NULL);
     return -1;
 }
@@ -101,20 +128,89 @@ static void note_type_options(const struct args *a)
     if (a->no_builtin) CV_INFO("--no-demo-types: ignored, gates have no object types");
 }
 
+struct asked {
+    bool done;
+    char *yaml, *id;
+};
+
+static void on_asked(void *data, char *yaml, char *id)
+{
+    struct asked *r = data;
+    *r = (struct asked){.done = true, .yaml = yaml, .id = id};
+}
+
+static void on_wake(uv_timer_t *t)
+{
+    *(bool *)t->data = true;
+}
+
+/* The flag form: runs the loop until etcd shows a node and a registered node told the cluster's members
+ * (retried every second), then parses the config made of them (*own, owned). An exit code. */
+static int discover(uv_loop_t *loop, const struct args *a, uv_timer_t *pause, struct cv_members **view,
+                    struct cv_config **own)
+{
+    struct cv_httpc *http = NULL;
+    bool woke = false;
+    int rv = cv_gate_flags_watch(loop, &a->flags, view);
+    if (!rv) rv = cv_httpc_init(loop, &http);
+    if (rv) {
+        CV_ERROR("etcd: %s", cv_strerror(rv));
+        return 1;
+    }
+    uv_timer_init(loop, pause); /* the caller's: it lives until the loop ran empty */
+    pause->data = &woke;
+    CV_INFO("looking for nodes in etcd (%s, prefix %s)", a->flags.etcd, a->flags.prefix ? a->flags.prefix : "/cverse");
+    struct asked r = {0};
+    while (!r.yaml) {
+        while (!cv_members_synced(*view) || !cv_members_count(*view)) uv_run(loop, UV_RUN_ONCE);
+        r = (struct asked){0};
+        if (cv_gate_flags_ask(http, &a->flags, *view, on_asked, &r)) break;
+        while (!r.done) uv_run(loop, UV_RUN_ONCE);
+        if (r.yaml) break;
+        woke = false; /* no registered node answered: ask again in a second */
+        uv_timer_start(pause, on_wake, 1000, 0);
+        while (!woke) uv_run(loop, UV_RUN_ONCE);
+    }
+    uv_close((uv_handle_t *)pause, NULL);
+    cv_httpc_close(http, NULL, NULL);
+    char err[512];
+    rv = r.yaml ? cv_config_parse(r.yaml, strlen(r.yaml), "(flags and etcd)", own, err, sizeof err) : CV_ENOMEM;
+    if (rv) CV_ERROR("config from flags and etcd: %s", r.yaml ? err : "out of memory");
+    else cv_log_init(r.id, a->level);
+    if (!rv) CV_INFO("gate %s: %zu nodes, from %zu registered in etcd", r.id, (*own)->n_nodes, cv_members_count(*view));
+    free(r.yaml);
+    free(r.id);
+    return rv ? 2 : 0;
+}
+
+static void stopped(void *data)
+{
+    struct cv_members *view = data;
+    if (view) cv_members_close(view, NULL, NULL); /* the loop then runs empty */
+}
+
 static int run(const struct cv_config *cfg, const struct args *a)
 {
     uv_loop_t loop;
     uv_loop_init(&loop);
     struct cv_gate *g;
-    struct cv_gate_opts o = {.loop = &loop, .cfg = cfg, .gate_id = a->gate_id,
-                             .handle_signals = true};
-    int rv = cv_gate_start(&o, &g), code = 0;
+    struct cv_members *view = NULL;
+    struct cv_config *own = NULL;
+    uv_timer_t pause;
+    int code = cfg ? 0 : discover(&loop, a, &pause, &view, &own);
+    if (!cfg) cfg = own;
+    struct cv_gate_opts o = {.loop = &loop, .cfg = cfg, .gate_id = own ? own->gates[0].id : a->gate_id,
+                             .handle_signals = true, .version = CV_VERSION, .exit_code = &code,
+                             .on_stopped = stopped, .data = view};
+    int rv = code ? 0 : cv_gate_start(&o, &g);
     if (rv) {
         CV_ERROR("gate failed to start: %s", cv_strerror(rv));
         code = 1;
     }
+    if ((rv || code) && view) cv_members_close(view, NULL, NULL);
     uv_run(&loop, UV_RUN_DEFAULT); /* until the gate stopped (or, after a failed start, closed) */
     if (uv_loop_close(&loop)) CV_WARN("event loop closed with handles still open");
+    cv_config_free(own);
     return code;
 }
 
@@ -123,20 +219,20 @@ int main(int argc, char **argv)
     struct args a = {.level = CV_LOG_INFO};
     int rv = parse_args(argc, argv, &a);
     if (rv >= 0) return rv;
-    struct cv_config *cfg;
+    struct cv_config *cfg = NULL;
     char err[512];
-    if (cv_config_load(a.config, &cfg, err, sizeof err)) {
+    if (a.config && cv_config_load(a.config, &cfg, err, sizeof err)) {
         fprintf(stderr, "cverse-gate: %s\n", err);
         return 2;
     }
-    if (!cv_config_gate(cfg, a.gate_id)) {
+    if (cfg && !cv_config_gate(cfg, a.gate_id)) {
         fprintf(stderr, "cverse-gate: %s: no gate \"%s\" in the config (gates[].id)\n", a.config, a.gate_id);
         cv_config_free(cfg);
         return 2;
     }
-    cv_log_init(a.gate_id, a.level);
+    cv_log_init(a.gate_id ? a.gate_id : "gate", a.level);
     signal(SIGPIPE, SIG_IGN); /* a client that went away must not kill us through a write */
-    for (size_t i = 0; i < cfg->n_warnings; i++) CV_WARN("%s", cfg->warnings[i]);
+    for (size_t i = 0; cfg && i < cfg->n_warnings; i++) CV_WARN("%s", cfg->warnings[i]);
     note_type_options(&a);
     int code = run(cfg, &a);
     cv_config_free(cfg);

@@ -55,6 +55,8 @@ struct xfer {
     struct cv_buf resp;
     size_t max_body;
     bool too_big;
+    bool (*on_data)(void *data, const char *chunk, size_t len); /* streaming: body pieces go here */
+    bool stopped; /* on_data returned false */
     char errbuf[CURL_ERROR_SIZE];
     cv_httpc_cb cb;
     void *data;
@@ -134,6 +136,9 @@ static void xfer__complete(struct xfer *x, CURLcode rc, int forced)
     if (forced) {
         r.err = forced;
         r.error = "request canceled: client closing";
+    } else if (x->stopped) {
+        r.err = CV_ECANCELED;
+        r.error = "stream ended by its reader";
     } else if (rc != CURLE_OK || x->too_big || x->resp.oom) {
         r.err = xfer__err(rc, x);
         r.error = x->too_big ? "response body too large" : x->errbuf[0] ? x->errbuf : curl_easy_strerror(rc);
@@ -227,6 +232,10 @@ static size_t httpc__write_cb(char *ptr, size_t size, size_t n, void *userp)
 {
     struct xfer *x = userp;
     size_t len = size * n;
+    if (x->on_data) {
+        x->stopped = !x->on_data(x->data, ptr, len);
+        return x->stopped ? 0 : len;
+    }
     if (x->resp.len + len > x->max_body) {
         x->too_big = true;
         return 0; /* makes curl fail the transfer with CURLE_WRITE_ERROR */
@@ -308,7 +317,8 @@ int cv_httpc_request(struct cv_httpc *c, const struct cv_httpc_req *req, cv_http
     struct xfer *x = calloc(1, sizeof *x);
     if (!x) return CV_ENOMEM;
     *x = (struct xfer){.c = c, .cb = cb, .data = data,
-                       .max_body = req->max_body ? req->max_body : HTTPC_DEFAULT_MAX_BODY};
+                       .max_body = req->max_body ? req->max_body : HTTPC_DEFAULT_MAX_BODY,
+                       .on_data = req->on_data};
     int rv = CV_ENOMEM;
     if (!(x->easy = curl_easy_init())) goto err_after_alloc;
     if ((rv = xfer__setup(x, req))) goto err_after_easy;

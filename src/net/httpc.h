@@ -2,6 +2,7 @@
 #ifndef CV_NET_HTTPC_H
 #define CV_NET_HTTPC_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <uv.h>
 
@@ -30,6 +31,11 @@ struct cv_httpc_req {
     const char *extra_headers; /* NULL or "Name: value\r\n..." lines; copied */
     unsigned timeout_ms;       /* whole request; 0: 10 s */
     size_t max_body;           /* larger responses fail with CV_EIO; 0: 16 MiB */
+    /* Streaming (an etcd watch): when set, each piece of the body is given here as it arrives (with the
+     * request's data) instead of being collected, and the final response has an empty body. Return false to
+     * end the transfer: it then completes with CV_ECANCELED. Runs inside libcurl: it must not start
+     * requests nor close the client (defer such work, e.g. to a timer). */
+    bool (*on_data)(void *data, const char *chunk, size_t len);
 };
 
 /* Creates a client on loop. *out is owned by the caller until cv_httpc_close's callback. */

@@ -27,6 +27,7 @@
 
 #include "core/hash.h"
 #include "cverse/error.h"
+#include "discovery/disc.h"
 #include "node/admin.h"
 #include "node/feed.h"
 #include "node/host.h"
@@ -414,6 +415,8 @@ static void api__get_metrics(struct cv_api *a, struct cv_http_exchange *x)
     cv_prom_histogram(&b, "cverse_catalog_apply_seconds", NULL, le_s, h->buckets, CV_APPLY_BUCKETS, h->sum_us / 1e6);
     api__lease_prom(a, &b);
     api__state_prom(a, &b);
+    if (a->disc)
+        cv_prom_gauge(&b, "cverse_etcd_up", "1 if etcd (discovery) answered the last call, else 0.", cv_disc_up(a->disc));
     if (a->host && cv_host_stats(a->host)) cv_node_stats_prom(cv_host_stats(a->host), &b);
     if (!b.p || b.oom) {
         free(b.p);

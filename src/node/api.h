@@ -32,6 +32,7 @@ struct cv_api {
     struct cv_host *host;
     bool (*ready)(void *data, const char **why); /* /ready: true, or false with a static reason */
     void (*lease)(void *data, struct cv_api_lease *out); /* fills our own lease view */
+    struct cv_disc *disc;                        /* etcd discovery (cverse_etcd_up), NULL without */
     void *data;
 };
 

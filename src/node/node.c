@@ -6,7 +6,9 @@
  * raft (bootstrapping a pristine data dir) -> bind the RPC listener (grpc_addr: forwarded proposals and
  * object calls from other nodes) and the HTTP API (http_addr) -> renew this node's lease every ttl/3
  * through the catalog (renewal.h: the first renewal is a RegisterNode carrying our addresses) -> run
- * leader duties while leading.
+ * leader duties while leading. With cluster.provider etcd the node also registers in etcd once its
+ * listeners are bound and, while leading, publishes <prefix>/leader (discovery/disc.h; etcd being down
+ * delays only that); a registration that finds our id held by another live process stops the node, exit 1.
  * Drain (SIGTERM/SIGINT, cv_node_drain): /ready answers 503 "draining" at once; the node proposes
  * DrainNode(self, shutdown) and keeps serving and renewing its lease while the leader moves its shards
  * away through the two-phase handoff (each shard's objects deactivate here, their calls in flight
@@ -34,6 +36,7 @@
 #include "consensus/notice.h"
 #include "core/lease.h"
 #include "cverse/error.h"
+#include "discovery/disc.h"
 #include "net/http.h"
 #include "net/peers.h"
 #include "net/rpc.h"
@@ -62,6 +65,8 @@ struct cv_node {
     struct cv_leader *leader;
     cv_registry *own_registry;       /* when the opts gave none */
     struct cv_api api;               /* what the HTTP handler reads */
+    struct cv_disc *disc;            /* etcd registration (cluster.provider etcd), else NULL */
+    bool failed;                     /* stopped for a start error found later (duplicate id in etcd) */
 
     uv_timer_t lease_timer;
     uv_timer_t fence_timer;          /* wakes when the lease view may change by time alone */
@@ -239,6 +244,11 @@ static void node__on_leader(void *data, bool is_leader)
 {
     struct cv_node *n = data;
     if (is_leader && n->leader) cv_leader_kick(n->leader);
+    if (is_leader && n->disc) {
+        struct cv_consensus_status st;
+        cv_consensus_status(n->consensus, &st);
+        cv_disc_leader(n->disc, n->self->id, st.term);
+    }
     if (n->host) cv_host_leader_changed(n->host);
     renew(n); /* a new leader: renew through it right away instead of waiting for the next tick */
 }
@@ -422,6 +432,36 @@ static int node__create_host(struct cv_node *n)
     return rv;
 }
 
+/* etcd found our id held by another live process: a start error, found once etcd answered. */
+static void node__duplicate(void *data, const char *holder)
+{
+    struct cv_node *n = data;
+    CV_ERROR("node id %s is already registered in etcd by another process (%s): duplicate id, stopping",
+             n->self->id, holder);
+    n->failed = true;
+    cv_node_stop(n);
+}
+
+/* cluster.provider etcd: our registration (docs/discovery.md); started once the listeners are bound. */
+static int node__register(struct cv_node *n)
+{
+    const struct cv_config *cfg = n->cfg;
+    if (cfg->provider != CV_PROVIDER_ETCD || !cfg->n_etcd_endpoints) return 0;
+    char value[1024];
+    snprintf(value, sizeof value,
+             "{\"id\":\"%s\",\"role\":\"node\",\"advertise\":\"%s\",\"http\":\"%s\",\"raft\":\"%s\","
+             "\"shards\":%u,\"version\":\"%s\"}",
+             n->self->id, n->self->advertise_addr, n->self->http_addr, n->self->raft_addr, (unsigned)cfg->shards,
+             CV_VERSION);
+    struct cv_disc_opts o = {.loop = n->loop, .endpoints = (const char *const *)cfg->etcd_endpoints,
+                             .n_endpoints = cfg->n_etcd_endpoints, .prefix = cfg->etcd_prefix,
+                             .ttl_ms = cfg->etcd_ttl_ms, .kind = "nodes", .id = n->self->id, .value = value,
+                             .on_conflict = node__duplicate, .data = n};
+    int rv = cv_disc_init(&o, &n->disc);
+    if (rv) CV_ERROR("etcd registration: %s", cv_strerror(rv));
+    return rv;
+}
+
 static int node__start_listeners(struct cv_node *n)
 {
     int rv = cv_rpc_server_init(n->loop, node__on_rpc, node__on_conn_close, n, &n->rpc);
@@ -437,6 +477,7 @@ static int node__start_listeners(struct cv_node *n)
                              .host = n->host,
                              .ready = node__ready,
                              .lease = node__lease_view,
+                             .disc = n->disc,
                              .data = n};
     struct cv_http_opts ho = {.max_body = 1 << 20};
     rv = cv_http_server_init(n->loop, &ho, cv_api_handle, &n->api, &n->http);
@@ -604,7 +645,9 @@ int cv_node_start(struct cv_node *n)
     if ((rv = node__create_host(n))) return rv;
     cv_host_start(n->host);
     if ((rv = cv_consensus_start(n->consensus))) return rv;
+    if ((rv = node__register(n))) return rv;
     if ((rv = node__start_listeners(n))) return rv;
+    cv_disc_start_if(n->disc);
     struct cv_leader_opts lo = {
         .loop = n->loop, .cfg = n->cfg, .self = n->self, .catalog = n->catalog, .consensus = n->consensus};
     if ((rv = cv_leader_init(&lo, &n->leader))) return rv;
@@ -661,7 +704,10 @@ static void node__shutdown(void *data)
     if (n->shut) return; /* the transfer callback and its fallback timer may both get here */
     n->shut = true;
     n->open_parts = 1 + 5 + (n->leader != NULL) + (n->consensus != NULL) + (n->host != NULL) +
-                    (n->rpc != NULL) + (n->http != NULL) + (n->peers != NULL);
+                    (n->rpc != NULL) + (n->http != NULL) + (n->peers != NULL) + (n->disc != NULL);
+    if (n->disc) cv_disc_close(n->disc, node__closed, n); /* revokes our lease: the key goes at once */
+    n->disc = NULL;
+    n->api.disc = NULL;
     if (n->http) cv_http_server_close(n->http, node__http_closed);
     if (n->rpc) cv_rpc_server_close(n->rpc, node__rpc_closed);
     n->http = NULL;
@@ -704,6 +750,11 @@ void cv_node_stop(struct cv_node *n)
         return;
     }
     node__shutdown(n);
+}
+
+bool cv_node_failed(const struct cv_node *n)
+{
+    return n->failed;
 }
 
 void cv_node_free(struct cv_node *n)

@@ -35,6 +35,9 @@ void cv_node_drain(struct cv_node *n);
 /* Stop at once (after a drain, or a second signal): not ready, a leader hands over leadership, then
  * everything closes; the loop then runs empty. Safe whatever part of cv_node_start succeeded. */
 void cv_node_stop(struct cv_node *n);
+/* The node stopped for a start error found after cv_node_start returned (its id held by another live
+ * process in etcd): the process should exit 1. */
+bool cv_node_failed(const struct cv_node *n);
 /* After uv_run returned: frees what the close callbacks left, and n. */
 void cv_node_free(struct cv_node *n);
 

@@ -31,7 +31,7 @@ static void usage(FILE *f)
     fprintf(f,
             "Usage: cverse-node --config FILE --node-id ID [--data-dir DIR] [--log-level LEVEL]\n"
             "                   [--module PATH.so]... [--no-demo-types]\n"
-            "       cverse-node --config FILE --list-nodes | --list-gates\n"
+            "       cverse-node --config FILE --list-nodes | --list-gates | --list-etcd\n"
             "\n"
             "Runs one cverse node: a member of the cluster's raft group that holds the catalog\n"
             "(node registry, shard map, leases, objects), hosts the objects of the shards it owns\n"
@@ -48,6 +48,8 @@ static void usage(FILE *f)
             "                          --no-builtin-types, or cluster.demo_types: false in the config\n"
             "      --list-nodes        print \"ID HTTP_ADDR\" for every node in the config and exit\n"
             "      --list-gates        print \"ID HTTP_ADDR GRPC_ADDR\" for every gate in the config and exit\n"
+            "      --list-etcd         print every cluster.etcd endpoint (one a line) when cluster.provider is\n"
+            "                          etcd, nothing otherwise, and exit\n"
             "  -h, --help              show this help\n"
             "  -V, --version           show the version\n");
 }
@@ -62,7 +64,7 @@ static int run__bad_usage(const char *msg, const char *arg)
 struct args {
     const char *config, *node_id, *data_dir;
     enum cv_log_level level;
-    int list_nodes, list_gates, no_builtin;
+    int list_nodes, list_gates, list_etcd, no_builtin;
     const char *modules[MAX_MODULES];
     int n_modules;
 };
@@ -75,6 +77,7 @@ static int run__parse_args(int argc, char **argv, struct args *a)
         {"data-dir", required_argument, 0, 'd'}, {"log-level", required_argument, 0, 'l'},
         {"module", required_argument, 0, 'm'},   {"no-builtin-types", no_argument, 0, 'B'},
         {"list-nodes", no_argument, 0, 'L'},     {"list-gates", no_argument, 0, 'G'},     {"help", no_argument, 0, 'h'},
+        {"list-etcd", no_argument, 0, 'Q'},
         {"version", no_argument, 0, 'V'},        {"no-demo-types", no_argument, 0, 'B'},  {0, 0, 0, 0}};
     opterr = 0;
     optind = 1; /* cv_node_main may be called after the program parsed its own options */
@@ -94,6 +97,7 @@ static int run__parse_args(int argc, char **argv, struct args *a)
         case 'B': a->no_builtin = 1; break;
         case 'L': a->list_nodes = 1; break;
         case 'G': a->list_gates = 1; break;
+        case 'Q': a->list_etcd = 1; break;
         case 'h': usage(stdout); return 0;
         case 'V': printf("cverse-node %s\n", CV_VERSION); return 0;
         case ':': return run__bad_usage("option needs a value", argv[optind - 1]);
@@ -102,7 +106,7 @@ static int run__parse_args(int argc, char **argv, struct args *a)
     }
     if (optind < argc) return run__bad_usage("unexpected argument", argv[optind]);
     if (!a->config) return run__bad_usage("missing --config FILE", NULL);
-    if (!a->list_nodes && !a->list_gates && !a->node_id) return run__bad_usage("missing --node-id ID", NULL);
+    if (!a->list_nodes && !a->list_gates && !a->list_etcd && !a->node_id) return run__bad_usage("missing --node-id ID", NULL);
     return -1;
 }
 
@@ -164,6 +168,7 @@ static int run(const struct args *a, const struct cv_config *cfg, cv_registry *r
         cv_node_stop(node);
     }
     uv_run(&loop, UV_RUN_DEFAULT);
+    if (node && cv_node_failed(node)) code = 1;
     cv_node_free(node);
     if (uv_loop_close(&loop)) CV_WARN("event loop closed with handles still open");
     return code;
@@ -180,7 +185,9 @@ int cv_node_main(int argc, char **argv, cv_module_init_fn extra_types)
         fprintf(stderr, "cverse-node: %s\n", err);
         return 2;
     }
-    if (a.list_nodes || a.list_gates) {
+    if (a.list_nodes || a.list_gates || a.list_etcd) {
+        for (size_t i = 0; a.list_etcd && cfg->provider == CV_PROVIDER_ETCD && i < cfg->n_etcd_endpoints; i++)
+            printf("%s\n", cfg->etcd_endpoints[i]);
         for (size_t i = 0; a.list_nodes && i < cfg->n_nodes; i++)
             printf("%s %s\n", cfg->nodes[i].id, cfg->nodes[i].http_addr);
         for (size_t i = 0; a.list_gates && i < cfg->n_gates; i++)

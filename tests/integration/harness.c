@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -548,4 +549,121 @@ long long h_increment_within(struct h_cluster *c, const char *id, unsigned timeo
     snprintf(path, sizeof path, "/api/v1/objects/call/SimpleCounter/%s/Increment?timeout_ms=%u", id, timeout_ms);
     char *t = h_post(h_gate_http_port(c, 0), path, "{\"request\":{}}", 14, st); /* before *st is read */
     return h_response_value(t, *st);
+}
+
+/* ---- a real etcd ---------------------------------------------------------------------------------------- */
+
+static void etcd_spawn(struct h_etcd *e, int i)
+{
+    char name[16], data[320], log[320], client[64], peer[64], cluster[256] = "", part[80];
+    snprintf(name, sizeof name, "e%d", i);
+    snprintf(data, sizeof data, "%s/%s.data", e->dir, name);
+    snprintf(log, sizeof log, "%s/%s.log", e->dir, name);
+    snprintf(client, sizeof client, "http://127.0.0.1:%d", e->client_port[i]);
+    snprintf(peer, sizeof peer, "http://127.0.0.1:%d", e->peer_port[i]);
+    for (int k = 0; k < e->n; k++) {
+        snprintf(part, sizeof part, "%se%d=http://127.0.0.1:%d", k ? "," : "", k, e->peer_port[k]);
+        strcat(cluster, part);
+    }
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        /* A test that dies (criterion's timeout kills it) must not leave its etcd running. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+            close(fd);
+        }
+        execl("/usr/bin/etcd", "etcd", "--name", name, "--data-dir", data, "--listen-client-urls", client,
+              "--advertise-client-urls", client, "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+              "--initial-cluster", cluster, "--initial-cluster-state", "new", "--initial-cluster-token", e->dir,
+              (char *)NULL);
+        _exit(127);
+    }
+    e->pid[i] = pid;
+}
+
+bool h_etcd_healthy(struct h_etcd *e, int i)
+{
+    long st = 0;
+    char *body = h_get_port(e->client_port[i], "/health", &st);
+    bool ok = st == 200 && body && strstr(body, "true");
+    free(body);
+    return ok;
+}
+
+static bool etcd_all_healthy(void *arg)
+{
+    struct h_etcd *e = arg;
+    for (int i = 0; i < e->n; i++)
+        if (e->pid[i] > 0 && !h_etcd_healthy(e, i)) return false;
+    return true;
+}
+
+void h_etcd_start(struct h_etcd *e, int n)
+{
+    memset(e, 0, sizeof *e);
+    cr_assert(n >= 1 && n <= H_ETCD_MAX);
+    e->n = n;
+    snprintf(e->dir, sizeof e->dir, "/tmp/cverse-test-etcd-XXXXXX");
+    cr_assert_not_null(mkdtemp(e->dir), "mkdtemp: %s", strerror(errno));
+    /* Random loopback ports below the ephemeral range, each checked free (2 per member). */
+    srand((unsigned)(getpid() ^ mono_ms()));
+    for (int i = 0; i < n; i++) {
+        for (int tries = 0; tries < 1000; tries++) {
+            int p = 12000 + rand() % 20000;
+            if (port_free(p) && port_free(p + 1)) {
+                e->client_port[i] = p;
+                e->peer_port[i] = p + 1;
+                break;
+            }
+        }
+        cr_assert(e->client_port[i] > 0, "no free port pair for etcd");
+        char ep[32];
+        snprintf(ep, sizeof ep, "%s127.0.0.1:%d", i ? "," : "", e->client_port[i]);
+        strcat(e->endpoints, ep);
+    }
+    for (int i = 0; i < n; i++) etcd_spawn(e, i);
+    cr_assert(h_poll(30000, etcd_all_healthy, e), "etcd (%d members) not healthy within 30 s; logs in %s", n, e->dir);
+}
+
+void h_etcd_kill(struct h_etcd *e, int i)
+{
+    if (e->pid[i] <= 0) return;
+    kill(e->pid[i], SIGKILL);
+    waitpid(e->pid[i], NULL, 0);
+    e->pid[i] = 0;
+}
+
+void h_etcd_restart(struct h_etcd *e, int i)
+{
+    cr_assert_eq(e->pid[i], 0, "etcd member %d still running", i);
+    etcd_spawn(e, i);
+    cr_assert(h_poll(30000, etcd_all_healthy, e), "etcd member %d not healthy again within 30 s", i);
+}
+
+void h_etcd_stop(struct h_etcd *e)
+{
+    for (int i = 0; i < e->n; i++) {
+        if (e->pid[i] <= 0) continue;
+        kill(e->pid[i], SIGTERM);
+        waitpid(e->pid[i], NULL, 0);
+        e->pid[i] = 0;
+    }
+    if (e->dir[0] && !getenv("CVERSE_TEST_KEEP")) cv_tmpdir_remove(e->dir);
+}
+
+void h_config_etcd(struct h_cluster *c, const struct h_etcd *e, const char *prefix, unsigned ttl_ms)
+{
+    char v[512], eps[160] = "";
+    for (int i = 0; i < e->n; i++) {
+        char one[40];
+        snprintf(one, sizeof one, "%s\"127.0.0.1:%d\"", i ? ", " : "", e->client_port[i]);
+        strcat(eps, one);
+    }
+    snprintf(v, sizeof v, "etcd\n  etcd:\n    endpoints: [%s]\n    prefix: \"%s\"\n    ttl_ms: %u", eps, prefix,
+             ttl_ms);
+    h_config_set(c, "provider", v);
 }

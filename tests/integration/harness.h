@@ -130,4 +130,28 @@ void h_cluster_init_hosts(struct h_cluster *c, int n, int voters, unsigned lease
  * "lease_ttl_ms"), keeping its indentation; fails the test if there is none. Before starting processes. */
 void h_config_set(struct h_cluster *c, const char *key, const char *value);
 
+/* ---- a real etcd for the discovery suites (tests/integration/test_etcd*.c) -------------------------------- */
+#define H_ETCD_MAX 3
+struct h_etcd {
+    char dir[256];                  /* temp dir: one data dir and log per member */
+    int n;
+    int client_port[H_ETCD_MAX];    /* loopback ports below 32768, free when chosen */
+    int peer_port[H_ETCD_MAX];
+    pid_t pid[H_ETCD_MAX];          /* 0: not running */
+    char endpoints[128];            /* "127.0.0.1:P1,127.0.0.1:P2,..." (the --etcd form) */
+};
+/* Starts an n-member (1..3) etcd from /usr/bin/etcd in a fresh temp dir; returns when every member says
+ * healthy (fails the test after 30 s). */
+void h_etcd_start(struct h_etcd *e, int n);
+/* kill -9 of member i (by its pid), reaped. */
+void h_etcd_kill(struct h_etcd *e, int i);
+/* Starts member i again on its data dir and ports; waits until it is healthy. */
+void h_etcd_restart(struct h_etcd *e, int i);
+/* Member i answers /health with true. */
+bool h_etcd_healthy(struct h_etcd *e, int i);
+/* Stops every member still running (SIGTERM, by pid) and removes the dir. */
+void h_etcd_stop(struct h_etcd *e);
+/* Turns c's config to cluster.provider etcd with e's endpoints, prefix and ttl_ms. Before starting processes. */
+void h_config_etcd(struct h_cluster *c, const struct h_etcd *e, const char *prefix, unsigned ttl_ms);
+
 #endif

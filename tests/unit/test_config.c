@@ -234,6 +234,7 @@ Test(config, defaults)
     cr_assert_eq(cfg->provider, CV_PROVIDER_RAFT);
     cr_assert_eq(cfg->n_etcd_endpoints, 0);
     cr_assert_str_eq(cfg->etcd_prefix, "/cverse");
+    cr_assert_eq(cfg->etcd_ttl_ms, 15000);
     cr_assert_eq(cfg->n_autoload, 0);
     cr_assert_str_eq(cfg->data_dir, "cverse-data");
     cr_assert_eq(cfg->lease_ttl_ms, 700);
@@ -519,6 +520,18 @@ Test(config, err_wrong_type)
                "t.yml:3: cluster.provider: must be \"raft\" or \"etcd\", got \"consul\"");
     expect_err("version: 1\ncluster:\n  etcd:\n    prefix: \"\"\n" NODES,
                "t.yml:4: cluster.etcd.prefix: must not be empty (expected a key prefix such as \"/cverse\")");
+    expect_err("version: 1\ncluster:\n  etcd:\n    ttl_ms: 500\n" NODES,
+               "t.yml:4: cluster.etcd.ttl_ms: must be an integer 2000..3600000, got \"500\"");
+}
+
+Test(config, etcd_ttl_ms)
+{
+    struct cv_config *cfg = parse_ok("version: 1\ncluster:\n  provider: etcd\n  etcd:\n    endpoints: [\"a:1\"]\n"
+                                     "    ttl_ms: 3000\n" NODES);
+    cr_assert_eq(cfg->provider, CV_PROVIDER_ETCD);
+    cr_assert_eq(cfg->etcd_ttl_ms, 3000);
+    cr_assert_eq(cfg->n_warnings, 0);
+    cv_config_free(cfg);
 }
 
 /* ---- errors: integers and booleans ------------------------------------------------------------------- */
