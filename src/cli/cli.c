@@ -7,8 +7,8 @@
  * Failure modes, each with its own exit code: bad usage (unknown command or flag, missing or extra
  * argument, invalid value) prints one line naming the problem and a usage hint on stderr and exits 2;
  * no connection to the gate prints why and how to start one, exit 3; a call the cluster answered with
- * an error (or that timed out, or whose connection broke) prints "cverse: CODE: message" and a hint,
- * exit 1. --help output goes to stdout and exits 0.
+ * an error (or that timed out, or whose connection broke) prints "cverse: CODE: message" and a hint
+ * where one is true, exit 1; an application error of the object prints its own code and message only. --help output goes to stdout and exits 0.
  * The node commands (drain) POST to a node's HTTP API instead (--node-http, else $CVERSE_NODE_HTTP, else
  * localhost:48001); any node will do, it proposes to the raft leader. Exit 3 when it cannot connect. */
 #include <errno.h>
@@ -415,22 +415,29 @@ static int connect_gate(const struct gate_opts *o, cv_client **c)
 }
 
 /* The code names the gate's HTTP API uses ({"code":...}), so both front ends say the same thing. */
-/* What to do about err, for a human. */
+/* What to do about err, for a human; NULL when nothing useful and true can be said. */
 static const char *code_hint(const struct command *cmd, int err)
 {
     int is_call = strcmp(cmd->name, "call") == 0;
     switch (err) {
     case CV_EINVAL:
     case CV_EPROTO:
+    case CV_ERANGE:
         return is_call ? "check the request JSON: field names and value types must match the method's\n"
                          "      request message (proto3 JSON, int64 as \"123\")."
                        : "check TYPE and ID.";
-    case CV_ETOOBIG: return "the request is too large (16 MiB at most).";
+    case CV_ETOOBIG: return "the request or its answer is too large (16 MiB at most).";
     case CV_ENOTFOUND:
-        return is_call ? "check TYPE and METHOD (case matters); a new ID of a known TYPE is created by\n"
-                         "      its first call."
+        return is_call ? "TYPE and METHOD must be registered on the nodes (case matters); a new ID is created by\n"
+                         "      its first call (or 'cverse create TYPE ID'); an ID that exists with another type\n"
+                         "      is not found under this one."
                        : "is TYPE registered on the nodes (built in, or loaded with --module)?";
-    case CV_EEXIST: return "the id is taken; pick another one.";
+    case CV_EEXIST: return "the id exists with another type (ids are unique across types); pick another one.";
+    case CV_ECONFLICT: return "the id is in use by another type, or the object changed meanwhile; check TYPE and ID.";
+    case CV_ESTATESIZE: return "the call would make the object's state larger than the cluster allows; it was not applied.";
+    case CV_ECALLEXPIRED:
+        return "the call id is older than the object's call-id window: check the object's state before\n"
+               "      calling again with a new --call-id.";
     case CV_EBUSY: return "the object is overloaded (its mailbox is full); retry in a second.";
     case CV_ETIMEDOUT:
         return "no answer in time; retry, or allow more with --timeout MS. The operation may still have\n"
@@ -440,13 +447,26 @@ static const char *code_hint(const struct command *cmd, int err)
         if (cv_err_retryable(err))
             return "the cluster cannot serve this right now (nodes down, shards unassigned or moving);\n"
                    "      retry, check 'cverse status', or start a cluster with cluster/run-cluster.sh.";
-        return "this looks like a bug; see gate.log and node.log in the cluster's run directory.";
+        if (cv_err_code(err) == CV_STATUS_INTERNAL)
+            return "this looks like a bug; see gate.log and node.log in the cluster's run directory.";
+        return NULL;
     }
 }
 
 static int call_failed(const struct command *cmd, int err, const char *msg)
 {
-    fprintf(stderr, "cverse: %s: %s\nhint: %s\n", cv_err_status(err), msg, code_hint(cmd, err));
+    const char *hint = code_hint(cmd, err);
+    fprintf(stderr, "cverse: %s: %s\n", cv_err_status(err), msg);
+    if (hint) fprintf(stderr, "hint: %s\n", hint);
+    return EXIT_FAILED;
+}
+
+/* An application error: the object refused the call by its own rules; its code and message are all
+ * there is to say (no hint: nothing is wrong with the cluster or the command). */
+static int app_failed(const cv_client *c, const char *msg)
+{
+    const struct cv_app_error *e = cv_client_app_error(c);
+    fprintf(stderr, "cverse: %s: %s\n", e ? e->code : cv_err_status(CV_EAPP), msg);
     return EXIT_FAILED;
 }
 
@@ -551,8 +571,10 @@ static int cmd_call(const struct command *cmd, int argc, char **argv)
     if ((rv = connect_gate(&o, &c)) != 0) return rv;
     rv = cv_client_call_json_id(c, o.args[0], o.args[1], o.args[2], req, o.call_id, &resp, o.timeout_ms, err,
                                 sizeof err);
+    if (rv == CV_EAPP) rv = app_failed(c, err);
+    else if (rv) rv = call_failed(cmd, rv, err);
     cv_client_close(c);
-    if (rv) return call_failed(cmd, rv, err);
+    if (rv) return rv;
     json_t *check = json_loads(resp, JSON_DECODE_ANY, NULL);
     if (o.json || !check)
         puts(resp); /* verbatim: --json asked for it, or it is not JSON we could lay out */
