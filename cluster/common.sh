@@ -59,3 +59,19 @@ wait_for() {
   local t=$((SECONDS + $1)); shift
   until "$@" >/dev/null 2>&1; do [ $SECONDS -lt $t ] || return 1; sleep 0.2; done
 }
+
+# Prints the first port P >= MIN (below 32768, spread by this shell's PID so concurrent runs differ) such
+# that P .. P+COUNT-1 all refuse connections on 127.0.0.1; fails after 40 tries.
+# Usage: base=$(free_port_block MIN COUNT)
+free_port_block() {
+  local min=$1 count=$2 try b k ok
+  for try in $(seq 0 40); do
+    b=$((min + (($$ + try * 37) % 300) * count))
+    ok=1
+    for k in $(seq 0 $((count - 1))); do
+      if (exec 3<>"/dev/tcp/127.0.0.1/$((b + k))") 2>/dev/null; then ok=0; break; fi
+    done
+    if [ $ok = 1 ]; then echo "$b"; return 0; fi
+  done
+  return 1
+}

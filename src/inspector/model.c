@@ -62,6 +62,11 @@ void cv_insp_model_begin(struct cv_insp_model *m)
     for (size_t i = 0; i < m->n_nodes; i++) model__clear_node(&m->nodes[i]);
 }
 
+json_t *cv_insp_model_doc(const struct cv_insp_model *m, size_t i, enum cv_insp_doc kind)
+{
+    return i < m->n_nodes && kind < CV_INSP_N_DOCS ? m->nodes[i].doc[kind] : NULL;
+}
+
 void cv_insp_model_set(struct cv_insp_model *m, size_t i, enum cv_insp_doc kind, json_t *doc)
 {
     if (i >= m->n_nodes || kind >= CV_INSP_N_DOCS) {

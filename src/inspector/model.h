@@ -67,6 +67,8 @@ void cv_insp_model_free(struct cv_insp_model *m);
 void cv_insp_model_begin(struct cv_insp_model *m);
 /* Stores node i's answer of a kind (steals the reference; NULL: no answer). */
 void cv_insp_model_set(struct cv_insp_model *m, size_t i, enum cv_insp_doc kind, json_t *doc);
+/* Node i's answer of this kind in m (borrowed, valid until m's next begin or set of it), or NULL. */
+json_t *cv_insp_model_doc(const struct cv_insp_model *m, size_t i, enum cv_insp_doc kind);
 void cv_insp_model_set_error(struct cv_insp_model *m, size_t i, const char *error);
 /* Derives everything from the round's answers; what no node answered (the shard map, last_seen_ms) is
  * carried over from prev (may be NULL). */

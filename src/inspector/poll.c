@@ -170,6 +170,8 @@ static void poll__answer(void *data, const struct cv_httpc_response *r)
     /* /ready answers 503 with its JSON reason while not ready: that is an answer too. */
     bool ok = r->err == 0 && (r->status == 200 || (q->kind == CV_INSP_READY && r->status == 503));
     json_t *doc = ok ? json_loadb(r->body, r->len, 0, NULL) : NULL;
+    if (r->err == 0 && r->status == 304) /* unchanged since the last round's copy (poll__if_none_match) */
+        doc = json_incref(cv_insp_model_doc(&p->m[p->cur], q->node, q->kind));
     if (doc && !json_is_object(doc)) {
         json_decref(doc);
         doc = NULL;
@@ -220,6 +222,18 @@ static void poll__ask_feed(struct cv_insp_poll *p, unsigned timeout)
     if (cv_httpc_get(p->o.httpc, url, timeout, poll__answer, &p->feed_req) == 0) p->outstanding++;
 }
 
+/* The shard map and the object list change rarely: asked with the etag of the copy the last round got,
+ * a node answers 304 and neither side builds or parses them again (node/api.c). NULL: ask plainly. */
+static const char *poll__if_none_match(struct cv_insp_poll *p, size_t i, enum cv_insp_doc k, char *hdr,
+                                       size_t len)
+{
+    if (k != CV_INSP_SHARDS && k != CV_INSP_OBJECTS) return NULL;
+    const char *etag = json_string_value(json_object_get(cv_insp_model_doc(&p->m[p->cur], i, k), "etag"));
+    if (!etag || strlen(etag) > 32) return NULL;
+    snprintf(hdr, len, "If-None-Match: %s\r\n", etag);
+    return hdr;
+}
+
 static void poll__tick(uv_timer_t *t)
 {
     struct cv_insp_poll *p = t->data;
@@ -232,9 +246,11 @@ static void poll__tick(uv_timer_t *t)
         for (int k = 0; k < CV_INSP_N_DOCS; k++) {
             struct req *q = &p->reqs[i * CV_INSP_N_DOCS + (size_t)k];
             *q = (struct req){.p = p, .node = i, .kind = (enum cv_insp_doc)k};
-            char url[128];
+            char url[128], hdr[80];
             snprintf(url, sizeof url, "%s%s", p->base[i], doc_paths[k]);
-            int rv = cv_httpc_get(p->o.httpc, url, timeout < 200 ? 200 : timeout, poll__answer, q);
+            struct cv_httpc_req hr = {.url = url, .timeout_ms = timeout < 200 ? 200 : timeout,
+                                      .extra_headers = poll__if_none_match(p, i, (enum cv_insp_doc)k, hdr, sizeof hdr)};
+            int rv = cv_httpc_request(p->o.httpc, &hr, poll__answer, q);
             if (rv == 0) p->outstanding++;
             else if (k == CV_INSP_CLUSTER) cv_insp_model_set_error(&p->m[!p->cur], i, cv_strerror(rv));
         }

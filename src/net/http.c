@@ -67,6 +67,13 @@ struct cv_http_server {
     cv_http_close_cb close_cb;
 };
 
+/* The request headers handed to the handler (struct cv_http_request); the rest are skipped. */
+enum { HTTP__CONTENT_TYPE, HTTP__ORIGIN, HTTP__DEADLINE, HTTP__CALL_ID, HTTP__AUTH, HTTP__LAST_ID,
+       HTTP__IF_NONE_MATCH, HTTP__N_HDRS };
+static const char *const http__hdr_names[HTTP__N_HDRS] = {
+    "Content-Type", "Origin", "X-Cverse-Deadline-Ms", "X-Cverse-Call-Id", "Authorization", "Last-Event-ID",
+    "If-None-Match"};
+
 struct http__conn {
     uv_tcp_t tcp;
     uv_shutdown_t sreq;
@@ -76,7 +83,7 @@ struct http__conn {
     size_t in_off;
     /* The request being parsed. */
     struct http__buf url, field, value, body;
-    char *content_type, *origin, *deadline, *auth, *last_id, *call_id;
+    char *hdr[HTTP__N_HDRS];      /* the headers we read (NULL = absent), moved to the exchange */
     int in_value, expect_continue;
     size_t header_bytes;
     enum cv_status err;           /* our refusal when a callback stops the parser (when err_msg is set); */
@@ -96,7 +103,7 @@ struct http__conn {
 struct cv_http_exchange {
     struct http__conn *conn;      /* NULL once the connection is gone */
     struct cv_http_request req;
-    char *path, *raw_path, *query, *body, *content_type, *origin, *deadline, *auth, *last_id, *call_id;
+    char *path, *raw_path, *query, *body, *hdr[HTTP__N_HDRS];
     int keep_alive, http10, head, options;
 };
 
@@ -290,22 +297,24 @@ static int conn__count_header(struct http__conn *c, size_t n)
     return conn__fail(c, CV_STATUS_HEADER_TOO_LARGE, http__msg_header);
 }
 
-static void conn__take_str(char **dst, const struct http__buf *v)
+static void hdrs__free(char **hdr)
 {
-    free(*dst);
-    *dst = strndup(v->p ? v->p : "", v->len);
+    for (int i = 0; i < HTTP__N_HDRS; i++) {
+        free(hdr[i]);
+        hdr[i] = NULL;
+    }
 }
 
 static int conn__header_done(struct http__conn *c)
 {
     const char *f = c->field.p ? c->field.p : "", *v = c->value.p ? c->value.p : "";
-    if (!strcasecmp(f, "Content-Type")) conn__take_str(&c->content_type, &c->value);
-    else if (!strcasecmp(f, "Origin")) conn__take_str(&c->origin, &c->value);
-    else if (!strcasecmp(f, "X-Cverse-Deadline-Ms")) conn__take_str(&c->deadline, &c->value);
-    else if (!strcasecmp(f, "X-Cverse-Call-Id")) conn__take_str(&c->call_id, &c->value);
-    else if (!strcasecmp(f, "Authorization")) conn__take_str(&c->auth, &c->value);
-    else if (!strcasecmp(f, "Last-Event-ID")) conn__take_str(&c->last_id, &c->value);
-    else if (!strcasecmp(f, "Expect")) c->expect_continue = !strcasecmp(v, "100-continue");
+    for (int i = 0; i < HTTP__N_HDRS; i++) {
+        if (strcasecmp(f, http__hdr_names[i]) != 0) continue;
+        free(c->hdr[i]);
+        c->hdr[i] = strndup(v, c->value.len);
+        break;
+    }
+    if (!strcasecmp(f, "Expect")) c->expect_continue = !strcasecmp(v, "100-continue");
     c->field.len = c->value.len = 0;
     c->in_value = 0;
     return conn__count_header(c, 4); /* ": " and CRLF */
@@ -315,13 +324,7 @@ static int http__on_message_begin(http_parser *p)
 {
     struct http__conn *c = p->data;
     c->url.len = c->field.len = c->value.len = c->body.len = 0;
-    free(c->content_type);
-    free(c->origin);
-    free(c->deadline);
-    free(c->auth);
-    free(c->last_id);
-    free(c->call_id);
-    c->content_type = c->origin = c->deadline = c->auth = c->last_id = c->call_id = NULL;
+    hdrs__free(c->hdr);
     c->in_value = c->expect_continue = 0;
     c->header_bytes = 0;
     return 0;
@@ -380,12 +383,7 @@ static void exchange__free(struct cv_http_exchange *x)
     free(x->raw_path);
     free(x->query);
     free(x->body);
-    free(x->content_type);
-    free(x->origin);
-    free(x->deadline);
-    free(x->auth);
-    free(x->last_id);
-    free(x->call_id);
+    hdrs__free(x->hdr);
     free(x);
 }
 
@@ -429,24 +427,22 @@ static int http__on_message_complete(http_parser *p)
     x->req.body_len = c->body.len;
     x->body[x->req.body_len] = '\0';
     c->body = (struct http__buf){0};
-    x->content_type = c->content_type;
-    x->origin = c->origin;
-    x->deadline = c->deadline;
-    x->auth = c->auth;
-    x->last_id = c->last_id;
-    x->call_id = c->call_id;
-    c->content_type = c->origin = c->deadline = c->auth = c->last_id = c->call_id = NULL;
+    memcpy(x->hdr, c->hdr, sizeof x->hdr);
+    memset(c->hdr, 0, sizeof c->hdr);
     x->req.method = http_method_str((enum http_method)p->method);
     x->req.path = x->path;
     x->req.raw_path = x->raw_path;
-    x->req.deadline_ms = x->deadline ? x->deadline : "";
-    x->req.call_id = x->call_id ? x->call_id : "";
     x->req.query = x->query;
     x->req.body = x->body;
-    x->req.content_type = x->content_type ? x->content_type : "";
-    x->req.origin = x->origin ? x->origin : "";
-    x->req.authorization = x->auth ? x->auth : "";
-    x->req.last_event_id = x->last_id ? x->last_id : "";
+#define HTTP__HDR(k) (x->hdr[k] ? x->hdr[k] : "")
+    x->req.content_type = HTTP__HDR(HTTP__CONTENT_TYPE);
+    x->req.origin = HTTP__HDR(HTTP__ORIGIN);
+    x->req.deadline_ms = HTTP__HDR(HTTP__DEADLINE);
+    x->req.call_id = HTTP__HDR(HTTP__CALL_ID);
+    x->req.authorization = HTTP__HDR(HTTP__AUTH);
+    x->req.last_event_id = HTTP__HDR(HTTP__LAST_ID);
+    x->req.if_none_match = HTTP__HDR(HTTP__IF_NONE_MATCH);
+#undef HTTP__HDR
     x->keep_alive = http_should_keep_alive(p) && !p->upgrade; /* no protocol switching here */
     x->http10 = p->http_major == 1 && p->http_minor == 0;
     x->head = p->method == HTTP_HEAD;
@@ -626,12 +622,7 @@ static void conn__closed(uv_handle_t *h)
     buf__free(&c->field);
     buf__free(&c->value);
     buf__free(&c->body);
-    free(c->content_type);
-    free(c->origin);
-    free(c->deadline);
-    free(c->auth);
-    free(c->last_id);
-    free(c->call_id);
+    hdrs__free(c->hdr);
     free(c);
     server__maybe_finish(srv);
 }

@@ -23,6 +23,7 @@ struct cv_http_request {
     const char *call_id;      /* X-Cverse-Call-Id header (reliable call id), "" if absent */
     const char *authorization; /* Authorization header, "" if absent */
     const char *last_event_id; /* Last-Event-ID header (an event stream's resume point), "" if absent */
+    const char *if_none_match; /* If-None-Match header (a conditional GET's entity tag), "" if absent */
 };
 
 /* Called once per request. The request (and its strings) stays valid until cv_http_respond is called

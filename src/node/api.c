@@ -9,6 +9,10 @@
  * /v1/objects/{type}/{id} one active object with its state as proto3 JSON (docs/durable-state.md); /v1/stats
  * the call statistics (node/stats.h); /v1/events?after=N the catalog change feed (node/feed.h); /metrics
  * Prometheus text (util/prom.h).
+ * /v1/shards and /v1/objects carry an "etag" (a hash of what they list, without the applied index) and
+ * answer a GET whose If-None-Match names it with 304 and no body: the inspector polls both from every
+ * node every second, and building and parsing the 8192-shard map (180 KB) and the object list each time
+ * was most of an idle node's CPU.
  *
  * Failure modes: every error body is the shared JSON error (cv_http_respond_error) named from the error
  * table: an unknown path 404 NOT_FOUND, a method other than GET/HEAD 405, a ?type= filter that cannot be
@@ -21,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/hash.h"
 #include "cverse/error.h"
 #include "node/admin.h"
 #include "node/feed.h"
@@ -34,16 +39,37 @@
 #include "util/pct.h"
 #include "util/prom.h"
 
-static void api__send_json(struct cv_http_exchange *x, int status, json_t *j)
+/* Sends j (consumed); etag: NULL, or the document's entity tag (a quoted string) sent as ETag. */
+static void api__send_tagged(struct cv_http_exchange *x, int status, json_t *j, const char *etag)
 {
-    char *s = json_dumps(j, JSON_COMPACT);
+    char *s = json_dumps(j, JSON_COMPACT), hdr[64];
     json_decref(j);
     if (!s) {
         cv_http_respond_error(x, CV_STATUS_INTERNAL, "cannot encode the response", NULL);
         return;
     }
-    cv_http_respond_json(x, status, s);
+    if (etag) snprintf(hdr, sizeof hdr, "ETag: %s\r\nCache-Control: no-cache\r\n", etag);
+    cv_http_respond(x, status, "application/json", s, strlen(s), etag ? hdr : NULL);
     free(s);
+}
+
+static void api__send_json(struct cv_http_exchange *x, int status, json_t *j)
+{
+    api__send_tagged(x, status, j, NULL);
+}
+
+/* Conditional GET: the entity tag of a document whose content hashes to h goes into etag (a quoted hex
+ * string, 20 bytes); true (and a 304 sent) when the request's If-None-Match lists it or is "*". */
+#define API__ETAG_LEN 20
+static bool api__not_modified(struct cv_http_exchange *x, const struct cv_http_request *req, uint64_t h,
+                              char *etag)
+{
+    snprintf(etag, API__ETAG_LEN, "\"%016llx\"", (unsigned long long)h);
+    if (!strstr(req->if_none_match, etag) && strcmp(req->if_none_match, "*") != 0) return false;
+    char hdr[64];
+    snprintf(hdr, sizeof hdr, "ETag: %s\r\nCache-Control: no-cache\r\n", etag);
+    cv_http_respond(x, 304, NULL, NULL, 0, hdr);
+    return true;
 }
 
 static const char *api__role_name(int raft_role)
@@ -121,21 +147,44 @@ static void api__get_cluster(struct cv_api *a, struct cv_http_exchange *x)
     api__send_json(x, 200, j);
 }
 
-static void api__get_shards(struct cv_api *a, struct cv_http_exchange *x)
+static void api__shard_get(struct cv_api *a, uint32_t s, struct cv_catalog_shard *sh)
 {
+    if (cv_catalog_shard_get(a->catalog, s, sh) != 0) *sh = (struct cv_catalog_shard){.owner = "", .target = ""};
+}
+
+/* The shard map's hash: every shard's owner, epoch, target and pin (the etag of /v1/shards). */
+static uint64_t api__shards_hash(struct cv_api *a)
+{
+    uint64_t h = cv_fnv1a64_more(CV_FNV64_OFFSET, &a->cfg->shards, sizeof a->cfg->shards);
+    for (uint32_t s = 0; s < a->cfg->shards; s++) {
+        struct cv_catalog_shard sh;
+        api__shard_get(a, s, &sh);
+        uint8_t pin = sh.pinned;
+        h = cv_fnv1a64_more(h, sh.owner, strlen(sh.owner) + 1);
+        h = cv_fnv1a64_more(h, sh.target, strlen(sh.target) + 1);
+        h = cv_fnv1a64_more(h, &sh.epoch, sizeof sh.epoch);
+        h = cv_fnv1a64_more(h, &pin, 1);
+    }
+    return h;
+}
+
+static void api__get_shards(struct cv_api *a, struct cv_http_exchange *x, const struct cv_http_request *req)
+{
+    char etag[API__ETAG_LEN];
+    if (api__not_modified(x, req, api__shards_hash(a), etag)) return;
     json_t *owners = json_array(), *epochs = json_array(), *targets = json_array(), *pinned = json_array();
     for (uint32_t s = 0; s < a->cfg->shards; s++) {
         struct cv_catalog_shard sh;
-        if (cv_catalog_shard_get(a->catalog, s, &sh) != 0) sh = (struct cv_catalog_shard){.owner = "", .target = ""};
+        api__shard_get(a, s, &sh);
         json_array_append_new(owners, *sh.owner ? json_string(sh.owner) : json_null());
         json_array_append_new(epochs, json_integer((json_int_t)sh.epoch));
         json_array_append_new(targets, *sh.target ? json_string(sh.target) : json_null());
         json_array_append_new(pinned, json_boolean(sh.pinned));
     }
-    json_t *j = json_pack("{s:I, s:i, s:o, s:o, s:o, s:o}", "applied_index",
+    json_t *j = json_pack("{s:I, s:i, s:o, s:o, s:o, s:o, s:s}", "applied_index",
                           (json_int_t)cv_catalog_applied_index(a->catalog), "shards", (int)a->cfg->shards,
-                          "owners", owners, "epochs", epochs, "targets", targets, "pinned", pinned);
-    api__send_json(x, 200, j);
+                          "owners", owners, "epochs", epochs, "targets", targets, "pinned", pinned, "etag", etag);
+    api__send_tagged(x, 200, j, etag);
 }
 
 static void api__get_ready(struct cv_api *a, struct cv_http_exchange *x)
@@ -149,14 +198,20 @@ static void api__get_ready(struct cv_api *a, struct cv_http_exchange *x)
 }
 
 struct list_ctx {
-    json_t *arr;
+    json_t *arr;      /* NULL: only hash */
     const char *type; /* filter, NULL = all */
+    uint64_t hash;    /* of the listed objects, in list order (the etag of /v1/objects) */
 };
 
 static void api__list_one(void *data, const struct cv_object_info *info)
 {
     struct list_ctx *c = data;
     if (c->type && strcmp(c->type, info->type) != 0) return;
+    uint32_t shard = info->shard;
+    c->hash = cv_fnv1a64_more(c->hash, info->type, strlen(info->type) + 1);
+    c->hash = cv_fnv1a64_more(c->hash, info->id, strlen(info->id) + 1);
+    c->hash = cv_fnv1a64_more(c->hash, &shard, sizeof shard);
+    if (!c->arr) return;
     json_array_append_new(c->arr, json_pack("{s:s, s:s, s:I}", "type", info->type, "id", info->id, "shard",
                                             (json_int_t)info->shard));
 }
@@ -165,7 +220,7 @@ static void api__list_one(void *data, const struct cv_object_info *info)
 static void api__get_objects(struct cv_api *a, struct cv_http_exchange *x, const struct cv_http_request *req)
 {
     char type[128]; /* the host's limit on type names (CV_HOST_TYPE_MAX) */
-    struct list_ctx c = {NULL, NULL};
+    struct list_ctx c = {NULL, NULL, CV_FNV64_OFFSET};
     int rv = req->query ? cv_pct_query_param(req->query, "type", type, sizeof type) : CV_ENOTFOUND;
     if (rv == 0) c.type = type;
     else if (rv != CV_ENOTFOUND) { /* a filter that cannot be read is refused, never ignored */
@@ -177,9 +232,13 @@ static void api__get_objects(struct cv_api *a, struct cv_http_exchange *x, const
         cv_http_respond_error(x, cv_err_code(rv), msg, NULL);
         return;
     }
+    char etag[API__ETAG_LEN];
+    if (a->host) cv_runtime_list(cv_host_runtime(a->host), api__list_one, &c); /* the hash first */
+    if (api__not_modified(x, req, c.hash, etag)) return;
     c.arr = json_array();
     if (a->host) cv_runtime_list(cv_host_runtime(a->host), api__list_one, &c);
-    api__send_json(x, 200, json_pack("{s:s, s:o}", "node", a->self->id, "objects", c.arr));
+    api__send_tagged(x, 200, json_pack("{s:s, s:o, s:s}", "node", a->self->id, "objects", c.arr, "etag", etag),
+                     etag);
 }
 
 /* GET /v1/objects/{type}/{id} (both percent-decoded): an object active on this node, with its state as
@@ -377,7 +436,7 @@ static void api__get_health(struct cv_api *a, struct cv_http_exchange *x)
 
 static const struct route routes[] = {
     {"/health", api__get_health},   {"/healthz", api__get_health},   {"/ready", api__get_ready},
-    {"/v1/cluster", api__get_cluster}, {"/v1/shards", api__get_shards}, {"/metrics", api__get_metrics},
+    {"/v1/cluster", api__get_cluster}, {"/metrics", api__get_metrics},
     {"/v1/stats", api__get_stats},
 };
 
@@ -385,7 +444,7 @@ static const struct route routes[] = {
 static const struct qroute {
     const char *path;
     void (*fn)(struct cv_api *a, struct cv_http_exchange *x, const struct cv_http_request *req);
-} qroutes[] = {{"/v1/objects", api__get_objects}, {"/v1/events", api__get_events}};
+} qroutes[] = {{"/v1/objects", api__get_objects}, {"/v1/shards", api__get_shards}, {"/v1/events", api__get_events}};
 
 void cv_api_handle(void *data, struct cv_http_exchange *x, const struct cv_http_request *req)
 {

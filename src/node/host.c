@@ -107,6 +107,7 @@ void cv_host_applied(struct cv_host *h, uint64_t index, const Cverse__Catalog__B
     }
     if (moved) host__shards_changed(h);
     cv_mapfeed_check_nodes(&h->feed);
+    cv_ops_applied(&h->ops);
 }
 
 void cv_host_leader_changed(struct cv_host *h)

@@ -19,16 +19,9 @@ fail() {
   exit 1
 }
 
+. "$ROOT/cluster/common.sh" # free_port_block
 # Ports below the ephemeral range, apart for concurrent runs; the first free block of 20.
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-base=""
-for try in $(seq 0 40); do
-  b=$((24000 + (($$ + try * 37) % 300) * 20))
-  ok=1
-  for k in $(seq 0 19); do port_free $((b + k)) || { ok=0; break; }; done
-  [ $ok = 1 ] && { base=$b; break; }
-done
-[ -n "$base" ] || fail "no free block of 20 ports"
+base=$(free_port_block 24000 20) || fail "no free block of 20 ports"
 cat >"$tmp/cluster.yml" <<EOF
 version: 1
 cluster:

@@ -277,7 +277,8 @@ static size_t on_data(char *ptr, size_t size, size_t nmemb, void *ud)
     return n;
 }
 
-static char *request(int port, const char *path, const char *post, size_t post_len, long *status)
+static char *request(int port, const char *path, const char *post, size_t post_len, const char *header,
+                     long *status)
 {
     char url[600];
     snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
@@ -292,6 +293,10 @@ static char *request(int port, const char *path, const char *post, size_t post_l
         curl_easy_setopt(h, CURLOPT_POST, 1L);
         curl_easy_setopt(h, CURLOPT_POSTFIELDS, post);
         curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)post_len);
+    }
+    if (header) {
+        hdrs = curl_slist_append(hdrs, header);
+        curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
     }
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
@@ -311,17 +316,22 @@ static char *request(int port, const char *path, const char *post, size_t post_l
 
 char *h_get_text(struct h_cluster *c, int i, const char *path, long *status)
 {
-    return request(http_port(c, i), path, NULL, 0, status);
+    return request(http_port(c, i), path, NULL, 0, NULL, status);
 }
 
 char *h_get_port(int port, const char *path, long *status)
 {
-    return request(port, path, NULL, 0, status);
+    return request(port, path, NULL, 0, NULL, status);
+}
+
+char *h_get_header(struct h_cluster *c, int i, const char *path, const char *header, long *status)
+{
+    return request(http_port(c, i), path, NULL, 0, header, status);
 }
 
 char *h_post(int port, const char *path, const char *body, size_t len, long *status)
 {
-    return request(port, path, body ? body : "", body ? len : 0, status);
+    return request(port, path, body ? body : "", body ? len : 0, NULL, status);
 }
 
 json_t *h_get_json(struct h_cluster *c, int i, const char *path, long *status)

@@ -79,6 +79,8 @@ void h_actlog_killed(const struct h_cluster *c, pid_t pid);
 json_t *h_get_json(struct h_cluster *c, int i, const char *path, long *status);
 /* GET returning the raw body (malloc'ed, caller frees) or NULL. */
 char *h_get_text(struct h_cluster *c, int i, const char *path, long *status);
+/* h_get_text with one more request header ("Name: value"), e.g. If-None-Match. */
+char *h_get_header(struct h_cluster *c, int i, const char *path, const char *header, long *status);
 
 /* SimpleCounter.Increment of id through gate 0's HTTP API with ?timeout_ms=: the new value, or -1 unless
  * HTTP 200 (*st gets the status, 0 if unreachable). */

@@ -581,3 +581,23 @@ Test(objects, calls_through_a_gate_show_in_the_owners_stats)
     cr_assert_eq(total, OBJS * CALLS + 1, "every call counted once, on its owner (redirects are not calls)");
     cr_assert_eq(errors, 0, "a first call is served, not an error");
 }
+
+/* A create through a gate is answered at the leader's commit notice, before its owner applied it; a delete
+ * (and a create) sent right after must still see it: the owner waits for its catalog instead of answering
+ * "deleted" from a catalog that has not the object yet, which would leave it alive. Checked by creating
+ * the id again as another type: 200 only if the delete really removed it (else 409 "exists with type"). */
+Test(objects, a_delete_right_after_a_create_removes_the_object)
+{
+    start(3, 3);
+    for (int k = 0; k < 40; k++) {
+        char id[32], path[96];
+        snprintf(id, sizeof id, "create-delete-%d", k);
+        create_object("SimpleCounter", id);
+        snprintf(path, sizeof path, "/api/v1/objects/delete/SimpleCounter/%s", id);
+        long st;
+        char *t = h_post(h_gate_http_port(&C, 0), path, "{}", 2, &st);
+        cr_assert_eq(st, 200, "delete %s -> %ld: %s", id, st, t ? t : "(no answer)");
+        free(t);
+        create_object("Alarm", id); /* 409 if the SimpleCounter is still in the catalog */
+    }
+}
