@@ -63,8 +63,8 @@ static int cmd_drain(const struct command *cmd, int argc, char **argv);
     "                    " DEFAULT_GATE " (numeric host or localhost)\n"                             \
     "  --timeout MS      how long to wait for the answer, 1..3600000 (default 30000)\n"
 #define EXIT_CODES_HELP                                                                             \
-    "Exit codes: 0 ok, 1 the call failed (the error and a hint go to stderr), 2 usage error,\n"     \
-    "3 cannot connect to the gate.\n"
+    "Exit codes: 0 ok, 1 the call failed (the error, and a hint where one helps, go to stderr),\n"    \
+    "2 usage error, 3 cannot connect to the gate.\n"
 
 static const struct command commands[] = {
     {"call", "[--gate HOST:PORT] [--timeout MS] [--json] [--call-id ID] TYPE ID METHOD ['{JSON}']",
@@ -423,15 +423,17 @@ static const char *code_hint(const struct command *cmd, int err)
     case CV_EINVAL:
     case CV_EPROTO:
     case CV_ERANGE:
-        return is_call ? "check the request JSON: field names and value types must match the method's\n"
-                         "      request message (proto3 JSON, int64 as \"123\")."
+        return is_call ? "the gate or the object found the request invalid (the message says why). A request\n"
+                         "      is proto3 JSON of the method's request message (field names as in the .proto,\n"
+                         "      int64 as \"123\")."
                        : "check TYPE and ID.";
     case CV_ETOOBIG: return "the request or its answer is too large (16 MiB at most).";
     case CV_ENOTFOUND:
         return is_call ? "TYPE and METHOD must be registered on the nodes (case matters); a new ID is created by\n"
                          "      its first call (or 'cverse create TYPE ID'); an ID that exists with another type\n"
                          "      is not found under this one."
-                       : "is TYPE registered on the nodes (built in, or loaded with --module)?";
+                       : "is TYPE registered on the nodes (built in, or loaded with --module)? An id NODE/x\n"
+                         "      needs a node of that name in the config.";
     case CV_EEXIST: return "the id exists with another type (ids are unique across types); pick another one.";
     case CV_ECONFLICT: return "the id is in use by another type, or the object changed meanwhile; check TYPE and ID.";
     case CV_ESTATESIZE: return "the call would make the object's state larger than the cluster allows; it was not applied.";
@@ -906,7 +908,7 @@ static int node_opts_parse(const struct command *cmd, int argc, char **argv, str
     return 0;
 }
 
-/* The node's answer: {"index":N} on 200, else its error body {"code":..., "message":...}. */
+/* The node's answer: {"index":N} on 200, else its error body {"error":..., "code":...}. */
 static int drain_answer(const struct node_opts *o, int status, const char *body)
 {
     json_t *j = json_loads(body, 0, NULL);
@@ -919,11 +921,11 @@ static int drain_answer(const struct node_opts *o, int status, const char *body)
                (long long)index);
         return flush_stdout();
     }
-    const char *code = json_string_value(json_object_get(j, "code")), *msg = json_string_value(json_object_get(j, "message"));
+    const char *code = json_string_value(json_object_get(j, "code")), *msg = json_string_value(json_object_get(j, "error"));
     fprintf(stderr, "cverse: %s: %s\n", code ? code : "HTTP", msg ? msg : body);
-    if (code && strcmp(code, "NOT_FOUND") == 0)
+    if (code && strcmp(code, "NOT_FOUND") == 0) /* hints only where they are true */
         fprintf(stderr, "hint: is %s a node of the cluster's config? See 'cverse status'.\n", o->node);
-    else
+    else if (code && (strcmp(code, "UNAVAILABLE") == 0 || strcmp(code, "DEADLINE_EXCEEDED") == 0))
         fprintf(stderr, "hint: retry; 'cverse status' shows whether the cluster has a leader.\n");
     json_decref(j);
     return EXIT_FAILED;
