@@ -64,7 +64,7 @@ void *cv_call_state(void *call);
 /* Fails the call with a cverse code (cv_reply_error). Answers the call: `call` is gone afterwards. */
 int cv_call_fail(void *call, int code, const char *msg);
 /* Fails the call with an application error (cv_reply_app_error): code e.g. "INSUFFICIENT_FUNDS", the
- * message printf-formatted. Answers the call. */
+ * message printf-formatted (cut at 1023 bytes). Answers the call. */
 int cv_call_fail_app(void *call, const char *code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* The same with structured details (a protobuf message, packed now; NULL: none). */
 int cv_call_fail_app_details(void *call, const char *code, const ProtobufCMessage *details, const char *fmt,
