@@ -1254,3 +1254,28 @@ Test(objects, application_error_packing)
     cr_assert_eq(cv_apperr_parse((const uint8_t *)"", 0, NULL, &out), CV_EPROTO);
     cr_assert_eq(cv_apperr_parse((const uint8_t *)"E\0\0", 3, NULL, &out), 0);
 }
+
+/* A reliable call answered with an application error is recorded like any answer: its repeat gets the
+ * same code, message and details, not a new run of the method. */
+Test(objects, application_error_is_recorded_for_a_reliable_call)
+{
+    memset(&T, 0, sizeof T);
+    cv_registry *reg = cv_registry_new();
+    cr_assert_eq(cv_register_type(reg, &typed_type), 0);
+    setup_ext(reg, NULL);
+    cv_runtime_start(g.rt);
+    raw_call("Typed", "t", "Increment", 0);
+    raw_call("Typed", "t", "Increment", 1);
+    cr_assert_eq(cv_runtime_call_id(g.rt, "Typed", "t", "GetValue", NULL, 0, "id-1", raw_result, (void *)(intptr_t)2), 0);
+    raw_call("Typed", "t", "Increment", 3);
+    cr_assert_eq(cv_runtime_call_id(g.rt, "Typed", "t", "GetValue", NULL, 0, "id-1", raw_result, (void *)(intptr_t)4), 0);
+    raw_call("Typed", "t", "GetValue", 5);
+    cr_assert(run_until(&T.n, 6));
+    cr_assert_eq(T.status[2], CV_EAPP);
+    cr_assert_eq(T.status[4], CV_EAPP);
+    cr_assert_str_eq(T.error[4], "value 2", "the recorded answer, not a new run (value 3)");
+    cr_assert(T.len[4] == T.len[2] && memcmp(T.resp[4], T.resp[2], T.len[2]) == 0, "same code and details");
+    cr_assert_str_eq(T.error[5], "value 3", "without the id it runs");
+    teardown();
+    cv_registry_free(reg);
+}
