@@ -11,7 +11,7 @@
 #
 # Usage: cluster/run-cluster.sh [--config FILE] [--build-dir DIR] [--module PATH.so]...
 #   --config FILE     cluster config (default cluster/demo-cluster.yml)
-#   --module PATH.so  a module of object types (docs/objects.md), loaded by every node and gate; repeatable
+#   --module PATH.so  a module of object types (docs/objects.md), loaded by every node; repeatable
 #   --build-dir DIR   meson build directory (default build-rel/ in the repository, set up as a release
 #                     build if missing; an existing directory is used with the build type it has)
 # Environment:
@@ -231,7 +231,7 @@ gates_ms=0
 if [ ${#gate_ids[@]} -gt 0 ]; then
   gates_start_us=${EPOCHREALTIME//[.,]/}
   echo "=== run-cluster.sh $(date '+%F %T'): starting ${#gate_ids[@]} gates from $config" >>"$GATE_LOG"
-  module_args "$RUN_DIR"  # gates map JSON with the types' descriptors: they load the nodes' modules too
+  module_args "$RUN_DIR"  # gates need no types (the owner node maps JSON) and ignore --module: given as before
   for id in "${gate_ids[@]}"; do
     (trap '' HUP; exec "$GATE_BIN" --config "$config" --gate-id "$id" "${MODULE_ARGS[@]}" </dev/null >>"$GATE_LOG" 2>&1) &
     gate_pids+=("$!")

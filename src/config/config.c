@@ -585,8 +585,8 @@ static int cfg__inspector(struct cfg__ctx *c, yaml_node_t *root)
 
 /* ---- cluster ----------------------------------------------------------------------------------------- */
 
-static const char *const cluster_keys[] = {"shards", "provider", "etcd", "auto_load_objects", "raft",
-                                           "data_dir", "lease_ttl_ms", "drain_timeout_ms", NULL};
+static const char *const cluster_keys[] = {"shards", "provider", "etcd", "auto_load_objects", "raft", "data_dir",
+                                           "lease_ttl_ms", "drain_timeout_ms", "demo_types" /* objtypes.c */, NULL};
 static const char *const etcd_keys[] = {"endpoints", "prefix", NULL};
 static const char *const etcd_goverse[] = {"*", NULL}; /* TLS, auth, timeouts...: for the etcd provider */
 static const char *const autoload_keys[] = {"type", "id", "per_shard", "per_node", NULL};

@@ -85,6 +85,7 @@ struct cv_config {
     struct cv_object_type_cfg object_types[CV_CONFIG_OBJECT_TYPES_MAX]; /* object_types:, in file order */
     size_t n_object_types;
     uint64_t object_state_max_bytes; /* object_state_max_bytes:, default 1 MiB */
+    bool no_demo_types; /* cluster.demo_types: false (default true): nodes register no built-in demo types */
     char **warnings; /* accepted-but-unused Goverse keys, "file:line: key: message" */
     size_t n_warnings;
     uint64_t fingerprint; /* FNV-1a 64 over the settings every node must agree on: the canonical text
@@ -101,8 +102,9 @@ int cv_config_parse(const char *text, size_t len, const char *name, struct cv_co
 void cv_config_free(struct cv_config *cfg);
 
 /* Internal to the config module (objtypes.c, called by config.c's parser): reads the root keys
- * object_types and object_state_max_bytes of a loaded document into cfg (absent: no overrides, the
- * default limit). 0; CV_ECONFIG with one line "FILE:LINE: KEY.PATH: what is wrong (expected ...)" in err. */
+ * object_types and object_state_max_bytes, and cluster.demo_types, of a loaded document into cfg (absent:
+ * no overrides, the default limit, the demo types). 0; CV_ECONFIG with one line "FILE:LINE: KEY.PATH:
+ * what is wrong (expected ...)" in err. */
 #define CV_CONFIG_OBJECT_KEYS "object_types", "object_state_max_bytes"
 struct yaml_document_s;
 struct yaml_node_s;

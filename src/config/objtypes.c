@@ -4,6 +4,7 @@
  *       SimpleCounter: {persist: none, save_interval_ms: 1000, idle_timeout_ms: 900000,
  *                       call_id_window: 256, call_id_window_ms: 3600000}
  *     object_state_max_bytes: 1048576
+ *     cluster: {demo_types: false}  # optional: no built-in demo types on the nodes (config.c reads the rest)
  *
  * Happy path: each entry of object_types is a mapping of known keys; persist is one of none, on_write,
  * periodic; the integers are plain decimal in range. Types are names only here: a node warns about a
@@ -160,6 +161,21 @@ static int ot__types(struct ot *c, yaml_node_t *m, struct cv_config *cfg)
     return 0;
 }
 
+/* cluster.demo_types: true (default) or false. */
+static int ot__demo_types(struct ot *c, yaml_node_t *root, struct cv_config *cfg)
+{
+    yaml_node_t *cl = ot__get(c, root, "cluster");
+    yaml_node_t *v = cl && cl->type == YAML_MAPPING_NODE ? ot__get(c, cl, "demo_types") : NULL;
+    if (!v) return 0;
+    bool plain = v->type == YAML_SCALAR_NODE && v->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
+    const char *s = plain ? ot__text(v) : "";
+    if (!strcmp(s, "false") || !strcmp(s, "False") || !strcmp(s, "FALSE")) cfg->no_demo_types = true;
+    else if (strcmp(s, "true") && strcmp(s, "True") && strcmp(s, "TRUE"))
+        return ot__fail(c, v, "cluster.demo_types", "must be true or false, got \"%.60s\"",
+                        v->type == YAML_SCALAR_NODE ? ot__text(v) : "(not a scalar)");
+    return 0;
+}
+
 int cv_config_objects(struct yaml_document_s *doc, struct yaml_node_s *root, const char *file, struct cv_config *cfg,
                       char *err, size_t errlen)
 {
@@ -169,5 +185,6 @@ int cv_config_objects(struct yaml_document_s *doc, struct yaml_node_s *root, con
     int rv = ot__uint(&c, root, "", "object_state_max_bytes", 64, OT_STATE_MAX, &cfg->object_state_max_bytes, NULL);
     yaml_node_t *m = ot__get(&c, root, "object_types");
     if (!rv && m) rv = ot__types(&c, m, cfg);
+    if (!rv) rv = ot__demo_types(&c, root, cfg);
     return rv;
 }

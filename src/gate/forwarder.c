@@ -89,7 +89,9 @@ struct fwd {
     enum cv_gate_op op;
     char *type, *id, *method;
     char *call_id;        /* reliable call id ("" = none): sent with every attempt */
-    uint8_t *req;
+    Cverse__Rpc__CallForm form;
+    bool compact;
+    uint8_t *req;         /* form JSON: the text, NUL-terminated */
     size_t req_len;       /* type, id, method, call_id and req point into mem: one allocation per call */
     uint64_t deadline_ms; /* cv_mono_ms() */
     uint64_t want_index;  /* from redirects: wait for a map at least this recent */
@@ -109,7 +111,6 @@ struct cv_forwarder {
     const struct cv_config *cfg;
     const struct cv_gate_cfg *self;
     char *id;
-    struct cv_gate_types *types;
     unsigned default_timeout_ms;
     struct gate_node *nodes;
     size_t n_nodes;
@@ -329,10 +330,16 @@ static int fwd__pack(const struct fwd *f, uint64_t map_index, uint8_t *buf, size
         call.type = f->type;
         call.id = f->id;
         call.method = f->method;
-        call.request.data = f->req;
-        call.request.len = f->req_len;
+        if (f->form == CVERSE__RPC__CALL_FORM__CALL_FORM_JSON) {
+            call.request_json = (char *)f->req;
+        } else {
+            call.request.data = f->req;
+            call.request.len = f->req_len;
+        }
         call.map_index = map_index;
         call.call_id = f->call_id;
+        call.form = f->form;
+        call.compact = f->compact;
         m = &call.base;
     } else if (f->op == CV_GATE_CREATE) {
         create.type = f->type;
@@ -424,22 +431,16 @@ static void fwd__try(struct fwd *f)
     else fwd__route(f, f->deadline_ms - now);
 }
 
-int cv_forwarder_forward(struct cv_forwarder *fw, enum cv_gate_op op, const char *type, const char *id,
-                         const char *method, const uint8_t *req, size_t len, unsigned timeout_ms, cv_gate_done_cb cb,
-                         void *data)
-{
-    return cv_forwarder_forward_id(fw, op, type, id, method, req, len, NULL, timeout_ms, cb, data);
-}
-
-int cv_forwarder_forward_id(struct cv_forwarder *fw, enum cv_gate_op op, const char *type, const char *id,
-                            const char *method, const uint8_t *req, size_t len, const char *call_id,
-                            unsigned timeout_ms, cv_gate_done_cb cb, void *data)
+/* Queues a forward of op (c->method, call_id, form and req only for CALL); see cv_forwarder_forward. */
+static int forwarder__add(struct cv_forwarder *fw, enum cv_gate_op op, const struct cv_gate_call *c,
+                          unsigned timeout_ms, cv_gate_done_cb cb, void *data)
 {
     if (fw->stopping) return CV_EUNAVAIL;
-    if ((unsigned)op >= CV_GATE_N_OPS || !type || !id || !cb) return CV_EINVAL;
-    if (op != CV_GATE_CALL) method = call_id = NULL;
-    const char *str[4] = {type, id, method ? method : "", call_id ? call_id : ""};
-    size_t n[4], total = len;
+    if ((unsigned)op >= CV_GATE_N_OPS || !c->type || !c->id || !cb || (c->len && !c->req)) return CV_EINVAL;
+    bool call = op == CV_GATE_CALL;
+    const char *method = call && c->method ? c->method : "", *call_id = call && c->call_id ? c->call_id : "";
+    const char *str[4] = {c->type, c->id, method, call_id};
+    size_t n[4], len = call ? c->len : 0, total = len + 1;
     for (int i = 0; i < 4; i++) total += (n[i] = strlen(str[i]) + 1);
     struct fwd *f = calloc(1, sizeof *f + total);
     if (!f) return CV_ENOMEM;
@@ -450,8 +451,11 @@ int cv_forwarder_forward_id(struct cv_forwarder *fw, enum cv_gate_op op, const c
         p += n[i];
     }
     f->req = (uint8_t *)p;
-    if (len) memcpy(f->req, req, len);
+    if (len) memcpy(f->req, c->req, len);
+    f->req[len] = 0; /* form JSON: request_json */
     f->req_len = len;
+    f->form = call ? c->form : CVERSE__RPC__CALL_FORM__CALL_FORM_BYTES;
+    f->compact = call && c->compact;
     f->fw = fw;
     f->op = op;
     f->cb = cb;
@@ -467,6 +471,20 @@ int cv_forwarder_forward_id(struct cv_forwarder *fw, enum cv_gate_op op, const c
     cv_sm_init(&f->sm, &cv_gate_fwd_sm, CV_FWD_QUEUED, fwd__invariant, f->id);
     fw->stats.fwd_moves[CV_FWD_QUEUED]++;
     return 0;
+}
+
+int cv_forwarder_forward(struct cv_forwarder *fw, enum cv_gate_op op, const char *type, const char *id,
+                         const char *method, const uint8_t *req, size_t len, unsigned timeout_ms,
+                         cv_gate_done_cb cb, void *data)
+{
+    struct cv_gate_call c = {.type = type, .id = id, .method = method, .req = req, .len = len};
+    return forwarder__add(fw, op, &c, timeout_ms, cb, data);
+}
+
+int cv_forwarder_forward_call(struct cv_forwarder *fw, const struct cv_gate_call *c, unsigned timeout_ms,
+                              cv_gate_done_cb cb, void *data)
+{
+    return forwarder__add(fw, CV_GATE_CALL, c, timeout_ms, cb, data);
 }
 
 /* ---------------------------------------------------------------------------------------------------
@@ -706,7 +724,6 @@ void cv_forwarder_stats(const struct cv_forwarder *fw, struct cv_gate_stats *out
 const char *cv_forwarder_id(const struct cv_forwarder *fw) { return fw->id; }
 const struct cv_config *cv_forwarder_config(const struct cv_forwarder *fw) { return fw->cfg; }
 const struct cv_gate_cfg *cv_forwarder_self(const struct cv_forwarder *fw) { return fw->self; }
-struct cv_gate_types *cv_forwarder_types(const struct cv_forwarder *fw) { return fw->types; }
 const Cverse__Rpc__ShardMap *cv_forwarder_map(const struct cv_forwarder *fw) { return fw->map.pb; }
 bool cv_forwarder_subscribed(const struct cv_forwarder *fw) { return fw->sub_node >= 0; }
 
@@ -728,7 +745,6 @@ int cv_forwarder_init(const struct cv_forwarder_opts *o, struct cv_forwarder **o
     fw->loop = o->loop;
     fw->cfg = o->cfg;
     fw->self = self;
-    fw->types = o->types;
     fw->default_timeout_ms = o->default_timeout_ms;
     fw->on_idle = o->on_idle;
     fw->data = o->data;

@@ -10,7 +10,6 @@
 #include "config/config.h"
 #include "core/sm.h"
 #include "cverse/error.h"
-#include "gate/types.h"
 #include "rpc.pb-c.h"
 #include "util/hist.h"
 
@@ -61,7 +60,6 @@ struct cv_forwarder_opts {
     uv_loop_t *loop;
     const struct cv_config *cfg;  /* borrowed: outlives the forwarder */
     const char *gate_id;          /* an entry of cfg->gates (copied) */
-    struct cv_gate_types *types;  /* borrowed, outlives the forwarder; for the front ends; may be NULL */
     unsigned default_timeout_ms;  /* a call's deadline when the client gives none */
     /* Runs when the forwarder is stopping and the last client request ended (from cv_forwarder_end,
      * possibly deep inside a client callback: defer real work). Optional. */
@@ -88,19 +86,32 @@ void cv_forwarder_close(struct cv_forwarder *fw, void (*cb)(void *data), void *d
  * (never NULL); body is then empty. */
 typedef void (*cv_gate_done_cb)(void *data, int status, const char *error, const uint8_t *body, size_t len);
 
-/* Sends objects.call (op CALL: req/len is the packed request message of method) or objects.create /
- * objects.delete (method, req ignored) to the node that owns id, routing again (cv_err_reroute) until the
- * deadline (timeout_ms from now, 0 = the default). cb fires exactly once, never from inside this
- * function; on a negative return never: CV_EUNAVAIL (stopping), CV_EINVAL, CV_ENOMEM. */
+/* Sends objects.create / objects.delete (method, req ignored) or objects.call in form BYTES (op CALL:
+ * req/len is the packed request message of method) to the node that owns id, routing again
+ * (cv_err_reroute) until the deadline (timeout_ms from now, 0 = the default). cb fires exactly once,
+ * never from inside this function; on a negative return never: CV_EUNAVAIL (stopping), CV_EINVAL,
+ * CV_ENOMEM. */
 int cv_forwarder_forward(struct cv_forwarder *fw, enum cv_gate_op op, const char *type, const char *id,
-                         const char *method, const uint8_t *req, size_t len, unsigned timeout_ms, cv_gate_done_cb cb,
-                         void *data);
-/* cv_forwarder_forward of a call with a reliable call id (NULL or "" = none; copied), sent with every
- * attempt (docs/durable-state.md): a call with an id is also routed again after a retryable error whose
- * outcome is unknown, since the owner answers a repeat from its record. */
-int cv_forwarder_forward_id(struct cv_forwarder *fw, enum cv_gate_op op, const char *type, const char *id,
-                            const char *method, const uint8_t *req, size_t len, const char *call_id,
-                            unsigned timeout_ms, cv_gate_done_cb cb, void *data);
+                         const char *method, const uint8_t *req, size_t len, unsigned timeout_ms,
+                         cv_gate_done_cb cb, void *data);
+
+/* An object call as the gate forwards it (everything borrowed, copied by cv_forwarder_forward_call). The
+ * gate has no types: the owner node maps JSON and Any with its own (CallRequest.form, docs/protocol.md). */
+struct cv_gate_call {
+    const char *type, *id, *method;
+    Cverse__Rpc__CallForm form; /* BYTES: req is the packed request message; ANY: a serialized Any of it;
+                                 * JSON: its proto3 JSON text (len bytes, not NUL-terminated; 0 = empty) */
+    const uint8_t *req;
+    size_t len;
+    bool compact;        /* JSON: the response without zero-valued fields */
+    const char *call_id; /* reliable call id, NULL or "" = none */
+};
+
+/* cv_forwarder_forward of a call: the id (if any) is sent with every attempt (docs/durable-state.md),
+ * and a call with an id is also routed again after a retryable error whose outcome is unknown, since the
+ * owner answers a repeat from its record. The node's CallResponse comes back in the call's form. */
+int cv_forwarder_forward_call(struct cv_forwarder *fw, const struct cv_gate_call *c, unsigned timeout_ms,
+                              cv_gate_done_cb cb, void *data);
 
 /* Every client request (native or HTTP) is bracketed by begin/end, for draining and metrics. begin
  * returns CV_EUNAVAIL while stopping (refuse the request). end records the result (0 or a CV_E* code,
@@ -117,7 +128,6 @@ void cv_forwarder_stats(const struct cv_forwarder *fw, struct cv_gate_stats *out
 const char *cv_forwarder_id(const struct cv_forwarder *fw);
 const struct cv_config *cv_forwarder_config(const struct cv_forwarder *fw);
 const struct cv_gate_cfg *cv_forwarder_self(const struct cv_forwarder *fw);
-struct cv_gate_types *cv_forwarder_types(const struct cv_forwarder *fw);
 /* The current shard map, NULL before the first one (valid until the next map applies). */
 const Cverse__Rpc__ShardMap *cv_forwarder_map(const struct cv_forwarder *fw);
 /* true while subscribed to some node's shard map. */

@@ -197,7 +197,7 @@ int cv_gate_start(const struct cv_gate_opts *o, struct cv_gate **out)
         return CV_ENOMEM;
     }
     struct cv_forwarder_opts fo = {
-        .loop = o->loop, .cfg = o->cfg, .gate_id = o->gate_id, .types = o->types, .on_idle = gate__idle, .data = g,
+        .loop = o->loop, .cfg = o->cfg, .gate_id = o->gate_id, .on_idle = gate__idle, .data = g,
         .default_timeout_ms = o->default_timeout_ms ? o->default_timeout_ms : CV_GATE_DEFAULT_TIMEOUT_MS};
     int rv = cv_forwarder_init(&fo, &g->fw);
     if (rv) {

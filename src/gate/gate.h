@@ -8,7 +8,6 @@
 #include <uv.h>
 
 #include "config/config.h"
-#include "gate/types.h"
 
 #define CV_GATE_DEFAULT_TIMEOUT_MS 30000u /* a call's deadline when the client gives none */
 #define CV_GATE_DRAIN_MS 10000u           /* how long a stopping gate waits for calls in flight */
@@ -19,7 +18,6 @@ struct cv_gate_opts {
     uv_loop_t *loop;
     const struct cv_config *cfg;  /* outlives the gate */
     const char *gate_id;          /* an entry of cfg->gates (copied) */
-    struct cv_gate_types *types;  /* outlives the gate; NULL = no types known (every call gets 404) */
     const char *grpc_addr;        /* listen address override (tests: "127.0.0.1:0"); NULL = config's */
     const char *http_addr;        /* same for HTTP */
     unsigned default_timeout_ms;  /* 0 = CV_GATE_DEFAULT_TIMEOUT_MS */

@@ -1,17 +1,20 @@
 /* The gate's HTTP API: Goverse-compatible object endpoints plus /healthz, /ready and /metrics.
  *
  * Happy path: POST /api/v1/objects/call/{type}/{id}/{method} -> parse the path, the per-call timeout and
- * the body -> look the method up in the gate's types (404 before any routing) -> build the request
- * bytes from proto3 JSON or from a base64 google.protobuf.Any -> cv_forwarder_forward -> answer
- * {"response":{...JSON...}} or {"response":"<base64 Any>"} in the form the request used. create/delete
- * answer {"id":…} / {"success":true}.
+ * the body -> cv_forwarder_forward_call with the request as the body gave it: proto3 JSON (form JSON, the
+ * text of "request") or a serialized google.protobuf.Any (form ANY, the base64 decoded) -> the owner node
+ * maps it with its types (the gate has none) and answers response_json, or the response bytes and their
+ * type -> answer {"response":{...JSON...}} (the node's text, spliced in) or {"response":"<base64 Any>"}
+ * in the form the request used. create/delete answer {"id":…} / {"success":true}.
  *
  * Failure modes: every error is {"error":"…","code":"…"} with the client status the error table gives
- * the code (cv_err_code, answered by cv_http_respond_error): bad JSON/base64/protobuf/arguments 400,
- * unknown type/method/object 404, overload 429 and unavailable 503 (both with Retry-After), deadline
+ * the code (cv_err_code, answered by cv_http_respond_error): bad JSON/base64/arguments 400 (from the
+ * gate; JSON or an Any that does not fit the method's message: from the node), unknown type/method/object
+ * 404 (from the node), overload 429 and unavailable 503 (both with Retry-After), deadline
  * 504. An application error an object answered (CV_EAPP) is 422 with the same two fields ("code" is
  * APPLICATION_ERROR) plus "app_code" and, when it has details, "details": {"@type": "type.googleapis.com/
- * <full name>", "value": "<base64 of the packed message>"} (docs/protocol.md). Oversized bodies get 413 from the HTTP server before this code
+ * <full name>", "value": "<base64 of the packed message>"} (docs/protocol.md). Oversized bodies get 413
+ * from the HTTP server before this code
  * runs; OPTIONS preflights are answered there too (CORS). Unknown paths 404, wrong methods 405. */
 #include "gate/httpapi.h"
 
@@ -24,7 +27,6 @@
 #include "cverse/object.h"
 #include "core/apperr.h"
 #include "cverse/error.h"
-#include "gate/codec.h"
 #include "gate/metrics.h"
 #include "pbjson/any.h"
 #include "pbjson/pbjson.h"
@@ -248,38 +250,65 @@ struct hreq {
     struct cv_http_exchange *x;
     enum cv_gate_op op;
     enum cv_gate_body_kind kind;
-    const struct cv_method *m;
     uint64_t start_ns;
-    unsigned json_flags; /* CV_PBJSON_EMIT_DEFAULTS unless the query asks for compact=1 */
 };
+
+/* {"response":<text>} for the node's response_json text, without parsing it again. */
+static int http__json_answer(struct hreq *r, const char *text, char *err, size_t errlen)
+{
+    static const char head[] = "{\"response\":";
+    size_t n = strlen(text);
+    if (!n) {
+        snprintf(err, errlen, "the node answered no response_json");
+        return CV_EIO;
+    }
+    char *s = malloc(sizeof head + n + 1);
+    if (!s) {
+        snprintf(err, errlen, "out of memory");
+        return CV_ENOMEM;
+    }
+    memcpy(s, head, sizeof head - 1);
+    memcpy(s + sizeof head - 1, text, n);
+    s[sizeof head - 1 + n] = '}';
+    cv_http_respond(r->x, 200, "application/json", s, sizeof head + n, NULL);
+    free(s);
+    return 0;
+}
+
+/* {"response":"<base64 of the Any>"}, the Any built from the node's response bytes and their type. */
+static int http__any_answer(struct hreq *r, const Cverse__Rpc__CallResponse *cr, char *err, size_t errlen)
+{
+    uint8_t *any = NULL;
+    size_t alen;
+    char *b64 = NULL;
+    if (!cr->response_type[0]) {
+        snprintf(err, errlen, "the node did not name the response type");
+        return CV_EIO;
+    }
+    int rv = cv_pbjson_any_wrap(cr->response_type, cr->response.data, cr->response.len, &any, &alen);
+    if (rv == 0) rv = cv_pbjson_b64_encode(any, alen, &b64, NULL);
+    free(any);
+    if (rv) {
+        snprintf(err, errlen, "out of memory");
+        return rv;
+    }
+    http__json(r->x, 200, json_pack("{s:s}", "response", b64));
+    free(b64);
+    return 0;
+}
 
 /* {"response": …} for a successful call, in the form the request used; the status it answered with. */
 static int http__call_answer(struct hreq *r, const uint8_t *body, size_t len)
 {
     char err[256];
-    json_t *resp = NULL;
-    char *b64 = NULL;
     Cverse__Rpc__CallResponse *cr = cverse__rpc__call_response__unpack(NULL, len, body);
-    int rv = CV_EPROTO;
+    int rv = CV_EIO;
     if (!cr) snprintf(err, sizeof err, "malformed CallResponse from the node");
-    else if (r->kind == CV_GATE_BODY_ANY)
-        rv = cv_gate_bytes_to_any_b64(r->m->response, cr->response.data, cr->response.len, &b64, err, sizeof err);
-    else
-        rv = cv_gate_bytes_to_json(r->m->response, cr->response.data, cr->response.len, r->json_flags, &resp, err,
-                                   sizeof err);
+    else if (r->kind == CV_GATE_BODY_ANY) rv = http__any_answer(r, cr, err, sizeof err);
+    else rv = http__json_answer(r, cr->response_json, err, sizeof err);
     if (cr) cverse__rpc__call_response__free_unpacked(cr, NULL);
-    if (rv) {
-        if (rv == CV_EPROTO) rv = CV_EIO; /* the node's bytes, not the client's: 500 */
-        http__error(r->x, rv, err);
-        return rv;
-    }
-    if (b64) {
-        http__json(r->x, 200, json_pack("{s:s}", "response", b64));
-        free(b64);
-    } else {
-        http__json(r->x, 200, json_pack("{s:o}", "response", resp));
-    }
-    return 0;
+    if (rv) http__error(r->x, rv, err);
+    return rv;
 }
 
 static void http__done(void *data, int status, const char *error, const uint8_t *body, size_t len)
@@ -303,49 +332,55 @@ static void http__done(void *data, int status, const char *error, const uint8_t 
     free(r);
 }
 
-/* Builds the request bytes of a call from its body; 0 or an error with a message in err. */
-static int http__call_request(struct hreq *r, const struct cv_http_request *req, uint8_t **out, size_t *len,
-                              char *err, size_t errlen)
+/* Forwards a call with its body as the client gave it: the text of "request" (form JSON; an empty body
+ * is the empty message) or the decoded Any (form ANY). 0, or an error with a message in err. */
+static int http__call(struct hreq *r, const struct cv_gate_target *t, const struct cv_http_request *req,
+                      unsigned timeout, char *err, size_t errlen)
 {
     struct cv_gate_body b;
     int rv = cv_gate_parse_body(req->body, req->body_len, &b, err, errlen);
     if (rv) return rv;
     r->kind = b.kind;
-    if (b.kind == CV_GATE_BODY_ANY) rv = cv_gate_any_to_bytes(r->m->request, b.any, b.any_len, out, len, err, errlen);
-    else rv = cv_gate_json_to_bytes(r->m->request, b.request, "request", out, len, err, errlen);
+    struct cv_gate_call c = {.type = t->type, .id = t->id, .method = t->method,
+                             .form = CVERSE__RPC__CALL_FORM__CALL_FORM_JSON, .call_id = req->call_id,
+                             .compact = cv_gate_query_flag(req->query, "compact")};
+    char *text = NULL;
+    if (b.kind == CV_GATE_BODY_ANY) {
+        c.form = CVERSE__RPC__CALL_FORM__CALL_FORM_ANY;
+        c.req = b.any;
+        c.len = b.any_len;
+    } else if (b.kind == CV_GATE_BODY_JSON && !(text = json_dumps(b.request, JSON_COMPACT))) {
+        rv = CV_ENOMEM;
+    } else if (text) {
+        c.req = (const uint8_t *)text;
+        c.len = strlen(text);
+    }
+    if (rv == 0) rv = cv_forwarder_forward_call(r->fw, &c, timeout, http__done, r);
+    if (rv) snprintf(err, errlen, "%s", cv_strerror(rv));
+    free(text);
     cv_gate_body_free(&b);
     return rv;
 }
 
-/* Validates the request and starts the forward; 0, or an error with a message in err. */
+/* Validates the request and starts the forward; 0, or an error with a message in err. Type and method
+ * are the owner node's to check (404). */
 static int http__start(struct hreq *r, const struct cv_gate_target *t, const struct cv_http_request *req,
                        char *err, size_t errlen)
 {
-    struct cv_gate_types *types = cv_forwarder_types(r->fw);
     unsigned timeout;
     int rv = cv_gate_parse_timeout(req->query, *req->deadline_ms ? req->deadline_ms : NULL, &timeout, err,
                                    errlen);
     if (rv) return rv;
-    r->json_flags = cv_gate_query_flag(req->query, "compact") ? 0 : CV_PBJSON_EMIT_DEFAULTS;
     if (t->op != CV_GATE_CALL) {
-        if ((rv = cv_gate_types_find(types, t->type, err, errlen))) return rv;
         rv = cv_forwarder_forward(r->fw, t->op, t->type, t->id, NULL, NULL, 0, timeout, http__done, r);
         if (rv) snprintf(err, errlen, "%s", cv_strerror(rv));
         return rv;
     }
-    if ((rv = cv_gate_types_method(types, t->type, t->method, &r->m, err, errlen))) return rv;
     if (strlen(req->call_id) > CV_CALL_ID_MAX) {
         snprintf(err, errlen, "X-Cverse-Call-Id is longer than %d bytes", CV_CALL_ID_MAX);
         return CV_EINVAL;
     }
-    uint8_t *bytes = NULL;
-    size_t len = 0;
-    if ((rv = http__call_request(r, req, &bytes, &len, err, errlen))) return rv;
-    rv = cv_forwarder_forward_id(r->fw, t->op, t->type, t->id, t->method, bytes, len, req->call_id, timeout,
-                                 http__done, r);
-    if (rv) snprintf(err, errlen, "%s", cv_strerror(rv));
-    free(bytes);
-    return rv;
+    return http__call(r, t, req, timeout, err, errlen);
 }
 
 static void http__object(struct cv_forwarder *fw, struct cv_http_exchange *x, const struct cv_http_request *req)

@@ -1,6 +1,8 @@
-/* cverse-gate: command line, config, object types (built-in demo types and --module), then the gate's
- * event loop until SIGTERM/SIGINT. Exit codes: 0 stopped cleanly, 1 runtime failure (e.g. a port in use),
- * 2 bad arguments, config or module. */
+/* cverse-gate: command line, config, then the gate's event loop until SIGTERM/SIGINT. The gate has no
+ * object types (the owner node maps JSON and Any with its own): --module and --no-builtin-types /
+ * --no-demo-types are accepted so that one command line serves nodes and gates, and ignored with a
+ * notice. Exit codes: 0 stopped cleanly, 1 runtime failure (e.g. a port in use), 2 bad arguments or
+ * config. */
 #include <getopt.h>
 #include <stdbool.h>
 #include <signal.h>
@@ -10,10 +12,7 @@
 
 #include "config/config.h"
 #include "cverse/error.h"
-#include "demo/demo.h"
 #include "gate/gate.h"
-#include "gate/types.h"
-#include "objects/registry.h"
 #include "util/log.h"
 
 #ifndef CV_VERSION
@@ -25,8 +24,7 @@
 static void usage(FILE *f)
 {
     fprintf(f,
-            "Usage: cverse-gate --config FILE --gate-id ID [--module PATH.so ...] [--no-builtin-types]\n"
-            "                   [--log-level LEVEL]\n"
+            "Usage: cverse-gate --config FILE --gate-id ID [--log-level LEVEL]\n"
             "\n"
             "Runs one cverse gate: clients call objects through it (native protocol on the gate's grpc_addr,\n"
             "HTTP on its http_addr); it routes each call to the node that owns the object's shard and\n"
@@ -35,10 +33,11 @@ static void usage(FILE *f)
             "  -c, --config FILE     cluster configuration (YAML, Goverse schema)\n"
             "  -g, --gate-id ID      which of the config's gates this process is (--node-id ID also works,\n"
             "                        as with Goverse's gate)\n"
-            "  -m, --module PATH.so  load object types from a module (repeatable); the gate needs every type\n"
-            "                        clients call, to map JSON and to answer 404 for unknown types\n"
-            "      --no-builtin-types  do not register the built-in demo types (SimpleCounter, ...): a module\n"
-            "                        may then bring types of those names (give the nodes the same option)\n"
+            "  -m, --module PATH.so  not needed any more, accepted and ignored: the gate has no object\n"
+            "                        types, the node that owns an object maps JSON and Any with its\n"
+            "                        types, so a gate serves every type the nodes load\n"
+            "      --no-demo-types   (or --no-builtin-types) accepted and ignored, as --module: give it to\n"
+            "                        the nodes (or set cluster.demo_types: false)\n"
             "  -l, --log-level L     debug, info (default), warn, error\n"
             "  -h, --help            show this help\n"
             "  -V, --version         show the version\n");
@@ -66,7 +65,7 @@ static int parse_args(int argc, char **argv, struct args *a)
         {"node-id", required_argument, 0, 'g'},   {"module", required_argument, 0, 'm'},
         {"log-level", required_argument, 0, 'l'}, {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'V'},         {"no-builtin-types", no_argument, 0, 'B'},
-        {0, 0, 0, 0}};
+        {"no-demo-types", no_argument, 0, 'B'},   {0, 0, 0, 0}};
     opterr = 0;
     int ch;
     while ((ch = getopt_long(argc, argv, ":c:g:m:l:hV", opts, NULL)) != -1) {
@@ -93,31 +92,21 @@ static int parse_args(int argc, char **argv, struct args *a)
     return -1;
 }
 
-/* Built-in types, then modules; 0 or an exit code. */
-static int load_types(struct cv_gate_types *types, const struct args *a)
+/* The options a node needs and a gate does not: a notice each, so that a user sees the gate ignores them. */
+static void note_type_options(const struct args *a)
 {
-    char err[512];
-    int rv;
-    if (!a->no_builtin && (rv = cv_demo_register(cv_gate_types_registry(types)))) {
-        CV_ERROR("cannot register the built-in demo types: %s", cv_strerror(rv));
-        return 1;
-    }
-    for (int i = 0; i < a->n_modules; i++) {
-        if (cv_registry_load_module(cv_gate_types_registry(types), a->modules[i], NULL, err, sizeof err)) {
-            CV_ERROR("%s%s", err, strstr(err, "already registered") ? " (see --no-builtin-types)" : "");
-            return 2;
-        }
-        CV_INFO("loaded module %s", a->modules[i]);
-    }
-    return 0;
+    for (int i = 0; i < a->n_modules; i++)
+        CV_INFO("--module %s: ignored, gates need no modules (the owner node maps JSON and Any)",
+                a->modules[i]);
+    if (a->no_builtin) CV_INFO("--no-demo-types: ignored, gates have no object types");
 }
 
-static int run(const struct cv_config *cfg, const struct args *a, struct cv_gate_types *types)
+static int run(const struct cv_config *cfg, const struct args *a)
 {
     uv_loop_t loop;
     uv_loop_init(&loop);
     struct cv_gate *g;
-    struct cv_gate_opts o = {.loop = &loop, .cfg = cfg, .gate_id = a->gate_id, .types = types,
+    struct cv_gate_opts o = {.loop = &loop, .cfg = cfg, .gate_id = a->gate_id,
                              .handle_signals = true};
     int rv = cv_gate_start(&o, &g), code = 0;
     if (rv) {
@@ -148,13 +137,8 @@ int main(int argc, char **argv)
     cv_log_init(a.gate_id, a.level);
     signal(SIGPIPE, SIG_IGN); /* a client that went away must not kill us through a write */
     for (size_t i = 0; i < cfg->n_warnings; i++) CV_WARN("%s", cfg->warnings[i]);
-    struct cv_gate_types *types;
-    int code = 1;
-    if (cv_gate_types_new(&types) == 0) {
-        code = load_types(types, &a);
-        if (code == 0) code = run(cfg, &a, types);
-        cv_gate_types_free(types);
-    }
+    note_type_options(&a);
+    int code = run(cfg, &a);
     cv_config_free(cfg);
     return code;
 }

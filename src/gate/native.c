@@ -1,10 +1,12 @@
 /* The gate's native front end: the cv_rpc_server request handler for gate.call, gate.create,
  * gate.delete and gate.status.
  *
- * Happy path: a gate.call/create/delete frame is unpacked, checked against the gate's types (unknown
- * type or method: CV_ENOTFOUND before any routing), bracketed with cv_forwarder_begin/end and handed to
- * cv_forwarder_forward; the node's answer goes back as the frame's body (a call made with request_json
- * gets its response as response_json). gate.status answers the gate's map and the configured gates.
+ * Happy path: a gate.call/create/delete frame is unpacked, bracketed with cv_forwarder_begin/end and
+ * handed to the forwarder; the node's answer goes back as the frame's body. A call made with
+ * request_json goes to the owner node in form JSON (the node maps it with its types and answers
+ * response_json), one with request bytes in form BYTES (or the form the client set). The gate knows no
+ * types: unknown types and methods are the node's CV_ENOTFOUND. gate.status answers the gate's map and
+ * the configured gates.
  *
  * Failure modes: malformed frames CV_EPROTO, empty fields CV_EINVAL, a stopping gate CV_EUNAVAIL, an
  * answer too large for a frame CV_ETOOBIG; errors from the forward are passed through with their text. */
@@ -16,8 +18,6 @@
 
 #include "cverse/error.h"
 #include "cverse/object.h"
-#include "gate/codec.h"
-#include "pbjson/pbjson.h"
 #include "net/frame.h"
 #include "rpc.pb-c.h"
 #include "util/log.h"
@@ -28,8 +28,6 @@ struct nreq {
     uint64_t id;
     enum cv_gate_op op;
     uint64_t start_ns;
-    const struct cv_method *m; /* CALL */
-    bool json;                 /* CALL with request_json: answer response_json */
 };
 
 static void native__answer(struct cv_forwarder *fw, struct cv_rpc_conn *conn, uint64_t id, enum cv_gate_op op,
@@ -42,47 +40,17 @@ static void native__answer(struct cv_forwarder *fw, struct cv_rpc_conn *conn, ui
     cv_forwarder_end(fw, op, status, start_ns);
 }
 
-/* Maps a CallResponse's bytes to CallResponse{response_json} and answers. */
-static void native__answer_json(struct nreq *r, const uint8_t *body, size_t len)
-{
-    char err[256], *json = NULL;
-    int rv = CV_EIO;
-    Cverse__Rpc__CallResponse *cr = cverse__rpc__call_response__unpack(NULL, len, body);
-    if (cr) {
-        rv = cv_gate_bytes_to_json_text(r->m->response, cr->response.data, cr->response.len,
-                                        CV_PBJSON_EMIT_DEFAULTS, &json, err, sizeof err);
-        cverse__rpc__call_response__free_unpacked(cr, NULL);
-        if (rv == CV_EPROTO) rv = CV_EIO; /* the node's bytes, not the client's */
-    } else {
-        snprintf(err, sizeof err, "malformed CallResponse from the node");
-    }
-    if (rv) {
-        native__answer(r->fw, r->conn, r->id, r->op, r->start_ns, rv, err, NULL, 0);
-        return;
-    }
-    Cverse__Rpc__CallResponse out = CVERSE__RPC__CALL_RESPONSE__INIT;
-    out.response_json = json;
-    size_t n = cverse__rpc__call_response__get_packed_size(&out);
-    uint8_t *buf = malloc(n ? n : 1);
-    if (buf) cverse__rpc__call_response__pack(&out, buf);
-    native__answer(r->fw, r->conn, r->id, r->op, r->start_ns, buf ? 0 : CV_ENOMEM, buf ? NULL : "out of memory",
-                   buf, buf ? n : 0);
-    free(buf);
-    free(json);
-}
-
 static void native__done(void *data, int status, const char *error, const uint8_t *body, size_t len)
 {
     struct nreq *r = data;
-    if (status == 0 && r->json) native__answer_json(r, body, len);
-    else native__answer(r->fw, r->conn, r->id, r->op, r->start_ns, status, error, body, len);
+    native__answer(r->fw, r->conn, r->id, r->op, r->start_ns, status, error, body, len);
     cv_rpc_conn_unref(r->conn);
     free(r);
 }
 
-/* Validates a gate.call and builds the request bytes; 0, or an error code with a message in err. */
-static int native__prepare_call(struct cv_forwarder *fw, const Cverse__Rpc__CallRequest *c, struct nreq *r,
-                                uint8_t **req, size_t *len, char *err, size_t errlen)
+/* Validates a gate.call and starts its forward; 0, or an error code with a message in err. */
+static int native__call(struct cv_forwarder *fw, const Cverse__Rpc__CallRequest *c, struct nreq *r,
+                        uint32_t deadline_ms, char *err, size_t errlen)
 {
     if (!c->type[0] || !c->id[0] || !c->method[0]) {
         snprintf(err, errlen, "type, id and method must not be empty");
@@ -92,15 +60,18 @@ static int native__prepare_call(struct cv_forwarder *fw, const Cverse__Rpc__Call
         snprintf(err, errlen, "call_id is longer than %d bytes", CV_CALL_ID_MAX);
         return CV_EINVAL;
     }
-    int rv = cv_gate_types_method(cv_forwarder_types(fw), c->type, c->method, &r->m, err, errlen);
-    if (rv) return rv;
-    if (c->request_json[0]) {
-        r->json = true;
-        return cv_gate_json_text_to_bytes(r->m->request, c->request_json, req, len, err, errlen);
+    struct cv_gate_call g = {.type = c->type, .id = c->id, .method = c->method, .form = c->form,
+                             .req = c->request.data, .len = c->request.len, .compact = c->compact,
+                             .call_id = c->call_id};
+    if (g.form == CVERSE__RPC__CALL_FORM__CALL_FORM_BYTES && c->request_json[0])
+        g.form = CVERSE__RPC__CALL_FORM__CALL_FORM_JSON;
+    if (g.form == CVERSE__RPC__CALL_FORM__CALL_FORM_JSON) {
+        g.req = (const uint8_t *)c->request_json;
+        g.len = strlen(c->request_json);
     }
-    *req = NULL;
-    *len = 0;
-    return 0;
+    int rv = cv_forwarder_forward_call(fw, &g, deadline_ms, native__done, r);
+    if (rv) snprintf(err, errlen, "%s", cv_strerror(rv));
+    return rv;
 }
 
 /* Unpacks the request of op and starts the forward; 0 or an error with a message in err. */
@@ -114,16 +85,8 @@ static int native__start(struct cv_forwarder *fw, struct nreq *r, const uint8_t 
             snprintf(err, errlen, "malformed CallRequest");
             return CV_EPROTO;
         }
-        const Cverse__Rpc__CallRequest *c = cv.c;
-        uint8_t *req = NULL;
-        size_t rlen = 0;
-        rv = native__prepare_call(fw, c, r, &req, &rlen, err, errlen);
-        if (rv == 0)
-            rv = cv_forwarder_forward_id(fw, r->op, c->type, c->id, c->method, req ? req : c->request.data,
-                                         req ? rlen : c->request.len, c->call_id, deadline_ms, native__done, r);
-        free(req);
+        rv = native__call(fw, cv.c, r, deadline_ms, err, errlen);
         cv_call_view_done(&cv);
-        if (rv && !err[0]) snprintf(err, errlen, "%s", cv_strerror(rv));
         return rv;
     }
     /* CreateRequest and DeleteRequest have the same fields. */
@@ -135,7 +98,7 @@ static int native__start(struct cv_forwarder *fw, struct nreq *r, const uint8_t 
     if (!c->type[0] || !c->id[0]) {
         snprintf(err, errlen, "type and id must not be empty");
         rv = CV_EINVAL;
-    } else if ((rv = cv_gate_types_find(cv_forwarder_types(fw), c->type, err, errlen)) == 0) {
+    } else {
         rv = cv_forwarder_forward(fw, r->op, c->type, c->id, NULL, NULL, 0, deadline_ms, native__done, r);
         if (rv) snprintf(err, errlen, "%s", cv_strerror(rv));
     }

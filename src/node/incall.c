@@ -1,16 +1,21 @@
 /* Incoming object calls (objects.call).
  *
- * Happy path: known type and method -> this node owns the id (shard owner in the catalog, or the node an
- * id "<node>/x" is pinned to) -> the node serves (ready once, follows a leader) -> the catalog has the
- * object with that type -> cv_runtime_call; the response goes back when the handler replied.
+ * Happy path: known type and method -> (a call in form JSON or ANY, from a gate, which has no types:
+ * the request mapped to the method's message with its descriptors, pbjson/codec.h) -> this node owns the
+ * id (shard owner in the catalog, or the node an id "<node>/x" is pinned to) -> the node serves (ready
+ * once, follows a leader) -> the catalog has the object with that type -> cv_runtime_call; the response
+ * goes back when the handler replied.
  * Failure modes: the node is fenced (lease not confirmed) -> CV_EUNAVAIL, retryable; not the owner ->
  * CV_EREDIRECT with a Redirect body (our applied index, the owner we
- * know); malformed request -> CV_EPROTO; unknown type/method, or an id of another type -> CV_ENOTFOUND;
+ * know); malformed request -> CV_EPROTO; JSON or an Any that does not fit the method's request ->
+ * CV_EINVAL (before the ownership checks); unknown type/method, or an id of another type -> CV_ENOTFOUND;
  * a full mailbox -> CV_EBUSY. An id of a known type the catalog lacks is activated by the call (first
  * call): the owner proposes a CreateObject fenced on its ownership at the shard's epoch (one per id in
  * flight: later first calls wait for the same), and serves the waiting calls once it applied; a create
  * refused because the shard moved, or one that did not commit, answers CV_EREDIRECT (routed again: the
- * create is idempotent and no call ran).
+ * create is idempotent and no call ran). The answer goes back in the call's form: packed bytes, proto3
+ * JSON (a response that does not decode as the method's response: CV_EIO), or packed bytes with the
+ * response's message name for the gate's Any.
  * Statistics: every answer but a redirect is counted (node/stats.h) when it is sent, with the type,
  * method and shard the verdict found and the time since this node took the call. */
 #include "node/incall.h"
@@ -26,6 +31,8 @@
 #include "cverse/error.h"
 #include "net/frame.h"
 #include "node/stats.h"
+#include "pbjson/codec.h"
+#include "pbjson/encode.h"
 #include "rpc.pb-c.h"
 #include "util/log.h"
 
@@ -62,6 +69,9 @@ struct icall {
     const struct cv_method *method;
     bool placed;
     uint64_t taken_ns;
+    /* the call's form (CallRequest.form): JSON and ANY are mapped here, with method's descriptors */
+    Cverse__Rpc__CallForm form;
+    bool compact;
 };
 
 static int fail(struct cv_verdict *v, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -218,17 +228,26 @@ static int incall__queued(struct cv_verdict *v, int rv, const char *id, const st
     }
 }
 
+/* The type and method of a call into v->type/method, or CV_ENOTFOUND with the message every front end
+ * answers (a gate has no types: its clients see these texts). */
+static int incall__method(const struct cv_hctx *h, const char *type, const char *method, struct cv_verdict *v)
+{
+    v->type = cv_registry_type(h->reg, type);
+    if (!v->type) return fail(v, CV_ENOTFOUND, "unknown object type \"%.100s\"", type);
+    v->method = cv_type_method(v->type, method);
+    if (!v->method)
+        return fail(v, CV_ENOTFOUND, "object type \"%.100s\" has no method \"%.100s\"", type, method);
+    return 0;
+}
+
 int cv_incall_local(struct cv_hctx *h, const char *type, const char *id, const char *method,
                     const uint8_t *req, size_t len, const char *call_id, cv_runtime_call_cb cb, void *data,
                     struct cv_verdict *v)
 {
     memset(v, 0, sizeof *v);
-    const struct cv_object_type *t = cv_registry_type(h->reg, type);
-    if (!t) return fail(v, CV_ENOTFOUND, "unknown object type \"%.100s\"", type);
-    const struct cv_method *m = cv_type_method(t, method);
-    if (!m) return fail(v, CV_ENOTFOUND, "object type %s has no method \"%.100s\"", type, method);
-    v->type = t;
-    v->method = m;
+    if (incall__method(h, type, method, v)) return v->status;
+    const struct cv_object_type *t = v->type;
+    const struct cv_method *m = v->method;
     if (call_id && strlen(call_id) > CV_CALL_ID_MAX)
         return fail(v, CV_EINVAL, "call id longer than %d bytes", CV_CALL_ID_MAX);
     struct cv_placement p;
@@ -287,28 +306,52 @@ static void incall__end(struct icall *ic, int status)
     incall__free(ic);
 }
 
+/* Answers a call that ran with its response in the call's form: packed (BYTES), packed with the
+ * message's name (ANY: the gate builds the Any), or proto3 JSON (JSON). The status it answered. */
+static int incall__answer(struct icall *ic, const uint8_t *resp, size_t len)
+{
+    Cverse__Rpc__CallResponse r = CVERSE__RPC__CALL_RESPONSE__INIT;
+    char err[256], *json = NULL;
+    int status = 0;
+    if (ic->form == CVERSE__RPC__CALL_FORM__CALL_FORM_JSON) {
+        unsigned flags = ic->compact ? 0 : CV_PBJSON_EMIT_DEFAULTS;
+        status = cv_pbjson_bytes_to_json_text(ic->method->response, resp, len, flags, &json, err, sizeof err);
+        if (status == CV_EPROTO) status = CV_EIO; /* the handler's bytes, not the client's: 500 */
+        if (status) {
+            cv_rpc_respond(ic->conn, ic->id, status, err, NULL, 0);
+            return status;
+        }
+        r.response_json = json;
+    } else {
+        r.response.data = (uint8_t *)resp;
+        r.response.len = len;
+        if (ic->form == CVERSE__RPC__CALL_FORM__CALL_FORM_ANY)
+            r.response_type = (char *)ic->method->response->name;
+    }
+    size_t n = cverse__rpc__call_response__get_packed_size(&r);
+    uint8_t small[512]; /* cv_rpc_respond copies: most answers need no allocation */
+    uint8_t *buf = n <= sizeof small ? small : malloc(n);
+    if (buf) {
+        cverse__rpc__call_response__pack(&r, buf);
+        if (cv_rpc_respond(ic->conn, ic->id, 0, NULL, buf, n) == CV_ETOOBIG) {
+            cv_rpc_respond(ic->conn, ic->id, CV_ETOOBIG, "response too large", NULL, 0);
+            status = CV_ETOOBIG;
+        }
+    } else {
+        cv_rpc_respond(ic->conn, ic->id, CV_ENOMEM, cv_strerror(CV_ENOMEM), NULL, 0);
+        status = CV_ENOMEM;
+    }
+    if (buf != small) free(buf);
+    free(json);
+    return status;
+}
+
 static void incall__done(void *data, int status, const char *error, const uint8_t *resp, size_t len)
 {
     struct icall *ic = data;
     struct cv_hctx *x = ic->in->x;
     if (status == 0) {
-        Cverse__Rpc__CallResponse r = CVERSE__RPC__CALL_RESPONSE__INIT;
-        r.response.data = (uint8_t *)resp;
-        r.response.len = len;
-        size_t n = cverse__rpc__call_response__get_packed_size(&r);
-        uint8_t small[512]; /* cv_rpc_respond copies: most answers need no allocation */
-        uint8_t *buf = n <= sizeof small ? small : malloc(n);
-        if (buf) {
-            cverse__rpc__call_response__pack(&r, buf);
-            if (cv_rpc_respond(ic->conn, ic->id, 0, NULL, buf, n) == CV_ETOOBIG) {
-                cv_rpc_respond(ic->conn, ic->id, CV_ETOOBIG, "response too large", NULL, 0);
-                status = CV_ETOOBIG;
-            }
-        } else {
-            cv_rpc_respond(ic->conn, ic->id, CV_ENOMEM, cv_strerror(CV_ENOMEM), NULL, 0);
-            status = CV_ENOMEM;
-        }
-        if (buf != small) free(buf);
+        status = incall__answer(ic, resp, len);
     } else if (status == CV_EREDIRECT) { /* deactivated before it ran: the caller retries */
         struct cv_verdict v = {.status = status, .shard = ic->shard};
         const char *owner = cv_catalog_shard_owner(x->cat, ic->shard, NULL);
@@ -319,6 +362,29 @@ static void incall__done(void *data, int status, const char *error, const uint8_
         cv_rpc_respond(ic->conn, ic->id, status, error, resp, len); /* CV_EAPP: its packed code, details */
     }
     incall__end(ic, status);
+}
+
+/* The request bytes of a call in form JSON or ANY (*out malloc'ed; NULL for BYTES: req->request is
+ * they), mapped with the method's request descriptor: 0, or an error in v (404 for an unknown type or
+ * method, 400 for JSON or an Any that does not fit the message), before any routing check, as a gate
+ * with the types answered them. */
+static int incall__map_request(const struct cv_hctx *h, struct icall *ic, const Cverse__Rpc__CallRequest *req,
+                               uint8_t **out, size_t *len, struct cv_verdict *v)
+{
+    memset(v, 0, sizeof *v);
+    ic->form = req->form;
+    ic->compact = req->compact;
+    bool json = req->form == CVERSE__RPC__CALL_FORM__CALL_FORM_JSON;
+    if (req->form == CVERSE__RPC__CALL_FORM__CALL_FORM_BYTES) return 0;
+    if (!json && req->form != CVERSE__RPC__CALL_FORM__CALL_FORM_ANY)
+        return fail(v, CV_EINVAL, "unknown call form %d", (int)req->form);
+    if (incall__method(h, req->type, req->method, v)) return v->status;
+    const ProtobufCMessageDescriptor *d = v->method->request;
+    if (json)
+        return v->status = cv_pbjson_json_text_to_bytes(d, req->request_json, strlen(req->request_json), out,
+                                                        len, v->msg, sizeof v->msg);
+    return v->status = cv_pbjson_any_to_bytes(d, req->request.data, req->request.len, out, len, v->msg,
+                                              sizeof v->msg);
 }
 
 /* Serves one objects.call (answered now, or by the runtime's callback). */
@@ -333,9 +399,15 @@ static void incall__serve(struct cv_incall *in, struct icall *ic, const uint8_t 
     }
     const Cverse__Rpc__CallRequest *req = cv.c;
     struct cv_verdict v;
-    int rv = cv_incall_local(in->x, req->type, req->id, req->method, req->request.data, req->request.len,
-                             req->call_id[0] ? req->call_id : NULL, incall__done, ic, &v);
+    uint8_t *mapped = NULL;
+    size_t mlen = 0;
+    int rv = incall__map_request(in->x, ic, req, &mapped, &mlen, &v);
+    if (rv == 0)
+        rv = cv_incall_local(in->x, req->type, req->id, req->method, mapped ? mapped : req->request.data,
+                             mapped ? mlen : req->request.len, req->call_id[0] ? req->call_id : NULL,
+                             incall__done, ic, &v);
     cv_call_view_done(&cv);
+    free(mapped);
     ic->shard = v.shard;
     ic->type = v.type;
     ic->method = v.method;

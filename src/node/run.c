@@ -30,7 +30,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "Usage: cverse-node --config FILE --node-id ID [--data-dir DIR] [--log-level LEVEL]\n"
-            "                   [--module PATH.so]... [--no-builtin-types]\n"
+            "                   [--module PATH.so]... [--no-demo-types]\n"
             "       cverse-node --config FILE --list-nodes | --list-gates\n"
             "\n"
             "Runs one cverse node: a member of the cluster's raft group that holds the catalog\n"
@@ -43,8 +43,9 @@ static void usage(FILE *f)
             "  -l, --log-level L       debug, info (default), warn, error\n"
             "  -m, --module PATH.so    load object types from a shared object exporting\n"
             "                          cverse_module_init (repeatable)\n"
-            "      --no-builtin-types  do not register the built-in demo types (SimpleCounter,\n"
-            "                          ShardMonitor, NodeMonitor, GlobalMonitor)\n"
+            "      --no-demo-types     do not register the built-in demo types (SimpleCounter,\n"
+            "                          ShardMonitor, NodeMonitor, GlobalMonitor); also\n"
+            "                          --no-builtin-types, or cluster.demo_types: false in the config\n"
             "      --list-nodes        print \"ID HTTP_ADDR\" for every node in the config and exit\n"
             "      --list-gates        print \"ID HTTP_ADDR GRPC_ADDR\" for every gate in the config and exit\n"
             "  -h, --help              show this help\n"
@@ -74,7 +75,7 @@ static int run__parse_args(int argc, char **argv, struct args *a)
         {"data-dir", required_argument, 0, 'd'}, {"log-level", required_argument, 0, 'l'},
         {"module", required_argument, 0, 'm'},   {"no-builtin-types", no_argument, 0, 'B'},
         {"list-nodes", no_argument, 0, 'L'},     {"list-gates", no_argument, 0, 'G'},     {"help", no_argument, 0, 'h'},
-        {"version", no_argument, 0, 'V'},        {0, 0, 0, 0}};
+        {"version", no_argument, 0, 'V'},        {"no-demo-types", no_argument, 0, 'B'},  {0, 0, 0, 0}};
     opterr = 0;
     optind = 1; /* cv_node_main may be called after the program parsed its own options */
     int ch;
@@ -124,7 +125,7 @@ static int run__register_types(const struct args *a, cv_module_init_fn extra, cv
     for (int i = 0; i < a->n_modules; i++)
         if (cv_registry_load_module(reg, a->modules[i], &handles[i], err, sizeof err)) {
             fprintf(stderr, "cverse-node: %s%s\n", err,
-                    strstr(err, "already registered") ? " (see --no-builtin-types)" : "");
+                    strstr(err, "already registered") ? " (see --no-demo-types)" : "");
             return 2;
         }
     return 0;
@@ -193,6 +194,7 @@ int cv_node_main(int argc, char **argv, cv_module_init_fn extra_types)
         return 2;
     }
     void *handles[MAX_MODULES] = {0};
+    if (cfg->no_demo_types) a.no_builtin = 1; /* cluster.demo_types: false */
     cv_registry *reg = cv_registry_new();
     int code = reg ? run__register_types(&a, extra_types, reg, handles) : 1;
     if (!reg) fprintf(stderr, "cverse-node: out of memory\n");

@@ -125,16 +125,11 @@ static int pbjson__get_varint(const uint8_t *buf, size_t len, size_t *pos, uint6
     return -1;
 }
 
-int cv_pbjson_any_pack(const ProtobufCMessage *m, uint8_t **out, size_t *len)
+/* The Any of type `name` whose value has vlen bytes, written by put(m, dst) or copied from value. */
+static int pbjson__any_build(const char *name, const ProtobufCMessage *m, const uint8_t *value, size_t vlen,
+                             uint8_t **out, size_t *len)
 {
-    if (!out || !len) return CV_EINVAL;
-    *out = NULL;
-    *len = 0;
-    if (!m || !m->descriptor || m->descriptor->magic != PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC)
-        return CV_EINVAL;
-    const char *name = m->descriptor->name;
     size_t plen = strlen(PBJSON__ANY_PREFIX), ulen = plen + strlen(name);
-    size_t vlen = protobuf_c_message_get_packed_size(m);
     size_t total = 1 + pbjson__varint_len(ulen) + ulen + (vlen ? 1 + pbjson__varint_len(vlen) + vlen : 0);
     uint8_t *buf = malloc(total), *p = buf;
     if (!buf) return CV_ENOMEM;
@@ -146,11 +141,31 @@ int cv_pbjson_any_pack(const ProtobufCMessage *m, uint8_t **out, size_t *len)
     if (vlen) { /* proto3 leaves an empty bytes field out */
         *p++ = 2 << 3 | 2;
         p = pbjson__put_varint(p, vlen);
-        p += protobuf_c_message_pack(m, p);
+        if (m) p += protobuf_c_message_pack(m, p);
+        else p = (uint8_t *)memcpy(p, value, vlen) + vlen;
     }
     *out = buf;
     *len = (size_t)(p - buf);
     return 0;
+}
+
+int cv_pbjson_any_pack(const ProtobufCMessage *m, uint8_t **out, size_t *len)
+{
+    if (!out || !len) return CV_EINVAL;
+    *out = NULL;
+    *len = 0;
+    if (!m || !m->descriptor || m->descriptor->magic != PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC)
+        return CV_EINVAL;
+    return pbjson__any_build(m->descriptor->name, m, NULL, protobuf_c_message_get_packed_size(m), out, len);
+}
+
+int cv_pbjson_any_wrap(const char *name, const uint8_t *value, size_t vlen, uint8_t **out, size_t *len)
+{
+    if (!out || !len) return CV_EINVAL;
+    *out = NULL;
+    *len = 0;
+    if (!name || !name[0] || (vlen && !value)) return CV_EINVAL;
+    return pbjson__any_build(name, NULL, value, vlen, out, len);
 }
 
 /* Finds type_url and value in a serialized Any (the last occurrence of each wins, unknown fields are

@@ -10,6 +10,9 @@
 /* Serializes m wrapped in a google.protobuf.Any (type_url "type.googleapis.com/<package.Message>", value
  * = m packed) into a new malloc'ed buffer owned by the caller (free). CV_ENOMEM. */
 int cv_pbjson_any_pack(const ProtobufCMessage *m, uint8_t **out, size_t *len);
+/* Same for a message already packed: value (vlen bytes) of the message type with full name `name`
+ * ("package.Message"), not checked. CV_EINVAL (no name), CV_ENOMEM. */
+int cv_pbjson_any_wrap(const char *name, const uint8_t *value, size_t vlen, uint8_t **out, size_t *len);
 /* Parses a serialized google.protobuf.Any whose type_url names d (as "<anything>/<package.Message>" or
  * the bare full name) and unpacks its value into a new message (free with
  * protobuf_c_message_free_unpacked(*out, NULL)). CV_EINVAL with a message in err if buf is not an Any,

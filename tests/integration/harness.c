@@ -78,6 +78,7 @@ void h_cluster_init_ex(struct h_cluster *c, int n, int voters, unsigned lease_tt
     c->n_gates = o->gates;
     if (o->module) snprintf(c->module, sizeof c->module, "%s", o->module);
     c->no_builtin = o->no_builtin;
+    c->gate_bare = o->gate_bare;
     c->n = n;
     /* Ports below the kernel's ephemeral range (32768+), where outgoing connections could take them:
      * grpc base+i, http base+100+i, raft = grpc + 2000, base chosen from the pid. */
@@ -97,8 +98,9 @@ void h_cluster_init_ex(struct h_cluster *c, int n, int voters, unsigned lease_tt
             "version: 1\ncluster:\n  shards: 64\n  provider: raft\n  data_dir: \"%s/data\"\n"
             "  lease_ttl_ms: %u\n  drain_timeout_ms: 10000\n  raft:\n    voters: %d\n    election_timeout_ms: 300\n"
             "    heartbeat_timeout_ms: 30\n    snapshot_threshold: 16\n    snapshot_trailing: 4\n"
-            "%snodes:\n",
-            c->dir, lease_ttl_ms, voters, o->demo_autoload ? demo_autoload : "  auto_load_objects: []\n");
+            "%s%snodes:\n",
+            c->dir, lease_ttl_ms, voters, o->demo_autoload ? demo_autoload : "  auto_load_objects: []\n",
+            o->demo_types_off ? "  demo_types: false\n" : "");
     for (int i = 0; i < n; i++) {
         snprintf(c->id[i], sizeof c->id[i], "node-%d", i + 1);
         fprintf(f,
@@ -129,8 +131,10 @@ static pid_t spawn(struct h_cluster *c, const char *bin, const char *log, const 
         }
         char *argv[10] = {(char *)bin, "--config", c->config, (char *)idflag, (char *)id};
         int n = 5;
-        if (c->module[0]) argv[n++] = "--module", argv[n++] = c->module;
-        if (c->no_builtin) argv[n++] = "--no-builtin-types";
+        bool bare = c->gate_bare && !strcmp(idflag, "--gate-id");
+        if (c->module[0] && !bare) argv[n++] = "--module", argv[n++] = c->module;
+        if (c->no_builtin || bare) /* the new name for nodes, the old one (still accepted) for gates */
+            argv[n++] = strcmp(idflag, "--gate-id") ? "--no-demo-types" : "--no-builtin-types";
         argv[n] = NULL;
         execv(bin, argv);
         _exit(127);

@@ -23,15 +23,18 @@ struct h_cluster {
     int n_gates;
     pid_t gate_pid[H_MAX_GATES];
     char module[512]; /* --module for nodes and gates, "" = none */
-    bool no_builtin;  /* --no-builtin-types for nodes and gates */
+    bool no_builtin;  /* --no-demo-types for nodes, --no-builtin-types (its old name) for gates */
+    bool gate_bare;   /* gates get --no-builtin-types and no --module: no types at all */
 };
 
 struct h_opts {
     bool demo_autoload; /* GlobalMonitor / ShardMonitor (per shard) / NodeMonitor (per node) */
     int gates;          /* gates in the config (gate-1..) */
     const char *module; /* path of a module .so passed with --module, or NULL */
-    bool no_builtin;    /* nodes and gates without the built-in demo types (--no-builtin-types) */
+    bool no_builtin;    /* nodes and gates without the built-in demo types (--no-demo-types) */
+    bool demo_types_off; /* cluster.demo_types: false in the config (the nodes' other way to say it) */
     const char *config_extra; /* YAML appended at the root of the config (e.g. "object_types: ..."), or NULL */
+    bool gate_bare;     /* gates without any type (--no-builtin-types, no --module): the nodes map JSON */
 };
 
 /* Writes a config with n nodes (ids node-1..n) and `voters` voters, 64 shards and lease_ttl_ms.

@@ -166,6 +166,39 @@ static size_t b64_decode(const char *in, unsigned char *out)
     return o;
 }
 
+/* GetValue of SimpleCounter id in the Goverse form: a base64 Any of sharding_demo.GetValueRequest in, an
+ * Any of sharding_demo.GetValueResponse back (checked byte by byte); returns the value (< 128). */
+static int any_get_value(const char *id)
+{
+    static const char url[] = "type.googleapis.com/sharding_demo.GetValueRequest";
+    unsigned char any[128];
+    size_t n = 0;
+    any[n++] = 0x0a;
+    any[n++] = (unsigned char)strlen(url);
+    memcpy(any + n, url, strlen(url));
+    n += strlen(url);
+    char b64[256], body[320];
+    b64_encode(any, n, b64);
+    snprintf(body, sizeof body, "{\"request\":\"%s\"}", b64);
+    long st;
+    char *t = call_http("SimpleCounter", id, "GetValue", body, &st);
+    cr_assert_eq(st, 200, "Any call -> %ld: %s", st, t ? t : "");
+    json_t *j = json_loads(t, 0, NULL);
+    free(t);
+    const char *rb64 = json_string_value(json_object_get(j, "response"));
+    cr_assert_not_null(rb64, "response is not a base64 string");
+    unsigned char out[256];
+    size_t m = b64_decode(rb64, out);
+    json_decref(j);
+    static const char rurl[] = "type.googleapis.com/sharding_demo.GetValueResponse";
+    cr_assert(m > 2 + strlen(rurl) && out[0] == 0x0a && out[1] == strlen(rurl));
+    cr_expect(memcmp(out + 2, rurl, strlen(rurl)) == 0);
+    size_t p = 2 + strlen(rurl);
+    cr_assert_eq(out[p], 0x12);                           /* Any.value */
+    cr_assert_eq(out[p + 2], 0x08, "GetValueResponse.value tag"); /* field 1, varint */
+    return out[p + 3];
+}
+
 /* ---------------------------------------------------------------- tests */
 
 Test(objects, goverse_demo_end_to_end)
@@ -188,7 +221,8 @@ Test(objects, goverse_demo_end_to_end)
     }
     /* One ShardMonitor per shard, on the shard's owner. */
     long st;
-    json_t *shards = h_get_json(&C, 0, "/v1/shards", &st);
+    char *t;
+    json_t *j, *shards = h_get_json(&C, 0, "/v1/shards", &st);
     cr_assert_not_null(shards);
     int seen[64] = {0};
     for (int i = 0; i < 3; i++) {
@@ -235,34 +269,8 @@ Test(objects, goverse_demo_end_to_end)
     }
 
     /* Goverse clients send a base64 google.protobuf.Any and get one back. */
-    static const char url[] = "type.googleapis.com/sharding_demo.GetValueRequest";
-    unsigned char any[128];
-    size_t n = 0;
-    any[n++] = 0x0a;
-    any[n++] = (unsigned char)strlen(url);
-    memcpy(any + n, url, strlen(url));
-    n += strlen(url);
-    char b64[256], body[320];
-    b64_encode(any, n, b64);
-    snprintf(body, sizeof body, "{\"request\":\"%s\"}", b64);
     counter_id(42, id, sizeof id);
-    char *t = call_http("SimpleCounter", id, "GetValue", body, &st);
-    cr_assert_eq(st, 200, "Any call -> %ld: %s", st, t ? t : "");
-    json_t *j = json_loads(t, 0, NULL);
-    free(t);
-    const char *rb64 = json_string_value(json_object_get(j, "response"));
-    cr_assert_not_null(rb64, "response is not a base64 string");
-    unsigned char out[256];
-    size_t m = b64_decode(rb64, out);
-    static const char rurl[] = "type.googleapis.com/sharding_demo.GetValueResponse";
-    cr_assert(m > 2 + strlen(rurl) && out[0] == 0x0a && out[1] == strlen(rurl));
-    cr_expect(memcmp(out + 2, rurl, strlen(rurl)) == 0);
-    size_t p = 2 + strlen(rurl);
-    cr_assert_eq(out[p], 0x12);                           /* Any.value */
-    cr_assert_eq(out[p + 2], 0x08, "GetValueResponse.value tag"); /* field 1, varint */
-    cr_expect_eq(out[p + 3], 20, "counter value through Any");
-    json_decref(j);
-
+    cr_expect_eq(any_get_value(id), 20, "counter value through Any");
     /* The monitors answer. */
     t = call_http("GlobalMonitor", "GlobalMonitor", "GetUptime", "{\"request\":{}}", &st);
     cr_expect_eq(st, 200, "GetUptime -> %ld: %s", st, t ? t : "");
@@ -373,6 +381,73 @@ Test(objects, application_errors_through_the_gate)
     cr_assert_eq(code, 1, "%s", out);
     cr_assert_str_eq(out, "cverse: INSUFFICIENT_FUNDS: balance 5, withdraw 10\n", "code and message, no hint");
     free(out);
+}
+
+/* The error text of an answer ({"error": …}), malloc'ed; NULL if none. */
+static char *error_of(const char *body)
+{
+    json_t *j = body ? json_loads(body, 0, NULL) : NULL;
+    const char *e = json_string_value(json_object_get(j, "error"));
+    char *out = e ? strdup(e) : NULL;
+    json_decref(j);
+    return out;
+}
+
+/* POST path on the gate: asserts the status and that the error text contains want (NULL: no check). */
+static void expect_post(const char *path, const char *body, long status, const char *want)
+{
+    long st;
+    char *t = h_post(h_gate_http_port(&C, 0), path, body, body ? strlen(body) : 0, &st);
+    cr_expect_eq(st, status, "%s -> %ld: %s", path, st, t ? t : "");
+    char *e = want ? error_of(t) : NULL;
+    cr_expect(!want || (e && strstr(e, want)), "%s: error \"%s\" lacks \"%s\"", path, e ? e : "", want);
+    free(e);
+    free(t);
+}
+
+/* A gate with no types at all (--no-builtin-types, no --module) in front of nodes that load the demo
+ * types from a module (their built-in ones off by cluster.demo_types: false, else the module's would
+ * clash): the owner node maps JSON and Any, and answers the 404s and 400s the gate did when it had the
+ * types (docs/protocol.md, call forms). */
+Test(objects, gate_without_types_serves_the_nodes_types)
+{
+    const char *mod = getenv("CVERSE_DEMO_MODULE");
+    cr_assert(mod && *mod, "CVERSE_DEMO_MODULE not set (run through meson test)");
+    struct h_opts o = {.gates = 1, .module = mod, .demo_types_off = true, .gate_bare = true};
+    h_cluster_init_ex(&C, 3, 3, 1000, &o);
+    for (int i = 0; i < 3; i++) h_node_start(&C, i);
+    h_gate_start(&C, 0);
+    cr_assert(h_poll(30000, h_all_ready, &C), "nodes (demo module) and a gate without types");
+    cr_expect_eq(call_value("SimpleCounter", "bare-1", "Increment"), 1, "a JSON call");
+    cr_expect_eq(call_value("SimpleCounter", "bare-1", "Increment"), 2);
+    cr_expect_eq(any_get_value("bare-1"), 2, "an Any call: the response's type comes from the node");
+    create_object("SimpleCounter", "bare-created");
+    cr_expect_eq(call_value("SimpleCounter", "bare-created", "GetValue"), 0);
+    long st;
+    char *t = h_post(h_gate_http_port(&C, 0), "/api/v1/objects/call/SimpleCounter/bare-1/GetValue?compact=1",
+                     "{}", 2, &st);
+    cr_expect_eq(st, 200);
+    cr_expect_str_eq(t ? t : "", "{\"response\":{\"value\":\"2\"}}");
+    free(t);
+    expect_post("/api/v1/objects/call/NoSuchType/x/Increment", "{\"request\":{}}", 404,
+                "unknown object type \"NoSuchType\"");
+    expect_post("/api/v1/objects/call/SimpleCounter/bare-1/NoSuchMethod", "{\"request\":{}}", 404,
+                "object type \"SimpleCounter\" has no method \"NoSuchMethod\"");
+    expect_post("/api/v1/objects/create/NoSuchType/x", "{}", 404, "unknown object type \"NoSuchType\"");
+    expect_post("/api/v1/objects/call/SimpleCounter/bare-1/Increment", "{\"request\":{\"noSuchField\":1}}", 400,
+                "noSuchField");
+    expect_post("/api/v1/objects/call/SimpleCounter/bare-1/Increment", "{\"request\":\"CgA=\"}", 400, "Any");
+    /* The native port (the CLI's gate.call with request_json) is mapped by the node too. */
+    char args[200];
+    int code;
+    snprintf(args, sizeof args, "--gate 127.0.0.1:%d --json call SimpleCounter bare-1 Increment",
+             h_gate_grpc_port(&C, 0));
+    char *out = h_cli(args, &code);
+    cr_expect_eq(code, 0, "%s", out);
+    cr_expect(strstr(out, "\"3\"") != NULL, "the CLI's call through a gate without types: %s", out);
+    free(out);
+    cr_expect_eq(call_value("SimpleCounter", "bare-1", "GetValue"), 3, "the failed calls ran nothing");
+    h_cluster_stop_all(&C);
 }
 
 Test(objects, documented_errors)

@@ -456,13 +456,30 @@ Test(config, err_version)
     expect_err("version: \"1\"\n" NODES, "t.yml:1: version: unsupported (expected 1), got \"1\"");
 }
 
+/* cluster.demo_types: false switches the built-in demo types off on the nodes (--no-demo-types). */
+Test(config, demo_types)
+{
+    struct cv_config *cfg = parse_ok("version: 1\n" NODES);
+    cr_assert(!cfg->no_demo_types, "the demo types are on by default");
+    cv_config_free(cfg);
+    cfg = parse_ok("version: 1\ncluster:\n  demo_types: false\n" NODES);
+    cr_assert(cfg->no_demo_types);
+    cv_config_free(cfg);
+    cfg = parse_ok("version: 1\ncluster:\n  demo_types: true\n  shards: 4\n" NODES);
+    cr_assert(!cfg->no_demo_types);
+    cr_assert_eq(cfg->shards, 4);
+    cv_config_free(cfg);
+    expect_err("version: 1\ncluster:\n  demo_types: no\n" NODES,
+               "t.yml:3: cluster.demo_types: must be true or false, got \"no\"");
+}
+
 Test(config, err_unknown_keys)
 {
     expect_err("version: 1\n" NODES "gate: []\n",
                "t.yml:6: gate: unknown key (expected one of: version, cluster, nodes, gates, inspector, object_types, object_state_max_bytes)");
     expect_err("version: 1\ncluster:\n  shard: 4\n" NODES,
                "t.yml:3: cluster.shard: unknown key (expected one of: shards, provider, etcd, auto_load_objects, "
-               "raft, data_dir, lease_ttl_ms, drain_timeout_ms)");
+               "raft, data_dir, lease_ttl_ms, drain_timeout_ms, demo_types)");
     expect_err("version: 1\ncluster:\n  raft:\n    voter: 1\n" NODES,
                "t.yml:4: cluster.raft.voter: unknown key (expected one of: voters, election_timeout_ms, "
                "heartbeat_timeout_ms, snapshot_threshold, snapshot_trailing, pre_vote)");

@@ -4,7 +4,8 @@
  * objects.call/create/delete by script) run on one libuv loop in a second thread, the test thread is the
  * client (libcurl for HTTP, a blocking socket with the native framing). Waiting is bounded; nothing
  * sleeps as synchronisation. The object type used is a test type whose messages come from rpc.proto
- * (request CreateRequest, response CreateResponse): the gate only needs descriptors. */
+ * (request CreateRequest, response CreateResponse): the gate has no types, the fake nodes map JSON and
+ * Any with its descriptors (pbjson/codec.h) as a real owner node does. */
 #include <criterion/criterion.h>
 #include <curl/curl.h>
 #include <jansson.h>
@@ -22,15 +23,15 @@
 #include "config/config.h"
 #include "core/hash.h"
 #include "cverse/error.h"
-#include "gate/codec.h"
+#include "cverse/object.h"
 #include "gate/forwarder.h"
 #include "gate/gate.h"
 #include "gate/httpapi.h"
 #include "gate/metrics.h"
 #include "gate/route.h"
-#include "gate/types.h"
 #include "net/frame.h"
 #include "net/rpc.h"
+#include "pbjson/codec.h"
 #include "pbjson/pbjson.h"
 #include "rpc.pb-c.h"
 #include "util/log.h"
@@ -419,34 +420,42 @@ Test(gate_codec, json_and_any_round_trips)
     char err[256];
     uint8_t *bytes;
     size_t len;
-    cr_assert_eq(cv_gate_json_text_to_bytes(&cverse__rpc__create_request__descriptor, "{\"type\":\"T\",\"id\":\"x\"}",
-                                            &bytes, &len, err, sizeof err), 0, "%s", err);
+    static const char text[] = "{\"type\":\"T\",\"id\":\"x\"}";
+    cr_assert_eq(cv_pbjson_json_text_to_bytes(&cverse__rpc__create_request__descriptor, text, strlen(text), &bytes,
+                                              &len, err, sizeof err), 0, "%s", err);
     Cverse__Rpc__CreateRequest *cr = cverse__rpc__create_request__unpack(NULL, len, bytes);
     cr_assert_not_null(cr);
     cr_assert_str_eq(cr->id, "x");
     cverse__rpc__create_request__free_unpacked(cr, NULL);
 
     char *json;
-    cr_assert_eq(cv_gate_bytes_to_json_text(&cverse__rpc__create_request__descriptor, bytes, len, 0, &json, err,
-                                            sizeof err), 0);
+    cr_assert_eq(cv_pbjson_bytes_to_json_text(&cverse__rpc__create_request__descriptor, bytes, len, 0, &json, err,
+                                              sizeof err), 0);
     cr_assert_str_eq(json, "{\"type\":\"T\",\"id\":\"x\"}");
     free(json);
 
-    char *b64;
-    cr_assert_eq(cv_gate_bytes_to_any_b64(&cverse__rpc__create_request__descriptor, bytes, len, &b64, err, sizeof err),
-                 0);
+    /* The gate's Any of a response: the node's bytes wrapped with the type it names. */
     uint8_t *any, *back;
     size_t alen, blen;
-    cr_assert_eq(cv_pbjson_b64_decode(b64, strlen(b64), &any, &alen), 0);
-    cr_assert_eq(cv_gate_any_to_bytes(&cverse__rpc__create_request__descriptor, any, alen, &back, &blen, err,
-                                      sizeof err), 0, "%s", err);
+    cr_assert_eq(cv_pbjson_any_wrap(cverse__rpc__create_request__descriptor.name, bytes, len, &any, &alen), 0);
+    cr_assert_eq(cv_pbjson_any_to_bytes(&cverse__rpc__create_request__descriptor, any, alen, &back, &blen, err,
+                                        sizeof err), 0, "%s", err);
     cr_assert_eq(blen, len);
     cr_assert_eq(memcmp(back, bytes, len), 0);
-    cr_assert_eq(cv_gate_any_to_bytes(&cverse__rpc__create_response__descriptor, any, alen, &back, &blen, err,
-                                      sizeof err), CV_EINVAL, "an Any of another type");
     free(back);
+    uint8_t *packed;
+    size_t plen;
+    cr_assert_eq(cv_pbjson_any_unpack(&cverse__rpc__create_request__descriptor, any, alen, (ProtobufCMessage **)&cr,
+                                      err, sizeof err), 0, "%s", err);
+    cr_assert_eq(cv_pbjson_any_pack(&cr->base, &packed, &plen), 0);
+    cr_assert_eq(plen, alen);
+    cr_assert_eq(memcmp(packed, any, alen), 0, "any_wrap writes any_pack's bytes");
+    free(packed);
+    cverse__rpc__create_request__free_unpacked(cr, NULL);
+    cr_assert_eq(cv_pbjson_any_to_bytes(&cverse__rpc__create_response__descriptor, any, alen, &back, &blen, err,
+                                        sizeof err), CV_EINVAL, "an Any of another type");
+    cr_assert_eq(cv_pbjson_any_wrap("", bytes, len, &back, &blen), CV_EINVAL);
     free(any);
-    free(b64);
     free(bytes);
 }
 
@@ -455,20 +464,20 @@ Test(gate_codec, errors)
     char err[256];
     uint8_t *bytes;
     size_t len;
-    cr_assert_eq(cv_gate_json_text_to_bytes(&cverse__rpc__create_request__descriptor, "{\"nope\":1}", &bytes, &len,
-                                            err, sizeof err), CV_EINVAL);
+    cr_assert_eq(cv_pbjson_json_text_to_bytes(&cverse__rpc__create_request__descriptor, "{\"nope\":1}", 10, &bytes,
+                                              &len, err, sizeof err), CV_EINVAL);
     cr_assert(strstr(err, "nope") != NULL, "%s", err);
-    cr_assert_eq(cv_gate_json_text_to_bytes(&cverse__rpc__create_request__descriptor, "{", &bytes, &len, err,
-                                            sizeof err), CV_EINVAL);
-    cr_assert_eq(cv_gate_json_text_to_bytes(&cverse__rpc__create_request__descriptor, "", &bytes, &len, err,
-                                            sizeof err), 0, "empty JSON = empty message");
+    cr_assert_eq(cv_pbjson_json_text_to_bytes(&cverse__rpc__create_request__descriptor, "{", 1, &bytes, &len, err,
+                                              sizeof err), CV_EINVAL);
+    cr_assert_eq(cv_pbjson_json_text_to_bytes(&cverse__rpc__create_request__descriptor, "", 0, &bytes, &len, err,
+                                              sizeof err), 0, "empty JSON = empty message");
     cr_assert_eq(len, 0);
     free(bytes);
     json_t *j;
-    cr_assert_eq(cv_gate_bytes_to_json(&cverse__rpc__create_request__descriptor, (const uint8_t *)"\xff", 1, 0, &j, err,
-                                       sizeof err), CV_EPROTO);
-    cr_assert_eq(cv_gate_any_to_bytes(&cverse__rpc__create_request__descriptor, (const uint8_t *)"\x0a", 1, &bytes,
-                                      &len, err, sizeof err), CV_EINVAL);
+    cr_assert_eq(cv_pbjson_bytes_to_json(&cverse__rpc__create_request__descriptor, (const uint8_t *)"\xff", 1, 0, &j,
+                                         err, sizeof err), CV_EPROTO);
+    cr_assert_eq(cv_pbjson_any_to_bytes(&cverse__rpc__create_request__descriptor, (const uint8_t *)"\x0a", 1, &bytes,
+                                        &len, err, sizeof err), CV_EINVAL);
 }
 
 /* ---------------------------------------------------------------------------------------------------
@@ -476,7 +485,7 @@ Test(gate_codec, errors)
 
 static void echo_handler(cv_object *o, const ProtobufCMessage *req, cv_reply *reply)
 {
-    (void)o, (void)req, (void)reply; /* never runs: the gate only reads descriptors */
+    (void)o, (void)req, (void)reply; /* never runs: the fake nodes only read descriptors */
 }
 
 static const struct cv_method echo_methods[] = {
@@ -512,7 +521,6 @@ struct world {
     bool n2_truth;            /* n2's subscribe answer is the true map */
     uv_timer_t beat;          /* the fake nodes' heartbeats */
     struct cv_config *cfg;
-    struct cv_gate_types *types;
     struct cv_gate *gate;
     int grpc_port, http_port;
     bool stopped;
@@ -547,7 +555,54 @@ static void fake_redirect(struct fake_node *n, struct cv_rpc_conn *conn, uint64_
         if (W.nodes[i].sub) fake_send_map(&W.nodes[i], W.nodes[i].sub, 0, true, W.truth, W.truth_index);
 }
 
-/* objects.call: answers CreateResponse{id = "<node>:<id>"} wrapped in a CallResponse. */
+/* The request bytes of a call, mapped from its form as an owner node does (node/incall.c); 0, or an
+ * answer sent (unknown type or method 404, a request that does not fit 400). *out malloc'ed or NULL. */
+static int fake_map(struct cv_rpc_conn *conn, uint64_t id, const Cverse__Rpc__CallRequest *c, uint8_t **out,
+                    size_t *len)
+{
+    char err[256];
+    int rv = 0;
+    const struct cv_method *m = &echo_methods[0];
+    *out = NULL;
+    if (strcmp(c->type, echo_type.name) != 0) {
+        rv = CV_ENOTFOUND;
+        snprintf(err, sizeof err, "unknown object type \"%s\"", c->type);
+    } else if (strcmp(c->method, m->name) != 0) {
+        rv = CV_ENOTFOUND;
+        snprintf(err, sizeof err, "object type \"%s\" has no method \"%s\"", c->type, c->method);
+    } else if (c->form == CVERSE__RPC__CALL_FORM__CALL_FORM_JSON) {
+        rv = cv_pbjson_json_text_to_bytes(m->request, c->request_json, strlen(c->request_json), out, len, err,
+                                          sizeof err);
+    } else if (c->form == CVERSE__RPC__CALL_FORM__CALL_FORM_ANY) {
+        rv = cv_pbjson_any_to_bytes(m->request, c->request.data, c->request.len, out, len, err, sizeof err);
+    }
+    if (rv) cv_rpc_respond(conn, id, rv, err, NULL, 0);
+    return rv;
+}
+
+/* A CallResponse of resp (of id) in the call's form, answered. */
+static void fake_answer(struct cv_rpc_conn *conn, uint64_t id, const Cverse__Rpc__CallRequest *c, const char *resp_id)
+{
+    Cverse__Rpc__CreateResponse resp = CVERSE__RPC__CREATE_RESPONSE__INIT;
+    resp.id = (char *)resp_id;
+    uint8_t inner[256], outer[600];
+    char err[256], *json = NULL;
+    Cverse__Rpc__CallResponse cr = CVERSE__RPC__CALL_RESPONSE__INIT;
+    cr.response.data = inner;
+    cr.response.len = cverse__rpc__create_response__pack(&resp, inner);
+    if (c->form == CVERSE__RPC__CALL_FORM__CALL_FORM_ANY) cr.response_type = (char *)resp.base.descriptor->name;
+    if (c->form == CVERSE__RPC__CALL_FORM__CALL_FORM_JSON) {
+        cr_assert_eq(cv_pbjson_bytes_to_json_text(resp.base.descriptor, inner, cr.response.len,
+                                                  c->compact ? 0 : CV_PBJSON_EMIT_DEFAULTS, &json, err, sizeof err),
+                     0);
+        cr.response_json = json;
+        cr.response.len = 0;
+    }
+    cv_rpc_respond(conn, id, 0, NULL, outer, cverse__rpc__call_response__pack(&cr, outer));
+    free(json);
+}
+
+/* objects.call: answers CreateResponse{id = "<node>:<id>:<request id>"} in the call's form. */
 static void fake_call(struct fake_node *n, struct cv_rpc_conn *conn, uint64_t id, const uint8_t *body, size_t len)
 {
     Cverse__Rpc__CallRequest *c = cverse__rpc__call_request__unpack(NULL, len, body);
@@ -555,26 +610,27 @@ static void fake_call(struct fake_node *n, struct cv_rpc_conn *conn, uint64_t id
         cv_rpc_respond(conn, id, CV_EPROTO, "bad CallRequest", NULL, 0);
         return;
     }
+    uint8_t *mapped;
+    size_t mlen = 0;
     struct cv_placement p;
     cv_placement_parse(c->id, SHARDS, &p);
-    if (strcmp(W.truth[p.shard], n->id) != 0) {
+    if (fake_map(conn, id, c, &mapped, &mlen)) {
+        /* answered */
+    } else if (strcmp(W.truth[p.shard], n->id) != 0) {
         fake_redirect(n, conn, id, p.shard);
     } else if (!strcmp(c->id, "missing")) {
         cv_rpc_respond(conn, id, CV_ENOTFOUND, "object not found", NULL, 0);
     } else {
-        Cverse__Rpc__CreateRequest *in = cverse__rpc__create_request__unpack(NULL, c->request.len, c->request.data);
+        const uint8_t *req = mapped ? mapped : c->request.data;
+        Cverse__Rpc__CreateRequest *in = cverse__rpc__create_request__unpack(NULL, mapped ? mlen : c->request.len,
+                                                                             req ? req : (const uint8_t *)"");
         char out_id[160];
         snprintf(out_id, sizeof out_id, "%s:%s:%s", n->id, c->id, in ? in->id : "?");
         if (in) cverse__rpc__create_request__free_unpacked(in, NULL);
-        Cverse__Rpc__CreateResponse resp = CVERSE__RPC__CREATE_RESPONSE__INIT;
-        resp.id = out_id;
-        uint8_t inner[256], outer[300];
-        Cverse__Rpc__CallResponse cr = CVERSE__RPC__CALL_RESPONSE__INIT;
-        cr.response.data = inner;
-        cr.response.len = cverse__rpc__create_response__pack(&resp, inner);
-        cv_rpc_respond(conn, id, 0, NULL, outer, cverse__rpc__call_response__pack(&cr, outer));
+        fake_answer(conn, id, c, out_id);
         n->calls++;
     }
+    free(mapped);
     cverse__rpc__call_request__free_unpacked(c, NULL);
 }
 
@@ -602,7 +658,10 @@ static void fake_on_request(void *data, struct cv_rpc_conn *conn, uint64_t id, c
         Cverse__Rpc__CreateResponse r = CVERSE__RPC__CREATE_RESPONSE__INIT;
         r.id = c ? c->id : "";
         uint8_t buf[256];
-        cv_rpc_respond(conn, id, 0, NULL, buf, cverse__rpc__create_response__pack(&r, buf));
+        if (c && strcmp(c->type, echo_type.name) != 0) /* the node knows the types: a gate has none */
+            cv_rpc_respond(conn, id, CV_ENOTFOUND, "unknown object type", NULL, 0);
+        else
+            cv_rpc_respond(conn, id, 0, NULL, buf, cverse__rpc__create_response__pack(&r, buf));
         if (c) cverse__rpc__create_request__free_unpacked(c, NULL);
     } else if (!strcmp(method, "objects.delete")) {
         Cverse__Rpc__DeleteResponse r = CVERSE__RPC__DELETE_RESPONSE__INIT;
@@ -701,9 +760,7 @@ static void world_start_ex(const char *const *truth, uint64_t truth_index, const
                            uint64_t sub_index, bool refuse_subscribe_n1)
 {
     world_fakes(truth, truth_index, sub_owners, sub_index, refuse_subscribe_n1);
-    cr_assert_eq(cv_gate_types_new(&W.types), 0);
-    cr_assert_eq(cv_gate_types_add(W.types, &echo_type), 0);
-    struct cv_gate_opts o = {.loop = &W.loop, .cfg = W.cfg, .gate_id = "gate-1", .types = W.types,
+    struct cv_gate_opts o = {.loop = &W.loop, .cfg = W.cfg, .gate_id = "gate-1",
                              .grpc_addr = "127.0.0.1:0", .http_addr = "127.0.0.1:0", .drain_ms = 8000,
                              .on_stopped = world_stopped};
     cr_assert_eq(cv_gate_start(&o, &W.gate), 0);
@@ -729,7 +786,6 @@ static void world_stop(void)
     pthread_join(W.thread, NULL);
     cr_assert(W.stopped, "the gate ran its on_stopped callback");
     cr_assert_eq(uv_loop_close(&W.loop), 0, "every handle closed");
-    cv_gate_types_free(W.types);
     cv_config_free(W.cfg);
     pthread_mutex_destroy(&W.mu);
 }
@@ -1216,10 +1272,39 @@ Test(gate_live, native_call_create_delete_status)
     cverse__rpc__call_response__free_unpacked(cr, NULL);
     cverse__rpc__frame__free_unpacked(f, NULL);
 
+    /* Form ANY: the Any's bytes go through the gate; the node names the response's type. */
+    uint8_t *any;
+    size_t alen;
+    in.id = "a";
+    cr_assert_eq(cv_pbjson_any_pack(&in.base, &any, &alen), 0);
+    c.form = CVERSE__RPC__CALL_FORM__CALL_FORM_ANY;
+    c.request.data = any;
+    c.request.len = alen;
+    f = native_call(fd, 8, "gate.call", &c.base, 0);
+    free(any);
+    cr_assert_eq(f->status, 0, "%s", f->error);
+    cr = cverse__rpc__call_response__unpack(NULL, f->body.len, f->body.data);
+    cr_assert_str_eq(cr->response_type, "cverse.rpc.CreateResponse");
+    out = cverse__rpc__create_response__unpack(NULL, cr->response.len, cr->response.data);
+    cr_assert_str_eq(out->id, "n1:shard#0/e:a");
+    cverse__rpc__create_response__free_unpacked(out, NULL);
+    cverse__rpc__call_response__free_unpacked(cr, NULL);
+    cverse__rpc__frame__free_unpacked(f, NULL);
+    c.form = CVERSE__RPC__CALL_FORM__CALL_FORM_BYTES;
+    c.request.data = ib;
+    c.request.len = cverse__rpc__create_request__pack(&in, ib);
+
     c.method = "Nope";
     f = native_call(fd, 3, "gate.call", &c.base, 0);
     cr_assert_eq(f->status, CV_ENOTFOUND);
     cr_assert(strstr(f->error, "Nope") != NULL);
+    cverse__rpc__frame__free_unpacked(f, NULL);
+
+    /* A type only the nodes know: the gate forwards it, the owner's 404 comes back. */
+    c.type = "Other";
+    f = native_call(fd, 9, "gate.call", &c.base, 0);
+    cr_assert_eq(f->status, CV_ENOTFOUND);
+    cr_assert_str_eq(f->error, "unknown object type \"Other\"");
     cverse__rpc__frame__free_unpacked(f, NULL);
 
     Cverse__Rpc__CreateRequest cq = CVERSE__RPC__CREATE_REQUEST__INIT;
