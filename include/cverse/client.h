@@ -7,6 +7,8 @@
 
 #include <protobuf-c/protobuf-c.h>
 
+#include <cverse/error.h>
+
 #include "rpc.pb-c.h" /* generated from proto/rpc.proto: Cverse__Rpc__StatusResponse */
 
 #ifdef __cplusplus
@@ -31,6 +33,8 @@ extern "C" {
  * and errlen > 0, a failing call writes a NUL-terminated message into err (truncated to errlen): the
  * peer's Frame.error for a remote error (cv_strerror of the code when the peer sent none), or a local
  * description ("cannot connect to 127.0.0.1:47101: Connection refused", "no response within 500 ms").
+ * An application error (CV_EAPP: the object's method refused the call with a code of its own, e.g.
+ * "INSUFFICIENT_FUNDS") writes its message into err; cv_client_app_error gives its code and details.
  * Local failures: CV_EUNAVAIL (cannot connect, connection lost), CV_ETIMEDOUT (deadline passed),
  * CV_EPROTO (undecodable or unexpected frame), CV_ETOOBIG, CV_EINVAL (bad argument), CV_ENOMEM.
  *
@@ -51,6 +55,10 @@ typedef struct cv_client cv_client;
 int cv_client_connect(const char *hostport, unsigned timeout_ms, cv_client **out);
 /* Closes the connection and frees c. NULL is allowed. */
 void cv_client_close(cv_client *c);
+/* After a call that failed with CV_EAPP: the application error (code, message, details_type and the packed
+ * details), owned by c and valid until the next call on c or cv_client_close. NULL after any other
+ * outcome (success, another error, no call yet). */
+const struct cv_app_error *cv_client_app_error(const cv_client *c);
 
 /* Generic request of any native method (e.g. "gate.status", or "objects.call" on a node). body may be
  * NULL when len is 0. On return *out is NULL or a malloc'ed buffer of *outlen bytes that the caller

@@ -2,6 +2,9 @@
 #ifndef CVERSE_ERROR_H
 #define CVERSE_ERROR_H
 
+#include <stddef.h>
+#include <stdint.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -10,7 +13,10 @@ extern "C" {
  * answer carries "Retry-After". Every error body any cverse process sends, native or HTTP, names one of
  * these; METHOD_NOT_ALLOWED .. HEADER_TOO_LARGE only come from HTTP servers themselves (never from a
  * CV_E* code). UNAUTHENTICATED / PERMISSION_DENIED: an endpoint behind a token (the inspector's
- * actions) without the right one / while no token is configured.
+ * actions) without the right one / while no token is configured. APPLICATION_ERROR: a business error an
+ * object's method answered with its own code (CV_EAPP); HTTP 422 "Unprocessable Content": the request
+ * was well-formed and reached the object, which refused it by its own rules (409 stays the cluster's
+ * "exists / state changed meanwhile", so a client can tell the two apart by status alone).
  * X(suffix, http, retry_after) */
 #define CV_STATUS_MAP(X)              \
     X(OK, 200, 0)                     \
@@ -27,7 +33,8 @@ extern "C" {
     X(URI_TOO_LONG, 414, 0)           \
     X(HEADER_TOO_LARGE, 431, 0)       \
     X(UNAUTHENTICATED, 401, 0)        \
-    X(PERMISSION_DENIED, 403, 0)
+    X(PERMISSION_DENIED, 403, 0)      \
+    X(APPLICATION_ERROR, 422, 0)
 
 enum cv_status {
 #define CV__STATUS_ENUM(s, http, ra) CV_STATUS_##s,
@@ -42,7 +49,10 @@ enum cv_status {
  *   attempt is then unknown or known not to have happened).
  * reroute: a forwarder (a gate, or a node calling another node's object) routes the call again by itself,
  *   transparently, until the call's deadline: the call certainly did not run (wrong owner, connection
- *   down before sending, leadership changed before commit). */
+ *   down before sending, leadership changed before commit).
+ * CV_EAPP: the object's method refused the call with an application code of its own (cv_reply_app_error,
+ *   e.g. "INSUFFICIENT_FUNDS"); the code travels with the message (core/apperr.h). It ran: never retried
+ *   or rerouted by cverse. */
 #define CV_ERRNO_MAP(X)                                                                                         \
     X(CV_OK, 0, OK, 0, 0, "success")                                                                            \
     X(CV_ENOMEM, -1, INTERNAL, 0, 0, "out of memory")                                                           \
@@ -68,12 +78,24 @@ enum cv_status {
     X(CV_EAUTH, -21, UNAUTHENTICATED, 0, 0, "missing or wrong credentials")                                 \
     X(CV_EPERM, -22, PERMISSION_DENIED, 0, 0, "not permitted")                                             \
     X(CV_ESTATESIZE, -23, FAILED_PRECONDITION, 0, 0, "object state exceeds the size limit")                 \
-    X(CV_ECALLEXPIRED, -24, FAILED_PRECONDITION, 0, 0, "call id is older than the object's call-id window")
+    X(CV_ECALLEXPIRED, -24, FAILED_PRECONDITION, 0, 0, "call id is older than the object's call-id window") \
+    X(CV_EAPP, -25, APPLICATION_ERROR, 0, 0, "application error")
 
 enum cv_errno {
 #define CV__ERR_ENUM(name, value, status, retry, reroute, msg) name = value,
     CV_ERRNO_MAP(CV__ERR_ENUM)
 #undef CV__ERR_ENUM
+};
+
+/* An application error (CV_EAPP) as its receiver sees it. Every pointer is borrowed: valid as long as the
+ * function that handed it out says. */
+#define CV_APP_CODE_MAX 64 /* bytes of an application code: 1..64 of [A-Za-z0-9_.-] */
+struct cv_app_error {
+    const char *code;         /* e.g. "INSUFFICIENT_FUNDS" */
+    const char *message;      /* for humans, e.g. "balance 5, withdraw 10"; never NULL */
+    const char *details_type; /* full protobuf name of the details message ("wallet.Overdraft"), "" if none */
+    const uint8_t *details;   /* the packed details message; details_len 0 when none */
+    size_t details_len;
 };
 
 /* Static message for a CV_E* code; never NULL (unknown codes give "unknown error"). */

@@ -9,6 +9,8 @@
 
 #include <protobuf-c/protobuf-c.h>
 
+#include <cverse/error.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -29,6 +31,44 @@ typedef struct cv_registry cv_registry;
  *   - Entries run in arrival order. Different objects interleave freely.
  *   - Nothing blocks: a handler that waits must return and reply later. An object that calls itself
  *     (directly or through a cycle) and waits for that answer before replying deadlocks its mailbox. */
+
+/* ---- Methods: two forms.
+ *
+ * The service form (docs/objects.md teaches it): the type's methods are a `service` in its .proto, e.g.
+ *     service Wallet { rpc Deposit(DepositRequest) returns (BalanceReply); ... }
+ * protoc-c generates the service descriptor (method names, request and response messages) and a struct of
+ * typed handler pointers (Wallet__Wallet_Service) with its WALLET__WALLET__INIT(prefix_) initialiser.
+ * A handler is a function `prefix_<method in snake case>`:
+ *     static void wallet_deposit(Wallet__Wallet_Service *svc, const Wallet__DepositRequest *in,
+ *                                Wallet__BalanceReply_Closure done, void *call)
+ * `in` is the decoded request (valid until the call is answered); the handler answers, now or later,
+ * exactly once: done(&reply, call) (a NULL reply fails the call with CV_EINVAL), or cv_call_fail /
+ * cv_call_fail_app. `call` identifies the call: cv_call_object(call) is the object. A handler of the wrong
+ * request or response type does not compile (an incompatible pointer in the initialiser: an error with
+ * -Werror=incompatible-pointer-types, the default of GCC 14). The type names it with CV_SERVICE:
+ *     .service = CV_SERVICE(Wallet__Wallet_Service, WALLET__WALLET__INIT(wallet_)),
+ *     .writes = CV_WRITES("Deposit", "Withdraw"),
+ *
+ * The table form: `methods` (struct cv_method rows with untyped handlers), for generated code and
+ * existing modules. A type uses one form or the other. */
+
+/* A static service struct from protoc-c's initialiser (a file-scope compound literal: static storage). */
+#define CV_SERVICE(svc_struct_type, ...) (&((svc_struct_type)__VA_ARGS__).base)
+/* The names of the methods of a service-form type that write its state (CV_METHOD_WRITES). */
+#define CV_WRITES(...) ((const char *const[]){__VA_ARGS__, NULL})
+
+/* The object a service-form call is for (call: the handler's closure_data); valid as cv_object is. */
+cv_object *cv_call_object(void *call);
+/* cv_object_state(cv_call_object(call)). */
+void *cv_call_state(void *call);
+/* Fails the call with a cverse code (cv_reply_error). Answers the call: `call` is gone afterwards. */
+int cv_call_fail(void *call, int code, const char *msg);
+/* Fails the call with an application error (cv_reply_app_error): code e.g. "INSUFFICIENT_FUNDS", the
+ * message printf-formatted (cut at 1023 bytes). Answers the call. */
+int cv_call_fail_app(void *call, const char *code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* The same with structured details (a protobuf message, packed now; NULL: none). */
+int cv_call_fail_app_details(void *call, const char *code, const ProtobufCMessage *details, const char *fmt,
+                             ...) __attribute__((format(printf, 4, 5)));
 
 /* A method answers through `reply`, now or later, exactly once. `req` is decoded with the method's
  * request descriptor and stays valid until the reply was sent. */
@@ -77,6 +117,7 @@ struct cv_object_type {
     int (*activated)(cv_object *o);
     void (*deactivated)(cv_object *o);
     void (*destroyed)(cv_object *o);
+    /* The table form: methods and their count (NULL, 0 with a service). */
     const struct cv_method *methods;
     size_t n_methods;
     /* Durable state (optional). state_message: the state is a protobuf-c message of this type, allocated
@@ -91,12 +132,18 @@ struct cv_object_type {
     /* A durable reminder of the object fell due (cv_object_reminder_set): runs in the object's turn, on
      * whichever node owns it (activating it). due_ms: the due time it fires for (wall clock ms). */
     void (*reminder)(cv_object *o, const char *name, uint64_t due_ms);
+    /* The service form: protoc-c's service struct with the handlers (CV_SERVICE), one per method of its
+     * descriptor, none NULL; and the names of the methods that write (CV_WRITES; NULL: none). */
+    const ProtobufCService *service;
+    const char *const *writes;
 };
 
 /* Registers a type. CV_EINVAL if the description is incomplete (no name, a method without name,
  * descriptors or handler, duplicate method names, a persist policy without state_message or out of range,
- * a state_size that is not state_message's) or the runtime already started; CV_EEXIST if a type
- * of that name exists; CV_ENOMEM. */
+ * a state_size that is not state_message's; a service with a NULL handler or together with `methods`, a
+ * `writes` name the service does not have) or the runtime already started; CV_EEXIST if a type
+ * of that name exists; CV_ENOMEM. A service-form type is kept as a copy with its method table built
+ * from the service descriptor (owned by the registry); a table-form type by its pointer. */
 int cv_register_type(cv_registry *reg, const struct cv_object_type *t);
 
 /* Module convention: a shared object loaded with dlopen() exports
@@ -115,6 +162,12 @@ int cv_reply_ok(cv_reply *r, const ProtobufCMessage *resp);
 /* Answers the current call with an error: code is a negative CV_E* (anything else is sent as
  * CV_EINVAL), msg an optional detail (copied; NULL gives cv_strerror(code)). Consumes the handle. */
 int cv_reply_error(cv_reply *r, int code, const char *msg);
+/* Answers the current call with an application error (CV_EAPP, HTTP 422, never retried): code is the
+ * application's own (1..CV_APP_CODE_MAX bytes of [A-Za-z0-9_.-], e.g. "INSUFFICIENT_FUNDS"), msg for
+ * humans (copied; NULL: ""), details an optional protobuf message (packed now; NULL: none) that callers
+ * receive with its full type name. Returns 0; CV_EINVAL for an invalid code (the call then fails with
+ * CV_EINVAL). A reliable call records it like any answer. Consumes the handle. */
+int cv_reply_app_error(cv_reply *r, const char *code, const char *msg, const ProtobufCMessage *details);
 
 /* Accessors; the strings live as long as the object. */
 /* The type's state_message (loaded from the catalog when persisted), else state_size zeroed bytes; NULL
@@ -161,6 +214,9 @@ int cv_object_reminder_clear(cv_object *o, const char *name);
  * async handler can reply from it); `caller` stays valid until it returned, even if it deactivated. */
 typedef void (*cv_object_call_cb)(cv_object *caller, void *data, int status, const char *error,
                                   const ProtobufCMessage *resp);
+/* Inside a cv_object_call callback with status CV_EAPP: the application error (code, message, details);
+ * valid until the callback returns. NULL anywhere else. */
+const struct cv_app_error *cv_object_call_app_error(const cv_object *caller);
 /* Calls method of object (type, id) on behalf of object o. req is packed before return; it must be of
  * the method's request type (the same descriptor or the same full message name: a module carries its
  * own copy of shared generated code). Objects on other nodes are reached through the hosting node

@@ -7,8 +7,8 @@
  * Failure modes, each with its own exit code: bad usage (unknown command or flag, missing or extra
  * argument, invalid value) prints one line naming the problem and a usage hint on stderr and exits 2;
  * no connection to the gate prints why and how to start one, exit 3; a call the cluster answered with
- * an error (or that timed out, or whose connection broke) prints "cverse: CODE: message" and a hint,
- * exit 1. --help output goes to stdout and exits 0.
+ * an error (or that timed out, or whose connection broke) prints "cverse: CODE: message" and a hint
+ * where one is true, exit 1; an application error of the object prints its own code and message only. --help output goes to stdout and exits 0.
  * The node commands (drain) POST to a node's HTTP API instead (--node-http, else $CVERSE_NODE_HTTP, else
  * localhost:48001); any node will do, it proposes to the raft leader. Exit 3 when it cannot connect. */
 #include <errno.h>
@@ -63,8 +63,8 @@ static int cmd_drain(const struct command *cmd, int argc, char **argv);
     "                    " DEFAULT_GATE " (numeric host or localhost)\n"                             \
     "  --timeout MS      how long to wait for the answer, 1..3600000 (default 30000)\n"
 #define EXIT_CODES_HELP                                                                             \
-    "Exit codes: 0 ok, 1 the call failed (the error and a hint go to stderr), 2 usage error,\n"     \
-    "3 cannot connect to the gate.\n"
+    "Exit codes: 0 ok, 1 the call failed (the error, and a hint where one helps, go to stderr),\n"    \
+    "2 usage error, 3 cannot connect to the gate.\n"
 
 static const struct command commands[] = {
     {"call", "[--gate HOST:PORT] [--timeout MS] [--json] [--call-id ID] TYPE ID METHOD ['{JSON}']",
@@ -415,22 +415,31 @@ static int connect_gate(const struct gate_opts *o, cv_client **c)
 }
 
 /* The code names the gate's HTTP API uses ({"code":...}), so both front ends say the same thing. */
-/* What to do about err, for a human. */
+/* What to do about err, for a human; NULL when nothing useful and true can be said. */
 static const char *code_hint(const struct command *cmd, int err)
 {
     int is_call = strcmp(cmd->name, "call") == 0;
     switch (err) {
     case CV_EINVAL:
     case CV_EPROTO:
-        return is_call ? "check the request JSON: field names and value types must match the method's\n"
-                         "      request message (proto3 JSON, int64 as \"123\")."
+    case CV_ERANGE:
+        return is_call ? "the gate or the object found the request invalid (the message says why). A request\n"
+                         "      is proto3 JSON of the method's request message (field names as in the .proto,\n"
+                         "      int64 as \"123\")."
                        : "check TYPE and ID.";
-    case CV_ETOOBIG: return "the request is too large (16 MiB at most).";
+    case CV_ETOOBIG: return "the request or its answer is too large (16 MiB at most).";
     case CV_ENOTFOUND:
-        return is_call ? "check TYPE and METHOD (case matters); a new ID of a known TYPE is created by\n"
-                         "      its first call."
-                       : "is TYPE registered on the nodes (built in, or loaded with --module)?";
-    case CV_EEXIST: return "the id is taken; pick another one.";
+        return is_call ? "TYPE and METHOD must be registered on the nodes (case matters); a new ID is created by\n"
+                         "      its first call (or 'cverse create TYPE ID'); an ID that exists with another type\n"
+                         "      is not found under this one."
+                       : "is TYPE registered on the nodes (built in, or loaded with --module)? An id NODE/x\n"
+                         "      needs a node of that name in the config.";
+    case CV_EEXIST: return "the id exists with another type (ids are unique across types); pick another one.";
+    case CV_ECONFLICT: return "the id is in use by another type, or the object changed meanwhile; check TYPE and ID.";
+    case CV_ESTATESIZE: return "the call would make the object's state larger than the cluster allows; it was not applied.";
+    case CV_ECALLEXPIRED:
+        return "the call id is older than the object's call-id window: check the object's state before\n"
+               "      calling again with a new --call-id.";
     case CV_EBUSY: return "the object is overloaded (its mailbox is full); retry in a second.";
     case CV_ETIMEDOUT:
         return "no answer in time; retry, or allow more with --timeout MS. The operation may still have\n"
@@ -440,13 +449,26 @@ static const char *code_hint(const struct command *cmd, int err)
         if (cv_err_retryable(err))
             return "the cluster cannot serve this right now (nodes down, shards unassigned or moving);\n"
                    "      retry, check 'cverse status', or start a cluster with cluster/run-cluster.sh.";
-        return "this looks like a bug; see gate.log and node.log in the cluster's run directory.";
+        if (cv_err_code(err) == CV_STATUS_INTERNAL)
+            return "this looks like a bug; see gate.log and node.log in the cluster's run directory.";
+        return NULL;
     }
 }
 
 static int call_failed(const struct command *cmd, int err, const char *msg)
 {
-    fprintf(stderr, "cverse: %s: %s\nhint: %s\n", cv_err_status(err), msg, code_hint(cmd, err));
+    const char *hint = code_hint(cmd, err);
+    fprintf(stderr, "cverse: %s: %s\n", cv_err_status(err), msg);
+    if (hint) fprintf(stderr, "hint: %s\n", hint);
+    return EXIT_FAILED;
+}
+
+/* An application error: the object refused the call by its own rules; its code and message are all
+ * there is to say (no hint: nothing is wrong with the cluster or the command). */
+static int app_failed(const cv_client *c, const char *msg)
+{
+    const struct cv_app_error *e = cv_client_app_error(c);
+    fprintf(stderr, "cverse: %s: %s\n", e ? e->code : cv_err_status(CV_EAPP), msg);
     return EXIT_FAILED;
 }
 
@@ -551,8 +573,10 @@ static int cmd_call(const struct command *cmd, int argc, char **argv)
     if ((rv = connect_gate(&o, &c)) != 0) return rv;
     rv = cv_client_call_json_id(c, o.args[0], o.args[1], o.args[2], req, o.call_id, &resp, o.timeout_ms, err,
                                 sizeof err);
+    if (rv == CV_EAPP) rv = app_failed(c, err);
+    else if (rv) rv = call_failed(cmd, rv, err);
     cv_client_close(c);
-    if (rv) return call_failed(cmd, rv, err);
+    if (rv) return rv;
     json_t *check = json_loads(resp, JSON_DECODE_ANY, NULL);
     if (o.json || !check)
         puts(resp); /* verbatim: --json asked for it, or it is not JSON we could lay out */
@@ -884,7 +908,7 @@ static int node_opts_parse(const struct command *cmd, int argc, char **argv, str
     return 0;
 }
 
-/* The node's answer: {"index":N} on 200, else its error body {"code":..., "message":...}. */
+/* The node's answer: {"index":N} on 200, else its error body {"error":..., "code":...}. */
 static int drain_answer(const struct node_opts *o, int status, const char *body)
 {
     json_t *j = json_loads(body, 0, NULL);
@@ -897,11 +921,11 @@ static int drain_answer(const struct node_opts *o, int status, const char *body)
                (long long)index);
         return flush_stdout();
     }
-    const char *code = json_string_value(json_object_get(j, "code")), *msg = json_string_value(json_object_get(j, "message"));
+    const char *code = json_string_value(json_object_get(j, "code")), *msg = json_string_value(json_object_get(j, "error"));
     fprintf(stderr, "cverse: %s: %s\n", code ? code : "HTTP", msg ? msg : body);
-    if (code && strcmp(code, "NOT_FOUND") == 0)
+    if (code && strcmp(code, "NOT_FOUND") == 0) /* hints only where they are true */
         fprintf(stderr, "hint: is %s a node of the cluster's config? See 'cverse status'.\n", o->node);
-    else
+    else if (code && (strcmp(code, "UNAVAILABLE") == 0 || strcmp(code, "DEADLINE_EXCEEDED") == 0))
         fprintf(stderr, "hint: retry; 'cverse status' shows whether the cluster has a leader.\n");
     json_decref(j);
     return EXIT_FAILED;

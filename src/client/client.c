@@ -40,7 +40,39 @@ struct cv_client {
     unsigned connect_timeout_ms; /* also bounds redials */
     uint64_t next_id;            /* ids start at 1: 0 is what an uninitialised frame carries */
     struct cv_frame_reader rd;
+    /* The last call's application error (CV_EAPP), owned copies; app.code NULL after any other outcome. */
+    struct cv_app_error app;
+    char *app_strings; /* code, message, details_type (NUL-separated), then the details bytes */
 };
+
+static void client__app_clear(cv_client *c)
+{
+    free(c->app_strings);
+    c->app_strings = NULL;
+    c->app = (struct cv_app_error){0};
+}
+
+/* Keeps a CV_EAPP frame's code, message and details for cv_client_app_error. */
+static void client__app_keep(cv_client *c, const Cverse__Rpc__Frame *f)
+{
+    const char *s[3] = {f->app_code ? f->app_code : "", f->error ? f->error : "",
+                        f->app_details_type ? f->app_details_type : ""};
+    size_t n[3] = {strlen(s[0]) + 1, strlen(s[1]) + 1, strlen(s[2]) + 1};
+    char *p = malloc(n[0] + n[1] + n[2] + f->app_details.len);
+    if (!p) return; /* the error's code and message are still returned */
+    memcpy(p, s[0], n[0]);
+    memcpy(p + n[0], s[1], n[1]);
+    memcpy(p + n[0] + n[1], s[2], n[2]);
+    uint8_t *d = (uint8_t *)p + n[0] + n[1] + n[2];
+    if (f->app_details.len) memcpy(d, f->app_details.data, f->app_details.len);
+    c->app_strings = p;
+    c->app = (struct cv_app_error){p, p + n[0], p + n[0] + n[1], f->app_details.len ? d : NULL, f->app_details.len};
+}
+
+const struct cv_app_error *cv_client_app_error(const cv_client *c)
+{
+    return c && c->app.code ? &c->app : NULL;
+}
 
 static uint64_t client__now_ms(void)
 {
@@ -222,6 +254,7 @@ static int client__roundtrip(cv_client *c, const char *method, const void *body,
                              unsigned deadline_ms, Cverse__Rpc__Frame **rf, char *err, size_t errlen)
 {
     *rf = NULL;
+    client__app_clear(c);
     if (!method || (len && !body)) return client__fail(err, errlen, CV_EINVAL, "invalid argument");
     /* Wait a grace period past the deadline we send, so the peer's own verdict can still arrive. */
     unsigned ms = deadline_ms == 0                          ? 0
@@ -262,6 +295,7 @@ static int client__roundtrip(cv_client *c, const char *method, const void *body,
         const char *msg = (*rf)->error && *(*rf)->error ? (*rf)->error : cv_strerror(status);
         client__fail(err, errlen, status, "%s", msg);
     }
+    if (status == CV_EAPP) client__app_keep(c, *rf);
     return status;
 }
 
@@ -299,6 +333,7 @@ void cv_client_close(cv_client *c)
     if (!c) return;
     if (c->fd >= 0) close(c->fd);
     cv_frame_reader_free(&c->rd);
+    client__app_clear(c);
     free(c);
 }
 

@@ -13,6 +13,9 @@
  * cv_object_create answers CV_EUNAVAIL, so the NodeMonitor creates nothing, and the cluster totals are 0.
  * A timer that cannot start fails the activation with its code.
  *
+ * Every type's methods are a `service` of proto/sharding_demo.proto with typed handlers (the SDK's service
+ * form: CV_SERVICE with protoc-c's generated initialiser, CV_WRITES for the methods that write).
+ *
  * Only the public SDK (cverse/object.h) and core/hash.c are used, so this file also builds as the
  * loadable module cverse-demo.so (CV_DEMO_MODULE adds cverse_module_init). */
 #include "demo/demo.h"
@@ -159,34 +162,29 @@ static int counter_created(cv_object *o)
     return 0;
 }
 
-static void counter_increment(cv_object *o, const ProtobufCMessage *req, cv_reply *r)
+static void counter_increment(ShardingDemo__SimpleCounter_Service *svc, const ShardingDemo__IncrementRequest *in,
+                              ShardingDemo__IncrementResponse_Closure done, void *call)
 {
-    ShardingDemo__SimpleCounterData *c = cv_object_state(o);
+    ShardingDemo__SimpleCounterData *c = cv_call_state(call);
     ShardingDemo__IncrementResponse resp = SHARDING_DEMO__INCREMENT_RESPONSE__INIT;
     resp.value = ++c->value;
-    cv_reply_ok(r, &resp.base);
+    done(&resp, call);
 }
 
-static void counter_get_value(cv_object *o, const ProtobufCMessage *req, cv_reply *r)
+static void counter_get_value(ShardingDemo__SimpleCounter_Service *svc, const ShardingDemo__GetValueRequest *in,
+                              ShardingDemo__GetValueResponse_Closure done, void *call)
 {
-    ShardingDemo__SimpleCounterData *c = cv_object_state(o);
+    ShardingDemo__SimpleCounterData *c = cv_call_state(call);
     ShardingDemo__GetValueResponse resp = SHARDING_DEMO__GET_VALUE_RESPONSE__INIT;
     resp.value = c->value;
-    cv_reply_ok(r, &resp.base);
+    done(&resp, call);
 }
-
-static const struct cv_method counter_methods[] = {
-    {"Increment", &sharding_demo__increment_request__descriptor,
-     &sharding_demo__increment_response__descriptor, counter_increment, CV_METHOD_WRITES},
-    {"GetValue", &sharding_demo__get_value_request__descriptor, &sharding_demo__get_value_response__descriptor,
-     counter_get_value, 0},
-};
 
 static const struct cv_object_type counter_type = {
     .name = "SimpleCounter",
     .created = counter_created,
-    .methods = counter_methods,
-    .n_methods = sizeof counter_methods / sizeof counter_methods[0],
+    .service = CV_SERVICE(ShardingDemo__SimpleCounter_Service, SHARDING_DEMO__SIMPLE_COUNTER__INIT(counter_)),
+    .writes = CV_WRITES("Increment"),
     .state_message = &sharding_demo__simple_counter_data__descriptor,
     .persist = CV_PERSIST_ON_WRITE,
 };
@@ -219,16 +217,18 @@ static int shard_monitor_activated(cv_object *o)
 }
 
 /* Kept for Goverse compatibility, and ignored: GetStats reports the live count, which cannot go stale. */
-static void shard_monitor_update(cv_object *o, const ProtobufCMessage *req, cv_reply *r)
+static void shard_monitor_update_object_count(ShardingDemo__ShardMonitor_Service *svc,
+                                             const ShardingDemo__UpdateObjectCountRequest *in,
+                                             ShardingDemo__UpdateObjectCountResponse_Closure done, void *call)
 {
-    (void)o;
-    (void)req;
     ShardingDemo__UpdateObjectCountResponse resp = SHARDING_DEMO__UPDATE_OBJECT_COUNT_RESPONSE__INIT;
-    cv_reply_ok(r, &resp.base);
+    done(&resp, call);
 }
 
-static void shard_monitor_stats(cv_object *o, const ProtobufCMessage *req, cv_reply *r)
+static void shard_monitor_get_stats(ShardingDemo__ShardMonitor_Service *svc, const ShardingDemo__GetStatsRequest *in,
+                                    ShardingDemo__GetStatsResponse_Closure done, void *call)
 {
+    cv_object *o = cv_call_object(call);
     struct shard_monitor *s = cv_object_state(o);
     ShardingDemo__GetStatsResponse resp = SHARDING_DEMO__GET_STATS_RESPONSE__INIT;
     resp.shard_id = s->shard_id;
@@ -236,23 +236,15 @@ static void shard_monitor_stats(cv_object *o, const ProtobufCMessage *req, cv_re
         size_t n = cv_object_shard_object_count(o, (uint32_t)s->shard_id);
         resp.object_count = n > INT32_MAX ? INT32_MAX : (int32_t)n;
     }
-    cv_reply_ok(r, &resp.base);
+    done(&resp, call);
 }
-
-static const struct cv_method shard_monitor_methods[] = {
-    {"UpdateObjectCount", &sharding_demo__update_object_count_request__descriptor,
-     &sharding_demo__update_object_count_response__descriptor, shard_monitor_update},
-    {"GetStats", &sharding_demo__get_stats_request__descriptor, &sharding_demo__get_stats_response__descriptor,
-     shard_monitor_stats},
-};
 
 static const struct cv_object_type shard_monitor_type = {
     .name = "ShardMonitor",
     .state_size = sizeof(struct shard_monitor),
     .created = shard_monitor_created,
     .activated = shard_monitor_activated,
-    .methods = shard_monitor_methods,
-    .n_methods = sizeof shard_monitor_methods / sizeof shard_monitor_methods[0],
+    .service = CV_SERVICE(ShardingDemo__ShardMonitor_Service, SHARDING_DEMO__SHARD_MONITOR__INIT(shard_monitor_)),
 };
 
 /* ---- NodeMonitor ---- */
@@ -321,28 +313,24 @@ static int node_monitor_activated(cv_object *o)
     return cv_object_timer_start(o, first, every, node_monitor_scan, NULL, NULL);
 }
 
-static void node_monitor_stats(cv_object *o, const ProtobufCMessage *req, cv_reply *r)
+static void node_monitor_get_stats(ShardingDemo__NodeMonitor_Service *svc, const ShardingDemo__GetNodeStatsRequest *in,
+                                   ShardingDemo__GetNodeStatsResponse_Closure done, void *call)
 {
+    cv_object *o = cv_call_object(call);
     char status[256];
     snprintf(status, sizeof status, "node %s: %zu objects, %u shards", cv_object_node_id(o),
              cv_object_node_object_count(o), (unsigned)cv_object_node_shard_count(o));
     ShardingDemo__GetNodeStatsResponse resp = SHARDING_DEMO__GET_NODE_STATS_RESPONSE__INIT;
     resp.status = status;
-    cv_reply_ok(r, &resp.base);
+    done(&resp, call);
 }
-
-static const struct cv_method node_monitor_methods[] = {
-    {"GetStats", &sharding_demo__get_node_stats_request__descriptor,
-     &sharding_demo__get_node_stats_response__descriptor, node_monitor_stats},
-};
 
 static const struct cv_object_type node_monitor_type = {
     .name = "NodeMonitor",
     .state_size = sizeof(struct node_monitor),
     .created = node_monitor_created,
     .activated = node_monitor_activated,
-    .methods = node_monitor_methods,
-    .n_methods = sizeof node_monitor_methods / sizeof node_monitor_methods[0],
+    .service = CV_SERVICE(ShardingDemo__NodeMonitor_Service, SHARDING_DEMO__NODE_MONITOR__INIT(node_monitor_)),
 };
 
 /* ---- GlobalMonitor ---- */
@@ -383,28 +371,23 @@ static int global_monitor_activated(cv_object *o)
     return cv_object_timer_start(o, every, every, global_monitor_tick, NULL, NULL);
 }
 
-static void global_monitor_uptime(cv_object *o, const ProtobufCMessage *req, cv_reply *r)
+static void global_monitor_get_uptime(ShardingDemo__GlobalMonitor_Service *svc, const ShardingDemo__GetUptimeRequest *in,
+                                      ShardingDemo__GetUptimeResponse_Closure done, void *call)
 {
-    struct global_monitor *g = cv_object_state(o);
+    struct global_monitor *g = cv_call_state(call);
     char uptime[40];
     cv_demo_format_duration((int64_t)(mono_ns() - g->start_ns), uptime, sizeof uptime);
     ShardingDemo__GetUptimeResponse resp = SHARDING_DEMO__GET_UPTIME_RESPONSE__INIT;
     resp.uptime = uptime;
-    cv_reply_ok(r, &resp.base);
+    done(&resp, call);
 }
-
-static const struct cv_method global_monitor_methods[] = {
-    {"GetUptime", &sharding_demo__get_uptime_request__descriptor, &sharding_demo__get_uptime_response__descriptor,
-     global_monitor_uptime},
-};
 
 static const struct cv_object_type global_monitor_type = {
     .name = "GlobalMonitor",
     .state_size = sizeof(struct global_monitor),
     .created = global_monitor_created,
     .activated = global_monitor_activated,
-    .methods = global_monitor_methods,
-    .n_methods = sizeof global_monitor_methods / sizeof global_monitor_methods[0],
+    .service = CV_SERVICE(ShardingDemo__GlobalMonitor_Service, SHARDING_DEMO__GLOBAL_MONITOR__INIT(global_monitor_)),
 };
 
 /* ---- Alarm: durable reminders ---- */
@@ -413,32 +396,34 @@ static const struct cv_object_type global_monitor_type = {
  * time it fired for to the state (so a test sees every firing, once per due time) and logs a line. */
 #define ALARM_KEEP 1000
 
-static void alarm_set(cv_object *o, const ProtobufCMessage *req, cv_reply *r)
+static void alarm_set(ShardingDemo__Alarm_Service *svc, const ShardingDemo__SetAlarmRequest *in,
+                      ShardingDemo__SetAlarmResponse_Closure done, void *call)
 {
-    const ShardingDemo__SetAlarmRequest *q = (const ShardingDemo__SetAlarmRequest *)req;
-    int rv = cv_object_reminder_set(o, q->name, q->due_in_ms, q->period_ms);
+    int rv = cv_object_reminder_set(cv_call_object(call), in->name, in->due_in_ms, in->period_ms);
     if (rv) {
-        cv_reply_error(r, rv, NULL);
+        cv_call_fail(call, rv, NULL);
         return;
     }
     ShardingDemo__SetAlarmResponse resp = SHARDING_DEMO__SET_ALARM_RESPONSE__INIT;
-    cv_reply_ok(r, &resp.base);
+    done(&resp, call);
 }
 
-static void alarm_clear(cv_object *o, const ProtobufCMessage *req, cv_reply *r)
+static void alarm_clear(ShardingDemo__Alarm_Service *svc, const ShardingDemo__ClearAlarmRequest *in,
+                        ShardingDemo__ClearAlarmResponse_Closure done, void *call)
 {
     ShardingDemo__ClearAlarmResponse resp = SHARDING_DEMO__CLEAR_ALARM_RESPONSE__INIT;
-    resp.cleared = cv_object_reminder_clear(o, ((const ShardingDemo__ClearAlarmRequest *)req)->name) == 0;
-    cv_reply_ok(r, &resp.base);
+    resp.cleared = cv_object_reminder_clear(cv_call_object(call), in->name) == 0;
+    done(&resp, call);
 }
 
-static void alarm_get(cv_object *o, const ProtobufCMessage *req, cv_reply *r)
+static void alarm_get(ShardingDemo__Alarm_Service *svc, const ShardingDemo__GetAlarmsRequest *in,
+                      ShardingDemo__GetAlarmsResponse_Closure done, void *call)
 {
-    ShardingDemo__AlarmData *a = cv_object_state(o);
+    ShardingDemo__AlarmData *a = cv_call_state(call);
     ShardingDemo__GetAlarmsResponse resp = SHARDING_DEMO__GET_ALARMS_RESPONSE__INIT;
     resp.fired = a->fired;
     resp.n_fired = a->n_fired;
-    cv_reply_ok(r, &resp.base);
+    done(&resp, call);
 }
 
 static void alarm_reminder(cv_object *o, const char *name, uint64_t due_ms)
@@ -457,19 +442,10 @@ static void alarm_reminder(cv_object *o, const char *name, uint64_t due_ms)
                   (unsigned long long)due_ms);
 }
 
-static const struct cv_method alarm_methods[] = {
-    {"Set", &sharding_demo__set_alarm_request__descriptor, &sharding_demo__set_alarm_response__descriptor, alarm_set,
-     CV_METHOD_WRITES},
-    {"Clear", &sharding_demo__clear_alarm_request__descriptor, &sharding_demo__clear_alarm_response__descriptor,
-     alarm_clear, CV_METHOD_WRITES},
-    {"Get", &sharding_demo__get_alarms_request__descriptor, &sharding_demo__get_alarms_response__descriptor,
-     alarm_get, 0},
-};
-
 static const struct cv_object_type alarm_type = {
     .name = "Alarm",
-    .methods = alarm_methods,
-    .n_methods = sizeof alarm_methods / sizeof alarm_methods[0],
+    .service = CV_SERVICE(ShardingDemo__Alarm_Service, SHARDING_DEMO__ALARM__INIT(alarm_)),
+    .writes = CV_WRITES("Set", "Clear"),
     .state_message = &sharding_demo__alarm_data__descriptor,
     .persist = CV_PERSIST_ON_WRITE,
     .reminder = alarm_reminder,

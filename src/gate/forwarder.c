@@ -237,7 +237,8 @@ static void fwd__finish(struct fwd *f, int status, const char *error, const uint
     uv_timer_stop(&f->timer);
     fwd__move(f, CV_FWD_DONE);
     if (status != 0 && !error) error = cv_strerror(status);
-    f->cb(f->data, status, error, status == 0 && body ? body : (const uint8_t *)"", status == 0 ? len : 0);
+    bool body_too = (status == 0 || status == CV_EAPP) && body; /* CV_EAPP: the packed application error */
+    f->cb(f->data, status, error, body_too ? body : (const uint8_t *)"", body_too ? len : 0);
     uv_close((uv_handle_t *)&f->timer, fwd__closed);
 }
 

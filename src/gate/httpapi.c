@@ -11,7 +11,10 @@
  * the code (cv_err_code, answered by cv_http_respond_error): bad JSON/base64/arguments 400 (from the
  * gate; JSON or an Any that does not fit the method's message: from the node), unknown type/method/object
  * 404 (from the node), overload 429 and unavailable 503 (both with Retry-After), deadline
- * 504. Oversized bodies get 413 from the HTTP server before this code
+ * 504. An application error an object answered (CV_EAPP) is 422 with the same two fields ("code" is
+ * APPLICATION_ERROR) plus "app_code" and, when it has details, "details": {"@type": "type.googleapis.com/
+ * <full name>", "value": "<base64 of the packed message>"} (docs/protocol.md). Oversized bodies get 413
+ * from the HTTP server before this code
  * runs; OPTIONS preflights are answered there too (CORS). Unknown paths 404, wrong methods 405. */
 #include "gate/httpapi.h"
 
@@ -22,8 +25,10 @@
 #include <string.h>
 
 #include "cverse/object.h"
+#include "core/apperr.h"
 #include "cverse/error.h"
 #include "gate/metrics.h"
+#include "pbjson/any.h"
 #include "pbjson/pbjson.h"
 #include "rpc.pb-c.h"
 #include "util/log.h"
@@ -219,6 +224,24 @@ static void http__error(struct cv_http_exchange *x, int status, const char *msg)
     cv_http_respond_error(x, cv_err_code(status), msg ? msg : cv_strerror(status), NULL);
 }
 
+/* 422 for an application error: body is its packed code and details (core/apperr.h). */
+static void http__app_error(struct cv_http_exchange *x, const char *msg, const uint8_t *body, size_t len)
+{
+    struct cv_app_error e;
+    if (cv_apperr_parse(body, len, msg, &e) != 0) {
+        http__error(x, CV_EIO, "malformed application error from the node");
+        return;
+    }
+    json_t *j = json_pack("{s:s, s:s, s:s}", "error", e.message, "code", cv_err_status(CV_EAPP), "app_code", e.code);
+    char *b64 = NULL, url[300];
+    if (j && e.details_len && cv_pbjson_b64_encode(e.details, e.details_len, &b64, NULL) == 0) {
+        snprintf(url, sizeof url, "type.googleapis.com/%s", e.details_type);
+        json_object_set_new(j, "details", json_pack("{s:s, s:s}", "@type", url, "value", b64));
+    }
+    free(b64);
+    http__json(x, cv_err_http(CV_EAPP), j);
+}
+
 /* ---------------------------------------------------------------------------------------------------
  * Object endpoints. */
 
@@ -291,7 +314,9 @@ static int http__call_answer(struct hreq *r, const uint8_t *body, size_t len)
 static void http__done(void *data, int status, const char *error, const uint8_t *body, size_t len)
 {
     struct hreq *r = data;
-    if (status) {
+    if (status == CV_EAPP) {
+        http__app_error(r->x, error, body, len);
+    } else if (status) {
         http__error(r->x, status, error);
     } else if (r->op == CV_GATE_CALL) {
         status = http__call_answer(r, body, len);

@@ -134,6 +134,8 @@ size_t cv_frame_size(const Cverse__Rpc__Frame *f)
     if (f->kind) n += 1 + frame__varint_len(frame__kind(f));
     if (f->status) n += 1 + frame__varint_len(frame__zigzag(f->status));
     if (f->deadline_ms) n += 1 + frame__varint_len(f->deadline_ms);
+    n += frame__lenfield(frame__slen(f->app_code)) + frame__lenfield(frame__slen(f->app_details_type)) +
+         frame__lenfield(f->app_details.len);
     return n;
 }
 
@@ -156,7 +158,10 @@ void cv_frame_pack(const Cverse__Rpc__Frame *f, size_t blen, uint8_t *dst)
     p = frame__put_bytes(p, 0x22, f->body.data, f->body.len);
     if (f->status) p = frame__varint((*p = 0x28, p + 1), frame__zigzag(f->status));
     p = frame__put_bytes(p, 0x32, f->error, frame__slen(f->error));
-    if (f->deadline_ms) frame__varint((*p = 0x38, p + 1), f->deadline_ms);
+    if (f->deadline_ms) p = frame__varint((*p = 0x38, p + 1), f->deadline_ms);
+    p = frame__put_bytes(p, 0x42, f->app_code, frame__slen(f->app_code));
+    p = frame__put_bytes(p, 0x4a, f->app_details_type, frame__slen(f->app_details_type));
+    frame__put_bytes(p, 0x52, f->app_details.data, f->app_details.len);
 }
 
 static size_t frame__varfield(uint64_t v)
@@ -262,17 +267,19 @@ static int frame__bytes_field(const struct frame__field *f, ProtobufCBinaryData 
 /* Decodes body[0, blen) into v->local without allocating; -1 for anything unusual (see frame__scan). */
 static int frame__view(struct cv_frame_view *v, const uint8_t *p, size_t blen)
 {
-    struct frame__field f[8];
+    struct frame__field f[11];
     size_t used = 0;
     uint64_t id, kind, status, deadline;
     Cverse__Rpc__Frame *fr = &v->local;
     *fr = (Cverse__Rpc__Frame)CVERSE__RPC__FRAME__INIT;
     char *sc = v->scratch;
     size_t cap = sizeof v->scratch;
-    if (frame__scan(p, blen, f, "x0022020") || frame__varint_field(&f[1], &id) ||
+    if (frame__scan(p, blen, f, "x0022020222") || frame__varint_field(&f[1], &id) ||
         frame__varint_field(&f[2], &kind) || frame__str(&f[3], sc, cap, &used, &fr->method) ||
         frame__bytes_field(&f[4], &fr->body) || frame__varint_field(&f[5], &status) ||
-        frame__str(&f[6], sc, cap, &used, &fr->error) || frame__varint_field(&f[7], &deadline))
+        frame__str(&f[6], sc, cap, &used, &fr->error) || frame__varint_field(&f[7], &deadline) ||
+        frame__str(&f[8], sc, cap, &used, &fr->app_code) || frame__str(&f[9], sc, cap, &used, &fr->app_details_type) ||
+        frame__bytes_field(&f[10], &fr->app_details))
         return -1;
     fr->id = id;
     fr->kind = (Cverse__Rpc__Kind)(int32_t)kind;

@@ -17,7 +17,8 @@
  * reconnect (every reconnect_ms; an attempt without an answer is abandoned after CV_TCP_CONNECT_MS, so a
  * healed partition is noticed at the next attempt, not at TCP's next SYN retransmission) until their
  * deadline (CV_ETIMEDOUT). Failures are reported from libuv callbacks only (the socket's close
- * callback), never from inside cv_rpc_call. Memory is freed only after every uv handle's close callback
+ * callback), never from inside cv_rpc_call. An application error (CV_EAPP) is a body in the API and
+ * Frame fields on the wire (core/apperr.h): a malformed one from a peer completes the call as CV_EPROTO. Memory is freed only after every uv handle's close callback
  * ran, then the user's close callback runs. */
 #include "net/rpc.h"
 
@@ -28,6 +29,7 @@
 #define HASH_NONFATAL_OOM 1
 #include <uthash.h>
 
+#include "core/apperr.h"
 #include "cverse/error.h"
 #include "net/frame.h"
 #include "net/tcplive.h"
@@ -400,6 +402,14 @@ int cv_rpc_respond(struct cv_rpc_conn *conn, uint64_t id, int status, const char
     f.kind = CVERSE__RPC__KIND__KIND_RESPONSE;
     f.status = status;
     f.error = (char *)(error ? error : "");
+    struct cv_app_error app;
+    if (status == CV_EAPP && cv_apperr_parse(body, body ? len : 0, error, &app) == 0) {
+        f.app_code = (char *)app.code; /* on the wire as Frame fields, not as the body */
+        f.app_details_type = (char *)app.details_type;
+        f.app_details.data = (uint8_t *)app.details;
+        f.app_details.len = app.details_len;
+        return rpc__sock_send(&conn->s, &f);
+    }
     f.body.data = (uint8_t *)body;
     f.body.len = body ? len : 0;
     return rpc__sock_send(&conn->s, &f);
@@ -668,6 +678,22 @@ static void cli__flush_queue(struct cv_rpc_client *cli)
     rpc__sock_flush(s);
 }
 
+/* A CV_EAPP response: its Frame fields go back into the packed body (core/apperr.h) the callers pass
+ * on. A frame with an invalid app_code (a peer that is not cverse) completes as CV_EPROTO. */
+static void cli__complete_app(struct rpc__call *c, const Cverse__Rpc__Frame *f, const char *err)
+{
+    struct cv_app_error app = {f->app_code, err, f->app_details_type, f->app_details.data, f->app_details.len};
+    uint8_t *body;
+    size_t len;
+    int rv = cv_apperr_pack(&app, &body, &len);
+    if (rv == 0) {
+        cli__complete(c, CV_EAPP, err, body, len);
+        free(body);
+    } else {
+        cli__complete(c, rv == CV_ENOMEM ? rv : CV_EPROTO, "malformed application error", NULL, 0);
+    }
+}
+
 static void cli__on_frame(struct rpc__sock *s, Cverse__Rpc__Frame *f)
 {
     struct cv_rpc_client *cli = ((struct rpc__cconn *)s)->cli;
@@ -677,6 +703,10 @@ static void cli__on_frame(struct rpc__sock *s, Cverse__Rpc__Frame *f)
         if (!c || !c->sent) return; /* timed out meanwhile: the late answer is dropped */
         cli__detach(cli, c);
         const char *err = f->status == 0 ? NULL : (*f->error ? f->error : cv_strerror(f->status));
+        if (f->status == CV_EAPP) {
+            cli__complete_app(c, f, err);
+            return;
+        }
         cli__complete(c, f->status, err, body, f->body.len);
     } else if (f->kind == CVERSE__RPC__KIND__KIND_EVENT) {
         if (cli->on_event) cli->on_event(cli->data, f->method, body, f->body.len);

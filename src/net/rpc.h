@@ -34,7 +34,8 @@ void cv_rpc_server_close(struct cv_rpc_server *srv, cv_rpc_server_close_cb cb);
 
 /* Sends the response to request id. CV_ECLOSED if the connection is gone (the response is dropped);
  * CV_ETOOBIG if the frame would exceed CV_FRAME_MAX (nothing sent: answer again with an error). error
- * and body are copied; body may be NULL when len is 0. */
+ * and body are copied; body may be NULL when len is 0. With status CV_EAPP, body is the packed
+ * application error (core/apperr.h): it travels as the Frame's app_code/app_details_type/app_details. */
 int cv_rpc_respond(struct cv_rpc_conn *conn, uint64_t id, int status, const char *error, const void *body,
                    size_t len);
 /* Pushes a one-way event to the peer of an accepted connection. */
@@ -46,7 +47,8 @@ void cv_rpc_conn_unref(struct cv_rpc_conn *conn);
  * Negative: CV_E* from the peer (error then holds its message) or local: CV_ETIMEDOUT, CV_EUNAVAIL (could
  * not connect / connection lost before the response), CV_ECANCELED (client closing); error is then never
  * NULL. CV_EUNAVAIL for a call already written means the outcome is unknown: the peer may or may not
- * have executed it. body is never NULL (it may be empty). */
+ * have executed it. body is never NULL (it may be empty). With CV_EAPP, body is the packed application
+ * error (core/apperr.h) rebuilt from the Frame's app_* fields. */
 typedef void (*cv_rpc_call_cb)(void *data, int status, const char *error, const uint8_t *body, size_t len);
 /* An event pushed by the server. */
 typedef void (*cv_rpc_event_cb)(void *data, const char *method, const uint8_t *body, size_t len);

@@ -359,7 +359,7 @@ static void incall__done(void *data, int status, const char *error, const uint8_
         snprintf(v.owner, sizeof v.owner, "%s", owner ? owner : "");
         incall__redirect(x, ic->conn, ic->id, &v);
     } else {
-        cv_rpc_respond(ic->conn, ic->id, status, error, NULL, 0);
+        cv_rpc_respond(ic->conn, ic->id, status, error, resp, len); /* CV_EAPP: its packed code, details */
     }
     incall__end(ic, status);
 }

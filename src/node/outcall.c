@@ -97,8 +97,8 @@ static void outcall__remote_done(void *data, int status, const char *error, cons
         outcall__complete(rc, CV_ECLOSED, "node is shutting down", NULL, 0);
     } else if (cv_err_reroute(status)) { /* it did not run there: route it again */
         outcall__wait(rc, status, error);
-    } else if (status != 0) {
-        outcall__complete(rc, status, error, NULL, 0);
+    } else if (status != 0) { /* CV_EAPP's body: the packed application error (core/apperr.h) */
+        outcall__complete(rc, status, error, status == CV_EAPP ? body : NULL, status == CV_EAPP ? len : 0);
     } else {
         Cverse__Rpc__CallResponse *r = cverse__rpc__call_response__unpack(NULL, len, body);
         if (!r) {

@@ -5,7 +5,12 @@
  * the handler replies (cv_reply_ok/cv_reply_error), only then is the object ready again, which is what
  * serialises async handlers. Timers enqueue ticks into the same mailbox (a slow tick is coalesced).
  *
- * Failure modes: a reply with the wrong message type fails the call with CV_EINVAL; an out-of-memory
+ * A service-form type's handler comes from its protoc-c service struct and answers through a closure
+ * that is cv_reply_ok (closure_data is the cv_reply); an application error (cv_reply_app_error) is the
+ * status CV_EAPP with the packed code and details as the answer's body (core/apperr.h).
+ *
+ * Failure modes: a reply with the wrong message type (or an invalid application code) fails the call with
+ * CV_EINVAL; an out-of-memory
  * tick is dropped with a warning. Every move of the lifecycle goes through cv_sm: an illegal move or a
  * broken invariant (mailbox counts, work in the wrong state) aborts debug builds. Objects are reference
  * counted (table, live timers, outgoing calls, host operations and a state save in flight) so that
@@ -17,9 +22,12 @@
  * object of a memory-only type costs about 200 bytes (docs/benchmarks.md, P6). */
 #include "objects/object.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/apperr.h"
 #include "cverse/error.h"
 #include "util/log.h"
 
@@ -338,6 +346,80 @@ int cv_reply_error(cv_reply *r, int code, const char *msg)
     return 0;
 }
 
+/* The answer's body is the packed code and details (core/apperr.h), its error string the message. */
+int cv_reply_app_error(cv_reply *r, const char *code, const char *msg, const ProtobufCMessage *details)
+{
+    if (!cv_apperr_code_valid(code)) {
+        CV_WARN("objects: %s.%s answered an invalid application code", r->o->type->name, r->m->method->name);
+        obj__reply_finish(r, CV_EINVAL, "handler answered an invalid application error code", (const uint8_t *)"", 0);
+        return CV_EINVAL;
+    }
+    size_t dlen = details ? protobuf_c_message_get_packed_size(details) : 0;
+    uint8_t *dbuf = details ? malloc(dlen ? dlen : 1) : NULL, *body = NULL;
+    size_t len = 0;
+    if (dbuf) protobuf_c_message_pack(details, dbuf);
+    struct cv_app_error e = {code, "", details ? details->descriptor->name : "", dbuf, dlen};
+    int rv = details && !dbuf ? CV_ENOMEM : cv_apperr_pack(&e, &body, &len);
+    free(dbuf);
+    if (rv != 0) {
+        obj__reply_finish(r, rv, cv_strerror(rv), (const uint8_t *)"", 0);
+        return 0;
+    }
+    obj__reply_finish(r, CV_EAPP, msg ? msg : "", body, len);
+    free(body);
+    return 0;
+}
+
+/* ---- the service form: handlers from protoc-c's service struct, answering through a closure ---- */
+
+cv_object *cv_call_object(void *call) { return ((cv_reply *)call)->o; }
+void *cv_call_state(void *call) { return obj__state_mem(((cv_reply *)call)->o); }
+int cv_call_fail(void *call, int code, const char *msg) { return cv_reply_error(call, code, msg); }
+
+static int obj__fail_app(void *call, const char *code, const ProtobufCMessage *details, const char *fmt,
+                         va_list ap)
+{
+    char msg[1024];
+    vsnprintf(msg, sizeof msg, fmt ? fmt : "", ap);
+    return cv_reply_app_error(call, code, msg, details);
+}
+
+int cv_call_fail_app(void *call, const char *code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rv = obj__fail_app(call, code, NULL, fmt, ap);
+    va_end(ap);
+    return rv;
+}
+
+int cv_call_fail_app_details(void *call, const char *code, const ProtobufCMessage *details, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rv = obj__fail_app(call, code, details, fmt, ap);
+    va_end(ap);
+    return rv;
+}
+
+/* The closure every service handler gets: its answer (NULL: a failure without a message). */
+static void obj__closure(const ProtobufCMessage *msg, void *call)
+{
+    if (msg) cv_reply_ok(call, msg);
+    else cv_reply_error(call, CV_EINVAL, "handler answered without a message");
+}
+
+/* Calls the service handler of r's method: the rows of a service-form type's table are in descriptor
+ * order (registry.c), and the handlers follow the service's base in that order (protoc-c's layout). */
+static void obj__invoke(struct cv_object *o, cv_reply *r)
+{
+    typedef void (*handler_fn)(ProtobufCService *svc, const ProtobufCMessage *in, ProtobufCClosure done,
+                               void *call);
+    ProtobufCService *svc = (ProtobufCService *)o->type->service; /* handlers take it non-const */
+    const handler_fn *h = (const handler_fn *)(svc + 1);
+    h[r->m->method - o->type->methods](svc, r->m->req, obj__closure, r);
+}
+
 void obj__run_next(struct cv_object *o)
 {
     struct obj__mail *m = obj__mail_pop(o);
@@ -374,7 +456,9 @@ void obj__run_next(struct cv_object *o)
     r->o = o;
     r->m = m;
     o->in_flight = true;
-    m->method->handler(o, m->req, r); /* may reply now (obj__reply_finish) or later */
+    /* may reply now (obj__reply_finish) or later */
+    if (o->type->service) obj__invoke(o, r);
+    else m->method->handler(o, m->req, r);
 }
 
 /* ---- accessors ---- */

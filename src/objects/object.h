@@ -187,6 +187,7 @@ struct cv_runtime {
     const struct cv_type_policy *policies; /* borrowed (opts) */
     uint32_t call_window;    /* reliable-call ids kept per object (opts, default CV_CALL_WINDOW_DEFAULT) */
     struct cv_runtime_counts counts; /* activations / deactivations by reason */
+    const struct cv_app_error *call_app; /* borrowed: during a cv_object_call callback with CV_EAPP */
     uint64_t call_window_ms;
     size_t n_policies, state_max;
     cv_runtime_close_cb close_cb;

@@ -13,7 +13,8 @@ cv_registry *cv_registry_new(void);
 /* Frees the registry itself; the types are referenced, not copied, so nothing else is freed. NULL ok. */
 void cv_registry_free(cv_registry *reg);
 
-/* Type of that name, or NULL. The pointer is the one given to cv_register_type. */
+/* Type of that name, or NULL. The pointer is the one given to cv_register_type for a table-form type,
+ * the registry's copy (with the method table built from the service) for a service-form type. */
 const struct cv_object_type *cv_registry_type(const cv_registry *reg, const char *type);
 /* Method `method` of the type named `type`, or NULL if either is unknown. */
 const struct cv_method *cv_registry_method(const cv_registry *reg, const char *type, const char *method);

@@ -6,7 +6,9 @@
  * Each holds a reference on the calling object until its callback ran, so the caller outlives it.
  *
  * Failure modes: without a hook the services answer as outside a node (CV_EUNAVAIL, or 0 for counts);
- * an answer that does not decode as the method's response gives CV_EPROTO; a hook's synchronous error is
+ * an answer that does not decode as the method's response (or a malformed application error) gives
+ * CV_EPROTO; an application error's code and details are readable during the callback
+ * (cv_object_call_app_error); a hook's synchronous error is
  * returned as is (and the callback then never fires). */
 #include <errno.h>
 #include <stdarg.h>
@@ -14,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/apperr.h"
 #include "cverse/error.h"
 #include "objects/object.h"
 #include "util/log.h"
@@ -35,10 +38,21 @@ static void services__call_done(void *data, int status, const char *error, const
         if (!msg) status = CV_EPROTO;
     }
     if (status != 0 && !error) error = cv_strerror(status);
+    struct cv_app_error app;
+    if (status == CV_EAPP && cv_apperr_parse(resp, len, error, &app) != 0) status = CV_EPROTO;
+    struct cv_runtime *rt = c->caller->rt;
+    const struct cv_app_error *outer = rt->call_app; /* a callback may run inside another's */
+    rt->call_app = status == CV_EAPP ? &app : NULL;
     c->cb(c->caller, c->data, status, status == 0 ? NULL : error, msg);
+    rt->call_app = outer;
     if (msg) protobuf_c_message_free_unpacked(msg, NULL);
     obj__unref(c->caller);
     free(c);
+}
+
+const struct cv_app_error *cv_object_call_app_error(const cv_object *caller)
+{
+    return caller ? caller->rt->call_app : NULL;
 }
 
 int cv_object_call(cv_object *o, const char *type, const char *id, const char *method,

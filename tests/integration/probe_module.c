@@ -1,9 +1,14 @@
 /* A test module (loaded with --module): "Probe" objects record how many of their own calls were in flight
  * at once (must be 1: one method at a time per object) and how many Probe calls of the whole node process
  * were in flight at once (> 1 when different objects interleave). Enter stays in flight until a call to
- * its sink object (a SimpleCounter "<probe id>-sink") returns, so the loop runs other work meanwhile. */
+ * its sink object (a SimpleCounter "<probe id>-sink") returns, so the loop runs other work meanwhile.
+ * Overdraw always answers the application error INSUFFICIENT_FUNDS ("balance 5, withdraw 10", details a
+ * GetValueResponse{value: 5}); Relay calls Overdraw of Probe "<id>-target" and answers what it got, as
+ * "relayed: <message>" (an application error through cv_object_call). Built in the table form on purpose:
+ * existing modules keep working. */
 #include <cverse/object.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "sharding_demo.pb-c.h"
 
@@ -54,7 +59,41 @@ static void get_value(cv_object *o, const ProtobufCMessage *req, cv_reply *r)
     cv_reply_ok(r, &out.base);
 }
 
+static void overdraw(cv_object *o, const ProtobufCMessage *req, cv_reply *r)
+{
+    ShardingDemo__GetValueResponse details = SHARDING_DEMO__GET_VALUE_RESPONSE__INIT;
+    details.value = 5;
+    cv_reply_app_error(r, "INSUFFICIENT_FUNDS", "balance 5, withdraw 10", &details.base);
+}
+
+static void relayed(cv_object *caller, void *data, int status, const char *error, const ProtobufCMessage *resp)
+{
+    const struct cv_app_error *e = cv_object_call_app_error(caller);
+    char msg[512];
+    if (status != CV_EAPP || !e || strcmp(e->details_type, "sharding_demo.GetValueResponse") != 0 ||
+        e->details_len != 2) {
+        snprintf(msg, sizeof msg, "relay: expected an application error, got %d (%s)", status, error ? error : "");
+        cv_reply_error(data, CV_EPROTO, msg);
+        return;
+    }
+    snprintf(msg, sizeof msg, "relayed: %s", e->message);
+    cv_reply_app_error(data, e->code, msg, NULL);
+}
+
+static void relay(cv_object *o, const ProtobufCMessage *req, cv_reply *r)
+{
+    char target[256];
+    snprintf(target, sizeof target, "%s-target", cv_object_id(o));
+    ShardingDemo__IncrementRequest q = SHARDING_DEMO__INCREMENT_REQUEST__INIT;
+    int rv = cv_object_call(o, "Probe", target, "Overdraw", &q.base, relayed, r);
+    if (rv) cv_reply_error(r, rv, "probe: relay call failed");
+}
+
 static const struct cv_method probe_methods[] = {
+    {"Overdraw", &sharding_demo__increment_request__descriptor, &sharding_demo__increment_response__descriptor,
+     overdraw},
+    {"Relay", &sharding_demo__increment_request__descriptor, &sharding_demo__increment_response__descriptor,
+     relay},
     {"Enter", &sharding_demo__increment_request__descriptor, &sharding_demo__increment_response__descriptor,
      enter},
     {"GetValue", &sharding_demo__get_value_request__descriptor, &sharding_demo__get_value_response__descriptor,

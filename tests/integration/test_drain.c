@@ -251,6 +251,15 @@ Test(drain, operator_drain_persists_across_restart)
     cr_assert(seen_everywhere(&reg), "%s's operator drain did not persist across its restart", C.id[victim]);
 
     cr_assert_eq(cli_drain(via, C.id[victim], true), 0, "cverse drain --undo failed");
+    /* An unknown node: the node's message (its error body's "error") and only the hint that is true. */
+    char args[256];
+    int code;
+    snprintf(args, sizeof args, "drain --node-http 127.0.0.1:%d nobody", C.base + 100 + via);
+    char *out = h_cli(args, &code);
+    cr_assert_eq(code, 1, "%s", out);
+    cr_assert_str_eq(out, "cverse: NOT_FOUND: unknown node \"nobody\"\n"
+                          "hint: is nobody a node of the cluster's config? See 'cverse status'.\n");
+    free(out);
     struct want back = {victim, true, ""};
     cr_assert(poll_calling(MOVE_MS, seen_everywhere, &back), "%s got no shards back after --undo", C.id[victim]);
     cr_expect_eq(failed, 0, "%d of %d calls failed", failed, calls);

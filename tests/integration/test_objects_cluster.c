@@ -344,6 +344,45 @@ Test(objects, demo_types_from_a_module_with_the_builtin_ones_off)
     free(t);
 }
 
+/* An application error (issue 12): 422 with its code over HTTP, CV_EAPP with code and details over the
+ * native port, its code and message only from the CLI; through an object-to-object call too (Relay). */
+Test(objects, application_errors_through_the_gate)
+{
+    start(3, 3);
+    long st;
+    char *t = call_http("Probe", "app-1", "Overdraw", "{\"request\":{}}", &st);
+    cr_assert_eq(st, 422, "HTTP status: %ld %s", st, t ?: "");
+    cr_assert_str_eq(t, "{\"error\":\"balance 5, withdraw 10\",\"code\":\"APPLICATION_ERROR\",\"app_code\":"
+                        "\"INSUFFICIENT_FUNDS\",\"details\":{\"@type\":\"type.googleapis.com/"
+                        "sharding_demo.GetValueResponse\",\"value\":\"CAU=\"}}");
+    free(t);
+    t = call_http("Probe", "app-2", "Relay", "{\"request\":{}}", &st);
+    cr_assert_eq(st, 422, "relayed: %ld %s", st, t ?: "");
+    cr_assert_str_eq(t, "{\"error\":\"relayed: balance 5, withdraw 10\",\"code\":\"APPLICATION_ERROR\","
+                        "\"app_code\":\"INSUFFICIENT_FUNDS\"}");
+    free(t);
+
+    char gate[64], err[256], *resp = NULL;
+    snprintf(gate, sizeof gate, "127.0.0.1:%d", h_gate_grpc_port(&C, 0));
+    cv_client *cli;
+    cr_assert_eq(cv_client_connect(gate, 5000, &cli), 0);
+    cr_assert_eq(cv_client_call_json(cli, "Probe", "app-1", "Overdraw", "{}", &resp, 30000, err, sizeof err), CV_EAPP);
+    cr_assert_str_eq(err, "balance 5, withdraw 10");
+    const struct cv_app_error *e = cv_client_app_error(cli);
+    cr_assert(e && strcmp(e->code, "INSUFFICIENT_FUNDS") == 0, "native: the code");
+    cr_assert_str_eq(e->details_type, "sharding_demo.GetValueResponse");
+    cr_assert(e->details_len == 2 && memcmp(e->details, "\x08\x05", 2) == 0, "native: the details");
+    cv_client_close(cli);
+
+    char args[200];
+    int code;
+    snprintf(args, sizeof args, "--gate %s call Probe app-1 Overdraw", gate);
+    char *out = h_cli(args, &code);
+    cr_assert_eq(code, 1, "%s", out);
+    cr_assert_str_eq(out, "cverse: INSUFFICIENT_FUNDS: balance 5, withdraw 10\n", "code and message, no hint");
+    free(out);
+}
+
 /* The error text of an answer ({"error": …}), malloc'ed; NULL if none. */
 static char *error_of(const char *body)
 {

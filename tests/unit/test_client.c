@@ -119,6 +119,20 @@ static int fake_call(int fd, const Cverse__Rpc__Frame *f)
     if (strcmp(cr->method, "Missing") == 0) {
         snprintf(err, sizeof err, "object not found: %s/%s", cr->type, cr->id);
         respond(fd, f->id, CV_ENOTFOUND, err, NULL);
+    } else if (strcmp(cr->method, "Overdraw") == 0) { /* an application error, as a gate passes it on */
+        Cverse__Rpc__Frame a = CVERSE__RPC__FRAME__INIT;
+        uint8_t *buf;
+        size_t len;
+        a.id = f->id;
+        a.kind = CVERSE__RPC__KIND__KIND_RESPONSE;
+        a.status = CV_EAPP;
+        a.error = "balance 5, withdraw 10";
+        a.app_code = "INSUFFICIENT_FUNDS";
+        a.app_details_type = "cverse.rpc.CreateResponse"; /* any message will do */
+        a.app_details = (ProtobufCBinaryData){3, (uint8_t *)"\x0a\x01w"};
+        FAKE_CHECK(cv_frame_encode(&a, &buf, &len) == 0);
+        write_all(fd, buf, len);
+        free(buf);
     } else if (strcmp(cr->method, "Busy") == 0) {
         respond(fd, f->id, CV_EBUSY, NULL, NULL); /* no message: the client uses cv_strerror */
     } else if (strcmp(cr->method, "Silent") == 0) {
@@ -456,6 +470,31 @@ Test(client, remote_errors_keep_the_connection)
     cv_client_close(c);
 }
 
+Test(client, application_errors_carry_code_and_details)
+{
+    cv_client *c = connect_fake();
+    char err[256];
+    cr_assert_null(cv_client_app_error(c), "no call yet");
+    char *json = NULL;
+    cr_assert_eq(cv_client_call_json(c, "Wallet", "w", "Overdraw", "{}", &json, TIMEOUT_MS, err, sizeof err), CV_EAPP);
+    cr_assert_null(json);
+    cr_assert_str_eq(err, "balance 5, withdraw 10");
+    const struct cv_app_error *e = cv_client_app_error(c);
+    cr_assert_not_null(e);
+    cr_assert_str_eq(e->code, "INSUFFICIENT_FUNDS");
+    cr_assert_str_eq(e->message, "balance 5, withdraw 10");
+    cr_assert_str_eq(e->details_type, "cverse.rpc.CreateResponse");
+    cr_assert_eq(e->details_len, 3);
+    cr_assert_eq(memcmp(e->details, "\x0a\x01w", 3), 0);
+    cr_assert_eq(cv_err_http(CV_EAPP), 422);
+    cr_assert_eq(cv_err_retryable(CV_EAPP) + cv_err_reroute(CV_EAPP), 0, "it ran: never retried nor rerouted");
+    /* The next call forgets it; the connection stays usable. */
+    cr_assert_eq(cv_client_call(c, "T", "i", "Missing", NULL, NULL, NULL, TIMEOUT_MS, err, sizeof err), CV_ENOTFOUND);
+    cr_assert_null(cv_client_app_error(c));
+    cr_assert_eq(fake_conns(), 1);
+    cv_client_close(c);
+}
+
 Test(client, deadline_fails_the_call_then_the_client_redials)
 {
     cv_client *c = connect_fake();
@@ -740,6 +779,13 @@ Test(cli, call_errors_have_codes_and_hints)
     CLI_FAKE("call", "T", "i", "Hangup");
     expect(1, "", "cverse: UNAVAILABLE: connection to ");
     cr_assert(strstr(R.err, "cluster/run-cluster.sh"), "%s", R.err);
+}
+
+Test(cli, application_error_prints_its_code_and_message_only)
+{
+    CLI_FAKE("call", "Wallet", "w", "Overdraw");
+    expect(1, "", "cverse: INSUFFICIENT_FUNDS: balance 5, withdraw 10\n");
+    cr_assert_str_eq(R.err, "cverse: INSUFFICIENT_FUNDS: balance 5, withdraw 10\n", "no hint: %s", R.err);
 }
 
 Test(cli, cannot_connect_exits_3)

@@ -201,9 +201,12 @@ Test(frame, hand_codec_matches_protobuf_c)
                     f.body.data = body;
                     f.body.len = (size_t[]){0, 1, 200}[d];
                     f.deadline_ms = deadlines[(a + d) % 3];
+                    f.app_code = (char *)(const char *[]){"", "E", "INSUFFICIENT_FUNDS"}[(a + c) % 3];
+                    f.app_details_type = (char *)(d ? "wallet.Overdraft" : "");
+                    f.app_details = (ProtobufCBinaryData){(size_t[]){0, 3, 130}[(b + d) % 3], body};
                     size_t want = cverse__rpc__frame__get_packed_size(&f);
                     cr_assert_eq(cv_frame_size(&f), want);
-                    uint8_t mine[600], theirs[600];
+                    uint8_t mine[1024], theirs[1024];
                     cv_frame_pack(&f, want, mine);
                     cr_assert_eq(cverse__rpc__frame__pack(&f, theirs), want);
                     cr_assert(memcmp(mine + 4, theirs, want) == 0, "frame %zu packs differently", n);
@@ -221,6 +224,10 @@ Test(frame, hand_codec_matches_protobuf_c)
                     cr_assert_str_eq(v.f->error, f.error);
                     cr_assert_eq(v.f->body.len, f.body.len);
                     cr_assert(f.body.len == 0 || memcmp(v.f->body.data, body, f.body.len) == 0);
+                    cr_assert_str_eq(v.f->app_code, f.app_code);
+                    cr_assert_str_eq(v.f->app_details_type, f.app_details_type);
+                    cr_assert_eq(v.f->app_details.len, f.app_details.len);
+                    cr_assert(f.app_details.len == 0 || memcmp(v.f->app_details.data, body, f.app_details.len) == 0);
                     cr_assert_eq(cv_frame_reader_view(&r, &v), 0, "one frame, then nothing");
                     cv_frame_view_done(&v);
                     cv_frame_reader_free(&r);
@@ -232,8 +239,8 @@ Test(frame, hand_codec_matches_protobuf_c)
  * decoded by protobuf-c, with its answer: unknown fields skipped, a broken field CV_EPROTO. */
 Test(frame, view_falls_back_to_protobuf_c)
 {
-    /* id=5, unknown field 9 (fixed64), method "m" */
-    const uint8_t ok[] = {0, 0, 0, 14, 0x08, 5, 0x49, 1, 2, 3, 4, 5, 6, 7, 8, 0x1a, 1, 'm'};
+    /* id=5, unknown field 15 (fixed64), method "m" (fields 8..10 are Frame's app_* since issue 12) */
+    const uint8_t ok[] = {0, 0, 0, 14, 0x08, 5, 0x79, 1, 2, 3, 4, 5, 6, 7, 8, 0x1a, 1, 'm'};
     struct cv_frame_reader r;
     struct cv_frame_view v;
     cv_frame_reader_init(&r, 0);

@@ -17,7 +17,9 @@
 #include "objects/object.h"
 #include "objects/registry.h"
 #include "objects/runtime.h"
+#include "core/apperr.h"
 #include "rpc.pb-c.h"
+#include "sharding_demo.pb-c.h"
 #include "util/actlog.h"
 #include "util/log.h"
 
@@ -1017,6 +1019,263 @@ Test(objects, deactivate_from_inside_a_hook_runs_the_deactivated_hook)
     cr_assert_eq(g.ticks, 0, "the timer started in the hook never ticked");
     struct cv_object_info info;
     cr_assert_eq(cv_runtime_lookup(g.rt, "s", &info), CV_ENOTFOUND);
+    teardown();
+    cv_registry_free(reg);
+}
+
+/* ---- the service form (typed handlers from a protoc-c service) and application errors ---- */
+
+/* "Typed" (service SimpleCounter): Increment counts; GetValue answers the value below 2, else the
+ * application error TOO_HIGH with the value as details (a GetValueResponse). */
+static void typed_increment(ShardingDemo__SimpleCounter_Service *svc, const ShardingDemo__IncrementRequest *in,
+                            ShardingDemo__IncrementResponse_Closure done, void *call)
+{
+    ShardingDemo__SimpleCounterData *c = cv_call_state(call);
+    cr_assert_eq(cv_object_state(cv_call_object(call)), c);
+    ShardingDemo__IncrementResponse resp = SHARDING_DEMO__INCREMENT_RESPONSE__INIT;
+    resp.value = ++c->value;
+    done(&resp, call);
+}
+
+static void typed_get_value(ShardingDemo__SimpleCounter_Service *svc, const ShardingDemo__GetValueRequest *in,
+                            ShardingDemo__GetValueResponse_Closure done, void *call)
+{
+    ShardingDemo__SimpleCounterData *c = cv_call_state(call);
+    ShardingDemo__GetValueResponse resp = SHARDING_DEMO__GET_VALUE_RESPONSE__INIT;
+    resp.value = c->value;
+    if (c->value < 2) done(&resp, call);
+    else cv_call_fail_app_details(call, "TOO_HIGH", &resp.base, "value %lld", (long long)c->value);
+}
+
+static const struct cv_object_type typed_type = {
+    .name = "Typed",
+    .state_message = &sharding_demo__simple_counter_data__descriptor,
+    .service = CV_SERVICE(ShardingDemo__SimpleCounter_Service, SHARDING_DEMO__SIMPLE_COUNTER__INIT(typed_)),
+    .writes = CV_WRITES("Increment"),
+};
+
+/* "Broken" (service ShardMonitor): answers without a message, or with an invalid application code. */
+static void broken_update_object_count(ShardingDemo__ShardMonitor_Service *svc,
+                                       const ShardingDemo__UpdateObjectCountRequest *in,
+                                       ShardingDemo__UpdateObjectCountResponse_Closure done, void *call)
+{
+    done(NULL, call);
+}
+
+static void broken_get_stats(ShardingDemo__ShardMonitor_Service *svc, const ShardingDemo__GetStatsRequest *in,
+                             ShardingDemo__GetStatsResponse_Closure done, void *call)
+{
+    cr_assert_eq(cv_call_fail_app(call, "no spaces allowed", "x"), CV_EINVAL);
+}
+
+static const struct cv_object_type broken_type = {
+    .name = "Broken",
+    .service = CV_SERVICE(ShardingDemo__ShardMonitor_Service, SHARDING_DEMO__SHARD_MONITOR__INIT(broken_)),
+};
+
+/* "Relay" (table form): Fwd calls Typed.GetValue of "t" and answers an application error it got as
+ * RELAYED with "<code>: <message>", read through cv_object_call_app_error. */
+static void relay_done(cv_object *caller, void *data, int status, const char *error, const ProtobufCMessage *resp)
+{
+    const struct cv_app_error *e = cv_object_call_app_error(caller);
+    if (status != CV_EAPP || !e) {
+        cv_reply_error(data, CV_EPROTO, "no application error");
+        return;
+    }
+    cr_assert_str_eq(e->message, error);
+    char msg[256];
+    snprintf(msg, sizeof msg, "%s: %s (%s, %zu bytes)", e->code, e->message, e->details_type, e->details_len);
+    cv_reply_app_error(data, "RELAYED", msg, NULL);
+}
+
+static void relay_fwd(cv_object *o, const ProtobufCMessage *req, cv_reply *r)
+{
+    cr_assert_null(cv_object_call_app_error(o), "only inside a callback");
+    ShardingDemo__GetValueRequest q = SHARDING_DEMO__GET_VALUE_REQUEST__INIT;
+    int rv = cv_object_call(o, "Typed", "t", "GetValue", &q.base, relay_done, r);
+    if (rv != 0) cv_reply_error(r, rv, "forward refused");
+}
+
+static const struct cv_method relay_methods[] = {{"Fwd", MSG_DESC, MSG_DESC, relay_fwd}};
+static const struct cv_object_type relay_type = {.name = "Relay", .methods = relay_methods, .n_methods = 1};
+
+/* Raw answers of the tests below. */
+static struct {
+    int n, status[8];
+    char error[8][256];
+    uint8_t resp[8][64];
+    size_t len[8];
+} T;
+
+static void raw_result(void *data, int status, const char *error, const uint8_t *resp, size_t len)
+{
+    int i = (int)(intptr_t)data;
+    cr_assert(len <= sizeof T.resp[i]);
+    T.status[i] = status;
+    snprintf(T.error[i], sizeof T.error[i], "%s", error ? error : "");
+    memcpy(T.resp[i], resp, len);
+    T.len[i] = len;
+    T.n++;
+}
+
+static void raw_call(const char *type, const char *id, const char *method, int slot)
+{
+    cr_assert_eq(cv_runtime_call(g.rt, type, id, method, NULL, 0, raw_result, (void *)(intptr_t)slot), 0);
+}
+
+Test(objects, service_form_dispatches_typed_handlers)
+{
+    memset(&T, 0, sizeof T);
+    cv_registry *reg = cv_registry_new();
+    cr_assert_eq(cv_register_type(reg, &typed_type), 0);
+    cr_assert_eq(cv_register_type(reg, &broken_type), 0);
+    /* The registry keeps a copy whose method table comes from the service descriptor. */
+    const struct cv_object_type *t = cv_registry_type(reg, "Typed");
+    cr_assert(t && t != &typed_type && t->n_methods == 2);
+    cr_assert_str_eq(t->methods[0].name, "Increment");
+    cr_assert_eq(t->methods[0].request, &sharding_demo__increment_request__descriptor);
+    cr_assert_eq(t->methods[0].response, &sharding_demo__increment_response__descriptor);
+    cr_assert_eq(t->methods[0].flags, CV_METHOD_WRITES);
+    cr_assert_str_eq(t->methods[1].name, "GetValue");
+    cr_assert_eq(t->methods[1].flags, 0, "not in writes");
+    setup_ext(reg, NULL);
+    cv_runtime_start(g.rt);
+    raw_call("Typed", "t", "Increment", 0);
+    raw_call("Typed", "t", "GetValue", 1);
+    raw_call("Typed", "t", "Increment", 2);
+    raw_call("Typed", "t", "GetValue", 3);
+    raw_call("Broken", "b", "UpdateObjectCount", 4);
+    raw_call("Broken", "b", "GetStats", 5);
+    cr_assert(run_until(&T.n, 6));
+    ShardingDemo__IncrementResponse *inc = sharding_demo__increment_response__unpack(NULL, T.len[2], T.resp[2]);
+    ShardingDemo__GetValueResponse *val = sharding_demo__get_value_response__unpack(NULL, T.len[1], T.resp[1]);
+    cr_assert(T.status[0] == 0 && T.status[1] == 0 && inc && inc->value == 2 && val && val->value == 1);
+    sharding_demo__increment_response__free_unpacked(inc, NULL);
+    sharding_demo__get_value_response__free_unpacked(val, NULL);
+    /* The application error: status CV_EAPP, the message as error, code and details as the body. */
+    cr_assert_eq(T.status[3], CV_EAPP);
+    cr_assert_str_eq(T.error[3], "value 2");
+    struct cv_app_error e;
+    cr_assert_eq(cv_apperr_parse(T.resp[3], T.len[3], T.error[3], &e), 0);
+    cr_assert_str_eq(e.code, "TOO_HIGH");
+    cr_assert_str_eq(e.details_type, "sharding_demo.GetValueResponse");
+    val = sharding_demo__get_value_response__unpack(NULL, e.details_len, e.details);
+    cr_assert(val && val->value == 2, "the details decode");
+    sharding_demo__get_value_response__free_unpacked(val, NULL);
+    cr_assert_eq(T.status[4], CV_EINVAL);
+    cr_assert_str_eq(T.error[4], "handler answered without a message");
+    cr_assert_eq(T.status[5], CV_EINVAL, "an invalid application code");
+    teardown();
+    cv_registry_free(reg);
+}
+
+Test(objects, application_error_through_an_object_call)
+{
+    memset(&T, 0, sizeof T);
+    cv_registry *reg = cv_registry_new();
+    cr_assert_eq(cv_register_type(reg, &typed_type), 0);
+    cr_assert_eq(cv_register_type(reg, &relay_type), 0);
+    setup_ext(reg, NULL);
+    cv_runtime_start(g.rt);
+    raw_call("Typed", "t", "Increment", 0);
+    raw_call("Typed", "t", "Increment", 1);
+    raw_call("Relay", "r", "Fwd", 2);
+    cr_assert(run_until(&T.n, 3));
+    cr_assert_eq(T.status[2], CV_EAPP);
+    cr_assert_str_eq(T.error[2], "TOO_HIGH: value 2 (sharding_demo.GetValueResponse, 2 bytes)");
+    struct cv_app_error e;
+    cr_assert_eq(cv_apperr_parse(T.resp[2], T.len[2], T.error[2], &e), 0);
+    cr_assert_str_eq(e.code, "RELAYED");
+    cr_assert_eq(e.details_len, 0);
+    cr_assert_str_eq(e.details_type, "");
+    teardown();
+    cv_registry_free(reg);
+}
+
+Test(objects, registry_validates_service_form_types)
+{
+    cv_registry *reg = cv_registry_new();
+    struct cv_object_type t = typed_type;
+    t.writes = CV_WRITES("Increment", "Incremnet");
+    cr_assert_eq(cv_register_type(reg, &t), CV_EINVAL, "a writes name the service does not have");
+    t = typed_type;
+    t.methods = relay_methods;
+    t.n_methods = 1;
+    cr_assert_eq(cv_register_type(reg, &t), CV_EINVAL, "a service and a method table");
+    static ShardingDemo__SimpleCounter_Service half = SHARDING_DEMO__SIMPLE_COUNTER__INIT(typed_);
+    half.get_value = NULL;
+    t = typed_type;
+    t.service = &half.base;
+    cr_assert_eq(cv_register_type(reg, &t), CV_EINVAL, "a NULL handler");
+    cr_assert_eq(cv_registry_count(reg), 0);
+    cr_assert_eq(cv_register_type(reg, &typed_type), 0);
+    cr_assert_eq(cv_register_type(reg, &typed_type), CV_EEXIST);
+    cv_registry_free(reg); /* frees the copy (LeakSanitizer checks) */
+}
+
+/* core/apperr.h: the packed form a CV_EAPP answer carries between the runtime, node, gate and rpc. */
+Test(objects, application_error_packing)
+{
+    uint8_t *buf;
+    size_t len;
+    struct cv_app_error in = {"INSUFFICIENT_FUNDS", "ignored", "wallet.Overdraft", (const uint8_t *)"\x08\x05", 2}, out;
+    cr_assert_eq(cv_apperr_pack(&in, &buf, &len), 0);
+    cr_assert_eq(len, sizeof "INSUFFICIENT_FUNDS" + sizeof "wallet.Overdraft" + 2);
+    cr_assert_eq(cv_apperr_parse(buf, len, "balance 5", &out), 0);
+    cr_assert_str_eq(out.code, "INSUFFICIENT_FUNDS");
+    cr_assert_str_eq(out.message, "balance 5");
+    cr_assert_str_eq(out.details_type, "wallet.Overdraft");
+    cr_assert(out.details_len == 2 && memcmp(out.details, "\x08\x05", 2) == 0);
+    free(buf);
+    in = (struct cv_app_error){"A.b-9_z", NULL, NULL, NULL, 0};
+    cr_assert_eq(cv_apperr_pack(&in, &buf, &len), 0, "no details");
+    cr_assert_eq(cv_apperr_parse(buf, len, NULL, &out), 0);
+    cr_assert(strcmp(out.message, "") == 0 && strcmp(out.details_type, "") == 0 && !out.details && !out.details_len);
+    free(buf);
+    static const char *const bad[] = {"", "has space", "x/y", "ÄÖ", NULL};
+    for (int i = 0; bad[i]; i++) {
+        in = (struct cv_app_error){bad[i], "", "", NULL, 0};
+        cr_assert_eq(cv_apperr_pack(&in, &buf, &len), CV_EINVAL, "code '%s'", bad[i]);
+    }
+    char longcode[CV_APP_CODE_MAX + 2];
+    memset(longcode, 'A', sizeof longcode - 1);
+    longcode[sizeof longcode - 1] = 0;
+    cr_assert_eq(cv_apperr_code_valid(longcode), 0);
+    longcode[CV_APP_CODE_MAX] = 0;
+    cr_assert_eq(cv_apperr_code_valid(longcode), 1);
+    in = (struct cv_app_error){"E", "", "", (const uint8_t *)"x", 1};
+    cr_assert_eq(cv_apperr_pack(&in, &buf, &len), CV_EINVAL, "details without a type");
+    /* Malformed bodies: no terminator, one terminator, an empty or invalid code, details without type. */
+    cr_assert_eq(cv_apperr_parse((const uint8_t *)"E", 1, NULL, &out), CV_EPROTO);
+    cr_assert_eq(cv_apperr_parse((const uint8_t *)"E\0t", 3, NULL, &out), CV_EPROTO);
+    cr_assert_eq(cv_apperr_parse((const uint8_t *)"\0\0", 2, NULL, &out), CV_EPROTO);
+    cr_assert_eq(cv_apperr_parse((const uint8_t *)"a b\0\0", 5, NULL, &out), CV_EPROTO);
+    cr_assert_eq(cv_apperr_parse((const uint8_t *)"E\0\0x", 4, NULL, &out), CV_EPROTO);
+    cr_assert_eq(cv_apperr_parse((const uint8_t *)"", 0, NULL, &out), CV_EPROTO);
+    cr_assert_eq(cv_apperr_parse((const uint8_t *)"E\0\0", 3, NULL, &out), 0);
+}
+
+/* A reliable call answered with an application error is recorded like any answer: its repeat gets the
+ * same code, message and details, not a new run of the method. */
+Test(objects, application_error_is_recorded_for_a_reliable_call)
+{
+    memset(&T, 0, sizeof T);
+    cv_registry *reg = cv_registry_new();
+    cr_assert_eq(cv_register_type(reg, &typed_type), 0);
+    setup_ext(reg, NULL);
+    cv_runtime_start(g.rt);
+    raw_call("Typed", "t", "Increment", 0);
+    raw_call("Typed", "t", "Increment", 1);
+    cr_assert_eq(cv_runtime_call_id(g.rt, "Typed", "t", "GetValue", NULL, 0, "id-1", raw_result, (void *)(intptr_t)2), 0);
+    raw_call("Typed", "t", "Increment", 3);
+    cr_assert_eq(cv_runtime_call_id(g.rt, "Typed", "t", "GetValue", NULL, 0, "id-1", raw_result, (void *)(intptr_t)4), 0);
+    raw_call("Typed", "t", "GetValue", 5);
+    cr_assert(run_until(&T.n, 6));
+    cr_assert_eq(T.status[2], CV_EAPP);
+    cr_assert_eq(T.status[4], CV_EAPP);
+    cr_assert_str_eq(T.error[4], "value 2", "the recorded answer, not a new run (value 3)");
+    cr_assert(T.len[4] == T.len[2] && memcmp(T.resp[4], T.resp[2], T.len[2]) == 0, "same code and details");
+    cr_assert_str_eq(T.error[5], "value 3", "without the id it runs");
     teardown();
     cv_registry_free(reg);
 }
