@@ -146,6 +146,17 @@ trap 'rm -f "$TAILS"' EXIT
 
 run_in "$BUILD"
 
+# The user's path for a type of their own (issue 12): cverse installed into a prefix, examples/wallet
+# built against it and run (tests/example/wallet.sh; its own build dir, build-prefix/, so once per run).
+if [ ${#suites[@]} -eq 0 ]; then
+  echo "=== examples/wallet against an installed prefix"
+  if tests/example/wallet.sh "$PWD"; then
+    passed=$((passed + 1))
+  else
+    failed=$((failed + 1)); failures+=("example:wallet")
+  fi
+fi
+
 if [ $asan -eq 1 ]; then
   # Any sanitizer report must fail the test that triggered it. These reach the cverse-node processes
   # the integration suites start, too.

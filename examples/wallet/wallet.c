@@ -1,72 +1,62 @@
-/* The Wallet example type: Deposit, Withdraw and Balance on a balance that never goes below zero; an
- * overdraft is refused. The balance is durable (persist: on_write): an answered Deposit or Withdraw
- * survives any crash. Built as a module (meson.build) and loaded with `cverse-node --module wallet.so`. */
-#include <cverse/error.h>
+/* Wallet: a balance that never goes below zero. */
 #include <cverse/object.h>
-#include <stdio.h>
-
 #include "wallet.pb-c.h"
 
-static void reply_balance(cv_reply *r, int64_t balance)
+static void answer(Wallet__BalanceReply_Closure done, void *call, int64_t balance)
 {
-    Wallet__BalanceReply out = WALLET__BALANCE_REPLY__INIT;
-    out.balance = balance;
-    cv_reply_ok(r, &out.base);
+    Wallet__BalanceReply reply = WALLET__BALANCE_REPLY__INIT;
+    reply.balance = balance;
+    done(&reply, call);             /* packed right away: reply may live on the stack */
 }
 
-static void deposit(cv_object *o, const ProtobufCMessage *req, cv_reply *r)
+static void wallet_deposit(Wallet__Wallet_Service *svc, const Wallet__DepositRequest *in,
+                           Wallet__BalanceReply_Closure done, void *call)
 {
-    const Wallet__DepositRequest *in = (const Wallet__DepositRequest *)req;
-    Wallet__WalletState *w = cv_object_state(o);
+    Wallet__WalletState *w = cv_call_state(call);
     if (in->amount <= 0) {
-        cv_reply_error(r, CV_EINVAL, "amount must be positive");
+        cv_call_fail(call, CV_EINVAL, "amount must be positive");
         return;
     }
     w->balance += in->amount;
-    reply_balance(r, w->balance);
+    answer(done, call, w->balance);
 }
 
-static void withdraw(cv_object *o, const ProtobufCMessage *req, cv_reply *r)
+static void wallet_withdraw(Wallet__Wallet_Service *svc, const Wallet__WithdrawRequest *in,
+                            Wallet__BalanceReply_Closure done, void *call)
 {
-    const Wallet__WithdrawRequest *in = (const Wallet__WithdrawRequest *)req;
-    Wallet__WalletState *w = cv_object_state(o);
-    char msg[96];
+    Wallet__WalletState *w = cv_call_state(call);
     if (in->amount <= 0) {
-        cv_reply_error(r, CV_EINVAL, "amount must be positive");
+        cv_call_fail(call, CV_EINVAL, "amount must be positive");
         return;
     }
-    if (in->amount > w->balance) {
-        snprintf(msg, sizeof msg, "balance %lld, withdraw %lld", (long long)w->balance, (long long)in->amount);
-        cv_reply_error(r, CV_ECONFLICT, msg);
+    if (in->amount > w->balance) {  /* a business error: its own code, HTTP 422 (section 4) */
+        Wallet__Overdraft o = WALLET__OVERDRAFT__INIT;
+        o.balance = w->balance;
+        o.requested = in->amount;
+        cv_call_fail_app_details(call, "INSUFFICIENT_FUNDS", &o.base, "balance %lld, withdraw %lld",
+                                 (long long)w->balance, (long long)in->amount);
         return;
     }
     w->balance -= in->amount;
-    reply_balance(r, w->balance);
+    answer(done, call, w->balance);
 }
 
-static void balance(cv_object *o, const ProtobufCMessage *req, cv_reply *r)
+static void wallet_balance(Wallet__Wallet_Service *svc, const Wallet__BalanceRequest *in,
+                           Wallet__BalanceReply_Closure done, void *call)
 {
-    (void)req;
-    reply_balance(r, ((Wallet__WalletState *)cv_object_state(o))->balance);
+    answer(done, call, ((Wallet__WalletState *)cv_call_state(call))->balance);
 }
-
-static const struct cv_method wallet_methods[] = {
-    {"Deposit", &wallet__deposit_request__descriptor, &wallet__balance_reply__descriptor, deposit, CV_METHOD_WRITES},
-    {"Withdraw", &wallet__withdraw_request__descriptor, &wallet__balance_reply__descriptor, withdraw, CV_METHOD_WRITES},
-    {"Balance", &wallet__balance_request__descriptor, &wallet__balance_reply__descriptor, balance, 0},
-};
 
 static const struct cv_object_type wallet_type = {
     .name = "Wallet",
-    .methods = wallet_methods,
-    .n_methods = sizeof wallet_methods / sizeof wallet_methods[0],
+    .service = CV_SERVICE(Wallet__Wallet_Service, WALLET__WALLET__INIT(wallet_)),
+    .writes = CV_WRITES("Deposit", "Withdraw"),
     .state_message = &wallet__wallet_state__descriptor,
     .persist = CV_PERSIST_ON_WRITE,
 };
 
-__attribute__((visibility("default"))) int cverse_module_init(cv_registry *reg);
-
-int cverse_module_init(cv_registry *reg)
+/* The module entry point (section 5), or any function you hand to cv_node_main. */
+__attribute__((visibility("default"))) int cverse_module_init(cv_registry *reg)
 {
     return cv_register_type(reg, &wallet_type);
 }

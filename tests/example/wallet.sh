@@ -33,7 +33,13 @@ pc=$(find "$PREFIX" -name cverse.pc | head -n 1)
 export PKG_CONFIG_PATH=$(dirname "$pc")
 pkg-config --cflags --libs cverse >/dev/null || fail "pkg-config cverse fails with PKG_CONFIG_PATH=$PKG_CONFIG_PATH"
 
-# 2. The example, built on its own against the prefix.
+# 2. The example, built on its own against the prefix; docs/objects.md shows its wallet.c verbatim.
+python3 - "$ROOT/docs/objects.md" "$ROOT/examples/wallet/wallet.c" <<'PY' || fail "docs/objects.md's Wallet differs from examples/wallet/wallet.c"
+import sys
+d = open(sys.argv[1]).read()
+i = d.index("## 2. The type"); j = d.index("```c", i) + 5
+sys.exit(0 if d[j:d.index("```", j)] == open(sys.argv[2]).read() else 1)
+PY
 step "build examples/wallet against it"
 meson setup "$tmp/wallet" "$ROOT/examples/wallet" >"$tmp/wallet-setup.log" 2>&1 || fail "meson setup examples/wallet"
 ninja -C "$tmp/wallet" >"$tmp/wallet-build.log" 2>&1 || fail "building examples/wallet"
