@@ -126,6 +126,7 @@ struct cv_consensus {
     struct raft_uv_transport transport;
     struct raft_fsm fsm;
     raft_id id;
+    bool joined;                  /* not an initial member: no bootstrap, cfg->nodes are not raft ids */
 
     uv_timer_t tick, flush;
     struct pending pendings; /* circular list head */
@@ -165,10 +166,25 @@ struct cv_consensus {
 
 /* ---------------------------------------------------------------- helpers */
 
-static const struct cv_node_cfg *consensus__node_by_raft_id(const struct cv_consensus *c, raft_id id)
+/* Members are the config's nodes (raft id = index + 1, the initial members) and the nodes whose catalog
+ * record carries a raft id (members that joined later). The node id of a raft id, or NULL. */
+static const char *consensus__member_id(const struct cv_consensus *c, raft_id id)
 {
-    if (id == 0 || id > c->cfg->n_nodes) return NULL;
-    return &c->cfg->nodes[id - 1];
+    if (id == 0) return NULL;
+    if (id == c->id) return c->self->id;
+    if (!c->joined && id <= c->cfg->n_nodes) return c->cfg->nodes[id - 1].id;
+    const struct cv_catalog_node *cn = cv_catalog_node_by_raft_id(c->cat, id);
+    return cn ? cn->id : NULL;
+}
+
+/* The raft id of a member, or 0. */
+static raft_id consensus__raft_id(const struct cv_consensus *c, const char *node_id)
+{
+    if (!strcmp(node_id, c->self->id)) return c->id;
+    int idx = c->joined ? -1 : cv_config_node_index(c->cfg, node_id);
+    if (idx >= 0) return (raft_id)idx + 1;
+    const struct cv_catalog_node *cn = cv_catalog_node_get(c->cat, node_id);
+    return cn ? cn->raft_id : 0;
 }
 
 /* Appends field 1 (Batch.commands, wire type 2) holding cmd: the Batch wire form is just the
@@ -283,8 +299,8 @@ static void consensus__leader_hint(struct cv_consensus *c, char *out, size_t len
     raft_id id;
     const char *addr;
     raft_leader(&c->raft, &id, &addr);
-    const struct cv_node_cfg *n = consensus__node_by_raft_id(c, id);
-    snprintf(out, len, "%s", n ? n->id : "");
+    const char *n = consensus__member_id(c, id);
+    snprintf(out, len, "%s", n ? n : "");
 }
 
 /* Appends the queued batch to the raft log; returns 0 and the entry's index, or a CV_E* code. */
@@ -396,7 +412,7 @@ static void forward__done(void *data, int status, const char *error, const uint8
 
 static int forward(struct cv_consensus *c, struct pending *p, raft_id leader)
 {
-    struct cv_rpc_client *cli = consensus__node_by_raft_id(c, leader) ? cv_peers_client(c->peers, leader - 1) : NULL;
+    struct cv_rpc_client *cli = cv_peers_by_id(c->peers, consensus__member_id(c, leader));
     if (!cli) return CV_EUNAVAIL;
     uint8_t *batch = NULL;
     size_t blen = 0, bcap = 0;
@@ -661,8 +677,8 @@ static void consensus__check_leader(struct cv_consensus *c)
         CV_INFO("lost raft leadership (term %llu)", (unsigned long long)raft_current_term(&c->raft));
     }
     if (id != c->last_leader && !is_leader) {
-        const struct cv_node_cfg *n = consensus__node_by_raft_id(c, id);
-        CV_INFO("raft leader is now %s (term %llu)", n ? n->id : "unknown",
+        const char *n = consensus__member_id(c, id);
+        CV_INFO("raft leader is now %s (term %llu)", n ? n : "unknown",
                 (unsigned long long)raft_current_term(&c->raft));
     }
     if (id != c->last_leader && id != 0) consensus__resend_uncommitted(c);
@@ -751,7 +767,7 @@ int cv_consensus_init(const struct cv_consensus_opts *opts, struct cv_consensus 
     struct cv_consensus *c = calloc(1, sizeof *c);
     if (!c) return CV_ENOMEM;
     if (!(c->raft_dir = strdup(opts->raft_dir)) ||
-        cv_notices_init(opts->cfg, opts->node_id, opts->peers, &c->notices)) {
+        cv_notices_init(opts->node_id, opts->peers, &c->notices)) {
         free(c->raft_dir);
         free(c);
         return CV_ENOMEM;
@@ -759,7 +775,8 @@ int cv_consensus_init(const struct cv_consensus_opts *opts, struct cv_consensus 
     c->loop = opts->loop;
     c->cfg = opts->cfg;
     c->self = &opts->cfg->nodes[idx];
-    c->id = (raft_id)idx + 1;
+    c->id = opts->raft_id ? (raft_id)opts->raft_id : (raft_id)idx + 1;
+    c->joined = opts->raft_id != 0;
     c->cat = opts->catalog;
     c->peers = opts->peers;
     c->on_applied = opts->on_applied;
@@ -783,7 +800,7 @@ int cv_consensus_start(struct cv_consensus *c)
     if (rv) return rv;
     if ((rv = consensus__init_raft(c, c->raft_dir))) return rv;
     c->raft_inited = true;
-    if ((rv = bootstrap(c))) return rv;
+    if (!c->joined && (rv = bootstrap(c))) return rv; /* a joining node gets its log from the leader */
     cv_catalog_set_observer(c->cat, fsm__observe, c);
     if ((rv = raft_start(&c->raft))) {
         CV_ERROR("raft start failed: %s (%s%s%s); is %s already in use?", raft_strerror(rv),
@@ -877,11 +894,11 @@ void cv_consensus_status(struct cv_consensus *c, struct cv_consensus_status *st)
     raft_id id;
     const char *addr;
     raft_leader(&c->raft, &id, &addr);
-    const struct cv_node_cfg *n = consensus__node_by_raft_id(c, id);
+    const char *n = consensus__member_id(c, id);
     st->has_leader = n != NULL;
-    snprintf(st->leader_id, sizeof st->leader_id, "%s", n ? n->id : "");
-    n = consensus__node_by_raft_id(c, c->prev_leader);
-    snprintf(st->prev_leader_id, sizeof st->prev_leader_id, "%s", n ? n->id : "");
+    snprintf(st->leader_id, sizeof st->leader_id, "%s", n ? n : "");
+    n = consensus__member_id(c, c->prev_leader);
+    snprintf(st->prev_leader_id, sizeof st->prev_leader_id, "%s", n ? n : "");
     st->term = raft_current_term(&c->raft);
     st->commit_index = raft_commit_index(&c->raft);
     st->last_applied = raft_last_applied(&c->raft);
@@ -903,7 +920,7 @@ bool cv_consensus_has_leader(struct cv_consensus *c)
     const char *addr;
     if (!c->started) return false;
     raft_leader(&c->raft, &id, &addr);
-    return consensus__node_by_raft_id(c, id) != NULL;
+    return consensus__member_id(c, id) != NULL;
 }
 
 const struct cv_apply_histogram *cv_consensus_apply_histogram(const struct cv_consensus *c)
@@ -913,11 +930,11 @@ const struct cv_apply_histogram *cv_consensus_apply_histogram(const struct cv_co
 
 int cv_consensus_member_role(struct cv_consensus *c, const char *node_id)
 {
-    int idx = cv_config_node_index(c->cfg, node_id);
-    if (idx < 0 || !c->started) return CV_MEMBER_NONE;
+    raft_id id = consensus__raft_id(c, node_id);
+    if (!id || !c->started) return CV_MEMBER_NONE;
     const struct raft_configuration *conf = &c->raft.configuration;
     for (unsigned i = 0; i < conf->n; i++)
-        if (conf->servers[i].id == (raft_id)idx + 1) return conf->servers[i].role;
+        if (conf->servers[i].id == id) return conf->servers[i].role;
     return CV_MEMBER_NONE;
 }
 
@@ -941,15 +958,15 @@ int cv_consensus_assign(struct cv_consensus *c, const char *node_id, int raft_ro
 {
     if (c->change) return CV_EBUSY;
     if (!c->started || raft_state(&c->raft) != RAFT_LEADER) return CV_ENOTLEADER;
-    int idx = cv_config_node_index(c->cfg, node_id);
-    if (idx < 0) return CV_ENOTFOUND;
+    raft_id id = consensus__raft_id(c, node_id);
+    if (!id) return CV_ENOTFOUND;
     struct change_req *cr = calloc(1, sizeof *cr);
     if (!cr) return CV_ENOMEM;
     cr->c = c;
     cr->cb = cb;
     cr->data = data;
     cr->req.data = cr;
-    int rv = raft_assign(&c->raft, &cr->req, (raft_id)idx + 1, raft_role, consensus__change_done);
+    int rv = raft_assign(&c->raft, &cr->req, id, raft_role, consensus__change_done);
     if (rv) {
         free(cr);
         CV_WARN("raft_assign(%s, %s) refused: %s", node_id, raft_role_name(raft_role),
@@ -958,6 +975,30 @@ int cv_consensus_assign(struct cv_consensus *c, const char *node_id, int raft_ro
     }
     c->change = cr;
     CV_INFO("membership: assigning %s the role %s", node_id, raft_role_name(raft_role));
+    return 0;
+}
+
+int cv_consensus_add(struct cv_consensus *c, const char *node_id, uint64_t rid, const char *raft_addr,
+                     void (*cb)(void *data, int status), void *data)
+{
+    if (c->change) return CV_EBUSY;
+    if (!c->started || raft_state(&c->raft) != RAFT_LEADER) return CV_ENOTLEADER;
+    struct change_req *cr = calloc(1, sizeof *cr);
+    if (!cr) return CV_ENOMEM;
+    cr->c = c;
+    cr->cb = cb;
+    cr->data = data;
+    cr->req.data = cr;
+    int rv = raft_add(&c->raft, &cr->req, (raft_id)rid, raft_addr, consensus__change_done);
+    if (rv) {
+        free(cr);
+        CV_WARN("raft_add(%s, %llu, %s) refused: %s", node_id, (unsigned long long)rid, raft_addr,
+                raft_strerror(rv));
+        return rv == RAFT_NOTLEADER ? CV_ENOTLEADER : rv == RAFT_CANTCHANGE ? CV_EBUSY
+                                      : rv == RAFT_DUPLICATEID ? CV_EEXIST : CV_ERAFT;
+    }
+    c->change = cr;
+    CV_INFO("membership: adding %s (raft id %llu, %s) as a spare", node_id, (unsigned long long)rid, raft_addr);
     return 0;
 }
 
