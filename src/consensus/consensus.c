@@ -1002,6 +1002,27 @@ int cv_consensus_add(struct cv_consensus *c, const char *node_id, uint64_t rid, 
     return 0;
 }
 
+int cv_consensus_remove(struct cv_consensus *c, const char *node_id)
+{
+    if (c->change) return CV_EBUSY;
+    if (!c->started || raft_state(&c->raft) != RAFT_LEADER) return CV_ENOTLEADER;
+    raft_id id = consensus__raft_id(c, node_id);
+    if (!id || id == c->id) return CV_EINVAL;
+    struct change_req *cr = calloc(1, sizeof *cr);
+    if (!cr) return CV_ENOMEM;
+    cr->c = c;
+    cr->req.data = cr;
+    int rv = raft_remove(&c->raft, &cr->req, id, consensus__change_done);
+    if (rv) {
+        free(cr);
+        CV_WARN("raft_remove(%s) refused: %s", node_id, raft_strerror(rv));
+        return rv == RAFT_NOTLEADER ? CV_ENOTLEADER : rv == RAFT_CANTCHANGE ? CV_EBUSY : CV_ERAFT;
+    }
+    c->change = cr;
+    CV_INFO("membership: removing %s (raft id %llu)", node_id, (unsigned long long)id);
+    return 0;
+}
+
 static void consensus__transfer_done(struct raft_transfer *req)
 {
     struct cv_consensus *c = req->data;

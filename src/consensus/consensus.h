@@ -130,6 +130,9 @@ bool cv_consensus_change_pending(const struct cv_consensus *c);
  * is a member already). cb may be NULL; status is 0 or CV_ERAFT. */
 int cv_consensus_add(struct cv_consensus *c, const char *node_id, uint64_t raft_id, const char *raft_addr,
                      void (*cb)(void *data, int status), void *data);
+/* Takes a member out of the raft configuration (raft_remove; never this node). CV_EBUSY, CV_ENOTLEADER,
+ * CV_EINVAL (self or not a member). */
+int cv_consensus_remove(struct cv_consensus *c, const char *node_id);
 /* Hands leadership to another voter (raft_transfer with automatic choice). cb fires when done or when
  * the election timeout elapsed; CV_ENOTLEADER / CV_ENOTFOUND (no other voter). */
 int cv_consensus_transfer(struct cv_consensus *c, void (*cb)(void *data), void *data);

@@ -794,7 +794,8 @@ int cv_forwarder_init(const struct cv_forwarder_opts *o, struct cv_forwarder **o
     if (!fw) return CV_ENOMEM;
     /* the table grows node by node: closing walks only what exists (defect 2) */
     fw->id = strdup(o->gate_id);
-    if (!fw->id) goto err_after_alloc;
+    if (!fw->id || cv_array_grow((void **)&fw->nodes, &fw->cap_nodes, o->cfg->n_nodes, sizeof *fw->nodes))
+        goto err_after_alloc; /* the config's nodes: their table first (a count too large fails here) */
     for (size_t i = 0; i < o->cfg->n_nodes; i++)
         if (!forwarder__add_node(fw, o->cfg->nodes[i].id, o->cfg->nodes[i].advertise_addr)) goto err_after_alloc;
     fw->loop = o->loop;

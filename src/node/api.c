@@ -106,6 +106,7 @@ static json_t *api__node_json(struct cv_api *a, const struct cv_node_cfg *nc)
                           (json_int_t)(cn ? cn->lease_expiry_ms : 0), "grpc_addr", nc->grpc_addr,
                           "advertise_addr", nc->advertise_addr, "raft_addr", nc->raft_addr, "http_addr",
                           nc->http_addr, "lease", api__node_lease_json(cn));
+    if (j && cn && cn->removed) json_object_set_new(j, "removed", json_true());
     if (j && cn && cn->draining) /* an operator's drain persists; a shutdown drain ends with the process */
         json_object_set_new(j, "drain_reason", json_string(cn->drain_shutdown ? "shutdown" : "operator"));
     if (j && nc == a->self && a->lease) { /* our own view of our lease, for self */

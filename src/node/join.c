@@ -62,7 +62,7 @@ static void join__decide(struct join_req *r, bool after_add)
     const Cverse__Catalog__NodeInfo *info = r->info;
     const struct cv_catalog_node *cn = cv_catalog_node_get(r->m.catalog, info->id);
     char msg[CV_NODE_ID_MAX + 96];
-    if (cv_config_node_index(r->m.cfg, info->id) >= 0 || (cn && cn->raft_id != info->raft_id)) {
+    if (cv_config_node_index(r->m.cfg, info->id) >= 0 || (cn && (cn->raft_id != info->raft_id || cn->removed))) {
         snprintf(msg, sizeof msg, "node id %s belongs to another member of the cluster", info->id);
         join__answer(r, CV_EEXIST, msg);
     } else if (!cn && !after_add) {

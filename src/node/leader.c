@@ -12,7 +12,7 @@
  *      leaving a live owner is first unassigned; it gets its new owner only once the old one released
  *      it with ReleaseShards, or was declared dead), proposed as one compare-and-set on every moved
  *      shard's epoch, so a decision taken on stale state is rejected, never half-applied;
- *   4. raft membership: keep cfg voters voters alive by promoting live standbys when a voter is dead,
+ *   4. raft membership: take nodes removed for good (CmdRemoveNode) out of the raft configuration; keep cfg voters voters alive by promoting live standbys when a voter is dead,
  *      then demoting the dead voter to standby (a spare hears nothing from raft, so it could not come back);
  *      any spare (older logs) becomes a standby, alive or not (a dead spare could never register again);
  *   5. the catalog's copy of each node's raft role.
@@ -283,6 +283,14 @@ static void duty__membership(struct cv_leader *l)
     const struct cv_config *cfg = l->o.cfg;
     if (cv_consensus_change_pending(l->o.consensus)) return;
     leader__sync_members(l);
+    for (size_t i = 0; i < l->n_members; i++) { /* removed for good (cverse remove-node): out of raft */
+        const struct cv_catalog_node *cn = cv_catalog_node_get(l->o.catalog, l->members[i].id);
+        if (cn && cn->removed && strcmp(cn->id, l->o.self->id) != 0 &&
+            cv_consensus_member_role(l->o.consensus, cn->id) != CV_MEMBER_NONE) {
+            cv_consensus_remove(l->o.consensus, cn->id);
+            return;
+        }
+    }
     size_t voters = 0, dead_voter = SIZE_MAX, spare = SIZE_MAX, cand = SIZE_MAX, last_voter = SIZE_MAX;
     for (size_t i = 0; i < l->n_members; i++) {
         int role = cv_consensus_member_role(l->o.consensus, l->members[i].id);

@@ -213,6 +213,11 @@ static void node__lease_arm(struct cv_node *n)
 
 /* ---------------------------------------------------------------- consensus callbacks */
 
+static void node__removed_tick(uv_timer_t *t)
+{
+    cv_node_stop(t->data);
+}
+
 static void node__on_applied(void *data, uint64_t index, const Cverse__Catalog__Batch *batch,
                        const struct cv_cmd_result *results)
 {
@@ -233,6 +238,14 @@ static void node__on_applied(void *data, uint64_t index, const Cverse__Catalog__
                 bool again = cv_renewal_expired(&n->renewal, cv_mono_ms());
                 node__lease_eval(n);
                 if (again) renew(n);
+            }
+        } else if (c->cmd_case == CVERSE__CATALOG__COMMAND__CMD_REMOVE_NODE) {
+            CV_INFO("node %s removed from the cluster at index %llu", c->remove_node->node, (unsigned long long)index);
+            if (!strcmp(c->remove_node->node, n->self->id) && !n->stopping) {
+                CV_INFO("this node was removed from the cluster: stopping");
+                /* Not from inside the apply: stopping closes the consensus. Nothing to drain: a node is
+                 * removed once no shard names it. */
+                uv_timer_start(&n->drain_timer, node__removed_tick, 0, 0);
             }
         } else if (c->cmd_case == CVERSE__CATALOG__COMMAND__CMD_REGISTER_NODE) {
             CV_INFO("node %s registered at index %llu", c->register_node->info->id,

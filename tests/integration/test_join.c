@@ -153,6 +153,69 @@ Test(join, a_node_from_flags_joins_and_gets_shards_with_zero_failed_calls)
     h_cluster_stop_all(&C);
 }
 
+/* Every running node other than *arg sees it removed (not alive, no shard) and no shard unassigned. */
+static bool removed_everywhere(void *arg)
+{
+    int who = *(int *)arg;
+    for (int i = 0; i < C.n; i++) {
+        if (i == who || !h_node_running(&C, i)) continue;
+        long st;
+        json_t *j = h_get_json(&C, i, "/v1/cluster", &st), *n;
+        size_t k;
+        bool ok = j && json_integer_value(json_object_get(j, "unassigned_shards")) == 0, seen = false;
+        json_array_foreach(j ? json_object_get(j, "nodes") : NULL, k, n)
+        {
+            if (strcmp(json_string_value(json_object_get(n, "id")), C.id[who]) != 0) continue;
+            seen = true;
+            ok = ok && json_is_true(json_object_get(n, "removed")) && !json_is_true(json_object_get(n, "alive")) &&
+                 json_integer_value(json_object_get(n, "shards")) == 0 && !strcmp(json_string_value(json_object_get(n, "role")) ?: "", "none");
+        }
+        json_decref(j);
+        if (!ok || !seen) return false;
+    }
+    return true;
+}
+
+Test(join, remove_node_moves_its_shards_back_with_zero_failed_calls)
+{
+    start();
+    char join[32];
+    snprintf(join, sizeof join, "127.0.0.1:%d", C.base);
+    const char *extra[] = {"--join", join, NULL};
+    int j = h_node_join(&C, extra);
+    cr_assert(poll_calling(JOIN_MS, has_shards_everywhere, &j), "%s got no shards", C.id[j]);
+    /* cverse remove-node through node-2's HTTP API, in a child, while calls keep flowing here. */
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "'%s' remove-node --node-http 127.0.0.1:%d --timeout 30000 %s >%s/remove.log 2>&1",
+             getenv("CVERSE_CLI_BIN"), C.base + 101, C.id[j], C.dir);
+    pid_t cli = fork();
+    cr_assert(cli >= 0);
+    if (cli == 0) {
+        int rc = system(cmd);
+        _exit(WIFEXITED(rc) ? WEXITSTATUS(rc) : 99);
+    }
+    int cli_status = -1, node_status = -1;
+    bool cli_done = false, node_done = false;
+    unsigned long deadline = h_now_ms() + 40000;
+    while (h_now_ms() < deadline && !(cli_done && node_done)) {
+        if (!cli_done && waitpid(cli, &cli_status, WNOHANG) == cli) cli_done = true;
+        if (!node_done && waitpid(C.pid[j], &node_status, WNOHANG) == C.pid[j]) {
+            node_done = true;
+            C.pid[j] = 0;
+        }
+        call_round();
+    }
+    cr_assert(cli_done, "cverse remove-node did not finish");
+    cr_expect(WIFEXITED(cli_status) && WEXITSTATUS(cli_status) == 0, "cverse remove-node exited with %d", cli_status);
+    cr_assert(node_done, "%s did not stop after its removal", C.id[j]);
+    cr_expect(WIFEXITED(node_status) && WEXITSTATUS(node_status) == 0, "%s exited with %d", C.id[j], node_status);
+    cr_assert(poll_calling(JOIN_MS, removed_everywhere, &j), "the others do not see %s removed", C.id[j]);
+    for (int r = 0; r < 3; r++) call_round();
+    cr_expect_eq(failed, 0, "%d of %d calls failed while %s was removed", failed, calls, C.id[j]);
+    cr_log_info("%s removed; %d calls, %d failed", C.id[j], calls, failed);
+    h_cluster_stop_all(&C);
+}
+
 Test(join, an_id_of_another_member_is_refused)
 {
     start();
