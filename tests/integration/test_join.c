@@ -20,11 +20,13 @@
 #define N_OBJ 24
 
 static struct h_cluster C;
+static struct h_etcd E; /* the etcd test only */
 static int calls, failed;
 
 static void teardown(void)
 {
     h_cluster_destroy(&C);
+    if (E.n) h_etcd_stop(&E);
 }
 
 TestSuite(join, .fini = teardown, .timeout = 300);
@@ -34,10 +36,12 @@ static void obj_path(char *out, size_t len, const char *op, int k, const char *t
     snprintf(out, len, "/api/v1/objects/%s/SimpleCounter/join-%d%s", op, k, tail);
 }
 
-static void start(void)
+/* A 3-node cluster and a gate; with etcd (E started) its provider is etcd under /cvj. */
+static void start_with(bool etcd)
 {
     struct h_opts o = {.gates = 1};
     h_cluster_init_ex(&C, 3, 3, 1000, &o);
+    if (etcd) h_config_etcd(&C, &E, "/cvj", 3000);
     for (int i = 0; i < 3; i++) h_node_start(&C, i);
     h_gate_start(&C, 0);
     cr_assert(h_poll(READY_MS, h_all_ready, &C), "nodes and gate did not become ready");
@@ -50,6 +54,11 @@ static void start(void)
         free(t);
     }
     calls = failed = 0;
+}
+
+static void start(void)
+{
+    start_with(false);
 }
 
 /* One round of calls, one per object, through the gate; every failure is counted and reported. */
@@ -213,6 +222,20 @@ Test(join, remove_node_moves_its_shards_back_with_zero_failed_calls)
     for (int r = 0; r < 3; r++) call_round();
     cr_expect_eq(failed, 0, "%d of %d calls failed while %s was removed", failed, calls, C.id[j]);
     cr_log_info("%s removed; %d calls, %d failed", C.id[j], calls, failed);
+    h_cluster_stop_all(&C);
+}
+
+Test(join, a_node_from_flags_finds_the_members_in_etcd)
+{
+    h_etcd_start(&E, 1);
+    start_with(true);
+    const char *extra[] = {"--etcd", E.endpoints, "--etcd-prefix", "/cvj", NULL};
+    int j = h_node_join(&C, extra);
+    cr_assert(poll_calling(JOIN_MS, h_all_ready, &C), "%s did not become ready", C.id[j]);
+    cr_assert(poll_calling(JOIN_MS, has_shards_everywhere, &j), "%s got no shards", C.id[j]);
+    cr_assert(poll_calling(JOIN_MS, hosts_objects, &j), "the gate never routed a call to %s", C.id[j]);
+    for (int r = 0; r < 3; r++) call_round();
+    cr_expect_eq(failed, 0, "%d of %d calls failed while %s joined through etcd", failed, calls, C.id[j]);
     h_cluster_stop_all(&C);
 }
 
