@@ -15,6 +15,7 @@
 #include "config/config.h"
 #include "cverse/error.h"
 #include "cverse/node.h"
+#include "node/bootstrap.h"
 #include "node/flags.h"
 #include "node/node.h"
 #include "objects/registry.h"
@@ -197,33 +198,63 @@ static int run__flags_config(const struct cv_node_flags *f, struct cv_config **c
     }
     int rv = cv_config_parse(yaml, strlen(yaml), "flags", cfg, err, errlen);
     free(yaml);
+    /* The voter target is the cluster's, not this one-node file's (the parser caps it at its node count):
+     * the default, so that a flag-form leader keeps 3 voters as nodes join (docs/operations.md). */
+    if (rv == 0) (*cfg)->raft.voters = 3;
     return rv;
 }
 
 /* ---------------------------------------------------------------- the process */
 
-static int run(const struct args *a, const struct cv_config *cfg, cv_registry *reg)
-{
+struct run_ctx {
     uv_loop_t loop;
-    uv_loop_init(&loop);
-    struct cv_node *node = NULL;
-    bool flag_form = !a->config;
-    struct cv_node_opts o = {.loop = &loop, .cfg = cfg, .node_id = a->node_id, .data_dir = a->data_dir,
-                             .registry = reg, .join = flag_form, .join_addr = a->join};
-    int code = 0, rv = cv_node_init(&o, &node);
+    const struct args *a;
+    const struct cv_config *cfg;
+    cv_registry *reg;
+    struct cv_node *node;
+    int code;
+};
+
+/* join: the flag form joins a running cluster (node/join.h); else the config's members (or the one that
+ * won the bootstrap) bootstrap raft when their data dir is pristine. */
+static void run__start_node(struct run_ctx *r, bool join)
+{
+    const struct args *a = r->a;
+    struct cv_node_opts o = {.loop = &r->loop, .cfg = r->cfg, .node_id = a->node_id, .data_dir = a->data_dir,
+                             .registry = r->reg, .join = join, .join_addr = a->join};
+    int rv = cv_node_init(&o, &r->node);
     if (rv) {
         CV_ERROR("node failed to start: %s", cv_strerror(rv)); /* nothing was created: nothing to stop */
-        code = 1;
-    } else if ((rv = cv_node_start(node))) {
+        r->code = 1;
+    } else if ((rv = cv_node_start(r->node))) {
         CV_ERROR("node failed to start: %s", cv_strerror(rv));
-        code = 1;
-        cv_node_stop(node);
+        r->code = 1;
+        cv_node_stop(r->node);
     }
-    uv_run(&loop, UV_RUN_DEFAULT);
-    if (node && cv_node_failed(node)) code = 1;
-    cv_node_free(node);
-    if (uv_loop_close(&loop)) CV_WARN("event loop closed with handles still open");
-    return code;
+}
+
+static void run__decided(void *data, bool first)
+{
+    run__start_node(data, !first);
+}
+
+static int run(const struct args *a, const struct cv_config *cfg, cv_registry *reg)
+{
+    struct run_ctx r = {.a = a, .cfg = cfg, .reg = reg};
+    uv_loop_init(&r.loop);
+    /* The flag form with etcd and no --join: etcd says whether we create the cluster or join it. */
+    if (!a->config && !a->join) {
+        int rv = cv_bootstrap_decide(&r.loop, cfg, a->node_id, run__decided, &r);
+        if (rv) CV_ERROR("cannot ask etcd who bootstraps the cluster: %s", cv_strerror(rv));
+        r.code = rv ? 1 : 0;
+    } else {
+        run__start_node(&r, !a->config);
+    }
+    uv_run(&r.loop, UV_RUN_DEFAULT);
+    if (r.node && cv_node_failed(r.node)) r.code = 1;
+    cv_node_free(r.node);
+    if (uv_loop_close(&r.loop)) CV_WARN("event loop closed with handles still open");
+    return r.code;
 }
 
 int cv_node_main(int argc, char **argv, cv_module_init_fn extra_types)

@@ -239,6 +239,45 @@ Test(join, a_node_from_flags_finds_the_members_in_etcd)
     h_cluster_stop_all(&C);
 }
 
+/* Both nodes' /v1/cluster name the same leader and list both nodes alive: one cluster. */
+static bool one_cluster(void *arg)
+{
+    (void)arg;
+    char leader[2][64];
+    for (int i = 0; i < 2; i++) {
+        long st;
+        json_t *j = h_get_json(&C, i, "/v1/cluster", &st), *n;
+        size_t k, alive = 0;
+        snprintf(leader[i], sizeof leader[i], "%s", json_string_value(json_object_get(j, "leader")) ?: "");
+        json_array_foreach(j ? json_object_get(j, "nodes") : NULL, k, n) alive += json_is_true(json_object_get(n, "alive"));
+        json_decref(j);
+        if (alive != 2 || !leader[i][0]) return false;
+    }
+    return strcmp(leader[0], leader[1]) == 0;
+}
+
+Test(join, two_nodes_racing_to_bootstrap_make_one_cluster)
+{
+    h_etcd_start(&E, 1);
+    struct h_opts o = {0};
+    h_cluster_init_ex(&C, 0, 1, 1000, &o); /* no config node: both start from flags, at once */
+    const char *extra[] = {"--etcd", E.endpoints, "--etcd-prefix", "/cvb", NULL};
+    h_node_join(&C, extra);
+    h_node_join(&C, extra);
+    cr_assert(h_poll(READY_MS, h_all_ready, &C), "the racing nodes did not become ready");
+    cr_assert(h_poll(READY_MS, one_cluster, NULL), "the racing nodes did not make one cluster");
+    int bootstrapped = 0;
+    for (int i = 0; i < 2; i++) {
+        char path[400], line[512];
+        snprintf(path, sizeof path, "%s/node-%d.log", C.dir, i + 1);
+        FILE *f = fopen(path, "r");
+        while (f && fgets(line, sizeof line, f)) bootstrapped += strstr(line, "this node creates the cluster") != NULL;
+        if (f) fclose(f);
+    }
+    cr_expect_eq(bootstrapped, 1, "%d nodes bootstrapped a cluster", bootstrapped);
+    h_cluster_stop_all(&C);
+}
+
 Test(join, an_id_of_another_member_is_refused)
 {
     start();
