@@ -215,14 +215,15 @@ static int forwarder__dial(struct cv_forwarder *fw, struct gate_node *n)
     return 0;
 }
 
-/* Nodes the map lists that the table lacks (they joined the cluster after the gate started): added and
- * dialed, so that calls route to them like to the config's. */
+/* Live nodes the map lists that the table lacks (they joined the cluster after the gate started): added
+ * and dialed, so that calls route to them like to the config's (a joined node is listed once it
+ * registered: it owns no shard before). */
 static void forwarder__learn(struct cv_forwarder *fw)
 {
     const Cverse__Rpc__ShardMap *pb = fw->map.pb;
     for (size_t i = 0; i < pb->n_nodes && !fw->closing; i++) {
         const Cverse__Rpc__NodeAddr *na = pb->nodes[i];
-        if (!na->id[0] || !na->advertise_addr[0] || forwarder__node(fw, na->id)) continue;
+        if (!na->alive || !na->id[0] || !na->advertise_addr[0] || forwarder__node(fw, na->id)) continue;
         struct gate_node *n = forwarder__add_node(fw, na->id, na->advertise_addr);
         if (!n || forwarder__dial(fw, n)) {
             CV_WARN("cannot add node %s (%s) from the shard map", na->id, na->advertise_addr);

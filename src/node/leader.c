@@ -68,6 +68,7 @@ struct member {
     uint64_t died;        /* cv_mono_ms when its ExpireNode applied here, until its shards all have new
                            * owners (0: no failover pending) */
     uint32_t died_shards; /* shards waiting for an owner when it was declared dead */
+    uint64_t removed_seen; /* cv_mono_ms when this leader first saw it removed (0: not yet) */
 };
 
 struct duty_ctx {
@@ -283,10 +284,17 @@ static void duty__membership(struct cv_leader *l)
     const struct cv_config *cfg = l->o.cfg;
     if (cv_consensus_change_pending(l->o.consensus)) return;
     leader__sync_members(l);
-    for (size_t i = 0; i < l->n_members; i++) { /* removed for good (cverse remove-node): out of raft */
-        const struct cv_catalog_node *cn = cv_catalog_node_get(l->o.catalog, l->members[i].id);
-        if (cn && cn->removed && strcmp(cn->id, l->o.self->id) != 0 &&
-            cv_consensus_member_role(l->o.consensus, cn->id) != CV_MEMBER_NONE) {
+    /* Removed for good (cverse remove-node): out of raft, but only after a grace of two election timeouts,
+     * so that the node applies its RemoveNode (and stops) first: once out, raft sends it nothing more. */
+    uint64_t now = cv_mono_ms(), grace = 2ull * cfg->raft.election_timeout_ms;
+    for (size_t i = 0; i < l->n_members; i++) {
+        struct member *m = &l->members[i];
+        const struct cv_catalog_node *cn = cv_catalog_node_get(l->o.catalog, m->id);
+        if (!cn || !cn->removed || !strcmp(cn->id, l->o.self->id) ||
+            cv_consensus_member_role(l->o.consensus, cn->id) == CV_MEMBER_NONE)
+            continue;
+        if (!m->removed_seen) m->removed_seen = now;
+        if (now - m->removed_seen >= grace) {
             cv_consensus_remove(l->o.consensus, cn->id);
             return;
         }
