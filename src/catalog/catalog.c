@@ -446,6 +446,13 @@ const struct cv_catalog_node *cv_catalog_node_get(const struct cv_catalog *cat, 
     return found ? &cat->m.nodes[i] : NULL;
 }
 
+const struct cv_catalog_node *cv_catalog_node_by_raft_id(const struct cv_catalog *cat, uint64_t raft_id)
+{
+    for (size_t i = 0; raft_id && i < cat->m.n; i++)
+        if (cat->m.nodes[i].raft_id == raft_id) return &cat->m.nodes[i];
+    return NULL;
+}
+
 const char *cv_catalog_shard_owner(const struct cv_catalog *cat, uint32_t shard, uint64_t *epoch)
 {
     if (shard >= cat->shards) return NULL;

@@ -99,6 +99,8 @@ int cv_catalog_sync(struct cv_catalog *cat);
 size_t cv_catalog_node_count(const struct cv_catalog *cat);
 const struct cv_catalog_node *cv_catalog_node_at(const struct cv_catalog *cat, size_t i);
 const struct cv_catalog_node *cv_catalog_node_get(const struct cv_catalog *cat, const char *id);
+/* The node whose record carries this raft id (0 never matches), or NULL. */
+const struct cv_catalog_node *cv_catalog_node_by_raft_id(const struct cv_catalog *cat, uint64_t raft_id);
 /* Owner node id of a shard ("" if unassigned) and its epoch; NULL if shard is out of range. */
 const char *cv_catalog_shard_owner(const struct cv_catalog *cat, uint32_t shard, uint64_t *epoch);
 uint32_t cv_catalog_unassigned_shards(const struct cv_catalog *cat);

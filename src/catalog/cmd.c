@@ -182,6 +182,10 @@ static int cmd__register(struct cv_cmd_ctx *c, const Cverse__Catalog__CmdRegiste
     }
     int rv = cv_store_node_read(c->txn, c->dbi, info->id, strlen(info->id), &sn);
     bool was_alive = rv == 0 && sn.n.alive; /* a new node names no shard: nothing to check */
+    if (rv == 0 && sn.n.removed) { /* removed for good: a new member needs a new id */
+        *status = CV_ECONFLICT;
+        return 0;
+    }
     if (rv == CV_ENOTFOUND) { /* a new node: role unknown until the leader assigns one */
         memset(&sn, 0, sizeof sn);
         sn.n.role = CVERSE__CATALOG__ROLE__ROLE_UNKNOWN;
@@ -217,6 +221,52 @@ static int cmd__register(struct cv_cmd_ctx *c, const Cverse__Catalog__CmdRegiste
     sn.registered_index = c->index; /* the entry of the latest registration */
     rv = cmd__node_commit(c, &sn);
     return rv ? rv : cmd__check_liveness(c, sn.n.id, was_alive, true, "register_node");
+}
+
+/* A joining node's record: not alive until its own RegisterNode (which counts it a new incarnation). */
+static int cmd__add_node(struct cv_cmd_ctx *c, const Cverse__Catalog__CmdAddNode *cmd, int *status)
+{
+    const Cverse__Catalog__NodeInfo *info = cmd->info;
+    struct cv_store_node sn;
+    if (!cmd__info_valid(info) || info->raft_id == 0) {
+        *status = CV_EINVAL;
+        return 0;
+    }
+    int rv = cv_store_node_read(c->txn, c->dbi, info->id, strlen(info->id), &sn);
+    if (rv == 0 && sn.n.raft_id != info->raft_id) *status = CV_EEXIST;
+    if (rv != CV_ENOTFOUND) return rv;
+    memset(&sn, 0, sizeof sn);
+    sn.n.role = CVERSE__CATALOG__ROLE__ROLE_UNKNOWN;
+    strcpy(sn.n.id, info->id); /* lengths checked by cmd__info_valid */
+    strcpy(sn.n.grpc_addr, info->grpc_addr);
+    strcpy(sn.n.advertise_addr, info->advertise_addr);
+    strcpy(sn.n.http_addr, info->http_addr);
+    strcpy(sn.n.raft_addr, info->raft_addr);
+    sn.n.raft_id = info->raft_id;
+    sn.registered_index = c->index;
+    return cmd__node_commit(c, &sn);
+}
+
+/* A member removed for good: only once no shard names it (it drained first). */
+static int cmd__remove_node(struct cv_cmd_ctx *c, const Cverse__Catalog__CmdRemoveNode *cmd, int *status)
+{
+    struct cv_store_node sn;
+    int rv = cmd__node(c, cmd->node, &sn, status);
+    if (rv != 0 || *status != 0 || sn.n.removed) return rv;
+    struct cv_store_shard r;
+    for (uint32_t s = 0; s < c->shards; s++) {
+        if ((rv = cv_store_shard_read(c->txn, c->dbi, s, &r)) == CV_ENOTFOUND) continue;
+        if (rv != 0) return rv;
+        if (!strcmp(r.owner, cmd->node) || !strcmp(r.released_by, cmd->node)) {
+            *status = CV_ECONFLICT;
+            return 0;
+        }
+    }
+    bool was_alive = sn.n.alive;
+    sn.n.removed = true;
+    sn.n.alive = false;
+    rv = cmd__node_commit(c, &sn);
+    return rv ? rv : cmd__check_liveness(c, sn.n.id, was_alive, false, "remove_node");
 }
 
 static int cmd__renew(struct cv_cmd_ctx *c, const Cverse__Catalog__CmdRenewLease *cmd, int *status)
@@ -658,6 +708,8 @@ int cv_cmd_run(struct cv_cmd_ctx *c, const Cverse__Catalog__Command *cmd, int *s
     case CVERSE__CATALOG__COMMAND__CMD_PIN_SHARD: return cmd__pin_shard(c, cmd->pin_shard, status);
     case CVERSE__CATALOG__COMMAND__CMD_DRAIN_NODE: return cmd__drain_node(c, cmd->drain_node, status);
     case CVERSE__CATALOG__COMMAND__CMD_SAVE_STATE: return cmd__save_state(c, cmd->save_state, status);
+    case CVERSE__CATALOG__COMMAND__CMD_ADD_NODE: return cmd__add_node(c, cmd->add_node, status);
+    case CVERSE__CATALOG__COMMAND__CMD_REMOVE_NODE: return cmd__remove_node(c, cmd->remove_node, status);
     default:
         *status = CV_EINVAL; /* no command, or one from a newer version */
         return 0;

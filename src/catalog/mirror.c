@@ -259,6 +259,7 @@ static bool mirror__node_equal(const struct cv_catalog_node *a, const struct cv_
            strcmp(a->advertise_addr, b->advertise_addr) == 0 && strcmp(a->http_addr, b->http_addr) == 0 &&
            strcmp(a->raft_addr, b->raft_addr) == 0 && a->raft_id == b->raft_id && a->role == b->role &&
            a->alive == b->alive && a->draining == b->draining && a->drain_shutdown == b->drain_shutdown && a->incarnation == b->incarnation &&
+           a->removed == b->removed &&
            a->lease_expiry_ms == b->lease_expiry_ms && a->lease_renewed_ms == b->lease_renewed_ms &&
            a->shards_owned == b->shards_owned;
 }

@@ -115,6 +115,7 @@ static int store__node_decode(const Cverse__Catalog__NodeRecord *rec,
     n->draining = rec->draining;
     n->drain_shutdown = rec->draining && rec->drain_reason == CVERSE__CATALOG__DRAIN_REASON__DRAIN_SHUTDOWN;
     n->incarnation = rec->incarnation;
+    n->removed = rec->removed;
     sn->registered_index = rec->registered_index;
     if (lease) {
         n->lease_expiry_ms = lease->expiry_ms;
@@ -166,6 +167,7 @@ int cv_store_node_write(MDB_txn *txn, const MDB_dbi *dbi, const struct cv_store_
     rec.drain_reason = n->draining && n->drain_shutdown ? CVERSE__CATALOG__DRAIN_REASON__DRAIN_SHUTDOWN
                                                         : CVERSE__CATALOG__DRAIN_REASON__DRAIN_OPERATOR;
     rec.incarnation = n->incarnation;
+    rec.removed = n->removed;
     rec.registered_index = sn->registered_index;
     Cverse__Catalog__LeaseRecord lease = CVERSE__CATALOG__LEASE_RECORD__INIT;
     lease.holder = (char *)n->id;

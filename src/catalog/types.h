@@ -16,6 +16,7 @@ struct cv_catalog_node {
     bool alive;
     bool draining;       /* an operator drains it (DrainNode): it takes no shards */
     bool drain_shutdown; /* draining because its process stops (SIGTERM): cleared by its next process */
+    bool removed;        /* removed for good (CmdRemoveNode): not alive, never registers again */
     uint64_t incarnation; /* 1 at the first registration; +1 each time a dead node registers or renews */
     uint64_t lease_expiry_ms;
     uint64_t lease_renewed_ms;

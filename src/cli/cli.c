@@ -21,6 +21,7 @@
 #include <sys/socket.h>
 
 #include "cli/nodehttp.h"
+#include "cli/remove.h"
 #include "core/hash.h"
 #include "cverse/client.h"
 #include "cverse/error.h"
@@ -110,6 +111,7 @@ static const struct command commands[] = {
      "Exit codes: 0 ok, 1 the node refused (the error goes to stderr), 2 usage error, 3 cannot connect\n"
      "to the node.\n",
      cmd_drain},
+    {"remove-node", CV_CLI_REMOVE_ARGS, CV_CLI_REMOVE_SUMMARY, NULL, cv_cli_remove_node},
     {"shard-of", "[--shards N] [--gate HOST:PORT] [--timeout MS] OBJECT-ID", "print the shard an object id maps to",
      "  --shards N        number of shards in the cluster, 1..1048576; without it the gate (--gate, else\n"
      "                    $CVERSE_GATE, else " DEFAULT_GATE ") is asked, and if none answers within\n"

@@ -126,6 +126,7 @@ struct cv_consensus {
     struct raft_uv_transport transport;
     struct raft_fsm fsm;
     raft_id id;
+    bool joined;                  /* not an initial member: no bootstrap, cfg->nodes are not raft ids */
 
     uv_timer_t tick, flush;
     struct pending pendings; /* circular list head */
@@ -165,29 +166,21 @@ struct cv_consensus {
 
 /* ---------------------------------------------------------------- helpers */
 
-static const struct cv_node_cfg *consensus__node_by_raft_id(const struct cv_consensus *c, raft_id id)
+/* Members: the config's nodes (raft id = index + 1, the initial members) and the nodes whose catalog
+ * record carries a raft id (joined later). The node id of a raft id (NULL: none); a member's raft id (0). */
+static const char *consensus__member_id(const struct cv_consensus *c, raft_id id)
 {
-    if (id == 0 || id > c->cfg->n_nodes) return NULL;
-    return &c->cfg->nodes[id - 1];
+    const struct cv_catalog_node *cn = cv_catalog_node_by_raft_id(c->cat, id);
+    if (id == c->id) return c->self->id;
+    if (!c->joined && id && id <= c->cfg->n_nodes) return c->cfg->nodes[id - 1].id;
+    return cn ? cn->id : NULL;
 }
 
-/* Appends field 1 (Batch.commands, wire type 2) holding cmd: the Batch wire form is just the
- * concatenation of its commands, so queued commands never need re-encoding. */
-static int batch__append(uint8_t **buf, size_t *len, size_t *cap, const uint8_t *cmd, size_t n)
+static raft_id consensus__raft_id(const struct cv_consensus *c, const char *node_id)
 {
-    int rv = cv_array_grow((void **)buf, cap, *len + n + 11, 1);
-    if (rv) return rv;
-    uint8_t *p = *buf + *len;
-    *p++ = 0x0a;
-    size_t v = n;
-    while (v >= 0x80) {
-        *p++ = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    *p++ = (uint8_t)v;
-    memcpy(p, cmd, n);
-    *len = (size_t)(p - *buf) + n;
-    return 0;
+    int idx = c->joined ? -1 : cv_config_node_index(c->cfg, node_id);
+    const struct cv_catalog_node *cn = cv_catalog_node_get(c->cat, node_id);
+    return !strcmp(node_id, c->self->id) ? c->id : idx >= 0 ? (raft_id)idx + 1 : cn ? cn->raft_id : 0;
 }
 
 /* ---------------------------------------------------------------- pending proposals */
@@ -247,7 +240,7 @@ static void queue__schedule(struct cv_consensus *c)
 static int queue__local(struct cv_consensus *c, struct pending *p)
 {
     int rv = cv_array_grow((void **)&c->q_seqs, &c->cap_q_seqs, c->n_q_seqs + 1, sizeof *c->q_seqs);
-    if (!rv) rv = batch__append(&c->q, &c->q_len, &c->q_cap, p->cmd, p->len);
+    if (!rv) rv = cv_entry_batch_append(&c->q, &c->q_len, &c->q_cap, p->cmd, p->len);
     if (rv) return rv;
     c->q_seqs[c->n_q_seqs++] = p->seq;
     pending__move(p, P_QUEUED);
@@ -283,8 +276,7 @@ static void consensus__leader_hint(struct cv_consensus *c, char *out, size_t len
     raft_id id;
     const char *addr;
     raft_leader(&c->raft, &id, &addr);
-    const struct cv_node_cfg *n = consensus__node_by_raft_id(c, id);
-    snprintf(out, len, "%s", n ? n->id : "");
+    snprintf(out, len, "%s", consensus__member_id(c, id) ? consensus__member_id(c, id) : "");
 }
 
 /* Appends the queued batch to the raft log; returns 0 and the entry's index, or a CV_E* code. */
@@ -396,11 +388,11 @@ static void forward__done(void *data, int status, const char *error, const uint8
 
 static int forward(struct cv_consensus *c, struct pending *p, raft_id leader)
 {
-    struct cv_rpc_client *cli = consensus__node_by_raft_id(c, leader) ? cv_peers_client(c->peers, leader - 1) : NULL;
+    struct cv_rpc_client *cli = cv_peers_by_id(c->peers, consensus__member_id(c, leader));
     if (!cli) return CV_EUNAVAIL;
     uint8_t *batch = NULL;
     size_t blen = 0, bcap = 0;
-    int rv = batch__append(&batch, &blen, &bcap, p->cmd, p->len);
+    int rv = cv_entry_batch_append(&batch, &blen, &bcap, p->cmd, p->len);
     if (rv) return rv;
     Cverse__Rpc__ProposeRequest req = CVERSE__RPC__PROPOSE_REQUEST__INIT;
     req.batch.data = batch;
@@ -661,8 +653,8 @@ static void consensus__check_leader(struct cv_consensus *c)
         CV_INFO("lost raft leadership (term %llu)", (unsigned long long)raft_current_term(&c->raft));
     }
     if (id != c->last_leader && !is_leader) {
-        const struct cv_node_cfg *n = consensus__node_by_raft_id(c, id);
-        CV_INFO("raft leader is now %s (term %llu)", n ? n->id : "unknown",
+        const char *n = consensus__member_id(c, id);
+        CV_INFO("raft leader is now %s (term %llu)", n ? n : "unknown",
                 (unsigned long long)raft_current_term(&c->raft));
     }
     if (id != c->last_leader && id != 0) consensus__resend_uncommitted(c);
@@ -751,7 +743,7 @@ int cv_consensus_init(const struct cv_consensus_opts *opts, struct cv_consensus 
     struct cv_consensus *c = calloc(1, sizeof *c);
     if (!c) return CV_ENOMEM;
     if (!(c->raft_dir = strdup(opts->raft_dir)) ||
-        cv_notices_init(opts->cfg, opts->node_id, opts->peers, &c->notices)) {
+        cv_notices_init(opts->node_id, opts->peers, &c->notices)) {
         free(c->raft_dir);
         free(c);
         return CV_ENOMEM;
@@ -759,7 +751,8 @@ int cv_consensus_init(const struct cv_consensus_opts *opts, struct cv_consensus 
     c->loop = opts->loop;
     c->cfg = opts->cfg;
     c->self = &opts->cfg->nodes[idx];
-    c->id = (raft_id)idx + 1;
+    c->id = opts->raft_id ? (raft_id)opts->raft_id : (raft_id)idx + 1;
+    c->joined = opts->raft_id != 0;
     c->cat = opts->catalog;
     c->peers = opts->peers;
     c->on_applied = opts->on_applied;
@@ -783,7 +776,7 @@ int cv_consensus_start(struct cv_consensus *c)
     if (rv) return rv;
     if ((rv = consensus__init_raft(c, c->raft_dir))) return rv;
     c->raft_inited = true;
-    if ((rv = bootstrap(c))) return rv;
+    if (!c->joined && (rv = bootstrap(c))) return rv; /* a joining node gets its log from the leader */
     cv_catalog_set_observer(c->cat, fsm__observe, c);
     if ((rv = raft_start(&c->raft))) {
         CV_ERROR("raft start failed: %s (%s%s%s); is %s already in use?", raft_strerror(rv),
@@ -877,11 +870,11 @@ void cv_consensus_status(struct cv_consensus *c, struct cv_consensus_status *st)
     raft_id id;
     const char *addr;
     raft_leader(&c->raft, &id, &addr);
-    const struct cv_node_cfg *n = consensus__node_by_raft_id(c, id);
+    const char *n = consensus__member_id(c, id);
     st->has_leader = n != NULL;
-    snprintf(st->leader_id, sizeof st->leader_id, "%s", n ? n->id : "");
-    n = consensus__node_by_raft_id(c, c->prev_leader);
-    snprintf(st->prev_leader_id, sizeof st->prev_leader_id, "%s", n ? n->id : "");
+    snprintf(st->leader_id, sizeof st->leader_id, "%s", n ? n : "");
+    n = consensus__member_id(c, c->prev_leader);
+    snprintf(st->prev_leader_id, sizeof st->prev_leader_id, "%s", n ? n : "");
     st->term = raft_current_term(&c->raft);
     st->commit_index = raft_commit_index(&c->raft);
     st->last_applied = raft_last_applied(&c->raft);
@@ -903,7 +896,7 @@ bool cv_consensus_has_leader(struct cv_consensus *c)
     const char *addr;
     if (!c->started) return false;
     raft_leader(&c->raft, &id, &addr);
-    return consensus__node_by_raft_id(c, id) != NULL;
+    return consensus__member_id(c, id) != NULL;
 }
 
 const struct cv_apply_histogram *cv_consensus_apply_histogram(const struct cv_consensus *c)
@@ -913,11 +906,10 @@ const struct cv_apply_histogram *cv_consensus_apply_histogram(const struct cv_co
 
 int cv_consensus_member_role(struct cv_consensus *c, const char *node_id)
 {
-    int idx = cv_config_node_index(c->cfg, node_id);
-    if (idx < 0 || !c->started) return CV_MEMBER_NONE;
+    raft_id id = consensus__raft_id(c, node_id);
     const struct raft_configuration *conf = &c->raft.configuration;
-    for (unsigned i = 0; i < conf->n; i++)
-        if (conf->servers[i].id == (raft_id)idx + 1) return conf->servers[i].role;
+    for (unsigned i = 0; id && c->started && i < conf->n; i++)
+        if (conf->servers[i].id == id) return conf->servers[i].role;
     return CV_MEMBER_NONE;
 }
 
@@ -936,29 +928,52 @@ static void consensus__change_done(struct raft_change *req, int status)
     free(cr);
 }
 
+/* Starts one membership change (leader only, one at a time): add as a spare, assign a role, or remove. */
+enum change_kind { CH_ADD, CH_ASSIGN, CH_REMOVE };
+static int consensus__change(struct cv_consensus *c, enum change_kind k, const char *node_id, raft_id id,
+                             const char *addr, int role, void (*cb)(void *data, int status), void *data)
+{
+    static const char *const verbs[] = {"adding", "assigning", "removing"};
+    if (c->change) return CV_EBUSY;
+    if (!c->started || raft_state(&c->raft) != RAFT_LEADER) return CV_ENOTLEADER;
+    if (!id) return CV_ENOTFOUND;
+    struct change_req *cr = calloc(1, sizeof *cr);
+    if (!cr) return CV_ENOMEM;
+    *cr = (struct change_req){.c = c, .cb = cb, .data = data};
+    cr->req.data = cr;
+    int rv = k == CH_ADD      ? raft_add(&c->raft, &cr->req, id, addr, consensus__change_done)
+             : k == CH_ASSIGN ? raft_assign(&c->raft, &cr->req, id, role, consensus__change_done)
+                              : raft_remove(&c->raft, &cr->req, id, consensus__change_done);
+    if (rv) {
+        free(cr);
+        CV_WARN("membership: %s %s (raft id %llu) refused: %s", verbs[k], node_id, (unsigned long long)id,
+                raft_strerror(rv));
+        return rv == RAFT_NOTLEADER ? CV_ENOTLEADER : rv == RAFT_CANTCHANGE ? CV_EBUSY
+                                      : rv == RAFT_DUPLICATEID ? CV_EEXIST : CV_ERAFT;
+    }
+    c->change = cr;
+    CV_INFO("membership: %s %s (raft id %llu)%s%s", verbs[k], node_id, (unsigned long long)id,
+            k == CH_ASSIGN ? " the role " : k == CH_ADD ? " as a spare at " : "",
+            k == CH_ASSIGN ? raft_role_name(role) : k == CH_ADD ? addr : "");
+    return 0;
+}
+
 int cv_consensus_assign(struct cv_consensus *c, const char *node_id, int raft_role,
                         void (*cb)(void *data, int status), void *data)
 {
-    if (c->change) return CV_EBUSY;
-    if (!c->started || raft_state(&c->raft) != RAFT_LEADER) return CV_ENOTLEADER;
-    int idx = cv_config_node_index(c->cfg, node_id);
-    if (idx < 0) return CV_ENOTFOUND;
-    struct change_req *cr = calloc(1, sizeof *cr);
-    if (!cr) return CV_ENOMEM;
-    cr->c = c;
-    cr->cb = cb;
-    cr->data = data;
-    cr->req.data = cr;
-    int rv = raft_assign(&c->raft, &cr->req, (raft_id)idx + 1, raft_role, consensus__change_done);
-    if (rv) {
-        free(cr);
-        CV_WARN("raft_assign(%s, %s) refused: %s", node_id, raft_role_name(raft_role),
-                raft_strerror(rv));
-        return rv == RAFT_NOTLEADER ? CV_ENOTLEADER : rv == RAFT_CANTCHANGE ? CV_EBUSY : CV_ERAFT;
-    }
-    c->change = cr;
-    CV_INFO("membership: assigning %s the role %s", node_id, raft_role_name(raft_role));
-    return 0;
+    return consensus__change(c, CH_ASSIGN, node_id, consensus__raft_id(c, node_id), NULL, raft_role, cb, data);
+}
+
+int cv_consensus_add(struct cv_consensus *c, const char *node_id, uint64_t rid, const char *raft_addr,
+                     void (*cb)(void *data, int status), void *data)
+{
+    return consensus__change(c, CH_ADD, node_id, (raft_id)rid, raft_addr, 0, cb, data);
+}
+
+int cv_consensus_remove(struct cv_consensus *c, const char *node_id)
+{
+    raft_id id = consensus__raft_id(c, node_id);
+    return id == c->id ? CV_EINVAL : consensus__change(c, CH_REMOVE, node_id, id, NULL, 0, NULL, NULL);
 }
 
 static void consensus__transfer_done(struct raft_transfer *req)

@@ -43,6 +43,10 @@ struct cv_consensus_opts {
                                    * (forwards in flight hold the close until the pool fails them) */
     /* Read during cv_consensus_init only (copied or looked up). */
     const char *node_id;          /* this node; must be in cfg */
+    /* 0: an initial member, whose raft id is its index in cfg->nodes + 1 (and so are the others'); the
+     * raft log is bootstrapped with cfg->nodes when pristine. Else this node joined a running cluster with
+     * this raft id (cluster.join): no bootstrap, and other members are known by their catalog records only. */
+    uint64_t raft_id;
     const char *raft_dir;         /* raft log + snapshots; created if missing */
     cv_consensus_applied_cb on_applied;
     cv_consensus_leader_cb on_leader;
@@ -121,6 +125,14 @@ int cv_consensus_member_role(struct cv_consensus *c, const char *node_id);
 int cv_consensus_assign(struct cv_consensus *c, const char *node_id, int raft_role,
                         void (*cb)(void *data, int status), void *data);
 bool cv_consensus_change_pending(const struct cv_consensus *c);
+/* Adds a node to the raft configuration as a spare (raft_add; the leader's membership duty makes it a
+ * standby, which catches up). CV_EBUSY while another change runs, CV_ENOTLEADER, CV_EEXIST (the raft id
+ * is a member already). cb may be NULL; status is 0 or CV_ERAFT. */
+int cv_consensus_add(struct cv_consensus *c, const char *node_id, uint64_t raft_id, const char *raft_addr,
+                     void (*cb)(void *data, int status), void *data);
+/* Takes a member out of the raft configuration (raft_remove; never this node). CV_EBUSY, CV_ENOTLEADER,
+ * CV_EINVAL (self or not a member). */
+int cv_consensus_remove(struct cv_consensus *c, const char *node_id);
 /* Hands leadership to another voter (raft_transfer with automatic choice). cb fires when done or when
  * the election timeout elapsed; CV_ENOTLEADER / CV_ENOTFOUND (no other voter). */
 int cv_consensus_transfer(struct cv_consensus *c, void (*cb)(void *data), void *data);

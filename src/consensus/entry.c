@@ -7,6 +7,7 @@
 
 #include "cverse/error.h"
 #include "util/be.h"
+#include "util/buf.h"
 
 const uint8_t *cv_entry_payload(const struct raft_buffer *buf, size_t *len)
 {
@@ -27,5 +28,24 @@ int cv_entry_build(const uint8_t *batch, size_t len, struct raft_buffer *buf)
     cv_be32_put(p + 4, (uint32_t)len);
     memcpy(p + CV_ENTRY_HDR, batch, len);
     memset(p + CV_ENTRY_HDR + len, 0, total - CV_ENTRY_HDR - len);
+    return 0;
+}
+
+/* Appends field 1 (Batch.commands, wire type 2) holding cmd: the Batch wire form is just the
+ * concatenation of its commands, so queued commands never need re-encoding. */
+int cv_entry_batch_append(uint8_t **buf, size_t *len, size_t *cap, const uint8_t *cmd, size_t n)
+{
+    int rv = cv_array_grow((void **)buf, cap, *len + n + 11, 1);
+    if (rv) return rv;
+    uint8_t *p = *buf + *len;
+    *p++ = 0x0a;
+    size_t v = n;
+    while (v >= 0x80) {
+        *p++ = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    *p++ = (uint8_t)v;
+    memcpy(p, cmd, n);
+    *len = (size_t)(p - *buf) + n;
     return 0;
 }

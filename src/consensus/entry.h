@@ -16,6 +16,11 @@
  * appended). 0 or CV_ENOMEM. */
 int cv_entry_build(const uint8_t *batch, size_t len, struct raft_buffer *buf);
 
+/* Appends one command (n bytes, already serialized) to a Batch's wire form in *buf (grown with
+ * cv_array_grow): a Batch is the concatenation of its commands as field 1, so queued commands are never
+ * re-encoded. 0 or CV_ENOMEM. */
+int cv_entry_batch_append(uint8_t **buf, size_t *len, size_t *cap, const uint8_t *cmd, size_t n);
+
 /* The Batch inside an entry and its length, or NULL if buf is not one of ours (valid while buf is). */
 const uint8_t *cv_entry_payload(const struct raft_buffer *buf, size_t *len);
 

@@ -33,14 +33,13 @@ struct watch {
 };
 
 struct cv_notices {
-    const struct cv_config *cfg;
     struct cv_peers *peers;
     char *self;
     struct watch *w;
     size_t n, cap;
 };
 
-int cv_notices_init(const struct cv_config *cfg, const char *self, struct cv_peers *peers,
+int cv_notices_init(const char *self, struct cv_peers *peers,
                     struct cv_notices **out)
 {
     struct cv_notices *k = calloc(1, sizeof *k);
@@ -48,7 +47,6 @@ int cv_notices_init(const struct cv_config *cfg, const char *self, struct cv_pee
         free(k);
         return CV_ENOMEM;
     }
-    k->cfg = cfg;
     k->peers = peers;
     *out = k;
     return 0;
@@ -68,10 +66,10 @@ static void notice__sent(void *data, int status, const char *error, const uint8_
 }
 
 /* Sends node `to` the seqs and results of its commands in the entry. */
-static void notice__send(struct cv_notices *k, int to, uint64_t index, const struct cv_cmd_result *results,
-                         const int *origin, size_t n, uint64_t *seqs, int32_t *status)
+static void notice__send(struct cv_notices *k, const char *to, uint64_t index, const struct cv_cmd_result *results,
+                         const char *const *origin, size_t n, uint64_t *seqs, int32_t *status)
 {
-    struct cv_rpc_client *cli = cv_peers_client_up(k->peers, (size_t)to);
+    struct cv_rpc_client *cli = cv_peers_by_id_up(k->peers, to);
     if (!cli) return;
     Cverse__Rpc__AppliedNotice an = CVERSE__RPC__APPLIED_NOTICE__INIT;
     an.index = index;
@@ -91,23 +89,29 @@ static void notice__send(struct cv_notices *k, int to, uint64_t index, const str
     if (buf != stack) free(buf);
 }
 
+/* origin[i]: the proposer of command i if it is another node, else NULL; commands of the same proposer
+ * share one pointer (the first one's), so that a proposer is found by pointer compare. */
 void cv_notices_applied(struct cv_notices *k, uint64_t index, const Cverse__Catalog__Batch *batch,
                         const struct cv_cmd_result *results)
 {
     size_t n = batch->n_commands, remote = 0;
-    int small[64], *origin = n <= 64 ? small : malloc(n * sizeof *origin);
+    const char *small[64], **origin = n <= 64 ? small : malloc(n * sizeof *origin);
     if (!origin) return;
     for (size_t i = 0; i < n; i++) {
-        origin[i] = -1;
-        if (results[i].origin && strcmp(results[i].origin, k->self) != 0) {
-            origin[i] = cv_config_node_index(k->cfg, results[i].origin);
-            remote += origin[i] >= 0;
-        }
+        origin[i] = NULL;
+        if (!results[i].origin || !results[i].origin[0] || !strcmp(results[i].origin, k->self)) continue;
+        origin[i] = results[i].origin;
+        for (size_t j = 0; j < i; j++)
+            if (origin[j] && !strcmp(origin[j], origin[i])) {
+                origin[i] = origin[j];
+                break;
+            }
+        remote++;
     }
     uint64_t *seqs = remote ? malloc(remote * sizeof *seqs) : NULL;
     int32_t *status = remote ? malloc(remote * sizeof *status) : NULL;
     for (size_t i = 0; seqs && status && i < n; i++) {
-        bool first = origin[i] >= 0;
+        bool first = origin[i] != NULL;
         for (size_t j = 0; first && j < i; j++) first = origin[j] != origin[i];
         if (first) notice__send(k, origin[i], index, results, origin, n, seqs, status);
     }

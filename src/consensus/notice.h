@@ -8,7 +8,6 @@
 #include <stdint.h>
 
 #include "catalog/catalog.h"
-#include "config/config.h"
 #include "net/rpc.h"
 
 struct cv_notices;
@@ -18,9 +17,9 @@ struct cv_peers;
  * as the leader applied it. This node's catalog may not have applied it yet. */
 typedef void (*cv_notice_cb)(void *data, int status, uint64_t index);
 
-/* cfg and peers are borrowed (valid until cv_notices_free; peers only while cv_notices_applied may run);
+/* peers is borrowed (valid while cv_notices_applied may run; proposers are found in it by node id);
  * self is copied. CV_ENOMEM. */
-int cv_notices_init(const struct cv_config *cfg, const char *self, struct cv_peers *peers,
+int cv_notices_init(const char *self, struct cv_peers *peers,
                     struct cv_notices **out);
 void cv_notices_free(struct cv_notices *k);
 

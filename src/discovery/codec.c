@@ -154,6 +154,37 @@ char *cv_etcd_enc_create(const char *key, const char *value, int64_t lease)
     return txn(cmp, key, value, lease);
 }
 
+/* A compare "key does not exist" (create_revision 0 written out: an omitted one leaves etcd's target union
+ * unset); NULL when out of memory. */
+static json_t *absent(const char *key)
+{
+    int rv;
+    json_t *cmp = kv_obj(key, NULL, 0, &rv);
+    if (!rv && (json_object_set_new(cmp, "target", json_string("CREATE")) ||
+                json_object_set_new(cmp, "create_revision", json_string("0"))))
+        rv = CV_ENOMEM;
+    if (rv) json_decref(cmp);
+    return rv ? NULL : cmp;
+}
+
+char *cv_etcd_enc_create_unless(const char *key, const char *value, const char *other)
+{
+    int rv = 0, rv2 = 0;
+    json_t *c1 = absent(key), *c2 = absent(other);
+    json_t *put = kv_obj(key, value, 0, &rv), *get = kv_obj(key, NULL, 0, &rv2);
+    json_t *o = NULL;
+    if (c1 && c2 && put && get) /* json_pack takes the four references */
+        o = json_pack("{s:[o,o],s:[{s:o}],s:[{s:o}]}", "compare", c1, c2, "success", "request_put", put, "failure",
+                      "request_range", get);
+    else {
+        json_decref(c1);
+        json_decref(c2);
+        json_decref(put);
+        json_decref(get);
+    }
+    return dump(o, rv || rv2 || !o ? CV_ENOMEM : 0);
+}
+
 char *cv_etcd_enc_put_if_less(const char *key, const char *value)
 {
     int rv;

@@ -53,6 +53,9 @@ char *cv_etcd_enc_range_key(const char *key);
 char *cv_etcd_enc_delete(const char *key);
 /* A txn: if key does not exist, put value (under lease, 0 = none); else return the key's current kv. */
 char *cv_etcd_enc_create(const char *key, const char *value, int64_t lease);
+/* A txn: if neither key nor other exists, put value at key (no lease); else return key's current kv (none
+ * when only other exists). */
+char *cv_etcd_enc_create_unless(const char *key, const char *value, const char *other);
 /* A txn: if key's value sorts before value (byte order), put value; else return the current kv. A missing
  * key fails the compare too (etcd compares values of existing keys only): create it with cv_etcd_enc_create. */
 char *cv_etcd_enc_put_if_less(const char *key, const char *value);

@@ -38,6 +38,7 @@
 #include "gate/route.h"
 #include "net/frame.h"
 #include "net/rpc.h"
+#include "util/buf.h"
 #include "util/log.h"
 
 #define SUB_TIMEOUT_MS 1000u     /* a subscribe that takes longer moves on to the next node */
@@ -66,7 +67,7 @@ const struct cv_sm_conf cv_gate_fwd_sm = {"gate forward", fwd_states, CV_FWD_N_S
 
 struct gate_node {
     struct cv_forwarder *fw;
-    const struct cv_node_cfg *cfg;
+    char *id, *addr;           /* the config's node, or one the shard map listed (it joined later) */
     struct cv_rpc_client *cli;
     size_t index;
     bool connected;
@@ -112,8 +113,8 @@ struct cv_forwarder {
     const struct cv_gate_cfg *self;
     char *id;
     unsigned default_timeout_ms;
-    struct gate_node *nodes;
-    size_t n_nodes;
+    struct gate_node **nodes;  /* one allocation each: a client's data stays valid as the table grows */
+    size_t n_nodes, cap_nodes;
     struct cv_gate_map map;
     bool shards_warned;
 
@@ -148,6 +149,11 @@ static void forwarder__free(struct cv_forwarder *fw)
 {
     if (fw->on_closed) fw->on_closed(fw->closed_data);
     cv_gate_map_free(&fw->map);
+    for (size_t i = 0; i < fw->n_nodes; i++) {
+        free(fw->nodes[i]->id);
+        free(fw->nodes[i]->addr);
+        free(fw->nodes[i]);
+    }
     free(fw->nodes);
     free(fw->id);
     free(fw);
@@ -174,8 +180,57 @@ static double forwarder__jitter(struct cv_forwarder *fw)
 static struct gate_node *forwarder__node(struct cv_forwarder *fw, const char *id)
 {
     for (size_t i = 0; i < fw->n_nodes; i++)
-        if (strcmp(fw->nodes[i].cfg->id, id) == 0) return &fw->nodes[i];
+        if (strcmp(fw->nodes[i]->id, id) == 0) return fw->nodes[i];
     return NULL;
+}
+
+/* Appends a node to the table (not dialed); NULL out of memory. */
+static struct gate_node *forwarder__add_node(struct cv_forwarder *fw, const char *id, const char *addr)
+{
+    if (cv_array_grow((void **)&fw->nodes, &fw->cap_nodes, fw->n_nodes + 1, sizeof *fw->nodes)) return NULL;
+    struct gate_node *n = calloc(1, sizeof *n);
+    if (!n || !(n->id = strdup(id)) || !(n->addr = strdup(addr))) {
+        if (n) free(n->id);
+        free(n);
+        return NULL;
+    }
+    n->fw = fw;
+    n->index = fw->n_nodes;
+    fw->nodes[fw->n_nodes++] = n;
+    return n;
+}
+
+static void fwnode__on_event(void *data, const char *method, const uint8_t *body, size_t len);
+static void fwnode__on_state(void *data, int connected);
+
+/* Creates node n's client and dials it: routing needs to know who is reachable. */
+static int forwarder__dial(struct cv_forwarder *fw, struct gate_node *n)
+{
+    struct cv_rpc_client_opts o = {.addr = n->addr, .on_event = fwnode__on_event, .on_state = fwnode__on_state,
+                                   .data = n};
+    int rv = cv_rpc_client_init(fw->loop, &o, &n->cli);
+    if (rv) return rv;
+    fw->handles++;
+    cv_rpc_client_connect(n->cli);
+    return 0;
+}
+
+/* Live nodes the map lists that the table lacks (they joined the cluster after the gate started): added
+ * and dialed, so that calls route to them like to the config's (a joined node is listed once it
+ * registered: it owns no shard before). */
+static void forwarder__learn(struct cv_forwarder *fw)
+{
+    const Cverse__Rpc__ShardMap *pb = fw->map.pb;
+    for (size_t i = 0; i < pb->n_nodes && !fw->closing; i++) {
+        const Cverse__Rpc__NodeAddr *na = pb->nodes[i];
+        if (!na->alive || !na->id[0] || !na->advertise_addr[0] || forwarder__node(fw, na->id)) continue;
+        struct gate_node *n = forwarder__add_node(fw, na->id, na->advertise_addr);
+        if (!n || forwarder__dial(fw, n)) {
+            CV_WARN("cannot add node %s (%s) from the shard map", na->id, na->advertise_addr);
+            continue;
+        }
+        CV_INFO("node %s (%s) joined the cluster: routing to it", na->id, na->advertise_addr);
+    }
 }
 
 /* ---------------------------------------------------------------------------------------------------
@@ -281,8 +336,8 @@ static void forwarder__note_lag(struct cv_forwarder *fw, size_t from, uint64_t i
     }
     if (now - fw->lag_since < SUB_LAG_MS || fw->sub_node < 0) return;
     CV_WARN("the shard map from node %s lags (index %llu, node %s has %llu): subscribing to node %s",
-            fw->nodes[fw->sub_node].cfg->id, (unsigned long long)cv_gate_map_index(&fw->map),
-            fw->nodes[fw->lag_node].cfg->id, (unsigned long long)fw->lag_index, fw->nodes[fw->lag_node].cfg->id);
+            fw->nodes[fw->sub_node]->id, (unsigned long long)cv_gate_map_index(&fw->map),
+            fw->nodes[fw->lag_node]->id, (unsigned long long)fw->lag_index, fw->nodes[fw->lag_node]->id);
     fw->sub_node = -1;
     fw->sub_next = fw->lag_node;
     fw->lag_since = 0;
@@ -510,7 +565,7 @@ static void forwarder__wake(struct cv_forwarder *fw)
 static void forwarder__resend_orphans(struct cv_forwarder *fw)
 {
     for (struct fwd *f = fw->calls; f; f = f->next) {
-        const char *to = fw->nodes[f->node].cfg->id;
+        const char *to = fw->nodes[f->node]->id;
         if (cv_sm_state(&f->sm) != CV_FWD_SENT || !cv_gate_may_resend(&fw->map, fw->cfg, f->id, to)) continue;
         f->send->f = NULL; /* its answer, if any, is dropped */
         f->send = NULL;
@@ -544,6 +599,7 @@ static void forwarder__map_applied(struct cv_forwarder *fw, uint32_t prev_unassi
                 (unsigned)pb->shards, (unsigned)fw->cfg->shards);
         fw->shards_warned = true;
     }
+    forwarder__learn(fw);
     forwarder__resend_orphans(fw);
     forwarder__wake(fw);
 }
@@ -554,7 +610,7 @@ static int forwarder__apply(struct cv_forwarder *fw, const struct gate_node *fro
     bool first = fw->map.pb == NULL;
     int rv = cv_gate_map_apply(&fw->map, body, len);
     if (rv < 0) {
-        CV_WARN("ignoring a malformed shard map from node %s", from->cfg->id);
+        CV_WARN("ignoring a malformed shard map from node %s", from->id);
         return rv;
     }
     if (rv == 0) fw->stats.maps_ignored++;
@@ -574,7 +630,7 @@ static void sub__done(void *data, int status, const char *error, const uint8_t *
         fw->sub_heard_ms = cv_mono_ms();
         fw->sub_beats = false;
         fw->stats.sub_switches++;
-        CV_INFO("subscribed to the shard map of node %s (gate at index %llu)", n->cfg->id,
+        CV_INFO("subscribed to the shard map of node %s (gate at index %llu)", n->id,
                 (unsigned long long)cv_gate_map_index(&fw->map));
         return;
     }
@@ -582,9 +638,9 @@ static void sub__done(void *data, int status, const char *error, const uint8_t *
     fw->sub_failures++;
     /* Quiet while the cluster starts: one warning per round of nodes, details at debug level. */
     if (fw->sub_failures % fw->n_nodes == 1 || fw->n_nodes == 1)
-        CV_WARN("shard-map subscription to node %s failed: %s (trying the next node)", n->cfg->id, error);
+        CV_WARN("shard-map subscription to node %s failed: %s (trying the next node)", n->id, error);
     else
-        CV_DEBUG("shard-map subscription to node %s failed: %s", n->cfg->id, error);
+        CV_DEBUG("shard-map subscription to node %s failed: %s", n->id, error);
     fw->sub_next = (n->index + 1) % fw->n_nodes;
     sub__start(fw, fw->sub_next == 0 ? SUB_ROUND_MS : SUB_NEXT_MS);
 }
@@ -592,7 +648,7 @@ static void sub__done(void *data, int status, const char *error, const uint8_t *
 static void sub__try(struct cv_forwarder *fw)
 {
     if (fw->closing || fw->sub_inflight || fw->sub_node >= 0) return;
-    struct gate_node *n = &fw->nodes[fw->sub_next];
+    struct gate_node *n = fw->nodes[fw->sub_next];
     Cverse__Rpc__SubscribeRequest req = CVERSE__RPC__SUBSCRIBE_REQUEST__INIT;
     req.gate_id = fw->id;
     uint8_t buf[128];
@@ -627,7 +683,7 @@ static void fwnode__on_event(void *data, const char *method, const uint8_t *body
         fw->sub_beats |= beat;
     }
     if (strcmp(method, "catalog.shard_map") == 0) forwarder__apply(fw, n, body, len);
-    else if (!beat) CV_DEBUG("ignoring event %s from node %s", method, n->cfg->id);
+    else if (!beat) CV_DEBUG("ignoring event %s from node %s", method, n->id);
 }
 
 /* The node to subscribe to instead of `from`: the leader the map names, if connected; else the next
@@ -639,7 +695,7 @@ static size_t sub__successor(struct cv_forwarder *fw, size_t from)
     if (l && l->index != from && l->connected) return l->index;
     for (size_t k = 1; k < fw->n_nodes; k++) {
         size_t i = (from + k) % fw->n_nodes;
-        if (fw->nodes[i].connected) return i;
+        if (fw->nodes[i]->connected) return i;
     }
     return (from + 1) % fw->n_nodes;
 }
@@ -656,8 +712,8 @@ static void sub__watch(uv_timer_t *t)
     fw->sub_next = sub__successor(fw, from);
     fw->stats.sub_stalls++;
     CV_WARN("the shard-map subscription to node %s is silent for %llu ms (frozen, fenced or cut off): "
-            "subscribing to node %s", fw->nodes[from].cfg->id, (unsigned long long)(now - fw->sub_heard_ms),
-            fw->nodes[fw->sub_next].cfg->id);
+            "subscribing to node %s", fw->nodes[from]->id, (unsigned long long)(now - fw->sub_heard_ms),
+            fw->nodes[fw->sub_next]->id);
     sub__start(fw, 0);
 }
 
@@ -666,13 +722,13 @@ static void fwnode__on_state(void *data, int connected)
     struct gate_node *n = data;
     struct cv_forwarder *fw = n->fw;
     n->connected = connected != 0;
-    CV_DEBUG("connection to node %s %s", n->cfg->id, connected ? "up" : "down");
+    CV_DEBUG("connection to node %s %s", n->id, connected ? "up" : "down");
     if (connected && !fw->closing) forwarder__wake(fw); /* forwards may have waited for this node */
     if (connected || fw->closing || fw->sub_node != (int)n->index) return;
     fw->sub_node = -1;
     fw->sub_next = (n->index + 1) % fw->n_nodes;
-    CV_WARN("lost the shard-map subscription (node %s disconnected); trying node %s", n->cfg->id,
-            fw->nodes[fw->sub_next].cfg->id);
+    CV_WARN("lost the shard-map subscription (node %s disconnected); trying node %s", n->id,
+            fw->nodes[fw->sub_next]->id);
     sub__start(fw, 0);
 }
 
@@ -699,7 +755,7 @@ void cv_forwarder_end(struct cv_forwarder *fw, enum cv_gate_op op, int status, u
 static size_t forwarder__connections(const struct cv_forwarder *fw)
 {
     size_t up = 0;
-    for (size_t i = 0; i < fw->n_nodes; i++) up += fw->nodes[i].connected;
+    for (size_t i = 0; i < fw->n_nodes; i++) up += fw->nodes[i]->connected;
     return up;
 }
 
@@ -737,11 +793,12 @@ int cv_forwarder_init(const struct cv_forwarder_opts *o, struct cv_forwarder **o
     if (!self) return CV_EINVAL;
     struct cv_forwarder *fw = calloc(1, sizeof *fw);
     if (!fw) return CV_ENOMEM;
-    /* n_nodes only once the table exists: closing walks it (defect 2). */
-    fw->nodes = calloc(o->cfg->n_nodes, sizeof *fw->nodes);
+    /* the table grows node by node: closing walks only what exists (defect 2) */
     fw->id = strdup(o->gate_id);
-    if (!fw->nodes || !fw->id) goto err_after_alloc;
-    fw->n_nodes = o->cfg->n_nodes;
+    if (!fw->id || cv_array_grow((void **)&fw->nodes, &fw->cap_nodes, o->cfg->n_nodes, sizeof *fw->nodes))
+        goto err_after_alloc; /* the config's nodes: their table first (a count too large fails here) */
+    for (size_t i = 0; i < o->cfg->n_nodes; i++)
+        if (!forwarder__add_node(fw, o->cfg->nodes[i].id, o->cfg->nodes[i].advertise_addr)) goto err_after_alloc;
     fw->loop = o->loop;
     fw->cfg = o->cfg;
     fw->self = self;
@@ -750,15 +807,12 @@ int cv_forwarder_init(const struct cv_forwarder_opts *o, struct cv_forwarder **o
     fw->data = o->data;
     fw->sub_node = -1;
     fw->rng = cv_mono_ns() | 1;
-    for (size_t i = 0; i < fw->n_nodes; i++)
-        fw->nodes[i] = (struct gate_node){.fw = fw, .cfg = &o->cfg->nodes[i], .index = i};
     *out = fw;
     return 0;
 
 err_after_alloc:
-    free(fw->nodes);
-    free(fw->id);
-    free(fw);
+    fw->on_closed = NULL;
+    forwarder__free(fw);
     return CV_ENOMEM;
 }
 
@@ -772,15 +826,9 @@ int cv_forwarder_start(struct cv_forwarder *fw)
     fw->started = true;
     uv_timer_start(&fw->watch_timer, sub__watch, SUB_WATCH_MS, SUB_WATCH_MS);
     for (size_t i = 0; i < fw->n_nodes; i++) {
-        struct gate_node *n = &fw->nodes[i];
-        struct cv_rpc_client_opts o = {.addr = n->cfg->advertise_addr, .on_event = fwnode__on_event,
-                                       .on_state = fwnode__on_state, .data = n};
-        int rv = cv_rpc_client_init(fw->loop, &o, &n->cli);
+        int rv = forwarder__dial(fw, fw->nodes[i]);
         if (rv) return rv;
-        fw->handles++;
     }
-    for (size_t i = 0; i < fw->n_nodes; i++) /* dial every node now: routing needs to know who is reachable */
-        cv_rpc_client_connect(fw->nodes[i].cli);
     sub__start(fw, 0);
     return 0;
 }
@@ -827,6 +875,6 @@ void cv_forwarder_close(struct cv_forwarder *fw, void (*cb)(void *data), void *d
         if (cv_sm_state(&f->sm) != CV_FWD_SENT) fwd__finish(f, CV_ECANCELED, "gate is shutting down", NULL, 0);
     }
     for (size_t i = 0; i < fw->n_nodes; i++)
-        if (fw->nodes[i].cli) cv_rpc_client_close(fw->nodes[i].cli, forwarder__client_closed);
+        if (fw->nodes[i]->cli) cv_rpc_client_close(fw->nodes[i]->cli, forwarder__client_closed);
     forwarder__unref(fw);
 }

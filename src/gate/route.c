@@ -79,7 +79,8 @@ static bool route__config_has(const struct cv_config *cfg, const char *id, size_
 static void route__pinned(const struct cv_gate_map *m, const struct cv_config *cfg, const struct cv_placement *p,
                           struct cv_route *out)
 {
-    if (!route__config_has(cfg, p->node, p->node_len) || p->node_len >= sizeof out->node) {
+    bool known = route__config_has(cfg, p->node, p->node_len) || cv_gate_map_node(m, p->node, p->node_len);
+    if (!known || p->node_len >= sizeof out->node) { /* a node that joined later: in the map */
         route__set(out, CV_ROUTE_FAIL, CV_ENOTFOUND, "object id pinned to node \"%.*s\", which is not in the "
                    "cluster config", p->node, p->node_len);
         return;

@@ -5,6 +5,7 @@
  *                                                             clears the target)   -> CmdMoveShard
  *   POST /v1/admin/shards/pin   {"shard":5,"pinned":true}                         -> CmdPinShard
  *   POST /v1/admin/nodes/drain  {"node":"node-3","drain":true}                    -> CmdDrainNode
+ *   POST /v1/admin/nodes/remove {"node":"node-4"}  (no shard names it any more)   -> CmdRemoveNode
  *
  * Happy path: parse the body strictly (an object with exactly the endpoint's keys, each of its type),
  * check the shard range and resolve the node against the catalog, propose the command and answer
@@ -173,10 +174,20 @@ static void admin__fill_drain(const struct admin__args *args, Cverse__Catalog__C
     cmd->drain_node = d;
 }
 
+static void admin__fill_remove(const struct admin__args *args, Cverse__Catalog__Command *cmd, void *scratch)
+{
+    Cverse__Catalog__CmdRemoveNode *r = scratch;
+    cverse__catalog__cmd_remove_node__init(r);
+    r->node = (char *)args->node;
+    cmd->cmd_case = CVERSE__CATALOG__COMMAND__CMD_REMOVE_NODE;
+    cmd->remove_node = r;
+}
+
 static const struct admin__endpoint endpoints[] = {
     {"shards/move", {{"shard", A_SHARD}, {"node", A_NODE}}, admin__fill_move},
     {"shards/pin", {{"shard", A_SHARD}, {"pinned", A_BOOL}}, admin__fill_pin},
     {"nodes/drain", {{"node", A_NODE}, {"drain", A_BOOL}}, admin__fill_drain},
+    {"nodes/remove", {{"node", A_NODE}}, admin__fill_remove},
 };
 
 static void admin__done(void *data, int status, uint64_t index)
@@ -199,6 +210,7 @@ static void admin__propose(struct cv_api *a, struct cv_http_exchange *x, const s
         Cverse__Catalog__CmdMoveShard m;
         Cverse__Catalog__CmdPinShard p;
         Cverse__Catalog__CmdDrainNode d;
+        Cverse__Catalog__CmdRemoveNode r;
     } scratch;
     Cverse__Catalog__Command cmd = CVERSE__CATALOG__COMMAND__INIT;
     struct admin__pending *p = malloc(sizeof *p);

@@ -106,6 +106,7 @@ static json_t *api__node_json(struct cv_api *a, const struct cv_node_cfg *nc)
                           (json_int_t)(cn ? cn->lease_expiry_ms : 0), "grpc_addr", nc->grpc_addr,
                           "advertise_addr", nc->advertise_addr, "raft_addr", nc->raft_addr, "http_addr",
                           nc->http_addr, "lease", api__node_lease_json(cn));
+    if (j && cn && cn->removed) json_object_set_new(j, "removed", json_true());
     if (j && cn && cn->draining) /* an operator's drain persists; a shutdown drain ends with the process */
         json_object_set_new(j, "drain_reason", json_string(cn->drain_shutdown ? "shutdown" : "operator"));
     if (j && nc == a->self && a->lease) { /* our own view of our lease, for self */
@@ -138,6 +139,14 @@ static void api__get_cluster(struct cv_api *a, struct cv_http_exchange *x)
     cv_consensus_status(a->consensus, &st);
     json_t *nodes = json_array();
     for (size_t i = 0; i < a->cfg->n_nodes; i++) json_array_append_new(nodes, api__node_json(a, &a->cfg->nodes[i]));
+    for (size_t i = 0; i < cv_catalog_node_count(a->catalog); i++) { /* members that joined later */
+        const struct cv_catalog_node *cn = cv_catalog_node_at(a->catalog, i);
+        if (cv_config_node(a->cfg, cn->id)) continue;
+        struct cv_node_cfg nc = {.id = (char *)cn->id, .grpc_addr = (char *)cn->grpc_addr,
+                                 .advertise_addr = (char *)cn->advertise_addr, .http_addr = (char *)cn->http_addr,
+                                 .raft_addr = (char *)cn->raft_addr};
+        json_array_append_new(nodes, api__node_json(a, &nc));
+    }
     json_t *j = json_pack("{s:s?, s:s, s:s, s:I, s:I, s:I, s:I, s:i, s:i, s:o, s:o}", "leader",
                           st.has_leader ? st.leader_id : NULL, "self", a->self->id, "state", st.state,
                           "term", (json_int_t)st.term, "commit_index", (json_int_t)st.commit_index,
@@ -312,9 +321,8 @@ static void api__lease_prom(struct cv_api *a, struct cv_buf *b)
     cv_prom_counter(b, "cverse_fencing_total", "Times this node fenced itself (lease not confirmed in time).",
                     l.fencings);
     cv_prom_family(b, "cverse_node_lease_alive", "gauge", "Each node's lease as the catalog sees it: 1 alive, 0 declared dead.");
-    for (size_t i = 0; i < a->cfg->n_nodes; i++) {
-        const struct cv_catalog_node *cn = cv_catalog_node_get(a->catalog, a->cfg->nodes[i].id);
-        if (!cn) continue;
+    for (size_t i = 0; i < cv_catalog_node_count(a->catalog); i++) {
+        const struct cv_catalog_node *cn = cv_catalog_node_at(a->catalog, i);
         snprintf(lab, sizeof lab, "node=\"%s\"", cn->id); /* ids are [A-Za-z0-9._-] (config) */
         cv_prom_sample(b, "cverse_node_lease_alive", lab, cn->alive);
     }

@@ -12,10 +12,14 @@
  *      leaving a live owner is first unassigned; it gets its new owner only once the old one released
  *      it with ReleaseShards, or was declared dead), proposed as one compare-and-set on every moved
  *      shard's epoch, so a decision taken on stale state is rejected, never half-applied;
- *   4. raft membership: keep cfg voters voters alive by promoting live standbys when a voter is dead,
+ *   4. raft membership: take nodes removed for good (CmdRemoveNode) out of the raft configuration; keep cfg voters voters alive by promoting live standbys when a voter is dead,
  *      then demoting the dead voter to standby (a spare hears nothing from raft, so it could not come back);
  *      any spare (older logs) becomes a standby, alive or not (a dead spare could never register again);
  *   5. the catalog's copy of each node's raft role.
+ * Nodes are numbered by the leader's member table: the config's nodes first (in their order, so that ties in
+ * the assignment fall as before), then every other node the catalog knows (members that joined later), in
+ * the order they were first seen; an index never changes while the process lives (a removed or dead node
+ * simply is not live).
  * Each kind has at most one proposal in flight; a failed or conflicting proposal is simply recomputed at
  * the next run. Nothing here blocks: decisions are pure functions of the catalog and raft configuration.
  * It also observes failovers: from a node's ExpireNode (which unassigns its shards) to the moment none
@@ -23,12 +27,14 @@
  */
 #include "node/leader.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/assign.h"
 #include "core/lease.h"
 #include "cverse/error.h"
+#include "util/buf.h"
 #include "util/log.h"
 
 #define RUN_MS 50
@@ -42,19 +48,27 @@ struct cv_leader {
     bool timer_open;          /* the timer's close callback has not run yet */
     uv_timer_t timer;
     int inflight[D_COUNT];    /* proposals whose callback (duty__done) is still owed */
-    int32_t *cur, *next, *waiting, *fixed; /* per shard: index into cfg->nodes or CV_ASSIGN_NONE */
-    uint8_t *live, *elig; /* per cfg node: alive; alive and not draining (may take shards) */
-    uint64_t *seen;       /* per cfg node: cv_mono_ms when its latest renewal applied here (0: none) */
+    int32_t *cur, *next, *waiting, *fixed; /* per shard: index into members or CV_ASSIGN_NONE */
+    struct member *members; /* the member table (file comment) */
+    size_t n_members, cap_members;
+    uint8_t *live, *elig; /* per member: alive; alive and not draining (may take shards); cap_members */
+    size_t cap_flags;
     uint64_t since;       /* cv_mono_ms when this run first saw us leading (0: not leading) */
-    int replaced;         /* cfg index of the leader we replaced (no grace for it), or -1 */
+    int replaced;         /* member index of the leader we replaced (no grace for it), or -1 */
     uint64_t restored;    /* raft snapshots installed into the catalog, as of the last seen reset */
-    uint64_t *died;       /* per cfg node: cv_mono_ms when its ExpireNode applied here, until its shards
-                           * all have new owners (0: no failover pending) */
-    uint32_t *died_shards; /* per cfg node: shards waiting for an owner when it was declared dead */
     struct cv_leader_stats stats;
     uint32_t waiting_logged;
     void (*done)(void *data);
     void *done_data;
+};
+
+struct member {
+    char id[CV_NODE_ID_MAX];
+    uint64_t seen;        /* cv_mono_ms when its latest renewal applied here (0: none) */
+    uint64_t died;        /* cv_mono_ms when its ExpireNode applied here, until its shards all have new
+                           * owners (0: no failover pending) */
+    uint32_t died_shards; /* shards waiting for an owner when it was declared dead */
+    uint64_t removed_seen; /* cv_mono_ms when this leader first saw it removed (0: not yet) */
 };
 
 struct duty_ctx {
@@ -65,6 +79,36 @@ struct duty_ctx {
 
 static void leader__settle(struct cv_leader *l);
 static void run(uv_timer_t *t);
+
+/* The member index of a node id, or -1. */
+static int leader__index(const struct cv_leader *l, const char *id)
+{
+    for (size_t i = 0; id && *id && i < l->n_members; i++)
+        if (!strcmp(l->members[i].id, id)) return (int)i;
+    return -1;
+}
+
+/* The member index of a node id, added at the end if new; -1 out of memory. */
+static int leader__member(struct cv_leader *l, const char *id)
+{
+    int k = leader__index(l, id);
+    if (k >= 0 || !id || !*id) return k;
+    if (cv_array_grow((void **)&l->members, &l->cap_members, l->n_members + 1, sizeof *l->members)) return -1;
+    size_t cap = l->cap_flags;
+    if (cv_array_grow((void **)&l->live, &cap, l->n_members + 1, 1) ||
+        cv_array_grow((void **)&l->elig, &l->cap_flags, l->n_members + 1, 1))
+        return -1;
+    l->members[l->n_members] = (struct member){0};
+    snprintf(l->members[l->n_members].id, sizeof l->members[0].id, "%s", id);
+    return (int)l->n_members++;
+}
+
+/* Adds the catalog's nodes the table does not hold yet (members that joined). */
+static void leader__sync_members(struct cv_leader *l)
+{
+    for (size_t i = 0; i < cv_catalog_node_count(l->o.catalog); i++)
+        leader__member(l, cv_catalog_node_at(l->o.catalog, i)->id);
+}
 
 static void duty__done(void *data, int status, uint64_t index)
 {
@@ -97,7 +141,7 @@ static void propose(struct cv_leader *l, enum duty d, Cverse__Catalog__Command *
 static void duty__config(struct cv_leader *l)
 {
     const struct cv_config *cfg = l->o.cfg;
-    if (cv_catalog_config_fingerprint(l->o.catalog) == cfg->fingerprint) return;
+    if (l->o.joined || cv_catalog_config_fingerprint(l->o.catalog) == cfg->fingerprint) return;
     Cverse__Catalog__CmdSetConfig sc = CVERSE__CATALOG__CMD_SET_CONFIG__INIT;
     sc.fingerprint = cfg->fingerprint;
     sc.shards = cfg->shards;
@@ -113,8 +157,8 @@ static void duty__expire(struct cv_leader *l)
     uint64_t now = cv_mono_ms(), ttl = l->o.cfg->lease_ttl_ms, next = UINT64_MAX;
     for (size_t i = 0; i < cv_catalog_node_count(cat); i++) {
         const struct cv_catalog_node *cn = cv_catalog_node_at(cat, i);
-        int k = cv_config_node_index(l->o.cfg, cn->id);
-        uint64_t seen = k >= 0 ? l->seen[k] : 0;
+        int k = leader__index(l, cn->id);
+        uint64_t seen = k >= 0 ? l->members[k].seen : 0;
         if (!cn->alive) continue;
         bool replaced = k >= 0 && k == l->replaced;
         uint64_t at = cv_lease_expires_at(seen, l->since, ttl, !replaced);
@@ -137,12 +181,12 @@ static void duty__expire(struct cv_leader *l)
     if (next > now && next - now < RUN_MS) uv_timer_start(&l->timer, run, next - now, RUN_MS);
 }
 
-/* The node a shard is fixed to (index into cfg->nodes) or CV_ASSIGN_NONE: its target if that node
+/* The node a shard is fixed to (member index) or CV_ASSIGN_NONE: its target if that node
  * is eligible; else, if pinned, its current owner if that one is eligible. A target that died or
  * drains stays recorded but is not followed: the shard is balanced meanwhile. Drain wins over pin. */
 static int32_t leader__fixed(struct cv_leader *l, const struct cv_catalog_shard *sh, int32_t cur)
 {
-    int32_t t = *sh->target ? cv_config_node_index(l->o.cfg, sh->target) : CV_ASSIGN_NONE;
+    int32_t t = *sh->target ? leader__index(l, sh->target) : CV_ASSIGN_NONE;
     if (t >= 0 && l->elig[t]) return t;
     if (sh->pinned && cur >= 0 && l->elig[cur]) return cur;
     return CV_ASSIGN_NONE;
@@ -155,8 +199,9 @@ static size_t leader__load_state(struct cv_leader *l)
     const struct cv_config *cfg = l->o.cfg;
     struct cv_catalog *cat = l->o.catalog;
     size_t n_elig = 0;
-    for (size_t i = 0; i < cfg->n_nodes; i++) {
-        const struct cv_catalog_node *cn = cv_catalog_node_get(cat, cfg->nodes[i].id);
+    leader__sync_members(l);
+    for (size_t i = 0; i < l->n_members; i++) {
+        const struct cv_catalog_node *cn = cv_catalog_node_get(cat, l->members[i].id);
         l->live[i] = cn && cn->alive;
         l->elig[i] = l->live[i] && !cn->draining;
         n_elig += l->elig[i];
@@ -164,10 +209,10 @@ static size_t leader__load_state(struct cv_leader *l)
     for (uint32_t s = 0; s < cfg->shards; s++) {
         struct cv_catalog_shard sh;
         if (cv_catalog_shard_get(cat, s, &sh) != 0) continue;
-        l->cur[s] = *sh.owner ? cv_config_node_index(cfg, sh.owner) : CV_ASSIGN_NONE;
+        l->cur[s] = *sh.owner ? leader__index(l, sh.owner) : CV_ASSIGN_NONE;
         /* The node whose release the shard's lifecycle says is still owed (cv_assign_handoff waits for
          * it while it lives). */
-        l->waiting[s] = cv_shard_must_confirm(sh.state) ? cv_config_node_index(cfg, sh.released_by)
+        l->waiting[s] = cv_shard_must_confirm(sh.state) ? leader__index(l, sh.released_by)
                                                         : CV_ASSIGN_NONE;
         l->fixed[s] = leader__fixed(l, &sh, l->cur[s]);
     }
@@ -180,7 +225,7 @@ static void duty__assign(struct cv_leader *l)
     /* No eligible node (none alive, or every live one drains): the map stays as it is, rather than
      * taking every shard offline. */
     if (leader__load_state(l) == 0) return;
-    uint32_t n = (uint32_t)cfg->n_nodes, releasing = 0, waiting = 0;
+    uint32_t n = (uint32_t)l->n_members, releasing = 0, waiting = 0;
     if (cv_assign_constrained(l->cur, l->fixed, cfg->shards, l->elig, n, l->next) == 0) return;
     uint32_t moved = cv_assign_handoff(l->cur, l->next, l->waiting, cfg->shards, l->live, n, l->next);
     for (uint32_t s = 0; s < cfg->shards; s++) {
@@ -202,7 +247,7 @@ static void duty__assign(struct cv_leader *l)
         cv_catalog_shard_owner(l->o.catalog, s, &epoch);
         cverse__catalog__shard_assignment__init(&as[k]);
         as[k].shard = s;
-        as[k].owner = l->next[s] >= 0 ? cfg->nodes[l->next[s]].id : "";
+        as[k].owner = l->next[s] >= 0 ? l->members[l->next[s]].id : "";
         as[k].expect_epoch = epoch;
         owners += l->next[s] >= 0;
         ptrs[k] = &as[k];
@@ -231,18 +276,34 @@ static int liveness(struct cv_leader *l, const char *id)
 
 static int assign(struct cv_leader *l, size_t i, int role)
 {
-    return cv_consensus_assign(l->o.consensus, l->o.cfg->nodes[i].id, role, NULL, NULL) == 0;
+    return cv_consensus_assign(l->o.consensus, l->members[i].id, role, NULL, NULL) == 0;
 }
 
 static void duty__membership(struct cv_leader *l)
 {
     const struct cv_config *cfg = l->o.cfg;
     if (cv_consensus_change_pending(l->o.consensus)) return;
+    leader__sync_members(l);
+    /* Removed for good (cverse remove-node): out of raft, but only after a grace of two election timeouts,
+     * so that the node applies its RemoveNode (and stops) first: once out, raft sends it nothing more. */
+    uint64_t now = cv_mono_ms(), grace = 2ull * cfg->raft.election_timeout_ms;
+    for (size_t i = 0; i < l->n_members; i++) {
+        struct member *m = &l->members[i];
+        const struct cv_catalog_node *cn = cv_catalog_node_get(l->o.catalog, m->id);
+        if (!cn || !cn->removed || !strcmp(cn->id, l->o.self->id) ||
+            cv_consensus_member_role(l->o.consensus, cn->id) == CV_MEMBER_NONE)
+            continue;
+        if (!m->removed_seen) m->removed_seen = now;
+        if (now - m->removed_seen >= grace) {
+            cv_consensus_remove(l->o.consensus, cn->id);
+            return;
+        }
+    }
     size_t voters = 0, dead_voter = SIZE_MAX, spare = SIZE_MAX, cand = SIZE_MAX, last_voter = SIZE_MAX;
-    for (size_t i = 0; i < cfg->n_nodes; i++) {
-        int role = cv_consensus_member_role(l->o.consensus, cfg->nodes[i].id);
-        int live = liveness(l, cfg->nodes[i].id);
-        bool self = &cfg->nodes[i] == l->o.self;
+    for (size_t i = 0; i < l->n_members; i++) {
+        int role = cv_consensus_member_role(l->o.consensus, l->members[i].id);
+        int live = liveness(l, l->members[i].id);
+        bool self = !strcmp(l->members[i].id, l->o.self->id);
         if (role == CV_MEMBER_VOTER) {
             voters++;
             if (live == 0 && !self) dead_voter = i;
@@ -255,8 +316,7 @@ static void duty__membership(struct cv_leader *l)
     size_t target = cfg->raft.voters;
     if ((voters < target || (dead_voter != SIZE_MAX && voters <= target)) && cand != SIZE_MAX) {
         if (dead_voter != SIZE_MAX)
-            CV_INFO("voter %s is dead: promoting standby %s", cfg->nodes[dead_voter].id,
-                    cfg->nodes[cand].id);
+            CV_INFO("voter %s is dead: promoting standby %s", l->members[dead_voter].id, l->members[cand].id);
         assign(l, cand, CV_MEMBER_VOTER);
     } else if (voters > target && dead_voter != SIZE_MAX) {
         /* Standby, not spare: raft sends a spare nothing, so one cut off by a partition would never learn
@@ -301,7 +361,7 @@ static void duty__roles(struct cv_leader *l)
 static uint32_t leader__orphans(struct cv_leader *l, const char *node)
 {
     uint32_t n = 0;
-    for (uint32_t s = 0; s < l->o.cfg->shards; s++) {
+    for (uint32_t s = 0; s < cv_catalog_shards(l->o.catalog); s++) {
         struct cv_catalog_shard sh;
         if (cv_catalog_shard_get(l->o.catalog, s, &sh) == 0 && !*sh.owner && !strcmp(sh.released_by, node)) n++;
     }
@@ -311,17 +371,17 @@ static uint32_t leader__orphans(struct cv_leader *l, const char *node)
 /* Ends the failovers whose shards all have owners again; the leader observes them (log + histogram). */
 static void leader__failovers(struct cv_leader *l)
 {
-    const struct cv_config *cfg = l->o.cfg;
-    for (size_t i = 0; i < cfg->n_nodes; i++) {
-        if (!l->died[i] || leader__orphans(l, cfg->nodes[i].id) > 0) continue;
-        uint64_t ms = cv_mono_ms() - l->died[i];
-        l->died[i] = 0;
+    for (size_t i = 0; i < l->n_members; i++) {
+        struct member *m = &l->members[i];
+        if (!m->died || leader__orphans(l, m->id) > 0) continue;
+        uint64_t ms = cv_mono_ms() - m->died;
+        m->died = 0;
         if (!l->since) continue; /* not leading: the leader observes it */
         cv_hist_record(&l->stats.failover, (double)ms / 1000.0);
         l->stats.failovers++;
         l->stats.last_failover_ms = ms;
         CV_INFO("failover of %s: its %u shards have new owners %llu ms after it was declared dead",
-                cfg->nodes[i].id, l->died_shards[i], (unsigned long long)ms);
+                m->id, m->died_shards, (unsigned long long)ms);
     }
 }
 
@@ -334,7 +394,7 @@ static void leader__restored(struct cv_leader *l, const struct cv_consensus_stat
     if (st->snapshots_restored == l->restored) return;
     l->restored = st->snapshots_restored;
     uint64_t now = cv_mono_ms();
-    for (size_t k = 0; k < l->o.cfg->n_nodes; k++) l->seen[k] = now;
+    for (size_t k = 0; k < l->n_members; k++) l->members[k].seen = now;
 }
 
 static void run(uv_timer_t *t)
@@ -351,7 +411,7 @@ static void run(uv_timer_t *t)
     }
     if (!l->since) { /* later than the real start of leadership: errs safe */
         l->since = cv_mono_ms();
-        l->replaced = cv_config_node_index(l->o.cfg, st.prev_leader_id);
+        l->replaced = leader__index(l, st.prev_leader_id);
     }
     if (!l->inflight[D_CONFIG]) duty__config(l);
     if (!l->inflight[D_EXPIRE]) duty__expire(l);
@@ -369,9 +429,7 @@ static void leader__free(struct cv_leader *l)
     free(l->fixed);
     free(l->live);
     free(l->elig);
-    free(l->seen);
-    free(l->died);
-    free(l->died_shards);
+    free(l->members);
     free(l);
 }
 
@@ -384,13 +442,9 @@ int cv_leader_init(const struct cv_leader_opts *opts, struct cv_leader **out)
     l->next = calloc(opts->cfg->shards, sizeof *l->next);
     l->waiting = calloc(opts->cfg->shards, sizeof *l->waiting);
     l->fixed = calloc(opts->cfg->shards, sizeof *l->fixed);
-    l->live = calloc(opts->cfg->n_nodes, 1);
-    l->elig = calloc(opts->cfg->n_nodes, 1);
-    l->seen = calloc(opts->cfg->n_nodes, sizeof *l->seen);
-    l->died = calloc(opts->cfg->n_nodes, sizeof *l->died);
-    l->died_shards = calloc(opts->cfg->n_nodes, sizeof *l->died_shards);
-    if (!l->cur || !l->next || !l->waiting || !l->fixed || !l->live || !l->elig || !l->seen || !l->died ||
-        !l->died_shards) {
+    bool ok = l->cur && l->next && l->waiting && l->fixed;
+    for (size_t i = 0; ok && i < opts->cfg->n_nodes; i++) ok = leader__member(l, opts->cfg->nodes[i].id) >= 0;
+    if (!ok) {
         leader__free(l);
         return CV_ENOMEM;
     }
@@ -419,17 +473,18 @@ void cv_leader_kick(struct cv_leader *l)
 
 void cv_leader_renewal_seen(struct cv_leader *l, const char *node, uint64_t now_mono)
 {
-    int k = cv_config_node_index(l->o.cfg, node);
-    if (k >= 0) l->seen[k] = now_mono;
+    int k = leader__member(l, node);
+    if (k >= 0) l->members[k].seen = now_mono;
 }
 
 void cv_leader_node_died(struct cv_leader *l, const char *node, uint64_t now_mono)
 {
-    int k = cv_config_node_index(l->o.cfg, node);
+    int k = leader__member(l, node);
     if (k < 0) return;
-    l->died_shards[k] = leader__orphans(l, node);
-    l->died[k] = l->died_shards[k] ? now_mono : 0;
-    if (l->died_shards[k] && l->since) cv_leader_kick(l);
+    struct member *m = &l->members[k];
+    m->died_shards = leader__orphans(l, node);
+    m->died = m->died_shards ? now_mono : 0;
+    if (m->died_shards && l->since) cv_leader_kick(l);
 }
 
 const struct cv_leader_stats *cv_leader_stats(const struct cv_leader *l)

@@ -19,6 +19,8 @@ struct cv_leader_opts {
     const struct cv_node_cfg *self; /* this node (an entry of cfg->nodes) */
     struct cv_catalog *catalog;
     struct cv_consensus *consensus;
+    bool joined;                    /* this node joined a running cluster: cfg (its flags) is not the
+                                     * cluster's, so its fingerprint is not recorded */
 };
 
 /* Allocates the duty runner; it runs every interval while this node is the leader, once started. */

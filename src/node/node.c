@@ -26,10 +26,12 @@
  * (consensus.c). */
 #include "node/node.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "catalog/catalog.h"
 #include "consensus/consensus.h"
@@ -42,6 +44,7 @@
 #include "net/rpc.h"
 #include "node/api.h"
 #include "node/host.h"
+#include "node/join.h"
 #include "node/leader.h"
 #include "node/renewal.h"
 #include "util/actlog.h"
@@ -67,6 +70,11 @@ struct cv_node {
     struct cv_api api;               /* what the HTTP handler reads */
     struct cv_disc *disc;            /* etcd registration (cluster.provider etcd), else NULL */
     bool failed;                     /* stopped for a start error found later (duplicate id in etcd) */
+    uint64_t raft_id;                /* ours: the config index + 1, or (joining) from <data_dir>/raft-id */
+    bool joining;                    /* not an initial member: joins a running cluster (cluster.join) */
+    char join_addr[128];             /* a member to ask ("" = the nodes registered in etcd) */
+    struct cv_joiner *joiner;        /* asks until we are a member, else NULL */
+    struct cv_join_member jm;        /* what answering cluster.join needs */
 
     uv_timer_t lease_timer;
     uv_timer_t fence_timer;          /* wakes when the lease view may change by time alone */
@@ -167,7 +175,7 @@ static void renew(struct cv_node *n)
         info.advertise_addr = s->advertise_addr;
         info.http_addr = s->http_addr;
         info.raft_addr = s->raft_addr;
-        info.raft_id = (uint64_t)cv_config_node_index(n->cfg, s->id) + 1;
+        info.raft_id = n->raft_id;
         reg.info = &info;
         reg.now_ms = now;
         reg.ttl_ms = ttl;
@@ -205,6 +213,11 @@ static void node__lease_arm(struct cv_node *n)
 
 /* ---------------------------------------------------------------- consensus callbacks */
 
+static void node__removed_tick(uv_timer_t *t)
+{
+    cv_node_stop(t->data);
+}
+
 static void node__on_applied(void *data, uint64_t index, const Cverse__Catalog__Batch *batch,
                        const struct cv_cmd_result *results)
 {
@@ -225,6 +238,14 @@ static void node__on_applied(void *data, uint64_t index, const Cverse__Catalog__
                 bool again = cv_renewal_expired(&n->renewal, cv_mono_ms());
                 node__lease_eval(n);
                 if (again) renew(n);
+            }
+        } else if (c->cmd_case == CVERSE__CATALOG__COMMAND__CMD_REMOVE_NODE) {
+            CV_INFO("node %s removed from the cluster at index %llu", c->remove_node->node, (unsigned long long)index);
+            if (!strcmp(c->remove_node->node, n->self->id) && !n->stopping) {
+                CV_INFO("this node was removed from the cluster: stopping");
+                /* Not from inside the apply: stopping closes the consensus. Nothing to drain: a node is
+                 * removed once no shard names it. */
+                uv_timer_start(&n->drain_timer, node__removed_tick, 0, 0);
             }
         } else if (c->cmd_case == CVERSE__CATALOG__COMMAND__CMD_REGISTER_NODE) {
             CV_INFO("node %s registered at index %llu", c->register_node->info->id,
@@ -261,6 +282,10 @@ static void node__on_rpc(void *data, struct cv_rpc_conn *conn, uint64_t id, cons
     struct cv_node *n = data;
     if (!strcmp(method, "catalog.propose")) {
         cv_consensus_handle_propose(n->consensus, conn, id, body, len);
+        return;
+    }
+    if (!strcmp(method, "cluster.join")) {
+        cv_join_handle(&n->jm, conn, id, body, len);
         return;
     }
     if (!strcmp(method, "catalog.applied")) {
@@ -387,15 +412,31 @@ static void node__log_failed(void *data, const char *why)
     cv_actlog('K', n->self->id, "-", cv_mono_ns());
 }
 
+/* The peer pool's address of a member the config does not list (it joined later): its catalog record's. */
+static const char *node__peer_addr(void *data, const char *id)
+{
+    struct cv_node *n = data;
+    const struct cv_catalog_node *cn = cv_catalog_node_get(n->catalog, id);
+    return cn ? cn->advertise_addr : NULL;
+}
+
 /* The peer pool and the consensus: created, nothing started. */
 static int node__create_consensus(struct cv_node *n)
 {
-    const char *addrs[n->cfg->n_nodes ? n->cfg->n_nodes : 1];
-    for (size_t i = 0; i < n->cfg->n_nodes; i++) addrs[i] = n->cfg->nodes[i].advertise_addr;
+    size_t nn = n->cfg->n_nodes;
+    const char *addrs[nn ? nn : 1], *ids[nn ? nn : 1];
+    for (size_t i = 0; i < nn; i++) {
+        addrs[i] = n->cfg->nodes[i].advertise_addr;
+        ids[i] = n->cfg->nodes[i].id;
+    }
     struct cv_peers_opts po = {.loop = n->loop,
                                .addrs = addrs,
-                               .n = n->cfg->n_nodes,
-                               .self = (size_t)cv_config_node_index(n->cfg, n->self->id)};
+                               .ids = ids,
+                               .n = nn,
+                               .self = (size_t)cv_config_node_index(n->cfg, n->self->id),
+                               .self_id = n->self->id,
+                               .resolve = node__peer_addr,
+                               .resolve_data = n};
     int rv = cv_peers_init(&po, &n->peers);
     if (rv) return rv;
     char dir[600];
@@ -403,6 +444,7 @@ static int node__create_consensus(struct cv_node *n)
     struct cv_consensus_opts o = {.loop = n->loop,
                                   .cfg = n->cfg,
                                   .node_id = n->self->id,
+                                  .raft_id = n->joining ? n->raft_id : 0,
                                   .raft_dir = dir,
                                   .catalog = n->catalog,
                                   .peers = n->peers,
@@ -483,6 +525,74 @@ static int node__start_listeners(struct cv_node *n)
     rv = cv_http_server_init(n->loop, &ho, cv_api_handle, &n->api, &n->http);
     if (!rv) rv = cv_http_server_listen(n->http, n->self->http_addr);
     if (rv) CV_ERROR("cannot listen for HTTP on %s: %s", n->self->http_addr, cv_strerror(rv));
+    return rv;
+}
+
+/* ---------------------------------------------------------------- joining a running cluster */
+
+/* A joining node's raft id: the one in <data_dir>/raft-id (an earlier start chose it), else a new random
+ * one (above 2^32: never an initial member's config index + 1), written there durably before raft uses it. */
+static int node__join_raft_id(struct cv_node *n)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/raft-id", n->data_dir);
+    FILE *f = fopen(path, "r");
+    unsigned long long id = 0;
+    if (f) {
+        int ok = fscanf(f, "%llu", &id) == 1 && id > 0;
+        fclose(f);
+        if (!ok) CV_ERROR("%s: not a raft id", path);
+        n->raft_id = id;
+        return ok ? 0 : CV_EIO;
+    }
+    FILE *r = fopen("/dev/urandom", "rb");
+    size_t got = r ? fread(&id, sizeof id, 1, r) : 0;
+    if (r) fclose(r);
+    if (got != 1) return CV_EIO;
+    n->raft_id = (id >> 2) | (1ull << 32);
+    if (!(f = fopen(path, "w")) || fprintf(f, "%llu\n", (unsigned long long)n->raft_id) < 0 || fflush(f) ||
+        fsync(fileno(f))) {
+        CV_ERROR("cannot write %s: %s", path, strerror(errno));
+        if (f) fclose(f);
+        return CV_EIO;
+    }
+    fclose(f);
+    CV_INFO("joining node: chose raft id %llu (kept in %s)", (unsigned long long)n->raft_id, path);
+    return 0;
+}
+
+/* Joined: our record is in our catalog (the log reached us) and a leader is known. */
+static bool node__joined(void *data)
+{
+    struct cv_node *n = data;
+    const struct cv_catalog_node *me = cv_catalog_node_get(n->catalog, n->self->id);
+    return me && me->raft_id == n->raft_id && cv_consensus_has_leader(n->consensus);
+}
+
+static void node__join_refused(void *data, const char *msg)
+{
+    struct cv_node *n = data;
+    CV_ERROR("the cluster refused to add this node: %s; stopping", msg);
+    n->failed = true;
+    cv_node_stop(n);
+}
+
+static int node__start_join(struct cv_node *n)
+{
+    if (!n->joining) return 0;
+    const struct cv_config *cfg = n->cfg;
+    struct cv_joiner_opts o = {.loop = n->loop,
+                               .join_addr = n->join_addr[0] ? n->join_addr : NULL,
+                               .etcd_endpoints = (const char *const *)cfg->etcd_endpoints,
+                               .n_etcd_endpoints = cfg->provider == CV_PROVIDER_ETCD ? cfg->n_etcd_endpoints : 0,
+                               .etcd_prefix = cfg->etcd_prefix,
+                               .self = n->self,
+                               .raft_id = n->raft_id,
+                               .joined = node__joined,
+                               .refused = node__join_refused,
+                               .data = n};
+    int rv = cv_joiner_start(&o, &n->joiner);
+    if (rv) CV_ERROR("cannot join: %s (give --join HOST:PORT or --etcd)", cv_strerror(rv));
     return rv;
 }
 
@@ -619,6 +729,9 @@ int cv_node_init(const struct cv_node_opts *opts, struct cv_node **out)
     n->registry = opts->registry;
     n->on_stopped = opts->on_stopped;
     n->data = opts->data;
+    n->joining = opts->join;
+    n->raft_id = (uint64_t)cv_config_node_index(opts->cfg, self->id) + 1;
+    snprintf(n->join_addr, sizeof n->join_addr, "%s", opts->join_addr ? opts->join_addr : "");
     if (opts->data_dir)
         snprintf(n->data_dir, sizeof n->data_dir, "%s", opts->data_dir);
     else
@@ -641,6 +754,7 @@ int cv_node_start(struct cv_node *n)
             n->data_dir, n->cfg->shards, n->cfg->n_nodes, n->cfg->lease_ttl_ms);
     int rv;
     if ((rv = node__open_catalog(n))) return rv;
+    if (n->joining && (rv = node__join_raft_id(n))) return rv;
     if ((rv = node__create_consensus(n))) return rv;
     if ((rv = node__create_host(n))) return rv;
     cv_host_start(n->host);
@@ -648,8 +762,10 @@ int cv_node_start(struct cv_node *n)
     if ((rv = node__register(n))) return rv;
     if ((rv = node__start_listeners(n))) return rv;
     cv_disc_start_if(n->disc);
-    struct cv_leader_opts lo = {
-        .loop = n->loop, .cfg = n->cfg, .self = n->self, .catalog = n->catalog, .consensus = n->consensus};
+    n->jm = (struct cv_join_member){.cfg = n->cfg, .catalog = n->catalog, .consensus = n->consensus, .peers = n->peers};
+    if ((rv = node__start_join(n))) return rv;
+    struct cv_leader_opts lo = {.loop = n->loop, .cfg = n->cfg, .self = n->self, .catalog = n->catalog,
+                                .consensus = n->consensus, .joined = n->joining};
     if ((rv = cv_leader_init(&lo, &n->leader))) return rv;
     cv_leader_start(n->leader);
     uv_timer_start(&n->lease_timer, node__lease_tick, 0, 0); /* register at once, then at aligned instants */
@@ -704,7 +820,10 @@ static void node__shutdown(void *data)
     if (n->shut) return; /* the transfer callback and its fallback timer may both get here */
     n->shut = true;
     n->open_parts = 1 + 5 + (n->leader != NULL) + (n->consensus != NULL) + (n->host != NULL) +
-                    (n->rpc != NULL) + (n->http != NULL) + (n->peers != NULL) + (n->disc != NULL);
+                    (n->rpc != NULL) + (n->http != NULL) + (n->peers != NULL) + (n->disc != NULL) +
+                    (n->joiner != NULL);
+    if (n->joiner) cv_joiner_close(n->joiner, node__closed, n);
+    n->joiner = NULL;
     if (n->disc) cv_disc_close(n->disc, node__closed, n); /* revokes our lease: the key goes at once */
     n->disc = NULL;
     n->api.disc = NULL;

@@ -15,6 +15,11 @@ struct cv_node_opts {
     uv_loop_t *loop;               /* borrowed, valid until cv_node_free */
     const struct cv_config *cfg;   /* borrowed, valid until cv_node_free */
     const char *node_id;           /* read during init only: must name one of cfg's nodes */
+    /* A node that no configuration of the cluster lists (the flag form: cfg lists this node only): it
+     * joins the running cluster (node/join.h) instead of bootstrapping raft, asking join_addr (a member's
+     * native address, copied) or, when NULL, the nodes registered in etcd (cfg's provider etcd). */
+    bool join;
+    const char *join_addr;
     const char *data_dir;          /* copied; NULL: <cfg->data_dir>/<node_id> */
     cv_registry *registry;         /* object types; borrowed, valid until cv_node_free; NULL: an empty
                                     * one, owned by the node */

@@ -114,8 +114,7 @@ static int outcall__send(struct cv_hctx *h, struct rcall *rc, const char *owner,
 {
     /* Calls are only sent while the owner's connection is up, so that a call to a dead owner is routed
      * again when its shard moves instead of waiting for that node to come back. */
-    int idx = cv_config_node_index(h->cfg, owner);
-    struct cv_rpc_client *cli = idx >= 0 ? cv_peers_client_up(h->peers, (size_t)idx) : NULL;
+    struct cv_rpc_client *cli = cv_peers_by_id_up(h->peers, owner);
     if (!cli) {
         char msg[CV_NODE_ID_MAX + 32];
         snprintf(msg, sizeof msg, "no connection to %s", owner);

@@ -15,6 +15,8 @@
 #include "config/config.h"
 #include "cverse/error.h"
 #include "cverse/node.h"
+#include "node/bootstrap.h"
+#include "node/flags.h"
 #include "node/node.h"
 #include "objects/registry.h"
 #include "util/log.h"
@@ -32,6 +34,8 @@ static void usage(FILE *f)
             "Usage: cverse-node --config FILE --node-id ID [--data-dir DIR] [--log-level LEVEL]\n"
             "                   [--module PATH.so]... [--no-demo-types]\n"
             "       cverse-node --config FILE --list-nodes | --list-gates | --list-etcd\n"
+            "       cverse-node --node-id ID --listen ADDR --http-listen ADDR (--join HOST:PORT | --etcd EPS)\n"
+            "                   [--advertise ADDR] [--raft-listen ADDR] [--shards N] [--etcd-prefix P] [...]\n"
             "\n"
             "Runs one cverse node: a member of the cluster's raft group that holds the catalog\n"
             "(node registry, shard map, leases, objects), hosts the objects of the shards it owns\n"
@@ -50,6 +54,17 @@ static void usage(FILE *f)
             "      --list-gates        print \"ID HTTP_ADDR GRPC_ADDR\" for every gate in the config and exit\n"
             "      --list-etcd         print every cluster.etcd endpoint (one a line) when cluster.provider is\n"
             "                          etcd, nothing otherwise, and exit\n"
+            "Without --config (Goverse's flag form, docs/operations.md): a node that no config lists joins a\n"
+            "running cluster (cluster settings at their defaults; --shards must match the cluster's):\n"
+            "      --listen ADDR       native protocol listen address\n"
+            "      --advertise ADDR    address others dial (default: the connectable form of --listen)\n"
+            "      --http-listen ADDR  HTTP API listen address\n"
+            "      --raft-listen ADDR  raft address (default: --listen's port + 2000)\n"
+            "      --shards N          the cluster's shard count (default 8192)\n"
+            "      --join HOST:PORT    a member's native address to ask for membership\n"
+            "      --etcd EPS          etcd endpoints host:port, comma-separated: register there and find the\n"
+            "                          members there (without --join)\n"
+            "      --etcd-prefix P     key prefix in etcd (default /cverse)\n"
             "  -h, --help              show this help\n"
             "  -V, --version           show the version\n");
 }
@@ -67,6 +82,8 @@ struct args {
     int list_nodes, list_gates, list_etcd, no_builtin;
     const char *modules[MAX_MODULES];
     int n_modules;
+    struct cv_node_flags flags; /* the flag form (no --config) */
+    const char *join;           /* --join HOST:PORT */
 };
 
 /* Returns -1 to continue, or an exit code. */
@@ -78,7 +95,12 @@ static int run__parse_args(int argc, char **argv, struct args *a)
         {"module", required_argument, 0, 'm'},   {"no-builtin-types", no_argument, 0, 'B'},
         {"list-nodes", no_argument, 0, 'L'},     {"list-gates", no_argument, 0, 'G'},     {"help", no_argument, 0, 'h'},
         {"list-etcd", no_argument, 0, 'Q'},
-        {"version", no_argument, 0, 'V'},        {"no-demo-types", no_argument, 0, 'B'},  {0, 0, 0, 0}};
+        {"version", no_argument, 0, 'V'},        {"no-demo-types", no_argument, 0, 'B'},
+        {"listen", required_argument, 0, 1},     {"advertise", required_argument, 0, 2},
+        {"http-listen", required_argument, 0, 3}, {"raft-listen", required_argument, 0, 4},
+        {"shards", required_argument, 0, 5},     {"etcd", required_argument, 0, 6},
+        {"etcd-prefix", required_argument, 0, 7}, {"join", required_argument, 0, 8},   {0, 0, 0, 0}};
+    struct cv_node_flags *fl = &a->flags;
     opterr = 0;
     optind = 1; /* cv_node_main may be called after the program parsed its own options */
     int ch;
@@ -98,6 +120,14 @@ static int run__parse_args(int argc, char **argv, struct args *a)
         case 'L': a->list_nodes = 1; break;
         case 'G': a->list_gates = 1; break;
         case 'Q': a->list_etcd = 1; break;
+        case 1: fl->listen = optarg; break;
+        case 2: fl->advertise = optarg; break;
+        case 3: fl->http_listen = optarg; break;
+        case 4: fl->raft_listen = optarg; break;
+        case 5: fl->shards = optarg; break;
+        case 6: fl->etcd = optarg; break;
+        case 7: fl->prefix = optarg; break;
+        case 8: a->join = optarg; break;
         case 'h': usage(stdout); return 0;
         case 'V': printf("cverse-node %s\n", CV_VERSION); return 0;
         case ':': return run__bad_usage("option needs a value", argv[optind - 1]);
@@ -105,6 +135,15 @@ static int run__parse_args(int argc, char **argv, struct args *a)
         }
     }
     if (optind < argc) return run__bad_usage("unexpected argument", argv[optind]);
+    bool flag_form = fl->listen || fl->http_listen || fl->etcd || a->join;
+    if (a->config && flag_form) return run__bad_usage("--config and the flag form (--listen ...) are exclusive", NULL);
+    if (flag_form && (!fl->listen || !fl->http_listen || !a->node_id))
+        return run__bad_usage("the flag form needs --node-id, --listen and --http-listen", NULL);
+    if (flag_form && !a->join && !fl->etcd)
+        return run__bad_usage("the flag form needs --join HOST:PORT or --etcd to find the cluster", NULL);
+    fl->id = a->node_id;
+    fl->data_dir = NULL; /* --data-dir is the node's own directory, not cluster.data_dir */
+    if (flag_form) return -1;
     if (!a->config) return run__bad_usage("missing --config FILE", NULL);
     if (!a->list_nodes && !a->list_gates && !a->list_etcd && !a->node_id) return run__bad_usage("missing --node-id ID", NULL);
     return -1;
@@ -149,29 +188,73 @@ static int run__check_autoload(const struct cv_config *cfg, const cv_registry *r
     return 2;
 }
 
+/* The flag form's config (node/flags.h), parsed like a file. */
+static int run__flags_config(const struct cv_node_flags *f, struct cv_config **cfg, char *err, size_t errlen)
+{
+    char *yaml = cv_node_flags_yaml(f);
+    if (!yaml) {
+        snprintf(err, errlen, "out of memory");
+        return CV_ENOMEM;
+    }
+    int rv = cv_config_parse(yaml, strlen(yaml), "flags", cfg, err, errlen);
+    free(yaml);
+    /* The voter target is the cluster's, not this one-node file's (the parser caps it at its node count):
+     * the default, so that a flag-form leader keeps 3 voters as nodes join (docs/operations.md). */
+    if (rv == 0) (*cfg)->raft.voters = 3;
+    return rv;
+}
+
 /* ---------------------------------------------------------------- the process */
+
+struct run_ctx {
+    uv_loop_t loop;
+    const struct args *a;
+    const struct cv_config *cfg;
+    cv_registry *reg;
+    struct cv_node *node;
+    int code;
+};
+
+/* join: the flag form joins a running cluster (node/join.h); else the config's members (or the one that
+ * won the bootstrap) bootstrap raft when their data dir is pristine. */
+static void run__start_node(struct run_ctx *r, bool join)
+{
+    const struct args *a = r->a;
+    struct cv_node_opts o = {.loop = &r->loop, .cfg = r->cfg, .node_id = a->node_id, .data_dir = a->data_dir,
+                             .registry = r->reg, .join = join, .join_addr = a->join};
+    int rv = cv_node_init(&o, &r->node);
+    if (rv) {
+        CV_ERROR("node failed to start: %s", cv_strerror(rv)); /* nothing was created: nothing to stop */
+        r->code = 1;
+    } else if ((rv = cv_node_start(r->node))) {
+        CV_ERROR("node failed to start: %s", cv_strerror(rv));
+        r->code = 1;
+        cv_node_stop(r->node);
+    }
+}
+
+static void run__decided(void *data, bool first)
+{
+    run__start_node(data, !first);
+}
 
 static int run(const struct args *a, const struct cv_config *cfg, cv_registry *reg)
 {
-    uv_loop_t loop;
-    uv_loop_init(&loop);
-    struct cv_node *node = NULL;
-    struct cv_node_opts o = {
-        .loop = &loop, .cfg = cfg, .node_id = a->node_id, .data_dir = a->data_dir, .registry = reg};
-    int code = 0, rv = cv_node_init(&o, &node);
-    if (rv) {
-        CV_ERROR("node failed to start: %s", cv_strerror(rv)); /* nothing was created: nothing to stop */
-        code = 1;
-    } else if ((rv = cv_node_start(node))) {
-        CV_ERROR("node failed to start: %s", cv_strerror(rv));
-        code = 1;
-        cv_node_stop(node);
+    struct run_ctx r = {.a = a, .cfg = cfg, .reg = reg};
+    uv_loop_init(&r.loop);
+    /* The flag form with etcd and no --join: etcd says whether we create the cluster or join it. */
+    if (!a->config && !a->join) {
+        int rv = cv_bootstrap_decide(&r.loop, cfg, a->node_id, run__decided, &r);
+        if (rv) CV_ERROR("cannot ask etcd who bootstraps the cluster: %s", cv_strerror(rv));
+        r.code = rv ? 1 : 0;
+    } else {
+        run__start_node(&r, !a->config);
     }
-    uv_run(&loop, UV_RUN_DEFAULT);
-    if (node && cv_node_failed(node)) code = 1;
-    cv_node_free(node);
-    if (uv_loop_close(&loop)) CV_WARN("event loop closed with handles still open");
-    return code;
+    uv_run(&r.loop, UV_RUN_DEFAULT);
+    if (r.node && cv_node_failed(r.node)) r.code = 1;
+    cv_node_free(r.node);
+    if (uv_loop_close(&r.loop)) CV_WARN("event loop closed with handles still open");
+    return r.code;
 }
 
 int cv_node_main(int argc, char **argv, cv_module_init_fn extra_types)
@@ -181,7 +264,7 @@ int cv_node_main(int argc, char **argv, cv_module_init_fn extra_types)
     if (rv >= 0) return rv;
     struct cv_config *cfg;
     char err[512];
-    if (cv_config_load(a.config, &cfg, err, sizeof err)) {
+    if (a.config ? cv_config_load(a.config, &cfg, err, sizeof err) : run__flags_config(&a.flags, &cfg, err, sizeof err)) {
         fprintf(stderr, "cverse-node: %s\n", err);
         return 2;
     }
@@ -196,7 +279,7 @@ int cv_node_main(int argc, char **argv, cv_module_init_fn extra_types)
         return 0;
     }
     if (!cv_config_node(cfg, a.node_id)) {
-        fprintf(stderr, "cverse-node: %s: no node \"%s\" in the config (nodes[].id)\n", a.config, a.node_id);
+        fprintf(stderr, "cverse-node: %s: no node \"%s\" in the config (nodes[].id)\n", cfg->path, a.node_id);
         cv_config_free(cfg);
         return 2;
     }

@@ -163,6 +163,40 @@ void h_node_start(struct h_cluster *c, int i)
     c->started = true;
 }
 
+int h_node_join(struct h_cluster *c, const char *const *extra)
+{
+    const char *bin = getenv("CVERSE_NODE_BIN");
+    cr_assert_not_null(bin, "CVERSE_NODE_BIN not set (run through meson test)");
+    cr_assert_lt(c->n, H_MAX_NODES);
+    int i = c->n++;
+    snprintf(c->id[i], sizeof c->id[i], "node-%d", (i + 1) % 100);
+    char log[400], listen[32], http[32], dir[400];
+    snprintf(log, sizeof log, "%s/node-%d.log", c->dir, i + 1);
+    snprintf(listen, sizeof listen, "127.0.0.1:%d", c->base + i);
+    snprintf(http, sizeof http, "127.0.0.1:%d", http_port(c, i));
+    snprintf(dir, sizeof dir, "%s/data/%s", c->dir, c->id[i]);
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+            close(fd);
+        }
+        char *argv[32] = {(char *)bin, "--node-id", c->id[i], "--listen", listen, "--http-listen", http,
+                          "--shards", "64", "--data-dir", dir};
+        int n = 11;
+        for (int k = 0; extra && extra[k] && n < 31; k++) argv[n++] = (char *)extra[k];
+        argv[n] = NULL;
+        execv(bin, argv);
+        _exit(127);
+    }
+    c->pid[i] = pid;
+    c->started = true;
+    return i;
+}
+
 int h_node_signal(struct h_cluster *c, int i, int sig)
 {
     int status = -1;

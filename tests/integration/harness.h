@@ -58,6 +58,10 @@ bool h_ready_upto(struct h_cluster *c, int nodes);
 bool h_all_ready(void *arg);
 /* Starts node i (0-based) as a child process logging to <dir>/node-<i+1>.log. */
 void h_node_start(struct h_cluster *c, int i);
+/* Starts a node that the config does not list, from flags only (node-<n+1>, the next ports, 64 shards,
+ * --data-dir <dir>/data/<id>) plus extra (NULL-terminated, e.g. {"--join", "127.0.0.1:P", NULL}); it
+ * becomes node index c->n (returned; c->n grows by one, so readiness, stop and destroy include it). */
+int h_node_join(struct h_cluster *c, const char *const *extra);
 /* Sends sig to node i and reaps it (SIGKILL: kill -9). Returns the exit status from waitpid. */
 int h_node_signal(struct h_cluster *c, int i, int sig);
 bool h_node_running(struct h_cluster *c, int i);

@@ -685,6 +685,87 @@ Test(catalog, register_node_and_leases)
     tb_free(&t);
 }
 
+static void tb_add_node(struct tb *t, const char *id, uint64_t raft_id)
+{
+    Cverse__Catalog__NodeInfo info = CVERSE__CATALOG__NODE_INFO__INIT;
+    info.id = (char *)id;
+    info.grpc_addr = info.advertise_addr = "127.0.0.1:7999";
+    info.http_addr = "127.0.0.1:9000";
+    info.raft_addr = "127.0.0.1:8999";
+    info.raft_id = raft_id;
+    Cverse__Catalog__CmdAddNode x = CVERSE__CATALOG__CMD_ADD_NODE__INIT;
+    x.info = &info;
+    Cmd c = tb_cmd(t);
+    c.cmd_case = CVERSE__CATALOG__COMMAND__CMD_ADD_NODE;
+    c.add_node = &x;
+    tb_raw(t, &c);
+}
+
+static void tb_remove_node(struct tb *t, const char *id)
+{
+    Cverse__Catalog__CmdRemoveNode x = CVERSE__CATALOG__CMD_REMOVE_NODE__INIT;
+    x.node = (char *)id;
+    Cmd c = tb_cmd(t);
+    c.cmd_case = CVERSE__CATALOG__COMMAND__CMD_REMOVE_NODE;
+    c.remove_node = &x;
+    tb_raw(t, &c);
+}
+
+/* A joining node's record (AddNode) until its own registration; a member removed for good (RemoveNode). */
+Test(catalog, add_node_then_register_then_remove)
+{
+    struct tcat c;
+    struct tb t = {0};
+    topen(&c, subdir("c"), 16);
+    tb_add_node(&t, "j1", 77);
+    ASSERT_STATUS(&c, 1, &t, 0);
+    const struct cv_catalog_node *n = cv_catalog_node_get(c.cat, "j1");
+    cr_assert_not_null(n);
+    cr_assert(!n->alive, "no lease before its own registration");
+    cr_assert(!n->removed);
+    cr_assert_eq(n->raft_id, 77);
+    cr_assert_str_eq(n->raft_addr, "127.0.0.1:8999");
+    cr_assert_eq(cv_catalog_node_by_raft_id(c.cat, 77), n);
+    cr_assert_null(cv_catalog_node_by_raft_id(c.cat, 0));
+    tb_add_node(&t, "j1", 77); /* asked again: no change */
+    ASSERT_STATUS(&c, 2, &t, 0);
+    tb_add_node(&t, "j1", 78); /* the id is another node's */
+    ASSERT_STATUS(&c, 3, &t, CV_EEXIST);
+    tb_add_node(&t, "j2", 0);
+    ASSERT_STATUS(&c, 4, &t, CV_EINVAL);
+    cr_assert_eq(cv_catalog_node_get(c.cat, "j1")->raft_id, 77);
+
+    tb_register(&t, "n1", 1000, 500);
+    ASSERT_STATUS(&c, 5, &t, 0);
+    tb_assign(&t, 1, (const uint32_t[]){0}, NULL, "n1", (const uint64_t[]){0});
+    ASSERT_STATUS(&c, 6, &t, 0);
+    tb_remove_node(&t, "n1"); /* a shard names it */
+    ASSERT_STATUS(&c, 7, &t, CV_ECONFLICT);
+    cr_assert(!cv_catalog_node_get(c.cat, "n1")->removed);
+    tb_remove_node(&t, "ghost");
+    ASSERT_STATUS(&c, 8, &t, CV_ENOTFOUND);
+
+    tb_remove_node(&t, "j1");
+    ASSERT_STATUS(&c, 9, &t, 0);
+    n = cv_catalog_node_get(c.cat, "j1");
+    cr_assert(n->removed && !n->alive);
+    tb_renew(&t, "j1", 1000, 500);
+    ASSERT_STATUS(&c, 10, &t, CV_ECONFLICT);
+    Cverse__Catalog__NodeInfo info = CVERSE__CATALOG__NODE_INFO__INIT;
+    info.id = "j1";
+    info.grpc_addr = info.advertise_addr = info.http_addr = info.raft_addr = "127.0.0.1:1";
+    info.raft_id = 77;
+    tb_register_info(&t, &info, 1000, 500); /* removed for good: never registers again */
+    ASSERT_STATUS(&c, 11, &t, CV_ECONFLICT);
+    cr_assert(!cv_catalog_node_get(c.cat, "j1")->alive);
+    tb_add_node(&t, "j1", 77);
+    ASSERT_STATUS(&c, 12, &t, 0);
+    cr_assert(cv_catalog_node_get(c.cat, "j1")->removed, "an add does not bring it back");
+    assert_check(&c);
+    tclose(&c);
+    tb_free(&t);
+}
+
 Test(catalog, register_node_rejects_bad_info)
 {
     struct tcat c;

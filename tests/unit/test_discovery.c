@@ -90,6 +90,23 @@ Test(codec, txn_create_and_less)
     json_decref(j);
 }
 
+Test(codec, txn_create_unless_another_key_exists)
+{
+    json_t *j = load(cv_etcd_enc_create_unless("/p/b", "v1", "/p/l"));
+    cr_assert_str_eq(str(j, "compare.0.key"), "L3AvYg=="); /* "/p/b" */
+    cr_assert_str_eq(str(j, "compare.0.target"), "CREATE");
+    cr_assert_str_eq(str(j, "compare.0.create_revision"), "0");
+    cr_assert_str_eq(str(j, "compare.1.key"), "L3AvbA=="); /* "/p/l" */
+    cr_assert_str_eq(str(j, "compare.1.target"), "CREATE");
+    cr_assert_str_eq(str(j, "compare.1.create_revision"), "0");
+    cr_assert_str_eq(str(j, "success.0.request_put.key"), "L3AvYg==");
+    cr_assert_str_eq(str(j, "success.0.request_put.value"), "djE=");
+    cr_assert_null(json_object_get(json_object_get(json_array_get(json_object_get(j, "success"), 0), "request_put"),
+                                   "lease"), "no lease: the key outlives its writer");
+    cr_assert_str_eq(str(j, "failure.0.request_range.key"), "L3AvYg==");
+    json_decref(j);
+}
+
 static const char range_reply[] =
     "{\"header\":{\"cluster_id\":\"7801232528081817440\",\"member_id\":\"13458989633860879742\",\"revision\":\"2\","
     "\"raft_term\":\"2\"},\"kvs\":[{\"key\":\"L3AvYg==\",\"create_revision\":\"2\",\"mod_revision\":\"2\","

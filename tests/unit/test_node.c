@@ -968,6 +968,53 @@ Test(node, api_objects_bad_type_filter_is_refused, .timeout = 30)
     cv_config_free(cfg);
 }
 
+/* ---- the peer pool by node id: initial members by their ids, later ones through the resolver ------ */
+
+static const char *resolve_addr(void *data, const char *id)
+{
+    return !strcmp(id, "joined") ? data : NULL;
+}
+
+Test(node, peers_by_id_and_resolved, .timeout = 30)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct srv s = {0};
+    struct cv_rpc_server *srv;
+    cr_assert_eq(cv_rpc_server_init(&loop, srv_request, NULL, &s, &srv), 0);
+    cr_assert_eq(cv_rpc_server_listen(srv, "127.0.0.1:0"), 0);
+    char addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", cv_rpc_server_port(srv));
+    const char *addrs[] = {"127.0.0.1:1", addr}, *ids[] = {"me", "other"};
+    struct cv_peers_opts o = {.loop = &loop, .addrs = addrs, .ids = ids, .n = 2, .self = 0, .self_id = "me",
+                              .resolve = resolve_addr, .resolve_data = addr};
+    struct cv_peers *p;
+    cr_assert_eq(cv_peers_init(&o, &p), 0);
+    cr_assert_null(cv_peers_by_id(p, "me"), "never dials itself");
+    cr_assert_null(cv_peers_by_id(p, "nobody"), "an id nobody resolves");
+    cr_assert_null(cv_peers_by_id(p, ""), "no id");
+    struct cv_rpc_client *other = cv_peers_by_id(p, "other");
+    cr_assert_not_null(other);
+    cr_assert_eq(cv_peers_client(p, 1), other, "an initial member: the same client by index and by id");
+    struct cv_rpc_client *joined = cv_peers_by_id(p, "joined");
+    cr_assert_not_null(joined, "a member that joined: its address from the resolver");
+    cr_assert_neq(joined, other);
+    cr_assert_eq(cv_peers_by_id(p, "joined"), joined, "one client per node");
+    uint64_t end = cv_mono_ms() + 5000;
+    while (!cv_peers_by_id_up(p, "joined") && cv_mono_ms() < end) uv_run(&loop, UV_RUN_ONCE);
+    cr_assert_eq(cv_peers_by_id_up(p, "joined"), joined, "dialed on first use");
+    struct got g = {0};
+    cr_assert_eq(cv_rpc_call(joined, "echo", "hi", 2, 2000, got_cb, &g), 0);
+    cr_assert(run_until(&loop, &g.done, 5000));
+    cr_assert_str_eq(g.body, "hi");
+    bool closed = false;
+    cv_peers_close(p, flag_cb, &closed);
+    cr_assert(run_until(&loop, &closed, 5000), "close calls back");
+    cv_rpc_server_close(srv, srv_closed);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    cr_assert_eq(uv_loop_close(&loop), 0);
+}
+
 /* ---- outgoing calls: a final error carries its own message ------------------------------------- */
 
 static const char two_nodes_yaml[] =
@@ -991,8 +1038,8 @@ Test(node, outcall_final_error_has_its_message, .timeout = 30)
     cr_assert_eq(cv_rpc_server_listen(srv, "127.0.0.1:0"), 0);
     char addr[64];
     snprintf(addr, sizeof addr, "127.0.0.1:%d", cv_rpc_server_port(srv));
-    const char *addrs[] = {"", addr};
-    struct cv_peers_opts po = {.loop = &loop, .addrs = addrs, .n = 2, .self = 0};
+    const char *addrs[] = {"", addr}, *ids[] = {"a", "b"};
+    struct cv_peers_opts po = {.loop = &loop, .addrs = addrs, .ids = ids, .n = 2, .self = 0, .self_id = "a"};
     struct cv_peers *peers;
     cr_assert_eq(cv_peers_init(&po, &peers), 0);
     struct cv_catalog *cat = open_catalog(4);

@@ -61,19 +61,6 @@ static bool fired_count(void *arg)
     return f[0].count && f[1].count && f[2].count;
 }
 
-static struct cv_config *config(void)
-{
-    char yml[1024], err[256];
-    int n = snprintf(yml, sizeof yml, "version: 1\ncluster: {shards: 8}\nnodes:\n");
-    for (int i = 0; i < N; i++)
-        n += snprintf(yml + n, sizeof yml - (size_t)n,
-                      "  - {id: node-%d, grpc_addr: \"127.0.0.1:%d\", http_addr: \"127.0.0.1:%d\"}\n", i + 1,
-                      prop[i].port, 30000 + i);
-    struct cv_config *cfg = NULL;
-    cr_assert_eq(cv_config_parse(yml, (size_t)n, "test", &cfg, err, sizeof err), 0, "%s", err);
-    return cfg;
-}
-
 static void peers_closed(void *data)
 {
     *(bool *)data = true;
@@ -93,21 +80,21 @@ Test(notice, the_leader_tells_each_proposer_its_commands_results_once)
         prop[i].port = cv_rpc_server_port(prop[i].srv);
     }
     prop[0].port = 1; /* the leader is never dialed */
-    struct cv_config *cfg = config();
     for (int i = 1; i < N; i++) {
         char self[16];
         snprintf(self, sizeof self, "node-%d", i + 1);
-        cr_assert_eq(cv_notices_init(cfg, self, NULL, &prop[i].k), 0);
+        cr_assert_eq(cv_notices_init(self, NULL, &prop[i].k), 0);
     }
     char a1[32], a2[32];
     snprintf(a1, sizeof a1, "127.0.0.1:%d", prop[1].port);
     snprintf(a2, sizeof a2, "127.0.0.1:%d", prop[2].port);
     const char *addrs[N] = {"", a1, a2};
     struct cv_peers *peers;
-    struct cv_peers_opts po = {.loop = &loop, .addrs = addrs, .n = N, .self = 0};
+    const char *ids[N] = {"node-1", "node-2", "node-3"};
+    struct cv_peers_opts po = {.loop = &loop, .addrs = addrs, .ids = ids, .n = N, .self = 0, .self_id = "node-1"};
     cr_assert_eq(cv_peers_init(&po, &peers), 0);
     struct cv_notices *leader;
-    cr_assert_eq(cv_notices_init(cfg, "node-1", peers, &leader), 0);
+    cr_assert_eq(cv_notices_init("node-1", peers, &leader), 0);
 
     /* node-2 watches seqs 10 and 11 (and unwatches 12), node-3 watches 20. */
     struct fired f[4] = {0};
@@ -152,6 +139,5 @@ Test(notice, the_leader_tells_each_proposer_its_commands_results_once)
         cv_notices_free(prop[i].k);
     }
     uv_run(&loop, UV_RUN_DEFAULT);
-    cv_config_free(cfg);
     cr_assert_eq(uv_loop_close(&loop), 0);
 }
