@@ -1652,7 +1652,7 @@ Test(gate_metrics, page_from_stats)
     st.connections = 2;
     st.sub_switches = 2;
     size_t len;
-    char *p = cv_gate_metrics_text(&st, &len);
+    char *p = cv_gate_metrics_text(&st, NULL, &len);
     cr_assert_not_null(p);
     cr_assert_eq(strlen(p), len);
     const char *want[] = {

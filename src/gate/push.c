@@ -1,0 +1,325 @@
+/* The gate's push clients (docs/push.md): clients open GET /api/v1/events/stream and get an id
+ * "<gate-id>/<unique>"; nodes send gate.push batches; each message goes into its client's bounded queue
+ * and out on its SSE stream.
+ *
+ * Happy path: cv_gate_push_sse registers a client (uthash by id), begins its stream and writes the
+ * `register` event. cv_gate_push_batch unpacks a PushBatch and renders every push as an SSE `message`
+ * event (base64 Any, or proto3 JSON for ?format=json clients) into the queue of its client (every client
+ * for a broadcast), then flushes: queued events are written while the client's socket backlog is under
+ * CV_GATE_PUSH_BACKLOG. A queue that still holds events is flushed again by a 20 ms timer. A heartbeat
+ * event goes to every client every heartbeat_ms.
+ *
+ * Failure modes: a full queue (a slow client) drops its oldest event, counted (stats.dropped) and told to
+ * the client by a `dropped {"count":N}` event written before its next message; a push for an unknown
+ * client (gone, or never here) is dropped and counted; a client whose stream ends (peer gone, server
+ * closing, write failure) leaves the registry and its queue is freed at once; out of memory while
+ * rendering drops that message (counted). Best effort throughout: nothing blocks a node. */
+#include "gate/push.h"
+
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define HASH_NONFATAL_OOM 1
+#include <uthash.h>
+
+#include "cverse/error.h"
+#include "pbjson/any.h"
+#include "rpc.pb-c.h"
+#include "util/buf.h"
+#include "util/log.h"
+
+#define FLUSH_MS 20u
+
+/* One rendered SSE event waiting in a client's queue. */
+struct pmsg {
+    struct pmsg *next;
+    size_t len;
+    char data[];
+};
+
+struct client {
+    UT_hash_handle hh; /* in p->clients, keyed by id */
+    struct cv_gate_push *p;
+    struct cv_http_stream *st; /* owned by the HTTP server until its close callback */
+    bool json;                 /* ?format=json */
+    struct pmsg *head, *tail;  /* owned: the queue */
+    size_t n;
+    uint64_t dropped; /* dropped since the last `dropped` event */
+    char id[];
+};
+
+struct cv_gate_push {
+    uv_loop_t *loop;
+    char *gate_id;
+    unsigned heartbeat_ms, queue_max;
+    uint64_t counter;
+    uv_timer_t heartbeat, flush;
+    int handles;
+    struct client *clients;
+    struct cv_gate_push_stats st;
+    void (*close_cb)(void *data);
+    void *close_data;
+};
+
+/* ---- queues ---- */
+
+static void client__free(struct client *c)
+{
+    for (struct pmsg *m = c->head, *next; m; m = next) {
+        next = m->next;
+        free(m);
+    }
+    free(c);
+}
+
+/* Leaves the registry (its stream is gone or being ended) and frees the queue. */
+static void client__remove(struct client *c)
+{
+    struct cv_gate_push *p = c->p;
+    HASH_DEL(p->clients, c);
+    p->st.clients--;
+    client__free(c);
+}
+
+/* Writes queued events while the socket keeps up; true if some stay queued. */
+static bool client__flush(struct client *c)
+{
+    while (c->head && cv_http_stream_backlog(c->st) < CV_GATE_PUSH_BACKLOG) {
+        if (c->dropped) {
+            char ev[80];
+            int n = snprintf(ev, sizeof ev, "event: dropped\ndata: {\"count\":%" PRIu64 "}\n\n", c->dropped);
+            if (cv_http_stream_write(c->st, ev, (size_t)n)) return false; /* ending: on_close follows */
+            c->dropped = 0;
+        }
+        struct pmsg *m = c->head;
+        if (cv_http_stream_write(c->st, m->data, m->len)) return false;
+        c->head = m->next;
+        if (!c->head) c->tail = NULL;
+        c->n--;
+        c->p->st.delivered++;
+        free(m);
+    }
+    return c->head != NULL;
+}
+
+static void push__flush_cb(uv_timer_t *t)
+{
+    struct cv_gate_push *p = t->data;
+    bool more = false;
+    for (struct client *c = p->clients, *next; c; c = next) {
+        next = c->hh.next;
+        if (c->head && client__flush(c)) more = true;
+    }
+    if (more) uv_timer_start(&p->flush, push__flush_cb, FLUSH_MS, 0);
+}
+
+/* Queues an event (taken), dropping the oldest when full, and flushes. */
+static void client__queue(struct client *c, struct pmsg *m)
+{
+    struct cv_gate_push *p = c->p;
+    if (c->n >= p->queue_max) {
+        struct pmsg *old = c->head;
+        c->head = old->next;
+        if (!c->head) c->tail = NULL;
+        c->n--;
+        c->dropped++;
+        p->st.dropped++;
+        free(old);
+    }
+    if (c->tail) c->tail->next = m;
+    else c->head = m;
+    c->tail = m;
+    c->n++;
+    if (client__flush(c) && !uv_is_active((uv_handle_t *)&p->flush))
+        uv_timer_start(&p->flush, push__flush_cb, FLUSH_MS, 0);
+}
+
+/* ---- rendering ---- */
+
+/* `event: message` with {"type":…,"payload":…}: proto3 JSON, or the base64 of the packed Any. NULL out of
+ * memory. */
+static struct pmsg *push__render(const Cverse__Rpc__Push *m, bool json)
+{
+    char *b64 = NULL;
+    const char *payload = m->json;
+    if (!json) {
+        uint8_t *any = NULL;
+        size_t alen;
+        int rv = cv_pbjson_any_wrap(m->type, m->payload.data, m->payload.len, &any, &alen);
+        if (rv == 0) rv = cv_pbjson_b64_encode(any, alen, &b64, NULL);
+        free(any);
+        if (rv) return NULL;
+    }
+    struct cv_buf b = {0};
+    cv_buf_printf(&b, "event: message\ndata: {\"type\":\"%s\",\"payload\":", m->type);
+    if (json) cv_buf_printf(&b, "%s}\n\n", payload[0] ? payload : "{}");
+    else cv_buf_printf(&b, "\"%s\"}\n\n", b64);
+    free(b64);
+    struct pmsg *pm = b.oom ? NULL : malloc(sizeof *pm + b.len);
+    if (pm) {
+        pm->next = NULL;
+        pm->len = b.len;
+        memcpy(pm->data, b.p, b.len);
+    }
+    free(b.p);
+    return pm;
+}
+
+/* SSE data must be one line: proto3 JSON from the node is compact, but a newline would cut the event. */
+static bool push__one_line(const char *s)
+{
+    return strchr(s, '\n') == NULL && strchr(s, '\r') == NULL;
+}
+
+static void push__deliver(struct cv_gate_push *p, struct client *c, const Cverse__Rpc__Push *m)
+{
+    struct pmsg *pm = push__render(m, c->json && push__one_line(m->json));
+    if (!pm) {
+        p->st.dropped++;
+        return;
+    }
+    client__queue(c, pm);
+}
+
+int cv_gate_push_batch(struct cv_gate_push *p, const uint8_t *body, size_t len)
+{
+    Cverse__Rpc__PushBatch *b = cverse__rpc__push_batch__unpack(NULL, len, body);
+    if (!b) return CV_EPROTO;
+    for (size_t i = 0; i < b->n_pushes; i++) {
+        const Cverse__Rpc__Push *m = b->pushes[i];
+        if (m->broadcast) {
+            for (struct client *c = p->clients, *next; c; c = next) {
+                next = c->hh.next;
+                push__deliver(p, c, m);
+            }
+            continue;
+        }
+        struct client *c = NULL;
+        HASH_FIND_STR(p->clients, m->client_id, c);
+        if (c) push__deliver(p, c, m);
+        else p->st.dropped++;
+    }
+    cverse__rpc__push_batch__free_unpacked(b, NULL);
+    return 0;
+}
+
+/* ---- clients ---- */
+
+/* The HTTP server ended the stream (peer gone, too slow, server closing): never during our writes. */
+static void push__closed(void *data, struct cv_http_stream *st)
+{
+    (void)st;
+    client__remove(data);
+}
+
+static bool push__format_json(const char *query)
+{
+    for (const char *q = query; (q = strstr(q, "format=json")); q++)
+        if ((q == query || q[-1] == '&') && (q[11] == 0 || q[11] == '&')) return true;
+    return false;
+}
+
+/* A new client with a fresh id: the counter, and randomness so that ids are not guessed across restarts. */
+static struct client *push__new_client(struct cv_gate_push *p)
+{
+    uint32_t r = 0;
+    uv_random(NULL, NULL, &r, sizeof r, 0, NULL);
+    char id[CV_GATE_PUSH_ID_MAX];
+    int n = snprintf(id, sizeof id, "%s/%" PRIx64 "%08" PRIx32, p->gate_id, ++p->counter, r);
+    if (n < 0 || (size_t)n >= sizeof id) return NULL;
+    struct client *c = calloc(1, sizeof *c + (size_t)n + 1);
+    if (!c) return NULL;
+    c->p = p;
+    memcpy(c->id, id, (size_t)n + 1);
+    return c;
+}
+
+void cv_gate_push_sse(struct cv_gate_push *p, struct cv_http_exchange *x, const struct cv_http_request *req)
+{
+    struct client *c = push__new_client(p);
+    if (!c) {
+        cv_http_respond_error(x, CV_STATUS_INTERNAL, "out of memory", NULL);
+        return;
+    }
+    c->json = push__format_json(req->query);
+    HASH_ADD_STR(p->clients, id, c);
+    if (!c->hh.tbl) {
+        free(c);
+        cv_http_respond_error(x, CV_STATUS_INTERNAL, "out of memory", NULL);
+        return;
+    }
+    p->st.clients++;
+    c->st = cv_http_stream_begin(x, 200, "text/event-stream",
+                                 "Cache-Control: no-store\r\nX-Accel-Buffering: no\r\n", push__closed, c);
+    if (!c->st) {
+        client__remove(c);
+        return;
+    }
+    char ev[CV_GATE_PUSH_ID_MAX + 64];
+    int n = snprintf(ev, sizeof ev, "event: register\ndata: {\"clientId\":\"%s\"}\n\n", c->id);
+    cv_http_stream_write(c->st, ev, (size_t)n);
+    CV_DEBUG("push: client %s registered (%s)", c->id, c->json ? "json" : "any");
+}
+
+static void push__heartbeat_cb(uv_timer_t *t)
+{
+    struct cv_gate_push *p = t->data;
+    static const char ev[] = "event: heartbeat\ndata: {}\n\n";
+    for (struct client *c = p->clients, *next; c; c = next) {
+        next = c->hh.next;
+        if (cv_http_stream_backlog(c->st) < CV_GATE_PUSH_BACKLOG) cv_http_stream_write(c->st, ev, sizeof ev - 1);
+    }
+}
+
+void cv_gate_push_stats(const struct cv_gate_push *p, struct cv_gate_push_stats *out)
+{
+    *out = p->st;
+}
+
+/* ---- lifecycle ---- */
+
+int cv_gate_push_init(const struct cv_gate_push_opts *o, struct cv_gate_push **out)
+{
+    struct cv_gate_push *p = calloc(1, sizeof *p);
+    if (!p || !(p->gate_id = strdup(o->gate_id))) {
+        free(p);
+        return CV_ENOMEM;
+    }
+    p->loop = o->loop;
+    p->heartbeat_ms = o->heartbeat_ms ? o->heartbeat_ms : CV_GATE_PUSH_HEARTBEAT_MS;
+    p->queue_max = o->queue_max ? o->queue_max : CV_GATE_PUSH_QUEUE;
+    uv_timer_init(o->loop, &p->heartbeat);
+    uv_timer_init(o->loop, &p->flush);
+    p->heartbeat.data = p->flush.data = p;
+    p->handles = 2;
+    uv_timer_start(&p->heartbeat, push__heartbeat_cb, p->heartbeat_ms, p->heartbeat_ms);
+    *out = p;
+    return 0;
+}
+
+static void push__handle_closed(uv_handle_t *h)
+{
+    struct cv_gate_push *p = h->data;
+    if (--p->handles > 0) return;
+    void (*cb)(void *) = p->close_cb;
+    void *data = p->close_data;
+    free(p->gate_id);
+    free(p);
+    if (cb) cb(data);
+}
+
+void cv_gate_push_close(struct cv_gate_push *p, void (*cb)(void *data), void *data)
+{
+    p->close_cb = cb;
+    p->close_data = data;
+    for (struct client *c = p->clients, *next; c; c = next) {
+        next = c->hh.next;
+        cv_http_stream_end(c->st); /* its on_close is not called */
+        client__remove(c);
+    }
+    uv_close((uv_handle_t *)&p->heartbeat, push__handle_closed);
+    uv_close((uv_handle_t *)&p->flush, push__handle_closed);
+}

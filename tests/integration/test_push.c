@@ -1,0 +1,321 @@
+/* Push to clients (issue 15, docs/push.md) against 3 real nodes and 2 gates with the Probe module: an SSE
+ * client registers, an object pushes to its caller (the X-Client-ID header) and the message arrives with
+ * the right type and payload (base64 Any, and proto3 JSON with ?format=json); a broadcast reaches clients
+ * on both gates; a client that never reads has its queue overflow: drops counted on /metrics, a
+ * `dropped` event when it reads again, another client unaffected; a client that disconnects leaves the
+ * gate's client gauge at once. */
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <jansson.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "pbjson/any.h"
+#include "sharding_demo.pb-c.h"
+
+static struct h_cluster C;
+
+static void teardown(void)
+{
+    h_cluster_destroy(&C);
+}
+
+TestSuite(push, .fini = teardown, .timeout = 240);
+
+static void start(void)
+{
+    struct h_opts o = {.gates = 2, .module = getenv("CVERSE_PROBE_MODULE")};
+    h_cluster_init_ex(&C, 3, 3, 1000, &o);
+    for (int i = 0; i < 3; i++) h_node_start(&C, i);
+    h_gate_start(&C, 0);
+    h_gate_start(&C, 1);
+    cr_assert(h_poll(60000, h_all_ready, &C), "nodes and gates did not become ready");
+}
+
+/* ---------------------------------------------------------------- a minimal SSE client */
+
+struct sse {
+    int fd;
+    char *buf;
+    size_t len, cap;
+    char id[256]; /* the registered client id */
+};
+
+static unsigned long long mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (unsigned long long)ts.tv_sec * 1000 + (unsigned long long)ts.tv_nsec / 1000000;
+}
+
+/* Reads more bytes (waiting up to ms); false on timeout or EOF. */
+static bool sse_fill(struct sse *s, int ms)
+{
+    struct pollfd p = {.fd = s->fd, .events = POLLIN};
+    if (poll(&p, 1, ms) <= 0) return false;
+    if (s->cap - s->len < 65536) {
+        s->cap = s->cap * 2 + 65536;
+        s->buf = realloc(s->buf, s->cap);
+        cr_assert_not_null(s->buf);
+    }
+    ssize_t n = read(s->fd, s->buf + s->len, s->cap - s->len - 1);
+    if (n <= 0) return false;
+    s->len += (size_t)n;
+    s->buf[s->len] = 0;
+    return true;
+}
+
+/* The next event: its name and data (copied, truncated to the buffers); false when none came in ms. */
+static bool sse_next(struct sse *s, char *event, size_t elen, char **data, unsigned ms)
+{
+    unsigned long long deadline = mono_ms() + ms;
+    for (;;) {
+        char *end = s->len ? strstr(s->buf, "\n\n") : NULL;
+        if (end) {
+            *end = 0;
+            char *ev = strstr(s->buf, "event: "), *d = strstr(s->buf, "data: ");
+            snprintf(event, elen, "%.*s", ev ? (int)strcspn(ev + 7, "\n") : 0, ev ? ev + 7 : "");
+            *data = strdup(d ? d + 6 : "");
+            size_t used = (size_t)(end + 2 - s->buf);
+            memmove(s->buf, end + 2, s->len - used + 1);
+            s->len -= used;
+            if (!ev) { /* the head of the response, or a comment: skip */
+                free(*data);
+                continue;
+            }
+            return true;
+        }
+        unsigned long long now = mono_ms();
+        if (now >= deadline || !sse_fill(s, (int)(deadline - now))) return false;
+    }
+}
+
+/* Connects to gate g's event stream (query "" or "?format=json"), with a small receive buffer when slow,
+ * and reads the `register` event. */
+static void sse_open(struct sse *s, int g, const char *query, bool slow)
+{
+    memset(s, 0, sizeof *s);
+    s->fd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert(s->fd >= 0);
+    if (slow) {
+        int small = 4096;
+        setsockopt(s->fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    }
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)h_gate_http_port(&C, g))};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert_eq(connect(s->fd, (struct sockaddr *)&a, sizeof a), 0, "connect: %s", strerror(errno));
+    char req[256];
+    int n = snprintf(req, sizeof req, "GET /api/v1/events/stream%s HTTP/1.1\r\nHost: x\r\n\r\n", query);
+    cr_assert_eq(write(s->fd, req, (size_t)n), n);
+    char ev[64], *data;
+    cr_assert(sse_next(s, ev, sizeof ev, &data, 10000), "no register event");
+    cr_assert_str_eq(ev, "register");
+    json_t *j = json_loads(data, 0, NULL);
+    const char *id = json_string_value(json_object_get(j, "clientId"));
+    cr_assert(id, "register data: %s", data);
+    snprintf(s->id, sizeof s->id, "%s", id);
+    char prefix[32];
+    snprintf(prefix, sizeof prefix, "gate-%d/", g + 1);
+    cr_assert(strncmp(s->id, prefix, strlen(prefix)) == 0, "client id %s has its gate's prefix", s->id);
+    json_decref(j);
+    free(data);
+}
+
+static void sse_close(struct sse *s)
+{
+    if (s->fd >= 0) close(s->fd);
+    s->fd = -1;
+    free(s->buf);
+    s->buf = NULL;
+}
+
+/* The next `message` event's data (heartbeats skipped); NULL when none came in ms. */
+static json_t *sse_message(struct sse *s, unsigned ms)
+{
+    char ev[64], *data;
+    unsigned long long deadline = mono_ms() + ms;
+    while (mono_ms() < deadline && sse_next(s, ev, sizeof ev, &data, (unsigned)(deadline - mono_ms()))) {
+        json_t *j = strcmp(ev, "message") == 0 ? json_loads(data, 0, NULL) : NULL;
+        free(data);
+        if (j) return j;
+    }
+    return NULL;
+}
+
+/* ---------------------------------------------------------------- calls and metrics */
+
+/* Probe <id> Push as client `as` ("" = no X-Client-ID); returns how many pushes the object queued. */
+static long long push(int g, const char *as, const char *id, const char *to, unsigned count, unsigned pad)
+{
+    char path[256], body[512], hdr[300];
+    snprintf(path, sizeof path, "/api/v1/objects/call/Probe/%s/Push", id);
+    snprintf(body, sizeof body, "{\"request\":{\"name\":\"%s\",\"dueInMs\":\"%u\",\"periodMs\":\"%u\"}}", to, count,
+             pad);
+    snprintf(hdr, sizeof hdr, "X-Client-ID: %s", as);
+    long st;
+    char *t = h_post_header(h_gate_http_port(&C, g), path, body, strlen(body), as[0] ? hdr : NULL, &st);
+    cr_assert_eq(st, 200, "Push: %ld %s", st, t ? t : "");
+    return h_response_value(t, st);
+}
+
+/* A sample of gate g's /metrics (0 if absent). */
+static double gate_metric(int g, const char *name)
+{
+    long st;
+    char *t = h_get_port(h_gate_http_port(&C, g), "/metrics", &st);
+    cr_assert_eq(st, 200);
+    double v = 0;
+    char key[128];
+    snprintf(key, sizeof key, "\n%s ", name);
+    char *p = strstr(t, key);
+    if (p) v = strtod(p + strlen(key), NULL);
+    free(t);
+    return v;
+}
+
+/* The base64 of the Any of GetUptimeResponse{uptime}, as the gate must send it. */
+static char *expected_any(const char *uptime)
+{
+    ShardingDemo__GetUptimeResponse m = SHARDING_DEMO__GET_UPTIME_RESPONSE__INIT;
+    m.uptime = (char *)uptime;
+    uint8_t buf[256], *any;
+    size_t n = sharding_demo__get_uptime_response__pack(&m, buf), alen;
+    char *b64;
+    cr_assert_eq(cv_pbjson_any_wrap("sharding_demo.GetUptimeResponse", buf, n, &any, &alen), 0);
+    cr_assert_eq(cv_pbjson_b64_encode(any, alen, &b64, NULL), 0);
+    free(any);
+    return b64;
+}
+
+/* ---------------------------------------------------------------- tests */
+
+Test(push, to_the_caller_with_type_and_payload)
+{
+    start();
+    struct sse a, j;
+    sse_open(&a, 0, "", false);
+    sse_open(&j, 0, "?format=json", false);
+    cr_assert_str_neq(a.id, j.id, "distinct client ids");
+
+    /* The object sees the caller's client id. */
+    char hdr[300];
+    snprintf(hdr, sizeof hdr, "X-Client-ID: %s", a.id);
+    long st;
+    char *t = h_post_header(h_gate_http_port(&C, 0), "/api/v1/objects/call/Probe/p-1/Caller", "{}", 2, hdr, &st);
+    cr_assert_eq(st, 200, "%s", t ? t : "");
+    char want[400];
+    snprintf(want, sizeof want, "\"status\":\"client=%s\"", a.id);
+    cr_assert(t && strstr(t, want), "Caller answered %s", t ? t : "");
+    free(t);
+    t = h_post(h_gate_http_port(&C, 0), "/api/v1/objects/call/Probe/p-1/Caller", "{}", 2, &st);
+    cr_assert(t && strstr(t, "\"status\":\"client=\""), "no header, no client id: %s", t ? t : "");
+    free(t);
+
+    cr_assert_eq(push(0, a.id, "p-1", "", 3, 0), 3);
+    for (int i = 0; i < 3; i++) {
+        json_t *m = sse_message(&a, 10000);
+        cr_assert_not_null(m, "message %d did not arrive", i);
+        cr_assert_str_eq(json_string_value(json_object_get(m, "type")), "sharding_demo.GetUptimeResponse");
+        char up[16];
+        snprintf(up, sizeof up, "%d:", i);
+        char *b64 = expected_any(up);
+        cr_assert_str_eq(json_string_value(json_object_get(m, "payload")), b64, "message %d in order", i);
+        free(b64);
+        json_decref(m);
+    }
+    /* The JSON client, pushed to by id from a call without a client id. */
+    cr_assert_eq(push(1, "", "p-2", j.id, 1, 0), 1);
+    json_t *m = sse_message(&j, 10000);
+    cr_assert_not_null(m);
+    cr_assert_str_eq(json_string_value(json_object_get(json_object_get(m, "payload"), "uptime")), "0:");
+    json_decref(m);
+    cr_assert_geq(gate_metric(0, "cverse_gate_push_delivered_total"), 4);
+    cr_assert_eq(gate_metric(0, "cverse_gate_clients"), 2);
+    sse_close(&a);
+    sse_close(&j);
+}
+
+Test(push, broadcast_reaches_clients_on_both_gates)
+{
+    start();
+    struct sse s[3];
+    sse_open(&s[0], 0, "", false);
+    sse_open(&s[1], 1, "", false);
+    sse_open(&s[2], 1, "?format=json", false);
+    cr_assert_eq(push(0, "", "b-1", "*", 2, 0), 2);
+    for (int c = 0; c < 3; c++)
+        for (int i = 0; i < 2; i++) {
+            json_t *m = sse_message(&s[c], 10000);
+            cr_assert_not_null(m, "client %d: broadcast %d did not arrive", c, i);
+            json_decref(m);
+        }
+    for (int c = 0; c < 3; c++) sse_close(&s[c]);
+}
+
+struct gauge {
+    int g;
+    const char *name;
+    double want;
+};
+
+static bool gauge_is(void *arg)
+{
+    struct gauge *w = arg;
+    return gate_metric(w->g, w->name) == w->want;
+}
+
+static bool gauge_above(void *arg)
+{
+    struct gauge *w = arg;
+    return gate_metric(w->g, w->name) > w->want;
+}
+
+Test(push, slow_client_drops_counted_others_unaffected_disconnect_frees)
+{
+    start();
+    struct sse slow, fast;
+    sse_open(&slow, 0, "", true);
+    sse_open(&fast, 0, "", false);
+    /* 1000 messages of 16 KiB to a client that does not read: more than its socket, the gate's backlog
+     * allowance and its 256-message queue hold. */
+    cr_assert_eq(push(0, "", "s-1", slow.id, 500, 16384), 500);
+    cr_assert_eq(push(0, "", "s-1", slow.id, 500, 16384), 500);
+    struct gauge dropped = {0, "cverse_gate_push_dropped_total", 0};
+    cr_assert(h_poll(20000, gauge_above, &dropped), "the slow client's queue overflowed: drops counted");
+    /* Another client is unaffected. */
+    cr_assert_eq(push(0, fast.id, "f-1", "", 1, 0), 1);
+    json_t *m = sse_message(&fast, 10000);
+    cr_assert_not_null(m, "the fast client still gets its messages");
+    json_decref(m);
+    /* The slow client reads again: a `dropped` event with the count precedes what came after the gap. */
+    char ev[64], *data;
+    bool told = false;
+    unsigned got = 0;
+    while (!told && sse_next(&slow, ev, sizeof ev, &data, 20000)) {
+        if (!strcmp(ev, "dropped")) {
+            json_t *j = json_loads(data, 0, NULL);
+            told = json_integer_value(json_object_get(j, "count")) > 0;
+            json_decref(j);
+        } else if (!strcmp(ev, "message")) {
+            got++;
+        }
+        free(data);
+    }
+    cr_assert(told, "a dropped event reached the slow client (after %u messages)", got);
+    /* A client that disconnects leaves at once. */
+    cr_assert_eq(gate_metric(0, "cverse_gate_clients"), 2);
+    sse_close(&slow);
+    struct gauge one = {0, "cverse_gate_clients", 1};
+    cr_assert(h_poll(5000, gauge_is, &one), "the disconnected client's entry (and queue) is gone");
+    sse_close(&fast);
+    struct gauge none = {0, "cverse_gate_clients", 0};
+    cr_assert(h_poll(5000, gauge_is, &none));
+}
