@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "cli/listen.h"
 #include "cli/nodehttp.h"
 #include "core/hash.h"
 #include "cverse/client.h"
@@ -117,6 +118,7 @@ static const struct command commands[] = {
      "An id \"shard#N/rest\" is on shard N; \"NODE/rest\" is pinned to node NODE (the hash shard is\n"
      "printed and a note goes to stderr); any other id is on shard fnv1a32(id) % N.\n",
      cmd_shard_of},
+    {"listen", CV_CLI_LISTEN_ARGS, CV_CLI_LISTEN_SUMMARY, CV_CLI_LISTEN_HELP, cv_cli_listen},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

@@ -158,6 +158,13 @@ static void gate__on_rpc(void *data, struct cv_rpc_conn *conn, uint64_t id, cons
     cv_gate_native_on_request(&g->fronts, conn, id, method, body, len, deadline_ms);
 }
 
+/* A native connection closed: a push client on it leaves at once. */
+static void gate__on_rpc_closed(void *data, struct cv_rpc_conn *conn)
+{
+    struct cv_gate *g = data;
+    if (g->push) cv_gate_push_conn_closed(g->push, conn);
+}
+
 static void gate__on_signal(uv_signal_t *s, int signum)
 {
     CV_INFO("received %s: stopping", signum == SIGTERM ? "SIGTERM" : "SIGINT");
@@ -181,7 +188,7 @@ static int gate__listen(struct cv_gate *g, const struct cv_gate_opts *o, const s
 {
     const char *grpc = o->grpc_addr ? o->grpc_addr : self->grpc_addr;
     const char *http = o->http_addr ? o->http_addr : self->http_addr;
-    int rv = cv_rpc_server_init(g->loop, gate__on_rpc, NULL, g, &g->rpc);
+    int rv = cv_rpc_server_init(g->loop, gate__on_rpc, gate__on_rpc_closed, g, &g->rpc);
     if (rv == 0) rv = cv_rpc_server_listen(g->rpc, grpc);
     if (rv) return rv;
     struct cv_http_opts ho = {.max_body = HTTP_MAX_BODY, .cors_origin = "*"};

@@ -1,13 +1,15 @@
-/* The gate's push clients (docs/push.md): clients open GET /api/v1/events/stream and get an id
- * "<gate-id>/<unique>"; nodes send gate.push batches; each message goes into its client's bounded queue
- * and out on its SSE stream.
+/* The gate's push clients (docs/push.md): clients open GET /api/v1/events/stream (or send gate.register
+ * on a native connection) and get an id "<gate-id>/<unique>"; nodes send gate.push batches; each message
+ * goes into its client's bounded queue and out on its SSE stream (or as gate.push_event events).
  *
  * Happy path: cv_gate_push_sse registers a client (uthash by id), begins its stream and writes the
  * `register` event. cv_gate_push_batch unpacks a PushBatch and renders every push as an SSE `message`
  * event (base64 Any, or proto3 JSON for ?format=json clients) into the queue of its client (every client
  * for a broadcast), then flushes: queued events are written while the client's socket backlog is under
  * CV_GATE_PUSH_BACKLOG. A queue that still holds events is flushed again by a 20 ms timer. A heartbeat
- * event goes to every client every heartbeat_ms.
+ * event goes to every SSE client every heartbeat_ms. A native client's queue holds packed Push messages,
+ * sent as KIND_EVENT "gate.push_event" while its connection's backlog is under the same bound, and a
+ * "gate.push_dropped" (PushDropped) event tells it of drops.
  *
  * Failure modes: a full queue (a slow client) drops its oldest event, counted (stats.dropped) and told to
  * the client by a `dropped {"count":N}` event written before its next message; a push for an unknown
@@ -43,7 +45,8 @@ struct pmsg {
 struct client {
     UT_hash_handle hh; /* in p->clients, keyed by id */
     struct cv_gate_push *p;
-    struct cv_http_stream *st; /* owned by the HTTP server until its close callback */
+    struct cv_http_stream *st; /* SSE: owned by the HTTP server until its close callback; else NULL */
+    struct cv_rpc_conn *conn;  /* native: a reference, dropped when the client leaves; else NULL */
     bool json;                 /* ?format=json */
     struct pmsg *head, *tail;  /* owned: the queue */
     size_t n;
@@ -68,6 +71,7 @@ struct cv_gate_push {
 
 static void client__free(struct client *c)
 {
+    if (c->conn) cv_rpc_conn_unref(c->conn);
     for (struct pmsg *m = c->head, *next; m; m = next) {
         next = m->next;
         free(m);
@@ -84,18 +88,42 @@ static void client__remove(struct client *c)
     client__free(c);
 }
 
-/* Writes queued events while the socket keeps up; true if some stay queued. */
+static size_t client__backlog(const struct client *c)
+{
+    return c->st ? cv_http_stream_backlog(c->st) : cv_rpc_conn_backlog(c->conn);
+}
+
+/* The `dropped` notice: an SSE event, or a gate.push_dropped event. 0 or CV_ECLOSED. */
+static int client__tell_dropped(struct client *c)
+{
+    if (c->conn) {
+        Cverse__Rpc__PushDropped d = CVERSE__RPC__PUSH_DROPPED__INIT;
+        uint8_t buf[16];
+        d.count = c->dropped;
+        return cv_rpc_send_event(c->conn, "gate.push_dropped", buf, cverse__rpc__push_dropped__pack(&d, buf));
+    }
+    char ev[80];
+    int n = snprintf(ev, sizeof ev, "event: dropped\ndata: {\"count\":%" PRIu64 "}\n\n", c->dropped);
+    return cv_http_stream_write(c->st, ev, (size_t)n);
+}
+
+static int client__write(struct client *c, const struct pmsg *m)
+{
+    if (c->conn) return cv_rpc_send_event(c->conn, "gate.push_event", m->data, m->len);
+    return cv_http_stream_write(c->st, m->data, m->len);
+}
+
+/* Writes queued events while the socket keeps up; true if some stay queued. A failed write means the
+ * stream or connection is ending: its close callback removes the client later. */
 static bool client__flush(struct client *c)
 {
-    while (c->head && cv_http_stream_backlog(c->st) < CV_GATE_PUSH_BACKLOG) {
+    while (c->head && client__backlog(c) < CV_GATE_PUSH_BACKLOG) {
         if (c->dropped) {
-            char ev[80];
-            int n = snprintf(ev, sizeof ev, "event: dropped\ndata: {\"count\":%" PRIu64 "}\n\n", c->dropped);
-            if (cv_http_stream_write(c->st, ev, (size_t)n)) return false; /* ending: on_close follows */
+            if (client__tell_dropped(c)) return false;
             c->dropped = 0;
         }
         struct pmsg *m = c->head;
-        if (cv_http_stream_write(c->st, m->data, m->len)) return false;
+        if (client__write(c, m)) return false;
         c->head = m->next;
         if (!c->head) c->tail = NULL;
         c->n--;
@@ -174,9 +202,20 @@ static bool push__one_line(const char *s)
     return strchr(s, '\n') == NULL && strchr(s, '\r') == NULL;
 }
 
+/* A native client's event body: the Push itself, packed (broadcast and client id as the node sent them). */
+static struct pmsg *push__packed(const Cverse__Rpc__Push *m)
+{
+    size_t n = cverse__rpc__push__get_packed_size(m);
+    struct pmsg *pm = malloc(sizeof *pm + n);
+    if (!pm) return NULL;
+    pm->next = NULL;
+    pm->len = cverse__rpc__push__pack(m, (uint8_t *)pm->data);
+    return pm;
+}
+
 static void push__deliver(struct cv_gate_push *p, struct client *c, const Cverse__Rpc__Push *m)
 {
-    struct pmsg *pm = push__render(m, c->json && push__one_line(m->json));
+    struct pmsg *pm = c->conn ? push__packed(m) : push__render(m, c->json && push__one_line(m->json));
     if (!pm) {
         p->st.dropped++;
         return;
@@ -264,13 +303,43 @@ void cv_gate_push_sse(struct cv_gate_push *p, struct cv_http_exchange *x, const 
     CV_DEBUG("push: client %s registered (%s)", c->id, c->json ? "json" : "any");
 }
 
+int cv_gate_push_register(struct cv_gate_push *p, struct cv_rpc_conn *conn, char *id, size_t idlen)
+{
+    for (struct client *c = p->clients; c; c = c->hh.next)
+        if (c->conn == conn) { /* registered already: the same id */
+            snprintf(id, idlen, "%s", c->id);
+            return 0;
+        }
+    struct client *c = push__new_client(p);
+    if (!c) return CV_ENOMEM;
+    HASH_ADD_STR(p->clients, id, c);
+    if (!c->hh.tbl) {
+        free(c);
+        return CV_ENOMEM;
+    }
+    cv_rpc_conn_ref(conn);
+    c->conn = conn;
+    p->st.clients++;
+    snprintf(id, idlen, "%s", c->id);
+    CV_DEBUG("push: client %s registered (native)", c->id);
+    return 0;
+}
+
+void cv_gate_push_conn_closed(struct cv_gate_push *p, struct cv_rpc_conn *conn)
+{
+    for (struct client *c = p->clients, *next; c; c = next) {
+        next = c->hh.next;
+        if (c->conn == conn) client__remove(c);
+    }
+}
+
 static void push__heartbeat_cb(uv_timer_t *t)
 {
     struct cv_gate_push *p = t->data;
     static const char ev[] = "event: heartbeat\ndata: {}\n\n";
     for (struct client *c = p->clients, *next; c; c = next) {
         next = c->hh.next;
-        if (cv_http_stream_backlog(c->st) < CV_GATE_PUSH_BACKLOG) cv_http_stream_write(c->st, ev, sizeof ev - 1);
+        if (c->st && cv_http_stream_backlog(c->st) < CV_GATE_PUSH_BACKLOG) cv_http_stream_write(c->st, ev, sizeof ev - 1);
     }
 }
 
@@ -317,7 +386,7 @@ void cv_gate_push_close(struct cv_gate_push *p, void (*cb)(void *data), void *da
     p->close_data = data;
     for (struct client *c = p->clients, *next; c; c = next) {
         next = c->hh.next;
-        cv_http_stream_end(c->st); /* its on_close is not called */
+        if (c->st) cv_http_stream_end(c->st); /* its on_close is not called */
         client__remove(c);
     }
     uv_close((uv_handle_t *)&p->heartbeat, push__handle_closed);

@@ -7,6 +7,7 @@
 #include <uv.h>
 
 #include "net/http.h"
+#include "net/rpc.h"
 
 #define CV_GATE_PUSH_HEARTBEAT_MS 30000u /* gates[].push_heartbeat_ms default */
 #define CV_GATE_PUSH_QUEUE 256u          /* gates[].push_queue default: messages queued per client */
@@ -45,6 +46,12 @@ void cv_gate_push_close(struct cv_gate_push *p, void (*cb)(void *data), void *da
 /* GET /api/v1/events/stream: registers a client and answers x with its SSE stream (event `register`
  * first). ?format=json: messages carry proto3 JSON payloads instead of a base64 Any. */
 void cv_gate_push_sse(struct cv_gate_push *p, struct cv_http_exchange *x, const struct cv_http_request *req);
+/* gate.register on a native connection: registers it as a client (once: again gives the same id) and
+ * writes its id into id (idlen >= CV_GATE_PUSH_ID_MAX). Its pushes go as KIND_EVENT "gate.push_event"
+ * (a packed Push) on conn. 0 or CV_ENOMEM. */
+int cv_gate_push_register(struct cv_gate_push *p, struct cv_rpc_conn *conn, char *id, size_t idlen);
+/* A native connection closed: its client (if any) leaves, its queue is freed. */
+void cv_gate_push_conn_closed(struct cv_gate_push *p, struct cv_rpc_conn *conn);
 /* A gate.push body (PushBatch) from a node: each push queued for its client, broadcasts for every
  * client. 0, or CV_EPROTO for an undecodable body. */
 int cv_gate_push_batch(struct cv_gate_push *p, const uint8_t *body, size_t len);

@@ -3,7 +3,8 @@
  * the right type and payload (base64 Any, and proto3 JSON with ?format=json); a broadcast reaches clients
  * on both gates; a client that never reads has its queue overflow: drops counted on /metrics, a
  * `dropped` event when it reads again, another client unaffected; a client that disconnects leaves the
- * gate's client gauge at once. */
+ * gate's client gauge at once. Native: the client library registers (its calls carry the id, pushes
+ * arrive as events) and `cverse listen` prints pushed messages as JSON lines. */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -14,9 +15,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "cverse/client.h"
 #include "harness.h"
 #include "pbjson/any.h"
 #include "sharding_demo.pb-c.h"
@@ -318,4 +321,69 @@ Test(push, slow_client_drops_counted_others_unaffected_disconnect_frees)
     sse_close(&fast);
     struct gauge none = {0, "cverse_gate_clients", 0};
     cr_assert(h_poll(5000, gauge_is, &none));
+}
+
+Test(push, native_client_register_calls_and_events)
+{
+    start();
+    char gate[64], err[256], id[256], *resp = NULL;
+    snprintf(gate, sizeof gate, "127.0.0.1:%d", h_gate_grpc_port(&C, 1));
+    cv_client *cli;
+    cr_assert_eq(cv_client_connect(gate, 5000, &cli), 0);
+    cr_assert_eq(cv_client_register(cli, id, sizeof id, 10000, err, sizeof err), 0, "%s", err);
+    cr_assert(strncmp(id, "gate-2/", 7) == 0, "native client id %s", id);
+    cr_assert_str_eq(cv_client_id(cli), id);
+    /* Calls on the connection carry the id. */
+    cr_assert_eq(cv_client_call_json(cli, "Probe", "n-1", "Caller", "{}", &resp, 30000, err, sizeof err), 0, "%s",
+                 err);
+    char want[300];
+    snprintf(want, sizeof want, "client=%s", id);
+    cr_assert(strstr(resp, want), "Caller answered %s", resp);
+    free(resp);
+    /* The object pushes to its caller: the message is kept while the call waits, then read. */
+    cr_assert_eq(cv_client_call_json(cli, "Probe", "n-1", "Push", "{\"dueInMs\":\"2\"}", &resp, 30000, err,
+                                     sizeof err), 0, "%s", err);
+    free(resp);
+    for (int i = 0; i < 2; i++) {
+        struct cv_client_push *p;
+        cr_assert_eq(cv_client_next_push(cli, &p, 10000, err, sizeof err), 0, "push %d: %s", i, err);
+        cr_assert_str_eq(p->type, "sharding_demo.GetUptimeResponse");
+        ShardingDemo__GetUptimeResponse *m = sharding_demo__get_uptime_response__unpack(NULL, p->len, p->payload);
+        cr_assert_not_null(m);
+        char up[16];
+        snprintf(up, sizeof up, "%d:", i);
+        cr_assert_str_eq(m->uptime, up);
+        sharding_demo__get_uptime_response__free_unpacked(m, NULL);
+        cr_assert_str_eq(p->json, i ? "{\"uptime\":\"1:\"}" : "{\"uptime\":\"0:\"}");
+        cv_client_push_free(p);
+    }
+    cr_assert_eq(gate_metric(1, "cverse_gate_clients"), 1);
+    cv_client_close(cli);
+    struct gauge none = {1, "cverse_gate_clients", 0};
+    cr_assert(h_poll(5000, gauge_is, &none), "a closed native client leaves");
+}
+
+Test(push, cli_listen_prints_pushed_messages)
+{
+    start();
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "%s listen --gate 127.0.0.1:%d --count 2 --timeout 20000", getenv("CVERSE_CLI_BIN"),
+             h_gate_grpc_port(&C, 0));
+    FILE *p = popen(cmd, "r");
+    cr_assert_not_null(p);
+    char line[1024];
+    cr_assert_not_null(fgets(line, sizeof line, p), "the clientId line");
+    json_t *j = json_loads(line, 0, NULL);
+    const char *id = json_string_value(json_object_get(j, "clientId"));
+    cr_assert(id && strncmp(id, "gate-1/", 7) == 0, "first line: %s", line);
+    cr_assert_eq(push(1, "", "l-1", id, 2, 0), 2);
+    json_decref(j);
+    for (int i = 0; i < 2; i++) {
+        cr_assert_not_null(fgets(line, sizeof line, p), "message line %d", i);
+        char want[128];
+        snprintf(want, sizeof want, "{\"type\":\"sharding_demo.GetUptimeResponse\",\"payload\":{\"uptime\":\"%d:\"}}\n", i);
+        cr_assert_str_eq(line, want);
+    }
+    int rc = pclose(p);
+    cr_assert(WIFEXITED(rc) && WEXITSTATUS(rc) == 0, "cverse listen exit %d", rc);
 }
