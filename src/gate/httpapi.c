@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "cverse/object.h"
+#include "gate/chatpage.h"
 #include "core/apperr.h"
 #include "cverse/error.h"
 #include "gate/metrics.h"
@@ -453,7 +454,7 @@ void cv_gate_http_handler(void *data, struct cv_http_exchange *x, const struct c
     const char *p = req->path;
     bool get = !strcmp(req->method, "GET") || !strcmp(req->method, "HEAD");
     bool ops = !strcmp(p, "/healthz") || !strcmp(p, "/health") || !strcmp(p, "/ready") || !strcmp(p, "/metrics") ||
-               !strcmp(p, CV_GATE_EVENTS_PATH);
+               !strcmp(p, CV_GATE_EVENTS_PATH) || !strcmp(p, "/chat");
     if (ops && !get) {
         cv_http_respond_error(x, CV_STATUS_METHOD_NOT_ALLOWED, "only GET is allowed here",
                               "Allow: GET, HEAD\r\n");
@@ -463,6 +464,9 @@ void cv_gate_http_handler(void *data, struct cv_http_exchange *x, const struct c
         http__ready(fw, x);
     } else if (!strcmp(p, "/metrics")) {
         http__metrics(f, x);
+    } else if (!strcmp(p, "/chat")) { /* the chat demo's page (docs/push.md) */
+        cv_http_respond(x, 200, "text/html; charset=utf-8", cv_gate_chat_html, cv_gate_chat_html_len,
+                        "Cache-Control: no-cache\r\n");
     } else if (!strcmp(p, CV_GATE_EVENTS_PATH) && f->push) {
         cv_gate_push_sse(f->push, x, req);
     } else {

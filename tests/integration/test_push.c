@@ -4,7 +4,9 @@
  * on both gates; a client that never reads has its queue overflow: drops counted on /metrics, a
  * `dropped` event when it reads again, another client unaffected; a client that disconnects leaves the
  * gate's client gauge at once. Native: the client library registers (its calls carry the id, pushes
- * arrive as events) and `cverse listen` prints pushed messages as JSON lines. */
+ * arrive as events) and `cverse listen` prints pushed messages as JSON lines. The ChatRoom demo: Join,
+ * Post and History over HTTP with an SSE member, and (suite pushbrowser) its /chat page in two chromium
+ * pages (tests/browser/chat.mjs). */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -15,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -386,4 +389,69 @@ Test(push, cli_listen_prints_pushed_messages)
     }
     int rc = pclose(p);
     cr_assert(WIFEXITED(rc) && WEXITSTATUS(rc) == 0, "cverse listen exit %d", rc);
+}
+
+Test(push, chat_room_join_post_history)
+{
+    start();
+    struct sse m;
+    sse_open(&m, 1, "?format=json", false);
+    char hdr[300];
+    snprintf(hdr, sizeof hdr, "X-Client-ID: %s", m.id);
+    long st;
+    int port = h_gate_http_port(&C, 0); /* calls through one gate, the member listens on the other */
+    char *t = h_post(port, "/api/v1/objects/call/ChatRoom/r-1/Join", "{}", 2, &st);
+    cr_assert_eq(st, 400, "Join without a client id: %ld %s", st, t ? t : "");
+    free(t);
+    t = h_post_header(port, "/api/v1/objects/call/ChatRoom/r-1/Join", "{}", 2, hdr, &st);
+    cr_assert_eq(st, 200, "%s", t ? t : "");
+    cr_assert(strstr(t, "\"members\":1"), "%s", t);
+    free(t);
+    const char *post = "{\"request\":{\"user\":\"ann\",\"text\":\"hello\"}}";
+    t = h_post(port, "/api/v1/objects/call/ChatRoom/r-1/Post", post, strlen(post), &st);
+    cr_assert_eq(st, 200, "%s", t ? t : "");
+    cr_assert(strstr(t, "\"seq\":\"1\""), "%s", t);
+    free(t);
+    json_t *msg = sse_message(&m, 10000);
+    cr_assert_not_null(msg, "the member got the post");
+    cr_assert_str_eq(json_string_value(json_object_get(msg, "type")), "chat.ChatMessage");
+    json_t *p = json_object_get(msg, "payload");
+    cr_assert_str_eq(json_string_value(json_object_get(p, "user")), "ann");
+    cr_assert_str_eq(json_string_value(json_object_get(p, "text")), "hello");
+    cr_assert_str_eq(json_string_value(json_object_get(p, "seq")), "1");
+    json_decref(msg);
+    const char *hist = "{\"request\":{\"last\":5}}";
+    t = h_post(port, "/api/v1/objects/call/ChatRoom/r-1/History", hist, strlen(hist), &st);
+    cr_assert_eq(st, 200, "%s", t ? t : "");
+    cr_assert(strstr(t, "\"text\":\"hello\""), "History: %s", t);
+    free(t);
+    t = h_get_port(port, "/chat", &st);
+    cr_assert_eq(st, 200);
+    cr_assert(t && strstr(t, "EventSource(\"/api/v1/events/stream?format=json\")"), "the chat page");
+    cr_assert(!strstr(t, "innerHTML"), "the page never uses innerHTML");
+    free(t);
+    sse_close(&m);
+}
+
+TestSuite(pushbrowser, .fini = teardown, .timeout = 300);
+
+Test(pushbrowser, two_pages_talk)
+{
+    const char *src = getenv("CVERSE_SOURCE_ROOT"), *out = getenv("CVERSE_BROWSER_OUT");
+    cr_assert(src && out, "run through meson test");
+    char dir[512], lib[600], cmd[1024];
+    snprintf(dir, sizeof dir, "%s/tests/browser", src);
+    snprintf(lib, sizeof lib, "%s/node_modules/playwright-core/package.json", dir);
+    struct stat sb;
+    cr_assert(stat(lib, &sb) == 0 && stat("/usr/bin/chromium", &sb) == 0,
+              "playwright-core (npm ci in tests/browser) or /usr/bin/chromium missing: "
+              "scripts/install-deps.sh installs both");
+    start();
+    char gate[64];
+    snprintf(gate, sizeof gate, "http://127.0.0.1:%d", h_gate_http_port(&C, 0));
+    setenv("GATE", gate, 1);
+    setenv("OUT_DIR", out, 1);
+    snprintf(cmd, sizeof cmd, "cd '%s' && node chat.mjs", dir);
+    int rc = system(cmd);
+    cr_assert(WIFEXITED(rc) && WEXITSTATUS(rc) == 0, "the browser checks failed (see the output above)");
 }
