@@ -4,9 +4,10 @@
  *
  * Happy path: cv_gate_push_sse registers a client (uthash by id), begins its stream and writes the
  * `register` event. cv_gate_push_batch unpacks a PushBatch and renders every push as an SSE `message`
- * event (base64 Any, or proto3 JSON for ?format=json clients) into the queue of its client (every client
- * for a broadcast), then flushes: queued events are written while the client's socket backlog is under
- * CV_GATE_PUSH_BACKLOG. A queue that still holds events is flushed again by a 20 ms timer. A heartbeat
+ * event (base64 Any, or proto3 JSON for ?format=json clients; each form once per push, copied to a
+ * broadcast's clients) into the queue of its client (every client for a broadcast). At the next loop
+ * iteration the flush timer writes each client's queue, coalesced into one write, while its socket
+ * backlog is under CV_GATE_PUSH_BACKLOG; what still waits is retried every 20 ms. A heartbeat
  * event goes to every SSE client every heartbeat_ms. A native client's queue holds packed Push messages,
  * sent as KIND_EVENT "gate.push_event" while its connection's backlog is under the same bound, and a
  * "gate.push_dropped" (PushDropped) event tells it of drops.
@@ -60,6 +61,7 @@ struct cv_gate_push {
     unsigned heartbeat_ms, queue_max;
     uint64_t counter;
     uv_timer_t heartbeat, flush;
+    bool flush_now; /* the flush timer is due at the next iteration */
     int handles;
     struct client *clients;
     struct cv_gate_push_stats st;
@@ -122,21 +124,39 @@ static bool client__flush(struct client *c)
             if (client__tell_dropped(c)) return false;
             c->dropped = 0;
         }
-        struct pmsg *m = c->head;
-        if (client__write(c, m)) return false;
-        c->head = m->next;
+        /* SSE: the queued events (up to the backlog bound) in one write; native: one frame each. */
+        size_t n = 1, total = c->head->len;
+        for (struct pmsg *m = c->head->next; c->st && m && total + m->len <= CV_GATE_PUSH_BACKLOG; m = m->next)
+            total += m->len, n++;
+        char *buf = n > 1 ? malloc(total) : NULL;
+        if (!buf) n = 1;
+        size_t off = 0;
+        for (struct pmsg *m = c->head; buf && m && off < total; m = m->next) {
+            memcpy(buf + off, m->data, m->len);
+            off += m->len;
+        }
+        int rv = buf ? cv_http_stream_write(c->st, buf, total) : client__write(c, c->head);
+        free(buf);
+        if (rv) return false;
+        for (; n > 0; n--) {
+            struct pmsg *m = c->head;
+            c->head = m->next;
+            c->n--;
+            c->p->st.delivered++;
+            free(m);
+        }
         if (!c->head) c->tail = NULL;
-        c->n--;
-        c->p->st.delivered++;
-        free(m);
     }
     return c->head != NULL;
 }
 
+/* Writes what every client has queued (one pass over the clients per loop iteration with pushes, then
+ * every FLUSH_MS while some socket lags). */
 static void push__flush_cb(uv_timer_t *t)
 {
     struct cv_gate_push *p = t->data;
     bool more = false;
+    p->flush_now = false;
     for (struct client *c = p->clients, *next; c; c = next) {
         next = c->hh.next;
         if (c->head && client__flush(c)) more = true;
@@ -144,7 +164,8 @@ static void push__flush_cb(uv_timer_t *t)
     if (more) uv_timer_start(&p->flush, push__flush_cb, FLUSH_MS, 0);
 }
 
-/* Queues an event (taken), dropping the oldest when full, and flushes. */
+/* Queues an event (taken), dropping the oldest when full; the flush timer (0 ms: the next loop
+ * iteration, after the whole batch is queued) writes it. */
 static void client__queue(struct client *c, struct pmsg *m)
 {
     struct cv_gate_push *p = c->p;
@@ -161,8 +182,10 @@ static void client__queue(struct client *c, struct pmsg *m)
     else c->head = m;
     c->tail = m;
     c->n++;
-    if (client__flush(c) && !uv_is_active((uv_handle_t *)&p->flush))
-        uv_timer_start(&p->flush, push__flush_cb, FLUSH_MS, 0);
+    if (!p->flush_now) {
+        p->flush_now = true;
+        uv_timer_start(&p->flush, push__flush_cb, 0, 0);
+    }
 }
 
 /* ---- rendering ---- */
@@ -213,9 +236,33 @@ static struct pmsg *push__packed(const Cverse__Rpc__Push *m)
     return pm;
 }
 
-static void push__deliver(struct cv_gate_push *p, struct client *c, const Cverse__Rpc__Push *m)
+/* One push rendered in the three forms a client may want, each at most once per push (a broadcast's
+ * clients get copies). */
+struct rendered {
+    struct pmsg *form[3]; /* SSE Any, SSE JSON, native */
+    bool tried[3];
+};
+
+static struct pmsg *pmsg_copy(const struct pmsg *m)
 {
-    struct pmsg *pm = c->conn ? push__packed(m) : push__render(m, c->json && push__one_line(m->json));
+    struct pmsg *c = m ? malloc(sizeof *c + m->len) : NULL;
+    if (c) {
+        c->next = NULL;
+        c->len = m->len;
+        memcpy(c->data, m->data, m->len);
+    }
+    return c;
+}
+
+static void push__deliver(struct cv_gate_push *p, struct client *c, const Cverse__Rpc__Push *m, struct rendered *r)
+{
+    bool json = c->json && push__one_line(m->json);
+    int f = c->conn ? 2 : json ? 1 : 0;
+    if (!r->tried[f]) {
+        r->tried[f] = true;
+        r->form[f] = f == 2 ? push__packed(m) : push__render(m, json);
+    }
+    struct pmsg *pm = pmsg_copy(r->form[f]);
     if (!pm) {
         p->st.dropped++;
         return;
@@ -229,17 +276,19 @@ int cv_gate_push_batch(struct cv_gate_push *p, const uint8_t *body, size_t len)
     if (!b) return CV_EPROTO;
     for (size_t i = 0; i < b->n_pushes; i++) {
         const Cverse__Rpc__Push *m = b->pushes[i];
+        struct rendered r = {0};
         if (m->broadcast) {
             for (struct client *c = p->clients, *next; c; c = next) {
                 next = c->hh.next;
-                push__deliver(p, c, m);
+                push__deliver(p, c, m, &r);
             }
-            continue;
+        } else {
+            struct client *c = NULL;
+            HASH_FIND_STR(p->clients, m->client_id, c);
+            if (c) push__deliver(p, c, m, &r);
+            else p->st.dropped++;
         }
-        struct client *c = NULL;
-        HASH_FIND_STR(p->clients, m->client_id, c);
-        if (c) push__deliver(p, c, m);
-        else p->st.dropped++;
+        for (int f = 0; f < 3; f++) free(r.form[f]);
     }
     cverse__rpc__push_batch__free_unpacked(b, NULL);
     return 0;

@@ -220,7 +220,9 @@ int cv_pusher_init(uv_loop_t *loop, const struct cv_config *cfg, struct cv_pushe
     const char **addrs = calloc(cfg->n_gates ? cfg->n_gates : 1, sizeof *addrs);
     if (!p || !addrs || !(p->gates = calloc(cfg->n_gates ? cfg->n_gates : 1, sizeof *p->gates))) goto err;
     for (size_t i = 0; i < cfg->n_gates; i++) addrs[i] = cfg->gates[i].advertise_addr;
-    struct cv_peers_opts po = {.loop = loop, .addrs = addrs, .n = cfg->n_gates, .self = cfg->n_gates};
+    /* A gate that is down is redialed every 200 ms (not the nodes' 50): its pushes drop meanwhile anyway. */
+    struct cv_peers_opts po = {.loop = loop, .addrs = addrs, .n = cfg->n_gates, .self = cfg->n_gates,
+                               .reconnect_ms = 200};
     if (cv_peers_init(&po, &p->peers)) goto err;
     free(addrs);
     p->loop = loop;

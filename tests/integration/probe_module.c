@@ -7,12 +7,14 @@
  * "relayed: <message>" (an application error through cv_object_call). Push (SetAlarmRequest reused: name =
  * the client id, "" the caller's, "*" everyone; due_in_ms = how many; period_ms = padding bytes) pushes
  * GetUptimeResponse{uptime: "<i>:<padding of x>"} and answers how many pushes returned 0; Caller answers
- * the caller's client id (GetNodeStatsResponse.status). Built in the table form on purpose: existing modules
+ * the caller's client id (GetNodeStatsResponse.status); Stamp broadcasts due_in_ms messages
+ * GetUptimeResponse{uptime: CLOCK_MONOTONIC in µs at the push} (the push fan-out bench). Built in the table form on purpose: existing modules
  * keep working. */
 #include <cverse/object.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "sharding_demo.pb-c.h"
 
@@ -115,6 +117,24 @@ static void push(cv_object *o, const ProtobufCMessage *req, cv_reply *r)
     cv_reply_ok(r, &out.base);
 }
 
+static void stamp(cv_object *o, const ProtobufCMessage *req, cv_reply *r)
+{
+    const ShardingDemo__SetAlarmRequest *q = (const ShardingDemo__SetAlarmRequest *)req;
+    int64_t ok = 0;
+    for (uint64_t i = 0; i < q->due_in_ms; i++) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        char text[32];
+        snprintf(text, sizeof text, "%lld", (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000);
+        ShardingDemo__GetUptimeResponse m = SHARDING_DEMO__GET_UPTIME_RESPONSE__INIT;
+        m.uptime = text;
+        ok += cv_object_broadcast(o, &m.base) == 0;
+    }
+    ShardingDemo__IncrementResponse out = SHARDING_DEMO__INCREMENT_RESPONSE__INIT;
+    out.value = ok;
+    cv_reply_ok(r, &out.base);
+}
+
 static void caller(cv_object *o, const ProtobufCMessage *req, cv_reply *r)
 {
     ShardingDemo__GetNodeStatsResponse out = SHARDING_DEMO__GET_NODE_STATS_RESPONSE__INIT;
@@ -126,6 +146,7 @@ static void caller(cv_object *o, const ProtobufCMessage *req, cv_reply *r)
 
 static const struct cv_method probe_methods[] = {
     {"Push", &sharding_demo__set_alarm_request__descriptor, &sharding_demo__increment_response__descriptor, push},
+    {"Stamp", &sharding_demo__set_alarm_request__descriptor, &sharding_demo__increment_response__descriptor, stamp},
     {"Caller", &sharding_demo__get_node_stats_request__descriptor,
      &sharding_demo__get_node_stats_response__descriptor, caller},
     {"Overdraw", &sharding_demo__increment_request__descriptor, &sharding_demo__increment_response__descriptor,

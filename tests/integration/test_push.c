@@ -455,3 +455,78 @@ Test(pushbrowser, two_pages_talk)
     int rc = system(cmd);
     cr_assert(WIFEXITED(rc) && WEXITSTATUS(rc) == 0, "the browser checks failed (see the output above)");
 }
+
+/* ---- the push fan-out bench (docs/benchmarks.md): 1000 SSE clients on one gate, one broadcaster ---- */
+
+#define BENCH_CLIENTS 1000
+#define BENCH_ROUNDS 10
+#define BENCH_PER_ROUND 50
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static uint64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+/* Reads every message event the clients have, recording push-to-receipt latencies; returns how many. */
+static size_t bench_drain(struct sse *c, struct pollfd *pf, uint64_t *lat, size_t have, size_t cap, int ms)
+{
+    size_t got = 0;
+    if (poll(pf, BENCH_CLIENTS, ms) <= 0) return 0;
+    for (int i = 0; i < BENCH_CLIENTS; i++) {
+        if (!(pf[i].revents & POLLIN) || !sse_fill(&c[i], 0)) continue;
+        uint64_t now = mono_us();
+        char *p = c[i].buf, *end;
+        while ((end = strstr(p, "\n\n"))) {
+            char *u = strstr(p, "\"uptime\":\"");
+            if (u && u < end && have + got < cap) lat[have + got++] = now - strtoull(u + 10, NULL, 10);
+            p = end + 2;
+        }
+        size_t used = (size_t)(p - c[i].buf);
+        memmove(c[i].buf, p, c[i].len - used + 1);
+        c[i].len -= used;
+    }
+    return got;
+}
+
+Test(pushbench, fanout_1000_sse_clients)
+{
+    start();
+    static struct sse c[BENCH_CLIENTS];
+    static struct pollfd pf[BENCH_CLIENTS];
+    for (int i = 0; i < BENCH_CLIENTS; i++) {
+        sse_open(&c[i], 0, "?format=json", false);
+        pf[i] = (struct pollfd){.fd = c[i].fd, .events = POLLIN};
+    }
+    size_t want = (size_t)BENCH_CLIENTS * BENCH_ROUNDS * BENCH_PER_ROUND, got = 0;
+    uint64_t *lat = calloc(want, sizeof *lat);
+    cr_assert_not_null(lat);
+    uint64_t t0 = mono_us();
+    for (int r = 0; r < BENCH_ROUNDS; r++) {
+        char body[128];
+        snprintf(body, sizeof body, "{\"request\":{\"dueInMs\":\"%d\"}}", BENCH_PER_ROUND);
+        long st;
+        char *t = h_post(h_gate_http_port(&C, 0), "/api/v1/objects/call/Probe/bench-1/Stamp", body, strlen(body), &st);
+        cr_assert_eq(h_response_value(t, st), BENCH_PER_ROUND);
+        got += bench_drain(c, pf, lat, got, want, 0); /* one reader thread for every client */
+    }
+    uint64_t deadline = mono_us() + 30000000;
+    while (got < want && mono_us() < deadline) got += bench_drain(c, pf, lat, got, want, 100);
+    uint64_t secs_us = mono_us() - t0;
+    cr_assert_eq(got, want, "every client got every message (%zu of %zu)", got, want);
+    qsort(lat, got, sizeof *lat, cmp_u64);
+    fprintf(stderr, "push fan-out: %d SSE clients, %d broadcasts of %d: %zu messages delivered in %.2f s = %.0f "
+                    "msg/s; push to receipt p50 %.1f ms, p99 %.1f ms, max %.1f ms; gate dropped %.0f\n",
+            BENCH_CLIENTS, BENCH_ROUNDS, BENCH_PER_ROUND, got, secs_us / 1e6, got / (secs_us / 1e6),
+            lat[got / 2] / 1000.0, lat[got * 99 / 100] / 1000.0, lat[got - 1] / 1000.0,
+            gate_metric(0, "cverse_gate_push_dropped_total"));
+    free(lat);
+    for (int i = 0; i < BENCH_CLIENTS; i++) sse_close(&c[i]);
+}
