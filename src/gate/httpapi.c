@@ -467,6 +467,8 @@ void cv_gate_http_handler(void *data, struct cv_http_exchange *x, const struct c
     } else if (!strcmp(p, "/chat")) { /* the chat demo's page (docs/push.md) */
         cv_http_respond(x, 200, "text/html; charset=utf-8", cv_gate_chat_html, cv_gate_chat_html_len,
                         "Cache-Control: no-cache\r\n");
+    } else if (!strcmp(p, CV_GATE_EVENTS_PATH) && !strcmp(req->method, "HEAD")) { /* no stream for HEAD */
+        cv_http_respond(x, 200, "text/event-stream", "", 0, "Cache-Control: no-store\r\n");
     } else if (!strcmp(p, CV_GATE_EVENTS_PATH) && f->push) {
         cv_gate_push_sse(f->push, x, req);
     } else {
