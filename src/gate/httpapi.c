@@ -381,6 +381,10 @@ static int http__start(struct hreq *r, const struct cv_gate_target *t, const str
         snprintf(err, errlen, "X-Cverse-Call-Id is longer than %d bytes", CV_CALL_ID_MAX);
         return CV_EINVAL;
     }
+    if (strlen(req->client_id) >= CV_GATE_PUSH_ID_MAX) {
+        snprintf(err, errlen, "X-Client-ID is longer than %d bytes", CV_GATE_PUSH_ID_MAX - 1);
+        return CV_EINVAL;
+    }
     return http__call(r, t, req, timeout, err, errlen);
 }
 

@@ -61,6 +61,10 @@ static int native__call(struct cv_forwarder *fw, const Cverse__Rpc__CallRequest 
         snprintf(err, errlen, "call_id is longer than %d bytes", CV_CALL_ID_MAX);
         return CV_EINVAL;
     }
+    if (strlen(c->client_id) >= CV_GATE_PUSH_ID_MAX) {
+        snprintf(err, errlen, "client_id is longer than %d bytes", CV_GATE_PUSH_ID_MAX - 1);
+        return CV_EINVAL;
+    }
     struct cv_gate_call g = {.type = c->type, .id = c->id, .method = c->method, .form = c->form,
                              .req = c->request.data, .len = c->request.len, .compact = c->compact,
                              .call_id = c->call_id, .client_id = c->client_id};

@@ -187,6 +187,21 @@ static double gate_metric(int g, const char *name)
     return v;
 }
 
+/* Some node's /metrics counts a dropped push. */
+static bool node_drops_counted(void *arg)
+{
+    (void)arg;
+    double sum = 0;
+    for (int i = 0; i < 3; i++) {
+        long st;
+        char *t = h_get_text(&C, i, "/metrics", &st);
+        char *p = t ? strstr(t, "\ncverse_push_dropped_total ") : NULL;
+        if (p) sum += strtod(p + strlen("\ncverse_push_dropped_total "), NULL);
+        free(t);
+    }
+    return sum >= 1;
+}
+
 /* The base64 of the Any of GetUptimeResponse{uptime}, as the gate must send it. */
 static char *expected_any(const char *uptime)
 {
@@ -223,6 +238,11 @@ Test(push, to_the_caller_with_type_and_payload)
     free(t);
     t = h_post(h_gate_http_port(&C, 0), "/api/v1/objects/call/Probe/p-1/Caller", "{}", 2, &st);
     cr_assert(t && strstr(t, "\"status\":\"client=\""), "no header, no client id: %s", t ? t : "");
+    free(t);
+    char longhdr[400] = "X-Client-ID: ";
+    memset(longhdr + strlen(longhdr), 'x', 250);
+    t = h_post_header(h_gate_http_port(&C, 0), "/api/v1/objects/call/Probe/p-1/Caller", "{}", 2, longhdr, &st);
+    cr_assert_eq(st, 400, "a client id over 199 bytes is refused: %s", t ? t : "");
     free(t);
 
     cr_assert_eq(push(0, a.id, "p-1", "", 3, 0), 3);
@@ -265,6 +285,11 @@ Test(push, broadcast_reaches_clients_on_both_gates)
             cr_assert_not_null(m, "client %d: broadcast %d did not arrive", c, i);
             json_decref(m);
         }
+    /* A client id of a gate the config does not have: queued (0), then dropped and counted on the node; a
+     * malformed one is refused (CV_EINVAL: the object counts 0 queued). */
+    cr_assert_eq(push(0, "", "b-2", "gate-9/abc", 1, 0), 1);
+    cr_assert_eq(push(0, "", "b-2", "no-slash", 1, 0), 0);
+    cr_assert(h_poll(5000, node_drops_counted, NULL), "cverse_push_dropped_total counts the unknown gate's push");
     /* A native client too, registered while the gates stop. */
     char gate[64], id[256], err[256];
     snprintf(gate, sizeof gate, "127.0.0.1:%d", h_gate_grpc_port(&C, 0));
