@@ -3,6 +3,7 @@
 #define CVERSE_CLIENT_H
 
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <protobuf-c/protobuf-c.h>
@@ -109,6 +110,33 @@ int cv_client_delete(cv_client *c, const char *type, const char *id, unsigned de
  * owned by the caller: free with cverse__rpc__status_response__free_unpacked(*out, NULL). */
 int cv_client_status(cv_client *c, Cverse__Rpc__StatusResponse **out, unsigned deadline_ms, char *err,
                      size_t errlen);
+
+/* ---- Push to clients (docs/push.md) ----
+ * cv_client_register makes this connection a push client of its gate: the gate answers its client id
+ * ("<gate-id>/<unique>"), which every later call on this connection carries (CallRequest.client_id:
+ * objects read it with cv_object_caller_client), and objects' pushes to it arrive on the connection.
+ * Events that arrive while a call waits are kept (at most CV_CLIENT_PUSH_QUEUE; the oldest go, counted)
+ * for cv_client_next_push. A lost connection loses the registration (the gate forgets the id): register
+ * again after a redial. */
+#define CV_CLIENT_PUSH_QUEUE 1024
+
+struct cv_client_push {
+    struct cv_client_push *next; /* internal */
+    char *type;                  /* full message name, e.g. "chat.ChatMessage" */
+    uint8_t *payload;            /* the packed message */
+    size_t len;
+    char *json;                  /* its proto3 JSON (mapped by the node that pushed) */
+    bool broadcast;              /* sent to every client */
+    uint64_t dropped;            /* messages lost (gate or client queue full) since the previous one */
+};
+/* Registers (gate.register); client_id (may be NULL) receives the id, truncated to len. */
+int cv_client_register(cv_client *c, char *client_id, size_t len, unsigned deadline_ms, char *err, size_t errlen);
+/* The registered client id, "" when not registered on the current connection. */
+const char *cv_client_id(const cv_client *c);
+/* The next pushed message (*out owned: cv_client_push_free), waiting up to timeout_ms (0 = no limit).
+ * CV_ETIMEDOUT (nothing came), CV_EUNAVAIL (not registered, or the connection was lost), CV_EPROTO. */
+int cv_client_next_push(cv_client *c, struct cv_client_push **out, unsigned timeout_ms, char *err, size_t errlen);
+void cv_client_push_free(struct cv_client_push *p);
 
 #ifdef __cplusplus
 }

@@ -182,6 +182,10 @@ const char *cv_object_id(const cv_object *o);
 const char *cv_object_type_name(const cv_object *o);
 uint32_t cv_object_shard(const cv_object *o);
 const char *cv_object_node_id(const cv_object *o); /* the node hosting this activation */
+/* The client id of the current call's caller ("<gate-id>/<unique>", docs/push.md): the gate's X-Client-ID
+ * header, or a native client's registered id. "" when the call has none, NULL outside a method (valid
+ * while the method's handler runs: copy it to keep it, e.g. a room's member list). */
+const char *cv_object_caller_client(const cv_object *o);
 
 /* Timers. When a timer fires, its callback is queued into the object's mailbox like a call, so it never
  * overlaps a method; if a tick of the same timer is still queued, the new tick is dropped (a slow
@@ -262,6 +266,14 @@ size_t cv_object_shard_object_count(const cv_object *o, uint32_t shard); /* acti
 /* Cluster totals as the hosting node's catalog knows them. */
 size_t cv_object_cluster_node_count(const cv_object *o);            /* live nodes */
 size_t cv_object_cluster_object_count(const cv_object *o);          /* objects in the catalog */
+/* Push to clients (docs/push.md): msg (borrowed: packed, and mapped to proto3 JSON, before return) goes to
+ * client_id's gate, which delivers it on the client's stream (SSE event `message`, or the native
+ * gate.push_event). Best effort: 0 means queued; a client gone, its gate down, or its queue full (oldest
+ * dropped, counted, and the client told) loses it. Batched per gate per loop iteration. CV_EINVAL (NULL
+ * msg, or client_id not "<gate-id>/<unique>"), CV_ENOMEM, CV_EUNAVAIL outside a node. */
+int cv_object_push(cv_object *o, const char *client_id, const ProtobufCMessage *msg);
+/* Pushes msg to every client of every configured gate (each gate gets it once). As cv_object_push. */
+int cv_object_broadcast(cv_object *o, const ProtobufCMessage *msg);
 /* Writes one line to the node's log: "<time> INFO [<node>] <message>". */
 void cv_object_log(const cv_object *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* A module setting from the environment of the node process (e.g. "CVERSE_DEMO_SCAN_MS"), or dflt. */

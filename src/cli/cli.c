@@ -20,6 +20,8 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "cli/jsonout.h"
+#include "cli/listen.h"
 #include "cli/nodehttp.h"
 #include "cli/remove.h"
 #include "core/hash.h"
@@ -119,6 +121,7 @@ static const struct command commands[] = {
      "An id \"shard#N/rest\" is on shard N; \"NODE/rest\" is pinned to node NODE (the hash shard is\n"
      "printed and a note goes to stderr); any other id is on shard fnv1a32(id) % N.\n",
      cmd_shard_of},
+    {"listen", CV_CLI_LISTEN_ARGS, CV_CLI_LISTEN_SUMMARY, CV_CLI_LISTEN_HELP, cv_cli_listen},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
@@ -495,59 +498,6 @@ static int emit_json(json_t *j)
     return flush_stdout();
 }
 
-static void put_indent(int depth)
-{
-    putchar('\n');
-    for (int i = 0; i < depth; i++) fputs("  ", stdout);
-}
-
-/* Re-indents JSON text (known to be valid) token by token: strings and numbers are copied verbatim, so
- * nothing is re-formatted (a parse-and-dump round trip would rewrite doubles). */
-static void print_indented(const char *s)
-{
-    int depth = 0;
-    for (const char *p = s; *p; p++) {
-        if (*p == '"') {
-            const char *q = p + 1;
-            while (*q && *q != '"') q += (q[0] == '\\' && q[1]) ? 2 : 1;
-            fwrite(p, 1, (size_t)(q - p) + (*q != '\0'), stdout);
-            p = *q ? q : q - 1;
-            continue;
-        }
-        switch (*p) {
-        case '{':
-        case '[': {
-            const char *q = p + 1;
-            while (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r') q++;
-            putchar(*p);
-            if (*q == '}' || *q == ']') { /* empty: keep "{}" together */
-                putchar(*q);
-                p = q;
-            } else {
-                put_indent(++depth);
-            }
-            break;
-        }
-        case '}':
-        case ']':
-            put_indent(--depth);
-            putchar(*p);
-            break;
-        case ',':
-            putchar(',');
-            put_indent(depth);
-            break;
-        case ':': fputs(": ", stdout); break;
-        case ' ':
-        case '\t':
-        case '\n':
-        case '\r': break;
-        default: putchar(*p);
-        }
-    }
-    putchar('\n');
-}
-
 /* The request argument must be a JSON object: caught here, it is a usage error with the exact spot. */
 static int check_request_json(const struct command *cmd, const char *text)
 {
@@ -583,7 +533,7 @@ static int cmd_call(const struct command *cmd, int argc, char **argv)
     if (o.json || !check)
         puts(resp); /* verbatim: --json asked for it, or it is not JSON we could lay out */
     else
-        print_indented(resp);
+        cv_cli_print_indented(resp);
     json_decref(check);
     free(resp);
     return flush_stdout();

@@ -18,6 +18,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +44,12 @@ struct cv_client {
     /* The last call's application error (CV_EAPP), owned copies; app.code NULL after any other outcome. */
     struct cv_app_error app;
     char *app_strings; /* code, message, details_type (NUL-separated), then the details bytes */
+    /* Push (cv_client_register): the id the gate gave ("" = not registered on this connection), events
+     * received while waiting for a response (bounded: the oldest go, counted in dropped), drops not told. */
+    char client_id[256];
+    struct cv_client_push *events, **events_tail;
+    size_t n_events;
+    uint64_t dropped;
 };
 
 static void client__app_clear(cv_client *c)
@@ -129,6 +136,7 @@ static void client__disconnect(cv_client *c)
 {
     if (c->fd >= 0) close(c->fd);
     c->fd = -1;
+    c->client_id[0] = 0; /* the gate forgets a registration with its connection */
     cv_frame_reader_free(&c->rd);
     cv_frame_reader_init(&c->rd, 0);
 }
@@ -223,7 +231,59 @@ static int client__recv_frame(cv_client *c, uint64_t until, unsigned ms, Cverse_
     }
 }
 
-/* Reads frames until the response to id: skips events, refuses anything else. */
+/* ---- push events (cv_client_register) ---- */
+
+void cv_client_push_free(struct cv_client_push *p)
+{
+    if (!p) return;
+    free(p->type);
+    free(p->payload);
+    free(p->json);
+    free(p);
+}
+
+/* A gate.push_event (queued, bounded) or gate.push_dropped (counted); other events are skipped. */
+static void client__event(cv_client *c, const Cverse__Rpc__Frame *f)
+{
+    if (!strcmp(f->method, "gate.push_dropped")) {
+        Cverse__Rpc__PushDropped *d = cverse__rpc__push_dropped__unpack(NULL, f->body.len, f->body.data);
+        if (d) c->dropped += d->count;
+        if (d) cverse__rpc__push_dropped__free_unpacked(d, NULL);
+        return;
+    }
+    if (strcmp(f->method, "gate.push_event") != 0) return;
+    Cverse__Rpc__Push *m = cverse__rpc__push__unpack(NULL, f->body.len, f->body.data);
+    struct cv_client_push *p = m ? calloc(1, sizeof *p) : NULL;
+    if (p && (!(p->type = strdup(m->type)) || !(p->json = strdup(m->json)) ||
+              !(p->payload = malloc(m->payload.len ? m->payload.len : 1)))) {
+        cv_client_push_free(p);
+        p = NULL;
+    }
+    if (p) {
+        memcpy(p->payload, m->payload.data, m->payload.len);
+        p->len = m->payload.len;
+        p->broadcast = m->broadcast;
+    }
+    if (m) cverse__rpc__push__free_unpacked(m, NULL);
+    if (!p) {
+        c->dropped++;
+        return;
+    }
+    if (c->n_events >= CV_CLIENT_PUSH_QUEUE) { /* the oldest goes */
+        struct cv_client_push *old = c->events;
+        c->events = old->next;
+        if (!c->events) c->events_tail = &c->events;
+        c->n_events--;
+        c->dropped++;
+        cv_client_push_free(old);
+    }
+    if (!c->events) c->events_tail = &c->events;
+    *c->events_tail = p;
+    c->events_tail = &p->next;
+    c->n_events++;
+}
+
+/* Reads frames until the response to id: queues push events, refuses anything else. */
 static int client__await(cv_client *c, uint64_t id, uint64_t until, unsigned ms, Cverse__Rpc__Frame **out,
                          char *err, size_t errlen)
 {
@@ -232,6 +292,7 @@ static int client__await(cv_client *c, uint64_t id, uint64_t until, unsigned ms,
         int rv = client__recv_frame(c, until, ms, &f, err, errlen);
         if (rv) return rv;
         if (f->kind == CVERSE__RPC__KIND__KIND_EVENT) {
+            client__event(c, f);
             cverse__rpc__frame__free_unpacked(f, NULL);
             continue;
         }
@@ -334,6 +395,10 @@ void cv_client_close(cv_client *c)
     if (c->fd >= 0) close(c->fd);
     cv_frame_reader_free(&c->rd);
     client__app_clear(c);
+    for (struct cv_client_push *p = c->events, *next; p; p = next) {
+        next = p->next;
+        cv_client_push_free(p);
+    }
     free(c);
 }
 
@@ -426,6 +491,7 @@ int cv_client_call_raw_id(cv_client *c, const char *type, const char *id, const 
 {
     Cverse__Rpc__CallRequest cr = CVERSE__RPC__CALL_REQUEST__INIT;
     cr.call_id = (char *)(call_id ? call_id : "");
+    cr.client_id = c->client_id;
     Cverse__Rpc__CallResponse *out;
     *resp = NULL;
     *resp_len = 0;
@@ -485,6 +551,7 @@ int cv_client_call_json_id(cv_client *c, const char *type, const char *id, const
 {
     Cverse__Rpc__CallRequest cr = CVERSE__RPC__CALL_REQUEST__INIT;
     cr.call_id = (char *)(call_id ? call_id : "");
+    cr.client_id = c->client_id;
     Cverse__Rpc__CallResponse *out;
     *json_resp = NULL;
     cr.type = (char *)type;
@@ -543,4 +610,55 @@ int cv_client_status(cv_client *c, Cverse__Rpc__StatusResponse **out, unsigned d
                             deadline_ms, err, errlen);
     *out = (Cverse__Rpc__StatusResponse *)resp;
     return rv;
+}
+
+int cv_client_register(cv_client *c, char *client_id, size_t len, unsigned deadline_ms, char *err, size_t errlen)
+{
+    if (!c) return client__fail(err, errlen, CV_EINVAL, "invalid argument");
+    Cverse__Rpc__RegisterRequest req = CVERSE__RPC__REGISTER_REQUEST__INIT;
+    ProtobufCMessage *m;
+    int rv = client__invoke(c, "gate.register", &req.base, &cverse__rpc__register_response__descriptor, &m,
+                            deadline_ms, err, errlen);
+    if (rv) return rv;
+    Cverse__Rpc__RegisterResponse *r = (Cverse__Rpc__RegisterResponse *)m;
+    snprintf(c->client_id, sizeof c->client_id, "%s", r->client_id);
+    if (client_id && len) snprintf(client_id, len, "%s", r->client_id);
+    protobuf_c_message_free_unpacked(m, NULL);
+    return 0;
+}
+
+const char *cv_client_id(const cv_client *c)
+{
+    return c ? c->client_id : "";
+}
+
+int cv_client_next_push(cv_client *c, struct cv_client_push **out, unsigned timeout_ms, char *err, size_t errlen)
+{
+    *out = NULL;
+    if (!c->events && !c->client_id[0])
+        return client__fail(err, errlen, CV_EUNAVAIL, "not registered (cv_client_register) on this connection");
+    uint64_t until = client__until(timeout_ms);
+    while (!c->events) {
+        Cverse__Rpc__Frame *f;
+        int rv = client__recv_frame(c, until, timeout_ms, &f, err, errlen);
+        if (rv) {
+            if (rv != CV_ETIMEDOUT) client__disconnect(c);
+            return rv;
+        }
+        bool event = f->kind == CVERSE__RPC__KIND__KIND_EVENT;
+        if (event) client__event(c, f);
+        cverse__rpc__frame__free_unpacked(f, NULL);
+        if (!event) {
+            client__disconnect(c);
+            return client__fail(err, errlen, CV_EPROTO, "%s sent an unexpected frame", c->addr);
+        }
+    }
+    struct cv_client_push *p = c->events;
+    c->events = p->next;
+    c->n_events--;
+    p->next = NULL;
+    p->dropped = c->dropped;
+    c->dropped = 0;
+    *out = p;
+    return 0;
 }

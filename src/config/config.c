@@ -427,7 +427,8 @@ static int cfg__entry_id(struct cfg__ctx *c, yaml_node_t *map, const char *path,
 
 static const char *const node_keys[] = {"id", "grpc_addr", "advertise_addr", "http_addr", "raft_addr", NULL};
 static const char *const node_goverse[] = {"enable_pprof", NULL};
-static const char *const gate_keys[] = {"id", "grpc_addr", "advertise_addr", "http_addr", NULL};
+static const char *const gate_keys[] = {"id", "grpc_addr", "advertise_addr", "http_addr", "push_heartbeat_ms",
+                                        "push_queue", NULL};
 static const char *const inspector_keys[] = {"grpc_addr", "http_addr", "advertise_addr", "admin_token_file", NULL};
 static const char *const inspector_goverse[] = {"connect_addr", NULL}; /* older Goverse name of advertise */
 
@@ -521,8 +522,10 @@ static int cfg__nodes(struct cfg__ctx *c, yaml_node_t *root)
 static int cfg__gate(struct cfg__ctx *c, yaml_node_t *item, const char *lpath, size_t i)
 {
     char path[CFG_PATH_MAX];
-    struct cfg__field idf, grpc, adv, http;
+    struct cfg__field idf, grpc, adv, http, hb, pq;
     struct cv_gate_cfg *g = &c->cfg->gates[i];
+    g->push_heartbeat_ms = 30000;
+    g->push_queue = 256;
     cfg__index(path, lpath, i);
     int rv = cfg__check_map(c, item, path, "a gate (a mapping with id, grpc_addr, http_addr)", gate_keys, NULL);
     if (rv) return rv;
@@ -540,6 +543,10 @@ static int cfg__gate(struct cfg__ctx *c, yaml_node_t *item, const char *lpath, s
     if (!rv) rv = cfg__addr(c, &http, true, &g->http_addr);
     if (!rv) rv = cfg__claim(c, g->grpc_addr, g->advertise_addr, grpc.path, grpc.line);
     if (!rv) rv = cfg__claim(c, g->http_addr, g->advertise_addr, http.path, http.line);
+    cfg__field(c, item, path, "push_heartbeat_ms", &hb);
+    cfg__field(c, item, path, "push_queue", &pq);
+    if (!rv) rv = cfg__unsigned(c, &hb, 10, 3600000, &g->push_heartbeat_ms);
+    if (!rv) rv = cfg__unsigned(c, &pq, 1, 1000000, &g->push_queue);
     return rv;
 }
 

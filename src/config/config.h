@@ -24,6 +24,8 @@ struct cv_gate_cfg {
     char *grpc_addr;
     char *advertise_addr;
     char *http_addr;
+    unsigned push_heartbeat_ms; /* SSE heartbeat period of its push clients (docs/push.md), default 30000 */
+    unsigned push_queue;        /* messages queued per push client before the oldest drop, default 256 */
     int line;
 };
 

@@ -456,7 +456,8 @@ static const struct cv_object_type alarm_type = {
 int cv_demo_register(cv_registry *reg)
 {
     static const struct cv_object_type *const types[] = {&counter_type, &shard_monitor_type,
-                                                         &node_monitor_type, &global_monitor_type, &alarm_type};
+                                                         &node_monitor_type, &global_monitor_type, &alarm_type,
+                                                         &cv_demo_chat_type};
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
         int rv = cv_register_type(reg, types[i]);
         if (rv != 0) return rv;

@@ -14,7 +14,10 @@
 #define CV_DEMO_FIRST_SCAN_MS 1000          /* first scan after activation (the period if smaller) */
 #define CV_DEMO_GLOBAL_LOG_MS_DEFAULT 30000 /* GlobalMonitor stats line; env CVERSE_DEMO_GLOBAL_LOG_MS */
 
-/* Registers the four types with reg (static tables: nothing to free, nothing to unregister).
+/* The ChatRoom type (chat.c, proto/chat.proto): members by client id, posts pushed to them. */
+extern const struct cv_object_type cv_demo_chat_type;
+
+/* Registers the demo's types (and ChatRoom) with reg (static tables: nothing to free, nothing to unregister).
  * Returns 0 or the first cv_register_type error (CV_EEXIST if a type of the same name is registered,
  * CV_EINVAL once the runtime started); types registered before the failure stay registered. */
 int cv_demo_register(cv_registry *reg);

@@ -25,6 +25,7 @@
 #include "gate/forwarder.h"
 #include "gate/httpapi.h"
 #include "gate/native.h"
+#include "gate/push.h"
 #include "net/http.h"
 #include "net/rpc.h"
 #include "util/log.h"
@@ -35,6 +36,8 @@ struct cv_gate {
     uv_loop_t *loop;
     char *id;                /* for the last log line, when the forwarder is gone */
     struct cv_forwarder *fw;
+    struct cv_gate_push *push; /* push clients (docs/push.md) */
+    struct cv_gate_fronts fronts; /* what the front ends get: fw and push */
     struct cv_rpc_server *rpc;
     struct cv_http_server *http;
     unsigned drain_ms;
@@ -82,6 +85,12 @@ static void gate__shutdown(struct cv_gate *g)
         uv_close((uv_handle_t *)&g->sigterm, gate__handle_closed);
         uv_close((uv_handle_t *)&g->sigint, gate__handle_closed);
     }
+    /* The push clients' streams end first (while the HTTP server still owns them). */
+    if (g->push) {
+        g->handles++;
+        cv_gate_push_close(g->push, gate__part_closed, g);
+        g->push = g->fronts.push = NULL;
+    }
     /* The servers call no handler once closing; answers to their requests become no-ops. Each counts
      * until its close callback ran (never from in here). */
     if (g->http) {
@@ -101,7 +110,7 @@ static void gate__shutdown(struct cv_gate *g)
     }
     g->handles++;
     cv_forwarder_close(g->fw, gate__part_closed, g); /* never calls back from in here */
-    g->fw = NULL;
+    g->fw = g->fronts.fw = NULL;
 }
 
 static void gate__drain_cb(uv_timer_t *t)
@@ -130,13 +139,30 @@ void cv_gate_stop(struct cv_gate *g)
 /* The front ends get the forwarder; the servers hold the gate (see the top of the file). */
 static void gate__on_http(void *data, struct cv_http_exchange *x, const struct cv_http_request *req)
 {
-    cv_gate_http_handler(((struct cv_gate *)data)->fw, x, req);
+    struct cv_gate *g = data;
+    if (!g->fronts.fw) { /* closing: no front end any more */
+        cv_http_respond_error(x, CV_STATUS_UNAVAILABLE, "gate is shutting down", NULL);
+        return;
+    }
+    cv_gate_http_handler(&g->fronts, x, req);
 }
 
 static void gate__on_rpc(void *data, struct cv_rpc_conn *conn, uint64_t id, const char *method,
                          const uint8_t *body, size_t len, uint32_t deadline_ms)
 {
-    cv_gate_native_on_request(((struct cv_gate *)data)->fw, conn, id, method, body, len, deadline_ms);
+    struct cv_gate *g = data;
+    if (!g->fronts.fw) {
+        cv_rpc_respond(conn, id, CV_EUNAVAIL, "gate is shutting down", NULL, 0);
+        return;
+    }
+    cv_gate_native_on_request(&g->fronts, conn, id, method, body, len, deadline_ms);
+}
+
+/* A native connection closed: a push client on it leaves at once. */
+static void gate__on_rpc_closed(void *data, struct cv_rpc_conn *conn)
+{
+    struct cv_gate *g = data;
+    if (g->push) cv_gate_push_conn_closed(g->push, conn);
 }
 
 static void gate__on_signal(uv_signal_t *s, int signum)
@@ -162,7 +188,7 @@ static int gate__listen(struct cv_gate *g, const struct cv_gate_opts *o, const s
 {
     const char *grpc = o->grpc_addr ? o->grpc_addr : self->grpc_addr;
     const char *http = o->http_addr ? o->http_addr : self->http_addr;
-    int rv = cv_rpc_server_init(g->loop, gate__on_rpc, NULL, g, &g->rpc);
+    int rv = cv_rpc_server_init(g->loop, gate__on_rpc, gate__on_rpc_closed, g, &g->rpc);
     if (rv == 0) rv = cv_rpc_server_listen(g->rpc, grpc);
     if (rv) return rv;
     struct cv_http_opts ho = {.max_body = HTTP_MAX_BODY, .cors_origin = "*"};
@@ -244,7 +270,12 @@ int cv_gate_start(const struct cv_gate_opts *o, struct cv_gate **out)
         return rv;
     }
     gate__init_handles(g, o->handle_signals);
-    rv = gate__listen(g, o, self);
+    g->fronts.fw = g->fw;
+    struct cv_gate_push_opts po = {.loop = o->loop, .gate_id = o->gate_id, .heartbeat_ms = self->push_heartbeat_ms,
+                                   .queue_max = self->push_queue};
+    rv = cv_gate_push_init(&po, &g->push);
+    g->fronts.push = g->push;
+    if (rv == 0) rv = gate__listen(g, o, self);
     if (rv == 0) rv = cv_forwarder_start(g->fw);
     g->failed = o->exit_code;
     if (rv == 0) rv = gate__register(g, o, self);

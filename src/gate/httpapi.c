@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "cverse/object.h"
+#include "gate/chatpage.h"
 #include "core/apperr.h"
 #include "cverse/error.h"
 #include "gate/metrics.h"
@@ -343,7 +344,7 @@ static int http__call(struct hreq *r, const struct cv_gate_target *t, const stru
     r->kind = b.kind;
     struct cv_gate_call c = {.type = t->type, .id = t->id, .method = t->method,
                              .form = CVERSE__RPC__CALL_FORM__CALL_FORM_JSON, .call_id = req->call_id,
-                             .compact = cv_gate_query_flag(req->query, "compact")};
+                             .client_id = req->client_id, .compact = cv_gate_query_flag(req->query, "compact")};
     char *text = NULL;
     if (b.kind == CV_GATE_BODY_ANY) {
         c.form = CVERSE__RPC__CALL_FORM__CALL_FORM_ANY;
@@ -378,6 +379,10 @@ static int http__start(struct hreq *r, const struct cv_gate_target *t, const str
     }
     if (strlen(req->call_id) > CV_CALL_ID_MAX) {
         snprintf(err, errlen, "X-Cverse-Call-Id is longer than %d bytes", CV_CALL_ID_MAX);
+        return CV_EINVAL;
+    }
+    if (strlen(req->client_id) >= CV_GATE_PUSH_ID_MAX) {
+        snprintf(err, errlen, "X-Client-ID is longer than %d bytes", CV_GATE_PUSH_ID_MAX - 1);
         return CV_EINVAL;
     }
     return http__call(r, t, req, timeout, err, errlen);
@@ -430,12 +435,14 @@ static void http__ready(struct cv_forwarder *fw, struct cv_http_exchange *x)
     else http__json(x, 503, json_pack("{s:b, s:s, s:s}", "ready", 0, "status", "not_ready", "reason", why));
 }
 
-static void http__metrics(struct cv_forwarder *fw, struct cv_http_exchange *x)
+static void http__metrics(const struct cv_gate_fronts *f, struct cv_http_exchange *x)
 {
     size_t len;
     struct cv_gate_stats st;
-    cv_forwarder_stats(fw, &st);
-    char *text = cv_gate_metrics_text(&st, &len);
+    struct cv_gate_push_stats ps;
+    cv_forwarder_stats(f->fw, &st);
+    if (f->push) cv_gate_push_stats(f->push, &ps);
+    char *text = cv_gate_metrics_text(&st, f->push ? &ps : NULL, &len);
     if (!text) {
         http__error(x, CV_ENOMEM, "out of memory");
         return;
@@ -446,10 +453,12 @@ static void http__metrics(struct cv_forwarder *fw, struct cv_http_exchange *x)
 
 void cv_gate_http_handler(void *data, struct cv_http_exchange *x, const struct cv_http_request *req)
 {
-    struct cv_forwarder *fw = data;
+    const struct cv_gate_fronts *f = data;
+    struct cv_forwarder *fw = f->fw;
     const char *p = req->path;
     bool get = !strcmp(req->method, "GET") || !strcmp(req->method, "HEAD");
-    bool ops = !strcmp(p, "/healthz") || !strcmp(p, "/health") || !strcmp(p, "/ready") || !strcmp(p, "/metrics");
+    bool ops = !strcmp(p, "/healthz") || !strcmp(p, "/health") || !strcmp(p, "/ready") || !strcmp(p, "/metrics") ||
+               !strcmp(p, CV_GATE_EVENTS_PATH) || !strcmp(p, "/chat");
     if (ops && !get) {
         cv_http_respond_error(x, CV_STATUS_METHOD_NOT_ALLOWED, "only GET is allowed here",
                               "Allow: GET, HEAD\r\n");
@@ -458,7 +467,14 @@ void cv_gate_http_handler(void *data, struct cv_http_exchange *x, const struct c
     } else if (!strcmp(p, "/ready")) {
         http__ready(fw, x);
     } else if (!strcmp(p, "/metrics")) {
-        http__metrics(fw, x);
+        http__metrics(f, x);
+    } else if (!strcmp(p, "/chat")) { /* the chat demo's page (docs/push.md) */
+        cv_http_respond(x, 200, "text/html; charset=utf-8", cv_gate_chat_html, cv_gate_chat_html_len,
+                        "Cache-Control: no-cache\r\n");
+    } else if (!strcmp(p, CV_GATE_EVENTS_PATH) && !strcmp(req->method, "HEAD")) { /* no stream for HEAD */
+        cv_http_respond(x, 200, "text/event-stream", "", 0, "Cache-Control: no-store\r\n");
+    } else if (!strcmp(p, CV_GATE_EVENTS_PATH) && f->push) {
+        cv_gate_push_sse(f->push, x, req);
     } else {
         http__object(fw, x, req);
     }

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "gate/forwarder.h"
+#include "gate/push.h"
 #include "net/http.h"
 
 /* ---- request parsing ---- */
@@ -61,7 +62,9 @@ void cv_gate_body_free(struct cv_gate_body *b);
 
 /* ---- the handler ---- */
 
-/* cv_http_handler for the gate's HTTP server; data is the struct cv_forwarder (borrowed). */
+#define CV_GATE_EVENTS_PATH "/api/v1/events/stream" /* push clients' SSE stream (docs/push.md) */
+/* cv_http_handler for the gate's HTTP server; data is a struct cv_gate_fronts (borrowed; its push may be
+ * NULL: no event stream). */
 void cv_gate_http_handler(void *data, struct cv_http_exchange *x, const struct cv_http_request *req);
 
 #endif

@@ -52,7 +52,7 @@ static void metrics__gauge(struct cv_buf *b, const char *name, const char *help,
     cv_prom_sample_u64(b, name, NULL, v);
 }
 
-char *cv_gate_metrics_text(const struct cv_gate_stats *s, size_t *len)
+char *cv_gate_metrics_text(const struct cv_gate_stats *s, const struct cv_gate_push_stats *ps, size_t *len)
 {
     struct cv_buf b = {0};
     metrics__results(s, &b);
@@ -72,6 +72,14 @@ char *cv_gate_metrics_text(const struct cv_gate_stats *s, size_t *len)
                     "Shard-map subscriptions given up because their node fell silent (no heartbeat).", s->sub_stalls);
     cv_prom_counter(&b, "cverse_gate_resends_total",
                     "Calls sent again because their node was declared dead while they were pending.", s->resends);
+    if (ps) {
+        cv_prom_counter(&b, "cverse_gate_push_delivered_total", "Pushed messages written to a client's stream.",
+                        ps->delivered);
+        cv_prom_counter(&b, "cverse_gate_push_dropped_total",
+                        "Pushed messages dropped: a client's queue full (oldest first), or the client unknown.",
+                        ps->dropped);
+        metrics__gauge(&b, "cverse_gate_clients", "Push clients connected (event streams).", ps->clients);
+    }
     if (b.oom) {
         free(b.p);
         return NULL;

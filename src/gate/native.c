@@ -6,7 +6,8 @@
  * request_json goes to the owner node in form JSON (the node maps it with its types and answers
  * response_json), one with request bytes in form BYTES (or the form the client set). The gate knows no
  * types: unknown types and methods are the node's CV_ENOTFOUND. gate.status answers the gate's map and
- * the configured gates.
+ * the configured gates. gate.push (from nodes) hands its PushBatch to the push registry (gate/push.h);
+ * gate.register makes the connection a push client.
  *
  * Failure modes: malformed frames CV_EPROTO, empty fields CV_EINVAL, a stopping gate CV_EUNAVAIL, an
  * answer too large for a frame CV_ETOOBIG; errors from the forward are passed through with their text. */
@@ -60,9 +61,13 @@ static int native__call(struct cv_forwarder *fw, const Cverse__Rpc__CallRequest 
         snprintf(err, errlen, "call_id is longer than %d bytes", CV_CALL_ID_MAX);
         return CV_EINVAL;
     }
+    if (strlen(c->client_id) >= CV_GATE_PUSH_ID_MAX) {
+        snprintf(err, errlen, "client_id is longer than %d bytes", CV_GATE_PUSH_ID_MAX - 1);
+        return CV_EINVAL;
+    }
     struct cv_gate_call g = {.type = c->type, .id = c->id, .method = c->method, .form = c->form,
                              .req = c->request.data, .len = c->request.len, .compact = c->compact,
-                             .call_id = c->call_id};
+                             .call_id = c->call_id, .client_id = c->client_id};
     if (g.form == CVERSE__RPC__CALL_FORM__CALL_FORM_BYTES && c->request_json[0])
         g.form = CVERSE__RPC__CALL_FORM__CALL_FORM_JSON;
     if (g.form == CVERSE__RPC__CALL_FORM__CALL_FORM_JSON) {
@@ -154,13 +159,36 @@ static void native__status(struct cv_forwarder *fw, struct cv_rpc_conn *conn, ui
     free(infos);
 }
 
+/* gate.register: the connection becomes a push client; the answer names it (RegisterResponse). */
+static void native__register(struct cv_gate_push *push, struct cv_rpc_conn *conn, uint64_t id)
+{
+    char cid[CV_GATE_PUSH_ID_MAX];
+    int rv = cv_gate_push_register(push, conn, cid, sizeof cid);
+    if (rv) {
+        cv_rpc_respond(conn, id, rv, cv_strerror(rv), NULL, 0);
+        return;
+    }
+    Cverse__Rpc__RegisterResponse r = CVERSE__RPC__REGISTER_RESPONSE__INIT;
+    r.client_id = cid;
+    uint8_t buf[CV_GATE_PUSH_ID_MAX + 16];
+    cv_rpc_respond(conn, id, 0, NULL, buf, cverse__rpc__register_response__pack(&r, buf));
+}
+
 void cv_gate_native_on_request(void *data, struct cv_rpc_conn *conn, uint64_t id, const char *method,
                                const uint8_t *body, size_t len, uint32_t deadline_ms)
 {
-    struct cv_forwarder *fw = data;
+    const struct cv_gate_fronts *fronts = data;
+    struct cv_forwarder *fw = fronts->fw;
     enum cv_gate_op op;
     char err[512] = "";
-    if (!strcmp(method, "gate.status")) {
+    if (!strcmp(method, "gate.push") && fronts->push) {
+        int rv = cv_gate_push_batch(fronts->push, body, len);
+        cv_rpc_respond(conn, id, rv, rv ? "malformed PushBatch" : NULL, NULL, 0);
+        return;
+    } else if (!strcmp(method, "gate.register") && fronts->push) {
+        native__register(fronts->push, conn, id);
+        return;
+    } else if (!strcmp(method, "gate.status")) {
         native__status(fw, conn, id);
         return;
     } else if (!strcmp(method, "gate.call")) op = CV_GATE_CALL;

@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "gate/forwarder.h"
+#include "gate/push.h"
 #include "net/rpc.h"
 
 /* cv_rpc_request_cb of the gate's RPC server; data is the struct cv_forwarder (borrowed). */

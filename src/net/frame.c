@@ -175,7 +175,7 @@ size_t cv_call_size(const Cverse__Rpc__CallRequest *c)
            frame__lenfield(frame__slen(c->method)) + frame__lenfield(c->request.len) +
            frame__lenfield(frame__slen(c->request_json)) + frame__varfield(c->map_index) +
            frame__lenfield(frame__slen(c->call_id)) + frame__varfield((uint64_t)(int64_t)(int32_t)c->form) +
-           frame__varfield(c->compact != 0);
+           frame__varfield(c->compact != 0) + frame__lenfield(frame__slen(c->client_id));
 }
 
 void cv_call_pack(const Cverse__Rpc__CallRequest *c, uint8_t *dst)
@@ -188,7 +188,8 @@ void cv_call_pack(const Cverse__Rpc__CallRequest *c, uint8_t *dst)
     if (c->map_index) p = frame__varint((*p = 0x30, p + 1), c->map_index);
     p = frame__put_bytes(p, 0x3a, c->call_id, frame__slen(c->call_id));
     if (c->form) p = frame__varint((*p = 0x40, p + 1), (uint64_t)(int64_t)(int32_t)c->form);
-    if (c->compact) frame__varint((*p = 0x48, p + 1), 1);
+    if (c->compact) p = frame__varint((*p = 0x48, p + 1), 1);
+    frame__put_bytes(p, 0x52, c->client_id, frame__slen(c->client_id));
 }
 
 /* Reads a varint at *p (before end); 0 and advances *p, or -1 if it is cut or longer than 10 bytes. */
@@ -290,7 +291,7 @@ static int frame__view(struct cv_frame_view *v, const uint8_t *p, size_t blen)
 
 int cv_call_view(const uint8_t *p, size_t len, struct cv_call_view *v)
 {
-    struct frame__field f[10];
+    struct frame__field f[11];
     size_t used = 0;
     uint64_t form, compact;
     Cverse__Rpc__CallRequest *c = &v->local;
@@ -299,14 +300,14 @@ int cv_call_view(const uint8_t *p, size_t len, struct cv_call_view *v)
     v->c = c;
     char *sc = v->scratch;
     size_t cap = sizeof v->scratch;
-    if (frame__scan(p, len, f, "x222220200") == 0 && frame__str(&f[1], sc, cap, &used, &c->type) == 0 &&
+    if (frame__scan(p, len, f, "x2222202002") == 0 && frame__str(&f[1], sc, cap, &used, &c->type) == 0 &&
         frame__str(&f[2], sc, cap, &used, &c->id) == 0 &&
         frame__str(&f[3], sc, cap, &used, &c->method) == 0 &&
         frame__bytes_field(&f[4], &c->request) == 0 &&
         frame__str(&f[5], sc, cap, &used, &c->request_json) == 0 &&
         frame__varint_field(&f[6], &c->map_index) == 0 &&
         frame__str(&f[7], sc, cap, &used, &c->call_id) == 0 && frame__varint_field(&f[8], &form) == 0 &&
-        frame__varint_field(&f[9], &compact) == 0) {
+        frame__varint_field(&f[9], &compact) == 0 && frame__str(&f[10], sc, cap, &used, &c->client_id) == 0) {
         c->form = (Cverse__Rpc__CallForm)(int32_t)form; /* an unknown form is the node's to refuse */
         c->compact = compact != 0;
         return 0;

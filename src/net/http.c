@@ -69,10 +69,10 @@ struct cv_http_server {
 
 /* The request headers handed to the handler (struct cv_http_request); the rest are skipped. */
 enum { HTTP__CONTENT_TYPE, HTTP__ORIGIN, HTTP__DEADLINE, HTTP__CALL_ID, HTTP__AUTH, HTTP__LAST_ID,
-       HTTP__IF_NONE_MATCH, HTTP__N_HDRS };
+       HTTP__IF_NONE_MATCH, HTTP__CLIENT_ID, HTTP__N_HDRS };
 static const char *const http__hdr_names[HTTP__N_HDRS] = {
     "Content-Type", "Origin", "X-Cverse-Deadline-Ms", "X-Cverse-Call-Id", "Authorization", "Last-Event-ID",
-    "If-None-Match"};
+    "If-None-Match", "X-Client-ID"};
 
 struct http__conn {
     uv_tcp_t tcp;
@@ -252,7 +252,7 @@ static void conn__send(struct http__conn *c, const struct http__resp *r)
     if (!rv && r->keep_alive && r->http10) rv = buf__appendf(&b, "Connection: keep-alive\r\n");
     if (!rv && cors)
         rv = buf__appendf(&b, "Access-Control-Allow-Origin: %s\r\nAccess-Control-Allow-Methods: GET, POST, "
-                              "OPTIONS\r\nAccess-Control-Allow-Headers: Content-Type, X-Cverse-Deadline-Ms, X-Cverse-Call-Id\r\n", cors);
+                              "OPTIONS\r\nAccess-Control-Allow-Headers: Content-Type, X-Cverse-Deadline-Ms, X-Cverse-Call-Id, X-Client-ID\r\n", cors);
     if (!rv && r->extra) rv = buf__appendf(&b, "%s", r->extra);
     if (!rv) rv = buf__append(&b, "\r\n", 2);
     if (!rv && !bodyless && !r->head && r->len) rv = buf__append(&b, r->body, r->len);
@@ -442,6 +442,7 @@ static int http__on_message_complete(http_parser *p)
     x->req.authorization = HTTP__HDR(HTTP__AUTH);
     x->req.last_event_id = HTTP__HDR(HTTP__LAST_ID);
     x->req.if_none_match = HTTP__HDR(HTTP__IF_NONE_MATCH);
+    x->req.client_id = HTTP__HDR(HTTP__CLIENT_ID);
 #undef HTTP__HDR
     x->keep_alive = http_should_keep_alive(p) && !p->upgrade; /* no protocol switching here */
     x->http10 = p->http_major == 1 && p->http_minor == 0;
@@ -850,6 +851,11 @@ int cv_http_stream_write(struct cv_http_stream *s, const char *data, size_t len)
     }
     conn__write(c, &b);
     return 0;
+}
+
+size_t cv_http_stream_backlog(const struct cv_http_stream *s)
+{
+    return s->conn && !s->conn->closing ? s->conn->tcp.write_queue_size : 0;
 }
 
 void cv_http_stream_end(struct cv_http_stream *s)

@@ -24,6 +24,7 @@ struct cv_http_request {
     const char *authorization; /* Authorization header, "" if absent */
     const char *last_event_id; /* Last-Event-ID header (an event stream's resume point), "" if absent */
     const char *if_none_match; /* If-None-Match header (a conditional GET's entity tag), "" if absent */
+    const char *client_id;    /* X-Client-ID header (the caller's push client id, docs/push.md), "" if absent */
 };
 
 /* Called once per request. The request (and its strings) stays valid until cv_http_respond is called
@@ -80,6 +81,8 @@ struct cv_http_stream *cv_http_stream_begin(struct cv_http_exchange *x, int stat
                                             void *data);
 /* Queues bytes of the body (copied). 0, or CV_ECLOSED when the stream is ending (on_close follows). */
 int cv_http_stream_write(struct cv_http_stream *s, const char *data, size_t len);
+/* Bytes written to the stream that the kernel has not taken yet (a slow peer's backlog); 0 when gone. */
+size_t cv_http_stream_backlog(const struct cv_http_stream *s);
 /* Ends the stream: what was written is sent, then the connection closes. on_close is not called. */
 void cv_http_stream_end(struct cv_http_stream *s);
 

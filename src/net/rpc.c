@@ -426,6 +426,11 @@ int cv_rpc_send_event(struct cv_rpc_conn *conn, const char *method, const void *
     return rpc__sock_send(&conn->s, &f);
 }
 
+size_t cv_rpc_conn_backlog(const struct cv_rpc_conn *conn)
+{
+    return conn->s.out.len + conn->s.wr.len + conn->s.tcp.write_queue_size;
+}
+
 void cv_rpc_conn_ref(struct cv_rpc_conn *conn)
 {
     conn->refs++;

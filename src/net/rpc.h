@@ -40,6 +40,8 @@ int cv_rpc_respond(struct cv_rpc_conn *conn, uint64_t id, int status, const char
                    size_t len);
 /* Pushes a one-way event to the peer of an accepted connection. */
 int cv_rpc_send_event(struct cv_rpc_conn *conn, const char *method, const void *body, size_t len);
+/* Bytes queued on conn and not yet taken by the kernel (a slow peer's backlog). */
+size_t cv_rpc_conn_backlog(const struct cv_rpc_conn *conn);
 void cv_rpc_conn_ref(struct cv_rpc_conn *conn);
 void cv_rpc_conn_unref(struct cv_rpc_conn *conn);
 

@@ -31,6 +31,7 @@
 #include "node/admin.h"
 #include "node/feed.h"
 #include "node/host.h"
+#include "node/push.h"
 #include "node/leader.h"
 #include "node/stats.h"
 #include "pbjson/pbjson.h"
@@ -375,6 +376,11 @@ static void api__state_prom(struct cv_api *a, struct cv_buf *b)
     cv_prom_counter(b, "cverse_state_saved_bytes_total", "Bytes of object state this node proposed.", sc.bytes);
     cv_prom_gauge(b, "cverse_state_records", "Object states stored in the catalog.", (double)records);
     cv_prom_gauge(b, "cverse_state_db_bytes", "LMDB pages used by the catalog's object states.", (double)db_bytes);
+    struct cv_push_counts pc = {0};
+    if (a->host) cv_host_push_counts(a->host, &pc);
+    cv_prom_counter(b, "cverse_push_sent_total", "Messages objects pushed to clients that a gate accepted.", pc.sent);
+    cv_prom_counter(b, "cverse_push_dropped_total",
+                    "Pushed messages dropped here: unknown gate, gate down or behind, batch failed.", pc.dropped);
     struct cv_runtime_counts rc = {0};
     struct cv_runtime *rt = a->host ? cv_host_runtime(a->host) : NULL;
     if (rt) cv_runtime_counts(rt, &rc);

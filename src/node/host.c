@@ -31,6 +31,7 @@
 #include "node/mapfeed.h"
 #include "node/ops.h"
 #include "node/outcall.h"
+#include "node/push.h"
 #include "node/remind.h"
 #include "node/saver.h"
 #include "node/feed.h"
@@ -53,6 +54,7 @@ struct cv_host {
     struct cv_remind rm;
     struct cv_type_policy *policies; /* owned: config object_types for the runtime */
     struct cv_feed *events; /* the catalog change feed (GET /v1/events), owned */
+    struct cv_pusher *push; /* pushes to clients (node/push.h), owned; created by cv_host_start */
     uv_timer_t tick;
     unsigned ticks;
     uint64_t restored_seen;
@@ -172,6 +174,12 @@ static int host__call(void *data, const char *type, const char *id, const char *
     return cv_outcall_call(&h->out, type, id, method, req, len, call_id, cb, cb_data);
 }
 
+static int host__push(void *data, const char *client_id, const ProtobufCMessage *msg)
+{
+    struct cv_host *h = data;
+    return h->push ? cv_pusher_push(h->push, client_id, msg) : CV_EUNAVAIL;
+}
+
 static int host__create(void *data, const char *type, const char *id, cv_host_done_cb cb, void *cb_data)
 {
     struct cv_host *h = data;
@@ -258,6 +266,12 @@ void cv_host_saver_counts(struct cv_host *h, struct cv_saver_counts *out)
     *out = (struct cv_saver_counts){p->saves, p->committed, p->refused, p->failed, p->batches, p->bytes};
 }
 
+void cv_host_push_counts(struct cv_host *h, struct cv_push_counts *out)
+{
+    if (h->push) cv_pusher_counts(h->push, out);
+    else *out = (struct cv_push_counts){0};
+}
+
 struct cv_runtime *cv_host_runtime(struct cv_host *h)
 {
     return h->x.rt;
@@ -338,7 +352,8 @@ int cv_host_init(const struct cv_host_opts *opts, struct cv_host **out)
                                   .load_state = host__load_state,
                                   .save_state = host__save_state,
                                   .load_calls = host__load_calls,
-                                  .load_reminders = host__load_reminders};
+                                  .load_reminders = host__load_reminders,
+                                  .push = host__push};
     struct cv_runtime_opts ro = {.node_id = h->x.self,
                                  .shards = opts->cfg->shards,
                                  .owns = cv_hctx_owns,
@@ -373,6 +388,8 @@ err_after_h:
 
 void cv_host_start(struct cv_host *h)
 {
+    /* Pushes need no start step to succeed: without memory for the pusher they answer CV_EUNAVAIL. */
+    if (cv_pusher_init(h->x.loop, h->x.cfg, &h->push)) CV_WARN("no memory for the pusher: pushes are off");
     cv_runtime_start(h->x.rt);
     uv_timer_start(&h->tick, host__tick, TICK_MS, TICK_MS);
 }
@@ -385,6 +402,12 @@ void cv_host_stop(struct cv_host *h)
 static void host__tick_closed(uv_handle_t *t)
 {
     struct cv_host *h = t->data;
+    cv_hctx_part_closed(&h->x);
+}
+
+static void host__push_closed(void *data)
+{
+    struct cv_host *h = data;
     cv_hctx_part_closed(&h->x);
 }
 
@@ -410,5 +433,10 @@ void cv_host_close(struct cv_host *h, void (*done)(void *data), void *data)
     uv_close((uv_handle_t *)&h->tick, host__tick_closed);
     h->x.parts++;
     cv_runtime_close(h->x.rt, host__rt_closed, h);
+    if (h->push) {
+        h->x.parts++;
+        cv_pusher_close(h->push, host__push_closed, h);
+        h->push = NULL;
+    }
     cv_hctx_part_closed(&h->x);
 }

@@ -81,6 +81,9 @@ struct cv_saver_counts {
     uint64_t saves, committed, refused, failed, batches, bytes;
 };
 void cv_host_saver_counts(struct cv_host *h, struct cv_saver_counts *out);
+/* Pushes to clients sent and dropped (node/push.h; /metrics). */
+struct cv_push_counts;
+void cv_host_push_counts(struct cv_host *h, struct cv_push_counts *out);
 
 /* The runtime (listing active objects for GET /v1/objects). */
 struct cv_runtime *cv_host_runtime(struct cv_host *h);

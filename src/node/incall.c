@@ -39,7 +39,7 @@
 /* A call waiting for the first-call creation of its object (struct first). */
 struct fwait {
     struct fwait *next;
-    char *method, *call_id; /* owned; call_id NULL when none */
+    char *method, *call_id, *client_id; /* owned; call_id and client_id NULL when none */
     uint8_t *req;           /* owned copy */
     size_t len;
     cv_runtime_call_cb cb;
@@ -116,6 +116,7 @@ static void fwait__free(struct fwait *w)
 {
     free(w->method);
     free(w->call_id);
+    free(w->client_id);
     free(w->req);
     free(w);
 }
@@ -146,7 +147,8 @@ static void incall__first_done(void *data, int status, uint64_t index)
             rv = CV_ECLOSED;
             snprintf(msg, sizeof msg, "node is shutting down");
         } else if (status == 0) {
-            rv = cv_incall_local(x, f->type, f->id, w->method, w->req, w->len, w->call_id, w->cb, w->data, &v);
+            struct cv_call_ctx ctx = {.call_id = w->call_id, .client_id = w->client_id};
+            rv = cv_incall_local(x, f->type, f->id, w->method, w->req, w->len, &ctx, w->cb, w->data, &v);
             snprintf(msg, sizeof msg, "%s", v.msg);
         }
         if (rv == CV_EEXIST) rv = CV_ENOTFOUND;
@@ -174,9 +176,10 @@ static int incall__first_propose(struct first *f)
 /* A call to an object of a known type the catalog lacks (this node owns it and serves): the call waits
  * for a CreateObject proposed here (one per id; later first calls join it). 0: cb fires later. */
 static int incall__first(struct cv_incall *in, const struct cv_object_type *t, const struct cv_method *m,
-                         const char *id, const uint8_t *req, size_t len, const char *call_id,
+                         const char *id, const uint8_t *req, size_t len, const struct cv_call_ctx *ctx,
                          cv_runtime_call_cb cb, void *data, struct cv_verdict *v)
 {
+    const char *call_id = ctx ? ctx->call_id : NULL, *client_id = ctx ? ctx->client_id : NULL;
     size_t idlen = strlen(id);
     if (idlen >= CV_HOST_ID_MAX || strlen(t->name) >= CV_HOST_TYPE_MAX)
         return fail(v, CV_EINVAL, "object id or type too long");
@@ -184,10 +187,11 @@ static int incall__first(struct cv_incall *in, const struct cv_object_type *t, c
     HASH_FIND(hh, in->first, id, idlen, f);
     struct fwait *w = calloc(1, sizeof *w);
     if (!w || !(w->method = strdup(m->name)) || !(w->req = malloc(len ? len : 1)) ||
-        (call_id && !(w->call_id = strdup(call_id))))
+        (call_id && !(w->call_id = strdup(call_id))) || (client_id && !(w->client_id = strdup(client_id))))
         goto err_after_w;
     if (len) memcpy(w->req, req, len);
-    *w = (struct fwait){.method = w->method, .call_id = w->call_id, .req = w->req, .len = len, .cb = cb, .data = data};
+    *w = (struct fwait){.method = w->method, .call_id = w->call_id, .client_id = w->client_id, .req = w->req,
+                        .len = len, .cb = cb, .data = data};
     if (!f) {
         if (!(f = calloc(1, sizeof *f + idlen + 1))) goto err_after_w;
         f->in = in;
@@ -241,9 +245,10 @@ static int incall__method(const struct cv_hctx *h, const char *type, const char 
 }
 
 int cv_incall_local(struct cv_hctx *h, const char *type, const char *id, const char *method,
-                    const uint8_t *req, size_t len, const char *call_id, cv_runtime_call_cb cb, void *data,
-                    struct cv_verdict *v)
+                    const uint8_t *req, size_t len, const struct cv_call_ctx *ctx, cv_runtime_call_cb cb,
+                    void *data, struct cv_verdict *v)
 {
+    const char *call_id = ctx ? ctx->call_id : NULL;
     memset(v, 0, sizeof *v);
     if (incall__method(h, type, method, v)) return v->status;
     const struct cv_object_type *t = v->type;
@@ -262,17 +267,17 @@ int cv_incall_local(struct cv_hctx *h, const char *type, const char *id, const c
     const char *why;
     if (!serving(h, &why)) return fail(v, CV_EUNAVAIL, "node %s is not ready: %s", h->self, why);
     /* The common case, an object active here as a t: no catalog read (see cv_runtime_call_active). */
-    rv = cv_runtime_call_active(h->rt, t, m, id, req, len, call_id, cb, data);
+    rv = cv_runtime_call_active(h->rt, t, m, id, req, len, ctx, cb, data);
     if (rv != CV_ENOTFOUND) return incall__queued(v, rv, id, m);
     char have[CV_HOST_TYPE_MAX];
     rv = cv_catalog_object_get(h->cat, id, have, sizeof have, NULL);
     if (rv == CV_ENOTFOUND) /* never created (or deleted): the call creates it */
-        return incall__first(h->in, t, m, id, req, len, call_id, cb, data, v);
+        return incall__first(h->in, t, m, id, req, len, ctx, cb, data, v);
     if (rv == CV_EINVAL) return fail(v, CV_EINVAL, "invalid object id \"%.100s\"", id);
     if (rv) return fail(v, rv, "catalog lookup of %.100s failed: %s", id, cv_strerror(rv));
     if (strcmp(have, type) != 0)
         return fail(v, CV_ENOTFOUND, "object %.100s is a %s, not a %s", id, have, type);
-    return incall__queued(v, cv_runtime_call_id(h->rt, type, id, method, req, len, call_id, cb, data), id, m);
+    return incall__queued(v, cv_runtime_call_ctx(h->rt, type, id, method, req, len, ctx, cb, data), id, m);
 }
 
 static void incall__redirect(struct cv_hctx *x, struct cv_rpc_conn *conn, uint64_t id, const struct cv_verdict *v)
@@ -402,10 +407,11 @@ static void incall__serve(struct cv_incall *in, struct icall *ic, const uint8_t 
     uint8_t *mapped = NULL;
     size_t mlen = 0;
     int rv = incall__map_request(in->x, ic, req, &mapped, &mlen, &v);
+    struct cv_call_ctx ctx = {.call_id = req->call_id[0] ? req->call_id : NULL,
+                              .client_id = req->client_id[0] ? req->client_id : NULL};
     if (rv == 0)
         rv = cv_incall_local(in->x, req->type, req->id, req->method, mapped ? mapped : req->request.data,
-                             mapped ? mlen : req->request.len, req->call_id[0] ? req->call_id : NULL,
-                             incall__done, ic, &v);
+                             mapped ? mlen : req->request.len, &ctx, incall__done, ic, &v);
     cv_call_view_done(&cv);
     free(mapped);
     ic->shard = v.shard;

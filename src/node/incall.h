@@ -32,11 +32,11 @@ void cv_incall_init(struct cv_incall *in, struct cv_hctx *x);
  * of a known type that the catalog lacks activates it (docs/objects.md, activation on first call): a
  * CreateObject is proposed from here (one per id while it is in flight: later first calls wait for the
  * same one) and the call runs once it committed, after the `created` hook. call_id: the caller's
- * reliable-call id or NULL (borrowed). Returns v->status: 0 (cb fires later, never from inside) or a
+ * ctx: the caller's reliable-call id and client id, or NULL (borrowed). Returns v->status: 0 (cb fires later, never from inside) or a
  * code with v->msg (and v->owner/shard for CV_EREDIRECT). */
 int cv_incall_local(struct cv_hctx *x, const char *type, const char *id, const char *method,
-                    const uint8_t *req, size_t len, const char *call_id, cv_runtime_call_cb cb, void *data,
-                    struct cv_verdict *v);
+                    const uint8_t *req, size_t len, const struct cv_call_ctx *ctx, cv_runtime_call_cb cb,
+                    void *data, struct cv_verdict *v);
 /* Serves one objects.call request (answered on conn now or later). */
 void cv_incall_handle(struct cv_incall *in, struct cv_rpc_conn *conn, uint64_t id, const uint8_t *body,
                       size_t len, uint32_t deadline_ms);

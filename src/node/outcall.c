@@ -173,8 +173,8 @@ static int outcall__attempt(struct rcall *rc)
     }
     if (strcmp(owner, h->self) != 0) return outcall__send(h, rc, owner, now);
     struct cv_verdict v;
-    rv = cv_incall_local(h, rc->type, rc->id, rc->method, rc->req, rc->len, rc->call_id, outcall__local_done, rc,
-                         &v);
+    struct cv_call_ctx ctx = {.call_id = rc->call_id};
+    rv = cv_incall_local(h, rc->type, rc->id, rc->method, rc->req, rc->len, &ctx, outcall__local_done, rc, &v);
     if (rv == 0) return 0;
     if (rv == CV_EREDIRECT || rv == CV_EUNAVAIL) {
         outcall__wait(rc, rv, v.msg);

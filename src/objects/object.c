@@ -167,6 +167,7 @@ void obj__mail_free(struct obj__mail *m)
 {
     if (m->req) protobuf_c_message_free_unpacked(m->req, NULL);
     free(m->call_id);
+    free(m->client_id);
     free(m->remind);
     free(m);
 }
@@ -456,9 +457,17 @@ void obj__run_next(struct cv_object *o)
     r->o = o;
     r->m = m;
     o->in_flight = true;
-    /* may reply now (obj__reply_finish) or later */
+    /* may reply now (obj__reply_finish) or later; the caller's client id is readable while the handler
+     * runs (cv_object_caller_client): a handler that replies later keeps it from here if it needs it */
+    struct cv_runtime *rt = o->rt;
+    char *client = m->client_id; /* taken: a reply from inside the handler frees m */
+    m->client_id = NULL;
+    const char *outer = rt->caller_client; /* a handler may run inside another's callback */
+    rt->caller_client = client ? client : "";
     if (o->type->service) obj__invoke(o, r);
     else m->method->handler(o, m->req, r);
+    rt->caller_client = outer;
+    free(client);
 }
 
 /* ---- accessors ---- */
@@ -468,3 +477,4 @@ const char *cv_object_id(const cv_object *o) { return o->id; }
 const char *cv_object_type_name(const cv_object *o) { return o->type->name; }
 uint32_t cv_object_shard(const cv_object *o) { return o->shard; }
 const char *cv_object_node_id(const cv_object *o) { return o->rt->node_id; }
+const char *cv_object_caller_client(const cv_object *o) { return o ? o->rt->caller_client : NULL; }

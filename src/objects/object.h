@@ -54,6 +54,7 @@ struct obj__mail {
     void *data;                     /* borrowed: the caller's, handed back to cb */
     struct obj__timer *timer;       /* a tick: holds a reference on the timer (pending) */
     char *call_id;                  /* owned: the caller's reliable-call id, NULL when none (calls.c) */
+    char *client_id;                /* owned: the calling client's id, NULL when none (push) */
     char *remind;                   /* owned: a reminder entry (no method, no timer): its name */
     uint64_t remind_due;            /* ... and the due time it fires for */
 };
@@ -188,6 +189,7 @@ struct cv_runtime {
     uint32_t call_window;    /* reliable-call ids kept per object (opts, default CV_CALL_WINDOW_DEFAULT) */
     struct cv_runtime_counts counts; /* activations / deactivations by reason */
     const struct cv_app_error *call_app; /* borrowed: during a cv_object_call callback with CV_EAPP */
+    const char *caller_client; /* borrowed: the running method's caller client id (push), else NULL */
     uint64_t call_window_ms;
     size_t n_policies, state_max;
     cv_runtime_close_cb close_cb;

@@ -326,9 +326,10 @@ int cv_runtime_call(struct cv_runtime *rt, const char *type, const char *id, con
  * 0, CV_EBUSY (mailbox full), CV_EPROTO (request does not decode), CV_ENOMEM. */
 static int runtime__enqueue(struct cv_runtime *rt, struct cv_object *o, const struct cv_object_type *t,
                             const struct cv_method *m, const char *id, const struct cv_placement *p,
-                            const uint8_t *req, size_t len, const char *call_id, cv_runtime_call_cb cb,
+                            const uint8_t *req, size_t len, const struct cv_call_ctx *ctx, cv_runtime_call_cb cb,
                             void *data)
 {
+    const char *call_id = ctx ? ctx->call_id : NULL, *client_id = ctx ? ctx->client_id : NULL;
     if (o && o->queued >= rt->capacity) return CV_EBUSY;
     struct obj__mail *mail = calloc(1, sizeof *mail);
     if (!mail) return CV_ENOMEM;
@@ -337,7 +338,8 @@ static int runtime__enqueue(struct cv_runtime *rt, struct cv_object *o, const st
         free(mail);
         return CV_EPROTO;
     }
-    if (call_id && *call_id && !(mail->call_id = strdup(call_id))) {
+    if ((call_id && *call_id && !(mail->call_id = strdup(call_id))) ||
+        (client_id && *client_id && !(mail->client_id = strdup(client_id)))) {
         obj__mail_free(mail);
         return CV_ENOMEM;
     }
@@ -361,6 +363,14 @@ static int runtime__enqueue(struct cv_runtime *rt, struct cv_object *o, const st
 int cv_runtime_call_id(struct cv_runtime *rt, const char *type, const char *id, const char *method,
                        const uint8_t *req, size_t len, const char *call_id, cv_runtime_call_cb cb, void *data)
 {
+    struct cv_call_ctx ctx = {.call_id = call_id};
+    return cv_runtime_call_ctx(rt, type, id, method, req, len, &ctx, cb, data);
+}
+
+int cv_runtime_call_ctx(struct cv_runtime *rt, const char *type, const char *id, const char *method,
+                        const uint8_t *req, size_t len, const struct cv_call_ctx *ctx, cv_runtime_call_cb cb,
+                        void *data)
+{
     if (!rt->started) return CV_EUNAVAIL;
     if (rt->closing) return CV_ECLOSED;
     if (!type || !id || !method || !cb || (!req && len)) return CV_EINVAL;
@@ -371,17 +381,17 @@ int cv_runtime_call_id(struct cv_runtime *rt, const char *type, const char *id, 
     struct cv_object *o;
     int rv = runtime__lookup(rt, t, id, &p, &o);
     if (rv != 0) return rv;
-    return runtime__enqueue(rt, o, t, m, id, &p, req, len, call_id, cb, data);
+    return runtime__enqueue(rt, o, t, m, id, &p, req, len, ctx, cb, data);
 }
 
 int cv_runtime_call_active(struct cv_runtime *rt, const struct cv_object_type *t, const struct cv_method *m,
-                           const char *id, const uint8_t *req, size_t len, const char *call_id,
+                           const char *id, const uint8_t *req, size_t len, const struct cv_call_ctx *ctx,
                            cv_runtime_call_cb cb, void *data)
 {
     if (!rt->started || rt->closing || !t || !m || !id || !cb || (!req && len)) return CV_ENOTFOUND;
     struct cv_object *o = runtime__find(rt, id);
     if (!o || o->type != t || obj__state(o) != OBJ_ACTIVE) return CV_ENOTFOUND;
-    return runtime__enqueue(rt, o, t, m, id, NULL, req, len, call_id, cb, data);
+    return runtime__enqueue(rt, o, t, m, id, NULL, req, len, ctx, cb, data);
 }
 
 int cv_runtime_activate(struct cv_runtime *rt, const char *type, const char *id, bool created)

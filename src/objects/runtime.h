@@ -98,6 +98,16 @@ struct cv_host_hooks {
     /* load_reminders (optional): visits the committed reminders of id, handing o back to add. 0 or a code
      * failing the activation. Without it (or save_state) reminders cannot be set (CV_EUNAVAIL). */
     int (*load_reminders)(void *data, const char *id, void (*add)(void *o, const struct cv_reminder *r), void *o);
+    /* push (optional): cv_object_push / cv_object_broadcast (client_id NULL). msg borrowed: the host packs
+     * (and maps) it before returning. 0 (queued, best effort), CV_EINVAL (bad client id), CV_ENOMEM.
+     * Without it both answer CV_EUNAVAIL. */
+    int (*push)(void *data, const char *client_id, const ProtobufCMessage *msg);
+};
+
+/* What a call carries besides its request; everything borrowed (copied by the runtime). */
+struct cv_call_ctx {
+    const char *call_id;   /* reliable call id, NULL or "" = none */
+    const char *client_id; /* the calling client (docs/push.md), NULL or "" = none: cv_object_caller_client */
 };
 
 /* A type's persistence as configured (config object_types), overriding the type's own choice. */
@@ -187,16 +197,20 @@ int cv_runtime_call(struct cv_runtime *rt, const char *type, const char *id, con
  * trimmed from the window gets CV_ECALLEXPIRED (docs/durable-state.md). */
 int cv_runtime_call_id(struct cv_runtime *rt, const char *type, const char *id, const char *method,
                        const uint8_t *req, size_t len, const char *call_id, cv_runtime_call_cb cb, void *data);
+/* cv_runtime_call_id with a call context (ctx NULL = none): the call id and the caller's client id. */
+int cv_runtime_call_ctx(struct cv_runtime *rt, const char *type, const char *id, const char *method,
+                        const uint8_t *req, size_t len, const struct cv_call_ctx *ctx, cv_runtime_call_cb cb,
+                        void *data);
 
 /* The fast path of a call its host already checked (t is registered here, m is a method of t, this node
  * owns id's shard or id is pinned here): if id is ACTIVE here as a t, the call is queued exactly as
- * cv_runtime_call_id would (0, CV_EBUSY, CV_EPROTO, CV_ENOMEM); otherwise (absent, activating, on its way
+ * cv_runtime_call_ctx would (0, CV_EBUSY, CV_EPROTO, CV_ENOMEM); otherwise (absent, activating, on its way
  * out, another type, runtime not running) it returns CV_ENOTFOUND and does nothing, and the host takes
  * the full path. Saves the registry lookups and the placement parse of cv_runtime_call_id, and lets the
  * host skip its catalog read: an object is active only if the catalog has it (activations come from
  * catalog records, a delete destroys it in the apply that commits it). */
 int cv_runtime_call_active(struct cv_runtime *rt, const struct cv_object_type *t, const struct cv_method *m,
-                           const char *id, const uint8_t *req, size_t len, const char *call_id,
+                           const char *id, const uint8_t *req, size_t len, const struct cv_call_ctx *ctx,
                            cv_runtime_call_cb cb, void *data);
 
 /* A reminder of object (type, id) fell due (the host's scheduler, docs/durable-state.md): the object is

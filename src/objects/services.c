@@ -209,3 +209,21 @@ uint64_t cv_object_setting_u64(const char *name, uint64_t dflt)
     }
     return (uint64_t)x;
 }
+
+/* ---- push to clients: the host's push hook packs and routes (node/push.h) ---- */
+
+int cv_object_push(cv_object *o, const char *client_id, const ProtobufCMessage *msg)
+{
+    if (!o || !msg || !client_id || !*client_id) return CV_EINVAL;
+    struct cv_runtime *rt = o->rt;
+    if (!rt->hooks.push) return CV_EUNAVAIL;
+    return rt->hooks.push(rt->hooks.data, client_id, msg);
+}
+
+int cv_object_broadcast(cv_object *o, const ProtobufCMessage *msg)
+{
+    if (!o || !msg) return CV_EINVAL;
+    struct cv_runtime *rt = o->rt;
+    if (!rt->hooks.push) return CV_EUNAVAIL;
+    return rt->hooks.push(rt->hooks.data, NULL, msg);
+}

@@ -373,6 +373,11 @@ char *h_post(int port, const char *path, const char *body, size_t len, long *sta
     return request(port, path, body ? body : "", body ? len : 0, NULL, status);
 }
 
+char *h_post_header(int port, const char *path, const char *body, size_t len, const char *header, long *status)
+{
+    return request(port, path, body ? body : "", body ? len : 0, header, status);
+}
+
 json_t *h_get_json(struct h_cluster *c, int i, const char *path, long *status)
 {
     char *text = h_get_text(c, i, path, status);

@@ -50,6 +50,8 @@ int h_gate_grpc_port(const struct h_cluster *c, int g);
 /* POST body (may be NULL) to http://127.0.0.1:<port><path>; returns the response body (malloc'ed, or NULL
  * if unreachable) and the status in *status. */
 char *h_post(int port, const char *path, const char *body, size_t len, long *status);
+/* h_post with one extra request header line ("Name: value"). */
+char *h_post_header(int port, const char *path, const char *body, size_t len, const char *header, long *status);
 /* GET on any port. */
 char *h_get_port(int port, const char *path, long *status);
 /* True when nodes [0, nodes) and every gate of c answer GET /ready with 200. */

@@ -4,11 +4,17 @@
  * its sink object (a SimpleCounter "<probe id>-sink") returns, so the loop runs other work meanwhile.
  * Overdraw always answers the application error INSUFFICIENT_FUNDS ("balance 5, withdraw 10", details a
  * GetValueResponse{value: 5}); Relay calls Overdraw of Probe "<id>-target" and answers what it got, as
- * "relayed: <message>" (an application error through cv_object_call). Built in the table form on purpose:
- * existing modules keep working. */
+ * "relayed: <message>" (an application error through cv_object_call). Push (SetAlarmRequest reused: name =
+ * the client id, "" the caller's, "*" everyone; due_in_ms = how many; period_ms = padding bytes) pushes
+ * GetUptimeResponse{uptime: "<i>:<padding of x>"} and answers how many pushes returned 0; Caller answers
+ * the caller's client id (GetNodeStatsResponse.status); Stamp broadcasts due_in_ms messages
+ * GetUptimeResponse{uptime: CLOCK_MONOTONIC in µs at the push} (the push fan-out bench). Built in the table form on purpose: existing modules
+ * keep working. */
 #include <cverse/object.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "sharding_demo.pb-c.h"
 
@@ -89,7 +95,60 @@ static void relay(cv_object *o, const ProtobufCMessage *req, cv_reply *r)
     if (rv) cv_reply_error(r, rv, "probe: relay call failed");
 }
 
+static void push(cv_object *o, const ProtobufCMessage *req, cv_reply *r)
+{
+    const ShardingDemo__SetAlarmRequest *q = (const ShardingDemo__SetAlarmRequest *)req;
+    const char *to = q->name[0] ? q->name : cv_object_caller_client(o);
+    size_t pad = q->period_ms > (1u << 20) ? (1u << 20) : (size_t)q->period_ms;
+    char *text = malloc(pad + 32);
+    int64_t ok = 0;
+    for (uint64_t i = 0; text && i < q->due_in_ms; i++) {
+        int n = snprintf(text, 32, "%llu:", (unsigned long long)i);
+        memset(text + n, 'x', pad);
+        text[(size_t)n + pad] = 0;
+        ShardingDemo__GetUptimeResponse m = SHARDING_DEMO__GET_UPTIME_RESPONSE__INIT;
+        m.uptime = text;
+        int rv = strcmp(to, "*") == 0 ? cv_object_broadcast(o, &m.base) : cv_object_push(o, to, &m.base);
+        ok += rv == 0;
+    }
+    free(text);
+    ShardingDemo__IncrementResponse out = SHARDING_DEMO__INCREMENT_RESPONSE__INIT;
+    out.value = ok;
+    cv_reply_ok(r, &out.base);
+}
+
+static void stamp(cv_object *o, const ProtobufCMessage *req, cv_reply *r)
+{
+    const ShardingDemo__SetAlarmRequest *q = (const ShardingDemo__SetAlarmRequest *)req;
+    int64_t ok = 0;
+    for (uint64_t i = 0; i < q->due_in_ms; i++) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        char text[32];
+        snprintf(text, sizeof text, "%lld", (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000);
+        ShardingDemo__GetUptimeResponse m = SHARDING_DEMO__GET_UPTIME_RESPONSE__INIT;
+        m.uptime = text;
+        ok += cv_object_broadcast(o, &m.base) == 0;
+    }
+    ShardingDemo__IncrementResponse out = SHARDING_DEMO__INCREMENT_RESPONSE__INIT;
+    out.value = ok;
+    cv_reply_ok(r, &out.base);
+}
+
+static void caller(cv_object *o, const ProtobufCMessage *req, cv_reply *r)
+{
+    ShardingDemo__GetNodeStatsResponse out = SHARDING_DEMO__GET_NODE_STATS_RESPONSE__INIT;
+    char buf[256];
+    snprintf(buf, sizeof buf, "client=%s", cv_object_caller_client(o));
+    out.status = buf;
+    cv_reply_ok(r, &out.base);
+}
+
 static const struct cv_method probe_methods[] = {
+    {"Push", &sharding_demo__set_alarm_request__descriptor, &sharding_demo__increment_response__descriptor, push},
+    {"Stamp", &sharding_demo__set_alarm_request__descriptor, &sharding_demo__increment_response__descriptor, stamp},
+    {"Caller", &sharding_demo__get_node_stats_request__descriptor,
+     &sharding_demo__get_node_stats_response__descriptor, caller},
     {"Overdraw", &sharding_demo__increment_request__descriptor, &sharding_demo__increment_response__descriptor,
      overdraw},
     {"Relay", &sharding_demo__increment_request__descriptor, &sharding_demo__increment_response__descriptor,

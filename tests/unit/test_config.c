@@ -860,3 +860,23 @@ Test(config, unknown_autoload_type_names_its_line)
     cr_assert_str_eq(err, "", "nothing written when every type is known");
     cv_config_free(cfg);
 }
+
+/* Push settings of a gate (docs/push.md): defaults, given values, range errors. */
+Test(config, gate_push_settings)
+{
+    struct cv_config *cfg = parse_ok("version: 1\n" NODES "gates:\n"
+                                     "  - {id: g1, grpc_addr: \"127.0.0.1:7101\", http_addr: \"127.0.0.1:8101\"}\n"
+                                     "  - {id: g2, grpc_addr: \"127.0.0.1:7102\", http_addr: \"127.0.0.1:8102\",\n"
+                                     "     push_heartbeat_ms: 500, push_queue: 16}\n");
+    cr_assert_eq(cfg->gates[0].push_heartbeat_ms, 30000);
+    cr_assert_eq(cfg->gates[0].push_queue, 256);
+    cr_assert_eq(cfg->gates[1].push_heartbeat_ms, 500);
+    cr_assert_eq(cfg->gates[1].push_queue, 16);
+    cv_config_free(cfg);
+    expect_err_prefix("version: 1\n" NODES "gates:\n"
+                      "  - {id: g1, grpc_addr: \"127.0.0.1:7101\", http_addr: \"127.0.0.1:8101\", push_queue: 0}\n",
+                      "t.yml:");
+    expect_err_prefix("version: 1\n" NODES "gates:\n"
+                      "  - {id: g1, grpc_addr: \"127.0.0.1:7101\", http_addr: \"127.0.0.1:8101\", push_heartbeat_ms: 5}\n",
+                      "t.yml:");
+}

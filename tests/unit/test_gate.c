@@ -1652,7 +1652,7 @@ Test(gate_metrics, page_from_stats)
     st.connections = 2;
     st.sub_switches = 2;
     size_t len;
-    char *p = cv_gate_metrics_text(&st, &len);
+    char *p = cv_gate_metrics_text(&st, NULL, &len);
     cr_assert_not_null(p);
     cr_assert_eq(strlen(p), len);
     const char *want[] = {
@@ -1677,5 +1677,22 @@ Test(gate_metrics, page_from_stats)
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
         cr_assert(strstr(p, want[i]) != NULL, "missing %s in:\n%s", want[i], p);
     cr_assert_null(strstr(p, "result=\"INTERNAL\""), "statuses never seen are left out");
+    free(p);
+}
+
+/* The push families appear with the push registry's counts, and only then. */
+Test(gate, metrics_push_families)
+{
+    struct cv_gate_stats st = {0};
+    struct cv_gate_push_stats ps = {.delivered = 7, .dropped = 3, .clients = 2};
+    size_t len;
+    char *p = cv_gate_metrics_text(&st, &ps, &len);
+    cr_assert_not_null(p);
+    cr_assert_not_null(strstr(p, "\ncverse_gate_push_delivered_total 7\n"), "%s", p);
+    cr_assert_not_null(strstr(p, "\ncverse_gate_push_dropped_total 3\n"));
+    cr_assert_not_null(strstr(p, "# TYPE cverse_gate_clients gauge\ncverse_gate_clients 2\n"));
+    free(p);
+    p = cv_gate_metrics_text(&st, NULL, &len);
+    cr_assert_null(strstr(p, "cverse_gate_clients"), "without a registry: no push families");
     free(p);
 }

@@ -1279,3 +1279,94 @@ Test(objects, application_error_is_recorded_for_a_reliable_call)
     teardown();
     cv_registry_free(reg);
 }
+
+/* ---- push: the caller's client id, and the host's push hook ---- */
+
+static struct {
+    int pushes, broadcasts;
+    char last_to[64];
+    uint64_t last_index;
+} ph;
+
+static int push_hook(void *data, const char *client_id, const ProtobufCMessage *msg)
+{
+    const Msg *m = (const Msg *)msg;
+    ph.last_index = m->index;
+    if (!client_id) return ph.broadcasts++, 0;
+    if (!strchr(client_id, '/')) return CV_EINVAL;
+    snprintf(ph.last_to, sizeof ph.last_to, "%s", client_id);
+    return ph.pushes++, 0;
+}
+
+/* Who: pushes Msg{index} to its caller and broadcasts it; answers Msg{index: 100 * push rv code +
+ * broadcast rv code (negated), leader: the caller's client id}. */
+static void who(cv_object *o, const ProtobufCMessage *req, cv_reply *r)
+{
+    const char *me = cv_object_caller_client(o);
+    Msg m = MSG_INIT, resp = MSG_INIT;
+    m.index = ((const Msg *)req)->index;
+    int a = cv_object_push(o, me, &m.base), b = cv_object_broadcast(o, &m.base);
+    resp.index = (uint64_t)(-a * 100 - b);
+    char copy[64];
+    snprintf(copy, sizeof copy, "%s", me ? me : "(null)");
+    resp.leader = copy;
+    cv_reply_ok(r, &resp.base);
+}
+static const struct cv_method who_methods[] = {{"Who", MSG_DESC, MSG_DESC, who}};
+static const struct cv_object_type who_type = {.name = "Who", .methods = who_methods, .n_methods = 1};
+
+static char g_who_leader[64];
+static void on_who(void *data, int status, const char *error, const uint8_t *resp, size_t len)
+{
+    Msg *m = status == 0 ? cverse__rpc__propose_response__unpack(NULL, len, resp) : NULL;
+    if (m) snprintf(g_who_leader, sizeof g_who_leader, "%s", m->leader);
+    if (m) cverse__rpc__propose_response__free_unpacked(m, NULL);
+    on_result(data, status, error, resp, len);
+}
+
+static int call_who(const char *client, int slot)
+{
+    Msg m = MSG_INIT;
+    m.index = 42;
+    uint8_t buf[64];
+    size_t len = cverse__rpc__propose_response__pack(&m, buf);
+    struct cv_call_ctx ctx = {.client_id = client};
+    return cv_runtime_call_ctx(g.rt, "Who", "w", "Who", buf, len, &ctx, on_who, &g.res[slot]);
+}
+
+Test(objects, caller_client_id_and_push_hook)
+{
+    memset(&ph, 0, sizeof ph);
+    cv_registry *reg = cv_registry_new();
+    cr_assert_eq(cv_register_type(reg, &who_type), 0);
+    struct cv_host_hooks hooks = {.push = push_hook};
+    setup_ext(reg, &hooks);
+    cv_runtime_start(g.rt);
+    cr_assert_eq(call_who("gate-1/abc", 0), 0);
+    cr_assert(run_until(&g.completed, 1));
+    cr_assert_eq(g.res[0].status, 0);
+    cr_assert_str_eq(g_who_leader, "gate-1/abc", "the method sees its caller's client id");
+    cr_assert_eq(g.res[0].value, 0, "push and broadcast queued");
+    cr_assert_eq(ph.pushes, 1);
+    cr_assert_eq(ph.broadcasts, 1);
+    cr_assert_str_eq(ph.last_to, "gate-1/abc");
+    cr_assert_eq(ph.last_index, 42);
+    /* Without a client id: "" for the method, and a push to "" is CV_EINVAL (the broadcast still goes). */
+    cr_assert_eq(call_who(NULL, 1), 0);
+    cr_assert(run_until(&g.completed, 2));
+    cr_assert_str_eq(g_who_leader, "");
+    cr_assert_eq(g.res[1].value, (uint64_t)(-CV_EINVAL * 100), "push to no client refused, broadcast ok");
+    cr_assert_eq(ph.broadcasts, 2);
+    teardown();
+    cv_registry_free(reg);
+    /* Outside a node (no push hook): both CV_EUNAVAIL. */
+    reg = cv_registry_new();
+    cr_assert_eq(cv_register_type(reg, &who_type), 0);
+    setup_ext(reg, NULL);
+    cv_runtime_start(g.rt);
+    cr_assert_eq(call_who("gate-1/abc", 0), 0);
+    cr_assert(run_until(&g.completed, 1));
+    cr_assert_eq(g.res[0].value, (uint64_t)(-CV_EUNAVAIL * 100 - CV_EUNAVAIL));
+    teardown();
+    cv_registry_free(reg);
+}
