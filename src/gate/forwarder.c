@@ -775,6 +775,7 @@ bool cv_forwarder_ready(const struct cv_forwarder *fw, const char **why)
 void cv_forwarder_stats(const struct cv_forwarder *fw, struct cv_gate_stats *out)
 {
     *out = fw->stats;
+    out->etcd_up = -1; /* the gate's registration is not the forwarder's: the caller fills it in */
     out->map_index = cv_gate_map_index(&fw->map);
     out->unassigned = fw->map.pb ? cv_gate_map_unassigned(&fw->map) : (uint32_t)fw->cfg->shards;
     out->connections = forwarder__connections(fw);

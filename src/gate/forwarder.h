@@ -52,6 +52,7 @@ struct cv_gate_stats {
     uint32_t unassigned;  /* shards without owner; the configured shard count without a map */
     size_t connections;   /* nodes connected */
     size_t inflight;      /* client requests between begin and end */
+    int etcd_up;          /* 1/0: etcd answered the registration's last call; -1: no etcd (not the forwarder's) */
 };
 
 struct cv_forwarder;

@@ -107,6 +107,7 @@ static void gate__shutdown(struct cv_gate *g)
         g->handles++;
         cv_disc_close(g->disc, gate__part_closed, g); /* revokes our lease: the key goes at once */
         g->disc = NULL;
+        g->fronts.disc = NULL;
     }
     g->handles++;
     cv_forwarder_close(g->fw, gate__part_closed, g); /* never calls back from in here */
@@ -226,6 +227,7 @@ static int gate__register(struct cv_gate *g, const struct cv_gate_opts *o, const
     int rv = cv_disc_init(&d, &g->disc);
     if (rv) CV_ERROR("etcd registration: %s", cv_strerror(rv));
     else cv_disc_start(g->disc);
+    g->fronts.disc = rv ? NULL : g->disc;
     return rv;
 }
 

@@ -28,6 +28,7 @@
 #include "gate/chatpage.h"
 #include "core/apperr.h"
 #include "cverse/error.h"
+#include "discovery/disc.h"
 #include "gate/metrics.h"
 #include "pbjson/any.h"
 #include "pbjson/pbjson.h"
@@ -441,6 +442,7 @@ static void http__metrics(const struct cv_gate_fronts *f, struct cv_http_exchang
     struct cv_gate_stats st;
     struct cv_gate_push_stats ps;
     cv_forwarder_stats(f->fw, &st);
+    st.etcd_up = f->disc ? cv_disc_up(f->disc) : -1;
     if (f->push) cv_gate_push_stats(f->push, &ps);
     char *text = cv_gate_metrics_text(&st, f->push ? &ps : NULL, &len);
     if (!text) {

@@ -64,6 +64,8 @@ char *cv_gate_metrics_text(const struct cv_gate_stats *s, const struct cv_gate_p
                    s->unassigned);
     metrics__gauge(&b, "cverse_gate_node_connections", "Nodes the gate is connected to.", s->connections);
     metrics__gauge(&b, "cverse_gate_requests_in_flight", "Client requests being processed.", s->inflight);
+    if (s->etcd_up >= 0)
+        metrics__gauge(&b, "cverse_etcd_up", "1 if etcd (discovery) answered the last call, else 0.", s->etcd_up);
     cv_prom_counter(&b, "cverse_gate_maps_ignored_total", "Shard maps ignored (not newer than the gate's).",
                     s->maps_ignored);
     cv_prom_counter(&b, "cverse_gate_subscriptions_total", "Shard-map subscriptions established (failovers + 1).",

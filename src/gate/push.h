@@ -18,9 +18,11 @@ struct cv_gate_push;
 struct cv_forwarder;
 
 /* What the gate's front ends (httpapi.c, native.c) are handed: the forwarder and the push registry. */
+struct cv_disc;
 struct cv_gate_fronts {
     struct cv_forwarder *fw;
     struct cv_gate_push *push;
+    const struct cv_disc *disc; /* the gate's etcd registration, NULL without etcd (for /metrics) */
 };
 
 struct cv_gate_push_opts {

@@ -89,11 +89,11 @@ static bool gone(const char *kind, const char *id, unsigned ms)
     return h_poll(ms, key_is, &w);
 }
 
-/* cverse_etcd_up's value on node i's /metrics (-1 when absent). */
+/* cverse_etcd_up's value on node i's /metrics, or the gate's for i = -1 (-1 when absent). */
 static int etcd_up(int i)
 {
     long st;
-    char *t = h_get_text(&C, i, "/metrics", &st);
+    char *t = i < 0 ? h_get_port(h_gate_http_port(&C, 0), "/metrics", &st) : h_get_text(&C, i, "/metrics", &st);
     int v = -1;
     char *p = t ? strstr(t, "\ncverse_etcd_up ") : NULL;
     if (p) v = atoi(p + strlen("\ncverse_etcd_up "));
@@ -140,6 +140,8 @@ Test(etcd_cluster, register_leader_and_expiry)
     cr_assert(h_poll(10000, key_is, &lw), "%s/leader does not name %s", PREFIX, leader);
     struct up_arg u = {0, 1};
     cr_assert(h_poll(5000, up_is, &u), "cverse_etcd_up is %d, not 1", etcd_up(0));
+    struct up_arg gu = {-1, 1};
+    cr_assert(h_poll(5000, up_is, &gu), "the gate's cverse_etcd_up is %d, not 1", etcd_up(-1));
     /* kill -9: no revoke; the lease expires within the TTL (+ etcd's own check interval). */
     int victim = h_index_of(&C, leader) == 2 ? 1 : 2;
     unsigned long long t0 = h_now_ms();
@@ -170,6 +172,8 @@ Test(etcd_cluster, etcd_restart_mid_run)
         cr_assert(h_now_ms() < until + 20000, "cverse_etcd_up never went to 0");
     }
     cr_assert_eq(failed, 0, "%d of %d calls failed with etcd down", failed, calls);
+    struct up_arg gu = {-1, 0};
+    cr_assert(h_poll(2 * TTL_MS, up_is, &gu), "the gate's cverse_etcd_up is %d with etcd down", etcd_up(-1));
     h_etcd_restart(&E, 0);
     u.want = 1;
     cr_assert(h_poll(20000, up_is, &u), "cverse_etcd_up not back to 1");
