@@ -520,6 +520,19 @@ static int cmd__delete_object(struct cv_cmd_ctx *c, const Cverse__Catalog__CmdDe
         *status = CV_EINVAL;
         return 0;
     }
+    if (cmd->type[0]) { /* only an object of that type (or none: idempotent) */
+        Cverse__Catalog__ObjectRecord *old;
+        int rv = cv_store_msg_get(c->txn, c->dbi[CV_DB_OBJECTS], cmd->id, strlen(cmd->id),
+                                  &cverse__catalog__object_record__descriptor, (void **)&old);
+        if (rv == CV_ENOTFOUND) return 0;
+        if (rv) return rv;
+        bool other = strcmp(old->type, cmd->type) != 0;
+        cverse__catalog__object_record__free_unpacked(old, NULL);
+        if (other) {
+            *status = CV_ENOTFOUND;
+            return 0;
+        }
+    }
     MDB_val k = {strlen(cmd->id), cmd->id};
     int rc = mdb_del(c->txn, c->dbi[CV_DB_OBJECTS], &k, NULL);
     if (rc == 0 || rc == MDB_NOTFOUND) rc = mdb_del(c->txn, c->dbi[CV_DB_STATES], &k, NULL); /* its state too */

@@ -138,6 +138,7 @@ struct cv_forwarder {
     bool stopping, closing;
     int handles; /* handles and clients whose close callback has not run yet */
     void (*on_idle)(void *data);
+    void (*on_push)(void *data, const uint8_t *body, size_t len);
     void (*on_closed)(void *data);
     void *data, *closed_data;
     struct cv_gate_stats stats; /* counters only; gauges are filled by cv_forwarder_stats */
@@ -686,7 +687,32 @@ static void fwnode__on_event(void *data, const char *method, const uint8_t *body
         fw->sub_beats |= beat;
     }
     if (strcmp(method, "catalog.shard_map") == 0) forwarder__apply(fw, n, body, len);
+    else if (strcmp(method, "gate.push") == 0 && fw->on_push) fw->on_push(fw->data, body, len);
     else if (!beat) CV_DEBUG("ignoring event %s from node %s", method, n->id);
+}
+
+static void fwnode__attached(void *data, int status, const char *error, const uint8_t *body, size_t len)
+{
+    struct gate_node *n = data;
+    (void)body;
+    (void)len;
+    if (status && status != CV_ECANCELED)
+        CV_WARN("gate.attach on node %s failed: %s (its pushes to our clients drop until it reconnects)", n->id,
+                error);
+}
+
+/* Names this gate on n's connection, which just came up: the node sends the pushes for our clients on
+ * it (node/push.c). Every connection is named anew: a node that restarted forgot the old one. */
+static void fwnode__attach(struct cv_forwarder *fw, struct gate_node *n)
+{
+    Cverse__Rpc__AttachRequest req = CVERSE__RPC__ATTACH_REQUEST__INIT;
+    req.gate_id = fw->id;
+    uint8_t buf[160];
+    size_t len = cverse__rpc__attach_request__get_packed_size(&req);
+    if (len > sizeof buf) return; /* gate ids are short (config) */
+    cverse__rpc__attach_request__pack(&req, buf);
+    if (cv_rpc_call(n->cli, "gate.attach", buf, len, SUB_TIMEOUT_MS, fwnode__attached, n))
+        CV_WARN("cannot name this gate to node %s: its pushes to our clients drop", n->id);
 }
 
 /* The node to subscribe to instead of `from`: the leader the map names, if connected; else the next
@@ -726,6 +752,7 @@ static void fwnode__on_state(void *data, int connected)
     struct cv_forwarder *fw = n->fw;
     n->connected = connected != 0;
     CV_DEBUG("connection to node %s %s", n->id, connected ? "up" : "down");
+    if (connected && !fw->closing && fw->on_push) fwnode__attach(fw, n);
     if (connected && !fw->closing) forwarder__wake(fw); /* forwards may have waited for this node */
     if (connected || fw->closing || fw->sub_node != (int)n->index) return;
     fw->sub_node = -1;
@@ -808,6 +835,7 @@ int cv_forwarder_init(const struct cv_forwarder_opts *o, struct cv_forwarder **o
     fw->self = self;
     fw->default_timeout_ms = o->default_timeout_ms;
     fw->on_idle = o->on_idle;
+    fw->on_push = o->on_push;
     fw->data = o->data;
     fw->sub_node = -1;
     fw->rng = cv_mono_ns() | 1;

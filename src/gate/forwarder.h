@@ -65,6 +65,10 @@ struct cv_forwarder_opts {
     /* Runs when the forwarder is stopping and the last client request ended (from cv_forwarder_end,
      * possibly deep inside a client callback: defer real work). Optional. */
     void (*on_idle)(void *data);
+    /* A "gate.push" event from a node (a PushBatch for this gate's clients: gate/push.h). Optional. The
+     * forwarder names the gate on each node connection when it comes up (gate.attach), so nodes send
+     * pushes on these connections. */
+    void (*on_push)(void *data, const uint8_t *body, size_t len);
     void *data;
 };
 

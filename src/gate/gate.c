@@ -121,6 +121,13 @@ static void gate__drain_cb(uv_timer_t *t)
 
 /* The last request in flight of a stopping gate ended: shut down now, through the timer (we may be deep
  * inside a client callback here). */
+/* A node's gate.push event (forwarder.h on_push): queued for our clients; nothing before the registry exists. */
+static void gate__push(void *data, const uint8_t *body, size_t len)
+{
+    struct cv_gate *g = data;
+    if (g->push && cv_gate_push_batch(g->push, body, len)) CV_WARN("a node sent an undecodable PushBatch: dropped");
+}
+
 static void gate__idle(void *data)
 {
     struct cv_gate *g = data;
@@ -263,7 +270,8 @@ int cv_gate_start(const struct cv_gate_opts *o, struct cv_gate **out)
         return CV_ENOMEM;
     }
     struct cv_forwarder_opts fo = {
-        .loop = o->loop, .cfg = o->cfg, .gate_id = o->gate_id, .on_idle = gate__idle, .data = g,
+        .loop = o->loop, .cfg = o->cfg, .gate_id = o->gate_id, .on_idle = gate__idle, .on_push = gate__push,
+        .data = g,
         .default_timeout_ms = o->default_timeout_ms ? o->default_timeout_ms : CV_GATE_DEFAULT_TIMEOUT_MS};
     int rv = cv_forwarder_init(&fo, &g->fw);
     if (rv) {

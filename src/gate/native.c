@@ -6,8 +6,8 @@
  * request_json goes to the owner node in form JSON (the node maps it with its types and answers
  * response_json), one with request bytes in form BYTES (or the form the client set). The gate knows no
  * types: unknown types and methods are the node's CV_ENOTFOUND. gate.status answers the gate's map and
- * the configured gates. gate.push (from nodes) hands its PushBatch to the push registry (gate/push.h);
- * gate.register makes the connection a push client.
+ * the configured gates. gate.register makes the connection a push client (gate/push.h; nodes' pushes
+ * arrive as gate.push events on the forwarder's node connections).
  *
  * Failure modes: malformed frames CV_EPROTO, empty fields CV_EINVAL, a stopping gate CV_EUNAVAIL, an
  * answer too large for a frame CV_ETOOBIG; errors from the forward are passed through with their text. */
@@ -181,11 +181,7 @@ void cv_gate_native_on_request(void *data, struct cv_rpc_conn *conn, uint64_t id
     struct cv_forwarder *fw = fronts->fw;
     enum cv_gate_op op;
     char err[512] = "";
-    if (!strcmp(method, "gate.push") && fronts->push) {
-        int rv = cv_gate_push_batch(fronts->push, body, len);
-        cv_rpc_respond(conn, id, rv, rv ? "malformed PushBatch" : NULL, NULL, 0);
-        return;
-    } else if (!strcmp(method, "gate.register") && fronts->push) {
+    if (!strcmp(method, "gate.register") && fronts->push) {
         native__register(fronts->push, conn, id);
         return;
     } else if (!strcmp(method, "gate.status")) {

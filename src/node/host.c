@@ -36,6 +36,7 @@
 #include "node/saver.h"
 #include "node/feed.h"
 #include "node/stats.h"
+#include "rpc.pb-c.h"
 #include "util/log.h"
 
 #define TICK_MS 20
@@ -109,7 +110,6 @@ void cv_host_applied(struct cv_host *h, uint64_t index, const Cverse__Catalog__B
     }
     if (moved) host__shards_changed(h);
     cv_mapfeed_check_nodes(&h->feed);
-    cv_ops_applied(&h->ops);
 }
 
 void cv_host_leader_changed(struct cv_host *h)
@@ -216,17 +216,31 @@ static int host__load_calls(void *data, const char *id, void (*call)(void *o, co
     return cv_saver_load_calls(&((struct cv_host *)data)->ps, id, call, expired, o);
 }
 
+/* gate.attach: the gate names itself on a connection it keeps to us; its clients' pushes go there. */
+static void host__attach(struct cv_host *h, struct cv_rpc_conn *conn, uint64_t id, const uint8_t *body,
+                         size_t len)
+{
+    Cverse__Rpc__AttachRequest *a = cverse__rpc__attach_request__unpack(NULL, len, body);
+    int rv = !a ? CV_EPROTO : h->push ? cv_pusher_attach(h->push, conn, a->gate_id) : CV_EUNAVAIL;
+    cv_rpc_respond(conn, id, rv, rv ? (rv == CV_EPROTO ? "undecodable AttachRequest" : cv_strerror(rv)) : NULL,
+                   NULL, 0);
+    if (a) cverse__rpc__attach_request__free_unpacked(a, NULL);
+}
+
 /* ---------------------------------------------------------------- public */
 
 bool cv_host_handle_rpc(struct cv_host *h, struct cv_rpc_conn *conn, uint64_t id, const char *method,
                         const uint8_t *body, size_t len, uint32_t deadline_ms)
 {
-    if (strncmp(method, "objects.", 8) != 0 && strcmp(method, "catalog.subscribe") != 0) return false;
+    if (strncmp(method, "objects.", 8) != 0 && strcmp(method, "catalog.subscribe") != 0 &&
+        strcmp(method, "gate.attach") != 0)
+        return false;
     if (h->x.closing) cv_rpc_respond(conn, id, CV_ECLOSED, "node is shutting down", NULL, 0);
     else if (strcmp(method, "objects.call") == 0) cv_incall_handle(&h->in, conn, id, body, len, deadline_ms);
     else if (strcmp(method, "objects.create") == 0) cv_ops_handle(&h->ops, true, conn, id, body, len);
     else if (strcmp(method, "objects.delete") == 0) cv_ops_handle(&h->ops, false, conn, id, body, len);
     else if (strcmp(method, "catalog.subscribe") == 0) cv_mapfeed_subscribe(&h->feed, conn, id, body, len);
+    else if (strcmp(method, "gate.attach") == 0) host__attach(h, conn, id, body, len);
     else return false;
     return true;
 }
@@ -234,6 +248,7 @@ bool cv_host_handle_rpc(struct cv_host *h, struct cv_rpc_conn *conn, uint64_t id
 void cv_host_conn_closed(struct cv_host *h, struct cv_rpc_conn *conn)
 {
     cv_mapfeed_conn_closed(&h->feed, conn);
+    if (h->push) cv_pusher_conn_closed(h->push, conn);
 }
 
 bool cv_host_ready(struct cv_host *h, const char **why)
@@ -389,7 +404,7 @@ err_after_h:
 void cv_host_start(struct cv_host *h)
 {
     /* Pushes need no start step to succeed: without memory for the pusher they answer CV_EUNAVAIL. */
-    if (cv_pusher_init(h->x.loop, h->x.cfg, &h->push)) CV_WARN("no memory for the pusher: pushes are off");
+    if (cv_pusher_init(h->x.loop, &h->push)) CV_WARN("no memory for the pusher: pushes are off");
     cv_runtime_start(h->x.rt);
     uv_timer_start(&h->tick, host__tick, TICK_MS, TICK_MS);
 }

@@ -8,12 +8,13 @@
  * notice). Every node applies it; the owner activates a created object (its `created` hook runs there,
  * once), every node destroys a deleted one (host.c). Answers never come from inside the call that asked
  * (the soon timer).
- * A create answered before the local apply leaves this node's catalog behind what its caller knows: a
- * call to the object meanwhile finds it absent and creates it on its first call (the catalog keeps the
- * first create), a create of the id proposes again and the catalog decides, but a delete would find
- * nothing and answer "deleted" while the object stays: until the catalog reached that create (lag[],
- * by a hash of the id) a delete of the id waits. Deletes are answered at the local apply, where the
- * owner destroyed the activation: a call after the answer never reaches the deleted one.
+ * A create answered before the local apply leaves this node's catalog (and any other's) behind what its
+ * caller knows: a call to the object meanwhile finds it absent and creates it on its first call (the
+ * catalog keeps the first create), a create of the id proposes again and the catalog decides, and a delete
+ * that finds no object is proposed all the same (with the type: the catalog keeps an object of another
+ * type) rather than answered "deleted" from a catalog that may not have the create yet — the log orders
+ * it after every create that was answered before it was sent. Deletes are answered at the local apply,
+ * where the owner destroyed the activation: a call after the answer never reaches the deleted one.
  * Failure modes: unknown type -> CV_ENOTFOUND; bad id -> CV_EINVAL; an id of another type -> CV_EEXIST
  * (create) / CV_ENOTFOUND (delete); a proposal that fails or times out is reported to the caller. */
 #include "node/ops.h"
@@ -24,7 +25,6 @@
 #include <string.h>
 
 #include "consensus/notice.h"
-#include "core/hash.h"
 #include "cverse/error.h"
 #include "rpc.pb-c.h"
 #include "util/log.h"
@@ -51,9 +51,6 @@ void cv_ops_init(struct cv_ops *ops, struct cv_hctx *x)
     ops->x = x;
     ops->soon = NULL;
     ops->soon_tail = &ops->soon;
-    memset(ops->lag, 0, sizeof ops->lag);
-    ops->waiting = NULL;
-    ops->waiting_tail = &ops->waiting;
     uv_timer_init(x->loop, &ops->soon_timer);
     ops->soon_timer.data = ops;
 }
@@ -128,11 +125,6 @@ static void ops__soon(struct op *op, int status, const char *fmt, ...)
     cv_hctx_timer_again(&h->soon_timer, ops__soon_cb, 0);
 }
 
-static uint64_t *ops__lag(struct cv_ops *ops, const char *id)
-{
-    return &ops->lag[cv_fnv1a32(id, strlen(id)) & (CV_OPS_LAG_SLOTS - 1)];
-}
-
 /* The leader's notice: the create committed at index. A success is answered now (the local apply follows
  * and activates the object); a failure is left to the proposal's own completion, which reports it with
  * its message. */
@@ -141,9 +133,8 @@ static void ops__committed(void *data, int status, uint64_t index)
     struct op *op = data;
     struct cv_ops *ops = op->ops;
     op->watched = false;
+    (void)index;
     if (status != 0 || ops->x->closing) return;
-    uint64_t *lag = ops__lag(ops, op->id);
-    if (cv_catalog_applied_index(ops->x->cat) < index && index > *lag) *lag = index;
     op->status = 0;
     ops__answer(op);
 }
@@ -157,6 +148,8 @@ static void ops__proposed(void *data, int status, uint64_t index)
     if (status == 0 && op->create) cv_hctx_activate_applied(op->ops->x, op->type, op->id, index);
     else if (status == CV_EEXIST)
         snprintf(op->msg, sizeof op->msg, "object %.200s exists with another type", op->id);
+    else if (status == CV_ENOTFOUND) /* a delete the catalog refused: the id is of another type */
+        snprintf(op->msg, sizeof op->msg, "object %.120s is of another type, not a %.100s", op->id, op->type);
     else if (status) snprintf(op->msg, sizeof op->msg, "catalog update failed: %s", cv_strerror(status));
     ops__finish(op);
 }
@@ -174,6 +167,7 @@ static void ops__propose(struct op *op)
         cmd.create_object = &co;
     } else {
         d.id = op->id;
+        d.type = op->type;
         cmd.cmd_case = CVERSE__CATALOG__COMMAND__CMD_DELETE_OBJECT;
         cmd.delete_object = &d;
     }
@@ -193,12 +187,6 @@ static void ops__start(struct op *op)
     struct cv_placement p;
     char owner[CV_NODE_ID_MAX], have[CV_HOST_TYPE_MAX];
     if (h->closing) return ops__soon(op, CV_ECLOSED, "node is shutting down");
-    if (!op->create && *ops__lag(op->ops, op->id) > cv_catalog_applied_index(h->cat)) { /* cv_ops_applied */
-        op->next = NULL;
-        *op->ops->waiting_tail = op;
-        op->ops->waiting_tail = &op->next;
-        return;
-    }
     if (op->create && !cv_registry_type(h->reg, op->type))
         return ops__soon(op, CV_ENOTFOUND, "unknown object type \"%.100s\"", op->type);
     int rv = cv_hctx_owner(h, op->id, &p, owner);
@@ -214,8 +202,8 @@ static void ops__start(struct op *op)
     }
     if (op->create && rv == 0)
         return ops__soon(op, CV_EEXIST, "object %.100s exists with type %s", op->id, have);
-    if (!op->create && rv == CV_ENOTFOUND) return ops__soon(op, 0, NULL); /* idempotent */
-    if (!op->create && !same)
+    /* a delete of an id absent here is proposed anyway (this catalog may lag a create already answered) */
+    if (!op->create && rv == 0 && !same)
         return ops__soon(op, CV_ENOTFOUND, "object %.100s is a %s, not a %.100s", op->id, have, op->type);
     ops__propose(op);
 }
@@ -290,28 +278,8 @@ void cv_ops_handle(struct cv_ops *h, bool create, struct cv_rpc_conn *conn, uint
     ops__start(op);
 }
 
-/* Starts the waiting deletes again (in arrival order); one that still finds the catalog behind its id's
- * create queues itself again. */
-static void ops__restart(struct cv_ops *ops)
-{
-    struct op *list = ops->waiting;
-    ops->waiting = NULL;
-    ops->waiting_tail = &ops->waiting;
-    while (list) {
-        struct op *op = list;
-        list = op->next;
-        ops__start(op);
-    }
-}
-
-void cv_ops_applied(struct cv_ops *ops)
-{
-    if (ops->waiting) ops__restart(ops); /* rare: a delete right after its create */
-}
-
 void cv_ops_close(struct cv_ops *ops)
 {
-    ops__restart(ops); /* closing: each is answered CV_ECLOSED at once */
     ops__soon_cb(&ops->soon_timer); /* answers now what waited for the next iteration */
     ops->x->parts++;
     uv_close((uv_handle_t *)&ops->soon_timer, cv_hctx_handle_closed);

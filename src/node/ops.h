@@ -7,17 +7,10 @@
 #include "node/hctx.h"
 
 struct op;
-#define CV_OPS_LAG_SLOTS 1024 /* a power of two; a collision only makes a delete wait for nothing */
 struct cv_ops {
     struct cv_hctx *x;  /* first member (cv_hctx_handle_closed); borrowed */
     struct op *soon, **soon_tail; /* answered at the next loop iteration */
     uv_timer_t soon_timer;
-    /* An RPC create is answered at the leader's commit notice, before this node applied it. Until the
-     * catalog reaches lag[slot of the id] (the newest such create of an id hashing there), a delete of
-     * that id is not decided from the local catalog: it waits in `waiting` (a delete right after a create
-     * must see the create; a create needs no wait: a lagging one proposes and the catalog decides). */
-    uint64_t lag[CV_OPS_LAG_SLOTS];
-    struct op *waiting, **waiting_tail;
 };
 
 /* Initialises the timer (data: ops). */
@@ -29,8 +22,6 @@ int cv_ops_delete(struct cv_ops *ops, const char *type, const char *id, cv_host_
 /* Serves objects.create (create) or objects.delete. */
 void cv_ops_handle(struct cv_ops *ops, bool create, struct cv_rpc_conn *conn, uint64_t id,
                    const uint8_t *body, size_t len);
-/* The catalog applied an entry (after the host's reactions): starts the deletes that waited for it. */
-void cv_ops_applied(struct cv_ops *ops);
 /* Host closing: answers what waits for the next iteration and closes the timer (one part of the host). */
 void cv_ops_close(struct cv_ops *ops);
 

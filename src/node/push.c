@@ -1,127 +1,107 @@
 /* A node's pushes to clients (docs/push.md): the host's push hook (cv_object_push / cv_object_broadcast).
  *
- * Happy path: a push packs the message and maps it to proto3 JSON once, then appends the encoded Push
- * (as a PushBatch's repeated field 1, so the batch body is just the concatenation) to its gate's pending
- * buffer: the gate is the client id's prefix (before its last '/'), a broadcast goes to every configured
- * gate. A 0 ms timer, started by the first push of a loop iteration, sends each gate's buffer as one
- * gate.push (earlier once past CV_PUSH_BATCH_BYTES) over a pooled connection (net/peers.h, indexed like
- * cfg->gates; all dialed at init).
+ * Happy path: every gate names itself on each connection it keeps to this node (gate.attach, right after
+ * connecting: cv_pusher_attach), so the node pushes over the node<->gate connections that exist anyway,
+ * to configured gates and to gates found through etcd alike. A push packs the message and maps it to
+ * proto3 JSON once, then appends the encoded Push (as a PushBatch's repeated field 1, so the batch body is
+ * just the concatenation) to its gate's pending buffer: the gate is the client id's prefix (before its
+ * last '/'); a broadcast goes to every attached gate. A 0 ms timer, started by the first push of a loop
+ * iteration, writes each gate's buffer as one KIND_EVENT "gate.push" on its connection (earlier once
+ * past CV_PUSH_BATCH_BYTES).
  *
- * Failure modes (best effort, never blocking the object): a client id whose gate is not configured, a
- * gate whose connection is down when the batch goes, one with CV_PUSH_INFLIGHT_MAX batches unanswered, or
- * a batch the gate fails (or does not answer within CV_PUSH_TIMEOUT_MS): its messages are dropped and
- * counted (cverse_push_dropped_total). A malformed client id is CV_EINVAL; out of memory CV_ENOMEM. */
+ * Failure modes (best effort, never blocking the object): a client id whose gate is not attached (unknown,
+ * down, or its connection closed), or a gate whose connection already holds CV_PUSH_BACKLOG_BYTES of
+ * unwritten data (a slow or frozen gate): its messages are dropped and counted
+ * (cverse_push_dropped_total). A malformed client id is CV_EINVAL; out of memory CV_ENOMEM. */
 #include "node/push.h"
 
 #include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cverse/error.h"
-#include "net/peers.h"
+#include "net/rpc.h"
 #include "pbjson/encode.h"
 #include "rpc.pb-c.h"
 #include "util/buf.h"
 #include "util/log.h"
 
-/* One gate's pending batch. */
+/* One attached gate and its pending batch. */
 struct pgate {
-    uint8_t *buf; /* owned: encoded PushBatch fields */
+    char id[CV_PUSH_GATE_ID_MAX];
+    struct cv_rpc_conn *conn; /* referenced */
+    uint8_t *buf;             /* owned: encoded PushBatch fields */
     size_t len, cap;
-    size_t n;        /* messages in buf */
-    size_t inflight; /* batches sent, not answered */
+    size_t n; /* messages in buf */
 };
 
 struct cv_pusher {
     uv_loop_t *loop;
-    const struct cv_config *cfg; /* borrowed */
-    struct cv_peers *peers;      /* by gate index */
-    struct pgate *gates;         /* cfg->n_gates */
+    struct pgate *gates; /* attached gates, n_gates of cap */
+    size_t n_gates, cap;
     uv_timer_t flush;
     bool closing;
-    int parts; /* the timer and the pool until closed */
-    size_t sending; /* batch callbacks still owed (they reference p) */
     struct cv_push_counts counts;
     void (*close_cb)(void *data);
     void *close_data;
 };
 
-/* A batch in flight. */
-struct psend {
-    struct cv_pusher *p;
-    size_t gate, n;
-};
-
-/* ---- lifetime ---- */
-
-static void pusher__settle(struct cv_pusher *p)
-{
-    if (!p->closing || p->parts > 0 || p->sending > 0) return;
-    void (*cb)(void *) = p->close_cb;
-    void *data = p->close_data;
-    for (size_t i = 0; i < p->cfg->n_gates; i++) free(p->gates[i].buf);
-    free(p->gates);
-    free(p);
-    if (cb) cb(data);
-}
-
-static void pusher__part_closed(void *data)
-{
-    struct cv_pusher *p = data;
-    p->parts--;
-    pusher__settle(p);
-}
-
-static void pusher__timer_closed(uv_handle_t *h)
-{
-    pusher__part_closed(h->data);
-}
-
 /* ---- sending ---- */
 
-static void pusher__sent(void *data, int status, const char *error, const uint8_t *body, size_t len)
-{
-    (void)body;
-    (void)len;
-    struct psend *s = data;
-    struct cv_pusher *p = s->p;
-    p->gates[s->gate].inflight--;
-    if (status == 0) {
-        p->counts.sent += s->n;
-    } else {
-        p->counts.dropped += s->n;
-        CV_DEBUG("push: %zu messages to gate %s dropped: %s", s->n, p->cfg->gates[s->gate].id, error);
-    }
-    p->sending--;
-    free(s);
-    pusher__settle(p);
-}
-
-/* Sends gate i's pending batch, or drops it (counted) when the gate is unreachable or behind. */
+/* Writes gate i's pending batch as one event, or drops it (counted) when its connection is backed up. */
 static void pusher__send(struct cv_pusher *p, size_t i)
 {
     struct pgate *g = &p->gates[i];
-    struct cv_rpc_client *cli = p->closing ? NULL : cv_peers_client_up(p->peers, i);
-    struct psend *s = cli && g->inflight < CV_PUSH_INFLIGHT_MAX ? malloc(sizeof *s) : NULL;
-    if (s) {
-        *s = (struct psend){p, i, g->n};
-        if (cv_rpc_call(cli, "gate.push", g->buf, g->len, CV_PUSH_TIMEOUT_MS, pusher__sent, s) == 0) {
-            g->inflight++;
-            p->sending++;
-        } else {
-            free(s);
-            s = NULL;
-        }
-    }
-    if (!s) p->counts.dropped += g->n;
+    if (!p->closing && cv_rpc_conn_backlog(g->conn) < CV_PUSH_BACKLOG_BYTES &&
+        cv_rpc_send_event(g->conn, "gate.push", g->buf, g->len) == 0)
+        p->counts.sent += g->n;
+    else
+        p->counts.dropped += g->n;
     g->len = g->n = 0;
 }
 
 static void pusher__flush_cb(uv_timer_t *t)
 {
     struct cv_pusher *p = t->data;
-    for (size_t i = 0; i < p->cfg->n_gates; i++)
+    for (size_t i = 0; i < p->n_gates; i++)
         if (p->gates[i].n) pusher__send(p, i);
+}
+
+/* Forgets gate i (its pending messages count as dropped). */
+static void pusher__detach(struct cv_pusher *p, size_t i)
+{
+    p->counts.dropped += p->gates[i].n;
+    cv_rpc_conn_unref(p->gates[i].conn);
+    free(p->gates[i].buf);
+    p->gates[i] = p->gates[--p->n_gates];
+}
+
+int cv_pusher_attach(struct cv_pusher *p, struct cv_rpc_conn *conn, const char *gate_id)
+{
+    if (!*gate_id || strlen(gate_id) >= CV_PUSH_GATE_ID_MAX || strchr(gate_id, '/')) return CV_EINVAL;
+    if (p->closing) return CV_EUNAVAIL;
+    size_t i = 0;
+    while (i < p->n_gates && strcmp(p->gates[i].id, gate_id) != 0) i++;
+    if (i < p->n_gates) { /* the gate reconnected, or one of its connections to us named it again */
+        if (p->gates[i].conn == conn) return 0;
+        if (p->gates[i].n) pusher__send(p, i); /* what was queued goes out on the older connection */
+        cv_rpc_conn_unref(p->gates[i].conn);
+    } else {
+        if (p->n_gates == p->cap && cv_array_grow((void **)&p->gates, &p->cap, sizeof *p->gates, 4))
+            return CV_ENOMEM;
+        p->gates[p->n_gates++] = (struct pgate){0};
+        snprintf(p->gates[i].id, sizeof p->gates[i].id, "%s", gate_id);
+    }
+    cv_rpc_conn_ref(conn);
+    p->gates[i].conn = conn;
+    return 0;
+}
+
+void cv_pusher_conn_closed(struct cv_pusher *p, struct cv_rpc_conn *conn)
+{
+    for (size_t i = p->n_gates; i-- > 0;)
+        if (p->gates[i].conn == conn) pusher__detach(p, i);
 }
 
 /* ---- queueing ---- */
@@ -154,16 +134,16 @@ static int pusher__append(struct cv_pusher *p, size_t i, const Cverse__Rpc__Push
     return 0;
 }
 
-/* The index of the gate named by client_id's prefix, or n_gates if none is configured; CV_EINVAL for a
+/* The index of the gate named by client_id's prefix, or n_gates if none is attached; CV_EINVAL for a
  * malformed id. */
 static int pusher__gate(const struct cv_pusher *p, const char *client_id, size_t *out)
 {
     const char *slash = strrchr(client_id, '/');
     if (!slash || slash == client_id || !slash[1]) return CV_EINVAL;
     size_t glen = (size_t)(slash - client_id);
-    *out = p->cfg->n_gates;
-    for (size_t i = 0; i < p->cfg->n_gates; i++)
-        if (strlen(p->cfg->gates[i].id) == glen && !memcmp(p->cfg->gates[i].id, client_id, glen)) *out = i;
+    *out = p->n_gates;
+    for (size_t i = 0; i < p->n_gates; i++)
+        if (strlen(p->gates[i].id) == glen && !memcmp(p->gates[i].id, client_id, glen)) *out = i;
     return 0;
 }
 
@@ -199,9 +179,9 @@ int cv_pusher_push(struct cv_pusher *p, const char *client_id, const ProtobufCMe
     if (rv) return rv;
     m.client_id = client_id ? (char *)client_id : "";
     m.broadcast = client_id == NULL;
-    if (client_id && gate == p->cfg->n_gates) p->counts.dropped++; /* not a gate of ours */
+    if (client_id && gate == p->n_gates) p->counts.dropped++; /* no such gate attached */
     else if (client_id) rv = pusher__append(p, gate, &m);
-    for (size_t i = 0; !client_id && !rv && i < p->cfg->n_gates; i++) rv = pusher__append(p, i, &m);
+    for (size_t i = 0; !client_id && !rv && i < p->n_gates; i++) rv = pusher__append(p, i, &m);
     free(m.payload.data);
     free(m.json);
     return rv;
@@ -214,30 +194,25 @@ void cv_pusher_counts(const struct cv_pusher *p, struct cv_push_counts *out)
 
 /* ---- lifecycle ---- */
 
-int cv_pusher_init(uv_loop_t *loop, const struct cv_config *cfg, struct cv_pusher **out)
+int cv_pusher_init(uv_loop_t *loop, struct cv_pusher **out)
 {
     struct cv_pusher *p = calloc(1, sizeof *p);
-    const char **addrs = calloc(cfg->n_gates ? cfg->n_gates : 1, sizeof *addrs);
-    if (!p || !addrs || !(p->gates = calloc(cfg->n_gates ? cfg->n_gates : 1, sizeof *p->gates))) goto err;
-    for (size_t i = 0; i < cfg->n_gates; i++) addrs[i] = cfg->gates[i].advertise_addr;
-    /* A gate that is down is redialed every 200 ms (not the nodes' 50): its pushes drop meanwhile anyway. */
-    struct cv_peers_opts po = {.loop = loop, .addrs = addrs, .n = cfg->n_gates, .self = cfg->n_gates,
-                               .reconnect_ms = 200};
-    if (cv_peers_init(&po, &p->peers)) goto err;
-    free(addrs);
+    if (!p) return CV_ENOMEM;
     p->loop = loop;
-    p->cfg = cfg;
     uv_timer_init(loop, &p->flush);
     p->flush.data = p;
-    for (size_t i = 0; i < cfg->n_gates; i++) cv_peers_client(p->peers, i); /* dial now: pushes find them up */
     *out = p;
     return 0;
+}
 
-err:
-    if (p) free(p->gates);
+static void pusher__timer_closed(uv_handle_t *h)
+{
+    struct cv_pusher *p = h->data;
+    void (*cb)(void *) = p->close_cb;
+    void *data = p->close_data;
+    free(p->gates);
     free(p);
-    free(addrs);
-    return CV_ENOMEM;
+    if (cb) cb(data);
 }
 
 void cv_pusher_close(struct cv_pusher *p, void (*cb)(void *data), void *data)
@@ -245,11 +220,6 @@ void cv_pusher_close(struct cv_pusher *p, void (*cb)(void *data), void *data)
     p->closing = true;
     p->close_cb = cb;
     p->close_data = data;
-    for (size_t i = 0; i < p->cfg->n_gates; i++) {
-        p->counts.dropped += p->gates[i].n;
-        p->gates[i].len = p->gates[i].n = 0;
-    }
-    p->parts = 2;
+    while (p->n_gates) pusher__detach(p, p->n_gates - 1);
     uv_close((uv_handle_t *)&p->flush, pusher__timer_closed);
-    cv_peers_close(p->peers, pusher__part_closed, p); /* fails batches in flight: their callbacks run */
 }

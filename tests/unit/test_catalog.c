@@ -330,14 +330,20 @@ static void tb_create(struct tb *t, const char *type, const char *id)
     tb_raw(t, &c);
 }
 
-static void tb_delete(struct tb *t, const char *id)
+static void tb_delete_typed(struct tb *t, const char *id, const char *type)
 {
     Cverse__Catalog__CmdDeleteObject x = CVERSE__CATALOG__CMD_DELETE_OBJECT__INIT;
     x.id = (char *)id;
+    x.type = (char *)type;
     Cmd c = tb_cmd(t);
     c.cmd_case = CVERSE__CATALOG__COMMAND__CMD_DELETE_OBJECT;
     c.delete_object = &x;
     tb_raw(t, &c);
+}
+
+static void tb_delete(struct tb *t, const char *id)
+{
+    tb_delete_typed(t, id, "");
 }
 
 /* Applies the builder's batch at `index` (must not be skipped) and resets the builder. */
@@ -1424,6 +1430,16 @@ Test(catalog, objects)
     cr_assert_eq(cv_catalog_object_get(c.cat, "", type, sizeof type, &shard), CV_EINVAL);
     tb_create(&t, "Chat", "c1"); /* deleted ids can be created again, with another type */
     ASSERT_STATUS(&c, 15, &t, 0);
+    /* A typed delete (what nodes propose) keeps an object of another type, and is idempotent. */
+    tb_delete_typed(&t, "c1", "Counter");
+    ASSERT_STATUS(&c, 16, &t, CV_ENOTFOUND);
+    cr_assert_eq(cv_catalog_object_get(c.cat, "c1", type, sizeof type, &shard), 0);
+    cr_assert_str_eq(type, "Chat");
+    tb_delete_typed(&t, "c1", "Chat");
+    ASSERT_STATUS(&c, 17, &t, 0);
+    cr_assert_eq(cv_catalog_object_get(c.cat, "c1", type, sizeof type, &shard), CV_ENOTFOUND);
+    tb_delete_typed(&t, "c1", "Chat");
+    ASSERT_STATUS(&c, 18, &t, 0);
     tclose(&c);
     tb_free(&t);
 }
