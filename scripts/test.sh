@@ -137,6 +137,27 @@ run_in() {
   if [ $rc -ne 0 ] && [ "$failed" -eq "$before" ]; then
     failed=$((failed + 1)); failures+=("$dir:meson-test(exit $rc)")
   fi
+  check_leaks "$dir"
+}
+
+# Every test stops what it started: a cverse process of this build still running once the suites are
+# over is a teardown that did not run (a suite without .fini once left a cluster behind per run). It
+# fails the run and is stopped, by PID (only binaries of this build dir, found by /proc/PID/exe).
+check_leaks() {
+  local dir=$1 pids pid exe i
+  for i in $(seq 50); do
+    pids=""
+    for pid in /proc/[0-9]*; do
+      exe=$(readlink "$pid/exe" 2>/dev/null || true)
+      case "$exe" in "$PWD/$dir/src/"*/cverse-*) pids="$pids ${pid#/proc/}" ;; esac
+    done
+    [ -z "$pids" ] && return 0
+    sleep 0.1
+  done
+  echo "test.sh: processes of $dir still running after its tests:" >&2
+  ps -o pid=,args= -p "$(echo $pids | tr ' ' ',')" >&2 || true
+  kill -TERM $pids 2>/dev/null || true
+  failed=$((failed + 1)); failures+=("$dir:processes-left-running")
 }
 
 scripts/install-deps.sh
