@@ -119,7 +119,7 @@ void h_cluster_init_ex(struct h_cluster *c, int n, int voters, unsigned lease_tt
     fclose(f);
 }
 
-static pid_t spawn(struct h_cluster *c, const char *bin, const char *log, const char *idflag, const char *id)
+pid_t h_spawn(const char *log, char *const argv[])
 {
     pid_t pid = fork();
     cr_assert(pid >= 0);
@@ -130,17 +130,22 @@ static pid_t spawn(struct h_cluster *c, const char *bin, const char *log, const 
             dup2(fd, 2);
             close(fd);
         }
-        char *argv[10] = {(char *)bin, "--config", c->config, (char *)idflag, (char *)id};
-        int n = 5;
-        bool bare = c->gate_bare && !strcmp(idflag, "--gate-id");
-        if (c->module[0] && !bare) argv[n++] = "--module", argv[n++] = c->module;
-        if (c->no_builtin || bare) /* the new name for nodes, the old one (still accepted) for gates */
-            argv[n++] = strcmp(idflag, "--gate-id") ? "--no-demo-types" : "--no-builtin-types";
-        argv[n] = NULL;
-        execv(bin, argv);
+        execv(argv[0], argv);
         _exit(127);
     }
     return pid;
+}
+
+static pid_t spawn(struct h_cluster *c, const char *bin, const char *log, const char *idflag, const char *id)
+{
+    char *argv[10] = {(char *)bin, "--config", c->config, (char *)idflag, (char *)id};
+    int n = 5;
+    bool bare = c->gate_bare && !strcmp(idflag, "--gate-id");
+    if (c->module[0] && !bare) argv[n++] = "--module", argv[n++] = c->module;
+    if (c->no_builtin || bare) /* the new name for nodes, the old one (still accepted) for gates */
+        argv[n++] = strcmp(idflag, "--gate-id") ? "--no-demo-types" : "--no-builtin-types";
+    argv[n] = NULL;
+    return h_spawn(log, argv);
 }
 
 void h_gate_start(struct h_cluster *c, int g)
@@ -175,24 +180,12 @@ int h_node_join(struct h_cluster *c, const char *const *extra)
     snprintf(listen, sizeof listen, "127.0.0.1:%d", c->base + i);
     snprintf(http, sizeof http, "127.0.0.1:%d", http_port(c, i));
     snprintf(dir, sizeof dir, "%s/data/%s", c->dir, c->id[i]);
-    pid_t pid = fork();
-    cr_assert(pid >= 0);
-    if (pid == 0) {
-        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-            close(fd);
-        }
-        char *argv[32] = {(char *)bin, "--node-id", c->id[i], "--listen", listen, "--http-listen", http,
-                          "--shards", "64", "--data-dir", dir};
-        int n = 11;
-        for (int k = 0; extra && extra[k] && n < 31; k++) argv[n++] = (char *)extra[k];
-        argv[n] = NULL;
-        execv(bin, argv);
-        _exit(127);
-    }
-    c->pid[i] = pid;
+    char *argv[32] = {(char *)bin, "--node-id", c->id[i], "--listen", listen, "--http-listen", http,
+                      "--shards", "64", "--data-dir", dir};
+    int n = 11;
+    for (int k = 0; extra && extra[k] && n < 31; k++) argv[n++] = (char *)extra[k];
+    argv[n] = NULL;
+    c->pid[i] = h_spawn(log, argv);
     c->started = true;
     return i;
 }

@@ -88,6 +88,9 @@ void h_actlog_killed(const struct h_cluster *c, pid_t pid);
 json_t *h_get_json(struct h_cluster *c, int i, const char *path, long *status);
 /* GET returning the raw body (malloc'ed, caller frees) or NULL. */
 char *h_get_text(struct h_cluster *c, int i, const char *path, long *status);
+/* Forks and runs argv (argv[0] the binary's path, NULL-terminated) with stdout and stderr appended to
+ * log; the child's PID (the caller stops it by that PID). */
+pid_t h_spawn(const char *log, char *const argv[]);
 /* h_get_text with one more request header ("Name: value"), e.g. If-None-Match. */
 char *h_get_header(struct h_cluster *c, int i, const char *path, const char *header, long *status);
 

@@ -236,20 +236,9 @@ static pid_t spawn_flags_gate(int grpc_port, int http_port, const char *log)
     char listen[32], http[32];
     snprintf(listen, sizeof listen, "127.0.0.1:%d", grpc_port);
     snprintf(http, sizeof http, "127.0.0.1:%d", http_port);
-    pid_t pid = fork();
-    cr_assert(pid >= 0);
-    if (pid == 0) {
-        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-            close(fd);
-        }
-        execl(bin, bin, "--etcd", E.endpoints, "--etcd-prefix", PREFIX, "--listen", listen, "--http-listen", http,
-              (char *)NULL);
-        _exit(127);
-    }
-    return pid;
+    char *argv[] = {(char *)bin, "--etcd", E.endpoints, "--etcd-prefix", PREFIX, "--listen", listen,
+                    "--http-listen", http, NULL};
+    return h_spawn(log, argv);
 }
 
 struct port_ready {
