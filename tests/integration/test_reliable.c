@@ -288,8 +288,12 @@ Test(reliable, idle_counters_are_deactivated_and_come_back_with_their_values)
     for (int k = 0; k < 8; k++) {
         snprintf(id, sizeof id, "idle-%d", k);
         for (int r = 0; r <= k; r++) served(id, "Increment", NULL);
-        cr_assert(active_anywhere(id), "%s is active after its calls", id);
     }
+    /* Whether a counter is still active now depends on how fast this machine is (600 ms idle):
+     * count activations instead, each counter's first call activated it once. */
+    long long act0 = metric_sum("cverse_object_activations_total{reason=\"call\"}");
+    cr_assert_geq(act0 + metric_sum("cverse_object_activations_total{reason=\"created\"}"), 8,
+                  "the first calls activated the counters");
     /* periodic with a 10 min interval: only the deactivation's own save keeps the values */
     cr_assert(h_poll(15000, all_idle, NULL), "idle counters stayed active");
     cr_assert_geq(metric_sum("cverse_object_deactivations_total{reason=\"idle\"}"), 8);
@@ -297,7 +301,8 @@ Test(reliable, idle_counters_are_deactivated_and_come_back_with_their_values)
         snprintf(id, sizeof id, "idle-%d", k);
         cr_expect_eq(served(id, "GetValue", NULL), k + 1, "%s after its idle deactivation", id);
     }
-    cr_assert_geq(metric_sum("cverse_object_activations_total{reason=\"call\"}"), 8, "reactivated by calls");
+    cr_assert_geq(metric_sum("cverse_object_activations_total{reason=\"call\"}"), act0 + 8,
+                  "reactivated by calls");
 }
 
 /* ---------------------------------------------------------------- durable reminders */
