@@ -10,7 +10,7 @@ PKGS=(build-essential pkg-config meson ninja-build
       libuv1-dev liblmdb-dev libprotobuf-c-dev protobuf-c-compiler
       libcurl4-openssl-dev libcriterion-dev libyaml-dev libjansson-dev libhttp-parser-dev
       uthash-dev libsodium-dev
-      curl python3 lmdb-utils iproute2
+      curl python3 lmdb-utils iproute2 clang libclang-rt-dev
       libjs-chart.js libjs-d3 chromium nodejs
       redis-server redis-tools etcd-server etcd-client)
 BACKPORTS_PKGS=(libraft-dev)

@@ -178,6 +178,16 @@ if [ ${#suites[@]} -eq 0 ]; then
   fi
 fi
 
+# Every libFuzzer target (tests/fuzz, scripts/fuzz.sh) over its regression inputs, then 20 s of fuzzing.
+if [ ${#suites[@]} -eq 0 ]; then
+  echo "=== fuzz targets, 20 s each"
+  if scripts/fuzz.sh 20; then
+    passed=$((passed + 1))
+  else
+    failed=$((failed + 1)); failures+=("fuzz")
+  fi
+fi
+
 if [ $asan -eq 1 ]; then
   # Any sanitizer report must fail the test that triggered it. These reach the cverse-node processes
   # the integration suites start, too.

@@ -218,13 +218,15 @@ struct frame__field {
 static int frame__scan(const uint8_t *p, size_t len, struct frame__field *f, const char *wts)
 {
     unsigned n = (unsigned)strlen(wts);
-    const uint8_t *end = p + len;
+    const uint8_t *end = len ? p + len : p; /* an empty body may come as NULL (no offset on NULL) */
     uint64_t key, x;
     for (unsigned i = 0; i < n; i++) f[i] = (struct frame__field){-1, 0, NULL};
     while (p < end) {
         if (frame__get_varint(&p, end, &key) || frame__get_varint(&p, end, &x)) return -1;
         unsigned wt = (unsigned)(key & 7);
         if (wt != 0 && wt != 2) return -1;
+        /* field numbers are 1..2^29-1: protobuf-c refuses others, so must we (found by fuzz_frame) */
+        if (key >> 3 == 0 || key >> 3 > 0x1fffffffu) return -1;
         if (wt == 2 && x > (uint64_t)(end - p)) return -1;
         if (key >> 3 < n) {
             if ((unsigned)(wts[key >> 3] - '0') != wt) return -1;
