@@ -260,6 +260,29 @@ Test(frame, view_falls_back_to_protobuf_c)
     cv_frame_reader_free(&r);
 }
 
+/* Field numbers protobuf-c refuses (0, or above 2^29-1: fuzz_frame found the view accepting them) are
+ * refused by the view too; an empty frame body (NULL data in protobuf-c's decode) is an empty call. */
+Test(frame, view_refuses_field_numbers_protobuf_c_refuses)
+{
+    /* field 0 (varint 1); a varint field whose key 0xe0 0xd6 0xa6 0xd6 0xd6 0xd6 0x24 numbers it > 2^29-1 */
+    const uint8_t zero[] = {0, 0, 0, 4, 0x08, 5, 0x00, 1};
+    const uint8_t huge[] = {0, 0, 0, 13, 0xe0, 0xd6, 0xa6, 0xd6, 0xd6, 0xd6, 0x24, 0xd6, 0xd6, 0xd6, 0xd6, 0xd6, 0x00};
+    const uint8_t *const in[] = {zero, huge};
+    const size_t len[] = {sizeof zero, sizeof huge};
+    for (int i = 0; i < 2; i++) {
+        struct cv_frame_reader r;
+        struct cv_frame_view v;
+        cv_frame_reader_init(&r, 0);
+        cr_assert_eq(cv_frame_reader_feed(&r, in[i], len[i]), 0);
+        cr_assert_eq(cv_frame_reader_view(&r, &v), CV_EPROTO, "input %d", i);
+        cv_frame_reader_free(&r);
+    }
+    struct cv_call_view cv;
+    cr_assert_eq(cv_call_view(NULL, 0, &cv), 0);
+    cr_assert_str_eq(cv.c->id, "");
+    cv_call_view_done(&cv);
+}
+
 /* cv_call_view: a CallRequest packed by protobuf-c reads back field by field, without protobuf-c when
  * it fits the scratch, through it when a string is too long; bytes that are no CallRequest: CV_EPROTO. */
 Test(frame, call_view_matches_protobuf_c)
