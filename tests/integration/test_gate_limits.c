@@ -351,6 +351,69 @@ Test(gate_limits, tls_gate_answers_https_and_refuses_unverified_clients)
     cr_assert_geq(metric(b.buf, "cverse_gate_connections_cut_total{reason=\"tls_failed\"}"), 1, "%s", b.buf);
 }
 
+/* Reads a whole file (malloc'ed, "" when absent). */
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    char *s = calloc(1, 1 << 16);
+    cr_assert_not_null(s);
+    if (f) {
+        s[fread(s, 1, (1 << 16) - 1, f)] = '\0';
+        fclose(f);
+    }
+    return s;
+}
+
+/* cverse-bench --http https://127.0.0.1:<gate port> with extra flags (NULL-terminated); its exit status,
+ * stdout and stderr (malloc'ed). */
+static int bench_https(char **out, char **err, const char *ca_flag, const char *ca_file)
+{
+    const char *bin = getenv("CVERSE_BENCH_BIN");
+    cr_assert_not_null(bin, "CVERSE_BENCH_BIN not set");
+    char url[64], po[400], pe[400];
+    snprintf(url, sizeof url, "https://127.0.0.1:%d", h_gate_http_port(&C, 0));
+    snprintf(po, sizeof po, "%s/bench.out", C.dir);
+    snprintf(pe, sizeof pe, "%s/bench.err", C.dir);
+    char *argv[] = {(char *)bin, "--http", url, "--concurrency", "4", "--objects", "8", "--duration", "1s",
+                    "--warmup", "0", "--json", "--quiet", (char *)ca_flag, (char *)ca_file, NULL};
+    pid_t pid = fork();
+    cr_assert_neq(pid, -1);
+    if (pid == 0) {
+        int fo = open(po, O_WRONLY | O_CREAT | O_TRUNC, 0644), fe = open(pe, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fo < 0 || fe < 0 || dup2(fo, 1) < 0 || dup2(fe, 2) < 0) _exit(126);
+        execv(bin, argv);
+        _exit(127);
+    }
+    int st;
+    cr_assert_eq(waitpid(pid, &st, 0), pid);
+    *out = slurp(po);
+    *err = slurp(pe);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+Test(gate_limits, bench_over_https_verifies_with_ca)
+{
+    start_tls();
+    char *out, *err;
+    int rc = bench_https(&out, &err, "--ca", ca);
+    cr_assert_eq(rc, 0, "exit %d\nstdout: %s\nstderr: %s", rc, out, err);
+    json_t *j = json_loads(out, 0, NULL);
+    cr_assert_not_null(j, "%s", out);
+    double calls = json_number_value(json_object_get(j, "calls")), ok = json_number_value(json_object_get(j, "ok"));
+    cr_assert_gt(calls, 0, "%s", out);
+    cr_assert_eq(ok, calls, "%s", out);
+    cr_assert_eq(json_object_size(json_object_get(j, "errors")), 0, "%s", out);
+    json_decref(j);
+    free(out);
+    free(err);
+    /* without the CA (the system's store): the certificate does not verify, nothing is created */
+    rc = bench_https(&out, &err, NULL, NULL);
+    cr_assert_eq(rc, 1, "exit %d\nstdout: %s\nstderr: %s", rc, out, err);
+    cr_assert(strstr(err, "certificate verify failed"), "%s", err);
+    free(out);
+    free(err);
+}
+
 Test(gate_limits, tls_certificate_that_does_not_load_exits_2)
 {
     init_tls("gate-key.pem", "gate-key.pem"); /* a key is not a certificate */
