@@ -58,6 +58,9 @@
 #define HTTP__DEFAULT_IDLE_MS 60000
 #define HTTP__DEFAULT_MAX_CONNS 10000
 #define HTTP__RATE_KEY_MAX 256
+/* TLS: ciphertext read at once; a record is at most 16 KiB + its overhead, and each connection keeps this
+ * buffer besides its input buffer, so it stays small. */
+#define HTTP__TLS_CHUNK (17u * 1024u)
 #define HTTP__LINGER_MS 2000   /* how long a closing connection is drained */
 /* Bytes a closing connection drains at most. Large: a client still sending a refused body (413) sees a
  * reset instead of our answer if we close with its bytes unread; the time bound above keeps the cost low. */
@@ -250,6 +253,7 @@ void conn__refuse(struct http__conn *c, enum cv_status st, const char *msg)
     int n = snprintf(body, sizeof body, "{\"error\":\"%s\",\"code\":\"%s\"}", msg, cv_status_name(st));
     struct http__resp r = {.status = cv_status_http(st), .content_type = "application/json", .body = body,
                            .len = (size_t)n};
+    c->req_start = 0; /* answered: the request timeout no longer runs (the close follows the answer) */
     conn__send(c, &r);
 }
 
@@ -273,12 +277,13 @@ static void conn__alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
     struct http__conn *c = h->data;
     struct http__buf *b = c->tls ? &c->raw : &c->in;
+    size_t chunk = c->tls ? HTTP__TLS_CHUNK : HTTP__READ_CHUNK;
     if (c->tls) c->raw.len = 0;
-    if (c->tls ? buf__reserve(b, HTTP__READ_CHUNK) : conn__in_room(c)) {
+    if (c->tls ? buf__reserve(b, chunk) : conn__in_room(c)) {
         *buf = uv_buf_init(NULL, 0); /* libuv reports UV_ENOBUFS to the read callback */
         return;
     }
-    *buf = uv_buf_init(b->p + b->len, HTTP__READ_CHUNK);
+    *buf = uv_buf_init(b->p + b->len, (unsigned)chunk);
 }
 
 /* TLS: feeds n bytes just read to the session, appends the plaintext to the input buffer and sends what
