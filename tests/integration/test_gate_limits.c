@@ -218,6 +218,7 @@ Test(gate_limits, rate_limit_answers_429_with_retry_after)
     int port = h_gate_http_port(&C, 0);
     char buf[4096];
     int ok = 0, limited = 0;
+    unsigned long long t0 = h_now_ms();
     for (int i = 0; i < 10 && !limited; i++) {
         one_request(port, "/healthz", buf, sizeof buf);
         if (!strncmp(buf, "HTTP/1.1 200", 12)) ok++;
@@ -225,7 +226,9 @@ Test(gate_limits, rate_limit_answers_429_with_retry_after)
         else cr_assert_fail("neither 200 nor 429: %s", buf);
     }
     cr_assert_eq(limited, 1, "10 requests at once at 1/s (burst 3) were never limited");
-    cr_assert_leq(ok, 3, "more than the burst went through: %d", ok);
+    /* at most the burst plus what refilled meanwhile (1/s): a loaded machine may take a while */
+    unsigned long long refilled = (h_now_ms() - t0) / 1000 + 1;
+    cr_assert_leq(ok, 3 + (int)refilled, "more than the burst went through: %d", ok);
     cr_assert(strstr(buf, "\r\nRetry-After: 1\r\n"), "no Retry-After (1 s at 1/s): %s", buf);
     char *first = strstr(buf, "Retry-After: ");
     cr_assert_null(strstr(first + 1, "Retry-After: "), "one Retry-After only: %s", buf);
