@@ -549,6 +549,26 @@ static void conn__set_peer(struct http__conn *c)
     else if (ss.ss_family == AF_INET6) uv_ip6_name((struct sockaddr_in6 *)&ss, c->peer, sizeof c->peer);
 }
 
+/* An accepted connection: closed at once over max_connections (accepted only so that the backlog drains),
+ * else given its peer's address and, with TLS, its session. 0, or -1 when it is closing. */
+static int conn__admit(struct http__conn *c)
+{
+    struct cv_http_server *srv = c->srv;
+    if (srv->stats.connections > srv->opts.max_connections) {
+        srv->stats.refused++;
+        CV_DEBUG("http: %u connections open: refusing another", srv->opts.max_connections);
+        conn__close(c);
+        return -1;
+    }
+    conn__set_peer(c);
+    if (srv->opts.tls && cv_tls_new(srv->opts.tls, NULL, &c->tls)) {
+        conn__close(c);
+        return -1;
+    }
+    if (c->tls) c->req_start = c->last_activity; /* the handshake must end within the request timeout */
+    return 0;
+}
+
 static void server__on_connection(uv_stream_t *l, int status)
 {
     struct cv_http_server *srv = l->data;
@@ -576,18 +596,7 @@ static void server__on_connection(uv_stream_t *l, int status)
         conn__close(c);
         return;
     }
-    if (srv->stats.connections > srv->opts.max_connections) { /* accepted only to be closed: the backlog drains */
-        srv->stats.refused++;
-        CV_DEBUG("http: %u connections open: refusing another", srv->opts.max_connections);
-        conn__close(c);
-        return;
-    }
-    conn__set_peer(c);
-    if (srv->opts.tls && cv_tls_new(srv->opts.tls, NULL, &c->tls)) {
-        conn__close(c);
-        return;
-    }
-    if (c->tls) c->req_start = c->last_activity; /* the handshake must end within the request timeout */
+    if (conn__admit(c)) return;
     uv_tcp_nodelay(&c->tcp, 1);
     conn__update_reading(c);
 }
