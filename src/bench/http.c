@@ -256,6 +256,7 @@ static void tls_in(struct conn *c, size_t n)
     while (rv == 0 && st(c) != C_CLOSING && (got = cv_tls_read(c->tls, plain, sizeof plain)) > 0)
         parse(c, plain, (size_t)got);
     if (got < 0) rv = (int)got;
+    if (rv == 0 && st(c) != C_CLOSING) rv = tls_flush(c); /* what reading made the session say (TLS 1.3) */
     if (rv == 0 || st(c) == C_CLOSING) return;
     if (!c->d->tls_logged) {
         c->d->tls_logged = true;

@@ -181,12 +181,22 @@ static int tls__fail(struct cv_tls *t, int ret, const char *what)
 /* Encrypts what was queued before the handshake ended. */
 static int tls__flush_pend(struct cv_tls *t)
 {
-    if (!t->pend_len) return 0;
-    int n = SSL_write(t->ssl, t->pend, (int)t->pend_len);
-    if (n <= 0) return tls__fail(t, n, "TLS write failed");
-    memmove(t->pend, t->pend + n, t->pend_len - (size_t)n);
-    t->pend_len -= (size_t)n;
-    return t->pend_len ? tls__flush_pend(t) : 0;
+    size_t off = 0;
+    while (off < t->pend_len) { /* partial writes: a record at a time */
+        size_t left = t->pend_len - off;
+        int n = SSL_write(t->ssl, t->pend + off, left > INT32_MAX ? INT32_MAX : (int)left);
+        if (n <= 0) { /* it waits for the peer (0: the rest stays queued), or the session broke */
+            int rv = tls__fail(t, n, "TLS write failed");
+            memmove(t->pend, t->pend + off, left);
+            t->pend_len = left;
+            return rv;
+        }
+        off += (size_t)n;
+    }
+    free(t->pend);
+    t->pend = NULL;
+    t->pend_len = 0;
+    return 0;
 }
 
 int cv_tls_feed(struct cv_tls *t, const void *data, size_t len)
