@@ -16,7 +16,11 @@
  * 100 ms later; a request without an answer after --timeout fails with DEADLINE_EXCEEDED and its
  * connection is closed (an HTTP/1.1 connection cannot drop one request); a response the parser rejects
  * closes the connection (PROTOCOL); a non-2xx answer is named by the "code" of its JSON error body
- * (the gate's {"error","code"}), else HTTP_<status>. "Connection: close" answers redial at once. */
+ * (the gate's {"error","code"}), else HTTP_<status>. "Connection: close" answers redial at once.
+ * TLS (https:// or --tls): each connection puts a net/tls.h session between its socket and the parser
+ * (requests are encrypted before the write, bytes read are decrypted before parsing); the server's
+ * certificate is verified against --ca (or the system's store) and the URL's host. A failed handshake
+ * fails the connection's request as TLS (its reason logged once) and the connection is redialed. */
 #include <http_parser.h>
 #include <jansson.h>
 #include <sodium.h>
@@ -29,6 +33,7 @@
 #include "bench/driver.h"
 #include "cverse/error.h"
 #include "core/sm.h"
+#include "net/tls.h"
 #include "util/addr.h"
 #include "util/log.h"
 
@@ -60,6 +65,7 @@ struct conn {
     size_t elen;
     char ebody[ERR_BODY_MAX];
     char rbuf[16384];
+    struct cv_tls *tls; /* TLS: the session of this socket, NULL when plain */
     struct conn *next_idle;
 };
 
@@ -75,6 +81,8 @@ struct hdrv {
     bool closing;
     cv_bench_closed_cb closed;
     http_parser_settings settings;
+    struct cv_tls_ctx *tls;  /* TLS: the client context (--ca), NULL when plain */
+    bool tls_logged;         /* the first handshake failure was logged */
     char type[400], method[400], prefix[1300], host[300]; /* path segments percent-encoded; Host header */
     char *call_body;                                      /* the body of every call */
 };
@@ -127,6 +135,7 @@ static void handle_closed(struct hdrv *d)
     cv_bench_closed_cb closed = d->closed;
     void *data = d->base.data;
     for (unsigned i = 0; i < d->n; i++) cv_sm_fini(&d->conns[i].sm);
+    cv_tls_ctx_free(d->tls);
     free(d->call_body);
     free(d->conns);
     free(d);
@@ -138,6 +147,8 @@ static void on_tcp_close(uv_handle_t *h)
     struct conn *c = h->data;
     struct hdrv *d = c->d;
     c->handle_open = false;
+    cv_tls_free(c->tls);
+    c->tls = NULL;
     cv_sm_move(&c->sm, C_DOWN);
     handle_closed(d);
 }
@@ -207,6 +218,53 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
     *buf = uv_buf_init(c->rbuf, sizeof c->rbuf);
 }
 
+/* Response bytes (plaintext) into the parser. */
+static void parse(struct conn *c, const char *p, size_t n)
+{
+    if (st(c) != C_BUSY) { /* bytes nobody asked for */
+        drop(c, NULL, 0);
+        return;
+    }
+    size_t done = http_parser_execute(&c->p, &c->d->settings, p, n);
+    if (c->complete) {
+        if (done < n) drop(c, "PROTOCOL", 0); /* more than one response: not ours */
+        else finish(c);
+    } else if (HTTP_PARSER_ERRNO(&c->p) != HPE_OK) {
+        drop(c, "PROTOCOL", REDIAL_MS);
+    }
+}
+
+static int put_raw(struct conn *c, const char *buf, size_t len);
+
+/* TLS: sends what the session has for the server (handshake messages, encrypted requests). */
+static int tls_flush(struct conn *c)
+{
+    char out[16384];
+    size_t n;
+    while ((n = cv_tls_take(c->tls, out, sizeof out)) > 0)
+        if (put_raw(c, out, n) < 0) return CV_EUNAVAIL;
+    return 0;
+}
+
+/* TLS: ciphertext read; the plaintext it gives is parsed (a piece at a time: rbuf holds the ciphertext). */
+static void tls_in(struct conn *c, size_t n)
+{
+    char plain[16384];
+    int rv = cv_tls_feed(c->tls, c->rbuf, n);
+    if (rv == 0) rv = tls_flush(c);
+    ssize_t got = 0;
+    while (rv == 0 && st(c) != C_CLOSING && (got = cv_tls_read(c->tls, plain, sizeof plain)) > 0)
+        parse(c, plain, (size_t)got);
+    if (got < 0) rv = (int)got;
+    if (rv == 0 && st(c) != C_CLOSING) rv = tls_flush(c); /* what reading made the session say (TLS 1.3) */
+    if (rv == 0 || st(c) == C_CLOSING) return;
+    if (!c->d->tls_logged) {
+        c->d->tls_logged = true;
+        CV_ERROR("TLS with %s failed: %s", c->d->base.o->addr, cv_tls_error(c->tls));
+    }
+    drop(c, "TLS", REDIAL_MS);
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     struct conn *c = s->data;
@@ -215,17 +273,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         drop(c, "UNAVAILABLE", st(c) == C_BUSY ? REDIAL_MS : 0);
         return;
     }
-    if (st(c) != C_BUSY) { /* bytes nobody asked for */
-        drop(c, NULL, 0);
-        return;
-    }
-    size_t done = http_parser_execute(&c->p, &c->d->settings, buf->base, (size_t)nread);
-    if (c->complete) {
-        if (done < (size_t)nread) drop(c, "PROTOCOL", 0); /* more than one response: not ours */
-        else finish(c);
-    } else if (HTTP_PARSER_ERRNO(&c->p) != HPE_OK) {
-        drop(c, "PROTOCOL", REDIAL_MS);
-    }
+    if (c->tls) tls_in(c, (size_t)nread);
+    else parse(c, buf->base, (size_t)nread);
 }
 
 static void on_connect(uv_connect_t *req, int status)
@@ -237,11 +286,12 @@ static void on_connect(uv_connect_t *req, int status)
         return;
     }
     uv_tcp_nodelay(&c->tcp, 1);
-    if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) < 0) {
+    if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) < 0 ||
+        (c->d->tls && (cv_tls_new(c->d->tls, c->d->base.o->host, &c->tls) < 0 || tls_flush(c) < 0))) {
         drop(c, NULL, REDIAL_MS);
         return;
     }
-    push_idle(c);
+    push_idle(c); /* with TLS a request sent now waits in the session until the handshake ended */
 }
 
 static void dial(struct conn *c)
@@ -311,7 +361,7 @@ static void on_written(uv_write_t *w, int status)
 }
 
 /* Writes len bytes at buf on c: what the kernel does not take at once is copied and queued. */
-static int put(struct conn *c, const char *buf, size_t len)
+static int put_raw(struct conn *c, const char *buf, size_t len)
 {
     uv_buf_t b = uv_buf_init((char *)buf, (unsigned)len);
     int w = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
@@ -327,6 +377,14 @@ static int put(struct conn *c, const char *buf, size_t len)
         return CV_EUNAVAIL;
     }
     return 0;
+}
+
+/* Sends a request's bytes: as they are, or through the TLS session. */
+static int put(struct conn *c, const char *buf, size_t len)
+{
+    if (!c->tls) return put_raw(c, buf, len);
+    if (cv_tls_write(c->tls, buf, len) < 0) return CV_EUNAVAIL;
+    return tls_flush(c);
 }
 
 static int http_send(struct cv_bench_driver *base, enum cv_bench_kind kind, uint64_t n, uint64_t start_ns)
@@ -381,6 +439,15 @@ static char *call_body(const char *body)
     return s;
 }
 
+/* The TLS client context: --ca (or the system's store). CV_EINVAL with the reason logged. */
+static int bench_tls(struct hdrv *d, const struct cv_bench_opts *o)
+{
+    char err[1200];
+    int rv = cv_tls_ctx_client(o->ca, err, sizeof err, &d->tls);
+    if (rv == CV_EIO) CV_ERROR("--ca: %s", err);
+    return rv == CV_EIO ? CV_EINVAL : rv;
+}
+
 int cv_bench_http_init(uv_loop_t *loop, const struct cv_bench_opts *o, const char *prefix,
                        cv_bench_done_cb done, void *data, struct cv_bench_driver **out)
 {
@@ -388,6 +455,7 @@ int cv_bench_http_init(uv_loop_t *loop, const struct cv_bench_opts *o, const cha
     snprintf(hp, sizeof hp, strchr(o->host, ':') ? "[%s]:%u" : "%s:%u", o->host, o->port);
     if (sodium_init() < 0) return CV_ENOMEM;
     struct hdrv *d = calloc(1, sizeof *d);
+    int rv = CV_ENOMEM;
     if (!d) return CV_ENOMEM;
     d->base = (struct cv_bench_driver){&http_ops, o, prefix, done, data};
     d->loop = loop;
@@ -402,6 +470,7 @@ int cv_bench_http_init(uv_loop_t *loop, const struct cv_bench_opts *o, const cha
     d->call_body = call_body(o->body);
     d->conns = calloc(d->n, sizeof *d->conns);
     if (!d->call_body || !d->conns) goto err_after_alloc;
+    if (o->tls && (rv = bench_tls(d, o)) < 0) goto err_after_alloc;
     uv_timer_init(loop, &d->sweep);
     d->sweep.data = d;
     d->handles = 1;
@@ -420,5 +489,5 @@ err_after_alloc:
     free(d->call_body);
     free(d->conns);
     free(d);
-    return CV_ENOMEM;
+    return rv;
 }

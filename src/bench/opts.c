@@ -22,7 +22,7 @@ const char cv_bench_usage[] =
     "\n"
     "target (exactly one):\n"
     "  --gate HOST:PORT    a gate's native port (grpc_addr), many calls in flight per connection\n"
-    "  --http URL          a gate's HTTP API (http_addr), e.g. http://127.0.0.1:48101\n"
+    "  --http URL          a gate's HTTP API (http_addr), e.g. http://127.0.0.1:48101 or https://...\n"
     "  --etcd URL          etcd v3 JSON gateway, e.g. http://127.0.0.1:2379 (op put)\n"
     "what:\n"
     "  --op call|create|put  call (default; put with --etcd), create: one new object per request\n"
@@ -39,6 +39,10 @@ const char cv_bench_usage[] =
     "  --warmup D          load before measuring, not counted (default 1s)\n"
     "  --connections K     native: TCP connections (default 1); HTTP uses C connections\n"
     "  --timeout D         per request (default 10s)\n"
+    "TLS (HTTP targets):\n"
+    "  --tls               TLS even with an http:// URL (https:// implies it); the native port has none yet\n"
+    "  --ca FILE           CA certificates (PEM) that verify the server (default: the system's store);\n"
+    "                      the certificate must name the URL's host (DNS name or IP address)\n"
     "output:\n"
     "  --json              the final report as one JSON object on stdout\n"
     "  --progress          one line per second even when stderr is not a terminal\n"
@@ -81,16 +85,17 @@ static int parse_u64(const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
     return 0;
 }
 
-/* "http://HOST:PORT" with an optional trailing '/' into host/port. */
+/* "http://HOST:PORT" or "https://HOST:PORT" with an optional trailing '/' into host/port (and tls). */
 static int parse_url(const char *url, struct cv_bench_opts *o, char *err, size_t errlen)
 {
-    if (strncmp(url, "http://", 7) != 0)
-        return fail(err, errlen, "%s: expected http://HOST:PORT (%s)", url,
-                    strncmp(url, "https://", 8) == 0 ? "https is not supported" : "no http:// scheme");
+    size_t skip = strncmp(url, "https://", 8) == 0 ? 8 : 7;
+    if (skip == 7 && strncmp(url, "http://", 7) != 0)
+        return fail(err, errlen, "%s: expected http://HOST:PORT or https://HOST:PORT (%s)", url, "no http:// scheme");
+    if (skip == 8) o->tls = true;
     char hp[300];
-    size_t n = strlen(url + 7);
+    size_t n = strlen(url + skip);
     if (n >= sizeof hp) return fail(err, errlen, "%s: URL too long%s", url, "");
-    memcpy(hp, url + 7, n + 1);
+    memcpy(hp, url + skip, n + 1);
     if (n && hp[n - 1] == '/') hp[--n] = '\0';
     if (strchr(hp, '/')) return fail(err, errlen, "%s: give the base URL without a path%s", url, "");
     if (cv_addr_split(hp, o->host, sizeof o->host, &o->port) < 0)
@@ -131,6 +136,7 @@ static int flag(struct cv_bench_opts *o, const char *name, const char *v, char *
     else if (strcmp(name, "method") == 0) o->method = v;
     else if (strcmp(name, "body") == 0) o->body = v;
     else if (strcmp(name, "id-prefix") == 0) o->id_prefix = v;
+    else if (strcmp(name, "ca") == 0) o->ca = v;
     else if (strcmp(name, "objects") == 0) {
         if (parse_u64(v, 1, MAX_OBJECTS, &o->objects) < 0) bad = "a count 1..100000000";
     } else if (strcmp(name, "concurrency") == 0) {
@@ -157,8 +163,8 @@ static int flag(struct cv_bench_opts *o, const char *name, const char *v, char *
 }
 
 /* Flags without a value; the enum is their index in switches[]. */
-enum { SW_NO_CREATE, SW_JSON, SW_PROGRESS, SW_QUIET, SW_HELP, SW_VERSION };
-static const char *const switches[] = {"no-create", "json", "progress", "quiet", "help", "version", NULL};
+enum { SW_NO_CREATE, SW_JSON, SW_PROGRESS, SW_QUIET, SW_HELP, SW_VERSION, SW_TLS };
+static const char *const switches[] = {"no-create", "json", "progress", "quiet", "help", "version", "tls", NULL};
 
 static void defaults(struct cv_bench_opts *o)
 {
@@ -186,6 +192,9 @@ static int check(struct cv_bench_opts *o, bool op_given, char *err, size_t errle
         return fail(err, errlen, "--op put is for --etcd only%s%s", "", "");
     }
     if (o->body && o->op != CV_BENCH_CALL) return fail(err, errlen, "--body is for --op call only%s%s", "", "");
+    if (o->tls && o->target == CV_BENCH_NATIVE)
+        return fail(err, errlen, "--tls: the gate's native port has no TLS yet (use --http https://...)%s%s", "", "");
+    if (o->ca && !o->tls) return fail(err, errlen, "--ca %s: needs TLS (an https:// URL or --tls)%s", o->ca, "");
     if (!*o->type || strlen(o->type) >= 128) return fail(err, errlen, "--type: expected 1..127 bytes%s%s", "", "");
     if (!*o->method || strchr(o->method, '/'))
         return fail(err, errlen, "--method %s: expected a method name%s", o->method, "");
@@ -215,6 +224,7 @@ int cv_bench_opts_parse(int argc, char **argv, struct cv_bench_opts *o, char *er
             if (s == SW_HELP || s == SW_VERSION) return 1;
             if (s == SW_NO_CREATE) o->no_create = true;
             else if (s == SW_JSON) o->json = true;
+            else if (s == SW_TLS) o->tls = true;
             else o->progress = s == SW_PROGRESS; /* --quiet: 0 */
             continue;
         }

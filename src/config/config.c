@@ -15,10 +15,12 @@
  */
 #include "config/config.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <yaml.h>
 
 #include "core/hash.h"
@@ -29,6 +31,8 @@
 #define CFG_ADDR_MAX 300
 #define CFG_ID_MAX 63            /* node ids travel in fixed 64-byte buffers (catalog.h CV_NODE_ID_MAX) */
 #define CFG_RAFT_PORT_OFFSET 2000
+#define CFG_GATE_LIMIT_KEYS "request_timeout_ms", "idle_timeout_ms", "max_connections", "rate_limit_per_sec", \
+    "rate_limit_burst", "tls_cert_file", "tls_key_file" /* cfg__gate_limits */
 
 /* One listen address already claimed, to detect two components binding the same port on one host. */
 struct cfg__listen {
@@ -428,7 +432,7 @@ static int cfg__entry_id(struct cfg__ctx *c, yaml_node_t *map, const char *path,
 static const char *const node_keys[] = {"id", "grpc_addr", "advertise_addr", "http_addr", "raft_addr", NULL};
 static const char *const node_goverse[] = {"enable_pprof", NULL};
 static const char *const gate_keys[] = {"id", "grpc_addr", "advertise_addr", "http_addr", "push_heartbeat_ms",
-                                        "push_queue", NULL};
+                                        "push_queue", CFG_GATE_LIMIT_KEYS, NULL};
 static const char *const inspector_keys[] = {"grpc_addr", "http_addr", "advertise_addr", "admin_token_file", NULL};
 static const char *const inspector_goverse[] = {"connect_addr", NULL}; /* older Goverse name of advertise */
 
@@ -519,6 +523,50 @@ static int cfg__nodes(struct cfg__ctx *c, yaml_node_t *root)
     return 0;
 }
 
+/* A file named in the config: relative to the config file's directory, readable now. */
+static int cfg__file(struct cfg__ctx *c, const struct cfg__field *f, char **out)
+{
+    char *v = NULL, buf[4096];
+    int rv = cfg__str(c, f, false, "a file path", &v);
+    if (rv || !v) return rv;
+    const char *slash = strrchr(c->name, '/');
+    if (v[0] != '/' && slash) snprintf(buf, sizeof buf, "%.*s/%s", (int)(slash - c->name), c->name, v);
+    else snprintf(buf, sizeof buf, "%s", v);
+    free(v);
+    if (access(buf, R_OK)) return cfg__fail(c, f->line, f->path, "cannot read %s: %s", buf, strerror(errno));
+    return (*out = strdup(buf)) ? 0 : CV_ENOMEM;
+}
+
+/* gates[]: the limits of the client ports and TLS (http.h cv_http_opts). */
+static int cfg__gate_limits(struct cfg__ctx *c, yaml_node_t *item, const char *path, struct cv_gate_cfg *g)
+{
+    struct cfg__field req, idle, maxc, rps, burst, cert, key;
+    g->request_timeout_ms = 10000;
+    g->idle_timeout_ms = 60000;
+    g->max_connections = 10000;
+    cfg__field(c, item, path, "request_timeout_ms", &req);
+    cfg__field(c, item, path, "idle_timeout_ms", &idle);
+    cfg__field(c, item, path, "max_connections", &maxc);
+    cfg__field(c, item, path, "rate_limit_per_sec", &rps);
+    cfg__field(c, item, path, "rate_limit_burst", &burst);
+    cfg__field(c, item, path, "tls_cert_file", &cert);
+    cfg__field(c, item, path, "tls_key_file", &key);
+    int rv = cfg__unsigned(c, &req, 10, 3600000, &g->request_timeout_ms);
+    if (!rv) rv = cfg__unsigned(c, &idle, 10, 86400000, &g->idle_timeout_ms);
+    if (!rv) rv = cfg__unsigned(c, &maxc, 1, 1000000, &g->max_connections);
+    if (!rv) rv = cfg__unsigned(c, &rps, 1, 1000000, &g->rate_limit_per_sec);
+    g->rate_limit_burst = g->rate_limit_per_sec;
+    if (!rv) rv = cfg__unsigned(c, &burst, 1, 1000000, &g->rate_limit_burst);
+    if (!rv && burst.node && !rps.node) rv = cfg__fail(c, burst.line, burst.path, "needs rate_limit_per_sec");
+    if (!rv && !cert.node != !key.node)
+        rv = cfg__fail(c, cert.node ? cert.line : key.line, cert.node ? key.path : cert.path,
+                       "missing (tls_cert_file and tls_key_file go together)");
+    if (!rv) rv = cfg__file(c, &cert, &g->tls_cert_file);
+    if (!rv) rv = cfg__file(c, &key, &g->tls_key_file);
+    g->tls_line = cert.line;
+    return rv;
+}
+
 static int cfg__gate(struct cfg__ctx *c, yaml_node_t *item, const char *lpath, size_t i)
 {
     char path[CFG_PATH_MAX];
@@ -547,6 +595,7 @@ static int cfg__gate(struct cfg__ctx *c, yaml_node_t *item, const char *lpath, s
     cfg__field(c, item, path, "push_queue", &pq);
     if (!rv) rv = cfg__unsigned(c, &hb, 10, 3600000, &g->push_heartbeat_ms);
     if (!rv) rv = cfg__unsigned(c, &pq, 1, 1000000, &g->push_queue);
+    if (!rv) rv = cfg__gate_limits(c, item, path, g);
     return rv;
 }
 

@@ -26,6 +26,14 @@ struct cv_gate_cfg {
     char *http_addr;
     unsigned push_heartbeat_ms; /* SSE heartbeat period of its push clients (docs/push.md), default 30000 */
     unsigned push_queue;        /* messages queued per push client before the oldest drop, default 256 */
+    /* Limits of its client ports and TLS (docs/configuration.md, docs/security.md "TLS and limits"). */
+    unsigned request_timeout_ms; /* a request must arrive whole within it after its first byte; 10000 */
+    unsigned idle_timeout_ms;    /* idle keep-alive connections are closed after it; 60000 */
+    unsigned max_connections;    /* client connections at most; 10000 */
+    unsigned rate_limit_per_sec; /* requests per second per client; 0: no limit (default) */
+    unsigned rate_limit_burst;   /* requests at once per client; default rate_limit_per_sec */
+    char *tls_cert_file, *tls_key_file; /* PEM, resolved against the config file's directory; NULL: plain */
+    int tls_line;                /* line of tls_cert_file, for messages at start */
     int line;
 };
 

@@ -88,6 +88,8 @@ void cv_config_free(struct cv_config *cfg)
         free(cfg->gates[i].grpc_addr);
         free(cfg->gates[i].advertise_addr);
         free(cfg->gates[i].http_addr);
+        free(cfg->gates[i].tls_cert_file);
+        free(cfg->gates[i].tls_key_file);
     }
     for (size_t i = 0; i < cfg->n_warnings; i++) free(cfg->warnings[i]);
     free(cfg->inspector.grpc_addr);

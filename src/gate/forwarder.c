@@ -139,6 +139,7 @@ struct cv_forwarder {
     int handles; /* handles and clients whose close callback has not run yet */
     void (*on_idle)(void *data);
     void (*on_push)(void *data, const uint8_t *body, size_t len);
+    void (*on_stats)(void *data, struct cv_gate_stats *out);
     void (*on_closed)(void *data);
     void *data, *closed_data;
     struct cv_gate_stats stats; /* counters only; gauges are filled by cv_forwarder_stats */
@@ -806,6 +807,7 @@ void cv_forwarder_stats(const struct cv_forwarder *fw, struct cv_gate_stats *out
     out->map_index = cv_gate_map_index(&fw->map);
     out->unassigned = fw->map.pb ? cv_gate_map_unassigned(&fw->map) : (uint32_t)fw->cfg->shards;
     out->connections = forwarder__connections(fw);
+    if (fw->on_stats) fw->on_stats(fw->data, out);
 }
 
 const char *cv_forwarder_id(const struct cv_forwarder *fw) { return fw->id; }
@@ -836,6 +838,7 @@ int cv_forwarder_init(const struct cv_forwarder_opts *o, struct cv_forwarder **o
     fw->default_timeout_ms = o->default_timeout_ms;
     fw->on_idle = o->on_idle;
     fw->on_push = o->on_push;
+    fw->on_stats = o->on_stats;
     fw->data = o->data;
     fw->sub_node = -1;
     fw->rng = cv_mono_ns() | 1;

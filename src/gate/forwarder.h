@@ -39,6 +39,10 @@ enum cv_gate_fwd_state {
 };
 extern const struct cv_sm_conf cv_gate_fwd_sm;
 
+/* Why the gate cut a client connection (cverse_gate_connections_cut_total{reason}). */
+enum cv_gate_cut { CV_GATE_CUT_REQUEST_TIMEOUT, CV_GATE_CUT_IDLE, CV_GATE_CUT_MAX_CONNS, CV_GATE_CUT_TLS, CV_GATE_N_CUT };
+extern const char *const cv_gate_cut_names[CV_GATE_N_CUT];
+
 /* Counters and gauges of a forwarder (a copy: see cv_forwarder_stats). */
 struct cv_gate_stats {
     uint64_t results[CV_GATE_N_OPS][CV_STATUS_N]; /* client requests answered, by client status */
@@ -53,6 +57,10 @@ struct cv_gate_stats {
     size_t connections;   /* nodes connected */
     size_t inflight;      /* client requests between begin and end */
     int etcd_up;          /* 1/0: etcd answered the registration's last call; -1: no etcd (not the forwarder's) */
+    /* The client ports' limits (net/http.h cv_http_server_stats; not the forwarder's: on_stats fills them). */
+    uint64_t client_conns;                       /* client connections open now */
+    uint64_t cut[CV_GATE_N_CUT];                 /* client connections cut, by enum cv_gate_cut */
+    uint64_t rate_limited;                       /* requests answered 429 by the per-client rate limit */
 };
 
 struct cv_forwarder;
@@ -69,6 +77,9 @@ struct cv_forwarder_opts {
      * forwarder names the gate on each node connection when it comes up (gate.attach), so nodes send
      * pushes on these connections. */
     void (*on_push)(void *data, const uint8_t *body, size_t len);
+    /* Fills in the stats that are not the forwarder's (the client ports' counters) at the end of
+     * cv_forwarder_stats. Optional. */
+    void (*on_stats)(void *data, struct cv_gate_stats *out);
     void *data;
 };
 

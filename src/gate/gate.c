@@ -28,6 +28,7 @@
 #include "gate/push.h"
 #include "net/http.h"
 #include "net/rpc.h"
+#include "net/tls.h"
 #include "util/log.h"
 
 #define HTTP_MAX_BODY (1u << 20) /* 1 MiB: larger bodies get 413 */
@@ -40,6 +41,7 @@ struct cv_gate {
     struct cv_gate_fronts fronts; /* what the front ends get: fw and push */
     struct cv_rpc_server *rpc;
     struct cv_http_server *http;
+    struct cv_tls_ctx *tls;  /* gates[].tls_cert_file: the HTTP port speaks TLS; NULL: plain */
     unsigned drain_ms;
     bool stopping, closing;
     uv_timer_t drain_timer;
@@ -60,6 +62,7 @@ static void gate__unref(struct cv_gate *g)
     if (--g->handles > 0 || !g->closing) return;
     CV_INFO("gate %s stopped", g->id);
     if (g->on_stopped) g->on_stopped(g->data);
+    cv_tls_ctx_free(g->tls); /* after the HTTP server closed: its connections held references anyway */
     free(g->id);
     free(g);
 }
@@ -128,6 +131,21 @@ static void gate__push(void *data, const uint8_t *body, size_t len)
     if (g->push && cv_gate_push_batch(g->push, body, len)) CV_WARN("a node sent an undecodable PushBatch: dropped");
 }
 
+/* The client ports' counters for /metrics (forwarder.h on_stats). */
+static void gate__stats(void *data, struct cv_gate_stats *out)
+{
+    struct cv_gate *g = data;
+    struct cv_http_server_stats hs;
+    if (!g->http) return;
+    cv_http_server_stats(g->http, &hs);
+    out->client_conns = hs.connections;
+    out->cut[CV_GATE_CUT_REQUEST_TIMEOUT] = hs.request_timeouts;
+    out->cut[CV_GATE_CUT_IDLE] = hs.idle_closed;
+    out->cut[CV_GATE_CUT_MAX_CONNS] = hs.refused;
+    out->cut[CV_GATE_CUT_TLS] = hs.tls_failures;
+    out->rate_limited = hs.rate_limited;
+}
+
 static void gate__idle(void *data)
 {
     struct cv_gate *g = data;
@@ -192,6 +210,22 @@ int cv_gate_http_port(const struct cv_gate *g)
 /* ---------------------------------------------------------------------------------------------------
  * Start. */
 
+/* gates[].tls_cert_file / tls_key_file: a certificate or key that does not load is a config error (the
+ * process exits 2), reported as "FILE:LINE: gates[].tls_cert_file: reason". */
+static int gate__tls(struct cv_gate *g, const struct cv_config *cfg, const struct cv_gate_cfg *self)
+{
+    char err[1400];
+    if (!self->tls_cert_file) return 0;
+    int rv = cv_tls_ctx_server(self->tls_cert_file, self->tls_key_file, err, sizeof err, &g->tls);
+    if (rv == CV_EIO) {
+        CV_ERROR("%s:%d: gates[%td].tls_cert_file: %s", cfg->path ? cfg->path : "config", self->tls_line,
+                 self - cfg->gates, err);
+        return CV_ECONFIG;
+    }
+    if (rv == 0) CV_INFO("gate %s: TLS on its HTTP port (the native port stays plain)", self->id);
+    return rv;
+}
+
 static int gate__listen(struct cv_gate *g, const struct cv_gate_opts *o, const struct cv_gate_cfg *self)
 {
     const char *grpc = o->grpc_addr ? o->grpc_addr : self->grpc_addr;
@@ -199,13 +233,18 @@ static int gate__listen(struct cv_gate *g, const struct cv_gate_opts *o, const s
     int rv = cv_rpc_server_init(g->loop, gate__on_rpc, gate__on_rpc_closed, g, &g->rpc);
     if (rv == 0) rv = cv_rpc_server_listen(g->rpc, grpc);
     if (rv) return rv;
-    struct cv_http_opts ho = {.max_body = HTTP_MAX_BODY, .cors_origin = "*"};
+    if ((rv = gate__tls(g, o->cfg, self))) return rv;
+    struct cv_http_opts ho = {.max_body = HTTP_MAX_BODY, .cors_origin = "*",
+                              .request_timeout_ms = self->request_timeout_ms, .idle_timeout_ms = self->idle_timeout_ms,
+                              .max_connections = self->max_connections,
+                              .rate = {.per_sec = self->rate_limit_per_sec, .burst = self->rate_limit_burst},
+                              .tls = g->tls};
     rv = cv_http_server_init(g->loop, &ho, gate__on_http, g, &g->http);
     if (rv == 0) rv = cv_http_server_listen(g->http, http);
     if (rv) return rv;
-    CV_INFO("gate %s: native protocol on %s (port %d), HTTP on %s (port %d), %zu nodes, %u shards", o->gate_id,
-            grpc, cv_rpc_server_port(g->rpc), http, cv_http_server_port(g->http), o->cfg->n_nodes,
-            (unsigned)o->cfg->shards);
+    CV_INFO("gate %s: native protocol on %s (port %d), HTTP%s on %s (port %d), %zu nodes, %u shards", o->gate_id,
+            grpc, cv_rpc_server_port(g->rpc), g->tls ? "S" : "", http, cv_http_server_port(g->http),
+            o->cfg->n_nodes, (unsigned)o->cfg->shards);
     return 0;
 }
 
@@ -270,7 +309,7 @@ int cv_gate_start(const struct cv_gate_opts *o, struct cv_gate **out)
         return CV_ENOMEM;
     }
     struct cv_forwarder_opts fo = {
-        .loop = o->loop, .cfg = o->cfg, .gate_id = o->gate_id, .on_idle = gate__idle, .on_push = gate__push,
+        .loop = o->loop, .cfg = o->cfg, .gate_id = o->gate_id, .on_idle = gate__idle, .on_push = gate__push, .on_stats = gate__stats,
         .data = g,
         .default_timeout_ms = o->default_timeout_ms ? o->default_timeout_ms : CV_GATE_DEFAULT_TIMEOUT_MS};
     int rv = cv_forwarder_init(&fo, &g->fw);

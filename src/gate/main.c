@@ -205,7 +205,7 @@ static int run(const struct cv_config *cfg, const struct args *a)
     int rv = code ? 0 : cv_gate_start(&o, &g);
     if (rv) {
         CV_ERROR("gate failed to start: %s", cv_strerror(rv));
-        code = 1;
+        code = rv == CV_ECONFIG ? 2 : 1; /* a certificate that does not load: as a config error */
     }
     if ((rv || code) && view) cv_members_close(view, NULL, NULL);
     uv_run(&loop, UV_RUN_DEFAULT); /* until the gate stopped (or, after a failed start, closed) */

@@ -34,6 +34,23 @@ static void metrics__retries(const struct cv_gate_stats *s, struct cv_buf *b)
     }
 }
 
+const char *const cv_gate_cut_names[CV_GATE_N_CUT] = {"request_timeout", "idle_timeout", "max_connections",
+                                                      "tls_failed"};
+
+/* The client ports' limits (docs/security.md "TLS and limits"). */
+static void metrics__limits(const struct cv_gate_stats *s, struct cv_buf *b)
+{
+    const char *c = "cverse_gate_connections_cut_total";
+    char labels[64];
+    cv_prom_family(b, c, "counter", "Client connections the gate cut, by reason.");
+    for (int i = 0; i < CV_GATE_N_CUT; i++) {
+        snprintf(labels, sizeof labels, "reason=\"%s\"", cv_gate_cut_names[i]);
+        cv_prom_sample_u64(b, c, labels, s->cut[i]);
+    }
+    cv_prom_counter(b, "cverse_gate_rate_limited_total", "Client requests answered 429 by the per-client rate limit.",
+                    s->rate_limited);
+}
+
 static void metrics__latency(const struct cv_gate_stats *s, struct cv_buf *b)
 {
     const char *h = "cverse_gate_request_seconds";
@@ -64,6 +81,8 @@ char *cv_gate_metrics_text(const struct cv_gate_stats *s, const struct cv_gate_p
                    s->unassigned);
     metrics__gauge(&b, "cverse_gate_node_connections", "Nodes the gate is connected to.", s->connections);
     metrics__gauge(&b, "cverse_gate_requests_in_flight", "Client requests being processed.", s->inflight);
+    metrics__gauge(&b, "cverse_gate_client_connections", "HTTP client connections open.", s->client_conns);
+    metrics__limits(s, &b);
     if (s->etcd_up >= 0)
         metrics__gauge(&b, "cverse_etcd_up", "1 if etcd (discovery) answered the last call, else 0.", s->etcd_up);
     cv_prom_counter(&b, "cverse_gate_maps_ignored_total", "Shard maps ignored (not newer than the gate's).",

@@ -1,4 +1,5 @@
-/* HTTP/1.1 server on libuv + http_parser, for the admin / JSON API.
+/* HTTP/1.1 server on libuv + http_parser, for the admin / JSON API (the parser callbacks that assemble a
+ * request are in httpparse.c; the structures both use in httpint.h).
  *
  * Happy path: accept -> read into the connection's input buffer -> http_parser_execute; when a request
  * is complete the parser is paused and the request handed to the handler as an exchange. Until it is
@@ -10,15 +11,26 @@
  * the body, or while a chunked body arrives), header sections over max_header -> 431; each of these
  * is answered with Connection: close. Connections we close after a final response are shut down for
  * writing and drained for a short while first (a lingering close), so the peer reads the response
- * instead of a reset caused by the bytes we did not read. Idle keep-alive connections are closed after
- * HTTP__IDLE_MS. If the connection goes away while the handler works, the exchange is detached and
- * cv_http_respond only frees it.
+ * instead of a reset caused by the bytes we did not read. If the connection goes away while the handler
+ * works, the exchange is detached and cv_http_respond only frees it.
+ *
+ * Limits (cv_http_opts): a request must arrive whole within request_timeout_ms of its first byte (a
+ * client sending half a request and stalling is cut), keep-alive connections idle for idle_timeout_ms
+ * are closed (both checked by one sweep timer), connections beyond max_connections are closed as soon
+ * as accepted, and with a rate each request is charged to its client's token bucket (core/ratelimit.h)
+ * before the handler: an empty bucket answers 429 with Retry-After. Each cut is counted
+ * (cv_http_server_stats).
+ *
+ * TLS (opts.tls): the connection's bytes go through a net/tls.h transform: what is read is fed to it and
+ * the plaintext it gives lands in the input buffer; what we write is encrypted first. The handshake must
+ * end within request_timeout_ms of the accept; a failed one closes the connection (counted).
  *
  * Streams (cv_http_stream_begin): the head goes out without Content-Length and with Connection: close;
  * the connection keeps reading only to notice the peer closing (bytes it sends are discarded), takes no
  * further request, and is never closed as idle. A peer that does not read (more than
  * CV_HTTP_STREAM_MAX_QUEUE bytes queued) is closed. */
 #include "net/http.h"
+#include "net/httpint.h"
 
 #include <stdarg.h>
 #include <stdint.h>
@@ -32,6 +44,7 @@
 #include <jansson.h>
 
 #include "cverse/error.h"
+#include "net/tls.h"
 #include "util/pct.h"
 #include "util/addr.h"
 #include "util/buf.h"
@@ -39,79 +52,19 @@
 
 #define HTTP__DEFAULT_MAX_BODY (1024u * 1024u)
 #define HTTP__DEFAULT_MAX_HEADER (16u * 1024u)
-#define HTTP__READ_CHUNK (64u * 1024u)
 #define HTTP__BACKLOG 128
-#define HTTP__SWEEP_MS 1000
-#define HTTP__IDLE_MS 60000    /* keep-alive connections idle that long are closed */
+#define HTTP__SWEEP_MS 1000    /* at most; shorter when a timeout is short (a quarter of it) */
+#define HTTP__DEFAULT_REQUEST_MS 10000
+#define HTTP__DEFAULT_IDLE_MS 60000
+#define HTTP__DEFAULT_MAX_CONNS 10000
+#define HTTP__RATE_KEY_MAX 256
+/* TLS: ciphertext read at once; a record is at most 16 KiB + its overhead, and each connection keeps this
+ * buffer besides its input buffer, so it stays small. */
+#define HTTP__TLS_CHUNK (17u * 1024u)
 #define HTTP__LINGER_MS 2000   /* how long a closing connection is drained */
 /* Bytes a closing connection drains at most. Large: a client still sending a refused body (413) sees a
  * reset instead of our answer if we close with its bytes unread; the time bound above keeps the cost low. */
 #define HTTP__LINGER_MAX (64u * 1024u * 1024u)
-
-struct http__buf {
-    char *p;
-    size_t len, cap;
-};
-
-struct cv_http_server {
-    uv_loop_t *loop;
-    uv_tcp_t listener;
-    uv_timer_t sweep;             /* idle and linger timeouts */
-    struct cv_http_opts opts;     /* cors_origin copied */
-    cv_http_handler handler;
-    void *data;
-    struct http__conn *conns;     /* connections whose close callback has not run */
-    int port;
-    int closing;
-    unsigned handles;             /* listener + sweep until their close callbacks ran */
-    cv_http_close_cb close_cb;
-};
-
-/* The request headers handed to the handler (struct cv_http_request); the rest are skipped. */
-enum { HTTP__CONTENT_TYPE, HTTP__ORIGIN, HTTP__DEADLINE, HTTP__CALL_ID, HTTP__AUTH, HTTP__LAST_ID,
-       HTTP__IF_NONE_MATCH, HTTP__CLIENT_ID, HTTP__N_HDRS };
-static const char *const http__hdr_names[HTTP__N_HDRS] = {
-    "Content-Type", "Origin", "X-Cverse-Deadline-Ms", "X-Cverse-Call-Id", "Authorization", "Last-Event-ID",
-    "If-None-Match", "X-Client-ID"};
-
-struct http__conn {
-    uv_tcp_t tcp;
-    uv_shutdown_t sreq;
-    struct cv_http_server *srv;
-    http_parser parser;
-    struct http__buf in;          /* bytes in.p[in_off, in.len) are read but not parsed yet */
-    size_t in_off;
-    /* The request being parsed. */
-    struct http__buf url, field, value, body;
-    char *hdr[HTTP__N_HDRS];      /* the headers we read (NULL = absent), moved to the exchange */
-    int in_value, expect_continue;
-    size_t header_bytes;
-    enum cv_status err;           /* our refusal when a callback stops the parser (when err_msg is set); */
-    const char *err_msg;          /* the table gives its HTTP status */
-    struct cv_http_exchange *ready;   /* parsed, not handed out yet (parser paused) */
-    struct cv_http_exchange *pending; /* with the handler, awaiting cv_http_respond */
-    struct cv_http_stream *stream;    /* a streaming response in progress */
-    unsigned writes;              /* uv_write requests in flight */
-    int in_process, reading, closing;
-    int close_after_write;        /* last response queued: close once written */
-    int peer_eof, lingering;
-    size_t drained;
-    uint64_t last_activity;       /* uv_now() of the last read, or of the linger start */
-    struct http__conn *prev, *next;
-};
-
-struct cv_http_exchange {
-    struct http__conn *conn;      /* NULL once the connection is gone */
-    struct cv_http_request req;
-    char *path, *raw_path, *query, *body, *hdr[HTTP__N_HDRS];
-    int keep_alive, http10, head, options;
-};
-
-struct cv_http_stream {
-    struct http__conn *conn; /* NULL once ended */
-    cv_http_stream_close_cb on_close;
-    void *data;
-};
 
 struct http__wreq {
     uv_write_t req;
@@ -120,7 +73,6 @@ struct http__wreq {
 };
 
 static void conn__process(struct http__conn *c);
-static void conn__close(struct http__conn *c);
 static void conn__check_done(struct http__conn *c);
 static void server__maybe_finish(struct cv_http_server *srv);
 
@@ -129,7 +81,7 @@ static void server__maybe_finish(struct cv_http_server *srv);
 
 /* Room for n more bytes and a NUL. The check stays inline (the common case); growth doubles from 256
  * (cv_array_grow doubles from 8, so asking for at least 256 gives the same capacities). */
-static int buf__reserve(struct http__buf *b, size_t n)
+int buf__reserve(struct http__buf *b, size_t n)
 {
     if (b->cap - b->len > n) return 0; /* strictly greater: room for the NUL */
     if (n > SIZE_MAX - b->len - 1) return CV_ENOMEM;
@@ -137,7 +89,7 @@ static int buf__reserve(struct http__buf *b, size_t n)
     return cv_array_grow((void **)&b->p, &b->cap, want < 256 ? 256 : want, 1);
 }
 
-static int buf__append(struct http__buf *b, const char *data, size_t n)
+int buf__append(struct http__buf *b, const char *data, size_t n)
 {
     if (buf__reserve(b, n)) return CV_ENOMEM;
     memcpy(b->p + b->len, data, n);
@@ -146,8 +98,7 @@ static int buf__append(struct http__buf *b, const char *data, size_t n)
     return 0;
 }
 
-static int buf__appendf(struct http__buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int buf__appendf(struct http__buf *b, const char *fmt, ...)
+int buf__appendf(struct http__buf *b, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -161,7 +112,7 @@ static int buf__appendf(struct http__buf *b, const char *fmt, ...)
     return 0;
 }
 
-static void buf__free(struct http__buf *b)
+void buf__free(struct http__buf *b)
 {
     free(b->p);
     *b = (struct http__buf){0};
@@ -204,8 +155,8 @@ static void conn__write_cb(uv_write_t *req, int status)
     conn__check_done(c);
 }
 
-/* Queues b's bytes (taking the buffer) for writing; closes the connection on failure. */
-static void conn__write(struct http__conn *c, struct http__buf *b)
+/* Queues b's bytes (taking the buffer) for the socket as they are; closes the connection on failure. */
+static void conn__write_raw(struct http__conn *c, struct http__buf *b)
 {
     struct http__wreq *w = malloc(sizeof *w);
     if (!w) {
@@ -225,6 +176,36 @@ static void conn__write(struct http__conn *c, struct http__buf *b)
         return;
     }
     c->writes++;
+}
+
+/* TLS: sends the ciphertext the session has for the peer (handshake messages, records, alerts). */
+static void conn__tls_flush(struct http__conn *c)
+{
+    size_t n = cv_tls_pending(c->tls);
+    struct http__buf b = {0};
+    if (!n) return;
+    if (buf__reserve(&b, n)) {
+        conn__close(c);
+        return;
+    }
+    b.len = cv_tls_take(c->tls, b.p, n);
+    conn__write_raw(c, &b);
+}
+
+/* Queues b's bytes (taking the buffer) for the peer, encrypted with TLS; closes the connection on failure. */
+void conn__write(struct http__conn *c, struct http__buf *b)
+{
+    if (!c->tls) {
+        conn__write_raw(c, b);
+        return;
+    }
+    int rv = cv_tls_write(c->tls, b->p, b->len);
+    buf__free(b);
+    if (rv) {
+        conn__close(c);
+        return;
+    }
+    conn__tls_flush(c);
 }
 
 struct http__resp {
@@ -266,221 +247,73 @@ static void conn__send(struct http__conn *c, const struct http__resp *r)
 }
 
 /* Answers a request we refuse before it reaches the handler, and closes the connection after. */
-static void conn__refuse(struct http__conn *c, enum cv_status st, const char *msg)
+void conn__refuse(struct http__conn *c, enum cv_status st, const char *msg)
 {
     char body[256];
     int n = snprintf(body, sizeof body, "{\"error\":\"%s\",\"code\":\"%s\"}", msg, cv_status_name(st));
     struct http__resp r = {.status = cv_status_http(st), .content_type = "application/json", .body = body,
                            .len = (size_t)n};
+    c->req_start = 0; /* answered: the request timeout no longer runs (the close follows the answer) */
     conn__send(c, &r);
 }
 
 /* ---------------------------------------------------------------------------------------------------
- * Parser callbacks: they assemble the request in the connection. */
-
-static const char http__msg_header[] = "request header section too large";
-static const char http__msg_bad[] = "malformed HTTP request";
-static const char http__msg_body[] = "request body too large";
-
-/* Stops the parser with our refusal (answered by conn__refuse_parse_error). */
-static int conn__fail(struct http__conn *c, enum cv_status st, const char *msg)
-{
-    c->err = st;
-    c->err_msg = msg;
-    return -1;
-}
-
-static int conn__count_header(struct http__conn *c, size_t n)
-{
-    c->header_bytes += n;
-    if (c->header_bytes <= c->srv->opts.max_header) return 0;
-    return conn__fail(c, CV_STATUS_HEADER_TOO_LARGE, http__msg_header);
-}
-
-static void hdrs__free(char **hdr)
-{
-    for (int i = 0; i < HTTP__N_HDRS; i++) {
-        free(hdr[i]);
-        hdr[i] = NULL;
-    }
-}
-
-static int conn__header_done(struct http__conn *c)
-{
-    const char *f = c->field.p ? c->field.p : "", *v = c->value.p ? c->value.p : "";
-    for (int i = 0; i < HTTP__N_HDRS; i++) {
-        if (strcasecmp(f, http__hdr_names[i]) != 0) continue;
-        free(c->hdr[i]);
-        c->hdr[i] = strndup(v, c->value.len);
-        break;
-    }
-    if (!strcasecmp(f, "Expect")) c->expect_continue = !strcasecmp(v, "100-continue");
-    c->field.len = c->value.len = 0;
-    c->in_value = 0;
-    return conn__count_header(c, 4); /* ": " and CRLF */
-}
-
-static int http__on_message_begin(http_parser *p)
-{
-    struct http__conn *c = p->data;
-    c->url.len = c->field.len = c->value.len = c->body.len = 0;
-    hdrs__free(c->hdr);
-    c->in_value = c->expect_continue = 0;
-    c->header_bytes = 0;
-    return 0;
-}
-
-static int http__on_url(http_parser *p, const char *at, size_t len)
-{
-    struct http__conn *c = p->data;
-    if (conn__count_header(c, len)) return -1;
-    return buf__append(&c->url, at, len) ? -1 : 0;
-}
-
-static int http__on_header_field(http_parser *p, const char *at, size_t len)
-{
-    struct http__conn *c = p->data;
-    if (c->in_value && conn__header_done(c)) return -1;
-    if (conn__count_header(c, len)) return -1;
-    return buf__append(&c->field, at, len) ? -1 : 0;
-}
-
-static int http__on_header_value(http_parser *p, const char *at, size_t len)
-{
-    struct http__conn *c = p->data;
-    c->in_value = 1;
-    if (conn__count_header(c, len)) return -1;
-    return buf__append(&c->value, at, len) ? -1 : 0;
-}
-
-static int http__on_headers_complete(http_parser *p)
-{
-    struct http__conn *c = p->data;
-    if (c->in_value && conn__header_done(c)) return -1;
-    int chunked = (p->flags & F_CHUNKED) != 0;
-    if (!chunked && p->content_length != ULLONG_MAX && p->content_length > c->srv->opts.max_body)
-        return conn__fail(c, CV_STATUS_PAYLOAD_TOO_LARGE, http__msg_body);
-    int has_body = chunked || (p->content_length != ULLONG_MAX && p->content_length > 0);
-    if (c->expect_continue && has_body && p->http_major == 1 && p->http_minor >= 1) {
-        struct http__buf b = {0};
-        if (buf__append(&b, "HTTP/1.1 100 Continue\r\n\r\n", 25)) return -1;
-        conn__write(c, &b);
-    }
-    return 0;
-}
-
-static int http__on_body(http_parser *p, const char *at, size_t len)
-{
-    struct http__conn *c = p->data;
-    if (c->body.len + len > c->srv->opts.max_body)
-        return conn__fail(c, CV_STATUS_PAYLOAD_TOO_LARGE, http__msg_body);
-    return buf__append(&c->body, at, len) ? -1 : 0;
-}
-
-static void exchange__free(struct cv_http_exchange *x)
-{
-    free(x->path);
-    free(x->raw_path);
-    free(x->query);
-    free(x->body);
-    hdrs__free(x->hdr);
-    free(x);
-}
-
-/* Fills path and query from the request target; 0, or the refusal (conn__fail). */
-static int exchange__set_url(struct http__conn *c, struct cv_http_exchange *x, const struct http__buf *url,
-                             int is_connect)
-{
-    struct http_parser_url u;
-    http_parser_url_init(&u);
-    if (url->len > UINT16_MAX) /* the parser's offsets are 16-bit */
-        return conn__fail(c, CV_STATUS_URI_TOO_LONG, "request target too long");
-    if (!url->p || http_parser_parse_url(url->p, url->len, is_connect, &u))
-        return conn__fail(c, CV_STATUS_INVALID_ARGUMENT, http__msg_bad);
-    if (u.field_set & (1u << UF_PATH)) {
-        int err;
-        x->path = cv_pct_decode_dup(url->p + u.field_data[UF_PATH].off, u.field_data[UF_PATH].len, false, &err);
-        x->raw_path = strndup(url->p + u.field_data[UF_PATH].off, u.field_data[UF_PATH].len);
-    } else {
-        x->path = strdup("/");
-        x->raw_path = strdup("/");
-    }
-    if (u.field_set & (1u << UF_QUERY))
-        x->query = strndup(url->p + u.field_data[UF_QUERY].off, u.field_data[UF_QUERY].len);
-    else
-        x->query = strdup("");
-    if (!x->path || !x->raw_path || !x->query) return conn__fail(c, CV_STATUS_INVALID_ARGUMENT, http__msg_bad);
-    return 0;
-}
-
-static int http__on_message_complete(http_parser *p)
-{
-    struct http__conn *c = p->data;
-    struct cv_http_exchange *x = calloc(1, sizeof *x);
-    if (!x) return -1;
-    if (exchange__set_url(c, x, &c->url, p->method == HTTP_CONNECT) ||
-        (!c->body.p && buf__reserve(&c->body, 0) && conn__fail(c, CV_STATUS_INTERNAL, "out of memory"))) {
-        exchange__free(x);
-        return -1;
-    }
-    x->body = c->body.p; /* the body buffer moves to the exchange, NUL-terminated by buf__append */
-    x->req.body_len = c->body.len;
-    x->body[x->req.body_len] = '\0';
-    c->body = (struct http__buf){0};
-    memcpy(x->hdr, c->hdr, sizeof x->hdr);
-    memset(c->hdr, 0, sizeof c->hdr);
-    x->req.method = http_method_str((enum http_method)p->method);
-    x->req.path = x->path;
-    x->req.raw_path = x->raw_path;
-    x->req.query = x->query;
-    x->req.body = x->body;
-#define HTTP__HDR(k) (x->hdr[k] ? x->hdr[k] : "")
-    x->req.content_type = HTTP__HDR(HTTP__CONTENT_TYPE);
-    x->req.origin = HTTP__HDR(HTTP__ORIGIN);
-    x->req.deadline_ms = HTTP__HDR(HTTP__DEADLINE);
-    x->req.call_id = HTTP__HDR(HTTP__CALL_ID);
-    x->req.authorization = HTTP__HDR(HTTP__AUTH);
-    x->req.last_event_id = HTTP__HDR(HTTP__LAST_ID);
-    x->req.if_none_match = HTTP__HDR(HTTP__IF_NONE_MATCH);
-    x->req.client_id = HTTP__HDR(HTTP__CLIENT_ID);
-#undef HTTP__HDR
-    x->keep_alive = http_should_keep_alive(p) && !p->upgrade; /* no protocol switching here */
-    x->http10 = p->http_major == 1 && p->http_minor == 0;
-    x->head = p->method == HTTP_HEAD;
-    x->options = p->method == HTTP_OPTIONS;
-    x->conn = c;
-    c->ready = x;
-    http_parser_pause(p, 1); /* one request at a time: the rest stays in the input buffer */
-    return 0;
-}
-
-static const http_parser_settings http__settings = {
-    .on_message_begin = http__on_message_begin,
-    .on_url = http__on_url,
-    .on_header_field = http__on_header_field,
-    .on_header_value = http__on_header_value,
-    .on_headers_complete = http__on_headers_complete,
-    .on_body = http__on_body,
-    .on_message_complete = http__on_message_complete,
-};
-
-/* ---------------------------------------------------------------------------------------------------
  * Connection lifecycle. */
 
-static void conn__alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+/* Room for HTTP__READ_CHUNK more bytes in the input buffer, moving the unparsed bytes to its start. */
+static int conn__in_room(struct http__conn *c)
 {
-    struct http__conn *c = h->data;
     if (c->in_off == c->in.len) c->in_off = c->in.len = 0;
     if (c->in_off > 0 && c->in.cap - c->in.len < HTTP__READ_CHUNK) {
         memmove(c->in.p, c->in.p + c->in_off, c->in.len - c->in_off);
         c->in.len -= c->in_off;
         c->in_off = 0;
     }
-    if (buf__reserve(&c->in, HTTP__READ_CHUNK)) {
+    return buf__reserve(&c->in, HTTP__READ_CHUNK);
+}
+
+/* Plain: reads land in the input buffer. TLS: in the ciphertext buffer (conn__tls_in decrypts). */
+static void conn__alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+    struct http__conn *c = h->data;
+    struct http__buf *b = c->tls ? &c->raw : &c->in;
+    size_t chunk = c->tls ? HTTP__TLS_CHUNK : HTTP__READ_CHUNK;
+    if (c->tls) c->raw.len = 0;
+    if (c->tls ? buf__reserve(b, chunk) : conn__in_room(c)) {
         *buf = uv_buf_init(NULL, 0); /* libuv reports UV_ENOBUFS to the read callback */
         return;
     }
-    *buf = uv_buf_init(c->in.p + c->in.len, HTTP__READ_CHUNK);
+    *buf = uv_buf_init(b->p + b->len, (unsigned)chunk);
+}
+
+/* TLS: feeds n bytes just read to the session, appends the plaintext to the input buffer and sends what
+ * the session answers. 0, or -1 when the connection is closing (a failed handshake or record). */
+static int conn__tls_in(struct http__conn *c, size_t n)
+{
+    int rv = cv_tls_feed(c->tls, c->raw.p, n);
+    while (rv == 0) {
+        if (!c->tls_done && cv_tls_ready(c->tls)) c->tls_done = 1, c->req_start = 0; /* handshake over */
+        if (conn__in_room(c)) {
+            rv = CV_ENOMEM;
+            break;
+        }
+        ssize_t got = cv_tls_read(c->tls, c->in.p + c->in.len, c->in.cap - c->in.len - 1);
+        if (got <= 0) {
+            if (got == CV_ECLOSED) c->peer_eof = 1; /* the peer's close_notify: answer, then close */
+            rv = got == CV_ECLOSED ? 0 : (int)got;
+            break;
+        }
+        c->in.len += (size_t)got;
+        c->in.p[c->in.len] = '\0';
+    }
+    conn__tls_flush(c);
+    if (rv == 0) return 0;
+    if (!c->closing) {
+        c->srv->stats.tls_failures++;
+        CV_DEBUG("http: TLS with %s failed: %s", c->peer, cv_tls_error(c->tls));
+    }
+    conn__close(c);
+    return -1;
 }
 
 static void conn__read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
@@ -503,7 +336,8 @@ static void conn__read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
         if (c->drained > HTTP__LINGER_MAX) conn__close(c);
         return;
     }
-    c->in.len += (size_t)nread;
+    if (!c->tls) c->in.len += (size_t)nread;
+    else if (conn__tls_in(c, (size_t)nread)) return;
     c->last_activity = uv_now(c->srv->loop);
     conn__process(c);
 }
@@ -543,17 +377,25 @@ static void conn__check_done(struct http__conn *c)
     if (!c->close_after_write) return;
     c->lingering = 1;
     c->last_activity = uv_now(c->srv->loop);
+    if (c->tls) { /* our close_notify goes before the FIN (uv_shutdown waits for the writes) */
+        cv_tls_close_notify(c->tls);
+        conn__tls_flush(c);
+        if (c->closing) return;
+    }
     c->sreq.data = c;
     if (uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, conn__shutdown_cb)) conn__close(c);
 }
 
-static void conn__refuse_parse_error(struct http__conn *c)
+/* The rate limit: 0 when the request's client has a token, else the seconds to wait (Retry-After). */
+static uint64_t server__rate_wait(struct cv_http_server *srv, const struct cv_http_request *req)
 {
-    enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
-    if (!c->err_msg && e == HPE_HEADER_OVERFLOW) conn__fail(c, CV_STATUS_HEADER_TOO_LARGE, http__msg_header);
-    else if (!c->err_msg) conn__fail(c, CV_STATUS_INVALID_ARGUMENT, http__msg_bad);
-    if (c->err == CV_STATUS_INVALID_ARGUMENT) CV_DEBUG("http: bad request: %s", http_errno_description(e));
-    conn__refuse(c, c->err, c->err_msg);
+    char key[HTTP__RATE_KEY_MAX];
+    if (!srv->rate) return 0;
+    snprintf(key, sizeof key, "%s", req->peer);
+    if (srv->opts.rate_key) srv->opts.rate_key(srv->data, req, key, sizeof key);
+    key[sizeof key - 1] = '\0';
+    uint64_t ms = cv_ratelimit_take(srv->rate, key, uv_now(srv->loop));
+    return ms ? (ms + 999) / 1000 : 0;
 }
 
 static void conn__dispatch(struct http__conn *c)
@@ -564,6 +406,15 @@ static void conn__dispatch(struct http__conn *c)
     c->pending = x;
     if (x->options && srv->opts.cors_origin) {
         cv_http_respond(x, 204, NULL, NULL, 0, NULL); /* CORS preflight */
+        return;
+    }
+    uint64_t wait_s = server__rate_wait(srv, &x->req);
+    if (wait_s) {
+        char hdr[64];
+        srv->stats.rate_limited++;
+        snprintf(hdr, sizeof hdr, "Retry-After: %llu\r\n", (unsigned long long)wait_s);
+        /* CV_EBUSY's status from the error table, with our Retry-After instead of the default 1 s */
+        cv_http_respond_error(x, cv_err_code(CV_EBUSY), "rate limit exceeded: retry later", hdr);
         return;
     }
     srv->handler(srv->data, x, &x->req);
@@ -618,6 +469,9 @@ static void conn__closed(uv_handle_t *h)
         free(st);
     }
     if (c->ready) exchange__free(c->ready);
+    cv_tls_free(c->tls);
+    buf__free(&c->raw);
+    srv->stats.connections--;
     buf__free(&c->in);
     buf__free(&c->url);
     buf__free(&c->field);
@@ -628,7 +482,7 @@ static void conn__closed(uv_handle_t *h)
     server__maybe_finish(srv);
 }
 
-static void conn__close(struct http__conn *c)
+void conn__close(struct http__conn *c)
 {
     if (c->closing) return;
     c->closing = 1;
@@ -642,6 +496,7 @@ static void server__maybe_finish(struct cv_http_server *srv)
 {
     if (!srv->closing || srv->handles || srv->conns) return;
     if (srv->close_cb) srv->close_cb(srv->data);
+    cv_ratelimit_free(srv->rate);
     free((char *)srv->opts.cors_origin);
     free(srv);
 }
@@ -653,16 +508,65 @@ static void server__handle_closed(uv_handle_t *h)
     server__maybe_finish(srv);
 }
 
-/* Closes keep-alive connections idle for too long and lingering ones drained for long enough. */
+/* Cuts requests (and TLS handshakes) not whole in time, closes keep-alive connections idle for too long
+ * and lingering ones drained for long enough; drops the rate buckets that refilled. */
 static void server__sweep_cb(uv_timer_t *t)
 {
     struct cv_http_server *srv = t->data;
     uint64_t now = uv_now(srv->loop);
     for (struct http__conn *c = srv->conns; c; c = c->next) {
-        if (c->closing || c->pending || c->writes || c->stream) continue;
-        uint64_t limit = c->lingering ? HTTP__LINGER_MS : HTTP__IDLE_MS;
-        if (now - c->last_activity >= limit) conn__close(c);
+        if (c->closing || c->pending || c->ready || c->stream) continue;
+        if (c->req_start && !c->lingering && now - c->req_start >= srv->opts.request_timeout_ms) {
+            srv->stats.request_timeouts++;
+            CV_DEBUG("http: %s did not send its request within %u ms: cut", c->peer, srv->opts.request_timeout_ms);
+            conn__close(c);
+            continue;
+        }
+        if (c->writes) continue;
+        uint64_t limit = c->lingering ? HTTP__LINGER_MS : srv->opts.idle_timeout_ms;
+        if (now - c->last_activity < limit) continue;
+        if (!c->lingering) srv->stats.idle_closed++;
+        conn__close(c);
     }
+    if (srv->rate) cv_ratelimit_sweep(srv->rate, now);
+}
+
+/* The sweep's period: a quarter of the shortest timeout, at most HTTP__SWEEP_MS, at least 5 ms. */
+static uint64_t server__sweep_ms(const struct cv_http_server *srv)
+{
+    uint64_t ms = HTTP__SWEEP_MS;
+    if (srv->opts.request_timeout_ms / 4 < ms) ms = srv->opts.request_timeout_ms / 4;
+    if (srv->opts.idle_timeout_ms / 4 < ms) ms = srv->opts.idle_timeout_ms / 4;
+    return ms < 5 ? 5 : ms;
+}
+
+static void conn__set_peer(struct http__conn *c)
+{
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len)) return;
+    if (ss.ss_family == AF_INET) uv_ip4_name((struct sockaddr_in *)&ss, c->peer, sizeof c->peer);
+    else if (ss.ss_family == AF_INET6) uv_ip6_name((struct sockaddr_in6 *)&ss, c->peer, sizeof c->peer);
+}
+
+/* An accepted connection: closed at once over max_connections (accepted only so that the backlog drains),
+ * else given its peer's address and, with TLS, its session. 0, or -1 when it is closing. */
+static int conn__admit(struct http__conn *c)
+{
+    struct cv_http_server *srv = c->srv;
+    if (srv->stats.connections > srv->opts.max_connections) {
+        srv->stats.refused++;
+        CV_DEBUG("http: %u connections open: refusing another", srv->opts.max_connections);
+        conn__close(c);
+        return -1;
+    }
+    conn__set_peer(c);
+    if (srv->opts.tls && cv_tls_new(srv->opts.tls, NULL, &c->tls)) {
+        conn__close(c);
+        return -1;
+    }
+    if (c->tls) c->req_start = c->last_activity; /* the handshake must end within the request timeout */
+    return 0;
 }
 
 static void server__on_connection(uv_stream_t *l, int status)
@@ -686,10 +590,13 @@ static void server__on_connection(uv_stream_t *l, int status)
     c->next = srv->conns;
     if (srv->conns) srv->conns->prev = c;
     srv->conns = c;
+    srv->stats.connections++;
+    srv->stats.accepted++;
     if (uv_accept(l, (uv_stream_t *)&c->tcp)) {
         conn__close(c);
         return;
     }
+    if (conn__admit(c)) return;
     uv_tcp_nodelay(&c->tcp, 1);
     conn__update_reading(c);
 }
@@ -703,15 +610,17 @@ int cv_http_server_init(uv_loop_t *loop, const struct cv_http_opts *opts, cv_htt
     if (opts) srv->opts = *opts;
     if (!srv->opts.max_body) srv->opts.max_body = HTTP__DEFAULT_MAX_BODY;
     if (!srv->opts.max_header) srv->opts.max_header = HTTP__DEFAULT_MAX_HEADER;
-    if (srv->opts.cors_origin && !(srv->opts.cors_origin = strdup(srv->opts.cors_origin))) {
+    if (!srv->opts.request_timeout_ms) srv->opts.request_timeout_ms = HTTP__DEFAULT_REQUEST_MS;
+    if (!srv->opts.idle_timeout_ms) srv->opts.idle_timeout_ms = HTTP__DEFAULT_IDLE_MS;
+    if (!srv->opts.max_connections) srv->opts.max_connections = HTTP__DEFAULT_MAX_CONNS;
+    if (srv->opts.rate.per_sec && cv_ratelimit_new(&srv->opts.rate, 0, &srv->rate)) {
         free(srv);
         return CV_ENOMEM;
     }
-    if (uv_tcp_init(loop, &srv->listener)) {
-        free((char *)srv->opts.cors_origin);
-        free(srv);
-        return CV_EIO;
-    }
+    int rv = CV_ENOMEM;
+    if (srv->opts.cors_origin && !(srv->opts.cors_origin = strdup(srv->opts.cors_origin))) goto err_after_rate;
+    rv = CV_EIO;
+    if (uv_tcp_init(loop, &srv->listener)) goto err_after_cors;
     uv_timer_init(loop, &srv->sweep);
     srv->listener.data = srv->sweep.data = srv;
     srv->handles = 2;
@@ -720,6 +629,12 @@ int cv_http_server_init(uv_loop_t *loop, const struct cv_http_opts *opts, cv_htt
     srv->data = data;
     *out = srv;
     return 0;
+err_after_cors:
+    free((char *)srv->opts.cors_origin);
+err_after_rate:
+    cv_ratelimit_free(srv->rate);
+    free(srv);
+    return rv;
 }
 
 
@@ -741,8 +656,14 @@ int cv_http_server_listen(struct cv_http_server *srv, const char *addr)
     if (uv_tcp_getsockname(&srv->listener, (struct sockaddr *)&ss, &len)) return CV_EIO;
     srv->port = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
                                          : ntohs(((struct sockaddr_in *)&ss)->sin_port);
-    uv_timer_start(&srv->sweep, server__sweep_cb, HTTP__SWEEP_MS, HTTP__SWEEP_MS);
+    uint64_t sweep = server__sweep_ms(srv);
+    uv_timer_start(&srv->sweep, server__sweep_cb, sweep, sweep);
     return 0;
+}
+
+void cv_http_server_stats(const struct cv_http_server *srv, struct cv_http_server_stats *out)
+{
+    *out = srv->stats;
 }
 
 int cv_http_server_port(const struct cv_http_server *srv)
@@ -793,7 +714,8 @@ void cv_http_respond_error(struct cv_http_exchange *x, enum cv_status st, const 
     struct http__buf hdrs = {0};
     json_t *o = json_pack("{s:s, s:s}", "error", msg ? msg : "", "code", cv_status_name(st));
     char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
-    int rv = buf__appendf(&hdrs, "%s%s", cv_status_retry_after(st) ? "Retry-After: 1\r\n" : "",
+    int own = extra_headers && strcasestr(extra_headers, "Retry-After:"); /* the caller's wins */
+    int rv = buf__appendf(&hdrs, "%s%s", cv_status_retry_after(st) && !own ? "Retry-After: 1\r\n" : "",
                           extra_headers ? extra_headers : "");
     if (s && !rv) cv_http_respond(x, cv_status_http(st), "application/json", s, strlen(s), hdrs.p);
     else cv_http_respond_json(x, 500, "{\"error\":\"out of memory\",\"code\":\"INTERNAL\"}");

@@ -5,9 +5,11 @@
 #include <stddef.h>
 #include <uv.h>
 
+#include "core/ratelimit.h"
 #include "cverse/error.h"
 
 struct cv_http_server;
+struct cv_tls_ctx;
 struct cv_http_exchange; /* one request awaiting its response */
 
 struct cv_http_request {
@@ -25,6 +27,7 @@ struct cv_http_request {
     const char *last_event_id; /* Last-Event-ID header (an event stream's resume point), "" if absent */
     const char *if_none_match; /* If-None-Match header (a conditional GET's entity tag), "" if absent */
     const char *client_id;    /* X-Client-ID header (the caller's push client id, docs/push.md), "" if absent */
+    const char *peer;         /* the peer's IP address ("127.0.0.1", "::1"), "" if unknown */
 };
 
 /* Called once per request. The request (and its strings) stays valid until cv_http_respond is called
@@ -38,7 +41,32 @@ struct cv_http_opts {
     size_t max_header;   /* larger header sections get 431; default 16 KiB */
     const char *cors_origin; /* if set (copied), Access-Control-Allow-* headers are sent on every
                               * response and OPTIONS is answered 204 without calling the handler */
+    /* Limits that protect the server (docs/security.md "TLS and limits"); 0 = the default. */
+    unsigned request_timeout_ms; /* a request must arrive whole this long after its first byte (with TLS the
+                                  * handshake too, from the accept), else the connection is cut; 10000 */
+    unsigned idle_timeout_ms;    /* a keep-alive connection idle that long is closed; 60000 */
+    unsigned max_connections;    /* connections beyond it are closed at once when accepted; 10000 */
+    struct cv_rate rate;         /* requests per client (token bucket); per_sec 0: no limit (the default).
+                                  * Over it: 429 RESOURCE_EXHAUSTED with Retry-After, the handler not called */
+    /* The client a request is charged to: writes a NUL-terminated key of at most cap bytes. NULL: the
+     * peer's IP address (req->peer). The hook for an authenticated user (e.g. "user:ID"); data is the
+     * server's. Runs before the handler, only when rate is set. */
+    void (*rate_key)(void *data, const struct cv_http_request *req, char *key, size_t cap);
+    struct cv_tls_ctx *tls;      /* borrowed, outlives the server: every connection speaks TLS (net/tls.h);
+                                  * NULL: plain HTTP */
 };
+
+/* Counters of the limits (monotonic) and the connections open now. */
+struct cv_http_server_stats {
+    uint64_t accepted;          /* connections accepted (refused ones included) */
+    uint64_t refused;           /* closed at accept: max_connections reached */
+    uint64_t request_timeouts;  /* cut: a request (or TLS handshake) not whole within request_timeout_ms */
+    uint64_t idle_closed;       /* closed: idle keep-alive for idle_timeout_ms */
+    uint64_t rate_limited;      /* requests answered 429 by the rate limit */
+    uint64_t tls_failures;      /* connections closed by a failed TLS handshake or record */
+    uint64_t connections;       /* open now */
+};
+void cv_http_server_stats(const struct cv_http_server *srv, struct cv_http_server_stats *out);
 
 int cv_http_server_init(uv_loop_t *loop, const struct cv_http_opts *opts, cv_http_handler handler,
                         void *data, struct cv_http_server **out);
@@ -59,7 +87,7 @@ void cv_http_respond(struct cv_http_exchange *x, int status, const char *content
 /* Convenience: JSON body (Content-Type: application/json). */
 void cv_http_respond_json(struct cv_http_exchange *x, int status, const char *json);
 /* Convenience: {"error": msg, "code": cv_status_name(st)} with the status' HTTP status (and
- * "Retry-After: 1" where the error table says so). extra_headers: NULL or "Name: value\r\n..." lines
+ * "Retry-After: 1" where the error table says so, unless extra_headers has its own). extra_headers: NULL or "Name: value\r\n..." lines
  * sent as well (e.g. "Allow: GET\r\n" with a 405). Out of memory: a 500 {"error":"out of memory",...}. */
 void cv_http_respond_error(struct cv_http_exchange *x, enum cv_status st, const char *msg,
                            const char *extra_headers);

@@ -72,6 +72,22 @@ Test(opts, every_flag_both_spellings)
     cr_assert_eq(o.progress, 0);
 }
 
+Test(opts, https_and_tls_flags)
+{
+    struct cv_bench_opts o;
+    char err[256] = "";
+    cr_assert_eq(PARSE(&o, err, "--http", "https://localhost:8443/", "--ca", "/tmp/ca.pem"), 0, "%s", err);
+    cr_assert(o.tls);
+    cr_assert_str_eq(o.host, "localhost");
+    cr_assert_eq(o.port, 8443);
+    cr_assert_str_eq(o.ca, "/tmp/ca.pem");
+    cr_assert_eq(PARSE(&o, err, "--http", "http://127.0.0.1:8080", "--tls"), 0, "%s", err);
+    cr_assert(o.tls);
+    cr_assert_null(o.ca, "the system's store by default");
+    cr_assert_eq(PARSE(&o, err, "--http", "http://127.0.0.1:8080"), 0, "%s", err);
+    cr_assert(!o.tls);
+}
+
 Test(opts, etcd_defaults_to_put)
 {
     struct cv_bench_opts o;
@@ -111,7 +127,9 @@ Test(opts, bad_flags_name_the_problem)
     REFUSED("no target", "--concurrency", "4");
     REFUSED("give one target", "--gate", "127.0.0.1:1", "--http", "http://127.0.0.1:2");
     REFUSED("--gate 1.2.3", "--gate", "1.2.3");
-    REFUSED("https is not supported", "--http", "https://127.0.0.1:443");
+    REFUSED("no http:// scheme", "--http", "ftp://127.0.0.1:443");
+    REFUSED("native port has no TLS yet", "--gate", "127.0.0.1:1", "--tls");
+    REFUSED("--ca ca.pem: needs TLS", "--http", "http://127.0.0.1:80", "--ca", "ca.pem");
     REFUSED("no http:// scheme", "--etcd", "127.0.0.1:2379");
     REFUSED("without a path", "--http", "http://127.0.0.1:80/api");
     REFUSED("unknown flag --conncurrency", "--gate", "h:1", "--conncurrency", "4");

@@ -880,3 +880,73 @@ Test(config, gate_push_settings)
                       "  - {id: g1, grpc_addr: \"127.0.0.1:7101\", http_addr: \"127.0.0.1:8101\", push_heartbeat_ms: 5}\n",
                       "t.yml:");
 }
+
+#define GATE1 "gates:\n  - {id: g1, grpc_addr: \"127.0.0.1:7101\", http_addr: \"127.0.0.1:8101\""
+
+Test(config, gate_limits)
+{
+    struct cv_config *cfg = parse_ok("version: 1\n" NODES GATE1 "}\n"
+                                     "  - {id: g2, grpc_addr: \"127.0.0.1:7102\", http_addr: \"127.0.0.1:8102\",\n"
+                                     "     request_timeout_ms: 300, idle_timeout_ms: 900, max_connections: 4,\n"
+                                     "     rate_limit_per_sec: 5}\n"
+                                     "  - {id: g3, grpc_addr: \"127.0.0.1:7103\", http_addr: \"127.0.0.1:8103\",\n"
+                                     "     rate_limit_per_sec: 5, rate_limit_burst: 20}\n");
+    cr_assert_eq(cfg->gates[0].request_timeout_ms, 10000);
+    cr_assert_eq(cfg->gates[0].idle_timeout_ms, 60000);
+    cr_assert_eq(cfg->gates[0].max_connections, 10000);
+    cr_assert_eq(cfg->gates[0].rate_limit_per_sec, 0, "no rate limit by default");
+    cr_assert_null(cfg->gates[0].tls_cert_file);
+    cr_assert_eq(cfg->gates[1].request_timeout_ms, 300);
+    cr_assert_eq(cfg->gates[1].idle_timeout_ms, 900);
+    cr_assert_eq(cfg->gates[1].max_connections, 4);
+    cr_assert_eq(cfg->gates[1].rate_limit_per_sec, 5);
+    cr_assert_eq(cfg->gates[1].rate_limit_burst, 5, "the burst defaults to the rate");
+    cr_assert_eq(cfg->gates[2].rate_limit_burst, 20);
+    cv_config_free(cfg);
+    expect_err("version: 1\n" NODES GATE1 ", max_connections: 0}\n",
+               "t.yml:7: gates[0].max_connections: must be an integer 1..1000000, got \"0\"");
+    expect_err("version: 1\n" NODES GATE1 ", rate_limit_burst: 3}\n",
+               "t.yml:7: gates[0].rate_limit_burst: needs rate_limit_per_sec");
+    expect_err("version: 1\n" NODES GATE1 ", tls_cert_file: c.pem}\n",
+               "t.yml:7: gates[0].tls_key_file: missing (tls_cert_file and tls_key_file go together)");
+}
+
+Test(config, gate_tls_files_relative_to_the_config)
+{
+    char dir[] = "/tmp/cverse-test-cfgtls-XXXXXX", path[256], want[1024], err[512];
+    cr_assert_not_null(mkdtemp(dir));
+    const char *names[] = {"cert.pem", "key.pem"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        FILE *f = fopen(path, "w");
+        cr_assert_not_null(f);
+        fclose(f);
+    }
+    snprintf(path, sizeof path, "%s/cverse.yml", dir);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fprintf(f, "version: 1\n" NODES GATE1 ",\n     tls_cert_file: cert.pem, tls_key_file: %s/key.pem}\n", dir);
+    fclose(f);
+    struct cv_config *cfg = NULL;
+    cr_assert_eq(cv_config_load(path, &cfg, err, sizeof err), 0, "%s", err);
+    snprintf(want, sizeof want, "%s/cert.pem", dir);
+    cr_assert_str_eq(cfg->gates[0].tls_cert_file, want);
+    snprintf(want, sizeof want, "%s/key.pem", dir);
+    cr_assert_str_eq(cfg->gates[0].tls_key_file, want, "absolute paths stay");
+    cr_assert_eq(cfg->gates[0].tls_line, 8);
+    cv_config_free(cfg);
+    cfg = NULL;
+    f = fopen(path, "w");
+    fprintf(f, "version: 1\n" NODES GATE1 ",\n     tls_cert_file: missing.pem, tls_key_file: key.pem}\n");
+    fclose(f);
+    cr_assert_eq(cv_config_load(path, &cfg, err, sizeof err), CV_ECONFIG);
+    snprintf(want, sizeof want, "%s:8: gates[0].tls_cert_file: cannot read %s/missing.pem: No such file or directory",
+             path, dir);
+    cr_assert_str_eq(err, want);
+    for (int i = 0; i < 2; i++) {
+        snprintf(want, sizeof want, "%s/%s", dir, names[i]);
+        unlink(want);
+    }
+    unlink(path);
+    rmdir(dir);
+}

@@ -1696,3 +1696,28 @@ Test(gate, metrics_push_families)
     cr_assert_null(strstr(p, "cverse_gate_clients"), "without a registry: no push families");
     free(p);
 }
+
+/* The client ports' limits: connections open, cuts by reason (every reason listed), 429s. */
+Test(gate, metrics_limit_families)
+{
+    struct cv_gate_stats st = {0};
+    st.client_conns = 5;
+    st.cut[CV_GATE_CUT_REQUEST_TIMEOUT] = 2;
+    st.cut[CV_GATE_CUT_TLS] = 1;
+    st.rate_limited = 9;
+    size_t len;
+    char *p = cv_gate_metrics_text(&st, NULL, &len);
+    cr_assert_not_null(p);
+    const char *want[] = {
+        "# TYPE cverse_gate_client_connections gauge\ncverse_gate_client_connections 5\n",
+        "# TYPE cverse_gate_connections_cut_total counter\n",
+        "cverse_gate_connections_cut_total{reason=\"request_timeout\"} 2\n",
+        "cverse_gate_connections_cut_total{reason=\"idle_timeout\"} 0\n",
+        "cverse_gate_connections_cut_total{reason=\"max_connections\"} 0\n",
+        "cverse_gate_connections_cut_total{reason=\"tls_failed\"} 1\n",
+        "\ncverse_gate_rate_limited_total 9\n",
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        cr_assert(strstr(p, want[i]) != NULL, "missing %s in:\n%s", want[i], p);
+    free(p);
+}

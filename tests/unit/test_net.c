@@ -1395,6 +1395,74 @@ Test(http, error_with_extra_headers)
     loop_teardown();
 }
 
+/* Limits: the rate is charged to the key rate_key writes (here the Authorization header, as a gate with
+ * users would), the request carries the peer's address, and 429 comes with one exact Retry-After. */
+static void hsrv_rate_key(void *data, const struct cv_http_request *req, char *key, size_t cap)
+{
+    cr_assert_str_eq(req->peer, "127.0.0.1");
+    snprintf(key, cap, "user:%s", req->authorization);
+}
+
+Test(http, rate_limit_by_hook_key_answers_429)
+{
+    loop_setup();
+    struct hsrv h;
+    struct raw c;
+    struct resp rs[4];
+    struct cv_http_opts o = {.rate = {.per_sec = 1, .burst = 1}, .rate_key = hsrv_rate_key};
+    hsrv_start(&h, &o);
+    raw_connect(&c, h.port);
+    raw_sends(&c, "GET /echo HTTP/1.1\r\nHost: t\r\nAuthorization: a\r\n\r\n"
+                  "GET /echo HTTP/1.1\r\nHost: t\r\nAuthorization: b\r\n\r\n"
+                  "GET /echo HTTP/1.1\r\nHost: t\r\nAuthorization: a\r\n\r\n");
+    RUN_UNTIL(parse_resps(&c, rs, 4, 0) == 3);
+    cr_assert_eq(rs[0].status, 200);
+    cr_assert_eq(rs[1].status, 200, "another key has its own bucket");
+    cr_assert_eq(rs[2].status, 429);
+    cr_assert_str_eq(rs[2].body, "{\"error\":\"rate limit exceeded: retry later\",\"code\":\"RESOURCE_EXHAUSTED\"}");
+    cr_assert_not_null(strstr(rs[2].head, "\r\nRetry-After: 1\r\n"), "%s", rs[2].head);
+    cr_assert_null(strstr(strstr(rs[2].head, "Retry-After") + 1, "Retry-After"), "one Retry-After: %s", rs[2].head);
+    cr_assert_eq(h.calls, 2, "the handler never saw the limited request");
+    struct cv_http_server_stats st;
+    cv_http_server_stats(h.srv, &st);
+    cr_assert_eq(st.rate_limited, 1);
+    cr_assert_eq(st.connections, 1);
+    raw_close(&c);
+    hsrv_stop(&h);
+    loop_teardown();
+}
+
+/* A half request is cut after request_timeout_ms; a second connection over max_connections is closed at
+ * once; both counted. */
+Test(http, request_timeout_and_max_connections)
+{
+    loop_setup();
+    struct hsrv h;
+    struct raw c, d;
+    struct cv_http_opts o = {.request_timeout_ms = 100, .max_connections = 1};
+    hsrv_start(&h, &o);
+    raw_connect(&c, h.port);
+    raw_sends(&c, "GET /echo HTTP/1.1\r\nHost: t\r\n");
+    raw_connect(&d, h.port);
+    RUN_UNTIL(d.eof);
+    cr_assert_eq(d.len, 0, "nothing said to a connection over the bound");
+    uint64_t t0 = uv_now(&loop);
+    RUN_UNTIL(c.eof);
+    cr_assert_geq(uv_now(&loop) - t0, 50, "cut too early");
+    cr_assert_eq(c.len, 0, "a cut request gets no answer");
+    cr_assert_eq(h.calls, 0);
+    struct cv_http_server_stats st;
+    cv_http_server_stats(h.srv, &st);
+    cr_assert_eq(st.accepted, 2);
+    cr_assert_eq(st.refused, 1);
+    cr_assert_eq(st.request_timeouts, 1);
+    cr_assert_eq(st.idle_closed, 0);
+    raw_close(&c);
+    raw_close(&d);
+    hsrv_stop(&h);
+    loop_teardown();
+}
+
 Test(http, head_has_no_body)
 {
     loop_setup();
