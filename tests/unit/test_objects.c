@@ -730,8 +730,9 @@ static void hook_answer_later(cv_runtime_call_cb ccb, cv_host_done_cb dcb, void 
 }
 
 static int hk_call(void *data, const char *type, const char *id, const char *method, const uint8_t *req,
-                   size_t len, const char *call_id, cv_runtime_call_cb cb, void *cb_data)
+                   size_t len, const struct cv_call_ctx *ctx, cv_runtime_call_cb cb, void *cb_data)
 {
+    const char *call_id = ctx ? ctx->call_id : NULL;
     hk.calls++;
     snprintf(hk.last_id, sizeof hk.last_id, "%s", id);
     if (strncmp(id, "remote", 6) == 0) {
