@@ -57,14 +57,29 @@ static void add_tokens(void)
     fclose(f);
 }
 
-static void start(void)
+/* hook: the gate also loads the gate module (its own command line: nodes get only the probe module). */
+static void start_with(bool hook)
 {
     struct h_opts o = {.gates = 1, .module = getenv("CVERSE_PROBE_MODULE"), .config_extra = rules};
     h_cluster_init_ex(&C, 1, 1, 1000, &o);
     add_tokens();
     h_node_start(&C, 0);
-    h_gate_start(&C, 0);
+    if (hook) {
+        char log[400], *mod = getenv("CVERSE_GATE_HOOK_MODULE");
+        cr_assert_not_null(mod, "CVERSE_GATE_HOOK_MODULE not set (run through meson test)");
+        snprintf(log, sizeof log, "%s/gate-1.log", C.dir);
+        char *argv[] = {getenv("CVERSE_GATE_BIN"), "--config", C.config, "--gate-id", "gate-1", "--module", mod,
+                        "--module", C.module, NULL};
+        C.gate_pid[0] = h_spawn(log, argv); /* stopped by h_cluster_destroy, by this PID */
+    } else {
+        h_gate_start(&C, 0);
+    }
     cr_assert(h_poll(60000, h_all_ready, &C), "node and gate did not become ready (/ready needs no token)");
+}
+
+static void start(void)
+{
+    start_with(false);
 }
 
 struct body {
@@ -211,4 +226,28 @@ Test(gateauth, cli_token_file)
     cr_assert_eq(code, 0, "%s", out);
     cr_assert(strstr(out, "user=alice"), "%s", out);
     free(out);
+}
+
+Test(gateauth, module_authorise_hook)
+{
+    start_with(true);
+    struct body b;
+    long st = post("/api/v1/objects/call/Probe/h1/Who", "hook-carol", NULL, &b);
+    cr_assert_eq(st, 200, "the hook's identity: %ld %s", st, b.buf);
+    cr_assert(strstr(b.buf, "user=carol roles=hooked internal=0"), "%s", b.buf);
+    st = post("/api/v1/objects/call/Probe/h1/Who", "tok-bob", NULL, &b);
+    cr_assert_eq(st, 200, "no opinion: the tokens file decides: %ld %s", st, b.buf);
+    cr_assert(strstr(b.buf, "user=bob"), "%s", b.buf);
+    cr_assert_eq(post("/api/v1/objects/call/Probe/h1/Who", "banned", NULL, &b), 401, "the hook refuses: %s", b.buf);
+    cr_assert_eq(post("/api/v1/objects/call/Probe/h1/Who", "nobody", NULL, &b), 401, "%s", b.buf);
+    char err[256] = "", gate[64], *json = NULL;
+    snprintf(gate, sizeof gate, "127.0.0.1:%d", h_gate_grpc_port(&C, 0));
+    cv_client *c;
+    cr_assert_eq(cv_client_connect(gate, 5000, &c), 0);
+    cr_assert_eq(cv_client_set_token(c, "hook-dave"), 0);
+    int rv = cv_client_call_json(c, "Probe", "h1", "Who", NULL, &json, 10000, err, sizeof err);
+    cr_assert_eq(rv, 0, "native through the hook: %s", err);
+    cr_assert(strstr(json, "user=dave roles=hooked"), "%s", json);
+    free(json);
+    cv_client_close(c);
 }
