@@ -1371,3 +1371,27 @@ Test(objects, caller_client_id_and_push_hook)
     teardown();
     cv_registry_free(reg);
 }
+
+/* The caller identity (issue 14): an owned copy in one block, roles looked up as whole words. */
+Test(objects, caller_dup_and_roles)
+{
+    struct cv_caller c = {.user_id = "alice", .roles = "admin,ops", .internal = true};
+    struct cv_caller *d = cv_caller_dup(&c);
+    cr_assert_not_null(d);
+    cr_assert_str_eq(d->user_id, "alice");
+    cr_assert_str_eq(d->roles, "admin,ops");
+    cr_assert(d->internal);
+    cr_assert(cv_caller_has_role(d, "admin"));
+    cr_assert(cv_caller_has_role(d, "ops"));
+    cr_assert_not(cv_caller_has_role(d, "adm"));
+    cr_assert_not(cv_caller_has_role(d, "admin,ops"));
+    cr_assert_not(cv_caller_has_role(d, ""));
+    cr_assert_not(cv_caller_has_role(NULL, "admin"));
+    free(d);
+    struct cv_caller *anon = cv_caller_dup(NULL);
+    cr_assert_not_null(anon);
+    cr_assert_str_eq(anon->user_id, "");
+    cr_assert_str_eq(anon->roles, "");
+    cr_assert_not(anon->internal);
+    free(anon);
+}
