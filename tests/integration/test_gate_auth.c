@@ -172,6 +172,7 @@ Test(gateauth, http_tokens_caller_and_rules)
     cr_assert_eq(hst, 200);
     free(h_get_port(h_gate_http_port(&C, 0), "/metrics", &hst));
     cr_assert_eq(hst, 200);
+    h_cluster_stop_all(&C); /* gate and node exit 0 (under ASan: without leaks) */
 }
 
 Test(gateauth, native_tokens_and_client_ids)
@@ -208,6 +209,7 @@ Test(gateauth, native_tokens_and_client_ids)
     cr_assert(strstr(b.buf, id), "the object sees bob's client id: %s", b.buf);
     cv_client_close(bob);
     cv_client_close(anon);
+    h_cluster_stop_all(&C);
 }
 
 Test(gateauth, cli_token_file)
@@ -226,6 +228,7 @@ Test(gateauth, cli_token_file)
     cr_assert_eq(code, 0, "%s", out);
     cr_assert(strstr(out, "user=alice"), "%s", out);
     free(out);
+    h_cluster_stop_all(&C);
 }
 
 Test(gateauth, module_authorise_hook)
@@ -250,4 +253,5 @@ Test(gateauth, module_authorise_hook)
     cr_assert(strstr(json, "user=dave roles=hooked"), "%s", json);
     free(json);
     cv_client_close(c);
+    h_cluster_stop_all(&C);
 }
