@@ -172,6 +172,10 @@ Test(gateauth, http_tokens_caller_and_rules)
     cr_assert_eq(hst, 200);
     free(h_get_port(h_gate_http_port(&C, 0), "/metrics", &hst));
     cr_assert_eq(hst, 200);
+    /* ... and the push stream does not */
+    char *ev = h_get_port(h_gate_http_port(&C, 0), "/api/v1/events/stream", &hst);
+    cr_assert_eq(hst, 401, "the event stream needs a token: %s", ev ? ev : "");
+    free(ev);
     h_cluster_stop_all(&C); /* gate and node exit 0 (under ASan: without leaks) */
 }
 
