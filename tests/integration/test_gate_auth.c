@@ -213,6 +213,37 @@ Test(gateauth, native_tokens_and_client_ids)
     cr_assert(strstr(b.buf, id), "the object sees bob's client id: %s", b.buf);
     cv_client_close(bob);
     cv_client_close(anon);
+
+    /* the owner node applies the rules itself (a request that did not come through this gate) */
+    char node[64];
+    snprintf(node, sizeof node, "127.0.0.1:%d", C.base);
+    cv_client *n;
+    cr_assert_eq(cv_client_connect(node, 5000, &n), 0);
+    Cverse__Rpc__CreateRequest cq = CVERSE__RPC__CREATE_REQUEST__INIT;
+    cq.type = "Probe";
+    cq.id = "forbidden-9";
+    uint8_t buf[128], *out = NULL;
+    size_t olen;
+    rv = cv_client_rpc(n, "objects.create", buf, cverse__rpc__create_request__pack(&cq, buf), &out, &olen, 10000, err,
+                       sizeof err);
+    free(out);
+    cr_assert_eq(rv, CV_EPERM, "a client's create at the node: %d %s", rv, err);
+    Cverse__Rpc__CallRequest q = CVERSE__RPC__CALL_REQUEST__INIT;
+    q.type = "Probe";
+    q.id = "n1";
+    q.method = "Overdraw";
+    out = NULL;
+    rv = cv_client_rpc(n, "objects.call", buf, cverse__rpc__call_request__pack(&q, buf), &out, &olen, 10000, err,
+                       sizeof err);
+    free(out);
+    cr_assert_eq(rv, CV_EPERM, "REJECT at the node: %d %s", rv, err);
+    q.internal = true; /* REJECT holds for object-to-object calls too */
+    out = NULL;
+    rv = cv_client_rpc(n, "objects.call", buf, cverse__rpc__call_request__pack(&q, buf), &out, &olen, 10000, err,
+                       sizeof err);
+    free(out);
+    cr_assert_eq(rv, CV_EPERM, "REJECT, internal: %d %s", rv, err);
+    cv_client_close(n);
     h_cluster_stop_all(&C);
 }
 
