@@ -36,7 +36,7 @@ struct cv_gate_hooks {
 
 /* Exported by a gate module (--module FILE.so): called once at gate start, before the gate listens;
  * fills hooks (all NULL on entry). 0, or a negative CV_E* code that stops the gate (exit 2). */
-int cv_gate_module_init(struct cv_gate_hooks *hooks);
+int cverse_gate_module_init(struct cv_gate_hooks *hooks);
 
 #ifdef __cplusplus
 }

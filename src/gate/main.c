@@ -1,7 +1,7 @@
 /* cverse-gate: command line, config, then the gate's event loop until SIGTERM/SIGINT. The gate has no
  * object types (the owner node maps JSON and Any with its own): --no-builtin-types / --no-demo-types are
  * accepted so that one command line serves nodes and gates, and ignored with a notice; so is a --module
- * of object types. A --module exporting cv_gate_module_init (cverse/gate.h) is a gate module: its hooks
+ * of object types. A --module exporting cverse_gate_module_init (cverse/gate.h) is a gate module: its hooks
  * (the authorise hook) are registered. The gate's tokens file (gates[].auth_tokens_file, relative to the
  * config file's directory) is read here. Exit codes: 0 stopped cleanly, 1 runtime failure (e.g. a port
  * in use), 2 bad arguments or config (a bad tokens file, a gate module that failed to initialise). */
@@ -41,7 +41,7 @@ static void usage(FILE *f)
             "  -c, --config FILE     cluster configuration (YAML, Goverse schema)\n"
             "  -g, --gate-id ID      which of the config's gates this process is (--node-id ID also works,\n"
             "                        as with Goverse's gate)\n"
-            "  -m, --module PATH.so  a gate module (it exports cv_gate_module_init: an authorise hook,\n"
+            "  -m, --module PATH.so  a gate module (it exports cverse_gate_module_init: an authorise hook,\n"
             "                        docs/security.md); a module of object types is accepted and ignored:\n"
             "                        the node that owns an object maps JSON and Any with its types\n"
             "      --no-demo-types   (or --no-builtin-types) accepted and ignored, as --module: give it to\n"
@@ -129,13 +129,13 @@ static void note_type_options(const struct args *a)
     if (a->no_builtin) CV_INFO("--no-demo-types: ignored, gates have no object types");
 }
 
-/* Each --module: a gate module (it exports cv_gate_module_init) fills *hooks (at most one may); any other
+/* Each --module: a gate module (it exports cverse_gate_module_init) fills *hooks (at most one may); any other
  * (object types, for nodes) is ignored with a notice, as before. 0, or an exit code (2). */
 static int load_modules(const struct args *a, struct cv_gate_hooks *hooks, bool *have)
 {
     for (int i = 0; i < a->n_modules; i++) {
         void *h = dlopen(a->modules[i], RTLD_LAZY | RTLD_LOCAL);
-        int (*init)(struct cv_gate_hooks *) = h ? (int (*)(struct cv_gate_hooks *))dlsym(h, "cv_gate_module_init") : NULL;
+        int (*init)(struct cv_gate_hooks *) = h ? (int (*)(struct cv_gate_hooks *))dlsym(h, "cverse_gate_module_init") : NULL;
         if (!init) {
             CV_INFO("--module %s: ignored, not a gate module (gates need no object types: the owner node maps "
                     "JSON and Any)", a->modules[i]);
@@ -148,7 +148,7 @@ static int load_modules(const struct args *a, struct cv_gate_hooks *hooks, bool 
         }
         int rv = init(hooks); /* the handle stays open: the hooks live in it */
         if (rv) {
-            fprintf(stderr, "cverse-gate: --module %s: cv_gate_module_init failed: %s\n", a->modules[i], cv_strerror(rv));
+            fprintf(stderr, "cverse-gate: --module %s: cverse_gate_module_init failed: %s\n", a->modules[i], cv_strerror(rv));
             return 2;
         }
         *have = true;

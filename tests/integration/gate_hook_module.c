@@ -16,7 +16,7 @@ static int authorise(void *data, const struct cv_gate_request *req, struct cv_ga
     return 0;
 }
 
-__attribute__((visibility("default"))) int cv_gate_module_init(struct cv_gate_hooks *hooks)
+__attribute__((visibility("default"))) int cverse_gate_module_init(struct cv_gate_hooks *hooks)
 {
     hooks->authorise = authorise;
     return 0;
