@@ -15,7 +15,11 @@
  * APPLICATION_ERROR) plus "app_code" and, when it has details, "details": {"@type": "type.googleapis.com/
  * <full name>", "value": "<base64 of the packed message>"} (docs/protocol.md). Oversized bodies get 413
  * from the HTTP server before this code
- * runs; OPTIONS preflights are answered there too (CORS). Unknown paths 404, wrong methods 405. */
+ * runs; OPTIONS preflights are answered there too (CORS). Unknown paths 404, wrong methods 405.
+ * Authentication (gate/auth.h, docs/security.md): with a tokens file or an auth hook, the object
+ * endpoints and the event stream need a valid Authorization: Bearer (else 401 UNAUTHENTICATED with
+ * WWW-Authenticate: Bearer); the caller's user goes with the call. The object access / lifecycle rules
+ * and an X-Client-ID of another user's push client answer 403 PERMISSION_DENIED. */
 #include "gate/httpapi.h"
 
 #include <ctype.h>
@@ -26,9 +30,9 @@
 
 #include "cverse/object.h"
 #include "gate/chatpage.h"
+#include "core/access.h"
 #include "core/apperr.h"
 #include "cverse/error.h"
-#include "core/access.h"
 #include "discovery/disc.h"
 #include "gate/auth.h"
 #include "gate/metrics.h"

@@ -7,18 +7,22 @@
  * response_json), one with request bytes in form BYTES (or the form the client set). The gate knows no
  * types: unknown types and methods are the node's CV_ENOTFOUND. gate.status answers the gate's map and
  * the configured gates. gate.register makes the connection a push client (gate/push.h; nodes' pushes
- * arrive as gate.push events on the forwarder's node connections).
+ * arrive as gate.push events on the forwarder's node connections). With authentication on (gate/auth.h)
+ * a connection's first request is gate.auth; its user goes with every call it makes.
  *
  * Failure modes: malformed frames CV_EPROTO, empty fields CV_EINVAL, a stopping gate CV_EUNAVAIL, an
- * answer too large for a frame CV_ETOOBIG; errors from the forward are passed through with their text. */
+ * answer too large for a frame CV_ETOOBIG; errors from the forward are passed through with their text.
+ * Authentication on and no (or a failed) gate.auth yet: CV_EAUTH for every method but gate.auth; a call,
+ * create or delete the object access / lifecycle rules refuse, or a client_id another user registered:
+ * CV_EPERM. */
 #include "gate/native.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "cverse/error.h"
 #include "core/access.h"
+#include "cverse/error.h"
 #include "cverse/object.h"
 #include "gate/auth.h"
 #include "net/frame.h"
@@ -116,12 +120,11 @@ static int native__start(const struct cv_gate_fronts *f, struct nreq *r, const s
     if (!c->type[0] || !c->id[0]) {
         snprintf(err, errlen, "type and id must not be empty");
         rv = CV_EINVAL;
-    } else if ((rv = cv_gate_auth_permit(f->rules, r->op == CV_GATE_CREATE ? CV_LIFE_CREATE : CV_LIFE_DELETE,
-                                         c->type, c->id, NULL, err, errlen))) {
-        /* 403: err says which rule family */
     } else {
-        rv = cv_forwarder_forward(fw, r->op, c->type, c->id, NULL, NULL, 0, deadline_ms, native__done, r);
-        if (rv) snprintf(err, errlen, "%s", cv_strerror(rv));
+        int life = r->op == CV_GATE_CREATE ? CV_LIFE_CREATE : CV_LIFE_DELETE;
+        rv = cv_gate_auth_permit(f->rules, life, c->type, c->id, NULL, err, errlen); /* 403 with its message */
+        if (!rv) rv = cv_forwarder_forward(fw, r->op, c->type, c->id, NULL, NULL, 0, deadline_ms, native__done, r);
+        if (rv && rv != CV_EPERM) snprintf(err, errlen, "%s", cv_strerror(rv));
     }
     cverse__rpc__create_request__free_unpacked(c, NULL);
     return rv;

@@ -16,7 +16,9 @@
  * the client by a `dropped {"count":N}` event written before its next message; a push for an unknown
  * client (gone, or never here) is dropped and counted; a client whose stream ends (peer gone, server
  * closing, write failure) leaves the registry and its queue is freed at once; out of memory while
- * rendering drops that message (counted). Best effort throughout: nothing blocks a node. */
+ * rendering drops that message (counted). Best effort throughout: nothing blocks a node.
+ * Each client remembers the user that registered it (gate/auth.h): with authentication on, the front
+ * ends honour a call's client id only for that user (cv_gate_push_owned). */
 #include "gate/push.h"
 
 #include <inttypes.h>
