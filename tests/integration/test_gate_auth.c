@@ -257,11 +257,24 @@ Test(gateauth, cli_token_file)
     cr_assert_eq(code, 1, "no token: %s", out);
     cr_assert(strstr(out, "UNAUTHENTICATED") || strstr(out, "credentials") || strstr(out, "gate.auth"), "%s", out);
     free(out);
-    snprintf(args, sizeof args, "call --token-file %s/alice.token --gate 127.0.0.1:%d Probe c1 Who", C.dir,
-             h_gate_grpc_port(&C, 0));
+    snprintf(args, sizeof args, "--token-file %s/alice.token call --gate 127.0.0.1:%d Probe c1 Who", C.dir,
+             h_gate_grpc_port(&C, 0)); /* cverse --token-file FILE <command> */
     out = h_cli(args, &code);
     cr_assert_eq(code, 0, "%s", out);
     cr_assert(strstr(out, "user=alice"), "%s", out);
+    free(out);
+    char env[400];
+    snprintf(env, sizeof env, "%s/alice.token", C.dir);
+    setenv("CVERSE_TOKEN_FILE", env, 1); /* inherited by the CLI */
+    snprintf(args, sizeof args, "status --gate 127.0.0.1:%d", h_gate_grpc_port(&C, 0));
+    out = h_cli(args, &code);
+    unsetenv("CVERSE_TOKEN_FILE");
+    cr_assert_eq(code, 0, "$CVERSE_TOKEN_FILE: %s", out);
+    free(out);
+    snprintf(args, sizeof args, "--token-file %s/missing.token status --gate 127.0.0.1:%d", C.dir,
+             h_gate_grpc_port(&C, 0));
+    out = h_cli(args, &code);
+    cr_assert_eq(code, 2, "an unreadable token file is a usage error: %s", out);
     free(out);
     h_cluster_stop_all(&C);
 }
