@@ -54,6 +54,10 @@ typedef struct cv_client cv_client;
  * unreachable), CV_ETIMEDOUT, CV_ENOMEM. On CV_EUNAVAIL and CV_ETIMEDOUT, errno holds the socket error
  * (ECONNREFUSED, ETIMEDOUT, ...) so a caller can say what happened. *out is NULL on failure. */
 int cv_client_connect(const char *hostport, unsigned timeout_ms, cv_client **out);
+/* The gate's client token (docs/security.md; NULL or "" = none, copied): before the first call on each
+ * connection the client sends gate.auth with it, and a wrong token fails that call with CV_EAUTH
+ * (UNAUTHENTICATED). A gate without authentication accepts any token. 0, CV_EINVAL, CV_ENOMEM. */
+int cv_client_set_token(cv_client *c, const char *token);
 /* Closes the connection and frees c. NULL is allowed. */
 void cv_client_close(cv_client *c);
 /* After a call that failed with CV_EAPP: the application error (code, message, details_type and the packed

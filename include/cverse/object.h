@@ -186,6 +186,18 @@ const char *cv_object_node_id(const cv_object *o); /* the node hosting this acti
  * header, or a native client's registered id. "" when the call has none, NULL outside a method (valid
  * while the method's handler runs: copy it to keep it, e.g. a room's member list). */
 const char *cv_object_caller_client(const cv_object *o);
+/* Who called the running method (docs/security.md): the user its gate authenticated (token file or the
+ * gate's auth hook) and their roles, carried unchanged across object-to-object calls, which set internal. */
+struct cv_caller {
+    const char *user_id; /* "" = no authenticated user (a gate without authentication, or an object's own) */
+    const char *roles;   /* comma-separated, "" = none */
+    bool internal;       /* true: another object made this call (object-to-object) */
+};
+/* The current call's caller, borrowed: valid until the method's handler returns (copy what you keep);
+ * NULL outside a method. */
+const struct cv_caller *cv_object_caller(const cv_object *o);
+/* true if caller (may be NULL) has role among its roles. */
+bool cv_caller_has_role(const struct cv_caller *caller, const char *role);
 
 /* Timers. When a timer fires, its callback is queued into the object's mailbox like a call, so it never
  * overlaps a method; if a tick of the same timer is still queued, the new tick is dropped (a slow

@@ -21,6 +21,7 @@
 #include <sys/socket.h>
 
 #include "cli/jsonout.h"
+#include "cli/token.h"
 #include "cli/listen.h"
 #include "cli/nodehttp.h"
 #include "cli/remove.h"
@@ -64,6 +65,7 @@ static int cmd_drain(const struct command *cmd, int argc, char **argv);
 #define GATE_OPTS_HELP                                                                              \
     "  --gate HOST:PORT  the gate's native address (grpc_addr); default $CVERSE_GATE, then\n"        \
     "                    " DEFAULT_GATE " (numeric host or localhost)\n"                             \
+    "  --token-file F    the gate's client token (first line of F); default $CVERSE_TOKEN_FILE\n"     \
     "  --timeout MS      how long to wait for the answer, 1..3600000 (default 30000)\n"
 #define EXIT_CODES_HELP                                                                             \
     "Exit codes: 0 ok, 1 the call failed (the error, and a hint where one helps, go to stderr),\n"    \
@@ -310,6 +312,7 @@ struct gate_opts {
     uint32_t timeout_ms;
     int json;                /* --json: machine-readable output */
     const char *call_id;     /* call --call-id: a reliable call id, NULL if none */
+    const char *token_file;  /* --token-file, NULL: $CVERSE_TOKEN_FILE (cli/token.h) */
     char *args[MAX_POSITIONAL];
     int n_args;
 };
@@ -370,6 +373,7 @@ static int gate_opt(const struct command *cmd, int argc, char **argv, int *i, st
         return 0;
     }
     if ((m = opt_timeout(cmd, argc, argv, i, &o->timeout_ms)) >= 0) return m;
+    if ((m = opt_value(cmd, argc, argv, i, "--token-file", &o->token_file)) != 0) return m < 0 ? EXIT_USAGE : 0;
     if (strcmp(cmd->name, "call") == 0 && (m = opt_value(cmd, argc, argv, i, "--call-id", &val)) != 0) {
         if (m < 0) return EXIT_USAGE;
         if (!*val || strlen(val) > 128)
@@ -409,7 +413,8 @@ static int gate_opts_parse(const struct command *cmd, int argc, char **argv, con
 static int connect_gate(const struct gate_opts *o, cv_client **c)
 {
     int rv = cv_client_connect(o->gate, o->timeout_ms, c);
-    if (rv == 0) return 0;
+    if (rv == 0 && (rv = cv_cli_token(*c, o->token_file))) cv_client_close(*c);
+    if (rv == 0 || rv == EXIT_USAGE) return rv;
     const char *why = rv == CV_EUNAVAIL || rv == CV_ETIMEDOUT ? strerror(errno) : cv_strerror(rv);
     fprintf(stderr,
             "cverse: cannot connect to the gate at %s: %s\n"
@@ -613,7 +618,7 @@ static int gate_shards(const char *gate, unsigned timeout_ms, uint32_t *shards, 
         snprintf(why, len, "%s", rv == CV_EUNAVAIL || rv == CV_ETIMEDOUT ? strerror(errno) : cv_strerror(rv));
         return rv;
     }
-    rv = cv_client_status(c, &st, timeout_ms, why, len);
+    rv = cv_cli_token(c, NULL) ? CV_EINVAL : cv_client_status(c, &st, timeout_ms, why, len);
     cv_client_close(c);
     if (rv) return rv;
     if (!st->map || !st->map->shards) {
@@ -906,7 +911,8 @@ static int cmd_drain(const struct command *cmd, int argc, char **argv)
 
 /* Options given before the command (`cverse --gate H:P call ...`) are the command's own: moved after its
  * name, where the command parses them (and refuses one it does not take). Options with a value: */
-static const char *const valued_opts[] = {"--gate", "--timeout", "--node-http", "--shards", "--call-id", NULL};
+static const char *const valued_opts[] = {"--gate", "--timeout", "--node-http", "--shards", "--call-id",
+                                          "--token-file", NULL};
 
 static bool takes_value(const char *arg)
 {

@@ -6,6 +6,7 @@
  * Failure modes: bad options exit 2; no connection exit 3; a lost connection, a protocol error or
  * --timeout without a message exit 1 with the reason on stderr. */
 #include "cli/listen.h"
+#include "cli/token.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -82,6 +83,10 @@ int cv_cli_listen(const struct command *cmd, int argc, char **argv)
     if ((rv = cv_client_connect(o.gate, 5000, &c))) {
         fprintf(stderr, "cverse: cannot connect to the gate at %s: %s\n", o.gate, cv_strerror(rv));
         return 3;
+    }
+    if ((rv = cv_cli_token(c, NULL))) { /* $CVERSE_TOKEN_FILE */
+        cv_client_close(c);
+        return rv;
     }
     if ((rv = cv_client_register(c, id, sizeof id, 10000, err, sizeof err))) {
         fprintf(stderr, "cverse: register: %s\n", err);

@@ -50,6 +50,8 @@ struct cv_client {
     struct cv_client_push *events, **events_tail;
     size_t n_events;
     uint64_t dropped;
+    char *token;  /* cv_client_set_token: sent with gate.auth on each connection before its first call */
+    bool authed;  /* this connection passed gate.auth */
 };
 
 static void client__app_clear(cv_client *c)
@@ -137,6 +139,7 @@ static void client__disconnect(cv_client *c)
     if (c->fd >= 0) close(c->fd);
     c->fd = -1;
     c->client_id[0] = 0; /* the gate forgets a registration with its connection */
+    c->authed = false;   /* ... and its authentication */
     cv_frame_reader_free(&c->rd);
     cv_frame_reader_init(&c->rd, 0);
 }
@@ -312,9 +315,33 @@ static int client__await(cv_client *c, uint64_t id, uint64_t until, unsigned ms,
 /* Sends one request and waits for its response frame. Returns the response's status (0, or the remote
  * CV_E* code with err filled) and *rf (caller frees), or a local negative code with *rf NULL. */
 static int client__roundtrip(cv_client *c, const char *method, const void *body, size_t len,
+                             unsigned deadline_ms, Cverse__Rpc__Frame **rf, char *err, size_t errlen);
+
+/* gate.auth with the token, on a connection that has not passed it yet (docs/protocol.md). */
+static int client__login(cv_client *c, unsigned deadline_ms, char *err, size_t errlen)
+{
+    Cverse__Rpc__AuthRequest a = CVERSE__RPC__AUTH_REQUEST__INIT;
+    a.token = c->token;
+    size_t n = cverse__rpc__auth_request__get_packed_size(&a);
+    uint8_t *buf = malloc(n ? n : 1);
+    if (!buf) return client__fail(err, errlen, CV_ENOMEM, "out of memory");
+    cverse__rpc__auth_request__pack(&a, buf);
+    Cverse__Rpc__Frame *rf;
+    int rv = client__roundtrip(c, "gate.auth", buf, n, deadline_ms, &rf, err, errlen);
+    free(buf);
+    if (rf) cverse__rpc__frame__free_unpacked(rf, NULL);
+    c->authed = rv == 0;
+    return rv;
+}
+
+static int client__roundtrip(cv_client *c, const char *method, const void *body, size_t len,
                              unsigned deadline_ms, Cverse__Rpc__Frame **rf, char *err, size_t errlen)
 {
     *rf = NULL;
+    if (c->token && !c->authed && method && strcmp(method, "gate.auth") != 0) {
+        int lrv = client__login(c, deadline_ms, err, errlen);
+        if (lrv) return lrv;
+    }
     client__app_clear(c);
     if (!method || (len && !body)) return client__fail(err, errlen, CV_EINVAL, "invalid argument");
     /* Wait a grace period past the deadline we send, so the peer's own verdict can still arrive. */
@@ -395,6 +422,7 @@ void cv_client_close(cv_client *c)
     if (c->fd >= 0) close(c->fd);
     cv_frame_reader_free(&c->rd);
     client__app_clear(c);
+    free(c->token);
     for (struct cv_client_push *p = c->events, *next; p; p = next) {
         next = p->next;
         cv_client_push_free(p);
@@ -660,5 +688,16 @@ int cv_client_next_push(cv_client *c, struct cv_client_push **out, unsigned time
     p->dropped = c->dropped;
     c->dropped = 0;
     *out = p;
+    return 0;
+}
+
+int cv_client_set_token(cv_client *c, const char *token)
+{
+    if (!c) return CV_EINVAL;
+    char *t = token && *token ? strdup(token) : NULL;
+    if (token && *token && !t) return CV_ENOMEM;
+    free(c->token);
+    c->token = t;
+    c->authed = false; /* the next call authenticates again, with this token */
     return 0;
 }

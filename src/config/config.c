@@ -10,7 +10,7 @@
  * range, missing required key, duplicate key or id, unknown key, two listen addresses on one port) gives
  * CV_ECONFIG. Parsing stops at the first problem and err receives ONE line,
  * "FILE:LINE: KEY.PATH: what is wrong (what is expected)", so an operator can fix the file top to bottom.
- * Keys that Goverse defines but cverse does not use yet (postgres, object_access_rules, ...) are not errors:
+ * Keys that Goverse defines but cverse does not use yet (postgres) are not errors:
  * a Goverse config must load unchanged, so they only add a line to cfg->warnings.
  */
 #include "config/config.h"
@@ -432,7 +432,7 @@ static int cfg__entry_id(struct cfg__ctx *c, yaml_node_t *map, const char *path,
 static const char *const node_keys[] = {"id", "grpc_addr", "advertise_addr", "http_addr", "raft_addr", NULL};
 static const char *const node_goverse[] = {"enable_pprof", NULL};
 static const char *const gate_keys[] = {"id", "grpc_addr", "advertise_addr", "http_addr", "push_heartbeat_ms",
-                                        "push_queue", CFG_GATE_LIMIT_KEYS, NULL};
+                                        "push_queue", "auth_tokens_file", CFG_GATE_LIMIT_KEYS, NULL};
 static const char *const inspector_keys[] = {"grpc_addr", "http_addr", "advertise_addr", "admin_token_file", NULL};
 static const char *const inspector_goverse[] = {"connect_addr", NULL}; /* older Goverse name of advertise */
 
@@ -596,6 +596,8 @@ static int cfg__gate(struct cfg__ctx *c, yaml_node_t *item, const char *lpath, s
     if (!rv) rv = cfg__unsigned(c, &hb, 10, 3600000, &g->push_heartbeat_ms);
     if (!rv) rv = cfg__unsigned(c, &pq, 1, 1000000, &g->push_queue);
     if (!rv) rv = cfg__gate_limits(c, item, path, g);
+    cfg__field(c, item, path, "auth_tokens_file", &hb); /* gate authentication (config/tokens.h) */
+    if (!rv) rv = cfg__str(c, &hb, false, "a file path", &g->auth_tokens_file);
     return rv;
 }
 
@@ -791,8 +793,8 @@ static int cfg__cluster(struct cfg__ctx *c, yaml_node_t *root)
 
 /* ---- root, whole-file checks, fingerprint ------------------------------------------------------------ */
 
-static const char *const root_keys[] = {"version", "cluster", "nodes", "gates", "inspector", CV_CONFIG_OBJECT_KEYS, NULL};
-static const char *const root_goverse[] = {"postgres", "object_access_rules", "object_lifecycle_rules", NULL};
+static const char *const root_keys[] = {"version", "cluster", "nodes", "gates", "inspector", CV_CONFIG_OBJECT_KEYS, CV_CONFIG_RULE_KEYS, NULL};
+static const char *const root_goverse[] = {"postgres", NULL};
 
 static int cfg__version(struct cfg__ctx *c, yaml_node_t *root)
 {
@@ -854,6 +856,7 @@ static int cfg__root(struct cfg__ctx *c, yaml_node_t *root)
     if (!rv) rv = cfg__inspector(c, root);
     if (!rv) rv = cfg__voters(c);
     if (!rv) rv = cv_config_objects(c->doc, root, c->name, c->cfg, c->err, c->errlen); /* objtypes.c */
+    if (!rv) rv = cv_config_rules(c->doc, root, c->name, c->cfg, c->err, c->errlen);   /* rules.c */
     if (!rv) c->cfg->fingerprint = cfg__fingerprint(c->cfg);
     return rv;
 }

@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/access.h"
+
 enum cv_provider { CV_PROVIDER_RAFT = 0, CV_PROVIDER_ETCD };
 
 struct cv_node_cfg {
@@ -34,6 +36,7 @@ struct cv_gate_cfg {
     unsigned rate_limit_burst;   /* requests at once per client; default rate_limit_per_sec */
     char *tls_cert_file, *tls_key_file; /* PEM, resolved against the config file's directory; NULL: plain */
     int tls_line;                /* line of tls_cert_file, for messages at start */
+    char *auth_tokens_file;     /* client tokens (config/tokens.h), relative to the config's dir; NULL: open */
     int line;
 };
 
@@ -96,6 +99,7 @@ struct cv_config {
     struct cv_object_type_cfg object_types[CV_CONFIG_OBJECT_TYPES_MAX]; /* object_types:, in file order */
     size_t n_object_types;
     uint64_t object_state_max_bytes; /* object_state_max_bytes:, default 1 MiB */
+    struct cv_access_rules access_rules; /* object_access_rules / object_lifecycle_rules (config/rules.c) */
     bool no_demo_types; /* cluster.demo_types: false (default true): nodes register no built-in demo types */
     char **warnings; /* accepted-but-unused Goverse keys, "file:line: key: message" */
     size_t n_warnings;
@@ -121,6 +125,10 @@ struct yaml_document_s;
 struct yaml_node_s;
 int cv_config_objects(struct yaml_document_s *doc, struct yaml_node_s *root, const char *file, struct cv_config *cfg,
                       char *err, size_t errlen);
+/* The same for object_access_rules and object_lifecycle_rules (rules.c), into cfg->access_rules. */
+#define CV_CONFIG_RULE_KEYS "object_access_rules", "object_lifecycle_rules"
+int cv_config_rules(struct yaml_document_s *doc, struct yaml_node_s *root, const char *file, struct cv_config *cfg,
+                    char *err, size_t errlen);
 
 /* Lookups; NULL / -1 when absent. Returned pointers live as long as cfg. */
 const struct cv_node_cfg *cv_config_node(const struct cv_config *cfg, const char *id);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/access.h"
 #include "cverse/error.h"
 
 #define CFG_FILE_MAX (16u << 20) /* a cluster file is a few KiB; refuse anything absurd */
@@ -90,8 +91,10 @@ void cv_config_free(struct cv_config *cfg)
         free(cfg->gates[i].http_addr);
         free(cfg->gates[i].tls_cert_file);
         free(cfg->gates[i].tls_key_file);
+        free(cfg->gates[i].auth_tokens_file);
     }
     for (size_t i = 0; i < cfg->n_warnings; i++) free(cfg->warnings[i]);
+    cv_access_rules_free(&cfg->access_rules);
     free(cfg->inspector.grpc_addr);
     free(cfg->inspector.http_addr);
     free(cfg->inspector.advertise_addr);

@@ -91,6 +91,7 @@ struct fwd {
     char *type, *id, *method;
     char *call_id;        /* reliable call id ("" = none): sent with every attempt */
     char *client_id;      /* the caller's client id ("" = none) */
+    char *user, *roles;   /* the authenticated caller ("" = none): CallRequest caller_user / caller_roles */
     Cverse__Rpc__CallForm form;
     bool compact;
     uint8_t *req;         /* form JSON: the text, NUL-terminated */
@@ -397,6 +398,8 @@ static int fwd__pack(const struct fwd *f, uint64_t map_index, uint8_t *buf, size
         call.map_index = map_index;
         call.call_id = f->call_id;
         call.client_id = f->client_id;
+        call.caller_user = f->user;
+        call.caller_roles = f->roles;
         call.form = f->form;
         call.compact = f->compact;
         m = &call.base;
@@ -499,14 +502,15 @@ static int forwarder__add(struct cv_forwarder *fw, enum cv_gate_op op, const str
     bool call = op == CV_GATE_CALL;
     const char *method = call && c->method ? c->method : "", *call_id = call && c->call_id ? c->call_id : "";
     const char *client = call && c->client_id ? c->client_id : "";
-    const char *str[5] = {c->type, c->id, method, call_id, client};
-    size_t n[5], len = call ? c->len : 0, total = len + 1;
-    for (int i = 0; i < 5; i++) total += (n[i] = strlen(str[i]) + 1);
+    const char *user = call && c->user ? c->user : "", *roles = call && c->roles ? c->roles : "";
+    const char *str[7] = {c->type, c->id, method, call_id, client, user, roles};
+    size_t n[7], len = call ? c->len : 0, total = len + 1;
+    for (int i = 0; i < 7; i++) total += (n[i] = strlen(str[i]) + 1);
     struct fwd *f = calloc(1, sizeof *f + total);
     if (!f) return CV_ENOMEM;
     char *p = f->mem;
-    char **dst[5] = {&f->type, &f->id, &f->method, &f->call_id, &f->client_id};
-    for (int i = 0; i < 5; i++) {
+    char **dst[7] = {&f->type, &f->id, &f->method, &f->call_id, &f->client_id, &f->user, &f->roles};
+    for (int i = 0; i < 7; i++) {
         *dst[i] = memcpy(p, str[i], n[i]);
         p += n[i];
     }

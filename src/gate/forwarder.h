@@ -122,6 +122,7 @@ struct cv_gate_call {
     bool compact;        /* JSON: the response without zero-valued fields */
     const char *call_id; /* reliable call id, NULL or "" = none */
     const char *client_id; /* the caller's client id (docs/push.md), NULL or "" = none */
+    const char *user, *roles; /* the authenticated caller (gate/auth.h), NULL or "" = none */
 };
 
 /* cv_forwarder_forward of a call: the id (if any) is sent with every attempt (docs/durable-state.md),

@@ -22,6 +22,7 @@
 
 #include "cverse/error.h"
 #include "discovery/disc.h"
+#include "gate/auth.h"
 #include "gate/forwarder.h"
 #include "gate/httpapi.h"
 #include "gate/native.h"
@@ -61,6 +62,7 @@ static void gate__unref(struct cv_gate *g)
 {
     if (--g->handles > 0 || !g->closing) return;
     CV_INFO("gate %s stopped", g->id);
+    cv_gate_auth_free(g->fronts.auth);
     if (g->on_stopped) g->on_stopped(g->data);
     cv_tls_ctx_free(g->tls); /* after the HTTP server closed: its connections held references anyway */
     free(g->id);
@@ -189,6 +191,7 @@ static void gate__on_rpc_closed(void *data, struct cv_rpc_conn *conn)
 {
     struct cv_gate *g = data;
     if (g->push) cv_gate_push_conn_closed(g->push, conn);
+    cv_gate_auth_conn_closed(g->fronts.auth, conn);
 }
 
 static void gate__on_signal(uv_signal_t *s, int signum)
@@ -313,11 +316,16 @@ int cv_gate_start(const struct cv_gate_opts *o, struct cv_gate **out)
         .data = g,
         .default_timeout_ms = o->default_timeout_ms ? o->default_timeout_ms : CV_GATE_DEFAULT_TIMEOUT_MS};
     int rv = cv_forwarder_init(&fo, &g->fw);
+    if (!rv && (rv = cv_gate_auth_init(o->tokens, o->hooks, &g->fronts.auth))) cv_forwarder_close(g->fw, NULL, NULL);
     if (rv) {
         free(g->id);
         free(g);
         return rv;
     }
+    g->fronts.rules = &o->cfg->access_rules;
+    if (cv_gate_auth_on(g->fronts.auth))
+        CV_INFO("gate %s: clients authenticate (%s%s%s)", o->gate_id, o->tokens ? "tokens file" : "",
+                o->tokens && o->hooks ? " and " : "", o->hooks ? "a module's authorise hook" : "");
     gate__init_handles(g, o->handle_signals);
     g->fronts.fw = g->fw;
     struct cv_gate_push_opts po = {.loop = o->loop, .gate_id = o->gate_id, .heartbeat_ms = self->push_heartbeat_ms,

@@ -8,6 +8,8 @@
 #include <uv.h>
 
 #include "config/config.h"
+#include "config/tokens.h"
+#include "cverse/gate.h"
 
 #define CV_GATE_DEFAULT_TIMEOUT_MS 30000u /* a call's deadline when the client gives none */
 #define CV_GATE_DRAIN_MS 10000u           /* how long a stopping gate waits for calls in flight */
@@ -26,6 +28,9 @@ struct cv_gate_opts {
     const char *version;          /* registered in etcd (cluster.provider etcd); NULL: "" */
     int *exit_code;               /* NULL, or set to 1 when the gate stops for a start error found later
                                    * (its id held in etcd by another live process) */
+    struct cv_tokens *tokens;     /* client tokens (config/tokens.h), taken (emptied) by cv_gate_start;
+                                   * NULL or empty: none (gate/auth.h) */
+    const struct cv_gate_hooks *hooks; /* a module's hooks (cverse/gate.h), copied; NULL: none */
     void (*on_stopped)(void *data); /* optional: runs once everything closed, just before g is freed */
     void *data;
 };

@@ -15,7 +15,11 @@
  * APPLICATION_ERROR) plus "app_code" and, when it has details, "details": {"@type": "type.googleapis.com/
  * <full name>", "value": "<base64 of the packed message>"} (docs/protocol.md). Oversized bodies get 413
  * from the HTTP server before this code
- * runs; OPTIONS preflights are answered there too (CORS). Unknown paths 404, wrong methods 405. */
+ * runs; OPTIONS preflights are answered there too (CORS). Unknown paths 404, wrong methods 405.
+ * Authentication (gate/auth.h, docs/security.md): with a tokens file or an auth hook, the object
+ * endpoints and the event stream need a valid Authorization: Bearer (else 401 UNAUTHENTICATED with
+ * WWW-Authenticate: Bearer); the caller's user goes with the call. The object access / lifecycle rules
+ * and an X-Client-ID of another user's push client answer 403 PERMISSION_DENIED. */
 #include "gate/httpapi.h"
 
 #include <ctype.h>
@@ -26,9 +30,11 @@
 
 #include "cverse/object.h"
 #include "gate/chatpage.h"
+#include "core/access.h"
 #include "core/apperr.h"
 #include "cverse/error.h"
 #include "discovery/disc.h"
+#include "gate/auth.h"
 #include "gate/metrics.h"
 #include "pbjson/any.h"
 #include "pbjson/pbjson.h"
@@ -249,6 +255,7 @@ static void http__app_error(struct cv_http_exchange *x, const char *msg, const u
 
 struct hreq {
     struct cv_forwarder *fw;
+    const struct cv_gate_caller *who; /* borrowed: the request's caller (until the forward started) */
     struct cv_http_exchange *x;
     enum cv_gate_op op;
     enum cv_gate_body_kind kind;
@@ -345,7 +352,8 @@ static int http__call(struct hreq *r, const struct cv_gate_target *t, const stru
     r->kind = b.kind;
     struct cv_gate_call c = {.type = t->type, .id = t->id, .method = t->method,
                              .form = CVERSE__RPC__CALL_FORM__CALL_FORM_JSON, .call_id = req->call_id,
-                             .client_id = req->client_id, .compact = cv_gate_query_flag(req->query, "compact")};
+                             .client_id = req->client_id, .compact = cv_gate_query_flag(req->query, "compact"),
+                             .user = r->who->user, .roles = r->who->roles};
     char *text = NULL;
     if (b.kind == CV_GATE_BODY_ANY) {
         c.form = CVERSE__RPC__CALL_FORM__CALL_FORM_ANY;
@@ -364,14 +372,28 @@ static int http__call(struct hreq *r, const struct cv_gate_target *t, const stru
     return rv;
 }
 
+/* With authentication on, a call's X-Client-ID must be a push client the same user registered here. */
+static int http__client_id(const struct cv_gate_fronts *f, const struct cv_http_request *req,
+                           const struct cv_gate_caller *who, char *err, size_t errlen)
+{
+    if (!cv_gate_auth_on(f->auth) || !req->client_id[0] || cv_gate_push_owned(f->push, req->client_id, who->user))
+        return 0;
+    snprintf(err, errlen, "X-Client-ID %.100s is not a push client of user %s on this gate", req->client_id,
+             who->user);
+    return CV_EPERM;
+}
+
 /* Validates the request and starts the forward; 0, or an error with a message in err. Type and method
- * are the owner node's to check (404). */
-static int http__start(struct hreq *r, const struct cv_gate_target *t, const struct cv_http_request *req,
-                       char *err, size_t errlen)
+ * are the owner node's to check (404); the access and lifecycle rules the gate's (403). */
+static int http__start(const struct cv_gate_fronts *f, struct hreq *r, const struct cv_gate_target *t,
+                       const struct cv_http_request *req, char *err, size_t errlen)
 {
     unsigned timeout;
     int rv = cv_gate_parse_timeout(req->query, *req->deadline_ms ? req->deadline_ms : NULL, &timeout, err,
                                    errlen);
+    int life = t->op == CV_GATE_CALL ? 0 : t->op == CV_GATE_CREATE ? CV_LIFE_CREATE : CV_LIFE_DELETE;
+    if (!rv) rv = cv_gate_auth_permit(f->rules, life, t->type, t->id, t->method, err, errlen);
+    if (!rv && t->op == CV_GATE_CALL) rv = http__client_id(f, req, r->who, err, errlen);
     if (rv) return rv;
     if (t->op != CV_GATE_CALL) {
         rv = cv_forwarder_forward(r->fw, t->op, t->type, t->id, NULL, NULL, 0, timeout, http__done, r);
@@ -389,8 +411,10 @@ static int http__start(struct hreq *r, const struct cv_gate_target *t, const str
     return http__call(r, t, req, timeout, err, errlen);
 }
 
-static void http__object(struct cv_forwarder *fw, struct cv_http_exchange *x, const struct cv_http_request *req)
+static void http__object(const struct cv_gate_fronts *f, struct cv_http_exchange *x,
+                         const struct cv_http_request *req, const struct cv_gate_caller *who)
 {
+    struct cv_forwarder *fw = f->fw;
     char err[512];
     struct cv_gate_target t;
     /* The decoded path is split as type / id... / method: ids with '/' work encoded (%2F) or not, as
@@ -416,8 +440,8 @@ static void http__object(struct cv_forwarder *fw, struct cv_http_exchange *x, co
         rv = CV_ENOMEM;
         cv_forwarder_end(fw, t.op, rv, start);
     } else {
-        *r = (struct hreq){.fw = fw, .x = x, .op = t.op, .start_ns = start};
-        if ((rv = http__start(r, &t, req, err, sizeof err))) {
+        *r = (struct hreq){.fw = fw, .who = who, .x = x, .op = t.op, .start_ns = start};
+        if ((rv = http__start(f, r, &t, req, err, sizeof err))) {
             free(r);
             cv_forwarder_end(fw, t.op, rv, start);
         }
@@ -453,8 +477,20 @@ static void http__metrics(const struct cv_gate_fronts *f, struct cv_http_exchang
     free(text);
 }
 
+/* Clients authenticate on the object endpoints and the push stream (docs/security.md); a failure is
+ * 401 UNAUTHENTICATED (the error table's status for CV_EAUTH) with WWW-Authenticate: Bearer. */
+static bool http__auth(const struct cv_gate_fronts *f, struct cv_http_exchange *x, const struct cv_http_request *req,
+                       struct cv_gate_caller *who)
+{
+    if (cv_gate_auth_check(f->auth, "http", req->authorization, req->path, who) == 0) return true;
+    cv_http_respond_error(x, cv_err_code(CV_EAUTH), "missing or wrong credentials (expected Authorization: Bearer "
+                          "TOKEN)", "WWW-Authenticate: Bearer\r\n");
+    return false;
+}
+
 void cv_gate_http_handler(void *data, struct cv_http_exchange *x, const struct cv_http_request *req)
 {
+    struct cv_gate_caller who;
     const struct cv_gate_fronts *f = data;
     struct cv_forwarder *fw = f->fw;
     const char *p = req->path;
@@ -475,9 +511,11 @@ void cv_gate_http_handler(void *data, struct cv_http_exchange *x, const struct c
                         "Cache-Control: no-cache\r\n");
     } else if (!strcmp(p, CV_GATE_EVENTS_PATH) && !strcmp(req->method, "HEAD")) { /* no stream for HEAD */
         cv_http_respond(x, 200, "text/event-stream", "", 0, "Cache-Control: no-store\r\n");
+    } else if (!http__auth(f, x, req, &who)) {
+        return; /* answered 401 */
     } else if (!strcmp(p, CV_GATE_EVENTS_PATH) && f->push) {
-        cv_gate_push_sse(f->push, x, req);
+        cv_gate_push_sse(f->push, x, req, who.user);
     } else {
-        http__object(fw, x, req);
+        http__object(f, x, req, &who);
     }
 }

@@ -1,9 +1,13 @@
 /* cverse-gate: command line, config, then the gate's event loop until SIGTERM/SIGINT. The gate has no
- * object types (the owner node maps JSON and Any with its own): --module and --no-builtin-types /
- * --no-demo-types are accepted so that one command line serves nodes and gates, and ignored with a
- * notice. Exit codes: 0 stopped cleanly, 1 runtime failure (e.g. a port in use), 2 bad arguments or
- * config. */
+ * object types (the owner node maps JSON and Any with its own): --no-builtin-types / --no-demo-types are
+ * accepted so that one command line serves nodes and gates, and ignored with a notice; so is a --module
+ * of object types. A --module exporting cverse_gate_module_init (cverse/gate.h) is a gate module: its hooks
+ * (the authorise hook) are registered. The gate's tokens file (gates[].auth_tokens_file, relative to the
+ * config file's directory) is read here. Exit codes: 0 stopped cleanly, 1 runtime failure (e.g. a port
+ * in use), 2 bad arguments or config (a bad tokens file, a gate module that failed to initialise). */
+#include <dlfcn.h>
 #include <getopt.h>
+#include <libgen.h>
 #include <stdbool.h>
 #include <signal.h>
 #include <stdio.h>
@@ -37,9 +41,9 @@ static void usage(FILE *f)
             "  -c, --config FILE     cluster configuration (YAML, Goverse schema)\n"
             "  -g, --gate-id ID      which of the config's gates this process is (--node-id ID also works,\n"
             "                        as with Goverse's gate)\n"
-            "  -m, --module PATH.so  not needed any more, accepted and ignored: the gate has no object\n"
-            "                        types, the node that owns an object maps JSON and Any with its\n"
-            "                        types, so a gate serves every type the nodes load\n"
+            "  -m, --module PATH.so  a gate module (it exports cverse_gate_module_init: an authorise hook,\n"
+            "                        docs/security.md); a module of object types is accepted and ignored:\n"
+            "                        the node that owns an object maps JSON and Any with its types\n"
             "      --no-demo-types   (or --no-builtin-types) accepted and ignored, as --module: give it to\n"
             "                        the nodes (or set cluster.demo_types: false)\n"
             "  -l, --log-level L     debug, info (default), warn, error\n"
@@ -122,10 +126,52 @@ static int parse_args(int argc, char **argv, struct args *a)
 /* The options a node needs and a gate does not: a notice each, so that a user sees the gate ignores them. */
 static void note_type_options(const struct args *a)
 {
-    for (int i = 0; i < a->n_modules; i++)
-        CV_INFO("--module %s: ignored, gates need no modules (the owner node maps JSON and Any)",
-                a->modules[i]);
     if (a->no_builtin) CV_INFO("--no-demo-types: ignored, gates have no object types");
+}
+
+/* Each --module: a gate module (it exports cverse_gate_module_init) fills *hooks (at most one may); any other
+ * (object types, for nodes) is ignored with a notice, as before. 0, or an exit code (2). */
+static int load_modules(const struct args *a, struct cv_gate_hooks *hooks, bool *have)
+{
+    for (int i = 0; i < a->n_modules; i++) {
+        void *h = dlopen(a->modules[i], RTLD_LAZY | RTLD_LOCAL);
+        int (*init)(struct cv_gate_hooks *) = h ? (int (*)(struct cv_gate_hooks *))dlsym(h, "cverse_gate_module_init") : NULL;
+        if (!init) {
+            CV_INFO("--module %s: ignored, not a gate module (gates need no object types: the owner node maps "
+                    "JSON and Any)", a->modules[i]);
+            if (h) dlclose(h);
+            continue;
+        }
+        if (*have) {
+            fprintf(stderr, "cverse-gate: --module %s: a second gate module (expected at most one)\n", a->modules[i]);
+            return 2;
+        }
+        int rv = init(hooks); /* the handle stays open: the hooks live in it */
+        if (rv) {
+            fprintf(stderr, "cverse-gate: --module %s: cverse_gate_module_init failed: %s\n", a->modules[i], cv_strerror(rv));
+            return 2;
+        }
+        *have = true;
+        CV_INFO("--module %s: gate module loaded%s", a->modules[i], hooks->authorise ? " (authorise hook)" : "");
+    }
+    return 0;
+}
+
+/* gates[].auth_tokens_file of gate_id (relative to the config file's directory) into *out (untouched
+ * without the key). 0, or an exit code (2) with the message on stderr. */
+static int load_tokens(const struct cv_config *cfg, const char *config_path, const char *gate_id,
+                       struct cv_tokens *out)
+{
+    const struct cv_gate_cfg *g = cfg ? cv_config_gate(cfg, gate_id) : NULL;
+    if (!g || !g->auth_tokens_file) return 0;
+    char path[1024], err[512], *dir = strdup(config_path);
+    if (!dir) return 1;
+    if (g->auth_tokens_file[0] == '/') snprintf(path, sizeof path, "%s", g->auth_tokens_file);
+    else snprintf(path, sizeof path, "%s/%s", dirname(dir), g->auth_tokens_file);
+    free(dir);
+    if (cv_tokens_load(path, out, err, sizeof err) == 0) return 0;
+    fprintf(stderr, "cverse-gate: gates[%s].auth_tokens_file: %s\n", gate_id, err);
+    return 2;
 }
 
 struct asked {
@@ -189,7 +235,8 @@ static void stopped(void *data)
     if (view) cv_members_close(view, NULL, NULL); /* the loop then runs empty */
 }
 
-static int run(const struct cv_config *cfg, const struct args *a)
+static int run(const struct cv_config *cfg, const struct args *a, struct cv_tokens *tokens,
+               const struct cv_gate_hooks *hooks)
 {
     uv_loop_t loop;
     uv_loop_init(&loop);
@@ -201,7 +248,7 @@ static int run(const struct cv_config *cfg, const struct args *a)
     if (!cfg) cfg = own;
     struct cv_gate_opts o = {.loop = &loop, .cfg = cfg, .gate_id = own ? own->gates[0].id : a->gate_id,
                              .handle_signals = true, .version = CV_VERSION, .exit_code = &code,
-                             .on_stopped = stopped, .data = view};
+                             .tokens = tokens, .hooks = hooks, .on_stopped = stopped, .data = view};
     int rv = code ? 0 : cv_gate_start(&o, &g);
     if (rv) {
         CV_ERROR("gate failed to start: %s", cv_strerror(rv));
@@ -234,7 +281,13 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN); /* a client that went away must not kill us through a write */
     for (size_t i = 0; cfg && i < cfg->n_warnings; i++) CV_WARN("%s", cfg->warnings[i]);
     note_type_options(&a);
-    int code = run(cfg, &a);
+    struct cv_tokens tokens = {0};
+    struct cv_gate_hooks hooks = {0};
+    bool have_hooks = false;
+    int code = load_tokens(cfg, a.config, a.gate_id, &tokens);
+    if (!code) code = load_modules(&a, &hooks, &have_hooks);
+    if (!code) code = run(cfg, &a, tokens.n ? &tokens : NULL, have_hooks ? &hooks : NULL);
+    cv_tokens_free(&tokens); /* emptied by the gate if it took them */
     cv_config_free(cfg);
     return code;
 }

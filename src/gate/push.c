@@ -16,7 +16,9 @@
  * the client by a `dropped {"count":N}` event written before its next message; a push for an unknown
  * client (gone, or never here) is dropped and counted; a client whose stream ends (peer gone, server
  * closing, write failure) leaves the registry and its queue is freed at once; out of memory while
- * rendering drops that message (counted). Best effort throughout: nothing blocks a node. */
+ * rendering drops that message (counted). Best effort throughout: nothing blocks a node.
+ * Each client remembers the user that registered it (gate/auth.h): with authentication on, the front
+ * ends honour a call's client id only for that user (cv_gate_push_owned). */
 #include "gate/push.h"
 
 #include <inttypes.h>
@@ -29,6 +31,7 @@
 #include <uthash.h>
 
 #include "cverse/error.h"
+#include "cverse/gate.h"
 #include "pbjson/any.h"
 #include "rpc.pb-c.h"
 #include "util/buf.h"
@@ -52,6 +55,7 @@ struct client {
     struct pmsg *head, *tail;  /* owned: the queue */
     size_t n;
     uint64_t dropped; /* dropped since the last `dropped` event */
+    char user[CV_GATE_USER_MAX]; /* who registered it ("" without authentication): X-Client-ID binding */
     char id[];
 };
 
@@ -311,7 +315,7 @@ static bool push__format_json(const char *query)
 }
 
 /* A new client with a fresh id: the counter, and randomness so that ids are not guessed across restarts. */
-static struct client *push__new_client(struct cv_gate_push *p)
+static struct client *push__new_client(struct cv_gate_push *p, const char *user)
 {
     uint32_t r = 0;
     uv_random(NULL, NULL, &r, sizeof r, 0, NULL);
@@ -322,12 +326,14 @@ static struct client *push__new_client(struct cv_gate_push *p)
     if (!c) return NULL;
     c->p = p;
     memcpy(c->id, id, (size_t)n + 1);
+    snprintf(c->user, sizeof c->user, "%s", user ? user : "");
     return c;
 }
 
-void cv_gate_push_sse(struct cv_gate_push *p, struct cv_http_exchange *x, const struct cv_http_request *req)
+void cv_gate_push_sse(struct cv_gate_push *p, struct cv_http_exchange *x, const struct cv_http_request *req,
+                      const char *user)
 {
-    struct client *c = push__new_client(p);
+    struct client *c = push__new_client(p, user);
     if (!c) {
         cv_http_respond_error(x, CV_STATUS_INTERNAL, "out of memory", NULL);
         return;
@@ -352,14 +358,16 @@ void cv_gate_push_sse(struct cv_gate_push *p, struct cv_http_exchange *x, const 
     CV_DEBUG("push: client %s registered (%s)", c->id, c->json ? "json" : "any");
 }
 
-int cv_gate_push_register(struct cv_gate_push *p, struct cv_rpc_conn *conn, char *id, size_t idlen)
+int cv_gate_push_register(struct cv_gate_push *p, struct cv_rpc_conn *conn, const char *user, char *id,
+                          size_t idlen)
 {
     for (struct client *c = p->clients; c; c = c->hh.next)
-        if (c->conn == conn) { /* registered already: the same id */
+        if (c->conn == conn) { /* registered already: the same id (its user: the latest gate.auth's) */
+            snprintf(c->user, sizeof c->user, "%s", user ? user : "");
             snprintf(id, idlen, "%s", c->id);
             return 0;
         }
-    struct client *c = push__new_client(p);
+    struct client *c = push__new_client(p, user);
     if (!c) return CV_ENOMEM;
     HASH_ADD_STR(p->clients, id, c);
     if (!c->hh.tbl) {
@@ -372,6 +380,13 @@ int cv_gate_push_register(struct cv_gate_push *p, struct cv_rpc_conn *conn, char
     snprintf(id, idlen, "%s", c->id);
     CV_DEBUG("push: client %s registered (native)", c->id);
     return 0;
+}
+
+bool cv_gate_push_owned(const struct cv_gate_push *p, const char *client_id, const char *user)
+{
+    struct client *c = NULL;
+    if (p && client_id) HASH_FIND_STR(p->clients, client_id, c);
+    return c && user && !strcmp(c->user, user);
 }
 
 void cv_gate_push_conn_closed(struct cv_gate_push *p, struct cv_rpc_conn *conn)

@@ -2,6 +2,7 @@
 #ifndef CV_GATE_PUSH_H
 #define CV_GATE_PUSH_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
@@ -19,9 +20,13 @@ struct cv_forwarder;
 
 /* What the gate's front ends (httpapi.c, native.c) are handed: the forwarder and the push registry. */
 struct cv_disc;
+struct cv_gate_auth;
+struct cv_access_rules;
 struct cv_gate_fronts {
     struct cv_forwarder *fw;
     struct cv_gate_push *push;
+    struct cv_gate_auth *auth;            /* client authentication (gate/auth.h); never NULL once started */
+    const struct cv_access_rules *rules;  /* the config's object access / lifecycle rules (core/access.h) */
     const struct cv_disc *disc; /* the gate's etcd registration, NULL without etcd (for /metrics) */
 };
 
@@ -47,11 +52,17 @@ void cv_gate_push_close(struct cv_gate_push *p, void (*cb)(void *data), void *da
 
 /* GET /api/v1/events/stream: registers a client and answers x with its SSE stream (event `register`
  * first). ?format=json: messages carry proto3 JSON payloads instead of a base64 Any. */
-void cv_gate_push_sse(struct cv_gate_push *p, struct cv_http_exchange *x, const struct cv_http_request *req);
+void cv_gate_push_sse(struct cv_gate_push *p, struct cv_http_exchange *x, const struct cv_http_request *req,
+                      const char *user);
 /* gate.register on a native connection: registers it as a client (once: again gives the same id) and
  * writes its id into id (idlen >= CV_GATE_PUSH_ID_MAX). Its pushes go as KIND_EVENT "gate.push_event"
  * (a packed Push) on conn. 0 or CV_ENOMEM. */
-int cv_gate_push_register(struct cv_gate_push *p, struct cv_rpc_conn *conn, char *id, size_t idlen);
+int cv_gate_push_register(struct cv_gate_push *p, struct cv_rpc_conn *conn, const char *user, char *id,
+                          size_t idlen);
+/* true if client_id is a client of this gate registered by user (user: the authenticated user of the
+ * stream or connection that registered it, "" without authentication; copied). With authentication on,
+ * a call's X-Client-ID / client_id must pass this (else 403): one user cannot claim another's client. */
+bool cv_gate_push_owned(const struct cv_gate_push *p, const char *client_id, const char *user);
 /* A native connection closed: its client (if any) leaves, its queue is freed. */
 void cv_gate_push_conn_closed(struct cv_gate_push *p, struct cv_rpc_conn *conn);
 /* A gate.push body (PushBatch) from a node: each push queued for its client, broadcasts for every

@@ -175,7 +175,9 @@ size_t cv_call_size(const Cverse__Rpc__CallRequest *c)
            frame__lenfield(frame__slen(c->method)) + frame__lenfield(c->request.len) +
            frame__lenfield(frame__slen(c->request_json)) + frame__varfield(c->map_index) +
            frame__lenfield(frame__slen(c->call_id)) + frame__varfield((uint64_t)(int64_t)(int32_t)c->form) +
-           frame__varfield(c->compact != 0) + frame__lenfield(frame__slen(c->client_id));
+           frame__varfield(c->compact != 0) + frame__lenfield(frame__slen(c->client_id)) +
+           frame__lenfield(frame__slen(c->caller_user)) + frame__lenfield(frame__slen(c->caller_roles)) +
+           frame__varfield(c->internal != 0);
 }
 
 void cv_call_pack(const Cverse__Rpc__CallRequest *c, uint8_t *dst)
@@ -189,7 +191,10 @@ void cv_call_pack(const Cverse__Rpc__CallRequest *c, uint8_t *dst)
     p = frame__put_bytes(p, 0x3a, c->call_id, frame__slen(c->call_id));
     if (c->form) p = frame__varint((*p = 0x40, p + 1), (uint64_t)(int64_t)(int32_t)c->form);
     if (c->compact) p = frame__varint((*p = 0x48, p + 1), 1);
-    frame__put_bytes(p, 0x52, c->client_id, frame__slen(c->client_id));
+    p = frame__put_bytes(p, 0x52, c->client_id, frame__slen(c->client_id));
+    p = frame__put_bytes(p, 0x5a, c->caller_user, frame__slen(c->caller_user));
+    p = frame__put_bytes(p, 0x62, c->caller_roles, frame__slen(c->caller_roles));
+    if (c->internal) frame__varint((*p = 0x68, p + 1), 1);
 }
 
 /* Reads a varint at *p (before end); 0 and advances *p, or -1 if it is cut or longer than 10 bytes. */
@@ -293,25 +298,28 @@ static int frame__view(struct cv_frame_view *v, const uint8_t *p, size_t blen)
 
 int cv_call_view(const uint8_t *p, size_t len, struct cv_call_view *v)
 {
-    struct frame__field f[11];
+    struct frame__field f[14];
     size_t used = 0;
-    uint64_t form, compact;
+    uint64_t form, compact, internal;
     Cverse__Rpc__CallRequest *c = &v->local;
     *c = (Cverse__Rpc__CallRequest)CVERSE__RPC__CALL_REQUEST__INIT;
     v->unpacked = NULL;
     v->c = c;
     char *sc = v->scratch;
     size_t cap = sizeof v->scratch;
-    if (frame__scan(p, len, f, "x2222202002") == 0 && frame__str(&f[1], sc, cap, &used, &c->type) == 0 &&
+    if (frame__scan(p, len, f, "x2222202002220") == 0 && frame__str(&f[1], sc, cap, &used, &c->type) == 0 &&
         frame__str(&f[2], sc, cap, &used, &c->id) == 0 &&
         frame__str(&f[3], sc, cap, &used, &c->method) == 0 &&
         frame__bytes_field(&f[4], &c->request) == 0 &&
         frame__str(&f[5], sc, cap, &used, &c->request_json) == 0 &&
         frame__varint_field(&f[6], &c->map_index) == 0 &&
         frame__str(&f[7], sc, cap, &used, &c->call_id) == 0 && frame__varint_field(&f[8], &form) == 0 &&
-        frame__varint_field(&f[9], &compact) == 0 && frame__str(&f[10], sc, cap, &used, &c->client_id) == 0) {
+        frame__varint_field(&f[9], &compact) == 0 && frame__str(&f[10], sc, cap, &used, &c->client_id) == 0 &&
+        frame__str(&f[11], sc, cap, &used, &c->caller_user) == 0 &&
+        frame__str(&f[12], sc, cap, &used, &c->caller_roles) == 0 && frame__varint_field(&f[13], &internal) == 0) {
         c->form = (Cverse__Rpc__CallForm)(int32_t)form; /* an unknown form is the node's to refuse */
         c->compact = compact != 0;
+        c->internal = internal != 0;
         return 0;
     }
     v->unpacked = cverse__rpc__call_request__unpack(NULL, len, p);

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/access.h"
 #include "cverse/error.h"
 #include "node/autoload.h"
 #include "node/handoff.h"
@@ -168,10 +169,10 @@ static size_t host__cluster_objects(void *data)
 
 /* The runtime hooks that route through the parts (data: the host). */
 static int host__call(void *data, const char *type, const char *id, const char *method, const uint8_t *req,
-                      size_t len, const char *call_id, cv_runtime_call_cb cb, void *cb_data)
+                      size_t len, const struct cv_call_ctx *ctx, cv_runtime_call_cb cb, void *cb_data)
 {
     struct cv_host *h = data;
-    return cv_outcall_call(&h->out, type, id, method, req, len, call_id, cb, cb_data);
+    return cv_outcall_call(&h->out, type, id, method, req, len, ctx, cb, cb_data);
 }
 
 static int host__push(void *data, const char *client_id, const ProtobufCMessage *msg)
@@ -183,12 +184,15 @@ static int host__push(void *data, const char *client_id, const ProtobufCMessage 
 static int host__create(void *data, const char *type, const char *id, cv_host_done_cb cb, void *cb_data)
 {
     struct cv_host *h = data;
+    /* an object's create: the internal side of object_lifecycle_rules (clients': at the gate) */
+    if (cv_access_life(&h->x.cfg->access_rules, CV_LIFE_CREATE, type, id, true)) return CV_EPERM;
     return cv_ops_create(&h->ops, type, id, cb, cb_data);
 }
 
 static int host__delete(void *data, const char *type, const char *id, cv_host_done_cb cb, void *cb_data)
 {
     struct cv_host *h = data;
+    if (cv_access_life(&h->x.cfg->access_rules, CV_LIFE_DELETE, type, id, true)) return CV_EPERM;
     return cv_ops_delete(&h->ops, type, id, cb, cb_data);
 }
 

@@ -28,6 +28,7 @@
 #define HASH_NONFATAL_OOM 1 /* a failed add leaves hh.tbl NULL instead of exiting */
 #include <uthash.h>
 
+#include "core/access.h"
 #include "cverse/error.h"
 #include "net/frame.h"
 #include "node/stats.h"
@@ -40,6 +41,7 @@
 struct fwait {
     struct fwait *next;
     char *method, *call_id, *client_id; /* owned; call_id and client_id NULL when none */
+    struct cv_caller *caller;           /* owned: the call's caller (cv_caller_dup) */
     uint8_t *req;           /* owned copy */
     size_t len;
     cv_runtime_call_cb cb;
@@ -117,6 +119,7 @@ static void fwait__free(struct fwait *w)
     free(w->method);
     free(w->call_id);
     free(w->client_id);
+    free(w->caller);
     free(w->req);
     free(w);
 }
@@ -147,7 +150,7 @@ static void incall__first_done(void *data, int status, uint64_t index)
             rv = CV_ECLOSED;
             snprintf(msg, sizeof msg, "node is shutting down");
         } else if (status == 0) {
-            struct cv_call_ctx ctx = {.call_id = w->call_id, .client_id = w->client_id};
+            struct cv_call_ctx ctx = {.call_id = w->call_id, .client_id = w->client_id, .caller = w->caller};
             rv = cv_incall_local(x, f->type, f->id, w->method, w->req, w->len, &ctx, w->cb, w->data, &v);
             snprintf(msg, sizeof msg, "%s", v.msg);
         }
@@ -180,6 +183,11 @@ static int incall__first(struct cv_incall *in, const struct cv_object_type *t, c
                          cv_runtime_call_cb cb, void *data, struct cv_verdict *v)
 {
     const char *call_id = ctx ? ctx->call_id : NULL, *client_id = ctx ? ctx->client_id : NULL;
+    bool internal = ctx && ctx->caller && ctx->caller->internal;
+    /* The call creates the object: object_lifecycle_rules' CREATE applies (docs/security.md) */
+    if (cv_access_life(&in->x->cfg->access_rules, CV_LIFE_CREATE, t->name, id, internal))
+        return fail(v, CV_EPERM, "creating %.100s %.100s is not permitted to %s callers (object_lifecycle_rules)",
+                    t->name, id, internal ? "internal" : "external");
     size_t idlen = strlen(id);
     if (idlen >= CV_HOST_ID_MAX || strlen(t->name) >= CV_HOST_TYPE_MAX)
         return fail(v, CV_EINVAL, "object id or type too long");
@@ -187,11 +195,12 @@ static int incall__first(struct cv_incall *in, const struct cv_object_type *t, c
     HASH_FIND(hh, in->first, id, idlen, f);
     struct fwait *w = calloc(1, sizeof *w);
     if (!w || !(w->method = strdup(m->name)) || !(w->req = malloc(len ? len : 1)) ||
-        (call_id && !(w->call_id = strdup(call_id))) || (client_id && !(w->client_id = strdup(client_id))))
+        (call_id && !(w->call_id = strdup(call_id))) || (client_id && !(w->client_id = strdup(client_id))) ||
+        !(w->caller = cv_caller_dup(ctx ? ctx->caller : NULL)))
         goto err_after_w;
     if (len) memcpy(w->req, req, len);
-    *w = (struct fwait){.method = w->method, .call_id = w->call_id, .client_id = w->client_id, .req = w->req,
-                        .len = len, .cb = cb, .data = data};
+    *w = (struct fwait){.method = w->method, .call_id = w->call_id, .client_id = w->client_id,
+                        .caller = w->caller, .req = w->req, .len = len, .cb = cb, .data = data};
     if (!f) {
         if (!(f = calloc(1, sizeof *f + idlen + 1))) goto err_after_w;
         f->in = in;
@@ -253,6 +262,10 @@ int cv_incall_local(struct cv_hctx *h, const char *type, const char *id, const c
     if (incall__method(h, type, method, v)) return v->status;
     const struct cv_object_type *t = v->type;
     const struct cv_method *m = v->method;
+    bool internal = ctx && ctx->caller && ctx->caller->internal;
+    if (cv_access_call(&h->cfg->access_rules, type, id, method, internal))
+        return fail(v, CV_EPERM, "%.100s.%.100s on %.100s is not permitted to %s callers (object_access_rules)", type,
+                    method, id, internal ? "object-to-object" : "client");
     if (call_id && strlen(call_id) > CV_CALL_ID_MAX)
         return fail(v, CV_EINVAL, "call id longer than %d bytes", CV_CALL_ID_MAX);
     struct cv_placement p;
@@ -407,8 +420,9 @@ static void incall__serve(struct cv_incall *in, struct icall *ic, const uint8_t 
     uint8_t *mapped = NULL;
     size_t mlen = 0;
     int rv = incall__map_request(in->x, ic, req, &mapped, &mlen, &v);
+    struct cv_caller who = {req->caller_user, req->caller_roles, req->internal};
     struct cv_call_ctx ctx = {.call_id = req->call_id[0] ? req->call_id : NULL,
-                              .client_id = req->client_id[0] ? req->client_id : NULL};
+                              .client_id = req->client_id[0] ? req->client_id : NULL, .caller = &who};
     if (rv == 0)
         rv = cv_incall_local(in->x, req->type, req->id, req->method, mapped ? mapped : req->request.data,
                              mapped ? mlen : req->request.len, &ctx, incall__done, ic, &v);

@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "consensus/notice.h"
+#include "core/access.h"
 #include "cverse/error.h"
 #include "rpc.pb-c.h"
 #include "util/log.h"
@@ -268,6 +269,11 @@ void cv_ops_handle(struct cv_ops *h, bool create, struct cv_rpc_conn *conn, uint
     struct op *op = NULL;
     if (!*type || !*oid || strlen(type) >= CV_HOST_TYPE_MAX || strlen(oid) >= CV_HOST_ID_MAX)
         cv_rpc_respond(conn, id, CV_EINVAL, "type and id are required (type < 128, id < 512 bytes)", NULL, 0);
+    else if (cv_access_life(&h->x->cfg->access_rules, create ? CV_LIFE_CREATE : CV_LIFE_DELETE, type, oid, false))
+        /* a gate's (a client's) request: object_lifecycle_rules' client side, as the gate checked it */
+        cv_rpc_respond(conn, id, CV_EPERM, create ? "creating this object is not permitted to clients "
+                       "(object_lifecycle_rules)" : "deleting this object is not permitted to clients "
+                       "(object_lifecycle_rules)", NULL, 0);
     else if (!(op = ops__new(h, create, type, oid)))
         cv_rpc_respond(conn, id, CV_ENOMEM, cv_strerror(CV_ENOMEM), NULL, 0);
     protobuf_c_message_free_unpacked(msg, NULL);

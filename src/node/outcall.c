@@ -27,6 +27,7 @@ struct rcall {
     struct cv_outcall *oc;
     char *type, *id, *method;
     char *call_id; /* owned; NULL when none */
+    struct cv_caller *caller; /* owned: the original caller's identity (cv_caller_dup), internal set */
     uint8_t *req;
     size_t len;
     cv_runtime_call_cb cb;
@@ -59,6 +60,7 @@ static void outcall__free(struct rcall *rc)
     free(rc->id);
     free(rc->method);
     free(rc->call_id);
+    free(rc->caller);
     free(rc->req);
     free(rc);
     cv_hctx_release(x);
@@ -129,6 +131,9 @@ static int outcall__send(struct cv_hctx *h, struct rcall *rc, const char *owner,
     q.request.len = rc->len;
     q.map_index = cv_catalog_applied_index(h->cat);
     q.call_id = rc->call_id ? rc->call_id : (char *)"";
+    q.caller_user = (char *)rc->caller->user_id;
+    q.caller_roles = (char *)rc->caller->roles;
+    q.internal = rc->caller->internal;
     size_t n = cverse__rpc__call_request__get_packed_size(&q);
     uint8_t *buf = malloc(n ? n : 1);
     int rv = buf ? 0 : CV_ENOMEM;
@@ -173,7 +178,7 @@ static int outcall__attempt(struct rcall *rc)
     }
     if (strcmp(owner, h->self) != 0) return outcall__send(h, rc, owner, now);
     struct cv_verdict v;
-    struct cv_call_ctx ctx = {.call_id = rc->call_id};
+    struct cv_call_ctx ctx = {.call_id = rc->call_id, .caller = rc->caller};
     rv = cv_incall_local(h, rc->type, rc->id, rc->method, rc->req, rc->len, &ctx, outcall__local_done, rc, &v);
     if (rv == 0) return 0;
     if (rv == CV_EREDIRECT || rv == CV_EUNAVAIL) {
@@ -185,9 +190,11 @@ static int outcall__attempt(struct rcall *rc)
 }
 
 int cv_outcall_call(struct cv_outcall *oc, const char *type, const char *id, const char *method, const uint8_t *req,
-                     size_t len, const char *call_id, cv_runtime_call_cb cb, void *cb_data)
+                     size_t len, const struct cv_call_ctx *ctx, cv_runtime_call_cb cb, void *cb_data)
 {
     struct cv_hctx *h = oc->x;
+    const char *call_id = ctx ? ctx->call_id : NULL;
+    struct cv_caller internal = {"", "", true}; /* a call without a context is still an object's */
     if (h->closing) return CV_ECLOSED;
     struct rcall *rc = calloc(1, sizeof *rc);
     if (!rc) return CV_ENOMEM;
@@ -196,8 +203,11 @@ int cv_outcall_call(struct cv_outcall *oc, const char *type, const char *id, con
     rc->method = strdup(method);
     rc->req = malloc(len ? len : 1);
     rc->call_id = call_id ? strdup(call_id) : NULL;
-    if (!rc->type || !rc->id || !rc->method || !rc->req || (call_id && !rc->call_id)) {
+    rc->caller = cv_caller_dup(ctx && ctx->caller ? ctx->caller : &internal);
+    if (rc->caller) rc->caller->internal = true; /* every call made here is an object's */
+    if (!rc->type || !rc->id || !rc->method || !rc->req || (call_id && !rc->call_id) || !rc->caller) {
         free(rc->call_id);
+        free(rc->caller);
         free(rc->type);
         free(rc->id);
         free(rc->method);

@@ -23,7 +23,7 @@ struct cv_outcall {
 void cv_outcall_init(struct cv_outcall *oc, struct cv_hctx *x, unsigned timeout_ms);
 /* An object's call (the runtime hook `call`): 0 and cb fires later, or a final code (never called back). */
 int cv_outcall_call(struct cv_outcall *oc, const char *type, const char *id, const char *method, const uint8_t *req,
-                    size_t len, const char *call_id, cv_runtime_call_cb cb, void *cb_data);
+                    size_t len, const struct cv_call_ctx *ctx, cv_runtime_call_cb cb, void *cb_data);
 /* Runs the retries that are due (each tick). While the host closes, completes every waiting call with
  * CV_ECLOSED. */
 void cv_outcall_retry(struct cv_outcall *oc);

@@ -168,6 +168,7 @@ void obj__mail_free(struct obj__mail *m)
     if (m->req) protobuf_c_message_free_unpacked(m->req, NULL);
     free(m->call_id);
     free(m->client_id);
+    free(m->caller);
     free(m->remind);
     free(m);
 }
@@ -462,12 +463,19 @@ void obj__run_next(struct cv_object *o)
     struct cv_runtime *rt = o->rt;
     char *client = m->client_id; /* taken: a reply from inside the handler frees m */
     m->client_id = NULL;
+    struct cv_caller *caller = m->caller; /* taken too */
+    m->caller = NULL;
+    static const struct cv_caller anonymous = {"", "", false};
     const char *outer = rt->caller_client; /* a handler may run inside another's callback */
+    const struct cv_caller *outer_caller = rt->caller;
     rt->caller_client = client ? client : "";
+    rt->caller = caller ? caller : &anonymous;
     if (o->type->service) obj__invoke(o, r);
     else m->method->handler(o, m->req, r);
     rt->caller_client = outer;
+    rt->caller = outer_caller;
     free(client);
+    free(caller);
 }
 
 /* ---- accessors ---- */
@@ -478,3 +486,29 @@ const char *cv_object_type_name(const cv_object *o) { return o->type->name; }
 uint32_t cv_object_shard(const cv_object *o) { return o->shard; }
 const char *cv_object_node_id(const cv_object *o) { return o->rt->node_id; }
 const char *cv_object_caller_client(const cv_object *o) { return o ? o->rt->caller_client : NULL; }
+const struct cv_caller *cv_object_caller(const cv_object *o) { return o ? o->rt->caller : NULL; }
+
+bool cv_caller_has_role(const struct cv_caller *c, const char *role)
+{
+    size_t n = role ? strlen(role) : 0;
+    for (const char *p = c && c->roles ? c->roles : ""; n && *p;) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (len == n && !memcmp(p, role, n)) return true;
+        p += len + (end != NULL);
+    }
+    return false;
+}
+
+struct cv_caller *cv_caller_dup(const struct cv_caller *c)
+{
+    const char *user = c && c->user_id ? c->user_id : "", *roles = c && c->roles ? c->roles : "";
+    size_t ul = strlen(user) + 1, rl = strlen(roles) + 1;
+    struct cv_caller *d = malloc(sizeof *d + ul + rl);
+    if (!d) return NULL;
+    char *s = (char *)(d + 1);
+    memcpy(s, user, ul);
+    memcpy(s + ul, roles, rl);
+    *d = (struct cv_caller){.user_id = s, .roles = s + ul, .internal = c && c->internal};
+    return d;
+}

@@ -55,6 +55,7 @@ struct obj__mail {
     struct obj__timer *timer;       /* a tick: holds a reference on the timer (pending) */
     char *call_id;                  /* owned: the caller's reliable-call id, NULL when none (calls.c) */
     char *client_id;                /* owned: the calling client's id, NULL when none (push) */
+    struct cv_caller *caller;       /* owned: the authenticated caller, NULL = anonymous client */
     char *remind;                   /* owned: a reminder entry (no method, no timer): its name */
     uint64_t remind_due;            /* ... and the due time it fires for */
 };
@@ -190,6 +191,7 @@ struct cv_runtime {
     struct cv_runtime_counts counts; /* activations / deactivations by reason */
     const struct cv_app_error *call_app; /* borrowed: during a cv_object_call callback with CV_EAPP */
     const char *caller_client; /* borrowed: the running method's caller client id (push), else NULL */
+    const struct cv_caller *caller; /* borrowed: the running method's caller (cv_object_caller), else NULL */
     uint64_t call_window_ms;
     size_t n_policies, state_max;
     cv_runtime_close_cb close_cb;

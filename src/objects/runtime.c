@@ -339,7 +339,8 @@ static int runtime__enqueue(struct cv_runtime *rt, struct cv_object *o, const st
         return CV_EPROTO;
     }
     if ((call_id && *call_id && !(mail->call_id = strdup(call_id))) ||
-        (client_id && *client_id && !(mail->client_id = strdup(client_id)))) {
+        (client_id && *client_id && !(mail->client_id = strdup(client_id))) ||
+        (ctx && ctx->caller && !(mail->caller = cv_caller_dup(ctx->caller)))) {
         obj__mail_free(mail);
         return CV_ENOMEM;
     }

@@ -66,13 +66,14 @@ struct cv_save_extra {
  * are implemented. Every hook is optional: without it the SDK function answers as outside a node
  * (CV_EUNAVAIL / 0). Hooks run on the loop. The asynchronous ones follow the SDK contract: 0 and cb
  * fires exactly once, never from inside the hook; or a negative code and cb never fires. */
+struct cv_call_ctx;
 struct cv_host_hooks {
     void *data; /* first argument of every hook */
     /* Routes every cv_object_call (type and method already validated, req packed; copy it to keep it):
      * the host checks the catalog and calls cv_runtime_call here, or sends the call to the owner's node,
      * retrying redirects until its deadline. Without it, calls go to cv_runtime_call directly. */
     int (*call)(void *data, const char *type, const char *id, const char *method, const uint8_t *req,
-                size_t len, const char *call_id, cv_runtime_call_cb cb, void *cb_data);
+                size_t len, const struct cv_call_ctx *ctx, cv_runtime_call_cb cb, void *cb_data);
     /* cv_object_create / cv_object_delete: committed to the catalog, then (de)activated on the owner. */
     int (*create_object)(void *data, const char *type, const char *id, cv_host_done_cb cb, void *cb_data);
     int (*delete_object)(void *data, const char *type, const char *id, cv_host_done_cb cb, void *cb_data);
@@ -108,7 +109,12 @@ struct cv_host_hooks {
 struct cv_call_ctx {
     const char *call_id;   /* reliable call id, NULL or "" = none */
     const char *client_id; /* the calling client (docs/push.md), NULL or "" = none: cv_object_caller_client */
+    const struct cv_caller *caller; /* the authenticated caller (cv_object_caller), NULL = anonymous client */
 };
+
+/* An owned copy of c (one allocation: free() it), or NULL out of memory. c NULL: an anonymous external
+ * caller. */
+struct cv_caller *cv_caller_dup(const struct cv_caller *c);
 
 /* A type's persistence as configured (config object_types), overriding the type's own choice. */
 struct cv_type_policy {

@@ -79,10 +79,15 @@ int cv_object_call_reliable(cv_object *o, const char *type, const char *id, cons
     if (!buf || !c) goto err;
     protobuf_c_message_pack(req, buf);
     *c = (struct services__call){o, cb, data, m->response};
+    /* The original caller's identity goes along, marked internal (object_access_rules INTERNAL); outside
+     * a method (a timer, a callback) the call is the object's own: no user. */
+    const struct cv_caller *now = rt->caller;
+    struct cv_caller who = {now ? now->user_id : "", now ? now->roles : "", true};
+    struct cv_call_ctx ctx = {.call_id = call_id, .caller = &who};
     if (rt->hooks.call) /* the host routes: here or another node */
-        rv = rt->hooks.call(rt->hooks.data, type, id, method, buf, len, call_id, services__call_done, c);
+        rv = rt->hooks.call(rt->hooks.data, type, id, method, buf, len, &ctx, services__call_done, c);
     else
-        rv = cv_runtime_call_id(rt, type, id, method, buf, len, call_id, services__call_done, c);
+        rv = cv_runtime_call_ctx(rt, type, id, method, buf, len, &ctx, services__call_done, c);
     if (rv != 0) goto err;
     o->refs++; /* released in services__call_done */
     free(buf);

@@ -8,8 +8,10 @@
  * the client id, "" the caller's, "*" everyone; due_in_ms = how many; period_ms = padding bytes) pushes
  * GetUptimeResponse{uptime: "<i>:<padding of x>"} and answers how many pushes returned 0; Caller answers
  * the caller's client id (GetNodeStatsResponse.status); Stamp broadcasts due_in_ms messages
- * GetUptimeResponse{uptime: CLOCK_MONOTONIC in µs at the push} (the push fan-out bench). Built in the table form on purpose: existing modules
- * keep working. */
+ * GetUptimeResponse{uptime: CLOCK_MONOTONIC in µs at the push} (the push fan-out bench). Who answers the
+ * authenticated caller (cv_object_caller) as "user=U roles=R internal=0|1" (GetNodeStatsResponse.status);
+ * AskWho calls Who of Probe "<id>-target" (object-to-object) and answers that (docs/security.md). Built
+ * in the table form on purpose: existing modules keep working. */
 #include <cverse/object.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -144,7 +146,37 @@ static void caller(cv_object *o, const ProtobufCMessage *req, cv_reply *r)
     cv_reply_ok(r, &out.base);
 }
 
+static void who(cv_object *o, const ProtobufCMessage *req, cv_reply *r)
+{
+    const struct cv_caller *c = cv_object_caller(o);
+    ShardingDemo__GetNodeStatsResponse out = SHARDING_DEMO__GET_NODE_STATS_RESPONSE__INIT;
+    char buf[512];
+    snprintf(buf, sizeof buf, "user=%s roles=%s internal=%d admin=%d", c ? c->user_id : "?", c ? c->roles : "?",
+             c ? c->internal : -1, cv_caller_has_role(c, "admin"));
+    out.status = buf;
+    cv_reply_ok(r, &out.base);
+}
+
+static void asked(cv_object *caller, void *data, int status, const char *error, const ProtobufCMessage *resp)
+{
+    if (status) cv_reply_error(data, status, error);
+    else cv_reply_ok(data, resp);
+}
+
+static void ask_who(cv_object *o, const ProtobufCMessage *req, cv_reply *r)
+{
+    char target[256];
+    snprintf(target, sizeof target, "%s-target", cv_object_id(o));
+    ShardingDemo__GetNodeStatsRequest q = SHARDING_DEMO__GET_NODE_STATS_REQUEST__INIT;
+    int rv = cv_object_call(o, "Probe", target, "Who", &q.base, asked, r);
+    if (rv) cv_reply_error(r, rv, "probe: AskWho's call failed");
+}
+
 static const struct cv_method probe_methods[] = {
+    {"Who", &sharding_demo__get_node_stats_request__descriptor, &sharding_demo__get_node_stats_response__descriptor,
+     who},
+    {"AskWho", &sharding_demo__get_node_stats_request__descriptor,
+     &sharding_demo__get_node_stats_response__descriptor, ask_who},
     {"Push", &sharding_demo__set_alarm_request__descriptor, &sharding_demo__increment_response__descriptor, push},
     {"Stamp", &sharding_demo__set_alarm_request__descriptor, &sharding_demo__increment_response__descriptor, stamp},
     {"Caller", &sharding_demo__get_node_stats_request__descriptor,

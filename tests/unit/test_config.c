@@ -9,6 +9,8 @@
 
 #include "config/check.h"
 #include "config/config.h"
+#include "config/tokens.h"
+#include "core/access.h"
 #include "cverse/error.h"
 
 #include "lsan_check.h"
@@ -402,16 +404,17 @@ Test(config, goverse_keys_are_warnings)
     cr_assert_str_eq(cfg->etcd_endpoints[1], "etcd-2:2379");
     cr_assert_str_eq(cfg->etcd_prefix, "/goverse");
     cr_assert_str_eq(cfg->inspector.advertise_addr, "127.0.0.1:8081"); /* connect_addr is ignored */
-    cr_assert_eq(cfg->n_warnings, 6);
+    /* object_access_rules / object_lifecycle_rules are applied now (issue 14): read, not warned about */
+    cr_assert_eq(cfg->n_warnings, 4);
     const char *want[] = {
         "t.yml:9: postgres: Goverse setting not used by cverse yet; ignored",
-        "t.yml:22: object_access_rules: Goverse setting not used by cverse yet; ignored",
-        "t.yml:25: object_lifecycle_rules: Goverse setting not used by cverse yet; ignored",
         "t.yml:8: cluster.etcd.dial_timeout: Goverse setting not used by cverse yet; ignored",
         "t.yml:17: nodes[0].enable_pprof: Goverse setting not used by cverse yet; ignored",
         "t.yml:21: inspector.connect_addr: Goverse setting not used by cverse yet; ignored",
     };
-    for (size_t i = 0; i < 6; i++) cr_assert_str_eq(cfg->warnings[i], want[i]);
+    for (size_t i = 0; i < 4; i++) cr_assert_str_eq(cfg->warnings[i], want[i]);
+    cr_assert_eq(cfg->access_rules.n_calls, 1);
+    cr_assert_eq(cfg->access_rules.n_life, 1);
     cv_config_free(cfg);
 }
 
@@ -477,7 +480,7 @@ Test(config, demo_types)
 Test(config, err_unknown_keys)
 {
     expect_err("version: 1\n" NODES "gate: []\n",
-               "t.yml:6: gate: unknown key (expected one of: version, cluster, nodes, gates, inspector, object_types, object_state_max_bytes)");
+               "t.yml:6: gate: unknown key (expected one of: version, cluster, nodes, gates, inspector, object_types, object_state_max_bytes, object_access_rules, object_lifecycle_rules)");
     expect_err("version: 1\ncluster:\n  shard: 4\n" NODES,
                "t.yml:3: cluster.shard: unknown key (expected one of: shards, provider, etcd, auto_load_objects, "
                "raft, data_dir, lease_ttl_ms, drain_timeout_ms, demo_types)");
@@ -949,4 +952,115 @@ Test(config, gate_tls_files_relative_to_the_config)
     }
     unlink(path);
     rmdir(dir);
+}
+
+/* ---- issue 14: access rules and the gate's tokens file ---- */
+
+static const char rules_head[] = "version: 1\n"
+                                 "nodes:\n"
+                                 "  - {id: n1, grpc_addr: \"127.0.0.1:9101\", http_addr: \"127.0.0.1:9102\"}\n";
+
+static struct cv_config *parse_rules(const char *rules)
+{
+    char yaml[2048];
+    snprintf(yaml, sizeof yaml, "%s%s", rules_head, rules);
+    return parse_ok(yaml);
+}
+
+static void expect_rules_err(const char *rules, const char *want)
+{
+    char yaml[2048];
+    snprintf(yaml, sizeof yaml, "%s%s", rules_head, rules);
+    expect_err(yaml, want);
+}
+
+Test(config, access_rules_parsed_and_applied)
+{
+    struct cv_config *cfg = parse_rules("object_access_rules:\n"
+                                        "  - {type: Counter, id: \"/c-[0-9]+/\", method: Get, access: ALLOW}\n"
+                                        "  - {object: ChatRoomMgr0, method: /(List|Get)/, access: EXTERNAL}\n"
+                                        "  - {type: Counter, access: INTERNAL}\n"
+                                        "object_lifecycle_rules:\n"
+                                        "  - {type: Counter, id: fixed, lifecycle: ALL, access: REJECT}\n");
+    const struct cv_access_rules *r = &cfg->access_rules;
+    cr_assert_eq(r->n_calls, 3);
+    cr_assert_eq(r->calls[1].line, 6);
+    cr_assert_eq(cv_access_call(r, "Counter", "c-12", "Get", false), 0);
+    cr_assert_eq(cv_access_call(r, "Counter", "c-12", "Add", false), CV_EPERM);
+    cr_assert_eq(cv_access_call(r, "Counter", "c-12", "Add", true), 0);
+    cr_assert_eq(cv_access_call(r, "Any", "ChatRoomMgr0", "List", false), 0);
+    cr_assert_eq(cv_access_call(r, "Any", "ChatRoomMgr0", "List", true), CV_EPERM);
+    cr_assert_eq(cv_access_call(r, "Other", "x", "Get", true), CV_EPERM); /* no match: denied */
+    cr_assert_eq(cv_access_life(r, CV_LIFE_CREATE, "Counter", "fixed", true), CV_EPERM);
+    cr_assert_eq(cv_access_life(r, CV_LIFE_DELETE, "Counter", "fixed", false), CV_EPERM);
+    cr_assert_eq(cv_access_life(r, CV_LIFE_CREATE, "Counter", "other", false), 0);
+    cv_config_free(cfg);
+}
+
+Test(config, access_rules_errors)
+{
+    char yaml[512]; /* the regex library's own words follow the prefix */
+    snprintf(yaml, sizeof yaml, "%sobject_access_rules:\n  - {type: \"/Chat[/\", access: ALLOW}\n", rules_head);
+    expect_err_prefix(yaml, "t.yml:5: object_access_rules[0].type: invalid regular expression /Chat[/: ");
+    expect_rules_err("object_access_rules:\n  - {type: A, access: MAYBE}\n",
+                     "t.yml:5: object_access_rules[0]: access must be REJECT, INTERNAL, EXTERNAL or ALLOW, got \"MAYBE\"");
+    expect_rules_err("object_access_rules:\n  - {method: M, access: ALLOW}\n",
+                     "t.yml:5: object_access_rules[0]: missing type (required: a name or /regex/)");
+    expect_rules_err("object_access_rules:\n  - {type: A, access: ALLOW, colour: red}\n",
+                     "t.yml:5: object_access_rules[0]: unknown key \"colour\" (expected type, id, method, access "
+                     "(or Goverse's object))");
+    expect_rules_err("object_lifecycle_rules:\n  - {type: A, access: ALLOW}\n",
+                     "t.yml:5: object_lifecycle_rules[0]: missing lifecycle (required: CREATE, DELETE or ALL)");
+    expect_rules_err("object_lifecycle_rules:\n  - {type: A, lifecycle: MAKE, access: ALLOW}\n",
+                     "t.yml:5: object_lifecycle_rules[0]: lifecycle must be CREATE, DELETE or ALL, got \"MAKE\"");
+    expect_rules_err("object_access_rules: 3\n", "t.yml:4: object_access_rules: must be a list of rules");
+}
+
+Test(config, gate_auth_tokens_file_key)
+{
+    struct cv_config *cfg = parse_rules("gates:\n  - {id: g1, grpc_addr: \"127.0.0.1:9201\", http_addr: "
+                                        "\"127.0.0.1:9202\", auth_tokens_file: tokens.txt}\n");
+    cr_assert_str_eq(cfg->gates[0].auth_tokens_file, "tokens.txt");
+    cv_config_free(cfg);
+}
+
+Test(config, tokens_file_parses)
+{
+    static const char text[] = "# clients\n\n  tok-alice alice admin,ops\ntok-bob\tbob\n";
+    struct cv_tokens t;
+    char err[256] = "";
+    cr_assert_eq(cv_tokens_parse(text, strlen(text), "tok.txt", &t, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(t.n, 2);
+    const struct cv_token *a = cv_tokens_find(&t, "tok-alice", 9);
+    cr_assert_not_null(a);
+    cr_assert_str_eq(a->user_id, "alice");
+    cr_assert_str_eq(a->roles, "admin,ops");
+    const struct cv_token *b = cv_tokens_find(&t, "tok-bob", 7);
+    cr_assert_not_null(b);
+    cr_assert_str_eq(b->user_id, "bob");
+    cr_assert_str_eq(b->roles, "");
+    cr_assert_null(cv_tokens_find(&t, "tok-bo", 6));
+    cr_assert_null(cv_tokens_find(&t, "", 0));
+    cv_tokens_free(&t);
+}
+
+static void expect_tokens_err(const char *text, const char *want)
+{
+    struct cv_tokens t;
+    char err[256] = "";
+    cr_assert_eq(cv_tokens_parse(text, strlen(text), "tok.txt", &t, err, sizeof err), CV_ECONFIG, "for %s", text);
+    cr_assert_str_eq(err, want);
+    cr_assert_null(t.v);
+}
+
+Test(config, tokens_file_errors)
+{
+    expect_tokens_err("a alice\nlonely\n", "tok.txt:2: 1 words (expected TOKEN USER_ID [ROLE,ROLE...])");
+    expect_tokens_err("a alice r1 extra\n", "tok.txt:1: 4 words (expected TOKEN USER_ID [ROLE,ROLE...])");
+    expect_tokens_err("a alice\n# x\na bob\n", "tok.txt:3: duplicate token (expected each token once)");
+    expect_tokens_err("a alice r1,,r2\n", "tok.txt:1: bad role list \"r1,,r2\" (expected ROLE,ROLE... under 256 bytes)");
+    expect_tokens_err("# nothing\n\n", "tok.txt:2: no token (expected TOKEN USER_ID lines)");
+    struct cv_tokens t;
+    char err[256];
+    cr_assert_eq(cv_tokens_load("/nonexistent/tokens", &t, err, sizeof err), CV_EIO);
 }

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/access.h"
 #include "core/assign.h"
 #include "core/hash.h"
 #include "core/lease.h"
@@ -1196,4 +1197,90 @@ Test(assign, constrained_random_arbitrary_inputs)
         }
         constrained_checked(map, fixed, shards, elig, n);
     }
+}
+
+/* ---- access: Goverse's object access / lifecycle rules (issue 14) ---- */
+
+TestSuite(access, .fini = cv_lsan_check);
+
+Test(access, patterns_literal_regex_anchored_absent)
+{
+    struct cv_pattern lit, re, any, bad;
+    char err[200] = "";
+    cr_assert_eq(cv_pattern_init(&lit, "ExactMatch", err, sizeof err), 0);
+    cr_assert(cv_pattern_match(&lit, "ExactMatch"));
+    cr_assert_not(cv_pattern_match(&lit, "ExactMatchExtra"));
+    cr_assert_not(cv_pattern_match(&lit, "exactmatch"));
+    cr_assert_eq(cv_pattern_init(&re, "/ChatRoom-[a-zA-Z0-9_-]+/", err, sizeof err), 0);
+    cr_assert(cv_pattern_match(&re, "ChatRoom-General"));
+    cr_assert_not(cv_pattern_match(&re, "ChatRoom-"));
+    cr_assert_not(cv_pattern_match(&re, "PrefixChatRoom-x")); /* anchored at the start */
+    cr_assert_not(cv_pattern_match(&re, "ChatRoom-x y"));     /* ... and at the end */
+    cr_assert_eq(cv_pattern_init(&any, NULL, err, sizeof err), 0);
+    cr_assert(cv_pattern_match(&any, ""));
+    cr_assert(cv_pattern_match(&any, "whatever"));
+    cr_assert_eq(cv_pattern_init(&bad, "/(a/", err, sizeof err), CV_EINVAL);
+    cr_assert_not_null(strstr(err, "/(a/"));
+    cr_assert_eq(cv_pattern_init(&bad, "/", err, sizeof err), 0); /* too short for /re/: a literal "/" */
+    cr_assert(cv_pattern_match(&bad, "/"));
+    cv_pattern_free(&bad);
+    cv_pattern_free(&lit);
+    cv_pattern_free(&re);
+    cv_pattern_free(&any);
+}
+
+Test(access, levels)
+{
+    enum cv_access a;
+    cr_assert_eq(cv_access_parse("INTERNAL", &a), 0);
+    cr_assert_eq(a, CV_ACCESS_INTERNAL);
+    cr_assert_eq(cv_access_parse("allow", &a), CV_EINVAL);
+    cr_assert_not(cv_access_lets(CV_ACCESS_REJECT, false));
+    cr_assert_not(cv_access_lets(CV_ACCESS_REJECT, true));
+    cr_assert(cv_access_lets(CV_ACCESS_INTERNAL, true));
+    cr_assert_not(cv_access_lets(CV_ACCESS_INTERNAL, false));
+    cr_assert(cv_access_lets(CV_ACCESS_EXTERNAL, false));
+    cr_assert_not(cv_access_lets(CV_ACCESS_EXTERNAL, true));
+    cr_assert(cv_access_lets(CV_ACCESS_ALLOW, true) && cv_access_lets(CV_ACCESS_ALLOW, false));
+    int op;
+    cr_assert_eq(cv_life_parse("ALL", &op), 0);
+    cr_assert_eq(op, CV_LIFE_CREATE | CV_LIFE_DELETE);
+}
+
+static void rule(struct cv_access_rule *r, const char *type, const char *id, const char *method, enum cv_access a,
+                 int life)
+{
+    char err[200];
+    cr_assert_eq(cv_pattern_init(&r->type, type, err, sizeof err), 0);
+    cr_assert_eq(cv_pattern_init(&r->id, id, err, sizeof err), 0);
+    cr_assert_eq(cv_pattern_init(&r->method, method, err, sizeof err), 0);
+    r->access = a;
+    r->life = life;
+}
+
+Test(access, first_match_wins_and_defaults)
+{
+    struct cv_access_rules rs = {.calls = calloc(3, sizeof(struct cv_access_rule)), .n_calls = 3,
+                                 .life = calloc(2, sizeof(struct cv_access_rule)), .n_life = 2};
+    rule(&rs.calls[0], "/Chat.*/", NULL, "Join", CV_ACCESS_ALLOW, 0);
+    rule(&rs.calls[1], "/Chat.*/", NULL, NULL, CV_ACCESS_INTERNAL, 0);
+    rule(&rs.calls[2], "Counter", "/c-[0-9]+/", "Only", CV_ACCESS_EXTERNAL, 0);
+    rule(&rs.life[0], "Chat", NULL, NULL, CV_ACCESS_ALLOW, CV_LIFE_DELETE);
+    rule(&rs.life[1], "Sched", NULL, NULL, CV_ACCESS_INTERNAL, CV_LIFE_ALL);
+    cr_assert_eq(cv_access_call(&rs, "ChatRoom", "r1", "Join", false), 0);
+    cr_assert_eq(cv_access_call(&rs, "ChatRoom", "r1", "Notify", false), CV_EPERM);
+    cr_assert_eq(cv_access_call(&rs, "ChatRoom", "r1", "Notify", true), 0);
+    cr_assert_eq(cv_access_call(&rs, "Counter", "c-1", "Only", false), 0);
+    cr_assert_eq(cv_access_call(&rs, "Counter", "c-1", "Only", true), CV_EPERM);
+    cr_assert_eq(cv_access_call(&rs, "Counter", "x", "Only", false), CV_EPERM); /* no match: denied */
+    cr_assert_eq(cv_access_life(&rs, CV_LIFE_CREATE, "Chat", "a", false), 0);  /* no CREATE match: allowed */
+    cr_assert_eq(cv_access_life(&rs, CV_LIFE_DELETE, "Chat", "a", false), 0);
+    cr_assert_eq(cv_access_life(&rs, CV_LIFE_DELETE, "Other", "a", false), CV_EPERM); /* no DELETE match */
+    cr_assert_eq(cv_access_life(&rs, CV_LIFE_DELETE, "Other", "a", true), 0);
+    cr_assert_eq(cv_access_life(&rs, CV_LIFE_CREATE, "Sched", "a", false), CV_EPERM);
+    cr_assert_eq(cv_access_life(&rs, CV_LIFE_CREATE, "Sched", "a", true), 0);
+    struct cv_access_rules none = {0};
+    cr_assert_eq(cv_access_call(&none, "X", "y", "z", false), 0); /* no rules: as before */
+    cr_assert_eq(cv_access_life(NULL, CV_LIFE_DELETE, "X", "y", false), 0);
+    cv_access_rules_free(&rs);
 }

@@ -24,6 +24,7 @@
 #include "core/hash.h"
 #include "cverse/error.h"
 #include "cverse/object.h"
+#include "gate/auth.h"
 #include "gate/forwarder.h"
 #include "gate/gate.h"
 #include "gate/httpapi.h"
@@ -1720,4 +1721,74 @@ Test(gate, metrics_limit_families)
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
         cr_assert(strstr(p, want[i]) != NULL, "missing %s in:\n%s", want[i], p);
     free(p);
+}
+
+/* ---- gate/auth (issue 14): tokens, the hook's precedence, native connections ---- */
+
+TestSuite(gateauth, .fini = cv_lsan_check);
+
+static int hook_calls;
+static int test_authorise(void *data, const struct cv_gate_request *req, struct cv_gate_identity *who)
+{
+    hook_calls++;
+    cr_assert_str_eq(data, "hookdata");
+    if (!strcmp(req->authorization, "Bearer no")) return CV_EAUTH;
+    if (strcmp(req->authorization, "Bearer h")) return CV_ENOTFOUND;
+    snprintf(who->user_id, sizeof who->user_id, "hooked-%s", req->transport);
+    return 0;
+}
+
+Test(gateauth, tokens_hook_and_connections)
+{
+    struct cv_gate_caller who;
+    cr_assert_not(cv_gate_auth_on(NULL));
+    struct cv_gate_auth *open;
+    cr_assert_eq(cv_gate_auth_init(NULL, NULL, &open), 0);
+    cr_assert_not(cv_gate_auth_on(open));
+    cr_assert_eq(cv_gate_auth_check(open, "http", "", "/x", &who), 0, "an open gate lets everyone in");
+    cr_assert_str_eq(who.user, "");
+    cv_gate_auth_free(open);
+
+    static const char text[] = "t1 alice admin\nt2 bob\n";
+    struct cv_tokens t;
+    char err[200];
+    cr_assert_eq(cv_tokens_parse(text, strlen(text), "tok", &t, err, sizeof err), 0, "%s", err);
+    struct cv_gate_hooks hooks = {.authorise = test_authorise, .data = "hookdata"};
+    struct cv_gate_auth *a;
+    cr_assert_eq(cv_gate_auth_init(&t, &hooks, &a), 0);
+    cr_assert_null(t.v, "the tokens were taken");
+    cr_assert(cv_gate_auth_on(a));
+    cr_assert_eq(cv_gate_auth_check(a, "http", "Bearer t1", "/x", &who), 0);
+    cr_assert_str_eq(who.user, "alice");
+    cr_assert_str_eq(who.roles, "admin");
+    cr_assert_eq(cv_gate_auth_check(a, "http", "bearer  t2 ", "/x", &who), 0, "scheme case, blanks");
+    cr_assert_str_eq(who.user, "bob");
+    cr_assert_eq(cv_gate_auth_check(a, "http", "Bearer t3", "/x", &who), CV_EAUTH);
+    cr_assert_eq(cv_gate_auth_check(a, "http", "Basic dDE6", "/x", &who), CV_EAUTH);
+    cr_assert_eq(cv_gate_auth_check(a, "http", "", "/x", &who), CV_EAUTH);
+    cr_assert_eq(cv_gate_auth_check(a, "http", "Bearer h", "/x", &who), 0, "the hook decides first");
+    cr_assert_str_eq(who.user, "hooked-http");
+    cr_assert_eq(cv_gate_auth_check(a, "http", "Bearer no", "/x", &who), CV_EAUTH, "the hook refuses");
+
+    /* native: gate.auth remembers the connection (any pointer identifies one here) */
+    struct cv_rpc_conn *conn = (struct cv_rpc_conn *)&hooks;
+    uint8_t buf[64];
+    Cverse__Rpc__AuthRequest q = CVERSE__RPC__AUTH_REQUEST__INIT;
+    q.token = "wrong";
+    size_t n = cverse__rpc__auth_request__pack(&q, buf);
+    cr_assert_eq(cv_gate_auth_conn_login(a, conn, buf, n, &who), CV_EAUTH);
+    cr_assert_null(cv_gate_auth_conn(a, conn));
+    q.token = "t2";
+    n = cverse__rpc__auth_request__pack(&q, buf);
+    cr_assert_eq(cv_gate_auth_conn_login(a, conn, buf, n, &who), 0);
+    cr_assert_str_eq(cv_gate_auth_conn(a, conn)->user, "bob");
+    q.token = "h";
+    n = cverse__rpc__auth_request__pack(&q, buf);
+    cr_assert_eq(cv_gate_auth_conn_login(a, conn, buf, n, &who), 0);
+    cr_assert_str_eq(cv_gate_auth_conn(a, conn)->user, "hooked-native", "a later gate.auth replaces it");
+    cr_assert_eq(cv_gate_auth_conn_login(a, conn, (const uint8_t *)"\xff", 1, &who), CV_EPROTO);
+    cv_gate_auth_conn_closed(a, conn);
+    cr_assert_null(cv_gate_auth_conn(a, conn));
+    cr_assert_gt(hook_calls, 5);
+    cv_gate_auth_free(a);
 }

@@ -303,6 +303,9 @@ Test(frame, call_view_matches_protobuf_c)
             c.call_id = j ? "call-1" : "";
             c.form = j ? CVERSE__RPC__CALL_FORM__CALL_FORM_ANY : CVERSE__RPC__CALL_FORM__CALL_FORM_BYTES;
             c.compact = j;
+            c.caller_user = j ? "alice" : "";
+            c.caller_roles = j ? "admin,ops" : "";
+            c.internal = j;
             uint8_t buf[2200], mine[2200];
             size_t n = cverse__rpc__call_request__pack(&c, buf);
             cr_assert_eq(cv_call_size(&c), n);
@@ -319,6 +322,9 @@ Test(frame, call_view_matches_protobuf_c)
             cr_assert_eq(v.c->map_index, c.map_index);
             cr_assert_eq(v.c->form, c.form);
             cr_assert_eq(v.c->compact, c.compact);
+            cr_assert_str_eq(v.c->caller_user, c.caller_user);
+            cr_assert_str_eq(v.c->caller_roles, c.caller_roles);
+            cr_assert_eq(v.c->internal, c.internal);
             cr_assert_eq(v.c->request.len, c.request.len);
             cr_assert(c.request.len == 0 || memcmp(v.c->request.data, c.request.data, c.request.len) == 0);
             cv_call_view_done(&v);

@@ -730,8 +730,9 @@ static void hook_answer_later(cv_runtime_call_cb ccb, cv_host_done_cb dcb, void 
 }
 
 static int hk_call(void *data, const char *type, const char *id, const char *method, const uint8_t *req,
-                   size_t len, const char *call_id, cv_runtime_call_cb cb, void *cb_data)
+                   size_t len, const struct cv_call_ctx *ctx, cv_runtime_call_cb cb, void *cb_data)
 {
+    const char *call_id = ctx ? ctx->call_id : NULL;
     hk.calls++;
     snprintf(hk.last_id, sizeof hk.last_id, "%s", id);
     if (strncmp(id, "remote", 6) == 0) {
@@ -1369,4 +1370,28 @@ Test(objects, caller_client_id_and_push_hook)
     cr_assert_eq(g.res[0].value, (uint64_t)(-CV_EUNAVAIL * 100 - CV_EUNAVAIL));
     teardown();
     cv_registry_free(reg);
+}
+
+/* The caller identity (issue 14): an owned copy in one block, roles looked up as whole words. */
+Test(objects, caller_dup_and_roles)
+{
+    struct cv_caller c = {.user_id = "alice", .roles = "admin,ops", .internal = true};
+    struct cv_caller *d = cv_caller_dup(&c);
+    cr_assert_not_null(d);
+    cr_assert_str_eq(d->user_id, "alice");
+    cr_assert_str_eq(d->roles, "admin,ops");
+    cr_assert(d->internal);
+    cr_assert(cv_caller_has_role(d, "admin"));
+    cr_assert(cv_caller_has_role(d, "ops"));
+    cr_assert_not(cv_caller_has_role(d, "adm"));
+    cr_assert_not(cv_caller_has_role(d, "admin,ops"));
+    cr_assert_not(cv_caller_has_role(d, ""));
+    cr_assert_not(cv_caller_has_role(NULL, "admin"));
+    free(d);
+    struct cv_caller *anon = cv_caller_dup(NULL);
+    cr_assert_not_null(anon);
+    cr_assert_str_eq(anon->user_id, "");
+    cr_assert_str_eq(anon->roles, "");
+    cr_assert_not(anon->internal);
+    free(anon);
 }
