@@ -165,6 +165,18 @@ void cv_gate_stop(struct cv_gate *g)
 }
 
 /* The front ends get the forwarder; the servers hold the gate (see the top of the file). */
+/* The rate limit's client (gates[].rate_limit_per_sec): an authenticated user is charged as one client
+ * wherever they connect from; anyone else by their IP address (the key http.c starts with). */
+static void gate__rate_key(void *data, const struct cv_http_request *req, char *key, size_t cap)
+{
+    struct cv_gate *g = data;
+    struct cv_gate_caller who;
+    if (!cv_gate_auth_on(g->fronts.auth) ||
+        cv_gate_auth_check(g->fronts.auth, "http", req->authorization, req->path, &who) || !who.user[0])
+        return;
+    snprintf(key, cap, "user:%s", who.user);
+}
+
 static void gate__on_http(void *data, struct cv_http_exchange *x, const struct cv_http_request *req)
 {
     struct cv_gate *g = data;
@@ -241,7 +253,7 @@ static int gate__listen(struct cv_gate *g, const struct cv_gate_opts *o, const s
                               .request_timeout_ms = self->request_timeout_ms, .idle_timeout_ms = self->idle_timeout_ms,
                               .max_connections = self->max_connections,
                               .rate = {.per_sec = self->rate_limit_per_sec, .burst = self->rate_limit_burst},
-                              .tls = g->tls};
+                              .tls = g->tls, .rate_key = gate__rate_key};
     rv = cv_http_server_init(g->loop, &ho, gate__on_http, g, &g->http);
     if (rv == 0) rv = cv_http_server_listen(g->http, http);
     if (rv) return rv;

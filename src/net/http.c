@@ -233,7 +233,8 @@ static void conn__send(struct http__conn *c, const struct http__resp *r)
     if (!rv && r->keep_alive && r->http10) rv = buf__appendf(&b, "Connection: keep-alive\r\n");
     if (!rv && cors)
         rv = buf__appendf(&b, "Access-Control-Allow-Origin: %s\r\nAccess-Control-Allow-Methods: GET, POST, "
-                              "OPTIONS\r\nAccess-Control-Allow-Headers: Content-Type, X-Cverse-Deadline-Ms, X-Cverse-Call-Id, X-Client-ID\r\n", cors);
+                              "OPTIONS\r\nAccess-Control-Allow-Headers: Content-Type, X-Cverse-Deadline-Ms, "
+                              "X-Cverse-Call-Id, X-Client-ID, Authorization\r\n", cors);
     if (!rv && r->extra) rv = buf__appendf(&b, "%s", r->extra);
     if (!rv) rv = buf__append(&b, "\r\n", 2);
     if (!rv && !bodyless && !r->head && r->len) rv = buf__append(&b, r->body, r->len);

@@ -31,8 +31,9 @@ static void teardown(void)
 
 TestSuite(gateauth, .fini = teardown, .timeout = 240);
 
-/* The config with auth_tokens_file under every gate, and the tokens file next to it. */
-static void add_tokens(void)
+/* The config with auth_tokens_file (and the lines more, if any) under every gate, and the tokens file
+ * next to it. */
+static void add_tokens(const char *more)
 {
     char path[400], *text = malloc(1 << 16);
     FILE *f = fopen(C.config, "r");
@@ -43,7 +44,7 @@ static void add_tokens(void)
     f = fopen(C.config, "w");
     for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
         fprintf(f, "%s\n", line);
-        if (strstr(line, "- id: \"gate-")) fprintf(f, "    auth_tokens_file: tokens.txt\n");
+        if (strstr(line, "- id: \"gate-")) fprintf(f, "    auth_tokens_file: tokens.txt\n%s", more ? more : "");
     }
     fclose(f);
     free(text);
@@ -57,12 +58,13 @@ static void add_tokens(void)
     fclose(f);
 }
 
-/* hook: the gate also loads the gate module (its own command line: nodes get only the probe module). */
-static void start_with(bool hook)
+/* hook: the gate also loads the gate module (its own command line: nodes get only the probe module).
+ * gate_lines: more keys of the gate, or NULL. */
+static void start_with(bool hook, const char *gate_lines)
 {
     struct h_opts o = {.gates = 1, .module = getenv("CVERSE_PROBE_MODULE"), .config_extra = rules};
     h_cluster_init_ex(&C, 1, 1, 1000, &o);
-    add_tokens();
+    add_tokens(gate_lines);
     h_node_start(&C, 0);
     if (hook) {
         char log[400], *mod = getenv("CVERSE_GATE_HOOK_MODULE");
@@ -79,7 +81,7 @@ static void start_with(bool hook)
 
 static void start(void)
 {
-    start_with(false);
+    start_with(false, NULL);
 }
 
 struct body {
@@ -281,7 +283,7 @@ Test(gateauth, cli_token_file)
 
 Test(gateauth, module_authorise_hook)
 {
-    start_with(true);
+    start_with(true, NULL);
     struct body b;
     long st = post("/api/v1/objects/call/Probe/h1/Who", "hook-carol", NULL, &b);
     cr_assert_eq(st, 200, "the hook's identity: %ld %s", st, b.buf);
@@ -301,5 +303,19 @@ Test(gateauth, module_authorise_hook)
     cr_assert(strstr(json, "user=dave roles=hooked"), "%s", json);
     free(json);
     cv_client_close(c);
+    h_cluster_stop_all(&C);
+}
+
+/* With authentication, the rate limit charges the user, not the address: alice spends her burst and
+ * waits, bob (same address) is still served; anonymous requests are charged to the address. */
+Test(gateauth, rate_limit_charges_the_user)
+{
+    start_with(false, "    rate_limit_per_sec: 1\n    rate_limit_burst: 2\n");
+    struct body b;
+    long st = 0;
+    for (int i = 0; i < 10 && st != 429; i++) st = post("/api/v1/objects/call/Probe/r1/Who", "tok-alice", NULL, &b);
+    cr_assert_eq(st, 429, "alice runs out of her burst of 2 (1 per second): %ld %s", st, b.buf);
+    st = post("/api/v1/objects/call/Probe/r1/Who", "tok-bob", NULL, &b);
+    cr_assert_eq(st, 200, "bob has a bucket of his own: %ld %s", st, b.buf);
     h_cluster_stop_all(&C);
 }

@@ -1504,7 +1504,7 @@ Test(http, cors_preflight_and_headers)
     cr_assert_eq(h.calls, 0);
     cr_assert_not_null(strstr(rs[0].head, "\r\nAccess-Control-Allow-Origin: *\r\n"));
     cr_assert_not_null(strstr(rs[0].head, "\r\nAccess-Control-Allow-Methods: GET, POST, OPTIONS\r\n"));
-    cr_assert_not_null(strstr(rs[0].head, "\r\nAccess-Control-Allow-Headers: Content-Type, X-Cverse-Deadline-Ms, X-Cverse-Call-Id, X-Client-ID\r\n"));
+    cr_assert_not_null(strstr(rs[0].head, "\r\nAccess-Control-Allow-Headers: Content-Type, X-Cverse-Deadline-Ms, X-Cverse-Call-Id, X-Client-ID, Authorization\r\n"));
     cr_assert_not_null(strstr(rs[0].head, "\r\nDate: "));
     raw_sends(&c, "GET /echo HTTP/1.1\r\nHost: t\r\nOrigin: http://ui\r\n\r\n");
     RUN_UNTIL(parse_resps(&c, rs, 2, 0) == 2);
