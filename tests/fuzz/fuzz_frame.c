@@ -34,6 +34,7 @@ static const ProtobufCMessageDescriptor *const bodies[] = {
     &cverse__rpc__shard_map__descriptor,         &cverse__rpc__status_response__descriptor,
     &cverse__rpc__push_batch__descriptor,        &cverse__rpc__attach_request__descriptor,
     &cverse__rpc__register_response__descriptor, &cverse__rpc__push_dropped__descriptor,
+    &cverse__rpc__auth_request__descriptor,      &cverse__rpc__auth_response__descriptor,
     &cverse__catalog__batch__descriptor,
 };
 
@@ -48,6 +49,8 @@ static void check_call(const uint8_t *p, size_t len)
         CHECK(str_eq(c->type, ref->type) && str_eq(c->id, ref->id) && str_eq(c->method, ref->method));
         CHECK(str_eq(c->request_json, ref->request_json) && str_eq(c->call_id, ref->call_id));
         CHECK(str_eq(c->client_id, ref->client_id));
+        CHECK(str_eq(c->caller_user, ref->caller_user) && str_eq(c->caller_roles, ref->caller_roles));
+        CHECK(c->internal == ref->internal);
         CHECK(c->map_index == ref->map_index && c->form == ref->form && c->compact == ref->compact);
         CHECK(c->request.len == ref->request.len);
         CHECK(c->request.len == 0 || memcmp(c->request.data, ref->request.data, c->request.len) == 0);
@@ -61,6 +64,7 @@ static void check_call(const uint8_t *p, size_t len)
         cv_call_pack(c, buf);
         Cverse__Rpc__CallRequest *again = cverse__rpc__call_request__unpack(NULL, n, buf);
         CHECK(again && str_eq(again->id, ref->id) && again->request.len == ref->request.len);
+        CHECK(str_eq(again->caller_user, ref->caller_user) && again->internal == ref->internal);
         cverse__rpc__call_request__free_unpacked(again, NULL);
         free(buf);
         cv_call_view_done(&v);
