@@ -80,10 +80,15 @@ void cv_guard_fail(int reason, const char *what, const char *peer)
         return;
     }
     guard__logged_at[reason] = now ? now : 1;
-    CV_WARN("%s: refused %s: %s (%llu more refused for this reason since the last line)", what, peer,
-            reason == CV_AUTH_R_REMOTE ? "not a loopback address and no cluster secret (protected mode)"
-                                       : cv_auth_reason_name(reason),
-            (unsigned long long)guard__suppressed[reason]);
+    static const char *const why[CV_AUTH_R_N] = {
+        [CV_AUTH_R_MAGIC] = "did not open with the cluster handshake (no cluster secret, or not cverse)",
+        [CV_AUTH_R_PROOF] = "wrong handshake proof (another cluster secret)",
+        [CV_AUTH_R_NONCE] = "echoed our own handshake nonce (a reflection)",
+        [CV_AUTH_R_CLOSED] = "connection ended during the cluster handshake",
+        [CV_AUTH_R_REMOTE] = "not a loopback address, and no cluster secret is configured (protected mode)",
+    };
+    CV_WARN("%s: refused %s: %s [reason=%s; %llu more for this reason since the last line]", what, peer,
+            why[reason], cv_auth_reason_name(reason), (unsigned long long)guard__suppressed[reason]);
     guard__suppressed[reason] = 0;
 }
 

@@ -16,6 +16,7 @@
 #include <raft/uv.h>
 #include <uv.h>
 
+#include "auth/guard.h"
 #include "consensus/rafttcp.h"
 #include "cverse/error.h"
 #include "net/frame.h"
@@ -941,6 +942,112 @@ Test(rpc, close_cancels_waiting_calls_and_refuses_new_ones)
     RUN_UNTIL(c.closed);
     cr_assert_eq(r1.status, CV_ECANCELED);
     cr_assert_eq(r2.status, CV_ECANCELED);
+    rsrv_stop(&s);
+    loop_teardown();
+}
+
+/* ---- the cluster handshake on rpc connections (auth/handshake.h) ---------------------------------- */
+
+static struct cv_secret test_secret(const char *s)
+{
+    struct cv_secret k;
+    cr_assert_eq(cv_secret_from_bytes(s, strlen(s), &k), 0);
+    return k;
+}
+
+static void rsrv_start_guarded(struct rsrv *s, const struct cv_guard *g)
+{
+    memset(s, 0, sizeof *s);
+    cr_assert_eq(cv_rpc_server_init(&loop, rsrv_on_request, rsrv_on_conn_close, s, &s->srv), 0);
+    cv_rpc_server_set_guard(s->srv, g);
+    cr_assert_eq(cv_rpc_server_listen(s->srv, "127.0.0.1:0"), 0);
+    s->port = cv_rpc_server_port(s->srv);
+}
+
+static void rcli_start_guarded(struct rcli *c, int port, const struct cv_guard *g)
+{
+    memset(c, 0, sizeof *c);
+    char addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
+    struct cv_rpc_client_opts o = {.addr = addr, .reconnect_ms = 50, .on_event = rcli_on_event,
+                                   .on_state = rcli_on_state, .data = c, .guard = g};
+    cr_assert_eq(cv_rpc_client_init(&loop, &o, &c->cli), 0);
+}
+
+/* A client with the server's secret calls as before; one without it, or with another, never reaches a
+ * method (its calls time out while it keeps redialling) and each refusal is counted by reason. */
+Test(rpc, handshake_admits_only_peers_with_the_secret)
+{
+    loop_setup();
+    struct cv_secret k = test_secret("the-cluster-secret-0123"), other = test_secret("another-secret-012345");
+    struct cv_guard gs = {.secret = &k}, gother = {.secret = &other};
+    struct rsrv s;
+    struct rcli good, none, wrong;
+    struct result r;
+    rsrv_start_guarded(&s, &gs);
+    rcli_start_guarded(&good, s.port, &gs);
+    call(&good, "echo", "hello", 2000, &r);
+    RUN_UNTIL(r.done);
+    cr_assert_eq(r.status, 0, "%s", r.error);
+    cr_assert_str_eq(r.body, "hello");
+    cr_assert_eq(good.ups, 1);
+
+    uint64_t magic = cv_guard_failures(CV_AUTH_R_MAGIC), proof = cv_guard_failures(CV_AUTH_R_PROOF);
+    rcli_start(&none, s.port); /* no secret: sends a frame where the HELLO belongs */
+    call(&none, "echo", "x", 300, &r);
+    RUN_UNTIL(r.done);
+    cr_assert(r.status == CV_EUNAVAIL || r.status == CV_ETIMEDOUT, "status %d", r.status); /* written, dropped */
+    cr_assert_gt(cv_guard_failures(CV_AUTH_R_MAGIC), magic);
+
+    rcli_start_guarded(&wrong, s.port, &gother);
+    call(&wrong, "echo", "x", 300, &r);
+    RUN_UNTIL(r.done);
+    cr_assert_eq(r.status, CV_ETIMEDOUT);
+    cr_assert_gt(cv_guard_failures(CV_AUTH_R_PROOF), proof + 1, "both sides count the wrong proof");
+    cr_assert_eq(wrong.ups, 0);
+    cr_assert_eq(s.requests, 1, "only the good client's call ran");
+
+    rcli_stop(&none);
+    rcli_stop(&wrong);
+    rcli_stop(&good);
+    rsrv_stop(&s);
+    loop_teardown();
+}
+
+/* A client with a secret does not talk to a server without one (its HELLO is not a frame). */
+Test(rpc, handshake_client_against_an_open_server_fails)
+{
+    loop_setup();
+    struct cv_secret k = test_secret("the-cluster-secret-0123");
+    struct cv_guard gs = {.secret = &k};
+    struct rsrv s;
+    struct rcli c;
+    struct result r;
+    rsrv_start(&s, "127.0.0.1:0");
+    rcli_start_guarded(&c, s.port, &gs);
+    call(&c, "echo", "x", 300, &r);
+    RUN_UNTIL(r.done);
+    cr_assert_eq(r.status, CV_ETIMEDOUT);
+    cr_assert_eq(s.requests, 0);
+    rcli_stop(&c);
+    rsrv_stop(&s);
+    loop_teardown();
+}
+
+/* Protected mode lets loopback peers in (the address check itself: test_auth). */
+Test(rpc, protected_mode_admits_loopback)
+{
+    loop_setup();
+    struct cv_guard prot = {.loopback_only = 1};
+    struct rsrv s;
+    struct rcli c;
+    struct result r;
+    rsrv_start_guarded(&s, &prot);
+    rcli_start(&c, s.port);
+    call(&c, "echo", "local", 2000, &r);
+    RUN_UNTIL(r.done);
+    cr_assert_eq(r.status, 0);
+    rcli_stop(&c);
     rsrv_stop(&s);
     loop_teardown();
 }
