@@ -26,7 +26,7 @@ const struct cv_guard *cv_guard_cluster(void)
     return &guard__cluster;
 }
 
-int cv_guard_setup(const char *cfg_secret_file, int insecure, char *err, size_t errlen)
+int cv_guard_setup(const char *cfg_secret_file, int insecure, int serves, char *err, size_t errlen)
 {
     int have = 0;
     int rv = cv_secret_setup(cfg_secret_file, &guard__secret, &have, err, errlen);
@@ -34,6 +34,8 @@ int cv_guard_setup(const char *cfg_secret_file, int insecure, char *err, size_t 
     guard__cluster = (struct cv_guard){.secret = have ? &guard__secret : NULL, .loopback_only = 0};
     if (have) {
         CV_INFO("cluster ports authenticate peers with the cluster secret (%s)", cv_secret_path(cfg_secret_file));
+    } else if (!serves) {
+        return 0; /* a dialler without a secret: nothing to protect, nothing to say */
     } else if (insecure) {
         CV_WARN("cluster.insecure: true and no cluster secret: any host that reaches this process' cluster "
                 "ports can rewrite the cluster (docs/security.md)");

@@ -20,9 +20,10 @@ struct cv_guard {
  * (no handshake, every peer: what unit tests and tools without a config get). */
 const struct cv_guard *cv_guard_cluster(void);
 /* Loads the secret (cv_secret_setup) and fixes the process' cluster guard: with a secret, handshakes;
- * without one and !insecure, protected mode (logged once, with how to configure a secret); insecure:
- * a warning. Returns the load's error (err filled) if the secret file is bad. */
-int cv_guard_setup(const char *cfg_secret_file, int insecure, char *err, size_t errlen);
+ * without one and !insecure, protected mode (logged once, with how to configure a secret, if serves:
+ * the process listens on cluster ports); insecure: a warning. Returns the load's error (err filled) if
+ * the secret file is bad (the caller exits 2). */
+int cv_guard_setup(const char *cfg_secret_file, int insecure, int serves, char *err, size_t errlen);
 
 /* 1 if sa is a loopback address (127.0.0.0/8, ::1, or ::ffff:127.x.y.z). */
 int cv_guard_is_loopback(const struct sockaddr *sa);

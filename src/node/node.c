@@ -33,6 +33,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "auth/guard.h"
 #include "catalog/catalog.h"
 #include "consensus/consensus.h"
 #include "consensus/notice.h"
@@ -507,6 +508,7 @@ static int node__register(struct cv_node *n)
 static int node__start_listeners(struct cv_node *n)
 {
     int rv = cv_rpc_server_init(n->loop, node__on_rpc, node__on_conn_close, n, &n->rpc);
+    if (!rv) cv_rpc_server_set_guard(n->rpc, cv_guard_cluster()); /* a cluster port (auth/guard.h) */
     if (!rv) rv = cv_rpc_server_listen(n->rpc, n->self->grpc_addr);
     if (rv) {
         CV_ERROR("cannot listen for RPC on %s: %s", n->self->grpc_addr, cv_strerror(rv));
