@@ -1877,15 +1877,22 @@ static void rtcp_connect_cb(struct raft_uv_connect *req, uv_stream_t *stream, in
     if (stream) uv_close((uv_handle_t *)stream, rtcp_stream_closed);
 }
 
-/* A transport of server id at address; bounded (ours) or libraft's own. */
-static void rtcp_start(struct rtcp *r, raft_id id, const char *address, bool bounded)
+/* A transport of server id at address; cverse's (bounded connect, our listener, under guard g) or
+ * libraft's own. */
+static void rtcp_start_guarded(struct rtcp *r, raft_id id, const char *address, bool bounded,
+                               const struct cv_guard *g)
 {
     memset(r, 0, sizeof *r);
     r->t.version = 1;
     cr_assert_eq(raft_uv_tcp_init(&r->t, &loop), 0);
-    if (bounded) cv_rafttcp_live(&r->t, &loop);
+    if (bounded) cr_assert_eq(cv_rafttcp_live(&r->t, &loop, g, NULL), 0);
     snprintf(r->address, sizeof r->address, "%s", address);
     cr_assert_eq(r->t.init(&r->t, id, r->address), 0);
+}
+
+static void rtcp_start(struct rtcp *r, raft_id id, const char *address, bool bounded)
+{
+    rtcp_start_guarded(r, id, address, bounded, NULL);
 }
 
 static void rtcp_connect(struct rtcp *r, raft_id id, const char *address)
@@ -1981,5 +1988,107 @@ Test(rafttcp, close_cancels_a_connect_in_flight)
     cr_assert_eq(d.status, RAFT_CANCELED);
     raft_uv_tcp_close(&d.t);
     cv_blackhole_close(&b);
+    loop_teardown();
+}
+
+/* ---------------------------------------------------------------------------------------------------
+ * Raft connections under the cluster guard (rafttcp's listener, auth/handshake.h). */
+
+static void rtcp_listen(struct rtcp *l, const char *addr, const struct cv_guard *g)
+{
+    rtcp_start_guarded(l, 1, addr, true, g);
+    cr_assert_eq(l->t.listen(&l->t, rtcp_accept_cb), 0);
+}
+
+/* Our listener reads libraft's preamble as libraft's does; with the same secret on both sides the
+ * cluster handshake comes first and libraft sees nothing of it. */
+Test(rafttcp, guarded_listener_accepts_peers_with_the_secret)
+{
+    loop_setup();
+    struct cv_secret k = test_secret("the-cluster-secret-0123");
+    struct cv_guard open = {0}, gs = {.secret = &k};
+    const struct cv_guard *guards[] = {&open, &gs};
+    for (int i = 0; i < 2; i++) {
+        char addr[64];
+        snprintf(addr, sizeof addr, "127.0.0.1:%d", free_port());
+        struct rtcp l, d;
+        uint64_t fails = cv_guard_failures(CV_AUTH_R_PROOF) + cv_guard_failures(CV_AUTH_R_MAGIC);
+        rtcp_listen(&l, addr, guards[i]);
+        rtcp_start_guarded(&d, 7, "10.0.0.2:7001", true, guards[i]);
+        rtcp_connect(&d, 1, addr);
+        RUN_UNTIL(d.connects == 1 && l.accepted == 1);
+        cr_assert_eq(d.status, 0);
+        cr_assert_eq(l.peer_id, 7);
+        cr_assert_str_eq(l.peer_address, "10.0.0.2:7001");
+        cr_assert_eq(cv_guard_failures(CV_AUTH_R_PROOF) + cv_guard_failures(CV_AUTH_R_MAGIC), fails);
+        rtcp_stop(&d);
+        rtcp_stop(&l);
+    }
+    loop_teardown();
+}
+
+/* Without the secret, with another one, or speaking raft directly: never accepted (libraft never sees
+ * the stream, so the peer can neither vote nor append), and counted. */
+Test(rafttcp, guarded_listener_drops_peers_without_the_secret)
+{
+    loop_setup();
+    struct cv_secret k = test_secret("the-cluster-secret-0123"), other = test_secret("another-secret-012345");
+    struct cv_guard gs = {.secret = &k}, gother = {.secret = &other};
+    char addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", free_port());
+    struct rtcp l, none, wrong;
+    rtcp_listen(&l, addr, &gs);
+
+    uint64_t magic = cv_guard_failures(CV_AUTH_R_MAGIC);
+    rtcp_start(&none, 7, "127.0.0.1:9", true); /* no secret: its preamble goes where the HELLO belongs */
+    rtcp_connect(&none, 1, addr);
+    RUN_UNTIL(cv_guard_failures(CV_AUTH_R_MAGIC) > magic);
+
+    uint64_t proof = cv_guard_failures(CV_AUTH_R_PROOF);
+    rtcp_start_guarded(&wrong, 8, "127.0.0.1:9", true, &gother);
+    rtcp_connect(&wrong, 1, addr);
+    RUN_UNTIL(wrong.connects == 1);
+    cr_assert_eq(wrong.status, RAFT_NOCONNECTION, "the dialler checks the listener's proof too");
+    RUN_UNTIL(cv_guard_failures(CV_AUTH_R_PROOF) >= proof + 2);
+
+    /* A raw peer: libraft's preamble (protocol 1, id 9, an 8-byte address) and a RequestVote header. */
+    struct raw r;
+    uint8_t msg[24 + 8 + 16] = {1, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 8};
+    memcpy(msg + 24, "1.2.3:4", 7);
+    msg[24 + 8] = 1; /* RAFT_IO_REQUEST_VOTE */
+    magic = cv_guard_failures(CV_AUTH_R_MAGIC);
+    int port = atoi(strchr(addr, ':') + 1);
+    raw_connect(&r, port);
+    raw_send(&r, msg, sizeof msg);
+    RUN_UNTIL(r.eof);
+    cr_assert_gt(cv_guard_failures(CV_AUTH_R_MAGIC), magic);
+
+    cr_assert_eq(l.accepted, 0, "nothing reached libraft");
+    raw_close(&r);
+    rtcp_stop(&none);
+    rtcp_stop(&wrong);
+    rtcp_stop(&l);
+    loop_teardown();
+}
+
+/* A dialler with the secret against a listener that has none (libraft's own): the listener's preamble
+ * check fails, our handshake waits for a HELLO that never comes and gives up at its deadline. */
+Test(rafttcp, guarded_dialler_against_an_unguarded_listener_fails)
+{
+    loop_setup();
+    struct cv_secret k = test_secret("the-cluster-secret-0123");
+    struct cv_guard gs = {.secret = &k};
+    char addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", free_port());
+    struct rtcp l, d;
+    rtcp_start(&l, 1, addr, false);
+    cr_assert_eq(l.t.listen(&l.t, rtcp_accept_cb), 0);
+    rtcp_start_guarded(&d, 7, "127.0.0.1:9", true, &gs);
+    rtcp_connect(&d, 1, addr);
+    RUN_UNTIL(d.connects == 1);
+    cr_assert_eq(d.status, RAFT_NOCONNECTION);
+    cr_assert_eq(l.accepted, 0);
+    rtcp_stop(&d);
+    rtcp_stop(&l);
     loop_teardown();
 }
