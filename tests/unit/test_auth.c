@@ -13,6 +13,7 @@
 #include "auth/guard.h"
 #include "auth/handshake.h"
 #include "auth/secret.h"
+#include "auth/sign.h"
 #include "cverse/error.h"
 
 #include "lsan_check.h"
@@ -283,4 +284,41 @@ Test(guard, protected_mode_refuses_and_counts_remote_peers)
     cr_assert(strstr(b.p, "cverse_auth_failures_total{reason=\"remote\"} 2"), "%s", b.p);
     cr_assert(strstr(b.p, "cverse_auth_failures_total{reason=\"proof\"} 0"), "%s", b.p);
     free(b.p);
+}
+
+/* ---- signed admin requests --------------------------------------------------------------------------- */
+
+TestSuite(sign, .fini = cv_lsan_check);
+
+Test(sign, signed_request_verifies_once)
+{
+    struct cv_secret k = key("0123456789abcdef"), other = key("fedcba9876543210");
+    static struct cv_sign_replay rc;
+    memset(&rc, 0, sizeof rc);
+    char v[CV_SIGN_MAX];
+    const char *why = NULL, *body = "{\"node\":\"node-3\",\"drain\":true}";
+    cv_sign_request(&k, "POST", "/v1/admin/nodes/drain", body, strlen(body), 1000, v);
+    cr_assert(!strncmp(v, "Cverse-HMAC ts=1000,nonce=", 26), "%s", v);
+    cr_assert_eq(cv_sign_verify(&other, &rc, v, "POST", "/v1/admin/nodes/drain", body, strlen(body), 1000, &why),
+                 CV_EAUTH);
+    cr_assert_str_eq(why, "bad signature");
+    cr_assert_eq(cv_sign_verify(&k, &rc, v, "POST", "/v1/admin/nodes/remove", body, strlen(body), 1000, &why),
+                 CV_EAUTH, "another path");
+    cr_assert_eq(cv_sign_verify(&k, &rc, v, "POST", "/v1/admin/nodes/drain", "{}", 2, 1000, &why), CV_EAUTH,
+                 "another body");
+    cr_assert_eq(cv_sign_verify(&k, &rc, v, "POST", "/v1/admin/nodes/drain", body, strlen(body), 1161, &why),
+                 CV_EAUTH);
+    cr_assert_str_eq(why, "expired");
+    cr_assert_eq(cv_sign_verify(&k, &rc, v, "POST", "/v1/admin/nodes/drain", body, strlen(body), 1059, &why), 0,
+                 "%s", why);
+    cr_assert_eq(cv_sign_verify(&k, &rc, v, "POST", "/v1/admin/nodes/drain", body, strlen(body), 1059, &why),
+                 CV_EAUTH);
+    cr_assert_str_eq(why, "replayed");
+    cr_assert_eq(cv_sign_verify(&k, &rc, "", "POST", "/x", NULL, 0, 1000, &why), CV_EAUTH);
+    cr_assert_str_eq(why, "missing");
+    cr_assert_eq(cv_sign_verify(&k, &rc, "Bearer abc", "POST", "/x", NULL, 0, 1000, &why), CV_EAUTH);
+    cr_assert_str_eq(why, "malformed");
+    cr_assert_eq(cv_sign_verify(&k, &rc, "Cverse-HMAC ts=1000,nonce=zz,mac=00", "POST", "/x", NULL, 0, 1000, &why),
+                 CV_EAUTH);
+    cr_assert_str_eq(why, "malformed");
 }
