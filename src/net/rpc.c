@@ -72,6 +72,7 @@ struct cv_rpc_conn {
     struct cv_rpc_sock s;          /* first member */
     struct cv_rpc_server *srv;   /* NULL once the connection is closed */
     unsigned refs;               /* 1 for the open socket + one per cv_rpc_conn_ref */
+    uint64_t accepted;           /* uv_now at accept: the handshake's deadline counts from it */
     struct cv_rpc_conn *prev, *next;
 };
 
@@ -79,13 +80,14 @@ struct cv_rpc_server {
     uv_loop_t *loop;
     uv_tcp_t listener;
     uv_prepare_t flusher;        /* writes every connection's queued frames before the loop polls */
+    uv_timer_t sweep;            /* with a secret: closes connections stalled in the handshake */
     cv_rpc_request_cb on_request;
     cv_rpc_conn_close_cb on_conn_close;
     void *data;
     const struct cv_guard *guard; /* borrowed; NULL: any peer, no handshake */
     struct cv_rpc_conn *conns;   /* connections whose close callback has not run yet */
     int port;                    /* > 0 once listening */
-    int closing, listener_closed, flusher_closed;
+    int closing, listener_closed, flusher_closed, sweep_closed;
     cv_rpc_server_close_cb close_cb;
     char rbuf[CV_RPC_READ_CHUNK];
 };
@@ -111,6 +113,9 @@ int cv_rpc_server_init(uv_loop_t *loop, cv_rpc_request_cb on_request, cv_rpc_con
     srv->flusher.data = srv;
     uv_prepare_start(&srv->flusher, srv__flush_cb);
     uv_unref((uv_handle_t *)&srv->flusher); /* it never keeps a loop alive on its own */
+    uv_timer_init(loop, &srv->sweep);
+    srv->sweep.data = srv;
+    uv_unref((uv_handle_t *)&srv->sweep);
     srv->loop = loop;
     srv->on_request = on_request;
     srv->on_conn_close = on_conn_close;
@@ -132,7 +137,7 @@ static void srv__on_frame(struct cv_rpc_sock *s, Cverse__Rpc__Frame *f)
 
 static void srv__maybe_finish(struct cv_rpc_server *srv)
 {
-    if (!srv->closing || !srv->listener_closed || !srv->flusher_closed || srv->conns) return;
+    if (!srv->closing || !srv->listener_closed || !srv->flusher_closed || !srv->sweep_closed || srv->conns) return;
     if (srv->close_cb) srv->close_cb(srv->data);
     free(srv);
 }
@@ -184,6 +189,7 @@ static void srv__on_connection(uv_stream_t *l, int status)
     conn->s.deferred = 1;
     conn->srv = srv;
     conn->refs = 1;
+    conn->accepted = uv_now(srv->loop);
     conn->next = srv->conns;
     if (srv->conns) srv->conns->prev = conn;
     srv->conns = conn;
@@ -195,9 +201,24 @@ static void srv__on_connection(uv_stream_t *l, int status)
     srv__guard(srv, conn);
 }
 
+/* A peer that connected and stalls before proving itself (or never speaks) does not keep its connection. */
+static void srv__sweep_cb(uv_timer_t *t)
+{
+    struct cv_rpc_server *srv = t->data;
+    uint64_t now = uv_now(srv->loop);
+    for (struct cv_rpc_conn *c = srv->conns; c; c = c->next) {
+        if (!c->s.hs || c->s.closing || now - c->accepted < CV_RPC_HANDSHAKE_MS) continue;
+        char peer[96];
+        cv_rpc_sock_peer(&c->s, peer, sizeof peer);
+        cv_guard_fail(CV_AUTH_R_CLOSED, "rpc", peer);
+        cv_rpc_sock_close(&c->s);
+    }
+}
+
 void cv_rpc_server_set_guard(struct cv_rpc_server *srv, const struct cv_guard *g)
 {
     srv->guard = g;
+    if (g && g->secret) uv_timer_start(&srv->sweep, srv__sweep_cb, CV_RPC_HANDSHAKE_MS / 2, CV_RPC_HANDSHAKE_MS / 2);
 }
 
 int cv_rpc_server_listen(struct cv_rpc_server *srv, const char *addr)
@@ -218,6 +239,7 @@ static void srv__listener_closed(uv_handle_t *h)
 {
     struct cv_rpc_server *srv = h->data;
     if (h == (uv_handle_t *)&srv->flusher) srv->flusher_closed = 1;
+    else if (h == (uv_handle_t *)&srv->sweep) srv->sweep_closed = 1;
     else srv->listener_closed = 1;
     srv__maybe_finish(srv);
 }
@@ -229,6 +251,7 @@ void cv_rpc_server_close(struct cv_rpc_server *srv, cv_rpc_server_close_cb cb)
     srv->close_cb = cb;
     uv_close((uv_handle_t *)&srv->listener, srv__listener_closed);
     uv_close((uv_handle_t *)&srv->flusher, srv__listener_closed);
+    uv_close((uv_handle_t *)&srv->sweep, srv__listener_closed);
     for (struct cv_rpc_conn *c = srv->conns; c; c = c->next) cv_rpc_sock_close(&c->s);
 }
 

@@ -4,6 +4,8 @@
  * (never by sleeping), and every test ends by closing all handles and checking uv_loop_close() == 0. */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <ifaddrs.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -2090,5 +2092,102 @@ Test(rafttcp, guarded_dialler_against_an_unguarded_listener_fails)
     cr_assert_eq(l.accepted, 0);
     rtcp_stop(&d);
     rtcp_stop(&l);
+    loop_teardown();
+}
+
+/* ---------------------------------------------------------------------------------------------------
+ * Protected mode against a peer that is not on loopback: this host's own non-loopback IPv4 address (a
+ * connection to it comes from it), when it has one. */
+
+static bool local_ipv4(char *out, size_t len)
+{
+    struct ifaddrs *ifs, *i;
+    bool found = false;
+    if (getifaddrs(&ifs) != 0) return false;
+    for (i = ifs; i && !found; i = i->ifa_next) {
+        if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET) continue;
+        if (cv_guard_is_loopback(i->ifa_addr)) continue;
+        inet_ntop(AF_INET, &((struct sockaddr_in *)i->ifa_addr)->sin_addr, out, (socklen_t)len);
+        found = true;
+    }
+    freeifaddrs(ifs);
+    return found;
+}
+
+Test(rpc, protected_mode_refuses_a_non_loopback_peer)
+{
+    char ip[64];
+    if (!local_ipv4(ip, sizeof ip)) cr_skip_test("no non-loopback IPv4 address on this host");
+    loop_setup();
+    struct cv_guard prot = {.loopback_only = 1};
+    struct rsrv s;
+    memset(&s, 0, sizeof s);
+    cr_assert_eq(cv_rpc_server_init(&loop, rsrv_on_request, rsrv_on_conn_close, &s, &s.srv), 0);
+    cv_rpc_server_set_guard(s.srv, &prot);
+    cr_assert_eq(cv_rpc_server_listen(s.srv, "0.0.0.0:0"), 0);
+    s.port = cv_rpc_server_port(s.srv);
+    char addr[96];
+    snprintf(addr, sizeof addr, "%s:%d", ip, s.port);
+    uint64_t before = cv_guard_failures(CV_AUTH_R_REMOTE);
+    struct rcli c;
+    memset(&c, 0, sizeof c);
+    struct cv_rpc_client_opts o = {.addr = addr, .reconnect_ms = 50, .on_state = rcli_on_state, .data = &c};
+    cr_assert_eq(cv_rpc_client_init(&loop, &o, &c.cli), 0);
+    struct result r;
+    call(&c, "echo", "x", 300, &r);
+    RUN_UNTIL(r.done);
+    cr_assert_neq(r.status, 0, "a peer at %s was served", ip);
+    cr_assert_gt(cv_guard_failures(CV_AUTH_R_REMOTE), before);
+    cr_assert_eq(s.requests, 0);
+    rcli_stop(&c);
+    rsrv_stop(&s);
+    loop_teardown();
+}
+
+Test(rafttcp, protected_mode_refuses_a_non_loopback_peer)
+{
+    char ip[64];
+    if (!local_ipv4(ip, sizeof ip)) cr_skip_test("no non-loopback IPv4 address on this host");
+    loop_setup();
+    struct cv_guard prot = {.loopback_only = 1};
+    int port = free_port();
+    char bind[64], addr[96];
+    snprintf(bind, sizeof bind, "0.0.0.0:%d", port);
+    snprintf(addr, sizeof addr, "%s:%d", ip, port);
+    struct rtcp l, d, local;
+    rtcp_listen(&l, bind, &prot);
+    uint64_t before = cv_guard_failures(CV_AUTH_R_REMOTE);
+    rtcp_start(&d, 7, "10.0.0.2:7001", true);
+    rtcp_connect(&d, 1, addr);
+    RUN_UNTIL(cv_guard_failures(CV_AUTH_R_REMOTE) > before);
+    char lo[64];
+    snprintf(lo, sizeof lo, "127.0.0.1:%d", port);
+    rtcp_start(&local, 8, "127.0.0.1:9", true);
+    rtcp_connect(&local, 1, lo);
+    RUN_UNTIL(l.accepted == 1);
+    cr_assert_eq(l.peer_id, 8, "only the loopback peer got through");
+    rtcp_stop(&local);
+    rtcp_stop(&d);
+    rtcp_stop(&l);
+    loop_teardown();
+}
+
+/* A peer that connects to a guarded server and never proves itself is closed after the handshake's
+ * bound (3 s), and counted. */
+Test(rpc, handshake_stalled_peer_is_closed)
+{
+    loop_setup();
+    struct cv_secret k = test_secret("the-cluster-secret-0123");
+    struct cv_guard gs = {.secret = &k};
+    struct rsrv s;
+    struct raw r;
+    rsrv_start_guarded(&s, &gs);
+    uint64_t before = cv_guard_failures(CV_AUTH_R_CLOSED), t0 = mono_ms();
+    raw_connect(&r, s.port);
+    RUN_UNTIL(r.eof);
+    cr_assert_geq(mono_ms() - t0, 2900, "closed too early");
+    cr_assert_gt(cv_guard_failures(CV_AUTH_R_CLOSED), before);
+    raw_close(&r);
+    rsrv_stop(&s);
     loop_teardown();
 }
