@@ -9,11 +9,14 @@
 #include "auth/secret.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <sodium.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "cverse/error.h"
 #include "util/log.h"
@@ -64,6 +67,23 @@ int cv_secret_load(const char *path, struct cv_secret *out, char *err, size_t er
     else if (rv)
         snprintf(err, errlen, "%s: libsodium failed to initialise", path);
     return rv;
+}
+
+int cv_secret_generate(const char *path, char *err, size_t errlen)
+{
+    unsigned char raw[32];
+    char hex[2 * sizeof raw + 2];
+    if (sodium_init() < 0) return snprintf(err, errlen, "libsodium failed to initialise"), CV_EIO;
+    randombytes_buf(raw, sizeof raw);
+    sodium_bin2hex(hex, sizeof hex - 1, raw, sizeof raw);
+    strcat(hex, "\n");
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    bool ok = fd >= 0 && fchmod(fd, 0600) == 0 && write(fd, hex, strlen(hex)) == (ssize_t)strlen(hex);
+    if (fd >= 0 && close(fd) != 0) ok = false;
+    sodium_memzero(raw, sizeof raw);
+    sodium_memzero(hex, sizeof hex);
+    if (!ok) return snprintf(err, errlen, "%s: cannot write a cluster secret: %s", path, strerror(errno)), CV_EIO;
+    return 0;
 }
 
 const char *cv_secret_path(const char *cfg_path)

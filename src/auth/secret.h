@@ -20,6 +20,9 @@ int cv_secret_from_bytes(const void *p, size_t len, struct cv_secret *out);
  * CV_EINVAL (shorter than CV_SECRET_MIN) with one line in err. Warns (once per process) if the file
  * is readable by its group or others. */
 int cv_secret_load(const char *path, struct cv_secret *out, char *err, size_t errlen);
+/* Writes a new secret to path: 32 random bytes (libsodium) as hex and a newline, mode 0600 (replacing
+ * the file). CV_EIO with one line in err. */
+int cv_secret_generate(const char *path, char *err, size_t errlen);
 /* The file to use: $CVERSE_CLUSTER_SECRET_FILE when set and not empty (it wins), else cfg_path
  * (cluster.secret_file, already resolved against the config's directory; may be NULL). NULL: none. */
 const char *cv_secret_path(const char *cfg_path);

@@ -73,7 +73,8 @@ static bool ports_free(int base, int n, int gates)
     return true;
 }
 
-/* <dir>/secret: 32 random bytes as hex, mode 0600 (as cluster/run-cluster.sh makes it). */
+/* <dir>/secret: 32 random bytes as hex, mode 0600 (as cluster/run-cluster.sh makes it). The harness
+ * links no libsodium (auth/secret.h's cv_secret_generate): /dev/urandom directly. */
 static void write_secret(struct h_cluster *c)
 {
     char path[sizeof c->dir + 16];

@@ -236,6 +236,22 @@ Test(secret, env_wins_over_the_config, .init = dir_up, .fini = dir_down)
     cr_assert_eq(memcmp(s.key, want.key, sizeof s.key), 0);
 }
 
+Test(secret, generated_secret_is_private_and_loads, .init = dir_up, .fini = dir_down)
+{
+    char path[300], err[256] = "";
+    snprintf(path, sizeof path, "%s/gen", dir);
+    cr_assert_eq(cv_secret_generate(path, err, sizeof err), 0, "%s", err);
+    struct stat st;
+    cr_assert_eq(stat(path, &st), 0);
+    cr_assert_eq(st.st_mode & 0777, 0600);
+    cr_assert_eq(st.st_size, 65, "32 bytes as hex and a newline");
+    struct cv_secret a, b;
+    cr_assert_eq(cv_secret_load(path, &a, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(cv_secret_generate(path, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(cv_secret_load(path, &b, err, sizeof err), 0, "%s", err);
+    cr_assert_neq(memcmp(a.key, b.key, sizeof a.key), 0, "a new secret each time");
+}
+
 /* ---- protected mode ---------------------------------------------------------------------------------- */
 
 static int loop4(const char *ip)
