@@ -560,7 +560,7 @@ void h_cluster_init_hosts(struct h_cluster *c, int n, int voters, unsigned lease
                           const char *const *hosts)
 {
     struct h_opts oh = *o;
-    if (!oh.secret) oh.insecure = true; /* peers are not on loopback: no protected mode (docs/security.md) */
+    if (!oh.secret && !oh.protected_mode) oh.insecure = true; /* peers not on loopback: docs/security.md */
     h_cluster_init_ex(c, n, voters, lease_ttl_ms, &oh);
     struct config_edit e = {c, hosts, NULL, NULL, 0};
     config_rewrite(c, addr_line, &e);

@@ -25,15 +25,18 @@
 #include "harness.h"
 #include "net/frame.h"
 #include "util/log.h"
+#include "util/netns.h"
 
 #define READY_MS 30000
 
 static struct h_cluster C;
+static struct cv_netns N;
 
 static void teardown(void)
 {
     unsetenv(CV_SECRET_ENV);
-    h_cluster_destroy(&C);
+    if (C.dir[0]) h_cluster_destroy(&C); /* kills the processes (by pid) before their namespaces go */
+    cv_netns_destroy(&N);
 }
 
 TestSuite(auth, .fini = teardown, .timeout = 240);
@@ -65,11 +68,12 @@ static long long failures(int i, const char *reason)
 
 /* Connects to 127.0.0.1:port, writes bytes, reads until the peer closes (at most 5 s). Returns true if it
  * closed, with *got the bytes received (a guarded port sends its HELLO first, nothing else). */
-static bool dropped_after_writing(int port, const void *bytes, size_t len, size_t *got, char *first4)
+static bool dropped_after_writing_to(const char *ip, int port, const void *bytes, size_t len, size_t *got,
+                                     char *first4)
 {
     int s = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    inet_pton(AF_INET, ip, &sa.sin_addr);
     cr_assert_eq(connect(s, (struct sockaddr *)&sa, sizeof sa), 0, "connect %d: %s", port, strerror(errno));
     struct timeval tv = {.tv_sec = 5};
     setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
@@ -86,6 +90,11 @@ static bool dropped_after_writing(int port, const void *bytes, size_t len, size_
     memcpy(first4, buf, 4);
     close(s);
     return closed;
+}
+
+static bool dropped_after_writing(int port, const void *bytes, size_t len, size_t *got, char *first4)
+{
+    return dropped_after_writing_to("127.0.0.1", port, bytes, len, got, first4);
 }
 
 /* A native request frame for method with an empty body. */
@@ -216,4 +225,49 @@ Test(auth, admin_requests_must_be_signed)
     unsetenv(CV_SECRET_ENV);
     cr_assert_eq(code, 0, "signed drain: %s", out);
     free(out);
+}
+
+/* Protected mode (no secret, not insecure) seen from another host: a node in network namespace 0 at
+ * 10.213.x.1, a peer in namespace 1; the node's native and raft ports drop it at once (not even a
+ * HELLO) and count reason="remote". Needs root (network namespaces); skipped without them. */
+static bool ready_in_ns(void *arg)
+{
+    int prev = cv_netns_enter(&N, *(int *)arg);
+    cr_assert_geq(prev, 0);
+    long st;
+    free(h_get_text(&C, 0, "/ready", &st));
+    cv_netns_leave(prev);
+    return st == 200;
+}
+
+Test(auth, protected_mode_refuses_peers_from_another_host)
+{
+    char err[256];
+    if (cv_netns_create(&N, 2, err, sizeof err) != 0) cr_skip_test("%s", err);
+    const char *hosts[] = {N.ip[0], N.ip[1]};
+    struct h_opts o = {.protected_mode = true};
+    h_cluster_init_hosts(&C, 1, 1, 1000, &o, hosts);
+    int prev = cv_netns_enter(&N, 0);
+    cr_assert_geq(prev, 0);
+    h_node_start(&C, 0);
+    cv_netns_leave(prev);
+    int host = 0; /* its HTTP port listens on 0.0.0.0 of its namespace */
+    cr_assert(h_poll(READY_MS, ready_in_ns, &host), "the node is not ready");
+
+    prev = cv_netns_enter(&N, 1);
+    cr_assert_geq(prev, 0);
+    uint8_t frame[256];
+    size_t len = request_frame("catalog.propose", frame), got;
+    char first[4];
+    cr_assert(dropped_after_writing_to(N.ip[0], C.base, frame, len, &got, first), "native port kept the peer");
+    cr_assert_eq(got, 0, "protected mode answers nothing");
+    uint8_t raft[24] = {1};
+    cr_assert(dropped_after_writing_to(N.ip[0], C.base + 2000, raft, sizeof raft, &got, first), "raft port kept it");
+    cr_assert_eq(got, 0);
+    cv_netns_leave(prev);
+    prev = cv_netns_enter(&N, 0);
+    long long remote = failures(0, "remote");
+    cv_netns_leave(prev);
+    cr_assert_geq(remote, 2, "both refusals counted");
+    cr_assert(h_poll(READY_MS, ready_in_ns, &host), "the node still serves");
 }
