@@ -6,8 +6,11 @@
  * - a raw TCP peer writing libraft's preamble and a RequestVote to a raft port is dropped likewise;
  * - a node started with another secret never becomes a member of the raft group (never leader, never
  *   knows a leader) while the others keep theirs;
- * - with the secret, an unsigned admin POST is 401 UNAUTHENTICATED, a signed one (auth/sign.h, as the
- *   CLI and the inspector send) is applied; the CLI signs with CVERSE_CLUSTER_SECRET_FILE.
+ * - with the secret, an unsigned admin POST is 401 UNAUTHENTICATED, a signed one (auth/sign.h) is
+ *   applied; the inspector's actions go through (it signs with its config's secret), and the CLI's
+ *   drain only with CVERSE_CLUSTER_SECRET_FILE;
+ * - protected mode (no secret) from another host (network namespaces, root): native and raft ports
+ *   drop the peer at once and count it.
  * Polls with deadlines; never sleeps as synchronisation. */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
@@ -17,7 +20,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <signal.h>
 #include <sys/time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "auth/handshake.h"
@@ -31,10 +36,16 @@
 
 static struct h_cluster C;
 static struct cv_netns N;
+static pid_t inspector;
 
 static void teardown(void)
 {
     unsetenv(CV_SECRET_ENV);
+    if (inspector > 0) {
+        kill(inspector, SIGTERM);
+        waitpid(inspector, NULL, 0);
+        inspector = 0;
+    }
     if (C.dir[0]) h_cluster_destroy(&C); /* kills the processes (by pid) before their namespaces go */
     cv_netns_destroy(&N);
 }
@@ -198,6 +209,13 @@ static char *signed_post(int i, const char *path, const char *body, long *st)
     return h_post_header(node_http(i), path, body, strlen(body), header, st);
 }
 
+static bool inspector_ready(void *arg)
+{
+    long st;
+    free(h_get_port(*(int *)arg, "/ready", &st));
+    return st == 200;
+}
+
 Test(auth, admin_requests_must_be_signed)
 {
     start(3);
@@ -210,6 +228,22 @@ Test(auth, admin_requests_must_be_signed)
     free(out);
     out = signed_post(0, path, body, &st);
     cr_assert_eq(st, 200, "signed: %ld %s", st, out ? out : "");
+    free(out);
+
+    /* the inspector signs the actions it forwards with its config's secret */
+    const char *bin = getenv("CVERSE_INSPECTOR_BIN");
+    cr_assert_not_null(bin, "CVERSE_INSPECTOR_BIN not set (run through meson test)");
+    char log[400], listen[64];
+    int iport = C.base + 115; /* a port the harness keeps free for an inspector */
+    snprintf(log, sizeof log, "%s/inspector.log", C.dir);
+    snprintf(listen, sizeof listen, "127.0.0.1:%d", iport);
+    setenv("CVERSE_INSPECTOR_TOKEN", "auth-test-token", 1);
+    inspector = h_spawn(log, (char *[]){(char *)bin, "--config", C.config, "--http-listen", listen, NULL});
+    unsetenv("CVERSE_INSPECTOR_TOKEN");
+    cr_assert(h_poll(READY_MS, inspector_ready, &iport), "the inspector is not ready");
+    const char *pin = "{\"shard_id\":6,\"pinned\":true}";
+    out = h_post_header(iport, "/shards/pin", pin, strlen(pin), "Authorization: Bearer auth-test-token", &st);
+    cr_assert_eq(st, 200, "an action through the inspector: %ld %s", st, out ? out : "");
     free(out);
 
     /* the CLI signs with the secret from the environment */
