@@ -10,7 +10,9 @@
  *   applied; the inspector's actions go through (it signs with its config's secret), and the CLI's
  *   drain only with CVERSE_CLUSTER_SECRET_FILE;
  * - protected mode (no secret) from another host (network namespaces, root): native and raft ports
- *   drop the peer at once and count it.
+ *   drop the peer at once and count it;
+ * - with a secret, 3 nodes and a gate each in a namespace of its own form a cluster and serve calls
+ *   (the handshake over a real network, raft included).
  * Polls with deadlines; never sleeps as synchronisation. */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
@@ -264,12 +266,13 @@ Test(auth, admin_requests_must_be_signed)
 /* Protected mode (no secret, not insecure) seen from another host: a node in network namespace 0 at
  * 10.213.x.1, a peer in namespace 1; the node's native and raft ports drop it at once (not even a
  * HELLO) and count reason="remote". Needs root (network namespaces); skipped without them. */
+/* Node i, in namespace i, answers /ready (its HTTP port listens on 0.0.0.0 there). */
 static bool ready_in_ns(void *arg)
 {
-    int prev = cv_netns_enter(&N, *(int *)arg);
+    int i = *(int *)arg, prev = cv_netns_enter(&N, i);
     cr_assert_geq(prev, 0);
     long st;
-    free(h_get_text(&C, 0, "/ready", &st));
+    free(h_get_text(&C, i, "/ready", &st));
     cv_netns_leave(prev);
     return st == 200;
 }
@@ -304,4 +307,51 @@ Test(auth, protected_mode_refuses_peers_from_another_host)
     cv_netns_leave(prev);
     cr_assert_geq(remote, 2, "both refusals counted");
     cr_assert(h_poll(READY_MS, ready_in_ns, &host), "the node still serves");
+}
+
+/* A cluster with a secret across hosts (network namespaces, root): 3 nodes and the gate each in a namespace
+ * of its own, so every connection comes from a non-loopback address and protected mode does not apply
+ * (there is a secret); raft and the native protocol go through the handshake over a real network, and
+ * a call through the gate works. */
+static bool all_ready_ns(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < C.n; i++) {
+        int host = i;
+        if (!ready_in_ns(&host)) return false;
+    }
+    int prev = cv_netns_enter(&N, C.n);
+    long st;
+    free(h_get_port(h_gate_http_port(&C, 0), "/ready", &st));
+    cv_netns_leave(prev);
+    return st == 200;
+}
+
+Test(auth, secret_cluster_across_hosts)
+{
+    char err[256];
+    if (cv_netns_create(&N, 4, err, sizeof err) != 0) cr_skip_test("%s", err);
+    const char *hosts[] = {N.ip[0], N.ip[1], N.ip[2], N.ip[3]};
+    struct h_opts o = {.gates = 1, .secret = true};
+    h_cluster_init_hosts(&C, 3, 3, 1000, &o, hosts);
+    for (int k = 0; k <= 3; k++) {
+        int prev = cv_netns_enter(&N, k);
+        cr_assert_geq(prev, 0);
+        if (k < 3) h_node_start(&C, k);
+        else h_gate_start(&C, 0);
+        cv_netns_leave(prev);
+    }
+    cr_assert(h_poll(READY_MS, all_ready_ns, NULL), "nodes and gate in namespaces did not become ready");
+    int prev = cv_netns_enter(&N, 3);
+    long st;
+    char *out = h_post(h_gate_http_port(&C, 0), "/api/v1/objects/call/SimpleCounter/ns-1/Increment",
+                       "{\"request\":{}}", 14, &st);
+    cv_netns_leave(prev);
+    cr_assert_eq(st, 200, "a call through the gate: %ld %s", st, out ? out : "");
+    free(out);
+    prev = cv_netns_enter(&N, 0);
+    long long proof = failures(0, "proof"), remote = failures(0, "remote");
+    cv_netns_leave(prev);
+    cr_assert_eq(proof, 0);
+    cr_assert_eq(remote, 0, "with a secret there is no protected mode");
 }
