@@ -12,6 +12,7 @@
 #include <string.h>
 #include <uv.h>
 
+#include "util/addr.h"
 #include "util/log.h"
 #include "util/prom.h"
 
@@ -70,6 +71,17 @@ int cv_guard_admit(const struct cv_guard *g, const struct sockaddr *sa, const ch
     else if (sa->sa_family == AF_INET) uv_ip4_name((const struct sockaddr_in *)sa, host, sizeof host);
     cv_guard_fail(CV_AUTH_R_REMOTE, what, host);
     return 0;
+}
+
+int cv_guard_http_listen(const struct cv_guard *g, const char *addr, char *out, size_t n)
+{
+    struct sockaddr_storage ss;
+    snprintf(out, n, "%s", addr);
+    if (!g || !g->loopback_only || cv_addr_connectable(addr, out, n) != 0) {
+        snprintf(out, n, "%s", addr);
+        return 0;
+    }
+    return cv_addr_resolve(out, &ss) == 0 && !cv_guard_is_loopback((struct sockaddr *)&ss);
 }
 
 void cv_guard_fail(int reason, const char *what, const char *peer)

@@ -10,7 +10,7 @@
  *   applied; the inspector's actions go through (it signs with its config's secret), and the CLI's
  *   drain only with CVERSE_CLUSTER_SECRET_FILE;
  * - protected mode (no secret) from another host (network namespaces, root): native and raft ports
- *   drop the peer at once and count it;
+ *   drop the peer at once and count it, the HTTP port (bound to 0.0.0.0) listens on loopback only;
  * - with a secret, 3 nodes and a gate each in a namespace of its own form a cluster and serve calls
  *   (the handshake over a real network, raft included).
  * Polls with deadlines; never sleeps as synchronisation. */
@@ -301,6 +301,12 @@ Test(auth, protected_mode_refuses_peers_from_another_host)
     uint8_t raft[24] = {1};
     cr_assert(dropped_after_writing_to(N.ip[0], C.base + 2000, raft, sizeof raft, &got, first), "raft port kept it");
     cr_assert_eq(got, 0);
+    /* its HTTP port (http_addr 0.0.0.0) listens on loopback only: not reachable from here at all */
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)(C.base + 100))};
+    inet_pton(AF_INET, N.ip[0], &sa.sin_addr);
+    cr_assert_neq(connect(s, (struct sockaddr *)&sa, sizeof sa), 0, "the HTTP port answered another host");
+    close(s);
     cv_netns_leave(prev);
     prev = cv_netns_enter(&N, 0);
     long long remote = failures(0, "remote");

@@ -282,6 +282,22 @@ Test(guard, loopback_addresses)
     cr_assert_not(loop6("::"));
 }
 
+Test(guard, protected_mode_narrows_the_http_bind_to_loopback)
+{
+    struct cv_guard prot = {.loopback_only = 1}, open = {0};
+    char out[64];
+    cr_assert_eq(cv_guard_http_listen(&prot, "0.0.0.0:48001", out, sizeof out), 0);
+    cr_assert_str_eq(out, "127.0.0.1:48001");
+    cr_assert_eq(cv_guard_http_listen(&prot, "[::]:48001", out, sizeof out), 0);
+    cr_assert_str_eq(out, "[::1]:48001");
+    cr_assert_eq(cv_guard_http_listen(&prot, "127.0.0.1:48001", out, sizeof out), 0);
+    cr_assert_str_eq(out, "127.0.0.1:48001");
+    cr_assert_eq(cv_guard_http_listen(&prot, "10.1.2.3:48001", out, sizeof out), 1, "cannot be narrowed");
+    cr_assert_str_eq(out, "10.1.2.3:48001");
+    cr_assert_eq(cv_guard_http_listen(&open, "0.0.0.0:48001", out, sizeof out), 0);
+    cr_assert_str_eq(out, "0.0.0.0:48001", "no protected mode: unchanged");
+}
+
 Test(guard, protected_mode_refuses_and_counts_remote_peers)
 {
     struct sockaddr_in remote = {.sin_family = AF_INET}, local = {.sin_family = AF_INET};
