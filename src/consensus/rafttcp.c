@@ -1,4 +1,4 @@
-/* libraft's TCP transport with a bounded connect (see rafttcp.h).
+/* libraft's TCP transport with a bounded connect and a guarded listener (see rafttcp.h).
  *
  * Why: libraft's uv transport keeps one outgoing stream per peer. A partition leaves two things stuck
  * in TCP's backoff: (1) an established stream whose data is not acknowledged (retransmissions 0.2 s,
@@ -25,7 +25,17 @@
  * - refused, unreachable, or the handshake write fails -> RAFT_NOCONNECTION;
  * - the transport closes -> RAFT_CANCELED, and the transport's close callback waits for every request;
  * - an address that is not numeric (cv_addr_resolve) -> libraft's own connect (unbounded, as before);
- * - allocation or socket() failures -> returned at once (libraft retries after its delay). */
+ *   with a cluster secret RAFT_NOCONNECTION instead (libraft's connect cannot run the handshake);
+ * - allocation or socket() failures -> returned at once (libraft retries after its delay).
+ *
+ * Authentication (auth/guard.h, docs/security.md): with a cluster secret, between the connect and
+ * libraft's preamble the dialler runs the cluster handshake (our HELLO; the peer's HELLO and PROOF read
+ * with exactly their lengths; our PROOF, then the preamble); a failed or stalled one (RT_HS_MS) is
+ * RAFT_NOCONNECTION, counted. The listen side is ours too, as libraft's accepts any stream: accept ->
+ * protected mode's address check -> the handshake -> libraft's preamble (protocol, server id, address),
+ * read exactly -> libraft's accept callback with the stream, which libraft reads as if it had accepted
+ * it itself (not one byte of its messages was consumed). A peer refused, failing, or not done within
+ * RT_HS_MS is closed before libraft ever sees it: without the secret nothing can vote or append. */
 #include "consensus/rafttcp.h"
 
 #include <raft.h>
@@ -589,7 +599,11 @@ static int rafttcp__connect(struct raft_uv_transport *t, struct raft_uv_connect 
 {
     struct rafttcp *rt = rafttcp__find(t);
     struct sockaddr_storage ss;
-    if (cv_addr_resolve(address, &ss) != 0) return rt->inner_connect(t, req, id, address, cb);
+    if (cv_addr_resolve(address, &ss) != 0) {
+        if (!rt->guard || !rt->guard->secret) return rt->inner_connect(t, req, id, address, cb);
+        snprintf(t->errmsg, sizeof t->errmsg, "%s: with a cluster secret raft addresses must be numeric", address);
+        return RAFT_NOCONNECTION;
+    }
     req->cb = cb;
     struct dial *d = dial__new(rt, req, (const struct sockaddr *)&ss);
     if (!d) {

@@ -10,6 +10,12 @@
  * uv_prepare "flusher", which runs once per loop iteration just before the loop polls, so every
  * connection gets at most one write per loop iteration (no other uv_prepare handle sends frames).
  *
+ * Guard (cv_rpc_server_set_guard, cv_rpc_client_opts.guard; auth/guard.h): a guarded server closes a peer
+ * that protected mode refuses at accept, and with a secret runs the cluster handshake (net/rpcsock.c)
+ * before reading any request, closing connections that have not passed it within CV_RPC_HANDSHAKE_MS (a
+ * sweep timer); a guarded client counts as connected -- writes its calls, reports on_state(1) -- only
+ * once the server proved itself, and redials one that does not within CV_RPC_HANDSHAKE_MS.
+ *
  * Failure modes: a malformed or oversized frame closes that connection with a log line. A server
  * connection is reference counted, so a handler may answer after the peer left: cv_rpc_respond then
  * returns CV_ECLOSED. On the client, losing the connection fails every call already written with
