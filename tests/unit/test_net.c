@@ -2191,3 +2191,20 @@ Test(rpc, handshake_stalled_peer_is_closed)
     rsrv_stop(&s);
     loop_teardown();
 }
+
+/* With a secret, a raft address cverse cannot dial itself (not numeric) is refused rather than handed to
+ * libraft's connect, which would skip the handshake. */
+Test(rafttcp, guarded_dialler_refuses_a_name)
+{
+    loop_setup();
+    struct cv_secret k = test_secret("the-cluster-secret-0123");
+    struct cv_guard gs = {.secret = &k};
+    struct rtcp d;
+    rtcp_start_guarded(&d, 7, "127.0.0.1:9", true, &gs);
+    d.req.data = &d;
+    cr_assert_eq(d.t.connect(&d.t, &d.req, 1, "raft.example:4000", rtcp_connect_cb), RAFT_NOCONNECTION);
+    cr_assert(strstr(d.t.errmsg, "numeric"), "%s", d.t.errmsg);
+    cr_assert_eq(d.connects, 0);
+    rtcp_stop(&d);
+    loop_teardown();
+}
