@@ -322,6 +322,9 @@ if [ -n "$INSP_TOKEN_FILE" ]; then
   echo "             actions (move / pin / drain): paste the token in $INSP_TOKEN_FILE into the UI's Admin token field"
 fi
 echo "  data:    $RUN_DIR/data/<node-id>"
+if [ -n "${CVERSE_CLUSTER_SECRET_FILE:-}" ]; then
+  echo "  secret:  $CVERSE_CLUSTER_SECRET_FILE (cluster secret; export CVERSE_CLUSTER_SECRET_FILE=it for cverse drain / remove-node)"
+fi
 echo "  cluster: curl -s ${urls[0]}/v1/cluster"
 if [ ${#gate_ids[@]} -gt 0 ]; then
   for i in "${!gate_ids[@]}"; do
