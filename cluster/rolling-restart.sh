@@ -55,6 +55,10 @@ LOADERS=${LOADERS:-4} READY_TIMEOUT=${CVERSE_READY_TIMEOUT:-60}
 [[ $LOADERS =~ ^[1-9][0-9]*$ ]] || die "LOADERS must be a positive number" 2
 [ -f "$PIDS" ] || die "no $PIDS: start the cluster with cluster/run-cluster.sh first" 2
 [ -x "$NODE_BIN" ] || die "no node binary at $NODE_BIN" 2
+# The secret run-cluster.sh generated, unless one is given (restarted nodes must have the cluster's).
+if [ -z "${CVERSE_CLUSTER_SECRET_FILE:-}" ] && [ -s "$run_dir/secret" ]; then
+  export CVERSE_CLUSTER_SECRET_FILE=$run_dir/secret
+fi
 
 # Loopback URL for a listen address.
 url_of() {

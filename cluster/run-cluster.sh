@@ -17,6 +17,8 @@
 # Environment:
 #   CVERSE_RUN_DIR        run directory: pids, logs, data (default cluster/run)
 #   CVERSE_READY_TIMEOUT  seconds to wait for every node to be ready (default 60)
+#   CVERSE_CLUSTER_SECRET_FILE  the cluster secret (default: the config's cluster.secret_file, else
+#                         RUN_DIR/secret, generated at the first run; docs/security.md)
 # Exit: 0 cluster ready, 1 start failed or already running, 2 bad arguments or config.
 set -euo pipefail
 
@@ -137,6 +139,17 @@ done
 
 # --- 4. Start the nodes -----------------------------------------------------------------------------
 mkdir -p "$RUN_DIR/data"
+# The cluster secret (docs/security.md): $CVERSE_CLUSTER_SECRET_FILE or the config's cluster.secret_file
+# if given; else RUN_DIR/secret (32 random bytes as hex, mode 0600; kept across runs, so a restarted node
+# and rolling-restart.sh use the same one), given to every process started here through the environment.
+if [ -z "${CVERSE_CLUSTER_SECRET_FILE:-}" ] && ! grep -Eq '^[[:space:]]+secret_file:' "$config"; then
+  if [ ! -s "$RUN_DIR/secret" ]; then
+    (umask 077 && od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$RUN_DIR/secret" && echo >>"$RUN_DIR/secret") ||
+      die "cannot write the cluster secret $RUN_DIR/secret"
+    echo "run-cluster: generated the cluster secret $RUN_DIR/secret"
+  fi
+  export CVERSE_CLUSTER_SECRET_FILE=$RUN_DIR/secret
+fi
 cd "$RUN_DIR"  # anything a process writes with a relative path lands in the run directory
 : >"$PIDS"
 printf '%s\n' "$build_dir" >"$RUN_DIR/build-dir"  # rolling-restart.sh restarts nodes from the same build
@@ -309,6 +322,9 @@ if [ -n "$INSP_TOKEN_FILE" ]; then
   echo "             actions (move / pin / drain): paste the token in $INSP_TOKEN_FILE into the UI's Admin token field"
 fi
 echo "  data:    $RUN_DIR/data/<node-id>"
+if [ -n "${CVERSE_CLUSTER_SECRET_FILE:-}" ]; then
+  echo "  secret:  $CVERSE_CLUSTER_SECRET_FILE (cluster secret; export CVERSE_CLUSTER_SECRET_FILE=it for cverse drain / remove-node)"
+fi
 echo "  cluster: curl -s ${urls[0]}/v1/cluster"
 if [ ${#gate_ids[@]} -gt 0 ]; then
   for i in "${!gate_ids[@]}"; do

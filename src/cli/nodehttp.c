@@ -3,7 +3,9 @@
  * split the status line from the body. One request per process, so no pool, no keep-alive, no loop.
  * Failure modes: a refused connection (CV_EUNAVAIL, errno kept for the message), no complete answer
  * within the timeout (CV_ETIMEDOUT, SO_RCVTIMEO/SO_SNDTIMEO on the socket), an answer that is not
- * HTTP (CV_EPROTO). */
+ * HTTP (CV_EPROTO). With $CVERSE_CLUSTER_SECRET_FILE set, the request is signed with the cluster secret
+ * (auth/sign.h: the nodes of a cluster with a secret refuse unsigned admin requests); a secret file that
+ * cannot be read is CV_EINVAL with a line on stderr. */
 #include "cli/nodehttp.h"
 
 #include <errno.h>
@@ -14,8 +16,11 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "auth/secret.h"
+#include "auth/sign.h"
 #include "cverse/error.h"
 #include "util/addr.h"
+#include "util/log.h"
 
 static int nodehttp__connect(const char *addr, unsigned timeout_ms, int *fd)
 {
@@ -59,14 +64,23 @@ static int nodehttp__read_all(int s, char *buf, size_t cap, size_t *got)
 int cv_cli_http_post(const char *addr, const char *path, const char *body, unsigned timeout_ms, int *status,
                      char *resp, size_t resplen)
 {
-    char req[1024], ans[8192];
+    char req[1024], ans[8192], authz[CV_SIGN_MAX + 32] = "";
     size_t got;
+    struct cv_secret k;
+    const char *secret = cv_secret_path(NULL);
+    if (secret) {
+        if (cv_secret_load(secret, &k, ans, sizeof ans)) {
+            fprintf(stderr, "cverse: %s\n", ans);
+            return CV_EINVAL;
+        }
+        cv_sign_header_line(&k, "POST", path, body, strlen(body), cv_now_ms() / 1000, authz, sizeof authz);
+    }
     int s, rv = nodehttp__connect(addr, timeout_ms, &s);
     if (rv != 0) return rv;
     int n = snprintf(req, sizeof req,
                      "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
-                     "Connection: close\r\n\r\n%s",
-                     path, addr, strlen(body), body);
+                     "%sConnection: close\r\n\r\n%s",
+                     path, addr, strlen(body), authz, body);
     if (n < 0 || (size_t)n >= sizeof req) rv = CV_EINVAL;
     else if (write(s, req, (size_t)n) != n) rv = errno == EAGAIN ? CV_ETIMEDOUT : CV_EUNAVAIL;
     if (rv == 0) rv = nodehttp__read_all(s, ans, sizeof ans, &got);

@@ -642,7 +642,7 @@ static int cfg__inspector(struct cfg__ctx *c, yaml_node_t *root)
 /* ---- cluster ----------------------------------------------------------------------------------------- */
 
 static const char *const cluster_keys[] = {"shards", "provider", "etcd", "auto_load_objects", "raft", "data_dir",
-                                           "lease_ttl_ms", "drain_timeout_ms", "demo_types" /* objtypes.c */, NULL};
+                                           "lease_ttl_ms", "drain_timeout_ms", "demo_types" /* objtypes.c */, "secret_file", "insecure", NULL};
 static const char *const etcd_keys[] = {"endpoints", "prefix", "ttl_ms", NULL};
 static const char *const etcd_goverse[] = {"*", NULL}; /* TLS, auth, timeouts...: for the etcd provider */
 static const char *const autoload_keys[] = {"type", "id", "per_shard", "per_node", NULL};
@@ -764,7 +764,7 @@ static int cfg__raft(struct cfg__ctx *c, const struct cfg__field *f)
 
 static int cfg__cluster(struct cfg__ctx *c, yaml_node_t *root)
 {
-    struct cfg__field f, shards, provider, etcd, autoload, raft, data_dir, lease, drain;
+    struct cfg__field f, shards, provider, etcd, autoload, raft, data_dir, lease, drain, secret, insecure;
     struct cv_config *cfg = c->cfg;
     uint64_t v = cfg->shards;
     cfg__field(c, root, "", "cluster", &f);
@@ -779,6 +779,8 @@ static int cfg__cluster(struct cfg__ctx *c, yaml_node_t *root)
     cfg__field(c, f.node, f.path, "data_dir", &data_dir);
     cfg__field(c, f.node, f.path, "lease_ttl_ms", &lease);
     cfg__field(c, f.node, f.path, "drain_timeout_ms", &drain);
+    cfg__field(c, f.node, f.path, "secret_file", &secret);
+    cfg__field(c, f.node, f.path, "insecure", &insecure);
     rv = cfg__uint(c, &shards, 1, 1048576, &v);
     cfg->shards = (uint32_t)v;
     if (!rv) rv = cfg__provider(c, &provider);
@@ -788,6 +790,9 @@ static int cfg__cluster(struct cfg__ctx *c, yaml_node_t *root)
     if (!rv) rv = cfg__str(c, &data_dir, false, "a directory path", &cfg->data_dir);
     if (!rv) rv = cfg__unsigned(c, &lease, 100, 3600000, &cfg->lease_ttl_ms);
     if (!rv) rv = cfg__unsigned(c, &drain, 0, 3600000, &cfg->drain_timeout_ms);
+    if (!rv) rv = cfg__bool(c, &insecure, &cfg->insecure);
+    if (!rv) rv = cfg__str(c, &secret, false, "a file path", &cfg->secret_file);
+    if (!rv && cfg->secret_file) rv = cv_config_secret(cfg, secret.line, c->err, c->errlen); /* secret.c */
     return rv;
 }
 

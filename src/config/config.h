@@ -101,6 +101,8 @@ struct cv_config {
     uint64_t object_state_max_bytes; /* object_state_max_bytes:, default 1 MiB */
     struct cv_access_rules access_rules; /* object_access_rules / object_lifecycle_rules (config/rules.c) */
     bool no_demo_types; /* cluster.demo_types: false (default true): nodes register no built-in demo types */
+    char *secret_file;  /* cluster.secret_file, resolved against the config file's directory; NULL: none */
+    bool insecure;      /* cluster.insecure: no protected mode without a secret (docs/security.md) */
     char **warnings; /* accepted-but-unused Goverse keys, "file:line: key: message" */
     size_t n_warnings;
     uint64_t fingerprint; /* FNV-1a 64 over the settings every node must agree on: the canonical text
@@ -129,6 +131,11 @@ int cv_config_objects(struct yaml_document_s *doc, struct yaml_node_s *root, con
 #define CV_CONFIG_RULE_KEYS "object_access_rules", "object_lifecycle_rules"
 int cv_config_rules(struct yaml_document_s *doc, struct yaml_node_s *root, const char *file, struct cv_config *cfg,
                     char *err, size_t errlen);
+
+/* Internal to the config module (secret.c, called by config.c once cluster.secret_file is read): makes
+ * cfg->secret_file absolute against the config file's directory and checks that it holds a secret
+ * (auth/secret.h). 0; CV_ECONFIG with "FILE:LINE: cluster.secret_file: what is wrong" in err. */
+int cv_config_secret(struct cv_config *cfg, int line, char *err, size_t errlen);
 
 /* Lookups; NULL / -1 when absent. Returned pointers live as long as cfg. */
 const struct cv_node_cfg *cv_config_node(const struct cv_config *cfg, const char *id);

@@ -106,6 +106,7 @@ void cv_config_free(struct cv_config *cfg)
     free(cfg->warnings);
     free(cfg->etcd_prefix);
     free(cfg->data_dir);
+    free(cfg->secret_file);
     free(cfg->path);
     free(cfg);
 }

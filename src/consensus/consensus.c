@@ -23,6 +23,7 @@
  * replica's state diverge from the log (raft would otherwise wedge silently, see docs/architecture.md).
  */
 #include "consensus/consensus.h"
+#include "auth/guard.h"
 #include "consensus/backlog.h"
 #include "consensus/iowrap.h"
 #include "consensus/notice.h"
@@ -710,8 +711,9 @@ static int consensus__init_raft(struct cv_consensus *c, const char *raft_dir)
     c->transport.version = 1; /* required by 0.22 before raft_uv_tcp_init */
     c->transport.data = c;
     if ((rv = raft_uv_tcp_init(&c->transport, c->loop))) goto err;
-    cv_rafttcp_live(&c->transport, c->loop); /* re-dial as soon as a partition heals (docs/partitions.md) */
-    if ((rv = raft_uv_tcp_set_bind_address(&c->transport, c->self->raft_bind_addr))) goto err_after_tcp;
+    /* re-dial as soon as a partition heals (docs/partitions.md); the cluster guard on every connection */
+    rv = cv_rafttcp_live(&c->transport, c->loop, cv_guard_cluster(), c->self->raft_bind_addr) ? RAFT_NOMEM : 0;
+    if (rv || (rv = raft_uv_tcp_set_bind_address(&c->transport, c->self->raft_bind_addr))) goto err_after_tcp;
     if ((rv = raft_uv_init(&c->io.inner, c->loop, raft_dir, &c->transport))) goto err_after_tcp;
     /* libraft redials a peer 1 s after a failed connect: a restarted node would wait that long for its
      * leader's messages; one election timeout keeps the retries cheap and the gap short. */

@@ -35,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth/guard.h"
 #include "gate/route.h"
 #include "net/frame.h"
 #include "net/rpc.h"
@@ -211,7 +212,7 @@ static void fwnode__on_state(void *data, int connected);
 static int forwarder__dial(struct cv_forwarder *fw, struct gate_node *n)
 {
     struct cv_rpc_client_opts o = {.addr = n->addr, .on_event = fwnode__on_event, .on_state = fwnode__on_state,
-                                   .data = n};
+                                   .data = n, .guard = cv_guard_cluster()};
     int rv = cv_rpc_client_init(fw->loop, &o, &n->cli);
     if (rv) return rv;
     fw->handles++;

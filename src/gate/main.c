@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth/guard.h"
 #include "config/config.h"
 #include "cverse/error.h"
 #include "gate/flagmode.h"
@@ -278,6 +279,12 @@ int main(int argc, char **argv)
         return 2;
     }
     cv_log_init(a.gate_id ? a.gate_id : "gate", a.level);
+    /* its node connections authenticate with the cluster secret; its own ports are client-facing */
+    if (cv_guard_setup(cfg ? cfg->secret_file : NULL, 0, 0, err, sizeof err)) {
+        fprintf(stderr, "cverse-gate: %s\n", err);
+        cv_config_free(cfg);
+        return 2;
+    }
     signal(SIGPIPE, SIG_IGN); /* a client that went away must not kill us through a write */
     for (size_t i = 0; cfg && i < cfg->n_warnings; i++) CV_WARN("%s", cfg->warnings[i]);
     note_type_options(&a);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "auth/guard.h"
 #include "util/hist.h"
 #include "util/prom.h"
 
@@ -101,6 +102,7 @@ char *cv_gate_metrics_text(const struct cv_gate_stats *s, const struct cv_gate_p
                         ps->dropped);
         metrics__gauge(&b, "cverse_gate_clients", "Push clients connected (event streams).", ps->clients);
     }
+    cv_guard_metrics(&b); /* the gate's handshakes with nodes (auth/guard.h) */
     if (b.oom) {
         free(b.p);
         return NULL;

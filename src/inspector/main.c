@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth/guard.h"
 #include "config/config.h"
 #include "cverse/error.h"
 #include "inspector/inspector.h"
@@ -159,6 +160,13 @@ int main(int argc, char **argv)
     if (code == 0) {
         cv_log_init("inspector", a.level);
         signal(SIGPIPE, SIG_IGN); /* a browser that went away must not kill us through a write */
+        /* the cluster secret signs the admin actions it forwards to nodes (auth/sign.h) */
+        if (cv_guard_setup(cfg->secret_file, cfg->insecure, 0, err, sizeof err)) {
+            fprintf(stderr, "cverse-inspector: %s\n", err);
+            code = 2;
+        }
+    }
+    if (code == 0) {
         code = run(cfg, &a, token);
     }
     free(token);

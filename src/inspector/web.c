@@ -17,6 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth/guard.h"
+#include "auth/sign.h"
 #include "cverse/error.h"
 #include "inspector/api.h"
 #include "inspector/sse.h"
@@ -251,9 +253,12 @@ static void web__send(struct action *a)
         action__park(a, "no raft leader known");
         return;
     }
-    char url[256];
+    char url[256], authz[CV_SIGN_MAX + 32] = "";
     snprintf(url, sizeof url, "%s%s", cv_insp_poll_base(a->w->o.poll, (size_t)t), a->path);
-    int rv = cv_httpc_post_json(a->w->o.httpc, url, a->body, NULL, ACTION_TIMEOUT_MS, web__forwarded, a);
+    const struct cv_secret *k = cv_guard_cluster()->secret;
+    if (k) /* nodes with a cluster secret take only signed admin requests; signed at each (re)send */
+        cv_sign_header_line(k, "POST", a->path, a->body, strlen(a->body), cv_now_ms() / 1000, authz, sizeof authz);
+    int rv = cv_httpc_post_json(a->w->o.httpc, url, a->body, k ? authz : NULL, ACTION_TIMEOUT_MS, web__forwarded, a);
     if (rv == 0) return;
     cv_http_respond_error(a->x, cv_err_code(rv), cv_strerror(rv), NULL);
     action__free(a);

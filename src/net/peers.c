@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth/guard.h"
 #include "cverse/error.h"
 #include "util/buf.h"
 
@@ -100,7 +101,8 @@ static struct cv_rpc_client *peers__dial(struct cv_peers *p, struct peer *pe)
 {
     if (!pe->cli && pe->addr[0]) {
         struct cv_rpc_client_opts o = {
-            .addr = pe->addr, .reconnect_ms = p->reconnect_ms, .on_state = peers__state, .data = pe};
+            .addr = pe->addr, .reconnect_ms = p->reconnect_ms, .on_state = peers__state, .data = pe,
+            .guard = cv_guard_cluster()};
         if (cv_rpc_client_init(p->loop, &o, &pe->cli)) return pe->cli = NULL;
         cv_rpc_client_connect(pe->cli);
     }

@@ -10,6 +10,12 @@
  * uv_prepare "flusher", which runs once per loop iteration just before the loop polls, so every
  * connection gets at most one write per loop iteration (no other uv_prepare handle sends frames).
  *
+ * Guard (cv_rpc_server_set_guard, cv_rpc_client_opts.guard; auth/guard.h): a guarded server closes a peer
+ * that protected mode refuses at accept, and with a secret runs the cluster handshake (net/rpcsock.c)
+ * before reading any request, closing connections that have not passed it within CV_RPC_HANDSHAKE_MS (a
+ * sweep timer); a guarded client counts as connected -- writes its calls, reports on_state(1) -- only
+ * once the server proved itself, and redials one that does not within CV_RPC_HANDSHAKE_MS.
+ *
  * Failure modes: a malformed or oversized frame closes that connection with a log line. A server
  * connection is reference counted, so a handler may answer after the peer left: cv_rpc_respond then
  * returns CV_ECLOSED. On the client, losing the connection fails every call already written with
@@ -31,204 +37,19 @@
 
 #include "core/apperr.h"
 #include "cverse/error.h"
+#include "auth/guard.h"
 #include "net/frame.h"
+#include "net/rpcsock.h"
 #include "net/tcplive.h"
 #include "util/addr.h"
 #include "util/buf.h"
 #include "util/log.h"
 
-#define RPC__READ_CHUNK (64 * 1024)
-#define RPC__BUF_KEEP (256 * 1024) /* a drained write buffer larger than this is given back */
-#define RPC__BUF_MIN 4096u        /* first size of an output buffer */
 #define RPC__BACKLOG 128
 #define RPC__RECONNECT_MS 100
+#define CV_RPC_HANDSHAKE_MS 3000 /* a client's bound on the handshake after the connect */
 
 static const uint8_t rpc__empty[1];
-
-/* ---------------------------------------------------------------------------------------------------
- * Shared: a framed TCP stream with coalesced writes. */
-
-struct rpc__buf {
-    uint8_t *p;
-    size_t len, cap;
-};
-
-struct rpc__sock;
-typedef void (*rpc__frame_fn)(struct rpc__sock *s, Cverse__Rpc__Frame *f);
-
-struct rpc__sock {
-    uv_tcp_t tcp;            /* tcp.data points to the sock; the sock is the first member of its owner */
-    uv_write_t wreq;
-    struct cv_frame_reader rd;
-    struct rpc__buf out;     /* encoded frames waiting for the next write */
-    struct rpc__buf wr;      /* bytes of the write in flight */
-    int writing;
-    int corked;              /* > 0 while a read callback dispatches: its replies leave in one write */
-    int deferred;            /* the owner's flusher writes what rpc__sock_send queued, once per iteration */
-    int closing;             /* uv_close called */
-    char *rbuf;              /* RPC__READ_CHUNK bytes owned by the server / client */
-    rpc__frame_fn on_frame;
-    uv_close_cb on_close;
-};
-
-static void rpc__read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
-
-/* dial: the address a client socket will connect to (its socket is created now, bounded by tcplive.h), or
- * NULL for a socket accept() fills. */
-static int rpc__sock_init(uv_loop_t *loop, struct rpc__sock *s, const struct sockaddr *dial, char *rbuf,
-                          rpc__frame_fn on_frame, uv_close_cb on_close)
-{
-    int rv = dial ? cv_tcp_live_init(loop, &s->tcp, dial) : uv_tcp_init(loop, &s->tcp);
-    if (rv) return CV_EIO;
-    s->tcp.data = s;
-    s->wreq.data = s;
-    cv_frame_reader_init(&s->rd, CV_FRAME_MAX);
-    s->rbuf = rbuf;
-    s->on_frame = on_frame;
-    s->on_close = on_close;
-    return 0;
-}
-
-/* Releases buffers; called from the close callback, the handle is dead. */
-static void rpc__sock_free(struct rpc__sock *s)
-{
-    cv_frame_reader_free(&s->rd);
-    free(s->out.p);
-    free(s->wr.p);
-    s->out = s->wr = (struct rpc__buf){0};
-}
-
-static void rpc__peer(const struct rpc__sock *s, char *out, size_t n)
-{
-    struct sockaddr_storage ss;
-    int len = sizeof ss;
-    char host[64] = "?";
-    int port = 0;
-    if (uv_tcp_getpeername(&s->tcp, (struct sockaddr *)&ss, &len) == 0) {
-        if (ss.ss_family == AF_INET6) {
-            uv_ip6_name((struct sockaddr_in6 *)&ss, host, sizeof host);
-            port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-        } else {
-            uv_ip4_name((struct sockaddr_in *)&ss, host, sizeof host);
-            port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-        }
-    }
-    snprintf(out, n, "%s:%d", host, port);
-}
-
-static void rpc__sock_flush(struct rpc__sock *s);
-
-static void rpc__sock_close(struct rpc__sock *s)
-{
-    if (s->closing) return;
-    rpc__sock_flush(s); /* what waits for the flusher leaves first (a reply sent just before a close) */
-    if (s->closing) return; /* the flush failed and closed s */
-    s->closing = 1;
-    uv_close((uv_handle_t *)&s->tcp, s->on_close);
-}
-
-static void rpc__write_cb(uv_write_t *req, int status);
-
-/* Starts a write of everything queued, unless one is in flight (its callback will come back here). */
-static void rpc__sock_flush(struct rpc__sock *s)
-{
-    if (s->writing || s->corked || s->closing || s->out.len == 0) return;
-    struct rpc__buf tmp = s->wr;
-    s->wr = s->out;
-    s->out = tmp;
-    s->out.len = 0;
-    uv_buf_t b = uv_buf_init((char *)s->wr.p, (unsigned)s->wr.len);
-    int rv = uv_write(&s->wreq, (uv_stream_t *)&s->tcp, &b, 1, rpc__write_cb);
-    if (rv) {
-        CV_WARN("rpc: write failed: %s", uv_strerror(rv));
-        rpc__sock_close(s);
-        return;
-    }
-    s->writing = 1;
-}
-
-static void rpc__write_cb(uv_write_t *req, int status)
-{
-    struct rpc__sock *s = req->data;
-    s->writing = 0;
-    s->wr.len = 0;
-    if (s->wr.cap > RPC__BUF_KEEP) {
-        free(s->wr.p);
-        s->wr = (struct rpc__buf){0};
-    }
-    if (status < 0) {
-        if (!s->closing) CV_INFO("rpc: write failed: %s", uv_strerror(status));
-        rpc__sock_close(s);
-        return;
-    }
-    rpc__sock_flush(s);
-}
-
-/* Room for n more bytes: doubling, from 4096 bytes (asking for at least that many keeps the first
- * allocation at 4096, as cv_array_grow would otherwise start at 8). */
-static int rpc__buf_reserve(struct rpc__buf *b, size_t n)
-{
-    size_t want = b->len + n < RPC__BUF_MIN ? RPC__BUF_MIN : b->len + n;
-    return cv_array_grow((void **)&b->p, &b->cap, want, 1);
-}
-
-/* Encodes f (length prefix included) at the end of the output buffer and flushes if possible. */
-static int rpc__sock_send(struct rpc__sock *s, const Cverse__Rpc__Frame *f)
-{
-    if (s->closing) return CV_ECLOSED;
-    size_t blen = cv_frame_size(f);
-    if (blen > CV_FRAME_MAX) return CV_ETOOBIG;
-    if (rpc__buf_reserve(&s->out, CV_FRAME_PREFIX + blen)) return CV_ENOMEM;
-    cv_frame_pack(f, blen, s->out.p + s->out.len);
-    s->out.len += CV_FRAME_PREFIX + blen;
-    if (!s->deferred) rpc__sock_flush(s);
-    return 0;
-}
-
-static void rpc__alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf)
-{
-    struct rpc__sock *s = h->data;
-    *buf = uv_buf_init(s->rbuf, RPC__READ_CHUNK);
-}
-
-static void rpc__read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
-{
-    struct rpc__sock *s = st->data;
-    char peer[96];
-    if (nread == 0) return;
-    if (nread < 0) {
-        if (nread != UV_EOF) CV_INFO("rpc: read failed: %s", uv_strerror((int)nread));
-        rpc__sock_close(s);
-        return;
-    }
-    int rv = cv_frame_reader_feed(&s->rd, buf->base, (size_t)nread);
-    struct cv_frame_view v;
-    s->corked++;
-    while (rv == 0 && !s->closing) {
-        rv = cv_frame_reader_view(&s->rd, &v);
-        if (rv != 1) break;
-        s->on_frame(s, v.f); /* may close s (or its owner); s stays allocated until the close callback */
-        cv_frame_view_done(&v);
-        rv = 0;
-    }
-    s->corked--;
-    if (rv < 0 && !s->closing) {
-        rpc__peer(s, peer, sizeof peer);
-        CV_WARN("rpc: closing connection with %s: %s", peer, cv_strerror(rv));
-        rpc__sock_close(s);
-        return;
-    }
-    rpc__sock_flush(s);
-}
-
-static int rpc__sock_start(struct rpc__sock *s)
-{
-    uv_tcp_nodelay(&s->tcp, 1);
-    cv_tcp_live((uv_stream_t *)&s->tcp); /* a partition's silent connection ends, and is dialled again */
-    int rv = uv_read_start((uv_stream_t *)&s->tcp, rpc__alloc_cb, rpc__read_cb);
-    return rv ? CV_EIO : 0;
-}
-
 
 /* Binds and listens; returns the bound port (> 0) or CV_EINVAL / CV_EIO. */
 static int rpc__listen(uv_tcp_t *tcp, const char *what, const char *addr, uv_connection_cb cb)
@@ -254,9 +75,10 @@ static int rpc__listen(uv_tcp_t *tcp, const char *what, const char *addr, uv_con
  * Server. */
 
 struct cv_rpc_conn {
-    struct rpc__sock s;          /* first member */
+    struct cv_rpc_sock s;          /* first member */
     struct cv_rpc_server *srv;   /* NULL once the connection is closed */
     unsigned refs;               /* 1 for the open socket + one per cv_rpc_conn_ref */
+    uint64_t accepted;           /* uv_now at accept: the handshake's deadline counts from it */
     struct cv_rpc_conn *prev, *next;
 };
 
@@ -264,20 +86,22 @@ struct cv_rpc_server {
     uv_loop_t *loop;
     uv_tcp_t listener;
     uv_prepare_t flusher;        /* writes every connection's queued frames before the loop polls */
+    uv_timer_t sweep;            /* with a secret: closes connections stalled in the handshake */
     cv_rpc_request_cb on_request;
     cv_rpc_conn_close_cb on_conn_close;
     void *data;
+    const struct cv_guard *guard; /* borrowed; NULL: any peer, no handshake */
     struct cv_rpc_conn *conns;   /* connections whose close callback has not run yet */
     int port;                    /* > 0 once listening */
-    int closing, listener_closed, flusher_closed;
+    int closing, listener_closed, flusher_closed, sweep_closed;
     cv_rpc_server_close_cb close_cb;
-    char rbuf[RPC__READ_CHUNK];
+    char rbuf[CV_RPC_READ_CHUNK];
 };
 
 static void srv__flush_cb(uv_prepare_t *h)
 {
     struct cv_rpc_server *srv = h->data;
-    for (struct cv_rpc_conn *c = srv->conns; c; c = c->next) rpc__sock_flush(&c->s);
+    for (struct cv_rpc_conn *c = srv->conns; c; c = c->next) cv_rpc_sock_flush(&c->s);
 }
 
 int cv_rpc_server_init(uv_loop_t *loop, cv_rpc_request_cb on_request, cv_rpc_conn_close_cb on_conn_close,
@@ -295,6 +119,9 @@ int cv_rpc_server_init(uv_loop_t *loop, cv_rpc_request_cb on_request, cv_rpc_con
     srv->flusher.data = srv;
     uv_prepare_start(&srv->flusher, srv__flush_cb);
     uv_unref((uv_handle_t *)&srv->flusher); /* it never keeps a loop alive on its own */
+    uv_timer_init(loop, &srv->sweep);
+    srv->sweep.data = srv;
+    uv_unref((uv_handle_t *)&srv->sweep);
     srv->loop = loop;
     srv->on_request = on_request;
     srv->on_conn_close = on_conn_close;
@@ -303,7 +130,7 @@ int cv_rpc_server_init(uv_loop_t *loop, cv_rpc_request_cb on_request, cv_rpc_con
     return 0;
 }
 
-static void srv__on_frame(struct rpc__sock *s, Cverse__Rpc__Frame *f)
+static void srv__on_frame(struct cv_rpc_sock *s, Cverse__Rpc__Frame *f)
 {
     struct cv_rpc_conn *conn = (struct cv_rpc_conn *)s;
     if (f->kind != CVERSE__RPC__KIND__KIND_REQUEST) {
@@ -316,7 +143,7 @@ static void srv__on_frame(struct rpc__sock *s, Cverse__Rpc__Frame *f)
 
 static void srv__maybe_finish(struct cv_rpc_server *srv)
 {
-    if (!srv->closing || !srv->listener_closed || !srv->flusher_closed || srv->conns) return;
+    if (!srv->closing || !srv->listener_closed || !srv->flusher_closed || !srv->sweep_closed || srv->conns) return;
     if (srv->close_cb) srv->close_cb(srv->data);
     free(srv);
 }
@@ -329,11 +156,27 @@ static void srv__conn_closed(uv_handle_t *h)
     else srv->conns = conn->next;
     if (conn->next) conn->next->prev = conn->prev;
     conn->prev = conn->next = NULL;
-    rpc__sock_free(&conn->s);
+    cv_rpc_sock_free(&conn->s);
     if (srv->on_conn_close) srv->on_conn_close(srv->data, conn);
     conn->srv = NULL;
     cv_rpc_conn_unref(conn);
     srv__maybe_finish(srv);
+}
+
+/* The accepted connection passes the server's guard: protected mode checks the peer's address now; with
+ * a secret, the handshake starts (srv__on_frame sees frames only once it passed). */
+static void srv__guard(struct cv_rpc_server *srv, struct cv_rpc_conn *conn)
+{
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    if (!srv->guard) return;
+    if (uv_tcp_getpeername(&conn->s.tcp, (struct sockaddr *)&ss, &len) ||
+        !cv_guard_admit(srv->guard, (struct sockaddr *)&ss, "rpc")) {
+        cv_rpc_sock_close(&conn->s);
+        return;
+    }
+    if (srv->guard->secret && cv_rpc_sock_handshake(&conn->s, srv->guard->secret, CV_AUTH_SERVER, NULL))
+        cv_rpc_sock_close(&conn->s);
 }
 
 static void srv__on_connection(uv_stream_t *l, int status)
@@ -344,7 +187,7 @@ static void srv__on_connection(uv_stream_t *l, int status)
         return;
     }
     struct cv_rpc_conn *conn = calloc(1, sizeof *conn);
-    if (!conn || rpc__sock_init(srv->loop, &conn->s, NULL, srv->rbuf, srv__on_frame, srv__conn_closed)) {
+    if (!conn || cv_rpc_sock_init(srv->loop, &conn->s, NULL, srv->rbuf, srv__on_frame, srv__conn_closed)) {
         CV_ERROR("rpc: cannot allocate a connection");
         free(conn);
         return;
@@ -352,13 +195,36 @@ static void srv__on_connection(uv_stream_t *l, int status)
     conn->s.deferred = 1;
     conn->srv = srv;
     conn->refs = 1;
+    conn->accepted = uv_now(srv->loop);
     conn->next = srv->conns;
     if (srv->conns) srv->conns->prev = conn;
     srv->conns = conn;
-    if (uv_accept(l, (uv_stream_t *)&conn->s.tcp) || rpc__sock_start(&conn->s)) {
+    if (uv_accept(l, (uv_stream_t *)&conn->s.tcp) || cv_rpc_sock_start(&conn->s)) {
         CV_WARN("rpc: cannot accept a connection");
-        rpc__sock_close(&conn->s);
+        cv_rpc_sock_close(&conn->s);
+        return;
     }
+    srv__guard(srv, conn);
+}
+
+/* A peer that connected and stalls before proving itself (or never speaks) does not keep its connection. */
+static void srv__sweep_cb(uv_timer_t *t)
+{
+    struct cv_rpc_server *srv = t->data;
+    uint64_t now = uv_now(srv->loop);
+    for (struct cv_rpc_conn *c = srv->conns; c; c = c->next) {
+        if (!c->s.hs || c->s.closing || now - c->accepted < CV_RPC_HANDSHAKE_MS) continue;
+        char peer[96];
+        cv_rpc_sock_peer(&c->s, peer, sizeof peer);
+        cv_guard_fail(CV_AUTH_R_CLOSED, "rpc", peer);
+        cv_rpc_sock_close(&c->s);
+    }
+}
+
+void cv_rpc_server_set_guard(struct cv_rpc_server *srv, const struct cv_guard *g)
+{
+    srv->guard = g;
+    if (g && g->secret) uv_timer_start(&srv->sweep, srv__sweep_cb, CV_RPC_HANDSHAKE_MS / 2, CV_RPC_HANDSHAKE_MS / 2);
 }
 
 int cv_rpc_server_listen(struct cv_rpc_server *srv, const char *addr)
@@ -379,6 +245,7 @@ static void srv__listener_closed(uv_handle_t *h)
 {
     struct cv_rpc_server *srv = h->data;
     if (h == (uv_handle_t *)&srv->flusher) srv->flusher_closed = 1;
+    else if (h == (uv_handle_t *)&srv->sweep) srv->sweep_closed = 1;
     else srv->listener_closed = 1;
     srv__maybe_finish(srv);
 }
@@ -390,7 +257,8 @@ void cv_rpc_server_close(struct cv_rpc_server *srv, cv_rpc_server_close_cb cb)
     srv->close_cb = cb;
     uv_close((uv_handle_t *)&srv->listener, srv__listener_closed);
     uv_close((uv_handle_t *)&srv->flusher, srv__listener_closed);
-    for (struct cv_rpc_conn *c = srv->conns; c; c = c->next) rpc__sock_close(&c->s);
+    uv_close((uv_handle_t *)&srv->sweep, srv__listener_closed);
+    for (struct cv_rpc_conn *c = srv->conns; c; c = c->next) cv_rpc_sock_close(&c->s);
 }
 
 int cv_rpc_respond(struct cv_rpc_conn *conn, uint64_t id, int status, const char *error, const void *body,
@@ -408,11 +276,11 @@ int cv_rpc_respond(struct cv_rpc_conn *conn, uint64_t id, int status, const char
         f.app_details_type = (char *)app.details_type;
         f.app_details.data = (uint8_t *)app.details;
         f.app_details.len = app.details_len;
-        return rpc__sock_send(&conn->s, &f);
+        return cv_rpc_sock_send(&conn->s, &f);
     }
     f.body.data = (uint8_t *)body;
     f.body.len = body ? len : 0;
-    return rpc__sock_send(&conn->s, &f);
+    return cv_rpc_sock_send(&conn->s, &f);
 }
 
 int cv_rpc_send_event(struct cv_rpc_conn *conn, const char *method, const void *body, size_t len)
@@ -423,7 +291,7 @@ int cv_rpc_send_event(struct cv_rpc_conn *conn, const char *method, const void *
     f.method = (char *)(method ? method : "");
     f.body.data = (uint8_t *)body;
     f.body.len = body ? len : 0;
-    return rpc__sock_send(&conn->s, &f);
+    return cv_rpc_sock_send(&conn->s, &f);
 }
 
 size_t cv_rpc_conn_backlog(const struct cv_rpc_conn *conn)
@@ -536,7 +404,7 @@ static void heap__remove(struct rpc__heap *h, struct rpc__call *c)
  * Client: connection management. */
 
 struct rpc__cconn {
-    struct rpc__sock s;          /* first member */
+    struct cv_rpc_sock s;          /* first member */
     struct cv_rpc_client *cli;
     uv_connect_t creq;
     int connected;
@@ -550,6 +418,7 @@ struct cv_rpc_client {
     cv_rpc_event_cb on_event;
     cv_rpc_state_cb on_state;
     void *data;
+    const struct cv_guard *guard; /* borrowed; NULL or no secret: no handshake */
     struct rpc__cconn *conn;     /* connecting or connected; NULL when down. Never two at once. */
     uv_timer_t retry;            /* runs while waiting to reconnect, and as a connect's deadline */
     uv_timer_t deadline;         /* armed for the earliest call deadline */
@@ -561,7 +430,7 @@ struct cv_rpc_client {
     unsigned handles;            /* uv handles not yet through their close callback */
     int closing;
     cv_rpc_client_close_cb close_cb;
-    char rbuf[RPC__READ_CHUNK];
+    char rbuf[CV_RPC_READ_CHUNK];
 };
 
 static void cli__queue_unlink(struct cv_rpc_client *cli, struct rpc__call *c)
@@ -649,7 +518,7 @@ static int cli__send(struct cv_rpc_client *cli, struct rpc__call *c, const char 
         uint64_t now = uv_now(cli->loop);
         f.deadline_ms = c->deadline > now ? (uint32_t)(c->deadline - now) : 1;
     }
-    int rv = rpc__sock_send(&cli->conn->s, &f);
+    int rv = cv_rpc_sock_send(&cli->conn->s, &f);
     if (rv == 0) c->sent = 1;
     return rv;
 }
@@ -662,7 +531,7 @@ static int cli__connected(const struct cv_rpc_client *cli)
 /* Writes the calls that waited for the connection, oldest first, in one batch. */
 static void cli__flush_queue(struct cv_rpc_client *cli)
 {
-    struct rpc__sock *s = &cli->conn->s;
+    struct cv_rpc_sock *s = &cli->conn->s;
     s->corked++;
     while (cli->qhead && cli__connected(cli)) {
         struct rpc__call *c = cli->qhead;
@@ -680,7 +549,7 @@ static void cli__flush_queue(struct cv_rpc_client *cli)
         c->body = NULL;
     }
     s->corked--;
-    rpc__sock_flush(s);
+    cv_rpc_sock_flush(s);
 }
 
 /* A CV_EAPP response: its Frame fields go back into the packed body (core/apperr.h) the callers pass
@@ -699,7 +568,7 @@ static void cli__complete_app(struct rpc__call *c, const Cverse__Rpc__Frame *f, 
     }
 }
 
-static void cli__on_frame(struct rpc__sock *s, Cverse__Rpc__Frame *f)
+static void cli__on_frame(struct cv_rpc_sock *s, Cverse__Rpc__Frame *f)
 {
     struct cv_rpc_client *cli = ((struct rpc__cconn *)s)->cli;
     const uint8_t *body = f->body.len ? f->body.data : rpc__empty;
@@ -739,7 +608,7 @@ static void cli__conn_closed(uv_handle_t *h)
     struct cv_rpc_client *cli = cc->cli;
     int was_connected = cc->connected;
     if (cli->conn == cc) cli->conn = NULL;
-    rpc__sock_free(&cc->s);
+    cv_rpc_sock_free(&cc->s);
     free(cc);
     cli->handles--;
     if (cli->closing) {
@@ -753,6 +622,28 @@ static void cli__conn_closed(uv_handle_t *h)
     if (was_connected && !cli->closing && cli->on_state) cli->on_state(cli->data, 0);
 }
 
+/* A peer that accepted but does not finish the handshake (not cverse, or stalled) is left and dialled
+ * again, as an unanswered connect is. */
+static void cli__hs_deadline_cb(uv_timer_t *t)
+{
+    struct cv_rpc_client *cli = t->data;
+    struct rpc__cconn *cc = cli->conn;
+    if (!cc || cc->connected || cc->s.closing) return;
+    CV_INFO("rpc: %s did not finish the cluster handshake in %u ms", cli->addr, CV_RPC_HANDSHAKE_MS);
+    cv_rpc_sock_close(&cc->s);
+}
+
+/* Connected, and past the handshake if there is one: the waiting calls go out. */
+static void cli__ready(struct cv_rpc_sock *s)
+{
+    struct rpc__cconn *cc = (struct rpc__cconn *)s;
+    struct cv_rpc_client *cli = cc->cli;
+    uv_timer_stop(&cli->retry); /* the handshake deadline */
+    cc->connected = 1;
+    cli__flush_queue(cli);
+    if (cli__connected(cli) && cli->on_state) cli->on_state(cli->data, 1);
+}
+
 static void cli__connect_cb(uv_connect_t *req, int status)
 {
     struct rpc__cconn *cc = req->data;
@@ -760,17 +651,17 @@ static void cli__connect_cb(uv_connect_t *req, int status)
     if (cc->s.closing) return; /* canceled by cv_rpc_client_close or by the connect deadline */
     if (status < 0) {
         CV_DEBUG("rpc: connect to %s failed: %s", cli->addr, uv_strerror(status));
-        rpc__sock_close(&cc->s);
+        cv_rpc_sock_close(&cc->s);
         return;
     }
     uv_timer_stop(&cli->retry); /* the connect deadline */
-    if (rpc__sock_start(&cc->s)) {
-        rpc__sock_close(&cc->s);
+    const struct cv_secret *sec = cli->guard ? cli->guard->secret : NULL;
+    if (cv_rpc_sock_start(&cc->s) || (sec && cv_rpc_sock_handshake(&cc->s, sec, CV_AUTH_CLIENT, cli__ready))) {
+        cv_rpc_sock_close(&cc->s);
         return;
     }
-    cc->connected = 1;
-    cli__flush_queue(cli);
-    if (cli__connected(cli) && cli->on_state) cli->on_state(cli->data, 1);
+    if (sec) uv_timer_start(&cli->retry, cli__hs_deadline_cb, CV_RPC_HANDSHAKE_MS, 0);
+    else cli__ready(&cc->s);
 }
 
 /* The connect deadline (the retry timer, idle while an attempt is in flight): an attempt whose SYN got no
@@ -783,14 +674,14 @@ static void cli__connect_deadline_cb(uv_timer_t *t)
     struct rpc__cconn *cc = cli->conn;
     if (!cc || cc->connected || cc->s.closing || !cv_tcp_connecting(&cc->s.tcp)) return;
     CV_DEBUG("rpc: connect to %s: no answer in %u ms, dialling again", cli->addr, CV_TCP_CONNECT_MS);
-    rpc__sock_close(&cc->s);
+    cv_rpc_sock_close(&cc->s);
 }
 
 static void cli__connect(struct cv_rpc_client *cli)
 {
     struct rpc__cconn *cc = calloc(1, sizeof *cc);
     const struct sockaddr *sa = (const struct sockaddr *)&cli->ss;
-    if (!cc || rpc__sock_init(cli->loop, &cc->s, sa, cli->rbuf, cli__on_frame, cli__conn_closed)) {
+    if (!cc || cv_rpc_sock_init(cli->loop, &cc->s, sa, cli->rbuf, cli__on_frame, cli__conn_closed)) {
         CV_ERROR("rpc: cannot allocate a connection to %s", cli->addr);
         free(cc);
         uv_timer_start(&cli->retry, cli__retry_cb, cli->reconnect_ms, 0);
@@ -804,7 +695,7 @@ static void cli__connect(struct cv_rpc_client *cli)
     int rv = uv_tcp_connect(&cc->creq, &cc->s.tcp, sa, cli__connect_cb);
     if (rv) {
         CV_DEBUG("rpc: connect to %s failed: %s", cli->addr, uv_strerror(rv));
-        rpc__sock_close(&cc->s); /* the close callback schedules the retry */
+        cv_rpc_sock_close(&cc->s); /* the close callback schedules the retry */
         return;
     }
     uv_timer_start(&cli->retry, cli__connect_deadline_cb, CV_TCP_CONNECT_MS, 0);
@@ -830,7 +721,7 @@ void cv_rpc_client_connect(struct cv_rpc_client *cli)
 static void cli__flush_cb(uv_prepare_t *h)
 {
     struct cv_rpc_client *cli = h->data;
-    if (cli->conn && cli->conn->connected) rpc__sock_flush(&cli->conn->s);
+    if (cli->conn && cli->conn->connected) cv_rpc_sock_flush(&cli->conn->s);
 }
 
 int cv_rpc_client_init(uv_loop_t *loop, const struct cv_rpc_client_opts *opts, struct cv_rpc_client **out)
@@ -853,6 +744,7 @@ int cv_rpc_client_init(uv_loop_t *loop, const struct cv_rpc_client_opts *opts, s
     cli->on_event = opts->on_event;
     cli->on_state = opts->on_state;
     cli->data = opts->data;
+    cli->guard = opts->guard;
     uv_timer_init(loop, &cli->retry);
     uv_timer_init(loop, &cli->deadline);
     uv_prepare_init(loop, &cli->flusher);
@@ -942,7 +834,7 @@ void cv_rpc_client_close(struct cv_rpc_client *cli, cv_rpc_client_close_cb cb)
     uv_close((uv_handle_t *)&cli->retry, cli__handle_closed);
     uv_close((uv_handle_t *)&cli->deadline, cli__handle_closed);
     uv_close((uv_handle_t *)&cli->flusher, cli__handle_closed);
-    if (cli->conn) rpc__sock_close(&cli->conn->s);
+    if (cli->conn) cv_rpc_sock_close(&cli->conn->s);
 }
 
 void *cv_rpc_client_data(const struct cv_rpc_client *cli)

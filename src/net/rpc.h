@@ -10,6 +10,7 @@
 struct cv_rpc_server;
 struct cv_rpc_conn;   /* an accepted connection; reference counted */
 struct cv_rpc_client; /* an outgoing connection to one address */
+struct cv_guard;      /* auth/guard.h: the cluster secret / protected mode of a cluster port */
 
 /* A request arrived on conn. The handler must answer exactly once with cv_rpc_respond (now or later);
  * body is valid only during the call. To answer later, take a reference (cv_rpc_conn_ref) and drop it
@@ -24,6 +25,11 @@ typedef void (*cv_rpc_server_close_cb)(void *data);
 /* Allocates a server; freed when the close callback ran. */
 int cv_rpc_server_init(uv_loop_t *loop, cv_rpc_request_cb on_request, cv_rpc_conn_close_cb on_conn_close,
                        void *data, struct cv_rpc_server **out);
+/* Before listening: who may talk to the server (auth/guard.h). With g->secret every connection runs the
+ * cluster handshake before its first frame; with g->loopback_only a peer not on a loopback address is
+ * closed at accept. Refusals are counted and logged by the guard. Borrowed until the server's close
+ * callback. Never set (NULL): any peer, no handshake -- a client-facing port (the gate's). */
+void cv_rpc_server_set_guard(struct cv_rpc_server *srv, const struct cv_guard *g);
 /* Binds and listens on "host:port". CV_EIO with a log line if the address is taken. Port 0 picks an
  * ephemeral port (see cv_rpc_server_port). */
 int cv_rpc_server_listen(struct cv_rpc_server *srv, const char *addr);
@@ -64,6 +70,9 @@ struct cv_rpc_client_opts {
     cv_rpc_event_cb on_event;    /* optional */
     cv_rpc_state_cb on_state;    /* optional */
     void *data;                  /* passed to on_event / on_state */
+    const struct cv_guard *guard; /* optional, borrowed until the client's close callback: with a secret,
+                                   * each connection runs the cluster handshake and counts as connected
+                                   * (calls written, on_state(1)) only once it passed */
 };
 
 /* Allocates a client that connects lazily on the first call; from then on it keeps a connection up,

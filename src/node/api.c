@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth/guard.h"
 #include "core/hash.h"
 #include "cverse/error.h"
 #include "discovery/disc.h"
@@ -432,6 +433,7 @@ static void api__get_metrics(struct cv_api *a, struct cv_http_exchange *x)
     if (a->disc)
         cv_prom_gauge(&b, "cverse_etcd_up", "1 if etcd (discovery) answered the last call, else 0.", cv_disc_up(a->disc));
     if (a->host && cv_host_stats(a->host)) cv_node_stats_prom(cv_host_stats(a->host), &b);
+    cv_guard_metrics(&b); /* refused peers of the cluster ports (auth/guard.h) */
     if (!b.p || b.oom) {
         free(b.p);
         cv_http_respond_error(x, CV_STATUS_INTERNAL, "out of memory", NULL);

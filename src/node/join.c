@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth/guard.h"
 #include "catalog.pb-c.h"
 #include "cverse/error.h"
 #include "discovery/members.h"
@@ -211,7 +212,7 @@ static void joiner__tick(uv_timer_t *t)
         j->cli = NULL;
     }
     snprintf(j->target, sizeof j->target, "%s", addr);
-    struct cv_rpc_client_opts co = {.addr = j->target, .data = j};
+    struct cv_rpc_client_opts co = {.addr = j->target, .data = j, .guard = cv_guard_cluster()};
     if (!j->cli && cv_rpc_client_init(j->o.loop, &co, &j->cli)) {
         j->cli = NULL;
         CV_WARN("join: cannot dial %s", j->target);

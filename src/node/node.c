@@ -33,6 +33,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "auth/guard.h"
 #include "catalog/catalog.h"
 #include "consensus/consensus.h"
 #include "consensus/notice.h"
@@ -507,6 +508,7 @@ static int node__register(struct cv_node *n)
 static int node__start_listeners(struct cv_node *n)
 {
     int rv = cv_rpc_server_init(n->loop, node__on_rpc, node__on_conn_close, n, &n->rpc);
+    if (!rv) cv_rpc_server_set_guard(n->rpc, cv_guard_cluster()); /* a cluster port (auth/guard.h) */
     if (!rv) rv = cv_rpc_server_listen(n->rpc, n->self->grpc_addr);
     if (rv) {
         CV_ERROR("cannot listen for RPC on %s: %s", n->self->grpc_addr, cv_strerror(rv));
@@ -522,9 +524,13 @@ static int node__start_listeners(struct cv_node *n)
                              .disc = n->disc,
                              .data = n};
     struct cv_http_opts ho = {.max_body = 1 << 20};
+    char http[128]; /* protected mode: a wildcard bind narrowed to loopback (auth/guard.h) */
+    if (cv_guard_http_listen(cv_guard_cluster(), n->self->http_addr, http, sizeof http))
+        CV_WARN("protected mode: the HTTP API on %s stays reachable from other hosts", http);
+    else if (strcmp(http, n->self->http_addr)) CV_INFO("protected mode: the HTTP API listens on %s only", http);
     rv = cv_http_server_init(n->loop, &ho, cv_api_handle, &n->api, &n->http);
-    if (!rv) rv = cv_http_server_listen(n->http, n->self->http_addr);
-    if (rv) CV_ERROR("cannot listen for HTTP on %s: %s", n->self->http_addr, cv_strerror(rv));
+    if (!rv) rv = cv_http_server_listen(n->http, http);
+    if (rv) CV_ERROR("cannot listen for HTTP on %s: %s", http, cv_strerror(rv));
     return rv;
 }
 

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth/guard.h"
 #include "config/check.h"
 #include "config/config.h"
 #include "cverse/error.h"
@@ -291,6 +292,12 @@ int cv_node_main(int argc, char **argv, cv_module_init_fn extra_types)
     if (code == 0) code = run__check_autoload(cfg, reg);
     if (code == 0) {
         cv_log_init(a.node_id, a.level);
+        if (cv_guard_setup(cfg->secret_file, cfg->insecure, 1, err, sizeof err)) { /* auth/guard.h */
+            fprintf(stderr, "cverse-node: %s\n", err);
+            code = 2;
+        }
+    }
+    if (code == 0) {
         signal(SIGPIPE, SIG_IGN); /* a peer that died must not kill us through a write: libuv reports EPIPE */
         for (size_t i = 0; i < cfg->n_warnings; i++) CV_WARN("%s", cfg->warnings[i]);
         for (int i = 0; i < a.n_modules; i++) CV_INFO("loaded module %s", a.modules[i]);

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "auth/secret.h"
 #include "cverse/error.h"
 #include "stress/procs.h"
 #include "util/netns.h"
@@ -115,6 +116,19 @@ static int place(struct cv_stress_cluster *c, char *err, size_t errlen)
     return 0;
 }
 
+/* Nodes in namespaces reach each other from non-loopback addresses, which protected mode refuses
+ * (docs/security.md): without a configured secret, <dir>/secret (32 random bytes as hex, 0600) is given
+ * to every process through the environment, as cluster/run-cluster.sh does. */
+static int ns__secret(struct cv_stress_cluster *c, char *err, size_t errlen)
+{
+    if (cv_secret_path(c->cfg->secret_file)) return 0;
+    char path[sizeof c->dir + 16], msg[400];
+    snprintf(path, sizeof path, "%s/secret", c->dir);
+    if (cv_secret_generate(path, msg, sizeof msg)) return snprintf(err, errlen, "cverse-stress: %s", msg), CV_EIO;
+    setenv(CV_SECRET_ENV, path, 1);
+    return 0;
+}
+
 int cv_stress_ns_setup(struct cv_stress_cluster *c, char *err, size_t errlen)
 {
     if (geteuid() != 0)
@@ -129,6 +143,7 @@ int cv_stress_ns_setup(struct cv_stress_cluster *c, char *err, size_t errlen)
     int rc = cv_netns_create(c->net, hosts, nerr, sizeof nerr);
     if (rc < 0) return snprintf(err, errlen, "cverse-stress: --churn-mode partition: %s", nerr), rc;
     rc = place(c, err, errlen);
+    if (rc == 0) rc = ns__secret(c, err, errlen);
     if (rc < 0) return rc;
     int prev = cv_netns_enter(c->net, hosts - 1);
     if (prev < 0) return snprintf(err, errlen, "cverse-stress: cannot enter %s", c->net->ns[hosts - 1]), CV_EIO;

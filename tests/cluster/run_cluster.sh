@@ -53,6 +53,13 @@ curl -sf "http://127.0.0.1:$((base + 13))/ready" >/dev/null || fail "the inspect
 set +e; run; rc=$?; set -e
 [ $rc = 1 ] && grep -q "still running" "$tmp/out" || fail "a second run-cluster.sh while running: exit $rc"
 echo "ok - run-cluster.sh started 3 nodes, a gate and the inspector; an increment through the gate answered 1"
+# The cluster secret it generated (docs/security.md): 32 random bytes as hex, 0600, used by every process.
+[ "$(stat -c %a "$CVERSE_RUN_DIR/secret")" = 600 ] && [ "$(wc -c <"$CVERSE_RUN_DIR/secret")" = 65 ] ||
+  fail "no 0600 secret of 32 hex bytes in the run dir"
+grep -q "authenticate peers with the cluster secret" "$CVERSE_RUN_DIR/node.log" || fail "nodes run without the secret"
+curl -s "http://127.0.0.1:$((base + 1))/metrics" | grep -q 'cverse_auth_failures_total{reason="proof"} 0' ||
+  fail "a handshake failed between processes of the same run"
+echo "ok - run-cluster.sh generated a 0600 cluster secret; every handshake between its processes passed"
 
 # 2. Rolling restart under load: zero failed calls.
 LOADERS=2 "$ROOT/cluster/rolling-restart.sh" --config "$tmp/cluster.yml" >"$tmp/out" 2>&1 || fail "rolling-restart.sh exited $?"

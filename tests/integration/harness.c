@@ -73,6 +73,24 @@ static bool ports_free(int base, int n, int gates)
     return true;
 }
 
+/* <dir>/secret: 32 random bytes as hex, mode 0600 (as cluster/run-cluster.sh makes it). The harness
+ * links no libsodium (auth/secret.h's cv_secret_generate): /dev/urandom directly. */
+static void write_secret(struct h_cluster *c)
+{
+    char path[sizeof c->dir + 16];
+    unsigned char raw[32];
+    snprintf(path, sizeof path, "%s/secret", c->dir);
+    FILE *r = fopen("/dev/urandom", "rb");
+    cr_assert(r && fread(raw, 1, sizeof raw, r) == sizeof raw, "cannot read /dev/urandom");
+    fclose(r);
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    cr_assert_geq(fd, 0, "%s: %s", path, strerror(errno));
+    FILE *f = fdopen(fd, "w");
+    for (size_t i = 0; i < sizeof raw; i++) fprintf(f, "%02x", raw[i]);
+    fputc('\n', f);
+    fclose(f);
+}
+
 void h_cluster_init_ex(struct h_cluster *c, int n, int voters, unsigned lease_ttl_ms, const struct h_opts *o)
 {
     memset(c, 0, sizeof *c);
@@ -93,15 +111,17 @@ void h_cluster_init_ex(struct h_cluster *c, int n, int voters, unsigned lease_tt
     snprintf(c->config, sizeof c->config, "%s/cluster.yml", c->dir);
     snprintf(c->actlog, sizeof c->actlog, "%s/activations.log", c->dir);
     setenv("CVERSE_ACTIVATION_LOG", c->actlog, 1); /* inherited by every node and gate started */
+    if (o->secret) write_secret(c);
     FILE *f = fopen(c->config, "w");
     cr_assert_not_null(f);
     fprintf(f,
             "version: 1\ncluster:\n  shards: 64\n  provider: raft\n  data_dir: \"%s/data\"\n"
             "  lease_ttl_ms: %u\n  drain_timeout_ms: 10000\n  raft:\n    voters: %d\n    election_timeout_ms: 300\n"
             "    heartbeat_timeout_ms: 30\n    snapshot_threshold: 16\n    snapshot_trailing: 4\n"
-            "%s%snodes:\n",
+            "%s%s%s%snodes:\n",
             c->dir, lease_ttl_ms, voters, o->demo_autoload ? demo_autoload : "  auto_load_objects: []\n",
-            o->demo_types_off ? "  demo_types: false\n" : "");
+            o->demo_types_off ? "  demo_types: false\n" : "", o->secret ? "  secret_file: secret\n" : "",
+            o->insecure ? "  insecure: true\n" : "");
     for (int i = 0; i < n; i++) {
         snprintf(c->id[i], sizeof c->id[i], "node-%d", i + 1);
         fprintf(f,
@@ -539,7 +559,9 @@ static void addr_line(struct config_edit *e, const char *line, FILE *out)
 void h_cluster_init_hosts(struct h_cluster *c, int n, int voters, unsigned lease_ttl_ms, const struct h_opts *o,
                           const char *const *hosts)
 {
-    h_cluster_init_ex(c, n, voters, lease_ttl_ms, o);
+    struct h_opts oh = *o;
+    if (!oh.secret && !oh.protected_mode) oh.insecure = true; /* peers not on loopback: docs/security.md */
+    h_cluster_init_ex(c, n, voters, lease_ttl_ms, &oh);
     struct config_edit e = {c, hosts, NULL, NULL, 0};
     config_rewrite(c, addr_line, &e);
 }

@@ -35,6 +35,9 @@ struct h_opts {
     bool demo_types_off; /* cluster.demo_types: false in the config (the nodes' other way to say it) */
     const char *config_extra; /* YAML appended at the root of the config (e.g. "object_types: ..."), or NULL */
     bool gate_bare;     /* gates without any type (--no-builtin-types, no --module): the nodes map JSON */
+    bool secret;        /* a cluster secret: <dir>/secret (0600, 32 random bytes as hex), cluster.secret_file */
+    bool insecure;      /* cluster.insecure: true (no protected mode; h_cluster_init_hosts sets it unless secret) */
+    bool protected_mode; /* h_cluster_init_hosts: neither secret nor insecure, protected mode stays on */
 };
 
 /* Writes a config with n nodes (ids node-1..n) and `voters` voters, 64 shards and lease_ttl_ms.

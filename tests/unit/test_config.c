@@ -477,13 +477,52 @@ Test(config, demo_types)
                "t.yml:3: cluster.demo_types: must be true or false, got \"no\"");
 }
 
+/* cluster.secret_file (relative to the config file's directory, read at load: a missing or short secret
+ * is a config error at its line) and cluster.insecure (docs/security.md). */
+Test(config, cluster_secret_and_insecure)
+{
+    struct cv_config *cfg = parse_ok("version: 1\n" NODES);
+    cr_assert_null(cfg->secret_file);
+    cr_assert(!cfg->insecure);
+    cv_config_free(cfg);
+    cfg = parse_ok("version: 1\ncluster:\n  insecure: true\n" NODES);
+    cr_assert(cfg->insecure);
+    cv_config_free(cfg);
+    expect_err("version: 1\ncluster:\n  insecure: 1\n" NODES,
+               "t.yml:3: cluster.insecure: must be true or false, got \"1\"");
+
+    char secret[64], short_secret[64], yaml[512];
+    temp_file(secret, sizeof secret, "0123456789abcdef0123\n", 0);
+    temp_file(short_secret, sizeof short_secret, "tooshort\n", 0);
+    snprintf(yaml, sizeof yaml, "version: 1\ncluster:\n  secret_file: %s\n" NODES, secret);
+    cfg = parse_ok(yaml);
+    cr_assert_str_eq(cfg->secret_file, secret);
+    cv_config_free(cfg);
+    /* relative: from the config file's directory (/tmp here), not the working directory */
+    char rel_yaml[512], err[512] = "";
+    snprintf(rel_yaml, sizeof rel_yaml, "version: 1\ncluster:\n  secret_file: %s\n" NODES, secret + 5);
+    cfg = NULL;
+    cr_assert_eq(cv_config_parse(rel_yaml, strlen(rel_yaml), "/tmp/t.yml", &cfg, err, sizeof err), 0, "%s", err);
+    cr_assert_str_eq(cfg->secret_file, secret);
+    cv_config_free(cfg);
+    snprintf(yaml, sizeof yaml, "version: 1\ncluster:\n  secret_file: %s\n" NODES, short_secret);
+    char want[512];
+    snprintf(want, sizeof want, "t.yml:3: cluster.secret_file: %s: the cluster secret must be at least 16 bytes (has 8)",
+             short_secret);
+    expect_err(yaml, want);
+    expect_err_prefix("version: 1\ncluster:\n  secret_file: /nonexistent/s\n" NODES,
+                      "t.yml:3: cluster.secret_file: /nonexistent/s: cannot read the cluster secret");
+    unlink(secret);
+    unlink(short_secret);
+}
+
 Test(config, err_unknown_keys)
 {
     expect_err("version: 1\n" NODES "gate: []\n",
                "t.yml:6: gate: unknown key (expected one of: version, cluster, nodes, gates, inspector, object_types, object_state_max_bytes, object_access_rules, object_lifecycle_rules)");
     expect_err("version: 1\ncluster:\n  shard: 4\n" NODES,
                "t.yml:3: cluster.shard: unknown key (expected one of: shards, provider, etcd, auto_load_objects, "
-               "raft, data_dir, lease_ttl_ms, drain_timeout_ms, demo_types)");
+               "raft, data_dir, lease_ttl_ms, drain_timeout_ms, demo_types, secret_file, insecure)");
     expect_err("version: 1\ncluster:\n  raft:\n    voter: 1\n" NODES,
                "t.yml:4: cluster.raft.voter: unknown key (expected one of: voters, election_timeout_ms, "
                "heartbeat_timeout_ms, snapshot_threshold, snapshot_trailing, pre_vote)");

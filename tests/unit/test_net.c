@@ -4,6 +4,8 @@
  * (never by sleeping), and every test ends by closing all handles and checking uv_loop_close() == 0. */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <ifaddrs.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -16,6 +18,7 @@
 #include <raft/uv.h>
 #include <uv.h>
 
+#include "auth/guard.h"
 #include "consensus/rafttcp.h"
 #include "cverse/error.h"
 #include "net/frame.h"
@@ -974,6 +977,112 @@ Test(rpc, close_cancels_waiting_calls_and_refuses_new_ones)
     loop_teardown();
 }
 
+/* ---- the cluster handshake on rpc connections (auth/handshake.h) ---------------------------------- */
+
+static struct cv_secret test_secret(const char *s)
+{
+    struct cv_secret k;
+    cr_assert_eq(cv_secret_from_bytes(s, strlen(s), &k), 0);
+    return k;
+}
+
+static void rsrv_start_guarded(struct rsrv *s, const struct cv_guard *g)
+{
+    memset(s, 0, sizeof *s);
+    cr_assert_eq(cv_rpc_server_init(&loop, rsrv_on_request, rsrv_on_conn_close, s, &s->srv), 0);
+    cv_rpc_server_set_guard(s->srv, g);
+    cr_assert_eq(cv_rpc_server_listen(s->srv, "127.0.0.1:0"), 0);
+    s->port = cv_rpc_server_port(s->srv);
+}
+
+static void rcli_start_guarded(struct rcli *c, int port, const struct cv_guard *g)
+{
+    memset(c, 0, sizeof *c);
+    char addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
+    struct cv_rpc_client_opts o = {.addr = addr, .reconnect_ms = 50, .on_event = rcli_on_event,
+                                   .on_state = rcli_on_state, .data = c, .guard = g};
+    cr_assert_eq(cv_rpc_client_init(&loop, &o, &c->cli), 0);
+}
+
+/* A client with the server's secret calls as before; one without it, or with another, never reaches a
+ * method (its calls time out while it keeps redialling) and each refusal is counted by reason. */
+Test(rpc, handshake_admits_only_peers_with_the_secret)
+{
+    loop_setup();
+    struct cv_secret k = test_secret("the-cluster-secret-0123"), other = test_secret("another-secret-012345");
+    struct cv_guard gs = {.secret = &k}, gother = {.secret = &other};
+    struct rsrv s;
+    struct rcli good, none, wrong;
+    struct result r;
+    rsrv_start_guarded(&s, &gs);
+    rcli_start_guarded(&good, s.port, &gs);
+    call(&good, "echo", "hello", 2000, &r);
+    RUN_UNTIL(r.done);
+    cr_assert_eq(r.status, 0, "%s", r.error);
+    cr_assert_str_eq(r.body, "hello");
+    cr_assert_eq(good.ups, 1);
+
+    uint64_t magic = cv_guard_failures(CV_AUTH_R_MAGIC), proof = cv_guard_failures(CV_AUTH_R_PROOF);
+    rcli_start(&none, s.port); /* no secret: sends a frame where the HELLO belongs */
+    call(&none, "echo", "x", 300, &r);
+    RUN_UNTIL(r.done);
+    cr_assert(r.status == CV_EUNAVAIL || r.status == CV_ETIMEDOUT, "status %d", r.status); /* written, dropped */
+    cr_assert_gt(cv_guard_failures(CV_AUTH_R_MAGIC), magic);
+
+    rcli_start_guarded(&wrong, s.port, &gother);
+    call(&wrong, "echo", "x", 300, &r);
+    RUN_UNTIL(r.done);
+    cr_assert_eq(r.status, CV_ETIMEDOUT);
+    cr_assert_gt(cv_guard_failures(CV_AUTH_R_PROOF), proof + 1, "both sides count the wrong proof");
+    cr_assert_eq(wrong.ups, 0);
+    cr_assert_eq(s.requests, 1, "only the good client's call ran");
+
+    rcli_stop(&none);
+    rcli_stop(&wrong);
+    rcli_stop(&good);
+    rsrv_stop(&s);
+    loop_teardown();
+}
+
+/* A client with a secret does not talk to a server without one (its HELLO is not a frame). */
+Test(rpc, handshake_client_against_an_open_server_fails)
+{
+    loop_setup();
+    struct cv_secret k = test_secret("the-cluster-secret-0123");
+    struct cv_guard gs = {.secret = &k};
+    struct rsrv s;
+    struct rcli c;
+    struct result r;
+    rsrv_start(&s, "127.0.0.1:0");
+    rcli_start_guarded(&c, s.port, &gs);
+    call(&c, "echo", "x", 300, &r);
+    RUN_UNTIL(r.done);
+    cr_assert_eq(r.status, CV_ETIMEDOUT);
+    cr_assert_eq(s.requests, 0);
+    rcli_stop(&c);
+    rsrv_stop(&s);
+    loop_teardown();
+}
+
+/* Protected mode lets loopback peers in (the address check itself: test_auth). */
+Test(rpc, protected_mode_admits_loopback)
+{
+    loop_setup();
+    struct cv_guard prot = {.loopback_only = 1};
+    struct rsrv s;
+    struct rcli c;
+    struct result r;
+    rsrv_start_guarded(&s, &prot);
+    rcli_start(&c, s.port);
+    call(&c, "echo", "local", 2000, &r);
+    RUN_UNTIL(r.done);
+    cr_assert_eq(r.status, 0);
+    rcli_stop(&c);
+    rsrv_stop(&s);
+    loop_teardown();
+}
+
 Test(rpc, listen_on_taken_port_is_eio)
 {
     loop_setup();
@@ -1867,15 +1976,22 @@ static void rtcp_connect_cb(struct raft_uv_connect *req, uv_stream_t *stream, in
     if (stream) uv_close((uv_handle_t *)stream, rtcp_stream_closed);
 }
 
-/* A transport of server id at address; bounded (ours) or libraft's own. */
-static void rtcp_start(struct rtcp *r, raft_id id, const char *address, bool bounded)
+/* A transport of server id at address; cverse's (bounded connect, our listener, under guard g) or
+ * libraft's own. */
+static void rtcp_start_guarded(struct rtcp *r, raft_id id, const char *address, bool bounded,
+                               const struct cv_guard *g)
 {
     memset(r, 0, sizeof *r);
     r->t.version = 1;
     cr_assert_eq(raft_uv_tcp_init(&r->t, &loop), 0);
-    if (bounded) cv_rafttcp_live(&r->t, &loop);
+    if (bounded) cr_assert_eq(cv_rafttcp_live(&r->t, &loop, g, NULL), 0);
     snprintf(r->address, sizeof r->address, "%s", address);
     cr_assert_eq(r->t.init(&r->t, id, r->address), 0);
+}
+
+static void rtcp_start(struct rtcp *r, raft_id id, const char *address, bool bounded)
+{
+    rtcp_start_guarded(r, id, address, bounded, NULL);
 }
 
 static void rtcp_connect(struct rtcp *r, raft_id id, const char *address)
@@ -1971,5 +2087,221 @@ Test(rafttcp, close_cancels_a_connect_in_flight)
     cr_assert_eq(d.status, RAFT_CANCELED);
     raft_uv_tcp_close(&d.t);
     cv_blackhole_close(&b);
+    loop_teardown();
+}
+
+/* ---------------------------------------------------------------------------------------------------
+ * Raft connections under the cluster guard (rafttcp's listener, auth/handshake.h). */
+
+static void rtcp_listen(struct rtcp *l, const char *addr, const struct cv_guard *g)
+{
+    rtcp_start_guarded(l, 1, addr, true, g);
+    cr_assert_eq(l->t.listen(&l->t, rtcp_accept_cb), 0);
+}
+
+/* Our listener reads libraft's preamble as libraft's does; with the same secret on both sides the
+ * cluster handshake comes first and libraft sees nothing of it. */
+Test(rafttcp, guarded_listener_accepts_peers_with_the_secret)
+{
+    loop_setup();
+    struct cv_secret k = test_secret("the-cluster-secret-0123");
+    struct cv_guard open = {0}, gs = {.secret = &k};
+    const struct cv_guard *guards[] = {&open, &gs};
+    for (int i = 0; i < 2; i++) {
+        char addr[64];
+        snprintf(addr, sizeof addr, "127.0.0.1:%d", free_port());
+        struct rtcp l, d;
+        uint64_t fails = cv_guard_failures(CV_AUTH_R_PROOF) + cv_guard_failures(CV_AUTH_R_MAGIC);
+        rtcp_listen(&l, addr, guards[i]);
+        rtcp_start_guarded(&d, 7, "10.0.0.2:7001", true, guards[i]);
+        rtcp_connect(&d, 1, addr);
+        RUN_UNTIL(d.connects == 1 && l.accepted == 1);
+        cr_assert_eq(d.status, 0);
+        cr_assert_eq(l.peer_id, 7);
+        cr_assert_str_eq(l.peer_address, "10.0.0.2:7001");
+        cr_assert_eq(cv_guard_failures(CV_AUTH_R_PROOF) + cv_guard_failures(CV_AUTH_R_MAGIC), fails);
+        rtcp_stop(&d);
+        rtcp_stop(&l);
+    }
+    loop_teardown();
+}
+
+/* Without the secret, with another one, or speaking raft directly: never accepted (libraft never sees
+ * the stream, so the peer can neither vote nor append), and counted. */
+Test(rafttcp, guarded_listener_drops_peers_without_the_secret)
+{
+    loop_setup();
+    struct cv_secret k = test_secret("the-cluster-secret-0123"), other = test_secret("another-secret-012345");
+    struct cv_guard gs = {.secret = &k}, gother = {.secret = &other};
+    char addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", free_port());
+    struct rtcp l, none, wrong;
+    rtcp_listen(&l, addr, &gs);
+
+    uint64_t magic = cv_guard_failures(CV_AUTH_R_MAGIC);
+    rtcp_start(&none, 7, "127.0.0.1:9", true); /* no secret: its preamble goes where the HELLO belongs */
+    rtcp_connect(&none, 1, addr);
+    RUN_UNTIL(cv_guard_failures(CV_AUTH_R_MAGIC) > magic);
+
+    uint64_t proof = cv_guard_failures(CV_AUTH_R_PROOF);
+    rtcp_start_guarded(&wrong, 8, "127.0.0.1:9", true, &gother);
+    rtcp_connect(&wrong, 1, addr);
+    RUN_UNTIL(wrong.connects == 1);
+    cr_assert_eq(wrong.status, RAFT_NOCONNECTION, "the dialler checks the listener's proof too");
+    RUN_UNTIL(cv_guard_failures(CV_AUTH_R_PROOF) >= proof + 2);
+
+    /* A raw peer: libraft's preamble (protocol 1, id 9, an 8-byte address) and a RequestVote header. */
+    struct raw r;
+    uint8_t msg[24 + 8 + 16] = {1, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 8};
+    memcpy(msg + 24, "1.2.3:4", 7);
+    msg[24 + 8] = 1; /* RAFT_IO_REQUEST_VOTE */
+    magic = cv_guard_failures(CV_AUTH_R_MAGIC);
+    int port = atoi(strchr(addr, ':') + 1);
+    raw_connect(&r, port);
+    raw_send(&r, msg, sizeof msg);
+    RUN_UNTIL(r.eof);
+    cr_assert_gt(cv_guard_failures(CV_AUTH_R_MAGIC), magic);
+
+    cr_assert_eq(l.accepted, 0, "nothing reached libraft");
+    raw_close(&r);
+    rtcp_stop(&none);
+    rtcp_stop(&wrong);
+    rtcp_stop(&l);
+    loop_teardown();
+}
+
+/* A dialler with the secret against a listener that has none (libraft's own): the listener's preamble
+ * check fails, our handshake waits for a HELLO that never comes and gives up at its deadline. */
+Test(rafttcp, guarded_dialler_against_an_unguarded_listener_fails)
+{
+    loop_setup();
+    struct cv_secret k = test_secret("the-cluster-secret-0123");
+    struct cv_guard gs = {.secret = &k};
+    char addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", free_port());
+    struct rtcp l, d;
+    rtcp_start(&l, 1, addr, false);
+    cr_assert_eq(l.t.listen(&l.t, rtcp_accept_cb), 0);
+    rtcp_start_guarded(&d, 7, "127.0.0.1:9", true, &gs);
+    rtcp_connect(&d, 1, addr);
+    RUN_UNTIL(d.connects == 1);
+    cr_assert_eq(d.status, RAFT_NOCONNECTION);
+    cr_assert_eq(l.accepted, 0);
+    rtcp_stop(&d);
+    rtcp_stop(&l);
+    loop_teardown();
+}
+
+/* ---------------------------------------------------------------------------------------------------
+ * Protected mode against a peer that is not on loopback: this host's own non-loopback IPv4 address (a
+ * connection to it comes from it), when it has one. */
+
+static bool local_ipv4(char *out, size_t len)
+{
+    struct ifaddrs *ifs, *i;
+    bool found = false;
+    if (getifaddrs(&ifs) != 0) return false;
+    for (i = ifs; i && !found; i = i->ifa_next) {
+        if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET) continue;
+        if (cv_guard_is_loopback(i->ifa_addr)) continue;
+        inet_ntop(AF_INET, &((struct sockaddr_in *)i->ifa_addr)->sin_addr, out, (socklen_t)len);
+        found = true;
+    }
+    freeifaddrs(ifs);
+    return found;
+}
+
+Test(rpc, protected_mode_refuses_a_non_loopback_peer)
+{
+    char ip[64];
+    if (!local_ipv4(ip, sizeof ip)) cr_skip_test("no non-loopback IPv4 address on this host");
+    loop_setup();
+    struct cv_guard prot = {.loopback_only = 1};
+    struct rsrv s;
+    memset(&s, 0, sizeof s);
+    cr_assert_eq(cv_rpc_server_init(&loop, rsrv_on_request, rsrv_on_conn_close, &s, &s.srv), 0);
+    cv_rpc_server_set_guard(s.srv, &prot);
+    cr_assert_eq(cv_rpc_server_listen(s.srv, "0.0.0.0:0"), 0);
+    s.port = cv_rpc_server_port(s.srv);
+    char addr[96];
+    snprintf(addr, sizeof addr, "%s:%d", ip, s.port);
+    uint64_t before = cv_guard_failures(CV_AUTH_R_REMOTE);
+    struct rcli c;
+    memset(&c, 0, sizeof c);
+    struct cv_rpc_client_opts o = {.addr = addr, .reconnect_ms = 50, .on_state = rcli_on_state, .data = &c};
+    cr_assert_eq(cv_rpc_client_init(&loop, &o, &c.cli), 0);
+    struct result r;
+    call(&c, "echo", "x", 300, &r);
+    RUN_UNTIL(r.done);
+    cr_assert_neq(r.status, 0, "a peer at %s was served", ip);
+    cr_assert_gt(cv_guard_failures(CV_AUTH_R_REMOTE), before);
+    cr_assert_eq(s.requests, 0);
+    rcli_stop(&c);
+    rsrv_stop(&s);
+    loop_teardown();
+}
+
+Test(rafttcp, protected_mode_refuses_a_non_loopback_peer)
+{
+    char ip[64];
+    if (!local_ipv4(ip, sizeof ip)) cr_skip_test("no non-loopback IPv4 address on this host");
+    loop_setup();
+    struct cv_guard prot = {.loopback_only = 1};
+    int port = free_port();
+    char bind[64], addr[96];
+    snprintf(bind, sizeof bind, "0.0.0.0:%d", port);
+    snprintf(addr, sizeof addr, "%s:%d", ip, port);
+    struct rtcp l, d, local;
+    rtcp_listen(&l, bind, &prot);
+    uint64_t before = cv_guard_failures(CV_AUTH_R_REMOTE);
+    rtcp_start(&d, 7, "10.0.0.2:7001", true);
+    rtcp_connect(&d, 1, addr);
+    RUN_UNTIL(cv_guard_failures(CV_AUTH_R_REMOTE) > before);
+    char lo[64];
+    snprintf(lo, sizeof lo, "127.0.0.1:%d", port);
+    rtcp_start(&local, 8, "127.0.0.1:9", true);
+    rtcp_connect(&local, 1, lo);
+    RUN_UNTIL(l.accepted == 1);
+    cr_assert_eq(l.peer_id, 8, "only the loopback peer got through");
+    rtcp_stop(&local);
+    rtcp_stop(&d);
+    rtcp_stop(&l);
+    loop_teardown();
+}
+
+/* A peer that connects to a guarded server and never proves itself is closed after the handshake's
+ * bound (3 s), and counted. */
+Test(rpc, handshake_stalled_peer_is_closed)
+{
+    loop_setup();
+    struct cv_secret k = test_secret("the-cluster-secret-0123");
+    struct cv_guard gs = {.secret = &k};
+    struct rsrv s;
+    struct raw r;
+    rsrv_start_guarded(&s, &gs);
+    uint64_t before = cv_guard_failures(CV_AUTH_R_CLOSED), t0 = mono_ms();
+    raw_connect(&r, s.port);
+    RUN_UNTIL(r.eof);
+    cr_assert_geq(mono_ms() - t0, 2900, "closed too early");
+    cr_assert_gt(cv_guard_failures(CV_AUTH_R_CLOSED), before);
+    raw_close(&r);
+    rsrv_stop(&s);
+    loop_teardown();
+}
+
+/* With a secret, a raft address cverse cannot dial itself (not numeric) is refused rather than handed to
+ * libraft's connect, which would skip the handshake. */
+Test(rafttcp, guarded_dialler_refuses_a_name)
+{
+    loop_setup();
+    struct cv_secret k = test_secret("the-cluster-secret-0123");
+    struct cv_guard gs = {.secret = &k};
+    struct rtcp d;
+    rtcp_start_guarded(&d, 7, "127.0.0.1:9", true, &gs);
+    d.req.data = &d;
+    cr_assert_eq(d.t.connect(&d.t, &d.req, 1, "raft.example:4000", rtcp_connect_cb), RAFT_NOCONNECTION);
+    cr_assert(strstr(d.t.errmsg, "numeric"), "%s", d.t.errmsg);
+    cr_assert_eq(d.connects, 0);
+    rtcp_stop(&d);
     loop_teardown();
 }

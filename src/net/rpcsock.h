@@ -1,0 +1,63 @@
+/* The framed TCP stream under rpc.c (internal to src/net): coalesced writes, a frame reader, and the pre-frame
+ * phase where the cluster handshake (auth/handshake.h) runs before any frame is read or written. */
+#ifndef CV_NET_RPCSOCK_H
+#define CV_NET_RPCSOCK_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "auth/handshake.h"
+#include "net/frame.h"
+
+#define CV_RPC_READ_CHUNK (64 * 1024)
+
+struct cv_rpc_buf {
+    uint8_t *p;
+    size_t len, cap;
+};
+
+struct cv_rpc_sock;
+typedef void (*cv_rpc_frame_fn)(struct cv_rpc_sock *s, Cverse__Rpc__Frame *f);
+typedef void (*cv_rpc_ready_fn)(struct cv_rpc_sock *s);
+
+struct cv_rpc_sock {
+    uv_tcp_t tcp;            /* tcp.data points to the sock; the sock is the first member of its owner */
+    uv_write_t wreq;
+    struct cv_frame_reader rd;
+    struct cv_rpc_buf out;     /* encoded frames waiting for the next write */
+    struct cv_rpc_buf wr;      /* bytes of the write in flight */
+    int writing;
+    int corked;              /* > 0 while a read callback dispatches: its replies leave in one write */
+    int deferred;            /* the owner's flusher writes what cv_rpc_sock_send queued, once per iteration */
+    int closing;             /* uv_close called */
+    char *rbuf;              /* CV_RPC_READ_CHUNK bytes owned by the server / client */
+    cv_rpc_frame_fn on_frame;
+    uv_close_cb on_close;
+    struct cv_auth_hs *hs;   /* owned: the handshake in progress (cv_rpc_sock_handshake), else NULL */
+    cv_rpc_ready_fn on_ready; /* the handshake passed: frames may flow */
+};
+
+/* dial: the address a client socket will connect to (its socket is created now, bounded by tcplive.h), or
+ * NULL for a socket accept() fills. rbuf: CV_RPC_READ_CHUNK bytes, borrowed for the socket's life. */
+int cv_rpc_sock_init(uv_loop_t *loop, struct cv_rpc_sock *s, const struct sockaddr *dial, char *rbuf,
+                     cv_rpc_frame_fn on_frame, uv_close_cb on_close);
+/* Releases buffers; called from the close callback (the handle is dead). */
+void cv_rpc_sock_free(struct cv_rpc_sock *s);
+/* "host:port" of the peer into out. */
+void cv_rpc_sock_peer(const struct cv_rpc_sock *s, char *out, size_t n);
+/* Flushes what is queued, then closes (once). */
+void cv_rpc_sock_close(struct cv_rpc_sock *s);
+/* Starts a write of everything queued unless one is in flight. */
+void cv_rpc_sock_flush(struct cv_rpc_sock *s);
+/* Queues frame f (CV_ECLOSED, CV_ETOOBIG, CV_ENOMEM) and flushes unless deferred. */
+int cv_rpc_sock_send(struct cv_rpc_sock *s, const Cverse__Rpc__Frame *f);
+/* Starts reading (no delay, keep-alive / user timeout). */
+int cv_rpc_sock_start(struct cv_rpc_sock *s);
+/* Enters the pre-frame phase: our HELLO is written now; frames are read only after the peer's PROOF
+ * verified, then on_ready(s) runs (a client marks itself connected there). A failed handshake is counted
+ * and logged (auth/guard.h, what "rpc") and closes s. sec is copied. CV_ENOMEM. */
+int cv_rpc_sock_handshake(struct cv_rpc_sock *s, const struct cv_secret *sec, enum cv_auth_role role,
+                          cv_rpc_ready_fn on_ready);
+
+#endif
