@@ -30,11 +30,11 @@ int cv_guard_is_loopback(const struct sockaddr *sa);
 /* 1 if a peer at sa may talk to a port under g (protected mode checks the address). A refused peer is
  * counted and logged (cv_guard_fail) by this call. */
 int cv_guard_admit(const struct cv_guard *g, const struct sockaddr *sa, const char *what);
-/* Where a node's HTTP port listens under g (its peers' addresses are not visible to the HTTP server, so
- * protected mode narrows the bind instead): in protected mode a wildcard or "localhost" host becomes
- * loopback ("0.0.0.0:8001" -> "127.0.0.1:8001", "[::]:8001" -> "[::1]:8001"); otherwise addr unchanged.
- * Writes out (>= 64 bytes); returns 1 when protected mode cannot hold (a specific non-loopback address:
- * the port stays reachable from other hosts), else 0. */
+/* Where a node's HTTP port listens under g: in protected mode a wildcard or "localhost" host becomes
+ * loopback ("0.0.0.0:8001" -> "127.0.0.1:8001", "[::]:8001" -> "[::1]:8001"), so the port is not even
+ * reachable from other hosts; otherwise addr unchanged. Writes out (>= 64 bytes); returns 1 for a
+ * specific non-loopback address in protected mode (it stays bound there; the server's admit hook,
+ * cv_guard_admit, refuses its non-loopback peers), else 0. */
 int cv_guard_http_listen(const struct cv_guard *g, const char *addr, char *out, size_t n);
 /* Counts a failed handshake (enum cv_auth_reason) and logs it, at most one line per second per reason
  * (the lines not written are counted in the next one). what: "rpc", "raft", "http"; peer: "host:port". */

@@ -541,17 +541,19 @@ static uint64_t server__sweep_ms(const struct cv_http_server *srv)
     return ms < 5 ? 5 : ms;
 }
 
-static void conn__set_peer(struct http__conn *c)
+/* Records the peer's address; 0, or -1 when opts.admit refuses that peer (nothing is read from it). */
+static int conn__set_peer(struct http__conn *c)
 {
     struct sockaddr_storage ss;
     int len = sizeof ss;
-    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len)) return;
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len)) return c->srv->opts.admit ? -1 : 0;
     if (ss.ss_family == AF_INET) uv_ip4_name((struct sockaddr_in *)&ss, c->peer, sizeof c->peer);
     else if (ss.ss_family == AF_INET6) uv_ip6_name((struct sockaddr_in6 *)&ss, c->peer, sizeof c->peer);
+    return c->srv->opts.admit && !c->srv->opts.admit(c->srv->data, (struct sockaddr *)&ss) ? -1 : 0;
 }
 
-/* An accepted connection: closed at once over max_connections (accepted only so that the backlog drains),
- * else given its peer's address and, with TLS, its session. 0, or -1 when it is closing. */
+/* An accepted connection: closed at once over max_connections (accepted only so that the backlog drains)
+ * or when opts.admit refuses its peer, else given its peer's address and, with TLS, its session. 0, or -1 when it is closing. */
 static int conn__admit(struct http__conn *c)
 {
     struct cv_http_server *srv = c->srv;
@@ -561,7 +563,11 @@ static int conn__admit(struct http__conn *c)
         conn__close(c);
         return -1;
     }
-    conn__set_peer(c);
+    if (conn__set_peer(c)) {
+        srv->stats.refused++;
+        conn__close(c);
+        return -1;
+    }
     if (srv->opts.tls && cv_tls_new(srv->opts.tls, NULL, &c->tls)) {
         conn__close(c);
         return -1;

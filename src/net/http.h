@@ -54,12 +54,15 @@ struct cv_http_opts {
     void (*rate_key)(void *data, const struct cv_http_request *req, char *key, size_t cap);
     struct cv_tls_ctx *tls;      /* borrowed, outlives the server: every connection speaks TLS (net/tls.h);
                                   * NULL: plain HTTP */
+    /* Who may connect: called at accept with the peer's address (data is the server's); 0 closes the
+     * connection at once (counted as refused). NULL: everyone. A node's protected mode (auth/guard.h). */
+    int (*admit)(void *data, const struct sockaddr *peer);
 };
 
 /* Counters of the limits (monotonic) and the connections open now. */
 struct cv_http_server_stats {
     uint64_t accepted;          /* connections accepted (refused ones included) */
-    uint64_t refused;           /* closed at accept: max_connections reached */
+    uint64_t refused;           /* closed at accept: max_connections reached, or admit refused the peer */
     uint64_t request_timeouts;  /* cut: a request (or TLS handshake) not whole within request_timeout_ms */
     uint64_t idle_closed;       /* closed: idle keep-alive for idle_timeout_ms */
     uint64_t rate_limited;      /* requests answered 429 by the rate limit */

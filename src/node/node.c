@@ -505,6 +505,14 @@ static int node__register(struct cv_node *n)
     return rv;
 }
 
+
+/* The HTTP port's peers: in protected mode only loopback ones (counted and logged as refused, like the
+ * native and raft ports' peers); with a secret or cluster.insecure, everyone. */
+static int node__http_admit(void *data, const struct sockaddr *peer)
+{
+    return cv_guard_admit(cv_guard_cluster(), peer, "http");
+}
+
 static int node__start_listeners(struct cv_node *n)
 {
     int rv = cv_rpc_server_init(n->loop, node__on_rpc, node__on_conn_close, n, &n->rpc);
@@ -523,10 +531,10 @@ static int node__start_listeners(struct cv_node *n)
                              .lease = node__lease_view,
                              .disc = n->disc,
                              .data = n};
-    struct cv_http_opts ho = {.max_body = 1 << 20};
+    struct cv_http_opts ho = {.max_body = 1 << 20, .admit = node__http_admit};
     char http[128]; /* protected mode: a wildcard bind narrowed to loopback (auth/guard.h) */
     if (cv_guard_http_listen(cv_guard_cluster(), n->self->http_addr, http, sizeof http))
-        CV_WARN("protected mode: the HTTP API on %s stays reachable from other hosts", http);
+        CV_INFO("protected mode: the HTTP API on %s answers peers on loopback addresses only", http);
     else if (strcmp(http, n->self->http_addr)) CV_INFO("protected mode: the HTTP API listens on %s only", http);
     rv = cv_http_server_init(n->loop, &ho, cv_api_handle, &n->api, &n->http);
     if (!rv) rv = cv_http_server_listen(n->http, http);

@@ -1578,6 +1578,37 @@ Test(http, request_timeout_and_max_connections)
     loop_teardown();
 }
 
+/* opts.admit sees each peer's address at accept; a refused peer is closed before anything is read or said
+ * (a node's protected mode on its HTTP port), counted as refused; an admitted one is served. */
+static int admit_calls;
+static int admit_none(void *data, const struct sockaddr *peer)
+{
+    admit_calls++;
+    cr_assert_eq(peer->sa_family, AF_INET);
+    return 0;
+}
+
+Test(http, admit_refuses_peers)
+{
+    loop_setup();
+    struct hsrv h;
+    struct raw c;
+    struct cv_http_opts o = {.admit = admit_none};
+    hsrv_start(&h, &o);
+    raw_connect(&c, h.port);
+    raw_sends(&c, "GET /echo HTTP/1.1\r\nHost: t\r\n\r\n");
+    RUN_UNTIL(c.eof);
+    cr_assert_eq(c.len, 0, "nothing said to a refused peer");
+    cr_assert_eq(h.calls, 0);
+    cr_assert_eq(admit_calls, 1);
+    struct cv_http_server_stats st;
+    cv_http_server_stats(h.srv, &st);
+    cr_assert_eq(st.refused, 1);
+    raw_close(&c);
+    hsrv_stop(&h);
+    loop_teardown();
+}
+
 Test(http, head_has_no_body)
 {
     loop_setup();
