@@ -1,5 +1,6 @@
 /* libFuzzer target: the HTTP request path (src/net/http.c over http_parser, with the percent-decoding
- * and query helpers every handler uses), through a real loopback socket.
+ * and query helpers every handler uses, and the gate's own parsers of the object path, the deadline, the
+ * body and the bearer token), through a real loopback socket.
  *
  * One server (cv_http_server on 127.0.0.1:0) serves the whole run. Each input is sent as the bytes of one
  * client connection, which then shuts down its write side; the loop runs until the server closed the
@@ -14,6 +15,8 @@
 
 #include <uv.h>
 
+#include "config/tokens.h"
+#include "gate/httpapi.h"
 #include "net/http.h"
 #include "util/pct.h"
 
@@ -24,6 +27,7 @@
 
 static uv_loop_t loop;
 static struct cv_http_server *srv;
+static struct cv_tokens tokens; /* a gate's tokens file: the Authorization header is looked up in it */
 static struct sockaddr_in addr;
 
 struct later {
@@ -58,11 +62,34 @@ static void decode_segments(const char *raw)
     }
 }
 
+/* What the gate does with a request before it forwards it (src/gate/httpapi.c, config/tokens.c): the
+ * object path, the per-call deadline, the body (JSON or base64 Any), the bearer token. */
+static void gate_parsers(const struct cv_http_request *req)
+{
+    char err[256];
+    struct cv_gate_target t;
+    int rv = cv_gate_parse_path(req->path, &t, err, sizeof err);
+    if (rv == 0) {
+        CHECK(t.type && t.type[0] && t.id && t.id[0]);
+        cv_gate_target_free(&t);
+    }
+    unsigned ms = 0;
+    if (cv_gate_parse_timeout(req->query, req->deadline_ms[0] ? req->deadline_ms : NULL, &ms, err, sizeof err) == 0)
+        CHECK(ms <= CV_GATE_MAX_TIMEOUT_MS);
+    struct cv_gate_body b;
+    if (cv_gate_parse_body(req->body, req->body_len, &b, err, sizeof err) == 0) cv_gate_body_free(&b);
+    if (strncmp(req->authorization, "Bearer ", 7) == 0) {
+        const struct cv_token *k = cv_tokens_find(&tokens, req->authorization + 7, strlen(req->authorization + 7));
+        if (k) CHECK(strcmp(req->authorization + 7, "tok-alice") == 0 || strcmp(req->authorization + 7, "tok-bob") == 0);
+    }
+}
+
 static void handle(void *data, struct cv_http_exchange *x, const struct cv_http_request *req)
 {
     CHECK(req->method && req->path && req->raw_path && req->query && req->body);
     CHECK(req->body[req->body_len] == '\0');
     decode_segments(req->raw_path);
+    gate_parsers(req);
     char v[64];
     static const char *const keys[] = {"timeout_ms", "format", "since", ""};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) cv_pct_query_param(req->query, keys[i], v, sizeof v);
@@ -140,6 +167,9 @@ static void client_connected(uv_connect_t *r, int status)
 
 static void setup(void)
 {
+    static const char file[] = "# users\ntok-alice alice admin,ops\ntok-bob bob\n";
+    char err[256];
+    CHECK(cv_tokens_parse(file, sizeof file - 1, "tokens", &tokens, err, sizeof err) == 0);
     CHECK(uv_loop_init(&loop) == 0);
     struct cv_http_opts o = {.max_body = 4096, .max_header = 2048, .cors_origin = "*"};
     CHECK(cv_http_server_init(&loop, &o, handle, NULL, &srv) == 0);
