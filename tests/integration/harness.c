@@ -452,6 +452,38 @@ bool h_shard_owned_everywhere(void *arg)
     return true;
 }
 
+bool h_shards_settled(void *arg)
+{
+    struct h_cluster *c = arg;
+    json_t *first = NULL;
+    int count[H_MAX_NODES] = {0};
+    bool ok = true;
+    for (int i = 0; i < c->n && ok; i++) {
+        if (!h_node_running(c, i)) continue;
+        long st;
+        json_t *j = h_get_json(c, i, "/v1/shards", &st);
+        json_t *owners = json_object_get(j, "owners"), *targets = json_object_get(j, "targets");
+        ok = st == 200 && json_is_array(owners) && json_is_array(targets);
+        if (ok && first) ok = json_equal(owners, json_object_get(first, "owners"));
+        for (size_t s = 0; ok && !first && s < json_array_size(owners); s++) {
+            const char *o = json_string_value(json_array_get(owners, s));
+            int k = o ? h_index_of(c, o) : -1;
+            ok = k >= 0 && h_node_running(c, k) && json_is_null(json_array_get(targets, s));
+            if (ok) count[k]++;
+        }
+        if (ok && !first) first = json_incref(j);
+        json_decref(j);
+    }
+    int lo = -1, hi = -1;
+    for (int i = 0; ok && i < c->n; i++) {
+        if (!h_node_running(c, i)) continue;
+        if (lo < 0 || count[i] < lo) lo = count[i];
+        if (hi < 0 || count[i] > hi) hi = count[i];
+    }
+    json_decref(first);
+    return ok && first && hi - lo <= 1;
+}
+
 void h_leader_of(struct h_cluster *c, int i, char *out, size_t len)
 {
     long st;

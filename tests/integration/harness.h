@@ -122,6 +122,11 @@ struct h_owned {
 };
 bool h_shard_owned_everywhere(void *arg);
 
+/* h_poll callback over a struct h_cluster: the shard map has settled: every running node reports the same
+ * owners, every shard has an owner among the running nodes and no move target, and the running nodes own
+ * shares within one shard of each other (the leader moves nothing more unless membership changes). */
+bool h_shards_settled(void *arg);
+
 /* Polls pred every 20 ms until it returns true or timeout_ms passed. */
 bool h_poll(unsigned timeout_ms, bool (*pred)(void *arg), void *arg);
 
