@@ -72,6 +72,20 @@ struct cv_raft_cfg {
     bool pre_vote;                 /* default true */
 };
 
+/* How long a raft leader waits for a follower's answer to an InstallSnapshot before it sends one again
+ * (raft_set_install_snapshot_timeout): 20 election timeouts, at least 2 s. libraft 0.22.1 waits 30 s by
+ * default, and a follower drops without an answer an InstallSnapshot that arrives while it still installs
+ * an earlier one ("already taking or installing snapshot": typically a restarted node, sent a snapshot
+ * and then a newer one because the leader took another meanwhile). The leader then stays in snapshot mode
+ * for it, ignores its rejections of the heartbeats as stale, and the follower applies nothing (so it
+ * cannot register, and gets no shards) for those 30 s. A late answer costs one snapshot sent again (the
+ * follower keeps installing the first, and answers the next probe). */
+static inline unsigned cv_raft_install_snapshot_timeout_ms(const struct cv_raft_cfg *r)
+{
+    unsigned ms = r->election_timeout_ms * 20u; /* election_timeout_ms <= 600000: no overflow */
+    return ms < 2000u ? 2000u : ms;
+}
+
 struct cv_config {
     char *path; /* as given to cv_config_load, or the name given to cv_config_parse */
     int version;

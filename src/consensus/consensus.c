@@ -20,8 +20,7 @@
  * entry; the proposer then sees the index applied without its seq and reports CV_ERETRY (never success).
  * Without a leader, proposals wait (re-routed every tick) until their deadline (CV_ETIMEDOUT, outcome
  * unknown). A failed catalog write inside fsm__apply is fatal: the process exits rather than let this
- * replica's state diverge from the log (raft would otherwise wedge silently, see docs/architecture.md).
- */
+ * replica's state diverge from the log (raft would otherwise wedge silently, see docs/architecture.md). */
 #include "consensus/consensus.h"
 #include "auth/guard.h"
 #include "consensus/backlog.h"
@@ -703,6 +702,7 @@ static void tune(struct cv_consensus *c)
     raft_set_pre_vote(&c->raft, rc->pre_vote);
     raft_set_snapshot_threshold(&c->raft, rc->snapshot_threshold);
     raft_set_snapshot_trailing(&c->raft, rc->snapshot_trailing);
+    raft_set_install_snapshot_timeout(&c->raft, cv_raft_install_snapshot_timeout_ms(rc)); /* config.h: why */
 }
 
 static int consensus__init_raft(struct cv_consensus *c, const char *raft_dir)

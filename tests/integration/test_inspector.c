@@ -206,6 +206,21 @@ static bool insp_ready(void *arg)
     return st == 200;
 }
 
+/* Inspector 2 (the one with the token) shows as leader the node node-1 knows as leader; its index into
+ * *(int *)arg. */
+static bool insp_knows_leader(void *arg)
+{
+    long st;
+    char want[32];
+    h_leader_of(&C, 0, want, sizeof want);
+    json_t *s = insp_json(1, "/api/state", &st);
+    const char *got = json_string_value(json_object_get(s, "leader"));
+    int l = got && *want && !strcmp(got, want) ? h_index_of(&C, got) : -1;
+    json_decref(s);
+    *(int *)arg = l;
+    return l >= 0 && l < STARTED;
+}
+
 /* The /graph has an object of type with id. */
 struct want_obj {
     const char *type, *id;
@@ -717,10 +732,10 @@ Test(inspector, an_action_sent_during_an_election_is_retried_until_applied)
 {
     start_all(4, false);
     long st;
-    json_t *s = insp_json(1, "/api/state", &st);
-    int l = h_index_of(&C, json_string_value(json_object_get(s, "leader")) ?: "");
-    json_decref(s);
-    cr_assert(l >= 0 && l < STARTED, "the inspector knows the leader");
+    /* /ready promises a model from one node, not a leader in it (docs/inspector.md): its first round may
+     * have run before the election ended. The leader shows in the model of a later round. */
+    int l = -1;
+    cr_assert(h_poll(10000, insp_knows_leader, &l), "the inspector never showed the nodes' leader");
     char owner[32], body[128];
     owner_on(0, 7, owner, sizeof owner);
     int to = 0;

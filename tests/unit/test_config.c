@@ -273,6 +273,18 @@ static unsigned voters_for(size_t nodes)
     return v;
 }
 
+/* The leader's wait for an InstallSnapshot answer (config.h: why not libraft's 30 s): 20 election
+ * timeouts, never under 2 s. */
+Test(config, install_snapshot_timeout_follows_the_election_timeout)
+{
+    struct cv_raft_cfg r = {.election_timeout_ms = 150};
+    cr_assert_eq(cv_raft_install_snapshot_timeout_ms(&r), 3000);
+    r.election_timeout_ms = 50;
+    cr_assert_eq(cv_raft_install_snapshot_timeout_ms(&r), 2000);
+    r.election_timeout_ms = 600000;
+    cr_assert_eq(cv_raft_install_snapshot_timeout_ms(&r), 12000000);
+}
+
 Test(config, voters_default_caps_at_three_or_node_count)
 {
     cr_assert_eq(voters_for(1), 1);
