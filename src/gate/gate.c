@@ -144,7 +144,7 @@ static void gate__stats(void *data, struct cv_gate_stats *out)
     out->cut[CV_GATE_CUT_REQUEST_TIMEOUT] = hs.request_timeouts;
     out->cut[CV_GATE_CUT_IDLE] = hs.idle_closed;
     out->cut[CV_GATE_CUT_MAX_CONNS] = hs.refused;
-    out->cut[CV_GATE_CUT_TLS] = hs.tls_failures;
+    out->cut[CV_GATE_CUT_TLS] = hs.tls_failures + (g->rpc ? cv_rpc_server_tls_failures(g->rpc) : 0);
     out->rate_limited = hs.rate_limited;
 }
 
@@ -237,7 +237,7 @@ static int gate__tls(struct cv_gate *g, const struct cv_config *cfg, const struc
                  self - cfg->gates, err);
         return CV_ECONFIG;
     }
-    if (rv == 0) CV_INFO("gate %s: TLS on its HTTP port (the native port stays plain)", self->id);
+    if (rv == 0) CV_INFO("gate %s: TLS on its HTTP and native ports", self->id);
     return rv;
 }
 
@@ -245,10 +245,11 @@ static int gate__listen(struct cv_gate *g, const struct cv_gate_opts *o, const s
 {
     const char *grpc = o->grpc_addr ? o->grpc_addr : self->grpc_addr;
     const char *http = o->http_addr ? o->http_addr : self->http_addr;
-    int rv = cv_rpc_server_init(g->loop, gate__on_rpc, gate__on_rpc_closed, g, &g->rpc);
-    if (rv == 0) rv = cv_rpc_server_listen(g->rpc, grpc);
+    int rv = gate__tls(g, o->cfg, self);
+    if (rv == 0) rv = cv_rpc_server_init(g->loop, gate__on_rpc, gate__on_rpc_closed, g, &g->rpc);
     if (rv) return rv;
-    if ((rv = gate__tls(g, o->cfg, self))) return rv;
+    if (g->tls) cv_rpc_server_set_tls(g->rpc, g->tls);
+    if ((rv = cv_rpc_server_listen(g->rpc, grpc))) return rv;
     struct cv_http_opts ho = {.max_body = HTTP_MAX_BODY, .cors_origin = "*",
                               .request_timeout_ms = self->request_timeout_ms, .idle_timeout_ms = self->idle_timeout_ms,
                               .max_connections = self->max_connections,
@@ -257,8 +258,8 @@ static int gate__listen(struct cv_gate *g, const struct cv_gate_opts *o, const s
     rv = cv_http_server_init(g->loop, &ho, gate__on_http, g, &g->http);
     if (rv == 0) rv = cv_http_server_listen(g->http, http);
     if (rv) return rv;
-    CV_INFO("gate %s: native protocol on %s (port %d), HTTP%s on %s (port %d), %zu nodes, %u shards", o->gate_id,
-            grpc, cv_rpc_server_port(g->rpc), g->tls ? "S" : "", http, cv_http_server_port(g->http),
+    CV_INFO("gate %s: native protocol%s on %s (port %d), HTTP%s on %s (port %d), %zu nodes, %u shards", o->gate_id,
+            g->tls ? " over TLS" : "", grpc, cv_rpc_server_port(g->rpc), g->tls ? "S" : "", http, cv_http_server_port(g->http),
             o->cfg->n_nodes, (unsigned)o->cfg->shards);
     return 0;
 }

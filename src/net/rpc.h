@@ -11,6 +11,7 @@ struct cv_rpc_server;
 struct cv_rpc_conn;   /* an accepted connection; reference counted */
 struct cv_rpc_client; /* an outgoing connection to one address */
 struct cv_guard;      /* auth/guard.h: the cluster secret / protected mode of a cluster port */
+struct cv_tls_ctx;    /* net/tls.h */
 
 /* A request arrived on conn. The handler must answer exactly once with cv_rpc_respond (now or later);
  * body is valid only during the call. To answer later, take a reference (cv_rpc_conn_ref) and drop it
@@ -30,6 +31,12 @@ int cv_rpc_server_init(uv_loop_t *loop, cv_rpc_request_cb on_request, cv_rpc_con
  * closed at accept. Refusals are counted and logged by the guard. Borrowed until the server's close
  * callback. Never set (NULL): any peer, no handshake -- a client-facing port (the gate's). */
 void cv_rpc_server_set_guard(struct cv_rpc_server *srv, const struct cv_guard *g);
+/* Before listening: every connection speaks TLS with ctx (net/tls.h; borrowed until the server's close
+ * callback), under the cluster handshake if there is one. A peer whose TLS handshake fails, or has not
+ * completed within CV_RPC_HANDSHAKE_MS of the accept, is closed and counted. */
+void cv_rpc_server_set_tls(struct cv_rpc_server *srv, struct cv_tls_ctx *ctx);
+/* Connections closed by a failed or stalled TLS handshake or record since the start. */
+uint64_t cv_rpc_server_tls_failures(const struct cv_rpc_server *srv);
 /* Binds and listens on "host:port". CV_EIO with a log line if the address is taken. Port 0 picks an
  * ephemeral port (see cv_rpc_server_port). */
 int cv_rpc_server_listen(struct cv_rpc_server *srv, const char *addr);
@@ -73,6 +80,10 @@ struct cv_rpc_client_opts {
     const struct cv_guard *guard; /* optional, borrowed until the client's close callback: with a secret,
                                    * each connection runs the cluster handshake and counts as connected
                                    * (calls written, on_state(1)) only once it passed */
+    struct cv_tls_ctx *tls;      /* optional, borrowed until the close callback: each connection speaks TLS
+                                  * (before the cluster handshake); a certificate that does not verify fails
+                                  * every call with CV_EAUTH "TLS with ADDR failed: reason" */
+    const char *tls_host;        /* the name checked in the server's certificate; NULL: addr's host */
 };
 
 /* Allocates a client that connects lazily on the first call; from then on it keeps a connection up,

@@ -8,7 +8,10 @@
  * - a TLS gate (a certificate made at test time) answers https with keep-alive, object calls and the SSE
  *   stream; a client without the CA fails verification; plain HTTP to it gets no answer; cverse-bench
  *   --http https://... --ca works; a certificate that does not load stops the gate with exit 2 and
- *   FILE:LINE: key.
+ *   FILE:LINE: key;
+ * - the same gate's native port speaks TLS: `cverse call --tls --ca` works; without the CA (the system's
+ *   store) or with another CA it exits 3 naming "certificate verify failed"; a plain client gets no
+ *   answer; the failed handshakes are counted under reason="tls_failed".
  * Every wait polls with a deadline. */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
@@ -354,6 +357,65 @@ Test(gate_limits, tls_gate_answers_https_and_refuses_unverified_clients)
     cr_assert_eq(https(h, "https", "/metrics", ca, false, &b, &st), CURLE_OK);
     curl_easy_cleanup(h);
     cr_assert_geq(metric(b.buf, "cverse_gate_connections_cut_total{reason=\"tls_failed\"}"), 1, "%s", b.buf);
+    h_cluster_stop_all(&C);
+}
+
+/* `cverse call` of SimpleCounter/tls-native Increment through the gate's native port with flags. */
+static char *cli_call(const char *flags, int *code)
+{
+    char args[1024];
+    snprintf(args, sizeof args, "call --gate 127.0.0.1:%d --timeout 5000 %s SimpleCounter tls-native Increment",
+             h_gate_grpc_port(&C, 0), flags);
+    return h_cli(args, code);
+}
+
+static double tls_failed_metric(void)
+{
+    static struct body b;
+    long st;
+    CURL *h = curl_easy_init();
+    cr_assert_eq(https(h, "https", "/metrics", ca, false, &b, &st), CURLE_OK);
+    curl_easy_cleanup(h);
+    return metric(b.buf, "cverse_gate_connections_cut_total{reason=\"tls_failed\"}");
+}
+
+static bool tls_failed_reached(void *arg)
+{
+    return tls_failed_metric() >= *(double *)arg;
+}
+
+Test(gate_limits, native_port_tls_with_the_cli)
+{
+    start_tls();
+    char flags[600];
+    int code;
+    snprintf(flags, sizeof flags, "--tls --ca %s", ca);
+    char *out = cli_call(flags, &code);
+    cr_assert_eq(code, 0, "%s", out);
+    cr_assert(strstr(out, "1"), "%s", out);
+    free(out);
+    snprintf(flags, sizeof flags, "--ca %s", ca); /* --ca implies --tls */
+    out = cli_call(flags, &code);
+    cr_assert_eq(code, 0, "%s", out);
+    free(out);
+    double before = tls_failed_metric();
+    /* the system's store does not know the test CA; another CA does not sign the gate's certificate */
+    out = cli_call("--tls", &code);
+    cr_assert_eq(code, 3, "%s", out);
+    cr_assert(strstr(out, "certificate verify failed"), "%s", out);
+    cr_assert(strstr(out, "--ca FILE"), "no hint: %s", out);
+    free(out);
+    snprintf(flags, sizeof flags, "--ca %s", other_ca);
+    out = cli_call(flags, &code);
+    cr_assert_eq(code, 3, "%s", out);
+    cr_assert(strstr(out, "certificate verify failed"), "%s", out);
+    free(out);
+    /* a plain client: the gate reads no frame from it */
+    out = cli_call("", &code);
+    cr_assert_neq(code, 0, "a plain call on the TLS port succeeded: %s", out);
+    free(out);
+    double want = before + 3;
+    cr_assert(h_poll(5000, tls_failed_reached, &want), "tls_failed %.0f, want %.0f", tls_failed_metric(), want);
     h_cluster_stop_all(&C);
 }
 
