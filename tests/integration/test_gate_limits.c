@@ -432,18 +432,19 @@ static char *slurp(const char *path)
     return s;
 }
 
-/* cverse-bench --http https://127.0.0.1:<gate port> with extra flags (NULL-terminated); its exit status,
- * stdout and stderr (malloc'ed). */
-static int bench_https(char **out, char **err, const char *ca_flag, const char *ca_file)
+/* cverse-bench against target (--http URL or --gate HOST:PORT) with up to three extra flags (NULL ends
+ * them); its exit status, stdout and stderr (malloc'ed). */
+static int bench_run(char **out, char **err, const char *target_flag, const char *target, const char *f1,
+                     const char *f2, const char *f3)
 {
     const char *bin = getenv("CVERSE_BENCH_BIN");
     cr_assert_not_null(bin, "CVERSE_BENCH_BIN not set");
-    char url[64], po[400], pe[400];
-    snprintf(url, sizeof url, "https://127.0.0.1:%d", h_gate_http_port(&C, 0));
+    char po[400], pe[400];
     snprintf(po, sizeof po, "%s/bench.out", C.dir);
     snprintf(pe, sizeof pe, "%s/bench.err", C.dir);
-    char *argv[] = {(char *)bin, "--http", url, "--concurrency", "4", "--objects", "8", "--duration", "1s",
-                    "--warmup", "0", "--json", "--quiet", (char *)ca_flag, (char *)ca_file, NULL};
+    char *argv[] = {(char *)bin, (char *)target_flag, (char *)target, "--concurrency", "4", "--objects", "8",
+                    "--duration", "1s", "--warmup", "0", "--json", "--quiet", (char *)f1, (char *)f2, (char *)f3,
+                    NULL};
     pid_t pid = fork();
     cr_assert_neq(pid, -1);
     if (pid == 0) {
@@ -459,12 +460,17 @@ static int bench_https(char **out, char **err, const char *ca_flag, const char *
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
-Test(gate_limits, bench_over_https_verifies_with_ca)
+/* cverse-bench --http https://127.0.0.1:<gate port> [ca_flag ca_file]. */
+static int bench_https(char **out, char **err, const char *ca_flag, const char *ca_file)
 {
-    start_tls();
-    char *out, *err;
-    int rc = bench_https(&out, &err, "--ca", ca);
-    cr_assert_eq(rc, 0, "exit %d\nstdout: %s\nstderr: %s", rc, out, err);
+    char url[64];
+    snprintf(url, sizeof url, "https://127.0.0.1:%d", h_gate_http_port(&C, 0));
+    return bench_run(out, err, "--http", url, ca_flag, ca_file, NULL);
+}
+
+/* The JSON report has calls > 0, all ok, no errors. */
+static void bench_all_ok(const char *out)
+{
     json_t *j = json_loads(out, 0, NULL);
     cr_assert_not_null(j, "%s", out);
     double calls = json_number_value(json_object_get(j, "calls")), ok = json_number_value(json_object_get(j, "ok"));
@@ -472,6 +478,33 @@ Test(gate_limits, bench_over_https_verifies_with_ca)
     cr_assert_eq(ok, calls, "%s", out);
     cr_assert_eq(json_object_size(json_object_get(j, "errors")), 0, "%s", out);
     json_decref(j);
+}
+
+Test(gate_limits, bench_over_the_native_tls_port_verifies_with_ca)
+{
+    start_tls();
+    char gate[64], *out, *err;
+    snprintf(gate, sizeof gate, "127.0.0.1:%d", h_gate_grpc_port(&C, 0));
+    int rc = bench_run(&out, &err, "--gate", gate, "--tls", "--ca", ca);
+    cr_assert_eq(rc, 0, "exit %d\nstdout: %s\nstderr: %s", rc, out, err);
+    bench_all_ok(out);
+    free(out);
+    free(err);
+    rc = bench_run(&out, &err, "--gate", gate, "--tls", NULL, NULL);
+    cr_assert_eq(rc, 1, "exit %d\nstdout: %s\nstderr: %s", rc, out, err);
+    cr_assert(strstr(err, "certificate verify failed"), "%s", err);
+    free(out);
+    free(err);
+    h_cluster_stop_all(&C);
+}
+
+Test(gate_limits, bench_over_https_verifies_with_ca)
+{
+    start_tls();
+    char *out, *err;
+    int rc = bench_https(&out, &err, "--ca", ca);
+    cr_assert_eq(rc, 0, "exit %d\nstdout: %s\nstderr: %s", rc, out, err);
+    bench_all_ok(out);
     free(out);
     free(err);
     /* without the CA (the system's store): the certificate does not verify, nothing is created */
