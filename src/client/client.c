@@ -415,10 +415,23 @@ static int client__login(cv_client *c, unsigned deadline_ms, char *err, size_t e
     return rv;
 }
 
+/* Whether the peer already closed the connection (e.g. the gate's idle_timeout_ms): nothing left to read
+ * but its end. The next call then redials at once instead of failing on a dead connection. */
+static bool client__peer_gone(cv_client *c)
+{
+    struct pollfd p = {.fd = c->fd, .events = POLLIN | POLLRDHUP};
+    uint8_t b;
+    if (poll(&p, 1, 0) <= 0) return false;
+    if (p.revents & (POLLERR | POLLNVAL)) return true;
+    ssize_t n = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
 static int client__roundtrip(cv_client *c, const char *method, const void *body, size_t len,
                              unsigned deadline_ms, Cverse__Rpc__Frame **rf, char *err, size_t errlen)
 {
     *rf = NULL;
+    if (c->fd >= 0 && client__peer_gone(c)) client__disconnect(c);
     if (c->token && !c->authed && method && strcmp(method, "gate.auth") != 0) {
         int lrv = client__login(c, deadline_ms, err, errlen);
         if (lrv) return lrv;

@@ -92,7 +92,9 @@ struct cv_rpc_server {
     void *data;
     const struct cv_guard *guard; /* borrowed; NULL: any peer, no handshake */
     struct cv_tls_ctx *tls;      /* borrowed; NULL: plain */
-    uint64_t tls_failures;       /* connections closed by a failed or stalled TLS handshake or record */
+    struct cv_rpc_limits lim;    /* cv_rpc_server_set_limits; zero: none */
+    struct cv_ratelimit *rate;   /* owned, with lim.rate */
+    struct cv_rpc_server_stats stats;
     struct cv_rpc_conn *conns;   /* connections whose close callback has not run yet */
     int port;                    /* > 0 once listening */
     int closing, listener_closed, flusher_closed, sweep_closed;
@@ -132,11 +134,30 @@ int cv_rpc_server_init(uv_loop_t *loop, cv_rpc_request_cb on_request, cv_rpc_con
     return 0;
 }
 
+/* The rate limit (lim.rate): 0 when the request's client has a token, else the ms until it will. */
+static uint64_t srv__rate_wait(struct cv_rpc_server *srv, struct cv_rpc_conn *conn)
+{
+    char key[300];
+    cv_rpc_sock_peer(&conn->s, key, sizeof key);
+    char *colon = strrchr(key, ':'); /* the IP address: every connection of a host is one client */
+    if (colon) *colon = '\0';
+    if (srv->lim.rate_key) srv->lim.rate_key(srv->data, conn, key, sizeof key);
+    return cv_ratelimit_take(srv->rate, key, uv_now(srv->loop));
+}
+
 static void srv__on_frame(struct cv_rpc_sock *s, Cverse__Rpc__Frame *f)
 {
     struct cv_rpc_conn *conn = (struct cv_rpc_conn *)s;
     if (f->kind != CVERSE__RPC__KIND__KIND_REQUEST) {
         CV_DEBUG("rpc: server ignores a frame of kind %d", (int)f->kind);
+        return;
+    }
+    uint64_t wait = conn->srv->rate ? srv__rate_wait(conn->srv, conn) : 0;
+    if (wait) {
+        char msg[96];
+        conn->srv->stats.rate_limited++;
+        snprintf(msg, sizeof msg, "rate limit exceeded: retry in %llu ms", (unsigned long long)wait);
+        cv_rpc_respond(conn, f->id, CV_EBUSY, msg, NULL, 0);
         return;
     }
     const uint8_t *body = f->body.len ? f->body.data : rpc__empty;
@@ -147,6 +168,7 @@ static void srv__maybe_finish(struct cv_rpc_server *srv)
 {
     if (!srv->closing || !srv->listener_closed || !srv->flusher_closed || !srv->sweep_closed || srv->conns) return;
     if (srv->close_cb) srv->close_cb(srv->data);
+    cv_ratelimit_free(srv->rate);
     free(srv);
 }
 
@@ -158,7 +180,8 @@ static void srv__conn_closed(uv_handle_t *h)
     else srv->conns = conn->next;
     if (conn->next) conn->next->prev = conn->prev;
     conn->prev = conn->next = NULL;
-    if (conn->s.tls_err[0]) srv->tls_failures++;
+    if (conn->s.tls_err[0]) srv->stats.tls_failures++;
+    srv->stats.connections--;
     cv_rpc_sock_free(&conn->s);
     if (srv->on_conn_close) srv->on_conn_close(srv->data, conn);
     conn->srv = NULL;
@@ -207,6 +230,12 @@ static void srv__on_connection(uv_stream_t *l, int status)
         cv_rpc_sock_close(&conn->s);
         return;
     }
+    if (srv->lim.max_connections && ++srv->stats.connections > srv->lim.max_connections) {
+        srv->stats.refused++; /* accepted and closed at once: the backlog does not fill with it */
+        cv_rpc_sock_close(&conn->s);
+        return;
+    }
+    if (!srv->lim.max_connections) srv->stats.connections++;
     if (srv->tls && cv_rpc_sock_tls(&conn->s, srv->tls, NULL, NULL)) {
         cv_rpc_sock_close(&conn->s);
         return;
@@ -220,6 +249,14 @@ static void srv__sweep_cb(uv_timer_t *t)
     struct cv_rpc_server *srv = t->data;
     uint64_t now = uv_now(srv->loop);
     for (struct cv_rpc_conn *c = srv->conns; c; c = c->next) {
+        int why = c->s.closing || c->s.hs ? 0 : cv_rpc_sock_overdue(&c->s, now, srv->lim.request_timeout_ms,
+                                                                     c->refs > 1 ? 0 : srv->lim.idle_timeout_ms);
+        if (why) {
+            if (why == CV_RPC_CUT_REQUEST) srv->stats.request_timeouts++;
+            else srv->stats.idle_closed++;
+            cv_rpc_sock_close(&c->s);
+            continue;
+        }
         int tls_stalled = c->s.tls && !c->s.tls_up;
         if ((!c->s.hs && !tls_stalled) || c->s.closing || now - c->accepted < CV_RPC_HANDSHAKE_MS) continue;
         char peer[96];
@@ -228,23 +265,37 @@ static void srv__sweep_cb(uv_timer_t *t)
         else cv_guard_fail(CV_AUTH_R_CLOSED, "rpc", peer);
         cv_rpc_sock_close(&c->s);
     }
+    if (srv->rate) cv_ratelimit_sweep(srv->rate, now);
 }
 
 void cv_rpc_server_set_guard(struct cv_rpc_server *srv, const struct cv_guard *g)
 {
     srv->guard = g;
-    if (g && g->secret) uv_timer_start(&srv->sweep, srv__sweep_cb, CV_RPC_HANDSHAKE_MS / 2, CV_RPC_HANDSHAKE_MS / 2);
+    if (g && g->secret && !uv_is_active((uv_handle_t *)&srv->sweep)) uv_timer_start(&srv->sweep, srv__sweep_cb, CV_RPC_HANDSHAKE_MS / 2, CV_RPC_HANDSHAKE_MS / 2);
 }
 
 void cv_rpc_server_set_tls(struct cv_rpc_server *srv, struct cv_tls_ctx *ctx)
 {
     srv->tls = ctx;
-    if (ctx) uv_timer_start(&srv->sweep, srv__sweep_cb, CV_RPC_HANDSHAKE_MS / 2, CV_RPC_HANDSHAKE_MS / 2);
+    if (ctx && !uv_is_active((uv_handle_t *)&srv->sweep)) uv_timer_start(&srv->sweep, srv__sweep_cb, CV_RPC_HANDSHAKE_MS / 2, CV_RPC_HANDSHAKE_MS / 2);
 }
 
-uint64_t cv_rpc_server_tls_failures(const struct cv_rpc_server *srv)
+int cv_rpc_server_set_limits(struct cv_rpc_server *srv, const struct cv_rpc_limits *l)
 {
-    return srv->tls_failures;
+    srv->lim = *l;
+    if (l->rate.per_sec && !srv->lim.rate.burst) srv->lim.rate.burst = l->rate.per_sec;
+    if (l->rate.per_sec && cv_ratelimit_new(&srv->lim.rate, 0, &srv->rate)) return CV_ENOMEM;
+    uint64_t ms = CV_RPC_HANDSHAKE_MS / 2; /* the sweep: a quarter of the shortest timeout, 5 ms at least */
+    if (l->request_timeout_ms && l->request_timeout_ms / 4 < ms) ms = l->request_timeout_ms / 4;
+    if (l->idle_timeout_ms && l->idle_timeout_ms / 4 < ms) ms = l->idle_timeout_ms / 4;
+    if (ms < 5) ms = 5;
+    if (l->request_timeout_ms || l->idle_timeout_ms || l->rate.per_sec) uv_timer_start(&srv->sweep, srv__sweep_cb, ms, ms);
+    return 0;
+}
+
+void cv_rpc_server_stats(const struct cv_rpc_server *srv, struct cv_rpc_server_stats *out)
+{
+    *out = srv->stats;
 }
 
 int cv_rpc_server_listen(struct cv_rpc_server *srv, const char *addr)

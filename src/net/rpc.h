@@ -13,6 +13,8 @@ struct cv_rpc_client; /* an outgoing connection to one address */
 struct cv_guard;      /* auth/guard.h: the cluster secret / protected mode of a cluster port */
 struct cv_tls_ctx;    /* net/tls.h */
 
+#include "core/ratelimit.h"
+
 /* A request arrived on conn. The handler must answer exactly once with cv_rpc_respond (now or later);
  * body is valid only during the call. To answer later, take a reference (cv_rpc_conn_ref) and drop it
  * after responding. deadline_ms: how long the caller waits (0 = no deadline). */
@@ -35,8 +37,30 @@ void cv_rpc_server_set_guard(struct cv_rpc_server *srv, const struct cv_guard *g
  * callback), under the cluster handshake if there is one. A peer whose TLS handshake fails, or has not
  * completed within CV_RPC_HANDSHAKE_MS of the accept, is closed and counted. */
 void cv_rpc_server_set_tls(struct cv_rpc_server *srv, struct cv_tls_ctx *ctx);
-/* Connections closed by a failed or stalled TLS handshake or record since the start. */
-uint64_t cv_rpc_server_tls_failures(const struct cv_rpc_server *srv);
+/* Limits of a client-facing port (the gate's; docs/security.md "TLS and limits"). 0 in a field: none. */
+struct cv_rpc_limits {
+    unsigned max_connections;    /* one more is accepted and closed at once (counted in refused) */
+    unsigned request_timeout_ms; /* a frame begun must arrive whole within it, else the connection is cut */
+    unsigned idle_timeout_ms;    /* nothing read or written for this long, no request in flight and no
+                                  * reference held (a pending answer, a push registration): closed */
+    struct cv_rate rate;         /* requests per client; over it a request is answered CV_EBUSY */
+    /* The rate's client of a request on conn: key holds the peer's IP address when called; the hook may
+     * replace it (an authenticated user). Optional; data is the server's. */
+    void (*rate_key)(void *data, struct cv_rpc_conn *conn, char *key, size_t cap);
+};
+/* Before listening; l is copied. CV_ENOMEM, CV_EINVAL (a rate with per_sec but no burst is given burst =
+ * per_sec). */
+int cv_rpc_server_set_limits(struct cv_rpc_server *srv, const struct cv_rpc_limits *l);
+/* Counters since the start. */
+struct cv_rpc_server_stats {
+    uint64_t connections;      /* open now */
+    uint64_t refused;          /* over max_connections */
+    uint64_t request_timeouts; /* a frame not whole within request_timeout_ms */
+    uint64_t idle_closed;      /* idle for idle_timeout_ms */
+    uint64_t rate_limited;     /* requests answered CV_EBUSY by the rate limit */
+    uint64_t tls_failures;     /* a failed or stalled TLS handshake or record */
+};
+void cv_rpc_server_stats(const struct cv_rpc_server *srv, struct cv_rpc_server_stats *out);
 /* Binds and listens on "host:port". CV_EIO with a log line if the address is taken. Port 0 picks an
  * ephemeral port (see cv_rpc_server_port). */
 int cv_rpc_server_listen(struct cv_rpc_server *srv, const char *addr);

@@ -41,6 +41,7 @@ int cv_rpc_sock_init(uv_loop_t *loop, struct cv_rpc_sock *s, const struct sockad
     s->rbuf = rbuf;
     s->on_frame = on_frame;
     s->on_close = on_close;
+    s->last_io = uv_now(loop);
     return 0;
 }
 
@@ -136,6 +137,7 @@ static void rpc__write_cb(uv_write_t *req, int status)
     struct cv_rpc_sock *s = req->data;
     s->writing = 0;
     s->wr.len = 0;
+    s->last_io = uv_now(s->tcp.loop);
     if (s->wr.cap > RPC__BUF_KEEP) {
         free(s->wr.p);
         s->wr = (struct cv_rpc_buf){0};
@@ -298,9 +300,19 @@ static void rpc__read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
         cv_rpc_sock_close(s);
         return;
     }
+    s->last_io = uv_now(s->tcp.loop);
     if (s->tls) sock__tls_in(s, buf->base, (size_t)nread);
     else sock__bytes(s, buf->base, (size_t)nread);
+    if (s->rd.len == s->rd.off) s->partial_since = 0; /* every frame read whole */
+    else if (!s->partial_since) s->partial_since = s->last_io;
     cv_rpc_sock_flush(s);
+}
+
+int cv_rpc_sock_overdue(const struct cv_rpc_sock *s, uint64_t now, unsigned request_ms, unsigned idle_ms)
+{
+    if (request_ms && s->partial_since && now - s->partial_since >= request_ms) return CV_RPC_CUT_REQUEST;
+    if (idle_ms && !s->writing && now - s->last_io >= idle_ms) return CV_RPC_CUT_IDLE;
+    return 0;
 }
 
 int cv_rpc_sock_tls(struct cv_rpc_sock *s, struct cv_tls_ctx *ctx, const char *host, cv_rpc_ready_fn on_tls)

@@ -42,7 +42,11 @@ struct cv_rpc_sock {
     cv_rpc_ready_fn on_tls;  /* the TLS handshake completed (optional) */
     int tls_up;              /* the TLS handshake completed */
     char tls_err[160];       /* why TLS failed ("" if it did not): the socket closes after it */
+    uint64_t last_io;        /* uv_now of the last read or completed write */
+    uint64_t partial_since;  /* uv_now when the frame reader began holding part of a frame; 0: none */
 };
+
+enum { CV_RPC_CUT_REQUEST = 1, CV_RPC_CUT_IDLE = 2 };
 
 /* dial: the address a client socket will connect to (its socket is created now, bounded by tcplive.h), or
  * NULL for a socket accept() fills. rbuf: CV_RPC_READ_CHUNK bytes, borrowed for the socket's life. */
@@ -66,6 +70,9 @@ int cv_rpc_sock_start(struct cv_rpc_sock *s);
 int cv_rpc_sock_handshake(struct cv_rpc_sock *s, const struct cv_secret *sec, enum cv_auth_role role,
                           cv_rpc_ready_fn on_ready);
 
+/* Whether s is to be cut at now: CV_RPC_CUT_REQUEST when a frame it began request_ms ago is still not
+ * whole, CV_RPC_CUT_IDLE when nothing was read or written for idle_ms; 0 otherwise (a limit 0: none). */
+int cv_rpc_sock_overdue(const struct cv_rpc_sock *s, uint64_t now, unsigned request_ms, unsigned idle_ms);
 /* Puts TLS under the socket (before cv_rpc_sock_handshake, which then runs inside it): ctx borrowed (a
  * reference is kept), host the name a client checks (NULL on a server). A client's first handshake bytes
  * are written now; on_tls(s) runs once the TLS handshake completed (a client starts the next phase there).

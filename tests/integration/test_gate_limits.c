@@ -12,6 +12,9 @@
  * - the same gate's native port speaks TLS: `cverse call --tls --ca` works; without the CA (the system's
  *   store) or with another CA it exits 3 naming "certificate verify failed"; a plain client gets no
  *   answer; the failed handshakes are counted under reason="tls_failed".
+ * - the native port: a partial frame that stalls is cut after request_timeout_ms, a silent connection is
+ *   closed after idle_timeout_ms, one over max_connections is closed at once, the rate limit answers
+ *   RESOURCE_EXHAUSTED; all counted under the same metrics.
  * Every wait polls with a deadline. */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
@@ -195,6 +198,67 @@ Test(gate_limits, slow_client_is_cut_idle_is_closed_extra_connections_refused)
     struct metric_at_least refused = {"cverse_gate_connections_cut_total{reason=\"max_connections\"}", 1};
     cr_assert(h_poll(5000, metric_reached, &refused), "refused connection not counted (or the gate stays full)");
     h_cluster_stop_all(&C); /* gate and node exit 0 (and leak nothing under ASan) */
+}
+
+Test(gate_limits, native_port_cuts_stalled_frames_idle_and_extra_connections)
+{
+    char extra[256], buf[4096];
+    snprintf(extra, sizeof extra, "    request_timeout_ms: %d\n    idle_timeout_ms: %d\n    max_connections: %d\n",
+             REQUEST_MS, IDLE_MS, MAX_CONNS);
+    start(extra);
+    int port = h_gate_grpc_port(&C, 0);
+    double before = gate_metric("cverse_gate_connections_cut_total{reason=\"request_timeout\"}");
+    /* a frame announced (16 bytes), 2 sent, then nothing: cut after the request timeout, before idle */
+    int slow = dial(port);
+    cr_assert_eq(write(slow, "\x00\x00\x00\x10" "ab", 6), 6);
+    long long ms = read_until_closed(slow, buf, sizeof buf, 10000);
+    cr_assert_geq(ms, 0, "the stalled frame was not cut within 10 s");
+    cr_assert_geq(ms, REQUEST_MS - 100, "cut after %lld ms, before the request timeout", ms);
+    cr_assert_lt(ms, IDLE_MS, "cut after %lld ms: by the idle timeout, not the request timeout", ms);
+    close(slow);
+    struct metric_at_least cut = {"cverse_gate_connections_cut_total{reason=\"request_timeout\"}", before + 1};
+    cr_assert(h_poll(5000, metric_reached, &cut), "request_timeout cut not counted");
+
+    /* a connection that says nothing is closed after the idle timeout */
+    int idle = dial(port);
+    ms = read_until_closed(idle, buf, sizeof buf, 10000);
+    cr_assert_geq(ms, IDLE_MS - 300, "closed after %lld ms, before the idle timeout", ms);
+    close(idle);
+    struct metric_at_least idled = {"cverse_gate_connections_cut_total{reason=\"idle_timeout\"}", 1};
+    cr_assert(h_poll(5000, metric_reached, &idled), "idle close not counted");
+
+    /* MAX_CONNS connections held: one more is closed at once (well before the idle timeout) */
+    int held[MAX_CONNS];
+    for (int i = 0; i < MAX_CONNS; i++) held[i] = dial(port);
+    int extra_fd = dial(port);
+    ms = read_until_closed(extra_fd, buf, sizeof buf, 5000);
+    cr_assert_geq(ms, 0, "the connection over max_connections was not closed");
+    cr_assert_lt(ms, IDLE_MS - 300, "closed after %lld ms: by the idle timeout, not at once", ms);
+    close(extra_fd);
+    for (int i = 0; i < MAX_CONNS; i++) close(held[i]);
+    struct metric_at_least refused = {"cverse_gate_connections_cut_total{reason=\"max_connections\"}", 1};
+    cr_assert(h_poll(5000, metric_reached, &refused), "refused connection not counted");
+    h_cluster_stop_all(&C);
+}
+
+Test(gate_limits, native_rate_limit_answers_resource_exhausted)
+{
+    start("    rate_limit_per_sec: 1\n    rate_limit_burst: 3\n");
+    char args[256];
+    snprintf(args, sizeof args, "status --gate 127.0.0.1:%d", h_gate_grpc_port(&C, 0));
+    int ok = 0, limited = 0, code;
+    for (int i = 0; i < 10 && !limited; i++) {
+        char *out = h_cli(args, &code);
+        if (code == 0) ok++;
+        else if (strstr(out, "RESOURCE_EXHAUSTED") && strstr(out, "rate limit exceeded")) limited++;
+        else cr_assert_fail("neither ok nor RESOURCE_EXHAUSTED (exit %d): %s", code, out);
+        free(out);
+    }
+    cr_assert_eq(limited, 1, "10 calls at 1/s (burst 3) were never limited");
+    cr_assert_geq(ok, 3, "the burst did not go through: %d", ok);
+    struct metric_at_least m = {"cverse_gate_rate_limited_total", 1};
+    cr_assert(h_poll(10000, metric_reached, &m), "RESOURCE_EXHAUSTED not counted");
+    h_cluster_stop_all(&C);
 }
 
 /* One request with Connection: close on a fresh connection: the whole answer (head and body). */

@@ -1120,20 +1120,22 @@ Test(rpc, tls_with_the_cluster_handshake_inside)
     cr_assert_eq(r.status, 0, "%s", r.error);
     cr_assert_eq(r.len, big);
     free(body);
-    cr_assert_eq(cv_rpc_server_tls_failures(s.srv), 0);
+    struct cv_rpc_server_stats st;
+    cv_rpc_server_stats(s.srv, &st);
+    cr_assert_eq(st.tls_failures, 0);
 
     rcli_start_tls(&wrong, s.port, &gs, octx);
     call(&wrong, "echo", "x", 5000, &r);
     RUN_UNTIL(r.done);
     cr_assert_eq(r.status, CV_EAUTH, "%d %s", r.status, r.error);
     cr_assert(strstr(r.error, "TLS with 127.0.0.1:") && strstr(r.error, "certificate verify failed"), "%s", r.error);
-    RUN_UNTIL(cv_rpc_server_tls_failures(s.srv) >= 1);
+    RUN_UNTIL((cv_rpc_server_stats(s.srv, &st), st.tls_failures >= 1));
 
     rcli_start(&plain, s.port); /* sends a frame where the TLS hello belongs */
     call(&plain, "echo", "x", 300, &r);
     RUN_UNTIL(r.done);
     cr_assert(r.status == CV_EUNAVAIL || r.status == CV_ETIMEDOUT, "status %d", r.status);
-    RUN_UNTIL(cv_rpc_server_tls_failures(s.srv) >= 2);
+    RUN_UNTIL((cv_rpc_server_stats(s.srv, &st), st.tls_failures >= 2));
     cr_assert_eq(s.requests, 2, "only the good client's calls ran");
 
     rcli_stop(&plain);
