@@ -415,16 +415,15 @@ static int client__login(cv_client *c, unsigned deadline_ms, char *err, size_t e
     return rv;
 }
 
-/* Whether the peer already closed the connection (e.g. the gate's idle_timeout_ms): nothing left to read
- * but its end. The next call then redials at once instead of failing on a dead connection. */
+/* Whether the peer closed the connection in order while we were not calling (the gate's
+ * idle_timeout_ms): nothing left to read but its end. The next call then redials at once instead of
+ * failing on a connection the gate left on purpose. A reset or an error is not this: that call fails. */
 static bool client__peer_gone(cv_client *c)
 {
     struct pollfd p = {.fd = c->fd, .events = POLLIN | POLLRDHUP};
     uint8_t b;
-    if (poll(&p, 1, 0) <= 0) return false;
-    if (p.revents & (POLLERR | POLLNVAL)) return true;
-    ssize_t n = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
-    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+    if (poll(&p, 1, 0) <= 0 || (p.revents & (POLLERR | POLLNVAL))) return false;
+    return recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
 }
 
 static int client__roundtrip(cv_client *c, const char *method, const void *body, size_t len,
