@@ -917,7 +917,7 @@ static int cmd_drain(const struct command *cmd, int argc, char **argv)
 /* Options given before the command (`cverse --gate H:P call ...`) are the command's own: moved after its
  * name, where the command parses them (and refuses one it does not take). Options with a value: */
 static const char *const valued_opts[] = {"--gate", "--timeout", "--node-http", "--shards", "--call-id",
-                                          "--token-file", NULL};
+                                          "--token-file", "--ca", NULL};
 
 static bool takes_value(const char *arg)
 {
@@ -951,7 +951,8 @@ int main(int argc, char **argv)
         return 0;
     }
     if (argv[1][0] == '-' && hoist_command(argc, argv) == 0) {
-        if (takes_value(argv[1]) || strcmp(argv[1], "--json") == 0) return usage_error(NULL, "missing command");
+        if (takes_value(argv[1]) || !strcmp(argv[1], "--json") || !strcmp(argv[1], "--tls"))
+            return usage_error(NULL, "missing command");
         return usage_error(NULL, "unknown option '%s'", argv[1]);
     }
     for (size_t i = 0; i < N_COMMANDS; i++)
