@@ -24,6 +24,7 @@
 #include "net/frame.h"
 #include "net/http.h"
 #include "net/rpc.h"
+#include "net/rpcsock.h"
 #include "net/tcplive.h"
 #include "net/tls.h"
 
@@ -1149,6 +1150,25 @@ Test(rpc, tls_with_the_cluster_handshake_inside)
     snprintf(rm, sizeof rm, "rm -rf '%s'", dir);
     cr_assert_eq(system(rm), 0);
     loop_teardown();
+}
+
+/* The native port's limits decide from two times: a frame begun (request timeout) and the last I/O (idle). */
+Test(rpc, overdue_by_partial_frame_or_idleness)
+{
+    struct cv_rpc_sock s;
+    memset(&s, 0, sizeof s);
+    s.last_io = 1000;
+    cr_assert_eq(cv_rpc_sock_overdue(&s, 1400, 500, 500), 0);
+    cr_assert_eq(cv_rpc_sock_overdue(&s, 1500, 500, 500), CV_RPC_CUT_IDLE);
+    cr_assert_eq(cv_rpc_sock_overdue(&s, 9000, 500, 0), 0, "idle 0: never idle");
+    s.partial_since = 1000;
+    s.last_io = 1300; /* bytes keep trickling in, the frame is still not whole */
+    cr_assert_eq(cv_rpc_sock_overdue(&s, 1499, 500, 10000), 0);
+    cr_assert_eq(cv_rpc_sock_overdue(&s, 1500, 500, 10000), CV_RPC_CUT_REQUEST);
+    cr_assert_eq(cv_rpc_sock_overdue(&s, 1500, 0, 10000), 0, "request 0: no request timeout");
+    s.partial_since = 0;
+    s.writing = 1; /* a write in flight (a slow reader) is not idleness */
+    cr_assert_eq(cv_rpc_sock_overdue(&s, 99999, 500, 500), 0);
 }
 
 /* Protected mode lets loopback peers in (the address check itself: test_auth). */
