@@ -180,7 +180,7 @@ static void srv__conn_closed(uv_handle_t *h)
     else srv->conns = conn->next;
     if (conn->next) conn->next->prev = conn->prev;
     conn->prev = conn->next = NULL;
-    if (conn->s.tls_err[0]) srv->stats.tls_failures++;
+    if (conn->s.tls && (conn->s.tls_err[0] || !conn->s.tls_up)) srv->stats.tls_failures++; /* or left midway */
     srv->stats.connections--;
     cv_rpc_sock_free(&conn->s);
     if (srv->on_conn_close) srv->on_conn_close(srv->data, conn);
@@ -225,17 +225,17 @@ static void srv__on_connection(uv_stream_t *l, int status)
     conn->next = srv->conns;
     if (srv->conns) srv->conns->prev = conn;
     srv->conns = conn;
+    srv->stats.connections++; /* until its close callback */
     if (uv_accept(l, (uv_stream_t *)&conn->s.tcp) || cv_rpc_sock_start(&conn->s)) {
         CV_WARN("rpc: cannot accept a connection");
         cv_rpc_sock_close(&conn->s);
         return;
     }
-    if (srv->lim.max_connections && ++srv->stats.connections > srv->lim.max_connections) {
+    if (srv->lim.max_connections && srv->stats.connections > srv->lim.max_connections) {
         srv->stats.refused++; /* accepted and closed at once: the backlog does not fill with it */
         cv_rpc_sock_close(&conn->s);
         return;
     }
-    if (!srv->lim.max_connections) srv->stats.connections++;
     if (srv->tls && cv_rpc_sock_tls(&conn->s, srv->tls, NULL, NULL)) {
         cv_rpc_sock_close(&conn->s);
         return;

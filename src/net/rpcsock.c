@@ -294,8 +294,6 @@ static void rpc__read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
     if (nread == 0) return;
     if (nread < 0) {
         if (nread != UV_EOF) CV_INFO("rpc: read failed: %s", uv_strerror((int)nread));
-        if (s->tls && !s->tls_up && !s->closing)
-            snprintf(s->tls_err, sizeof s->tls_err, "the peer left during the TLS handshake");
         if (s->hs && !s->closing) sock__hs_fail(s, CV_AUTH_R_CLOSED); /* left (or refused us) midway */
         cv_rpc_sock_close(s);
         return;
