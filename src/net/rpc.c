@@ -16,6 +16,14 @@
  * sweep timer); a guarded client counts as connected -- writes its calls, reports on_state(1) -- only
  * once the server proved itself, and redials one that does not within CV_RPC_HANDSHAKE_MS.
  *
+ * TLS (cv_rpc_server_set_tls, cv_rpc_client_opts.tls; net/rpcsock.c does the transform): every connection
+ * runs the TLS handshake first, the cluster handshake (if any) inside it. A client whose TLS fails (the
+ * certificate does not verify) fails all its calls with CV_EAUTH and the reason instead of waiting.
+ * Limits (cv_rpc_server_set_limits, a client-facing port): the connection bound is checked at accept;
+ * the sweep timer cuts a stalled partial frame and an idle connection (one holding no reference: no
+ * pending answer, no push registration); each request is charged to its client's token bucket before
+ * on_request and answered CV_EBUSY when it is empty.
+ *
  * Failure modes: a malformed or oversized frame closes that connection with a log line. A server
  * connection is reference counted, so a handler may answer after the peer left: cv_rpc_respond then
  * returns CV_ECLOSED. On the client, losing the connection fails every call already written with
