@@ -462,6 +462,11 @@ Test(gate_limits, native_port_tls_with_the_cli)
     out = cli_call(flags, &code);
     cr_assert_eq(code, 0, "%s", out);
     free(out);
+    char args[700]; /* options before the command, and status over TLS */
+    snprintf(args, sizeof args, "--tls --ca %s status --gate 127.0.0.1:%d", ca, h_gate_grpc_port(&C, 0));
+    out = h_cli(args, &code);
+    cr_assert_eq(code, 0, "%s", out);
+    free(out);
     double before = tls_failed_metric();
     /* the system's store does not know the test CA; another CA does not sign the gate's certificate */
     out = cli_call("--tls", &code);
