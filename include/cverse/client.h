@@ -54,6 +54,18 @@ typedef struct cv_client cv_client;
  * unreachable), CV_ETIMEDOUT, CV_ENOMEM. On CV_EUNAVAIL and CV_ETIMEDOUT, errno holds the socket error
  * (ECONNREFUSED, ETIMEDOUT, ...) so a caller can say what happened. *out is NULL on failure. */
 int cv_client_connect(const char *hostport, unsigned timeout_ms, cv_client **out);
+/* The same over TLS (the gate's native port with gates[].tls_cert_file; docs/security.md). The gate's
+ * certificate is always verified: against the CAs in ca_file (PEM), or the system's trust store when it
+ * is NULL, and for the name host (NULL: the host part of hostport, a name or an IP address). err (may be
+ * NULL) gets a line on failure. Besides cv_client_connect's codes: CV_EAUTH when the certificate does
+ * not verify ("TLS with ADDR failed: certificate verify failed: self-signed certificate ..."), CV_EIO
+ * when ca_file does not load. Every redial runs the handshake again. */
+struct cv_client_tls {
+    const char *ca_file; /* borrowed during the call */
+    const char *host;
+};
+int cv_client_connect_tls(const char *hostport, unsigned timeout_ms, const struct cv_client_tls *tls, char *err,
+                          size_t errlen, cv_client **out);
 /* The gate's client token (docs/security.md; NULL or "" = none, copied): before the first call on each
  * connection the client sends gate.auth with it, and a wrong token fails that call with CV_EAUTH
  * (UNAUTHENTICATED). A gate without authentication accepts any token. 0, CV_EINVAL, CV_ENOMEM. */

@@ -11,7 +11,10 @@
  * per request besides what rpc.c does).
  * Failure modes: the rpc layer reports a lost connection (CV_EUNAVAIL), a deadline (CV_ETIMEDOUT) or
  * the gate's error code; each comes back to the load loop as its status name (cv_err_status). A
- * client that cannot connect keeps redialing every 100 ms (calls wait for it until their deadline). */
+ * client that cannot connect keeps redialing every 100 ms (calls wait for it until their deadline).
+ * TLS (--tls, --ca): every connection speaks TLS (net/rpc.h opts.tls), the gate's certificate verified
+ * against --ca (or the system's store) and --gate's host; a certificate that does not verify fails the
+ * calls with UNAUTHENTICATED, and the first such reason is logged. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +22,8 @@
 #include "bench/driver.h"
 #include "cverse/error.h"
 #include "net/rpc.h"
+#include "net/tls.h"
+#include "util/log.h"
 #include "rpc.pb-c.h"
 
 struct slot {
@@ -33,6 +38,8 @@ struct native {
     unsigned n_cli, next_cli, open_cli;
     struct slot *slots, *free;
     bool use_json; /* --body given (not "{}"): send it as request_json */
+    struct cv_tls_ctx *tls; /* --tls: the client context (--ca), NULL when plain */
+    bool tls_logged;        /* the first TLS failure was logged */
     cv_bench_closed_cb closed;
 };
 
@@ -48,6 +55,10 @@ static void on_reply(void *data, int status, const char *error, const uint8_t *b
     uint64_t start = s->start_ns;
     s->next_free = d->free;
     d->free = s;
+    if (status == CV_EAUTH && d->tls && !d->tls_logged && error && strncmp(error, "TLS", 3) == 0) {
+        d->tls_logged = true;
+        CV_ERROR("%s", error);
+    }
     d->base.done(d->base.data, start, status ? cv_err_status(status) : NULL);
 }
 
@@ -102,6 +113,7 @@ static void client_closed(struct cv_rpc_client *cli)
     if (--d->open_cli) return;
     cv_bench_closed_cb closed = d->closed;
     void *data = d->base.data;
+    cv_tls_ctx_free(d->tls);
     free(d->cli);
     free(d->slots);
     free(d);
@@ -132,7 +144,12 @@ int cv_bench_native_init(uv_loop_t *loop, const struct cv_bench_opts *o, const c
         d->slots[i] = (struct slot){d, 0, d->free};
         d->free = &d->slots[i];
     }
-    struct cv_rpc_client_opts co = {.addr = o->addr, .reconnect_ms = 100, .data = d};
+    char why[256];
+    if (o->tls && cv_tls_ctx_client(o->ca, why, sizeof why, &d->tls)) {
+        CV_ERROR("--ca: %s", why);
+        goto err_after_alloc;
+    }
+    struct cv_rpc_client_opts co = {.addr = o->addr, .reconnect_ms = 100, .data = d, .tls = d->tls};
     for (; d->n_cli < o->connections; d->n_cli++) {
         int rc = cv_rpc_client_init(loop, &co, &d->cli[d->n_cli]);
         if (rc < 0) goto err_after_clients;
@@ -147,6 +164,7 @@ err_after_clients:
         return CV_ENOMEM;
     }
 err_after_alloc:
+    cv_tls_ctx_free(d->tls);
     free(d->cli);
     free(d->slots);
     free(d);

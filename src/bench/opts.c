@@ -39,10 +39,10 @@ const char cv_bench_usage[] =
     "  --warmup D          load before measuring, not counted (default 1s)\n"
     "  --connections K     native: TCP connections (default 1); HTTP uses C connections\n"
     "  --timeout D         per request (default 10s)\n"
-    "TLS (HTTP targets):\n"
-    "  --tls               TLS even with an http:// URL (https:// implies it); the native port has none yet\n"
+    "TLS (--http, --gate):\n"
+    "  --tls               TLS to the gate's native port, or even with an http:// URL (https:// implies it)\n"
     "  --ca FILE           CA certificates (PEM) that verify the server (default: the system's store);\n"
-    "                      the certificate must name the URL's host (DNS name or IP address)\n"
+    "                      the certificate must name the URL's or --gate's host (DNS name or IP address)\n"
     "output:\n"
     "  --json              the final report as one JSON object on stdout\n"
     "  --progress          one line per second even when stderr is not a terminal\n"
@@ -192,8 +192,6 @@ static int check(struct cv_bench_opts *o, bool op_given, char *err, size_t errle
         return fail(err, errlen, "--op put is for --etcd only%s%s", "", "");
     }
     if (o->body && o->op != CV_BENCH_CALL) return fail(err, errlen, "--body is for --op call only%s%s", "", "");
-    if (o->tls && o->target == CV_BENCH_NATIVE)
-        return fail(err, errlen, "--tls: the gate's native port has no TLS yet (use --http https://...)%s%s", "", "");
     if (o->ca && !o->tls) return fail(err, errlen, "--ca %s: needs TLS (an https:// URL or --tls)%s", o->ca, "");
     if (!*o->type || strlen(o->type) >= 128) return fail(err, errlen, "--type: expected 1..127 bytes%s%s", "", "");
     if (!*o->method || strchr(o->method, '/'))

@@ -37,7 +37,8 @@ struct cv_bench_opts {
     unsigned timeout_ms;     /* per request */
     bool json;
     int progress;            /* -1: per-second lines when stderr is a terminal; 0 never; 1 always */
-    bool tls;                /* https:// or --tls: HTTP over TLS, the server's certificate verified */
+    bool tls;                /* https:// or --tls: HTTP (or --gate's native protocol) over TLS, the server's
+                              * certificate verified */
     const char *ca;          /* --ca FILE: the CAs trusted (PEM); NULL: the system's store */
 };
 

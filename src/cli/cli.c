@@ -21,6 +21,7 @@
 #include <sys/socket.h>
 
 #include "cli/jsonout.h"
+#include "cli/dial.h"
 #include "cli/token.h"
 #include "cli/listen.h"
 #include "cli/nodehttp.h"
@@ -66,6 +67,8 @@ static int cmd_drain(const struct command *cmd, int argc, char **argv);
     "  --gate HOST:PORT  the gate's native address (grpc_addr); default $CVERSE_GATE, then\n"        \
     "                    " DEFAULT_GATE " (numeric host or localhost)\n"                             \
     "  --token-file F    the gate's client token (first line of F); default $CVERSE_TOKEN_FILE\n"     \
+    "  --tls             TLS to the gate (its certificate checked against the system's CAs)\n"        \
+    "  --ca FILE         TLS, with the CAs of FILE (PEM); default $CVERSE_CA_FILE (implies --tls)\n"   \
     "  --timeout MS      how long to wait for the answer, 1..3600000 (default 30000)\n"
 #define EXIT_CODES_HELP                                                                             \
     "Exit codes: 0 ok, 1 the call failed (the error, and a hint where one helps, go to stderr),\n"    \
@@ -313,6 +316,7 @@ struct gate_opts {
     int json;                /* --json: machine-readable output */
     const char *call_id;     /* call --call-id: a reliable call id, NULL if none */
     const char *token_file;  /* --token-file, NULL: $CVERSE_TOKEN_FILE (cli/token.h) */
+    struct cv_cli_tls tls;   /* --tls, --ca FILE (cli/dial.h) */
     char *args[MAX_POSITIONAL];
     int n_args;
 };
@@ -374,6 +378,8 @@ static int gate_opt(const struct command *cmd, int argc, char **argv, int *i, st
     }
     if ((m = opt_timeout(cmd, argc, argv, i, &o->timeout_ms)) >= 0) return m;
     if ((m = opt_value(cmd, argc, argv, i, "--token-file", &o->token_file)) != 0) return m < 0 ? EXIT_USAGE : 0;
+    if (strcmp(argv[*i], "--tls") == 0) return o->tls.tls = 1, 0;
+    if ((m = opt_value(cmd, argc, argv, i, "--ca", &o->tls.ca_file)) != 0) return m < 0 ? EXIT_USAGE : 0;
     if (strcmp(cmd->name, "call") == 0 && (m = opt_value(cmd, argc, argv, i, "--call-id", &val)) != 0) {
         if (m < 0) return EXIT_USAGE;
         if (!*val || strlen(val) > 128)
@@ -412,15 +418,17 @@ static int gate_opts_parse(const struct command *cmd, int argc, char **argv, con
 
 static int connect_gate(const struct gate_opts *o, cv_client **c)
 {
-    int rv = cv_client_connect(o->gate, o->timeout_ms, c);
+    char why[512];
+    int rv = cv_cli_dial(o->gate, o->timeout_ms, &o->tls, why, sizeof why, c);
     if (rv == 0 && (rv = cv_cli_token(*c, o->token_file))) cv_client_close(*c);
     if (rv == 0 || rv == EXIT_USAGE) return rv;
-    const char *why = rv == CV_EUNAVAIL || rv == CV_ETIMEDOUT ? strerror(errno) : cv_strerror(rv);
-    fprintf(stderr,
-            "cverse: cannot connect to the gate at %s: %s\n"
-            "hint: is the gate running? Start a local cluster with cluster/run-cluster.sh, or point --gate\n"
-            "      (or $CVERSE_GATE) at a running gate's grpc_addr.\n",
-            o->gate, why);
+    fprintf(stderr, "cverse: cannot connect to the gate at %s: %s\n", o->gate, why);
+    if (strstr(why, "TLS"))
+        fprintf(stderr, "hint: --ca FILE (or $CVERSE_CA_FILE) names the CA that signed the gate's certificate;\n"
+                        "      a gate without tls_cert_file speaks plain: drop --tls.\n");
+    else
+        fprintf(stderr, "hint: is the gate running? Start a local cluster with cluster/run-cluster.sh, or point --gate\n"
+                        "      (or $CVERSE_GATE) at a running gate's grpc_addr.\n");
     return EXIT_NO_GATE;
 }
 
@@ -613,11 +621,8 @@ static int gate_shards(const char *gate, unsigned timeout_ms, uint32_t *shards, 
         snprintf(why, len, "not HOST:PORT");
         return CV_EINVAL;
     }
-    int rv = cv_client_connect(gate, timeout_ms, &c);
-    if (rv) {
-        snprintf(why, len, "%s", rv == CV_EUNAVAIL || rv == CV_ETIMEDOUT ? strerror(errno) : cv_strerror(rv));
-        return rv;
-    }
+    int rv = cv_cli_dial(gate, timeout_ms, NULL, why, len, &c); /* TLS: $CVERSE_CA_FILE */
+    if (rv) return rv;
     rv = cv_cli_token(c, NULL) ? CV_EINVAL : cv_client_status(c, &st, timeout_ms, why, len);
     cv_client_close(c);
     if (rv) return rv;
@@ -912,7 +917,7 @@ static int cmd_drain(const struct command *cmd, int argc, char **argv)
 /* Options given before the command (`cverse --gate H:P call ...`) are the command's own: moved after its
  * name, where the command parses them (and refuses one it does not take). Options with a value: */
 static const char *const valued_opts[] = {"--gate", "--timeout", "--node-http", "--shards", "--call-id",
-                                          "--token-file", NULL};
+                                          "--token-file", "--ca", NULL};
 
 static bool takes_value(const char *arg)
 {
@@ -946,7 +951,8 @@ int main(int argc, char **argv)
         return 0;
     }
     if (argv[1][0] == '-' && hoist_command(argc, argv) == 0) {
-        if (takes_value(argv[1]) || strcmp(argv[1], "--json") == 0) return usage_error(NULL, "missing command");
+        if (takes_value(argv[1]) || !strcmp(argv[1], "--json") || !strcmp(argv[1], "--tls"))
+            return usage_error(NULL, "missing command");
         return usage_error(NULL, "unknown option '%s'", argv[1]);
     }
     for (size_t i = 0; i < N_COMMANDS; i++)

@@ -9,7 +9,12 @@
  * CV_ETIMEDOUT; peer closed or reset -> CV_EUNAVAIL; a frame that does not decode, a response with an
  * id we did not ask for, or a body that is not the expected message -> CV_EPROTO. Any of these breaks
  * the connection (a late or unmatched frame would otherwise be read as the next call's answer): it is
- * closed and the next call redials. A remote error (Frame.status < 0) leaves the connection usable. */
+ * closed and the next call redials. A remote error (Frame.status < 0) leaves the connection usable.
+ *
+ * TLS (cv_client_connect_tls): net/tls.h sits between the socket and the framing. Each dial runs the
+ * handshake to its end before the first frame (bounded by the same deadline); frames are enciphered
+ * before send and reads deciphered before the frame reader. A certificate that does not verify fails with
+ * CV_EAUTH and OpenSSL's reason ("TLS with ADDR failed: certificate verify failed: ..."). */
 #include "cverse/client.h"
 
 #include <errno.h>
@@ -28,6 +33,7 @@
 
 #include "cverse/error.h"
 #include "net/frame.h"
+#include "net/tls.h"
 #include "util/addr.h"
 
 #define CLIENT__ADDR_MAX 280 /* "[" + 256-byte host + "]:65535" */
@@ -52,6 +58,9 @@ struct cv_client {
     uint64_t dropped;
     char *token;  /* cv_client_set_token: sent with gate.auth on each connection before its first call */
     bool authed;  /* this connection passed gate.auth */
+    struct cv_tls_ctx *tls_ctx; /* owned; NULL: plain */
+    struct cv_tls *tls;         /* owned: this connection's session, while connected with TLS */
+    char tls_host[256];         /* the name checked in the gate's certificate */
 };
 
 static void client__app_clear(cv_client *c)
@@ -138,6 +147,8 @@ static void client__disconnect(cv_client *c)
 {
     if (c->fd >= 0) close(c->fd);
     c->fd = -1;
+    cv_tls_free(c->tls);
+    c->tls = NULL;
     c->client_id[0] = 0; /* the gate forgets a registration with its connection */
     c->authed = false;   /* ... and its authentication */
     cv_frame_reader_free(&c->rd);
@@ -163,7 +174,9 @@ static int client__finish_connect(int fd, uint64_t until)
     return 0;
 }
 
-/* Opens the connection to c->ss, bounded by until. errno describes a failure. */
+static int client__tls_start(cv_client *c, uint64_t until, char *err, size_t errlen);
+
+/* Opens the connection to c->ss (and runs the TLS handshake if any), bounded by until. errno describes a failure. */
 static int client__dial(cv_client *c, uint64_t until, char *err, size_t errlen)
 {
     int fd = socket(c->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -181,10 +194,14 @@ static int client__dial(cv_client *c, uint64_t until, char *err, size_t errlen)
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one); /* small request frames: no Nagle delay */
     c->fd = fd;
+    if (c->tls_ctx && (rv = client__tls_start(c, until, err, errlen))) {
+        client__disconnect(c);
+        return rv;
+    }
     return 0;
 }
 
-static int client__send_all(cv_client *c, const uint8_t *buf, size_t len, uint64_t until, unsigned ms,
+static int client__send_raw(cv_client *c, const uint8_t *buf, size_t len, uint64_t until, unsigned ms,
                             char *err, size_t errlen)
 {
     while (len > 0) {
@@ -205,32 +222,96 @@ static int client__send_all(cv_client *c, const uint8_t *buf, size_t len, uint64
     return 0;
 }
 
-/* Reads until one whole frame is decoded: 0 and *out, or a negative code (connection unusable). */
-static int client__recv_frame(cv_client *c, uint64_t until, unsigned ms, Cverse__Rpc__Frame **out,
-                              char *err, size_t errlen)
+/* Sends the ciphertext the TLS session has for the peer. */
+static int client__tls_flush(cv_client *c, uint64_t until, unsigned ms, char *err, size_t errlen)
+{
+    uint8_t chunk[CLIENT__READ_CHUNK];
+    while (cv_tls_pending(c->tls) > 0) {
+        size_t n = cv_tls_take(c->tls, chunk, sizeof chunk);
+        int rv = client__send_raw(c, chunk, n, until, ms, err, errlen);
+        if (rv) return rv;
+    }
+    return 0;
+}
+
+static int client__send_all(cv_client *c, const uint8_t *buf, size_t len, uint64_t until, unsigned ms,
+                            char *err, size_t errlen)
+{
+    if (!c->tls) return client__send_raw(c, buf, len, until, ms, err, errlen);
+    int rv = cv_tls_write(c->tls, buf, len);
+    if (rv) return client__fail(err, errlen, rv, "TLS with %s failed: %s", c->addr, cv_tls_error(c->tls));
+    return client__tls_flush(c, until, ms, err, errlen);
+}
+
+/* Bytes read: fed to the TLS session (whose plaintext goes to the frame reader), or to the reader itself. */
+static int client__got(cv_client *c, const uint8_t *p, size_t n, char *err, size_t errlen)
+{
+    uint8_t plain[CLIENT__READ_CHUNK];
+    if (!c->tls) {
+        int rv = cv_frame_reader_feed(&c->rd, p, n);
+        return rv ? client__fail(err, errlen, rv, "out of memory") : 0;
+    }
+    if (cv_tls_feed(c->tls, p, n))
+        return client__fail(err, errlen, CV_EAUTH, "TLS with %s failed: %s", c->addr, cv_tls_error(c->tls));
+    for (;;) {
+        ssize_t got = cv_tls_read(c->tls, plain, sizeof plain);
+        if (got == 0) return 0;
+        if (got == CV_ECLOSED)
+            return client__fail(err, errlen, CV_EUNAVAIL, "connection to %s closed by the peer", c->addr);
+        if (got < 0)
+            return client__fail(err, errlen, CV_EPROTO, "TLS with %s failed: %s", c->addr, cv_tls_error(c->tls));
+        int rv = cv_frame_reader_feed(&c->rd, plain, (size_t)got);
+        if (rv) return client__fail(err, errlen, rv, "out of memory");
+    }
+}
+
+/* Reads what the socket has into the frame reader (through TLS if any), waiting until something came. */
+static int client__read_some(cv_client *c, uint64_t until, unsigned ms, char *err, size_t errlen)
 {
     uint8_t chunk[CLIENT__READ_CHUNK];
     for (;;) {
-        int rv = cv_frame_reader_next(&c->rd, out);
-        if (rv == 1) return 0;
-        if (rv == CV_ETOOBIG)
-            return client__fail(err, errlen, rv, "%s sent a frame over %u bytes", c->addr, CV_FRAME_MAX);
-        if (rv < 0) return client__fail(err, errlen, rv, "%s sent an undecodable frame", c->addr);
         ssize_t n = recv(c->fd, chunk, sizeof chunk, 0);
-        if (n > 0) {
-            rv = cv_frame_reader_feed(&c->rd, chunk, (size_t)n);
-            if (rv) return client__fail(err, errlen, rv, "out of memory");
-            continue;
-        }
+        if (n > 0) return client__got(c, chunk, (size_t)n, err, errlen);
         if (n == 0)
             return client__fail(err, errlen, CV_EUNAVAIL, "connection to %s closed by the peer", c->addr);
         if (errno == EINTR) continue;
         if (errno != EAGAIN && errno != EWOULDBLOCK)
             return client__fail(err, errlen, CV_EUNAVAIL, "connection to %s lost: %s", c->addr,
                                 strerror(errno));
-        rv = client__wait(c->fd, POLLIN, until);
+        int rv = client__wait(c->fd, POLLIN, until);
         if (rv == 0) return client__fail(err, errlen, CV_ETIMEDOUT, "no response within %u ms", ms);
         if (rv < 0) return client__fail(err, errlen, rv, "poll: %s", strerror(errno));
+    }
+}
+
+/* Runs the TLS handshake of a fresh connection to its end (the server's certificate verified). */
+static int client__tls_start(cv_client *c, uint64_t until, char *err, size_t errlen)
+{
+    int rv = cv_tls_new(c->tls_ctx, c->tls_host, &c->tls);
+    if (rv) return client__fail(err, errlen, rv, "TLS: %s", cv_strerror(rv));
+    while (!cv_tls_ready(c->tls)) {
+        if ((rv = client__tls_flush(c, until, 0, err, errlen))) return rv;
+        if ((rv = client__read_some(c, until, 0, err, errlen))) {
+            if (rv == CV_ETIMEDOUT) client__fail(err, errlen, rv, "no TLS handshake with %s in time", c->addr);
+            else if (rv == CV_EUNAVAIL) /* a server that is not TLS closes on our hello */
+                client__fail(err, errlen, rv, "TLS with %s failed: the peer closed during the handshake", c->addr);
+            return rv;
+        }
+    }
+    return client__tls_flush(c, until, 0, err, errlen); /* our Finished */
+}
+
+/* Reads until one whole frame is decoded: 0 and *out, or a negative code (connection unusable). */
+static int client__recv_frame(cv_client *c, uint64_t until, unsigned ms, Cverse__Rpc__Frame **out,
+                              char *err, size_t errlen)
+{
+    for (;;) {
+        int rv = cv_frame_reader_next(&c->rd, out);
+        if (rv == 1) return 0;
+        if (rv == CV_ETOOBIG)
+            return client__fail(err, errlen, rv, "%s sent a frame over %u bytes", c->addr, CV_FRAME_MAX);
+        if (rv < 0) return client__fail(err, errlen, rv, "%s sent an undecodable frame", c->addr);
+        if ((rv = client__read_some(c, until, ms, err, errlen))) return rv;
     }
 }
 
@@ -334,10 +415,22 @@ static int client__login(cv_client *c, unsigned deadline_ms, char *err, size_t e
     return rv;
 }
 
+/* Whether the peer closed the connection in order while we were not calling (the gate's
+ * idle_timeout_ms): nothing left to read but its end. The next call then redials at once instead of
+ * failing on a connection the gate left on purpose. A reset or an error is not this: that call fails. */
+static bool client__peer_gone(cv_client *c)
+{
+    struct pollfd p = {.fd = c->fd, .events = POLLIN | POLLRDHUP};
+    uint8_t b;
+    if (poll(&p, 1, 0) <= 0 || (p.revents & (POLLERR | POLLNVAL))) return false;
+    return recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
+}
+
 static int client__roundtrip(cv_client *c, const char *method, const void *body, size_t len,
                              unsigned deadline_ms, Cverse__Rpc__Frame **rf, char *err, size_t errlen)
 {
     *rf = NULL;
+    if (c->fd >= 0 && client__peer_gone(c)) client__disconnect(c);
     if (c->token && !c->authed && method && strcmp(method, "gate.auth") != 0) {
         int lrv = client__login(c, deadline_ms, err, errlen);
         if (lrv) return lrv;
@@ -389,6 +482,23 @@ static int client__roundtrip(cv_client *c, const char *method, const void *body,
 
 int cv_client_connect(const char *hostport, unsigned timeout_ms, cv_client **out)
 {
+    return cv_client_connect_tls(hostport, timeout_ms, NULL, NULL, 0, out);
+}
+
+/* The TLS context and the name to check: tls->host, else hostport's host. */
+static int client__tls_init(cv_client *c, const struct cv_client_tls *tls, char *err, size_t errlen)
+{
+    uint16_t port;
+    if (tls->host) snprintf(c->tls_host, sizeof c->tls_host, "%s", tls->host);
+    else if (cv_addr_split(c->addr, c->tls_host, sizeof c->tls_host, &port)) return CV_EINVAL;
+    char why[256] = "";
+    int rv = cv_tls_ctx_client(tls->ca_file, why, sizeof why, &c->tls_ctx);
+    return rv ? client__fail(err, errlen, rv, "TLS: %s", why) : 0;
+}
+
+int cv_client_connect_tls(const char *hostport, unsigned timeout_ms, const struct cv_client_tls *tls, char *err,
+                          size_t errlen, cv_client **out)
+{
     *out = NULL;
     if (!hostport || strlen(hostport) >= CLIENT__ADDR_MAX) return CV_EINVAL;
     cv_client *c = calloc(1, sizeof *c);
@@ -404,7 +514,8 @@ int cv_client_connect(const char *hostport, unsigned timeout_ms, cv_client **out
         goto err_after_alloc;
     }
     c->sslen = c->ss.ss_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
-    rv = client__dial(c, client__until(timeout_ms), NULL, 0);
+    if (tls && (rv = client__tls_init(c, tls, err, errlen))) goto err_after_alloc;
+    rv = client__dial(c, client__until(timeout_ms), err, errlen);
     if (rv) goto err_after_alloc;
     *out = c;
     return 0;
@@ -420,6 +531,8 @@ void cv_client_close(cv_client *c)
 {
     if (!c) return;
     if (c->fd >= 0) close(c->fd);
+    cv_tls_free(c->tls);
+    cv_tls_ctx_free(c->tls_ctx);
     cv_frame_reader_free(&c->rd);
     client__app_clear(c);
     free(c->token);

@@ -138,14 +138,16 @@ static void gate__stats(void *data, struct cv_gate_stats *out)
 {
     struct cv_gate *g = data;
     struct cv_http_server_stats hs;
+    struct cv_rpc_server_stats rs = {0};
     if (!g->http) return;
     cv_http_server_stats(g->http, &hs);
-    out->client_conns = hs.connections;
-    out->cut[CV_GATE_CUT_REQUEST_TIMEOUT] = hs.request_timeouts;
-    out->cut[CV_GATE_CUT_IDLE] = hs.idle_closed;
-    out->cut[CV_GATE_CUT_MAX_CONNS] = hs.refused;
-    out->cut[CV_GATE_CUT_TLS] = hs.tls_failures;
-    out->rate_limited = hs.rate_limited;
+    if (g->rpc) cv_rpc_server_stats(g->rpc, &rs);
+    out->client_conns = hs.connections + rs.connections; /* both client ports, counted alike */
+    out->cut[CV_GATE_CUT_REQUEST_TIMEOUT] = hs.request_timeouts + rs.request_timeouts;
+    out->cut[CV_GATE_CUT_IDLE] = hs.idle_closed + rs.idle_closed;
+    out->cut[CV_GATE_CUT_MAX_CONNS] = hs.refused + rs.refused;
+    out->cut[CV_GATE_CUT_TLS] = hs.tls_failures + rs.tls_failures;
+    out->rate_limited = hs.rate_limited + rs.rate_limited;
 }
 
 static void gate__idle(void *data)
@@ -175,6 +177,15 @@ static void gate__rate_key(void *data, const struct cv_http_request *req, char *
         cv_gate_auth_check(g->fronts.auth, "http", req->authorization, req->path, &who) || !who.user[0])
         return;
     snprintf(key, cap, "user:%s", who.user);
+}
+
+/* The same for the native port: a connection that passed gate.auth is charged as its user. */
+static void gate__rpc_rate_key(void *data, struct cv_rpc_conn *conn, char *key, size_t cap)
+{
+    struct cv_gate *g = data;
+    const struct cv_gate_caller *who;
+    if (!cv_gate_auth_on(g->fronts.auth) || !(who = cv_gate_auth_conn(g->fronts.auth, conn)) || !who->user[0]) return;
+    snprintf(key, cap, "user:%s", who->user);
 }
 
 static void gate__on_http(void *data, struct cv_http_exchange *x, const struct cv_http_request *req)
@@ -237,7 +248,7 @@ static int gate__tls(struct cv_gate *g, const struct cv_config *cfg, const struc
                  self - cfg->gates, err);
         return CV_ECONFIG;
     }
-    if (rv == 0) CV_INFO("gate %s: TLS on its HTTP port (the native port stays plain)", self->id);
+    if (rv == 0) CV_INFO("gate %s: TLS on its HTTP and native ports", self->id);
     return rv;
 }
 
@@ -245,10 +256,15 @@ static int gate__listen(struct cv_gate *g, const struct cv_gate_opts *o, const s
 {
     const char *grpc = o->grpc_addr ? o->grpc_addr : self->grpc_addr;
     const char *http = o->http_addr ? o->http_addr : self->http_addr;
-    int rv = cv_rpc_server_init(g->loop, gate__on_rpc, gate__on_rpc_closed, g, &g->rpc);
-    if (rv == 0) rv = cv_rpc_server_listen(g->rpc, grpc);
+    int rv = gate__tls(g, o->cfg, self);
+    if (rv == 0) rv = cv_rpc_server_init(g->loop, gate__on_rpc, gate__on_rpc_closed, g, &g->rpc);
     if (rv) return rv;
-    if ((rv = gate__tls(g, o->cfg, self))) return rv;
+    if (g->tls) cv_rpc_server_set_tls(g->rpc, g->tls);
+    struct cv_rpc_limits rl = {.max_connections = self->max_connections, .request_timeout_ms = self->request_timeout_ms,
+                               .idle_timeout_ms = self->idle_timeout_ms, .rate_key = gate__rpc_rate_key,
+                               .rate = {.per_sec = self->rate_limit_per_sec, .burst = self->rate_limit_burst}};
+    if ((rv = cv_rpc_server_set_limits(g->rpc, &rl))) return rv;
+    if ((rv = cv_rpc_server_listen(g->rpc, grpc))) return rv;
     struct cv_http_opts ho = {.max_body = HTTP_MAX_BODY, .cors_origin = "*",
                               .request_timeout_ms = self->request_timeout_ms, .idle_timeout_ms = self->idle_timeout_ms,
                               .max_connections = self->max_connections,
@@ -257,8 +273,8 @@ static int gate__listen(struct cv_gate *g, const struct cv_gate_opts *o, const s
     rv = cv_http_server_init(g->loop, &ho, gate__on_http, g, &g->http);
     if (rv == 0) rv = cv_http_server_listen(g->http, http);
     if (rv) return rv;
-    CV_INFO("gate %s: native protocol on %s (port %d), HTTP%s on %s (port %d), %zu nodes, %u shards", o->gate_id,
-            grpc, cv_rpc_server_port(g->rpc), g->tls ? "S" : "", http, cv_http_server_port(g->http),
+    CV_INFO("gate %s: native protocol%s on %s (port %d), HTTP%s on %s (port %d), %zu nodes, %u shards", o->gate_id,
+            g->tls ? " over TLS" : "", grpc, cv_rpc_server_port(g->rpc), g->tls ? "S" : "", http, cv_http_server_port(g->http),
             o->cfg->n_nodes, (unsigned)o->cfg->shards);
     return 0;
 }

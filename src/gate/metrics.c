@@ -82,7 +82,7 @@ char *cv_gate_metrics_text(const struct cv_gate_stats *s, const struct cv_gate_p
                    s->unassigned);
     metrics__gauge(&b, "cverse_gate_node_connections", "Nodes the gate is connected to.", s->connections);
     metrics__gauge(&b, "cverse_gate_requests_in_flight", "Client requests being processed.", s->inflight);
-    metrics__gauge(&b, "cverse_gate_client_connections", "HTTP client connections open.", s->client_conns);
+    metrics__gauge(&b, "cverse_gate_client_connections", "Client connections open (HTTP and native ports).", s->client_conns);
     metrics__limits(s, &b);
     if (s->etcd_up >= 0)
         metrics__gauge(&b, "cverse_etcd_up", "1 if etcd (discovery) answered the last call, else 0.", s->etcd_up);

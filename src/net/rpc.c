@@ -16,6 +16,14 @@
  * sweep timer); a guarded client counts as connected -- writes its calls, reports on_state(1) -- only
  * once the server proved itself, and redials one that does not within CV_RPC_HANDSHAKE_MS.
  *
+ * TLS (cv_rpc_server_set_tls, cv_rpc_client_opts.tls; net/rpcsock.c does the transform): every connection
+ * runs the TLS handshake first, the cluster handshake (if any) inside it. A client whose TLS fails (the
+ * certificate does not verify) fails all its calls with CV_EAUTH and the reason instead of waiting.
+ * Limits (cv_rpc_server_set_limits, a client-facing port): the connection bound is checked at accept;
+ * the sweep timer cuts a stalled partial frame and an idle connection (one holding no reference: no
+ * pending answer, no push registration); each request is charged to its client's token bucket before
+ * on_request and answered CV_EBUSY when it is empty.
+ *
  * Failure modes: a malformed or oversized frame closes that connection with a log line. A server
  * connection is reference counted, so a handler may answer after the peer left: cv_rpc_respond then
  * returns CV_ECLOSED. On the client, losing the connection fails every call already written with
@@ -91,6 +99,10 @@ struct cv_rpc_server {
     cv_rpc_conn_close_cb on_conn_close;
     void *data;
     const struct cv_guard *guard; /* borrowed; NULL: any peer, no handshake */
+    struct cv_tls_ctx *tls;      /* borrowed; NULL: plain */
+    struct cv_rpc_limits lim;    /* cv_rpc_server_set_limits; zero: none */
+    struct cv_ratelimit *rate;   /* owned, with lim.rate */
+    struct cv_rpc_server_stats stats;
     struct cv_rpc_conn *conns;   /* connections whose close callback has not run yet */
     int port;                    /* > 0 once listening */
     int closing, listener_closed, flusher_closed, sweep_closed;
@@ -130,11 +142,30 @@ int cv_rpc_server_init(uv_loop_t *loop, cv_rpc_request_cb on_request, cv_rpc_con
     return 0;
 }
 
+/* The rate limit (lim.rate): 0 when the request's client has a token, else the ms until it will. */
+static uint64_t srv__rate_wait(struct cv_rpc_server *srv, struct cv_rpc_conn *conn)
+{
+    char key[300];
+    cv_rpc_sock_peer(&conn->s, key, sizeof key);
+    char *colon = strrchr(key, ':'); /* the IP address: every connection of a host is one client */
+    if (colon) *colon = '\0';
+    if (srv->lim.rate_key) srv->lim.rate_key(srv->data, conn, key, sizeof key);
+    return cv_ratelimit_take(srv->rate, key, uv_now(srv->loop));
+}
+
 static void srv__on_frame(struct cv_rpc_sock *s, Cverse__Rpc__Frame *f)
 {
     struct cv_rpc_conn *conn = (struct cv_rpc_conn *)s;
     if (f->kind != CVERSE__RPC__KIND__KIND_REQUEST) {
         CV_DEBUG("rpc: server ignores a frame of kind %d", (int)f->kind);
+        return;
+    }
+    uint64_t wait = conn->srv->rate ? srv__rate_wait(conn->srv, conn) : 0;
+    if (wait) {
+        char msg[96];
+        conn->srv->stats.rate_limited++;
+        snprintf(msg, sizeof msg, "rate limit exceeded: retry in %llu ms", (unsigned long long)wait);
+        cv_rpc_respond(conn, f->id, CV_EBUSY, msg, NULL, 0);
         return;
     }
     const uint8_t *body = f->body.len ? f->body.data : rpc__empty;
@@ -145,6 +176,7 @@ static void srv__maybe_finish(struct cv_rpc_server *srv)
 {
     if (!srv->closing || !srv->listener_closed || !srv->flusher_closed || !srv->sweep_closed || srv->conns) return;
     if (srv->close_cb) srv->close_cb(srv->data);
+    cv_ratelimit_free(srv->rate);
     free(srv);
 }
 
@@ -156,6 +188,8 @@ static void srv__conn_closed(uv_handle_t *h)
     else srv->conns = conn->next;
     if (conn->next) conn->next->prev = conn->prev;
     conn->prev = conn->next = NULL;
+    if (conn->s.tls && (conn->s.tls_err[0] || !conn->s.tls_up)) srv->stats.tls_failures++; /* or left midway */
+    srv->stats.connections--;
     cv_rpc_sock_free(&conn->s);
     if (srv->on_conn_close) srv->on_conn_close(srv->data, conn);
     conn->srv = NULL;
@@ -199,8 +233,18 @@ static void srv__on_connection(uv_stream_t *l, int status)
     conn->next = srv->conns;
     if (srv->conns) srv->conns->prev = conn;
     srv->conns = conn;
+    srv->stats.connections++; /* until its close callback */
     if (uv_accept(l, (uv_stream_t *)&conn->s.tcp) || cv_rpc_sock_start(&conn->s)) {
         CV_WARN("rpc: cannot accept a connection");
+        cv_rpc_sock_close(&conn->s);
+        return;
+    }
+    if (srv->lim.max_connections && srv->stats.connections > srv->lim.max_connections) {
+        srv->stats.refused++; /* accepted and closed at once: the backlog does not fill with it */
+        cv_rpc_sock_close(&conn->s);
+        return;
+    }
+    if (srv->tls && cv_rpc_sock_tls(&conn->s, srv->tls, NULL, NULL)) {
         cv_rpc_sock_close(&conn->s);
         return;
     }
@@ -213,18 +257,53 @@ static void srv__sweep_cb(uv_timer_t *t)
     struct cv_rpc_server *srv = t->data;
     uint64_t now = uv_now(srv->loop);
     for (struct cv_rpc_conn *c = srv->conns; c; c = c->next) {
-        if (!c->s.hs || c->s.closing || now - c->accepted < CV_RPC_HANDSHAKE_MS) continue;
+        int why = c->s.closing || c->s.hs ? 0 : cv_rpc_sock_overdue(&c->s, now, srv->lim.request_timeout_ms,
+                                                                     c->refs > 1 ? 0 : srv->lim.idle_timeout_ms);
+        if (why) {
+            if (why == CV_RPC_CUT_REQUEST) srv->stats.request_timeouts++;
+            else srv->stats.idle_closed++;
+            cv_rpc_sock_close(&c->s);
+            continue;
+        }
+        int tls_stalled = c->s.tls && !c->s.tls_up;
+        if ((!c->s.hs && !tls_stalled) || c->s.closing || now - c->accepted < CV_RPC_HANDSHAKE_MS) continue;
         char peer[96];
         cv_rpc_sock_peer(&c->s, peer, sizeof peer);
-        cv_guard_fail(CV_AUTH_R_CLOSED, "rpc", peer);
+        if (tls_stalled) snprintf(c->s.tls_err, sizeof c->s.tls_err, "no TLS handshake in time");
+        else cv_guard_fail(CV_AUTH_R_CLOSED, "rpc", peer);
         cv_rpc_sock_close(&c->s);
     }
+    if (srv->rate) cv_ratelimit_sweep(srv->rate, now);
 }
 
 void cv_rpc_server_set_guard(struct cv_rpc_server *srv, const struct cv_guard *g)
 {
     srv->guard = g;
-    if (g && g->secret) uv_timer_start(&srv->sweep, srv__sweep_cb, CV_RPC_HANDSHAKE_MS / 2, CV_RPC_HANDSHAKE_MS / 2);
+    if (g && g->secret && !uv_is_active((uv_handle_t *)&srv->sweep)) uv_timer_start(&srv->sweep, srv__sweep_cb, CV_RPC_HANDSHAKE_MS / 2, CV_RPC_HANDSHAKE_MS / 2);
+}
+
+void cv_rpc_server_set_tls(struct cv_rpc_server *srv, struct cv_tls_ctx *ctx)
+{
+    srv->tls = ctx;
+    if (ctx && !uv_is_active((uv_handle_t *)&srv->sweep)) uv_timer_start(&srv->sweep, srv__sweep_cb, CV_RPC_HANDSHAKE_MS / 2, CV_RPC_HANDSHAKE_MS / 2);
+}
+
+int cv_rpc_server_set_limits(struct cv_rpc_server *srv, const struct cv_rpc_limits *l)
+{
+    srv->lim = *l;
+    if (l->rate.per_sec && !srv->lim.rate.burst) srv->lim.rate.burst = l->rate.per_sec;
+    if (l->rate.per_sec && cv_ratelimit_new(&srv->lim.rate, 0, &srv->rate)) return CV_ENOMEM;
+    uint64_t ms = CV_RPC_HANDSHAKE_MS / 2; /* the sweep: a quarter of the shortest timeout, 5 ms at least */
+    if (l->request_timeout_ms && l->request_timeout_ms / 4 < ms) ms = l->request_timeout_ms / 4;
+    if (l->idle_timeout_ms && l->idle_timeout_ms / 4 < ms) ms = l->idle_timeout_ms / 4;
+    if (ms < 5) ms = 5;
+    if (l->request_timeout_ms || l->idle_timeout_ms || l->rate.per_sec) uv_timer_start(&srv->sweep, srv__sweep_cb, ms, ms);
+    return 0;
+}
+
+void cv_rpc_server_stats(const struct cv_rpc_server *srv, struct cv_rpc_server_stats *out)
+{
+    *out = srv->stats;
 }
 
 int cv_rpc_server_listen(struct cv_rpc_server *srv, const char *addr)
@@ -419,6 +498,8 @@ struct cv_rpc_client {
     cv_rpc_state_cb on_state;
     void *data;
     const struct cv_guard *guard; /* borrowed; NULL or no secret: no handshake */
+    struct cv_tls_ctx *tls;      /* borrowed; NULL: plain */
+    char *tls_host;              /* the name the server's certificate must carry */
     struct rpc__cconn *conn;     /* connecting or connected; NULL when down. Never two at once. */
     uv_timer_t retry;            /* runs while waiting to reconnect, and as a connect's deadline */
     uv_timer_t deadline;         /* armed for the earliest call deadline */
@@ -596,6 +677,7 @@ static void cli__maybe_finish(struct cv_rpc_client *cli)
     if (cli->close_cb) cli->close_cb(cli);
     free(cli->heap.v);
     free(cli->addr);
+    free(cli->tls_host);
     free(cli);
 }
 
@@ -608,6 +690,9 @@ static void cli__conn_closed(uv_handle_t *h)
     struct cv_rpc_client *cli = cc->cli;
     int was_connected = cc->connected;
     if (cli->conn == cc) cli->conn = NULL;
+    char tls_err[sizeof cc->s.tls_err + 96];
+    tls_err[0] = 0;
+    if (cc->s.tls_err[0]) snprintf(tls_err, sizeof tls_err, "TLS with %s failed: %s", cli->addr, cc->s.tls_err);
     cv_rpc_sock_free(&cc->s);
     free(cc);
     cli->handles--;
@@ -618,7 +703,8 @@ static void cli__conn_closed(uv_handle_t *h)
     if (was_connected) CV_INFO("rpc: connection to %s lost", cli->addr);
     /* Armed before the callbacks so that a call they start waits for it instead of dialing now. */
     uv_timer_start(&cli->retry, cli__retry_cb, cli->reconnect_ms, 0);
-    cli__fail_calls(cli, 1, CV_EUNAVAIL, "connection lost (the peer may have executed the call)");
+    if (tls_err[0] && !was_connected) cli__fail_calls(cli, 0, CV_EAUTH, tls_err); /* redialling would not help */
+    else cli__fail_calls(cli, 1, CV_EUNAVAIL, "connection lost (the peer may have executed the call)");
     if (was_connected && !cli->closing && cli->on_state) cli->on_state(cli->data, 0);
 }
 
@@ -629,7 +715,8 @@ static void cli__hs_deadline_cb(uv_timer_t *t)
     struct cv_rpc_client *cli = t->data;
     struct rpc__cconn *cc = cli->conn;
     if (!cc || cc->connected || cc->s.closing) return;
-    CV_INFO("rpc: %s did not finish the cluster handshake in %u ms", cli->addr, CV_RPC_HANDSHAKE_MS);
+    CV_INFO("rpc: %s did not finish the %s handshake in %u ms", cli->addr,
+            cc->s.tls && !cc->s.tls_up ? "TLS" : "cluster", CV_RPC_HANDSHAKE_MS);
     cv_rpc_sock_close(&cc->s);
 }
 
@@ -644,6 +731,23 @@ static void cli__ready(struct cv_rpc_sock *s)
     if (cli__connected(cli) && cli->on_state) cli->on_state(cli->data, 1);
 }
 
+/* Connected (inside TLS when there is one): the cluster handshake if there is a secret, else ready. */
+static void cli__after_tls(struct cv_rpc_sock *s)
+{
+    struct rpc__cconn *cc = (struct rpc__cconn *)s;
+    struct cv_rpc_client *cli = cc->cli;
+    const struct cv_secret *sec = cli->guard ? cli->guard->secret : NULL;
+    if (!sec) {
+        cli__ready(s);
+        return;
+    }
+    if (cv_rpc_sock_handshake(s, sec, CV_AUTH_CLIENT, cli__ready)) {
+        cv_rpc_sock_close(s);
+        return;
+    }
+    uv_timer_start(&cli->retry, cli__hs_deadline_cb, CV_RPC_HANDSHAKE_MS, 0);
+}
+
 static void cli__connect_cb(uv_connect_t *req, int status)
 {
     struct rpc__cconn *cc = req->data;
@@ -655,13 +759,16 @@ static void cli__connect_cb(uv_connect_t *req, int status)
         return;
     }
     uv_timer_stop(&cli->retry); /* the connect deadline */
-    const struct cv_secret *sec = cli->guard ? cli->guard->secret : NULL;
-    if (cv_rpc_sock_start(&cc->s) || (sec && cv_rpc_sock_handshake(&cc->s, sec, CV_AUTH_CLIENT, cli__ready))) {
+    if (cv_rpc_sock_start(&cc->s)) {
         cv_rpc_sock_close(&cc->s);
         return;
     }
-    if (sec) uv_timer_start(&cli->retry, cli__hs_deadline_cb, CV_RPC_HANDSHAKE_MS, 0);
-    else cli__ready(&cc->s);
+    if (!cli->tls) {
+        cli__after_tls(&cc->s);
+        return;
+    }
+    if (cv_rpc_sock_tls(&cc->s, cli->tls, cli->tls_host, cli__after_tls)) cv_rpc_sock_close(&cc->s);
+    else uv_timer_start(&cli->retry, cli__hs_deadline_cb, CV_RPC_HANDSHAKE_MS, 0);
 }
 
 /* The connect deadline (the retry timer, idle while an attempt is in flight): an attempt whose SYN got no
@@ -724,6 +831,16 @@ static void cli__flush_cb(uv_prepare_t *h)
     if (cli->conn && cli->conn->connected) cv_rpc_sock_flush(&cli->conn->s);
 }
 
+/* The name a client checks in the server's certificate: tls_host, else the host part of addr (copied). */
+static char *rpc__tls_host(const char *tls_host, const char *addr)
+{
+    char host[256];
+    uint16_t port;
+    if (tls_host) return strdup(tls_host);
+    if (cv_addr_split(addr, host, sizeof host, &port)) return strdup(addr);
+    return strdup(host);
+}
+
 int cv_rpc_client_init(uv_loop_t *loop, const struct cv_rpc_client_opts *opts, struct cv_rpc_client **out)
 {
     if (!loop || !opts || !opts->addr || !out) return CV_EINVAL;
@@ -745,6 +862,12 @@ int cv_rpc_client_init(uv_loop_t *loop, const struct cv_rpc_client_opts *opts, s
     cli->on_state = opts->on_state;
     cli->data = opts->data;
     cli->guard = opts->guard;
+    cli->tls = opts->tls;
+    if (opts->tls && !(cli->tls_host = rpc__tls_host(opts->tls_host, opts->addr))) {
+        free(cli->addr);
+        free(cli);
+        return CV_ENOMEM;
+    }
     uv_timer_init(loop, &cli->retry);
     uv_timer_init(loop, &cli->deadline);
     uv_prepare_init(loop, &cli->flusher);

@@ -11,6 +11,9 @@ struct cv_rpc_server;
 struct cv_rpc_conn;   /* an accepted connection; reference counted */
 struct cv_rpc_client; /* an outgoing connection to one address */
 struct cv_guard;      /* auth/guard.h: the cluster secret / protected mode of a cluster port */
+struct cv_tls_ctx;    /* net/tls.h */
+
+#include "core/ratelimit.h"
 
 /* A request arrived on conn. The handler must answer exactly once with cv_rpc_respond (now or later);
  * body is valid only during the call. To answer later, take a reference (cv_rpc_conn_ref) and drop it
@@ -30,6 +33,34 @@ int cv_rpc_server_init(uv_loop_t *loop, cv_rpc_request_cb on_request, cv_rpc_con
  * closed at accept. Refusals are counted and logged by the guard. Borrowed until the server's close
  * callback. Never set (NULL): any peer, no handshake -- a client-facing port (the gate's). */
 void cv_rpc_server_set_guard(struct cv_rpc_server *srv, const struct cv_guard *g);
+/* Before listening: every connection speaks TLS with ctx (net/tls.h; borrowed until the server's close
+ * callback), under the cluster handshake if there is one. A peer whose TLS handshake fails, or has not
+ * completed within CV_RPC_HANDSHAKE_MS of the accept, is closed and counted. */
+void cv_rpc_server_set_tls(struct cv_rpc_server *srv, struct cv_tls_ctx *ctx);
+/* Limits of a client-facing port (the gate's; docs/security.md "TLS and limits"). 0 in a field: none. */
+struct cv_rpc_limits {
+    unsigned max_connections;    /* one more is accepted and closed at once (counted in refused) */
+    unsigned request_timeout_ms; /* a frame begun must arrive whole within it, else the connection is cut */
+    unsigned idle_timeout_ms;    /* nothing read or written for this long, no request in flight and no
+                                  * reference held (a pending answer, a push registration): closed */
+    struct cv_rate rate;         /* requests per client; over it a request is answered CV_EBUSY */
+    /* The rate's client of a request on conn: key holds the peer's IP address when called; the hook may
+     * replace it (an authenticated user). Optional; data is the server's. */
+    void (*rate_key)(void *data, struct cv_rpc_conn *conn, char *key, size_t cap);
+};
+/* Before listening; l is copied. CV_ENOMEM, CV_EINVAL (a rate with per_sec but no burst is given burst =
+ * per_sec). */
+int cv_rpc_server_set_limits(struct cv_rpc_server *srv, const struct cv_rpc_limits *l);
+/* Counters since the start. */
+struct cv_rpc_server_stats {
+    uint64_t connections;      /* open now */
+    uint64_t refused;          /* over max_connections */
+    uint64_t request_timeouts; /* a frame not whole within request_timeout_ms */
+    uint64_t idle_closed;      /* idle for idle_timeout_ms */
+    uint64_t rate_limited;     /* requests answered CV_EBUSY by the rate limit */
+    uint64_t tls_failures;     /* a failed or stalled TLS handshake or record */
+};
+void cv_rpc_server_stats(const struct cv_rpc_server *srv, struct cv_rpc_server_stats *out);
 /* Binds and listens on "host:port". CV_EIO with a log line if the address is taken. Port 0 picks an
  * ephemeral port (see cv_rpc_server_port). */
 int cv_rpc_server_listen(struct cv_rpc_server *srv, const char *addr);
@@ -73,6 +104,10 @@ struct cv_rpc_client_opts {
     const struct cv_guard *guard; /* optional, borrowed until the client's close callback: with a secret,
                                    * each connection runs the cluster handshake and counts as connected
                                    * (calls written, on_state(1)) only once it passed */
+    struct cv_tls_ctx *tls;      /* optional, borrowed until the close callback: each connection speaks TLS
+                                  * (before the cluster handshake); a certificate that does not verify fails
+                                  * every call with CV_EAUTH "TLS with ADDR failed: reason" */
+    const char *tls_host;        /* the name checked in the server's certificate; NULL: addr's host */
 };
 
 /* Allocates a client that connects lazily on the first call; from then on it keeps a connection up,

@@ -8,7 +8,11 @@
  * before the peer proved itself, and a server reads no request before that.
  * Failure modes: a malformed or oversized frame closes the connection with a log line; a failed
  * handshake (wrong magic, wrong proof, the peer left midway) is counted and logged rate-limited
- * (auth/guard.h) and closes the connection before any method runs. */
+ * (auth/guard.h) and closes the connection before any method runs.
+ * TLS (cv_rpc_sock_tls): the output buffer holds plaintext (frames, handshake bytes) that a flush
+ * enciphers into the write buffer; bytes read are fed to the session and its plaintext goes through the
+ * same path as a plain socket's bytes. A failed TLS handshake or record keeps its reason (tls_err), sends
+ * the alert OpenSSL queued, and closes. */
 #include "net/rpcsock.h"
 
 #include <stdio.h>
@@ -37,6 +41,7 @@ int cv_rpc_sock_init(uv_loop_t *loop, struct cv_rpc_sock *s, const struct sockad
     s->rbuf = rbuf;
     s->on_frame = on_frame;
     s->on_close = on_close;
+    s->last_io = uv_now(loop);
     return 0;
 }
 
@@ -44,6 +49,8 @@ void cv_rpc_sock_free(struct cv_rpc_sock *s)
 {
     free(s->hs);
     s->hs = NULL;
+    cv_tls_free(s->tls);
+    s->tls = NULL;
     cv_frame_reader_free(&s->rd);
     free(s->out.p);
     free(s->wr.p);
@@ -79,15 +86,42 @@ void cv_rpc_sock_close(struct cv_rpc_sock *s)
 }
 
 static void rpc__write_cb(uv_write_t *req, int status);
+static int rpc__buf_reserve(struct cv_rpc_buf *b, size_t n);
+
+/* TLS: enciphers the queued plaintext and moves the session's ciphertext into the (idle) write buffer. */
+static int sock__tls_out(struct cv_rpc_sock *s)
+{
+    if (s->out.len) {
+        int rv = cv_tls_write(s->tls, s->out.p, s->out.len);
+        if (rv) return rv;
+        s->out.len = 0;
+    }
+    size_t n = cv_tls_pending(s->tls);
+    if (n == 0) return 0;
+    if (rpc__buf_reserve(&s->wr, n)) return CV_ENOMEM;
+    s->wr.len = cv_tls_take(s->tls, s->wr.p, n);
+    return 0;
+}
 
 /* Starts a write of everything queued, unless one is in flight (its callback will come back here). */
 void cv_rpc_sock_flush(struct cv_rpc_sock *s)
 {
-    if (s->writing || s->corked || s->closing || s->out.len == 0) return;
-    struct cv_rpc_buf tmp = s->wr;
-    s->wr = s->out;
-    s->out = tmp;
-    s->out.len = 0;
+    if (s->writing || s->corked || s->closing) return;
+    if (s->tls) {
+        if (sock__tls_out(s)) {
+            CV_WARN("rpc: TLS write failed");
+            s->closing = 1;
+            uv_close((uv_handle_t *)&s->tcp, s->on_close);
+            return;
+        }
+        if (s->wr.len == 0) return;
+    } else {
+        if (s->out.len == 0) return;
+        struct cv_rpc_buf tmp = s->wr;
+        s->wr = s->out;
+        s->out = tmp;
+        s->out.len = 0;
+    }
     uv_buf_t b = uv_buf_init((char *)s->wr.p, (unsigned)s->wr.len);
     int rv = uv_write(&s->wreq, (uv_stream_t *)&s->tcp, &b, 1, rpc__write_cb);
     if (rv) {
@@ -103,6 +137,7 @@ static void rpc__write_cb(uv_write_t *req, int status)
     struct cv_rpc_sock *s = req->data;
     s->writing = 0;
     s->wr.len = 0;
+    s->last_io = uv_now(s->tcp.loop);
     if (s->wr.cap > RPC__BUF_KEEP) {
         free(s->wr.p);
         s->wr = (struct cv_rpc_buf){0};
@@ -194,19 +229,10 @@ int cv_rpc_sock_handshake(struct cv_rpc_sock *s, const struct cv_secret *sec, en
     return sock__hs_out(s);
 }
 
-static void rpc__read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
+/* Plaintext bytes read: the handshake's first, then the frame reader's; each whole frame is dispatched. */
+static void sock__bytes(struct cv_rpc_sock *s, const char *p, size_t n)
 {
-    struct cv_rpc_sock *s = st->data;
     char peer[96];
-    if (nread == 0) return;
-    if (nread < 0) {
-        if (nread != UV_EOF) CV_INFO("rpc: read failed: %s", uv_strerror((int)nread));
-        if (s->hs && !s->closing) sock__hs_fail(s, CV_AUTH_R_CLOSED); /* left (or refused us) midway */
-        cv_rpc_sock_close(s);
-        return;
-    }
-    const char *p = buf->base;
-    size_t n = (size_t)nread;
     if (s->hs && (sock__hs_feed(s, &p, &n) || n == 0)) return;
     int rv = cv_frame_reader_feed(&s->rd, p, n);
     struct cv_frame_view v;
@@ -223,9 +249,77 @@ static void rpc__read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
         cv_rpc_sock_peer(s, peer, sizeof peer);
         CV_WARN("rpc: closing connection with %s: %s", peer, cv_strerror(rv));
         cv_rpc_sock_close(s);
+    }
+}
+
+/* TLS fails: the reason is kept, the alert OpenSSL queued leaves, then the socket closes. */
+static void sock__tls_fail(struct cv_rpc_sock *s, const char *why)
+{
+    char peer[96];
+    cv_rpc_sock_peer(s, peer, sizeof peer);
+    snprintf(s->tls_err, sizeof s->tls_err, "%s", *why ? why : "TLS error");
+    CV_DEBUG("rpc: TLS with %s failed: %s", peer, s->tls_err);
+    cv_rpc_sock_close(s);
+}
+
+/* TLS: feeds the ciphertext read, then runs every deciphered byte through sock__bytes. */
+static void sock__tls_in(struct cv_rpc_sock *s, const char *p, size_t n)
+{
+    char plain[16384];
+    if (cv_tls_feed(s->tls, p, n)) {
+        sock__tls_fail(s, cv_tls_error(s->tls));
         return;
     }
+    if (!s->tls_up && cv_tls_ready(s->tls)) {
+        s->tls_up = 1;
+        if (s->on_tls) s->on_tls(s); /* may start the cluster handshake, mark a client ready, or close s */
+    }
+    s->corked++; /* what the frames of this read answer leaves in one write */
+    while (!s->closing) {
+        ssize_t got = cv_tls_read(s->tls, plain, sizeof plain);
+        if (got == 0) break;
+        if (got < 0) {
+            if (got == CV_ECLOSED) cv_rpc_sock_close(s);
+            else sock__tls_fail(s, cv_tls_error(s->tls));
+            break;
+        }
+        sock__bytes(s, plain, (size_t)got);
+    }
+    s->corked--;
+}
+
+static void rpc__read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
+{
+    struct cv_rpc_sock *s = st->data;
+    if (nread == 0) return;
+    if (nread < 0) {
+        if (nread != UV_EOF) CV_INFO("rpc: read failed: %s", uv_strerror((int)nread));
+        if (s->hs && !s->closing) sock__hs_fail(s, CV_AUTH_R_CLOSED); /* left (or refused us) midway */
+        cv_rpc_sock_close(s);
+        return;
+    }
+    s->last_io = uv_now(s->tcp.loop);
+    if (s->tls) sock__tls_in(s, buf->base, (size_t)nread);
+    else sock__bytes(s, buf->base, (size_t)nread);
+    if (s->rd.len == s->rd.off) s->partial_since = 0; /* every frame read whole */
+    else if (!s->partial_since) s->partial_since = s->last_io;
     cv_rpc_sock_flush(s);
+}
+
+int cv_rpc_sock_overdue(const struct cv_rpc_sock *s, uint64_t now, unsigned request_ms, unsigned idle_ms)
+{
+    if (request_ms && s->partial_since && now - s->partial_since >= request_ms) return CV_RPC_CUT_REQUEST;
+    if (idle_ms && !s->writing && now - s->last_io >= idle_ms) return CV_RPC_CUT_IDLE;
+    return 0;
+}
+
+int cv_rpc_sock_tls(struct cv_rpc_sock *s, struct cv_tls_ctx *ctx, const char *host, cv_rpc_ready_fn on_tls)
+{
+    int rv = cv_tls_new(ctx, host, &s->tls);
+    if (rv) return rv;
+    s->on_tls = on_tls;
+    cv_rpc_sock_flush(s); /* a client's hello */
+    return 0;
 }
 
 int cv_rpc_sock_start(struct cv_rpc_sock *s)

@@ -8,7 +8,13 @@
  * - a TLS gate (a certificate made at test time) answers https with keep-alive, object calls and the SSE
  *   stream; a client without the CA fails verification; plain HTTP to it gets no answer; cverse-bench
  *   --http https://... --ca works; a certificate that does not load stops the gate with exit 2 and
- *   FILE:LINE: key.
+ *   FILE:LINE: key;
+ * - the same gate's native port speaks TLS: `cverse call --tls --ca` works; without the CA (the system's
+ *   store) or with another CA it exits 3 naming "certificate verify failed"; a plain client gets no
+ *   answer; the failed handshakes are counted under reason="tls_failed".
+ * - the native port: a partial frame that stalls is cut after request_timeout_ms, a silent connection is
+ *   closed after idle_timeout_ms, one over max_connections is closed at once, the rate limit answers
+ *   RESOURCE_EXHAUSTED; all counted under the same metrics.
  * Every wait polls with a deadline. */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
@@ -194,6 +200,67 @@ Test(gate_limits, slow_client_is_cut_idle_is_closed_extra_connections_refused)
     h_cluster_stop_all(&C); /* gate and node exit 0 (and leak nothing under ASan) */
 }
 
+Test(gate_limits, native_port_cuts_stalled_frames_idle_and_extra_connections)
+{
+    char extra[256], buf[4096];
+    snprintf(extra, sizeof extra, "    request_timeout_ms: %d\n    idle_timeout_ms: %d\n    max_connections: %d\n",
+             REQUEST_MS, IDLE_MS, MAX_CONNS);
+    start(extra);
+    int port = h_gate_grpc_port(&C, 0);
+    double before = gate_metric("cverse_gate_connections_cut_total{reason=\"request_timeout\"}");
+    /* a frame announced (16 bytes), 2 sent, then nothing: cut after the request timeout, before idle */
+    int slow = dial(port);
+    cr_assert_eq(write(slow, "\x00\x00\x00\x10" "ab", 6), 6);
+    long long ms = read_until_closed(slow, buf, sizeof buf, 10000);
+    cr_assert_geq(ms, 0, "the stalled frame was not cut within 10 s");
+    cr_assert_geq(ms, REQUEST_MS - 100, "cut after %lld ms, before the request timeout", ms);
+    cr_assert_lt(ms, IDLE_MS, "cut after %lld ms: by the idle timeout, not the request timeout", ms);
+    close(slow);
+    struct metric_at_least cut = {"cverse_gate_connections_cut_total{reason=\"request_timeout\"}", before + 1};
+    cr_assert(h_poll(5000, metric_reached, &cut), "request_timeout cut not counted");
+
+    /* a connection that says nothing is closed after the idle timeout */
+    int idle = dial(port);
+    ms = read_until_closed(idle, buf, sizeof buf, 10000);
+    cr_assert_geq(ms, IDLE_MS - 300, "closed after %lld ms, before the idle timeout", ms);
+    close(idle);
+    struct metric_at_least idled = {"cverse_gate_connections_cut_total{reason=\"idle_timeout\"}", 1};
+    cr_assert(h_poll(5000, metric_reached, &idled), "idle close not counted");
+
+    /* MAX_CONNS connections held: one more is closed at once (well before the idle timeout) */
+    int held[MAX_CONNS];
+    for (int i = 0; i < MAX_CONNS; i++) held[i] = dial(port);
+    int extra_fd = dial(port);
+    ms = read_until_closed(extra_fd, buf, sizeof buf, 5000);
+    cr_assert_geq(ms, 0, "the connection over max_connections was not closed");
+    cr_assert_lt(ms, IDLE_MS - 300, "closed after %lld ms: by the idle timeout, not at once", ms);
+    close(extra_fd);
+    for (int i = 0; i < MAX_CONNS; i++) close(held[i]);
+    struct metric_at_least refused = {"cverse_gate_connections_cut_total{reason=\"max_connections\"}", 1};
+    cr_assert(h_poll(5000, metric_reached, &refused), "refused connection not counted");
+    h_cluster_stop_all(&C);
+}
+
+Test(gate_limits, native_rate_limit_answers_resource_exhausted)
+{
+    start("    rate_limit_per_sec: 1\n    rate_limit_burst: 3\n");
+    char args[256];
+    snprintf(args, sizeof args, "status --gate 127.0.0.1:%d", h_gate_grpc_port(&C, 0));
+    int ok = 0, limited = 0, code;
+    for (int i = 0; i < 10 && !limited; i++) {
+        char *out = h_cli(args, &code);
+        if (code == 0) ok++;
+        else if (strstr(out, "RESOURCE_EXHAUSTED") && strstr(out, "rate limit exceeded")) limited++;
+        else cr_assert_fail("neither ok nor RESOURCE_EXHAUSTED (exit %d): %s", code, out);
+        free(out);
+    }
+    cr_assert_eq(limited, 1, "10 calls at 1/s (burst 3) were never limited");
+    cr_assert_geq(ok, 3, "the burst did not go through: %d", ok);
+    struct metric_at_least m = {"cverse_gate_rate_limited_total", 1};
+    cr_assert(h_poll(10000, metric_reached, &m), "RESOURCE_EXHAUSTED not counted");
+    h_cluster_stop_all(&C);
+}
+
 /* One request with Connection: close on a fresh connection: the whole answer (head and body). */
 static void one_request(int port, const char *path, char *buf, size_t cap)
 {
@@ -357,6 +424,70 @@ Test(gate_limits, tls_gate_answers_https_and_refuses_unverified_clients)
     h_cluster_stop_all(&C);
 }
 
+/* `cverse call` of SimpleCounter/tls-native Increment through the gate's native port with flags. */
+static char *cli_call(const char *flags, int *code)
+{
+    char args[1024];
+    snprintf(args, sizeof args, "call --gate 127.0.0.1:%d --timeout 5000 %s SimpleCounter tls-native Increment",
+             h_gate_grpc_port(&C, 0), flags);
+    return h_cli(args, code);
+}
+
+static double tls_failed_metric(void)
+{
+    static struct body b;
+    long st;
+    CURL *h = curl_easy_init();
+    cr_assert_eq(https(h, "https", "/metrics", ca, false, &b, &st), CURLE_OK);
+    curl_easy_cleanup(h);
+    return metric(b.buf, "cverse_gate_connections_cut_total{reason=\"tls_failed\"}");
+}
+
+static bool tls_failed_reached(void *arg)
+{
+    return tls_failed_metric() >= *(double *)arg;
+}
+
+Test(gate_limits, native_port_tls_with_the_cli)
+{
+    start_tls();
+    char flags[600];
+    int code;
+    snprintf(flags, sizeof flags, "--tls --ca %s", ca);
+    char *out = cli_call(flags, &code);
+    cr_assert_eq(code, 0, "%s", out);
+    cr_assert(strstr(out, "1"), "%s", out);
+    free(out);
+    snprintf(flags, sizeof flags, "--ca %s", ca); /* --ca implies --tls */
+    out = cli_call(flags, &code);
+    cr_assert_eq(code, 0, "%s", out);
+    free(out);
+    char args[700]; /* options before the command, and status over TLS */
+    snprintf(args, sizeof args, "--tls --ca %s status --gate 127.0.0.1:%d", ca, h_gate_grpc_port(&C, 0));
+    out = h_cli(args, &code);
+    cr_assert_eq(code, 0, "%s", out);
+    free(out);
+    double before = tls_failed_metric();
+    /* the system's store does not know the test CA; another CA does not sign the gate's certificate */
+    out = cli_call("--tls", &code);
+    cr_assert_eq(code, 3, "%s", out);
+    cr_assert(strstr(out, "certificate verify failed"), "%s", out);
+    cr_assert(strstr(out, "--ca FILE"), "no hint: %s", out);
+    free(out);
+    snprintf(flags, sizeof flags, "--ca %s", other_ca);
+    out = cli_call(flags, &code);
+    cr_assert_eq(code, 3, "%s", out);
+    cr_assert(strstr(out, "certificate verify failed"), "%s", out);
+    free(out);
+    /* a plain client: the gate reads no frame from it */
+    out = cli_call("", &code);
+    cr_assert_neq(code, 0, "a plain call on the TLS port succeeded: %s", out);
+    free(out);
+    double want = before + 3;
+    cr_assert(h_poll(5000, tls_failed_reached, &want), "tls_failed %.0f, want %.0f", tls_failed_metric(), want);
+    h_cluster_stop_all(&C);
+}
+
 /* Reads a whole file (malloc'ed, "" when absent). */
 static char *slurp(const char *path)
 {
@@ -370,18 +501,19 @@ static char *slurp(const char *path)
     return s;
 }
 
-/* cverse-bench --http https://127.0.0.1:<gate port> with extra flags (NULL-terminated); its exit status,
- * stdout and stderr (malloc'ed). */
-static int bench_https(char **out, char **err, const char *ca_flag, const char *ca_file)
+/* cverse-bench against target (--http URL or --gate HOST:PORT) with up to three extra flags (NULL ends
+ * them); its exit status, stdout and stderr (malloc'ed). */
+static int bench_run(char **out, char **err, const char *target_flag, const char *target, const char *f1,
+                     const char *f2, const char *f3)
 {
     const char *bin = getenv("CVERSE_BENCH_BIN");
     cr_assert_not_null(bin, "CVERSE_BENCH_BIN not set");
-    char url[64], po[400], pe[400];
-    snprintf(url, sizeof url, "https://127.0.0.1:%d", h_gate_http_port(&C, 0));
+    char po[400], pe[400];
     snprintf(po, sizeof po, "%s/bench.out", C.dir);
     snprintf(pe, sizeof pe, "%s/bench.err", C.dir);
-    char *argv[] = {(char *)bin, "--http", url, "--concurrency", "4", "--objects", "8", "--duration", "1s",
-                    "--warmup", "0", "--json", "--quiet", (char *)ca_flag, (char *)ca_file, NULL};
+    char *argv[] = {(char *)bin, (char *)target_flag, (char *)target, "--concurrency", "4", "--objects", "8",
+                    "--duration", "1s", "--warmup", "0", "--json", "--quiet", (char *)f1, (char *)f2, (char *)f3,
+                    NULL};
     pid_t pid = fork();
     cr_assert_neq(pid, -1);
     if (pid == 0) {
@@ -397,12 +529,17 @@ static int bench_https(char **out, char **err, const char *ca_flag, const char *
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
-Test(gate_limits, bench_over_https_verifies_with_ca)
+/* cverse-bench --http https://127.0.0.1:<gate port> [ca_flag ca_file]. */
+static int bench_https(char **out, char **err, const char *ca_flag, const char *ca_file)
 {
-    start_tls();
-    char *out, *err;
-    int rc = bench_https(&out, &err, "--ca", ca);
-    cr_assert_eq(rc, 0, "exit %d\nstdout: %s\nstderr: %s", rc, out, err);
+    char url[64];
+    snprintf(url, sizeof url, "https://127.0.0.1:%d", h_gate_http_port(&C, 0));
+    return bench_run(out, err, "--http", url, ca_flag, ca_file, NULL);
+}
+
+/* The JSON report has calls > 0, all ok, no errors. */
+static void bench_all_ok(const char *out)
+{
     json_t *j = json_loads(out, 0, NULL);
     cr_assert_not_null(j, "%s", out);
     double calls = json_number_value(json_object_get(j, "calls")), ok = json_number_value(json_object_get(j, "ok"));
@@ -410,6 +547,33 @@ Test(gate_limits, bench_over_https_verifies_with_ca)
     cr_assert_eq(ok, calls, "%s", out);
     cr_assert_eq(json_object_size(json_object_get(j, "errors")), 0, "%s", out);
     json_decref(j);
+}
+
+Test(gate_limits, bench_over_the_native_tls_port_verifies_with_ca)
+{
+    start_tls();
+    char gate[64], *out, *err;
+    snprintf(gate, sizeof gate, "127.0.0.1:%d", h_gate_grpc_port(&C, 0));
+    int rc = bench_run(&out, &err, "--gate", gate, "--tls", "--ca", ca);
+    cr_assert_eq(rc, 0, "exit %d\nstdout: %s\nstderr: %s", rc, out, err);
+    bench_all_ok(out);
+    free(out);
+    free(err);
+    rc = bench_run(&out, &err, "--gate", gate, "--tls", NULL, NULL);
+    cr_assert_eq(rc, 1, "exit %d\nstdout: %s\nstderr: %s", rc, out, err);
+    cr_assert(strstr(err, "certificate verify failed"), "%s", err);
+    free(out);
+    free(err);
+    h_cluster_stop_all(&C);
+}
+
+Test(gate_limits, bench_over_https_verifies_with_ca)
+{
+    start_tls();
+    char *out, *err;
+    int rc = bench_https(&out, &err, "--ca", ca);
+    cr_assert_eq(rc, 0, "exit %d\nstdout: %s\nstderr: %s", rc, out, err);
+    bench_all_ok(out);
     free(out);
     free(err);
     /* without the CA (the system's store): the certificate does not verify, nothing is created */

@@ -99,6 +99,16 @@ Test(opts, etcd_defaults_to_put)
     cr_assert_eq(o.progress, 1);
 }
 
+Test(opts, gate_with_tls_and_ca)
+{
+    struct cv_bench_opts o;
+    char err[256] = "";
+    cr_assert_eq(PARSE(&o, err, "--gate", "127.0.0.1:1", "--tls", "--ca", "ca.pem"), 0, "%s", err);
+    cr_assert_eq(o.target, CV_BENCH_NATIVE);
+    cr_assert(o.tls);
+    cr_assert_str_eq(o.ca, "ca.pem");
+}
+
 Test(opts, help_and_version)
 {
     struct cv_bench_opts o;
@@ -128,7 +138,7 @@ Test(opts, bad_flags_name_the_problem)
     REFUSED("give one target", "--gate", "127.0.0.1:1", "--http", "http://127.0.0.1:2");
     REFUSED("--gate 1.2.3", "--gate", "1.2.3");
     REFUSED("no http:// scheme", "--http", "ftp://127.0.0.1:443");
-    REFUSED("native port has no TLS yet", "--gate", "127.0.0.1:1", "--tls");
+    REFUSED("--ca ca.pem: needs TLS", "--gate", "127.0.0.1:1", "--ca", "ca.pem"); /* native: --tls --ca */
     REFUSED("--ca ca.pem: needs TLS", "--http", "http://127.0.0.1:80", "--ca", "ca.pem");
     REFUSED("no http:// scheme", "--etcd", "127.0.0.1:2379");
     REFUSED("without a path", "--http", "http://127.0.0.1:80/api");

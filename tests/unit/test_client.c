@@ -42,6 +42,7 @@ struct fake {
     char addr[32];
     pthread_mutex_t mu; /* guards the fields below (written by the thread, read by the test) */
     int conns;          /* connections accepted */
+    int closed;         /* connections the fake closed */
     uint32_t last_deadline;
     uint64_t last_id;
     char last[256]; /* "call T/I/M", "create T/I", ... */
@@ -142,6 +143,9 @@ static int fake_call(int fd, const Cverse__Rpc__Frame *f)
     } else if (strcmp(cr->method, "BadStatus") == 0) {
         respond(fd, f->id, 5, "positive", NULL);
     } else if (strcmp(cr->method, "Hangup") == 0) {
+        close_it = 1;
+    } else if (strcmp(cr->method, "Bye") == 0) { /* answered, then closed: as the gate's idle timeout does */
+        respond(fd, f->id, 0, NULL, &resp.base);
         close_it = 1;
     } else if (strcmp(cr->method, "Garbage") == 0) {
         static const uint8_t huge[4] = {0xff, 0xff, 0xff, 0xff}; /* a 4 GiB frame announced */
@@ -264,6 +268,9 @@ static int fake_serve(int cfd)
     }
     cv_frame_reader_free(&rd);
     close(cfd);
+    pthread_mutex_lock(&F.mu);
+    F.closed++;
+    pthread_mutex_unlock(&F.mu);
     return running;
 }
 
@@ -604,6 +611,28 @@ Test(client, events_are_skipped_hangups_and_garbage_fail)
     cr_assert(strstr(err, "frame over"), "%s", err);
     cr_assert_eq(cv_client_call(c, "T", "i", "Echo", NULL, NULL, NULL, TIMEOUT_MS, err, sizeof err), 0, "%s", err);
     cr_assert_eq(fake_conns(), 3);
+    cv_client_close(c);
+}
+
+static int fake_closed(void)
+{
+    pthread_mutex_lock(&F.mu);
+    int n = F.closed;
+    pthread_mutex_unlock(&F.mu);
+    return n;
+}
+
+/* A connection the gate closed in order between calls (its idle timeout) is redialled by the next call,
+ * which succeeds. */
+Test(client, closed_between_calls_redials_at_the_next_call)
+{
+    cv_client *c = connect_fake();
+    char err[256];
+    cr_assert_eq(cv_client_call(c, "T", "i", "Bye", NULL, NULL, NULL, TIMEOUT_MS, err, sizeof err), 0, "%s", err);
+    for (int i = 0; i < 2000 && fake_closed() < 1; i++) usleep(1000); /* polled, bounded */
+    cr_assert_eq(fake_closed(), 1); /* close() on loopback has delivered the FIN by the time it returns */
+    cr_assert_eq(cv_client_call(c, "T", "i", "Echo", NULL, NULL, NULL, TIMEOUT_MS, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(fake_conns(), 2);
     cv_client_close(c);
 }
 

@@ -24,10 +24,13 @@
 #include "net/frame.h"
 #include "net/http.h"
 #include "net/rpc.h"
+#include "net/rpcsock.h"
 #include "net/tcplive.h"
+#include "net/tls.h"
 
 #include "blackhole.h"
 #include "lsan_check.h"
+#include "tls_cert.h"
 
 TestSuite(frame, .fini = cv_lsan_check);
 TestSuite(rpc, .fini = cv_lsan_check);
@@ -1063,6 +1066,109 @@ Test(rpc, handshake_client_against_an_open_server_fails)
     rcli_stop(&c);
     rsrv_stop(&s);
     loop_teardown();
+}
+
+static void rcli_start_tls(struct rcli *c, int port, const struct cv_guard *g, struct cv_tls_ctx *tls)
+{
+    memset(c, 0, sizeof *c);
+    char addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
+    struct cv_rpc_client_opts o = {.addr = addr, .reconnect_ms = 50, .on_state = rcli_on_state, .data = c,
+                                   .guard = g, .tls = tls};
+    cr_assert_eq(cv_rpc_client_init(&loop, &o, &c->cli), 0);
+}
+
+/* TLS under the cluster handshake: a client trusting the server's certificate calls (a body larger than a
+ * TLS record too); one trusting another CA fails its calls at once with CV_EAUTH naming the reason; a
+ * plain client reaches no method; both refusals are counted by the server. */
+Test(rpc, tls_with_the_cluster_handshake_inside)
+{
+    loop_setup();
+    char dir[] = "/tmp/cverse-test-rpctls-XXXXXX", cert[128], key[128], other[128], err[256];
+    cr_assert_not_null(mkdtemp(dir));
+    cr_assert_eq(cv_test_make_cert(dir, "srv"), 0, "openssl could not make a certificate");
+    cr_assert_eq(cv_test_make_cert(dir, "other"), 0);
+    snprintf(cert, sizeof cert, "%s/srv-cert.pem", dir);
+    snprintf(key, sizeof key, "%s/srv-key.pem", dir);
+    snprintf(other, sizeof other, "%s/other-cert.pem", dir);
+    struct cv_tls_ctx *sctx, *cctx, *octx;
+    cr_assert_eq(cv_tls_ctx_server(cert, key, err, sizeof err, &sctx), 0, "%s", err);
+    cr_assert_eq(cv_tls_ctx_client(cert, err, sizeof err, &cctx), 0, "%s", err);
+    cr_assert_eq(cv_tls_ctx_client(other, err, sizeof err, &octx), 0, "%s", err);
+    struct cv_secret k = test_secret("the-cluster-secret-0123");
+    struct cv_guard gs = {.secret = &k};
+    struct rsrv s;
+    struct rcli good, wrong, plain;
+    struct result r;
+    memset(&s, 0, sizeof s);
+    cr_assert_eq(cv_rpc_server_init(&loop, rsrv_on_request, rsrv_on_conn_close, &s, &s.srv), 0);
+    cv_rpc_server_set_guard(s.srv, &gs);
+    cv_rpc_server_set_tls(s.srv, sctx);
+    cr_assert_eq(cv_rpc_server_listen(s.srv, "127.0.0.1:0"), 0);
+    s.port = cv_rpc_server_port(s.srv);
+
+    rcli_start_tls(&good, s.port, &gs, cctx);
+    call(&good, "echo", "hello", 5000, &r);
+    RUN_UNTIL(r.done);
+    cr_assert_eq(r.status, 0, "%s", r.error);
+    cr_assert_str_eq(r.body, "hello");
+    size_t big = 100000;
+    char *body = malloc(big + 1);
+    memset(body, 'x', big);
+    body[big] = '\0';
+    call(&good, "echo", body, 5000, &r);
+    RUN_UNTIL(r.done);
+    cr_assert_eq(r.status, 0, "%s", r.error);
+    cr_assert_eq(r.len, big);
+    free(body);
+    struct cv_rpc_server_stats st;
+    cv_rpc_server_stats(s.srv, &st);
+    cr_assert_eq(st.tls_failures, 0);
+
+    rcli_start_tls(&wrong, s.port, &gs, octx);
+    call(&wrong, "echo", "x", 5000, &r);
+    RUN_UNTIL(r.done);
+    cr_assert_eq(r.status, CV_EAUTH, "%d %s", r.status, r.error);
+    cr_assert(strstr(r.error, "TLS with 127.0.0.1:") && strstr(r.error, "certificate verify failed"), "%s", r.error);
+    RUN_UNTIL((cv_rpc_server_stats(s.srv, &st), st.tls_failures >= 1));
+
+    rcli_start(&plain, s.port); /* sends a frame where the TLS hello belongs */
+    call(&plain, "echo", "x", 300, &r);
+    RUN_UNTIL(r.done);
+    cr_assert(r.status == CV_EUNAVAIL || r.status == CV_ETIMEDOUT, "status %d", r.status);
+    RUN_UNTIL((cv_rpc_server_stats(s.srv, &st), st.tls_failures >= 2));
+    cr_assert_eq(s.requests, 2, "only the good client's calls ran");
+
+    rcli_stop(&plain);
+    rcli_stop(&wrong);
+    rcli_stop(&good);
+    rsrv_stop(&s);
+    cv_tls_ctx_free(sctx);
+    cv_tls_ctx_free(cctx);
+    cv_tls_ctx_free(octx);
+    char rm[128];
+    snprintf(rm, sizeof rm, "rm -rf '%s'", dir);
+    cr_assert_eq(system(rm), 0);
+    loop_teardown();
+}
+
+/* The native port's limits decide from two times: a frame begun (request timeout) and the last I/O (idle). */
+Test(rpc, overdue_by_partial_frame_or_idleness)
+{
+    struct cv_rpc_sock s;
+    memset(&s, 0, sizeof s);
+    s.last_io = 1000;
+    cr_assert_eq(cv_rpc_sock_overdue(&s, 1400, 500, 500), 0);
+    cr_assert_eq(cv_rpc_sock_overdue(&s, 1500, 500, 500), CV_RPC_CUT_IDLE);
+    cr_assert_eq(cv_rpc_sock_overdue(&s, 9000, 500, 0), 0, "idle 0: never idle");
+    s.partial_since = 1000;
+    s.last_io = 1300; /* bytes keep trickling in, the frame is still not whole */
+    cr_assert_eq(cv_rpc_sock_overdue(&s, 1499, 500, 10000), 0);
+    cr_assert_eq(cv_rpc_sock_overdue(&s, 1500, 500, 10000), CV_RPC_CUT_REQUEST);
+    cr_assert_eq(cv_rpc_sock_overdue(&s, 1500, 0, 10000), 0, "request 0: no request timeout");
+    s.partial_since = 0;
+    s.writing = 1; /* a write in flight (a slow reader) is not idleness */
+    cr_assert_eq(cv_rpc_sock_overdue(&s, 99999, 500, 500), 0);
 }
 
 /* Protected mode lets loopback peers in (the address check itself: test_auth). */
