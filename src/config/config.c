@@ -70,19 +70,26 @@ static void cfg__one_line(char *s)
         if ((unsigned char)*s < 0x20 || *s == 0x7f) *s = '?';
 }
 
+int cv_config_vfail(char *err, size_t errlen, const char *file, int line, const char *path, const char *fmt,
+                    va_list ap)
+{
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    if (err && errlen) {
+        snprintf(err, errlen, "%s:%d: %s: %s", file, line, path, msg);
+        cfg__one_line(err);
+    }
+    return CV_ECONFIG;
+}
+
 __attribute__((format(printf, 4, 5))) static int cfg__fail(struct cfg__ctx *c, int line, const char *path,
                                                            const char *fmt, ...)
 {
-    char msg[512];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    int rv = cv_config_vfail(c->err, c->errlen, c->name, line, path, fmt, ap);
     va_end(ap);
-    if (c->err && c->errlen) {
-        snprintf(c->err, c->errlen, "%s:%d: %s: %s", c->name, line, path, msg);
-        cfg__one_line(c->err);
-    }
-    return CV_ECONFIG;
+    return rv;
 }
 
 __attribute__((format(printf, 4, 5))) static int cfg__warn(struct cfg__ctx *c, int line, const char *path,

@@ -2,6 +2,7 @@
 #ifndef CV_CONFIG_H
 #define CV_CONFIG_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -150,6 +151,12 @@ int cv_config_rules(struct yaml_document_s *doc, struct yaml_node_s *root, const
  * cfg->secret_file absolute against the config file's directory and checks that it holds a secret
  * (auth/secret.h). 0; CV_ECONFIG with "FILE:LINE: cluster.secret_file: what is wrong" in err. */
 int cv_config_secret(struct cv_config *cfg, int line, char *err, size_t errlen);
+
+/* Internal to the config module: the one message form of its errors, "FILE:LINE: PATH: message" into err
+ * (if err and errlen), control characters shown as '?' so it stays one line whatever the file held.
+ * Returns CV_ECONFIG. */
+int cv_config_vfail(char *err, size_t errlen, const char *file, int line, const char *path, const char *fmt,
+                    va_list ap) __attribute__((format(printf, 6, 0)));
 
 /* Lookups; NULL / -1 when absent. Returned pointers live as long as cfg. */
 const struct cv_node_cfg *cv_config_node(const struct cv_config *cfg, const char *id);

@@ -32,17 +32,11 @@ struct ru {
 __attribute__((format(printf, 4, 5))) static int ru__fail(struct ru *c, const yaml_node_t *n, const char *path,
                                                           const char *fmt, ...)
 {
-    char msg[400];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    int rv = cv_config_vfail(c->err, c->errlen, c->file, (int)n->start_mark.line + 1, path, fmt, ap);
     va_end(ap);
-    if (c->err && c->errlen) {
-        snprintf(c->err, c->errlen, "%s:%d: %s: %s", c->file, (int)n->start_mark.line + 1, path, msg);
-        for (char *s = c->err; *s; s++)
-            if ((unsigned char)*s < 0x20) *s = '?';
-    }
-    return CV_ECONFIG;
+    return rv;
 }
 
 static const char *ru__text(const yaml_node_t *n)
