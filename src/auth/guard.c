@@ -113,11 +113,9 @@ uint64_t cv_guard_failures(int reason)
 
 void cv_guard_metrics(struct cv_buf *b)
 {
-    cv_prom_family(b, "cverse_auth_failures_total", "counter",
-                   "Peers refused on cluster ports: failed handshake or protected mode, by reason");
-    for (int r = 0; r < CV_AUTH_R_N; r++) {
-        char labels[48];
-        snprintf(labels, sizeof labels, "reason=\"%s\"", cv_auth_reason_name(r));
-        cv_prom_sample_u64(b, "cverse_auth_failures_total", labels, guard__count[r]);
-    }
+    const char *names[CV_AUTH_R_N];
+    for (int r = 0; r < CV_AUTH_R_N; r++) names[r] = cv_auth_reason_name(r);
+    cv_prom_counters(b, "cverse_auth_failures_total",
+                     "Peers refused on cluster ports: failed handshake or protected mode, by reason", "reason",
+                     names, guard__count, CV_AUTH_R_N);
 }

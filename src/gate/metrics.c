@@ -26,13 +26,8 @@ static void metrics__results(const struct cv_gate_stats *s, struct cv_buf *b)
 
 static void metrics__retries(const struct cv_gate_stats *s, struct cv_buf *b)
 {
-    const char *c = "cverse_gate_retries_total";
-    char labels[64];
-    cv_prom_family(b, c, "counter", "Forwards retried, by cause.");
-    for (int i = 0; i < CV_GATE_N_RETRY; i++) {
-        snprintf(labels, sizeof labels, "reason=\"%s\"", cv_gate_retry_names[i]);
-        cv_prom_sample_u64(b, c, labels, s->retries[i]);
-    }
+    cv_prom_counters(b, "cverse_gate_retries_total", "Forwards retried, by cause.", "reason", cv_gate_retry_names,
+                     s->retries, CV_GATE_N_RETRY);
 }
 
 const char *const cv_gate_cut_names[CV_GATE_N_CUT] = {"request_timeout", "idle_timeout", "max_connections",
@@ -41,13 +36,8 @@ const char *const cv_gate_cut_names[CV_GATE_N_CUT] = {"request_timeout", "idle_t
 /* The client ports' limits (docs/security.md "TLS and limits"). */
 static void metrics__limits(const struct cv_gate_stats *s, struct cv_buf *b)
 {
-    const char *c = "cverse_gate_connections_cut_total";
-    char labels[64];
-    cv_prom_family(b, c, "counter", "Client connections the gate cut, by reason.");
-    for (int i = 0; i < CV_GATE_N_CUT; i++) {
-        snprintf(labels, sizeof labels, "reason=\"%s\"", cv_gate_cut_names[i]);
-        cv_prom_sample_u64(b, c, labels, s->cut[i]);
-    }
+    cv_prom_counters(b, "cverse_gate_connections_cut_total", "Client connections the gate cut, by reason.",
+                     "reason", cv_gate_cut_names, s->cut, CV_GATE_N_CUT);
     cv_prom_counter(b, "cverse_gate_rate_limited_total", "Client requests answered 429 by the per-client rate limit.",
                     s->rate_limited);
 }

@@ -385,21 +385,14 @@ static void api__state_prom(struct cv_api *a, struct cv_buf *b)
     struct cv_runtime_counts rc = {0};
     struct cv_runtime *rt = a->host ? cv_host_runtime(a->host) : NULL;
     if (rt) cv_runtime_counts(rt, &rc);
-    char label[48];
-    cv_prom_family(b, "cverse_object_activations_total", "counter",
-                   "Object activations on this node, by reason (call: a call found it inactive; created: a new "
-                   "object; load: auto-load, a create of an existing object).");
-    for (int i = 0; i < CV_ACT_N; i++) {
-        snprintf(label, sizeof label, "reason=\"%s\"", cv_activation_reason_names[i]);
-        cv_prom_sample_u64(b, "cverse_object_activations_total", label, rc.activations[i]);
-    }
-    cv_prom_family(b, "cverse_object_deactivations_total", "counter",
-                   "Object deactivations on this node, by reason (idle: idle timeout; moved: shard moved away; "
-                   "fenced; deleted; failed: a save failed; closing: the node stops; other).");
-    for (int i = 0; i < CV_DEACT_N; i++) {
-        snprintf(label, sizeof label, "reason=\"%s\"", cv_deactivation_reason_names[i]);
-        cv_prom_sample_u64(b, "cverse_object_deactivations_total", label, rc.deactivations[i]);
-    }
+    cv_prom_counters(b, "cverse_object_activations_total",
+                     "Object activations on this node, by reason (call: a call found it inactive; created: a new "
+                     "object; load: auto-load, a create of an existing object).",
+                     "reason", cv_activation_reason_names, rc.activations, CV_ACT_N);
+    cv_prom_counters(b, "cverse_object_deactivations_total",
+                     "Object deactivations on this node, by reason (idle: idle timeout; moved: shard moved away; "
+                     "fenced; deleted; failed: a save failed; closing: the node stops; other).",
+                     "reason", cv_deactivation_reason_names, rc.deactivations, CV_DEACT_N);
 }
 
 static void api__get_metrics(struct cv_api *a, struct cv_http_exchange *x)

@@ -9,6 +9,8 @@
  * as given (no escaping). */
 #include "util/prom.h"
 
+#include <stdio.h>
+
 #include <inttypes.h>
 
 void cv_prom_family(struct cv_buf *b, const char *name, const char *type, const char *help)
@@ -38,6 +40,17 @@ void cv_prom_counter(struct cv_buf *b, const char *name, const char *help, uint6
 {
     cv_prom_family(b, name, "counter", help);
     cv_prom_sample_u64(b, name, NULL, v);
+}
+
+void cv_prom_counters(struct cv_buf *b, const char *name, const char *help, const char *label,
+                      const char *const *names, const uint64_t *values, size_t n)
+{
+    char labels[128];
+    cv_prom_family(b, name, "counter", help);
+    for (size_t i = 0; i < n; i++) {
+        snprintf(labels, sizeof labels, "%s=\"%s\"", label, names[i]);
+        cv_prom_sample_u64(b, name, labels, values[i]);
+    }
 }
 
 void cv_prom_histogram(struct cv_buf *b, const char *name, const char *labels, const double *le_s,

@@ -23,6 +23,11 @@ void cv_prom_sample_u64(struct cv_buf *b, const char *name, const char *labels, 
 void cv_prom_gauge(struct cv_buf *b, const char *name, const char *help, double v);
 void cv_prom_counter(struct cv_buf *b, const char *name, const char *help, uint64_t v);
 
+/* A counter family with one label over an enumeration: name{label="names[i]"} values[i] for i < n (every
+ * value, zeros included, so a dashboard sees each series from the start). */
+void cv_prom_counters(struct cv_buf *b, const char *name, const char *help, const char *label,
+                      const char *const *names, const uint64_t *values, size_t n);
+
 /* The samples of one histogram series (the family line is written separately, once):
  * name_bucket{labels,le="…"} cumulated over counts[0..n) where le_s[i] is bucket i's upper bound in
  * seconds and the last bucket is +Inf (le_s[n-1] unused), then name_sum and name_count. counts are per

@@ -98,6 +98,18 @@ Test(prom, families_samples_and_histograms)
     free(b.p);
 }
 
+Test(prom, counters_over_an_enumeration)
+{
+    struct cv_buf b = {0};
+    const char *const names[] = {"idle", "moved"};
+    const uint64_t values[] = {3, 0};
+    cv_prom_counters(&b, "d_total", "By reason.", "reason", names, values, 2);
+    cr_assert(!b.oom);
+    cr_assert_str_eq(b.p, "# HELP d_total By reason.\n# TYPE d_total counter\n"
+                          "d_total{reason=\"idle\"} 3\nd_total{reason=\"moved\"} 0\n");
+    free(b.p);
+}
+
 Test(fs, mkdir_p_creates_parents_and_accepts_existing)
 {
     char dir[] = "/tmp/cv-test-util-XXXXXX", path[512];
