@@ -295,7 +295,12 @@ async function main() {
     // Objects: the hostile id is shown as text and never runs.
     await view(page, 'objects');
     await page.fill('#obj-filter', 'onerror');
+    // The view lists active objects; the moves above may have made the leader move the object's shard too
+    // (rebalancing), which deactivates it: a call through the gate activates it again wherever it is now.
+    const activate = () => fetch(GATE + '/api/v1/objects/call/SimpleCounter/' + encodeURIComponent(XSS_ID) + '/GetValue',
+      { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{"request":{}}' }).catch(() => {});
     await poll(async () => {
+      await activate();
       const ids = await page.$$eval('#objects-table tbody td:nth-child(2)', (tds) => tds.map((t) => t.textContent));
       return ids.includes(XSS_ID);
     }, 15000, 'the object with the hostile id is listed');
