@@ -14,8 +14,8 @@
  * away through the two-phase handoff (each shard's objects deactivate here, their calls in flight
  * finished, before it is released; gates then route to the new owner); once it owns and owes no shard
  * it stops. Bounded by cluster.drain_timeout_ms (then it stops anyway, logged); with no other live,
- * undrained node (nowhere to move) it stops at once, and with no raft leader for 4 election timeouts (at
- * least 1 s: nothing can move) too; a second signal stops at once. Its next process'
+ * undrained node (nowhere to move) it stops at once, and when nothing commits for 4 election timeouts
+ * and 2 lease TTLs (at least 1 s: nothing can move) too; a second signal stops at once. Its next process'
  * RegisterNode (fresh) clears a shutdown drain, so it gets shards back; an operator's drain persists.
  * Stop (after the drain, cv_node_stop): stop answering ready, hand over leadership if we lead (bounded by
  * the election timeout), then close every component through its close callback; "node stopped" is
@@ -84,7 +84,8 @@ struct cv_node {
     uint64_t drain_start_ms;         /* cv_mono_ms when the drain began */
     bool draining;                   /* a shutdown drain runs (cv_node_drain); stopping follows */
     bool drain_inflight;             /* our DrainNode proposal is pending */
-    uint64_t drain_leaderless_ms;    /* cv_mono_ms since when a drain saw no raft leader, 0: it sees one */
+    uint64_t drain_progress_ms;      /* cv_mono_ms when a drain last saw the log advance under a leader */
+    uint64_t drain_applied;          /* the applied index it saw then */
     bool registered_once;            /* a registration of this process applied: later ones are not fresh */
     struct cv_renewal renewal;
     bool fenced;                     /* the host was told the lease is not confirmed */
@@ -622,21 +623,24 @@ static bool node__others_can_take(struct cv_node *n)
     return false;
 }
 
-/* True when no raft leader has been known for a while during a drain: nothing commits, so no shard can
- * move (typically the whole cluster was stopped at once and the voters are gone). A while = 4 election
- * timeouts, at least 1 s: longer than an election. */
-static bool node__drain_leaderless(struct cv_node *n)
+/* True when nothing has committed for a while during a drain: no shard can move (typically the whole
+ * cluster was stopped at once and the voters are gone). "Nothing commits" is seen as the applied index
+ * standing still (every live node renews its lease every ttl/3, so a working log always advances) or no
+ * leader known: a standby never campaigns, so it may keep naming a leader that is gone. A while = 4
+ * election timeouts and 2 lease TTLs, at least 1 s: longer than an election and than a renewal round. */
+static bool node__drain_stalled(struct cv_node *n)
 {
     struct cv_consensus_status st;
     cv_consensus_status(n->consensus, &st);
     uint64_t now = cv_mono_ms();
-    if (st.has_leader) {
-        n->drain_leaderless_ms = 0;
+    if (!n->drain_progress_ms || (st.has_leader && st.last_applied != n->drain_applied)) {
+        n->drain_progress_ms = now;
+        n->drain_applied = st.last_applied;
         return false;
     }
-    if (!n->drain_leaderless_ms) n->drain_leaderless_ms = now;
-    uint64_t limit = 4ull * n->cfg->raft.election_timeout_ms;
-    return now - n->drain_leaderless_ms >= (limit > 1000 ? limit : 1000);
+    uint64_t limit = 4ull * n->cfg->raft.election_timeout_ms, leases = 2ull * n->cfg->lease_ttl_ms;
+    if (leases > limit) limit = leases;
+    return now - n->drain_progress_ms >= (limit > 1000 ? limit : 1000);
 }
 
 /* Shards we still own or still have to release (their objects not all gone yet). */
@@ -692,9 +696,9 @@ static void node__drain_tick(uv_timer_t *t)
     } else if (!node__others_can_take(n)) {
         CV_WARN("drain: no other live node can take our %u shards any more; stopping", left);
         cv_node_stop(n);
-    } else if (node__drain_leaderless(n)) {
-        CV_WARN("drain: no raft leader for %llu ms (the whole cluster is stopping?): nothing can move our %u "
-                "shards; stopping", (unsigned long long)(cv_mono_ms() - n->drain_leaderless_ms), left);
+    } else if (node__drain_stalled(n)) {
+        CV_WARN("drain: nothing committed for %llu ms (the whole cluster is stopping?): nothing can move our %u "
+                "shards; stopping", (unsigned long long)(cv_mono_ms() - n->drain_progress_ms), left);
         cv_node_stop(n);
     }
 }
