@@ -654,7 +654,7 @@ static const char *const etcd_keys[] = {"endpoints", "prefix", "ttl_ms", NULL};
 static const char *const etcd_goverse[] = {"*", NULL}; /* TLS, auth, timeouts...: for the etcd provider */
 static const char *const autoload_keys[] = {"type", "id", "per_shard", "per_node", NULL};
 static const char *const raft_keys[] = {"voters", "election_timeout_ms", "heartbeat_timeout_ms",
-                                        "snapshot_threshold", "snapshot_trailing", "pre_vote", NULL};
+                                        "snapshot_threshold", "snapshot_trailing", "pre_vote", "quiet_heartbeats", NULL};
 
 /* A list item as a field (null items count as absent). */
 static void cfg__item_field(struct cfg__ctx *c, const struct cfg__field *list, size_t i, struct cfg__field *f)
@@ -744,7 +744,7 @@ static int cfg__autoload(struct cfg__ctx *c, const struct cfg__field *f)
 
 static int cfg__raft(struct cfg__ctx *c, const struct cfg__field *f)
 {
-    struct cfg__field voters, elect, hb, thr, trail, pre;
+    struct cfg__field voters, elect, hb, thr, trail, pre, quiet;
     struct cv_raft_cfg *r = &c->cfg->raft;
     if (!f->node) return 0;
     int rv = cfg__check_map(c, f->node, f->path, "a mapping of raft settings", raft_keys, NULL);
@@ -755,6 +755,7 @@ static int cfg__raft(struct cfg__ctx *c, const struct cfg__field *f)
     cfg__field(c, f->node, f->path, "snapshot_threshold", &thr);
     cfg__field(c, f->node, f->path, "snapshot_trailing", &trail);
     cfg__field(c, f->node, f->path, "pre_vote", &pre);
+    cfg__field(c, f->node, f->path, "quiet_heartbeats", &quiet);
     rv = cfg__unsigned(c, &voters, 1, 1000000, &r->voters);
     if (!rv) rv = cfg__unsigned(c, &elect, 50, 600000, &r->election_timeout_ms);
     if (!rv) rv = cfg__unsigned(c, &hb, 1, 600000, &r->heartbeat_timeout_ms);
@@ -762,6 +763,7 @@ static int cfg__raft(struct cfg__ctx *c, const struct cfg__field *f)
     /* 0 is refused: consensus/snapguard tells our own snapshots (trailing > 0) from installs (0). */
     if (!rv) rv = cfg__unsigned(c, &trail, 1, 1000000000, &r->snapshot_trailing);
     if (!rv) rv = cfg__bool(c, &pre, &r->pre_vote);
+    if (!rv) rv = cfg__bool(c, &quiet, &r->quiet_heartbeats);
     if (!rv && r->heartbeat_timeout_ms >= r->election_timeout_ms)
         rv = cfg__fail(c, hb.line, hb.path, "must be less than election_timeout_ms (%u), got %u",
                        r->election_timeout_ms, r->heartbeat_timeout_ms);
@@ -878,7 +880,8 @@ static int cfg__defaults(struct cv_config *cfg, const char *name)
     cfg->shards = 8192;
     cfg->provider = CV_PROVIDER_RAFT;
     cfg->raft = (struct cv_raft_cfg){.voters = 3, .election_timeout_ms = 150, .heartbeat_timeout_ms = 15,
-                                     .snapshot_threshold = 8192, .snapshot_trailing = 1024, .pre_vote = true};
+                                     .snapshot_threshold = 8192, .snapshot_trailing = 1024, .pre_vote = true,
+                                     .quiet_heartbeats = true};
     cfg->lease_ttl_ms = 700; /* failover goals and their trade-off: docs/configuration.md */
     cfg->drain_timeout_ms = 10000;
     cfg->path = strdup(name);

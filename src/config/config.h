@@ -66,11 +66,12 @@ struct cv_object_type_cfg {
 
 struct cv_raft_cfg {
     unsigned voters;               /* default 3 (capped at the number of nodes) */
-    unsigned election_timeout_ms;  /* default 300 */
-    unsigned heartbeat_timeout_ms; /* default 30 */
+    unsigned election_timeout_ms;  /* default 150 */
+    unsigned heartbeat_timeout_ms; /* default 15 */
     unsigned snapshot_threshold;   /* default 8192 entries */
     unsigned snapshot_trailing;    /* default 1024 entries */
     bool pre_vote;                 /* default true */
+    bool quiet_heartbeats;         /* default true: heartbeats to standbys only when they carry news */
 };
 
 /* How long a raft leader waits for a follower's answer to an InstallSnapshot before it sends one again

@@ -47,7 +47,6 @@
 #include "util/fs.h"
 #include "util/log.h"
 
-#define TICK_MS 20
 #define DEFAULT_TIMEOUT_MS 5000
 #define RAFT_BACKLOG 128 /* pending raft connections: every other node at once, after an election */
 /* Group commit: while this leader's last entry is not applied, the next batch waits for that apply (at
@@ -118,6 +117,7 @@ struct cv_consensus {
     struct cv_catalog *cat;
     cv_consensus_applied_cb on_applied;
     cv_consensus_leader_cb on_leader;
+    void (*on_tick)(void *data);
     cv_iowrap_fail_cb on_log_failed;
     void *data;
 
@@ -128,7 +128,7 @@ struct cv_consensus {
     raft_id id;
     bool joined;                  /* not an initial member: no bootstrap, cfg->nodes are not raft ids */
 
-    uv_timer_t tick, flush;
+    uv_timer_t flush;
     struct pending pendings; /* circular list head */
     uint64_t next_seq;
     struct cv_notices *notices; /* early commit notices (notice.h) */
@@ -664,12 +664,14 @@ static void consensus__check_leader(struct cv_consensus *c)
     if (c->on_leader) c->on_leader(c->data, is_leader);
 }
 
-static void consensus__tick(uv_timer_t *t)
+/* After each of raft's ticks (every heartbeat_timeout_ms): snapguard's after_tick. */
+static void consensus__tick(void *data)
 {
-    struct cv_consensus *c = t->data;
-    if (c->closing) return;
+    struct cv_consensus *c = data;
+    if (c->closing || !c->started) return;
     consensus__check_leader(c);
     consensus__check_pendings(c);
+    if (c->on_tick && !c->closing) c->on_tick(c->data);
 }
 
 /* ---------------------------------------------------------------- lifecycle */
@@ -727,6 +729,8 @@ static int consensus__init_raft(struct cv_consensus *c, const char *raft_dir)
     c->fsm.snapshot_finalize = fsm__snapshot_finalize;
     if ((rv = raft_init(&c->raft, &c->io.io, &c->fsm, c->id, c->self->raft_addr))) goto err_after_io;
     cv_iowrap_install(&c->io.inner, c->loop, raft_dir, c->on_log_failed, c->data); /* raft_uv's: loud failures */
+    cv_quiet_init(&c->io.quiet, &c->raft, c->cfg->raft.election_timeout_ms, c->cfg->raft.quiet_heartbeats);
+    c->io.after_tick = consensus__tick, c->io.after_tick_data = c;
     tune(c);
     return 0;
 err_after_io:
@@ -759,13 +763,13 @@ int cv_consensus_init(const struct cv_consensus_opts *opts, struct cv_consensus 
     c->peers = opts->peers;
     c->on_applied = opts->on_applied;
     c->on_leader = opts->on_leader;
+    c->on_tick = opts->on_tick;
     c->on_log_failed = opts->on_log_failed;
     c->data = opts->data;
     c->pendings.next = c->pendings.prev = &c->pendings;
     c->next_seq = cv_now_ms() * 1000; /* unique across restarts of this node */
-    uv_timer_init(c->loop, &c->tick);
     uv_timer_init(c->loop, &c->flush);
-    c->tick.data = c->flush.data = c;
+    c->flush.data = c;
     *out = c;
     return 0;
 }
@@ -789,7 +793,6 @@ int cv_consensus_start(struct cv_consensus *c)
     if (cv_backlog_widen(c->loop, c->self->raft_bind_addr, RAFT_BACKLOG) <= 0) /* see backlog.c */
         CV_WARN("raft: could not widen the listen backlog on %s: followers may reach a new leader 1 s late",
                 c->self->raft_bind_addr);
-    uv_timer_start(&c->tick, consensus__tick, TICK_MS, TICK_MS);
     CV_INFO("raft started: id %llu, address %s (bind %s), catalog applied index %llu",
             (unsigned long long)c->id, c->self->raft_addr, c->self->raft_bind_addr,
             (unsigned long long)cv_catalog_applied_index(c->cat));
@@ -833,8 +836,7 @@ void cv_consensus_close(struct cv_consensus *c, void (*cb)(void *data), void *da
     for (size_t i = 0; i < c->n_q_remote; i++) cv_rpc_conn_unref(c->q_remote[i].conn);
     c->n_q_remote = c->n_q_seqs = c->q_len = 0;
     /* Count everything first: forwarded calls fail (CV_ECANCELED) once the node closes the peer pool. */
-    c->open_handles = 2 + c->raft_inited;
-    uv_close((uv_handle_t *)&c->tick, consensus__handle_closed);
+    c->open_handles = 1 + c->raft_inited;
     uv_close((uv_handle_t *)&c->flush, consensus__handle_closed);
     if (c->raft_inited) {
         c->raft.data = c;
@@ -846,6 +848,7 @@ void cv_consensus_free(struct cv_consensus *c)
 {
     if (!c) return;
     cv_notices_free(c->notices);
+    cv_quiet_fini(&c->io.quiet);
     free(c->q);
     free(c->q_seqs);
     free(c->q_remote);
@@ -885,6 +888,7 @@ void cv_consensus_status(struct cv_consensus *c, struct cv_consensus_status *st)
     st->snapshots_taken = c->snapshots_taken;
     st->snapshots_restored = c->snapshots_restored;
     st->entries_applied = c->entries_applied;
+    st->heartbeats_sent = c->io.quiet.sent, st->heartbeats_skipped = c->io.quiet.skipped;
 }
 
 struct cv_notices *cv_consensus_notices(struct cv_consensus *c)

@@ -50,6 +50,9 @@ struct cv_consensus_opts {
     const char *raft_dir;         /* raft log + snapshots; created if missing */
     cv_consensus_applied_cb on_applied;
     cv_consensus_leader_cb on_leader;
+    /* After each consensus tick (every raft.heartbeat_timeout_ms, on raft's own timer, while raft runs and
+     * the consensus is not closing): the owner's periodic work, without a timer of its own. May be NULL. */
+    void (*on_tick)(void *data);
     /* The raft log cannot be written (consensus/iowrap.h): fence; the process exits 1 on return. May be
      * NULL. */
     void (*on_log_failed)(void *data, const char *why);
@@ -67,6 +70,7 @@ struct cv_consensus_status {
     const char *state;              /* "leader", "follower", "candidate", "unavailable" */
     uint64_t snapshots_taken, snapshots_restored;
     uint64_t entries_applied;       /* entries applied by this process (not skipped) */
+    uint64_t heartbeats_sent, heartbeats_skipped; /* as leader, to standbys (consensus/quiet.h) */
 };
 
 /* Apply latency histogram buckets (µs upper bounds); counts are cumulative as in Prometheus. */

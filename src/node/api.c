@@ -411,6 +411,10 @@ static void api__get_metrics(struct cv_api *a, struct cv_http_exchange *x)
     cv_prom_counter(&b, "cverse_raft_snapshots_total", "Raft snapshots of the catalog taken.", st.snapshots_taken);
     cv_prom_counter(&b, "cverse_raft_snapshots_installed_total", "Raft snapshots installed into the catalog.",
                     st.snapshots_restored);
+    cv_prom_counter(&b, "cverse_raft_standby_heartbeats_sent_total",
+                    "Heartbeats this node sent to standbys as leader.", st.heartbeats_sent);
+    cv_prom_counter(&b, "cverse_raft_standby_heartbeats_skipped_total",
+                    "Heartbeats to standbys left unsent as leader: they carried nothing new.", st.heartbeats_skipped);
     cv_prom_gauge(&b, "cverse_shards_owned", "Shards owned by this node.", me ? (double)me->shards_owned : 0);
     cv_prom_gauge(&b, "cverse_shards_unassigned", "Shards without an owner.",
                   (double)cv_catalog_unassigned_shards(a->catalog));

@@ -6,8 +6,9 @@
  * Happy path. After every applied entry: a CreateObject activates the object on its owner, a DeleteObject
  * destroys it everywhere; after an AssignShards (and after a raft snapshot was installed) objects of
  * shards we no longer own are deactivated, shards we gained get their auto-load objects, shards waiting
- * for our release are released, subscribers get the new map. A 20 ms tick starts hosting once the node
- * is first ready, retries object calls, polls the release scan, fires reminders and deactivates idle objects.
+ * for our release are released, subscribers get the new map. A tick (cv_host_tick, after each consensus
+ * tick: every raft heartbeat period, 15 ms by default) starts hosting once the node is first ready,
+ * retries object calls, polls the release scan, fires reminders and deactivates idle objects.
  *
  * Two copies of an object never coexist while the old owner is alive: it gives a shard up in one entry
  * (owner -> none), deactivates, and confirms with ReleaseShards before the leader assigns the new owner
@@ -40,8 +41,7 @@
 #include "rpc.pb-c.h"
 #include "util/log.h"
 
-#define TICK_MS 20
-#define IDLE_SCAN_TICKS 25 /* idle objects are looked for every 0.5 s */
+#define IDLE_SCAN_MS 500 /* idle objects are looked for this often */
 
 struct cv_host {
     struct cv_hctx x; /* first: the settle callback finds the host through it */
@@ -57,8 +57,8 @@ struct cv_host {
     struct cv_type_policy *policies; /* owned: config object_types for the runtime */
     struct cv_feed *events; /* the catalog change feed (GET /v1/events), owned */
     struct cv_pusher *push; /* pushes to clients (node/push.h), owned; created by cv_host_start */
-    uv_timer_t tick;
-    unsigned ticks;
+    bool ticking;          /* between cv_host_start and cv_host_close */
+    uint64_t idle_scan_ms; /* monotonic time of the last idle-object scan */
     uint64_t restored_seen;
     void (*done)(void *data);
     void *done_data;
@@ -118,11 +118,10 @@ void cv_host_leader_changed(struct cv_host *h)
     cv_mapfeed_changed(&h->feed);
 }
 
-static void host__tick(uv_timer_t *t)
+void cv_host_tick(struct cv_host *h)
 {
-    struct cv_host *h = t->data;
     const char *why;
-    if (h->x.closing) return;
+    if (h->x.closing || !h->ticking) return;
     if (!h->x.started && h->o.catalog_ready(h->o.data, &why)) {
         h->x.started = true;
         cv_autoload_start(&h->al);
@@ -138,7 +137,9 @@ static void host__tick(uv_timer_t *t)
     cv_mapfeed_tick(&h->feed);
     if (!h->x.fenced) cv_autoload_tick(&h->al);
     cv_remind_tick(&h->rm);
-    if (++h->ticks % IDLE_SCAN_TICKS == 0 && h->x.started) {
+    uint64_t now = cv_mono_ms();
+    if (now - h->idle_scan_ms >= IDLE_SCAN_MS && h->x.started) {
+        h->idle_scan_ms = now;
         int n = cv_runtime_deactivate_idle(h->x.rt);
         if (n > 0) CV_DEBUG("deactivating %d idle objects", n);
     }
@@ -395,8 +396,6 @@ int cv_host_init(const struct cv_host_opts *opts, struct cv_host **out)
     cv_saver_init(&h->ps, &h->x);
     cv_remind_init(&h->rm, &h->x);
     cv_mapfeed_init(&h->feed, &h->x);
-    uv_timer_init(h->x.loop, &h->tick);
-    h->tick.data = h;
     *out = h;
     return 0;
 
@@ -410,18 +409,13 @@ void cv_host_start(struct cv_host *h)
     /* Pushes need no start step to succeed: without memory for the pusher they answer CV_EUNAVAIL. */
     if (cv_pusher_init(h->x.loop, &h->push)) CV_WARN("no memory for the pusher: pushes are off");
     cv_runtime_start(h->x.rt);
-    uv_timer_start(&h->tick, host__tick, TICK_MS, TICK_MS);
+    h->ticking = true;
+    h->idle_scan_ms = cv_mono_ms();
 }
 
 void cv_host_stop(struct cv_host *h)
 {
     h->x.stopping = true;
-}
-
-static void host__tick_closed(uv_handle_t *t)
-{
-    struct cv_host *h = t->data;
-    cv_hctx_part_closed(&h->x);
 }
 
 static void host__push_closed(void *data)
@@ -440,6 +434,7 @@ static void host__rt_closed(struct cv_runtime *rt, void *data)
 void cv_host_close(struct cv_host *h, void (*done)(void *data), void *data)
 {
     h->x.closing = true;
+    h->ticking = false;
     h->done = done;
     h->done_data = data;
     h->x.parts = 1; /* held until everything below was started */
@@ -448,8 +443,6 @@ void cv_host_close(struct cv_host *h, void (*done)(void *data), void *data)
     cv_ops_close(&h->ops);
     cv_saver_close(&h->ps);
     cv_autoload_close(&h->al);
-    h->x.parts++;
-    uv_close((uv_handle_t *)&h->tick, host__tick_closed);
     h->x.parts++;
     cv_runtime_close(h->x.rt, host__rt_closed, h);
     if (h->push) {

@@ -263,6 +263,12 @@ static void node__on_applied(void *data, uint64_t index, const Cverse__Catalog__
     if (n->host) cv_host_applied(n->host, index, batch, results);
 }
 
+static void node__on_tick(void *data)
+{
+    struct cv_node *n = data;
+    if (n->host) cv_host_tick(n->host);
+}
+
 static void node__on_leader(void *data, bool is_leader)
 {
     struct cv_node *n = data;
@@ -452,6 +458,7 @@ static int node__create_consensus(struct cv_node *n)
                                   .peers = n->peers,
                                   .on_applied = node__on_applied,
                                   .on_leader = node__on_leader,
+                                  .on_tick = node__on_tick,
                                   .on_log_failed = node__log_failed,
                                   .data = n};
     return cv_consensus_init(&o, &n->consensus);

@@ -247,6 +247,7 @@ Test(config, defaults)
     cr_assert_eq(cfg->raft.snapshot_threshold, 8192);
     cr_assert_eq(cfg->raft.snapshot_trailing, 1024);
     cr_assert(cfg->raft.pre_vote);
+    cr_assert(cfg->raft.quiet_heartbeats);
     cr_assert_eq(cfg->n_nodes, 1);
     cr_assert_str_eq(cfg->nodes[0].advertise_addr, "127.0.0.1:7001");
     cr_assert_str_eq(cfg->nodes[0].raft_addr, "127.0.0.1:9001");
@@ -309,6 +310,7 @@ Test(config, cverse_settings_and_explicit_addresses)
                                      "    snapshot_threshold: 16\n"
                                      "    snapshot_trailing: 1\n"
                                      "    pre_vote: false\n"
+                                     "    quiet_heartbeats: false\n"
                                      "nodes:\n"
                                      "  - id: a.B_c-1\n"
                                      "    grpc_addr: 10.0.0.1:5000\n"
@@ -332,6 +334,7 @@ Test(config, cverse_settings_and_explicit_addresses)
     cr_assert_eq(cfg->raft.snapshot_threshold, 16);
     cr_assert_eq(cfg->raft.snapshot_trailing, 1);
     cr_assert_not(cfg->raft.pre_vote);
+    cr_assert_not(cfg->raft.quiet_heartbeats);
     /* explicit raft_addr: raft binds grpc_addr's host at raft_addr's port */
     cr_assert_str_eq(cfg->nodes[0].raft_addr, "10.0.0.1:6000");
     cr_assert_str_eq(cfg->nodes[0].raft_bind_addr, "10.0.0.1:6000");
@@ -537,7 +540,7 @@ Test(config, err_unknown_keys)
                "raft, data_dir, lease_ttl_ms, drain_timeout_ms, demo_types, secret_file, insecure)");
     expect_err("version: 1\ncluster:\n  raft:\n    voter: 1\n" NODES,
                "t.yml:4: cluster.raft.voter: unknown key (expected one of: voters, election_timeout_ms, "
-               "heartbeat_timeout_ms, snapshot_threshold, snapshot_trailing, pre_vote)");
+               "heartbeat_timeout_ms, snapshot_threshold, snapshot_trailing, pre_vote, quiet_heartbeats)");
     expect_err("version: 1\n" NODES "    labels: {zone: a}\n",
                "t.yml:6: nodes[0].labels: unknown key (expected one of: id, grpc_addr, advertise_addr, http_addr, "
                "raft_addr)");

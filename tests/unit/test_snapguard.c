@@ -194,3 +194,105 @@ Test(snapguard, close_frees_a_held_install)
     cr_assert(closed);
     cr_assert_eq(G.dropped_total, 1);
 }
+
+/* ---- quiet heartbeats: the leader leaves a standby's redundant heartbeats unsent (consensus/quiet.h) */
+
+static struct raft R; /* only its configuration is read */
+static int inner_sends, send_status = -1;
+
+static int inner_send(struct raft_io *io, struct raft_io_send *req, const struct raft_message *m, raft_io_send_cb cb)
+{
+    inner_sends++;
+    return 0;
+}
+
+static void raft_send_done(struct raft_io_send *req, int status) { send_status = status; }
+
+static void quiet_setup(void)
+{
+    setup();
+    G.inner.send = inner_send;
+    inner_sends = 0;
+    send_status = -1;
+    memset(&R, 0, sizeof R);
+    raft_configuration_init(&R.configuration);
+    cr_assert_eq(raft_configuration_add(&R.configuration, 1, "127.0.0.1:1", RAFT_VOTER), 0);
+    cr_assert_eq(raft_configuration_add(&R.configuration, 2, "127.0.0.1:2", RAFT_VOTER), 0);
+    cr_assert_eq(raft_configuration_add(&R.configuration, 3, "127.0.0.1:3", RAFT_STANDBY), 0);
+    cv_quiet_init(&G.quiet, &R, 150, true);
+}
+
+static void quiet_teardown(void)
+{
+    cv_quiet_fini(&G.quiet);
+    raft_configuration_close(&R.configuration);
+}
+
+static struct raft_message ae(raft_id to, raft_term term, raft_index prev, unsigned n, raft_index commit)
+{
+    static struct raft_entry e[4];
+    struct raft_message m = {.type = RAFT_APPEND_ENTRIES, .server_id = to, .server_address = "127.0.0.1:3"};
+    m.append_entries = (struct raft_append_entries){
+        .term = term, .prev_log_index = prev, .leader_commit = commit, .entries = n ? e : NULL, .n_entries = n};
+    return m;
+}
+
+TestSuite(quiet, .init = quiet_setup, .fini = quiet_teardown);
+
+Test(quiet, the_rule)
+{
+    struct cv_quiet_peer last = {.id = 3, .term = 2, .upto = 10, .commit = 9, .sent_ms = 1000};
+    struct raft_message m = ae(3, 2, 10, 0, 9);
+    cr_assert(cv_quiet_redundant(&last, &m.append_entries, 1100, 150), "same term, index and commit: nothing new");
+    cr_assert_not(cv_quiet_redundant(&last, &m.append_entries, 1150, 150), "a keepalive has passed");
+    cr_assert_not(cv_quiet_redundant(&last, &m.append_entries, 999, 150), "clock before the record");
+    m = ae(3, 2, 10, 0, 10);
+    cr_assert_not(cv_quiet_redundant(&last, &m.append_entries, 1100, 150), "a new commit index");
+    m = ae(3, 3, 10, 0, 9);
+    cr_assert_not(cv_quiet_redundant(&last, &m.append_entries, 1100, 150), "a new term");
+    m = ae(3, 2, 8, 0, 9);
+    cr_assert_not(cv_quiet_redundant(&last, &m.append_entries, 1100, 150), "the leader backed up (a rejection)");
+    m = ae(3, 2, 10, 1, 9);
+    cr_assert_not(cv_quiet_redundant(&last, &m.append_entries, 1100, 150), "entries always go");
+    last.sent_ms = 0;
+    m = ae(3, 2, 10, 0, 9);
+    cr_assert_not(cv_quiet_redundant(&last, &m.append_entries, 1100, 150), "no record");
+}
+
+Test(quiet, only_standbys_redundant_heartbeats_stay_unsent)
+{
+    struct raft_message hb = ae(3, 2, 10, 0, 9), v = ae(2, 2, 10, 0, 9);
+    cr_assert_not(cv_quiet_skip(&G.quiet, &hb, 1000), "the first heartbeat goes");
+    cr_assert(cv_quiet_skip(&G.quiet, &hb, 1015));
+    cr_assert(cv_quiet_skip(&G.quiet, &hb, 1149));
+    cr_assert_not(cv_quiet_skip(&G.quiet, &hb, 1150), "one per keepalive");
+    for (int i = 0; i < 3; i++) cr_assert_not(cv_quiet_skip(&G.quiet, &v, 1160 + i), "voters always get theirs");
+    struct raft_message e = ae(3, 2, 10, 2, 9), after = ae(3, 2, 12, 0, 9), commit = ae(3, 2, 12, 0, 12);
+    cr_assert_not(cv_quiet_skip(&G.quiet, &e, 1170), "entries go");
+    cr_assert(cv_quiet_skip(&G.quiet, &after, 1185), "the heartbeat after them says nothing new");
+    cr_assert_not(cv_quiet_skip(&G.quiet, &commit, 1200), "a new commit index goes");
+    struct raft_message snap = {.type = RAFT_INSTALL_SNAPSHOT, .server_id = 3};
+    cr_assert_not(cv_quiet_skip(&G.quiet, &snap, 1210));
+    cr_assert_not(cv_quiet_skip(&G.quiet, &commit, 1215), "after another message type: starts over");
+    cr_assert_eq(G.quiet.skipped, 3);
+    cr_assert_eq(G.quiet.sent, 4);
+}
+
+Test(quiet, disabled_sends_everything)
+{
+    cv_quiet_fini(&G.quiet);
+    cv_quiet_init(&G.quiet, &R, 150, false);
+    struct raft_message hb = ae(3, 2, 10, 0, 9);
+    for (int i = 0; i < 3; i++) cr_assert_not(cv_quiet_skip(&G.quiet, &hb, 1000 + i));
+}
+
+Test(quiet, the_shim_completes_a_skipped_send_as_sent)
+{
+    struct raft_io_send req;
+    struct raft_message hb = ae(3, 2, 10, 0, 9);
+    cr_assert_eq(G.io.send(&G.io, &req, &hb, raft_send_done), 0);
+    cr_assert_eq(inner_sends, 1);
+    cr_assert_eq(G.io.send(&G.io, &req, &hb, raft_send_done), 0);
+    cr_assert_eq(inner_sends, 1, "the redundant heartbeat did not reach raft_uv");
+    cr_assert_eq(send_status, 0, "raft was told it was sent");
+}

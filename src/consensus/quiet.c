@@ -1,0 +1,83 @@
+/* Quiet heartbeats (quiet.h).
+ *
+ * Why: libraft's leader sends every follower an AppendEntries every heartbeat_timeout_ms (15 ms by
+ * default, chosen so that voters notice a dead leader fast). A standby never starts an election, so for
+ * it those messages only carry new entries and the new commit index. The 10-node demo has 7 standbys:
+ * at idle each woke ~67 times a second (read, apply nothing, answer), most of an idle node's CPU.
+ *
+ * Happy path: the raft_io shim (snapguard.c) asks cv_quiet_skip for every outgoing message. A heartbeat
+ * (no entries) to a standby whose last message had the same term, the same last index and the same
+ * commit index, sent less than a keepalive ago, is left unsent; everything else goes out and is
+ * recorded. So a standby still gets every entry at once and every commit-index change with the next
+ * heartbeat (as before), and at least one message per keepalive.
+ *
+ * Why this is safe: Raft is correct whatever messages the network loses, and an unsent heartbeat is one
+ * the network lost. What a lost heartbeat could delay, and why it does not here: a follower that lost
+ * entries (restarted) rejects the next heartbeat and the leader backs up — the first heartbeat after the
+ * record goes out within a keepalive; a broken connection is redialled at the next message sent — within
+ * a keepalive; a new leader's messages differ in term — never skipped. Voters are never skipped: their
+ * election timers and the leader's contact-quorum check need the regular beat.
+ *
+ * Failure modes: out of memory for a new record: the message goes out (nothing is skipped for it). */
+#include "consensus/quiet.h"
+
+#include <stdlib.h>
+
+#include "util/buf.h"
+
+void cv_quiet_init(struct cv_quiet *q, const struct raft *r, uint64_t keepalive_ms, bool enabled)
+{
+    *q = (struct cv_quiet){.raft = r, .enabled = enabled, .keepalive_ms = keepalive_ms};
+}
+
+void cv_quiet_fini(struct cv_quiet *q)
+{
+    free(q->peers);
+    q->peers = NULL;
+    q->n = q->cap = 0;
+}
+
+bool cv_quiet_redundant(const struct cv_quiet_peer *last, const struct raft_append_entries *ae, uint64_t now_ms,
+                        uint64_t keepalive_ms)
+{
+    if (ae->n_entries != 0 || last->sent_ms == 0) return false;
+    if (now_ms < last->sent_ms || now_ms - last->sent_ms >= keepalive_ms) return false;
+    return ae->term == last->term && ae->prev_log_index == last->upto && ae->leader_commit == last->commit;
+}
+
+static struct cv_quiet_peer *quiet__peer(struct cv_quiet *q, raft_id id)
+{
+    for (size_t i = 0; i < q->n; i++)
+        if (q->peers[i].id == id) return &q->peers[i];
+    if (cv_array_grow((void **)&q->peers, &q->cap, q->n + 1, sizeof *q->peers)) return NULL;
+    q->peers[q->n] = (struct cv_quiet_peer){.id = id};
+    return &q->peers[q->n++];
+}
+
+static bool quiet__standby(const struct raft *r, raft_id id)
+{
+    for (unsigned i = 0; i < r->configuration.n; i++)
+        if (r->configuration.servers[i].id == id) return r->configuration.servers[i].role == RAFT_STANDBY;
+    return false;
+}
+
+bool cv_quiet_skip(struct cv_quiet *q, const struct raft_message *m, uint64_t now_ms)
+{
+    if (!q->enabled) return false;
+    struct cv_quiet_peer *p = quiet__peer(q, m->server_id);
+    if (!p) return false;
+    if (m->type != RAFT_APPEND_ENTRIES) {
+        p->sent_ms = 0; /* a snapshot, a vote...: start over */
+        return false;
+    }
+    const struct raft_append_entries *ae = &m->append_entries;
+    bool heartbeat = ae->n_entries == 0, standby = quiet__standby(q->raft, m->server_id);
+    if (standby && heartbeat && cv_quiet_redundant(p, ae, now_ms, q->keepalive_ms)) {
+        q->skipped++;
+        return true;
+    }
+    if (standby && heartbeat) q->sent++;
+    *p = (struct cv_quiet_peer){.id = p->id, .term = ae->term, .upto = ae->prev_log_index + ae->n_entries,
+                                .commit = ae->leader_commit, .sent_ms = now_ms ? now_ms : 1};
+    return false;
+}
