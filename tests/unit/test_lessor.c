@@ -1,0 +1,202 @@
+/* The leader's lease rounds (core/lessor.h), driven directly: what a round grants, when, and what it
+ * never grants. */
+#include <criterion/criterion.h>
+#include <string.h>
+
+#include "core/lessor.h"
+#include "cverse/error.h"
+
+static struct {
+    uint64_t token[64];
+    int status[64];
+    size_t n;
+} got;
+
+static void answer(void *data, uint64_t token, int status)
+{
+    (void)data;
+    cr_assert_lt(got.n, 64);
+    got.token[got.n] = token;
+    got.status[got.n++] = status;
+}
+
+static struct cv_lessor L;
+static const char *const V3[] = {"a", "b", "c"};
+
+static void setup(void)
+{
+    memset(&got, 0, sizeof got);
+    cv_lessor_init(&L, answer, NULL, "test");
+}
+
+static void teardown(void)
+{
+    cv_lessor_fini(&L);
+}
+
+/* Leading term 5 since t=1000, barrier applied. */
+static void lead(void)
+{
+    cv_lessor_lead(&L, 5, 1000);
+    cv_lessor_barrier(&L, 5);
+    cr_assert_eq(cv_lessor_state(&L), CV_LESSOR_IDLE);
+}
+
+TestSuite(lessor, .init = setup, .fini = teardown);
+
+Test(lessor, the_table_is_well_formed)
+{
+    cr_assert_eq(cv_sm_conf_check(cv_lessor_sm()), 0);
+}
+
+Test(lessor, a_follower_refuses_renewals)
+{
+    cr_assert_eq(cv_lessor_renew(&L, "x", 1, 10), CV_ENOTLEADER);
+    cr_assert_not(cv_lessor_round_due(&L));
+    cr_assert_eq(got.n, 0);
+}
+
+Test(lessor, nothing_is_granted_before_the_barrier)
+{
+    cv_lessor_lead(&L, 5, 1000);
+    cr_assert_eq(cv_lessor_renew(&L, "x", 1, 1001), 0);
+    cr_assert_not(cv_lessor_round_due(&L), "no round before an entry of our term applied");
+    uint64_t r;
+    cr_assert_eq(cv_lessor_round_start(&L, "a", V3, 3, 1002, &r), CV_EINVAL);
+    cv_lessor_barrier(&L, 4); /* an older term's entry is no barrier */
+    cr_assert_not(cv_lessor_round_due(&L));
+    cv_lessor_barrier(&L, 5);
+    cr_assert(cv_lessor_round_due(&L));
+    cr_assert_eq(got.n, 0);
+}
+
+Test(lessor, a_majority_grants_what_arrived_before_the_round)
+{
+    lead();
+    cr_assert_eq(cv_lessor_renew(&L, "x", 1, 1100), 0);
+    cr_assert_eq(cv_lessor_renew(&L, "y", 2, 1110), 0);
+    uint64_t r;
+    cr_assert_eq(cv_lessor_round_start(&L, "a", V3, 3, 1120, &r), 0);
+    cr_assert_eq(cv_lessor_state(&L), CV_LESSOR_CONFIRMING);
+    cr_assert_eq(cv_lessor_renew(&L, "z", 3, 1121), 0, "arrives during the round");
+    cr_assert_not(cv_lessor_round_due(&L), "one round at a time");
+    cv_lessor_confirm(&L, r, "b", true); /* a + b: 2 of 3 */
+    cr_assert_eq(got.n, 2);
+    cr_assert_eq(got.token[0], 1);
+    cr_assert_eq(got.status[0], 0);
+    cr_assert_eq(got.token[1], 2);
+    cr_assert_eq(cv_lessor_seen(&L, "x"), 1100, "seen is the renewal's arrival, not the grant");
+    cr_assert_eq(cv_lessor_seen(&L, "y"), 1110);
+    cr_assert_eq(cv_lessor_seen(&L, "z"), 0, "not granted yet");
+    cr_assert(cv_lessor_round_due(&L), "z waits for the next round");
+    cv_lessor_confirm(&L, r, "c", true); /* late answer of a finished round */
+    cr_assert_eq(got.n, 2);
+    cr_assert_eq(cv_lessor_round_start(&L, "a", V3, 3, 1200, &r), 0);
+    cv_lessor_confirm(&L, r, "c", true);
+    cr_assert_eq(got.n, 3);
+    cr_assert_eq(got.token[2], 3);
+    cr_assert_eq(cv_lessor_seen(&L, "z"), 1121);
+}
+
+Test(lessor, one_yes_is_not_a_majority_of_five_and_a_voter_counts_once)
+{
+    static const char *const v5[] = {"a", "b", "c", "d", "e"};
+    lead();
+    cv_lessor_renew(&L, "x", 1, 1100);
+    uint64_t r;
+    cv_lessor_round_start(&L, "a", v5, 5, 1101, &r);
+    cv_lessor_confirm(&L, r, "b", true);
+    cv_lessor_confirm(&L, r, "b", true); /* twice */
+    cv_lessor_confirm(&L, r, "zz", true); /* never asked */
+    cv_lessor_confirm(&L, r + 1, "c", true); /* another round */
+    cr_assert_eq(got.n, 0, "a + b is 2 of 5");
+    cv_lessor_confirm(&L, r, "c", true);
+    cr_assert_eq(got.n, 1);
+}
+
+Test(lessor, a_no_or_a_timeout_ends_the_round_and_the_renewals_wait)
+{
+    lead();
+    cv_lessor_renew(&L, "x", 1, 1100);
+    uint64_t r;
+    cv_lessor_round_start(&L, "a", V3, 3, 1101, &r);
+    cv_lessor_confirm(&L, r, "b", false);
+    cr_assert_eq(cv_lessor_state(&L), CV_LESSOR_IDLE);
+    cr_assert_eq(got.n, 0);
+    cv_lessor_confirm(&L, r, "c", true); /* the round is over */
+    cr_assert_eq(got.n, 0);
+    cr_assert(cv_lessor_round_due(&L));
+    cv_lessor_round_start(&L, "a", V3, 3, 1200, &r);
+    cv_lessor_round_failed(&L, r);
+    cr_assert_eq(got.n, 0);
+    cr_assert(cv_lessor_round_due(&L));
+}
+
+Test(lessor, losing_leadership_answers_everything_not_leader_and_forgets)
+{
+    lead();
+    cv_lessor_renew(&L, "x", 1, 1100);
+    uint64_t r;
+    cv_lessor_round_start(&L, "a", V3, 3, 1101, &r);
+    cv_lessor_confirm(&L, r, "b", true);
+    cr_assert_eq(cv_lessor_seen(&L, "x"), 1100);
+    cv_lessor_renew(&L, "x", 2, 1150);
+    cv_lessor_follow(&L);
+    cr_assert_eq(got.n, 2);
+    cr_assert_eq(got.status[1], CV_ENOTLEADER);
+    cr_assert_eq(cv_lessor_renew(&L, "x", 3, 1160), CV_ENOTLEADER);
+    cv_lessor_lead(&L, 7, 2000);
+    cr_assert_eq(cv_lessor_seen(&L, "x"), 0, "a new term counts every node from its start");
+}
+
+Test(lessor, a_node_declared_dead_is_refused_until_it_registers)
+{
+    lead();
+    cv_lessor_renew(&L, "x", 1, 1100);
+    cv_lessor_renew(&L, "y", 2, 1101);
+    cv_lessor_expire(&L, "x");
+    cr_assert_eq(got.n, 1);
+    cr_assert_eq(got.token[0], 1);
+    cr_assert_eq(got.status[0], CV_ECONFLICT);
+    cr_assert_eq(cv_lessor_renew(&L, "x", 3, 1102), CV_ECONFLICT);
+    uint64_t r;
+    cv_lessor_round_start(&L, "a", V3, 3, 1103, &r);
+    cv_lessor_confirm(&L, r, "c", true);
+    cr_assert_eq(got.n, 2, "y granted");
+    cr_assert_eq(cv_lessor_seen(&L, "x"), 0);
+    cv_lessor_registered(&L, "x");
+    cr_assert_eq(cv_lessor_renew(&L, "x", 4, 1104), 0);
+}
+
+Test(lessor, a_single_voter_grants_at_once)
+{
+    static const char *const v1[] = {"a"};
+    lead();
+    cv_lessor_renew(&L, "a", 1, 1100);
+    uint64_t r;
+    cr_assert_eq(cv_lessor_round_start(&L, "a", v1, 1, 1100, &r), 0);
+    cr_assert_eq(got.n, 1);
+    cr_assert_eq(cv_lessor_state(&L), CV_LESSOR_IDLE);
+}
+
+Test(lessor, a_leader_that_is_not_a_voter_needs_a_majority_of_the_others)
+{
+    lead();
+    cv_lessor_renew(&L, "x", 1, 1100);
+    uint64_t r;
+    cv_lessor_round_start(&L, "s", V3, 3, 1101, &r); /* "s" (a removed voter) leads */
+    cv_lessor_confirm(&L, r, "a", true);
+    cr_assert_eq(got.n, 0);
+    cv_lessor_confirm(&L, r, "b", true);
+    cr_assert_eq(got.n, 1);
+}
+
+Test(lessor, fini_answers_what_waits)
+{
+    lead();
+    cv_lessor_renew(&L, "x", 9, 1100);
+    cv_lessor_fini(&L);
+    cr_assert_eq(got.n, 1);
+    cr_assert_eq(got.status[0], CV_ENOTLEADER);
+    cv_lessor_init(&L, answer, NULL, "again"); /* for teardown */
+}
