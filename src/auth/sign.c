@@ -105,9 +105,12 @@ const char *cv_sign_url_headers(const struct cv_secret *k, const char *method, c
     if (!k && !extra) return NULL;
     out[0] = '\0';
     if (k) {
+        char v[CV_SIGN_MAX];
         if (cv_sign_url_target(url, target, sizeof target)) return NULL;
-        cv_sign_header_line(k, method, target, body, len, cv_now_ms() / 1000, out, outlen);
-        used = strlen(out);
+        cv_sign_request(k, method, target, body, len, cv_now_ms() / 1000, v);
+        int w = snprintf(out, outlen, "Authorization: %s\r\n", v);
+        if (w < 0 || (size_t)w >= outlen) return NULL;
+        used = (size_t)w;
     }
     int w = snprintf(out + used, outlen - used, "%s", extra ? extra : "");
     return w < 0 || (size_t)w >= outlen - used ? NULL : out;
