@@ -100,7 +100,7 @@ int cv_sign_url_target(const char *url, char *out, size_t outlen)
 const char *cv_sign_url_headers(const struct cv_secret *k, const char *method, const char *url, const void *body,
                                 size_t len, const char *extra, char *out, size_t outlen)
 {
-    char target[2048];
+    char target[4096];
     size_t used = 0;
     if (!k && !extra) return NULL;
     out[0] = '\0';
