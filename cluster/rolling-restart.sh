@@ -50,11 +50,12 @@ if [ -z "$build_dir" ]; then
   [ -s "$run_dir/build-dir" ] && build_dir=$(cat "$run_dir/build-dir")
 fi
 config=$(abspath "$config") run_dir=$(abspath "$run_dir") build_dir=$(abspath "$build_dir")
-PIDS=$run_dir/pids LOG=$run_dir/node.log NODE_BIN=$build_dir/src/node/cverse-node
+PIDS=$run_dir/pids LOG=$run_dir/node.log NODE_BIN=$build_dir/src/node/cverse-node CLI=$build_dir/src/cli/cverse
 LOADERS=${LOADERS:-4} READY_TIMEOUT=${CVERSE_READY_TIMEOUT:-60}
 [[ $LOADERS =~ ^[1-9][0-9]*$ ]] || die "LOADERS must be a positive number" 2
 [ -f "$PIDS" ] || die "no $PIDS: start the cluster with cluster/run-cluster.sh first" 2
 [ -x "$NODE_BIN" ] || die "no node binary at $NODE_BIN" 2
+[ -x "$CLI" ] || die "no cverse CLI at $CLI (it reads the nodes' /v1/cluster, signed)" 2
 # The secret run-cluster.sh generated, unless one is given (restarted nodes must have the cluster's).
 if [ -z "${CVERSE_CLUSTER_SECRET_FILE:-}" ] && [ -s "$run_dir/secret" ]; then
   export CVERSE_CLUSTER_SECRET_FILE=$run_dir/secret
@@ -114,8 +115,9 @@ done
 echo "rolling-restart: $LOADERS loaders calling $N_OBJ counters through ${#gates[@]} gates; restarting ${#nodes[@]} nodes"
 
 # --- 2. One node after the other -------------------------------------------------------------------------
-# JSON field of a node's /v1/cluster (empty if unreachable).
-cluster_field() { curl -s --max-time 2 "$1/v1/cluster" 2>/dev/null | jq -r "$2" 2>/dev/null || true; }
+# JSON field of a node's /v1/cluster (empty if unreachable); cverse node-get signs the read with the cluster
+# secret (nodes with one refuse unsigned reads but /ready).
+cluster_field() { "$CLI" node-get --timeout 2000 "$1/v1/cluster" 2>/dev/null | jq -r "$2" 2>/dev/null || true; }
 settled() {  # ready, nothing unassigned, and it owns shards again
   local url=$1 id=$2
   [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$url/ready")" = 200 ] || return 1

@@ -323,9 +323,11 @@ if [ -n "$INSP_TOKEN_FILE" ]; then
 fi
 echo "  data:    $RUN_DIR/data/<node-id>"
 if [ -n "${CVERSE_CLUSTER_SECRET_FILE:-}" ]; then
-  echo "  secret:  $CVERSE_CLUSTER_SECRET_FILE (cluster secret; export CVERSE_CLUSTER_SECRET_FILE=it for cverse drain / remove-node)"
+  echo "  secret:  $CVERSE_CLUSTER_SECRET_FILE (cluster secret; export CVERSE_CLUSTER_SECRET_FILE=it for cverse"
+  echo "           drain / remove-node / node-get: nodes answer only signed requests but /health, /ready, /metrics)"
 fi
-echo "  cluster: curl -s ${urls[0]}/v1/cluster"
+# Reads of a node's /v1/... are signed with the secret (docs/security.md): cverse node-get does it.
+echo "  cluster: ${CVERSE_CLUSTER_SECRET_FILE:+CVERSE_CLUSTER_SECRET_FILE=$CVERSE_CLUSTER_SECRET_FILE }$build_dir/src/cli/cverse node-get ${urls[0]}/v1/cluster"
 if [ ${#gate_ids[@]} -gt 0 ]; then
   for i in "${!gate_ids[@]}"; do
     echo "  ${gate_ids[i]}:  ${gate_urls[i]} (HTTP)  ${gate_grpc[i]} (native, cverse --gate)"

@@ -5,7 +5,8 @@
 # until every probed shard of the killed node serves calls again (calls to "shard#S/ShardMonitor"
 # started right after the kill; the gate retries them until they succeed), restart the node and wait
 # until the cluster is ready again. Prints p50/p99/max per case, the failed calls and the slowest call
-# of the background load, and the command to reproduce.
+# of the background load, and the command to reproduce. With $CVERSE_CLUSTER_SECRET_FILE set the nodes
+# have that secret and the bench reads their /v1/... through `cverse node-get` (signed) either way.
 #
 # Usage: scripts/failover-bench.sh [--nodes N] [--kills K] [--leader | --leader-only] [--shards S]
 #                                  [--probe P] [--build-dir DIR] [--port-base B]
@@ -31,7 +32,7 @@ while [ $# -gt 0 ]; do
   shift
 done
 if [ ! -f "$build/build.ninja" ]; then meson setup "$build" "$ROOT" --buildtype=release >/dev/null; fi
-ninja -C "$build" src/node/cverse-node src/gate/cverse-gate >/dev/null
+ninja -C "$build" src/node/cverse-node src/gate/cverse-gate src/cli/cverse >/dev/null
 RUN=$(mktemp -d /tmp/cverse-failover-bench.XXXXXX)
 CFG=$RUN/cluster.yml
 {
@@ -58,10 +59,16 @@ def start(i):
     log = open(f"{run}/node-{i}.log", "a")
     procs[i] = subprocess.Popen([f"{build}/src/node/cverse-node", "-c", cfg, "-n", f"node-{i}"], stdout=log, stderr=log)
 def get(url, timeout=2.0):
-    with urllib.request.urlopen(url, timeout=timeout) as r: return r.status, json.loads(r.read() or b"{}")
+    # a node's /v1/... through `cverse node-get`: signed with $CVERSE_CLUSTER_SECRET_FILE when the nodes have a
+    # secret (they answer only signed requests but /health, /ready and /metrics; docs/security.md)
+    r = subprocess.run([f"{build}/src/cli/cverse", "node-get", "--timeout", str(int(timeout * 1000)), url],
+                       capture_output=True, timeout=timeout + 5)
+    if r.returncode != 0: raise RuntimeError(f"cverse node-get {url}: {r.stderr.decode().strip()}")
+    return 200, json.loads(r.stdout or b"{}")
 def http(i): return f"http://127.0.0.1:{base + 100 + i}"
 def ready(i):
-    try: return get(http(i) + "/ready", 1.0)[0] == 200
+    try:
+        with urllib.request.urlopen(http(i) + "/ready", timeout=1.0) as r: return r.status == 200
     except Exception: return False
 def wait_all_ready(deadline_s=120):
     t = time.time()

@@ -50,7 +50,11 @@ echo "cold start: $READY_LINE"
 sleep "$settle"
 # commit_index of the first node (its /v1/cluster): the raft entries the idle cluster commits.
 node_http=$(awk '/http_addr:/ {print $2; exit}' "$cfg" | tr -d '"' | sed 's/^0\.0\.0\.0:/127.0.0.1:/')
-commit_index() { curl -s --max-time 2 "http://$node_http/v1/cluster" | sed -nE 's/.*"commit_index":([0-9]+).*/\1/p'; }
+# cverse node-get signs the read with the cluster secret (run-cluster.sh's RUN/secret unless one is given):
+# nodes with a secret answer only signed requests but /health, /ready and /metrics.
+cli=$(cat "$RUN/build-dir")/src/cli/cverse
+[ -z "${CVERSE_CLUSTER_SECRET_FILE:-}" ] && [ -s "$RUN/secret" ] && export CVERSE_CLUSTER_SECRET_FILE=$RUN/secret
+commit_index() { "$cli" node-get --timeout 2000 "http://$node_http/v1/cluster" | sed -nE 's/.*"commit_index":([0-9]+).*/\1/p'; }
 declare -A t0 role
 while read -r pid r _; do t0[$pid]=$(ticks "$pid"); role[$pid]=$r; done <"$RUN/pids"
 c0=$(commit_index)

@@ -100,6 +100,7 @@ void cv_guard_fail(int reason, const char *what, const char *peer)
         [CV_AUTH_R_NONCE] = "echoed our own handshake nonce (a reflection)",
         [CV_AUTH_R_CLOSED] = "connection ended during the cluster handshake",
         [CV_AUTH_R_REMOTE] = "not a loopback address, and no cluster secret is configured (protected mode)",
+        [CV_AUTH_R_SIGNATURE] = "HTTP request not signed with the cluster secret (Cverse-HMAC)",
     };
     CV_WARN("%s: refused %s: %s [reason=%s; %llu more for this reason since the last line]", what, peer,
             why[reason], cv_auth_reason_name(reason), (unsigned long long)guard__suppressed[reason]);
@@ -116,6 +117,6 @@ void cv_guard_metrics(struct cv_buf *b)
     const char *names[CV_AUTH_R_N];
     for (int r = 0; r < CV_AUTH_R_N; r++) names[r] = cv_auth_reason_name(r);
     cv_prom_counters(b, "cverse_auth_failures_total",
-                     "Peers refused on cluster ports: failed handshake or protected mode, by reason", "reason",
+                     "Peers refused on cluster ports: failed handshake, protected mode or an unsigned HTTP request, by reason", "reason",
                      names, guard__count, CV_AUTH_R_N);
 }

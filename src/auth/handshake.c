@@ -126,6 +126,6 @@ size_t cv_auth_hs_take(struct cv_auth_hs *hs, uint8_t *buf)
 
 const char *cv_auth_reason_name(int reason)
 {
-    static const char *const names[CV_AUTH_R_N] = {"magic", "proof", "nonce", "closed", "remote"};
+    static const char *const names[CV_AUTH_R_N] = {"magic", "proof", "nonce", "closed", "remote", "signature"};
     return reason >= 0 && reason < CV_AUTH_R_N ? names[reason] : "unknown";
 }

@@ -24,6 +24,7 @@ enum cv_auth_reason {
     CV_AUTH_R_NONCE,     /* the peer echoed our own nonce */
     CV_AUTH_R_CLOSED,    /* the peer left or stalled before the handshake completed */
     CV_AUTH_R_REMOTE,    /* protected mode: a non-loopback peer without a secret configured */
+    CV_AUTH_R_SIGNATURE, /* an HTTP request to a node without a valid cluster-secret signature (auth/sign.h) */
     CV_AUTH_R_N
 };
 

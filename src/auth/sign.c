@@ -1,10 +1,12 @@
-/* Signed admin requests (sign.h).
+/* Signed node HTTP requests (sign.h).
  *
- * Why: a node's mutating admin endpoints change the shard assignment; with a cluster secret, only someone
- * who has it (the operator's CLI, the inspector) may call them, even from a host that reaches the HTTP
- * port. Happy path: the client signs method, path, a timestamp, a fresh nonce and the body's SHA-256 with
+ * Why: a node's admin endpoints change the shard assignment and its reads show the whole cluster; with a
+ * cluster secret, only someone who has it (the operator's CLI, the inspector, cverse-stress, gates) may
+ * call them, even from a host that reaches the HTTP port. Happy path: the client signs method, request
+ * target (path and query), a timestamp, a fresh nonce and the body's SHA-256 with
  * HMAC-SHA256 (libsodium); the node recomputes it, compares in constant time, checks the timestamp is
- * within +-60 s and that the nonce was not used in that window (a captured request cannot be replayed).
+ * within +-60 s and, for requests that change something, that the nonce was not used in that window (a
+ * captured request cannot be replayed; reads skip that check: node/httpauth.c).
  * Failure modes: CV_EAUTH with a short reason (the node answers 401). The replay cache is a ring of the
  * last CV_SIGN_REPLAY nonces: a nonce evicted while its ts is still in the window could be replayed, so
  * verification refuses (CV_EAUTH "busy") rather than evict one that recent -- at most 1024 signed admin
@@ -17,6 +19,7 @@
 #include <string.h>
 
 #include "cverse/error.h"
+#include "util/log.h"
 
 static void sign__mac(const struct cv_secret *k, const char *method, const char *path, const char *ts,
                       const char *nonce_hex, const void *body, size_t len, uint8_t mac[32])
@@ -35,7 +38,7 @@ static void sign__mac(const struct cv_secret *k, const char *method, const char 
     crypto_auth_hmacsha256_final(&st, mac);
 }
 
-void cv_sign_request(const struct cv_secret *k, const char *method, const char *path, const void *body,
+void cv_sign_request(const struct cv_secret *k, const char *method, const char *target, const void *body,
                      size_t len, uint64_t now_s, char out[CV_SIGN_MAX])
 {
     uint8_t nonce[16], mac[32];
@@ -44,16 +47,16 @@ void cv_sign_request(const struct cv_secret *k, const char *method, const char *
     randombytes_buf(nonce, sizeof nonce);
     sodium_bin2hex(nhex, sizeof nhex, nonce, sizeof nonce);
     snprintf(ts, sizeof ts, "%llu", (unsigned long long)now_s);
-    sign__mac(k, method, path, ts, nhex, body, len, mac);
+    sign__mac(k, method, target, ts, nhex, body, len, mac);
     sodium_bin2hex(mhex, sizeof mhex, mac, sizeof mac);
     snprintf(out, CV_SIGN_MAX, CV_SIGN_SCHEME " ts=%s,nonce=%s,mac=%s", ts, nhex, mhex);
 }
 
-void cv_sign_header_line(const struct cv_secret *k, const char *method, const char *path, const void *body,
+void cv_sign_header_line(const struct cv_secret *k, const char *method, const char *target, const void *body,
                          size_t len, uint64_t now_s, char *out, size_t outlen)
 {
     char v[CV_SIGN_MAX];
-    cv_sign_request(k, method, path, body, len, now_s, v);
+    cv_sign_request(k, method, target, body, len, now_s, v);
     snprintf(out, outlen, "Authorization: %s\r\n", v);
 }
 
@@ -83,8 +86,38 @@ static int sign__remember(struct cv_sign_replay *rc, const uint8_t nonce[16], ui
     return 0;
 }
 
+int cv_sign_url_target(const char *url, char *out, size_t outlen)
+{
+    const char *p = strstr(url, "://");
+    p = p ? p + 3 : url;
+    p += strcspn(p, "/?#"); /* past the authority */
+    size_t n = strcspn(p, "#");
+    if (n && p[n - 1] == '?') n--; /* "/x?" is sent as "/x?" but parsed with an empty query: sign "/x" */
+    int w = *p == '/' ? snprintf(out, outlen, "%.*s", (int)n, p) : snprintf(out, outlen, "/%.*s", (int)n, p);
+    return w < 0 || (size_t)w >= outlen ? CV_ERANGE : 0;
+}
+
+const char *cv_sign_url_headers(const struct cv_secret *k, const char *method, const char *url, const void *body,
+                                size_t len, const char *extra, char *out, size_t outlen)
+{
+    char target[4096];
+    size_t used = 0;
+    if (!k && !extra) return NULL;
+    out[0] = '\0';
+    if (k) {
+        char v[CV_SIGN_MAX];
+        if (cv_sign_url_target(url, target, sizeof target)) return NULL;
+        cv_sign_request(k, method, target, body, len, cv_now_ms() / 1000, v);
+        int w = snprintf(out, outlen, "Authorization: %s\r\n", v);
+        if (w < 0 || (size_t)w >= outlen) return NULL;
+        used = (size_t)w;
+    }
+    int w = snprintf(out + used, outlen - used, "%s", extra ? extra : "");
+    return w < 0 || (size_t)w >= outlen - used ? NULL : out;
+}
+
 int cv_sign_verify(const struct cv_secret *k, struct cv_sign_replay *rc, const char *authz, const char *method,
-                   const char *path, const void *body, size_t len, uint64_t now_s, const char **why)
+                   const char *target, const void *body, size_t len, uint64_t now_s, const char **why)
 {
     char ts[24], nhex[33];
     uint8_t nonce[16], mac[32], want[32];
@@ -92,8 +125,9 @@ int cv_sign_verify(const struct cv_secret *k, struct cv_sign_replay *rc, const c
     if (sign__parse(authz, ts, nonce, nhex, mac)) return *why = "malformed", CV_EAUTH;
     uint64_t t = strtoull(ts, NULL, 10);
     if (t + CV_SIGN_WINDOW_S < now_s || t > now_s + CV_SIGN_WINDOW_S) return *why = "expired", CV_EAUTH;
-    sign__mac(k, method, path, ts, nhex, body, len, want);
+    sign__mac(k, method, target, ts, nhex, body, len, want);
     if (sodium_memcmp(want, mac, sizeof mac) != 0) return *why = "bad signature", CV_EAUTH;
+    if (!rc) return 0;
     int r = sign__remember(rc, nonce, t, now_s);
     if (r == -1) return *why = "replayed", CV_EAUTH;
     if (r == -2) return *why = "busy", CV_EAUTH;

@@ -24,6 +24,7 @@
 #include "cli/dial.h"
 #include "cli/token.h"
 #include "cli/listen.h"
+#include "cli/nodeget.h"
 #include "cli/nodehttp.h"
 #include "cli/remove.h"
 #include "core/hash.h"
@@ -119,6 +120,7 @@ static const struct command commands[] = {
      "to the node.\n",
      cmd_drain},
     {"remove-node", CV_CLI_REMOVE_ARGS, CV_CLI_REMOVE_SUMMARY, NULL, cv_cli_remove_node},
+    {"node-get", CV_CLI_NODEGET_ARGS, CV_CLI_NODEGET_SUMMARY, NULL, cv_cli_node_get},
     {"shard-of", "[--shards N] [--gate HOST:PORT] [--timeout MS] OBJECT-ID", "print the shard an object id maps to",
      "  --shards N        number of shards in the cluster, 1..1048576; without it the gate (--gate, else\n"
      "                    $CVERSE_GATE, else " DEFAULT_GATE ") is asked, and if none answers within\n"
@@ -137,7 +139,8 @@ static void print_usage(FILE *f)
     for (size_t i = 0; i < N_COMMANDS; i++)
         fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
     fprintf(f, "\nThe commands that talk to the cluster use a gate's native port: --gate HOST:PORT, else\n"
-               "$CVERSE_GATE, else " DEFAULT_GATE "; drain uses a node's HTTP API (--node-http).\n"
+               "$CVERSE_GATE, else " DEFAULT_GATE "; drain, remove-node and node-get use a node's HTTP API\n"
+               "(--node-http), signed with $CVERSE_CLUSTER_SECRET_FILE when it is set.\n"
                "Start a local cluster with cluster/run-cluster.sh.\n"
                "Run 'cverse <command> --help' for a command's options.\n");
 }
@@ -916,7 +919,7 @@ static int cmd_drain(const struct command *cmd, int argc, char **argv)
 
 /* Options given before the command (`cverse --gate H:P call ...`) are the command's own: moved after its
  * name, where the command parses them (and refuses one it does not take). Options with a value: */
-static const char *const valued_opts[] = {"--gate", "--timeout", "--node-http", "--shards", "--call-id",
+static const char *const valued_opts[] = {"--gate", "--timeout", "--node-http", "--node", "--shards", "--call-id",
                                           "--token-file", "--ca", NULL};
 
 static bool takes_value(const char *arg)

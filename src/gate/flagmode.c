@@ -8,7 +8,8 @@
  * defaults as a file) and starts the gate. The view stays open and logs every later change.
  *
  * Failure modes: a node that does not answer: the next registered one is asked; none: main waits and asks
- * again. A registration or member that is not JSON or lacks an address is skipped (logged); a node that
+ * again. With a cluster secret ($CVERSE_CLUSTER_SECRET_FILE) the GET is signed (node/httpauth.h).
+ * A registration or member that is not JSON or lacks an address is skipped (logged); a node that
  * registers after the gate started is logged: the gate's forwarder has a fixed node table, so it routes
  * to that node only after a restart (docs/discovery.md, "Limits"). */
 #include "gate/flagmode.h"
@@ -18,6 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth/guard.h"
+#include "auth/sign.h"
 #include "cverse/error.h"
 #include "net/httpc.h"
 #include "util/addr.h"
@@ -209,7 +212,12 @@ static void ask__next(struct ask *a)
 {
     while (a->next < a->n) {
         const char *url = a->urls[a->next++];
-        if (url && !cv_httpc_get(a->http, url, 2000, ask__on_response, a)) return;
+        char authz[CV_SIGN_MAX + 32]; /* a node with a cluster secret reads only signed requests */
+        struct cv_httpc_req hr = {.url = url, .timeout_ms = 2000,
+                                  .extra_headers = url ? cv_sign_url_headers(cv_guard_cluster()->secret, "GET", url,
+                                                                             NULL, 0, NULL, authz, sizeof authz)
+                                                       : NULL};
+        if (url && !cv_httpc_request(a->http, &hr, ask__on_response, a)) return;
     }
     ask__end(a, NULL, NULL);
 }

@@ -160,7 +160,7 @@ int main(int argc, char **argv)
     if (code == 0) {
         cv_log_init("inspector", a.level);
         signal(SIGPIPE, SIG_IGN); /* a browser that went away must not kill us through a write */
-        /* the cluster secret signs the admin actions it forwards to nodes (auth/sign.h) */
+        /* the cluster secret signs its reads of nodes and the admin actions it forwards (auth/sign.h) */
         if (cv_guard_setup(cfg->secret_file, cfg->insecure, 0, err, sizeof err)) {
             fprintf(stderr, "cverse-inspector: %s\n", err);
             code = 2;

@@ -10,6 +10,7 @@
  *
  * Failure modes: a node that does not answer /v1/cluster is unreachable this round (its error is kept
  * for the UI); other answers that are not JSON (or a 404 from a node without /v1/stats) are just absent.
+ * With a cluster secret every GET is signed with it (auth/sign.h), as nodes with one require.
  * A tick while a round is still out is skipped. Cancelled answers (the client closing) only count down.
  * Until the feed answered once, or in a round where it does not answer or has a gap, the snapshots'
  * difference makes every event; a gap also makes a "resync" event (clients refetch the snapshot). */
@@ -19,6 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth/guard.h"
+#include "auth/sign.h"
 #include "core/sm.h"
 #include "inspector/follow.h"
 #include "cverse/error.h"
@@ -210,6 +213,12 @@ static void poll__choose_feed(struct cv_insp_poll *p)
     p->feed_chosen = true;
 }
 
+/* The cluster secret every node GET is signed with (node/httpauth.h), NULL without one. */
+static const struct cv_secret *poll__secret(void)
+{
+    return cv_guard_cluster()->secret;
+}
+
 /* Asks the followed node's change feed. */
 static void poll__ask_feed(struct cv_insp_poll *p, unsigned timeout)
 {
@@ -219,7 +228,11 @@ static void poll__ask_feed(struct cv_insp_poll *p, unsigned timeout)
     snprintf(url, sizeof url, "%s/v1/events?after=%llu", p->base[p->feed_node],
              (unsigned long long)cv_insp_follow_after(&p->follow));
     p->feed_req = (struct req){.p = p, .node = p->feed_node};
-    if (cv_httpc_get(p->o.httpc, url, timeout, poll__answer, &p->feed_req) == 0) p->outstanding++;
+    char hdr[CV_SIGN_MAX + 32];
+    struct cv_httpc_req hr = {.url = url, .timeout_ms = timeout,
+                              .extra_headers = cv_sign_url_headers(poll__secret(), "GET", url, NULL, 0, NULL, hdr,
+                                                                   sizeof hdr)};
+    if (cv_httpc_request(p->o.httpc, &hr, poll__answer, &p->feed_req) == 0) p->outstanding++;
 }
 
 /* The shard map and the object list change rarely: asked with the etag of the copy the last round got,
@@ -246,10 +259,12 @@ static void poll__tick(uv_timer_t *t)
         for (int k = 0; k < CV_INSP_N_DOCS; k++) {
             struct req *q = &p->reqs[i * CV_INSP_N_DOCS + (size_t)k];
             *q = (struct req){.p = p, .node = i, .kind = (enum cv_insp_doc)k};
-            char url[128], hdr[80];
+            char url[128], hdr[80], headers[CV_SIGN_MAX + 32 + sizeof hdr];
             snprintf(url, sizeof url, "%s%s", p->base[i], doc_paths[k]);
+            const char *inm = poll__if_none_match(p, i, (enum cv_insp_doc)k, hdr, sizeof hdr);
             struct cv_httpc_req hr = {.url = url, .timeout_ms = timeout < 200 ? 200 : timeout,
-                                      .extra_headers = poll__if_none_match(p, i, (enum cv_insp_doc)k, hdr, sizeof hdr)};
+                                      .extra_headers = cv_sign_url_headers(poll__secret(), "GET", url, NULL, 0, inm,
+                                                                           headers, sizeof headers)};
             int rv = cv_httpc_request(p->o.httpc, &hr, poll__answer, q);
             if (rv == 0) p->outstanding++;
             else if (k == CV_INSP_CLUSTER) cv_insp_model_set_error(&p->m[!p->cur], i, cv_strerror(rv));

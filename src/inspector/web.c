@@ -139,7 +139,11 @@ static void web__object_state(struct cv_insp_web *w, struct cv_http_exchange *x,
     if (!rv) {
         q->x = x;
         snprintf(url, sizeof url, "%s%s", cv_insp_poll_base(w->o.poll, (size_t)node), path);
-        rv = cv_httpc_get(w->o.httpc, url, ACTION_TIMEOUT_MS, web__state_fetched, q);
+        char authz[CV_SIGN_MAX + 32]; /* nodes with a cluster secret take only signed requests */
+        struct cv_httpc_req hr = {.url = url, .timeout_ms = ACTION_TIMEOUT_MS,
+                                  .extra_headers = cv_sign_url_headers(cv_guard_cluster()->secret, "GET", url, NULL,
+                                                                       0, NULL, authz, sizeof authz)};
+        rv = cv_httpc_request(w->o.httpc, &hr, web__state_fetched, q);
     }
     if (rv == 0) return;
     free(q);

@@ -14,6 +14,9 @@
  * node every second, and building and parsing the 8192-shard map (180 KB) and the object list each time
  * was most of an idle node's CPU.
  *
+ * With a cluster secret, every request but /health(z), /ready and /metrics must be signed with it
+ * (node/httpauth.h, one check before any route): else 401 UNAUTHENTICATED.
+ *
  * Failure modes: every error body is the shared JSON error (cv_http_respond_error) named from the error
  * table: an unknown path 404 NOT_FOUND, a method other than GET/HEAD 405, a ?type= filter that cannot be
  * decoded or is too long, or an ?after= that is not a number, 400 INVALID_ARGUMENT (never silently dropped), /ready while not ready 503 with
@@ -32,6 +35,7 @@
 #include "node/admin.h"
 #include "node/feed.h"
 #include "node/host.h"
+#include "node/httpauth.h"
 #include "node/push.h"
 #include "node/leader.h"
 #include "node/stats.h"
@@ -465,6 +469,7 @@ static const struct qroute {
 void cv_api_handle(void *data, struct cv_http_exchange *x, const struct cv_http_request *req)
 {
     struct cv_api *a = data;
+    if (cv_httpauth_check(x, req)) return; /* with a cluster secret: signed, or a probe (node/httpauth.h) */
     if (strncmp(req->path, CV_ADMIN_PREFIX, strlen(CV_ADMIN_PREFIX)) == 0) {
         cv_admin_handle(a, x, req);
         return;

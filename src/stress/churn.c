@@ -155,7 +155,7 @@ bool cv_stress_churn_fire(struct cv_stress_churn *ch)
     char url[256];
     snprintf(url, sizeof url, "http://%s/v1/cluster", ch->c->p[random_running(ch)].http);
     ch->step = S_LEADER;
-    if (cv_httpc_get(ch->http, url, 2000, on_cluster, ch) < 0) begin(ch, random_running(ch), NULL);
+    if (cv_stress_node_get(ch->c, ch->http, url, 2000, on_cluster, ch) < 0) begin(ch, random_running(ch), NULL);
     return true;
 }
 

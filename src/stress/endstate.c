@@ -123,7 +123,7 @@ static void round_start(struct cv_stress_endstate *es)
             struct cv_stress_endstate_req *q = &es->reqs[2 * i + (unsigned)k];
             *q = (struct cv_stress_endstate_req){es, k ? &es->view[i] : &es->shards[i]};
             es->pending++;
-            if (cv_httpc_get(es->http, url, 2000, on_answer, q) < 0) es->pending--;
+            if (cv_stress_node_get(es->c, es->http, url, 2000, on_answer, q) < 0) es->pending--;
         }
     }
     if (--es->pending == 0) round_end(es);

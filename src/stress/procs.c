@@ -25,6 +25,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "auth/sign.h"
 #include "cverse/error.h"
 #include "stress/ns.h"
 #include "util/actcheck.h"
@@ -142,6 +143,16 @@ static void fill_procs(struct cv_stress_cluster *c)
 
 static int adopt(struct cv_stress_cluster *c, char *err, size_t errlen);
 
+int cv_stress_node_get(const struct cv_stress_cluster *c, struct cv_httpc *http, const char *url,
+                       unsigned timeout_ms, cv_httpc_cb cb, void *data)
+{
+    char authz[CV_SIGN_MAX + 32];
+    struct cv_httpc_req req = {.url = url, .timeout_ms = timeout_ms,
+                               .extra_headers = cv_sign_url_headers(c->sign, "GET", url, NULL, 0, NULL, authz,
+                                                                    sizeof authz)};
+    return cv_httpc_request(http, &req, cb, data);
+}
+
 int cv_stress_cluster_init(struct cv_stress_cluster *c, uv_loop_t *loop, const struct cv_stress_opts *o,
                            const char *argv0, char *err, size_t errlen)
 {
@@ -182,6 +193,10 @@ int cv_stress_cluster_init(struct cv_stress_cluster *c, uv_loop_t *loop, const s
         return CV_ECONFIG;
     }
     if (o->churn && o->churn_mode == CV_CHURN_PARTITION && (rc = cv_stress_ns_setup(c, err, errlen)) < 0) return rc;
+    int have = 0; /* after the namespaces' setup, which may give the processes a secret of its own */
+    if ((rc = cv_secret_setup(c->cfg->secret_file, &c->secret, &have, cerr, sizeof cerr)) < 0)
+        return snprintf(err, errlen, "cverse-stress: %s", cerr), rc;
+    c->sign = have ? &c->secret : NULL;
     fill_procs(c);
     find_bin(c->node_bin, sizeof c->node_bin, o->node_bin, "CVERSE_NODE_BIN", argv0, "node", "cverse-node");
     find_bin(c->gate_bin, sizeof c->gate_bin, o->gate_bin, "CVERSE_GATE_BIN", argv0, "gate", "cverse-gate");

@@ -8,7 +8,9 @@
 #include <sys/types.h>
 #include <uv.h>
 
+#include "auth/secret.h"
 #include "config/config.h"
+#include "net/httpc.h"
 #include "stress/attach.h"
 #include "stress/opts.h"
 #include "util/netns.h"
@@ -50,15 +52,22 @@ struct cv_stress_cluster {
     bool watching;
     cv_stress_exit_cb on_exit;
     void *data;
+    struct cv_secret secret;        /* the cluster secret (config or $CVERSE_CLUSTER_SECRET_FILE) */
+    const struct cv_secret *sign;   /* &secret when there is one, else NULL */
 };
 
 /* Makes the run dir, writes or loads the config, finds the binaries, sets CVERSE_ACTIVATION_LOG for the
  * processes to come. Partition churn: sets up the namespaces (stress/ns.h; the calling thread ends up in
  * the clients' one). Attached with --pids: adopts the file's node processes (their command lines for
- * restarts; the activation log their environment names). 0, or CV_EINVAL / CV_EIO / CV_ECONFIG /
+ * restarts; the activation log their environment names). Loads the cluster secret the processes get
+ * (cv_stress_node_get signs with it). 0, or CV_EINVAL / CV_EIO / CV_ECONFIG /
  * CV_EPERM with one line in err. */
 int cv_stress_cluster_init(struct cv_stress_cluster *c, uv_loop_t *loop, const struct cv_stress_opts *o,
                            const char *argv0, char *err, size_t errlen);
+/* GET url of a node's HTTP API through http, signed with the cluster secret when there is one (nodes with a
+ * secret refuse unsigned reads but /ready, node/httpauth.h). As cv_httpc_get. */
+int cv_stress_node_get(const struct cv_stress_cluster *c, struct cv_httpc *http, const char *url,
+                       unsigned timeout_ms, cv_httpc_cb cb, void *data);
 /* Starts process i (node or gate) logging to <dir>/<id>.log, inside its namespace for partition churn;
  * an attached node as it ran before (and its pids file line gets the new PID). 0 or a CV_E* code. */
 int cv_stress_proc_start(struct cv_stress_cluster *c, unsigned i);

@@ -329,8 +329,18 @@ static size_t on_data(char *ptr, size_t size, size_t nmemb, void *ud)
     return n;
 }
 
+static char *request_signed(int port, const char *path, const char *post, size_t post_len, const char *header,
+                            const struct h_cluster *c, long *status);
+
 static char *request(int port, const char *path, const char *post, size_t post_len, const char *header,
                      long *status)
+{
+    return request_signed(port, path, post, post_len, header, NULL, status);
+}
+
+/* request, with c's signature line (c->sign) when c is given and has one. */
+static char *request_signed(int port, const char *path, const char *post, size_t post_len, const char *header,
+                            const struct h_cluster *c, long *status)
 {
     char url[600];
     snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
@@ -348,6 +358,12 @@ static char *request(int port, const char *path, const char *post, size_t post_l
     }
     if (header) {
         hdrs = curl_slist_append(hdrs, header);
+        curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+    }
+    if (c && c->sign) {
+        char authz[256];
+        c->sign(post ? "POST" : "GET", path, authz, sizeof authz);
+        hdrs = curl_slist_append(hdrs, authz);
         curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
     }
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
@@ -368,7 +384,7 @@ static char *request(int port, const char *path, const char *post, size_t post_l
 
 char *h_get_text(struct h_cluster *c, int i, const char *path, long *status)
 {
-    return request(http_port(c, i), path, NULL, 0, NULL, status);
+    return request_signed(http_port(c, i), path, NULL, 0, NULL, c, status);
 }
 
 char *h_get_port(int port, const char *path, long *status)
@@ -378,7 +394,7 @@ char *h_get_port(int port, const char *path, long *status)
 
 char *h_get_header(struct h_cluster *c, int i, const char *path, const char *header, long *status)
 {
-    return request(http_port(c, i), path, NULL, 0, header, status);
+    return request_signed(http_port(c, i), path, NULL, 0, header, c, status);
 }
 
 char *h_post(int port, const char *path, const char *body, size_t len, long *status)

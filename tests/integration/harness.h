@@ -5,6 +5,7 @@
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <sys/types.h>
 
 #define H_MAX_NODES 8
@@ -25,6 +26,12 @@ struct h_cluster {
     char module[512]; /* --module for nodes and gates, "" = none */
     bool no_builtin;  /* --no-demo-types for nodes, --no-builtin-types (its old name) for gates */
     bool gate_bare;   /* gates get --no-builtin-types and no --module: no types at all */
+    /* A cluster with a secret (h_opts.secret): nodes answer only signed requests but /health, /ready and
+     * /metrics. A suite that reads their /v1/... sets this (the harness links no libsodium; auth/sign.h
+     * does it): it writes the "Authorization: ..." line for METHOD and TARGET (path and query) into
+     * header, and the node GETs below (h_get_text, h_get_json, h_get_header, h_shard_owner,
+     * h_shards_settled, h_leader_of...) send it. NULL: unsigned. */
+    void (*sign)(const char *method, const char *target, char *header, size_t cap);
 };
 
 struct h_opts {

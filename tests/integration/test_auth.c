@@ -9,6 +9,11 @@
  * - with the secret, an unsigned admin POST is 401 UNAUTHENTICATED, a signed one (auth/sign.h) is
  *   applied; the inspector's actions go through (it signs with its config's secret), and the CLI's
  *   drain only with CVERSE_CLUSTER_SECRET_FILE;
+ * - with the secret, every node HTTP request but /health, /ready and /metrics must be signed: an unsigned
+ *   GET /v1/shards is 401 (WWW-Authenticate: Cverse-HMAC) and counted (reason="signature"); a signed one,
+ *   and the same signed GET replayed, are served (reads skip the replay cache: node/httpauth.c); another
+ *   secret, an expired time or a signature of another target are 401; a replayed signed POST is 401;
+ *   the inspector (its polls, signed) shows the topology, `cverse node-get` reads with the secret;
  * - protected mode (no secret) from another host (network namespaces, root): native and raft ports
  *   drop the peer at once and count it, the HTTP port (bound to 0.0.0.0) listens on loopback only;
  * - with a secret, 3 nodes and a gate each in a namespace of its own form a cluster and serve calls
@@ -54,10 +59,13 @@ static void teardown(void)
 
 TestSuite(auth, .fini = teardown, .timeout = 240);
 
+static void sign_cluster(const char *method, const char *target, char *header, size_t cap);
+
 static void start(int nodes_started)
 {
     struct h_opts o = {.gates = 1, .secret = true};
     h_cluster_init_ex(&C, 3, 3, 1000, &o);
+    C.sign = sign_cluster; /* the harness' node reads (/v1/cluster...) signed with the cluster's secret */
     for (int i = 0; i < nodes_started; i++) h_node_start(&C, i);
     h_gate_start(&C, 0);
 }
@@ -157,8 +165,57 @@ Test(auth, cluster_with_a_secret_serves_and_refuses_peers_without_it)
     cr_assert_eq(h_increment_within(&C, "auth-counter", 10000, &st), 2, "still serving: HTTP %ld", st);
 }
 
+/* The "Authorization: Cverse-HMAC ..." line for METHOD TARGET signed with the file's secret at now_s. */
+static void sign_with(const char *file, const char *method, const char *target, const char *body, uint64_t now_s,
+                      char *header, size_t cap)
+{
+    char err[256], v[CV_SIGN_MAX];
+    struct cv_secret k;
+    cr_assert_eq(cv_secret_load(file, &k, err, sizeof err), 0, "%s", err);
+    cv_sign_request(&k, method, target, body, body ? strlen(body) : 0, now_s, v);
+    snprintf(header, cap, "Authorization: %s", v);
+}
+
+/* C.sign: the harness' node GETs signed with the cluster's secret. */
+static void sign_cluster(const char *method, const char *target, char *header, size_t cap)
+{
+    char secret[400];
+    snprintf(secret, sizeof secret, "%s/secret", C.dir);
+    sign_with(secret, method, target, NULL, cv_now_ms() / 1000, header, cap);
+}
+
+/* The whole answer (head and body) to a raw request written to node i's HTTP port. */
+static char *raw_http(int i, const char *request)
+{
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)node_http(i))};
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    cr_assert_eq(connect(s, (struct sockaddr *)&sa, sizeof sa), 0, "connect: %s", strerror(errno));
+    struct timeval tv = {.tv_sec = 10};
+    setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    cr_assert_eq(write(s, request, strlen(request)), (ssize_t)strlen(request));
+    size_t cap = 1 << 20, got = 0;
+    char *buf = malloc(cap);
+    ssize_t n;
+    while (got < cap - 1 && (n = read(s, buf + got, cap - 1 - got)) > 0) got += (size_t)n;
+    buf[got] = '\0';
+    close(s);
+    return buf;
+}
+
+/* The status of GET path on node i with header (NULL: none) and no other signature. */
+static long get_with(int i, const char *path, const char *header)
+{
+    struct h_cluster bare = C;
+    bare.sign = NULL;
+    long st;
+    free(header ? h_get_header(&bare, i, path, header, &st) : h_get_text(&bare, i, path, &st));
+    return st;
+}
+
 struct stable {
     char leader[64];
+    char wrong[400]; /* node-3's secret file */
 };
 
 /* Node 3 (another secret) is never leader and never learns one; nodes 1-2 keep theirs. */
@@ -167,7 +224,20 @@ static bool leader_kept(void *arg)
     struct stable *s = arg;
     char l0[64], l2[64];
     h_leader_of(&C, 0, l0, sizeof l0);
-    h_leader_of(&C, 2, l2, sizeof l2);
+    char hdr[CV_SIGN_MAX + 32]; /* node-3 reads only requests signed with its own secret */
+    struct h_cluster bare = C;
+    bare.sign = NULL;
+    long st;
+    sign_with(s->wrong, "GET", "/v1/cluster", NULL, cv_now_ms() / 1000, hdr, sizeof hdr);
+    json_t *j = h_get_json(&bare, 2, "/v1/cluster", &st);
+    cr_assert_eq(st, 401, "node-3 refuses a read signed with the cluster's secret");
+    json_decref(j);
+    char *text = h_get_header(&bare, 2, "/v1/cluster", hdr, &st);
+    cr_assert_eq(st, 200, "node-3's /v1/cluster, signed with its secret: %s", text ? text : "");
+    j = json_loads(text, 0, NULL);
+    snprintf(l2, sizeof l2, "%s", json_string_value(json_object_get(j, "leader")) ? json_string_value(json_object_get(j, "leader")) : "");
+    json_decref(j);
+    free(text);
     cr_assert_str_eq(l0, s->leader, "node-1's leader changed");
     cr_assert_str_eq(l2, "", "node-3 (wrong secret) learned a leader");
     return false; /* keep watching until the deadline */
@@ -183,15 +253,15 @@ static bool has_leader(void *arg)
 Test(auth, a_node_with_another_secret_cannot_join_raft)
 {
     start(2);
-    char wrong[400];
-    snprintf(wrong, sizeof wrong, "%s/wrong-secret", C.dir);
+    struct stable s;
+    char *wrong = s.wrong;
+    snprintf(wrong, sizeof s.wrong, "%s/wrong-secret", C.dir);
     FILE *f = fopen(wrong, "w");
     fputs("not-the-cluster-secret-0123456789\n", f);
     fclose(f);
     setenv(CV_SECRET_ENV, wrong, 1); /* wins over cluster.secret_file, for this child only */
     h_node_start(&C, 2);
     unsetenv(CV_SECRET_ENV);
-    struct stable s;
     cr_assert(h_poll(READY_MS, has_leader, &s), "nodes 1-2 elected no leader");
     cr_assert(strcmp(s.leader, C.id[2]) != 0);
     h_poll(3000, leader_kept, &s);
@@ -261,6 +331,132 @@ Test(auth, admin_requests_must_be_signed)
     unsetenv(CV_SECRET_ENV);
     cr_assert_eq(code, 0, "signed drain: %s", out);
     free(out);
+}
+
+Test(auth, node_reads_must_be_signed)
+{
+    start(3);
+    cr_assert(h_poll(READY_MS, h_all_ready, &C), "not ready");
+    char secret[400], wrong[400], hdr[CV_SIGN_MAX + 32];
+    snprintf(secret, sizeof secret, "%s/secret", C.dir);
+    snprintf(wrong, sizeof wrong, "%s/wrong-secret", C.dir);
+    FILE *f = fopen(wrong, "w");
+    fputs("not-the-cluster-secret-0123456789\n", f);
+    fclose(f);
+    uint64_t now = cv_now_ms() / 1000;
+
+    /* unsigned: 401 with the scheme to use, the JSON error, counted */
+    long long before = failures(0, "signature");
+    cr_assert_geq(before, 0, "cverse_auth_failures_total{reason=\"signature\"} is on /metrics");
+    char *ans = raw_http(0, "GET /v1/shards HTTP/1.1\r\nHost: n\r\nConnection: close\r\n\r\n");
+    cr_assert(!strncmp(ans, "HTTP/1.1 401", 12), "unsigned GET /v1/shards: %.300s", ans);
+    cr_assert(strstr(ans, "WWW-Authenticate: Cverse-HMAC"), "%.500s", ans);
+    cr_assert(strstr(ans, "\"code\":\"UNAUTHENTICATED\""), "%.500s", ans);
+    free(ans);
+    cr_assert_gt(failures(0, "signature"), before, "the unsigned read is counted");
+    const char *reads[] = {"/v1/cluster", "/v1/objects", "/v1/stats", "/v1/events?after=0"};
+    for (size_t k = 0; k < sizeof reads / sizeof *reads; k++)
+        cr_assert_eq(get_with(1, reads[k], NULL), 401, "unsigned GET %s", reads[k]);
+
+    /* the probes stay open */
+    cr_assert_eq(get_with(0, "/health", NULL), 200);
+    cr_assert_eq(get_with(0, "/ready", NULL), 200);
+    cr_assert_eq(get_with(0, "/metrics", NULL), 200);
+
+    /* signed: served; the same signature again too (reads skip the replay cache) */
+    sign_with(secret, "GET", "/v1/shards", NULL, now, hdr, sizeof hdr);
+    cr_assert_eq(get_with(0, "/v1/shards", hdr), 200, "signed GET /v1/shards");
+    cr_assert_eq(get_with(0, "/v1/shards", hdr), 200, "the same signed GET replayed (documented choice)");
+    sign_with(secret, "GET", "/v1/events?after=0", NULL, now, hdr, sizeof hdr);
+    cr_assert_eq(get_with(0, "/v1/events?after=0", hdr), 200, "the query is part of the signed target");
+    cr_assert_eq(get_with(0, "/v1/events?after=1", hdr), 401, "a signature is for its own query only");
+    sign_with(secret, "GET", "/v1/objects/SimpleCounter/a%20b", NULL, now, hdr, sizeof hdr);
+    cr_assert_eq(get_with(0, "/v1/objects/SimpleCounter/a%20b", hdr), 404, "signed over the path as sent");
+
+    /* another secret, an expired time: 401 */
+    sign_with(wrong, "GET", "/v1/shards", NULL, now, hdr, sizeof hdr);
+    cr_assert_eq(get_with(0, "/v1/shards", hdr), 401, "signed with another secret");
+    sign_with(secret, "GET", "/v1/shards", NULL, now - 2 * CV_SIGN_WINDOW_S, hdr, sizeof hdr);
+    cr_assert_eq(get_with(0, "/v1/shards", hdr), 401, "an expired signature");
+
+    /* a signed POST replayed is refused */
+    const char *path = "/v1/admin/shards/pin", *body = "{\"shard\":7,\"pinned\":true}";
+    long st;
+    sign_with(secret, "POST", path, body, cv_now_ms() / 1000, hdr, sizeof hdr);
+    char *out = h_post_header(node_http(0), path, body, strlen(body), hdr, &st);
+    cr_assert_eq(st, 200, "signed POST: %ld %s", st, out ? out : "");
+    free(out);
+    out = h_post_header(node_http(0), path, body, strlen(body), hdr, &st);
+    cr_assert_eq(st, 401, "the same POST replayed: %ld %s", st, out ? out : "");
+    cr_assert(out && strstr(out, "replayed"), "%s", out ? out : "");
+    free(out);
+
+    /* the harness' node reads sign with C.sign (start() set it) */
+    char leader[32];
+    h_leader_of(&C, 0, leader, sizeof leader);
+    cr_assert_neq(leader[0], '\0', "a signed /v1/cluster names the leader");
+}
+
+/* Every shard of the inspector's /shards has a current node, and /api/state shows every node up: it read
+ * the nodes (signed) on a cluster with a secret. */
+static bool inspector_shows_topology(void *arg)
+{
+    int port = *(int *)arg;
+    long st1, st2;
+    char *shards = h_get_port(port, "/shards", &st1), *state = h_get_port(port, "/api/state", &st2);
+    json_t *sh = shards ? json_loads(shards, 0, NULL) : NULL, *s = state ? json_loads(state, 0, NULL) : NULL, *e;
+    size_t i, up = 0;
+    bool ok = st1 == 200 && st2 == 200 && json_array_size(json_object_get(sh, "shards")) == 64;
+    json_array_foreach(json_object_get(sh, "shards"), i, e) {
+        const char *cur = json_string_value(json_object_get(e, "current_node"));
+        ok = ok && cur && *cur;
+    }
+    json_array_foreach(json_object_get(s, "nodes"), i, e) up += json_is_true(json_object_get(e, "up"));
+    ok = ok && up == 3;
+    json_decref(sh);
+    json_decref(s);
+    free(shards);
+    free(state);
+    return ok;
+}
+
+Test(auth, readers_sign_their_node_reads)
+{
+    start(3);
+    cr_assert(h_poll(READY_MS, h_all_ready, &C), "not ready");
+    const char *bin = getenv("CVERSE_INSPECTOR_BIN");
+    cr_assert_not_null(bin, "CVERSE_INSPECTOR_BIN not set (run through meson test)");
+    char log[400], listen[64];
+    int iport = C.base + 115;
+    snprintf(log, sizeof log, "%s/inspector.log", C.dir);
+    snprintf(listen, sizeof listen, "127.0.0.1:%d", iport);
+    inspector = h_spawn(log, (char *[]){(char *)bin, "--config", C.config, "--http-listen", listen, NULL});
+    cr_assert(h_poll(READY_MS, inspector_ready, &iport), "the inspector is not ready");
+    cr_assert(h_poll(READY_MS, inspector_shows_topology, &iport),
+              "the inspector does not show the nodes and shards of a cluster with a secret");
+
+    /* cverse node-get: refused without the secret (with what to set), the document with it */
+    char secret[400], args[256];
+    snprintf(secret, sizeof secret, "%s/secret", C.dir);
+    snprintf(args, sizeof args, "node-get --node 127.0.0.1:%d /v1/cluster", node_http(1));
+    int code;
+    char *out = h_cli(args, &code);
+    cr_assert_eq(code, 1, "unsigned node-get: %s", out);
+    cr_assert(strstr(out, "UNAUTHENTICATED") && strstr(out, CV_SECRET_ENV), "%s", out);
+    free(out);
+    setenv(CV_SECRET_ENV, secret, 1);
+    out = h_cli(args, &code);
+    cr_assert_eq(code, 0, "signed node-get: %s", out);
+    json_t *j = json_loads(out, 0, NULL);
+    cr_assert(json_is_string(json_object_get(j, "leader")), "node-get prints /v1/cluster: %s", out);
+    json_decref(j);
+    free(out);
+    snprintf(args, sizeof args, "node-get 'http://127.0.0.1:%d/v1/objects?type=SimpleCounter'", node_http(0));
+    out = h_cli(args, &code);
+    cr_assert_eq(code, 0, "a URL with a query: %s", out);
+    cr_assert(strstr(out, "\"objects\""), "%s", out);
+    free(out);
+    unsetenv(CV_SECRET_ENV);
 }
 
 /* Protected mode (no secret, not insecure) seen from another host: a node in network namespace 0 at

@@ -505,3 +505,37 @@ Test(cverse_cli, drain_usage_and_no_node)
     expect_code(0);
     cr_assert(strstr(R.out, "--node-http HOST:PORT"), "%s", R.out);
 }
+
+/* cverse node-get: its usage errors (exit 2) and a node that does not answer (exit 3); reads against real
+ * nodes, with and without the cluster secret, are in test_auth. */
+Test(cverse_cli, node_get_usage_and_no_node)
+{
+    CLI("node-get");
+    expect_cli_usage_error("cverse node-get: missing PATH", "PATH");
+    CLI("node-get", "v1/cluster");
+    expect_cli_usage_error("cverse node-get: PATH must start with '/'", "'v1/cluster'");
+    CLI("node-get", "https://127.0.0.1:1/v1/cluster");
+    expect_cli_usage_error("cverse node-get: nodes' HTTP API is plain http://", "https://");
+    CLI("node-get", "--node", "127.0.0.1:1", "http://127.0.0.1:2/v1/cluster");
+    expect_cli_usage_error("cverse node-get: the node is given twice", "--node");
+    CLI("node-get", "--node", "nowhere", "/v1/cluster");
+    expect_cli_usage_error("cverse node-get: --node must be HOST:PORT", "'nowhere'");
+    CLI("node-get", "--timeout", "0", "/v1/cluster");
+    expect_cli_usage_error("cverse node-get: --timeout must be a number", "'0'");
+    CLI("node-get", "/v1/cluster", "/v1/shards");
+    expect_cli_usage_error("cverse node-get: unexpected argument", "'/v1/shards'");
+    CLI("node-get", "--frob", "/v1/cluster");
+    expect_cli_usage_error("cverse node-get: unknown option", "'--frob'");
+    CLI("node-get", "--node");
+    expect_cli_usage_error("cverse node-get: --node needs a value", "--node");
+    CLI("node-get", "--node-http=127.0.0.1:1", "/v1/cluster");
+    expect_code(3);
+    cr_assert_str_eq(R.out, "");
+    cr_assert(strstr(R.err, "cannot connect to the node at 127.0.0.1:1"), "%s", R.err);
+    CLI("node-get", "http://127.0.0.1:1/v1/events?after=0");
+    expect_code(3);
+    cr_assert(strstr(R.err, "cannot connect to the node at 127.0.0.1:1"), "the URL's node: %s", R.err);
+    CLI("node-get", "--help");
+    expect_code(0);
+    cr_assert(strstr(R.out, "--node HOST:PORT") && strstr(R.out, "CVERSE_CLUSTER_SECRET_FILE"), "%s", R.out);
+}

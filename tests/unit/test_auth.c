@@ -14,6 +14,7 @@
 #include "auth/handshake.h"
 #include "auth/secret.h"
 #include "auth/sign.h"
+#include "util/log.h"
 #include "cverse/error.h"
 
 #include "lsan_check.h"
@@ -353,4 +354,66 @@ Test(sign, signed_request_verifies_once)
     cr_assert_eq(cv_sign_verify(&k, &rc, "Cverse-HMAC ts=1000,nonce=zz,mac=00", "POST", "/x", NULL, 0, 1000, &why),
                  CV_EAUTH);
     cr_assert_str_eq(why, "malformed");
+}
+
+Test(sign, reads_without_a_replay_cache_verify_signature_and_window_only)
+{
+    struct cv_secret k = key("0123456789abcdef");
+    char v[CV_SIGN_MAX];
+    const char *why = NULL;
+    cv_sign_request(&k, "GET", "/v1/events?after=7", NULL, 0, 1000, v);
+    for (int i = 0; i < 3; i++) /* the same signature again: no cache, no "replayed" */
+        cr_assert_eq(cv_sign_verify(&k, NULL, v, "GET", "/v1/events?after=7", NULL, 0, 1000, &why), 0, "%s", why);
+    cr_assert_eq(cv_sign_verify(&k, NULL, v, "GET", "/v1/events?after=0", NULL, 0, 1000, &why), CV_EAUTH,
+                 "the query is signed");
+    cr_assert_str_eq(why, "bad signature");
+    cr_assert_eq(cv_sign_verify(&k, NULL, v, "HEAD", "/v1/events?after=7", NULL, 0, 1000, &why), CV_EAUTH,
+                 "the method is signed");
+    cr_assert_eq(cv_sign_verify(&k, NULL, v, "GET", "/v1/events?after=7", NULL, 0, 1061, &why), CV_EAUTH);
+    cr_assert_str_eq(why, "expired");
+    cr_assert_eq(cv_sign_verify(&k, NULL, v, "GET", "/v1/events?after=7", NULL, 0, 939, &why), CV_EAUTH,
+                 "from the future beyond the window");
+    cr_assert_eq(cv_sign_verify(&k, NULL, "", "GET", "/v1/shards", NULL, 0, 1000, &why), CV_EAUTH);
+    cr_assert_str_eq(why, "missing");
+}
+
+Test(sign, url_target_is_the_path_and_query_as_sent)
+{
+    char t[64];
+    const struct {
+        const char *url, *target;
+    } cases[] = {
+        {"http://127.0.0.1:48001/v1/cluster", "/v1/cluster"},
+        {"http://[::1]:48001/v1/events?after=3", "/v1/events?after=3"},
+        {"http://h:1/v1/objects/T/a%20b#frag", "/v1/objects/T/a%20b"},
+        {"http://h:1/x?", "/x"},
+        {"http://h:1", "/"},
+        {"http://h:1?q=1", "/?q=1"},
+        {"/v1/shards", "/v1/shards"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        cr_assert_eq(cv_sign_url_target(cases[i].url, t, sizeof t), 0, "%s", cases[i].url);
+        cr_assert_str_eq(t, cases[i].target, "%s", cases[i].url);
+    }
+    cr_assert_eq(cv_sign_url_target("http://h:1/a-rather-long-path", t, 8), CV_ERANGE);
+}
+
+Test(sign, url_headers_sign_the_target_and_keep_the_extra_lines)
+{
+    struct cv_secret k = key("0123456789abcdef");
+    char out[CV_SIGN_MAX + 128], v[CV_SIGN_MAX];
+    const char *why = NULL;
+    cr_assert_null(cv_sign_url_headers(NULL, "GET", "http://h:1/v1/x", NULL, 0, NULL, out, sizeof out),
+                   "no secret, no extra: nothing to add");
+    cr_assert_str_eq(cv_sign_url_headers(NULL, "GET", "http://h:1/v1/x", NULL, 0, "If-None-Match: \"a\"\r\n", out,
+                                         sizeof out),
+                     "If-None-Match: \"a\"\r\n");
+    const char *h = cv_sign_url_headers(&k, "GET", "http://h:1/v1/x?y=1", NULL, 0, "If-None-Match: \"a\"\r\n", out,
+                                        sizeof out);
+    cr_assert_not_null(h);
+    cr_assert(!strncmp(h, "Authorization: " CV_SIGN_SCHEME " ", 27), "%s", h);
+    cr_assert(strstr(h, "\r\nIf-None-Match: \"a\"\r\n"), "%s", h);
+    snprintf(v, sizeof v, "%.*s", (int)(strchr(h, '\r') - h - 15), h + 15);
+    cr_assert_eq(cv_sign_verify(&k, NULL, v, "GET", "/v1/x?y=1", NULL, 0, cv_now_ms() / 1000, &why), 0, "%s", why);
+    cr_assert_null(cv_sign_url_headers(&k, "GET", "http://h:1/v1/x", NULL, 0, NULL, out, 40), "does not fit");
 }

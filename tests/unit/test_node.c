@@ -30,6 +30,7 @@
 #include "node/handoff.h"
 #include "node/hctx.h"
 #include "node/host.h"
+#include "node/httpauth.h"
 #include "node/leader.h"
 #include "node/mapfeed.h"
 #include "node/outcall.h"
@@ -1485,4 +1486,66 @@ Test(node, consensus_backlog_widened_lets_every_peer_connect_at_once)
     uv_close((uv_handle_t *)&srv, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
     cr_assert_eq(uv_loop_close(&loop), 0);
+}
+
+/* ---- node/httpauth: which node HTTP requests need the cluster secret ---------------------------------- */
+
+TestSuite(httpauth, .fini = cv_lsan_check);
+
+static struct cv_http_request httpauth_req(const char *method, const char *raw_path, const char *query,
+                                           const char *authz)
+{
+    return (struct cv_http_request){.method = method, .path = raw_path, .raw_path = raw_path, .query = query,
+                                    .body = "", .authorization = authz, .peer = "127.0.0.1"};
+}
+
+Test(httpauth, probes_are_open_everything_else_needs_a_signature)
+{
+    struct cv_secret k;
+    cr_assert_eq(cv_secret_from_bytes("0123456789abcdef", 16, &k), 0);
+    static struct cv_sign_replay rc;
+    const char *why = NULL;
+    const char *open[] = {"/health", "/healthz", "/ready", "/metrics"};
+    for (size_t i = 0; i < sizeof open / sizeof *open; i++) {
+        struct cv_http_request r = httpauth_req("GET", open[i], "", "");
+        cr_assert(cv_httpauth_open(open[i]));
+        cr_assert_eq(cv_httpauth_verify(&k, &rc, &r, 1000, &why), 0, "%s is open", open[i]);
+    }
+    const char *closed[] = {"/v1/cluster", "/v1/shards", "/v1/objects", "/v1/stats", "/v1/events", "/v1/admin/nodes/drain",
+                            "/nope", "/ready/x", "/metrics2"};
+    for (size_t i = 0; i < sizeof closed / sizeof *closed; i++) {
+        struct cv_http_request r = httpauth_req("GET", closed[i], "", "");
+        cr_assert_not(cv_httpauth_open(closed[i]));
+        cr_assert_eq(cv_httpauth_verify(&k, &rc, &r, 1000, &why), CV_EAUTH, "%s needs a signature", closed[i]);
+        cr_assert_str_eq(why, "missing");
+        cr_assert_eq(cv_httpauth_verify(NULL, &rc, &r, 1000, &why), 0, "without a secret %s is open", closed[i]);
+    }
+}
+
+Test(httpauth, reads_may_repeat_a_signature_posts_may_not)
+{
+    struct cv_secret k;
+    cr_assert_eq(cv_secret_from_bytes("0123456789abcdef", 16, &k), 0);
+    static struct cv_sign_replay rc;
+    memset(&rc, 0, sizeof rc);
+    const char *why = NULL;
+    char v[CV_SIGN_MAX], t[64];
+    struct cv_http_request r = httpauth_req("GET", "/v1/objects/T/a%20b", "x=1", v);
+    r.path = "/v1/objects/T/a b"; /* decoded: the signature covers the target as sent */
+    cr_assert_eq(cv_httpauth_target(&r, t, sizeof t), 0);
+    cr_assert_str_eq(t, "/v1/objects/T/a%20b?x=1");
+    cv_sign_request(&k, "GET", t, NULL, 0, 1000, v);
+    cr_assert_eq(cv_httpauth_verify(&k, &rc, &r, 1000, &why), 0, "%s", why);
+    cr_assert_eq(cv_httpauth_verify(&k, &rc, &r, 1001, &why), 0, "a read again: %s", why);
+    cr_assert_eq(rc.next, 0u, "reads leave the replay cache alone");
+    r.query = "x=2";
+    cr_assert_eq(cv_httpauth_verify(&k, &rc, &r, 1000, &why), CV_EAUTH, "another query");
+    const char *body = "{\"node\":\"node-1\"}";
+    struct cv_http_request p = httpauth_req("POST", "/v1/admin/nodes/remove", "", v);
+    p.body = body;
+    p.body_len = strlen(body);
+    cv_sign_request(&k, "POST", "/v1/admin/nodes/remove", body, strlen(body), 1000, v);
+    cr_assert_eq(cv_httpauth_verify(&k, &rc, &p, 1000, &why), 0, "%s", why);
+    cr_assert_eq(cv_httpauth_verify(&k, &rc, &p, 1000, &why), CV_EAUTH);
+    cr_assert_str_eq(why, "replayed");
 }
