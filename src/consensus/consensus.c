@@ -25,6 +25,7 @@
 #include "auth/guard.h"
 #include "consensus/backlog.h"
 #include "consensus/iowrap.h"
+#include "consensus/leases.h"
 #include "consensus/notice.h"
 
 #include <errno.h>
@@ -132,6 +133,7 @@ struct cv_consensus {
     struct pending pendings; /* circular list head */
     uint64_t next_seq;
     struct cv_notices *notices; /* early commit notices (notice.h) */
+    struct cv_leases *leases;   /* lease renewals without log entries (leases.h) */
 
     /* leader queue: a Batch under construction (wire form), local seqs and remote waiters in it */
     uint8_t *q;
@@ -647,9 +649,11 @@ static void consensus__check_leader(struct cv_consensus *c)
     if (is_leader == c->was_leader && id == c->last_leader) return;
     if (is_leader && !c->was_leader) {
         c->leader_since_ms = cv_now_ms();
+        cv_leases_lead(c->leases, raft_current_term(&c->raft));
         CV_INFO("became raft leader (term %llu)", (unsigned long long)raft_current_term(&c->raft));
     } else if (!is_leader && c->was_leader) {
         c->leader_since_ms = 0;
+        cv_leases_follow(c->leases);
         CV_INFO("lost raft leadership (term %llu)", (unsigned long long)raft_current_term(&c->raft));
     }
     if (id != c->last_leader && !is_leader) {
@@ -671,6 +675,7 @@ static void consensus__tick(void *data)
     if (c->closing || !c->started) return;
     consensus__check_leader(c);
     consensus__check_pendings(c);
+    cv_leases_tick(c->leases);
     if (c->on_tick && !c->closing) c->on_tick(c->data);
 }
 
@@ -707,6 +712,16 @@ static void tune(struct cv_consensus *c)
     raft_set_install_snapshot_timeout(&c->raft, cv_raft_install_snapshot_timeout_ms(rc)); /* config.h: why */
 }
 
+static const char *leases__member_id(void *data, raft_id id)
+{
+    return consensus__member_id(data, id);
+}
+
+static void leases__settle(void *data)
+{
+    consensus__settle(data);
+}
+
 static int consensus__init_raft(struct cv_consensus *c, const char *raft_dir)
 {
     int rv;
@@ -721,6 +736,10 @@ static int consensus__init_raft(struct cv_consensus *c, const char *raft_dir)
      * leader's messages; one election timeout keeps the retries cheap and the gap short. */
     raft_uv_set_connect_retry_delay(&c->io.inner, c->cfg->raft.election_timeout_ms);
     cv_snapguard_init(&c->io);
+    struct cv_leases_opts lo = {.raft = &c->raft, .peers = c->peers, .self_id = c->self->id, .self_raft_id = c->id,
+                                .round_timeout_ms = c->cfg->raft.election_timeout_ms, .member_id = leases__member_id,
+                                .settle = leases__settle, .data = c};
+    if ((rv = cv_leases_init(&lo, &c->leases))) goto err_after_io; /* freed with the consensus */
     c->fsm.version = 2;
     c->fsm.data = c;
     c->fsm.apply = fsm__apply;
@@ -802,7 +821,9 @@ int cv_consensus_start(struct cv_consensus *c)
 /* Counts down the parts still closing (timers, raft, forwarded calls); the last one reports closed. */
 static void consensus__settle(struct cv_consensus *c)
 {
-    if (!c->closing || c->open_handles > 0 || c->forwards > 0 || c->close_reported) return;
+    if (!c->closing || c->open_handles > 0 || c->forwards > 0 || (c->leases && cv_leases_inflight(c->leases)) ||
+        c->close_reported)
+        return;
     c->close_reported = true;
     if (c->close_cb) c->close_cb(c->close_data);
 }
@@ -833,6 +854,7 @@ void cv_consensus_close(struct cv_consensus *c, void (*cb)(void *data), void *da
     c->close_cb = cb;
     c->close_data = data;
     while (c->pendings.next != &c->pendings) pending__complete(c->pendings.next, CV_ECANCELED, 0);
+    if (c->leases) cv_leases_close(c->leases);
     for (size_t i = 0; i < c->n_q_remote; i++) cv_rpc_conn_unref(c->q_remote[i].conn);
     c->n_q_remote = c->n_q_seqs = c->q_len = 0;
     /* Count everything first: forwarded calls fail (CV_ECANCELED) once the node closes the peer pool. */
@@ -848,6 +870,7 @@ void cv_consensus_free(struct cv_consensus *c)
 {
     if (!c) return;
     cv_notices_free(c->notices);
+    cv_leases_free(c->leases);
     cv_quiet_fini(&c->io.quiet);
     free(c->q);
     free(c->q_seqs);
@@ -894,6 +917,11 @@ void cv_consensus_status(struct cv_consensus *c, struct cv_consensus_status *st)
 struct cv_notices *cv_consensus_notices(struct cv_consensus *c)
 {
     return c->notices;
+}
+
+struct cv_leases *cv_consensus_leases(struct cv_consensus *c)
+{
+    return c->leases;
 }
 
 bool cv_consensus_has_leader(struct cv_consensus *c)

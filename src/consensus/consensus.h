@@ -113,6 +113,9 @@ void cv_consensus_status(struct cv_consensus *c, struct cv_consensus_status *st)
 /* The early commit notices (consensus/notice.h): the leader sends them after each apply; a proposer
  * watches the seq that cv_consensus_propose put in its command. Valid until cv_consensus_free. */
 struct cv_notices *cv_consensus_notices(struct cv_consensus *c);
+/* Lease renewals without log entries (consensus/leases.h): set once raft started (NULL before); valid
+ * until cv_consensus_free. */
+struct cv_leases *cv_consensus_leases(struct cv_consensus *c);
 /* Whether a raft leader is known (cv_consensus_status's has_leader, without building the rest: the call
  * path asks it per call). */
 bool cv_consensus_has_leader(struct cv_consensus *c);

@@ -32,6 +32,7 @@
 #include <string.h>
 
 #include "core/assign.h"
+#include "consensus/leases.h"
 #include "core/lease.h"
 #include "cverse/error.h"
 #include "util/buf.h"
@@ -158,10 +159,15 @@ static void duty__expire(struct cv_leader *l)
     for (size_t i = 0; i < cv_catalog_node_count(cat); i++) {
         const struct cv_catalog_node *cn = cv_catalog_node_at(cat, i);
         int k = leader__index(l, cn->id);
-        uint64_t seen = k >= 0 ? l->members[k].seen : 0;
         if (!cn->alive) continue;
+        /* Renewals are granted by leaders' rounds, not logged: an earlier leader's grants were all sent
+         * before we took over (core/lessor.h), so count from our start at the least; from the latest
+         * renewal we granted, or registration we applied, when later. */
+        uint64_t seen = k >= 0 ? l->members[k].seen : 0, granted = cv_leases_seen(cv_consensus_leases(l->o.consensus), cn->id);
+        seen = seen > granted ? seen : granted;
+        seen = seen > l->since ? seen : l->since;
         bool replaced = k >= 0 && k == l->replaced;
-        uint64_t at = cv_lease_expires_at(seen, l->since, ttl, !replaced);
+        uint64_t at = cv_lease_expires_at(seen, l->since, ttl, false);
         if (now < at) {
             next = at < next ? at : next;
             continue;
@@ -169,6 +175,7 @@ static void duty__expire(struct cv_leader *l)
         CV_INFO("lease of %s not renewed for %llu ms (ttl %llu + margin %llu%s): declaring it dead", cn->id,
                 (unsigned long long)(now - (seen > l->since ? seen : l->since)), (unsigned long long)ttl,
                 (unsigned long long)cv_lease_margin(ttl), replaced ? ", the leader we replaced" : "");
+        cv_leases_expire(cv_consensus_leases(l->o.consensus), cn->id); /* no renewal of it granted from now on */
         Cverse__Catalog__CmdExpireNode ex = CVERSE__CATALOG__CMD_EXPIRE_NODE__INIT;
         ex.node = (char *)cn->id;
         ex.expiry_ms = cn->lease_expiry_ms;
