@@ -53,7 +53,6 @@ static int nodehttp__read_all(int s, char **buf, size_t *got)
     *got = 0;
     for (;;) {
         if (cap - *got < 4096) {
-            if (cap > CV_CLI_HTTP_MAX) return CV_ETOOBIG;
             char *p = realloc(*buf, cap ? 2 * cap : 16384);
             if (!p) return CV_ENOMEM;
             *buf = p;
@@ -66,6 +65,7 @@ static int nodehttp__read_all(int s, char **buf, size_t *got)
             return errno == EAGAIN || errno == EWOULDBLOCK ? CV_ETIMEDOUT : CV_EUNAVAIL;
         }
         *got += (size_t)n;
+        if (*got > CV_CLI_HTTP_MAX) return CV_ETOOBIG; /* headers and body: at most the limit */
     }
     (*buf)[*got] = '\0';
     return 0;
