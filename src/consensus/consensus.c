@@ -25,6 +25,7 @@
 #include "auth/guard.h"
 #include "consensus/backlog.h"
 #include "consensus/iowrap.h"
+#include "consensus/members.h"
 #include "consensus/notice.h"
 
 #include <errno.h>
@@ -108,13 +109,6 @@ struct entry_req {
     struct cv_consensus *c;
 };
 
-struct change_req {
-    struct raft_change req;
-    struct cv_consensus *c;
-    void (*cb)(void *data, int status);
-    void *data;
-};
-
 struct cv_consensus {
     uv_loop_t *loop;
     const struct cv_config *cfg;
@@ -156,11 +150,7 @@ struct cv_consensus {
     raft_id last_leader;
     raft_id prev_leader;          /* the last other node seen leading (0: none) */
     uint64_t leader_since_ms;
-    struct change_req *change;
-    struct raft_transfer transfer;
-    bool transferring;
-    void (*transfer_cb)(void *data);
-    void *transfer_data;
+    struct cv_members members; /* membership changes and leadership transfer */
 
     struct cv_apply_histogram hist;
     uint64_t snapshots_taken, snapshots_restored, entries_applied;
@@ -782,6 +772,7 @@ int cv_consensus_init(const struct cv_consensus_opts *opts, struct cv_consensus 
     c->on_log_failed = opts->on_log_failed;
     c->data = opts->data;
     c->pendings.next = c->pendings.prev = &c->pendings;
+    cv_members_init(&c->members, &c->raft, &c->closing);
     c->next_seq = cv_now_ms() * 1000; /* unique across restarts of this node */
     uv_timer_init(c->loop, &c->tick);
     uv_timer_init(c->loop, &c->flush);
@@ -871,7 +862,7 @@ void cv_consensus_free(struct cv_consensus *c)
     free(c->q_seqs);
     free(c->q_remote);
     free(c->raft_dir);
-    free(c->change);
+    cv_members_fini(&c->members);
     free(c);
 }
 
@@ -939,84 +930,38 @@ int cv_consensus_member_role(struct cv_consensus *c, const char *node_id)
 
 bool cv_consensus_change_pending(const struct cv_consensus *c)
 {
-    return c->change != NULL;
+    return c->members.change != NULL;
 }
 
-static void consensus__change_done(struct raft_change *req, int status)
-{
-    struct change_req *cr = req->data;
-    struct cv_consensus *c = cr->c;
-    c->change = NULL;
-    if (status) CV_WARN("raft membership change failed: %s", raft_strerror(status));
-    if (cr->cb && !c->closing) cr->cb(cr->data, status ? CV_ERAFT : 0);
-    free(cr);
-}
-
-/* Starts one membership change (leader only, one at a time): add as a spare, assign a role, or remove. */
-enum change_kind { CH_ADD, CH_ASSIGN, CH_REMOVE };
-static int consensus__change(struct cv_consensus *c, enum change_kind k, const char *node_id, raft_id id,
+/* One membership change (consensus/members.h) once raft runs. */
+static int consensus__change(struct cv_consensus *c, enum cv_members_kind k, const char *node_id, raft_id id,
                              const char *addr, int role, void (*cb)(void *data, int status), void *data)
 {
-    static const char *const verbs[] = {"adding", "assigning", "removing"};
-    if (c->change) return CV_EBUSY;
-    if (!c->started || raft_state(&c->raft) != RAFT_LEADER) return CV_ENOTLEADER;
-    if (!id) return CV_ENOTFOUND;
-    struct change_req *cr = calloc(1, sizeof *cr);
-    if (!cr) return CV_ENOMEM;
-    *cr = (struct change_req){.c = c, .cb = cb, .data = data};
-    cr->req.data = cr;
-    int rv = k == CH_ADD      ? raft_add(&c->raft, &cr->req, id, addr, consensus__change_done)
-             : k == CH_ASSIGN ? raft_assign(&c->raft, &cr->req, id, role, consensus__change_done)
-                              : raft_remove(&c->raft, &cr->req, id, consensus__change_done);
-    if (rv) {
-        free(cr);
-        CV_WARN("membership: %s %s (raft id %llu) refused: %s", verbs[k], node_id, (unsigned long long)id,
-                raft_strerror(rv));
-        return rv == RAFT_NOTLEADER ? CV_ENOTLEADER : rv == RAFT_CANTCHANGE ? CV_EBUSY
-                                      : rv == RAFT_DUPLICATEID ? CV_EEXIST : CV_ERAFT;
-    }
-    c->change = cr;
-    CV_INFO("membership: %s %s (raft id %llu)%s%s", verbs[k], node_id, (unsigned long long)id,
-            k == CH_ASSIGN ? " the role " : k == CH_ADD ? " as a spare at " : "",
-            k == CH_ASSIGN ? raft_role_name(role) : k == CH_ADD ? addr : "");
-    return 0;
+    if (!c->started) return CV_ENOTLEADER;
+    return cv_members_change(&c->members, k, node_id, id, addr, role, cb, data);
 }
 
 int cv_consensus_assign(struct cv_consensus *c, const char *node_id, int raft_role,
                         void (*cb)(void *data, int status), void *data)
 {
-    return consensus__change(c, CH_ASSIGN, node_id, consensus__raft_id(c, node_id), NULL, raft_role, cb, data);
+    return consensus__change(c, CV_MEMBERS_ASSIGN, node_id, consensus__raft_id(c, node_id), NULL, raft_role, cb,
+                             data);
 }
 
 int cv_consensus_add(struct cv_consensus *c, const char *node_id, uint64_t rid, const char *raft_addr,
                      void (*cb)(void *data, int status), void *data)
 {
-    return consensus__change(c, CH_ADD, node_id, (raft_id)rid, raft_addr, 0, cb, data);
+    return consensus__change(c, CV_MEMBERS_ADD, node_id, (raft_id)rid, raft_addr, 0, cb, data);
 }
 
 int cv_consensus_remove(struct cv_consensus *c, const char *node_id)
 {
     raft_id id = consensus__raft_id(c, node_id);
-    return id == c->id ? CV_EINVAL : consensus__change(c, CH_REMOVE, node_id, id, NULL, 0, NULL, NULL);
-}
-
-static void consensus__transfer_done(struct raft_transfer *req)
-{
-    struct cv_consensus *c = req->data;
-    c->transferring = false;
-    if (c->transfer_cb && !c->closing) c->transfer_cb(c->transfer_data);
+    return id == c->id ? CV_EINVAL : consensus__change(c, CV_MEMBERS_REMOVE, node_id, id, NULL, 0, NULL, NULL);
 }
 
 int cv_consensus_transfer(struct cv_consensus *c, void (*cb)(void *data), void *data)
 {
     if (!c->started || c->closing) return CV_ENOTLEADER;
-    if (raft_state(&c->raft) != RAFT_LEADER) return CV_ENOTLEADER;
-    if (c->transferring) return CV_EBUSY;
-    c->transfer.data = c;
-    c->transfer_cb = cb;
-    c->transfer_data = data;
-    int rv = raft_transfer(&c->raft, &c->transfer, 0, consensus__transfer_done);
-    if (rv) return rv == RAFT_NOTFOUND ? CV_ENOTFOUND : CV_ERAFT;
-    c->transferring = true;
-    return 0;
+    return cv_members_transfer(&c->members, cb, data);
 }
