@@ -46,7 +46,6 @@ struct nodeget_opts {
     const char *arg;  /* PATH or URL */
     char addr[256];   /* the node */
     const char *target;
-    char tbuf[4096];  /* the target without a trailing '?' */
 };
 
 static int nodeget__usage(const char *fmt, ...)
@@ -110,11 +109,6 @@ static int nodeget__where(struct nodeget_opts *o)
         if ((unsigned char)*p <= ' ' || *p == 0x7f || *p == '#')
             return nodeget__usage("PATH must not contain spaces, control characters or '#' (percent-encode them): '%s'",
                                   o->target);
-    size_t tl = strlen(o->target);
-    if (tl >= sizeof o->tbuf) return nodeget__usage("PATH is longer than %zu bytes", sizeof o->tbuf - 1);
-    /* "/x?" is parsed with an empty query, and the node checks the signature of "/x": sign that. */
-    snprintf(o->tbuf, sizeof o->tbuf, "%.*s", (int)(tl && o->target[tl - 1] == '?' ? tl - 1 : tl), o->target);
-    o->target = o->tbuf;
     if (cv_addr_resolve(o->addr, &ss) != 0)
         return nodeget__usage("%s must be HOST:PORT with a numeric host or localhost, got '%s'", from, o->addr);
     return 0;
