@@ -149,6 +149,14 @@ if [ -z "${CVERSE_CLUSTER_SECRET_FILE:-}" ] && ! grep -Eq '^[[:space:]]+secret_f
     echo "run-cluster: generated the cluster secret $RUN_DIR/secret"
   fi
   export CVERSE_CLUSTER_SECRET_FILE=$RUN_DIR/secret
+elif [ -z "${CVERSE_CLUSTER_SECRET_FILE:-}" ]; then
+  # The config's cluster.secret_file (relative to the config's directory): RUN_DIR/secret points at it, so
+  # that rolling-restart.sh, idle-cpu.sh and the cverse commands printed below sign with it too.
+  sf=$(sed -nE 's/^[[:space:]]+secret_file:[[:space:]]*["'"'"']?([^"'"'"'#]*[^"'"'"'#[:space:]])["'"'"']?.*/\1/p' "$config" | head -1)
+  [ -n "$sf" ] || die "cannot read cluster.secret_file from $config" 2
+  case $sf in /*) ;; *) sf=$(cd "$(dirname "$config")" && pwd)/$sf ;; esac
+  ln -sfn "$sf" "$RUN_DIR/secret" || die "cannot link $RUN_DIR/secret to $sf"
+  export CVERSE_CLUSTER_SECRET_FILE=$sf
 fi
 cd "$RUN_DIR"  # anything a process writes with a relative path lands in the run directory
 : >"$PIDS"

@@ -53,7 +53,6 @@ static int nodehttp__read_all(int s, char **buf, size_t *got)
     *got = 0;
     for (;;) {
         if (cap - *got < 4096) {
-            if (cap > CV_CLI_HTTP_MAX) return CV_ETOOBIG;
             char *p = realloc(*buf, cap ? 2 * cap : 16384);
             if (!p) return CV_ENOMEM;
             *buf = p;
@@ -66,6 +65,7 @@ static int nodehttp__read_all(int s, char **buf, size_t *got)
             return errno == EAGAIN || errno == EWOULDBLOCK ? CV_ETIMEDOUT : CV_EUNAVAIL;
         }
         *got += (size_t)n;
+        if (*got > CV_CLI_HTTP_MAX) return CV_ETOOBIG; /* headers and body: at most the limit */
     }
     (*buf)[*got] = '\0';
     return 0;
@@ -83,7 +83,12 @@ static int nodehttp__sign(const char *method, const char *target, const char *bo
         fprintf(stderr, "cverse: %s\n", err);
         return CV_EINVAL;
     }
-    cv_sign_header_line(&k, method, target, body, body ? strlen(body) : 0, cv_now_ms() / 1000, authz, len);
+    char t[4096]; /* signed as the node reads it: "/x?" has an empty query, the node checks "/x" */
+    if (cv_sign_url_target(target, t, sizeof t)) {
+        fprintf(stderr, "cverse: the path is longer than %zu bytes: it cannot be signed\n", sizeof t - 1);
+        return CV_EINVAL;
+    }
+    cv_sign_header_line(&k, method, t, body, body ? strlen(body) : 0, cv_now_ms() / 1000, authz, len);
     return 0;
 }
 

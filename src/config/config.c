@@ -82,6 +82,16 @@ int cv_config_vfail(char *err, size_t errlen, const char *file, int line, const 
     return CV_ECONFIG;
 }
 
+int cv_config_nfail(const struct cv_config_ydoc *c, const struct yaml_node_s *n, const char *path, const char *fmt,
+                    ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rv = cv_config_vfail(c->err, c->errlen, c->file, (int)n->start_mark.line + 1, path, fmt, ap);
+    va_end(ap);
+    return rv;
+}
+
 __attribute__((format(printf, 4, 5))) static int cfg__fail(struct cfg__ctx *c, int line, const char *path,
                                                            const char *fmt, ...)
 {

@@ -159,6 +159,17 @@ int cv_config_secret(struct cv_config *cfg, int line, char *err, size_t errlen);
 int cv_config_vfail(char *err, size_t errlen, const char *file, int line, const char *path, const char *fmt,
                     va_list ap) __attribute__((format(printf, 6, 0)));
 
+/* Internal to the config module: a sub-parser's document and where its errors go (objtypes.c, rules.c). */
+struct cv_config_ydoc {
+    struct yaml_document_s *doc; /* borrowed */
+    const char *file;            /* borrowed */
+    char *err;                   /* may be NULL */
+    size_t errlen;
+};
+/* cv_config_vfail at node n's line (1-based). Returns CV_ECONFIG. */
+int cv_config_nfail(const struct cv_config_ydoc *c, const struct yaml_node_s *n, const char *path, const char *fmt,
+                    ...) __attribute__((format(printf, 4, 5)));
+
 /* Lookups; NULL / -1 when absent. Returned pointers live as long as cfg. */
 const struct cv_node_cfg *cv_config_node(const struct cv_config *cfg, const char *id);
 int cv_config_node_index(const struct cv_config *cfg, const char *id);

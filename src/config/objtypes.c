@@ -28,30 +28,13 @@
 #define OT_CALL_WINDOW_MAX 65536ull      /* call ids kept per object (each with its answer, in every save) */
 #define OT_STATE_MAX ((uint64_t)256 << 20) /* a raft entry carries it: keep it far below memory */
 
-struct ot {
-    yaml_document_t *doc;
-    const char *file;
-    char *err;
-    size_t errlen;
-};
-
-__attribute__((format(printf, 4, 5))) static int ot__fail(struct ot *c, const yaml_node_t *n, const char *path,
-                                                          const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int rv = cv_config_vfail(c->err, c->errlen, c->file, (int)n->start_mark.line + 1, path, fmt, ap);
-    va_end(ap);
-    return rv;
-}
-
 static const char *ot__text(const yaml_node_t *n)
 {
     return n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : "";
 }
 
 /* The value of key in map, or NULL (absent, or a YAML null). */
-static yaml_node_t *ot__get(struct ot *c, yaml_node_t *map, const char *key)
+static yaml_node_t *ot__get(struct cv_config_ydoc *c, yaml_node_t *map, const char *key)
 {
     for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
         yaml_node_t *k = yaml_document_get_node(c->doc, p->key), *v = yaml_document_get_node(c->doc, p->value);
@@ -64,7 +47,7 @@ static yaml_node_t *ot__get(struct ot *c, yaml_node_t *map, const char *key)
 }
 
 /* A plain decimal integer in lo..hi; absent leaves *out. */
-static int ot__uint(struct ot *c, yaml_node_t *map, const char *mpath, const char *key, uint64_t lo,
+static int ot__uint(struct cv_config_ydoc *c, yaml_node_t *map, const char *mpath, const char *key, uint64_t lo,
                     uint64_t hi, uint64_t *out, bool *given)
 {
     char path[340];
@@ -79,14 +62,14 @@ static int ot__uint(struct ot *c, yaml_node_t *map, const char *mpath, const cha
         x = x * 10 + (uint64_t)(*s - '0');
     }
     if (!ok || x < lo || x > hi)
-        return ot__fail(c, v, path, "must be an integer %llu..%llu, got \"%.60s\"", (unsigned long long)lo,
+        return cv_config_nfail(c, v, path, "must be an integer %llu..%llu, got \"%.60s\"", (unsigned long long)lo,
                         (unsigned long long)hi, v->type == YAML_SCALAR_NODE ? ot__text(v) : "(not a scalar)");
     *out = x;
     if (given) *given = true;
     return 0;
 }
 
-static int ot__persist(struct ot *c, yaml_node_t *map, const char *mpath, int *out)
+static int ot__persist(struct cv_config_ydoc *c, yaml_node_t *map, const char *mpath, int *out)
 {
     static const char *const names[] = {"none", "on_write", "periodic"};
     char path[340];
@@ -96,19 +79,19 @@ static int ot__persist(struct ot *c, yaml_node_t *map, const char *mpath, int *o
     for (int i = 0; i < 3; i++)
         if (v->type == YAML_SCALAR_NODE && !strcmp(ot__text(v), names[i])) return *out = i, 0;
     snprintf(path, sizeof path, "%s.persist", mpath);
-    return ot__fail(c, v, path, "must be none, on_write or periodic, got \"%.60s\"",
+    return cv_config_nfail(c, v, path, "must be none, on_write or periodic, got \"%.60s\"",
                     v->type == YAML_SCALAR_NODE ? ot__text(v) : "(not a scalar)");
 }
 
 /* One object_types entry: a mapping of known keys. */
-static int ot__entry(struct ot *c, yaml_node_t *k, yaml_node_t *v, struct cv_object_type_cfg *t)
+static int ot__entry(struct cv_config_ydoc *c, yaml_node_t *k, yaml_node_t *v, struct cv_object_type_cfg *t)
 {
     static const char *const keys[] = {"persist", "save_interval_ms", "idle_timeout_ms", "call_id_window",
                                        "call_id_window_ms"};
     char path[300];
     snprintf(path, sizeof path, "object_types.%.200s", ot__text(k));
     if (v->type != YAML_MAPPING_NODE)
-        return ot__fail(c, v, path, "must be a mapping of persist, save_interval_ms, idle_timeout_ms, "
+        return cv_config_nfail(c, v, path, "must be a mapping of persist, save_interval_ms, idle_timeout_ms, "
                         "call_id_window, call_id_window_ms");
     for (yaml_node_pair_t *p = v->data.mapping.pairs.start; p < v->data.mapping.pairs.top; p++) {
         yaml_node_t *key = yaml_document_get_node(c->doc, p->key);
@@ -116,9 +99,9 @@ static int ot__entry(struct ot *c, yaml_node_t *k, yaml_node_t *v, struct cv_obj
         for (int i = 0; i < 5; i++) known = known || !strcmp(ot__text(key), keys[i]);
         for (yaml_node_pair_t *q = v->data.mapping.pairs.start; known && q < p; q++)
             if (!strcmp(ot__text(yaml_document_get_node(c->doc, q->key)), ot__text(key)))
-                return ot__fail(c, key, path, "duplicate key \"%.60s\" (expected once)", ot__text(key));
+                return cv_config_nfail(c, key, path, "duplicate key \"%.60s\" (expected once)", ot__text(key));
         if (!known)
-            return ot__fail(c, key, path, "unknown key \"%.60s\" (expected one of: persist, save_interval_ms, "
+            return cv_config_nfail(c, key, path, "unknown key \"%.60s\" (expected one of: persist, save_interval_ms, "
                             "idle_timeout_ms, call_id_window, call_id_window_ms)", ot__text(key));
     }
     t->line = (int)k->start_mark.line + 1;
@@ -130,22 +113,22 @@ static int ot__entry(struct ot *c, yaml_node_t *k, yaml_node_t *v, struct cv_obj
     return rv;
 }
 
-static int ot__types(struct ot *c, yaml_node_t *m, struct cv_config *cfg)
+static int ot__types(struct cv_config_ydoc *c, yaml_node_t *m, struct cv_config *cfg)
 {
     if (m->type != YAML_MAPPING_NODE)
-        return ot__fail(c, m, "object_types", "must be a mapping of type name to settings");
+        return cv_config_nfail(c, m, "object_types", "must be a mapping of type name to settings");
     size_t n = (size_t)(m->data.mapping.pairs.top - m->data.mapping.pairs.start);
     for (size_t i = 0; i < n; i++) {
         yaml_node_pair_t *p = &m->data.mapping.pairs.start[i];
         yaml_node_t *k = yaml_document_get_node(c->doc, p->key);
         if (k->type != YAML_SCALAR_NODE || !*ot__text(k) || strlen(ot__text(k)) >= sizeof cfg->object_types[0].name)
-            return ot__fail(c, k, "object_types", "keys must be type names (1..127 bytes)");
+            return cv_config_nfail(c, k, "object_types", "keys must be type names (1..127 bytes)");
         if (i == CV_CONFIG_OBJECT_TYPES_MAX)
-            return ot__fail(c, k, "object_types", "more than %d types (expected at most %d)",
+            return cv_config_nfail(c, k, "object_types", "more than %d types (expected at most %d)",
                             CV_CONFIG_OBJECT_TYPES_MAX, CV_CONFIG_OBJECT_TYPES_MAX);
         for (size_t j = 0; j < cfg->n_object_types; j++)
             if (!strcmp(cfg->object_types[j].name, ot__text(k)))
-                return ot__fail(c, k, "object_types", "type %.100s given twice (first at line %d; expected once)",
+                return cv_config_nfail(c, k, "object_types", "type %.100s given twice (first at line %d; expected once)",
                                 ot__text(k), cfg->object_types[j].line);
         struct cv_object_type_cfg *t = &cfg->object_types[cfg->n_object_types++];
         snprintf(t->name, sizeof t->name, "%s", ot__text(k));
@@ -156,7 +139,7 @@ static int ot__types(struct ot *c, yaml_node_t *m, struct cv_config *cfg)
 }
 
 /* cluster.demo_types: true (default) or false. */
-static int ot__demo_types(struct ot *c, yaml_node_t *root, struct cv_config *cfg)
+static int ot__demo_types(struct cv_config_ydoc *c, yaml_node_t *root, struct cv_config *cfg)
 {
     yaml_node_t *cl = ot__get(c, root, "cluster");
     yaml_node_t *v = cl && cl->type == YAML_MAPPING_NODE ? ot__get(c, cl, "demo_types") : NULL;
@@ -165,7 +148,7 @@ static int ot__demo_types(struct ot *c, yaml_node_t *root, struct cv_config *cfg
     const char *s = plain ? ot__text(v) : "";
     if (!strcmp(s, "false") || !strcmp(s, "False") || !strcmp(s, "FALSE")) cfg->no_demo_types = true;
     else if (strcmp(s, "true") && strcmp(s, "True") && strcmp(s, "TRUE"))
-        return ot__fail(c, v, "cluster.demo_types", "must be true or false, got \"%.60s\"",
+        return cv_config_nfail(c, v, "cluster.demo_types", "must be true or false, got \"%.60s\"",
                         v->type == YAML_SCALAR_NODE ? ot__text(v) : "(not a scalar)");
     return 0;
 }
@@ -173,7 +156,7 @@ static int ot__demo_types(struct ot *c, yaml_node_t *root, struct cv_config *cfg
 int cv_config_objects(struct yaml_document_s *doc, struct yaml_node_s *root, const char *file, struct cv_config *cfg,
                       char *err, size_t errlen)
 {
-    struct ot c = {doc, file, err, errlen};
+    struct cv_config_ydoc c = {doc, file, err, errlen};
     cfg->object_state_max_bytes = CV_CONFIG_STATE_MAX_DEFAULT;
     if (root->type != YAML_MAPPING_NODE) return 0; /* config.c reported it */
     int rv = ot__uint(&c, root, "", "object_state_max_bytes", 64, OT_STATE_MAX, &cfg->object_state_max_bytes, NULL);

@@ -50,6 +50,11 @@
 #include "util/log.h"
 
 #define DEFAULT_TIMEOUT_MS 5000
+/* The tick rides on raft's own timer (every heartbeat_timeout_ms) when that is this short, at most every
+ * TICK_MIN_MS; a longer heartbeat (a slow network's config) gets a TICK_MS timer of its own: the host's
+ * work (map-feed heartbeats every 200 ms, retries, the release scan) must not slow down with it. */
+#define TICK_MS 20
+#define TICK_MIN_MS 10
 #define RAFT_BACKLOG 128 /* pending raft connections: every other node at once, after an election */
 /* Group commit: while this leader's last entry is not applied, the next batch waits for that apply (at
  * most this long): proposals arriving meanwhile share one entry, log write and LMDB commit. */
@@ -123,7 +128,8 @@ struct cv_consensus {
     raft_id id;
     bool joined;                  /* not an initial member: no bootstrap, cfg->nodes are not raft ids */
 
-    uv_timer_t flush;
+    uv_timer_t tick, flush; /* tick: only with a long raft heartbeat (TICK_MS) */
+    uint64_t last_tick_ms;
     struct pending pendings; /* circular list head */
     uint64_t next_seq;
     struct cv_notices *notices; /* early commit notices (notice.h) */
@@ -658,15 +664,22 @@ static void consensus__check_leader(struct cv_consensus *c)
     if (c->on_leader) c->on_leader(c->data, is_leader);
 }
 
-/* After each of raft's ticks (every heartbeat_timeout_ms): snapguard's after_tick. */
+/* After each of raft's ticks (snapguard's after_tick), or on our own timer (see TICK_MS). */
 static void consensus__tick(void *data)
 {
     struct cv_consensus *c = data;
-    if (c->closing || !c->started) return;
+    uint64_t now = cv_mono_ms();
+    if (c->closing || !c->started || now - c->last_tick_ms < TICK_MIN_MS) return;
+    c->last_tick_ms = now;
     consensus__check_leader(c);
     consensus__check_pendings(c);
     cv_leases_tick(c->leases);
     if (c->on_tick && !c->closing) c->on_tick(c->data);
+}
+
+static void consensus__timer(uv_timer_t *t)
+{
+    consensus__tick(t->data);
 }
 
 /* ---------------------------------------------------------------- lifecycle */
@@ -738,8 +751,10 @@ static int consensus__init_raft(struct cv_consensus *c, const char *raft_dir)
     c->fsm.snapshot_finalize = fsm__snapshot_finalize;
     if ((rv = raft_init(&c->raft, &c->io.io, &c->fsm, c->id, c->self->raft_addr))) goto err_after_io;
     cv_iowrap_install(&c->io.inner, c->loop, raft_dir, c->on_log_failed, c->data); /* raft_uv's: loud failures */
-    cv_quiet_init(&c->io.quiet, &c->raft, c->cfg->raft.election_timeout_ms, c->cfg->raft.quiet_heartbeats);
-    c->io.after_tick = consensus__tick, c->io.after_tick_data = c;
+    /* keepalive: half the shortest election timeout, so that a node that does not know yet it became a
+     * standby (its configuration entry lost on the way) hears from us before it would campaign */
+    cv_quiet_init(&c->io.quiet, &c->raft, c->cfg->raft.election_timeout_ms / 2, c->cfg->raft.quiet_heartbeats);
+    if (c->cfg->raft.heartbeat_timeout_ms <= TICK_MS) c->io.after_tick = consensus__tick, c->io.after_tick_data = c;
     tune(c);
     return 0;
 err_after_io:
@@ -778,8 +793,9 @@ int cv_consensus_init(const struct cv_consensus_opts *opts, struct cv_consensus 
     c->pendings.next = c->pendings.prev = &c->pendings;
     cv_members_init(&c->members, &c->raft, &c->closing);
     c->next_seq = cv_now_ms() * 1000; /* unique across restarts of this node */
+    uv_timer_init(c->loop, &c->tick);
     uv_timer_init(c->loop, &c->flush);
-    c->flush.data = c;
+    c->tick.data = c->flush.data = c;
     *out = c;
     return 0;
 }
@@ -800,6 +816,7 @@ int cv_consensus_start(struct cv_consensus *c)
         return CV_ERAFT;
     }
     c->started = true;
+    if (c->cfg->raft.heartbeat_timeout_ms > TICK_MS) uv_timer_start(&c->tick, consensus__timer, TICK_MS, TICK_MS);
     if (cv_backlog_widen(c->loop, c->self->raft_bind_addr, RAFT_BACKLOG) <= 0) /* see backlog.c */
         CV_WARN("raft: could not widen the listen backlog on %s: followers may reach a new leader 1 s late",
                 c->self->raft_bind_addr);
@@ -849,7 +866,8 @@ void cv_consensus_close(struct cv_consensus *c, void (*cb)(void *data), void *da
     for (size_t i = 0; i < c->n_q_remote; i++) cv_rpc_conn_unref(c->q_remote[i].conn);
     c->n_q_remote = c->n_q_seqs = c->q_len = 0;
     /* Count everything first: forwarded calls fail (CV_ECANCELED) once the node closes the peer pool. */
-    c->open_handles = 1 + c->raft_inited;
+    c->open_handles = 2 + c->raft_inited;
+    uv_close((uv_handle_t *)&c->tick, consensus__handle_closed);
     uv_close((uv_handle_t *)&c->flush, consensus__handle_closed);
     if (c->raft_inited) {
         c->raft.data = c;

@@ -50,8 +50,9 @@ struct cv_consensus_opts {
     const char *raft_dir;         /* raft log + snapshots; created if missing */
     cv_consensus_applied_cb on_applied;
     cv_consensus_leader_cb on_leader;
-    /* After each consensus tick (every raft.heartbeat_timeout_ms, on raft's own timer, while raft runs and
-     * the consensus is not closing): the owner's periodic work, without a timer of its own. May be NULL. */
+    /* After each consensus tick (every raft.heartbeat_timeout_ms on raft's own timer, at most every 10 ms;
+     * every 20 ms on a timer of its own when the heartbeat is longer than that), while raft runs and the
+     * consensus is not closing: the owner's periodic work, without a timer of its own. May be NULL. */
     void (*on_tick)(void *data);
     /* The raft log cannot be written (consensus/iowrap.h): fence; the process exits 1 on return. May be
      * NULL. */

@@ -15,7 +15,9 @@
  * the network lost. What a lost heartbeat could delay, and why it does not here: a follower that lost
  * entries (restarted) rejects the next heartbeat and the leader backs up — the first heartbeat after the
  * record goes out within a keepalive; a broken connection is redialled at the next message sent — within
- * a keepalive; a new leader's messages differ in term — never skipped. Voters are never skipped: their
+ * a keepalive; a new leader's messages differ in term — never skipped; a voter just demoted to standby
+ * that lost its configuration entry still thinks it votes: the keepalive (half an election timeout)
+ * reaches it before its election timer fires, and it learns what it lacks. Voters are never skipped: their
  * election timers and the leader's contact-quorum check need the regular beat.
  *
  * Failure modes: out of memory for a new record: the message goes out (nothing is skipped for it). */

@@ -26,7 +26,7 @@ struct cv_quiet {
     uint64_t sent, skipped; /* heartbeats to standbys let through / left unsent, since init */
 };
 
-/* keepalive_ms: the longest a standby goes without a message (the consensus uses one election timeout).
+/* keepalive_ms: the longest a standby goes without a message (the consensus uses half an election timeout).
  * enabled false: nothing is ever skipped. r is borrowed (see above). */
 void cv_quiet_init(struct cv_quiet *q, const struct raft *r, uint64_t keepalive_ms, bool enabled);
 void cv_quiet_fini(struct cv_quiet *q);

@@ -7,7 +7,7 @@
  * destroys it everywhere; after an AssignShards (and after a raft snapshot was installed) objects of
  * shards we no longer own are deactivated, shards we gained get their auto-load objects, shards waiting
  * for our release are released, subscribers get the new map. A tick (cv_host_tick, after each consensus
- * tick: every raft heartbeat period, 15 ms by default) starts hosting once the node is first ready,
+ * tick: 10-20 ms, 15 ms by default: the raft heartbeat) starts hosting once the node is first ready,
  * retries object calls, polls the release scan, fires reminders and deactivates idle objects.
  *
  * Two copies of an object never coexist while the old owner is alive: it gives a shard up in one entry

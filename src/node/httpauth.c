@@ -63,7 +63,12 @@ int cv_httpauth_check(struct cv_http_exchange *x, const struct cv_http_request *
     const char *why = NULL;
     if (cv_httpauth_verify(cv_guard_cluster()->secret, &replay, req, cv_now_ms() / 1000, &why) == 0) return 0;
     char peer[400], msg[200];
-    snprintf(peer, sizeof peer, "%s (%s %.200s: %s)", *req->peer ? req->peer : "?", req->method, req->path, why);
+    /* The path as sent (still percent-encoded), control characters masked: whoever reaches the port
+     * chooses it, and a decoded "%0a" would forge a line of the node's log. */
+    snprintf(peer, sizeof peer, "%s (%s %.200s: %s)", *req->peer ? req->peer : "?", req->method,
+             req->raw_path ? req->raw_path : req->path, why);
+    for (char *p = peer; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = '?';
     cv_guard_fail(CV_AUTH_R_SIGNATURE, "http", peer);
     snprintf(msg, sizeof msg, "requests to a node with a cluster secret must be signed with it (docs/security.md): %s",
              why);

@@ -65,7 +65,7 @@ struct cv_stress_cluster {
 int cv_stress_cluster_init(struct cv_stress_cluster *c, uv_loop_t *loop, const struct cv_stress_opts *o,
                            const char *argv0, char *err, size_t errlen);
 /* GET url of a node's HTTP API through http, signed with the cluster secret when there is one (nodes with a
- * secret refuse unsigned reads but /ready, node/httpauth.h). As cv_httpc_get. */
+ * secret refuse unsigned reads but /health, /ready and /metrics: node/httpauth.h). As cv_httpc_get. */
 int cv_stress_node_get(const struct cv_stress_cluster *c, struct cv_httpc *http, const char *url,
                        unsigned timeout_ms, cv_httpc_cb cb, void *data);
 /* Starts process i (node or gate) logging to <dir>/<id>.log, inside its namespace for partition churn;

@@ -456,6 +456,11 @@ Test(auth, readers_sign_their_node_reads)
     cr_assert_eq(code, 0, "a URL with a query: %s", out);
     cr_assert(strstr(out, "\"objects\""), "%s", out);
     free(out);
+    /* An empty query: the node reads "/v1/objects", and so must the signature. */
+    snprintf(args, sizeof args, "node-get --node 127.0.0.1:%d '/v1/objects?'", node_http(0));
+    out = h_cli(args, &code);
+    cr_assert_eq(code, 0, "a path with an empty query: %s", out);
+    free(out);
     unsetenv(CV_SECRET_ENV);
 }
 
