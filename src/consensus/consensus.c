@@ -720,6 +720,13 @@ static const char *leases__member_id(void *data, raft_id id)
     return consensus__member_id(data, id);
 }
 
+/* Declared dead in the catalog: register again; unknown to it: no member (see core/lessor.h). */
+static int leases__standing(void *data, const char *node_id)
+{
+    const struct cv_catalog_node *cn = cv_catalog_node_get(((struct cv_consensus *)data)->cat, node_id);
+    return !cn ? CV_ENOTFOUND : !cn->alive ? CV_ECONFLICT : 0;
+}
+
 static void leases__settle(void *data)
 {
     consensus__settle(data);
@@ -741,7 +748,7 @@ static int consensus__init_raft(struct cv_consensus *c, const char *raft_dir)
     cv_snapguard_init(&c->io);
     struct cv_leases_opts lo = {.raft = &c->raft, .peers = c->peers, .self_id = c->self->id, .self_raft_id = c->id,
                                 .round_timeout_ms = c->cfg->raft.election_timeout_ms, .member_id = leases__member_id,
-                                .settle = leases__settle, .data = c};
+                                .standing = leases__standing, .settle = leases__settle, .data = c};
     if ((rv = cv_leases_init(&lo, &c->leases))) goto err_after_io; /* freed with the consensus */
     c->fsm.version = 2;
     c->fsm.data = c;

@@ -61,7 +61,7 @@ static void leases__settle(struct cv_leases *l)
 static void leases__answer(void *data, uint64_t token, int status)
 {
     struct waiter *w = (struct waiter *)(uintptr_t)token;
-    (void)data;
+    (void)data; /* the owner's (standing's): the waiter carries what we need */
     if (w->conn) {
         cv_rpc_respond(w->conn, w->id, status, status ? cv_strerror(status) : NULL, NULL, 0);
         cv_rpc_conn_unref(w->conn);
@@ -81,7 +81,7 @@ int cv_leases_init(const struct cv_leases_opts *opts, struct cv_leases **out)
     l->o = *opts;
     memcpy(l->self, opts->self_id, strlen(opts->self_id) + 1);
     l->o.self_id = l->self;
-    cv_lessor_init(&l->lessor, leases__answer, l, l->self);
+    cv_lessor_init(&l->lessor, leases__answer, l->o.standing, l->o.data, l->self);
     *out = l;
     return 0;
 }

@@ -21,6 +21,8 @@ struct cv_leases_opts {
     raft_id self_raft_id;
     unsigned round_timeout_ms;  /* a round without its majority this long fails (an election timeout) */
     const char *(*member_id)(void *data, raft_id id); /* raft id -> node id (NULL: unknown); data: below */
+    /* Whether a node may be granted a renewal by the catalog (core/lessor.h cv_lessor_standing_cb). */
+    int (*standing)(void *data, const char *node_id);
     /* Closing, and the last call in flight completed: the owner may free (cv_leases_free). */
     void (*settle)(void *data);
     void *data;

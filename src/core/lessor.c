@@ -55,10 +55,12 @@ static int lessor__grow(void **arr, size_t *cap, size_t want, size_t elem)
     return 0;
 }
 
-void cv_lessor_init(struct cv_lessor *l, cv_lessor_answer_cb answer, void *data, const char *name)
+void cv_lessor_init(struct cv_lessor *l, cv_lessor_answer_cb answer, cv_lessor_standing_cb standing, void *data,
+                    const char *name)
 {
     memset(l, 0, sizeof *l);
     l->answer = answer;
+    l->standing = standing;
     l->data = data;
     cv_sm_init(&l->sm, &lessor__conf, CV_LESSOR_FOLLOWER, lessor__invariant, name);
 }
@@ -159,8 +161,9 @@ static void lessor__grant(struct cv_lessor *l)
         }
         memmove(&l->reqs[kept], &l->reqs[kept + 1], (l->n_reqs - kept - 1) * sizeof *l->reqs);
         l->n_reqs--;
-        if (r.arrived_ms > l->nodes[r.node].seen_ms) l->nodes[r.node].seen_ms = r.arrived_ms;
-        l->answer(l->data, r.token, 0);
+        int st = l->standing ? l->standing(l->data, l->nodes[r.node].id) : 0;
+        if (!st && r.arrived_ms > l->nodes[r.node].seen_ms) l->nodes[r.node].seen_ms = r.arrived_ms;
+        l->answer(l->data, r.token, st);
         if (cv_lessor_state(l) == CV_LESSOR_FOLLOWER) return; /* the callback gave up leadership */
     }
 }

@@ -36,6 +36,11 @@ enum cv_lessor_state { CV_LESSOR_FOLLOWER, CV_LESSOR_BARRIER, CV_LESSOR_IDLE, CV
  * lost before a round granted it: ask the new leader), CV_ECONFLICT (the node is being declared dead:
  * register again). token: the caller's, as given to cv_lessor_renew. */
 typedef void (*cv_lessor_answer_cb)(void *data, uint64_t token, int status);
+/* Whether node_id may be granted a renewal now, by the replicated state (the catalog): 0, CV_ECONFLICT
+ * (declared dead there: it must register again), CV_ENOTFOUND (not a member). Asked at grant time, so
+ * after the leadership barrier: an earlier leader's expiry has applied by then, and a new leader that
+ * never saw it still refuses the dead node. NULL: every node stands. */
+typedef int (*cv_lessor_standing_cb)(void *data, const char *node_id);
 
 struct cv_lessor_node {
     char id[CV_LESSOR_ID_MAX];
@@ -52,6 +57,7 @@ struct cv_lessor_req {
 struct cv_lessor {
     struct cv_sm sm;
     cv_lessor_answer_cb answer;
+    cv_lessor_standing_cb standing;
     void *data;
     uint64_t term, since_ms;   /* leading: our term and when we took over */
     uint64_t round;            /* id of the current (or last) round */
@@ -66,9 +72,10 @@ struct cv_lessor {
 };
 
 const struct cv_sm_conf *cv_lessor_sm(void);
-/* Starts FOLLOWER. answer/data: borrowed, valid while l is used. name: for the state machine's
+/* Starts FOLLOWER. answer/standing/data: borrowed, valid while l is used. name: for the state machine's
  * messages (borrowed likewise). */
-void cv_lessor_init(struct cv_lessor *l, cv_lessor_answer_cb answer, void *data, const char *name);
+void cv_lessor_init(struct cv_lessor *l, cv_lessor_answer_cb answer, cv_lessor_standing_cb standing, void *data,
+                    const char *name);
 /* Answers every waiting renewal CV_ENOTLEADER and frees what l owns. */
 void cv_lessor_fini(struct cv_lessor *l);
 
@@ -93,7 +100,8 @@ bool cv_lessor_round_due(const struct cv_lessor *l);
 int cv_lessor_round_start(struct cv_lessor *l, const char *self_id, const char *const *voters, size_t n_voters,
                           uint64_t now_ms, uint64_t *round);
 /* A voter answered round (yes: it follows us in our term). A majority of yes grants every renewal that
- * arrived no later than the round's start (each node's seen becomes that renewal's arrival); the rest
+ * arrived no later than the round's start (each node's seen becomes that renewal's arrival) whose node stands (else it is answered with the
+ * standing's code); the rest
  * wait for the next round. A no ends the round (IDLE: renewals wait for the next one). Answers of other
  * rounds, or a second answer of a voter, change nothing. */
 void cv_lessor_confirm(struct cv_lessor *l, uint64_t round, const char *voter, bool yes);

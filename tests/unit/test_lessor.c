@@ -20,13 +20,20 @@ static void answer(void *data, uint64_t token, int status)
     got.status[got.n++] = status;
 }
 
+/* The catalog's view: "dead" is declared dead there, "gone" is no member. */
+static int standing(void *data, const char *node_id)
+{
+    (void)data;
+    return !strcmp(node_id, "dead") ? CV_ECONFLICT : !strcmp(node_id, "gone") ? CV_ENOTFOUND : 0;
+}
+
 static struct cv_lessor L;
 static const char *const V3[] = {"a", "b", "c"};
 
 static void setup(void)
 {
     memset(&got, 0, sizeof got);
-    cv_lessor_init(&L, answer, NULL, "test");
+    cv_lessor_init(&L, answer, standing, NULL, "test");
 }
 
 static void teardown(void)
@@ -198,5 +205,23 @@ Test(lessor, fini_answers_what_waits)
     cv_lessor_fini(&L);
     cr_assert_eq(got.n, 1);
     cr_assert_eq(got.status[0], CV_ENOTLEADER);
-    cv_lessor_init(&L, answer, NULL, "again"); /* for teardown */
+    cv_lessor_init(&L, answer, standing, NULL, "again"); /* for teardown */
+}
+
+/* A new leader never saw the expiry an earlier leader applied: the catalog's word decides at grant time. */
+Test(lessor, a_node_the_catalog_holds_dead_or_unknown_is_not_granted)
+{
+    lead();
+    cr_assert_eq(cv_lessor_renew(&L, "dead", 1, 1100), 0);
+    cr_assert_eq(cv_lessor_renew(&L, "gone", 2, 1100), 0);
+    cr_assert_eq(cv_lessor_renew(&L, "x", 3, 1100), 0);
+    uint64_t round;
+    cr_assert_eq(cv_lessor_round_start(&L, "a", V3, 3, 1200, &round), 0);
+    cv_lessor_confirm(&L, round, "b", true);
+    cr_assert_eq(got.n, 3);
+    cr_assert_eq(got.status[0], CV_ECONFLICT);
+    cr_assert_eq(got.status[1], CV_ENOTFOUND);
+    cr_assert_eq(got.status[2], 0);
+    cr_assert_eq(cv_lessor_seen(&L, "dead"), 0, "a refused renewal counts for nothing");
+    cr_assert_eq(cv_lessor_seen(&L, "x"), 1100);
 }
