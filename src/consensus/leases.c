@@ -303,6 +303,14 @@ uint64_t cv_leases_seen(const struct cv_leases *l, const char *node_id)
     return cv_lessor_seen(&l->lessor, node_id);
 }
 
+int64_t cv_leases_granted_ago(const struct cv_leases *l, const char *node_id)
+{
+    enum cv_lessor_state st = cv_lessor_state(&l->lessor);
+    uint64_t seen = cv_lessor_seen(&l->lessor, node_id), now = cv_mono_ms();
+    if (st == CV_LESSOR_FOLLOWER || st == CV_LESSOR_BARRIER || !seen) return -1;
+    return now > seen ? (int64_t)(now - seen) : 0;
+}
+
 void cv_leases_expire(struct cv_leases *l, const char *node_id)
 {
     cv_lessor_expire(&l->lessor, node_id);

@@ -59,6 +59,9 @@ int cv_leases_renew(struct cv_leases *l, unsigned timeout_ms, void (*cb)(void *d
 /* Leader duties: when this leader granted node_id's latest renewal (its arrival; 0: none in this term);
  * node_id is being declared dead (its renewals are refused until it registered again). */
 uint64_t cv_leases_seen(const struct cv_leases *l, const char *node_id);
+/* For views: how long ago (ms) this leader granted node_id's latest renewal; -1 when it is not leading
+ * (or not past its barrier) or granted none in its term. */
+int64_t cv_leases_granted_ago(const struct cv_leases *l, const char *node_id);
 void cv_leases_expire(struct cv_leases *l, const char *node_id);
 void cv_leases_registered(struct cv_leases *l, const char *node_id);
 
