@@ -34,6 +34,8 @@ struct cv_leases {
     uint64_t barrier_term;
     size_t inflight;     /* our RPC calls not completed yet, and the barrier */
     bool closing;
+    struct call *own;    /* our own renewal's call in flight to a remote leader (NULL: none) */
+    raft_id own_to;      /* the leader it went to */
 };
 
 /* Who asked for a renewal: a remote node (answer on its connection) or this node (a callback). */
@@ -49,7 +51,7 @@ struct call {
     struct cv_leases *l;
     uint64_t round;
     char voter[CV_LESSOR_ID_MAX];
-    void (*cb)(void *data, int status); /* a renewal of ours: its caller */
+    void (*cb)(void *data, int status); /* a renewal of ours: its caller (NULL once answered early) */
     void *data;
 };
 
@@ -189,9 +191,27 @@ static size_t leases__voters(struct cv_leases *l, const char **out, size_t max)
     return n;
 }
 
+/* Our renewal went to a leader that is no longer ours (killed, stopped, cut off): answer its caller now,
+ * so that the next renewal goes to the new leader at once instead of after the call's timeout (a TTL:
+ * the node would fence meanwhile). The call's own completion, later, only frees it. */
+static void leases__own_check(struct cv_leases *l)
+{
+    raft_id leader;
+    const char *addr;
+    if (!l->own) return;
+    raft_leader(l->o.raft, &leader, &addr);
+    if (leader == l->own_to) return;
+    struct call *c = l->own;
+    void (*cb)(void *, int) = c->cb;
+    l->own = NULL;
+    c->cb = NULL;
+    cb(c->data, CV_ENOTLEADER);
+}
+
 void cv_leases_tick(struct cv_leases *l)
 {
     if (l->closing) return;
+    leases__own_check(l);
     struct cv_lessor *ls = &l->lessor;
     uint64_t now = cv_mono_ms();
     if (cv_lessor_state(ls) == CV_LESSOR_CONFIRMING && now - ls->round_start_ms >= l->o.round_timeout_ms)
@@ -257,7 +277,8 @@ static void leases__renewed(void *data, int status, const char *error, const uin
     struct cv_leases *l = c->l;
     (void)error, (void)body, (void)len;
     l->inflight--;
-    c->cb(c->data, status);
+    if (l->own == c) l->own = NULL;
+    if (c->cb) c->cb(c->data, status);
     free(c);
     leases__settle(l);
 }
@@ -293,6 +314,8 @@ int cv_leases_renew(struct cv_leases *l, unsigned timeout_ms, void (*cb)(void *d
         return rv;
     }
     l->inflight++;
+    l->own = c;
+    l->own_to = leader;
     return 0;
 }
 

@@ -50,9 +50,11 @@ void cv_leases_handle_renew(struct cv_leases *l, struct cv_rpc_conn *conn, uint6
 void cv_leases_handle_confirm(struct cv_leases *l, struct cv_rpc_conn *conn, uint64_t id, const uint8_t *body,
                               size_t len);
 
-/* This node renews its lease through the leader (itself included). cb(data, status) exactly once, never
- * from inside the call, unless it returns an error: 0 granted, CV_ECONFLICT declared dead, CV_ENOTLEADER
- * / CV_ETIMEDOUT / CV_EUNAVAIL: not renewed (try again). Returns CV_ENOTLEADER (no leader known),
+/* This node renews its lease through the leader (itself included); one renewal at a time. cb(data,
+ * status) exactly once, never from inside the call, unless it returns an error: 0 granted, CV_ECONFLICT
+ * declared dead, CV_ENOTFOUND no member, CV_ENOTLEADER / CV_ETIMEDOUT / CV_EUNAVAIL: not renewed (try
+ * again). A call to a leader that raft replaced meanwhile is answered CV_ENOTLEADER at the next tick,
+ * not after its timeout. Returns CV_ENOTLEADER (no leader known),
  * CV_EUNAVAIL, CV_ENOMEM, CV_ECLOSED. */
 int cv_leases_renew(struct cv_leases *l, unsigned timeout_ms, void (*cb)(void *data, int status), void *data);
 
