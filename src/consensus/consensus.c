@@ -94,6 +94,7 @@ struct pending {
     uint64_t deadline_ms; /* monotonic */
     uint64_t index;       /* the entry that carries it: set exactly while APPENDED */
     uint32_t forwards;    /* forwards sent: an answer to an earlier one (resent since) is ignored */
+    uint64_t term;        /* 0, or the only term it may be appended in, by this node as leader */
     uint8_t *cmd;
     size_t len;
     cv_propose_cb cb;
@@ -421,8 +422,18 @@ out:
     return rv;
 }
 
+static bool consensus__leads_term(struct cv_consensus *c, uint64_t term)
+{
+    return raft_state(&c->raft) == RAFT_LEADER && raft_current_term(&c->raft) == term;
+}
+
 static void route(struct cv_consensus *c, struct pending *p)
 {
+    if (p->term) { /* bound to a term: appended by us in it now, or never */
+        if (!consensus__leads_term(c, p->term)) pending__complete(p, CV_ENOTLEADER, 0);
+        else if (queue__local(c, p) == 0) queue__flush(c);
+        return;
+    }
     if (raft_state(&c->raft) == RAFT_LEADER) {
         queue__local(c, p); /* on failure it stays WAITING: routed again at the next tick */
         return;
@@ -438,7 +449,14 @@ static void route(struct cv_consensus *c, struct pending *p)
 int cv_consensus_propose(struct cv_consensus *c, Cverse__Catalog__Command *cmd, unsigned timeout_ms,
                          cv_propose_cb cb, void *data)
 {
+    return cv_consensus_propose_in_term(c, cmd, 0, timeout_ms, cb, data);
+}
+
+int cv_consensus_propose_in_term(struct cv_consensus *c, Cverse__Catalog__Command *cmd, uint64_t term,
+                                 unsigned timeout_ms, cv_propose_cb cb, void *data)
+{
     if (c->closing) return CV_ECLOSED;
+    if (term && !consensus__leads_term(c, term)) return CV_ENOTLEADER;
     struct pending *p = calloc(1, sizeof *p);
     if (!p) return CV_ENOMEM;
     p->seq = c->next_seq++;
@@ -453,6 +471,7 @@ int cv_consensus_propose(struct cv_consensus *c, Cverse__Catalog__Command *cmd, 
     }
     cverse__catalog__command__pack(cmd, p->cmd);
     p->deadline_ms = cv_mono_ms() + (timeout_ms ? timeout_ms : DEFAULT_TIMEOUT_MS);
+    p->term = term;
     p->cb = cb;
     p->data = data;
     p->next = &c->pendings;
@@ -629,6 +648,7 @@ static void consensus__resend_uncommitted(struct cv_consensus *c)
     raft_index committed = raft_commit_index(&c->raft);
     for (struct pending *p = c->pendings.next; p != &c->pendings; p = p->next) {
         int st = cv_sm_state(&p->sm);
+        if (p->term) continue; /* bound to its term: it commits from the log where it is, or never */
         if (st == P_FORWARDED) pending__move(p, P_WAITING);
         if (st != P_APPENDED || p->index <= committed) continue;
         p->index = 0;
@@ -721,10 +741,10 @@ static const char *leases__member_id(void *data, raft_id id)
 }
 
 /* Declared dead in the catalog: register again; unknown to it: no member (see core/lessor.h). */
-static int leases__standing(void *data, const char *node_id)
+static int leases__standing(void *data, const char *node_id, uint64_t incarnation)
 {
     const struct cv_catalog_node *cn = cv_catalog_node_get(((struct cv_consensus *)data)->cat, node_id);
-    return !cn ? CV_ENOTFOUND : !cn->alive ? CV_ECONFLICT : 0;
+    return !cn ? CV_ENOTFOUND : !cn->alive || cn->incarnation != incarnation ? CV_ECONFLICT : 0;
 }
 
 static void leases__settle(void *data)
@@ -747,7 +767,8 @@ static int consensus__init_raft(struct cv_consensus *c, const char *raft_dir)
     raft_uv_set_connect_retry_delay(&c->io.inner, c->cfg->raft.election_timeout_ms);
     cv_snapguard_init(&c->io);
     struct cv_leases_opts lo = {.raft = &c->raft, .peers = c->peers, .self_id = c->self->id, .self_raft_id = c->id,
-                                .round_timeout_ms = c->cfg->raft.election_timeout_ms, .member_id = leases__member_id,
+                                .round_timeout_ms = c->cfg->raft.election_timeout_ms,
+                                .max_wait_ms = (unsigned)c->cfg->lease_ttl_ms, .member_id = leases__member_id,
                                 .standing = leases__standing, .settle = leases__settle, .data = c};
     if ((rv = cv_leases_init(&lo, &c->leases))) goto err_after_io; /* freed with the consensus */
     c->fsm.version = 2;
@@ -869,11 +890,11 @@ void cv_consensus_close(struct cv_consensus *c, void (*cb)(void *data), void *da
     c->close_cb = cb;
     c->close_data = data;
     while (c->pendings.next != &c->pendings) pending__complete(c->pendings.next, CV_ECANCELED, 0);
-    if (c->leases) cv_leases_close(c->leases);
     for (size_t i = 0; i < c->n_q_remote; i++) cv_rpc_conn_unref(c->q_remote[i].conn);
     c->n_q_remote = c->n_q_seqs = c->q_len = 0;
     /* Count everything first: forwarded calls fail (CV_ECANCELED) once the node closes the peer pool. */
     c->open_handles = 2 + c->raft_inited;
+    if (c->leases) cv_leases_close(c->leases); /* may settle: only once the handles are counted */
     uv_close((uv_handle_t *)&c->tick, consensus__handle_closed);
     uv_close((uv_handle_t *)&c->flush, consensus__handle_closed);
     if (c->raft_inited) {

@@ -15,6 +15,7 @@
  * pool, which completes the calls in flight; settle runs once none is left. */
 #include "consensus/leases.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -119,17 +120,13 @@ static void leases__barrier_done(struct raft_barrier *req, int status)
     leases__settle(l);
 }
 
+static void leases__barrier(struct cv_leases *l);
+
 void cv_leases_lead(struct cv_leases *l, uint64_t term)
 {
-    if (l->closing) return;
+    if (l->closing || (cv_lessor_state(&l->lessor) != CV_LESSOR_FOLLOWER && l->lessor.term == term)) return;
     cv_lessor_lead(&l->lessor, term, cv_mono_ms());
-    if (l->barrier_busy) return; /* the one in flight is of an older term: the next tick starts ours */
-    l->barrier_term = term;
-    l->barrier.data = l;
-    if (raft_barrier(l->o.raft, &l->barrier, leases__barrier_done) == 0) {
-        l->barrier_busy = true;
-        l->inflight++;
-    }
+    leases__barrier(l);
 }
 
 void cv_leases_follow(struct cv_leases *l)
@@ -147,8 +144,8 @@ static void leases__confirmed(void *data, int status, const char *error, const u
     l->inflight--;
     if (status == 0 && !l->closing) {
         Cverse__Rpc__LeaseConfirmAnswer *a = cverse__rpc__lease_confirm_answer__unpack(NULL, len, body);
-        if (a) {
-            cv_lessor_confirm(&l->lessor, a->round, c->voter, a->yes);
+        if (a) { /* the round we asked about, whatever the answer echoes */
+            cv_lessor_confirm(&l->lessor, c->round, c->voter, a->yes && a->round == c->round);
             cverse__rpc__lease_confirm_answer__free_unpacked(a, NULL);
         }
     }
@@ -178,17 +175,49 @@ static void leases__ask(struct cv_leases *l, const char *voter, uint64_t term, u
         free(c);
 }
 
-/* The voters of raft's current configuration, by node id (ids borrowed from the member map). */
-static size_t leases__voters(struct cv_leases *l, const char **out, size_t max)
+#define VOTERS_MAX 64
+
+/* Every voter of raft's current configuration, by node id (borrowed from the member map); a voter we
+ * cannot name gets "#<raft id>" (in names): it still counts toward the majority, and is never asked.
+ * 0 when there are more than VOTERS_MAX (no round: safer than a majority of a truncated list). */
+static size_t leases__voters(struct cv_leases *l, const char **out, char (*names)[24])
 {
     const struct raft_configuration *conf = &l->o.raft->configuration;
     size_t n = 0;
-    for (unsigned i = 0; i < conf->n && n < max; i++) {
+    for (unsigned i = 0; i < conf->n; i++) {
         if (conf->servers[i].role != RAFT_VOTER) continue;
-        const char *id = conf->servers[i].id == l->o.self_raft_id ? l->self : l->o.member_id(l->o.data, conf->servers[i].id);
-        if (id) out[n++] = id;
+        if (n == VOTERS_MAX) return 0;
+        raft_id rid = conf->servers[i].id;
+        const char *id = rid == l->o.self_raft_id ? l->self : l->o.member_id(l->o.data, rid);
+        if (!id) {
+            snprintf(names[n], sizeof names[n], "#%llu", (unsigned long long)rid);
+            id = names[n];
+        }
+        out[n++] = id;
     }
     return n;
+}
+
+/* Whether the lessor's leadership is raft's current one; if raft moved on (another term, or no longer
+ * leading) between two of our observations, follow it now. */
+static bool leases__in_step(struct cv_leases *l)
+{
+    struct cv_lessor *ls = &l->lessor;
+    bool leading = raft_state(l->o.raft) == RAFT_LEADER;
+    uint64_t term = raft_current_term(l->o.raft);
+    if (cv_lessor_state(ls) == CV_LESSOR_FOLLOWER) {
+        if (leading) cv_leases_lead(l, term);
+        return false;
+    }
+    if (!leading) {
+        cv_lessor_follow(ls);
+        return false;
+    }
+    if (term != ls->term) {
+        cv_leases_lead(l, term);
+        return false;
+    }
+    return true;
 }
 
 /* Our renewal went to a leader that is no longer ours (killed, stopped, cut off): answer its caller now,
@@ -208,22 +237,36 @@ static void leases__own_check(struct cv_leases *l)
     cb(c->data, CV_ENOTLEADER);
 }
 
+static void leases__barrier(struct cv_leases *l)
+{
+    if (l->barrier_busy) return; /* the one in flight is of an older term: the next tick starts ours */
+    l->barrier_term = l->lessor.term;
+    l->barrier.data = l;
+    if (raft_barrier(l->o.raft, &l->barrier, leases__barrier_done) == 0) {
+        l->barrier_busy = true;
+        l->inflight++;
+    }
+}
+
 void cv_leases_tick(struct cv_leases *l)
 {
     if (l->closing) return;
     leases__own_check(l);
     struct cv_lessor *ls = &l->lessor;
     uint64_t now = cv_mono_ms();
+    cv_lessor_prune(ls, now, l->o.max_wait_ms); /* their senders gave up on them */
+    if (!leases__in_step(l)) return;
     if (cv_lessor_state(ls) == CV_LESSOR_CONFIRMING && now - ls->round_start_ms >= l->o.round_timeout_ms)
         cv_lessor_round_failed(ls, ls->round);
-    if (cv_lessor_state(ls) == CV_LESSOR_BARRIER && !l->barrier_busy) cv_leases_lead(l, ls->term);
+    if (cv_lessor_state(ls) == CV_LESSOR_BARRIER) leases__barrier(l); /* a failed one is tried again */
     if (!cv_lessor_round_due(ls)) return;
-    const char *voters[64];
-    size_t n = leases__voters(l, voters, 64);
+    const char *voters[VOTERS_MAX];
+    char names[VOTERS_MAX][24];
+    size_t n = leases__voters(l, voters, names);
     uint64_t round, term = ls->term;
     if (n == 0 || cv_lessor_round_start(ls, l->self, voters, n, now, &round)) return;
     for (size_t i = 0; i < n && cv_lessor_state(ls) == CV_LESSOR_CONFIRMING && ls->round == round; i++)
-        if (strcmp(voters[i], l->self)) leases__ask(l, voters[i], term, round);
+        if (strcmp(voters[i], l->self) && voters[i][0] != '#') leases__ask(l, voters[i], term, round);
 }
 
 /* ---------------------------------------------------------------- RPC handlers */
@@ -259,7 +302,7 @@ void cv_leases_handle_renew(struct cv_leases *l, struct cv_rpc_conn *conn, uint6
     if (!rv) {
         *w = (struct waiter){.l = l, .conn = conn, .id = id};
         cv_rpc_conn_ref(conn);
-        rv = cv_lessor_renew(&l->lessor, req->node, (uint64_t)(uintptr_t)w, cv_mono_ms());
+        rv = cv_lessor_renew(&l->lessor, req->node, req->incarnation, (uint64_t)(uintptr_t)w, cv_mono_ms());
         if (rv) cv_rpc_conn_unref(conn);
     }
     if (rv) {
@@ -283,14 +326,15 @@ static void leases__renewed(void *data, int status, const char *error, const uin
     leases__settle(l);
 }
 
-int cv_leases_renew(struct cv_leases *l, unsigned timeout_ms, void (*cb)(void *data, int status), void *data)
+int cv_leases_renew(struct cv_leases *l, uint64_t incarnation, unsigned timeout_ms,
+                    void (*cb)(void *data, int status), void *data)
 {
     if (l->closing) return CV_ECLOSED;
     if (raft_state(l->o.raft) == RAFT_LEADER) {
         struct waiter *w = calloc(1, sizeof *w);
         if (!w) return CV_ENOMEM;
         *w = (struct waiter){.l = l, .cb = cb, .data = data};
-        int rv = cv_lessor_renew(&l->lessor, l->self, (uint64_t)(uintptr_t)w, cv_mono_ms());
+        int rv = cv_lessor_renew(&l->lessor, l->self, incarnation, (uint64_t)(uintptr_t)w, cv_mono_ms());
         if (rv) free(w);
         return rv;
     }
@@ -306,7 +350,8 @@ int cv_leases_renew(struct cv_leases *l, unsigned timeout_ms, void (*cb)(void *d
     *c = (struct call){.l = l, .cb = cb, .data = data};
     Cverse__Rpc__LeaseRenew req = CVERSE__RPC__LEASE_RENEW__INIT;
     req.node = l->self;
-    uint8_t buf[96];
+    req.incarnation = incarnation;
+    uint8_t buf[112];
     size_t n = cverse__rpc__lease_renew__pack(&req, buf);
     int rv = cv_rpc_call(cli, "lease.renew", buf, n, timeout_ms, leases__renewed, c);
     if (rv) {
@@ -324,6 +369,16 @@ int cv_leases_renew(struct cv_leases *l, unsigned timeout_ms, void (*cb)(void *d
 uint64_t cv_leases_seen(const struct cv_leases *l, const char *node_id)
 {
     return cv_lessor_seen(&l->lessor, node_id);
+}
+
+bool cv_leases_leading(const struct cv_leases *l, uint64_t *term, uint64_t *since_ms)
+{
+    enum cv_lessor_state st = cv_lessor_state(&l->lessor);
+    if (l->closing || (st != CV_LESSOR_IDLE && st != CV_LESSOR_CONFIRMING)) return false;
+    if (raft_state(l->o.raft) != RAFT_LEADER || raft_current_term(l->o.raft) != l->lessor.term) return false;
+    *term = l->lessor.term;
+    *since_ms = l->lessor.since_ms;
+    return true;
 }
 
 int64_t cv_leases_granted_ago(const struct cv_leases *l, const char *node_id)

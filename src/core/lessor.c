@@ -96,7 +96,10 @@ void cv_lessor_fini(struct cv_lessor *l)
 void cv_lessor_lead(struct cv_lessor *l, uint64_t term, uint64_t now_ms)
 {
     lessor__answer_all(l, SIZE_MAX, CV_ENOTLEADER); /* none when we were a follower */
-    for (size_t i = 0; i < l->n_nodes; i++) l->nodes[i].seen_ms = 0;
+    for (size_t i = 0; i < l->n_nodes; i++) {
+        l->nodes[i].seen_ms = 0;
+        l->nodes[i].dead = false; /* an expiry of ours that applied is the catalog's now (standing) */
+    }
     l->term = term;
     l->since_ms = now_ms;
     cv_sm_move(&l->sm, CV_LESSOR_BARRIER);
@@ -131,15 +134,33 @@ static size_t lessor__node(struct cv_lessor *l, const char *id)
     return l->n_nodes++;
 }
 
-int cv_lessor_renew(struct cv_lessor *l, const char *node_id, uint64_t token, uint64_t now_ms)
+int cv_lessor_renew(struct cv_lessor *l, const char *node_id, uint64_t incarnation, uint64_t token,
+                    uint64_t now_ms)
 {
     if (cv_lessor_state(l) == CV_LESSOR_FOLLOWER) return CV_ENOTLEADER;
     size_t i = lessor__node(l, node_id);
     if (i == SIZE_MAX) return CV_ENOMEM;
     if (l->nodes[i].dead) return CV_ECONFLICT;
     if (lessor__grow((void **)&l->reqs, &l->cap_reqs, l->n_reqs + 1, sizeof *l->reqs)) return CV_ENOMEM;
-    l->reqs[l->n_reqs++] = (struct cv_lessor_req){.token = token, .node = i, .arrived_ms = now_ms};
+    l->reqs[l->n_reqs++] =
+        (struct cv_lessor_req){.token = token, .node = i, .incarnation = incarnation, .arrived_ms = now_ms,
+                               .seq = l->next_seq++};
     return 0;
+}
+
+void cv_lessor_prune(struct cv_lessor *l, uint64_t now_ms, uint64_t max_age_ms)
+{
+    size_t i = 0;
+    while (i < l->n_reqs) { /* one at a time: l is consistent whenever the callback runs */
+        struct cv_lessor_req r = l->reqs[i];
+        if (now_ms <= r.arrived_ms || now_ms - r.arrived_ms <= max_age_ms) {
+            i++;
+            continue;
+        }
+        memmove(&l->reqs[i], &l->reqs[i + 1], (l->n_reqs - i - 1) * sizeof *l->reqs);
+        l->n_reqs--;
+        l->answer(l->data, r.token, CV_ETIMEDOUT);
+    }
 }
 
 bool cv_lessor_round_due(const struct cv_lessor *l)
@@ -150,18 +171,18 @@ bool cv_lessor_round_due(const struct cv_lessor *l)
 /* The round has its majority: grant what arrived by its start. */
 static void lessor__grant(struct cv_lessor *l)
 {
-    uint64_t start = l->round_start_ms;
+    uint64_t start = l->round_start_seq;
     if (cv_lessor_state(l) == CV_LESSOR_CONFIRMING) cv_sm_move(&l->sm, CV_LESSOR_IDLE);
     size_t kept = 0;
     while (kept < l->n_reqs) {
         struct cv_lessor_req r = l->reqs[kept];
-        if (r.arrived_ms > start) { /* arrival order: these and all after wait */
+        if (r.seq >= start) { /* came after the round started: waits for the next one */
             kept++;
             continue;
         }
         memmove(&l->reqs[kept], &l->reqs[kept + 1], (l->n_reqs - kept - 1) * sizeof *l->reqs);
         l->n_reqs--;
-        int st = l->standing ? l->standing(l->data, l->nodes[r.node].id) : 0;
+        int st = l->standing ? l->standing(l->data, l->nodes[r.node].id, r.incarnation) : 0;
         if (!st && r.arrived_ms > l->nodes[r.node].seen_ms) l->nodes[r.node].seen_ms = r.arrived_ms;
         l->answer(l->data, r.token, st);
         if (cv_lessor_state(l) == CV_LESSOR_FOLLOWER) return; /* the callback gave up leadership */
@@ -173,22 +194,28 @@ int cv_lessor_round_start(struct cv_lessor *l, const char *self_id, const char *
 {
     if (cv_lessor_state(l) != CV_LESSOR_IDLE || n_voters == 0) return CV_EINVAL;
     if (lessor__grow((void **)&l->asked, &l->cap_asked, n_voters, sizeof *l->asked)) return CV_ENOMEM;
-    unsigned yes = 0;
+    unsigned yes = 0, n = 0;
     l->n_asked = 0;
     for (size_t i = 0; i < n_voters; i++) {
+        bool dup = false;
+        for (size_t j = 0; j < i && !dup; j++) dup = !strcmp(voters[i], voters[j]);
+        if (dup) continue;
+        n++;
         if (!strcmp(voters[i], self_id)) {
             yes++;
             continue;
         }
         size_t len = strlen(voters[i]);
-        if (len >= CV_LESSOR_ID_MAX) continue; /* cannot be a member: never answers */
+        if (len >= CV_LESSOR_ID_MAX) continue; /* cannot be a member: never answers (still counted) */
         memcpy(l->asked[l->n_asked++], voters[i], len + 1);
     }
     l->round++;
     *round = l->round;
     l->round_start_ms = now_ms;
-    l->needed = (unsigned)(n_voters / 2 + 1);
+    l->round_start_seq = l->next_seq;
+    l->needed = n / 2 + 1;
     l->yes = yes;
+    l->unanswered = (unsigned)l->n_asked;
     if (l->yes >= l->needed) { /* a majority of ourselves (a single voter): granted at once */
         lessor__grant(l);
         return 0;
@@ -204,11 +231,9 @@ void cv_lessor_confirm(struct cv_lessor *l, uint64_t round, const char *voter, b
     while (i < l->n_asked && strcmp(l->asked[i], voter)) i++;
     if (i == l->n_asked || !l->asked[i][0]) return; /* not asked, or answered already */
     l->asked[i][0] = '\0';
-    if (!yes) {
-        cv_sm_move(&l->sm, CV_LESSOR_IDLE);
-        return;
-    }
-    if (++l->yes >= l->needed) lessor__grant(l);
+    l->unanswered--;
+    if (yes && ++l->yes >= l->needed) lessor__grant(l);
+    else if (!yes && l->yes + l->unanswered < l->needed) cv_sm_move(&l->sm, CV_LESSOR_IDLE); /* out of reach */
 }
 
 void cv_lessor_round_failed(struct cv_lessor *l, uint64_t round)

@@ -172,13 +172,14 @@ static void renew(struct cv_node *n)
     const struct cv_catalog_node *me = cv_catalog_node_get(n->catalog, s->id);
     bool reg_cmd;
     if (n->stopping || !cv_renewal_due(&n->renewal, me != NULL, &reg_cmd)) return;
-    Cverse__Catalog__Command cmd = CVERSE__CATALOG__COMMAND__INIT;
-    Cverse__Catalog__CmdRegisterNode reg = CVERSE__CATALOG__CMD_REGISTER_NODE__INIT;
-    Cverse__Catalog__NodeInfo info = CVERSE__CATALOG__NODE_INFO__INIT;
-    Cverse__Catalog__CmdRenewLease rl = CVERSE__CATALOG__CMD_RENEW_LEASE__INIT;
-    /* The window counts from before the proposal leaves: whenever it applies, we were alive then. */
-    uint64_t sent = cv_mono_ms(), now = cv_now_ms(), ttl = n->cfg->lease_ttl_ms;
-    if (reg_cmd) {
+    /* The window counts from before the request leaves: whenever it is granted, we were alive then. A
+     * renewal older than the TTL is useless: give up on it in time for the next one. */
+    uint64_t sent = cv_mono_ms(), ttl = n->cfg->lease_ttl_ms;
+    int rv;
+    if (reg_cmd) { /* a registration is a log entry */
+        Cverse__Catalog__Command cmd = CVERSE__CATALOG__COMMAND__INIT;
+        Cverse__Catalog__CmdRegisterNode reg = CVERSE__CATALOG__CMD_REGISTER_NODE__INIT;
+        Cverse__Catalog__NodeInfo info = CVERSE__CATALOG__NODE_INFO__INIT;
         info.id = s->id;
         info.grpc_addr = s->grpc_addr;
         info.advertise_addr = s->advertise_addr;
@@ -186,22 +187,15 @@ static void renew(struct cv_node *n)
         info.raft_addr = s->raft_addr;
         info.raft_id = n->raft_id;
         reg.info = &info;
-        reg.now_ms = now;
+        reg.now_ms = cv_now_ms();
         reg.ttl_ms = ttl;
         reg.fresh = !n->registered_once; /* a new process: a shutdown drain of the previous one ends */
         cmd.cmd_case = CVERSE__CATALOG__COMMAND__CMD_REGISTER_NODE;
         cmd.register_node = &reg;
-    } else {
-        rl.node = s->id;
-        rl.now_ms = now;
-        rl.ttl_ms = ttl;
-        cmd.cmd_case = CVERSE__CATALOG__COMMAND__CMD_RENEW_LEASE;
-        cmd.renew_lease = &rl;
+        rv = cv_consensus_propose(n->consensus, &cmd, (unsigned)ttl, node__renew_done, n);
+    } else { /* a renewal is no log entry: the leader grants it in a round (consensus/leases.h) */
+        rv = cv_leases_renew(cv_consensus_leases(n->consensus), me->incarnation, (unsigned)ttl, node__renewed, n);
     }
-    /* A renewal older than the TTL is useless: give up on it in time for the next one. A renewal is no
-     * log entry: the leader grants it in a round (consensus/leases.h); a registration is one. */
-    int rv = reg_cmd ? cv_consensus_propose(n->consensus, &cmd, (unsigned)ttl, node__renew_done, n)
-                     : cv_leases_renew(cv_consensus_leases(n->consensus), (unsigned)ttl, node__renewed, n);
     if (rv == 0) cv_renewal_sent(&n->renewal, reg_cmd, sent);
 }
 
