@@ -2,17 +2,19 @@
  * round; a round asks the other voters whether this leader still leads its term; once a majority (this
  * leader included) said yes, every renewal that arrived before the round started is granted.
  *
- * Why a round, and why "arrived before it started" (the proof, in full, is planned for
- * docs/architecture.md "Leases and liveness"): a voter answers yes only while it follows this leader in
+ * Why a round, and why "arrived before it started" (the proof in full: docs/architecture.md, "Leases and
+ * liveness"): a voter answers yes only while it follows this leader in
  * this term, so it has not voted in a later term yet. Any later leader needs the votes of a majority,
  * which shares a voter with the round's majority; that voter voted after its yes, which came after the
  * round started. So every later leader took over after the round started, after every renewal the round
- * grants was sent; a new leader counts every node it has not granted itself from its own start
- * (cv_lease_may_expire with seen 0), so none of these windows can outlast its count.
+ * grants was sent; a new leader counts every node from its own start at the least (node/leader.c), so
+ * none of these windows can outlast its count. The majority is of ALL the voters, named or not.
  *
  * A leader grants nothing before an entry of its own term applied (cv_lessor_barrier): then every
- * ExpireNode an earlier leader proposed has either applied (the node is dead here: refused) or can never
- * commit, so no grant of ours can be overtaken by an older leader's expiry.
+ * ExpireNode in its log from an earlier term has applied (the node is dead in the catalog: refused by
+ * standing), and one missing from it can never commit; an expiry is never proposed again under another
+ * leader or term (cv_consensus_propose_in_term), so no grant of ours can be overtaken by an older
+ * leader's expiry.
  *
  * All times are this process' monotonic clock (ms). Nothing here does I/O: the caller sends the
  * confirmations and the answers (answer callback). */
