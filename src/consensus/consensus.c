@@ -25,6 +25,7 @@
 #include "auth/guard.h"
 #include "consensus/backlog.h"
 #include "consensus/iowrap.h"
+#include "consensus/leases.h"
 #include "consensus/members.h"
 #include "consensus/notice.h"
 
@@ -93,6 +94,7 @@ struct pending {
     uint64_t deadline_ms; /* monotonic */
     uint64_t index;       /* the entry that carries it: set exactly while APPENDED */
     uint32_t forwards;    /* forwards sent: an answer to an earlier one (resent since) is ignored */
+    uint64_t term;        /* 0, or the only term it may be appended in, by this node as leader */
     uint8_t *cmd;
     size_t len;
     cv_propose_cb cb;
@@ -132,6 +134,7 @@ struct cv_consensus {
     struct pending pendings; /* circular list head */
     uint64_t next_seq;
     struct cv_notices *notices; /* early commit notices (notice.h) */
+    struct cv_leases *leases;   /* lease renewals without log entries (leases.h) */
 
     /* leader queue: a Batch under construction (wire form), local seqs and remote waiters in it */
     uint8_t *q;
@@ -419,8 +422,18 @@ out:
     return rv;
 }
 
+static bool consensus__leads_term(struct cv_consensus *c, uint64_t term)
+{
+    return raft_state(&c->raft) == RAFT_LEADER && raft_current_term(&c->raft) == term;
+}
+
 static void route(struct cv_consensus *c, struct pending *p)
 {
+    if (p->term) { /* bound to a term: appended by us in it now, or never */
+        if (!consensus__leads_term(c, p->term)) pending__complete(p, CV_ENOTLEADER, 0);
+        else if (queue__local(c, p) == 0) queue__flush(c);
+        return;
+    }
     if (raft_state(&c->raft) == RAFT_LEADER) {
         queue__local(c, p); /* on failure it stays WAITING: routed again at the next tick */
         return;
@@ -436,7 +449,14 @@ static void route(struct cv_consensus *c, struct pending *p)
 int cv_consensus_propose(struct cv_consensus *c, Cverse__Catalog__Command *cmd, unsigned timeout_ms,
                          cv_propose_cb cb, void *data)
 {
+    return cv_consensus_propose_in_term(c, cmd, 0, timeout_ms, cb, data);
+}
+
+int cv_consensus_propose_in_term(struct cv_consensus *c, Cverse__Catalog__Command *cmd, uint64_t term,
+                                 unsigned timeout_ms, cv_propose_cb cb, void *data)
+{
     if (c->closing) return CV_ECLOSED;
+    if (term && !consensus__leads_term(c, term)) return CV_ENOTLEADER;
     struct pending *p = calloc(1, sizeof *p);
     if (!p) return CV_ENOMEM;
     p->seq = c->next_seq++;
@@ -451,6 +471,7 @@ int cv_consensus_propose(struct cv_consensus *c, Cverse__Catalog__Command *cmd, 
     }
     cverse__catalog__command__pack(cmd, p->cmd);
     p->deadline_ms = cv_mono_ms() + (timeout_ms ? timeout_ms : DEFAULT_TIMEOUT_MS);
+    p->term = term;
     p->cb = cb;
     p->data = data;
     p->next = &c->pendings;
@@ -627,6 +648,7 @@ static void consensus__resend_uncommitted(struct cv_consensus *c)
     raft_index committed = raft_commit_index(&c->raft);
     for (struct pending *p = c->pendings.next; p != &c->pendings; p = p->next) {
         int st = cv_sm_state(&p->sm);
+        if (p->term) continue; /* bound to its term: it commits from the log where it is, or never */
         if (st == P_FORWARDED) pending__move(p, P_WAITING);
         if (st != P_APPENDED || p->index <= committed) continue;
         p->index = 0;
@@ -643,9 +665,11 @@ static void consensus__check_leader(struct cv_consensus *c)
     if (is_leader == c->was_leader && id == c->last_leader) return;
     if (is_leader && !c->was_leader) {
         c->leader_since_ms = cv_now_ms();
+        cv_leases_lead(c->leases, raft_current_term(&c->raft));
         CV_INFO("became raft leader (term %llu)", (unsigned long long)raft_current_term(&c->raft));
     } else if (!is_leader && c->was_leader) {
         c->leader_since_ms = 0;
+        cv_leases_follow(c->leases);
         CV_INFO("lost raft leadership (term %llu)", (unsigned long long)raft_current_term(&c->raft));
     }
     if (id != c->last_leader && !is_leader) {
@@ -669,6 +693,7 @@ static void consensus__tick(void *data)
     c->last_tick_ms = now;
     consensus__check_leader(c);
     consensus__check_pendings(c);
+    cv_leases_tick(c->leases);
     if (c->on_tick && !c->closing) c->on_tick(c->data);
 }
 
@@ -710,6 +735,23 @@ static void tune(struct cv_consensus *c)
     raft_set_install_snapshot_timeout(&c->raft, cv_raft_install_snapshot_timeout_ms(rc)); /* config.h: why */
 }
 
+static const char *leases__member_id(void *data, raft_id id)
+{
+    return consensus__member_id(data, id);
+}
+
+/* Declared dead in the catalog: register again; unknown to it: no member (see core/lessor.h). */
+static int leases__standing(void *data, const char *node_id, uint64_t incarnation)
+{
+    const struct cv_catalog_node *cn = cv_catalog_node_get(((struct cv_consensus *)data)->cat, node_id);
+    return !cn ? CV_ENOTFOUND : !cn->alive || cn->incarnation != incarnation ? CV_ECONFLICT : 0;
+}
+
+static void leases__settle(void *data)
+{
+    consensus__settle(data);
+}
+
 static int consensus__init_raft(struct cv_consensus *c, const char *raft_dir)
 {
     int rv;
@@ -724,6 +766,11 @@ static int consensus__init_raft(struct cv_consensus *c, const char *raft_dir)
      * leader's messages; one election timeout keeps the retries cheap and the gap short. */
     raft_uv_set_connect_retry_delay(&c->io.inner, c->cfg->raft.election_timeout_ms);
     cv_snapguard_init(&c->io);
+    struct cv_leases_opts lo = {.raft = &c->raft, .peers = c->peers, .self_id = c->self->id, .self_raft_id = c->id,
+                                .round_timeout_ms = c->cfg->raft.election_timeout_ms,
+                                .max_wait_ms = (unsigned)c->cfg->lease_ttl_ms, .member_id = leases__member_id,
+                                .standing = leases__standing, .settle = leases__settle, .data = c};
+    if ((rv = cv_leases_init(&lo, &c->leases))) goto err_after_io; /* freed with the consensus */
     c->fsm.version = 2;
     c->fsm.data = c;
     c->fsm.apply = fsm__apply;
@@ -810,7 +857,9 @@ int cv_consensus_start(struct cv_consensus *c)
 /* Counts down the parts still closing (timers, raft, forwarded calls); the last one reports closed. */
 static void consensus__settle(struct cv_consensus *c)
 {
-    if (!c->closing || c->open_handles > 0 || c->forwards > 0 || c->close_reported) return;
+    if (!c->closing || c->open_handles > 0 || c->forwards > 0 || (c->leases && cv_leases_inflight(c->leases)) ||
+        c->close_reported)
+        return;
     c->close_reported = true;
     if (c->close_cb) c->close_cb(c->close_data);
 }
@@ -845,6 +894,7 @@ void cv_consensus_close(struct cv_consensus *c, void (*cb)(void *data), void *da
     c->n_q_remote = c->n_q_seqs = c->q_len = 0;
     /* Count everything first: forwarded calls fail (CV_ECANCELED) once the node closes the peer pool. */
     c->open_handles = 2 + c->raft_inited;
+    if (c->leases) cv_leases_close(c->leases); /* may settle: only once the handles are counted */
     uv_close((uv_handle_t *)&c->tick, consensus__handle_closed);
     uv_close((uv_handle_t *)&c->flush, consensus__handle_closed);
     if (c->raft_inited) {
@@ -857,6 +907,7 @@ void cv_consensus_free(struct cv_consensus *c)
 {
     if (!c) return;
     cv_notices_free(c->notices);
+    cv_leases_free(c->leases);
     cv_quiet_fini(&c->io.quiet);
     free(c->q);
     free(c->q_seqs);
@@ -903,6 +954,11 @@ void cv_consensus_status(struct cv_consensus *c, struct cv_consensus_status *st)
 struct cv_notices *cv_consensus_notices(struct cv_consensus *c)
 {
     return c->notices;
+}
+
+struct cv_leases *cv_consensus_leases(struct cv_consensus *c)
+{
+    return c->leases;
 }
 
 bool cv_consensus_has_leader(struct cv_consensus *c)

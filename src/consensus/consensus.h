@@ -105,6 +105,13 @@ typedef void (*cv_propose_cb)(void *data, int status, uint64_t index);
  * inside this call. timeout_ms 0 = default 5000. */
 int cv_consensus_propose(struct cv_consensus *c, Cverse__Catalog__Command *cmd, unsigned timeout_ms,
                          cv_propose_cb cb, void *data);
+/* The same, bound to a term (0: none): appended only by this node as the leader of that term, never
+ * forwarded, re-proposed to another leader or queued again in a later term — a leader's decision (an
+ * expiry) must not commit under a leader that did not take it (see docs/architecture.md, "Leases and
+ * liveness"). CV_ENOTLEADER at once when we do not lead that term; cb CV_ENOTLEADER when we stop leading
+ * it before the command was appended. */
+int cv_consensus_propose_in_term(struct cv_consensus *c, Cverse__Catalog__Command *cmd, uint64_t term,
+                                 unsigned timeout_ms, cv_propose_cb cb, void *data);
 
 /* Handles the "catalog.propose" RPC (a forwarded proposal) arriving on the node's RPC server. */
 void cv_consensus_handle_propose(struct cv_consensus *c, struct cv_rpc_conn *conn, uint64_t id,
@@ -114,6 +121,9 @@ void cv_consensus_status(struct cv_consensus *c, struct cv_consensus_status *st)
 /* The early commit notices (consensus/notice.h): the leader sends them after each apply; a proposer
  * watches the seq that cv_consensus_propose put in its command. Valid until cv_consensus_free. */
 struct cv_notices *cv_consensus_notices(struct cv_consensus *c);
+/* Lease renewals without log entries (consensus/leases.h): set once raft started (NULL before); valid
+ * until cv_consensus_free. */
+struct cv_leases *cv_consensus_leases(struct cv_consensus *c);
 /* Whether a raft leader is known (cv_consensus_status's has_leader, without building the rest: the call
  * path asks it per call). */
 bool cv_consensus_has_leader(struct cv_consensus *c);

@@ -17,18 +17,17 @@
 #define CV_LEASE_SLACK_MS 50u
 
 /* The safety margin for a TTL: drift over one TTL (rounded up) plus the slack. The node serves at most
- * ttl - margin after proposing a renewal; a leader declares it dead no earlier than ttl + margin after it
- * saw that renewal applied (see docs/architecture.md, "Leases and liveness"). The config's smallest TTL
+ * ttl - margin after sending a renewal; a leader declares it dead no earlier than ttl + margin after a
+ * reading it took after that renewal was sent (see docs/architecture.md, "Leases and liveness"). The config's smallest TTL
  * (100 ms) still leaves a window of more than a third of the TTL. */
 uint64_t cv_lease_margin(uint64_t ttl_ms);
 
-/* Leader rule. seen_ms: this process' monotonic time when it applied the node's latest RenewLease or
- * RegisterNode — as leader or earlier as a follower (0: none applied in this process); since_ms: its
- * monotonic time when it took leadership. A node seen here may be declared dead once now is past
- * seen + ttl + margin (safety: seen is read after the renewal's proposal, whoever led then; a later
- * renewal not applied here yet precedes the ExpireNode in the log and fails its compare-and-set on the
- * node's expiry) and past since + cv_lease_grace (liveness: renewals stalled by the election get
- * through first). A node never seen here: since + ttl + margin. See docs/architecture.md. */
+/* Leader rule. seen_ms: this process' monotonic time, read after the node sent the renewal or
+ * registration that gave it its current window (node/leader.c takes the latest of: its own start of
+ * leadership, the arrival of the node's latest renewal it granted, its apply of the node's latest
+ * registration; 0: none); since_ms: its monotonic time when it took leadership. A node may be declared
+ * dead once now is past seen + ttl + margin and, with grace, past since + cv_lease_grace (liveness
+ * only). A node never seen: since + ttl + margin. See docs/architecture.md, "Leases and liveness". */
 bool cv_lease_may_expire(uint64_t seen_ms, uint64_t since_ms, uint64_t ttl_ms, uint64_t now_ms);
 /* The first instant at which a node may be declared expired (UINT64_MAX: never, saturated), so that a
  * leader can wake up then instead of polling. With grace it is exactly the first instant

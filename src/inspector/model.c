@@ -191,7 +191,30 @@ static void model__view(struct cv_insp_model *m, json_t *c)
         n->registered = json_is_true(json_object_get(e, "registered"));
         n->draining = json_is_true(json_object_get(e, "draining"));
         str(e, "role", n->role, sizeof n->role);
-        n->lease_expiry_ms = (int64_t)num(e, "lease_expiry_ms");
+    }
+}
+
+/* Lease windows: renewals are granted by the raft leader, not logged (consensus/leases.h), so only a
+ * node itself and the leader know them. Each node's own answer about itself first; the leader's answer
+ * about the others (an unreachable node's lease runs out there); 0 (unknown) otherwise. */
+static int64_t model__lease_from(const struct cv_insp_model *m, int from, const char *id)
+{
+    if (from < 0 || !m->nodes[from].reachable) return 0;
+    size_t k;
+    json_t *e;
+    json_array_foreach(json_object_get(m->nodes[from].doc[CV_INSP_CLUSTER], "nodes"), k, e) {
+        const char *eid = json_string_value(json_object_get(e, "id"));
+        if (eid && !strcmp(eid, id)) return (int64_t)num(e, "lease_expiry_ms");
+    }
+    return 0;
+}
+
+static void model__leases(struct cv_insp_model *m)
+{
+    for (size_t i = 0; i < m->n_nodes; i++) {
+        const char *id = m->cfg->nodes[i].id;
+        int64_t own = model__lease_from(m, (int)i, id);
+        m->nodes[i].lease_expiry_ms = own ? own : model__lease_from(m, m->leader, id);
     }
 }
 
@@ -239,6 +262,7 @@ void cv_insp_model_finish(struct cv_insp_model *m, const struct cv_insp_model *p
     m->have = best >= 0 || (prev && prev->have);
     if (best >= 0) model__view(m, m->nodes[best].doc[CV_INSP_CLUSTER]);
     else if (prev) m->term = prev->term;
+    model__leases(m);
     int map = model__best(m, CV_INSP_SHARDS);
     if (map >= 0) model__map(m, m->nodes[map].doc[CV_INSP_SHARDS]);
     if (!m->has_map) model__carry_map(m, prev);

@@ -29,6 +29,7 @@
 #include <string.h>
 
 #include "auth/guard.h"
+#include "consensus/leases.h"
 #include "core/hash.h"
 #include "cverse/error.h"
 #include "discovery/disc.h"
@@ -89,29 +90,46 @@ static const char *api__role_name(int raft_role)
     }
 }
 
-/* A node's lease as the catalog (so the leader) sees it: "alive", "dead" (declared), "unregistered";
- * its expiry and last renewal are the proposer's wall clock (shown only: safety uses monotonic clocks),
- * remaining_ms against ours. */
-static json_t *api__node_lease_json(const struct cv_catalog_node *cn)
+/* A node's lease. Its state ("alive", "dead" (declared), "unregistered") and incarnation are the
+ * catalog's; registered_ms is the wall-clock time of its latest registration (renewals are no log
+ * entries: consensus/leases.h). remaining_ms is the best view this node has: its own window for itself,
+ * the raft leader's for every node it granted a renewal (the leader declares a node dead when that
+ * reaches 0 and a margin more); absent when this node does not know (a follower, about another node). */
+static int64_t api__lease_remaining(struct cv_api *a, const struct cv_node_cfg *nc, const struct cv_catalog_node *cn)
 {
-    uint64_t now = cv_now_ms();
+    if (!cn || !cn->alive) return -1;
+    if (nc == a->self && a->lease) {
+        struct cv_api_lease l;
+        a->lease(a->data, &l);
+        return (int64_t)l.remaining_ms;
+    }
+    struct cv_leases *ls = cv_consensus_leases(a->consensus);
+    int64_t ago = ls ? cv_leases_granted_ago(ls, nc->id) : -1, ttl = (int64_t)a->cfg->lease_ttl_ms;
+    return ago < 0 ? -1 : ago < ttl ? ttl - ago : 0;
+}
+
+static json_t *api__node_lease_json(const struct cv_catalog_node *cn, int64_t remaining)
+{
     if (!cn) return json_pack("{s:s}", "state", "unregistered");
-    return json_pack("{s:s, s:I, s:I, s:I, s:I}", "state", cn->alive ? "alive" : "dead", "incarnation",
-                     (json_int_t)cn->incarnation, "expiry_ms", (json_int_t)cn->lease_expiry_ms, "renewed_ms",
-                     (json_int_t)cn->lease_renewed_ms, "remaining_ms",
-                     (json_int_t)(cn->alive && cn->lease_expiry_ms > now ? cn->lease_expiry_ms - now : 0));
+    json_t *j = json_pack("{s:s, s:I, s:I}", "state", cn->alive ? "alive" : "dead", "incarnation",
+                          (json_int_t)cn->incarnation, "registered_ms", (json_int_t)cn->lease_renewed_ms);
+    if (j && remaining >= 0) json_object_set_new(j, "remaining_ms", json_integer(remaining));
+    return j;
 }
 
 static json_t *api__node_json(struct cv_api *a, const struct cv_node_cfg *nc)
 {
     const struct cv_catalog_node *cn = cv_catalog_node_get(a->catalog, nc->id);
     int role = cv_consensus_member_role(a->consensus, nc->id);
+    int64_t remaining = api__lease_remaining(a, nc, cn);
+    /* lease_expiry_ms: wall clock, from the same view (0: unknown here) */
+    uint64_t expiry = remaining >= 0 ? cv_now_ms() + (uint64_t)remaining : 0;
     json_t *j = json_pack("{s:s, s:s, s:b, s:b, s:b, s:i, s:I, s:s, s:s, s:s, s:s, s:o}", "id", nc->id, "role",
                           api__role_name(role), "alive", cn && cn->alive, "registered", cn != NULL, "draining",
                           cn && cn->draining, "shards", cn ? (int)cn->shards_owned : 0, "lease_expiry_ms",
-                          (json_int_t)(cn ? cn->lease_expiry_ms : 0), "grpc_addr", nc->grpc_addr,
+                          (json_int_t)expiry, "grpc_addr", nc->grpc_addr,
                           "advertise_addr", nc->advertise_addr, "raft_addr", nc->raft_addr, "http_addr",
-                          nc->http_addr, "lease", api__node_lease_json(cn));
+                          nc->http_addr, "lease", api__node_lease_json(cn, remaining));
     if (j && cn && cn->removed) json_object_set_new(j, "removed", json_true());
     if (j && cn && cn->draining) /* an operator's drain persists; a shutdown drain ends with the process */
         json_object_set_new(j, "drain_reason", json_string(cn->drain_shutdown ? "shutdown" : "operator"));

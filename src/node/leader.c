@@ -2,10 +2,12 @@
  * should be and proposes the difference:
  *   1. the config fingerprint (first thing a new cluster records);
  *   2. lease expiry: a node is declared dead once this node's monotonic clock passed ttl + margin after
- *      the node's latest renewal it saw applied (after the start of its leadership for a node it never
- *      saw renewed) and, except for the leader it replaced, a grace after its election
- *      (cv_lease_expires_at; the timer wakes at that instant), with a compare-and-set on its recorded
- *      expiry (every applied renewal moves it), so a renewal that commits first wins;
+ *      the latest of: the start of its leadership (the lessor's, past the barrier of its term), the
+ *      arrival of the node's latest renewal it granted, its apply of the node's latest registration
+ *      (cv_lease_expires_at; the timer wakes at that instant). The lessor refuses the node's renewals
+ *      from the decision on, and the ExpireNode is bound to the term it was decided in (never forwarded
+ *      or re-proposed under another leader: consensus.h) with a compare-and-set on the node's recorded
+ *      expiry (every registration moves it), so a registration that commits first wins;
  *   3. the shard map: cv_assign_constrained over the eligible nodes (live and not draining), with the
  *      shards an operator fixed (a live, undrained target; else a pinned shard's live, undrained owner)
  *      going to that node, filtered by cv_assign_handoff (a shard
@@ -32,6 +34,7 @@
 #include <string.h>
 
 #include "core/assign.h"
+#include "consensus/leases.h"
 #include "core/lease.h"
 #include "cverse/error.h"
 #include "util/buf.h"
@@ -75,6 +78,7 @@ struct duty_ctx {
     struct cv_leader *l;
     enum duty d;
     uint32_t moves; /* D_ASSIGN: shards the proposal gives an owner */
+    char node[CV_NODE_ID_MAX]; /* D_EXPIRE: the node declared dead */
 };
 
 static void leader__settle(struct cv_leader *l);
@@ -116,6 +120,11 @@ static void duty__done(void *data, int status, uint64_t index)
     struct cv_leader *l = dc->l;
     enum duty d = dc->d;
     if (status == 0) l->stats.shard_moves += dc->moves;
+    /* An expiry that certainly did not apply (refused by its compare-and-set, overwritten, never
+     * appended): the node's renewals may be granted again. Timed out: unknown, the mark stays (until
+     * a new term: then the catalog's word decides). */
+    if (d == D_EXPIRE && (status == CV_ECONFLICT || status == CV_ERETRY || status == CV_ENOTLEADER))
+        cv_leases_registered(cv_consensus_leases(l->o.consensus), dc->node);
     free(dc);
     l->inflight[d]--;
     if (status && status != CV_ECONFLICT && status != CV_ECANCELED && status != CV_ERETRY)
@@ -124,18 +133,27 @@ static void duty__done(void *data, int status, uint64_t index)
     leader__settle(l); /* closing: this may have been the last callback owed */
 }
 
-static void propose(struct cv_leader *l, enum duty d, Cverse__Catalog__Command *cmd, uint32_t moves)
+/* term: 0, or the term the proposal must be appended in (consensus.h cv_consensus_propose_in_term). */
+static void propose_in(struct cv_leader *l, enum duty d, Cverse__Catalog__Command *cmd, uint32_t moves,
+                       uint64_t term, const char *node)
 {
-    struct duty_ctx *dc = malloc(sizeof *dc);
+    struct duty_ctx *dc = calloc(1, sizeof *dc);
     if (!dc) return;
     dc->l = l;
     dc->d = d;
     dc->moves = moves;
-    if (cv_consensus_propose(l->o.consensus, cmd, 3000, duty__done, dc)) {
+    if (node) snprintf(dc->node, sizeof dc->node, "%s", node);
+    if (cv_consensus_propose_in_term(l->o.consensus, cmd, term, 3000, duty__done, dc)) {
+        if (d == D_EXPIRE && node) cv_leases_registered(cv_consensus_leases(l->o.consensus), node);
         free(dc);
         return;
     }
     l->inflight[d]++;
+}
+
+static void propose(struct cv_leader *l, enum duty d, Cverse__Catalog__Command *cmd, uint32_t moves)
+{
+    propose_in(l, d, cmd, moves, 0, NULL);
 }
 
 static void duty__config(struct cv_leader *l)
@@ -154,28 +172,36 @@ static void duty__config(struct cv_leader *l)
 static void duty__expire(struct cv_leader *l)
 {
     struct cv_catalog *cat = l->o.catalog;
-    uint64_t now = cv_mono_ms(), ttl = l->o.cfg->lease_ttl_ms, next = UINT64_MAX;
+    struct cv_leases *ls = cv_consensus_leases(l->o.consensus);
+    uint64_t now = cv_mono_ms(), ttl = l->o.cfg->lease_ttl_ms, next = UINT64_MAX, term, since;
+    if (!cv_leases_leading(ls, &term, &since)) return; /* not past our term's barrier: judge nobody */
     for (size_t i = 0; i < cv_catalog_node_count(cat); i++) {
         const struct cv_catalog_node *cn = cv_catalog_node_at(cat, i);
         int k = leader__index(l, cn->id);
-        uint64_t seen = k >= 0 ? l->members[k].seen : 0;
         if (!cn->alive) continue;
+        /* Renewals are granted by leaders' rounds, not logged: an earlier leader's grants were all sent
+         * before we took over (core/lessor.h), so count from our start at the least; from the latest
+         * renewal we granted, or registration we applied, when later. */
+        uint64_t seen = k >= 0 ? l->members[k].seen : 0, granted = cv_leases_seen(ls, cn->id);
+        seen = seen > granted ? seen : granted;
+        seen = seen > since ? seen : since;
         bool replaced = k >= 0 && k == l->replaced;
-        uint64_t at = cv_lease_expires_at(seen, l->since, ttl, !replaced);
+        uint64_t at = cv_lease_expires_at(seen, since, ttl, false);
         if (now < at) {
             next = at < next ? at : next;
             continue;
         }
         CV_INFO("lease of %s not renewed for %llu ms (ttl %llu + margin %llu%s): declaring it dead", cn->id,
-                (unsigned long long)(now - (seen > l->since ? seen : l->since)), (unsigned long long)ttl,
+                (unsigned long long)(now - seen), (unsigned long long)ttl,
                 (unsigned long long)cv_lease_margin(ttl), replaced ? ", the leader we replaced" : "");
+        cv_leases_expire(ls, cn->id); /* no renewal of it granted from now on */
         Cverse__Catalog__CmdExpireNode ex = CVERSE__CATALOG__CMD_EXPIRE_NODE__INIT;
         ex.node = (char *)cn->id;
         ex.expiry_ms = cn->lease_expiry_ms;
         Cverse__Catalog__Command cmd = CVERSE__CATALOG__COMMAND__INIT;
         cmd.cmd_case = CVERSE__CATALOG__COMMAND__CMD_EXPIRE_NODE;
         cmd.expire_node = &ex;
-        propose(l, D_EXPIRE, &cmd, 0);
+        propose_in(l, D_EXPIRE, &cmd, 0, term, cn->id);
     }
     /* Wake exactly when the next lease may be declared expired rather than up to RUN_MS later. */
     if (next > now && next - now < RUN_MS) uv_timer_start(&l->timer, run, next - now, RUN_MS);

@@ -48,6 +48,7 @@
 #include "node/join.h"
 #include "node/leader.h"
 #include "node/renewal.h"
+#include "consensus/leases.h"
 #include "util/actlog.h"
 #include "util/log.h"
 
@@ -86,6 +87,7 @@ struct cv_node {
     bool drain_inflight;             /* our DrainNode proposal is pending */
     uint64_t drain_progress_ms;      /* cv_mono_ms when a drain last saw the log advance under a leader */
     uint64_t drain_applied;          /* the applied index it saw then */
+    uint64_t drain_renewed;          /* and our last granted renewal (renewal.last_ok_ms) */
     bool registered_once;            /* a registration of this process applied: later ones are not fresh */
     struct cv_renewal renewal;
     bool fenced;                     /* the host was told the lease is not confirmed */
@@ -159,19 +161,25 @@ static void node__renew_done(void *data, int status, uint64_t index)
     } else if (status && status != CV_ENOTFOUND) CV_DEBUG("lease renewal failed: %s", cv_strerror(status));
 }
 
+static void node__renewed(void *data, int status)
+{
+    node__renew_done(data, status, 0);
+}
+
 static void renew(struct cv_node *n)
 {
     const struct cv_node_cfg *s = n->self;
     const struct cv_catalog_node *me = cv_catalog_node_get(n->catalog, s->id);
     bool reg_cmd;
     if (n->stopping || !cv_renewal_due(&n->renewal, me != NULL, &reg_cmd)) return;
-    Cverse__Catalog__Command cmd = CVERSE__CATALOG__COMMAND__INIT;
-    Cverse__Catalog__CmdRegisterNode reg = CVERSE__CATALOG__CMD_REGISTER_NODE__INIT;
-    Cverse__Catalog__NodeInfo info = CVERSE__CATALOG__NODE_INFO__INIT;
-    Cverse__Catalog__CmdRenewLease rl = CVERSE__CATALOG__CMD_RENEW_LEASE__INIT;
-    /* The window counts from before the proposal leaves: whenever it applies, we were alive then. */
-    uint64_t sent = cv_mono_ms(), now = cv_now_ms(), ttl = n->cfg->lease_ttl_ms;
-    if (reg_cmd) {
+    /* The window counts from before the request leaves: whenever it is granted, we were alive then. A
+     * renewal older than the TTL is useless: give up on it in time for the next one. */
+    uint64_t sent = cv_mono_ms(), ttl = n->cfg->lease_ttl_ms;
+    int rv;
+    if (reg_cmd) { /* a registration is a log entry */
+        Cverse__Catalog__Command cmd = CVERSE__CATALOG__COMMAND__INIT;
+        Cverse__Catalog__CmdRegisterNode reg = CVERSE__CATALOG__CMD_REGISTER_NODE__INIT;
+        Cverse__Catalog__NodeInfo info = CVERSE__CATALOG__NODE_INFO__INIT;
         info.id = s->id;
         info.grpc_addr = s->grpc_addr;
         info.advertise_addr = s->advertise_addr;
@@ -179,21 +187,16 @@ static void renew(struct cv_node *n)
         info.raft_addr = s->raft_addr;
         info.raft_id = n->raft_id;
         reg.info = &info;
-        reg.now_ms = now;
+        reg.now_ms = cv_now_ms();
         reg.ttl_ms = ttl;
         reg.fresh = !n->registered_once; /* a new process: a shutdown drain of the previous one ends */
         cmd.cmd_case = CVERSE__CATALOG__COMMAND__CMD_REGISTER_NODE;
         cmd.register_node = &reg;
-    } else {
-        rl.node = s->id;
-        rl.now_ms = now;
-        rl.ttl_ms = ttl;
-        cmd.cmd_case = CVERSE__CATALOG__COMMAND__CMD_RENEW_LEASE;
-        cmd.renew_lease = &rl;
+        rv = cv_consensus_propose(n->consensus, &cmd, (unsigned)ttl, node__renew_done, n);
+    } else { /* a renewal is no log entry: the leader grants it in a round (consensus/leases.h) */
+        rv = cv_leases_renew(cv_consensus_leases(n->consensus), me->incarnation, (unsigned)ttl, node__renewed, n);
     }
-    /* A renewal older than the TTL is useless: give up on it in time for the next one. */
-    if (cv_consensus_propose(n->consensus, &cmd, (unsigned)ttl, node__renew_done, n) == 0)
-        cv_renewal_sent(&n->renewal, reg_cmd, sent);
+    if (rv == 0) cv_renewal_sent(&n->renewal, reg_cmd, sent);
 }
 
 /* One-shot, re-armed at the next aligned instant (cv_lease_renew_delay): a repeating libuv timer would
@@ -231,6 +234,8 @@ static void node__on_applied(void *data, uint64_t index, const Cverse__Catalog__
             cv_leader_renewal_seen(n->leader, c->renew_lease->node, cv_mono_ms());
         if (n->leader && c->cmd_case == CVERSE__CATALOG__COMMAND__CMD_REGISTER_NODE)
             cv_leader_renewal_seen(n->leader, c->register_node->info->id, cv_mono_ms());
+        if (c->cmd_case == CVERSE__CATALOG__COMMAND__CMD_REGISTER_NODE)
+            cv_leases_registered(cv_consensus_leases(n->consensus), c->register_node->info->id);
         if (c->cmd_case == CVERSE__CATALOG__COMMAND__CMD_EXPIRE_NODE) {
             CV_INFO("node %s declared dead (lease expired) at index %llu", c->expire_node->node,
                     (unsigned long long)index);
@@ -290,6 +295,13 @@ static void node__on_rpc(void *data, struct cv_rpc_conn *conn, uint64_t id, cons
     struct cv_node *n = data;
     if (!strcmp(method, "catalog.propose")) {
         cv_consensus_handle_propose(n->consensus, conn, id, body, len);
+        return;
+    }
+    if (!strcmp(method, "lease.renew") || !strcmp(method, "lease.confirm")) {
+        struct cv_leases *ls = cv_consensus_leases(n->consensus);
+        if (!ls) cv_rpc_respond(conn, id, CV_EUNAVAIL, "raft is not running", NULL, 0);
+        else if (method[6] == 'r') cv_leases_handle_renew(ls, conn, id, body, len);
+        else cv_leases_handle_confirm(ls, conn, id, body, len);
         return;
     }
     if (!strcmp(method, "cluster.join")) {
@@ -630,19 +642,22 @@ static bool node__others_can_take(struct cv_node *n)
     return false;
 }
 
-/* True when nothing has committed for a while during a drain: no shard can move (typically the whole
- * cluster was stopped at once and the voters are gone). "Nothing commits" is seen as the applied index
- * standing still (every live node renews its lease every ttl/3, so a working log always advances) or no
- * leader known: a standby never campaigns, so it may keep naming a leader that is gone. A while = 4
- * election timeouts and 2 lease TTLs, at least 1 s: longer than an election and than a renewal round. */
+/* True when the cluster has made no progress for a while during a drain: no shard can move (typically
+ * the whole cluster was stopped at once and the voters are gone). Progress is the applied index moving
+ * or a renewal of ours granted (a working leader grants one every ttl/5; renewals are no log entries, so
+ * an idle log stands still), under a known leader: a standby never campaigns, so it may keep naming a
+ * leader that is gone. A while = 4 election timeouts and 2 lease TTLs, at least 1 s: longer than an
+ * election and than a renewal round. */
 static bool node__drain_stalled(struct cv_node *n)
 {
     struct cv_consensus_status st;
     cv_consensus_status(n->consensus, &st);
     uint64_t now = cv_mono_ms();
-    if (!n->drain_progress_ms || (st.has_leader && st.last_applied != n->drain_applied)) {
+    bool moved = st.last_applied != n->drain_applied || n->renewal.last_ok_ms != n->drain_renewed;
+    if (!n->drain_progress_ms || (st.has_leader && moved)) {
         n->drain_progress_ms = now;
         n->drain_applied = st.last_applied;
+        n->drain_renewed = n->renewal.last_ok_ms;
         return false;
     }
     uint64_t limit = 4ull * n->cfg->raft.election_timeout_ms, leases = 2ull * n->cfg->lease_ttl_ms;

@@ -1,13 +1,15 @@
-/* The node's lease state machine (renewal.h). node.c asks cv_renewal_due every ttl/3 (and when a leader
- * appears), proposes the command it names, and reports the proposal's outcome.
+/* The node's lease state machine (renewal.h). node.c asks cv_renewal_due every ttl/5 (and when a leader
+ * appears), sends what it names — a RegisterNode proposal, or a lease.renew call to the raft leader
+ * (consensus/leases.h: renewals are no log entries) — and reports the outcome.
  *
- * Happy path: UNREGISTERED -> REGISTERING (RegisterNode) -> REGISTERED -> RENEWING (RenewLease) ->
- * REGISTERED ...; every applied proposal grants the lease view a window from the instant it was sent.
+ * Happy path: UNREGISTERED -> REGISTERING (RegisterNode) -> REGISTERED -> RENEWING (lease.renew) ->
+ * REGISTERED ...; every applied registration or granted renewal gives the lease view a window from the
+ * instant it was sent.
  * Failure modes: a failed renewal keeps the registration (the next tick tries again; the window lasts
- * ttl - margin from the last applied one, then the node is FENCED); CV_ENOTFOUND means the catalog lost
+ * ttl - margin from the last granted one, then the node is FENCED); CV_ENOTFOUND means the catalog lost
  * us (restored from an older state): UNREGISTERED; our own ExpireNode applied: fenced, EXPIRED and
  * re-register at once (or REGISTERING when a proposal is still in flight); a renewal refused because we
- * were declared dead (CV_ECONFLICT, the catalog never revives a dead node on a renewal): EXPIRED. */
+ * were declared dead (CV_ECONFLICT: a dead node is never revived by a renewal): EXPIRED. */
 #include "node/renewal.h"
 
 #include <stddef.h>

@@ -1,5 +1,5 @@
 /* The node's own lease as two explicit state machines: the registration (whether this process is
- * registered in the catalog, whether a RegisterNode / RenewLease proposal is in flight) and, embedded,
+ * registered in the catalog, whether a RegisterNode proposal or a lease.renew call is in flight) and, embedded,
  * the serving window those proposals grant (core/lease.h: VALID / SUSPECT / FENCED). Pure: node.c
  * proposes and fences, this decides. */
 #ifndef CV_NODE_RENEWAL_H
@@ -13,7 +13,7 @@
 
 /* UNREGISTERED: not registered in this process' life (or the catalog lost us); EXPIRED: our lease was
  * declared dead while we live (we come back as a new incarnation); REGISTERING: a proposal in flight
- * while not registered; REGISTERED: our last renewal applied, none in flight; RENEWING: registered, a
+ * while not registered; REGISTERED: our last renewal granted, none in flight; RENEWING: registered, a
  * renewal in flight; STOPPED: the node is stopping, nothing more is proposed. Whether the node may
  * serve is the embedded lease view's business (lease): a registration says nothing about time, the
  * window does. A lease that ran out locally before the leader declared it is FENCED there while this
@@ -31,7 +31,7 @@ enum cv_renewal_state {
 
 struct cv_renewal {
     struct cv_sm sm;
-    uint64_t last_ok_ms; /* monotonic time of the last applied renewal; 0 before the first */
+    uint64_t last_ok_ms; /* monotonic time of the last granted renewal; 0 before the first */
     uint64_t sent_ms;    /* monotonic time read before the proposal in flight was sent */
     bool sent_register;  /* the proposal in flight is a RegisterNode */
     struct cv_lease lease; /* the serving window */
@@ -56,7 +56,7 @@ bool cv_renewal_due(const struct cv_renewal *r, bool in_catalog, bool *register_
 /* The proposal decided by cv_renewal_due (register_node: which one) was accepted by the consensus: now
  * in flight. sent_ms: the monotonic time read BEFORE proposing (the window counts from it). */
 void cv_renewal_sent(struct cv_renewal *r, bool register_node, uint64_t sent_ms);
-/* Its outcome: 0 applied (now_ms: monotonic; the window grows to sent + ttl - margin), CV_ENOTFOUND (the
+/* Its outcome: 0 applied or granted (now_ms: monotonic; the window grows to sent + ttl - margin), CV_ENOTFOUND (the
  * catalog lost us: register again), CV_ECONFLICT for a renewal (declared dead meanwhile: EXPIRED, fenced,
  * register again now), any other code (a failed renewal: the state it had before). Ignored when
  * stopped. */

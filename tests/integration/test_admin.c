@@ -353,7 +353,7 @@ static bool etag_changed(void *arg)
 }
 
 /* The inspector polls /v1/shards and /v1/objects of every node every second: a node answers 304 with no
- * body while what they list is unchanged (lease renewals advance the applied index meanwhile), and 200 with
+ * body while what they list is unchanged (other entries may advance the applied index meanwhile), and 200 with
  * a new etag once a shard moved or an object was activated. */
 Test(admin, shard_map_and_objects_answer_304_while_unchanged)
 {

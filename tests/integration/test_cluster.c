@@ -177,12 +177,18 @@ static json_int_t applied_index(int i);
 struct progress {
     struct live_set *s;
     json_int_t target;
+    unsigned pins; /* pin toggles written so far */
 };
 
 static bool applied_reached(void *arg)
 {
     struct progress *p = arg;
     long st;
+    /* An idle log stands still (lease renewals are no entries): write one (a pin of shard 0, undone by
+     * the caller). */
+    char body[64];
+    snprintf(body, sizeof body, "{\"shard\":0,\"pinned\":%s}", p->pins++ % 2 ? "false" : "true");
+    free(h_post(p->s->c->base + 100 + first_up(p->s), "/v1/admin/shards/pin", body, strlen(body), &st));
     json_t *j = h_get_json(p->s->c, first_up(p->s), "/v1/cluster", &st);
     json_int_t a = j ? json_integer_value(json_object_get(j, "applied_index")) : 0;
     json_decref(j);
@@ -264,6 +270,10 @@ Test(cluster, three_nodes_agree_and_fail_over)
      * it can only catch up through a snapshot (InstallSnapshot). */
     struct progress pr = {.s = &s, .target = applied_index(first_up(&s)) + 40};
     cr_assert(h_poll(20000, applied_reached, &pr), "the log did not advance while %s was down", leader);
+    long pst;
+    const char *unpin = "{\"shard\":0,\"pinned\":false}";
+    free(h_post(C.base + 100 + first_up(&s), "/v1/admin/shards/pin", unpin, strlen(unpin), &pst));
+    cr_assert_eq(pst, 200, "unpin shard 0");
 
     /* It comes back: it catches up, registers again and gets its share back. */
     h_node_start(&C, li);

@@ -120,16 +120,23 @@ static unsigned long long fill_disk(const char *dir)
 
 struct victim {
     int i;
-    int status; /* waitpid status once it exited */
+    int status;    /* waitpid status once it exited */
+    unsigned pins; /* pin toggles written while waiting */
 };
 
-/* The victim exited (reaped here, so that its status is kept); until then the disk is kept full. */
+/* The victim exited (reaped here, so that its status is kept); until then the disk is kept full, and
+ * the log gets an entry per poll (a pin of shard 0, toggled through node-1): an idle log stands still
+ * (lease renewals are no entries), and the victim fails only when it has something to write. */
 static bool victim_exited(void *arg)
 {
     struct victim *v = arg;
     if (C.pid[v->i] <= 0) return true;
     if (waitpid(C.pid[v->i], &v->status, WNOHANG) != C.pid[v->i]) {
         top_up();
+        char body[64];
+        long st;
+        snprintf(body, sizeof body, "{\"shard\":0,\"pinned\":%s}", v->pins++ % 2 ? "false" : "true");
+        free(h_post(C.base + 100, "/v1/admin/shards/pin", body, strlen(body), &st));
         return false;
     }
     C.pid[v->i] = 0;
@@ -158,12 +165,16 @@ Test(disk, full_disk_stops_the_node_and_the_others_take_over)
     cr_assert_str_eq(cv_fs_strerror(EIO, mnt), strerror(ENOSPC), "LMDB's EIO on this disk reads as a full disk");
     char log[400];
     snprintf(log, sizeof log, "%s/node-%d.log", C.dir, v.i + 1);
-    /* The raft log needs a new segment within a few snapshots (every 16 entries here; lease renewals
-     * alone commit several entries a second). */
+    /* The raft log needs a new segment within a few snapshots (every 16 entries here; the poll writes
+     * one entry per round). */
     bool exited = h_poll(30000, victim_exited, &v);
     if (!exited) C.died = true; /* the node logs are printed at teardown: what did node-3 do? */
     cr_assert(exited, "%s still runs 30 s after its disk filled up (kept full)", C.id[v.i]);
     unsigned long long t_exit = h_now_ms();
+    long pst;
+    const char *unpin = "{\"shard\":0,\"pinned\":false}";
+    free(h_post(C.base + 100, "/v1/admin/shards/pin", unpin, strlen(unpin), &pst));
+    cr_assert_eq(pst, 200, "unpin shard 0");
     cr_assert(WIFEXITED(v.status) && WEXITSTATUS(v.status) != 0, "%s ended with status %d, not a non-zero exit",
               C.id[v.i], v.status);
     bool raft_line = log_has(log, "raft log write failed: No space left on device");
