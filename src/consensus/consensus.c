@@ -28,6 +28,7 @@
 #include "consensus/leases.h"
 #include "consensus/members.h"
 #include "consensus/notice.h"
+#include "consensus/snapshot.h"
 
 #include <errno.h>
 #include <raft.h>
@@ -569,53 +570,24 @@ static int fsm__apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void 
 static int fsm__snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
 {
     struct cv_consensus *c = fsm->data;
-    void *data;
-    size_t len;
-    int rv = cv_catalog_snapshot(c->cat, &data, &len);
-    if (rv) {
-        CV_ERROR("catalog snapshot failed: %s", cv_strerror(rv));
-        return RAFT_NOMEM;
-    }
-    *bufs = malloc(sizeof **bufs);
-    if (!*bufs) {
-        free(data);
-        return RAFT_NOMEM;
-    }
-    (*bufs)[0].base = data;
-    (*bufs)[0].len = len;
-    *n_bufs = 1;
-    c->snapshots_taken++;
-    CV_INFO("raft snapshot of the catalog taken at applied index %llu (%zu bytes)",
-            (unsigned long long)cv_catalog_applied_index(c->cat), len);
-    return 0;
+    int rv = cv_snapshot_take(c->cat, bufs, n_bufs);
+    if (rv == 0) c->snapshots_taken++;
+    return rv;
 }
 
 static int fsm__snapshot_finalize(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
 {
-    if (*bufs) {
-        for (unsigned i = 0; i < *n_bufs; i++) free((*bufs)[i].base);
-        free(*bufs);
-    }
-    *bufs = NULL;
-    *n_bufs = 0;
-    return 0;
+    (void)fsm;
+    return cv_snapshot_finalize(bufs, n_bufs);
 }
 
 static int fsm__restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 {
     struct cv_consensus *c = fsm->data;
-    bool ignored = false;
-    int rv = cv_catalog_restore(c->cat, buf->base, buf->len, &ignored);
-    if (rv) {
-        CV_ERROR("catalog restore from a raft snapshot failed: %s", cv_strerror(rv));
-        return RAFT_CORRUPT;
-    }
-    CV_INFO("raft snapshot %s (catalog applied index now %llu)",
-            ignored ? "older than the catalog: kept the catalog" : "installed into the catalog",
-            (unsigned long long)cv_catalog_applied_index(c->cat));
-    if (!ignored) c->snapshots_restored++;
-    raft_free(buf->base); /* restore takes ownership of the buffer on success */
-    return 0;
+    bool installed = false;
+    int rv = cv_snapshot_restore(c->cat, buf, &installed);
+    if (rv == 0 && installed) c->snapshots_restored++;
+    return rv;
 }
 
 /* ---------------------------------------------------------------- tick: leadership, deadlines */
