@@ -637,11 +637,9 @@ static void consensus__check_leader(struct cv_consensus *c)
     if (is_leader == c->was_leader && id == c->last_leader) return;
     if (is_leader && !c->was_leader) {
         c->leader_since_ms = cv_now_ms();
-        cv_leases_lead(c->leases, raft_current_term(&c->raft));
         CV_INFO("became raft leader (term %llu)", (unsigned long long)raft_current_term(&c->raft));
     } else if (!is_leader && c->was_leader) {
         c->leader_since_ms = 0;
-        cv_leases_follow(c->leases);
         CV_INFO("lost raft leadership (term %llu)", (unsigned long long)raft_current_term(&c->raft));
     }
     if (id != c->last_leader && !is_leader) {

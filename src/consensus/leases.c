@@ -122,16 +122,11 @@ static void leases__barrier_done(struct raft_barrier *req, int status)
 
 static void leases__barrier(struct cv_leases *l);
 
-void cv_leases_lead(struct cv_leases *l, uint64_t term)
+static void leases__lead(struct cv_leases *l, uint64_t term)
 {
     if (l->closing || (cv_lessor_state(&l->lessor) != CV_LESSOR_FOLLOWER && l->lessor.term == term)) return;
     cv_lessor_lead(&l->lessor, term, cv_mono_ms());
     leases__barrier(l);
-}
-
-void cv_leases_follow(struct cv_leases *l)
-{
-    cv_lessor_follow(&l->lessor);
 }
 
 /* ---------------------------------------------------------------- rounds */
@@ -206,7 +201,7 @@ static bool leases__in_step(struct cv_leases *l)
     bool leading = raft_state(l->o.raft) == RAFT_LEADER;
     uint64_t term = raft_current_term(l->o.raft);
     if (cv_lessor_state(ls) == CV_LESSOR_FOLLOWER) {
-        if (leading) cv_leases_lead(l, term);
+        if (leading) leases__lead(l, term);
         return false;
     }
     if (!leading) {
@@ -214,7 +209,7 @@ static bool leases__in_step(struct cv_leases *l)
         return false;
     }
     if (term != ls->term) {
-        cv_leases_lead(l, term);
+        leases__lead(l, term);
         return false;
     }
     return true;

@@ -38,11 +38,9 @@ void cv_leases_close(struct cv_leases *l);
 size_t cv_leases_inflight(const struct cv_leases *l);
 void cv_leases_free(struct cv_leases *l);
 
-/* Leadership, from the consensus' leader check. lead: this node leads term since now (renewals wait for
- * the term's first applied entry: cv_leases_lead starts a raft barrier). follow: no longer leading. */
-void cv_leases_lead(struct cv_leases *l, uint64_t term);
-void cv_leases_follow(struct cv_leases *l);
-/* After each consensus tick: starts a due round, fails one past its timeout. */
+/* After each consensus tick: follows raft's leadership (a new term leads from its barrier: a raft
+ * barrier is started; no longer leading answers what waits NOT_LEADER), starts a due round, fails one
+ * past its timeout. */
 void cv_leases_tick(struct cv_leases *l);
 
 /* RPC handlers (body valid during the call; each answers exactly once). */
