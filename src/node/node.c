@@ -27,6 +27,7 @@
 #include "node/node.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -227,6 +228,7 @@ static void node__on_applied(void *data, uint64_t index, const Cverse__Catalog__
                        const struct cv_cmd_result *results)
 {
     struct cv_node *n = data;
+    if (n->leader && !n->shut) cv_leader_changed(n->leader); /* the duties look at the new catalog */
     for (size_t i = 0; i < batch->n_commands; i++) {
         const Cverse__Catalog__Command *c = batch->commands[i];
         if (results[i].status) continue;
@@ -268,10 +270,10 @@ static void node__on_applied(void *data, uint64_t index, const Cverse__Catalog__
     if (n->host) cv_host_applied(n->host, index, batch, results);
 }
 
-static void node__on_tick(void *data)
+static unsigned node__on_tick(void *data)
 {
     struct cv_node *n = data;
-    if (n->host) cv_host_tick(n->host);
+    return n->host ? cv_host_tick(n->host) : UINT_MAX;
 }
 
 static void node__on_leader(void *data, bool is_leader)
