@@ -39,6 +39,7 @@
 
 #include "consensus/entry.h"
 #include "consensus/rafttcp.h"
+#include "core/lease.h"
 #include "core/sm.h"
 #include "cverse/error.h"
 #include "consensus/snapguard.h"
@@ -752,6 +753,17 @@ static void leases__settle(void *data)
     consensus__settle(data);
 }
 
+/* quiet's "settled" (quiet.h): the standby holds our configuration and renewed its lease within two
+ * renewal intervals — one that restarted renews nothing until it knows the leader, so it is sent the
+ * short keepalive and learns the leader quickly. */
+static bool consensus__standby_settled(void *data, raft_id id)
+{
+    struct cv_consensus *c = data;
+    const char *name = consensus__member_id(c, id);
+    uint64_t seen = name ? cv_leases_seen(c->leases, name) : 0, now = cv_mono_ms();
+    return seen && now - seen < 2 * cv_lease_renew_interval(c->cfg->lease_ttl_ms) && cv_quiet_has_config(&c->raft, id);
+}
+
 static int consensus__init_raft(struct cv_consensus *c, const char *raft_dir)
 {
     int rv;
@@ -787,6 +799,8 @@ static int consensus__init_raft(struct cv_consensus *c, const char *raft_dir)
     c->io.quiet.voter_keepalive_ms = 2ull * rc->heartbeat_timeout_ms < rc->election_timeout_ms / 3
                                          ? 2ull * rc->heartbeat_timeout_ms : rc->election_timeout_ms / 3;
     c->io.quiet.voter_idle_ms = VOTER_IDLE_MS;
+    c->io.quiet.settled = consensus__standby_settled;
+    c->io.quiet.settled_data = c;
     if (c->cfg->raft.heartbeat_timeout_ms <= TICK_MS) c->io.after_tick = consensus__tick;
     c->io.changed = consensus__changed;
     c->io.after_tick_data = c;

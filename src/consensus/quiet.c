@@ -11,7 +11,9 @@
  * recorded. So a standby still gets every entry at once and every commit-index change with the next
  * heartbeat (as before), and at least one message per keepalive: half an election timeout, or four
  * election timeouts once it is settled — its stored log reaches our configuration's entry (it knows it
- * is a standby, so it never campaigns; the consensus' shim does not even run its election timer).
+ * is a standby, so it never campaigns; the consensus' shim does not even run its election timer) and,
+ * the consensus adds, it renewed its lease lately (a standby that restarted renews nothing until it
+ * knows the leader: it falls back to the short keepalive and learns the leader within 75 ms).
  *
  * Why this is safe: Raft is correct whatever messages the network loses, and an unsent heartbeat is one
  * the network lost. What a lost heartbeat could delay, and why it does not here: a follower that lost
@@ -37,10 +39,7 @@
 
 #include "util/buf.h"
 
-/* The standby's stored log reaches the entry of our current configuration (raft_match_index: only a
- * leader knows; anything else is "not settled"). A configuration known only from a snapshot (both
- * indexes 0) is not looked into: not settled. */
-static bool quiet__settled(const struct raft *r, raft_id id)
+bool cv_quiet_has_config(const struct raft *r, raft_id id)
 {
     raft_index idx = r->configuration_uncommitted_index ? r->configuration_uncommitted_index
                                                         : r->configuration_committed_index,
@@ -48,12 +47,17 @@ static bool quiet__settled(const struct raft *r, raft_id id)
     return idx != 0 && raft_match_index(r, id, &match) == 0 && match >= idx;
 }
 
+static bool quiet__settled(void *data, raft_id id)
+{
+    return data && cv_quiet_has_config(data, id);
+}
+
 void cv_quiet_init(struct cv_quiet *q, const struct raft *r, uint64_t keepalive_ms, uint64_t settled_ms,
                    bool enabled)
 {
     *q = (struct cv_quiet){.raft = r, .enabled = enabled, .keepalive_ms = keepalive_ms,
                            .settled_ms = settled_ms > keepalive_ms ? settled_ms : keepalive_ms,
-                           .settled = quiet__settled};
+                           .settled = quiet__settled, .settled_data = (void *)r};
 }
 
 void cv_quiet_fini(struct cv_quiet *q)
@@ -91,7 +95,7 @@ static int quiet__role(const struct raft *r, raft_id id)
 static uint64_t quiet__keepalive(const struct cv_quiet *q, const struct cv_quiet_peer *p, raft_id id, uint64_t now)
 {
     int role = quiet__role(q->raft, id);
-    if (role == RAFT_STANDBY) return q->settled(q->raft, id) ? q->settled_ms : q->keepalive_ms;
+    if (role == RAFT_STANDBY) return q->settled(q->settled_data, id) ? q->settled_ms : q->keepalive_ms;
     if (role == RAFT_VOTER && q->voter_keepalive_ms && p->changed_ms && now >= p->changed_ms &&
         now - p->changed_ms >= q->voter_idle_ms)
         return q->voter_keepalive_ms;

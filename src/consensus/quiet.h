@@ -23,9 +23,10 @@ struct cv_quiet {
     bool enabled;
     uint64_t keepalive_ms;       /* a standby hears from its leader at least this often */
     uint64_t settled_ms;         /* ... and a settled one (it has our configuration) at least this often */
-    /* Whether standby id has stored the entry of the current configuration (so it knows it is a standby);
-     * cv_quiet_init sets the real one (raft_match_index), tests may replace it. */
-    bool (*settled)(const struct raft *r, raft_id id);
+    /* Whether standby id is settled: cv_quiet_init's asks cv_quiet_has_config(raft, id); the consensus
+     * adds "and it renewed its lease lately" (settled_data: the consensus); tests replace it. */
+    bool (*settled)(void *data, raft_id id);
+    void *settled_data;
     /* A voter's heartbeats are left out only while the log stands still: nothing new went to it for
      * voter_idle_ms; then it hears at least every voter_keepalive_ms. 0 (cv_quiet_init's): never. */
     uint64_t voter_keepalive_ms, voter_idle_ms;
@@ -41,6 +42,9 @@ struct cv_quiet {
 void cv_quiet_init(struct cv_quiet *q, const struct raft *r, uint64_t keepalive_ms, uint64_t settled_ms,
                    bool enabled);
 void cv_quiet_fini(struct cv_quiet *q);
+/* Whether follower id has stored the entry of r's current configuration (raft_match_index: only a leader
+ * knows; anything else, and a configuration known only from a snapshot, is false). */
+bool cv_quiet_has_config(const struct raft *r, raft_id id);
 
 /* The rule, on one follower's record: an AppendEntries without entries is redundant when the last
  * message let through to that follower had the same term, ended at the same index (prev_log_index) and

@@ -263,7 +263,8 @@ static int snapguard__send(struct raft_io *io, struct raft_io_send *req, const s
                            raft_io_send_cb cb)
 {
     struct cv_snapguard *g = G(io);
-    if (cv_quiet_skip(&g->quiet, m, cv_mono_ms())) {
+    /* raft's clock (the loop's), the one its ticks run on: a keepalive counted in the same ms as the beats */
+    if (cv_quiet_skip(&g->quiet, m, g->inner.time(&g->inner))) {
         cb(req, 0);
         return 0;
     }

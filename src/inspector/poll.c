@@ -261,7 +261,8 @@ static const char *poll__if_none_match(struct cv_insp_poll *p, size_t i, enum cv
 static void poll__tick(uv_timer_t *t)
 {
     struct cv_insp_poll *p = t->data;
-    if (p->fast && cv_mono_ms() - p->watched_ms >= WATCH_HOLD_MS) { /* nobody watches any more */
+    /* nobody watches any more, and the model has data (until the first round answered, /ready waits) */
+    if (p->fast && cv_mono_ms() - p->watched_ms >= WATCH_HOLD_MS && p->m[p->cur].have) {
         p->fast = false;
         uv_timer_start(&p->timer, poll__tick, p->o.idle_interval_ms, p->o.idle_interval_ms);
     }
@@ -291,7 +292,9 @@ static void poll__tick(uv_timer_t *t)
 
 int cv_insp_poll_start(struct cv_insp_poll *p)
 {
-    return uv_timer_start(&p->timer, poll__tick, 0, p->o.idle_interval_ms) ? CV_EIO : 0;
+    p->fast = true; /* until the first round has data, then slow unless someone watches */
+    p->watched_ms = cv_mono_ms() - WATCH_HOLD_MS;
+    return uv_timer_start(&p->timer, poll__tick, 0, p->o.interval_ms) ? CV_EIO : 0;
 }
 
 void cv_insp_poll_watch(struct cv_insp_poll *p)

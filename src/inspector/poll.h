@@ -27,7 +27,8 @@ struct cv_insp_poll_opts {
 };
 
 int cv_insp_poll_init(const struct cv_insp_poll_opts *o, struct cv_insp_poll **out);
-/* First round at once, then every idle interval until someone watches. */
+/* First round at once, then every interval until a round has data, then every idle interval until
+ * someone watches. */
 int cv_insp_poll_start(struct cv_insp_poll *p);
 /* Someone looks (a UI or API request, an open events stream): rounds every interval for the next 30 s,
  * the first at once if the poller was idling. */

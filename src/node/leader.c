@@ -486,8 +486,8 @@ static void run(uv_timer_t *t)
     leader__failovers(l);
     for (int d = 0; d < D_COUNT; d++) l->busy |= l->inflight[d] > 0;
     uint64_t now = cv_mono_ms(), ms = l->busy || leader__deaths(l) ? RUN_MS : IDLE_RUN_MS;
-    if (l->next_expiry != UINT64_MAX) ms = l->next_expiry <= now ? 0 : l->next_expiry - now < ms ? l->next_expiry - now : ms;
-    leader__arm(l, ms);
+    if (l->next_expiry != UINT64_MAX) ms = l->next_expiry <= now ? 1 : l->next_expiry - now < ms ? l->next_expiry - now : ms;
+    leader__arm(l, ms); /* never 0 from inside run: libuv < 1.48 would run it again in this same pass */
 }
 
 static void leader__free(struct cv_leader *l)

@@ -270,6 +270,12 @@ static void node__on_applied(void *data, uint64_t index, const Cverse__Catalog__
     if (n->host) cv_host_applied(n->host, index, batch, results);
 }
 
+static void node__member_added(void *data)
+{
+    struct cv_node *n = data;
+    if (n->leader && !n->shut) cv_leader_kick(n->leader); /* a spare to make a standby */
+}
+
 static unsigned node__on_tick(void *data)
 {
     struct cv_node *n = data;
@@ -804,7 +810,8 @@ int cv_node_start(struct cv_node *n)
     if ((rv = node__register(n))) return rv;
     if ((rv = node__start_listeners(n))) return rv;
     cv_disc_start_if(n->disc);
-    n->jm = (struct cv_join_member){.cfg = n->cfg, .catalog = n->catalog, .consensus = n->consensus, .peers = n->peers};
+    n->jm = (struct cv_join_member){.cfg = n->cfg, .catalog = n->catalog, .consensus = n->consensus, .peers = n->peers,
+                                    .added = node__member_added, .data = n};
     if ((rv = node__start_join(n))) return rv;
     struct cv_leader_opts lo = {.loop = n->loop, .cfg = n->cfg, .self = n->self, .catalog = n->catalog,
                                 .consensus = n->consensus, .joined = n->joining};

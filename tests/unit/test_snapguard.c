@@ -208,10 +208,14 @@ static int inner_send(struct raft_io *io, struct raft_io_send *req, const struct
 
 static void raft_send_done(struct raft_io_send *req, int status) { send_status = status; }
 
+static raft_time inner_clock = 1000;
+static raft_time inner_time(struct raft_io *io) { return inner_clock++; } /* raft's (the loop's) clock */
+
 static void quiet_setup(void)
 {
     setup();
     G.inner.send = inner_send;
+    G.inner.time = inner_time;
     inner_sends = 0;
     send_status = -1;
     memset(&R, 0, sizeof R);
@@ -278,7 +282,7 @@ Test(quiet, only_standbys_redundant_heartbeats_stay_unsent)
     cr_assert_eq(G.quiet.sent, 4);
 }
 
-static bool standby_settled(const struct raft *r, raft_id id) { return id == 3; }
+static bool standby_settled(void *data, raft_id id) { return id == 3; }
 
 Test(quiet, a_settled_standby_hears_a_keepalive_less_often)
 {
