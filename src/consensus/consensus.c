@@ -39,6 +39,7 @@
 
 #include "consensus/entry.h"
 #include "consensus/rafttcp.h"
+#include "core/lease.h"
 #include "core/sm.h"
 #include "cverse/error.h"
 #include "consensus/snapguard.h"
@@ -51,15 +52,20 @@
 #include "util/log.h"
 
 #define DEFAULT_TIMEOUT_MS 5000
-/* The tick rides on raft's own timer (every heartbeat_timeout_ms) when that is this short, at most every
- * TICK_MIN_MS; a longer heartbeat (a slow network's config) gets a TICK_MS timer of its own: the host's
- * work (map-feed heartbeats every 200 ms, retries, the release scan) must not slow down with it. */
-#define TICK_MS 20
+/* The tick: on a leader it rides on raft's own ticks (every heartbeat_timeout_ms) when those are this
+ * short, at most every TICK_MIN_MS. Elsewhere (and as the leader's backstop) a timer of its own, armed
+ * after each tick for when there is work: every TICK_MS while proposals are pending, this node leads or
+ * the owner asks for it (retries, scans); at the owner's next deadline (a map-feed heartbeat, a reminder)
+ * otherwise, at most IDLE_TICK_MS later. Events that make work call cv_consensus_tick_soon; a change of
+ * raft's leader ticks at once (snapguard's changed). An idle follower wakes a few times a second, not 67. */
+#define TICK_MS CV_CONSENSUS_TICK_MS
 #define TICK_MIN_MS 10
+#define IDLE_TICK_MS 1000
 #define RAFT_BACKLOG 128 /* pending raft connections: every other node at once, after an election */
 /* Group commit: while this leader's last entry is not applied, the next batch waits for that apply (at
  * most this long): proposals arriving meanwhile share one entry, log write and LMDB commit. */
 #define BATCH_WAIT_MS 2
+#define VOTER_IDLE_MS 2000 /* quiet heartbeats to voters only after the log stood still this long (quiet.h) */
 
 _Static_assert((int)CV_MEMBER_STANDBY == (int)RAFT_STANDBY && (int)CV_MEMBER_VOTER == (int)RAFT_VOTER &&
                    (int)CV_MEMBER_SPARE == (int)RAFT_SPARE, "member roles are raft's");
@@ -119,7 +125,7 @@ struct cv_consensus {
     struct cv_catalog *cat;
     cv_consensus_applied_cb on_applied;
     cv_consensus_leader_cb on_leader;
-    void (*on_tick)(void *data);
+    unsigned (*on_tick)(void *data);
     cv_iowrap_fail_cb on_log_failed;
     void *data;
 
@@ -130,8 +136,8 @@ struct cv_consensus {
     raft_id id;
     bool joined;                  /* not an initial member: no bootstrap, cfg->nodes are not raft ids */
 
-    uv_timer_t tick, flush; /* tick: only with a long raft heartbeat (TICK_MS) */
-    uint64_t last_tick_ms;
+    uv_timer_t tick, flush; /* tick: see TICK_MS */
+    uint64_t last_tick_ms, ticks;
     struct pending pendings; /* circular list head */
     uint64_t next_seq;
     struct cv_notices *notices; /* early commit notices (notice.h) */
@@ -480,6 +486,7 @@ int cv_consensus_propose_in_term(struct cv_consensus *c, Cverse__Catalog__Comman
     p->prev->next = p;
     c->pendings.prev = p;
     route(c, p);
+    cv_consensus_tick_soon(c, TICK_MS); /* its deadline and retries */
     return 0;
 }
 
@@ -586,7 +593,7 @@ static int fsm__restore(struct raft_fsm *fsm, struct raft_buffer *buf)
     struct cv_consensus *c = fsm->data;
     bool installed = false;
     int rv = cv_snapshot_restore(c->cat, buf, &installed);
-    if (rv == 0 && installed) c->snapshots_restored++;
+    if (rv == 0 && installed) c->snapshots_restored++, cv_consensus_tick_soon(c, 0); /* the owner looks */
     return rv;
 }
 
@@ -654,22 +661,46 @@ static void consensus__check_leader(struct cv_consensus *c)
     if (c->on_leader) c->on_leader(c->data, is_leader);
 }
 
-/* After each of raft's ticks (snapguard's after_tick), or on our own timer (see TICK_MS). */
+static void consensus__timer(uv_timer_t *t);
+
+void cv_consensus_tick_soon(struct cv_consensus *c, unsigned ms)
+{
+    if (c->closing || !c->started) return;
+    if (uv_is_active((uv_handle_t *)&c->tick) && uv_timer_get_due_in(&c->tick) <= ms) return;
+    uv_timer_start(&c->tick, consensus__timer, ms, 0);
+}
+
+/* After each of raft's ticks on a leader (snapguard's after_tick), or on our own timer (see TICK_MS). */
 static void consensus__tick(void *data)
 {
     struct cv_consensus *c = data;
     uint64_t now = cv_mono_ms();
-    if (c->closing || !c->started || now - c->last_tick_ms < TICK_MIN_MS) return;
+    if (c->closing || !c->started) return;
+    if (now - c->last_tick_ms < TICK_MIN_MS) { /* ran just now: not again before TICK_MIN_MS */
+        cv_consensus_tick_soon(c, (unsigned)(TICK_MIN_MS - (now - c->last_tick_ms)));
+        return;
+    }
     c->last_tick_ms = now;
+    c->ticks++;
+    uv_timer_stop(&c->tick); /* armed again below; work of this tick may ask for an earlier one */
     consensus__check_leader(c);
     consensus__check_pendings(c);
     cv_leases_tick(c->leases);
-    if (c->on_tick && !c->closing) c->on_tick(c->data);
+    unsigned next = c->on_tick && !c->closing ? c->on_tick(c->data) : IDLE_TICK_MS;
+    if (c->closing) return;
+    if (c->pendings.next != &c->pendings || c->was_leader) next = next < TICK_MS ? next : TICK_MS;
+    cv_consensus_tick_soon(c, next < TICK_MIN_MS ? TICK_MIN_MS : next > IDLE_TICK_MS ? IDLE_TICK_MS : next);
 }
 
 static void consensus__timer(uv_timer_t *t)
 {
     consensus__tick(t->data);
+}
+
+/* Raft's state or leader changed (snapguard's pace saw it): tick at once, not at the next deadline. */
+static void consensus__changed(void *data)
+{
+    cv_consensus_tick_soon(data, 0);
 }
 
 /* ---------------------------------------------------------------- lifecycle */
@@ -722,6 +753,17 @@ static void leases__settle(void *data)
     consensus__settle(data);
 }
 
+/* quiet's "settled" (quiet.h): the standby holds our configuration and renewed its lease within two
+ * renewal intervals — one that restarted renews nothing until it knows the leader, so it is sent the
+ * short keepalive and learns the leader quickly. */
+static bool consensus__standby_settled(void *data, raft_id id)
+{
+    struct cv_consensus *c = data;
+    const char *name = consensus__member_id(c, id);
+    uint64_t seen = name ? cv_leases_seen(c->leases, name) : 0, now = cv_mono_ms();
+    return seen && now - seen < 2 * cv_lease_renew_interval(c->cfg->lease_ttl_ms) && cv_quiet_has_config(&c->raft, id);
+}
+
 static int consensus__init_raft(struct cv_consensus *c, const char *raft_dir)
 {
     int rv;
@@ -735,7 +777,7 @@ static int consensus__init_raft(struct cv_consensus *c, const char *raft_dir)
     /* libraft redials a peer 1 s after a failed connect: a restarted node would wait that long for its
      * leader's messages; one election timeout keeps the retries cheap and the gap short. */
     raft_uv_set_connect_retry_delay(&c->io.inner, c->cfg->raft.election_timeout_ms);
-    cv_snapguard_init(&c->io);
+    cv_snapguard_init(&c->io, c->loop);
     struct cv_leases_opts lo = {.raft = &c->raft, .peers = c->peers, .self_id = c->self->id, .self_raft_id = c->id,
                                 .round_timeout_ms = c->cfg->raft.election_timeout_ms,
                                 .max_wait_ms = (unsigned)c->cfg->lease_ttl_ms, .member_id = leases__member_id,
@@ -751,8 +793,17 @@ static int consensus__init_raft(struct cv_consensus *c, const char *raft_dir)
     cv_iowrap_install(&c->io.inner, c->loop, raft_dir, c->on_log_failed, c->data); /* raft_uv's: loud failures */
     /* keepalive: half the shortest election timeout, so that a node that does not know yet it became a
      * standby (its configuration entry lost on the way) hears from us before it would campaign */
-    cv_quiet_init(&c->io.quiet, &c->raft, c->cfg->raft.election_timeout_ms / 2, c->cfg->raft.quiet_heartbeats);
-    if (c->cfg->raft.heartbeat_timeout_ms <= TICK_MS) c->io.after_tick = consensus__tick, c->io.after_tick_data = c;
+    const struct cv_raft_cfg *rc = &c->cfg->raft;
+    cv_quiet_init(&c->io.quiet, &c->raft, rc->election_timeout_ms / 2, 4ull * rc->election_timeout_ms, rc->quiet_heartbeats);
+    /* voters while the log is idle: every other heartbeat, at most a third of an election timeout apart */
+    c->io.quiet.voter_keepalive_ms = 2ull * rc->heartbeat_timeout_ms < rc->election_timeout_ms / 3
+                                         ? 2ull * rc->heartbeat_timeout_ms : rc->election_timeout_ms / 3;
+    c->io.quiet.voter_idle_ms = VOTER_IDLE_MS;
+    c->io.quiet.settled = consensus__standby_settled;
+    c->io.quiet.settled_data = c;
+    if (c->cfg->raft.heartbeat_timeout_ms <= TICK_MS) c->io.after_tick = consensus__tick;
+    c->io.changed = consensus__changed;
+    c->io.after_tick_data = c;
     tune(c);
     return 0;
 err_after_io:
@@ -814,7 +865,7 @@ int cv_consensus_start(struct cv_consensus *c)
         return CV_ERAFT;
     }
     c->started = true;
-    if (c->cfg->raft.heartbeat_timeout_ms > TICK_MS) uv_timer_start(&c->tick, consensus__timer, TICK_MS, TICK_MS);
+    uv_timer_start(&c->tick, consensus__timer, 0, 0);
     if (cv_backlog_widen(c->loop, c->self->raft_bind_addr, RAFT_BACKLOG) <= 0) /* see backlog.c */
         CV_WARN("raft: could not widen the listen backlog on %s: followers may reach a new leader 1 s late",
                 c->self->raft_bind_addr);
@@ -919,6 +970,8 @@ void cv_consensus_status(struct cv_consensus *c, struct cv_consensus_status *st)
     st->snapshots_restored = c->snapshots_restored;
     st->entries_applied = c->entries_applied;
     st->heartbeats_sent = c->io.quiet.sent, st->heartbeats_skipped = c->io.quiet.skipped;
+    st->voter_heartbeats_skipped = c->io.quiet.voter_skipped;
+    st->raft_ticks = c->io.ticks, st->ticks = c->ticks;
 }
 
 struct cv_notices *cv_consensus_notices(struct cv_consensus *c)

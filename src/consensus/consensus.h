@@ -12,6 +12,8 @@
 #include "config/config.h"
 #include "net/rpc.h"
 
+#define CV_CONSENSUS_TICK_MS 20 /* the consensus' tick while there is work (see on_tick) */
+
 struct cv_consensus;
 
 struct cv_peers;
@@ -50,10 +52,12 @@ struct cv_consensus_opts {
     const char *raft_dir;         /* raft log + snapshots; created if missing */
     cv_consensus_applied_cb on_applied;
     cv_consensus_leader_cb on_leader;
-    /* After each consensus tick (every raft.heartbeat_timeout_ms on raft's own timer, at most every 10 ms;
-     * every 20 ms on a timer of its own when the heartbeat is longer than that), while raft runs and the
-     * consensus is not closing: the owner's periodic work, without a timer of its own. May be NULL. */
-    void (*on_tick)(void *data);
+    /* After each consensus tick, while raft runs and the consensus is not closing: the owner's periodic
+     * work, without a timer of its own. Returns in how many ms the owner wants the next tick (its next
+     * deadline; CV_CONSENSUS_TICK_MS while it retries or polls); the consensus ticks then or earlier (at
+     * most every 10 ms, at least every second; every CV_CONSENSUS_TICK_MS while it leads or proposals
+     * are pending). Work that appears between ticks asks for one with cv_consensus_tick_soon. May be NULL. */
+    unsigned (*on_tick)(void *data);
     /* The raft log cannot be written (consensus/iowrap.h): fence; the process exits 1 on return. May be
      * NULL. */
     void (*on_log_failed)(void *data, const char *why);
@@ -72,6 +76,8 @@ struct cv_consensus_status {
     uint64_t snapshots_taken, snapshots_restored;
     uint64_t entries_applied;       /* entries applied by this process (not skipped) */
     uint64_t heartbeats_sent, heartbeats_skipped; /* as leader, to standbys (consensus/quiet.h) */
+    uint64_t voter_heartbeats_skipped;            /* as leader, to voters while the log is idle */
+    uint64_t raft_ticks, ticks; /* raft's timer ticks (consensus/snapguard.h); the consensus' own ticks */
 };
 
 /* Apply latency histogram buckets (µs upper bounds); counts are cumulative as in Prometheus. */
@@ -85,6 +91,9 @@ struct cv_apply_histogram {
 
 /* Allocates the consensus and its timers; starts nothing (no raft, no I/O). CV_EINVAL, CV_ENOMEM. */
 int cv_consensus_init(const struct cv_consensus_opts *opts, struct cv_consensus **out);
+/* The next consensus tick (and the owner's on_tick) runs within ms (at most every 10 ms). From any
+ * callback of the loop; nothing once closing. */
+void cv_consensus_tick_soon(struct cv_consensus *c, unsigned ms);
 /* Creates the raft directory, initialises raft (bootstrapping a pristine data dir with the configured
  * membership: the first cfg->raft.voters nodes as voters, the rest as standbys) and starts it. On failure
  * (CV_EIO, CV_ERAFT) close as usual: cv_consensus_close releases whatever was set up. */

@@ -7,7 +7,7 @@
  *
  * Happy path: raft calls io->append (our wrapper), which hands raft_uv a request of ours, remembers it
  * with the time it started, and passes the completion through to raft's callback. A timer every
- * STALL_MS / 4 looks at the oldest pending append; snapshot puts and the synchronous writes (term, vote,
+ * STALL_MS / 4, running only while some write is pending, looks at the oldest pending append; snapshot puts and the synchronous writes (term, vote,
  * truncate) are passed through and only their status is looked at.
  *
  * Failure modes: a write that completes (or returns) with an error, or an append pending for more than
@@ -175,6 +175,7 @@ static void iowrap__watch(uv_timer_t *t)
     struct cv_iowrap *w = t->data;
     struct wreq *oldest = iowrap__oldest(w);
     uint64_t now = cv_mono_ms();
+    if (!oldest) uv_timer_stop(t); /* nothing pending: the next write starts the watch again */
     if (!oldest || now - oldest->start_ms < CV_IOWRAP_STALL_MS || w->fail_status ||
         now - w->probed_ms < CV_IOWRAP_STALL_MS)
         return;
@@ -203,6 +204,7 @@ static void wreq__link(struct wreq *r)
     r->next = w->pending;
     if (w->pending) w->pending->prev = r;
     w->pending = r;
+    if (!w->closing && !uv_is_active((uv_handle_t *)&w->watch)) uv_timer_start(&w->watch, iowrap__watch, WATCH_MS, WATCH_MS);
 }
 
 static void wreq__unlink(struct wreq *r)
@@ -366,8 +368,7 @@ void cv_iowrap_install(struct raft_io *io, uv_loop_t *loop, const char *dir, cv_
     w->data = data;
     uv_timer_init(loop, &w->watch);
     w->watch.data = w;
-    uv_timer_start(&w->watch, iowrap__watch, WATCH_MS, WATCH_MS);
-    uv_unref((uv_handle_t *)&w->watch); /* never keeps the loop alive by itself */
+    uv_unref((uv_handle_t *)&w->watch); /* never keeps the loop alive by itself; runs while writes pend */
     io->append = iowrap__append;
     io->snapshot_put = iowrap__snapshot_put;
     io->truncate = iowrap__truncate;

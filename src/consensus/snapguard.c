@@ -19,7 +19,18 @@
  * A heartbeat that g->quiet finds redundant is not sent: raft's send callback runs at once with status 0
  * (sent, and lost on the way — Raft tolerates the loss of any message). From within send: libraft
  * 0.22.1's only sender (legacySendMessage) touches nothing of the request once send returned 0, and its
- * callback only releases the entries and frees the request. */
+ * callback only releases the entries and frees the request.
+ *
+ * The pace: raft_uv ticks raft every heartbeat timeout (15 ms) on every node, but only a leader has
+ * something to do that often; a follower's only timeout is its election timer, which every message from
+ * the leader pushes back. So raft_uv's own tick is a one-hour backstop, and a timer of ours ticks raft:
+ * periodically every heartbeat timeout while it leads (as raft_uv did), on a voting follower or a
+ * candidate exactly at raft_timeout() (the election timer's expiry), and not at all on a follower that
+ * does not vote (a standby's election timer only ever tells raft to stay follower). A prepare handle re-arms that timer before the
+ * loop polls, whenever raft's next timeout moved (a message reset the election timer, a state change),
+ * and reports a change of raft's state or leader (g->changed), whatever caused it. An idle standby that
+ * hears a keepalive every 75 ms never ticks; a voter loses leader contact and campaigns as before (at the
+ * expiry itself rather than at the next 15 ms tick). */
 #include "consensus/snapguard.h"
 
 #include <stddef.h>
@@ -27,6 +38,11 @@
 #include <string.h>
 
 #include "util/log.h"
+
+#define INNER_PERIOD_MS 3600000u /* raft_uv's own periodic tick: a backstop only (see the pace above) */
+#define FOLLOWER_MIN_MS 2u       /* a follower's next timeout is never closer than this: no spinning */
+#define DUE_LEADING ((raft_time)-1) /* g->due while the timer runs periodically for a leader */
+#define DUE_NEVER ((raft_time)-2)   /* g->due while raft needs no tick (a follower that does not vote) */
 
 #define G(p) ((struct cv_snapguard *)((char *)(p) - offsetof(struct cv_snapguard, io)))
 #define G_INNER(p) ((struct cv_snapguard *)((char *)(p) - offsetof(struct cv_snapguard, inner)))
@@ -59,13 +75,63 @@ static void snapguard__free_held(struct cv_snapguard *g)
     g->dropped_total++;
 }
 
-static void snapguard__tick(struct raft_io *inner)
+static void snapguard__run_tick(struct cv_snapguard *g)
 {
-    struct cv_snapguard *g = G_INNER(inner);
+    g->ticks++;
     g->tick(&g->io);
-    /* The consensus' and the host's periodic work rides on raft's own timer: one wake-up instead of three
-     * (an idle node woke ~170 times a second, and each wake-up is a context switch). */
+    /* The consensus' periodic work rides on raft's own ticks where there are any (a leader's): one
+     * wake-up instead of two (each wake-up is a context switch). */
     if (g->after_tick && !g->closing) g->after_tick(g->after_tick_data);
+}
+
+/* raft_uv's tick: the backstop. An extra tick is harmless (raft acts on what expired, by its clock). */
+static void snapguard__inner_tick(struct raft_io *inner)
+{
+    snapguard__run_tick(G_INNER(inner));
+}
+
+static void snapguard__timer_cb(uv_timer_t *t)
+{
+    struct cv_snapguard *g = t->data;
+    if (g->due != DUE_LEADING) g->due = 0; /* fired (once): the next pace arms it again */
+    if (!g->closing) snapguard__run_tick(g);
+}
+
+/* Whether raft's own configuration makes it a voter (a standby, a spare or a removed node: no). */
+static bool snapguard__votes(const struct raft *r)
+{
+    for (unsigned i = 0; i < r->configuration.n; i++)
+        if (r->configuration.servers[i].id == r->id) return r->configuration.servers[i].role == RAFT_VOTER;
+    return false;
+}
+
+/* Before each poll: raft's timer set to raft's next timeout, and a change of state or leader reported. */
+static void snapguard__pace_cb(uv_prepare_t *p)
+{
+    struct cv_snapguard *g = p->data;
+    struct raft *r = g->io.data;
+    if (g->closing) return;
+    int state = raft_state(r);
+    if (state == RAFT_LEADER && g->due != DUE_LEADING) {
+        g->due = DUE_LEADING;
+        uv_timer_start(&g->timer, snapguard__timer_cb, g->period_ms, g->period_ms);
+    } else if (state == RAFT_FOLLOWER && !snapguard__votes(r)) {
+        if (g->due != DUE_NEVER) uv_timer_stop(&g->timer);
+        g->due = DUE_NEVER;
+    } else if (state == RAFT_FOLLOWER || state == RAFT_CANDIDATE) {
+        raft_time at = raft_timeout(r), now = g->inner.time(&g->inner);
+        if (at != g->due) {
+            g->due = at;
+            uv_timer_start(&g->timer, snapguard__timer_cb, at > now + FOLLOWER_MIN_MS ? at - now : FOLLOWER_MIN_MS, 0);
+        }
+    }
+    raft_id leader;
+    const char *addr;
+    raft_leader(r, &leader, &addr);
+    if (state == g->seen_state && leader == g->seen_leader) return;
+    g->seen_state = state;
+    g->seen_leader = leader;
+    if (g->changed) g->changed(g->after_tick_data);
 }
 
 static void snapguard__recv(struct raft_io *inner, struct raft_message *m)
@@ -111,10 +177,19 @@ static int snapguard__init(struct raft_io *io, raft_id id, const char *address)
     return snapguard__out(io, snapguard__in(io)->init(&G(io)->inner, id, address));
 }
 
+static void snapguard__settle(struct cv_snapguard *g)
+{
+    if (--g->handles_closing == 0) g->close_cb(&g->io);
+}
+
 static void snapguard__closed(struct raft_io *inner)
 {
-    struct cv_snapguard *g = G_INNER(inner);
-    g->close_cb(&g->io);
+    snapguard__settle(G_INNER(inner));
+}
+
+static void snapguard__handle_closed(uv_handle_t *h)
+{
+    snapguard__settle(h->data);
 }
 
 static void snapguard__close(struct raft_io *io, raft_io_close_cb cb)
@@ -123,6 +198,12 @@ static void snapguard__close(struct raft_io *io, raft_io_close_cb cb)
     g->closing = true;
     g->close_cb = cb;
     snapguard__free_held(g);
+    g->handles_closing = 1;
+    if (g->paced) {
+        g->handles_closing += 2;
+        uv_close((uv_handle_t *)&g->timer, snapguard__handle_closed);
+        uv_close((uv_handle_t *)&g->pace, snapguard__handle_closed);
+    }
     snapguard__in(io)->close(&g->inner, snapguard__closed);
 }
 
@@ -138,8 +219,20 @@ static int snapguard__start(struct raft_io *io, unsigned msecs, raft_io_tick_cb 
     struct cv_snapguard *g = G(io);
     g->tick = tick;
     g->recv = recv;
+    g->period_ms = msecs ? msecs : 1;
     struct raft_io *in = snapguard__in(io);
-    return snapguard__out(io, in->start(in, msecs, snapguard__tick, snapguard__recv));
+    int rv = in->start(in, g->loop ? INNER_PERIOD_MS : msecs, snapguard__inner_tick, snapguard__recv);
+    if (rv == 0 && g->loop && !g->paced) {
+        uv_timer_init(g->loop, &g->timer);
+        uv_prepare_init(g->loop, &g->pace);
+        g->timer.data = g->pace.data = g;
+        uv_prepare_start(&g->pace, snapguard__pace_cb);
+        uv_unref((uv_handle_t *)&g->pace); /* never keeps the loop alive by itself */
+        g->paced = true;
+        g->due = 0;
+        g->seen_state = -1;
+    }
+    return snapguard__out(io, rv);
 }
 
 static int snapguard__bootstrap(struct raft_io *io, const struct raft_configuration *conf)
@@ -170,7 +263,8 @@ static int snapguard__send(struct raft_io *io, struct raft_io_send *req, const s
                            raft_io_send_cb cb)
 {
     struct cv_snapguard *g = G(io);
-    if (cv_quiet_skip(&g->quiet, m, cv_mono_ms())) {
+    /* raft's clock (the loop's), the one its ticks run on: a keepalive counted in the same ms as the beats */
+    if (cv_quiet_skip(&g->quiet, m, g->inner.time(&g->inner))) {
         cb(req, 0);
         return 0;
     }
@@ -231,7 +325,7 @@ static int snapguard__random(struct raft_io *io, int min, int max)
     return in->random(in, min, max);
 }
 
-void cv_snapguard_init(struct cv_snapguard *g)
+void cv_snapguard_init(struct cv_snapguard *g, uv_loop_t *loop)
 {
     struct raft_io *io = &g->io;
     memset(io, 0, sizeof *io);
@@ -258,7 +352,11 @@ void cv_snapguard_init(struct cv_snapguard *g)
     g->holding = g->closing = false;
     g->held_addr = NULL;
     g->held_total = g->dropped_total = 0;
-    cv_quiet_init(&g->quiet, NULL, 0, false);
+    cv_quiet_init(&g->quiet, NULL, 0, 0, false);
     g->after_tick = NULL;
+    g->changed = NULL;
     g->after_tick_data = NULL;
+    g->loop = loop;
+    g->paced = false;
+    g->ticks = 0;
 }

@@ -13,7 +13,12 @@
  * With a cluster secret every GET is signed with it (auth/sign.h), as nodes with one require.
  * A tick while a round is still out is skipped. Cancelled answers (the client closing) only count down.
  * Until the feed answered once, or in a round where it does not answer or has a gap, the snapshots'
- * difference makes every event; a gap also makes a "resync" event (clients refetch the snapshot). */
+ * difference makes every event; a gap also makes a "resync" event (clients refetch the snapshot).
+ *
+ * The pace: a round every interval while someone watches (a request to the UI or the API, an events
+ * stream open: cv_insp_poll_watch) and for WATCH_HOLD_MS after; nobody watching, every idle interval
+ * (10 s), so that an idle cluster nobody looks at is not asked 50 questions a second. The first request
+ * after a quiet spell starts a round at once (its events and the model follow within a round). */
 #include "inspector/poll.h"
 
 #include <stdio.h>
@@ -29,6 +34,8 @@
 #include "util/log.h"
 
 #define DEFAULT_INTERVAL_MS 1000u
+#define DEFAULT_IDLE_INTERVAL_MS 10000u
+#define WATCH_HOLD_MS 30000u
 #define MAX_MOVE_EVENTS 256
 
 static const char *const doc_paths[CV_INSP_N_DOCS] = {
@@ -54,6 +61,8 @@ struct cv_insp_poll {
     struct cv_sm sm; /* first: the invariant casts back */
     struct cv_insp_poll_opts o;
     uv_timer_t timer;
+    bool fast;           /* rounds every interval (someone watches), else every idle interval */
+    uint64_t watched_ms; /* cv_mono_ms of the last cv_insp_poll_watch */
     struct cv_insp_model m[2];
     int cur;
     size_t outstanding; /* answers of the round still out (0 unless polling) */
@@ -82,6 +91,8 @@ int cv_insp_poll_init(const struct cv_insp_poll_opts *o, struct cv_insp_poll **o
     if (!p) return CV_ENOMEM;
     p->o = *o;
     if (!p->o.interval_ms) p->o.interval_ms = DEFAULT_INTERVAL_MS;
+    if (!p->o.idle_interval_ms) p->o.idle_interval_ms = DEFAULT_IDLE_INTERVAL_MS;
+    if (p->o.idle_interval_ms < p->o.interval_ms) p->o.idle_interval_ms = p->o.interval_ms;
     size_t n = o->cfg->n_nodes;
     int rv = CV_ENOMEM;
     if (!(p->base = calloc(n ? n : 1, sizeof *p->base))) goto err_after_alloc;
@@ -250,6 +261,11 @@ static const char *poll__if_none_match(struct cv_insp_poll *p, size_t i, enum cv
 static void poll__tick(uv_timer_t *t)
 {
     struct cv_insp_poll *p = t->data;
+    /* nobody watches any more, and the model has data (until the first round answered, /ready waits) */
+    if (p->fast && cv_mono_ms() - p->watched_ms >= WATCH_HOLD_MS && p->m[p->cur].have) {
+        p->fast = false;
+        uv_timer_start(&p->timer, poll__tick, p->o.idle_interval_ms, p->o.idle_interval_ms);
+    }
     if (cv_sm_state(&p->sm) != POLL_IDLE) return; /* the last round is still out: skip this tick */
     cv_sm_move(&p->sm, POLL_ROUND);
     cv_insp_model_begin(&p->m[!p->cur]);
@@ -276,7 +292,17 @@ static void poll__tick(uv_timer_t *t)
 
 int cv_insp_poll_start(struct cv_insp_poll *p)
 {
+    p->fast = true; /* until the first round has data, then slow unless someone watches */
+    p->watched_ms = cv_mono_ms() - WATCH_HOLD_MS;
     return uv_timer_start(&p->timer, poll__tick, 0, p->o.interval_ms) ? CV_EIO : 0;
+}
+
+void cv_insp_poll_watch(struct cv_insp_poll *p)
+{
+    p->watched_ms = cv_mono_ms();
+    if (p->fast || cv_sm_state(&p->sm) == POLL_CLOSED) return;
+    p->fast = true;
+    uv_timer_start(&p->timer, poll__tick, 0, p->o.interval_ms); /* a round at once */
 }
 
 const struct cv_insp_model *cv_insp_poll_model(const struct cv_insp_poll *p)

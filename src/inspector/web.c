@@ -474,6 +474,8 @@ void cv_insp_web_handle(void *data, struct cv_http_exchange *x, const struct cv_
 {
     struct cv_insp_web *w = data;
     bool get = !strcmp(req->method, "GET") || !strcmp(req->method, "HEAD"), known = false;
+    bool probe = !strcmp(req->path, "/healthz") || !strcmp(req->path, "/health") || !strcmp(req->path, "/ready");
+    if (!probe) cv_insp_poll_watch(w->o.poll); /* someone looks: the poller keeps the fast pace */
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
         if (strcmp(req->path, routes[i].path)) continue;
         known = true;
@@ -536,6 +538,7 @@ void cv_insp_web_free(struct cv_insp_web *w)
 
 void cv_insp_web_tick(struct cv_insp_web *w)
 {
+    if (cv_insp_sse_clients(w->sse) > 0) cv_insp_poll_watch(w->o.poll); /* an open stream watches */
     cv_insp_sse_tick(w->sse);
     web__retry_parked(w);
 }

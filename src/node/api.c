@@ -437,6 +437,14 @@ static void api__get_metrics(struct cv_api *a, struct cv_http_exchange *x)
                     "Heartbeats this node sent to standbys as leader.", st.heartbeats_sent);
     cv_prom_counter(&b, "cverse_raft_standby_heartbeats_skipped_total",
                     "Heartbeats to standbys left unsent as leader: they carried nothing new.", st.heartbeats_skipped);
+    cv_prom_counter(&b, "cverse_raft_voter_heartbeats_skipped_total",
+                    "Heartbeats to voters left unsent as leader while the log stood still (every other one).",
+                    st.voter_heartbeats_skipped);
+    cv_prom_counter(&b, "cverse_raft_ticks_total",
+                    "Raft's timer ticks run (every heartbeat timeout as leader, at the election timeout otherwise).",
+                    st.raft_ticks);
+    cv_prom_counter(&b, "cverse_consensus_ticks_total", "Ticks of the consensus and the host (work-driven).",
+                    st.ticks);
     cv_prom_gauge(&b, "cverse_shards_owned", "Shards owned by this node.", me ? (double)me->shards_owned : 0);
     cv_prom_gauge(&b, "cverse_shards_unassigned", "Shards without an owner.",
                   (double)cv_catalog_unassigned_shards(a->catalog));

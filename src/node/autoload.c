@@ -48,6 +48,7 @@ static void autoload__push(struct cv_autoload *h, uint32_t entry, uint32_t shard
                      cv_strerror(rv));
         if (shard == CV_AUTOLOAD_NODE) h->lost_node = true;
         else h->owned[shard] = 0;
+        cv_hctx_wake(h->x); /* planned again from the tick */
         return;
     }
     h->q[h->tail++] = (struct cv_al_item){entry, shard};
@@ -140,7 +141,10 @@ static void autoload__pump(uv_timer_t *t)
     while (h->inflight < h->max && h->head < h->tail) {
         struct cv_al_item it = h->q[h->head++];
         n++;
-        if (!autoload__process(h, it)) break; /* retried from the tick */
+        if (!autoload__process(h, it)) { /* retried from the tick */
+            cv_hctx_wake(h->x);
+            break;
+        }
     }
     if (n > 32)
         CV_DEBUG("auto-load: %u items in %.2f ms, %zu in flight, %zu queued", n,

@@ -54,6 +54,7 @@ static void handoff__done(void *data, int status, uint64_t index)
         ho->retry_ms = cv_mono_ms() + CV_HANDOFF_RETRY_MS;
         if (status != CV_ECONFLICT) CV_WARN("releasing shards failed: %s; retrying", cv_strerror(status));
     }
+    cv_hctx_wake(ho->x);
     cv_hctx_release(ho->x);
 }
 

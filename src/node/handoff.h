@@ -36,6 +36,11 @@ int cv_handoff_init(struct cv_handoff *ho, struct cv_hctx *x);
 void cv_handoff_mark(struct cv_handoff *ho);
 /* Proposes the release of every shard ready for it (polled each tick while some wait). */
 void cv_handoff_scan(struct cv_handoff *ho);
+/* Whether the next scan has work (shards wait for us, no proposal in flight): tick soon. */
+static inline bool cv_handoff_busy(const struct cv_handoff *ho)
+{
+    return ho->scan && !ho->inflight;
+}
 void cv_handoff_free(struct cv_handoff *ho);
 
 #endif

@@ -73,6 +73,12 @@ void cv_hctx_ensure_active(struct cv_hctx *x, const char *type, const char *id, 
 /* After entry `index` applied a CreateObject of (type, id) with status 0: activates it here if we own it,
  * as a new object only if that entry is the one that created it. */
 void cv_hctx_activate_applied(struct cv_hctx *x, const char *type, const char *id, uint64_t index);
+/* Work for the host's tick appeared (a retry, a scan, a subscriber): the next one runs within
+ * CV_CONSENSUS_TICK_MS instead of at the host's next deadline (consensus.h, on_tick). */
+static inline void cv_hctx_wake(struct cv_hctx *x)
+{
+    if (!x->closing && x->cons) cv_consensus_tick_soon(x->cons, CV_CONSENSUS_TICK_MS); /* no consensus: unit tests */
+}
 /* Starts the one-shot timer t unless it is already pending. */
 void cv_hctx_timer_again(uv_timer_t *t, uv_timer_cb cb, uint64_t ms);
 

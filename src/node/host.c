@@ -21,6 +21,7 @@
  * no callback into it is owed (cv_hctx). */
 #include "node/host.h"
 
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -111,6 +112,7 @@ void cv_host_applied(struct cv_host *h, uint64_t index, const Cverse__Catalog__B
     }
     if (moved) host__shards_changed(h);
     cv_mapfeed_check_nodes(&h->feed);
+    cv_hctx_wake(&h->x); /* the tick looks at what the entry changed (scans, retries, reminders) */
 }
 
 void cv_host_leader_changed(struct cv_host *h)
@@ -118,10 +120,28 @@ void cv_host_leader_changed(struct cv_host *h)
     cv_mapfeed_changed(&h->feed);
 }
 
-void cv_host_tick(struct cv_host *h)
+static unsigned host__min(unsigned a, uint64_t b)
+{
+    return b < a ? (unsigned)b : a;
+}
+
+/* In how many ms the host has work again (after a tick): CV_CONSENSUS_TICK_MS while something retries,
+ * waits or polls; else the next heartbeat, reminder or idle scan. */
+static unsigned host__next_ms(struct cv_host *h, uint64_t now)
+{
+    if (!h->x.started || cv_outcall_busy(&h->out) || cv_handoff_busy(&h->ho) || cv_autoload_pending(&h->al))
+        return CV_CONSENSUS_TICK_MS;
+    unsigned ms = cv_mapfeed_next_ms(&h->feed, now);
+    unsigned rm = cv_remind_next_ms(&h->rm); /* a due one that could not fire is retried: not faster */
+    ms = host__min(ms, rm > CV_CONSENSUS_TICK_MS ? rm : CV_CONSENSUS_TICK_MS);
+    uint64_t scan = h->idle_scan_ms + IDLE_SCAN_MS;
+    return host__min(ms, scan > now ? scan - now : 0);
+}
+
+unsigned cv_host_tick(struct cv_host *h)
 {
     const char *why;
-    if (h->x.closing || !h->ticking) return;
+    if (h->x.closing || !h->ticking) return UINT_MAX;
     if (!h->x.started && h->o.catalog_ready(h->o.data, &why)) {
         h->x.started = true;
         cv_autoload_start(&h->al);
@@ -143,6 +163,7 @@ void cv_host_tick(struct cv_host *h)
         int n = cv_runtime_deactivate_idle(h->x.rt);
         if (n > 0) CV_DEBUG("deactivating %d idle objects", n);
     }
+    return host__next_ms(h, now);
 }
 
 /* ---------------------------------------------------------------- runtime hooks: cluster facts */
@@ -273,6 +294,7 @@ int cv_host_fence(struct cv_host *h, bool fenced)
 {
     if (h->x.closing || h->x.fenced == fenced) return 0;
     h->x.fenced = fenced;
+    cv_hctx_wake(&h->x); /* heartbeats to the gates stop or resume, reminders too */
     if (!fenced) {
         if (h->x.started) cv_autoload_reconcile(&h->al); /* the auto-load objects of our shards again */
         return 0;
@@ -411,6 +433,7 @@ void cv_host_start(struct cv_host *h)
     cv_runtime_start(h->x.rt);
     h->ticking = true;
     h->idle_scan_ms = cv_mono_ms();
+    cv_hctx_wake(&h->x);
 }
 
 void cv_host_stop(struct cv_host *h)

@@ -50,10 +50,11 @@ struct cv_host_opts {
 int cv_host_init(const struct cv_host_opts *opts, struct cv_host **out);
 /* Starts the runtime; from now on cv_host_tick does the host's periodic work. */
 void cv_host_start(struct cv_host *h);
-/* The host's periodic work (retries, handoff scan, map pushes, auto-load, reminders, idle objects): the
- * node calls it after each consensus tick (every 10-20 ms: consensus.h). Nothing before
- * cv_host_start or once closing. */
-void cv_host_tick(struct cv_host *h);
+/* The host's periodic work (retries, handoff scan, map-feed heartbeats, auto-load, reminders, idle
+ * objects): the node calls it after each consensus tick. Returns in how many ms it wants the next one
+ * (CV_CONSENSUS_TICK_MS while something retries or waits; else its next deadline): the consensus'
+ * on_tick (consensus.h). Nothing before cv_host_start or once closing (UINT_MAX: no wish). */
+unsigned cv_host_tick(struct cv_host *h);
 /* The node is stopping: calls are refused from now on ("shutting down"); close follows. */
 void cv_host_stop(struct cv_host *h);
 

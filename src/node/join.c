@@ -79,7 +79,9 @@ static void join__decide(struct join_req *r, bool after_add)
     } else if (!cn) {
         join__answer(r, CV_EUNAVAIL, "the node's record is not applied yet");
     } else if (cv_consensus_member_role(r->m.consensus, info->id) == CV_MEMBER_NONE) {
-        join__answer(r, cv_consensus_add(r->m.consensus, info->id, info->raft_id, cn->raft_addr, NULL, NULL), NULL);
+        int rv = cv_consensus_add(r->m.consensus, info->id, info->raft_id, cn->raft_addr, NULL, NULL);
+        if (rv == 0 && r->m.added) r->m.added(r->m.data);
+        join__answer(r, rv, NULL);
     } else {
         join__answer(r, 0, NULL);
     }

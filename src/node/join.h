@@ -25,6 +25,10 @@ struct cv_join_member {
     struct cv_catalog *catalog;
     struct cv_consensus *consensus;
     struct cv_peers *peers;
+    /* A node was added to the raft configuration (no applied entry says so): the leader's membership
+     * duty should look now. May be NULL. */
+    void (*added)(void *data);
+    void *data;
 };
 
 /* Handles "cluster.join" (body: a catalog NodeInfo with the joining node's id, addresses and raft id).

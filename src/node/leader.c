@@ -1,5 +1,7 @@
-/* Leader duties. Every RUN_MS while this node leads the raft group it compares the catalog with what it
- * should be and proposes the difference:
+/* Leader duties. While this node leads the raft group it compares the catalog with what it should be and
+ * proposes the difference — every RUN_MS while something moves (a proposal in flight, shards waiting for
+ * a release, a death being followed, a membership change), else after each applied entry (at most every
+ * RUN_MS: cv_leader_changed), at the next lease deadline, and at least every IDLE_RUN_MS:
  *   1. the config fingerprint (first thing a new cluster records);
  *   2. lease expiry: a node is declared dead once this node's monotonic clock passed ttl + margin after
  *      the latest of: the start of its leadership (the lessor's, past the barrier of its term), the
@@ -26,6 +28,8 @@
  * the next run. Nothing here blocks: decisions are pure functions of the catalog and raft configuration.
  * It also observes failovers: from a node's ExpireNode (which unassigns its shards) to the moment none
  * of them waits for an owner any more, one log line and one histogram sample each (cv_leader_stats).
+ * On a node that does not lead, the timer stops once no death is followed; becoming leader
+ * (cv_leader_kick) or a death starts it again.
  */
 #include "node/leader.h"
 
@@ -41,6 +45,7 @@
 #include "util/log.h"
 
 #define RUN_MS 50
+#define IDLE_RUN_MS 1000
 
 enum duty { D_CONFIG, D_EXPIRE, D_ASSIGN, D_ROLE, D_COUNT };
 
@@ -59,6 +64,9 @@ struct cv_leader {
     uint64_t since;       /* cv_mono_ms when this run first saw us leading (0: not leading) */
     int replaced;         /* member index of the leader we replaced (no grace for it), or -1 */
     uint64_t restored;    /* raft snapshots installed into the catalog, as of the last seen reset */
+    uint64_t last_run_ms; /* cv_mono_ms of the last run */
+    uint64_t next_expiry; /* cv_mono_ms when the next lease may be declared expired (UINT64_MAX: none) */
+    bool busy;            /* this run saw something in motion: run again within RUN_MS */
     struct cv_leader_stats stats;
     uint32_t waiting_logged;
     void (*done)(void *data);
@@ -130,6 +138,7 @@ static void duty__done(void *data, int status, uint64_t index)
     if (status && status != CV_ECONFLICT && status != CV_ECANCELED && status != CV_ERETRY)
         CV_DEBUG("leader duty %d: proposal failed: %s", d, cv_strerror(status));
     if (status == 0 && d != D_ROLE) cv_leader_kick(l);
+    else cv_leader_changed(l); /* recomputed at the next run */
     leader__settle(l); /* closing: this may have been the last callback owed */
 }
 
@@ -146,6 +155,7 @@ static void propose_in(struct cv_leader *l, enum duty d, Cverse__Catalog__Comman
     if (cv_consensus_propose_in_term(l->o.consensus, cmd, term, 3000, duty__done, dc)) {
         if (d == D_EXPIRE && node) cv_leases_registered(cv_consensus_leases(l->o.consensus), node);
         free(dc);
+        l->busy = true; /* tried again at the next run */
         return;
     }
     l->inflight[d]++;
@@ -174,7 +184,10 @@ static void duty__expire(struct cv_leader *l)
     struct cv_catalog *cat = l->o.catalog;
     struct cv_leases *ls = cv_consensus_leases(l->o.consensus);
     uint64_t now = cv_mono_ms(), ttl = l->o.cfg->lease_ttl_ms, next = UINT64_MAX, term, since;
-    if (!cv_leases_leading(ls, &term, &since)) return; /* not past our term's barrier: judge nobody */
+    if (!cv_leases_leading(ls, &term, &since)) { /* not past our term's barrier: judge nobody yet */
+        l->busy = true;
+        return;
+    }
     for (size_t i = 0; i < cv_catalog_node_count(cat); i++) {
         const struct cv_catalog_node *cn = cv_catalog_node_at(cat, i);
         int k = leader__index(l, cn->id);
@@ -203,8 +216,7 @@ static void duty__expire(struct cv_leader *l)
         cmd.expire_node = &ex;
         propose_in(l, D_EXPIRE, &cmd, 0, term, cn->id);
     }
-    /* Wake exactly when the next lease may be declared expired rather than up to RUN_MS later. */
-    if (next > now && next - now < RUN_MS) uv_timer_start(&l->timer, run, next - now, RUN_MS);
+    l->next_expiry = next; /* the run wakes exactly then */
 }
 
 /* The node a shard is fixed to (member index) or CV_ASSIGN_NONE: its target if that node
@@ -258,6 +270,7 @@ static void duty__assign(struct cv_leader *l)
         releasing += l->cur[s] != CV_ASSIGN_NONE && l->next[s] == CV_ASSIGN_NONE;
         waiting += l->cur[s] == CV_ASSIGN_NONE && l->next[s] == CV_ASSIGN_NONE;
     }
+    l->busy |= waiting > 0 || moved > 0;
     if (moved == 0) {
         if (waiting != l->waiting_logged) CV_DEBUG("shard map: %u shards wait for their release", waiting);
         l->waiting_logged = waiting;
@@ -302,13 +315,17 @@ static int liveness(struct cv_leader *l, const char *id)
 
 static int assign(struct cv_leader *l, size_t i, int role)
 {
+    l->busy = true;
     return cv_consensus_assign(l->o.consensus, l->members[i].id, role, NULL, NULL) == 0;
 }
 
 static void duty__membership(struct cv_leader *l)
 {
     const struct cv_config *cfg = l->o.cfg;
-    if (cv_consensus_change_pending(l->o.consensus)) return;
+    if (cv_consensus_change_pending(l->o.consensus)) {
+        l->busy = true; /* its end is not reported to us */
+        return;
+    }
     leader__sync_members(l);
     /* Removed for good (cverse remove-node): out of raft, but only after a grace of two election timeouts,
      * so that the node applies its RemoveNode (and stops) first: once out, raft sends it nothing more. */
@@ -320,6 +337,7 @@ static void duty__membership(struct cv_leader *l)
             cv_consensus_member_role(l->o.consensus, cn->id) == CV_MEMBER_NONE)
             continue;
         if (!m->removed_seen) m->removed_seen = now;
+        l->busy = true;
         if (now - m->removed_seen >= grace) {
             cv_consensus_remove(l->o.consensus, cn->id);
             return;
@@ -395,6 +413,14 @@ static uint32_t leader__orphans(struct cv_leader *l, const char *node)
 }
 
 /* Ends the failovers whose shards all have owners again; the leader observes them (log + histogram). */
+/* Whether a death is being followed (its shards have no new owner yet). */
+static bool leader__deaths(const struct cv_leader *l)
+{
+    for (size_t i = 0; i < l->n_members; i++)
+        if (l->members[i].died) return true;
+    return false;
+}
+
 static void leader__failovers(struct cv_leader *l)
 {
     for (size_t i = 0; i < l->n_members; i++) {
@@ -423,28 +449,45 @@ static void leader__restored(struct cv_leader *l, const struct cv_consensus_stat
     for (size_t k = 0; k < l->n_members; k++) l->members[k].seen = now;
 }
 
+/* The timer (one-shot) fires within ms, or earlier if it already does. */
+static void leader__arm(struct cv_leader *l, uint64_t ms)
+{
+    if (uv_is_active((uv_handle_t *)&l->timer) && uv_timer_get_due_in(&l->timer) <= ms) return;
+    uv_timer_start(&l->timer, run, ms, 0);
+}
+
 static void run(uv_timer_t *t)
 {
     struct cv_leader *l = t->data;
     struct cv_consensus_status st;
     if (l->stopped) return;
+    l->last_run_ms = cv_mono_ms();
     cv_consensus_status(l->o.consensus, &st);
     leader__restored(l, &st);
     if (!st.is_leader || !st.leader_since_ms) {
         l->since = 0;
         leader__failovers(l);
+        /* Nothing to do until we lead (cv_leader_kick) or a node dies (cv_leader_node_died): an idle
+         * follower does not wake 20 times a second for nothing. */
+        if (leader__deaths(l)) leader__arm(l, RUN_MS);
         return;
     }
     if (!l->since) { /* later than the real start of leadership: errs safe */
         l->since = cv_mono_ms();
         l->replaced = leader__index(l, st.prev_leader_id);
     }
+    l->busy = false;
+    l->next_expiry = UINT64_MAX;
     if (!l->inflight[D_CONFIG]) duty__config(l);
     if (!l->inflight[D_EXPIRE]) duty__expire(l);
     if (!l->inflight[D_ASSIGN] && !l->inflight[D_EXPIRE]) duty__assign(l);
     duty__membership(l);
     if (!l->inflight[D_ROLE]) duty__roles(l);
     leader__failovers(l);
+    for (int d = 0; d < D_COUNT; d++) l->busy |= l->inflight[d] > 0;
+    uint64_t now = cv_mono_ms(), ms = l->busy || leader__deaths(l) ? RUN_MS : IDLE_RUN_MS;
+    if (l->next_expiry != UINT64_MAX) ms = l->next_expiry <= now ? 1 : l->next_expiry - now < ms ? l->next_expiry - now : ms;
+    leader__arm(l, ms); /* never 0 from inside run: libuv < 1.48 would run it again in this same pass */
 }
 
 static void leader__free(struct cv_leader *l)
@@ -483,7 +526,7 @@ int cv_leader_init(const struct cv_leader_opts *opts, struct cv_leader **out)
 
 void cv_leader_start(struct cv_leader *l)
 {
-    uv_timer_start(&l->timer, run, RUN_MS, RUN_MS);
+    leader__arm(l, RUN_MS);
 }
 
 void cv_leader_stop(struct cv_leader *l)
@@ -494,7 +537,14 @@ void cv_leader_stop(struct cv_leader *l)
 
 void cv_leader_kick(struct cv_leader *l)
 {
-    if (!l->stopped && !l->closing) uv_timer_start(&l->timer, run, 0, RUN_MS);
+    if (!l->stopped && !l->closing) uv_timer_start(&l->timer, run, 0, 0);
+}
+
+void cv_leader_changed(struct cv_leader *l)
+{
+    if (l->stopped || l->closing || !l->since) return;
+    uint64_t now = cv_mono_ms(), at = l->last_run_ms + RUN_MS;
+    leader__arm(l, at > now ? at - now : 0);
 }
 
 void cv_leader_renewal_seen(struct cv_leader *l, const char *node, uint64_t now_mono)
@@ -510,7 +560,7 @@ void cv_leader_node_died(struct cv_leader *l, const char *node, uint64_t now_mon
     struct member *m = &l->members[k];
     m->died_shards = leader__orphans(l, node);
     m->died = m->died_shards ? now_mono : 0;
-    if (m->died_shards && l->since) cv_leader_kick(l);
+    if (m->died_shards) cv_leader_kick(l);
 }
 
 const struct cv_leader_stats *cv_leader_stats(const struct cv_leader *l)

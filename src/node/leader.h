@@ -35,6 +35,8 @@ void cv_leader_stop(struct cv_leader *l);
 void cv_leader_close(struct cv_leader *l, void (*done)(void *data), void *data);
 /* Nudges the runner (e.g. after an apply that changed liveness) to run at the next loop iteration. */
 void cv_leader_kick(struct cv_leader *l);
+/* An entry was applied: while leading, the duties run again within RUN_MS of their last run. */
+void cv_leader_changed(struct cv_leader *l);
 /* A RenewLease or RegisterNode of node applied here at now_mono (cv_mono_ms). Every node records it, led
  * or not: the leader declares a node dead only ttl + margin after the latest one it saw (core/lease.h). */
 void cv_leader_renewal_seen(struct cv_leader *l, const char *node, uint64_t now_mono);

@@ -9,6 +9,7 @@
  * recorded); a connection found closed while pushing is dropped. */
 #include "node/mapfeed.h"
 
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -123,6 +124,13 @@ void cv_mapfeed_tick(struct cv_mapfeed *h)
         if (cv_rpc_send_event(h->subs[i], "catalog.heartbeat", body, sizeof body) == CV_ECLOSED) mapfeed__drop(h, i);
 }
 
+unsigned cv_mapfeed_next_ms(const struct cv_mapfeed *h, uint64_t now)
+{
+    if (h->n_subs == 0 || h->x->closing || h->x->fenced) return UINT_MAX;
+    uint64_t due = h->last_beat_ms + CV_MAPFEED_HEARTBEAT_MS;
+    return due > now ? (unsigned)(due - now) : 0;
+}
+
 void cv_mapfeed_changed(struct cv_mapfeed *h)
 {
     if (h->x->closing || uv_is_active((uv_handle_t *)&h->push_timer)) return;
@@ -147,6 +155,7 @@ void cv_mapfeed_subscribe(struct cv_mapfeed *h, struct cv_rpc_conn *conn, uint64
     if (!known) {
         cv_rpc_conn_ref(conn);
         h->subs[h->n_subs++] = conn;
+        cv_hctx_wake(h->x); /* its heartbeats start */
         CV_INFO("%s subscribed to the shard map", req->gate_id[0] ? req->gate_id : "a client");
     }
     cv_rpc_respond(conn, id, 0, NULL, buf, n);

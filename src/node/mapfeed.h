@@ -35,6 +35,8 @@ void cv_mapfeed_check_nodes(struct cv_mapfeed *f);
 /* From the host's periodic tick: a heartbeat to every subscriber when none went out for
  * CV_MAPFEED_HEARTBEAT_MS, unless the node is fenced (its map may be stale: gates must move on). */
 void cv_mapfeed_tick(struct cv_mapfeed *f);
+/* In how many ms cv_mapfeed_tick sends the next heartbeat (now: cv_mono_ms()); UINT_MAX: none due. */
+unsigned cv_mapfeed_next_ms(const struct cv_mapfeed *f, uint64_t now);
 /* Serves catalog.subscribe. */
 void cv_mapfeed_subscribe(struct cv_mapfeed *f, struct cv_rpc_conn *conn, uint64_t id, const uint8_t *body,
                           size_t len);

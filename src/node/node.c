@@ -27,6 +27,7 @@
 #include "node/node.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -227,6 +228,7 @@ static void node__on_applied(void *data, uint64_t index, const Cverse__Catalog__
                        const struct cv_cmd_result *results)
 {
     struct cv_node *n = data;
+    if (n->leader && !n->shut) cv_leader_changed(n->leader); /* the duties look at the new catalog */
     for (size_t i = 0; i < batch->n_commands; i++) {
         const Cverse__Catalog__Command *c = batch->commands[i];
         if (results[i].status) continue;
@@ -268,10 +270,16 @@ static void node__on_applied(void *data, uint64_t index, const Cverse__Catalog__
     if (n->host) cv_host_applied(n->host, index, batch, results);
 }
 
-static void node__on_tick(void *data)
+static void node__member_added(void *data)
 {
     struct cv_node *n = data;
-    if (n->host) cv_host_tick(n->host);
+    if (n->leader && !n->shut) cv_leader_kick(n->leader); /* a spare to make a standby */
+}
+
+static unsigned node__on_tick(void *data)
+{
+    struct cv_node *n = data;
+    return n->host ? cv_host_tick(n->host) : UINT_MAX;
 }
 
 static void node__on_leader(void *data, bool is_leader)
@@ -802,7 +810,8 @@ int cv_node_start(struct cv_node *n)
     if ((rv = node__register(n))) return rv;
     if ((rv = node__start_listeners(n))) return rv;
     cv_disc_start_if(n->disc);
-    n->jm = (struct cv_join_member){.cfg = n->cfg, .catalog = n->catalog, .consensus = n->consensus, .peers = n->peers};
+    n->jm = (struct cv_join_member){.cfg = n->cfg, .catalog = n->catalog, .consensus = n->consensus, .peers = n->peers,
+                                    .added = node__member_added, .data = n};
     if ((rv = node__start_join(n))) return rv;
     struct cv_leader_opts lo = {.loop = n->loop, .cfg = n->cfg, .self = n->self, .catalog = n->catalog,
                                 .consensus = n->consensus, .joined = n->joining};

@@ -80,6 +80,7 @@ static void outcall__wait(struct rcall *rc, int status, const char *error)
     rc->waiting = true;
     rc->retry_at = cv_mono_ms() + rc->backoff;
     rc->backoff = rc->backoff * 2 > CV_OUTCALL_RETRY_MAX_MS ? CV_OUTCALL_RETRY_MAX_MS : rc->backoff * 2;
+    cv_hctx_wake(rc->oc->x); /* retried from the host's tick */
 }
 
 static void outcall__local_done(void *data, int status, const char *error, const uint8_t *resp, size_t len)

@@ -17,6 +17,7 @@
  * other (a type this node does not have) is logged and tried again after CV_REMIND_RETRY_MS. */
 #include "node/remind.h"
 
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -219,6 +220,20 @@ void cv_remind_tick(struct cv_remind *r)
         if (!e->held_until && (!next || e->due_ms < next)) next = e->due_ms;
     }
     r->next_due = next ? next : UINT64_MAX;
+}
+
+unsigned cv_remind_next_ms(const struct cv_remind *r)
+{
+    const struct cv_hctx *x = r->x;
+    if (!x->started || x->closing || x->fenced) return UINT_MAX;
+    if (r->stale || !r->next_due) return 0;
+    uint64_t mono = cv_mono_ms(), now = cv_now_ms(), ms = UINT64_MAX;
+    if (r->next_release) ms = r->next_release > mono ? r->next_release - mono : 0;
+    if (r->next_due != UINT64_MAX) {
+        uint64_t d = r->next_due > now ? r->next_due - now : 0;
+        ms = d < ms ? d : ms;
+    }
+    return ms > UINT_MAX ? UINT_MAX : (unsigned)ms;
 }
 
 void cv_remind_free(struct cv_remind *r)

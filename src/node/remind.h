@@ -29,6 +29,9 @@ void cv_remind_changed(struct cv_remind *r);
 void cv_remind_object(struct cv_remind *r, const char *id);
 /* Fires what fell due (the host's tick; nothing while not started, fenced or closing). */
 void cv_remind_tick(struct cv_remind *r);
+/* In how many ms cv_remind_tick has something to do (a reminder falls due, a hold ends, the table is to
+ * be read); UINT_MAX: nothing (not serving, or no reminders: a change wakes the host). */
+unsigned cv_remind_next_ms(const struct cv_remind *r);
 void cv_remind_free(struct cv_remind *r);
 
 #endif

@@ -108,6 +108,31 @@ static bool leader_skips_standby_heartbeats(void *arg)
     return false;
 }
 
+/* A counter from node i's /metrics (-1: no answer or no such line). */
+static long long metric_of(struct h_cluster *c, int i, const char *name)
+{
+    long st;
+    char *t = h_get_text(c, i, "/metrics", &st);
+    char key[96];
+    snprintf(key, sizeof key, "\n%s ", name);
+    const char *m = t && st == 200 ? strstr(t, key) : NULL;
+    long long v = m ? strtoll(m + strlen(key), NULL, 10) : -1;
+    free(t);
+    return v;
+}
+
+/* The leader has run 60 more raft ticks (~1 s at the 15 ms heartbeat) than at `from`. */
+struct ticks_since {
+    int leader;
+    long long from;
+};
+
+static bool leader_ticked(void *arg)
+{
+    struct ticks_since *t = arg;
+    return metric_of(&C, t->leader, "cverse_raft_ticks_total") >= t->from + 60;
+}
+
 static json_t *cluster_view(int i)
 {
     long st;
@@ -410,6 +435,21 @@ Test(cluster, five_nodes_standbys_and_promotion)
     /* ... while the leader leaves its heartbeats that carry nothing new unsent. */
     cr_assert(h_poll(5000, leader_skips_standby_heartbeats, &s), "no standby heartbeat left unsent");
     cr_assert(h_poll(5000, maps_agree, &s), "standbys still follow every commit");
+    /* Raft's timer ticks a follower only when its election timer runs out (consensus/snapguard.c), which
+     * the leader's messages keep pushing back: an idle standby runs almost none while the leader ticks
+     * every heartbeat. */
+    char lead[32];
+    h_leader_of(&C, 0, lead, sizeof lead);
+    int li = -1;
+    for (int i = 0; i < 5; i++)
+        if (!strcmp(C.id[i], lead)) li = i;
+    cr_assert_geq(li, 0, "no leader known");
+    struct ticks_since ts = {.leader = li, .from = metric_of(&C, li, "cverse_raft_ticks_total")};
+    long long standby0 = metric_of(&C, 4, "cverse_raft_ticks_total");
+    cr_assert(ts.from >= 0 && standby0 >= 0, "no cverse_raft_ticks_total in /metrics");
+    cr_assert(h_poll(10000, leader_ticked, &ts), "the leader does not tick");
+    long long standby_ticks = metric_of(&C, 4, "cverse_raft_ticks_total") - standby0;
+    cr_expect_leq(standby_ticks, 5, "an idle standby ran %lld raft ticks while the leader ran 60", standby_ticks);
 
     /* Kill a voter that is not the leader: a standby takes its place. */
     char leader[32];

@@ -75,7 +75,7 @@ static void setup(void)
     G.inner.start = inner_start;
     G.inner.snapshot_put = inner_put;
     G.inner.close = inner_close;
-    cv_snapguard_init(&G);
+    cv_snapguard_init(&G, NULL);
     G.io.data = (void *)0x1234; /* raft_init sets it to the struct raft */
     cr_assert_eq(G.io.start(&G.io, 50, raft_tick, raft_recv), 0);
     cr_assert_eq(in.data_seen, (void *)0x1234, "raft_uv reads the struct raft from its own data");
@@ -208,10 +208,14 @@ static int inner_send(struct raft_io *io, struct raft_io_send *req, const struct
 
 static void raft_send_done(struct raft_io_send *req, int status) { send_status = status; }
 
+static raft_time inner_clock = 1000;
+static raft_time inner_time(struct raft_io *io) { return inner_clock++; } /* raft's (the loop's) clock */
+
 static void quiet_setup(void)
 {
     setup();
     G.inner.send = inner_send;
+    G.inner.time = inner_time;
     inner_sends = 0;
     send_status = -1;
     memset(&R, 0, sizeof R);
@@ -219,7 +223,7 @@ static void quiet_setup(void)
     cr_assert_eq(raft_configuration_add(&R.configuration, 1, "127.0.0.1:1", RAFT_VOTER), 0);
     cr_assert_eq(raft_configuration_add(&R.configuration, 2, "127.0.0.1:2", RAFT_VOTER), 0);
     cr_assert_eq(raft_configuration_add(&R.configuration, 3, "127.0.0.1:3", RAFT_STANDBY), 0);
-    cv_quiet_init(&G.quiet, &R, 150, true);
+    cv_quiet_init(&G.quiet, &R, 150, 600, true);
 }
 
 static void quiet_teardown(void)
@@ -278,10 +282,43 @@ Test(quiet, only_standbys_redundant_heartbeats_stay_unsent)
     cr_assert_eq(G.quiet.sent, 4);
 }
 
+static bool standby_settled(void *data, raft_id id) { return id == 3; }
+
+Test(quiet, a_settled_standby_hears_a_keepalive_less_often)
+{
+    struct raft_message hb = ae(3, 2, 10, 0, 9);
+    cr_assert_not(cv_quiet_skip(&G.quiet, &hb, 1000));
+    cr_assert_not(cv_quiet_skip(&G.quiet, &hb, 1150), "not settled (no leader state here): every 150 ms");
+    G.quiet.settled = standby_settled;
+    cr_assert(cv_quiet_skip(&G.quiet, &hb, 1300), "settled: it knows it is a standby");
+    cr_assert(cv_quiet_skip(&G.quiet, &hb, 1749));
+    cr_assert_not(cv_quiet_skip(&G.quiet, &hb, 1750), "one per settled keepalive");
+    struct raft_message commit = ae(3, 2, 10, 0, 10);
+    cr_assert_not(cv_quiet_skip(&G.quiet, &commit, 1760), "news still go at once");
+}
+
+Test(quiet, a_voter_hears_every_other_heartbeat_only_while_the_log_stands_still)
+{
+    G.quiet.voter_keepalive_ms = 30;
+    G.quiet.voter_idle_ms = 2000;
+    struct raft_message hb = ae(2, 2, 10, 0, 9);
+    cr_assert_not(cv_quiet_skip(&G.quiet, &hb, 1000));
+    cr_assert_not(cv_quiet_skip(&G.quiet, &hb, 1015), "the log moved less than 2 s ago: every beat");
+    cr_assert_not(cv_quiet_skip(&G.quiet, &hb, 3000), "idle now, but a keepalive has passed");
+    cr_assert(cv_quiet_skip(&G.quiet, &hb, 3015), "idle: every other beat");
+    cr_assert_not(cv_quiet_skip(&G.quiet, &hb, 3030));
+    struct raft_message e = ae(2, 2, 10, 1, 9), after = ae(2, 2, 11, 0, 9);
+    cr_assert_not(cv_quiet_skip(&G.quiet, &e, 3040), "entries go");
+    cr_assert_not(cv_quiet_skip(&G.quiet, &after, 3055), "after an entry: every beat again");
+    cr_assert_not(cv_quiet_skip(&G.quiet, &after, 3070));
+    cr_assert_eq(G.quiet.voter_skipped, 1);
+    cr_assert_eq(G.quiet.skipped, 0, "the standby counter is apart");
+}
+
 Test(quiet, disabled_sends_everything)
 {
     cv_quiet_fini(&G.quiet);
-    cv_quiet_init(&G.quiet, &R, 150, false);
+    cv_quiet_init(&G.quiet, &R, 150, 600, false);
     struct raft_message hb = ae(3, 2, 10, 0, 9);
     for (int i = 0; i < 3; i++) cr_assert_not(cv_quiet_skip(&G.quiet, &hb, 1000 + i));
 }
