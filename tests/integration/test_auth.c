@@ -358,9 +358,11 @@ Test(auth, node_reads_must_be_signed)
     for (size_t k = 0; k < sizeof reads / sizeof *reads; k++)
         cr_assert_eq(get_with(1, reads[k], NULL), 401, "unsigned GET %s", reads[k]);
 
-    /* the probes stay open */
+    /* the probes stay open (/ready may say 503 while the leader still spreads the shards over the nodes
+     * that registered last: answered, not refused) */
     cr_assert_eq(get_with(0, "/health", NULL), 200);
-    cr_assert_eq(get_with(0, "/ready", NULL), 200);
+    long ready = get_with(0, "/ready", NULL);
+    cr_assert(ready == 200 || ready == 503, "unsigned GET /ready: %ld", ready);
     cr_assert_eq(get_with(0, "/metrics", NULL), 200);
 
     /* signed: served; the same signature again too (reads skip the replay cache) */
