@@ -42,6 +42,7 @@
 #include "core/lease.h"
 #include "core/sm.h"
 #include "cverse/error.h"
+#include "consensus/setup.h"
 #include "consensus/snapguard.h"
 #include "net/peers.h"
 #include "rpc.pb-c.h"
@@ -705,37 +706,6 @@ static void consensus__changed(void *data)
 
 /* ---------------------------------------------------------------- lifecycle */
 
-static int bootstrap(struct cv_consensus *c)
-{
-    struct raft_configuration conf;
-    raft_configuration_init(&conf);
-    int rv = 0;
-    for (size_t i = 0; i < c->cfg->n_nodes && !rv; i++) {
-        int role = i < c->cfg->raft.voters ? RAFT_VOTER : RAFT_STANDBY;
-        rv = raft_configuration_add(&conf, i + 1, c->cfg->nodes[i].raft_addr, role);
-    }
-    if (!rv) rv = raft_bootstrap(&c->raft, &conf);
-    raft_configuration_close(&conf);
-    if (rv == RAFT_CANTBOOTSTRAP) return 0; /* not pristine: an earlier run bootstrapped */
-    if (rv) {
-        CV_ERROR("raft bootstrap failed: %s", raft_strerror(rv));
-        return CV_ERAFT;
-    }
-    CV_INFO("bootstrapped raft with %zu members (%u voters)", c->cfg->n_nodes, c->cfg->raft.voters);
-    return 0;
-}
-
-static void tune(struct cv_consensus *c)
-{
-    const struct cv_raft_cfg *rc = &c->cfg->raft;
-    raft_set_election_timeout(&c->raft, rc->election_timeout_ms);
-    raft_set_heartbeat_timeout(&c->raft, rc->heartbeat_timeout_ms);
-    raft_set_pre_vote(&c->raft, rc->pre_vote);
-    raft_set_snapshot_threshold(&c->raft, rc->snapshot_threshold);
-    raft_set_snapshot_trailing(&c->raft, rc->snapshot_trailing);
-    raft_set_install_snapshot_timeout(&c->raft, cv_raft_install_snapshot_timeout_ms(rc)); /* config.h: why */
-}
-
 static const char *leases__member_id(void *data, raft_id id)
 {
     return consensus__member_id(data, id);
@@ -791,20 +761,13 @@ static int consensus__init_raft(struct cv_consensus *c, const char *raft_dir)
     c->fsm.snapshot_finalize = fsm__snapshot_finalize;
     if ((rv = raft_init(&c->raft, &c->io.io, &c->fsm, c->id, c->self->raft_addr))) goto err_after_io;
     cv_iowrap_install(&c->io.inner, c->loop, raft_dir, c->on_log_failed, c->data); /* raft_uv's: loud failures */
-    /* keepalive: half the shortest election timeout, so that a node that does not know yet it became a
-     * standby (its configuration entry lost on the way) hears from us before it would campaign */
-    const struct cv_raft_cfg *rc = &c->cfg->raft;
-    cv_quiet_init(&c->io.quiet, &c->raft, rc->election_timeout_ms / 2, 4ull * rc->election_timeout_ms, rc->quiet_heartbeats);
-    /* voters while the log is idle: every other heartbeat, at most a third of an election timeout apart */
-    c->io.quiet.voter_keepalive_ms = 2ull * rc->heartbeat_timeout_ms < rc->election_timeout_ms / 3
-                                         ? 2ull * rc->heartbeat_timeout_ms : rc->election_timeout_ms / 3;
-    c->io.quiet.voter_idle_ms = VOTER_IDLE_MS;
+    cv_setup_quiet(&c->io.quiet, &c->raft, &c->cfg->raft, VOTER_IDLE_MS);
     c->io.quiet.settled = consensus__standby_settled;
     c->io.quiet.settled_data = c;
     if (c->cfg->raft.heartbeat_timeout_ms <= TICK_MS) c->io.after_tick = consensus__tick;
     c->io.changed = consensus__changed;
     c->io.after_tick_data = c;
-    tune(c);
+    cv_setup_tune(&c->raft, &c->cfg->raft);
     return 0;
 err_after_io:
     raft_uv_close(&c->io.inner);
@@ -857,7 +820,7 @@ int cv_consensus_start(struct cv_consensus *c)
     if (rv) return rv;
     if ((rv = consensus__init_raft(c, c->raft_dir))) return rv;
     c->raft_inited = true;
-    if (!c->joined && (rv = bootstrap(c))) return rv; /* a joining node gets its log from the leader */
+    if (!c->joined && (rv = cv_setup_bootstrap(&c->raft, c->cfg))) return rv; /* a joining node gets its log from the leader */
     cv_catalog_set_observer(c->cat, fsm__observe, c);
     if ((rv = raft_start(&c->raft))) {
         CV_ERROR("raft start failed: %s (%s%s%s); is %s already in use?", raft_strerror(rv),
