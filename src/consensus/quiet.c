@@ -67,12 +67,19 @@ void cv_quiet_fini(struct cv_quiet *q)
     q->n = q->cap = 0;
 }
 
+/* ae tells the follower of last's record nothing new: same term, ends at the same index, same commit. */
+static bool quiet__same(const struct cv_quiet_peer *last, const struct raft_append_entries *ae)
+{
+    return last->sent_ms && ae->term == last->term && ae->prev_log_index + ae->n_entries == last->upto &&
+           ae->leader_commit == last->commit;
+}
+
 bool cv_quiet_redundant(const struct cv_quiet_peer *last, const struct raft_append_entries *ae, uint64_t now_ms,
                         uint64_t keepalive_ms)
 {
     if (ae->n_entries != 0 || last->sent_ms == 0) return false;
     if (now_ms < last->sent_ms || now_ms - last->sent_ms >= keepalive_ms) return false;
-    return ae->term == last->term && ae->prev_log_index == last->upto && ae->leader_commit == last->commit;
+    return quiet__same(last, ae);
 }
 
 static struct cv_quiet_peer *quiet__peer(struct cv_quiet *q, raft_id id)
@@ -120,10 +127,8 @@ bool cv_quiet_skip(struct cv_quiet *q, const struct raft_message *m, uint64_t no
         return true;
     }
     if (standby && heartbeat) q->sent++;
-    raft_index upto = ae->prev_log_index + ae->n_entries;
-    bool same = p->sent_ms && ae->term == p->term && upto == p->upto && ae->leader_commit == p->commit;
-    uint64_t now = now_ms ? now_ms : 1;
-    *p = (struct cv_quiet_peer){.id = p->id, .term = ae->term, .upto = upto, .commit = ae->leader_commit,
-                                .sent_ms = now, .changed_ms = same ? p->changed_ms : now};
+    uint64_t now = now_ms ? now_ms : 1, changed = quiet__same(p, ae) ? p->changed_ms : now;
+    *p = (struct cv_quiet_peer){.id = p->id, .term = ae->term, .upto = ae->prev_log_index + ae->n_entries,
+                                .commit = ae->leader_commit, .sent_ms = now, .changed_ms = changed};
     return false;
 }

@@ -97,14 +97,6 @@ static void snapguard__timer_cb(uv_timer_t *t)
     if (!g->closing) snapguard__run_tick(g);
 }
 
-/* Whether raft's own configuration makes it a voter (a standby, a spare or a removed node: no). */
-static bool snapguard__votes(const struct raft *r)
-{
-    for (unsigned i = 0; i < r->configuration.n; i++)
-        if (r->configuration.servers[i].id == r->id) return r->configuration.servers[i].role == RAFT_VOTER;
-    return false;
-}
-
 /* Before each poll: raft's timer set to raft's next timeout, and a change of state or leader reported. */
 static void snapguard__pace_cb(uv_prepare_t *p)
 {
@@ -115,7 +107,7 @@ static void snapguard__pace_cb(uv_prepare_t *p)
     if (state == RAFT_LEADER && g->due != DUE_LEADING) {
         g->due = DUE_LEADING;
         uv_timer_start(&g->timer, snapguard__timer_cb, g->period_ms, g->period_ms);
-    } else if (state == RAFT_FOLLOWER && !snapguard__votes(r)) {
+    } else if (state == RAFT_FOLLOWER && raft_role(r) != RAFT_VOTER) { /* a standby, spare or removed node */
         if (g->due != DUE_NEVER) uv_timer_stop(&g->timer);
         g->due = DUE_NEVER;
     } else if (state == RAFT_FOLLOWER || state == RAFT_CANDIDATE) {
